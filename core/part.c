@@ -1,0 +1,35 @@
+#include "core/part.h"
+
+#include <time.h>
+
+const char *vigil_verdict_name(enum vigil_verdict v)
+{
+	switch (v) {
+	case VIGIL_VERDICT_ACCEPT: return "accept";
+	case VIGIL_VERDICT_REJECT: return "reject";
+	case VIGIL_VERDICT_MARGINAL: return "marginal";
+	case VIGIL_VERDICT_NONE: break;
+	}
+	return "none";
+}
+
+const char *vigil_class_name(enum vigil_defect_class c)
+{
+	switch (c) {
+	case VIGIL_CLASS_SURFACE: return "surface";
+	case VIGIL_CLASS_VIBRATION: return "vibration";
+	case VIGIL_CLASS_BOTH: return "surface+vibration";
+	case VIGIL_CLASS_NONE: break;
+	}
+	return "none";
+}
+
+static int64_t clock_us(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t vigil_now_us(void) { return clock_us(CLOCK_MONOTONIC); }
+int64_t vigil_wall_us(void) { return clock_us(CLOCK_REALTIME); }

@@ -1,0 +1,58 @@
+/* The part record: one inspected part as it moves through vigild.
+ * Owned by whichever stage holds it; stages hand it on through queues. */
+#ifndef VIGIL_CORE_PART_H
+#define VIGIL_CORE_PART_H
+
+#include <stdint.h>
+
+enum vigil_verdict {
+	VIGIL_VERDICT_NONE = 0,
+	VIGIL_VERDICT_ACCEPT = 1,
+	VIGIL_VERDICT_REJECT = 2,
+	VIGIL_VERDICT_MARGINAL = 3,
+};
+
+/* Defect class reported to the PLC and the log: which modality found it. */
+enum vigil_defect_class {
+	VIGIL_CLASS_NONE = 0,
+	VIGIL_CLASS_SURFACE = 1,
+	VIGIL_CLASS_VIBRATION = 2,
+	VIGIL_CLASS_BOTH = 3,
+};
+
+/* Fault flags carried with a verdict (PLC result flags and database). */
+enum vigil_part_flags {
+	VIGIL_FLAG_VISION_DEFECT = 1 << 0,
+	VIGIL_FLAG_SIGNAL_DEFECT = 1 << 1,
+	VIGIL_FLAG_FAILSAFE = 1 << 2,     /* verdict forced by a fault or the deadline */
+	VIGIL_FLAG_NO_FRAME = 1 << 3,
+	VIGIL_FLAG_NO_VIBRATION = 1 << 4,
+	VIGIL_FLAG_MODEL_ERROR = 1 << 5,
+};
+
+struct vigil_part {
+	uint32_t part_id;          /* from the PLC trigger */
+	uint16_t trigger_counter;  /* the PLC's 16-bit trigger counter */
+	uint64_t seq;              /* trigger sequence since start, unwrapped, from 0 */
+	int64_t t_trigger_us;      /* monotonic clock, when vigild saw the trigger */
+	int64_t t_wall_us;         /* wall clock at the trigger, for the log */
+	int64_t t_verdict_us;      /* monotonic, verdict ready */
+	int64_t t_plc_us;          /* monotonic, result written to the PLC */
+
+	enum vigil_verdict verdict;
+	enum vigil_defect_class defect_class;
+	uint32_t flags;
+	float score;               /* fused defect probability, 0..1 */
+	float vision_score;
+	float signal_score;
+	double infer_ms;           /* features + model */
+};
+
+const char *vigil_verdict_name(enum vigil_verdict v);
+const char *vigil_class_name(enum vigil_defect_class c);
+
+/* Monotonic and wall clocks in microseconds (CLOCK_MONOTONIC, CLOCK_REALTIME). */
+int64_t vigil_now_us(void);
+int64_t vigil_wall_us(void);
+
+#endif

@@ -1,0 +1,246 @@
+/* core/: configuration errors, bounded queues, the time-keyed ring buffer. */
+#include <errno.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/bqueue.h"
+#include "core/config.h"
+#include "core/ring.h"
+
+static const char conf_text[] =
+	"# a comment\n"
+	"[plc]\n"
+	"host = 127.0.0.1\n"
+	"port = 70000\n"
+	"poll_ms = fast\n"
+	"mode = server\n"
+	"\n"
+	"[camera.top]\n"
+	"pipeline = videotestsrc ! appsink name=sink\n"
+	"bogus = 1\n";
+
+static void test_config_errors_name_file_line_key(void)
+{
+	char *dir = g_dir_make_tmp("vigil-core-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "line.conf", NULL);
+	static const char *const modes[] = { "client", NULL };
+	static const char *const cam_keys[] = { "pipeline", "trigger", NULL };
+	char *err = NULL, *s = NULL, *expect;
+	config *c;
+	int v = 0;
+
+	g_assert_true(g_file_set_contents(path, conf_text, -1, NULL));
+	c = config_load_file(path, &err);
+	g_assert_nonnull(c);
+
+	g_assert_cmpint(config_get_int(c, "plc", "port", 502, 1, 65535, &v, &err), ==, -EINVAL);
+	expect = g_strdup_printf("%s:4: [plc] port: 70000 is out of range 1..65535", path);
+	g_assert_cmpstr(err, ==, expect);
+	g_free(expect);
+	g_clear_pointer(&err, g_free);
+
+	g_assert_cmpint(config_get_int(c, "plc", "poll_ms", 5, 1, 100, &v, &err), ==, -EINVAL);
+	g_assert_true(g_str_has_prefix(err, path));
+	g_assert_nonnull(strstr(err, ":5: [plc] poll_ms: 'fast' is not a whole number"));
+	g_clear_pointer(&err, g_free);
+
+	g_assert_cmpint(config_get_choice(c, "plc", "mode", "client", modes, &v, &err), ==, -EINVAL);
+	g_assert_nonnull(strstr(err, ":6: [plc] mode: 'server' is not one of: client"));
+	g_clear_pointer(&err, g_free);
+
+	g_assert_cmpint(config_check_keys(c, "camera.top", cam_keys, &err), ==, -EINVAL);
+	g_assert_nonnull(strstr(err, ":10: [camera.top] bogus: unknown key"));
+	g_clear_pointer(&err, g_free);
+
+	/* A missing required key names the group's line. */
+	g_assert_cmpint(config_get_string(c, "plc", "unit", NULL, &s, &err), ==, -EINVAL);
+	g_assert_nonnull(strstr(err, ":2: [plc]: missing required key 'unit'"));
+	g_clear_pointer(&err, g_free);
+
+	/* Defaults and good values pass. */
+	g_assert_cmpint(config_get_int(c, "plc", "unit_id", 7, 0, 247, &v, &err), ==, 0);
+	g_assert_cmpint(v, ==, 7);
+	g_assert_cmpint(config_get_string(c, "plc", "host", NULL, &s, &err), ==, 0);
+	g_assert_cmpstr(s, ==, "127.0.0.1");
+	g_free(s);
+	config_free(c);
+
+	/* A syntax error is refused at load, naming the file. */
+	g_assert_true(g_file_set_contents(path, "[plc]\nthis is not a key\n", -1, NULL));
+	g_assert_null(config_load_file(path, &err));
+	g_assert_true(g_str_has_prefix(err, path));
+	g_clear_pointer(&err, g_free);
+
+	g_assert_null(config_load_file("/nonexistent/vigil.conf", &err));
+	g_assert_nonnull(strstr(err, "/nonexistent/vigil.conf"));
+	g_free(err);
+
+	g_unlink(path);
+	g_rmdir(dir);
+	g_free(path);
+	g_free(dir);
+}
+
+static gpointer producer(gpointer data)
+{
+	bqueue *q = data;
+
+	for (uintptr_t i = 1; i <= 1000; i++)
+		g_assert_cmpint(bqueue_push(q, (void *)i, -1), ==, 0);
+	return NULL;
+}
+
+static void test_bqueue_order_and_bound(void)
+{
+	bqueue *q = bqueue_new(4);
+	GThread *t;
+	void *item;
+
+	g_assert_cmpint(bqueue_pop(q, &item, 1000), ==, -ETIMEDOUT);
+	t = g_thread_new("producer", producer, q);
+	for (uintptr_t i = 1; i <= 1000; i++) {
+		g_assert_cmpint(bqueue_pop(q, &item, -1), ==, 0);
+		g_assert_cmpuint((uintptr_t)item, ==, i);
+	}
+	g_thread_join(t);
+	g_assert_cmpuint(bqueue_high_water(q), <=, 4);
+	for (uintptr_t i = 0; i < 4; i++)
+		g_assert_cmpint(bqueue_push(q, (void *)(i + 1), 0), ==, 0);
+	g_assert_cmpint(bqueue_push(q, (void *)5, 0), ==, -ETIMEDOUT);
+	bqueue_close(q);
+	g_assert_cmpint(bqueue_push(q, (void *)5, 0), ==, -EPIPE);
+	/* Closing still lets the consumer drain what was queued. */
+	for (uintptr_t i = 0; i < 4; i++)
+		g_assert_cmpint(bqueue_pop(q, &item, 0), ==, 0);
+	g_assert_cmpint(bqueue_pop(q, &item, 0), ==, -EPIPE);
+	bqueue_free(q);
+}
+
+#define RATE 12000.0
+#define NS_PER_SAMPLE (1e9 / RATE)
+
+/* Writes samples [first, first+n) whose values are their own index. */
+static void write_indexed(ring *r, int64_t first, size_t n)
+{
+	float *x = g_new(float, n);
+
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float)(first + (int64_t)i);
+	g_assert_cmpint(ring_write(r, x, n, (int64_t)llround((double)first * NS_PER_SAMPLE), 0), ==, 0);
+	g_free(x);
+}
+
+static void test_ring_windows_by_time(void)
+{
+	ring *r = ring_new(4096, RATE, 0, 0);
+	float out[256];
+	unsigned flags = 99;
+
+	for (int64_t i = 0; i < 3000; i += 100)
+		write_indexed(r, i, 100);
+	g_assert_cmpint(ring_origin_ns(r), ==, 0);
+	g_assert_cmpuint(ring_end_index(r), ==, 3000);
+
+	/* The window starting at sample 1234's time holds exactly 1234..1489. */
+	g_assert_cmpint(ring_window(r, (int64_t)llround(1234 * NS_PER_SAMPLE), 256, out, &flags, 0), ==, 0);
+	g_assert_cmpuint(flags, ==, 0);
+	for (int i = 0; i < 256; i++)
+		g_assert_cmpfloat(out[i], ==, (float)(1234 + i));
+
+	/* Not yet complete: times out rather than inventing samples. */
+	g_assert_cmpint(ring_window(r, (int64_t)llround(2900 * NS_PER_SAMPLE), 256, out, &flags, 1000),
+			==, -ETIMEDOUT);
+
+	/* Overwritten: 8000 samples later the start of the line is gone. */
+	for (int64_t i = 3000; i < 8000; i += 100)
+		write_indexed(r, i, 100);
+	g_assert_cmpint(ring_window(r, 0, 256, out, &flags, 0), ==, -ENODATA);
+
+	/* A jump in time leaves a gap that the window reports. */
+	write_indexed(r, 8100, 100);
+	g_assert_cmpint(ring_window(r, (int64_t)llround(7950 * NS_PER_SAMPLE), 200, out, &flags, 0), ==, 0);
+	g_assert_true(flags & RING_GAP);
+	g_assert_cmpfloat(out[0], ==, 7950.0f);
+	g_assert_cmpfloat(out[199], ==, 8149.0f);
+
+	ring_close(r);
+	g_assert_cmpint(ring_window(r, (int64_t)llround(8150 * NS_PER_SAMPLE), 256, out, &flags, -1),
+			==, -EPIPE);
+	ring_free(r);
+}
+
+static void test_ring_clipping_and_origin(void)
+{
+	ring *r = ring_new(1024, RATE, 1.0f, 0);
+	float x[64], out[64];
+	unsigned flags = 0;
+
+	for (int i = 0; i < 64; i++)
+		x[i] = i == 10 ? 1.5f : 0.1f;
+	/* The time line starts at the first sample, wherever the source's clock is. */
+	g_assert_cmpint(ring_write(r, x, 64, 5000000000LL, 0), ==, 0);
+	g_assert_cmpint(ring_origin_ns(r), ==, 5000000000LL);
+	g_assert_cmpint(ring_window(r, 0, 32, out, &flags, 0), ==, 0);
+	g_assert_true(flags & RING_CLIPPED);
+	g_assert_cmpint(ring_window(r, (int64_t)llround(20 * NS_PER_SAMPLE), 32, out, &flags, 0), ==, 0);
+	g_assert_false(flags & RING_CLIPPED);
+	ring_free(r);
+}
+
+struct blocking_writer {
+	ring *r;
+	int written;
+};
+
+static gpointer blocking_writer(gpointer data)
+{
+	struct blocking_writer *w = data;
+	float x[100];
+
+	for (int b = 0; b < 50; b++) {
+		for (int i = 0; i < 100; i++)
+			x[i] = (float)(b * 100 + i);
+		if (ring_write(w->r, x, 100, (int64_t)llround(b * 100 * NS_PER_SAMPLE), -1) < 0)
+			break;
+		g_atomic_int_add(&w->written, 100);
+	}
+	return NULL;
+}
+
+static void test_ring_blocks_instead_of_dropping(void)
+{
+	ring *r = ring_new(1000, RATE, 0, 1);
+	struct blocking_writer w = { r, 0 };
+	GThread *t = g_thread_new("writer", blocking_writer, &w);
+	float out[200];
+	unsigned flags;
+
+	g_usleep(50000);
+	/* The writer waits at capacity rather than overwriting unread samples. */
+	g_assert_cmpint(g_atomic_int_get(&w.written), <=, 1000);
+	for (int k = 0; k < 25; k++) {
+		int64_t t0 = (int64_t)llround(k * 200 * NS_PER_SAMPLE);
+
+		g_assert_cmpint(ring_window(r, t0, 200, out, &flags, 2000000), ==, 0);
+		g_assert_cmpfloat(out[0], ==, (float)(k * 200));
+		g_assert_cmpfloat(out[199], ==, (float)(k * 200 + 199));
+		g_assert_cmpuint(flags, ==, 0);
+		ring_release_before(r, t0 + (int64_t)llround(200 * NS_PER_SAMPLE));
+	}
+	g_thread_join(t);
+	g_assert_cmpint(w.written, ==, 5000);
+	ring_free(r);
+}
+
+int main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/core/config/errors-name-file-line-key", test_config_errors_name_file_line_key);
+	g_test_add_func("/core/bqueue/order-and-bound", test_bqueue_order_and_bound);
+	g_test_add_func("/core/ring/windows-by-time", test_ring_windows_by_time);
+	g_test_add_func("/core/ring/clipping-and-origin", test_ring_clipping_and_origin);
+	g_test_add_func("/core/ring/blocks-instead-of-dropping", test_ring_blocks_instead_of_dropping);
+	return g_test_run();
+}
