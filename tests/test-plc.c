@@ -1,0 +1,525 @@
+/* plc/plc.c: the register encoders, and the client over loopback against two
+ * servers: the simulated PLC (tools/sim-plc.c, libmodbus) and a pymodbus
+ * server (tests/plc_peer.py) that shares no code with us. */
+#include <errno.h>
+#include <glib.h>
+#include <modbus.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/part.h"
+#include "plc/plc.h"
+#include "tools/sim-plc.h"
+
+#define PYTHON "/usr/bin/python3"
+
+static const struct plc_result known_result = {
+	.counter = 0x0102,
+	.part_id = 0x00012345,
+	.trigger_counter = 0x0304,
+	.verdict = 2,
+	.defect_class = 3,
+	.score_milli = 875,
+	.flags = 0x0025,
+};
+
+/* Field by field: the struct has padding that copies need not preserve. */
+static void assert_result_eq(const struct plc_result *a, const struct plc_result *b)
+{
+	g_assert_cmpuint(a->counter, ==, b->counter);
+	g_assert_cmphex(a->part_id, ==, b->part_id);
+	g_assert_cmpuint(a->trigger_counter, ==, b->trigger_counter);
+	g_assert_cmpuint(a->verdict, ==, b->verdict);
+	g_assert_cmpuint(a->defect_class, ==, b->defect_class);
+	g_assert_cmpuint(a->score_milli, ==, b->score_milli);
+	g_assert_cmphex(a->flags, ==, b->flags);
+}
+
+static void test_encode_result(void)
+{
+	const uint16_t want[PLC_RES_REGS] = { 0x0102, 0x0001, 0x2345, 0x0304, 2, 3, 875, 0x0025 };
+	uint16_t regs[PLC_RES_REGS];
+	struct plc_result back;
+
+	plc_encode_result(&known_result, regs);
+	g_assert_cmpmem(regs, sizeof regs, want, sizeof want);
+	plc_decode_result(regs, &back);
+	assert_result_eq(&back, &known_result);
+
+	/* High word first, including the top bit. */
+	back.part_id = 0xfedcba98;
+	plc_encode_result(&back, regs);
+	g_assert_cmphex(regs[PLC_RES_PART_ID_HI], ==, 0xfedc);
+	g_assert_cmphex(regs[PLC_RES_PART_ID_LO], ==, 0xba98);
+}
+
+static void test_encode_trigger(void)
+{
+	const struct plc_trigger t = { .counter = 65535, .part_id = 0x80000001, .ack = 7 };
+	const uint16_t want[PLC_TRIG_REGS] = { 65535, 0x8000, 0x0001, 7 };
+	uint16_t regs[PLC_TRIG_REGS];
+	struct plc_trigger back;
+
+	plc_encode_trigger(&t, regs);
+	g_assert_cmpmem(regs, sizeof regs, want, sizeof want);
+	plc_decode_trigger(regs, &back);
+	g_assert_cmpuint(back.counter, ==, t.counter);
+	g_assert_cmphex(back.part_id, ==, t.part_id);
+	g_assert_cmpuint(back.ack, ==, t.ack);
+}
+
+static void test_counter(void)
+{
+	uint16_t c = 0;
+
+	g_assert_cmpuint(plc_counter_next(0), ==, 1);
+	g_assert_cmpuint(plc_counter_next(1), ==, 2);
+	g_assert_cmpuint(plc_counter_next(65534), ==, 65535);
+	g_assert_cmpuint(plc_counter_next(65535), ==, 1);
+	/* Two full laps: never 0, always +1 except at the wrap. */
+	for (unsigned i = 0; i < 2u * 65535u; i++) {
+		uint16_t n = plc_counter_next(c);
+
+		g_assert_cmpuint(n, !=, 0);
+		g_assert_true(n == c + 1 || (c == 65535 && n == 1));
+		c = n;
+	}
+}
+
+static struct plc_config config_for(int port)
+{
+	return (struct plc_config){
+		.host = "127.0.0.1",
+		.port = port,
+		.unit_id = 1,
+		.timeout_ms = 1000,
+		.map = PLC_REGMAP_DEFAULT,
+	};
+}
+
+static void test_config(void)
+{
+	struct plc_config cfg = config_for(1502);
+	plc_link *link;
+
+	link = plc_link_new_tcp(&cfg);
+	g_assert_nonnull(link);
+	g_assert_false(plc_link_connected(link));
+	plc_link_free(link);
+	plc_link_free(NULL);
+
+	cfg.host = "localhost"; /* libmodbus's TCP backend takes addresses only */
+	g_assert_null(plc_link_new_tcp(&cfg));
+	cfg = config_for(0);
+	g_assert_null(plc_link_new_tcp(&cfg));
+	cfg = config_for(1502);
+	cfg.timeout_ms = 0;
+	g_assert_null(plc_link_new_tcp(&cfg));
+	cfg = config_for(1502);
+	cfg.unit_id = 248;
+	g_assert_null(plc_link_new_tcp(&cfg));
+	cfg = config_for(1502);
+	cfg.map.result_base = 65536 - PLC_RES_REGS + 1;
+	g_assert_null(plc_link_new_tcp(&cfg));
+	cfg = config_for(1502);
+	cfg.map.result_base = 65536 - PLC_RES_REGS;
+	cfg.map.status_base = 30;
+	link = plc_link_new_tcp(&cfg);
+	g_assert_nonnull(link);
+	plc_link_free(link);
+	cfg = config_for(1502);
+	cfg.map.status_base = cfg.map.result_base + PLC_RES_REGS - 1; /* overlaps */
+	g_assert_null(plc_link_new_tcp(&cfg));
+	cfg = config_for(1502);
+	cfg.map.result_base = 2; /* overlaps the trigger block */
+	g_assert_null(plc_link_new_tcp(&cfg));
+}
+
+static void test_strerror(void)
+{
+	g_assert_nonnull(strstr(plc_strerror(PLC_ENOTCONN), "not connected"));
+	g_assert_nonnull(strstr(plc_strerror(PLC_EHANDSHAKE), "acknowledged"));
+	g_assert_nonnull(strstr(plc_strerror(PLC_EMODBUS), "Modbus"));
+	g_assert_cmpstr(plc_strerror(-ECONNREFUSED), ==, strerror(ECONNREFUSED));
+	g_assert_cmpstr(plc_strerror(-EMBXILADD), ==, modbus_strerror(EMBXILADD));
+}
+
+/* A loopback port that nothing listens on: bound, then released. */
+static int closed_port(void)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET };
+	socklen_t len = sizeof addr;
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+
+	g_assert_cmpint(s, >=, 0);
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	g_assert_cmpint(bind(s, (struct sockaddr *)&addr, sizeof addr), ==, 0);
+	g_assert_cmpint(getsockname(s, (struct sockaddr *)&addr, &len), ==, 0);
+	close(s);
+	return ntohs(addr.sin_port);
+}
+
+static void test_refused(void)
+{
+	struct plc_config cfg = config_for(closed_port());
+	plc_link *link = plc_link_new_tcp(&cfg);
+	struct plc_trigger t;
+	int64_t t0 = vigil_now_us();
+	int rc;
+
+	g_assert_nonnull(link);
+	rc = plc_link_connect(link);
+	g_assert_cmpint(rc, ==, -ECONNREFUSED);
+	g_assert_cmpint(vigil_now_us() - t0, <, 2000000);
+	g_assert_false(plc_link_connected(link));
+	g_assert_cmpint(plc_read_trigger(link, &t), ==, PLC_ENOTCONN);
+	g_assert_cmpint(plc_write_result(link, &known_result), ==, PLC_ENOTCONN);
+	g_assert_cmpint(plc_write_status(link, 1, 1), ==, PLC_ENOTCONN);
+	plc_link_free(link);
+}
+
+/* pthread rather than GMutex: ThreadSanitizer does not see GLib's futexes. */
+struct results_seen {
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	unsigned n;
+	struct plc_result last;
+	int64_t t_us;
+};
+
+static void on_result(const struct plc_result *r, int64_t t_us, void *data)
+{
+	struct results_seen *seen = data;
+
+	pthread_mutex_lock(&seen->lock);
+	seen->n++;
+	seen->last = *r;
+	seen->t_us = t_us;
+	pthread_cond_signal(&seen->changed);
+	pthread_mutex_unlock(&seen->lock);
+}
+
+static unsigned wait_results(struct results_seen *seen, unsigned n)
+{
+	struct timespec end;
+	unsigned got;
+
+	clock_gettime(CLOCK_REALTIME, &end);
+	end.tv_sec += 2;
+	pthread_mutex_lock(&seen->lock);
+	while (seen->n < n && pthread_cond_timedwait(&seen->changed, &seen->lock, &end) == 0)
+		;
+	got = seen->n;
+	pthread_mutex_unlock(&seen->lock);
+	return got;
+}
+
+static void test_sim_exchange(void)
+{
+	const struct plc_regmap map = PLC_REGMAP_DEFAULT;
+	struct results_seen seen = { .lock = PTHREAD_MUTEX_INITIALIZER,
+				     .changed = PTHREAD_COND_INITIALIZER };
+	struct plc_config cfg;
+	struct plc_result r = known_result;
+	struct plc_trigger t;
+	plc_link *link;
+	sim_plc *sim;
+	char *err = NULL;
+	uint16_t hb = 0;
+	int64_t t_write;
+
+	sim = sim_plc_new("127.0.0.1", 0, 1, &map, &err);
+	g_assert_null(err);
+	g_assert_nonnull(sim);
+	g_assert_cmpint(sim_plc_port(sim), >, 0);
+	sim_plc_on_result(sim, on_result, &seen);
+
+	cfg = config_for(sim_plc_port(sim));
+	link = plc_link_new_tcp(&cfg);
+	g_assert_cmpint(plc_link_connect(link), ==, 0);
+	g_assert_true(plc_link_connected(link));
+	g_assert_cmpint(plc_link_connect(link), ==, 0); /* already connected */
+
+	/* No part yet. */
+	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
+	g_assert_cmpuint(t.counter, ==, 0);
+
+	/* The sim raises a trigger; the client reads it. */
+	g_assert_cmpuint(sim_plc_trigger(sim, 0x00012345), ==, 1);
+	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
+	g_assert_cmpuint(t.counter, ==, 1);
+	g_assert_cmphex(t.part_id, ==, 0x00012345);
+	g_assert_cmpuint(t.ack, ==, 0);
+
+	/* The client writes a result; the sim reports it and acknowledges. */
+	r.trigger_counter = t.counter;
+	t_write = vigil_now_us();
+	g_assert_cmpint(plc_write_result(link, &r), ==, 0);
+	g_assert_cmpuint(wait_results(&seen, 1), ==, 1);
+	pthread_mutex_lock(&seen.lock);
+	assert_result_eq(&seen.last, &r);
+	g_assert_cmpint(seen.t_us, >=, t_write);
+	g_assert_cmpint(seen.t_us, <=, vigil_now_us());
+	pthread_mutex_unlock(&seen.lock);
+	/* The server thread sets ACK before it serves the next request. */
+	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
+	g_assert_cmpuint(t.ack, ==, r.counter);
+	g_assert_cmpuint(t.counter, ==, 1);
+
+	/* Writing the same result again is not a new result. */
+	g_assert_cmpint(plc_write_result(link, &r), ==, 0);
+	r.counter = plc_counter_next(r.counter);
+	r.verdict = 1;
+	g_assert_cmpint(plc_write_result(link, &r), ==, 0);
+	g_assert_cmpuint(wait_results(&seen, 2), ==, 2);
+	g_assert_cmpuint(wait_results(&seen, 3), ==, 2);
+	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
+	g_assert_cmpuint(t.ack, ==, r.counter);
+
+	/* Status. */
+	g_assert_cmpuint(sim_plc_status_word(sim, &hb), ==, 0);
+	g_assert_cmpint(plc_write_status(link, 41, PLC_STATUS_READY | PLC_STATUS_RUNNING), ==, 0);
+	g_assert_cmpuint(sim_plc_status_word(sim, &hb), ==, PLC_STATUS_READY | PLC_STATUS_RUNNING);
+	g_assert_cmpuint(hb, ==, 41);
+	g_assert_cmpuint(sim_plc_status_word(sim, NULL), ==, PLC_STATUS_READY | PLC_STATUS_RUNNING);
+
+	/* The server going away is an I/O error: the link closes itself. */
+	sim_plc_free(sim);
+	g_assert_cmpint(plc_read_trigger(link, &t), <, 0);
+	g_assert_false(plc_link_connected(link));
+	g_assert_cmpint(plc_read_trigger(link, &t), ==, PLC_ENOTCONN);
+
+	plc_link_free(link);
+	sim_plc_free(NULL);
+	pthread_mutex_destroy(&seen.lock);
+	pthread_cond_destroy(&seen.changed);
+}
+
+/* Exceptions, garbage and reconnects: the sim answers and keeps serving. */
+static void test_sim_robust(void)
+{
+	const struct plc_regmap map = { 100, 110, 120 };
+	struct plc_config cfg;
+	struct plc_trigger t;
+	plc_link *link, *outside;
+	modbus_t *raw;
+	uint16_t regs[4];
+	uint8_t bits[4];
+	sim_plc *sim;
+	int64_t t0;
+	int s;
+
+	sim = sim_plc_new(NULL, 0, 1, &map, NULL);
+	g_assert_nonnull(sim);
+	cfg = config_for(sim_plc_port(sim));
+	cfg.map = map;
+	link = plc_link_new_tcp(&cfg);
+	g_assert_cmpint(plc_link_connect(link), ==, 0);
+	sim_plc_trigger(sim, 77);
+	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
+	g_assert_cmpuint(t.part_id, ==, 77);
+	plc_link_free(link);
+
+	/* Registers outside the mapping: an exception reply, which leaves the
+	 * link up. The sim accepts this second client after the first left. */
+	cfg.map.trigger_base = 200;
+	cfg.map.result_base = 65536 - PLC_RES_REGS;
+	outside = plc_link_new_tcp(&cfg);
+	g_assert_cmpint(plc_link_connect(outside), ==, 0);
+	g_assert_cmpint(plc_read_trigger(outside, &t), ==, PLC_EMODBUS);
+	g_assert_true(plc_link_connected(outside));
+	g_assert_cmpint(plc_write_result(outside, &known_result), ==, PLC_EMODBUS);
+	g_assert_true(plc_link_connected(outside));
+	plc_link_free(outside);
+
+	/* Other function codes on the same connection. */
+	raw = modbus_new_tcp("127.0.0.1", sim_plc_port(sim));
+	g_assert_nonnull(raw);
+	g_assert_cmpint(modbus_connect(raw), ==, 0);
+	errno = 0;
+	g_assert_cmpint(modbus_read_bits(raw, 0, 4, bits), ==, -1);
+	g_assert_cmpint(errno, ==, EMBXILADD);
+	g_assert_cmpint(modbus_read_registers(raw, 0, 0, regs), ==, -1); /* zero count */
+	g_assert_cmpint(modbus_read_registers(raw, 100, 4, regs), ==, 4);
+	g_assert_cmpuint(regs[PLC_TRIG_PART_ID_LO], ==, 77);
+	modbus_close(raw);
+	modbus_free(raw);
+
+	/* Bytes that are not Modbus, then a client that stalls mid-frame. */
+	for (int i = 0; i < 2; i++) {
+		static const char junk[] = "GET / HTTP/1.0\r\n\r\n\xff\xff\xff\xff";
+		struct sockaddr_in addr = { .sin_family = AF_INET };
+
+		addr.sin_port = htons((uint16_t)sim_plc_port(sim));
+		addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		s = socket(AF_INET, SOCK_STREAM, 0);
+		g_assert_cmpint(connect(s, (struct sockaddr *)&addr, sizeof addr), ==, 0);
+		g_assert_cmpint(send(s, junk, i == 0 ? sizeof junk - 1 : 3, MSG_NOSIGNAL), >, 0);
+		g_usleep(i == 0 ? 100000 : 700000);
+		close(s);
+	}
+
+	link = plc_link_new_tcp(&(struct plc_config){ .host = "127.0.0.1",
+						      .port = sim_plc_port(sim),
+						      .unit_id = 1,
+						      .timeout_ms = 1000,
+						      .map = map });
+	g_assert_cmpint(plc_link_connect(link), ==, 0);
+	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
+	g_assert_cmpuint(t.part_id, ==, 77);
+
+	/* sim_plc_free stops promptly with a client still connected. */
+	t0 = vigil_now_us();
+	sim_plc_free(sim);
+	g_assert_cmpint(vigil_now_us() - t0, <, 1000000);
+	plc_link_free(link);
+}
+
+/* ---- The pymodbus peer ---- */
+
+struct peer {
+	GPid pid;
+	int out_fd;
+	GString *buf;
+};
+
+/* One line of the peer's stdout without its newline (caller frees), or NULL
+ * on EOF or after timeout_ms. */
+static char *peer_read_line(struct peer *pp, int timeout_ms)
+{
+	int64_t end = g_get_monotonic_time() + (int64_t)timeout_ms * 1000;
+
+	for (;;) {
+		char *nl = memchr(pp->buf->str, '\n', pp->buf->len);
+		struct pollfd pfd = { .fd = pp->out_fd, .events = POLLIN };
+		int64_t left = end - g_get_monotonic_time();
+		char chunk[512];
+		ssize_t n;
+
+		if (nl) {
+			char *line = g_strndup(pp->buf->str, (gsize)(nl - pp->buf->str));
+
+			g_string_erase(pp->buf, 0, nl - pp->buf->str + 1);
+			return line;
+		}
+		if (left <= 0 || poll(&pfd, 1, (int)(left / 1000) + 1) <= 0)
+			return NULL;
+		n = read(pp->out_fd, chunk, sizeof chunk);
+		if (n <= 0)
+			return NULL;
+		g_string_append_len(pp->buf, chunk, n);
+	}
+}
+
+static gboolean python_has_pymodbus(void)
+{
+	char *argv[] = { PYTHON, "-c", "import pymodbus.server.async_io, pymodbus.datastore",
+			 NULL };
+	int status = 0;
+
+	if (!g_file_test(PYTHON, G_FILE_TEST_IS_EXECUTABLE))
+		return FALSE;
+	if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+			  NULL, NULL, NULL, NULL, &status, NULL))
+		return FALSE;
+	return g_spawn_check_wait_status(status, NULL);
+}
+
+static void test_pymodbus_peer(void)
+{
+	const char *root = g_getenv("VIGIL_SOURCE_ROOT");
+	struct plc_config cfg;
+	struct peer pp = { 0 };
+	struct plc_result r = known_result;
+	struct plc_trigger t;
+	GPtrArray *lines = g_ptr_array_new_with_free_func(g_free);
+	GError *gerr = NULL;
+	plc_link *link;
+	char *script, *line;
+	int port = 0, status = 0;
+
+	if (!python_has_pymodbus()) {
+		g_test_skip(PYTHON " cannot import pymodbus (apt install python3-pymodbus)");
+		g_ptr_array_unref(lines);
+		return;
+	}
+	g_assert_nonnull(root); /* set by tests/meson.build */
+	script = g_build_filename(root, "tests", "plc_peer.py", NULL);
+	{
+		char *argv[] = { PYTHON, script, "--trigger-base", "100", "--counter", "7",
+				 "--part-id", "0x00abcdef", "--ack", "6", "--writes", "2",
+				 "--timeout", "20", NULL };
+
+		g_assert_true(g_spawn_async_with_pipes(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
+						       NULL, NULL, &pp.pid, NULL, &pp.out_fd, NULL,
+						       &gerr));
+	}
+	g_assert_no_error(gerr);
+	pp.buf = g_string_new(NULL);
+
+	line = peer_read_line(&pp, 15000);
+	g_assert_nonnull(line);
+	g_assert_true(sscanf(line, "PORT %d", &port) == 1);
+	g_free(line);
+
+	cfg = config_for(port);
+	cfg.map = (struct plc_regmap){ 100, 200, 300 };
+	link = plc_link_new_tcp(&cfg);
+	g_assert_cmpint(plc_link_connect(link), ==, 0);
+	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
+	g_assert_cmpuint(t.counter, ==, 7);
+	g_assert_cmphex(t.part_id, ==, 0x00abcdef);
+	g_assert_cmpuint(t.ack, ==, 6);
+	r.counter = 7;
+	r.part_id = t.part_id;
+	r.trigger_counter = t.counter;
+	g_assert_cmpint(plc_write_result(link, &r), ==, 0);
+	g_assert_cmpint(plc_write_status(link, 1, PLC_STATUS_READY | PLC_STATUS_DB_OK), ==, 0);
+
+	while ((line = peer_read_line(&pp, 15000))) {
+		g_ptr_array_add(lines, line);
+		if (!strcmp(line, "DONE") || !strcmp(line, "TIMEOUT"))
+			break;
+	}
+	plc_link_free(link);
+	/* Every request, as the peer saw it: one read of the trigger block,
+	 * one function 16 write per block, part id high word first. */
+	g_assert_cmpuint(lines->len, ==, 4);
+	g_assert_cmpstr(lines->pdata[0], ==,
+			"READ fc=3 addr=100 count=4 values=0x0007,0x00ab,0xcdef,0x0006");
+	g_assert_cmpstr(lines->pdata[1], ==,
+			"WRITE fc=16 addr=200 count=8 "
+			"values=0x0007,0x00ab,0xcdef,0x0007,0x0002,0x0003,0x036b,0x0025");
+	g_assert_cmpstr(lines->pdata[2], ==, "WRITE fc=16 addr=300 count=2 values=0x0001,0x0041");
+	g_assert_cmpstr(lines->pdata[3], ==, "DONE");
+
+	g_assert_cmpint(waitpid(pp.pid, &status, 0), ==, pp.pid);
+	g_assert_true(g_spawn_check_wait_status(status, NULL));
+	g_spawn_close_pid(pp.pid);
+	close(pp.out_fd);
+	g_string_free(pp.buf, TRUE);
+	g_ptr_array_unref(lines);
+	g_free(script);
+}
+
+int main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/plc/encode/result", test_encode_result);
+	g_test_add_func("/plc/encode/trigger", test_encode_trigger);
+	g_test_add_func("/plc/counter", test_counter);
+	g_test_add_func("/plc/config", test_config);
+	g_test_add_func("/plc/strerror", test_strerror);
+	g_test_add_func("/plc/refused", test_refused);
+	g_test_add_func("/plc/sim/exchange", test_sim_exchange);
+	g_test_add_func("/plc/sim/robust", test_sim_robust);
+	g_test_add_func("/plc/pymodbus", test_pymodbus_peer);
+	return g_test_run();
+}
