@@ -1,0 +1,84 @@
+/* The inspection log: one SQLite file (WAL), written by one writer thread
+ * in batched transactions so that a slow disk never delays inspection.
+ *
+ * Strings handed to the caller (err messages, db_last_error) are allocated
+ * with malloc() and freed by the caller with free(). */
+#ifndef VIGIL_DB_DB_H
+#define VIGIL_DB_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Project error codes, below -DB_ENOBASE; others are negative errno. */
+#define DB_ENOBASE 30000
+#define DB_ESQLITE (-(DB_ENOBASE + 1))  /* SQLite error; see *err or db_last_error */
+#define DB_ECLOSED (-(DB_ENOBASE + 2))
+
+/* One inspection row. Strings are copied on submit. A NaN score is stored
+ * as NULL and read back as NaN. */
+struct db_inspection {
+	uint32_t part_id;
+	uint32_t trigger_counter;
+	uint64_t seq;
+	int64_t t_wall_us;        /* wall clock at the trigger */
+	int verdict;              /* enum vigil_verdict, accept/reject/marginal */
+	int defect_class;         /* enum vigil_defect_class */
+	uint32_t flags;           /* enum vigil_part_flags */
+	double score, vision_score, signal_score;
+	double latency_ms;        /* trigger to PLC write */
+	double infer_ms;
+	const char *model_version; /* may be NULL */
+	const char *image_path;   /* may be NULL */
+};
+
+typedef struct db_log db_log;
+
+/* Opens (creating if needed) the database at path, applies the schema
+ * (PRAGMA user_version), switches to WAL and starts the writer thread.
+ * A database whose schema is newer than this build knows is refused and
+ * left untouched. queue_depth bounds the rows waiting to be written. On
+ * failure returns NULL and sets *err (if err is not NULL) to a message that
+ * names the path, which the caller frees with free(). */
+db_log *db_open(const char *path, size_t queue_depth, char **err);
+
+/* Queues a copy of row for writing. Blocks only while the queue is full.
+ * Safe to call from several threads. Returns 0, -EINVAL (NULL argument, or a
+ * verdict or defect class that enum vigil_verdict / vigil_defect_class does
+ * not name; VIGIL_VERDICT_NONE is refused), or DB_ECLOSED. */
+int db_submit(db_log *db, const struct db_inspection *row);
+
+/* Queues an entry for the events table (e.g. kind "start", "plc-fault"),
+ * stamped with the wall clock now and written in order with the rows.
+ * kind and message are copied. Returns 0, -EINVAL or DB_ECLOSED. */
+int db_event(db_log *db, const char *kind, const char *message);
+
+/* Writes everything queued, stops the writer and closes the file. NULL ok.
+ * No db_submit or db_event may run during or after it. */
+void db_close(db_log *db);
+
+/* Rows written so far, and rows that failed to write (kept counted, logged
+ * with g_warning). Both count inspections and events together. */
+uint64_t db_rows_written(db_log *db);
+uint64_t db_rows_failed(db_log *db);
+
+/* The writer's most recent SQLite error, or NULL if none yet. The caller
+ * frees the returned string with free(). */
+char *db_last_error(db_log *db);
+
+/* A static description of a code returned by this module. */
+const char *db_strerror(int code);
+
+/* Read side, on its own read-only connection, for tools and tests. */
+struct db_row_cb {
+	/* Called per inspection in the order written (row id); return non-zero
+	 * to stop. The row's strings are valid only during the call. */
+	int (*fn)(const struct db_inspection *row, void *data);
+	void *data;
+};
+/* Return 0 (also when the callback stopped early) or a negative code with
+ * *err set as for db_open. */
+int db_read_inspections(const char *path, const struct db_row_cb *cb, char **err);
+/* Returns the number of inspections, or a negative code with *err set. */
+int64_t db_count_inspections(const char *path, char **err);
+
+#endif
