@@ -1,0 +1,64 @@
+/* Cameras: a GStreamer pipeline whose last element is an appsink named
+ * "sink", delivering 8-bit grayscale frames (the pipeline converts; vigild
+ * fixes the appsink caps to video/x-raw,format=GRAY8).
+ *
+ * Two ways to pick the frame for a part:
+ * - sequence: a triggered camera gives exactly one frame per trigger, so
+ *   frame n belongs to trigger n (n counts from 0). The camera waits
+ *   (back-pressure) rather than dropping frames that are not yet claimed.
+ * - timestamp: a free-running camera; the part gets the first frame taken
+ *   at or after its trigger time, on the monotonic clock.
+ * A frame is handed out once; it is never reused for another part.
+ * Sequence mode trusts the pipeline to deliver one frame per trigger: a
+ * frame that an element drops without a word would shift the pairing. */
+#ifndef VIGIL_CAPTURE_CAPTURE_H
+#define VIGIL_CAPTURE_CAPTURE_H
+
+#include <stdint.h>
+
+enum capture_mode {
+	CAPTURE_SEQUENCE = 0,
+	CAPTURE_TIMESTAMP = 1,
+};
+
+struct capture_config {
+	const char *name;          /* for messages, e.g. "top" */
+	const char *pipeline;      /* gst-launch syntax ending in appsink name=sink */
+	enum capture_mode mode;
+	int queue_frames;          /* frames held waiting for their part */
+};
+
+struct capture_frame {
+	uint64_t seq;              /* frame number since start, from 0 */
+	int64_t t_us;              /* monotonic time the frame reached vigild */
+	int width, height, stride;
+	uint8_t *data;             /* owned by the frame */
+};
+
+typedef struct capture_camera capture_camera;
+
+/* Builds the pipeline (not yet playing). NULL with *err (g_free) on a bad
+ * pipeline string or a missing appsink. */
+capture_camera *capture_camera_new(const struct capture_config *cfg, char **err);
+int capture_camera_start(capture_camera *cam, char **err);
+void capture_camera_free(capture_camera *cam);
+
+/* Takes the frame for trigger number seq (sequence mode) or for a trigger at
+ * t_trigger_us (timestamp mode), waiting up to timeout_us. Returns 0 with
+ * *frame (caller owns it: capture_frame_free), -ETIMEDOUT, -ENODATA (the
+ * frame is gone: already dropped or skipped), or -EPIPE (the pipeline has
+ * ended or failed; see capture_camera_error). */
+int capture_frame_for(capture_camera *cam, uint64_t seq, int64_t t_trigger_us,
+		      int64_t timeout_us, struct capture_frame **frame);
+void capture_frame_free(struct capture_frame *frame);
+
+/* Counters and the last pipeline error (NULL if none; owned by cam). */
+struct capture_stats {
+	uint64_t frames;
+	uint64_t dropped;          /* frames no part claimed */
+	int failed;
+};
+void capture_camera_stats(capture_camera *cam, struct capture_stats *st);
+const char *capture_camera_name(const capture_camera *cam);
+
+#endif

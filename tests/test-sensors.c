@@ -1,0 +1,147 @@
+/* sensors/: a real GStreamer audio pipeline (filesrc ! wavparse) into the
+ * time-keyed ring, windows checked sample by sample. */
+#include <errno.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <gst/gst.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/part.h"
+#include "core/ring.h"
+#include "sensors/sensors.h"
+
+#define RATE 12000
+#define N_SAMPLES 60000
+
+/* A mono IEEE-float WAV whose sample i holds i / 1e5 (exact in float32). */
+static char *write_ramp_wav(void)
+{
+	char *dir = g_dir_make_tmp("vigil-sensors-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "ramp.wav", NULL);
+	FILE *f = fopen(path, "wb");
+	uint32_t data_bytes = N_SAMPLES * 4, u32;
+	uint16_t u16;
+
+	g_assert_nonnull(f);
+#define PUT32(v) (u32 = GUINT32_TO_LE(v), fwrite(&u32, 4, 1, f))
+#define PUT16(v) (u16 = GUINT16_TO_LE(v), fwrite(&u16, 2, 1, f))
+	fwrite("RIFF", 1, 4, f);
+	PUT32(36 + data_bytes);
+	fwrite("WAVEfmt ", 1, 8, f);
+	PUT32(16);
+	PUT16(3);           /* IEEE float */
+	PUT16(1);
+	PUT32(RATE);
+	PUT32(RATE * 4);
+	PUT16(4);
+	PUT16(32);
+	fwrite("data", 1, 4, f);
+	PUT32(data_bytes);
+	for (int i = 0; i < N_SAMPLES; i++) {
+		float x = (float)i / 1e5f;
+
+		fwrite(&x, 4, 1, f);
+	}
+	fclose(f);
+	g_free(dir);
+	return path;
+}
+
+static sensor_source *source_on(const char *pipeline, enum sensor_mode mode, size_t window,
+				size_t stride, double offset_ms, double buffer_s)
+{
+	struct sensor_config cfg = {
+		.name = "test", .pipeline = pipeline, .mode = mode, .rate_hz = RATE,
+		.window = window, .stride = stride, .offset_ms = offset_ms, .buffer_s = buffer_s,
+	};
+	char *err = NULL;
+	sensor_source *s = sensor_source_new(&cfg, &err);
+
+	if (!s)
+		g_error("%s", err);
+	g_assert_cmpint(sensor_source_start(s, &err), ==, 0);
+	return s;
+}
+
+static void test_sequence_windows_are_sample_exact(void)
+{
+	char *wav = write_ramp_wav();
+	char *pipeline = g_strdup_printf("filesrc location=%s ! wavparse ! audioconvert ! "
+					 "appsink name=sink", wav);
+	/* A ring of ~0.5 s holds far less than the 5 s file: the pipeline must
+	 * wait for the parts instead of overwriting their samples. */
+	sensor_source *s = source_on(pipeline, SENSOR_SEQUENCE, 2048, 2100, 10.0, 0.5);
+	float win[2048];
+	unsigned flags;
+	uint64_t seq;
+
+	for (seq = 0; seq < 27; seq++) {
+		/* Part n's window starts at n * stride + offset (10 ms = 120 samples). */
+		uint64_t first = seq * 2100 + 120;
+
+		g_assert_cmpint(sensor_window_for(s, seq, 0, 5000000, win, &flags), ==, 0);
+		g_assert_cmpuint(flags, ==, 0);
+		for (int i = 0; i < 2048; i++)
+			g_assert_cmpfloat(win[i], ==, (float)(first + (uint64_t)i) / 1e5f);
+	}
+	/* 27 * 2100 + 120 + 2048 > 60000: the recording ends before the window. */
+	g_assert_cmpint(sensor_window_for(s, 28, 0, 5000000, win, &flags), ==, -EPIPE);
+	sensor_source_free(s);
+	g_unlink(wav);
+	{
+		char *dir = g_path_get_dirname(wav);
+
+		g_rmdir(dir);
+		g_free(dir);
+	}
+	g_free(wav);
+	g_free(pipeline);
+}
+
+static void test_clock_window_follows_trigger(void)
+{
+	sensor_source *s = source_on("audiotestsrc is-live=true wave=sine freq=500 "
+				     "samplesperbuffer=240 ! audioconvert ! audioresample ! "
+				     "appsink name=sink", SENSOR_CLOCK, 1200, 0, 0, 2.0);
+	float win[1200];
+	unsigned flags = 0;
+	struct sensor_stats st;
+	int64_t trigger;
+	double energy = 0;
+
+	g_usleep(300000);
+	trigger = vigil_now_us();
+	/* The window of 100 ms after the trigger is complete about 100 ms later. */
+	g_assert_cmpint(sensor_window_for(s, 0, trigger, 3000000, win, &flags), ==, 0);
+	g_assert_cmpint(vigil_now_us() - trigger, >=, 90000);
+	g_assert_false(flags & RING_GAP);
+	for (int i = 0; i < 1200; i++)
+		energy += (double)win[i] * win[i];
+	g_assert_cmpfloat(energy / 1200, >, 0.1); /* a sine of amplitude ~0.8 */
+	sensor_source_stats(s, &st);
+	g_assert_cmpuint(st.samples, >, 3000);
+	sensor_source_free(s);
+}
+
+static void test_bad_pipeline_is_refused(void)
+{
+	struct sensor_config cfg = { .name = "bad", .pipeline = "audiotestsrc ! fakesink",
+				     .rate_hz = RATE, .window = 2048, .buffer_s = 1 };
+	char *err = NULL;
+
+	g_assert_null(sensor_source_new(&cfg, &err));
+	g_assert_nonnull(strstr(err, "vibration bad: the pipeline must end in 'appsink name=sink'"));
+	g_free(err);
+}
+
+int main(int argc, char **argv)
+{
+	gst_init(&argc, &argv);
+	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/sensors/sequence-windows-are-sample-exact",
+			test_sequence_windows_are_sample_exact);
+	g_test_add_func("/sensors/clock-window-follows-trigger", test_clock_window_follows_trigger);
+	g_test_add_func("/sensors/bad-pipeline-is-refused", test_bad_pipeline_is_refused);
+	return g_test_run();
+}
