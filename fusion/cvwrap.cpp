@@ -1,0 +1,148 @@
+// The C wrapper over OpenCV. Exceptions stop here: each entry point catches
+// cv::Exception and std::exception and turns them into an errno-style code.
+#include "fusion/cvwrap.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <opencv2/dnn.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+struct cvw_net {
+	cv::dnn::Net net;
+};
+
+static void set_err(char *err, size_t errlen, const char *what)
+{
+	if (err && errlen)
+		snprintf(err, errlen, "%s", what);
+}
+
+extern "C" int cvw_resize_gray(const uint8_t *src, int w, int h, int stride,
+			       uint8_t *dst, int dw, int dh)
+{
+	if (!src || !dst || w <= 0 || h <= 0 || dw <= 0 || dh <= 0 || stride < w)
+		return -EINVAL;
+	try {
+		cv::Mat in(h, w, CV_8UC1, const_cast<uint8_t *>(src), (size_t)stride);
+		cv::Mat out(dh, dw, CV_8UC1, dst);
+		int interp = (dw < w || dh < h) ? cv::INTER_AREA : cv::INTER_LINEAR;
+		cv::resize(in, out, cv::Size(dw, dh), 0, 0, interp);
+		if (out.data != dst) // resize reallocated: never expected, but be exact
+			return -EFAULT;
+	} catch (const std::exception &) {
+		return -EIO;
+	}
+	return 0;
+}
+
+extern "C" int cvw_imwrite_gray(const char *path, const uint8_t *img, int w, int h, int stride)
+{
+	if (!path || !img || w <= 0 || h <= 0 || stride < w)
+		return -EINVAL;
+	try {
+		cv::Mat m(h, w, CV_8UC1, const_cast<uint8_t *>(img), (size_t)stride);
+		if (!cv::imwrite(path, m))
+			return -EIO;
+	} catch (const std::exception &) {
+		return -EIO;
+	}
+	return 0;
+}
+
+extern "C" int cvw_imread_gray(const char *path, uint8_t **img, int *w, int *h)
+{
+	if (!path || !img || !w || !h)
+		return -EINVAL;
+	try {
+		cv::Mat m = cv::imread(path, cv::IMREAD_GRAYSCALE);
+		if (m.empty())
+			return -ENOENT;
+		if (!m.isContinuous())
+			m = m.clone();
+		size_t n = (size_t)m.rows * (size_t)m.cols;
+		uint8_t *buf = (uint8_t *)malloc(n);
+		if (!buf)
+			return -ENOMEM;
+		memcpy(buf, m.data, n);
+		*img = buf;
+		*w = m.cols;
+		*h = m.rows;
+	} catch (const std::exception &) {
+		return -EIO;
+	}
+	return 0;
+}
+
+extern "C" int cvw_blur_gray(uint8_t *img, int w, int h, int stride, double sigma)
+{
+	if (!img || w <= 0 || h <= 0 || stride < w || !(sigma > 0))
+		return -EINVAL;
+	try {
+		cv::Mat m(h, w, CV_8UC1, img, (size_t)stride);
+		cv::GaussianBlur(m, m, cv::Size(0, 0), sigma);
+	} catch (const std::exception &) {
+		return -EIO;
+	}
+	return 0;
+}
+
+extern "C" cvw_net *cvw_net_load(const char *onnx_path, char *err, size_t errlen)
+{
+	cvw_net *n = nullptr;
+
+	try {
+		n = new cvw_net;
+		n->net = cv::dnn::readNetFromONNX(onnx_path);
+		if (n->net.empty()) {
+			set_err(err, errlen, "OpenCV DNN read an empty network");
+			delete n;
+			return nullptr;
+		}
+		n->net.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
+		n->net.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
+	} catch (const std::exception &e) {
+		set_err(err, errlen, e.what());
+		delete n;
+		return nullptr;
+	}
+	return n;
+}
+
+extern "C" void cvw_net_free(cvw_net *net)
+{
+	delete net;
+}
+
+extern "C" int cvw_net_forward(cvw_net *net, const float *in, const int *shape, int ndim,
+			       float *out, size_t out_cap, size_t *out_len,
+			       char *err, size_t errlen)
+{
+	if (!net || !in || !shape || ndim <= 0 || ndim > 4 || !out)
+		return -EINVAL;
+	try {
+		cv::Mat blob(ndim, shape, CV_32F, const_cast<float *>(in));
+		net->net.setInput(blob);
+		cv::Mat res = net->net.forward();
+		if (!res.isContinuous())
+			res = res.clone();
+		size_t n = res.total();
+		if (out_len)
+			*out_len = n;
+		if (n > out_cap) {
+			set_err(err, errlen, "model output larger than expected");
+			return -EOVERFLOW;
+		}
+		memcpy(out, res.ptr<float>(), n * sizeof(float));
+	} catch (const std::exception &e) {
+		set_err(err, errlen, e.what());
+		return -EIO;
+	}
+	return 0;
+}

@@ -1,0 +1,281 @@
+/* fusion/: spectra, condition figures and signal features against closed-form
+ * values; image preprocessing against hand-computed pixels. */
+#include <errno.h>
+#include <glib.h>
+#include <math.h>
+#include <string.h>
+
+#include "fusion/fusion.h"
+
+#define RATE 12000.0
+#define WIN 2048
+
+static void fill_sine(float *x, size_t n, double amp, double hz, double phase)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float)(amp * sin(2 * G_PI * hz * (double)i / RATE + phase));
+}
+
+/* Deterministic Gaussian noise (Box-Muller over a 64-bit LCG). */
+static double noise_state_next(uint64_t *s)
+{
+	*s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+	return ((double)(*s >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static void fill_noise(float *x, size_t n, double sigma, uint64_t seed)
+{
+	uint64_t s = seed;
+
+	for (size_t i = 0; i < n; i++) {
+		double u = noise_state_next(&s), v = noise_state_next(&s);
+
+		x[i] = (float)(sigma * sqrt(-2 * log(u)) * cos(2 * G_PI * v));
+	}
+}
+
+static void test_power_spectrum_sine(void)
+{
+	fusion_sigfeat *f = fusion_sigfeat_new(WIN, RATE);
+	float x[WIN], p[WIN / 2 + 1], p2[WIN / 2 + 1];
+	double amp = 0.7, expect_bin = 1000.0 * WIN / RATE, sum = 0;
+	size_t peak = 0;
+
+	g_assert_nonnull(f);
+	fill_sine(x, WIN, amp, 1000.0, 0.3);
+	g_assert_cmpint(fusion_power_spectrum(f, x, p), ==, 0);
+	for (size_t k = 1; k <= WIN / 2; k++)
+		if (p[k] > p[peak])
+			peak = k;
+	g_assert_cmpfloat(fabs((double)peak - expect_bin), <=, 1.0);
+	/* The Hann-windowed power around the peak holds the sine's mean square. */
+	for (size_t k = peak - 4; k <= peak + 4; k++)
+		sum += p[k];
+	g_assert_cmpfloat(fabs(sum - amp * amp / 2) / (amp * amp / 2), <, 0.01);
+	/* Far from the tone there is only window leakage. */
+	g_assert_cmpfloat(p[50], <, 1e-6 * p[peak]);
+
+	/* Twice the amplitude, four times the power. */
+	fill_sine(x, WIN, 2 * amp, 1000.0, 0.3);
+	g_assert_cmpint(fusion_power_spectrum(f, x, p2), ==, 0);
+	g_assert_cmpfloat(fabs(p2[peak] / p[peak] - 4.0), <, 1e-4);
+
+	/* A sine centred on bin 256 (1500 Hz): A^2/3 there, A^2/12 beside it. */
+	fill_sine(x, WIN, amp, 256 * RATE / WIN, 1.0);
+	g_assert_cmpint(fusion_power_spectrum(f, x, p), ==, 0);
+	g_assert_cmpfloat(fabs(p[256] - amp * amp / 3), <, 1e-5);
+	g_assert_cmpfloat(fabs(p[255] - amp * amp / 12), <, 1e-5);
+	g_assert_cmpfloat(fabs(p[257] - amp * amp / 12), <, 1e-5);
+	g_assert_cmpfloat(p[254], <, 1e-9);
+	fusion_sigfeat_free(f);
+}
+
+static void test_condition_closed_form(void)
+{
+	static float x[WIN];
+	static const float spike[8] = { 0, 0, 0, 0, 0, 0, 0, 8 };
+	struct fusion_condition c;
+
+	/* 1500 Hz at 12 kHz: 8 samples a period, 384 whole periods, the
+	 * sampled peak is the amplitude. */
+	fill_sine(x, WIN, 2.0, 1500.0, 0.0);
+	g_assert_cmpint(fusion_condition(x, WIN, &c), ==, 0);
+	g_assert_cmpfloat(fabs(c.rms - 2.0 / sqrt(2.0)), <, 1e-5);
+	g_assert_cmpfloat(fabs(c.peak - 2.0), <, 1e-5);
+	g_assert_cmpfloat(fabs(c.crest_factor - sqrt(2.0)), <, 1e-5);
+	g_assert_cmpfloat(fabs(c.kurtosis - 1.5), <, 1e-4);
+
+	/* Seven zeros and an 8: mean 1, central moments m2 = 7, m4 = 301. */
+	g_assert_cmpint(fusion_condition(spike, 8, &c), ==, 0);
+	g_assert_cmpfloat(fabs(c.rms - sqrt(8.0)), <, 1e-6);
+	g_assert_cmpfloat(fabs(c.peak - 8.0), <, 1e-6);
+	g_assert_cmpfloat(fabs(c.crest_factor - sqrt(8.0)), <, 1e-6);
+	g_assert_cmpfloat(fabs(c.kurtosis - 301.0 / 49.0), <, 1e-5);
+
+	/* Gaussian noise: kurtosis 3. */
+	{
+		size_t n = 200000;
+		float *g = g_new(float, n);
+
+		fill_noise(g, n, 0.5, 42);
+		g_assert_cmpint(fusion_condition(g, n, &c), ==, 0);
+		g_assert_cmpfloat(fabs(c.kurtosis - 3.0), <, 0.05);
+		g_assert_cmpfloat(fabs(c.rms - 0.5), <, 0.005);
+		g_free(g);
+	}
+}
+
+/* Noise plus decaying 3 kHz rings repeating at rep_hz (an outer race
+ * defect's signature when rep_hz is BPFO). */
+static void fill_impacts(float *x, double rep_hz, double amp, uint64_t seed)
+{
+	fill_noise(x, WIN, 0.05, seed);
+	for (double t0 = 0.002; t0 < WIN / RATE; t0 += 1.0 / rep_hz)
+		for (size_t i = (size_t)ceil(t0 * RATE); i < WIN; i++) {
+			double t = (double)i / RATE - t0;
+
+			if (t > 0.01)
+				break;
+			x[i] += (float)(amp * exp(-t / 0.0008) * sin(2 * G_PI * 3000 * t));
+		}
+}
+
+static void test_features(void)
+{
+	fusion_sigfeat *f = fusion_sigfeat_new(WIN, RATE), *f2 = fusion_sigfeat_new(WIN, RATE);
+	static float x[WIN], y[WIN], a[128], b[128], c[128];
+	size_t dim;
+	int env_band = (int)(107.4 / 18.75);   /* BPFO at 1797 rpm */
+
+	g_assert_nonnull(f);
+	g_assert_nonnull(f2);
+	dim = fusion_sigfeat_dim(f);
+	g_assert_cmpuint(dim, ==, 100);
+	g_assert_cmpstr(FUSION_SIGFEAT_VERSION, ==, "vigil-sigfeat-v1");
+
+	fill_impacts(x, 107.4, 0.4, 7);
+	g_assert_cmpint(fusion_sigfeat_compute(f, x, a), ==, 0);
+	g_assert_cmpint(fusion_sigfeat_compute(f, x, b), ==, 0);
+	g_assert_cmpint(fusion_sigfeat_compute(f2, x, c), ==, 0);
+	for (size_t i = 0; i < dim; i++)
+		g_assert_true(isfinite(a[i]));
+	g_assert_cmpmem(a, dim * sizeof(float), b, dim * sizeof(float));
+	g_assert_cmpmem(a, dim * sizeof(float), c, dim * sizeof(float));
+
+	/* The envelope spectrum finds the repetition rate; plain noise has no
+	 * line there and a lower high-band kurtosis. */
+	fill_noise(y, WIN, 0.05, 7);
+	g_assert_cmpint(fusion_sigfeat_compute(f, y, b), ==, 0);
+	g_assert_cmpfloat(a[64 + env_band], >, b[64 + env_band] + 1.0);
+	g_assert_cmpfloat(a[64 + env_band], >, a[64 + env_band + 3] + 0.5);
+	g_assert_cmpfloat(a[99], >, b[99] + 0.3);
+	g_assert_cmpfloat(fabs(b[98] - log(3.0)), <, 0.2);
+
+	/* A gain of 10 shifts log powers by 2 and leaves the shape alone. */
+	for (size_t i = 0; i < WIN; i++)
+		y[i] = 10.0f * x[i];
+	g_assert_cmpint(fusion_sigfeat_compute(f, y, c), ==, 0);
+	for (size_t i = 0; i < 64; i++)
+		g_assert_cmpfloat(fabs(c[i] - a[i] - 2.0), <, 1e-3);
+	for (size_t i = 64; i < dim; i++)
+		if (i != 96)
+			g_assert_cmpfloat(fabs(c[i] - a[i]), <, 1e-3);
+	g_assert_cmpfloat(fabs(c[96] - a[96] - 1.0), <, 1e-4);
+
+	/* A DC offset changes nothing: features see the mean-removed window. */
+	for (size_t i = 0; i < WIN; i++)
+		y[i] = x[i] + 1.5f;
+	g_assert_cmpint(fusion_sigfeat_compute(f, y, c), ==, 0);
+	for (size_t i = 0; i < dim; i++)
+		g_assert_cmpfloat(fabs(c[i] - a[i]), <, 2e-3);
+
+	/* A silent window still gives finite features. */
+	memset(y, 0, sizeof y);
+	g_assert_cmpint(fusion_sigfeat_compute(f, y, c), ==, 0);
+	for (size_t i = 0; i < dim; i++)
+		g_assert_true(isfinite(c[i]));
+
+	fusion_sigfeat_free(f);
+	fusion_sigfeat_free(f2);
+}
+
+static void test_invalid_input(void)
+{
+	fusion_sigfeat *f = fusion_sigfeat_new(WIN, RATE);
+	static float x[WIN], out[128], p[WIN / 2 + 1];
+	struct fusion_condition c;
+
+	g_assert_null(fusion_sigfeat_new(0, RATE));
+	g_assert_null(fusion_sigfeat_new(WIN, 0));
+	g_assert_null(fusion_sigfeat_new(WIN, NAN));
+	g_assert_cmpuint(fusion_sigfeat_dim(NULL), ==, 0);
+	fusion_sigfeat_free(NULL);
+
+	fill_sine(x, WIN, 1.0, 100.0, 0.0);
+	x[1000] = NAN;
+	g_assert_cmpint(fusion_sigfeat_compute(f, x, out), ==, -EINVAL);
+	g_assert_cmpint(fusion_power_spectrum(f, x, p), ==, -EINVAL);
+	g_assert_cmpint(fusion_condition(x, WIN, &c), ==, -EINVAL);
+	x[1000] = INFINITY;
+	g_assert_cmpint(fusion_sigfeat_compute(f, x, out), ==, -EINVAL);
+	g_assert_cmpint(fusion_condition(x, 0, &c), ==, -EINVAL);
+	fusion_sigfeat_free(f);
+}
+
+static void test_image_constant(void)
+{
+	static uint8_t img[80 * 100];
+	float out[32 * 32];
+	float expect = (128.0f / 255.0f - 0.5f) / 0.25f;
+
+	memset(img, 128, sizeof img);
+	g_assert_cmpint(fusion_image_prepare(img, 100, 80, 100, 32, 32, 0.5f, 0.25f, out), ==, 0);
+	for (int i = 0; i < 32 * 32; i++)
+		g_assert_cmpfloat(fabs(out[i] - expect), <, 1e-5);
+	/* Same size: no resize, just normalisation. */
+	g_assert_cmpint(fusion_image_prepare(img, 32, 32, 100, 32, 32, 0.0f, 1.0f, out), ==, 0);
+	g_assert_cmpfloat(fabs(out[100] - 128.0f / 255.0f), <, 1e-6);
+}
+
+static void test_image_block_mean(void)
+{
+	/* An 8x6 image (stride 11) of 2x2 blocks; halving it gives each
+	 * block's mean. Values chosen so the means are whole numbers. */
+	enum { W = 8, H = 6, STRIDE = 11 };
+	uint8_t img[H * STRIDE];
+	float out[(W / 2) * (H / 2)];
+
+	memset(img, 0xEE, sizeof img);   /* padding the resize must not read */
+	for (int by = 0; by < H / 2; by++)
+		for (int bx = 0; bx < W / 2; bx++) {
+			int base = 20 * by + 40 * bx;
+			uint8_t *p = img + 2 * by * STRIDE + 2 * bx;
+
+			p[0] = (uint8_t)(base);
+			p[1] = (uint8_t)(base + 10);
+			p[STRIDE] = (uint8_t)(base + 2);
+			p[STRIDE + 1] = (uint8_t)(base + 12 + 4 * bx);
+		}
+	g_assert_cmpint(fusion_image_prepare(img, W, H, STRIDE, W / 2, H / 2, 0.0f, 1.0f / 255.0f,
+					     out), ==, 0);
+	for (int by = 0; by < H / 2; by++)
+		for (int bx = 0; bx < W / 2; bx++) {
+			int base = 20 * by + 40 * bx;
+			double mean = (4.0 * base + 24 + 4 * bx) / 4.0;
+
+			g_assert_cmpfloat(fabs(out[by * (W / 2) + bx] - mean), <, 1e-3);
+		}
+	/* A dark 2x2 pit in a bright field survives as a quarter-depth pixel. */
+	memset(img, 200, sizeof img);
+	img[2 * STRIDE + 4] = img[2 * STRIDE + 5] = 40;
+	img[3 * STRIDE + 4] = img[3 * STRIDE + 5] = 40;
+	g_assert_cmpint(fusion_image_prepare(img, W, H, STRIDE, W / 2, H / 2, 0.0f, 1.0f / 255.0f,
+					     out), ==, 0);
+	g_assert_cmpfloat(fabs(out[1 * (W / 2) + 2] - 40.0), <, 1e-3);
+	g_assert_cmpfloat(fabs(out[0] - 200.0), <, 1e-3);
+}
+
+static void test_image_invalid(void)
+{
+	uint8_t img[16] = { 0 };
+	float out[16];
+
+	g_assert_cmpint(fusion_image_prepare(NULL, 4, 4, 4, 2, 2, 0, 1, out), ==, -EINVAL);
+	g_assert_cmpint(fusion_image_prepare(img, 4, 4, 3, 2, 2, 0, 1, out), ==, -EINVAL);
+	g_assert_cmpint(fusion_image_prepare(img, 4, 4, 4, 0, 2, 0, 1, out), ==, -EINVAL);
+	g_assert_cmpint(fusion_image_prepare(img, 4, 4, 4, 2, 2, 0, 0, out), ==, -EINVAL);
+	g_assert_cmpint(fusion_image_prepare(img, 4, 4, 4, 2, 2, NAN, 1, out), ==, -EINVAL);
+}
+
+int main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/fusion/power-spectrum/sine", test_power_spectrum_sine);
+	g_test_add_func("/fusion/condition/closed-form", test_condition_closed_form);
+	g_test_add_func("/fusion/features/finite-deterministic", test_features);
+	g_test_add_func("/fusion/features/invalid", test_invalid_input);
+	g_test_add_func("/fusion/image/constant", test_image_constant);
+	g_test_add_func("/fusion/image/block-mean", test_image_block_mean);
+	g_test_add_func("/fusion/image/invalid", test_image_invalid);
+	return g_test_run();
+}

@@ -1,0 +1,482 @@
+#!/usr/bin/python3
+"""Trains a Vigil model package: vision, signal and decision ONNX modules
+and their manifest.ini (docs/model.md describes the package).
+
+Run with Debian's Python (torch 1.13, onnx, OpenCV 4.6):
+
+    /usr/bin/python3 tools/train.py --manifest DIR/parts.csv --data-root DIR \\
+        --features-tool build/tools/vigil-features --out MODEL_DIR --seed 1 \\
+        [--val-manifest CSV --val-root DIR] [--epochs N]
+
+Model inputs come from the features tool, i.e. from the same C code vigild
+runs, so training and inspection see identical inputs. The three modules are
+trained jointly: BCE of the vision head against image_class != free, of the
+signal head against vib_class != normal, and of the fused logit against
+defect. Results depend only on the data and --seed (deterministic torch
+algorithms, fixed thread count). The exported modules are checked by loading
+them with OpenCV DNN, the CPU inference path, and comparing with torch; the
+held-out figures in the manifest come from the OpenCV outputs.
+"""
+import argparse
+import csv
+import datetime
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FEATURES_VERSION = "vigil-sigfeat-v1"
+VISION_EMBED = 16
+SIGNAL_EMBED = 8
+OPSET = 11
+
+
+def log(msg):
+    print(f"train: {msg}", flush=True)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--manifest", required=True, help="training line manifest (parts.csv)")
+    p.add_argument("--data-root", help="folder the manifest's paths are relative to "
+                   "(default: the manifest's folder)")
+    p.add_argument("--features-tool", required=True, help="path of vigil-features")
+    p.add_argument("--out", required=True, help="model package folder to write")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--val-manifest", help="held-out manifest for the [metrics]")
+    p.add_argument("--val-root", help="folder of the held-out manifest's paths")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--width", type=int, default=96, help="vision input width")
+    p.add_argument("--height", type=int, default=96, help="vision input height")
+    p.add_argument("--mean", type=float, default=0.5, help="image normalisation mean")
+    p.add_argument("--std", type=float, default=0.25, help="image normalisation std")
+    p.add_argument("--window", type=int, default=2048, help="vibration window, samples")
+    p.add_argument("--rate", type=float, default=12000, help="vibration sample rate, Hz")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--name", default="synthetic", help="[package] name")
+    p.add_argument("--version", default="synthetic-1", help="[package] version")
+    p.add_argument("--reject", type=float, default=0.5, help="reject threshold (probability)")
+    p.add_argument("--marginal", type=float, default=0.3, help="marginal threshold")
+    a = p.parse_args(argv)
+    if a.val_manifest and not a.val_root:
+        a.val_root = os.path.dirname(os.path.abspath(a.val_manifest))
+    if not a.data_root:
+        a.data_root = os.path.dirname(os.path.abspath(a.manifest))
+    if not 0 <= a.marginal <= a.reject <= 1:
+        p.error("thresholds must satisfy 0 <= marginal <= reject <= 1")
+    return a
+
+
+def read_labels(path):
+    """Surface, vibration and overall defect labels, in manifest order."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        need = {"image_class", "vib_class", "defect"}
+        missing = need - set(reader.fieldnames or [])
+        if missing:
+            sys.exit(f"train: {path}:1: no column {', '.join(sorted(missing))}")
+        surf, vib, defect, classes = [], [], [], []
+        for line, row in enumerate(reader, start=2):
+            try:
+                d = int(row["defect"])
+            except ValueError:
+                sys.exit(f"train: {path}:{line}: column 'defect': {row['defect']!r} is not 0 or 1")
+            surf.append(row["image_class"] != "free")
+            vib.append(row["vib_class"] != "normal")
+            defect.append(d != 0)
+            classes.append((row["image_class"], row["vib_class"]))
+    return (np.array(surf, np.float32), np.array(vib, np.float32),
+            np.array(defect, np.float32), classes)
+
+
+def compute_features(a, manifest, root, out_path):
+    cmd = [a.features_tool, "--manifest", manifest, "--data-root", root,
+           "--width", str(a.width), "--height", str(a.height),
+           "--mean", repr(a.mean), "--std", repr(a.std),
+           "--window", str(a.window), "--rate", repr(a.rate), "--out", out_path]
+    log("features: " + shlex.join(cmd))
+    subprocess.run(cmd, check=True)
+    raw = np.fromfile(out_path, dtype=np.uint8)
+    if raw[:4].tobytes() != b"VGF1":
+        sys.exit(f"train: {out_path}: not a vigil-features file")
+    n, img_floats, sig_dim = (int(v) for v in raw[4:16].view("<u4"))
+    if img_floats != a.width * a.height:
+        sys.exit(f"train: {out_path}: {img_floats} image floats, expected {a.width * a.height}")
+    data = raw[16:].view("<f4").reshape(n, img_floats + sig_dim)
+    images = data[:, :img_floats].reshape(n, 1, a.height, a.width).copy()
+    signals = data[:, img_floats:].copy()
+    return images, signals
+
+
+class Vision(nn.Module):
+    """Small CNN; global max and mean pooling so that one small defect
+    anywhere in the image still reaches the head."""
+
+    def __init__(self):
+        super().__init__()
+        chans = [1, 8, 16, 32, 32, 32]
+        layers = []
+        for i in range(5):
+            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False),
+                       nn.BatchNorm2d(chans[i + 1]), nn.ReLU()]
+            if i < 4:
+                layers.append(nn.MaxPool2d(2))
+        self.body = nn.Sequential(*layers)
+        self.max_pool = nn.AdaptiveMaxPool2d(1)
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(64, 1 + VISION_EMBED)
+
+    def forward(self, x):
+        h = self.body(x)
+        h = torch.cat([self.max_pool(h), self.avg_pool(h)], dim=1)
+        return self.head(torch.flatten(h, 1))
+
+
+class Signal(nn.Module):
+    """MLP over the vigil-sigfeat-v1 vector; the training set's feature mean
+    and std are part of the model (folded into the first layer on export)."""
+
+    def __init__(self, dim, mean, std):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("feat_std", torch.tensor(std, dtype=torch.float32))
+        self.fc1 = nn.Linear(dim, 64)
+        self.fc2 = nn.Linear(64, 32)
+        self.out = nn.Linear(32, 1 + SIGNAL_EMBED)
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x):
+        h = (x - self.feat_mean) / self.feat_std
+        h = self.drop(F.relu(self.fc1(h)))
+        h = F.relu(self.fc2(h))
+        return self.out(h)
+
+    def folded(self):
+        """The same function with the normalisation inside fc1."""
+        g = SignalExport(self.fc1.in_features)
+        with torch.no_grad():
+            w = self.fc1.weight / self.feat_std
+            g.fc1.weight.copy_(w)
+            g.fc1.bias.copy_(self.fc1.bias - w @ self.feat_mean)
+            g.fc2.load_state_dict(self.fc2.state_dict())
+            g.out.load_state_dict(self.out.state_dict())
+        return g.eval()
+
+
+class SignalExport(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, 64)
+        self.fc2 = nn.Linear(64, 32)
+        self.out = nn.Linear(32, 1 + SIGNAL_EMBED)
+
+    def forward(self, x):
+        return self.out(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class Decision(nn.Module):
+    """Fuses the two modules' outputs. Dropout on its input keeps it from
+    leaning on single embedding components the heads do not back."""
+
+    def __init__(self):
+        super().__init__()
+        self.drop = nn.Dropout(0.3)
+        self.fc1 = nn.Linear(2 + VISION_EMBED + SIGNAL_EMBED, 16)
+        self.fc2 = nn.Linear(16, 1)
+
+    def forward(self, vs):
+        return self.fc2(F.relu(self.fc1(self.drop(vs))))
+
+
+def augment(x, gen):
+    """Flips, quarter turns (square inputs) and brightness/contrast changes
+    of the normalised image batch; the surface has no preferred way up."""
+    if torch.rand(1, generator=gen).item() < 0.5:
+        x = torch.flip(x, dims=[3])
+    if torch.rand(1, generator=gen).item() < 0.5:
+        x = torch.flip(x, dims=[2])
+    if x.shape[2] == x.shape[3] and torch.rand(1, generator=gen).item() < 0.5:
+        x = torch.rot90(x, 1, dims=[2, 3])
+    n = x.shape[0]
+    gain = 1 + 0.15 * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
+    shift = 0.3 * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
+    return x * gain + shift
+
+
+def predict(vision, signal, decision, images, signals, batch=256):
+    vision.eval(), signal.eval(), decision.eval()
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            v = vision(torch.from_numpy(images[i:i + batch]))
+            s = signal(torch.from_numpy(signals[i:i + batch]))
+            d = decision(torch.cat([v, s], dim=1))
+            outs.append(torch.cat([v[:, :1], s[:, :1], d], dim=1))
+    return torch.cat(outs).numpy()
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def figures(logits, surf, vib, defect, reject, marginal):
+    """Escapes: defective parts accepted (p < marginal). False rejects: good
+    parts rejected or marginal (p >= marginal), as vigil-sim counts them."""
+    pv, ps, p = sigmoid(logits[:, 0]), sigmoid(logits[:, 1]), sigmoid(logits[:, 2])
+    d = defect > 0.5
+    escapes = int(np.sum(d & (p < marginal)))
+    false_rejects = int(np.sum(~d & (p >= marginal)))
+    return {
+        "parts": len(p),
+        "defective": int(d.sum()),
+        "accuracy": float(np.mean((p >= reject) == d)),
+        "escapes": escapes,
+        "false_rejects": false_rejects,
+        "escape_rate": escapes / max(int(d.sum()), 1),
+        "false_reject_rate": false_rejects / max(int((~d).sum()), 1),
+        "vision_accuracy": float(np.mean((pv >= 0.5) == (surf > 0.5))),
+        "signal_accuracy": float(np.mean((ps >= 0.5) == (vib > 0.5))),
+    }
+
+
+def export_onnx(module, example, path, in_name, out_name):
+    module.eval()
+    torch.onnx.export(module, example, path, opset_version=OPSET, input_names=[in_name],
+                      output_names=[out_name], do_constant_folding=True,
+                      training=torch.onnx.TrainingMode.EVAL)
+    import onnx
+    onnx.checker.check_model(onnx.load(path))
+
+
+def opencv_forward(nets, img, sig):
+    """The three modules chained as vigild chains them."""
+    vnet, snet, dnet = nets
+    vnet.setInput(img)
+    v = vnet.forward().reshape(1, -1)
+    snet.setInput(sig)
+    s = snet.forward().reshape(1, -1)
+    dnet.setInput(np.concatenate([v, s], axis=1).astype(np.float32))
+    d = dnet.forward().reshape(1, -1)
+    return v, s, d
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read())
+    return h.hexdigest()
+
+
+def main(argv):
+    a = parse_args(argv)
+    t_start = time.time()
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.out, exist_ok=True)
+
+    surf, vib, defect, _ = read_labels(a.manifest)
+    with tempfile.TemporaryDirectory(prefix="vigil-train-") as tmp:
+        images, signals = compute_features(a, a.manifest, a.data_root,
+                                           os.path.join(tmp, "train.vgf"))
+        if len(images) != len(surf):
+            sys.exit(f"train: features for {len(images)} parts, manifest has {len(surf)}")
+        val = None
+        if a.val_manifest:
+            vs, vv, vd, val_classes = read_labels(a.val_manifest)
+            vi, vsig = compute_features(a, a.val_manifest, a.val_root,
+                                        os.path.join(tmp, "val.vgf"))
+            val = (vi, vsig, vs, vv, vd)
+    n, sig_dim = signals.shape
+    log(f"{n} training parts: {int(surf.sum())} surface defects, {int(vib.sum())} "
+        f"bearing faults, {int(defect.sum())} defective; image {a.width}x{a.height}, "
+        f"{sig_dim} signal features")
+
+    mean = signals.mean(axis=0)
+    std = np.maximum(signals.std(axis=0), 1e-3)
+    vision, signal, decision = Vision(), Signal(sig_dim, mean, std), Decision()
+    params = list(vision.parameters()) + list(signal.parameters()) + list(decision.parameters())
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-4)
+    steps = a.epochs * ((n + a.batch - 1) // a.batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=steps,
+                                                pct_start=0.15)
+    gen = torch.Generator().manual_seed(a.seed)
+    x_img, x_sig = torch.from_numpy(images), torch.from_numpy(signals)
+    y = torch.from_numpy(np.stack([surf, vib, defect], axis=1))
+
+    for epoch in range(1, a.epochs + 1):
+        vision.train(), signal.train(), decision.train()
+        order = torch.randperm(n, generator=gen)
+        total, t0 = 0.0, time.time()
+        for i in range(0, n, a.batch):
+            idx = order[i:i + a.batch]
+            v = vision(augment(x_img[idx], gen))
+            s = signal(x_sig[idx])
+            d = decision(torch.cat([v, s], dim=1))
+            yb = y[idx]
+            loss = (F.binary_cross_entropy_with_logits(v[:, 0], yb[:, 0]) +
+                    F.binary_cross_entropy_with_logits(s[:, 0], yb[:, 1]) +
+                    F.binary_cross_entropy_with_logits(d[:, 0], yb[:, 2]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        msg = f"epoch {epoch}/{a.epochs} loss {total / n:.4f} ({time.time() - t0:.1f} s)"
+        if val and (epoch % 5 == 0 or epoch == a.epochs):
+            f = figures(predict(vision, signal, decision, val[0], val[1]), *val[2:],
+                        a.reject, a.marginal)
+            msg += (f"; held-out accuracy {f['accuracy']:.4f} vision {f['vision_accuracy']:.4f}"
+                    f" signal {f['signal_accuracy']:.4f} escapes {f['escapes']}"
+                    f" false rejects {f['false_rejects']}")
+        log(msg)
+
+    # Export. The signal module carries its normalisation in its first layer.
+    vision.eval(), signal.eval(), decision.eval()
+    sig_export = signal.folded()
+    files = {"vision": "vision.onnx", "signal": "signal.onnx", "decision": "decision.onnx"}
+    paths = {k: os.path.join(a.out, v) for k, v in files.items()}
+    export_onnx(vision, torch.zeros(1, 1, a.height, a.width), paths["vision"], "image", "vision")
+    export_onnx(sig_export, torch.zeros(1, sig_dim), paths["signal"], "features", "signal")
+    export_onnx(decision, torch.zeros(1, 2 + VISION_EMBED + SIGNAL_EMBED), paths["decision"],
+                "vision_signal", "defect")
+
+    import cv2
+    nets = tuple(cv2.dnn.readNetFromONNX(paths[k]) for k in ("vision", "signal", "decision"))
+    for net in nets:
+        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    check_img, check_sig = (val[0], val[1]) if val else (images, signals)
+    k = min(len(check_img), 64)
+    with torch.no_grad():
+        tv = vision(torch.from_numpy(check_img[:k])).numpy()
+        ts = signal(torch.from_numpy(check_sig[:k])).numpy()
+        ts_folded = sig_export(torch.from_numpy(check_sig[:k])).numpy()
+        td = decision(torch.cat([torch.from_numpy(tv), torch.from_numpy(ts)], 1)).numpy()
+    diff = [0.0, 0.0, 0.0]
+    for i in range(k):
+        v, s, d = opencv_forward(nets, check_img[i:i + 1], check_sig[i:i + 1])
+        diff[0] = max(diff[0], float(np.abs(v - tv[i]).max()))
+        diff[1] = max(diff[1], float(np.abs(s - ts[i]).max()))
+        diff[2] = max(diff[2], float(np.abs(d - td[i]).max()))
+    log(f"OpenCV DNN {cv2.__version__} against torch on {k} parts, max abs diff: "
+        f"vision {diff[0]:.2e} signal {diff[1]:.2e} decision {diff[2]:.2e} "
+        f"(folded signal layer vs torch: {np.abs(ts_folded - ts).max():.2e})")
+    if max(diff) > 1e-3:
+        sys.exit("train: the exported modules do not match torch under OpenCV DNN")
+
+    metrics = None
+    if val:
+        # Held-out figures from the modules as vigild runs them.
+        logits = np.zeros((len(val[0]), 3), np.float32)
+        for i in range(len(val[0])):
+            v, s, d = opencv_forward(nets, val[0][i:i + 1], val[1][i:i + 1])
+            logits[i] = (v[0, 0], s[0, 0], d[0, 0])
+        metrics = figures(logits, *val[2:], a.reject, a.marginal)
+        log(f"held-out (OpenCV DNN): {metrics['parts']} parts, {metrics['defective']} "
+            f"defective; accuracy {metrics['accuracy']:.4f}; escapes {metrics['escapes']} "
+            f"({100 * metrics['escape_rate']:.2f} % of defective); false rejects "
+            f"{metrics['false_rejects']} ({100 * metrics['false_reject_rate']:.2f} % of good); "
+            f"vision {metrics['vision_accuracy']:.4f}, signal {metrics['signal_accuracy']:.4f}")
+        p = sigmoid(logits[:, 2])
+        for col, names in ((0, ("free", "scratch", "pit", "crack", "stain")),
+                           (1, ("normal", "outer_race", "inner_race", "ball"))):
+            parts = []
+            for name in names:
+                sel = np.array([c[col] == name for c in val_classes])
+                if sel.any():
+                    head = sigmoid(logits[sel, col]) >= 0.5
+                    wrong = int(np.sum(head != (name not in ("free", "normal"))))
+                    parts.append(f"{name} {wrong}/{int(sel.sum())}")
+            log(("vision" if col == 0 else "signal") + " head errors by class: " +
+                ", ".join(parts))
+        bad = [i for i in range(len(p)) if (p[i] >= a.marginal) != (val[4][i] > 0.5)]
+        log("wrong verdicts (part index, image_class, vib_class, p): " +
+            "; ".join(f"{i} {val_classes[i][0]} {val_classes[i][1]} {p[i]:.2f}" for i in bad[:40]))
+
+    write_manifest(a, paths, files, sig_dim, metrics, argv)
+    size = sum(os.path.getsize(p) for p in paths.values())
+    log(f"wrote {a.out} ({size / 1024:.0f} KiB of modules) in {time.time() - t_start:.0f} s")
+
+
+def write_manifest(a, paths, files, sig_dim, metrics, argv):
+    vision_out = 1 + VISION_EMBED
+    signal_out = 1 + SIGNAL_EMBED
+    cmd = "tools/train.py " + " ".join(shlex.quote(x) for x in argv)
+    lines = [
+        "# Vigil model package (docs/model.md). Written by tools/train.py.",
+        "[package]",
+        "format=1",
+        f"name={a.name}",
+        f"version={a.version}",
+        f"created={datetime.date.today().isoformat()}",
+        f"trained_by={cmd}",
+        "",
+        "[vision]",
+        f"file={files['vision']}",
+        f"sha256={sha256(paths['vision'])}",
+        f"input_width={a.width}",
+        f"input_height={a.height}",
+        f"mean={a.mean:g}",
+        f"std={a.std:g}",
+        f"output_dim={vision_out}",
+        "",
+        "[signal]",
+        f"file={files['signal']}",
+        f"sha256={sha256(paths['signal'])}",
+        f"features={FEATURES_VERSION}",
+        f"rate_hz={a.rate:g}",
+        f"window={a.window}",
+        f"input_dim={sig_dim}",
+        f"output_dim={signal_out}",
+        "",
+        "[decision]",
+        f"file={files['decision']}",
+        f"sha256={sha256(paths['decision'])}",
+        f"input_dim={vision_out + signal_out}",
+        "output_dim=1",
+        "",
+        "# Sigmoid probabilities: p >= reject rejects, marginal <= p < reject is",
+        "# marginal; vision and signal flag the modality that found the defect.",
+        "[thresholds]",
+        f"reject={a.reject:g}",
+        f"marginal={a.marginal:g}",
+        "vision=0.5",
+        "signal=0.5",
+        "",
+    ]
+    if metrics:
+        lines += [
+            f"# Held-out set {a.val_manifest}, run through OpenCV DNN: accuracy is",
+            "# (p >= reject) == defect; escape rate is defective parts accepted",
+            "# (p < marginal) over defective parts; false reject rate is good parts",
+            "# rejected or marginal over good parts.",
+            f"# Defective parts: {metrics['defective']}; escapes: {metrics['escapes']}; "
+            f"false rejects: {metrics['false_rejects']}; vision head accuracy "
+            f"{metrics['vision_accuracy']:.4f}, signal head {metrics['signal_accuracy']:.4f}.",
+            "[metrics]",
+            f"heldout_parts={metrics['parts']}",
+            f"heldout_accuracy={metrics['accuracy']:.4f}",
+            f"heldout_escape_rate={metrics['escape_rate']:.4f}",
+            f"heldout_false_reject_rate={metrics['false_reject_rate']:.4f}",
+        ]
+    else:
+        lines += ["# No held-out set was given.", "[metrics]", "heldout_parts=0"]
+    with open(os.path.join(a.out, "manifest.ini"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
