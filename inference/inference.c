@@ -1,0 +1,295 @@
+#include "inference/inference.h"
+
+#include <errno.h>
+#include <glib.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/config.h"
+
+enum { MOD_VISION, MOD_SIGNAL, MOD_DECISION, MOD_COUNT };
+
+static const char *const module_group[MOD_COUNT] = { "vision", "signal", "decision" };
+
+struct infer_model {
+	const struct infer_backend *backend;
+	void *module[MOD_COUNT];
+	struct infer_info info;
+	int decision_in;
+	float *vs;                 /* vision_out + signal_out floats */
+};
+
+static const struct infer_backend *const backends[] = {
+	&infer_backend_opencv,
+	NULL,
+};
+
+const char *infer_strerror(int code)
+{
+	switch (code) {
+	case INFER_EMANIFEST: return "model manifest missing or invalid";
+	case INFER_ECHECKSUM: return "model file does not match its checksum";
+	case INFER_EMODULE: return "model module failed to load or run";
+	case INFER_ESHAPE: return "model output shape differs from its manifest";
+	case INFER_EBACKEND: return "unknown inference backend";
+	}
+	return g_strerror(-code);
+}
+
+void infer_model_free(infer_model *m)
+{
+	if (!m)
+		return;
+	for (int i = 0; i < MOD_COUNT; i++)
+		if (m->module[i])
+			m->backend->free(m->module[i]);
+	g_free(m->info.name);
+	g_free(m->info.version);
+	g_free(m->info.features);
+	g_free(m->vs);
+	g_free(m);
+}
+
+static char *file_sha256(const char *path, char **err)
+{
+	char *data = NULL;
+	gsize len = 0;
+	GError *gerr = NULL;
+	char *hex;
+
+	if (!g_file_get_contents(path, &data, &len, &gerr)) {
+		*err = g_strdup_printf("%s", gerr->message);
+		g_error_free(gerr);
+		return NULL;
+	}
+	hex = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)data, len);
+	g_free(data);
+	return hex;
+}
+
+/* Checks the module file against its checksum and loads it. */
+static int load_module(infer_model *m, const config *man, const char *dir, int which,
+		       char **err)
+{
+	const char *group = module_group[which];
+	char *file = NULL, *sha = NULL, *path = NULL, *actual = NULL;
+	int rc = INFER_EMANIFEST;
+
+	if (config_get_string(man, group, "file", NULL, &file, err) < 0 ||
+	    config_get_string(man, group, "sha256", NULL, &sha, err) < 0)
+		goto out;
+	if (strchr(file, '/')) {
+		*err = config_error(man, group, "file", "must name a file inside the package");
+		goto out;
+	}
+	path = g_build_filename(dir, file, NULL);
+	actual = file_sha256(path, err);
+	if (!actual) {
+		rc = INFER_EMODULE;
+		goto out;
+	}
+	if (g_ascii_strcasecmp(actual, sha) != 0) {
+		*err = g_strdup_printf("%s: SHA-256 is %s but the manifest says %s "
+				       "(corrupt or replaced file)", path, actual, sha);
+		rc = INFER_ECHECKSUM;
+		goto out;
+	}
+	m->module[which] = m->backend->load(path, err);
+	rc = m->module[which] ? 0 : INFER_EMODULE;
+out:
+	g_free(file);
+	g_free(sha);
+	g_free(path);
+	g_free(actual);
+	return rc;
+}
+
+static int read_info(infer_model *m, const config *man, char **err)
+{
+	struct infer_info *in = &m->info;
+	int format = 0;
+	double d;
+
+	if (config_get_int(man, "package", "format", 0, 1, 1, &format, err) < 0 ||
+	    config_get_string(man, "package", "name", NULL, &in->name, err) < 0 ||
+	    config_get_string(man, "package", "version", NULL, &in->version, err) < 0 ||
+	    config_get_int(man, "vision", "input_width", 0, 8, 4096, &in->input_width, err) < 0 ||
+	    config_get_int(man, "vision", "input_height", 0, 8, 4096, &in->input_height, err) < 0 ||
+	    config_get_double(man, "vision", "mean", 0.0, -10, 10, &d, err) < 0)
+		return INFER_EMANIFEST;
+	in->mean = (float)d;
+	if (config_get_double(man, "vision", "std", 1.0, 1e-6, 100, &d, err) < 0)
+		return INFER_EMANIFEST;
+	in->std = (float)d;
+	if (config_get_int(man, "vision", "output_dim", 0, 1, 65536, &in->vision_out, err) < 0 ||
+	    config_get_string(man, "signal", "features", NULL, &in->features, err) < 0 ||
+	    config_get_double(man, "signal", "rate_hz", 0, 1, 1e7, &in->rate_hz, err) < 0 ||
+	    config_get_int(man, "signal", "window", 0, 16, 1 << 22, &in->window, err) < 0 ||
+	    config_get_int(man, "signal", "input_dim", 0, 1, 65536, &in->signal_dim, err) < 0 ||
+	    config_get_int(man, "signal", "output_dim", 0, 1, 65536, &in->signal_out, err) < 0 ||
+	    config_get_int(man, "decision", "input_dim", 0, 1, 131072, &m->decision_in, err) < 0)
+		return INFER_EMANIFEST;
+	if (in->vision_out + in->signal_out != m->decision_in) {
+		*err = config_error(man, "decision", "input_dim",
+				    "%d is not vision output_dim + signal output_dim (%d)",
+				    m->decision_in, in->vision_out + in->signal_out);
+		return INFER_EMANIFEST;
+	}
+	if (config_get_double(man, "thresholds", "reject", 0.5, 0, 1, &d, err) < 0)
+		return INFER_EMANIFEST;
+	in->reject = (float)d;
+	if (config_get_double(man, "thresholds", "marginal", in->reject, 0, in->reject, &d, err) < 0)
+		return INFER_EMANIFEST;
+	in->marginal = (float)d;
+	if (config_get_double(man, "thresholds", "vision", 0.5, 0, 1, &d, err) < 0)
+		return INFER_EMANIFEST;
+	in->vision_threshold = (float)d;
+	if (config_get_double(man, "thresholds", "signal", 0.5, 0, 1, &d, err) < 0)
+		return INFER_EMANIFEST;
+	in->signal_threshold = (float)d;
+	return 0;
+}
+
+/* Runs one module and insists on the declared output size. */
+static int run_module(infer_model *m, int which, const float *in, const int *shape,
+		      int ndim, float *out, size_t want, char **err)
+{
+	size_t n = 0;
+	int rc = m->backend->run(m->module[which], in, shape, ndim, out, want, &n, err);
+
+	if (rc == -EOVERFLOW || (rc == 0 && n != want)) {
+		g_free(*err);
+		*err = g_strdup_printf("%s module gives %zu outputs, the manifest says %zu",
+				       module_group[which], n, want);
+		return INFER_ESHAPE;
+	}
+	return rc < 0 ? INFER_EMODULE : 0;
+}
+
+infer_model *infer_model_load(const char *dir, const char *backend, char **err, int *code)
+{
+	infer_model *m = g_new0(infer_model, 1);
+	char *man_path = g_build_filename(dir, "manifest.ini", NULL);
+	config *man = NULL;
+	float *img = NULL, *sig = NULL;
+	struct infer_output probe;
+	int rc = INFER_EBACKEND;
+
+	for (int i = 0; backends[i]; i++)
+		if (strcmp(backends[i]->name, backend) == 0)
+			m->backend = backends[i];
+	if (!m->backend) {
+		*err = g_strdup_printf("unknown inference backend '%s' (this build has: opencv)",
+				       backend);
+		goto fail;
+	}
+	rc = INFER_EMANIFEST;
+	man = config_load_file(man_path, err);
+	if (!man || (rc = read_info(m, man, err)) < 0)
+		goto fail;
+	if (strcmp(m->info.features, "vigil-sigfeat-v1") != 0) {
+		*err = config_error(man, "signal", "features",
+				    "'%s' is not a feature layout this build computes",
+				    m->info.features);
+		rc = INFER_EMANIFEST;
+		goto fail;
+	}
+	for (int i = 0; i < MOD_COUNT; i++)
+		if ((rc = load_module(m, man, dir, i, err)) < 0)
+			goto fail;
+	m->vs = g_new0(float, m->decision_in);
+
+	/* A trial run on blank inputs proves the modules and the manifest agree. */
+	img = g_new0(float, (gsize)m->info.input_width * m->info.input_height);
+	sig = g_new0(float, m->info.signal_dim);
+	if ((rc = infer_model_run(m, img, sig, &probe, err)) < 0)
+		goto fail;
+	g_free(img);
+	g_free(sig);
+	config_free(man);
+	g_free(man_path);
+	if (code)
+		*code = 0;
+	return m;
+fail:
+	if (code)
+		*code = rc;
+	{
+		char *full = g_strdup_printf("model package %s refused: %s", dir,
+					     *err ? *err : infer_strerror(rc));
+		g_free(*err);
+		*err = full;
+	}
+	g_free(img);
+	g_free(sig);
+	config_free(man);
+	g_free(man_path);
+	infer_model_free(m);
+	return NULL;
+}
+
+const struct infer_info *infer_model_info(const infer_model *m)
+{
+	return &m->info;
+}
+
+static float sigmoid(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+
+enum vigil_verdict infer_verdict(const struct infer_info *info, float p)
+{
+	if (p >= info->reject)
+		return VIGIL_VERDICT_REJECT;
+	if (p >= info->marginal && info->marginal < info->reject)
+		return VIGIL_VERDICT_MARGINAL;
+	return VIGIL_VERDICT_ACCEPT;
+}
+
+int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
+		    struct infer_output *out, char **err)
+{
+	const struct infer_info *in = &m->info;
+	int vshape[4] = { 1, 1, in->input_height, in->input_width };
+	int sshape[2] = { 1, in->signal_dim };
+	int dshape[2] = { 1, m->decision_in };
+	float fused = 0;
+	int rc;
+
+	if ((rc = run_module(m, MOD_VISION, image, vshape, 4, m->vs,
+			     (size_t)in->vision_out, err)) < 0 ||
+	    (rc = run_module(m, MOD_SIGNAL, sigfeat, sshape, 2, m->vs + in->vision_out,
+			     (size_t)in->signal_out, err)) < 0 ||
+	    (rc = run_module(m, MOD_DECISION, m->vs, dshape, 2, &fused, 1, err)) < 0)
+		return rc;
+
+	out->vision_score = sigmoid(m->vs[0]);
+	out->signal_score = sigmoid(m->vs[in->vision_out]);
+	out->score = sigmoid(fused);
+	if (!isfinite(out->score)) {
+		*err = g_strdup("model gave a non-finite score");
+		return INFER_EMODULE;
+	}
+	out->verdict = infer_verdict(in, out->score);
+	out->flags = 0;
+	if (out->vision_score >= in->vision_threshold)
+		out->flags |= VIGIL_FLAG_VISION_DEFECT;
+	if (out->signal_score >= in->signal_threshold)
+		out->flags |= VIGIL_FLAG_SIGNAL_DEFECT;
+	out->defect_class = VIGIL_CLASS_NONE;
+	if (out->verdict != VIGIL_VERDICT_ACCEPT) {
+		unsigned both = VIGIL_FLAG_VISION_DEFECT | VIGIL_FLAG_SIGNAL_DEFECT;
+
+		if ((out->flags & both) == both)
+			out->defect_class = VIGIL_CLASS_BOTH;
+		else if (out->flags & VIGIL_FLAG_SIGNAL_DEFECT)
+			out->defect_class = VIGIL_CLASS_VIBRATION;
+		else if (out->flags & VIGIL_FLAG_VISION_DEFECT)
+			out->defect_class = VIGIL_CLASS_SURFACE;
+		else
+			out->defect_class = out->vision_score >= out->signal_score
+				? VIGIL_CLASS_SURFACE : VIGIL_CLASS_VIBRATION;
+	}
+	return 0;
+}

@@ -1,0 +1,81 @@
+/* Model packages and the backends that run them.
+ *
+ * A package is a directory with manifest.ini and three ONNX modules
+ * (docs/model.md): vision (image -> [surface logit, embedding]), signal
+ * (spectral features -> [vibration logit, embedding]) and decision
+ * (concatenated vision and signal outputs -> fused logit). The manifest
+ * carries each file's SHA-256; a package whose files do not match, whose
+ * modules do not load, or whose shapes disagree with the manifest is
+ * refused whole, so a model that is running is never replaced by a broken
+ * one. */
+#ifndef VIGIL_INFERENCE_INFERENCE_H
+#define VIGIL_INFERENCE_INFERENCE_H
+
+#include <stddef.h>
+
+#include "core/part.h"
+
+#define INFER_ENOBASE 40000
+#define INFER_EMANIFEST (-(INFER_ENOBASE + 1))  /* manifest missing or invalid */
+#define INFER_ECHECKSUM (-(INFER_ENOBASE + 2))  /* a module's SHA-256 differs */
+#define INFER_EMODULE (-(INFER_ENOBASE + 3))    /* a module failed to load or run */
+#define INFER_ESHAPE (-(INFER_ENOBASE + 4))     /* output size differs from the manifest */
+#define INFER_EBACKEND (-(INFER_ENOBASE + 5))   /* unknown backend name */
+
+/* What a package declares about its inputs and operating point. */
+struct infer_info {
+	char *name;
+	char *version;
+	int input_width, input_height;
+	float mean, std;
+	char *features;            /* signal feature layout, e.g. vigil-sigfeat-v1 */
+	double rate_hz;
+	int window;
+	int signal_dim;
+	int vision_out, signal_out;
+	float reject, marginal;    /* on the fused probability */
+	float vision_threshold, signal_threshold;
+};
+
+struct infer_output {
+	float score;               /* fused defect probability */
+	float vision_score;
+	float signal_score;
+	enum vigil_verdict verdict;
+	enum vigil_defect_class defect_class;
+	unsigned flags;            /* VIGIL_FLAG_VISION_DEFECT / _SIGNAL_DEFECT */
+};
+
+/* A backend runs one ONNX module; a const table chosen by name. */
+struct infer_backend {
+	const char *name;
+	void *(*load)(const char *onnx_path, char **err);
+	int (*run)(void *module, const float *in, const int *shape, int ndim,
+		   float *out, size_t out_cap, size_t *out_len, char **err);
+	void (*free)(void *module);
+};
+
+extern const struct infer_backend infer_backend_opencv;
+
+typedef struct infer_model infer_model;
+
+/* Loads and checks a package (checksums, module loading, a trial run of
+ * each module to confirm the declared shapes). NULL with *err (g_free) and
+ * *code (an INFER_E* value, may be NULL) when refused. */
+infer_model *infer_model_load(const char *dir, const char *backend, char **err, int *code);
+void infer_model_free(infer_model *m);
+
+const struct infer_info *infer_model_info(const infer_model *m);
+
+/* Runs the three modules on one part. image: input_width*input_height
+ * floats (fusion_image_prepare); sigfeat: signal_dim floats. Not
+ * thread-safe per model. */
+int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
+		    struct infer_output *out, char **err);
+
+/* Verdict from a fused probability and the package's thresholds. */
+enum vigil_verdict infer_verdict(const struct infer_info *info, float p);
+
+const char *infer_strerror(int code);
+
+#endif
