@@ -9,7 +9,10 @@
 
 struct capture_camera {
 	char *name;
+	char *description;      /* the pipeline in gst-launch syntax */
 	enum capture_mode mode;
+	enum capture_restart restart;
+	int restart_min_ms, restart_max_ms, watchdog_ms;
 	guint queue_frames;
 	GstElement *pipeline;
 	GstElement *sink;
@@ -19,8 +22,12 @@ struct capture_camera {
 	GCond changed;
 	GQueue frames;          /* struct capture_frame *, oldest first */
 	uint64_t next_seq;      /* number of the next frame to arrive */
-	uint64_t frames_in, dropped;
-	gboolean ended, stopping;
+	uint64_t frames_in, dropped, restarts;
+	gboolean ended, stopping, down;
+	gboolean ended_by_error;
+	gboolean resync;        /* sequence mode: re-align numbering after a restart */
+	int64_t up_since_us;    /* monotonic time the current pipeline started */
+	int64_t last_frame_us;
 	char *error;
 };
 
@@ -79,7 +86,8 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 	g_mutex_lock(&cam->lock);
 	if (cam->mode == CAPTURE_SEQUENCE) {
 		/* A triggered camera: wait for the parts to claim their frames. */
-		while (g_queue_get_length(&cam->frames) >= cam->queue_frames && !cam->stopping)
+		while (g_queue_get_length(&cam->frames) >= cam->queue_frames &&
+		       !cam->stopping && !cam->down)
 			g_cond_wait(&cam->changed, &cam->lock);
 	} else {
 		while (g_queue_get_length(&cam->frames) >= cam->queue_frames) {
@@ -97,12 +105,14 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 		g_mutex_unlock(&cam->lock);
 		return GST_FLOW_ERROR;
 	}
-	stopping = cam->stopping;
+	/* A pipeline being torn down for a restart delivers nothing more. */
+	stopping = cam->stopping || cam->down;
 	if (stopping) {
 		capture_frame_free(f);
 	} else {
 		cam->next_seq++;
 		cam->frames_in++;
+		cam->last_frame_us = f->t_us;
 		g_queue_push_tail(&cam->frames, f);
 		g_cond_broadcast(&cam->changed);
 	}
@@ -110,100 +120,152 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 	return stopping ? GST_FLOW_FLUSHING : GST_FLOW_OK;
 }
 
-static gpointer bus_thread(gpointer data)
+static int build_pipeline(capture_camera *cam, char **err);
+static int play_pipeline(capture_camera *cam, char **err);
+
+static gboolean restart_wanted(const capture_camera *cam, gboolean is_error)
 {
-	capture_camera *cam = data;
+	switch (cam->restart) {
+	case CAPTURE_RESTART_ALWAYS:
+		return TRUE;
+	case CAPTURE_RESTART_NEVER:
+		return FALSE;
+	case CAPTURE_RESTART_AUTO:
+		break;
+	}
+	return is_error || cam->mode == CAPTURE_TIMESTAMP;
+}
+
+/* Waits for the next error or end of stream of the current pipeline;
+ * FALSE when the camera is stopping. Caller does not hold the lock. */
+static gboolean wait_for_failure(capture_camera *cam, gboolean *is_error)
+{
 	GstBus *bus = gst_element_get_bus(cam->pipeline);
+	gboolean stop = FALSE;
 
 	for (;;) {
 		GstMessage *msg = gst_bus_timed_pop_filtered(bus, 100 * GST_MSECOND,
 			GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
-		gboolean stop;
+
+		gboolean silent = FALSE;
 
 		g_mutex_lock(&cam->lock);
 		stop = cam->stopping;
+		if (cam->watchdog_ms > 0 && !msg) {
+			/* A camera that vanished often posts nothing: notice the silence. */
+			int64_t last = MAX(cam->last_frame_us, cam->up_since_us);
+
+			silent = vigil_now_us() - last > (int64_t)cam->watchdog_ms * 1000;
+			if (silent) {
+				g_free(cam->error);
+				cam->error = g_strdup_printf("no frame for %d ms", cam->watchdog_ms);
+			}
+		}
 		g_mutex_unlock(&cam->lock);
-		if (stop) {
-			if (msg)
-				gst_message_unref(msg);
+		if (silent && !stop) {
+			g_warning("camera %s: no frame for %d ms", cam->name, cam->watchdog_ms);
+			*is_error = TRUE;
 			break;
 		}
-		if (!msg)
-			continue;
-		g_mutex_lock(&cam->lock);
-		if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
-			GError *gerr = NULL;
-			char *dbg = NULL;
+		if (stop || msg) {
+			if (msg) {
+				*is_error = GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR;
+				if (*is_error) {
+					GError *gerr = NULL;
+					char *dbg = NULL;
 
-			gst_message_parse_error(msg, &gerr, &dbg);
-			g_free(cam->error);
-			cam->error = g_strdup_printf("%s: %s", GST_OBJECT_NAME(msg->src),
-						     gerr ? gerr->message : "error");
-			g_warning("camera %s: pipeline error: %s (%s)", cam->name,
-				  cam->error, dbg ? dbg : "");
-			g_clear_error(&gerr);
-			g_free(dbg);
-		} else {
-			g_message("camera %s: end of stream after %" G_GUINT64_FORMAT " frames",
-				  cam->name, cam->frames_in);
+					gst_message_parse_error(msg, &gerr, &dbg);
+					g_mutex_lock(&cam->lock);
+					g_free(cam->error);
+					cam->error = g_strdup_printf("%s: %s", GST_OBJECT_NAME(msg->src),
+								     gerr ? gerr->message : "error");
+					g_mutex_unlock(&cam->lock);
+					g_warning("camera %s: pipeline error: %s (%s)", cam->name,
+						  gerr ? gerr->message : "error", dbg ? dbg : "");
+					g_clear_error(&gerr);
+					g_free(dbg);
+				} else {
+					g_message("camera %s: end of stream after %" G_GUINT64_FORMAT
+						  " frames", cam->name, cam->frames_in);
+				}
+				gst_message_unref(msg);
+			}
+			break;
 		}
-		cam->ended = TRUE;
-		g_cond_broadcast(&cam->changed);
-		g_mutex_unlock(&cam->lock);
-		gst_message_unref(msg);
 	}
 	gst_object_unref(bus);
+	return !stop;
+}
+
+/* Sleeps up to ms unless the camera is stopping; FALSE when stopping. */
+static gboolean backoff_sleep(capture_camera *cam, int ms)
+{
+	gint64 end = g_get_monotonic_time() + (gint64)ms * 1000;
+	gboolean stop;
+
+	g_mutex_lock(&cam->lock);
+	while (!cam->stopping && g_cond_wait_until(&cam->changed, &cam->lock, end))
+		;
+	stop = cam->stopping;
+	g_mutex_unlock(&cam->lock);
+	return !stop;
+}
+
+static gpointer bus_thread(gpointer data)
+{
+	capture_camera *cam = data;
+	int delay = cam->restart_min_ms;
+
+	for (;;) {
+		gboolean is_error = FALSE;
+		char *err = NULL;
+
+		if (!wait_for_failure(cam, &is_error))
+			break;
+		/* A pipeline that ran a good while before failing starts the
+		 * back-off afresh; one that keeps failing at once waits longer. */
+		if (vigil_now_us() - cam->up_since_us > (int64_t)cam->restart_max_ms * 1000)
+			delay = cam->restart_min_ms;
+		if (!restart_wanted(cam, is_error)) {
+			g_mutex_lock(&cam->lock);
+			cam->ended = TRUE;
+			cam->ended_by_error = is_error;
+			g_cond_broadcast(&cam->changed);
+			g_mutex_unlock(&cam->lock);
+			break;
+		}
+		g_mutex_lock(&cam->lock);
+		cam->down = TRUE;
+		g_cond_broadcast(&cam->changed);
+		g_mutex_unlock(&cam->lock);
+		/* Tear down and build again until it plays, backing off. */
+		for (;;) {
+			gst_element_set_state(cam->pipeline, GST_STATE_NULL);
+			g_warning("camera %s: down, restarting in %d ms", cam->name, delay);
+			if (!backoff_sleep(cam, delay))
+				goto out;
+			delay = MIN(delay * 2, cam->restart_max_ms);
+			if (build_pipeline(cam, &err) == 0 && play_pipeline(cam, &err) == 0)
+				break;
+			g_warning("%s", err);
+			g_clear_pointer(&err, g_free);
+		}
+		g_message("camera %s: restarted", cam->name);
+	}
+out:
 	return NULL;
 }
 
-capture_camera *capture_camera_new(const struct capture_config *cfg, char **err)
+/* Plays the current pipeline; on failure *err names the camera and reason. */
+static int play_pipeline(capture_camera *cam, char **err)
 {
-	capture_camera *cam = g_new0(capture_camera, 1);
-	GError *gerr = NULL;
-	GstCaps *caps;
-	GstAppSinkCallbacks cb = { 0 };
-
-	g_mutex_init(&cam->lock);
-	g_cond_init(&cam->changed);
-	g_queue_init(&cam->frames);
-	cam->name = g_strdup(cfg->name);
-	cam->mode = cfg->mode;
-	cam->queue_frames = cfg->queue_frames > 0 ? (guint)cfg->queue_frames : 8;
-
-	gst_init(NULL, NULL);
-	cam->pipeline = gst_parse_launch(cfg->pipeline, &gerr);
-	if (!cam->pipeline || gerr) {
-		*err = g_strdup_printf("camera %s: bad pipeline: %s", cfg->name,
-				       gerr ? gerr->message : "cannot parse");
-		g_clear_error(&gerr);
-		goto fail;
-	}
-	if (!GST_IS_BIN(cam->pipeline) ||
-	    !(cam->sink = gst_bin_get_by_name(GST_BIN(cam->pipeline), "sink")) ||
-	    !GST_IS_APP_SINK(cam->sink)) {
-		*err = g_strdup_printf("camera %s: the pipeline must end in 'appsink name=sink'",
-				       cfg->name);
-		goto fail;
-	}
-	caps = gst_caps_from_string("video/x-raw,format=GRAY8");
-	gst_app_sink_set_caps(GST_APP_SINK(cam->sink), caps);
-	gst_caps_unref(caps);
-	g_object_set(cam->sink, "sync", FALSE, "emit-signals", FALSE, NULL);
-	cb.new_sample = on_new_sample;
-	gst_app_sink_set_callbacks(GST_APP_SINK(cam->sink), &cb, cam, NULL);
-	return cam;
-fail:
-	capture_camera_free(cam);
-	return NULL;
-}
-
-int capture_camera_start(capture_camera *cam, char **err)
-{
+	g_mutex_lock(&cam->lock);
+	cam->up_since_us = vigil_now_us();
+	g_mutex_unlock(&cam->lock);
 	if (gst_element_set_state(cam->pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
 		GstBus *bus = gst_element_get_bus(cam->pipeline);
 		GstMessage *msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
 		GError *gerr = NULL;
-
 		char *dbg = NULL;
 
 		if (msg)
@@ -219,6 +281,92 @@ int capture_camera_start(capture_camera *cam, char **err)
 		gst_element_set_state(cam->pipeline, GST_STATE_NULL);
 		return -EIO;
 	}
+	g_mutex_lock(&cam->lock);
+	if (cam->down) {
+		cam->down = FALSE;
+		cam->restarts++;
+		if (cam->mode == CAPTURE_SEQUENCE)
+			cam->resync = TRUE;
+	}
+	g_cond_broadcast(&cam->changed);
+	g_mutex_unlock(&cam->lock);
+	return 0;
+}
+
+/* (Re)builds the pipeline from its description, replacing any old one. */
+static int build_pipeline(capture_camera *cam, char **err)
+{
+	GError *gerr = NULL;
+	GstElement *pipeline, *sink = NULL;
+	GstCaps *caps;
+	GstAppSinkCallbacks cb = { 0 };
+
+	pipeline = gst_parse_launch(cam->description, &gerr);
+	if (!pipeline || gerr) {
+		*err = g_strdup_printf("camera %s: bad pipeline: %s", cam->name,
+				       gerr ? gerr->message : "cannot parse");
+		g_clear_error(&gerr);
+		if (pipeline)
+			gst_object_unref(pipeline);
+		return -EINVAL;
+	}
+	if (!GST_IS_BIN(pipeline) ||
+	    !(sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink")) ||
+	    !GST_IS_APP_SINK(sink)) {
+		*err = g_strdup_printf("camera %s: the pipeline must end in 'appsink name=sink'",
+				       cam->name);
+		if (sink)
+			gst_object_unref(sink);
+		gst_object_unref(pipeline);
+		return -EINVAL;
+	}
+	caps = gst_caps_from_string("video/x-raw,format=GRAY8");
+	gst_app_sink_set_caps(GST_APP_SINK(sink), caps);
+	gst_caps_unref(caps);
+	g_object_set(sink, "sync", FALSE, "emit-signals", FALSE, NULL);
+	cb.new_sample = on_new_sample;
+	gst_app_sink_set_callbacks(GST_APP_SINK(sink), &cb, cam, NULL);
+	if (cam->pipeline) {
+		gst_element_set_state(cam->pipeline, GST_STATE_NULL);
+		gst_object_unref(cam->sink);
+		gst_object_unref(cam->pipeline);
+	}
+	cam->pipeline = pipeline;
+	cam->sink = sink;
+	return 0;
+}
+
+capture_camera *capture_camera_new(const struct capture_config *cfg, char **err)
+{
+	capture_camera *cam = g_new0(capture_camera, 1);
+
+	g_mutex_init(&cam->lock);
+	g_cond_init(&cam->changed);
+	g_queue_init(&cam->frames);
+	cam->name = g_strdup(cfg->name);
+	cam->description = g_strdup(cfg->pipeline);
+	cam->mode = cfg->mode;
+	cam->restart = cfg->restart;
+	cam->restart_min_ms = cfg->restart_min_ms > 0 ? cfg->restart_min_ms : 500;
+	cam->restart_max_ms = MAX(cfg->restart_max_ms > 0 ? cfg->restart_max_ms : 10000,
+				  cam->restart_min_ms);
+	cam->queue_frames = cfg->queue_frames > 0 ? (guint)cfg->queue_frames : 8;
+	cam->watchdog_ms = MAX(cfg->watchdog_ms, 0);
+
+	gst_init(NULL, NULL);
+	if (build_pipeline(cam, err) < 0) {
+		capture_camera_free(cam);
+		return NULL;
+	}
+	return cam;
+}
+
+int capture_camera_start(capture_camera *cam, char **err)
+{
+	int rc = play_pipeline(cam, err);
+
+	if (rc < 0)
+		return rc;
 	cam->bus_thread = g_thread_new("capture-bus", bus_thread, cam);
 	return 0;
 }
@@ -244,6 +392,7 @@ void capture_camera_free(capture_camera *cam)
 	g_cond_clear(&cam->changed);
 	g_free(cam->error);
 	g_free(cam->name);
+	g_free(cam->description);
 	g_free(cam);
 }
 
@@ -255,6 +404,22 @@ static struct capture_frame *take_frame(capture_camera *cam, uint64_t seq,
 	struct capture_frame *f;
 
 	*gone = FALSE;
+	if (cam->resync && cam->mode == CAPTURE_SEQUENCE) {
+		/* After a restart the first new frame belongs to the first part
+		 * triggered after the camera came back; renumber what is queued. */
+		if (t_trigger_us < cam->up_since_us) {
+			*gone = TRUE;
+			return NULL;
+		}
+		{
+			uint64_t k = 0;
+
+			for (GList *it = cam->frames.head; it; it = it->next, k++)
+				((struct capture_frame *)it->data)->seq = seq + k;
+			cam->next_seq = seq + k;
+		}
+		cam->resync = FALSE;
+	}
 	while ((f = g_queue_peek_head(&cam->frames))) {
 		gboolean older = cam->mode == CAPTURE_SEQUENCE ? f->seq < seq
 							       : f->t_us < t_trigger_us;
@@ -300,6 +465,10 @@ int capture_frame_for(capture_camera *cam, uint64_t seq, int64_t t_trigger_us,
 			rc = -EPIPE;
 			break;
 		}
+		if (cam->down) {
+			rc = -ENOTCONN;
+			break;
+		}
 		if (!g_cond_wait_until(&cam->changed, &cam->lock, deadline)) {
 			*frame = take_frame(cam, seq, t_trigger_us, &gone);
 			rc = *frame ? 0 : (gone ? -ENODATA : -ETIMEDOUT);
@@ -315,7 +484,11 @@ void capture_camera_stats(capture_camera *cam, struct capture_stats *st)
 	g_mutex_lock(&cam->lock);
 	st->frames = cam->frames_in;
 	st->dropped = cam->dropped;
+	st->restarts = cam->restarts;
 	st->failed = cam->error != NULL;
+	/* A replay that reached its end is finished, not faulty; a part asking
+	 * past the end learns it from capture_frame_for. */
+	st->up = !cam->down && !cam->ended_by_error;
 	g_mutex_unlock(&cam->lock);
 }
 

@@ -9,6 +9,12 @@
  * - timestamp: a free-running camera; the part gets the first frame taken
  *   at or after its trigger time, on the monotonic clock.
  * A frame is handed out once; it is never reused for another part.
+ *
+ * A pipeline that fails (or ends, for a live camera) is torn down and built
+ * again with exponential back-off. While it is down, parts get -ENOTCONN at
+ * once (the caller fails them safe). In sequence mode the frame count after
+ * a restart is re-aligned: the first frame after it belongs to the first
+ * part triggered after it; earlier parts never get a later frame.
  * Sequence mode trusts the pipeline to deliver one frame per trigger: a
  * frame that an element drops without a word would shift the pairing. */
 #ifndef VIGIL_CAPTURE_CAPTURE_H
@@ -21,11 +27,21 @@ enum capture_mode {
 	CAPTURE_TIMESTAMP = 1,
 };
 
+enum capture_restart {
+	CAPTURE_RESTART_AUTO = 0,  /* on error; on end of stream too in timestamp mode */
+	CAPTURE_RESTART_ALWAYS = 1,/* on error and on end of stream */
+	CAPTURE_RESTART_NEVER = 2, /* an error or end of stream is final */
+};
+
 struct capture_config {
 	const char *name;          /* for messages, e.g. "top" */
 	const char *pipeline;      /* gst-launch syntax ending in appsink name=sink */
 	enum capture_mode mode;
 	int queue_frames;          /* frames held waiting for their part */
+	enum capture_restart restart;
+	int restart_min_ms;        /* first retry delay, doubled per failure (0: 500) */
+	int restart_max_ms;        /* cap on the delay (0: 10000) */
+	int watchdog_ms;           /* no frame for this long while up = failure; 0 = off */
 };
 
 struct capture_frame {
@@ -46,8 +62,8 @@ void capture_camera_free(capture_camera *cam);
 /* Takes the frame for trigger number seq (sequence mode) or for a trigger at
  * t_trigger_us (timestamp mode), waiting up to timeout_us. Returns 0 with
  * *frame (caller owns it: capture_frame_free), -ETIMEDOUT, -ENODATA (the
- * frame is gone: already dropped or skipped), or -EPIPE (the pipeline has
- * ended or failed; see capture_camera_error). */
+ * frame is gone: already dropped or skipped), -ENOTCONN (the camera is down
+ * and restarting) or -EPIPE (the pipeline has ended for good). */
 int capture_frame_for(capture_camera *cam, uint64_t seq, int64_t t_trigger_us,
 		      int64_t timeout_us, struct capture_frame **frame);
 void capture_frame_free(struct capture_frame *frame);
@@ -56,7 +72,9 @@ void capture_frame_free(struct capture_frame *frame);
 struct capture_stats {
 	uint64_t frames;
 	uint64_t dropped;          /* frames no part claimed */
-	int failed;
+	uint64_t restarts;         /* pipeline rebuilds after a failure */
+	int failed;                /* an error was seen (ever) */
+	int up;                    /* not down and not ended by an error */
 };
 void capture_camera_stats(capture_camera *cam, struct capture_stats *st);
 const char *capture_camera_name(const capture_camera *cam);

@@ -3,7 +3,9 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <gst/gst.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "capture/capture.h"
 #include "core/part.h"
@@ -50,7 +52,8 @@ static void remove_dir(char *dir)
 
 static capture_camera *camera_on(const char *pipeline, enum capture_mode mode, int queue)
 {
-	struct capture_config cfg = { "test", pipeline, mode, queue };
+	struct capture_config cfg = { .name = "test", .pipeline = pipeline, .mode = mode,
+				      .queue_frames = queue, .restart = CAPTURE_RESTART_NEVER };
 	char *err = NULL;
 	capture_camera *cam = capture_camera_new(&cfg, &err);
 
@@ -123,8 +126,8 @@ static void test_timestamp_frame_after_trigger(void)
 
 static void test_bad_pipelines_are_refused(void)
 {
-	struct capture_config cfg = { "bad", "videotestsrc ! nosuchelement ! appsink name=sink",
-				      CAPTURE_SEQUENCE, 4 };
+	struct capture_config cfg = { .name = "bad",
+				      .pipeline = "videotestsrc ! nosuchelement ! appsink name=sink" };
 	char *err = NULL;
 
 	g_assert_null(capture_camera_new(&cfg, &err));
@@ -139,8 +142,9 @@ static void test_bad_pipelines_are_refused(void)
 
 static void test_missing_file_fails_cleanly(void)
 {
-	struct capture_config cfg = { "gone", "filesrc location=/nonexistent/cam.png ! pngdec ! "
-				      "videoconvert ! appsink name=sink", CAPTURE_SEQUENCE, 2 };
+	struct capture_config cfg = { .name = "gone",
+				      .pipeline = "filesrc location=/nonexistent/cam.png ! pngdec ! "
+						  "videoconvert ! appsink name=sink" };
 	char *err = NULL;
 	capture_camera *cam = capture_camera_new(&cfg, &err);
 
@@ -153,13 +157,210 @@ static void test_missing_file_fails_cleanly(void)
 	capture_camera_free(cam);
 }
 
+static void test_sequence_restart_realigns(void)
+{
+	/* Three files played, then the stream ends and the camera is restarted:
+	 * it plays the files again from the first. */
+	char *dir = write_frames(3);
+	char *pipeline = g_strdup_printf("multifilesrc location=%s/frame-%%03d.png index=0 "
+					 "caps=image/png ! pngdec ! videoconvert ! appsink name=sink",
+					 dir);
+	struct capture_config cfg = { .name = "rs", .pipeline = pipeline, .mode = CAPTURE_SEQUENCE,
+				      .queue_frames = 8, .restart = CAPTURE_RESTART_ALWAYS,
+				      .restart_min_ms = 200, .restart_max_ms = 400 };
+	char *err = NULL;
+	capture_camera *cam = capture_camera_new(&cfg, &err);
+	struct capture_frame *f = NULL;
+	struct capture_stats st;
+	int64_t before, after;
+	int rc;
+
+	g_assert_nonnull(cam);
+	before = vigil_now_us();
+	g_assert_cmpint(capture_camera_start(cam, &err), ==, 0);
+	for (uint64_t seq = 0; seq < 3; seq++) {
+		g_assert_cmpint(capture_frame_for(cam, seq, before, 5000000, &f), ==, 0);
+		g_assert_cmpuint(f->data[0], ==, seq * 10);
+		capture_frame_free(f);
+	}
+	/* Part 3 was triggered before the restart: it must not get a frame
+	 * from after it (that frame belongs to a later part). */
+	do {
+		rc = capture_frame_for(cam, 3, before, 100000, &f);
+	} while (rc == -ETIMEDOUT);
+	g_assert_true(rc == -ENOTCONN || rc == -ENODATA);
+	g_assert_null(f);
+	/* Wait for the restart, then trigger part 4: it gets the first new frame. */
+	do {
+		capture_camera_stats(cam, &st);
+		g_usleep(20000);
+	} while (st.restarts == 0);
+	after = vigil_now_us();
+	g_assert_cmpint(capture_frame_for(cam, 4, after, 5000000, &f), ==, 0);
+	g_assert_cmpuint(f->data[0], ==, 0);
+	capture_frame_free(f);
+	g_assert_cmpint(capture_frame_for(cam, 5, after, 5000000, &f), ==, 0);
+	g_assert_cmpuint(f->data[0], ==, 10);
+	capture_frame_free(f);
+	capture_camera_free(cam);
+	g_free(pipeline);
+	remove_dir(dir);
+}
+
+static void test_live_camera_recovers(void)
+{
+	/* A live camera whose stream ends every 10 frames is restarted each time;
+	 * parts keep getting fresh frames, and while it is down they are told so. */
+	struct capture_config cfg = {
+		.name = "live", .mode = CAPTURE_TIMESTAMP, .queue_frames = 4,
+		.pipeline = "videotestsrc is-live=true num-buffers=10 ! "
+			    "video/x-raw,width=32,height=24,framerate=50/1 ! videoconvert ! "
+			    "appsink name=sink",
+		.restart_min_ms = 100, .restart_max_ms = 100,
+	};
+	char *err = NULL;
+	capture_camera *cam = capture_camera_new(&cfg, &err);
+	struct capture_stats st;
+	int got = 0, down = 0;
+
+	g_assert_nonnull(cam);
+	g_assert_cmpint(capture_camera_start(cam, &err), ==, 0);
+	for (int i = 0; i < 40; i++) {
+		struct capture_frame *f = NULL;
+		int64_t trigger = vigil_now_us();
+		int rc = capture_frame_for(cam, 0, trigger, 1000000, &f);
+
+		if (rc == 0) {
+			g_assert_cmpint(f->t_us, >=, trigger);
+			got++;
+			capture_frame_free(f);
+		} else {
+			g_assert_cmpint(rc, ==, -ENOTCONN);
+			down++;
+			g_usleep(20000);
+		}
+	}
+	capture_camera_stats(cam, &st);
+	g_test_message("%d frames, %d down, %" G_GUINT64_FORMAT " restarts", got, down, st.restarts);
+	g_assert_cmpuint(st.restarts, >=, 2);
+	g_assert_cmpint(got, >=, 20);
+	capture_camera_free(cam);
+}
+
+/* A GigE Vision camera: Aravis's fake camera on loopback, through aravissrc
+ * (Bayer, debayered by bayer2rgb). It is killed mid-run and started again. */
+static GPid start_fake_camera(void)
+{
+	char *argv[] = { "arv-fake-gv-camera-0.8", "-i", "127.0.0.1", NULL };
+	GPid pid = 0;
+	GError *gerr = NULL;
+
+	if (!g_spawn_async(NULL, argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL |
+			   G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, &pid, &gerr))
+		g_error("cannot start arv-fake-gv-camera-0.8: %s", gerr->message);
+	g_usleep(500000);
+	return pid;
+}
+
+static void stop_fake_camera(GPid pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	g_spawn_close_pid(pid);
+}
+
+static void test_gige_camera_killed_and_back(void)
+{
+	struct capture_config cfg = {
+		.name = "gige", .mode = CAPTURE_TIMESTAMP, .queue_frames = 4,
+		.pipeline = "aravissrc camera-name=127.0.0.1 ! bayer2rgb ! videoconvert ! "
+			    "appsink name=sink",
+		.restart_min_ms = 200, .restart_max_ms = 1000, .watchdog_ms = 1500,
+	};
+	char *path = g_find_program_in_path("arv-fake-gv-camera-0.8");
+	GstElementFactory *arv = gst_element_factory_find("aravissrc");
+	GstElementFactory *bayer = gst_element_factory_find("bayer2rgb");
+	struct capture_frame *f = NULL;
+	struct capture_stats st;
+	capture_camera *cam;
+	char *err = NULL;
+	GPid pid;
+	int64_t trigger, t_kill;
+	int rc;
+
+	if (!path || !arv || !bayer) {
+		g_test_skip("needs arv-fake-gv-camera-0.8 (aravis-tools), aravissrc "
+			    "(libaravis-0.8-0) and bayer2rgb (gstreamer1.0-plugins-bad)");
+		goto out;
+	}
+	pid = start_fake_camera();
+	cam = capture_camera_new(&cfg, &err);
+	g_assert_nonnull(cam);
+	g_assert_cmpint(capture_camera_start(cam, &err), ==, 0);
+	trigger = vigil_now_us();
+	g_assert_cmpint(capture_frame_for(cam, 0, trigger, 5000000, &f), ==, 0);
+	g_assert_cmpint(f->width, ==, 512);
+	g_assert_cmpint(f->t_us, >=, trigger);
+	capture_frame_free(f);
+
+	stop_fake_camera(pid);
+	t_kill = vigil_now_us();
+	/* While the camera is gone no part gets a frame taken before its
+	 * trigger, and within the watchdog time the camera is reported down. */
+	for (int i = 0; i < 40; i++) {
+		trigger = vigil_now_us();
+		rc = capture_frame_for(cam, 0, trigger, 100000, &f);
+		if (rc == 0) {
+			g_assert_cmpint(f->t_us, >=, trigger);
+			/* in flight at the kill: Aravis gives up on a frame after its
+			 * frame-retention time (200 ms by default) */
+			g_assert_cmpint(f->t_us, <, t_kill + 500000);
+			capture_frame_free(f);
+		} else {
+			g_assert_true(rc == -ETIMEDOUT || rc == -ENOTCONN);
+		}
+		capture_camera_stats(cam, &st);
+		if (!st.up)
+			break;
+	}
+	g_assert_false(st.up);
+
+	pid = start_fake_camera();
+	rc = -1;
+	for (int i = 0; i < 100 && rc != 0; i++) {
+		trigger = vigil_now_us();
+		rc = capture_frame_for(cam, 0, trigger, 200000, &f);
+		if (rc == -ENOTCONN)
+			g_usleep(100000);
+	}
+	g_assert_cmpint(rc, ==, 0);
+	g_assert_cmpint(f->t_us, >=, trigger);
+	capture_frame_free(f);
+	capture_camera_stats(cam, &st);
+	g_test_message("GigE camera back after %" G_GUINT64_FORMAT " restart(s)", st.restarts);
+	g_assert_cmpuint(st.restarts, >=, 1);
+	capture_camera_free(cam);
+	stop_fake_camera(pid);
+out:
+	g_free(path);
+	if (arv)
+		gst_object_unref(arv);
+	if (bayer)
+		gst_object_unref(bayer);
+}
+
 int main(int argc, char **argv)
 {
 	gst_init(&argc, &argv);
 	g_test_init(&argc, &argv, NULL);
+	/* A camera going down is logged as a warning: expected here, not fatal. */
+	g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL | G_LOG_FATAL_MASK);
 	g_test_add_func("/capture/sequence-frames-from-files", test_sequence_frames_from_files);
 	g_test_add_func("/capture/timestamp-frame-after-trigger", test_timestamp_frame_after_trigger);
 	g_test_add_func("/capture/bad-pipelines-are-refused", test_bad_pipelines_are_refused);
 	g_test_add_func("/capture/missing-file-fails-cleanly", test_missing_file_fails_cleanly);
+	g_test_add_func("/capture/sequence-restart-realigns", test_sequence_restart_realigns);
+	g_test_add_func("/capture/live-camera-recovers", test_live_camera_recovers);
+	g_test_add_func("/capture/gige-camera-killed-and-back", test_gige_camera_killed_and_back);
 	return g_test_run();
 }
