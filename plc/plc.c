@@ -1,17 +1,47 @@
-/* The PLC link: a libmodbus TCP client and the register map encoders.
+/* The PLC link: the register map encoders and two backends behind one
+ * plc_link, a libmodbus client and a libmodbus server, each over TCP or RTU.
  * docs/plc.md describes the map; plc.h is its single source of truth. */
 #include "plc/plc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <modbus.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "core/part.h"
+
+/* A role's operations; chosen by name in plc_link_new. */
+struct plc_backend {
+	const char *name;
+	int (*connect)(plc_link *link);
+	void (*close)(plc_link *link);
+	int (*read_trigger)(plc_link *link, struct plc_trigger *t);
+	int (*write_block)(plc_link *link, int base, const uint16_t *regs, int nregs);
+	int (*serve)(plc_link *link, int wait_ms);
+};
+
+/* The server keeps up to this many TCP clients: the PLC, plus a service
+ * laptop running mbpoll, plus a PLC reconnecting before its old connection
+ * timed out. */
+#define PLC_SERVER_MAX_CLIENTS 8
 
 struct plc_link {
-	modbus_t *ctx;          /* made once in plc_link_new_tcp, reused across reconnects */
-	int connected;
+	const struct plc_backend *backend;
+	enum plc_role role;
+	enum plc_transport transport;
+	modbus_t *ctx;          /* made once in plc_link_new, reused across reconnects */
+	int connected;          /* client: connected; server: listening / port open */
 	struct plc_regmap map;
+	int64_t last_request_us;
+
+	/* server role */
+	modbus_mapping_t *mb;   /* every register 0 .. end of the highest block */
+	int listen_fd;
+	int clients[PLC_SERVER_MAX_CLIENTS];
+	int nclients;
 };
 
 void plc_encode_result(const struct plc_result *r, uint16_t regs[PLC_RES_REGS])
@@ -24,6 +54,7 @@ void plc_encode_result(const struct plc_result *r, uint16_t regs[PLC_RES_REGS])
 	regs[PLC_RES_CLASS] = r->defect_class;
 	regs[PLC_RES_SCORE] = r->score_milli;
 	regs[PLC_RES_FLAGS] = r->flags;
+	regs[PLC_RES_VALID] = r->valid;
 }
 
 void plc_decode_result(const uint16_t regs[PLC_RES_REGS], struct plc_result *r)
@@ -35,6 +66,7 @@ void plc_decode_result(const uint16_t regs[PLC_RES_REGS], struct plc_result *r)
 	r->defect_class = regs[PLC_RES_CLASS];
 	r->score_milli = regs[PLC_RES_SCORE];
 	r->flags = regs[PLC_RES_FLAGS];
+	r->valid = regs[PLC_RES_VALID];
 }
 
 void plc_encode_trigger(const struct plc_trigger *t, uint16_t regs[PLC_TRIG_REGS])
@@ -43,6 +75,7 @@ void plc_encode_trigger(const struct plc_trigger *t, uint16_t regs[PLC_TRIG_REGS
 	regs[PLC_TRIG_PART_ID_HI] = (uint16_t)(t->part_id >> 16);
 	regs[PLC_TRIG_PART_ID_LO] = (uint16_t)(t->part_id & 0xffff);
 	regs[PLC_TRIG_ACK] = t->ack;
+	regs[PLC_TRIG_JOB] = t->job;
 }
 
 void plc_decode_trigger(const uint16_t regs[PLC_TRIG_REGS], struct plc_trigger *t)
@@ -50,6 +83,32 @@ void plc_decode_trigger(const uint16_t regs[PLC_TRIG_REGS], struct plc_trigger *
 	t->counter = regs[PLC_TRIG_COUNTER];
 	t->part_id = (uint32_t)regs[PLC_TRIG_PART_ID_HI] << 16 | regs[PLC_TRIG_PART_ID_LO];
 	t->ack = regs[PLC_TRIG_ACK];
+	t->job = regs[PLC_TRIG_JOB];
+}
+
+void plc_encode_status(const struct plc_status *s, uint16_t regs[PLC_STAT_REGS])
+{
+	regs[PLC_STAT_HEARTBEAT] = s->heartbeat;
+	regs[PLC_STAT_WORD] = s->word;
+	regs[PLC_STAT_ERROR] = s->error;
+	regs[PLC_STAT_JOB] = s->job;
+	regs[PLC_STAT_TRIGGER_SEEN] = s->trigger_seen;
+	regs[PLC_STAT_BUFFERED] = s->buffered;
+	regs[PLC_STAT_CAPACITY] = s->capacity;
+	regs[PLC_STAT_OVERRUNS] = s->overruns;
+	regs[PLC_STAT_MAP_VERSION] = PLC_MAP_VERSION;
+}
+
+void plc_decode_status(const uint16_t regs[PLC_STAT_REGS], struct plc_status *s)
+{
+	s->heartbeat = regs[PLC_STAT_HEARTBEAT];
+	s->word = regs[PLC_STAT_WORD];
+	s->error = regs[PLC_STAT_ERROR];
+	s->job = regs[PLC_STAT_JOB];
+	s->trigger_seen = regs[PLC_STAT_TRIGGER_SEEN];
+	s->buffered = regs[PLC_STAT_BUFFERED];
+	s->capacity = regs[PLC_STAT_CAPACITY];
+	s->overruns = regs[PLC_STAT_OVERRUNS];
 }
 
 uint16_t plc_counter_next(uint16_t c)
@@ -68,98 +127,23 @@ static int blocks_overlap(int a, int na, int b, int nb)
 	return a < b + nb && b < a + na;
 }
 
-plc_link *plc_link_new_tcp(const struct plc_config *cfg)
+int plc_regmap_check(const struct plc_regmap *m)
 {
-	const struct plc_regmap *m;
-	struct in_addr addr;
-	plc_link *link = NULL;
-
-	if (!cfg || !cfg->host || cfg->port < 1 || cfg->port > 65535 || cfg->timeout_ms < 1)
-		return NULL;
-	/* libmodbus's TCP backend passes the host to inet_addr(), so a name
-	 * such as "localhost" would fail on every connect with a stale errno;
-	 * reject it here, where the caller reports a bad endpoint. */
-	if (inet_pton(AF_INET, cfg->host, &addr) != 1)
-		return NULL;
-	if (cfg->unit_id < 0 || (cfg->unit_id > 247 && cfg->unit_id != MODBUS_TCP_SLAVE))
-		return NULL;
-	m = &cfg->map;
 	if (!block_fits(m->trigger_base, PLC_TRIG_REGS) ||
 	    !block_fits(m->result_base, PLC_RES_REGS) ||
 	    !block_fits(m->status_base, PLC_STAT_REGS))
-		return NULL;
+		return -EINVAL;
 	/* Overlapping blocks would have vigild overwrite the PLC's trigger or
 	 * its own result with the heartbeat. */
 	if (blocks_overlap(m->trigger_base, PLC_TRIG_REGS, m->result_base, PLC_RES_REGS) ||
 	    blocks_overlap(m->trigger_base, PLC_TRIG_REGS, m->status_base, PLC_STAT_REGS) ||
 	    blocks_overlap(m->result_base, PLC_RES_REGS, m->status_base, PLC_STAT_REGS))
-		return NULL;
-
-	link = calloc(1, sizeof *link);
-	if (!link)
-		goto fail;
-	link->map = *m;
-	link->ctx = modbus_new_tcp(cfg->host, cfg->port);
-	if (!link->ctx)
-		goto fail;
-	if (modbus_set_slave(link->ctx, cfg->unit_id) < 0)
-		goto fail;
-	/* The response timeout also bounds modbus_connect(), so a PLC that is
-	 * switched off cannot stall the caller for the kernel's SYN timeout. */
-	if (modbus_set_response_timeout(link->ctx, (uint32_t)(cfg->timeout_ms / 1000),
-					(uint32_t)(cfg->timeout_ms % 1000) * 1000) < 0)
-		goto fail;
-	return link;
-
-fail:
-	plc_link_free(link);
-	return NULL;
-}
-
-void plc_link_free(plc_link *link)
-{
-	if (!link)
-		return;
-	if (link->ctx) {
-		if (link->connected)
-			modbus_close(link->ctx);
-		modbus_free(link->ctx);
-	}
-	free(link);
-}
-
-int plc_link_connect(plc_link *link)
-{
-	if (link->connected)
-		return 0;
-	errno = 0;
-	if (modbus_connect(link->ctx) < 0) {
-		/* libmodbus's non-blocking connect returns -1 without setting
-		 * errno when select() times out; errno still holds EINPROGRESS
-		 * from connect() or our 0. */
-		if (errno == 0 || errno == EINPROGRESS)
-			return -ETIMEDOUT;
-		return errno >= MODBUS_ENOBASE ? PLC_EMODBUS : -errno;
-	}
-	link->connected = 1;
+		return -EINVAL;
 	return 0;
 }
 
-void plc_link_close(plc_link *link)
-{
-	if (!link || !link->connected)
-		return;
-	modbus_close(link->ctx);
-	link->connected = 0;
-}
-
-int plc_link_connected(const plc_link *link)
-{
-	return link && link->connected;
-}
-
 /* Converts a failed libmodbus request (-1 and errno) into our code, once.
- * An exception reply leaves the TCP stream in step, so the link stays up.
+ * An exception reply leaves the stream in step, so the link stays up.
  * Anything else (timeout, reset, a response that does not match the request)
  * may leave a late or partial response in the socket that the next request
  * would take for its own, so the link is closed and the caller reconnects. */
@@ -175,13 +159,34 @@ static int request_failed(plc_link *link)
 	return e > 0 ? -e : -EIO;
 }
 
-int plc_read_trigger(plc_link *link, struct plc_trigger *t)
+/* ---- client role: the PLC is the server ---- */
+
+static int client_connect(plc_link *link)
+{
+	errno = 0;
+	if (modbus_connect(link->ctx) < 0) {
+		/* libmodbus's non-blocking connect returns -1 without setting
+		 * errno when select() times out; errno still holds EINPROGRESS
+		 * from connect() or our 0. */
+		if (errno == 0 || errno == EINPROGRESS)
+			return -ETIMEDOUT;
+		return errno >= MODBUS_ENOBASE ? PLC_EMODBUS : -errno;
+	}
+	link->connected = 1;
+	return 0;
+}
+
+static void client_close(plc_link *link)
+{
+	modbus_close(link->ctx);
+	link->connected = 0;
+}
+
+static int client_read_trigger(plc_link *link, struct plc_trigger *t)
 {
 	uint16_t regs[PLC_TRIG_REGS];
 	int rc;
 
-	if (!link->connected)
-		return PLC_ENOTCONN;
 	rc = modbus_read_registers(link->ctx, link->map.trigger_base, PLC_TRIG_REGS, regs);
 	if (rc < 0)
 		return request_failed(link);
@@ -189,42 +194,382 @@ int plc_read_trigger(plc_link *link, struct plc_trigger *t)
 		plc_link_close(link);
 		return -EPROTO;
 	}
+	link->last_request_us = vigil_now_us();
 	plc_decode_trigger(regs, t);
 	return 0;
 }
 
 /* Writes nregs registers at base in one function 16 request. */
-static int write_block(plc_link *link, int base, const uint16_t *regs, int nregs)
+static int client_write_block(plc_link *link, int base, const uint16_t *regs, int nregs)
 {
-	int rc;
+	int rc = modbus_write_registers(link->ctx, base, nregs, regs);
 
-	if (!link->connected)
-		return PLC_ENOTCONN;
-	rc = modbus_write_registers(link->ctx, base, nregs, regs);
 	if (rc < 0)
 		return request_failed(link);
 	if (rc != nregs) {
 		plc_link_close(link);
 		return -EPROTO;
 	}
+	link->last_request_us = vigil_now_us();
 	return 0;
+}
+
+static int client_serve(plc_link *link, int wait_ms)
+{
+	(void)link;
+	if (wait_ms > 0)
+		usleep((useconds_t)wait_ms * 1000);
+	return 0;
+}
+
+static const struct plc_backend client_backend = {
+	.name = "client",
+	.connect = client_connect,
+	.close = client_close,
+	.read_trigger = client_read_trigger,
+	.write_block = client_write_block,
+	.serve = client_serve,
+};
+
+/* ---- server role: vigild holds the registers, the PLC polls ---- */
+
+static void server_drop_client(plc_link *link, int i)
+{
+	close(link->clients[i]);
+	link->clients[i] = link->clients[--link->nclients];
+}
+
+static int server_connect(plc_link *link)
+{
+	if (link->transport == PLC_TRANSPORT_RTU) {
+		errno = 0;
+		if (modbus_connect(link->ctx) < 0)
+			return errno > 0 && errno < MODBUS_ENOBASE ? -errno : -EIO;
+		link->clients[0] = modbus_get_socket(link->ctx);
+		link->nclients = 1;
+	} else {
+		errno = 0;
+		link->listen_fd = modbus_tcp_listen(link->ctx, PLC_SERVER_MAX_CLIENTS);
+		if (link->listen_fd < 0)
+			return errno > 0 && errno < MODBUS_ENOBASE ? -errno : -EIO;
+	}
+	link->connected = 1;
+	return 0;
+}
+
+static void server_close(plc_link *link)
+{
+	if (link->transport == PLC_TRANSPORT_RTU) {
+		modbus_close(link->ctx);
+		link->nclients = 0;
+	} else {
+		while (link->nclients > 0)
+			server_drop_client(link, link->nclients - 1);
+		if (link->listen_fd >= 0)
+			close(link->listen_fd);
+		link->listen_fd = -1;
+	}
+	link->connected = 0;
+}
+
+/* The PLC may write the trigger block and nothing else: a write that
+ * reaches into the result or status block would forge a verdict. */
+static int write_allowed(const plc_link *link, int addr, int nb)
+{
+	int base = link->map.trigger_base;
+
+	return addr >= base && addr + nb <= base + PLC_TRIG_REGS;
+}
+
+/* Answers one request that modbus_receive() accepted (it checked the frame
+ * against the function's length). Returns modbus_reply()'s result. */
+static int server_answer(plc_link *link, const uint8_t *q, int len)
+{
+	int h = modbus_get_header_length(link->ctx);
+	int fc = q[h];
+	int addr = q[h + 1] << 8 | q[h + 2];
+	int nb = -1;
+
+	switch (fc) {
+	case MODBUS_FC_WRITE_SINGLE_REGISTER:
+	case MODBUS_FC_MASK_WRITE_REGISTER:
+		nb = 1;
+		break;
+	case MODBUS_FC_WRITE_MULTIPLE_REGISTERS:
+		nb = q[h + 3] << 8 | q[h + 4];
+		break;
+	case MODBUS_FC_WRITE_AND_READ_REGISTERS:
+		addr = q[h + 5] << 8 | q[h + 6];
+		nb = q[h + 7] << 8 | q[h + 8];
+		break;
+	}
+	/* A quantity of 0 or too many is libmodbus's to refuse (illegal data
+	 * value); an allowed quantity at a refused address is ours. */
+	if (nb >= 1 && nb <= MODBUS_MAX_WR_WRITE_REGISTERS && !write_allowed(link, addr, nb))
+		return modbus_reply_exception(link->ctx, q, MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS);
+	return modbus_reply(link->ctx, q, len, link->mb);
+}
+
+static int server_serve(plc_link *link, int wait_ms)
+{
+	uint8_t query[MODBUS_MAX_ADU_LENGTH];
+	struct pollfd fds[PLC_SERVER_MAX_CLIENTS + 1];
+	int served = 0;
+
+	if (!link->connected)
+		return PLC_ENOTCONN;
+	/* At most a few rounds, so a chatty client cannot hold the PLC thread
+	 * away from its deadlines. */
+	for (int round = 0; round < 16; round++) {
+		int nfds = 0, n;
+
+		for (int i = 0; i < link->nclients; i++)
+			fds[nfds++] = (struct pollfd){ .fd = link->clients[i], .events = POLLIN };
+		if (link->listen_fd >= 0)
+			fds[nfds++] = (struct pollfd){ .fd = link->listen_fd, .events = POLLIN };
+		n = poll(fds, (nfds_t)nfds, round == 0 ? wait_ms : 0);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n <= 0)
+			break;
+		/* Clients from the last one down, so dropping one (which moves
+		 * the last into its slot) does not skip another. */
+		for (int i = link->nclients - 1; i >= 0; i--) {
+			int rc;
+
+			if (!(fds[i].revents & (POLLIN | POLLERR | POLLHUP)))
+				continue;
+			modbus_set_socket(link->ctx, link->clients[i]);
+			rc = modbus_receive(link->ctx, query);
+			if (rc > 0) {
+				link->last_request_us = vigil_now_us();
+				served++;
+				rc = server_answer(link, query, rc);
+			}
+			if (rc < 0 && link->transport == PLC_TRANSPORT_TCP) {
+				/* Closed, reset, or a frame libmodbus cannot
+				 * parse: the stream is out of step, end the
+				 * session; the PLC reconnects. */
+				server_drop_client(link, i);
+			} else if (rc < 0) {
+				/* A bad CRC or a frame cut short on the serial
+				 * line: libmodbus flushed it; the next frame
+				 * starts clean. */
+				modbus_flush(link->ctx);
+			}
+		}
+		if (link->listen_fd >= 0 && (fds[nfds - 1].revents & POLLIN)) {
+			int fd = link->listen_fd;
+
+			fd = modbus_tcp_accept(link->ctx, &fd);
+			if (fd >= 0 && link->nclients < PLC_SERVER_MAX_CLIENTS)
+				link->clients[link->nclients++] = fd;
+			else if (fd >= 0)
+				close(fd); /* full: the oldest sessions keep their places */
+		}
+	}
+	return served;
+}
+
+static int server_read_trigger(plc_link *link, struct plc_trigger *t)
+{
+	int rc = server_serve(link, 0);
+
+	if (rc < 0)
+		return rc;
+	plc_decode_trigger(link->mb->tab_registers + link->map.trigger_base, t);
+	return 0;
+}
+
+/* Requests are served on this thread only, so a block written here is seen
+ * whole by the next request. */
+static int server_write_block(plc_link *link, int base, const uint16_t *regs, int nregs)
+{
+	memcpy(link->mb->tab_registers + base, regs, (size_t)nregs * sizeof *regs);
+	return 0;
+}
+
+static const struct plc_backend server_backend = {
+	.name = "server",
+	.connect = server_connect,
+	.close = server_close,
+	.read_trigger = server_read_trigger,
+	.write_block = server_write_block,
+	.serve = server_serve,
+};
+
+/* ---- the link ---- */
+
+static int map_end(const struct plc_regmap *m)
+{
+	int end = m->trigger_base + PLC_TRIG_REGS;
+
+	if (m->result_base + PLC_RES_REGS > end)
+		end = m->result_base + PLC_RES_REGS;
+	if (m->status_base + PLC_STAT_REGS > end)
+		end = m->status_base + PLC_STAT_REGS;
+	return end;
+}
+
+plc_link *plc_link_new(const struct plc_config *cfg)
+{
+	struct in_addr addr;
+	plc_link *link = NULL;
+	int server;
+
+	if (!cfg || cfg->timeout_ms < 1 || plc_regmap_check(&cfg->map) < 0)
+		return NULL;
+	server = cfg->role == PLC_ROLE_SERVER;
+	if (cfg->role != PLC_ROLE_CLIENT && !server)
+		return NULL;
+	if (cfg->transport == PLC_TRANSPORT_TCP) {
+		if (!cfg->host || cfg->port < 1 || cfg->port > 65535)
+			return NULL;
+		/* libmodbus's TCP backend passes the host to inet_addr(), so a
+		 * name such as "localhost" would fail on every connect with a
+		 * stale errno; reject it here, where the caller reports a bad
+		 * endpoint. */
+		if (inet_pton(AF_INET, cfg->host, &addr) != 1)
+			return NULL;
+		if (cfg->unit_id < 0 || (cfg->unit_id > 247 && cfg->unit_id != MODBUS_TCP_SLAVE))
+			return NULL;
+	} else if (cfg->transport == PLC_TRANSPORT_RTU) {
+		char parity = cfg->parity ? cfg->parity : 'E';
+
+		if (!cfg->device || !*cfg->device || cfg->baud < 0 ||
+		    (parity != 'N' && parity != 'E' && parity != 'O') ||
+		    cfg->stop_bits < 0 || cfg->stop_bits > 2)
+			return NULL;
+		/* Unit 0 is the broadcast address on a serial line. */
+		if (cfg->unit_id < 1 || cfg->unit_id > 247)
+			return NULL;
+	} else {
+		return NULL;
+	}
+
+	link = calloc(1, sizeof *link);
+	if (!link)
+		goto fail;
+	link->backend = server ? &server_backend : &client_backend;
+	link->role = cfg->role;
+	link->transport = cfg->transport;
+	link->map = cfg->map;
+	link->listen_fd = -1;
+	if (cfg->transport == PLC_TRANSPORT_TCP)
+		link->ctx = modbus_new_tcp(cfg->host, cfg->port);
+	else
+		link->ctx = modbus_new_rtu(cfg->device, cfg->baud ? cfg->baud : 19200,
+					   cfg->parity ? cfg->parity : 'E', 8,
+					   cfg->stop_bits ? cfg->stop_bits : 1);
+	if (!link->ctx)
+		goto fail;
+	if (modbus_set_slave(link->ctx, cfg->unit_id) < 0)
+		goto fail;
+	if (server) {
+		link->mb = modbus_mapping_new(0, 0, map_end(&cfg->map), 0);
+		if (!link->mb)
+			goto fail;
+		/* libmodbus sleeps one response timeout before flushing after
+		 * some malformed requests, and waits a byte timeout for each
+		 * byte of a frame cut short: both stall the PLC thread, so
+		 * keep them short. */
+		if (modbus_set_response_timeout(link->ctx, 0, 20000) < 0 ||
+		    modbus_set_byte_timeout(link->ctx, 0, 50000) < 0)
+			goto fail;
+	} else {
+		/* The response timeout also bounds modbus_connect(), so a PLC
+		 * that is switched off cannot stall the caller for the kernel's
+		 * SYN timeout. */
+		if (modbus_set_response_timeout(link->ctx, (uint32_t)(cfg->timeout_ms / 1000),
+						(uint32_t)(cfg->timeout_ms % 1000) * 1000) < 0)
+			goto fail;
+	}
+	return link;
+
+fail:
+	plc_link_free(link);
+	return NULL;
+}
+
+plc_link *plc_link_new_tcp(const struct plc_config *cfg)
+{
+	return plc_link_new(cfg);
+}
+
+void plc_link_free(plc_link *link)
+{
+	if (!link)
+		return;
+	if (link->ctx) {
+		plc_link_close(link);
+		modbus_free(link->ctx);
+	}
+	if (link->mb)
+		modbus_mapping_free(link->mb);
+	free(link);
+}
+
+int plc_link_connect(plc_link *link)
+{
+	if (link->connected)
+		return 0;
+	return link->backend->connect(link);
+}
+
+void plc_link_close(plc_link *link)
+{
+	if (!link || !link->connected)
+		return;
+	link->backend->close(link);
+}
+
+int plc_link_connected(const plc_link *link)
+{
+	return link && link->connected;
+}
+
+enum plc_role plc_link_role(const plc_link *link)
+{
+	return link->role;
+}
+
+int64_t plc_link_last_request_us(const plc_link *link)
+{
+	return link->last_request_us;
+}
+
+int plc_read_trigger(plc_link *link, struct plc_trigger *t)
+{
+	if (!link->connected)
+		return PLC_ENOTCONN;
+	return link->backend->read_trigger(link, t);
+}
+
+int plc_serve(plc_link *link, int wait_ms)
+{
+	if (!link->connected)
+		return PLC_ENOTCONN;
+	return link->backend->serve(link, wait_ms);
 }
 
 int plc_write_result(plc_link *link, const struct plc_result *r)
 {
 	uint16_t regs[PLC_RES_REGS];
 
+	if (!link->connected)
+		return PLC_ENOTCONN;
 	plc_encode_result(r, regs);
-	return write_block(link, link->map.result_base, regs, PLC_RES_REGS);
+	return link->backend->write_block(link, link->map.result_base, regs, PLC_RES_REGS);
 }
 
-int plc_write_status(plc_link *link, uint16_t heartbeat, uint16_t status_word)
+int plc_write_status(plc_link *link, const struct plc_status *s)
 {
 	uint16_t regs[PLC_STAT_REGS];
 
-	regs[PLC_STAT_HEARTBEAT] = heartbeat;
-	regs[PLC_STAT_WORD] = status_word;
-	return write_block(link, link->map.status_base, regs, PLC_STAT_REGS);
+	if (!link->connected)
+		return PLC_ENOTCONN;
+	plc_encode_status(s, regs);
+	return link->backend->write_block(link, link->map.status_base, regs, PLC_STAT_REGS);
 }
 
 const char *plc_strerror(int code)

@@ -1,11 +1,19 @@
-/* The link to the line PLC over Modbus TCP (libmodbus). In this first
- * version vigild is the Modbus client: it polls the PLC's trigger block and
- * writes the result block into the PLC's holding registers. The register map
- * is in docs/plc.md; the encoders below are the single source of truth for
- * it, shared by vigild and the simulated PLC in tools/vigil-sim.
+/* The link to the line PLC over Modbus (libmodbus), register map version 2.
+ *
+ * vigild takes one of two roles, chosen in the config:
+ *   client: the PLC is the Modbus server; vigild polls its trigger block and
+ *           writes the result and status blocks into the PLC's registers;
+ *   server: vigild is the Modbus server; the PLC polls the result and status
+ *           blocks from vigild and writes the trigger block into vigild.
+ * Either role runs over TCP or RTU (serial). The register map is the same in
+ * every case; it is documented in docs/plc.md, and the encoders below are its
+ * single source of truth, shared by vigild and the simulated PLC in
+ * tools/vigil-sim. 32-bit values take two registers, high word first.
  *
  * A plc_link is used from one thread only (libmodbus contexts are not
- * thread-safe). */
+ * thread-safe). In the server role the link serves the PLC's requests only
+ * inside plc_read_trigger(), so the caller must call it at least every
+ * poll period. */
 #ifndef VIGIL_PLC_PLC_H
 #define VIGIL_PLC_PLC_H
 
@@ -17,6 +25,8 @@
 #define PLC_EHANDSHAKE (-(PLC_ENOBASE + 2)) /* PLC has not acknowledged */
 #define PLC_EMODBUS (-(PLC_ENOBASE + 3))    /* Modbus exception reply */
 
+#define PLC_MAP_VERSION 2
+
 /* Holding register offsets, relative to the block bases in plc_regmap. */
 enum {
 	/* Trigger block, written by the PLC. */
@@ -24,7 +34,8 @@ enum {
 	PLC_TRIG_PART_ID_HI = 1,  /* u32 part id, high word first */
 	PLC_TRIG_PART_ID_LO = 2,
 	PLC_TRIG_ACK = 3,         /* u16: result counter the PLC has consumed */
-	PLC_TRIG_REGS = 4,
+	PLC_TRIG_JOB = 4,         /* u16: job (recipe) the PLC selects; 0 = no request */
+	PLC_TRIG_REGS = 5,
 
 	/* Result block, written by vigild in one write-multiple-registers. */
 	PLC_RES_COUNTER = 0,      /* u16, +1 per result, 65535 wraps to 1 */
@@ -35,12 +46,20 @@ enum {
 	PLC_RES_CLASS = 5,        /* 0 none, 1 surface, 2 vibration, 3 both */
 	PLC_RES_SCORE = 6,        /* fused defect score x 1000 (0..1000) */
 	PLC_RES_FLAGS = 7,        /* enum vigil_part_flags, low 16 bits */
-	PLC_RES_REGS = 8,
+	PLC_RES_VALID = 8,        /* 1: this result awaits the PLC's ack; 0: acknowledged */
+	PLC_RES_REGS = 9,
 
-	/* Status block, written by vigild about once per second. */
-	PLC_STAT_HEARTBEAT = 0,   /* u16, +1 per status write */
+	/* Status block, written by vigild. */
+	PLC_STAT_HEARTBEAT = 0,   /* u16, +1 about every 0.5 s */
 	PLC_STAT_WORD = 1,        /* enum plc_status_bits */
-	PLC_STAT_REGS = 2,
+	PLC_STAT_ERROR = 2,       /* enum plc_error_code, the most important active one */
+	PLC_STAT_JOB = 3,         /* job (recipe) in use */
+	PLC_STAT_TRIGGER_SEEN = 4,/* last trigger counter vigild took */
+	PLC_STAT_BUFFERED = 5,    /* results not yet acknowledged, the presented one included */
+	PLC_STAT_CAPACITY = 6,    /* results that may wait behind the presented one */
+	PLC_STAT_OVERRUNS = 7,    /* results lost to a full buffer since start (saturates) */
+	PLC_STAT_MAP_VERSION = 8, /* PLC_MAP_VERSION */
+	PLC_STAT_REGS = 9,
 };
 
 enum plc_status_bits {
@@ -51,6 +70,22 @@ enum plc_status_bits {
 	PLC_STATUS_CAMERA_OK = 1 << 4,
 	PLC_STATUS_SENSOR_OK = 1 << 5,
 	PLC_STATUS_DB_OK = 1 << 6,
+	PLC_STATUS_STOP_LINE = 1 << 7,    /* fault_policy = stop_line and a fault is active */
+	PLC_STATUS_RESULTS_VALID = 1 << 8,/* mirror of the result block's VALID */
+	PLC_STATUS_OVERRUN = 1 << 9,      /* a result was lost to a full buffer (latched) */
+	PLC_STATUS_PLC_SILENT = 1 << 10,  /* server role: the PLC stopped polling */
+	PLC_STATUS_JOB_INVALID = 1 << 11, /* the selected job is not configured */
+};
+
+enum plc_error_code {
+	PLC_ERR_NONE = 0,
+	PLC_ERR_CAMERA = 1,
+	PLC_ERR_SENSOR = 2,
+	PLC_ERR_MODEL = 3,
+	PLC_ERR_DATABASE = 4,
+	PLC_ERR_OVERRUN = 5,
+	PLC_ERR_JOB = 6,
+	PLC_ERR_PLC_SILENT = 7,
 };
 
 struct plc_regmap {
@@ -65,6 +100,7 @@ struct plc_trigger {
 	uint16_t counter;
 	uint32_t part_id;
 	uint16_t ack;       /* last result counter the PLC consumed */
+	uint16_t job;       /* 0: no selection */
 };
 
 struct plc_result {
@@ -75,6 +111,18 @@ struct plc_result {
 	uint16_t defect_class;
 	uint16_t score_milli;
 	uint16_t flags;
+	uint16_t valid;
+};
+
+struct plc_status {
+	uint16_t heartbeat;
+	uint16_t word;
+	uint16_t error;
+	uint16_t job;
+	uint16_t trigger_seen;
+	uint16_t buffered;
+	uint16_t capacity;
+	uint16_t overruns;
 };
 
 /* Encoding, shared with the simulated PLC. */
@@ -82,38 +130,76 @@ void plc_encode_result(const struct plc_result *r, uint16_t regs[PLC_RES_REGS]);
 void plc_decode_result(const uint16_t regs[PLC_RES_REGS], struct plc_result *r);
 void plc_encode_trigger(const struct plc_trigger *t, uint16_t regs[PLC_TRIG_REGS]);
 void plc_decode_trigger(const uint16_t regs[PLC_TRIG_REGS], struct plc_trigger *t);
+/* Sets the map version register too. */
+void plc_encode_status(const struct plc_status *s, uint16_t regs[PLC_STAT_REGS]);
+void plc_decode_status(const uint16_t regs[PLC_STAT_REGS], struct plc_status *s);
 /* Next counter value after c: 1..65535, skipping 0 (which means "none"). */
 uint16_t plc_counter_next(uint16_t c);
+/* 0 when all three blocks fit in 0..65535 and do not overlap, else -EINVAL. */
+int plc_regmap_check(const struct plc_regmap *m);
 
 typedef struct plc_link plc_link;
 
+enum plc_role {
+	PLC_ROLE_CLIENT = 0,     /* the PLC is the server */
+	PLC_ROLE_SERVER = 1,     /* vigild is the server */
+};
+
+enum plc_transport {
+	PLC_TRANSPORT_TCP = 0,
+	PLC_TRANSPORT_RTU = 1,
+};
+
 struct plc_config {
-	const char *host;        /* Modbus TCP server (the PLC) */
+	enum plc_role role;
+	enum plc_transport transport;
+	const char *host;        /* TCP: the PLC (client role) or the address to
+				  * listen on (server role), IPv4 dotted */
 	int port;
-	int unit_id;
+	const char *device;      /* RTU: serial device, e.g. /dev/ttyS0 */
+	int baud;                /* RTU: 0 means 19200 */
+	char parity;             /* RTU: 'N', 'E' or 'O'; 0 means 'E' */
+	int stop_bits;           /* RTU: 0 means 1 */
+	int unit_id;             /* client: the PLC's unit id; server: ours (RTU
+				  * filters on it; TCP answers any) */
 	int timeout_ms;          /* per request */
 	struct plc_regmap map;
 };
 
-/* Copies what it needs from cfg. Does not connect. NULL on bad config. */
+/* Copies what it needs from cfg. Does not connect or listen. NULL on bad
+ * config. */
+plc_link *plc_link_new(const struct plc_config *cfg);
+/* The same as plc_link_new (kept by that name for app/line.c; the role and
+ * transport come from cfg). */
 plc_link *plc_link_new_tcp(const struct plc_config *cfg);
 void plc_link_free(plc_link *link);
 
-/* Connects if not connected. 0 or a negative code. */
+/* Client: connects if not connected. Server: opens the listening socket or
+ * the serial line if not open. 0 or a negative code. */
 int plc_link_connect(plc_link *link);
 void plc_link_close(plc_link *link);
+/* Client: connected to the PLC. Server: listening (whether or not a PLC is
+ * polling; see plc_link_last_request_us). */
 int plc_link_connected(const plc_link *link);
+enum plc_role plc_link_role(const plc_link *link);
+/* CLOCK_MONOTONIC time (vigil_now_us) of the last request the PLC made of
+ * us (server) or the last successful request we made (client); 0 if none. */
+int64_t plc_link_last_request_us(const plc_link *link);
 
-/* Reads the trigger block (one read of PLC_TRIG_REGS registers). On an I/O
- * error the link is closed (reconnect with plc_link_connect). */
+/* Client: reads the trigger block (one read of PLC_TRIG_REGS registers); on
+ * an I/O error the link is closed (reconnect with plc_link_connect).
+ * Server: serves every request waiting, up to wait_ms for the first one,
+ * then returns the trigger block as the PLC last wrote it. */
 int plc_read_trigger(plc_link *link, struct plc_trigger *t);
+int plc_serve(plc_link *link, int wait_ms);
 
-/* Writes the whole result block in one request (function 16), so the PLC
- * never sees half a result. */
+/* Writes the whole result block in one request (function 16; in the server
+ * role, into our registers between two requests), so the PLC never sees
+ * half a result. */
 int plc_write_result(plc_link *link, const struct plc_result *r);
 
-/* Writes heartbeat and status word. */
-int plc_write_status(plc_link *link, uint16_t heartbeat, uint16_t status_word);
+/* Writes the whole status block the same way. */
+int plc_write_status(plc_link *link, const struct plc_status *s);
 
 const char *plc_strerror(int code);
 

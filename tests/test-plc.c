@@ -28,6 +28,7 @@ static const struct plc_result known_result = {
 	.defect_class = 3,
 	.score_milli = 875,
 	.flags = 0x0025,
+	.valid = 1,
 };
 
 /* Field by field: the struct has padding that copies need not preserve. */
@@ -40,11 +41,13 @@ static void assert_result_eq(const struct plc_result *a, const struct plc_result
 	g_assert_cmpuint(a->defect_class, ==, b->defect_class);
 	g_assert_cmpuint(a->score_milli, ==, b->score_milli);
 	g_assert_cmphex(a->flags, ==, b->flags);
+	g_assert_cmpuint(a->valid, ==, b->valid);
 }
 
 static void test_encode_result(void)
 {
-	const uint16_t want[PLC_RES_REGS] = { 0x0102, 0x0001, 0x2345, 0x0304, 2, 3, 875, 0x0025 };
+	const uint16_t want[PLC_RES_REGS] = { 0x0102, 0x0001, 0x2345, 0x0304, 2, 3, 875, 0x0025,
+						1 };
 	uint16_t regs[PLC_RES_REGS];
 	struct plc_result back;
 
@@ -62,8 +65,8 @@ static void test_encode_result(void)
 
 static void test_encode_trigger(void)
 {
-	const struct plc_trigger t = { .counter = 65535, .part_id = 0x80000001, .ack = 7 };
-	const uint16_t want[PLC_TRIG_REGS] = { 65535, 0x8000, 0x0001, 7 };
+	const struct plc_trigger t = { .counter = 65535, .part_id = 0x80000001, .ack = 7, .job = 4 };
+	const uint16_t want[PLC_TRIG_REGS] = { 65535, 0x8000, 0x0001, 7, 4 };
 	uint16_t regs[PLC_TRIG_REGS];
 	struct plc_trigger back;
 
@@ -73,6 +76,7 @@ static void test_encode_trigger(void)
 	g_assert_cmpuint(back.counter, ==, t.counter);
 	g_assert_cmphex(back.part_id, ==, t.part_id);
 	g_assert_cmpuint(back.ack, ==, t.ack);
+	g_assert_cmpuint(back.job, ==, t.job);
 }
 
 static void test_counter(void)
@@ -181,7 +185,7 @@ static void test_refused(void)
 	g_assert_false(plc_link_connected(link));
 	g_assert_cmpint(plc_read_trigger(link, &t), ==, PLC_ENOTCONN);
 	g_assert_cmpint(plc_write_result(link, &known_result), ==, PLC_ENOTCONN);
-	g_assert_cmpint(plc_write_status(link, 1, 1), ==, PLC_ENOTCONN);
+	g_assert_cmpint(plc_write_status(link, &(struct plc_status){ .heartbeat = 1 }), ==, PLC_ENOTCONN);
 	plc_link_free(link);
 }
 
@@ -285,7 +289,8 @@ static void test_sim_exchange(void)
 
 	/* Status. */
 	g_assert_cmpuint(sim_plc_status_word(sim, &hb), ==, 0);
-	g_assert_cmpint(plc_write_status(link, 41, PLC_STATUS_READY | PLC_STATUS_RUNNING), ==, 0);
+	g_assert_cmpint(plc_write_status(link, &(struct plc_status){
+				.heartbeat = 41, .word = PLC_STATUS_READY | PLC_STATUS_RUNNING }), ==, 0);
 	g_assert_cmpuint(sim_plc_status_word(sim, &hb), ==, PLC_STATUS_READY | PLC_STATUS_RUNNING);
 	g_assert_cmpuint(hb, ==, 41);
 	g_assert_cmpuint(sim_plc_status_word(sim, NULL), ==, PLC_STATUS_READY | PLC_STATUS_RUNNING);
@@ -481,7 +486,10 @@ static void test_pymodbus_peer(void)
 	r.part_id = t.part_id;
 	r.trigger_counter = t.counter;
 	g_assert_cmpint(plc_write_result(link, &r), ==, 0);
-	g_assert_cmpint(plc_write_status(link, 1, PLC_STATUS_READY | PLC_STATUS_DB_OK), ==, 0);
+	g_assert_cmpint(plc_write_status(link, &(struct plc_status){
+				.heartbeat = 1, .word = PLC_STATUS_READY | PLC_STATUS_DB_OK,
+				.error = 5, .job = 3, .trigger_seen = 7, .buffered = 2,
+				.capacity = 32, .overruns = 1 }), ==, 0);
 
 	while ((line = peer_read_line(&pp, 15000))) {
 		g_ptr_array_add(lines, line);
@@ -493,11 +501,13 @@ static void test_pymodbus_peer(void)
 	 * one function 16 write per block, part id high word first. */
 	g_assert_cmpuint(lines->len, ==, 4);
 	g_assert_cmpstr(lines->pdata[0], ==,
-			"READ fc=3 addr=100 count=4 values=0x0007,0x00ab,0xcdef,0x0006");
+			"READ fc=3 addr=100 count=5 values=0x0007,0x00ab,0xcdef,0x0006,0x0000");
 	g_assert_cmpstr(lines->pdata[1], ==,
-			"WRITE fc=16 addr=200 count=8 "
-			"values=0x0007,0x00ab,0xcdef,0x0007,0x0002,0x0003,0x036b,0x0025");
-	g_assert_cmpstr(lines->pdata[2], ==, "WRITE fc=16 addr=300 count=2 values=0x0001,0x0041");
+			"WRITE fc=16 addr=200 count=9 "
+			"values=0x0007,0x00ab,0xcdef,0x0007,0x0002,0x0003,0x036b,0x0025,0x0001");
+	g_assert_cmpstr(lines->pdata[2], ==,
+			"WRITE fc=16 addr=300 count=9 values=0x0001,0x0041,0x0005,0x0003,"
+			"0x0007,0x0002,0x0020,0x0001,0x0002");
 	g_assert_cmpstr(lines->pdata[3], ==, "DONE");
 
 	g_assert_cmpint(waitpid(pp.pid, &status, 0), ==, pp.pid);
@@ -507,6 +517,154 @@ static void test_pymodbus_peer(void)
 	g_string_free(pp.buf, TRUE);
 	g_ptr_array_unref(lines);
 	g_free(script);
+}
+
+
+/* ---- The server role: vigild's registers, polled by a libmodbus master ---- */
+
+struct server_run {
+	plc_link *link;
+	volatile int stop;
+};
+
+static gpointer server_loop(gpointer data)
+{
+	struct server_run *sr = data;
+
+	while (!sr->stop)
+		plc_serve(sr->link, 10);
+	return NULL;
+}
+
+static int free_tcp_port(void)
+{
+	return closed_port();
+}
+
+/* Sends a raw request (unit id + PDU) and returns the exception code of the
+ * reply, 0 for a normal reply, -1 for no reply. */
+static int raw_exception(modbus_t *mb, const uint8_t *req, int len)
+{
+	uint8_t rsp[MODBUS_TCP_MAX_ADU_LENGTH];
+	int rc;
+
+	if (modbus_send_raw_request(mb, (uint8_t *)req, len) < 0)
+		return -1;
+	rc = modbus_receive_confirmation(mb, rsp);
+	if (rc < 0)
+		return -1;
+	/* MBAP (7) + function + exception code */
+	return (rsp[7] & 0x80) ? rsp[8] : 0;
+}
+
+static void test_server(void)
+{
+	const struct plc_regmap map = PLC_REGMAP_DEFAULT;
+	struct plc_config cfg = { .role = PLC_ROLE_SERVER, .host = "127.0.0.1",
+				  .port = free_tcp_port(), .unit_id = 1, .timeout_ms = 500,
+				  .map = map };
+	struct plc_status st = { .heartbeat = 9, .word = PLC_STATUS_READY, .capacity = 32 };
+	struct server_run sr = { 0 };
+	struct plc_trigger t;
+	struct plc_result r;
+	uint16_t regs[PLC_RES_REGS], trig[PLC_TRIG_REGS] = { 1, 0x0001, 0x0002, 0, 3 };
+	uint16_t sregs[PLC_STAT_REGS];
+	modbus_t *mb;
+	GThread *th;
+
+	sr.link = plc_link_new(&cfg);
+	g_assert_nonnull(sr.link);
+	g_assert_cmpint(plc_link_role(sr.link), ==, PLC_ROLE_SERVER);
+	g_assert_cmpint(plc_link_connect(sr.link), ==, 0);
+	g_assert_true(plc_link_connected(sr.link));
+	g_assert_cmpint(plc_link_last_request_us(sr.link), ==, 0);
+	g_assert_cmpint(plc_write_result(sr.link, &known_result), ==, 0);
+	g_assert_cmpint(plc_write_status(sr.link, &st), ==, 0);
+	th = g_thread_new("server", server_loop, &sr);
+
+	mb = modbus_new_tcp("127.0.0.1", cfg.port);
+	g_assert_nonnull(mb);
+	modbus_set_response_timeout(mb, 2, 0);
+	g_assert_cmpint(modbus_connect(mb), ==, 0);
+	g_assert_cmpint(modbus_read_registers(mb, map.result_base, PLC_RES_REGS, regs), ==,
+			PLC_RES_REGS);
+	plc_decode_result(regs, &r);
+	assert_result_eq(&r, &known_result);
+	g_assert_cmpint(modbus_read_registers(mb, map.status_base, PLC_STAT_REGS, sregs), ==,
+			PLC_STAT_REGS);
+	g_assert_cmpuint(sregs[PLC_STAT_HEARTBEAT], ==, 9);
+	g_assert_cmpuint(sregs[PLC_STAT_CAPACITY], ==, 32);
+	g_assert_cmpuint(sregs[PLC_STAT_MAP_VERSION], ==, PLC_MAP_VERSION);
+	/* The PLC writes the trigger block, whole or one register. */
+	g_assert_cmpint(modbus_write_registers(mb, map.trigger_base, PLC_TRIG_REGS, trig), ==,
+			PLC_TRIG_REGS);
+	g_assert_cmpint(modbus_write_register(mb, map.trigger_base + PLC_TRIG_ACK, 0x0102), ==, 1);
+
+	/* Malformed requests: exception replies, and the session goes on. */
+	errno = 0;
+	g_assert_cmpint(modbus_write_register(mb, map.result_base + PLC_RES_VERDICT, 1), ==, -1);
+	g_assert_cmpint(errno, ==, EMBXILADD); /* a forged verdict */
+	g_assert_cmpint(modbus_write_registers(mb, map.trigger_base + 3, 4, trig), ==, -1);
+	g_assert_cmpint(errno, ==, EMBXILADD); /* runs past the trigger block */
+	g_assert_cmpint(modbus_read_registers(mb, 60000, 2, regs), ==, -1);
+	g_assert_cmpint(errno, ==, EMBXILADD);
+	g_assert_cmpint(modbus_read_registers(mb, 0, 0, regs), ==, -1);
+	g_assert_cmpint(errno, ==, EMBXILVAL);
+	g_assert_cmpint(modbus_read_input_registers(mb, 0, 2, regs), ==, -1);
+	g_assert_cmpint(errno, ==, EMBXILADD); /* no input registers */
+	{
+		const uint8_t diag[] = { 1, 0x08, 0, 0, 0x12, 0x34 };      /* diagnostics */
+		const uint8_t unknown[] = { 1, 0x41, 0, 0 };              /* no such function */
+		/* FC16, 2 registers, but a byte count of 3 */
+		const uint8_t badlen[] = { 1, 0x10, 0, 0, 0, 2, 3, 0, 1, 0 };
+
+		g_assert_cmpint(raw_exception(mb, diag, sizeof diag), ==, MODBUS_EXCEPTION_ILLEGAL_FUNCTION);
+		g_assert_cmpint(raw_exception(mb, unknown, sizeof unknown), ==,
+				MODBUS_EXCEPTION_ILLEGAL_FUNCTION);
+		g_assert_cmpint(raw_exception(mb, badlen, sizeof badlen), ==,
+				MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE);
+	}
+	g_assert_cmpint(modbus_read_registers(mb, map.trigger_base, PLC_TRIG_REGS, trig), ==,
+			PLC_TRIG_REGS);
+	g_assert_cmpuint(trig[PLC_TRIG_ACK], ==, 0x0102);
+	modbus_close(mb);
+
+	/* Bytes that are not Modbus, and a client that stalls mid-frame: the
+	 * server drops them and serves the next master. */
+	for (int i = 0; i < 2; i++) {
+		static const char junk[] = "GET / HTTP/1.0\r\n\r\n\xff\xff\xff\xff";
+		struct sockaddr_in addr = { .sin_family = AF_INET };
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+
+		addr.sin_port = htons((uint16_t)cfg.port);
+		addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		g_assert_cmpint(connect(s, (struct sockaddr *)&addr, sizeof addr), ==, 0);
+		g_assert_cmpint(send(s, junk, i == 0 ? sizeof junk - 1 : 3, MSG_NOSIGNAL), >, 0);
+		g_usleep(200000);
+		close(s);
+	}
+	g_assert_cmpint(modbus_connect(mb), ==, 0);
+	g_assert_cmpint(modbus_read_registers(mb, map.trigger_base, PLC_TRIG_REGS, trig), ==,
+			PLC_TRIG_REGS);
+	modbus_close(mb);
+	modbus_free(mb);
+
+	sr.stop = 1;
+	g_thread_join(th);
+	g_assert_cmpint(plc_read_trigger(sr.link, &t), ==, 0);
+	g_assert_cmpuint(t.counter, ==, 1);
+	g_assert_cmphex(t.part_id, ==, 0x00010002);
+	g_assert_cmpuint(t.ack, ==, 0x0102);
+	g_assert_cmpuint(t.job, ==, 3);
+	g_assert_cmpint(plc_link_last_request_us(sr.link), >, 0);
+	plc_link_free(sr.link);
+
+	/* Bad server configurations. */
+	cfg.transport = PLC_TRANSPORT_RTU;
+	g_assert_null(plc_link_new(&cfg)); /* no device */
+	cfg.device = "/dev/null";
+	cfg.unit_id = 0;
+	g_assert_null(plc_link_new(&cfg)); /* broadcast address as our unit */
 }
 
 int main(int argc, char **argv)
@@ -521,5 +679,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/plc/sim/exchange", test_sim_exchange);
 	g_test_add_func("/plc/sim/robust", test_sim_robust);
 	g_test_add_func("/plc/pymodbus", test_pymodbus_peer);
+	g_test_add_func("/plc/server", test_server);
 	return g_test_run();
 }
