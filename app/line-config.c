@@ -1,0 +1,266 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/line-private.h"
+
+static const char *const camera_keys[] = {
+	"pipeline", "trigger", "frame_timeout_ms", "queue_frames", "restart", "restart_min_ms",
+	"restart_max_ms", NULL };
+static const char *const vibration_keys[] = {
+	"pipeline", "mode", "rate_hz", "window", "stride", "offset_ms", "buffer_s",
+	"clip_level", "timeout_ms", NULL };
+static const char *const model_keys[] = { "package", "backend", NULL };
+static const char *const plc_keys[] = {
+	"mode", "host", "port", "unit_id", "timeout_ms", "poll_ms", "reject_deadline_ms",
+	"trigger_base", "result_base", "status_base",
+	"transport", "device", "baud", "parity", "stop_bits", "result_buffer", "peer_timeout_ms",
+	"reconnect_min_ms", "reconnect_max_ms", "fault_policy", "job", "state_file", NULL };
+static const char *const job_keys[] = { "package", "reject", "marginal", NULL };
+static const char *const database_keys[] = { "path", "queue_depth", NULL };
+
+static const char *const known_groups[] = { "camera.", "vibration.", "model", "plc",
+					    "database", "job.", NULL };
+
+static int check_groups(const config *cfg, char **err)
+{
+	char **groups = config_groups(cfg, "");
+	int rc = 0;
+
+	for (int i = 0; groups[i] && rc == 0; i++) {
+		gboolean known = FALSE;
+
+		for (int k = 0; known_groups[k]; k++) {
+			const char *g = known_groups[k];
+			size_t n = strlen(g);
+
+			if (g[n - 1] == '.' ? strncmp(groups[i], g, n) == 0 && groups[i][n]
+					    : strcmp(groups[i], g) == 0)
+				known = TRUE;
+		}
+		if (!known) {
+			*err = config_error(cfg, groups[i], NULL,
+					    "unknown section (known: [camera.NAME], [vibration.NAME], "
+					    "[model], [plc], [database], [job.N])");
+			rc = -EINVAL;
+		}
+	}
+	g_strfreev(groups);
+	return rc;
+}
+
+/* The one group with the given prefix; this version inspects one camera and
+ * one vibration source per part. */
+static int single_group(const config *cfg, const char *prefix, char **out, char **err)
+{
+	char **groups = config_groups(cfg, prefix);
+	int n = (int)g_strv_length(groups);
+	int rc = 0;
+
+	if (n != 1) {
+		*err = n == 0
+			? g_strdup_printf("%s: no [%sNAME] section", config_name(cfg), prefix)
+			: config_error(cfg, groups[1], NULL,
+				       "a second [%sNAME] section: this version takes exactly one",
+				       prefix);
+		rc = -EINVAL;
+	} else {
+		*out = g_strdup(groups[0]);
+	}
+	g_strfreev(groups);
+	return rc;
+}
+
+/* [job.N] sections: the recipes the PLC selects by number. */
+static int read_jobs(line *l, const config *cfg, char **err)
+{
+	char **groups = config_groups(cfg, "job.");
+	int rc = 0;
+
+	for (int i = 0; groups[i] && rc == 0; i++) {
+		const char *num = groups[i] + strlen("job.");
+		char *end = NULL;
+		long n = strtol(num, &end, 10);
+		struct line_job *j;
+
+		rc = -EINVAL;
+		if (!*num || *end || n < 1 || n > LINE_MAX_JOBS) {
+			*err = config_error(cfg, groups[i], NULL,
+					    "a job number must be 1..%d", LINE_MAX_JOBS);
+			break;
+		}
+		j = &l->jobs[n];
+		j->number = (int)n;
+		if (config_check_keys(cfg, groups[i], job_keys, err) < 0 ||
+		    config_get_string(cfg, groups[i], "package", l->model_dir, &j->package, err) < 0 ||
+		    config_get_double(cfg, groups[i], "reject", 0.5, 0, 1, &j->reject, err) < 0 ||
+		    config_get_double(cfg, groups[i], "marginal", j->reject, 0, 1, &j->marginal,
+				      err) < 0)
+			break;
+		/* Switching the model package needs the inspection thread to
+		 * reload it (app/line.c); this version switches thresholds only. */
+		if (strcmp(j->package, l->model_dir) != 0) {
+			*err = config_error(cfg, groups[i], "package",
+					    "this version runs one model package ([model] package "
+					    "%s); a job may change only its thresholds", l->model_dir);
+			break;
+		}
+		rc = 0;
+	}
+	g_strfreev(groups);
+	return rc;
+}
+
+int line_read_config(line *l, const config *cfg, char **err)
+{
+	static const char *const cam_modes[] = { "sequence", "timestamp", NULL };
+	static const char *const sen_modes[] = { "sequence", "clock", NULL };
+	static const char *const plc_modes[] = { "client", "server", NULL };
+	static const char *const plc_transports[] = { "tcp", "rtu", NULL };
+	static const char *const plc_parities[] = { "N", "E", "O", NULL };
+	static const char *const fault_policies[] = { "reject_all", "stop_line", NULL };
+	char *cam = NULL, *sen = NULL;
+	int mode = 0, ival = 0;
+	double d = 0;
+	int rc;
+
+	if ((rc = check_groups(cfg, err)) < 0 ||
+	    (rc = single_group(cfg, "camera.", &cam, err)) < 0 ||
+	    (rc = single_group(cfg, "vibration.", &sen, err)) < 0)
+		goto out;
+	rc = -EINVAL;
+	if (config_check_keys(cfg, cam, camera_keys, err) < 0 ||
+	    config_check_keys(cfg, sen, vibration_keys, err) < 0 ||
+	    config_check_keys(cfg, "model", model_keys, err) < 0 ||
+	    config_check_keys(cfg, "plc", plc_keys, err) < 0 ||
+	    config_check_keys(cfg, "database", database_keys, err) < 0)
+		goto out;
+
+	l->cam_name = g_strdup(cam + strlen("camera."));
+	if (config_get_string(cfg, cam, "pipeline", NULL, &l->cam_pipeline, err) < 0 ||
+	    config_get_choice(cfg, cam, "trigger", "sequence", cam_modes, &mode, err) < 0 ||
+	    config_get_int(cfg, cam, "frame_timeout_ms", 2000, 1, 600000,
+			   &l->frame_timeout_ms, err) < 0 ||
+	    config_get_int(cfg, cam, "queue_frames", 8, 1, 1024, &ival, err) < 0)
+		goto out;
+	l->cam_cfg = (struct capture_config){ .name = l->cam_name, .pipeline = l->cam_pipeline,
+		.mode = (enum capture_mode)mode, .queue_frames = ival };
+	{
+		static const char *const restarts[] = { "auto", "always", "never", NULL };
+
+		if (config_get_choice(cfg, cam, "restart", "auto", restarts, &mode, err) < 0 ||
+		    config_get_int(cfg, cam, "restart_min_ms", 500, 10, 600000,
+				   &l->cam_cfg.restart_min_ms, err) < 0 ||
+		    config_get_int(cfg, cam, "restart_max_ms", 10000, 10, 3600000,
+				   &l->cam_cfg.restart_max_ms, err) < 0)
+			goto out;
+		l->cam_cfg.restart = (enum capture_restart)mode;
+	}
+
+	l->sen_name = g_strdup(sen + strlen("vibration."));
+	l->sen_cfg.name = l->sen_name;
+	if (config_get_string(cfg, sen, "pipeline", NULL, &l->sen_pipeline, err) < 0 ||
+	    config_get_choice(cfg, sen, "mode", "sequence", sen_modes, &mode, err) < 0 ||
+	    config_get_double(cfg, sen, "rate_hz", 12000, 100, 1e6, &l->sen_cfg.rate_hz, err) < 0 ||
+	    config_get_int(cfg, sen, "window", 2048, 16, 1 << 22, &ival, err) < 0)
+		goto out;
+	l->sen_cfg.pipeline = l->sen_pipeline;
+	l->sen_cfg.mode = (enum sensor_mode)mode;
+	l->sen_cfg.window = (size_t)ival;
+	if (config_get_int(cfg, sen, "stride", ival, 1, 1 << 24, &ival, err) < 0 ||
+	    config_get_double(cfg, sen, "offset_ms", 0, -60000, 60000, &l->sen_cfg.offset_ms, err) < 0 ||
+	    config_get_double(cfg, sen, "buffer_s", 10, 0.1, 3600, &l->sen_cfg.buffer_s, err) < 0 ||
+	    config_get_double(cfg, sen, "clip_level", 0, 0, 1e9, &d, err) < 0 ||
+	    config_get_int(cfg, sen, "timeout_ms", 2000, 1, 600000, &l->window_timeout_ms, err) < 0)
+		goto out;
+	l->sen_cfg.stride = (size_t)ival;
+	l->sen_cfg.clip_level = (float)d;
+
+	if (config_get_string(cfg, "model", "package", NULL, &l->model_dir, err) < 0 ||
+	    config_get_string(cfg, "model", "backend", "opencv", &l->backend, err) < 0)
+		goto out;
+
+	l->plc_cfg.map = (struct plc_regmap)PLC_REGMAP_DEFAULT;
+	if (config_get_choice(cfg, "plc", "mode", "client", plc_modes, &mode, err) < 0)
+		goto out;
+	l->plc_cfg.role = mode == 1 ? PLC_ROLE_SERVER : PLC_ROLE_CLIENT;
+	if (config_get_choice(cfg, "plc", "transport", "tcp", plc_transports, &mode, err) < 0)
+		goto out;
+	l->plc_cfg.transport = mode == 1 ? PLC_TRANSPORT_RTU : PLC_TRANSPORT_TCP;
+	if (l->plc_cfg.transport == PLC_TRANSPORT_TCP) {
+		/* A server listens on every interface unless told otherwise; a
+		 * client must be told where the PLC is. */
+		if (config_get_string(cfg, "plc", "host",
+				      l->plc_cfg.role == PLC_ROLE_SERVER ? "0.0.0.0" : NULL,
+				      &l->plc_host, err) < 0 ||
+		    config_get_int(cfg, "plc", "port", 502, 1, 65535, &l->plc_cfg.port, err) < 0)
+			goto out;
+	} else {
+		if (config_get_string(cfg, "plc", "device", NULL, &l->plc_device, err) < 0 ||
+		    config_get_int(cfg, "plc", "baud", 19200, 300, 4000000, &l->plc_cfg.baud, err) < 0 ||
+		    config_get_choice(cfg, "plc", "parity", "E", plc_parities, &mode, err) < 0 ||
+		    config_get_int(cfg, "plc", "stop_bits", 1, 1, 2, &l->plc_cfg.stop_bits, err) < 0)
+			goto out;
+		l->plc_cfg.parity = "NEO"[mode];
+		l->plc_host = g_strdup("");
+	}
+	if (config_get_int(cfg, "plc", "unit_id", 1,
+			   l->plc_cfg.transport == PLC_TRANSPORT_RTU ? 1 : 0, 247,
+			   &l->plc_cfg.unit_id, err) < 0 ||
+	    config_get_int(cfg, "plc", "timeout_ms", 500, 10, 60000, &l->plc_cfg.timeout_ms, err) < 0 ||
+	    config_get_int(cfg, "plc", "poll_ms", 5, 1, 10000, &l->poll_ms, err) < 0 ||
+	    config_get_int(cfg, "plc", "reject_deadline_ms", 1000, 10, 600000,
+			   &l->reject_deadline_ms, err) < 0 ||
+	    config_get_int(cfg, "plc", "trigger_base", 0, 0, 65536 - PLC_TRIG_REGS,
+			   &l->plc_cfg.map.trigger_base, err) < 0 ||
+	    config_get_int(cfg, "plc", "result_base", 10, 0, 65536 - PLC_RES_REGS,
+			   &l->plc_cfg.map.result_base, err) < 0 ||
+	    config_get_int(cfg, "plc", "status_base", 20, 0, 65536 - PLC_STAT_REGS,
+			   &l->plc_cfg.map.status_base, err) < 0 ||
+	    config_get_int(cfg, "plc", "result_buffer", 32, 0, 10000,
+			   &l->plc_result_buffer, err) < 0 ||
+	    config_get_int(cfg, "plc", "peer_timeout_ms", 2000, 10, 600000,
+			   &l->plc_peer_timeout_ms, err) < 0 ||
+	    config_get_int(cfg, "plc", "reconnect_min_ms", 100, 1, 600000,
+			   &l->plc_reconnect_min_ms, err) < 0 ||
+	    config_get_int(cfg, "plc", "reconnect_max_ms", 5000, l->plc_reconnect_min_ms, 600000,
+			   &l->plc_reconnect_max_ms, err) < 0 ||
+	    config_get_choice(cfg, "plc", "fault_policy", "reject_all", fault_policies,
+			      &l->plc_fault_policy, err) < 0 ||
+	    config_get_int(cfg, "plc", "job", 0, 0, LINE_MAX_JOBS, &l->plc_default_job, err) < 0)
+		goto out;
+	if (plc_regmap_check(&l->plc_cfg.map) < 0) {
+		*err = config_error(cfg, "plc", "status_base",
+				    "the trigger (%d registers), result (%d) and status (%d) "
+				    "blocks overlap", PLC_TRIG_REGS, PLC_RES_REGS, PLC_STAT_REGS);
+		goto out;
+	}
+	l->plc_cfg.host = l->plc_host;
+	l->plc_cfg.device = l->plc_device;
+	if ((rc = read_jobs(l, cfg, err)) < 0)
+		goto out;
+	rc = -EINVAL;
+
+	if (config_get_string(cfg, "database", "path", NULL, &l->db_path, err) < 0 ||
+	    config_get_int(cfg, "database", "queue_depth", 4096, 16, 1 << 20, &l->db_queue, err) < 0)
+		goto out;
+	/* The PLC's job selection lives next to the database, so a replaced
+	 * appliance disk keeps both or neither. */
+	{
+		char *def = g_strconcat(l->db_path, ".plc-state", NULL);
+
+		ival = config_get_string(cfg, "plc", "state_file", def, &l->plc_state_path, err);
+		g_free(def);
+		if (ival < 0)
+			goto out;
+	}
+	if (l->plc_default_job && !l->jobs[l->plc_default_job].number) {
+		*err = config_error(cfg, "plc", "job", "no [job.%d] section", l->plc_default_job);
+		goto out;
+	}
+	rc = 0;
+out:
+	g_free(cam);
+	g_free(sen);
+	return rc;
+}

@@ -1,0 +1,599 @@
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "app/line-private.h"
+
+/* ---- the PLC thread: triggers in, results out, deadlines ----
+ *
+ * The same code drives both roles (plc/plc.h): in the client role the
+ * reads and writes go to the PLC, in the server role they go to our own
+ * registers, which the PLC polls. The handshake is docs/plc.md's. */
+
+#define STATUS_PERIOD_US 500000
+
+struct plc_state {
+	GQueue outstanding;      /* struct outstanding *, trigger order */
+	GQueue pending;          /* struct vigil_part * whose result awaits the PLC */
+	GQueue overflow;         /* parts waiting for room in q_log */
+	uint16_t last_trigger;
+	gboolean have_trigger;
+	uint64_t next_seq;
+
+	/* The result presented to the PLC. Once committed its counter and
+	 * content never change: after a failed write it is written again
+	 * verbatim, so a write that landed before the link dropped is not
+	 * taken for a second result. */
+	struct plc_result cur;
+	struct vigil_part *cur_part;   /* NULL for a fail-safe at the deadline */
+	gboolean have_cur, cur_written;
+	gboolean clear_valid;          /* acknowledged: take VALID down when idle */
+	uint16_t ack;
+
+	uint16_t heartbeat, overruns;
+	gboolean overrun_latched;
+	struct plc_status last_status;
+	gboolean status_written;
+	int64_t next_status_us, next_connect_us, started_us;
+	int backoff_ms;
+	gboolean was_connected, plc_silent;
+
+	int job;                 /* active job, 0 = [model] thresholds */
+	uint16_t job_refused;    /* last job number refused, so it is logged once */
+	unsigned last_part_flags;
+	uint64_t rows_failed_seen, rows_logged_seen;
+	gboolean db_fault;
+};
+
+static struct outstanding *find_outstanding(struct plc_state *s, uint64_t seq)
+{
+	for (GList *it = s->outstanding.head; it; it = it->next) {
+		struct outstanding *o = it->data;
+
+		if (o->seq == seq)
+			return o;
+	}
+	return NULL;
+}
+
+static struct vigil_part *find_pending(struct plc_state *s, uint64_t seq)
+{
+	for (GList *it = s->pending.head; it; it = it->next) {
+		struct vigil_part *p = it->data;
+
+		if (p->seq == seq)
+			return p;
+	}
+	return NULL;
+}
+
+/* Queues p (may be NULL: just retry) for the log thread without waiting;
+ * what does not fit stays in overflow and is retried every cycle. */
+static void hand_to_log(line *l, struct plc_state *s, struct vigil_part *p)
+{
+	if (p)
+		g_queue_push_tail(&s->overflow, p);
+	while (!g_queue_is_empty(&s->overflow) &&
+	       bqueue_push(l->q_log, g_queue_peek_head(&s->overflow), 0) == 0)
+		g_queue_pop_head(&s->overflow);
+}
+
+/* ---- jobs (recipes) ---- */
+
+static int load_job(line *l)
+{
+	char *text = NULL;
+	int job = l->plc_default_job;
+
+	if (g_file_get_contents(l->plc_state_path, &text, NULL, NULL)) {
+		int n = 0;
+
+		if (sscanf(text, "job=%d", &n) == 1 && n >= 0 && n <= LINE_MAX_JOBS &&
+		    (n == 0 || l->jobs[n].number))
+			job = n;
+		else
+			g_warning("%s: no valid job selection, using job %d", l->plc_state_path, job);
+		g_free(text);
+	}
+	return job;
+}
+
+static void save_job(line *l, int job)
+{
+	char text[32];
+	GError *gerr = NULL;
+
+	snprintf(text, sizeof text, "job=%d\n", job);
+	/* g_file_set_contents writes a temporary file and renames it, so a
+	 * power cut leaves the old selection or the new one. */
+	if (!g_file_set_contents(l->plc_state_path, text, -1, &gerr)) {
+		g_warning("cannot keep the job selection in %s: %s", l->plc_state_path,
+			  gerr->message);
+		g_error_free(gerr);
+	}
+}
+
+static void select_job(line *l, struct plc_state *s, uint16_t job)
+{
+	if (job == 0 || job == s->job)
+		return;
+	if (job > LINE_MAX_JOBS || !l->jobs[job].number) {
+		if (s->job_refused != job)
+			g_warning("PLC selected job %u, which is not configured; staying on job %d",
+				  job, s->job);
+		s->job_refused = job;
+		return;
+	}
+	g_message("PLC selected job %u (reject >= %.3f, marginal >= %.3f)", job,
+		  l->jobs[job].reject, l->jobs[job].marginal);
+	s->job = job;
+	s->job_refused = 0;
+	save_job(l, job);
+}
+
+/* ---- faults ---- */
+
+static unsigned faults(line *l, struct plc_state *s, uint16_t *error)
+{
+	struct capture_stats cs;
+	struct sensor_stats ss;
+	unsigned w = 0;
+
+	capture_camera_stats(l->camera, &cs);
+	sensor_source_stats(l->sensor, &ss);
+	*error = PLC_ERR_NONE;
+	/* A camera that failed once and was restarted is healthy again. */
+	if (!cs.up || (s->last_part_flags & VIGIL_FLAG_NO_FRAME))
+		w |= 1u << PLC_ERR_CAMERA;
+	if (ss.failed || (s->last_part_flags & VIGIL_FLAG_NO_VIBRATION))
+		w |= 1u << PLC_ERR_SENSOR;
+	if (s->last_part_flags & VIGIL_FLAG_MODEL_ERROR)
+		w |= 1u << PLC_ERR_MODEL;
+	if (s->db_fault)
+		w |= 1u << PLC_ERR_DATABASE;
+	for (uint16_t e = PLC_ERR_CAMERA; e <= PLC_ERR_DATABASE; e++)
+		if (w & (1u << e)) {
+			*error = e;
+			break;
+		}
+	return w;
+}
+
+/* A database that failed a row since the last good one is a fault. */
+static void watch_database(line *l, struct plc_state *s)
+{
+	struct line_stats st;
+
+	line_get_stats(l, &st);
+	if (st.rows_failed > s->rows_failed_seen)
+		s->db_fault = TRUE;
+	else if (st.rows_logged > s->rows_logged_seen)
+		s->db_fault = FALSE;
+	s->rows_failed_seen = st.rows_failed;
+	s->rows_logged_seen = st.rows_logged;
+}
+
+/* ---- triggers ---- */
+
+static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger *t)
+{
+	uint16_t delta;
+
+	s->ack = t->ack;
+	select_job(l, s, t->job);
+	if (!s->have_trigger) {
+		/* Whatever the PLC shows when we connect was raised before us. */
+		s->have_trigger = TRUE;
+		s->last_trigger = t->counter;
+		return;
+	}
+	if (t->counter == s->last_trigger || t->counter == 0 || g_atomic_int_get(&l->stop_triggers))
+		return;
+	/* Counters run 1..65535; 0 only before the first trigger. */
+	delta = t->counter > s->last_trigger ? t->counter - s->last_trigger
+					     : (uint16_t)(t->counter + 65535 - s->last_trigger);
+	if (s->last_trigger == 0)
+		/* As a server we start with zeroed registers: the first counter
+		 * the PLC writes is its first part for us, whatever its value. */
+		delta = plc_link_role(l->plc) == PLC_ROLE_SERVER ? 1 : t->counter;
+	if (delta > 1) {
+		g_warning("PLC trigger counter jumped from %u to %u: %u trigger(s) missed",
+			  s->last_trigger, t->counter, delta - 1);
+		line_count(l, &l->st.missed_triggers, delta - 1);
+		s->next_seq += delta - 1; /* a triggered camera took those frames anyway */
+	}
+	s->last_trigger = t->counter;
+
+	{
+		struct vigil_part *p = g_new0(struct vigil_part, 1);
+		struct outstanding *o = g_new0(struct outstanding, 1);
+
+		p->part_id = t->part_id;
+		p->trigger_counter = t->counter;
+		p->seq = s->next_seq++;
+		p->t_trigger_us = vigil_now_us();
+		p->t_wall_us = vigil_wall_us();
+		o->seq = p->seq;
+		o->part_id = p->part_id;
+		o->trigger_counter = p->trigger_counter;
+		o->deadline_us = p->t_trigger_us + (int64_t)l->reject_deadline_ms * 1000;
+		g_queue_push_tail(&s->outstanding, o);
+		line_count(l, &l->st.triggers, 1);
+		if (bqueue_push(l->q_inspect, p, 0) < 0) {
+			/* Inspection is saturated: the part cannot be judged in time. */
+			g_warning("part %u: inspection queue full, fail-safe reject", p->part_id);
+			p->verdict = VIGIL_VERDICT_REJECT;
+			p->flags |= VIGIL_FLAG_FAILSAFE;
+			p->score = 1.0f;
+			bqueue_push(l->q_results, p, -1);
+		}
+	}
+}
+
+/* ---- verdicts ---- */
+
+static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
+{
+	struct outstanding *o = find_outstanding(s, p->seq);
+	uint16_t err;
+
+	s->last_part_flags = p->flags;
+	if (!(p->flags & VIGIL_FLAG_FAILSAFE)) {
+		if (s->job) {
+			/* The job's thresholds replace the package's. */
+			const struct line_job *j = &l->jobs[s->job];
+
+			p->verdict = p->score >= j->reject ? VIGIL_VERDICT_REJECT
+				   : p->score >= j->marginal && j->marginal < j->reject
+					   ? VIGIL_VERDICT_MARGINAL
+					   : VIGIL_VERDICT_ACCEPT;
+		}
+		if (faults(l, s, &err)) {
+			/* Both policies reject while a fault lasts; stop_line
+			 * also asks the PLC to stop the conveyor (status bit). */
+			p->verdict = VIGIL_VERDICT_REJECT;
+			p->flags |= VIGIL_FLAG_FAILSAFE;
+		}
+	}
+	if (o && o->failsafe_sent) {
+		/* Too late: the PLC already has a fail-safe reject for it. */
+		p->verdict = VIGIL_VERDICT_REJECT;
+		p->flags |= VIGIL_FLAG_FAILSAFE;
+		p->t_plc_us = o->t_plc_us;
+		g_queue_remove(&s->outstanding, o);
+		g_free(o);
+		hand_to_log(l, s, p);
+		return;
+	}
+	if (l->plc_result_buffer >= 0 &&
+	    g_queue_get_length(&s->pending) >= (guint)l->plc_result_buffer + 1) {
+		/* The PLC is not taking results: the buffer is full. The part is
+		 * logged, its result never reaches the PLC, and the PLC sees the
+		 * overrun count and bit. */
+		if (s->overruns < UINT16_MAX)
+			s->overruns++;
+		s->overrun_latched = TRUE;
+		g_warning("part %u: result buffer full (%d waiting, PLC has not acknowledged "
+			  "result %u): result overrun, logged but not sent",
+			  p->part_id, l->plc_result_buffer, s->cur.counter);
+		if (o) {
+			g_queue_remove(&s->outstanding, o);
+			g_free(o);
+		}
+		hand_to_log(l, s, p);
+		return;
+	}
+	if (o)
+		o->has_verdict = TRUE;
+	g_queue_push_tail(&s->pending, p);
+}
+
+static void collect_verdicts(line *l, struct plc_state *s)
+{
+	void *item;
+
+	while (bqueue_pop(l->q_results, &item, 0) == 0)
+		take_verdict(l, s, item);
+}
+
+/* ---- results ---- */
+
+static int present(line *l, struct plc_state *s)
+{
+	int rc = plc_write_result(l->plc, &s->cur);
+
+	if (rc < 0) {
+		g_warning("PLC: writing the result of part %u failed: %s (will retry)",
+			  s->cur.part_id, plc_strerror(rc));
+		return rc;
+	}
+	s->cur_written = TRUE;
+	if (s->cur_part) {
+		s->cur_part->t_plc_us = vigil_now_us();
+		hand_to_log(l, s, s->cur_part);
+		s->cur_part = NULL;
+	}
+	return 0;
+}
+
+/* Commits the next result in trigger order, if there is one: the verdict
+ * of the oldest part, or its fail-safe reject once its deadline passed. */
+static gboolean commit_next(line *l, struct plc_state *s, int64_t now)
+{
+	struct outstanding *o = NULL;
+	struct vigil_part *p;
+
+	for (GList *it = s->outstanding.head; it; it = it->next) {
+		o = it->data;
+		if (!o->failsafe_sent)
+			break;
+		o = NULL;
+	}
+	if (!o)
+		return FALSE;
+	p = o->has_verdict ? find_pending(s, o->seq) : NULL;
+	if (!p && now < o->deadline_us)
+		return FALSE;
+
+	s->cur = (struct plc_result){
+		.counter = plc_counter_next(s->cur.counter),
+		.part_id = o->part_id,
+		.trigger_counter = o->trigger_counter,
+		.verdict = p ? (uint16_t)p->verdict : VIGIL_VERDICT_REJECT,
+		.defect_class = p ? (uint16_t)p->defect_class : VIGIL_CLASS_NONE,
+		.score_milli = p ? (uint16_t)lrintf(CLAMP(p->score, 0.0f, 1.0f) * 1000.0f) : 1000,
+		.flags = p ? (uint16_t)(p->flags & 0xffff) : VIGIL_FLAG_FAILSAFE,
+		.valid = 1,
+	};
+	s->have_cur = TRUE;
+	s->cur_written = FALSE;
+	s->clear_valid = FALSE;
+	line_count(l, &l->st.results_written, 1);
+	if (p) {
+		g_queue_remove(&s->pending, p);
+		g_queue_remove(&s->outstanding, o);
+		g_free(o);
+		s->cur_part = p;
+		line_count(l, p->verdict == VIGIL_VERDICT_ACCEPT ? &l->st.accepted
+			 : p->verdict == VIGIL_VERDICT_MARGINAL ? &l->st.marginal
+								 : &l->st.rejected, 1);
+	} else {
+		/* Its verdict, when it comes, is logged with this reject. */
+		g_warning("part %u: no verdict within %d ms, fail-safe reject", o->part_id,
+			  l->reject_deadline_ms);
+		o->failsafe_sent = TRUE;
+		o->t_plc_us = now;
+		s->cur_part = NULL;
+		line_count(l, &l->st.failsafe, 1);
+		line_count(l, &l->st.rejected, 1);
+	}
+	return TRUE;
+}
+
+static void advance_results(line *l, struct plc_state *s, int64_t now)
+{
+	if (!plc_link_connected(l->plc))
+		return;
+	if (s->have_cur && s->ack == s->cur.counter) {
+		/* Acknowledged (a second ack of the same counter changes
+		 * nothing). If the write was in doubt, it landed. */
+		if (s->cur_part) {
+			s->cur_part->t_plc_us = vigil_now_us();
+			hand_to_log(l, s, s->cur_part);
+			s->cur_part = NULL;
+		}
+		s->have_cur = FALSE;
+		s->cur.valid = 0;
+		s->clear_valid = TRUE;
+	}
+	if (s->have_cur) {
+		if (!s->cur_written)
+			present(l, s);
+		return;
+	}
+	if (commit_next(l, s, now)) {
+		present(l, s);
+	} else if (s->clear_valid) {
+		/* Nothing more: take the valid flag down on the last result. */
+		if (plc_write_result(l->plc, &s->cur) == 0)
+			s->clear_valid = FALSE;
+	}
+}
+
+/* ---- status ---- */
+
+static void make_status(line *l, struct plc_state *s, int64_t now, struct plc_status *st)
+{
+	uint16_t error;
+	unsigned f;
+	uint16_t w = PLC_STATUS_READY | PLC_STATUS_RUNNING | PLC_STATUS_MODEL_LOADED;
+
+	watch_database(l, s);
+	f = faults(l, s, &error);
+	if (!(f & (1u << PLC_ERR_CAMERA)))
+		w |= PLC_STATUS_CAMERA_OK;
+	if (!(f & (1u << PLC_ERR_SENSOR)))
+		w |= PLC_STATUS_SENSOR_OK;
+	if (!(f & (1u << PLC_ERR_DATABASE)))
+		w |= PLC_STATUS_DB_OK;
+	if (f & (1u << PLC_ERR_MODEL))
+		w &= (uint16_t)~PLC_STATUS_MODEL_LOADED;
+	if (f) {
+		w |= PLC_STATUS_FAULT;
+		if (l->plc_fault_policy == LINE_FAULT_STOP_LINE)
+			w |= PLC_STATUS_STOP_LINE;
+	}
+	if (s->have_cur)
+		w |= PLC_STATUS_RESULTS_VALID;
+	if (s->overrun_latched && !s->have_cur && g_queue_is_empty(&s->pending))
+		s->overrun_latched = FALSE; /* the PLC caught up */
+	if (s->overrun_latched) {
+		w |= PLC_STATUS_OVERRUN;
+		if (!error)
+			error = PLC_ERR_OVERRUN;
+	}
+	if (s->job_refused) {
+		w |= PLC_STATUS_JOB_INVALID;
+		if (!error)
+			error = PLC_ERR_JOB;
+	}
+	if (plc_link_role(l->plc) == PLC_ROLE_SERVER) {
+		int64_t last = plc_link_last_request_us(l->plc);
+		gboolean silent = now - (last ? last : s->started_us) >
+				  (int64_t)l->plc_peer_timeout_ms * 1000;
+
+		if (silent != s->plc_silent) {
+			if (silent)
+				g_warning("PLC stopped polling: no request for %d ms (inspection and "
+					  "logging go on)", l->plc_peer_timeout_ms);
+			else
+				g_message("PLC polling again");
+			s->plc_silent = silent;
+		}
+		if (silent) {
+			w |= PLC_STATUS_PLC_SILENT;
+			if (!error)
+				error = PLC_ERR_PLC_SILENT;
+		}
+	}
+	if (g_atomic_int_get(&l->stop_triggers))
+		w &= (uint16_t)~(PLC_STATUS_READY | PLC_STATUS_RUNNING);
+	*st = (struct plc_status){
+		.heartbeat = s->heartbeat,
+		.word = w,
+		.error = error,
+		.job = (uint16_t)s->job,
+		.trigger_seen = s->last_trigger,
+		.buffered = (uint16_t)MIN(g_queue_get_length(&s->pending) + (s->have_cur ? 1 : 0),
+					  UINT16_MAX),
+		.capacity = (uint16_t)l->plc_result_buffer,
+		.overruns = s->overruns,
+	};
+}
+
+static void update_status(line *l, struct plc_state *s, int64_t now)
+{
+	struct plc_status st;
+	gboolean due = now >= s->next_status_us;
+
+	if (due) {
+		s->heartbeat++;
+		s->next_status_us = now + STATUS_PERIOD_US;
+	}
+	make_status(l, s, now, &st);
+	/* A client writes on change (the PLC waits on trigger_seen and the
+	 * valid bit) and for the heartbeat; a server's writes cost nothing. */
+	if (!plc_link_connected(l->plc))
+		return;
+	if (!due && s->status_written && plc_link_role(l->plc) == PLC_ROLE_CLIENT &&
+	    memcmp(&st, &s->last_status, sizeof st) == 0)
+		return;
+	if (plc_write_status(l->plc, &st) == 0) {
+		s->last_status = st;
+		s->status_written = TRUE;
+	}
+}
+
+static void keep_connected(line *l, struct plc_state *s, int64_t now)
+{
+	int rc;
+
+	if (plc_link_connected(l->plc) || now < s->next_connect_us)
+		return;
+	rc = plc_link_connect(l->plc);
+	if (rc < 0) {
+		/* Exponential backoff, capped: a PLC that is down is not
+		 * hammered, one that comes back is found within the cap. */
+		s->backoff_ms = s->backoff_ms ? MIN(s->backoff_ms * 2, l->plc_reconnect_max_ms)
+					      : l->plc_reconnect_min_ms;
+		if (s->was_connected || s->next_connect_us == 0)
+			g_warning("PLC %s%s%d: cannot %s: %s (retrying, backoff up to %d ms)",
+				  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? l->plc_cfg.device
+									   : l->plc_cfg.host,
+				  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? "@" : ":",
+				  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? l->plc_cfg.baud
+									   : l->plc_cfg.port,
+				  plc_link_role(l->plc) == PLC_ROLE_SERVER ? "listen" : "connect",
+				  plc_strerror(rc), l->plc_reconnect_max_ms);
+		s->was_connected = FALSE;
+		s->next_connect_us = now + (int64_t)s->backoff_ms * 1000;
+		return;
+	}
+	g_message("PLC %s%s%d: %s (%s)",
+		  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? l->plc_cfg.device : l->plc_cfg.host,
+		  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? "@" : ":",
+		  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? l->plc_cfg.baud : l->plc_cfg.port,
+		  plc_link_role(l->plc) == PLC_ROLE_SERVER ? "serving" : "connected",
+		  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? "rtu" : "tcp");
+	s->was_connected = TRUE;
+	s->backoff_ms = 0;
+	s->next_status_us = 0;
+	s->status_written = FALSE;
+	/* The PLC may have lost our last writes (or restarted): present the
+	 * result again, or its taken-down valid flag. */
+	if (s->have_cur)
+		s->cur_written = FALSE;
+	else if (s->cur.counter)
+		s->clear_valid = TRUE;
+}
+
+gpointer line_plc_thread(gpointer data)
+{
+	line *l = data;
+	struct plc_state s = { 0 };
+	gboolean server = plc_link_role(l->plc) == PLC_ROLE_SERVER;
+	struct plc_trigger t;
+	void *item;
+
+	g_queue_init(&s.outstanding);
+	g_queue_init(&s.pending);
+	g_queue_init(&s.overflow);
+	s.started_us = vigil_now_us();
+	s.job = load_job(l);
+	if (s.job)
+		g_message("job %d selected (from %s or [plc] job)", s.job, l->plc_state_path);
+	for (;;) {
+		int64_t now = vigil_now_us();
+		gboolean idle;
+
+		keep_connected(l, &s, now);
+		if (plc_link_connected(l->plc) && plc_read_trigger(l->plc, &t) == 0)
+			take_triggers(l, &s, &t);
+		collect_verdicts(l, &s);
+		advance_results(l, &s, vigil_now_us());
+		update_status(l, &s, vigil_now_us());
+		hand_to_log(l, &s, NULL);
+
+		idle = g_queue_is_empty(&s.outstanding) && g_queue_is_empty(&s.pending) &&
+		       g_queue_is_empty(&s.overflow) && !s.cur_part;
+		if (g_atomic_int_get(&l->stop_all) &&
+		    (idle || vigil_now_us() > l->grace_end_us))
+			break;
+		/* Sleep until the next poll: a server wakes early for a request
+		 * from the PLC, a client for a finished part. */
+		if (server && plc_link_connected(l->plc)) {
+			plc_serve(l->plc, l->poll_ms);
+		} else if (bqueue_pop(l->q_results, &item, (int64_t)l->poll_ms * 1000) == 0) {
+			take_verdict(l, &s, item);
+		}
+	}
+	if (!g_queue_is_empty(&s.outstanding) || !g_queue_is_empty(&s.pending))
+		g_warning("stopping with %u part(s) without a PLC result",
+			  g_queue_get_length(&s.outstanding));
+	if (s.cur_part)
+		g_queue_push_tail(&s.overflow, s.cur_part);
+	while (!g_queue_is_empty(&s.overflow))
+		bqueue_push(l->q_log, g_queue_pop_head(&s.overflow), -1);
+	g_queue_clear_full(&s.outstanding, g_free);
+	while (!g_queue_is_empty(&s.pending))
+		bqueue_push(l->q_log, g_queue_pop_head(&s.pending), -1);
+	if (plc_link_connected(l->plc)) {
+		struct plc_status st = { .heartbeat = ++s.heartbeat, .job = (uint16_t)s.job,
+					 .trigger_seen = s.last_trigger };
+
+		plc_write_status(l->plc, &st);
+		if (server)
+			plc_serve(l->plc, 0);
+	}
+	return NULL;
+}

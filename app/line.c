@@ -1,0 +1,250 @@
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "app/line-private.h"
+#include "core/ring.h"
+
+void line_free(line *l)
+{
+	if (!l)
+		return;
+	capture_camera_free(l->camera);
+	sensor_source_free(l->sensor);
+	infer_model_free(l->model);
+	fusion_sigfeat_free(l->sigfeat);
+	plc_link_free(l->plc);
+	db_close(l->db);
+	bqueue_free(l->q_inspect);
+	bqueue_free(l->q_results);
+	bqueue_free(l->q_log);
+	g_free(l->model_dir);
+	g_free(l->backend);
+	g_free(l->db_path);
+	g_free(l->plc_host);
+	g_free(l->plc_device);
+	g_free(l->plc_state_path);
+	for (size_t i = 0; i < G_N_ELEMENTS(l->jobs); i++)
+		g_free(l->jobs[i].package);
+	g_free(l->cam_name);
+	g_free(l->cam_pipeline);
+	g_free(l->sen_name);
+	g_free(l->sen_pipeline);
+	g_mutex_clear(&l->stats_lock);
+	g_free(l);
+}
+
+line *line_new(const config *cfg, char **err)
+{
+	line *l = g_new0(line, 1);
+	const struct infer_info *info;
+	char *dberr = NULL;
+
+	g_mutex_init(&l->stats_lock);
+	if (line_read_config(l, cfg, err) < 0)
+		goto fail;
+	l->model = infer_model_load(l->model_dir, l->backend, err, NULL);
+	if (!l->model)
+		goto fail;
+	info = infer_model_info(l->model);
+	if (fabs(info->rate_hz - l->sen_cfg.rate_hz) > 1e-6 ||
+	    (int)l->sen_cfg.window != info->window) {
+		*err = g_strdup_printf("%s: vibration %s gives %zu samples at %g Hz but model %s "
+				       "wants %d samples at %g Hz",
+				       config_name(cfg), l->sen_name, l->sen_cfg.window,
+				       l->sen_cfg.rate_hz, info->version, info->window, info->rate_hz);
+		goto fail;
+	}
+	l->sigfeat = fusion_sigfeat_new((size_t)info->window, info->rate_hz);
+	if (!l->sigfeat || (int)fusion_sigfeat_dim(l->sigfeat) != info->signal_dim) {
+		*err = g_strdup_printf("model %s wants %d signal features; this build computes %zu",
+				       info->version, info->signal_dim,
+				       l->sigfeat ? fusion_sigfeat_dim(l->sigfeat) : 0);
+		goto fail;
+	}
+	if (!(l->camera = capture_camera_new(&l->cam_cfg, err)) ||
+	    !(l->sensor = sensor_source_new(&l->sen_cfg, err)))
+		goto fail;
+	if (!(l->plc = plc_link_new_tcp(&l->plc_cfg))) {
+		*err = g_strdup_printf("%s: [plc] invalid endpoint", config_name(cfg));
+		goto fail;
+	}
+	l->db = db_open(l->db_path, (size_t)l->db_queue, &dberr);
+	if (!l->db) {
+		*err = g_strdup_printf("database: %s", dberr ? dberr : "cannot open");
+		free(dberr);
+		goto fail;
+	}
+	l->q_inspect = bqueue_new(QUEUE_PARTS);
+	l->q_results = bqueue_new(QUEUE_PARTS);
+	l->q_log = bqueue_new(QUEUE_PARTS * 16);
+	return l;
+fail:
+	line_free(l);
+	return NULL;
+}
+
+void line_count(line *l, uint64_t *field, uint64_t n)
+{
+	g_mutex_lock(&l->stats_lock);
+	*field += n;
+	g_mutex_unlock(&l->stats_lock);
+}
+
+/* ---- inspection: frame + vibration window -> features -> model ---- */
+
+static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, float *feat)
+{
+	const struct infer_info *info = infer_model_info(l->model);
+	struct capture_frame *frame = NULL;
+	struct infer_output out;
+	unsigned wflags = 0;
+	char *err = NULL;
+	int64_t t0;
+	int rc;
+
+	rc = capture_frame_for(l->camera, p->seq, p->t_trigger_us,
+			       (int64_t)l->frame_timeout_ms * 1000, &frame);
+	if (rc < 0) {
+		g_warning("part %u: no frame from camera %s: %s", p->part_id, l->cam_name,
+			  g_strerror(-rc));
+		p->flags |= VIGIL_FLAG_NO_FRAME;
+	}
+	rc = sensor_window_for(l->sensor, p->seq, p->t_trigger_us,
+			       (int64_t)l->window_timeout_ms * 1000, win, &wflags);
+	if (rc < 0 || (wflags & RING_GAP)) {
+		g_warning("part %u: no complete vibration window from %s: %s", p->part_id,
+			  l->sen_name, rc < 0 ? g_strerror(-rc) : "gap in the samples");
+		p->flags |= VIGIL_FLAG_NO_VIBRATION;
+	}
+	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION))
+		goto failsafe;
+
+	t0 = vigil_now_us();
+	if (fusion_image_prepare(frame->data, frame->width, frame->height, frame->stride,
+				 info->input_width, info->input_height, info->mean, info->std,
+				 img) < 0 ||
+	    fusion_sigfeat_compute(l->sigfeat, win, feat) < 0 ||
+	    infer_model_run(l->model, img, feat, &out, &err) < 0) {
+		g_warning("part %u: model failed: %s", p->part_id, err ? err : "bad input");
+		g_free(err);
+		p->flags |= VIGIL_FLAG_MODEL_ERROR;
+		goto failsafe;
+	}
+	p->infer_ms = (double)(vigil_now_us() - t0) / 1000.0;
+	p->verdict = out.verdict;
+	p->defect_class = out.defect_class;
+	p->flags |= out.flags;
+	p->score = out.score;
+	p->vision_score = out.vision_score;
+	p->signal_score = out.signal_score;
+	capture_frame_free(frame);
+	return;
+failsafe:
+	capture_frame_free(frame);
+	p->verdict = VIGIL_VERDICT_REJECT;
+	p->flags |= VIGIL_FLAG_FAILSAFE;
+	p->score = 1.0f;
+}
+
+static gpointer inspect_thread(gpointer data)
+{
+	line *l = data;
+	const struct infer_info *info = infer_model_info(l->model);
+	float *img = g_new(float, (gsize)info->input_width * info->input_height);
+	float *win = g_new(float, (gsize)info->window);
+	float *feat = g_new(float, (gsize)info->signal_dim);
+	void *item;
+
+	while (bqueue_pop(l->q_inspect, &item, -1) == 0) {
+		struct vigil_part *p = item;
+
+		inspect_part(l, p, img, win, feat);
+		p->t_verdict_us = vigil_now_us();
+		line_count(l, &l->st.inspected, 1);
+		bqueue_push(l->q_results, p, -1);
+	}
+	g_free(img);
+	g_free(win);
+	g_free(feat);
+	return NULL;
+}
+
+/* ---- logging: the only thread that may wait on the database ---- */
+
+static gpointer log_thread(gpointer data)
+{
+	line *l = data;
+	const struct infer_info *info = infer_model_info(l->model);
+	void *item;
+
+	while (bqueue_pop(l->q_log, &item, -1) == 0) {
+		struct vigil_part *p = item;
+		struct db_inspection row = {
+			.part_id = p->part_id,
+			.trigger_counter = p->trigger_counter,
+			.seq = p->seq,
+			.t_wall_us = p->t_wall_us,
+			.verdict = p->verdict,
+			.defect_class = p->defect_class,
+			.flags = p->flags,
+			.score = p->score,
+			.vision_score = p->vision_score,
+			.signal_score = p->signal_score,
+			.latency_ms = (double)(p->t_plc_us - p->t_trigger_us) / 1000.0,
+			.infer_ms = p->infer_ms,
+			.model_version = info->version,
+		};
+
+		if (db_submit(l->db, &row) == 0)
+			line_count(l, &l->st.rows_logged, 1);
+		else
+			line_count(l, &l->st.rows_failed, 1);
+		g_free(p);
+	}
+	return NULL;
+}
+
+int line_start(line *l, char **err)
+{
+	int rc;
+
+	if ((rc = capture_camera_start(l->camera, err)) < 0 ||
+	    (rc = sensor_source_start(l->sensor, err)) < 0)
+		return rc;
+	l->t_log = g_thread_new("log", log_thread, l);
+	l->t_inspect = g_thread_new("inspect", inspect_thread, l);
+	l->t_plc = g_thread_new("plc", line_plc_thread, l);
+	return 0;
+}
+
+void line_stop(line *l, int grace_ms)
+{
+	if (!l->t_plc)
+		return;
+	g_atomic_int_set(&l->stop_triggers, 1);
+	l->grace_end_us = vigil_now_us() + (int64_t)grace_ms * 1000;
+	g_atomic_int_set(&l->stop_all, 1);
+	g_thread_join(l->t_plc);
+	l->t_plc = NULL;
+	bqueue_close(l->q_inspect);
+	g_thread_join(l->t_inspect);
+	/* Verdicts that came after the PLC thread ended are still logged. */
+	{
+		void *item;
+
+		while (bqueue_pop(l->q_results, &item, 0) == 0)
+			bqueue_push(l->q_log, item, -1);
+	}
+	bqueue_close(l->q_log);
+	g_thread_join(l->t_log);
+	db_close(l->db);
+	l->db = NULL;
+}
+
+void line_get_stats(line *l, struct line_stats *st)
+{
+	g_mutex_lock(&l->stats_lock);
+	*st = l->st;
+	g_mutex_unlock(&l->stats_lock);
+}

@@ -1,0 +1,87 @@
+/* vigild: the inspection daemon. Reads its configuration (a file, or the
+ * embedded default that runs the simulated line of `make demo`), starts the
+ * line and runs until SIGINT or SIGTERM, then finishes the parts in flight. */
+#include <glib.h>
+#include <glib-unix.h>
+#include <gst/gst.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "app/line.h"
+#include "default-conf.h"
+
+static gboolean on_signal(gpointer data)
+{
+	g_main_loop_quit(data);
+	return G_SOURCE_REMOVE;
+}
+
+int main(int argc, char **argv)
+{
+	char *config_path = NULL;
+	gboolean print_default = FALSE;
+	int grace_ms = 5000;
+	GOptionEntry entries[] = {
+		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
+		  "Configuration file (default: the embedded demo configuration)", "FILE" },
+		{ "print-default-config", 0, 0, G_OPTION_ARG_NONE, &print_default,
+		  "Print the embedded default configuration and exit", NULL },
+		{ "grace-ms", 0, 0, G_OPTION_ARG_INT, &grace_ms,
+		  "On stop, time allowed for parts in flight (default 5000)", "MS" },
+		{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	};
+	GOptionContext *ctx = g_option_context_new("- Vigil inspection daemon");
+	GError *gerr = NULL;
+	char *err = NULL;
+	config *cfg = NULL;
+	line *l = NULL;
+	GMainLoop *loop = NULL;
+	struct line_stats st;
+	int rc = 1;
+
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	g_option_context_add_group(ctx, gst_init_get_option_group());
+	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
+		fprintf(stderr, "vigild: %s\n", gerr->message);
+		g_error_free(gerr);
+		goto out;
+	}
+	if (print_default) {
+		fputs(vigild_default_conf, stdout);
+		rc = 0;
+		goto out;
+	}
+	cfg = config_path ? config_load_file(config_path, &err)
+			  : config_load_data(vigild_default_conf, "<embedded default config>", &err);
+	if (!cfg || !(l = line_new(cfg, &err)) || line_start(l, &err) < 0) {
+		fprintf(stderr, "vigild: %s\n", err ? err : "start-up failed");
+		goto out;
+	}
+	g_message("vigild running (config %s)", config_name(cfg));
+
+	loop = g_main_loop_new(NULL, FALSE);
+	g_unix_signal_add(SIGINT, on_signal, loop);
+	g_unix_signal_add(SIGTERM, on_signal, loop);
+	g_main_loop_run(loop);
+
+	g_message("stopping: finishing parts in flight");
+	line_stop(l, grace_ms);
+	line_get_stats(l, &st);
+	printf("vigild: %" G_GUINT64_FORMAT " triggers, %" G_GUINT64_FORMAT " inspected, %"
+	       G_GUINT64_FORMAT " results to the PLC (%" G_GUINT64_FORMAT " accept, %"
+	       G_GUINT64_FORMAT " reject, %" G_GUINT64_FORMAT " marginal, %" G_GUINT64_FORMAT
+	       " fail-safe), %" G_GUINT64_FORMAT " rows logged, %" G_GUINT64_FORMAT
+	       " missed triggers\n",
+	       st.triggers, st.inspected, st.results_written, st.accepted, st.rejected,
+	       st.marginal, st.failsafe, st.rows_logged, st.missed_triggers);
+	rc = 0;
+out:
+	if (loop)
+		g_main_loop_unref(loop);
+	line_free(l);
+	config_free(cfg);
+	g_free(err);
+	g_free(config_path);
+	g_option_context_free(ctx);
+	return rc;
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/python3
+"""vigild refuses a bad configuration or model package before it touches the
+line, and says exactly where the problem is (file, line, key).
+
+usage: test_vigild_config.py BUILD_DIR SOURCE_ROOT
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+build, root = sys.argv[1], sys.argv[2]
+vigild = os.path.join(build, "app", "vigild")
+failures = []
+
+default = subprocess.run([vigild, "--print-default-config"], capture_output=True, text=True,
+                         check=True).stdout
+if "[camera.top]" not in default or "synthetic-v1" not in default:
+    failures.append("--print-default-config does not print the demo configuration")
+
+
+def run_conf(tmp, text, name="bad.conf"):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    p = subprocess.run([vigild, "--config", path], capture_output=True, text=True, timeout=60)
+    return path, p
+
+
+def expect(tmp, label, text, want):
+    path, p = run_conf(tmp, text)
+    msg = p.stderr.strip()
+    print(f"{label}: rc={p.returncode}: {msg}")
+    if p.returncode == 0:
+        failures.append(f"{label}: vigild accepted it")
+    elif want.format(path=path) not in msg:
+        failures.append(f"{label}: message {msg!r} lacks {want.format(path=path)!r}")
+
+
+def edit(text, old, new):
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
+    lines = default.splitlines()
+    port_line = next(i for i, l in enumerate(lines) if l.startswith("port")) + 1
+    expect(tmp, "port out of range", edit(default, "port = 1502", "port = 99999"),
+           "{path}:%d: [plc] port: 99999 is out of range 1..65535" % port_line)
+    expect(tmp, "unknown key", edit(default, "[database]\n", "[database]\npaht = x.db\n"),
+           "[database] paht: unknown key")
+    expect(tmp, "unknown section", default + "\n[camerа]\nx = 1\n", "unknown section")
+    expect(tmp, "bad trigger mode", edit(default, "trigger = sequence", "trigger = sometimes"),
+           "[camera.top] trigger: 'sometimes' is not one of: sequence, timestamp")
+    expect(tmp, "syntax error", default + "\nthis line is not a key\n", "{path}:")
+    expect(tmp, "second camera", default + "\n[camera.side]\npipeline = videotestsrc ! appsink name=sink\n",
+           "[camera.side]: a second [camera.NAME] section")
+    expect(tmp, "missing pipeline", edit(default, "pipeline = multifilesrc", "#pipeline = multifilesrc"),
+           "[camera.top]: missing required key 'pipeline'")
+    expect(tmp, "window mismatch", edit(default, "window = 2048", "window = 1024"),
+           "wants 2048 samples")
+    expect(tmp, "bad pipeline", edit(default, "! pngdec !", "! nosuchdecoder !"),
+           "camera top: bad pipeline")
+
+    # A corrupt model package is refused, naming the file.
+    pkg = os.path.join(tmp, "pkg")
+    shutil.copytree(os.path.join(root, "models", "synthetic-v1"), pkg)
+    with open(os.path.join(pkg, "signal.onnx"), "r+b") as f:
+        f.seek(100)
+        b = f.read(1)
+        f.seek(100)
+        f.write(bytes([b[0] ^ 0xFF]))
+    text = "\n".join(l if not l.startswith("package") else f"package = {pkg}" for l in lines)
+    expect(tmp, "corrupt model", text, "signal.onnx: SHA-256")
+
+    expect(tmp, "empty config", "", "no [camera.NAME] section")
+    p = subprocess.run([vigild, "--config", os.path.join(tmp, "nope.conf")],
+                       capture_output=True, text=True)
+    if p.returncode == 0 or "nope.conf" not in p.stderr:
+        failures.append(f"nonexistent config: {p.stderr!r}")
+
+if failures:
+    print("FAIL:\n  " + "\n  ".join(failures))
+    sys.exit(1)
+print("PASS")
