@@ -8,7 +8,8 @@ DEBIAN_PACKAGES := meson ninja-build pkg-config gcc g++ \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools \
 	libopencv-dev libfftw3-dev libmodbus-dev libsqlite3-dev sqlite3 \
 	python3 python3-numpy python3-torch python3-onnx python3-opencv \
-	python3-pymodbus python3-serial-asyncio mbpoll
+	python3-pymodbus python3-serial-asyncio mbpoll socat \
+	aravis-tools libaravis-0.8-0 gstreamer1.0-plugins-bad
 
 # -Werror in CI, warnings visible but not fatal on a developer's machine.
 MESON_OPTS := $(if $(CI),-Dwerror=true,)
