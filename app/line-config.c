@@ -6,7 +6,7 @@
 
 static const char *const camera_keys[] = {
 	"pipeline", "trigger", "frame_timeout_ms", "queue_frames", "restart", "restart_min_ms",
-	"restart_max_ms", NULL };
+	"restart_max_ms", "watchdog_ms", NULL };
 static const char *const vibration_keys[] = {
 	"pipeline", "mode", "rate_hz", "window", "stride", "offset_ms", "buffer_s",
 	"clip_level", "timeout_ms", NULL };
@@ -49,8 +49,8 @@ static int check_groups(const config *cfg, char **err)
 	return rc;
 }
 
-/* The one group with the given prefix; this version inspects one camera and
- * one vibration source per part. */
+/* The one group with the given prefix; this version takes one vibration
+ * source per part. */
 static int single_group(const config *cfg, const char *prefix, char **out, char **err)
 {
 	char **groups = config_groups(cfg, prefix);
@@ -111,51 +111,74 @@ static int read_jobs(line *l, const config *cfg, char **err)
 	return rc;
 }
 
-int line_read_config(line *l, const config *cfg, char **err)
+/* One [camera.NAME] section into c. */
+static int read_camera(line *l, const config *cfg, const char *group, struct line_camera *c,
+		       char **err)
 {
 	static const char *const cam_modes[] = { "sequence", "timestamp", NULL };
+	static const char *const restarts[] = { "auto", "always", "never", NULL };
+	int mode = 0, queue = 0, restart = 0;
+
+	(void)l;
+	if (config_check_keys(cfg, group, camera_keys, err) < 0)
+		return -EINVAL;
+	c->name = g_strdup(group + strlen("camera."));
+	if (config_get_string(cfg, group, "pipeline", NULL, &c->pipeline, err) < 0 ||
+	    config_get_choice(cfg, group, "trigger", "sequence", cam_modes, &mode, err) < 0 ||
+	    config_get_int(cfg, group, "frame_timeout_ms", 2000, 1, 600000,
+			   &c->frame_timeout_ms, err) < 0 ||
+	    config_get_int(cfg, group, "queue_frames", 8, 1, 1024, &queue, err) < 0 ||
+	    config_get_choice(cfg, group, "restart", "auto", restarts, &restart, err) < 0)
+		return -EINVAL;
+	c->cfg = (struct capture_config){ .name = c->name, .pipeline = c->pipeline,
+		.mode = (enum capture_mode)mode, .queue_frames = queue,
+		.restart = (enum capture_restart)restart };
+	if (config_get_int(cfg, group, "restart_min_ms", 500, 10, 600000,
+			   &c->cfg.restart_min_ms, err) < 0 ||
+	    config_get_int(cfg, group, "restart_max_ms", 10000, 10, 3600000,
+			   &c->cfg.restart_max_ms, err) < 0 ||
+	    config_get_int(cfg, group, "watchdog_ms", 0, 0, 3600000,
+			   &c->cfg.watchdog_ms, err) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+int line_read_config(line *l, const config *cfg, char **err)
+{
 	static const char *const sen_modes[] = { "sequence", "clock", NULL };
 	static const char *const plc_modes[] = { "client", "server", NULL };
 	static const char *const plc_transports[] = { "tcp", "rtu", NULL };
 	static const char *const plc_parities[] = { "N", "E", "O", NULL };
 	static const char *const fault_policies[] = { "reject_all", "stop_line", NULL };
-	char *cam = NULL, *sen = NULL;
+	char **cams = NULL, *sen = NULL;
 	int mode = 0, ival = 0;
 	double d = 0;
 	int rc;
 
 	if ((rc = check_groups(cfg, err)) < 0 ||
-	    (rc = single_group(cfg, "camera.", &cam, err)) < 0 ||
 	    (rc = single_group(cfg, "vibration.", &sen, err)) < 0)
 		goto out;
 	rc = -EINVAL;
-	if (config_check_keys(cfg, cam, camera_keys, err) < 0 ||
-	    config_check_keys(cfg, sen, vibration_keys, err) < 0 ||
+	cams = config_groups(cfg, "camera.");
+	if (!cams[0]) {
+		*err = g_strdup_printf("%s: no [camera.NAME] section", config_name(cfg));
+		goto out;
+	}
+	for (int i = 0; cams[i]; i++) {
+		if (i == LINE_MAX_CAMERAS) {
+			*err = config_error(cfg, cams[i], NULL, "more than %d cameras",
+					    LINE_MAX_CAMERAS);
+			goto out;
+		}
+		if (read_camera(l, cfg, cams[i], &l->cameras[i], err) < 0)
+			goto out;
+		l->ncameras = i + 1;
+	}
+	if (config_check_keys(cfg, sen, vibration_keys, err) < 0 ||
 	    config_check_keys(cfg, "model", model_keys, err) < 0 ||
 	    config_check_keys(cfg, "plc", plc_keys, err) < 0 ||
 	    config_check_keys(cfg, "database", database_keys, err) < 0)
 		goto out;
-
-	l->cam_name = g_strdup(cam + strlen("camera."));
-	if (config_get_string(cfg, cam, "pipeline", NULL, &l->cam_pipeline, err) < 0 ||
-	    config_get_choice(cfg, cam, "trigger", "sequence", cam_modes, &mode, err) < 0 ||
-	    config_get_int(cfg, cam, "frame_timeout_ms", 2000, 1, 600000,
-			   &l->frame_timeout_ms, err) < 0 ||
-	    config_get_int(cfg, cam, "queue_frames", 8, 1, 1024, &ival, err) < 0)
-		goto out;
-	l->cam_cfg = (struct capture_config){ .name = l->cam_name, .pipeline = l->cam_pipeline,
-		.mode = (enum capture_mode)mode, .queue_frames = ival };
-	{
-		static const char *const restarts[] = { "auto", "always", "never", NULL };
-
-		if (config_get_choice(cfg, cam, "restart", "auto", restarts, &mode, err) < 0 ||
-		    config_get_int(cfg, cam, "restart_min_ms", 500, 10, 600000,
-				   &l->cam_cfg.restart_min_ms, err) < 0 ||
-		    config_get_int(cfg, cam, "restart_max_ms", 10000, 10, 3600000,
-				   &l->cam_cfg.restart_max_ms, err) < 0)
-			goto out;
-		l->cam_cfg.restart = (enum capture_restart)mode;
-	}
 
 	l->sen_name = g_strdup(sen + strlen("vibration."));
 	l->sen_cfg.name = l->sen_name;
@@ -260,7 +283,7 @@ int line_read_config(line *l, const config *cfg, char **err)
 	}
 	rc = 0;
 out:
-	g_free(cam);
+	g_strfreev(cams);
 	g_free(sen);
 	return rc;
 }

@@ -139,7 +139,7 @@ static unsigned faults(line *l, struct plc_state *s, uint16_t *error)
 	struct sensor_stats ss;
 	unsigned w = 0;
 
-	capture_camera_stats(l->camera, &cs);
+	line_camera_stats(l, &cs);
 	sensor_source_stats(l->sensor, &ss);
 	*error = PLC_ERR_NONE;
 	/* A camera that failed once and was restarted is healthy again. */

@@ -19,6 +19,16 @@
 #define QUEUE_PARTS 256
 #define LINE_MAX_JOBS 64
 
+#define LINE_MAX_CAMERAS 8
+
+/* One [camera.NAME]: every camera sees every part. */
+struct line_camera {
+	char *name, *pipeline;
+	struct capture_config cfg;
+	int frame_timeout_ms;
+	capture_camera *cam;
+};
+
 /* A recipe the PLC may select by number ([job.N]). */
 struct line_job {
 	int number;               /* 1..LINE_MAX_JOBS; 0 = slot unused */
@@ -42,7 +52,7 @@ struct outstanding {
 struct line {
 	/* configuration */
 	char *model_dir, *backend, *db_path;
-	int frame_timeout_ms, window_timeout_ms, poll_ms, reject_deadline_ms;
+	int window_timeout_ms, poll_ms, reject_deadline_ms;
 	int db_queue;
 	struct plc_config plc_cfg;
 	char *plc_host;
@@ -54,12 +64,12 @@ struct line {
 	int plc_default_job;      /* 0: the [model] thresholds */
 	char *plc_state_path;     /* the selected job, kept across restarts */
 	struct line_job jobs[LINE_MAX_JOBS + 1]; /* indexed by job number */
-	struct capture_config cam_cfg;
+	struct line_camera cameras[LINE_MAX_CAMERAS];
+	int ncameras;
 	struct sensor_config sen_cfg;
-	char *cam_name, *cam_pipeline, *sen_name, *sen_pipeline;
+	char *sen_name, *sen_pipeline;
 
 	/* stages */
-	capture_camera *camera;
 	sensor_source *sensor;
 	infer_model *model;
 	fusion_sigfeat *sigfeat;
@@ -81,6 +91,9 @@ int line_read_config(line *l, const config *cfg, char **err);
 
 /* The PLC thread (line-plc.c); data is the line. */
 gpointer line_plc_thread(gpointer data);
+
+/* All cameras at once: up only if every camera is up; failed if any failed. */
+void line_camera_stats(line *l, struct capture_stats *st);
 
 /* Adds n to a statistics counter under the line's lock. */
 void line_count(line *l, uint64_t *field, uint64_t n);

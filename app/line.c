@@ -9,7 +9,11 @@ void line_free(line *l)
 {
 	if (!l)
 		return;
-	capture_camera_free(l->camera);
+	for (int i = 0; i < l->ncameras; i++) {
+		capture_camera_free(l->cameras[i].cam);
+		g_free(l->cameras[i].name);
+		g_free(l->cameras[i].pipeline);
+	}
 	sensor_source_free(l->sensor);
 	infer_model_free(l->model);
 	fusion_sigfeat_free(l->sigfeat);
@@ -26,8 +30,6 @@ void line_free(line *l)
 	g_free(l->plc_state_path);
 	for (size_t i = 0; i < G_N_ELEMENTS(l->jobs); i++)
 		g_free(l->jobs[i].package);
-	g_free(l->cam_name);
-	g_free(l->cam_pipeline);
 	g_free(l->sen_name);
 	g_free(l->sen_pipeline);
 	g_mutex_clear(&l->stats_lock);
@@ -62,8 +64,10 @@ line *line_new(const config *cfg, char **err)
 				       l->sigfeat ? fusion_sigfeat_dim(l->sigfeat) : 0);
 		goto fail;
 	}
-	if (!(l->camera = capture_camera_new(&l->cam_cfg, err)) ||
-	    !(l->sensor = sensor_source_new(&l->sen_cfg, err)))
+	for (int i = 0; i < l->ncameras; i++)
+		if (!(l->cameras[i].cam = capture_camera_new(&l->cameras[i].cfg, err)))
+			goto fail;
+	if (!(l->sensor = sensor_source_new(&l->sen_cfg, err)))
 		goto fail;
 	if (!(l->plc = plc_link_new_tcp(&l->plc_cfg))) {
 		*err = g_strdup_printf("%s: [plc] invalid endpoint", config_name(cfg));
@@ -93,22 +97,28 @@ void line_count(line *l, uint64_t *field, uint64_t n)
 
 /* ---- inspection: frame + vibration window -> features -> model ---- */
 
+/* Every camera's frame is judged with the part's vibration; the part takes
+ * the worst camera's result, so a defect seen from any side rejects it. */
 static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, float *feat)
 {
 	const struct infer_info *info = infer_model_info(l->model);
-	struct capture_frame *frame = NULL;
-	struct infer_output out;
-	unsigned wflags = 0;
+	struct capture_frame *frames[LINE_MAX_CAMERAS] = { 0 };
+	struct infer_output out, worst = { 0 };
+	unsigned wflags = 0, flags = 0;
 	char *err = NULL;
 	int64_t t0;
 	int rc;
 
-	rc = capture_frame_for(l->camera, p->seq, p->t_trigger_us,
-			       (int64_t)l->frame_timeout_ms * 1000, &frame);
-	if (rc < 0) {
-		g_warning("part %u: no frame from camera %s: %s", p->part_id, l->cam_name,
-			  g_strerror(-rc));
-		p->flags |= VIGIL_FLAG_NO_FRAME;
+	for (int i = 0; i < l->ncameras; i++) {
+		struct line_camera *c = &l->cameras[i];
+
+		rc = capture_frame_for(c->cam, p->seq, p->t_trigger_us,
+				       (int64_t)c->frame_timeout_ms * 1000, &frames[i]);
+		if (rc < 0) {
+			g_warning("part %u: no frame from camera %s: %s", p->part_id, c->name,
+				  rc == -ENOTCONN ? "camera down" : g_strerror(-rc));
+			p->flags |= VIGIL_FLAG_NO_FRAME;
+		}
 	}
 	rc = sensor_window_for(l->sensor, p->seq, p->t_trigger_us,
 			       (int64_t)l->window_timeout_ms * 1000, win, &wflags);
@@ -121,30 +131,61 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 		goto failsafe;
 
 	t0 = vigil_now_us();
-	if (fusion_image_prepare(frame->data, frame->width, frame->height, frame->stride,
-				 info->input_width, info->input_height, info->mean, info->std,
-				 img) < 0 ||
-	    fusion_sigfeat_compute(l->sigfeat, win, feat) < 0 ||
-	    infer_model_run(l->model, img, feat, &out, &err) < 0) {
-		g_warning("part %u: model failed: %s", p->part_id, err ? err : "bad input");
-		g_free(err);
+	if (fusion_sigfeat_compute(l->sigfeat, win, feat) < 0) {
+		g_warning("part %u: vibration window is not finite", p->part_id);
 		p->flags |= VIGIL_FLAG_MODEL_ERROR;
 		goto failsafe;
 	}
+	for (int i = 0; i < l->ncameras; i++) {
+		struct capture_frame *f = frames[i];
+
+		if (fusion_image_prepare(f->data, f->width, f->height, f->stride,
+					 info->input_width, info->input_height, info->mean,
+					 info->std, img) < 0 ||
+		    infer_model_run(l->model, img, feat, &out, &err) < 0) {
+			g_warning("part %u: model failed on camera %s: %s", p->part_id,
+				  l->cameras[i].name, err ? err : "bad image");
+			g_free(err);
+			p->flags |= VIGIL_FLAG_MODEL_ERROR;
+			goto failsafe;
+		}
+		flags |= out.flags;
+		if (i == 0 || out.score > worst.score)
+			worst = out;
+		worst.vision_score = MAX(worst.vision_score, out.vision_score);
+	}
 	p->infer_ms = (double)(vigil_now_us() - t0) / 1000.0;
-	p->verdict = out.verdict;
-	p->defect_class = out.defect_class;
-	p->flags |= out.flags;
-	p->score = out.score;
-	p->vision_score = out.vision_score;
-	p->signal_score = out.signal_score;
-	capture_frame_free(frame);
+	p->verdict = worst.verdict;
+	p->defect_class = worst.defect_class;
+	p->flags |= flags;
+	p->score = worst.score;
+	p->vision_score = worst.vision_score;
+	p->signal_score = worst.signal_score;
+	for (int i = 0; i < l->ncameras; i++)
+		capture_frame_free(frames[i]);
 	return;
 failsafe:
-	capture_frame_free(frame);
+	for (int i = 0; i < l->ncameras; i++)
+		capture_frame_free(frames[i]);
 	p->verdict = VIGIL_VERDICT_REJECT;
 	p->flags |= VIGIL_FLAG_FAILSAFE;
 	p->score = 1.0f;
+}
+
+void line_camera_stats(line *l, struct capture_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	st->up = 1;
+	for (int i = 0; i < l->ncameras; i++) {
+		struct capture_stats one;
+
+		capture_camera_stats(l->cameras[i].cam, &one);
+		st->frames += one.frames;
+		st->dropped += one.dropped;
+		st->restarts += one.restarts;
+		st->failed |= one.failed;
+		st->up &= one.up;
+	}
 }
 
 static gpointer inspect_thread(gpointer data)
@@ -209,8 +250,10 @@ int line_start(line *l, char **err)
 {
 	int rc;
 
-	if ((rc = capture_camera_start(l->camera, err)) < 0 ||
-	    (rc = sensor_source_start(l->sensor, err)) < 0)
+	for (int i = 0; i < l->ncameras; i++)
+		if ((rc = capture_camera_start(l->cameras[i].cam, err)) < 0)
+			return rc;
+	if ((rc = sensor_source_start(l->sensor, err)) < 0)
 		return rc;
 	l->t_log = g_thread_new("log", log_thread, l);
 	l->t_inspect = g_thread_new("inspect", inspect_thread, l);

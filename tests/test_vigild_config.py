@@ -54,8 +54,9 @@ with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
     expect(tmp, "bad trigger mode", edit(default, "trigger = sequence", "trigger = sometimes"),
            "[camera.top] trigger: 'sometimes' is not one of: sequence, timestamp")
     expect(tmp, "syntax error", default + "\nthis line is not a key\n", "{path}:")
-    expect(tmp, "second camera", default + "\n[camera.side]\npipeline = videotestsrc ! appsink name=sink\n",
-           "[camera.side]: a second [camera.NAME] section")
+    expect(tmp, "second vibration source",
+           default + "\n[vibration.fan]\npipeline = audiotestsrc ! appsink name=sink\n",
+           "[vibration.fan]: a second [vibration.NAME] section")
     expect(tmp, "missing pipeline", edit(default, "pipeline = multifilesrc", "#pipeline = multifilesrc"),
            "[camera.top]: missing required key 'pipeline'")
     expect(tmp, "window mismatch", edit(default, "window = 2048", "window = 1024"),
@@ -74,7 +75,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
     text = "\n".join(l if not l.startswith("package") else f"package = {pkg}" for l in lines)
     expect(tmp, "corrupt model", text, "signal.onnx: SHA-256")
 
-    expect(tmp, "empty config", "", "no [camera.NAME] section")
+    expect(tmp, "empty config", "", "no [vibration.NAME] section")
     p = subprocess.run([vigild, "--config", os.path.join(tmp, "nope.conf")],
                        capture_output=True, text=True)
     if p.returncode == 0 or "nope.conf" not in p.stderr:
