@@ -9,7 +9,8 @@ static const char *const camera_keys[] = {
 	"restart_max_ms", "watchdog_ms", NULL };
 static const char *const vibration_keys[] = {
 	"pipeline", "mode", "rate_hz", "window", "stride", "offset_ms", "buffer_s",
-	"clip_level", "timeout_ms", NULL };
+	"clip_level", "timeout_ms", "iso_class", "hf_hz", "shaft_hz", "bearing_balls",
+	"ball_diameter_mm", "pitch_diameter_mm", "contact_angle_deg", NULL };
 static const char *const model_keys[] = { "package", "backend", NULL };
 static const char *const plc_keys[] = {
 	"mode", "host", "port", "unit_id", "timeout_ms", "poll_ms", "reject_deadline_ms",
@@ -197,6 +198,39 @@ int line_read_config(line *l, const config *cfg, char **err)
 	    config_get_int(cfg, sen, "timeout_ms", 2000, 1, 600000, &l->window_timeout_ms, err) < 0)
 		goto out;
 	l->sen_cfg.stride = (size_t)ival;
+	{
+		static const char *const iso_classes[] = { "I", "II", "III", "IV", NULL };
+		struct bearing_geometry g = { 0 };
+		double shaft_hz = 0;
+
+		if (config_get_choice(cfg, sen, "iso_class", "I", iso_classes, &ival, err) < 0 ||
+		    config_get_double(cfg, sen, "hf_hz", 2000, 10, 1e6, &l->hf_hz, err) < 0 ||
+		    config_get_double(cfg, sen, "shaft_hz", 0, 0, 10000, &shaft_hz, err) < 0 ||
+		    config_get_double(cfg, sen, "bearing_balls", 0, 0, 1000, &g.balls, err) < 0 ||
+		    config_get_double(cfg, sen, "ball_diameter_mm", 0, 0, 1e4,
+				      &g.ball_diameter_mm, err) < 0 ||
+		    config_get_double(cfg, sen, "pitch_diameter_mm", 0, 0, 1e5,
+				      &g.pitch_diameter_mm, err) < 0 ||
+		    config_get_double(cfg, sen, "contact_angle_deg", 0, 0, 89,
+				      &g.contact_angle_deg, err) < 0)
+			goto out;
+		l->iso_class = (enum iso_class)(ival + 1);
+		if (l->hf_hz >= l->sen_cfg.rate_hz / 2) {
+			*err = config_error(cfg, sen, "hf_hz", "%g Hz is not below Nyquist (%g Hz)",
+					    l->hf_hz, l->sen_cfg.rate_hz / 2);
+			goto out;
+		}
+		if (shaft_hz > 0) {
+			if (condition_bearing_freqs(&g, shaft_hz, &l->bearing) < 0) {
+				*err = config_error(cfg, sen, "bearing_balls",
+						    "shaft_hz is set but the bearing geometry is "
+						    "incomplete (bearing_balls, ball_diameter_mm < "
+						    "pitch_diameter_mm)");
+				goto out;
+			}
+			l->have_bearing = TRUE;
+		}
+	}
 	l->sen_cfg.clip_level = (float)d;
 
 	if (config_get_string(cfg, "model", "package", NULL, &l->model_dir, err) < 0 ||

@@ -11,6 +11,7 @@
 #include "core/bqueue.h"
 #include "core/part.h"
 #include "db/db.h"
+#include "fusion/condition.h"
 #include "fusion/fusion.h"
 #include "inference/inference.h"
 #include "plc/plc.h"
@@ -68,11 +69,16 @@ struct line {
 	int ncameras;
 	struct sensor_config sen_cfg;
 	char *sen_name, *sen_pipeline;
+	enum iso_class iso_class;       /* machine group for the ISO 10816 zone */
+	double hf_hz;                   /* high-frequency / envelope band edge */
+	gboolean have_bearing;
+	struct bearing_freqs bearing;   /* defect frequencies at the shaft speed */
 
 	/* stages */
 	sensor_source *sensor;
 	infer_model *model;
 	fusion_sigfeat *sigfeat;
+	condition_meter *condition;
 	plc_link *plc;
 	db_log *db;
 

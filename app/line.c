@@ -17,6 +17,7 @@ void line_free(line *l)
 	sensor_source_free(l->sensor);
 	infer_model_free(l->model);
 	fusion_sigfeat_free(l->sigfeat);
+	condition_meter_free(l->condition);
 	plc_link_free(l->plc);
 	db_close(l->db);
 	bqueue_free(l->q_inspect);
@@ -62,6 +63,12 @@ line *line_new(const config *cfg, char **err)
 		*err = g_strdup_printf("model %s wants %d signal features; this build computes %zu",
 				       info->version, info->signal_dim,
 				       l->sigfeat ? fusion_sigfeat_dim(l->sigfeat) : 0);
+		goto fail;
+	}
+	l->condition = condition_meter_new((size_t)info->window, info->rate_hz, l->hf_hz);
+	if (!l->condition) {
+		*err = g_strdup_printf("%s: vibration %s: cannot measure a %d-sample window at %g Hz",
+				       config_name(cfg), l->sen_name, info->window, info->rate_hz);
 		goto fail;
 	}
 	for (int i = 0; i < l->ncameras; i++)
@@ -131,6 +138,9 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 		goto failsafe;
 
 	t0 = vigil_now_us();
+	if (condition_measure(l->condition, win, l->iso_class,
+			      l->have_bearing ? &l->bearing : NULL, &p->vibration) == 0)
+		p->has_vibration = 1;
 	if (fusion_sigfeat_compute(l->sigfeat, win, feat) < 0) {
 		g_warning("part %u: vibration window is not finite", p->part_id);
 		p->flags |= VIGIL_FLAG_MODEL_ERROR;
@@ -235,6 +245,8 @@ static gpointer log_thread(gpointer data)
 			.latency_ms = (double)(p->t_plc_us - p->t_trigger_us) / 1000.0,
 			.infer_ms = p->infer_ms,
 			.model_version = info->version,
+			.has_vibration = p->has_vibration,
+			.vibration = p->vibration,
 		};
 
 		if (db_submit(l->db, &row) == 0)

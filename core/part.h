@@ -30,6 +30,21 @@ enum vigil_part_flags {
 	VIGIL_FLAG_MODEL_ERROR = 1 << 5,
 };
 
+/* Condition figures of a part's vibration window (fusion/condition.h),
+ * as vibration instruments report them. */
+struct vigil_vibration {
+	double rms_velocity_mm_s;  /* 10-1000 Hz */
+	char iso_zone;             /* 'A'..'D' (ISO 10816), 0 when not measured */
+	double rms_accel_g;        /* mean removed */
+	double hf_accel_g;         /* RMS above the high-frequency band edge */
+	double peak_g;
+	double crest_factor;
+	double kurtosis;
+	/* Envelope spectrum lines at the bearing defect frequencies, relative
+	 * to the spectrum's median (0 when no bearing is configured). */
+	double ftf_env, bpfo_env, bpfi_env, bsf_env;
+};
+
 struct vigil_part {
 	uint32_t part_id;          /* from the PLC trigger */
 	uint16_t trigger_counter;  /* the PLC's 16-bit trigger counter */
@@ -46,6 +61,8 @@ struct vigil_part {
 	float vision_score;
 	float signal_score;
 	double infer_ms;           /* features + model */
+	int has_vibration;
+	struct vigil_vibration vibration;
 };
 
 const char *vigil_verdict_name(enum vigil_verdict v);

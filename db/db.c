@@ -60,6 +60,21 @@ static const char *const migrations[] = {
 	"  kind TEXT NOT NULL,"
 	"  message TEXT NOT NULL"
 	");",
+	/* 2: vibration condition figures per inspected part (fusion/condition.h). */
+	"CREATE TABLE vibration ("
+	"  inspection_id INTEGER PRIMARY KEY REFERENCES inspections (id),"
+	"  rms_velocity_mm_s REAL,"
+	"  iso_zone TEXT,"
+	"  rms_accel_g REAL,"
+	"  hf_accel_g REAL,"
+	"  peak_g REAL,"
+	"  crest_factor REAL,"
+	"  kurtosis REAL,"
+	"  ftf_env REAL,"
+	"  bpfo_env REAL,"
+	"  bpfi_env REAL,"
+	"  bsf_env REAL"
+	");",
 };
 
 #define DB_SCHEMA_VERSION ((int)G_N_ELEMENTS(migrations))
@@ -69,6 +84,11 @@ static const char sql_insert_inspection[] =
 	" verdict, verdict_code, defect_class, flags, score, vision_score,"
 	" signal_score, latency_ms, infer_ms, model_version, image_path)"
 	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
+static const char sql_insert_vibration[] =
+	"INSERT INTO vibration (inspection_id, rms_velocity_mm_s, iso_zone, rms_accel_g,"
+	" hf_accel_g, peak_g, crest_factor, kurtosis, ftf_env, bpfo_env, bpfi_env, bsf_env)"
+	" VALUES (last_insert_rowid(), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 static const char sql_insert_event[] =
 	"INSERT INTO events (t_wall_us, kind, message) VALUES (?1, ?2, ?3)";
@@ -102,6 +122,7 @@ struct db_log {
 	 * joined it. */
 	sqlite3 *conn;
 	sqlite3_stmt *insert_inspection;
+	sqlite3_stmt *insert_vibration;
 	sqlite3_stmt *insert_event;
 	bqueue *queue;                  /* struct db_item *, owned by the queue's reader */
 	GThread *writer;
@@ -352,6 +373,28 @@ static int insert_item(db_log *db, const struct db_item *it, sqlite3_stmt **used
 	    (rc = bind_text_or_null(st, 14, r->model_version)) != SQLITE_OK ||
 	    (rc = bind_text_or_null(st, 15, r->image_path)) != SQLITE_OK)
 		return rc;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE || !r->has_vibration)
+		return rc;
+	sqlite3_reset(st);
+
+	const struct vigil_vibration *v = &r->vibration;
+	char zone[2] = { v->iso_zone, '\0' };
+
+	st = db->insert_vibration;
+	*used = st;
+	if ((rc = sqlite3_bind_double(st, 1, v->rms_velocity_mm_s)) != SQLITE_OK ||
+	    (rc = bind_text_or_null(st, 2, v->iso_zone ? zone : NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_double(st, 3, v->rms_accel_g)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_double(st, 4, v->hf_accel_g)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_double(st, 5, v->peak_g)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_double(st, 6, v->crest_factor)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_double(st, 7, v->kurtosis)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_double(st, 8, v->ftf_env)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_double(st, 9, v->bpfo_env)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_double(st, 10, v->bpfi_env)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_double(st, 11, v->bsf_env)) != SQLITE_OK)
+		return rc;
 	return sqlite3_step(st);
 }
 
@@ -487,6 +530,8 @@ db_log *db_open(const char *path, size_t queue_depth, char **err)
 
 	if (sqlite3_prepare_v3(db->conn, sql_insert_inspection, -1, SQLITE_PREPARE_PERSISTENT,
 			       &db->insert_inspection, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(db->conn, sql_insert_vibration, -1, SQLITE_PREPARE_PERSISTENT,
+			       &db->insert_vibration, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(db->conn, sql_insert_event, -1, SQLITE_PREPARE_PERSISTENT,
 			       &db->insert_event, NULL) != SQLITE_OK) {
 		set_error(err, "cannot open %s: %s", path, sqlite3_errmsg(db->conn));
@@ -561,6 +606,7 @@ void db_close(db_log *db)
 	if (db->writer)
 		g_thread_join(db->writer);
 	sqlite3_finalize(db->insert_inspection);
+	sqlite3_finalize(db->insert_vibration);
 	sqlite3_finalize(db->insert_event);
 	/* The last connection to close checkpoints the WAL into the file and
 	 * removes it. */

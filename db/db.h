@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/part.h"
+
 /* Project error codes, below -DB_ENOBASE; others are negative errno. */
 #define DB_ENOBASE 30000
 #define DB_ESQLITE (-(DB_ENOBASE + 1))  /* SQLite error; see *err or db_last_error */
@@ -29,6 +31,8 @@ struct db_inspection {
 	double infer_ms;
 	const char *model_version; /* may be NULL */
 	const char *image_path;   /* may be NULL */
+	int has_vibration;        /* vibration holds the part's condition figures */
+	struct vigil_vibration vibration; /* a row of table vibration */
 };
 
 typedef struct db_log db_log;

@@ -405,8 +405,8 @@ static void test_reopen(struct fixture *fx, gconstpointer data)
 	(void)data;
 	submit_range(db, 0, 10);
 	db_close(db);
-	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 1);
-	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 4);
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 2);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 5);
 	/* The schema cookie moves with every schema change: unchanged means
 	 * no migration ran again. */
 	schema_cookie = sql_int(fx->path, "PRAGMA schema_version");
@@ -414,10 +414,49 @@ static void test_reopen(struct fixture *fx, gconstpointer data)
 	db = open_ok(fx->path, 16);
 	submit_range(db, 10, 5);
 	db_close(db);
-	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 1);
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 2);
 	g_assert_cmpint(sql_int(fx->path, "PRAGMA schema_version"), ==, schema_cookie);
-	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 4);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 5);
 	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 15);
+}
+
+/* A database written by schema version 1 (as the first release left it)
+ * is migrated in place: its rows stay, the vibration table appears. */
+static void test_migrate_from_v1(struct fixture *fx, gconstpointer data)
+{
+	struct db_inspection row = { .part_id = 77, .trigger_counter = 3, .seq = 2,
+				     .t_wall_us = 1000, .verdict = 2, .defect_class = 2,
+				     .score = 0.9, .has_vibration = 1,
+				     .vibration = { .rms_velocity_mm_s = 2.5, .iso_zone = 'C',
+						    .bpfo_env = 31.0 } };
+	db_log *db;
+
+	(void)data;
+	sql_exec(fx->path,
+		 "CREATE TABLE inspections (id INTEGER PRIMARY KEY, part_id INTEGER NOT NULL,"
+		 " trigger_counter INTEGER NOT NULL, seq INTEGER NOT NULL,"
+		 " t_wall_us INTEGER NOT NULL, verdict TEXT NOT NULL CHECK (verdict IN"
+		 " ('accept', 'reject', 'marginal')), verdict_code INTEGER NOT NULL,"
+		 " defect_class TEXT NOT NULL, flags INTEGER NOT NULL, score REAL,"
+		 " vision_score REAL, signal_score REAL, latency_ms REAL, infer_ms REAL,"
+		 " model_version TEXT, image_path TEXT);"
+		 "CREATE INDEX inspections_part_id ON inspections (part_id);"
+		 "CREATE INDEX inspections_t_wall_us ON inspections (t_wall_us);"
+		 "CREATE TABLE events (id INTEGER PRIMARY KEY, t_wall_us INTEGER NOT NULL,"
+		 " kind TEXT NOT NULL, message TEXT NOT NULL);"
+		 "INSERT INTO inspections VALUES (1, 5, 1, 0, 10, 'accept', 1, 'none', 0,"
+		 " 0.1, 0.1, 0.1, 2.0, 1.0, 'synthetic-1', NULL);"
+		 "PRAGMA user_version = 1;");
+	db = open_ok(fx->path, 16);
+	g_assert_cmpint(db_submit(db, &row), ==, 0);
+	db_close(db);
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 2);
+	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 2);
+	g_assert_cmpint(sql_int(fx->path, "SELECT part_id FROM inspections WHERE id = 1"), ==, 5);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM vibration"), ==, 1);
+	g_assert_cmpint(sql_int(fx->path, "SELECT i.part_id FROM vibration v JOIN inspections i"
+				" ON i.id = v.inspection_id WHERE v.iso_zone = 'C'"
+				" AND v.bpfo_env = 31.0"), ==, 77);
 }
 
 static void test_newer_schema_refused(struct fixture *fx, gconstpointer data)
@@ -662,6 +701,7 @@ int main(int argc, char **argv)
 	ADD("/db/columns", test_columns);
 	ADD("/db/nan-scores", test_nan_scores);
 	ADD("/db/reopen", test_reopen);
+	ADD("/db/migrate-from-v1", test_migrate_from_v1);
 	ADD("/db/newer-schema-refused", test_newer_schema_refused);
 	ADD("/db/open-errors", test_open_errors);
 	ADD("/db/wal", test_wal);

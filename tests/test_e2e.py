@@ -55,6 +55,10 @@ rate_hz = 12000
 window = 2048
 stride = 2048
 timeout_ms = 5000
+shaft_hz = 29.95
+bearing_balls = 9
+ball_diameter_mm = 7.94
+pitch_diameter_mm = 39.04
 
 [model]
 package = {root}/models/synthetic-v1
@@ -106,7 +110,22 @@ path = {db}
     rows = con.execute("SELECT part_id, verdict FROM inspections ORDER BY id").fetchall()
     if con.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
         fail("integrity_check failed")
+    vib = con.execute("SELECT i.part_id, v.bpfo_env, v.rms_velocity_mm_s, v.iso_zone "
+                      "FROM vibration v JOIN inspections i ON i.id = v.inspection_id").fetchall()
     con.close()
+    if len(vib) != parts:
+        fail(f"{len(vib)} vibration condition rows, want {parts}")
+    vib_class = {int(r["part_id"]): r["vib_class"] for r in plc}
+    outer = [v[1] for v in vib if vib_class[v[0]] == "outer_race"]
+    normal = [v[1] for v in vib if vib_class[v[0]] == "normal"]
+    if not outer or not normal:
+        fail("the parts lack outer-race or normal vibration classes")
+    mean = lambda xs: sum(xs) / len(xs)
+    print(f"BPFO envelope line: outer race {mean(outer):.1f}, normal {mean(normal):.1f} x median")
+    if mean(outer) < 2 * mean(normal):
+        fail("the BPFO envelope line does not stand out on outer-race faults")
+    if any(v[3] not in ("A", "B", "C", "D") for v in vib):
+        fail("a vibration row lacks its ISO zone")
     if len(rows) != parts:
         fail(f"{len(rows)} database rows, want {parts}")
     ids = [r[0] for r in rows]

@@ -1,0 +1,54 @@
+/* Condition figures of one vibration window, as vibration instruments
+ * report them: RMS velocity 10-1000 Hz with its ISO 10816 zone, RMS and
+ * high-frequency acceleration, peak, crest factor, kurtosis, and the
+ * envelope spectrum read at the bearing defect frequencies. Logged with
+ * every part; the same spectra can feed the signal model. */
+#ifndef VIGIL_FUSION_CONDITION_H
+#define VIGIL_FUSION_CONDITION_H
+
+#include <stddef.h>
+
+#include "core/part.h"
+
+/* Rolling-element bearing geometry (from the bearing's data sheet). */
+struct bearing_geometry {
+	double balls;              /* number of rolling elements */
+	double ball_diameter_mm;
+	double pitch_diameter_mm;
+	double contact_angle_deg;
+};
+
+/* Defect frequencies in Hz at a shaft speed. */
+struct bearing_freqs {
+	double ftf;   /* cage (fundamental train) */
+	double bpfo;  /* ball pass, outer race */
+	double bpfi;  /* ball pass, inner race */
+	double bsf;   /* ball spin */
+};
+
+/* The textbook kinematic formulas; -EINVAL on a geometry that is not one. */
+int condition_bearing_freqs(const struct bearing_geometry *g, double shaft_hz,
+			    struct bearing_freqs *out);
+
+/* ISO 10816-3 style machine groups and their zone limits (mm/s RMS). */
+enum iso_class { ISO_CLASS_I = 1, ISO_CLASS_II, ISO_CLASS_III, ISO_CLASS_IV };
+
+/* 'A' (new machine) .. 'D' (damage likely). */
+char condition_iso_zone(double v_rms_mm_s, enum iso_class cls);
+
+typedef struct condition_meter condition_meter;
+
+/* A meter for windows of n samples at rate_hz; hf_hz is the lower edge of
+ * the high-frequency band (envelope demodulation band). NULL on bad input. */
+condition_meter *condition_meter_new(size_t n, double rate_hz, double hf_hz);
+void condition_meter_free(condition_meter *m);
+
+/* x in g. freqs may be NULL (no envelope lines). */
+int condition_measure(condition_meter *m, const float *x, enum iso_class cls,
+		      const struct bearing_freqs *freqs, struct vigil_vibration *out);
+
+/* The envelope spectrum of the last measured window: *n bins of *df Hz
+ * (owned by the meter, valid until the next measure). */
+const double *condition_envelope(const condition_meter *m, size_t *n, double *df);
+
+#endif
