@@ -1,0 +1,342 @@
+/* Line manifests and WAV windows for the offline tools (line-manifest.h). */
+#include "tools/line-manifest.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define WAV_CACHE_BYTES ((gsize)2 << 30)
+
+void line_wav_free(struct line_wav *w)
+{
+	if (w) {
+		g_free(w->x);
+		g_free(w);
+	}
+}
+
+static uint32_t le16(const guint8 *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+static uint32_t le32(const guint8 *p)
+{
+	return le16(p) | le16(p + 2) << 16;
+}
+
+/* Chunks other than fmt and data (fact, LIST, cue, ...) are skipped; a data
+ * chunk that claims more than the file holds (a recorder that never
+ * finalised the header) is cut to what is there. */
+struct line_wav *line_wav_load(const char *path, double rate_hz, char **err)
+{
+	char *raw = NULL;
+	gsize len = 0, off = 12;
+	const guint8 *b, *fmt = NULL, *data = NULL;
+	gsize fmt_len = 0, data_len = 0;
+	unsigned tag, channels, bits;
+	uint32_t rate;
+	GError *gerr = NULL;
+	struct line_wav *w = NULL;
+
+	if (!g_file_get_contents(path, &raw, &len, &gerr)) {
+		*err = g_strdup(gerr->message);
+		g_error_free(gerr);
+		return NULL;
+	}
+	b = (const guint8 *)raw;
+	if (len < 12 || memcmp(b, "RIFF", 4) != 0 || memcmp(b + 8, "WAVE", 4) != 0) {
+		*err = g_strdup_printf("%s: not a RIFF/WAVE file", path);
+		goto out;
+	}
+	while (off + 8 <= len) {
+		gsize size = le32(b + off + 4), avail = len - off - 8;
+
+		if (memcmp(b + off, "fmt ", 4) == 0) {
+			fmt = b + off + 8;
+			fmt_len = MIN(size, avail);
+		} else if (memcmp(b + off, "data", 4) == 0) {
+			data = b + off + 8;
+			data_len = MIN(size, avail);
+		}
+		if (size > avail)
+			break;
+		off += 8 + size + (size & 1);
+	}
+	if (!fmt || fmt_len < 16) {
+		*err = g_strdup_printf("%s: no fmt chunk", path);
+		goto out;
+	}
+	if (!data) {
+		*err = g_strdup_printf("%s: no data chunk", path);
+		goto out;
+	}
+	tag = le16(fmt);
+	channels = le16(fmt + 2);
+	rate = le32(fmt + 4);
+	bits = le16(fmt + 14);
+	if (tag == 0xFFFE && fmt_len >= 26)   /* WAVE_FORMAT_EXTENSIBLE: the sub-format GUID */
+		tag = le16(fmt + 24);
+	if (channels != 1) {
+		*err = g_strdup_printf("%s: %u channels, expected mono", path, channels);
+		goto out;
+	}
+	if (fabs((double)rate - rate_hz) > 0.5) {
+		*err = g_strdup_printf("%s: sampled at %u Hz, expected %.0f Hz", path, rate, rate_hz);
+		goto out;
+	}
+	w = g_new0(struct line_wav, 1);
+	if (tag == 3 && bits == 32) {
+		w->n = data_len / 4;
+		w->x = g_new(float, MAX(w->n, 1));
+		for (gsize i = 0; i < w->n; i++) {
+			uint32_t u = le32(data + 4 * i);
+
+			memcpy(&w->x[i], &u, 4);
+		}
+	} else if (tag == 1 && bits == 16) {
+		w->n = data_len / 2;
+		w->x = g_new(float, MAX(w->n, 1));
+		for (gsize i = 0; i < w->n; i++)
+			w->x[i] = (float)(int16_t)le16(data + 2 * i) / 32768.0f;
+	} else {
+		*err = g_strdup_printf("%s: format tag %u with %u bits per sample; expected IEEE "
+				       "float32 (3) or 16-bit PCM (1)", path, tag, bits);
+		line_wav_free(w);
+		w = NULL;
+	}
+out:
+	g_free(raw);
+	return w;
+}
+
+struct line_wav_cache {
+	GHashTable *wavs;
+	gsize bytes;
+	double rate_hz;
+};
+
+line_wav_cache *line_wav_cache_new(double rate_hz)
+{
+	line_wav_cache *c = g_new0(line_wav_cache, 1);
+
+	c->wavs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					(GDestroyNotify)line_wav_free);
+	c->rate_hz = rate_hz;
+	return c;
+}
+
+void line_wav_cache_free(line_wav_cache *c)
+{
+	if (!c)
+		return;
+	g_hash_table_destroy(c->wavs);
+	g_free(c);
+}
+
+const struct line_wav *line_wav_cache_get(line_wav_cache *c, const char *path, char **err)
+{
+	struct line_wav *w = g_hash_table_lookup(c->wavs, path);
+
+	if (w)
+		return w;
+	w = line_wav_load(path, c->rate_hz, err);
+	if (!w)
+		return NULL;
+	if (c->bytes + w->n * sizeof(float) > WAV_CACHE_BYTES) {
+		g_hash_table_remove_all(c->wavs);
+		c->bytes = 0;
+	}
+	c->bytes += w->n * sizeof(float);
+	g_hash_table_insert(c->wavs, g_strdup(path), w);
+	return w;
+}
+
+/* Splits one CSV record (RFC 4180 quoting, no embedded newlines). */
+static char **csv_split(const char *line)
+{
+	GPtrArray *cols = g_ptr_array_new();
+	GString *cur = g_string_new(NULL);
+	gboolean quoted = FALSE;
+
+	for (const char *p = line;; p++) {
+		if (quoted) {
+			if (*p == '"' && p[1] == '"') {
+				g_string_append_c(cur, '"');
+				p++;
+			} else if (*p == '"') {
+				quoted = FALSE;
+			} else if (*p) {
+				g_string_append_c(cur, *p);
+			} else {
+				break;
+			}
+			continue;
+		}
+		if (*p == '"') {
+			quoted = TRUE;
+		} else if (*p == ',' || *p == '\0') {
+			g_ptr_array_add(cols, g_strdup(g_strstrip(cur->str)));
+			g_string_truncate(cur, 0);
+			if (!*p)
+				break;
+		} else {
+			g_string_append_c(cur, *p);
+		}
+	}
+	g_string_free(cur, TRUE);
+	g_ptr_array_add(cols, NULL);
+	return (char **)g_ptr_array_free(cols, FALSE);
+}
+
+static int parse_u64(const char *s, guint64 *v)
+{
+	char *end = NULL;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	*v = g_ascii_strtoull(s, &end, 10);
+	return (errno || *end) ? -EINVAL : 0;
+}
+
+void line_manifest_free(GArray *rows)
+{
+	if (!rows)
+		return;
+	for (guint i = 0; i < rows->len; i++) {
+		struct line_row *r = &g_array_index(rows, struct line_row, i);
+
+		g_free(r->part_id);
+		g_free(r->split);
+		g_free(r->image);
+		g_free(r->mask);
+		g_free(r->image_class);
+		g_free(r->vibration);
+		g_free(r->vib_class);
+	}
+	g_array_free(rows, TRUE);
+}
+
+enum {
+	COL_IMAGE, COL_VIBRATION, COL_VIB_START, COL_VIB_LEN, COL_REQUIRED,
+	COL_PART_ID = COL_REQUIRED, COL_SPLIT, COL_MASK, COL_IMAGE_CLASS, COL_VIB_CLASS,
+	COL_DEFECT, COL_COUNT
+};
+static const char *const col_name[COL_COUNT] = {
+	"image", "vibration", "vib_start", "vib_len",
+	"part_id", "split", "mask", "image_class", "vib_class", "defect",
+};
+
+static char *col_dup(char **f, const int col[COL_COUNT], int k)
+{
+	return col[k] >= 0 ? g_strdup(f[col[k]]) : NULL;
+}
+
+GArray *line_manifest_load(const char *path, const char *split, char **err)
+{
+	char *text = NULL, **lines = NULL, **head = NULL;
+	GArray *rows = g_array_new(FALSE, TRUE, sizeof(struct line_row));
+	GError *gerr = NULL;
+	int col[COL_COUNT], ncols;
+
+	if (!g_file_get_contents(path, &text, NULL, &gerr)) {
+		*err = g_strdup(gerr->message);
+		g_error_free(gerr);
+		goto fail;
+	}
+	lines = g_strsplit(text, "\n", -1);
+	if (!lines[0]) {
+		*err = g_strdup_printf("%s: empty manifest", path);
+		goto fail;
+	}
+	g_strchomp(lines[0]);
+	head = csv_split(lines[0]);
+	ncols = (int)g_strv_length(head);
+	for (int k = 0; k < COL_COUNT; k++) {
+		col[k] = -1;
+		for (int c = 0; c < ncols; c++)
+			if (strcmp(head[c], col_name[k]) == 0)
+				col[k] = c;
+		if (col[k] < 0 && (k < COL_REQUIRED || (k == COL_SPLIT && split))) {
+			*err = g_strdup_printf("%s:1: the header has no '%s' column", path,
+					       col_name[k]);
+			goto fail;
+		}
+	}
+	for (int i = 1; lines[i]; i++) {
+		char **f;
+		struct line_row r = { .line = i + 1, .defect = -1 };
+		int bad = -1;
+
+		g_strchomp(lines[i]);
+		if (!lines[i][0])
+			continue;
+		f = csv_split(lines[i]);
+		if ((int)g_strv_length(f) != ncols) {
+			*err = g_strdup_printf("%s:%d: %u columns, the header has %d", path, i + 1,
+					       g_strv_length(f), ncols);
+			g_strfreev(f);
+			goto fail;
+		}
+		if (split && strcmp(f[col[COL_SPLIT]], split) != 0) {
+			g_strfreev(f);
+			continue;
+		}
+		for (int k = 0; k < COL_REQUIRED; k++)
+			if (!f[col[k]][0]) {
+				*err = g_strdup_printf("%s:%d: column %d '%s' is empty", path, i + 1,
+						       col[k] + 1, col_name[k]);
+				g_strfreev(f);
+				goto fail;
+			}
+		if (parse_u64(f[col[COL_VIB_START]], &r.vib_start) < 0)
+			bad = COL_VIB_START;
+		else if (parse_u64(f[col[COL_VIB_LEN]], &r.vib_len) < 0)
+			bad = COL_VIB_LEN;
+		if (bad >= 0) {
+			*err = g_strdup_printf("%s:%d: column %d '%s': '%s' is not a sample count",
+					       path, i + 1, col[bad] + 1, col_name[bad], f[col[bad]]);
+			g_strfreev(f);
+			goto fail;
+		}
+		if (col[COL_DEFECT] >= 0) {
+			const char *d = f[col[COL_DEFECT]];
+
+			if (strcmp(d, "0") != 0 && strcmp(d, "1") != 0) {
+				*err = g_strdup_printf("%s:%d: column %d 'defect': '%s' is not 0 or 1",
+						       path, i + 1, col[COL_DEFECT] + 1, d);
+				g_strfreev(f);
+				goto fail;
+			}
+			r.defect = d[0] == '1';
+		}
+		r.image = col_dup(f, col, COL_IMAGE);
+		r.vibration = col_dup(f, col, COL_VIBRATION);
+		r.part_id = col_dup(f, col, COL_PART_ID);
+		r.split = col_dup(f, col, COL_SPLIT);
+		r.mask = col_dup(f, col, COL_MASK);
+		r.image_class = col_dup(f, col, COL_IMAGE_CLASS);
+		r.vib_class = col_dup(f, col, COL_VIB_CLASS);
+		g_array_append_val(rows, r);
+		g_strfreev(f);
+	}
+	if (rows->len == 0) {
+		if (split)
+			*err = g_strdup_printf("%s: no parts of split '%s'", path, split);
+		else
+			*err = g_strdup_printf("%s: no parts", path);
+		goto fail;
+	}
+	g_strfreev(head);
+	g_strfreev(lines);
+	g_free(text);
+	return rows;
+fail:
+	g_strfreev(head);
+	g_strfreev(lines);
+	g_free(text);
+	line_manifest_free(rows);
+	return NULL;
+}

@@ -1,0 +1,48 @@
+/* Line manifests (parts.csv, docs/model.md) and the WAV recordings their
+ * rows point into, shared by vigil-features and vigil-eval. */
+#ifndef VIGIL_TOOLS_LINE_MANIFEST_H
+#define VIGIL_TOOLS_LINE_MANIFEST_H
+
+#include <glib.h>
+
+struct line_row {
+	int line;                  /* 1-based line in the CSV, for messages */
+	char *part_id;             /* optional columns are NULL when absent */
+	char *split;
+	char *image;
+	char *mask;
+	char *image_class;
+	char *vibration;
+	guint64 vib_start;
+	guint64 vib_len;
+	char *vib_class;
+	int defect;                /* -1 when the column is absent */
+};
+
+/* Reads the rows of a manifest; image, vibration, vib_start and vib_len
+ * are required, the rest optional. split: keep only rows of that split
+ * (NULL keeps all; a split asked for needs the column). Returns an array
+ * of struct line_row owned by the caller (line_manifest_free), or NULL
+ * with *err (g_free) naming file:line and column. */
+GArray *line_manifest_load(const char *path, const char *split, char **err);
+void line_manifest_free(GArray *rows);
+
+struct line_wav {
+	float *x;                  /* samples in g */
+	gsize n;
+};
+
+/* Reads a mono WAV at rate_hz: IEEE float32 (taken as g) or 16-bit PCM
+ * (full scale taken as 1 g). NULL with *err (g_free) on failure. */
+struct line_wav *line_wav_load(const char *path, double rate_hz, char **err);
+void line_wav_free(struct line_wav *w);
+
+/* Keeps loaded recordings by path, within a byte bound, since manifests take
+ * many windows from one recording. The returned wav stays owned by the
+ * cache and valid until the next lookup. */
+typedef struct line_wav_cache line_wav_cache;
+line_wav_cache *line_wav_cache_new(double rate_hz);
+void line_wav_cache_free(line_wav_cache *c);
+const struct line_wav *line_wav_cache_get(line_wav_cache *c, const char *path, char **err);
+
+#endif
