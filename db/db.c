@@ -75,6 +75,18 @@ static const char *const migrations[] = {
 	"  bpfi_env REAL,"
 	"  bsf_env REAL"
 	");",
+	/* 3: QA reviews: a confirmation or an overruling of a verdict, with a
+	 * note; the latest review of an inspection is the one that counts. */
+	"CREATE TABLE reviews ("
+	"  id INTEGER PRIMARY KEY,"
+	"  inspection_id INTEGER NOT NULL REFERENCES inspections (id),"
+	"  t_wall_us INTEGER NOT NULL,"
+	"  decision TEXT NOT NULL CHECK (decision IN ('confirm', 'overrule')),"
+	"  verdict TEXT NOT NULL CHECK (verdict IN ('accept', 'reject', 'marginal')),"
+	"  note TEXT,"
+	"  reviewer TEXT"
+	");"
+	"CREATE INDEX reviews_inspection ON reviews (inspection_id);",
 };
 
 #define DB_SCHEMA_VERSION ((int)G_N_ELEMENTS(migrations))
@@ -93,10 +105,13 @@ static const char sql_insert_vibration[] =
 static const char sql_insert_event[] =
 	"INSERT INTO events (t_wall_us, kind, message) VALUES (?1, ?2, ?3)";
 
+/* The latest review of each inspection rides along with its row. */
 static const char sql_select_inspections[] =
-	"SELECT part_id, trigger_counter, seq, t_wall_us, verdict_code,"
-	" defect_class, flags, score, vision_score, signal_score, latency_ms,"
-	" infer_ms, model_version, image_path FROM inspections ORDER BY id";
+	"SELECT i.part_id, i.trigger_counter, i.seq, i.t_wall_us, i.verdict_code,"
+	" i.defect_class, i.flags, i.score, i.vision_score, i.signal_score, i.latency_ms,"
+	" i.infer_ms, i.model_version, i.image_path, i.id, r.decision, r.verdict, r.note"
+	" FROM inspections i LEFT JOIN reviews r ON r.id ="
+	" (SELECT max(id) FROM reviews WHERE inspection_id = i.id)";
 
 enum db_item_kind {
 	DB_ITEM_INSPECTION,
@@ -686,21 +701,94 @@ static double column_real(sqlite3_stmt *st, int i)
 	return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
 }
 
-int db_read_inspections(const char *path, const struct db_row_cb *cb, char **err)
+static int verdict_code(const char *name)
 {
+	for (int v = VIGIL_VERDICT_ACCEPT; v <= VIGIL_VERDICT_MARGINAL; v++)
+		if (name && strcmp(name, vigil_verdict_name((enum vigil_verdict)v)) == 0)
+			return v;
+	return 0;
+}
+
+int db_query(const char *path, const struct db_filter *f, const struct db_row_cb *cb,
+	     char **err)
+{
+	static const struct db_filter all = DB_FILTER_ALL;
 	sqlite3 *conn;
 	sqlite3_stmt *st = NULL;
+	GString *sql;
 	int rc, ret = DB_ESQLITE;
 
 	if (!cb || !cb->fn) {
 		set_error(err, "cannot read %s: no callback given", path ? path : "(no path)");
 		return -EINVAL;
 	}
+	if (!f)
+		f = &all;
+	if (f->verdict && !verdict_code(f->verdict)) {
+		set_error(err, "verdict '%s' is not accept, reject or marginal", f->verdict);
+		return -EINVAL;
+	}
+	if (f->defect_class && class_from_name(f->defect_class) < 0) {
+		set_error(err, "class '%s' is not none, surface, vibration or surface+vibration",
+			  f->defect_class);
+		return -EINVAL;
+	}
 	if (!(conn = open_reader(path, err)))
 		return DB_ESQLITE;
-	rc = sqlite3_prepare_v2(conn, sql_select_inspections, -1, &st, NULL);
+	{
+		int64_t version = 0;
+
+		if (query_int(conn, "PRAGMA user_version", &version) == SQLITE_OK &&
+		    version < DB_SCHEMA_VERSION) {
+			set_error(err, "cannot read %s: its schema version %" PRId64 " is older "
+				  "than this build's %d; vigild upgrades it when it next opens it "
+				  "(or run: vigilctl --db FILE upgrade)",
+				  path, version, DB_SCHEMA_VERSION);
+			sqlite3_close(conn);
+			return DB_ESQLITE;
+		}
+	}
+	/* Every value is a numbered parameter; the text only grows by fixed
+	 * fragments, so no filter value can change the statement. */
+	sql = g_string_new("SELECT * FROM (");
+	g_string_append(sql, sql_select_inspections);
+	g_string_append(sql, " WHERE 1");
+	if (f->since_us)
+		g_string_append(sql, " AND i.t_wall_us >= ?1");
+	if (f->until_us)
+		g_string_append(sql, " AND i.t_wall_us < ?2");
+	if (f->verdict)
+		g_string_append(sql, " AND i.verdict = ?3");
+	if (f->defect_class)
+		g_string_append(sql, " AND i.defect_class = ?4");
+	if (!isnan(f->min_score))
+		g_string_append(sql, " AND i.score >= ?5");
+	if (!isnan(f->max_score))
+		g_string_append(sql, " AND i.score <= ?6");
+	if (f->part_id >= 0)
+		g_string_append(sql, " AND i.part_id = ?7");
+	if (f->reviewed == 0)
+		g_string_append(sql, " AND r.id IS NULL");
+	else if (f->reviewed == 1)
+		g_string_append(sql, " AND r.id IS NOT NULL");
+	g_string_append(sql, " ORDER BY i.id DESC");
+	if (f->limit > 0)
+		g_string_append(sql, " LIMIT ?8");
+	g_string_append(sql, ") ORDER BY 15");
+	rc = sqlite3_prepare_v2(conn, sql->str, -1, &st, NULL);
+	g_string_free(sql, TRUE);
 	if (rc != SQLITE_OK)
 		goto sqlite_fail;
+	/* Binding a number the statement does not use fails harmlessly
+	 * (SQLITE_RANGE); the ones it uses cannot fail. */
+	sqlite3_bind_int64(st, 1, f->since_us);
+	sqlite3_bind_int64(st, 2, f->until_us);
+	sqlite3_bind_text(st, 3, f->verdict, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, f->defect_class, -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 5, f->min_score);
+	sqlite3_bind_double(st, 6, f->max_score);
+	sqlite3_bind_int64(st, 7, f->part_id);
+	sqlite3_bind_int64(st, 8, f->limit);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct db_inspection row = {
 			.part_id = (uint32_t)sqlite3_column_int64(st, 0),
@@ -717,6 +805,10 @@ int db_read_inspections(const char *path, const struct db_row_cb *cb, char **err
 			.infer_ms = column_real(st, 11),
 			.model_version = (const char *)sqlite3_column_text(st, 12),
 			.image_path = (const char *)sqlite3_column_text(st, 13),
+			.id = sqlite3_column_int64(st, 14),
+			.review = (const char *)sqlite3_column_text(st, 15),
+			.review_verdict = verdict_code((const char *)sqlite3_column_text(st, 16)),
+			.review_note = (const char *)sqlite3_column_text(st, 17),
 		};
 
 		if (cb->fn(&row, cb->data) != 0) {
@@ -731,6 +823,72 @@ int db_read_inspections(const char *path, const struct db_row_cb *cb, char **err
 
 sqlite_fail:
 	set_error(err, "cannot read %s: %s", path, sqlite3_errmsg(conn));
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(conn);
+	return ret;
+}
+
+int db_read_inspections(const char *path, const struct db_row_cb *cb, char **err)
+{
+	return db_query(path, NULL, cb, err);
+}
+
+int db_review(const char *path, int64_t part_id, const char *decision, int verdict,
+	      const char *note, const char *reviewer, char **err)
+{
+	sqlite3 *conn = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t inspection = -1;
+	int rc, ret = DB_ESQLITE;
+
+	if (!decision || (strcmp(decision, "confirm") != 0 && strcmp(decision, "overrule") != 0)) {
+		set_error(err, "a review is 'confirm' or 'overrule', not '%s'",
+			  decision ? decision : "(none)");
+		return -EINVAL;
+	}
+	if (verdict < VIGIL_VERDICT_ACCEPT || verdict > VIGIL_VERDICT_MARGINAL) {
+		set_error(err, "a review needs the right verdict: accept, reject or marginal");
+		return -EINVAL;
+	}
+	rc = sqlite3_open_v2(path, &conn, SQLITE_OPEN_READWRITE, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlite_fail;
+	sqlite3_busy_timeout(conn, DB_BUSY_TIMEOUT_MS);
+	rc = sqlite3_prepare_v2(conn, "SELECT id FROM inspections WHERE part_id = ?1"
+				" ORDER BY id DESC LIMIT 1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlite_fail;
+	sqlite3_bind_int64(st, 1, part_id);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		inspection = sqlite3_column_int64(st, 0);
+	else if (rc != SQLITE_DONE)
+		goto sqlite_fail;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (inspection < 0) {
+		set_error(err, "%s: no inspection of part %" PRId64, path, part_id);
+		ret = -ENOENT;
+		goto out;
+	}
+	rc = sqlite3_prepare_v2(conn, "INSERT INTO reviews (inspection_id, t_wall_us, decision,"
+				" verdict, note, reviewer) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlite_fail;
+	sqlite3_bind_int64(st, 1, inspection);
+	sqlite3_bind_int64(st, 2, g_get_real_time());
+	sqlite3_bind_text(st, 3, decision, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, vigil_verdict_name((enum vigil_verdict)verdict), -1, SQLITE_STATIC);
+	bind_text_or_null(st, 5, note);
+	bind_text_or_null(st, 6, reviewer);
+	if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+		goto sqlite_fail;
+	ret = 0;
+	goto out;
+
+sqlite_fail:
+	set_error(err, "cannot review in %s: %s", path, conn ? sqlite3_errmsg(conn) : "cannot open");
 out:
 	sqlite3_finalize(st);
 	sqlite3_close(conn);

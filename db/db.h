@@ -6,6 +6,7 @@
 #ifndef VIGIL_DB_DB_H
 #define VIGIL_DB_DB_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,11 @@ struct db_inspection {
 	double infer_ms;
 	const char *model_version; /* may be NULL */
 	const char *image_path;   /* may be NULL */
+	/* Read side only: the row id and the latest QA review, if any. */
+	int64_t id;
+	const char *review;       /* "confirm" or "overrule", NULL if not reviewed */
+	int review_verdict;       /* the verdict QA says is right */
+	const char *review_note;
 	int has_vibration;        /* vibration holds the part's condition figures */
 	struct vigil_vibration vibration; /* a row of table vibration */
 };
@@ -84,5 +90,32 @@ struct db_row_cb {
 int db_read_inspections(const char *path, const struct db_row_cb *cb, char **err);
 /* Returns the number of inspections, or a negative code with *err set. */
 int64_t db_count_inspections(const char *path, char **err);
+
+/* What a QA engineer filters on. Zero / NULL / NaN fields do not filter:
+ * start from DB_FILTER_ALL. Values are bound as SQL parameters, never
+ * pasted into the statement. */
+struct db_filter {
+	int64_t since_us, until_us;   /* wall clock, [since, until) */
+	const char *verdict;          /* accept, reject, marginal */
+	const char *defect_class;     /* none, surface, vibration, surface+vibration */
+	double min_score, max_score;  /* fused score range, inclusive */
+	int64_t part_id;              /* -1: any */
+	int reviewed;                 /* -1 any, 0 not reviewed, 1 reviewed */
+	int64_t limit;                /* 0: no limit; newest first when set */
+};
+#define DB_FILTER_ALL { 0, 0, NULL, NULL, NAN, NAN, -1, -1, 0 }
+
+/* Like db_read_inspections, only the rows that pass the filter (oldest
+ * first; with a limit, the newest `limit` rows, still oldest first).
+ * -EINVAL with *err naming the field for a verdict or class that is not one. */
+int db_query(const char *path, const struct db_filter *f, const struct db_row_cb *cb,
+	     char **err);
+
+/* A QA review of the latest inspection of part_id: decision "confirm" (the
+ * verdict stands) or "overrule" with the right verdict. Written on its own
+ * connection (vigild may be writing at the same time). -ENOENT when no such
+ * part was inspected. */
+int db_review(const char *path, int64_t part_id, const char *decision, int verdict,
+	      const char *note, const char *reviewer, char **err);
 
 #endif

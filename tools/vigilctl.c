@@ -1,0 +1,502 @@
+/* vigilctl: the QA engineer's command line over vigild's SQLite log.
+ *
+ *   vigilctl --db FILE list    [filters] [--format table|csv|json]
+ *   vigilctl --db FILE pareto  [filters] [--by hour|shift]
+ *   vigilctl --db FILE review  --part ID (--confirm | --overrule VERDICT)
+ *                              [--note TEXT] [--reviewer NAME]
+ *   vigilctl --db FILE upgrade  creates the file or brings its schema up to
+ *                               this version (what vigild does at start)
+ *
+ * Filters: --since/--until (ISO 8601 time, local or with offset), --verdict,
+ * --class, --min-score, --max-score, --part, --reviewed yes|no, --limit N.
+ * Reads run on their own connection while vigild writes (WAL). */
+#include <errno.h>
+#include <glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/part.h"
+#include "db/db.h"
+
+struct opts {
+	char *db, *since, *until, *verdict, *cls, *format, *by, *reviewed;
+	char *overrule, *note, *reviewer;
+	double min_score, max_score;
+	gint64 part, limit;
+	gboolean confirm;
+};
+
+static int parse_time(const char *what, const char *text, int64_t *us)
+{
+	GTimeZone *local;
+	GDateTime *t;
+
+	if (!text)
+		return 0;
+	local = g_time_zone_new_local();
+	t = g_date_time_new_from_iso8601(text, local);
+	g_time_zone_unref(local);
+	if (!t) {
+		fprintf(stderr, "vigilctl: --%s '%s' is not an ISO 8601 time "
+			"(e.g. 2026-11-29T06:00:00 or 2026-11-29T06:00:00+01:00)\n", what, text);
+		return -EINVAL;
+	}
+	*us = g_date_time_to_unix(t) * G_USEC_PER_SEC + g_date_time_get_microsecond(t);
+	g_date_time_unref(t);
+	return 0;
+}
+
+static int build_filter(const struct opts *o, struct db_filter *f)
+{
+	*f = (struct db_filter)DB_FILTER_ALL;
+	if (parse_time("since", o->since, &f->since_us) < 0 ||
+	    parse_time("until", o->until, &f->until_us) < 0)
+		return -EINVAL;
+	f->verdict = o->verdict;
+	f->defect_class = o->cls;
+	f->min_score = o->min_score;
+	f->max_score = o->max_score;
+	f->part_id = o->part;
+	f->limit = o->limit;
+	if (o->reviewed) {
+		if (strcmp(o->reviewed, "yes") == 0)
+			f->reviewed = 1;
+		else if (strcmp(o->reviewed, "no") == 0)
+			f->reviewed = 0;
+		else {
+			fprintf(stderr, "vigilctl: --reviewed is yes or no, not '%s'\n", o->reviewed);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* Local time of a wall-clock timestamp in microseconds. */
+static GDateTime *local_time(int64_t us)
+{
+	GDateTime *s = g_date_time_new_from_unix_local(us / G_USEC_PER_SEC);
+	GDateTime *t = g_date_time_add(s, us % G_USEC_PER_SEC);
+
+	g_date_time_unref(s);
+	return t;
+}
+
+static char *wall_text(int64_t us)
+{
+	GDateTime *t = local_time(us);
+	char *s = g_date_time_format(t, "%Y-%m-%dT%H:%M:%S.%f%:z");
+
+	g_date_time_unref(t);
+	return s;
+}
+
+/* CSV field quoting (RFC 4180): QA data may hold commas and quotes in notes. */
+static void csv_field(FILE *out, const char *s)
+{
+	if (!s)
+		return;
+	if (!strpbrk(s, ",\"\n\r")) {
+		fputs(s, out);
+		return;
+	}
+	fputc('"', out);
+	for (; *s; s++) {
+		if (*s == '"')
+			fputc('"', out);
+		fputc(*s, out);
+	}
+	fputc('"', out);
+}
+
+static void json_string(FILE *out, const char *s)
+{
+	if (!s) {
+		fputs("null", out);
+		return;
+	}
+	fputc('"', out);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(out, "\\u%04x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}
+
+static void json_number(FILE *out, double x)
+{
+	if (isfinite(x))
+		fprintf(out, "%.6g", x);
+	else
+		fputs("null", out);
+}
+
+enum format { FMT_TABLE, FMT_CSV, FMT_JSON };
+
+struct list_ctx {
+	enum format fmt;
+	FILE *out;
+	uint64_t n;
+};
+
+static int list_row(const struct db_inspection *r, void *data)
+{
+	struct list_ctx *c = data;
+	char *when = wall_text(r->t_wall_us);
+	const char *verdict = vigil_verdict_name((enum vigil_verdict)r->verdict);
+	const char *cls = vigil_class_name((enum vigil_defect_class)r->defect_class);
+	const char *rv = r->review ? vigil_verdict_name((enum vigil_verdict)r->review_verdict) : NULL;
+
+	switch (c->fmt) {
+	case FMT_TABLE:
+		fprintf(c->out, "%-8u %-32s %-9s %-18s %6.3f %6.3f %6.3f %7.2f %s%s%s\n",
+			r->part_id, when, verdict, cls, r->score, r->vision_score, r->signal_score,
+			r->latency_ms, r->review ? r->review : "", r->review ? " -> " : "",
+			rv ? rv : "");
+		break;
+	case FMT_CSV:
+		fprintf(c->out, "%u,%s,%s,%s,%u,%.6g,%.6g,%.6g,%.3f,%s,%s,", r->part_id, when,
+			verdict, cls, r->flags, r->score, r->vision_score, r->signal_score,
+			r->latency_ms, r->model_version ? r->model_version : "",
+			r->review ? r->review : "");
+		fprintf(c->out, "%s,", rv ? rv : "");
+		csv_field(c->out, r->review_note);
+		fputc('\n', c->out);
+		break;
+	case FMT_JSON:
+		fprintf(c->out, "%s\n  {\"part_id\": %u, \"time\": ", c->n ? "," : "", r->part_id);
+		json_string(c->out, when);
+		fprintf(c->out, ", \"verdict\": \"%s\", \"class\": \"%s\", \"flags\": %u, \"score\": ",
+			verdict, cls, r->flags);
+		json_number(c->out, r->score);
+		fputs(", \"vision_score\": ", c->out);
+		json_number(c->out, r->vision_score);
+		fputs(", \"signal_score\": ", c->out);
+		json_number(c->out, r->signal_score);
+		fputs(", \"latency_ms\": ", c->out);
+		json_number(c->out, r->latency_ms);
+		fputs(", \"model_version\": ", c->out);
+		json_string(c->out, r->model_version);
+		fputs(", \"review\": ", c->out);
+		json_string(c->out, r->review);
+		fputs(", \"review_verdict\": ", c->out);
+		json_string(c->out, rv);
+		fputs(", \"review_note\": ", c->out);
+		json_string(c->out, r->review_note);
+		fputc('}', c->out);
+		break;
+	}
+	c->n++;
+	g_free(when);
+	return 0;
+}
+
+static int cmd_list(const struct opts *o)
+{
+	struct list_ctx c = { FMT_TABLE, stdout, 0 };
+	struct db_filter f;
+	struct db_row_cb cb = { list_row, &c };
+	char *err = NULL;
+	int rc;
+
+	if (!o->format || strcmp(o->format, "table") == 0)
+		c.fmt = FMT_TABLE;
+	else if (strcmp(o->format, "csv") == 0)
+		c.fmt = FMT_CSV;
+	else if (strcmp(o->format, "json") == 0)
+		c.fmt = FMT_JSON;
+	else {
+		fprintf(stderr, "vigilctl: --format is table, csv or json, not '%s'\n", o->format);
+		return 2;
+	}
+	if (build_filter(o, &f) < 0)
+		return 2;
+	if (c.fmt == FMT_TABLE)
+		printf("%-8s %-32s %-9s %-18s %6s %6s %6s %7s %s\n", "part", "time", "verdict",
+		       "class", "score", "vision", "signal", "lat_ms", "review");
+	else if (c.fmt == FMT_CSV)
+		printf("part_id,time,verdict,class,flags,score,vision_score,signal_score,"
+		       "latency_ms,model_version,review,review_verdict,review_note\n");
+	else
+		fputs("[", stdout);
+	rc = db_query(o->db, &f, &cb, &err);
+	if (c.fmt == FMT_JSON)
+		fputs(c.n ? "\n]\n" : "]\n", stdout);
+	if (rc < 0) {
+		fprintf(stderr, "vigilctl: %s\n", err ? err : "query failed");
+		free(err);
+		return 1;
+	}
+	if (c.fmt == FMT_TABLE)
+		printf("%" G_GUINT64_FORMAT " inspection(s)\n", c.n);
+	return 0;
+}
+
+struct bucket {
+	char *key;
+	uint64_t parts, rejected, marginal, by_class[4];
+};
+
+struct pareto_ctx {
+	gboolean by_shift;
+	GHashTable *buckets;   /* key -> struct bucket */
+	GPtrArray *order;
+	uint64_t by_class[4], rejected;
+};
+
+static int pareto_row(const struct db_inspection *r, void *data)
+{
+	struct pareto_ctx *c = data;
+	GDateTime *t = local_time(r->t_wall_us);
+	char *key;
+	struct bucket *b;
+	/* The QA-reviewed verdict counts where there is one. */
+	int verdict = r->review ? r->review_verdict : r->verdict;
+
+	if (c->by_shift) {
+		int h = g_date_time_get_hour(t);
+		/* Three 8-hour shifts: 06-14 early, 14-22 late, 22-06 night
+		 * (the night shift belongs to the day it started). */
+		GDateTime *day = h < 6 ? g_date_time_add_days(t, -1) : g_date_time_ref(t);
+		char *date = g_date_time_format(day, "%Y-%m-%d");
+
+		key = g_strdup_printf("%s %s", date, h >= 6 && h < 14 ? "early" :
+						     h >= 14 && h < 22 ? "late" : "night");
+		g_free(date);
+		g_date_time_unref(day);
+	} else {
+		key = g_date_time_format(t, "%Y-%m-%d %H:00");
+	}
+	g_date_time_unref(t);
+	b = g_hash_table_lookup(c->buckets, key);
+	if (!b) {
+		b = g_new0(struct bucket, 1);
+		b->key = key;
+		g_hash_table_insert(c->buckets, key, b);
+		g_ptr_array_add(c->order, b);
+	} else {
+		g_free(key);
+	}
+	b->parts++;
+	if (verdict == VIGIL_VERDICT_REJECT)
+		b->rejected++;
+	else if (verdict == VIGIL_VERDICT_MARGINAL)
+		b->marginal++;
+	if (verdict != VIGIL_VERDICT_ACCEPT && r->defect_class >= 0 && r->defect_class < 4) {
+		b->by_class[r->defect_class]++;
+		c->by_class[r->defect_class]++;
+		c->rejected++;
+	}
+	return 0;
+}
+
+static void free_bucket(gpointer p)
+{
+	struct bucket *b = p;
+
+	g_free(b->key);
+	g_free(b);
+}
+
+static int cmd_pareto(const struct opts *o)
+{
+	struct pareto_ctx c = { 0 };
+	struct db_filter f;
+	struct db_row_cb cb = { pareto_row, &c };
+	char *err = NULL;
+	int idx[4] = { 0, 1, 2, 3 };
+
+	if (o->by && strcmp(o->by, "hour") != 0 && strcmp(o->by, "shift") != 0) {
+		fprintf(stderr, "vigilctl: --by is hour or shift, not '%s'\n", o->by);
+		return 2;
+	}
+	if (build_filter(o, &f) < 0)
+		return 2;
+	c.by_shift = o->by && strcmp(o->by, "shift") == 0;
+	c.buckets = g_hash_table_new(g_str_hash, g_str_equal);
+	c.order = g_ptr_array_new_with_free_func(free_bucket);
+	if (db_query(o->db, &f, &cb, &err) < 0) {
+		fprintf(stderr, "vigilctl: %s\n", err ? err : "query failed");
+		free(err);
+		g_hash_table_destroy(c.buckets);
+		g_ptr_array_free(c.order, TRUE);
+		return 1;
+	}
+	printf("%-18s %7s %7s %8s %7s   %s\n", c.by_shift ? "shift" : "hour", "parts", "yield",
+	       "rejected", "marginal", "rejects by class (surface/vibration/both/none)");
+	for (guint i = 0; i < c.order->len; i++) {
+		struct bucket *b = g_ptr_array_index(c.order, i);
+		uint64_t good = b->parts - b->rejected - b->marginal;
+
+		printf("%-18s %7" G_GUINT64_FORMAT " %6.1f%% %8" G_GUINT64_FORMAT " %7"
+		       G_GUINT64_FORMAT "   %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "/%"
+		       G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "\n", b->key, b->parts,
+		       100.0 * (double)good / (double)b->parts, b->rejected, b->marginal,
+		       b->by_class[VIGIL_CLASS_SURFACE], b->by_class[VIGIL_CLASS_VIBRATION],
+		       b->by_class[VIGIL_CLASS_BOTH], b->by_class[VIGIL_CLASS_NONE]);
+	}
+	/* The Pareto of reject causes: largest first, with the running share. */
+	for (int i = 0; i < 4; i++)
+		for (int j = i + 1; j < 4; j++)
+			if (c.by_class[idx[j]] > c.by_class[idx[i]]) {
+				int t = idx[i];
+
+				idx[i] = idx[j];
+				idx[j] = t;
+			}
+	printf("\nreject causes (Pareto):\n");
+	{
+		uint64_t run = 0;
+
+		for (int i = 0; i < 4; i++) {
+			uint64_t n = c.by_class[idx[i]];
+
+			if (!n)
+				continue;
+			run += n;
+			printf("  %-18s %7" G_GUINT64_FORMAT "  %5.1f%%  cumulative %5.1f%%\n",
+			       vigil_class_name((enum vigil_defect_class)idx[i]), n,
+			       100.0 * (double)n / (double)c.rejected,
+			       100.0 * (double)run / (double)c.rejected);
+		}
+	}
+	g_hash_table_destroy(c.buckets);
+	g_ptr_array_free(c.order, TRUE);
+	return 0;
+}
+
+static int cmd_upgrade(const struct opts *o)
+{
+	char *err = NULL;
+	db_log *db = db_open(o->db, 16, &err);
+
+	if (!db) {
+		fprintf(stderr, "vigilctl: %s\n", err ? err : "cannot open");
+		free(err);
+		return 1;
+	}
+	db_close(db);
+	printf("%s: schema up to date\n", o->db);
+	return 0;
+}
+
+static int line_verdict(const struct db_inspection *r, void *data)
+{
+	*(int *)data = r->verdict;
+	return 0;
+}
+
+static int cmd_review(const struct opts *o)
+{
+	char *err = NULL;
+	int verdict = 0, rc;
+
+	if (o->part < 0 || (o->confirm == (o->overrule != NULL))) {
+		fprintf(stderr, "vigilctl review: give --part ID and either --confirm or "
+			"--overrule accept|reject|marginal\n");
+		return 2;
+	}
+	if (o->overrule) {
+		for (int v = VIGIL_VERDICT_ACCEPT; v <= VIGIL_VERDICT_MARGINAL; v++)
+			if (strcmp(o->overrule, vigil_verdict_name((enum vigil_verdict)v)) == 0)
+				verdict = v;
+		if (!verdict) {
+			fprintf(stderr, "vigilctl: --overrule takes accept, reject or marginal, "
+				"not '%s'\n", o->overrule);
+			return 2;
+		}
+	} else {
+		/* Confirming keeps the line's verdict: look it up. */
+		struct db_filter f = DB_FILTER_ALL;
+		struct db_row_cb cb = { line_verdict, &verdict };
+
+		f.part_id = o->part;
+		f.limit = 1;
+		if (db_query(o->db, &f, &cb, &err) < 0) {
+			fprintf(stderr, "vigilctl: %s\n", err);
+			free(err);
+			return 1;
+		}
+		if (!verdict) {
+			fprintf(stderr, "vigilctl: %s: no inspection of part %" G_GINT64_FORMAT "\n",
+				o->db, o->part);
+			return 1;
+		}
+	}
+	rc = db_review(o->db, o->part, o->confirm ? "confirm" : "overrule", verdict, o->note,
+		       o->reviewer ? o->reviewer : g_get_user_name(), &err);
+	if (rc < 0) {
+		fprintf(stderr, "vigilctl: %s\n", err ? err : "review failed");
+		free(err);
+		return 1;
+	}
+	printf("part %" G_GINT64_FORMAT ": %s (%s)\n", o->part, o->confirm ? "confirmed" : "overruled",
+	       vigil_verdict_name((enum vigil_verdict)verdict));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { .min_score = NAN, .max_score = NAN, .part = -1 };
+	GOptionEntry entries[] = {
+		{ "db", 0, 0, G_OPTION_ARG_FILENAME, &o.db, "vigild's SQLite log", "FILE" },
+		{ "since", 0, 0, G_OPTION_ARG_STRING, &o.since, "From this time (ISO 8601)", "TIME" },
+		{ "until", 0, 0, G_OPTION_ARG_STRING, &o.until, "Before this time", "TIME" },
+		{ "verdict", 0, 0, G_OPTION_ARG_STRING, &o.verdict, "accept, reject or marginal", "V" },
+		{ "class", 0, 0, G_OPTION_ARG_STRING, &o.cls,
+		  "none, surface, vibration, surface+vibration", "C" },
+		{ "min-score", 0, 0, G_OPTION_ARG_DOUBLE, &o.min_score, "Fused score at least", "X" },
+		{ "max-score", 0, 0, G_OPTION_ARG_DOUBLE, &o.max_score, "Fused score at most", "X" },
+		{ "part", 0, 0, G_OPTION_ARG_INT64, &o.part, "This part id", "ID" },
+		{ "reviewed", 0, 0, G_OPTION_ARG_STRING, &o.reviewed, "yes or no", "R" },
+		{ "limit", 0, 0, G_OPTION_ARG_INT64, &o.limit, "The newest N only", "N" },
+		{ "format", 0, 0, G_OPTION_ARG_STRING, &o.format, "list: table, csv or json", "F" },
+		{ "by", 0, 0, G_OPTION_ARG_STRING, &o.by, "pareto: hour or shift", "B" },
+		{ "confirm", 0, 0, G_OPTION_ARG_NONE, &o.confirm, "review: the verdict stands", NULL },
+		{ "overrule", 0, 0, G_OPTION_ARG_STRING, &o.overrule, "review: the right verdict", "V" },
+		{ "note", 0, 0, G_OPTION_ARG_STRING, &o.note, "review: why", "TEXT" },
+		{ "reviewer", 0, 0, G_OPTION_ARG_STRING, &o.reviewer, "review: who (default: user)", "NAME" },
+		{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	};
+	GOptionContext *ctx = g_option_context_new("list|pareto|review|upgrade - QA over vigild's log");
+	GError *gerr = NULL;
+	int rc = 2;
+
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
+		fprintf(stderr, "vigilctl: %s\n", gerr->message);
+		g_error_free(gerr);
+	} else if (!o.db || argc != 2) {
+		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade [options] (see --help)\n");
+	} else if (strcmp(argv[1], "list") == 0) {
+		rc = cmd_list(&o);
+	} else if (strcmp(argv[1], "pareto") == 0) {
+		rc = cmd_pareto(&o);
+	} else if (strcmp(argv[1], "review") == 0) {
+		rc = cmd_review(&o);
+	} else if (strcmp(argv[1], "upgrade") == 0) {
+		rc = cmd_upgrade(&o);
+	} else {
+		fprintf(stderr, "vigilctl: unknown command '%s' (list, pareto, review, upgrade)\n", argv[1]);
+	}
+	g_option_context_free(ctx);
+	g_free(o.db);
+	g_free(o.since);
+	g_free(o.until);
+	g_free(o.verdict);
+	g_free(o.cls);
+	g_free(o.format);
+	g_free(o.by);
+	g_free(o.reviewed);
+	g_free(o.overrule);
+	g_free(o.note);
+	g_free(o.reviewer);
+	return rc;
+}
