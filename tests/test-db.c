@@ -405,8 +405,8 @@ static void test_reopen(struct fixture *fx, gconstpointer data)
 	(void)data;
 	submit_range(db, 0, 10);
 	db_close(db);
-	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 2);
-	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 5);
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 3);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 7);
 	/* The schema cookie moves with every schema change: unchanged means
 	 * no migration ran again. */
 	schema_cookie = sql_int(fx->path, "PRAGMA schema_version");
@@ -414,9 +414,9 @@ static void test_reopen(struct fixture *fx, gconstpointer data)
 	db = open_ok(fx->path, 16);
 	submit_range(db, 10, 5);
 	db_close(db);
-	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 2);
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 3);
 	g_assert_cmpint(sql_int(fx->path, "PRAGMA schema_version"), ==, schema_cookie);
-	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 5);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 7);
 	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 15);
 }
 
@@ -450,7 +450,7 @@ static void test_migrate_from_v1(struct fixture *fx, gconstpointer data)
 	db = open_ok(fx->path, 16);
 	g_assert_cmpint(db_submit(db, &row), ==, 0);
 	db_close(db);
-	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 2);
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 3);
 	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 2);
 	g_assert_cmpint(sql_int(fx->path, "SELECT part_id FROM inspections WHERE id = 1"), ==, 5);
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM vibration"), ==, 1);
