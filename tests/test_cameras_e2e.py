@@ -15,36 +15,19 @@ import csv
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 
+from linetest import binaries, fail, free_port, line_config, skip
+
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 400
 rate = 1200  # parts per minute
-sim_bin = os.path.join(build, "tools", "vigil-sim")
-vigild_bin = os.path.join(build, "app", "vigild")
+sim_bin, vigild_bin = binaries(build)
 FLAG_FAILSAFE, FLAG_NO_FRAME = 1 << 2, 1 << 3
-
-
-def skip(msg):
-    print("SKIP:", msg)
-    sys.exit(77)
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    sys.exit(1)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 if not shutil.which("arv-fake-gv-camera-0.8"):
     skip("arv-fake-gv-camera-0.8 (aravis-tools) is not installed")
@@ -77,7 +60,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-cams-") as tmp:
         db = os.path.join(tmp, "vigil.db")
         conf = os.path.join(tmp, "vigild.conf")
         with open(conf, "w") as f:
-            f.write(f"""[camera.gige]
+            f.write(line_config(f"""[camera.gige]
 pipeline = aravissrc camera-name=127.0.0.1 ! bayer2rgb ! videoconvert ! appsink name=sink
 trigger = timestamp
 frame_timeout_ms = 400
@@ -93,25 +76,7 @@ watchdog_ms = 1000
 restart_min_ms = 300
 restart_max_ms = 1000
 
-[vibration.drive_end]
-pipeline = filesrc location={sim_dir}/vibration.wav ! wavparse ! audioconvert ! audioresample ! appsink name=sink
-mode = sequence
-rate_hz = 12000
-window = 2048
-timeout_ms = 5000
-
-[model]
-package = {root}/models/synthetic-v1
-
-[plc]
-host = 127.0.0.1
-port = {plc_port}
-poll_ms = 2
-reject_deadline_ms = 3000
-
-[database]
-path = {db}
-""")
+""", sim_dir, root, plc_port, db, deadline_ms=3000))
         results = os.path.join(tmp, "results.csv")
         sim = subprocess.Popen([sim_bin, "run", "--parts-dir", sim_dir, "--port", str(plc_port),
                                 "--rate", str(rate), "--results", results, "--db", db,

@@ -12,27 +12,16 @@ import csv
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 
+from linetest import binaries, fail, free_port, line_config
+
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 120
-sim_bin = os.path.join(build, "tools", "vigil-sim")
-vigild_bin = os.path.join(build, "app", "vigild")
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    sys.exit(1)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sim_bin, vigild_bin = binaries(build)
 
 
 with tempfile.TemporaryDirectory(prefix="vigil-e2e-") as tmp:
@@ -43,36 +32,11 @@ with tempfile.TemporaryDirectory(prefix="vigil-e2e-") as tmp:
     db = os.path.join(tmp, "vigil.db")
     conf = os.path.join(tmp, "vigild.conf")
     with open(conf, "w") as f:
-        f.write(f"""[camera.top]
+        f.write(line_config(f"""[camera.top]
 pipeline = multifilesrc location={sim_dir}/images/part-%05d.png index=0 caps=image/png ! pngdec ! videoconvert ! appsink name=sink
 trigger = sequence
 frame_timeout_ms = 5000
-
-[vibration.drive_end]
-pipeline = filesrc location={sim_dir}/vibration.wav ! wavparse ! audioconvert ! audioresample ! appsink name=sink
-mode = sequence
-rate_hz = 12000
-window = 2048
-stride = 2048
-timeout_ms = 5000
-shaft_hz = 29.95
-bearing_balls = 9
-ball_diameter_mm = 7.94
-pitch_diameter_mm = 39.04
-
-[model]
-package = {root}/models/synthetic-v1
-backend = opencv
-
-[plc]
-host = 127.0.0.1
-port = {port}
-poll_ms = 2
-reject_deadline_ms = 2000
-
-[database]
-path = {db}
-""")
+""", sim_dir, root, port, db))
     results = os.path.join(tmp, "results.csv")
     summary = os.path.join(tmp, "summary.json")
     sim = subprocess.Popen([sim_bin, "run", "--parts-dir", sim_dir, "--port", str(port),
