@@ -52,8 +52,19 @@ def parse_args(argv):
     p.add_argument("--features-tool", required=True, help="path of vigil-features")
     p.add_argument("--out", required=True, help="model package folder to write")
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--val-manifest", help="held-out manifest for the [metrics]")
+    p.add_argument("--split", help="train on the manifest rows of this split only (all)")
+    p.add_argument("--val-manifest", help="held-out manifest for the [metrics] and calibration")
     p.add_argument("--val-root", help="folder of the held-out manifest's paths")
+    p.add_argument("--val-split", help="use the held-out manifest's rows of this split only")
+    p.add_argument("--arch", choices=("cnn", "seg"), default="cnn",
+                   help="vision module: cnn (the synthetic package's) or seg (a segmentation "
+                   "network trained with the masks, whose defect map and features feed the "
+                   "vision head)")
+    p.add_argument("--frr-target", type=float,
+                   help="choose the thresholds on the held-out set for this false-reject "
+                   "rate (e.g. 0.01) instead of --reject/--marginal")
+    p.add_argument("--scores-out", help="write torch's scores of the held-out parts here "
+                   "(CSV, manifest order) to check the C runtime against")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -78,16 +89,19 @@ def parse_args(argv):
     return a
 
 
-def read_labels(path):
-    """Surface, vibration and overall defect labels, in manifest order."""
+def read_labels(path, split=None):
+    """Surface, vibration and overall defect labels, in manifest order
+    (rows of one split when split is given, as vigil-features --split)."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        need = {"image_class", "vib_class", "defect"}
+        need = {"image_class", "vib_class", "defect"} | ({"split"} if split else set())
         missing = need - set(reader.fieldnames or [])
         if missing:
             sys.exit(f"train: {path}:1: no column {', '.join(sorted(missing))}")
         surf, vib, defect, classes = [], [], [], []
         for line, row in enumerate(reader, start=2):
+            if split and row["split"] != split:
+                continue
             try:
                 d = int(row["defect"])
             except ValueError:
@@ -95,16 +109,20 @@ def read_labels(path):
             surf.append(row["image_class"] != "free")
             vib.append(row["vib_class"] != "normal")
             defect.append(d != 0)
-            classes.append((row["image_class"], row["vib_class"]))
+            classes.append((row["image_class"], row["vib_class"], row.get("part_id", "")))
     return (np.array(surf, np.float32), np.array(vib, np.float32),
             np.array(defect, np.float32), classes)
 
 
-def compute_features(a, manifest, root, out_path):
+def compute_features(a, manifest, root, split, out_path, masks=False):
     cmd = [a.features_tool, "--manifest", manifest, "--data-root", root,
            "--width", str(a.width), "--height", str(a.height),
            "--mean", repr(a.mean), "--std", repr(a.std),
            "--window", str(a.window), "--rate", repr(a.rate), "--out", out_path]
+    if split:
+        cmd += ["--split", split]
+    if masks:
+        cmd += ["--masks-out", out_path + ".masks"]
     log("features: " + shlex.join(cmd))
     subprocess.run(cmd, check=True)
     raw = np.fromfile(out_path, dtype=np.uint8)
@@ -116,7 +134,13 @@ def compute_features(a, manifest, root, out_path):
     data = raw[16:].view("<f4").reshape(n, img_floats + sig_dim)
     images = data[:, :img_floats].reshape(n, 1, a.height, a.width).copy()
     signals = data[:, img_floats:].copy()
-    return images, signals
+    if not masks:
+        return images, signals, None
+    raw = np.fromfile(out_path + ".masks", dtype=np.uint8)
+    if raw[:4].tobytes() != b"VGM1" or int(raw[4:8].view("<u4")[0]) != n:
+        sys.exit(f"train: {out_path}.masks: not a vigil-features mask file for {n} parts")
+    masks_arr = raw[12:].view("<f4").reshape(n, 1, a.height, a.width).copy()
+    return images, signals, masks_arr
 
 
 class Vision(nn.Module):
@@ -141,6 +165,44 @@ class Vision(nn.Module):
         h = self.body(x)
         h = torch.cat([self.max_pool(h), self.avg_pool(h)], dim=1)
         return self.head(torch.flatten(h, 1))
+
+
+class VisionSeg(nn.Module):
+    """Segmentation + decision (the surface-defect literature's design):
+    a convolutional encoder makes a defect map at a quarter of the input
+    resolution, trained against the masks; the vision head sees the map's
+    global max and mean and the encoder features' global max and mean, so
+    one small defect anywhere reaches it. Dilated convolutions widen the
+    view at the map's resolution (about 60 input pixels) for large
+    defects (fray, uneven) without upsampling layers OpenCV 4.6 might not
+    import."""
+
+    MAP_STRIDE = 4
+
+    def __init__(self):
+        super().__init__()
+
+        def block(cin, cout, dilation=1):
+            return [nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=False),
+                    nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.body = nn.Sequential(*block(1, 16), nn.MaxPool2d(2),
+                                  *block(16, 32), nn.MaxPool2d(2),
+                                  *block(32, 48), *block(48, 48, 2), *block(48, 48, 4))
+        self.seg = nn.Conv2d(48, 1, 1)
+        self.max_pool = nn.AdaptiveMaxPool2d(1)
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(48 * 2 + 2, 1 + VISION_EMBED)
+
+    def features(self, x):
+        h = self.body(x)
+        m = self.seg(h)
+        pooled = torch.cat([self.max_pool(h), self.avg_pool(h),
+                            self.max_pool(m), self.avg_pool(m)], dim=1)
+        return self.head(torch.flatten(pooled, 1)), m
+
+    def forward(self, x):
+        return self.features(x)[0]
 
 
 class Signal(nn.Module):
@@ -199,19 +261,22 @@ class Decision(nn.Module):
         return self.fc2(F.relu(self.fc1(self.drop(vs))))
 
 
-def augment(x, gen):
+def augment(x, m, gen):
     """Flips, quarter turns (square inputs) and brightness/contrast changes
-    of the normalised image batch; the surface has no preferred way up."""
+    of the normalised image batch, the same flips and turns of the masks m
+    (may be None); the surface has no preferred way up."""
+    def both(f):
+        return f(x), (f(m) if m is not None else None)
     if torch.rand(1, generator=gen).item() < 0.5:
-        x = torch.flip(x, dims=[3])
+        x, m = both(lambda t: torch.flip(t, dims=[3]))
     if torch.rand(1, generator=gen).item() < 0.5:
-        x = torch.flip(x, dims=[2])
+        x, m = both(lambda t: torch.flip(t, dims=[2]))
     if x.shape[2] == x.shape[3] and torch.rand(1, generator=gen).item() < 0.5:
-        x = torch.rot90(x, 1, dims=[2, 3])
+        x, m = both(lambda t: torch.rot90(t, 1, dims=[2, 3]))
     n = x.shape[0]
     gain = 1 + 0.15 * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
     shift = 0.3 * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
-    return x * gain + shift
+    return x * gain + shift, m
 
 
 def predict(vision, signal, decision, images, signals, batch=256):
@@ -248,6 +313,27 @@ def figures(logits, surf, vib, defect, reject, marginal):
         "vision_accuracy": float(np.mean((pv >= 0.5) == (surf > 0.5))),
         "signal_accuracy": float(np.mean((ps >= 0.5) == (vib > 0.5))),
     }
+
+
+def calibrate(fused_logits, defect, frr_target):
+    """Two thresholds from the held-out set's good parts. marginal: midway
+    (in logit) between the good parts on either side of the target, so that
+    at most frr_target of them are rejected or marginal; reject: midway
+    between the highest good part and 1 logit above it, and never below
+    p = 0.5, so that no held-out good part is rejected outright and the
+    parts in between go to a manual check."""
+    good = np.sort(fused_logits[defect < 0.5].astype(np.float64))[::-1]
+    if len(good) == 0:
+        return 0.5, 0.5
+    k = int(np.floor(frr_target * len(good)))
+    if k == 0:
+        marginal = good[0] + 0.5
+    elif k >= len(good):
+        marginal = good[-1] - 0.5
+    else:
+        marginal = (good[k] + good[k - 1]) / 2
+    reject = max(good[0] + 0.5, 0.0, marginal)
+    return float(sigmoid(reject)), float(sigmoid(marginal))
 
 
 def export_onnx(module, example, path, in_name, out_name):
@@ -287,17 +373,18 @@ def main(argv):
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
 
-    surf, vib, defect, _ = read_labels(a.manifest)
+    seg = a.arch == "seg"
+    surf, vib, defect, _ = read_labels(a.manifest, a.split)
     with tempfile.TemporaryDirectory(prefix="vigil-train-") as tmp:
-        images, signals = compute_features(a, a.manifest, a.data_root,
-                                           os.path.join(tmp, "train.vgf"))
+        images, signals, masks = compute_features(a, a.manifest, a.data_root, a.split,
+                                                  os.path.join(tmp, "train.vgf"), masks=seg)
         if len(images) != len(surf):
             sys.exit(f"train: features for {len(images)} parts, manifest has {len(surf)}")
         val = None
         if a.val_manifest:
-            vs, vv, vd, val_classes = read_labels(a.val_manifest)
-            vi, vsig = compute_features(a, a.val_manifest, a.val_root,
-                                        os.path.join(tmp, "val.vgf"))
+            vs, vv, vd, val_classes = read_labels(a.val_manifest, a.val_split)
+            vi, vsig, _ = compute_features(a, a.val_manifest, a.val_root, a.val_split,
+                                           os.path.join(tmp, "val.vgf"))
             val = (vi, vsig, vs, vv, vd)
     n, sig_dim = signals.shape
     log(f"{n} training parts: {int(surf.sum())} surface defects, {int(vib.sum())} "
@@ -306,7 +393,16 @@ def main(argv):
 
     mean = signals.mean(axis=0)
     std = np.maximum(signals.std(axis=0), 1e-3)
-    vision, signal, decision = Vision(), Signal(sig_dim, mean, std), Decision()
+    vision = VisionSeg() if seg else Vision()
+    signal, decision = Signal(sig_dim, mean, std), Decision()
+    if seg:
+        # Defect map targets: share of each map cell the mask covers, as 0/1
+        # at 10 % (a 2-pixel blowhole still marks its cell).
+        cell = VisionSeg.MAP_STRIDE
+        map_target = torch.from_numpy(masks)
+        map_target = (F.avg_pool2d(map_target, cell) > 0.1).float()
+        log(f"defect map {map_target.shape[3]}x{map_target.shape[2]}: "
+            f"{float(map_target.mean()) * 100:.2f} % of cells defective")
     params = list(vision.parameters()) + list(signal.parameters()) + list(decision.parameters())
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-4)
     steps = a.epochs * ((n + a.batch - 1) // a.batch)
@@ -322,13 +418,20 @@ def main(argv):
         total, t0 = 0.0, time.time()
         for i in range(0, n, a.batch):
             idx = order[i:i + a.batch]
-            v = vision(augment(x_img[idx], gen))
+            xb, mb = augment(x_img[idx], map_target[idx] if seg else None, gen)
+            if seg:
+                v, m = vision.features(xb)
+            else:
+                v = vision(xb)
             s = signal(x_sig[idx])
             d = decision(torch.cat([v, s], dim=1))
             yb = y[idx]
             loss = (F.binary_cross_entropy_with_logits(v[:, 0], yb[:, 0]) +
                     F.binary_cross_entropy_with_logits(s[:, 0], yb[:, 1]) +
                     F.binary_cross_entropy_with_logits(d[:, 0], yb[:, 2]))
+            if seg:
+                loss = loss + F.binary_cross_entropy_with_logits(
+                    m, mb, pos_weight=torch.tensor(5.0))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -384,6 +487,17 @@ def main(argv):
         for i in range(len(val[0])):
             v, s, d = opencv_forward(nets, val[0][i:i + 1], val[1][i:i + 1])
             logits[i] = (v[0, 0], s[0, 0], d[0, 0])
+        if a.frr_target is not None:
+            a.reject, a.marginal = calibrate(logits[:, 2], val[4], a.frr_target)
+            log(f"thresholds for {100 * a.frr_target:g} % false rejects on the held-out set: "
+                f"reject {a.reject:.6g}, marginal {a.marginal:.6g}")
+        if a.scores_out:
+            torch_logits = predict(vision, signal, decision, val[0], val[1])
+            with open(a.scores_out, "w") as f:
+                f.write("part_id,score,vision_score,signal_score\n")
+                for c, t in zip(val_classes, sigmoid(torch_logits.astype(np.float64))):
+                    f.write(f"{c[2]},{t[2]:.7g},{t[0]:.7g},{t[1]:.7g}\n")
+            log(f"torch scores of the held-out parts: {a.scores_out}")
         metrics = figures(logits, *val[2:], a.reject, a.marginal)
         log(f"held-out (OpenCV DNN): {metrics['parts']} parts, {metrics['defective']} "
             f"defective; accuracy {metrics['accuracy']:.4f}; escapes {metrics['escapes']} "
@@ -391,8 +505,8 @@ def main(argv):
             f"{metrics['false_rejects']} ({100 * metrics['false_reject_rate']:.2f} % of good); "
             f"vision {metrics['vision_accuracy']:.4f}, signal {metrics['signal_accuracy']:.4f}")
         p = sigmoid(logits[:, 2])
-        for col, names in ((0, ("free", "scratch", "pit", "crack", "stain")),
-                           (1, ("normal", "outer_race", "inner_race", "ball"))):
+        for col in (0, 1):
+            names = sorted({c[col] for c in val_classes})
             parts = []
             for name in names:
                 sel = np.array([c[col] == name for c in val_classes])
@@ -409,6 +523,15 @@ def main(argv):
     write_manifest(a, paths, files, sig_dim, metrics, argv)
     size = sum(os.path.getsize(p) for p in paths.values())
     log(f"wrote {a.out} ({size / 1024:.0f} KiB of modules) in {time.time() - t_start:.0f} s")
+
+
+def threshold_text(p, a):
+    """A threshold as vigild reads it: calibrated ones as the exact decimal
+    of their float32 (inference keeps thresholds in float and checks
+    marginal <= reject against that float), given ones as typed."""
+    if a.frr_target is None:
+        return f"{p:g}"
+    return repr(float(np.float32(p)))
 
 
 def write_manifest(a, paths, files, sig_dim, metrics, argv):
@@ -450,9 +573,12 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv):
         "",
         "# Sigmoid probabilities: p >= reject rejects, marginal <= p < reject is",
         "# marginal; vision and signal flag the modality that found the defect.",
+    ] + ([f"# Chosen on {a.val_manifest} (split {a.val_split or 'all'}) for a false-reject "
+          f"target of {100 * a.frr_target:g} % (tools/train.py calibrate())."]
+         if a.frr_target is not None and metrics else []) + [
         "[thresholds]",
-        f"reject={a.reject:g}",
-        f"marginal={a.marginal:g}",
+        f"reject={threshold_text(a.reject, a)}",
+        f"marginal={threshold_text(min(a.marginal, a.reject), a)}",
         "vision=0.5",
         "signal=0.5",
         "",

@@ -1,0 +1,478 @@
+/* vigil-eval: judges a model package on a line manifest with the C runtime
+ * vigild uses (fusion/ for the inputs, inference/ for the modules).
+ *
+ *   vigil-eval --manifest CSV [--data-root DIR] [--split NAME] --model DIR
+ *              --json OUT [--scores CSV] [--backend opencv]
+ *
+ * The manifest needs the columns image, vibration, vib_start, vib_len,
+ * image_class, vib_class and defect (docs/model.md). The JSON holds, for
+ * the fused score and for each modality's own score:
+ *
+ *   auroc                    ties count one half
+ *   escape_rate_at_frr_1pct  defective parts accepted when the threshold is
+ *                            the lowest that rejects at most 1 % of the good
+ *                            parts
+ *   escape_rate              at the package's operating point: defective
+ *                            parts accepted (a marginal verdict is not an
+ *                            escape: the part leaves the line for review)
+ *   false_reject_rate        good parts rejected or marginal (a marginal
+ *                            verdict costs a manual check)
+ *
+ * "Good" is defect == 0 throughout. vision_only judges the vision score on
+ * the parts with a surface defect (image_class != free) against the good
+ * parts, at the [thresholds] vision threshold; signal_only the signal
+ * score on the parts with a bearing fault (vib_class != normal), at the
+ * signal threshold; each also gives the fused escape rate on its parts.
+ * confusion counts the fused verdicts by image_class and vib_class. */
+#include <errno.h>
+#include <glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fusion/cvwrap.h"
+#include "fusion/fusion.h"
+#include "inference/inference.h"
+#include "tools/line-manifest.h"
+
+struct judged {
+	float score, vision_score, signal_score;
+	enum vigil_verdict verdict;
+	gboolean defect, surface, bearing;
+};
+
+/* Which score and which subset of parts a block of figures is about. */
+enum view { VIEW_FUSED, VIEW_VISION, VIEW_SIGNAL };
+
+static float view_score(const struct judged *j, enum view v)
+{
+	return v == VIEW_VISION ? j->vision_score : v == VIEW_SIGNAL ? j->signal_score : j->score;
+}
+
+/* Positive parts of a view; good parts (defect == 0) are the negatives of
+ * every view, and a part that is neither is left out. */
+static int view_label(const struct judged *j, enum view v)
+{
+	if (!j->defect)
+		return 0;
+	if (v == VIEW_FUSED || (v == VIEW_VISION && j->surface) || (v == VIEW_SIGNAL && j->bearing))
+		return 1;
+	return -1;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+
+	return (x > y) - (x < y);
+}
+
+struct figures {
+	guint parts, defective, good;
+	double auroc;
+	double escape_at_frr_1pct, threshold_at_frr_1pct;
+	guint escapes, false_rejects, marginal_good, marginal_defective;
+	double escape_rate, false_reject_rate;
+	double fused_escape_rate;   /* views other than fused: the fused verdict's escapes */
+};
+
+static void compute(const struct judged *parts, guint n, enum view v, float threshold,
+		    struct figures *f)
+{
+	float *pos = g_new(float, n), *neg = g_new(float, n);
+	guint np = 0, nn = 0, fused_escapes = 0, k;
+	double wins = 0;
+
+	memset(f, 0, sizeof *f);
+	for (guint i = 0; i < n; i++) {
+		const struct judged *j = &parts[i];
+		int label = view_label(j, v);
+		float s = view_score(j, v);
+		gboolean flagged;
+
+		if (label < 0)
+			continue;
+		if (label)
+			pos[np++] = s;
+		else
+			neg[nn++] = s;
+		/* The fused view uses the verdict; a modality its own threshold. */
+		if (v == VIEW_FUSED) {
+			if (label && j->verdict == VIGIL_VERDICT_ACCEPT)
+				f->escapes++;
+			if (!label && j->verdict != VIGIL_VERDICT_ACCEPT)
+				f->false_rejects++;
+			if (j->verdict == VIGIL_VERDICT_MARGINAL)
+				(label ? f->marginal_defective++ : f->marginal_good++);
+		} else {
+			flagged = s >= threshold;
+			if (label && !flagged)
+				f->escapes++;
+			if (!label && flagged)
+				f->false_rejects++;
+			if (label && j->verdict == VIGIL_VERDICT_ACCEPT)
+				fused_escapes++;
+		}
+	}
+	f->parts = np + nn;
+	f->defective = np;
+	f->good = nn;
+
+	/* AUROC as the Mann-Whitney statistic over both sides sorted. */
+	qsort(pos, np, sizeof *pos, cmp_float);
+	qsort(neg, nn, sizeof *neg, cmp_float);
+	for (guint pi = 0, lo = 0; pi < np; pi++) {
+		guint hi;
+
+		while (lo < nn && neg[lo] < pos[pi])
+			lo++;
+		for (hi = lo; hi < nn && neg[hi] == pos[pi]; hi++)
+			;
+		wins += lo + 0.5 * (hi - lo);
+	}
+	f->auroc = (np && nn) ? wins / ((double)np * nn) : NAN;
+
+	/* The lowest threshold that rejects at most 1 % of the good parts:
+	 * reject s > neg[nn - 1 - k], k the number of false rejects allowed. */
+	k = (guint)floor(0.01 * nn);
+	f->threshold_at_frr_1pct = k < nn ? neg[nn - 1 - k] : -INFINITY;
+	if (np) {
+		guint esc = 0;
+
+		for (guint i = 0; i < np; i++)
+			esc += !(pos[i] > f->threshold_at_frr_1pct);
+		f->escape_at_frr_1pct = (double)esc / np;
+	}
+	f->escape_rate = np ? (double)f->escapes / np : 0;
+	f->false_reject_rate = nn ? (double)f->false_rejects / nn : 0;
+	f->fused_escape_rate = np ? (double)fused_escapes / np : 0;
+	g_free(pos);
+	g_free(neg);
+}
+
+static void json_number(GString *s, double v)
+{
+	if (isfinite(v))
+		g_string_append_printf(s, "%.6g", v);
+	else
+		g_string_append(s, "null");
+}
+
+static void json_string(GString *s, const char *v)
+{
+	g_string_append_c(s, '"');
+	for (const char *p = v; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			g_string_append_printf(s, "\\%c", *p);
+		else if ((unsigned char)*p < 0x20)
+			g_string_append_printf(s, "\\u%04x", *p);
+		else
+			g_string_append_c(s, *p);
+	}
+	g_string_append_c(s, '"');
+}
+
+static void json_figures(GString *s, const char *indent, const struct figures *f,
+			 enum view v, float threshold)
+{
+	g_string_append_printf(s, "{\n%s  \"score\": \"%s\",\n", indent,
+			       v == VIEW_FUSED ? "fused" : v == VIEW_VISION ? "vision" : "signal");
+	g_string_append_printf(s, "%s  \"parts\": %u,\n%s  \"defective\": %u,\n%s  \"good\": %u,\n",
+			       indent, f->parts, indent, f->defective, indent, f->good);
+	g_string_append_printf(s, "%s  \"auroc\": ", indent);
+	json_number(s, f->auroc);
+	g_string_append_printf(s, ",\n%s  \"escape_rate_at_frr_1pct\": ", indent);
+	json_number(s, f->escape_at_frr_1pct);
+	g_string_append_printf(s, ",\n%s  \"threshold_at_frr_1pct\": ", indent);
+	json_number(s, f->threshold_at_frr_1pct);
+	g_string_append_printf(s, ",\n%s  \"escape_rate\": ", indent);
+	json_number(s, f->escape_rate);
+	g_string_append_printf(s, ",\n%s  \"false_reject_rate\": ", indent);
+	json_number(s, f->false_reject_rate);
+	g_string_append_printf(s, ",\n%s  \"escapes\": %u,\n%s  \"false_rejects\": %u", indent,
+			       f->escapes, indent, f->false_rejects);
+	if (v == VIEW_FUSED) {
+		g_string_append_printf(s, ",\n%s  \"marginal_good\": %u,\n%s  "
+				       "\"marginal_defective\": %u", indent, f->marginal_good,
+				       indent, f->marginal_defective);
+	} else {
+		g_string_append_printf(s, ",\n%s  \"threshold\": ", indent);
+		json_number(s, threshold);
+		g_string_append_printf(s, ",\n%s  \"fused_escape_rate\": ", indent);
+		json_number(s, f->fused_escape_rate);
+	}
+	g_string_append_printf(s, "\n%s}", indent);
+}
+
+/* Fused verdicts by image_class and vib_class, in order of first sight. */
+static void json_confusion(GString *s, const GArray *rows, const struct judged *parts)
+{
+	GPtrArray *keys = g_ptr_array_new_with_free_func(g_free);
+	GHashTable *counts = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+
+	for (guint i = 0; i < rows->len; i++) {
+		const struct line_row *r = &g_array_index(rows, struct line_row, i);
+		char *key = g_strdup_printf("%s\t%s", r->image_class, r->vib_class);
+		guint *c = g_hash_table_lookup(counts, key);
+
+		if (!c) {
+			c = g_new0(guint, 5);
+			g_ptr_array_add(keys, key);
+			g_hash_table_insert(counts, key, c);
+		} else {
+			g_free(key);
+		}
+		c[0]++;
+		c[parts[i].verdict == VIGIL_VERDICT_ACCEPT ? 1
+		  : parts[i].verdict == VIGIL_VERDICT_MARGINAL ? 2 : 3]++;
+		c[4] = parts[i].defect;
+	}
+	g_string_append(s, "[");
+	for (guint i = 0; i < keys->len; i++) {
+		const char *key = g_ptr_array_index(keys, i);
+		const guint *c = g_hash_table_lookup(counts, key);
+		char **pair = g_strsplit(key, "\t", 2);
+
+		g_string_append(s, i ? ",\n    {" : "\n    {");
+		g_string_append(s, "\"image_class\": ");
+		json_string(s, pair[0]);
+		g_string_append(s, ", \"vib_class\": ");
+		json_string(s, pair[1]);
+		g_string_append_printf(s, ", \"defect\": %u, \"parts\": %u, \"accept\": %u, "
+				       "\"marginal\": %u, \"reject\": %u}", c[4], c[0], c[1], c[2],
+				       c[3]);
+		g_strfreev(pair);
+	}
+	g_string_append(s, "\n  ]");
+	g_hash_table_destroy(counts);
+	g_ptr_array_free(keys, TRUE);
+}
+
+/* Model inputs of one row, as vigild computes them. */
+static int prepare_row(const char *root, const struct line_row *r, const struct infer_info *in,
+		       line_wav_cache *wavs, fusion_sigfeat *sf, float *img_in, float *sig,
+		       char **err)
+{
+	char *ipath = g_build_filename(root, r->image, NULL);
+	char *vpath = g_build_filename(root, r->vibration, NULL);
+	const struct line_wav *w;
+	uint8_t *img = NULL;
+	int iw = 0, ih = 0, rc;
+
+	rc = g_file_test(ipath, G_FILE_TEST_IS_REGULAR) ? cvw_imread_gray(ipath, &img, &iw, &ih)
+							: -ENOENT;
+	if (rc == 0)
+		rc = fusion_image_prepare(img, iw, ih, iw, in->input_width, in->input_height,
+					  in->mean, in->std, img_in);
+	free(img);
+	if (rc < 0) {
+		*err = g_strdup_printf("column 'image': %s: %s", ipath,
+				       rc == -ENOENT ? "missing or unreadable image" : g_strerror(-rc));
+		goto out;
+	}
+	w = line_wav_cache_get(wavs, vpath, err);
+	if (!w) {
+		rc = -EIO;
+		goto out;
+	}
+	if (r->vib_len != (guint64)in->window || r->vib_start > w->n ||
+	    w->n - r->vib_start < r->vib_len) {
+		*err = g_strdup_printf("columns 'vib_start', 'vib_len': window [%" G_GUINT64_FORMAT
+				       ", +%" G_GUINT64_FORMAT ") of %s (%zu samples); the model "
+				       "takes %d samples", r->vib_start, r->vib_len, vpath,
+				       (size_t)w->n, in->window);
+		rc = -EINVAL;
+		goto out;
+	}
+	rc = fusion_sigfeat_compute(sf, w->x + r->vib_start, sig);
+	if (rc < 0)
+		*err = g_strdup_printf("column 'vibration': window of %s: %s", vpath,
+				       rc == -EINVAL ? "non-finite samples" : g_strerror(-rc));
+out:
+	g_free(ipath);
+	g_free(vpath);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	char *manifest = NULL, *root = NULL, *split = NULL, *model_dir = NULL, *json_path = NULL;
+	char *scores_path = NULL, *backend = NULL, *err = NULL;
+	GOptionEntry entries[] = {
+		{ "manifest", 0, 0, G_OPTION_ARG_FILENAME, &manifest, "Line manifest (parts.csv)", "CSV" },
+		{ "data-root", 0, 0, G_OPTION_ARG_FILENAME, &root,
+		  "Folder the manifest's paths are relative to (the manifest's)", "DIR" },
+		{ "split", 0, 0, G_OPTION_ARG_STRING, &split, "Only the rows of this split (all)", "NAME" },
+		{ "model", 0, 0, G_OPTION_ARG_FILENAME, &model_dir, "Model package folder", "DIR" },
+		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json_path, "Write the figures here", "OUT" },
+		{ "scores", 0, 0, G_OPTION_ARG_FILENAME, &scores_path,
+		  "Also write every part's scores and verdict as CSV", "CSV" },
+		{ "backend", 0, 0, G_OPTION_ARG_STRING, &backend, "Inference backend (opencv)", "NAME" },
+		{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	};
+	GOptionContext *ctx = g_option_context_new("- judge a model package on a line manifest");
+	GArray *rows = NULL;
+	infer_model *model = NULL;
+	const struct infer_info *in;
+	line_wav_cache *wavs = NULL;
+	fusion_sigfeat *sf = NULL;
+	struct judged *parts = NULL;
+	float *img_in = NULL, *sig = NULL;
+	GString *js = NULL, *csv = NULL;
+	GError *gerr = NULL;
+	struct figures f;
+	gint64 t0 = g_get_monotonic_time();
+	int rc = 1;
+
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
+		fprintf(stderr, "vigil-eval: %s\n", gerr->message);
+		g_error_free(gerr);
+		goto done;
+	}
+	if (!manifest || !model_dir || !json_path) {
+		fprintf(stderr, "vigil-eval: --manifest, --model and --json are required\n");
+		goto done;
+	}
+	if (!root)
+		root = g_path_get_dirname(manifest);
+	rows = line_manifest_load(manifest, split, &err);
+	if (!rows) {
+		fprintf(stderr, "vigil-eval: %s\n", err);
+		goto done;
+	}
+	{
+		const struct line_row *r0 = &g_array_index(rows, struct line_row, 0);
+
+		if (!r0->image_class || !r0->vib_class || r0->defect < 0) {
+			fprintf(stderr, "vigil-eval: %s:1: the header needs image_class, vib_class "
+					"and defect columns\n", manifest);
+			goto done;
+		}
+	}
+	model = infer_model_load(model_dir, backend ? backend : "opencv", &err, NULL);
+	if (!model) {
+		fprintf(stderr, "vigil-eval: %s\n", err);
+		goto done;
+	}
+	in = infer_model_info(model);
+	sf = fusion_sigfeat_new((size_t)in->window, in->rate_hz);
+	if (!sf || fusion_sigfeat_dim(sf) != (size_t)in->signal_dim) {
+		fprintf(stderr, "vigil-eval: the package wants %d signal features of %d samples; "
+				"this build computes %zu\n", in->signal_dim, in->window,
+			sf ? fusion_sigfeat_dim(sf) : 0);
+		goto done;
+	}
+	wavs = line_wav_cache_new(in->rate_hz);
+	img_in = g_new(float, (gsize)in->input_width * in->input_height);
+	sig = g_new(float, in->signal_dim);
+	parts = g_new0(struct judged, rows->len);
+	if (scores_path)
+		csv = g_string_new("part_id,image_class,vib_class,defect,score,vision_score,"
+				   "signal_score,verdict\n");
+
+	fprintf(stderr, "vigil-eval: %u parts of %s%s%s, model %s (%s)\n", rows->len, manifest,
+		split ? ", split " : "", split ? split : "", in->name, in->version);
+	for (guint i = 0; i < rows->len; i++) {
+		const struct line_row *r = &g_array_index(rows, struct line_row, i);
+		struct judged *j = &parts[i];
+		struct infer_output o;
+
+		if (prepare_row(root, r, in, wavs, sf, img_in, sig, &err) < 0 ||
+		    infer_model_run(model, img_in, sig, &o, &err) < 0) {
+			fprintf(stderr, "vigil-eval: %s:%d: %s\n", manifest, r->line, err);
+			goto done;
+		}
+		j->score = o.score;
+		j->vision_score = o.vision_score;
+		j->signal_score = o.signal_score;
+		j->verdict = o.verdict;
+		j->defect = r->defect == 1;
+		j->surface = strcmp(r->image_class, "free") != 0;
+		j->bearing = strcmp(r->vib_class, "normal") != 0;
+		if (csv)
+			g_string_append_printf(csv, "%s,%s,%s,%d,%.7g,%.7g,%.7g,%s\n",
+					       r->part_id ? r->part_id : "", r->image_class,
+					       r->vib_class, r->defect, o.score, o.vision_score,
+					       o.signal_score, vigil_verdict_name(o.verdict));
+		if ((i + 1) % 200 == 0 || i + 1 == rows->len)
+			fprintf(stderr, "vigil-eval: %u/%u parts\n", i + 1, rows->len);
+	}
+
+	js = g_string_new("{\n  \"manifest\": ");
+	json_string(js, manifest);
+	g_string_append(js, ",\n  \"split\": ");
+	if (split)
+		json_string(js, split);
+	else
+		g_string_append(js, "null");
+	g_string_append(js, ",\n  \"model\": ");
+	json_string(js, in->version);
+	g_string_append(js, ",\n  \"reject\": ");
+	json_number(js, in->reject);
+	g_string_append(js, ",\n  \"marginal\": ");
+	json_number(js, in->marginal);
+	g_string_append(js, ",\n  \"counting\": \"a marginal verdict counts as a reject for false "
+			"rejects and as not an escape\",\n");
+	compute(parts, rows->len, VIEW_FUSED, 0, &f);
+	g_string_append_printf(js, "  \"parts\": %u,\n  \"defective\": %u,\n  \"good\": %u,\n",
+			       f.parts, f.defective, f.good);
+	g_string_append(js, "  \"auroc\": ");
+	json_number(js, f.auroc);
+	g_string_append(js, ",\n  \"escape_rate_at_frr_1pct\": ");
+	json_number(js, f.escape_at_frr_1pct);
+	g_string_append(js, ",\n  \"escape_rate\": ");
+	json_number(js, f.escape_rate);
+	g_string_append(js, ",\n  \"false_reject_rate\": ");
+	json_number(js, f.false_reject_rate);
+	g_string_append(js, ",\n  \"fused\": ");
+	json_figures(js, "  ", &f, VIEW_FUSED, 0);
+	fprintf(stderr, "vigil-eval: fused: AUROC %.4f, escapes at <= 1 %% FRR %.2f %%, at the "
+		"operating point escapes %.2f %% false rejects %.2f %%\n", f.auroc,
+		100 * f.escape_at_frr_1pct, 100 * f.escape_rate, 100 * f.false_reject_rate);
+	compute(parts, rows->len, VIEW_VISION, in->vision_threshold, &f);
+	g_string_append(js, ",\n  \"vision_only\": ");
+	json_figures(js, "  ", &f, VIEW_VISION, in->vision_threshold);
+	fprintf(stderr, "vigil-eval: vision_only: AUROC %.4f, escapes at <= 1 %% FRR %.2f %%\n",
+		f.auroc, 100 * f.escape_at_frr_1pct);
+	compute(parts, rows->len, VIEW_SIGNAL, in->signal_threshold, &f);
+	g_string_append(js, ",\n  \"signal_only\": ");
+	json_figures(js, "  ", &f, VIEW_SIGNAL, in->signal_threshold);
+	fprintf(stderr, "vigil-eval: signal_only: AUROC %.4f, escapes at <= 1 %% FRR %.2f %%\n",
+		f.auroc, 100 * f.escape_at_frr_1pct);
+	g_string_append(js, ",\n  \"confusion\": ");
+	json_confusion(js, rows, parts);
+	g_string_append_printf(js, ",\n  \"seconds\": %.1f\n}\n",
+			       (g_get_monotonic_time() - t0) / 1e6);
+
+	if (!g_file_set_contents(json_path, js->str, (gssize)js->len, &gerr) ||
+	    (csv && !g_file_set_contents(scores_path, csv->str, (gssize)csv->len, &gerr))) {
+		fprintf(stderr, "vigil-eval: %s\n", gerr->message);
+		g_error_free(gerr);
+		goto done;
+	}
+	rc = 0;
+done:
+	if (js)
+		g_string_free(js, TRUE);
+	if (csv)
+		g_string_free(csv, TRUE);
+	g_free(parts);
+	g_free(img_in);
+	g_free(sig);
+	line_wav_cache_free(wavs);
+	fusion_sigfeat_free(sf);
+	infer_model_free(model);
+	line_manifest_free(rows);
+	g_free(err);
+	g_free(manifest);
+	g_free(root);
+	g_free(split);
+	g_free(model_dir);
+	g_free(json_path);
+	g_free(scores_path);
+	g_free(backend);
+	g_option_context_free(ctx);
+	return rc;
+}
