@@ -9,12 +9,13 @@ DEBIAN_PACKAGES := meson ninja-build pkg-config gcc g++ \
 	libopencv-dev libfftw3-dev libmodbus-dev libsqlite3-dev sqlite3 \
 	python3 python3-numpy python3-torch python3-onnx python3-opencv \
 	python3-pymodbus python3-serial-asyncio mbpoll socat \
-	aravis-tools libaravis-0.8-0 gstreamer1.0-plugins-bad
+	aravis-tools libaravis-0.8-0 gstreamer1.0-plugins-bad \
+	libsoup-3.0-dev libjson-glib-dev libglib2.0-dev-bin chromium
 
 # -Werror in CI, warnings visible but not fatal on a developer's machine.
 MESON_OPTS := $(if $(CI),-Dwerror=true,)
 
-.PHONY: all deps build demo test clean
+.PHONY: all deps build demo review web-test-deps test clean
 
 all: build
 
@@ -42,7 +43,24 @@ build: deps $(BUILD)/build.ninja
 demo: build
 	tools/demo.sh $(BUILD)
 
-test: build
+# The QA review page over the demo's log (README, "Reviewing the log"):
+# vigild --review-only on the embedded default config, http://127.0.0.1:8080/.
+review: build
+	@test -f $(BUILD)/demo/vigil.db || { echo "no $(BUILD)/demo/vigil.db: run make demo first"; exit 1; }
+	cd $(BUILD)/demo && exec $(abspath $(BUILD))/app/vigild --review-only
+
+# playwright-core (npm) for the review page's browser test, kept in the
+# build folder; the test drives Debian's /usr/bin/chromium, no browser download.
+# Without npm (Debian's npm conflicts with some nodejs builds, so it is not
+# installed for you) the browser test is skipped, saying why.
+PLAYWRIGHT_CORE := playwright-core@1.65.1
+web-test-deps: build
+	@test -d $(BUILD)/web-test/node_modules/playwright-core || \
+		{ command -v npm >/dev/null && \
+		  npm install --prefix $(BUILD)/web-test --no-audit --no-fund $(PLAYWRIGHT_CORE); } || \
+		echo "playwright-core not installed (no npm or no registry): the browser test will be skipped"
+
+test: build web-test-deps
 	tools/run-tests.sh $(BUILD)
 
 clean:

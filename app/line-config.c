@@ -21,7 +21,7 @@ static const char *const job_keys[] = { "package", "reject", "marginal", NULL };
 static const char *const database_keys[] = { "path", "queue_depth", NULL };
 
 static const char *const known_groups[] = { "camera.", "vibration.", "model", "plc",
-					    "database", "job.", NULL };
+					    "database", "job.", "review", NULL };
 
 static int check_groups(const config *cfg, char **err)
 {
@@ -42,7 +42,7 @@ static int check_groups(const config *cfg, char **err)
 		if (!known) {
 			*err = config_error(cfg, groups[i], NULL,
 					    "unknown section (known: [camera.NAME], [vibration.NAME], "
-					    "[model], [plc], [database], [job.N])");
+					    "[model], [plc], [database], [job.N], [review])");
 			rc = -EINVAL;
 		}
 	}

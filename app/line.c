@@ -95,6 +95,22 @@ fail:
 	return NULL;
 }
 
+const double line_latency_bounds_ms[LINE_LATENCY_BUCKETS] = {
+	1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000,
+};
+
+static void count_latency(line *l, double ms)
+{
+	int b = 0;
+
+	while (b < LINE_LATENCY_BUCKETS && ms > line_latency_bounds_ms[b])
+		b++;
+	g_mutex_lock(&l->stats_lock);
+	l->st.latency_parts[b]++;
+	l->st.latency_sum_ms += ms;
+	g_mutex_unlock(&l->stats_lock);
+}
+
 void line_count(line *l, uint64_t *field, uint64_t n)
 {
 	g_mutex_lock(&l->stats_lock);
@@ -249,6 +265,7 @@ static gpointer log_thread(gpointer data)
 			.vibration = p->vibration,
 		};
 
+		count_latency(l, row.latency_ms);
 		if (db_submit(l->db, &row) == 0)
 			line_count(l, &l->st.rows_logged, 1);
 		else
@@ -302,4 +319,25 @@ void line_get_stats(line *l, struct line_stats *st)
 	g_mutex_lock(&l->stats_lock);
 	*st = l->st;
 	g_mutex_unlock(&l->stats_lock);
+}
+
+void line_get_health(line *l, struct line_health *h)
+{
+	*h = (struct line_health){
+		.q_inspect = bqueue_depth(l->q_inspect),
+		.q_results = bqueue_depth(l->q_results),
+		.q_log = bqueue_depth(l->q_log),
+		/* A plain int the PLC thread sets; a stale read only delays the
+		 * gauge by one scrape. */
+		.plc_connected = plc_link_connected(l->plc),
+		.cameras = l->ncameras,
+		.db_rows_written = db_rows_written(l->db),
+		.db_rows_failed = db_rows_failed(l->db),
+	};
+	for (int i = 0; i < l->ncameras; i++) {
+		struct capture_stats one;
+
+		capture_camera_stats(l->cameras[i].cam, &one);
+		h->cameras_up += one.up ? 1 : 0;
+	}
 }

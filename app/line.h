@@ -26,11 +26,30 @@ int line_start(line *l, char **err);
 void line_stop(line *l, int grace_ms);
 void line_free(line *l);
 
+/* Upper bounds (ms) of the trigger-to-PLC latency histogram's buckets. */
+#define LINE_LATENCY_BUCKETS 12
+extern const double line_latency_bounds_ms[LINE_LATENCY_BUCKETS];
+
 struct line_stats {
 	uint64_t triggers, missed_triggers, inspected, results_written;
 	uint64_t failsafe, rows_logged, rows_failed;
 	uint64_t accepted, rejected, marginal;
+	/* Trigger to PLC result of every logged part: parts per bucket (not
+	 * cumulative), the last one above the largest bound; and their sum. */
+	uint64_t latency_parts[LINE_LATENCY_BUCKETS + 1];
+	double latency_sum_ms;
 };
 void line_get_stats(line *l, struct line_stats *st);
+
+/* What the line looks like now, for the review server's status and
+ * /metrics; safe to call from any thread while the line runs (not during or
+ * after line_stop). */
+struct line_health {
+	uint64_t q_inspect, q_results, q_log;  /* parts waiting in each queue */
+	int plc_connected;
+	int cameras, cameras_up;
+	uint64_t db_rows_written, db_rows_failed; /* inspections and events */
+};
+void line_get_health(line *l, struct line_health *h);
 
 #endif

@@ -1,6 +1,10 @@
 /* vigild: the inspection daemon. Reads its configuration (a file, or the
  * embedded default that runs the simulated line of `make demo`), starts the
- * line and runs until SIGINT or SIGTERM, then finishes the parts in flight. */
+ * line and runs until SIGINT or SIGTERM, then finishes the parts in flight.
+ * With a [review] section it also serves the QA review page (app/review.h)
+ * from its main loop; --review-only serves the page over an existing log
+ * without running the line. */
+#include <errno.h>
 #include <glib.h>
 #include <glib-unix.h>
 #include <gst/gst.h>
@@ -8,6 +12,7 @@
 #include <stdlib.h>
 
 #include "app/line.h"
+#include "app/review.h"
 #include "default-conf.h"
 
 static gboolean on_signal(gpointer data)
@@ -19,7 +24,7 @@ static gboolean on_signal(gpointer data)
 int main(int argc, char **argv)
 {
 	char *config_path = NULL;
-	gboolean print_default = FALSE;
+	gboolean print_default = FALSE, review_only = FALSE;
 	int grace_ms = 5000;
 	GOptionEntry entries[] = {
 		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
@@ -28,6 +33,8 @@ int main(int argc, char **argv)
 		  "Print the embedded default configuration and exit", NULL },
 		{ "grace-ms", 0, 0, G_OPTION_ARG_INT, &grace_ms,
 		  "On stop, time allowed for parts in flight (default 5000)", "MS" },
+		{ "review-only", 0, 0, G_OPTION_ARG_NONE, &review_only,
+		  "Serve the [review] page over the [database] log; do not run the line", NULL },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	GOptionContext *ctx = g_option_context_new("- Vigil inspection daemon");
@@ -35,9 +42,10 @@ int main(int argc, char **argv)
 	char *err = NULL;
 	config *cfg = NULL;
 	line *l = NULL;
+	review_server *review = NULL;
 	GMainLoop *loop = NULL;
 	struct line_stats st;
-	int rc = 1;
+	int rc = 1, review_rc;
 
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	g_option_context_add_group(ctx, gst_init_get_option_group());
@@ -53,7 +61,39 @@ int main(int argc, char **argv)
 	}
 	cfg = config_path ? config_load_file(config_path, &err)
 			  : config_load_data(vigild_default_conf, "<embedded default config>", &err);
-	if (!cfg || !(l = line_new(cfg, &err)) || line_start(l, &err) < 0) {
+	if (review_only) {
+		if (!cfg || !config_has_group(cfg, "review")) {
+			fprintf(stderr, "vigild: %s\n",
+				err ? err : "--review-only needs a [review] section");
+			goto out;
+		}
+		if (review_server_new(cfg, NULL, &review, &err) < 0) {
+			fprintf(stderr, "vigild: %s\n", err);
+			goto out;
+		}
+		loop = g_main_loop_new(NULL, FALSE);
+		g_unix_signal_add(SIGINT, on_signal, loop);
+		g_unix_signal_add(SIGTERM, on_signal, loop);
+		g_main_loop_run(loop);
+		rc = 0;
+		goto out;
+	}
+	if (!cfg || !(l = line_new(cfg, &err))) {
+		fprintf(stderr, "vigild: %s\n", err ? err : "start-up failed");
+		goto out;
+	}
+	/* A bad [review] section stops vigild like any bad setting; a port that
+	 * is taken only costs the page, never the line. */
+	if (config_has_group(cfg, "review") &&
+	    (review_rc = review_server_new(cfg, l, &review, &err)) < 0) {
+		if (review_rc == -EINVAL) {
+			fprintf(stderr, "vigild: %s\n", err);
+			goto out;
+		}
+		g_warning("%s; running without the review page", err);
+		g_clear_pointer(&err, g_free);
+	}
+	if (line_start(l, &err) < 0) {
 		fprintf(stderr, "vigild: %s\n", err ? err : "start-up failed");
 		goto out;
 	}
@@ -65,6 +105,7 @@ int main(int argc, char **argv)
 	g_main_loop_run(loop);
 
 	g_message("stopping: finishing parts in flight");
+	g_clear_pointer(&review, review_server_free);
 	line_stop(l, grace_ms);
 	line_get_stats(l, &st);
 	printf("vigild: %" G_GUINT64_FORMAT " triggers, %" G_GUINT64_FORMAT " inspected, %"
@@ -76,6 +117,7 @@ int main(int argc, char **argv)
 	       st.marginal, st.failsafe, st.rows_logged, st.missed_triggers);
 	rc = 0;
 out:
+	review_server_free(review);
 	if (loop)
 		g_main_loop_unref(loop);
 	line_free(l);

@@ -909,3 +909,56 @@ int64_t db_count_inspections(const char *path, char **err)
 	sqlite3_close(conn);
 	return count;
 }
+
+int db_read_vibration(const char *path, int64_t inspection_id, struct vigil_vibration *out,
+		      char **err)
+{
+	sqlite3 *conn;
+	sqlite3_stmt *st = NULL;
+	int rc, ret = DB_ESQLITE;
+
+	if (!out)
+		return -EINVAL;
+	if (!(conn = open_reader(path, err)))
+		return DB_ESQLITE;
+	rc = sqlite3_prepare_v2(conn, "SELECT rms_velocity_mm_s, iso_zone, rms_accel_g,"
+				" hf_accel_g, peak_g, crest_factor, kurtosis, ftf_env, bpfo_env,"
+				" bpfi_env, bsf_env FROM vibration WHERE inspection_id = ?1",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlite_fail;
+	sqlite3_bind_int64(st, 1, inspection_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (rc != SQLITE_ROW)
+		goto sqlite_fail;
+	{
+		const char *zone = (const char *)sqlite3_column_text(st, 1);
+
+		*out = (struct vigil_vibration){
+			.rms_velocity_mm_s = column_real(st, 0),
+			.iso_zone = zone && zone[0] >= 'A' && zone[0] <= 'D' ? zone[0] : 0,
+			.rms_accel_g = column_real(st, 2),
+			.hf_accel_g = column_real(st, 3),
+			.peak_g = column_real(st, 4),
+			.crest_factor = column_real(st, 5),
+			.kurtosis = column_real(st, 6),
+			.ftf_env = column_real(st, 7),
+			.bpfo_env = column_real(st, 8),
+			.bpfi_env = column_real(st, 9),
+			.bsf_env = column_real(st, 10),
+		};
+	}
+	ret = 0;
+	goto out;
+
+sqlite_fail:
+	set_error(err, "cannot read %s: %s", path, sqlite3_errmsg(conn));
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(conn);
+	return ret;
+}

@@ -118,4 +118,10 @@ int db_query(const char *path, const struct db_filter *f, const struct db_row_cb
 int db_review(const char *path, int64_t part_id, const char *decision, int verdict,
 	      const char *note, const char *reviewer, char **err);
 
+/* The vibration condition figures logged with inspection inspection_id
+ * (the id of a db_query row). 0, -ENOENT when none were logged, or a
+ * negative code with *err set as for db_open. */
+int db_read_vibration(const char *path, int64_t inspection_id, struct vigil_vibration *out,
+		      char **err);
+
 #endif

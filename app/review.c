@@ -1,0 +1,1118 @@
+/* The QA review web server (see review.h). Every request is answered from
+ * the main loop; reads open their own read-only SQLite connection
+ * (db_query), writes go through db_review, which takes its own connection,
+ * so the line's writer thread and this server only meet in SQLite's WAL. */
+#include <errno.h>
+#include <gio/gio.h>
+#include <inttypes.h>
+#include <json-glib/json-glib.h>
+#include <libsoup/soup.h>
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "app/review.h"
+#include "db/db.h"
+
+/* Requests longer than these are refused before they are read: nothing the
+ * page sends comes near them. */
+#define REVIEW_MAX_PATH 512
+#define REVIEW_MAX_QUERY 2048
+#define REVIEW_MAX_BODY (16 * 1024)
+#define REVIEW_MAX_NOTE 2000
+#define REVIEW_DEFAULT_LIMIT 200
+#define REVIEW_MAX_LIMIT 10000
+#define REVIEW_MIN_TOKEN 8
+
+/* Parts-per-minute is measured over the last RATE_SAMPLES seconds. */
+#define RATE_SAMPLES 11
+
+#define RESOURCE_PREFIX "/org/vigil/review/"
+
+struct rate_sample {
+	int64_t t_us;
+	uint64_t parts, accepted, latency_parts;
+	double latency_sum_ms;
+};
+
+struct review_server {
+	SoupServer *soup;
+	line *line;
+	char *db_path;
+	char *static_dir;        /* NULL: the page built into the binary */
+	gboolean have_token;
+	guint8 token_sha256[32]; /* compared, never the token itself */
+	int port;
+	int64_t started_us;
+	guint sampler;
+	struct rate_sample samples[RATE_SAMPLES];
+	int nsamples;            /* oldest first */
+};
+
+static const char *const review_keys[] = { "listen", "port", "token", "token_file",
+					    "static_dir", NULL };
+
+/* ---- replies ---- */
+
+static void common_headers(SoupServerMessage *msg)
+{
+	SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
+
+	soup_message_headers_replace(h, "X-Content-Type-Options", "nosniff");
+	soup_message_headers_replace(h, "Content-Security-Policy",
+				     "default-src 'self'; frame-ancestors 'none'");
+	soup_message_headers_replace(h, "Cache-Control", "no-store");
+}
+
+static void reply_bytes(SoupServerMessage *msg, int status, const char *type, GBytes *body)
+{
+	common_headers(msg);
+	soup_server_message_set_status(msg, status, NULL);
+	soup_server_message_set_response(msg, type, SOUP_MEMORY_COPY,
+					 g_bytes_get_data(body, NULL), g_bytes_get_size(body));
+}
+
+static void reply_text(SoupServerMessage *msg, int status, const char *type, GString *text)
+{
+	common_headers(msg);
+	soup_server_message_set_status(msg, status, NULL);
+	soup_server_message_set_response(msg, type, SOUP_MEMORY_COPY, text->str, text->len);
+}
+
+static void reply_json(SoupServerMessage *msg, int status, JsonNode *root)
+{
+	JsonGenerator *gen = json_generator_new();
+	gsize len = 0;
+	char *text;
+
+	json_generator_set_root(gen, root);
+	text = json_generator_to_data(gen, &len);
+	common_headers(msg);
+	soup_server_message_set_status(msg, status, NULL);
+	soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_TAKE, text, len);
+	g_object_unref(gen);
+	json_node_unref(root);
+}
+
+static void reply_error(SoupServerMessage *msg, int status, const char *fmt, ...)
+	G_GNUC_PRINTF(3, 4);
+
+static void reply_error(SoupServerMessage *msg, int status, const char *fmt, ...)
+{
+	JsonBuilder *b = json_builder_new();
+	va_list ap;
+	char *text;
+
+	va_start(ap, fmt);
+	text = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "error");
+	json_builder_add_string_value(b, text);
+	json_builder_end_object(b);
+	reply_json(msg, status, json_builder_get_root(b));
+	g_object_unref(b);
+	g_free(text);
+}
+
+/* ---- the page ---- */
+
+static const char *content_type(const char *name)
+{
+	if (g_str_has_suffix(name, ".html"))
+		return "text/html; charset=utf-8";
+	if (g_str_has_suffix(name, ".js"))
+		return "text/javascript; charset=utf-8";
+	if (g_str_has_suffix(name, ".css"))
+		return "text/css; charset=utf-8";
+	if (g_str_has_suffix(name, ".svg"))
+		return "image/svg+xml";
+	if (g_str_has_suffix(name, ".png"))
+		return "image/png";
+	return "application/octet-stream";
+}
+
+/* A file name the page may ask for: one path segment of [A-Za-z0-9._-],
+ * not starting with a dot. Anything else (a slash, "..", an escape) is
+ * refused before it comes near a file system. */
+static gboolean asset_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 64 || name[0] == '.')
+		return FALSE;
+	for (size_t i = 0; i < n; i++)
+		if (!g_ascii_isalnum(name[i]) && name[i] != '.' && name[i] != '_' && name[i] != '-')
+			return FALSE;
+	return TRUE;
+}
+
+static void serve_asset(review_server *s, SoupServerMessage *msg, const char *name)
+{
+	GBytes *data = NULL;
+
+	if (!asset_name_ok(name)) {
+		reply_error(msg, SOUP_STATUS_BAD_REQUEST, "bad file name");
+		return;
+	}
+	if (s->static_dir) {
+		char *path = g_build_filename(s->static_dir, name, NULL);
+		char *text = NULL;
+		gsize len = 0;
+		struct stat st;
+
+		/* Only a regular file right in static_dir, never a link out of it. */
+		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+		    g_file_get_contents(path, &text, &len, NULL))
+			data = g_bytes_new_take(text, len);
+		g_free(path);
+	} else {
+		char *rpath = g_strconcat(RESOURCE_PREFIX, name, NULL);
+
+		data = g_resources_lookup_data(rpath, G_RESOURCE_LOOKUP_FLAGS_NONE, NULL);
+		g_free(rpath);
+	}
+	if (!data) {
+		reply_error(msg, SOUP_STATUS_NOT_FOUND, "no such file");
+		return;
+	}
+	reply_bytes(msg, SOUP_STATUS_OK, content_type(name), data);
+	g_bytes_unref(data);
+}
+
+/* ---- query strings ---- */
+
+/* Splits an application/x-www-form-urlencoded query into a table (last
+ * value wins). Unlike soup_form_decode it refuses, rather than skips, a bad
+ * escape, an escaped NUL or text that is not UTF-8. */
+static GHashTable *parse_query(const char *query, char **why)
+{
+	GHashTable *t = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+	char **pairs;
+
+	if (!query || !*query)
+		return t;
+	pairs = g_strsplit(query, "&", -1);
+	for (int i = 0; pairs[i]; i++) {
+		char *eq, *key, *value;
+
+		if (!*pairs[i])
+			continue;
+		g_strdelimit(pairs[i], "+", ' ');
+		eq = strchr(pairs[i], '=');
+		if (eq)
+			*eq = '\0';
+		key = g_uri_unescape_string(pairs[i], NULL);
+		value = g_uri_unescape_string(eq ? eq + 1 : "", NULL);
+		if (!key || !value || !g_utf8_validate(key, -1, NULL) ||
+		    !g_utf8_validate(value, -1, NULL)) {
+			*why = g_strdup("the query string is not valid percent-encoded UTF-8");
+			g_free(key);
+			g_free(value);
+			g_strfreev(pairs);
+			g_hash_table_unref(t);
+			return NULL;
+		}
+		g_hash_table_replace(t, key, value);
+	}
+	g_strfreev(pairs);
+	return t;
+}
+
+static int parse_score(const char *text, double *out)
+{
+	char *end = NULL;
+	double v;
+
+	if (!*text || strlen(text) > 32)
+		return -EINVAL;
+	v = g_ascii_strtod(text, &end);
+	if (*end || !isfinite(v) || v < 0.0 || v > 1.0)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_uint(const char *text, guint64 max, guint64 *out)
+{
+	if (!*text || strlen(text) > 20 || !g_ascii_isdigit(text[0]))
+		return -EINVAL;
+	return g_ascii_string_to_unsigned(text, 10, 0, max, out, NULL) ? 0 : -EINVAL;
+}
+
+static const char *const verdicts[] = { "accept", "reject", "marginal", NULL };
+static const char *const classes[] = { "none", "surface", "vibration", "surface+vibration",
+				       NULL };
+
+static gboolean one_of(const char *value, const char *const *choices)
+{
+	return g_strv_contains(choices, value);
+}
+
+/* Fills f from the query; on a bad value returns -EINVAL with *why set to a
+ * message naming the parameter (g_free it). The values are only ever bound
+ * as SQL parameters by db_query. */
+static int read_filter(GHashTable *q, struct db_filter *f, char **why)
+{
+	static const char *const known[] = { "verdict", "class", "min_score", "max_score",
+					      "part", "reviewed", "limit", NULL };
+	GHashTableIter it;
+	gpointer key, value;
+	const char *v;
+	guint64 n;
+
+	g_hash_table_iter_init(&it, q);
+	while (g_hash_table_iter_next(&it, &key, &value))
+		if (!one_of(key, known)) {
+			*why = g_strdup_printf("unknown parameter '%.40s' (known: verdict, class, "
+					       "min_score, max_score, part, reviewed, limit)",
+					       (const char *)key);
+			return -EINVAL;
+		}
+	f->limit = REVIEW_DEFAULT_LIMIT;
+	if ((v = g_hash_table_lookup(q, "verdict")) && *v) {
+		if (!one_of(v, verdicts))
+			goto bad_verdict;
+		f->verdict = v;
+	}
+	if ((v = g_hash_table_lookup(q, "class")) && *v) {
+		if (!one_of(v, classes)) {
+			*why = g_strdup("class is none, surface, vibration or surface+vibration");
+			return -EINVAL;
+		}
+		f->defect_class = v;
+	}
+	if ((v = g_hash_table_lookup(q, "min_score")) && *v && parse_score(v, &f->min_score) < 0) {
+		*why = g_strdup("min_score is a number from 0 to 1");
+		return -EINVAL;
+	}
+	if ((v = g_hash_table_lookup(q, "max_score")) && *v && parse_score(v, &f->max_score) < 0) {
+		*why = g_strdup("max_score is a number from 0 to 1");
+		return -EINVAL;
+	}
+	if ((v = g_hash_table_lookup(q, "part")) && *v) {
+		if (parse_uint(v, G_MAXUINT32, &n) < 0) {
+			*why = g_strdup("part is a part id, a whole number from 0 to 4294967295");
+			return -EINVAL;
+		}
+		f->part_id = (int64_t)n;
+	}
+	if ((v = g_hash_table_lookup(q, "reviewed")) && *v) {
+		if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
+			*why = g_strdup("reviewed is yes or no");
+			return -EINVAL;
+		}
+		f->reviewed = strcmp(v, "yes") == 0;
+	}
+	if ((v = g_hash_table_lookup(q, "limit")) && *v) {
+		if (parse_uint(v, REVIEW_MAX_LIMIT, &n) < 0 || n == 0) {
+			*why = g_strdup_printf("limit is a whole number from 1 to %d",
+					       REVIEW_MAX_LIMIT);
+			return -EINVAL;
+		}
+		f->limit = (int64_t)n;
+	}
+	return 0;
+
+bad_verdict:
+	*why = g_strdup("verdict is accept, reject or marginal");
+	return -EINVAL;
+}
+
+/* ---- JSON ---- */
+
+static void add_number(JsonBuilder *b, const char *name, double v)
+{
+	json_builder_set_member_name(b, name);
+	if (isfinite(v))
+		json_builder_add_double_value(b, v);
+	else
+		json_builder_add_null_value(b);
+}
+
+static void add_string(JsonBuilder *b, const char *name, const char *v)
+{
+	json_builder_set_member_name(b, name);
+	if (v)
+		json_builder_add_string_value(b, v);
+	else
+		json_builder_add_null_value(b);
+}
+
+static void add_int(JsonBuilder *b, const char *name, int64_t v)
+{
+	json_builder_set_member_name(b, name);
+	json_builder_add_int_value(b, v);
+}
+
+static void add_row(JsonBuilder *b, const struct db_inspection *r)
+{
+	GDateTime *t = g_date_time_new_from_unix_utc(r->t_wall_us / G_USEC_PER_SEC);
+	char *iso = t ? g_date_time_format_iso8601(t) : NULL;
+
+	json_builder_begin_object(b);
+	add_int(b, "id", r->id);
+	add_int(b, "part_id", r->part_id);
+	add_int(b, "trigger_counter", r->trigger_counter);
+	add_int(b, "seq", (int64_t)r->seq);
+	add_int(b, "t_wall_us", r->t_wall_us);
+	add_string(b, "time", iso);
+	add_string(b, "verdict", vigil_verdict_name((enum vigil_verdict)r->verdict));
+	add_string(b, "class", vigil_class_name((enum vigil_defect_class)r->defect_class));
+	add_int(b, "flags", r->flags);
+	json_builder_set_member_name(b, "failsafe");
+	json_builder_add_boolean_value(b, (r->flags & VIGIL_FLAG_FAILSAFE) != 0);
+	add_number(b, "score", r->score);
+	add_number(b, "vision_score", r->vision_score);
+	add_number(b, "signal_score", r->signal_score);
+	add_number(b, "latency_ms", r->latency_ms);
+	add_number(b, "infer_ms", r->infer_ms);
+	add_string(b, "model_version", r->model_version);
+	add_string(b, "review", r->review);
+	add_string(b, "review_verdict",
+		   r->review ? vigil_verdict_name((enum vigil_verdict)r->review_verdict) : NULL);
+	add_string(b, "review_note", r->review_note);
+	json_builder_end_object(b);
+	g_free(iso);
+	if (t)
+		g_date_time_unref(t);
+}
+
+static int add_row_cb(const struct db_inspection *row, void *data)
+{
+	add_row(data, row);
+	return 0;
+}
+
+/* ---- GET /api/inspections ---- */
+
+static void api_inspections(review_server *s, SoupServerMessage *msg, const char *query)
+{
+	struct db_filter f = DB_FILTER_ALL;
+	JsonBuilder *b;
+	struct db_row_cb cb;
+	GHashTable *q;
+	char *why = NULL, *err = NULL;
+
+	if (!(q = parse_query(query, &why)) || read_filter(q, &f, &why) < 0) {
+		reply_error(msg, SOUP_STATUS_BAD_REQUEST, "%s", why);
+		goto out;
+	}
+	b = json_builder_new();
+	cb = (struct db_row_cb){ add_row_cb, b };
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "inspections");
+	json_builder_begin_array(b);
+	if (db_query(s->db_path, &f, &cb, &err) < 0) {
+		g_warning("review: %s", err);
+		reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		free(err);
+		g_object_unref(b);
+		goto out;
+	}
+	json_builder_end_array(b);
+	add_int(b, "limit", f.limit);
+	json_builder_end_object(b);
+	reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
+	g_object_unref(b);
+out:
+	g_free(why);
+	if (q)
+		g_hash_table_unref(q);
+}
+
+/* ---- GET /api/parts/ID ---- */
+
+struct latest {
+	JsonBuilder *b;
+	int64_t id;
+	int verdict;
+};
+
+static int latest_cb(const struct db_inspection *row, void *data)
+{
+	struct latest *l = data;
+
+	l->id = row->id;
+	l->verdict = row->verdict;
+	if (l->b) {
+		json_builder_set_member_name(l->b, "inspection");
+		add_row(l->b, row);
+	}
+	return 0;
+}
+
+/* The latest inspection of part_id: 0, -ENOENT, or an error replied. */
+static int find_latest(review_server *s, SoupServerMessage *msg, int64_t part_id,
+		       struct latest *l)
+{
+	struct db_filter f = DB_FILTER_ALL;
+	struct db_row_cb cb = { latest_cb, l };
+	char *err = NULL;
+
+	f.part_id = part_id;
+	f.limit = 1;
+	l->id = -1;
+	if (db_query(s->db_path, &f, &cb, &err) < 0) {
+		g_warning("review: %s", err);
+		reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		free(err);
+		return -EIO;
+	}
+	return l->id < 0 ? -ENOENT : 0;
+}
+
+static void api_part(review_server *s, SoupServerMessage *msg, int64_t part_id)
+{
+	JsonBuilder *b = json_builder_new();
+	struct latest l = { .b = b };
+	struct vigil_vibration v;
+	char *err = NULL;
+	int rc;
+
+	json_builder_begin_object(b);
+	if ((rc = find_latest(s, msg, part_id, &l)) < 0) {
+		if (rc == -ENOENT)
+			reply_error(msg, SOUP_STATUS_NOT_FOUND, "no inspection of part %" PRId64,
+				    part_id);
+		goto out;
+	}
+	json_builder_set_member_name(b, "vibration");
+	rc = db_read_vibration(s->db_path, l.id, &v, &err);
+	if (rc == 0) {
+		char zone[2] = { v.iso_zone, '\0' };
+
+		json_builder_begin_object(b);
+		add_number(b, "rms_velocity_mm_s", v.rms_velocity_mm_s);
+		add_string(b, "iso_zone", v.iso_zone ? zone : NULL);
+		add_number(b, "rms_accel_g", v.rms_accel_g);
+		add_number(b, "hf_accel_g", v.hf_accel_g);
+		add_number(b, "peak_g", v.peak_g);
+		add_number(b, "crest_factor", v.crest_factor);
+		add_number(b, "kurtosis", v.kurtosis);
+		add_number(b, "ftf_env", v.ftf_env);
+		add_number(b, "bpfo_env", v.bpfo_env);
+		add_number(b, "bpfi_env", v.bpfi_env);
+		add_number(b, "bsf_env", v.bsf_env);
+		json_builder_end_object(b);
+	} else if (rc == -ENOENT) {
+		json_builder_add_null_value(b);
+	} else {
+		g_warning("review: %s", err);
+		reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		free(err);
+		goto out;
+	}
+	json_builder_end_object(b);
+	reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
+out:
+	g_object_unref(b);
+}
+
+/* ---- POST /api/parts/ID/review ---- */
+
+static void token_digest(const char *token, size_t len, guint8 out[32])
+{
+	GChecksum *c = g_checksum_new(G_CHECKSUM_SHA256);
+	gsize n = 32;
+
+	g_checksum_update(c, (const guchar *)token, (gssize)len);
+	g_checksum_get_digest(c, out, &n);
+	g_checksum_free(c);
+}
+
+/* Compares digests so that the time taken tells nothing about the token,
+ * not even its length. */
+static gboolean authorized(review_server *s, SoupServerMessage *msg)
+{
+	const char *h = soup_message_headers_get_one(soup_server_message_get_request_headers(msg),
+						     "Authorization");
+	guint8 given[32];
+	guint8 diff = 0;
+
+	if (!h || g_ascii_strncasecmp(h, "Bearer ", 7) != 0)
+		return FALSE;
+	h += 7;
+	token_digest(h, strlen(h), given);
+	for (int i = 0; i < 32; i++)
+		diff |= (guint8)(given[i] ^ s->token_sha256[i]);
+	return diff == 0;
+}
+
+static const char *member_string(JsonObject *o, const char *name, gboolean *bad)
+{
+	JsonNode *n = json_object_get_member(o, name);
+
+	if (!n || JSON_NODE_HOLDS_NULL(n))
+		return NULL;
+	if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_STRING) {
+		*bad = TRUE;
+		return NULL;
+	}
+	return json_node_get_string(n);
+}
+
+static void api_review(review_server *s, SoupServerMessage *msg, int64_t part_id)
+{
+	SoupMessageBody *body = soup_server_message_get_request_body(msg);
+	JsonParser *parser = NULL;
+	JsonObject *o;
+	GBytes *bytes = NULL;
+	struct latest l = { 0 };
+	const char *decision, *verdict_name, *note, *reviewer;
+	gboolean bad = FALSE;
+	char *err = NULL;
+	int verdict = 0, rc;
+
+	if (!s->have_token) {
+		reply_error(msg, SOUP_STATUS_FORBIDDEN,
+			    "reviews are disabled: [review] has no token or token_file");
+		return;
+	}
+	if (!authorized(s, msg)) {
+		soup_message_headers_replace(soup_server_message_get_response_headers(msg),
+					     "WWW-Authenticate", "Bearer realm=\"vigil\"");
+		reply_error(msg, SOUP_STATUS_UNAUTHORIZED,
+			    "a review needs the header Authorization: Bearer TOKEN");
+		return;
+	}
+	bytes = soup_message_body_flatten(body);
+	if (g_bytes_get_size(bytes) > REVIEW_MAX_BODY) {
+		reply_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "the body is too large");
+		goto out;
+	}
+	parser = json_parser_new();
+	if (!json_parser_load_from_data(parser, g_bytes_get_data(bytes, NULL),
+					(gssize)g_bytes_get_size(bytes), NULL) ||
+	    !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
+		reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+			    "the body is a JSON object: {\"decision\": \"confirm\"|\"overrule\", "
+			    "\"verdict\": ..., \"note\": ..., \"reviewer\": ...}");
+		goto out;
+	}
+	o = json_node_get_object(json_parser_get_root(parser));
+	decision = member_string(o, "decision", &bad);
+	verdict_name = member_string(o, "verdict", &bad);
+	note = member_string(o, "note", &bad);
+	reviewer = member_string(o, "reviewer", &bad);
+	if (bad || !decision ||
+	    (strcmp(decision, "confirm") != 0 && strcmp(decision, "overrule") != 0)) {
+		reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+			    "decision is \"confirm\" or \"overrule\"; verdict, note and reviewer "
+			    "are strings");
+		goto out;
+	}
+	if ((note && strlen(note) > REVIEW_MAX_NOTE) || (reviewer && strlen(reviewer) > 100)) {
+		reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+			    "the note is at most %d bytes, the reviewer 100", REVIEW_MAX_NOTE);
+		goto out;
+	}
+	if (strcmp(decision, "overrule") == 0) {
+		for (int v = VIGIL_VERDICT_ACCEPT; v <= VIGIL_VERDICT_MARGINAL; v++)
+			if (verdict_name &&
+			    strcmp(verdict_name, vigil_verdict_name((enum vigil_verdict)v)) == 0)
+				verdict = v;
+		if (!verdict) {
+			reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+				    "an overrule names the right verdict: accept, reject or marginal");
+			goto out;
+		}
+	}
+	if ((rc = find_latest(s, msg, part_id, &l)) < 0) {
+		if (rc == -ENOENT)
+			reply_error(msg, SOUP_STATUS_NOT_FOUND, "no inspection of part %" PRId64,
+				    part_id);
+		goto out;
+	}
+	if (!verdict)
+		verdict = l.verdict;  /* confirming keeps the line's verdict */
+	rc = db_review(s->db_path, part_id, decision, verdict, note && *note ? note : NULL,
+		       reviewer && *reviewer ? reviewer : "web", &err);
+	if (rc < 0) {
+		g_warning("review: %s", err ? err : db_strerror(rc));
+		reply_error(msg, rc == -ENOENT ? SOUP_STATUS_NOT_FOUND
+					       : SOUP_STATUS_INTERNAL_SERVER_ERROR,
+			    "%s", err ? err : db_strerror(rc));
+		free(err);
+		goto out;
+	}
+	g_message("review: part %" PRId64 " %s (%s) by %s", part_id,
+		  strcmp(decision, "confirm") == 0 ? "confirmed" : "overruled",
+		  vigil_verdict_name((enum vigil_verdict)verdict),
+		  reviewer && *reviewer ? reviewer : "web");
+	{
+		JsonBuilder *b = json_builder_new();
+
+		json_builder_begin_object(b);
+		add_int(b, "part_id", part_id);
+		add_string(b, "decision", decision);
+		add_string(b, "verdict", vigil_verdict_name((enum vigil_verdict)verdict));
+		json_builder_end_object(b);
+		reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
+		g_object_unref(b);
+	}
+out:
+	if (parser)
+		g_object_unref(parser);
+	if (bytes)
+		g_bytes_unref(bytes);
+}
+
+/* ---- status and metrics ---- */
+
+static void take_sample(review_server *s, struct rate_sample *out)
+{
+	struct line_stats st;
+	uint64_t lat = 0;
+
+	line_get_stats(s->line, &st);
+	for (int b = 0; b <= LINE_LATENCY_BUCKETS; b++)
+		lat += st.latency_parts[b];
+	*out = (struct rate_sample){
+		.t_us = g_get_monotonic_time(),
+		.parts = st.results_written,
+		.accepted = st.accepted,
+		.latency_parts = lat,
+		.latency_sum_ms = st.latency_sum_ms,
+	};
+}
+
+static gboolean on_sample(gpointer data)
+{
+	review_server *s = data;
+
+	if (s->nsamples == RATE_SAMPLES) {
+		memmove(s->samples, s->samples + 1, sizeof s->samples[0] * (RATE_SAMPLES - 1));
+		s->nsamples--;
+	}
+	take_sample(s, &s->samples[s->nsamples++]);
+	return G_SOURCE_CONTINUE;
+}
+
+/* The smallest bucket bound that holds fraction q of the parts. */
+static double latency_quantile_le(const struct line_stats *st, double q)
+{
+	uint64_t total = 0, seen = 0;
+
+	for (int b = 0; b <= LINE_LATENCY_BUCKETS; b++)
+		total += st->latency_parts[b];
+	if (total == 0)
+		return NAN;
+	for (int b = 0; b < LINE_LATENCY_BUCKETS; b++) {
+		seen += st->latency_parts[b];
+		if ((double)seen >= q * (double)total)
+			return line_latency_bounds_ms[b];
+	}
+	return INFINITY;
+}
+
+static void api_status(review_server *s, SoupServerMessage *msg)
+{
+	JsonBuilder *b = json_builder_new();
+
+	json_builder_begin_object(b);
+	add_number(b, "uptime_s", (double)(g_get_monotonic_time() - s->started_us) / 1e6);
+	json_builder_set_member_name(b, "writes_enabled");
+	json_builder_add_boolean_value(b, s->have_token);
+	add_string(b, "database", s->db_path);
+	json_builder_set_member_name(b, "line");
+	json_builder_add_boolean_value(b, s->line != NULL);
+	if (s->line) {
+		struct line_stats st;
+		struct line_health h;
+		struct rate_sample now, *old = s->nsamples ? &s->samples[0] : NULL;
+		double rate = NAN, recent_yield = NAN, recent_latency = NAN;
+
+		line_get_stats(s->line, &st);
+		line_get_health(s->line, &h);
+		take_sample(s, &now);
+		if (old && now.t_us > old->t_us + 500000) {
+			uint64_t parts = now.parts - old->parts;
+
+			rate = (double)parts * 60e6 / (double)(now.t_us - old->t_us);
+			if (parts)
+				recent_yield = (double)(now.accepted - old->accepted) / (double)parts;
+			if (now.latency_parts > old->latency_parts)
+				recent_latency = (now.latency_sum_ms - old->latency_sum_ms) /
+						 (double)(now.latency_parts - old->latency_parts);
+		}
+		add_int(b, "parts", (int64_t)st.results_written);
+		add_int(b, "accepted", (int64_t)st.accepted);
+		add_int(b, "rejected", (int64_t)st.rejected);
+		add_int(b, "marginal", (int64_t)st.marginal);
+		add_int(b, "failsafe", (int64_t)st.failsafe);
+		add_int(b, "missed_triggers", (int64_t)st.missed_triggers);
+		add_number(b, "rate_per_min", rate);
+		add_number(b, "yield", st.results_written
+					       ? (double)st.accepted / (double)st.results_written
+					       : NAN);
+		add_number(b, "recent_yield", recent_yield);
+		add_number(b, "recent_latency_ms", recent_latency);
+		add_number(b, "latency_p50_le_ms", latency_quantile_le(&st, 0.5));
+		add_number(b, "latency_p99_le_ms", latency_quantile_le(&st, 0.99));
+		json_builder_set_member_name(b, "plc_connected");
+		json_builder_add_boolean_value(b, h.plc_connected != 0);
+		add_int(b, "cameras", h.cameras);
+		add_int(b, "cameras_up", h.cameras_up);
+		json_builder_set_member_name(b, "queues");
+		json_builder_begin_object(b);
+		add_int(b, "inspect", (int64_t)h.q_inspect);
+		add_int(b, "results", (int64_t)h.q_results);
+		add_int(b, "log", (int64_t)h.q_log);
+		json_builder_end_object(b);
+		add_int(b, "db_rows_written", (int64_t)h.db_rows_written);
+		add_int(b, "db_rows_failed", (int64_t)h.db_rows_failed);
+	} else {
+		char *err = NULL;
+		int64_t n = db_count_inspections(s->db_path, &err);
+
+		add_int(b, "inspections", n < 0 ? -1 : n);
+		free(err);
+	}
+	json_builder_end_object(b);
+	reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
+	g_object_unref(b);
+}
+
+static void metric_head(GString *m, const char *name, const char *type, const char *help)
+{
+	g_string_append_printf(m, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metric(GString *m, const char *name, const char *labels, double v)
+{
+	char num[G_ASCII_DTOSTR_BUF_SIZE];
+
+	g_ascii_dtostr(num, sizeof num, v);
+	g_string_append_printf(m, "%s%s %s\n", name, labels ? labels : "", num);
+}
+
+/* Prometheus text exposition format 0.0.4. */
+static void serve_metrics(review_server *s, SoupServerMessage *msg)
+{
+	GString *m = g_string_new(NULL);
+
+	metric_head(m, "vigil_review_up", "gauge", "The review server answers.");
+	metric(m, "vigil_review_up", NULL, 1);
+	metric_head(m, "vigil_line_running", "gauge", "1 when this vigild runs the line.");
+	metric(m, "vigil_line_running", NULL, s->line ? 1 : 0);
+	if (s->line) {
+		struct line_stats st;
+		struct line_health h;
+		uint64_t cum = 0;
+
+		line_get_stats(s->line, &st);
+		line_get_health(s->line, &h);
+		metric_head(m, "vigil_parts_total", "counter",
+			    "Parts answered to the PLC, by verdict (fail-safe rejects included).");
+		metric(m, "vigil_parts_total", "{verdict=\"accept\"}", (double)st.accepted);
+		metric(m, "vigil_parts_total", "{verdict=\"reject\"}", (double)st.rejected);
+		metric(m, "vigil_parts_total", "{verdict=\"marginal\"}", (double)st.marginal);
+		metric_head(m, "vigil_failsafe_total", "counter",
+			    "Fail-safe rejects (deadline missed or a fault).");
+		metric(m, "vigil_failsafe_total", NULL, (double)st.failsafe);
+		metric_head(m, "vigil_triggers_total", "counter", "Triggers taken from the PLC.");
+		metric(m, "vigil_triggers_total", NULL, (double)st.triggers);
+		metric_head(m, "vigil_missed_triggers_total", "counter",
+			    "Triggers the PLC counted that vigild never saw.");
+		metric(m, "vigil_missed_triggers_total", NULL, (double)st.missed_triggers);
+		metric_head(m, "vigil_inspected_total", "counter", "Parts run through the model.");
+		metric(m, "vigil_inspected_total", NULL, (double)st.inspected);
+
+		metric_head(m, "vigil_latency_seconds", "histogram",
+			    "Trigger to PLC result, per logged part.");
+		for (int b = 0; b < LINE_LATENCY_BUCKETS; b++) {
+			char le[64], num[G_ASCII_DTOSTR_BUF_SIZE];
+
+			cum += st.latency_parts[b];
+			g_ascii_dtostr(num, sizeof num, line_latency_bounds_ms[b] / 1000.0);
+			g_snprintf(le, sizeof le, "{le=\"%s\"}", num);
+			metric(m, "vigil_latency_seconds_bucket", le, (double)cum);
+		}
+		cum += st.latency_parts[LINE_LATENCY_BUCKETS];
+		metric(m, "vigil_latency_seconds_bucket", "{le=\"+Inf\"}", (double)cum);
+		metric(m, "vigil_latency_seconds_sum", NULL, st.latency_sum_ms / 1000.0);
+		metric(m, "vigil_latency_seconds_count", NULL, (double)cum);
+
+		metric_head(m, "vigil_queue_depth", "gauge", "Parts waiting in each queue.");
+		metric(m, "vigil_queue_depth", "{queue=\"inspect\"}", (double)h.q_inspect);
+		metric(m, "vigil_queue_depth", "{queue=\"results\"}", (double)h.q_results);
+		metric(m, "vigil_queue_depth", "{queue=\"log\"}", (double)h.q_log);
+		metric_head(m, "vigil_plc_link_up", "gauge", "1 while the PLC link is up.");
+		metric(m, "vigil_plc_link_up", NULL, h.plc_connected ? 1 : 0);
+		metric_head(m, "vigil_cameras_up", "gauge", "Cameras delivering frames.");
+		metric(m, "vigil_cameras_up", NULL, h.cameras_up);
+		metric_head(m, "vigil_cameras", "gauge", "Cameras configured.");
+		metric(m, "vigil_cameras", NULL, h.cameras);
+		metric_head(m, "vigil_db_rows_logged_total", "counter",
+			    "Inspection rows handed to the database writer.");
+		metric(m, "vigil_db_rows_logged_total", NULL, (double)st.rows_logged);
+		metric_head(m, "vigil_db_rows_written_total", "counter",
+			    "Rows (inspections and events) committed by the database writer.");
+		metric(m, "vigil_db_rows_written_total", NULL, (double)h.db_rows_written);
+		metric_head(m, "vigil_db_rows_failed_total", "counter",
+			    "Rows (inspections and events) the database writer failed to write.");
+		metric(m, "vigil_db_rows_failed_total", NULL,
+		       (double)(h.db_rows_failed + st.rows_failed));
+	}
+	reply_text(msg, SOUP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", m);
+	g_string_free(m, TRUE);
+}
+
+/* ---- routing ---- */
+
+/* "/api/parts/ID" or "/api/parts/ID/review": the part id, and whether the
+ * review suffix is there; -1 when path is neither. */
+static int64_t part_route(const char *path, gboolean *review)
+{
+	const char *p = path + strlen("/api/parts/");
+	const char *end = p;
+	char digits[16];
+	guint64 id;
+
+	while (g_ascii_isdigit(*end))
+		end++;
+	if (end == p || end - p > 10)
+		return -1;
+	if (strcmp(end, "/review") == 0)
+		*review = TRUE;
+	else if (*end)
+		return -1;
+	memcpy(digits, p, (size_t)(end - p));
+	digits[end - p] = '\0';
+	if (parse_uint(digits, G_MAXUINT32, &id) < 0)
+		return -1;
+	return (int64_t)id;
+}
+
+/* Refuses what no page of this server would send, after the headers and
+ * before the body is read: a long request target, a large or unsized body,
+ * and dot segments or escaped slashes in the path. */
+static void early_handler(SoupServer *server, SoupServerMessage *msg, const char *path,
+			  GHashTable *query, gpointer data)
+{
+	GUri *uri = soup_server_message_get_uri(msg);
+	const char *raw_path = g_uri_get_path(uri);
+	const char *raw_query = g_uri_get_query(uri);
+	SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
+	goffset length;
+	char *decoded;
+
+	(void)server;
+	(void)path;
+	(void)query;
+	(void)data;
+	if ((raw_query && strlen(raw_query) > REVIEW_MAX_QUERY) || strlen(raw_path) > REVIEW_MAX_PATH) {
+		reply_error(msg, SOUP_STATUS_REQUEST_URI_TOO_LONG, "the request URI is too long");
+		return;
+	}
+	decoded = g_uri_unescape_string(raw_path, "/");
+	if (!decoded || strstr(decoded, "/../") || g_str_has_suffix(decoded, "/..") ||
+	    strstr(decoded, "/./") || g_str_has_suffix(decoded, "/.") || strchr(decoded, '\\')) {
+		reply_error(msg, SOUP_STATUS_BAD_REQUEST, "bad path");
+		g_free(decoded);
+		return;
+	}
+	g_free(decoded);
+	length = soup_message_headers_get_content_length(h);
+	if (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CHUNKED) {
+		reply_error(msg, SOUP_STATUS_LENGTH_REQUIRED, "send a Content-Length");
+		return;
+	}
+	if (length > REVIEW_MAX_BODY) {
+		reply_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "the body is too large");
+		return;
+	}
+}
+
+static void handler(SoupServer *server, SoupServerMessage *msg, const char *path,
+		    GHashTable *query, gpointer data)
+{
+	review_server *s = data;
+	const char *method = soup_server_message_get_method(msg);
+	const char *raw_query = g_uri_get_query(soup_server_message_get_uri(msg));
+	gboolean get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	gboolean review = FALSE;
+	int64_t part;
+
+	(void)server;
+	(void)query;
+	if (soup_server_message_get_status(msg) != 0)
+		return;  /* refused by the early handler */
+	if (g_str_has_prefix(path, "/api/parts/") && (part = part_route(path, &review)) >= 0) {
+		if (review && strcmp(method, "POST") == 0)
+			api_review(s, msg, part);
+		else if (!review && get)
+			api_part(s, msg, part);
+		else
+			reply_error(msg, SOUP_STATUS_METHOD_NOT_ALLOWED, "method not allowed");
+		return;
+	}
+	if (!get) {
+		reply_error(msg, SOUP_STATUS_METHOD_NOT_ALLOWED, "method not allowed");
+		return;
+	}
+	if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0)
+		serve_asset(s, msg, "index.html");
+	else if (g_str_has_prefix(path, "/static/"))
+		serve_asset(s, msg, path + strlen("/static/"));
+	else if (strcmp(path, "/api/inspections") == 0)
+		api_inspections(s, msg, raw_query);
+	else if (strcmp(path, "/api/status") == 0)
+		api_status(s, msg);
+	else if (strcmp(path, "/metrics") == 0)
+		serve_metrics(s, msg);
+	else
+		reply_error(msg, SOUP_STATUS_NOT_FOUND, "not found");
+}
+
+/* ---- set-up ---- */
+
+static int read_token(review_server *s, const config *cfg, char **err)
+{
+	char *token = NULL, *file = NULL, *text = NULL;
+	GError *gerr = NULL;
+	int rc = -EINVAL;
+
+	if (config_get_string(cfg, "review", "token", "", &token, err) < 0 ||
+	    config_get_string(cfg, "review", "token_file", "", &file, err) < 0)
+		goto out;
+	if (*token && *file) {
+		*err = config_error(cfg, "review", "token_file", "give token or token_file, not both");
+		goto out;
+	}
+	if (*file) {
+		if (!g_file_get_contents(file, &text, NULL, &gerr)) {
+			*err = config_error(cfg, "review", "token_file", "%s", gerr->message);
+			g_error_free(gerr);
+			goto out;
+		}
+		g_strstrip(text);
+		g_free(token);
+		token = text;
+		text = NULL;
+	}
+	if (*token && strlen(token) < REVIEW_MIN_TOKEN) {
+		*err = config_error(cfg, "review", *file ? "token_file" : "token",
+				    "the token is shorter than %d characters", REVIEW_MIN_TOKEN);
+		goto out;
+	}
+	if (*token && (strchr(token, '\n') || strchr(token, ' '))) {
+		*err = config_error(cfg, "review", *file ? "token_file" : "token",
+				    "the token is one word on one line");
+		goto out;
+	}
+	s->have_token = *token != '\0';
+	if (s->have_token)
+		token_digest(token, strlen(token), s->token_sha256);
+	rc = 0;
+out:
+	if (token)
+		memset(token, 0, strlen(token));
+	g_free(token);
+	g_free(file);
+	g_free(text);
+	return rc;
+}
+
+static int listen_on(review_server *s, const config *cfg, char **err)
+{
+	char *listen = NULL;
+	int port = 0, rc = -EINVAL;
+	GInetAddress *addr = NULL;
+	GSocketAddress *sa = NULL;
+	GError *gerr = NULL;
+	GSList *uris;
+
+	if (config_get_string(cfg, "review", "listen", "127.0.0.1", &listen, err) < 0 ||
+	    config_get_int(cfg, "review", "port", 8080, 0, 65535, &port, err) < 0)
+		goto out;
+	if (!(addr = g_inet_address_new_from_string(listen))) {
+		*err = config_error(cfg, "review", "listen", "'%s' is not an IP address", listen);
+		goto out;
+	}
+	sa = g_inet_socket_address_new(addr, (guint16)port);
+	if (!soup_server_listen(s->soup, sa, 0, &gerr)) {
+		*err = config_error(cfg, "review", "port", "cannot listen on %s port %d: %s", listen,
+				    port, gerr->message);
+		rc = g_error_matches(gerr, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE) ? -EADDRINUSE
+										  : -EIO;
+		g_error_free(gerr);
+		goto out;
+	}
+	uris = soup_server_get_uris(s->soup);
+	if (uris) {
+		s->port = g_uri_get_port(uris->data);
+		g_slist_free_full(uris, (GDestroyNotify)g_uri_unref);
+	}
+	g_message("review: serving http://%s%s%s:%d/ (%s)", strchr(listen, ':') ? "[" : "", listen,
+		  strchr(listen, ':') ? "]" : "", s->port,
+		  s->have_token ? "reviews need the token" : "read-only: no token configured");
+	if (!g_inet_address_get_is_loopback(addr))
+		g_warning("review: listening beyond this machine on %s; the page is plain HTTP",
+			  listen);
+	rc = 0;
+out:
+	if (sa)
+		g_object_unref(sa);
+	if (addr)
+		g_object_unref(addr);
+	g_free(listen);
+	return rc;
+}
+
+int review_server_new(const config *cfg, line *l, review_server **out, char **err)
+{
+	review_server *s = g_new0(review_server, 1);
+	int rc = -EINVAL;
+
+	*out = NULL;
+	s->line = l;
+	s->started_us = g_get_monotonic_time();
+	if (config_check_keys(cfg, "review", review_keys, err) < 0 ||
+	    config_get_string(cfg, "database", "path", NULL, &s->db_path, err) < 0 ||
+	    config_get_string(cfg, "review", "static_dir", "", &s->static_dir, err) < 0 ||
+	    read_token(s, cfg, err) < 0)
+		goto fail;
+	if (!*s->static_dir) {
+		g_clear_pointer(&s->static_dir, g_free);
+	} else if (!g_file_test(s->static_dir, G_FILE_TEST_IS_DIR)) {
+		*err = config_error(cfg, "review", "static_dir", "%s is not a folder", s->static_dir);
+		goto fail;
+	}
+	s->soup = soup_server_new("server-header", "vigild", NULL);
+	soup_server_add_early_handler(s->soup, NULL, early_handler, s, NULL);
+	soup_server_add_handler(s->soup, NULL, handler, s, NULL);
+	if ((rc = listen_on(s, cfg, err)) < 0)
+		goto fail;
+	if (l) {
+		on_sample(s);
+		s->sampler = g_timeout_add_seconds(1, on_sample, s);
+	}
+	*out = s;
+	return 0;
+fail:
+	review_server_free(s);
+	return rc;
+}
+
+int review_server_port(const review_server *s)
+{
+	return s->port;
+}
+
+void review_server_free(review_server *s)
+{
+	if (!s)
+		return;
+	if (s->sampler)
+		g_source_remove(s->sampler);
+	if (s->soup) {
+		soup_server_disconnect(s->soup);
+		g_object_unref(s->soup);
+	}
+	g_free(s->db_path);
+	g_free(s->static_dir);
+	g_free(s);
+}

@@ -1,0 +1,157 @@
+// The review page: polls /api/status, lists /api/inspections with the
+// filters, shows /api/parts/ID and posts reviews with the bearer token.
+// Every value from the log is put on the page as text, never as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let selectedPart = null;
+
+function fmt(v, digits) {
+  return v === null || v === undefined ? "–" : Number(v).toFixed(digits);
+}
+
+function text(el, value) {
+  el.textContent = value === null || value === undefined ? "–" : String(value);
+}
+
+async function getJSON(url) {
+  const r = await fetch(url, { cache: "no-store" });
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.error || r.statusText);
+  return body;
+}
+
+async function refreshStatus() {
+  try {
+    const s = await getJSON("/api/status");
+    if (!s.line) {
+      text($("st-rate"), "line not running here");
+      text($("st-parts"), s.inspections);
+      return;
+    }
+    text($("st-rate"), s.rate_per_min === null ? "–" : fmt(s.rate_per_min, 0) + " /min");
+    text($("st-yield"), s.yield === null ? "–" : fmt(100 * s.yield, 1) + " %");
+    text($("st-latency"), s.recent_latency_ms === null ? "–"
+      : fmt(s.recent_latency_ms, 1) + " ms mean, p99 ≤ " + fmt(s.latency_p99_le_ms, 0) + " ms");
+    text($("st-plc"), s.plc_connected ? "up" : "DOWN");
+    text($("st-cameras"), s.cameras_up + "/" + s.cameras);
+    text($("st-parts"), s.parts);
+  } catch (e) {
+    text($("st-rate"), "status: " + e.message);
+  }
+}
+
+function filterQuery() {
+  const q = new URLSearchParams();
+  for (const el of $("filters").elements) {
+    if (el.name && el.value.trim() !== "") q.set(el.name, el.value.trim());
+  }
+  return q.toString();
+}
+
+async function refreshList() {
+  const err = $("list-error");
+  try {
+    const data = await getJSON("/api/inspections?" + filterQuery());
+    err.hidden = true;
+    const body = $("inspections").tBodies[0];
+    body.replaceChildren();
+    for (const r of data.inspections.slice().reverse()) {
+      const tr = document.createElement("tr");
+      tr.className = r.verdict + (r.part_id === selectedPart ? " selected" : "");
+      tr.dataset.part = r.part_id;
+      const cells = [
+        [r.part_id, "num"], [r.time, ""], [r.verdict + (r.failsafe ? " (fail-safe)" : ""), "verdict"],
+        [r.class, ""], [fmt(r.score, 3), "num"], [fmt(r.vision_score, 3), "num"],
+        [fmt(r.signal_score, 3), "num"], [fmt(r.latency_ms, 1), "num"],
+        [r.review ? r.review + " → " + r.review_verdict : "", ""],
+      ];
+      for (const [v, cls] of cells) {
+        const td = document.createElement("td");
+        td.className = cls;
+        text(td, v);
+        tr.appendChild(td);
+      }
+      tr.addEventListener("click", () => openPart(r.part_id));
+      body.appendChild(tr);
+    }
+  } catch (e) {
+    err.hidden = false;
+    text(err, e.message);
+  }
+}
+
+function fillList(dl, pairs) {
+  dl.replaceChildren();
+  for (const [k, v] of pairs) {
+    const dt = document.createElement("dt");
+    const dd = document.createElement("dd");
+    text(dt, k);
+    text(dd, v);
+    dl.append(dt, dd);
+  }
+}
+
+async function openPart(id) {
+  selectedPart = id;
+  const d = await getJSON("/api/parts/" + encodeURIComponent(id));
+  const r = d.inspection;
+  $("detail").hidden = false;
+  text($("d-part"), r.part_id);
+  fillList($("d-fields"), [
+    ["verdict", r.verdict + (r.failsafe ? " (fail-safe)" : "")], ["class", r.class],
+    ["fused score", fmt(r.score, 3)], ["vision score", fmt(r.vision_score, 3)],
+    ["vibration score", fmt(r.signal_score, 3)], ["time (UTC)", r.time],
+    ["latency", fmt(r.latency_ms, 2) + " ms"], ["model", r.model_version],
+    ["review", r.review ? r.review + " → " + r.review_verdict + (r.review_note ? ": " + r.review_note : "") : "none"],
+  ]);
+  const v = d.vibration;
+  fillList($("d-vibration"), v ? [
+    ["velocity RMS (10–1000 Hz)", fmt(v.rms_velocity_mm_s, 2) + " mm/s"],
+    ["ISO 10816 zone", v.iso_zone], ["acceleration RMS", fmt(v.rms_accel_g, 3) + " g"],
+    ["high-frequency RMS", fmt(v.hf_accel_g, 3) + " g"], ["peak", fmt(v.peak_g, 3) + " g"],
+    ["crest factor", fmt(v.crest_factor, 2)], ["kurtosis", fmt(v.kurtosis, 2)],
+    ["envelope at FTF", fmt(v.ftf_env, 1) + " × median"],
+    ["envelope at BPFO", fmt(v.bpfo_env, 1) + " × median"],
+    ["envelope at BPFI", fmt(v.bpfi_env, 1) + " × median"],
+    ["envelope at BSF", fmt(v.bsf_env, 1) + " × median"],
+  ] : [["figures", "none logged"]]);
+  text($("review-result"), "");
+  for (const tr of $("inspections").tBodies[0].rows)
+    tr.classList.toggle("selected", Number(tr.dataset.part) === id);
+}
+
+async function submitReview(ev) {
+  ev.preventDefault();
+  const f = $("review");
+  const token = f.elements.token.value.trim();
+  sessionStorage.setItem("vigil-token", token);
+  const decision = f.elements.decision.value;
+  const body = { decision, note: f.elements.note.value, reviewer: f.elements.reviewer.value };
+  if (decision === "overrule") body.verdict = f.elements.verdict.value;
+  const r = await fetch("/api/parts/" + encodeURIComponent(selectedPart) + "/review", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
+    body: JSON.stringify(body),
+  });
+  const answer = await r.json();
+  text($("review-result"), r.ok ? "saved: " + answer.decision + " → " + answer.verdict
+    : "refused (" + r.status + "): " + answer.error);
+  if (r.ok) {
+    await openPart(selectedPart);
+    await refreshList();
+    text($("review-result"), "saved: " + answer.decision + " → " + answer.verdict);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("review").elements.token.value = sessionStorage.getItem("vigil-token") || "";
+  $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); refreshList(); });
+  $("review").addEventListener("submit", submitReview);
+  const q = new URLSearchParams(location.search);
+  for (const el of $("filters").elements)
+    if (el.name && q.has(el.name)) el.value = q.get(el.name);
+  refreshStatus();
+  refreshList();
+  setInterval(refreshStatus, 2000);
+});

@@ -1,0 +1,437 @@
+#!/usr/bin/python3
+"""The review web server inside vigild, over loopback: vigil-sim plays the
+PLC, vigild inspects and serves [review] on a port it picks (port = 0).
+
+Checks the inspection list and its filters, part detail with vibration
+figures, an overrule with the token (read back from the SQLite file), 401
+without or with a wrong token, 400 for hostile filters (SQL metacharacters,
+bad escapes), 400/404 for path traversal, 414 for an oversized query, 413
+for an oversized body, /metrics in Prometheus text format counting every
+part, and vigild --review-only over the finished log.
+
+usage: test_review.py BUILD_DIR SOURCE_ROOT [PARTS]
+"""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+build, root = sys.argv[1], sys.argv[2]
+parts = int(sys.argv[3]) if len(sys.argv) > 3 else 80
+sim_bin = os.path.join(build, "tools", "vigil-sim")
+vigild_bin = os.path.join(build, "app", "vigild")
+TOKEN = "test-review-token-0123456789"
+failures = []
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    failures.append(msg)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+    return cond
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, port):
+        self.port = port
+
+    def request(self, method, target, body=None, headers=None):
+        """Sends target as is (no normalisation); returns (status, headers, body)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        try:
+            c.putrequest(method, target, skip_accept_encoding=True)
+            hdrs = dict(headers or {})
+            if body is not None:
+                hdrs.setdefault("Content-Length", str(len(body)))
+            for k, v in hdrs.items():
+                c.putheader(k, v)
+            c.endheaders(body)
+            r = c.getresponse()
+            return r.status, r.headers, r.read()
+        except (ConnectionError, http.client.HTTPException) as e:
+            return 0, {}, str(e).encode()
+        finally:
+            c.close()
+
+    def get_json(self, target, want=200):
+        status, _, body = self.request("GET", target)
+        check(status == want, f"GET {target[:80]}: status {status}, want {want}: {body[:200]!r}")
+        try:
+            return json.loads(body)
+        except ValueError:
+            fail(f"GET {target[:80]}: not JSON: {body[:200]!r}")
+            return {}
+
+    def review(self, part, payload, token=TOKEN):
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = "Bearer " + token
+        return self.request("POST", f"/api/parts/{part}/review", body, headers)
+
+
+def wait_for_port(log_path, proc, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(log_path) as f:
+            m = re.search(r"review: serving http://127\.0\.0\.1:(\d+)/", f.read())
+        if m:
+            return int(m.group(1))
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    with open(log_path) as f:
+        print(f.read()[-3000:])
+    print("FAIL: vigild did not log the review server's port")
+    sys.exit(1)
+
+
+def write_conf(path, sim_dir, plc_port, db):
+    with open(path, "w") as f:
+        f.write(f"""[camera.top]
+pipeline = multifilesrc location={sim_dir}/images/part-%05d.png index=0 caps=image/png ! pngdec ! videoconvert ! appsink name=sink
+trigger = sequence
+frame_timeout_ms = 5000
+
+[vibration.drive_end]
+pipeline = filesrc location={sim_dir}/vibration.wav ! wavparse ! audioconvert ! audioresample ! appsink name=sink
+mode = sequence
+rate_hz = 12000
+window = 2048
+stride = 2048
+timeout_ms = 5000
+shaft_hz = 29.95
+bearing_balls = 9
+ball_diameter_mm = 7.94
+pitch_diameter_mm = 39.04
+
+[model]
+package = {root}/models/synthetic-v1
+backend = opencv
+
+[plc]
+host = 127.0.0.1
+port = {plc_port}
+poll_ms = 2
+reject_deadline_ms = 2000
+
+[database]
+path = {db}
+
+[review]
+listen = 127.0.0.1
+port = 0
+token = {TOKEN}
+""")
+
+
+def check_list_and_detail(srv, db):
+    con = sqlite3.connect(db)
+    want_rejects = [r[0] for r in con.execute(
+        "SELECT part_id FROM inspections WHERE verdict = 'reject' ORDER BY id")]
+    con.close()
+    got = srv.get_json("/api/inspections?verdict=reject&limit=10000").get("inspections", [])
+    check([r["part_id"] for r in got] == want_rejects,
+          f"rejected parts via the API {len(got)} != database {len(want_rejects)}")
+    check(all(r["verdict"] == "reject" for r in got), "verdict filter let other verdicts through")
+    if not check(len(got) > 0, "no rejected parts to review"):
+        return None
+    every = srv.get_json("/api/inspections?limit=10000").get("inspections", [])
+    check(len(every) == parts, f"{len(every)} inspections listed, want {parts}")
+    few = srv.get_json("/api/inspections?limit=5").get("inspections", [])
+    check(len(few) == 5 and few[-1]["id"] == every[-1]["id"], "limit does not give the newest rows")
+    ranged = srv.get_json("/api/inspections?min_score=0.5&max_score=1&limit=10000")["inspections"]
+    check(all(r["score"] is not None and 0.5 <= r["score"] <= 1 for r in ranged),
+          "score range filter let other scores through")
+    cls = srv.get_json("/api/inspections?" + urllib.parse.urlencode(
+        {"class": "surface+vibration", "limit": 10000}))["inspections"]
+    check(all(r["class"] == "surface+vibration" for r in cls), "class filter with '+' broke")
+
+    part = got[0]["part_id"]
+    detail = srv.get_json(f"/api/parts/{part}")
+    insp = detail.get("inspection", {})
+    check(insp.get("part_id") == part and insp.get("verdict") == "reject",
+          f"part detail of {part} is wrong: {insp}")
+    vib = detail.get("vibration") or {}
+    check(vib.get("iso_zone") in ("A", "B", "C", "D") and vib.get("bpfo_env") is not None,
+          f"part detail lacks the vibration condition figures: {vib}")
+    srv.get_json("/api/parts/4294967295", want=404)
+    return part
+
+
+def check_review(srv, db, part):
+    note = "scratch is a lint fibre'; DROP TABLE reviews; --"
+    status, hdrs, body = srv.review(part, {"decision": "overrule", "verdict": "accept", "note": note},
+                                    token=None)
+    check(status == 401, f"review without a token: status {status}, want 401")
+    check("Bearer" in (hdrs.get("WWW-Authenticate") or ""), "401 lacks WWW-Authenticate: Bearer")
+    for bad in ("", "x", TOKEN[:-1], TOKEN + "x", TOKEN.upper()):
+        status, _, _ = srv.review(part, {"decision": "confirm"}, token=bad)
+        check(status == 401, f"review with token {bad!r}: status {status}, want 401")
+    status, _, body = srv.request("POST", f"/api/parts/{part}/review", b'{"decision":"confirm"}',
+                                  {"Authorization": "Basic " + TOKEN})
+    check(status == 401, f"review with a Basic header: status {status}, want 401")
+    status, _, body = srv.review(part, {"decision": "overrule", "verdict": "maybe"})
+    check(status == 400, f"overrule to 'maybe': status {status}, want 400")
+    status, _, body = srv.review(part, {"decision": "overrule"})
+    check(status == 400, f"overrule without a verdict: status {status}, want 400")
+    status, _, body = srv.request("POST", f"/api/parts/{part}/review", b"not json",
+                                  {"Authorization": "Bearer " + TOKEN})
+    check(status == 400, f"review with a body that is not JSON: status {status}, want 400")
+    status, _, body = srv.request("POST", f"/api/parts/{part}/review", b"x" * 40000,
+                                  {"Authorization": "Bearer " + TOKEN})
+    check(status == 413, f"review with a 40 kB body: status {status}, want 413")
+    status, _, body = srv.review(4294967295, {"decision": "confirm"})
+    check(status == 404, f"review of a part never inspected: status {status}, want 404")
+    con = sqlite3.connect(db)
+    n = con.execute("SELECT count(*) FROM reviews").fetchone()[0]
+    con.close()
+    check(n == 0, f"{n} reviews stored by refused requests")
+
+    status, _, body = srv.review(part, {"decision": "overrule", "verdict": "accept", "note": note,
+                                        "reviewer": "qa-test"})
+    check(status == 200, f"overrule with the token: status {status}: {body[:200]!r}")
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT i.part_id, r.decision, r.verdict, r.note, r.reviewer FROM reviews r"
+                       " JOIN inspections i ON i.id = r.inspection_id").fetchall()
+    con.close()
+    check(rows == [(part, "overrule", "accept", note, "qa-test")],
+          f"the review in the database is {rows}")
+    listed = srv.get_json(f"/api/inspections?part={part}")["inspections"]
+    check(len(listed) == 1 and listed[0]["review"] == "overrule" and
+          listed[0]["review_verdict"] == "accept" and listed[0]["review_note"] == note,
+          f"the list does not show the review: {listed}")
+    reviewed = srv.get_json("/api/inspections?reviewed=yes")["inspections"]
+    check([r["part_id"] for r in reviewed] == [part], "reviewed=yes does not find the review")
+
+
+HOSTILE = [
+    "verdict=" + urllib.parse.quote("reject' OR '1'='1"),
+    "verdict=" + urllib.parse.quote("reject; DROP TABLE inspections; --"),
+    "class=" + urllib.parse.quote("none' UNION SELECT * FROM reviews --"),
+    "min_score=" + urllib.parse.quote("0 OR 1=1"),
+    "max_score=" + urllib.parse.quote("1); DELETE FROM inspections; --"),
+    "min_score=nan", "max_score=inf", "min_score=2", "min_score=-0.5",
+    "part=" + urllib.parse.quote("1 OR 1=1"), "part=-1", "part=99999999999", "part=0x10",
+    "limit=-1", "limit=0", "limit=" + urllib.parse.quote("10; DROP TABLE inspections"),
+    "reviewed=maybe", "verdict=%zz", "verdict=reject%00", "verdict=%ff%fe",
+    urllib.parse.quote("verdict') --") + "=x",
+]
+
+
+def check_hostile(srv, db):
+    for q in HOSTILE:
+        status, _, body = srv.request("GET", "/api/inspections?" + q)
+        ok = check(status == 400, f"hostile filter {q!r}: status {status}, want 400")
+        # libsoup itself refuses a URI it cannot parse (a bad escape), with
+        # an empty 400; every 400 of the server's own carries a message.
+        if ok and body:
+            try:
+                msg = json.loads(body)["error"]
+                check(isinstance(msg, str) and msg, f"hostile filter {q!r}: no message")
+            except (ValueError, KeyError):
+                fail(f"hostile filter {q!r}: the 400 is not a JSON error: {body[:100]!r}")
+    traversal = [
+        "/static/../../../../etc/passwd", "/static/..%2f..%2f..%2fetc%2fpasswd",
+        "/static/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/static/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/../../../etc/passwd", "/static/..\\..\\etc\\passwd", "/static/.%2e/.%2e/etc/passwd",
+        "/static//etc/passwd", "/static/%00index.html", "/static/.hidden",
+        "/static/review.js/../../../etc/passwd",
+    ]
+    for t in traversal:
+        status, _, body = srv.request("GET", t)
+        check(status in (400, 404), f"path traversal {t!r}: status {status}, want 400 or 404")
+        check(b"root:" not in body, f"path traversal {t!r} served /etc/passwd")
+    long_query = "/api/inspections?verdict=reject&part=" + "1" * 8000
+    status, _, _ = srv.request("GET", long_query)
+    check(status in (414, 400), f"8 kB query string: status {status}, want 414")
+    status, _, _ = srv.request("GET", "/api/inspections?" + "a=b&" * 700)
+    check(status in (414, 400), f"2.8 kB query string: status {status}, want 414")
+    status, _, _ = srv.request("PUT", "/api/inspections")
+    check(status == 405, f"PUT: status {status}, want 405")
+    status, _, _ = srv.request("DELETE", "/api/parts/1/review")
+    check(status == 405, f"DELETE review: status {status}, want 405")
+    con = sqlite3.connect(db)
+    n = con.execute("SELECT count(*) FROM inspections").fetchone()[0]
+    ok = con.execute("PRAGMA integrity_check").fetchone()[0]
+    con.close()
+    check(n == parts and ok == "ok", f"after hostile input: {n} rows, integrity {ok}")
+    # The server still answers.
+    srv.get_json("/api/inspections?limit=1")
+
+
+METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
+
+
+def parse_metrics(text):
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            check(not line or line.startswith("# HELP ") or line.startswith("# TYPE "),
+                  f"metrics: bad comment line {line!r}")
+            continue
+        m = METRIC_LINE.match(line)
+        if not check(m, f"metrics: line is not in the text format: {line!r}"):
+            continue
+        samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return samples
+
+
+def check_metrics(srv):
+    status, hdrs, body = srv.request("GET", "/metrics")
+    check(status == 200, f"/metrics: status {status}")
+    check((hdrs.get("Content-Type") or "").startswith("text/plain"), "/metrics is not text/plain")
+    m = parse_metrics(body.decode())
+    by_verdict = sum(m.get(f'vigil_parts_total{{verdict="{v}"}}', 0)
+                     for v in ("accept", "reject", "marginal"))
+    check(by_verdict == parts, f"/metrics counts {by_verdict} parts by verdict, want {parts}")
+    check(m.get("vigil_latency_seconds_count") == parts,
+          f"latency histogram counts {m.get('vigil_latency_seconds_count')}, want {parts}")
+    buckets = [(k, v) for k, v in m.items() if k.startswith("vigil_latency_seconds_bucket")]
+    counts = [v for _, v in buckets]
+    check(counts == sorted(counts) and counts and counts[-1] == parts,
+          f"latency buckets are not cumulative up to {parts}: {buckets}")
+    check(m.get("vigil_latency_seconds_sum", 0) > 0, "latency sum is 0")
+    for q in ("inspect", "results", "log"):
+        check(f'vigil_queue_depth{{queue="{q}"}}' in m, f"no queue depth for {q}")
+    check("vigil_plc_link_up" in m, "no PLC link state")
+    check(m.get("vigil_db_rows_written_total", 0) >= parts,
+          f"db rows written {m.get('vigil_db_rows_written_total')} < {parts}")
+    check(m.get("vigil_db_rows_failed_total") == 0, "db rows failed is not 0")
+    print(f"metrics: {len(m)} samples, {by_verdict:.0f} parts by verdict")
+
+
+def check_page(srv):
+    status, hdrs, body = srv.request("GET", "/")
+    check(status == 200 and b"Vigil defect log" in body, f"GET /: status {status}")
+    check((hdrs.get("Content-Type") or "").startswith("text/html"), "GET / is not text/html")
+    check("default-src 'self'" in (hdrs.get("Content-Security-Policy") or ""), "no CSP header")
+    for name, ctype in (("review.js", "text/javascript"), ("review.css", "text/css")):
+        status, hdrs, body = srv.request("GET", "/static/" + name)
+        check(status == 200 and (hdrs.get("Content-Type") or "").startswith(ctype),
+              f"/static/{name}: status {status}, type {hdrs.get('Content-Type')}")
+    status, _, _ = srv.request("GET", "/static/nosuch.js")
+    check(status == 404, f"/static/nosuch.js: status {status}, want 404")
+
+
+def check_bad_configs(tmp, db):
+    """A bad [review] section stops vigild with FILE:LINE: [review] KEY."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    cases = [
+        ("port = 70000", "[review] port"),
+        ("tokne = abcdefghijkl", "[review] tokne: unknown key"),
+        ("token = short", "[review] token: the token is shorter"),
+        ("token = abcdefghijkl\ntoken_file = /nonexistent", "[review] token_file"),
+        ("token_file = /nonexistent/token", "[review] token_file"),
+        ("listen = localhost", "[review] listen: 'localhost' is not an IP address"),
+        ("static_dir = /nonexistent", "[review] static_dir"),
+        (f"port = {taken.getsockname()[1]}", "cannot listen"),
+    ]
+    for i, (body, want) in enumerate(cases):
+        path = os.path.join(tmp, f"bad-{i}.conf")
+        with open(path, "w") as f:
+            f.write(f"[database]\npath = {db}\n\n[review]\n{body}\n")
+        r = subprocess.run([vigild_bin, "--config", path, "--review-only"], capture_output=True,
+                           text=True, timeout=30)
+        out = r.stdout + r.stderr
+        check(r.returncode != 0 and f"{path}:" in out and want in out,
+              f"bad [review] {body!r}: rc {r.returncode}, output {out.strip()[-300:]!r}, "
+              f"want {want!r}")
+    taken.close()
+
+
+def main():
+    with tempfile.TemporaryDirectory(prefix="vigil-review-") as tmp:
+        sim_dir = os.path.join(tmp, "sim")
+        subprocess.run([sim_bin, "generate", "--out", sim_dir, "--parts", str(parts),
+                        "--seed", "777", "--split", "review"], check=True,
+                       stdout=subprocess.DEVNULL)
+        plc_port = free_port()
+        db = os.path.join(tmp, "vigil.db")
+        conf = os.path.join(tmp, "vigild.conf")
+        write_conf(conf, sim_dir, plc_port, db)
+        sim = subprocess.Popen([sim_bin, "run", "--parts-dir", sim_dir, "--port", str(plc_port),
+                                "--rate", "1200", "--results", os.path.join(tmp, "results.csv"),
+                                "--summary", os.path.join(tmp, "summary.json"), "--db", db,
+                                "--ready-timeout-s", "60"], stdout=subprocess.DEVNULL)
+        log_path = os.path.join(tmp, "vigild.log")
+        log = open(log_path, "w")
+        vigild = subprocess.Popen([vigild_bin, "--config", conf], stdout=log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            srv = Server(wait_for_port(log_path, vigild))
+            status = srv.get_json("/api/status")
+            check(status.get("line") is True and status.get("writes_enabled") is True,
+                  f"/api/status while running: {status}")
+            sim_rc = sim.wait(timeout=240)
+            check(sim_rc == 0, f"vigil-sim exited with {sim_rc}")
+            # vigil-sim checked every row; the server reads the same file.
+            status = srv.get_json("/api/status")
+            check(status.get("parts") == parts, f"/api/status counts {status.get('parts')} parts")
+            check_page(srv)
+            part = check_list_and_detail(srv, db)
+            if part is not None:
+                check_review(srv, db, part)
+            check_hostile(srv, db)
+            check_metrics(srv)
+        finally:
+            vigild.send_signal(signal.SIGTERM)
+            vigild_rc = vigild.wait(timeout=60)
+            if sim.poll() is None:
+                sim.kill()
+            log.close()
+        check(vigild_rc == 0, f"vigild exited with {vigild_rc}")
+
+        # The page over the finished log, without the line.
+        log_path = os.path.join(tmp, "review-only.log")
+        log = open(log_path, "w")
+        vigild = subprocess.Popen([vigild_bin, "--config", conf, "--review-only"], stdout=log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            srv = Server(wait_for_port(log_path, vigild))
+            status = srv.get_json("/api/status")
+            check(status.get("line") is False and status.get("inspections") == parts,
+                  f"--review-only status: {status}")
+            m = parse_metrics(srv.request("GET", "/metrics")[2].decode())
+            check(m.get("vigil_line_running") == 0, "--review-only metrics claim a line")
+            status, _, _ = srv.review(part, {"decision": "confirm"}, token="wrong-token-123")
+            check(status == 401, f"--review-only review with a wrong token: {status}")
+        finally:
+            vigild.send_signal(signal.SIGTERM)
+            rc = vigild.wait(timeout=30)
+            log.close()
+        check(rc == 0, f"vigild --review-only exited with {rc}")
+        check_bad_configs(tmp, db)
+        if failures:
+            with open(os.path.join(tmp, "vigild.log")) as f:
+                print(f.read()[-3000:])
+
+    if failures:
+        print(f"FAIL: {len(failures)} checks failed")
+        sys.exit(1)
+    print(f"PASS: review server over {parts} parts")
+
+
+main()
