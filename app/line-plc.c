@@ -265,8 +265,11 @@ static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 		hand_to_log(l, s, p);
 		return;
 	}
+	/* The buffer holds result_buffer results behind the presented one;
+	 * while none is presented, the oldest pending part is about to be. */
 	if (l->plc_result_buffer >= 0 &&
-	    g_queue_get_length(&s->pending) >= (guint)l->plc_result_buffer + 1) {
+	    g_queue_get_length(&s->pending) + (s->have_cur ? 1u : 0u) >=
+		    (guint)l->plc_result_buffer + 1) {
 		/* The PLC is not taking results: the buffer is full. The part is
 		 * logged, its result never reaches the PLC, and the PLC sees the
 		 * overrun count and bit. */

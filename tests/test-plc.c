@@ -3,12 +3,15 @@
  * server (tests/plc_peer.py) that shares no code with us. */
 #include <errno.h>
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <modbus.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -667,6 +670,224 @@ static void test_server(void)
 	g_assert_null(plc_link_new(&cfg)); /* broadcast address as our unit */
 }
 
+/* ---- Modbus RTU over a socat pseudo-terminal pair ---- */
+
+struct pty_pair {
+	GPid socat;
+	char *dir, *a, *b;
+};
+
+/* socat ends with the test, even when an assertion aborts it. */
+static void socat_setup(gpointer data)
+{
+	(void)data;
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+}
+
+/* Starts socat with two linked pseudo-terminals; FALSE (test skipped) when
+ * socat is missing. */
+static gboolean pty_pair_open(struct pty_pair *pp)
+{
+	char *socat = g_find_program_in_path("socat");
+	char *la, *lb;
+	GError *gerr = NULL;
+	int64_t end;
+
+	if (!socat) {
+		g_test_skip("socat is not installed (apt install socat)");
+		return FALSE;
+	}
+	pp->dir = g_dir_make_tmp("vigil-rtu-XXXXXX", &gerr);
+	g_assert_no_error(gerr);
+	pp->a = g_build_filename(pp->dir, "vigild", NULL);
+	pp->b = g_build_filename(pp->dir, "plc", NULL);
+	la = g_strdup_printf("pty,raw,echo=0,link=%s", pp->a);
+	lb = g_strdup_printf("pty,raw,echo=0,link=%s", pp->b);
+	{
+		char *argv[] = { socat, la, lb, NULL };
+
+		g_assert_true(g_spawn_async(NULL, argv, NULL,
+					    G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL |
+						    G_SPAWN_STDERR_TO_DEV_NULL,
+					    socat_setup, NULL, &pp->socat, &gerr));
+		g_assert_no_error(gerr);
+	}
+	end = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+	while (!(g_file_test(pp->a, G_FILE_TEST_EXISTS) && g_file_test(pp->b, G_FILE_TEST_EXISTS)))
+	{
+		g_assert_cmpint(g_get_monotonic_time(), <, end);
+		g_usleep(10000);
+	}
+	g_free(la);
+	g_free(lb);
+	g_free(socat);
+	return TRUE;
+}
+
+static void pty_pair_close(struct pty_pair *pp)
+{
+	int status;
+
+	kill(pp->socat, SIGTERM);
+	waitpid(pp->socat, &status, 0);
+	g_spawn_close_pid(pp->socat);
+	g_remove(pp->a);
+	g_remove(pp->b);
+	g_rmdir(pp->dir);
+	g_free(pp->a);
+	g_free(pp->b);
+	g_free(pp->dir);
+}
+
+static struct plc_config rtu_config(enum plc_role role, const char *device)
+{
+	return (struct plc_config){ .role = role, .transport = PLC_TRANSPORT_RTU,
+				    .device = device, .baud = 115200, .parity = 'E',
+				    .stop_bits = 1, .unit_id = 7, .timeout_ms = 1000,
+				    .map = PLC_REGMAP_DEFAULT };
+}
+
+/* Server role on one end; a libmodbus RTU master (the PLC) on the other. */
+static void test_rtu_server(void)
+{
+	const struct plc_regmap map = PLC_REGMAP_DEFAULT;
+	struct pty_pair pp;
+	struct plc_config cfg;
+	struct server_run sr = { 0 };
+	struct plc_trigger t;
+	struct plc_result r;
+	uint16_t regs[PLC_RES_REGS], trig[PLC_TRIG_REGS] = { 5, 0x0001, 0x0203, 0, 2 };
+	uint16_t sregs[PLC_STAT_REGS];
+	modbus_t *mb;
+	GThread *th;
+
+	if (!pty_pair_open(&pp))
+		return;
+	cfg = rtu_config(PLC_ROLE_SERVER, pp.a);
+	sr.link = plc_link_new(&cfg);
+	g_assert_nonnull(sr.link);
+	g_assert_cmpint(plc_link_connect(sr.link), ==, 0);
+	g_assert_cmpint(plc_write_result(sr.link, &known_result), ==, 0);
+	g_assert_cmpint(plc_write_status(sr.link, &(struct plc_status){ .heartbeat = 3,
+			.word = PLC_STATUS_READY }), ==, 0);
+	th = g_thread_new("rtu-server", server_loop, &sr);
+
+	mb = modbus_new_rtu(pp.b, 115200, 'E', 8, 1);
+	g_assert_nonnull(mb);
+	g_assert_cmpint(modbus_set_slave(mb, 7), ==, 0);
+	modbus_set_response_timeout(mb, 2, 0);
+	g_assert_cmpint(modbus_connect(mb), ==, 0);
+	g_assert_cmpint(modbus_read_registers(mb, map.result_base, PLC_RES_REGS, regs), ==,
+			PLC_RES_REGS);
+	plc_decode_result(regs, &r);
+	assert_result_eq(&r, &known_result);
+	g_assert_cmpint(modbus_read_registers(mb, map.status_base, PLC_STAT_REGS, sregs), ==,
+			PLC_STAT_REGS);
+	g_assert_cmpuint(sregs[PLC_STAT_HEARTBEAT], ==, 3);
+	g_assert_cmpuint(sregs[PLC_STAT_MAP_VERSION], ==, PLC_MAP_VERSION);
+	g_assert_cmpint(modbus_write_registers(mb, map.trigger_base, PLC_TRIG_REGS, trig), ==,
+			PLC_TRIG_REGS);
+	/* A forged verdict: exception 02, and the line stays in step. */
+	errno = 0;
+	g_assert_cmpint(modbus_write_register(mb, map.result_base + PLC_RES_VERDICT, 1), ==, -1);
+	g_assert_cmpint(errno, ==, EMBXILADD);
+	g_assert_cmpint(modbus_write_register(mb, map.trigger_base + PLC_TRIG_ACK, 0x0102), ==, 1);
+	modbus_close(mb);
+	modbus_free(mb);
+
+	sr.stop = 1;
+	g_thread_join(th);
+	g_assert_cmpint(plc_read_trigger(sr.link, &t), ==, 0);
+	g_assert_cmpuint(t.counter, ==, 5);
+	g_assert_cmphex(t.part_id, ==, 0x00010203);
+	g_assert_cmpuint(t.ack, ==, 0x0102);
+	g_assert_cmpuint(t.job, ==, 2);
+	plc_link_free(sr.link);
+	pty_pair_close(&pp);
+}
+
+/* The PLC as an RTU slave: libmodbus serving a mapping on its own thread. */
+struct rtu_slave {
+	modbus_t *ctx;
+	modbus_mapping_t *mb;
+	volatile int stop;
+};
+
+static gpointer rtu_slave_loop(gpointer data)
+{
+	struct rtu_slave *sl = data;
+	uint8_t q[MODBUS_RTU_MAX_ADU_LENGTH];
+
+	while (!sl->stop) {
+		struct pollfd pfd = { .fd = modbus_get_socket(sl->ctx), .events = POLLIN };
+		int rc;
+
+		if (poll(&pfd, 1, 20) <= 0)
+			continue;
+		rc = modbus_receive(sl->ctx, q);
+		if (rc > 0)
+			modbus_reply(sl->ctx, q, rc, sl->mb);
+	}
+	return NULL;
+}
+
+/* Client role on one end; the PLC, an RTU slave, on the other. */
+static void test_rtu_client(void)
+{
+	const struct plc_regmap map = PLC_REGMAP_DEFAULT;
+	const uint16_t trig[PLC_TRIG_REGS] = { 9, 0x0004, 0x0005, 0, 0 };
+	struct pty_pair pp;
+	struct plc_config cfg;
+	struct rtu_slave sl = { 0 };
+	struct plc_trigger t;
+	struct plc_result r;
+	struct plc_status st;
+	plc_link *link;
+	GThread *th;
+
+	if (!pty_pair_open(&pp))
+		return;
+	sl.ctx = modbus_new_rtu(pp.b, 115200, 'E', 8, 1);
+	g_assert_nonnull(sl.ctx);
+	g_assert_cmpint(modbus_set_slave(sl.ctx, 7), ==, 0);
+	g_assert_cmpint(modbus_connect(sl.ctx), ==, 0);
+	sl.mb = modbus_mapping_new(0, 0, 64, 0);
+	g_assert_nonnull(sl.mb);
+	memcpy(sl.mb->tab_registers + map.trigger_base, trig, sizeof trig);
+	th = g_thread_new("rtu-slave", rtu_slave_loop, &sl);
+
+	cfg = rtu_config(PLC_ROLE_CLIENT, pp.a);
+	link = plc_link_new(&cfg);
+	g_assert_nonnull(link);
+	g_assert_cmpint(plc_link_connect(link), ==, 0);
+	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
+	g_assert_cmpuint(t.counter, ==, 9);
+	g_assert_cmphex(t.part_id, ==, 0x00040005);
+	g_assert_cmpint(plc_write_result(link, &known_result), ==, 0);
+	g_assert_cmpint(plc_write_status(link, &(struct plc_status){ .heartbeat = 4,
+			.word = PLC_STATUS_READY, .trigger_seen = 9 }), ==, 0);
+	/* Out of the slave's range: an exception reply keeps the link up. */
+	g_assert_true(plc_link_connected(link));
+
+	sl.stop = 1;
+	g_thread_join(th);
+	plc_decode_result(sl.mb->tab_registers + map.result_base, &r);
+	assert_result_eq(&r, &known_result);
+	plc_decode_status(sl.mb->tab_registers + map.status_base, &st);
+	g_assert_cmpuint(st.heartbeat, ==, 4);
+	g_assert_cmpuint(st.trigger_seen, ==, 9);
+	g_assert_cmpuint(sl.mb->tab_registers[map.status_base + PLC_STAT_MAP_VERSION], ==,
+			 PLC_MAP_VERSION);
+	/* The slave gone silent: a timeout, and the link closes for a retry. */
+	g_assert_cmpint(plc_read_trigger(link, &t), <, 0);
+	g_assert_false(plc_link_connected(link));
+	plc_link_free(link);
+	modbus_close(sl.ctx);
+	modbus_free(sl.ctx);
+	modbus_mapping_free(sl.mb);
+	pty_pair_close(&pp);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -680,5 +901,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/plc/sim/robust", test_sim_robust);
 	g_test_add_func("/plc/pymodbus", test_pymodbus_peer);
 	g_test_add_func("/plc/server", test_server);
+	g_test_add_func("/plc/rtu/server", test_rtu_server);
+	g_test_add_func("/plc/rtu/client", test_rtu_client);
 	return g_test_run();
 }
