@@ -165,9 +165,9 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 	for (int i = 0; i < l->ncameras; i++) {
 		struct capture_frame *f = frames[i];
 
-		if (fusion_image_prepare(f->data, f->width, f->height, f->stride,
-					 info->input_width, info->input_height, info->mean,
-					 info->std, img) < 0 ||
+		if (fusion_image_prepare_resize(f->data, f->width, f->height, f->stride,
+						info->input_width, info->input_height, info->mean,
+						info->std, info->resize, img) < 0 ||
 		    infer_model_run(l->model, img, feat, &out, &err) < 0) {
 			g_warning("part %u: model failed on camera %s: %s", p->part_id,
 				  l->cameras[i].name, err ? err : "bad image");

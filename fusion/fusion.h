@@ -46,4 +46,39 @@ struct fusion_condition {
 };
 int fusion_condition(const float *x, size_t n, struct fusion_condition *out);
 
+/* How a frame is fitted to the model input (a model manifest's [vision]
+ * resize key; docs/model.md). */
+enum fusion_resize {
+	/* Both sides scaled to the input size, aspect ratio not kept (the
+	 * default, and what fusion_image_prepare does). */
+	FUSION_RESIZE_STRETCH = 0,
+	/* Aspect ratio kept: a frame whose long side disagrees with the
+	 * input's (portrait frame, landscape input or the reverse) is first
+	 * turned a quarter clockwise; it is then scaled so that it fits the
+	 * input (area averaging when shrinking), centred, and the rest is
+	 * filled (fusion_image_fit). */
+	FUSION_RESIZE_LETTERBOX = 1,
+};
+
+/* "stretch" or "letterbox" to the enum; 0 or -EINVAL. */
+int fusion_resize_parse(const char *name, enum fusion_resize *out);
+/* The manifest name of a mode ("stretch", "letterbox"); NULL if unknown. */
+const char *fusion_resize_name(enum fusion_resize mode);
+
+/* The geometric part: the frame fitted to out_w x out_h 8-bit pixels in
+ * dst (stride out_w) by mode. fill is the value of the pixels the frame
+ * does not cover (letterbox), 0..255, or -1 for the rounded mean of the
+ * fitted frame's pixels. Masks go through this with fill 0 so that they
+ * stay aligned with their image. Returns 0 or -EINVAL / -ENOMEM / -EIO. */
+int fusion_image_fit(const uint8_t *gray, int w, int h, int stride, int out_w, int out_h,
+		     enum fusion_resize mode, int fill, uint8_t *dst);
+
+/* fusion_image_prepare with a fitting mode: FUSION_RESIZE_STRETCH is
+ * exactly fusion_image_prepare; FUSION_RESIZE_LETTERBOX fits the frame by
+ * fusion_image_fit (fill -1: the uncovered border has the frame's mean
+ * brightness) and normalises the same way. */
+int fusion_image_prepare_resize(const uint8_t *gray, int w, int h, int stride,
+				int out_w, int out_h, float mean, float std,
+				enum fusion_resize mode, float *out);
+
 #endif

@@ -147,6 +147,19 @@ static int read_info(infer_model *m, const config *man, char **err)
 	if (config_get_double(man, "thresholds", "signal", 0.5, 0, 1, &d, err) < 0)
 		return INFER_EMANIFEST;
 	in->signal_threshold = (float)d;
+	{
+		char *resize = NULL;
+
+		if (config_get_string(man, "vision", "resize", "stretch", &resize, err) < 0)
+			return INFER_EMANIFEST;
+		if (fusion_resize_parse(resize, &in->resize) < 0) {
+			*err = config_error(man, "vision", "resize",
+					    "'%s' is not stretch or letterbox", resize);
+			g_free(resize);
+			return INFER_EMANIFEST;
+		}
+		g_free(resize);
+	}
 	return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "core/part.h"
+#include "fusion/fusion.h"
 
 #define INFER_ENOBASE 40000
 #define INFER_EMANIFEST (-(INFER_ENOBASE + 1))  /* manifest missing or invalid */
@@ -35,6 +36,9 @@ struct infer_info {
 	int vision_out, signal_out;
 	float reject, marginal;    /* on the fused probability */
 	float vision_threshold, signal_threshold;
+	/* [vision] resize: how the frame is fitted to the input
+	 * (fusion_image_prepare_resize); stretch when the key is absent. */
+	enum fusion_resize resize;
 };
 
 struct infer_output {
@@ -68,8 +72,8 @@ void infer_model_free(infer_model *m);
 const struct infer_info *infer_model_info(const infer_model *m);
 
 /* Runs the three modules on one part. image: input_width*input_height
- * floats (fusion_image_prepare); sigfeat: signal_dim floats. Not
- * thread-safe per model. */
+ * floats (fusion_image_prepare_resize with the info's resize mode);
+ * sigfeat: signal_dim floats. Not thread-safe per model. */
 int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 		    struct infer_output *out, char **err);
 

@@ -267,6 +267,151 @@ static void test_image_invalid(void)
 	g_assert_cmpint(fusion_image_prepare(img, 4, 4, 4, 2, 2, NAN, 1, out), ==, -EINVAL);
 }
 
+static void test_image_resize_modes(void)
+{
+	enum fusion_resize r = FUSION_RESIZE_LETTERBOX;
+
+	g_assert_cmpint(fusion_resize_parse("stretch", &r), ==, 0);
+	g_assert_cmpint(r, ==, FUSION_RESIZE_STRETCH);
+	g_assert_cmpint(fusion_resize_parse("letterbox", &r), ==, 0);
+	g_assert_cmpint(r, ==, FUSION_RESIZE_LETTERBOX);
+	g_assert_cmpint(fusion_resize_parse("Letterbox", &r), ==, -EINVAL);
+	g_assert_cmpint(fusion_resize_parse("", &r), ==, -EINVAL);
+	g_assert_cmpint(fusion_resize_parse(NULL, &r), ==, -EINVAL);
+	g_assert_cmpstr(fusion_resize_name(FUSION_RESIZE_STRETCH), ==, "stretch");
+	g_assert_cmpstr(fusion_resize_name(FUSION_RESIZE_LETTERBOX), ==, "letterbox");
+	g_assert_null(fusion_resize_name((enum fusion_resize)7));
+}
+
+/* Stretch through the new entry point is the old fusion_image_prepare, bit
+ * for bit (the synthetic package's input must not change). */
+static void test_image_stretch_unchanged(void)
+{
+	enum { W = 37, H = 23, STRIDE = 41, OW = 16, OH = 12 };
+	uint8_t img[H * STRIDE];
+	float a[OW * OH], b[OW * OH];
+	uint64_t st = 7;
+
+	for (size_t i = 0; i < sizeof img; i++)
+		img[i] = (uint8_t)(noise_state_next(&st) * 256);
+	g_assert_cmpint(fusion_image_prepare(img, W, H, STRIDE, OW, OH, 0.5f, 0.25f, a), ==, 0);
+	g_assert_cmpint(fusion_image_prepare_resize(img, W, H, STRIDE, OW, OH, 0.5f, 0.25f,
+						    FUSION_RESIZE_STRETCH, b), ==, 0);
+	g_assert_cmpmem(a, sizeof a, b, sizeof b);
+	/* Upscaling too. */
+	g_assert_cmpint(fusion_image_prepare(img, 5, 4, STRIDE, OW, OH, 0.5f, 0.25f, a), ==, 0);
+	g_assert_cmpint(fusion_image_prepare_resize(img, 5, 4, STRIDE, OW, OH, 0.5f, 0.25f,
+						    FUSION_RESIZE_STRETCH, b), ==, 0);
+	g_assert_cmpmem(a, sizeof a, b, sizeof b);
+}
+
+/* Letterbox keeps the aspect ratio: an 8x4 frame (stride 10) of 2x2 blocks
+ * into a 4x4 input becomes its 4x2 block means in rows 1-2; rows 0 and 3
+ * are filled. */
+static void test_image_letterbox(void)
+{
+	enum { W = 8, H = 4, STRIDE = 10, O = 4 };
+	uint8_t img[H * STRIDE], fit[O * O];
+	float out[O * O];
+	int means[2][4], sum = 0;
+
+	memset(img, 0xEE, sizeof img);   /* padding the resize must not read */
+	for (int by = 0; by < 2; by++)
+		for (int bx = 0; bx < 4; bx++) {
+			uint8_t *p = img + 2 * by * STRIDE + 2 * bx;
+			int base = 30 + 40 * bx + 60 * by;
+
+			p[0] = (uint8_t)base;
+			p[1] = (uint8_t)(base + 4);
+			p[STRIDE] = (uint8_t)(base + 8);
+			p[STRIDE + 1] = (uint8_t)(base + 12);
+			means[by][bx] = base + 6;
+			sum += base + 6;
+		}
+	g_assert_cmpint(fusion_image_fit(img, W, H, STRIDE, O, O, FUSION_RESIZE_LETTERBOX, 0,
+					 fit), ==, 0);
+	for (int x = 0; x < O; x++) {
+		g_assert_cmpint(fit[x], ==, 0);
+		g_assert_cmpint(fit[3 * O + x], ==, 0);
+		g_assert_cmpint(fit[1 * O + x], ==, means[0][x]);
+		g_assert_cmpint(fit[2 * O + x], ==, means[1][x]);
+	}
+	/* Normalised, with the border at the frame's mean brightness. */
+	g_assert_cmpint(fusion_image_prepare_resize(img, W, H, STRIDE, O, O, 0.0f, 1.0f / 255.0f,
+						    FUSION_RESIZE_LETTERBOX, out), ==, 0);
+	for (int x = 0; x < O; x++) {
+		g_assert_cmpfloat(fabs(out[x] - (sum + 4) / 8), <, 1e-3);
+		g_assert_cmpfloat(fabs(out[3 * O + x] - (sum + 4) / 8), <, 1e-3);
+		g_assert_cmpfloat(fabs(out[1 * O + x] - means[0][x]), <, 1e-3);
+		g_assert_cmpfloat(fabs(out[2 * O + x] - means[1][x]), <, 1e-3);
+	}
+	/* A frame of the input's shape is only normalised, as with stretch. */
+	g_assert_cmpint(fusion_image_prepare_resize(img, O, O, STRIDE, O, O, 0.0f, 1.0f / 255.0f,
+						    FUSION_RESIZE_LETTERBOX, out), ==, 0);
+	g_assert_cmpfloat(fabs(out[1 * O + 2] - img[STRIDE + 2]), <, 1e-3);
+	/* A narrow frame into a wide input: columns centred (odd remainder
+	 * to the right), the rest filled. */
+	g_assert_cmpint(fusion_image_fit(img, 2, 2, STRIDE, 5, 2, FUSION_RESIZE_LETTERBOX, 9,
+					 fit), ==, 0);
+	g_assert_cmpint(fit[0], ==, 9);
+	g_assert_cmpint(fit[1], ==, img[0]);
+	g_assert_cmpint(fit[2], ==, img[1]);
+	g_assert_cmpint(fit[3], ==, 9);
+	g_assert_cmpint(fit[4], ==, 9);
+	g_assert_cmpint(fit[5 + 1], ==, img[STRIDE]);
+}
+
+/* A portrait frame into a landscape input (and the reverse) is turned a
+ * quarter clockwise first: turned[y][x] = frame[h - 1 - x][y]. */
+static void test_image_letterbox_turn(void)
+{
+	enum { W = 3, H = 5, STRIDE = 4 };
+	uint8_t img[H * STRIDE], fit[H * W], back[W * H];
+
+	for (int i = 0; i < H * STRIDE; i++)
+		img[i] = (uint8_t)(10 + i);
+	g_assert_cmpint(fusion_image_fit(img, W, H, STRIDE, H, W, FUSION_RESIZE_LETTERBOX, 0,
+					 fit), ==, 0);
+	for (int y = 0; y < W; y++)
+		for (int x = 0; x < H; x++)
+			g_assert_cmpint(fit[y * H + x], ==, img[(H - 1 - x) * STRIDE + y]);
+	/* The landscape result into a portrait input turns once more. */
+	g_assert_cmpint(fusion_image_fit(fit, H, W, H, W, H, FUSION_RESIZE_LETTERBOX, 0,
+					 back), ==, 0);
+	for (int y = 0; y < H; y++)
+		for (int x = 0; x < W; x++)
+			g_assert_cmpint(back[y * W + x], ==, img[(H - 1 - y) * STRIDE + (W - 1 - x)]);
+	/* Square inputs never turn; stretch never turns. */
+	g_assert_cmpint(fusion_image_fit(img, W, H, STRIDE, W, H, FUSION_RESIZE_STRETCH, 0,
+					 back), ==, 0);
+	g_assert_cmpint(back[W + 1], ==, img[STRIDE + 1]);
+}
+
+static void test_image_letterbox_invalid(void)
+{
+	uint8_t img[16] = { 0 }, fit[16];
+	float out[16];
+
+	g_assert_cmpint(fusion_image_fit(NULL, 4, 4, 4, 2, 2, FUSION_RESIZE_LETTERBOX, 0, fit),
+			==, -EINVAL);
+	g_assert_cmpint(fusion_image_fit(img, 4, 4, 3, 2, 2, FUSION_RESIZE_LETTERBOX, 0, fit),
+			==, -EINVAL);
+	g_assert_cmpint(fusion_image_fit(img, 4, 4, 4, 2, 0, FUSION_RESIZE_LETTERBOX, 0, fit),
+			==, -EINVAL);
+	g_assert_cmpint(fusion_image_fit(img, 4, 4, 4, 2, 2, FUSION_RESIZE_LETTERBOX, 256, fit),
+			==, -EINVAL);
+	g_assert_cmpint(fusion_image_fit(img, 4, 4, 4, 2, 2, FUSION_RESIZE_LETTERBOX, -2, fit),
+			==, -EINVAL);
+	g_assert_cmpint(fusion_image_fit(img, 4, 4, 4, 2, 2, (enum fusion_resize)7, 0, fit),
+			==, -EINVAL);
+	g_assert_cmpint(fusion_image_prepare_resize(img, 4, 4, 4, 2, 2, 0, 0,
+						    FUSION_RESIZE_LETTERBOX, out), ==, -EINVAL);
+	g_assert_cmpint(fusion_image_prepare_resize(img, 4, 4, 4, 2, 2, NAN, 1,
+						    FUSION_RESIZE_LETTERBOX, out), ==, -EINVAL);
+	g_assert_cmpint(fusion_image_prepare_resize(img, 4, 4, 4, 2, 2, 0, 1,
+						    (enum fusion_resize)7, out), ==, -EINVAL);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -277,5 +422,10 @@ int main(int argc, char **argv)
 	g_test_add_func("/fusion/image/constant", test_image_constant);
 	g_test_add_func("/fusion/image/block-mean", test_image_block_mean);
 	g_test_add_func("/fusion/image/invalid", test_image_invalid);
+	g_test_add_func("/fusion/image/resize-modes", test_image_resize_modes);
+	g_test_add_func("/fusion/image/stretch-unchanged", test_image_stretch_unchanged);
+	g_test_add_func("/fusion/image/letterbox", test_image_letterbox);
+	g_test_add_func("/fusion/image/letterbox-turn", test_image_letterbox_turn);
+	g_test_add_func("/fusion/image/letterbox-invalid", test_image_letterbox_invalid);
 	return g_test_run();
 }

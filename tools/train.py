@@ -56,10 +56,18 @@ def parse_args(argv):
     p.add_argument("--val-manifest", help="held-out manifest for the [metrics] and calibration")
     p.add_argument("--val-root", help="folder of the held-out manifest's paths")
     p.add_argument("--val-split", help="use the held-out manifest's rows of this split only")
-    p.add_argument("--arch", choices=("cnn", "seg"), default="cnn",
+    p.add_argument("--arch", choices=("cnn", "seg", "seg2"), default="cnn",
                    help="vision module: cnn (the synthetic package's) or seg (a segmentation "
                    "network trained with the masks, whose defect map and features feed the "
-                   "vision head)")
+                   "vision head); seg2: seg with one more dilated layer (dilation 8) for "
+                   "large defects")
+    p.add_argument("--resize", choices=("stretch", "letterbox"), default="stretch",
+                   help="fitting the image to --width x --height (vigil-features --resize, "
+                   "[vision] resize): stretch (aspect not kept) or letterbox (aspect kept, "
+                   "turned to the input's orientation, border filled)")
+    p.add_argument("--balance", type=float, default=0.0,
+                   help="draw each epoch's parts with replacement, weight "
+                   "count(image_class)^-BALANCE (0: every part once, in random order)")
     p.add_argument("--frr-target", type=float,
                    help="choose the thresholds on the held-out set for this false-reject "
                    "rate (e.g. 0.01) instead of --reject/--marginal")
@@ -119,6 +127,8 @@ def compute_features(a, manifest, root, split, out_path, masks=False):
            "--width", str(a.width), "--height", str(a.height),
            "--mean", repr(a.mean), "--std", repr(a.std),
            "--window", str(a.window), "--rate", repr(a.rate), "--out", out_path]
+    if a.resize != "stretch":
+        cmd += ["--resize", a.resize]
     if split:
         cmd += ["--split", split]
     if masks:
@@ -179,16 +189,17 @@ class VisionSeg(nn.Module):
 
     MAP_STRIDE = 4
 
-    def __init__(self):
+    def __init__(self, dilations=(2, 4)):
         super().__init__()
 
         def block(cin, cout, dilation=1):
             return [nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=False),
                     nn.BatchNorm2d(cout), nn.ReLU()]
 
+        dilated = [layer for d in dilations for layer in block(48, 48, d)]
         self.body = nn.Sequential(*block(1, 16), nn.MaxPool2d(2),
                                   *block(16, 32), nn.MaxPool2d(2),
-                                  *block(32, 48), *block(48, 48, 2), *block(48, 48, 4))
+                                  *block(32, 48), *dilated)
         self.seg = nn.Conv2d(48, 1, 1)
         self.max_pool = nn.AdaptiveMaxPool2d(1)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
@@ -295,6 +306,16 @@ def sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
+def auroc(pos, neg):
+    """Probability that a positive scores above a negative (ties one half)."""
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    pos, neg = np.asarray(pos, np.float64), np.sort(np.asarray(neg, np.float64))
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float(np.mean((below + 0.5 * ties) / len(neg)))
+
+
 def figures(logits, surf, vib, defect, reject, marginal):
     """Escapes: defective parts accepted (p < marginal). False rejects: good
     parts rejected or marginal (p >= marginal), as vigil-sim counts them."""
@@ -373,8 +394,8 @@ def main(argv):
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
 
-    seg = a.arch == "seg"
-    surf, vib, defect, _ = read_labels(a.manifest, a.split)
+    seg = a.arch in ("seg", "seg2")
+    surf, vib, defect, train_classes = read_labels(a.manifest, a.split)
     with tempfile.TemporaryDirectory(prefix="vigil-train-") as tmp:
         images, signals, masks = compute_features(a, a.manifest, a.data_root, a.split,
                                                   os.path.join(tmp, "train.vgf"), masks=seg)
@@ -393,7 +414,7 @@ def main(argv):
 
     mean = signals.mean(axis=0)
     std = np.maximum(signals.std(axis=0), 1e-3)
-    vision = VisionSeg() if seg else Vision()
+    vision = (VisionSeg((2, 4, 8)) if a.arch == "seg2" else VisionSeg()) if seg else Vision()
     signal, decision = Signal(sig_dim, mean, std), Decision()
     if seg:
         # Defect map targets: share of each map cell the mask covers, as 0/1
@@ -410,11 +431,22 @@ def main(argv):
                                                 pct_start=0.15)
     gen = torch.Generator().manual_seed(a.seed)
     x_img, x_sig = torch.from_numpy(images), torch.from_numpy(signals)
+    draw = None
+    if a.balance:
+        # Rare surface classes drawn more often: weight count^-balance.
+        names = [c[0] for c in train_classes]
+        count = {k: names.count(k) for k in set(names)}
+        draw = torch.tensor([count[k] ** -a.balance for k in names], dtype=torch.float64)
+        share = {k: float(draw[[i for i, x in enumerate(names) if x == k]].sum() / draw.sum())
+                 for k in sorted(count)}
+        log("balanced draw, share of each epoch by image_class: " +
+            ", ".join(f"{k} {100 * v:.1f} %" for k, v in share.items()))
     y = torch.from_numpy(np.stack([surf, vib, defect], axis=1))
 
     for epoch in range(1, a.epochs + 1):
         vision.train(), signal.train(), decision.train()
-        order = torch.randperm(n, generator=gen)
+        order = (torch.multinomial(draw, n, replacement=True, generator=gen)
+                 if draw is not None else torch.randperm(n, generator=gen))
         total, t0 = 0.0, time.time()
         for i in range(0, n, a.batch):
             idx = order[i:i + a.batch]
@@ -444,6 +476,11 @@ def main(argv):
             msg += (f"; held-out accuracy {f['accuracy']:.4f} vision {f['vision_accuracy']:.4f}"
                     f" signal {f['signal_accuracy']:.4f} escapes {f['escapes']}"
                     f" false rejects {f['false_rejects']}")
+            if a.balance or a.resize != "stretch" or a.arch == "seg2":
+                lg = predict(vision, signal, decision, val[0], val[1])
+                good, sd = val[4] < 0.5, val[2] > 0.5
+                msg += (f"; AUROC fused {auroc(lg[val[4] > 0.5, 2], lg[good, 2]):.4f}"
+                        f" vision {auroc(lg[sd, 0], lg[good, 0]):.4f}")
         log(msg)
 
     # Export. The signal module carries its normalisation in its first layer.
@@ -552,6 +589,7 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv):
         f"sha256={sha256(paths['vision'])}",
         f"input_width={a.width}",
         f"input_height={a.height}",
+    ] + ([f"resize={a.resize}"] if a.resize != "stretch" else []) + [
         f"mean={a.mean:g}",
         f"std={a.std:g}",
         f"output_dim={vision_out}",

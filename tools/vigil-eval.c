@@ -263,8 +263,9 @@ static int prepare_row(const char *root, const struct line_row *r, const struct 
 	rc = g_file_test(ipath, G_FILE_TEST_IS_REGULAR) ? cvw_imread_gray(ipath, &img, &iw, &ih)
 							: -ENOENT;
 	if (rc == 0)
-		rc = fusion_image_prepare(img, iw, ih, iw, in->input_width, in->input_height,
-					  in->mean, in->std, img_in);
+		rc = fusion_image_prepare_resize(img, iw, ih, iw, in->input_width,
+						 in->input_height, in->mean, in->std, in->resize,
+						 img_in);
 	free(img);
 	if (rc < 0) {
 		*err = g_strdup_printf("column 'image': %s: %s", ipath,

@@ -3,7 +3,8 @@
  *
  *   vigil-features --manifest CSV [--data-root DIR] [--split NAME]
  *                  --width W --height H [--mean M] [--std S]
- *                  [--window N] [--rate HZ] --out FILE [--masks-out FILE]
+ *                  [--window N] [--rate HZ] [--resize stretch|letterbox]
+ *                  --out FILE [--masks-out FILE]
  *
  * The manifest is a parts.csv (docs/model.md): columns found by name in
  * the header, of which image, vibration, vib_start and vib_len are used
@@ -15,11 +16,13 @@
  *
  * Output, little-endian: "VGF1", uint32 N, uint32 img_floats (W*H),
  * uint32 sig_dim, then per part in manifest order img_floats float32
- * (fusion_image_prepare) and sig_dim float32 (fusion_sigfeat_compute).
+ * (fusion_image_prepare_resize with --resize, default stretch, as a model
+ * manifest's [vision] resize) and sig_dim float32 (fusion_sigfeat_compute).
  *
  * --masks-out: "VGM1", uint32 N, uint32 W*H, then per part W*H float32, the
  * share of each model pixel that the defect mask covers (the mask resized
- * by area averaging like the image, 0..1); a row with an empty mask column
+ * by area averaging and fitted like the image, fusion_image_fit with the
+ * uncovered border 0, so 0..1); a row with an empty mask column
  * gives zeros. */
 #include <errno.h>
 #include <glib.h>
@@ -48,7 +51,7 @@ static int write_floats(FILE *f, const float *v, size_t n)
 
 /* Mask coverage of each model pixel; zeros when the row has no mask. */
 static int mask_prepare(const char *root, const struct line_row *r, int width, int height,
-			float *out, char **err)
+			enum fusion_resize resize, float *out, char **err)
 {
 	uint8_t *img = NULL, *small = NULL;
 	char *path;
@@ -64,7 +67,7 @@ static int mask_prepare(const char *root, const struct line_row *r, int width, i
 						       : -ENOENT;
 	if (rc == 0) {
 		small = g_malloc(n);
-		rc = cvw_resize_gray(img, w, h, w, small, width, height);
+		rc = fusion_image_fit(img, w, h, w, width, height, resize, 0, small);
 	}
 	if (rc == 0)
 		for (size_t i = 0; i < n; i++)
@@ -110,7 +113,8 @@ static int finish_out(FILE **f, const char *tmp_path, const char *path)
 int main(int argc, char **argv)
 {
 	char *manifest = NULL, *root = NULL, *split = NULL, *out_path = NULL, *masks_path = NULL;
-	char *tmp_path = NULL, *masks_tmp = NULL, *err = NULL;
+	char *tmp_path = NULL, *masks_tmp = NULL, *err = NULL, *resize_name = NULL;
+	enum fusion_resize resize = FUSION_RESIZE_STRETCH;
 	int width = 0, height = 0, window = 2048;
 	double mean = 0.5, std = 0.25, rate = 12000;
 	GOptionEntry entries[] = {
@@ -124,6 +128,8 @@ int main(int argc, char **argv)
 		{ "std", 0, 0, G_OPTION_ARG_DOUBLE, &std, "Image normalisation std (0.25)", "S" },
 		{ "window", 0, 0, G_OPTION_ARG_INT, &window, "Vibration window, samples (2048)", "N" },
 		{ "rate", 0, 0, G_OPTION_ARG_DOUBLE, &rate, "Vibration sample rate (12000)", "HZ" },
+		{ "resize", 0, 0, G_OPTION_ARG_STRING, &resize_name,
+		  "Fitting the image to W x H: stretch (default) or letterbox", "MODE" },
 		{ "out", 0, 0, G_OPTION_ARG_FILENAME, &out_path, "Output file", "FILE" },
 		{ "masks-out", 0, 0, G_OPTION_ARG_FILENAME, &masks_path,
 		  "Also write the defect masks at model size", "FILE" },
@@ -153,6 +159,10 @@ int main(int argc, char **argv)
 	if (!(std > 0) || !isfinite(mean) || window < 64 || !(rate > 0)) {
 		fprintf(stderr, "vigil-features: --std and --rate must be positive, --window "
 				"at least 64\n");
+		goto done;
+	}
+	if (resize_name && fusion_resize_parse(resize_name, &resize) < 0) {
+		fprintf(stderr, "vigil-features: --resize must be stretch or letterbox\n");
 		goto done;
 	}
 	if (!root)
@@ -198,9 +208,9 @@ int main(int argc, char **argv)
 		}
 	}
 
-	fprintf(stderr, "vigil-features: %u parts from %s%s%s, image %dx%d, %zu signal features "
-		"(%s)\n", rows->len, manifest, split ? ", split " : "", split ? split : "",
-		width, height, sig_dim, FUSION_SIGFEAT_VERSION);
+	fprintf(stderr, "vigil-features: %u parts from %s%s%s, image %dx%d (%s), %zu signal "
+		"features (%s)\n", rows->len, manifest, split ? ", split " : "", split ? split : "",
+		width, height, fusion_resize_name(resize), sig_dim, FUSION_SIGFEAT_VERSION);
 	for (guint i = 0; i < rows->len; i++) {
 		const struct line_row *r = &g_array_index(rows, struct line_row, i);
 		char *ipath = g_build_filename(root, r->image, NULL);
@@ -213,8 +223,8 @@ int main(int argc, char **argv)
 		e = g_file_test(ipath, G_FILE_TEST_IS_REGULAR) ? cvw_imread_gray(ipath, &img, &iw, &ih)
 							       : -ENOENT;
 		if (e == 0)
-			e = fusion_image_prepare(img, iw, ih, iw, width, height, (float)mean,
-						 (float)std, img_in);
+			e = fusion_image_prepare_resize(img, iw, ih, iw, width, height, (float)mean,
+							(float)std, resize, img_in);
 		free(img);
 		if (e < 0) {
 			fprintf(stderr, "vigil-features: %s:%d: column 'image': %s: %s\n", manifest,
@@ -225,7 +235,7 @@ int main(int argc, char **argv)
 			goto done;
 		}
 		g_free(ipath);
-		if (mout && mask_prepare(root, r, width, height, mask, &err) < 0) {
+		if (mout && mask_prepare(root, r, width, height, resize, mask, &err) < 0) {
 			fprintf(stderr, "vigil-features: %s:%d: column 'mask': %s\n", manifest,
 				r->line, err);
 			g_free(vpath);
@@ -294,6 +304,7 @@ done:
 	g_free(manifest);
 	g_free(root);
 	g_free(split);
+	g_free(resize_name);
 	g_free(out_path);
 	g_free(masks_path);
 	g_free(tmp_path);
