@@ -286,6 +286,8 @@ int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 	}
 	out->verdict = infer_verdict(in, out->score);
 	out->flags = 0;
+	out->heatmap = NULL;
+	out->heatmap_w = out->heatmap_h = 0;
 	if (out->vision_score >= in->vision_threshold)
 		out->flags |= VIGIL_FLAG_VISION_DEFECT;
 	if (out->signal_score >= in->signal_threshold)

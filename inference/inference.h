@@ -48,6 +48,12 @@ struct infer_output {
 	enum vigil_verdict verdict;
 	enum vigil_defect_class defect_class;
 	unsigned flags;            /* VIGIL_FLAG_VISION_DEFECT / _SIGNAL_DEFECT */
+	/* The vision module's defect map for the image just run: row-major,
+	 * heatmap_w x heatmap_h values in [0, 1] over the model's input
+	 * (after resize). NULL when the package has none. Owned by the model,
+	 * valid until its next infer_model_run. */
+	const float *heatmap;
+	int heatmap_w, heatmap_h;
 };
 
 /* A backend runs one ONNX module; a const table chosen by name. */
