@@ -2,8 +2,12 @@
 loopback: free ports, outcomes, and the parts of a vigild configuration
 that every such test writes the same way."""
 import os
+import re
+import signal
 import socket
+import subprocess
 import sys
+import time
 
 
 def fail(msg):
@@ -58,3 +62,88 @@ reject_deadline_ms = {deadline_ms}
 [database]
 path = {db}
 """
+
+
+def sequence_camera(sim_dir, name="top"):
+    """A [camera.NAME] section reading the simulated parts' images in order."""
+    return f"""[camera.{name}]
+pipeline = multifilesrc location={sim_dir}/images/part-%05d.png index=0 caps=image/png ! pngdec ! videoconvert ! appsink name=sink
+trigger = sequence
+frame_timeout_ms = 5000
+"""
+
+
+def wait_for_log(log_path, proc, pattern, timeout=60):
+    """The first match of pattern in a growing log, or None when proc ends
+    or timeout passes first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(log_path) as f:
+            m = re.search(pattern, f.read())
+        if m:
+            return m
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.1)
+    return None
+
+
+class Line:
+    """vigil-sim as the PLC and vigild with one camera over `parts` freshly
+    generated parts, all in folder tmp; extra_conf is appended to vigild's
+    configuration (e.g. a [review] section). Start with start(); stop()
+    ends both and returns vigild's exit status."""
+
+    def __init__(self, build, root, tmp, parts, seed, split, extra_conf="", rate=1200):
+        self.sim_bin, self.vigild_bin = binaries(build)
+        self.tmp, self.parts, self.rate = tmp, parts, rate
+        self.sim_dir = os.path.join(tmp, "sim")
+        self.db = os.path.join(tmp, "vigil.db")
+        self.conf = os.path.join(tmp, "vigild.conf")
+        self.log_path = os.path.join(tmp, "vigild.log")
+        self.plc_port = free_port()
+        subprocess.run([self.sim_bin, "generate", "--out", self.sim_dir, "--parts", str(parts),
+                        "--seed", str(seed), "--split", split], check=True,
+                       stdout=subprocess.DEVNULL)
+        with open(self.conf, "w") as f:
+            f.write(line_config(sequence_camera(self.sim_dir), self.sim_dir, root,
+                                self.plc_port, self.db) + extra_conf)
+        self.sim = self.vigild = self.log = None
+
+    def start(self):
+        t = self.tmp
+        self.sim = subprocess.Popen(
+            [self.sim_bin, "run", "--parts-dir", self.sim_dir, "--port", str(self.plc_port),
+             "--rate", str(self.rate), "--results", os.path.join(t, "results.csv"),
+             "--summary", os.path.join(t, "summary.json"), "--db", self.db,
+             "--ready-timeout-s", "60"], stdout=subprocess.DEVNULL)
+        self.log = open(self.log_path, "w")
+        self.vigild = subprocess.Popen([self.vigild_bin, "--config", self.conf], stdout=self.log,
+                                       stderr=subprocess.STDOUT)
+        return self
+
+    def review_url(self, timeout=60):
+        """The review server's address as vigild logged it, or None."""
+        m = wait_for_log(self.log_path, self.vigild,
+                         r"review: serving (http://127\.0\.0\.1:(\d+)/)", timeout)
+        return m.group(1) if m else None
+
+    def wait_sim(self, timeout=240):
+        """vigil-sim's exit status: 0 when every part got one result and row."""
+        return self.sim.wait(timeout=timeout)
+
+    def stop(self):
+        rc = None
+        if self.vigild:
+            self.vigild.send_signal(signal.SIGTERM)
+            rc = self.vigild.wait(timeout=60)
+        if self.sim and self.sim.poll() is None:
+            self.sim.kill()
+            self.sim.wait()
+        if self.log:
+            self.log.close()
+        return rc
+
+    def log_tail(self, n=3000):
+        with open(self.log_path) as f:
+            return f.read()[-n:]

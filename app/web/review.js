@@ -129,19 +129,22 @@ async function submitReview(ev) {
   const decision = f.elements.decision.value;
   const body = { decision, note: f.elements.note.value, reviewer: f.elements.reviewer.value };
   if (decision === "overrule") body.verdict = f.elements.verdict.value;
+  text($("review-result"), "saving…");
   const r = await fetch("/api/parts/" + encodeURIComponent(selectedPart) + "/review", {
     method: "POST",
     headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
     body: JSON.stringify(body),
   });
   const answer = await r.json();
-  text($("review-result"), r.ok ? "saved: " + answer.decision + " → " + answer.verdict
-    : "refused (" + r.status + "): " + answer.error);
-  if (r.ok) {
-    await openPart(selectedPart);
-    await refreshList();
-    text($("review-result"), "saved: " + answer.decision + " → " + answer.verdict);
+  if (!r.ok) {
+    text($("review-result"), "refused (" + r.status + "): " + answer.error);
+    return;
   }
+  // "saved" only once the panel and the list show the stored review, so
+  // what the page says is what the log holds.
+  await openPart(selectedPart);
+  await refreshList();
+  text($("review-result"), "saved: " + answer.decision + " → " + answer.verdict);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
