@@ -303,6 +303,7 @@ static void collect_verdicts(line *l, struct plc_state *s)
 
 static int present(line *l, struct plc_state *s)
 {
+	int64_t t0 = vigil_now_us();
 	int rc = plc_write_result(l->plc, &s->cur);
 
 	if (rc < 0) {
@@ -311,6 +312,7 @@ static int present(line *l, struct plc_state *s)
 		return rc;
 	}
 	s->cur_written = TRUE;
+	line_count_stage(l, LINE_STAGE_PLC_WRITE, (double)(vigil_now_us() - t0) / 1000.0);
 	if (s->cur_part) {
 		s->cur_part->t_plc_us = vigil_now_us();
 		hand_to_log(l, s, s->cur_part);
@@ -560,6 +562,7 @@ gpointer line_plc_thread(gpointer data)
 		gboolean idle;
 
 		keep_connected(l, &s, now);
+		g_atomic_int_set(&l->plc_up, plc_link_connected(l->plc));
 		if (plc_link_connected(l->plc) && plc_read_trigger(l->plc, &t) == 0)
 			take_triggers(l, &s, &t);
 		collect_verdicts(l, &s);

@@ -21,6 +21,7 @@
 #define LINE_MAX_JOBS 64
 
 #define LINE_MAX_CAMERAS 8
+G_STATIC_ASSERT(LINE_MAX_CAMERAS <= LINE_HEALTH_CAMERAS);
 
 /* One [camera.NAME]: every camera sees every part. */
 struct line_camera {
@@ -88,6 +89,8 @@ struct line {
 	volatile gint stop_all;        /* set: PLC thread ends once idle */
 	int64_t grace_end_us;
 
+	gint plc_up;                   /* the PLC thread's view of the link, for readers */
+
 	GMutex stats_lock;
 	struct line_stats st;
 };
@@ -103,5 +106,8 @@ void line_camera_stats(line *l, struct capture_stats *st);
 
 /* Adds n to a statistics counter under the line's lock. */
 void line_count(line *l, uint64_t *field, uint64_t n);
+
+/* Counts ms in stage's histogram, under the line's lock. */
+void line_count_stage(line *l, enum line_stage stage, double ms);
 
 #endif

@@ -111,6 +111,26 @@ static void count_latency(line *l, double ms)
 	g_mutex_unlock(&l->stats_lock);
 }
 
+const char *const line_stage_names[LINE_STAGES] = {
+	"capture_wait", "inference", "plc_write", "db_write",
+};
+
+const double line_stage_bounds_ms[LINE_STAGE_BUCKETS] = {
+	0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000,
+};
+
+void line_count_stage(line *l, enum line_stage stage, double ms)
+{
+	int b = 0;
+
+	while (b < LINE_STAGE_BUCKETS && ms > line_stage_bounds_ms[b])
+		b++;
+	g_mutex_lock(&l->stats_lock);
+	l->st.stage_parts[stage][b]++;
+	l->st.stage_sum_ms[stage] += ms;
+	g_mutex_unlock(&l->stats_lock);
+}
+
 void line_count(line *l, uint64_t *field, uint64_t n)
 {
 	g_mutex_lock(&l->stats_lock);
@@ -150,6 +170,8 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 			  l->sen_name, rc < 0 ? g_strerror(-rc) : "gap in the samples");
 		p->flags |= VIGIL_FLAG_NO_VIBRATION;
 	}
+	line_count_stage(l, LINE_STAGE_CAPTURE_WAIT,
+			 (double)(vigil_now_us() - p->t_trigger_us) / 1000.0);
 	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION))
 		goto failsafe;
 
@@ -181,6 +203,7 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 		worst.vision_score = MAX(worst.vision_score, out.vision_score);
 	}
 	p->infer_ms = (double)(vigil_now_us() - t0) / 1000.0;
+	line_count_stage(l, LINE_STAGE_INFERENCE, p->infer_ms);
 	p->verdict = worst.verdict;
 	p->defect_class = worst.defect_class;
 	p->flags |= flags;
@@ -270,6 +293,8 @@ static gpointer log_thread(gpointer data)
 			line_count(l, &l->st.rows_logged, 1);
 		else
 			line_count(l, &l->st.rows_failed, 1);
+		line_count_stage(l, LINE_STAGE_DB_WRITE,
+				 (double)(vigil_now_us() - p->t_plc_us) / 1000.0);
 		g_free(p);
 	}
 	return NULL;
@@ -327,9 +352,9 @@ void line_get_health(line *l, struct line_health *h)
 		.q_inspect = bqueue_depth(l->q_inspect),
 		.q_results = bqueue_depth(l->q_results),
 		.q_log = bqueue_depth(l->q_log),
-		/* A plain int the PLC thread sets; a stale read only delays the
-		 * gauge by one scrape. */
-		.plc_connected = plc_link_connected(l->plc),
+		/* The link itself belongs to the PLC thread; it publishes
+		 * its state once per poll. */
+		.plc_connected = g_atomic_int_get(&l->plc_up),
 		.cameras = l->ncameras,
 		.db_rows_written = db_rows_written(l->db),
 		.db_rows_failed = db_rows_failed(l->db),
@@ -339,5 +364,8 @@ void line_get_health(line *l, struct line_health *h)
 
 		capture_camera_stats(l->cameras[i].cam, &one);
 		h->cameras_up += one.up ? 1 : 0;
+		h->camera[i].name = l->cameras[i].name;
+		h->camera[i].frames = one.frames;
+		h->camera[i].up = one.up;
 	}
 }

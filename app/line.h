@@ -30,6 +30,22 @@ void line_free(line *l);
 #define LINE_LATENCY_BUCKETS 12
 extern const double line_latency_bounds_ms[LINE_LATENCY_BUCKETS];
 
+/* The stages a part's time goes to, each with its own histogram:
+ * capture wait (trigger to every frame and the vibration window in hand),
+ * inference (features and model), PLC write (one result write on the
+ * link), db write (the result at the PLC to the row handed to the
+ * database writer). */
+enum line_stage {
+	LINE_STAGE_CAPTURE_WAIT,
+	LINE_STAGE_INFERENCE,
+	LINE_STAGE_PLC_WRITE,
+	LINE_STAGE_DB_WRITE,
+	LINE_STAGES
+};
+extern const char *const line_stage_names[LINE_STAGES];
+#define LINE_STAGE_BUCKETS 16
+extern const double line_stage_bounds_ms[LINE_STAGE_BUCKETS];
+
 struct line_stats {
 	uint64_t triggers, missed_triggers, inspected, results_written;
 	uint64_t failsafe, rows_logged, rows_failed;
@@ -38,16 +54,25 @@ struct line_stats {
 	 * cumulative), the last one above the largest bound; and their sum. */
 	uint64_t latency_parts[LINE_LATENCY_BUCKETS + 1];
 	double latency_sum_ms;
+	/* Per stage, bucketed by line_stage_bounds_ms in the same way. */
+	uint64_t stage_parts[LINE_STAGES][LINE_STAGE_BUCKETS + 1];
+	double stage_sum_ms[LINE_STAGES];
 };
 void line_get_stats(line *l, struct line_stats *st);
 
 /* What the line looks like now, for the review server's status and
  * /metrics; safe to call from any thread while the line runs (not during or
  * after line_stop). */
+#define LINE_HEALTH_CAMERAS 8
 struct line_health {
 	uint64_t q_inspect, q_results, q_log;  /* parts waiting in each queue */
 	int plc_connected;
 	int cameras, cameras_up;
+	struct {
+		const char *name;  /* [camera.NAME]; owned by the line */
+		uint64_t frames;   /* delivered since start */
+		int up;
+	} camera[LINE_HEALTH_CAMERAS];
 	uint64_t db_rows_written, db_rows_failed; /* inspections and events */
 };
 void line_get_health(line *l, struct line_health *h);
