@@ -25,15 +25,19 @@
 #define REVIEW_MAX_LIMIT 10000
 #define REVIEW_MIN_TOKEN 8
 
-/* Parts-per-minute is measured over the last RATE_SAMPLES seconds. */
+/* The line is sampled once a second; rates are measured over the last
+ * RATE_SAMPLES samples (10 s), and HISTORY_SAMPLES (10 min) are kept for
+ * the status charts. */
 #define RATE_SAMPLES 11
+#define HISTORY_SAMPLES 600
 
 #define RESOURCE_PREFIX "/org/vigil/review/"
 
 struct rate_sample {
-	int64_t t_us;
+	int64_t t_us, t_wall_us;
 	uint64_t parts, accepted, latency_parts;
 	double latency_sum_ms;
+	uint64_t camera_frames[LINE_HEALTH_CAMERAS];
 };
 
 struct review_server {
@@ -46,7 +50,7 @@ struct review_server {
 	int port;
 	int64_t started_us;
 	guint sampler;
-	struct rate_sample samples[RATE_SAMPLES];
+	struct rate_sample samples[HISTORY_SAMPLES];
 	int nsamples;            /* oldest first */
 };
 
@@ -664,26 +668,55 @@ out:
 static void take_sample(review_server *s, struct rate_sample *out)
 {
 	struct line_stats st;
+	struct line_health h;
 	uint64_t lat = 0;
 
 	line_get_stats(s->line, &st);
+	line_get_health(s->line, &h);
 	for (int b = 0; b <= LINE_LATENCY_BUCKETS; b++)
 		lat += st.latency_parts[b];
 	*out = (struct rate_sample){
 		.t_us = g_get_monotonic_time(),
+		.t_wall_us = g_get_real_time(),
 		.parts = st.results_written,
 		.accepted = st.accepted,
 		.latency_parts = lat,
 		.latency_sum_ms = st.latency_sum_ms,
 	};
+	for (int i = 0; i < h.cameras && i < LINE_HEALTH_CAMERAS; i++)
+		out->camera_frames[i] = h.camera[i].frames;
+}
+
+/* Rate, yield and mean latency from sample old to sample now; NAN where
+ * there is nothing to measure. */
+static void rates_between(const struct rate_sample *old, const struct rate_sample *now,
+			  double *rate, double *yield, double *latency_ms)
+{
+	uint64_t parts = now->parts - old->parts;
+
+	*rate = *yield = *latency_ms = NAN;
+	if (now->t_us <= old->t_us + 500000)
+		return;
+	*rate = (double)parts * 60e6 / (double)(now->t_us - old->t_us);
+	if (parts)
+		*yield = (double)(now->accepted - old->accepted) / (double)parts;
+	if (now->latency_parts > old->latency_parts)
+		*latency_ms = (now->latency_sum_ms - old->latency_sum_ms) /
+			      (double)(now->latency_parts - old->latency_parts);
+}
+
+/* The sample RATE_SAMPLES - 1 seconds before the newest one, or the oldest. */
+static const struct rate_sample *rate_base(const review_server *s)
+{
+	return s->nsamples ? &s->samples[MAX(0, s->nsamples - RATE_SAMPLES)] : NULL;
 }
 
 static gboolean on_sample(gpointer data)
 {
 	review_server *s = data;
 
-	if (s->nsamples == RATE_SAMPLES) {
-		memmove(s->samples, s->samples + 1, sizeof s->samples[0] * (RATE_SAMPLES - 1));
+	if (s->nsamples == HISTORY_SAMPLES) {
+		memmove(s->samples, s->samples + 1, sizeof s->samples[0] * (HISTORY_SAMPLES - 1));
 		s->nsamples--;
 	}
 	take_sample(s, &s->samples[s->nsamples++]);
@@ -721,22 +754,15 @@ static void api_status(review_server *s, SoupServerMessage *msg)
 	if (s->line) {
 		struct line_stats st;
 		struct line_health h;
-		struct rate_sample now, *old = s->nsamples ? &s->samples[0] : NULL;
+		struct rate_sample now;
+		const struct rate_sample *old = rate_base(s);
 		double rate = NAN, recent_yield = NAN, recent_latency = NAN;
 
 		line_get_stats(s->line, &st);
 		line_get_health(s->line, &h);
 		take_sample(s, &now);
-		if (old && now.t_us > old->t_us + 500000) {
-			uint64_t parts = now.parts - old->parts;
-
-			rate = (double)parts * 60e6 / (double)(now.t_us - old->t_us);
-			if (parts)
-				recent_yield = (double)(now.accepted - old->accepted) / (double)parts;
-			if (now.latency_parts > old->latency_parts)
-				recent_latency = (now.latency_sum_ms - old->latency_sum_ms) /
-						 (double)(now.latency_parts - old->latency_parts);
-		}
+		if (old)
+			rates_between(old, &now, &rate, &recent_yield, &recent_latency);
 		add_int(b, "parts", (int64_t)st.results_written);
 		add_int(b, "accepted", (int64_t)st.accepted);
 		add_int(b, "rejected", (int64_t)st.rejected);
@@ -775,6 +801,44 @@ static void api_status(review_server *s, SoupServerMessage *msg)
 	g_object_unref(b);
 }
 
+/* GET /api/history: rate, yield and mean latency once a second over the
+ * last HISTORY_SAMPLES seconds, each over the RATE_SAMPLES window before
+ * it, for the status charts. Arrays of equal length; null where nothing
+ * was measured. */
+static void api_history(review_server *s, SoupServerMessage *msg)
+{
+	static const char *const names[] = { "rate_per_min", "yield", "latency_ms" };
+	JsonBuilder *b = json_builder_new();
+
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "line");
+	json_builder_add_boolean_value(b, s->line != NULL);
+	add_int(b, "window_s", RATE_SAMPLES - 1);
+	json_builder_set_member_name(b, "t");
+	json_builder_begin_array(b);
+	for (int i = 1; s->line && i < s->nsamples; i++)
+		json_builder_add_double_value(b, (double)s->samples[i].t_wall_us / 1e6);
+	json_builder_end_array(b);
+	for (int k = 0; k < 3; k++) {
+		json_builder_set_member_name(b, names[k]);
+		json_builder_begin_array(b);
+		for (int i = 1; s->line && i < s->nsamples; i++) {
+			double v[3];
+
+			rates_between(&s->samples[MAX(0, i - (RATE_SAMPLES - 1))], &s->samples[i],
+				      &v[0], &v[1], &v[2]);
+			if (isfinite(v[k]))
+				json_builder_add_double_value(b, v[k]);
+			else
+				json_builder_add_null_value(b);
+		}
+		json_builder_end_array(b);
+	}
+	json_builder_end_object(b);
+	reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
+	g_object_unref(b);
+}
+
 static void metric_head(GString *m, const char *name, const char *type, const char *help)
 {
 	g_string_append_printf(m, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -786,6 +850,61 @@ static void metric(GString *m, const char *name, const char *labels, double v)
 
 	g_ascii_dtostr(num, sizeof num, v);
 	g_string_append_printf(m, "%s%s %s\n", name, labels ? labels : "", num);
+}
+
+/* A camera's name as a label value: [camera.NAME] allows what the config
+ * parser allows, so escape the three characters the format reserves. */
+static void metric_camera(GString *m, const char *name, const char *camera, double v)
+{
+	GString *label = g_string_new("{camera=\"");
+
+	for (const char *c = camera; *c; c++) {
+		if (*c == '\\' || *c == '"')
+			g_string_append_c(label, '\\');
+		if (*c == '\n')
+			g_string_append(label, "\\n");
+		else
+			g_string_append_c(label, *c);
+	}
+	g_string_append(label, "\"}");
+	metric(m, name, label->str, v);
+	g_string_free(label, TRUE);
+}
+
+/* Frames per second of camera i over the rate window, from the sampler. */
+static double camera_fps(const review_server *s, int i, uint64_t frames_now)
+{
+	const struct rate_sample *old = rate_base(s);
+	int64_t dt;
+
+	if (!old || (dt = g_get_monotonic_time() - old->t_us) < 500000)
+		return 0;
+	return (double)(frames_now - old->camera_frames[i]) * 1e6 / (double)dt;
+}
+
+/* The samples of one Prometheus histogram from per-bucket (not
+ * cumulative) counts; label is NULL or one label pair, e.g. stage="x". */
+static void metric_histogram(GString *m, const char *name, const char *label,
+			     const uint64_t *parts, const double *bounds_ms, int nbounds,
+			     double sum_ms)
+{
+	char series[96], labels[160], num[G_ASCII_DTOSTR_BUF_SIZE];
+	uint64_t cum = 0;
+
+	g_snprintf(series, sizeof series, "%s_bucket", name);
+	for (int b = 0; b <= nbounds; b++) {
+		cum += parts[b];
+		if (b < nbounds)
+			g_ascii_dtostr(num, sizeof num, bounds_ms[b] / 1000.0);
+		g_snprintf(labels, sizeof labels, "{%s%sle=\"%s\"}", label ? label : "",
+			   label ? "," : "", b < nbounds ? num : "+Inf");
+		metric(m, series, labels, (double)cum);
+	}
+	g_snprintf(labels, sizeof labels, "{%s}", label ? label : "");
+	g_snprintf(series, sizeof series, "%s_sum", name);
+	metric(m, series, label ? labels : NULL, sum_ms / 1000.0);
+	g_snprintf(series, sizeof series, "%s_count", name);
+	metric(m, series, label ? labels : NULL, (double)cum);
 }
 
 /* Prometheus text exposition format 0.0.4. */
@@ -800,7 +919,6 @@ static void serve_metrics(review_server *s, SoupServerMessage *msg)
 	if (s->line) {
 		struct line_stats st;
 		struct line_health h;
-		uint64_t cum = 0;
 
 		line_get_stats(s->line, &st);
 		line_get_health(s->line, &h);
@@ -822,18 +940,20 @@ static void serve_metrics(review_server *s, SoupServerMessage *msg)
 
 		metric_head(m, "vigil_latency_seconds", "histogram",
 			    "Trigger to PLC result, per logged part.");
-		for (int b = 0; b < LINE_LATENCY_BUCKETS; b++) {
-			char le[64], num[G_ASCII_DTOSTR_BUF_SIZE];
+		metric_histogram(m, "vigil_latency_seconds", NULL, st.latency_parts,
+				 line_latency_bounds_ms, LINE_LATENCY_BUCKETS, st.latency_sum_ms);
+		metric_head(m, "vigil_stage_seconds", "histogram",
+			    "Time per stage: capture_wait (trigger to frames and vibration window "
+			    "in hand), inference, plc_write (one result write), db_write (result "
+			    "at the PLC to the row handed to the database writer).");
+		for (int i = 0; i < LINE_STAGES; i++) {
+			char label[64];
 
-			cum += st.latency_parts[b];
-			g_ascii_dtostr(num, sizeof num, line_latency_bounds_ms[b] / 1000.0);
-			g_snprintf(le, sizeof le, "{le=\"%s\"}", num);
-			metric(m, "vigil_latency_seconds_bucket", le, (double)cum);
+			g_snprintf(label, sizeof label, "stage=\"%s\"", line_stage_names[i]);
+			metric_histogram(m, "vigil_stage_seconds", label, st.stage_parts[i],
+					 line_stage_bounds_ms, LINE_STAGE_BUCKETS,
+					 st.stage_sum_ms[i]);
 		}
-		cum += st.latency_parts[LINE_LATENCY_BUCKETS];
-		metric(m, "vigil_latency_seconds_bucket", "{le=\"+Inf\"}", (double)cum);
-		metric(m, "vigil_latency_seconds_sum", NULL, st.latency_sum_ms / 1000.0);
-		metric(m, "vigil_latency_seconds_count", NULL, (double)cum);
 
 		metric_head(m, "vigil_queue_depth", "gauge", "Parts waiting in each queue.");
 		metric(m, "vigil_queue_depth", "{queue=\"inspect\"}", (double)h.q_inspect);
@@ -845,6 +965,19 @@ static void serve_metrics(review_server *s, SoupServerMessage *msg)
 		metric(m, "vigil_cameras_up", NULL, h.cameras_up);
 		metric_head(m, "vigil_cameras", "gauge", "Cameras configured.");
 		metric(m, "vigil_cameras", NULL, h.cameras);
+		metric_head(m, "vigil_camera_up", "gauge", "1 while this camera delivers frames.");
+		for (int i = 0; i < h.cameras; i++)
+			metric_camera(m, "vigil_camera_up", h.camera[i].name, h.camera[i].up);
+		metric_head(m, "vigil_camera_frames_total", "counter",
+			    "Frames this camera delivered since vigild started.");
+		for (int i = 0; i < h.cameras; i++)
+			metric_camera(m, "vigil_camera_frames_total", h.camera[i].name,
+				      (double)h.camera[i].frames);
+		metric_head(m, "vigil_camera_fps", "gauge",
+			    "Frames per second from this camera over the last 10 s.");
+		for (int i = 0; i < h.cameras; i++)
+			metric_camera(m, "vigil_camera_fps", h.camera[i].name,
+				      camera_fps(s, i, h.camera[i].frames));
 		metric_head(m, "vigil_db_rows_logged_total", "counter",
 			    "Inspection rows handed to the database writer.");
 		metric(m, "vigil_db_rows_logged_total", NULL, (double)st.rows_logged);
@@ -855,6 +988,15 @@ static void serve_metrics(review_server *s, SoupServerMessage *msg)
 			    "Rows (inspections and events) the database writer failed to write.");
 		metric(m, "vigil_db_rows_failed_total", NULL,
 		       (double)(h.db_rows_failed + st.rows_failed));
+		/* The writer counts events with inspections, so with events in
+		 * the log this is a lower bound. */
+		metric_head(m, "vigil_db_write_lag_rows", "gauge",
+			    "Inspection rows handed to the database writer and not yet "
+			    "committed (or failed).");
+		metric(m, "vigil_db_write_lag_rows", NULL,
+		       st.rows_logged > h.db_rows_written + h.db_rows_failed
+			       ? (double)(st.rows_logged - h.db_rows_written - h.db_rows_failed)
+			       : 0);
 	}
 	reply_text(msg, SOUP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", m);
 	g_string_free(m, TRUE);
@@ -961,6 +1103,8 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 		api_inspections(s, msg, raw_query);
 	else if (strcmp(path, "/api/status") == 0)
 		api_status(s, msg);
+	else if (strcmp(path, "/api/history") == 0)
+		api_history(s, msg);
 	else if (strcmp(path, "/metrics") == 0)
 		serve_metrics(s, msg);
 	else

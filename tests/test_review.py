@@ -22,14 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
+
+from linetest import Line, binaries, wait_for_log
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 80
-sim_bin = os.path.join(build, "tools", "vigil-sim")
-vigild_bin = os.path.join(build, "app", "vigild")
+sim_bin, vigild_bin = binaries(build)
+SIM_RATE = 1200
 TOKEN = "test-review-token-0123456789"
 failures = []
 
@@ -43,12 +43,6 @@ def check(cond, msg):
     if not cond:
         fail(msg)
     return cond
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -90,59 +84,22 @@ class Server:
         return self.request("POST", f"/api/parts/{part}/review", body, headers)
 
 
-def wait_for_port(log_path, proc, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with open(log_path) as f:
-            m = re.search(r"review: serving http://127\.0\.0\.1:(\d+)/", f.read())
-        if m:
-            return int(m.group(1))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
+def review_port(log_path, proc):
+    m = wait_for_log(log_path, proc, r"review: serving http://127\.0\.0\.1:(\d+)/")
+    if m:
+        return int(m.group(1))
     with open(log_path) as f:
         print(f.read()[-3000:])
     print("FAIL: vigild did not log the review server's port")
     sys.exit(1)
 
 
-def write_conf(path, sim_dir, plc_port, db):
-    with open(path, "w") as f:
-        f.write(f"""[camera.top]
-pipeline = multifilesrc location={sim_dir}/images/part-%05d.png index=0 caps=image/png ! pngdec ! videoconvert ! appsink name=sink
-trigger = sequence
-frame_timeout_ms = 5000
-
-[vibration.drive_end]
-pipeline = filesrc location={sim_dir}/vibration.wav ! wavparse ! audioconvert ! audioresample ! appsink name=sink
-mode = sequence
-rate_hz = 12000
-window = 2048
-stride = 2048
-timeout_ms = 5000
-shaft_hz = 29.95
-bearing_balls = 9
-ball_diameter_mm = 7.94
-pitch_diameter_mm = 39.04
-
-[model]
-package = {root}/models/synthetic-v1
-backend = opencv
-
-[plc]
-host = 127.0.0.1
-port = {plc_port}
-poll_ms = 2
-reject_deadline_ms = 2000
-
-[database]
-path = {db}
-
+REVIEW_CONF = f"""
 [review]
 listen = 127.0.0.1
 port = 0
 token = {TOKEN}
-""")
+"""
 
 
 def check_list_and_detail(srv, db):
@@ -297,28 +254,112 @@ def parse_metrics(text):
     return samples
 
 
-def check_metrics(srv):
+def scrape(srv):
     status, hdrs, body = srv.request("GET", "/metrics")
     check(status == 200, f"/metrics: status {status}")
     check((hdrs.get("Content-Type") or "").startswith("text/plain"), "/metrics is not text/plain")
-    m = parse_metrics(body.decode())
-    by_verdict = sum(m.get(f'vigil_parts_total{{verdict="{v}"}}', 0)
-                     for v in ("accept", "reject", "marginal"))
-    check(by_verdict == parts, f"/metrics counts {by_verdict} parts by verdict, want {parts}")
+    return parse_metrics(body.decode())
+
+
+def histogram(m, name, label=""):
+    """[(le, cumulative count)] of one histogram, in the order scraped."""
+    pre = name + "_bucket{" + (label + "," if label else "") + 'le="'
+    return [(float(k[len(pre):-2]), v) for k, v in m.items() if k.startswith(pre)]
+
+
+def check_metrics_running(srv, line):
+    """Scrapes while vigil-sim runs: the PLC link is up and the camera
+    delivers frames at some moment; returns the run's duration in s."""
+    t0, link_up, fps = time.time(), set(), 0.0
+    while line.sim.poll() is None and time.time() - t0 < 240:
+        m = scrape(srv)
+        link_up.add(m.get("vigil_plc_link_up"))
+        fps = max(fps, m.get('vigil_camera_fps{camera="top"}', 0))
+        time.sleep(0.2)
+    check(1 in link_up, f"vigil_plc_link_up never 1 while the line ran: {link_up}")
+    check(fps > 0, "vigil_camera_fps{camera=\"top\"} never above 0 while the line ran")
+    return time.time() - t0
+
+
+def check_metrics(srv, db, run_s):
+    """After the run: every figure against the log read independently."""
+    con = sqlite3.connect(db)
+    by_verdict = dict(con.execute("SELECT verdict, count(*) FROM inspections GROUP BY verdict"))
+    latencies = [r[0] for r in con.execute("SELECT latency_ms FROM inspections")]
+    infer = [r[0] for r in con.execute("SELECT infer_ms FROM inspections")]
+    con.close()
+    # The writer commits in batches and the link goes down once vigil-sim
+    # has gone: wait for both.
+    deadline = time.time() + 10
+    while True:
+        m = scrape(srv)
+        if (m.get("vigil_db_write_lag_rows") == 0 and m.get("vigil_plc_link_up") == 0) or \
+                time.time() > deadline:
+            break
+        time.sleep(0.2)
+    for v in ("accept", "reject", "marginal"):
+        got = m.get(f'vigil_parts_total{{verdict="{v}"}}')
+        check(got == by_verdict.get(v, 0),
+              f"/metrics counts {got} {v} parts, the log {by_verdict.get(v, 0)}")
     check(m.get("vigil_latency_seconds_count") == parts,
           f"latency histogram counts {m.get('vigil_latency_seconds_count')}, want {parts}")
-    buckets = [(k, v) for k, v in m.items() if k.startswith("vigil_latency_seconds_bucket")]
-    counts = [v for _, v in buckets]
-    check(counts == sorted(counts) and counts and counts[-1] == parts,
-          f"latency buckets are not cumulative up to {parts}: {buckets}")
-    check(m.get("vigil_latency_seconds_sum", 0) > 0, "latency sum is 0")
+    buckets = histogram(m, "vigil_latency_seconds")
+    check(len(buckets) == 13 and buckets[-1][0] == float("inf"),
+          f"latency buckets: {buckets}")
+    for le, count in buckets:
+        want = sum(1 for x in latencies if x <= le * 1000 * (1 + 1e-12))
+        check(count == want, f"latency bucket le={le}: {count} parts, the log has {want}")
+    check(abs(m.get("vigil_latency_seconds_sum", 0) - sum(latencies) / 1000) <= 1e-6 * parts,
+          f"latency sum {m.get('vigil_latency_seconds_sum')} s, the log {sum(latencies) / 1000} s")
+
+    for stage in ("capture_wait", "inference", "plc_write", "db_write"):
+        label = f'stage="{stage}"'
+        b = histogram(m, "vigil_stage_seconds", label)
+        counts = [c for _, c in b]
+        check(len(b) == 17 and counts == sorted(counts) and b[-1][0] == float("inf"),
+              f"stage {stage}: buckets not cumulative up to +Inf: {b}")
+        check(m.get(f"vigil_stage_seconds_count{{{label}}}") == parts and counts[-1:] == [parts],
+              f"stage {stage}: {m.get(f'vigil_stage_seconds_count{{{label}}}')} parts, "
+              f"want {parts}")
+        check(m.get(f"vigil_stage_seconds_sum{{{label}}}", 0) > 0, f"stage {stage}: sum is 0")
+    infer_sum = m.get('vigil_stage_seconds_sum{stage="inference"}', 0)
+    check(abs(infer_sum - sum(infer) / 1000) <= 1e-6 * parts,
+          f"inference stage sum {infer_sum} s, the log's infer_ms add up to {sum(infer) / 1000} s")
+    # A part's capture wait and inference both lie between its trigger and
+    # its PLC result.
+    inside = m.get('vigil_stage_seconds_sum{stage="capture_wait"}', 0) + infer_sum
+    check(inside <= m.get("vigil_latency_seconds_sum", 0) + 1e-6,
+          f"capture wait + inference ({inside} s) exceed trigger-to-PLC latency "
+          f"({m.get('vigil_latency_seconds_sum')} s)")
+
     for q in ("inspect", "results", "log"):
-        check(f'vigil_queue_depth{{queue="{q}"}}' in m, f"no queue depth for {q}")
-    check("vigil_plc_link_up" in m, "no PLC link state")
+        depth = m.get(f'vigil_queue_depth{{queue="{q}"}}')
+        check(depth == 0, f"queue {q} holds {depth} after the run")
+    check(m.get("vigil_plc_link_up") == 0, "vigil_plc_link_up still 1 after the PLC went away")
+    frames = m.get('vigil_camera_frames_total{camera="top"}', 0)
+    check(frames >= parts, f"camera top delivered {frames} frames for {parts} parts")
+    check(m.get("vigil_cameras") == 1, f"vigil_cameras is {m.get('vigil_cameras')}")
     check(m.get("vigil_db_rows_written_total", 0) >= parts,
           f"db rows written {m.get('vigil_db_rows_written_total')} < {parts}")
     check(m.get("vigil_db_rows_failed_total") == 0, "db rows failed is not 0")
-    print(f"metrics: {len(m)} samples, {by_verdict:.0f} parts by verdict")
+    check(m.get("vigil_db_write_lag_rows") == 0,
+          f"db write lag {m.get('vigil_db_write_lag_rows')} rows after the run")
+
+    h = srv.get_json("/api/history")
+    n = len(h.get("t", []))
+    check(n > 0 and all(len(h.get(k, [])) == n for k in ("rate_per_min", "yield", "latency_ms")),
+          f"/api/history arrays: {[(k, len(v)) for k, v in h.items() if isinstance(v, list)]}")
+    check(h.get("t") == sorted(h.get("t", [])), "/api/history times are not in order")
+    rates = [r for r in h.get("rate_per_min", []) if r is not None]
+    top = max(rates, default=0)
+    # Every part falls inside the 10 s window at some sample, unless the
+    # run took longer; vigil-sim never goes faster than SIM_RATE.
+    low = 0.5 * parts * 60 / max(run_s + 2, h.get("window_s", 10))
+    check(low <= top <= 1.3 * SIM_RATE,
+          f"/api/history's highest rate {top:.0f}/min is outside [{low:.0f}, {1.3 * SIM_RATE:.0f}]")
+    check(all(0 <= y <= 1 for y in h.get("yield", []) if y is not None), "a yield outside 0..1")
+    print(f"metrics: {len(m)} samples, {sum(by_verdict.values())} parts by verdict, "
+          f"history {n} points, top rate {top:.0f}/min")
 
 
 def check_page(srv):
@@ -364,44 +405,28 @@ def check_bad_configs(tmp, db):
 
 def main():
     with tempfile.TemporaryDirectory(prefix="vigil-review-") as tmp:
-        sim_dir = os.path.join(tmp, "sim")
-        subprocess.run([sim_bin, "generate", "--out", sim_dir, "--parts", str(parts),
-                        "--seed", "777", "--split", "review"], check=True,
-                       stdout=subprocess.DEVNULL)
-        plc_port = free_port()
-        db = os.path.join(tmp, "vigil.db")
-        conf = os.path.join(tmp, "vigild.conf")
-        write_conf(conf, sim_dir, plc_port, db)
-        sim = subprocess.Popen([sim_bin, "run", "--parts-dir", sim_dir, "--port", str(plc_port),
-                                "--rate", "1200", "--results", os.path.join(tmp, "results.csv"),
-                                "--summary", os.path.join(tmp, "summary.json"), "--db", db,
-                                "--ready-timeout-s", "60"], stdout=subprocess.DEVNULL)
-        log_path = os.path.join(tmp, "vigild.log")
-        log = open(log_path, "w")
-        vigild = subprocess.Popen([vigild_bin, "--config", conf], stdout=log,
-                                  stderr=subprocess.STDOUT)
+        line = Line(build, root, tmp, parts, seed=777, split="review", extra_conf=REVIEW_CONF,
+                    rate=SIM_RATE).start()
+        db, conf = line.db, line.conf
         try:
-            srv = Server(wait_for_port(log_path, vigild))
+            srv = Server(review_port(line.log_path, line.vigild))
             status = srv.get_json("/api/status")
             check(status.get("line") is True and status.get("writes_enabled") is True,
                   f"/api/status while running: {status}")
-            sim_rc = sim.wait(timeout=240)
+            run_s = check_metrics_running(srv, line)
+            sim_rc = line.wait_sim()
             check(sim_rc == 0, f"vigil-sim exited with {sim_rc}")
             # vigil-sim checked every row; the server reads the same file.
             status = srv.get_json("/api/status")
             check(status.get("parts") == parts, f"/api/status counts {status.get('parts')} parts")
+            check_metrics(srv, db, run_s)
             check_page(srv)
             part = check_list_and_detail(srv, db)
             if part is not None:
                 check_review(srv, db, part)
             check_hostile(srv, db)
-            check_metrics(srv)
         finally:
-            vigild.send_signal(signal.SIGTERM)
-            vigild_rc = vigild.wait(timeout=60)
-            if sim.poll() is None:
-                sim.kill()
-            log.close()
+            vigild_rc = line.stop()
         check(vigild_rc == 0, f"vigild exited with {vigild_rc}")
 
         # The page over the finished log, without the line.
@@ -410,12 +435,14 @@ def main():
         vigild = subprocess.Popen([vigild_bin, "--config", conf, "--review-only"], stdout=log,
                                   stderr=subprocess.STDOUT)
         try:
-            srv = Server(wait_for_port(log_path, vigild))
+            srv = Server(review_port(log_path, vigild))
             status = srv.get_json("/api/status")
             check(status.get("line") is False and status.get("inspections") == parts,
                   f"--review-only status: {status}")
             m = parse_metrics(srv.request("GET", "/metrics")[2].decode())
             check(m.get("vigil_line_running") == 0, "--review-only metrics claim a line")
+            h = srv.get_json("/api/history")
+            check(h.get("line") is False and h.get("t") == [], f"--review-only history: {h}")
             status, _, _ = srv.review(part, {"decision": "confirm"}, token="wrong-token-123")
             check(status == 401, f"--review-only review with a wrong token: {status}")
         finally:
@@ -425,8 +452,7 @@ def main():
         check(rc == 0, f"vigild --review-only exited with {rc}")
         check_bad_configs(tmp, db)
         if failures:
-            with open(os.path.join(tmp, "vigild.log")) as f:
-                print(f.read()[-3000:])
+            print(line.log_tail())
 
     if failures:
         print(f"FAIL: {len(failures)} checks failed")
