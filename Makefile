@@ -37,8 +37,20 @@ deps:
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) $(MESON_OPTS)
 
-build: deps $(BUILD)/build.ninja
+build: deps $(BUILD)/build.ninja web-deps
 	ninja -C $(BUILD)
+
+# The review page's charting library (uPlot, npm) in the build folder, never
+# in git; vigild serves it from there ([review] charts_dir). Without npm the
+# page works and says that charts are unavailable.
+UPLOT := uplot@1.6.32
+web-deps: $(BUILD)/build.ninja
+	@if [ -f $(BUILD)/web-vendor/node_modules/uplot/dist/uPlot.iife.min.js ]; then :; \
+	elif command -v npm >/dev/null; then \
+		npm install --prefix $(BUILD)/web-vendor --no-audit --no-fund $(UPLOT); \
+	else \
+		echo "npm not found: the review page will have no charts"; \
+	fi
 
 demo: build
 	tools/demo.sh $(BUILD)

@@ -45,6 +45,7 @@ struct review_server {
 	line *line;
 	char *db_path;
 	char *static_dir;        /* NULL: the page built into the binary */
+	char *charts_dir;        /* uPlot's dist folder; may lack the files */
 	gboolean have_token;
 	guint8 token_sha256[32]; /* compared, never the token itself */
 	int port;
@@ -55,7 +56,11 @@ struct review_server {
 };
 
 static const char *const review_keys[] = { "listen", "port", "token", "token_file",
-					    "static_dir", NULL };
+					    "static_dir", "charts_dir", NULL };
+
+/* The charting library's files (uPlot, from npm; never in git), served as
+ * /vendor/NAME from charts_dir when they are there. */
+static const char *const chart_files[] = { "uPlot.iife.min.js", "uPlot.min.css", NULL };
 
 /* ---- replies ---- */
 
@@ -152,7 +157,9 @@ static gboolean asset_name_ok(const char *name)
 	return TRUE;
 }
 
-static void serve_asset(review_server *s, SoupServerMessage *msg, const char *name)
+/* Serves name from dir, or from the page built into the binary when dir
+ * is NULL. */
+static void serve_asset(SoupServerMessage *msg, const char *dir, const char *name)
 {
 	GBytes *data = NULL;
 
@@ -160,13 +167,13 @@ static void serve_asset(review_server *s, SoupServerMessage *msg, const char *na
 		reply_error(msg, SOUP_STATUS_BAD_REQUEST, "bad file name");
 		return;
 	}
-	if (s->static_dir) {
-		char *path = g_build_filename(s->static_dir, name, NULL);
+	if (dir) {
+		char *path = g_build_filename(dir, name, NULL);
 		char *text = NULL;
 		gsize len = 0;
 		struct stat st;
 
-		/* Only a regular file right in static_dir, never a link out of it. */
+		/* Only a regular file right in dir, never a link out of it. */
 		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    g_file_get_contents(path, &text, &len, NULL))
 			data = g_bytes_new_take(text, len);
@@ -1096,9 +1103,15 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 		return;
 	}
 	if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0)
-		serve_asset(s, msg, "index.html");
+		serve_asset(msg, s->static_dir, "index.html");
 	else if (g_str_has_prefix(path, "/static/"))
-		serve_asset(s, msg, path + strlen("/static/"));
+		serve_asset(msg, s->static_dir, path + strlen("/static/"));
+	else if (g_str_has_prefix(path, "/vendor/") && one_of(path + strlen("/vendor/"), chart_files)) {
+		if (*s->charts_dir)
+			serve_asset(msg, s->charts_dir, path + strlen("/vendor/"));
+		else
+			reply_error(msg, SOUP_STATUS_NOT_FOUND, "no charting library: charts_dir is empty");
+	}
 	else if (strcmp(path, "/api/inspections") == 0)
 		api_inspections(s, msg, raw_query);
 	else if (strcmp(path, "/api/status") == 0)
@@ -1217,6 +1230,8 @@ int review_server_new(const config *cfg, line *l, review_server **out, char **er
 	if (config_check_keys(cfg, "review", review_keys, err) < 0 ||
 	    config_get_string(cfg, "database", "path", NULL, &s->db_path, err) < 0 ||
 	    config_get_string(cfg, "review", "static_dir", "", &s->static_dir, err) < 0 ||
+	    config_get_string(cfg, "review", "charts_dir", VIGIL_CHARTS_DIR, &s->charts_dir,
+			      err) < 0 ||
 	    read_token(s, cfg, err) < 0)
 		goto fail;
 	if (!*s->static_dir) {
@@ -1258,5 +1273,6 @@ void review_server_free(review_server *s)
 	}
 	g_free(s->db_path);
 	g_free(s->static_dir);
+	g_free(s->charts_dir);
 	g_free(s);
 }

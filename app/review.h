@@ -9,7 +9,10 @@
  * 0 picks a free one and logs it), token or token_file (the bearer token
  * that every write needs; without one the server is read-only) and
  * static_dir (serve the page from a folder instead of the copy built into
- * the binary). The log is the [database] path. */
+ * the binary) and charts_dir (the charting library's files, uPlot from npm,
+ * served as /vendor/NAME; default: where `make web-deps` puts them in the
+ * build folder; the page works without them, with no charts). The log is
+ * the [database] path. */
 #ifndef VIGIL_APP_REVIEW_H
 #define VIGIL_APP_REVIEW_H
 

@@ -213,7 +213,8 @@ def check_hostile(srv, db):
         "/static/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/static/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
         "/../../../etc/passwd", "/static/..\\..\\etc\\passwd", "/static/.%2e/.%2e/etc/passwd",
         "/static//etc/passwd", "/static/%00index.html", "/static/.hidden",
-        "/static/review.js/../../../etc/passwd",
+        "/static/review.js/../../../etc/passwd", "/vendor/../../../../etc/passwd",
+        "/vendor/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
     ]
     for t in traversal:
         status, _, body = srv.request("GET", t)
@@ -373,6 +374,18 @@ def check_page(srv):
               f"/static/{name}: status {status}, type {hdrs.get('Content-Type')}")
     status, _, _ = srv.request("GET", "/static/nosuch.js")
     check(status == 404, f"/static/nosuch.js: status {status}, want 404")
+    # The charting library, from where `make web-deps` puts it; only its
+    # two files are served from there.
+    uplot = os.path.join(build, "web-vendor", "node_modules", "uplot", "dist")
+    status, hdrs, body = srv.request("GET", "/vendor/uPlot.iife.min.js")
+    if os.path.isfile(os.path.join(uplot, "uPlot.iife.min.js")):
+        check(status == 200 and (hdrs.get("Content-Type") or "").startswith("text/javascript"),
+              f"/vendor/uPlot.iife.min.js: status {status}")
+    else:
+        check(status == 404, f"/vendor/uPlot.iife.min.js without the library: status {status}")
+    for other in ("package.json", "uPlot.d.ts", "..%2f..%2fpackage.json"):
+        status, _, _ = srv.request("GET", "/vendor/" + other)
+        check(status in (400, 404), f"/vendor/{other}: status {status}, want 404")
 
 
 def check_bad_configs(tmp, db):

@@ -27,6 +27,7 @@ parts = int(sys.argv[3]) if len(sys.argv) > 3 else 40
 chromium = "/usr/bin/chromium"
 node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 TOKEN = "browser-test-token-42"
+uplot = os.path.join(build, "web-vendor", "node_modules", "uplot", "dist", "uPlot.iife.min.js")
 
 if not os.access(chromium, os.X_OK):
     skip(f"{chromium} is not installed (apt-get install chromium)")
@@ -35,10 +36,13 @@ if not shutil.which("node") or not shutil.which("npm"):
 if not os.path.isdir(os.path.join(node_modules, "playwright-core")):
     fail(f"playwright-core is not in {node_modules} although npm is here: "
          f"run `make web-test-deps BUILD={build}`")
+if not os.path.isfile(uplot):
+    fail(f"the charting library is not in {uplot} although npm is here: "
+         f"run `make web-deps BUILD={build}`")
 
 DRIVER = r"""
 const { chromium } = require("playwright-core");
-const [url, token, executablePath] = process.argv.slice(2);
+const [url, token, executablePath, wantCharts] = process.argv.slice(2);
 (async () => {
   const browser = await chromium.launch({ executablePath, headless: true,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -58,6 +62,13 @@ const [url, token, executablePath] = process.argv.slice(2);
   const vib = await page.textContent("#d-vibration");
   if (!/envelope at BPFO/.test(vib)) throw new Error("no bearing envelope lines: " + vib);
   await page.waitForFunction(() => /\d/.test(document.querySelector("#st-parts").textContent));
+  if (wantCharts === "yes") {
+    // Live status charts, drawn by the charting library vigild serves.
+    await page.waitForSelector("#live:not([hidden]) #chart-rate canvas", { timeout: 15000 });
+    await page.waitForSelector("#chart-latency canvas");
+    if (await page.isVisible("#charts-unavailable"))
+      throw new Error("the page says charts are unavailable although uPlot is served");
+  }
 
   await page.check("#review input[value=overrule]");
   await page.selectOption("#review select[name=verdict]", "accept");
@@ -73,6 +84,16 @@ const [url, token, executablePath] = process.argv.slice(2);
   const fields = await page.textContent("#d-fields");
   if (!fields.includes("overrule → accept: browser: <b>not</b> a defect"))
     throw new Error("the detail does not show the review as text: " + fields);
+  // Without the charting library the page still lists and says so.
+  const bare = await browser.newPage();
+  bare.on("pageerror", (e) => errors.push(String(e)));
+  await bare.route("**/vendor/**", (r) => r.fulfill({ status: 404, body: "not installed" }));
+  await bare.goto(url + "?verdict=reject&limit=5");
+  await bare.waitForSelector("#inspections tbody tr", { timeout: 15000 });
+  await bare.click("#inspections tbody tr");
+  await bare.waitForSelector("#detail:not([hidden])");
+  if (!(await bare.isVisible("#charts-unavailable")) || await bare.isVisible("#live"))
+    throw new Error("without uPlot the page does not say that charts are unavailable");
   if (errors.length) throw new Error("page errors: " + errors.join("; "));
   console.log("PART " + part);
   await browser.close();
@@ -95,7 +116,7 @@ def main():
             with open(driver, "w") as f:
                 f.write(DRIVER)
             env = dict(os.environ, NODE_PATH=node_modules, HOME=tmp)
-            r = subprocess.run(["node", driver, url, TOKEN, chromium], env=env,
+            r = subprocess.run(["node", driver, url, TOKEN, chromium, "yes"], env=env,
                                capture_output=True, text=True, timeout=120)
             print(r.stdout[-2000:], r.stderr[-2000:])
             if r.returncode != 0:

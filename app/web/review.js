@@ -6,6 +6,76 @@
 const $ = (id) => document.getElementById(id);
 let selectedPart = null;
 
+// ---- charts (uPlot, when vigild serves it) ----
+
+const charts = {};
+
+function chartsAvailable() {
+  return typeof window.uPlot === "function";
+}
+
+// A line chart in el; x is time (s since 1970) unless opts.x names a unit.
+// marks: [{x, label}] drawn as vertical lines (bearing defect frequencies).
+function lineChart(el, title, label, color, opts = {}) {
+  const marks = opts.marks || [];
+  const markPlugin = {
+    hooks: {
+      draw: (u) => {
+        const ctx = u.ctx;
+        ctx.save();
+        ctx.font = "11px system-ui, sans-serif";
+        for (const m of u._marks || []) {
+          const x = u.valToPos(m.x, "x", true);
+          if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+          ctx.strokeStyle = m.color || "#c33";
+          ctx.setLineDash([4, 3]);
+          ctx.beginPath();
+          ctx.moveTo(x, u.bbox.top);
+          ctx.lineTo(x, u.bbox.top + u.bbox.height);
+          ctx.stroke();
+          ctx.fillStyle = m.color || "#c33";
+          ctx.fillText(m.label, x + 3, u.bbox.top + 12);
+        }
+        ctx.restore();
+      },
+    },
+  };
+  const u = new window.uPlot({
+    title, width: opts.width || 380, height: opts.height || 170,
+    scales: { x: { time: !opts.x } },
+    axes: [{ label: opts.x || "" }, { label }],
+    series: [{ label: opts.x || "time" }, { label, stroke: color, width: 1.5, spanGaps: false }],
+    legend: { show: false },
+    plugins: [markPlugin],
+  }, [[], []], el);
+  u._marks = marks;
+  return u;
+}
+
+function setChart(name, el, title, label, color, xs, ys, opts = {}) {
+  if (!chartsAvailable()) return;
+  if (!charts[name]) charts[name] = lineChart(el, title, label, color, opts);
+  charts[name]._marks = opts.marks || [];
+  charts[name].setData([xs, ys]);
+}
+
+async function refreshHistory() {
+  if (!chartsAvailable()) return;
+  try {
+    const h = await getJSON("/api/history");
+    if (!h.line) return;
+    $("live").hidden = false;
+    setChart("rate", $("chart-rate"), "rate", "parts/min", "#2a6",
+      h.t, h.rate_per_min);
+    setChart("yield", $("chart-yield"), "yield", "%", "#26a",
+      h.t, h.yield.map((y) => (y === null ? null : 100 * y)));
+    setChart("latency", $("chart-latency"), "latency (trigger to PLC, mean)", "ms", "#a62",
+      h.t, h.latency_ms);
+  } catch (e) {
+    // The status line says what went wrong; the charts keep their data.
+  }
+}
+
 function fmt(v, digits) {
   return v === null || v === undefined ? "–" : Number(v).toFixed(digits);
 }
@@ -154,7 +224,10 @@ document.addEventListener("DOMContentLoaded", () => {
   const q = new URLSearchParams(location.search);
   for (const el of $("filters").elements)
     if (el.name && q.has(el.name)) el.value = q.get(el.name);
+  $("charts-unavailable").hidden = chartsAvailable();
   refreshStatus();
   refreshList();
+  refreshHistory();
   setInterval(refreshStatus, 2000);
+  setInterval(refreshHistory, 5000);
 });
