@@ -43,6 +43,45 @@ struct db_inspection {
 
 typedef struct db_log db_log;
 
+/* How the log is kept. Start from DB_OPTIONS_DEFAULT; zero fields mean the
+ * default noted. */
+struct db_options {
+	size_t queue_depth;           /* rows waiting to be written (4096) */
+	const char *media_dir;        /* NULL: "<db path>.media" beside the file */
+	size_t media_queue;           /* parts whose files wait to be written (64) */
+	int keep_accepted_every;      /* media of one accepted part in N; 0: none */
+	/* Retention: rows older than max_age_days go (0: kept for ever), but
+	 * never those of the last protect_days; media files go first, oldest
+	 * first, while media + database exceed disk_budget_mb (0: no budget). */
+	int max_age_days, protect_days;
+	int64_t disk_budget_mb;
+	int retention_period_s;       /* how often the writer checks (600) */
+	/* Test only: PRAGMA max_page_count on the writer's connection, to
+	 * simulate a full disk (0: no limit). */
+	int64_t max_pages;
+};
+#define DB_OPTIONS_DEFAULT { 4096, NULL, 64, 0, 0, 0, 0, 600, 0 }
+
+/* Files kept with one inspection, handed to db_submit_media. The buffers
+ * are malloc'ed (g_malloc) and owned by the set; NULL pointers are absent
+ * files. */
+#define DB_MEDIA_MAX_IMAGES 8
+struct db_media_set {
+	int nimages;
+	struct {
+		char *camera;         /* camera name, part of the file name */
+		uint8_t *gray;        /* 8-bit gray, width * height, no padding */
+		int width, height;
+	} images[DB_MEDIA_MAX_IMAGES];
+	float *heatmap;               /* values in [0, 1], heatmap_w * heatmap_h */
+	int heatmap_w, heatmap_h;
+	float *vibration;             /* the part's window, in g */
+	size_t vibration_len;
+	double rate_hz;
+};
+/* Frees the set and everything it owns. NULL ok. */
+void db_media_set_free(struct db_media_set *m);
+
 /* Opens (creating if needed) the database at path, applies the schema
  * (PRAGMA user_version), switches to WAL and starts the writer thread.
  * A database whose schema is newer than this build knows is refused and
@@ -51,11 +90,58 @@ typedef struct db_log db_log;
  * names the path, which the caller frees with free(). */
 db_log *db_open(const char *path, size_t queue_depth, char **err);
 
+/* db_open with every setting. Before anything else, a database that fails
+ * PRAGMA quick_check is moved aside to "<path>.corrupt-<time>" (with its
+ * -wal and -shm; never deleted), a warning names both files, a fresh log
+ * is started and its first event ("db-recovered") says so. A file that is
+ * not SQLite at all is refused as by db_open. */
+db_log *db_open_with(const char *path, const struct db_options *opt, char **err);
+
 /* Queues a copy of row for writing. Blocks only while the queue is full.
  * Safe to call from several threads. Returns 0, -EINVAL (NULL argument, or a
  * verdict or defect class that enum vigil_verdict / vigil_defect_class does
  * not name; VIGIL_VERDICT_NONE is refused), or DB_ECLOSED. */
 int db_submit(db_log *db, const struct db_inspection *row);
+
+/* db_submit with the part's files: media (may be NULL) is taken over, even
+ * on error. Reject and marginal parts keep their files, accepted parts one in
+ * keep_accepted_every. The files are written by a thread of their own; when
+ * its queue is full they are dropped, counted (db_media_dropped) and an
+ * event "media-dropped" says so: never does this wait for a disk.
+ * Waits up to timeout_us for room in the row queue (< 0: for ever), then
+ * returns -EAGAIN.
+ * On success *ticket (if not NULL) is the row's place in the write order:
+ * once db_settled(db) >= *ticket the row has been committed, or has failed
+ * (then db_ok(db) is false). */
+int db_submit_media(db_log *db, const struct db_inspection *row, struct db_media_set *media,
+		    int64_t timeout_us, uint64_t *ticket);
+
+/* The highest ticket the writer has dealt with (committed or failed).
+ * Tickets grow in the order rows were queued. */
+uint64_t db_settled(db_log *db);
+
+/* Sets latency_ms of the row queued with ticket, known only once the PLC
+ * has the result; written in order with the rows. Does not block: returns
+ * -EAGAIN with the queue full (the row keeps latency NULL). */
+int db_set_latency(db_log *db, uint64_t ticket, double latency_ms);
+
+/* False from a failed write (disk full, I/O error) until a later write
+ * commits; then an event "db-ok" records that writing works again. */
+int db_ok(db_log *db);
+
+/* Media files dropped (queue full or write failed) and written so far. */
+uint64_t db_media_dropped(db_log *db);
+uint64_t db_media_written(db_log *db);
+
+/* The deepest the row queue has been; and the write lag: from queueing to
+ * commit, of the oldest row of the last batch written, and the most seen. */
+size_t db_queue_high_water(db_log *db);
+double db_write_lag_ms(db_log *db);
+double db_write_lag_max_ms(db_log *db);
+
+/* Runs retention now, on the writer thread, and waits for it (for tests and
+ * vigilctl). Returns 0 or a negative code. */
+int db_retain_now(db_log *db);
 
 /* Queues an entry for the events table (e.g. kind "start", "plc-fault"),
  * stamped with the wall clock now and written in order with the rows.
@@ -123,5 +209,24 @@ int db_review(const char *path, int64_t part_id, const char *decision, int verdi
  * negative code with *err set as for db_open. */
 int db_read_vibration(const char *path, int64_t inspection_id, struct vigil_vibration *out,
 		      char **err);
+
+/* One file kept with an inspection (table media). path is relative to the
+ * media directory (db_media_dir). */
+struct db_media {
+	int64_t id, inspection_id;
+	const char *camera, *kind, *path;
+	int64_t bytes;
+};
+
+/* Calls fn for each media file of inspection_id (images first, in camera
+ * order); strings are valid only during the call; fn returns non-zero to
+ * stop. 0 (also with no media), or a negative code with *err set. */
+int db_read_media(const char *db_path, int64_t inspection_id,
+		  int (*fn)(const struct db_media *m, void *data), void *data, char **err);
+
+/* The media directory of the log at db_path: the one vigild recorded in it,
+ * else the default "<db_path>.media". The caller frees it with free(). NULL
+ * with *err set when the file cannot be read. */
+char *db_media_dir(const char *db_path, char **err);
 
 #endif

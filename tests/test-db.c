@@ -15,6 +15,12 @@
 #include <sqlite3.h>
 
 #include "core/part.h"
+#include "fusion/cvwrap.h"
+
+/* Schema version 4: tables inspections, events, vibration, reviews, media,
+ * meta; their indexes, meta's primary-key index. */
+#define SCHEMA_VERSION 4
+#define SCHEMA_OBJECTS 11
 
 #define ROWS_PER_THREAD 1000
 #define WRITER_THREADS 2
@@ -405,8 +411,8 @@ static void test_reopen(struct fixture *fx, gconstpointer data)
 	(void)data;
 	submit_range(db, 0, 10);
 	db_close(db);
-	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 3);
-	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 7);
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, SCHEMA_VERSION);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, SCHEMA_OBJECTS);
 	/* The schema cookie moves with every schema change: unchanged means
 	 * no migration ran again. */
 	schema_cookie = sql_int(fx->path, "PRAGMA schema_version");
@@ -414,49 +420,92 @@ static void test_reopen(struct fixture *fx, gconstpointer data)
 	db = open_ok(fx->path, 16);
 	submit_range(db, 10, 5);
 	db_close(db);
-	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 3);
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, SCHEMA_VERSION);
 	g_assert_cmpint(sql_int(fx->path, "PRAGMA schema_version"), ==, schema_cookie);
-	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 7);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, SCHEMA_OBJECTS);
 	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 15);
 }
 
-/* A database written by schema version 1 (as the first release left it)
- * is migrated in place: its rows stay, the vibration table appears. */
-static void test_migrate_from_v1(struct fixture *fx, gconstpointer data)
+/* The schema as each earlier release left it, to migrate from: each
+ * version's text adds to the one before, as the shipped migrations did. */
+static const char *const old_schema[] = {
+	/* 1 */
+	"CREATE TABLE inspections (id INTEGER PRIMARY KEY, part_id INTEGER NOT NULL,"
+	" trigger_counter INTEGER NOT NULL, seq INTEGER NOT NULL,"
+	" t_wall_us INTEGER NOT NULL, verdict TEXT NOT NULL CHECK (verdict IN"
+	" ('accept', 'reject', 'marginal')), verdict_code INTEGER NOT NULL,"
+	" defect_class TEXT NOT NULL, flags INTEGER NOT NULL, score REAL,"
+	" vision_score REAL, signal_score REAL, latency_ms REAL, infer_ms REAL,"
+	" model_version TEXT, image_path TEXT);"
+	"CREATE INDEX inspections_part_id ON inspections (part_id);"
+	"CREATE INDEX inspections_t_wall_us ON inspections (t_wall_us);"
+	"CREATE TABLE events (id INTEGER PRIMARY KEY, t_wall_us INTEGER NOT NULL,"
+	" kind TEXT NOT NULL, message TEXT NOT NULL);"
+	"INSERT INTO inspections VALUES (1, 5, 1, 0, 10, 'accept', 1, 'none', 0,"
+	" 0.1, 0.1, 0.1, 2.0, 1.0, 'synthetic-1', NULL);",
+	/* 2 */
+	"CREATE TABLE vibration (inspection_id INTEGER PRIMARY KEY REFERENCES inspections (id),"
+	" rms_velocity_mm_s REAL, iso_zone TEXT, rms_accel_g REAL, hf_accel_g REAL,"
+	" peak_g REAL, crest_factor REAL, kurtosis REAL, ftf_env REAL, bpfo_env REAL,"
+	" bpfi_env REAL, bsf_env REAL);"
+	"INSERT INTO vibration (inspection_id, rms_velocity_mm_s, iso_zone) VALUES (1, 1.5, 'B');",
+	/* 3 */
+	"CREATE TABLE reviews (id INTEGER PRIMARY KEY,"
+	" inspection_id INTEGER NOT NULL REFERENCES inspections (id),"
+	" t_wall_us INTEGER NOT NULL,"
+	" decision TEXT NOT NULL CHECK (decision IN ('confirm', 'overrule')),"
+	" verdict TEXT NOT NULL CHECK (verdict IN ('accept', 'reject', 'marginal')),"
+	" note TEXT, reviewer TEXT);"
+	"CREATE INDEX reviews_inspection ON reviews (inspection_id);"
+	"INSERT INTO reviews VALUES (1, 1, 20, 'overrule', 'reject', 'scratch', 'qa');",
+};
+
+static int count_media(const struct db_media *m, void *data)
 {
+	(void)m;
+	++*(int *)data;
+	return 0;
+}
+
+/* A database written by schema version 1, 2 or 3 (as each release left it)
+ * is migrated in place: its rows stay, the later tables appear and work. */
+static void test_migrate(struct fixture *fx, gconstpointer data)
+{
+	int from = GPOINTER_TO_INT(data);
 	struct db_inspection row = { .part_id = 77, .trigger_counter = 3, .seq = 2,
 				     .t_wall_us = 1000, .verdict = 2, .defect_class = 2,
 				     .score = 0.9, .has_vibration = 1,
 				     .vibration = { .rms_velocity_mm_s = 2.5, .iso_zone = 'C',
 						    .bpfo_env = 31.0 } };
+	struct db_media_set *m = g_new0(struct db_media_set, 1);
+	char *sql;
 	db_log *db;
+	int nmedia = 0;
 
-	(void)data;
-	sql_exec(fx->path,
-		 "CREATE TABLE inspections (id INTEGER PRIMARY KEY, part_id INTEGER NOT NULL,"
-		 " trigger_counter INTEGER NOT NULL, seq INTEGER NOT NULL,"
-		 " t_wall_us INTEGER NOT NULL, verdict TEXT NOT NULL CHECK (verdict IN"
-		 " ('accept', 'reject', 'marginal')), verdict_code INTEGER NOT NULL,"
-		 " defect_class TEXT NOT NULL, flags INTEGER NOT NULL, score REAL,"
-		 " vision_score REAL, signal_score REAL, latency_ms REAL, infer_ms REAL,"
-		 " model_version TEXT, image_path TEXT);"
-		 "CREATE INDEX inspections_part_id ON inspections (part_id);"
-		 "CREATE INDEX inspections_t_wall_us ON inspections (t_wall_us);"
-		 "CREATE TABLE events (id INTEGER PRIMARY KEY, t_wall_us INTEGER NOT NULL,"
-		 " kind TEXT NOT NULL, message TEXT NOT NULL);"
-		 "INSERT INTO inspections VALUES (1, 5, 1, 0, 10, 'accept', 1, 'none', 0,"
-		 " 0.1, 0.1, 0.1, 2.0, 1.0, 'synthetic-1', NULL);"
-		 "PRAGMA user_version = 1;");
+	for (int v = 0; v < from; v++)
+		sql_exec(fx->path, old_schema[v]);
+	sql = g_strdup_printf("PRAGMA user_version = %d", from);
+	sql_exec(fx->path, sql);
+	g_free(sql);
+
 	db = open_ok(fx->path, 16);
-	g_assert_cmpint(db_submit(db, &row), ==, 0);
+	m->vibration = g_new0(float, 64);
+	m->vibration_len = 64;
+	m->rate_hz = 1000;
+	g_assert_cmpint(db_submit_media(db, &row, m, -1, NULL), ==, 0);
 	db_close(db);
-	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 3);
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, SCHEMA_VERSION);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, SCHEMA_OBJECTS);
 	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 2);
 	g_assert_cmpint(sql_int(fx->path, "SELECT part_id FROM inspections WHERE id = 1"), ==, 5);
-	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM vibration"), ==, 1);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM vibration"), ==, from >= 2 ? 2 : 1);
 	g_assert_cmpint(sql_int(fx->path, "SELECT i.part_id FROM vibration v JOIN inspections i"
 				" ON i.id = v.inspection_id WHERE v.iso_zone = 'C'"
 				" AND v.bpfo_env = 31.0"), ==, 77);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM reviews"), ==, from >= 3 ? 1 : 0);
+	/* Schema 4: the reject's vibration window is kept as a file. */
+	g_assert_cmpint(db_read_media(fx->path, 2, count_media, &nmedia, NULL), ==, 0);
+	g_assert_cmpint(nmedia, ==, 1);
 }
 
 static void test_newer_schema_refused(struct fixture *fx, gconstpointer data)
@@ -691,6 +740,523 @@ static void test_bad_arguments(struct fixture *fx, gconstpointer data)
 	g_assert_cmpstr(db_strerror(-EINVAL), ==, g_strerror(EINVAL));
 }
 
+/* ---- media, retention, recovery, a full disk ---- */
+
+/* Pixel i of camera c: noise, so that PNG cannot shrink it much. */
+static uint8_t pixel(int i, int seed, int c)
+{
+	uint32_t x = (uint32_t)i + (uint32_t)seed * 0x9e3779b9u + (uint32_t)c * 0x85ebca6bu;
+
+	x ^= x >> 16;
+	x *= 0x7feb352du;
+	x ^= x >> 15;
+	x *= 0x846ca68bu;
+	x ^= x >> 16;
+	return (uint8_t)x;
+}
+
+/* A part's files as vigild hands them over: two cameras, a defect map and
+ * the vibration window, each with content derived from seed. */
+static struct db_media_set *make_media(int seed, int width, int height)
+{
+	struct db_media_set *m = g_new0(struct db_media_set, 1);
+
+	m->nimages = 2;
+	for (int c = 0; c < 2; c++) {
+		m->images[c].camera = g_strdup(c ? "side" : "top");
+		m->images[c].width = width;
+		m->images[c].height = height;
+		m->images[c].gray = g_malloc((gsize)width * height);
+		for (int i = 0; i < width * height; i++)
+			m->images[c].gray[i] = pixel(i, seed, c);
+	}
+	m->heatmap_w = 8;
+	m->heatmap_h = 4;
+	m->heatmap = g_new(float, 32);
+	for (int i = 0; i < 32; i++)
+		m->heatmap[i] = (float)i / 31.0f;
+	m->vibration_len = 256;
+	m->vibration = g_new(float, 256);
+	for (int i = 0; i < 256; i++)
+		m->vibration[i] = sinf((float)i * 0.1f) * (float)(seed + 1);
+	m->rate_hz = 25600;
+	return m;
+}
+
+struct media_list {
+	int n;
+	struct db_media got[8];
+	char *paths[8], *cameras[8], *kinds[8];
+};
+
+static int collect_media(const struct db_media *m, void *data)
+{
+	struct media_list *l = data;
+
+	g_assert_cmpint(l->n, <, 8);
+	l->got[l->n] = *m;
+	l->paths[l->n] = g_strdup(m->path);
+	l->cameras[l->n] = g_strdup(m->camera);
+	l->kinds[l->n] = g_strdup(m->kind);
+	l->n++;
+	return 0;
+}
+
+static void media_list_clear(struct media_list *l)
+{
+	for (int i = 0; i < l->n; i++) {
+		g_free(l->paths[i]);
+		g_free(l->cameras[i]);
+		g_free(l->kinds[i]);
+	}
+	memset(l, 0, sizeof *l);
+}
+
+static db_log *open_opts(const char *path, const struct db_options *opt)
+{
+	char *err = NULL;
+	db_log *db = db_open_with(path, opt, &err);
+
+	if (!db)
+		g_error("db_open_with(%s): %s", path, err);
+	return db;
+}
+
+/* A reject keeps every file: images as 8-bit gray PNG with the camera's
+ * pixels, the defect map as PNG, the vibration window as float32 WAV;
+ * rows in table media with paths relative to the media directory, and
+ * the first camera's image as the row's image_path. */
+static void test_media_files(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	struct db_inspection r;
+	char model[64], image[128];
+	struct media_list l = { 0 };
+	char *dir, *want_dir, *full, *text;
+	uint8_t *px = NULL;
+	int w = 0, h = 0;
+	gsize len;
+	db_log *db;
+
+	(void)data;
+	want_dir = g_build_filename(fx->dir, "media", NULL);
+	opt.media_dir = want_dir;
+	db = open_opts(fx->path, &opt);
+	make_row(2, &r, model, sizeof model, image, sizeof image);
+	r.image_path = NULL;
+	r.verdict = VIGIL_VERDICT_REJECT;
+	g_assert_cmpint(db_submit_media(db, &r, make_media(3, 40, 30), -1, NULL), ==, 0);
+	db_close(db);
+
+	dir = db_media_dir(fx->path, NULL);
+	g_assert_cmpstr(dir, ==, want_dir);
+	g_assert_cmpint(db_read_media(fx->path, 1, collect_media, &l, NULL), ==, 0);
+	g_assert_cmpint(l.n, ==, 4);
+	g_assert_cmpstr(l.kinds[0], ==, "image");
+	g_assert_cmpstr(l.cameras[0], ==, "top");
+	g_assert_cmpstr(l.kinds[1], ==, "image");
+	g_assert_cmpstr(l.cameras[1], ==, "side");
+	g_assert_cmpstr(l.kinds[2], ==, "heatmap");
+	g_assert_cmpstr(l.kinds[3], ==, "vibration");
+	text = sql_text(fx->path, "SELECT image_path FROM inspections WHERE id = 1");
+	g_assert_cmpstr(text, ==, l.paths[0]);
+	g_free(text);
+	for (int i = 0; i < l.n; i++) {
+		GStatBuf sb;
+
+		g_assert_false(g_path_is_absolute(l.paths[i]));
+		g_assert_null(strstr(l.paths[i], ".."));
+		g_assert_cmpint(l.got[i].inspection_id, ==, 1);
+		full = g_build_filename(dir, l.paths[i], NULL);
+		g_assert_cmpint(g_stat(full, &sb), ==, 0);
+		g_assert_cmpint(sb.st_size, ==, l.got[i].bytes);
+		g_free(full);
+	}
+
+	/* The side camera's pixels come back exactly (PNG is lossless). */
+	full = g_build_filename(dir, l.paths[1], NULL);
+	g_assert_cmpint(cvw_imread_gray(full, &px, &w, &h), ==, 0);
+	g_assert_cmpint(w, ==, 40);
+	g_assert_cmpint(h, ==, 30);
+	for (int i = 0; i < w * h; i++)
+		g_assert_cmpuint(px[i], ==, pixel(i, 3, 1));
+	free(px);
+	g_free(full);
+
+	/* The defect map: 0 .. 1 as 0 .. 255. */
+	full = g_build_filename(dir, l.paths[2], NULL);
+	g_assert_cmpint(cvw_imread_gray(full, &px, &w, &h), ==, 0);
+	g_assert_cmpint(w, ==, 8);
+	g_assert_cmpint(h, ==, 4);
+	g_assert_cmpuint(px[0], ==, 0);
+	g_assert_cmpuint(px[31], ==, 255);
+	free(px);
+	g_free(full);
+
+	/* The WAV: RIFF, IEEE float (3), mono, the sensor rate, the samples. */
+	full = g_build_filename(dir, l.paths[3], NULL);
+	g_assert_true(g_file_get_contents(full, &text, &len, NULL));
+	g_assert_cmpuint(len, ==, 44 + 256 * 4);
+	g_assert_cmpint(memcmp(text, "RIFF", 4), ==, 0);
+	g_assert_cmpint(memcmp(text + 8, "WAVEfmt ", 8), ==, 0);
+	g_assert_cmpuint(GUINT16_FROM_LE(*(uint16_t *)(text + 20)), ==, 3);
+	g_assert_cmpuint(GUINT16_FROM_LE(*(uint16_t *)(text + 22)), ==, 1);
+	g_assert_cmpuint(GUINT32_FROM_LE(*(uint32_t *)(text + 24)), ==, 25600);
+	g_assert_cmpuint(GUINT16_FROM_LE(*(uint16_t *)(text + 34)), ==, 32);
+	{
+		float v;
+
+		memcpy(&v, text + 44 + 4 * 10, 4);
+		g_assert_cmpfloat(v, ==, sinf(1.0f) * 4.0f);
+	}
+	g_free(text);
+	g_free(full);
+
+	media_list_clear(&l);
+	g_free(dir);
+	g_free(want_dir);
+}
+
+/* Accepted parts keep their files one in keep_accepted_every; defects
+ * always. Without media_dir the files sit beside the database. */
+static void test_media_sampling(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	db_log *db;
+	char *dir, *want;
+
+	(void)data;
+	opt.keep_accepted_every = 4;
+	db = open_opts(fx->path, &opt);
+	for (uint32_t i = 0; i < 20; i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.image_path = NULL;
+		r.verdict = i < 16 ? VIGIL_VERDICT_ACCEPT
+			  : i < 18 ? VIGIL_VERDICT_REJECT : VIGIL_VERDICT_MARGINAL;
+		g_assert_cmpint(db_submit_media(db, &r, make_media((int)i, 16, 16), -1, NULL), ==, 0);
+	}
+	db_close(db);
+	/* 16 accepted: 4 kept; 2 rejects and 2 marginals: all kept. */
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(DISTINCT inspection_id) FROM media"), ==, 8);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media m JOIN inspections i ON"
+				" i.id = m.inspection_id WHERE i.verdict = 'accept'"), ==, 4 * 4);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections WHERE"
+				" image_path IS NOT NULL"), ==, 8);
+	dir = db_media_dir(fx->path, NULL);
+	want = g_strconcat(fx->path, ".media", NULL);
+	g_assert_cmpstr(dir, ==, want);
+	g_assert_true(g_file_test(want, G_FILE_TEST_IS_DIR));
+	free(dir);
+	g_free(want);
+}
+
+/* A media writer that falls behind drops files, never rows, and never
+ * makes db_submit_media wait: drops are counted and logged as an event. */
+static void test_media_drops(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	db_log *db;
+	uint64_t dropped, written;
+
+	(void)data;
+	opt.media_queue = 1;
+	db = open_opts(fx->path, &opt);
+	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "*files not kept*");
+	for (uint32_t i = 0; i < 200; i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.verdict = VIGIL_VERDICT_REJECT;
+		/* Large images: the PNG encoder cannot keep up. */
+		g_assert_cmpint(db_submit_media(db, &r, make_media((int)i, 640, 480), 0, NULL), ==, 0);
+	}
+	/* Ticket 200 settled: every row is in and its files handed over or
+	 * dropped; the media thread still writes, drops no more. */
+	while (db_settled(db) < 200)
+		g_usleep(1000);
+	dropped = db_media_dropped(db);
+	written = db_media_written(db);
+	db_close(db);
+	g_test_assert_expected_messages();
+	g_test_message("media: %" PRIu64 " parts dropped, %" PRIu64 " files written",
+		       dropped, written);
+	g_assert_cmpuint(dropped, >, 0);
+	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 200);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE"
+				" kind = 'media-dropped'"), >=, 1);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(DISTINCT inspection_id) FROM media"),
+			==, 200 - (int64_t)dropped);
+}
+
+#define DAY_US (INT64_C(86400) * 1000000)
+
+/* Rows of ages in days, each a reject with its files. */
+static void submit_aged(db_log *db, uint32_t first, int n, double age_days, int img)
+{
+	int64_t now = g_get_real_time();
+
+	for (int i = 0; i < n; i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+
+		make_row(first + (uint32_t)i, &r, model, sizeof model, image, sizeof image);
+		r.image_path = NULL;
+		r.verdict = VIGIL_VERDICT_REJECT;
+		r.t_wall_us = now - (int64_t)(age_days * (double)DAY_US) + i;
+		g_assert_cmpint(db_submit_media(db, &r, make_media(i, img, img), -1, NULL), ==, 0);
+	}
+}
+
+static int64_t files_under(const char *dir)
+{
+	GDir *d = g_dir_open(dir, 0, NULL);
+	const char *name;
+	int64_t n = 0;
+
+	if (!d)
+		return 0;
+	while ((name = g_dir_read_name(d))) {
+		char *p = g_build_filename(dir, name, NULL);
+
+		n += g_file_test(p, G_FILE_TEST_IS_DIR) ? files_under(p) : 1;
+		g_free(p);
+	}
+	g_dir_close(d);
+	return n;
+}
+
+/* By age: rows (with reviews, vibration and files) older than
+ * max_age_days go; rows younger stay. */
+static void test_retention_age(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	char *dir;
+	db_log *db;
+
+	(void)data;
+	db = open_opts(fx->path, &opt);
+	submit_aged(db, 0, 10, 40.0, 16);     /* too old */
+	submit_aged(db, 100, 10, 20.0, 16);   /* kept */
+	db_close(db);
+	dir = db_media_dir(fx->path, NULL);
+	g_assert_cmpint(files_under(dir), ==, 80);
+	g_assert_cmpint(db_review(fx->path, 3, "overrule", VIGIL_VERDICT_ACCEPT, "ok", "qa", NULL), ==, 0);
+
+	opt.max_age_days = 30;
+	opt.protect_days = 7;
+	db = open_opts(fx->path, &opt);
+	g_assert_cmpint(db_retain_now(db), ==, 0);
+	db_close(db);
+	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 10);
+	g_assert_cmpint(sql_int(fx->path, "SELECT min(part_id) FROM inspections"), ==, 100);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media"), ==, 40);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM reviews"), ==, 0);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media m LEFT JOIN inspections i"
+				" ON i.id = m.inspection_id WHERE i.id IS NULL"), ==, 0);
+	g_assert_cmpint(files_under(dir), ==, 40);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'retention'"
+				" AND message LIKE 'removed 10 inspection(s) and 40 file(s)%'"), ==, 1);
+	free(dir);
+}
+
+/* By disk budget: images go first, oldest first; then the other files,
+ * then rows - but never the rows of the last protect_days. */
+static void test_retention_budget(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	int64_t images_before, images_old, images_new;
+	char *dir;
+	db_log *db;
+
+	(void)data;
+	opt.media_queue = 1024;
+	db = open_opts(fx->path, &opt);
+	/* 40 parts 10 days old and 40 parts 1 day old, 2 x 9 KiB images
+	 * each, of noise that PNG barely compresses. */
+	submit_aged(db, 0, 40, 10.0, 96);
+	submit_aged(db, 1000, 40, 1.0, 96);
+	db_close(db);
+	images_before = sql_int(fx->path, "SELECT sum(bytes) FROM media WHERE kind = 'image'");
+	g_test_message("images: %" PRId64 " bytes", images_before);
+
+	/* A budget the old images' removal alone meets. */
+	opt.disk_budget_mb = 1;
+	opt.protect_days = 3;
+	g_assert_cmpint(images_before, >, 1024 * 1024);
+	db = open_opts(fx->path, &opt);
+	g_assert_cmpint(db_retain_now(db), ==, 0);
+	db_close(db);
+	images_old = sql_int(fx->path, "SELECT count(*) FROM media m JOIN inspections i ON"
+			     " i.id = m.inspection_id WHERE m.kind = 'image' AND i.part_id < 1000");
+	images_new = sql_int(fx->path, "SELECT count(*) FROM media m JOIN inspections i ON"
+			     " i.id = m.inspection_id WHERE m.kind = 'image' AND i.part_id >= 1000");
+	g_test_message("images left: %" PRId64 " old, %" PRId64 " new", images_old, images_new);
+	/* Oldest first, and no more than the budget needs. */
+	g_assert_cmpint(images_new, ==, 80);
+	g_assert_cmpint(images_old, <, 80);
+	g_assert_cmpint(images_old, >, 0);
+	g_assert_cmpint(sql_int(fx->path, "SELECT max(m.id) FROM media m WHERE kind = 'image' AND"
+				" m.inspection_id <= 40") -
+			sql_int(fx->path, "SELECT min(m.id) FROM media m WHERE kind = 'image' AND"
+				" m.inspection_id <= 40"), <, 4 * images_old);
+	/* Heatmaps and vibration stay while removing images was enough. */
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media WHERE kind != 'image'"), ==, 160);
+	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 80);
+
+	/* A budget nothing meets: all files and the old rows go; the last
+	 * three days' rows stay, and the event says the budget is not met. */
+	opt.disk_budget_mb = 0;
+	opt.max_pages = 0;
+	{
+		struct db_options tiny = opt;
+
+		tiny.disk_budget_mb = 1;
+		db = open_opts(fx->path, &tiny);
+		/* Make the log itself weigh more than the budget. */
+		submit_aged(db, 5000, 1, 1.0, 16);
+		sql_exec(fx->path, "CREATE TABLE ballast (b BLOB);"
+			 "INSERT INTO ballast VALUES (zeroblob(1200000));");
+		g_assert_cmpint(db_retain_now(db), ==, 0);
+		db_close(db);
+	}
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media"), ==, 0);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections WHERE part_id < 1000"), ==, 0);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections WHERE part_id >= 1000"), ==, 41);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE"
+				" kind = 'retention-over-budget'"), >=, 1);
+	dir = db_media_dir(fx->path, NULL);
+	g_assert_cmpint(files_under(dir), ==, 0);
+	free(dir);
+}
+
+/* A log that fails its integrity check is moved aside, not deleted; a
+ * fresh one starts and says so in its first event. */
+static void test_corrupt_recovered(struct fixture *fx, gconstpointer data)
+{
+	db_log *db = open_ok(fx->path, 64);
+	int64_t page_size;
+	FILE *f;
+	char *aside = NULL, *event;
+	GDir *d;
+	const char *name;
+
+	(void)data;
+	submit_range(db, 0, 2000);
+	db_close(db);
+	page_size = sql_int(fx->path, "PRAGMA page_size");
+	/* Scribble over pages in the middle of the inspections b-tree. */
+	f = fopen(fx->path, "r+b");
+	g_assert_nonnull(f);
+	for (int p = 10; p < 14; p++) {
+		char junk[256];
+
+		memset(junk, 0x5a, sizeof junk);
+		g_assert_cmpint(fseek(f, (long)(p * page_size + 8), SEEK_SET), ==, 0);
+		g_assert_cmpuint(fwrite(junk, sizeof junk, 1, f), ==, 1);
+	}
+	fclose(f);
+
+	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "*log.db is corrupt*moved it to*");
+	db = open_ok(fx->path, 16);
+	submit_range(db, 0, 5);
+	db_close(db);
+	g_test_assert_expected_messages();
+
+	d = g_dir_open(fx->dir, 0, NULL);
+	while ((name = g_dir_read_name(d)))
+		if (g_str_has_prefix(name, "log.db.corrupt-") && !g_str_has_suffix(name, "-wal") &&
+		    !g_str_has_suffix(name, "-shm"))
+			aside = g_build_filename(fx->dir, name, NULL);
+	g_dir_close(d);
+	g_assert_nonnull(aside);
+	/* Moved whole: the bad file is still there, byte for byte its size. */
+	g_assert_cmpint(sql_int(aside, "PRAGMA page_count"), >, 14);
+	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 5);
+	event = sql_text(fx->path, "SELECT message FROM events WHERE kind = 'db-recovered'");
+	g_assert_nonnull(strstr(event, aside));
+	g_free(event);
+	g_free(aside);
+}
+
+/* A full disk (max_page_count): rows fail and are counted, db_ok drops,
+ * db_submit never blocks for it; once space returns, writing resumes and
+ * an event "db-ok" says so. */
+static void test_disk_full(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	db_log *db;
+	uint32_t i = 0;
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+
+	(void)data;
+	db = open_ok(fx->path, 16);
+	db_close(db);
+	opt.max_pages = sql_int(fx->path, "PRAGMA page_count") + 8;
+	db = open_opts(fx->path, &opt);
+	g_assert_true(db_ok(db));
+	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "*database or disk is full*");
+	while (db_ok(db)) {
+		submit_range(db, i, 50);
+		i += 50;
+		wait_settled(db, i);
+		g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+	}
+	g_test_assert_expected_messages();
+	g_assert_cmpuint(db_rows_failed(db), >, 0);
+	/* Space returns: another connection frees pages. */
+	sql_exec(fx->path, "DELETE FROM inspections WHERE part_id < 100");
+	{
+		uint64_t settled = db_rows_written(db) + db_rows_failed(db);
+
+		submit_range(db, 100000, 5);
+		wait_settled(db, settled + 5);
+	}
+	g_assert_true(db_ok(db));
+	db_close(db);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections WHERE part_id >= 100000"),
+			==, 5);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'db-ok'"), ==, 1);
+}
+
+/* Tickets: once db_settled reaches a row's ticket, the row is in the file
+ * (read on another connection); its latency, set later, lands on it. */
+static void test_tickets(struct fixture *fx, gconstpointer data)
+{
+	db_log *db = open_ok(fx->path, 64);
+	uint64_t tickets[50];
+
+	(void)data;
+	for (uint32_t i = 0; i < 50; i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+		gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+		char *sql;
+
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.latency_ms = NAN;
+		g_assert_cmpint(db_submit_media(db, &r, NULL, 0, &tickets[i]), ==, 0);
+		if (i > 0)
+			g_assert_cmpuint(tickets[i], >, tickets[i - 1]);
+		while (db_settled(db) < tickets[i]) {
+			g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+			g_usleep(100);
+		}
+		sql = g_strdup_printf("SELECT count(*) FROM inspections WHERE part_id = %u", i);
+		g_assert_cmpint(sql_int(fx->path, sql), ==, 1);
+		g_free(sql);
+		g_assert_cmpint(db_set_latency(db, tickets[i], 1.5 + i), ==, 0);
+	}
+	g_assert_cmpuint(db_queue_high_water(db), >=, 1);
+	g_assert_cmpfloat(db_write_lag_max_ms(db), >=, 0.0);
+	db_close(db);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections WHERE"
+				" latency_ms = 1.5 + part_id"), ==, 50);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -701,7 +1267,12 @@ int main(int argc, char **argv)
 	ADD("/db/columns", test_columns);
 	ADD("/db/nan-scores", test_nan_scores);
 	ADD("/db/reopen", test_reopen);
-	ADD("/db/migrate-from-v1", test_migrate_from_v1);
+	g_test_add("/db/migrate-from-v1", struct fixture, GINT_TO_POINTER(1), fixture_setup,
+		   test_migrate, fixture_teardown);
+	g_test_add("/db/migrate-from-v2", struct fixture, GINT_TO_POINTER(2), fixture_setup,
+		   test_migrate, fixture_teardown);
+	g_test_add("/db/migrate-from-v3", struct fixture, GINT_TO_POINTER(3), fixture_setup,
+		   test_migrate, fixture_teardown);
 	ADD("/db/newer-schema-refused", test_newer_schema_refused);
 	ADD("/db/open-errors", test_open_errors);
 	ADD("/db/wal", test_wal);
@@ -710,6 +1281,14 @@ int main(int argc, char **argv)
 	ADD("/db/transaction-failure", test_transaction_failure);
 	ADD("/db/read-stops", test_read_stops);
 	ADD("/db/bad-arguments", test_bad_arguments);
+	ADD("/db/media-files", test_media_files);
+	ADD("/db/media-sampling", test_media_sampling);
+	ADD("/db/media-drops", test_media_drops);
+	ADD("/db/retention-age", test_retention_age);
+	ADD("/db/retention-budget", test_retention_budget);
+	ADD("/db/corrupt-recovered", test_corrupt_recovered);
+	ADD("/db/disk-full", test_disk_full);
+	ADD("/db/tickets", test_tickets);
 #undef ADD
 	return g_test_run();
 }
