@@ -7,13 +7,16 @@
 #include <inttypes.h>
 #include <json-glib/json-glib.h>
 #include <libsoup/soup.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "app/review.h"
 #include "db/db.h"
+#include "fusion/condition.h"
 
 /* Requests longer than these are refused before they are read: nothing the
  * page sends comes near them. */
@@ -24,6 +27,10 @@
 #define REVIEW_DEFAULT_LIMIT 200
 #define REVIEW_MAX_LIMIT 10000
 #define REVIEW_MIN_TOKEN 8
+/* A media file larger than this is not served (an image or a vibration
+ * window is far smaller), and a waveform is sent up to this many samples. */
+#define REVIEW_MAX_MEDIA (64 * 1024 * 1024)
+#define REVIEW_MAX_WAVEFORM 16384
 
 /* The line is sampled once a second; rates are measured over the last
  * RATE_SAMPLES samples (10 s), and HISTORY_SAMPLES (10 min) are kept for
@@ -50,6 +57,11 @@ struct review_server {
 	guint8 token_sha256[32]; /* compared, never the token itself */
 	int port;
 	int64_t started_us;
+	/* The bearing of the [vibration.NAME] section, to mark its defect
+	 * frequencies on a part's envelope spectrum. */
+	gboolean have_bearing;
+	double shaft_hz, hf_hz;
+	struct bearing_freqs bearing;
 	guint sampler;
 	struct rate_sample samples[HISTORY_SAMPLES];
 	int nsamples;            /* oldest first */
@@ -433,6 +445,72 @@ out:
 		g_hash_table_unref(q);
 }
 
+/* ---- media: a part's image, heatmap and vibration window ---- */
+
+static void add_bearing(review_server *s, JsonBuilder *b)
+{
+	json_builder_set_member_name(b, "bearing");
+	if (!s->have_bearing) {
+		json_builder_add_null_value(b);
+		return;
+	}
+	json_builder_begin_object(b);
+	add_number(b, "shaft_hz", s->shaft_hz);
+	add_number(b, "ftf_hz", s->bearing.ftf);
+	add_number(b, "bpfo_hz", s->bearing.bpfo);
+	add_number(b, "bpfi_hz", s->bearing.bpfi);
+	add_number(b, "bsf_hz", s->bearing.bsf);
+	json_builder_end_object(b);
+}
+
+/* One row of table media, copied out of the db_read_media callback. */
+struct media_row {
+	int64_t id;
+	char *camera, *kind, *path;
+	int64_t bytes;
+};
+
+struct media_search {
+	int64_t part_id;
+	JsonBuilder *list;        /* add every row to this array, or */
+	int64_t want_id;          /* find the row with this id (-1: none), or */
+	const char *want_kind;    /* the first of this kind */
+	struct media_row found;
+};
+
+static int media_cb(const struct db_media *m, void *data)
+{
+	struct media_search *q = data;
+
+	if (q->list) {
+		char *url = g_strdup_printf("/api/parts/%" PRId64 "/media/%" PRId64, q->part_id,
+					    m->id);
+
+		json_builder_begin_object(q->list);
+		add_int(q->list, "id", m->id);
+		add_string(q->list, "kind", m->kind);
+		add_string(q->list, "camera", m->camera);
+		add_int(q->list, "bytes", m->bytes);
+		add_string(q->list, "url", url);
+		json_builder_end_object(q->list);
+		g_free(url);
+		return 0;
+	}
+	if (m->id != q->want_id && !(q->want_kind && strcmp(m->kind, q->want_kind) == 0))
+		return 0;
+	q->found = (struct media_row){ m->id, g_strdup(m->camera), g_strdup(m->kind),
+				       g_strdup(m->path), m->bytes };
+	return 1;
+}
+
+static void media_row_clear(struct media_row *r)
+{
+	g_free(r->camera);
+	g_free(r->kind);
+	g_free(r->path);
+	memset(r, 0, sizeof *r);
+}
+
 /* ---- GET /api/parts/ID ---- */
 
 struct latest {
@@ -478,6 +556,7 @@ static void api_part(review_server *s, SoupServerMessage *msg, int64_t part_id)
 {
 	JsonBuilder *b = json_builder_new();
 	struct latest l = { .b = b };
+	struct media_search q = { .part_id = part_id, .want_id = -1 };
 	struct vigil_vibration v;
 	char *err = NULL;
 	int rc;
@@ -515,10 +594,261 @@ static void api_part(review_server *s, SoupServerMessage *msg, int64_t part_id)
 		free(err);
 		goto out;
 	}
+	add_bearing(s, b);
+	json_builder_set_member_name(b, "media");
+	json_builder_begin_array(b);
+	q.list = b;
+	if (db_read_media(s->db_path, l.id, media_cb, &q, &err) < 0) {
+		g_warning("review: %s", err);
+		reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		free(err);
+		goto out;
+	}
+	json_builder_end_array(b);
 	json_builder_end_object(b);
 	reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
 out:
 	g_object_unref(b);
+}
+
+/* ---- media files ---- */
+
+/* A path from table media that may be opened below the media folder: not
+ * absolute, no empty, "." or ".." segment, no backslash. The row is
+ * vigild's own, but the file is a plain SQLite file anyone with write
+ * access can change, so it is checked like client input. */
+static gboolean media_path_ok(const char *rel)
+{
+	gboolean ok = *rel && rel[0] != '/' && !strchr(rel, '\\');
+	char **seg = ok ? g_strsplit(rel, "/", -1) : NULL;
+
+	for (int i = 0; ok && seg[i]; i++)
+		ok = *seg[i] && strcmp(seg[i], ".") != 0 && strcmp(seg[i], "..") != 0;
+	g_strfreev(seg);
+	return ok;
+}
+
+/* Reads the file of row r: 0 with *out; -EACCES when its path leads out of
+ * the media folder (checked again after links are resolved), -ENOENT when
+ * it is gone (retention removes files before rows), -EFBIG, or another
+ * negative errno; *why says which for the log. */
+static int media_read(review_server *s, const struct media_row *r, GBytes **out, char **why)
+{
+	char *dir = NULL, *full = NULL, *err = NULL, *text = NULL;
+	char real_dir[PATH_MAX], real_full[PATH_MAX];
+	size_t dlen;
+	gsize len = 0;
+	struct stat st;
+	int rc = -EACCES;
+
+	if (!media_path_ok(r->path)) {
+		*why = g_strdup_printf("media %" PRId64 ": path '%s' leaves the media folder", r->id,
+				       r->path);
+		goto out;
+	}
+	if (!(dir = db_media_dir(s->db_path, &err))) {
+		*why = g_strdup_printf("media folder: %s", err ? err : "unknown");
+		rc = -EIO;
+		goto out;
+	}
+	full = g_build_filename(dir, r->path, NULL);
+	if (!realpath(dir, real_dir) || !realpath(full, real_full)) {
+		rc = -errno;
+		*why = g_strdup_printf("media %" PRId64 ": %s: %s", r->id, full, g_strerror(errno));
+		goto out;
+	}
+	dlen = strlen(real_dir);
+	if (strncmp(real_full, real_dir, dlen) != 0 || real_full[dlen] != '/') {
+		*why = g_strdup_printf("media %" PRId64 ": %s leads out of %s", r->id, full, dir);
+		goto out;
+	}
+	if (stat(real_full, &st) < 0 || !S_ISREG(st.st_mode)) {
+		*why = g_strdup_printf("media %" PRId64 ": %s is not a file", r->id, full);
+		rc = -ENOENT;
+		goto out;
+	}
+	if (st.st_size > REVIEW_MAX_MEDIA) {
+		*why = g_strdup_printf("media %" PRId64 ": %s is too large", r->id, full);
+		rc = -EFBIG;
+		goto out;
+	}
+	if (!g_file_get_contents(real_full, &text, &len, NULL)) {
+		*why = g_strdup_printf("media %" PRId64 ": cannot read %s", r->id, full);
+		rc = -EIO;
+		goto out;
+	}
+	*out = g_bytes_new_take(text, len);
+	rc = 0;
+out:
+	free(dir);
+	free(err);
+	g_free(full);
+	return rc;
+}
+
+/* Finds the media row of part_id's latest inspection with id media_id (or
+ * the first of kind) and reads its file; 0 with *row and *data, or an
+ * error replied. */
+static int media_find(review_server *s, SoupServerMessage *msg, int64_t part_id,
+		      int64_t media_id, const char *kind, struct media_row *row, GBytes **data)
+{
+	struct latest l = { 0 };
+	struct media_search q = { .part_id = part_id, .want_id = media_id, .want_kind = kind };
+	char *err = NULL, *why = NULL;
+	int rc;
+
+	if ((rc = find_latest(s, msg, part_id, &l)) < 0) {
+		if (rc == -ENOENT)
+			reply_error(msg, SOUP_STATUS_NOT_FOUND, "no inspection of part %" PRId64,
+				    part_id);
+		return rc;
+	}
+	if (db_read_media(s->db_path, l.id, media_cb, &q, &err) < 0) {
+		g_warning("review: %s", err);
+		reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		free(err);
+		return -EIO;
+	}
+	if (!q.found.path) {
+		reply_error(msg, SOUP_STATUS_NOT_FOUND, "part %" PRId64 " has no such media",
+			    part_id);
+		return -ENOENT;
+	}
+	if ((rc = media_read(s, &q.found, data, &why)) < 0) {
+		g_warning("review: %s", why);
+		if (rc == -EACCES)
+			reply_error(msg, SOUP_STATUS_FORBIDDEN, "the media file is outside the media folder");
+		else if (rc == -ENOENT)
+			reply_error(msg, SOUP_STATUS_NOT_FOUND, "the media file is gone (retention?)");
+		else
+			reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "cannot read the media file");
+		g_free(why);
+		media_row_clear(&q.found);
+		return rc;
+	}
+	*row = q.found;
+	return 0;
+}
+
+/* GET /api/parts/ID/media/MEDIA_ID: the file, by the row's id only; the
+ * client never names a path. */
+static void api_media(review_server *s, SoupServerMessage *msg, int64_t part_id,
+		      int64_t media_id)
+{
+	struct media_row r = { 0 };
+	GBytes *data = NULL;
+
+	if (media_find(s, msg, part_id, media_id, NULL, &r, &data) < 0)
+		return;
+	reply_bytes(msg, SOUP_STATUS_OK,
+		    strcmp(r.kind, "vibration") == 0 ? "audio/wav" : "image/png", data);
+	g_bytes_unref(data);
+	media_row_clear(&r);
+}
+
+static uint32_t le32(const guint8 *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The samples of a mono IEEE float 32-bit WAV (what the log keeps):
+ * 0 with *x (g_free) and *n, *rate_hz; -EINVAL for anything else. */
+static int wav_read(const guint8 *d, gsize len, float **x, size_t *n, double *rate_hz)
+{
+	gboolean have_fmt = FALSE;
+	gsize at = 12;
+
+	if (len < 12 || memcmp(d, "RIFF", 4) != 0 || memcmp(d + 8, "WAVE", 4) != 0)
+		return -EINVAL;
+	while (at + 8 <= len) {
+		uint32_t size = le32(d + at + 4);
+		const guint8 *body = d + at + 8;
+
+		if (size > len - at - 8)
+			return -EINVAL;
+		if (memcmp(d + at, "fmt ", 4) == 0) {
+			if (size < 16 || (body[0] | body[1] << 8) != 3 || (body[2] | body[3] << 8) != 1 ||
+			    (body[14] | body[15] << 8) != 32 || le32(body + 4) == 0)
+				return -EINVAL;
+			*rate_hz = le32(body + 4);
+			have_fmt = TRUE;
+		} else if (memcmp(d + at, "data", 4) == 0) {
+			if (!have_fmt || size % 4)
+				return -EINVAL;
+			*n = size / 4;
+			*x = g_new(float, MAX(*n, 1));
+			for (size_t i = 0; i < *n; i++) {
+				uint32_t bits = le32(body + 4 * i);
+
+				memcpy(&(*x)[i], &bits, 4);
+			}
+			return 0;
+		}
+		at += 8 + (gsize)size + (size & 1);
+	}
+	return -EINVAL;
+}
+
+/* GET /api/parts/ID/vibration: the part's logged vibration window, its
+ * envelope spectrum (computed here by the same meter the line reads its
+ * bearing lines with) and the bearing defect frequencies to mark on it. */
+static void api_vibration(review_server *s, SoupServerMessage *msg, int64_t part_id)
+{
+	struct media_row r = { 0 };
+	GBytes *data = NULL;
+	JsonBuilder *b;
+	condition_meter *meter = NULL;
+	struct vigil_vibration fig;
+	const double *env;
+	float *x = NULL;
+	size_t n = 0, nbins = 0;
+	double rate = 0, df = 0;
+
+	if (media_find(s, msg, part_id, -1, "vibration", &r, &data) < 0)
+		return;
+	if (wav_read(g_bytes_get_data(data, NULL), g_bytes_get_size(data), &x, &n, &rate) < 0) {
+		g_warning("review: media %" PRId64 " (%s) is not a mono float32 WAV", r.id, r.path);
+		reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR,
+			    "the vibration file is not a mono 32-bit float WAV");
+		goto out;
+	}
+	b = json_builder_new();
+	json_builder_begin_object(b);
+	add_int(b, "media_id", r.id);
+	add_string(b, "sensor", r.camera);
+	add_number(b, "rate_hz", rate);
+	add_int(b, "samples", (int64_t)n);
+	json_builder_set_member_name(b, "waveform_g");
+	json_builder_begin_array(b);
+	for (size_t i = 0; i < n && i < REVIEW_MAX_WAVEFORM; i++)
+		json_builder_add_double_value(b, isfinite(x[i]) ? x[i] : 0.0);
+	json_builder_end_array(b);
+	add_bearing(s, b);
+	json_builder_set_member_name(b, "envelope");
+	if (s->hf_hz < rate / 2 && (meter = condition_meter_new(n, rate, s->hf_hz)) &&
+	    condition_measure(meter, x, ISO_CLASS_I, s->have_bearing ? &s->bearing : NULL,
+			      &fig) == 0 &&
+	    (env = condition_envelope(meter, &nbins, &df))) {
+		json_builder_begin_object(b);
+		add_number(b, "df_hz", df);
+		add_number(b, "band_hz", s->hf_hz);
+		json_builder_set_member_name(b, "magnitude");
+		json_builder_begin_array(b);
+		for (size_t i = 0; i < nbins; i++)
+			json_builder_add_double_value(b, isfinite(env[i]) ? env[i] : 0.0);
+		json_builder_end_array(b);
+		json_builder_end_object(b);
+	} else {
+		json_builder_add_null_value(b);  /* too short, or the band is above Nyquist */
+	}
+	json_builder_end_object(b);
+	reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
+	g_object_unref(b);
+out:
+	condition_meter_free(meter);
+	g_free(x);
+	g_bytes_unref(data);
+	media_row_clear(&r);
 }
 
 /* ---- POST /api/parts/ID/review ---- */
@@ -1011,28 +1341,51 @@ static void serve_metrics(review_server *s, SoupServerMessage *msg)
 
 /* ---- routing ---- */
 
-/* "/api/parts/ID" or "/api/parts/ID/review": the part id, and whether the
- * review suffix is there; -1 when path is neither. */
-static int64_t part_route(const char *path, gboolean *review)
+enum part_route { ROUTE_PART, ROUTE_REVIEW, ROUTE_MEDIA, ROUTE_VIBRATION };
+
+/* Reads a decimal id of 1 to 10 digits at *p (up to G_MAXUINT32), moving
+ * *p past it; -1 when there is none. */
+static int64_t read_id(const char **p)
 {
-	const char *p = path + strlen("/api/parts/");
-	const char *end = p;
+	const char *end = *p;
 	char digits[16];
 	guint64 id;
 
 	while (g_ascii_isdigit(*end))
 		end++;
-	if (end == p || end - p > 10)
+	if (end == *p || end - *p > 10)
 		return -1;
-	if (strcmp(end, "/review") == 0)
-		*review = TRUE;
-	else if (*end)
-		return -1;
-	memcpy(digits, p, (size_t)(end - p));
-	digits[end - p] = '\0';
+	memcpy(digits, *p, (size_t)(end - *p));
+	digits[end - *p] = '\0';
 	if (parse_uint(digits, G_MAXUINT32, &id) < 0)
 		return -1;
+	*p = end;
 	return (int64_t)id;
+}
+
+/* "/api/parts/ID", ".../review", ".../vibration" or ".../media/MEDIA_ID":
+ * the part id, the route and (media) the media id; -1 for anything else. */
+static int64_t part_route(const char *path, enum part_route *route, int64_t *media_id)
+{
+	const char *p = path + strlen("/api/parts/");
+	int64_t id = read_id(&p);
+
+	if (id < 0)
+		return -1;
+	if (!*p)
+		*route = ROUTE_PART;
+	else if (strcmp(p, "/review") == 0)
+		*route = ROUTE_REVIEW;
+	else if (strcmp(p, "/vibration") == 0)
+		*route = ROUTE_VIBRATION;
+	else if (g_str_has_prefix(p, "/media/")) {
+		p += strlen("/media/");
+		if ((*media_id = read_id(&p)) < 0 || *p)
+			return -1;
+		*route = ROUTE_MEDIA;
+	} else
+		return -1;
+	return id;
 }
 
 /* Refuses what no page of this server would send, after the headers and
@@ -1082,18 +1435,23 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 	const char *method = soup_server_message_get_method(msg);
 	const char *raw_query = g_uri_get_query(soup_server_message_get_uri(msg));
 	gboolean get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-	gboolean review = FALSE;
-	int64_t part;
+	enum part_route route = ROUTE_PART;
+	int64_t part, media_id = -1;
 
 	(void)server;
 	(void)query;
 	if (soup_server_message_get_status(msg) != 0)
 		return;  /* refused by the early handler */
-	if (g_str_has_prefix(path, "/api/parts/") && (part = part_route(path, &review)) >= 0) {
-		if (review && strcmp(method, "POST") == 0)
+	if (g_str_has_prefix(path, "/api/parts/") &&
+	    (part = part_route(path, &route, &media_id)) >= 0) {
+		if (route == ROUTE_REVIEW && strcmp(method, "POST") == 0)
 			api_review(s, msg, part);
-		else if (!review && get)
+		else if (route == ROUTE_PART && get)
 			api_part(s, msg, part);
+		else if (route == ROUTE_MEDIA && get)
+			api_media(s, msg, part, media_id);
+		else if (route == ROUTE_VIBRATION && get)
+			api_vibration(s, msg, part);
 		else
 			reply_error(msg, SOUP_STATUS_METHOD_NOT_ALLOWED, "method not allowed");
 		return;
@@ -1125,6 +1483,32 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 }
 
 /* ---- set-up ---- */
+
+/* The bearing of the first [vibration.NAME], read as the line reads it; a
+ * section the line would refuse is left to the line to report, so here it
+ * only means no marks on the spectrum. */
+static void read_bearing(review_server *s, const config *cfg)
+{
+	char **groups = config_groups(cfg, "vibration.");
+	struct bearing_geometry g = { 0 };
+	char *err = NULL;
+
+	s->hf_hz = 2000;
+	if (groups[0] &&
+	    config_get_double(cfg, groups[0], "hf_hz", 2000, 10, 1e6, &s->hf_hz, &err) == 0 &&
+	    config_get_double(cfg, groups[0], "shaft_hz", 0, 0, 10000, &s->shaft_hz, &err) == 0 &&
+	    config_get_double(cfg, groups[0], "bearing_balls", 0, 0, 1000, &g.balls, &err) == 0 &&
+	    config_get_double(cfg, groups[0], "ball_diameter_mm", 0, 0, 1e4, &g.ball_diameter_mm,
+			      &err) == 0 &&
+	    config_get_double(cfg, groups[0], "pitch_diameter_mm", 0, 0, 1e5,
+			      &g.pitch_diameter_mm, &err) == 0 &&
+	    config_get_double(cfg, groups[0], "contact_angle_deg", 0, 0, 89, &g.contact_angle_deg,
+			      &err) == 0 &&
+	    s->shaft_hz > 0)
+		s->have_bearing = condition_bearing_freqs(&g, s->shaft_hz, &s->bearing) == 0;
+	g_free(err);
+	g_strfreev(groups);
+}
 
 static int read_token(review_server *s, const config *cfg, char **err)
 {
@@ -1234,6 +1618,7 @@ int review_server_new(const config *cfg, line *l, review_server **out, char **er
 			      err) < 0 ||
 	    read_token(s, cfg, err) < 0)
 		goto fail;
+	read_bearing(s, cfg);
 	if (!*s->static_dir) {
 		g_clear_pointer(&s->static_dir, g_free);
 	} else if (!g_file_test(s->static_dir, G_FILE_TEST_IS_DIR)) {

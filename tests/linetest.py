@@ -147,3 +147,55 @@ class Line:
     def log_tail(self, n=3000):
         with open(self.log_path) as f:
             return f.read()[-n:]
+
+
+def add_part_media(db, sim_dir, part_id, mod_hz, rate_hz=12000, n=8192):
+    """Keeps files with part_id's latest inspection the way the database
+    writer does (table media, paths relative to the log's media folder):
+    the part's camera image as 8-bit gray PNG, a defect heatmap (a hot
+    square over the image's centre) and a mono float32 WAV whose envelope
+    repeats at mod_hz (a 3.5 kHz carrier, amplitude-modulated). Returns
+    {kind: (media id, full path)}. For tests of the review page while
+    vigild does not keep media itself."""
+    import sqlite3
+    import struct
+
+    import cv2
+    import numpy as np
+
+    con = sqlite3.connect(db)
+    (media_dir,) = con.execute("SELECT value FROM meta WHERE key = 'media_dir'").fetchone()
+    (insp,) = con.execute("SELECT max(id) FROM inspections WHERE part_id = ?",
+                          (part_id,)).fetchone()
+    day = "test-media"
+    os.makedirs(os.path.join(media_dir, day), exist_ok=True)
+    gray = cv2.imread(os.path.join(sim_dir, "images", f"part-{part_id:05d}.png"),
+                      cv2.IMREAD_GRAYSCALE)
+    heat = np.zeros((gray.shape[0] // 4, gray.shape[1] // 4), np.uint8)
+    h, w = heat.shape
+    heat[h // 4:3 * h // 4, w // 4:3 * w // 4] = 255
+    t = np.arange(n) / rate_hz
+    x = (0.2 * (1 + np.cos(2 * np.pi * mod_hz * t)) * np.sin(2 * np.pi * 3500 * t)
+         ).astype("<f4")
+    files = {}
+    for kind, name in (("image", f"{insp}-{part_id}-top.png"),
+                       ("heatmap", f"{insp}-{part_id}-heatmap.png"),
+                       ("vibration", f"{insp}-{part_id}-vibration.wav")):
+        full = os.path.join(media_dir, day, name)
+        if kind == "image":
+            cv2.imwrite(full, gray)
+        elif kind == "heatmap":
+            cv2.imwrite(full, heat)
+        else:
+            with open(full, "wb") as f:
+                f.write(b"RIFF" + struct.pack("<I", 36 + 4 * n) + b"WAVEfmt " +
+                        struct.pack("<IHHIIHH", 16, 3, 1, rate_hz, 4 * rate_hz, 4, 32) +
+                        b"data" + struct.pack("<I", 4 * n) + x.tobytes())
+        cur = con.execute("INSERT INTO media (inspection_id, camera, kind, path, bytes)"
+                          " VALUES (?, ?, ?, ?, ?)",
+                          (insp, "drive_end" if kind == "vibration" else "top", kind,
+                           f"{day}/{name}", os.path.getsize(full)))
+        files[kind] = (cur.lastrowid, full)
+    con.commit()
+    con.close()
+    return files

@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.parse
 
-from linetest import Line, binaries, wait_for_log
+from linetest import Line, add_part_media, binaries, wait_for_log
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 80
@@ -134,6 +134,81 @@ def check_list_and_detail(srv, db):
           f"part detail lacks the vibration condition figures: {vib}")
     srv.get_json("/api/parts/4294967295", want=404)
     return part
+
+
+def check_media(srv, line, part):
+    """A part's files by media id: the bytes on disk, the waveform from the
+    WAV, its envelope spectrum peaking at the bearing frequency the signal
+    was modulated with; and never a file outside the media folder."""
+    detail = srv.get_json(f"/api/parts/{part}")
+    bearing = detail.get("bearing") or {}
+    bpfo = bearing.get("bpfo_hz") or 0
+    # [vibration.drive_end] in linetest: 29.95 Hz shaft, 9 balls 7.94 mm on 39.04 mm.
+    check(abs(bpfo - 9 / 2 * 29.95 * (1 - 7.94 / 39.04)) < 1e-6, f"bearing frequencies: {bearing}")
+    check(detail.get("media") == [], f"part {part} has media before the test kept any: "
+          f"{detail.get('media')}")
+    files = add_part_media(line.db, line.sim_dir, part, bpfo)
+    detail = srv.get_json(f"/api/parts/{part}")
+    listed = {m["kind"]: m for m in detail.get("media", [])}
+    check(sorted(listed) == ["heatmap", "image", "vibration"], f"media listed: {listed}")
+    check(all("path" not in m for m in listed.values()), "the API shows media paths")
+    for kind, (mid, full) in files.items():
+        status, hdrs, body = srv.request("GET", f"/api/parts/{part}/media/{mid}")
+        with open(full, "rb") as f:
+            want = f.read()
+        check(status == 200 and body == want,
+              f"media {kind} ({mid}): status {status}, {len(body)} bytes, want {len(want)}")
+        check(listed.get(kind, {}).get("url") == f"/api/parts/{part}/media/{mid}",
+              f"media {kind}: url {listed.get(kind)}")
+    ctype = srv.request("GET", f"/api/parts/{part}/media/{files['image'][0]}")[1].get("Content-Type")
+    check(ctype == "image/png", f"image served as {ctype}")
+
+    vib = srv.get_json(f"/api/parts/{part}/vibration")
+    with open(files["vibration"][1], "rb") as f:
+        raw = f.read()[44:]
+    want = [x[0] for x in __import__("struct").iter_unpack("<f", raw)]
+    got = vib.get("waveform_g", [])
+    check(vib.get("rate_hz") == 12000 and vib.get("samples") == len(want) and
+          len(got) == len(want) and all(abs(a - b) <= 1e-6 for a, b in zip(got, want)),
+          f"waveform: rate {vib.get('rate_hz')}, {len(got)} of {len(want)} samples, "
+          f"first {got[:3]} want {want[:3]}")
+    env = (vib.get("envelope") or {})
+    mag, df = env.get("magnitude") or [0], env.get("df_hz") or 1
+    peak = max(range(3, len(mag)), key=lambda i: mag[i], default=0)
+    check(abs(peak * df - bpfo) <= df,
+          f"envelope spectrum peaks at {peak * df:.1f} Hz, the signal repeats at BPFO {bpfo:.1f} Hz")
+
+    # Another part's media id through this part: not found.
+    other = srv.get_json("/api/inspections?verdict=accept&limit=1")["inspections"][0]["part_id"]
+    status, _, _ = srv.request("GET", f"/api/parts/{other}/media/{files['image'][0]}")
+    check(status == 404, f"media of part {part} via part {other}: status {status}, want 404")
+    for target in (f"/api/parts/{part}/media/../../../../etc/passwd",
+                   f"/api/parts/{part}/media/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+                   f"/api/parts/{part}/media/etc/passwd", f"/api/parts/{part}/media/-1",
+                   f"/api/parts/{part}/media/99999999999", f"/api/parts/{part}/media/1x"):
+        status, _, body = srv.request("GET", target)
+        check(status in (400, 404) and b"root:" not in body,
+              f"client path {target!r}: status {status}, want 400 or 404")
+    # Rows whose path leads out of the media folder (a log edited by
+    # someone else): refused, nothing outside served.
+    con = sqlite3.connect(line.db)
+    (media_dir,) = con.execute("SELECT value FROM meta WHERE key = 'media_dir'").fetchone()
+    os.symlink("/etc/passwd", os.path.join(media_dir, "test-media", "link.png"))
+    insp = con.execute("SELECT inspection_id FROM media WHERE id = ?",
+                       (files["image"][0],)).fetchone()[0]
+    bad = {}
+    for path in ("../../../../../../etc/passwd", "/etc/passwd", "test-media/../../../etc/passwd",
+                 "test-media/link.png", "test-media/./link.png", "test-media\\..\\x.png"):
+        bad[path] = con.execute("INSERT INTO media (inspection_id, camera, kind, path, bytes)"
+                                " VALUES (?, 'evil', 'image', ?, 1)", (insp, path)).lastrowid
+    con.commit()
+    for path, mid in bad.items():
+        status, _, body = srv.request("GET", f"/api/parts/{part}/media/{mid}")
+        check(status in (403, 404) and b"root:" not in body,
+              f"media row with path {path!r}: status {status}, want 403")
+    con.execute("DELETE FROM media WHERE camera = 'evil'")
+    con.commit()
+    con.close()
 
 
 def check_review(srv, db, part):
@@ -436,6 +511,7 @@ def main():
             check_page(srv)
             part = check_list_and_detail(srv, db)
             if part is not None:
+                check_media(srv, line, part)
                 check_review(srv, db, part)
             check_hostile(srv, db)
         finally:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from linetest import Line, fail, skip
+from linetest import Line, add_part_media, fail, skip
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 40
@@ -61,6 +61,30 @@ const [url, token, executablePath, wantCharts] = process.argv.slice(2);
   await page.waitForFunction(() => document.querySelector("#d-vibration").textContent.includes("ISO 10816 zone"));
   const vib = await page.textContent("#d-vibration");
   if (!/envelope at BPFO/.test(vib)) throw new Error("no bearing envelope lines: " + vib);
+
+  // The camera image with the defect heatmap over it: the heatmap's hot
+  // centre turns the gray image red there, and goes with the toggle.
+  await page.waitForFunction(() => {
+    const c = document.querySelector("#d-media canvas.part-image");
+    return c && c.width > 0;
+  }, null, { timeout: 15000 });
+  const centre = () => page.$eval("#d-media canvas.part-image", (c) => Array.from(
+    c.getContext("2d").getImageData(c.width >> 1, c.height >> 1, 1, 1).data.slice(0, 3)));
+  const on = await centre();
+  await page.uncheck("#d-heat-show");
+  const off = await centre();
+  await page.check("#d-heat-show");
+  await page.fill("#d-heat-opacity", "0");
+  const clear = await centre();
+  if (!(off[0] === off[1] && off[1] === off[2]) || !(on[0] > on[1] + 40) ||
+      clear.join() !== off.join())
+    throw new Error("heatmap overlay: on " + on + ", off " + off + ", opacity 0 " + clear);
+  // The envelope spectrum with the bearing defect frequencies marked.
+  await page.waitForFunction(() => /BPFO 107\.4 Hz/.test(document.querySelector("#d-marks").textContent));
+  if (wantCharts === "yes") {
+    await page.waitForSelector("#d-spectrum canvas", { timeout: 15000 });
+    await page.waitForSelector("#d-waveform canvas");
+  }
   await page.waitForFunction(() => /\d/.test(document.querySelector("#st-parts").textContent));
   if (wantCharts === "yes") {
     // Live status charts, drawn by the charting library vigild serves.
@@ -84,6 +108,8 @@ const [url, token, executablePath, wantCharts] = process.argv.slice(2);
   const fields = await page.textContent("#d-fields");
   if (!fields.includes("overrule → accept: browser: <b>not</b> a defect"))
     throw new Error("the detail does not show the review as text: " + fields);
+  if (process.env.VIGIL_SCREENSHOT)  // to look at the page: VIGIL_SCREENSHOT=page.png
+    await page.screenshot({ path: process.env.VIGIL_SCREENSHOT, fullPage: true });
   // Without the charting library the page still lists and says so.
   const bare = await browser.newPage();
   bare.on("pageerror", (e) => errors.push(String(e)));
@@ -112,6 +138,13 @@ def main():
             url = line.review_url()
             if not url:
                 fail("vigild did not log the review server's address")
+            # The part the page opens first (the newest reject) gets an
+            # image, a heatmap and a vibration window modulated at BPFO.
+            con = sqlite3.connect(line.db)
+            (newest,) = con.execute("SELECT part_id FROM inspections WHERE verdict = 'reject'"
+                                    " ORDER BY id DESC LIMIT 1").fetchone()
+            con.close()
+            add_part_media(line.db, line.sim_dir, newest, 9 / 2 * 29.95 * (1 - 7.94 / 39.04))
             driver = os.path.join(tmp, "driver.cjs")
             with open(driver, "w") as f:
                 f.write(DRIVER)

@@ -24,9 +24,9 @@ function lineChart(el, title, label, color, opts = {}) {
         const ctx = u.ctx;
         ctx.save();
         ctx.font = "11px system-ui, sans-serif";
-        for (const m of u._marks || []) {
+        (u._marks || []).forEach((m, i) => {
           const x = u.valToPos(m.x, "x", true);
-          if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+          if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
           ctx.strokeStyle = m.color || "#c33";
           ctx.setLineDash([4, 3]);
           ctx.beginPath();
@@ -34,8 +34,9 @@ function lineChart(el, title, label, color, opts = {}) {
           ctx.lineTo(x, u.bbox.top + u.bbox.height);
           ctx.stroke();
           ctx.fillStyle = m.color || "#c33";
-          ctx.fillText(m.label, x + 3, u.bbox.top + 12);
-        }
+          // Staggered, so that lines close together stay readable.
+          ctx.fillText(m.label, x + 3, u.bbox.top + 12 * (1 + i) * devicePixelRatio);
+        });
         ctx.restore();
       },
     },
@@ -151,6 +152,111 @@ async function refreshList() {
   }
 }
 
+// ---- part media: camera image with the defect heatmap, vibration ----
+
+const shown = { images: [] };  // [{canvas, img, heat}] of the open part
+
+function loadImage(url) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("cannot load " + url));
+    img.src = url;
+  });
+}
+
+// The camera image, and over it the heatmap (gray 0..255 = defect
+// probability) in red, its alpha the probability times the opacity slider.
+function drawPart(p) {
+  const { canvas, img, heat } = p;
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  if (!heat || !$("d-heat-show").checked) return;
+  const off = document.createElement("canvas");
+  off.width = canvas.width;
+  off.height = canvas.height;
+  const o = off.getContext("2d");
+  o.drawImage(heat, 0, 0, off.width, off.height);
+  const px = o.getImageData(0, 0, off.width, off.height);
+  const opacity = Number($("d-heat-opacity").value) / 100;
+  for (let i = 0; i < px.data.length; i += 4) {
+    const v = px.data[i] / 255;
+    px.data[i] = 255;
+    px.data[i + 1] = Math.round(200 * (1 - v));
+    px.data[i + 2] = 0;
+    px.data[i + 3] = Math.round(255 * v * opacity);
+  }
+  o.putImageData(px, 0, 0);
+  ctx.drawImage(off, 0, 0);
+}
+
+async function showMedia(media) {
+  const box = $("d-media");
+  box.replaceChildren();
+  shown.images = [];
+  const images = media.filter((m) => m.kind === "image");
+  const heats = media.filter((m) => m.kind === "heatmap");
+  $("d-heat-controls").hidden = heats.length === 0 || images.length === 0;
+  if (!images.length) {
+    const p = document.createElement("p");
+    p.className = "note";
+    text(p, "No image kept for this part (defects always, accepted parts sampled).");
+    box.append(p);
+    return;
+  }
+  for (const m of images) {
+    const fig = document.createElement("figure");
+    const canvas = document.createElement("canvas");
+    canvas.className = "part-image";
+    canvas.dataset.media = m.id;
+    const cap = document.createElement("figcaption");
+    text(cap, "camera " + m.camera);
+    fig.append(canvas, cap);
+    box.append(fig);
+    const hm = heats.find((h) => h.camera === m.camera) || heats[0];
+    try {
+      const entry = { canvas, img: await loadImage(m.url), heat: hm ? await loadImage(hm.url) : null };
+      shown.images.push(entry);
+      drawPart(entry);
+    } catch (e) {
+      text(cap, "camera " + m.camera + ": " + e.message);
+    }
+  }
+}
+
+async function showVibration(id, d) {
+  const marks = $("d-marks");
+  marks.replaceChildren();
+  $("d-waveform").replaceChildren();
+  $("d-spectrum").replaceChildren();
+  delete charts.waveform;
+  delete charts.spectrum;
+  const b = d.bearing, v = d.vibration;
+  const lines = b ? [["FTF", b.ftf_hz, v && v.ftf_env], ["BPFO", b.bpfo_hz, v && v.bpfo_env],
+    ["BPFI", b.bpfi_hz, v && v.bpfi_env], ["BSF", b.bsf_hz, v && v.bsf_env]] : [];
+  for (const [name, hz, env] of lines) {
+    const li = document.createElement("li");
+    text(li, name + " " + fmt(hz, 1) + " Hz" + (env ? ": " + fmt(env, 1) + " × median" : ""));
+    marks.append(li);
+  }
+  if (!d.media.some((m) => m.kind === "vibration")) return;
+  const w = await getJSON("/api/parts/" + encodeURIComponent(id) + "/vibration");
+  if (id !== selectedPart || !chartsAvailable()) return;
+  const dt = 1000 / w.rate_hz;
+  setChart("waveform", $("d-waveform"), "vibration (" + w.sensor + ")", "g", "#345",
+    w.waveform_g.map((_, i) => i * dt), w.waveform_g, { x: "ms" });
+  if (w.envelope) {
+    const top = b ? Math.min(w.rate_hz / 2, 4 * Math.max(b.bpfi_hz, b.bpfo_hz, b.bsf_hz)) : 1000;
+    const n = Math.min(w.envelope.magnitude.length, Math.ceil(top / w.envelope.df_hz) + 1);
+    setChart("spectrum", $("d-spectrum"), "envelope spectrum (band above " +
+      fmt(w.envelope.band_hz, 0) + " Hz)", "g", "#a23",
+      Array.from({ length: n }, (_, i) => i * w.envelope.df_hz), w.envelope.magnitude.slice(0, n),
+      { x: "Hz", marks: lines.map(([name, hz]) => ({ x: hz, label: name })) });
+  }
+}
+
 function fillList(dl, pairs) {
   dl.replaceChildren();
   for (const [k, v] of pairs) {
@@ -189,6 +295,12 @@ async function openPart(id) {
   text($("review-result"), "");
   for (const tr of $("inspections").tBodies[0].rows)
     tr.classList.toggle("selected", Number(tr.dataset.part) === id);
+  await showMedia(d.media || []);
+  try {
+    await showVibration(id, d);
+  } catch (e) {
+    text($("d-marks"), "vibration: " + e.message);
+  }
 }
 
 async function submitReview(ev) {
@@ -221,6 +333,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("review").elements.token.value = sessionStorage.getItem("vigil-token") || "";
   $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); refreshList(); });
   $("review").addEventListener("submit", submitReview);
+  const redraw = () => shown.images.forEach(drawPart);
+  $("d-heat-show").addEventListener("change", redraw);
+  $("d-heat-opacity").addEventListener("input", redraw);
   const q = new URLSearchParams(location.search);
   for (const el of $("filters").elements)
     if (el.name && q.has(el.name)) el.value = q.get(el.name);
