@@ -74,6 +74,7 @@ struct line_health {
 		int up;
 	} camera[LINE_HEALTH_CAMERAS];
 	uint64_t db_rows_written, db_rows_failed; /* inspections and events */
+	double db_write_lag_ms;  /* queueing to commit, oldest row of the last batch */
 };
 void line_get_health(line *l, struct line_health *h);
 

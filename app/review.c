@@ -1327,6 +1327,10 @@ static void serve_metrics(review_server *s, SoupServerMessage *msg)
 		       (double)(h.db_rows_failed + st.rows_failed));
 		/* The writer counts events with inspections, so with events in
 		 * the log this is a lower bound. */
+		metric_head(m, "vigil_db_write_lag_seconds", "gauge",
+			    "Queueing to commit of the oldest row in the database writer's last "
+			    "batch.");
+		metric(m, "vigil_db_write_lag_seconds", NULL, h.db_write_lag_ms / 1000.0);
 		metric_head(m, "vigil_db_write_lag_rows", "gauge",
 			    "Inspection rows handed to the database writer and not yet "
 			    "committed (or failed).");

@@ -418,6 +418,8 @@ def check_metrics(srv, db, run_s):
     check(m.get("vigil_db_rows_written_total", 0) >= parts,
           f"db rows written {m.get('vigil_db_rows_written_total')} < {parts}")
     check(m.get("vigil_db_rows_failed_total") == 0, "db rows failed is not 0")
+    lag = m.get("vigil_db_write_lag_seconds", -1)
+    check(0 < lag < 10, f"db write lag {lag} s: a commit takes some time, and not 10 s here")
     check(m.get("vigil_db_write_lag_rows") == 0,
           f"db write lag {m.get('vigil_db_write_lag_rows')} rows after the run")
 
