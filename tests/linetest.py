@@ -155,8 +155,8 @@ def add_part_media(db, sim_dir, part_id, mod_hz, rate_hz=12000, n=8192):
     the part's camera image as 8-bit gray PNG, a defect heatmap (a hot
     square over the image's centre) and a mono float32 WAV whose envelope
     repeats at mod_hz (a 3.5 kHz carrier, amplitude-modulated). Returns
-    {kind: (media id, full path)}. For tests of the review page while
-    vigild does not keep media itself."""
+    {kind: (media id, full path)}. Rows the writer kept for that inspection
+    are replaced (their files stay), so the test knows what the files hold."""
     import sqlite3
     import struct
 
@@ -167,6 +167,7 @@ def add_part_media(db, sim_dir, part_id, mod_hz, rate_hz=12000, n=8192):
     (media_dir,) = con.execute("SELECT value FROM meta WHERE key = 'media_dir'").fetchone()
     (insp,) = con.execute("SELECT max(id) FROM inspections WHERE part_id = ?",
                           (part_id,)).fetchone()
+    con.execute("DELETE FROM media WHERE inspection_id = ?", (insp,))
     day = "test-media"
     os.makedirs(os.path.join(media_dir, day), exist_ok=True)
     gray = cv2.imread(os.path.join(sim_dir, "images", f"part-{part_id:05d}.png"),
