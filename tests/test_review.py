@@ -349,7 +349,7 @@ def check_metrics_running(srv, line):
         m = scrape(srv)
         link_up.add(m.get("vigil_plc_link_up"))
         fps = max(fps, m.get('vigil_camera_fps{camera="top"}', 0))
-        time.sleep(0.2)
+        time.sleep(0.5)
     check(1 in link_up, f"vigil_plc_link_up never 1 while the line ran: {link_up}")
     check(fps > 0, "vigil_camera_fps{camera=\"top\"} never above 0 while the line ran")
     return time.time() - t0
