@@ -1421,15 +1421,15 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 
 	if (prepare_schema(db, err) < 0)
 		goto fail;
+	if (record_media_dir(db) < 0 || prepare_statements(db) < 0) {
+		set_error(err, "cannot open %s: %s", path, sqlite3_errmsg(db->conn));
+		goto fail;
+	}
 	if (opt.max_pages > 0) {
 		char *sql = sqlite3_mprintf("PRAGMA max_page_count = %lld", (long long)opt.max_pages);
 
 		sqlite3_exec(db->conn, sql, NULL, NULL, NULL);
 		sqlite3_free(sql);
-	}
-	if (record_media_dir(db) < 0 || prepare_statements(db) < 0) {
-		set_error(err, "cannot open %s: %s", path, sqlite3_errmsg(db->conn));
-		goto fail;
 	}
 	if (g_mkdir_with_parents(db->media_dir, 0755) < 0) {
 		set_error(err, "cannot open %s: cannot create the media directory %s: %s", path,
