@@ -13,7 +13,13 @@
              connection frees pages) the bit comes back, rows are written
              again and an event "db-ok" says so.
 
-usage: test_db_line.py BUILD_DIR SOURCE_ROOT crash|disk-full
+  export     after a short run with every part's files kept, QA reviews
+             parts with vigilctl; vigilctl export writes them as a training
+             manifest (the line data set's columns), labelled by the review,
+             and vigil-features - what tools/train.py runs - reads every
+             exported part from the media directory it names.
+
+usage: test_db_line.py BUILD_DIR SOURCE_ROOT crash|disk-full|export
 """
 import csv
 import logging
@@ -53,9 +59,10 @@ def count_rows(db):
         return 0
 
 
-def crash(build, root, tmp):
+def run_line(build, root, tmp, parts, rate, extra_db="", kill_at=None):
+    """vigil-sim and vigild on parts synthetic parts; with kill_at, vigild
+    is SIGKILLed once the log holds that many rows. Returns (db, results)."""
     sim_bin, vigild_bin = binaries(build)
-    parts = 1500
     sim_dir = os.path.join(tmp, "sim")
     subprocess.run([sim_bin, "generate", "--out", sim_dir, "--parts", str(parts),
                     "--seed", "77", "--split", "e2e"], check=True, stdout=subprocess.DEVNULL)
@@ -67,29 +74,44 @@ def crash(build, root, tmp):
 pipeline = multifilesrc location={sim_dir}/images/part-%05d.png index=0 caps=image/png ! pngdec ! videoconvert ! appsink name=sink
 trigger = sequence
 frame_timeout_ms = 5000
-""", sim_dir, root, port, db) + "keep_accepted_every = 1\n")
+""", sim_dir, root, port, db) + "keep_accepted_every = 1\n" + extra_db)
     results = os.path.join(tmp, "results.csv")
     sim = subprocess.Popen([sim_bin, "run", "--parts-dir", sim_dir, "--port", str(port),
-                            "--rate", "3000", "--results", results, "--drain-timeout-s", "3",
+                            "--rate", str(rate), "--results", results,
+                            "--drain-timeout-s", "3" if kill_at else "30",
                             "--ready-timeout-s", "60"], stderr=subprocess.DEVNULL)
     log_path = os.path.join(tmp, "vigild.log")
     with open(log_path, "w") as log:
         vigild = subprocess.Popen([vigild_bin, "--config", conf], stdout=log,
                                   stderr=subprocess.STDOUT)
         try:
-            # In the middle of the burst: rows and files are being written.
-            wait_for("300 rows", lambda: vigild.poll() is not None or count_rows(db) >= 300, 180)
-            if vigild.poll() is not None:
-                fail(f"vigild exited with {vigild.returncode}")
-            vigild.send_signal(signal.SIGKILL)
-            vigild.wait(timeout=30)
-            sim.wait(timeout=120)
+            if kill_at:
+                # In the middle of the burst: rows and files are being written.
+                wait_for(f"{kill_at} rows",
+                         lambda: vigild.poll() is not None or count_rows(db) >= kill_at, 180)
+                if vigild.poll() is not None:
+                    fail(f"vigild exited with {vigild.returncode}")
+                vigild.send_signal(signal.SIGKILL)
+                vigild.wait(timeout=30)
+                sim.wait(timeout=120)
+            else:
+                if sim.wait(timeout=240) != 0:
+                    fail("vigil-sim: results lost or mislogged")
+                vigild.send_signal(signal.SIGTERM)
+                if vigild.wait(timeout=60) != 0:
+                    fail(f"vigild exited with {vigild.returncode}")
         finally:
             for p in (vigild, sim):
                 if p.poll() is None:
                     p.kill()
     with open(log_path) as f:
         print(f.read()[-1500:])
+    return db, results
+
+
+def crash(build, root, tmp):
+    parts = 1500
+    db, results = run_line(build, root, tmp, parts, 3000, kill_at=300)
 
     with open(results) as f:
         acked = {int(r["part_id"]): r["verdict"] for r in csv.DictReader(f)
@@ -209,8 +231,76 @@ def disk_full(build, root, tmp):
           f"{logged} rows once space returned, events {events}")
 
 
+def export(build, root, tmp):
+    db, _ = run_line(build, root, tmp, 30, 1200)
+    ctl = os.path.join(build, "tools", "vigilctl")
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT part_id, verdict, defect_class FROM inspections ORDER BY id"
+                       ).fetchall()
+    con.close()
+    # QA: overrule two rejects to accept and two accepts to reject, confirm
+    # four more; the rest stay unreviewed and are not exported.
+    rejects = [r[0] for r in rows if r[1] == "reject"][:2]
+    accepts = [r[0] for r in rows if r[1] == "accept"][:2]
+    confirmed = [r[0] for r in rows if r[0] not in rejects + accepts][:4]
+    if len(rejects) < 2 or len(accepts) < 2:
+        fail(f"the run lacks rejects or accepts: {rows}")
+    want = {}
+    for p in rejects:
+        subprocess.run([ctl, "--db", db, "review", "--part", str(p), "--overrule", "accept"],
+                       check=True)
+        want[p] = 0
+    for p in accepts:
+        subprocess.run([ctl, "--db", db, "review", "--part", str(p), "--overrule", "reject"],
+                       check=True)
+        want[p] = 1
+    verdict = {r[0]: r[1] for r in rows}
+    for p in confirmed:
+        subprocess.run([ctl, "--db", db, "review", "--part", str(p), "--confirm"], check=True)
+        want[p] = 0 if verdict[p] == "accept" else 1
+
+    manifest = os.path.join(tmp, "reviewed.csv")
+    p = subprocess.run([ctl, "--db", db, "export", "--out", manifest], capture_output=True,
+                       text=True)
+    if p.returncode != 0:
+        fail(f"export: {p.stderr}")
+    print(p.stderr.strip())
+    media_dir = p.stderr.rsplit("data root ", 1)[1].split(" ")[0]
+    with open(manifest) as f:
+        header = f.readline().strip()
+        f.seek(0)
+        got = list(csv.DictReader(f))
+    if header != "part_id,split,image,mask,image_class,vibration,vib_start,vib_len,vib_class,defect":
+        fail(f"manifest header {header}")
+    if len(got) != len(want):
+        fail(f"{len(got)} parts exported, want the {len(want)} reviewed")
+    for r in got:
+        part = int(r["part_id"].split("-")[1])
+        if int(r["defect"]) != want[part]:
+            fail(f"part {part}: defect {r['defect']}, but QA said {want[part]}")
+        if (r["image_class"] != "free" or r["vib_class"] != "normal") != bool(int(r["defect"])):
+            fail(f"part {part}: classes {r['image_class']}/{r['vib_class']} for defect {r['defect']}")
+        if r["mask"] != "" or r["split"] not in ("train", "val") or r["vib_len"] != "2048":
+            fail(f"row {r}")
+        for col in ("image", "vibration"):
+            if os.path.isabs(r[col]) or not os.path.exists(os.path.join(media_dir, r[col])):
+                fail(f"{col} {r[col]} is not a file under {media_dir}")
+    # What tools/train.py runs on a manifest: every part reads.
+    feats = os.path.join(tmp, "reviewed.vgf")
+    subprocess.run([os.path.join(build, "tools", "vigil-features"), "--manifest", manifest,
+                    "--data-root", media_dir, "--width", "64", "--height", "64",
+                    "--window", "2048", "--rate", "12000", "--out", feats,
+                    "--masks-out", feats + ".masks"], check=True)
+    with open(feats, "rb") as f:
+        head = f.read(8)
+    if head[:4] != b"VGF1" or int.from_bytes(head[4:8], "little") != len(want):
+        fail(f"vigil-features read {head!r}, want {len(want)} parts")
+    print(f"PASS export: {len(want)} reviewed parts, labels from the reviews, "
+          f"read by vigil-features from {media_dir}")
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[3] not in ("crash", "disk-full"):
+    if len(sys.argv) != 4 or sys.argv[3] not in ("crash", "disk-full", "export"):
         print(__doc__)
         sys.exit(2)
     build, root, name = sys.argv[1:]
@@ -218,7 +308,7 @@ def main():
         print("SKIP: no model package")
         sys.exit(77)
     with tempfile.TemporaryDirectory(prefix="vigil-db-line-") as tmp:
-        (crash if name == "crash" else disk_full)(build, root, tmp)
+        {"crash": crash, "disk-full": disk_full, "export": export}[name](build, root, tmp)
 
 
 if __name__ == "__main__":
