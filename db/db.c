@@ -832,19 +832,20 @@ static void write_batch(db_log *db, struct db_item **batch, size_t n)
 
 	/* The error is in place before the counters move, so that whoever
 	 * sees rows_failed grow finds db_last_error already set. */
-	if (rep.failed > 0) {
+	if (rep.error) {
 		g_warning("database %s: %" PRIu64 " of %zu rows not written: %s", db->path,
-			  rep.failed, n, rep.error ? rep.error : "out of memory");
+			  rep.failed, n, rep.error);
 		g_mutex_lock(&db->error_lock);
 		free(db->last_error);
 		db->last_error = rep.error;
 		g_mutex_unlock(&db->error_lock);
-		if (rep.fault)
-			atomic_store(&db->ok, 0);
-		atomic_fetch_add(&db->rows_failed, rep.failed);
-	} else {
-		free(rep.error);
+	} else if (rep.failed > 0) {
+		g_warning("database %s: %" PRIu64 " of %zu rows not written: out of memory",
+			  db->path, rep.failed, n);
 	}
+	if (rep.fault)
+		atomic_store(&db->ok, 0);
+	atomic_fetch_add(&db->rows_failed, rep.failed);
 	if (!rep.fault && rep.written > 0 && !atomic_load(&db->ok)) {
 		g_message("database %s: writing works again", db->path);
 		write_event_now(db, "db-ok", "the database accepts writes again");
@@ -1498,8 +1499,17 @@ int db_submit_media(db_log *db, const struct db_inspection *row, struct db_media
 	it->media_set = media;
 
 	/* One lock for the ticket and the push: tickets reach the writer in
-	 * the order they were handed out. */
-	g_mutex_lock(&db->submit_lock);
+	 * the order they were handed out. A caller that may not wait does not
+	 * wait for the lock either (another submitter may hold it while it
+	 * waits for room). */
+	if (timeout_us == 0) {
+		if (!g_mutex_trylock(&db->submit_lock)) {
+			item_free(it);
+			return -EAGAIN;
+		}
+	} else {
+		g_mutex_lock(&db->submit_lock);
+	}
 	if (media && row->verdict == VIGIL_VERDICT_ACCEPT &&
 	    (db->opt.keep_accepted_every <= 0 ||
 	     db->accepted_seen++ % (uint64_t)db->opt.keep_accepted_every != 0)) {
