@@ -18,7 +18,9 @@ static const char *const plc_keys[] = {
 	"transport", "device", "baud", "parity", "stop_bits", "result_buffer", "peer_timeout_ms",
 	"reconnect_min_ms", "reconnect_max_ms", "fault_policy", "job", "state_file", NULL };
 static const char *const job_keys[] = { "package", "reject", "marginal", NULL };
-static const char *const database_keys[] = { "path", "queue_depth", NULL };
+static const char *const database_keys[] = {
+	"path", "queue_depth", "media_dir", "media_queue", "keep_accepted_every", "max_age_days",
+	"protect_days", "disk_budget_mb", "retention_period_s", "commit_timeout_ms", NULL };
 
 static const char *const known_groups[] = { "camera.", "vibration.", "model", "plc",
 					    "database", "job.", "review", NULL };
@@ -141,6 +143,50 @@ static int read_camera(line *l, const config *cfg, const char *group, struct lin
 	    config_get_int(cfg, group, "watchdog_ms", 0, 0, 3600000,
 			   &c->cfg.watchdog_ms, err) < 0)
 		return -EINVAL;
+	return 0;
+}
+
+/* [database]: where the log and its files go, and how long they stay. */
+static int read_database(line *l, const config *cfg, char **err)
+{
+	struct db_options *o = &l->db_opt;
+	int media_queue, keep, age, protect, budget, period;
+	char *def = g_strconcat(l->db_path, ".media", NULL);
+	const char *max_pages;
+	int rc;
+
+	*o = (struct db_options)DB_OPTIONS_DEFAULT;
+	rc = config_get_string(cfg, "database", "media_dir", def, &l->db_media_dir, err);
+	g_free(def);
+	if (rc < 0 ||
+	    config_get_int(cfg, "database", "media_queue", 64, 1, 1 << 16, &media_queue, err) < 0 ||
+	    config_get_int(cfg, "database", "keep_accepted_every", 100, 0, 1 << 30, &keep, err) < 0 ||
+	    config_get_int(cfg, "database", "max_age_days", 0, 0, 36500, &age, err) < 0 ||
+	    config_get_int(cfg, "database", "protect_days", 7, 0, 36500, &protect, err) < 0 ||
+	    config_get_int(cfg, "database", "disk_budget_mb", 0, 0, 1 << 30, &budget, err) < 0 ||
+	    config_get_int(cfg, "database", "retention_period_s", 600, 1, 86400, &period, err) < 0 ||
+	    config_get_int(cfg, "database", "commit_timeout_ms", 100, 1, 10000,
+			   &l->db_commit_timeout_ms, err) < 0)
+		return -EINVAL;
+	if (age && age < protect) {
+		*err = config_error(cfg, "database", "max_age_days",
+				    "%d is less than protect_days (%d): rows of the protected "
+				    "last days are never removed", age, protect);
+		return -EINVAL;
+	}
+	o->queue_depth = (size_t)l->db_queue;
+	o->media_dir = l->db_media_dir;
+	o->media_queue = (size_t)media_queue;
+	o->keep_accepted_every = keep;
+	o->max_age_days = age;
+	o->protect_days = protect;
+	o->disk_budget_mb = budget;
+	o->retention_period_s = period;
+	/* Test only (docs/operations.md): a database that is "full" after
+	 * this many pages, to exercise the full-disk path. */
+	max_pages = g_getenv("VIGIL_TEST_DB_MAX_PAGES");
+	if (max_pages)
+		o->max_pages = g_ascii_strtoll(max_pages, NULL, 10);
 	return 0;
 }
 
@@ -300,6 +346,8 @@ int line_read_config(line *l, const config *cfg, char **err)
 
 	if (config_get_string(cfg, "database", "path", NULL, &l->db_path, err) < 0 ||
 	    config_get_int(cfg, "database", "queue_depth", 4096, 16, 1 << 20, &l->db_queue, err) < 0)
+		goto out;
+	if (read_database(l, cfg, err) < 0)
 		goto out;
 	/* The PLC's job selection lives next to the database, so a replaced
 	 * appliance disk keeps both or neither. */

@@ -159,13 +159,14 @@ static unsigned faults(line *l, struct plc_state *s, uint16_t *error)
 	return w;
 }
 
-/* A database that failed a row since the last good one is a fault. */
+/* A database that failed a row since the last good one is a fault; so is
+ * one that failed a write or let a result out before its row. */
 static void watch_database(line *l, struct plc_state *s)
 {
 	struct line_stats st;
 
 	line_get_stats(l, &st);
-	if (st.rows_failed > s->rows_failed_seen)
+	if (st.rows_failed > s->rows_failed_seen || line_db_fault(l))
 		s->db_fault = TRUE;
 	else if (st.rows_logged > s->rows_logged_seen)
 		s->db_fault = FALSE;
@@ -205,7 +206,7 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 	s->last_trigger = t->counter;
 
 	{
-		struct vigil_part *p = g_new0(struct vigil_part, 1);
+		struct vigil_part *p = line_part_new();
 		struct outstanding *o = g_new0(struct outstanding, 1);
 
 		p->part_id = t->part_id;
@@ -288,6 +289,9 @@ static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 	}
 	if (o)
 		o->has_verdict = TRUE;
+	/* The verdict is final: its row goes to the database now, and the
+	 * result to the PLC only once the row is committed (commit_next). */
+	line_log_early(l, p);
 	g_queue_push_tail(&s->pending, p);
 }
 
@@ -338,6 +342,8 @@ static gboolean commit_next(line *l, struct plc_state *s, int64_t now)
 		return FALSE;
 	p = o->has_verdict ? find_pending(s, o->seq) : NULL;
 	if (!p && now < o->deadline_us)
+		return FALSE;
+	if (p && !line_log_committed(l, p, now))
 		return FALSE;
 
 	s->cur = (struct plc_result){

@@ -51,11 +51,24 @@ struct outstanding {
 	int64_t t_plc_us;
 };
 
+/* A part record as the line allocates it (line_part_new): the record the
+ * stages see, plus what the log needs of it. */
+struct line_part {
+	struct vigil_part p;             /* first: a vigil_part * is a line_part * */
+	struct db_media_set *media;      /* its files, until handed to the log */
+	uint64_t log_ticket;             /* its row was queued early (0: not yet) */
+	int64_t t_logged_us;             /* monotonic, when that row was queued */
+	gboolean commit_seen;            /* the PLC thread saw the row committed */
+};
+
 struct line {
 	/* configuration */
 	char *model_dir, *backend, *db_path;
 	int window_timeout_ms, poll_ms, reject_deadline_ms;
 	int db_queue;
+	struct db_options db_opt;
+	char *db_media_dir;
+	int db_commit_timeout_ms; /* a result waits this long for its row */
 	struct plc_config plc_cfg;
 	char *plc_host;
 	char *plc_device;
@@ -93,10 +106,30 @@ struct line {
 
 	GMutex stats_lock;
 	struct line_stats st;
+
+	/* Set by the PLC thread when a result went out before its row was
+	 * committed; cleared once the writer has caught up with that row. */
+	uint64_t db_late_ticket;
 };
 
 /* Reads every setting of cfg into l (line-config.c). */
 int line_read_config(line *l, const config *cfg, char **err);
+
+/* A zeroed part record; freed by the log thread with line_part_free. */
+struct vigil_part *line_part_new(void);
+void line_part_free(struct vigil_part *p);
+
+/* Crash safety (PLC thread): queues p's row now that its verdict is final,
+ * without waiting. line_log_committed then says whether its result may go
+ * to the PLC: once the row is committed; at once when the database is in
+ * fault or the row could not be queued; or after db_commit_timeout_ms,
+ * raising the database fault. */
+void line_log_early(line *l, struct vigil_part *p);
+gboolean line_log_committed(line *l, struct vigil_part *p, int64_t now_us);
+
+/* The database fault for the status word: a failed write, or a result
+ * that had to go out before its row was committed. */
+gboolean line_db_fault(line *l);
 
 /* The PLC thread (line-plc.c); data is the line. */
 gpointer line_plc_thread(gpointer data);

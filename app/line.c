@@ -26,6 +26,7 @@ void line_free(line *l)
 	g_free(l->model_dir);
 	g_free(l->backend);
 	g_free(l->db_path);
+	g_free(l->db_media_dir);
 	g_free(l->plc_host);
 	g_free(l->plc_device);
 	g_free(l->plc_state_path);
@@ -80,7 +81,7 @@ line *line_new(const config *cfg, char **err)
 		*err = g_strdup_printf("%s: [plc] invalid endpoint", config_name(cfg));
 		goto fail;
 	}
-	l->db = db_open(l->db_path, (size_t)l->db_queue, &dberr);
+	l->db = db_open_with(l->db_path, &l->db_opt, &dberr);
 	if (!l->db) {
 		*err = g_strdup_printf("database: %s", dberr ? dberr : "cannot open");
 		free(dberr);
@@ -138,7 +139,54 @@ void line_count(line *l, uint64_t *field, uint64_t n)
 	g_mutex_unlock(&l->stats_lock);
 }
 
+/* ---- part records ---- */
+
+struct vigil_part *line_part_new(void)
+{
+	struct line_part *lp = g_new0(struct line_part, 1);
+
+	return &lp->p;
+}
+
+void line_part_free(struct vigil_part *p)
+{
+	if (!p)
+		return;
+	db_media_set_free(((struct line_part *)p)->media);
+	g_free(p);
+}
+
 /* ---- inspection: frame + vibration window -> features -> model ---- */
+
+/* Copies what the log may keep of a part - every camera's frame, the
+ * defect map, the vibration window - before the frames go back. Whether
+ * they are kept is the log's decision once the verdict is final. */
+static struct db_media_set *copy_media(line *l, struct capture_frame **frames,
+				       const float *win, size_t win_len)
+{
+	struct db_media_set *m = g_new0(struct db_media_set, 1);
+
+	for (int i = 0; i < l->ncameras && i < DB_MEDIA_MAX_IMAGES; i++) {
+		struct capture_frame *f = frames[i];
+
+		if (!f)
+			continue;
+		m->images[m->nimages].camera = g_strdup(l->cameras[i].name);
+		m->images[m->nimages].width = f->width;
+		m->images[m->nimages].height = f->height;
+		m->images[m->nimages].gray = g_malloc((gsize)f->width * (gsize)f->height);
+		for (int y = 0; y < f->height; y++)
+			memcpy(m->images[m->nimages].gray + (size_t)y * (size_t)f->width,
+			       f->data + (size_t)y * (size_t)f->stride, (size_t)f->width);
+		m->nimages++;
+	}
+	if (win) {
+		m->vibration = g_memdup2(win, win_len * sizeof *win);
+		m->vibration_len = win_len;
+		m->rate_hz = l->sen_cfg.rate_hz;
+	}
+	return m;
+}
 
 /* Every camera's frame is judged with the part's vibration; the part takes
  * the worst camera's result, so a defect seen from any side rejects it. */
@@ -146,6 +194,7 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 {
 	const struct infer_info *info = infer_model_info(l->model);
 	struct capture_frame *frames[LINE_MAX_CAMERAS] = { 0 };
+	struct line_part *lp = (struct line_part *)p;
 	struct infer_output out, worst = { 0 };
 	unsigned wflags = 0, flags = 0;
 	char *err = NULL;
@@ -172,6 +221,8 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 	}
 	line_count_stage(l, LINE_STAGE_CAPTURE_WAIT,
 			 (double)(vigil_now_us() - p->t_trigger_us) / 1000.0);
+	lp->media = copy_media(l, frames, p->flags & VIGIL_FLAG_NO_VIBRATION ? NULL : win,
+			       (size_t)info->window);
 	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION))
 		goto failsafe;
 
@@ -198,8 +249,18 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 			goto failsafe;
 		}
 		flags |= out.flags;
-		if (i == 0 || out.score > worst.score)
+		if (i == 0 || out.score > worst.score) {
 			worst = out;
+			/* The worst camera's defect map is the part's; the
+			 * model reuses its buffer on the next run. */
+			g_clear_pointer(&lp->media->heatmap, g_free);
+			if (out.heatmap && out.heatmap_w > 0 && out.heatmap_h > 0) {
+				lp->media->heatmap = g_memdup2(out.heatmap, (gsize)out.heatmap_w *
+							       (gsize)out.heatmap_h * sizeof(float));
+				lp->media->heatmap_w = out.heatmap_w;
+				lp->media->heatmap_h = out.heatmap_h;
+			}
+		}
 		worst.vision_score = MAX(worst.vision_score, out.vision_score);
 	}
 	p->infer_ms = (double)(vigil_now_us() - t0) / 1000.0;
@@ -262,40 +323,114 @@ static gpointer inspect_thread(gpointer data)
 
 /* ---- logging: the only thread that may wait on the database ---- */
 
+static void make_row(line *l, const struct vigil_part *p, struct db_inspection *row)
+{
+	*row = (struct db_inspection){
+		.part_id = p->part_id,
+		.trigger_counter = p->trigger_counter,
+		.seq = p->seq,
+		.t_wall_us = p->t_wall_us,
+		.verdict = p->verdict,
+		.defect_class = p->defect_class,
+		.flags = p->flags,
+		.score = p->score,
+		.vision_score = p->vision_score,
+		.signal_score = p->signal_score,
+		.latency_ms = p->t_plc_us ? (double)(p->t_plc_us - p->t_trigger_us) / 1000.0 : NAN,
+		.infer_ms = p->infer_ms,
+		.model_version = infer_model_info(l->model)->version,
+		.has_vibration = p->has_vibration,
+		.vibration = p->vibration,
+	};
+}
+
+/* The row goes to the writer before the result goes to the PLC, so that a
+ * result the PLC has seen is in the database (docs/operations.md, crash
+ * safety). Its latency is not known yet: the log thread adds it. */
+void line_log_early(line *l, struct vigil_part *p)
+{
+	struct line_part *lp = (struct line_part *)p;
+	struct db_inspection row;
+	uint64_t ticket = 0;
+
+	make_row(l, p, &row);
+	if (db_submit_media(l->db, &row, lp->media, 0, &ticket) == 0) {
+		lp->log_ticket = ticket;
+		lp->t_logged_us = vigil_now_us();
+		line_count(l, &l->st.rows_logged, 1);
+		/* After a row that could not be queued early, the fault lasts
+		 * until the writer has caught up with this one. */
+		if (l->db_late_ticket == UINT64_MAX)
+			l->db_late_ticket = ticket;
+	} else {
+		/* The queue is full: the log thread queues the row after the
+		 * result went out; the database is in fault meanwhile. */
+		if (!l->db_late_ticket)
+			g_warning("part %u: the database queue is full: its result goes to the "
+				  "PLC before its row is written; database fault raised", p->part_id);
+		l->db_late_ticket = UINT64_MAX;
+	}
+	lp->media = NULL;   /* taken by db_submit_media, even on error */
+}
+
+gboolean line_log_committed(line *l, struct vigil_part *p, int64_t now_us)
+{
+	struct line_part *lp = (struct line_part *)p;
+
+	if (!lp->log_ticket)
+		return TRUE;
+	if (db_settled(l->db) >= lp->log_ticket) {
+		if (!lp->commit_seen)
+			line_count_stage(l, LINE_STAGE_DB_WRITE,
+					 (double)(now_us - lp->t_logged_us) / 1000.0);
+		lp->commit_seen = TRUE;
+		return TRUE;
+	}
+	if (!db_ok(l->db) || line_db_fault(l) ||
+	    now_us - lp->t_logged_us > (int64_t)l->db_commit_timeout_ms * 1000) {
+		if (!line_db_fault(l))
+			g_warning("part %u: its row is not committed after %d ms: result sent to the "
+				  "PLC anyway, database fault raised", p->part_id,
+				  l->db_commit_timeout_ms);
+		l->db_late_ticket = MAX(l->db_late_ticket, lp->log_ticket);
+		return TRUE;
+	}
+	return FALSE;
+}
+
+/* db_late_ticket is the PLC thread's alone. */
+gboolean line_db_fault(line *l)
+{
+	if (l->db_late_ticket && l->db_late_ticket != UINT64_MAX &&
+	    db_settled(l->db) >= l->db_late_ticket)
+		l->db_late_ticket = 0;
+	return !db_ok(l->db) || l->db_late_ticket != 0;
+}
+
 static gpointer log_thread(gpointer data)
 {
 	line *l = data;
-	const struct infer_info *info = infer_model_info(l->model);
 	void *item;
 
 	while (bqueue_pop(l->q_log, &item, -1) == 0) {
 		struct vigil_part *p = item;
-		struct db_inspection row = {
-			.part_id = p->part_id,
-			.trigger_counter = p->trigger_counter,
-			.seq = p->seq,
-			.t_wall_us = p->t_wall_us,
-			.verdict = p->verdict,
-			.defect_class = p->defect_class,
-			.flags = p->flags,
-			.score = p->score,
-			.vision_score = p->vision_score,
-			.signal_score = p->signal_score,
-			.latency_ms = (double)(p->t_plc_us - p->t_trigger_us) / 1000.0,
-			.infer_ms = p->infer_ms,
-			.model_version = info->version,
-			.has_vibration = p->has_vibration,
-			.vibration = p->vibration,
-		};
+		struct line_part *lp = item;
+		struct db_inspection row;
 
-		count_latency(l, row.latency_ms);
-		if (db_submit(l->db, &row) == 0)
+		make_row(l, p, &row);
+		if (!isnan(row.latency_ms))
+			count_latency(l, row.latency_ms);
+		if (lp->log_ticket) {
+			/* Queued before the PLC got the result; now the latency. */
+			if (p->t_plc_us)
+				db_set_latency(l->db, lp->log_ticket, row.latency_ms);
+		} else if (db_submit_media(l->db, &row, lp->media, -1, NULL) == 0) {
 			line_count(l, &l->st.rows_logged, 1);
-		else
+		} else {
 			line_count(l, &l->st.rows_failed, 1);
-		line_count_stage(l, LINE_STAGE_DB_WRITE,
-				 (double)(vigil_now_us() - p->t_plc_us) / 1000.0);
-		g_free(p);
+		}
+		lp->media = NULL;
+		line_part_free(p);
 	}
 	return NULL;
 }

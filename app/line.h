@@ -33,8 +33,8 @@ extern const double line_latency_bounds_ms[LINE_LATENCY_BUCKETS];
 /* The stages a part's time goes to, each with its own histogram:
  * capture wait (trigger to every frame and the vibration window in hand),
  * inference (features and model), PLC write (one result write on the
- * link), db write (the result at the PLC to the row handed to the
- * database writer). */
+ * link), db write (the part's row queued, at its final verdict, to its
+ * commit as the PLC thread sees it; the result waits for that). */
 enum line_stage {
 	LINE_STAGE_CAPTURE_WAIT,
 	LINE_STAGE_INFERENCE,

@@ -1,3 +1,4 @@
+/* The inspection log's schema, writer thread and submitting (db/db.h). */
 #include "db/db.h"
 
 #include <errno.h>
@@ -16,16 +17,7 @@
 
 #include "core/bqueue.h"
 #include "core/part.h"
-#include "fusion/cvwrap.h"
-
-/* Rows written per transaction at most. One commit per burst instead of one
- * per row is what keeps the writer ahead of the line; 256 rows of about
- * 200 bytes keeps a transaction short enough that readers see rows promptly. */
-#define DB_BATCH_MAX 256
-
-/* How long a connection retries a lock held by another process (the sqlite3
- * CLI, a backup, vigil-sim reading) before giving up with SQLITE_BUSY. */
-#define DB_BUSY_TIMEOUT_MS 5000
+#include "db/db-private.h"
 
 /* Schema migrations: migrations[i] takes a database from user_version i to
  * i + 1, inside the same transaction that sets user_version. Append a step
@@ -109,6 +101,11 @@ static const char *const migrations[] = {
 
 #define DB_SCHEMA_VERSION ((int)G_N_ELEMENTS(migrations))
 
+int db__schema_version(void)
+{
+	return DB_SCHEMA_VERSION;
+}
+
 static const char sql_insert_inspection[] =
 	"INSERT INTO inspections (part_id, trigger_counter, seq, t_wall_us,"
 	" verdict, verdict_code, defect_class, flags, score, vision_score,"
@@ -123,14 +120,6 @@ static const char sql_insert_vibration[] =
 static const char sql_insert_event[] =
 	"INSERT INTO events (t_wall_us, kind, message) VALUES (?1, ?2, ?3)";
 
-/* The latest review of each inspection rides along with its row. */
-static const char sql_select_inspections[] =
-	"SELECT i.part_id, i.trigger_counter, i.seq, i.t_wall_us, i.verdict_code,"
-	" i.defect_class, i.flags, i.score, i.vision_score, i.signal_score, i.latency_ms,"
-	" i.infer_ms, i.model_version, i.image_path, i.id, r.decision, r.verdict, r.note"
-	" FROM inspections i LEFT JOIN reviews r ON r.id ="
-	" (SELECT max(id) FROM reviews WHERE inspection_id = i.id)";
-
 static const char sql_insert_media[] =
 	"INSERT INTO media (inspection_id, camera, kind, path, bytes) VALUES (?1, ?2, ?3, ?4, ?5)";
 
@@ -140,116 +129,9 @@ static const char sql_set_image_path[] =
 
 static const char sql_set_latency[] = "UPDATE inspections SET latency_ms = ?1 WHERE id = ?2";
 
-enum db_item_kind {
-	DB_ITEM_INSPECTION,
-	DB_ITEM_EVENT,
-	DB_ITEM_MEDIA,      /* files written: their media rows */
-	DB_ITEM_LATENCY,    /* latency_ms of an earlier row, by ticket */
-	DB_ITEM_RETAIN,     /* run retention now (db_retain_now) */
-	DB_ITEM_SYNC,       /* wake whoever waits for everything before it */
-};
-
-/* A file the media thread wrote, relative to the media directory. */
-struct media_file {
-	char *camera;       /* NULL but for images */
-	const char *kind;   /* static: "image", "heatmap", "vibration" */
-	char *path;
-	int64_t bytes;
-};
-
-/* One queued row. Owns its strings (g_strdup, freed by item_free): the
- * submitter's buffers may be gone by the time the writer gets to it. */
-struct db_item {
-	enum db_item_kind kind;
-	union {
-		struct db_inspection row;   /* strings point at the copies below */
-		struct {
-			int64_t t_wall_us;
-		} event;
-		struct {
-			int64_t inspection_id;
-			int nfiles;
-			struct media_file files[DB_MEDIA_MAX_IMAGES + 2];
-		} media;
-		struct {
-			uint64_t ticket;
-			double ms;
-		} latency;
-	};
-	char *str1, *str2;  /* model_version, image_path; or kind, message */
-	struct db_media_set *media_set;  /* an inspection's files, to be written */
-	uint64_t ticket;                 /* inspections: the place in write order */
-	int64_t t_queued_us;
-	/* Set by the writer while the item's transaction is open. */
-	int64_t rowid;
-	bool in_transaction;
-};
-
-/* The files of one committed inspection, for the media thread. */
-struct media_job {
-	int64_t inspection_id;
-	int64_t t_wall_us;
-	uint32_t part_id;
-	struct db_media_set *set;
-};
-
-/* Tickets of recent rows and their row ids, so that a latency that comes
- * after the row finds it. A ticket older than the ring is forgotten: its
- * row keeps latency NULL. */
-#define DB_TICKET_RING 16384
-
-struct db_log {
-	char *path;
-	char *media_dir;                /* absolute */
-	struct db_options opt;
-	/* Used by db_open, then only by the writer thread until db_close has
-	 * joined it. */
-	sqlite3 *conn;
-	sqlite3_stmt *insert_inspection;
-	sqlite3_stmt *insert_vibration;
-	sqlite3_stmt *insert_event;
-	sqlite3_stmt *insert_media;
-	sqlite3_stmt *set_image_path;
-	sqlite3_stmt *set_latency;
-	bqueue *queue;                  /* struct db_item *, owned by the queue's reader */
-	GThread *writer;
-	struct db_item *batch[DB_BATCH_MAX];
-	struct {
-		uint64_t ticket;
-		int64_t rowid;
-	} tickets[DB_TICKET_RING];
-	int64_t next_retention_us;
-	uint64_t media_drops_logged;
-	int64_t next_drop_event_us;
-	char *recovered;                /* where a corrupt file was moved, for the event */
-
-	bqueue *media_queue;            /* struct media_job * */
-	GThread *media_writer;
-
-	GMutex submit_lock;             /* ticket order is queue order */
-	uint64_t next_ticket;           /* under submit_lock */
-	uint64_t accepted_seen;         /* under submit_lock */
-
-	GMutex sync_lock;
-	GCond sync_cond;
-	uint64_t syncs;                 /* RETAIN and SYNC items done, under sync_lock */
-
-	_Atomic uint64_t rows_written;
-	_Atomic uint64_t rows_failed;
-	_Atomic uint64_t settled;
-	_Atomic int ok;
-	_Atomic uint64_t media_dropped, media_written;
-	_Atomic int64_t lag_us, lag_max_us;
-
-	GMutex error_lock;
-	char *last_error;               /* malloc, under error_lock */
-};
-
 /* Strings that leave this module go through malloc so that callers free()
  * them, as db.h promises; internal copies use GLib. */
-static void set_error(char **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static void set_error(char **err, const char *fmt, ...)
+void db__set_error(char **err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -263,7 +145,7 @@ static void set_error(char **err, const char *fmt, ...)
 
 /* SQLite's message for the last failure on conn; conn is NULL when
  * sqlite3_open_v2 could not even allocate a handle. */
-static const char *sqlite_message(sqlite3 *conn, int rc)
+const char *db__sqlite_message(sqlite3 *conn, int rc)
 {
 	return conn ? sqlite3_errmsg(conn) : sqlite3_errstr(rc);
 }
@@ -280,7 +162,7 @@ static bool class_valid(int c)
 }
 
 /* The log stores the class by name; the read side maps it back. */
-static int class_from_name(const char *name)
+int db__class_from_name(const char *name)
 {
 	if (!name)
 		return -1;
@@ -291,7 +173,7 @@ static int class_from_name(const char *name)
 }
 
 /* Runs a statement that yields one integer (a PRAGMA). */
-static int query_int(sqlite3 *conn, const char *sql, int64_t *value)
+int db__query_int(sqlite3 *conn, const char *sql, int64_t *value)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
@@ -324,12 +206,12 @@ static int enable_wal(db_log *db, char **err)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		set_error(err, "cannot open %s: %s", db->path, sqlite3_errmsg(db->conn));
+		db__set_error(err, "cannot open %s: %s", db->path, sqlite3_errmsg(db->conn));
 		goto out;
 	}
 	mode = (const char *)sqlite3_column_text(st, 0);
 	if (!mode || g_ascii_strcasecmp(mode, "wal") != 0) {
-		set_error(err, "cannot open %s: cannot switch to WAL (journal mode stays %s)",
+		db__set_error(err, "cannot open %s: cannot switch to WAL (journal mode stays %s)",
 			  db->path, mode ? mode : "unknown");
 		goto out;
 	}
@@ -341,7 +223,7 @@ out:
 
 static void refuse_newer(db_log *db, int64_t version, char **err)
 {
-	set_error(err, "cannot open %s: its schema version (user_version %" PRId64
+	db__set_error(err, "cannot open %s: its schema version (user_version %" PRId64
 		  ") is newer than the version %d this build knows; refusing to write to it",
 		  db->path, version, DB_SCHEMA_VERSION);
 }
@@ -358,9 +240,9 @@ static int prepare_schema(db_log *db, char **err)
 
 	/* Also the first read of the file: a file that is not a database
 	 * fails here with "file is not a database". */
-	rc = query_int(db->conn, "PRAGMA user_version", &version);
+	rc = db__query_int(db->conn, "PRAGMA user_version", &version);
 	if (rc != SQLITE_OK) {
-		set_error(err, "cannot open %s: %s", db->path, sqlite3_errmsg(db->conn));
+		db__set_error(err, "cannot open %s: %s", db->path, sqlite3_errmsg(db->conn));
 		goto out;
 	}
 	if (version > DB_SCHEMA_VERSION) {
@@ -378,7 +260,7 @@ static int prepare_schema(db_log *db, char **err)
 	 * file. Losing the last rows of a log is acceptable; an fsync per
 	 * batch on a slow SD card or eMMC is not. */
 	if (sqlite3_exec(db->conn, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
-		set_error(err, "cannot open %s: %s", db->path, sqlite3_errmsg(db->conn));
+		db__set_error(err, "cannot open %s: %s", db->path, sqlite3_errmsg(db->conn));
 		goto out;
 	}
 
@@ -390,13 +272,13 @@ static int prepare_schema(db_log *db, char **err)
 	/* IMMEDIATE takes the write lock now, so the version read next cannot
 	 * be changed by another process migrating the same file at once. */
 	if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		set_error(err, "cannot open %s: %s", db->path, sqlite3_errmsg(db->conn));
+		db__set_error(err, "cannot open %s: %s", db->path, sqlite3_errmsg(db->conn));
 		goto out;
 	}
 	in_transaction = true;
-	rc = query_int(db->conn, "PRAGMA user_version", &version);
+	rc = db__query_int(db->conn, "PRAGMA user_version", &version);
 	if (rc != SQLITE_OK) {
-		set_error(err, "cannot open %s: %s", db->path, sqlite3_errmsg(db->conn));
+		db__set_error(err, "cannot open %s: %s", db->path, sqlite3_errmsg(db->conn));
 		goto out;
 	}
 	if (version > DB_SCHEMA_VERSION) {
@@ -405,7 +287,7 @@ static int prepare_schema(db_log *db, char **err)
 	}
 	for (int64_t v = version; v < DB_SCHEMA_VERSION; v++) {
 		if (sqlite3_exec(db->conn, migrations[v], NULL, NULL, NULL) != SQLITE_OK) {
-			set_error(err, "cannot migrate %s to schema version %" PRId64 ": %s",
+			db__set_error(err, "cannot migrate %s to schema version %" PRId64 ": %s",
 				  db->path, v + 1, sqlite3_errmsg(db->conn));
 			goto out;
 		}
@@ -414,7 +296,7 @@ static int prepare_schema(db_log *db, char **err)
 	sql = sqlite3_mprintf("PRAGMA user_version = %d", DB_SCHEMA_VERSION);
 	if (!sql || sqlite3_exec(db->conn, sql, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		set_error(err, "cannot migrate %s to schema version %d: %s", db->path,
+		db__set_error(err, "cannot migrate %s to schema version %d: %s", db->path,
 			  DB_SCHEMA_VERSION, sql ? sqlite3_errmsg(db->conn) : "out of memory");
 		goto out;
 	}
@@ -427,114 +309,7 @@ out:
 	return ret;
 }
 
-/* ---- file formats of the media directory ---- */
-
-/* Files appear whole or not at all: each is written under a temporary name
- * (same extension, so OpenCV picks the format) and renamed. */
-static char *temp_name(const char *path)
-{
-	const char *ext = strrchr(path, '.');
-
-	return g_strdup_printf("%.*s.tmp%s", (int)(ext ? ext - path : (ptrdiff_t)strlen(path)),
-			       path, ext ? ext : "");
-}
-
-static int finish_file(char *tmp, const char *path, int rc)
-{
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0)
-		g_remove(tmp);
-	g_free(tmp);
-	return rc;
-}
-
-static int media_write_png(const char *path, const uint8_t *gray, int w, int h)
-{
-	char *tmp = temp_name(path);
-
-	return finish_file(tmp, path, cvw_imwrite_gray(tmp, gray, w, h, w));
-}
-
-/* The defect map as 8-bit gray, 0..1 -> 0..255 (NaN as 0). */
-static int media_write_heatmap(const char *path, const float *map, int w, int h)
-{
-	uint8_t *px = g_malloc((gsize)w * (gsize)h);
-	int rc;
-
-	for (size_t i = 0; i < (size_t)w * (size_t)h; i++) {
-		float v = isfinite(map[i]) ? CLAMP(map[i], 0.0f, 1.0f) : 0.0f;
-
-		px[i] = (uint8_t)lrintf(v * 255.0f);
-	}
-	rc = media_write_png(path, px, w, h);
-	g_free(px);
-	return rc;
-}
-
-static void put_le(uint8_t *p, uint32_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-/* A mono IEEE float WAV (RIFF, WAVE_FORMAT_IEEE_FLOAT = 3, 32 bits) at the
- * sensor rate, which audio tools and Python's soundfile/scipy read as is.
- * Samples are stored little-endian as the format requires. */
-static int media_write_wav(const char *path, const float *samples, size_t n, double rate_hz)
-{
-	uint8_t hdr[44];
-	uint32_t data_bytes = (uint32_t)(n * 4), rate = (uint32_t)lrint(rate_hz);
-	char *tmp = temp_name(path);
-	FILE *f;
-	int rc = 0;
-
-	if (n > UINT32_MAX / 8 || rate == 0)
-		return finish_file(tmp, path, -EINVAL);
-	memcpy(hdr, "RIFF", 4);
-	put_le(hdr + 4, 36 + data_bytes, 4);
-	memcpy(hdr + 8, "WAVEfmt ", 8);
-	put_le(hdr + 16, 16, 4);          /* fmt chunk size */
-	put_le(hdr + 20, 3, 2);           /* IEEE float */
-	put_le(hdr + 22, 1, 2);           /* mono */
-	put_le(hdr + 24, rate, 4);
-	put_le(hdr + 28, rate * 4, 4);    /* bytes per second */
-	put_le(hdr + 32, 4, 2);           /* block align */
-	put_le(hdr + 34, 32, 2);          /* bits per sample */
-	memcpy(hdr + 36, "data", 4);
-	put_le(hdr + 40, data_bytes, 4);
-	if (!(f = fopen(tmp, "wb")))
-		return finish_file(tmp, path, -errno);
-	if (fwrite(hdr, sizeof hdr, 1, f) != 1)
-		rc = -EIO;
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		uint8_t b[4];
-		uint32_t bits;
-
-		memcpy(&bits, &samples[i], 4);
-		put_le(b, bits, 4);
-		if (fwrite(b, 4, 1, f) != 1)
-			rc = -EIO;
-	}
-	if (fclose(f) != 0 && rc == 0)
-		rc = -errno;
-	return finish_file(tmp, path, rc);
-}
-
-void db_media_set_free(struct db_media_set *m)
-{
-	if (!m)
-		return;
-	for (int i = 0; i < m->nimages && i < DB_MEDIA_MAX_IMAGES; i++) {
-		g_free(m->images[i].camera);
-		g_free(m->images[i].gray);
-	}
-	g_free(m->heatmap);
-	g_free(m->vibration);
-	g_free(m);
-}
-
-static void item_free(struct db_item *it)
+void db__item_free(struct db_item *it)
 {
 	if (!it)
 		return;
@@ -549,7 +324,7 @@ static void item_free(struct db_item *it)
 	g_free(it);
 }
 
-static int bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+int db__bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
 {
 	/* SQLITE_STATIC: the item outlives the step and reset that use it. */
 	return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
@@ -576,8 +351,8 @@ static int insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 		st = db->insert_event;
 		*used = st;
 		if ((rc = sqlite3_bind_int64(st, 1, it->event.t_wall_us)) != SQLITE_OK ||
-		    (rc = bind_text_or_null(st, 2, it->str1)) != SQLITE_OK ||
-		    (rc = bind_text_or_null(st, 3, it->str2)) != SQLITE_OK)
+		    (rc = db__bind_text_or_null(st, 2, it->str1)) != SQLITE_OK ||
+		    (rc = db__bind_text_or_null(st, 3, it->str2)) != SQLITE_OK)
 			return rc;
 		return sqlite3_step(st);
 	case DB_ITEM_MEDIA:
@@ -587,9 +362,9 @@ static int insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 			st = db->insert_media;
 			*used = st;
 			if ((rc = sqlite3_bind_int64(st, 1, it->media.inspection_id)) != SQLITE_OK ||
-			    (rc = bind_text_or_null(st, 2, f->camera)) != SQLITE_OK ||
-			    (rc = bind_text_or_null(st, 3, f->kind)) != SQLITE_OK ||
-			    (rc = bind_text_or_null(st, 4, f->path)) != SQLITE_OK ||
+			    (rc = db__bind_text_or_null(st, 2, f->camera)) != SQLITE_OK ||
+			    (rc = db__bind_text_or_null(st, 3, f->kind)) != SQLITE_OK ||
+			    (rc = db__bind_text_or_null(st, 4, f->path)) != SQLITE_OK ||
 			    (rc = sqlite3_bind_int64(st, 5, f->bytes)) != SQLITE_OK)
 				return rc;
 			if ((rc = sqlite3_step(st)) != SQLITE_DONE)
@@ -599,7 +374,7 @@ static int insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 				continue;
 			st = db->set_image_path;
 			*used = st;
-			if ((rc = bind_text_or_null(st, 1, f->path)) != SQLITE_OK ||
+			if ((rc = db__bind_text_or_null(st, 1, f->path)) != SQLITE_OK ||
 			    (rc = sqlite3_bind_int64(st, 2, it->media.inspection_id)) != SQLITE_OK)
 				return rc;
 			if ((rc = sqlite3_step(st)) != SQLITE_DONE)
@@ -639,17 +414,17 @@ static int insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 	    (rc = sqlite3_bind_int64(st, 2, r->trigger_counter)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(st, 3, (sqlite3_int64)r->seq)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(st, 4, r->t_wall_us)) != SQLITE_OK ||
-	    (rc = bind_text_or_null(st, 5, vigil_verdict_name((enum vigil_verdict)r->verdict))) != SQLITE_OK ||
+	    (rc = db__bind_text_or_null(st, 5, vigil_verdict_name((enum vigil_verdict)r->verdict))) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int(st, 6, r->verdict)) != SQLITE_OK ||
-	    (rc = bind_text_or_null(st, 7, vigil_class_name((enum vigil_defect_class)r->defect_class))) != SQLITE_OK ||
+	    (rc = db__bind_text_or_null(st, 7, vigil_class_name((enum vigil_defect_class)r->defect_class))) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(st, 8, r->flags)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_double(st, 9, r->score)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_double(st, 10, r->vision_score)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_double(st, 11, r->signal_score)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_double(st, 12, r->latency_ms)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_double(st, 13, r->infer_ms)) != SQLITE_OK ||
-	    (rc = bind_text_or_null(st, 14, r->model_version)) != SQLITE_OK ||
-	    (rc = bind_text_or_null(st, 15, r->image_path)) != SQLITE_OK)
+	    (rc = db__bind_text_or_null(st, 14, r->model_version)) != SQLITE_OK ||
+	    (rc = db__bind_text_or_null(st, 15, r->image_path)) != SQLITE_OK)
 		return rc;
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)
@@ -665,7 +440,7 @@ static int insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 	st = db->insert_vibration;
 	*used = st;
 	if ((rc = sqlite3_bind_double(st, 1, v->rms_velocity_mm_s)) != SQLITE_OK ||
-	    (rc = bind_text_or_null(st, 2, v->iso_zone ? zone : NULL)) != SQLITE_OK ||
+	    (rc = db__bind_text_or_null(st, 2, v->iso_zone ? zone : NULL)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_double(st, 3, v->rms_accel_g)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_double(st, 4, v->hf_accel_g)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_double(st, 5, v->peak_g)) != SQLITE_OK ||
@@ -744,7 +519,7 @@ static void lose_transaction(db_log *db, struct batch_report *rep, struct db_ite
 	note_failure(db, rep, lost, during);
 }
 
-static void write_event_now(db_log *db, const char *kind, const char *message)
+void db__write_event(db_log *db, const char *kind, const char *message)
 {
 	struct db_item it = { .kind = DB_ITEM_EVENT, .event.t_wall_us = vigil_wall_us() };
 	sqlite3_stmt *st = NULL;
@@ -759,8 +534,6 @@ static void write_event_now(db_log *db, const char *kind, const char *message)
 	if (st)
 		sqlite3_reset(st);
 }
-
-static void hand_media(db_log *db, struct db_item *it);
 
 /* Writes batch[0..n) in one transaction. A row that fails on its own
  * (a constraint, a trigger) is counted and skipped, and the rest commit.
@@ -823,7 +596,7 @@ static void write_batch(db_log *db, struct db_item **batch, size_t n)
 				db->tickets[slot].rowid = it->rowid;
 			}
 			if (it->media_set && it->rowid)
-				hand_media(db, it);
+				db__hand_media(db, it);
 		}
 		if (it->kind != DB_ITEM_RETAIN && it->kind != DB_ITEM_SYNC)
 			lag = MAX(lag, now - it->t_queued_us);
@@ -832,22 +605,23 @@ static void write_batch(db_log *db, struct db_item **batch, size_t n)
 
 	/* The error is in place before the counters move, so that whoever
 	 * sees rows_failed grow finds db_last_error already set. */
-	if (rep.failed > 0) {
+	if (rep.error) {
 		g_warning("database %s: %" PRIu64 " of %zu rows not written: %s", db->path,
-			  rep.failed, n, rep.error ? rep.error : "out of memory");
+			  rep.failed, n, rep.error);
 		g_mutex_lock(&db->error_lock);
 		free(db->last_error);
 		db->last_error = rep.error;
 		g_mutex_unlock(&db->error_lock);
-		if (rep.fault)
-			atomic_store(&db->ok, 0);
-		atomic_fetch_add(&db->rows_failed, rep.failed);
-	} else {
-		free(rep.error);
+	} else if (rep.failed > 0) {
+		g_warning("database %s: %" PRIu64 " of %zu rows not written: out of memory",
+			  db->path, rep.failed, n);
 	}
+	if (rep.fault)
+		atomic_store(&db->ok, 0);
+	atomic_fetch_add(&db->rows_failed, rep.failed);
 	if (!rep.fault && rep.written > 0 && !atomic_load(&db->ok)) {
 		g_message("database %s: writing works again", db->path);
-		write_event_now(db, "db-ok", "the database accepts writes again");
+		db__write_event(db, "db-ok", "the database accepts writes again");
 		atomic_store(&db->ok, 1);
 	}
 	atomic_fetch_add(&db->rows_written, rep.written);
@@ -860,347 +634,6 @@ static void write_batch(db_log *db, struct db_item **batch, size_t n)
 		atomic_store(&db->settled, settled);
 }
 
-/* ---- media files: their own thread, so that encoding and writing images
- * never holds up the rows ---- */
-
-/* Hands a committed inspection's files to the media thread, or drops them
- * when it is behind: the line never waits for a disk. */
-static void hand_media(db_log *db, struct db_item *it)
-{
-	struct media_job *job = g_new0(struct media_job, 1);
-
-	job->inspection_id = it->rowid;
-	job->t_wall_us = it->row.t_wall_us;
-	job->part_id = it->row.part_id;
-	job->set = it->media_set;
-	if (bqueue_push(db->media_queue, job, 0) == 0) {
-		it->media_set = NULL;
-	} else {
-		atomic_fetch_add(&db->media_dropped, 1);
-		g_free(job);
-	}
-}
-
-/* One event per period at most, however many files were dropped. */
-#define DB_DROP_EVENT_PERIOD_US (10 * G_USEC_PER_SEC)
-
-static void log_media_drops(db_log *db)
-{
-	uint64_t dropped = atomic_load(&db->media_dropped);
-	int64_t now = vigil_now_us();
-	char *msg;
-
-	if (dropped == db->media_drops_logged || now < db->next_drop_event_us)
-		return;
-	msg = g_strdup_printf("%" PRIu64 " part(s)' files not kept (%" PRIu64 " in all): the "
-			      "media writer is behind or the disk refuses them",
-			      dropped - db->media_drops_logged, dropped);
-	g_warning("database %s: %s", db->path, msg);
-	write_event_now(db, "media-dropped", msg);
-	g_free(msg);
-	db->media_drops_logged = dropped;
-	db->next_drop_event_us = now + DB_DROP_EVENT_PERIOD_US;
-}
-
-static bool name_is_safe(const char *name)
-{
-	if (!name || !*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-		return false;
-	for (const char *c = name; *c; c++)
-		if (!g_ascii_isalnum(*c) && *c != '-' && *c != '_' && *c != '.')
-			return false;
-	return true;
-}
-
-/* Writes one job's files under <media_dir>/<UTC day>/ and queues their rows.
- * A file that cannot be written is left out (and counted). */
-static void write_job(db_log *db, struct media_job *job)
-{
-	struct db_media_set *m = job->set;
-	struct db_item *it = g_new0(struct db_item, 1);
-	GDateTime *t = g_date_time_new_from_unix_utc(job->t_wall_us / G_USEC_PER_SEC);
-	char *day = t ? g_date_time_format(t, "%Y%m%d") : g_strdup("undated");
-	char *dir = g_build_filename(db->media_dir, day, NULL);
-	bool failed = false;
-
-	if (t)
-		g_date_time_unref(t);
-	it->kind = DB_ITEM_MEDIA;
-	it->media.inspection_id = job->inspection_id;
-	if (g_mkdir_with_parents(dir, 0755) < 0) {
-		g_warning("database %s: cannot create %s: %s", db->path, dir, g_strerror(errno));
-		failed = true;
-		goto out;
-	}
-	for (int i = 0; i <= m->nimages + 1 && i < DB_MEDIA_MAX_IMAGES + 2; i++) {
-		struct media_file *f = &it->media.files[it->media.nfiles];
-		char *name, *full;
-		int rc;
-
-		if (i < m->nimages) {
-			const char *cam = name_is_safe(m->images[i].camera) ? m->images[i].camera
-									   : "camera";
-
-			if (!m->images[i].gray)
-				continue;
-			name = g_strdup_printf("%" PRId64 "-%u-%s.png", job->inspection_id,
-					       job->part_id, cam);
-			full = g_build_filename(dir, name, NULL);
-			rc = media_write_png(full, m->images[i].gray, m->images[i].width,
-					     m->images[i].height);
-			f->camera = g_strdup(m->images[i].camera);
-			f->kind = "image";
-		} else if (i == m->nimages) {
-			if (!m->heatmap || m->heatmap_w <= 0 || m->heatmap_h <= 0)
-				continue;
-			name = g_strdup_printf("%" PRId64 "-%u-heatmap.png", job->inspection_id,
-					       job->part_id);
-			full = g_build_filename(dir, name, NULL);
-			rc = media_write_heatmap(full, m->heatmap, m->heatmap_w, m->heatmap_h);
-			f->kind = "heatmap";
-		} else {
-			if (!m->vibration || m->vibration_len == 0)
-				continue;
-			name = g_strdup_printf("%" PRId64 "-%u-vibration.wav", job->inspection_id,
-					       job->part_id);
-			full = g_build_filename(dir, name, NULL);
-			rc = media_write_wav(full, m->vibration, m->vibration_len, m->rate_hz);
-			f->kind = "vibration";
-		}
-		if (rc < 0) {
-			g_warning("database %s: cannot write %s: %s", db->path, full, g_strerror(-rc));
-			g_remove(full);
-			g_free(f->camera);
-			f->camera = NULL;
-			failed = true;
-		} else {
-			GStatBuf sb;
-
-			f->path = g_build_filename(day, name, NULL);
-			f->bytes = g_stat(full, &sb) == 0 ? (int64_t)sb.st_size : -1;
-			it->media.nfiles++;
-			atomic_fetch_add(&db->media_written, 1);
-		}
-		g_free(name);
-		g_free(full);
-	}
-out:
-	if (failed)
-		atomic_fetch_add(&db->media_dropped, 1);
-	g_free(dir);
-	g_free(day);
-	it->t_queued_us = vigil_now_us();
-	/* The writer drains its queue until db_close has joined this thread,
-	 * so this push cannot wait for ever. */
-	if (it->media.nfiles == 0 || bqueue_push(db->queue, it, -1) < 0)
-		item_free(it);
-}
-
-static gpointer media_main(gpointer data)
-{
-	db_log *db = data;
-	void *item;
-
-	while (bqueue_pop(db->media_queue, &item, -1) == 0) {
-		struct media_job *job = item;
-
-		write_job(db, job);
-		db_media_set_free(job->set);
-		g_free(job);
-	}
-	return NULL;
-}
-
-/* ---- retention, run by the writer between batches ---- */
-
-#define DB_RETAIN_CHUNK 500   /* rows or files per transaction */
-#define DAY_US (INT64_C(86400) * G_USEC_PER_SEC)
-
-/* Deletes the files of the media rows `where` selects (oldest first, at
- * most DB_RETAIN_CHUNK, and no more than it takes to free `need` bytes
- * when need > 0), then the rows. Returns the number removed, or -1 on an
- * SQLite error; *bytes grows by their size. */
-static int64_t drop_media(db_log *db, const char *where, int64_t bind, int64_t *bytes,
-			  int64_t need)
-{
-	int64_t freed = 0;
-	sqlite3_stmt *st = NULL;
-	char *sql = g_strdup_printf("SELECT id, path, bytes FROM media WHERE %s LIMIT %d",
-				    where, DB_RETAIN_CHUNK);
-	GArray *ids = g_array_new(FALSE, FALSE, sizeof(int64_t));
-	int64_t n = -1;
-	int rc;
-
-	rc = sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL);
-	g_free(sql);
-	if (rc != SQLITE_OK)
-		goto out;
-	sqlite3_bind_int64(st, 1, bind);
-	while ((need <= 0 || freed < need) && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int64_t id = sqlite3_column_int64(st, 0);
-		const char *rel = (const char *)sqlite3_column_text(st, 1);
-		char *full = rel ? g_build_filename(db->media_dir, rel, NULL) : NULL;
-
-		/* A file already gone is as good as removed. */
-		if (full && g_remove(full) < 0 && errno != ENOENT)
-			g_warning("database %s: cannot remove %s: %s", db->path, full,
-				  g_strerror(errno));
-		g_free(full);
-		freed += MAX(sqlite3_column_int64(st, 2), 0);
-		g_array_append_val(ids, id);
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		goto out;
-	*bytes += freed;
-	if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		goto out;
-	rc = sqlite3_prepare_v2(db->conn, "DELETE FROM media WHERE id = ?1", -1, &st, NULL);
-	for (guint i = 0; rc == SQLITE_OK && i < ids->len; i++) {
-		sqlite3_bind_int64(st, 1, g_array_index(ids, int64_t, i));
-		if (sqlite3_step(st) != SQLITE_DONE)
-			rc = SQLITE_ERROR;
-		sqlite3_reset(st);
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (rc == SQLITE_OK && sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-		n = ids->len;
-	else if (!sqlite3_get_autocommit(db->conn))
-		sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
-out:
-	sqlite3_finalize(st);
-	g_array_free(ids, TRUE);
-	return n;
-}
-
-/* Deletes up to DB_RETAIN_CHUNK of the oldest inspections before cut_us with
- * everything that hangs off them (their media files first). Returns the
- * number of inspections removed, or -1. */
-static int64_t drop_rows(db_log *db, int64_t cut_us, int64_t *files, int64_t *bytes)
-{
-	static const char *const del[] = {
-		"DELETE FROM vibration WHERE inspection_id IN (SELECT id FROM doomed)",
-		"DELETE FROM reviews WHERE inspection_id IN (SELECT id FROM doomed)",
-		"DELETE FROM inspections WHERE id IN (SELECT id FROM doomed)",
-	};
-	sqlite3_stmt *st = NULL;
-	int64_t n, m, ret = -1;
-	char *sql;
-
-	/* Media first, so that no row is gone while its file stays. */
-	do {
-		m = drop_media(db, "inspection_id IN (SELECT id FROM inspections WHERE"
-			       " t_wall_us < ?1 ORDER BY id LIMIT " G_STRINGIFY(DB_RETAIN_CHUNK) ")",
-			       cut_us, bytes, 0);
-		if (m < 0)
-			return -1;
-		*files += m;
-	} while (m == DB_RETAIN_CHUNK);
-
-	if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		return -1;
-	sql = g_strdup_printf("CREATE TEMP TABLE doomed AS SELECT id FROM inspections"
-			      " WHERE t_wall_us < ?1 ORDER BY id LIMIT %d", DB_RETAIN_CHUNK);
-	if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK)
-		goto out;
-	sqlite3_bind_int64(st, 1, cut_us);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto out;
-	sqlite3_finalize(st);
-	st = NULL;
-	for (size_t i = 0; i < G_N_ELEMENTS(del); i++)
-		if (sqlite3_exec(db->conn, del[i], NULL, NULL, NULL) != SQLITE_OK)
-			goto out;
-	n = sqlite3_changes64(db->conn);
-	if (sqlite3_exec(db->conn, "DROP TABLE doomed", NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		goto out;
-	ret = n;
-out:
-	g_free(sql);
-	sqlite3_finalize(st);
-	if (!sqlite3_get_autocommit(db->conn))
-		sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
-	return ret;
-}
-
-/* Bytes the log takes on disk: pages in use plus the media files. */
-static int64_t disk_use(db_log *db)
-{
-	int64_t pages = 0, free_pages = 0, page_size = 0, media = 0;
-
-	query_int(db->conn, "PRAGMA page_count", &pages);
-	query_int(db->conn, "PRAGMA freelist_count", &free_pages);
-	query_int(db->conn, "PRAGMA page_size", &page_size);
-	query_int(db->conn, "SELECT coalesce(sum(bytes), 0) FROM media", &media);
-	return (pages - free_pages) * page_size + media;
-}
-
-/* Age first: rows older than max_age_days go, with their files. Then the
- * disk budget: images go first (oldest first), then the other files, then
- * whole rows, oldest first - but never a row of the last protect_days. */
-static void retain(db_log *db)
-{
-	int64_t now = vigil_wall_us();
-	int64_t protect_cut = now - (int64_t)db->opt.protect_days * DAY_US;
-	int64_t rows = 0, files = 0, bytes = 0, n;
-	bool over = false, failed = false;
-
-	if (db->opt.max_age_days > 0) {
-		int64_t cut = MIN(now - (int64_t)db->opt.max_age_days * DAY_US, protect_cut);
-
-		while ((n = drop_rows(db, cut, &files, &bytes)) > 0)
-			rows += n;
-		failed |= n < 0;
-		/* Files whose row went before the media thread wrote them. */
-		while (!failed && (n = drop_media(db, "inspection_id NOT IN (SELECT id FROM"
-						  " inspections) AND ?1 ORDER BY id", 1, &bytes, 0)) > 0)
-			files += n;
-		failed |= n < 0;
-	}
-	if (db->opt.disk_budget_mb > 0) {
-		int64_t budget = db->opt.disk_budget_mb * 1024 * 1024;
-		static const char *const order[] = { "kind = 'image' ORDER BY id",
-						     "?1 ORDER BY id" };
-
-		for (size_t k = 0; k < G_N_ELEMENTS(order) && !failed; k++)
-			while ((over = disk_use(db) > budget)) {
-				n = drop_media(db, order[k], 1, &bytes, disk_use(db) - budget);
-				if (n <= 0) {
-					failed |= n < 0;
-					break;
-				}
-				files += n;
-			}
-		while (!failed && (over = disk_use(db) > budget)) {
-			if ((n = drop_rows(db, protect_cut, &files, &bytes)) <= 0) {
-				failed |= n < 0;
-				break;
-			}
-			rows += n;
-		}
-	}
-	if (failed)
-		g_warning("database %s: retention: %s", db->path, sqlite3_errmsg(db->conn));
-	if (rows || files || over) {
-		char *msg = g_strdup_printf("removed %" PRId64 " inspection(s) and %" PRId64
-					    " file(s) (%" PRId64 " bytes)%s", rows, files, bytes,
-					    over ? "; still over the disk budget: the rest is of the"
-						   " protected last days" : "");
-
-		g_message("database %s: retention: %s", db->path, msg);
-		write_event_now(db, over ? "retention-over-budget" : "retention", msg);
-		g_free(msg);
-	}
-}
-
-static bool retention_on(const db_log *db)
-{
-	return db->opt.max_age_days > 0 || db->opt.disk_budget_mb > 0;
-}
-
 static gpointer writer_main(gpointer data)
 {
 	db_log *db = data;
@@ -1211,7 +644,7 @@ static gpointer writer_main(gpointer data)
 		char *msg = g_strdup_printf("%s failed its integrity check; it was moved to %s "
 					    "and this log started afresh", db->path, db->recovered);
 
-		write_event_now(db, "db-recovered", msg);
+		db__write_event(db, "db-recovered", msg);
 		g_free(msg);
 	}
 	/* Block for the first row (or until retention is due), then take what
@@ -1223,7 +656,7 @@ static gpointer writer_main(gpointer data)
 		size_t n = 0;
 		bool retain_asked = false, sync_asked = false;
 
-		if (retention_on(db))
+		if (db__retention_on(db))
 			wait = MAX(db->next_retention_us - vigil_now_us(), 0);
 		rc = bqueue_pop(db->queue, &item, wait);
 		if (rc == -EPIPE)
@@ -1237,12 +670,12 @@ static gpointer writer_main(gpointer data)
 		for (size_t i = 0; i < n; i++) {
 			retain_asked |= db->batch[i]->kind == DB_ITEM_RETAIN;
 			sync_asked |= db->batch[i]->kind == DB_ITEM_SYNC;
-			item_free(db->batch[i]);
+			db__item_free(db->batch[i]);
 			db->batch[i] = NULL;
 		}
-		log_media_drops(db);
-		if (retain_asked || (retention_on(db) && vigil_now_us() >= db->next_retention_us)) {
-			retain(db);
+		db__log_media_drops(db);
+		if (retain_asked || (db__retention_on(db) && vigil_now_us() >= db->next_retention_us)) {
+			db__retain(db);
 			db->next_retention_us = vigil_now_us() +
 						(int64_t)db->opt.retention_period_s * G_USEC_PER_SEC;
 		}
@@ -1306,7 +739,7 @@ static char *move_aside(const char *path, char **err)
 		int rc = g_rename(from, to);
 
 		if (rc < 0 && (i == 0 || errno != ENOENT)) {
-			set_error(err, "cannot move the corrupt database %s aside to %s: %s", from,
+			db__set_error(err, "cannot move the corrupt database %s aside to %s: %s", from,
 				  to, g_strerror(errno));
 			g_free(from);
 			g_free(to);
@@ -1340,7 +773,7 @@ static int prepare_statements(db_log *db)
 	return 0;
 }
 
-static char *default_media_dir(const char *db_path)
+char *db__default_media_dir(const char *db_path)
 {
 	return g_strconcat(db_path, ".media", NULL);
 }
@@ -1372,7 +805,7 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	int rc;
 
 	if (!path || opt.queue_depth == 0) {
-		set_error(err, "cannot open %s: %s", path ? path : "(no path)",
+		db__set_error(err, "cannot open %s: %s", path ? path : "(no path)",
 			  path ? "queue depth must be at least 1" : "no path given");
 		return NULL;
 	}
@@ -1396,7 +829,7 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	atomic_init(&db->lag_max_us, 0);
 	db->path = g_strdup(path);
 	db->opt = opt;
-	dir = opt.media_dir ? g_strdup(opt.media_dir) : default_media_dir(path);
+	dir = opt.media_dir ? g_strdup(opt.media_dir) : db__default_media_dir(path);
 	db->media_dir = g_canonicalize_filename(dir, NULL);
 	g_free(dir);
 	db->opt.media_dir = db->media_dir;
@@ -1414,25 +847,25 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 
 	rc = sqlite3_open_v2(path, &db->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
-		set_error(err, "cannot open %s: %s", path, sqlite_message(db->conn, rc));
+		db__set_error(err, "cannot open %s: %s", path, db__sqlite_message(db->conn, rc));
 		goto fail;
 	}
 	sqlite3_busy_timeout(db->conn, DB_BUSY_TIMEOUT_MS);
 
 	if (prepare_schema(db, err) < 0)
 		goto fail;
+	if (record_media_dir(db) < 0 || prepare_statements(db) < 0) {
+		db__set_error(err, "cannot open %s: %s", path, sqlite3_errmsg(db->conn));
+		goto fail;
+	}
 	if (opt.max_pages > 0) {
 		char *sql = sqlite3_mprintf("PRAGMA max_page_count = %lld", (long long)opt.max_pages);
 
 		sqlite3_exec(db->conn, sql, NULL, NULL, NULL);
 		sqlite3_free(sql);
 	}
-	if (record_media_dir(db) < 0 || prepare_statements(db) < 0) {
-		set_error(err, "cannot open %s: %s", path, sqlite3_errmsg(db->conn));
-		goto fail;
-	}
 	if (g_mkdir_with_parents(db->media_dir, 0755) < 0) {
-		set_error(err, "cannot open %s: cannot create the media directory %s: %s", path,
+		db__set_error(err, "cannot open %s: cannot create the media directory %s: %s", path,
 			  db->media_dir, g_strerror(errno));
 		goto fail;
 	}
@@ -1442,9 +875,9 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	db->media_queue = bqueue_new(opt.media_queue);
 	db->writer = g_thread_try_new("db-writer", writer_main, db, &gerr);
 	if (db->writer)
-		db->media_writer = g_thread_try_new("db-media", media_main, db, &gerr);
+		db->media_writer = g_thread_try_new("db-media", db__media_main, db, &gerr);
 	if (!db->writer || !db->media_writer) {
-		set_error(err, "cannot open %s: cannot start the writer threads: %s", path,
+		db__set_error(err, "cannot open %s: cannot start the writer threads: %s", path,
 			  gerr->message);
 		g_error_free(gerr);
 		goto fail;
@@ -1471,7 +904,7 @@ static int enqueue(db_log *db, struct db_item *it, int64_t timeout_us)
 	it->t_queued_us = vigil_now_us();
 	rc = bqueue_push(db->queue, it, timeout_us);
 	if (rc < 0) {
-		item_free(it);
+		db__item_free(it);
 		return rc == -EPIPE ? DB_ECLOSED : rc == -ETIMEDOUT ? -EAGAIN : rc;
 	}
 	return 0;
@@ -1498,8 +931,17 @@ int db_submit_media(db_log *db, const struct db_inspection *row, struct db_media
 	it->media_set = media;
 
 	/* One lock for the ticket and the push: tickets reach the writer in
-	 * the order they were handed out. */
-	g_mutex_lock(&db->submit_lock);
+	 * the order they were handed out. A caller that may not wait does not
+	 * wait for the lock either (another submitter may hold it while it
+	 * waits for room). */
+	if (timeout_us == 0) {
+		if (!g_mutex_trylock(&db->submit_lock)) {
+			db__item_free(it);
+			return -EAGAIN;
+		}
+	} else {
+		g_mutex_lock(&db->submit_lock);
+	}
 	if (media && row->verdict == VIGIL_VERDICT_ACCEPT &&
 	    (db->opt.keep_accepted_every <= 0 ||
 	     db->accepted_seen++ % (uint64_t)db->opt.keep_accepted_every != 0)) {
@@ -1700,396 +1142,3 @@ const char *db_strerror(int code)
 }
 
 
-/* ---- read side ---- */
-
-/* One statement on a connection of its own: open, prepare, bind, step
- * through the rows, report, finalize, close - the steps every reader (and
- * db_review) share. Readers open read-only, so that tools can read while
- * vigild writes: in WAL mode readers and the writer do not block each
- * other. */
-struct statement {
-	const char *path;
-	bool write;              /* a read-write connection (db_review) */
-	bool current_schema;     /* refuse a log older than this build */
-	const char *sql;
-	const char *doing;       /* for messages: "read", "review in" */
-	/* Binds the parameters; returns an SQLite code. NULL: none. */
-	int (*bind)(sqlite3_stmt *st, void *data);
-	/* Called per row; non-zero stops. NULL: rows are not expected. */
-	int (*row)(sqlite3_stmt *st, void *data);
-	void *data;
-	int64_t rows, changes;   /* out */
-};
-
-static int run_statement(struct statement *s, char **err)
-{
-	sqlite3 *conn = NULL;
-	sqlite3_stmt *st = NULL;
-	int rc, ret = DB_ESQLITE;
-
-	if (!s->path) {
-		set_error(err, "cannot open (no path): no path given");
-		return DB_ESQLITE;
-	}
-	rc = sqlite3_open_v2(s->path, &conn, s->write ? SQLITE_OPEN_READWRITE
-						       : SQLITE_OPEN_READONLY, NULL);
-	if (rc != SQLITE_OK) {
-		set_error(err, "cannot open %s: %s", s->path, sqlite_message(conn, rc));
-		goto out;
-	}
-	sqlite3_busy_timeout(conn, DB_BUSY_TIMEOUT_MS);
-	if (s->current_schema) {
-		int64_t version = 0;
-
-		if (query_int(conn, "PRAGMA user_version", &version) == SQLITE_OK &&
-		    version < DB_SCHEMA_VERSION) {
-			set_error(err, "cannot read %s: its schema version %" PRId64 " is older "
-				  "than this build's %d; vigild upgrades it when it next opens it "
-				  "(or run: vigilctl --db FILE upgrade)",
-				  s->path, version, DB_SCHEMA_VERSION);
-			goto out;
-		}
-	}
-	if ((rc = sqlite3_prepare_v2(conn, s->sql, -1, &st, NULL)) != SQLITE_OK)
-		goto sqlite_fail;
-	if (s->bind && (rc = s->bind(st, s->data)) != SQLITE_OK)
-		goto sqlite_fail;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		s->rows++;
-		if (s->row && s->row(st, s->data) != 0) {
-			rc = SQLITE_DONE;
-			break;
-		}
-	}
-	if (rc != SQLITE_DONE)
-		goto sqlite_fail;
-	s->changes = sqlite3_changes64(conn);
-	ret = 0;
-	goto out;
-
-sqlite_fail:
-	set_error(err, "cannot %s %s: %s", s->doing ? s->doing : "read", s->path,
-		  sqlite3_errmsg(conn));
-out:
-	sqlite3_finalize(st);
-	sqlite3_close(conn);
-	return ret;
-}
-
-static double column_real(sqlite3_stmt *st, int i)
-{
-	return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
-}
-
-static int verdict_code(const char *name)
-{
-	for (int v = VIGIL_VERDICT_ACCEPT; v <= VIGIL_VERDICT_MARGINAL; v++)
-		if (name && strcmp(name, vigil_verdict_name((enum vigil_verdict)v)) == 0)
-			return v;
-	return 0;
-}
-
-struct query_ctx {
-	const struct db_filter *f;
-	const struct db_row_cb *cb;
-};
-
-/* Binding a number the statement does not use fails harmlessly
- * (SQLITE_RANGE); the ones it uses cannot fail. */
-static int bind_filter(sqlite3_stmt *st, void *data)
-{
-	const struct db_filter *f = ((struct query_ctx *)data)->f;
-
-	sqlite3_bind_int64(st, 1, f->since_us);
-	sqlite3_bind_int64(st, 2, f->until_us);
-	sqlite3_bind_text(st, 3, f->verdict, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, f->defect_class, -1, SQLITE_STATIC);
-	sqlite3_bind_double(st, 5, f->min_score);
-	sqlite3_bind_double(st, 6, f->max_score);
-	sqlite3_bind_int64(st, 7, f->part_id);
-	sqlite3_bind_int64(st, 8, f->limit);
-	return SQLITE_OK;
-}
-
-static int inspection_row(sqlite3_stmt *st, void *data)
-{
-	const struct db_row_cb *cb = ((struct query_ctx *)data)->cb;
-	struct db_inspection row = {
-		.part_id = (uint32_t)sqlite3_column_int64(st, 0),
-		.trigger_counter = (uint32_t)sqlite3_column_int64(st, 1),
-		.seq = (uint64_t)sqlite3_column_int64(st, 2),
-		.t_wall_us = sqlite3_column_int64(st, 3),
-		.verdict = sqlite3_column_int(st, 4),
-		.defect_class = class_from_name((const char *)sqlite3_column_text(st, 5)),
-		.flags = (uint32_t)sqlite3_column_int64(st, 6),
-		.score = column_real(st, 7),
-		.vision_score = column_real(st, 8),
-		.signal_score = column_real(st, 9),
-		.latency_ms = column_real(st, 10),
-		.infer_ms = column_real(st, 11),
-		.model_version = (const char *)sqlite3_column_text(st, 12),
-		.image_path = (const char *)sqlite3_column_text(st, 13),
-		.id = sqlite3_column_int64(st, 14),
-		.review = (const char *)sqlite3_column_text(st, 15),
-		.review_verdict = verdict_code((const char *)sqlite3_column_text(st, 16)),
-		.review_note = (const char *)sqlite3_column_text(st, 17),
-	};
-
-	return cb->fn(&row, cb->data);
-}
-
-int db_query(const char *path, const struct db_filter *f, const struct db_row_cb *cb,
-	     char **err)
-{
-	static const struct db_filter all = DB_FILTER_ALL;
-	struct query_ctx ctx;
-	struct statement s = { .path = path, .current_schema = true, .bind = bind_filter,
-			       .row = inspection_row, .data = &ctx };
-	GString *sql;
-	int rc;
-
-	if (!cb || !cb->fn) {
-		set_error(err, "cannot read %s: no callback given", path ? path : "(no path)");
-		return -EINVAL;
-	}
-	if (!f)
-		f = &all;
-	if (f->verdict && !verdict_code(f->verdict)) {
-		set_error(err, "verdict '%s' is not accept, reject or marginal", f->verdict);
-		return -EINVAL;
-	}
-	if (f->defect_class && class_from_name(f->defect_class) < 0) {
-		set_error(err, "class '%s' is not none, surface, vibration or surface+vibration",
-			  f->defect_class);
-		return -EINVAL;
-	}
-	ctx = (struct query_ctx){ f, cb };
-	/* Every value is a numbered parameter; the text only grows by fixed
-	 * fragments, so no filter value can change the statement. */
-	sql = g_string_new("SELECT * FROM (");
-	g_string_append(sql, sql_select_inspections);
-	g_string_append(sql, " WHERE 1");
-	if (f->since_us)
-		g_string_append(sql, " AND i.t_wall_us >= ?1");
-	if (f->until_us)
-		g_string_append(sql, " AND i.t_wall_us < ?2");
-	if (f->verdict)
-		g_string_append(sql, " AND i.verdict = ?3");
-	if (f->defect_class)
-		g_string_append(sql, " AND i.defect_class = ?4");
-	if (!isnan(f->min_score))
-		g_string_append(sql, " AND i.score >= ?5");
-	if (!isnan(f->max_score))
-		g_string_append(sql, " AND i.score <= ?6");
-	if (f->part_id >= 0)
-		g_string_append(sql, " AND i.part_id = ?7");
-	if (f->reviewed == 0)
-		g_string_append(sql, " AND r.id IS NULL");
-	else if (f->reviewed == 1)
-		g_string_append(sql, " AND r.id IS NOT NULL");
-	g_string_append(sql, " ORDER BY i.id DESC");
-	if (f->limit > 0)
-		g_string_append(sql, " LIMIT ?8");
-	g_string_append(sql, ") ORDER BY 15");
-	s.sql = sql->str;
-	rc = run_statement(&s, err);
-	g_string_free(sql, TRUE);
-	return rc;
-}
-
-int db_read_inspections(const char *path, const struct db_row_cb *cb, char **err)
-{
-	return db_query(path, NULL, cb, err);
-}
-
-struct review_args {
-	int64_t part_id;
-	const char *decision, *verdict, *note, *reviewer;
-};
-
-static int bind_review(sqlite3_stmt *st, void *data)
-{
-	const struct review_args *a = data;
-	int rc;
-
-	if ((rc = sqlite3_bind_int64(st, 1, a->part_id)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(st, 2, g_get_real_time())) != SQLITE_OK ||
-	    (rc = sqlite3_bind_text(st, 3, a->decision, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_text(st, 4, a->verdict, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    (rc = bind_text_or_null(st, 5, a->note)) != SQLITE_OK)
-		return rc;
-	return bind_text_or_null(st, 6, a->reviewer);
-}
-
-int db_review(const char *path, int64_t part_id, const char *decision, int verdict,
-	      const char *note, const char *reviewer, char **err)
-{
-	struct review_args a = { part_id, decision, NULL, note, reviewer };
-	/* One statement: the review goes to the latest inspection of the
-	 * part, or nowhere when there is none. */
-	struct statement s = {
-		.path = path, .write = true, .doing = "review in", .bind = bind_review, .data = &a,
-		.sql = "INSERT INTO reviews (inspection_id, t_wall_us, decision, verdict, note,"
-		       " reviewer) SELECT id, ?2, ?3, ?4, ?5, ?6 FROM inspections"
-		       " WHERE part_id = ?1 ORDER BY id DESC LIMIT 1",
-	};
-	int rc;
-
-	if (!decision || (strcmp(decision, "confirm") != 0 && strcmp(decision, "overrule") != 0)) {
-		set_error(err, "a review is 'confirm' or 'overrule', not '%s'",
-			  decision ? decision : "(none)");
-		return -EINVAL;
-	}
-	if (verdict < VIGIL_VERDICT_ACCEPT || verdict > VIGIL_VERDICT_MARGINAL) {
-		set_error(err, "a review needs the right verdict: accept, reject or marginal");
-		return -EINVAL;
-	}
-	a.verdict = vigil_verdict_name((enum vigil_verdict)verdict);
-	if ((rc = run_statement(&s, err)) < 0)
-		return rc;
-	if (s.changes == 0) {
-		set_error(err, "%s: no inspection of part %" PRId64, path, part_id);
-		return -ENOENT;
-	}
-	return 0;
-}
-
-static int int64_row(sqlite3_stmt *st, void *data)
-{
-	*(int64_t *)data = sqlite3_column_int64(st, 0);
-	return 1;
-}
-
-int64_t db_count_inspections(const char *path, char **err)
-{
-	int64_t count = 0;
-	struct statement s = { .path = path, .sql = "SELECT count(*) FROM inspections",
-			       .row = int64_row, .data = &count };
-	int rc = run_statement(&s, err);
-
-	return rc < 0 ? rc : count;
-}
-
-struct vibration_ctx {
-	int64_t id;
-	struct vigil_vibration *out;
-};
-
-static int bind_vibration(sqlite3_stmt *st, void *data)
-{
-	return sqlite3_bind_int64(st, 1, ((struct vibration_ctx *)data)->id);
-}
-
-static int vibration_row(sqlite3_stmt *st, void *data)
-{
-	const char *zone = (const char *)sqlite3_column_text(st, 1);
-
-	*((struct vibration_ctx *)data)->out = (struct vigil_vibration){
-		.rms_velocity_mm_s = column_real(st, 0),
-		.iso_zone = zone && zone[0] >= 'A' && zone[0] <= 'D' ? zone[0] : 0,
-		.rms_accel_g = column_real(st, 2),
-		.hf_accel_g = column_real(st, 3),
-		.peak_g = column_real(st, 4),
-		.crest_factor = column_real(st, 5),
-		.kurtosis = column_real(st, 6),
-		.ftf_env = column_real(st, 7),
-		.bpfo_env = column_real(st, 8),
-		.bpfi_env = column_real(st, 9),
-		.bsf_env = column_real(st, 10),
-	};
-	return 1;
-}
-
-int db_read_vibration(const char *path, int64_t inspection_id, struct vigil_vibration *out,
-		      char **err)
-{
-	struct vibration_ctx ctx = { inspection_id, out };
-	struct statement s = {
-		.path = path, .bind = bind_vibration, .row = vibration_row, .data = &ctx,
-		.sql = "SELECT rms_velocity_mm_s, iso_zone, rms_accel_g, hf_accel_g, peak_g,"
-		       " crest_factor, kurtosis, ftf_env, bpfo_env, bpfi_env, bsf_env"
-		       " FROM vibration WHERE inspection_id = ?1",
-	};
-	int rc;
-
-	if (!out)
-		return -EINVAL;
-	if ((rc = run_statement(&s, err)) < 0)
-		return rc;
-	return s.rows ? 0 : -ENOENT;
-}
-
-struct media_ctx {
-	int64_t inspection_id;
-	int (*fn)(const struct db_media *m, void *data);
-	void *data;
-};
-
-static int bind_media(sqlite3_stmt *st, void *data)
-{
-	return sqlite3_bind_int64(st, 1, ((struct media_ctx *)data)->inspection_id);
-}
-
-static int media_row(sqlite3_stmt *st, void *data)
-{
-	struct media_ctx *c = data;
-	struct db_media m = {
-		.id = sqlite3_column_int64(st, 0),
-		.inspection_id = sqlite3_column_int64(st, 1),
-		.camera = (const char *)sqlite3_column_text(st, 2),
-		.kind = (const char *)sqlite3_column_text(st, 3),
-		.path = (const char *)sqlite3_column_text(st, 4),
-		.bytes = sqlite3_column_int64(st, 5),
-	};
-
-	return c->fn(&m, c->data);
-}
-
-int db_read_media(const char *db_path, int64_t inspection_id,
-		  int (*fn)(const struct db_media *m, void *data), void *data, char **err)
-{
-	struct media_ctx ctx = { inspection_id, fn, data };
-	struct statement s = {
-		.path = db_path, .current_schema = true, .bind = bind_media, .row = media_row,
-		.data = &ctx,
-		.sql = "SELECT id, inspection_id, camera, kind, path, bytes FROM media"
-		       " WHERE inspection_id = ?1 ORDER BY kind != 'image', id",
-	};
-
-	if (!fn) {
-		set_error(err, "cannot read %s: no callback given", db_path ? db_path : "(no path)");
-		return -EINVAL;
-	}
-	return run_statement(&s, err);
-}
-
-static int text_row(sqlite3_stmt *st, void *data)
-{
-	const char *v = (const char *)sqlite3_column_text(st, 0);
-
-	*(char **)data = v ? strdup(v) : NULL;
-	return 1;
-}
-
-char *db_media_dir(const char *db_path, char **err)
-{
-	char *dir = NULL;
-	int64_t version = 0;
-	struct statement probe = { .path = db_path, .sql = "PRAGMA user_version",
-				   .row = int64_row, .data = &version };
-	struct statement s = { .path = db_path, .row = text_row, .data = &dir,
-			       .sql = "SELECT value FROM meta WHERE key = 'media_dir'" };
-
-	if (run_statement(&probe, err) < 0)
-		return NULL;
-	/* A log from before schema 4 has no meta table: the default holds. */
-	if (version >= 4 && run_statement(&s, err) < 0)
-		return NULL;
-	if (!dir) {
-		char *def = default_media_dir(db_path);
-
-		dir = strdup(def);
-		g_free(def);
-	}
-	return dir;
-}

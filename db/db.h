@@ -109,7 +109,8 @@ int db_submit(db_log *db, const struct db_inspection *row);
  * its queue is full they are dropped, counted (db_media_dropped) and an
  * event "media-dropped" says so: never does this wait for a disk.
  * Waits up to timeout_us for room in the row queue (< 0: for ever), then
- * returns -EAGAIN.
+ * returns -EAGAIN; with timeout_us 0 it never waits, not even for another
+ * submitter.
  * On success *ticket (if not NULL) is the row's place in the write order:
  * once db_settled(db) >= *ticket the row has been committed, or has failed
  * (then db_ok(db) is false). */

@@ -18,7 +18,7 @@ if [ ! -f "$demo/sim/parts.csv" ] || [ "$(($(wc -l < "$demo/sim/parts.csv") - 1)
 	rm -rf "$demo/sim"
 	"$bin/tools/vigil-sim" generate --out "$demo/sim" --parts "$parts" --seed 20261129 --split demo
 fi
-rm -f "$demo/vigil.db" "$demo/vigil.db-wal" "$demo/vigil.db-shm"
+rm -rf "$demo/vigil.db" "$demo/vigil.db-wal" "$demo/vigil.db-shm" "$demo/vigil.db.media"
 
 "$bin/tools/vigil-sim" run --parts-dir "$demo/sim" --port 1502 --rate "$rate" \
 	--results "$demo/results.csv" --summary "$demo/summary.json" --db "$demo/vigil.db" &
@@ -35,6 +35,6 @@ tail -n 1 "$demo/vigild.log"
 echo
 echo "summary:  $demo/summary.json"
 echo "results:  $demo/results.csv (one row per part, with ground truth)"
-echo "database: $demo/vigil.db"
+echo "database: $demo/vigil.db (files in $demo/vigil.db.media)"
 echo "vigild log: $demo/vigild.log"
 exit $status

@@ -6,6 +6,8 @@
  *                              [--note TEXT] [--reviewer NAME]
  *   vigilctl --db FILE upgrade  creates the file or brings its schema up to
  *                               this version (what vigild does at start)
+ *   vigilctl --db FILE export  [filters] [--split NAME] [--out CSV]
+ *                               reviewed parts as a training manifest
  *
  * Filters: --since/--until (ISO 8601 time, local or with offset), --verdict,
  * --class, --min-score, --max-score, --part, --reviewed yes|no, --limit N.
@@ -22,7 +24,7 @@
 
 struct opts {
 	char *db, *since, *until, *verdict, *cls, *format, *by, *reviewed;
-	char *overrule, *note, *reviewer;
+	char *overrule, *note, *reviewer, *split, *out;
 	double min_score, max_score;
 	gint64 part, limit;
 	gboolean confirm;
@@ -442,6 +444,137 @@ static int cmd_review(const struct opts *o)
 	return 0;
 }
 
+/* ---- export: reviewed parts as a training manifest ---- */
+
+struct reviewed {
+	int64_t id;
+	uint32_t part_id;
+	int verdict;          /* QA's */
+	int line_class;       /* what the model named */
+};
+
+static int collect_reviewed(const struct db_inspection *r, void *data)
+{
+	struct reviewed one = { r->id, r->part_id, r->review_verdict, r->defect_class };
+
+	g_array_append_val((GArray *)data, one);
+	return 0;
+}
+
+struct part_files {
+	char *image;          /* the first camera's image */
+	char *vibration;
+	int64_t vib_bytes;
+};
+
+static int find_files(const struct db_media *m, void *data)
+{
+	struct part_files *f = data;
+
+	if (strcmp(m->kind, "image") == 0 && !f->image)
+		f->image = g_strdup(m->path);
+	else if (strcmp(m->kind, "vibration") == 0 && !f->vibration) {
+		f->vibration = g_strdup(m->path);
+		f->vib_bytes = m->bytes;
+	}
+	return 0;
+}
+
+/* Writes the reviewed parts in the manifest format of the line data set
+ * (docs/model.md: part_id,split,image,mask,image_class,vibration,vib_start,
+ * vib_len,vib_class,defect), paths relative to the log's media directory,
+ * which it names on stderr: train with --data-root that directory. The
+ * label is QA's verdict. The classes say which head a defect teaches: the
+ * modality the line's model named, and the surface when it named none (an
+ * escape QA found by looking at the image). The line has no defect masks:
+ * the mask column is empty. Parts whose image or vibration file is not
+ * kept (accepted parts not sampled, retention) are left out, counted. */
+static int cmd_export(const struct opts *o)
+{
+	struct db_filter f;
+	struct db_row_cb cb;
+	GArray *parts = g_array_new(FALSE, FALSE, sizeof(struct reviewed));
+	char *err = NULL, *media = NULL;
+	FILE *out = stdout;
+	int written = 0, skipped = 0, rc = 1;
+
+	if (build_filter(o, &f) < 0) {
+		rc = 2;
+		goto out;
+	}
+	if (o->reviewed && f.reviewed != 1) {
+		fprintf(stderr, "vigilctl export: exports reviewed parts only (--reviewed yes)\n");
+		rc = 2;
+		goto out;
+	}
+	if (o->split && (!*o->split || strpbrk(o->split, ",\"\n\r"))) {
+		fprintf(stderr, "vigilctl export: --split '%s' is not a plain name\n", o->split);
+		rc = 2;
+		goto out;
+	}
+	f.reviewed = 1;
+	cb = (struct db_row_cb){ collect_reviewed, parts };
+	if (db_query(o->db, &f, &cb, &err) < 0 || !(media = db_media_dir(o->db, &err))) {
+		fprintf(stderr, "vigilctl: %s\n", err ? err : "cannot read");
+		goto out;
+	}
+	if (o->out && !(out = fopen(o->out, "w"))) {
+		fprintf(stderr, "vigilctl export: cannot write %s: %s\n", o->out, g_strerror(errno));
+		out = stdout;
+		goto out;
+	}
+	fprintf(out, "part_id,split,image,mask,image_class,vibration,vib_start,vib_len,vib_class,"
+		"defect\n");
+	for (guint i = 0; i < parts->len; i++) {
+		const struct reviewed *p = &g_array_index(parts, struct reviewed, i);
+		struct part_files files = { 0 };
+		gboolean defect = p->verdict != VIGIL_VERDICT_ACCEPT;
+		gboolean surface = defect && (p->line_class != VIGIL_CLASS_VIBRATION);
+		gboolean vibration = defect && (p->line_class == VIGIL_CLASS_VIBRATION ||
+						p->line_class == VIGIL_CLASS_BOTH);
+		/* One part in five to validation, by row id: stable across exports. */
+		const char *split = o->split ? o->split : p->id % 5 == 0 ? "val" : "train";
+
+		if (db_read_media(o->db, p->id, find_files, &files, &err) < 0) {
+			fprintf(stderr, "vigilctl: %s\n", err);
+			g_free(files.image);
+			g_free(files.vibration);
+			goto out;
+		}
+		if (!files.image || !files.vibration || files.vib_bytes < 44 + 4) {
+			skipped++;
+		} else {
+			fprintf(out, "L%" G_GINT64_FORMAT "-%u,%s,", p->id, p->part_id, split);
+			csv_field(out, files.image);
+			fprintf(out, ",,%s,", surface ? "defect" : "free");
+			csv_field(out, files.vibration);
+			/* float32 mono after the 44-byte header. */
+			fprintf(out, ",0,%" G_GINT64_FORMAT ",%s,%d\n", (files.vib_bytes - 44) / 4,
+				vibration ? "fault" : "normal", defect ? 1 : 0);
+			written++;
+		}
+		g_free(files.image);
+		g_free(files.vibration);
+	}
+	if (fflush(out) != 0) {
+		fprintf(stderr, "vigilctl export: write failed: %s\n", g_strerror(errno));
+		goto out;
+	}
+	fprintf(stderr, "vigilctl export: %d reviewed part(s)%s%s, %d left out (image or vibration "
+		"file not kept); paths are relative to the data root %s (train.py --data-root)\n",
+		written, o->out ? " to " : "", o->out ? o->out : "", skipped, media);
+	rc = 0;
+out:
+	if (out != stdout && fclose(out) != 0 && rc == 0) {
+		fprintf(stderr, "vigilctl export: cannot write %s\n", o->out);
+		rc = 1;
+	}
+	free(err);
+	free(media);
+	g_array_free(parts, TRUE);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = { .min_score = NAN, .max_score = NAN, .part = -1 };
@@ -463,9 +596,12 @@ int main(int argc, char **argv)
 		{ "overrule", 0, 0, G_OPTION_ARG_STRING, &o.overrule, "review: the right verdict", "V" },
 		{ "note", 0, 0, G_OPTION_ARG_STRING, &o.note, "review: why", "TEXT" },
 		{ "reviewer", 0, 0, G_OPTION_ARG_STRING, &o.reviewer, "review: who (default: user)", "NAME" },
+		{ "split", 0, 0, G_OPTION_ARG_STRING, &o.split,
+		  "export: this split for every part (default: 1 in 5 val, the rest train)", "NAME" },
+		{ "out", 0, 0, G_OPTION_ARG_FILENAME, &o.out, "export: write here (default: stdout)", "CSV" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
-	GOptionContext *ctx = g_option_context_new("list|pareto|review|upgrade - QA over vigild's log");
+	GOptionContext *ctx = g_option_context_new("list|pareto|review|upgrade|export - QA over vigild's log");
 	GError *gerr = NULL;
 	int rc = 2;
 
@@ -474,7 +610,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigilctl: %s\n", gerr->message);
 		g_error_free(gerr);
 	} else if (!o.db || argc != 2) {
-		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade [options] (see --help)\n");
+		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export [options] (see --help)\n");
 	} else if (strcmp(argv[1], "list") == 0) {
 		rc = cmd_list(&o);
 	} else if (strcmp(argv[1], "pareto") == 0) {
@@ -483,8 +619,11 @@ int main(int argc, char **argv)
 		rc = cmd_review(&o);
 	} else if (strcmp(argv[1], "upgrade") == 0) {
 		rc = cmd_upgrade(&o);
+	} else if (strcmp(argv[1], "export") == 0) {
+		rc = cmd_export(&o);
 	} else {
-		fprintf(stderr, "vigilctl: unknown command '%s' (list, pareto, review, upgrade)\n", argv[1]);
+		fprintf(stderr, "vigilctl: unknown command '%s' (list, pareto, review, upgrade, "
+			"export)\n", argv[1]);
 	}
 	g_option_context_free(ctx);
 	g_free(o.db);
@@ -498,5 +637,7 @@ int main(int argc, char **argv)
 	g_free(o.overrule);
 	g_free(o.note);
 	g_free(o.reviewer);
+	g_free(o.split);
+	g_free(o.out);
 	return rc;
 }

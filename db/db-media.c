@@ -1,0 +1,274 @@
+/* The media thread: a part's files, written after its row commits, off the
+ * writer thread so that encoding images never holds up the rows. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <sqlite3.h>
+
+#include "db/db-private.h"
+#include "fusion/cvwrap.h"
+
+/* ---- file formats of the media directory ---- */
+
+/* Files appear whole or not at all: each is written under a temporary name
+ * (same extension, so OpenCV picks the format) and renamed. */
+static char *temp_name(const char *path)
+{
+	const char *ext = strrchr(path, '.');
+
+	return g_strdup_printf("%.*s.tmp%s", (int)(ext ? ext - path : (ptrdiff_t)strlen(path)),
+			       path, ext ? ext : "");
+}
+
+static int finish_file(char *tmp, const char *path, int rc)
+{
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0)
+		g_remove(tmp);
+	g_free(tmp);
+	return rc;
+}
+
+static int media_write_png(const char *path, const uint8_t *gray, int w, int h)
+{
+	char *tmp = temp_name(path);
+
+	return finish_file(tmp, path, cvw_imwrite_gray(tmp, gray, w, h, w));
+}
+
+/* The defect map as 8-bit gray, 0..1 -> 0..255 (NaN as 0). */
+static int media_write_heatmap(const char *path, const float *map, int w, int h)
+{
+	uint8_t *px = g_malloc((gsize)w * (gsize)h);
+	int rc;
+
+	for (size_t i = 0; i < (size_t)w * (size_t)h; i++) {
+		float v = isfinite(map[i]) ? CLAMP(map[i], 0.0f, 1.0f) : 0.0f;
+
+		px[i] = (uint8_t)lrintf(v * 255.0f);
+	}
+	rc = media_write_png(path, px, w, h);
+	g_free(px);
+	return rc;
+}
+
+static void put_le(uint8_t *p, uint32_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A mono IEEE float WAV (RIFF, WAVE_FORMAT_IEEE_FLOAT = 3, 32 bits) at the
+ * sensor rate, which audio tools and Python's soundfile/scipy read as is.
+ * Samples are stored little-endian as the format requires. */
+static int media_write_wav(const char *path, const float *samples, size_t n, double rate_hz)
+{
+	uint8_t hdr[44];
+	uint32_t data_bytes = (uint32_t)(n * 4), rate = (uint32_t)lrint(rate_hz);
+	char *tmp = temp_name(path);
+	FILE *f;
+	int rc = 0;
+
+	if (n > UINT32_MAX / 8 || rate == 0)
+		return finish_file(tmp, path, -EINVAL);
+	memcpy(hdr, "RIFF", 4);
+	put_le(hdr + 4, 36 + data_bytes, 4);
+	memcpy(hdr + 8, "WAVEfmt ", 8);
+	put_le(hdr + 16, 16, 4);          /* fmt chunk size */
+	put_le(hdr + 20, 3, 2);           /* IEEE float */
+	put_le(hdr + 22, 1, 2);           /* mono */
+	put_le(hdr + 24, rate, 4);
+	put_le(hdr + 28, rate * 4, 4);    /* bytes per second */
+	put_le(hdr + 32, 4, 2);           /* block align */
+	put_le(hdr + 34, 32, 2);          /* bits per sample */
+	memcpy(hdr + 36, "data", 4);
+	put_le(hdr + 40, data_bytes, 4);
+	if (!(f = fopen(tmp, "wb")))
+		return finish_file(tmp, path, -errno);
+	if (fwrite(hdr, sizeof hdr, 1, f) != 1)
+		rc = -EIO;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		uint8_t b[4];
+		uint32_t bits;
+
+		memcpy(&bits, &samples[i], 4);
+		put_le(b, bits, 4);
+		if (fwrite(b, 4, 1, f) != 1)
+			rc = -EIO;
+	}
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	return finish_file(tmp, path, rc);
+}
+
+void db_media_set_free(struct db_media_set *m)
+{
+	if (!m)
+		return;
+	for (int i = 0; i < m->nimages && i < DB_MEDIA_MAX_IMAGES; i++) {
+		g_free(m->images[i].camera);
+		g_free(m->images[i].gray);
+	}
+	g_free(m->heatmap);
+	g_free(m->vibration);
+	g_free(m);
+}
+
+/* ---- media files: their own thread, so that encoding and writing images
+ * never holds up the rows ---- */
+
+/* Hands a committed inspection's files to the media thread, or drops them
+ * when it is behind: the line never waits for a disk. */
+void db__hand_media(db_log *db, struct db_item *it)
+{
+	struct media_job *job = g_new0(struct media_job, 1);
+
+	job->inspection_id = it->rowid;
+	job->t_wall_us = it->row.t_wall_us;
+	job->part_id = it->row.part_id;
+	job->set = it->media_set;
+	if (bqueue_push(db->media_queue, job, 0) == 0) {
+		it->media_set = NULL;
+	} else {
+		atomic_fetch_add(&db->media_dropped, 1);
+		g_free(job);
+	}
+}
+
+/* One event per period at most, however many files were dropped. */
+#define DB_DROP_EVENT_PERIOD_US (10 * G_USEC_PER_SEC)
+
+void db__log_media_drops(db_log *db)
+{
+	uint64_t dropped = atomic_load(&db->media_dropped);
+	int64_t now = vigil_now_us();
+	char *msg;
+
+	if (dropped == db->media_drops_logged || now < db->next_drop_event_us)
+		return;
+	msg = g_strdup_printf("%" PRIu64 " part(s)' files not kept (%" PRIu64 " in all): the "
+			      "media writer is behind or the disk refuses them",
+			      dropped - db->media_drops_logged, dropped);
+	g_warning("database %s: %s", db->path, msg);
+	db__write_event(db, "media-dropped", msg);
+	g_free(msg);
+	db->media_drops_logged = dropped;
+	db->next_drop_event_us = now + DB_DROP_EVENT_PERIOD_US;
+}
+
+static bool name_is_safe(const char *name)
+{
+	if (!name || !*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return false;
+	for (const char *c = name; *c; c++)
+		if (!g_ascii_isalnum(*c) && *c != '-' && *c != '_' && *c != '.')
+			return false;
+	return true;
+}
+
+/* Writes one job's files under <media_dir>/<UTC day>/ and queues their rows.
+ * A file that cannot be written is left out (and counted). */
+static void write_job(db_log *db, struct media_job *job)
+{
+	struct db_media_set *m = job->set;
+	struct db_item *it = g_new0(struct db_item, 1);
+	GDateTime *t = g_date_time_new_from_unix_utc(job->t_wall_us / G_USEC_PER_SEC);
+	char *day = t ? g_date_time_format(t, "%Y%m%d") : g_strdup("undated");
+	char *dir = g_build_filename(db->media_dir, day, NULL);
+	bool failed = false;
+
+	if (t)
+		g_date_time_unref(t);
+	it->kind = DB_ITEM_MEDIA;
+	it->media.inspection_id = job->inspection_id;
+	if (g_mkdir_with_parents(dir, 0755) < 0) {
+		g_warning("database %s: cannot create %s: %s", db->path, dir, g_strerror(errno));
+		failed = true;
+		goto out;
+	}
+	for (int i = 0; i <= m->nimages + 1 && i < DB_MEDIA_MAX_IMAGES + 2; i++) {
+		struct media_file *f = &it->media.files[it->media.nfiles];
+		char *name, *full;
+		int rc;
+
+		if (i < m->nimages) {
+			const char *cam = name_is_safe(m->images[i].camera) ? m->images[i].camera
+									   : "camera";
+
+			if (!m->images[i].gray)
+				continue;
+			name = g_strdup_printf("%" PRId64 "-%u-%s.png", job->inspection_id,
+					       job->part_id, cam);
+			full = g_build_filename(dir, name, NULL);
+			rc = media_write_png(full, m->images[i].gray, m->images[i].width,
+					     m->images[i].height);
+			f->camera = g_strdup(m->images[i].camera);
+			f->kind = "image";
+		} else if (i == m->nimages) {
+			if (!m->heatmap || m->heatmap_w <= 0 || m->heatmap_h <= 0)
+				continue;
+			name = g_strdup_printf("%" PRId64 "-%u-heatmap.png", job->inspection_id,
+					       job->part_id);
+			full = g_build_filename(dir, name, NULL);
+			rc = media_write_heatmap(full, m->heatmap, m->heatmap_w, m->heatmap_h);
+			f->kind = "heatmap";
+		} else {
+			if (!m->vibration || m->vibration_len == 0)
+				continue;
+			name = g_strdup_printf("%" PRId64 "-%u-vibration.wav", job->inspection_id,
+					       job->part_id);
+			full = g_build_filename(dir, name, NULL);
+			rc = media_write_wav(full, m->vibration, m->vibration_len, m->rate_hz);
+			f->kind = "vibration";
+		}
+		if (rc < 0) {
+			g_warning("database %s: cannot write %s: %s", db->path, full, g_strerror(-rc));
+			g_remove(full);
+			g_free(f->camera);
+			f->camera = NULL;
+			failed = true;
+		} else {
+			GStatBuf sb;
+
+			f->path = g_build_filename(day, name, NULL);
+			f->bytes = g_stat(full, &sb) == 0 ? (int64_t)sb.st_size : -1;
+			it->media.nfiles++;
+			atomic_fetch_add(&db->media_written, 1);
+		}
+		g_free(name);
+		g_free(full);
+	}
+out:
+	if (failed)
+		atomic_fetch_add(&db->media_dropped, 1);
+	g_free(dir);
+	g_free(day);
+	it->t_queued_us = vigil_now_us();
+	/* The writer drains its queue until db_close has joined this thread,
+	 * so this push cannot wait for ever. */
+	if (it->media.nfiles == 0 || bqueue_push(db->queue, it, -1) < 0)
+		db__item_free(it);
+}
+
+gpointer db__media_main(gpointer data)
+{
+	db_log *db = data;
+	void *item;
+
+	while (bqueue_pop(db->media_queue, &item, -1) == 0) {
+		struct media_job *job = item;
+
+		write_job(db, job);
+		db_media_set_free(job->set);
+		g_free(job);
+	}
+	return NULL;
+}
+

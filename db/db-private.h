@@ -1,0 +1,159 @@
+/* Private to db/: the log's state and the helpers its files share.
+ *   db.c         schema, the writer thread, open/close, submitting
+ *   db-media.c   the media thread and the file formats it writes
+ *   db-retain.c  retention, run by the writer
+ *   db-read.c    readers, each on a connection of its own */
+#ifndef VIGIL_DB_DB_PRIVATE_H
+#define VIGIL_DB_DB_PRIVATE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+#include <sqlite3.h>
+
+#include "core/bqueue.h"
+#include "db/db.h"
+
+/* How long a connection retries a lock held by another process (the sqlite3
+ * CLI, a backup, vigil-sim reading) before giving up with SQLITE_BUSY. */
+#define DB_BUSY_TIMEOUT_MS 5000
+
+/* Rows written per transaction at most. One commit per burst instead of one
+ * per row is what keeps the writer ahead of the line; 256 rows of about
+ * 200 bytes keeps a transaction short enough that readers see rows promptly. */
+#define DB_BATCH_MAX 256
+
+enum db_item_kind {
+	DB_ITEM_INSPECTION,
+	DB_ITEM_EVENT,
+	DB_ITEM_MEDIA,      /* files written: their media rows */
+	DB_ITEM_LATENCY,    /* latency_ms of an earlier row, by ticket */
+	DB_ITEM_RETAIN,     /* run retention now (db_retain_now) */
+	DB_ITEM_SYNC,       /* wake whoever waits for everything before it */
+};
+
+/* A file the media thread wrote, relative to the media directory. */
+struct media_file {
+	char *camera;       /* NULL but for images */
+	const char *kind;   /* static: "image", "heatmap", "vibration" */
+	char *path;
+	int64_t bytes;
+};
+
+/* One queued row. Owns its strings (g_strdup, freed by item_free): the
+ * submitter's buffers may be gone by the time the writer gets to it. */
+struct db_item {
+	enum db_item_kind kind;
+	union {
+		struct db_inspection row;   /* strings point at the copies below */
+		struct {
+			int64_t t_wall_us;
+		} event;
+		struct {
+			int64_t inspection_id;
+			int nfiles;
+			struct media_file files[DB_MEDIA_MAX_IMAGES + 2];
+		} media;
+		struct {
+			uint64_t ticket;
+			double ms;
+		} latency;
+	};
+	char *str1, *str2;  /* model_version, image_path; or kind, message */
+	struct db_media_set *media_set;  /* an inspection's files, to be written */
+	uint64_t ticket;                 /* inspections: the place in write order */
+	int64_t t_queued_us;
+	/* Set by the writer while the item's transaction is open. */
+	int64_t rowid;
+	bool in_transaction;
+};
+
+/* The files of one committed inspection, for the media thread. */
+struct media_job {
+	int64_t inspection_id;
+	int64_t t_wall_us;
+	uint32_t part_id;
+	struct db_media_set *set;
+};
+
+/* Tickets of recent rows and their row ids, so that a latency that comes
+ * after the row finds it. A ticket older than the ring is forgotten: its
+ * row keeps latency NULL. */
+#define DB_TICKET_RING 16384
+
+struct db_log {
+	char *path;
+	char *media_dir;                /* absolute */
+	struct db_options opt;
+	/* Used by db_open, then only by the writer thread until db_close has
+	 * joined it. */
+	sqlite3 *conn;
+	sqlite3_stmt *insert_inspection;
+	sqlite3_stmt *insert_vibration;
+	sqlite3_stmt *insert_event;
+	sqlite3_stmt *insert_media;
+	sqlite3_stmt *set_image_path;
+	sqlite3_stmt *set_latency;
+	bqueue *queue;                  /* struct db_item *, owned by the queue's reader */
+	GThread *writer;
+	struct db_item *batch[DB_BATCH_MAX];
+	struct {
+		uint64_t ticket;
+		int64_t rowid;
+	} tickets[DB_TICKET_RING];
+	int64_t next_retention_us;
+	uint64_t media_drops_logged;
+	int64_t next_drop_event_us;
+	char *recovered;                /* where a corrupt file was moved, for the event */
+
+	bqueue *media_queue;            /* struct media_job * */
+	GThread *media_writer;
+
+	GMutex submit_lock;             /* ticket order is queue order */
+	uint64_t next_ticket;           /* under submit_lock */
+	uint64_t accepted_seen;         /* under submit_lock */
+
+	GMutex sync_lock;
+	GCond sync_cond;
+	uint64_t syncs;                 /* RETAIN and SYNC items done, under sync_lock */
+
+	_Atomic uint64_t rows_written;
+	_Atomic uint64_t rows_failed;
+	_Atomic uint64_t settled;
+	_Atomic int ok;
+	_Atomic uint64_t media_dropped, media_written;
+	_Atomic int64_t lag_us, lag_max_us;
+
+	GMutex error_lock;
+	char *last_error;               /* malloc, under error_lock */
+};
+
+/* The schema version this build writes. */
+int db__schema_version(void);
+
+/* Sets *err (if err is not NULL) to a malloc'ed message: strings that leave
+ * this module go through malloc so that callers free() them. */
+void db__set_error(char **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+const char *db__sqlite_message(sqlite3 *conn, int rc);
+int db__class_from_name(const char *name);
+/* Runs a statement that yields one integer (a PRAGMA). */
+int db__query_int(sqlite3 *conn, const char *sql, int64_t *value);
+int db__bind_text_or_null(sqlite3_stmt *st, int i, const char *s);
+char *db__default_media_dir(const char *db_path);
+
+/* Writer thread only. */
+void db__item_free(struct db_item *it);
+void db__write_event(db_log *db, const char *kind, const char *message);
+/* Hands a committed inspection's files to the media thread, or drops them. */
+void db__hand_media(db_log *db, struct db_item *it);
+void db__retain(db_log *db);
+bool db__retention_on(const db_log *db);
+/* Logs dropped files as an event, at most once per period. */
+void db__log_media_drops(db_log *db);
+
+/* The media thread; data is the log. */
+gpointer db__media_main(gpointer data);
+
+#endif

@@ -1,0 +1,417 @@
+/* The read side: each reader opens a connection of its own. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <sqlite3.h>
+
+#include "db/db-private.h"
+#include "core/part.h"
+
+/* ---- read side ---- */
+
+/* The latest review of each inspection rides along with its row. */
+static const char sql_select_inspections[] =
+	"SELECT i.part_id, i.trigger_counter, i.seq, i.t_wall_us, i.verdict_code,"
+	" i.defect_class, i.flags, i.score, i.vision_score, i.signal_score, i.latency_ms,"
+	" i.infer_ms, i.model_version, i.image_path, i.id, r.decision, r.verdict, r.note"
+	" FROM inspections i LEFT JOIN reviews r ON r.id ="
+	" (SELECT max(id) FROM reviews WHERE inspection_id = i.id)";
+
+
+/* One statement on a connection of its own: open, prepare, bind, step
+ * through the rows, report, finalize, close - the steps every reader (and
+ * db_review) share. Readers open read-only, so that tools can read while
+ * vigild writes: in WAL mode readers and the writer do not block each
+ * other. */
+struct statement {
+	const char *path;
+	bool write;              /* a read-write connection (db_review) */
+	bool current_schema;     /* refuse a log older than this build */
+	const char *sql;
+	const char *doing;       /* for messages: "read", "review in" */
+	/* Binds the parameters; returns an SQLite code. NULL: none. */
+	int (*bind)(sqlite3_stmt *st, void *data);
+	/* Called per row; non-zero stops. NULL: rows are not expected. */
+	int (*row)(sqlite3_stmt *st, void *data);
+	void *data;
+	int64_t rows, changes;   /* out */
+};
+
+static int run_statement(struct statement *s, char **err)
+{
+	sqlite3 *conn = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc, ret = DB_ESQLITE;
+
+	if (!s->path) {
+		db__set_error(err, "cannot open (no path): no path given");
+		return DB_ESQLITE;
+	}
+	rc = sqlite3_open_v2(s->path, &conn, s->write ? SQLITE_OPEN_READWRITE
+						       : SQLITE_OPEN_READONLY, NULL);
+	if (rc != SQLITE_OK) {
+		db__set_error(err, "cannot open %s: %s", s->path, db__sqlite_message(conn, rc));
+		goto out;
+	}
+	sqlite3_busy_timeout(conn, DB_BUSY_TIMEOUT_MS);
+	if (s->current_schema) {
+		int64_t version = 0;
+
+		if (db__query_int(conn, "PRAGMA user_version", &version) == SQLITE_OK &&
+		    version < db__schema_version()) {
+			db__set_error(err, "cannot read %s: its schema version %" PRId64 " is older "
+				  "than this build's %d; vigild upgrades it when it next opens it "
+				  "(or run: vigilctl --db FILE upgrade)",
+				  s->path, version, db__schema_version());
+			goto out;
+		}
+	}
+	if ((rc = sqlite3_prepare_v2(conn, s->sql, -1, &st, NULL)) != SQLITE_OK)
+		goto sqlite_fail;
+	if (s->bind && (rc = s->bind(st, s->data)) != SQLITE_OK)
+		goto sqlite_fail;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		s->rows++;
+		if (s->row && s->row(st, s->data) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	if (rc != SQLITE_DONE)
+		goto sqlite_fail;
+	s->changes = sqlite3_changes64(conn);
+	ret = 0;
+	goto out;
+
+sqlite_fail:
+	db__set_error(err, "cannot %s %s: %s", s->doing ? s->doing : "read", s->path,
+		  sqlite3_errmsg(conn));
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(conn);
+	return ret;
+}
+
+static double column_real(sqlite3_stmt *st, int i)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+static int verdict_code(const char *name)
+{
+	for (int v = VIGIL_VERDICT_ACCEPT; v <= VIGIL_VERDICT_MARGINAL; v++)
+		if (name && strcmp(name, vigil_verdict_name((enum vigil_verdict)v)) == 0)
+			return v;
+	return 0;
+}
+
+struct query_ctx {
+	const struct db_filter *f;
+	const struct db_row_cb *cb;
+};
+
+/* Binding a number the statement does not use fails harmlessly
+ * (SQLITE_RANGE); the ones it uses cannot fail. */
+static int bind_filter(sqlite3_stmt *st, void *data)
+{
+	const struct db_filter *f = ((struct query_ctx *)data)->f;
+
+	sqlite3_bind_int64(st, 1, f->since_us);
+	sqlite3_bind_int64(st, 2, f->until_us);
+	sqlite3_bind_text(st, 3, f->verdict, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, f->defect_class, -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 5, f->min_score);
+	sqlite3_bind_double(st, 6, f->max_score);
+	sqlite3_bind_int64(st, 7, f->part_id);
+	sqlite3_bind_int64(st, 8, f->limit);
+	return SQLITE_OK;
+}
+
+static int inspection_row(sqlite3_stmt *st, void *data)
+{
+	const struct db_row_cb *cb = ((struct query_ctx *)data)->cb;
+	struct db_inspection row = {
+		.part_id = (uint32_t)sqlite3_column_int64(st, 0),
+		.trigger_counter = (uint32_t)sqlite3_column_int64(st, 1),
+		.seq = (uint64_t)sqlite3_column_int64(st, 2),
+		.t_wall_us = sqlite3_column_int64(st, 3),
+		.verdict = sqlite3_column_int(st, 4),
+		.defect_class = db__class_from_name((const char *)sqlite3_column_text(st, 5)),
+		.flags = (uint32_t)sqlite3_column_int64(st, 6),
+		.score = column_real(st, 7),
+		.vision_score = column_real(st, 8),
+		.signal_score = column_real(st, 9),
+		.latency_ms = column_real(st, 10),
+		.infer_ms = column_real(st, 11),
+		.model_version = (const char *)sqlite3_column_text(st, 12),
+		.image_path = (const char *)sqlite3_column_text(st, 13),
+		.id = sqlite3_column_int64(st, 14),
+		.review = (const char *)sqlite3_column_text(st, 15),
+		.review_verdict = verdict_code((const char *)sqlite3_column_text(st, 16)),
+		.review_note = (const char *)sqlite3_column_text(st, 17),
+	};
+
+	return cb->fn(&row, cb->data);
+}
+
+int db_query(const char *path, const struct db_filter *f, const struct db_row_cb *cb,
+	     char **err)
+{
+	static const struct db_filter all = DB_FILTER_ALL;
+	struct query_ctx ctx;
+	struct statement s = { .path = path, .current_schema = true, .bind = bind_filter,
+			       .row = inspection_row, .data = &ctx };
+	GString *sql;
+	int rc;
+
+	if (!cb || !cb->fn) {
+		db__set_error(err, "cannot read %s: no callback given", path ? path : "(no path)");
+		return -EINVAL;
+	}
+	if (!f)
+		f = &all;
+	if (f->verdict && !verdict_code(f->verdict)) {
+		db__set_error(err, "verdict '%s' is not accept, reject or marginal", f->verdict);
+		return -EINVAL;
+	}
+	if (f->defect_class && db__class_from_name(f->defect_class) < 0) {
+		db__set_error(err, "class '%s' is not none, surface, vibration or surface+vibration",
+			  f->defect_class);
+		return -EINVAL;
+	}
+	ctx = (struct query_ctx){ f, cb };
+	/* Every value is a numbered parameter; the text only grows by fixed
+	 * fragments, so no filter value can change the statement. */
+	sql = g_string_new("SELECT * FROM (");
+	g_string_append(sql, sql_select_inspections);
+	g_string_append(sql, " WHERE 1");
+	if (f->since_us)
+		g_string_append(sql, " AND i.t_wall_us >= ?1");
+	if (f->until_us)
+		g_string_append(sql, " AND i.t_wall_us < ?2");
+	if (f->verdict)
+		g_string_append(sql, " AND i.verdict = ?3");
+	if (f->defect_class)
+		g_string_append(sql, " AND i.defect_class = ?4");
+	if (!isnan(f->min_score))
+		g_string_append(sql, " AND i.score >= ?5");
+	if (!isnan(f->max_score))
+		g_string_append(sql, " AND i.score <= ?6");
+	if (f->part_id >= 0)
+		g_string_append(sql, " AND i.part_id = ?7");
+	if (f->reviewed == 0)
+		g_string_append(sql, " AND r.id IS NULL");
+	else if (f->reviewed == 1)
+		g_string_append(sql, " AND r.id IS NOT NULL");
+	g_string_append(sql, " ORDER BY i.id DESC");
+	if (f->limit > 0)
+		g_string_append(sql, " LIMIT ?8");
+	g_string_append(sql, ") ORDER BY 15");
+	s.sql = sql->str;
+	rc = run_statement(&s, err);
+	g_string_free(sql, TRUE);
+	return rc;
+}
+
+int db_read_inspections(const char *path, const struct db_row_cb *cb, char **err)
+{
+	return db_query(path, NULL, cb, err);
+}
+
+struct review_args {
+	int64_t part_id;
+	const char *decision, *verdict, *note, *reviewer;
+};
+
+static int bind_review(sqlite3_stmt *st, void *data)
+{
+	const struct review_args *a = data;
+	int rc;
+
+	if ((rc = sqlite3_bind_int64(st, 1, a->part_id)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 2, g_get_real_time())) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(st, 3, a->decision, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(st, 4, a->verdict, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = db__bind_text_or_null(st, 5, a->note)) != SQLITE_OK)
+		return rc;
+	return db__bind_text_or_null(st, 6, a->reviewer);
+}
+
+int db_review(const char *path, int64_t part_id, const char *decision, int verdict,
+	      const char *note, const char *reviewer, char **err)
+{
+	struct review_args a = { part_id, decision, NULL, note, reviewer };
+	/* One statement: the review goes to the latest inspection of the
+	 * part, or nowhere when there is none. */
+	struct statement s = {
+		.path = path, .write = true, .doing = "review in", .bind = bind_review, .data = &a,
+		.sql = "INSERT INTO reviews (inspection_id, t_wall_us, decision, verdict, note,"
+		       " reviewer) SELECT id, ?2, ?3, ?4, ?5, ?6 FROM inspections"
+		       " WHERE part_id = ?1 ORDER BY id DESC LIMIT 1",
+	};
+	int rc;
+
+	if (!decision || (strcmp(decision, "confirm") != 0 && strcmp(decision, "overrule") != 0)) {
+		db__set_error(err, "a review is 'confirm' or 'overrule', not '%s'",
+			  decision ? decision : "(none)");
+		return -EINVAL;
+	}
+	if (verdict < VIGIL_VERDICT_ACCEPT || verdict > VIGIL_VERDICT_MARGINAL) {
+		db__set_error(err, "a review needs the right verdict: accept, reject or marginal");
+		return -EINVAL;
+	}
+	a.verdict = vigil_verdict_name((enum vigil_verdict)verdict);
+	if ((rc = run_statement(&s, err)) < 0)
+		return rc;
+	if (s.changes == 0) {
+		db__set_error(err, "%s: no inspection of part %" PRId64, path, part_id);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static int int64_row(sqlite3_stmt *st, void *data)
+{
+	*(int64_t *)data = sqlite3_column_int64(st, 0);
+	return 1;
+}
+
+int64_t db_count_inspections(const char *path, char **err)
+{
+	int64_t count = 0;
+	struct statement s = { .path = path, .sql = "SELECT count(*) FROM inspections",
+			       .row = int64_row, .data = &count };
+	int rc = run_statement(&s, err);
+
+	return rc < 0 ? rc : count;
+}
+
+struct vibration_ctx {
+	int64_t id;
+	struct vigil_vibration *out;
+};
+
+static int bind_vibration(sqlite3_stmt *st, void *data)
+{
+	return sqlite3_bind_int64(st, 1, ((struct vibration_ctx *)data)->id);
+}
+
+static int vibration_row(sqlite3_stmt *st, void *data)
+{
+	const char *zone = (const char *)sqlite3_column_text(st, 1);
+
+	*((struct vibration_ctx *)data)->out = (struct vigil_vibration){
+		.rms_velocity_mm_s = column_real(st, 0),
+		.iso_zone = zone && zone[0] >= 'A' && zone[0] <= 'D' ? zone[0] : 0,
+		.rms_accel_g = column_real(st, 2),
+		.hf_accel_g = column_real(st, 3),
+		.peak_g = column_real(st, 4),
+		.crest_factor = column_real(st, 5),
+		.kurtosis = column_real(st, 6),
+		.ftf_env = column_real(st, 7),
+		.bpfo_env = column_real(st, 8),
+		.bpfi_env = column_real(st, 9),
+		.bsf_env = column_real(st, 10),
+	};
+	return 1;
+}
+
+int db_read_vibration(const char *path, int64_t inspection_id, struct vigil_vibration *out,
+		      char **err)
+{
+	struct vibration_ctx ctx = { inspection_id, out };
+	struct statement s = {
+		.path = path, .bind = bind_vibration, .row = vibration_row, .data = &ctx,
+		.sql = "SELECT rms_velocity_mm_s, iso_zone, rms_accel_g, hf_accel_g, peak_g,"
+		       " crest_factor, kurtosis, ftf_env, bpfo_env, bpfi_env, bsf_env"
+		       " FROM vibration WHERE inspection_id = ?1",
+	};
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	if ((rc = run_statement(&s, err)) < 0)
+		return rc;
+	return s.rows ? 0 : -ENOENT;
+}
+
+struct media_ctx {
+	int64_t inspection_id;
+	int (*fn)(const struct db_media *m, void *data);
+	void *data;
+};
+
+static int bind_media(sqlite3_stmt *st, void *data)
+{
+	return sqlite3_bind_int64(st, 1, ((struct media_ctx *)data)->inspection_id);
+}
+
+static int media_row(sqlite3_stmt *st, void *data)
+{
+	struct media_ctx *c = data;
+	struct db_media m = {
+		.id = sqlite3_column_int64(st, 0),
+		.inspection_id = sqlite3_column_int64(st, 1),
+		.camera = (const char *)sqlite3_column_text(st, 2),
+		.kind = (const char *)sqlite3_column_text(st, 3),
+		.path = (const char *)sqlite3_column_text(st, 4),
+		.bytes = sqlite3_column_int64(st, 5),
+	};
+
+	return c->fn(&m, c->data);
+}
+
+int db_read_media(const char *db_path, int64_t inspection_id,
+		  int (*fn)(const struct db_media *m, void *data), void *data, char **err)
+{
+	struct media_ctx ctx = { inspection_id, fn, data };
+	struct statement s = {
+		.path = db_path, .current_schema = true, .bind = bind_media, .row = media_row,
+		.data = &ctx,
+		.sql = "SELECT id, inspection_id, camera, kind, path, bytes FROM media"
+		       " WHERE inspection_id = ?1 ORDER BY kind != 'image', id",
+	};
+
+	if (!fn) {
+		db__set_error(err, "cannot read %s: no callback given", db_path ? db_path : "(no path)");
+		return -EINVAL;
+	}
+	return run_statement(&s, err);
+}
+
+static int text_row(sqlite3_stmt *st, void *data)
+{
+	const char *v = (const char *)sqlite3_column_text(st, 0);
+
+	*(char **)data = v ? strdup(v) : NULL;
+	return 1;
+}
+
+char *db_media_dir(const char *db_path, char **err)
+{
+	char *dir = NULL;
+	int64_t version = 0;
+	struct statement probe = { .path = db_path, .sql = "PRAGMA user_version",
+				   .row = int64_row, .data = &version };
+	struct statement s = { .path = db_path, .row = text_row, .data = &dir,
+			       .sql = "SELECT value FROM meta WHERE key = 'media_dir'" };
+
+	if (run_statement(&probe, err) < 0)
+		return NULL;
+	/* A log from before schema 4 has no meta table: the default holds. */
+	if (version >= 4 && run_statement(&s, err) < 0)
+		return NULL;
+	if (!dir) {
+		char *def = db__default_media_dir(db_path);
+
+		dir = strdup(def);
+		g_free(def);
+	}
+	return dir;
+}

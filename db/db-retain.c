@@ -1,0 +1,204 @@
+/* Retention by age and disk budget, run by the writer between batches. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <sqlite3.h>
+
+#include "db/db-private.h"
+
+/* ---- retention, run by the writer between batches ---- */
+
+#define DB_RETAIN_CHUNK 500   /* rows or files per transaction */
+#define DAY_US (INT64_C(86400) * G_USEC_PER_SEC)
+
+/* Deletes the files of the media rows `where` selects (oldest first, at
+ * most DB_RETAIN_CHUNK, and no more than it takes to free `need` bytes
+ * when need > 0), then the rows. Returns the number removed, or -1 on an
+ * SQLite error; *bytes grows by their size. */
+static int64_t drop_media(db_log *db, const char *where, int64_t bind, int64_t *bytes,
+			  int64_t need)
+{
+	int64_t freed = 0;
+	sqlite3_stmt *st = NULL;
+	char *sql = g_strdup_printf("SELECT id, path, bytes FROM media WHERE %s LIMIT %d",
+				    where, DB_RETAIN_CHUNK);
+	GArray *ids = g_array_new(FALSE, FALSE, sizeof(int64_t));
+	int64_t n = -1;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL);
+	g_free(sql);
+	if (rc != SQLITE_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, bind);
+	while ((need <= 0 || freed < need) && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		const char *rel = (const char *)sqlite3_column_text(st, 1);
+		char *full = rel ? g_build_filename(db->media_dir, rel, NULL) : NULL;
+
+		/* A file already gone is as good as removed. */
+		if (full && g_remove(full) < 0 && errno != ENOENT)
+			g_warning("database %s: cannot remove %s: %s", db->path, full,
+				  g_strerror(errno));
+		g_free(full);
+		freed += MAX(sqlite3_column_int64(st, 2), 0);
+		g_array_append_val(ids, id);
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		goto out;
+	*bytes += freed;
+	if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		goto out;
+	rc = sqlite3_prepare_v2(db->conn, "DELETE FROM media WHERE id = ?1", -1, &st, NULL);
+	for (guint i = 0; rc == SQLITE_OK && i < ids->len; i++) {
+		sqlite3_bind_int64(st, 1, g_array_index(ids, int64_t, i));
+		if (sqlite3_step(st) != SQLITE_DONE)
+			rc = SQLITE_ERROR;
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_OK && sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+		n = ids->len;
+	else if (!sqlite3_get_autocommit(db->conn))
+		sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+out:
+	sqlite3_finalize(st);
+	g_array_free(ids, TRUE);
+	return n;
+}
+
+/* Deletes up to DB_RETAIN_CHUNK of the oldest inspections before cut_us with
+ * everything that hangs off them (their media files first). Returns the
+ * number of inspections removed, or -1. */
+static int64_t drop_rows(db_log *db, int64_t cut_us, int64_t *files, int64_t *bytes)
+{
+	static const char *const del[] = {
+		"DELETE FROM vibration WHERE inspection_id IN (SELECT id FROM doomed)",
+		"DELETE FROM reviews WHERE inspection_id IN (SELECT id FROM doomed)",
+		"DELETE FROM inspections WHERE id IN (SELECT id FROM doomed)",
+	};
+	sqlite3_stmt *st = NULL;
+	int64_t n, m, ret = -1;
+	char *sql;
+
+	/* Media first, so that no row is gone while its file stays. */
+	do {
+		m = drop_media(db, "inspection_id IN (SELECT id FROM inspections WHERE"
+			       " t_wall_us < ?1 ORDER BY id LIMIT " G_STRINGIFY(DB_RETAIN_CHUNK) ")",
+			       cut_us, bytes, 0);
+		if (m < 0)
+			return -1;
+		*files += m;
+	} while (m == DB_RETAIN_CHUNK);
+
+	if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return -1;
+	sql = g_strdup_printf("CREATE TEMP TABLE doomed AS SELECT id FROM inspections"
+			      " WHERE t_wall_us < ?1 ORDER BY id LIMIT %d", DB_RETAIN_CHUNK);
+	if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, cut_us);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto out;
+	sqlite3_finalize(st);
+	st = NULL;
+	for (size_t i = 0; i < G_N_ELEMENTS(del); i++)
+		if (sqlite3_exec(db->conn, del[i], NULL, NULL, NULL) != SQLITE_OK)
+			goto out;
+	n = sqlite3_changes64(db->conn);
+	if (sqlite3_exec(db->conn, "DROP TABLE doomed", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		goto out;
+	ret = n;
+out:
+	g_free(sql);
+	sqlite3_finalize(st);
+	if (!sqlite3_get_autocommit(db->conn))
+		sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+	return ret;
+}
+
+/* Bytes the log takes on disk: pages in use plus the media files. */
+static int64_t disk_use(db_log *db)
+{
+	int64_t pages = 0, free_pages = 0, page_size = 0, media = 0;
+
+	db__query_int(db->conn, "PRAGMA page_count", &pages);
+	db__query_int(db->conn, "PRAGMA freelist_count", &free_pages);
+	db__query_int(db->conn, "PRAGMA page_size", &page_size);
+	db__query_int(db->conn, "SELECT coalesce(sum(bytes), 0) FROM media", &media);
+	return (pages - free_pages) * page_size + media;
+}
+
+/* Age first: rows older than max_age_days go, with their files. Then the
+ * disk budget: images go first (oldest first), then the other files, then
+ * whole rows, oldest first - but never a row of the last protect_days. */
+void db__retain(db_log *db)
+{
+	int64_t now = vigil_wall_us();
+	int64_t protect_cut = now - (int64_t)db->opt.protect_days * DAY_US;
+	int64_t rows = 0, files = 0, bytes = 0, n;
+	bool over = false, failed = false;
+
+	if (db->opt.max_age_days > 0) {
+		int64_t cut = MIN(now - (int64_t)db->opt.max_age_days * DAY_US, protect_cut);
+
+		while ((n = drop_rows(db, cut, &files, &bytes)) > 0)
+			rows += n;
+		failed |= n < 0;
+		/* Files whose row went before the media thread wrote them. */
+		while (!failed && (n = drop_media(db, "inspection_id NOT IN (SELECT id FROM"
+						  " inspections) AND ?1 ORDER BY id", 1, &bytes, 0)) > 0)
+			files += n;
+		failed |= n < 0;
+	}
+	if (db->opt.disk_budget_mb > 0) {
+		int64_t budget = db->opt.disk_budget_mb * 1024 * 1024;
+		static const char *const order[] = { "kind = 'image' ORDER BY id",
+						     "?1 ORDER BY id" };
+
+		for (size_t k = 0; k < G_N_ELEMENTS(order) && !failed; k++)
+			while ((over = disk_use(db) > budget)) {
+				n = drop_media(db, order[k], 1, &bytes, disk_use(db) - budget);
+				if (n <= 0) {
+					failed |= n < 0;
+					break;
+				}
+				files += n;
+			}
+		while (!failed && (over = disk_use(db) > budget)) {
+			if ((n = drop_rows(db, protect_cut, &files, &bytes)) <= 0) {
+				failed |= n < 0;
+				break;
+			}
+			rows += n;
+		}
+	}
+	if (failed)
+		g_warning("database %s: retention: %s", db->path, sqlite3_errmsg(db->conn));
+	if (rows || files || over) {
+		char *msg = g_strdup_printf("removed %" PRId64 " inspection(s) and %" PRId64
+					    " file(s) (%" PRId64 " bytes)%s", rows, files, bytes,
+					    over ? "; still over the disk budget: the rest is of the"
+						   " protected last days" : "");
+
+		g_message("database %s: retention: %s", db->path, msg);
+		db__write_event(db, over ? "retention-over-budget" : "retention", msg);
+		g_free(msg);
+	}
+}
+
+bool db__retention_on(const db_log *db)
+{
+	return db->opt.max_age_days > 0 || db->opt.disk_budget_mb > 0;
+}
+

@@ -1,0 +1,315 @@
+#!/usr/bin/python3
+"""vigild whole and its log, in the two ways a log fails on a line:
+
+  crash      vigil-sim (the PLC, Modbus TCP loopback) runs parts fast, with
+             every part's files kept; vigild is SIGKILLed in the middle of
+             the burst. The file must pass PRAGMA integrity_check and hold
+             a row, with the verdict the PLC got, for every result the PLC
+             acknowledged; every media row's file must exist.
+  disk-full  the database may not grow (VIGIL_TEST_DB_MAX_PAGES, test only):
+             a pymodbus PLC polling vigild (server role) still gets one
+             result per part, the status word's db-ok bit clears and
+             error_code says database; once space returns (another
+             connection frees pages) the bit comes back, rows are written
+             again and an event "db-ok" says so.
+
+  export     after a short run with every part's files kept, QA reviews
+             parts with vigilctl; vigilctl export writes them as a training
+             manifest (the line data set's columns), labelled by the review,
+             and vigil-features - what tools/train.py runs - reads every
+             exported part from the media directory it names.
+
+usage: test_db_line.py BUILD_DIR SOURCE_ROOT crash|disk-full|export
+"""
+import csv
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+from linetest import binaries, fail, free_port, line_config
+
+ST_DB_OK = 1 << 6
+ERR_DATABASE = 4
+WAIT_S = 60
+
+
+def wait_for(what, cond, timeout=WAIT_S):
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > end:
+            fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def count_rows(db):
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        n = con.execute("SELECT count(*) FROM inspections").fetchone()[0]
+        con.close()
+        return n
+    except sqlite3.Error:
+        return 0
+
+
+def run_line(build, root, tmp, parts, rate, extra_db="", kill_at=None):
+    """vigil-sim and vigild on parts synthetic parts; with kill_at, vigild
+    is SIGKILLed once the log holds that many rows. Returns (db, results)."""
+    sim_bin, vigild_bin = binaries(build)
+    sim_dir = os.path.join(tmp, "sim")
+    subprocess.run([sim_bin, "generate", "--out", sim_dir, "--parts", str(parts),
+                    "--seed", "77", "--split", "e2e"], check=True, stdout=subprocess.DEVNULL)
+    port = free_port()
+    db = os.path.join(tmp, "vigil.db")
+    conf = os.path.join(tmp, "vigild.conf")
+    with open(conf, "w") as f:
+        f.write(line_config(f"""[camera.top]
+pipeline = multifilesrc location={sim_dir}/images/part-%05d.png index=0 caps=image/png ! pngdec ! videoconvert ! appsink name=sink
+trigger = sequence
+frame_timeout_ms = 5000
+""", sim_dir, root, port, db) + "keep_accepted_every = 1\n" + extra_db)
+    results = os.path.join(tmp, "results.csv")
+    sim = subprocess.Popen([sim_bin, "run", "--parts-dir", sim_dir, "--port", str(port),
+                            "--rate", str(rate), "--results", results,
+                            "--drain-timeout-s", "3" if kill_at else "30",
+                            "--ready-timeout-s", "60"], stderr=subprocess.DEVNULL)
+    log_path = os.path.join(tmp, "vigild.log")
+    with open(log_path, "w") as log:
+        vigild = subprocess.Popen([vigild_bin, "--config", conf], stdout=log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            if kill_at:
+                # In the middle of the burst: rows and files are being written.
+                wait_for(f"{kill_at} rows",
+                         lambda: vigild.poll() is not None or count_rows(db) >= kill_at, 180)
+                if vigild.poll() is not None:
+                    fail(f"vigild exited with {vigild.returncode}")
+                vigild.send_signal(signal.SIGKILL)
+                vigild.wait(timeout=30)
+                sim.wait(timeout=120)
+            else:
+                if sim.wait(timeout=240) != 0:
+                    fail("vigil-sim: results lost or mislogged")
+                vigild.send_signal(signal.SIGTERM)
+                if vigild.wait(timeout=60) != 0:
+                    fail(f"vigild exited with {vigild.returncode}")
+        finally:
+            for p in (vigild, sim):
+                if p.poll() is None:
+                    p.kill()
+    with open(log_path) as f:
+        print(f.read()[-1500:])
+    return db, results
+
+
+def crash(build, root, tmp):
+    parts = 1500
+    db, results = run_line(build, root, tmp, parts, 3000, kill_at=300)
+
+    with open(results) as f:
+        acked = {int(r["part_id"]): r["verdict"] for r in csv.DictReader(f)
+                 if int(r["results"]) > 0}
+    if len(acked) < 100 or len(acked) >= parts:
+        fail(f"{len(acked)} of {parts} results acknowledged: not a kill in mid-run")
+
+    con = sqlite3.connect(db)
+    check = con.execute("PRAGMA integrity_check").fetchone()[0]
+    rows = dict(con.execute("SELECT part_id, verdict FROM inspections").fetchall())
+    media = con.execute("SELECT path FROM media").fetchall()
+    media_dir = con.execute("SELECT value FROM meta WHERE key = 'media_dir'").fetchone()[0]
+    con.close()
+    if check != "ok":
+        fail(f"integrity_check after SIGKILL: {check}")
+    missing = sorted(set(acked) - set(rows))
+    if missing:
+        fail(f"{len(missing)} acknowledged result(s) not in the database: parts {missing[:20]}")
+    wrong = [p for p in acked if rows[p] != acked[p]]
+    if wrong:
+        fail(f"parts {wrong[:20]}: the database's verdict is not the one the PLC got")
+    gone = [m[0] for m in media if not os.path.exists(os.path.join(media_dir, m[0]))]
+    if gone:
+        fail(f"{len(gone)} media rows without their file: {gone[:5]}")
+    if not media:
+        fail("no media files were written before the kill")
+    print(f"PASS crash: {len(acked)} results acknowledged, all in the database; "
+          f"{len(rows)} rows ({len(rows) - len(acked)} committed but not yet acknowledged), "
+          f"{len(media)} media files, integrity ok")
+
+
+def disk_full(build, root, tmp):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_plc_handshake import PLC, Vigild, config
+
+    logging.basicConfig()
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    sim_bin, _ = binaries(build)
+    sim = os.path.join(tmp, "sim")
+    subprocess.run([sim_bin, "generate", "--out", sim, "--parts", "120", "--seed", "5",
+                    "--split", "e2e"], check=True, stdout=subprocess.DEVNULL)
+    port = free_port()
+    db = os.path.join(tmp, "vigil.db")
+    # A log whose file may not grow: ballast fills it, max_page_count is
+    # its size now.
+    subprocess.run([os.path.join(build, "tools", "vigilctl"), "--db", db, "upgrade"], check=True)
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE ballast (b BLOB)")
+    con.execute("INSERT INTO ballast VALUES (zeroblob(400000))")
+    con.commit()
+    pages = con.execute("PRAGMA page_count").fetchone()[0]
+    con.close()
+    os.environ["VIGIL_TEST_DB_MAX_PAGES"] = str(pages)
+    conf = config(tmp, sim, os.path.join(root, "models", "synthetic-v1"), port, db,
+                  plc_extra="reject_deadline_ms = 20000\n")
+    v = Vigild(tmp, build, conf)
+    plc = PLC(port)
+    wait_for("ready", lambda: v.p.poll() is not None or plc.status()[1] & 1)
+    if v.p.poll() is not None:
+        fail("vigild exited:\n" + v.text())
+    if not plc.status()[1] & ST_DB_OK:
+        fail(f"db-ok clear before any write: status {plc.status()}")
+
+    got = []
+
+    def part(i):
+        plc.trigger(i + 1, 500 + i)
+        r = plc.next_result()
+        got.append(r[1] << 16 | r[2])
+        plc.ack(r[0])
+
+    # The tables' first pages have room for a few rows; then it is full.
+    i = 0
+    while plc.status()[1] & ST_DB_OK:
+        if i >= 90:
+            fail(f"no database fault after {i} parts: status {plc.status()}")
+        part(i)
+        i += 1
+        time.sleep(0.05)
+    st = plc.status()
+    if st[2] != ERR_DATABASE:
+        fail(f"status {st}: want error_code {ERR_DATABASE} (database)")
+    before = count_rows(db)
+    for _ in range(4):
+        part(i)
+        i += 1
+    if count_rows(db) != before:
+        fail(f"{count_rows(db) - before} rows written into a full database?")
+
+    # Space returns.
+    con = sqlite3.connect(db, timeout=10)
+    con.execute("DROP TABLE ballast")
+    con.commit()
+    con.close()
+    while not plc.status()[1] & ST_DB_OK:
+        if i >= 115:
+            fail(f"db-ok did not come back: status {plc.status()}")
+        part(i)
+        i += 1
+    if got != [500 + k for k in range(i)]:
+        fail(f"results {got}: want one per part, in order")
+    plc.close()
+    rc = v.stop()
+    text = v.text()
+    print(text[-2000:])
+    if rc != 0:
+        fail(f"vigild exited with {rc}")
+    con = sqlite3.connect(db)
+    events = [r[0] for r in con.execute("SELECT kind FROM events")]
+    logged = con.execute("SELECT count(*) FROM inspections").fetchone()[0]
+    con.close()
+    if "db-ok" not in events:
+        fail(f"no db-ok event once space returned: events {events}")
+    if logged == 0:
+        fail("no rows written once space returned")
+    print(f"PASS disk-full: {i} parts, one result each; db-ok bit and error 4 while full; "
+          f"{logged} rows once space returned, events {events}")
+
+
+def export(build, root, tmp):
+    db, _ = run_line(build, root, tmp, 30, 1200)
+    ctl = os.path.join(build, "tools", "vigilctl")
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT part_id, verdict, defect_class FROM inspections ORDER BY id"
+                       ).fetchall()
+    con.close()
+    # QA: overrule two rejects to accept and two accepts to reject, confirm
+    # four more; the rest stay unreviewed and are not exported.
+    rejects = [r[0] for r in rows if r[1] == "reject"][:2]
+    accepts = [r[0] for r in rows if r[1] == "accept"][:2]
+    confirmed = [r[0] for r in rows if r[0] not in rejects + accepts][:4]
+    if len(rejects) < 2 or len(accepts) < 2:
+        fail(f"the run lacks rejects or accepts: {rows}")
+    want = {}
+    for p in rejects:
+        subprocess.run([ctl, "--db", db, "review", "--part", str(p), "--overrule", "accept"],
+                       check=True)
+        want[p] = 0
+    for p in accepts:
+        subprocess.run([ctl, "--db", db, "review", "--part", str(p), "--overrule", "reject"],
+                       check=True)
+        want[p] = 1
+    verdict = {r[0]: r[1] for r in rows}
+    for p in confirmed:
+        subprocess.run([ctl, "--db", db, "review", "--part", str(p), "--confirm"], check=True)
+        want[p] = 0 if verdict[p] == "accept" else 1
+
+    manifest = os.path.join(tmp, "reviewed.csv")
+    p = subprocess.run([ctl, "--db", db, "export", "--out", manifest], capture_output=True,
+                       text=True)
+    if p.returncode != 0:
+        fail(f"export: {p.stderr}")
+    print(p.stderr.strip())
+    media_dir = p.stderr.rsplit("data root ", 1)[1].split(" ")[0]
+    with open(manifest) as f:
+        header = f.readline().strip()
+        f.seek(0)
+        got = list(csv.DictReader(f))
+    if header != "part_id,split,image,mask,image_class,vibration,vib_start,vib_len,vib_class,defect":
+        fail(f"manifest header {header}")
+    if len(got) != len(want):
+        fail(f"{len(got)} parts exported, want the {len(want)} reviewed")
+    for r in got:
+        part = int(r["part_id"].split("-")[1])
+        if int(r["defect"]) != want[part]:
+            fail(f"part {part}: defect {r['defect']}, but QA said {want[part]}")
+        if (r["image_class"] != "free" or r["vib_class"] != "normal") != bool(int(r["defect"])):
+            fail(f"part {part}: classes {r['image_class']}/{r['vib_class']} for defect {r['defect']}")
+        if r["mask"] != "" or r["split"] not in ("train", "val") or r["vib_len"] != "2048":
+            fail(f"row {r}")
+        for col in ("image", "vibration"):
+            if os.path.isabs(r[col]) or not os.path.exists(os.path.join(media_dir, r[col])):
+                fail(f"{col} {r[col]} is not a file under {media_dir}")
+    # What tools/train.py runs on a manifest: every part reads.
+    feats = os.path.join(tmp, "reviewed.vgf")
+    subprocess.run([os.path.join(build, "tools", "vigil-features"), "--manifest", manifest,
+                    "--data-root", media_dir, "--width", "64", "--height", "64",
+                    "--window", "2048", "--rate", "12000", "--out", feats,
+                    "--masks-out", feats + ".masks"], check=True)
+    with open(feats, "rb") as f:
+        head = f.read(8)
+    if head[:4] != b"VGF1" or int.from_bytes(head[4:8], "little") != len(want):
+        fail(f"vigil-features read {head!r}, want {len(want)} parts")
+    print(f"PASS export: {len(want)} reviewed parts, labels from the reviews, "
+          f"read by vigil-features from {media_dir}")
+
+
+def main():
+    if len(sys.argv) != 4 or sys.argv[3] not in ("crash", "disk-full", "export"):
+        print(__doc__)
+        sys.exit(2)
+    build, root, name = sys.argv[1:]
+    if not os.path.exists(os.path.join(root, "models", "synthetic-v1", "manifest.ini")):
+        print("SKIP: no model package")
+        sys.exit(77)
+    with tempfile.TemporaryDirectory(prefix="vigil-db-line-") as tmp:
+        {"crash": crash, "disk-full": disk_full, "export": export}[name](build, root, tmp)
+
+
+if __name__ == "__main__":
+    main()
