@@ -832,6 +832,12 @@ static void api_vibration(review_server *s, SoupServerMessage *msg, int64_t part
 		json_builder_begin_object(b);
 		add_number(b, "df_hz", df);
 		add_number(b, "band_hz", s->hf_hz);
+		/* Read off this spectrum as the line reads them: equal to the
+		 * logged figures when the window and settings are the line's. */
+		add_number(b, "ftf_env", fig.ftf_env);
+		add_number(b, "bpfo_env", fig.bpfo_env);
+		add_number(b, "bpfi_env", fig.bpfi_env);
+		add_number(b, "bsf_env", fig.bsf_env);
 		json_builder_set_member_name(b, "magnitude");
 		json_builder_begin_array(b);
 		for (size_t i = 0; i < nbins; i++)

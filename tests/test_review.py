@@ -209,6 +209,33 @@ def check_media(srv, line, part):
     con.close()
 
 
+def check_kept_media(srv, db, part):
+    """The files vigild itself kept with a rejected part: served by id as
+    they are on disk, and the spectrum of its vibration window gives back
+    the envelope figures the line logged for it."""
+    con = sqlite3.connect(db)
+    (media_dir,) = con.execute("SELECT value FROM meta WHERE key = 'media_dir'").fetchone()
+    rows = con.execute("SELECT m.id, m.kind, m.path FROM media m JOIN inspections i"
+                       " ON i.id = m.inspection_id WHERE i.part_id = ?", (part,)).fetchall()
+    logged = con.execute("SELECT v.ftf_env, v.bpfo_env, v.bpfi_env, v.bsf_env FROM vibration v"
+                         " JOIN inspections i ON i.id = v.inspection_id WHERE i.part_id = ?",
+                         (part,)).fetchone()
+    con.close()
+    kinds = sorted(k for _, k, _ in rows)
+    if not check("image" in kinds and "vibration" in kinds,
+                 f"vigild kept {kinds} for rejected part {part}, want an image and its vibration"):
+        return
+    for mid, kind, path in rows:
+        status, _, body = srv.request("GET", f"/api/parts/{part}/media/{mid}")
+        with open(os.path.join(media_dir, path), "rb") as f:
+            check(status == 200 and body == f.read(), f"kept {kind} {mid}: status {status}")
+    env = srv.get_json(f"/api/parts/{part}/vibration").get("envelope") or {}
+    got = [env.get(k) for k in ("ftf_env", "bpfo_env", "bpfi_env", "bsf_env")]
+    check(logged is not None and all(g is not None and abs(g - w) <= 1e-4 * max(1, abs(w))
+                                     for g, w in zip(got, logged)),
+          f"envelope figures from the kept window {got}, logged {logged}")
+
+
 def check_review(srv, db, part):
     note = "scratch is a lint fibre'; DROP TABLE reviews; --"
     status, hdrs, body = srv.review(part, {"decision": "overrule", "verdict": "accept", "note": note},
@@ -511,6 +538,8 @@ def main():
             check_page(srv)
             part = check_list_and_detail(srv, db)
             if part is not None:
+                rejects = srv.get_json("/api/inspections?verdict=reject")["inspections"]
+                check_kept_media(srv, db, rejects[-1]["part_id"])
                 check_media(srv, line, part)
                 check_review(srv, db, part)
             check_hostile(srv, db)
