@@ -1287,8 +1287,8 @@ static void serve_metrics(review_server *s, SoupServerMessage *msg)
 				 line_latency_bounds_ms, LINE_LATENCY_BUCKETS, st.latency_sum_ms);
 		metric_head(m, "vigil_stage_seconds", "histogram",
 			    "Time per stage: capture_wait (trigger to frames and vibration window "
-			    "in hand), inference, plc_write (one result write), db_write (result "
-			    "at the PLC to the row handed to the database writer).");
+			    "in hand), inference, plc_write (one result write), db_write (row "
+			    "queued to its commit, which the result waits for).");
 		for (int i = 0; i < LINE_STAGES; i++) {
 			char label[64];
 
