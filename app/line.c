@@ -494,6 +494,8 @@ void line_get_health(line *l, struct line_health *h)
 		.db_rows_written = db_rows_written(l->db),
 		.db_rows_failed = db_rows_failed(l->db),
 		.db_write_lag_ms = db_write_lag_ms(l->db),
+		.db_write_lag_max_ms = db_write_lag_max_ms(l->db),
+		.db_queue_high_water = db_queue_high_water(l->db),
 	};
 	for (int i = 0; i < l->ncameras; i++) {
 		struct capture_stats one;

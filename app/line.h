@@ -75,6 +75,8 @@ struct line_health {
 	} camera[LINE_HEALTH_CAMERAS];
 	uint64_t db_rows_written, db_rows_failed; /* inspections and events */
 	double db_write_lag_ms;  /* queueing to commit, oldest row of the last batch */
+	double db_write_lag_max_ms;   /* the most seen */
+	uint64_t db_queue_high_water; /* the deepest the writer's queue has been */
 };
 void line_get_health(line *l, struct line_health *h);
 

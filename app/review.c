@@ -1331,19 +1331,16 @@ static void serve_metrics(review_server *s, SoupServerMessage *msg)
 			    "Rows (inspections and events) the database writer failed to write.");
 		metric(m, "vigil_db_rows_failed_total", NULL,
 		       (double)(h.db_rows_failed + st.rows_failed));
-		/* The writer counts events with inspections, so with events in
-		 * the log this is a lower bound. */
 		metric_head(m, "vigil_db_write_lag_seconds", "gauge",
 			    "Queueing to commit of the oldest row in the database writer's last "
 			    "batch.");
 		metric(m, "vigil_db_write_lag_seconds", NULL, h.db_write_lag_ms / 1000.0);
-		metric_head(m, "vigil_db_write_lag_rows", "gauge",
-			    "Inspection rows handed to the database writer and not yet "
-			    "committed (or failed).");
-		metric(m, "vigil_db_write_lag_rows", NULL,
-		       st.rows_logged > h.db_rows_written + h.db_rows_failed
-			       ? (double)(st.rows_logged - h.db_rows_written - h.db_rows_failed)
-			       : 0);
+		metric_head(m, "vigil_db_write_lag_max_seconds", "gauge",
+			    "The longest queueing to commit the database writer has seen.");
+		metric(m, "vigil_db_write_lag_max_seconds", NULL, h.db_write_lag_max_ms / 1000.0);
+		metric_head(m, "vigil_db_queue_high_water", "gauge",
+			    "The most rows that have waited for the database writer at once.");
+		metric(m, "vigil_db_queue_high_water", NULL, (double)h.db_queue_high_water);
 	}
 	reply_text(msg, SOUP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", m);
 	g_string_free(m, TRUE);
