@@ -31,6 +31,8 @@
  * window is far smaller), and a waveform is sent up to this many samples. */
 #define REVIEW_MAX_MEDIA (64 * 1024 * 1024)
 #define REVIEW_MAX_WAVEFORM 16384
+/* The envelope spectrum is taken over at most this many samples. */
+#define REVIEW_MAX_SPECTRUM (1 << 20)
 
 /* The line is sampled once a second; rates are measured over the last
  * RATE_SAMPLES samples (10 s), and HISTORY_SAMPLES (10 min) are kept for
@@ -825,7 +827,8 @@ static void api_vibration(review_server *s, SoupServerMessage *msg, int64_t part
 	json_builder_end_array(b);
 	add_bearing(s, b);
 	json_builder_set_member_name(b, "envelope");
-	if (s->hf_hz < rate / 2 && (meter = condition_meter_new(n, rate, s->hf_hz)) &&
+	if (s->hf_hz < rate / 2 &&
+	    (meter = condition_meter_new(MIN(n, REVIEW_MAX_SPECTRUM), rate, s->hf_hz)) &&
 	    condition_measure(meter, x, ISO_CLASS_I, s->have_bearing ? &s->bearing : NULL,
 			      &fig) == 0 &&
 	    (env = condition_envelope(meter, &nbins, &df))) {
