@@ -49,6 +49,10 @@ struct line_health {
 	int plc_connected;
 	int cameras, cameras_up;
 	uint64_t db_rows_written, db_rows_failed; /* inspections and events */
+	int db_ok;                             /* 0 while the database is in fault */
+	double db_write_lag_ms;                /* queued to committed, last batch */
+	uint64_t db_queue_high_water;
+	uint64_t db_media_written, db_media_dropped;
 };
 void line_get_health(line *l, struct line_health *h);
 

@@ -576,6 +576,8 @@ static void write_batch(db_log *db, struct db_item **batch, size_t n)
 		if (st)
 			sqlite3_reset(st);
 	}
+	if (in_transaction && db->opt.commit_delay_ms > 0)
+		g_usleep((gulong)db->opt.commit_delay_ms * 1000);
 	if (in_transaction && sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		lose_transaction(db, &rep, batch, n, "commit");
 		if (!sqlite3_get_autocommit(db->conn))

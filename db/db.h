@@ -57,10 +57,12 @@ struct db_options {
 	int64_t disk_budget_mb;
 	int retention_period_s;       /* how often the writer checks (600) */
 	/* Test only: PRAGMA max_page_count on the writer's connection, to
-	 * simulate a full disk (0: no limit). */
+	 * simulate a full disk (0: no limit); and a pause before each commit,
+	 * to simulate a slow disk. */
 	int64_t max_pages;
+	int commit_delay_ms;
 };
-#define DB_OPTIONS_DEFAULT { 4096, NULL, 64, 0, 0, 0, 0, 600, 0 }
+#define DB_OPTIONS_DEFAULT { 4096, NULL, 64, 0, 0, 0, 0, 600, 0, 0 }
 
 /* Files kept with one inspection, handed to db_submit_media. The buffers
  * are malloc'ed (g_malloc) and owned by the set; NULL pointers are absent
