@@ -677,9 +677,10 @@ static gpointer writer_main(gpointer data)
 		}
 		db__log_media_drops(db);
 		if (retain_asked || (db__retention_on(db) && vigil_now_us() >= db->next_retention_us)) {
-			db__retain(db);
+			/* A backlog goes in slices, a second apart, rows between. */
 			db->next_retention_us = vigil_now_us() +
-						(int64_t)db->opt.retention_period_s * G_USEC_PER_SEC;
+				(db__retain(db) ? G_USEC_PER_SEC
+						: (int64_t)db->opt.retention_period_s * G_USEC_PER_SEC);
 		}
 		if (retain_asked || sync_asked) {
 			g_mutex_lock(&db->sync_lock);

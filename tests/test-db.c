@@ -1063,6 +1063,53 @@ static void test_retention_age(struct fixture *fx, gconstpointer data)
 	free(dir);
 }
 
+/* A backlog (retention switched on over many old rows) goes in slices,
+ * with the writer free to write rows between them. */
+static void test_retention_slices(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	int64_t now = g_get_real_time(), left;
+	int calls = 0;
+	db_log *db;
+
+	(void)data;
+	db = open_opts(fx->path, &opt);
+	for (uint32_t i = 0; i < 16000; i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.t_wall_us = now - 100 * DAY_US + i;
+		g_assert_cmpint(db_submit(db, &r), ==, 0);
+	}
+	db_close(db);
+
+	opt.max_age_days = 30;
+	db = open_opts(fx->path, &opt);
+	do {
+		g_assert_cmpint(db_retain_now(db), ==, 0);
+		calls++;
+		/* Rows still go in between slices. */
+		{
+			struct db_inspection r;
+			char model[64], image[128];
+
+			make_row(100000 + (uint32_t)calls, &r, model, sizeof model, image,
+				 sizeof image);
+			r.t_wall_us = g_get_real_time();
+			g_assert_cmpint(db_submit(db, &r), ==, 0);
+		}
+		left = sql_int(fx->path, "SELECT count(*) FROM inspections WHERE part_id < 100000");
+		g_assert_cmpint(calls, <, 10);
+	} while (left > 0);
+	db_close(db);
+	g_test_message("%d calls", calls);
+	g_assert_cmpint(calls, >=, 2);
+	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, calls);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'retention'"
+				" AND message LIKE '%more to remove%'"), >=, 1);
+}
+
 /* By disk budget: images go first, oldest first; then the other files,
  * then rows - but never the rows of the last protect_days. */
 static void test_retention_budget(struct fixture *fx, gconstpointer data)
@@ -1299,6 +1346,7 @@ int main(int argc, char **argv)
 	ADD("/db/media-drops", test_media_drops);
 	ADD("/db/retention-age", test_retention_age);
 	ADD("/db/retention-budget", test_retention_budget);
+	ADD("/db/retention-slices", test_retention_slices);
 	ADD("/db/corrupt-recovered", test_corrupt_recovered);
 	ADD("/db/disk-full", test_disk_full);
 	ADD("/db/tickets", test_tickets);
