@@ -47,7 +47,8 @@ typedef struct db_log db_log;
  * default noted. */
 struct db_options {
 	size_t queue_depth;           /* rows waiting to be written (4096) */
-	const char *media_dir;        /* NULL: "<db path>.media" beside the file */
+	const char *media_dir;        /* NULL: the one the log records, else
+				       * "<db path>.media" beside the file */
 	size_t media_queue;           /* parts whose files wait to be written (64) */
 	int keep_accepted_every;      /* media of one accepted part in N; 0: none */
 	/* Retention: rows older than max_age_days go (0: kept for ever), but

@@ -850,6 +850,12 @@ static void test_media_files(struct fixture *fx, gconstpointer data)
 
 	dir = db_media_dir(fx->path, NULL);
 	g_assert_cmpstr(dir, ==, want_dir);
+	/* A tool opening the log without a media_dir (vigilctl upgrade)
+	 * keeps the recorded one. */
+	db_close(open_ok(fx->path, 16));
+	free(dir);
+	dir = db_media_dir(fx->path, NULL);
+	g_assert_cmpstr(dir, ==, want_dir);
 	g_assert_cmpint(db_read_media(fx->path, 1, collect_media, &l, NULL), ==, 0);
 	g_assert_cmpint(l.n, ==, 4);
 	g_assert_cmpstr(l.kinds[0], ==, "image");
@@ -913,7 +919,7 @@ static void test_media_files(struct fixture *fx, gconstpointer data)
 	g_free(full);
 
 	media_list_clear(&l);
-	g_free(dir);
+	free(dir);
 	g_free(want_dir);
 }
 
