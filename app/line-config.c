@@ -187,6 +187,9 @@ static int read_database(line *l, const config *cfg, char **err)
 	max_pages = g_getenv("VIGIL_TEST_DB_MAX_PAGES");
 	if (max_pages)
 		o->max_pages = g_ascii_strtoll(max_pages, NULL, 10);
+	/* Test only: a slow disk, each commit this much later. */
+	if (g_getenv("VIGIL_TEST_DB_COMMIT_DELAY_MS"))
+		o->commit_delay_ms = atoi(g_getenv("VIGIL_TEST_DB_COMMIT_DELAY_MS"));
 	return 0;
 }
 

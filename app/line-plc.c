@@ -11,6 +11,7 @@
  * registers, which the PLC polls. The handshake is docs/plc.md's. */
 
 #define STATUS_PERIOD_US 500000
+#define COMMIT_POLL_US 200   /* how often a result waiting for its row looks */
 
 struct plc_state {
 	GQueue outstanding;      /* struct outstanding *, trigger order */
@@ -43,6 +44,7 @@ struct plc_state {
 	unsigned last_part_flags;
 	uint64_t rows_failed_seen, rows_logged_seen;
 	gboolean db_fault;
+	gboolean awaiting_commit;  /* the next result waits for its row's commit */
 };
 
 static struct outstanding *find_outstanding(struct plc_state *s, uint64_t seq)
@@ -343,8 +345,10 @@ static gboolean commit_next(line *l, struct plc_state *s, int64_t now)
 	p = o->has_verdict ? find_pending(s, o->seq) : NULL;
 	if (!p && now < o->deadline_us)
 		return FALSE;
-	if (p && !line_log_committed(l, p, now))
+	if (p && !line_log_committed(l, p, now)) {
+		s->awaiting_commit = TRUE;
 		return FALSE;
+	}
 
 	s->cur = (struct plc_result){
 		.counter = plc_counter_next(s->cur.counter),
@@ -383,6 +387,7 @@ static gboolean commit_next(line *l, struct plc_state *s, int64_t now)
 
 static void advance_results(line *l, struct plc_state *s, int64_t now)
 {
+	s->awaiting_commit = FALSE;
 	if (!plc_link_connected(l->plc))
 		return;
 	if (s->have_cur && s->ack == s->cur.counter) {
@@ -584,8 +589,13 @@ gpointer line_plc_thread(gpointer data)
 		/* Sleep until the next poll: a server wakes early for a request
 		 * from the PLC, a client for a finished part. */
 		if (server && plc_link_connected(l->plc)) {
-			plc_serve(l->plc, l->poll_ms);
-		} else if (bqueue_pop(l->q_results, &item, (int64_t)l->poll_ms * 1000) == 0) {
+			/* A commit is a fraction of a millisecond away: look
+			 * again soon rather than after a whole poll. */
+			plc_serve(l->plc, s.awaiting_commit ? 0 : l->poll_ms);
+			if (s.awaiting_commit)
+				g_usleep(COMMIT_POLL_US);
+		} else if (bqueue_pop(l->q_results, &item, s.awaiting_commit ? COMMIT_POLL_US
+					: (int64_t)l->poll_ms * 1000) == 0) {
 			take_verdict(l, &s, item);
 		}
 	}

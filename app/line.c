@@ -493,9 +493,12 @@ void line_get_health(line *l, struct line_health *h)
 		.cameras = l->ncameras,
 		.db_rows_written = db_rows_written(l->db),
 		.db_rows_failed = db_rows_failed(l->db),
+		.db_ok = db_ok(l->db),
 		.db_write_lag_ms = db_write_lag_ms(l->db),
 		.db_write_lag_max_ms = db_write_lag_max_ms(l->db),
 		.db_queue_high_water = db_queue_high_water(l->db),
+		.db_media_written = db_media_written(l->db),
+		.db_media_dropped = db_media_dropped(l->db),
 	};
 	for (int i = 0; i < l->ncameras; i++) {
 		struct capture_stats one;

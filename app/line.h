@@ -74,9 +74,11 @@ struct line_health {
 		int up;
 	} camera[LINE_HEALTH_CAMERAS];
 	uint64_t db_rows_written, db_rows_failed; /* inspections and events */
+	int db_ok;                    /* 0 while the database is in fault */
 	double db_write_lag_ms;  /* queueing to commit, oldest row of the last batch */
 	double db_write_lag_max_ms;   /* the most seen */
 	uint64_t db_queue_high_water; /* the deepest the writer's queue has been */
+	uint64_t db_media_written, db_media_dropped;
 };
 void line_get_health(line *l, struct line_health *h);
 

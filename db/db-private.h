@@ -104,6 +104,7 @@ struct db_log {
 		int64_t rowid;
 	} tickets[DB_TICKET_RING];
 	int64_t next_retention_us;
+	int retain_chunks;              /* transactions left in this retention slice */
 	uint64_t media_drops_logged;
 	int64_t next_drop_event_us;
 	char *recovered;                /* where a corrupt file was moved, for the event */
@@ -148,7 +149,8 @@ void db__item_free(struct db_item *it);
 void db__write_event(db_log *db, const char *kind, const char *message);
 /* Hands a committed inspection's files to the media thread, or drops them. */
 void db__hand_media(db_log *db, struct db_item *it);
-void db__retain(db_log *db);
+/* One slice of retention; true when there is more to do right away. */
+bool db__retain(db_log *db);
 bool db__retention_on(const db_log *db);
 /* Logs dropped files as an event, at most once per period. */
 void db__log_media_drops(db_log *db);

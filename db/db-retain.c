@@ -15,6 +15,9 @@
 /* ---- retention, run by the writer between batches ---- */
 
 #define DB_RETAIN_CHUNK 500   /* rows or files per transaction */
+/* Transactions per run: a backlog (retention just switched on over a year
+ * of rows) is worked off in slices, with rows written in between. */
+#define DB_RETAIN_CHUNKS_PER_RUN 20
 #define DAY_US (INT64_C(86400) * G_USEC_PER_SEC)
 
 /* Deletes the files of the media rows `where` selects (oldest first, at
@@ -55,6 +58,7 @@ static int64_t drop_media(db_log *db, const char *where, int64_t bind, int64_t *
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		goto out;
 	*bytes += freed;
+	db->retain_chunks--;
 	if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		goto out;
 	rc = sqlite3_prepare_v2(db->conn, "DELETE FROM media WHERE id = ?1", -1, &st, NULL);
@@ -98,8 +102,11 @@ static int64_t drop_rows(db_log *db, int64_t cut_us, int64_t *files, int64_t *by
 		if (m < 0)
 			return -1;
 		*files += m;
-	} while (m == DB_RETAIN_CHUNK);
+	} while (m == DB_RETAIN_CHUNK && db->retain_chunks > 0);
+	if (db->retain_chunks <= 0)
+		return 0;
 
+	db->retain_chunks--;
 	if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return -1;
 	sql = g_strdup_printf("CREATE TEMP TABLE doomed AS SELECT id FROM inspections"
@@ -142,21 +149,24 @@ static int64_t disk_use(db_log *db)
 /* Age first: rows older than max_age_days go, with their files. Then the
  * disk budget: images go first (oldest first), then the other files, then
  * whole rows, oldest first - but never a row of the last protect_days. */
-void db__retain(db_log *db)
+bool db__retain(db_log *db)
 {
 	int64_t now = vigil_wall_us();
 	int64_t protect_cut = now - (int64_t)db->opt.protect_days * DAY_US;
 	int64_t rows = 0, files = 0, bytes = 0, n;
-	bool over = false, failed = false;
+	bool over = false, failed = false, more;
+
+	db->retain_chunks = DB_RETAIN_CHUNKS_PER_RUN;
+#define BUDGET_LEFT (db->retain_chunks > 0)
 
 	if (db->opt.max_age_days > 0) {
 		int64_t cut = MIN(now - (int64_t)db->opt.max_age_days * DAY_US, protect_cut);
 
-		while ((n = drop_rows(db, cut, &files, &bytes)) > 0)
+		while (BUDGET_LEFT && (n = drop_rows(db, cut, &files, &bytes)) > 0)
 			rows += n;
 		failed |= n < 0;
 		/* Files whose row went before the media thread wrote them. */
-		while (!failed && (n = drop_media(db, "inspection_id NOT IN (SELECT id FROM"
+		while (!failed && BUDGET_LEFT && (n = drop_media(db, "inspection_id NOT IN (SELECT id FROM"
 						  " inspections) AND ?1 ORDER BY id", 1, &bytes, 0)) > 0)
 			files += n;
 		failed |= n < 0;
@@ -167,7 +177,7 @@ void db__retain(db_log *db)
 						     "?1 ORDER BY id" };
 
 		for (size_t k = 0; k < G_N_ELEMENTS(order) && !failed; k++)
-			while ((over = disk_use(db) > budget)) {
+			while (BUDGET_LEFT && (over = disk_use(db) > budget)) {
 				n = drop_media(db, order[k], 1, &bytes, disk_use(db) - budget);
 				if (n <= 0) {
 					failed |= n < 0;
@@ -175,7 +185,7 @@ void db__retain(db_log *db)
 				}
 				files += n;
 			}
-		while (!failed && (over = disk_use(db) > budget)) {
+		while (!failed && BUDGET_LEFT && (over = disk_use(db) > budget)) {
 			if ((n = drop_rows(db, protect_cut, &files, &bytes)) <= 0) {
 				failed |= n < 0;
 				break;
@@ -183,18 +193,24 @@ void db__retain(db_log *db)
 			rows += n;
 		}
 	}
+#undef BUDGET_LEFT
+	more = db->retain_chunks <= 0 && !failed;
+	if (more)
+		over = false;   /* not known yet: the next slice will tell */
 	if (failed)
 		g_warning("database %s: retention: %s", db->path, sqlite3_errmsg(db->conn));
 	if (rows || files || over) {
 		char *msg = g_strdup_printf("removed %" PRId64 " inspection(s) and %" PRId64
 					    " file(s) (%" PRId64 " bytes)%s", rows, files, bytes,
-					    over ? "; still over the disk budget: the rest is of the"
-						   " protected last days" : "");
+					    more ? "; more to remove, continuing"
+					    : over ? "; still over the disk budget: the rest is of the"
+						     " protected last days" : "");
 
 		g_message("database %s: retention: %s", db->path, msg);
 		db__write_event(db, over ? "retention-over-budget" : "retention", msg);
 		g_free(msg);
 	}
+	return more;
 }
 
 bool db__retention_on(const db_log *db)

@@ -576,6 +576,8 @@ static void write_batch(db_log *db, struct db_item **batch, size_t n)
 		if (st)
 			sqlite3_reset(st);
 	}
+	if (in_transaction && db->opt.commit_delay_ms > 0)
+		g_usleep((gulong)db->opt.commit_delay_ms * 1000);
 	if (in_transaction && sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		lose_transaction(db, &rep, batch, n, "commit");
 		if (!sqlite3_get_autocommit(db->conn))
@@ -675,9 +677,10 @@ static gpointer writer_main(gpointer data)
 		}
 		db__log_media_drops(db);
 		if (retain_asked || (db__retention_on(db) && vigil_now_us() >= db->next_retention_us)) {
-			db__retain(db);
+			/* A backlog goes in slices, a second apart, rows between. */
 			db->next_retention_us = vigil_now_us() +
-						(int64_t)db->opt.retention_period_s * G_USEC_PER_SEC;
+				(db__retain(db) ? G_USEC_PER_SEC
+						: (int64_t)db->opt.retention_period_s * G_USEC_PER_SEC);
 		}
 		if (retain_asked || sync_asked) {
 			g_mutex_lock(&db->sync_lock);
@@ -779,13 +782,29 @@ char *db__default_media_dir(const char *db_path)
 }
 
 /* The media directory is recorded in the log, so that readers (vigilctl,
- * the review page) find the files from the database file alone. */
-static int record_media_dir(db_log *db)
+ * the review page) find the files from the database file alone. Given in
+ * the options (vigild's [database] media_dir, or its default) it replaces
+ * the record; not given (vigilctl upgrade, tools), the recorded one stays
+ * in force and only a log without one gets the default. */
+static int settle_media_dir(db_log *db, bool given)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = sqlite3_prepare_v2(db->conn, "INSERT OR REPLACE INTO meta (key, value)"
+	if (!given) {
+		rc = sqlite3_prepare_v2(db->conn, "SELECT value FROM meta WHERE key = 'media_dir'",
+					-1, &st, NULL);
+		if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+		    sqlite3_column_text(st, 0)) {
+			g_free(db->media_dir);
+			db->media_dir = g_strdup((const char *)sqlite3_column_text(st, 0));
+			db->opt.media_dir = db->media_dir;
+		}
+		sqlite3_finalize(st);
+		st = NULL;
+	}
+	rc = sqlite3_prepare_v2(db->conn, given ? "INSERT OR REPLACE INTO meta (key, value)"
+				" VALUES ('media_dir', ?1)" : "INSERT OR IGNORE INTO meta (key, value)"
 				" VALUES ('media_dir', ?1)", -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, db->media_dir, -1, SQLITE_STATIC);
@@ -854,7 +873,7 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 
 	if (prepare_schema(db, err) < 0)
 		goto fail;
-	if (record_media_dir(db) < 0 || prepare_statements(db) < 0) {
+	if (settle_media_dir(db, opt.media_dir != NULL) < 0 || prepare_statements(db) < 0) {
 		db__set_error(err, "cannot open %s: %s", path, sqlite3_errmsg(db->conn));
 		goto fail;
 	}

@@ -47,7 +47,8 @@ typedef struct db_log db_log;
  * default noted. */
 struct db_options {
 	size_t queue_depth;           /* rows waiting to be written (4096) */
-	const char *media_dir;        /* NULL: "<db path>.media" beside the file */
+	const char *media_dir;        /* NULL: the one the log records, else
+				       * "<db path>.media" beside the file */
 	size_t media_queue;           /* parts whose files wait to be written (64) */
 	int keep_accepted_every;      /* media of one accepted part in N; 0: none */
 	/* Retention: rows older than max_age_days go (0: kept for ever), but
@@ -57,10 +58,12 @@ struct db_options {
 	int64_t disk_budget_mb;
 	int retention_period_s;       /* how often the writer checks (600) */
 	/* Test only: PRAGMA max_page_count on the writer's connection, to
-	 * simulate a full disk (0: no limit). */
+	 * simulate a full disk (0: no limit); and a pause before each commit,
+	 * to simulate a slow disk. */
 	int64_t max_pages;
+	int commit_delay_ms;
 };
-#define DB_OPTIONS_DEFAULT { 4096, NULL, 64, 0, 0, 0, 0, 600, 0 }
+#define DB_OPTIONS_DEFAULT { 4096, NULL, 64, 0, 0, 0, 0, 600, 0, 0 }
 
 /* Files kept with one inspection, handed to db_submit_media. The buffers
  * are malloc'ed (g_malloc) and owned by the set; NULL pointers are absent

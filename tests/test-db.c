@@ -850,6 +850,12 @@ static void test_media_files(struct fixture *fx, gconstpointer data)
 
 	dir = db_media_dir(fx->path, NULL);
 	g_assert_cmpstr(dir, ==, want_dir);
+	/* A tool opening the log without a media_dir (vigilctl upgrade)
+	 * keeps the recorded one. */
+	db_close(open_ok(fx->path, 16));
+	free(dir);
+	dir = db_media_dir(fx->path, NULL);
+	g_assert_cmpstr(dir, ==, want_dir);
 	g_assert_cmpint(db_read_media(fx->path, 1, collect_media, &l, NULL), ==, 0);
 	g_assert_cmpint(l.n, ==, 4);
 	g_assert_cmpstr(l.kinds[0], ==, "image");
@@ -913,7 +919,7 @@ static void test_media_files(struct fixture *fx, gconstpointer data)
 	g_free(full);
 
 	media_list_clear(&l);
-	g_free(dir);
+	free(dir);
 	g_free(want_dir);
 }
 
@@ -1063,6 +1069,53 @@ static void test_retention_age(struct fixture *fx, gconstpointer data)
 	free(dir);
 }
 
+/* A backlog (retention switched on over many old rows) goes in slices,
+ * with the writer free to write rows between them. */
+static void test_retention_slices(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	int64_t now = g_get_real_time(), left;
+	int calls = 0;
+	db_log *db;
+
+	(void)data;
+	db = open_opts(fx->path, &opt);
+	for (uint32_t i = 0; i < 16000; i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.t_wall_us = now - 100 * DAY_US + i;
+		g_assert_cmpint(db_submit(db, &r), ==, 0);
+	}
+	db_close(db);
+
+	opt.max_age_days = 30;
+	db = open_opts(fx->path, &opt);
+	do {
+		g_assert_cmpint(db_retain_now(db), ==, 0);
+		calls++;
+		/* Rows still go in between slices. */
+		{
+			struct db_inspection r;
+			char model[64], image[128];
+
+			make_row(100000 + (uint32_t)calls, &r, model, sizeof model, image,
+				 sizeof image);
+			r.t_wall_us = g_get_real_time();
+			g_assert_cmpint(db_submit(db, &r), ==, 0);
+		}
+		left = sql_int(fx->path, "SELECT count(*) FROM inspections WHERE part_id < 100000");
+		g_assert_cmpint(calls, <, 10);
+	} while (left > 0);
+	db_close(db);
+	g_test_message("%d calls", calls);
+	g_assert_cmpint(calls, >=, 2);
+	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, calls);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'retention'"
+				" AND message LIKE '%more to remove%'"), >=, 1);
+}
+
 /* By disk budget: images go first, oldest first; then the other files,
  * then rows - but never the rows of the last protect_days. */
 static void test_retention_budget(struct fixture *fx, gconstpointer data)
@@ -1184,17 +1237,6 @@ static void test_corrupt_recovered(struct fixture *fx, gconstpointer data)
 	g_free(aside);
 }
 
-/* The full disk's warnings come once per batch, however the rows fell
- * into batches: expected, not fatal. */
-static gboolean full_disk_not_fatal(const gchar *domain, GLogLevelFlags level,
-				    const gchar *message, gpointer data)
-{
-	(void)domain;
-	(void)level;
-	(void)data;
-	return strstr(message, "database or disk is full") == NULL;
-}
-
 /* A full disk (max_page_count): rows fail and are counted, db_ok drops,
  * db_submit never blocks for it; once space returns, writing resumes and
  * an event "db-ok" says so. */
@@ -1211,13 +1253,16 @@ static void test_disk_full(struct fixture *fx, gconstpointer data)
 	opt.max_pages = sql_int(fx->path, "PRAGMA page_count") + 8;
 	db = open_opts(fx->path, &opt);
 	g_assert_true(db_ok(db));
-	g_test_log_set_fatal_handler(full_disk_not_fatal, NULL);
+	/* One row per batch, so that the disk fills in exactly one batch and
+	 * gives exactly one warning. */
+	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "*database or disk is full*");
 	while (db_ok(db)) {
-		submit_range(db, i, 50);
-		i += 50;
+		submit_range(db, i, 1);
+		i++;
 		wait_settled(db, i);
 		g_assert_cmpint(g_get_monotonic_time(), <, deadline);
 	}
+	g_test_assert_expected_messages();
 	g_assert_cmpuint(db_rows_failed(db), >, 0);
 	/* Space returns: another connection frees pages. */
 	sql_exec(fx->path, "DELETE FROM inspections WHERE part_id < 100");
@@ -1229,7 +1274,6 @@ static void test_disk_full(struct fixture *fx, gconstpointer data)
 	}
 	g_assert_true(db_ok(db));
 	db_close(db);
-	g_test_log_set_fatal_handler(NULL, NULL);
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections WHERE part_id >= 100000"),
 			==, 5);
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'db-ok'"), ==, 1);
@@ -1299,6 +1343,7 @@ int main(int argc, char **argv)
 	ADD("/db/media-drops", test_media_drops);
 	ADD("/db/retention-age", test_retention_age);
 	ADD("/db/retention-budget", test_retention_budget);
+	ADD("/db/retention-slices", test_retention_slices);
 	ADD("/db/corrupt-recovered", test_corrupt_recovered);
 	ADD("/db/disk-full", test_disk_full);
 	ADD("/db/tickets", test_tickets);

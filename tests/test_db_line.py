@@ -2,8 +2,9 @@
 """vigild whole and its log, in the two ways a log fails on a line:
 
   crash      vigil-sim (the PLC, Modbus TCP loopback) runs parts fast, with
-             every part's files kept; vigild is SIGKILLed in the middle of
-             the burst. The file must pass PRAGMA integrity_check and hold
+             every part's files kept and a slow disk (each commit 40 ms
+             late, VIGIL_TEST_DB_COMMIT_DELAY_MS, test only); vigild is
+             SIGKILLed in the middle of the burst. The file must pass PRAGMA integrity_check and hold
              a row, with the verdict the PLC got, for every result the PLC
              acknowledged; every media row's file must exist.
   disk-full  the database may not grow (VIGIL_TEST_DB_MAX_PAGES, test only):
@@ -59,7 +60,7 @@ def count_rows(db):
         return 0
 
 
-def run_line(build, root, tmp, parts, rate, extra_db="", kill_at=None):
+def run_line(build, root, tmp, parts, rate, extra_db="", kill_at=None, env=None):
     """vigil-sim and vigild on parts synthetic parts; with kill_at, vigild
     is SIGKILLed once the log holds that many rows. Returns (db, results)."""
     sim_bin, vigild_bin = binaries(build)
@@ -83,7 +84,7 @@ frame_timeout_ms = 5000
     log_path = os.path.join(tmp, "vigild.log")
     with open(log_path, "w") as log:
         vigild = subprocess.Popen([vigild_bin, "--config", conf], stdout=log,
-                                  stderr=subprocess.STDOUT)
+                                  stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})))
         try:
             if kill_at:
                 # In the middle of the burst: rows and files are being written.
@@ -111,7 +112,11 @@ frame_timeout_ms = 5000
 
 def crash(build, root, tmp):
     parts = 1500
-    db, results = run_line(build, root, tmp, parts, 3000, kill_at=300)
+    # A slow disk (test only: every commit 40 ms late) opens the window in
+    # which a result could reach the PLC before its row is in the file.
+    db, results = run_line(build, root, tmp, parts, 3000, kill_at=300,
+                           extra_db="commit_timeout_ms = 5000\n",
+                           env={"VIGIL_TEST_DB_COMMIT_DELAY_MS": "40"})
 
     with open(results) as f:
         acked = {int(r["part_id"]): r["verdict"] for r in csv.DictReader(f)

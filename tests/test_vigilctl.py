@@ -93,11 +93,20 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
     total = sum(int(line.split()[2]) for line in out.splitlines()[1:] if line[:4].isdigit())
     check(total == 60, f"pareto buckets sum to {total}, want 60")
 
+    # Export: the two reviewed parts have no files kept here, so they are
+    # left out and counted; the manifest still has its header.
+    p = run("export")
+    check(p.stdout == "part_id,split,image,mask,image_class,vibration,vib_start,vib_len,"
+          "vib_class,defect\n", f"export without files: {p.stdout!r}")
+    check("0 reviewed part(s)" in p.stderr and "2 left out" in p.stderr, f"export: {p.stderr}")
+
     # Hostile or malformed input is refused with a message, and nothing changes.
     for args in (["list", "--verdict", "reject' OR '1'='1"], ["list", "--class", "x; DROP TABLE reviews"],
                  ["list", "--since", "yesterday-ish"], ["list", "--format", "xml"],
                  ["pareto", "--by", "week"], ["review", "--part", "4", "--overrule", "maybe"],
-                 ["list", "--reviewed", "perhaps"], ["frobnicate"]):
+                 ["list", "--reviewed", "perhaps"], ["frobnicate"],
+                 ["export", "--split", "train,val"], ["export", "--reviewed", "no"],
+                 ["export", "--out", os.path.join(tmp, "no-such-dir", "m.csv")]):
         p = run(*args, ok=False)
         check(p.stderr.strip() != "", f"{args}: no message")
     con = sqlite3.connect(db)

@@ -50,6 +50,12 @@ with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
            "{path}:%d: [plc] port: 99999 is out of range 1..65535" % port_line)
     expect(tmp, "unknown key", edit(default, "[database]\n", "[database]\npaht = x.db\n"),
            "[database] paht: unknown key")
+    expect(tmp, "retention shorter than the protected days",
+           edit(default, "[database]\n", "[database]\nmax_age_days = 3\nprotect_days = 7\n"),
+           "[database] max_age_days: 3 is less than protect_days (7)")
+    expect(tmp, "negative disk budget",
+           edit(default, "[database]\n", "[database]\ndisk_budget_mb = -5\n"),
+           "[database] disk_budget_mb")
     expect(tmp, "unknown section", default + "\n[camerа]\nx = 1\n", "unknown section")
     expect(tmp, "bad trigger mode", edit(default, "trigger = sequence", "trigger = sometimes"),
            "[camera.top] trigger: 'sometimes' is not one of: sequence, timestamp")
