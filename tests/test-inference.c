@@ -98,6 +98,11 @@ static void test_shipped_package_runs(void)
 	g_assert_true(out.vision_score >= 0 && out.vision_score <= 1);
 	g_assert_true(out.signal_score >= 0 && out.signal_score <= 1);
 	g_assert_cmpint(out.verdict, ==, infer_verdict(info, out.score));
+	/* synthetic-v1 predates the defect map: no heatmap, not a stale one. */
+	g_assert_cmpint(info->heatmap_width, ==, 0);
+	g_assert_null(out.heatmap);
+	g_assert_cmpint(out.heatmap_w, ==, 0);
+	g_assert_cmpint(out.heatmap_h, ==, 0);
 	/* Same input, same answer. */
 	{
 		struct infer_output again;
@@ -206,6 +211,19 @@ static void test_corrupt_packages_are_refused(void)
 		edit_file(dir, "manifest.ini", strstr(from, "input_dim"), to);
 	}
 	expect_refused(dir, INFER_ESHAPE, "vision module gives");
+	remove_package(dir);
+
+	/* A defect map the vision module does not have: the trial run finds out. */
+	dir = copy_package(src);
+	edit_file(dir, "manifest.ini", "output_dim=",
+		  "heatmap_output=defect_map\nheatmap_width=24\nheatmap_height=24\noutput_dim=");
+	expect_refused(dir, INFER_EMODULE, "no output 'defect_map'");
+	remove_package(dir);
+
+	/* A defect map without its size. */
+	dir = copy_package(src);
+	edit_file(dir, "manifest.ini", "output_dim=", "heatmap_output=defect_map\noutput_dim=");
+	expect_refused(dir, INFER_EMANIFEST, "heatmap_width");
 	remove_package(dir);
 
 	/* A required key missing: the message names the manifest and the key. */

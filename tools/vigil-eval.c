@@ -2,7 +2,7 @@
  * vigild uses (fusion/ for the inputs, inference/ for the modules).
  *
  *   vigil-eval --manifest CSV [--data-root DIR] [--split NAME] --model DIR
- *              --json OUT [--scores CSV] [--backend opencv]
+ *              --json OUT [--scores CSV] [--heatmaps FILE] [--backend opencv]
  *
  * The manifest needs the columns image, vibration, vib_start, vib_len,
  * image_class, vib_class and defect (docs/model.md). The JSON holds, for
@@ -23,7 +23,12 @@
  * parts, at the [thresholds] vision threshold; signal_only the signal
  * score on the parts with a bearing fault (vib_class != normal), at the
  * signal threshold; each also gives the fused escape rate on its parts.
- * confusion counts the fused verdicts by image_class and vib_class. */
+ * confusion counts the fused verdicts by image_class and vib_class.
+ *
+ * --heatmaps writes the defect map of every part (a package with a
+ * [vision] heatmap_output), little-endian: "VGH1", uint32 N, uint32 W,
+ * uint32 H, then per part W*H float32, row-major; train.py --maps-out
+ * writes torch's in the same layout. */
 #include <errno.h>
 #include <glib.h>
 #include <math.h>
@@ -299,7 +304,7 @@ out:
 int main(int argc, char **argv)
 {
 	char *manifest = NULL, *root = NULL, *split = NULL, *model_dir = NULL, *json_path = NULL;
-	char *scores_path = NULL, *backend = NULL, *err = NULL;
+	char *scores_path = NULL, *heatmaps_path = NULL, *backend = NULL, *err = NULL;
 	GOptionEntry entries[] = {
 		{ "manifest", 0, 0, G_OPTION_ARG_FILENAME, &manifest, "Line manifest (parts.csv)", "CSV" },
 		{ "data-root", 0, 0, G_OPTION_ARG_FILENAME, &root,
@@ -309,6 +314,8 @@ int main(int argc, char **argv)
 		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json_path, "Write the figures here", "OUT" },
 		{ "scores", 0, 0, G_OPTION_ARG_FILENAME, &scores_path,
 		  "Also write every part's scores and verdict as CSV", "CSV" },
+		{ "heatmaps", 0, 0, G_OPTION_ARG_FILENAME, &heatmaps_path,
+		  "Also write every part's defect map (VGH1, float32)", "FILE" },
 		{ "backend", 0, 0, G_OPTION_ARG_STRING, &backend, "Inference backend (opencv)", "NAME" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
@@ -321,6 +328,7 @@ int main(int argc, char **argv)
 	struct judged *parts = NULL;
 	float *img_in = NULL, *sig = NULL;
 	GString *js = NULL, *csv = NULL;
+	GByteArray *maps = NULL;
 	GError *gerr = NULL;
 	struct figures f;
 	gint64 t0 = g_get_monotonic_time();
@@ -369,6 +377,19 @@ int main(int argc, char **argv)
 	img_in = g_new(float, (gsize)in->input_width * in->input_height);
 	sig = g_new(float, in->signal_dim);
 	parts = g_new0(struct judged, rows->len);
+	if (heatmaps_path) {
+		guint32 head[3] = { GUINT32_TO_LE(rows->len), GUINT32_TO_LE(in->heatmap_width),
+				    GUINT32_TO_LE(in->heatmap_height) };
+
+		if (!in->heatmap_width) {
+			fprintf(stderr, "vigil-eval: --heatmaps: package %s has no defect map "
+					"([vision] heatmap_output)\n", model_dir);
+			goto done;
+		}
+		maps = g_byte_array_new();
+		g_byte_array_append(maps, (const guint8 *)"VGH1", 4);
+		g_byte_array_append(maps, (const guint8 *)head, sizeof head);
+	}
 	if (scores_path)
 		csv = g_string_new("part_id,image_class,vib_class,defect,score,vision_score,"
 				   "signal_score,verdict\n");
@@ -384,6 +405,22 @@ int main(int argc, char **argv)
 		    infer_model_run(model, img_in, sig, &o, &err) < 0) {
 			fprintf(stderr, "vigil-eval: %s:%d: %s\n", manifest, r->line, err);
 			goto done;
+		}
+		if (maps) {
+			if (!o.heatmap || o.heatmap_w != in->heatmap_width ||
+			    o.heatmap_h != in->heatmap_height) {
+				fprintf(stderr, "vigil-eval: %s:%d: the model gave no %dx%d defect "
+						"map\n", manifest, r->line, in->heatmap_width,
+					in->heatmap_height);
+				goto done;
+			}
+			for (int k = 0; k < o.heatmap_w * o.heatmap_h; k++) {
+				guint32 u;
+
+				memcpy(&u, &o.heatmap[k], 4);
+				u = GUINT32_TO_LE(u);
+				g_byte_array_append(maps, (const guint8 *)&u, 4);
+			}
 		}
 		j->score = o.score;
 		j->vision_score = o.vision_score;
@@ -448,7 +485,9 @@ int main(int argc, char **argv)
 			       (g_get_monotonic_time() - t0) / 1e6);
 
 	if (!g_file_set_contents(json_path, js->str, (gssize)js->len, &gerr) ||
-	    (csv && !g_file_set_contents(scores_path, csv->str, (gssize)csv->len, &gerr))) {
+	    (csv && !g_file_set_contents(scores_path, csv->str, (gssize)csv->len, &gerr)) ||
+	    (maps && !g_file_set_contents(heatmaps_path, (const char *)maps->data,
+					  (gssize)maps->len, &gerr))) {
 		fprintf(stderr, "vigil-eval: %s\n", gerr->message);
 		g_error_free(gerr);
 		goto done;
@@ -459,6 +498,8 @@ done:
 		g_string_free(js, TRUE);
 	if (csv)
 		g_string_free(csv, TRUE);
+	if (maps)
+		g_byte_array_free(maps, TRUE);
 	g_free(parts);
 	g_free(img_in);
 	g_free(sig);
@@ -473,6 +514,7 @@ done:
 	g_free(model_dir);
 	g_free(json_path);
 	g_free(scores_path);
+	g_free(heatmaps_path);
 	g_free(backend);
 	g_option_context_free(ctx);
 	return rc;
