@@ -36,7 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fusion/cvwrap.h"
 #include "fusion/fusion.h"
 #include "inference/inference.h"
 #include "tools/line-manifest.h"
@@ -254,53 +253,6 @@ static void json_confusion(GString *s, const GArray *rows, const struct judged *
 	g_ptr_array_free(keys, TRUE);
 }
 
-/* Model inputs of one row, as vigild computes them. */
-static int prepare_row(const char *root, const struct line_row *r, const struct infer_info *in,
-		       line_wav_cache *wavs, fusion_sigfeat *sf, float *img_in, float *sig,
-		       char **err)
-{
-	char *ipath = g_build_filename(root, r->image, NULL);
-	char *vpath = g_build_filename(root, r->vibration, NULL);
-	const struct line_wav *w;
-	uint8_t *img = NULL;
-	int iw = 0, ih = 0, rc;
-
-	rc = g_file_test(ipath, G_FILE_TEST_IS_REGULAR) ? cvw_imread_gray(ipath, &img, &iw, &ih)
-							: -ENOENT;
-	if (rc == 0)
-		rc = fusion_image_prepare_resize(img, iw, ih, iw, in->input_width,
-						 in->input_height, in->mean, in->std, in->resize,
-						 img_in);
-	free(img);
-	if (rc < 0) {
-		*err = g_strdup_printf("column 'image': %s: %s", ipath,
-				       rc == -ENOENT ? "missing or unreadable image" : g_strerror(-rc));
-		goto out;
-	}
-	w = line_wav_cache_get(wavs, vpath, err);
-	if (!w) {
-		rc = -EIO;
-		goto out;
-	}
-	if (r->vib_len != (guint64)in->window || r->vib_start > w->n ||
-	    w->n - r->vib_start < r->vib_len) {
-		*err = g_strdup_printf("columns 'vib_start', 'vib_len': window [%" G_GUINT64_FORMAT
-				       ", +%" G_GUINT64_FORMAT ") of %s (%zu samples); the model "
-				       "takes %d samples", r->vib_start, r->vib_len, vpath,
-				       (size_t)w->n, in->window);
-		rc = -EINVAL;
-		goto out;
-	}
-	rc = fusion_sigfeat_compute(sf, w->x + r->vib_start, sig);
-	if (rc < 0)
-		*err = g_strdup_printf("column 'vibration': window of %s: %s", vpath,
-				       rc == -EINVAL ? "non-finite samples" : g_strerror(-rc));
-out:
-	g_free(ipath);
-	g_free(vpath);
-	return rc;
-}
-
 int main(int argc, char **argv)
 {
 	char *manifest = NULL, *root = NULL, *split = NULL, *model_dir = NULL, *json_path = NULL;
@@ -325,6 +277,7 @@ int main(int argc, char **argv)
 	const struct infer_info *in;
 	line_wav_cache *wavs = NULL;
 	fusion_sigfeat *sf = NULL;
+	struct line_inputs inputs;
 	struct judged *parts = NULL;
 	float *img_in = NULL, *sig = NULL;
 	GString *js = NULL, *csv = NULL;
@@ -374,6 +327,9 @@ int main(int argc, char **argv)
 		goto done;
 	}
 	wavs = line_wav_cache_new(in->rate_hz);
+	inputs = (struct line_inputs){ .width = in->input_width, .height = in->input_height,
+				       .mean = in->mean, .std = in->std, .resize = in->resize,
+				       .sigfeat = sf, .window = (size_t)in->window, .wavs = wavs };
 	img_in = g_new(float, (gsize)in->input_width * in->input_height);
 	sig = g_new(float, in->signal_dim);
 	parts = g_new0(struct judged, rows->len);
@@ -401,7 +357,7 @@ int main(int argc, char **argv)
 		struct judged *j = &parts[i];
 		struct infer_output o;
 
-		if (prepare_row(root, r, in, wavs, sf, img_in, sig, &err) < 0 ||
+		if (line_row_prepare(root, r, &inputs, img_in, sig, &err) < 0 ||
 		    infer_model_run(model, img_in, sig, &o, &err) < 0) {
 			fprintf(stderr, "vigil-eval: %s:%d: %s\n", manifest, r->line, err);
 			goto done;
