@@ -6,7 +6,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <exception>
+#include <string>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -120,26 +122,68 @@ extern "C" void cvw_net_free(cvw_net *net)
 	delete net;
 }
 
-extern "C" int cvw_net_forward(cvw_net *net, const float *in, const int *shape, int ndim,
-			       float *out, size_t out_cap, size_t *out_len,
-			       char *err, size_t errlen)
+/* Resolves the NULL name to the one net output nobody else asked for. */
+static int output_names(cvw_net *net, const struct cvw_output *outs, int n_out,
+			std::vector<cv::String> &names, char *err, size_t errlen)
 {
-	if (!net || !in || !shape || ndim <= 0 || ndim > 4 || !out)
+	std::vector<cv::String> all = net->net.getUnconnectedOutLayersNames();
+
+	for (int i = 0; i < n_out; i++) {
+		if (outs[i].name) {
+			if (std::find(all.begin(), all.end(), outs[i].name) == all.end()) {
+				set_err(err, errlen, (std::string("the network has no output '") +
+						      outs[i].name + "'").c_str());
+				return -ENOENT;
+			}
+			names.push_back(outs[i].name);
+			continue;
+		}
+		std::vector<cv::String> left;
+		for (const cv::String &a : all) {
+			bool named = false;
+			for (int j = 0; j < n_out; j++)
+				named = named || (outs[j].name && a == outs[j].name);
+			if (!named)
+				left.push_back(a);
+		}
+		if (left.size() != 1) {
+			std::string msg = "cannot tell the main output among:";
+			for (const cv::String &a : left)
+				msg += " " + a;
+			set_err(err, errlen, msg.c_str());
+			return -ENOENT;
+		}
+		names.push_back(left[0]);
+	}
+	return 0;
+}
+
+extern "C" int cvw_net_forward(cvw_net *net, const float *in, const int *shape, int ndim,
+			       struct cvw_output *outs, int n_out, char *err, size_t errlen)
+{
+	if (!net || !in || !shape || ndim <= 0 || ndim > 4 || !outs || n_out <= 0)
 		return -EINVAL;
 	try {
+		std::vector<cv::String> names;
+		std::vector<cv::Mat> res;
+		int rc = output_names(net, outs, n_out, names, err, errlen);
+
+		if (rc < 0)
+			return rc;
 		cv::Mat blob(ndim, shape, CV_32F, const_cast<float *>(in));
 		net->net.setInput(blob);
-		cv::Mat res = net->net.forward();
-		if (!res.isContinuous())
-			res = res.clone();
-		size_t n = res.total();
-		if (out_len)
-			*out_len = n;
-		if (n > out_cap) {
-			set_err(err, errlen, "model output larger than expected");
-			return -EOVERFLOW;
+		net->net.forward(res, names);
+		for (int i = 0; i < n_out; i++) {
+			cv::Mat r = res[i].isContinuous() ? res[i] : res[i].clone();
+			size_t n = r.total();
+
+			outs[i].len = n;
+			if (n > outs[i].cap || !outs[i].data) {
+				set_err(err, errlen, "model output larger than expected");
+				return -EOVERFLOW;
+			}
+			memcpy(outs[i].data, r.ptr<float>(), n * sizeof(float));
 		}
-		memcpy(out, res.ptr<float>(), n * sizeof(float));
 	} catch (const std::exception &e) {
 		set_err(err, errlen, e.what());
 		return -EIO;

@@ -33,12 +33,21 @@ typedef struct cvw_net cvw_net;
 cvw_net *cvw_net_load(const char *onnx_path, char *err, size_t errlen);
 void cvw_net_free(cvw_net *net);
 
+/* One output to fetch: name is the ONNX output's; NULL stands for the
+ * net's one output that no other entry names (a net with several outputs
+ * left over is an error). len receives the output's element count. */
+struct cvw_output {
+	const char *name;
+	float *data;
+	size_t cap;
+	size_t len;
+};
+
 /* Runs the net on one float32 input of the given NCHW (or NC) shape and
- * copies the first output, flattened, into out (out_cap floats).
- * *out_len receives the output's element count. */
+ * copies each requested output, flattened, into its data (cap floats);
+ * -EOVERFLOW when one is larger, -ENOENT when a name is not an output. */
 int cvw_net_forward(cvw_net *net, const float *in, const int *shape, int ndim,
-		    float *out, size_t out_cap, size_t *out_len,
-		    char *err, size_t errlen);
+		    struct cvw_output *outs, int n_out, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,5 @@
 /* The CPU backend: OpenCV DNN through fusion/cvwrap.h. */
+#include <errno.h>
 #include <glib.h>
 
 #include "fusion/cvwrap.h"
@@ -15,11 +16,19 @@ static void *opencv_load(const char *onnx_path, char **err)
 }
 
 static int opencv_run(void *module, const float *in, const int *shape, int ndim,
-		      float *out, size_t out_cap, size_t *out_len, char **err)
+		      struct infer_tensor *out, int n_out, char **err)
 {
 	char msg[512] = "";
-	int rc = cvw_net_forward(module, in, shape, ndim, out, out_cap, out_len, msg, sizeof msg);
+	struct cvw_output outs[INFER_MAX_OUTPUTS];
+	int rc;
 
+	if (n_out <= 0 || n_out > INFER_MAX_OUTPUTS)
+		return -EINVAL;
+	for (int i = 0; i < n_out; i++)
+		outs[i] = (struct cvw_output){ out[i].name, out[i].data, out[i].cap, 0 };
+	rc = cvw_net_forward(module, in, shape, ndim, outs, n_out, msg, sizeof msg);
+	for (int i = 0; i < n_out; i++)
+		out[i].len = outs[i].len;
 	if (rc < 0)
 		*err = g_strdup_printf("OpenCV DNN forward failed: %s", msg);
 	return rc;

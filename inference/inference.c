@@ -17,6 +17,8 @@ struct infer_model {
 	struct infer_info info;
 	int decision_in;
 	float *vs;                 /* vision_out + signal_out floats */
+	char *heatmap_output;      /* [vision] heatmap_output, NULL when absent */
+	float *heatmap;            /* heatmap_width * heatmap_height floats */
 };
 
 static const struct infer_backend *const backends[] = {
@@ -47,6 +49,8 @@ void infer_model_free(infer_model *m)
 	g_free(m->info.version);
 	g_free(m->info.features);
 	g_free(m->vs);
+	g_free(m->heatmap_output);
+	g_free(m->heatmap);
 	g_free(m);
 }
 
@@ -160,20 +164,39 @@ static int read_info(infer_model *m, const config *man, char **err)
 		}
 		g_free(resize);
 	}
+	/* The defect map is optional: packages from before it, and vision
+	 * modules without a segmentation map, have no heatmap_output. */
+	if (config_get_string(man, "vision", "heatmap_output", "", &m->heatmap_output, err) < 0 ||
+	    config_get_int(man, "vision", "heatmap_width", 0, 1, 4096, &in->heatmap_width, err) < 0 ||
+	    config_get_int(man, "vision", "heatmap_height", 0, 1, 4096, &in->heatmap_height, err) < 0)
+		return INFER_EMANIFEST;
+	if (!m->heatmap_output[0]) {
+		g_free(m->heatmap_output);
+		m->heatmap_output = NULL;
+		in->heatmap_width = in->heatmap_height = 0;
+	} else if (!in->heatmap_width || !in->heatmap_height) {
+		*err = config_error(man, "vision", "heatmap_output",
+				    "needs heatmap_width and heatmap_height in [vision]");
+		return INFER_EMANIFEST;
+	}
 	return 0;
 }
 
-/* Runs one module and insists on the declared output size. */
+/* Runs one module and insists on the declared output sizes (each
+ * tensor's cap). */
 static int run_module(infer_model *m, int which, const float *in, const int *shape,
-		      int ndim, float *out, size_t want, char **err)
+		      int ndim, struct infer_tensor *out, int n_out, char **err)
 {
-	size_t n = 0;
-	int rc = m->backend->run(m->module[which], in, shape, ndim, out, want, &n, err);
+	int rc = m->backend->run(m->module[which], in, shape, ndim, out, n_out, err);
 
-	if (rc == -EOVERFLOW || (rc == 0 && n != want)) {
+	for (int i = 0; i < n_out && (rc == 0 || rc == -EOVERFLOW); i++) {
+		if (out[i].len == out[i].cap)
+			continue;
 		g_free(*err);
-		*err = g_strdup_printf("%s module gives %zu outputs, the manifest says %zu",
-				       module_group[which], n, want);
+		*err = g_strdup_printf("%s module gives %zu outputs%s%s, the manifest says %zu",
+				       module_group[which], out[i].len,
+				       out[i].name ? " in " : "", out[i].name ? out[i].name : "",
+				       out[i].cap);
 		return INFER_ESHAPE;
 	}
 	return rc < 0 ? INFER_EMODULE : 0;
@@ -211,6 +234,8 @@ infer_model *infer_model_load(const char *dir, const char *backend, char **err, 
 		if ((rc = load_module(m, man, dir, i, err)) < 0)
 			goto fail;
 	m->vs = g_new0(float, m->decision_in);
+	if (m->heatmap_output)
+		m->heatmap = g_new0(float, (gsize)m->info.heatmap_width * m->info.heatmap_height);
 
 	/* A trial run on blank inputs proves the modules and the manifest agree. */
 	img = g_new0(float, (gsize)m->info.input_width * m->info.input_height);
@@ -268,13 +293,20 @@ int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 	int sshape[2] = { 1, in->signal_dim };
 	int dshape[2] = { 1, m->decision_in };
 	float fused = 0;
+	struct infer_tensor vision[2] = {
+		{ .data = m->vs, .cap = (size_t)in->vision_out },
+		{ .name = m->heatmap_output, .data = m->heatmap,
+		  .cap = (size_t)in->heatmap_width * in->heatmap_height },
+	};
+	struct infer_tensor signal = { .data = m->vs + in->vision_out,
+				       .cap = (size_t)in->signal_out };
+	struct infer_tensor decision = { .data = &fused, .cap = 1 };
 	int rc;
 
-	if ((rc = run_module(m, MOD_VISION, image, vshape, 4, m->vs,
-			     (size_t)in->vision_out, err)) < 0 ||
-	    (rc = run_module(m, MOD_SIGNAL, sigfeat, sshape, 2, m->vs + in->vision_out,
-			     (size_t)in->signal_out, err)) < 0 ||
-	    (rc = run_module(m, MOD_DECISION, m->vs, dshape, 2, &fused, 1, err)) < 0)
+	if ((rc = run_module(m, MOD_VISION, image, vshape, 4, vision,
+			     m->heatmap_output ? 2 : 1, err)) < 0 ||
+	    (rc = run_module(m, MOD_SIGNAL, sigfeat, sshape, 2, &signal, 1, err)) < 0 ||
+	    (rc = run_module(m, MOD_DECISION, m->vs, dshape, 2, &decision, 1, err)) < 0)
 		return rc;
 
 	out->vision_score = sigmoid(m->vs[0]);
@@ -286,8 +318,9 @@ int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 	}
 	out->verdict = infer_verdict(in, out->score);
 	out->flags = 0;
-	out->heatmap = NULL;
-	out->heatmap_w = out->heatmap_h = 0;
+	out->heatmap = m->heatmap;
+	out->heatmap_w = in->heatmap_width;
+	out->heatmap_h = in->heatmap_height;
 	if (out->vision_score >= in->vision_threshold)
 		out->flags |= VIGIL_FLAG_VISION_DEFECT;
 	if (out->signal_score >= in->signal_threshold)

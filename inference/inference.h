@@ -1,7 +1,8 @@
 /* Model packages and the backends that run them.
  *
  * A package is a directory with manifest.ini and three ONNX modules
- * (docs/model.md): vision (image -> [surface logit, embedding]), signal
+ * (docs/model.md): vision (image -> [surface logit, embedding], and
+ * optionally a second output, the defect map), signal
  * (spectral features -> [vibration logit, embedding]) and decision
  * (concatenated vision and signal outputs -> fused logit). The manifest
  * carries each file's SHA-256; a package whose files do not match, whose
@@ -39,6 +40,9 @@ struct infer_info {
 	/* [vision] resize: how the frame is fitted to the input
 	 * (fusion_image_prepare_resize); stretch when the key is absent. */
 	enum fusion_resize resize;
+	/* [vision] heatmap_width/_height: the defect map's size, 0 when the
+	 * package has no heatmap_output. */
+	int heatmap_width, heatmap_height;
 };
 
 struct infer_output {
@@ -56,12 +60,25 @@ struct infer_output {
 	int heatmap_w, heatmap_h;
 };
 
-/* A backend runs one ONNX module; a const table chosen by name. */
+/* One output of a module, fetched by name into caller-owned memory. */
+struct infer_tensor {
+	const char *name;          /* ONNX output name; NULL: the module's one output
+				    * that no other requested tensor names */
+	float *data;               /* cap floats, filled flattened */
+	size_t cap;
+	size_t len;                /* set by run: the output's element count */
+};
+
+#define INFER_MAX_OUTPUTS 4   /* outputs one run may fetch */
+
+/* A backend runs one ONNX module; a const table chosen by name. run
+ * fills n_out outputs of one forward pass; an output larger than its cap
+ * fails with -EOVERFLOW (len still set). */
 struct infer_backend {
 	const char *name;
 	void *(*load)(const char *onnx_path, char **err);
 	int (*run)(void *module, const float *in, const int *shape, int ndim,
-		   float *out, size_t out_cap, size_t *out_len, char **err);
+		   struct infer_tensor *out, int n_out, char **err);
 	void (*free)(void *module);
 };
 

@@ -98,6 +98,11 @@ static void test_shipped_package_runs(void)
 	g_assert_true(out.vision_score >= 0 && out.vision_score <= 1);
 	g_assert_true(out.signal_score >= 0 && out.signal_score <= 1);
 	g_assert_cmpint(out.verdict, ==, infer_verdict(info, out.score));
+	/* synthetic-v1 predates the defect map: no heatmap, not a stale one. */
+	g_assert_cmpint(info->heatmap_width, ==, 0);
+	g_assert_null(out.heatmap);
+	g_assert_cmpint(out.heatmap_w, ==, 0);
+	g_assert_cmpint(out.heatmap_h, ==, 0);
 	/* Same input, same answer. */
 	{
 		struct infer_output again;
@@ -105,6 +110,50 @@ static void test_shipped_package_runs(void)
 		g_assert_cmpint(infer_model_run(m, img, sig, &again, &err), ==, 0);
 		g_assert_cmpfloat(again.score, ==, out.score);
 	}
+	g_free(img);
+	g_free(sig);
+	infer_model_free(m);
+	g_free(dir);
+}
+
+/* models/real-v3 has a defect map: one value in 0..1 per 4x4 input pixels,
+ * refreshed on every run (a dark spot changes it), and fixed for an input. */
+static void test_package_with_defect_map(void)
+{
+	char *dir = g_build_filename(g_getenv("VIGIL_SOURCE_ROOT"), "models", "real-v3", NULL);
+	char *err = NULL;
+	infer_model *m = infer_model_load(dir, "opencv", &err, NULL);
+	const struct infer_info *info;
+	float *img, *sig, *first;
+	struct infer_output out;
+	size_t cells, changed = 0;
+
+	if (!m)
+		g_error("%s", err);
+	info = infer_model_info(m);
+	g_assert_cmpint(info->heatmap_width, ==, info->input_width / 4);
+	g_assert_cmpint(info->heatmap_height, ==, info->input_height / 4);
+	cells = (size_t)info->heatmap_width * info->heatmap_height;
+	img = g_new0(float, (gsize)info->input_width * info->input_height);
+	sig = g_new0(float, info->signal_dim);
+	g_assert_cmpint(infer_model_run(m, img, sig, &out, &err), ==, 0);
+	g_assert_nonnull(out.heatmap);
+	g_assert_cmpint(out.heatmap_w, ==, info->heatmap_width);
+	g_assert_cmpint(out.heatmap_h, ==, info->heatmap_height);
+	for (size_t i = 0; i < cells; i++)
+		g_assert_true(out.heatmap[i] >= 0 && out.heatmap[i] <= 1);
+	first = g_memdup2(out.heatmap, cells * sizeof(float));
+
+	/* A dark 12x12 spot in the middle of the plain surface. */
+	for (int y = -6; y < 6; y++)
+		for (int x = -6; x < 6; x++)
+			img[(info->input_height / 2 + y) * info->input_width +
+			    info->input_width / 2 + x] = -2.0f;
+	g_assert_cmpint(infer_model_run(m, img, sig, &out, &err), ==, 0);
+	for (size_t i = 0; i < cells; i++)
+		changed += out.heatmap[i] != first[i];
+	g_assert_cmpuint(changed, >, 0);
+	g_free(first);
 	g_free(img);
 	g_free(sig);
 	infer_model_free(m);
@@ -208,6 +257,19 @@ static void test_corrupt_packages_are_refused(void)
 	expect_refused(dir, INFER_ESHAPE, "vision module gives");
 	remove_package(dir);
 
+	/* A defect map the vision module does not have: the trial run finds out. */
+	dir = copy_package(src);
+	edit_file(dir, "manifest.ini", "output_dim=",
+		  "heatmap_output=defect_map\nheatmap_width=24\nheatmap_height=24\noutput_dim=");
+	expect_refused(dir, INFER_EMODULE, "no output 'defect_map'");
+	remove_package(dir);
+
+	/* A defect map without its size. */
+	dir = copy_package(src);
+	edit_file(dir, "manifest.ini", "output_dim=", "heatmap_output=defect_map\noutput_dim=");
+	expect_refused(dir, INFER_EMANIFEST, "heatmap_width");
+	remove_package(dir);
+
 	/* A required key missing: the message names the manifest and the key. */
 	dir = copy_package(src);
 	edit_file(dir, "manifest.ini", "features=", "feature_set=");
@@ -234,6 +296,7 @@ int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/inference/shipped-package-runs", test_shipped_package_runs);
+	g_test_add_func("/inference/package-with-defect-map", test_package_with_defect_map);
 	g_test_add_func("/inference/verdict-bands", test_verdict_bands);
 	g_test_add_func("/inference/corrupt-packages-are-refused", test_corrupt_packages_are_refused);
 	return g_test_run();

@@ -1,10 +1,14 @@
-/* Line manifests and WAV windows for the offline tools (line-manifest.h). */
+/* Line manifests, WAV windows and model inputs for the offline tools
+ * (line-manifest.h). */
 #include "tools/line-manifest.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "fusion/cvwrap.h"
 
 #define WAV_CACHE_BYTES ((gsize)2 << 30)
 
@@ -339,4 +343,56 @@ fail:
 	g_free(text);
 	line_manifest_free(rows);
 	return NULL;
+}
+
+int line_row_prepare(const char *root, const struct line_row *r, const struct line_inputs *in,
+		     float *img_in, float *sig, char **err)
+{
+	char *ipath = g_build_filename(root, r->image, NULL);
+	char *vpath = g_build_filename(root, r->vibration, NULL);
+	const struct line_wav *w;
+	uint8_t *img = NULL;
+	char *why = NULL;
+	int iw = 0, ih = 0, rc;
+
+	/* OpenCV only warns about a missing file; say it plainly. */
+	rc = g_file_test(ipath, G_FILE_TEST_IS_REGULAR) ? cvw_imread_gray(ipath, &img, &iw, &ih)
+							: -ENOENT;
+	if (rc == 0)
+		rc = fusion_image_prepare_resize(img, iw, ih, iw, in->width, in->height, in->mean,
+						 in->std, in->resize, img_in);
+	free(img);
+	if (rc < 0) {
+		*err = g_strdup_printf("column 'image': %s: %s", ipath,
+				       rc == -ENOENT ? "missing or unreadable image" : g_strerror(-rc));
+		goto out;
+	}
+	w = line_wav_cache_get(in->wavs, vpath, &why);
+	if (!w) {
+		*err = g_strdup_printf("column 'vibration': %s", why);
+		rc = -EIO;
+		goto out;
+	}
+	if (r->vib_len != (guint64)in->window) {
+		*err = g_strdup_printf("column 'vib_len': %" G_GUINT64_FORMAT " samples, the model "
+				       "takes windows of %zu", r->vib_len, in->window);
+		rc = -EINVAL;
+		goto out;
+	}
+	if (r->vib_start > w->n || w->n - r->vib_start < r->vib_len) {
+		*err = g_strdup_printf("column 'vib_start': window [%" G_GUINT64_FORMAT ", +%"
+				       G_GUINT64_FORMAT ") runs past the %zu samples of %s",
+				       r->vib_start, r->vib_len, (size_t)w->n, vpath);
+		rc = -EINVAL;
+		goto out;
+	}
+	rc = fusion_sigfeat_compute(in->sigfeat, w->x + r->vib_start, sig);
+	if (rc < 0)
+		*err = g_strdup_printf("column 'vibration': window of %s: %s", vpath,
+				       rc == -EINVAL ? "non-finite samples" : g_strerror(-rc));
+out:
+	g_free(why);
+	g_free(ipath);
+	g_free(vpath);
+	return rc;
 }

@@ -1,9 +1,12 @@
-/* Line manifests (parts.csv, docs/model.md) and the WAV recordings their
- * rows point into, shared by vigil-features and vigil-eval. */
+/* Line manifests (parts.csv, docs/model.md), the WAV recordings their
+ * rows point into, and one row's model inputs, shared by vigil-features
+ * and vigil-eval. */
 #ifndef VIGIL_TOOLS_LINE_MANIFEST_H
 #define VIGIL_TOOLS_LINE_MANIFEST_H
 
 #include <glib.h>
+
+#include "fusion/fusion.h"
 
 struct line_row {
 	int line;                  /* 1-based line in the CSV, for messages */
@@ -44,5 +47,24 @@ typedef struct line_wav_cache line_wav_cache;
 line_wav_cache *line_wav_cache_new(double rate_hz);
 void line_wav_cache_free(line_wav_cache *c);
 const struct line_wav *line_wav_cache_get(line_wav_cache *c, const char *path, char **err);
+
+/* How rows become model inputs: the image geometry and normalisation of
+ * a model package, its feature extractor and the recordings (borrowed). */
+struct line_inputs {
+	int width, height;
+	float mean, std;
+	enum fusion_resize resize;
+	fusion_sigfeat *sigfeat;   /* takes window samples */
+	size_t window;
+	line_wav_cache *wavs;
+};
+
+/* One row's model inputs as vigild computes them: img_in width*height
+ * floats (fusion_image_prepare_resize), sig the extractor's features of
+ * the row's vibration window (fusion_sigfeat_compute). root: the folder
+ * the row's paths are relative to. A negative errno code with *err (g_free)
+ * naming the column and file on failure. */
+int line_row_prepare(const char *root, const struct line_row *r, const struct line_inputs *in,
+		     float *img_in, float *sig, char **err);
 
 #endif

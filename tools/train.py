@@ -37,6 +37,17 @@ FEATURES_VERSION = "vigil-sigfeat-v1"
 VISION_EMBED = 16
 SIGNAL_EMBED = 8
 OPSET = 11
+VISION_OUTPUT = "vision"
+HEATMAP_OUTPUT = "defect_map"   # [vision] heatmap_output of a segmentation package
+
+
+def write_maps(path, maps):
+    """Defect maps [N, 1, H, W] as vigil-eval --heatmaps writes them:
+    "VGH1", uint32 N, W, H, then N*H*W float32, little-endian."""
+    n, _, h, w = maps.shape
+    with open(path, "wb") as f:
+        f.write(b"VGH1" + np.array([n, w, h], "<u4").tobytes())
+        f.write(np.ascontiguousarray(maps, "<f4").tobytes())
 
 
 def log(msg):
@@ -68,11 +79,16 @@ def parse_args(argv):
     p.add_argument("--balance", type=float, default=0.0,
                    help="draw each epoch's parts with replacement, weight "
                    "count(image_class)^-BALANCE (0: every part once, in random order)")
+    p.add_argument("--shift", type=int, default=0,
+                   help="augmentation: move each training image (and its mask) by up to "
+                   "SHIFT pixels along each axis, edges repeated (0: no shift)")
     p.add_argument("--frr-target", type=float,
                    help="choose the thresholds on the held-out set for this false-reject "
                    "rate (e.g. 0.01) instead of --reject/--marginal")
     p.add_argument("--scores-out", help="write torch's scores of the held-out parts here "
                    "(CSV, manifest order) to check the C runtime against")
+    p.add_argument("--maps-out", help="write torch's defect maps of the held-out parts "
+                   "here (segmentation arch; the format of vigil-eval --heatmaps)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -216,6 +232,20 @@ class VisionSeg(nn.Module):
         return self.features(x)[0]
 
 
+class VisionWithMap(nn.Module):
+    """The exported vision module of a segmentation network: two outputs,
+    the vision head's [logit, embedding] and the defect map as
+    probabilities (sigmoid), the package's heatmap."""
+
+    def __init__(self, vision):
+        super().__init__()
+        self.vision = vision
+
+    def forward(self, x):
+        v, m = self.vision.features(x)
+        return v, torch.sigmoid(m)
+
+
 class Signal(nn.Module):
     """MLP over the vigil-sigfeat-v1 vector; the training set's feature mean
     and std are part of the model (folded into the first layer on export)."""
@@ -272,10 +302,27 @@ class Decision(nn.Module):
         return self.fc2(F.relu(self.fc1(self.drop(vs))))
 
 
-def augment(x, m, gen):
-    """Flips, quarter turns (square inputs) and brightness/contrast changes
-    of the normalised image batch, the same flips and turns of the masks m
-    (may be None); the surface has no preferred way up."""
+def shift_batch(x, m, shift, gen):
+    """Moves the whole batch by one random offset of up to shift pixels
+    per axis, repeating the edge pixels into the uncovered side (a wrap
+    would draw a seam that looks like a crack); the masks m move the same
+    way with 0 filled in. Position on the tile is no cue to a defect."""
+    dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=gen))
+    h, w = x.shape[2], x.shape[3]
+    pad = (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0))
+
+    def move(t, mode):
+        t = F.pad(t, pad, mode=mode) if mode == "replicate" else F.pad(t, pad)
+        y0, x0 = max(-dy, 0), max(-dx, 0)
+        return t[:, :, y0:y0 + h, x0:x0 + w]
+    return move(x, "replicate"), (move(m, "constant") if m is not None else None)
+
+
+def augment(x, m, gen, shift=0):
+    """Flips, quarter turns (square inputs), shifts (shift > 0) and
+    brightness/contrast changes of the normalised image batch, the same
+    flips, turns and shifts of the masks m (may be None); the surface has no
+    preferred way up."""
     def both(f):
         return f(x), (f(m) if m is not None else None)
     if torch.rand(1, generator=gen).item() < 0.5:
@@ -284,6 +331,8 @@ def augment(x, m, gen):
         x, m = both(lambda t: torch.flip(t, dims=[2]))
     if x.shape[2] == x.shape[3] and torch.rand(1, generator=gen).item() < 0.5:
         x, m = both(lambda t: torch.rot90(t, 1, dims=[2, 3]))
+    if shift > 0:
+        x, m = shift_batch(x, m, shift, gen)
     n = x.shape[0]
     gain = 1 + 0.15 * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
     shift = 0.3 * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
@@ -357,25 +406,30 @@ def calibrate(fused_logits, defect, frr_target):
     return float(sigmoid(reject)), float(sigmoid(marginal))
 
 
-def export_onnx(module, example, path, in_name, out_name):
+def export_onnx(module, example, path, in_name, out_names):
     module.eval()
     torch.onnx.export(module, example, path, opset_version=OPSET, input_names=[in_name],
-                      output_names=[out_name], do_constant_folding=True,
+                      output_names=out_names, do_constant_folding=True,
                       training=torch.onnx.TrainingMode.EVAL)
     import onnx
     onnx.checker.check_model(onnx.load(path))
 
 
-def opencv_forward(nets, img, sig):
-    """The three modules chained as vigild chains them."""
+def opencv_forward(nets, img, sig, with_map=False):
+    """The three modules chained as vigild chains them; with_map: also the
+    vision module's defect map (None without)."""
     vnet, snet, dnet = nets
     vnet.setInput(img)
-    v = vnet.forward().reshape(1, -1)
+    if with_map:
+        v, hm = vnet.forward([VISION_OUTPUT, HEATMAP_OUTPUT])
+        v = v.reshape(1, -1)
+    else:
+        v, hm = vnet.forward().reshape(1, -1), None
     snet.setInput(sig)
     s = snet.forward().reshape(1, -1)
     dnet.setInput(np.concatenate([v, s], axis=1).astype(np.float32))
     d = dnet.forward().reshape(1, -1)
-    return v, s, d
+    return v, s, d, hm
 
 
 def sha256(path):
@@ -419,11 +473,16 @@ def main(argv):
     if seg:
         # Defect map targets: share of each map cell the mask covers, as 0/1
         # at 10 % (a 2-pixel blowhole still marks its cell).
+        # Made per batch from the augmented masks, so shifts by any number
+        # of pixels stay aligned with the image.
         cell = VisionSeg.MAP_STRIDE
-        map_target = torch.from_numpy(masks)
-        map_target = (F.avg_pool2d(map_target, cell) > 0.1).float()
-        log(f"defect map {map_target.shape[3]}x{map_target.shape[2]}: "
-            f"{float(map_target.mean()) * 100:.2f} % of cells defective")
+        full_masks = torch.from_numpy(masks)
+
+        def map_target(m):
+            return (F.avg_pool2d(m, cell) > 0.1).float()
+        every = map_target(full_masks)
+        log(f"defect map {every.shape[3]}x{every.shape[2]}: "
+            f"{float(every.mean()) * 100:.2f} % of cells defective")
     params = list(vision.parameters()) + list(signal.parameters()) + list(decision.parameters())
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-4)
     steps = a.epochs * ((n + a.batch - 1) // a.batch)
@@ -450,7 +509,9 @@ def main(argv):
         total, t0 = 0.0, time.time()
         for i in range(0, n, a.batch):
             idx = order[i:i + a.batch]
-            xb, mb = augment(x_img[idx], map_target[idx] if seg else None, gen)
+            xb, mb = augment(x_img[idx], full_masks[idx] if seg else None, gen, a.shift)
+            if seg:
+                mb = map_target(mb)
             if seg:
                 v, m = vision.features(xb)
             else:
@@ -488,10 +549,15 @@ def main(argv):
     sig_export = signal.folded()
     files = {"vision": "vision.onnx", "signal": "signal.onnx", "decision": "decision.onnx"}
     paths = {k: os.path.join(a.out, v) for k, v in files.items()}
-    export_onnx(vision, torch.zeros(1, 1, a.height, a.width), paths["vision"], "image", "vision")
-    export_onnx(sig_export, torch.zeros(1, sig_dim), paths["signal"], "features", "signal")
+    if seg:
+        export_onnx(VisionWithMap(vision), torch.zeros(1, 1, a.height, a.width),
+                    paths["vision"], "image", [VISION_OUTPUT, HEATMAP_OUTPUT])
+    else:
+        export_onnx(vision, torch.zeros(1, 1, a.height, a.width), paths["vision"], "image",
+                    [VISION_OUTPUT])
+    export_onnx(sig_export, torch.zeros(1, sig_dim), paths["signal"], "features", ["signal"])
     export_onnx(decision, torch.zeros(1, 2 + VISION_EMBED + SIGNAL_EMBED), paths["decision"],
-                "vision_signal", "defect")
+                "vision_signal", ["defect"])
 
     import cv2
     nets = tuple(cv2.dnn.readNetFromONNX(paths[k]) for k in ("vision", "signal", "decision"))
@@ -501,18 +567,24 @@ def main(argv):
     check_img, check_sig = (val[0], val[1]) if val else (images, signals)
     k = min(len(check_img), 64)
     with torch.no_grad():
-        tv = vision(torch.from_numpy(check_img[:k])).numpy()
+        tv, tmap = vision.features(torch.from_numpy(check_img[:k])) if seg else \
+            (vision(torch.from_numpy(check_img[:k])), None)
+        tv = tv.numpy()
+        tmap = torch.sigmoid(tmap).numpy() if seg else None
         ts = signal(torch.from_numpy(check_sig[:k])).numpy()
         ts_folded = sig_export(torch.from_numpy(check_sig[:k])).numpy()
         td = decision(torch.cat([torch.from_numpy(tv), torch.from_numpy(ts)], 1)).numpy()
-    diff = [0.0, 0.0, 0.0]
+    diff = [0.0, 0.0, 0.0, 0.0]
     for i in range(k):
-        v, s, d = opencv_forward(nets, check_img[i:i + 1], check_sig[i:i + 1])
+        v, s, d, hm = opencv_forward(nets, check_img[i:i + 1], check_sig[i:i + 1], seg)
         diff[0] = max(diff[0], float(np.abs(v - tv[i]).max()))
         diff[1] = max(diff[1], float(np.abs(s - ts[i]).max()))
         diff[2] = max(diff[2], float(np.abs(d - td[i]).max()))
+        if seg:
+            diff[3] = max(diff[3], float(np.abs(hm - tmap[i]).max()))
     log(f"OpenCV DNN {cv2.__version__} against torch on {k} parts, max abs diff: "
         f"vision {diff[0]:.2e} signal {diff[1]:.2e} decision {diff[2]:.2e} "
+        + (f"defect map {diff[3]:.2e} " if seg else "") +
         f"(folded signal layer vs torch: {np.abs(ts_folded - ts).max():.2e})")
     if max(diff) > 1e-3:
         sys.exit("train: the exported modules do not match torch under OpenCV DNN")
@@ -522,7 +594,7 @@ def main(argv):
         # Held-out figures from the modules as vigild runs them.
         logits = np.zeros((len(val[0]), 3), np.float32)
         for i in range(len(val[0])):
-            v, s, d = opencv_forward(nets, val[0][i:i + 1], val[1][i:i + 1])
+            v, s, d, _ = opencv_forward(nets, val[0][i:i + 1], val[1][i:i + 1], seg)
             logits[i] = (v[0, 0], s[0, 0], d[0, 0])
         if a.frr_target is not None:
             a.reject, a.marginal = calibrate(logits[:, 2], val[4], a.frr_target)
@@ -535,6 +607,12 @@ def main(argv):
                 for c, t in zip(val_classes, sigmoid(torch_logits.astype(np.float64))):
                     f.write(f"{c[2]},{t[2]:.7g},{t[0]:.7g},{t[1]:.7g}\n")
             log(f"torch scores of the held-out parts: {a.scores_out}")
+        if a.maps_out and seg:
+            with torch.no_grad():
+                maps = [torch.sigmoid(vision.features(torch.from_numpy(val[0][i:i + 64]))[1])
+                        for i in range(0, len(val[0]), 64)]
+            write_maps(a.maps_out, torch.cat(maps).numpy())
+            log(f"torch defect maps of the held-out parts: {a.maps_out}")
         metrics = figures(logits, *val[2:], a.reject, a.marginal)
         log(f"held-out (OpenCV DNN): {metrics['parts']} parts, {metrics['defective']} "
             f"defective; accuracy {metrics['accuracy']:.4f}; escapes {metrics['escapes']} "
@@ -557,7 +635,14 @@ def main(argv):
         log("wrong verdicts (part index, image_class, vib_class, p): " +
             "; ".join(f"{i} {val_classes[i][0]} {val_classes[i][1]} {p[i]:.2f}" for i in bad[:40]))
 
-    write_manifest(a, paths, files, sig_dim, metrics, argv)
+    heatmap = None
+    if seg:
+        heatmap = (a.width // VisionSeg.MAP_STRIDE, a.height // VisionSeg.MAP_STRIDE)
+        if tmap.shape[2:] != (heatmap[1], heatmap[0]):
+            sys.exit(f"train: defect map is {tmap.shape[3]}x{tmap.shape[2]}, expected "
+                     f"{heatmap[0]}x{heatmap[1]} (input not a multiple of "
+                     f"{VisionSeg.MAP_STRIDE})")
+    write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap)
     size = sum(os.path.getsize(p) for p in paths.values())
     log(f"wrote {a.out} ({size / 1024:.0f} KiB of modules) in {time.time() - t_start:.0f} s")
 
@@ -571,7 +656,7 @@ def threshold_text(p, a):
     return repr(float(np.float32(p)))
 
 
-def write_manifest(a, paths, files, sig_dim, metrics, argv):
+def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None):
     vision_out = 1 + VISION_EMBED
     signal_out = 1 + SIGNAL_EMBED
     cmd = "tools/train.py " + " ".join(shlex.quote(x) for x in argv)
@@ -593,6 +678,8 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv):
         f"mean={a.mean:g}",
         f"std={a.std:g}",
         f"output_dim={vision_out}",
+    ] + ([f"heatmap_output={HEATMAP_OUTPUT}", f"heatmap_width={heatmap[0]}",
+          f"heatmap_height={heatmap[1]}"] if heatmap else []) + [
         "",
         "[signal]",
         f"file={files['signal']}",

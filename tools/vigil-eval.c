@@ -2,7 +2,7 @@
  * vigild uses (fusion/ for the inputs, inference/ for the modules).
  *
  *   vigil-eval --manifest CSV [--data-root DIR] [--split NAME] --model DIR
- *              --json OUT [--scores CSV] [--backend opencv]
+ *              --json OUT [--scores CSV] [--heatmaps FILE] [--backend opencv]
  *
  * The manifest needs the columns image, vibration, vib_start, vib_len,
  * image_class, vib_class and defect (docs/model.md). The JSON holds, for
@@ -23,7 +23,12 @@
  * parts, at the [thresholds] vision threshold; signal_only the signal
  * score on the parts with a bearing fault (vib_class != normal), at the
  * signal threshold; each also gives the fused escape rate on its parts.
- * confusion counts the fused verdicts by image_class and vib_class. */
+ * confusion counts the fused verdicts by image_class and vib_class.
+ *
+ * --heatmaps writes the defect map of every part (a package with a
+ * [vision] heatmap_output), little-endian: "VGH1", uint32 N, uint32 W,
+ * uint32 H, then per part W*H float32, row-major; train.py --maps-out
+ * writes torch's in the same layout. */
 #include <errno.h>
 #include <glib.h>
 #include <math.h>
@@ -31,7 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fusion/cvwrap.h"
 #include "fusion/fusion.h"
 #include "inference/inference.h"
 #include "tools/line-manifest.h"
@@ -249,57 +253,10 @@ static void json_confusion(GString *s, const GArray *rows, const struct judged *
 	g_ptr_array_free(keys, TRUE);
 }
 
-/* Model inputs of one row, as vigild computes them. */
-static int prepare_row(const char *root, const struct line_row *r, const struct infer_info *in,
-		       line_wav_cache *wavs, fusion_sigfeat *sf, float *img_in, float *sig,
-		       char **err)
-{
-	char *ipath = g_build_filename(root, r->image, NULL);
-	char *vpath = g_build_filename(root, r->vibration, NULL);
-	const struct line_wav *w;
-	uint8_t *img = NULL;
-	int iw = 0, ih = 0, rc;
-
-	rc = g_file_test(ipath, G_FILE_TEST_IS_REGULAR) ? cvw_imread_gray(ipath, &img, &iw, &ih)
-							: -ENOENT;
-	if (rc == 0)
-		rc = fusion_image_prepare_resize(img, iw, ih, iw, in->input_width,
-						 in->input_height, in->mean, in->std, in->resize,
-						 img_in);
-	free(img);
-	if (rc < 0) {
-		*err = g_strdup_printf("column 'image': %s: %s", ipath,
-				       rc == -ENOENT ? "missing or unreadable image" : g_strerror(-rc));
-		goto out;
-	}
-	w = line_wav_cache_get(wavs, vpath, err);
-	if (!w) {
-		rc = -EIO;
-		goto out;
-	}
-	if (r->vib_len != (guint64)in->window || r->vib_start > w->n ||
-	    w->n - r->vib_start < r->vib_len) {
-		*err = g_strdup_printf("columns 'vib_start', 'vib_len': window [%" G_GUINT64_FORMAT
-				       ", +%" G_GUINT64_FORMAT ") of %s (%zu samples); the model "
-				       "takes %d samples", r->vib_start, r->vib_len, vpath,
-				       (size_t)w->n, in->window);
-		rc = -EINVAL;
-		goto out;
-	}
-	rc = fusion_sigfeat_compute(sf, w->x + r->vib_start, sig);
-	if (rc < 0)
-		*err = g_strdup_printf("column 'vibration': window of %s: %s", vpath,
-				       rc == -EINVAL ? "non-finite samples" : g_strerror(-rc));
-out:
-	g_free(ipath);
-	g_free(vpath);
-	return rc;
-}
-
 int main(int argc, char **argv)
 {
 	char *manifest = NULL, *root = NULL, *split = NULL, *model_dir = NULL, *json_path = NULL;
-	char *scores_path = NULL, *backend = NULL, *err = NULL;
+	char *scores_path = NULL, *heatmaps_path = NULL, *backend = NULL, *err = NULL;
 	GOptionEntry entries[] = {
 		{ "manifest", 0, 0, G_OPTION_ARG_FILENAME, &manifest, "Line manifest (parts.csv)", "CSV" },
 		{ "data-root", 0, 0, G_OPTION_ARG_FILENAME, &root,
@@ -309,6 +266,8 @@ int main(int argc, char **argv)
 		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json_path, "Write the figures here", "OUT" },
 		{ "scores", 0, 0, G_OPTION_ARG_FILENAME, &scores_path,
 		  "Also write every part's scores and verdict as CSV", "CSV" },
+		{ "heatmaps", 0, 0, G_OPTION_ARG_FILENAME, &heatmaps_path,
+		  "Also write every part's defect map (VGH1, float32)", "FILE" },
 		{ "backend", 0, 0, G_OPTION_ARG_STRING, &backend, "Inference backend (opencv)", "NAME" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
@@ -318,9 +277,11 @@ int main(int argc, char **argv)
 	const struct infer_info *in;
 	line_wav_cache *wavs = NULL;
 	fusion_sigfeat *sf = NULL;
+	struct line_inputs inputs;
 	struct judged *parts = NULL;
 	float *img_in = NULL, *sig = NULL;
 	GString *js = NULL, *csv = NULL;
+	GByteArray *maps = NULL;
 	GError *gerr = NULL;
 	struct figures f;
 	gint64 t0 = g_get_monotonic_time();
@@ -366,9 +327,25 @@ int main(int argc, char **argv)
 		goto done;
 	}
 	wavs = line_wav_cache_new(in->rate_hz);
+	inputs = (struct line_inputs){ .width = in->input_width, .height = in->input_height,
+				       .mean = in->mean, .std = in->std, .resize = in->resize,
+				       .sigfeat = sf, .window = (size_t)in->window, .wavs = wavs };
 	img_in = g_new(float, (gsize)in->input_width * in->input_height);
 	sig = g_new(float, in->signal_dim);
 	parts = g_new0(struct judged, rows->len);
+	if (heatmaps_path) {
+		guint32 head[3] = { GUINT32_TO_LE(rows->len), GUINT32_TO_LE(in->heatmap_width),
+				    GUINT32_TO_LE(in->heatmap_height) };
+
+		if (!in->heatmap_width) {
+			fprintf(stderr, "vigil-eval: --heatmaps: package %s has no defect map "
+					"([vision] heatmap_output)\n", model_dir);
+			goto done;
+		}
+		maps = g_byte_array_new();
+		g_byte_array_append(maps, (const guint8 *)"VGH1", 4);
+		g_byte_array_append(maps, (const guint8 *)head, sizeof head);
+	}
 	if (scores_path)
 		csv = g_string_new("part_id,image_class,vib_class,defect,score,vision_score,"
 				   "signal_score,verdict\n");
@@ -380,10 +357,26 @@ int main(int argc, char **argv)
 		struct judged *j = &parts[i];
 		struct infer_output o;
 
-		if (prepare_row(root, r, in, wavs, sf, img_in, sig, &err) < 0 ||
+		if (line_row_prepare(root, r, &inputs, img_in, sig, &err) < 0 ||
 		    infer_model_run(model, img_in, sig, &o, &err) < 0) {
 			fprintf(stderr, "vigil-eval: %s:%d: %s\n", manifest, r->line, err);
 			goto done;
+		}
+		if (maps) {
+			if (!o.heatmap || o.heatmap_w != in->heatmap_width ||
+			    o.heatmap_h != in->heatmap_height) {
+				fprintf(stderr, "vigil-eval: %s:%d: the model gave no %dx%d defect "
+						"map\n", manifest, r->line, in->heatmap_width,
+					in->heatmap_height);
+				goto done;
+			}
+			for (int k = 0; k < o.heatmap_w * o.heatmap_h; k++) {
+				guint32 u;
+
+				memcpy(&u, &o.heatmap[k], 4);
+				u = GUINT32_TO_LE(u);
+				g_byte_array_append(maps, (const guint8 *)&u, 4);
+			}
 		}
 		j->score = o.score;
 		j->vision_score = o.vision_score;
@@ -448,7 +441,9 @@ int main(int argc, char **argv)
 			       (g_get_monotonic_time() - t0) / 1e6);
 
 	if (!g_file_set_contents(json_path, js->str, (gssize)js->len, &gerr) ||
-	    (csv && !g_file_set_contents(scores_path, csv->str, (gssize)csv->len, &gerr))) {
+	    (csv && !g_file_set_contents(scores_path, csv->str, (gssize)csv->len, &gerr)) ||
+	    (maps && !g_file_set_contents(heatmaps_path, (const char *)maps->data,
+					  (gssize)maps->len, &gerr))) {
 		fprintf(stderr, "vigil-eval: %s\n", gerr->message);
 		g_error_free(gerr);
 		goto done;
@@ -459,6 +454,8 @@ done:
 		g_string_free(js, TRUE);
 	if (csv)
 		g_string_free(csv, TRUE);
+	if (maps)
+		g_byte_array_free(maps, TRUE);
 	g_free(parts);
 	g_free(img_in);
 	g_free(sig);
@@ -473,6 +470,7 @@ done:
 	g_free(model_dir);
 	g_free(json_path);
 	g_free(scores_path);
+	g_free(heatmaps_path);
 	g_free(backend);
 	g_option_context_free(ctx);
 	return rc;

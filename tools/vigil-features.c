@@ -137,6 +137,7 @@ int main(int argc, char **argv)
 	};
 	GOptionContext *ctx = g_option_context_new("- model inputs for a line manifest");
 	line_wav_cache *wavs = NULL;
+	struct line_inputs inputs;
 	GArray *rows = NULL;
 	fusion_sigfeat *sf = NULL;
 	float *img_in = NULL, *sig = NULL, *mask = NULL;
@@ -178,6 +179,9 @@ int main(int argc, char **argv)
 		goto done;
 	}
 	wavs = line_wav_cache_new(rate);
+	inputs = (struct line_inputs){ .width = width, .height = height, .mean = (float)mean,
+				       .std = (float)std, .resize = resize, .sigfeat = sf,
+				       .window = (size_t)window, .wavs = wavs };
 	sig_dim = fusion_sigfeat_dim(sf);
 	img_floats = (size_t)width * (size_t)height;
 	img_in = g_new(float, img_floats);
@@ -213,66 +217,16 @@ int main(int argc, char **argv)
 		width, height, fusion_resize_name(resize), sig_dim, FUSION_SIGFEAT_VERSION);
 	for (guint i = 0; i < rows->len; i++) {
 		const struct line_row *r = &g_array_index(rows, struct line_row, i);
-		char *ipath = g_build_filename(root, r->image, NULL);
-		char *vpath = g_build_filename(root, r->vibration, NULL);
-		const struct line_wav *w;
-		uint8_t *img = NULL;
-		int iw = 0, ih = 0, e;
 
-		/* OpenCV only warns about a missing file; say it plainly. */
-		e = g_file_test(ipath, G_FILE_TEST_IS_REGULAR) ? cvw_imread_gray(ipath, &img, &iw, &ih)
-							       : -ENOENT;
-		if (e == 0)
-			e = fusion_image_prepare_resize(img, iw, ih, iw, width, height, (float)mean,
-							(float)std, resize, img_in);
-		free(img);
-		if (e < 0) {
-			fprintf(stderr, "vigil-features: %s:%d: column 'image': %s: %s\n", manifest,
-				r->line, ipath,
-				e == -ENOENT ? "missing or unreadable image" : g_strerror(-e));
-			g_free(ipath);
-			g_free(vpath);
+		if (line_row_prepare(root, r, &inputs, img_in, sig, &err) < 0) {
+			fprintf(stderr, "vigil-features: %s:%d: %s\n", manifest, r->line, err);
 			goto done;
 		}
-		g_free(ipath);
 		if (mout && mask_prepare(root, r, width, height, resize, mask, &err) < 0) {
 			fprintf(stderr, "vigil-features: %s:%d: column 'mask': %s\n", manifest,
 				r->line, err);
-			g_free(vpath);
 			goto done;
 		}
-
-		w = line_wav_cache_get(wavs, vpath, &err);
-		if (!w) {
-			fprintf(stderr, "vigil-features: %s:%d: column 'vibration': %s\n",
-				manifest, r->line, err);
-			g_free(vpath);
-			goto done;
-		}
-		if (r->vib_len != (guint64)window) {
-			fprintf(stderr, "vigil-features: %s:%d: column 'vib_len': %" G_GUINT64_FORMAT
-				" samples, the features need windows of %d\n", manifest, r->line,
-				r->vib_len, window);
-			g_free(vpath);
-			goto done;
-		}
-		if (r->vib_start > w->n || w->n - r->vib_start < r->vib_len) {
-			fprintf(stderr, "vigil-features: %s:%d: column 'vib_start': window [%"
-				G_GUINT64_FORMAT ", +%" G_GUINT64_FORMAT ") runs past the %zu samples "
-				"of %s\n", manifest, r->line, r->vib_start, r->vib_len, (size_t)w->n,
-				vpath);
-			g_free(vpath);
-			goto done;
-		}
-		e = fusion_sigfeat_compute(sf, w->x + r->vib_start, sig);
-		if (e < 0) {
-			fprintf(stderr, "vigil-features: %s:%d: column 'vibration': window of %s: "
-				"%s\n", manifest, r->line, vpath,
-				e == -EINVAL ? "non-finite samples" : g_strerror(-e));
-			g_free(vpath);
-			goto done;
-		}
-		g_free(vpath);
 		if (write_floats(out, img_in, img_floats) < 0 || write_floats(out, sig, sig_dim) < 0 ||
 		    (mout && write_floats(mout, mask, img_floats) < 0)) {
 			fprintf(stderr, "vigil-features: writing %s failed\n", out_path);
