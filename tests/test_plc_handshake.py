@@ -23,160 +23,38 @@ vigild on a few simulated parts and asserts behaviour, never timing:
 
 usage: test_plc_handshake.py BUILD_DIR SOURCE_ROOT SCENARIO
 """
-import logging
 import os
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 
-from pymodbus.client import ModbusTcpClient
-
-TRIG, RES, STAT = 0, 10, 20        # PLC_REGMAP_DEFAULT
-STAT_REGS, RES_REGS = 9, 9
-ST_READY, ST_FAULT, ST_CAMERA_OK, ST_STOP_LINE = 1, 1 << 2, 1 << 4, 1 << 7
-ST_VALID, ST_OVERRUN, ST_JOB_INVALID = 1 << 8, 1 << 9, 1 << 11
-FL_FAILSAFE, FL_NO_FRAME, FL_NO_VIBRATION, FL_MODEL_ERROR = 1 << 2, 1 << 3, 1 << 4, 1 << 5
-REJECT = 2
-WAIT_S = 40                        # generous: the machine is shared
+from linetest import Vigild, camera_section, fail, free_port, generate_parts, line_config, skip
+from plctest import (ERR_JOB, FL_FAILSAFE, FL_MODEL_ERROR, FL_NO_FRAME, FL_NO_VIBRATION,
+                     REJECT, ST_CAMERA_OK, ST_FAULT, ST_JOB_REFUSED, ST_OVERRUN, ST_STOP_LINE,
+                     ST_VALID, TRIG, WAIT_S, MasterPLC, quiet_pymodbus, start_vigild,
+                     stop_vigild, wait_for)
 
 
-def fail(msg):
-    print("FAIL:", msg, flush=True)
-    sys.exit(1)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, cond, timeout=WAIT_S):
-    end = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > end:
-            fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-class PLC:
-    """The PLC: a pymodbus client polling vigild."""
-
-    def __init__(self, port):
-        self.c = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
-        self.res_counter = None
-
-    def _retry(self, fn):
-        for _ in range(400):
-            try:
-                if not self.c.connected:
-                    self.c.connect()
-                rr = fn()
-                if not rr.isError():
-                    return rr
-            except Exception:  # noqa: BLE001 refused while vigild starts
-                pass
-            time.sleep(0.05)
-        fail("vigild's Modbus server does not answer")
-
-    def read(self, addr, n):
-        return self._retry(lambda: self.c.read_holding_registers(addr, n, slave=1)).registers
-
-    def write(self, addr, values):
-        self._retry(lambda: self.c.write_registers(addr, values, slave=1))
-
-    def status(self):
-        return self.read(STAT, STAT_REGS)
-
-    def result(self):
-        return self.read(RES, RES_REGS)
-
-    def trigger(self, counter, part):
-        self.write(TRIG, [counter, part >> 16, part & 0xFFFF])
-        wait_for(f"trigger_seen = {counter}", lambda: self.status()[4] == counter)
-
-    def ack(self, counter):
-        self.write(TRIG + 3, [counter])
-
-    def next_result(self):
-        """Waits for a result with a new counter and valid = 1."""
-        r = wait_for("a new result",
-                     lambda: (lambda r: r if r[8] == 1 and r[0] != self.res_counter else None)(
-                         self.result()))
-        self.res_counter = r[0]
-        return r
-
-    def close(self):
-        self.c.close()
-
-
-class Vigild:
-    def __init__(self, tmp, build, conf):
-        self.log_path = os.path.join(tmp, "vigild.log")
-        self.log = open(self.log_path, "a+")
-        self.p = subprocess.Popen([os.path.join(build, "app", "vigild"), "--config", conf],
-                                  stdout=self.log, stderr=subprocess.STDOUT)
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        rc = self.p.wait(timeout=60)
-        self.log.flush()
-        return rc
-
-    def text(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-
-def config(tmp, sim, pkg, port, db, plc_extra="", camera_extra="", tail=""):
-    conf = os.path.join(tmp, "vigild.conf")
+def config(env, deadline_ms=20000, plc_extra="", elements="", tail="", name="vigild.conf"):
+    """vigild in the server role on env's simulated parts; slow timeouts,
+    so only what a scenario provokes goes wrong."""
+    conf = os.path.join(env["tmp"], name)
     with open(conf, "w") as f:
-        f.write(f"""[camera.top]
-pipeline = multifilesrc location={sim}/images/part-%05d.png index=0 caps=image/png ! pngdec {camera_extra}! videoconvert ! appsink name=sink
-trigger = sequence
-frame_timeout_ms = 20000
-restart = never
-
-[vibration.drive_end]
-pipeline = filesrc location={sim}/vibration.wav ! wavparse ! audioconvert ! audioresample ! appsink name=sink
-mode = sequence
-rate_hz = 12000
-window = 2048
-stride = 2048
-timeout_ms = 20000
-
-[model]
-package = {pkg}
-backend = opencv
-
-[plc]
-mode = server
-host = 127.0.0.1
-port = {port}
-poll_ms = 2
-peer_timeout_ms = 600000
-{plc_extra}
-[database]
-path = {db}
-{tail}""")
+        f.write(line_config(camera_section(env["sim"], 20000, elements, "restart = never\n"),
+                            env["sim"], env["root"], env["port"], env["db"],
+                            deadline_ms=deadline_ms, window_timeout_ms=20000,
+                            plc_extra="mode = server\npeer_timeout_ms = 600000\n" + plc_extra,
+                            tail=tail))
     return conf
 
 
-def rows(db, want, timeout=WAIT_S):
+def rows(db, want, timeout=WAIT_S, columns="part_id, verdict, flags"):
     """The database rows (part_id, verdict, flags) once there are want."""
     def get():
         try:
             con = sqlite3.connect(db)
-            r = con.execute("SELECT part_id, verdict, flags FROM inspections ORDER BY part_id"
-                            ).fetchall()
+            r = con.execute(f"SELECT {columns} FROM inspections ORDER BY part_id").fetchall()
             con.close()
         except sqlite3.Error:
             return None
@@ -184,28 +62,18 @@ def rows(db, want, timeout=WAIT_S):
     return wait_for(f"{want} database rows", get, timeout)
 
 
-def start(tmp, build, conf, port):
-    v = Vigild(tmp, build, conf)
-    plc = PLC(port)
-    wait_for("ready", lambda: v.p.poll() is not None or plc.status()[1] & ST_READY)
-    if v.p.poll() is not None:
-        fail("vigild exited:\n" + v.text())
+def start(env, conf):
+    v = Vigild(env["build"], conf, os.path.join(env["tmp"], "vigild.log"))
+    plc = MasterPLC(env["port"])
+    start_vigild(v, plc)
     return v, plc
 
 
-def finish(v, plc):
-    plc.close()
-    rc = v.stop()
-    text = v.text()
-    print(text[-3000:])
-    if rc != 0:
-        fail(f"vigild exited with {rc}")
-    return text
+finish = stop_vigild
 
 
 def scenario_double_ack(env):
-    v, plc = start(env["tmp"], env["build"], config(**env["cfg"], plc_extra="reject_deadline_ms = 20000\n"),
-                   env["port"])
+    v, plc = start(env, config(env))
     n = 6
     got = []
     for i in range(n):
@@ -238,9 +106,7 @@ def scenario_double_ack(env):
 
 
 def scenario_never_ack(env):
-    v, plc = start(env["tmp"], env["build"],
-                   config(**env["cfg"], plc_extra="reject_deadline_ms = 20000\nresult_buffer = 2\n"),
-                   env["port"])
+    v, plc = start(env, config(env, plc_extra="result_buffer = 2\n"))
     n = 8
     for i in range(n):
         plc.trigger(i + 1, 200 + i)
@@ -285,9 +151,8 @@ def scenario_never_ack(env):
 def scenario_deadline(env):
     # Each frame takes 2 s to leave the camera; the deadline is 300 ms.
     n = 3
-    v, plc = start(env["tmp"], env["build"],
-                   config(**env["cfg"], plc_extra="reject_deadline_ms = 300\n",
-                          camera_extra="! identity sleep-time=2000000 "), env["port"])
+    v, plc = start(env, config(env, deadline_ms=300,
+                               elements="identity sleep-time=2000000 ! "))
     for i in range(n):
         plc.trigger(i + 1, 300 + i)
     got = []
@@ -319,9 +184,7 @@ def scenario_deadline(env):
 
 def scenario_fault(env, policy):
     # The simulation has 3 parts: parts 4 and 5 find the camera at its end.
-    v, plc = start(env["tmp"], env["build"],
-                   config(**env["cfg"], plc_extra=f"reject_deadline_ms = 20000\n"
-                          f"fault_policy = {policy}\n"), env["port"])
+    v, plc = start(env, config(env, plc_extra=f"fault_policy = {policy}\n"))
     st = plc.status()
     if st[1] & (ST_FAULT | ST_STOP_LINE) or not st[1] & ST_CAMERA_OK:
         fail(f"status before any fault: {st}")
@@ -346,11 +209,10 @@ def scenario_fault(env, policy):
 
 
 def scenario_job(env):
-    jobs = "job = 1\n"
     tail = "\n[job.1]\nreject = 0.99\nmarginal = 0.99\n\n[job.2]\nreject = 0\nmarginal = 0\n"
-    conf = config(**env["cfg"], plc_extra="reject_deadline_ms = 20000\n" + jobs, tail=tail)
+    conf = config(env, plc_extra="job = 1\n", tail=tail)
     state = env["db"] + ".plc-state"
-    v, plc = start(env["tmp"], env["build"], conf, env["port"])
+    v, plc = start(env, conf)
     if plc.status()[3] != 1:
         fail(f"active job {plc.status()[3]}, want the configured job 1")
     plc.write(TRIG + 4, [2])
@@ -362,8 +224,8 @@ def scenario_job(env):
         fail(f"job 2 rejects every part on its score: got {r}")
     plc.write(TRIG + 4, [9])
     st = wait_for("job 9 refused",
-                  lambda: (lambda s: s if s[1] & ST_JOB_INVALID else None)(plc.status()))
-    if st[2] != 6 or st[3] != 2:
+                  lambda: (lambda s: s if s[1] & ST_JOB_REFUSED else None)(plc.status()))
+    if st[2] != ERR_JOB or st[3] != 2:
         fail(f"after selecting job 9: error {st[2]} (want 6), job {st[3]} (want 2)")
     text = finish(v, plc)
     if "PLC selected job 9, which is not configured" not in text:
@@ -373,9 +235,9 @@ def scenario_job(env):
             fail(f"{state} does not hold job 2")
 
     # A restart: the trigger block is zeroed (no request), job 2 stays.
-    v, plc = start(env["tmp"], env["build"], conf, env["port"])
+    v, plc = start(env, conf)
     st = plc.status()
-    if st[3] != 2 or st[1] & ST_JOB_INVALID:
+    if st[3] != 2 or st[1] & ST_JOB_REFUSED:
         fail(f"after a restart: job {st[3]}, want 2 from {state}")
     plc.trigger(1, 501)
     r = plc.next_result()
@@ -400,22 +262,14 @@ def main():
         print(__doc__)
         sys.exit(2)
     build, root, name = sys.argv[1:]
-    logging.basicConfig()
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    pkg = os.path.join(root, "models", "synthetic-v1")
-    if not os.path.exists(os.path.join(pkg, "manifest.ini")):
-        print("SKIP: no model package")
-        sys.exit(77)
+    quiet_pymodbus()
+    if not os.path.exists(os.path.join(root, "models", "synthetic-v1", "manifest.ini")):
+        skip("no model package")
     with tempfile.TemporaryDirectory(prefix="vigil-plc-hs-") as tmp:
         sim = os.path.join(tmp, "sim")
-        parts = 3 if name.startswith("fault") else 16
-        subprocess.run([os.path.join(build, "tools", "vigil-sim"), "generate", "--out", sim,
-                        "--parts", str(parts), "--seed", "5", "--split", "e2e"],
-                       check=True, stdout=subprocess.DEVNULL)
-        port = free_port()
-        db = os.path.join(tmp, "vigil.db")
-        env = {"tmp": tmp, "build": build, "port": port, "db": db,
-               "cfg": {"tmp": tmp, "sim": sim, "pkg": pkg, "port": port, "db": db}}
+        generate_parts(build, sim, 3 if name.startswith("fault") else 60, 5)
+        env = {"tmp": tmp, "build": build, "root": root, "sim": sim, "port": free_port(),
+               "db": os.path.join(tmp, "vigil.db")}
         SCENARIOS[name](env)
     print("PASS", name)
 
