@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,7 @@ int line_read_config(line *l, const config *cfg, char **err)
 	static const char *const plc_parities[] = { "N", "E", "O", NULL };
 	static const char *const fault_policies[] = { "reject_all", "stop_line", NULL };
 	char **cams = NULL, *sen = NULL;
+	struct in_addr addr;
 	int mode = 0, ival = 0;
 	double d = 0;
 	int rc;
@@ -252,6 +254,11 @@ int line_read_config(line *l, const config *cfg, char **err)
 				      &l->plc_host, err) < 0 ||
 		    config_get_int(cfg, "plc", "port", 502, 1, 65535, &l->plc_cfg.port, err) < 0)
 			goto out;
+		if (inet_pton(AF_INET, l->plc_host, &addr) != 1) {
+			*err = config_error(cfg, "plc", "host", "'%s' is not an IPv4 address (no "
+					    "host names: libmodbus takes addresses only)", l->plc_host);
+			goto out;
+		}
 	} else {
 		if (config_get_string(cfg, "plc", "device", NULL, &l->plc_device, err) < 0 ||
 		    config_get_int(cfg, "plc", "baud", 19200, 300, 4000000, &l->plc_cfg.baud, err) < 0 ||
