@@ -1,5 +1,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,20 +94,15 @@ static int read_jobs(line *l, const config *cfg, char **err)
 		}
 		j = &l->jobs[n];
 		j->number = (int)n;
+		/* Thresholds left out are the package's own; a reject without a
+		 * marginal has no marginal band. The package is loaded when the
+		 * PLC selects the job, so a broken one stops no line. */
 		if (config_check_keys(cfg, groups[i], job_keys, err) < 0 ||
 		    config_get_string(cfg, groups[i], "package", l->model_dir, &j->package, err) < 0 ||
-		    config_get_double(cfg, groups[i], "reject", 0.5, 0, 1, &j->reject, err) < 0 ||
+		    config_get_double(cfg, groups[i], "reject", NAN, 0, 1, &j->reject, err) < 0 ||
 		    config_get_double(cfg, groups[i], "marginal", j->reject, 0, 1, &j->marginal,
 				      err) < 0)
 			break;
-		/* Switching the model package needs the inspection thread to
-		 * reload it (app/line.c); this version switches thresholds only. */
-		if (strcmp(j->package, l->model_dir) != 0) {
-			*err = config_error(cfg, groups[i], "package",
-					    "this version runs one model package ([model] package "
-					    "%s); a job may change only its thresholds", l->model_dir);
-			break;
-		}
 		rc = 0;
 	}
 	g_strfreev(groups);

@@ -61,6 +61,9 @@ struct vigil_part {
 	float vision_score;
 	float signal_score;
 	double infer_ms;           /* features + model */
+	/* Version of the model package that judged it; a string that lives as
+	 * long as the process (g_intern_string), NULL if no model ran. */
+	const char *model_version;
 	int has_vibration;
 	struct vigil_vibration vibration;
 };

@@ -12,8 +12,9 @@
  *
  * A plc_link is used from one thread only (libmodbus contexts are not
  * thread-safe). In the server role the link serves the PLC's requests only
- * inside plc_read_trigger(), so the caller must call it at least every
- * poll period. */
+ * inside plc_read_trigger() and plc_serve(), so the caller must call one
+ * at least every poll period; neither waits on a master that sends its
+ * request slowly (TCP requests are read as far as they have arrived). */
 #ifndef VIGIL_PLC_PLC_H
 #define VIGIL_PLC_PLC_H
 
@@ -74,7 +75,8 @@ enum plc_status_bits {
 	PLC_STATUS_RESULTS_VALID = 1 << 8,/* mirror of the result block's VALID */
 	PLC_STATUS_OVERRUN = 1 << 9,      /* a result was lost to a full buffer (latched) */
 	PLC_STATUS_PLC_SILENT = 1 << 10,  /* server role: the PLC stopped polling */
-	PLC_STATUS_JOB_INVALID = 1 << 11, /* the selected job is not configured */
+	PLC_STATUS_JOB_INVALID = 1 << 11, /* the selected job was refused (error code says why) */
+	PLC_STATUS_JOB_LOADING = 1 << 12, /* a selected job's model package is loading */
 };
 
 enum plc_error_code {
@@ -86,6 +88,10 @@ enum plc_error_code {
 	PLC_ERR_OVERRUN = 5,
 	PLC_ERR_JOB = 6,
 	PLC_ERR_PLC_SILENT = 7,
+	/* A selected job's model package was refused; the running job stays. */
+	PLC_ERR_JOB_PACKAGE_MISSING = 8,  /* no package (manifest) at its path */
+	PLC_ERR_JOB_PACKAGE_CORRUPT = 9,  /* checksum, module or trial run failed */
+	PLC_ERR_JOB_PACKAGE_UNFIT = 10,   /* vibration rate, window or features differ */
 };
 
 struct plc_regmap {
