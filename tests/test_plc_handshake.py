@@ -473,7 +473,9 @@ def modbus_raw(sock, pdu, tid=1, unit=1):
 
 
 def scenario_malformed(env):
-    v, plc = start(env, config(env))
+    # The slow master below pauses for whole parts between its bytes: give
+    # it longer than the 500 ms after which a stalled request is dropped.
+    v, plc = start(env, config(env, plc_extra="timeout_ms = 5000\n"))
     flow = PartFlow(plc, 900)
     flow.part()
     port = env["port"]
