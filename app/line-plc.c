@@ -211,6 +211,7 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 
 		p->part_id = t->part_id;
 		p->trigger_counter = t->counter;
+		p->job = (uint16_t)s->job; /* inspection sets the job that judges it */
 		p->seq = s->next_seq++;
 		p->t_trigger_us = vigil_now_us();
 		p->t_wall_us = vigil_wall_us();
@@ -337,6 +338,7 @@ static gboolean commit_next(line *l, struct plc_state *s, int64_t now)
 		.score_milli = p ? (uint16_t)lrintf(CLAMP(p->score, 0.0f, 1.0f) * 1000.0f) : 1000,
 		.flags = p ? (uint16_t)(p->flags & 0xffff) : VIGIL_FLAG_FAILSAFE,
 		.valid = 1,
+		.job = p ? p->job : (uint16_t)s->job,
 	};
 	s->have_cur = TRUE;
 	s->cur_written = FALSE;

@@ -126,6 +126,7 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 	int rc;
 
 	p->model_version = l->run_version;
+	p->job = (uint16_t)l->run_job;
 	for (int i = 0; i < l->ncameras; i++) {
 		struct line_camera *c = &l->cameras[i];
 

@@ -79,6 +79,7 @@ void plc_encode_result(const struct plc_result *r, uint16_t regs[PLC_RES_REGS])
 	regs[PLC_RES_SCORE] = r->score_milli;
 	regs[PLC_RES_FLAGS] = r->flags;
 	regs[PLC_RES_VALID] = r->valid;
+	regs[PLC_RES_JOB] = r->job;
 }
 
 void plc_decode_result(const uint16_t regs[PLC_RES_REGS], struct plc_result *r)
@@ -91,6 +92,7 @@ void plc_decode_result(const uint16_t regs[PLC_RES_REGS], struct plc_result *r)
 	r->score_milli = regs[PLC_RES_SCORE];
 	r->flags = regs[PLC_RES_FLAGS];
 	r->valid = regs[PLC_RES_VALID];
+	r->job = regs[PLC_RES_JOB];
 }
 
 void plc_encode_trigger(const struct plc_trigger *t, uint16_t regs[PLC_TRIG_REGS])

@@ -1,4 +1,4 @@
-/* The link to the line PLC over Modbus (libmodbus), register map version 2.
+/* The link to the line PLC over Modbus (libmodbus), register map version 3.
  *
  * vigild takes one of two roles, chosen in the config:
  *   client: the PLC is the Modbus server; vigild polls its trigger block and
@@ -26,7 +26,7 @@
 #define PLC_EHANDSHAKE (-(PLC_ENOBASE + 2)) /* PLC has not acknowledged */
 #define PLC_EMODBUS (-(PLC_ENOBASE + 3))    /* Modbus exception reply */
 
-#define PLC_MAP_VERSION 2
+#define PLC_MAP_VERSION 3
 
 /* Holding register offsets, relative to the block bases in plc_regmap. */
 enum {
@@ -48,7 +48,8 @@ enum {
 	PLC_RES_SCORE = 6,        /* fused defect score x 1000 (0..1000) */
 	PLC_RES_FLAGS = 7,        /* enum vigil_part_flags, low 16 bits */
 	PLC_RES_VALID = 8,        /* 1: this result awaits the PLC's ack; 0: acknowledged */
-	PLC_RES_REGS = 9,
+	PLC_RES_JOB = 9,          /* job whose model and thresholds judged the part (map 3) */
+	PLC_RES_REGS = 10,
 
 	/* Status block, written by vigild. */
 	PLC_STAT_HEARTBEAT = 0,   /* u16, +1 about every 0.5 s */
@@ -118,6 +119,7 @@ struct plc_result {
 	uint16_t score_milli;
 	uint16_t flags;
 	uint16_t valid;
+	uint16_t job;
 };
 
 struct plc_status {

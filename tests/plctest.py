@@ -17,7 +17,7 @@ import time
 from linetest import fail
 
 TRIG, RES, STAT = 0, 10, 20        # PLC_REGMAP_DEFAULT
-TRIG_REGS, STAT_REGS, RES_REGS = 5, 9, 9
+TRIG_REGS, STAT_REGS, RES_REGS = 5, 9, 10
 # Status word bits, error codes and result flags (plc/plc.h, core/part.h).
 ST_READY, ST_FAULT, ST_CAMERA_OK, ST_STOP_LINE = 1, 1 << 2, 1 << 4, 1 << 7
 ST_VALID, ST_OVERRUN, ST_JOB_REFUSED, ST_JOB_LOADING = 1 << 8, 1 << 9, 1 << 11, 1 << 12

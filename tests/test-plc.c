@@ -32,6 +32,7 @@ static const struct plc_result known_result = {
 	.score_milli = 875,
 	.flags = 0x0025,
 	.valid = 1,
+	.job = 7,
 };
 
 /* Field by field: the struct has padding that copies need not preserve. */
@@ -45,12 +46,13 @@ static void assert_result_eq(const struct plc_result *a, const struct plc_result
 	g_assert_cmpuint(a->score_milli, ==, b->score_milli);
 	g_assert_cmphex(a->flags, ==, b->flags);
 	g_assert_cmpuint(a->valid, ==, b->valid);
+	g_assert_cmpuint(a->job, ==, b->job);
 }
 
 static void test_encode_result(void)
 {
 	const uint16_t want[PLC_RES_REGS] = { 0x0102, 0x0001, 0x2345, 0x0304, 2, 3, 875, 0x0025,
-						1 };
+						1, 7 };
 	uint16_t regs[PLC_RES_REGS];
 	struct plc_result back;
 
@@ -506,11 +508,11 @@ static void test_pymodbus_peer(void)
 	g_assert_cmpstr(lines->pdata[0], ==,
 			"READ fc=3 addr=100 count=5 values=0x0007,0x00ab,0xcdef,0x0006,0x0000");
 	g_assert_cmpstr(lines->pdata[1], ==,
-			"WRITE fc=16 addr=200 count=9 "
-			"values=0x0007,0x00ab,0xcdef,0x0007,0x0002,0x0003,0x036b,0x0025,0x0001");
+			"WRITE fc=16 addr=200 count=10 values=0x0007,0x00ab,0xcdef,0x0007,0x0002,"
+			"0x0003,0x036b,0x0025,0x0001,0x0007");
 	g_assert_cmpstr(lines->pdata[2], ==,
 			"WRITE fc=16 addr=300 count=9 values=0x0001,0x0041,0x0005,0x0003,"
-			"0x0007,0x0002,0x0020,0x0001,0x0002");
+			"0x0007,0x0002,0x0020,0x0001,0x0003");
 	g_assert_cmpstr(lines->pdata[3], ==, "DONE");
 
 	g_assert_cmpint(waitpid(pp.pid, &status, 0), ==, pp.pid);

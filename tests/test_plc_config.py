@@ -38,7 +38,7 @@ CASES = [
     ("timeout too short", {"timeout_ms": "5"}, "", "plc", "timeout_ms", "out of range 10..60000"),
     ("blocks overlap", {"status_base": "15"}, "", "plc", "status_base", "blocks overlap"),
     ("block past 65535", {"result_base": "65530"}, "", "plc", "result_base",
-     "out of range 0..65527"),
+     "out of range 0..65526"),
     ("reconnect backoff upside down", {"reconnect_min_ms": "800", "reconnect_max_ms": "400"},
      "", "plc", "reconnect_max_ms", "out of range 800..600000"),
     ("unknown fault policy", {"fault_policy": "stop"}, "", "plc", "fault_policy",

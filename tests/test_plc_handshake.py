@@ -427,10 +427,10 @@ def scenario_job_model(env):
 
 
 def check_models(env, flow, version, want_runs):
-    """Every part's row names the model that judged it: the running job's
-    when the PLC triggered it with the job it wanted running and none
-    loading, and the models follow each other in want_runs' order, never
-    back and forth."""
+    """Every part's row names the model that judged it, and its result the
+    job: the running job's when the PLC triggered it with the job it wanted
+    running and none loading, and the models follow each other in
+    want_runs' order, never back and forth."""
     got = {pid: (verdict, model) for pid, verdict, model in rows(
         env["db"], 0, columns="part_id, verdict, model_version")}
     models = []
@@ -445,6 +445,11 @@ def check_models(env, flow, version, want_runs):
             fail(f"part {pid}: {verdict} under a package whose thresholds reject all")
         if not models or models[-1] != model:
             models.append(model)
+    # The PLC learns the job of each part from its result.
+    for r in flow.results:
+        if version.get(r[9]) != got[part_id(r)][1]:
+            fail(f"part {part_id(r)}: result says job {r[9]}, the row says model "
+                 f"{got[part_id(r)][1]}")
     print("models in part order:", models)
     if models != want_runs:
         fail(f"models in part order {models}, want {want_runs}")
@@ -482,7 +487,7 @@ def scenario_malformed(env):
     # mbpoll as a service laptop: reads the status block, is refused
     # elsewhere.
     st, out = mbpoll_read(port, STAT, 9)
-    if st is None or st[8] != 2:
+    if st is None or st[8] != 3:
         fail(f"mbpoll cannot read the status block: {out}")
     for what, args, want in (
             ("coils", ("0", "0"), "Illegal data address"),

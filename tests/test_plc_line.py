@@ -37,8 +37,8 @@ def check_mbpoll(port, last_part):
     if res is None:
         fail(f"mbpoll: {out}")
     print(f"mbpoll: status {st}, result {res}")
-    if st[8] != 2 or not st[1] & ST_READY:
-        fail(f"mbpoll reads status {st}: want map version 2 and ready")
+    if st[8] != 3 or not st[1] & ST_READY:
+        fail(f"mbpoll reads status {st}: want map version 3 and ready")
     if part_id(res) != last_part:
         fail(f"mbpoll reads result {res}: want part {last_part}")
 
