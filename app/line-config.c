@@ -1,4 +1,6 @@
+#include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,20 +96,15 @@ static int read_jobs(line *l, const config *cfg, char **err)
 		}
 		j = &l->jobs[n];
 		j->number = (int)n;
+		/* Thresholds left out are the package's own; a reject without a
+		 * marginal has no marginal band. The package is loaded when the
+		 * PLC selects the job, so a broken one stops no line. */
 		if (config_check_keys(cfg, groups[i], job_keys, err) < 0 ||
 		    config_get_string(cfg, groups[i], "package", l->model_dir, &j->package, err) < 0 ||
-		    config_get_double(cfg, groups[i], "reject", 0.5, 0, 1, &j->reject, err) < 0 ||
+		    config_get_double(cfg, groups[i], "reject", NAN, 0, 1, &j->reject, err) < 0 ||
 		    config_get_double(cfg, groups[i], "marginal", j->reject, 0, 1, &j->marginal,
 				      err) < 0)
 			break;
-		/* Switching the model package needs the inspection thread to
-		 * reload it (app/line.c); this version switches thresholds only. */
-		if (strcmp(j->package, l->model_dir) != 0) {
-			*err = config_error(cfg, groups[i], "package",
-					    "this version runs one model package ([model] package "
-					    "%s); a job may change only its thresholds", l->model_dir);
-			break;
-		}
 		rc = 0;
 	}
 	g_strfreev(groups);
@@ -201,6 +198,7 @@ int line_read_config(line *l, const config *cfg, char **err)
 	static const char *const plc_parities[] = { "N", "E", "O", NULL };
 	static const char *const fault_policies[] = { "reject_all", "stop_line", NULL };
 	char **cams = NULL, *sen = NULL;
+	struct in_addr addr;
 	int mode = 0, ival = 0;
 	double d = 0;
 	int rc;
@@ -301,6 +299,11 @@ int line_read_config(line *l, const config *cfg, char **err)
 				      &l->plc_host, err) < 0 ||
 		    config_get_int(cfg, "plc", "port", 502, 1, 65535, &l->plc_cfg.port, err) < 0)
 			goto out;
+		if (inet_pton(AF_INET, l->plc_host, &addr) != 1) {
+			*err = config_error(cfg, "plc", "host", "'%s' is not an IPv4 address (no "
+					    "host names: libmodbus takes addresses only)", l->plc_host);
+			goto out;
+		}
 	} else {
 		if (config_get_string(cfg, "plc", "device", NULL, &l->plc_device, err) < 0 ||
 		    config_get_int(cfg, "plc", "baud", 19200, 300, 4000000, &l->plc_cfg.baud, err) < 0 ||

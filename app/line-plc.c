@@ -39,8 +39,11 @@ struct plc_state {
 	int backoff_ms;
 	gboolean was_connected, plc_silent;
 
-	int job;                 /* active job, 0 = [model] thresholds */
-	uint16_t job_refused;    /* last job number refused, so it is logged once */
+	int job;                 /* job the inspection thread runs, 0 = [model] */
+	uint16_t job_select;     /* the PLC's job_select as last seen */
+	int job_loading;         /* job requested from the loader, 0 = none */
+	uint16_t job_refused;    /* job refused, 0 = none */
+	uint16_t job_error;      /* enum plc_error_code of the refusal */
 	unsigned last_part_flags;
 	uint64_t rows_failed_seen, rows_logged_seen;
 	gboolean db_fault;
@@ -80,57 +83,55 @@ static void hand_to_log(line *l, struct plc_state *s, struct vigil_part *p)
 		g_queue_pop_head(&s->overflow);
 }
 
-/* ---- jobs (recipes) ---- */
-
-static int load_job(line *l)
-{
-	char *text = NULL;
-	int job = l->plc_default_job;
-
-	if (g_file_get_contents(l->plc_state_path, &text, NULL, NULL)) {
-		int n = 0;
-
-		if (sscanf(text, "job=%d", &n) == 1 && n >= 0 && n <= LINE_MAX_JOBS &&
-		    (n == 0 || l->jobs[n].number))
-			job = n;
-		else
-			g_warning("%s: no valid job selection, using job %d", l->plc_state_path, job);
-		g_free(text);
-	}
-	return job;
-}
-
-static void save_job(line *l, int job)
-{
-	char text[32];
-	GError *gerr = NULL;
-
-	snprintf(text, sizeof text, "job=%d\n", job);
-	/* g_file_set_contents writes a temporary file and renames it, so a
-	 * power cut leaves the old selection or the new one. */
-	if (!g_file_set_contents(l->plc_state_path, text, -1, &gerr)) {
-		g_warning("cannot keep the job selection in %s: %s", l->plc_state_path,
-			  gerr->message);
-		g_error_free(gerr);
-	}
-}
+/* ---- jobs (recipes): line-jobs.c loads them ---- */
 
 static void select_job(line *l, struct plc_state *s, uint16_t job)
 {
-	if (job == 0 || job == s->job)
+	int want;
+
+	/* Only a change of job_select is a request, so a refused package is
+	 * not loaded again on every poll: to retry, the PLC writes 0 (or
+	 * another job) and then the job again. */
+	if (job == s->job_select)
+		return;
+	s->job_select = job;
+	if (job == 0)
 		return;
 	if (job > LINE_MAX_JOBS || !l->jobs[job].number) {
-		if (s->job_refused != job)
-			g_warning("PLC selected job %u, which is not configured; staying on job %d",
-				  job, s->job);
+		g_warning("PLC selected job %u, which is not configured; staying on job %d",
+			  job, s->job);
 		s->job_refused = job;
+		s->job_error = PLC_ERR_JOB;
 		return;
 	}
-	g_message("PLC selected job %u (reject >= %.3f, marginal >= %.3f)", job,
-		  l->jobs[job].reject, l->jobs[job].marginal);
-	s->job = job;
 	s->job_refused = 0;
-	save_job(l, job);
+	want = s->job_loading ? s->job_loading : s->job;
+	if (job == want)
+		return;
+	g_message("PLC selected job %u (model package %s)", job, l->jobs[job].package);
+	s->job_loading = job;
+	line_jobs_request(l->jobs_loader, job);
+}
+
+/* What became of the requests: a job that now runs is kept as the
+ * selection; a refusal of the latest request is shown to the PLC. */
+static void take_job_reports(line *l, struct plc_state *s)
+{
+	int job, error;
+
+	while (line_jobs_report(l->jobs_loader, &job, &error) == 0) {
+		if (!error && job != s->job) {
+			s->job = job;
+			line_jobs_save(l, job);
+		}
+		if (job != s->job_loading)
+			continue; /* superseded by a later selection */
+		s->job_loading = 0;
+		if (error) {
+			s->job_refused = (uint16_t)job;
+			s->job_error = (uint16_t)error;
+		}
+	}
 }
 
 /* ---- faults ---- */
@@ -213,6 +214,7 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 
 		p->part_id = t->part_id;
 		p->trigger_counter = t->counter;
+		p->job = (uint16_t)s->job; /* inspection sets the job that judges it */
 		p->seq = s->next_seq++;
 		p->t_trigger_us = vigil_now_us();
 		p->t_wall_us = vigil_wall_us();
@@ -241,22 +243,11 @@ static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 	uint16_t err;
 
 	s->last_part_flags = p->flags;
-	if (!(p->flags & VIGIL_FLAG_FAILSAFE)) {
-		if (s->job) {
-			/* The job's thresholds replace the package's. */
-			const struct line_job *j = &l->jobs[s->job];
-
-			p->verdict = p->score >= j->reject ? VIGIL_VERDICT_REJECT
-				   : p->score >= j->marginal && j->marginal < j->reject
-					   ? VIGIL_VERDICT_MARGINAL
-					   : VIGIL_VERDICT_ACCEPT;
-		}
-		if (faults(l, s, &err)) {
-			/* Both policies reject while a fault lasts; stop_line
-			 * also asks the PLC to stop the conveyor (status bit). */
-			p->verdict = VIGIL_VERDICT_REJECT;
-			p->flags |= VIGIL_FLAG_FAILSAFE;
-		}
+	if (!(p->flags & VIGIL_FLAG_FAILSAFE) && faults(l, s, &err)) {
+		/* Both policies reject while a fault lasts; stop_line also
+		 * asks the PLC to stop the conveyor (status bit). */
+		p->verdict = VIGIL_VERDICT_REJECT;
+		p->flags |= VIGIL_FLAG_FAILSAFE;
 	}
 	if (o && o->failsafe_sent) {
 		/* Too late: the PLC already has a fail-safe reject for it. */
@@ -359,6 +350,7 @@ static gboolean commit_next(line *l, struct plc_state *s, int64_t now)
 		.score_milli = p ? (uint16_t)lrintf(CLAMP(p->score, 0.0f, 1.0f) * 1000.0f) : 1000,
 		.flags = p ? (uint16_t)(p->flags & 0xffff) : VIGIL_FLAG_FAILSAFE,
 		.valid = 1,
+		.job = p ? p->job : (uint16_t)s->job,
 	};
 	s->have_cur = TRUE;
 	s->cur_written = FALSE;
@@ -451,8 +443,10 @@ static void make_status(line *l, struct plc_state *s, int64_t now, struct plc_st
 	if (s->job_refused) {
 		w |= PLC_STATUS_JOB_INVALID;
 		if (!error)
-			error = PLC_ERR_JOB;
+			error = s->job_error;
 	}
+	if (s->job_loading)
+		w |= PLC_STATUS_JOB_LOADING;
 	if (plc_link_role(l->plc) == PLC_ROLE_SERVER) {
 		int64_t last = plc_link_last_request_us(l->plc);
 		gboolean silent = now - (last ? last : s->started_us) >
@@ -565,7 +559,10 @@ gpointer line_plc_thread(gpointer data)
 	g_queue_init(&s.pending);
 	g_queue_init(&s.overflow);
 	s.started_us = vigil_now_us();
-	s.job = load_job(l);
+	/* No job changes before this thread asks for one. */
+	s.job = l->run_job;
+	s.job_refused = (uint16_t)l->start_refused;
+	s.job_error = (uint16_t)l->start_error;
 	if (s.job)
 		g_message("job %d selected (from %s or [plc] job)", s.job, l->plc_state_path);
 	for (;;) {
@@ -576,6 +573,7 @@ gpointer line_plc_thread(gpointer data)
 		g_atomic_int_set(&l->plc_up, plc_link_connected(l->plc));
 		if (plc_link_connected(l->plc) && plc_read_trigger(l->plc, &t) == 0)
 			take_triggers(l, &s, &t);
+		take_job_reports(l, &s);
 		collect_verdicts(l, &s);
 		advance_results(l, &s, vigil_now_us());
 		update_status(l, &s, vigil_now_us());

@@ -31,12 +31,15 @@ struct line_camera {
 	capture_camera *cam;
 };
 
-/* A recipe the PLC may select by number ([job.N]). */
+/* A recipe the PLC may select by number ([job.N]): a model package and
+ * its thresholds. Job 0 is the [model] package with its own thresholds. */
 struct line_job {
 	int number;               /* 1..LINE_MAX_JOBS; 0 = slot unused */
-	char *package;            /* must be the loaded [model] package in this version */
-	double reject, marginal;  /* thresholds on the fused probability */
+	char *package;            /* default: the [model] package */
+	double reject, marginal;  /* on the fused probability; NAN: the package's */
 };
+
+typedef struct line_jobs line_jobs;
 
 enum line_fault_policy { LINE_FAULT_REJECT_ALL = 0, LINE_FAULT_STOP_LINE = 1 };
 
@@ -90,7 +93,14 @@ struct line {
 
 	/* stages */
 	sensor_source *sensor;
+	/* The model and the job the inspection thread runs; after line_start
+	 * only that thread touches them, and changes them only between parts
+	 * (line_jobs_swap). */
 	infer_model *model;
+	int run_job;
+	const char *run_version;  /* interned version of model */
+	line_jobs *jobs_loader;   /* loads a selected job's package (line-jobs.c) */
+	int start_refused, start_error; /* start-up job whose package was refused */
 	fusion_sigfeat *sigfeat;
 	condition_meter *condition;
 	plc_link *plc;
@@ -133,6 +143,42 @@ gboolean line_db_fault(line *l);
 
 /* The PLC thread (line-plc.c); data is the line. */
 gpointer line_plc_thread(gpointer data);
+
+/* ---- jobs (line-jobs.c) ---- */
+
+/* The job to start on: the PLC's last selection kept in the state file,
+ * else [plc] job. */
+int line_jobs_start_job(line *l);
+/* Keeps job as the selection (PLC thread, once the job runs). */
+void line_jobs_save(line *l, int job);
+/* Loads the start job's package into l->model, falling back to the [model]
+ * package (job 0, the refusal kept for the PLC) when it is refused. 0, or
+ * -EINVAL with *err when no package can run. */
+int line_jobs_load_start(line *l, const char *cfg_name, char **err);
+/* 0 when model m can run on this line (vibration rate, window, features),
+ * else -EINVAL with *err. */
+int line_model_fits(line *l, const infer_model *m, char **err);
+
+/* The loader thread: takes job selections from the PLC thread, loads and
+ * checks their packages and hands them to the inspection thread. */
+line_jobs *line_jobs_new(line *l);
+/* Stops the thread; call after the inspection thread has ended. NULL ok. */
+void line_jobs_free(line_jobs *j);
+/* PLC thread: asks for job (1..LINE_MAX_JOBS, or 0); a newer request
+ * replaces one not yet started. */
+void line_jobs_request(line_jobs *j, int job);
+/* PLC thread, without waiting: the next outcome of a request. 0 and
+ * job and error set (error: 0 = the job now runs, else the plc_error_code
+ * it was refused with), or -EAGAIN when there is none. */
+int line_jobs_report(line_jobs *j, int *job, int *error);
+/* Inspection thread: item is a job change waiting in q_inspect. */
+gboolean line_jobs_is_swap(line *l, const void *item);
+/* Inspection thread, between parts: puts the handed job (and its model)
+ * in place. */
+void line_jobs_swap(line *l);
+/* The verdict for score under the running job's thresholds; model_verdict
+ * (the package's own) when the job keeps them. */
+enum vigil_verdict line_jobs_verdict(line *l, float score, enum vigil_verdict model_verdict);
 
 /* All cameras at once: up only if every camera is up; failed if any failed. */
 void line_camera_stats(line *l, struct capture_stats *st);

@@ -15,6 +15,7 @@ void line_free(line *l)
 		g_free(l->cameras[i].pipeline);
 	}
 	sensor_source_free(l->sensor);
+	line_jobs_free(l->jobs_loader);
 	infer_model_free(l->model);
 	fusion_sigfeat_free(l->sigfeat);
 	condition_meter_free(l->condition);
@@ -47,25 +48,17 @@ line *line_new(const config *cfg, char **err)
 	g_mutex_init(&l->stats_lock);
 	if (line_read_config(l, cfg, err) < 0)
 		goto fail;
-	l->model = infer_model_load(l->model_dir, l->backend, err, NULL);
-	if (!l->model)
+	l->sigfeat = fusion_sigfeat_new(l->sen_cfg.window, l->sen_cfg.rate_hz);
+	if (!l->sigfeat) {
+		*err = g_strdup_printf("%s: vibration %s: no signal features for %zu samples at %g Hz",
+				       config_name(cfg), l->sen_name, l->sen_cfg.window,
+				       l->sen_cfg.rate_hz);
+		goto fail;
+	}
+	/* The job the PLC selected last runs from the start (line-jobs.c). */
+	if (line_jobs_load_start(l, config_name(cfg), err) < 0)
 		goto fail;
 	info = infer_model_info(l->model);
-	if (fabs(info->rate_hz - l->sen_cfg.rate_hz) > 1e-6 ||
-	    (int)l->sen_cfg.window != info->window) {
-		*err = g_strdup_printf("%s: vibration %s gives %zu samples at %g Hz but model %s "
-				       "wants %d samples at %g Hz",
-				       config_name(cfg), l->sen_name, l->sen_cfg.window,
-				       l->sen_cfg.rate_hz, info->version, info->window, info->rate_hz);
-		goto fail;
-	}
-	l->sigfeat = fusion_sigfeat_new((size_t)info->window, info->rate_hz);
-	if (!l->sigfeat || (int)fusion_sigfeat_dim(l->sigfeat) != info->signal_dim) {
-		*err = g_strdup_printf("model %s wants %d signal features; this build computes %zu",
-				       info->version, info->signal_dim,
-				       l->sigfeat ? fusion_sigfeat_dim(l->sigfeat) : 0);
-		goto fail;
-	}
 	l->condition = condition_meter_new((size_t)info->window, info->rate_hz, l->hf_hz);
 	if (!l->condition) {
 		*err = g_strdup_printf("%s: vibration %s: cannot measure a %d-sample window at %g Hz",
@@ -201,6 +194,8 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 	int64_t t0;
 	int rc;
 
+	p->model_version = l->run_version;
+	p->job = (uint16_t)l->run_job;
 	for (int i = 0; i < l->ncameras; i++) {
 		struct line_camera *c = &l->cameras[i];
 
@@ -265,7 +260,7 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 	}
 	p->infer_ms = (double)(vigil_now_us() - t0) / 1000.0;
 	line_count_stage(l, LINE_STAGE_INFERENCE, p->infer_ms);
-	p->verdict = worst.verdict;
+	p->verdict = line_jobs_verdict(l, worst.score, worst.verdict);
 	p->defect_class = worst.defect_class;
 	p->flags |= flags;
 	p->score = worst.score;
@@ -310,6 +305,13 @@ static gpointer inspect_thread(gpointer data)
 	while (bqueue_pop(l->q_inspect, &item, -1) == 0) {
 		struct vigil_part *p = item;
 
+		if (line_jobs_is_swap(l, item)) {
+			/* Another job: its model may take another image size. */
+			line_jobs_swap(l);
+			info = infer_model_info(l->model);
+			img = g_renew(float, img, (gsize)info->input_width * info->input_height);
+			continue;
+		}
 		inspect_part(l, p, img, win, feat);
 		p->t_verdict_us = vigil_now_us();
 		line_count(l, &l->st.inspected, 1);
@@ -338,7 +340,7 @@ static void make_row(line *l, const struct vigil_part *p, struct db_inspection *
 		.signal_score = p->signal_score,
 		.latency_ms = p->t_plc_us ? (double)(p->t_plc_us - p->t_trigger_us) / 1000.0 : NAN,
 		.infer_ms = p->infer_ms,
-		.model_version = infer_model_info(l->model)->version,
+		.model_version = p->model_version,
 		.has_vibration = p->has_vibration,
 		.vibration = p->vibration,
 	};
@@ -444,6 +446,7 @@ int line_start(line *l, char **err)
 			return rc;
 	if ((rc = sensor_source_start(l->sensor, err)) < 0)
 		return rc;
+	l->jobs_loader = line_jobs_new(l);
 	l->t_log = g_thread_new("log", log_thread, l);
 	l->t_inspect = g_thread_new("inspect", inspect_thread, l);
 	l->t_plc = g_thread_new("plc", line_plc_thread, l);
@@ -461,6 +464,8 @@ void line_stop(line *l, int grace_ms)
 	l->t_plc = NULL;
 	bqueue_close(l->q_inspect);
 	g_thread_join(l->t_inspect);
+	line_jobs_free(l->jobs_loader); /* it may log an event */
+	l->jobs_loader = NULL;
 	/* Verdicts that came after the PLC thread ended are still logged. */
 	{
 		void *item;

@@ -61,6 +61,10 @@ struct vigil_part {
 	float vision_score;
 	float signal_score;
 	double infer_ms;           /* features + model */
+	/* Version of the model package that judged it; a string that lives as
+	 * long as the process (g_intern_string), NULL if no model ran. */
+	const char *model_version;
+	uint16_t job;              /* the job (recipe) it was judged under */
 	int has_vibration;
 	struct vigil_vibration vibration;
 };

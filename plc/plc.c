@@ -28,6 +28,18 @@ struct plc_backend {
  * timed out. */
 #define PLC_SERVER_MAX_CLIENTS 8
 
+/* MBAP header: transaction id, protocol id, length, unit id. */
+#define MBAP_LENGTH 7
+
+/* One master's connection to the server (TCP), or the serial line (RTU),
+ * with the part of a TCP request received so far. */
+struct server_session {
+	int fd;
+	uint8_t req[MODBUS_TCP_MAX_ADU_LENGTH];
+	int len;
+	int64_t last_byte_us;
+};
+
 struct plc_link {
 	const struct plc_backend *backend;
 	enum plc_role role;
@@ -40,40 +52,53 @@ struct plc_link {
 	/* server role */
 	modbus_mapping_t *mb;   /* every register 0 .. end of the highest block */
 	int listen_fd;
-	int clients[PLC_SERVER_MAX_CLIENTS];
-	int nclients;
+	struct server_session sessions[PLC_SERVER_MAX_CLIENTS];
+	int nsessions;
+	int64_t stall_us;       /* a TCP request stalled this long ends its session */
 };
+
+/* A 32-bit value in two registers, high word first (docs/plc.md). */
+static void put_u32(uint16_t *hi_lo, uint32_t v)
+{
+	hi_lo[0] = (uint16_t)(v >> 16);
+	hi_lo[1] = (uint16_t)(v & 0xffff);
+}
+
+static uint32_t get_u32(const uint16_t *hi_lo)
+{
+	return (uint32_t)hi_lo[0] << 16 | hi_lo[1];
+}
 
 void plc_encode_result(const struct plc_result *r, uint16_t regs[PLC_RES_REGS])
 {
 	regs[PLC_RES_COUNTER] = r->counter;
-	regs[PLC_RES_PART_ID_HI] = (uint16_t)(r->part_id >> 16);
-	regs[PLC_RES_PART_ID_LO] = (uint16_t)(r->part_id & 0xffff);
+	put_u32(regs + PLC_RES_PART_ID_HI, r->part_id);
 	regs[PLC_RES_TRIGGER_ECHO] = r->trigger_counter;
 	regs[PLC_RES_VERDICT] = r->verdict;
 	regs[PLC_RES_CLASS] = r->defect_class;
 	regs[PLC_RES_SCORE] = r->score_milli;
 	regs[PLC_RES_FLAGS] = r->flags;
 	regs[PLC_RES_VALID] = r->valid;
+	regs[PLC_RES_JOB] = r->job;
 }
 
 void plc_decode_result(const uint16_t regs[PLC_RES_REGS], struct plc_result *r)
 {
 	r->counter = regs[PLC_RES_COUNTER];
-	r->part_id = (uint32_t)regs[PLC_RES_PART_ID_HI] << 16 | regs[PLC_RES_PART_ID_LO];
+	r->part_id = get_u32(regs + PLC_RES_PART_ID_HI);
 	r->trigger_counter = regs[PLC_RES_TRIGGER_ECHO];
 	r->verdict = regs[PLC_RES_VERDICT];
 	r->defect_class = regs[PLC_RES_CLASS];
 	r->score_milli = regs[PLC_RES_SCORE];
 	r->flags = regs[PLC_RES_FLAGS];
 	r->valid = regs[PLC_RES_VALID];
+	r->job = regs[PLC_RES_JOB];
 }
 
 void plc_encode_trigger(const struct plc_trigger *t, uint16_t regs[PLC_TRIG_REGS])
 {
 	regs[PLC_TRIG_COUNTER] = t->counter;
-	regs[PLC_TRIG_PART_ID_HI] = (uint16_t)(t->part_id >> 16);
-	regs[PLC_TRIG_PART_ID_LO] = (uint16_t)(t->part_id & 0xffff);
+	put_u32(regs + PLC_TRIG_PART_ID_HI, t->part_id);
 	regs[PLC_TRIG_ACK] = t->ack;
 	regs[PLC_TRIG_JOB] = t->job;
 }
@@ -81,7 +106,7 @@ void plc_encode_trigger(const struct plc_trigger *t, uint16_t regs[PLC_TRIG_REGS
 void plc_decode_trigger(const uint16_t regs[PLC_TRIG_REGS], struct plc_trigger *t)
 {
 	t->counter = regs[PLC_TRIG_COUNTER];
-	t->part_id = (uint32_t)regs[PLC_TRIG_PART_ID_HI] << 16 | regs[PLC_TRIG_PART_ID_LO];
+	t->part_id = get_u32(regs + PLC_TRIG_PART_ID_HI);
 	t->ack = regs[PLC_TRIG_ACK];
 	t->job = regs[PLC_TRIG_JOB];
 }
@@ -233,10 +258,15 @@ static const struct plc_backend client_backend = {
 
 /* ---- server role: vigild holds the registers, the PLC polls ---- */
 
-static void server_drop_client(plc_link *link, int i)
+static void server_drop_session(plc_link *link, int i)
 {
-	close(link->clients[i]);
-	link->clients[i] = link->clients[--link->nclients];
+	close(link->sessions[i].fd);
+	link->sessions[i] = link->sessions[--link->nsessions];
+}
+
+static void server_add_session(plc_link *link, int fd)
+{
+	link->sessions[link->nsessions++] = (struct server_session){ .fd = fd };
 }
 
 static int server_connect(plc_link *link)
@@ -245,8 +275,7 @@ static int server_connect(plc_link *link)
 		errno = 0;
 		if (modbus_connect(link->ctx) < 0)
 			return errno > 0 && errno < MODBUS_ENOBASE ? -errno : -EIO;
-		link->clients[0] = modbus_get_socket(link->ctx);
-		link->nclients = 1;
+		server_add_session(link, modbus_get_socket(link->ctx));
 	} else {
 		errno = 0;
 		link->listen_fd = modbus_tcp_listen(link->ctx, PLC_SERVER_MAX_CLIENTS);
@@ -261,10 +290,10 @@ static void server_close(plc_link *link)
 {
 	if (link->transport == PLC_TRANSPORT_RTU) {
 		modbus_close(link->ctx);
-		link->nclients = 0;
+		link->nsessions = 0;
 	} else {
-		while (link->nclients > 0)
-			server_drop_client(link, link->nclients - 1);
+		while (link->nsessions > 0)
+			server_drop_session(link, link->nsessions - 1);
 		if (link->listen_fd >= 0)
 			close(link->listen_fd);
 		link->listen_fd = -1;
@@ -310,9 +339,108 @@ static int server_answer(plc_link *link, const uint8_t *q, int len)
 	return modbus_reply(link->ctx, q, len, link->mb);
 }
 
+/* The length of a request's PDU as its function defines it, from the
+ * bytes there are (avail >= 1); 0 for a function that modbus_reply()
+ * answers from the function code alone (it refuses those it does not
+ * know); -1 when the PDU is too short to say. */
+static int pdu_length(const uint8_t *pdu, int avail)
+{
+	switch (pdu[0]) {
+	case MODBUS_FC_READ_COILS:
+	case MODBUS_FC_READ_DISCRETE_INPUTS:
+	case MODBUS_FC_READ_HOLDING_REGISTERS:
+	case MODBUS_FC_READ_INPUT_REGISTERS:
+	case MODBUS_FC_WRITE_SINGLE_COIL:
+	case MODBUS_FC_WRITE_SINGLE_REGISTER:
+		return 5;
+	case MODBUS_FC_MASK_WRITE_REGISTER:
+		return 7;
+	case MODBUS_FC_WRITE_MULTIPLE_COILS:
+	case MODBUS_FC_WRITE_MULTIPLE_REGISTERS:
+		return avail >= 6 ? 6 + pdu[5] : -1;
+	case MODBUS_FC_WRITE_AND_READ_REGISTERS:
+		return avail >= 10 ? 10 + pdu[9] : -1;
+	}
+	return 0;
+}
+
+/* Reads what a TCP master has sent, up to the end of its request, without
+ * waiting. libmodbus's modbus_receive() would wait for the rest of a
+ * request it has started, a byte timeout per byte, so a master sending
+ * slowly would hold this thread and every result and deadline with it.
+ * The MBAP header says how long the request is ("Length: number of
+ * following bytes", unit identifier included; MODBUS Messaging on TCP/IP
+ * Implementation Guide V1.0b, 3.1.3).
+ * Returns 1 with a whole request in ss->req, 0 while more is to come, -1
+ * when the session must end (closed, reset, or not Modbus). */
+static int session_read(struct server_session *ss, int64_t now)
+{
+	for (;;) {
+		int end = ss->len < MBAP_LENGTH ? MBAP_LENGTH : 6 + (ss->req[4] << 8 | ss->req[5]);
+		ssize_t n;
+
+		if (ss->len == end)
+			return 1;
+		n = recv(ss->fd, ss->req + ss->len, (size_t)(end - ss->len), MSG_DONTWAIT);
+		if (n == 0)
+			return -1;
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+		ss->len += (int)n;
+		ss->last_byte_us = now;
+		if (ss->len == MBAP_LENGTH) {
+			int protocol = ss->req[2] << 8 | ss->req[3];
+			int length = ss->req[4] << 8 | ss->req[5];
+
+			/* Protocol 0 is Modbus; a request has at least a unit id
+			 * and a function code. */
+			if (protocol != 0 || length < 2 || 6 + length > MODBUS_TCP_MAX_ADU_LENGTH)
+				return -1;
+		}
+	}
+}
+
+/* Answers the whole request in ss; modbus_reply()'s result. */
+static int session_answer(plc_link *link, struct server_session *ss)
+{
+	const uint8_t *pdu = ss->req + MBAP_LENGTH;
+	int avail = ss->len - MBAP_LENGTH;
+	int want = pdu_length(pdu, avail);
+	int rc;
+
+	modbus_set_socket(link->ctx, ss->fd);
+	/* modbus_reply() trusts the length its function implies; a request
+	 * that says otherwise would have it read what is not there. */
+	if (want != 0 && want != avail)
+		rc = modbus_reply_exception(link->ctx, ss->req, MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE);
+	else
+		rc = server_answer(link, ss->req, ss->len);
+	ss->len = 0;
+	return rc;
+}
+
+/* One round of the serial line: libmodbus reads the frame (RTU frames end
+ * with a silence on the line, which is its to see). */
+static int rtu_serve(plc_link *link)
+{
+	uint8_t query[MODBUS_RTU_MAX_ADU_LENGTH];
+	int rc = modbus_receive(link->ctx, query);
+
+	if (rc > 0) {
+		link->last_request_us = vigil_now_us();
+		if (server_answer(link, query, rc) < 0)
+			modbus_flush(link->ctx);
+		return 1;
+	}
+	/* A bad CRC or a frame cut short: libmodbus flushed it; the next
+	 * frame starts clean. */
+	if (rc < 0)
+		modbus_flush(link->ctx);
+	return 0;
+}
+
 static int server_serve(plc_link *link, int wait_ms)
 {
-	uint8_t query[MODBUS_MAX_ADU_LENGTH];
 	struct pollfd fds[PLC_SERVER_MAX_CLIENTS + 1];
 	int served = 0;
 
@@ -321,49 +449,48 @@ static int server_serve(plc_link *link, int wait_ms)
 	/* At most a few rounds, so a chatty client cannot hold the PLC thread
 	 * away from its deadlines. */
 	for (int round = 0; round < 16; round++) {
+		int64_t now;
 		int nfds = 0, n;
 
-		for (int i = 0; i < link->nclients; i++)
-			fds[nfds++] = (struct pollfd){ .fd = link->clients[i], .events = POLLIN };
+		for (int i = 0; i < link->nsessions; i++)
+			fds[nfds++] = (struct pollfd){ .fd = link->sessions[i].fd, .events = POLLIN };
 		if (link->listen_fd >= 0)
 			fds[nfds++] = (struct pollfd){ .fd = link->listen_fd, .events = POLLIN };
 		n = poll(fds, (nfds_t)nfds, round == 0 ? wait_ms : 0);
 		if (n < 0 && errno != EINTR)
 			return -errno;
+		now = vigil_now_us();
+		/* Sessions from the last one down, so dropping one (which moves
+		 * the last into its slot) does not skip another. */
+		for (int i = link->nsessions - 1; i >= 0; i--) {
+			struct server_session *ss = &link->sessions[i];
+			int rc = 0;
+
+			if (n > 0 && (fds[i].revents & (POLLIN | POLLERR | POLLHUP))) {
+				if (link->transport == PLC_TRANSPORT_RTU) {
+					served += rtu_serve(link);
+					continue;
+				}
+				rc = session_read(ss, now);
+				if (rc == 1) {
+					link->last_request_us = now;
+					served++;
+					rc = session_answer(link, ss) < 0 ? -1 : 0;
+				}
+			}
+			/* A master that stopped in the middle of a request is
+			 * not coming back to it. */
+			if (rc < 0 || (ss->len > 0 && now - ss->last_byte_us > link->stall_us))
+				server_drop_session(link, i);
+		}
 		if (n <= 0)
 			break;
-		/* Clients from the last one down, so dropping one (which moves
-		 * the last into its slot) does not skip another. */
-		for (int i = link->nclients - 1; i >= 0; i--) {
-			int rc;
-
-			if (!(fds[i].revents & (POLLIN | POLLERR | POLLHUP)))
-				continue;
-			modbus_set_socket(link->ctx, link->clients[i]);
-			rc = modbus_receive(link->ctx, query);
-			if (rc > 0) {
-				link->last_request_us = vigil_now_us();
-				served++;
-				rc = server_answer(link, query, rc);
-			}
-			if (rc < 0 && link->transport == PLC_TRANSPORT_TCP) {
-				/* Closed, reset, or a frame libmodbus cannot
-				 * parse: the stream is out of step, end the
-				 * session; the PLC reconnects. */
-				server_drop_client(link, i);
-			} else if (rc < 0) {
-				/* A bad CRC or a frame cut short on the serial
-				 * line: libmodbus flushed it; the next frame
-				 * starts clean. */
-				modbus_flush(link->ctx);
-			}
-		}
 		if (link->listen_fd >= 0 && (fds[nfds - 1].revents & POLLIN)) {
 			int fd = link->listen_fd;
 
 			fd = modbus_tcp_accept(link->ctx, &fd);
-			if (fd >= 0 && link->nclients < PLC_SERVER_MAX_CLIENTS)
-				link->clients[link->nclients++] = fd;
+			if (fd >= 0 && link->nsessions < PLC_SERVER_MAX_CLIENTS)
+				server_add_session(link, fd);
 			else if (fd >= 0)
 				close(fd); /* full: the oldest sessions keep their places */
 		}
@@ -455,6 +582,7 @@ plc_link *plc_link_new(const struct plc_config *cfg)
 	link->transport = cfg->transport;
 	link->map = cfg->map;
 	link->listen_fd = -1;
+	link->stall_us = (int64_t)cfg->timeout_ms * 1000;
 	if (cfg->transport == PLC_TRANSPORT_TCP)
 		link->ctx = modbus_new_tcp(cfg->host, cfg->port);
 	else
@@ -469,10 +597,10 @@ plc_link *plc_link_new(const struct plc_config *cfg)
 		link->mb = modbus_mapping_new(0, 0, map_end(&cfg->map), 0);
 		if (!link->mb)
 			goto fail;
-		/* libmodbus sleeps one response timeout before flushing after
-		 * some malformed requests, and waits a byte timeout for each
-		 * byte of a frame cut short: both stall the PLC thread, so
-		 * keep them short. */
+		/* On the serial line libmodbus sleeps one response timeout
+		 * before flushing after some malformed requests, and waits a
+		 * byte timeout for each byte of a frame cut short: keep both
+		 * short. (TCP requests are read without waiting.) */
 		if (modbus_set_response_timeout(link->ctx, 0, 20000) < 0 ||
 		    modbus_set_byte_timeout(link->ctx, 0, 50000) < 0)
 			goto fail;

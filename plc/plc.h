@@ -1,4 +1,4 @@
-/* The link to the line PLC over Modbus (libmodbus), register map version 2.
+/* The link to the line PLC over Modbus (libmodbus), register map version 3.
  *
  * vigild takes one of two roles, chosen in the config:
  *   client: the PLC is the Modbus server; vigild polls its trigger block and
@@ -12,8 +12,9 @@
  *
  * A plc_link is used from one thread only (libmodbus contexts are not
  * thread-safe). In the server role the link serves the PLC's requests only
- * inside plc_read_trigger(), so the caller must call it at least every
- * poll period. */
+ * inside plc_read_trigger() and plc_serve(), so the caller must call one
+ * at least every poll period; neither waits on a master that sends its
+ * request slowly (TCP requests are read as far as they have arrived). */
 #ifndef VIGIL_PLC_PLC_H
 #define VIGIL_PLC_PLC_H
 
@@ -25,7 +26,7 @@
 #define PLC_EHANDSHAKE (-(PLC_ENOBASE + 2)) /* PLC has not acknowledged */
 #define PLC_EMODBUS (-(PLC_ENOBASE + 3))    /* Modbus exception reply */
 
-#define PLC_MAP_VERSION 2
+#define PLC_MAP_VERSION 3
 
 /* Holding register offsets, relative to the block bases in plc_regmap. */
 enum {
@@ -47,7 +48,8 @@ enum {
 	PLC_RES_SCORE = 6,        /* fused defect score x 1000 (0..1000) */
 	PLC_RES_FLAGS = 7,        /* enum vigil_part_flags, low 16 bits */
 	PLC_RES_VALID = 8,        /* 1: this result awaits the PLC's ack; 0: acknowledged */
-	PLC_RES_REGS = 9,
+	PLC_RES_JOB = 9,          /* job whose model and thresholds judged the part (map 3) */
+	PLC_RES_REGS = 10,
 
 	/* Status block, written by vigild. */
 	PLC_STAT_HEARTBEAT = 0,   /* u16, +1 about every 0.5 s */
@@ -74,7 +76,8 @@ enum plc_status_bits {
 	PLC_STATUS_RESULTS_VALID = 1 << 8,/* mirror of the result block's VALID */
 	PLC_STATUS_OVERRUN = 1 << 9,      /* a result was lost to a full buffer (latched) */
 	PLC_STATUS_PLC_SILENT = 1 << 10,  /* server role: the PLC stopped polling */
-	PLC_STATUS_JOB_INVALID = 1 << 11, /* the selected job is not configured */
+	PLC_STATUS_JOB_INVALID = 1 << 11, /* the selected job was refused (error code says why) */
+	PLC_STATUS_JOB_LOADING = 1 << 12, /* a selected job's model package is loading */
 };
 
 enum plc_error_code {
@@ -86,6 +89,10 @@ enum plc_error_code {
 	PLC_ERR_OVERRUN = 5,
 	PLC_ERR_JOB = 6,
 	PLC_ERR_PLC_SILENT = 7,
+	/* A selected job's model package was refused; the running job stays. */
+	PLC_ERR_JOB_PACKAGE_MISSING = 8,  /* no package (manifest) at its path */
+	PLC_ERR_JOB_PACKAGE_CORRUPT = 9,  /* checksum, module or trial run failed */
+	PLC_ERR_JOB_PACKAGE_UNFIT = 10,   /* vibration rate, window or features differ */
 };
 
 struct plc_regmap {
@@ -112,6 +119,7 @@ struct plc_result {
 	uint16_t score_milli;
 	uint16_t flags;
 	uint16_t valid;
+	uint16_t job;
 };
 
 struct plc_status {

@@ -32,6 +32,7 @@ static const struct plc_result known_result = {
 	.score_milli = 875,
 	.flags = 0x0025,
 	.valid = 1,
+	.job = 7,
 };
 
 /* Field by field: the struct has padding that copies need not preserve. */
@@ -45,12 +46,13 @@ static void assert_result_eq(const struct plc_result *a, const struct plc_result
 	g_assert_cmpuint(a->score_milli, ==, b->score_milli);
 	g_assert_cmphex(a->flags, ==, b->flags);
 	g_assert_cmpuint(a->valid, ==, b->valid);
+	g_assert_cmpuint(a->job, ==, b->job);
 }
 
 static void test_encode_result(void)
 {
 	const uint16_t want[PLC_RES_REGS] = { 0x0102, 0x0001, 0x2345, 0x0304, 2, 3, 875, 0x0025,
-						1 };
+						1, 7 };
 	uint16_t regs[PLC_RES_REGS];
 	struct plc_result back;
 
@@ -506,11 +508,11 @@ static void test_pymodbus_peer(void)
 	g_assert_cmpstr(lines->pdata[0], ==,
 			"READ fc=3 addr=100 count=5 values=0x0007,0x00ab,0xcdef,0x0006,0x0000");
 	g_assert_cmpstr(lines->pdata[1], ==,
-			"WRITE fc=16 addr=200 count=9 "
-			"values=0x0007,0x00ab,0xcdef,0x0007,0x0002,0x0003,0x036b,0x0025,0x0001");
+			"WRITE fc=16 addr=200 count=10 values=0x0007,0x00ab,0xcdef,0x0007,0x0002,"
+			"0x0003,0x036b,0x0025,0x0001,0x0007");
 	g_assert_cmpstr(lines->pdata[2], ==,
 			"WRITE fc=16 addr=300 count=9 values=0x0001,0x0041,0x0005,0x0003,"
-			"0x0007,0x0002,0x0020,0x0001,0x0002");
+			"0x0007,0x0002,0x0020,0x0001,0x0003");
 	g_assert_cmpstr(lines->pdata[3], ==, "DONE");
 
 	g_assert_cmpint(waitpid(pp.pid, &status, 0), ==, pp.pid);
@@ -527,6 +529,7 @@ static void test_pymodbus_peer(void)
 
 struct server_run {
 	plc_link *link;
+	GThread *thread;
 	volatile int stop;
 };
 
@@ -539,9 +542,70 @@ static gpointer server_loop(gpointer data)
 	return NULL;
 }
 
-static int free_tcp_port(void)
+/* vigild's side: a server link holding known_result and st, served on a
+ * thread as the PLC thread would. */
+static void server_start(struct server_run *sr, const struct plc_config *cfg,
+			 const struct plc_status *st)
 {
-	return closed_port();
+	*sr = (struct server_run){ .link = plc_link_new(cfg) };
+	g_assert_nonnull(sr->link);
+	g_assert_cmpint(plc_link_role(sr->link), ==, PLC_ROLE_SERVER);
+	g_assert_cmpint(plc_link_connect(sr->link), ==, 0);
+	g_assert_true(plc_link_connected(sr->link));
+	g_assert_cmpint(plc_link_last_request_us(sr->link), ==, 0);
+	g_assert_cmpint(plc_write_result(sr->link, &known_result), ==, 0);
+	g_assert_cmpint(plc_write_status(sr->link, st), ==, 0);
+	sr->thread = g_thread_new("server", server_loop, sr);
+}
+
+/* Stops serving; the link stays for the test to look at. */
+static void server_stop(struct server_run *sr)
+{
+	sr->stop = 1;
+	g_thread_join(sr->thread);
+}
+
+/* The PLC's side, a libmodbus master, connected. */
+static modbus_t *master_tcp(int port)
+{
+	modbus_t *mb = modbus_new_tcp("127.0.0.1", port);
+
+	g_assert_nonnull(mb);
+	modbus_set_response_timeout(mb, 2, 0);
+	g_assert_cmpint(modbus_connect(mb), ==, 0);
+	return mb;
+}
+
+/* A plain TCP connection to a loopback port. */
+static int raw_connect(int port)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET };
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+
+	addr.sin_port = htons((uint16_t)port);
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	g_assert_cmpint(s, >=, 0);
+	g_assert_cmpint(connect(s, (struct sockaddr *)&addr, sizeof addr), ==, 0);
+	return s;
+}
+
+/* Reads exactly n bytes within 5 s; the count read (less: closed or late). */
+static int read_full(int s, uint8_t *buf, int n)
+{
+	int got = 0;
+
+	while (got < n) {
+		struct pollfd pfd = { .fd = s, .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&pfd, 1, 5000) <= 0)
+			break;
+		r = recv(s, buf + got, (size_t)(n - got), 0);
+		if (r <= 0)
+			break;
+		got += (int)r;
+	}
+	return got;
 }
 
 /* Sends a raw request (unit id + PDU) and returns the exception code of the
@@ -560,35 +624,27 @@ static int raw_exception(modbus_t *mb, const uint8_t *req, int len)
 	return (rsp[7] & 0x80) ? rsp[8] : 0;
 }
 
+static struct plc_config server_config(void)
+{
+	return (struct plc_config){ .role = PLC_ROLE_SERVER, .host = "127.0.0.1",
+				    .port = closed_port(), .unit_id = 1, .timeout_ms = 500,
+				    .map = PLC_REGMAP_DEFAULT };
+}
+
 static void test_server(void)
 {
 	const struct plc_regmap map = PLC_REGMAP_DEFAULT;
-	struct plc_config cfg = { .role = PLC_ROLE_SERVER, .host = "127.0.0.1",
-				  .port = free_tcp_port(), .unit_id = 1, .timeout_ms = 500,
-				  .map = map };
-	struct plc_status st = { .heartbeat = 9, .word = PLC_STATUS_READY, .capacity = 32 };
-	struct server_run sr = { 0 };
+	struct plc_config cfg = server_config();
+	struct server_run sr;
 	struct plc_trigger t;
 	struct plc_result r;
 	uint16_t regs[PLC_RES_REGS], trig[PLC_TRIG_REGS] = { 1, 0x0001, 0x0002, 0, 3 };
 	uint16_t sregs[PLC_STAT_REGS];
 	modbus_t *mb;
-	GThread *th;
 
-	sr.link = plc_link_new(&cfg);
-	g_assert_nonnull(sr.link);
-	g_assert_cmpint(plc_link_role(sr.link), ==, PLC_ROLE_SERVER);
-	g_assert_cmpint(plc_link_connect(sr.link), ==, 0);
-	g_assert_true(plc_link_connected(sr.link));
-	g_assert_cmpint(plc_link_last_request_us(sr.link), ==, 0);
-	g_assert_cmpint(plc_write_result(sr.link, &known_result), ==, 0);
-	g_assert_cmpint(plc_write_status(sr.link, &st), ==, 0);
-	th = g_thread_new("server", server_loop, &sr);
-
-	mb = modbus_new_tcp("127.0.0.1", cfg.port);
-	g_assert_nonnull(mb);
-	modbus_set_response_timeout(mb, 2, 0);
-	g_assert_cmpint(modbus_connect(mb), ==, 0);
+	server_start(&sr, &cfg, &(struct plc_status){ .heartbeat = 9, .word = PLC_STATUS_READY,
+						       .capacity = 32 });
+	mb = master_tcp(cfg.port);
 	g_assert_cmpint(modbus_read_registers(mb, map.result_base, PLC_RES_REGS, regs), ==,
 			PLC_RES_REGS);
 	plc_decode_result(regs, &r);
@@ -636,12 +692,8 @@ static void test_server(void)
 	 * server drops them and serves the next master. */
 	for (int i = 0; i < 2; i++) {
 		static const char junk[] = "GET / HTTP/1.0\r\n\r\n\xff\xff\xff\xff";
-		struct sockaddr_in addr = { .sin_family = AF_INET };
-		int s = socket(AF_INET, SOCK_STREAM, 0);
+		int s = raw_connect(cfg.port);
 
-		addr.sin_port = htons((uint16_t)cfg.port);
-		addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		g_assert_cmpint(connect(s, (struct sockaddr *)&addr, sizeof addr), ==, 0);
 		g_assert_cmpint(send(s, junk, i == 0 ? sizeof junk - 1 : 3, MSG_NOSIGNAL), >, 0);
 		g_usleep(200000);
 		close(s);
@@ -652,8 +704,7 @@ static void test_server(void)
 	modbus_close(mb);
 	modbus_free(mb);
 
-	sr.stop = 1;
-	g_thread_join(th);
+	server_stop(&sr);
 	g_assert_cmpint(plc_read_trigger(sr.link, &t), ==, 0);
 	g_assert_cmpuint(t.counter, ==, 1);
 	g_assert_cmphex(t.part_id, ==, 0x00010002);
@@ -668,6 +719,75 @@ static void test_server(void)
 	cfg.device = "/dev/null";
 	cfg.unit_id = 0;
 	g_assert_null(plc_link_new(&cfg)); /* broadcast address as our unit */
+}
+
+/* A master that sends its request slowly, or stops halfway, holds only its
+ * own session: the PLC's requests are answered meanwhile, the slow request
+ * too once it is whole, and a stalled one ends its session after the
+ * link's timeout_ms. */
+static void test_server_slow_master(void)
+{
+	const struct plc_regmap map = PLC_REGMAP_DEFAULT;
+	struct plc_config cfg = server_config();
+	struct server_run sr;
+	/* Read the status block, transaction 0x0102. */
+	const uint8_t req[] = { 0x01, 0x02, 0, 0, 0, 6, 1, MODBUS_FC_READ_HOLDING_REGISTERS, 0,
+				(uint8_t)map.status_base, 0, PLC_STAT_REGS };
+	uint8_t rsp[9 + 2 * PLC_STAT_REGS];
+	uint16_t regs[PLC_TRIG_REGS], trig[PLC_TRIG_REGS] = { 4, 0, 44, 0, 0 };
+	struct plc_trigger t;
+	modbus_t *mb;
+	int slow, stalled;
+
+	server_start(&sr, &cfg, &(struct plc_status){ .heartbeat = 5, .word = PLC_STATUS_READY });
+	mb = master_tcp(cfg.port);
+	slow = raw_connect(cfg.port);
+	stalled = raw_connect(cfg.port);
+	/* The first bytes of both, then the PLC's own requests. */
+	for (size_t i = 0; i < 8; i++) {
+		g_assert_cmpint(send(slow, req + i, 1, MSG_NOSIGNAL), ==, 1);
+		g_usleep(20000);
+	}
+	g_assert_cmpint(send(stalled, req, 5, MSG_NOSIGNAL), ==, 5);
+	g_assert_cmpint(modbus_write_registers(mb, map.trigger_base, PLC_TRIG_REGS, trig), ==,
+			PLC_TRIG_REGS);
+	g_assert_cmpint(modbus_read_registers(mb, map.trigger_base, PLC_TRIG_REGS, regs), ==,
+			PLC_TRIG_REGS);
+	g_assert_cmpuint(regs[PLC_TRIG_PART_ID_LO], ==, 44);
+	/* The rest of the slow request: its answer, whole. */
+	g_assert_cmpint(send(slow, req + 8, sizeof req - 8, MSG_NOSIGNAL), ==, (int)(sizeof req - 8));
+	g_assert_cmpint(read_full(slow, rsp, sizeof rsp), ==, (int)sizeof rsp);
+	g_assert_cmphex(rsp[0] << 8 | rsp[1], ==, 0x0102);
+	g_assert_cmpuint(rsp[7], ==, MODBUS_FC_READ_HOLDING_REGISTERS);
+	g_assert_cmpuint(rsp[8], ==, 2 * PLC_STAT_REGS);
+	g_assert_cmpuint(rsp[9 + 2 * PLC_STAT_HEARTBEAT + 1], ==, 5);
+	/* The stalled one: closed once it has been silent for timeout_ms. */
+	g_assert_cmpint(read_full(stalled, rsp, 1), ==, 0);
+	close(slow);
+	close(stalled);
+
+	/* A length that disagrees with the function (two bytes too many):
+	 * exception 03, and the session goes on. */
+	{
+		const uint8_t longer[] = { 0, 9, 0, 0, 0, 8, 1, MODBUS_FC_READ_HOLDING_REGISTERS, 0,
+					   0, 0, 1, 0xaa, 0xbb };
+		int s = raw_connect(cfg.port);
+
+		g_assert_cmpint(send(s, longer, sizeof longer, MSG_NOSIGNAL), ==, (int)sizeof longer);
+		g_assert_cmpint(read_full(s, rsp, 9), ==, 9);
+		g_assert_cmpuint(rsp[7], ==, 0x80 | MODBUS_FC_READ_HOLDING_REGISTERS);
+		g_assert_cmpuint(rsp[8], ==, MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE);
+		g_assert_cmpint(send(s, req, sizeof req, MSG_NOSIGNAL), ==, (int)sizeof req);
+		g_assert_cmpint(read_full(s, rsp, sizeof rsp), ==, (int)sizeof rsp);
+		g_assert_cmpuint(rsp[7], ==, MODBUS_FC_READ_HOLDING_REGISTERS);
+		close(s);
+	}
+	modbus_close(mb);
+	modbus_free(mb);
+	server_stop(&sr);
+	g_assert_cmpint(plc_read_trigger(sr.link, &t), ==, 0);
+	g_assert_cmpuint(t.counter, ==, 4);
+	plc_link_free(sr.link);
 }
 
 /* ---- Modbus RTU over a socat pseudo-terminal pair ---- */
@@ -747,36 +867,36 @@ static struct plc_config rtu_config(enum plc_role role, const char *device)
 				    .map = PLC_REGMAP_DEFAULT };
 }
 
+/* The PLC's end of the line, as rtu_config's peer: unit 7 at 115200 8E1. */
+static modbus_t *rtu_peer(const char *device)
+{
+	modbus_t *mb = modbus_new_rtu(device, 115200, 'E', 8, 1);
+
+	g_assert_nonnull(mb);
+	g_assert_cmpint(modbus_set_slave(mb, 7), ==, 0);
+	modbus_set_response_timeout(mb, 2, 0);
+	g_assert_cmpint(modbus_connect(mb), ==, 0);
+	return mb;
+}
+
 /* Server role on one end; a libmodbus RTU master (the PLC) on the other. */
 static void test_rtu_server(void)
 {
 	const struct plc_regmap map = PLC_REGMAP_DEFAULT;
 	struct pty_pair pp;
 	struct plc_config cfg;
-	struct server_run sr = { 0 };
+	struct server_run sr;
 	struct plc_trigger t;
 	struct plc_result r;
 	uint16_t regs[PLC_RES_REGS], trig[PLC_TRIG_REGS] = { 5, 0x0001, 0x0203, 0, 2 };
 	uint16_t sregs[PLC_STAT_REGS];
 	modbus_t *mb;
-	GThread *th;
 
 	if (!pty_pair_open(&pp))
 		return;
 	cfg = rtu_config(PLC_ROLE_SERVER, pp.a);
-	sr.link = plc_link_new(&cfg);
-	g_assert_nonnull(sr.link);
-	g_assert_cmpint(plc_link_connect(sr.link), ==, 0);
-	g_assert_cmpint(plc_write_result(sr.link, &known_result), ==, 0);
-	g_assert_cmpint(plc_write_status(sr.link, &(struct plc_status){ .heartbeat = 3,
-			.word = PLC_STATUS_READY }), ==, 0);
-	th = g_thread_new("rtu-server", server_loop, &sr);
-
-	mb = modbus_new_rtu(pp.b, 115200, 'E', 8, 1);
-	g_assert_nonnull(mb);
-	g_assert_cmpint(modbus_set_slave(mb, 7), ==, 0);
-	modbus_set_response_timeout(mb, 2, 0);
-	g_assert_cmpint(modbus_connect(mb), ==, 0);
+	server_start(&sr, &cfg, &(struct plc_status){ .heartbeat = 3, .word = PLC_STATUS_READY });
+	mb = rtu_peer(pp.b);
 	g_assert_cmpint(modbus_read_registers(mb, map.result_base, PLC_RES_REGS, regs), ==,
 			PLC_RES_REGS);
 	plc_decode_result(regs, &r);
@@ -791,12 +911,29 @@ static void test_rtu_server(void)
 	errno = 0;
 	g_assert_cmpint(modbus_write_register(mb, map.result_base + PLC_RES_VERDICT, 1), ==, -1);
 	g_assert_cmpint(errno, ==, EMBXILADD);
+	/* An unknown function: exception 01. A frame with a broken CRC: no
+	 * answer (the master times out), and the next frame is served. */
+	{
+		const uint8_t unknown[] = { 7, 0x41 }; /* libmodbus frames it with no data */
+		const uint8_t bad_crc[] = { 7, MODBUS_FC_READ_HOLDING_REGISTERS, 0, 0, 0, 1, 0xde,
+					    0xad };
+		uint8_t rsp[MODBUS_RTU_MAX_ADU_LENGTH];
+
+		g_assert_cmpint(modbus_send_raw_request(mb, (uint8_t *)unknown, sizeof unknown), >, 0);
+		g_assert_cmpint(modbus_receive_confirmation(mb, rsp), ==, 5);
+		g_assert_cmpuint(rsp[1], ==, 0x80 | 0x41);
+		g_assert_cmpuint(rsp[2], ==, MODBUS_EXCEPTION_ILLEGAL_FUNCTION);
+		g_assert_cmpint(write(modbus_get_socket(mb), bad_crc, sizeof bad_crc), ==,
+				(ssize_t)sizeof bad_crc);
+		modbus_set_response_timeout(mb, 0, 300000);
+		g_assert_cmpint(modbus_receive_confirmation(mb, rsp), ==, -1);
+		modbus_set_response_timeout(mb, 2, 0);
+	}
 	g_assert_cmpint(modbus_write_register(mb, map.trigger_base + PLC_TRIG_ACK, 0x0102), ==, 1);
 	modbus_close(mb);
 	modbus_free(mb);
 
-	sr.stop = 1;
-	g_thread_join(th);
+	server_stop(&sr);
 	g_assert_cmpint(plc_read_trigger(sr.link, &t), ==, 0);
 	g_assert_cmpuint(t.counter, ==, 5);
 	g_assert_cmphex(t.part_id, ==, 0x00010203);
@@ -847,10 +984,7 @@ static void test_rtu_client(void)
 
 	if (!pty_pair_open(&pp))
 		return;
-	sl.ctx = modbus_new_rtu(pp.b, 115200, 'E', 8, 1);
-	g_assert_nonnull(sl.ctx);
-	g_assert_cmpint(modbus_set_slave(sl.ctx, 7), ==, 0);
-	g_assert_cmpint(modbus_connect(sl.ctx), ==, 0);
+	sl.ctx = rtu_peer(pp.b);
 	sl.mb = modbus_mapping_new(0, 0, 64, 0);
 	g_assert_nonnull(sl.mb);
 	memcpy(sl.mb->tab_registers + map.trigger_base, trig, sizeof trig);
@@ -901,6 +1035,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/plc/sim/robust", test_sim_robust);
 	g_test_add_func("/plc/pymodbus", test_pymodbus_peer);
 	g_test_add_func("/plc/server", test_server);
+	g_test_add_func("/plc/server/slow-master", test_server_slow_master);
 	g_test_add_func("/plc/rtu/server", test_rtu_server);
 	g_test_add_func("/plc/rtu/client", test_rtu_client);
 	return g_test_run();

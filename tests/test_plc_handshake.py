@@ -20,163 +20,57 @@ vigild on a few simulated parts and asserts behaviour, never timing:
   job          the PLC selects job 2 (reject everything); an unknown job is
                refused (bit 11, error 6) and job 2 stays; vigild restarts and
                is still on job 2 from the state file.
+  job-model    jobs with their own model packages, switched while parts
+               flow: models/real-v2 (another input size), a corrupt copy of
+               synthetic-v1 (refused, error 9, the running model goes on), a
+               missing package (error 8), a copy with its own thresholds;
+               every part gets one result and one row naming the model that
+               judged it; the selection survives a restart, and a start-up
+               selection whose package is corrupt falls back to [model].
+  malformed    requests vigild must refuse with a Modbus exception (wrong
+               function, out-of-range address, bad length, a write outside
+               the trigger block; from mbpoll and raw frames), bytes that
+               are not Modbus, and a master that sends a request byte by
+               byte: vigild answers the rest, never stalls, parts go on.
 
 usage: test_plc_handshake.py BUILD_DIR SOURCE_ROOT SCENARIO
 """
-import logging
 import os
-import signal
+import shutil
 import socket
 import sqlite3
-import subprocess
+import struct
 import sys
 import tempfile
 import time
 
-from pymodbus.client import ModbusTcpClient
-
-TRIG, RES, STAT = 0, 10, 20        # PLC_REGMAP_DEFAULT
-STAT_REGS, RES_REGS = 9, 9
-ST_READY, ST_FAULT, ST_CAMERA_OK, ST_STOP_LINE = 1, 1 << 2, 1 << 4, 1 << 7
-ST_VALID, ST_OVERRUN, ST_JOB_INVALID = 1 << 8, 1 << 9, 1 << 11
-FL_FAILSAFE, FL_NO_FRAME, FL_NO_VIBRATION, FL_MODEL_ERROR = 1 << 2, 1 << 3, 1 << 4, 1 << 5
-REJECT = 2
-WAIT_S = 40                        # generous: the machine is shared
+from linetest import Vigild, camera_section, fail, free_port, generate_parts, line_config, skip
+from plctest import (ERR_JOB, ERR_PKG_CORRUPT, ERR_PKG_MISSING, FL_FAILSAFE, FL_MODEL_ERROR,
+                     FL_NO_FRAME, FL_NO_VIBRATION, REJECT, RES, ST_CAMERA_OK, ST_FAULT,
+                     ST_JOB_LOADING, ST_JOB_REFUSED, ST_OVERRUN, ST_STOP_LINE, ST_VALID, STAT,
+                     TRIG, WAIT_S, MasterPLC, mbpoll_read, mbpoll_write, part_id, quiet_pymodbus,
+                     start_vigild, stop_vigild, wait_for)
 
 
-def fail(msg):
-    print("FAIL:", msg, flush=True)
-    sys.exit(1)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, cond, timeout=WAIT_S):
-    end = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > end:
-            fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-class PLC:
-    """The PLC: a pymodbus client polling vigild."""
-
-    def __init__(self, port):
-        self.c = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
-        self.res_counter = None
-
-    def _retry(self, fn):
-        for _ in range(400):
-            try:
-                if not self.c.connected:
-                    self.c.connect()
-                rr = fn()
-                if not rr.isError():
-                    return rr
-            except Exception:  # noqa: BLE001 refused while vigild starts
-                pass
-            time.sleep(0.05)
-        fail("vigild's Modbus server does not answer")
-
-    def read(self, addr, n):
-        return self._retry(lambda: self.c.read_holding_registers(addr, n, slave=1)).registers
-
-    def write(self, addr, values):
-        self._retry(lambda: self.c.write_registers(addr, values, slave=1))
-
-    def status(self):
-        return self.read(STAT, STAT_REGS)
-
-    def result(self):
-        return self.read(RES, RES_REGS)
-
-    def trigger(self, counter, part):
-        self.write(TRIG, [counter, part >> 16, part & 0xFFFF])
-        wait_for(f"trigger_seen = {counter}", lambda: self.status()[4] == counter)
-
-    def ack(self, counter):
-        self.write(TRIG + 3, [counter])
-
-    def next_result(self):
-        """Waits for a result with a new counter and valid = 1."""
-        r = wait_for("a new result",
-                     lambda: (lambda r: r if r[8] == 1 and r[0] != self.res_counter else None)(
-                         self.result()))
-        self.res_counter = r[0]
-        return r
-
-    def close(self):
-        self.c.close()
-
-
-class Vigild:
-    def __init__(self, tmp, build, conf):
-        self.log_path = os.path.join(tmp, "vigild.log")
-        self.log = open(self.log_path, "a+")
-        self.p = subprocess.Popen([os.path.join(build, "app", "vigild"), "--config", conf],
-                                  stdout=self.log, stderr=subprocess.STDOUT)
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        rc = self.p.wait(timeout=60)
-        self.log.flush()
-        return rc
-
-    def text(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-
-def config(tmp, sim, pkg, port, db, plc_extra="", camera_extra="", tail=""):
-    conf = os.path.join(tmp, "vigild.conf")
+def config(env, deadline_ms=20000, plc_extra="", elements="", tail="", name="vigild.conf"):
+    """vigild in the server role on env's simulated parts; slow timeouts,
+    so only what a scenario provokes goes wrong."""
+    conf = os.path.join(env["tmp"], name)
     with open(conf, "w") as f:
-        f.write(f"""[camera.top]
-pipeline = multifilesrc location={sim}/images/part-%05d.png index=0 caps=image/png ! pngdec {camera_extra}! videoconvert ! appsink name=sink
-trigger = sequence
-frame_timeout_ms = 20000
-restart = never
-
-[vibration.drive_end]
-pipeline = filesrc location={sim}/vibration.wav ! wavparse ! audioconvert ! audioresample ! appsink name=sink
-mode = sequence
-rate_hz = 12000
-window = 2048
-stride = 2048
-timeout_ms = 20000
-
-[model]
-package = {pkg}
-backend = opencv
-
-[plc]
-mode = server
-host = 127.0.0.1
-port = {port}
-poll_ms = 2
-peer_timeout_ms = 600000
-{plc_extra}
-[database]
-path = {db}
-{tail}""")
+        f.write(line_config(camera_section(env["sim"], 20000, elements, "restart = never\n"),
+                            env["sim"], env["root"], env["port"], env["db"],
+                            deadline_ms=deadline_ms, window_timeout_ms=20000,
+                            plc_extra="mode = server\npeer_timeout_ms = 600000\n" + plc_extra,
+                            tail=tail))
     return conf
 
 
-def rows(db, want, timeout=WAIT_S):
+def rows(db, want, timeout=WAIT_S, columns="part_id, verdict, flags"):
     """The database rows (part_id, verdict, flags) once there are want."""
     def get():
         try:
             con = sqlite3.connect(db)
-            r = con.execute("SELECT part_id, verdict, flags FROM inspections ORDER BY part_id"
-                            ).fetchall()
+            r = con.execute(f"SELECT {columns} FROM inspections ORDER BY part_id").fetchall()
             con.close()
         except sqlite3.Error:
             return None
@@ -184,28 +78,18 @@ def rows(db, want, timeout=WAIT_S):
     return wait_for(f"{want} database rows", get, timeout)
 
 
-def start(tmp, build, conf, port):
-    v = Vigild(tmp, build, conf)
-    plc = PLC(port)
-    wait_for("ready", lambda: v.p.poll() is not None or plc.status()[1] & ST_READY)
-    if v.p.poll() is not None:
-        fail("vigild exited:\n" + v.text())
+def start(env, conf):
+    v = Vigild(env["build"], conf, os.path.join(env["tmp"], "vigild.log"))
+    plc = MasterPLC(env["port"])
+    start_vigild(v, plc)
     return v, plc
 
 
-def finish(v, plc):
-    plc.close()
-    rc = v.stop()
-    text = v.text()
-    print(text[-3000:])
-    if rc != 0:
-        fail(f"vigild exited with {rc}")
-    return text
+finish = stop_vigild
 
 
 def scenario_double_ack(env):
-    v, plc = start(env["tmp"], env["build"], config(**env["cfg"], plc_extra="reject_deadline_ms = 20000\n"),
-                   env["port"])
+    v, plc = start(env, config(env))
     n = 6
     got = []
     for i in range(n):
@@ -238,9 +122,7 @@ def scenario_double_ack(env):
 
 
 def scenario_never_ack(env):
-    v, plc = start(env["tmp"], env["build"],
-                   config(**env["cfg"], plc_extra="reject_deadline_ms = 20000\nresult_buffer = 2\n"),
-                   env["port"])
+    v, plc = start(env, config(env, plc_extra="result_buffer = 2\n"))
     n = 8
     for i in range(n):
         plc.trigger(i + 1, 200 + i)
@@ -285,9 +167,8 @@ def scenario_never_ack(env):
 def scenario_deadline(env):
     # Each frame takes 2 s to leave the camera; the deadline is 300 ms.
     n = 3
-    v, plc = start(env["tmp"], env["build"],
-                   config(**env["cfg"], plc_extra="reject_deadline_ms = 300\n",
-                          camera_extra="! identity sleep-time=2000000 "), env["port"])
+    v, plc = start(env, config(env, deadline_ms=300,
+                               elements="identity sleep-time=2000000 ! "))
     for i in range(n):
         plc.trigger(i + 1, 300 + i)
     got = []
@@ -319,9 +200,7 @@ def scenario_deadline(env):
 
 def scenario_fault(env, policy):
     # The simulation has 3 parts: parts 4 and 5 find the camera at its end.
-    v, plc = start(env["tmp"], env["build"],
-                   config(**env["cfg"], plc_extra=f"reject_deadline_ms = 20000\n"
-                          f"fault_policy = {policy}\n"), env["port"])
+    v, plc = start(env, config(env, plc_extra=f"fault_policy = {policy}\n"))
     st = plc.status()
     if st[1] & (ST_FAULT | ST_STOP_LINE) or not st[1] & ST_CAMERA_OK:
         fail(f"status before any fault: {st}")
@@ -346,11 +225,10 @@ def scenario_fault(env, policy):
 
 
 def scenario_job(env):
-    jobs = "job = 1\n"
     tail = "\n[job.1]\nreject = 0.99\nmarginal = 0.99\n\n[job.2]\nreject = 0\nmarginal = 0\n"
-    conf = config(**env["cfg"], plc_extra="reject_deadline_ms = 20000\n" + jobs, tail=tail)
+    conf = config(env, plc_extra="job = 1\n", tail=tail)
     state = env["db"] + ".plc-state"
-    v, plc = start(env["tmp"], env["build"], conf, env["port"])
+    v, plc = start(env, conf)
     if plc.status()[3] != 1:
         fail(f"active job {plc.status()[3]}, want the configured job 1")
     plc.write(TRIG + 4, [2])
@@ -362,8 +240,8 @@ def scenario_job(env):
         fail(f"job 2 rejects every part on its score: got {r}")
     plc.write(TRIG + 4, [9])
     st = wait_for("job 9 refused",
-                  lambda: (lambda s: s if s[1] & ST_JOB_INVALID else None)(plc.status()))
-    if st[2] != 6 or st[3] != 2:
+                  lambda: (lambda s: s if s[1] & ST_JOB_REFUSED else None)(plc.status()))
+    if st[2] != ERR_JOB or st[3] != 2:
         fail(f"after selecting job 9: error {st[2]} (want 6), job {st[3]} (want 2)")
     text = finish(v, plc)
     if "PLC selected job 9, which is not configured" not in text:
@@ -373,9 +251,9 @@ def scenario_job(env):
             fail(f"{state} does not hold job 2")
 
     # A restart: the trigger block is zeroed (no request), job 2 stays.
-    v, plc = start(env["tmp"], env["build"], conf, env["port"])
+    v, plc = start(env, conf)
     st = plc.status()
-    if st[3] != 2 or st[1] & ST_JOB_INVALID:
+    if st[3] != 2 or st[1] & ST_JOB_REFUSED:
         fail(f"after a restart: job {st[3]}, want 2 from {state}")
     plc.trigger(1, 501)
     r = plc.next_result()
@@ -385,6 +263,298 @@ def scenario_job(env):
     finish(v, plc)
 
 
+class PartFlow:
+    """A PLC running parts one after the other without waiting for their
+    results (they are taken and acknowledged as they come), noting the
+    status it saw just before each trigger and the job it expects to end up
+    running (want: the last selection that is not to be refused)."""
+
+    def __init__(self, plc, first_part, want=0):
+        self.plc, self.next_part, self.counter, self.want = plc, first_part, 0, want
+        self.raised = []              # (part id, status before its trigger, want)
+        self.results = []
+
+    def select(self, job, runs=True):
+        self.plc.select_job(job)
+        if runs:
+            self.want = job
+
+    def take(self):
+        while True:
+            r = self.plc.new_result()
+            if not r:
+                return
+            self.results.append(r)
+            self.plc.ack(r[0])
+
+    def part(self):
+        st = self.plc.status()
+        self.counter = self.counter % 65535 + 1
+        self.plc.trigger(self.counter, self.next_part)
+        self.raised.append((self.next_part, st, self.want))
+        self.next_part += 1
+        self.take()
+        time.sleep(0.02)
+        return st
+
+    def until(self, what, cond, then=3, limit_s=WAIT_S):
+        """Parts until cond(status) holds, then `then` more; the status."""
+        end = time.monotonic() + limit_s
+        while not cond(self.part()):
+            if time.monotonic() > end:
+                fail(f"parts kept flowing but never {what}: status {self.plc.status()}")
+        for _ in range(then):
+            self.part()
+        return self.plc.status()
+
+    def drain(self):
+        wait_for("every result", lambda: self.take() or len(self.results) >= len(self.raised))
+        ids = [part_id(r) for r in self.results]
+        if ids != [p[0] for p in self.raised]:
+            fail(f"results for parts {ids}, want {[p[0] for p in self.raised]}")
+
+
+def package_copy(env, name, edit=None, flip=None):
+    """A copy of synthetic-v1 in tmp: edit(manifest text) -> new text, or
+    one byte flipped in the file flip."""
+    src = os.path.join(env["root"], "models", "synthetic-v1")
+    dst = os.path.join(env["tmp"], name)
+    shutil.copytree(src, dst)
+    if edit:
+        path = os.path.join(dst, "manifest.ini")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(edit(text))
+    if flip:
+        with open(os.path.join(dst, flip), "r+b") as f:
+            f.seek(200)
+            b = f.read(1)
+            f.seek(200)
+            f.write(bytes([b[0] ^ 0xFF]))
+    return dst
+
+
+def scenario_job_model(env):
+    real = os.path.join(env["root"], "models", "real-v2")
+    corrupt = package_copy(env, "corrupt", flip="vision.onnx")
+    # Its own version and thresholds (reject everything); its modules are
+    # synthetic-v1's, checksums and all.
+    strict = package_copy(env, "strict", edit=lambda t: t.replace(
+        "version=synthetic-1", "version=synthetic-1-strict").replace(
+        "reject=0.5", "reject=0.0").replace("marginal=0.3", "marginal=0.0"))
+    missing = os.path.join(env["tmp"], "no-such-package")
+    tail = (f"\n[job.2]\npackage = {real}\n\n[job.3]\npackage = {corrupt}\n"
+            f"\n[job.4]\npackage = {missing}\n\n[job.5]\npackage = {strict}\n")
+    conf = config(env, tail=tail)
+    version = {0: "synthetic-1", 2: "real-2", 5: "synthetic-1-strict"}
+    v, plc = start(env, conf)
+    flow = PartFlow(plc, 600, 0)
+    for _ in range(4):
+        flow.part()
+    # A real second model, selected while parts flow.
+    flow.select(2)
+    st = flow.until("job 2 running", lambda s: s[3] == 2 and not s[1] & ST_JOB_LOADING)
+    if st[1] & ST_JOB_REFUSED or st[2]:
+        fail(f"job 2 runs, yet status {st}")
+    # A corrupt package: refused, job 2 keeps inspecting.
+    flow.select(3, runs=False)
+    st = flow.until("job 3 refused", lambda s: s[1] & ST_JOB_REFUSED)
+    if st[2] != ERR_PKG_CORRUPT or st[3] != 2 or st[1] & ST_JOB_LOADING:
+        fail(f"after the corrupt job 3: error {st[2]} (want {ERR_PKG_CORRUPT}), job {st[3]} "
+             f"(want 2), status {st[1]:#x}")
+    flow.select(4, runs=False)
+    st = flow.until("job 4 refused", lambda s: s[1] & ST_JOB_REFUSED and s[2] == ERR_PKG_MISSING)
+    if st[3] != 2:
+        fail(f"after the missing job 4: job {st[3]}, want 2")
+    # A package with its own thresholds; a job without any keeps them.
+    flow.select(5)
+    st = flow.until("job 5 running", lambda s: s[3] == 5 and not s[1] & ST_JOB_LOADING)
+    if st[1] & ST_JOB_REFUSED or st[2]:
+        fail(f"job 5 runs, yet status {st}")
+    flow.drain()
+    text = finish(v, plc)
+    check_models(env, flow, version, ["synthetic-1", "real-2", "synthetic-1-strict"])
+    for r in flow.results:
+        if r[7] & (FL_FAILSAFE | FL_MODEL_ERROR):
+            fail(f"part {part_id(r)} got a fail-safe result {r}: a model stopped inspecting")
+    con = sqlite3.connect(env["db"])
+    events = con.execute("SELECT kind, message FROM events ORDER BY id").fetchall()
+    con.close()
+    print("events:", *events, sep="\n  ")
+    swaps = [m for k, m in events if k == "model-swap"]
+    refused = [m for k, m in events if k == "model-refused"]
+    if len(swaps) != 2 or "real-2" not in swaps[0] or "synthetic-1-strict" not in swaps[1]:
+        fail(f"model-swap events {swaps}: want job 2's and job 5's")
+    if (len(refused) != 2 or "SHA-256" not in refused[0] or corrupt not in refused[0]
+            or missing not in refused[1] or "job 2 (model real-2) keeps running" not in refused[1]):
+        fail(f"model-refused events {refused}")
+    if "model package " + corrupt + " refused" not in text:
+        fail("no warning about the corrupt package in the log")
+    state = env["db"] + ".plc-state"
+    with open(state) as f:
+        if f.read().strip() != "job=5":
+            fail(f"{state} does not hold job 5")
+
+    # A restart runs job 5's package from the start.
+    v, plc = start(env, conf)
+    st = plc.status()
+    if st[3] != 5 or st[1] & (ST_JOB_REFUSED | ST_JOB_LOADING):
+        fail(f"after a restart: status {st}, want job 5 running")
+    flow = PartFlow(plc, 700, 5)
+    for _ in range(3):
+        flow.part()
+    flow.drain()
+    finish(v, plc)
+    check_models(env, flow, version, ["synthetic-1-strict"])
+
+    # A start-up selection whose package is now corrupt: [model] runs,
+    # the PLC sees the refusal.
+    with open(state, "w") as f:
+        f.write("job=3\n")
+    v, plc = start(env, conf)
+    st = plc.status()
+    if st[3] != 0 or not st[1] & ST_JOB_REFUSED or st[2] != ERR_PKG_CORRUPT:
+        fail(f"starting on corrupt job 3: status {st}, want job 0 and error {ERR_PKG_CORRUPT}")
+    flow = PartFlow(plc, 800, 0)
+    for _ in range(2):
+        flow.part()
+    flow.drain()
+    text = finish(v, plc)
+    check_models(env, flow, version, ["synthetic-1"])
+    if "starting on job 0" not in text:
+        fail("no warning that vigild started on job 0")
+
+
+def check_models(env, flow, version, want_runs):
+    """Every part's row names the model that judged it, and its result the
+    job: the running job's when the PLC triggered it with the job it wanted
+    running and none loading, and the models follow each other in
+    want_runs' order, never back and forth."""
+    got = {pid: (verdict, model) for pid, verdict, model in rows(
+        env["db"], 0, columns="part_id, verdict, model_version")}
+    models = []
+    for pid, st, want in flow.raised:
+        if pid not in got:
+            fail(f"part {pid} has no database row")
+        verdict, model = got[pid]
+        if st[3] == want and not st[1] & ST_JOB_LOADING and model != version[want]:
+            fail(f"part {pid}, triggered while job {st[3]} ran: judged by {model}, "
+                 f"want {version[st[3]]}")
+        if model == "synthetic-1-strict" and verdict != "reject":
+            fail(f"part {pid}: {verdict} under a package whose thresholds reject all")
+        if not models or models[-1] != model:
+            models.append(model)
+    # The PLC learns the job of each part from its result.
+    for r in flow.results:
+        if version.get(r[9]) != got[part_id(r)][1]:
+            fail(f"part {part_id(r)}: result says job {r[9]}, the row says model "
+                 f"{got[part_id(r)][1]}")
+    print("models in part order:", models)
+    if models != want_runs:
+        fail(f"models in part order {models}, want {want_runs}")
+
+
+def modbus_raw(sock, pdu, tid=1, unit=1):
+    """Sends one Modbus TCP request; (function, exception code or 0), or
+    None when vigild closed the connection."""
+    sock.sendall(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu)
+    head = b""
+    while len(head) < 7:
+        chunk = sock.recv(7 - len(head))
+        if not chunk:
+            return None
+        head += chunk
+    length = struct.unpack(">H", head[4:6])[0]
+    body = b""
+    while len(body) < length - 1:
+        chunk = sock.recv(length - 1 - len(body))
+        if not chunk:
+            return None
+        body += chunk
+    if struct.unpack(">H", head[:2])[0] != tid:
+        fail(f"reply to transaction {tid} carries {head[:2]!r}")
+    return (body[0] & 0x7F, body[1]) if body[0] & 0x80 else (body[0], 0)
+
+
+def scenario_malformed(env):
+    # The slow master below pauses for whole parts between its bytes: give
+    # it longer than the 500 ms after which a stalled request is dropped.
+    v, plc = start(env, config(env, plc_extra="timeout_ms = 5000\n"))
+    flow = PartFlow(plc, 900)
+    flow.part()
+    port = env["port"]
+    # mbpoll as a service laptop: reads the status block, is refused
+    # elsewhere.
+    st, out = mbpoll_read(port, STAT, 9)
+    if st is None or st[8] != 3:
+        fail(f"mbpoll cannot read the status block: {out}")
+    for what, args, want in (
+            ("coils", ("0", "0"), "Illegal data address"),
+            ("registers past the map", (60000 - 1, "4"), "Illegal data address"),
+            ("input registers", ("0", "3"), "Illegal data address")):
+        vals, out = mbpoll_read(port, int(args[0]), 2, args[1])
+        print(f"mbpoll {what}: {out.strip()}")
+        if vals is not None or want.lower() not in out.lower():
+            fail(f"mbpoll reading {what}: {out!r}, want an exception ({want})")
+    # mbpoll writes job_select (docs/plc.md): job 9 is not configured.
+    ok, out = mbpoll_write(port, TRIG + 4, [9])
+    if not ok:
+        fail(f"mbpoll cannot write job_select: {out}")
+    st = wait_for("job 9 refused", lambda: (lambda s: s if s[1] & ST_JOB_REFUSED else None)(
+        plc.status()))
+    if st[2] != ERR_JOB:
+        fail(f"after mbpoll selected job 9: status {st}, want error {ERR_JOB}")
+    ok, out = mbpoll_write(port, RES + 4, [1])
+    if ok or "illegal data address" not in out.lower():
+        fail(f"mbpoll wrote a verdict into the result block: {out}")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        cases = [
+            ("an unknown function", bytes([0x41, 0, 0]), (0x41, 1)),
+            ("diagnostics", bytes([0x08, 0, 0, 0x12, 0x34]), (0x08, 1)),
+            ("reading 0 registers", struct.pack(">BHH", 3, 0, 0), (3, 3)),
+            ("reading 200 registers", struct.pack(">BHH", 3, 0, 200), (3, 3)),
+            ("reading past the map", struct.pack(">BHH", 3, 65530, 4), (3, 2)),
+            ("a byte count that disagrees", struct.pack(">BHHB", 16, TRIG, 2, 3) + b"\0\1\0",
+             (16, 3)),
+            ("a forged verdict", struct.pack(">BHH", 6, RES + 4, 1), (6, 2)),
+            ("a write past the trigger block", struct.pack(">BHHB", 16, TRIG + 3, 4, 8) +
+             bytes(8), (16, 2)),
+            ("a good read after them", struct.pack(">BHH", 3, STAT, 9), (3, 0)),
+        ]
+        for tid, (what, pdu, want) in enumerate(cases, 1):
+            got = modbus_raw(s, pdu, tid)
+            print(f"{what}: {got}")
+            if got != want:
+                fail(f"{what}: reply {got}, want function {want[0]} exception {want[1]}")
+    # Bytes that are not Modbus: vigild ends that session only.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        try:
+            if s.recv(100) != b"":
+                fail("vigild answered an HTTP request")
+        except ConnectionResetError:
+            pass  # closed with our bytes unread
+    # A master that sends its request a byte at a time, with parts going
+    # on meanwhile on the PLC's own connection.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        req = struct.pack(">HHHB", 77, 0, 6, 1) + struct.pack(">BHH", 3, STAT, 9)
+        for i, b in enumerate(req):
+            s.sendall(bytes([b]))
+            if i in (2, 8):
+                flow.part()
+            time.sleep(0.03)
+        head = s.recv(9)
+        if len(head) < 9 or head[:2] != b"\0\x4d" or head[7] != 3:
+            fail(f"the slow master's read got {head!r}")
+    flow.part()
+    flow.drain()
+    if not v.running():
+        fail("vigild died")
+    finish(v, plc)
+    rows(env["db"], len(flow.raised))
+
+
 SCENARIOS = {
     "double-ack": scenario_double_ack,
     "never-ack": scenario_never_ack,
@@ -392,6 +562,8 @@ SCENARIOS = {
     "fault-reject_all": lambda env: scenario_fault(env, "reject_all"),
     "fault-stop_line": lambda env: scenario_fault(env, "stop_line"),
     "job": scenario_job,
+    "job-model": scenario_job_model,
+    "malformed": scenario_malformed,
 }
 
 
@@ -400,22 +572,14 @@ def main():
         print(__doc__)
         sys.exit(2)
     build, root, name = sys.argv[1:]
-    logging.basicConfig()
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    pkg = os.path.join(root, "models", "synthetic-v1")
-    if not os.path.exists(os.path.join(pkg, "manifest.ini")):
-        print("SKIP: no model package")
-        sys.exit(77)
+    quiet_pymodbus()
+    if not os.path.exists(os.path.join(root, "models", "synthetic-v1", "manifest.ini")):
+        skip("no model package")
     with tempfile.TemporaryDirectory(prefix="vigil-plc-hs-") as tmp:
         sim = os.path.join(tmp, "sim")
-        parts = 3 if name.startswith("fault") else 16
-        subprocess.run([os.path.join(build, "tools", "vigil-sim"), "generate", "--out", sim,
-                        "--parts", str(parts), "--seed", "5", "--split", "e2e"],
-                       check=True, stdout=subprocess.DEVNULL)
-        port = free_port()
-        db = os.path.join(tmp, "vigil.db")
-        env = {"tmp": tmp, "build": build, "port": port, "db": db,
-               "cfg": {"tmp": tmp, "sim": sim, "pkg": pkg, "port": port, "db": db}}
+        generate_parts(build, sim, 3 if name.startswith("fault") else 60, 5)
+        env = {"tmp": tmp, "build": build, "root": root, "sim": sim, "port": free_port(),
+               "db": os.path.join(tmp, "vigil.db")}
         SCENARIOS[name](env)
     print("PASS", name)
 

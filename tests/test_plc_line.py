@@ -17,131 +17,29 @@ line (bench/plc-latency.sh runs it in both roles).
 usage: test_plc_line.py BUILD_DIR SOURCE_ROOT client|server [--parts N] [--rate PER_S]
 """
 import argparse
-import asyncio
-import logging
 import os
-import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 
-from pymodbus.client import ModbusTcpClient
-from pymodbus.datastore import ModbusSequentialDataBlock, ModbusServerContext, ModbusSlaveContext
-from pymodbus.server.async_io import ModbusTcpServer
-
-TRIG, RES, STAT = 0, 10, 20        # PLC_REGMAP_DEFAULT
-STAT_REGS, RES_REGS = 9, 9
-
-
-def fail(msg):
-    print("FAIL:", msg, flush=True)
-    sys.exit(1)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def model_dir(root):
-    d = os.path.join(root, "models", "synthetic-v1")
-    return d if os.path.exists(os.path.join(d, "manifest.ini")) else None
-
-
-class ServerPLC:
-    """Client role: the PLC is a pymodbus server on its own event loop."""
-
-    def __init__(self, port):
-        self.port = port
-        self.block = ModbusSequentialDataBlock(0, [0] * 64)
-        self.ctx = ModbusServerContext(slaves=ModbusSlaveContext(hr=self.block, zero_mode=True),
-                                       single=True)
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        self.start()
-
-    def start(self):
-        async def go():
-            self.server = ModbusTcpServer(self.ctx, address=("127.0.0.1", self.port),
-                                          allow_reuse_address=True)
-            self.task = asyncio.ensure_future(self.server.serve_forever())
-            await self.server.serving
-        asyncio.run_coroutine_threadsafe(go(), self.loop).result(10)
-
-    def cut(self, seconds):
-        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-
-        async def stop():
-            await self.server.shutdown()
-            self.task.cancel()
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
-        time.sleep(seconds)
-        self.start()
-
-    def read(self, addr, n):
-        return self.block.getValues(addr, n)
-
-    def write(self, addr, values):
-        self.block.setValues(addr, values)
-
-
-class ClientPLC:
-    """Server role: the PLC is a pymodbus client polling vigild."""
-
-    def __init__(self, port):
-        self.port = port
-        self.c = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
-
-    def _retry(self, fn):
-        for _ in range(200):
-            try:
-                if not self.c.connected:
-                    self.c.connect()
-                rr = fn()
-                if not rr.isError():
-                    return rr
-            except Exception:  # noqa: BLE001 connection refused while vigild starts
-                pass
-            time.sleep(0.05)
-        fail("vigild's Modbus server does not answer")
-
-    def read(self, addr, n):
-        return self._retry(lambda: self.c.read_holding_registers(addr, n, slave=1)).registers
-
-    def write(self, addr, values):
-        self._retry(lambda: self.c.write_registers(addr, values, slave=1))
-
-    def cut(self, seconds):
-        self.c.close()
-        time.sleep(seconds)
+from linetest import Vigild, camera_section, fail, free_port, generate_parts, line_config, skip
+from plctest import (RES, RES_REGS, STAT, STAT_REGS, ST_READY, TRIG, VERDICT_NAMES, MasterPLC,
+                     ServerPLC, mbpoll_read, part_id, quiet_pymodbus, stop_vigild, wait_for)
 
 
 def check_mbpoll(port, last_part):
     """mbpoll, a third Modbus master, reads the status and result blocks."""
-    def regs(ref, n):
-        out = subprocess.run(["mbpoll", "-m", "tcp", "-a", "1", "-r", str(ref + 1), "-c", str(n),
-                              "-t", "4", "-1", "-p", str(port), "127.0.0.1"],
-                             capture_output=True, text=True, timeout=20)
-        if out.returncode != 0:
-            fail(f"mbpoll: {out.stdout} {out.stderr}")
-        vals = {}
-        for line in out.stdout.splitlines():
-            if line.startswith("["):
-                k, v = line.split(":", 1)
-                vals[int(k.strip("[]")) - 1] = int(v.split()[0])
-        return [vals[ref + i] for i in range(n)]
-    st = regs(STAT, STAT_REGS)
-    res = regs(RES, RES_REGS)
+    st, out = mbpoll_read(port, STAT, STAT_REGS)
+    if st is None:
+        fail(f"mbpoll: {out}")
+    res, out = mbpoll_read(port, RES, RES_REGS)
+    if res is None:
+        fail(f"mbpoll: {out}")
     print(f"mbpoll: status {st}, result {res}")
-    if st[8] != 2 or not st[1] & 1:
-        fail(f"mbpoll reads status {st}: want map version 2 and ready")
-    if (res[1] << 16 | res[2]) != last_part:
+    if st[8] != 3 or not st[1] & ST_READY:
+        fail(f"mbpoll reads status {st}: want map version 3 and ready")
+    if part_id(res) != last_part:
         fail(f"mbpoll reads result {res}: want part {last_part}")
 
 
@@ -156,88 +54,50 @@ def main():
     ap.add_argument("--ack-delay-ms", type=float, default=0)
     ap.add_argument("--bench", action="store_true")
     a = ap.parse_args()
-    # pymodbus logs every refused connect while vigild starts as an error.
-    logging.basicConfig()
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    quiet_pymodbus()
     if a.bench:
         a.cut_at = a.parts          # no link cut: it would be measured too
     elif a.cut_at < 0:
         a.cut_at = a.parts // 2
-    pkg = model_dir(a.root)
-    if not pkg:
-        print("SKIP: no model package")
-        sys.exit(77)
-    vigild_bin = os.path.join(a.build, "app", "vigild")
-    sim_bin = os.path.join(a.build, "tools", "vigil-sim")
+    if not os.path.exists(os.path.join(a.root, "models", "synthetic-v1", "manifest.ini")):
+        skip("no model package")
 
     with tempfile.TemporaryDirectory(prefix="vigil-plc-") as tmp:
         sim_dir = os.path.join(tmp, "sim")
-        subprocess.run([sim_bin, "generate", "--out", sim_dir, "--parts", str(a.parts),
-                        "--seed", "77", "--split", "e2e"], check=True,
-                       stdout=subprocess.DEVNULL)
+        generate_parts(a.build, sim_dir, a.parts, 77)
         port = free_port()
         db = os.path.join(tmp, "vigil.db")
         conf = os.path.join(tmp, "vigild.conf")
         with open(conf, "w") as f:
-            f.write(f"""[camera.top]
-pipeline = multifilesrc location={sim_dir}/images/part-%05d.png index=0 caps=image/png ! pngdec ! videoconvert ! appsink name=sink
-trigger = sequence
-frame_timeout_ms = 5000
-
-[vibration.drive_end]
-pipeline = filesrc location={sim_dir}/vibration.wav ! wavparse ! audioconvert ! audioresample ! appsink name=sink
-mode = sequence
-rate_hz = 12000
-window = 2048
-stride = 2048
-timeout_ms = 5000
-
-[model]
-package = {pkg}
-backend = opencv
-
-[plc]
-mode = {a.role}
-host = 127.0.0.1
-port = {port}
-poll_ms = 2
-reject_deadline_ms = 5000
+            f.write(line_config(camera_section(sim_dir), sim_dir, a.root, port, db,
+                                deadline_ms=5000, plc_extra=f"""mode = {a.role}
 result_buffer = 64
 reconnect_min_ms = 50
 reconnect_max_ms = 400
 peer_timeout_ms = 500
-
-[database]
-path = {db}
-""")
+"""))
         plc = ServerPLC(port) if a.role == "client" else None
-        log = open(os.path.join(tmp, "vigild.log"), "w+")
-        vigild = subprocess.Popen([vigild_bin, "--config", conf], stdout=log,
-                                  stderr=subprocess.STDOUT)
+        vigild = Vigild(a.build, conf, os.path.join(tmp, "vigild.log"))
         if plc is None:
-            plc = ClientPLC(port)
+            plc = MasterPLC(port)
 
         results = []          # (part id, trigger echo, verdict, latency s)
         raised = {}           # trigger counter -> (part id, time)
-        state = {"res_counter": 0}
 
         def take_results():
-            r = plc.read(RES, RES_REGS)
-            if r[0] != state["res_counter"] and r[8] == 1:
-                state["res_counter"] = r[0]
-                pid = r[1] << 16 | r[2]
+            r = plc.new_result()
+            if r:
                 t0 = raised.get(r[3], (None, time.monotonic()))[1]
-                results.append((pid, r[3], r[4], time.monotonic() - t0))
+                results.append((part_id(r), r[3], r[4], time.monotonic() - t0))
                 if a.ack_delay_ms:
                     time.sleep(a.ack_delay_ms / 1000)
-                plc.write(TRIG + 3, [r[0]])
+                plc.ack(r[0])
 
         try:
-            t_end = time.monotonic() + 60
-            while not plc.read(STAT, STAT_REGS)[1] & 1:       # ready
-                if time.monotonic() > t_end or vigild.poll() is not None:
-                    fail("vigild did not report ready")
-                time.sleep(0.05)
+            wait_for("ready", lambda: not vigild.running() or plc.status()[1] & ST_READY, 60,
+                     0.05)
+            if not vigild.running():
+                fail("vigild exited:\n" + vigild.text())
             counter = plc.read(TRIG, 1)[0]
             t0 = time.monotonic()
             for i in range(a.parts):
@@ -268,13 +128,7 @@ path = {db}
             if a.role == "server":
                 check_mbpoll(port, a.parts - 1)
         finally:
-            vigild.send_signal(signal.SIGTERM)
-            vigild_rc = vigild.wait(timeout=60)
-        log.seek(0)
-        text = log.read()
-        print(text[-2500:])
-        if vigild_rc != 0:
-            fail(f"vigild exited with {vigild_rc}")
+            stop_vigild(vigild, plc)
         ids = [r[0] for r in results]
         if ids != list(range(a.parts)):
             dup = len(ids) - len(set(ids))
@@ -285,9 +139,8 @@ path = {db}
         con.close()
         if [r[0] for r in rows] != list(range(a.parts)):
             fail(f"{len(rows)} database rows, want one per part")
-        names = {1: "accept", 2: "reject", 3: "marginal"}
         for (pid, _, verdict, _), (rpid, rverdict) in zip(results, rows):
-            if names.get(verdict) != rverdict:
+            if VERDICT_NAMES.get(verdict) != rverdict:
                 fail(f"part {pid}: PLC got verdict {verdict}, database says {rverdict}")
         lat = sorted(r[3] * 1000 for r in results)
         p50 = statistics.median(lat)

@@ -1,0 +1,345 @@
+/* Jobs (recipes): the PLC selects a job number, a job is a model package
+ * and its thresholds ([job.N]).
+ *
+ *   PLC thread --request--> loader thread: load the package, check it
+ *   (infer_model_load: manifest, SHA-256, trial run; line_model_fits)
+ *   loader --marker in q_inspect--> inspection thread: swap between parts
+ *   loader --report--> PLC thread: active_job, or the refusal's error code
+ *
+ * Loading takes seconds and must not hold up inspection or the PLC, so it
+ * has its own thread; the inspection thread only exchanges two pointers.
+ * The marker travels through q_inspect behind the parts already waiting,
+ * so those are judged by the job they were triggered under. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "app/line-private.h"
+
+#define REQ_STOP GINT_TO_POINTER(-1)
+
+struct job_report {
+	int job, error;
+};
+
+struct line_jobs {
+	line *l;
+	GThread *thread;
+	GAsyncQueue *requests;   /* GINT_TO_POINTER(job + 1), or REQ_STOP */
+	GAsyncQueue *reports;    /* struct job_report *, for the PLC thread */
+
+	/* The hand-over to the inspection thread. */
+	GMutex lock;
+	GCond taken;
+	gboolean handed, stopping;
+	infer_model *model;      /* handed: the new model (NULL: keep the running
+				  * one); once taken: the one it replaced */
+	int job;
+
+	/* The loader's own view of what the inspection thread runs. */
+	char *package;
+	const char *version;     /* interned */
+	int cur_job;
+};
+
+/* ---- the selection kept across restarts ---- */
+
+int line_jobs_start_job(line *l)
+{
+	char *text = NULL;
+	int job = l->plc_default_job;
+
+	if (g_file_get_contents(l->plc_state_path, &text, NULL, NULL)) {
+		int n = 0;
+
+		if (sscanf(text, "job=%d", &n) == 1 && n >= 0 && n <= LINE_MAX_JOBS &&
+		    (n == 0 || l->jobs[n].number))
+			job = n;
+		else
+			g_warning("%s: no valid job selection, using job %d", l->plc_state_path, job);
+		g_free(text);
+	}
+	return job;
+}
+
+void line_jobs_save(line *l, int job)
+{
+	char text[32];
+	GError *gerr = NULL;
+
+	snprintf(text, sizeof text, "job=%d\n", job);
+	/* g_file_set_contents writes a temporary file and renames it, so a
+	 * power cut leaves the old selection or the new one. */
+	if (!g_file_set_contents(l->plc_state_path, text, -1, &gerr)) {
+		g_warning("cannot keep the job selection in %s: %s", l->plc_state_path,
+			  gerr->message);
+		g_error_free(gerr);
+	}
+}
+
+/* ---- loading and checking a package ---- */
+
+int line_model_fits(line *l, const infer_model *m, char **err)
+{
+	const struct infer_info *info = infer_model_info(m);
+
+	if (fabs(info->rate_hz - l->sen_cfg.rate_hz) > 1e-6 ||
+	    (int)l->sen_cfg.window != info->window) {
+		*err = g_strdup_printf("vibration %s gives %zu samples at %g Hz but model %s "
+				       "wants %d samples at %g Hz",
+				       l->sen_name, l->sen_cfg.window, l->sen_cfg.rate_hz,
+				       info->version, info->window, info->rate_hz);
+		return -EINVAL;
+	}
+	if ((int)fusion_sigfeat_dim(l->sigfeat) != info->signal_dim) {
+		*err = g_strdup_printf("model %s wants %d signal features; this build computes %zu",
+				       info->version, info->signal_dim,
+				       fusion_sigfeat_dim(l->sigfeat));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The package at dir, loaded and checked; NULL with *err ("model package
+ * DIR refused: why") and *error (enum plc_error_code: what the PLC is
+ * told) when refused. */
+static infer_model *load_checked(line *l, const char *dir, char **err, int *error)
+{
+	char *manifest = g_build_filename(dir, "manifest.ini", NULL);
+	gboolean present = g_file_test(manifest, G_FILE_TEST_IS_REGULAR);
+	infer_model *m;
+	char *why = NULL;
+
+	g_free(manifest);
+	m = infer_model_load(dir, l->backend, err, NULL);
+	if (!m) {
+		*error = present ? PLC_ERR_JOB_PACKAGE_CORRUPT : PLC_ERR_JOB_PACKAGE_MISSING;
+		return NULL;
+	}
+	if (line_model_fits(l, m, &why) < 0) {
+		*err = g_strdup_printf("model package %s refused: %s", dir, why);
+		g_free(why);
+		infer_model_free(m);
+		*error = PLC_ERR_JOB_PACKAGE_UNFIT;
+		return NULL;
+	}
+	return m;
+}
+
+int line_jobs_load_start(line *l, const char *cfg_name, char **err)
+{
+	int job = line_jobs_start_job(l), error = 0;
+	const char *pkg = job ? l->jobs[job].package : l->model_dir;
+	char *e = NULL;
+
+	l->model = load_checked(l, pkg, &e, &error);
+	if (!l->model && job && strcmp(pkg, l->model_dir) != 0) {
+		/* Rather a known model than no line: the PLC sees the refusal. */
+		g_warning("job %d: %s; starting on job 0, the [model] package %s", job, e,
+			  l->model_dir);
+		l->start_refused = job;
+		l->start_error = error;
+		g_free(e);
+		e = NULL;
+		job = 0;
+		l->model = load_checked(l, l->model_dir, &e, &error);
+	}
+	if (!l->model) {
+		*err = error == PLC_ERR_JOB_PACKAGE_UNFIT ? g_strdup_printf("%s: %s", cfg_name, e)
+							  : g_strdup(e);
+		g_free(e);
+		return -EINVAL;
+	}
+	l->run_job = job;
+	l->run_version = g_intern_string(infer_model_info(l->model)->version);
+	return 0;
+}
+
+/* ---- the inspection thread's side ---- */
+
+gboolean line_jobs_is_swap(line *l, const void *item)
+{
+	return item == (const void *)l->jobs_loader;
+}
+
+void line_jobs_swap(line *l)
+{
+	line_jobs *j = l->jobs_loader;
+
+	g_mutex_lock(&j->lock);
+	if (j->handed) {
+		if (j->model) {
+			infer_model *old = l->model;
+
+			l->model = j->model;
+			j->model = old;
+			l->run_version = g_intern_string(infer_model_info(l->model)->version);
+		}
+		l->run_job = j->job;
+		j->handed = FALSE;
+		g_cond_signal(&j->taken);
+	}
+	g_mutex_unlock(&j->lock);
+}
+
+enum vigil_verdict line_jobs_verdict(line *l, float score, enum vigil_verdict model_verdict)
+{
+	const struct infer_info *info = infer_model_info(l->model);
+	const struct line_job *jb = &l->jobs[l->run_job];
+	double reject, marginal;
+
+	if (l->run_job == 0 || (isnan(jb->reject) && isnan(jb->marginal)))
+		return model_verdict;
+	reject = isnan(jb->reject) ? info->reject : jb->reject;
+	marginal = isnan(jb->marginal) ? info->marginal : jb->marginal;
+	return score >= reject ? VIGIL_VERDICT_REJECT
+	     : score >= marginal && marginal < reject ? VIGIL_VERDICT_MARGINAL
+						      : VIGIL_VERDICT_ACCEPT;
+}
+
+/* ---- the loader thread ---- */
+
+static void report(line_jobs *j, int job, int error)
+{
+	struct job_report *r = g_new(struct job_report, 1);
+
+	r->job = job;
+	r->error = error;
+	g_async_queue_push(j->reports, r);
+}
+
+/* Loads job's package if it is not the running one, hands it over and
+ * waits until the inspection thread took it. -1 when the line stops. */
+static int change_job(line_jobs *j, int job)
+{
+	line *l = j->l;
+	const char *pkg = job ? l->jobs[job].package : l->model_dir;
+	const char *version = j->version;
+	infer_model *m = NULL, *old;
+	char *err = NULL, *msg;
+	int error = 0, rc;
+	gboolean taken;
+
+	if (strcmp(pkg, j->package) != 0) {
+		m = load_checked(l, pkg, &err, &error);
+		if (!m) {
+			msg = g_strdup_printf("job %d: %s; job %d (model %s) keeps running", job, err,
+					      j->cur_job, j->version);
+			g_warning("%s", msg);
+			db_event(l->db, "model-refused", msg);
+			report(j, job, error);
+			g_free(msg);
+			g_free(err);
+			return 0;
+		}
+		version = g_intern_string(infer_model_info(m)->version);
+	}
+
+	g_mutex_lock(&j->lock);
+	j->model = m;
+	j->job = job;
+	j->handed = TRUE;
+	g_mutex_unlock(&j->lock);
+	rc = bqueue_push(l->q_inspect, j, -1);
+	g_mutex_lock(&j->lock);
+	while (rc == 0 && j->handed && !j->stopping)
+		g_cond_wait(&j->taken, &j->lock);
+	taken = !j->handed;
+	j->handed = FALSE;
+	old = j->model;
+	j->model = NULL;
+	g_mutex_unlock(&j->lock);
+	if (!taken) {
+		infer_model_free(old); /* the new one, never run */
+		return -1;
+	}
+
+	if (m) {
+		g_free(j->package);
+		j->package = g_strdup(pkg);
+		msg = g_strdup_printf("job %d: model %s (%s) replaces %s (job %d)", job, version,
+				      pkg, j->version, j->cur_job);
+	} else {
+		msg = g_strdup_printf("job %d: thresholds changed, model %s (%s) kept (was job %d)",
+				      job, version, pkg, j->cur_job);
+	}
+	j->version = version;
+	j->cur_job = job;
+	g_message("%s", msg);
+	db_event(l->db, m ? "model-swap" : "job", msg);
+	g_free(msg);
+	/* Freed here, off the inspection thread. */
+	infer_model_free(old);
+	report(j, job, 0);
+	return 0;
+}
+
+static gpointer loader_thread(gpointer data)
+{
+	line_jobs *j = data;
+
+	for (;;) {
+		gpointer req = g_async_queue_pop(j->requests), next;
+
+		/* Only the latest selection matters; a stop beats them all. */
+		while ((next = g_async_queue_try_pop(j->requests)))
+			if (req != REQ_STOP)
+				req = next;
+		if (req == REQ_STOP || change_job(j, GPOINTER_TO_INT(req) - 1) < 0)
+			break;
+	}
+	return NULL;
+}
+
+line_jobs *line_jobs_new(line *l)
+{
+	line_jobs *j = g_new0(line_jobs, 1);
+
+	j->l = l;
+	j->requests = g_async_queue_new();
+	j->reports = g_async_queue_new_full(g_free);
+	g_mutex_init(&j->lock);
+	g_cond_init(&j->taken);
+	/* Before line_start, so these are the inspection thread's. */
+	j->package = g_strdup(l->run_job ? l->jobs[l->run_job].package : l->model_dir);
+	j->version = l->run_version;
+	j->cur_job = l->run_job;
+	j->thread = g_thread_new("jobs", loader_thread, j);
+	return j;
+}
+
+void line_jobs_free(line_jobs *j)
+{
+	if (!j)
+		return;
+	g_async_queue_push(j->requests, REQ_STOP);
+	g_mutex_lock(&j->lock);
+	j->stopping = TRUE;
+	g_cond_broadcast(&j->taken);
+	g_mutex_unlock(&j->lock);
+	g_thread_join(j->thread);
+	g_async_queue_unref(j->requests);
+	g_async_queue_unref(j->reports);
+	g_mutex_clear(&j->lock);
+	g_cond_clear(&j->taken);
+	g_free(j->package);
+	g_free(j);
+}
+
+void line_jobs_request(line_jobs *j, int job)
+{
+	g_async_queue_push(j->requests, GINT_TO_POINTER(job + 1));
+}
+
+int line_jobs_report(line_jobs *j, int *job, int *error)
+{
+	struct job_report *r = g_async_queue_try_pop(j->reports);
+
+	if (!r)
+		return -EAGAIN;
+	*job = r->job;
+	*error = r->error;
+	g_free(r);
+	return 0;
+}
