@@ -66,6 +66,10 @@ struct infer_backend {
 };
 
 extern const struct infer_backend infer_backend_opencv;
+extern const struct infer_backend infer_backend_reference;  /* infer-reference.c */
+#ifdef VIGIL_HAVE_CUDA
+extern const struct infer_backend infer_backend_cuda;       /* infer-cuda.c */
+#endif
 
 typedef struct infer_model infer_model;
 
