@@ -24,6 +24,8 @@ static const struct infer_backend *const backends[] = {
 	&infer_backend_reference,
 #ifdef VIGIL_HAVE_CUDA
 	&infer_backend_cuda,
+	&infer_backend_cuda_fp16,
+	&infer_backend_cuda_bf16,
 #endif
 	NULL,
 };
@@ -201,7 +203,7 @@ infer_model *infer_model_load(const char *dir, const char *backend, char **err, 
 		for (int i = 0; backends[i]; i++)
 			g_string_append_printf(names, "%s%s", i ? ", " : "", backends[i]->name);
 		*err = g_strdup_printf("unknown inference backend '%s' (this build has: %s%s)",
-				       backend, names->str, strcmp(backend, "cuda") == 0
+				       backend, names->str, g_str_has_prefix(backend, "cuda")
 				       ? "; cuda is built only when meson finds CUDA, "
 					 "-Dcuda=enabled" : "");
 		g_string_free(names, TRUE);

@@ -348,6 +348,25 @@ static void test_truncated_files_are_refused(void)
 	g_free(path);
 }
 
+/* backend = cuda in a build without CUDA: refused, saying how to get it. */
+static void test_cuda_absent_is_explained(void)
+{
+#ifdef VIGIL_HAVE_CUDA
+	g_test_skip("this build has the cuda backend (tests/test-inference-cuda.c)");
+#else
+	char *dir = package_path("synthetic-v1", NULL), *err = NULL;
+	int code = 0;
+
+	g_assert_null(infer_model_load(dir, "cuda", &err, &code));
+	g_assert_cmpint(code, ==, INFER_EBACKEND);
+	g_test_message("refused: %s", err);
+	g_assert_nonnull(strstr(err, "reference"));
+	g_assert_nonnull(strstr(err, "-Dcuda=enabled"));
+	g_free(err);
+	g_free(dir);
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -359,5 +378,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/inference/engine/reference-batch", test_reference_batch_equals_single);
 	g_test_add_func("/inference/engine/unsupported-refused", test_unsupported_graphs_are_refused);
 	g_test_add_func("/inference/engine/truncated-refused", test_truncated_files_are_refused);
+	g_test_add_func("/inference/engine/cuda-absent", test_cuda_absent_is_explained);
 	return g_test_run();
 }
