@@ -308,6 +308,81 @@ static void test_unsupported_graphs_are_refused(void)
 	g_free(path);
 }
 
+/* Sigmoid (the defect map's last op, not in the shipped modules yet): the
+ * decision module with a Sigmoid appended, run by both backends. */
+static void test_sigmoid_matches_opencv(void)
+{
+	char *path = package_path("real-v2", "decision.onnx"), *data = NULL, *err = NULL;
+	char *dir = g_dir_make_tmp("vigil-onnx-XXXXXX", NULL);
+	char *edited = g_build_filename(dir, "decision-sigmoid.onnx", NULL);
+	gsize len = 0;
+	Onnx__ModelProto *mp;
+	Onnx__GraphProto *gp;
+	Onnx__NodeProto sig = ONNX__NODE_PROTO__INIT, **nodes;
+	char *sig_in[1] = { (char *)"logit_before_sigmoid" }, *sig_out[1], *last_out;
+	guint8 *buf;
+	void *cv, *ref;
+	int shape[2] = { 1, 26 };
+	float x[26], ycv[4], yref[4];
+	size_t lcv = 0, lref = 0;
+
+	g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+	mp = onnx__model_proto__unpack(NULL, len, (const uint8_t *)data);
+	g_assert_nonnull(mp);
+	gp = mp->graph;
+	/* last node -> "logit_before_sigmoid" -> Sigmoid -> the graph output */
+	last_out = gp->node[gp->n_node - 1]->output[0];
+	sig_out[0] = last_out;
+	gp->node[gp->n_node - 1]->output[0] = sig_in[0];
+	sig.name = (char *)"appended_sigmoid";
+	sig.op_type = (char *)"Sigmoid";
+	sig.n_input = 1;
+	sig.input = sig_in;
+	sig.n_output = 1;
+	sig.output = sig_out;
+	nodes = g_new(Onnx__NodeProto *, gp->n_node + 1);
+	memcpy(nodes, gp->node, gp->n_node * sizeof *nodes);
+	nodes[gp->n_node] = &sig;
+	{
+		Onnx__NodeProto **saved = gp->node;
+
+		gp->node = nodes;
+		gp->n_node++;
+		buf = g_malloc(len + 1024);
+		len = onnx__model_proto__pack(mp, buf);
+		gp->n_node--;
+		gp->node = saved;
+	}
+	gp->node[gp->n_node - 1]->output[0] = last_out;
+	onnx__model_proto__free_unpacked(mp, NULL);
+	g_assert_true(g_file_set_contents(edited, (const char *)buf, (gssize)len, NULL));
+
+	cv = infer_backend_opencv.load(edited, &err);
+	ref = infer_backend_reference.load(edited, &err);
+	g_assert_nonnull(cv);
+	if (!ref)
+		g_error("%s", err);
+	for (guint32 seed = 1; seed <= 6; seed++) {
+		fill_input(x, 26, seed, 3.0f * (float)seed);
+		g_assert_cmpint(infer_backend_opencv.run(cv, x, shape, 2, ycv, 4, &lcv, &err), ==, 0);
+		g_assert_cmpint(infer_backend_reference.run(ref, x, shape, 2, yref, 4, &lref, &err), ==, 0);
+		g_assert_cmpuint(lcv, ==, 1);
+		g_assert_cmpuint(lref, ==, 1);
+		g_assert_true(yref[0] >= 0 && yref[0] <= 1);
+		g_assert_cmpfloat(fabsf(ycv[0] - yref[0]), <, 1e-5);
+	}
+	infer_backend_opencv.free(cv);
+	infer_backend_reference.free(ref);
+	g_unlink(edited);
+	g_rmdir(dir);
+	g_free(edited);
+	g_free(dir);
+	g_free(nodes);
+	g_free(buf);
+	g_free(data);
+	g_free(path);
+}
+
 /* Every prefix of a module is refused, whatever the cut. */
 static void test_truncated_files_are_refused(void)
 {
@@ -378,6 +453,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/inference/engine/reference-batch", test_reference_batch_equals_single);
 	g_test_add_func("/inference/engine/unsupported-refused", test_unsupported_graphs_are_refused);
 	g_test_add_func("/inference/engine/truncated-refused", test_truncated_files_are_refused);
+	g_test_add_func("/inference/engine/sigmoid-matches-opencv", test_sigmoid_matches_opencv);
 	g_test_add_func("/inference/engine/cuda-absent", test_cuda_absent_is_explained);
 	return g_test_run();
 }
