@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "inference/infer-cuda-kernels.h"
+#include "inference/infer-engine.h"
 #include "inference/onnx-graph.h"
 #include "inference/inference.h"
 
@@ -43,8 +44,9 @@ typedef struct cuda_module {
 	struct cuda_node *nodes;
 	void *ws;                  /* cuDNN workspace */
 	size_t ws_size;
-	float *in32, *out32;       /* float32 staging for the input and output 0 */
-	size_t in_n, out_n;
+	float *in32, *out32;       /* float32 staging for the input and all outputs */
+	float *host_out;           /* the outputs of the last run, on the host */
+	size_t in_n, *out_off;     /* output i is out32[out_off[i] .. out_off[i + 1]) */
 	int ndim, shape[ONNX_MAX_DIMS];
 	cudaGraphExec_t exec;
 } cuda_module;
@@ -117,6 +119,8 @@ static void free_plan(cuda_module *m)
 	cudaFree(m->out32);
 	m->ws = NULL;
 	m->in32 = m->out32 = NULL;
+	g_free(m->host_out);
+	m->host_out = NULL;
 	m->ws_size = 0;
 	m->ndim = 0;
 }
@@ -137,6 +141,7 @@ static void cuda_module_free(void *module)
 	g_free(m->dev);
 	g_free(m->bias32);
 	g_free(m->nodes);
+	g_free(m->out_off);
 	cudaFree(m->blas_ws);
 	if (m->blas)
 		cublasDestroy(m->blas);
@@ -203,6 +208,7 @@ static void *cuda_load(const char *onnx_path, cudnnDataType_t dt, cudaDataType_t
 	m->dev = g_new0(void *, m->g->n_tensors);
 	m->bias32 = g_new0(float *, m->g->n_tensors);
 	m->nodes = g_new0(struct cuda_node, m->g->n_nodes);
+	m->out_off = g_new0(size_t, m->g->n_outputs + 1);
 	if ((rc = cuda_fail(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking),
 			    "stream", err)) < 0 ||
 	    (rc = dnn_fail(cudnnCreate(&m->dnn), "create", err)) < 0 ||
@@ -431,8 +437,12 @@ static int enqueue(cuda_module *m, char **err)
 			break;
 		}
 	}
-	return kern_fail(vk_convert(m->out32, VK_F32, m->dev[g->outputs[0]], m->type, m->out_n,
-				    m->stream), "output conversion", err);
+	for (int i = 0; i < g->n_outputs; i++)
+		if ((rc = kern_fail(vk_convert(m->out32 + m->out_off[i], VK_F32, m->dev[g->outputs[i]],
+					       m->type, m->out_off[i + 1] - m->out_off[i], m->stream),
+				    "output conversion", err)) < 0)
+			return rc;
+	return 0;
 }
 
 static int plan(cuda_module *m, const int *shape, int ndim, char **err)
@@ -463,10 +473,13 @@ static int plan(cuda_module *m, const int *shape, int ndim, char **err)
 		if (m->nodes[i].skip)
 			m->dev[g->nodes[i].out[0]] = m->dev[g->nodes[i].in[0]];
 	m->in_n = onnx_tensor_count(&g->tensors[g->input]);
-	m->out_n = onnx_tensor_count(&g->tensors[g->outputs[0]]);
+	for (int i = 0; i < g->n_outputs; i++)
+		m->out_off[i + 1] = m->out_off[i] + onnx_tensor_count(&g->tensors[g->outputs[i]]);
+	m->host_out = g_new(float, m->out_off[g->n_outputs] + 1);
 	if ((rc = cuda_fail(cudaMalloc(&m->ws, m->ws_size + 16), "workspace", err)) < 0 ||
 	    (rc = cuda_fail(cudaMalloc((void **)&m->in32, m->in_n * 4), "input", err)) < 0 ||
-	    (rc = cuda_fail(cudaMalloc((void **)&m->out32, m->out_n * 4), "output", err)) < 0)
+	    (rc = cuda_fail(cudaMalloc((void **)&m->out32, m->out_off[g->n_outputs] * 4), "output",
+			    err)) < 0)
 		return rc;
 	if ((rc = cuda_fail(cudaStreamBeginCapture(m->stream, cudaStreamCaptureModeThreadLocal),
 			    "graph capture", err)) < 0)
@@ -489,8 +502,7 @@ static int plan(cuda_module *m, const int *shape, int ndim, char **err)
 	return 0;
 }
 
-static int cuda_run(void *module, const float *in, const int *shape, int ndim, float *out,
-		    size_t out_cap, size_t *out_len, char **err)
+int cuda_module_forward(void *module, const float *in, const int *shape, int ndim, char **err)
 {
 	cuda_module *m = module;
 	int rc = plan(m, shape, ndim, err);
@@ -499,18 +511,42 @@ static int cuda_run(void *module, const float *in, const int *shape, int ndim, f
 		free_plan(m);
 		return rc;
 	}
-	*out_len = m->out_n;
-	if (m->out_n > out_cap) {
-		*err = g_strdup_printf("output of %zu values, room for %zu", m->out_n, out_cap);
-		return -EOVERFLOW;
-	}
 	if ((rc = cuda_fail(cudaMemcpyAsync(m->in32, in, m->in_n * 4, cudaMemcpyHostToDevice,
 					    m->stream), "input copy", err)) < 0 ||
 	    (rc = cuda_fail(cudaGraphLaunch(m->exec, m->stream), "graph launch", err)) < 0 ||
-	    (rc = cuda_fail(cudaMemcpyAsync(out, m->out32, m->out_n * 4, cudaMemcpyDeviceToHost,
-					    m->stream), "output copy", err)) < 0 ||
+	    (rc = cuda_fail(cudaMemcpyAsync(m->host_out, m->out32, m->out_off[m->g->n_outputs] * 4,
+					    cudaMemcpyDeviceToHost, m->stream), "output copy",
+			    err)) < 0 ||
 	    (rc = cuda_fail(cudaStreamSynchronize(m->stream), "forward", err)) < 0)
 		return rc;
+	return 0;
+}
+
+const float *cuda_module_output(const void *module, int i, size_t *len)
+{
+	const cuda_module *m = module;
+
+	if (i < 0 || i >= m->g->n_outputs || !m->host_out)
+		return NULL;
+	*len = m->out_off[i + 1] - m->out_off[i];
+	return m->host_out + m->out_off[i];
+}
+
+/* struct infer_backend's run: the module's first output. */
+static int cuda_run(void *module, const float *in, const int *shape, int ndim, float *out,
+		    size_t out_cap, size_t *out_len, char **err)
+{
+	const float *y;
+	int rc = cuda_module_forward(module, in, shape, ndim, err);
+
+	if (rc < 0)
+		return rc;
+	y = cuda_module_output(module, 0, out_len);
+	if (*out_len > out_cap) {
+		*err = g_strdup_printf("output of %zu values, room for %zu", *out_len, out_cap);
+		return -EOVERFLOW;
+	}
+	memcpy(out, y, *out_len * sizeof(float));
 	return 0;
 }
 

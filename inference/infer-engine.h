@@ -26,4 +26,11 @@ int ref_module_forward(ref_module *m, const float *in, const int *shape, int ndi
  * next forward. NULL when i is out of range. */
 const float *ref_module_output(const ref_module *m, int i, size_t *len);
 
+#ifdef VIGIL_HAVE_CUDA
+/* The cuda backend (infer-cuda.c), a module from one of the infer_backend_cuda*
+ * tables' load: the same contract as ref_module_forward / _output. */
+int cuda_module_forward(void *module, const float *in, const int *shape, int ndim, char **err);
+const float *cuda_module_output(const void *module, int i, size_t *len);
+#endif
+
 #endif
