@@ -742,8 +742,21 @@ int onnx_graph_infer_shapes(onnx_graph *g, const int *shape, int ndim, char **er
 		}
 	in->ndim = ndim;
 	memcpy(in->dims, shape, sizeof(int) * (size_t)ndim);
-	for (int i = 0; i < g->n_nodes; i++)
+	for (int i = 0; i < g->n_nodes; i++) {
+		const struct onnx_tensor *y;
+		double count = 1;
+
 		if (infer_node(g, &g->nodes[i], err) < 0)
 			return -EINVAL;
+		/* A damaged attribute (padding, dims) must not become a huge allocation. */
+		y = &g->tensors[g->nodes[i].out[0]];
+		for (int d = 0; d < y->ndim; d++)
+			count *= y->dims[d];
+		if (count > ONNX_MAX_ELEMENTS || count < 1) {
+			*err = node_error(g, &g->nodes[i], "output of %.0f values is outside 1 to %d",
+					  count, ONNX_MAX_ELEMENTS);
+			return -EINVAL;
+		}
+	}
 	return 0;
 }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #define ONNX_MAX_DIMS 6
+#define ONNX_MAX_ELEMENTS (1 << 28)  /* per tensor, for a given input */
 
 enum onnx_op {
 	ONNX_OP_CONV,

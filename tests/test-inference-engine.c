@@ -383,6 +383,85 @@ static void test_sigmoid_matches_opencv(void)
 	g_free(path);
 }
 
+/* Random damage: each copy is refused, or loads and runs to the end with
+ * finite memory; never a crash (a fuzzer in miniature, 200 seeds). */
+static void test_damaged_files_never_crash(void)
+{
+	char *path = package_path("real-v1", "vision.onnx"), *data = NULL;
+	gsize len = 0;
+	int refused = 0, ran = 0;
+	GRand *r = g_rand_new_with_seed(7);
+
+	g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+	for (int k = 0; k < 200; k++) {
+		char *copy = g_memdup2(data, len), *err = NULL;
+		onnx_graph *g;
+		/* damage the structure (the first bytes and the tail hold the
+		 * nodes, shapes and attributes), not only the weights */
+		gsize at = g_rand_boolean(r) ? (gsize)g_rand_int_range(r, 0, 2048)
+					     : len - 1 - (gsize)g_rand_int_range(r, 0, 4096);
+
+		for (int b = 0; b < 1 + k % 3; b++)
+			copy[(at + (gsize)b * 13) % len] ^= (char)(1u << g_rand_int_range(r, 0, 8));
+		g = onnx_graph_parse(copy, len, "damaged.onnx", &err);
+		if (!g) {
+			g_assert_nonnull(err);
+			refused++;
+		} else {
+			int shape[ONNX_MAX_DIMS];
+			int ndim = g->input_ndim;
+			int ok = ndim >= 1;
+
+			for (int d = 0; ok && d < ndim; d++) {
+				shape[d] = d == 0 ? 1 : g->input_dims[d];
+				ok = shape[d] > 0 && shape[d] < 4096;
+			}
+			if (ok && onnx_graph_infer_shapes(g, shape, ndim, &err) == 0) {
+				size_t n = 1, len_out = 0;
+				float *x;
+
+				/* run it: the executor must stay inside its buffers */
+				onnx_graph_free(g);
+				g_clear_pointer(&err, g_free);
+				for (int d = 0; d < ndim; d++)
+					n *= (size_t)shape[d];
+				{
+					char *tmp_err = NULL;
+					char *dir = g_dir_make_tmp("vigil-onnx-XXXXXX", NULL);
+					char *file = g_build_filename(dir, "damaged.onnx", NULL);
+					ref_module *rm;
+
+					g_assert_true(g_file_set_contents(file, copy, (gssize)len, NULL));
+					rm = ref_module_load(file, &tmp_err);
+					g_assert_nonnull(rm);
+					x = g_new0(float, n);
+					if (ref_module_forward(rm, x, shape, ndim, &tmp_err) == 0) {
+						g_assert_nonnull(ref_module_output(rm, 0, &len_out));
+						ran++;
+					}
+					g_free(x);
+					g_free(tmp_err);
+					ref_module_free(rm);
+					g_unlink(file);
+					g_rmdir(dir);
+					g_free(file);
+					g_free(dir);
+				}
+				g = NULL;
+			} else {
+				refused++;
+			}
+			onnx_graph_free(g);
+		}
+		g_free(err);
+		g_free(copy);
+	}
+	g_test_message("damaged copies: %d refused, %d ran", refused, ran);
+	g_rand_free(r);
+	g_free(data);
+	g_free(path);
+}
+
 /* Every prefix of a module is refused, whatever the cut. */
 static void test_truncated_files_are_refused(void)
 {
@@ -454,6 +533,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/inference/engine/unsupported-refused", test_unsupported_graphs_are_refused);
 	g_test_add_func("/inference/engine/truncated-refused", test_truncated_files_are_refused);
 	g_test_add_func("/inference/engine/sigmoid-matches-opencv", test_sigmoid_matches_opencv);
+	g_test_add_func("/inference/engine/damaged-never-crash", test_damaged_files_never_crash);
 	g_test_add_func("/inference/engine/cuda-absent", test_cuda_absent_is_explained);
 	return g_test_run();
 }
