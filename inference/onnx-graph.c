@@ -76,6 +76,14 @@ int onnx_graph_find(const onnx_graph *g, const char *name)
 	return -1;
 }
 
+int onnx_graph_output_index(const onnx_graph *g, const char *name)
+{
+	for (int i = 0; i < g->n_outputs; i++)
+		if (strcmp(g->tensors[g->outputs[i]].name, name) == 0)
+			return i;
+	return -1;
+}
+
 static int add_tensor(onnx_graph *g, const char *name, int producer)
 {
 	struct onnx_tensor *t = &g->tensors[g->n_tensors];

@@ -80,6 +80,8 @@ int onnx_graph_infer_shapes(onnx_graph *g, const int *shape, int ndim, char **er
 
 /* -1 when absent. */
 int onnx_graph_find(const onnx_graph *g, const char *name);
+/* Index among g->outputs of the output named name; -1 when it is not one. */
+int onnx_graph_output_index(const onnx_graph *g, const char *name);
 
 size_t onnx_tensor_count(const struct onnx_tensor *t);
 const char *onnx_op_name(enum onnx_op op);

@@ -69,6 +69,8 @@ static void test_shipped_modules_import(void)
 			g_assert_cmpint(out->ndim, ==, 2);
 			g_assert_cmpint(out->dims[0], ==, 1);
 			g_assert_cmpint(out->dims[1], ==, module_out[i]);
+			g_assert_cmpint(onnx_graph_output_index(g, out->name), ==, 0);
+			g_assert_cmpint(onnx_graph_output_index(g, g->tensors[g->input].name), ==, -1);
 			/* A batch of 5 flows through every node. */
 			shape[0] = 5;
 			g_assert_cmpint(onnx_graph_infer_shapes(g, shape, ndim, &err), ==, 0);
