@@ -23,6 +23,12 @@ struct infer_model {
 
 static const struct infer_backend *const backends[] = {
 	&infer_backend_opencv,
+	&infer_backend_reference,
+#ifdef VIGIL_HAVE_CUDA
+	&infer_backend_cuda,
+	&infer_backend_cuda_fp16,
+	&infer_backend_cuda_bf16,
+#endif
 	NULL,
 };
 
@@ -215,8 +221,15 @@ infer_model *infer_model_load(const char *dir, const char *backend, char **err, 
 		if (strcmp(backends[i]->name, backend) == 0)
 			m->backend = backends[i];
 	if (!m->backend) {
-		*err = g_strdup_printf("unknown inference backend '%s' (this build has: opencv)",
-				       backend);
+		GString *names = g_string_new(NULL);
+
+		for (int i = 0; backends[i]; i++)
+			g_string_append_printf(names, "%s%s", i ? ", " : "", backends[i]->name);
+		*err = g_strdup_printf("unknown inference backend '%s' (this build has: %s%s)",
+				       backend, names->str, g_str_has_prefix(backend, "cuda")
+				       ? "; cuda is built only when meson finds CUDA, "
+					 "-Dcuda=enabled" : "");
+		g_string_free(names, TRUE);
 		goto fail;
 	}
 	rc = INFER_EMANIFEST;

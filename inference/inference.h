@@ -83,6 +83,12 @@ struct infer_backend {
 };
 
 extern const struct infer_backend infer_backend_opencv;
+extern const struct infer_backend infer_backend_reference;  /* infer-reference.c */
+#ifdef VIGIL_HAVE_CUDA
+extern const struct infer_backend infer_backend_cuda;       /* infer-cuda.c, float32 */
+extern const struct infer_backend infer_backend_cuda_fp16;
+extern const struct infer_backend infer_backend_cuda_bf16;
+#endif
 
 typedef struct infer_model infer_model;
 

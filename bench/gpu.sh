@@ -1,0 +1,68 @@
+#!/bin/sh
+# The GPU check in one go, for a session lent an NVIDIA GPU (docs/performance.md):
+# build with the cuda backend, run the inference tests (the GPU parity test
+# must pass, not skip), then benchmark every backend on the shipped packages.
+# Everything lands under $OUT (default build-gpu/out): build.log, tests.log,
+# bench-<package>.txt, summary.txt. Exit status: 0 when the build and tests
+# passed and every benchmark ran.
+#
+#   OUT=/some/dir bench/gpu.sh [PARTS] [MAX_BATCH]
+#
+# Takes about 5 minutes on an H200 with 16 cores (most of it the build).
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build-gpu}
+OUT=${OUT:-$BUILD/out}
+PARTS=${1:-2000}
+MAX_BATCH=${2:-256}
+mkdir -p "$OUT"
+status=0
+
+say() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+
+: > "$OUT/summary.txt"
+say "$(date -u +%FT%TZ) $(git rev-parse --short HEAD 2>/dev/null || echo no-git)"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
+  /usr/local/cuda/bin/nvcc --version 2>&1 | tail -1
+  nproc; } > "$OUT/machine.txt"
+cat "$OUT/machine.txt" >> "$OUT/summary.txt"
+
+for tool in meson ninja pkg-config protoc-c; do
+	command -v $tool >/dev/null || { say "missing $tool: run 'make deps' (Makefile DEBIAN_PACKAGES) first"; exit 1; }
+done
+
+# Build: with CUDA, warnings fatal, as CI does; time what nvcc adds.
+start=$(date +%s)
+if ! { [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" -Dcuda=enabled -Dwerror=true; } \
+	> "$OUT/build.log" 2>&1 || ! ninja -C "$BUILD" >> "$OUT/build.log" 2>&1; then
+	say "build FAILED (tail of $OUT/build.log):"; tail -30 "$OUT/build.log" | tee -a "$OUT/summary.txt"
+	exit 1
+fi
+say "build ok in $(( $(date +%s) - start )) s"
+touch inference/infer-cuda-kernels.cu
+start=$(date +%s)
+ninja -C "$BUILD" inference/infer-cuda-kernels.o >> "$OUT/build.log" 2>&1
+say "nvcc alone (the kernels): $(( $(date +%s) - start )) s"
+
+# Tests: the inference suite; the cuda test must run, a skip here is a failure.
+meson test -C "$BUILD" --suite inference --print-errorlogs -v > "$OUT/tests.log" 2>&1
+rc=$?
+cp "$BUILD/meson-logs/testlog.txt" "$OUT/testlog.txt" 2>/dev/null
+grep -E "^ *[0-9]+/[0-9]+ " "$OUT/tests.log" | grep -v RUNNING | tee -a "$OUT/summary.txt"
+grep -E "worst|verdicts agree" "$OUT/tests.log" | tee -a "$OUT/summary.txt"
+if [ $rc -ne 0 ]; then say "tests FAILED"; status=1; fi
+if grep -q "inference-cuda .*SKIP" "$OUT/tests.log"; then say "the cuda test SKIPPED: no device?"; status=1; fi
+
+# Benchmark: latency p50/p99 and parts/s at batch 1 and the best batch,
+# every precision against the CPU backend on the same machine.
+for pkg in real-v2 synthetic-v1; do
+	for be in opencv cuda cuda-fp16 cuda-bf16; do
+		timeout 120 "$BUILD/bench/infer-bench" "models/$pkg" $be "$PARTS" \
+			"$([ $be = opencv ] && echo 1 || echo "$MAX_BATCH")" \
+			>> "$OUT/bench-$pkg.txt" 2>> "$OUT/bench-errors.txt" || { say "bench $pkg $be failed"; status=1; }
+	done
+	say "bench $pkg:"
+	grep -E "batch=1 |best_batch" "$OUT/bench-$pkg.txt" | tee -a "$OUT/summary.txt"
+done
+say "done, status $status; logs in $OUT"
+exit $status

@@ -1,0 +1,292 @@
+/* The reference backend: the ONNX graph (onnx-graph.c) executed in plain
+ * C, float32, NCHW, one thread. Written to be read and checked, not to be
+ * fast: it is what CI compares OpenCV DNN and the cuda backend against on
+ * machines without a GPU (docs/inference-engine.md). */
+#include <errno.h>
+#include <glib.h>
+#include <math.h>
+#include <string.h>
+
+#include "inference/infer-engine.h"
+#include "inference/inference.h"
+
+struct ref_module {
+	onnx_graph *g;
+	int ndim;                  /* the input shape buffers are sized for */
+	int shape[ONNX_MAX_DIMS];
+	float **buf;               /* per tensor: activations owned here,
+				    * initializers and the input borrowed */
+};
+
+void ref_module_free(ref_module *m)
+{
+	if (!m)
+		return;
+	if (m->buf && m->g)
+		for (int i = 0; i < m->g->n_tensors; i++)
+			if (m->g->tensors[i].producer >= 0)
+				g_free(m->buf[i]);
+	g_free(m->buf);
+	onnx_graph_free(m->g);
+	g_free(m);
+}
+
+ref_module *ref_module_load(const char *onnx_path, char **err)
+{
+	ref_module *m = g_new0(ref_module, 1);
+
+	m->g = onnx_graph_load(onnx_path, err);
+	if (!m->g) {
+		ref_module_free(m);
+		return NULL;
+	}
+	m->buf = g_new0(float *, m->g->n_tensors);
+	for (int i = 0; i < m->g->n_tensors; i++)
+		m->buf[i] = m->g->tensors[i].data;
+	return m;
+}
+
+const onnx_graph *ref_module_graph(const ref_module *m)
+{
+	return m->g;
+}
+
+/* Shapes and buffers for a new input shape; kept while it stays the same. */
+static int plan(ref_module *m, const int *shape, int ndim, char **err)
+{
+	onnx_graph *g = m->g;
+	int rc;
+
+	if (ndim == m->ndim && memcmp(shape, m->shape, sizeof(int) * (size_t)ndim) == 0)
+		return 0;
+	m->ndim = 0;
+	if ((rc = onnx_graph_infer_shapes(g, shape, ndim, err)) < 0)
+		return rc;
+	for (int i = 0; i < g->n_tensors; i++)
+		if (g->tensors[i].producer >= 0) {
+			g_free(m->buf[i]);
+			m->buf[i] = g_new(float, onnx_tensor_count(&g->tensors[i]) + 1);
+		}
+	m->ndim = ndim;
+	memcpy(m->shape, shape, sizeof(int) * (size_t)ndim);
+	return 0;
+}
+
+static void conv2d(const struct onnx_attrs *a, const struct onnx_tensor *xt, const float *x,
+		   const struct onnx_tensor *wt, const float *w, const float *bias,
+		   const struct onnx_tensor *yt, float *y)
+{
+	int batch = xt->dims[0], c = xt->dims[1], h = xt->dims[2], wd = xt->dims[3];
+	int oc_all = yt->dims[1], oh = yt->dims[2], ow = yt->dims[3];
+	int cg = wt->dims[1], ocg = oc_all / a->group, kh = wt->dims[2], kw = wt->dims[3];
+
+	for (int n = 0; n < batch; n++)
+		for (int oc = 0; oc < oc_all; oc++) {
+			float *yp = y + ((size_t)n * oc_all + oc) * oh * ow;
+			int grp = oc / ocg;
+
+			for (int i = 0; i < oh * ow; i++)
+				yp[i] = bias ? bias[oc] : 0.0f;
+			for (int ic = 0; ic < cg; ic++) {
+				const float *xp = x + ((size_t)n * c + grp * cg + ic) * h * wd;
+				const float *wp = w + ((size_t)oc * cg + ic) * kh * kw;
+
+				for (int ky = 0; ky < kh; ky++)
+					for (int kx = 0; kx < kw; kx++) {
+						float wv = wp[ky * kw + kx];
+						int off = kx * a->dilations[1] - a->pads[1];
+						/* ox range where ix = ox * stride + off is inside */
+						int lo = off >= 0 ? 0 : (-off + a->strides[1] - 1) / a->strides[1];
+						int hi = wd - 1 - off < 0 ? 0 : (wd - 1 - off) / a->strides[1] + 1;
+
+						if (hi > ow)
+							hi = ow;
+						for (int oy = 0; oy < oh; oy++) {
+							int iy = oy * a->strides[0] - a->pads[0] +
+								 ky * a->dilations[0];
+							const float *xr = xp + (size_t)iy * wd + off;
+							float *yr = yp + (size_t)oy * ow;
+
+							if (iy < 0 || iy >= h)
+								continue;
+							for (int ox = lo; ox < hi; ox++)
+								yr[ox] += wv * xr[ox * a->strides[1]];
+						}
+					}
+			}
+		}
+}
+
+static void maxpool2d(const struct onnx_attrs *a, const struct onnx_tensor *xt, const float *x,
+		      const struct onnx_tensor *yt, float *y)
+{
+	int planes = xt->dims[0] * xt->dims[1], h = xt->dims[2], w = xt->dims[3];
+	int oh = yt->dims[2], ow = yt->dims[3];
+
+	for (int p = 0; p < planes; p++)
+		for (int oy = 0; oy < oh; oy++)
+			for (int ox = 0; ox < ow; ox++) {
+				float best = -INFINITY;
+
+				/* Padding never wins: ONNX pads MaxPool with -inf. */
+				for (int ky = 0; ky < a->kernel[0]; ky++) {
+					int iy = oy * a->strides[0] - a->pads[0] + ky;
+
+					if (iy < 0 || iy >= h)
+						continue;
+					for (int kx = 0; kx < a->kernel[1]; kx++) {
+						int ix = ox * a->strides[1] - a->pads[1] + kx;
+
+						if (ix >= 0 && ix < w && x[((size_t)p * h + iy) * w + ix] > best)
+							best = x[((size_t)p * h + iy) * w + ix];
+					}
+				}
+				y[((size_t)p * oh + oy) * ow + ox] = best;
+			}
+}
+
+static void gemm(const struct onnx_attrs *a, const struct onnx_tensor *at, const float *A,
+		 const struct onnx_tensor *bt, const float *B, const float *C, size_t nc,
+		 const struct onnx_tensor *yt, float *Y)
+{
+	int m = yt->dims[0], n = yt->dims[1];
+	int k = at->dims[a->trans_a ? 0 : 1];
+	int lda = at->dims[1], ldb = bt->dims[1];
+
+	for (int i = 0; i < m; i++)
+		for (int j = 0; j < n; j++) {
+			double acc = 0;
+
+			for (int p = 0; p < k; p++)
+				acc += (double)(a->trans_a ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]) *
+				       (a->trans_b ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j]);
+			Y[(size_t)i * n + j] = a->alpha * (float)acc +
+					       (C ? a->beta * C[nc == 1 ? 0 : j] : 0.0f);
+		}
+}
+
+static void run_node(ref_module *m, const struct onnx_node *nd)
+{
+	const onnx_graph *g = m->g;
+	const struct onnx_tensor *xt = &g->tensors[nd->in[0]], *yt = &g->tensors[nd->out[0]];
+	const float *x = m->buf[nd->in[0]];
+	float *y = m->buf[nd->out[0]];
+	size_t count = onnx_tensor_count(yt);
+
+	switch (nd->op) {
+	case ONNX_OP_CONV:
+		conv2d(&nd->a, xt, x, &g->tensors[nd->in[1]], m->buf[nd->in[1]],
+		       nd->n_in > 2 && nd->in[2] >= 0 ? m->buf[nd->in[2]] : NULL, yt, y);
+		break;
+	case ONNX_OP_MAXPOOL:
+		maxpool2d(&nd->a, xt, x, yt, y);
+		break;
+	case ONNX_OP_GLOBALAVGPOOL: {
+		size_t plane = (size_t)xt->dims[2] * xt->dims[3];
+
+		for (size_t p = 0; p < count; p++) {
+			double sum = 0;
+
+			for (size_t i = 0; i < plane; i++)
+				sum += x[p * plane + i];
+			y[p] = (float)(sum / (double)plane);
+		}
+		break;
+	}
+	case ONNX_OP_RELU:
+		for (size_t i = 0; i < count; i++)
+			y[i] = x[i] > 0 ? x[i] : 0.0f;
+		break;
+	case ONNX_OP_SIGMOID:
+		for (size_t i = 0; i < count; i++)
+			y[i] = 1.0f / (1.0f + expf(-x[i]));
+		break;
+	case ONNX_OP_CONCAT: {
+		int axis = nd->a.axis;
+		size_t outer = 1, at = 0, row = 1;
+
+		for (int d = 0; d < axis; d++)
+			outer *= (size_t)yt->dims[d];
+		for (int d = axis; d < yt->ndim; d++)
+			row *= (size_t)yt->dims[d];
+		for (int i = 0; i < nd->n_in; i++) {
+			const struct onnx_tensor *it = &g->tensors[nd->in[i]];
+			size_t chunk = onnx_tensor_count(it) / outer;
+
+			for (size_t o = 0; o < outer; o++)
+				memcpy(y + o * row + at, m->buf[nd->in[i]] + o * chunk,
+				       chunk * sizeof(float));
+			at += chunk;
+		}
+		break;
+	}
+	case ONNX_OP_FLATTEN:
+		memcpy(y, x, count * sizeof(float));
+		break;
+	case ONNX_OP_GEMM: {
+		const float *c = nd->n_in > 2 && nd->in[2] >= 0 ? m->buf[nd->in[2]] : NULL;
+
+		gemm(&nd->a, xt, x, &g->tensors[nd->in[1]], m->buf[nd->in[1]], c,
+		     c ? onnx_tensor_count(&g->tensors[nd->in[2]]) : 0, yt, y);
+		break;
+	}
+	case ONNX_OP_COUNT:
+		break;
+	}
+}
+
+int ref_module_forward(ref_module *m, const float *in, const int *shape, int ndim, char **err)
+{
+	int rc = plan(m, shape, ndim, err);
+
+	if (rc < 0)
+		return rc;
+	m->buf[m->g->input] = (float *)in;  /* read only */
+	for (int i = 0; i < m->g->n_nodes; i++)
+		run_node(m, &m->g->nodes[i]);
+	m->buf[m->g->input] = NULL;
+	return 0;
+}
+
+const float *ref_module_output(const ref_module *m, int i, size_t *len)
+{
+	if (i < 0 || i >= m->g->n_outputs || !m->ndim)
+		return NULL;
+	*len = onnx_tensor_count(&m->g->tensors[m->g->outputs[i]]);
+	return m->buf[m->g->outputs[i]];
+}
+
+static void *reference_load(const char *onnx_path, char **err)
+{
+	return ref_module_load(onnx_path, err);
+}
+
+/* struct infer_backend's run: the module's first output. */
+static int reference_run(void *module, const float *in, const int *shape, int ndim,
+			 float *out, size_t out_cap, size_t *out_len, char **err)
+{
+	const float *y;
+	int rc = ref_module_forward(module, in, shape, ndim, err);
+
+	if (rc < 0)
+		return rc;
+	y = ref_module_output(module, 0, out_len);
+	if (*out_len > out_cap) {
+		*err = g_strdup_printf("output of %zu values, room for %zu", *out_len, out_cap);
+		return -EOVERFLOW;
+	}
+	memcpy(out, y, *out_len * sizeof(float));
+	return 0;
+}
+
+static void reference_free(void *module)
+{
+	ref_module_free(module);
+}
+
+const struct infer_backend infer_backend_reference = {
+	.name = "reference",
+	.load = reference_load,
+	.run = reference_run,
+	.free = reference_free,
+};

@@ -1,0 +1,200 @@
+/* inference/: the cuda backend against OpenCV DNN on every shipped model
+ * package. Needs an NVIDIA GPU; without one it checks that loading is
+ * refused with a clear reason and exits 77 (skipped), saying so. */
+#include <glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "inference/inference.h"
+
+/* float32 on cuDNN (no TF32) vs OpenCV DNN, per output: as the reference
+ * backend's bound (tests/test-inference-engine.c). */
+#define FP32_BOUND 1e-3f
+
+static const char *const packages[] = { "synthetic-v1", "real-v1", "real-v2", NULL };
+static const char *const modules[] = { "vision.onnx", "signal.onnx", "decision.onnx", NULL };
+
+static char *package_path(const char *pkg, const char *file)
+{
+	const char *root = g_getenv("VIGIL_SOURCE_ROOT");
+
+	g_assert_nonnull(root);
+	return g_build_filename(root, "models", pkg, file, NULL);
+}
+
+static void fill_input(float *x, size_t n, guint32 seed, float scale)
+{
+	GRand *r = g_rand_new_with_seed(seed);
+
+	for (size_t i = 0; i < n; i++)
+		x[i] = scale * (float)(sin((double)i * 0.013 * (seed % 7 + 1)) +
+				       g_rand_double_range(r, -1, 1));
+	g_rand_free(r);
+}
+
+/* The module's input shape from the package manifest's sizes. */
+static int module_shape(const struct infer_info *info, int which, int batch, int *shape)
+{
+	shape[0] = batch;
+	if (which == 0) {
+		shape[1] = 1;
+		shape[2] = info->input_height;
+		shape[3] = info->input_width;
+		return 4;
+	}
+	shape[1] = which == 1 ? info->signal_dim : info->vision_out + info->signal_out;
+	return 2;
+}
+
+static void test_fp32_modules_match_opencv(void)
+{
+	float worst = 0;
+
+	for (int p = 0; packages[p]; p++) {
+		char *dir = package_path(packages[p], NULL), *err = NULL;
+		infer_model *pm = infer_model_load(dir, "opencv", &err, NULL);
+		const struct infer_info *info;
+
+		if (!pm)
+			g_error("%s", err);
+		info = infer_model_info(pm);
+		for (int i = 0; modules[i]; i++) {
+			char *path = package_path(packages[p], modules[i]);
+			void *cv = infer_backend_opencv.load(path, &err);
+			void *gpu = infer_backend_cuda.load(path, &err);
+			int shape[4], ndim;
+			size_t n, cap = 1 << 16;
+			float *x, *ycv = g_new(float, cap), *ygpu = g_new(float, cap);
+
+			if (!cv || !gpu)
+				g_error("%s", err);
+			for (int batch = 1; batch <= 8; batch *= 8) {
+				ndim = module_shape(info, i, batch, shape);
+				n = 1;
+				for (int d = 0; d < ndim; d++)
+					n *= (size_t)shape[d];
+				x = g_new(float, n);
+				for (guint32 seed = 1; seed <= 4; seed++) {
+					size_t lcv = 0, lgpu = 0, one = 0, per = n / (size_t)batch;
+
+					fill_input(x, n, seed, seed == 1 ? 0.0f : (float)seed);
+					g_assert_cmpint(infer_backend_cuda.run(gpu, x, shape, ndim, ygpu,
+									       cap, &lgpu, &err), ==, 0);
+					/* OpenCV one part at a time: the batch must not mix parts. */
+					shape[0] = 1;
+					for (int b = 0; b < batch; b++) {
+						g_assert_cmpint(infer_backend_opencv.run(
+							cv, x + b * per, shape, ndim, ycv + lcv, cap - lcv,
+							&one, &err), ==, 0);
+						lcv += one;
+					}
+					shape[0] = batch;
+					g_assert_cmpuint(lcv, ==, lgpu);
+					for (size_t k = 0; k < lcv; k++) {
+						float d = fabsf(ycv[k] - ygpu[k]);
+
+						if (d > worst || isnan(d))
+							worst = d;
+						if (!(d <= FP32_BOUND))
+							g_error("%s/%s batch %d seed %u output %zu: cuda %g, "
+								"OpenCV %g", packages[p], modules[i], batch,
+								seed, k, ygpu[k], ycv[k]);
+					}
+				}
+				g_free(x);
+			}
+			g_free(ycv);
+			g_free(ygpu);
+			infer_backend_opencv.free(cv);
+			infer_backend_cuda.free(gpu);
+			g_free(path);
+		}
+		infer_model_free(pm);
+		g_free(dir);
+	}
+	g_test_message("cuda fp32: worst |cuda - opencv| %g (bound %g)", worst, FP32_BOUND);
+}
+
+/* Reduced precision: the verdict of every synthetic part agrees with
+ * OpenCV's unless OpenCV's own score lies within `margin` of a threshold,
+ * and no probability moves by more than `margin`. */
+static void check_precision(const char *backend, float margin)
+{
+	for (int p = 0; packages[p]; p++) {
+		char *dir = package_path(packages[p], NULL), *err = NULL;
+		infer_model *cv = infer_model_load(dir, "opencv", &err, NULL);
+		infer_model *gpu = cv ? infer_model_load(dir, backend, &err, NULL) : NULL;
+		const struct infer_info *info;
+		float *img, *sig, worst = 0;
+		size_t npix;
+		int agree = 0, borderline = 0;
+
+		if (!cv || !gpu)
+			g_error("%s", err);
+		info = infer_model_info(cv);
+		npix = (size_t)info->input_width * info->input_height;
+		img = g_new(float, npix);
+		sig = g_new(float, info->signal_dim);
+		for (guint32 part = 0; part < 64; part++) {
+			struct infer_output a, b;
+
+			fill_input(img, npix, 1000 + part, 0.5f + (float)(part % 8) * 0.4f);
+			fill_input(sig, (size_t)info->signal_dim, 2000 + part, 0.5f + (float)(part % 5));
+			g_assert_cmpint(infer_model_run(cv, img, sig, &a, &err), ==, 0);
+			g_assert_cmpint(infer_model_run(gpu, img, sig, &b, &err), ==, 0);
+			if (fabsf(a.score - b.score) > worst)
+				worst = fabsf(a.score - b.score);
+			g_assert_cmpfloat(fabsf(a.score - b.score), <=, margin);
+			if (fabsf(a.score - info->reject) < margin ||
+			    fabsf(a.score - info->marginal) < margin) {
+				borderline++;
+				continue;
+			}
+			g_assert_cmpint(a.verdict, ==, b.verdict);
+			agree++;
+		}
+		g_test_message("%s %s: %d verdicts agree, %d borderline, worst |dp| %g", backend,
+			       packages[p], agree, borderline, worst);
+		g_assert_cmpint(agree, >, 32);
+		g_free(img);
+		g_free(sig);
+		infer_model_free(cv);
+		infer_model_free(gpu);
+		g_free(dir);
+	}
+}
+
+static void test_fp16_verdicts(void)
+{
+	check_precision("cuda-fp16", 0.02f);
+}
+
+static void test_bf16_verdicts(void)
+{
+	check_precision("cuda-bf16", 0.05f);
+}
+
+int main(int argc, char **argv)
+{
+	char *path = package_path("synthetic-v1", "decision.onnx"), *err = NULL;
+	void *probe;
+
+	g_test_init(&argc, &argv, NULL);
+	probe = infer_backend_cuda.load(path, &err);
+	g_free(path);
+	if (!probe) {
+		/* What a user sees without a GPU must say why. */
+		g_assert_nonnull(strstr(err, "no CUDA device"));
+		printf("1..0 # SKIP %s\n", err);
+		fprintf(stderr, "skipped: %s\n", err);
+		g_free(err);
+		return 77;
+	}
+	infer_backend_cuda.free(probe);
+	g_test_add_func("/inference/cuda/fp32-matches-opencv", test_fp32_modules_match_opencv);
+	g_test_add_func("/inference/cuda/fp16-verdicts", test_fp16_verdicts);
+	g_test_add_func("/inference/cuda/bf16-verdicts", test_bf16_verdicts);
+	return g_test_run();
+}

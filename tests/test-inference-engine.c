@@ -1,0 +1,541 @@
+/* inference/: the ONNX import (onnx-graph.c) and the reference backend
+ * (infer-reference.c), checked against OpenCV DNN on every shipped model
+ * package; files outside the supported set, and damaged files, are refused
+ * with the node or file named. */
+#include <errno.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+
+#include "inference/infer-engine.h"
+#include "inference/inference.h"
+#include "inference/onnx-graph.h"
+#include "onnx.pb-c.h"
+
+/* Largest |reference - OpenCV DNN| accepted on a module output (logits and
+ * embeddings of magnitude up to ~50). Both sum float32 products in
+ * different orders; the measured worst case is ~5e-5 (docs/inference-engine.md). */
+#define PARITY_BOUND 1e-3f
+
+static const char *const packages[] = { "synthetic-v1", "real-v1", "real-v2", NULL };
+static const char *const modules[] = { "vision.onnx", "signal.onnx", "decision.onnx", NULL };
+static const int module_out[] = { 17, 9, 1 };  /* as the manifests say */
+
+static char *package_path(const char *pkg, const char *file)
+{
+	const char *root = g_getenv("VIGIL_SOURCE_ROOT");
+
+	g_assert_nonnull(root);
+	return g_build_filename(root, "models", pkg, file, NULL);
+}
+
+/* The input shape the file declares, batch set to `batch`. */
+static int module_shape(const onnx_graph *g, int batch, int *shape)
+{
+	g_assert_cmpint(g->input_ndim, >=, 2);
+	for (int d = 0; d < g->input_ndim; d++) {
+		shape[d] = d == 0 ? batch : g->input_dims[d];
+		g_assert_cmpint(shape[d], >, 0);
+	}
+	return g->input_ndim;
+}
+
+static size_t shape_count(const int *shape, int ndim)
+{
+	size_t n = 1;
+
+	for (int d = 0; d < ndim; d++)
+		n *= (size_t)shape[d];
+	return n;
+}
+
+static void test_shipped_modules_import(void)
+{
+	for (int p = 0; packages[p]; p++)
+		for (int i = 0; modules[i]; i++) {
+			char *path = package_path(packages[p], modules[i]), *err = NULL;
+			onnx_graph *g = onnx_graph_load(path, &err);
+			int shape[ONNX_MAX_DIMS], ndim;
+			const struct onnx_tensor *out;
+
+			if (!g)
+				g_error("%s", err);
+			g_assert_cmpint(g->n_outputs, >=, 1);
+			ndim = module_shape(g, 1, shape);
+			g_assert_cmpint(onnx_graph_infer_shapes(g, shape, ndim, &err), ==, 0);
+			/* Every module gives [1, k]: a logit then an embedding, or the fused logit. */
+			out = &g->tensors[g->outputs[0]];
+			g_assert_cmpint(out->ndim, ==, 2);
+			g_assert_cmpint(out->dims[0], ==, 1);
+			g_assert_cmpint(out->dims[1], ==, module_out[i]);
+			g_assert_cmpint(onnx_graph_output_index(g, out->name), ==, 0);
+			g_assert_cmpint(onnx_graph_output_index(g, g->tensors[g->input].name), ==, -1);
+			/* A batch of 5 flows through every node. */
+			shape[0] = 5;
+			g_assert_cmpint(onnx_graph_infer_shapes(g, shape, ndim, &err), ==, 0);
+			g_assert_cmpint(g->tensors[g->outputs[0]].dims[0], ==, 5);
+			/* A wrong image size is refused, naming the input. */
+			if (ndim == 4) {
+				shape[3] += 1;
+				g_assert_cmpint(onnx_graph_infer_shapes(g, shape, ndim, &err), ==, -EINVAL);
+				g_assert_nonnull(strstr(err, g->tensors[g->input].name));
+				g_clear_pointer(&err, g_free);
+			}
+			onnx_graph_free(g);
+			g_free(path);
+		}
+}
+
+/* A deterministic input: smooth structure plus noise, like a normalised
+ * image or a feature vector, scaled. */
+static void fill_input(float *x, size_t n, guint32 seed, float scale)
+{
+	GRand *r = g_rand_new_with_seed(seed);
+
+	for (size_t i = 0; i < n; i++)
+		x[i] = scale * (float)(sin((double)i * 0.013 * (seed % 7 + 1)) +
+				       g_rand_double_range(r, -1, 1));
+	g_rand_free(r);
+}
+
+static void test_reference_matches_opencv_per_module(void)
+{
+	float worst = 0;
+
+	for (int p = 0; packages[p]; p++)
+		for (int i = 0; modules[i]; i++) {
+			char *path = package_path(packages[p], modules[i]), *err = NULL;
+			void *cv = infer_backend_opencv.load(path, &err);
+			void *ref = infer_backend_reference.load(path, &err);
+			int shape[ONNX_MAX_DIMS], ndim;
+			size_t n, cap = 4096;
+			float *x, *ycv = g_new(float, cap), *yref = g_new(float, cap);
+
+			g_assert_nonnull(cv);
+			if (!ref)
+				g_error("%s", err);
+			ndim = module_shape(ref_module_graph(ref), 1, shape);
+			n = shape_count(shape, ndim);
+			x = g_new(float, n);
+			for (guint32 seed = 1; seed <= 4; seed++) {
+				size_t lcv = 0, lref = 0;
+				float scale = seed == 1 ? 0.0f : (float)seed;
+
+				fill_input(x, n, seed, scale);
+				g_assert_cmpint(infer_backend_opencv.run(cv, x, shape, ndim, ycv, cap,
+									 &lcv, &err), ==, 0);
+				g_assert_cmpint(infer_backend_reference.run(ref, x, shape, ndim, yref,
+									    cap, &lref, &err), ==, 0);
+				g_assert_cmpuint(lcv, ==, lref);
+				for (size_t k = 0; k < lcv; k++) {
+					float d = fabsf(ycv[k] - yref[k]);
+
+					g_assert_true(isfinite(yref[k]));
+					if (d > worst)
+						worst = d;
+					if (d > PARITY_BOUND)
+						g_error("%s/%s seed %u output %zu: reference %g, OpenCV %g",
+							packages[p], modules[i], seed, k, yref[k], ycv[k]);
+				}
+			}
+			g_free(x);
+			g_free(ycv);
+			g_free(yref);
+			infer_backend_opencv.free(cv);
+			infer_backend_reference.free(ref);
+			g_free(path);
+		}
+	g_test_message("worst |reference - opencv| over all modules: %g", worst);
+}
+
+/* The whole package through infer_model_run: same scores within the
+ * bound, same verdicts, on synthetic parts. */
+static void test_reference_package_verdicts_match_opencv(void)
+{
+	for (int p = 0; packages[p]; p++) {
+		char *dir = package_path(packages[p], NULL), *err = NULL;
+		infer_model *cv = infer_model_load(dir, "opencv", &err, NULL);
+		infer_model *ref = infer_model_load(dir, "reference", &err, NULL);
+		const struct infer_info *info;
+		float *img, *sig;
+		size_t npix;
+
+		if (!cv || !ref)
+			g_error("%s", err);
+		info = infer_model_info(ref);
+		npix = (size_t)info->input_width * info->input_height;
+		img = g_new(float, npix);
+		sig = g_new(float, info->signal_dim);
+		for (guint32 part = 0; part < 6; part++) {
+			struct infer_output a, b;
+
+			fill_input(img, npix, 100 + part, 1.0f + (float)part * 0.5f);
+			fill_input(sig, (size_t)info->signal_dim, 200 + part, 2.0f);
+			g_assert_cmpint(infer_model_run(cv, img, sig, &a, &err), ==, 0);
+			g_assert_cmpint(infer_model_run(ref, img, sig, &b, &err), ==, 0);
+			g_assert_cmpfloat(fabsf(a.score - b.score), <, PARITY_BOUND);
+			g_assert_cmpfloat(fabsf(a.vision_score - b.vision_score), <, PARITY_BOUND);
+			g_assert_cmpfloat(fabsf(a.signal_score - b.signal_score), <, PARITY_BOUND);
+			g_assert_cmpint(a.verdict, ==, b.verdict);
+			g_assert_cmpint(a.defect_class, ==, b.defect_class);
+		}
+		g_free(img);
+		g_free(sig);
+		infer_model_free(cv);
+		infer_model_free(ref);
+		g_free(dir);
+	}
+}
+
+/* A batch of parts gives each part's own answer. */
+static void test_reference_batch_equals_single(void)
+{
+	char *path = package_path("real-v2", "vision.onnx"), *err = NULL;
+	ref_module *m = ref_module_load(path, &err);
+	int shape[ONNX_MAX_DIMS], ndim;
+	size_t n, len = 0, len1 = 0;
+	float *x, *batched;
+
+	g_assert_nonnull(m);
+	ndim = module_shape(ref_module_graph(m), 3, shape);
+	n = shape_count(shape, ndim);
+	x = g_new(float, n);
+	fill_input(x, n, 9, 1.5f);
+	g_assert_cmpint(ref_module_forward(m, x, shape, ndim, &err), ==, 0);
+	{
+		const float *y = ref_module_output(m, 0, &len);
+
+		batched = g_memdup2(y, len * sizeof(float));
+	}
+	g_assert_cmpuint(len, ==, 3 * 17);
+	shape[0] = 1;
+	for (int b = 0; b < 3; b++) {
+		const float *y;
+
+		g_assert_cmpint(ref_module_forward(m, x + (size_t)b * n / 3, shape, ndim, &err), ==, 0);
+		y = ref_module_output(m, 0, &len1);
+		g_assert_cmpuint(len1, ==, 17);
+		for (int k = 0; k < 17; k++)
+			g_assert_cmpfloat(y[k], ==, batched[b * 17 + k]);
+	}
+	g_free(batched);
+	g_free(x);
+	ref_module_free(m);
+	g_free(path);
+}
+
+static void expect_parse_refused(const void *data, size_t len, const char *want1,
+				 const char *want2)
+{
+	char *err = NULL;
+	onnx_graph *g = onnx_graph_parse(data, len, "edited.onnx", &err);
+
+	g_assert_null(g);
+	g_assert_nonnull(err);
+	g_test_message("refused: %s", err);
+	if ((want1 && !strstr(err, want1)) || (want2 && !strstr(err, want2)))
+		g_error("message '%s' lacks '%s' or '%s'", err, want1, want2 ? want2 : "");
+	g_free(err);
+}
+
+/* Edits one node of the shipped vision module with protobuf-c and checks
+ * the import names the node in its refusal. */
+static void test_unsupported_graphs_are_refused(void)
+{
+	char *path = package_path("real-v2", "vision.onnx"), *data = NULL;
+	gsize len = 0;
+	Onnx__ModelProto *mp;
+	Onnx__NodeProto *node;
+	char *saved;
+	guint8 *buf;
+
+	g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+	mp = onnx__model_proto__unpack(NULL, len, (const uint8_t *)data);
+	g_assert_nonnull(mp);
+	buf = g_malloc(len + 4096);
+
+	/* An operator outside the set. */
+	node = mp->graph->node[2];
+	saved = node->op_type;
+	node->op_type = (char *)"Softmax";
+	len = onnx__model_proto__pack(mp, buf);
+	expect_parse_refused(buf, len, node->name, "'Softmax'");
+	node->op_type = saved;
+
+	/* An operator of another domain. */
+	saved = node->domain;
+	node->domain = (char *)"com.microsoft";
+	len = onnx__model_proto__pack(mp, buf);
+	expect_parse_refused(buf, len, node->name, "com.microsoft");
+	node->domain = saved;
+
+	/* A supported operator with a setting the engine does not implement. */
+	node = mp->graph->node[0];
+	g_assert_cmpstr(node->op_type, ==, "Conv");
+	{
+		Onnx__AttributeProto pad = ONNX__ATTRIBUTE_PROTO__INIT, **saved_attrs = node->attribute;
+		Onnx__AttributeProto *attrs[16];
+		size_t n = node->n_attribute;
+
+		g_assert_cmpuint(n, <, 15);
+		memcpy(attrs, node->attribute, n * sizeof *attrs);
+		pad.name = (char *)"auto_pad";
+		pad.has_s = 1;
+		pad.s.data = (uint8_t *)"SAME_UPPER";
+		pad.s.len = strlen("SAME_UPPER");
+		pad.has_type = 1;
+		pad.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+		attrs[n] = &pad;
+		node->attribute = attrs;
+		node->n_attribute = n + 1;
+		len = onnx__model_proto__pack(mp, buf);
+		expect_parse_refused(buf, len, node->name, "SAME_UPPER");
+		node->attribute = saved_attrs;
+		node->n_attribute = n;
+	}
+
+	/* Unchanged, it still loads: the edits above were the cause. */
+	len = onnx__model_proto__pack(mp, buf);
+	{
+		char *err = NULL;
+		onnx_graph *g = onnx_graph_parse(buf, len, "unchanged.onnx", &err);
+
+		g_assert_nonnull(g);
+		onnx_graph_free(g);
+	}
+	onnx__model_proto__free_unpacked(mp, NULL);
+	g_free(buf);
+	g_free(data);
+	g_free(path);
+}
+
+/* Sigmoid (the defect map's last op, not in the shipped modules yet): the
+ * decision module with a Sigmoid appended, run by both backends. */
+static void test_sigmoid_matches_opencv(void)
+{
+	char *path = package_path("real-v2", "decision.onnx"), *data = NULL, *err = NULL;
+	char *dir = g_dir_make_tmp("vigil-onnx-XXXXXX", NULL);
+	char *edited = g_build_filename(dir, "decision-sigmoid.onnx", NULL);
+	gsize len = 0;
+	Onnx__ModelProto *mp;
+	Onnx__GraphProto *gp;
+	Onnx__NodeProto sig = ONNX__NODE_PROTO__INIT, **nodes;
+	char *sig_in[1] = { (char *)"logit_before_sigmoid" }, *sig_out[1], *last_out;
+	guint8 *buf;
+	void *cv, *ref;
+	int shape[2] = { 1, 26 };
+	float x[26], ycv[4], yref[4];
+	size_t lcv = 0, lref = 0;
+
+	g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+	mp = onnx__model_proto__unpack(NULL, len, (const uint8_t *)data);
+	g_assert_nonnull(mp);
+	gp = mp->graph;
+	/* last node -> "logit_before_sigmoid" -> Sigmoid -> the graph output */
+	last_out = gp->node[gp->n_node - 1]->output[0];
+	sig_out[0] = last_out;
+	gp->node[gp->n_node - 1]->output[0] = sig_in[0];
+	sig.name = (char *)"appended_sigmoid";
+	sig.op_type = (char *)"Sigmoid";
+	sig.n_input = 1;
+	sig.input = sig_in;
+	sig.n_output = 1;
+	sig.output = sig_out;
+	nodes = g_new(Onnx__NodeProto *, gp->n_node + 1);
+	memcpy(nodes, gp->node, gp->n_node * sizeof *nodes);
+	nodes[gp->n_node] = &sig;
+	{
+		Onnx__NodeProto **saved = gp->node;
+
+		gp->node = nodes;
+		gp->n_node++;
+		buf = g_malloc(len + 1024);
+		len = onnx__model_proto__pack(mp, buf);
+		gp->n_node--;
+		gp->node = saved;
+	}
+	gp->node[gp->n_node - 1]->output[0] = last_out;
+	onnx__model_proto__free_unpacked(mp, NULL);
+	g_assert_true(g_file_set_contents(edited, (const char *)buf, (gssize)len, NULL));
+
+	cv = infer_backend_opencv.load(edited, &err);
+	ref = infer_backend_reference.load(edited, &err);
+	g_assert_nonnull(cv);
+	if (!ref)
+		g_error("%s", err);
+	for (guint32 seed = 1; seed <= 6; seed++) {
+		fill_input(x, 26, seed, 3.0f * (float)seed);
+		g_assert_cmpint(infer_backend_opencv.run(cv, x, shape, 2, ycv, 4, &lcv, &err), ==, 0);
+		g_assert_cmpint(infer_backend_reference.run(ref, x, shape, 2, yref, 4, &lref, &err), ==, 0);
+		g_assert_cmpuint(lcv, ==, 1);
+		g_assert_cmpuint(lref, ==, 1);
+		g_assert_true(yref[0] >= 0 && yref[0] <= 1);
+		g_assert_cmpfloat(fabsf(ycv[0] - yref[0]), <, 1e-5);
+	}
+	infer_backend_opencv.free(cv);
+	infer_backend_reference.free(ref);
+	g_unlink(edited);
+	g_rmdir(dir);
+	g_free(edited);
+	g_free(dir);
+	g_free(nodes);
+	g_free(buf);
+	g_free(data);
+	g_free(path);
+}
+
+/* Random damage: each copy is refused, or loads and runs to the end with
+ * finite memory; never a crash (a fuzzer in miniature, 200 seeds). */
+static void test_damaged_files_never_crash(void)
+{
+	char *path = package_path("real-v1", "vision.onnx"), *data = NULL;
+	gsize len = 0;
+	int refused = 0, ran = 0;
+	GRand *r = g_rand_new_with_seed(7);
+
+	g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+	for (int k = 0; k < 200; k++) {
+		char *copy = g_memdup2(data, len), *err = NULL;
+		onnx_graph *g;
+		/* damage the structure (the first bytes and the tail hold the
+		 * nodes, shapes and attributes), not only the weights */
+		gsize at = g_rand_boolean(r) ? (gsize)g_rand_int_range(r, 0, 2048)
+					     : len - 1 - (gsize)g_rand_int_range(r, 0, 4096);
+
+		for (int b = 0; b < 1 + k % 3; b++)
+			copy[(at + (gsize)b * 13) % len] ^= (char)(1u << g_rand_int_range(r, 0, 8));
+		g = onnx_graph_parse(copy, len, "damaged.onnx", &err);
+		if (!g) {
+			g_assert_nonnull(err);
+			refused++;
+		} else {
+			int shape[ONNX_MAX_DIMS];
+			int ndim = g->input_ndim;
+			int ok = ndim >= 1;
+
+			for (int d = 0; ok && d < ndim; d++) {
+				shape[d] = d == 0 ? 1 : g->input_dims[d];
+				ok = shape[d] > 0 && shape[d] < 4096;
+			}
+			if (ok && onnx_graph_infer_shapes(g, shape, ndim, &err) == 0) {
+				size_t n = 1, len_out = 0;
+				float *x;
+
+				/* run it: the executor must stay inside its buffers */
+				onnx_graph_free(g);
+				g_clear_pointer(&err, g_free);
+				for (int d = 0; d < ndim; d++)
+					n *= (size_t)shape[d];
+				{
+					char *tmp_err = NULL;
+					char *dir = g_dir_make_tmp("vigil-onnx-XXXXXX", NULL);
+					char *file = g_build_filename(dir, "damaged.onnx", NULL);
+					ref_module *rm;
+
+					g_assert_true(g_file_set_contents(file, copy, (gssize)len, NULL));
+					rm = ref_module_load(file, &tmp_err);
+					g_assert_nonnull(rm);
+					x = g_new0(float, n);
+					if (ref_module_forward(rm, x, shape, ndim, &tmp_err) == 0) {
+						g_assert_nonnull(ref_module_output(rm, 0, &len_out));
+						ran++;
+					}
+					g_free(x);
+					g_free(tmp_err);
+					ref_module_free(rm);
+					g_unlink(file);
+					g_rmdir(dir);
+					g_free(file);
+					g_free(dir);
+				}
+				g = NULL;
+			} else {
+				refused++;
+			}
+			onnx_graph_free(g);
+		}
+		g_free(err);
+		g_free(copy);
+	}
+	g_test_message("damaged copies: %d refused, %d ran", refused, ran);
+	g_rand_free(r);
+	g_free(data);
+	g_free(path);
+}
+
+/* Every prefix of a module is refused, whatever the cut. */
+static void test_truncated_files_are_refused(void)
+{
+	char *path = package_path("real-v1", "vision.onnx"), *data = NULL, *err = NULL;
+	gsize len = 0;
+	int refused = 0;
+
+	g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+	for (gsize cut = 0; cut < len; cut += cut < 512 || cut > len - 512 ? 1 : 61) {
+		onnx_graph *g = onnx_graph_parse(data, cut, "cut.onnx", &err);
+
+		if (g)
+			g_error("a copy cut to %zu of %zu bytes was accepted", cut, len);
+		g_assert_nonnull(err);
+		g_clear_pointer(&err, g_free);
+		refused++;
+	}
+	g_test_message("%d truncations refused", refused);
+
+	/* Through the backend: the file is named. */
+	{
+		char *dir = g_dir_make_tmp("vigil-onnx-XXXXXX", NULL);
+		char *cut = g_build_filename(dir, "vision.onnx", NULL);
+		void *m;
+
+		g_assert_true(g_file_set_contents(cut, data, (gssize)(len / 2), NULL));
+		m = infer_backend_reference.load(cut, &err);
+		g_assert_null(m);
+		g_assert_nonnull(strstr(err, cut));
+		g_test_message("refused: %s", err);
+		g_free(err);
+		g_unlink(cut);
+		g_rmdir(dir);
+		g_free(cut);
+		g_free(dir);
+	}
+	g_free(data);
+	g_free(path);
+}
+
+/* backend = cuda in a build without CUDA: refused, saying how to get it. */
+static void test_cuda_absent_is_explained(void)
+{
+#ifdef VIGIL_HAVE_CUDA
+	g_test_skip("this build has the cuda backend (tests/test-inference-cuda.c)");
+#else
+	char *dir = package_path("synthetic-v1", NULL), *err = NULL;
+	int code = 0;
+
+	g_assert_null(infer_model_load(dir, "cuda", &err, &code));
+	g_assert_cmpint(code, ==, INFER_EBACKEND);
+	g_test_message("refused: %s", err);
+	g_assert_nonnull(strstr(err, "reference"));
+	g_assert_nonnull(strstr(err, "-Dcuda=enabled"));
+	g_free(err);
+	g_free(dir);
+#endif
+}
+
+int main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/inference/engine/shipped-modules-import", test_shipped_modules_import);
+	g_test_add_func("/inference/engine/reference-matches-opencv",
+			test_reference_matches_opencv_per_module);
+	g_test_add_func("/inference/engine/reference-package-verdicts",
+			test_reference_package_verdicts_match_opencv);
+	g_test_add_func("/inference/engine/reference-batch", test_reference_batch_equals_single);
+	g_test_add_func("/inference/engine/unsupported-refused", test_unsupported_graphs_are_refused);
+	g_test_add_func("/inference/engine/truncated-refused", test_truncated_files_are_refused);
+	g_test_add_func("/inference/engine/sigmoid-matches-opencv", test_sigmoid_matches_opencv);
+	g_test_add_func("/inference/engine/damaged-never-crash", test_damaged_files_never_crash);
+	g_test_add_func("/inference/engine/cuda-absent", test_cuda_absent_is_explained);
+	return g_test_run();
+}
