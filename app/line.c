@@ -325,7 +325,7 @@ static gpointer inspect_thread(gpointer data)
 
 /* ---- logging: the only thread that may wait on the database ---- */
 
-static void make_row(line *l, const struct vigil_part *p, struct db_inspection *row)
+static void make_row(const struct vigil_part *p, struct db_inspection *row)
 {
 	*row = (struct db_inspection){
 		.part_id = p->part_id,
@@ -355,7 +355,7 @@ void line_log_early(line *l, struct vigil_part *p)
 	struct db_inspection row;
 	uint64_t ticket = 0;
 
-	make_row(l, p, &row);
+	make_row(p, &row);
 	if (db_submit_media(l->db, &row, lp->media, 0, &ticket) == 0) {
 		lp->log_ticket = ticket;
 		lp->t_logged_us = vigil_now_us();
@@ -419,7 +419,7 @@ static gpointer log_thread(gpointer data)
 		struct line_part *lp = item;
 		struct db_inspection row;
 
-		make_row(l, p, &row);
+		make_row(p, &row);
 		if (!isnan(row.latency_ms))
 			count_latency(l, row.latency_ms);
 		if (lp->log_ticket) {

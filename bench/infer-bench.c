@@ -60,8 +60,8 @@ static int run_batch(const struct infer_backend *be, void **mod, const struct in
 	char *err = NULL;
 	float *sv = tmp + (size_t)batch * in->vision_out;
 
-	if (be->run(mod[0], img, vshape, 4, tmp, (size_t)batch * in->vision_out, &nv, &err) < 0 ||
-	    be->run(mod[1], sig, sshape, 2, sv, (size_t)batch * in->signal_out, &ns, &err) < 0)
+	if (infer_backend_run1(be, mod[0], img, vshape, 4, tmp, (size_t)batch * in->vision_out, &nv, &err) < 0 ||
+	    infer_backend_run1(be, mod[1], sig, sshape, 2, sv, (size_t)batch * in->signal_out, &ns, &err) < 0)
 		goto fail;
 	/* The decision input is each part's vision output then its signal output. */
 	for (int b = 0; b < batch; b++) {
@@ -70,7 +70,7 @@ static int run_batch(const struct infer_backend *be, void **mod, const struct in
 		memcpy(vs + (size_t)b * dshape[1] + in->vision_out, sv + (size_t)b * in->signal_out,
 		       sizeof(float) * (size_t)in->signal_out);
 	}
-	if (be->run(mod[2], vs, dshape, 2, fused, (size_t)batch, &nd, &err) < 0)
+	if (infer_backend_run1(be, mod[2], vs, dshape, 2, fused, (size_t)batch, &nd, &err) < 0)
 		goto fail;
 	return 0;
 fail:

@@ -532,22 +532,16 @@ const float *cuda_module_output(const void *module, int i, size_t *len)
 	return m->host_out + m->out_off[i];
 }
 
-/* struct infer_backend's run: the module's first output. */
-static int cuda_run(void *module, const float *in, const int *shape, int ndim, float *out,
-		    size_t out_cap, size_t *out_len, char **err)
+/* struct infer_backend's run: the requested outputs of one forward. */
+static int cuda_run(void *module, const float *in, const int *shape, int ndim,
+		    struct infer_tensor *out, int n_out, char **err)
 {
-	const float *y;
 	int rc = cuda_module_forward(module, in, shape, ndim, err);
 
 	if (rc < 0)
 		return rc;
-	y = cuda_module_output(module, 0, out_len);
-	if (*out_len > out_cap) {
-		*err = g_strdup_printf("output of %zu values, room for %zu", *out_len, out_cap);
-		return -EOVERFLOW;
-	}
-	memcpy(out, y, *out_len * sizeof(float));
-	return 0;
+	return engine_copy_outputs(((cuda_module *)module)->g, cuda_module_output, module, out,
+				   n_out, err);
 }
 
 static void *load_f32(const char *p, char **err)

@@ -26,6 +26,14 @@ int ref_module_forward(ref_module *m, const float *in, const int *shape, int ndi
  * next forward. NULL when i is out of range. */
 const float *ref_module_output(const ref_module *m, int i, size_t *len);
 
+/* Copies the requested outputs of an engine's last forward (struct
+ * infer_backend's run contract) from output(module, i, &len), graph order.
+ * A NULL name takes the first graph output no other request names. */
+struct infer_tensor;
+int engine_copy_outputs(const onnx_graph *g,
+			const float *(*output)(const void *module, int i, size_t *len),
+			const void *module, struct infer_tensor *out, int n_out, char **err);
+
 #ifdef VIGIL_HAVE_CUDA
 /* The cuda backend (infer-cuda.c), a module from one of the infer_backend_cuda*
  * tables' load: the same contract as ref_module_forward / _output. */

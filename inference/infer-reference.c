@@ -261,22 +261,60 @@ static void *reference_load(const char *onnx_path, char **err)
 	return ref_module_load(onnx_path, err);
 }
 
-/* struct infer_backend's run: the module's first output. */
-static int reference_run(void *module, const float *in, const int *shape, int ndim,
-			 float *out, size_t out_cap, size_t *out_len, char **err)
+static int named_by_other(const struct infer_tensor *out, int n_out, const char *name)
 {
-	const float *y;
+	for (int k = 0; k < n_out; k++)
+		if (out[k].name && strcmp(out[k].name, name) == 0)
+			return 1;
+	return 0;
+}
+
+int engine_copy_outputs(const onnx_graph *g,
+			const float *(*output)(const void *module, int i, size_t *len),
+			const void *module, struct infer_tensor *out, int n_out, char **err)
+{
+	for (int k = 0; k < n_out; k++) {
+		int i = -1;
+		size_t len = 0;
+		const float *y;
+
+		if (out[k].name) {
+			i = onnx_graph_output_index(g, out[k].name);
+		} else {
+			for (int j = 0; j < g->n_outputs && i < 0; j++)
+				if (!named_by_other(out, n_out, g->tensors[g->outputs[j]].name))
+					i = j;
+		}
+		y = i < 0 ? NULL : output(module, i, &len);
+		if (!y) {
+			*err = g_strdup_printf("the module has no output '%s'",
+					       out[k].name ? out[k].name : "(unnamed)");
+			return -ENOENT;
+		}
+		out[k].len = len;
+		if (len > out[k].cap) {
+			*err = g_strdup_printf("output of %zu values, room for %zu", len, out[k].cap);
+			return -EOVERFLOW;
+		}
+		memcpy(out[k].data, y, len * sizeof(float));
+	}
+	return 0;
+}
+
+static const float *ref_output(const void *module, int i, size_t *len)
+{
+	return ref_module_output(module, i, len);
+}
+
+/* struct infer_backend's run: the requested outputs of one forward. */
+static int reference_run(void *module, const float *in, const int *shape, int ndim,
+			 struct infer_tensor *out, int n_out, char **err)
+{
 	int rc = ref_module_forward(module, in, shape, ndim, err);
 
 	if (rc < 0)
 		return rc;
-	y = ref_module_output(module, 0, out_len);
-	if (*out_len > out_cap) {
-		*err = g_strdup_printf("output of %zu values, room for %zu", *out_len, out_cap);
-		return -EOVERFLOW;
-	}
-	memcpy(out, y, *out_len * sizeof(float));
-	return 0;
+	return engine_copy_outputs(ref_module_graph(module), ref_output, module, out, n_out, err);
 }
 
 static void reference_free(void *module)

@@ -354,3 +354,14 @@ int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 	}
 	return 0;
 }
+
+int infer_backend_run1(const struct infer_backend *be, void *module, const float *in,
+		       const int *shape, int ndim, float *out, size_t cap, size_t *len,
+		       char **err)
+{
+	struct infer_tensor t = { .name = NULL, .data = out, .cap = cap };
+	int rc = be->run(module, in, shape, ndim, &t, 1, err);
+
+	*len = t.len;
+	return rc;
+}

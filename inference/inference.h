@@ -82,6 +82,12 @@ struct infer_backend {
 	void (*free)(void *module);
 };
 
+/* be->run for a module's one output: out gets at most cap floats, *len
+ * their count. For tools, tests and benchmarks. */
+int infer_backend_run1(const struct infer_backend *be, void *module, const float *in,
+		       const int *shape, int ndim, float *out, size_t cap, size_t *len,
+		       char **err);
+
 extern const struct infer_backend infer_backend_opencv;
 extern const struct infer_backend infer_backend_reference;  /* infer-reference.c */
 #ifdef VIGIL_HAVE_CUDA

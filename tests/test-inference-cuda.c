@@ -80,12 +80,12 @@ static void test_fp32_modules_match_opencv(void)
 					size_t lcv = 0, lgpu = 0, one = 0, per = n / (size_t)batch;
 
 					fill_input(x, n, seed, seed == 1 ? 0.0f : (float)seed);
-					g_assert_cmpint(infer_backend_cuda.run(gpu, x, shape, ndim, ygpu,
+					g_assert_cmpint(infer_backend_run1(&infer_backend_cuda, gpu, x, shape, ndim, ygpu,
 									       cap, &lgpu, &err), ==, 0);
 					/* OpenCV one part at a time: the batch must not mix parts. */
 					shape[0] = 1;
 					for (int b = 0; b < batch; b++) {
-						g_assert_cmpint(infer_backend_opencv.run(
+						g_assert_cmpint(infer_backend_run1(&infer_backend_opencv, 
 							cv, x + b * per, shape, ndim, ycv + lcv, cap - lcv,
 							&one, &err), ==, 0);
 						lcv += one;
