@@ -150,7 +150,9 @@ def crash(build, root, tmp):
 
 def disk_full(build, root, tmp):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from test_plc_handshake import PLC, Vigild, config
+    from linetest import Vigild
+    from plctest import MasterPLC
+    from test_plc_handshake import config
 
     logging.basicConfig()
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -170,10 +172,10 @@ def disk_full(build, root, tmp):
     pages = con.execute("PRAGMA page_count").fetchone()[0]
     con.close()
     os.environ["VIGIL_TEST_DB_MAX_PAGES"] = str(pages)
-    conf = config(tmp, sim, os.path.join(root, "models", "synthetic-v1"), port, db,
-                  plc_extra="reject_deadline_ms = 20000\n")
-    v = Vigild(tmp, build, conf)
-    plc = PLC(port)
+    env = {"tmp": tmp, "sim": sim, "root": root, "port": port, "db": db, "build": build}
+    conf = config(env, deadline_ms=20000)
+    v = Vigild(build, conf, os.path.join(tmp, "vigild.log"))
+    plc = MasterPLC(port)
     wait_for("ready", lambda: v.p.poll() is not None or plc.status()[1] & 1)
     if v.p.poll() is not None:
         fail("vigild exited:\n" + v.text())
