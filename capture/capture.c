@@ -39,7 +39,8 @@ void capture_frame_free(struct capture_frame *frame)
 	g_free(frame);
 }
 
-static struct capture_frame *frame_from_sample(GstSample *sample, uint64_t seq)
+static struct capture_frame *frame_from_sample(GstSample *sample, uint64_t seq,
+					       int64_t base_time_ns)
 {
 	GstCaps *caps = gst_sample_get_caps(sample);
 	GstBuffer *buf = gst_sample_get_buffer(sample);
@@ -64,6 +65,10 @@ static struct capture_frame *frame_from_sample(GstSample *sample, uint64_t seq)
 	f = g_new0(struct capture_frame, 1);
 	f->seq = seq;
 	f->t_us = vigil_now_us();
+	/* Clock time = base time + running time; with the default segment a
+	 * buffer's running time is its PTS. */
+	f->t_pts_us = GST_BUFFER_PTS_IS_VALID(buf) && base_time_ns >= 0
+		? (base_time_ns + (int64_t)GST_BUFFER_PTS(buf)) / 1000 : -1;
 	f->width = w;
 	f->height = h;
 	f->stride = w;
@@ -97,7 +102,8 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 	}
 	/* The frame number is taken only once the frame is queued, so a reader
 	 * never sees a number counted that is not yet in the queue. */
-	f = frame_from_sample(sample, cam->next_seq);
+	f = frame_from_sample(sample, cam->next_seq,
+			      (int64_t)gst_element_get_base_time(GST_ELEMENT(sink)));
 	gst_sample_unref(sample);
 	if (!f) {
 		g_free(cam->error);
@@ -324,6 +330,15 @@ static int build_pipeline(capture_camera *cam, char **err)
 	gst_app_sink_set_caps(GST_APP_SINK(sink), caps);
 	gst_caps_unref(caps);
 	g_object_set(sink, "sync", FALSE, "emit-signals", FALSE, NULL);
+	{
+		/* One clock for frames, samples and triggers (capture.h). */
+		GstClock *clock = gst_system_clock_obtain();
+
+		g_object_set(clock, "clock-type", GST_CLOCK_TYPE_MONOTONIC, NULL);
+		if (GST_IS_PIPELINE(pipeline))
+			gst_pipeline_use_clock(GST_PIPELINE(pipeline), clock);
+		gst_object_unref(clock);
+	}
 	cb.new_sample = on_new_sample;
 	gst_app_sink_set_callbacks(GST_APP_SINK(sink), &cb, cam, NULL);
 	if (cam->pipeline) {

@@ -10,6 +10,12 @@
  *   at or after its trigger time, on the monotonic clock.
  * A frame is handed out once; it is never reused for another part.
  *
+ * Every pipeline runs on GStreamer's system clock in monotonic mode, the
+ * clock of vigil_now_us(), so a frame's PTS maps to the trigger's time line
+ * (t_pts_us); t_us - t_pts_us is the camera's transport latency. Pairing
+ * uses t_us, the time vigild has the frame: a frame that reached vigild
+ * before the trigger is never given to that part.
+ *
  * A pipeline that fails (or ends, for a live camera) is torn down and built
  * again with exponential back-off. While it is down, parts get -ENOTCONN at
  * once (the caller fails them safe). In sequence mode the frame count after
@@ -47,6 +53,9 @@ struct capture_config {
 struct capture_frame {
 	uint64_t seq;              /* frame number since start, from 0 */
 	int64_t t_us;              /* monotonic time the frame reached vigild */
+	int64_t t_pts_us;          /* monotonic time the source stamped on it
+				    * (base time + buffer PTS on the pipeline's
+				    * monotonic clock), -1 without a timestamp */
 	int width, height, stride;
 	uint8_t *data;             /* owned by the frame */
 };

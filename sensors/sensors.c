@@ -21,6 +21,7 @@ struct sensor_source {
 	uint64_t samples;
 	int64_t next_pts_ns;        /* for buffers without timestamps */
 	int64_t mono_at_origin_ns;  /* monotonic time of the first sample (clock mode) */
+	int64_t lag_min_us, lag_max_us;
 };
 
 static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
@@ -53,6 +54,15 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 	s->samples += map.size / sizeof(float);
 	s->next_pts_ns = t_ns + (int64_t)llround((double)(map.size / sizeof(float)) * 1e9 /
 						   s->cfg.rate_hz);
+	if (s->cfg.mode == SENSOR_CLOCK && GST_BUFFER_PTS_IS_VALID(buf)) {
+		int64_t lag_us = vigil_now_us() -
+			((int64_t)gst_element_get_base_time(s->pipeline) + s->next_pts_ns) / 1000;
+
+		if (s->samples == map.size / sizeof(float) || lag_us < s->lag_min_us)
+			s->lag_min_us = lag_us;
+		if (s->samples == map.size / sizeof(float) || lag_us > s->lag_max_us)
+			s->lag_max_us = lag_us;
+	}
 	g_mutex_unlock(&s->lock);
 
 	/* Blocks in sequence mode until the parts have used older samples;
@@ -203,16 +213,17 @@ void sensor_source_free(sensor_source *s)
 }
 
 int sensor_window_for(sensor_source *s, uint64_t seq, int64_t t_trigger_us,
-		      int64_t timeout_us, float *out, unsigned *flags)
+		      int64_t timeout_us, float *out, unsigned *flags, int64_t *t_first_ns)
 {
-	int64_t t_start_ns, offset_ns = (int64_t)llround(s->cfg.offset_ms * 1e6);
+	int64_t t_start_ns, origin_ns = -1, offset_ns = (int64_t)llround(s->cfg.offset_ms * 1e6);
 	int rc;
+
+	if (t_first_ns)
+		*t_first_ns = -1;
 
 	if (s->cfg.mode == SENSOR_SEQUENCE) {
 		t_start_ns = (int64_t)llround((double)(seq * s->cfg.stride) * 1e9 / s->cfg.rate_hz);
 	} else {
-		int64_t origin_ns;
-
 		g_mutex_lock(&s->lock);
 		origin_ns = s->samples ? s->mono_at_origin_ns : -1;
 		g_mutex_unlock(&s->lock);
@@ -224,6 +235,12 @@ int sensor_window_for(sensor_source *s, uint64_t seq, int64_t t_trigger_us,
 	rc = ring_window(s->ring, t_start_ns, s->cfg.window, out, flags, timeout_us);
 	if (rc == 0 && s->cfg.mode == SENSOR_SEQUENCE)
 		ring_release_before(s->ring, t_start_ns);
+	if (rc == 0 && t_first_ns && origin_ns >= 0) {
+		/* The ring rounds the start to a whole sample (core/ring.h). */
+		double index = (double)llround((double)t_start_ns * s->cfg.rate_hz / 1e9);
+
+		*t_first_ns = origin_ns + (int64_t)llround(index * 1e9 / s->cfg.rate_hz);
+	}
 	return rc;
 }
 
@@ -232,6 +249,8 @@ void sensor_source_stats(sensor_source *s, struct sensor_stats *st)
 	g_mutex_lock(&s->lock);
 	st->samples = s->samples;
 	st->failed = s->failed;
+	st->lag_min_us = s->lag_min_us;
+	st->lag_max_us = s->lag_max_us;
 	g_mutex_unlock(&s->lock);
 }
 

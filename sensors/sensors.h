@@ -40,14 +40,20 @@ int sensor_source_start(sensor_source *s, char **err);
 void sensor_source_free(sensor_source *s);
 
 /* Copies part seq's window (cfg->window samples) into out, waiting up to
- * timeout_us. *flags gets RING_GAP / RING_CLIPPED. Returns 0, -ETIMEDOUT,
- * -ENODATA (overwritten), -EPIPE (the source ended first). */
+ * timeout_us. *flags gets RING_GAP / RING_CLIPPED. *t_first_ns (may be NULL)
+ * gets the monotonic time of the window's first sample in clock mode, -1 in
+ * sequence mode. Returns 0, -ETIMEDOUT (not complete in time), -ENODATA
+ * (overwritten), -EPIPE (the source ended first). */
 int sensor_window_for(sensor_source *s, uint64_t seq, int64_t t_trigger_us,
-		      int64_t timeout_us, float *out, unsigned *flags);
+		      int64_t timeout_us, float *out, unsigned *flags, int64_t *t_first_ns);
 
 struct sensor_stats {
 	uint64_t samples;
 	int failed;
+	/* Clock mode: how late buffers reached the ring after their last
+	 * sample's time (monotonic now - stamped end), smallest and largest in
+	 * microseconds. Negative would mean the clock mapping is wrong. */
+	int64_t lag_min_us, lag_max_us;
 };
 void sensor_source_stats(sensor_source *s, struct sensor_stats *st);
 const char *sensor_source_name(const sensor_source *s);

@@ -5,6 +5,7 @@
 #include <glib/gstdio.h>
 #include <gst/gst.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/part.h"
@@ -80,13 +81,13 @@ static void test_sequence_windows_are_sample_exact(void)
 		/* Part n's window starts at n * stride + offset (10 ms = 120 samples). */
 		uint64_t first = seq * 2100 + 120;
 
-		g_assert_cmpint(sensor_window_for(s, seq, 0, 5000000, win, &flags), ==, 0);
+		g_assert_cmpint(sensor_window_for(s, seq, 0, 5000000, win, &flags, NULL), ==, 0);
 		g_assert_cmpuint(flags, ==, 0);
 		for (int i = 0; i < 2048; i++)
 			g_assert_cmpfloat(win[i], ==, (float)(first + (uint64_t)i) / 1e5f);
 	}
 	/* 27 * 2100 + 120 + 2048 > 60000: the recording ends before the window. */
-	g_assert_cmpint(sensor_window_for(s, 28, 0, 5000000, win, &flags), ==, -EPIPE);
+	g_assert_cmpint(sensor_window_for(s, 28, 0, 5000000, win, &flags, NULL), ==, -EPIPE);
 	sensor_source_free(s);
 	g_unlink(wav);
 	{
@@ -113,7 +114,7 @@ static void test_clock_window_follows_trigger(void)
 	g_usleep(300000);
 	trigger = vigil_now_us();
 	/* The window of 100 ms after the trigger is complete about 100 ms later. */
-	g_assert_cmpint(sensor_window_for(s, 0, trigger, 3000000, win, &flags), ==, 0);
+	g_assert_cmpint(sensor_window_for(s, 0, trigger, 3000000, win, &flags, NULL), ==, 0);
 	g_assert_cmpint(vigil_now_us() - trigger, >=, 90000);
 	g_assert_false(flags & RING_GAP);
 	for (int i = 0; i < 1200; i++)
@@ -121,6 +122,128 @@ static void test_clock_window_follows_trigger(void)
 	g_assert_cmpfloat(energy / 1200, >, 0.1); /* a sine of amplitude ~0.8 */
 	sensor_source_stats(s, &st);
 	g_assert_cmpuint(st.samples, >, 3000);
+	sensor_source_free(s);
+}
+
+static void remove_wav(char *wav)
+{
+	char *dir = g_path_get_dirname(wav);
+
+	g_unlink(wav);
+	g_rmdir(dir);
+	g_free(dir);
+	g_free(wav);
+}
+
+/* Buffers dropped inside the pipeline leave holes on the time line: the
+ * windows over them are flagged RING_GAP with zeros where samples are
+ * missing, never neighbouring samples moved into place. */
+static void test_dropped_buffers_flag_gaps(void)
+{
+	char *wav = write_ramp_wav();
+	char *pipeline = g_strdup_printf("filesrc location=%s ! wavparse ! audioconvert ! "
+					 "audiobuffersplit output-buffer-duration=1/100 ! "
+					 "identity drop-probability=0.3 ! appsink name=sink", wav);
+	sensor_source *s = source_on(pipeline, SENSOR_SEQUENCE, 1024, 1024, 0, 0.5);
+	float win[1024];
+	unsigned flags;
+	int gaps = 0, whole = 0;
+
+	/* 58 windows of 1024 samples over 484 buffers of 120 samples, each
+	 * dropped with p = 0.3: both kinds occur unless 1 - 1e-9 fails. */
+	for (uint64_t seq = 0; seq < 58; seq++) {
+		uint64_t first = seq * 1024;
+		int rc = sensor_window_for(s, seq, 0, 5000000, win, &flags, NULL);
+
+		if (rc == -EPIPE)
+			break; /* the last buffers were dropped: the file ended first */
+		g_assert_cmpint(rc, ==, 0);
+		if (flags & RING_GAP)
+			gaps++;
+		else
+			whole++;
+		for (int i = 0; i < 1024; i++) {
+			float want = (float)(first + (uint64_t)i) / 1e5f;
+
+			/* Either the true sample or a hole, never another sample. */
+			g_assert_true(win[i] == want || ((flags & RING_GAP) && win[i] == 0.0f));
+		}
+	}
+	g_assert_cmpint(gaps, >, 0);
+	g_assert_cmpint(whole, >, 0);
+	sensor_source_free(s);
+	remove_wav(wav);
+	g_free(pipeline);
+}
+
+/* The ramp reaches 0.3 at sample 30000: windows past it are clipped. */
+static void test_windows_over_clip_level_are_flagged(void)
+{
+	char *wav = write_ramp_wav();
+	char *pipeline = g_strdup_printf("filesrc location=%s ! wavparse ! audioconvert ! "
+					 "appsink name=sink", wav);
+	struct sensor_config cfg = {
+		.name = "clip", .pipeline = pipeline, .mode = SENSOR_SEQUENCE, .rate_hz = RATE,
+		.window = 2000, .stride = 2000, .buffer_s = 0.5, .clip_level = 0.3f,
+	};
+	char *err = NULL;
+	sensor_source *s = sensor_source_new(&cfg, &err);
+	float win[2000];
+	unsigned flags;
+
+	g_assert_nonnull(s);
+	g_assert_cmpint(sensor_source_start(s, &err), ==, 0);
+	for (uint64_t seq = 0; seq < 25; seq++) {
+		g_assert_cmpint(sensor_window_for(s, seq, 0, 5000000, win, &flags, NULL), ==, 0);
+		/* Window seq covers samples seq*2000 .. seq*2000+1999. */
+		g_assert_cmpuint(flags, ==, seq * 2000 + 1999 >= 30000 ? RING_CLIPPED : 0);
+		g_assert_cmpfloat(win[0], ==, (float)(seq * 2000) / 1e5f); /* kept, not limited */
+	}
+	sensor_source_free(s);
+	remove_wav(wav);
+	g_free(pipeline);
+}
+
+/* A live source: a window that is not complete in time is refused
+ * (-ETIMEDOUT), one already overwritten is refused (-ENODATA), and a
+ * complete window's first sample lies at trigger + offset to within half a
+ * sample on the monotonic clock. */
+static void test_clock_windows_late_gone_and_placed(void)
+{
+	sensor_source *s = source_on("audiotestsrc is-live=true wave=white-noise "
+				     "samplesperbuffer=120 ! audioconvert ! "
+				     "appsink name=sink", SENSOR_CLOCK, 600, 0, 25.0, 1.0);
+	float win[600];
+	unsigned flags = 0;
+	struct sensor_stats st;
+	int64_t now, t_first_ns;
+	int64_t t0 = vigil_now_us();
+
+	g_usleep(200000);
+	now = vigil_now_us();
+	/* 2 s ahead, given 100 ms: not complete in time. */
+	g_assert_cmpint(sensor_window_for(s, 0, now + 2000000, 100000, win, &flags, &t_first_ns),
+			==, -ETIMEDOUT);
+	g_assert_cmpint(vigil_now_us() - now, >=, 100000);
+	/* Started before the ring's first sample: those were never recorded. */
+	g_assert_cmpint(sensor_window_for(s, 0, t0 - 3000000, 100000, win, &flags, &t_first_ns),
+			!=, 0);
+	for (int k = 0; k < 20; k++) {
+		int64_t trigger = vigil_now_us() + k * 7; /* not on a sample boundary */
+		int64_t err_ns;
+
+		g_assert_cmpint(sensor_window_for(s, 0, trigger, 3000000, win, &flags, &t_first_ns),
+				==, 0);
+		g_assert_false(flags & RING_GAP);
+		err_ns = t_first_ns - (trigger * 1000 + 25000000);
+		g_assert_cmpint(llabs(err_ns), <=, 1000000000 / RATE / 2 + 1);
+	}
+	g_usleep(1500000); /* past the 1 s ring (4 windows of margin at most) */
+	sensor_source_stats(s, &st);
+	/* Samples reached the ring after the time stamped on them, not before:
+	 * the pipeline's time line is the monotonic clock. */
+	g_assert_cmpint(st.lag_min_us, >=, -1);
+	g_assert_cmpint(st.lag_max_us, <, 1000000);
 	sensor_source_free(s);
 }
 
@@ -142,6 +265,11 @@ int main(int argc, char **argv)
 	g_test_add_func("/sensors/sequence-windows-are-sample-exact",
 			test_sequence_windows_are_sample_exact);
 	g_test_add_func("/sensors/clock-window-follows-trigger", test_clock_window_follows_trigger);
+	g_test_add_func("/sensors/dropped-buffers-flag-gaps", test_dropped_buffers_flag_gaps);
+	g_test_add_func("/sensors/windows-over-clip-level-are-flagged",
+			test_windows_over_clip_level_are_flagged);
+	g_test_add_func("/sensors/clock-windows-late-gone-and-placed",
+			test_clock_windows_late_gone_and_placed);
 	g_test_add_func("/sensors/bad-pipeline-is-refused", test_bad_pipeline_is_refused);
 	return g_test_run();
 }
