@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "app/line-private.h"
@@ -129,7 +130,8 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 	struct infer_output out, worst = { 0 };
 	unsigned wflags = 0, flags = 0;
 	char *err = NULL;
-	int64_t t0;
+	GString *trace = NULL;
+	int64_t t0, t_window_ns = -1;
 	int rc;
 
 	for (int i = 0; i < l->ncameras; i++) {
@@ -144,13 +146,41 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 		}
 	}
 	rc = sensor_window_for(l->sensor, p->seq, p->t_trigger_us,
-			       (int64_t)l->window_timeout_ms * 1000, win, &wflags);
+			       (int64_t)l->window_timeout_ms * 1000, win, &wflags, &t_window_ns);
 	if (rc < 0 || (wflags & RING_GAP)) {
 		g_warning("part %u: no complete vibration window from %s: %s", p->part_id,
 			  l->sen_name, rc < 0 ? g_strerror(-rc) : "gap in the samples");
 		p->flags |= VIGIL_FLAG_NO_VIBRATION;
+	} else if (wflags & RING_CLIPPED) {
+		/* Figures from a saturated sensor would be made up. */
+		g_warning("part %u: vibration window from %s reached the clip level", p->part_id,
+			  l->sen_name);
+		p->flags |= VIGIL_FLAG_VIB_CLIPPED;
 	}
-	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION))
+	/* The pairing trace (docs/architecture.md, "One clock"): each frame's
+	 * arrival and stamped time and the window's first sample, relative to
+	 * the trigger, in microseconds. */
+	if (g_log_writer_default_would_drop(G_LOG_LEVEL_DEBUG, G_LOG_DOMAIN) == FALSE) {
+		trace = g_string_new(NULL);
+		for (int i = 0; i < l->ncameras; i++) {
+			if (!frames[i])
+				continue;
+			g_string_append_printf(trace, " %s=%" G_GUINT64_FORMAT ":%" G_GINT64_FORMAT,
+					       l->cameras[i].name, frames[i]->seq,
+					       frames[i]->t_us - p->t_trigger_us);
+			if (frames[i]->t_pts_us >= 0)
+				g_string_append_printf(trace, ":%" G_GINT64_FORMAT,
+						       frames[i]->t_pts_us - p->t_trigger_us);
+		}
+		if (t_window_ns >= 0)
+			g_string_append_printf(trace, " window=%.1f",
+					       (double)(t_window_ns - p->t_trigger_us * 1000) / 1e3 -
+					       l->sen_cfg.offset_ms * 1e3);
+		g_debug("pairing part %u trigger %" G_GINT64_FORMAT "%s", p->part_id,
+			p->t_trigger_us, trace->str);
+		g_string_free(trace, TRUE);
+	}
+	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED))
 		goto failsafe;
 
 	t0 = vigil_now_us();
@@ -239,14 +269,89 @@ static gpointer inspect_thread(gpointer data)
 
 /* ---- logging: the only thread that may wait on the database ---- */
 
+/* What the log thread last wrote to the events table about the devices. */
+struct device_watch {
+	gboolean cam_down[LINE_MAX_CAMERAS];
+	uint64_t cam_restarts[LINE_MAX_CAMERAS];
+	gboolean sensor_failed, window_fault;
+};
+
+static void event(line *l, const char *kind, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+static void event(line *l, const char *kind, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	msg = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	db_event(l->db, kind, msg);
+	g_free(msg);
+}
+
+/* Camera down/up and pipeline faults as rows in the events table. Polled,
+ * so a restart quicker than one poll still shows as down then up (the
+ * restart counter moved). */
+static void watch_devices(line *l, struct device_watch *w)
+{
+	struct sensor_stats ss;
+
+	for (int i = 0; i < l->ncameras; i++) {
+		struct capture_stats cs;
+		const char *name = l->cameras[i].name;
+
+		capture_camera_stats(l->cameras[i].cam, &cs);
+		if ((!cs.up || cs.restarts > w->cam_restarts[i]) && !w->cam_down[i]) {
+			event(l, "camera-down", "camera %s down; restarting with back-off", name);
+			w->cam_down[i] = TRUE;
+		}
+		if (cs.up && w->cam_down[i]) {
+			event(l, "camera-up", "camera %s up again (%" G_GUINT64_FORMAT
+			      " restarts so far)", name, cs.restarts);
+			w->cam_down[i] = FALSE;
+		}
+		w->cam_restarts[i] = cs.restarts;
+	}
+	sensor_source_stats(l->sensor, &ss);
+	if (ss.failed && !w->sensor_failed) {
+		event(l, "sensor-fault", "vibration %s: pipeline failed", l->sen_name);
+		w->sensor_failed = TRUE;
+	}
+}
+
+/* A part's window fault opens a sensor-fault event; the next good window
+ * closes it with sensor-ok. */
+static void watch_window(line *l, struct device_watch *w, const struct vigil_part *p)
+{
+	uint32_t bad = p->flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED);
+
+	if (bad && !w->window_fault) {
+		event(l, "sensor-fault", "vibration %s: part %u: %s", l->sen_name, p->part_id,
+		      bad & VIGIL_FLAG_NO_VIBRATION ? "no complete window (late or with a gap)"
+						    : "window reached the clip level");
+		w->window_fault = TRUE;
+	} else if (!bad && w->window_fault) {
+		event(l, "sensor-ok", "vibration %s: part %u: complete window again", l->sen_name,
+		      p->part_id);
+		w->window_fault = FALSE;
+	}
+}
+
 static gpointer log_thread(gpointer data)
 {
 	line *l = data;
 	const struct infer_info *info = infer_model_info(l->model);
+	struct device_watch watch = { 0 };
 	void *item;
+	int rc;
 
-	while (bqueue_pop(l->q_log, &item, -1) == 0) {
+	while ((rc = bqueue_pop(l->q_log, &item, 200000)) != -EPIPE) {
 		struct vigil_part *p = item;
+
+		watch_devices(l, &watch);
+		if (rc < 0)
+			continue;
+		watch_window(l, &watch, p);
 		struct db_inspection row = {
 			.part_id = p->part_id,
 			.trigger_counter = p->trigger_counter,

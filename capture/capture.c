@@ -28,6 +28,8 @@ struct capture_camera {
 	gboolean resync;        /* sequence mode: re-align numbering after a restart */
 	int64_t up_since_us;    /* monotonic time the current pipeline started */
 	int64_t last_frame_us;
+	int64_t overflow_us;    /* timestamp mode: arrival of the newest frame dropped
+				 * unclaimed because the queue was full */
 	char *error;
 };
 
@@ -96,7 +98,10 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 			g_cond_wait(&cam->changed, &cam->lock);
 	} else {
 		while (g_queue_get_length(&cam->frames) >= cam->queue_frames) {
-			capture_frame_free(g_queue_pop_head(&cam->frames));
+			struct capture_frame *old = g_queue_pop_head(&cam->frames);
+
+			cam->overflow_us = old->t_us;
+			capture_frame_free(old);
 			cam->dropped++;
 		}
 	}
@@ -414,7 +419,8 @@ void capture_camera_free(capture_camera *cam)
 /* Removes and returns the frame for the part, or NULL; caller holds the lock.
  * *gone is set when the wanted frame can no longer arrive. */
 static struct capture_frame *take_frame(capture_camera *cam, uint64_t seq,
-					int64_t t_trigger_us, gboolean *gone)
+					int64_t t_trigger_us, int64_t max_delay_us,
+					gboolean *gone)
 {
 	struct capture_frame *f;
 
@@ -445,12 +451,24 @@ static struct capture_frame *take_frame(capture_camera *cam, uint64_t seq,
 		cam->dropped++;
 		g_cond_broadcast(&cam->changed);
 	}
+	/* The part's frame (the first at or after its trigger) was pushed out
+	 * of a full queue before the part asked: a later frame would be paired
+	 * with a part it does not show. */
+	if (cam->mode == CAPTURE_TIMESTAMP && cam->overflow_us >= t_trigger_us) {
+		*gone = TRUE;
+		return NULL;
+	}
 	if (!f) {
 		if (cam->mode == CAPTURE_SEQUENCE && cam->next_seq > seq)
 			*gone = TRUE;
 		return NULL;
 	}
 	if (cam->mode == CAPTURE_SEQUENCE && f->seq != seq) {
+		*gone = TRUE;
+		return NULL;
+	}
+	/* Too late to show this part; it stays queued for later parts. */
+	if (cam->mode == CAPTURE_TIMESTAMP && f->t_us > t_trigger_us + max_delay_us) {
 		*gone = TRUE;
 		return NULL;
 	}
@@ -462,14 +480,16 @@ static struct capture_frame *take_frame(capture_camera *cam, uint64_t seq,
 int capture_frame_for(capture_camera *cam, uint64_t seq, int64_t t_trigger_us,
 		      int64_t timeout_us, struct capture_frame **frame)
 {
-	gint64 deadline = g_get_monotonic_time() + timeout_us;
+	/* g_get_monotonic_time() and vigil_now_us() read CLOCK_MONOTONIC. */
+	gint64 deadline = cam->mode == CAPTURE_TIMESTAMP ? t_trigger_us + timeout_us
+						       : g_get_monotonic_time() + timeout_us;
 	gboolean gone = FALSE;
 	int rc = 0;
 
 	*frame = NULL;
 	g_mutex_lock(&cam->lock);
 	for (;;) {
-		*frame = take_frame(cam, seq, t_trigger_us, &gone);
+		*frame = take_frame(cam, seq, t_trigger_us, timeout_us, &gone);
 		if (*frame)
 			break;
 		if (gone) {
@@ -485,7 +505,7 @@ int capture_frame_for(capture_camera *cam, uint64_t seq, int64_t t_trigger_us,
 			break;
 		}
 		if (!g_cond_wait_until(&cam->changed, &cam->lock, deadline)) {
-			*frame = take_frame(cam, seq, t_trigger_us, &gone);
+			*frame = take_frame(cam, seq, t_trigger_us, timeout_us, &gone);
 			rc = *frame ? 0 : (gone ? -ENODATA : -ETIMEDOUT);
 			break;
 		}

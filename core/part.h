@@ -28,6 +28,7 @@ enum vigil_part_flags {
 	VIGIL_FLAG_NO_FRAME = 1 << 3,
 	VIGIL_FLAG_NO_VIBRATION = 1 << 4,
 	VIGIL_FLAG_MODEL_ERROR = 1 << 5,
+	VIGIL_FLAG_VIB_CLIPPED = 1 << 6,  /* the vibration window reached the clip level */
 };
 
 /* Condition figures of a part's vibration window (fusion/condition.h),

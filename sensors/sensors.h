@@ -42,8 +42,9 @@ void sensor_source_free(sensor_source *s);
 /* Copies part seq's window (cfg->window samples) into out, waiting up to
  * timeout_us. *flags gets RING_GAP / RING_CLIPPED. *t_first_ns (may be NULL)
  * gets the monotonic time of the window's first sample in clock mode, -1 in
- * sequence mode. Returns 0, -ETIMEDOUT (not complete in time), -ENODATA
- * (overwritten), -EPIPE (the source ended first). */
+ * sequence mode. Returns 0, -ETIMEDOUT (not complete in time, or no sample
+ * yet in clock mode), -ENODATA (overwritten, or before the source's first
+ * sample), -EPIPE (the source ended first). */
 int sensor_window_for(sensor_source *s, uint64_t seq, int64_t t_trigger_us,
 		      int64_t timeout_us, float *out, unsigned *flags, int64_t *t_first_ns);
 
