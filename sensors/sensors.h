@@ -59,4 +59,73 @@ struct sensor_stats {
 void sensor_source_stats(sensor_source *s, struct sensor_stats *st);
 const char *sensor_source_name(const sensor_source *s);
 
+/* ---- Modbus vibration transmitters ----
+ *
+ * A transmitter reports scalar condition figures (RMS velocity, RMS
+ * acceleration, temperature) in registers. A thread polls them every
+ * poll_ms over Modbus TCP or RTU (libmodbus); each poll that reads every
+ * configured register is one reading, stamped on the monotonic clock. A
+ * transmitter that stops answering is reconnected with back-off; its last
+ * reading is then reported as stale, never carried forward as current. */
+enum transmitter_quantity {
+	TRANSMITTER_VELOCITY = 0,     /* RMS velocity, mm/s */
+	TRANSMITTER_ACCELERATION = 1, /* RMS acceleration, g */
+	TRANSMITTER_TEMPERATURE = 2,  /* degrees C */
+	TRANSMITTER_QUANTITIES = 3,
+};
+
+enum transmitter_type {
+	TRANSMITTER_U16 = 0, TRANSMITTER_S16, TRANSMITTER_U32, TRANSMITTER_S32,
+	TRANSMITTER_F32,
+};
+
+struct transmitter_register {
+	int address;                  /* protocol address; -1: not read */
+	enum transmitter_type type;   /* 32-bit types span address and address + 1 */
+	double scale;                 /* value = raw * scale */
+};
+
+struct transmitter_config {
+	const char *name;
+	const char *host;             /* Modbus TCP when set */
+	int port;
+	const char *device;           /* else Modbus RTU on this serial device */
+	int baud, stop_bits;
+	char parity;                  /* 'N', 'E', 'O' */
+	int unit_id;
+	int input_registers;          /* 1: function 04 (input), 0: 03 (holding) */
+	int low_word_first;           /* 32-bit values: 0 = ABCD, 1 = CDAB */
+	struct transmitter_register reg[TRANSMITTER_QUANTITIES];
+	int poll_ms, timeout_ms;
+	int stale_ms;                 /* older readings are stale; 0: 3 polls */
+	size_t trend_len;             /* readings kept until taken; 0: 1024 */
+};
+
+struct transmitter_reading {
+	int64_t t_us;                 /* monotonic time of the poll */
+	double value[TRANSMITTER_QUANTITIES]; /* NAN where not configured */
+};
+
+typedef struct sensor_transmitter sensor_transmitter;
+
+/* NULL with *err (g_free) on a bad configuration. */
+sensor_transmitter *sensor_transmitter_new(const struct transmitter_config *cfg, char **err);
+int sensor_transmitter_start(sensor_transmitter *t, char **err);
+void sensor_transmitter_free(sensor_transmitter *t);
+
+/* The newest reading: 0, -ENODATA (none yet) or -ESTALE (older than
+ * stale_ms: the transmitter is away; *r still gets it, for the log). */
+int sensor_transmitter_latest(sensor_transmitter *t, struct transmitter_reading *r);
+
+/* Moves up to max readings not taken before into out, oldest first, and
+ * returns how many (the trend; what overflowed trend_len is counted). */
+size_t sensor_transmitter_take_trend(sensor_transmitter *t, struct transmitter_reading *out,
+				     size_t max);
+
+struct transmitter_stats {
+	uint64_t polls, failures, trend_dropped;
+	int connected;
+};
+void sensor_transmitter_stats(sensor_transmitter *t, struct transmitter_stats *st);
+
 #endif

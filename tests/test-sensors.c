@@ -6,7 +6,10 @@
 #include <gst/gst.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/part.h"
 #include "core/ring.h"
@@ -249,6 +252,127 @@ static void test_clock_windows_late_gone_and_placed(void)
 	sensor_source_free(s);
 }
 
+/* ---- Modbus vibration transmitter against pymodbus on loopback ---- */
+
+static GPid start_transmitter_peer(int port, int *port_out)
+{
+	char *script = g_build_filename(g_getenv("VIGIL_SOURCE_ROOT"), "tests",
+					"transmitter_peer.py", NULL);
+	char *port_s = g_strdup_printf("%d", port);
+	char *argv[] = { "/usr/bin/python3", script, port_s, NULL };
+	GError *gerr = NULL;
+	GPid pid;
+	int out_fd;
+	char line[64] = { 0 };
+	size_t n = 0;
+
+	if (!g_spawn_async_with_pipes(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &pid,
+				      NULL, &out_fd, NULL, &gerr))
+		g_error("cannot start the transmitter peer: %s", gerr->message);
+	while (n < sizeof line - 1 && read(out_fd, line + n, 1) == 1 && line[n] != '\n')
+		n++;
+	close(out_fd);
+	if (sscanf(line, "PORT %d", port_out) != 1)
+		g_error("the transmitter peer did not start: '%s'", line);
+	g_free(script);
+	g_free(port_s);
+	return pid;
+}
+
+static void stop_peer(GPid pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	g_spawn_close_pid(pid);
+}
+
+static int wait_latest(sensor_transmitter *t, int want, struct transmitter_reading *r,
+		       int64_t timeout_us)
+{
+	int64_t end = vigil_now_us() + timeout_us;
+	int rc;
+
+	while ((rc = sensor_transmitter_latest(t, r)) != want && vigil_now_us() < end)
+		g_usleep(10000);
+	return rc;
+}
+
+static void test_transmitter_polls_and_goes_stale(void)
+{
+	struct transmitter_config cfg = {
+		.name = "tx", .host = "127.0.0.1", .unit_id = 1, .input_registers = 1,
+		.low_word_first = 1, .poll_ms = 20, .timeout_ms = 200, .stale_ms = 300,
+		.reg = {
+			[TRANSMITTER_VELOCITY] = { 100, TRANSMITTER_U16, 0.01 },
+			[TRANSMITTER_ACCELERATION] = { 102, TRANSMITTER_F32, 1.0 },
+			[TRANSMITTER_TEMPERATURE] = { 110, TRANSMITTER_S16, 0.1 },
+		},
+	};
+	struct transmitter_reading r, trend[256];
+	struct transmitter_stats st;
+	char *err = NULL;
+	sensor_transmitter *t;
+	int64_t t_kill;
+	size_t n;
+	GPid peer = start_transmitter_peer(0, &cfg.port);
+
+	t = sensor_transmitter_new(&cfg, &err);
+	g_assert_nonnull(t);
+	g_assert_cmpint(sensor_transmitter_start(t, &err), ==, 0);
+	g_assert_cmpint(wait_latest(t, 0, &r, 5000000), ==, 0);
+	g_assert_cmpfloat_with_epsilon(r.value[TRANSMITTER_VELOCITY], 4.53, 1e-9);
+	g_assert_cmpfloat(r.value[TRANSMITTER_ACCELERATION], ==, 1.25); /* CDAB float32 */
+	g_assert_cmpfloat_with_epsilon(r.value[TRANSMITTER_TEMPERATURE], -12.5, 1e-9);
+	g_usleep(200000);
+	n = sensor_transmitter_take_trend(t, trend, G_N_ELEMENTS(trend));
+	g_assert_cmpuint(n, >=, 3); /* 20 ms polls for 200 ms, on a loaded machine */
+	for (size_t i = 1; i < n; i++) {
+		g_assert_cmpint(trend[i].t_us, >, trend[i - 1].t_us);
+		g_assert_cmpfloat(trend[i].value[TRANSMITTER_ACCELERATION], ==, 1.25);
+	}
+
+	/* The transmitter goes away: the last reading turns stale, nothing new
+	 * is made up while it is gone. */
+	stop_peer(peer);
+	t_kill = vigil_now_us();
+	g_assert_cmpint(wait_latest(t, -ESTALE, &r, 5000000), ==, -ESTALE);
+	g_assert_cmpint(r.t_us, <=, t_kill);
+	sensor_transmitter_stats(t, &st);
+	g_assert_false(st.connected);
+	g_assert_cmpuint(st.failures, >, 0);
+	n = sensor_transmitter_take_trend(t, trend, G_N_ELEMENTS(trend));
+	for (size_t i = 0; i < n; i++)
+		g_assert_cmpint(trend[i].t_us, <=, t_kill);
+
+	/* Back on the same port: readings resume by themselves. */
+	peer = start_transmitter_peer(cfg.port, &cfg.port);
+	g_assert_cmpint(wait_latest(t, 0, &r, 8000000), ==, 0);
+	g_assert_cmpint(r.t_us, >, t_kill);
+	sensor_transmitter_free(t);
+	stop_peer(peer);
+}
+
+static void test_transmitter_config_errors(void)
+{
+	struct transmitter_config cfg = {
+		.name = "bad", .poll_ms = 100, .timeout_ms = 100,
+		.reg = { { -1, 0, 1 }, { -1, 0, 1 }, { -1, 0, 1 } },
+	};
+	char *err = NULL;
+
+	g_assert_null(sensor_transmitter_new(&cfg, &err));
+	g_assert_nonnull(strstr(err, "either a host (TCP) or a device (RTU)"));
+	g_clear_pointer(&err, g_free);
+	cfg.host = "127.0.0.1";
+	g_assert_null(sensor_transmitter_new(&cfg, &err));
+	g_assert_nonnull(strstr(err, "no register to read"));
+	g_clear_pointer(&err, g_free);
+	cfg.reg[TRANSMITTER_VELOCITY] = (struct transmitter_register){ 65535, TRANSMITTER_F32, 1 };
+	g_assert_null(sensor_transmitter_new(&cfg, &err));
+	g_assert_nonnull(strstr(err, "register 65535 does not fit"));
+	g_free(err);
+}
+
 static void test_bad_pipeline_is_refused(void)
 {
 	struct sensor_config cfg = { .name = "bad", .pipeline = "audiotestsrc ! fakesink",
@@ -264,6 +388,8 @@ int main(int argc, char **argv)
 {
 	gst_init(&argc, &argv);
 	g_test_init(&argc, &argv, NULL);
+	/* A transmitter going away is logged as a warning: expected here. */
+	g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL | G_LOG_FATAL_MASK);
 	g_test_add_func("/sensors/sequence-windows-are-sample-exact",
 			test_sequence_windows_are_sample_exact);
 	g_test_add_func("/sensors/clock-window-follows-trigger", test_clock_window_follows_trigger);
@@ -273,5 +399,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/sensors/clock-windows-late-gone-and-placed",
 			test_clock_windows_late_gone_and_placed);
 	g_test_add_func("/sensors/bad-pipeline-is-refused", test_bad_pipeline_is_refused);
+	g_test_add_func("/sensors/transmitter-polls-and-goes-stale",
+			test_transmitter_polls_and_goes_stale);
+	g_test_add_func("/sensors/transmitter-config-errors", test_transmitter_config_errors);
 	return g_test_run();
 }
