@@ -87,6 +87,19 @@ static const char *const migrations[] = {
 	"  reviewer TEXT"
 	");"
 	"CREATE INDEX reviews_inspection ON reviews (inspection_id);",
+	/* 4: readings of Modbus vibration transmitters: periodic trend points
+	 * (part_id NULL) and the reading attached to each part. */
+	"CREATE TABLE trend ("
+	"  id INTEGER PRIMARY KEY,"
+	"  source TEXT NOT NULL,"
+	"  t_wall_us INTEGER NOT NULL,"
+	"  part_id INTEGER,"
+	"  velocity_mm_s REAL,"
+	"  accel_g REAL,"
+	"  temperature_c REAL,"
+	"  stale INTEGER NOT NULL"
+	");"
+	"CREATE INDEX trend_source_time ON trend (source, t_wall_us);",
 };
 
 #define DB_SCHEMA_VERSION ((int)G_N_ELEMENTS(migrations))
@@ -105,6 +118,10 @@ static const char sql_insert_vibration[] =
 static const char sql_insert_event[] =
 	"INSERT INTO events (t_wall_us, kind, message) VALUES (?1, ?2, ?3)";
 
+static const char sql_insert_trend[] =
+	"INSERT INTO trend (source, t_wall_us, part_id, velocity_mm_s, accel_g, temperature_c,"
+	" stale) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
 /* The latest review of each inspection rides along with its row. */
 static const char sql_select_inspections[] =
 	"SELECT i.part_id, i.trigger_counter, i.seq, i.t_wall_us, i.verdict_code,"
@@ -116,6 +133,7 @@ static const char sql_select_inspections[] =
 enum db_item_kind {
 	DB_ITEM_INSPECTION,
 	DB_ITEM_EVENT,
+	DB_ITEM_TREND,
 };
 
 /* One queued row. Owns its strings (g_strdup, freed by item_free): the
@@ -127,8 +145,9 @@ struct db_item {
 		struct {
 			int64_t t_wall_us;
 		} event;
+		struct db_trend trend;      /* source points at str1 */
 	};
-	char *str1, *str2;  /* model_version, image_path; or kind, message */
+	char *str1, *str2;  /* model_version, image_path; or kind, message; or source */
 };
 
 struct db_log {
@@ -139,6 +158,7 @@ struct db_log {
 	sqlite3_stmt *insert_inspection;
 	sqlite3_stmt *insert_vibration;
 	sqlite3_stmt *insert_event;
+	sqlite3_stmt *insert_trend;
 	bqueue *queue;                  /* struct db_item *, owned by the queue's reader */
 	GThread *writer;
 	struct db_item *batch[DB_BATCH_MAX];
@@ -365,6 +385,22 @@ static int insert_item(db_log *db, const struct db_item *it, sqlite3_stmt **used
 			return rc;
 		return sqlite3_step(st);
 	}
+	if (it->kind == DB_ITEM_TREND) {
+		const struct db_trend *t = &it->trend;
+
+		st = db->insert_trend;
+		*used = st;
+		if ((rc = bind_text_or_null(st, 1, it->str1)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_int64(st, 2, t->t_wall_us)) != SQLITE_OK ||
+		    (rc = t->part_id < 0 ? sqlite3_bind_null(st, 3)
+					 : sqlite3_bind_int64(st, 3, t->part_id)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_double(st, 4, t->velocity_mm_s)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_double(st, 5, t->accel_g)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_double(st, 6, t->temperature_c)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_int(st, 7, t->stale ? 1 : 0)) != SQLITE_OK)
+			return rc;
+		return sqlite3_step(st);
+	}
 
 	const struct db_inspection *r = &it->row;
 
@@ -548,7 +584,9 @@ db_log *db_open(const char *path, size_t queue_depth, char **err)
 	    sqlite3_prepare_v3(db->conn, sql_insert_vibration, -1, SQLITE_PREPARE_PERSISTENT,
 			       &db->insert_vibration, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(db->conn, sql_insert_event, -1, SQLITE_PREPARE_PERSISTENT,
-			       &db->insert_event, NULL) != SQLITE_OK) {
+			       &db->insert_event, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(db->conn, sql_insert_trend, -1, SQLITE_PREPARE_PERSISTENT,
+			       &db->insert_trend, NULL) != SQLITE_OK) {
 		set_error(err, "cannot open %s: %s", path, sqlite3_errmsg(db->conn));
 		goto fail;
 	}
@@ -609,6 +647,20 @@ int db_event(db_log *db, const char *kind, const char *message)
 	return enqueue(db, it);
 }
 
+int db_trend(db_log *db, const struct db_trend *row)
+{
+	struct db_item *it;
+
+	if (!db || !row || !row->source)
+		return -EINVAL;
+	it = g_new0(struct db_item, 1);
+	it->kind = DB_ITEM_TREND;
+	it->trend = *row;
+	it->str1 = g_strdup(row->source);
+	it->trend.source = it->str1;
+	return enqueue(db, it);
+}
+
 void db_close(db_log *db)
 {
 	int rc;
@@ -623,6 +675,7 @@ void db_close(db_log *db)
 	sqlite3_finalize(db->insert_inspection);
 	sqlite3_finalize(db->insert_vibration);
 	sqlite3_finalize(db->insert_event);
+	sqlite3_finalize(db->insert_trend);
 	/* The last connection to close checkpoints the WAL into the file and
 	 * removes it. */
 	rc = sqlite3_close(db->conn);

@@ -405,8 +405,8 @@ static void test_reopen(struct fixture *fx, gconstpointer data)
 	(void)data;
 	submit_range(db, 0, 10);
 	db_close(db);
-	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 3);
-	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 7);
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 4);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 9); /* 5 tables, 4 indexes */
 	/* The schema cookie moves with every schema change: unchanged means
 	 * no migration ran again. */
 	schema_cookie = sql_int(fx->path, "PRAGMA schema_version");
@@ -414,9 +414,9 @@ static void test_reopen(struct fixture *fx, gconstpointer data)
 	db = open_ok(fx->path, 16);
 	submit_range(db, 10, 5);
 	db_close(db);
-	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 3);
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 4);
 	g_assert_cmpint(sql_int(fx->path, "PRAGMA schema_version"), ==, schema_cookie);
-	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 7);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, 9);
 	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 15);
 }
 
@@ -450,7 +450,7 @@ static void test_migrate_from_v1(struct fixture *fx, gconstpointer data)
 	db = open_ok(fx->path, 16);
 	g_assert_cmpint(db_submit(db, &row), ==, 0);
 	db_close(db);
-	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 3);
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, 4);
 	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 2);
 	g_assert_cmpint(sql_int(fx->path, "SELECT part_id FROM inspections WHERE id = 1"), ==, 5);
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM vibration"), ==, 1);
@@ -540,6 +540,30 @@ static void test_wal(struct fixture *fx, gconstpointer data)
 	mode = sql_text(fx->path, "PRAGMA journal_mode");
 	g_assert_cmpstr(mode, ==, "wal");
 	g_free(mode);
+}
+
+/* Transmitter readings: a trend point and a part's reading, NaN as NULL. */
+static void test_trend(struct fixture *fx, gconstpointer data)
+{
+	db_log *db = open_ok(fx->path, 16);
+	char source[8] = "tx1";
+	struct db_trend point = { .source = source, .t_wall_us = 1700000000000000, .part_id = -1,
+				  .velocity_mm_s = 4.53, .accel_g = 1.25, .temperature_c = NAN };
+	struct db_trend part = { .source = "tx1", .t_wall_us = 1700000000100000, .part_id = 42,
+				 .velocity_mm_s = 4.5, .accel_g = 1.0, .temperature_c = 20,
+				 .stale = 1 };
+
+	(void)data;
+	g_assert_cmpint(db_trend(db, &point), ==, 0);
+	source[0] = 'X'; /* the module kept a copy */
+	g_assert_cmpint(db_trend(db, &part), ==, 0);
+	g_assert_cmpint(db_trend(db, NULL), ==, -EINVAL);
+	wait_settled(db, 2);
+	db_close(db);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM trend WHERE source = 'tx1'"), ==, 2);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM trend WHERE part_id IS NULL "
+				"AND temperature_c IS NULL AND stale = 0 AND accel_g = 1.25"), ==, 1);
+	g_assert_cmpint(sql_int(fx->path, "SELECT part_id FROM trend WHERE stale = 1"), ==, 42);
 }
 
 static void test_events(struct fixture *fx, gconstpointer data)
@@ -706,6 +730,7 @@ int main(int argc, char **argv)
 	ADD("/db/open-errors", test_open_errors);
 	ADD("/db/wal", test_wal);
 	ADD("/db/events", test_events);
+	ADD("/db/trend", test_trend);
 	ADD("/db/row-failure", test_row_failure);
 	ADD("/db/transaction-failure", test_transaction_failure);
 	ADD("/db/read-stops", test_read_stops);
