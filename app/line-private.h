@@ -74,8 +74,12 @@ struct line {
 	gboolean have_bearing;
 	struct bearing_freqs bearing;   /* defect frequencies at the shaft speed */
 
+	struct transmitter_config tx_cfg;     /* [transmitter.NAME], if any */
+	char *tx_name, *tx_host, *tx_device;
+
 	/* stages */
 	sensor_source *sensor;
+	sensor_transmitter *transmitter;      /* NULL without [transmitter.NAME] */
 	infer_model *model;
 	fusion_sigfeat *sigfeat;
 	condition_meter *condition;

@@ -16,6 +16,10 @@ void line_free(line *l)
 		g_free(l->cameras[i].pipeline);
 	}
 	sensor_source_free(l->sensor);
+	sensor_transmitter_free(l->transmitter);
+	g_free(l->tx_name);
+	g_free(l->tx_host);
+	g_free(l->tx_device);
 	infer_model_free(l->model);
 	fusion_sigfeat_free(l->sigfeat);
 	condition_meter_free(l->condition);
@@ -76,6 +80,8 @@ line *line_new(const config *cfg, char **err)
 		if (!(l->cameras[i].cam = capture_camera_new(&l->cameras[i].cfg, err)))
 			goto fail;
 	if (!(l->sensor = sensor_source_new(&l->sen_cfg, err)))
+		goto fail;
+	if (l->tx_name && !(l->transmitter = sensor_transmitter_new(&l->tx_cfg, err)))
 		goto fail;
 	if (!(l->plc = plc_link_new_tcp(&l->plc_cfg))) {
 		*err = g_strdup_printf("%s: [plc] invalid endpoint", config_name(cfg));
@@ -180,6 +186,18 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 			p->t_trigger_us, trace->str);
 		g_string_free(trace, TRUE);
 	}
+	if (l->transmitter) {
+		struct transmitter_reading r;
+
+		rc = sensor_transmitter_latest(l->transmitter, &r);
+		if (rc == 0 || rc == -ESTALE) {
+			p->tx_state = rc == 0 ? 1 : 2;
+			p->t_tx_us = r.t_us;
+			p->tx_velocity_mm_s = r.value[TRANSMITTER_VELOCITY];
+			p->tx_accel_g = r.value[TRANSMITTER_ACCELERATION];
+			p->tx_temperature_c = r.value[TRANSMITTER_TEMPERATURE];
+		}
+	}
 	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED))
 		goto failsafe;
 
@@ -274,7 +292,24 @@ struct device_watch {
 	gboolean cam_down[LINE_MAX_CAMERAS];
 	uint64_t cam_restarts[LINE_MAX_CAMERAS];
 	gboolean sensor_failed, window_fault;
+	gboolean tx_away;
 };
+
+/* Transmitter readings as trend rows, stamped on the wall clock. */
+static void log_trend(line *l, const struct transmitter_reading *r, int64_t part_id, int stale)
+{
+	struct db_trend row = {
+		.source = l->tx_name,
+		.t_wall_us = vigil_wall_us() - (vigil_now_us() - r->t_us),
+		.part_id = part_id,
+		.velocity_mm_s = r->value[TRANSMITTER_VELOCITY],
+		.accel_g = r->value[TRANSMITTER_ACCELERATION],
+		.temperature_c = r->value[TRANSMITTER_TEMPERATURE],
+		.stale = stale,
+	};
+
+	db_trend(l->db, &row);
+}
 
 static void event(line *l, const char *kind, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 static void event(line *l, const char *kind, const char *fmt, ...)
@@ -317,6 +352,23 @@ static void watch_devices(line *l, struct device_watch *w)
 		event(l, "sensor-fault", "vibration %s: pipeline failed", l->sen_name);
 		w->sensor_failed = TRUE;
 	}
+	if (l->transmitter) {
+		struct transmitter_reading r[64];
+		struct transmitter_stats ts;
+		size_t n;
+
+		while ((n = sensor_transmitter_take_trend(l->transmitter, r, G_N_ELEMENTS(r))))
+			for (size_t i = 0; i < n; i++)
+				log_trend(l, &r[i], -1, 0);
+		sensor_transmitter_stats(l->transmitter, &ts);
+		if (!ts.connected && ts.failures && !w->tx_away) {
+			event(l, "sensor-fault", "transmitter %s: not answering", l->tx_name);
+			w->tx_away = TRUE;
+		} else if (ts.connected && w->tx_away) {
+			event(l, "sensor-ok", "transmitter %s: answering again", l->tx_name);
+			w->tx_away = FALSE;
+		}
+	}
 }
 
 /* A part's window fault opens a sensor-fault event; the next good window
@@ -352,6 +404,14 @@ static gpointer log_thread(gpointer data)
 		if (rc < 0)
 			continue;
 		watch_window(l, &watch, p);
+		if (p->tx_state) {
+			struct transmitter_reading r = {
+				.t_us = p->t_tx_us,
+				.value = { p->tx_velocity_mm_s, p->tx_accel_g, p->tx_temperature_c },
+			};
+
+			log_trend(l, &r, p->part_id, p->tx_state == 2);
+		}
 		struct db_inspection row = {
 			.part_id = p->part_id,
 			.trigger_counter = p->trigger_counter,
@@ -388,6 +448,8 @@ int line_start(line *l, char **err)
 		if ((rc = capture_camera_start(l->cameras[i].cam, err)) < 0)
 			return rc;
 	if ((rc = sensor_source_start(l->sensor, err)) < 0)
+		return rc;
+	if (l->transmitter && (rc = sensor_transmitter_start(l->transmitter, err)) < 0)
 		return rc;
 	l->t_log = g_thread_new("log", log_thread, l);
 	l->t_inspect = g_thread_new("inspect", inspect_thread, l);

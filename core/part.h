@@ -64,6 +64,12 @@ struct vigil_part {
 	double infer_ms;           /* features + model */
 	int has_vibration;
 	struct vigil_vibration vibration;
+	/* The Modbus vibration transmitter's newest reading when the part was
+	 * inspected: 0 none (not configured, or nothing read yet), 1 current,
+	 * 2 stale (the transmitter stopped answering; its last reading). */
+	int tx_state;
+	int64_t t_tx_us;           /* monotonic time of that reading */
+	double tx_velocity_mm_s, tx_accel_g, tx_temperature_c; /* NAN: not read */
 };
 
 const char *vigil_verdict_name(enum vigil_verdict v);
