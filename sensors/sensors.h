@@ -31,6 +31,15 @@ struct sensor_config {
 	double offset_ms;           /* window start after the trigger */
 	double buffer_s;            /* ring capacity */
 	float clip_level;           /* |x| at or above this flags clipping; 0 = off */
+	/* IIO buffered capture through libiio instead of a pipeline (pipeline
+	 * NULL): one channel of one device, stamped by the device's timestamp
+	 * channel on CLOCK_MONOTONIC when it has one. */
+	const char *iio_uri;        /* "local:", "ip:HOST", "usb:...", "xml:FILE" */
+	const char *iio_device;     /* device name or id, e.g. "adxl355" */
+	const char *iio_channel;    /* input channel id, e.g. "accel_z" */
+	double iio_unit_scale;      /* times the channel's scaled value; 0 = 1
+				     * (1/9.80665 turns m/s^2 into g) */
+	size_t iio_buffer_samples;  /* samples per refill; 0 = rate / 100 */
 };
 
 typedef struct sensor_source sensor_source;
@@ -47,6 +56,23 @@ void sensor_source_free(sensor_source *s);
  * sample), -EPIPE (the source ended first). */
 int sensor_window_for(sensor_source *s, uint64_t seq, int64_t t_trigger_us,
 		      int64_t timeout_us, float *out, unsigned *flags, int64_t *t_first_ns);
+
+/* An IIO channel as an IIO source reads it, from the libiio context alone
+ * (no streaming): for checking a configuration and for tests. */
+struct sensor_iio_info {
+	unsigned bits, storage_bits, shift;
+	int is_signed, big_endian;
+	int has_timestamp;          /* the device has a timestamp scan element */
+	double scale;               /* raw -> configured unit */
+};
+
+/* 0, or -ENOTSUP (no libiio in this build), -ENODEV (context, device or
+ * channel not found), -EINVAL (not a buffered input channel), with *err. */
+int sensor_iio_probe(const struct sensor_config *cfg, struct sensor_iio_info *info, char **err);
+
+/* One raw scan element (storage_bits / 8 bytes, as in the buffer) in the
+ * configured unit. */
+double sensor_iio_value(const struct sensor_iio_info *info, const void *raw);
 
 struct sensor_stats {
 	uint64_t samples;
