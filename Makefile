@@ -10,7 +10,7 @@ DEBIAN_PACKAGES := meson ninja-build pkg-config gcc g++ \
 	python3 python3-numpy python3-torch python3-onnx python3-opencv \
 	python3-pymodbus python3-serial-asyncio mbpoll socat \
 	aravis-tools libaravis-0.8-0 gstreamer1.0-plugins-bad \
-	libsoup-3.0-dev libjson-glib-dev libglib2.0-dev-bin chromium
+	libsoup-3.0-dev libjson-glib-dev libglib2.0-dev-bin chromium libiio-dev
 
 # -Werror in CI, warnings visible but not fatal on a developer's machine.
 MESON_OPTS := $(if $(CI),-Dwerror=true,)

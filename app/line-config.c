@@ -10,7 +10,8 @@ static const char *const camera_keys[] = {
 static const char *const vibration_keys[] = {
 	"pipeline", "mode", "rate_hz", "window", "stride", "offset_ms", "buffer_s",
 	"clip_level", "timeout_ms", "iso_class", "hf_hz", "shaft_hz", "bearing_balls",
-	"ball_diameter_mm", "pitch_diameter_mm", "contact_angle_deg", NULL };
+	"ball_diameter_mm", "pitch_diameter_mm", "contact_angle_deg", "iio_uri", "iio_device",
+	"iio_channel", "iio_unit_scale", "iio_buffer_samples", NULL };
 static const char *const model_keys[] = { "package", "backend", NULL };
 static const char *const plc_keys[] = {
 	"mode", "host", "port", "unit_id", "timeout_ms", "poll_ms", "reject_deadline_ms",
@@ -270,7 +271,23 @@ int line_read_config(line *l, const config *cfg, char **err)
 
 	l->sen_name = g_strdup(sen + strlen("vibration."));
 	l->sen_cfg.name = l->sen_name;
-	if (config_get_string(cfg, sen, "pipeline", NULL, &l->sen_pipeline, err) < 0 ||
+	/* An IIO source (iio_uri) takes the place of the pipeline. */
+	if (config_get_string(cfg, sen, "iio_uri", "", &l->sen_iio_uri, err) < 0)
+		goto out;
+	if (*l->sen_iio_uri) {
+		if (config_get_string(cfg, sen, "iio_device", NULL, &l->sen_iio_device, err) < 0 ||
+		    config_get_string(cfg, sen, "iio_channel", NULL, &l->sen_iio_channel, err) < 0 ||
+		    config_get_double(cfg, sen, "iio_unit_scale", 1, -1e12, 1e12,
+				      &l->sen_cfg.iio_unit_scale, err) < 0 ||
+		    config_get_int(cfg, sen, "iio_buffer_samples", 0, 0, 1 << 20, &ival, err) < 0)
+			goto out;
+		l->sen_cfg.iio_uri = l->sen_iio_uri;
+		l->sen_cfg.iio_device = l->sen_iio_device;
+		l->sen_cfg.iio_channel = l->sen_iio_channel;
+		l->sen_cfg.iio_buffer_samples = (size_t)ival;
+	}
+	if ((!*l->sen_iio_uri &&
+	     config_get_string(cfg, sen, "pipeline", NULL, &l->sen_pipeline, err) < 0) ||
 	    config_get_choice(cfg, sen, "mode", "sequence", sen_modes, &mode, err) < 0 ||
 	    config_get_double(cfg, sen, "rate_hz", 12000, 100, 1e6, &l->sen_cfg.rate_hz, err) < 0 ||
 	    config_get_int(cfg, sen, "window", 2048, 16, 1 << 22, &ival, err) < 0)

@@ -69,6 +69,7 @@ struct line {
 	int ncameras;
 	struct sensor_config sen_cfg;
 	char *sen_name, *sen_pipeline;
+	char *sen_iio_uri, *sen_iio_device, *sen_iio_channel;
 	enum iso_class iso_class;       /* machine group for the ISO 10816 zone */
 	double hf_hz;                   /* high-frequency / envelope band edge */
 	gboolean have_bearing;

@@ -38,6 +38,9 @@ void line_free(line *l)
 		g_free(l->jobs[i].package);
 	g_free(l->sen_name);
 	g_free(l->sen_pipeline);
+	g_free(l->sen_iio_uri);
+	g_free(l->sen_iio_device);
+	g_free(l->sen_iio_channel);
 	g_mutex_clear(&l->stats_lock);
 	g_free(l);
 }
