@@ -12,7 +12,8 @@ static const char *const camera_keys[] = {
 static const char *const vibration_keys[] = {
 	"pipeline", "mode", "rate_hz", "window", "stride", "offset_ms", "buffer_s",
 	"clip_level", "timeout_ms", "iso_class", "hf_hz", "shaft_hz", "bearing_balls",
-	"ball_diameter_mm", "pitch_diameter_mm", "contact_angle_deg", NULL };
+	"ball_diameter_mm", "pitch_diameter_mm", "contact_angle_deg", "iio_uri", "iio_device",
+	"iio_channel", "iio_unit_scale", "iio_buffer_samples", NULL };
 static const char *const model_keys[] = { "package", "backend", NULL };
 static const char *const plc_keys[] = {
 	"mode", "host", "port", "unit_id", "timeout_ms", "poll_ms", "reject_deadline_ms",
@@ -24,8 +25,15 @@ static const char *const database_keys[] = {
 	"path", "queue_depth", "media_dir", "media_queue", "keep_accepted_every", "max_age_days",
 	"protect_days", "disk_budget_mb", "retention_period_s", "commit_timeout_ms", NULL };
 
-static const char *const known_groups[] = { "camera.", "vibration.", "model", "plc",
-					    "database", "job.", "review", NULL };
+static const char *const transmitter_keys[] = {
+	"host", "port", "device", "baud", "parity", "stop_bits", "unit_id", "registers",
+	"word_order", "velocity_register", "velocity_type", "velocity_scale",
+	"acceleration_register", "acceleration_type", "acceleration_scale",
+	"temperature_register", "temperature_type", "temperature_scale",
+	"poll_ms", "timeout_ms", "stale_ms", NULL };
+
+static const char *const known_groups[] = { "camera.", "vibration.", "transmitter.", "model",
+					    "plc", "database", "job.", "review", NULL };
 
 static int check_groups(const config *cfg, char **err)
 {
@@ -46,7 +54,8 @@ static int check_groups(const config *cfg, char **err)
 		if (!known) {
 			*err = config_error(cfg, groups[i], NULL,
 					    "unknown section (known: [camera.NAME], [vibration.NAME], "
-					    "[model], [plc], [database], [job.N], [review])");
+					    "[transmitter.NAME], [model], [plc], [database], "
+					    "[job.N], [review])");
 			rc = -EINVAL;
 		}
 	}
@@ -190,6 +199,84 @@ static int read_database(line *l, const config *cfg, char **err)
 	return 0;
 }
 
+/* [transmitter.NAME]: a Modbus vibration transmitter (sensors.h); at most
+ * one in this version. */
+static int read_transmitter(line *l, const config *cfg, char **err)
+{
+	static const char *const quantities[] = { "velocity", "acceleration", "temperature" };
+	static const char *const types[] = { "u16", "s16", "u32", "s32", "f32", NULL };
+	static const char *const reg_kinds[] = { "holding", "input", NULL };
+	static const char *const orders[] = { "ABCD", "CDAB", NULL };
+	static const char *const parities[] = { "N", "E", "O", NULL };
+	struct transmitter_config *t = &l->tx_cfg;
+	char **groups = config_groups(cfg, "transmitter.");
+	const char *g = groups[0];
+	int rc = -EINVAL, ival = 0;
+
+	if (!g) {
+		rc = 0;
+		goto out;
+	}
+	if (groups[1]) {
+		*err = config_error(cfg, groups[1], NULL,
+				    "a second [transmitter.NAME] section: this version takes one");
+		goto out;
+	}
+	if (config_check_keys(cfg, g, transmitter_keys, err) < 0)
+		goto out;
+	l->tx_name = g_strdup(g + strlen("transmitter."));
+	t->name = l->tx_name;
+	if (config_get_string(cfg, g, "host", "", &l->tx_host, err) < 0 ||
+	    config_get_string(cfg, g, "device", "", &l->tx_device, err) < 0 ||
+	    config_get_int(cfg, g, "port", 502, 1, 65535, &t->port, err) < 0 ||
+	    config_get_int(cfg, g, "baud", 19200, 300, 4000000, &t->baud, err) < 0 ||
+	    config_get_choice(cfg, g, "parity", "E", parities, &ival, err) < 0)
+		goto out;
+	t->parity = "NEO"[ival];
+	if (config_get_int(cfg, g, "stop_bits", 1, 1, 2, &t->stop_bits, err) < 0 ||
+	    config_get_int(cfg, g, "unit_id", 1, 0, 247, &t->unit_id, err) < 0 ||
+	    config_get_choice(cfg, g, "registers", "input", reg_kinds, &t->input_registers,
+			      err) < 0 ||
+	    config_get_choice(cfg, g, "word_order", "ABCD", orders, &t->low_word_first, err) < 0 ||
+	    config_get_int(cfg, g, "poll_ms", 1000, 10, 3600000, &t->poll_ms, err) < 0 ||
+	    config_get_int(cfg, g, "timeout_ms", 500, 10, 60000, &t->timeout_ms, err) < 0 ||
+	    config_get_int(cfg, g, "stale_ms", 0, 0, 3600000, &t->stale_ms, err) < 0)
+		goto out;
+	if (!*l->tx_host == !*l->tx_device) {
+		*err = config_error(cfg, g, "host", "give either host (Modbus TCP) or device "
+				    "(Modbus RTU)");
+		goto out;
+	}
+	t->host = *l->tx_host ? l->tx_host : NULL;
+	t->device = *l->tx_device ? l->tx_device : NULL;
+	for (int q = 0; q < TRANSMITTER_QUANTITIES; q++) {
+		char *k_reg = g_strconcat(quantities[q], "_register", NULL);
+		char *k_type = g_strconcat(quantities[q], "_type", NULL);
+		char *k_scale = g_strconcat(quantities[q], "_scale", NULL);
+		int type = 0, bad;
+
+		bad = config_get_int(cfg, g, k_reg, -1, -1, 65535, &t->reg[q].address, err) < 0 ||
+		      config_get_choice(cfg, g, k_type, "u16", types, &type, err) < 0 ||
+		      config_get_double(cfg, g, k_scale, 1, -1e9, 1e9, &t->reg[q].scale, err) < 0;
+		t->reg[q].type = (enum transmitter_type)type;
+		g_free(k_reg);
+		g_free(k_type);
+		g_free(k_scale);
+		if (bad)
+			goto out;
+	}
+	if (t->reg[0].address < 0 && t->reg[1].address < 0 && t->reg[2].address < 0) {
+		*err = config_error(cfg, g, "velocity_register",
+				    "no register to read (velocity_, acceleration_ or "
+				    "temperature_register)");
+		goto out;
+	}
+	rc = 0;
+out:
+	g_strfreev(groups);
+	return rc;
+}
+
 int line_read_config(line *l, const config *cfg, char **err)
 {
 	static const char *const sen_modes[] = { "sequence", "clock", NULL };
@@ -204,7 +291,8 @@ int line_read_config(line *l, const config *cfg, char **err)
 	int rc;
 
 	if ((rc = check_groups(cfg, err)) < 0 ||
-	    (rc = single_group(cfg, "vibration.", &sen, err)) < 0)
+	    (rc = single_group(cfg, "vibration.", &sen, err)) < 0 ||
+	    (rc = read_transmitter(l, cfg, err)) < 0)
 		goto out;
 	rc = -EINVAL;
 	cams = config_groups(cfg, "camera.");
@@ -230,7 +318,23 @@ int line_read_config(line *l, const config *cfg, char **err)
 
 	l->sen_name = g_strdup(sen + strlen("vibration."));
 	l->sen_cfg.name = l->sen_name;
-	if (config_get_string(cfg, sen, "pipeline", NULL, &l->sen_pipeline, err) < 0 ||
+	/* An IIO source (iio_uri) takes the place of the pipeline. */
+	if (config_get_string(cfg, sen, "iio_uri", "", &l->sen_iio_uri, err) < 0)
+		goto out;
+	if (*l->sen_iio_uri) {
+		if (config_get_string(cfg, sen, "iio_device", NULL, &l->sen_iio_device, err) < 0 ||
+		    config_get_string(cfg, sen, "iio_channel", NULL, &l->sen_iio_channel, err) < 0 ||
+		    config_get_double(cfg, sen, "iio_unit_scale", 1, -1e12, 1e12,
+				      &l->sen_cfg.iio_unit_scale, err) < 0 ||
+		    config_get_int(cfg, sen, "iio_buffer_samples", 0, 0, 1 << 20, &ival, err) < 0)
+			goto out;
+		l->sen_cfg.iio_uri = l->sen_iio_uri;
+		l->sen_cfg.iio_device = l->sen_iio_device;
+		l->sen_cfg.iio_channel = l->sen_iio_channel;
+		l->sen_cfg.iio_buffer_samples = (size_t)ival;
+	}
+	if ((!*l->sen_iio_uri &&
+	     config_get_string(cfg, sen, "pipeline", NULL, &l->sen_pipeline, err) < 0) ||
 	    config_get_choice(cfg, sen, "mode", "sequence", sen_modes, &mode, err) < 0 ||
 	    config_get_double(cfg, sen, "rate_hz", 12000, 100, 1e6, &l->sen_cfg.rate_hz, err) < 0 ||
 	    config_get_int(cfg, sen, "window", 2048, 16, 1 << 22, &ival, err) < 0)

@@ -148,7 +148,8 @@ static unsigned faults(line *l, struct plc_state *s, uint16_t *error)
 	/* A camera that failed once and was restarted is healthy again. */
 	if (!cs.up || (s->last_part_flags & VIGIL_FLAG_NO_FRAME))
 		w |= 1u << PLC_ERR_CAMERA;
-	if (ss.failed || (s->last_part_flags & VIGIL_FLAG_NO_VIBRATION))
+	if (ss.failed ||
+	    (s->last_part_flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED)))
 		w |= 1u << PLC_ERR_SENSOR;
 	if (s->last_part_flags & VIGIL_FLAG_MODEL_ERROR)
 		w |= 1u << PLC_ERR_MODEL;

@@ -86,13 +86,18 @@ struct line {
 	int ncameras;
 	struct sensor_config sen_cfg;
 	char *sen_name, *sen_pipeline;
+	char *sen_iio_uri, *sen_iio_device, *sen_iio_channel;
 	enum iso_class iso_class;       /* machine group for the ISO 10816 zone */
 	double hf_hz;                   /* high-frequency / envelope band edge */
 	gboolean have_bearing;
 	struct bearing_freqs bearing;   /* defect frequencies at the shaft speed */
 
+	struct transmitter_config tx_cfg;     /* [transmitter.NAME], if any */
+	char *tx_name, *tx_host, *tx_device;
+
 	/* stages */
 	sensor_source *sensor;
+	sensor_transmitter *transmitter;      /* NULL without [transmitter.NAME] */
 	/* The model and the job the inspection thread runs; after line_start
 	 * only that thread touches them, and changes them only between parts
 	 * (line_jobs_swap). */

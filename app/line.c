@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "app/line-private.h"
@@ -16,6 +17,10 @@ void line_free(line *l)
 	}
 	sensor_source_free(l->sensor);
 	line_jobs_free(l->jobs_loader);
+	sensor_transmitter_free(l->transmitter);
+	g_free(l->tx_name);
+	g_free(l->tx_host);
+	g_free(l->tx_device);
 	infer_model_free(l->model);
 	fusion_sigfeat_free(l->sigfeat);
 	condition_meter_free(l->condition);
@@ -35,6 +40,9 @@ void line_free(line *l)
 		g_free(l->jobs[i].package);
 	g_free(l->sen_name);
 	g_free(l->sen_pipeline);
+	g_free(l->sen_iio_uri);
+	g_free(l->sen_iio_device);
+	g_free(l->sen_iio_channel);
 	g_mutex_clear(&l->stats_lock);
 	g_free(l);
 }
@@ -69,6 +77,8 @@ line *line_new(const config *cfg, char **err)
 		if (!(l->cameras[i].cam = capture_camera_new(&l->cameras[i].cfg, err)))
 			goto fail;
 	if (!(l->sensor = sensor_source_new(&l->sen_cfg, err)))
+		goto fail;
+	if (l->tx_name && !(l->transmitter = sensor_transmitter_new(&l->tx_cfg, err)))
 		goto fail;
 	if (!(l->plc = plc_link_new_tcp(&l->plc_cfg))) {
 		*err = g_strdup_printf("%s: [plc] invalid endpoint", config_name(cfg));
@@ -191,7 +201,8 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 	struct infer_output out, worst = { 0 };
 	unsigned wflags = 0, flags = 0;
 	char *err = NULL;
-	int64_t t0;
+	GString *trace = NULL;
+	int64_t t0, t_window_ns = -1;
 	int rc;
 
 	p->model_version = l->run_version;
@@ -208,17 +219,57 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 		}
 	}
 	rc = sensor_window_for(l->sensor, p->seq, p->t_trigger_us,
-			       (int64_t)l->window_timeout_ms * 1000, win, &wflags);
+			       (int64_t)l->window_timeout_ms * 1000, win, &wflags, &t_window_ns);
 	if (rc < 0 || (wflags & RING_GAP)) {
 		g_warning("part %u: no complete vibration window from %s: %s", p->part_id,
 			  l->sen_name, rc < 0 ? g_strerror(-rc) : "gap in the samples");
 		p->flags |= VIGIL_FLAG_NO_VIBRATION;
+	} else if (wflags & RING_CLIPPED) {
+		/* Figures from a saturated sensor would be made up. */
+		g_warning("part %u: vibration window from %s reached the clip level", p->part_id,
+			  l->sen_name);
+		p->flags |= VIGIL_FLAG_VIB_CLIPPED;
 	}
 	line_count_stage(l, LINE_STAGE_CAPTURE_WAIT,
 			 (double)(vigil_now_us() - p->t_trigger_us) / 1000.0);
 	lp->media = copy_media(l, frames, p->flags & VIGIL_FLAG_NO_VIBRATION ? NULL : win,
 			       (size_t)info->window);
-	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION))
+	/* The pairing trace (docs/architecture.md, "One clock"): each frame's
+	 * arrival and stamped time and the window's first sample, relative to
+	 * the trigger, in microseconds. */
+	if (g_log_writer_default_would_drop(G_LOG_LEVEL_DEBUG, G_LOG_DOMAIN) == FALSE) {
+		trace = g_string_new(NULL);
+		for (int i = 0; i < l->ncameras; i++) {
+			if (!frames[i])
+				continue;
+			g_string_append_printf(trace, " %s=%" G_GUINT64_FORMAT ":%" G_GINT64_FORMAT,
+					       l->cameras[i].name, frames[i]->seq,
+					       frames[i]->t_us - p->t_trigger_us);
+			if (frames[i]->t_pts_us >= 0)
+				g_string_append_printf(trace, ":%" G_GINT64_FORMAT,
+						       frames[i]->t_pts_us - p->t_trigger_us);
+		}
+		if (t_window_ns >= 0)
+			g_string_append_printf(trace, " window=%.1f",
+					       (double)(t_window_ns - p->t_trigger_us * 1000) / 1e3 -
+					       l->sen_cfg.offset_ms * 1e3);
+		g_debug("pairing part %u trigger %" G_GINT64_FORMAT "%s", p->part_id,
+			p->t_trigger_us, trace->str);
+		g_string_free(trace, TRUE);
+	}
+	if (l->transmitter) {
+		struct transmitter_reading r;
+
+		rc = sensor_transmitter_latest(l->transmitter, &r);
+		if (rc == 0 || rc == -ESTALE) {
+			p->tx_state = rc == 0 ? 1 : 2;
+			p->t_tx_us = r.t_us;
+			p->tx_velocity_mm_s = r.value[TRANSMITTER_VELOCITY];
+			p->tx_accel_g = r.value[TRANSMITTER_ACCELERATION];
+			p->tx_temperature_c = r.value[TRANSMITTER_TEMPERATURE];
+		}
+	}
+	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED))
 		goto failsafe;
 
 	t0 = vigil_now_us();
@@ -409,15 +460,132 @@ gboolean line_db_fault(line *l)
 	return !db_ok(l->db) || l->db_late_ticket != 0;
 }
 
+/* What the log thread last wrote to the events table about the devices. */
+struct device_watch {
+	gboolean cam_down[LINE_MAX_CAMERAS];
+	uint64_t cam_restarts[LINE_MAX_CAMERAS];
+	gboolean sensor_failed, window_fault;
+	gboolean tx_away;
+};
+
+/* Transmitter readings as trend rows, stamped on the wall clock. */
+static void log_trend(line *l, const struct transmitter_reading *r, int64_t part_id, int stale)
+{
+	struct db_trend row = {
+		.source = l->tx_name,
+		.t_wall_us = vigil_wall_us() - (vigil_now_us() - r->t_us),
+		.part_id = part_id,
+		.velocity_mm_s = r->value[TRANSMITTER_VELOCITY],
+		.accel_g = r->value[TRANSMITTER_ACCELERATION],
+		.temperature_c = r->value[TRANSMITTER_TEMPERATURE],
+		.stale = stale,
+	};
+
+	db_trend(l->db, &row);
+}
+
+static void event(line *l, const char *kind, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+static void event(line *l, const char *kind, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	msg = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	db_event(l->db, kind, msg);
+	g_free(msg);
+}
+
+/* Camera down/up and pipeline faults as rows in the events table. Polled,
+ * so a restart quicker than one poll still shows as down then up (the
+ * restart counter moved). */
+static void watch_devices(line *l, struct device_watch *w)
+{
+	struct sensor_stats ss;
+
+	for (int i = 0; i < l->ncameras; i++) {
+		struct capture_stats cs;
+		const char *name = l->cameras[i].name;
+
+		capture_camera_stats(l->cameras[i].cam, &cs);
+		if ((!cs.up || cs.restarts > w->cam_restarts[i]) && !w->cam_down[i]) {
+			event(l, "camera-down", "camera %s down; restarting with back-off", name);
+			w->cam_down[i] = TRUE;
+		}
+		if (cs.up && w->cam_down[i]) {
+			event(l, "camera-up", "camera %s up again (%" G_GUINT64_FORMAT
+			      " restarts so far)", name, cs.restarts);
+			w->cam_down[i] = FALSE;
+		}
+		w->cam_restarts[i] = cs.restarts;
+	}
+	sensor_source_stats(l->sensor, &ss);
+	if (ss.failed && !w->sensor_failed) {
+		event(l, "sensor-fault", "vibration %s: pipeline failed", l->sen_name);
+		w->sensor_failed = TRUE;
+	}
+	if (l->transmitter) {
+		struct transmitter_reading r[64];
+		struct transmitter_stats ts;
+		size_t n;
+
+		while ((n = sensor_transmitter_take_trend(l->transmitter, r, G_N_ELEMENTS(r))))
+			for (size_t i = 0; i < n; i++)
+				log_trend(l, &r[i], -1, 0);
+		sensor_transmitter_stats(l->transmitter, &ts);
+		if (!ts.connected && ts.failures && !w->tx_away) {
+			event(l, "sensor-fault", "transmitter %s: not answering", l->tx_name);
+			w->tx_away = TRUE;
+		} else if (ts.connected && w->tx_away) {
+			event(l, "sensor-ok", "transmitter %s: answering again", l->tx_name);
+			w->tx_away = FALSE;
+		}
+	}
+}
+
+/* A part's window fault opens a sensor-fault event; the next good window
+ * closes it with sensor-ok. */
+static void watch_window(line *l, struct device_watch *w, const struct vigil_part *p)
+{
+	uint32_t bad = p->flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED);
+
+	if (bad && !w->window_fault) {
+		event(l, "sensor-fault", "vibration %s: part %u: %s", l->sen_name, p->part_id,
+		      bad & VIGIL_FLAG_NO_VIBRATION ? "no complete window (late or with a gap)"
+						    : "window reached the clip level");
+		w->window_fault = TRUE;
+	} else if (!bad && w->window_fault) {
+		event(l, "sensor-ok", "vibration %s: part %u: complete window again", l->sen_name,
+		      p->part_id);
+		w->window_fault = FALSE;
+	}
+}
+
 static gpointer log_thread(gpointer data)
 {
 	line *l = data;
+	struct device_watch watch = { 0 };
 	void *item;
+	int rc;
 
-	while (bqueue_pop(l->q_log, &item, -1) == 0) {
+	while ((rc = bqueue_pop(l->q_log, &item, 200000)) != -EPIPE) {
 		struct vigil_part *p = item;
 		struct line_part *lp = item;
 		struct db_inspection row;
+
+		watch_devices(l, &watch);
+		if (rc < 0)
+			continue;
+		watch_window(l, &watch, p);
+		if (p->tx_state) {
+			struct transmitter_reading r = {
+				.t_us = p->t_tx_us,
+				.value = { p->tx_velocity_mm_s, p->tx_accel_g, p->tx_temperature_c },
+			};
+
+			log_trend(l, &r, p->part_id, p->tx_state == 2);
+		}
 
 		make_row(p, &row);
 		if (!isnan(row.latency_ms))
@@ -447,6 +615,8 @@ int line_start(line *l, char **err)
 	if ((rc = sensor_source_start(l->sensor, err)) < 0)
 		return rc;
 	l->jobs_loader = line_jobs_new(l);
+	if (l->transmitter && (rc = sensor_transmitter_start(l->transmitter, err)) < 0)
+		return rc;
 	l->t_log = g_thread_new("log", log_thread, l);
 	l->t_inspect = g_thread_new("inspect", inspect_thread, l);
 	l->t_plc = g_thread_new("plc", line_plc_thread, l);

@@ -28,6 +28,8 @@ struct capture_camera {
 	gboolean resync;        /* sequence mode: re-align numbering after a restart */
 	int64_t up_since_us;    /* monotonic time the current pipeline started */
 	int64_t last_frame_us;
+	int64_t overflow_us;    /* timestamp mode: arrival of the newest frame dropped
+				 * unclaimed because the queue was full */
 	char *error;
 };
 
@@ -39,7 +41,8 @@ void capture_frame_free(struct capture_frame *frame)
 	g_free(frame);
 }
 
-static struct capture_frame *frame_from_sample(GstSample *sample, uint64_t seq)
+static struct capture_frame *frame_from_sample(GstSample *sample, uint64_t seq,
+					       int64_t base_time_ns)
 {
 	GstCaps *caps = gst_sample_get_caps(sample);
 	GstBuffer *buf = gst_sample_get_buffer(sample);
@@ -64,6 +67,10 @@ static struct capture_frame *frame_from_sample(GstSample *sample, uint64_t seq)
 	f = g_new0(struct capture_frame, 1);
 	f->seq = seq;
 	f->t_us = vigil_now_us();
+	/* Clock time = base time + running time; with the default segment a
+	 * buffer's running time is its PTS. */
+	f->t_pts_us = GST_BUFFER_PTS_IS_VALID(buf) && base_time_ns >= 0
+		? (base_time_ns + (int64_t)GST_BUFFER_PTS(buf)) / 1000 : -1;
 	f->width = w;
 	f->height = h;
 	f->stride = w;
@@ -91,13 +98,17 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 			g_cond_wait(&cam->changed, &cam->lock);
 	} else {
 		while (g_queue_get_length(&cam->frames) >= cam->queue_frames) {
-			capture_frame_free(g_queue_pop_head(&cam->frames));
+			struct capture_frame *old = g_queue_pop_head(&cam->frames);
+
+			cam->overflow_us = old->t_us;
+			capture_frame_free(old);
 			cam->dropped++;
 		}
 	}
 	/* The frame number is taken only once the frame is queued, so a reader
 	 * never sees a number counted that is not yet in the queue. */
-	f = frame_from_sample(sample, cam->next_seq);
+	f = frame_from_sample(sample, cam->next_seq,
+			      (int64_t)gst_element_get_base_time(GST_ELEMENT(sink)));
 	gst_sample_unref(sample);
 	if (!f) {
 		g_free(cam->error);
@@ -324,6 +335,15 @@ static int build_pipeline(capture_camera *cam, char **err)
 	gst_app_sink_set_caps(GST_APP_SINK(sink), caps);
 	gst_caps_unref(caps);
 	g_object_set(sink, "sync", FALSE, "emit-signals", FALSE, NULL);
+	{
+		/* One clock for frames, samples and triggers (capture.h). */
+		GstClock *clock = gst_system_clock_obtain();
+
+		g_object_set(clock, "clock-type", GST_CLOCK_TYPE_MONOTONIC, NULL);
+		if (GST_IS_PIPELINE(pipeline))
+			gst_pipeline_use_clock(GST_PIPELINE(pipeline), clock);
+		gst_object_unref(clock);
+	}
 	cb.new_sample = on_new_sample;
 	gst_app_sink_set_callbacks(GST_APP_SINK(sink), &cb, cam, NULL);
 	if (cam->pipeline) {
@@ -399,7 +419,8 @@ void capture_camera_free(capture_camera *cam)
 /* Removes and returns the frame for the part, or NULL; caller holds the lock.
  * *gone is set when the wanted frame can no longer arrive. */
 static struct capture_frame *take_frame(capture_camera *cam, uint64_t seq,
-					int64_t t_trigger_us, gboolean *gone)
+					int64_t t_trigger_us, int64_t max_delay_us,
+					gboolean *gone)
 {
 	struct capture_frame *f;
 
@@ -430,12 +451,24 @@ static struct capture_frame *take_frame(capture_camera *cam, uint64_t seq,
 		cam->dropped++;
 		g_cond_broadcast(&cam->changed);
 	}
+	/* The part's frame (the first at or after its trigger) was pushed out
+	 * of a full queue before the part asked: a later frame would be paired
+	 * with a part it does not show. */
+	if (cam->mode == CAPTURE_TIMESTAMP && cam->overflow_us >= t_trigger_us) {
+		*gone = TRUE;
+		return NULL;
+	}
 	if (!f) {
 		if (cam->mode == CAPTURE_SEQUENCE && cam->next_seq > seq)
 			*gone = TRUE;
 		return NULL;
 	}
 	if (cam->mode == CAPTURE_SEQUENCE && f->seq != seq) {
+		*gone = TRUE;
+		return NULL;
+	}
+	/* Too late to show this part; it stays queued for later parts. */
+	if (cam->mode == CAPTURE_TIMESTAMP && f->t_us > t_trigger_us + max_delay_us) {
 		*gone = TRUE;
 		return NULL;
 	}
@@ -447,14 +480,16 @@ static struct capture_frame *take_frame(capture_camera *cam, uint64_t seq,
 int capture_frame_for(capture_camera *cam, uint64_t seq, int64_t t_trigger_us,
 		      int64_t timeout_us, struct capture_frame **frame)
 {
-	gint64 deadline = g_get_monotonic_time() + timeout_us;
+	/* g_get_monotonic_time() and vigil_now_us() read CLOCK_MONOTONIC. */
+	gint64 deadline = cam->mode == CAPTURE_TIMESTAMP ? t_trigger_us + timeout_us
+						       : g_get_monotonic_time() + timeout_us;
 	gboolean gone = FALSE;
 	int rc = 0;
 
 	*frame = NULL;
 	g_mutex_lock(&cam->lock);
 	for (;;) {
-		*frame = take_frame(cam, seq, t_trigger_us, &gone);
+		*frame = take_frame(cam, seq, t_trigger_us, timeout_us, &gone);
 		if (*frame)
 			break;
 		if (gone) {
@@ -470,7 +505,7 @@ int capture_frame_for(capture_camera *cam, uint64_t seq, int64_t t_trigger_us,
 			break;
 		}
 		if (!g_cond_wait_until(&cam->changed, &cam->lock, deadline)) {
-			*frame = take_frame(cam, seq, t_trigger_us, &gone);
+			*frame = take_frame(cam, seq, t_trigger_us, timeout_us, &gone);
 			rc = *frame ? 0 : (gone ? -ENODATA : -ETIMEDOUT);
 			break;
 		}

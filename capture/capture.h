@@ -10,6 +10,14 @@
  *   at or after its trigger time, on the monotonic clock.
  * A frame is handed out once; it is never reused for another part.
  *
+ * Every pipeline runs on GStreamer's system clock in monotonic mode, the
+ * clock of vigil_now_us(), so a frame's PTS maps to the trigger's time line
+ * (t_pts_us); t_us - t_pts_us is the camera's transport latency. Pairing
+ * uses t_us, the time vigild has the frame: a frame that reached vigild
+ * before the trigger is never given to that part, and when the part's frame
+ * was pushed out of a full queue (queue_frames) before the part asked for
+ * it, the part gets -ENODATA rather than a later frame.
+ *
  * A pipeline that fails (or ends, for a live camera) is torn down and built
  * again with exponential back-off. While it is down, parts get -ENOTCONN at
  * once (the caller fails them safe). In sequence mode the frame count after
@@ -47,6 +55,9 @@ struct capture_config {
 struct capture_frame {
 	uint64_t seq;              /* frame number since start, from 0 */
 	int64_t t_us;              /* monotonic time the frame reached vigild */
+	int64_t t_pts_us;          /* monotonic time the source stamped on it
+				    * (base time + buffer PTS on the pipeline's
+				    * monotonic clock), -1 without a timestamp */
 	int width, height, stride;
 	uint8_t *data;             /* owned by the frame */
 };
@@ -59,8 +70,10 @@ capture_camera *capture_camera_new(const struct capture_config *cfg, char **err)
 int capture_camera_start(capture_camera *cam, char **err);
 void capture_camera_free(capture_camera *cam);
 
-/* Takes the frame for trigger number seq (sequence mode) or for a trigger at
- * t_trigger_us (timestamp mode), waiting up to timeout_us. Returns 0 with
+/* Takes the frame for trigger number seq (sequence mode), waiting up to
+ * timeout_us, or for a trigger at t_trigger_us (timestamp mode): the first
+ * frame that reached vigild within timeout_us after the trigger, waiting
+ * until then at most; that bound is the pairing tolerance. Returns 0 with
  * *frame (caller owns it: capture_frame_free), -ETIMEDOUT, -ENODATA (the
  * frame is gone: already dropped or skipped), -ENOTCONN (the camera is down
  * and restarting) or -EPIPE (the pipeline has ended for good). */

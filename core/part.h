@@ -28,6 +28,7 @@ enum vigil_part_flags {
 	VIGIL_FLAG_NO_FRAME = 1 << 3,
 	VIGIL_FLAG_NO_VIBRATION = 1 << 4,
 	VIGIL_FLAG_MODEL_ERROR = 1 << 5,
+	VIGIL_FLAG_VIB_CLIPPED = 1 << 6,  /* the vibration window reached the clip level */
 };
 
 /* Condition figures of a part's vibration window (fusion/condition.h),
@@ -67,6 +68,12 @@ struct vigil_part {
 	uint16_t job;              /* the job (recipe) it was judged under */
 	int has_vibration;
 	struct vigil_vibration vibration;
+	/* The Modbus vibration transmitter's newest reading when the part was
+	 * inspected: 0 none (not configured, or nothing read yet), 1 current,
+	 * 2 stale (the transmitter stopped answering; its last reading). */
+	int tx_state;
+	int64_t t_tx_us;           /* monotonic time of that reading */
+	double tx_velocity_mm_s, tx_accel_g, tx_temperature_c; /* NAN: not read */
 };
 
 const char *vigil_verdict_name(enum vigil_verdict v);

@@ -124,7 +124,11 @@ int ring_window(ring *r, int64_t t_start_ns, size_t n, float *out,
 	g_mutex_lock(&r->lock);
 	first = index_of(r, t_start_ns);
 	for (;;) {
-		if (r->origin_ns >= 0 && first >= 0 && (uint64_t)first + n <= r->end)
+		if (r->origin_ns >= 0 && first < 0) {
+			rc = -ENODATA; /* before the first sample: never recorded */
+			goto out;
+		}
+		if (r->origin_ns >= 0 && (uint64_t)first + n <= r->end)
 			break;
 		if (r->closed) {
 			rc = -EPIPE;

@@ -31,7 +31,8 @@ int ring_write(ring *r, const float *x, size_t n, int64_t t_first_ns, int64_t ti
 /* Copies the n samples starting at t_start_ns (relative to the time line's
  * origin, see ring_origin_ns) into out. Waits up to timeout_us for the window
  * to be complete. Returns 0 (with *flags set), -ETIMEDOUT (incomplete in
- * time), -ENODATA (already overwritten), -EPIPE (the source ended first). */
+ * time), -ENODATA (already overwritten, or before the first sample ever
+ * written), -EPIPE (the source ended first). */
 int ring_window(ring *r, int64_t t_start_ns, size_t n, float *out,
 		unsigned *flags, int64_t timeout_us);
 

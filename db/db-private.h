@@ -32,6 +32,7 @@ enum db_item_kind {
 	DB_ITEM_LATENCY,    /* latency_ms of an earlier row, by ticket */
 	DB_ITEM_RETAIN,     /* run retention now (db_retain_now) */
 	DB_ITEM_SYNC,       /* wake whoever waits for everything before it */
+	DB_ITEM_TREND,      /* a vibration transmitter reading (db_trend) */
 };
 
 /* A file the media thread wrote, relative to the media directory. */
@@ -60,8 +61,9 @@ struct db_item {
 			uint64_t ticket;
 			double ms;
 		} latency;
+		struct db_trend trend;      /* source points at str1 */
 	};
-	char *str1, *str2;  /* model_version, image_path; or kind, message */
+	char *str1, *str2;  /* model_version, image_path; or kind, message; or source */
 	struct db_media_set *media_set;  /* an inspection's files, to be written */
 	uint64_t ticket;                 /* inspections: the place in write order */
 	int64_t t_queued_us;
@@ -93,6 +95,7 @@ struct db_log {
 	sqlite3_stmt *insert_inspection;
 	sqlite3_stmt *insert_vibration;
 	sqlite3_stmt *insert_event;
+	sqlite3_stmt *insert_trend;
 	sqlite3_stmt *insert_media;
 	sqlite3_stmt *set_image_path;
 	sqlite3_stmt *set_latency;

@@ -97,6 +97,19 @@ static const char *const migrations[] = {
 	"  key TEXT PRIMARY KEY,"
 	"  value TEXT"
 	");",
+	/* 5: readings of Modbus vibration transmitters: periodic trend points
+	 * (part_id NULL) and the reading attached to each part. */
+	"CREATE TABLE trend ("
+	"  id INTEGER PRIMARY KEY,"
+	"  source TEXT NOT NULL,"
+	"  t_wall_us INTEGER NOT NULL,"
+	"  part_id INTEGER,"
+	"  velocity_mm_s REAL,"
+	"  accel_g REAL,"
+	"  temperature_c REAL,"
+	"  stale INTEGER NOT NULL"
+	");"
+	"CREATE INDEX trend_source_time ON trend (source, t_wall_us);",
 };
 
 #define DB_SCHEMA_VERSION ((int)G_N_ELEMENTS(migrations))
@@ -119,6 +132,10 @@ static const char sql_insert_vibration[] =
 
 static const char sql_insert_event[] =
 	"INSERT INTO events (t_wall_us, kind, message) VALUES (?1, ?2, ?3)";
+
+static const char sql_insert_trend[] =
+	"INSERT INTO trend (source, t_wall_us, part_id, velocity_mm_s, accel_g, temperature_c,"
+	" stale) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 static const char sql_insert_media[] =
 	"INSERT INTO media (inspection_id, camera, kind, path, bytes) VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -355,6 +372,22 @@ static int insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 		    (rc = db__bind_text_or_null(st, 3, it->str2)) != SQLITE_OK)
 			return rc;
 		return sqlite3_step(st);
+	case DB_ITEM_TREND: {
+		const struct db_trend *t = &it->trend;
+
+		st = db->insert_trend;
+		*used = st;
+		if ((rc = db__bind_text_or_null(st, 1, it->str1)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_int64(st, 2, t->t_wall_us)) != SQLITE_OK ||
+		    (rc = t->part_id < 0 ? sqlite3_bind_null(st, 3)
+					 : sqlite3_bind_int64(st, 3, t->part_id)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_double(st, 4, t->velocity_mm_s)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_double(st, 5, t->accel_g)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_double(st, 6, t->temperature_c)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_int(st, 7, t->stale ? 1 : 0)) != SQLITE_OK)
+			return rc;
+		return sqlite3_step(st);
+	}
 	case DB_ITEM_MEDIA:
 		for (int i = 0; i < it->media.nfiles; i++) {
 			const struct media_file *f = &it->media.files[i];
@@ -486,10 +519,11 @@ static bool is_fault(int rc)
 	return false;
 }
 
-/* Counts the rows (inspections and events) among items. */
+/* Counts the rows (inspections, events and trend readings) among items. */
 static uint64_t rows_in(struct db_item *it)
 {
-	return it->kind == DB_ITEM_INSPECTION || it->kind == DB_ITEM_EVENT ? 1 : 0;
+	return it->kind == DB_ITEM_INSPECTION || it->kind == DB_ITEM_EVENT ||
+	       it->kind == DB_ITEM_TREND;
 }
 
 static void note_failure(db_log *db, struct batch_report *rep, uint64_t rows,
@@ -764,6 +798,7 @@ static int prepare_statements(db_log *db)
 		{ sql_insert_inspection, &db->insert_inspection },
 		{ sql_insert_vibration, &db->insert_vibration },
 		{ sql_insert_event, &db->insert_event },
+		{ sql_insert_trend, &db->insert_trend },
 		{ sql_insert_media, &db->insert_media },
 		{ sql_set_image_path, &db->set_image_path },
 		{ sql_set_latency, &db->set_latency },
@@ -1008,6 +1043,20 @@ int db_event(db_log *db, const char *kind, const char *message)
 	return enqueue(db, it, -1);
 }
 
+int db_trend(db_log *db, const struct db_trend *row)
+{
+	struct db_item *it;
+
+	if (!db || !row || !row->source)
+		return -EINVAL;
+	it = g_new0(struct db_item, 1);
+	it->kind = DB_ITEM_TREND;
+	it->trend = *row;
+	it->str1 = g_strdup(row->source);
+	it->trend.source = it->str1;
+	return enqueue(db, it, -1);
+}
+
 /* Queues an item of kind and waits until the writer has dealt with it and
  * everything queued before it. */
 static int writer_sync(db_log *db, enum db_item_kind kind)
@@ -1057,6 +1106,7 @@ void db_close(db_log *db)
 	sqlite3_finalize(db->insert_inspection);
 	sqlite3_finalize(db->insert_vibration);
 	sqlite3_finalize(db->insert_event);
+	sqlite3_finalize(db->insert_trend);
 	sqlite3_finalize(db->insert_media);
 	sqlite3_finalize(db->set_image_path);
 	sqlite3_finalize(db->set_latency);

@@ -152,12 +152,25 @@ int db_retain_now(db_log *db);
  * kind and message are copied. Returns 0, -EINVAL or DB_ECLOSED. */
 int db_event(db_log *db, const char *kind, const char *message);
 
+/* One reading of a Modbus vibration transmitter for the trend table: a
+ * periodic trend point (part_id -1) or the reading attached to a part.
+ * A NaN value was not read; stale: the transmitter had stopped answering
+ * and this is its last reading. source is copied. Returns as db_event. */
+struct db_trend {
+	const char *source;
+	int64_t t_wall_us;        /* wall clock of the reading */
+	int64_t part_id;          /* -1: not attached to a part */
+	double velocity_mm_s, accel_g, temperature_c;
+	int stale;
+};
+int db_trend(db_log *db, const struct db_trend *row);
+
 /* Writes everything queued, stops the writer and closes the file. NULL ok.
  * No db_submit or db_event may run during or after it. */
 void db_close(db_log *db);
 
 /* Rows written so far, and rows that failed to write (kept counted, logged
- * with g_warning). Both count inspections and events together. */
+ * with g_warning). Both count inspections, events and trend readings together. */
 uint64_t db_rows_written(db_log *db);
 uint64_t db_rows_failed(db_log *db);
 

@@ -124,6 +124,63 @@ static void test_timestamp_frame_after_trigger(void)
 	capture_camera_free(cam);
 }
 
+/* A part that asks after its frame was pushed out of the full queue gets
+ * -ENODATA, not a later frame; the frames carry the source's stamp on the
+ * monotonic clock, no later than their arrival. */
+static void test_late_part_gets_no_later_frame(void)
+{
+	capture_camera *cam = camera_on("videotestsrc is-live=true pattern=gradient ! "
+					"video/x-raw,width=64,height=48,framerate=50/1 ! "
+					"videoconvert ! appsink name=sink",
+					CAPTURE_TIMESTAMP, 3);
+	struct capture_frame *f = NULL;
+	int64_t trigger;
+
+	g_usleep(200000);
+	trigger = vigil_now_us();
+	/* 3 frames at 50/s are 60 ms: after 300 ms the part's frame is gone. */
+	g_usleep(300000);
+	g_assert_cmpint(capture_frame_for(cam, 0, trigger, 500000, &f), ==, -ENODATA);
+	g_assert_null(f);
+	/* A part triggered now is served normally. */
+	trigger = vigil_now_us();
+	g_assert_cmpint(capture_frame_for(cam, 1, trigger, 2000000, &f), ==, 0);
+	g_assert_cmpint(f->t_us, >=, trigger);
+	g_assert_cmpint(f->t_pts_us, >, 0);
+	g_assert_cmpint(f->t_pts_us, <=, f->t_us);
+	/* A live source stamps the frame when it is produced, one frame
+	 * period (20 ms) plus conversion before vigild has it. */
+	g_assert_cmpint(f->t_us - f->t_pts_us, <, 500000);
+	capture_frame_free(f);
+	capture_camera_free(cam);
+}
+
+/* Timestamp mode pairs only a frame that reached vigild within the timeout
+ * after the trigger; a later one is refused for that part and kept for the
+ * parts after it. One frame a second makes the times deterministic. */
+static void test_frame_later_than_tolerance_is_refused(void)
+{
+	capture_camera *cam = camera_on("videotestsrc is-live=true pattern=gradient ! "
+					"video/x-raw,width=64,height=48,framerate=1/1 ! "
+					"videoconvert ! appsink name=sink",
+					CAPTURE_TIMESTAMP, 4);
+	struct capture_frame *f = NULL, *next = NULL;
+	int64_t trigger;
+
+	g_assert_cmpint(capture_frame_for(cam, 0, vigil_now_us(), 3000000, &f), ==, 0);
+	trigger = f->t_us + 1; /* the next frame is about a second away */
+	g_assert_cmpint(capture_frame_for(cam, 1, trigger, 100000, &next), ==, -ETIMEDOUT);
+	g_assert_null(next);
+	g_usleep(1200000);
+	/* Now queued, but 1 s after the trigger: not this part's frame. */
+	g_assert_cmpint(capture_frame_for(cam, 1, trigger, 100000, &next), ==, -ENODATA);
+	g_assert_cmpint(capture_frame_for(cam, 2, trigger, 3000000, &next), ==, 0);
+	g_assert_cmpint(next->t_us - f->t_us, >, 500000);
+	capture_frame_free(next);
+	capture_frame_free(f);
+	capture_camera_free(cam);
+}
+
 static void test_bad_pipelines_are_refused(void)
 {
 	struct capture_config cfg = { .name = "bad",
@@ -357,6 +414,10 @@ int main(int argc, char **argv)
 	g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL | G_LOG_FATAL_MASK);
 	g_test_add_func("/capture/sequence-frames-from-files", test_sequence_frames_from_files);
 	g_test_add_func("/capture/timestamp-frame-after-trigger", test_timestamp_frame_after_trigger);
+	g_test_add_func("/capture/late-part-gets-no-later-frame",
+			test_late_part_gets_no_later_frame);
+	g_test_add_func("/capture/frame-later-than-tolerance-is-refused",
+			test_frame_later_than_tolerance_is_refused);
 	g_test_add_func("/capture/bad-pipelines-are-refused", test_bad_pipelines_are_refused);
 	g_test_add_func("/capture/missing-file-fails-cleanly", test_missing_file_fails_cleanly);
 	g_test_add_func("/capture/sequence-restart-realigns", test_sequence_restart_realigns);

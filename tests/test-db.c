@@ -19,8 +19,8 @@
 
 /* Schema version 4: tables inspections, events, vibration, reviews, media,
  * meta; their indexes, meta's primary-key index. */
-#define SCHEMA_VERSION 4
-#define SCHEMA_OBJECTS 11
+#define SCHEMA_VERSION 5
+#define SCHEMA_OBJECTS 13
 
 #define ROWS_PER_THREAD 1000
 #define WRITER_THREADS 2
@@ -589,6 +589,30 @@ static void test_wal(struct fixture *fx, gconstpointer data)
 	mode = sql_text(fx->path, "PRAGMA journal_mode");
 	g_assert_cmpstr(mode, ==, "wal");
 	g_free(mode);
+}
+
+/* Transmitter readings: a trend point and a part's reading, NaN as NULL. */
+static void test_trend(struct fixture *fx, gconstpointer data)
+{
+	db_log *db = open_ok(fx->path, 16);
+	char source[8] = "tx1";
+	struct db_trend point = { .source = source, .t_wall_us = 1700000000000000, .part_id = -1,
+				  .velocity_mm_s = 4.53, .accel_g = 1.25, .temperature_c = NAN };
+	struct db_trend part = { .source = "tx1", .t_wall_us = 1700000000100000, .part_id = 42,
+				 .velocity_mm_s = 4.5, .accel_g = 1.0, .temperature_c = 20,
+				 .stale = 1 };
+
+	(void)data;
+	g_assert_cmpint(db_trend(db, &point), ==, 0);
+	source[0] = 'X'; /* the module kept a copy */
+	g_assert_cmpint(db_trend(db, &part), ==, 0);
+	g_assert_cmpint(db_trend(db, NULL), ==, -EINVAL);
+	wait_settled(db, 2);
+	db_close(db);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM trend WHERE source = 'tx1'"), ==, 2);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM trend WHERE part_id IS NULL "
+				"AND temperature_c IS NULL AND stale = 0 AND accel_g = 1.25"), ==, 1);
+	g_assert_cmpint(sql_int(fx->path, "SELECT part_id FROM trend WHERE stale = 1"), ==, 42);
 }
 
 static void test_events(struct fixture *fx, gconstpointer data)
@@ -1334,6 +1358,7 @@ int main(int argc, char **argv)
 	ADD("/db/open-errors", test_open_errors);
 	ADD("/db/wal", test_wal);
 	ADD("/db/events", test_events);
+	ADD("/db/trend", test_trend);
 	ADD("/db/row-failure", test_row_failure);
 	ADD("/db/transaction-failure", test_transaction_failure);
 	ADD("/db/read-stops", test_read_stops);

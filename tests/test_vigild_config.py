@@ -70,6 +70,24 @@ with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
     expect(tmp, "bad pipeline", edit(default, "! pngdec !", "! nosuchdecoder !"),
            "camera top: bad pipeline")
 
+    tx = "\n[transmitter.housing]\nhost = 127.0.0.1\nvelocity_register = 100\n"
+    expect(tmp, "transmitter word order", default + tx + "word_order = BADC\n",
+           "[transmitter.housing] word_order: 'BADC' is not one of: ABCD, CDAB")
+    expect(tmp, "transmitter without registers",
+           default + "\n[transmitter.housing]\nhost = 127.0.0.1\n",
+           "[transmitter.housing] velocity_register: no register to read")
+    expect(tmp, "transmitter host and device", default + tx + "device = /dev/ttyUSB0\n",
+           "[transmitter.housing] host: give either host (Modbus TCP) or device")
+
+    # An IIO vibration source replaces the pipeline (libiio's xml backend
+    # reads a context description; a missing one is refused by name).
+    iio = edit(default, "[vibration.drive_end]\n", "[vibration.drive_end]\n"
+               "iio_uri = xml:/nonexistent/adxl355.xml\niio_device = adxl355\n"
+               "iio_channel = accel_z\n")
+    expect(tmp, "IIO context missing", iio, "cannot open IIO context xml:/nonexistent/adxl355.xml")
+    expect(tmp, "IIO without channel", edit(iio, "iio_channel = accel_z\n", ""),
+           "[vibration.drive_end]: missing required key 'iio_channel'")
+
     # A corrupt model package is refused, naming the file.
     pkg = os.path.join(tmp, "pkg")
     shutil.copytree(os.path.join(root, "models", "synthetic-v1"), pkg)

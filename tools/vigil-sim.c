@@ -266,6 +266,11 @@ static int cmd_run(int argc, char **argv)
 		int64_t due = t0 + (int64_t)((double)i * 60e6 / rate);
 		int64_t now = vigil_now_us();
 
+		/* A conveyor brings parts one at a time: after the simulator was
+		 * descheduled it catches up at no more than twice the rate,
+		 * rather than raising several triggers in one PLC poll. */
+		if (i > 0 && due < s.t_trigger_us[i - 1] + (int64_t)(30e6 / rate))
+			due = s.t_trigger_us[i - 1] + (int64_t)(30e6 / rate);
 		if (due > now)
 			g_usleep((gulong)(due - now));
 		g_mutex_lock(&s.lock);

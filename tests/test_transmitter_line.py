@@ -1,0 +1,120 @@
+#!/usr/bin/python3
+"""vigild whole with a Modbus vibration transmitter ([transmitter.NAME]),
+played by pymodbus on loopback (tests/transmitter_peer.py), next to the
+simulated line. The transmitter is killed mid-run.
+
+Asserts: the readings are stored as trend points with the transmitter's
+values (scale, signed and CDAB float32 decoding); every part carries the
+reading current at its inspection; after the transmitter went away parts
+carry its last reading marked stale, never a reading newer than the kill
+(flagged, not invented); the events table says it stopped answering.
+
+usage: test_transmitter_line.py BUILD_DIR SOURCE_ROOT
+"""
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+from linetest import binaries, fail, free_port, line_config
+
+build, root = sys.argv[1], sys.argv[2]
+parts, rate = 80, 600
+sim_bin, vigild_bin = binaries(build)
+
+with tempfile.TemporaryDirectory(prefix="vigil-tx-") as tmp:
+    sim_dir = os.path.join(tmp, "sim")
+    subprocess.run([sim_bin, "generate", "--out", sim_dir, "--parts", str(parts),
+                    "--seed", "7", "--split", "tx"], check=True)
+    peer = subprocess.Popen(["/usr/bin/python3", os.path.join(root, "tests", "transmitter_peer.py")],
+                            stdout=subprocess.PIPE, text=True)
+    tx_port = int(peer.stdout.readline().split()[1])
+    port = free_port()
+    db = os.path.join(tmp, "vigil.db")
+    conf = os.path.join(tmp, "vigild.conf")
+    with open(conf, "w") as f:
+        f.write(line_config(f"""[camera.top]
+pipeline = multifilesrc location={sim_dir}/images/part-%05d.png index=0 caps=image/png ! pngdec ! videoconvert ! appsink name=sink
+trigger = sequence
+frame_timeout_ms = 5000
+
+[transmitter.bearing_housing]
+host = 127.0.0.1
+port = {tx_port}
+registers = input
+word_order = CDAB
+velocity_register = 100
+velocity_type = u16
+velocity_scale = 0.01
+acceleration_register = 102
+acceleration_type = f32
+temperature_register = 110
+temperature_type = s16
+temperature_scale = 0.1
+poll_ms = 50
+timeout_ms = 200
+stale_ms = 300
+""", sim_dir, root, port, db))
+    sim = subprocess.Popen([sim_bin, "run", "--parts-dir", sim_dir, "--port", str(port),
+                            "--rate", str(rate), "--results", os.path.join(tmp, "results.csv"),
+                            "--db", db, "--ready-timeout-s", "60"])
+    log_path = os.path.join(tmp, "vigild.log")
+    vigild = subprocess.Popen([vigild_bin, "--config", conf], stdout=open(log_path, "w"),
+                              stderr=subprocess.STDOUT)
+    try:
+        t0 = time.monotonic()
+        while not (os.path.exists(db) and os.path.getsize(db) > 0) and time.monotonic() - t0 < 60:
+            time.sleep(0.1)
+        time.sleep(parts / rate * 60 / 2)
+        peer.kill()
+        peer.wait()
+        t_kill_us = time.time() * 1e6
+        sim_rc = sim.wait(timeout=120)
+    finally:
+        vigild.send_signal(signal.SIGTERM)
+        vigild_rc = vigild.wait(timeout=60)
+        for p in (sim, peer):
+            if p.poll() is None:
+                p.kill()
+    log = open(log_path).read()
+    print(log[-1500:])
+    if vigild_rc != 0 or sim_rc != 0:
+        fail(f"vigild exited with {vigild_rc}, vigil-sim with {sim_rc}")
+    con = sqlite3.connect(db)
+    points = con.execute("SELECT t_wall_us, velocity_mm_s, accel_g, temperature_c, stale "
+                         "FROM trend WHERE part_id IS NULL AND source = 'bearing_housing'").fetchall()
+    per_part = con.execute("SELECT t.part_id, t.t_wall_us, t.velocity_mm_s, t.stale, i.t_wall_us "
+                           "FROM trend t JOIN inspections i ON i.part_id = t.part_id "
+                           "WHERE t.part_id IS NOT NULL ORDER BY t.part_id").fetchall()
+    events = con.execute("SELECT kind, message FROM events WHERE message LIKE 'transmitter%'"
+                         ).fetchall()
+    con.close()
+    if len(points) < 10:
+        fail(f"only {len(points)} trend points for a transmitter polled every 50 ms")
+    for t, v, a, temp, stale in points:
+        if not (math.isclose(v, 4.53) and a == 1.25 and math.isclose(temp, -12.5)) or stale:
+            fail(f"trend point {v}, {a}, {temp} (stale {stale}): want 4.53, 1.25, -12.5")
+        if t > t_kill_us:
+            fail("a trend point dated after the transmitter was gone")
+    if [r[0] for r in per_part] != list(range(parts)):
+        fail(f"{len(per_part)} parts carry a transmitter reading, want all {parts}")
+    fresh = [r for r in per_part if not r[3]]
+    stale = [r for r in per_part if r[3]]
+    if not fresh or not stale:
+        fail(f"{len(fresh)} parts with a current reading, {len(stale)} stale: want both")
+    for pid, t_reading, v, is_stale, t_part in per_part:
+        if t_reading > t_kill_us:
+            fail(f"part {pid} carries a reading dated after the transmitter was gone")
+        if not is_stale and t_part - t_reading > 300_000 + 100_000:
+            fail(f"part {pid}: a reading {(t_part - t_reading) / 1000:.0f} ms old is not stale")
+        # Parts well after the kill must not look current.
+        if t_part > t_kill_us + 600_000 and not is_stale:
+            fail(f"part {pid}, after the transmitter went away, carries a current reading")
+    if ("sensor-fault", "transmitter bearing_housing: not answering") not in events:
+        fail(f"no sensor-fault event for the transmitter: {events}")
+    print(f"PASS: {len(points)} trend points, {len(fresh)} parts with a current reading, "
+          f"{len(stale)} with the last one marked stale")
