@@ -15,17 +15,6 @@
 
 #include "inference/inference.h"
 
-static const struct infer_backend *const backends[] = {
-	&infer_backend_opencv,
-	&infer_backend_reference,
-#ifdef VIGIL_HAVE_CUDA
-	&infer_backend_cuda,
-	&infer_backend_cuda_fp16,
-	&infer_backend_cuda_bf16,
-#endif
-	NULL,
-};
-
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -98,9 +87,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: infer-bench PACKAGE_DIR BACKEND [PARTS>=10] [MAX_BATCH]\n");
 		return 2;
 	}
-	for (int i = 0; backends[i]; i++)
-		if (strcmp(backends[i]->name, argv[2]) == 0)
-			be = backends[i];
+	be = infer_backend_find(argv[2]);
 	m = infer_model_load(argv[1], argv[2], &err, NULL);
 	if (!m || !be) {
 		fprintf(stderr, "infer-bench: %s\n", err ? err : "unknown backend");

@@ -217,9 +217,7 @@ infer_model *infer_model_load(const char *dir, const char *backend, char **err, 
 	struct infer_output probe;
 	int rc = INFER_EBACKEND;
 
-	for (int i = 0; backends[i]; i++)
-		if (strcmp(backends[i]->name, backend) == 0)
-			m->backend = backends[i];
+	m->backend = infer_backend_find(backend);
 	if (!m->backend) {
 		GString *names = g_string_new(NULL);
 
@@ -353,6 +351,14 @@ int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 				? VIGIL_CLASS_SURFACE : VIGIL_CLASS_VIBRATION;
 	}
 	return 0;
+}
+
+const struct infer_backend *infer_backend_find(const char *name)
+{
+	for (int i = 0; backends[i]; i++)
+		if (strcmp(backends[i]->name, name) == 0)
+			return backends[i];
+	return NULL;
 }
 
 int infer_backend_run1(const struct infer_backend *be, void *module, const float *in,

@@ -82,6 +82,9 @@ struct infer_backend {
 	void (*free)(void *module);
 };
 
+/* The backend this build has under name, or NULL. */
+const struct infer_backend *infer_backend_find(const char *name);
+
 /* be->run for a module's one output: out gets at most cap floats, *len
  * their count. For tools, tests and benchmarks. */
 int infer_backend_run1(const struct infer_backend *be, void *module, const float *in,

@@ -33,21 +33,11 @@ import tempfile
 import time
 
 from linetest import binaries, fail, free_port, line_config
+from plctest import wait_for
 
 ST_DB_OK = 1 << 6
 ERR_DATABASE = 4
 WAIT_S = 60
-
-
-def wait_for(what, cond, timeout=WAIT_S):
-    end = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > end:
-            fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def count_rows(db):
@@ -176,7 +166,7 @@ def disk_full(build, root, tmp):
     conf = config(env, deadline_ms=20000)
     v = Vigild(build, conf, os.path.join(tmp, "vigild.log"))
     plc = MasterPLC(port)
-    wait_for("ready", lambda: v.p.poll() is not None or plc.status()[1] & 1)
+    wait_for("ready", lambda: v.p.poll() is not None or plc.status()[1] & 1, WAIT_S)
     if v.p.poll() is not None:
         fail("vigild exited:\n" + v.text())
     if not plc.status()[1] & ST_DB_OK:
