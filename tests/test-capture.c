@@ -104,12 +104,21 @@ static void test_sequence_frames_from_files(void)
 	remove_dir(dir);
 }
 
+/* A live 64x48 test pattern at fps frames a second, paired by timestamp. */
+static capture_camera *gradient_camera(int fps, int queue)
+{
+	char *pipeline = g_strdup_printf("videotestsrc is-live=true pattern=gradient ! "
+					 "video/x-raw,width=64,height=48,framerate=%d/1 ! "
+					 "videoconvert ! appsink name=sink", fps);
+	capture_camera *cam = camera_on(pipeline, CAPTURE_TIMESTAMP, queue);
+
+	g_free(pipeline);
+	return cam;
+}
+
 static void test_timestamp_frame_after_trigger(void)
 {
-	capture_camera *cam = camera_on("videotestsrc is-live=true pattern=gradient ! "
-					"video/x-raw,width=64,height=48,framerate=50/1 ! "
-					"videoconvert ! appsink name=sink",
-					CAPTURE_TIMESTAMP, 4);
+	capture_camera *cam = gradient_camera(50, 4);
 	struct capture_frame *f = NULL;
 	int64_t trigger;
 
@@ -129,10 +138,7 @@ static void test_timestamp_frame_after_trigger(void)
  * monotonic clock, no later than their arrival. */
 static void test_late_part_gets_no_later_frame(void)
 {
-	capture_camera *cam = camera_on("videotestsrc is-live=true pattern=gradient ! "
-					"video/x-raw,width=64,height=48,framerate=50/1 ! "
-					"videoconvert ! appsink name=sink",
-					CAPTURE_TIMESTAMP, 3);
+	capture_camera *cam = gradient_camera(50, 3);
 	struct capture_frame *f = NULL;
 	int64_t trigger;
 
@@ -160,10 +166,7 @@ static void test_late_part_gets_no_later_frame(void)
  * parts after it. One frame a second makes the times deterministic. */
 static void test_frame_later_than_tolerance_is_refused(void)
 {
-	capture_camera *cam = camera_on("videotestsrc is-live=true pattern=gradient ! "
-					"video/x-raw,width=64,height=48,framerate=1/1 ! "
-					"videoconvert ! appsink name=sink",
-					CAPTURE_TIMESTAMP, 4);
+	capture_camera *cam = gradient_camera(1, 4);
 	struct capture_frame *f = NULL, *next = NULL;
 	int64_t trigger;
 

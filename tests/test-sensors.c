@@ -53,6 +53,17 @@ static char *write_ramp_wav(void)
 	return path;
 }
 
+/* Removes the file of write_ramp_wav and its temporary directory. */
+static void remove_wav(char *wav)
+{
+	char *dir = g_path_get_dirname(wav);
+
+	g_unlink(wav);
+	g_rmdir(dir);
+	g_free(dir);
+	g_free(wav);
+}
+
 static sensor_source *source_on(const char *pipeline, enum sensor_mode mode, size_t window,
 				size_t stride, double offset_ms, double buffer_s)
 {
@@ -93,14 +104,7 @@ static void test_sequence_windows_are_sample_exact(void)
 	/* 27 * 2100 + 120 + 2048 > 60000: the recording ends before the window. */
 	g_assert_cmpint(sensor_window_for(s, 28, 0, 5000000, win, &flags, NULL), ==, -EPIPE);
 	sensor_source_free(s);
-	g_unlink(wav);
-	{
-		char *dir = g_path_get_dirname(wav);
-
-		g_rmdir(dir);
-		g_free(dir);
-	}
-	g_free(wav);
+	remove_wav(wav);
 	g_free(pipeline);
 }
 
@@ -127,16 +131,6 @@ static void test_clock_window_follows_trigger(void)
 	sensor_source_stats(s, &st);
 	g_assert_cmpuint(st.samples, >, 3000);
 	sensor_source_free(s);
-}
-
-static void remove_wav(char *wav)
-{
-	char *dir = g_path_get_dirname(wav);
-
-	g_unlink(wav);
-	g_rmdir(dir);
-	g_free(dir);
-	g_free(wav);
 }
 
 /* Buffers dropped inside the pipeline leave holes on the time line: the
