@@ -1093,6 +1093,63 @@ static void test_retention_age(struct fixture *fx, gconstpointer data)
 	free(dir);
 }
 
+/* Events age out with the rows: those older than max_age_days go, in
+ * transactions of 500, wherever they sit in the table; younger ones stay,
+ * and so does every event of the last protect_days even when max_age_days
+ * would take it. */
+static void test_retention_events(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	int64_t now = g_get_real_time();
+	char *sql;
+	db_log *db;
+
+	(void)data;
+	db_close(open_ok(fx->path, 16));
+	/* 1200 events 40 days old, 5 of 20 days, one of 40 days written after
+	 * them (the clock was set back), 3 of 2 days. */
+	sql = g_strdup_printf(
+		"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1199)"
+		" INSERT INTO events (t_wall_us, kind, message)"
+		"  SELECT %" PRId64 " + i, 'camera-down', 'old ' || i FROM n;"
+		"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 4)"
+		" INSERT INTO events (t_wall_us, kind, message)"
+		"  SELECT %" PRId64 " + i, 'camera-up', 'kept' FROM n;"
+		"INSERT INTO events (t_wall_us, kind, message) VALUES (%" PRId64 ", 'x', 'late old');"
+		"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 2)"
+		" INSERT INTO events (t_wall_us, kind, message)"
+		"  SELECT %" PRId64 " + i, 'sensor-ok', 'protected' FROM n;",
+		now - 40 * DAY_US, now - 20 * DAY_US, now - 40 * DAY_US, now - 2 * DAY_US);
+	sql_exec(fx->path, sql);
+	g_free(sql);
+
+	opt.max_age_days = 30;
+	opt.protect_days = 7;
+	db = open_opts(fx->path, &opt);
+	g_assert_cmpint(db_retain_now(db), ==, 0);
+	db_close(db);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE message LIKE 'old%'"
+				" OR message = 'late old'"), ==, 0);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE message = 'kept'"),
+			==, 5);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE"
+				" message = 'protected'"), ==, 3);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'retention'"
+				" AND message LIKE 'removed 0 inspection(s) and 0 file(s) (0 bytes),"
+				" 1201 event(s)'"), ==, 1);
+
+	/* max_age_days inside the protected days: protect_days wins. */
+	opt.max_age_days = 1;
+	opt.protect_days = 7;
+	db = open_opts(fx->path, &opt);
+	g_assert_cmpint(db_retain_now(db), ==, 0);
+	db_close(db);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE"
+				" message = 'protected'"), ==, 3);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE message = 'kept'"),
+			==, 0);
+}
+
 /* A backlog (retention switched on over many old rows) goes in slices,
  * with the writer free to write rows between them. */
 static void test_retention_slices(struct fixture *fx, gconstpointer data)
@@ -1369,6 +1426,7 @@ int main(int argc, char **argv)
 	ADD("/db/retention-age", test_retention_age);
 	ADD("/db/retention-budget", test_retention_budget);
 	ADD("/db/retention-slices", test_retention_slices);
+	ADD("/db/retention-events", test_retention_events);
 	ADD("/db/corrupt-recovered", test_corrupt_recovered);
 	ADD("/db/disk-full", test_disk_full);
 	ADD("/db/tickets", test_tickets);
