@@ -1,11 +1,15 @@
 /* The media thread: a part's files, written after its row commits, off the
  * writer thread so that encoding images never holds up the rows. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -16,18 +20,42 @@
 
 /* ---- file formats of the media directory ---- */
 
-/* Files appear whole or not at all: each is written under a temporary name
- * (same extension, so OpenCV picks the format) and renamed. */
+/* Files appear whole or not at all, also after a power cut: each is
+ * written under a temporary name (same extension, so OpenCV picks the
+ * format), flushed to the disk, and renamed; write_job then flushes the
+ * folder, so the new name is on the disk too, before it queues the rows
+ * that point at the files. A crash in between leaves a temporary file or a
+ * file without a row, never a row without its whole file; db__sweep_media
+ * removes those at the next start. */
+#define TEMP_INFIX ".tmp"
+
 static char *temp_name(const char *path)
 {
 	const char *ext = strrchr(path, '.');
 
-	return g_strdup_printf("%.*s.tmp%s", (int)(ext ? ext - path : (ptrdiff_t)strlen(path)),
-			       path, ext ? ext : "");
+	return g_strdup_printf("%.*s" TEMP_INFIX "%s",
+			       (int)(ext ? ext - path : (ptrdiff_t)strlen(path)), path,
+			       ext ? ext : "");
+}
+
+/* fsync(2) of a file or a folder by name: 0 or -errno. */
+static int sync_path(const char *path, bool folder)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | (folder ? O_DIRECTORY : 0));
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
 }
 
 static int finish_file(char *tmp, const char *path, int rc)
 {
+	if (rc == 0)
+		rc = sync_path(tmp, false);
 	if (rc == 0 && rename(tmp, path) < 0)
 		rc = -errno;
 	if (rc < 0)
@@ -182,21 +210,25 @@ static void write_job(db_log *db, struct media_job *job)
 	GDateTime *t = g_date_time_new_from_unix_utc(job->t_wall_us / G_USEC_PER_SEC);
 	char *day = t ? g_date_time_format(t, "%Y%m%d") : g_strdup("undated");
 	char *dir = g_build_filename(db->media_dir, day, NULL);
-	bool failed = false;
+	bool failed = false, fresh = !g_file_test(dir, G_FILE_TEST_IS_DIR);
+	int rc;
 
 	if (t)
 		g_date_time_unref(t);
 	it->kind = DB_ITEM_MEDIA;
 	it->media.inspection_id = job->inspection_id;
-	if (g_mkdir_with_parents(dir, 0755) < 0) {
-		g_warning("database %s: cannot create %s: %s", db->path, dir, g_strerror(errno));
+	rc = g_mkdir_with_parents(dir, 0755) < 0 ? -errno : 0;
+	/* A new folder's own name must reach the disk as well. */
+	if (rc == 0 && fresh)
+		rc = sync_path(db->media_dir, true);
+	if (rc < 0) {
+		g_warning("database %s: cannot create %s: %s", db->path, dir, g_strerror(-rc));
 		failed = true;
 		goto out;
 	}
 	for (int i = 0; i <= m->nimages + 1 && i < DB_MEDIA_MAX_IMAGES + 2; i++) {
 		struct media_file *f = &it->media.files[it->media.nfiles];
 		char *name, *full;
-		int rc;
 
 		if (i < m->nimages) {
 			const char *cam = name_is_safe(m->images[i].camera) ? m->images[i].camera
@@ -245,16 +277,26 @@ static void write_job(db_log *db, struct media_job *job)
 		g_free(name);
 		g_free(full);
 	}
-out:
-	if (failed)
-		atomic_fetch_add(&db->media_dropped, 1);
-	g_free(dir);
-	g_free(day);
+	/* The renames on the disk before any row points at the files. */
+	if (it->media.nfiles > 0 && (rc = sync_path(dir, true)) < 0) {
+		g_warning("database %s: cannot sync %s: %s; the part's files are not kept",
+			  db->path, dir, g_strerror(-rc));
+		db__remove_media_files(db, it);
+		atomic_fetch_sub(&db->media_written, (uint64_t)it->media.nfiles);
+		failed = true;
+		goto out;
+	}
 	it->t_queued_us = vigil_now_us();
 	/* The writer drains its queue until db_close has joined this thread,
 	 * so this push cannot wait for ever. */
-	if (it->media.nfiles == 0 || bqueue_push(db->queue, it, -1) < 0)
-		db__item_free(it);
+	if (it->media.nfiles > 0 && bqueue_push(db->queue, it, -1) == 0)
+		it = NULL;
+out:
+	if (failed)
+		atomic_fetch_add(&db->media_dropped, 1);
+	db__item_free(it);
+	g_free(dir);
+	g_free(day);
 }
 
 gpointer db__media_main(gpointer data)
@@ -272,3 +314,164 @@ gpointer db__media_main(gpointer data)
 	return NULL;
 }
 
+
+void db__remove_media_files(db_log *db, const struct db_item *it)
+{
+	for (int i = 0; i < it->media.nfiles; i++) {
+		char *full = g_build_filename(db->media_dir, it->media.files[i].path, NULL);
+
+		if (g_remove(full) < 0 && errno != ENOENT)
+			g_warning("database %s: cannot remove %s: %s", db->path, full,
+				  g_strerror(errno));
+		g_free(full);
+	}
+}
+
+/* ---- what a crash left behind ---- */
+
+/* The inspection id of a name write_job gives a file,
+ * "<inspection id>-<part id>-<what>.png|.wav", else -1. */
+static int64_t media_name_id(const char *name)
+{
+	char *end;
+	int64_t id;
+
+	if (!g_ascii_isdigit(name[0]) || strstr(name, TEMP_INFIX ".") ||
+	    !(g_str_has_suffix(name, ".png") || g_str_has_suffix(name, ".wav")))
+		return -1;
+	id = g_ascii_strtoll(name, &end, 10);
+	return *end == '-' ? id : -1;
+}
+
+static bool is_temp_name(const char *name)
+{
+	return g_str_has_suffix(name, TEMP_INFIX ".png") || g_str_has_suffix(name, TEMP_INFIX ".wav");
+}
+
+static bool is_day_folder(const char *name)
+{
+	if (strcmp(name, "undated") == 0)
+		return true;
+	for (int i = 0; i < 8; i++)
+		if (!g_ascii_isdigit(name[i]))
+			return false;
+	return name[8] == '\0';
+}
+
+/* Removes the temporary files of one day folder, and the files no media
+ * row names. Returns the files removed. */
+static int64_t sweep_day(db_log *db, const char *day)
+{
+	char *dir = g_build_filename(db->media_dir, day, NULL);
+	GDir *d = g_dir_open(dir, 0, NULL);
+	GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+	GHashTable *known = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	int64_t min_id = INT64_MAX, removed = 0;
+	sqlite3_stmt *st = NULL;
+	const char *name;
+	int rc;
+
+	if (!d)
+		goto out;
+	while ((name = g_dir_read_name(d))) {
+		int64_t id = media_name_id(name);
+
+		if (id >= 0)
+			min_id = MIN(min_id, id);
+		if (id >= 0 || is_temp_name(name))
+			g_ptr_array_add(names, g_strdup(name));
+	}
+	g_dir_close(d);
+	/* The rows of the ids in the folder, through the inspection index. */
+	if (min_id != INT64_MAX) {
+		if (sqlite3_prepare_v2(db->conn, "SELECT path FROM media WHERE inspection_id >= ?1",
+				       -1, &st, NULL) != SQLITE_OK)
+			goto out;
+		sqlite3_bind_int64(st, 1, min_id);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			g_hash_table_add(known, g_strdup((const char *)sqlite3_column_text(st, 0)));
+		if (rc != SQLITE_DONE)
+			goto out;   /* not sure which files have rows: keep them all */
+	}
+	for (guint i = 0; i < names->len; i++) {
+		const char *n = g_ptr_array_index(names, i);
+		char *rel = g_build_filename(day, n, NULL);
+
+		if (is_temp_name(n) || !g_hash_table_contains(known, rel)) {
+			char *full = g_build_filename(db->media_dir, rel, NULL);
+
+			if (g_remove(full) == 0)
+				removed++;
+			else if (errno != ENOENT)
+				g_warning("database %s: cannot remove %s: %s", db->path, full,
+					  g_strerror(errno));
+			g_free(full);
+		}
+		g_free(rel);
+	}
+out:
+	sqlite3_finalize(st);
+	g_hash_table_destroy(known);
+	g_ptr_array_free(names, TRUE);
+	g_free(dir);
+	return removed;
+}
+
+/* Only the media thread of the log holding the lock writes files, so no
+ * other log's files are taken for leftovers while their rows are on the
+ * way. The lock goes with the process, also with a SIGKILL. A crash can
+ * only leave files in the folders being written when it came: the two
+ * whose entries changed last (two at a change of day). */
+#define SWEEP_FOLDERS 2
+
+void db__sweep_media(db_log *db)
+{
+	struct {
+		char *name;
+		int64_t mtime_ns;
+	} last[SWEEP_FOLDERS] = { { 0 } };
+	GDir *d;
+	const char *name;
+	int64_t removed = 0;
+	int fd = open(db->media_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		g_message("database %s: %s is in use by another log: not checked for leftovers",
+			  db->path, db->media_dir);
+		close(fd);
+		return;
+	}
+	db->media_lock_fd = fd;
+	if (!(d = g_dir_open(db->media_dir, 0, NULL)))
+		return;
+	while ((name = g_dir_read_name(d))) {
+		char *full = g_build_filename(db->media_dir, name, NULL);
+		struct stat sb;
+		int64_t t;
+
+		if (is_day_folder(name) && stat(full, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+			t = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+			for (int i = 0; i < SWEEP_FOLDERS; i++)
+				if (!last[i].name || t > last[i].mtime_ns) {
+					g_free(last[SWEEP_FOLDERS - 1].name);
+					memmove(&last[i + 1], &last[i],
+						sizeof last[0] * (SWEEP_FOLDERS - 1 - (size_t)i));
+					last[i].name = g_strdup(name);
+					last[i].mtime_ns = t;
+					break;
+				}
+		}
+		g_free(full);
+	}
+	g_dir_close(d);
+	for (int i = 0; i < SWEEP_FOLDERS; i++)
+		if (last[i].name) {
+			removed += sweep_day(db, last[i].name);
+			g_free(last[i].name);
+		}
+	if (removed)
+		g_message("database %s: removed %" PRId64 " file(s) a crash left in %s (temporary, "
+			  "or without a row)", db->path, removed, db->media_dir);
+}

@@ -1059,6 +1059,72 @@ static int64_t files_under(const char *dir)
 	return n;
 }
 
+/* What a crash leaves in the media directory - a temporary file, a file
+ * whose row never committed - is removed when the log is next opened, but
+ * only by the log that holds the directory: while another log writes
+ * there, its files on their way to a row are left alone. Files that are
+ * not the log's (another name) are never touched, and every file with a
+ * row stays, whole. */
+static void test_media_sweep(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	static const char *const planted[] = {
+		"999-7-top.tmp.png", "999-7-vibration.tmp.wav", "998-7-heatmap.png",
+		"notes.txt",
+	};
+	struct media_list l = { 0 };
+	char *mdir, *day, *path;
+	db_log *a, *b;
+
+	(void)data;
+	mdir = g_build_filename(fx->dir, "media", NULL);
+	opt.media_dir = mdir;
+	a = open_opts(fx->path, &opt);
+	for (uint32_t i = 0; i < 2; i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.image_path = NULL;
+		r.verdict = VIGIL_VERDICT_REJECT;
+		g_assert_cmpint(db_submit_media(a, &r, make_media((int)i, 24, 20), -1, NULL), ==, 0);
+	}
+	db_close(a);
+	g_assert_cmpint(files_under(mdir), ==, 8);
+	g_assert_cmpint(db_read_media(fx->path, 1, collect_media, &l, NULL), ==, 0);
+	day = g_path_get_dirname(l.paths[0]);
+
+	a = open_opts(fx->path, &opt);
+	for (size_t i = 0; i < G_N_ELEMENTS(planted); i++) {
+		path = g_build_filename(mdir, day, planted[i], NULL);
+		g_assert_true(g_file_set_contents(path, "half", 4, NULL));
+		g_free(path);
+	}
+	/* a holds the directory: b leaves everything as it is. */
+	b = open_opts(fx->path, &opt);
+	db_close(b);
+	g_assert_cmpint(files_under(mdir), ==, 8 + 4);
+	db_close(a);
+
+	a = open_opts(fx->path, &opt);
+	db_close(a);
+	g_assert_cmpint(files_under(mdir), ==, 8 + 1);
+	path = g_build_filename(mdir, day, "notes.txt", NULL);
+	g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
+	g_free(path);
+	for (int i = 0; i < l.n; i++) {
+		GStatBuf sb;
+
+		path = g_build_filename(mdir, l.paths[i], NULL);
+		g_assert_cmpint(g_stat(path, &sb), ==, 0);
+		g_assert_cmpint(sb.st_size, ==, l.got[i].bytes);
+		g_free(path);
+	}
+	media_list_clear(&l);
+	g_free(day);
+	g_free(mdir);
+}
+
 /* By age: rows (with reviews, vibration and files) older than
  * max_age_days go; rows younger stay. */
 static void test_retention_age(struct fixture *fx, gconstpointer data)
@@ -1320,7 +1386,7 @@ static void test_corrupt_recovered(struct fixture *fx, gconstpointer data)
 
 /* A full disk (max_page_count): rows fail and are counted, db_ok drops,
  * db_submit never blocks for it; once space returns, writing resumes and
- * an event "db-ok" says so. */
+ * events "db-fault" (with the error) and "db-ok" say so. */
 static void test_disk_full(struct fixture *fx, gconstpointer data)
 {
 	struct db_options opt = DB_OPTIONS_DEFAULT;
@@ -1358,6 +1424,13 @@ static void test_disk_full(struct fixture *fx, gconstpointer data)
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections WHERE part_id >= 100000"),
 			==, 5);
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'db-ok'"), ==, 1);
+	/* The fault itself could not be logged while the disk was full: it is
+	 * logged once writing works, stamped with the time it began. */
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'db-fault'"
+				" AND message LIKE '%database or disk is full%'"), ==, 1);
+	g_assert_cmpint(sql_int(fx->path, "SELECT (SELECT t_wall_us FROM events WHERE kind ="
+				" 'db-ok') - (SELECT t_wall_us FROM events WHERE kind = 'db-fault')"),
+			>, 0);
 }
 
 /* Tickets: once db_settled reaches a row's ticket, the row is in the file
@@ -1423,6 +1496,7 @@ int main(int argc, char **argv)
 	ADD("/db/media-files", test_media_files);
 	ADD("/db/media-sampling", test_media_sampling);
 	ADD("/db/media-drops", test_media_drops);
+	ADD("/db/media-sweep", test_media_sweep);
 	ADD("/db/retention-age", test_retention_age);
 	ADD("/db/retention-budget", test_retention_budget);
 	ADD("/db/retention-slices", test_retention_slices);
