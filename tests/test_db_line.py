@@ -6,7 +6,9 @@
              late, VIGIL_TEST_DB_COMMIT_DELAY_MS, test only); vigild is
              SIGKILLed in the middle of the burst. The file must pass PRAGMA integrity_check and hold
              a row, with the verdict the PLC got, for every result the PLC
-             acknowledged; every media row's file must exist.
+             acknowledged; every media row's file must exist, whole (it
+             decodes, of the size its row says); the next open of the log
+             removes temporary and rowless files.
   disk-full  the database may not grow (VIGIL_TEST_DB_MAX_PAGES, test only):
              a pymodbus PLC polling vigild (server role) still gets one
              result per part, the status word's db-ok bit clears and
@@ -128,14 +130,67 @@ def crash(build, root, tmp):
     wrong = [p for p in acked if rows[p] != acked[p]]
     if wrong:
         fail(f"parts {wrong[:20]}: the database's verdict is not the one the PLC got")
-    gone = [m[0] for m in media if not os.path.exists(os.path.join(media_dir, m[0]))]
-    if gone:
-        fail(f"{len(gone)} media rows without their file: {gone[:5]}")
     if not media:
         fail("no media files were written before the kill")
+    check_media(db, media_dir)
+    left = leftovers(db, media_dir)
+
+    # What the next start sweeps (vigilctl opens the log as vigild does):
+    # the crash's own leftovers, and planted ones - a temporary file and a
+    # file without a row - in the folder written last.
+    day = max((d for d in os.listdir(media_dir) if d.isdigit()),
+              key=lambda d: os.stat(os.path.join(media_dir, d)).st_mtime)
+    for name in ("999999-1-top.tmp.png", "999999-1-vibration.tmp.wav", "999998-1-top.png"):
+        with open(os.path.join(media_dir, day, name), "wb") as f:
+            f.write(b"\x89PNG half")
+    subprocess.run([os.path.join(build, "tools", "vigilctl"), "--db", db, "upgrade"],
+                   check=True, capture_output=True)
+    after = leftovers(db, media_dir)
+    if after:
+        fail(f"left after the next open: {after[:5]}")
+    check_media(db, media_dir)
     print(f"PASS crash: {len(acked)} results acknowledged, all in the database; "
           f"{len(rows)} rows ({len(rows) - len(acked)} committed but not yet acknowledged), "
-          f"{len(media)} media files, integrity ok")
+          f"{len(media)} media files whole, integrity ok; the kill left {len(left)} "
+          f"temporary or rowless file(s), swept with 3 planted ones at the next open")
+
+
+def check_media(db, media_dir):
+    """Every media row's file is there, of the size the row says, and
+    decodes: 8-bit PNG of the camera's or the map's size, float WAV."""
+    import cv2
+    con = sqlite3.connect(db)
+    media = con.execute("SELECT kind, path, bytes FROM media").fetchall()
+    con.close()
+    for kind, path, size in media:
+        full = os.path.join(media_dir, path)
+        if not os.path.exists(full):
+            fail(f"media row {path}: no file")
+        if os.path.getsize(full) != size:
+            fail(f"{path}: {os.path.getsize(full)} bytes, the row says {size}")
+        if kind == "vibration":
+            with open(full, "rb") as f:
+                head = f.read(44)
+            if head[:4] != b"RIFF" or head[8:12] != b"WAVE" or size != 44 + 2048 * 4:
+                fail(f"{path}: not a whole WAV of 2048 samples")
+            continue
+        img = cv2.imread(full, cv2.IMREAD_UNCHANGED)
+        want = (192, 192) if kind == "image" else None
+        if img is None or img.ndim != 2 or (want and img.shape != want) or img.size == 0:
+            fail(f"{path}: does not decode as an 8-bit gray PNG of {want or 'map'} size")
+
+
+def leftovers(db, media_dir):
+    """Files under the media directory that no media row names."""
+    con = sqlite3.connect(db)
+    named = {r[0] for r in con.execute("SELECT path FROM media")}
+    con.close()
+    found = []
+    for day in os.listdir(media_dir):
+        for name in os.listdir(os.path.join(media_dir, day)):
+            if os.path.join(day, name) not in named:
+                found.append(os.path.join(day, name))
+    return found
 
 
 def disk_full(build, root, tmp):
