@@ -12,9 +12,14 @@
   disk-full  the database may not grow (VIGIL_TEST_DB_MAX_PAGES, test only):
              a pymodbus PLC polling vigild (server role) still gets one
              result per part, the status word's db-ok bit clears and
-             error_code says database; once space returns (another
+             error_code says database; under fault_policy = reject_all the
+             good parts are still accepted (a log fault judges no part)
+             and no stop-line is asked; once space returns (another
              connection frees pages) the bit comes back, rows are written
-             again and an event "db-ok" says so.
+             again and events "db-fault" and "db-ok" say so.
+  db-slow    every commit 2.5 s late, commit_timeout_ms 100, deadline
+             1500 ms: results go out without waiting for their rows, no
+             fail-safe, good parts accepted, the fault raised and cleared.
 
   export     after a short run with every part's files kept, QA reviews
              parts with vigilctl; vigilctl export writes them as a training
@@ -22,7 +27,7 @@
              and vigil-features - what tools/train.py runs - reads every
              exported part from the media directory it names.
 
-usage: test_db_line.py BUILD_DIR SOURCE_ROOT crash|disk-full|export
+usage: test_db_line.py BUILD_DIR SOURCE_ROOT crash|disk-full|db-slow|export
 """
 import csv
 import logging
@@ -33,11 +38,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
-from linetest import binaries, fail, free_port, line_config
+from linetest import binaries, fail, free_port, line_config, wait_for_log
 from plctest import wait_for
 
 ST_DB_OK = 1 << 6
+ST_FAULT = 1 << 2
+ST_STOP_LINE = 1 << 7
+FL_FAILSAFE = 1 << 2
+ACCEPT = 1
 ERR_DATABASE = 4
 WAIT_S = 60
 
@@ -193,7 +203,30 @@ def leftovers(db, media_dir):
     return found
 
 
-def disk_full(build, root, tmp):
+def labels(sim):
+    """defect (0/1) of each simulated part, in order."""
+    with open(os.path.join(sim, "parts.csv")) as f:
+        return [int(r["defect"]) for r in csv.DictReader(f)]
+
+
+def check_fault_verdicts(name, results, truth, want_good):
+    """Under fault_policy = reject_all a database fault judges no part:
+    no result during it is a fail-safe, and the good parts are accepted."""
+    if any(r["flags"] & FL_FAILSAFE for r in results):
+        fail(f"{name}: fail-safe verdicts during a database fault: "
+             f"{[(r['i'], r['flags']) for r in results if r['flags'] & FL_FAILSAFE]}")
+    good = [r for r in results if truth[r["i"]] == 0]
+    if len(good) < want_good:
+        fail(f"{name}: only {len(good)} good parts during the fault")
+    wrong = [r["i"] for r in good if r["verdict"] != ACCEPT]
+    if wrong:
+        fail(f"{name}: good parts {wrong} not accepted during a database fault")
+    return len(good)
+
+
+def fault_line(build, root, tmp, parts, seed, plc_extra="", tail=""):
+    """vigild in the server role under fault_policy = reject_all on
+    generated parts; the PLC (pymodbus master) runs one part at a time."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from linetest import Vigild
     from plctest import MasterPLC
@@ -203,10 +236,25 @@ def disk_full(build, root, tmp):
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     sim_bin, _ = binaries(build)
     sim = os.path.join(tmp, "sim")
-    subprocess.run([sim_bin, "generate", "--out", sim, "--parts", "120", "--seed", "5",
-                    "--split", "e2e"], check=True, stdout=subprocess.DEVNULL)
-    port = free_port()
-    db = os.path.join(tmp, "vigil.db")
+    subprocess.run([sim_bin, "generate", "--out", sim, "--parts", str(parts), "--seed",
+                    str(seed), "--split", "e2e"], check=True, stdout=subprocess.DEVNULL)
+    env = {"tmp": tmp, "sim": sim, "root": root, "port": free_port(),
+           "db": os.path.join(tmp, "vigil.db"), "build": build}
+    return env, labels(sim), Vigild, MasterPLC, config
+
+
+def run_part(plc, i, out):
+    t0 = time.monotonic()
+    plc.trigger(i + 1, 500 + i)
+    r = plc.next_result()
+    plc.ack(r[0])
+    out.append({"i": i, "part": r[1] << 16 | r[2], "verdict": r[4], "flags": r[7],
+                "s": time.monotonic() - t0})
+
+
+def disk_full(build, root, tmp):
+    env, truth, Vigild, MasterPLC, config = fault_line(build, root, tmp, 120, 5)
+    db = env["db"]
     # A log whose file may not grow: ballast fills it, max_page_count is
     # its size now.
     subprocess.run([os.path.join(build, "tools", "vigilctl"), "--db", db, "upgrade"], check=True)
@@ -217,41 +265,40 @@ def disk_full(build, root, tmp):
     pages = con.execute("PRAGMA page_count").fetchone()[0]
     con.close()
     os.environ["VIGIL_TEST_DB_MAX_PAGES"] = str(pages)
-    env = {"tmp": tmp, "sim": sim, "root": root, "port": port, "db": db, "build": build}
-    conf = config(env, deadline_ms=20000)
+    # A deadline the commit wait would overrun if it blocked on the disk.
+    conf = config(env, deadline_ms=3000, plc_extra="fault_policy = reject_all\n")
     v = Vigild(build, conf, os.path.join(tmp, "vigild.log"))
-    plc = MasterPLC(port)
+    plc = MasterPLC(env["port"])
     wait_for("ready", lambda: v.p.poll() is not None or plc.status()[1] & 1, WAIT_S)
     if v.p.poll() is not None:
         fail("vigild exited:\n" + v.text())
     if not plc.status()[1] & ST_DB_OK:
         fail(f"db-ok clear before any write: status {plc.status()}")
 
-    got = []
-
-    def part(i):
-        plc.trigger(i + 1, 500 + i)
-        r = plc.next_result()
-        got.append(r[1] << 16 | r[2])
-        plc.ack(r[0])
+    got, during = [], []
 
     # The tables' first pages have room for a few rows; then it is full.
     i = 0
     while plc.status()[1] & ST_DB_OK:
         if i >= 90:
             fail(f"no database fault after {i} parts: status {plc.status()}")
-        part(i)
+        run_part(plc, i, got)
         i += 1
         time.sleep(0.05)
     st = plc.status()
-    if st[2] != ERR_DATABASE:
-        fail(f"status {st}: want error_code {ERR_DATABASE} (database)")
+    if st[2] != ERR_DATABASE or not st[1] & ST_FAULT or st[1] & ST_STOP_LINE:
+        fail(f"status {st}: want error_code {ERR_DATABASE} (database), the fault bit, "
+             "and no stop-line")
     before = count_rows(db)
-    for _ in range(4):
-        part(i)
+    for _ in range(12):
+        run_part(plc, i, during)
         i += 1
+    if plc.status()[1] & ST_DB_OK:
+        fail(f"db-ok came back while the disk is still full: status {plc.status()}")
     if count_rows(db) != before:
         fail(f"{count_rows(db) - before} rows written into a full database?")
+    good = check_fault_verdicts("disk-full", during, truth, 4)
+    got += during
 
     # Space returns.
     con = sqlite3.connect(db, timeout=10)
@@ -261,10 +308,10 @@ def disk_full(build, root, tmp):
     while not plc.status()[1] & ST_DB_OK:
         if i >= 115:
             fail(f"db-ok did not come back: status {plc.status()}")
-        part(i)
+        run_part(plc, i, got)
         i += 1
-    if got != [500 + k for k in range(i)]:
-        fail(f"results {got}: want one per part, in order")
+    if [r["part"] for r in got] != [500 + k for k in range(i)]:
+        fail(f"results {[r['part'] for r in got]}: want one per part, in order")
     plc.close()
     rc = v.stop()
     text = v.text()
@@ -275,12 +322,75 @@ def disk_full(build, root, tmp):
     events = [r[0] for r in con.execute("SELECT kind FROM events")]
     logged = con.execute("SELECT count(*) FROM inspections").fetchone()[0]
     con.close()
-    if "db-ok" not in events:
-        fail(f"no db-ok event once space returned: events {events}")
+    if "db-ok" not in events or "db-fault" not in events:
+        fail(f"no db-fault and db-ok events once space returned: events {events}")
     if logged == 0:
         fail("no rows written once space returned")
-    print(f"PASS disk-full: {i} parts, one result each; db-ok bit and error 4 while full; "
-          f"{logged} rows once space returned, events {events}")
+    print(f"PASS disk-full: {i} parts, one result each; db-ok bit and error 4 while full, "
+          f"no stop-line; under reject_all no fail-safe and all {good} good parts accepted "
+          f"during the fault (trigger to result max {max(r['s'] for r in during) * 1000:.0f} "
+          f"ms); {logged} rows once space returned, events {events}")
+
+
+def db_slow(build, root, tmp):
+    """Each commit takes 2.5 s (VIGIL_TEST_DB_COMMIT_DELAY_MS, test only),
+    commit_timeout_ms is 100, the deadline 1500 ms: a result that waited
+    for its row would be a fail-safe reject. It must go out after at most
+    commit_timeout_ms, judged by the model, with the fault raised (status,
+    /metrics vigil_db_ok, events); once the writer catches up the fault
+    clears, and every row is in the file."""
+    env, truth, Vigild, MasterPLC, config = fault_line(build, root, tmp, 40, 6)
+    os.environ["VIGIL_TEST_DB_COMMIT_DELAY_MS"] = "2500"
+    conf = config(env, deadline_ms=1500, plc_extra="fault_policy = reject_all\n",
+                  tail="commit_timeout_ms = 100\n\n[review]\nlisten = 127.0.0.1\nport = 0\n")
+    log_path = os.path.join(tmp, "vigild.log")
+    v = Vigild(build, conf, log_path)
+    plc = MasterPLC(env["port"])
+    wait_for("ready", lambda: v.p.poll() is not None or plc.status()[1] & 1, WAIT_S)
+    if v.p.poll() is not None:
+        fail("vigild exited:\n" + v.text())
+    m = wait_for_log(log_path, v.p, r"review: serving http://127\.0\.0\.1:(\d+)/")
+    if not m:
+        fail("no review server:\n" + v.text()[-2000:])
+
+    def db_ok_metric():
+        with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/metrics", timeout=10) as r:
+            line = [x for x in r.read().decode().splitlines() if x.startswith("vigil_db_ok ")]
+        return float(line[0].split()[1]) if line else None
+
+    if db_ok_metric() != 1:
+        fail(f"vigil_db_ok {db_ok_metric()} before any part")
+    got, faulted = [], 0
+    for i in range(30):
+        run_part(plc, i, got)
+        faulted += not plc.status()[1] & ST_DB_OK
+    if not faulted:
+        fail("the database fault was never raised on a 2.5 s commit")
+    st = plc.status()
+    metric_in_fault = db_ok_metric()
+    if st[1] & ST_DB_OK or st[2] != ERR_DATABASE or st[1] & ST_STOP_LINE or metric_in_fault != 0:
+        fail(f"status {st}, vigil_db_ok {metric_in_fault}: want db-ok clear, error 4, no "
+             "stop-line and the metric 0 while the writer is behind")
+    good = check_fault_verdicts("db-slow", got, truth, 10)
+    # The writer catches up: the fault clears by itself.
+    wait_for("db-ok back", lambda: plc.status()[1] & ST_DB_OK, WAIT_S)
+    if db_ok_metric() != 1:
+        fail(f"vigil_db_ok {db_ok_metric()} once the writer caught up")
+    plc.close()
+    rc = v.stop()
+    if rc != 0:
+        fail(f"vigild exited with {rc}:\n{v.text()[-2000:]}")
+    con = sqlite3.connect(env["db"])
+    events = [r[0] for r in con.execute("SELECT kind FROM events ORDER BY id")]
+    logged = con.execute("SELECT count(*) FROM inspections").fetchone()[0]
+    con.close()
+    if logged != 30:
+        fail(f"{logged} rows, want 30")
+    if "db-fault" not in events or "db-ok" not in events[events.index("db-fault"):]:
+        fail(f"events {events}: want db-fault, then db-ok")
+    print(f"PASS db-slow: 30 parts, commits 2.5 s late; status fault on {faulted}, no "
+          f"fail-safe, all {good} good parts accepted; trigger to result max "
+          f"{max(r['s'] for r in got) * 1000:.0f} ms; 30 rows, events {events}")
 
 
 def export(build, root, tmp):
@@ -352,7 +462,7 @@ def export(build, root, tmp):
 
 
 def main():
-    if len(sys.argv) != 4 or sys.argv[3] not in ("crash", "disk-full", "export"):
+    if len(sys.argv) != 4 or sys.argv[3] not in ("crash", "disk-full", "db-slow", "export"):
         print(__doc__)
         sys.exit(2)
     build, root, name = sys.argv[1:]
@@ -360,7 +470,8 @@ def main():
         print("SKIP: no model package")
         sys.exit(77)
     with tempfile.TemporaryDirectory(prefix="vigil-db-line-") as tmp:
-        {"crash": crash, "disk-full": disk_full, "export": export}[name](build, root, tmp)
+        {"crash": crash, "disk-full": disk_full, "db-slow": db_slow,
+         "export": export}[name](build, root, tmp)
 
 
 if __name__ == "__main__":
