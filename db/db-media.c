@@ -20,14 +20,17 @@
 
 /* ---- file formats of the media directory ---- */
 
-/* Files appear whole or not at all, also after a power cut: each is
- * written under a temporary name (same extension, so OpenCV picks the
- * format), flushed to the disk, and renamed; write_job then flushes the
- * folder, so the new name is on the disk too, before it queues the rows
- * that point at the files. A crash in between leaves a temporary file or a
- * file without a row, never a row without its whole file; db__sweep_media
- * removes those at the next start. */
+/* Files appear whole or not at all, also after a power cut. The media
+ * thread writes a batch of parts' files under temporary names (same
+ * extension, so OpenCV picks the format), flushes them to the disk at once
+ * (syncfs), renames them, flushes their folders (fsync), and only then
+ * queues the rows that name them. A crash in between leaves a temporary
+ * file or a file without a row, never a row without its whole file;
+ * db__sweep_media removes those at the next start. One flush per batch
+ * rather than one per file: a burst of rejects costs two flushes, not
+ * three per part. */
 #define TEMP_INFIX ".tmp"
+#define MEDIA_BATCH 64   /* parts whose files share one flush */
 
 static char *temp_name(const char *path)
 {
@@ -38,37 +41,24 @@ static char *temp_name(const char *path)
 			       ext ? ext : "");
 }
 
-/* fsync(2) of a file or a folder by name: 0 or -errno. */
-static int sync_path(const char *path, bool folder)
+/* fsync(2) of a folder, or syncfs(2) of the file system it is on: 0 or
+ * -errno. */
+static int sync_folder(const char *path, bool whole_fs)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | (folder ? O_DIRECTORY : 0));
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int rc = 0;
 
 	if (fd < 0)
 		return -errno;
-	if (fsync(fd) < 0)
+	if ((whole_fs ? syncfs(fd) : fsync(fd)) < 0)
 		rc = -errno;
 	close(fd);
 	return rc;
 }
 
-static int finish_file(char *tmp, const char *path, int rc)
-{
-	if (rc == 0)
-		rc = sync_path(tmp, false);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0)
-		g_remove(tmp);
-	g_free(tmp);
-	return rc;
-}
-
 static int media_write_png(const char *path, const uint8_t *gray, int w, int h)
 {
-	char *tmp = temp_name(path);
-
-	return finish_file(tmp, path, cvw_imwrite_gray(tmp, gray, w, h, w));
+	return cvw_imwrite_gray(path, gray, w, h, w);
 }
 
 /* The defect map as 8-bit gray, 0..1 -> 0..255 (NaN as 0). */
@@ -100,12 +90,11 @@ static int media_write_wav(const char *path, const float *samples, size_t n, dou
 {
 	uint8_t hdr[44];
 	uint32_t data_bytes = (uint32_t)(n * 4), rate = (uint32_t)lrint(rate_hz);
-	char *tmp = temp_name(path);
 	FILE *f;
 	int rc = 0;
 
 	if (n > UINT32_MAX / 8 || rate == 0)
-		return finish_file(tmp, path, -EINVAL);
+		return -EINVAL;
 	memcpy(hdr, "RIFF", 4);
 	put_le(hdr + 4, 36 + data_bytes, 4);
 	memcpy(hdr + 8, "WAVEfmt ", 8);
@@ -118,8 +107,8 @@ static int media_write_wav(const char *path, const float *samples, size_t n, dou
 	put_le(hdr + 34, 32, 2);          /* bits per sample */
 	memcpy(hdr + 36, "data", 4);
 	put_le(hdr + 40, data_bytes, 4);
-	if (!(f = fopen(tmp, "wb")))
-		return finish_file(tmp, path, -errno);
+	if (!(f = fopen(path, "wb")))
+		return -errno;
 	if (fwrite(hdr, sizeof hdr, 1, f) != 1)
 		rc = -EIO;
 	for (size_t i = 0; i < n && rc == 0; i++) {
@@ -133,7 +122,7 @@ static int media_write_wav(const char *path, const float *samples, size_t n, dou
 	}
 	if (fclose(f) != 0 && rc == 0)
 		rc = -errno;
-	return finish_file(tmp, path, rc);
+	return rc;
 }
 
 void db_media_set_free(struct db_media_set *m)
@@ -201,9 +190,11 @@ static bool name_is_safe(const char *name)
 	return true;
 }
 
-/* Writes one job's files under <media_dir>/<UTC day>/ and queues their rows.
- * A file that cannot be written is left out (and counted). */
-static void write_job(db_log *db, struct media_job *job)
+/* Writes one job's files under <media_dir>/<UTC day>/, each under its
+ * temporary name, and returns the item of their rows (their temporary
+ * names in staged), or NULL when none was written. A file that cannot be
+ * written is left out (and the part counted as dropped). */
+static struct db_item *stage_job(db_log *db, struct media_job *job)
 {
 	struct db_media_set *m = job->set;
 	struct db_item *it = g_new0(struct db_item, 1);
@@ -220,7 +211,7 @@ static void write_job(db_log *db, struct media_job *job)
 	rc = g_mkdir_with_parents(dir, 0755) < 0 ? -errno : 0;
 	/* A new folder's own name must reach the disk as well. */
 	if (rc == 0 && fresh)
-		rc = sync_path(db->media_dir, true);
+		rc = sync_folder(db->media_dir, false);
 	if (rc < 0) {
 		g_warning("database %s: cannot create %s: %s", db->path, dir, g_strerror(-rc));
 		failed = true;
@@ -228,7 +219,7 @@ static void write_job(db_log *db, struct media_job *job)
 	}
 	for (int i = 0; i <= m->nimages + 1 && i < DB_MEDIA_MAX_IMAGES + 2; i++) {
 		struct media_file *f = &it->media.files[it->media.nfiles];
-		char *name, *full;
+		char *name, *tmp;
 
 		if (i < m->nimages) {
 			const char *cam = name_is_safe(m->images[i].camera) ? m->images[i].camera
@@ -238,8 +229,9 @@ static void write_job(db_log *db, struct media_job *job)
 				continue;
 			name = g_strdup_printf("%" PRId64 "-%u-%s.png", job->inspection_id,
 					       job->part_id, cam);
-			full = g_build_filename(dir, name, NULL);
-			rc = media_write_png(full, m->images[i].gray, m->images[i].width,
+			tmp = temp_name(name);
+			f->staged = g_build_filename(dir, tmp, NULL);
+			rc = media_write_png(f->staged, m->images[i].gray, m->images[i].width,
 					     m->images[i].height);
 			f->camera = g_strdup(m->images[i].camera);
 			f->kind = "image";
@@ -248,55 +240,133 @@ static void write_job(db_log *db, struct media_job *job)
 				continue;
 			name = g_strdup_printf("%" PRId64 "-%u-heatmap.png", job->inspection_id,
 					       job->part_id);
-			full = g_build_filename(dir, name, NULL);
-			rc = media_write_heatmap(full, m->heatmap, m->heatmap_w, m->heatmap_h);
+			tmp = temp_name(name);
+			f->staged = g_build_filename(dir, tmp, NULL);
+			rc = media_write_heatmap(f->staged, m->heatmap, m->heatmap_w, m->heatmap_h);
 			f->kind = "heatmap";
 		} else {
 			if (!m->vibration || m->vibration_len == 0)
 				continue;
 			name = g_strdup_printf("%" PRId64 "-%u-vibration.wav", job->inspection_id,
 					       job->part_id);
-			full = g_build_filename(dir, name, NULL);
-			rc = media_write_wav(full, m->vibration, m->vibration_len, m->rate_hz);
+			tmp = temp_name(name);
+			f->staged = g_build_filename(dir, tmp, NULL);
+			rc = media_write_wav(f->staged, m->vibration, m->vibration_len, m->rate_hz);
 			f->kind = "vibration";
 		}
 		if (rc < 0) {
-			g_warning("database %s: cannot write %s: %s", db->path, full, g_strerror(-rc));
-			g_remove(full);
+			g_warning("database %s: cannot write %s: %s", db->path, f->staged,
+				  g_strerror(-rc));
+			g_remove(f->staged);
+			g_free(f->staged);
 			g_free(f->camera);
-			f->camera = NULL;
+			*f = (struct media_file){ 0 };
 			failed = true;
 		} else {
 			GStatBuf sb;
 
 			f->path = g_build_filename(day, name, NULL);
-			f->bytes = g_stat(full, &sb) == 0 ? (int64_t)sb.st_size : -1;
+			f->bytes = g_stat(f->staged, &sb) == 0 ? (int64_t)sb.st_size : -1;
 			it->media.nfiles++;
-			atomic_fetch_add(&db->media_written, 1);
 		}
+		g_free(tmp);
 		g_free(name);
-		g_free(full);
 	}
-	/* The renames on the disk before any row points at the files. */
-	if (it->media.nfiles > 0 && (rc = sync_path(dir, true)) < 0) {
-		g_warning("database %s: cannot sync %s: %s; the part's files are not kept",
-			  db->path, dir, g_strerror(-rc));
-		db__remove_media_files(db, it);
-		atomic_fetch_sub(&db->media_written, (uint64_t)it->media.nfiles);
-		failed = true;
-		goto out;
-	}
-	it->t_queued_us = vigil_now_us();
-	/* The writer drains its queue until db_close has joined this thread,
-	 * so this push cannot wait for ever. */
-	if (it->media.nfiles > 0 && bqueue_push(db->queue, it, -1) == 0)
-		it = NULL;
 out:
 	if (failed)
 		atomic_fetch_add(&db->media_dropped, 1);
-	db__item_free(it);
 	g_free(dir);
 	g_free(day);
+	if (it->media.nfiles == 0) {
+		db__item_free(it);
+		return NULL;
+	}
+	return it;
+}
+
+/* Gives up on a staged item: its files go, temporary or renamed. */
+static void drop_staged(db_log *db, struct db_item *it)
+{
+	for (int i = 0; i < it->media.nfiles; i++)
+		if (it->media.files[i].staged)
+			g_remove(it->media.files[i].staged);
+	db__remove_media_files(db, it);
+	atomic_fetch_add(&db->media_dropped, 1);
+	db__item_free(it);
+}
+
+/* Puts a batch of staged items' files in place, durably, and queues their
+ * rows: the data on the disk, then the names, then the rows. */
+static void publish(db_log *db, struct db_item **batch, size_t n)
+{
+	GHashTable *folders = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	GHashTableIter iter;
+	gpointer key;
+	int rc = sync_folder(db->media_dir, true);
+
+	if (rc < 0) {
+		g_warning("database %s: cannot flush the files in %s: %s; %zu part(s)' files "
+			  "not kept", db->path, db->media_dir, g_strerror(-rc), n);
+		for (size_t k = 0; k < n; k++)
+			drop_staged(db, batch[k]);
+		goto out;
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct db_item *it = batch[k];
+
+		for (int i = 0; it && i < it->media.nfiles; i++) {
+			struct media_file *f = &it->media.files[i];
+			char *full = g_build_filename(db->media_dir, f->path, NULL);
+
+			if (rename(f->staged, full) < 0) {
+				g_warning("database %s: cannot rename %s: %s; the part's files are "
+					  "not kept", db->path, f->staged, g_strerror(errno));
+				drop_staged(db, it);
+				it = batch[k] = NULL;
+			} else {
+				g_free(f->staged);
+				f->staged = NULL;
+			}
+			g_free(full);
+		}
+		if (it)
+			g_hash_table_add(folders, g_path_get_dirname(it->media.files[0].path));
+	}
+	/* The new names on the disk before any row points at them. */
+	g_hash_table_iter_init(&iter, folders);
+	while (g_hash_table_iter_next(&iter, &key, NULL)) {
+		char *dir = g_build_filename(db->media_dir, (const char *)key, NULL);
+
+		if ((rc = sync_folder(dir, false)) < 0) {
+			g_warning("database %s: cannot flush %s: %s; its parts' files are not kept",
+				  db->path, dir, g_strerror(-rc));
+			for (size_t k = 0; k < n; k++) {
+				char *d = batch[k] ? g_path_get_dirname(batch[k]->media.files[0].path)
+						   : NULL;
+
+				if (d && strcmp(d, key) == 0) {
+					drop_staged(db, batch[k]);
+					batch[k] = NULL;
+				}
+				g_free(d);
+			}
+		}
+		g_free(dir);
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct db_item *it = batch[k];
+
+		if (!it)
+			continue;
+		atomic_fetch_add(&db->media_written, (uint64_t)it->media.nfiles);
+		it->t_queued_us = vigil_now_us();
+		/* The writer drains its queue until db_close has joined this
+		 * thread, so this push cannot wait for ever. */
+		if (bqueue_push(db->queue, it, -1) < 0)
+			db__item_free(it);
+	}
+out:
+	g_hash_table_destroy(folders);
 }
 
 gpointer db__media_main(gpointer data)
@@ -305,15 +375,23 @@ gpointer db__media_main(gpointer data)
 	void *item;
 
 	while (bqueue_pop(db->media_queue, &item, -1) == 0) {
-		struct media_job *job = item;
+		struct db_item *batch[MEDIA_BATCH];
+		size_t n = 0;
 
-		write_job(db, job);
-		db_media_set_free(job->set);
-		g_free(job);
+		/* The first job, and whatever else is waiting: one flush. */
+		do {
+			struct media_job *job = item;
+
+			if ((batch[n] = stage_job(db, job)))
+				n++;
+			db_media_set_free(job->set);
+			g_free(job);
+		} while (n < MEDIA_BATCH && bqueue_pop(db->media_queue, &item, 0) == 0);
+		if (n)
+			publish(db, batch, n);
 	}
 	return NULL;
 }
-
 
 void db__remove_media_files(db_log *db, const struct db_item *it)
 {

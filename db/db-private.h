@@ -41,6 +41,8 @@ struct media_file {
 	const char *kind;   /* static: "image", "heatmap", "vibration" */
 	char *path;
 	int64_t bytes;
+	char *staged;       /* media thread: the absolute temporary name, until
+			     * the file is renamed into place */
 };
 
 /* One queued row. Owns its strings (g_strdup, freed by item_free): the

@@ -337,6 +337,7 @@ void db__item_free(struct db_item *it)
 		for (int i = 0; i < it->media.nfiles; i++) {
 			g_free(it->media.files[i].camera);
 			g_free(it->media.files[i].path);
+			g_free(it->media.files[i].staged);
 		}
 	db_media_set_free(it->media_set);
 	g_free(it);

@@ -112,9 +112,10 @@ int db_submit(db_log *db, const struct db_inspection *row);
 /* db_submit with the part's files: media (may be NULL) is taken over, even
  * on error. Reject and marginal parts keep their files, accepted parts one in
  * keep_accepted_every. The files are written by a thread of their own,
- * each fsync'ed and renamed into place, and their folder fsync'ed, before
- * the media rows naming them are queued (after the inspection row has
- * committed); a media row that fails takes its files with it. When
+ * flushed to the disk (syncfs, once per batch of parts), renamed into place
+ * and their folder fsync'ed before the media rows naming them are queued
+ * (after the inspection row has committed); a media row that fails takes
+ * its files with it. When
  * its queue is full they are dropped, counted (db_media_dropped) and an
  * event "media-dropped" says so: never does this wait for a disk.
  * Waits up to timeout_us for room in the row queue (< 0: for ever), then
