@@ -18,8 +18,15 @@
              connection frees pages) the bit comes back, rows are written
              again and events "db-fault" and "db-ok" say so.
   db-slow    every commit 2.5 s late, commit_timeout_ms 100, deadline
-             1500 ms: results go out without waiting for their rows, no
-             fail-safe, good parts accepted, the fault raised and cleared.
+             1500 ms, fault_policy = stop_line: results go out without
+             waiting for their rows, no fail-safe, good parts accepted, no
+             stop-line; the fault raised (status, /metrics, events) and
+             cleared.
+
+  demo-heatmap  vigild's embedded demo configuration (its ports moved):
+             rejected parts with a surface defect keep a defect map of the
+             demo package's size, not blank, hottest at the simulator's
+             defect, and the review API serves it for the overlay.
 
   export     after a short run with every part's files kept, QA reviews
              parts with vigilctl; vigilctl export writes them as a training
@@ -27,11 +34,12 @@
              and vigil-features - what tools/train.py runs - reads every
              exported part from the media directory it names.
 
-usage: test_db_line.py BUILD_DIR SOURCE_ROOT crash|disk-full|db-slow|export
+usage: test_db_line.py BUILD_DIR SOURCE_ROOT crash|disk-full|db-slow|demo-heatmap|export
 """
 import csv
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -210,8 +218,8 @@ def labels(sim):
 
 
 def check_fault_verdicts(name, results, truth, want_good):
-    """Under fault_policy = reject_all a database fault judges no part:
-    no result during it is a fail-safe, and the good parts are accepted."""
+    """Under either fault policy a database fault judges no part: no
+    result during it is a fail-safe, and the good parts are accepted."""
     if any(r["flags"] & FL_FAILSAFE for r in results):
         fail(f"{name}: fail-safe verdicts during a database fault: "
              f"{[(r['i'], r['flags']) for r in results if r['flags'] & FL_FAILSAFE]}")
@@ -224,9 +232,9 @@ def check_fault_verdicts(name, results, truth, want_good):
     return len(good)
 
 
-def fault_line(build, root, tmp, parts, seed, plc_extra="", tail=""):
-    """vigild in the server role under fault_policy = reject_all on
-    generated parts; the PLC (pymodbus master) runs one part at a time."""
+def fault_line(build, root, tmp, parts, seed):
+    """vigild in the server role on generated parts; the PLC (pymodbus
+    master) runs one part at a time."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from linetest import Vigild
     from plctest import MasterPLC
@@ -335,13 +343,14 @@ def disk_full(build, root, tmp):
 def db_slow(build, root, tmp):
     """Each commit takes 2.5 s (VIGIL_TEST_DB_COMMIT_DELAY_MS, test only),
     commit_timeout_ms is 100, the deadline 1500 ms: a result that waited
-    for its row would be a fail-safe reject. It must go out after at most
+    for its row would be a fail-safe reject. Under fault_policy = stop_line
+    (disk-full runs reject_all) it must go out after at most
     commit_timeout_ms, judged by the model, with the fault raised (status,
-    /metrics vigil_db_ok, events); once the writer catches up the fault
-    clears, and every row is in the file."""
+    /metrics vigil_db_ok, events) but no stop-line; once the writer catches
+    up the fault clears, and every row is in the file."""
     env, truth, Vigild, MasterPLC, config = fault_line(build, root, tmp, 40, 6)
     os.environ["VIGIL_TEST_DB_COMMIT_DELAY_MS"] = "2500"
-    conf = config(env, deadline_ms=1500, plc_extra="fault_policy = reject_all\n",
+    conf = config(env, deadline_ms=1500, plc_extra="fault_policy = stop_line\n",
                   tail="commit_timeout_ms = 100\n\n[review]\nlisten = 127.0.0.1\nport = 0\n")
     log_path = os.path.join(tmp, "vigild.log")
     v = Vigild(build, conf, log_path)
@@ -388,9 +397,103 @@ def db_slow(build, root, tmp):
         fail(f"{logged} rows, want 30")
     if "db-fault" not in events or "db-ok" not in events[events.index("db-fault"):]:
         fail(f"events {events}: want db-fault, then db-ok")
-    print(f"PASS db-slow: 30 parts, commits 2.5 s late; status fault on {faulted}, no "
-          f"fail-safe, all {good} good parts accepted; trigger to result max "
+    print(f"PASS db-slow: 30 parts, commits 2.5 s late, stop_line; status fault on "
+          f"{faulted}, no stop-line, no fail-safe, all {good} good parts accepted; trigger to result max "
           f"{max(r['s'] for r in got) * 1000:.0f} ms; 30 rows, events {events}")
+
+
+def demo_heatmap(build, root, tmp):
+    """The demo's own configuration (vigild's embedded default, as `make
+    demo` runs it; only the two ports moved so that it runs beside other
+    tests) on the demo's kind of parts: every rejected part with a surface
+    defect keeps a defect map of the package's size, not blank, hot where
+    the simulator drew the defect, and the review API serves it for the
+    overlay."""
+    import cv2
+    import json
+    sim_bin, vigild_bin = (os.path.abspath(b) for b in binaries(build))
+    conf_text = subprocess.run([vigild_bin, "--print-default-config"], capture_output=True,
+                               text=True, check=True).stdout
+    pkg = re.search(r"(?m)^package = (.*)$", conf_text).group(1)
+    with open(os.path.join(pkg, "manifest.ini")) as f:
+        manifest = f.read()
+    m = re.search(r"(?m)^heatmap_width=(\d+)\n^heatmap_height=(\d+)", manifest)
+    if not m:
+        fail(f"the demo's package {pkg} has no defect map (heatmap_output)")
+    map_w, map_h = int(m.group(1)), int(m.group(2))
+    port = free_port()
+    conf_text = re.sub(r"(?m)^port = 1502$", f"port = {port}", conf_text)
+    conf_text = re.sub(r"(?m)^port = 8080$", "port = 0", conf_text)
+    conf = os.path.join(tmp, "demo.conf")
+    with open(conf, "w") as f:
+        f.write(conf_text)
+    parts = 60
+    sim = os.path.join(tmp, "sim")
+    subprocess.run([sim_bin, "generate", "--out", sim, "--parts", str(parts), "--seed",
+                    "20261129", "--split", "demo"], check=True, stdout=subprocess.DEVNULL)
+    runner = subprocess.Popen([sim_bin, "run", "--parts-dir", sim, "--port", str(port),
+                               "--rate", "600", "--results", os.path.join(tmp, "results.csv"),
+                               "--ready-timeout-s", "60"], stderr=subprocess.DEVNULL)
+    log_path = os.path.join(tmp, "vigild.log")
+    with open(log_path, "w") as log:
+        vigild = subprocess.Popen([vigild_bin, "--config", conf], cwd=tmp, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            url = wait_for_log(log_path, vigild, r"review: serving (http://127\.0\.0\.1:\d+/)")
+            if runner.wait(timeout=240) != 0:
+                fail("vigil-sim: results lost or mislogged")
+            db = os.path.join(tmp, "vigil.db")
+            con = sqlite3.connect(db)
+            wait_for("the media rows", lambda: con.execute(
+                "SELECT count(*) FROM inspections WHERE verdict = 'reject' AND id NOT IN"
+                " (SELECT inspection_id FROM media WHERE kind = 'heatmap')").fetchone()[0] == 0,
+                60)
+            rejects = con.execute(
+                "SELECT i.id, i.part_id, m.id, m.path FROM inspections i JOIN media m ON"
+                " m.inspection_id = i.id AND m.kind = 'heatmap' WHERE i.verdict = 'reject'"
+                " AND i.defect_class IN ('surface', 'surface+vibration')").fetchall()
+            media_dir = con.execute("SELECT value FROM meta WHERE key = 'media_dir'"
+                                    ).fetchone()[0]
+            con.close()
+            if len(rejects) < 5:
+                fail(f"{len(rejects)} surface rejects with a defect map in {parts} parts")
+            on_defect = 0
+            for _, part, _, path in rejects:
+                heat = cv2.imread(os.path.join(media_dir, path), cv2.IMREAD_UNCHANGED)
+                if heat is None or heat.shape != (map_h, map_w):
+                    fail(f"part {part}: heatmap {path} is not {map_w}x{map_h}")
+                if heat.max() < 128:
+                    fail(f"part {part}: a surface reject whose defect map peaks at "
+                         f"{heat.max() / 255:.2f}: blank for the overlay")
+                mask = cv2.imread(os.path.join(sim, "masks", f"part-{part:05d}.png"),
+                                  cv2.IMREAD_GRAYSCALE)
+                cells = cv2.resize((mask > 0).astype("float32"), (map_w, map_h),
+                                   interpolation=cv2.INTER_AREA) > 0
+                y, x = divmod(int(heat.argmax()), map_w)
+                on_defect += bool(cells[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].any())
+            if on_defect < 0.8 * len(rejects):
+                fail(f"the hottest cell is near the defect in {on_defect} of {len(rejects)} "
+                     "surface rejects")
+            # What the review page's overlay loads.
+            _, part, mid, path = rejects[0]
+            with urllib.request.urlopen(url.group(1) + f"api/parts/{part}", timeout=20) as r:
+                listed = [x for x in json.load(r)["media"] if x["kind"] == "heatmap"]
+            if not listed:
+                fail(f"part {part}: the review API lists no heatmap")
+            with urllib.request.urlopen(url.group(1) + listed[0]["url"].lstrip("/"),
+                                        timeout=20) as r:
+                body = r.read()
+            with open(os.path.join(media_dir, path), "rb") as f:
+                if body != f.read():
+                    fail(f"part {part}: the review API serves other bytes than the heatmap")
+        finally:
+            vigild.send_signal(signal.SIGTERM)
+            vigild.wait(timeout=60)
+            if runner.poll() is None:
+                runner.kill()
+    print(f"PASS demo-heatmap: {os.path.basename(pkg)}, {len(rejects)} surface rejects in "
+          f"{parts} parts, each with a {map_w}x{map_h} defect map that is not blank; the "
+          f"hottest cell next to the simulator's defect in {on_defect}; served for the overlay")
 
 
 def export(build, root, tmp):
@@ -462,16 +565,17 @@ def export(build, root, tmp):
 
 
 def main():
-    if len(sys.argv) != 4 or sys.argv[3] not in ("crash", "disk-full", "db-slow", "export"):
+    if len(sys.argv) != 4 or sys.argv[3] not in ("crash", "disk-full", "db-slow", "demo-heatmap",
+                                                  "export"):
         print(__doc__)
         sys.exit(2)
     build, root, name = sys.argv[1:]
-    if not os.path.exists(os.path.join(root, "models", "synthetic-v1", "manifest.ini")):
+    if not os.path.exists(os.path.join(root, "models", "synthetic-v2", "manifest.ini")):
         print("SKIP: no model package")
         sys.exit(77)
     with tempfile.TemporaryDirectory(prefix="vigil-db-line-") as tmp:
         {"crash": crash, "disk-full": disk_full, "db-slow": db_slow,
-         "export": export}[name](build, root, tmp)
+         "demo-heatmap": demo_heatmap, "export": export}[name](build, root, tmp)
 
 
 if __name__ == "__main__":
