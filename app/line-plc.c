@@ -47,6 +47,7 @@ struct plc_state {
 	unsigned last_part_flags;
 	uint64_t rows_failed_seen, rows_logged_seen;
 	gboolean db_fault;
+	gboolean row_lost;         /* a row could not be queued, none logged since */
 	gboolean awaiting_commit;  /* the next result waits for its row's commit */
 };
 
@@ -136,6 +137,13 @@ static void take_job_reports(line *l, struct plc_state *s)
 
 /* ---- faults ---- */
 
+/* The faults that make every verdict a fail-safe reject and, under
+ * stop_line, ask the PLC to stop the conveyor: those of the inspection
+ * itself. A database fault is shown (status bits 2 and 6, error 4, event,
+ * /metrics) but judges no part and stops nothing: a full or slow log must
+ * not stop production or scrap good parts (docs/plc.md, Faults). */
+#define VERDICT_FAULTS (~(1u << PLC_ERR_DATABASE))
+
 static unsigned faults(line *l, struct plc_state *s, uint16_t *error)
 {
 	struct capture_stats cs;
@@ -164,18 +172,21 @@ static unsigned faults(line *l, struct plc_state *s, uint16_t *error)
 }
 
 /* A database that failed a row since the last good one is a fault; so is
- * one that failed a write or let a result out before its row. */
+ * one that failed a write or let a result out before its row, until the
+ * writer works again and has caught up (line_db_fault). */
 static void watch_database(line *l, struct plc_state *s)
 {
 	struct line_stats st;
 
 	line_get_stats(l, &st);
-	if (st.rows_failed > s->rows_failed_seen || line_db_fault(l))
-		s->db_fault = TRUE;
+	if (st.rows_failed > s->rows_failed_seen)
+		s->row_lost = TRUE;
 	else if (st.rows_logged > s->rows_logged_seen)
-		s->db_fault = FALSE;
+		s->row_lost = FALSE;
+	s->db_fault = s->row_lost || line_db_fault(l);
 	s->rows_failed_seen = st.rows_failed;
 	s->rows_logged_seen = st.rows_logged;
+	g_atomic_int_set(&l->db_fault_up, s->db_fault);
 }
 
 /* ---- triggers ---- */
@@ -244,7 +255,7 @@ static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 	uint16_t err;
 
 	s->last_part_flags = p->flags;
-	if (!(p->flags & VIGIL_FLAG_FAILSAFE) && faults(l, s, &err)) {
+	if (!(p->flags & VIGIL_FLAG_FAILSAFE) && (faults(l, s, &err) & VERDICT_FAULTS)) {
 		/* Both policies reject while a fault lasts; stop_line also
 		 * asks the PLC to stop the conveyor (status bit). */
 		p->verdict = VIGIL_VERDICT_REJECT;
@@ -427,11 +438,10 @@ static void make_status(line *l, struct plc_state *s, int64_t now, struct plc_st
 		w |= PLC_STATUS_DB_OK;
 	if (f & (1u << PLC_ERR_MODEL))
 		w &= (uint16_t)~PLC_STATUS_MODEL_LOADED;
-	if (f) {
+	if (f)
 		w |= PLC_STATUS_FAULT;
-		if (l->plc_fault_policy == LINE_FAULT_STOP_LINE)
-			w |= PLC_STATUS_STOP_LINE;
-	}
+	if ((f & VERDICT_FAULTS) && l->plc_fault_policy == LINE_FAULT_STOP_LINE)
+		w |= PLC_STATUS_STOP_LINE;
 	if (s->have_cur)
 		w |= PLC_STATUS_RESULTS_VALID;
 	if (s->overrun_latched && !s->have_cur && g_queue_is_empty(&s->pending))

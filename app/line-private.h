@@ -118,6 +118,8 @@ struct line {
 	int64_t grace_end_us;
 
 	gint plc_up;                   /* the PLC thread's view of the link, for readers */
+	gint db_fault_up;              /* the database fault as the PLC sees it (status
+					* bit 6 clear), for readers */
 
 	GMutex stats_lock;
 	struct line_stats st;

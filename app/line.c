@@ -466,6 +466,7 @@ struct device_watch {
 	uint64_t cam_restarts[LINE_MAX_CAMERAS];
 	gboolean sensor_failed, window_fault;
 	gboolean tx_away;
+	gboolean db_fault, db_slow; /* db_slow: a fault this thread logged */
 };
 
 /* Transmitter readings as trend rows, stamped on the wall clock. */
@@ -519,6 +520,22 @@ static void watch_devices(line *l, struct device_watch *w)
 			w->cam_down[i] = FALSE;
 		}
 		w->cam_restarts[i] = cs.restarts;
+	}
+	/* A database that fails writes logs its own db-fault and db-ok once
+	 * it writes again (db/db.h); a slow one (rows not committed within
+	 * commit_timeout_ms, or the row queue full) is logged here. */
+	if (g_atomic_int_get(&l->db_fault_up) != w->db_fault) {
+		w->db_fault = !w->db_fault;
+		if (w->db_fault && db_ok(l->db)) {
+			event(l, "db-fault", "rows not committed within %d ms: results go to the "
+			      "PLC without waiting for their rows (verdicts unaffected)",
+			      l->db_commit_timeout_ms);
+			w->db_slow = TRUE;
+		} else if (!w->db_fault && w->db_slow) {
+			event(l, "db-ok", "the database caught up: results wait for their rows "
+			      "again");
+			w->db_slow = FALSE;
+		}
 	}
 	sensor_source_stats(l->sensor, &ss);
 	if (ss.failed && !w->sensor_failed) {
@@ -602,6 +619,9 @@ static gpointer log_thread(gpointer data)
 		lp->media = NULL;
 		line_part_free(p);
 	}
+	/* What changed since the last look (a fault that cleared as the line
+	 * stopped) is logged before the database closes. */
+	watch_devices(l, &watch);
 	return NULL;
 }
 
@@ -668,7 +688,7 @@ void line_get_health(line *l, struct line_health *h)
 		.cameras = l->ncameras,
 		.db_rows_written = db_rows_written(l->db),
 		.db_rows_failed = db_rows_failed(l->db),
-		.db_ok = db_ok(l->db),
+		.db_ok = !g_atomic_int_get(&l->db_fault_up),
 		.db_write_lag_ms = db_write_lag_ms(l->db),
 		.db_write_lag_max_ms = db_write_lag_max_ms(l->db),
 		.db_queue_high_water = db_queue_high_water(l->db),

@@ -74,7 +74,9 @@ struct line_health {
 		int up;
 	} camera[LINE_HEALTH_CAMERAS];
 	uint64_t db_rows_written, db_rows_failed; /* inspections and events */
-	int db_ok;                    /* 0 while the database is in fault */
+	int db_ok;                    /* 0 while the database fault is raised (status
+				       * bit 6 clear): a failed write, or results sent
+				       * before their rows were committed */
 	double db_write_lag_ms;  /* queueing to commit, oldest row of the last batch */
 	double db_write_lag_max_ms;   /* the most seen */
 	uint64_t db_queue_high_water; /* the deepest the writer's queue has been */

@@ -1334,6 +1334,11 @@ static void serve_metrics(review_server *s, SoupServerMessage *msg)
 			    "Rows (inspections and events) the database writer failed to write.");
 		metric(m, "vigil_db_rows_failed_total", NULL,
 		       (double)(h.db_rows_failed + st.rows_failed));
+		metric_head(m, "vigil_db_ok", "gauge",
+			    "0 while the database fault is raised (status word bit 6 clear): a "
+			    "write failed, or results went to the PLC before their rows were "
+			    "committed. Verdicts are not affected.");
+		metric(m, "vigil_db_ok", NULL, h.db_ok);
 		metric_head(m, "vigil_db_write_lag_seconds", "gauge",
 			    "Queueing to commit of the oldest row in the database writer's last "
 			    "batch.");

@@ -1,11 +1,15 @@
 /* The media thread: a part's files, written after its row commits, off the
  * writer thread so that encoding images never holds up the rows. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -16,31 +20,45 @@
 
 /* ---- file formats of the media directory ---- */
 
-/* Files appear whole or not at all: each is written under a temporary name
- * (same extension, so OpenCV picks the format) and renamed. */
+/* Files appear whole or not at all, also after a power cut. The media
+ * thread writes a batch of parts' files under temporary names (same
+ * extension, so OpenCV picks the format), flushes them to the disk at once
+ * (syncfs), renames them, flushes their folders (fsync), and only then
+ * queues the rows that name them. A crash in between leaves a temporary
+ * file or a file without a row, never a row without its whole file;
+ * db__sweep_media removes those at the next start. One flush per batch
+ * rather than one per file: a burst of rejects costs two flushes, not
+ * three per part. */
+#define TEMP_INFIX ".tmp"
+#define MEDIA_BATCH 64   /* parts whose files share one flush */
+
 static char *temp_name(const char *path)
 {
 	const char *ext = strrchr(path, '.');
 
-	return g_strdup_printf("%.*s.tmp%s", (int)(ext ? ext - path : (ptrdiff_t)strlen(path)),
-			       path, ext ? ext : "");
+	return g_strdup_printf("%.*s" TEMP_INFIX "%s",
+			       (int)(ext ? ext - path : (ptrdiff_t)strlen(path)), path,
+			       ext ? ext : "");
 }
 
-static int finish_file(char *tmp, const char *path, int rc)
+/* fsync(2) of a folder, or syncfs(2) of the file system it is on: 0 or
+ * -errno. */
+static int sync_folder(const char *path, bool whole_fs)
 {
-	if (rc == 0 && rename(tmp, path) < 0)
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if ((whole_fs ? syncfs(fd) : fsync(fd)) < 0)
 		rc = -errno;
-	if (rc < 0)
-		g_remove(tmp);
-	g_free(tmp);
+	close(fd);
 	return rc;
 }
 
 static int media_write_png(const char *path, const uint8_t *gray, int w, int h)
 {
-	char *tmp = temp_name(path);
-
-	return finish_file(tmp, path, cvw_imwrite_gray(tmp, gray, w, h, w));
+	return cvw_imwrite_gray(path, gray, w, h, w);
 }
 
 /* The defect map as 8-bit gray, 0..1 -> 0..255 (NaN as 0). */
@@ -72,12 +90,11 @@ static int media_write_wav(const char *path, const float *samples, size_t n, dou
 {
 	uint8_t hdr[44];
 	uint32_t data_bytes = (uint32_t)(n * 4), rate = (uint32_t)lrint(rate_hz);
-	char *tmp = temp_name(path);
 	FILE *f;
 	int rc = 0;
 
 	if (n > UINT32_MAX / 8 || rate == 0)
-		return finish_file(tmp, path, -EINVAL);
+		return -EINVAL;
 	memcpy(hdr, "RIFF", 4);
 	put_le(hdr + 4, 36 + data_bytes, 4);
 	memcpy(hdr + 8, "WAVEfmt ", 8);
@@ -90,8 +107,8 @@ static int media_write_wav(const char *path, const float *samples, size_t n, dou
 	put_le(hdr + 34, 32, 2);          /* bits per sample */
 	memcpy(hdr + 36, "data", 4);
 	put_le(hdr + 40, data_bytes, 4);
-	if (!(f = fopen(tmp, "wb")))
-		return finish_file(tmp, path, -errno);
+	if (!(f = fopen(path, "wb")))
+		return -errno;
 	if (fwrite(hdr, sizeof hdr, 1, f) != 1)
 		rc = -EIO;
 	for (size_t i = 0; i < n && rc == 0; i++) {
@@ -105,7 +122,7 @@ static int media_write_wav(const char *path, const float *samples, size_t n, dou
 	}
 	if (fclose(f) != 0 && rc == 0)
 		rc = -errno;
-	return finish_file(tmp, path, rc);
+	return rc;
 }
 
 void db_media_set_free(struct db_media_set *m)
@@ -173,30 +190,36 @@ static bool name_is_safe(const char *name)
 	return true;
 }
 
-/* Writes one job's files under <media_dir>/<UTC day>/ and queues their rows.
- * A file that cannot be written is left out (and counted). */
-static void write_job(db_log *db, struct media_job *job)
+/* Writes one job's files under <media_dir>/<UTC day>/, each under its
+ * temporary name, and returns the item of their rows (their temporary
+ * names in staged), or NULL when none was written. A file that cannot be
+ * written is left out (and the part counted as dropped). */
+static struct db_item *stage_job(db_log *db, struct media_job *job)
 {
 	struct db_media_set *m = job->set;
 	struct db_item *it = g_new0(struct db_item, 1);
 	GDateTime *t = g_date_time_new_from_unix_utc(job->t_wall_us / G_USEC_PER_SEC);
 	char *day = t ? g_date_time_format(t, "%Y%m%d") : g_strdup("undated");
 	char *dir = g_build_filename(db->media_dir, day, NULL);
-	bool failed = false;
+	bool failed = false, fresh = !g_file_test(dir, G_FILE_TEST_IS_DIR);
+	int rc;
 
 	if (t)
 		g_date_time_unref(t);
 	it->kind = DB_ITEM_MEDIA;
 	it->media.inspection_id = job->inspection_id;
-	if (g_mkdir_with_parents(dir, 0755) < 0) {
-		g_warning("database %s: cannot create %s: %s", db->path, dir, g_strerror(errno));
+	rc = g_mkdir_with_parents(dir, 0755) < 0 ? -errno : 0;
+	/* A new folder's own name must reach the disk as well. */
+	if (rc == 0 && fresh)
+		rc = sync_folder(db->media_dir, false);
+	if (rc < 0) {
+		g_warning("database %s: cannot create %s: %s", db->path, dir, g_strerror(-rc));
 		failed = true;
 		goto out;
 	}
 	for (int i = 0; i <= m->nimages + 1 && i < DB_MEDIA_MAX_IMAGES + 2; i++) {
 		struct media_file *f = &it->media.files[it->media.nfiles];
-		char *name, *full;
-		int rc;
+		char *name, *tmp;
 
 		if (i < m->nimages) {
 			const char *cam = name_is_safe(m->images[i].camera) ? m->images[i].camera
@@ -206,8 +229,9 @@ static void write_job(db_log *db, struct media_job *job)
 				continue;
 			name = g_strdup_printf("%" PRId64 "-%u-%s.png", job->inspection_id,
 					       job->part_id, cam);
-			full = g_build_filename(dir, name, NULL);
-			rc = media_write_png(full, m->images[i].gray, m->images[i].width,
+			tmp = temp_name(name);
+			f->staged = g_build_filename(dir, tmp, NULL);
+			rc = media_write_png(f->staged, m->images[i].gray, m->images[i].width,
 					     m->images[i].height);
 			f->camera = g_strdup(m->images[i].camera);
 			f->kind = "image";
@@ -216,45 +240,133 @@ static void write_job(db_log *db, struct media_job *job)
 				continue;
 			name = g_strdup_printf("%" PRId64 "-%u-heatmap.png", job->inspection_id,
 					       job->part_id);
-			full = g_build_filename(dir, name, NULL);
-			rc = media_write_heatmap(full, m->heatmap, m->heatmap_w, m->heatmap_h);
+			tmp = temp_name(name);
+			f->staged = g_build_filename(dir, tmp, NULL);
+			rc = media_write_heatmap(f->staged, m->heatmap, m->heatmap_w, m->heatmap_h);
 			f->kind = "heatmap";
 		} else {
 			if (!m->vibration || m->vibration_len == 0)
 				continue;
 			name = g_strdup_printf("%" PRId64 "-%u-vibration.wav", job->inspection_id,
 					       job->part_id);
-			full = g_build_filename(dir, name, NULL);
-			rc = media_write_wav(full, m->vibration, m->vibration_len, m->rate_hz);
+			tmp = temp_name(name);
+			f->staged = g_build_filename(dir, tmp, NULL);
+			rc = media_write_wav(f->staged, m->vibration, m->vibration_len, m->rate_hz);
 			f->kind = "vibration";
 		}
 		if (rc < 0) {
-			g_warning("database %s: cannot write %s: %s", db->path, full, g_strerror(-rc));
-			g_remove(full);
+			g_warning("database %s: cannot write %s: %s", db->path, f->staged,
+				  g_strerror(-rc));
+			g_remove(f->staged);
+			g_free(f->staged);
 			g_free(f->camera);
-			f->camera = NULL;
+			*f = (struct media_file){ 0 };
 			failed = true;
 		} else {
 			GStatBuf sb;
 
 			f->path = g_build_filename(day, name, NULL);
-			f->bytes = g_stat(full, &sb) == 0 ? (int64_t)sb.st_size : -1;
+			f->bytes = g_stat(f->staged, &sb) == 0 ? (int64_t)sb.st_size : -1;
 			it->media.nfiles++;
-			atomic_fetch_add(&db->media_written, 1);
 		}
+		g_free(tmp);
 		g_free(name);
-		g_free(full);
 	}
 out:
 	if (failed)
 		atomic_fetch_add(&db->media_dropped, 1);
 	g_free(dir);
 	g_free(day);
-	it->t_queued_us = vigil_now_us();
-	/* The writer drains its queue until db_close has joined this thread,
-	 * so this push cannot wait for ever. */
-	if (it->media.nfiles == 0 || bqueue_push(db->queue, it, -1) < 0)
+	if (it->media.nfiles == 0) {
 		db__item_free(it);
+		return NULL;
+	}
+	return it;
+}
+
+/* Gives up on a staged item: its files go, temporary or renamed. */
+static void drop_staged(db_log *db, struct db_item *it)
+{
+	for (int i = 0; i < it->media.nfiles; i++)
+		if (it->media.files[i].staged)
+			g_remove(it->media.files[i].staged);
+	db__remove_media_files(db, it);
+	atomic_fetch_add(&db->media_dropped, 1);
+	db__item_free(it);
+}
+
+/* Puts a batch of staged items' files in place, durably, and queues their
+ * rows: the data on the disk, then the names, then the rows. */
+static void publish(db_log *db, struct db_item **batch, size_t n)
+{
+	GHashTable *folders = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	GHashTableIter iter;
+	gpointer key;
+	int rc = sync_folder(db->media_dir, true);
+
+	if (rc < 0) {
+		g_warning("database %s: cannot flush the files in %s: %s; %zu part(s)' files "
+			  "not kept", db->path, db->media_dir, g_strerror(-rc), n);
+		for (size_t k = 0; k < n; k++)
+			drop_staged(db, batch[k]);
+		goto out;
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct db_item *it = batch[k];
+
+		for (int i = 0; it && i < it->media.nfiles; i++) {
+			struct media_file *f = &it->media.files[i];
+			char *full = g_build_filename(db->media_dir, f->path, NULL);
+
+			if (rename(f->staged, full) < 0) {
+				g_warning("database %s: cannot rename %s: %s; the part's files are "
+					  "not kept", db->path, f->staged, g_strerror(errno));
+				drop_staged(db, it);
+				it = batch[k] = NULL;
+			} else {
+				g_free(f->staged);
+				f->staged = NULL;
+			}
+			g_free(full);
+		}
+		if (it)
+			g_hash_table_add(folders, g_path_get_dirname(it->media.files[0].path));
+	}
+	/* The new names on the disk before any row points at them. */
+	g_hash_table_iter_init(&iter, folders);
+	while (g_hash_table_iter_next(&iter, &key, NULL)) {
+		char *dir = g_build_filename(db->media_dir, (const char *)key, NULL);
+
+		if ((rc = sync_folder(dir, false)) < 0) {
+			g_warning("database %s: cannot flush %s: %s; its parts' files are not kept",
+				  db->path, dir, g_strerror(-rc));
+			for (size_t k = 0; k < n; k++) {
+				char *d = batch[k] ? g_path_get_dirname(batch[k]->media.files[0].path)
+						   : NULL;
+
+				if (d && strcmp(d, key) == 0) {
+					drop_staged(db, batch[k]);
+					batch[k] = NULL;
+				}
+				g_free(d);
+			}
+		}
+		g_free(dir);
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct db_item *it = batch[k];
+
+		if (!it)
+			continue;
+		atomic_fetch_add(&db->media_written, (uint64_t)it->media.nfiles);
+		it->t_queued_us = vigil_now_us();
+		/* The writer drains its queue until db_close has joined this
+		 * thread, so this push cannot wait for ever. */
+		if (bqueue_push(db->queue, it, -1) < 0)
+			db__item_free(it);
+	}
+out:
+	g_hash_table_destroy(folders);
 }
 
 gpointer db__media_main(gpointer data)
@@ -263,12 +375,181 @@ gpointer db__media_main(gpointer data)
 	void *item;
 
 	while (bqueue_pop(db->media_queue, &item, -1) == 0) {
-		struct media_job *job = item;
+		struct db_item *batch[MEDIA_BATCH];
+		size_t n = 0;
 
-		write_job(db, job);
-		db_media_set_free(job->set);
-		g_free(job);
+		/* The first job, and whatever else is waiting: one flush. */
+		do {
+			struct media_job *job = item;
+
+			if ((batch[n] = stage_job(db, job)))
+				n++;
+			db_media_set_free(job->set);
+			g_free(job);
+		} while (n < MEDIA_BATCH && bqueue_pop(db->media_queue, &item, 0) == 0);
+		if (n)
+			publish(db, batch, n);
 	}
 	return NULL;
 }
 
+void db__remove_media_files(db_log *db, const struct db_item *it)
+{
+	for (int i = 0; i < it->media.nfiles; i++) {
+		char *full = g_build_filename(db->media_dir, it->media.files[i].path, NULL);
+
+		if (g_remove(full) < 0 && errno != ENOENT)
+			g_warning("database %s: cannot remove %s: %s", db->path, full,
+				  g_strerror(errno));
+		g_free(full);
+	}
+}
+
+/* ---- what a crash left behind ---- */
+
+/* The inspection id of a name write_job gives a file,
+ * "<inspection id>-<part id>-<what>.png|.wav", else -1. */
+static int64_t media_name_id(const char *name)
+{
+	char *end;
+	int64_t id;
+
+	if (!g_ascii_isdigit(name[0]) || strstr(name, TEMP_INFIX ".") ||
+	    !(g_str_has_suffix(name, ".png") || g_str_has_suffix(name, ".wav")))
+		return -1;
+	id = g_ascii_strtoll(name, &end, 10);
+	return *end == '-' ? id : -1;
+}
+
+static bool is_temp_name(const char *name)
+{
+	return g_str_has_suffix(name, TEMP_INFIX ".png") || g_str_has_suffix(name, TEMP_INFIX ".wav");
+}
+
+static bool is_day_folder(const char *name)
+{
+	if (strcmp(name, "undated") == 0)
+		return true;
+	for (int i = 0; i < 8; i++)
+		if (!g_ascii_isdigit(name[i]))
+			return false;
+	return name[8] == '\0';
+}
+
+/* Removes the temporary files of one day folder, and the files no media
+ * row names. Returns the files removed. */
+static int64_t sweep_day(db_log *db, const char *day)
+{
+	char *dir = g_build_filename(db->media_dir, day, NULL);
+	GDir *d = g_dir_open(dir, 0, NULL);
+	GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+	GHashTable *known = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	int64_t min_id = INT64_MAX, removed = 0;
+	sqlite3_stmt *st = NULL;
+	const char *name;
+	int rc;
+
+	if (!d)
+		goto out;
+	while ((name = g_dir_read_name(d))) {
+		int64_t id = media_name_id(name);
+
+		if (id >= 0)
+			min_id = MIN(min_id, id);
+		if (id >= 0 || is_temp_name(name))
+			g_ptr_array_add(names, g_strdup(name));
+	}
+	g_dir_close(d);
+	/* The rows of the ids in the folder, through the inspection index. */
+	if (min_id != INT64_MAX) {
+		if (sqlite3_prepare_v2(db->conn, "SELECT path FROM media WHERE inspection_id >= ?1",
+				       -1, &st, NULL) != SQLITE_OK)
+			goto out;
+		sqlite3_bind_int64(st, 1, min_id);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			g_hash_table_add(known, g_strdup((const char *)sqlite3_column_text(st, 0)));
+		if (rc != SQLITE_DONE)
+			goto out;   /* not sure which files have rows: keep them all */
+	}
+	for (guint i = 0; i < names->len; i++) {
+		const char *n = g_ptr_array_index(names, i);
+		char *rel = g_build_filename(day, n, NULL);
+
+		if (is_temp_name(n) || !g_hash_table_contains(known, rel)) {
+			char *full = g_build_filename(db->media_dir, rel, NULL);
+
+			if (g_remove(full) == 0)
+				removed++;
+			else if (errno != ENOENT)
+				g_warning("database %s: cannot remove %s: %s", db->path, full,
+					  g_strerror(errno));
+			g_free(full);
+		}
+		g_free(rel);
+	}
+out:
+	sqlite3_finalize(st);
+	g_hash_table_destroy(known);
+	g_ptr_array_free(names, TRUE);
+	g_free(dir);
+	return removed;
+}
+
+/* Only the media thread of the log holding the lock writes files, so no
+ * other log's files are taken for leftovers while their rows are on the
+ * way. The lock goes with the process, also with a SIGKILL. A crash can
+ * only leave files in the folders being written when it came: the two
+ * whose entries changed last (two at a change of day). */
+#define SWEEP_FOLDERS 2
+
+void db__sweep_media(db_log *db)
+{
+	struct {
+		char *name;
+		int64_t mtime_ns;
+	} last[SWEEP_FOLDERS] = { { 0 } };
+	GDir *d;
+	const char *name;
+	int64_t removed = 0;
+	int fd = open(db->media_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		g_message("database %s: %s is in use by another log: not checked for leftovers",
+			  db->path, db->media_dir);
+		close(fd);
+		return;
+	}
+	db->media_lock_fd = fd;
+	if (!(d = g_dir_open(db->media_dir, 0, NULL)))
+		return;
+	while ((name = g_dir_read_name(d))) {
+		char *full = g_build_filename(db->media_dir, name, NULL);
+		struct stat sb;
+		int64_t t;
+
+		if (is_day_folder(name) && stat(full, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+			t = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+			for (int i = 0; i < SWEEP_FOLDERS; i++)
+				if (!last[i].name || t > last[i].mtime_ns) {
+					g_free(last[SWEEP_FOLDERS - 1].name);
+					memmove(&last[i + 1], &last[i],
+						sizeof last[0] * (SWEEP_FOLDERS - 1 - (size_t)i));
+					last[i].name = g_strdup(name);
+					last[i].mtime_ns = t;
+					break;
+				}
+		}
+		g_free(full);
+	}
+	g_dir_close(d);
+	for (int i = 0; i < SWEEP_FOLDERS; i++)
+		if (last[i].name) {
+			removed += sweep_day(db, last[i].name);
+			g_free(last[i].name);
+		}
+	if (removed)
+		g_message("database %s: removed %" PRId64 " file(s) a crash left in %s (temporary, "
+			  "or without a row)", db->path, removed, db->media_dir);
+}

@@ -41,6 +41,8 @@ struct media_file {
 	const char *kind;   /* static: "image", "heatmap", "vibration" */
 	char *path;
 	int64_t bytes;
+	char *staged;       /* media thread: the absolute temporary name, until
+			     * the file is renamed into place */
 };
 
 /* One queued row. Owns its strings (g_strdup, freed by item_free): the
@@ -112,6 +114,8 @@ struct db_log {
 	int64_t next_drop_event_us;
 	char *recovered;                /* where a corrupt file was moved, for the event */
 
+	int media_lock_fd;              /* the media directory, flock'ed: -1 when
+					 * another log holds it */
 	bqueue *media_queue;            /* struct media_job * */
 	GThread *media_writer;
 
@@ -129,6 +133,12 @@ struct db_log {
 	_Atomic int ok;
 	_Atomic uint64_t media_dropped, media_written;
 	_Atomic int64_t lag_us, lag_max_us;
+
+	/* Writer only: since when writes fail, why, and rows_failed then,
+	 * for the "db-fault" event written once they work again. */
+	int64_t fault_since_us;
+	char *fault_error;
+	uint64_t fault_failed_before;
 
 	GMutex error_lock;
 	char *last_error;               /* malloc, under error_lock */
@@ -157,6 +167,14 @@ bool db__retain(db_log *db);
 bool db__retention_on(const db_log *db);
 /* Logs dropped files as an event, at most once per period. */
 void db__log_media_drops(db_log *db);
+
+/* At open, before the media thread starts: takes the media directory's
+ * lock and, when no other log holds it, removes what a crash left behind
+ * in the day folders written last (temporary files, files without a row). */
+void db__sweep_media(db_log *db);
+
+/* Writer thread: removes the files of a media item whose rows failed. */
+void db__remove_media_files(db_log *db, const struct db_item *it);
 
 /* The media thread; data is the log. */
 gpointer db__media_main(gpointer data);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -336,6 +337,7 @@ void db__item_free(struct db_item *it)
 		for (int i = 0; i < it->media.nfiles; i++) {
 			g_free(it->media.files[i].camera);
 			g_free(it->media.files[i].path);
+			g_free(it->media.files[i].staged);
 		}
 	db_media_set_free(it->media_set);
 	g_free(it);
@@ -538,6 +540,9 @@ static void note_failure(db_log *db, struct batch_report *rep, uint64_t rows,
 		rep->error = NULL;
 }
 
+static void write_event_at(db_log *db, int64_t t_wall_us, const char *kind,
+			   const char *message);
+
 /* Items inserted in a transaction that is now gone are lost with it. */
 static void lose_transaction(db_log *db, struct batch_report *rep, struct db_item **batch,
 			     size_t upto, const char *during)
@@ -555,7 +560,13 @@ static void lose_transaction(db_log *db, struct batch_report *rep, struct db_ite
 
 void db__write_event(db_log *db, const char *kind, const char *message)
 {
-	struct db_item it = { .kind = DB_ITEM_EVENT, .event.t_wall_us = vigil_wall_us() };
+	write_event_at(db, vigil_wall_us(), kind, message);
+}
+
+static void write_event_at(db_log *db, int64_t t_wall_us, const char *kind,
+			   const char *message)
+{
+	struct db_item it = { .kind = DB_ITEM_EVENT, .event.t_wall_us = t_wall_us };
 	sqlite3_stmt *st = NULL;
 
 	it.str1 = (char *)kind;
@@ -633,6 +644,10 @@ static void write_batch(db_log *db, struct db_item **batch, size_t n)
 			}
 			if (it->media_set && it->rowid)
 				db__hand_media(db, it);
+		} else if (it->kind == DB_ITEM_MEDIA) {
+			/* No row will point at these files: they go now rather
+			 * than wait for the sweep at the next start. */
+			db__remove_media_files(db, it);
 		}
 		if (it->kind != DB_ITEM_RETAIN && it->kind != DB_ITEM_SYNC)
 			lag = MAX(lag, now - it->t_queued_us);
@@ -652,11 +667,26 @@ static void write_batch(db_log *db, struct db_item **batch, size_t n)
 		g_warning("database %s: %" PRIu64 " of %zu rows not written: out of memory",
 			  db->path, rep.failed, n);
 	}
-	if (rep.fault)
+	if (rep.fault && atomic_load(&db->ok)) {
+		/* The event cannot be written now (the disk is full, or the
+		 * file fails): it is written, with this time, once writing
+		 * works again. */
+		db->fault_since_us = vigil_wall_us();
+		db->fault_failed_before = atomic_load(&db->rows_failed);
+		g_free(db->fault_error);
+		db->fault_error = g_strdup(rep.error ? rep.error : "out of memory");
 		atomic_store(&db->ok, 0);
+	}
 	atomic_fetch_add(&db->rows_failed, rep.failed);
 	if (!rep.fault && rep.written > 0 && !atomic_load(&db->ok)) {
+		char *msg = g_strdup_printf("writes failed from here on: %s; %" PRIu64
+					    " row(s) not written", db->fault_error,
+					    atomic_load(&db->rows_failed) -
+						    db->fault_failed_before);
+
 		g_message("database %s: writing works again", db->path);
+		write_event_at(db, db->fault_since_us, "db-fault", msg);
+		g_free(msg);
 		db__write_event(db, "db-ok", "the database accepts writes again");
 		atomic_store(&db->ok, 1);
 	}
@@ -881,6 +911,7 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	atomic_init(&db->media_written, 0);
 	atomic_init(&db->lag_us, 0);
 	atomic_init(&db->lag_max_us, 0);
+	db->media_lock_fd = -1;
 	db->path = g_strdup(path);
 	db->opt = opt;
 	dir = opt.media_dir ? g_strdup(opt.media_dir) : db__default_media_dir(path);
@@ -923,6 +954,8 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 			  db->media_dir, g_strerror(errno));
 		goto fail;
 	}
+	/* Before the media thread starts: what a crash left half done. */
+	db__sweep_media(db);
 
 	db->next_retention_us = vigil_now_us();
 	db->queue = bqueue_new(opt.queue_depth);
@@ -1131,6 +1164,9 @@ void db_close(db_log *db)
 	g_mutex_clear(&db->sync_lock);
 	g_cond_clear(&db->sync_cond);
 	free(db->last_error);
+	g_free(db->fault_error);
+	if (db->media_lock_fd >= 0)
+		close(db->media_lock_fd);
 	g_free(db->recovered);
 	g_free(db->media_dir);
 	g_free(db->path);

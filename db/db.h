@@ -97,7 +97,10 @@ db_log *db_open(const char *path, size_t queue_depth, char **err);
  * PRAGMA quick_check is moved aside to "<path>.corrupt-<time>" (with its
  * -wal and -shm; never deleted), a warning names both files, a fresh log
  * is started and its first event ("db-recovered") says so. A file that is
- * not SQLite at all is refused as by db_open. */
+ * not SQLite at all is refused as by db_open. The log that opens the media
+ * directory first holds it (flock) until db_close; that log removes what a
+ * crash left in the two day folders changed last: temporary files and
+ * files no media row names. */
 db_log *db_open_with(const char *path, const struct db_options *opt, char **err);
 
 /* Queues a copy of row for writing. Blocks only while the queue is full.
@@ -108,7 +111,11 @@ int db_submit(db_log *db, const struct db_inspection *row);
 
 /* db_submit with the part's files: media (may be NULL) is taken over, even
  * on error. Reject and marginal parts keep their files, accepted parts one in
- * keep_accepted_every. The files are written by a thread of their own; when
+ * keep_accepted_every. The files are written by a thread of their own,
+ * flushed to the disk (syncfs, once per batch of parts), renamed into place
+ * and their folder fsync'ed before the media rows naming them are queued
+ * (after the inspection row has committed); a media row that fails takes
+ * its files with it. When
  * its queue is full they are dropped, counted (db_media_dropped) and an
  * event "media-dropped" says so: never does this wait for a disk.
  * Waits up to timeout_us for room in the row queue (< 0: for ever), then
@@ -130,7 +137,8 @@ uint64_t db_settled(db_log *db);
 int db_set_latency(db_log *db, uint64_t ticket, double latency_ms);
 
 /* False from a failed write (disk full, I/O error) until a later write
- * commits; then an event "db-ok" records that writing works again. */
+ * commits; then an event "db-fault" (stamped with the time writes began to
+ * fail, and the error) and an event "db-ok" record the fault. */
 int db_ok(db_log *db);
 
 /* Media files dropped (queue full or write failed) and written so far. */

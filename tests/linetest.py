@@ -83,7 +83,7 @@ def line_config(cameras, sim_dir, root, plc_port, db, vibration_extra="",
     line's vibration recording (SKF 6205 bearing for the condition
     figures), the shipped synthetic model (or package), the PLC on
     plc_port (plc_extra: more [plc] keys), db, and tail (more sections)."""
-    package = package or f"{root}/models/synthetic-v1"
+    package = package or f"{root}/models/synthetic-v2"
     return f"""{cameras}
 [vibration.drive_end]
 pipeline = filesrc location={sim_dir}/vibration.wav ! wavparse ! audioconvert ! audioresample ! appsink name=sink

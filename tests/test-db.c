@@ -1059,6 +1059,72 @@ static int64_t files_under(const char *dir)
 	return n;
 }
 
+/* What a crash leaves in the media directory - a temporary file, a file
+ * whose row never committed - is removed when the log is next opened, but
+ * only by the log that holds the directory: while another log writes
+ * there, its files on their way to a row are left alone. Files that are
+ * not the log's (another name) are never touched, and every file with a
+ * row stays, whole. */
+static void test_media_sweep(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	static const char *const planted[] = {
+		"999-7-top.tmp.png", "999-7-vibration.tmp.wav", "998-7-heatmap.png",
+		"notes.txt",
+	};
+	struct media_list l = { 0 };
+	char *mdir, *day, *path;
+	db_log *a, *b;
+
+	(void)data;
+	mdir = g_build_filename(fx->dir, "media", NULL);
+	opt.media_dir = mdir;
+	a = open_opts(fx->path, &opt);
+	for (uint32_t i = 0; i < 2; i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.image_path = NULL;
+		r.verdict = VIGIL_VERDICT_REJECT;
+		g_assert_cmpint(db_submit_media(a, &r, make_media((int)i, 24, 20), -1, NULL), ==, 0);
+	}
+	db_close(a);
+	g_assert_cmpint(files_under(mdir), ==, 8);
+	g_assert_cmpint(db_read_media(fx->path, 1, collect_media, &l, NULL), ==, 0);
+	day = g_path_get_dirname(l.paths[0]);
+
+	a = open_opts(fx->path, &opt);
+	for (size_t i = 0; i < G_N_ELEMENTS(planted); i++) {
+		path = g_build_filename(mdir, day, planted[i], NULL);
+		g_assert_true(g_file_set_contents(path, "half", 4, NULL));
+		g_free(path);
+	}
+	/* a holds the directory: b leaves everything as it is. */
+	b = open_opts(fx->path, &opt);
+	db_close(b);
+	g_assert_cmpint(files_under(mdir), ==, 8 + 4);
+	db_close(a);
+
+	a = open_opts(fx->path, &opt);
+	db_close(a);
+	g_assert_cmpint(files_under(mdir), ==, 8 + 1);
+	path = g_build_filename(mdir, day, "notes.txt", NULL);
+	g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
+	g_free(path);
+	for (int i = 0; i < l.n; i++) {
+		GStatBuf sb;
+
+		path = g_build_filename(mdir, l.paths[i], NULL);
+		g_assert_cmpint(g_stat(path, &sb), ==, 0);
+		g_assert_cmpint(sb.st_size, ==, l.got[i].bytes);
+		g_free(path);
+	}
+	media_list_clear(&l);
+	g_free(day);
+	g_free(mdir);
+}
+
 /* By age: rows (with reviews, vibration and files) older than
  * max_age_days go; rows younger stay. */
 static void test_retention_age(struct fixture *fx, gconstpointer data)
@@ -1091,6 +1157,63 @@ static void test_retention_age(struct fixture *fx, gconstpointer data)
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'retention'"
 				" AND message LIKE 'removed 10 inspection(s) and 40 file(s)%'"), ==, 1);
 	free(dir);
+}
+
+/* Events age out with the rows: those older than max_age_days go, in
+ * transactions of 500, wherever they sit in the table; younger ones stay,
+ * and so does every event of the last protect_days even when max_age_days
+ * would take it. */
+static void test_retention_events(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	int64_t now = g_get_real_time();
+	char *sql;
+	db_log *db;
+
+	(void)data;
+	db_close(open_ok(fx->path, 16));
+	/* 1200 events 40 days old, 5 of 20 days, one of 40 days written after
+	 * them (the clock was set back), 3 of 2 days. */
+	sql = g_strdup_printf(
+		"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1199)"
+		" INSERT INTO events (t_wall_us, kind, message)"
+		"  SELECT %" PRId64 " + i, 'camera-down', 'old ' || i FROM n;"
+		"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 4)"
+		" INSERT INTO events (t_wall_us, kind, message)"
+		"  SELECT %" PRId64 " + i, 'camera-up', 'kept' FROM n;"
+		"INSERT INTO events (t_wall_us, kind, message) VALUES (%" PRId64 ", 'x', 'late old');"
+		"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 2)"
+		" INSERT INTO events (t_wall_us, kind, message)"
+		"  SELECT %" PRId64 " + i, 'sensor-ok', 'protected' FROM n;",
+		now - 40 * DAY_US, now - 20 * DAY_US, now - 40 * DAY_US, now - 2 * DAY_US);
+	sql_exec(fx->path, sql);
+	g_free(sql);
+
+	opt.max_age_days = 30;
+	opt.protect_days = 7;
+	db = open_opts(fx->path, &opt);
+	g_assert_cmpint(db_retain_now(db), ==, 0);
+	db_close(db);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE message LIKE 'old%'"
+				" OR message = 'late old'"), ==, 0);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE message = 'kept'"),
+			==, 5);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE"
+				" message = 'protected'"), ==, 3);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'retention'"
+				" AND message LIKE 'removed 0 inspection(s) and 0 file(s) (0 bytes),"
+				" 1201 event(s)'"), ==, 1);
+
+	/* max_age_days inside the protected days: protect_days wins. */
+	opt.max_age_days = 1;
+	opt.protect_days = 7;
+	db = open_opts(fx->path, &opt);
+	g_assert_cmpint(db_retain_now(db), ==, 0);
+	db_close(db);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE"
+				" message = 'protected'"), ==, 3);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE message = 'kept'"),
+			==, 0);
 }
 
 /* A backlog (retention switched on over many old rows) goes in slices,
@@ -1263,7 +1386,7 @@ static void test_corrupt_recovered(struct fixture *fx, gconstpointer data)
 
 /* A full disk (max_page_count): rows fail and are counted, db_ok drops,
  * db_submit never blocks for it; once space returns, writing resumes and
- * an event "db-ok" says so. */
+ * events "db-fault" (with the error) and "db-ok" say so. */
 static void test_disk_full(struct fixture *fx, gconstpointer data)
 {
 	struct db_options opt = DB_OPTIONS_DEFAULT;
@@ -1301,6 +1424,13 @@ static void test_disk_full(struct fixture *fx, gconstpointer data)
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections WHERE part_id >= 100000"),
 			==, 5);
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'db-ok'"), ==, 1);
+	/* The fault itself could not be logged while the disk was full: it is
+	 * logged once writing works, stamped with the time it began. */
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'db-fault'"
+				" AND message LIKE '%database or disk is full%'"), ==, 1);
+	g_assert_cmpint(sql_int(fx->path, "SELECT (SELECT t_wall_us FROM events WHERE kind ="
+				" 'db-ok') - (SELECT t_wall_us FROM events WHERE kind = 'db-fault')"),
+			>, 0);
 }
 
 /* Tickets: once db_settled reaches a row's ticket, the row is in the file
@@ -1366,9 +1496,11 @@ int main(int argc, char **argv)
 	ADD("/db/media-files", test_media_files);
 	ADD("/db/media-sampling", test_media_sampling);
 	ADD("/db/media-drops", test_media_drops);
+	ADD("/db/media-sweep", test_media_sweep);
 	ADD("/db/retention-age", test_retention_age);
 	ADD("/db/retention-budget", test_retention_budget);
 	ADD("/db/retention-slices", test_retention_slices);
+	ADD("/db/retention-events", test_retention_events);
 	ADD("/db/corrupt-recovered", test_corrupt_recovered);
 	ADD("/db/disk-full", test_disk_full);
 	ADD("/db/tickets", test_tickets);

@@ -70,8 +70,8 @@ def demo_config(rtsp_port, sim_dir, plc_port, db):
     subs = [(r"rtsp://127\.0\.0\.1:8554/", f"rtsp://127.0.0.1:{rtsp_port}/"),
             (r"location=/tmp/vigil-two-cameras/vibration\.wav",
              f"location={sim_dir}/vibration.wav"),
-            (r"(?m)^package = models/synthetic-v1$",
-             f"package = {root}/models/synthetic-v1"),
+            (r"(?m)^package = models/synthetic-v2$",
+             f"package = {root}/models/synthetic-v2"),
             (r"(?m)^port = 1502$", f"port = {plc_port}"),
             (r"(?m)^path = /tmp/vigil-two-cameras/vigil\.db$", f"path = {db}")]
     for pattern, repl in subs:

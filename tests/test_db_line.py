@@ -6,13 +6,27 @@
              late, VIGIL_TEST_DB_COMMIT_DELAY_MS, test only); vigild is
              SIGKILLed in the middle of the burst. The file must pass PRAGMA integrity_check and hold
              a row, with the verdict the PLC got, for every result the PLC
-             acknowledged; every media row's file must exist.
+             acknowledged; every media row's file must exist, whole (it
+             decodes, of the size its row says); the next open of the log
+             removes temporary and rowless files.
   disk-full  the database may not grow (VIGIL_TEST_DB_MAX_PAGES, test only):
              a pymodbus PLC polling vigild (server role) still gets one
              result per part, the status word's db-ok bit clears and
-             error_code says database; once space returns (another
+             error_code says database; under fault_policy = reject_all the
+             good parts are still accepted (a log fault judges no part)
+             and no stop-line is asked; once space returns (another
              connection frees pages) the bit comes back, rows are written
-             again and an event "db-ok" says so.
+             again and events "db-fault" and "db-ok" say so.
+  db-slow    every commit 2.5 s late, commit_timeout_ms 100, deadline
+             1500 ms, fault_policy = stop_line: results go out without
+             waiting for their rows, no fail-safe, good parts accepted, no
+             stop-line; the fault raised (status, /metrics, events) and
+             cleared.
+
+  demo-heatmap  vigild's embedded demo configuration (its ports moved):
+             rejected parts with a surface defect keep a defect map of the
+             demo package's size, not blank, hottest at the simulator's
+             defect, and the review API serves it for the overlay.
 
   export     after a short run with every part's files kept, QA reviews
              parts with vigilctl; vigilctl export writes them as a training
@@ -20,22 +34,28 @@
              and vigil-features - what tools/train.py runs - reads every
              exported part from the media directory it names.
 
-usage: test_db_line.py BUILD_DIR SOURCE_ROOT crash|disk-full|export
+usage: test_db_line.py BUILD_DIR SOURCE_ROOT crash|disk-full|db-slow|demo-heatmap|export
 """
 import csv
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
-from linetest import binaries, fail, free_port, line_config
+from linetest import binaries, fail, free_port, line_config, wait_for_log
 from plctest import wait_for
 
 ST_DB_OK = 1 << 6
+ST_FAULT = 1 << 2
+ST_STOP_LINE = 1 << 7
+FL_FAILSAFE = 1 << 2
+ACCEPT = 1
 ERR_DATABASE = 4
 WAIT_S = 60
 
@@ -128,17 +148,93 @@ def crash(build, root, tmp):
     wrong = [p for p in acked if rows[p] != acked[p]]
     if wrong:
         fail(f"parts {wrong[:20]}: the database's verdict is not the one the PLC got")
-    gone = [m[0] for m in media if not os.path.exists(os.path.join(media_dir, m[0]))]
-    if gone:
-        fail(f"{len(gone)} media rows without their file: {gone[:5]}")
     if not media:
         fail("no media files were written before the kill")
+    check_media(db, media_dir)
+    left = leftovers(db, media_dir)
+
+    # What the next start sweeps (vigilctl opens the log as vigild does):
+    # the crash's own leftovers, and planted ones - a temporary file and a
+    # file without a row - in the folder written last.
+    day = max((d for d in os.listdir(media_dir) if d.isdigit()),
+              key=lambda d: os.stat(os.path.join(media_dir, d)).st_mtime)
+    for name in ("999999-1-top.tmp.png", "999999-1-vibration.tmp.wav", "999998-1-top.png"):
+        with open(os.path.join(media_dir, day, name), "wb") as f:
+            f.write(b"\x89PNG half")
+    subprocess.run([os.path.join(build, "tools", "vigilctl"), "--db", db, "upgrade"],
+                   check=True, capture_output=True)
+    after = leftovers(db, media_dir)
+    if after:
+        fail(f"left after the next open: {after[:5]}")
+    check_media(db, media_dir)
     print(f"PASS crash: {len(acked)} results acknowledged, all in the database; "
           f"{len(rows)} rows ({len(rows) - len(acked)} committed but not yet acknowledged), "
-          f"{len(media)} media files, integrity ok")
+          f"{len(media)} media files whole, integrity ok; the kill left {len(left)} "
+          f"temporary or rowless file(s), swept with 3 planted ones at the next open")
 
 
-def disk_full(build, root, tmp):
+def check_media(db, media_dir):
+    """Every media row's file is there, of the size the row says, and
+    decodes: 8-bit PNG of the camera's or the map's size, float WAV."""
+    import cv2
+    con = sqlite3.connect(db)
+    media = con.execute("SELECT kind, path, bytes FROM media").fetchall()
+    con.close()
+    for kind, path, size in media:
+        full = os.path.join(media_dir, path)
+        if not os.path.exists(full):
+            fail(f"media row {path}: no file")
+        if os.path.getsize(full) != size:
+            fail(f"{path}: {os.path.getsize(full)} bytes, the row says {size}")
+        if kind == "vibration":
+            with open(full, "rb") as f:
+                head = f.read(44)
+            if head[:4] != b"RIFF" or head[8:12] != b"WAVE" or size != 44 + 2048 * 4:
+                fail(f"{path}: not a whole WAV of 2048 samples")
+            continue
+        img = cv2.imread(full, cv2.IMREAD_UNCHANGED)
+        want = (192, 192) if kind == "image" else None
+        if img is None or img.ndim != 2 or (want and img.shape != want) or img.size == 0:
+            fail(f"{path}: does not decode as an 8-bit gray PNG of {want or 'map'} size")
+
+
+def leftovers(db, media_dir):
+    """Files under the media directory that no media row names."""
+    con = sqlite3.connect(db)
+    named = {r[0] for r in con.execute("SELECT path FROM media")}
+    con.close()
+    found = []
+    for day in os.listdir(media_dir):
+        for name in os.listdir(os.path.join(media_dir, day)):
+            if os.path.join(day, name) not in named:
+                found.append(os.path.join(day, name))
+    return found
+
+
+def labels(sim):
+    """defect (0/1) of each simulated part, in order."""
+    with open(os.path.join(sim, "parts.csv")) as f:
+        return [int(r["defect"]) for r in csv.DictReader(f)]
+
+
+def check_fault_verdicts(name, results, truth, want_good):
+    """Under either fault policy a database fault judges no part: no
+    result during it is a fail-safe, and the good parts are accepted."""
+    if any(r["flags"] & FL_FAILSAFE for r in results):
+        fail(f"{name}: fail-safe verdicts during a database fault: "
+             f"{[(r['i'], r['flags']) for r in results if r['flags'] & FL_FAILSAFE]}")
+    good = [r for r in results if truth[r["i"]] == 0]
+    if len(good) < want_good:
+        fail(f"{name}: only {len(good)} good parts during the fault")
+    wrong = [r["i"] for r in good if r["verdict"] != ACCEPT]
+    if wrong:
+        fail(f"{name}: good parts {wrong} not accepted during a database fault")
+    return len(good)
+
+
+def fault_line(build, root, tmp, parts, seed):
+    """vigild in the server role on generated parts; the PLC (pymodbus
+    master) runs one part at a time."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from linetest import Vigild
     from plctest import MasterPLC
@@ -148,10 +244,25 @@ def disk_full(build, root, tmp):
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     sim_bin, _ = binaries(build)
     sim = os.path.join(tmp, "sim")
-    subprocess.run([sim_bin, "generate", "--out", sim, "--parts", "120", "--seed", "5",
-                    "--split", "e2e"], check=True, stdout=subprocess.DEVNULL)
-    port = free_port()
-    db = os.path.join(tmp, "vigil.db")
+    subprocess.run([sim_bin, "generate", "--out", sim, "--parts", str(parts), "--seed",
+                    str(seed), "--split", "e2e"], check=True, stdout=subprocess.DEVNULL)
+    env = {"tmp": tmp, "sim": sim, "root": root, "port": free_port(),
+           "db": os.path.join(tmp, "vigil.db"), "build": build}
+    return env, labels(sim), Vigild, MasterPLC, config
+
+
+def run_part(plc, i, out):
+    t0 = time.monotonic()
+    plc.trigger(i + 1, 500 + i)
+    r = plc.next_result()
+    plc.ack(r[0])
+    out.append({"i": i, "part": r[1] << 16 | r[2], "verdict": r[4], "flags": r[7],
+                "s": time.monotonic() - t0})
+
+
+def disk_full(build, root, tmp):
+    env, truth, Vigild, MasterPLC, config = fault_line(build, root, tmp, 120, 5)
+    db = env["db"]
     # A log whose file may not grow: ballast fills it, max_page_count is
     # its size now.
     subprocess.run([os.path.join(build, "tools", "vigilctl"), "--db", db, "upgrade"], check=True)
@@ -162,41 +273,40 @@ def disk_full(build, root, tmp):
     pages = con.execute("PRAGMA page_count").fetchone()[0]
     con.close()
     os.environ["VIGIL_TEST_DB_MAX_PAGES"] = str(pages)
-    env = {"tmp": tmp, "sim": sim, "root": root, "port": port, "db": db, "build": build}
-    conf = config(env, deadline_ms=20000)
+    # A deadline the commit wait would overrun if it blocked on the disk.
+    conf = config(env, deadline_ms=3000, plc_extra="fault_policy = reject_all\n")
     v = Vigild(build, conf, os.path.join(tmp, "vigild.log"))
-    plc = MasterPLC(port)
+    plc = MasterPLC(env["port"])
     wait_for("ready", lambda: v.p.poll() is not None or plc.status()[1] & 1, WAIT_S)
     if v.p.poll() is not None:
         fail("vigild exited:\n" + v.text())
     if not plc.status()[1] & ST_DB_OK:
         fail(f"db-ok clear before any write: status {plc.status()}")
 
-    got = []
-
-    def part(i):
-        plc.trigger(i + 1, 500 + i)
-        r = plc.next_result()
-        got.append(r[1] << 16 | r[2])
-        plc.ack(r[0])
+    got, during = [], []
 
     # The tables' first pages have room for a few rows; then it is full.
     i = 0
     while plc.status()[1] & ST_DB_OK:
         if i >= 90:
             fail(f"no database fault after {i} parts: status {plc.status()}")
-        part(i)
+        run_part(plc, i, got)
         i += 1
         time.sleep(0.05)
     st = plc.status()
-    if st[2] != ERR_DATABASE:
-        fail(f"status {st}: want error_code {ERR_DATABASE} (database)")
+    if st[2] != ERR_DATABASE or not st[1] & ST_FAULT or st[1] & ST_STOP_LINE:
+        fail(f"status {st}: want error_code {ERR_DATABASE} (database), the fault bit, "
+             "and no stop-line")
     before = count_rows(db)
-    for _ in range(4):
-        part(i)
+    for _ in range(12):
+        run_part(plc, i, during)
         i += 1
+    if plc.status()[1] & ST_DB_OK:
+        fail(f"db-ok came back while the disk is still full: status {plc.status()}")
     if count_rows(db) != before:
         fail(f"{count_rows(db) - before} rows written into a full database?")
+    good = check_fault_verdicts("disk-full", during, truth, 4)
+    got += during
 
     # Space returns.
     con = sqlite3.connect(db, timeout=10)
@@ -206,10 +316,10 @@ def disk_full(build, root, tmp):
     while not plc.status()[1] & ST_DB_OK:
         if i >= 115:
             fail(f"db-ok did not come back: status {plc.status()}")
-        part(i)
+        run_part(plc, i, got)
         i += 1
-    if got != [500 + k for k in range(i)]:
-        fail(f"results {got}: want one per part, in order")
+    if [r["part"] for r in got] != [500 + k for k in range(i)]:
+        fail(f"results {[r['part'] for r in got]}: want one per part, in order")
     plc.close()
     rc = v.stop()
     text = v.text()
@@ -220,12 +330,170 @@ def disk_full(build, root, tmp):
     events = [r[0] for r in con.execute("SELECT kind FROM events")]
     logged = con.execute("SELECT count(*) FROM inspections").fetchone()[0]
     con.close()
-    if "db-ok" not in events:
-        fail(f"no db-ok event once space returned: events {events}")
+    if "db-ok" not in events or "db-fault" not in events:
+        fail(f"no db-fault and db-ok events once space returned: events {events}")
     if logged == 0:
         fail("no rows written once space returned")
-    print(f"PASS disk-full: {i} parts, one result each; db-ok bit and error 4 while full; "
-          f"{logged} rows once space returned, events {events}")
+    print(f"PASS disk-full: {i} parts, one result each; db-ok bit and error 4 while full, "
+          f"no stop-line; under reject_all no fail-safe and all {good} good parts accepted "
+          f"during the fault (trigger to result max {max(r['s'] for r in during) * 1000:.0f} "
+          f"ms); {logged} rows once space returned, events {events}")
+
+
+def db_slow(build, root, tmp):
+    """Each commit takes 2.5 s (VIGIL_TEST_DB_COMMIT_DELAY_MS, test only),
+    commit_timeout_ms is 100, the deadline 1500 ms: a result that waited
+    for its row would be a fail-safe reject. Under fault_policy = stop_line
+    (disk-full runs reject_all) it must go out after at most
+    commit_timeout_ms, judged by the model, with the fault raised (status,
+    /metrics vigil_db_ok, events) but no stop-line; once the writer catches
+    up the fault clears, and every row is in the file."""
+    env, truth, Vigild, MasterPLC, config = fault_line(build, root, tmp, 40, 6)
+    os.environ["VIGIL_TEST_DB_COMMIT_DELAY_MS"] = "2500"
+    conf = config(env, deadline_ms=1500, plc_extra="fault_policy = stop_line\n",
+                  tail="commit_timeout_ms = 100\n\n[review]\nlisten = 127.0.0.1\nport = 0\n")
+    log_path = os.path.join(tmp, "vigild.log")
+    v = Vigild(build, conf, log_path)
+    plc = MasterPLC(env["port"])
+    wait_for("ready", lambda: v.p.poll() is not None or plc.status()[1] & 1, WAIT_S)
+    if v.p.poll() is not None:
+        fail("vigild exited:\n" + v.text())
+    m = wait_for_log(log_path, v.p, r"review: serving http://127\.0\.0\.1:(\d+)/")
+    if not m:
+        fail("no review server:\n" + v.text()[-2000:])
+
+    def db_ok_metric():
+        with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/metrics", timeout=10) as r:
+            line = [x for x in r.read().decode().splitlines() if x.startswith("vigil_db_ok ")]
+        return float(line[0].split()[1]) if line else None
+
+    if db_ok_metric() != 1:
+        fail(f"vigil_db_ok {db_ok_metric()} before any part")
+    got, faulted = [], 0
+    for i in range(30):
+        run_part(plc, i, got)
+        faulted += not plc.status()[1] & ST_DB_OK
+    if not faulted:
+        fail("the database fault was never raised on a 2.5 s commit")
+    st = plc.status()
+    metric_in_fault = db_ok_metric()
+    if st[1] & ST_DB_OK or st[2] != ERR_DATABASE or st[1] & ST_STOP_LINE or metric_in_fault != 0:
+        fail(f"status {st}, vigil_db_ok {metric_in_fault}: want db-ok clear, error 4, no "
+             "stop-line and the metric 0 while the writer is behind")
+    good = check_fault_verdicts("db-slow", got, truth, 10)
+    # The writer catches up: the fault clears by itself.
+    wait_for("db-ok back", lambda: plc.status()[1] & ST_DB_OK, WAIT_S)
+    if db_ok_metric() != 1:
+        fail(f"vigil_db_ok {db_ok_metric()} once the writer caught up")
+    plc.close()
+    rc = v.stop()
+    if rc != 0:
+        fail(f"vigild exited with {rc}:\n{v.text()[-2000:]}")
+    con = sqlite3.connect(env["db"])
+    events = [r[0] for r in con.execute("SELECT kind FROM events ORDER BY id")]
+    logged = con.execute("SELECT count(*) FROM inspections").fetchone()[0]
+    con.close()
+    if logged != 30:
+        fail(f"{logged} rows, want 30")
+    if "db-fault" not in events or "db-ok" not in events[events.index("db-fault"):]:
+        fail(f"events {events}: want db-fault, then db-ok")
+    print(f"PASS db-slow: 30 parts, commits 2.5 s late, stop_line; status fault on "
+          f"{faulted}, no stop-line, no fail-safe, all {good} good parts accepted; trigger to result max "
+          f"{max(r['s'] for r in got) * 1000:.0f} ms; 30 rows, events {events}")
+
+
+def demo_heatmap(build, root, tmp):
+    """The demo's own configuration (vigild's embedded default, as `make
+    demo` runs it; only the two ports moved so that it runs beside other
+    tests) on the demo's kind of parts: every rejected part with a surface
+    defect keeps a defect map of the package's size, not blank, hot where
+    the simulator drew the defect, and the review API serves it for the
+    overlay."""
+    import cv2
+    import json
+    sim_bin, vigild_bin = (os.path.abspath(b) for b in binaries(build))
+    conf_text = subprocess.run([vigild_bin, "--print-default-config"], capture_output=True,
+                               text=True, check=True).stdout
+    pkg = re.search(r"(?m)^package = (.*)$", conf_text).group(1)
+    with open(os.path.join(pkg, "manifest.ini")) as f:
+        manifest = f.read()
+    m = re.search(r"(?m)^heatmap_width=(\d+)\n^heatmap_height=(\d+)", manifest)
+    if not m:
+        fail(f"the demo's package {pkg} has no defect map (heatmap_output)")
+    map_w, map_h = int(m.group(1)), int(m.group(2))
+    port = free_port()
+    conf_text = re.sub(r"(?m)^port = 1502$", f"port = {port}", conf_text)
+    conf_text = re.sub(r"(?m)^port = 8080$", "port = 0", conf_text)
+    conf = os.path.join(tmp, "demo.conf")
+    with open(conf, "w") as f:
+        f.write(conf_text)
+    parts = 60
+    sim = os.path.join(tmp, "sim")
+    subprocess.run([sim_bin, "generate", "--out", sim, "--parts", str(parts), "--seed",
+                    "20261129", "--split", "demo"], check=True, stdout=subprocess.DEVNULL)
+    runner = subprocess.Popen([sim_bin, "run", "--parts-dir", sim, "--port", str(port),
+                               "--rate", "600", "--results", os.path.join(tmp, "results.csv"),
+                               "--ready-timeout-s", "60"], stderr=subprocess.DEVNULL)
+    log_path = os.path.join(tmp, "vigild.log")
+    with open(log_path, "w") as log:
+        vigild = subprocess.Popen([vigild_bin, "--config", conf], cwd=tmp, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            url = wait_for_log(log_path, vigild, r"review: serving (http://127\.0\.0\.1:\d+/)")
+            if runner.wait(timeout=240) != 0:
+                fail("vigil-sim: results lost or mislogged")
+            db = os.path.join(tmp, "vigil.db")
+            con = sqlite3.connect(db)
+            wait_for("the media rows", lambda: con.execute(
+                "SELECT count(*) FROM inspections WHERE verdict = 'reject' AND id NOT IN"
+                " (SELECT inspection_id FROM media WHERE kind = 'heatmap')").fetchone()[0] == 0,
+                60)
+            rejects = con.execute(
+                "SELECT i.id, i.part_id, m.id, m.path FROM inspections i JOIN media m ON"
+                " m.inspection_id = i.id AND m.kind = 'heatmap' WHERE i.verdict = 'reject'"
+                " AND i.defect_class IN ('surface', 'surface+vibration')").fetchall()
+            media_dir = con.execute("SELECT value FROM meta WHERE key = 'media_dir'"
+                                    ).fetchone()[0]
+            con.close()
+            if len(rejects) < 5:
+                fail(f"{len(rejects)} surface rejects with a defect map in {parts} parts")
+            on_defect = 0
+            for _, part, _, path in rejects:
+                heat = cv2.imread(os.path.join(media_dir, path), cv2.IMREAD_UNCHANGED)
+                if heat is None or heat.shape != (map_h, map_w):
+                    fail(f"part {part}: heatmap {path} is not {map_w}x{map_h}")
+                if heat.max() < 128:
+                    fail(f"part {part}: a surface reject whose defect map peaks at "
+                         f"{heat.max() / 255:.2f}: blank for the overlay")
+                mask = cv2.imread(os.path.join(sim, "masks", f"part-{part:05d}.png"),
+                                  cv2.IMREAD_GRAYSCALE)
+                cells = cv2.resize((mask > 0).astype("float32"), (map_w, map_h),
+                                   interpolation=cv2.INTER_AREA) > 0
+                y, x = divmod(int(heat.argmax()), map_w)
+                on_defect += bool(cells[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].any())
+            if on_defect < 0.8 * len(rejects):
+                fail(f"the hottest cell is near the defect in {on_defect} of {len(rejects)} "
+                     "surface rejects")
+            # What the review page's overlay loads.
+            _, part, mid, path = rejects[0]
+            with urllib.request.urlopen(url.group(1) + f"api/parts/{part}", timeout=20) as r:
+                listed = [x for x in json.load(r)["media"] if x["kind"] == "heatmap"]
+            if not listed:
+                fail(f"part {part}: the review API lists no heatmap")
+            with urllib.request.urlopen(url.group(1) + listed[0]["url"].lstrip("/"),
+                                        timeout=20) as r:
+                body = r.read()
+            with open(os.path.join(media_dir, path), "rb") as f:
+                if body != f.read():
+                    fail(f"part {part}: the review API serves other bytes than the heatmap")
+        finally:
+            vigild.send_signal(signal.SIGTERM)
+            vigild.wait(timeout=60)
+            if runner.poll() is None:
+                runner.kill()
+    print(f"PASS demo-heatmap: {os.path.basename(pkg)}, {len(rejects)} surface rejects in "
+          f"{parts} parts, each with a {map_w}x{map_h} defect map that is not blank; the "
+          f"hottest cell next to the simulator's defect in {on_defect}; served for the overlay")
 
 
 def export(build, root, tmp):
@@ -297,15 +565,17 @@ def export(build, root, tmp):
 
 
 def main():
-    if len(sys.argv) != 4 or sys.argv[3] not in ("crash", "disk-full", "export"):
+    if len(sys.argv) != 4 or sys.argv[3] not in ("crash", "disk-full", "db-slow", "demo-heatmap",
+                                                  "export"):
         print(__doc__)
         sys.exit(2)
     build, root, name = sys.argv[1:]
-    if not os.path.exists(os.path.join(root, "models", "synthetic-v1", "manifest.ini")):
+    if not os.path.exists(os.path.join(root, "models", "synthetic-v2", "manifest.ini")):
         print("SKIP: no model package")
         sys.exit(77)
     with tempfile.TemporaryDirectory(prefix="vigil-db-line-") as tmp:
-        {"crash": crash, "disk-full": disk_full, "export": export}[name](build, root, tmp)
+        {"crash": crash, "disk-full": disk_full, "db-slow": db_slow,
+         "demo-heatmap": demo_heatmap, "export": export}[name](build, root, tmp)
 
 
 if __name__ == "__main__":

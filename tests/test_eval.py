@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""vigil-eval on synthetic parts: models/synthetic-v1 over a generated
+"""vigil-eval on synthetic parts: models/synthetic-v2 over a generated
 manifest of split 'test' gives the documented JSON with a high AUROC, and
 the confusion table accounts for every part.
 
@@ -32,7 +32,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-eval-") as tmp:
     with open(os.path.join(data, "parts.csv")) as src, open(manifest, "w") as dst:
         dst.write(src.read())
     subprocess.run([evaluate, "--manifest", manifest, "--data-root", data, "--split", "test",
-                    "--model", os.path.join(root, "models", "synthetic-v1"), "--json", out,
+                    "--model", os.path.join(root, "models", "synthetic-v2"), "--json", out,
                     "--scores", scores], check=True)
     with open(out) as f:
         r = json.load(f)
@@ -62,7 +62,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-eval-") as tmp:
             fail("the scores CSV does not have one row per part")
     # A split that is not in the manifest is an error, not an empty report.
     rc = subprocess.run([evaluate, "--manifest", manifest, "--data-root", data, "--split",
-                         "nosuch", "--model", os.path.join(root, "models", "synthetic-v1"),
+                         "nosuch", "--model", os.path.join(root, "models", "synthetic-v2"),
                          "--json", out], capture_output=True, text=True)
     if rc.returncode == 0 or "no parts of split 'nosuch'" not in rc.stderr:
         fail(f"split 'nosuch' gave rc {rc.returncode}: {rc.stderr}")

@@ -22,7 +22,7 @@ vigild on a few simulated parts and asserts behaviour, never timing:
                is still on job 2 from the state file.
   job-model    jobs with their own model packages, switched while parts
                flow: models/real-v2 (another input size), a corrupt copy of
-               synthetic-v1 (refused, error 9, the running model goes on), a
+               synthetic-v2 (refused, error 9, the running model goes on), a
                missing package (error 8), a copy with its own thresholds;
                every part gets one result and one row naming the model that
                judged it; the selection survives a restart, and a start-up
@@ -315,9 +315,9 @@ class PartFlow:
 
 
 def package_copy(env, name, edit=None, flip=None):
-    """A copy of synthetic-v1 in tmp: edit(manifest text) -> new text, or
+    """A copy of synthetic-v2 in tmp: edit(manifest text) -> new text, or
     one byte flipped in the file flip."""
-    src = os.path.join(env["root"], "models", "synthetic-v1")
+    src = os.path.join(env["root"], "models", "synthetic-v2")
     dst = os.path.join(env["tmp"], name)
     shutil.copytree(src, dst)
     if edit:
@@ -339,15 +339,15 @@ def scenario_job_model(env):
     real = os.path.join(env["root"], "models", "real-v2")
     corrupt = package_copy(env, "corrupt", flip="vision.onnx")
     # Its own version and thresholds (reject everything); its modules are
-    # synthetic-v1's, checksums and all.
+    # synthetic-v2's, checksums and all.
     strict = package_copy(env, "strict", edit=lambda t: t.replace(
-        "version=synthetic-1", "version=synthetic-1-strict").replace(
+        "version=synthetic-2", "version=synthetic-2-strict").replace(
         "reject=0.5", "reject=0.0").replace("marginal=0.3", "marginal=0.0"))
     missing = os.path.join(env["tmp"], "no-such-package")
     tail = (f"\n[job.2]\npackage = {real}\n\n[job.3]\npackage = {corrupt}\n"
             f"\n[job.4]\npackage = {missing}\n\n[job.5]\npackage = {strict}\n")
     conf = config(env, tail=tail)
-    version = {0: "synthetic-1", 2: "real-2", 5: "synthetic-1-strict"}
+    version = {0: "synthetic-2", 2: "real-2", 5: "synthetic-2-strict"}
     v, plc = start(env, conf)
     flow = PartFlow(plc, 600, 0)
     for _ in range(4):
@@ -374,7 +374,7 @@ def scenario_job_model(env):
         fail(f"job 5 runs, yet status {st}")
     flow.drain()
     text = finish(v, plc)
-    check_models(env, flow, version, ["synthetic-1", "real-2", "synthetic-1-strict"])
+    check_models(env, flow, version, ["synthetic-2", "real-2", "synthetic-2-strict"])
     for r in flow.results:
         if r[7] & (FL_FAILSAFE | FL_MODEL_ERROR):
             fail(f"part {part_id(r)} got a fail-safe result {r}: a model stopped inspecting")
@@ -384,7 +384,7 @@ def scenario_job_model(env):
     print("events:", *events, sep="\n  ")
     swaps = [m for k, m in events if k == "model-swap"]
     refused = [m for k, m in events if k == "model-refused"]
-    if len(swaps) != 2 or "real-2" not in swaps[0] or "synthetic-1-strict" not in swaps[1]:
+    if len(swaps) != 2 or "real-2" not in swaps[0] or "synthetic-2-strict" not in swaps[1]:
         fail(f"model-swap events {swaps}: want job 2's and job 5's")
     if (len(refused) != 2 or "SHA-256" not in refused[0] or corrupt not in refused[0]
             or missing not in refused[1] or "job 2 (model real-2) keeps running" not in refused[1]):
@@ -406,7 +406,7 @@ def scenario_job_model(env):
         flow.part()
     flow.drain()
     finish(v, plc)
-    check_models(env, flow, version, ["synthetic-1-strict"])
+    check_models(env, flow, version, ["synthetic-2-strict"])
 
     # A start-up selection whose package is now corrupt: [model] runs,
     # the PLC sees the refusal.
@@ -421,7 +421,7 @@ def scenario_job_model(env):
         flow.part()
     flow.drain()
     text = finish(v, plc)
-    check_models(env, flow, version, ["synthetic-1"])
+    check_models(env, flow, version, ["synthetic-2"])
     if "starting on job 0" not in text:
         fail("no warning that vigild started on job 0")
 
@@ -441,7 +441,7 @@ def check_models(env, flow, version, want_runs):
         if st[3] == want and not st[1] & ST_JOB_LOADING and model != version[want]:
             fail(f"part {pid}, triggered while job {st[3]} ran: judged by {model}, "
                  f"want {version[st[3]]}")
-        if model == "synthetic-1-strict" and verdict != "reject":
+        if model == "synthetic-2-strict" and verdict != "reject":
             fail(f"part {pid}: {verdict} under a package whose thresholds reject all")
         if not models or models[-1] != model:
             models.append(model)
@@ -573,7 +573,7 @@ def main():
         sys.exit(2)
     build, root, name = sys.argv[1:]
     quiet_pymodbus()
-    if not os.path.exists(os.path.join(root, "models", "synthetic-v1", "manifest.ini")):
+    if not os.path.exists(os.path.join(root, "models", "synthetic-v2", "manifest.ini")):
         skip("no model package")
     with tempfile.TemporaryDirectory(prefix="vigil-plc-hs-") as tmp:
         sim = os.path.join(tmp, "sim")

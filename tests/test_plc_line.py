@@ -59,7 +59,7 @@ def main():
         a.cut_at = a.parts          # no link cut: it would be measured too
     elif a.cut_at < 0:
         a.cut_at = a.parts // 2
-    if not os.path.exists(os.path.join(a.root, "models", "synthetic-v1", "manifest.ini")):
+    if not os.path.exists(os.path.join(a.root, "models", "synthetic-v2", "manifest.ini")):
         skip("no model package")
 
     with tempfile.TemporaryDirectory(prefix="vigil-plc-") as tmp:

@@ -16,7 +16,7 @@ failures = []
 
 default = subprocess.run([vigild, "--print-default-config"], capture_output=True, text=True,
                          check=True).stdout
-if "[camera.top]" not in default or "synthetic-v1" not in default:
+if "[camera.top]" not in default or "synthetic-v2" not in default:
     failures.append("--print-default-config does not print the demo configuration")
 
 
@@ -90,7 +90,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
 
     # A corrupt model package is refused, naming the file.
     pkg = os.path.join(tmp, "pkg")
-    shutil.copytree(os.path.join(root, "models", "synthetic-v1"), pkg)
+    shutil.copytree(os.path.join(root, "models", "synthetic-v2"), pkg)
     with open(os.path.join(pkg, "signal.onnx"), "r+b") as f:
         f.seek(100)
         b = f.read(1)
