@@ -5,9 +5,9 @@
  * descriptors and algorithms are chosen once per input shape, and the
  * whole forward is captured in a CUDA graph that each run replays.
  *
- * Precision is the backend's name: cuda (float32; no TF32, so it matches
- * the CPU backends), cuda-fp16 and cuda-bf16 (activations and weights in
- * half / bfloat16 on tensor cores, accumulation in float). */
+ * Precision ([model] precision): fp32 (no TF32, so it matches the CPU
+ * backends), fp16 and bf16 (activations and weights in half / bfloat16 on
+ * tensor cores, accumulation in float). */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -549,22 +549,27 @@ static void *load_f32(const char *p, char **err)
 	return cuda_load(p, CUDNN_DATA_FLOAT, CUDA_R_32F, VK_F32, err);
 }
 
-static void *load_f16(const char *p, char **err)
+/* [model] precision: fp16 and bf16 keep weights and activations in that
+ * type on tensor cores, accumulating in float. */
+static void *load_at(const char *p, enum infer_precision prec, const struct infer_quant *quant,
+		     char **err)
 {
-	return cuda_load(p, CUDNN_DATA_HALF, CUDA_R_16F, VK_F16, err);
-}
-
-static void *load_bf16(const char *p, char **err)
-{
-	return cuda_load(p, CUDNN_DATA_BFLOAT16, CUDA_R_16BF, VK_BF16, err);
+	(void)quant;
+	switch (prec) {
+	case INFER_FP16:
+		return cuda_load(p, CUDNN_DATA_HALF, CUDA_R_16F, VK_F16, err);
+	case INFER_BF16:
+		return cuda_load(p, CUDNN_DATA_BFLOAT16, CUDA_R_16BF, VK_BF16, err);
+	default:
+		return load_f32(p, err);
+	}
 }
 
 const struct infer_backend infer_backend_cuda = {
-	.name = "cuda", .load = load_f32, .run = cuda_run, .free = cuda_module_free,
-};
-const struct infer_backend infer_backend_cuda_fp16 = {
-	.name = "cuda-fp16", .load = load_f16, .run = cuda_run, .free = cuda_module_free,
-};
-const struct infer_backend infer_backend_cuda_bf16 = {
-	.name = "cuda-bf16", .load = load_bf16, .run = cuda_run, .free = cuda_module_free,
+	.name = "cuda",
+	.precisions = 1u << INFER_FP32 | 1u << INFER_FP16 | 1u << INFER_BF16,
+	.load = load_f32,
+	.load_at = load_at,
+	.run = cuda_run,
+	.free = cuda_module_free,
 };
