@@ -23,6 +23,9 @@
 
 #define CALIB_FORMAT 1
 #define HIST_BINS 4096
+/* A node whose int8 output is off by more than this, RMS over its float
+ * output's spread within each channel, runs in float32 (mixed precision). */
+#define INFER_CALIB_MAX_ERROR 0.05
 
 /* ---- the weights ---- */
 
@@ -197,6 +200,14 @@ static struct infer_quant *read_module(const config *c, const char *module, char
 		if (config_get_double(c, groups[i], "input_range", 0, 1e-30, 1e30, &range, err) < 0)
 			goto fail;
 		qn->input_range = (float)range;
+		{
+			static const char *const runs[] = { "int8", "fp32", NULL };
+			int run = 0;
+
+			if (config_get_choice(c, groups[i], "run", "int8", runs, &run, err) < 0)
+				goto fail;
+			qn->keep_fp32 = run == 1;
+		}
 		if (config_get_string(c, groups[i], "weight_scales", NULL, &scales, err) < 0)
 			goto fail;
 		rc = parse_scales(c, groups[i], scales, qn, err);
@@ -268,6 +279,12 @@ struct calib_node {
 	double max_abs;
 	guint64 *hist;             /* HIST_BINS over [0, max_abs], percentile only */
 	guint64 count;
+	struct infer_quant_node q; /* what is written */
+	/* per output channel, over the parts: the float32 output's sum and
+	 * sum of squares, and the squared error of the int8 output */
+	double *sum, *sum2, *sse;
+	guint64 per_channel;       /* values per channel seen */
+	double error;              /* sqrt(sse / within-channel variance), all channels */
 };
 
 struct infer_calibrator {
@@ -275,6 +292,7 @@ struct infer_calibrator {
 	infer_model *model;        /* reference backend, float32 */
 	enum infer_range range;
 	double percentile;
+	double max_error;          /* a node over it stays float32 */
 	GPtrArray *images, *sigfeats;
 	size_t image_n, sig_n;
 	int n_nodes[3];
@@ -288,8 +306,15 @@ void infer_calibrator_free(infer_calibrator *c)
 	if (!c)
 		return;
 	for (int k = 0; k < 3; k++) {
-		for (int i = 0; i < c->n_nodes[k]; i++)
-			g_free(c->nodes[k][i].hist);
+		for (int i = 0; i < c->n_nodes[k]; i++) {
+			struct calib_node *cn = &c->nodes[k][i];
+
+			g_free(cn->hist);
+			g_free(cn->q.weight_scale);
+			g_free(cn->sum);
+			g_free(cn->sum2);
+			g_free(cn->sse);
+		}
 		g_free(c->nodes[k]);
 	}
 	if (c->images)
@@ -320,6 +345,7 @@ infer_calibrator *infer_calibrator_new(const char *dir, enum infer_range range,
 	c->dir = g_strdup(dir);
 	c->range = range;
 	c->percentile = percentile;
+	c->max_error = INFER_CALIB_MAX_ERROR;
 	c->images = g_ptr_array_new_with_free_func(g_free);
 	c->sigfeats = g_ptr_array_new_with_free_func(g_free);
 	in = infer_model_info(c->model);
@@ -417,6 +443,57 @@ static double node_range(const infer_calibrator *c, const struct calib_node *cn)
 	return cn->max_abs;
 }
 
+/* What int8 costs at each node on its own: its output from int8 against
+ * float32, for the same float input, on every part. */
+static int sweep_error(infer_calibrator *c, char **err)
+{
+	for (guint p = 0; p < c->images->len; p++) {
+		struct infer_output out;
+		int rc = infer_model_run(c->model, c->images->pdata[p], c->sigfeats->pdata[p], &out,
+					 err);
+
+		if (rc < 0)
+			return rc;
+		for (int k = 0; k < 3; k++) {
+			const ref_module *rm = infer_model_module(c->model, k);
+			const onnx_graph *g = ref_module_graph(rm);
+
+			for (int i = 0; i < c->n_nodes[k]; i++) {
+				struct calib_node *cn = &c->nodes[k][i];
+				size_t len = 0, plane;
+				const float *y = ref_module_tensor(rm, g->nodes[cn->node].out[0], &len);
+				float *y8 = g_new(float, len + 1);
+
+				ref_module_node_int8(rm, cn->node, &cn->q, y8);
+				plane = len / (size_t)cn->q.channels;  /* batch 1: [1, C, ...] */
+				for (size_t e = 0; e < len; e++) {
+					int ch = (int)(e / plane);
+					double d = (double)y8[e] - y[e];
+
+					cn->sum[ch] += y[e];
+					cn->sum2[ch] += (double)y[e] * y[e];
+					cn->sse[ch] += d * d;
+				}
+				cn->per_channel += plane;
+				g_free(y8);
+			}
+		}
+	}
+	for (int k = 0; k < 3; k++)
+		for (int i = 0; i < c->n_nodes[k]; i++) {
+			struct calib_node *cn = &c->nodes[k][i];
+			double sse = 0, var = 0, n = (double)cn->per_channel;
+
+			for (int ch = 0; ch < cn->q.channels; ch++) {
+				sse += cn->sse[ch];
+				var += cn->sum2[ch] - cn->sum[ch] * cn->sum[ch] / n;
+			}
+			cn->error = var > 0 ? sqrt(sse / var) : sse > 0 ? INFINITY : 0;
+			cn->q.keep_fp32 = !(cn->error <= c->max_error);
+		}
+	return 0;
+}
+
 static void append_float(GString *s, double v)
 {
 	char buf[G_ASCII_DTOSTR_BUF_SIZE];
@@ -469,6 +546,39 @@ int infer_calibrator_write(infer_calibrator *c, const char *note, char **err)
 		if ((rc = sweep(c, see_hist, err)) < 0)
 			goto out;
 	}
+	for (int k = 0; k < 3; k++) {
+		const onnx_graph *g = ref_module_graph(infer_model_module(c->model, k));
+
+		for (int i = 0; i < c->n_nodes[k]; i++) {
+			struct calib_node *cn = &c->nodes[k][i];
+			const struct onnx_node *n = &g->nodes[cn->node];
+			size_t kk;
+
+			if (strpbrk(n->name, "[]\r\n")) {
+				*err = g_strdup_printf("node '%s' of %s: its name cannot be a section "
+						       "of %s", n->name, g->path, INFER_CALIB_FILE);
+				rc = -EINVAL;
+				goto out;
+			}
+			cn->q.node = n->name;  /* borrowed from the graph */
+			cn->q.input_range = (float)node_range(c, cn);
+			if (!(cn->q.input_range > 0)) {
+				*err = g_strdup_printf("node '%s' of %s: its input was 0 on every "
+						       "calibration part; calibrate on parts that "
+						       "exercise it", n->name, g->path);
+				rc = -EINVAL;
+				goto out;
+			}
+			infer_quant_dims(g, n, &cn->q.channels, &kk);
+			cn->q.weight_scale = g_new(float, cn->q.channels);
+			infer_quant_weight_scales(g, n, cn->q.weight_scale);
+			cn->sum = g_new0(double, cn->q.channels);
+			cn->sum2 = g_new0(double, cn->q.channels);
+			cn->sse = g_new0(double, cn->q.channels);
+		}
+	}
+	if ((rc = sweep_error(c, err)) < 0)
+		goto out;
 	man = config_load_file(man_path, err);
 	if (!man) {
 		rc = INFER_EMANIFEST;
@@ -505,40 +615,23 @@ int infer_calibrator_write(infer_calibrator *c, const char *note, char **err)
 		for (int i = 0; i < c->n_nodes[k]; i++) {
 			const struct calib_node *cn = &c->nodes[k][i];
 			const struct onnx_node *n = &g->nodes[cn->node];
-			double range = node_range(c, cn);
-			int channels;
-			size_t kk;
-			float *scale;
 
-			if (strpbrk(n->name, "[]\r\n")) {
-				*err = g_strdup_printf("node '%s' of %s: its name cannot be a section "
-						       "of %s", n->name, g->path, INFER_CALIB_FILE);
-				rc = -EINVAL;
-				goto out;
-			}
-			if (!(range > 0)) {
-				*err = g_strdup_printf("node '%s' of %s: its input was 0 on every "
-						       "calibration part; calibrate on parts that "
-						       "exercise it", n->name, g->path);
-				rc = -EINVAL;
-				goto out;
-			}
-			infer_quant_dims(g, n, &channels, &kk);
-			scale = g_new(float, channels);
-			infer_quant_weight_scales(g, n, scale);
 			g_string_append_printf(s, "\n[%s %s]\n# %s, %d output channels, max |x| ",
-					       calib_module[k], n->name, onnx_op_name(n->op), channels);
+					       calib_module[k], n->name, onnx_op_name(n->op),
+					       cn->q.channels);
 			append_float(s, cn->max_abs);
-			g_string_append(s, "\ninput_range=");
-			append_float(s, (float)range);
+			g_string_append(s, ", int8 error ");
+			append_float(s, cn->error);
+			g_string_append_printf(s, "\nrun=%s\ninput_range=", cn->q.keep_fp32 ? "fp32"
+					       : "int8");
+			append_float(s, cn->q.input_range);
 			g_string_append(s, "\nweight_scales=");
-			for (int ch = 0; ch < channels; ch++) {
+			for (int ch = 0; ch < cn->q.channels; ch++) {
 				if (ch)
 					g_string_append_c(s, ',');
-				append_float(s, scale[ch]);
+				append_float(s, cn->q.weight_scale[ch]);
 			}
 			g_string_append_c(s, '\n');
-			g_free(scale);
 		}
 	}
 	sum = sha256_hex(s->str);

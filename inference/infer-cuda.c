@@ -34,7 +34,8 @@ struct cuda_node {
 
 /* A Conv or Gemm in int8: uploaded once at load (free_plan leaves it). */
 struct cuda_qnode {
-	int8_t *w;                 /* device: rows of k weights, one per output channel */
+	int8_t *w;                 /* device: rows of k weights, one per output channel;
+				    * NULL for a node the calibration keeps in float32 */
 	float *dequant;            /* device: per output channel input scale * weight scale */
 	float inv_scale;           /* 127 / input range */
 };
@@ -205,18 +206,15 @@ out:
 }
 
 /* Node i's weights in int8 and its dequantization scales, on the device. */
-static int upload_int8(cuda_module *m, int i, const struct infer_quant *quant, char **err)
+static int upload_int8(cuda_module *m, int i, const struct infer_quant_node *qn, char **err)
 {
 	const struct onnx_node *n = &m->g->nodes[i];
-	const struct infer_quant_node *qn = infer_quant_node_for(quant, m->g, n, err);
 	struct cuda_qnode *q = &m->q[i];
 	int channels, rc;
 	size_t k;
 	int8_t *w;
 	float *dequant;
 
-	if (!qn)
-		return -EINVAL;
 	infer_quant_dims(m->g, n, &channels, &k);
 	w = g_new(int8_t, (size_t)channels * k);
 	dequant = g_new(float, channels);
@@ -292,7 +290,13 @@ static void *cuda_load(const char *onnx_path, cudnnDataType_t dt, cudaDataType_t
 			goto fail;
 		}
 		if (n->op == ONNX_OP_CONV || n->op == ONNX_OP_GEMM) {
-			if ((m->q ? upload_int8(m, i, quant, err) : upload(m, n->in[1], 0, err)) < 0 ||
+			/* int8 unless the calibration kept the node in float32 */
+			const struct infer_quant_node *qn = NULL;
+
+			if (quant && !(qn = infer_quant_node_for(quant, m->g, n, err)))
+				goto fail;
+			if ((qn && !qn->keep_fp32 ? upload_int8(m, i, qn, err)
+			     : upload(m, n->in[1], 0, err)) < 0 ||
 			    (n->n_in > 2 && n->in[2] >= 0 && upload(m, n->in[2], 1, err) < 0))
 				goto fail;
 		}
@@ -322,7 +326,7 @@ static int plan_node(cuda_module *m, int i, char **err)
 	struct cuda_node *c = &m->nodes[i];
 	int rc;
 
-	if (n->op == ONNX_OP_CONV && !m->q) {
+	if (n->op == ONNX_OP_CONV && !(m->q && m->q[i].w)) {
 		const struct onnx_tensor *w = &m->g->tensors[n->in[1]];
 		cudnnConvolutionFwdAlgoPerf_t perf[8];
 		int found = 0;
@@ -452,7 +456,7 @@ static int enqueue(cuda_module *m, char **err)
 			/* folded: the output is the producer's buffer */
 			continue;
 		}
-		if (m->q && (n->op == ONNX_OP_CONV || n->op == ONNX_OP_GEMM)) {
+		if (m->q && m->q[i].w) {
 			if ((rc = enqueue_int8(m, i, err)) < 0)
 				return rc;
 			continue;

@@ -18,6 +18,7 @@ struct infer_quant_node {
 	float input_range;         /* |x| the input is scaled to: scale = range / 127 */
 	int channels;              /* output channels */
 	float *weight_scale;       /* per output channel: max |w| / 127, 1 when all zero */
+	int keep_fp32;             /* calibration found int8 too coarse here: run float32 */
 };
 
 /* One module's calibration, read from the package's INFER_CALIB_FILE. */
@@ -82,6 +83,12 @@ int ref_module_forward(ref_module *m, const float *in, const int *shape, int ndi
 /* Output i (graph order) of the last forward; owned by m, valid until the
  * next forward. NULL when i is out of range. */
 const float *ref_module_output(const ref_module *m, int i, size_t *len);
+/* Node's output computed in int8 from its float input of the last forward
+ * (ranges and scales from qn), into y (the output's count of floats); for
+ * calibration to measure what int8 costs at each node. */
+void ref_module_node_int8(const ref_module *m, int node, const struct infer_quant_node *qn,
+			  float *y);
+
 /* Any tensor (graph index) of the last forward, for calibration; the
  * input is the caller's memory given to that forward. NULL before one. */
 const float *ref_module_tensor(const ref_module *m, int t, size_t *len);

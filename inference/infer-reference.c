@@ -37,16 +37,38 @@ struct ref_module {
 	int32_t *acc;              /* one output plane's sums */
 };
 
+static struct ref_qnode *qnode_new(const onnx_graph *g, const struct onnx_node *n,
+				   const struct infer_quant_node *qn)
+{
+	struct ref_qnode *r = g_new0(struct ref_qnode, 1);
+	float in_scale = qn->input_range / 127.0f;
+	int channels;
+
+	infer_quant_dims(g, n, &channels, &r->k);
+	r->inv_scale = 127.0f / qn->input_range;
+	r->dequant = g_new(float, channels);
+	for (int c = 0; c < channels; c++)
+		r->dequant[c] = in_scale * qn->weight_scale[c];
+	r->w = g_new(int8_t, (size_t)channels * r->k);
+	infer_quant_weights(g, n, qn->weight_scale, r->w);
+	return r;
+}
+
+static void qnode_free(struct ref_qnode *r)
+{
+	if (!r)
+		return;
+	g_free(r->dequant);
+	g_free(r->w);
+	g_free(r);
+}
+
 void ref_module_free(ref_module *m)
 {
 	if (!m)
 		return;
 	for (int i = 0; m->q && i < m->g->n_nodes; i++)
-		if (m->q[i]) {
-			g_free(m->q[i]->dequant);
-			g_free(m->q[i]->w);
-			g_free(m->q[i]);
-		}
+		qnode_free(m->q[i]);
 	g_free(m->q);
 	g_free(m->xq);
 	g_free(m->acc);
@@ -85,9 +107,6 @@ ref_module *ref_module_load_int8(const char *onnx_path, const struct infer_quant
 	for (int i = 0; i < m->g->n_nodes; i++) {
 		const struct onnx_node *n = &m->g->nodes[i];
 		const struct infer_quant_node *qn;
-		struct ref_qnode *r;
-		float in_scale;
-		int channels;
 
 		if (n->op != ONNX_OP_CONV && n->op != ONNX_OP_GEMM)
 			continue;
@@ -96,15 +115,8 @@ ref_module *ref_module_load_int8(const char *onnx_path, const struct infer_quant
 			ref_module_free(m);
 			return NULL;
 		}
-		r = m->q[i] = g_new0(struct ref_qnode, 1);
-		infer_quant_dims(m->g, n, &channels, &r->k);
-		in_scale = qn->input_range / 127.0f;
-		r->inv_scale = 127.0f / qn->input_range;
-		r->dequant = g_new(float, channels);
-		for (int c = 0; c < channels; c++)
-			r->dequant[c] = in_scale * qn->weight_scale[c];
-		r->w = g_new(int8_t, (size_t)channels * r->k);
-		infer_quant_weights(m->g, n, qn->weight_scale, r->w);
+		if (!qn->keep_fp32)
+			m->q[i] = qnode_new(m->g, n, qn);
 	}
 	return m;
 }
@@ -270,6 +282,39 @@ static void gemm_int8(const struct onnx_attrs *a, const struct onnx_tensor *at, 
 		}
 }
 
+/* A Conv or Gemm in int8 on the float buffers buf; xq and acc are scratch
+ * of the input's count and of one output plane. */
+static void run_int8(const onnx_graph *g, const struct onnx_node *nd, const struct ref_qnode *q,
+		     const float *const *buf, int8_t *xq, int32_t *acc, float *y)
+{
+	const struct onnx_tensor *xt = &g->tensors[nd->in[0]], *yt = &g->tensors[nd->out[0]];
+	const float *c = nd->n_in > 2 && nd->in[2] >= 0 ? buf[nd->in[2]] : NULL;
+
+	quantize(xq, buf[nd->in[0]], onnx_tensor_count(xt), q->inv_scale);
+	if (nd->op == ONNX_OP_CONV)
+		conv2d_int8(&nd->a, xt, xq, &g->tensors[nd->in[1]], q, c, yt, y, acc);
+	else
+		gemm_int8(&nd->a, xt, xq, q, c, c ? onnx_tensor_count(&g->tensors[nd->in[2]]) : 0,
+			  yt, y);
+}
+
+void ref_module_node_int8(const ref_module *m, int node, const struct infer_quant_node *qn,
+			  float *y)
+{
+	const struct onnx_node *nd = &m->g->nodes[node];
+	const struct onnx_tensor *xt = &m->g->tensors[nd->in[0]];
+	const struct onnx_tensor *yt = &m->g->tensors[nd->out[0]];
+	struct ref_qnode *q = qnode_new(m->g, nd, qn);
+	int8_t *xq = g_new(int8_t, onnx_tensor_count(xt) + 1);
+	int32_t *acc = g_new(int32_t, nd->op == ONNX_OP_CONV
+			     ? (size_t)yt->dims[2] * yt->dims[3] + 1 : 1);
+
+	run_int8(m->g, nd, q, (const float *const *)m->buf, xq, acc, y);
+	g_free(acc);
+	g_free(xq);
+	qnode_free(q);
+}
+
 static void maxpool2d(const struct onnx_attrs *a, const struct onnx_tensor *xt, const float *x,
 		      const struct onnx_tensor *yt, float *y)
 {
@@ -327,15 +372,7 @@ static void run_node(ref_module *m, const struct onnx_node *nd)
 	size_t count = onnx_tensor_count(yt);
 
 	if (m->q && m->q[nd - g->nodes]) {
-		const struct ref_qnode *q = m->q[nd - g->nodes];
-		const float *c = nd->n_in > 2 && nd->in[2] >= 0 ? m->buf[nd->in[2]] : NULL;
-
-		quantize(m->xq, x, onnx_tensor_count(xt), q->inv_scale);
-		if (nd->op == ONNX_OP_CONV)
-			conv2d_int8(&nd->a, xt, m->xq, &g->tensors[nd->in[1]], q, c, yt, y, m->acc);
-		else
-			gemm_int8(&nd->a, xt, m->xq, q, c,
-				  c ? onnx_tensor_count(&g->tensors[nd->in[2]]) : 0, yt, y);
+		run_int8(g, nd, m->q[nd - g->nodes], (const float *const *)m->buf, m->xq, m->acc, y);
 		return;
 	}
 	switch (nd->op) {
