@@ -222,16 +222,15 @@ static int upload_int8(cuda_module *m, int i, const struct infer_quant_node *qn,
 	for (int c = 0; c < channels; c++)
 		dequant[c] = qn->input_range / 127.0f * qn->weight_scale[c];
 	q->inv_scale = 127.0f / qn->input_range;
+	/* on a failure q->w and q->dequant are freed with the module */
 	if ((rc = cuda_fail(cudaMalloc((void **)&q->w, (size_t)channels * k + 4), "cudaMalloc",
-			    err)) < 0 ||
+			    err)) == 0 &&
 	    (rc = cuda_fail(cudaMalloc((void **)&q->dequant, sizeof(float) * (size_t)channels),
-			    "cudaMalloc", err)) < 0 ||
+			    "cudaMalloc", err)) == 0 &&
 	    (rc = cuda_fail(cudaMemcpy(q->w, w, (size_t)channels * k, cudaMemcpyHostToDevice),
-			    "weight upload", err)) < 0 ||
-	    (rc = cuda_fail(cudaMemcpy(q->dequant, dequant, sizeof(float) * (size_t)channels,
-				       cudaMemcpyHostToDevice), "weight upload", err)) < 0) {
-		/* q->w and q->dequant are freed with the module */
-	}
+			    "weight upload", err)) == 0)
+		rc = cuda_fail(cudaMemcpy(q->dequant, dequant, sizeof(float) * (size_t)channels,
+					  cudaMemcpyHostToDevice), "weight upload", err);
 	g_free(w);
 	g_free(dequant);
 	return rc;

@@ -72,6 +72,25 @@ with tempfile.TemporaryDirectory(prefix="vigil-calibrate-") as tmp:
         if want not in text:
             failures.append(f"calibration file lacks {want!r}")
 
+    # A percentile range clips: never above the max, below it somewhere.
+    pct = os.path.join(tmp, "pct")
+    shutil.copytree(pkg, pct)
+    subprocess.run([calibrate, "--manifest", os.path.join(train, "parts.csv"), "--split", "train",
+                    "--model", pct, "--parts", "0", "--range", "percentile",
+                    "--percentile", "99.9"], check=True)
+    with open(os.path.join(pct, "calibration-int8.ini")) as f:
+        ptext = f.read()
+
+    def ranges(t):
+        return [float(l.split("=", 1)[1]) for l in t.splitlines() if l.startswith("input_range=")]
+    if "activation_range=percentile 99.9" not in ptext:
+        failures.append("percentile calibration does not say so")
+    rmax, rpct = ranges(text), ranges(ptext)
+    if len(rmax) != len(rpct) or not rmax:
+        failures.append(f"{len(rmax)} ranges with max, {len(rpct)} with a percentile")
+    elif any(p > m for p, m in zip(rpct, rmax)) or not any(p < m for p, m in zip(rpct, rmax)):
+        failures.append(f"percentile ranges {rpct} against max ranges {rmax}")
+
     f32, s32 = judge(pkg, held, "fp32", tmp)
     i8, s8 = judge(pkg, held, "int8", tmp)
     if i8.get("precision") != "int8" or f32.get("precision") != "fp32":
