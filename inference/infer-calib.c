@@ -10,10 +10,14 @@
  * per tensor, clipped to [-127, 127]. The range is the largest |x| seen
  * on the calibration parts, or a percentile of |x| (INFER_RANGE_PERCENTILE),
  * which gives the bulk of the values a finer step at the cost of clipping
- * the rarest ones. */
+ * the rarest ones.
+ *
+ * A last pass runs each node in int8 on its float input and compares its
+ * output with float32; where the error is over CALIB_MAX_NODE_ERROR of the
+ * output's spread the file says run=fp32 and the engines keep that node in
+ * float32 (a first layer fed raw values on large offsets needs it). */
 #include <errno.h>
 #include <glib.h>
-#include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
 
@@ -25,7 +29,7 @@
 #define HIST_BINS 4096
 /* A node whose int8 output is off by more than this, RMS over its float
  * output's spread within each channel, runs in float32 (mixed precision). */
-#define INFER_CALIB_MAX_ERROR 0.05
+#define CALIB_MAX_NODE_ERROR 0.05
 
 /* ---- the weights ---- */
 
@@ -345,7 +349,7 @@ infer_calibrator *infer_calibrator_new(const char *dir, enum infer_range range,
 	c->dir = g_strdup(dir);
 	c->range = range;
 	c->percentile = percentile;
-	c->max_error = INFER_CALIB_MAX_ERROR;
+	c->max_error = CALIB_MAX_NODE_ERROR;
 	c->images = g_ptr_array_new_with_free_func(g_free);
 	c->sigfeats = g_ptr_array_new_with_free_func(g_free);
 	in = infer_model_info(c->model);

@@ -166,8 +166,9 @@ const char *infer_strerror(int code);
 /* INT8 calibration (docs/inference-engine.md): the package's modules run in
  * float32 on the reference executor over calibration parts; each Conv and
  * Gemm gets its input's range (per tensor) and its weights' scales (per
- * output channel), written to DIR/INFER_CALIB_FILE with the module files'
- * SHA-256 and a checksum of its own. */
+ * output channel), or is kept in float32 where int8 measures too coarse,
+ * written to DIR/INFER_CALIB_FILE with the module files' SHA-256 and a
+ * checksum of its own. */
 enum infer_range {
 	INFER_RANGE_MAX,           /* the largest |x| seen */
 	INFER_RANGE_PERCENTILE,    /* that percentile of |x| over every value seen */
