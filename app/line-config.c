@@ -14,7 +14,7 @@ static const char *const vibration_keys[] = {
 	"clip_level", "timeout_ms", "iso_class", "hf_hz", "shaft_hz", "bearing_balls",
 	"ball_diameter_mm", "pitch_diameter_mm", "contact_angle_deg", "iio_uri", "iio_device",
 	"iio_channel", "iio_unit_scale", "iio_buffer_samples", NULL };
-static const char *const model_keys[] = { "package", "backend", NULL };
+static const char *const model_keys[] = { "package", "backend", "precision", NULL };
 static const char *const plc_keys[] = {
 	"mode", "host", "port", "unit_id", "timeout_ms", "poll_ms", "reject_deadline_ms",
 	"trigger_base", "result_base", "status_base",
@@ -385,8 +385,26 @@ int line_read_config(line *l, const config *cfg, char **err)
 	l->sen_cfg.clip_level = (float)d;
 
 	if (config_get_string(cfg, "model", "package", NULL, &l->model_dir, err) < 0 ||
-	    config_get_string(cfg, "model", "backend", "opencv", &l->backend, err) < 0)
+	    config_get_string(cfg, "model", "backend", "opencv", &l->backend, err) < 0 ||
+	    config_get_choice(cfg, "model", "precision", "fp32", infer_precision_names, &mode,
+			      err) < 0)
 		goto out;
+	l->precision = (enum infer_precision)mode;
+	{
+		/* An unknown backend is refused with the package, naming what
+		 * this build has; a known one must run the precision asked. */
+		const struct infer_backend *be = infer_backend_find(l->backend);
+
+		if (be && !infer_backend_has_precision(be, l->precision)) {
+			char *list = infer_backend_precision_list(be);
+
+			*err = config_error(cfg, "model", "precision",
+					    "the %s backend does not run %s (it runs: %s)",
+					    l->backend, infer_precision_names[l->precision], list);
+			g_free(list);
+			goto out;
+		}
+	}
 
 	l->plc_cfg.map = (struct plc_regmap)PLC_REGMAP_DEFAULT;
 	if (config_get_choice(cfg, "plc", "mode", "client", plc_modes, &mode, err) < 0)

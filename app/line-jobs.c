@@ -112,7 +112,7 @@ static infer_model *load_checked(line *l, const char *dir, char **err, int *erro
 	char *why = NULL;
 
 	g_free(manifest);
-	m = infer_model_load(dir, l->backend, err, NULL);
+	m = infer_model_load_at(dir, l->backend, l->precision, err, NULL);
 	if (!m) {
 		*error = present ? PLC_ERR_JOB_PACKAGE_CORRUPT : PLC_ERR_JOB_PACKAGE_MISSING;
 		return NULL;

@@ -67,6 +67,7 @@ struct line_part {
 struct line {
 	/* configuration */
 	char *model_dir, *backend, *db_path;
+	enum infer_precision precision;  /* [model] precision */
 	int window_timeout_ms, poll_ms, reject_deadline_ms;
 	int db_queue;
 	struct db_options db_opt;

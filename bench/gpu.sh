@@ -54,12 +54,14 @@ if [ $rc -ne 0 ]; then say "tests FAILED"; status=1; fi
 if grep -q "inference-cuda .*SKIP" "$OUT/tests.log"; then say "the cuda test SKIPPED: no device?"; status=1; fi
 
 # Benchmark: latency p50/p99 and parts/s at batch 1 and the best batch,
-# every precision against the CPU backend on the same machine.
-for pkg in real-v2 synthetic-v1; do
-	for be in opencv cuda cuda-fp16 cuda-bf16; do
+# every precision against the CPU backend on the same machine. int8 uses
+# the calibration the packages ship (calibration-int8.ini).
+for pkg in real-v3 synthetic-v1; do
+	for run in opencv:fp32 cuda:fp32 cuda:fp16 cuda:bf16 cuda:int8; do
+		be=${run%%:*} prec=${run#*:}
 		timeout 120 "$BUILD/bench/infer-bench" "models/$pkg" $be "$PARTS" \
-			"$([ $be = opencv ] && echo 1 || echo "$MAX_BATCH")" \
-			>> "$OUT/bench-$pkg.txt" 2>> "$OUT/bench-errors.txt" || { say "bench $pkg $be failed"; status=1; }
+			"$([ $be = opencv ] && echo 1 || echo "$MAX_BATCH")" $prec \
+			>> "$OUT/bench-$pkg.txt" 2>> "$OUT/bench-errors.txt" || { say "bench $pkg $be $prec failed"; status=1; }
 	done
 	say "bench $pkg:"
 	grep -E "batch=1 |best_batch" "$OUT/bench-$pkg.txt" | tee -a "$OUT/summary.txt"

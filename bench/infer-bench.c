@@ -2,8 +2,9 @@
  * package (docs/performance.md). Synthetic inputs; the figures are
  * printed, one line per measurement, never asserted.
  *
- *   infer-bench PACKAGE_DIR BACKEND [PARTS] [MAX_BATCH]
+ *   infer-bench PACKAGE_DIR BACKEND [PARTS] [MAX_BATCH] [PRECISION]
  *
+ * PRECISION: fp32 (default), fp16, bf16 or int8 ([model] precision).
  * batch 1: PARTS parts through infer_model_run (the path vigild takes),
  * latency per part p50/p99 and parts/s. batch B (2, 4, ... MAX_BATCH):
  * the three modules run on B parts at once through the backend table,
@@ -73,7 +74,8 @@ int main(int argc, char **argv)
 	const struct infer_backend *be = NULL;
 	struct infer_info info;
 	const struct infer_info *in = &info;
-	const char *files[3] = { "vision.onnx", "signal.onnx", "decision.onnx" };
+	const char *prec_name = argc > 5 ? argv[5] : "fp32";
+	enum infer_precision prec = INFER_FP32;
 	int parts = argc > 3 ? atoi(argv[3]) : 500;
 	int max_batch = argc > 4 ? atoi(argv[4]) : 64;
 	double best_rate = 0, *lat;
@@ -83,12 +85,13 @@ int main(int argc, char **argv)
 	float *img, *sig;
 	size_t npix;
 
-	if (argc < 3 || parts < 10 || max_batch < 1) {
-		fprintf(stderr, "usage: infer-bench PACKAGE_DIR BACKEND [PARTS>=10] [MAX_BATCH]\n");
+	if (argc < 3 || parts < 10 || max_batch < 1 || infer_precision_parse(prec_name, &prec) < 0) {
+		fprintf(stderr, "usage: infer-bench PACKAGE_DIR BACKEND [PARTS>=10] [MAX_BATCH] "
+				"[fp32|fp16|bf16|int8]\n");
 		return 2;
 	}
 	be = infer_backend_find(argv[2]);
-	m = infer_model_load(argv[1], argv[2], &err, NULL);
+	m = infer_model_load_at(argv[1], argv[2], prec, &err, NULL);
 	if (!m || !be) {
 		fprintf(stderr, "infer-bench: %s\n", err ? err : "unknown backend");
 		return 1;
@@ -121,29 +124,19 @@ int main(int argc, char **argv)
 		for (int i = 0; i < parts; i++)
 			total += lat[i];
 		best_rate = parts / (total / 1000.0);
-		printf("backend=%s package=%s batch=1 p50_ms=%.3f p99_ms=%.3f parts_per_s=%.1f\n",
-		       argv[2], in->name, percentile(lat, parts, 0.5), percentile(lat, parts, 0.99),
-		       best_rate);
+		printf("backend=%s precision=%s package=%s batch=1 p50_ms=%.3f p99_ms=%.3f "
+		       "parts_per_s=%.1f\n", argv[2], prec_name, in->name, percentile(lat, parts, 0.5),
+		       percentile(lat, parts, 0.99), best_rate);
 	}
-	infer_model_free(m);
 
-	/* batches through the backend table */
+	/* batches through the backend table, on the model's own modules */
 	{
-		void *mod[3] = { NULL, NULL, NULL };
+		void *mod[3] = { infer_model_module(m, 0), infer_model_module(m, 1),
+				 infer_model_module(m, 2) };
 		size_t dim = (size_t)(in->vision_out + in->signal_out);
 		float *vs = g_new(float, dim * max_batch), *tmp = g_new(float, dim * max_batch);
 		float *fused = g_new(float, max_batch);
 
-		for (int k = 0; k < 3; k++) {
-			char *path = g_build_filename(argv[1], files[k], NULL);
-
-			mod[k] = be->load(path, &err);
-			g_free(path);
-			if (!mod[k]) {
-				fprintf(stderr, "infer-bench: %s\n", err);
-				return 1;
-			}
-		}
 		for (int batch = 2; batch <= max_batch; batch *= 2) {
 			int reps = parts / batch < 10 ? 10 : parts / batch, failed = 0;
 			double total = 0, rate;
@@ -160,22 +153,21 @@ int main(int argc, char **argv)
 			if (failed)
 				break;
 			rate = reps * batch / (total / 1000.0);
-			printf("backend=%s package=%s batch=%d p50_ms=%.3f p99_ms=%.3f parts_per_s=%.1f\n",
-			       argv[2], in->name, batch, percentile(lat, reps, 0.5),
-			       percentile(lat, reps, 0.99), rate);
+			printf("backend=%s precision=%s package=%s batch=%d p50_ms=%.3f p99_ms=%.3f "
+			       "parts_per_s=%.1f\n", argv[2], prec_name, in->name, batch,
+			       percentile(lat, reps, 0.5), percentile(lat, reps, 0.99), rate);
 			if (rate > best_rate) {
 				best_rate = rate;
 				best_batch = batch;
 			}
 		}
-		for (int k = 0; k < 3; k++)
-			if (mod[k])
-				be->free(mod[k]);
 		g_free(vs);
 		g_free(tmp);
 		g_free(fused);
 	}
-	printf("backend=%s best_batch=%d parts_per_s=%.1f\n", argv[2], best_batch, best_rate);
+	printf("backend=%s precision=%s best_batch=%d parts_per_s=%.1f\n", argv[2], prec_name,
+	       best_batch, best_rate);
+	infer_model_free(m);
 	g_free(lat);
 	g_free(img);
 	g_free(sig);

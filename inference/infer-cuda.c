@@ -5,9 +5,11 @@
  * descriptors and algorithms are chosen once per input shape, and the
  * whole forward is captured in a CUDA graph that each run replays.
  *
- * Precision is the backend's name: cuda (float32; no TF32, so it matches
- * the CPU backends), cuda-fp16 and cuda-bf16 (activations and weights in
- * half / bfloat16 on tensor cores, accumulation in float). */
+ * Precision ([model] precision): fp32 (no TF32, so it matches the CPU
+ * backends), fp16 and bf16 (activations and weights in half / bfloat16 on
+ * tensor cores, accumulation in float), int8 (Conv and Gemm with int8
+ * weights per output channel and inputs per tensor from the package's
+ * calibration, int32 sums, in our kernels; everything else float32). */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -30,9 +32,19 @@ struct cuda_node {
 	int skip;                  /* a Relu folded into the node before it */
 };
 
+/* A Conv or Gemm in int8: uploaded once at load (free_plan leaves it). */
+struct cuda_qnode {
+	int8_t *w;                 /* device: rows of k weights, one per output channel;
+				    * NULL for a node the calibration keeps in float32 */
+	float *dequant;            /* device: per output channel input scale * weight scale */
+	float inv_scale;           /* 127 / input range */
+};
+
 typedef struct cuda_module {
 	onnx_graph *g;
 	int type;                  /* VK_F32 / VK_F16 / VK_BF16 */
+	struct cuda_qnode *q;      /* per node, int8 only (type VK_F32); NULL otherwise */
+	int8_t *xq;                /* the int8 input of the node running */
 	cudnnDataType_t dt;
 	cudaDataType_t ct;
 	cudaStream_t stream;
@@ -115,6 +127,8 @@ static void free_plan(cuda_module *m)
 			m->dev[i] = NULL;
 		}
 	cudaFree(m->ws);
+	cudaFree(m->xq);
+	m->xq = NULL;
 	cudaFree(m->in32);
 	cudaFree(m->out32);
 	m->ws = NULL;
@@ -137,7 +151,12 @@ static void cuda_module_free(void *module)
 			cudaFree(m->dev[i]);
 		for (int i = 0; m->bias32 && i < m->g->n_tensors; i++)
 			cudaFree(m->bias32[i]);
+		for (int i = 0; m->q && i < m->g->n_nodes; i++) {
+			cudaFree(m->q[i].w);
+			cudaFree(m->q[i].dequant);
+		}
 	}
+	g_free(m->q);
 	g_free(m->dev);
 	g_free(m->bias32);
 	g_free(m->nodes);
@@ -186,8 +205,39 @@ out:
 	return rc;
 }
 
+/* Node i's weights in int8 and its dequantization scales, on the device. */
+static int upload_int8(cuda_module *m, int i, const struct infer_quant_node *qn, char **err)
+{
+	const struct onnx_node *n = &m->g->nodes[i];
+	struct cuda_qnode *q = &m->q[i];
+	int channels, rc;
+	size_t k;
+	int8_t *w;
+	float *dequant;
+
+	infer_quant_dims(m->g, n, &channels, &k);
+	w = g_new(int8_t, (size_t)channels * k);
+	dequant = g_new(float, channels);
+	infer_quant_weights(m->g, n, qn->weight_scale, w);
+	for (int c = 0; c < channels; c++)
+		dequant[c] = qn->input_range / 127.0f * qn->weight_scale[c];
+	q->inv_scale = 127.0f / qn->input_range;
+	/* on a failure q->w and q->dequant are freed with the module */
+	if ((rc = cuda_fail(cudaMalloc((void **)&q->w, (size_t)channels * k + 4), "cudaMalloc",
+			    err)) == 0 &&
+	    (rc = cuda_fail(cudaMalloc((void **)&q->dequant, sizeof(float) * (size_t)channels),
+			    "cudaMalloc", err)) == 0 &&
+	    (rc = cuda_fail(cudaMemcpy(q->w, w, (size_t)channels * k, cudaMemcpyHostToDevice),
+			    "weight upload", err)) == 0)
+		rc = cuda_fail(cudaMemcpy(q->dequant, dequant, sizeof(float) * (size_t)channels,
+					  cudaMemcpyHostToDevice), "weight upload", err);
+	g_free(w);
+	g_free(dequant);
+	return rc;
+}
+
 static void *cuda_load(const char *onnx_path, cudnnDataType_t dt, cudaDataType_t ct, int type,
-		       char **err)
+		       const struct infer_quant *quant, char **err)
 {
 	cuda_module *m = g_new0(cuda_module, 1);
 	int devices = 0, rc;
@@ -209,6 +259,8 @@ static void *cuda_load(const char *onnx_path, cudnnDataType_t dt, cudaDataType_t
 	m->bias32 = g_new0(float *, m->g->n_tensors);
 	m->nodes = g_new0(struct cuda_node, m->g->n_nodes);
 	m->out_off = g_new0(size_t, m->g->n_outputs + 1);
+	if (quant)
+		m->q = g_new0(struct cuda_qnode, m->g->n_nodes);
 	if ((rc = cuda_fail(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking),
 			    "stream", err)) < 0 ||
 	    (rc = dnn_fail(cudnnCreate(&m->dnn), "create", err)) < 0 ||
@@ -237,7 +289,13 @@ static void *cuda_load(const char *onnx_path, cudnnDataType_t dt, cudaDataType_t
 			goto fail;
 		}
 		if (n->op == ONNX_OP_CONV || n->op == ONNX_OP_GEMM) {
-			if (upload(m, n->in[1], 0, err) < 0 ||
+			/* int8 unless the calibration kept the node in float32 */
+			const struct infer_quant_node *qn = NULL;
+
+			if (quant && !(qn = infer_quant_node_for(quant, m->g, n, err)))
+				goto fail;
+			if ((qn && !qn->keep_fp32 ? upload_int8(m, i, qn, err)
+			     : upload(m, n->in[1], 0, err)) < 0 ||
 			    (n->n_in > 2 && n->in[2] >= 0 && upload(m, n->in[2], 1, err) < 0))
 				goto fail;
 		}
@@ -267,7 +325,7 @@ static int plan_node(cuda_module *m, int i, char **err)
 	struct cuda_node *c = &m->nodes[i];
 	int rc;
 
-	if (n->op == ONNX_OP_CONV) {
+	if (n->op == ONNX_OP_CONV && !(m->q && m->q[i].w)) {
 		const struct onnx_tensor *w = &m->g->tensors[n->in[1]];
 		cudnnConvolutionFwdAlgoPerf_t perf[8];
 		int found = 0;
@@ -335,6 +393,47 @@ static int plan_node(cuda_module *m, int i, char **err)
 	return 0;
 }
 
+/* A Conv or Gemm in int8: its input quantized, then our kernel. */
+static int enqueue_int8(cuda_module *m, int i, char **err)
+{
+	const onnx_graph *g = m->g;
+	const struct onnx_node *n = &g->nodes[i];
+	const struct cuda_qnode *q = &m->q[i];
+	const struct onnx_tensor *xt = &g->tensors[n->in[0]], *yt = &g->tensors[n->out[0]];
+	int has_b = n->n_in > 2 && n->in[2] >= 0;
+	const float *bias = has_b ? m->bias32[n->in[2]] : NULL;
+	int rc;
+
+	if ((rc = kern_fail(vk_quantize(m->xq, m->dev[n->in[0]], onnx_tensor_count(xt),
+					q->inv_scale, m->stream), n->name, err)) < 0)
+		return rc;
+	if (n->op == ONNX_OP_CONV) {
+		const struct onnx_tensor *wt = &g->tensors[n->in[1]];
+		struct vk_conv s = {
+			.batch = xt->dims[0], .c = xt->dims[1], .h = xt->dims[2], .w = xt->dims[3],
+			.oc = yt->dims[1], .oh = yt->dims[2], .ow = yt->dims[3],
+			.kh = wt->dims[2], .kw = wt->dims[3], .group = n->a.group,
+			.stride = { n->a.strides[0], n->a.strides[1] },
+			.pad = { n->a.pads[0], n->a.pads[1] },
+			.dilation = { n->a.dilations[0], n->a.dilations[1] },
+		};
+
+		return kern_fail(vk_conv_int8(m->dev[n->out[0]], m->xq, q->w, q->dequant, bias, &s,
+					      m->nodes[i].act, m->stream), n->name, err);
+	}
+	{
+		int channels;
+		size_t k;
+
+		infer_quant_dims(g, n, &channels, &k);
+		return kern_fail(vk_gemm_int8(m->dev[n->out[0]], m->xq, q->w, q->dequant, n->a.alpha,
+					      bias, has_b ? onnx_tensor_count(&g->tensors[n->in[2]])
+					      : 0, n->a.beta, yt->dims[0], yt->dims[1], (int)k,
+					      n->a.trans_a, m->nodes[i].act, m->stream),
+				 n->name, err);
+	}
+}
+
 /* Enqueues the forward; captured once per shape into m->exec. */
 static int enqueue(cuda_module *m, char **err)
 {
@@ -354,6 +453,11 @@ static int enqueue(cuda_module *m, char **err)
 
 		if (c->skip) {
 			/* folded: the output is the producer's buffer */
+			continue;
+		}
+		if (m->q && m->q[i].w) {
+			if ((rc = enqueue_int8(m, i, err)) < 0)
+				return rc;
 			continue;
 		}
 		switch (n->op) {
@@ -472,6 +576,15 @@ static int plan(cuda_module *m, const int *shape, int ndim, char **err)
 	for (int i = 0; i < g->n_nodes; i++)
 		if (m->nodes[i].skip)
 			m->dev[g->nodes[i].out[0]] = m->dev[g->nodes[i].in[0]];
+	if (m->q) {
+		size_t xn = 0;
+
+		for (int i = 0; i < g->n_nodes; i++)
+			if (g->nodes[i].op == ONNX_OP_CONV || g->nodes[i].op == ONNX_OP_GEMM)
+				xn = MAX(xn, onnx_tensor_count(&g->tensors[g->nodes[i].in[0]]));
+		if ((rc = cuda_fail(cudaMalloc((void **)&m->xq, xn + 16), "int8 buffer", err)) < 0)
+			return rc;
+	}
 	m->in_n = onnx_tensor_count(&g->tensors[g->input]);
 	for (int i = 0; i < g->n_outputs; i++)
 		m->out_off[i + 1] = m->out_off[i] + onnx_tensor_count(&g->tensors[g->outputs[i]]);
@@ -546,25 +659,32 @@ static int cuda_run(void *module, const float *in, const int *shape, int ndim,
 
 static void *load_f32(const char *p, char **err)
 {
-	return cuda_load(p, CUDNN_DATA_FLOAT, CUDA_R_32F, VK_F32, err);
+	return cuda_load(p, CUDNN_DATA_FLOAT, CUDA_R_32F, VK_F32, NULL, err);
 }
 
-static void *load_f16(const char *p, char **err)
+/* [model] precision: fp16 and bf16 keep weights and activations in that
+ * type on tensor cores, accumulating in float; int8 keeps activations in
+ * float32 between the int8 Conv and Gemm nodes. */
+static void *load_at(const char *p, enum infer_precision prec, const struct infer_quant *quant,
+		     char **err)
 {
-	return cuda_load(p, CUDNN_DATA_HALF, CUDA_R_16F, VK_F16, err);
-}
-
-static void *load_bf16(const char *p, char **err)
-{
-	return cuda_load(p, CUDNN_DATA_BFLOAT16, CUDA_R_16BF, VK_BF16, err);
+	switch (prec) {
+	case INFER_FP16:
+		return cuda_load(p, CUDNN_DATA_HALF, CUDA_R_16F, VK_F16, NULL, err);
+	case INFER_BF16:
+		return cuda_load(p, CUDNN_DATA_BFLOAT16, CUDA_R_16BF, VK_BF16, NULL, err);
+	case INFER_INT8:
+		return cuda_load(p, CUDNN_DATA_FLOAT, CUDA_R_32F, VK_F32, quant, err);
+	default:
+		return load_f32(p, err);
+	}
 }
 
 const struct infer_backend infer_backend_cuda = {
-	.name = "cuda", .load = load_f32, .run = cuda_run, .free = cuda_module_free,
-};
-const struct infer_backend infer_backend_cuda_fp16 = {
-	.name = "cuda-fp16", .load = load_f16, .run = cuda_run, .free = cuda_module_free,
-};
-const struct infer_backend infer_backend_cuda_bf16 = {
-	.name = "cuda-bf16", .load = load_bf16, .run = cuda_run, .free = cuda_module_free,
+	.name = "cuda",
+	.precisions = 1u << INFER_FP32 | 1u << INFER_FP16 | 1u << INFER_BF16 | 1u << INFER_INT8,
+	.load = load_f32,
+	.load_at = load_at,
+	.run = cuda_run,
+	.free = cuda_module_free,
 };

@@ -6,15 +6,73 @@
 #ifndef VIGIL_INFERENCE_INFER_ENGINE_H
 #define VIGIL_INFERENCE_INFER_ENGINE_H
 
+#include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "inference/onnx-graph.h"
+
+/* One Conv or Gemm node's int8 calibration (infer-calib.c). */
+struct infer_quant_node {
+	char *node;                /* the node's name in the graph */
+	float input_range;         /* |x| the input is scaled to: scale = range / 127 */
+	int channels;              /* output channels */
+	float *weight_scale;       /* per output channel: max |w| / 127, 1 when all zero */
+	int keep_fp32;             /* calibration found int8 too coarse here: run float32 */
+};
+
+/* One module's calibration, read from the package's INFER_CALIB_FILE. */
+struct infer_quant {
+	char *file;                /* the module file name */
+	char *sha256;              /* of the module file it was made for */
+	int n_nodes;
+	struct infer_quant_node *nodes;
+};
+
+/* Reads the calibration file at path for the modules named groups[0..n)
+ * ("vision", "signal", "decision"): out[i] for groups[i]. 0, or
+ * INFER_ECALIB with *err naming the file (and line and key where there is
+ * one) when it is missing, unreadable, fails its checksum or lacks a
+ * module. */
+int infer_quant_load(const char *path, const char *const *groups, int n,
+		     struct infer_quant **out, char **err);
+void infer_quant_free(struct infer_quant *q);
+
+/* The entry for node, or NULL with *err naming the node when q has none
+ * or one of another channel count. */
+const struct infer_quant_node *infer_quant_node_for(const struct infer_quant *q,
+						   const onnx_graph *g,
+						   const struct onnx_node *n, char **err);
+
+/* A Conv's or Gemm's weights as rows, one per output channel: channels
+ * and k (the row length). */
+void infer_quant_dims(const onnx_graph *g, const struct onnx_node *n, int *channels, size_t *k);
+/* Per output channel max |w| / 127 (1 for an all-zero channel) into scale. */
+void infer_quant_weight_scales(const onnx_graph *g, const struct onnx_node *n, float *scale);
+/* The weights in int8 rows, out[oc * k + i], Gemm's B transposed when
+ * needed so that a row is always one output's weights. */
+void infer_quant_weights(const onnx_graph *g, const struct onnx_node *n, const float *scale,
+			 int8_t *out);
+
+/* Symmetric int8 with round-to-nearest-even, as the GPU's __float2int_rn. */
+static inline int8_t infer_quantize(float x, float inv_scale)
+{
+	float q = nearbyintf(x * inv_scale);
+
+	if (q != q)
+		return 0;
+	return (int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : q);
+}
 
 /* The reference executor: plain C, float32, one thread; the yardstick the
  * other engines are checked against. */
 typedef struct ref_module ref_module;
 
 ref_module *ref_module_load(const char *onnx_path, char **err);
+/* The int8 executor: every Conv and Gemm from quant (which must cover
+ * them), the rest in float32. */
+ref_module *ref_module_load_int8(const char *onnx_path, const struct infer_quant *quant,
+				 char **err);
 void ref_module_free(ref_module *m);
 const onnx_graph *ref_module_graph(const ref_module *m);
 
@@ -25,6 +83,15 @@ int ref_module_forward(ref_module *m, const float *in, const int *shape, int ndi
 /* Output i (graph order) of the last forward; owned by m, valid until the
  * next forward. NULL when i is out of range. */
 const float *ref_module_output(const ref_module *m, int i, size_t *len);
+/* Node's output computed in int8 from its float input of the last forward
+ * (ranges and scales from qn), into y (the output's count of floats); for
+ * calibration to measure what int8 costs at each node. */
+void ref_module_node_int8(const ref_module *m, int node, const struct infer_quant_node *qn,
+			  float *y);
+
+/* Any tensor (graph index) of the last forward, for calibration; the
+ * input is the caller's memory given to that forward. NULL before one. */
+const float *ref_module_tensor(const ref_module *m, int t, size_t *len);
 
 /* Copies the requested outputs of an engine's last forward (struct
  * infer_backend's run contract) from output(module, i, &len), graph order.

@@ -41,6 +41,7 @@ static void opencv_free(void *module)
 
 const struct infer_backend infer_backend_opencv = {
 	.name = "opencv",
+	.precisions = 1u << INFER_FP32,
 	.load = opencv_load,
 	.run = opencv_run,
 	.free = opencv_free,

@@ -1,7 +1,15 @@
 /* The reference backend: the ONNX graph (onnx-graph.c) executed in plain
  * C, float32, NCHW, one thread. Written to be read and checked, not to be
  * fast: it is what CI compares OpenCV DNN and the cuda backend against on
- * machines without a GPU (docs/inference-engine.md). */
+ * machines without a GPU (docs/inference-engine.md).
+ *
+ * In int8 every Conv and Gemm quantizes its input per tensor and its
+ * weights per output channel (infer-calib.c), multiplies int8 by int8 into
+ * int32 sums (exact: |sum| <= 127 * 127 * k stays far below 2^31 for any
+ * k under 133,000), and turns the sums back into float with the product
+ * of the two scales before the bias; pooling, Relu, Sigmoid, Concat and
+ * Flatten stay float32. That is the arithmetic the cuda backend's int8
+ * kernels do, so the two can be compared exactly on the integer part. */
 #include <errno.h>
 #include <glib.h>
 #include <math.h>
@@ -10,18 +18,60 @@
 #include "inference/infer-engine.h"
 #include "inference/inference.h"
 
+/* A Conv or Gemm in int8. */
+struct ref_qnode {
+	float inv_scale;           /* 127 / input range */
+	float *dequant;            /* per output channel: input scale * weight scale */
+	int8_t *w;                 /* rows of k weights, one per output channel */
+	size_t k;
+};
+
 struct ref_module {
 	onnx_graph *g;
 	int ndim;                  /* the input shape buffers are sized for */
 	int shape[ONNX_MAX_DIMS];
 	float **buf;               /* per tensor: activations owned here,
 				    * initializers and the input borrowed */
+	struct ref_qnode **q;      /* per node, int8 only: NULL or the node's */
+	int8_t *xq;                /* int8 copy of the input of the node running */
+	int32_t *acc;              /* one output plane's sums */
 };
+
+static struct ref_qnode *qnode_new(const onnx_graph *g, const struct onnx_node *n,
+				   const struct infer_quant_node *qn)
+{
+	struct ref_qnode *r = g_new0(struct ref_qnode, 1);
+	float in_scale = qn->input_range / 127.0f;
+	int channels;
+
+	infer_quant_dims(g, n, &channels, &r->k);
+	r->inv_scale = 127.0f / qn->input_range;
+	r->dequant = g_new(float, channels);
+	for (int c = 0; c < channels; c++)
+		r->dequant[c] = in_scale * qn->weight_scale[c];
+	r->w = g_new(int8_t, (size_t)channels * r->k);
+	infer_quant_weights(g, n, qn->weight_scale, r->w);
+	return r;
+}
+
+static void qnode_free(struct ref_qnode *r)
+{
+	if (!r)
+		return;
+	g_free(r->dequant);
+	g_free(r->w);
+	g_free(r);
+}
 
 void ref_module_free(ref_module *m)
 {
 	if (!m)
 		return;
+	for (int i = 0; m->q && i < m->g->n_nodes; i++)
+		qnode_free(m->q[i]);
+	g_free(m->q);
+	g_free(m->xq);
+	g_free(m->acc);
 	if (m->buf && m->g)
 		for (int i = 0; i < m->g->n_tensors; i++)
 			if (m->g->tensors[i].producer >= 0)
@@ -46,6 +96,31 @@ ref_module *ref_module_load(const char *onnx_path, char **err)
 	return m;
 }
 
+ref_module *ref_module_load_int8(const char *onnx_path, const struct infer_quant *quant,
+				 char **err)
+{
+	ref_module *m = ref_module_load(onnx_path, err);
+
+	if (!m)
+		return NULL;
+	m->q = g_new0(struct ref_qnode *, m->g->n_nodes);
+	for (int i = 0; i < m->g->n_nodes; i++) {
+		const struct onnx_node *n = &m->g->nodes[i];
+		const struct infer_quant_node *qn;
+
+		if (n->op != ONNX_OP_CONV && n->op != ONNX_OP_GEMM)
+			continue;
+		qn = infer_quant_node_for(quant, m->g, n, err);
+		if (!qn) {
+			ref_module_free(m);
+			return NULL;
+		}
+		if (!qn->keep_fp32)
+			m->q[i] = qnode_new(m->g, n, qn);
+	}
+	return m;
+}
+
 const onnx_graph *ref_module_graph(const ref_module *m)
 {
 	return m->g;
@@ -67,6 +142,24 @@ static int plan(ref_module *m, const int *shape, int ndim, char **err)
 			g_free(m->buf[i]);
 			m->buf[i] = g_new(float, onnx_tensor_count(&g->tensors[i]) + 1);
 		}
+	if (m->q) {
+		size_t xn = 0, plane = 0;
+
+		for (int i = 0; i < g->n_nodes; i++) {
+			const struct onnx_tensor *x = &g->tensors[g->nodes[i].in[0]];
+			const struct onnx_tensor *y = &g->tensors[g->nodes[i].out[0]];
+
+			if (!m->q[i])
+				continue;
+			xn = MAX(xn, onnx_tensor_count(x));
+			plane = MAX(plane, g->nodes[i].op == ONNX_OP_CONV
+				    ? (size_t)y->dims[2] * y->dims[3] : 1);
+		}
+		g_free(m->xq);
+		g_free(m->acc);
+		m->xq = g_new(int8_t, xn + 1);
+		m->acc = g_new(int32_t, plane + 1);
+	}
 	m->ndim = ndim;
 	memcpy(m->shape, shape, sizeof(int) * (size_t)ndim);
 	return 0;
@@ -115,6 +208,111 @@ static void conv2d(const struct onnx_attrs *a, const struct onnx_tensor *xt, con
 					}
 			}
 		}
+}
+
+static void quantize(int8_t *q, const float *x, size_t n, float inv_scale)
+{
+	for (size_t i = 0; i < n; i++)
+		q[i] = infer_quantize(x[i], inv_scale);
+}
+
+/* conv2d's loops over int8 values into int32 sums. */
+static void conv2d_int8(const struct onnx_attrs *a, const struct onnx_tensor *xt,
+			const int8_t *x, const struct onnx_tensor *wt, const struct ref_qnode *q,
+			const float *bias, const struct onnx_tensor *yt, float *y, int32_t *acc)
+{
+	int batch = xt->dims[0], c = xt->dims[1], h = xt->dims[2], wd = xt->dims[3];
+	int oc_all = yt->dims[1], oh = yt->dims[2], ow = yt->dims[3];
+	int cg = wt->dims[1], ocg = oc_all / a->group, kh = wt->dims[2], kw = wt->dims[3];
+
+	for (int n = 0; n < batch; n++)
+		for (int oc = 0; oc < oc_all; oc++) {
+			float *yp = y + ((size_t)n * oc_all + oc) * oh * ow;
+			int grp = oc / ocg;
+
+			memset(acc, 0, sizeof(int32_t) * (size_t)oh * ow);
+			for (int ic = 0; ic < cg; ic++) {
+				const int8_t *xp = x + ((size_t)n * c + grp * cg + ic) * h * wd;
+				const int8_t *wp = q->w + (size_t)oc * q->k + (size_t)ic * kh * kw;
+
+				for (int ky = 0; ky < kh; ky++)
+					for (int kx = 0; kx < kw; kx++) {
+						int32_t wv = wp[ky * kw + kx];
+						int off = kx * a->dilations[1] - a->pads[1];
+						int lo = off >= 0 ? 0 : (-off + a->strides[1] - 1) / a->strides[1];
+						int hi = wd - 1 - off < 0 ? 0 : (wd - 1 - off) / a->strides[1] + 1;
+
+						if (hi > ow)
+							hi = ow;
+						for (int oy = 0; oy < oh; oy++) {
+							int iy = oy * a->strides[0] - a->pads[0] +
+								 ky * a->dilations[0];
+							const int8_t *xr = xp + (size_t)iy * wd + off;
+							int32_t *ar = acc + (size_t)oy * ow;
+
+							if (iy < 0 || iy >= h)
+								continue;
+							for (int ox = lo; ox < hi; ox++)
+								ar[ox] += wv * xr[ox * a->strides[1]];
+						}
+					}
+			}
+			for (int i = 0; i < oh * ow; i++)
+				yp[i] = (float)acc[i] * q->dequant[oc] + (bias ? bias[oc] : 0.0f);
+		}
+}
+
+static void gemm_int8(const struct onnx_attrs *a, const struct onnx_tensor *at, const int8_t *A,
+		      const struct ref_qnode *q, const float *C, size_t nc,
+		      const struct onnx_tensor *yt, float *Y)
+{
+	int m = yt->dims[0], n = yt->dims[1];
+	int lda = at->dims[1];
+
+	for (int i = 0; i < m; i++)
+		for (int j = 0; j < n; j++) {
+			const int8_t *w = q->w + (size_t)j * q->k;
+			int32_t acc = 0;
+
+			for (size_t p = 0; p < q->k; p++)
+				acc += (int32_t)(a->trans_a ? A[p * (size_t)lda + i]
+						 : A[(size_t)i * lda + p]) * w[p];
+			Y[(size_t)i * n + j] = a->alpha * ((float)acc * q->dequant[j]) +
+					       (C ? a->beta * C[nc == 1 ? 0 : j] : 0.0f);
+		}
+}
+
+/* A Conv or Gemm in int8 on the float buffers buf; xq and acc are scratch
+ * of the input's count and of one output plane. */
+static void run_int8(const onnx_graph *g, const struct onnx_node *nd, const struct ref_qnode *q,
+		     const float *const *buf, int8_t *xq, int32_t *acc, float *y)
+{
+	const struct onnx_tensor *xt = &g->tensors[nd->in[0]], *yt = &g->tensors[nd->out[0]];
+	const float *c = nd->n_in > 2 && nd->in[2] >= 0 ? buf[nd->in[2]] : NULL;
+
+	quantize(xq, buf[nd->in[0]], onnx_tensor_count(xt), q->inv_scale);
+	if (nd->op == ONNX_OP_CONV)
+		conv2d_int8(&nd->a, xt, xq, &g->tensors[nd->in[1]], q, c, yt, y, acc);
+	else
+		gemm_int8(&nd->a, xt, xq, q, c, c ? onnx_tensor_count(&g->tensors[nd->in[2]]) : 0,
+			  yt, y);
+}
+
+void ref_module_node_int8(const ref_module *m, int node, const struct infer_quant_node *qn,
+			  float *y)
+{
+	const struct onnx_node *nd = &m->g->nodes[node];
+	const struct onnx_tensor *xt = &m->g->tensors[nd->in[0]];
+	const struct onnx_tensor *yt = &m->g->tensors[nd->out[0]];
+	struct ref_qnode *q = qnode_new(m->g, nd, qn);
+	int8_t *xq = g_new(int8_t, onnx_tensor_count(xt) + 1);
+	int32_t *acc = g_new(int32_t, nd->op == ONNX_OP_CONV
+			     ? (size_t)yt->dims[2] * yt->dims[3] + 1 : 1);
+
+	run_int8(m->g, nd, q, (const float *const *)m->buf, xq, acc, y);
+	g_free(acc);
+	g_free(xq);
+	qnode_free(q);
 }
 
 static void maxpool2d(const struct onnx_attrs *a, const struct onnx_tensor *xt, const float *x,
@@ -173,6 +371,10 @@ static void run_node(ref_module *m, const struct onnx_node *nd)
 	float *y = m->buf[nd->out[0]];
 	size_t count = onnx_tensor_count(yt);
 
+	if (m->q && m->q[nd - g->nodes]) {
+		run_int8(g, nd, m->q[nd - g->nodes], (const float *const *)m->buf, m->xq, m->acc, y);
+		return;
+	}
 	switch (nd->op) {
 	case ONNX_OP_CONV:
 		conv2d(&nd->a, xt, x, &g->tensors[nd->in[1]], m->buf[nd->in[1]],
@@ -241,10 +443,10 @@ int ref_module_forward(ref_module *m, const float *in, const int *shape, int ndi
 
 	if (rc < 0)
 		return rc;
-	m->buf[m->g->input] = (float *)in;  /* read only */
+	/* read only; kept after the forward for ref_module_tensor */
+	m->buf[m->g->input] = (float *)in;
 	for (int i = 0; i < m->g->n_nodes; i++)
 		run_node(m, &m->g->nodes[i]);
-	m->buf[m->g->input] = NULL;
 	return 0;
 }
 
@@ -256,8 +458,24 @@ const float *ref_module_output(const ref_module *m, int i, size_t *len)
 	return m->buf[m->g->outputs[i]];
 }
 
+const float *ref_module_tensor(const ref_module *m, int t, size_t *len)
+{
+	if (t < 0 || t >= m->g->n_tensors || !m->ndim || !m->buf[t])
+		return NULL;
+	*len = onnx_tensor_count(&m->g->tensors[t]);
+	return m->buf[t];
+}
+
 static void *reference_load(const char *onnx_path, char **err)
 {
+	return ref_module_load(onnx_path, err);
+}
+
+static void *reference_load_at(const char *onnx_path, enum infer_precision p,
+			       const struct infer_quant *quant, char **err)
+{
+	if (p == INFER_INT8)
+		return ref_module_load_int8(onnx_path, quant, err);
 	return ref_module_load(onnx_path, err);
 }
 
@@ -324,7 +542,9 @@ static void reference_free(void *module)
 
 const struct infer_backend infer_backend_reference = {
 	.name = "reference",
+	.precisions = 1u << INFER_FP32 | 1u << INFER_INT8,
 	.load = reference_load,
+	.load_at = reference_load_at,
 	.run = reference_run,
 	.free = reference_free,
 };

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "inference/infer-engine.h"
 
 enum { MOD_VISION, MOD_SIGNAL, MOD_DECISION, MOD_COUNT };
 
@@ -13,6 +14,7 @@ static const char *const module_group[MOD_COUNT] = { "vision", "signal", "decisi
 
 struct infer_model {
 	const struct infer_backend *backend;
+	struct infer_quant *quant[MOD_COUNT];  /* int8 only, while loading */
 	void *module[MOD_COUNT];
 	struct infer_info info;
 	int decision_in;
@@ -26,11 +28,37 @@ static const struct infer_backend *const backends[] = {
 	&infer_backend_reference,
 #ifdef VIGIL_HAVE_CUDA
 	&infer_backend_cuda,
-	&infer_backend_cuda_fp16,
-	&infer_backend_cuda_bf16,
 #endif
 	NULL,
 };
+
+const char *const infer_precision_names[] = { "fp32", "fp16", "bf16", "int8", NULL };
+
+int infer_precision_parse(const char *name, enum infer_precision *p)
+{
+	for (int i = 0; i < INFER_PRECISION_COUNT; i++)
+		if (strcmp(infer_precision_names[i], name) == 0) {
+			*p = (enum infer_precision)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+int infer_backend_has_precision(const struct infer_backend *be, enum infer_precision p)
+{
+	return p == INFER_FP32 || (be->load_at && (be->precisions & (1u << p)));
+}
+
+char *infer_backend_precision_list(const struct infer_backend *be)
+{
+	GString *s = g_string_new(NULL);
+
+	for (int i = 0; i < INFER_PRECISION_COUNT; i++)
+		if (infer_backend_has_precision(be, (enum infer_precision)i))
+			g_string_append_printf(s, "%s%s", s->len ? ", " : "",
+					       infer_precision_names[i]);
+	return g_string_free(s, FALSE);
+}
 
 const char *infer_strerror(int code)
 {
@@ -40,6 +68,8 @@ const char *infer_strerror(int code)
 	case INFER_EMODULE: return "model module failed to load or run";
 	case INFER_ESHAPE: return "model output shape differs from its manifest";
 	case INFER_EBACKEND: return "unknown inference backend";
+	case INFER_EPRECISION: return "the inference backend does not run that precision";
+	case INFER_ECALIB: return "int8 calibration missing, corrupt or for other modules";
 	}
 	return g_strerror(-code);
 }
@@ -48,9 +78,11 @@ void infer_model_free(infer_model *m)
 {
 	if (!m)
 		return;
-	for (int i = 0; i < MOD_COUNT; i++)
+	for (int i = 0; i < MOD_COUNT; i++) {
 		if (m->module[i])
 			m->backend->free(m->module[i]);
+		infer_quant_free(m->quant[i]);
+	}
 	g_free(m->info.name);
 	g_free(m->info.version);
 	g_free(m->info.features);
@@ -77,9 +109,10 @@ static char *file_sha256(const char *path, char **err)
 	return hex;
 }
 
-/* Checks the module file against its checksum and loads it. */
+/* Checks the module file against its checksum (and, in int8, against the
+ * file its calibration was made for) and loads it. */
 static int load_module(infer_model *m, const config *man, const char *dir, int which,
-		       char **err)
+		       enum infer_precision p, char **err)
 {
 	const char *group = module_group[which];
 	char *file = NULL, *sha = NULL, *path = NULL, *actual = NULL;
@@ -104,8 +137,22 @@ static int load_module(infer_model *m, const config *man, const char *dir, int w
 		rc = INFER_ECHECKSUM;
 		goto out;
 	}
-	m->module[which] = m->backend->load(path, err);
-	rc = m->module[which] ? 0 : INFER_EMODULE;
+	if (m->quant[which] && (strcmp(m->quant[which]->file, file) != 0 ||
+				g_ascii_strcasecmp(m->quant[which]->sha256, actual) != 0)) {
+		*err = g_strdup_printf("%s/%s: [%s] was made for %s with SHA-256 %.12s..., not "
+				       "this %s (%.12s...); run vigil-calibrate again",
+				       dir, INFER_CALIB_FILE, group, m->quant[which]->file,
+				       m->quant[which]->sha256, file, actual);
+		rc = INFER_ECALIB;
+		goto out;
+	}
+	if (p == INFER_FP32)
+		m->module[which] = m->backend->load(path, err);
+	else
+		m->module[which] = m->backend->load_at(path, p, m->quant[which], err);
+	/* infer_quant_node_for names the file when the calibration is at fault */
+	rc = m->module[which] ? 0 : *err && strstr(*err, INFER_CALIB_FILE) ? INFER_ECALIB
+	     : INFER_EMODULE;
 out:
 	g_free(file);
 	g_free(sha);
@@ -210,6 +257,12 @@ static int run_module(infer_model *m, int which, const float *in, const int *sha
 
 infer_model *infer_model_load(const char *dir, const char *backend, char **err, int *code)
 {
+	return infer_model_load_at(dir, backend, INFER_FP32, err, code);
+}
+
+infer_model *infer_model_load_at(const char *dir, const char *backend, enum infer_precision p,
+				 char **err, int *code)
+{
 	infer_model *m = g_new0(infer_model, 1);
 	char *man_path = g_build_filename(dir, "manifest.ini", NULL);
 	config *man = NULL;
@@ -223,11 +276,24 @@ infer_model *infer_model_load(const char *dir, const char *backend, char **err, 
 
 		for (int i = 0; backends[i]; i++)
 			g_string_append_printf(names, "%s%s", i ? ", " : "", backends[i]->name);
-		*err = g_strdup_printf("unknown inference backend '%s' (this build has: %s%s)",
-				       backend, names->str, g_str_has_prefix(backend, "cuda")
+		*err = g_strdup_printf("unknown inference backend '%s' (this build has: %s%s%s)",
+				       backend, names->str,
+				       g_str_has_prefix(backend, "cuda-")
+				       ? "; the precision is [model] precision now" : "",
+				       g_str_has_prefix(backend, "cuda")
 				       ? "; cuda is built only when meson finds CUDA, "
 					 "-Dcuda=enabled" : "");
 		g_string_free(names, TRUE);
+		goto fail;
+	}
+	if ((unsigned)p >= INFER_PRECISION_COUNT || !infer_backend_has_precision(m->backend, p)) {
+		char *list = infer_backend_precision_list(m->backend);
+
+		*err = g_strdup_printf("the %s backend does not run %s (it runs: %s)", backend,
+				       (unsigned)p < INFER_PRECISION_COUNT
+				       ? infer_precision_names[p] : "that precision", list);
+		g_free(list);
+		rc = INFER_EPRECISION;
 		goto fail;
 	}
 	rc = INFER_EMANIFEST;
@@ -241,9 +307,21 @@ infer_model *infer_model_load(const char *dir, const char *backend, char **err, 
 		rc = INFER_EMANIFEST;
 		goto fail;
 	}
-	for (int i = 0; i < MOD_COUNT; i++)
-		if ((rc = load_module(m, man, dir, i, err)) < 0)
+	if (p == INFER_INT8) {
+		char *calib = g_build_filename(dir, INFER_CALIB_FILE, NULL);
+
+		rc = infer_quant_load(calib, module_group, MOD_COUNT, m->quant, err);
+		g_free(calib);
+		if (rc < 0)
 			goto fail;
+	}
+	for (int i = 0; i < MOD_COUNT; i++)
+		if ((rc = load_module(m, man, dir, i, p, err)) < 0)
+			goto fail;
+	for (int i = 0; i < MOD_COUNT; i++) {
+		infer_quant_free(m->quant[i]);  /* the modules keep what they need */
+		m->quant[i] = NULL;
+	}
 	m->vs = g_new0(float, m->decision_in);
 	if (m->heatmap_output)
 		m->heatmap = g_new0(float, (gsize)m->info.heatmap_width * m->info.heatmap_height);
@@ -280,6 +358,11 @@ fail:
 const struct infer_info *infer_model_info(const infer_model *m)
 {
 	return &m->info;
+}
+
+void *infer_model_module(infer_model *m, int which)
+{
+	return which >= 0 && which < MOD_COUNT ? m->module[which] : NULL;
 }
 
 static float sigmoid(float x)

@@ -23,6 +23,29 @@
 #define INFER_EMODULE (-(INFER_ENOBASE + 3))    /* a module failed to load or run */
 #define INFER_ESHAPE (-(INFER_ENOBASE + 4))     /* output size differs from the manifest */
 #define INFER_EBACKEND (-(INFER_ENOBASE + 5))   /* unknown backend name */
+#define INFER_EPRECISION (-(INFER_ENOBASE + 6)) /* the backend does not run that precision */
+#define INFER_ECALIB (-(INFER_ENOBASE + 7))     /* int8 calibration missing, corrupt or
+						 * made for other modules */
+
+/* The arithmetic a package runs in ([model] precision). */
+enum infer_precision {
+	INFER_FP32,                /* float32 throughout */
+	INFER_FP16,                /* half weights and activations, float accumulation */
+	INFER_BF16,                /* bfloat16 likewise */
+	INFER_INT8,                /* Conv and Gemm in int8 (weights per output channel,
+				    * inputs per tensor), int32 accumulation; the rest in
+				    * float32; needs the package's INFER_CALIB_FILE */
+	INFER_PRECISION_COUNT
+};
+
+/* "fp32", "fp16", "bf16", "int8" in enum order, NULL-terminated (for
+ * config_get_choice). */
+extern const char *const infer_precision_names[];
+/* 0, or -EINVAL when name is none of infer_precision_names. */
+int infer_precision_parse(const char *name, enum infer_precision *p);
+
+/* The int8 calibration beside a package's manifest (docs/inference-engine.md). */
+#define INFER_CALIB_FILE "calibration-int8.ini"
 
 /* What a package declares about its inputs and operating point. */
 struct infer_info {
@@ -71,12 +94,20 @@ struct infer_tensor {
 
 #define INFER_MAX_OUTPUTS 4   /* outputs one run may fetch */
 
-/* A backend runs one ONNX module; a const table chosen by name. run
- * fills n_out outputs of one forward pass; an output larger than its cap
- * fails with -EOVERFLOW (len still set). */
+struct infer_quant;           /* one module's int8 calibration (inference/infer-engine.h) */
+
+/* A backend runs one ONNX module; a const table chosen by name. load gives
+ * a float32 module; load_at (NULL for a float32-only backend) the
+ * precisions in the precisions mask (1u << INFER_*), with quant the
+ * module's calibration for INFER_INT8 and NULL otherwise. run fills n_out
+ * outputs of one forward pass; an output larger than its cap fails with
+ * -EOVERFLOW (len still set). */
 struct infer_backend {
 	const char *name;
+	unsigned precisions;
 	void *(*load)(const char *onnx_path, char **err);
+	void *(*load_at)(const char *onnx_path, enum infer_precision p,
+			 const struct infer_quant *quant, char **err);
 	int (*run)(void *module, const float *in, const int *shape, int ndim,
 		   struct infer_tensor *out, int n_out, char **err);
 	void (*free)(void *module);
@@ -84,6 +115,11 @@ struct infer_backend {
 
 /* The backend this build has under name, or NULL. */
 const struct infer_backend *infer_backend_find(const char *name);
+
+/* Whether be runs precision p (float32 always). */
+int infer_backend_has_precision(const struct infer_backend *be, enum infer_precision p);
+/* The precisions be runs, e.g. "fp32, int8"; owned by the caller (g_free). */
+char *infer_backend_precision_list(const struct infer_backend *be);
 
 /* be->run for a module's one output: out gets at most cap floats, *len
  * their count. For tools, tests and benchmarks. */
@@ -94,9 +130,7 @@ int infer_backend_run1(const struct infer_backend *be, void *module, const float
 extern const struct infer_backend infer_backend_opencv;
 extern const struct infer_backend infer_backend_reference;  /* infer-reference.c */
 #ifdef VIGIL_HAVE_CUDA
-extern const struct infer_backend infer_backend_cuda;       /* infer-cuda.c, float32 */
-extern const struct infer_backend infer_backend_cuda_fp16;
-extern const struct infer_backend infer_backend_cuda_bf16;
+extern const struct infer_backend infer_backend_cuda;       /* infer-cuda.c */
 #endif
 
 typedef struct infer_model infer_model;
@@ -105,7 +139,16 @@ typedef struct infer_model infer_model;
  * each module to confirm the declared shapes). NULL with *err (g_free) and
  * *code (an INFER_E* value, may be NULL) when refused. */
 infer_model *infer_model_load(const char *dir, const char *backend, char **err, int *code);
+/* The same at precision p: INFER_EPRECISION when the backend does not run
+ * it; for INFER_INT8, INFER_ECALIB when the package's INFER_CALIB_FILE is
+ * missing, fails its checksum or was made for other module files. */
+infer_model *infer_model_load_at(const char *dir, const char *backend, enum infer_precision p,
+				 char **err, int *code);
 void infer_model_free(infer_model *m);
+
+/* The backend module running vision (0), signal (1) or decision (2), for
+ * benchmarks that drive the backend table directly; owned by m. */
+void *infer_model_module(infer_model *m, int which);
 
 const struct infer_info *infer_model_info(const infer_model *m);
 
@@ -119,5 +162,29 @@ int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 enum vigil_verdict infer_verdict(const struct infer_info *info, float p);
 
 const char *infer_strerror(int code);
+
+/* INT8 calibration (docs/inference-engine.md): the package's modules run in
+ * float32 on the reference executor over calibration parts; each Conv and
+ * Gemm gets its input's range (per tensor) and its weights' scales (per
+ * output channel), or is kept in float32 where int8 measures too coarse,
+ * written to DIR/INFER_CALIB_FILE with the module files' SHA-256 and a
+ * checksum of its own. */
+enum infer_range {
+	INFER_RANGE_MAX,           /* the largest |x| seen */
+	INFER_RANGE_PERCENTILE,    /* that percentile of |x| over every value seen */
+};
+
+typedef struct infer_calibrator infer_calibrator;
+
+/* NULL with *err (g_free) when the package does not load. */
+infer_calibrator *infer_calibrator_new(const char *dir, enum infer_range range,
+				       double percentile, char **err);
+void infer_calibrator_free(infer_calibrator *c);
+/* One calibration part, inputs as for infer_model_run (copied). */
+int infer_calibrator_add(infer_calibrator *c, const float *image, const float *sigfeat,
+			 char **err);
+/* Measures the parts added and writes the file (atomically); note is one
+ * line recorded in it (e.g. the command). 0 or a negative code with *err. */
+int infer_calibrator_write(infer_calibrator *c, const char *note, char **err);
 
 #endif

@@ -8,70 +8,11 @@
 #include <string.h>
 
 #include "inference/inference.h"
+#include "tests/infertest.h"
 
 static char *shipped_package(void)
 {
-	const char *root = g_getenv("VIGIL_SOURCE_ROOT");
-
-	g_assert_nonnull(root);
-	return g_build_filename(root, "models", "synthetic-v1", NULL);
-}
-
-/* Copies the package into a fresh temporary directory. */
-static char *copy_package(const char *src)
-{
-	char *dir = g_dir_make_tmp("vigil-model-XXXXXX", NULL);
-	GDir *d = g_dir_open(src, 0, NULL);
-	const char *name;
-
-	g_assert_nonnull(d);
-	while ((name = g_dir_read_name(d))) {
-		char *from = g_build_filename(src, name, NULL), *to = g_build_filename(dir, name, NULL);
-		char *data = NULL;
-		gsize len = 0;
-
-		g_assert_true(g_file_get_contents(from, &data, &len, NULL));
-		g_assert_true(g_file_set_contents(to, data, (gssize)len, NULL));
-		g_free(data);
-		g_free(from);
-		g_free(to);
-	}
-	g_dir_close(d);
-	return dir;
-}
-
-static void remove_package(char *dir)
-{
-	GDir *d = g_dir_open(dir, 0, NULL);
-	const char *name;
-
-	while ((name = g_dir_read_name(d))) {
-		char *p = g_build_filename(dir, name, NULL);
-
-		g_unlink(p);
-		g_free(p);
-	}
-	g_dir_close(d);
-	g_rmdir(dir);
-	g_free(dir);
-}
-
-/* Replaces the first occurrence of from with to in dir/file. */
-static void edit_file(const char *dir, const char *file, const char *from, const char *to)
-{
-	char *path = g_build_filename(dir, file, NULL), *text = NULL, *at;
-	GString *s;
-
-	g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
-	at = strstr(text, from);
-	g_assert_nonnull(at);
-	s = g_string_new_len(text, at - text);
-	g_string_append(s, to);
-	g_string_append(s, at + strlen(from));
-	g_assert_true(g_file_set_contents(path, s->str, (gssize)s->len, NULL));
-	g_string_free(s, TRUE);
-	g_free(text);
-	g_free(path);
+	return infertest_package_path("synthetic-v1", NULL);
 }
 
 static void test_shipped_package_runs(void)
@@ -194,7 +135,7 @@ static void test_corrupt_packages_are_refused(void)
 	gsize len = 0;
 
 	/* One flipped byte in a module: the checksum catches it. */
-	dir = copy_package(src);
+	dir = infertest_copy_package(src);
 	path = g_build_filename(dir, "vision.onnx", NULL);
 	g_assert_true(g_file_get_contents(path, &data, &len, NULL));
 	data[len / 2] ^= 0x5a;
@@ -232,11 +173,11 @@ static void test_corrupt_packages_are_refused(void)
 	g_free(sha);
 	g_free(data);
 	g_free(path);
-	remove_package(dir);
+	infertest_remove_package(dir);
 
 	/* A manifest that misstates a module's output, consistently with the
 	 * decision input: only the trial run at load time can catch it. */
-	dir = copy_package(src);
+	dir = infertest_copy_package(src);
 	{
 		char *man = g_build_filename(dir, "manifest.ini", NULL), *text = NULL;
 		char from[64], to[64];
@@ -249,32 +190,32 @@ static void test_corrupt_packages_are_refused(void)
 		g_free(man);
 		g_snprintf(from, sizeof from, "output_dim=%d", vout);
 		g_snprintf(to, sizeof to, "output_dim=%d", vout + 1);
-		edit_file(dir, "manifest.ini", from, to);
+		infertest_edit_file(dir, "manifest.ini", from, to);
 		g_snprintf(from, sizeof from, "input_dim=%d", din);
 		g_snprintf(to, sizeof to, "input_dim=%d", din + 1);
-		edit_file(dir, "manifest.ini", strstr(from, "input_dim"), to);
+		infertest_edit_file(dir, "manifest.ini", strstr(from, "input_dim"), to);
 	}
 	expect_refused(dir, INFER_ESHAPE, "vision module gives");
-	remove_package(dir);
+	infertest_remove_package(dir);
 
 	/* A defect map the vision module does not have: the trial run finds out. */
-	dir = copy_package(src);
-	edit_file(dir, "manifest.ini", "output_dim=",
+	dir = infertest_copy_package(src);
+	infertest_edit_file(dir, "manifest.ini", "output_dim=",
 		  "heatmap_output=defect_map\nheatmap_width=24\nheatmap_height=24\noutput_dim=");
 	expect_refused(dir, INFER_EMODULE, "no output 'defect_map'");
-	remove_package(dir);
+	infertest_remove_package(dir);
 
 	/* A defect map without its size. */
-	dir = copy_package(src);
-	edit_file(dir, "manifest.ini", "output_dim=", "heatmap_output=defect_map\noutput_dim=");
+	dir = infertest_copy_package(src);
+	infertest_edit_file(dir, "manifest.ini", "output_dim=", "heatmap_output=defect_map\noutput_dim=");
 	expect_refused(dir, INFER_EMANIFEST, "heatmap_width");
-	remove_package(dir);
+	infertest_remove_package(dir);
 
 	/* A required key missing: the message names the manifest and the key. */
-	dir = copy_package(src);
-	edit_file(dir, "manifest.ini", "features=", "feature_set=");
+	dir = infertest_copy_package(src);
+	infertest_edit_file(dir, "manifest.ini", "features=", "feature_set=");
 	expect_refused(dir, INFER_EMANIFEST, "manifest.ini:");
-	remove_package(dir);
+	infertest_remove_package(dir);
 
 	/* No package there at all. */
 	expect_refused("/nonexistent/package", INFER_EMANIFEST, "/nonexistent/package");

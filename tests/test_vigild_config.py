@@ -88,6 +88,25 @@ with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
     expect(tmp, "IIO without channel", edit(iio, "iio_channel = accel_z\n", ""),
            "[vibration.drive_end]: missing required key 'iio_channel'")
 
+    # [model] precision: a value that is none, and one the backend cannot run.
+    model_line = next(i for i, l in enumerate(lines) if l.startswith("backend")) + 2
+    expect(tmp, "bad precision", edit(default, "backend = opencv", "backend = opencv\nprecision = fp8"),
+           "{path}:%d: [model] precision: 'fp8' is not one of: fp32, fp16, bf16, int8"
+           % model_line)
+    expect(tmp, "precision the backend cannot run",
+           edit(default, "backend = opencv", "backend = opencv\nprecision = bf16"),
+           "{path}:%d: [model] precision: the opencv backend does not run bf16 (it runs: fp32)"
+           % model_line)
+    # int8 on a package without its calibration: refused, saying how to make one.
+    nocal = os.path.join(tmp, "nocal")
+    shutil.copytree(os.path.join(root, "models", "synthetic-v1"), nocal)
+    if os.path.exists(os.path.join(nocal, "calibration-int8.ini")):
+        os.unlink(os.path.join(nocal, "calibration-int8.ini"))
+    text = "\n".join(l if not l.startswith("package") else f"package = {nocal}" for l in lines)
+    expect(tmp, "int8 without calibration",
+           edit(text, "backend = opencv", "backend = reference\nprecision = int8"),
+           "calibration-int8.ini")
+
     # A corrupt model package is refused, naming the file.
     pkg = os.path.join(tmp, "pkg")
     shutil.copytree(os.path.join(root, "models", "synthetic-v2"), pkg)

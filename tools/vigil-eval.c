@@ -3,6 +3,7 @@
  *
  *   vigil-eval --manifest CSV [--data-root DIR] [--split NAME] --model DIR
  *              --json OUT [--scores CSV] [--heatmaps FILE] [--backend opencv]
+ *              [--precision fp32|fp16|bf16|int8]
  *
  * The manifest needs the columns image, vibration, vib_start, vib_len,
  * image_class, vib_class and defect (docs/model.md). The JSON holds, for
@@ -257,6 +258,8 @@ int main(int argc, char **argv)
 {
 	char *manifest = NULL, *root = NULL, *split = NULL, *model_dir = NULL, *json_path = NULL;
 	char *scores_path = NULL, *heatmaps_path = NULL, *backend = NULL, *err = NULL;
+	char *precision = NULL;
+	enum infer_precision prec = INFER_FP32;
 	GOptionEntry entries[] = {
 		{ "manifest", 0, 0, G_OPTION_ARG_FILENAME, &manifest, "Line manifest (parts.csv)", "CSV" },
 		{ "data-root", 0, 0, G_OPTION_ARG_FILENAME, &root,
@@ -269,6 +272,8 @@ int main(int argc, char **argv)
 		{ "heatmaps", 0, 0, G_OPTION_ARG_FILENAME, &heatmaps_path,
 		  "Also write every part's defect map (VGH1, float32)", "FILE" },
 		{ "backend", 0, 0, G_OPTION_ARG_STRING, &backend, "Inference backend (opencv)", "NAME" },
+		{ "precision", 0, 0, G_OPTION_ARG_STRING, &precision,
+		  "fp32, fp16, bf16 or int8 (fp32; int8 needs the package's calibration)", "NAME" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	GOptionContext *ctx = g_option_context_new("- judge a model package on a line manifest");
@@ -313,7 +318,12 @@ int main(int argc, char **argv)
 			goto done;
 		}
 	}
-	model = infer_model_load(model_dir, backend ? backend : "opencv", &err, NULL);
+	if (precision && infer_precision_parse(precision, &prec) < 0) {
+		fprintf(stderr, "vigil-eval: --precision: '%s' is not fp32, fp16, bf16 or int8\n",
+			precision);
+		goto done;
+	}
+	model = infer_model_load_at(model_dir, backend ? backend : "opencv", prec, &err, NULL);
 	if (!model) {
 		fprintf(stderr, "vigil-eval: %s\n", err);
 		goto done;
@@ -403,6 +413,10 @@ int main(int argc, char **argv)
 		g_string_append(js, "null");
 	g_string_append(js, ",\n  \"model\": ");
 	json_string(js, in->version);
+	g_string_append(js, ",\n  \"backend\": ");
+	json_string(js, backend ? backend : "opencv");
+	g_string_append(js, ",\n  \"precision\": ");
+	json_string(js, infer_precision_names[prec]);
 	g_string_append(js, ",\n  \"reject\": ");
 	json_number(js, in->reject);
 	g_string_append(js, ",\n  \"marginal\": ");
@@ -472,6 +486,7 @@ done:
 	g_free(scores_path);
 	g_free(heatmaps_path);
 	g_free(backend);
+	g_free(precision);
 	g_option_context_free(ctx);
 	return rc;
 }

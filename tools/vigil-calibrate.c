@@ -1,0 +1,145 @@
+/* vigil-calibrate: the int8 calibration of a model package
+ * (docs/inference-engine.md), measured on parts of a line manifest with
+ * the C runtime vigild uses (fusion/ for the inputs, the reference
+ * executor in float32 for the modules), written beside the manifest as
+ * calibration-int8.ini.
+ *
+ *   vigil-calibrate --manifest CSV [--data-root DIR] [--split NAME] --model DIR
+ *                   [--parts N] [--range max|percentile] [--percentile P]
+ *
+ * --parts takes N rows spread evenly over the manifest (after --split),
+ * all when N is 0 or larger than the manifest. A folder of synthetic parts
+ * from `vigil-sim generate` is such a manifest (its parts.csv). */
+#include <glib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fusion/fusion.h"
+#include "inference/inference.h"
+#include "tools/line-manifest.h"
+
+int main(int argc, char **argv)
+{
+	char *manifest = NULL, *root = NULL, *split = NULL, *model_dir = NULL, *range = NULL;
+	char *err = NULL, *note = NULL;
+	int parts = 200;
+	double percentile = 99.99;
+	GOptionEntry entries[] = {
+		{ "manifest", 0, 0, G_OPTION_ARG_FILENAME, &manifest, "Line manifest (parts.csv)", "CSV" },
+		{ "data-root", 0, 0, G_OPTION_ARG_FILENAME, &root,
+		  "Folder the manifest's paths are relative to (the manifest's)", "DIR" },
+		{ "split", 0, 0, G_OPTION_ARG_STRING, &split, "Only the rows of this split (all)", "NAME" },
+		{ "model", 0, 0, G_OPTION_ARG_FILENAME, &model_dir, "Model package folder", "DIR" },
+		{ "parts", 0, 0, G_OPTION_ARG_INT, &parts, "Calibration parts, spread evenly (200; 0: all)", "N" },
+		{ "range", 0, 0, G_OPTION_ARG_STRING, &range,
+		  "Activation range: max or percentile (max)", "HOW" },
+		{ "percentile", 0, 0, G_OPTION_ARG_DOUBLE, &percentile,
+		  "Percentile of |x| for --range percentile (99.99)", "P" },
+		{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	};
+	GOptionContext *ctx = g_option_context_new("- int8 calibration of a model package");
+	GArray *rows = NULL;
+	infer_calibrator *cal = NULL;
+	infer_model *model = NULL;
+	const struct infer_info *in;
+	line_wav_cache *wavs = NULL;
+	fusion_sigfeat *sf = NULL;
+	struct line_inputs inputs;
+	float *img_in = NULL, *sig = NULL;
+	GError *gerr = NULL;
+	enum infer_range how = INFER_RANGE_MAX;
+	guint n;
+	int rc = 1;
+
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
+		fprintf(stderr, "vigil-calibrate: %s\n", gerr->message);
+		g_error_free(gerr);
+		goto done;
+	}
+	if (!manifest || !model_dir || parts < 0) {
+		fprintf(stderr, "vigil-calibrate: --manifest and --model are required\n");
+		goto done;
+	}
+	if (range && strcmp(range, "percentile") == 0) {
+		how = INFER_RANGE_PERCENTILE;
+	} else if (range && strcmp(range, "max") != 0) {
+		fprintf(stderr, "vigil-calibrate: --range: '%s' is not max or percentile\n", range);
+		goto done;
+	}
+	if (!root)
+		root = g_path_get_dirname(manifest);
+	rows = line_manifest_load(manifest, split, &err);
+	if (!rows) {
+		fprintf(stderr, "vigil-calibrate: %s\n", err);
+		goto done;
+	}
+	cal = infer_calibrator_new(model_dir, how, percentile, &err);
+	/* a second load for the package's input geometry, as vigil-eval's */
+	model = cal ? infer_model_load(model_dir, "opencv", &err, NULL) : NULL;
+	if (!model) {
+		fprintf(stderr, "vigil-calibrate: %s\n", err);
+		goto done;
+	}
+	in = infer_model_info(model);
+	sf = fusion_sigfeat_new((size_t)in->window, in->rate_hz);
+	if (!sf || fusion_sigfeat_dim(sf) != (size_t)in->signal_dim) {
+		fprintf(stderr, "vigil-calibrate: the package wants %d signal features of %d "
+				"samples; this build computes %zu\n", in->signal_dim, in->window,
+			sf ? fusion_sigfeat_dim(sf) : 0);
+		goto done;
+	}
+	wavs = line_wav_cache_new(in->rate_hz);
+	inputs = (struct line_inputs){ .width = in->input_width, .height = in->input_height,
+				       .mean = in->mean, .std = in->std, .resize = in->resize,
+				       .sigfeat = sf, .window = (size_t)in->window, .wavs = wavs };
+	img_in = g_new(float, (gsize)in->input_width * in->input_height);
+	sig = g_new(float, in->signal_dim);
+	n = parts == 0 || (guint)parts > rows->len ? rows->len : (guint)parts;
+	fprintf(stderr, "vigil-calibrate: %u of %u parts of %s%s%s, model %s (%s)\n", n,
+		rows->len, manifest, split ? ", split " : "", split ? split : "", in->name,
+		in->version);
+	for (guint i = 0; i < n; i++) {
+		const struct line_row *r =
+			&g_array_index(rows, struct line_row, (guint64)i * rows->len / n);
+
+		if (line_row_prepare(root, r, &inputs, img_in, sig, &err) < 0 ||
+		    infer_calibrator_add(cal, img_in, sig, &err) < 0) {
+			fprintf(stderr, "vigil-calibrate: %s:%d: %s\n", manifest, r->line, err);
+			goto done;
+		}
+	}
+	{
+		char p[G_ASCII_DTOSTR_BUF_SIZE];
+
+		note = g_strdup_printf("vigil-calibrate --manifest %s --split %s --parts %u "
+				       "--range %s%s%s", manifest, split ? split : "(all)", n,
+				       how == INFER_RANGE_MAX ? "max" : "percentile",
+				       how == INFER_RANGE_MAX ? "" : " --percentile ",
+				       how == INFER_RANGE_MAX ? ""
+				       : g_ascii_dtostr(p, sizeof p, percentile));
+	}
+	if (infer_calibrator_write(cal, note, &err) < 0) {
+		fprintf(stderr, "vigil-calibrate: %s\n", err);
+		goto done;
+	}
+	fprintf(stderr, "vigil-calibrate: wrote %s/%s\n", model_dir, INFER_CALIB_FILE);
+	rc = 0;
+done:
+	g_free(img_in);
+	g_free(sig);
+	line_wav_cache_free(wavs);
+	fusion_sigfeat_free(sf);
+	infer_model_free(model);
+	infer_calibrator_free(cal);
+	line_manifest_free(rows);
+	g_free(err);
+	g_free(note);
+	g_free(manifest);
+	g_free(root);
+	g_free(split);
+	g_free(model_dir);
+	g_free(range);
+	g_option_context_free(ctx);
+	return rc;
+}
