@@ -5,6 +5,14 @@
  * descriptors and algorithms are chosen once per input shape, and the
  * whole forward is captured in a CUDA graph that each run replays.
  *
+ * Batches: the graph is captured for a batch of B parts, B the smallest
+ * power of two that holds the largest batch asked for so far; a smaller
+ * batch runs in it padded (the spare parts' rows are computed and
+ * ignored), so a line whose batch size changes from part to part does
+ * not capture a graph each time. Every supported operator treats the
+ * parts of a batch independently, so the padding cannot change a real
+ * part's result.
+ *
  * Precision is the backend's name: cuda (float32; no TF32, so it matches
  * the CPU backends), cuda-fp16 and cuda-bf16 (activations and weights in
  * half / bfloat16 on tensor cores, accumulation in float). */
@@ -47,7 +55,9 @@ typedef struct cuda_module {
 	float *in32, *out32;       /* float32 staging for the input and all outputs */
 	float *host_out;           /* the outputs of the last run, on the host */
 	size_t in_n, *out_off;     /* output i is out32[out_off[i] .. out_off[i + 1]) */
-	int ndim, shape[ONNX_MAX_DIMS];
+	int ndim, shape[ONNX_MAX_DIMS]; /* the planned input; shape[0] the batch B */
+	int padded;                /* every output leads with B: smaller batches fit */
+	int run_n;                 /* parts in the last forward, <= B */
 	cudaGraphExec_t exec;
 } cuda_module;
 
@@ -451,11 +461,40 @@ static int plan(cuda_module *m, const int *shape, int ndim, char **err)
 	cudaGraph_t graph = NULL;
 	int rc;
 
-	if (ndim == m->ndim && memcmp(shape, m->shape, sizeof(int) * (size_t)ndim) == 0)
+	int planned[ONNX_MAX_DIMS];
+	int batch = 1;
+
+	if (ndim == m->ndim && ndim > 0 &&
+	    memcmp(shape + 1, m->shape + 1, sizeof(int) * (size_t)(ndim - 1)) == 0 &&
+	    (shape[0] == m->shape[0] || (m->padded && shape[0] < m->shape[0])))
 		return 0;
+	if (ndim < 1 || ndim > ONNX_MAX_DIMS || shape[0] < 1) {
+		*err = g_strdup_printf("cuda: input of %d dimensions cannot run", ndim);
+		return -EINVAL;
+	}
+	while (batch < shape[0] && batch < (1 << 20))
+		batch *= 2;
+	if (ndim == m->ndim && memcmp(shape + 1, m->shape + 1, sizeof(int) * (size_t)(ndim - 1)) == 0 &&
+	    m->shape[0] > batch)
+		batch = m->shape[0];
+	memcpy(planned, shape, sizeof(int) * (size_t)ndim);
+	planned[0] = batch;
 	free_plan(m);
-	if ((rc = onnx_graph_infer_shapes(g, shape, ndim, err)) < 0)
+	if ((rc = onnx_graph_infer_shapes(g, planned, ndim, err)) < 0)
 		return rc;
+	m->padded = 1;
+	for (int i = 0; i < g->n_outputs; i++) {
+		const struct onnx_tensor *t = &g->tensors[g->outputs[i]];
+
+		if (t->ndim < 1 || t->dims[0] != batch)
+			m->padded = 0;
+	}
+	/* An output that does not lead with the batch: plan the exact shape. */
+	if (!m->padded && batch != shape[0]) {
+		memcpy(planned, shape, sizeof(int) * (size_t)ndim);
+		if ((rc = onnx_graph_infer_shapes(g, planned, ndim, err)) < 0)
+			return rc;
+	}
 	for (int i = 0; i < g->n_nodes; i++)
 		if ((rc = plan_node(m, i, err)) < 0)
 			return rc;
@@ -497,8 +536,12 @@ static int plan(cuda_module *m, const int *shape, int ndim, char **err)
 		cudaGraphDestroy(graph);
 	if (rc < 0)
 		return rc;
+	/* The spare parts of a padded batch read zeros, never stale data. */
+	if ((rc = cuda_fail(cudaMemsetAsync(m->in32, 0, m->in_n * 4, m->stream), "input clear",
+			    err)) < 0)
+		return rc;
 	m->ndim = ndim;
-	memcpy(m->shape, shape, sizeof(int) * (size_t)ndim);
+	memcpy(m->shape, planned, sizeof(int) * (size_t)ndim);
 	return 0;
 }
 
@@ -511,7 +554,9 @@ int cuda_module_forward(void *module, const float *in, const int *shape, int ndi
 		free_plan(m);
 		return rc;
 	}
-	if ((rc = cuda_fail(cudaMemcpyAsync(m->in32, in, m->in_n * 4, cudaMemcpyHostToDevice,
+	m->run_n = shape[0];
+	if ((rc = cuda_fail(cudaMemcpyAsync(m->in32, in, m->in_n / (size_t)m->shape[0] *
+					    (size_t)shape[0] * 4, cudaMemcpyHostToDevice,
 					    m->stream), "input copy", err)) < 0 ||
 	    (rc = cuda_fail(cudaGraphLaunch(m->exec, m->stream), "graph launch", err)) < 0 ||
 	    (rc = cuda_fail(cudaMemcpyAsync(m->host_out, m->out32, m->out_off[m->g->n_outputs] * 4,
@@ -528,7 +573,10 @@ const float *cuda_module_output(const void *module, int i, size_t *len)
 
 	if (i < 0 || i >= m->g->n_outputs || !m->host_out)
 		return NULL;
+	/* A padded batch: the first run_n parts of the planned B. */
 	*len = m->out_off[i + 1] - m->out_off[i];
+	if (m->run_n < m->shape[0])
+		*len = *len / (size_t)m->shape[0] * (size_t)m->run_n;
 	return m->host_out + m->out_off[i];
 }
 

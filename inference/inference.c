@@ -16,9 +16,13 @@ struct infer_model {
 	void *module[MOD_COUNT];
 	struct infer_info info;
 	int decision_in;
-	float *vs;                 /* vision_out + signal_out floats */
 	char *heatmap_output;      /* [vision] heatmap_output, NULL when absent */
-	float *heatmap;            /* heatmap_width * heatmap_height floats */
+	/* Per-run buffers for up to batch_cap parts, grown by the first run
+	 * of a larger batch: each module's outputs, part after part, and the
+	 * decision input (each part's vision then signal outputs). */
+	int batch_cap;
+	float *vision_buf, *signal_buf, *decision_buf, *fused;
+	float *heatmap;            /* heatmap_width * heatmap_height floats per part */
 };
 
 static const struct infer_backend *const backends[] = {
@@ -54,8 +58,11 @@ void infer_model_free(infer_model *m)
 	g_free(m->info.name);
 	g_free(m->info.version);
 	g_free(m->info.features);
-	g_free(m->vs);
 	g_free(m->heatmap_output);
+	g_free(m->vision_buf);
+	g_free(m->signal_buf);
+	g_free(m->decision_buf);
+	g_free(m->fused);
 	g_free(m->heatmap);
 	g_free(m);
 }
@@ -244,10 +251,6 @@ infer_model *infer_model_load(const char *dir, const char *backend, char **err, 
 	for (int i = 0; i < MOD_COUNT; i++)
 		if ((rc = load_module(m, man, dir, i, err)) < 0)
 			goto fail;
-	m->vs = g_new0(float, m->decision_in);
-	if (m->heatmap_output)
-		m->heatmap = g_new0(float, (gsize)m->info.heatmap_width * m->info.heatmap_height);
-
 	/* A trial run on blank inputs proves the modules and the manifest agree. */
 	img = g_new0(float, (gsize)m->info.input_width * m->info.input_height);
 	sig = g_new0(float, m->info.signal_dim);
@@ -296,32 +299,31 @@ enum vigil_verdict infer_verdict(const struct infer_info *info, float p)
 	return VIGIL_VERDICT_ACCEPT;
 }
 
-int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
-		    struct infer_output *out, char **err)
+/* Room for n parts in the per-run buffers. */
+static void reserve_batch(infer_model *m, int n)
 {
 	const struct infer_info *in = &m->info;
-	int vshape[4] = { 1, 1, in->input_height, in->input_width };
-	int sshape[2] = { 1, in->signal_dim };
-	int dshape[2] = { 1, m->decision_in };
-	float fused = 0;
-	struct infer_tensor vision[2] = {
-		{ .data = m->vs, .cap = (size_t)in->vision_out },
-		{ .name = m->heatmap_output, .data = m->heatmap,
-		  .cap = (size_t)in->heatmap_width * in->heatmap_height },
-	};
-	struct infer_tensor signal = { .data = m->vs + in->vision_out,
-				       .cap = (size_t)in->signal_out };
-	struct infer_tensor decision = { .data = &fused, .cap = 1 };
-	int rc;
+	gsize cells = (gsize)in->heatmap_width * (gsize)in->heatmap_height;
 
-	if ((rc = run_module(m, MOD_VISION, image, vshape, 4, vision,
-			     m->heatmap_output ? 2 : 1, err)) < 0 ||
-	    (rc = run_module(m, MOD_SIGNAL, sigfeat, sshape, 2, &signal, 1, err)) < 0 ||
-	    (rc = run_module(m, MOD_DECISION, m->vs, dshape, 2, &decision, 1, err)) < 0)
-		return rc;
+	if (n <= m->batch_cap)
+		return;
+	m->vision_buf = g_renew(float, m->vision_buf, (gsize)n * (gsize)in->vision_out);
+	m->signal_buf = g_renew(float, m->signal_buf, (gsize)n * (gsize)in->signal_out);
+	m->decision_buf = g_renew(float, m->decision_buf, (gsize)n * (gsize)m->decision_in);
+	m->fused = g_renew(float, m->fused, (gsize)n);
+	if (m->heatmap_output)
+		m->heatmap = g_renew(float, m->heatmap, (gsize)n * cells);
+	m->batch_cap = n;
+}
 
-	out->vision_score = sigmoid(m->vs[0]);
-	out->signal_score = sigmoid(m->vs[in->vision_out]);
+/* One part's result from its logits. */
+static int judge(const infer_model *m, float vision_logit, float signal_logit, float fused,
+		 const float *heatmap, struct infer_output *out, char **err)
+{
+	const struct infer_info *in = &m->info;
+
+	out->vision_score = sigmoid(vision_logit);
+	out->signal_score = sigmoid(signal_logit);
 	out->score = sigmoid(fused);
 	if (!isfinite(out->score)) {
 		*err = g_strdup("model gave a non-finite score");
@@ -329,7 +331,7 @@ int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 	}
 	out->verdict = infer_verdict(in, out->score);
 	out->flags = 0;
-	out->heatmap = m->heatmap;
+	out->heatmap = heatmap;
 	out->heatmap_w = in->heatmap_width;
 	out->heatmap_h = in->heatmap_height;
 	if (out->vision_score >= in->vision_threshold)
@@ -351,6 +353,62 @@ int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 				? VIGIL_CLASS_SURFACE : VIGIL_CLASS_VIBRATION;
 	}
 	return 0;
+}
+
+int infer_model_run_batch(infer_model *m, int n, const float *images, const float *sigfeats,
+			  struct infer_output *out, char **err)
+{
+	const struct infer_info *in = &m->info;
+	gsize cells = (gsize)in->heatmap_width * (gsize)in->heatmap_height;
+	int vshape[4] = { n, 1, in->input_height, in->input_width };
+	int sshape[2] = { n, in->signal_dim };
+	int dshape[2] = { n, m->decision_in };
+	struct infer_tensor vision[2], signal, decision;
+	struct infer_output *res;
+	int rc;
+
+	if (n < 1 || !images || !sigfeats || !out) {
+		*err = g_strdup_printf("a batch of %d parts cannot run", n);
+		return -EINVAL;
+	}
+	reserve_batch(m, n);
+	vision[0] = (struct infer_tensor){ .data = m->vision_buf,
+					   .cap = (size_t)n * (size_t)in->vision_out };
+	vision[1] = (struct infer_tensor){ .name = m->heatmap_output, .data = m->heatmap,
+					   .cap = (size_t)n * cells };
+	signal = (struct infer_tensor){ .data = m->signal_buf,
+					.cap = (size_t)n * (size_t)in->signal_out };
+	decision = (struct infer_tensor){ .data = m->fused, .cap = (size_t)n };
+	if ((rc = run_module(m, MOD_VISION, images, vshape, 4, vision,
+			     m->heatmap_output ? 2 : 1, err)) < 0 ||
+	    (rc = run_module(m, MOD_SIGNAL, sigfeats, sshape, 2, &signal, 1, err)) < 0)
+		return rc;
+	for (int i = 0; i < n; i++) {
+		float *row = m->decision_buf + (size_t)i * (size_t)m->decision_in;
+
+		memcpy(row, m->vision_buf + (size_t)i * (size_t)in->vision_out,
+		       sizeof(float) * (size_t)in->vision_out);
+		memcpy(row + in->vision_out, m->signal_buf + (size_t)i * (size_t)in->signal_out,
+		       sizeof(float) * (size_t)in->signal_out);
+	}
+	if ((rc = run_module(m, MOD_DECISION, m->decision_buf, dshape, 2, &decision, 1, err)) < 0)
+		return rc;
+	/* Judge into a scratch array so a failure leaves out untouched. */
+	res = g_new(struct infer_output, n);
+	for (int i = 0; i < n && rc == 0; i++)
+		rc = judge(m, m->vision_buf[(size_t)i * (size_t)in->vision_out],
+			   m->signal_buf[(size_t)i * (size_t)in->signal_out], m->fused[i],
+			   m->heatmap_output ? m->heatmap + (size_t)i * cells : NULL, &res[i], err);
+	if (rc == 0)
+		memcpy(out, res, sizeof *out * (size_t)n);
+	g_free(res);
+	return rc;
+}
+
+int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
+		    struct infer_output *out, char **err)
+{
+	return infer_model_run_batch(m, 1, image, sigfeat, out, err);
 }
 
 const struct infer_backend *infer_backend_find(const char *name)

@@ -73,7 +73,10 @@ struct infer_tensor {
 
 /* A backend runs one ONNX module; a const table chosen by name. run
  * fills n_out outputs of one forward pass; an output larger than its cap
- * fails with -EOVERFLOW (len still set). */
+ * fails with -EOVERFLOW (len still set). It is also the batch entry point:
+ * shape[0] is the number of parts N, in holds them one after another and
+ * each output holds N parts' values in the same order (every backend runs
+ * any N >= 1 in one forward pass). */
 struct infer_backend {
 	const char *name;
 	void *(*load)(const char *onnx_path, char **err);
@@ -114,6 +117,15 @@ const struct infer_info *infer_model_info(const infer_model *m);
  * sigfeat: signal_dim floats. Not thread-safe per model. */
 int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 		    struct infer_output *out, char **err);
+
+/* infer_model_run on n >= 1 parts in one forward pass of each module:
+ * images holds n images one after another, sigfeats n feature vectors,
+ * and out[i] is part i's result, as infer_model_run would give it (to
+ * float rounding: a backend may sum in another order at another batch).
+ * out[i].heatmap points into the model's buffer, valid until the next run.
+ * On failure no out[i] is set and the whole batch has failed. */
+int infer_model_run_batch(infer_model *m, int n, const float *images, const float *sigfeats,
+			  struct infer_output *out, char **err);
 
 /* Verdict from a fused probability and the package's thresholds. */
 enum vigil_verdict infer_verdict(const struct infer_info *info, float p);
