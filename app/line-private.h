@@ -20,6 +20,10 @@
 #define QUEUE_PARTS 256
 #define LINE_MAX_JOBS 64
 
+/* [model] max_batch: its default and its largest value. */
+#define LINE_DEFAULT_MAX_BATCH 4
+#define LINE_MAX_BATCH 64
+
 #define LINE_MAX_CAMERAS 8
 G_STATIC_ASSERT(LINE_MAX_CAMERAS <= LINE_HEALTH_CAMERAS);
 
@@ -67,6 +71,7 @@ struct line_part {
 struct line {
 	/* configuration */
 	char *model_dir, *backend, *db_path;
+	int max_batch;            /* [model] max_batch: parts one model run may take */
 	int window_timeout_ms, poll_ms, reject_deadline_ms;
 	int db_queue;
 	struct db_options db_opt;
@@ -111,8 +116,10 @@ struct line {
 	plc_link *plc;
 	db_log *db;
 
-	bqueue *q_inspect, *q_results, *q_log;
-	GThread *t_plc, *t_inspect, *t_log;
+	/* q_ready: parts with frames and window in hand, acquire thread ->
+	 * inspect thread, which batches what waits there. */
+	bqueue *q_inspect, *q_ready, *q_results, *q_log;
+	GThread *t_plc, *t_acquire, *t_inspect, *t_log;
 	volatile gint stop_triggers;   /* set: take no new triggers */
 	volatile gint stop_all;        /* set: PLC thread ends once idle */
 	int64_t grace_end_us;
