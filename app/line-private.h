@@ -21,7 +21,7 @@
 #define LINE_MAX_JOBS 64
 
 /* [model] max_batch: its default and its largest value. */
-#define LINE_DEFAULT_MAX_BATCH 4
+#define LINE_DEFAULT_MAX_BATCH 1
 #define LINE_MAX_BATCH 64
 
 #define LINE_MAX_CAMERAS 8
