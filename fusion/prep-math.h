@@ -180,6 +180,39 @@ FP_HD int fp_fill(unsigned long long sum, unsigned long long n)
 	return (int)((sum + n / 2) / n);
 }
 
+#ifndef __CUDACC__
+/* The whole model input by these formulas on the CPU, the way the GPU
+ * kernels assemble it: fit every pixel, the fill from their sum, place.
+ * letterbox: FUSION_RESIZE_LETTERBOX. fitted: out_w * out_h bytes of
+ * scratch. For tests. */
+static inline void fp_prepare_host(const uint8_t *frame, int w, int h, int stride, int out_w,
+				   int out_h, float mean, float std, int letterbox,
+				   uint8_t *fitted, float *out)
+{
+	struct fp_fit g;
+	unsigned long long sum = 0;
+	int fill;
+
+	fp_fit_geometry(w, h, out_w, out_h, letterbox, &g);
+	for (int y = 0; y < g.fh; y++)
+		for (int x = 0; x < g.fw; x++) {
+			int u = fp_round_u8(fp_fit_pixel(frame, stride, h, &g, x, y));
+
+			fitted[y * g.fw + x] = (uint8_t)u;
+			sum += (unsigned)u;
+		}
+	fill = fp_fill(sum, (unsigned long long)g.fw * (unsigned long long)g.fh);
+	for (int y = 0; y < out_h; y++)
+		for (int x = 0; x < out_w; x++) {
+			int fx = x - g.x0, fy = y - g.y0;
+			int u = fx >= 0 && fx < g.fw && fy >= 0 && fy < g.fh ? fitted[fy * g.fw + fx]
+									     : fill;
+
+			out[y * out_w + x] = fp_normalise(u, mean, std);
+		}
+}
+#endif
+
 /* ---- vibration: vigil-sigfeat-v1 (fusion/features.c) ---- */
 
 #define FP_POWER_BANDS 64

@@ -545,9 +545,10 @@ static int plan(cuda_module *m, const int *shape, int ndim, char **err)
 	return 0;
 }
 
-int cuda_module_forward(void *module, const float *in, const int *shape, int ndim, char **err)
+/* One forward from in, host or device memory (kind: its cudaMemcpyKind). */
+static int forward(cuda_module *m, const float *in, enum cudaMemcpyKind kind, const int *shape,
+		   int ndim, char **err)
 {
-	cuda_module *m = module;
 	int rc = plan(m, shape, ndim, err);
 
 	if (rc < 0) {
@@ -556,8 +557,8 @@ int cuda_module_forward(void *module, const float *in, const int *shape, int ndi
 	}
 	m->run_n = shape[0];
 	if ((rc = cuda_fail(cudaMemcpyAsync(m->in32, in, m->in_n / (size_t)m->shape[0] *
-					    (size_t)shape[0] * 4, cudaMemcpyHostToDevice,
-					    m->stream), "input copy", err)) < 0 ||
+					    (size_t)shape[0] * 4, kind, m->stream),
+			    "input copy", err)) < 0 ||
 	    (rc = cuda_fail(cudaGraphLaunch(m->exec, m->stream), "graph launch", err)) < 0 ||
 	    (rc = cuda_fail(cudaMemcpyAsync(m->host_out, m->out32, m->out_off[m->g->n_outputs] * 4,
 					    cudaMemcpyDeviceToHost, m->stream), "output copy",
@@ -565,6 +566,11 @@ int cuda_module_forward(void *module, const float *in, const int *shape, int ndi
 	    (rc = cuda_fail(cudaStreamSynchronize(m->stream), "forward", err)) < 0)
 		return rc;
 	return 0;
+}
+
+int cuda_module_forward(void *module, const float *in, const int *shape, int ndim, char **err)
+{
+	return forward(module, in, cudaMemcpyHostToDevice, shape, ndim, err);
 }
 
 const float *cuda_module_output(const void *module, int i, size_t *len)
@@ -592,6 +598,19 @@ static int cuda_run(void *module, const float *in, const int *shape, int ndim,
 				   n_out, err);
 }
 
+/* struct infer_backend's run_device: the input is already on the GPU
+ * (cuda-prep.h's buffers), on any stream that has finished with it. */
+static int cuda_run_device(void *module, const float *dev_in, const int *shape, int ndim,
+			   struct infer_tensor *out, int n_out, char **err)
+{
+	int rc = forward(module, dev_in, cudaMemcpyDeviceToDevice, shape, ndim, err);
+
+	if (rc < 0)
+		return rc;
+	return engine_copy_outputs(((cuda_module *)module)->g, cuda_module_output, module, out,
+				   n_out, err);
+}
+
 static void *load_f32(const char *p, char **err)
 {
 	return cuda_load(p, CUDNN_DATA_FLOAT, CUDA_R_32F, VK_F32, err);
@@ -609,10 +628,13 @@ static void *load_bf16(const char *p, char **err)
 
 const struct infer_backend infer_backend_cuda = {
 	.name = "cuda", .load = load_f32, .run = cuda_run, .free = cuda_module_free,
+	.run_device = cuda_run_device,
 };
 const struct infer_backend infer_backend_cuda_fp16 = {
 	.name = "cuda-fp16", .load = load_f16, .run = cuda_run, .free = cuda_module_free,
+	.run_device = cuda_run_device,
 };
 const struct infer_backend infer_backend_cuda_bf16 = {
 	.name = "cuda-bf16", .load = load_bf16, .run = cuda_run, .free = cuda_module_free,
+	.run_device = cuda_run_device,
 };

@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "core/config.h"
+#ifdef VIGIL_HAVE_CUDA
+#include "inference/cuda-prep.h"
+#endif
 
 enum { MOD_VISION, MOD_SIGNAL, MOD_DECISION, MOD_COUNT };
 
@@ -23,6 +26,14 @@ struct infer_model {
 	int batch_cap;
 	float *vision_buf, *signal_buf, *decision_buf, *fused;
 	float *heatmap;            /* heatmap_width * heatmap_height floats per part */
+	/* infer_model_run_raw on the CPU: features and inputs of raw_cap images */
+	fusion_sigfeat *sigfeat;
+	int raw_cap;
+	float *raw_images, *raw_features;
+#ifdef VIGIL_HAVE_CUDA
+	cuda_prep *prep;           /* ... on the GPU, for prep_cap images */
+	int prep_cap;
+#endif
 };
 
 static const struct infer_backend *const backends[] = {
@@ -64,6 +75,12 @@ void infer_model_free(infer_model *m)
 	g_free(m->decision_buf);
 	g_free(m->fused);
 	g_free(m->heatmap);
+	fusion_sigfeat_free(m->sigfeat);
+	g_free(m->raw_images);
+	g_free(m->raw_features);
+#ifdef VIGIL_HAVE_CUDA
+	cuda_prep_free(m->prep);
+#endif
 	g_free(m);
 }
 
@@ -197,10 +214,11 @@ static int read_info(infer_model *m, const config *man, char **err)
 
 /* Runs one module and insists on the declared output sizes (each
  * tensor's cap). */
-static int run_module(infer_model *m, int which, const float *in, const int *shape,
-		      int ndim, struct infer_tensor *out, int n_out, char **err)
+static int run_module_on(infer_model *m, int which, const float *in, int on_device,
+			 const int *shape, int ndim, struct infer_tensor *out, int n_out, char **err)
 {
-	int rc = m->backend->run(m->module[which], in, shape, ndim, out, n_out, err);
+	int rc = on_device ? m->backend->run_device(m->module[which], in, shape, ndim, out, n_out, err)
+			   : m->backend->run(m->module[which], in, shape, ndim, out, n_out, err);
 
 	for (int i = 0; i < n_out && (rc == 0 || rc == -EOVERFLOW); i++) {
 		if (out[i].len == out[i].cap)
@@ -213,6 +231,12 @@ static int run_module(infer_model *m, int which, const float *in, const int *sha
 		return INFER_ESHAPE;
 	}
 	return rc < 0 ? INFER_EMODULE : 0;
+}
+
+static int run_module(infer_model *m, int which, const float *in, const int *shape,
+		      int ndim, struct infer_tensor *out, int n_out, char **err)
+{
+	return run_module_on(m, which, in, 0, shape, ndim, out, n_out, err);
 }
 
 infer_model *infer_model_load(const char *dir, const char *backend, char **err, int *code)
@@ -355,8 +379,9 @@ static int judge(const infer_model *m, float vision_logit, float signal_logit, f
 	return 0;
 }
 
-int infer_model_run_batch(infer_model *m, int n, const float *images, const float *sigfeats,
-			  struct infer_output *out, char **err)
+/* images and sigfeats in host memory, or (on_device) in GPU memory. */
+static int run_batch(infer_model *m, int n, const float *images, const float *sigfeats,
+		     int on_device, struct infer_output *out, char **err)
 {
 	const struct infer_info *in = &m->info;
 	gsize cells = (gsize)in->heatmap_width * (gsize)in->heatmap_height;
@@ -379,9 +404,9 @@ int infer_model_run_batch(infer_model *m, int n, const float *images, const floa
 	signal = (struct infer_tensor){ .data = m->signal_buf,
 					.cap = (size_t)n * (size_t)in->signal_out };
 	decision = (struct infer_tensor){ .data = m->fused, .cap = (size_t)n };
-	if ((rc = run_module(m, MOD_VISION, images, vshape, 4, vision,
-			     m->heatmap_output ? 2 : 1, err)) < 0 ||
-	    (rc = run_module(m, MOD_SIGNAL, sigfeats, sshape, 2, &signal, 1, err)) < 0)
+	if ((rc = run_module_on(m, MOD_VISION, images, on_device, vshape, 4, vision,
+				m->heatmap_output ? 2 : 1, err)) < 0 ||
+	    (rc = run_module_on(m, MOD_SIGNAL, sigfeats, on_device, sshape, 2, &signal, 1, err)) < 0)
 		return rc;
 	for (int i = 0; i < n; i++) {
 		float *row = m->decision_buf + (size_t)i * (size_t)m->decision_in;
@@ -403,6 +428,99 @@ int infer_model_run_batch(infer_model *m, int n, const float *images, const floa
 		memcpy(out, res, sizeof *out * (size_t)n);
 	g_free(res);
 	return rc;
+}
+
+int infer_model_run_batch(infer_model *m, int n, const float *images, const float *sigfeats,
+			  struct infer_output *out, char **err)
+{
+	return run_batch(m, n, images, sigfeats, 0, out, err);
+}
+
+int infer_model_prepares_on_device(const infer_model *m)
+{
+	return m->backend->run_device != NULL;
+}
+
+#ifdef VIGIL_HAVE_CUDA
+/* The raw inputs to the GPU once; model input and features computed
+ * there, read in place by the vision and signal modules. */
+static int run_raw_device(infer_model *m, int n, const struct infer_frame *frames,
+			  const float *const *windows, struct infer_output *out, char **err)
+{
+	const struct infer_info *in = &m->info;
+	int rc;
+
+	if (n > m->prep_cap) {
+		cuda_prep_free(m->prep);
+		m->prep_cap = 0;
+		m->prep = cuda_prep_new(in->input_width, in->input_height, in->mean, in->std,
+					in->resize, (size_t)in->window, in->rate_hz, n, err);
+		if (!m->prep)
+			return INFER_EMODULE;
+		m->prep_cap = n;
+	}
+	for (int i = 0; i < n; i++) {
+		const struct infer_frame *f = &frames[i];
+
+		if ((rc = cuda_prep_image(m->prep, i, f->data, f->width, f->height, f->stride,
+					  err)) < 0 ||
+		    (rc = cuda_prep_features(m->prep, i, windows[i], err)) < 0)
+			return rc == -EINVAL ? -EINVAL : INFER_EMODULE;
+	}
+	return run_batch(m, n, cuda_prep_images(m->prep), cuda_prep_feature_vectors(m->prep), 1,
+			 out, err);
+}
+#endif
+
+int infer_model_run_raw(infer_model *m, int n, const struct infer_frame *frames,
+			const float *const *windows, struct infer_output *out, char **err)
+{
+	const struct infer_info *in = &m->info;
+	size_t npix = (size_t)in->input_width * (size_t)in->input_height;
+	size_t dim = (size_t)in->signal_dim;
+
+	if (n < 1 || !frames || !windows || !out) {
+		*err = g_strdup_printf("a batch of %d parts cannot run", n);
+		return -EINVAL;
+	}
+#ifdef VIGIL_HAVE_CUDA
+	if (m->backend->run_device)
+		return run_raw_device(m, n, frames, windows, out, err);
+#endif
+	if (!m->sigfeat) {
+		m->sigfeat = fusion_sigfeat_new((size_t)in->window, in->rate_hz);
+		if (!m->sigfeat || fusion_sigfeat_dim(m->sigfeat) != dim) {
+			*err = g_strdup_printf("no %s features of %zu values for %d samples at %g Hz",
+					       in->features, dim, in->window, in->rate_hz);
+			return INFER_EMODULE;
+		}
+	}
+	if (n > m->raw_cap) {
+		m->raw_images = g_renew(float, m->raw_images, (gsize)n * npix);
+		m->raw_features = g_renew(float, m->raw_features, (gsize)n * dim);
+		m->raw_cap = n;
+	}
+	for (int i = 0; i < n; i++) {
+		const struct infer_frame *f = &frames[i];
+
+		if (fusion_image_prepare_resize(f->data, f->width, f->height, f->stride,
+						in->input_width, in->input_height, in->mean, in->std,
+						in->resize, m->raw_images + (size_t)i * npix) < 0) {
+			*err = g_strdup_printf("image %d (%dx%d) cannot be prepared", i, f->width,
+					       f->height);
+			return -EINVAL;
+		}
+		/* The cameras of one part share their window: compute it once. */
+		if (i > 0 && windows[i] == windows[i - 1])
+			memcpy(m->raw_features + (size_t)i * dim, m->raw_features + (size_t)(i - 1) * dim,
+			       dim * sizeof(float));
+		else if (fusion_sigfeat_compute(m->sigfeat, windows[i],
+						 m->raw_features + (size_t)i * dim) < 0) {
+			*err = g_strdup_printf("vibration window %d is not finite", i);
+			return -EINVAL;
+		}
+	}
+	return run_batch(m, n, m->raw_images, m->raw_features, 0, out, err);
 }
 
 int infer_model_run(infer_model *m, const float *image, const float *sigfeat,

@@ -13,6 +13,7 @@
 #define VIGIL_INFERENCE_INFERENCE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/part.h"
 #include "fusion/fusion.h"
@@ -83,6 +84,10 @@ struct infer_backend {
 	int (*run)(void *module, const float *in, const int *shape, int ndim,
 		   struct infer_tensor *out, int n_out, char **err);
 	void (*free)(void *module);
+	/* run with the input in GPU memory (the cuda backends, fed by their
+	 * own preprocessing, inference/cuda-prep.h); NULL for CPU backends. */
+	int (*run_device)(void *module, const float *dev_in, const int *shape, int ndim,
+			  struct infer_tensor *out, int n_out, char **err);
 };
 
 /* The backend this build has under name, or NULL. */
@@ -126,6 +131,27 @@ int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
  * On failure no out[i] is set and the whole batch has failed. */
 int infer_model_run_batch(infer_model *m, int n, const float *images, const float *sigfeats,
 			  struct infer_output *out, char **err);
+
+/* One camera frame of a part as the line has it: 8-bit gray, row-major. */
+struct infer_frame {
+	const uint8_t *data;
+	int width, height, stride;
+};
+
+/* infer_model_run_batch from a part's raw data: n images, frames[i]
+ * judged with the features of windows[i] (the package's window samples,
+ * in g; the cameras of one part share a pointer). A backend that runs on
+ * the GPU gets frame and window there once: the model input and features
+ * are computed on the device (fusion/'s arithmetic, cuda-prep.h) and the
+ * modules read them in place. Others compute them with fusion/ on the CPU
+ * (fusion_image_prepare_resize, fusion_sigfeat_compute). A frame that
+ * cannot be prepared or a non-finite window fails the batch (-EINVAL). */
+int infer_model_run_raw(infer_model *m, int n, const struct infer_frame *frames,
+			const float *const *windows, struct infer_output *out, char **err);
+
+/* Whether infer_model_run_raw computes the inputs on the device, so a
+ * caller need not compute features for it. */
+int infer_model_prepares_on_device(const infer_model *m);
 
 /* Verdict from a fused probability and the package's thresholds. */
 enum vigil_verdict infer_verdict(const struct infer_info *info, float p);

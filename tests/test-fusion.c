@@ -416,32 +416,14 @@ static void test_image_letterbox_invalid(void)
 /* ---- fusion/prep-math.h: the formulas the GPU kernels compute ---- */
 
 /* The model input by prep-math.h's per-pixel formulas, computed here
- * without OpenCV: what inference/cuda-prep.cu computes on the device. */
+ * without OpenCV: what inference/cuda-prep-kernels.cu computes. */
 static void prep_by_formula(const uint8_t *frame, int w, int h, int stride, int out_w, int out_h,
 			    float mean, float std, enum fusion_resize mode, float *out)
 {
-	struct fp_fit g;
-	uint8_t *fitted;
-	unsigned long long sum = 0;
-	int fill = 0;
+	uint8_t *fitted = g_new(uint8_t, (gsize)out_w * out_h);
 
-	fp_fit_geometry(w, h, out_w, out_h, mode == FUSION_RESIZE_LETTERBOX, &g);
-	fitted = g_new(uint8_t, (gsize)g.fw * g.fh);
-	for (int y = 0; y < g.fh; y++)
-		for (int x = 0; x < g.fw; x++) {
-			int u = fp_round_u8(fp_fit_pixel(frame, stride, h, &g, x, y));
-
-			fitted[y * g.fw + x] = (uint8_t)u;
-			sum += (unsigned)u;
-		}
-	fill = fp_fill(sum, (unsigned long long)g.fw * (unsigned long long)g.fh);
-	for (int y = 0; y < out_h; y++)
-		for (int x = 0; x < out_w; x++) {
-			int fx = x - g.x0, fy = y - g.y0;
-			int u = fx >= 0 && fx < g.fw && fy >= 0 && fy < g.fh ? fitted[fy * g.fw + fx] : fill;
-
-			out[y * out_w + x] = fp_normalise(u, mean, std);
-		}
+	fp_prepare_host(frame, w, h, stride, out_w, out_h, mean, std,
+			mode == FUSION_RESIZE_LETTERBOX, fitted, out);
 	g_free(fitted);
 }
 

@@ -307,6 +307,82 @@ static void test_batch_equals_single_reference(void)
 	check_batch("real-v3", "reference", sizes, G_N_ELEMENTS(sizes));
 }
 
+/* infer_model_run_raw from frames and windows gives what fusion/'s
+ * preprocessing and features through infer_model_run_batch give (on the
+ * CPU backends it is that path), with two cameras sharing a part's window,
+ * frames of several sizes and strides; a non-finite window fails. */
+static void test_run_raw(void)
+{
+	char *dir = g_build_filename(g_getenv("VIGIL_SOURCE_ROOT"), "models", "real-v3", NULL);
+	char *err = NULL;
+	infer_model *m = infer_model_load(dir, "opencv", &err, NULL);
+	const struct infer_info *info;
+	enum { N = 4 };
+	static const int sizes[N][3] = { { 320, 240, 330 }, { 192, 192, 192 }, { 640, 480, 640 },
+					 { 100, 80, 101 } };
+	struct infer_frame frames[N];
+	const float *windows[N];
+	float *win[2], *img, *feat;
+	struct infer_output raw[N], ref[N];
+	fusion_sigfeat *sf;
+	size_t npix;
+
+	if (!m)
+		g_error("%s", err);
+	info = infer_model_info(m);
+	npix = (size_t)info->input_width * info->input_height;
+	sf = fusion_sigfeat_new((size_t)info->window, info->rate_hz);
+	img = g_new(float, npix * N);
+	feat = g_new(float, (size_t)info->signal_dim * N);
+	for (int k = 0; k < 2; k++) {
+		win[k] = g_new(float, info->window);
+		for (int i = 0; i < info->window; i++)
+			win[k][i] = (float)(0.05 * sin(i * 0.37 * (k + 1)) +
+					    (i % (150 + 100 * k) < 3 ? 0.8 : 0));
+	}
+	for (int i = 0; i < N; i++) {
+		uint8_t *px = g_new(uint8_t, (gsize)sizes[i][2] * sizes[i][1]);
+
+		for (int y = 0; y < sizes[i][1]; y++)
+			for (int x = 0; x < sizes[i][2]; x++)
+				px[y * sizes[i][2] + x] = (uint8_t)(120 + 40 * sin(x * 0.1 + i) *
+								    cos(y * 0.07) -
+								    ((x - 50) * (x - 50) + (y - 40) * (y - 40) <
+								     80 * i ? 60 : 0));
+		frames[i] = (struct infer_frame){ px, sizes[i][0], sizes[i][1], sizes[i][2] };
+		windows[i] = win[i / 2];  /* parts of two cameras */
+		g_assert_cmpint(fusion_image_prepare_resize(px, sizes[i][0], sizes[i][1], sizes[i][2],
+							    info->input_width, info->input_height,
+							    info->mean, info->std, info->resize,
+							    img + npix * i), ==, 0);
+		g_assert_cmpint(fusion_sigfeat_compute(sf, windows[i],
+						       feat + (size_t)info->signal_dim * i), ==, 0);
+	}
+	g_assert_cmpint(infer_model_prepares_on_device(m), ==, 0);
+	g_assert_cmpint(infer_model_run_raw(m, N, frames, windows, raw, &err), ==, 0);
+	g_assert_cmpint(infer_model_run_batch(m, N, img, feat, ref, &err), ==, 0);
+	for (int i = 0; i < N; i++) {
+		g_assert_cmpfloat(raw[i].score, ==, ref[i].score);
+		g_assert_cmpfloat(raw[i].vision_score, ==, ref[i].vision_score);
+		g_assert_cmpfloat(raw[i].signal_score, ==, ref[i].signal_score);
+		g_assert_cmpint(raw[i].verdict, ==, ref[i].verdict);
+	}
+	g_assert_cmpfloat(raw[0].signal_score, !=, raw[2].signal_score);
+	win[1][7] = NAN;
+	g_assert_cmpint(infer_model_run_raw(m, N, frames, windows, raw, &err), ==, -EINVAL);
+	g_assert_nonnull(strstr(err, "not finite"));
+	g_free(err);
+	for (int i = 0; i < N; i++)
+		g_free((void *)frames[i].data);
+	g_free(win[0]);
+	g_free(win[1]);
+	g_free(img);
+	g_free(feat);
+	fusion_sigfeat_free(sf);
+	infer_model_free(m);
+	g_free(dir);
+}
+
 static void expect_refused(const char *dir, int want_code, const char *want_text)
 {
 	char *err = NULL;
@@ -436,6 +512,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/inference/batch-equals-single-opencv", test_batch_equals_single_opencv);
 	g_test_add_func("/inference/batch-equals-single-reference",
 			test_batch_equals_single_reference);
+	g_test_add_func("/inference/run-raw", test_run_raw);
 	g_test_add_func("/inference/corrupt-packages-are-refused", test_corrupt_packages_are_refused);
 	return g_test_run();
 }
