@@ -112,6 +112,9 @@ struct line {
 	line_jobs *jobs_loader;   /* loads a selected job's package (line-jobs.c) */
 	int start_refused, start_error; /* start-up job whose package was refused */
 	fusion_sigfeat *sigfeat;
+	/* The backend computes model inputs and features on the GPU from the
+	 * raw frames and window (infer_model_run_raw); the line does not. */
+	gboolean device_prep;
 	condition_meter *condition;
 	plc_link *plc;
 	db_log *db;

@@ -68,6 +68,8 @@ line *line_new(const config *cfg, char **err)
 	if (line_jobs_load_start(l, config_name(cfg), err) < 0)
 		goto fail;
 	info = infer_model_info(l->model);
+	/* Every job runs on the same backend: a GPU one takes raw parts. */
+	l->device_prep = infer_model_prepares_on_device(l->model);
 	l->condition = condition_meter_new((size_t)info->window, info->rate_hz, l->hf_hz);
 	if (!l->condition) {
 		*err = g_strdup_printf("%s: vibration %s: cannot measure a %d-sample window at %g Hz",
@@ -202,6 +204,7 @@ struct ready_part {
 	struct vigil_part *p;
 	struct capture_frame *frames[LINE_MAX_CAMERAS];
 	float *feat;               /* the window's features, signal_dim floats */
+	float *window;             /* instead, the window itself (l->device_prep) */
 	double features_ms;        /* condition figures and features */
 	gboolean failsafe;         /* no model run: a frame or the window is missing */
 };
@@ -211,6 +214,7 @@ static void ready_part_free(struct ready_part *r)
 	for (int i = 0; i < LINE_MAX_CAMERAS; i++)
 		capture_frame_free(r->frames[i]);
 	g_free(r->feat);
+	g_free(r->window);
 	g_free(r);
 }
 
@@ -298,11 +302,19 @@ static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win
 	if (condition_measure(l->condition, win, l->iso_class,
 			      l->have_bearing ? &l->bearing : NULL, &p->vibration) == 0)
 		p->has_vibration = 1;
-	r->feat = g_new(float, feat_dim);
-	if (fusion_sigfeat_compute(l->sigfeat, win, r->feat) < 0) {
+	if (l->device_prep) {
+		/* The model computes the features on the GPU from the window. */
+		for (size_t i = 0; i < l->sen_cfg.window && !r->failsafe; i++)
+			r->failsafe = !isfinite(win[i]);
+		if (!r->failsafe)
+			r->window = g_memdup2(win, l->sen_cfg.window * sizeof *win);
+	} else {
+		r->feat = g_new(float, feat_dim);
+		r->failsafe = fusion_sigfeat_compute(l->sigfeat, win, r->feat) < 0;
+	}
+	if (r->failsafe) {
 		g_warning("part %u: vibration window is not finite", p->part_id);
 		p->flags |= VIGIL_FLAG_MODEL_ERROR;
-		r->failsafe = TRUE;
 	}
 	r->features_ms = (double)(vigil_now_us() - t0) / 1000.0;
 	return r;
@@ -320,6 +332,8 @@ static void set_failsafe(struct vigil_part *p)
  * every part, each with its part's features. */
 struct batch_inputs {
 	float *img, *feat;
+	struct infer_frame *frames;    /* l->device_prep: the raw inputs */
+	const float **windows;
 	struct infer_output *out;
 	int cap;                   /* images the buffers hold */
 };
@@ -348,6 +362,8 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 		bi->img = g_renew(float, bi->img, (gsize)images * npix);
 		bi->feat = g_renew(float, bi->feat, (gsize)images * dim);
 		bi->out = g_renew(struct infer_output, bi->out, images);
+		bi->frames = g_renew(struct infer_frame, bi->frames, images);
+		bi->windows = g_renew(const float *, bi->windows, images);
 		bi->cap = images;
 	}
 	for (int j = 0; j < n; j++) {
@@ -358,12 +374,23 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 			continue;
 		for (int i = 0; i < l->ncameras && !r->failsafe; i++, k++) {
 			struct capture_frame *f = r->frames[i];
+			int bad;
 
-			memcpy(bi->feat + (size_t)k * dim, r->feat, dim * sizeof(float));
-			if (fusion_image_prepare_resize(f->data, f->width, f->height, f->stride,
-							info->input_width, info->input_height,
-							info->mean, info->std, info->resize,
-							bi->img + (size_t)k * npix) < 0) {
+			if (l->device_prep) {
+				/* Raw to the GPU: only the frame's shape can be wrong here. */
+				bi->frames[k] = (struct infer_frame){ f->data, f->width, f->height,
+								      f->stride };
+				bi->windows[k] = r->window;
+				bad = f->width <= 0 || f->height <= 0 || f->stride < f->width;
+			} else {
+				memcpy(bi->feat + (size_t)k * dim, r->feat, dim * sizeof(float));
+				bad = fusion_image_prepare_resize(f->data, f->width, f->height,
+								  f->stride, info->input_width,
+								  info->input_height, info->mean,
+								  info->std, info->resize,
+								  bi->img + (size_t)k * npix) < 0;
+			}
+			if (bad) {
 				g_warning("part %u: model failed on camera %s: bad image",
 					  r->p->part_id, l->cameras[i].name);
 				r->p->flags |= VIGIL_FLAG_MODEL_ERROR;
@@ -377,7 +404,9 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 	}
 	images = k;
 	if (images > 0 &&
-	    (rc = infer_model_run_batch(l->model, images, bi->img, bi->feat, bi->out, &err)) < 0) {
+	    (rc = l->device_prep
+		  ? infer_model_run_raw(l->model, images, bi->frames, bi->windows, bi->out, &err)
+		  : infer_model_run_batch(l->model, images, bi->img, bi->feat, bi->out, &err)) < 0) {
 		g_warning("model failed on a batch of %d parts (%d images): %s", parts, images,
 			  err ? err : "no reason");
 		g_free(err);
@@ -521,6 +550,8 @@ static gpointer inspect_thread(gpointer data)
 	g_free(bi.img);
 	g_free(bi.feat);
 	g_free(bi.out);
+	g_free(bi.frames);
+	g_free(bi.windows);
 	g_free(batch);
 	return NULL;
 }

@@ -2,7 +2,7 @@
  * package (docs/performance.md). Synthetic inputs; the figures are
  * printed, one line per measurement, never asserted.
  *
- *   infer-bench PACKAGE_DIR BACKEND [PARTS] [MAX_BATCH] [--batch B1,B2,...]
+ *   infer-bench PACKAGE_DIR BACKEND [PARTS] [MAX_BATCH] [--batch B1,B2,...] [--raw]
  *
  * Every batch size B runs through infer_model_run_batch, the path vigild
  * takes (B = 1: a part alone; B > 1: B parts waiting behind the model in
@@ -11,8 +11,14 @@
  * and parts/s over PARTS parts (at least 10 batches), after 5 warm-up
  * batches that plan buffers and capture graphs. Batch sizes: --batch's
  * list, else 1, 2, 4, ... up to MAX_BATCH (default 64). The best batch,
- * the one with most parts/s, is named last. */
+ * the one with most parts/s, is named last.
+ *
+ * --raw: each part from a raw 640 x 480 uint8 frame and a raw vibration
+ * window through infer_model_run_raw, so the figures include the image
+ * preprocessing and the vibration features (on the GPU for the cuda
+ * backends, with fusion/ on the CPU for the others). */
 #include <glib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +72,12 @@ static int parse_sizes(const char *list, int *sizes)
 int main(int argc, char **argv)
 {
 	const char *pos[4] = { NULL, NULL, NULL, NULL };
-	int sizes[MAX_SIZES], nsizes = 0, npos = 0, parts, max_batch, most = 1;
+	int sizes[MAX_SIZES], nsizes = 0, npos = 0, parts, max_batch, most = 1, raw = 0;
+	enum { RAW_W = 640, RAW_H = 480 };
+	uint8_t *frame = NULL;
+	float *window = NULL;
+	struct infer_frame *frames = NULL;
+	const float **windows = NULL;
 	double best_rate = 0;
 	int best_batch = 1;
 	char *err = NULL;
@@ -82,6 +93,8 @@ int main(int argc, char **argv)
 				fprintf(stderr, "infer-bench: --batch wants sizes 1..4096, e.g. 1,2,4,8\n");
 				return 2;
 			}
+		} else if (strcmp(argv[i], "--raw") == 0) {
+			raw = 1;
 		} else if (npos < 4) {
 			pos[npos++] = argv[i];
 		} else {
@@ -92,7 +105,7 @@ int main(int argc, char **argv)
 	max_batch = pos[3] ? atoi(pos[3]) : 64;
 	if (npos < 2 || npos > 4 || parts < 10 || max_batch < 1) {
 		fprintf(stderr, "usage: infer-bench PACKAGE_DIR BACKEND [PARTS>=10] [MAX_BATCH] "
-			"[--batch B1,B2,...]\n");
+			"[--batch B1,B2,...] [--raw]\n");
 		return 2;
 	}
 	if (nsizes == 0)
@@ -113,6 +126,22 @@ int main(int argc, char **argv)
 	out = g_new(struct infer_output, most);
 	fill(img, npix * (size_t)most, 1);
 	fill(sig, (size_t)in->signal_dim * most, 2);
+	if (raw) {
+		GRand *r = g_rand_new_with_seed(3);
+
+		frame = g_new(uint8_t, RAW_W * RAW_H);
+		for (int i = 0; i < RAW_W * RAW_H; i++)
+			frame[i] = (uint8_t)g_rand_int_range(r, 60, 200);
+		g_rand_free(r);
+		window = g_new(float, (size_t)in->window * most);
+		fill(window, (size_t)in->window * most, 4);
+		frames = g_new(struct infer_frame, most);
+		windows = g_new(const float *, most);
+		for (int i = 0; i < most; i++) {
+			frames[i] = (struct infer_frame){ frame, RAW_W, RAW_H, RAW_W };
+			windows[i] = window + (size_t)i * in->window;  /* a part's own */
+		}
+	}
 
 	for (int k = 0; k < nsizes; k++) {
 		int batch = sizes[k], reps = parts / batch < 10 ? 10 : parts / batch;
@@ -121,7 +150,8 @@ int main(int argc, char **argv)
 		for (int i = 0; i < reps + 5; i++) {
 			gint64 t0 = g_get_monotonic_time();
 
-			if (infer_model_run_batch(m, batch, img, sig, out, &err) < 0) {
+			if ((raw ? infer_model_run_raw(m, batch, frames, windows, out, &err)
+				 : infer_model_run_batch(m, batch, img, sig, out, &err)) < 0) {
 				fprintf(stderr, "infer-bench: batch %d: %s\n", batch, err);
 				return 1;
 			}
@@ -131,8 +161,8 @@ int main(int argc, char **argv)
 			}
 		}
 		rate = reps * batch / (total / 1000.0);
-		printf("backend=%s package=%s batch=%d p50_ms=%.3f p99_ms=%.3f parts_per_s=%.1f\n",
-		       pos[1], in->name, batch, percentile(lat, reps, 0.5),
+		printf("backend=%s package=%s%s batch=%d p50_ms=%.3f p99_ms=%.3f parts_per_s=%.1f\n",
+		       pos[1], in->name, raw ? " raw=1" : "", batch, percentile(lat, reps, 0.5),
 		       percentile(lat, reps, 0.99), rate);
 		fflush(stdout);
 		if (rate > best_rate) {
@@ -144,6 +174,10 @@ int main(int argc, char **argv)
 	printf("backend=%s best_batch=%d parts_per_s=%.1f\n", pos[1], best_batch, best_rate);
 	infer_model_free(m);
 	g_free(out);
+	g_free(frame);
+	g_free(window);
+	g_free(frames);
+	g_free(windows);
 	g_free(img);
 	g_free(sig);
 	g_free(err);
