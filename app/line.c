@@ -335,7 +335,8 @@ struct batch_inputs {
 	struct infer_frame *frames;    /* l->device_prep: the raw inputs */
 	const float **windows;
 	struct infer_output *out;
-	int cap;                   /* images the buffers hold */
+	int cap;                   /* images frames, windows and out hold */
+	size_t img_cap, feat_cap;  /* floats img and feat hold (a job's input size) */
 };
 
 /* Judges n ready parts with one model run: every camera's frame is judged
@@ -358,9 +359,16 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 		if (!ready[j]->failsafe)
 			images += l->ncameras;
 	}
+	/* Another job's model may take another image size. */
+	if ((size_t)images * npix > bi->img_cap) {
+		bi->img_cap = (size_t)images * npix;
+		bi->img = g_renew(float, bi->img, bi->img_cap);
+	}
+	if ((size_t)images * dim > bi->feat_cap) {
+		bi->feat_cap = (size_t)images * dim;
+		bi->feat = g_renew(float, bi->feat, bi->feat_cap);
+	}
 	if (images > bi->cap) {
-		bi->img = g_renew(float, bi->img, (gsize)images * npix);
-		bi->feat = g_renew(float, bi->feat, (gsize)images * dim);
 		bi->out = g_renew(struct infer_output, bi->out, images);
 		bi->frames = g_renew(struct infer_frame, bi->frames, images);
 		bi->windows = g_renew(const float *, bi->windows, images);

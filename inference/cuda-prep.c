@@ -159,8 +159,9 @@ int cuda_prep_image(cuda_prep *p, int slot, const uint8_t *frame, int w, int h, 
 		p->frame_cap = bytes;
 	}
 	fp_fit_geometry(w, h, p->out_w, p->out_h, p->mode == FUSION_RESIZE_LETTERBOX, &g);
-	/* Synchronous upload: the caller may reuse frame at once, and the
-	 * previous image's kernels (same stream) have read the buffer. */
+	/* One stream: the previous image's kernels have read the upload
+	 * buffer before this copy overwrites it; the wait at the end gives
+	 * the caller its frame back (the frame is pageable memory). */
 	if ((rc = cuda_fail(cudaMemcpyAsync(p->frame, frame, bytes, cudaMemcpyHostToDevice,
 					    p->stream), "frame upload", err)) < 0 ||
 	    (rc = cuda_fail(cudaMemsetAsync(p->sum, 0, sizeof *p->sum, p->stream), "sum", err)) < 0 ||

@@ -26,8 +26,9 @@ cuda_prep *cuda_prep_new(int out_w, int out_h, float mean, float std, enum fusio
 void cuda_prep_free(cuda_prep *p);
 
 /* Uploads a frame (w x h, stride bytes a row) and writes its model input
- * into batch slot `slot` of the device images. Asynchronous: the frame
- * is copied before it returns, the result is ready at cuda_prep_sync. */
+ * into batch slot `slot` of the device images; returns when that is done
+ * (so frame is the caller's again; a pinned, asynchronous upload is left
+ * for when a GPU shows that the wait matters). */
 int cuda_prep_image(cuda_prep *p, int slot, const uint8_t *frame, int w, int h, int stride,
 		    char **err);
 /* Uploads a window (window samples, in g) and writes its features into
@@ -35,7 +36,7 @@ int cuda_prep_image(cuda_prep *p, int slot, const uint8_t *frame, int w, int h, 
  * as fusion_sigfeat_compute. */
 int cuda_prep_features(cuda_prep *p, int slot, const float *x, char **err);
 
-/* Waits for the work enqueued so far. */
+/* Waits for the work enqueued so far (both calls above already do). */
 int cuda_prep_sync(cuda_prep *p, char **err);
 
 /* Device pointers: max_batch model inputs (out_w * out_h floats each)
