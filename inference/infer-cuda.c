@@ -459,10 +459,7 @@ static int plan(cuda_module *m, const int *shape, int ndim, char **err)
 {
 	onnx_graph *g = m->g;
 	cudaGraph_t graph = NULL;
-	int rc;
-
-	int planned[ONNX_MAX_DIMS];
-	int batch = 1;
+	int planned[ONNX_MAX_DIMS], batch = 1, rc;
 
 	if (ndim == m->ndim && ndim > 0 &&
 	    memcmp(shape + 1, m->shape + 1, sizeof(int) * (size_t)(ndim - 1)) == 0 &&
@@ -536,7 +533,8 @@ static int plan(cuda_module *m, const int *shape, int ndim, char **err)
 		cudaGraphDestroy(graph);
 	if (rc < 0)
 		return rc;
-	/* The spare parts of a padded batch read zeros, never stale data. */
+	/* The spare rows of a padded batch read zeros until a larger batch
+	 * has run; then what it left, which no real part's rows ever mix with. */
 	if ((rc = cuda_fail(cudaMemsetAsync(m->in32, 0, m->in_n * 4, m->stream), "input clear",
 			    err)) < 0)
 		return rc;
