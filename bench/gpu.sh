@@ -64,6 +64,12 @@ for pkg in real-v2 synthetic-v1; do
 			"$([ $be = opencv ] && echo 16 || echo "$MAX_BATCH")" \
 			>> "$OUT/bench-$pkg.txt" 2>> "$OUT/bench-errors.txt" || { say "bench $pkg $be failed"; status=1; }
 	done
+	# Whole parts from raw frames and windows: preprocessing and features
+	# on the GPU for cuda, with fusion/ on the CPU for opencv.
+	for be in opencv cuda; do
+		timeout 180 "$BUILD/bench/infer-bench" "models/$pkg" $be "$PARTS" --batch 1,8,16 --raw \
+			>> "$OUT/bench-$pkg.txt" 2>> "$OUT/bench-errors.txt" || { say "bench $pkg $be --raw failed"; status=1; }
+	done
 	say "bench $pkg:"
 	grep -E "batch=(1|8) |best_batch" "$OUT/bench-$pkg.txt" | tee -a "$OUT/summary.txt"
 done
