@@ -14,7 +14,7 @@ static const char *const vibration_keys[] = {
 	"clip_level", "timeout_ms", "iso_class", "hf_hz", "shaft_hz", "bearing_balls",
 	"ball_diameter_mm", "pitch_diameter_mm", "contact_angle_deg", "iio_uri", "iio_device",
 	"iio_channel", "iio_unit_scale", "iio_buffer_samples", NULL };
-static const char *const model_keys[] = { "package", "backend", "precision", NULL };
+static const char *const model_keys[] = { "package", "backend", "precision", "max_batch", NULL };
 static const char *const plc_keys[] = {
 	"mode", "host", "port", "unit_id", "timeout_ms", "poll_ms", "reject_deadline_ms",
 	"trigger_base", "result_base", "status_base",
@@ -387,7 +387,9 @@ int line_read_config(line *l, const config *cfg, char **err)
 	if (config_get_string(cfg, "model", "package", NULL, &l->model_dir, err) < 0 ||
 	    config_get_string(cfg, "model", "backend", "opencv", &l->backend, err) < 0 ||
 	    config_get_choice(cfg, "model", "precision", "fp32", infer_precision_names, &mode,
-			      err) < 0)
+			      err) < 0 ||
+	    config_get_int(cfg, "model", "max_batch", LINE_DEFAULT_MAX_BATCH, 1, LINE_MAX_BATCH,
+			   &l->max_batch, err) < 0)
 		goto out;
 	l->precision = (enum infer_precision)mode;
 	{

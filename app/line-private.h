@@ -20,6 +20,10 @@
 #define QUEUE_PARTS 256
 #define LINE_MAX_JOBS 64
 
+/* [model] max_batch: its default and its largest value. */
+#define LINE_DEFAULT_MAX_BATCH 1
+#define LINE_MAX_BATCH 64
+
 #define LINE_MAX_CAMERAS 8
 G_STATIC_ASSERT(LINE_MAX_CAMERAS <= LINE_HEALTH_CAMERAS);
 
@@ -68,6 +72,7 @@ struct line {
 	/* configuration */
 	char *model_dir, *backend, *db_path;
 	enum infer_precision precision;  /* [model] precision */
+	int max_batch;            /* [model] max_batch: parts one model run may take */
 	int window_timeout_ms, poll_ms, reject_deadline_ms;
 	int db_queue;
 	struct db_options db_opt;
@@ -108,12 +113,17 @@ struct line {
 	line_jobs *jobs_loader;   /* loads a selected job's package (line-jobs.c) */
 	int start_refused, start_error; /* start-up job whose package was refused */
 	fusion_sigfeat *sigfeat;
+	/* The backend computes model inputs and features on the GPU from the
+	 * raw frames and window (infer_model_run_raw); the line does not. */
+	gboolean device_prep;
 	condition_meter *condition;
 	plc_link *plc;
 	db_log *db;
 
-	bqueue *q_inspect, *q_results, *q_log;
-	GThread *t_plc, *t_inspect, *t_log;
+	/* q_ready: parts with frames and window in hand, acquire thread ->
+	 * inspect thread, which batches what waits there. */
+	bqueue *q_inspect, *q_ready, *q_results, *q_log;
+	GThread *t_plc, *t_acquire, *t_inspect, *t_log;
 	volatile gint stop_triggers;   /* set: take no new triggers */
 	volatile gint stop_all;        /* set: PLC thread ends once idle */
 	int64_t grace_end_us;

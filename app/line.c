@@ -27,6 +27,7 @@ void line_free(line *l)
 	plc_link_free(l->plc);
 	db_close(l->db);
 	bqueue_free(l->q_inspect);
+	bqueue_free(l->q_ready);
 	bqueue_free(l->q_results);
 	bqueue_free(l->q_log);
 	g_free(l->model_dir);
@@ -67,6 +68,8 @@ line *line_new(const config *cfg, char **err)
 	if (line_jobs_load_start(l, config_name(cfg), err) < 0)
 		goto fail;
 	info = infer_model_info(l->model);
+	/* Every job runs on the same backend: a GPU one takes raw parts. */
+	l->device_prep = infer_model_prepares_on_device(l->model);
 	l->condition = condition_meter_new((size_t)info->window, info->rate_hz, l->hf_hz);
 	if (!l->condition) {
 		*err = g_strdup_printf("%s: vibration %s: cannot measure a %d-sample window at %g Hz",
@@ -91,6 +94,8 @@ line *line_new(const config *cfg, char **err)
 		goto fail;
 	}
 	l->q_inspect = bqueue_new(QUEUE_PARTS);
+	/* Parts in hand wait here with their frames: room for two batches. */
+	l->q_ready = bqueue_new((size_t)l->max_batch * 2);
 	l->q_results = bqueue_new(QUEUE_PARTS);
 	l->q_log = bqueue_new(QUEUE_PARTS * 16);
 	return l;
@@ -122,6 +127,8 @@ const char *const line_stage_names[LINE_STAGES] = {
 const double line_stage_bounds_ms[LINE_STAGE_BUCKETS] = {
 	0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000,
 };
+
+const double line_batch_bounds[LINE_BATCH_BUCKETS] = { 1, 2, 4, 8, 16, 32, 64, 128 };
 
 void line_count_stage(line *l, enum line_stage stage, double ms)
 {
@@ -191,27 +198,45 @@ static struct db_media_set *copy_media(line *l, struct capture_frame **frames,
 	return m;
 }
 
-/* Every camera's frame is judged with the part's vibration; the part takes
- * the worst camera's result, so a defect seen from any side rejects it. */
-static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, float *feat)
+/* A part between the acquire and inspect threads: its frames and
+ * features, ready for the model. */
+struct ready_part {
+	struct vigil_part *p;
+	struct capture_frame *frames[LINE_MAX_CAMERAS];
+	float *feat;               /* the window's features, signal_dim floats */
+	float *window;             /* instead, the window itself (l->device_prep) */
+	double features_ms;        /* condition figures and features */
+	gboolean failsafe;         /* no model run: a frame or the window is missing */
+};
+
+static void ready_part_free(struct ready_part *r)
 {
-	const struct infer_info *info = infer_model_info(l->model);
-	struct capture_frame *frames[LINE_MAX_CAMERAS] = { 0 };
+	for (int i = 0; i < LINE_MAX_CAMERAS; i++)
+		capture_frame_free(r->frames[i]);
+	g_free(r->feat);
+	g_free(r->window);
+	g_free(r);
+}
+
+/* Waits for the part's frames and vibration window and computes what the
+ * model needs that does not depend on the model: the window's condition
+ * figures and features (the line's window and rate, which every job's
+ * package must fit, line_model_fits). */
+static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win, size_t feat_dim)
+{
+	struct ready_part *r = g_new0(struct ready_part, 1);
 	struct line_part *lp = (struct line_part *)p;
-	struct infer_output out, worst = { 0 };
-	unsigned wflags = 0, flags = 0;
-	char *err = NULL;
+	unsigned wflags = 0;
 	GString *trace = NULL;
 	int64_t t0, t_window_ns = -1;
 	int rc;
 
-	p->model_version = l->run_version;
-	p->job = (uint16_t)l->run_job;
+	r->p = p;
 	for (int i = 0; i < l->ncameras; i++) {
 		struct line_camera *c = &l->cameras[i];
 
 		rc = capture_frame_for(c->cam, p->seq, p->t_trigger_us,
-				       (int64_t)c->frame_timeout_ms * 1000, &frames[i]);
+				       (int64_t)c->frame_timeout_ms * 1000, &r->frames[i]);
 		if (rc < 0) {
 			g_warning("part %u: no frame from camera %s: %s", p->part_id, c->name,
 				  rc == -ENOTCONN ? "camera down" : g_strerror(-rc));
@@ -232,22 +257,22 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 	}
 	line_count_stage(l, LINE_STAGE_CAPTURE_WAIT,
 			 (double)(vigil_now_us() - p->t_trigger_us) / 1000.0);
-	lp->media = copy_media(l, frames, p->flags & VIGIL_FLAG_NO_VIBRATION ? NULL : win,
-			       (size_t)info->window);
+	lp->media = copy_media(l, r->frames, p->flags & VIGIL_FLAG_NO_VIBRATION ? NULL : win,
+			       l->sen_cfg.window);
 	/* The pairing trace (docs/architecture.md, "One clock"): each frame's
 	 * arrival and stamped time and the window's first sample, relative to
 	 * the trigger, in microseconds. */
 	if (g_log_writer_default_would_drop(G_LOG_LEVEL_DEBUG, G_LOG_DOMAIN) == FALSE) {
 		trace = g_string_new(NULL);
 		for (int i = 0; i < l->ncameras; i++) {
-			if (!frames[i])
+			if (!r->frames[i])
 				continue;
 			g_string_append_printf(trace, " %s=%" G_GUINT64_FORMAT ":%" G_GINT64_FORMAT,
-					       l->cameras[i].name, frames[i]->seq,
-					       frames[i]->t_us - p->t_trigger_us);
-			if (frames[i]->t_pts_us >= 0)
+					       l->cameras[i].name, r->frames[i]->seq,
+					       r->frames[i]->t_us - p->t_trigger_us);
+			if (r->frames[i]->t_pts_us >= 0)
 				g_string_append_printf(trace, ":%" G_GINT64_FORMAT,
-						       frames[i]->t_pts_us - p->t_trigger_us);
+						       r->frames[i]->t_pts_us - p->t_trigger_us);
 		}
 		if (t_window_ns >= 0)
 			g_string_append_printf(trace, " window=%.1f",
@@ -258,74 +283,200 @@ static void inspect_part(line *l, struct vigil_part *p, float *img, float *win, 
 		g_string_free(trace, TRUE);
 	}
 	if (l->transmitter) {
-		struct transmitter_reading r;
+		struct transmitter_reading tr;
 
-		rc = sensor_transmitter_latest(l->transmitter, &r);
+		rc = sensor_transmitter_latest(l->transmitter, &tr);
 		if (rc == 0 || rc == -ESTALE) {
 			p->tx_state = rc == 0 ? 1 : 2;
-			p->t_tx_us = r.t_us;
-			p->tx_velocity_mm_s = r.value[TRANSMITTER_VELOCITY];
-			p->tx_accel_g = r.value[TRANSMITTER_ACCELERATION];
-			p->tx_temperature_c = r.value[TRANSMITTER_TEMPERATURE];
+			p->t_tx_us = tr.t_us;
+			p->tx_velocity_mm_s = tr.value[TRANSMITTER_VELOCITY];
+			p->tx_accel_g = tr.value[TRANSMITTER_ACCELERATION];
+			p->tx_temperature_c = tr.value[TRANSMITTER_TEMPERATURE];
 		}
 	}
-	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED))
-		goto failsafe;
-
+	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED)) {
+		r->failsafe = TRUE;
+		return r;
+	}
 	t0 = vigil_now_us();
 	if (condition_measure(l->condition, win, l->iso_class,
 			      l->have_bearing ? &l->bearing : NULL, &p->vibration) == 0)
 		p->has_vibration = 1;
-	if (fusion_sigfeat_compute(l->sigfeat, win, feat) < 0) {
+	if (l->device_prep) {
+		/* The model computes the features on the GPU from the window. */
+		for (size_t i = 0; i < l->sen_cfg.window && !r->failsafe; i++)
+			r->failsafe = !isfinite(win[i]);
+		if (!r->failsafe)
+			r->window = g_memdup2(win, l->sen_cfg.window * sizeof *win);
+	} else {
+		r->feat = g_new(float, feat_dim);
+		r->failsafe = fusion_sigfeat_compute(l->sigfeat, win, r->feat) < 0;
+	}
+	if (r->failsafe) {
 		g_warning("part %u: vibration window is not finite", p->part_id);
 		p->flags |= VIGIL_FLAG_MODEL_ERROR;
-		goto failsafe;
 	}
-	for (int i = 0; i < l->ncameras; i++) {
-		struct capture_frame *f = frames[i];
+	r->features_ms = (double)(vigil_now_us() - t0) / 1000.0;
+	return r;
+}
 
-		if (fusion_image_prepare_resize(f->data, f->width, f->height, f->stride,
-						info->input_width, info->input_height, info->mean,
-						info->std, info->resize, img) < 0 ||
-		    infer_model_run(l->model, img, feat, &out, &err) < 0) {
-			g_warning("part %u: model failed on camera %s: %s", p->part_id,
-				  l->cameras[i].name, err ? err : "bad image");
-			g_free(err);
-			p->flags |= VIGIL_FLAG_MODEL_ERROR;
-			goto failsafe;
-		}
-		flags |= out.flags;
-		if (i == 0 || out.score > worst.score) {
-			worst = out;
-			/* The worst camera's defect map is the part's; the
-			 * model reuses its buffer on the next run. */
-			g_clear_pointer(&lp->media->heatmap, g_free);
-			if (out.heatmap && out.heatmap_w > 0 && out.heatmap_h > 0) {
-				lp->media->heatmap = g_memdup2(out.heatmap, (gsize)out.heatmap_w *
-							       (gsize)out.heatmap_h * sizeof(float));
-				lp->media->heatmap_w = out.heatmap_w;
-				lp->media->heatmap_h = out.heatmap_h;
-			}
-		}
-		worst.vision_score = MAX(worst.vision_score, out.vision_score);
-	}
-	p->infer_ms = (double)(vigil_now_us() - t0) / 1000.0;
-	line_count_stage(l, LINE_STAGE_INFERENCE, p->infer_ms);
-	p->verdict = line_jobs_verdict(l, worst.score, worst.verdict);
-	p->defect_class = worst.defect_class;
-	p->flags |= flags;
-	p->score = worst.score;
-	p->vision_score = worst.vision_score;
-	p->signal_score = worst.signal_score;
-	for (int i = 0; i < l->ncameras; i++)
-		capture_frame_free(frames[i]);
-	return;
-failsafe:
-	for (int i = 0; i < l->ncameras; i++)
-		capture_frame_free(frames[i]);
+static void set_failsafe(struct vigil_part *p)
+{
 	p->verdict = VIGIL_VERDICT_REJECT;
 	p->flags |= VIGIL_FLAG_FAILSAFE;
 	p->score = 1.0f;
+}
+
+/* The model's inputs of a batch (the acquire thread's parts, which may
+ * include failsafe ones the model does not see): every camera's image of
+ * every part, each with its part's features. */
+struct batch_inputs {
+	float *img, *feat;
+	struct infer_frame *frames;    /* l->device_prep: the raw inputs */
+	const float **windows;
+	struct infer_output *out;
+	int cap;                   /* images frames, windows and out hold */
+	size_t img_cap, feat_cap;  /* floats img and feat hold (a job's input size) */
+};
+
+/* Judges n ready parts with one model run: every camera's frame is judged
+ * with the part's vibration and the part takes the worst camera's result,
+ * so a defect seen from any side rejects it. A failed run fails every
+ * part of the batch safe; each part's verdict is its own otherwise. */
+static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_inputs *bi)
+{
+	const struct infer_info *info = infer_model_info(l->model);
+	size_t npix = (size_t)info->input_width * (size_t)info->input_height;
+	size_t dim = (size_t)info->signal_dim;
+	int images = 0, k = 0, rc = 0, parts = 0;  /* images: an upper bound, then the count */
+	char *err = NULL;
+	int64_t t0 = vigil_now_us();
+	double run_ms;
+
+	for (int j = 0; j < n; j++) {
+		ready[j]->p->model_version = l->run_version;
+		ready[j]->p->job = (uint16_t)l->run_job;
+		if (!ready[j]->failsafe)
+			images += l->ncameras;
+	}
+	/* Another job's model may take another image size. */
+	if ((size_t)images * npix > bi->img_cap) {
+		bi->img_cap = (size_t)images * npix;
+		bi->img = g_renew(float, bi->img, bi->img_cap);
+	}
+	if ((size_t)images * dim > bi->feat_cap) {
+		bi->feat_cap = (size_t)images * dim;
+		bi->feat = g_renew(float, bi->feat, bi->feat_cap);
+	}
+	if (images > bi->cap) {
+		bi->out = g_renew(struct infer_output, bi->out, images);
+		bi->frames = g_renew(struct infer_frame, bi->frames, images);
+		bi->windows = g_renew(const float *, bi->windows, images);
+		bi->cap = images;
+	}
+	for (int j = 0; j < n; j++) {
+		struct ready_part *r = ready[j];
+		int first = k;
+
+		if (r->failsafe)
+			continue;
+		for (int i = 0; i < l->ncameras && !r->failsafe; i++, k++) {
+			struct capture_frame *f = r->frames[i];
+			int bad;
+
+			if (l->device_prep) {
+				/* Raw to the GPU: only the frame's shape can be wrong here. */
+				bi->frames[k] = (struct infer_frame){ f->data, f->width, f->height,
+								      f->stride };
+				bi->windows[k] = r->window;
+				bad = f->width <= 0 || f->height <= 0 || f->stride < f->width;
+			} else {
+				memcpy(bi->feat + (size_t)k * dim, r->feat, dim * sizeof(float));
+				bad = fusion_image_prepare_resize(f->data, f->width, f->height,
+								  f->stride, info->input_width,
+								  info->input_height, info->mean,
+								  info->std, info->resize,
+								  bi->img + (size_t)k * npix) < 0;
+			}
+			if (bad) {
+				g_warning("part %u: model failed on camera %s: bad image",
+					  r->p->part_id, l->cameras[i].name);
+				r->p->flags |= VIGIL_FLAG_MODEL_ERROR;
+				r->failsafe = TRUE;  /* this part alone */
+			}
+		}
+		if (r->failsafe)
+			k = first;
+		else
+			parts++;
+	}
+	images = k;
+	if (images > 0 &&
+	    (rc = l->device_prep
+		  ? infer_model_run_raw(l->model, images, bi->frames, bi->windows, bi->out, &err)
+		  : infer_model_run_batch(l->model, images, bi->img, bi->feat, bi->out, &err)) < 0) {
+		g_warning("model failed on a batch of %d parts (%d images): %s", parts, images,
+			  err ? err : "no reason");
+		g_free(err);
+	}
+	run_ms = (double)(vigil_now_us() - t0) / 1000.0;
+	if (parts > 0) {
+		int b = 0;
+
+		while (b < LINE_BATCH_BUCKETS && parts > line_batch_bounds[b])
+			b++;
+		g_mutex_lock(&l->stats_lock);
+		l->st.batch_parts[b]++;
+		l->st.batch_sum += (uint64_t)parts;
+		g_mutex_unlock(&l->stats_lock);
+	}
+	k = 0;
+	for (int j = 0; j < n; j++) {
+		struct ready_part *r = ready[j];
+		struct vigil_part *p = r->p;
+		struct line_part *lp = (struct line_part *)p;
+		struct infer_output worst = { 0 };
+		unsigned flags = 0;
+
+		if (r->failsafe) {
+			set_failsafe(p);
+			continue;
+		}
+		if (rc < 0) {
+			p->flags |= VIGIL_FLAG_MODEL_ERROR;
+			set_failsafe(p);
+			continue;
+		}
+		for (int i = 0; i < l->ncameras; i++, k++) {
+			const struct infer_output *out = &bi->out[k];
+
+			flags |= out->flags;
+			if (i == 0 || out->score > worst.score) {
+				worst = *out;
+				/* The worst camera's defect map is the part's; the
+				 * model reuses its buffer on the next run. */
+				g_clear_pointer(&lp->media->heatmap, g_free);
+				if (out->heatmap && out->heatmap_w > 0 && out->heatmap_h > 0) {
+					lp->media->heatmap = g_memdup2(out->heatmap,
+								       (gsize)out->heatmap_w *
+								       (gsize)out->heatmap_h *
+								       sizeof(float));
+					lp->media->heatmap_w = out->heatmap_w;
+					lp->media->heatmap_h = out->heatmap_h;
+				}
+			}
+			worst.vision_score = MAX(worst.vision_score, out->vision_score);
+		}
+		/* What the part waited for: its features and the batch's run. */
+		p->infer_ms = r->features_ms + run_ms;
+		line_count_stage(l, LINE_STAGE_INFERENCE, p->infer_ms);
+		p->verdict = line_jobs_verdict(l, worst.score, worst.verdict);
+		p->defect_class = worst.defect_class;
+		p->flags |= flags;
+		p->score = worst.score;
+		p->vision_score = worst.vision_score;
+		p->signal_score = worst.signal_score;
+	}
 }
 
 void line_camera_stats(line *l, struct capture_stats *st)
@@ -344,33 +495,72 @@ void line_camera_stats(line *l, struct capture_stats *st)
 	}
 }
 
-static gpointer inspect_thread(gpointer data)
+/* The acquire thread: parts from the PLC thread, in trigger order, with
+ * their frames and window in hand, to the inspect thread; job changes pass
+ * through in their place. */
+static gpointer acquire_thread(gpointer data)
 {
 	line *l = data;
-	const struct infer_info *info = infer_model_info(l->model);
-	float *img = g_new(float, (gsize)info->input_width * info->input_height);
-	float *win = g_new(float, (gsize)info->window);
-	float *feat = g_new(float, (gsize)info->signal_dim);
+	float *win = g_new(float, l->sen_cfg.window);
+	size_t feat_dim = fusion_sigfeat_dim(l->sigfeat);
 	void *item;
 
 	while (bqueue_pop(l->q_inspect, &item, -1) == 0) {
-		struct vigil_part *p = item;
+		if (!line_jobs_is_swap(l, item))
+			item = acquire_part(l, item, win, feat_dim);
+		bqueue_push(l->q_ready, item, -1);
+	}
+	bqueue_close(l->q_ready);
+	g_free(win);
+	return NULL;
+}
+
+/* The inspect thread: one model run for the first ready part and those
+ * already waiting behind it, up to [model] max_batch; it never waits for
+ * a batch to fill, so a part alone on the line is judged at once. Each
+ * part's verdict goes to the PLC thread on its own. */
+static gpointer inspect_thread(gpointer data)
+{
+	line *l = data;
+	struct ready_part **batch = g_new(struct ready_part *, l->max_batch);
+	struct batch_inputs bi = { 0 };
+	void *item;
+
+	while (bqueue_pop(l->q_ready, &item, -1) == 0) {
+		void *swap = NULL;
+		int n = 0;
 
 		if (line_jobs_is_swap(l, item)) {
-			/* Another job: its model may take another image size. */
+			/* Another job, between parts. */
 			line_jobs_swap(l);
-			info = infer_model_info(l->model);
-			img = g_renew(float, img, (gsize)info->input_width * info->input_height);
 			continue;
 		}
-		inspect_part(l, p, img, win, feat);
-		p->t_verdict_us = vigil_now_us();
-		line_count(l, &l->st.inspected, 1);
-		bqueue_push(l->q_results, p, -1);
+		batch[n++] = item;
+		while (n < l->max_batch && bqueue_pop(l->q_ready, &item, 0) == 0) {
+			if (line_jobs_is_swap(l, item)) {
+				swap = item;  /* after this batch, before the next part */
+				break;
+			}
+			batch[n++] = item;
+		}
+		judge_batch(l, batch, n, &bi);
+		for (int j = 0; j < n; j++) {
+			struct vigil_part *p = batch[j]->p;
+
+			ready_part_free(batch[j]);
+			p->t_verdict_us = vigil_now_us();
+			line_count(l, &l->st.inspected, 1);
+			bqueue_push(l->q_results, p, -1);
+		}
+		if (swap)
+			line_jobs_swap(l);
 	}
-	g_free(img);
-	g_free(win);
-	g_free(feat);
+	g_free(bi.img);
+	g_free(bi.feat);
+	g_free(bi.out);
+	g_free(bi.frames);
+	g_free(bi.windows);
+	g_free(batch);
 	return NULL;
 }
 
@@ -638,6 +828,7 @@ int line_start(line *l, char **err)
 	if (l->transmitter && (rc = sensor_transmitter_start(l->transmitter, err)) < 0)
 		return rc;
 	l->t_log = g_thread_new("log", log_thread, l);
+	l->t_acquire = g_thread_new("acquire", acquire_thread, l);
 	l->t_inspect = g_thread_new("inspect", inspect_thread, l);
 	l->t_plc = g_thread_new("plc", line_plc_thread, l);
 	return 0;
@@ -653,6 +844,7 @@ void line_stop(line *l, int grace_ms)
 	g_thread_join(l->t_plc);
 	l->t_plc = NULL;
 	bqueue_close(l->q_inspect);
+	g_thread_join(l->t_acquire);  /* it closes q_ready */
 	g_thread_join(l->t_inspect);
 	line_jobs_free(l->jobs_loader); /* it may log an event */
 	l->jobs_loader = NULL;
@@ -679,7 +871,7 @@ void line_get_stats(line *l, struct line_stats *st)
 void line_get_health(line *l, struct line_health *h)
 {
 	*h = (struct line_health){
-		.q_inspect = bqueue_depth(l->q_inspect),
+		.q_inspect = bqueue_depth(l->q_inspect) + bqueue_depth(l->q_ready),
 		.q_results = bqueue_depth(l->q_results),
 		.q_log = bqueue_depth(l->q_log),
 		/* The link itself belongs to the PLC thread; it publishes

@@ -1,7 +1,12 @@
 /* The inspection line inside vigild: reads the configuration, builds the
  * stages and moves part records between them through bounded queues.
  *
- *   plc thread --q_inspect--> inspect thread --q_results--> plc thread
+ *   plc thread --q_inspect--> acquire thread --q_ready--> inspect thread
+ *     --q_results--> plc thread
+ *
+ * The acquire thread waits for each part's frames and vibration window and
+ * computes its features; the inspect thread runs the model on the parts
+ * waiting in q_ready, up to [model] max_batch at once.
  *   plc thread --q_log--> log thread --> db writer
  *
  * The PLC thread owns the Modbus link and every decision sent to the PLC,
@@ -46,6 +51,10 @@ extern const char *const line_stage_names[LINE_STAGES];
 #define LINE_STAGE_BUCKETS 16
 extern const double line_stage_bounds_ms[LINE_STAGE_BUCKETS];
 
+/* Upper bounds of the batch size histogram's buckets (parts per model run). */
+#define LINE_BATCH_BUCKETS 8
+extern const double line_batch_bounds[LINE_BATCH_BUCKETS];
+
 struct line_stats {
 	uint64_t triggers, missed_triggers, inspected, results_written;
 	uint64_t failsafe, rows_logged, rows_failed;
@@ -57,6 +66,10 @@ struct line_stats {
 	/* Per stage, bucketed by line_stage_bounds_ms in the same way. */
 	uint64_t stage_parts[LINE_STAGES][LINE_STAGE_BUCKETS + 1];
 	double stage_sum_ms[LINE_STAGES];
+	/* Model runs by the parts each judged ([model] max_batch), bucketed by
+	 * line_batch_bounds; and the parts in them. */
+	uint64_t batch_parts[LINE_BATCH_BUCKETS + 1];
+	uint64_t batch_sum;
 };
 void line_get_stats(line *l, struct line_stats *st);
 

@@ -1230,9 +1230,11 @@ static double camera_fps(const review_server *s, int i, uint64_t frames_now)
 
 /* The samples of one Prometheus histogram from per-bucket (not
  * cumulative) counts; label is NULL or one label pair, e.g. stage="x". */
-static void metric_histogram(GString *m, const char *name, const char *label,
-			     const uint64_t *parts, const double *bounds_ms, int nbounds,
-			     double sum_ms)
+/* bounds and sum are in ms for a histogram of seconds (unit 1000), as
+ * they are for a count (unit 1). */
+static void metric_histogram_unit(GString *m, const char *name, const char *label,
+				  const uint64_t *parts, const double *bounds_ms, int nbounds,
+				  double sum_ms, double unit)
 {
 	char series[96], labels[160], num[G_ASCII_DTOSTR_BUF_SIZE];
 	uint64_t cum = 0;
@@ -1241,16 +1243,23 @@ static void metric_histogram(GString *m, const char *name, const char *label,
 	for (int b = 0; b <= nbounds; b++) {
 		cum += parts[b];
 		if (b < nbounds)
-			g_ascii_dtostr(num, sizeof num, bounds_ms[b] / 1000.0);
+			g_ascii_dtostr(num, sizeof num, bounds_ms[b] / unit);
 		g_snprintf(labels, sizeof labels, "{%s%sle=\"%s\"}", label ? label : "",
 			   label ? "," : "", b < nbounds ? num : "+Inf");
 		metric(m, series, labels, (double)cum);
 	}
 	g_snprintf(labels, sizeof labels, "{%s}", label ? label : "");
 	g_snprintf(series, sizeof series, "%s_sum", name);
-	metric(m, series, label ? labels : NULL, sum_ms / 1000.0);
+	metric(m, series, label ? labels : NULL, sum_ms / unit);
 	g_snprintf(series, sizeof series, "%s_count", name);
 	metric(m, series, label ? labels : NULL, (double)cum);
+}
+
+static void metric_histogram(GString *m, const char *name, const char *label,
+			     const uint64_t *parts, const double *bounds_ms, int nbounds,
+			     double sum_ms)
+{
+	metric_histogram_unit(m, name, label, parts, bounds_ms, nbounds, sum_ms, 1000.0);
 }
 
 /* Prometheus text exposition format 0.0.4. */
@@ -1300,6 +1309,13 @@ static void serve_metrics(review_server *s, SoupServerMessage *msg)
 					 line_stage_bounds_ms, LINE_STAGE_BUCKETS,
 					 st.stage_sum_ms[i]);
 		}
+
+		metric_head(m, "vigil_infer_batch_size", "histogram",
+			    "Parts judged by one model run ([model] max_batch; a batch "
+			    "takes only parts already waiting).");
+		metric_histogram_unit(m, "vigil_infer_batch_size", NULL, st.batch_parts,
+				      line_batch_bounds, LINE_BATCH_BUCKETS, (double)st.batch_sum,
+				      1.0);
 
 		metric_head(m, "vigil_queue_depth", "gauge", "Parts waiting in each queue.");
 		metric(m, "vigil_queue_depth", "{queue=\"inspect\"}", (double)h.q_inspect);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The GPU check in one go, for a session lent an NVIDIA GPU (docs/performance.md):
 # build with the cuda backend, run the inference tests (the GPU parity test
-# must pass, not skip), then benchmark every backend on the shipped packages.
+# and the GPU preprocessing test must pass, not skip), then benchmark every
+# backend on the shipped packages at batch 1, 2, 4, ... MAX_BATCH.
 # Everything lands under $OUT (default build-gpu/out): build.log, tests.log,
 # bench-<package>.txt, summary.txt. Exit status: 0 when the build and tests
 # passed and every benchmark ran.
@@ -49,9 +50,11 @@ meson test -C "$BUILD" --suite inference --print-errorlogs -v > "$OUT/tests.log"
 rc=$?
 cp "$BUILD/meson-logs/testlog.txt" "$OUT/testlog.txt" 2>/dev/null
 grep -E "^ *[0-9]+/[0-9]+ " "$OUT/tests.log" | grep -v RUNNING | tee -a "$OUT/summary.txt"
-grep -E "worst|verdicts agree" "$OUT/tests.log" | tee -a "$OUT/summary.txt"
+grep -E "worst|verdicts agree|gpu vs|preprocess per part" "$OUT/tests.log" | tee -a "$OUT/summary.txt"
 if [ $rc -ne 0 ]; then say "tests FAILED"; status=1; fi
-if grep -q "inference-cuda .*SKIP" "$OUT/tests.log"; then say "the cuda test SKIPPED: no device?"; status=1; fi
+for t in inference-cuda cuda-preprocess; do
+	if grep -q "$t .*SKIP" "$OUT/tests.log"; then say "the $t test SKIPPED: no device?"; status=1; fi
+done
 
 # Benchmark: latency p50/p99 and parts/s at batch 1 and the best batch,
 # every precision against the CPU backend on the same machine. int8 uses
@@ -59,12 +62,18 @@ if grep -q "inference-cuda .*SKIP" "$OUT/tests.log"; then say "the cuda test SKI
 for pkg in real-v3 synthetic-v1; do
 	for run in opencv:fp32 cuda:fp32 cuda:fp16 cuda:bf16 cuda:int8; do
 		be=${run%%:*} prec=${run#*:}
-		timeout 120 "$BUILD/bench/infer-bench" "models/$pkg" $be "$PARTS" \
-			"$([ $be = opencv ] && echo 1 || echo "$MAX_BATCH")" $prec \
+		timeout 180 "$BUILD/bench/infer-bench" "models/$pkg" $be "$PARTS" \
+			"$([ $be = opencv ] && echo 16 || echo "$MAX_BATCH")" --precision $prec \
 			>> "$OUT/bench-$pkg.txt" 2>> "$OUT/bench-errors.txt" || { say "bench $pkg $be $prec failed"; status=1; }
 	done
+	# Whole parts from raw frames and windows: preprocessing and features
+	# on the GPU for cuda, with fusion/ on the CPU for opencv.
+	for be in opencv cuda; do
+		timeout 180 "$BUILD/bench/infer-bench" "models/$pkg" $be "$PARTS" --batch 1,8,16 --raw \
+			>> "$OUT/bench-$pkg.txt" 2>> "$OUT/bench-errors.txt" || { say "bench $pkg $be --raw failed"; status=1; }
+	done
 	say "bench $pkg:"
-	grep -E "batch=1 |best_batch" "$OUT/bench-$pkg.txt" | tee -a "$OUT/summary.txt"
+	grep -E "batch=(1|8) |best_batch" "$OUT/bench-$pkg.txt" | tee -a "$OUT/summary.txt"
 done
 say "done, status $status; logs in $OUT"
 exit $status

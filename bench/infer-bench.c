@@ -2,19 +2,34 @@
  * package (docs/performance.md). Synthetic inputs; the figures are
  * printed, one line per measurement, never asserted.
  *
- *   infer-bench PACKAGE_DIR BACKEND [PARTS] [MAX_BATCH] [PRECISION]
+ *   infer-bench PACKAGE_DIR BACKEND [PARTS] [MAX_BATCH] [--batch B1,B2,...] [--raw]
+ *               [--precision fp32|fp16|bf16|int8]
  *
- * PRECISION: fp32 (default), fp16, bf16 or int8 ([model] precision).
- * batch 1: PARTS parts through infer_model_run (the path vigild takes),
- * latency per part p50/p99 and parts/s. batch B (2, 4, ... MAX_BATCH):
- * the three modules run on B parts at once through the backend table,
- * latency per batch p50/p99 and parts/s; the best batch is named. */
+ * Every batch size B runs through infer_model_run_batch, the path vigild
+ * takes (B = 1: a part alone; B > 1: B parts waiting behind the model in
+ * one run of each module). A part's latency is its batch's: it gets its
+ * result when the whole batch has run. Per B: latency per part p50/p99
+ * and parts/s over PARTS parts (at least 10 batches), after 5 warm-up
+ * batches that plan buffers and capture graphs. Batch sizes: --batch's
+ * list, else 1, 2, 4, ... up to MAX_BATCH (default 64). The best batch,
+ * the one with most parts/s, is named last.
+ *
+ * --raw: each part from a raw 640 x 480 uint8 frame and a raw vibration
+ * window through infer_model_run_raw, so the figures include the image
+ * preprocessing and the vibration features (on the GPU for the cuda
+ * backends, with fusion/ on the CPU for the others).
+ *
+ * --precision: [model] precision (default fp32); int8 needs the package's
+ * calibration-int8.ini (docs/inference-engine.md). */
 #include <glib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "inference/inference.h"
+
+#define MAX_SIZES 32
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -38,140 +53,146 @@ static void fill(float *x, size_t n, guint32 seed)
 	g_rand_free(r);
 }
 
-/* One batch through the three modules; 0 or -1 with the message printed. */
-static int run_batch(const struct infer_backend *be, void **mod, const struct infer_info *in,
-		     int batch, const float *img, const float *sig, float *vs, float *tmp,
-		     float *fused)
+/* "1,2,8" into sizes; their count, or -1. */
+static int parse_sizes(const char *list, int *sizes)
 {
-	int vshape[4] = { batch, 1, in->input_height, in->input_width };
-	int sshape[2] = { batch, in->signal_dim };
-	int dshape[2] = { batch, in->vision_out + in->signal_out };
-	size_t nv = 0, ns = 0, nd = 0;
-	char *err = NULL;
-	float *sv = tmp + (size_t)batch * in->vision_out;
+	char **parts = g_strsplit(list, ",", -1);
+	int n = 0;
 
-	if (infer_backend_run1(be, mod[0], img, vshape, 4, tmp, (size_t)batch * in->vision_out, &nv, &err) < 0 ||
-	    infer_backend_run1(be, mod[1], sig, sshape, 2, sv, (size_t)batch * in->signal_out, &ns, &err) < 0)
-		goto fail;
-	/* The decision input is each part's vision output then its signal output. */
-	for (int b = 0; b < batch; b++) {
-		memcpy(vs + (size_t)b * dshape[1], tmp + (size_t)b * in->vision_out,
-		       sizeof(float) * (size_t)in->vision_out);
-		memcpy(vs + (size_t)b * dshape[1] + in->vision_out, sv + (size_t)b * in->signal_out,
-		       sizeof(float) * (size_t)in->signal_out);
+	for (int i = 0; parts[i]; i++) {
+		char *end = NULL;
+		long v = strtol(parts[i], &end, 10);
+
+		if (!*parts[i] || *end || v < 1 || v > 4096 || n == MAX_SIZES) {
+			n = -1;
+			break;
+		}
+		sizes[n++] = (int)v;
 	}
-	if (infer_backend_run1(be, mod[2], vs, dshape, 2, fused, (size_t)batch, &nd, &err) < 0)
-		goto fail;
-	return 0;
-fail:
-	fprintf(stderr, "infer-bench: batch %d: %s\n", batch, err ? err : "failed");
-	g_free(err);
-	return -1;
+	g_strfreev(parts);
+	return n;
 }
 
 int main(int argc, char **argv)
 {
-	const struct infer_backend *be = NULL;
-	struct infer_info info;
-	const struct infer_info *in = &info;
-	const char *prec_name = argc > 5 ? argv[5] : "fp32";
+	const char *pos[4] = { NULL, NULL, NULL, NULL };
+	int sizes[MAX_SIZES], nsizes = 0, npos = 0, parts, max_batch, most = 1, raw = 0;
+	enum { RAW_W = 640, RAW_H = 480 };
+	uint8_t *frame = NULL;
+	float *window = NULL;
+	struct infer_frame *frames = NULL;
+	const float **windows = NULL;
+	double best_rate = 0;
+	const char *prec_name = "fp32";
 	enum infer_precision prec = INFER_FP32;
-	int parts = argc > 3 ? atoi(argv[3]) : 500;
-	int max_batch = argc > 4 ? atoi(argv[4]) : 64;
-	double best_rate = 0, *lat;
 	int best_batch = 1;
 	char *err = NULL;
+	const struct infer_info *in;
+	struct infer_output *out;
 	infer_model *m;
 	float *img, *sig;
 	size_t npix;
 
-	if (argc < 3 || parts < 10 || max_batch < 1 || infer_precision_parse(prec_name, &prec) < 0) {
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+			if ((nsizes = parse_sizes(argv[++i], sizes)) < 0) {
+				fprintf(stderr, "infer-bench: --batch wants sizes 1..4096, e.g. 1,2,4,8\n");
+				return 2;
+			}
+		} else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc) {
+			prec_name = argv[++i];
+			if (infer_precision_parse(prec_name, &prec) < 0) {
+				fprintf(stderr, "infer-bench: --precision wants fp32, fp16, bf16 or int8\n");
+				return 2;
+			}
+		} else if (strcmp(argv[i], "--raw") == 0) {
+			raw = 1;
+		} else if (npos < 4) {
+			pos[npos++] = argv[i];
+		} else {
+			npos = 5;
+		}
+	}
+	parts = pos[2] ? atoi(pos[2]) : 500;
+	max_batch = pos[3] ? atoi(pos[3]) : 64;
+	if (npos < 2 || npos > 4 || parts < 10 || max_batch < 1) {
 		fprintf(stderr, "usage: infer-bench PACKAGE_DIR BACKEND [PARTS>=10] [MAX_BATCH] "
-				"[fp32|fp16|bf16|int8]\n");
+			"[--batch B1,B2,...] [--raw] [--precision P]\n");
 		return 2;
 	}
-	be = infer_backend_find(argv[2]);
-	m = infer_model_load_at(argv[1], argv[2], prec, &err, NULL);
-	if (!m || !be) {
-		fprintf(stderr, "infer-bench: %s\n", err ? err : "unknown backend");
+	if (nsizes == 0)
+		for (int b = 1; b <= max_batch && nsizes < MAX_SIZES; b *= 2)
+			sizes[nsizes++] = b;
+	for (int k = 0; k < nsizes; k++)
+		most = MAX(most, sizes[k]);
+
+	m = infer_model_load_at(pos[0], pos[1], prec, &err, NULL);
+	if (!m) {
+		fprintf(stderr, "infer-bench: %s\n", err);
 		return 1;
 	}
-	info = *infer_model_info(m);  /* the numbers; the strings die with m */
-	info.name = g_strdup(info.name);
+	in = infer_model_info(m);
 	npix = (size_t)in->input_width * in->input_height;
-	img = g_new(float, npix * (size_t)max_batch);
-	sig = g_new(float, (size_t)in->signal_dim * max_batch);
-	fill(img, npix * (size_t)max_batch, 1);
-	fill(sig, (size_t)in->signal_dim * max_batch, 2);
-	lat = g_new(double, parts);
+	img = g_new(float, npix * (size_t)most);
+	sig = g_new(float, (size_t)in->signal_dim * most);
+	out = g_new(struct infer_output, most);
+	fill(img, npix * (size_t)most, 1);
+	fill(sig, (size_t)in->signal_dim * most, 2);
+	if (raw) {
+		GRand *r = g_rand_new_with_seed(3);
 
-	/* batch 1, as vigild runs a part */
-	for (int i = 0; i < parts + 20; i++) {
-		struct infer_output out;
-		gint64 t0 = g_get_monotonic_time();
-
-		if (infer_model_run(m, img + (size_t)(i % max_batch) * npix,
-				    sig + (size_t)(i % max_batch) * in->signal_dim, &out, &err) < 0) {
-			fprintf(stderr, "infer-bench: %s\n", err);
-			return 1;
+		frame = g_new(uint8_t, RAW_W * RAW_H);
+		for (int i = 0; i < RAW_W * RAW_H; i++)
+			frame[i] = (uint8_t)g_rand_int_range(r, 60, 200);
+		g_rand_free(r);
+		window = g_new(float, (size_t)in->window * most);
+		fill(window, (size_t)in->window * most, 4);
+		frames = g_new(struct infer_frame, most);
+		windows = g_new(const float *, most);
+		for (int i = 0; i < most; i++) {
+			frames[i] = (struct infer_frame){ frame, RAW_W, RAW_H, RAW_W };
+			windows[i] = window + (size_t)i * in->window;  /* a part's own */
 		}
-		if (i >= 20)  /* the first runs plan buffers and capture graphs */
-			lat[i - 20] = (double)(g_get_monotonic_time() - t0) / 1000.0;
-	}
-	{
-		double total = 0;
-
-		for (int i = 0; i < parts; i++)
-			total += lat[i];
-		best_rate = parts / (total / 1000.0);
-		printf("backend=%s precision=%s package=%s batch=1 p50_ms=%.3f p99_ms=%.3f "
-		       "parts_per_s=%.1f\n", argv[2], prec_name, in->name, percentile(lat, parts, 0.5),
-		       percentile(lat, parts, 0.99), best_rate);
 	}
 
-	/* batches through the backend table, on the model's own modules */
-	{
-		void *mod[3] = { infer_model_module(m, 0), infer_model_module(m, 1),
-				 infer_model_module(m, 2) };
-		size_t dim = (size_t)(in->vision_out + in->signal_out);
-		float *vs = g_new(float, dim * max_batch), *tmp = g_new(float, dim * max_batch);
-		float *fused = g_new(float, max_batch);
+	for (int k = 0; k < nsizes; k++) {
+		int batch = sizes[k], reps = parts / batch < 10 ? 10 : parts / batch;
+		double *lat = g_new(double, reps), total = 0, rate;
 
-		for (int batch = 2; batch <= max_batch; batch *= 2) {
-			int reps = parts / batch < 10 ? 10 : parts / batch, failed = 0;
-			double total = 0, rate;
+		for (int i = 0; i < reps + 5; i++) {
+			gint64 t0 = g_get_monotonic_time();
 
-			for (int i = 0; i < reps + 5 && !failed; i++) {
-				gint64 t0 = g_get_monotonic_time();
-
-				failed = run_batch(be, mod, in, batch, img, sig, vs, tmp, fused) < 0;
-				if (i >= 5) {
-					lat[i - 5] = (double)(g_get_monotonic_time() - t0) / 1000.0;
-					total += lat[i - 5];
-				}
+			if ((raw ? infer_model_run_raw(m, batch, frames, windows, out, &err)
+				 : infer_model_run_batch(m, batch, img, sig, out, &err)) < 0) {
+				fprintf(stderr, "infer-bench: batch %d: %s\n", batch, err);
+				return 1;
 			}
-			if (failed)
-				break;
-			rate = reps * batch / (total / 1000.0);
-			printf("backend=%s precision=%s package=%s batch=%d p50_ms=%.3f p99_ms=%.3f "
-			       "parts_per_s=%.1f\n", argv[2], prec_name, in->name, batch,
-			       percentile(lat, reps, 0.5), percentile(lat, reps, 0.99), rate);
-			if (rate > best_rate) {
-				best_rate = rate;
-				best_batch = batch;
+			if (i >= 5) {
+				lat[i - 5] = (double)(g_get_monotonic_time() - t0) / 1000.0;
+				total += lat[i - 5];
 			}
 		}
-		g_free(vs);
-		g_free(tmp);
-		g_free(fused);
+		rate = reps * batch / (total / 1000.0);
+		printf("backend=%s precision=%s package=%s%s batch=%d p50_ms=%.3f p99_ms=%.3f "
+		       "parts_per_s=%.1f\n", pos[1], prec_name, in->name, raw ? " raw=1" : "", batch, percentile(lat, reps, 0.5),
+		       percentile(lat, reps, 0.99), rate);
+		fflush(stdout);
+		if (rate > best_rate) {
+			best_rate = rate;
+			best_batch = batch;
+		}
+		g_free(lat);
 	}
-	printf("backend=%s precision=%s best_batch=%d parts_per_s=%.1f\n", argv[2], prec_name,
+	printf("backend=%s precision=%s best_batch=%d parts_per_s=%.1f\n", pos[1], prec_name,
 	       best_batch, best_rate);
 	infer_model_free(m);
-	g_free(lat);
+	g_free(out);
+	g_free(frame);
+	g_free(window);
+	g_free(frames);
+	g_free(windows);
 	g_free(img);
 	g_free(sig);
 	g_free(err);
-	g_free(info.name);
 	return 0;
 }

@@ -9,7 +9,15 @@
  * backends), fp16 and bf16 (activations and weights in half / bfloat16 on
  * tensor cores, accumulation in float), int8 (Conv and Gemm with int8
  * weights per output channel and inputs per tensor from the package's
- * calibration, int32 sums, in our kernels; everything else float32). */
+ * calibration, int32 sums, in our kernels; everything else float32).
+ *
+ * Batches: the graph is captured for a batch of B parts, B the smallest
+ * power of two that holds the largest batch asked for so far; a smaller
+ * batch runs in it padded (the spare parts' rows are computed and
+ * ignored), so a line whose batch size changes from part to part does
+ * not capture a graph each time. Every supported operator treats the
+ * parts of a batch independently, so the padding cannot change a real
+ * part's result. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -59,7 +67,9 @@ typedef struct cuda_module {
 	float *in32, *out32;       /* float32 staging for the input and all outputs */
 	float *host_out;           /* the outputs of the last run, on the host */
 	size_t in_n, *out_off;     /* output i is out32[out_off[i] .. out_off[i + 1]) */
-	int ndim, shape[ONNX_MAX_DIMS];
+	int ndim, shape[ONNX_MAX_DIMS]; /* the planned input; shape[0] the batch B */
+	int padded;                /* every output leads with B: smaller batches fit */
+	int run_n;                 /* parts in the last forward, <= B */
 	cudaGraphExec_t exec;
 } cuda_module;
 
@@ -553,13 +563,39 @@ static int plan(cuda_module *m, const int *shape, int ndim, char **err)
 {
 	onnx_graph *g = m->g;
 	cudaGraph_t graph = NULL;
-	int rc;
+	int planned[ONNX_MAX_DIMS], batch = 1, rc;
 
-	if (ndim == m->ndim && memcmp(shape, m->shape, sizeof(int) * (size_t)ndim) == 0)
+	if (ndim == m->ndim && ndim > 0 &&
+	    memcmp(shape + 1, m->shape + 1, sizeof(int) * (size_t)(ndim - 1)) == 0 &&
+	    (shape[0] == m->shape[0] || (m->padded && shape[0] < m->shape[0])))
 		return 0;
+	if (ndim < 1 || ndim > ONNX_MAX_DIMS || shape[0] < 1) {
+		*err = g_strdup_printf("cuda: input of %d dimensions cannot run", ndim);
+		return -EINVAL;
+	}
+	while (batch < shape[0] && batch < (1 << 20))
+		batch *= 2;
+	if (ndim == m->ndim && memcmp(shape + 1, m->shape + 1, sizeof(int) * (size_t)(ndim - 1)) == 0 &&
+	    m->shape[0] > batch)
+		batch = m->shape[0];
+	memcpy(planned, shape, sizeof(int) * (size_t)ndim);
+	planned[0] = batch;
 	free_plan(m);
-	if ((rc = onnx_graph_infer_shapes(g, shape, ndim, err)) < 0)
+	if ((rc = onnx_graph_infer_shapes(g, planned, ndim, err)) < 0)
 		return rc;
+	m->padded = 1;
+	for (int i = 0; i < g->n_outputs; i++) {
+		const struct onnx_tensor *t = &g->tensors[g->outputs[i]];
+
+		if (t->ndim < 1 || t->dims[0] != batch)
+			m->padded = 0;
+	}
+	/* An output that does not lead with the batch: plan the exact shape. */
+	if (!m->padded && batch != shape[0]) {
+		memcpy(planned, shape, sizeof(int) * (size_t)ndim);
+		if ((rc = onnx_graph_infer_shapes(g, planned, ndim, err)) < 0)
+			return rc;
+	}
 	for (int i = 0; i < g->n_nodes; i++)
 		if ((rc = plan_node(m, i, err)) < 0)
 			return rc;
@@ -610,22 +646,30 @@ static int plan(cuda_module *m, const int *shape, int ndim, char **err)
 		cudaGraphDestroy(graph);
 	if (rc < 0)
 		return rc;
+	/* The spare rows of a padded batch read zeros until a larger batch
+	 * has run; then what it left, which no real part's rows ever mix with. */
+	if ((rc = cuda_fail(cudaMemsetAsync(m->in32, 0, m->in_n * 4, m->stream), "input clear",
+			    err)) < 0)
+		return rc;
 	m->ndim = ndim;
-	memcpy(m->shape, shape, sizeof(int) * (size_t)ndim);
+	memcpy(m->shape, planned, sizeof(int) * (size_t)ndim);
 	return 0;
 }
 
-int cuda_module_forward(void *module, const float *in, const int *shape, int ndim, char **err)
+/* One forward from in, host or device memory (kind: its cudaMemcpyKind). */
+static int forward(cuda_module *m, const float *in, enum cudaMemcpyKind kind, const int *shape,
+		   int ndim, char **err)
 {
-	cuda_module *m = module;
 	int rc = plan(m, shape, ndim, err);
 
 	if (rc < 0) {
 		free_plan(m);
 		return rc;
 	}
-	if ((rc = cuda_fail(cudaMemcpyAsync(m->in32, in, m->in_n * 4, cudaMemcpyHostToDevice,
-					    m->stream), "input copy", err)) < 0 ||
+	m->run_n = shape[0];
+	if ((rc = cuda_fail(cudaMemcpyAsync(m->in32, in, m->in_n / (size_t)m->shape[0] *
+					    (size_t)shape[0] * 4, kind, m->stream),
+			    "input copy", err)) < 0 ||
 	    (rc = cuda_fail(cudaGraphLaunch(m->exec, m->stream), "graph launch", err)) < 0 ||
 	    (rc = cuda_fail(cudaMemcpyAsync(m->host_out, m->out32, m->out_off[m->g->n_outputs] * 4,
 					    cudaMemcpyDeviceToHost, m->stream), "output copy",
@@ -635,13 +679,21 @@ int cuda_module_forward(void *module, const float *in, const int *shape, int ndi
 	return 0;
 }
 
+int cuda_module_forward(void *module, const float *in, const int *shape, int ndim, char **err)
+{
+	return forward(module, in, cudaMemcpyHostToDevice, shape, ndim, err);
+}
+
 const float *cuda_module_output(const void *module, int i, size_t *len)
 {
 	const cuda_module *m = module;
 
 	if (i < 0 || i >= m->g->n_outputs || !m->host_out)
 		return NULL;
+	/* A padded batch: the first run_n parts of the planned B. */
 	*len = m->out_off[i + 1] - m->out_off[i];
+	if (m->run_n < m->shape[0])
+		*len = *len / (size_t)m->shape[0] * (size_t)m->run_n;
 	return m->host_out + m->out_off[i];
 }
 
@@ -650,6 +702,19 @@ static int cuda_run(void *module, const float *in, const int *shape, int ndim,
 		    struct infer_tensor *out, int n_out, char **err)
 {
 	int rc = cuda_module_forward(module, in, shape, ndim, err);
+
+	if (rc < 0)
+		return rc;
+	return engine_copy_outputs(((cuda_module *)module)->g, cuda_module_output, module, out,
+				   n_out, err);
+}
+
+/* struct infer_backend's run_device: the input is already on the GPU
+ * (cuda-prep.h's buffers), on any stream that has finished with it. */
+static int cuda_run_device(void *module, const float *dev_in, const int *shape, int ndim,
+			   struct infer_tensor *out, int n_out, char **err)
+{
+	int rc = forward(module, dev_in, cudaMemcpyDeviceToDevice, shape, ndim, err);
 
 	if (rc < 0)
 		return rc;
@@ -687,4 +752,5 @@ const struct infer_backend infer_backend_cuda = {
 	.load_at = load_at,
 	.run = cuda_run,
 	.free = cuda_module_free,
+	.run_device = cuda_run_device,
 };

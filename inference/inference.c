@@ -7,6 +7,9 @@
 
 #include "core/config.h"
 #include "inference/infer-engine.h"
+#ifdef VIGIL_HAVE_CUDA
+#include "inference/cuda-prep.h"
+#endif
 
 enum { MOD_VISION, MOD_SIGNAL, MOD_DECISION, MOD_COUNT };
 
@@ -18,9 +21,21 @@ struct infer_model {
 	void *module[MOD_COUNT];
 	struct infer_info info;
 	int decision_in;
-	float *vs;                 /* vision_out + signal_out floats */
 	char *heatmap_output;      /* [vision] heatmap_output, NULL when absent */
-	float *heatmap;            /* heatmap_width * heatmap_height floats */
+	/* Per-run buffers for up to batch_cap parts, grown by the first run
+	 * of a larger batch: each module's outputs, part after part, and the
+	 * decision input (each part's vision then signal outputs). */
+	int batch_cap;
+	float *vision_buf, *signal_buf, *decision_buf, *fused;
+	float *heatmap;            /* heatmap_width * heatmap_height floats per part */
+	/* infer_model_run_raw on the CPU: features and inputs of raw_cap images */
+	fusion_sigfeat *sigfeat;
+	int raw_cap;
+	float *raw_images, *raw_features;
+#ifdef VIGIL_HAVE_CUDA
+	cuda_prep *prep;           /* ... on the GPU, for prep_cap images */
+	int prep_cap;
+#endif
 };
 
 static const struct infer_backend *const backends[] = {
@@ -86,9 +101,18 @@ void infer_model_free(infer_model *m)
 	g_free(m->info.name);
 	g_free(m->info.version);
 	g_free(m->info.features);
-	g_free(m->vs);
 	g_free(m->heatmap_output);
+	g_free(m->vision_buf);
+	g_free(m->signal_buf);
+	g_free(m->decision_buf);
+	g_free(m->fused);
 	g_free(m->heatmap);
+	fusion_sigfeat_free(m->sigfeat);
+	g_free(m->raw_images);
+	g_free(m->raw_features);
+#ifdef VIGIL_HAVE_CUDA
+	cuda_prep_free(m->prep);
+#endif
 	g_free(m);
 }
 
@@ -237,10 +261,11 @@ static int read_info(infer_model *m, const config *man, char **err)
 
 /* Runs one module and insists on the declared output sizes (each
  * tensor's cap). */
-static int run_module(infer_model *m, int which, const float *in, const int *shape,
-		      int ndim, struct infer_tensor *out, int n_out, char **err)
+static int run_module_on(infer_model *m, int which, const float *in, int on_device,
+			 const int *shape, int ndim, struct infer_tensor *out, int n_out, char **err)
 {
-	int rc = m->backend->run(m->module[which], in, shape, ndim, out, n_out, err);
+	int rc = on_device ? m->backend->run_device(m->module[which], in, shape, ndim, out, n_out, err)
+			   : m->backend->run(m->module[which], in, shape, ndim, out, n_out, err);
 
 	for (int i = 0; i < n_out && (rc == 0 || rc == -EOVERFLOW); i++) {
 		if (out[i].len == out[i].cap)
@@ -253,6 +278,12 @@ static int run_module(infer_model *m, int which, const float *in, const int *sha
 		return INFER_ESHAPE;
 	}
 	return rc < 0 ? INFER_EMODULE : 0;
+}
+
+static int run_module(infer_model *m, int which, const float *in, const int *shape,
+		      int ndim, struct infer_tensor *out, int n_out, char **err)
+{
+	return run_module_on(m, which, in, 0, shape, ndim, out, n_out, err);
 }
 
 infer_model *infer_model_load(const char *dir, const char *backend, char **err, int *code)
@@ -322,10 +353,6 @@ infer_model *infer_model_load_at(const char *dir, const char *backend, enum infe
 		infer_quant_free(m->quant[i]);  /* the modules keep what they need */
 		m->quant[i] = NULL;
 	}
-	m->vs = g_new0(float, m->decision_in);
-	if (m->heatmap_output)
-		m->heatmap = g_new0(float, (gsize)m->info.heatmap_width * m->info.heatmap_height);
-
 	/* A trial run on blank inputs proves the modules and the manifest agree. */
 	img = g_new0(float, (gsize)m->info.input_width * m->info.input_height);
 	sig = g_new0(float, m->info.signal_dim);
@@ -379,32 +406,31 @@ enum vigil_verdict infer_verdict(const struct infer_info *info, float p)
 	return VIGIL_VERDICT_ACCEPT;
 }
 
-int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
-		    struct infer_output *out, char **err)
+/* Room for n parts in the per-run buffers. */
+static void reserve_batch(infer_model *m, int n)
 {
 	const struct infer_info *in = &m->info;
-	int vshape[4] = { 1, 1, in->input_height, in->input_width };
-	int sshape[2] = { 1, in->signal_dim };
-	int dshape[2] = { 1, m->decision_in };
-	float fused = 0;
-	struct infer_tensor vision[2] = {
-		{ .data = m->vs, .cap = (size_t)in->vision_out },
-		{ .name = m->heatmap_output, .data = m->heatmap,
-		  .cap = (size_t)in->heatmap_width * in->heatmap_height },
-	};
-	struct infer_tensor signal = { .data = m->vs + in->vision_out,
-				       .cap = (size_t)in->signal_out };
-	struct infer_tensor decision = { .data = &fused, .cap = 1 };
-	int rc;
+	gsize cells = (gsize)in->heatmap_width * (gsize)in->heatmap_height;
 
-	if ((rc = run_module(m, MOD_VISION, image, vshape, 4, vision,
-			     m->heatmap_output ? 2 : 1, err)) < 0 ||
-	    (rc = run_module(m, MOD_SIGNAL, sigfeat, sshape, 2, &signal, 1, err)) < 0 ||
-	    (rc = run_module(m, MOD_DECISION, m->vs, dshape, 2, &decision, 1, err)) < 0)
-		return rc;
+	if (n <= m->batch_cap)
+		return;
+	m->vision_buf = g_renew(float, m->vision_buf, (gsize)n * (gsize)in->vision_out);
+	m->signal_buf = g_renew(float, m->signal_buf, (gsize)n * (gsize)in->signal_out);
+	m->decision_buf = g_renew(float, m->decision_buf, (gsize)n * (gsize)m->decision_in);
+	m->fused = g_renew(float, m->fused, (gsize)n);
+	if (m->heatmap_output)
+		m->heatmap = g_renew(float, m->heatmap, (gsize)n * cells);
+	m->batch_cap = n;
+}
 
-	out->vision_score = sigmoid(m->vs[0]);
-	out->signal_score = sigmoid(m->vs[in->vision_out]);
+/* One part's result from its logits. */
+static int judge(const infer_model *m, float vision_logit, float signal_logit, float fused,
+		 const float *heatmap, struct infer_output *out, char **err)
+{
+	const struct infer_info *in = &m->info;
+
+	out->vision_score = sigmoid(vision_logit);
+	out->signal_score = sigmoid(signal_logit);
 	out->score = sigmoid(fused);
 	if (!isfinite(out->score)) {
 		*err = g_strdup("model gave a non-finite score");
@@ -412,7 +438,7 @@ int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 	}
 	out->verdict = infer_verdict(in, out->score);
 	out->flags = 0;
-	out->heatmap = m->heatmap;
+	out->heatmap = heatmap;
 	out->heatmap_w = in->heatmap_width;
 	out->heatmap_h = in->heatmap_height;
 	if (out->vision_score >= in->vision_threshold)
@@ -434,6 +460,156 @@ int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 				? VIGIL_CLASS_SURFACE : VIGIL_CLASS_VIBRATION;
 	}
 	return 0;
+}
+
+/* images and sigfeats in host memory, or (on_device) in GPU memory. */
+static int run_batch(infer_model *m, int n, const float *images, const float *sigfeats,
+		     int on_device, struct infer_output *out, char **err)
+{
+	const struct infer_info *in = &m->info;
+	gsize cells = (gsize)in->heatmap_width * (gsize)in->heatmap_height;
+	int vshape[4] = { n, 1, in->input_height, in->input_width };
+	int sshape[2] = { n, in->signal_dim };
+	int dshape[2] = { n, m->decision_in };
+	struct infer_tensor vision[2], signal, decision;
+	struct infer_output *res;
+	int rc;
+
+	if (n < 1 || !images || !sigfeats || !out) {
+		*err = g_strdup_printf("a batch of %d parts cannot run", n);
+		return -EINVAL;
+	}
+	reserve_batch(m, n);
+	vision[0] = (struct infer_tensor){ .data = m->vision_buf,
+					   .cap = (size_t)n * (size_t)in->vision_out };
+	vision[1] = (struct infer_tensor){ .name = m->heatmap_output, .data = m->heatmap,
+					   .cap = (size_t)n * cells };
+	signal = (struct infer_tensor){ .data = m->signal_buf,
+					.cap = (size_t)n * (size_t)in->signal_out };
+	decision = (struct infer_tensor){ .data = m->fused, .cap = (size_t)n };
+	if ((rc = run_module_on(m, MOD_VISION, images, on_device, vshape, 4, vision,
+				m->heatmap_output ? 2 : 1, err)) < 0 ||
+	    (rc = run_module_on(m, MOD_SIGNAL, sigfeats, on_device, sshape, 2, &signal, 1, err)) < 0)
+		return rc;
+	for (int i = 0; i < n; i++) {
+		float *row = m->decision_buf + (size_t)i * (size_t)m->decision_in;
+
+		memcpy(row, m->vision_buf + (size_t)i * (size_t)in->vision_out,
+		       sizeof(float) * (size_t)in->vision_out);
+		memcpy(row + in->vision_out, m->signal_buf + (size_t)i * (size_t)in->signal_out,
+		       sizeof(float) * (size_t)in->signal_out);
+	}
+	if ((rc = run_module(m, MOD_DECISION, m->decision_buf, dshape, 2, &decision, 1, err)) < 0)
+		return rc;
+	/* Judge into a scratch array so a failure leaves out untouched. */
+	res = g_new(struct infer_output, n);
+	for (int i = 0; i < n && rc == 0; i++)
+		rc = judge(m, m->vision_buf[(size_t)i * (size_t)in->vision_out],
+			   m->signal_buf[(size_t)i * (size_t)in->signal_out], m->fused[i],
+			   m->heatmap_output ? m->heatmap + (size_t)i * cells : NULL, &res[i], err);
+	if (rc == 0)
+		memcpy(out, res, sizeof *out * (size_t)n);
+	g_free(res);
+	return rc;
+}
+
+int infer_model_run_batch(infer_model *m, int n, const float *images, const float *sigfeats,
+			  struct infer_output *out, char **err)
+{
+	return run_batch(m, n, images, sigfeats, 0, out, err);
+}
+
+int infer_model_prepares_on_device(const infer_model *m)
+{
+	return m->backend->run_device != NULL;
+}
+
+#ifdef VIGIL_HAVE_CUDA
+/* The raw inputs to the GPU once; model input and features computed
+ * there, read in place by the vision and signal modules. */
+static int run_raw_device(infer_model *m, int n, const struct infer_frame *frames,
+			  const float *const *windows, struct infer_output *out, char **err)
+{
+	const struct infer_info *in = &m->info;
+	int rc;
+
+	if (n > m->prep_cap) {
+		cuda_prep_free(m->prep);
+		m->prep_cap = 0;
+		m->prep = cuda_prep_new(in->input_width, in->input_height, in->mean, in->std,
+					in->resize, (size_t)in->window, in->rate_hz, n, err);
+		if (!m->prep)
+			return INFER_EMODULE;
+		m->prep_cap = n;
+	}
+	for (int i = 0; i < n; i++) {
+		const struct infer_frame *f = &frames[i];
+
+		if ((rc = cuda_prep_image(m->prep, i, f->data, f->width, f->height, f->stride,
+					  err)) < 0 ||
+		    (rc = cuda_prep_features(m->prep, i, windows[i], err)) < 0)
+			return rc == -EINVAL ? -EINVAL : INFER_EMODULE;
+	}
+	return run_batch(m, n, cuda_prep_images(m->prep), cuda_prep_feature_vectors(m->prep), 1,
+			 out, err);
+}
+#endif
+
+int infer_model_run_raw(infer_model *m, int n, const struct infer_frame *frames,
+			const float *const *windows, struct infer_output *out, char **err)
+{
+	const struct infer_info *in = &m->info;
+	size_t npix = (size_t)in->input_width * (size_t)in->input_height;
+	size_t dim = (size_t)in->signal_dim;
+
+	if (n < 1 || !frames || !windows || !out) {
+		*err = g_strdup_printf("a batch of %d parts cannot run", n);
+		return -EINVAL;
+	}
+#ifdef VIGIL_HAVE_CUDA
+	if (m->backend->run_device)
+		return run_raw_device(m, n, frames, windows, out, err);
+#endif
+	if (!m->sigfeat) {
+		m->sigfeat = fusion_sigfeat_new((size_t)in->window, in->rate_hz);
+		if (!m->sigfeat || fusion_sigfeat_dim(m->sigfeat) != dim) {
+			*err = g_strdup_printf("no %s features of %zu values for %d samples at %g Hz",
+					       in->features, dim, in->window, in->rate_hz);
+			return INFER_EMODULE;
+		}
+	}
+	if (n > m->raw_cap) {
+		m->raw_images = g_renew(float, m->raw_images, (gsize)n * npix);
+		m->raw_features = g_renew(float, m->raw_features, (gsize)n * dim);
+		m->raw_cap = n;
+	}
+	for (int i = 0; i < n; i++) {
+		const struct infer_frame *f = &frames[i];
+
+		if (fusion_image_prepare_resize(f->data, f->width, f->height, f->stride,
+						in->input_width, in->input_height, in->mean, in->std,
+						in->resize, m->raw_images + (size_t)i * npix) < 0) {
+			*err = g_strdup_printf("image %d (%dx%d) cannot be prepared", i, f->width,
+					       f->height);
+			return -EINVAL;
+		}
+		/* The cameras of one part share their window: compute it once. */
+		if (i > 0 && windows[i] == windows[i - 1])
+			memcpy(m->raw_features + (size_t)i * dim, m->raw_features + (size_t)(i - 1) * dim,
+			       dim * sizeof(float));
+		else if (fusion_sigfeat_compute(m->sigfeat, windows[i],
+						 m->raw_features + (size_t)i * dim) < 0) {
+			*err = g_strdup_printf("vibration window %d is not finite", i);
+			return -EINVAL;
+		}
+	}
+	return run_batch(m, n, m->raw_images, m->raw_features, 0, out, err);
+}
+
+int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
+		    struct infer_output *out, char **err)
+{
+	return infer_model_run_batch(m, 1, image, sigfeat, out, err);
 }
 
 const struct infer_backend *infer_backend_find(const char *name)

@@ -13,6 +13,7 @@
 #define VIGIL_INFERENCE_INFERENCE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/part.h"
 #include "fusion/fusion.h"
@@ -101,7 +102,10 @@ struct infer_quant;           /* one module's int8 calibration (inference/infer-
  * precisions in the precisions mask (1u << INFER_*), with quant the
  * module's calibration for INFER_INT8 and NULL otherwise. run fills n_out
  * outputs of one forward pass; an output larger than its cap fails with
- * -EOVERFLOW (len still set). */
+ * -EOVERFLOW (len still set). It is also the batch entry point: shape[0]
+ * is the number of parts N, in holds them one after another and each
+ * output holds N parts' values in the same order (every backend runs any
+ * N >= 1 in one forward pass, in every precision it has). */
 struct infer_backend {
 	const char *name;
 	unsigned precisions;
@@ -111,6 +115,10 @@ struct infer_backend {
 	int (*run)(void *module, const float *in, const int *shape, int ndim,
 		   struct infer_tensor *out, int n_out, char **err);
 	void (*free)(void *module);
+	/* run with the input in GPU memory (the cuda backends, fed by their
+	 * own preprocessing, inference/cuda-prep.h); NULL for CPU backends. */
+	int (*run_device)(void *module, const float *dev_in, const int *shape, int ndim,
+			  struct infer_tensor *out, int n_out, char **err);
 };
 
 /* The backend this build has under name, or NULL. */
@@ -157,6 +165,36 @@ const struct infer_info *infer_model_info(const infer_model *m);
  * sigfeat: signal_dim floats. Not thread-safe per model. */
 int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 		    struct infer_output *out, char **err);
+
+/* infer_model_run on n >= 1 parts in one forward pass of each module:
+ * images holds n images one after another, sigfeats n feature vectors,
+ * and out[i] is part i's result, as infer_model_run would give it (to
+ * float rounding: a backend may sum in another order at another batch).
+ * out[i].heatmap points into the model's buffer, valid until the next run.
+ * On failure no out[i] is set and the whole batch has failed. */
+int infer_model_run_batch(infer_model *m, int n, const float *images, const float *sigfeats,
+			  struct infer_output *out, char **err);
+
+/* One camera frame of a part as the line has it: 8-bit gray, row-major. */
+struct infer_frame {
+	const uint8_t *data;
+	int width, height, stride;
+};
+
+/* infer_model_run_batch from a part's raw data: n images, frames[i]
+ * judged with the features of windows[i] (the package's window samples,
+ * in g; the cameras of one part share a pointer). A backend that runs on
+ * the GPU gets frame and window there once: the model input and features
+ * are computed on the device (fusion/'s arithmetic, cuda-prep.h) and the
+ * modules read them in place. Others compute them with fusion/ on the CPU
+ * (fusion_image_prepare_resize, fusion_sigfeat_compute). A frame that
+ * cannot be prepared or a non-finite window fails the batch (-EINVAL). */
+int infer_model_run_raw(infer_model *m, int n, const struct infer_frame *frames,
+			const float *const *windows, struct infer_output *out, char **err);
+
+/* Whether infer_model_run_raw computes the inputs on the device, so a
+ * caller need not compute features for it. */
+int infer_model_prepares_on_device(const infer_model *m);
 
 /* Verdict from a fused probability and the package's thresholds. */
 enum vigil_verdict infer_verdict(const struct infer_info *info, float p);

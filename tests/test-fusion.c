@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fusion/fusion.h"
+#include "fusion/prep-math.h"
 
 #define RATE 12000.0
 #define WIN 2048
@@ -412,6 +413,252 @@ static void test_image_letterbox_invalid(void)
 						    (enum fusion_resize)7, out), ==, -EINVAL);
 }
 
+/* ---- fusion/prep-math.h: the formulas the GPU kernels compute ---- */
+
+/* The model input by prep-math.h's per-pixel formulas, computed here
+ * without OpenCV: what inference/cuda-prep-kernels.cu computes. */
+static void prep_by_formula(const uint8_t *frame, int w, int h, int stride, int out_w, int out_h,
+			    float mean, float std, enum fusion_resize mode, float *out)
+{
+	uint8_t *fitted = g_new(uint8_t, (gsize)out_w * out_h);
+
+	fp_prepare_host(frame, w, h, stride, out_w, out_h, mean, std,
+			mode == FUSION_RESIZE_LETTERBOX, fitted, out);
+	g_free(fitted);
+}
+
+/* The formulas agree with fusion_image_prepare_resize (OpenCV's resize)
+ * on frames of texture and sharp edges, for every kind of resize: a copy,
+ * shrinking by whole and fractional factors (INTER_AREA), enlarging
+ * (INTER_LINEAR), shrinking one side while enlarging the other, and the
+ * letterbox turn. Bound: no pixel more than one grey level apart, and at
+ * most 0.6% of them one level apart (measured: 0.46% at worst, 640x480 to
+ * 160x112, where OpenCV sums the area in float and lands on the other side
+ * of a half; 0.3% in the linear cases). The GPU test then holds the
+ * kernels to these formulas. */
+static void test_prep_math_image(void)
+{
+	static const struct { int w, h, ow, oh; enum fusion_resize mode; } cases[] = {
+		{ 96, 96, 96, 96, FUSION_RESIZE_STRETCH },
+		{ 192, 192, 96, 96, FUSION_RESIZE_STRETCH },
+		{ 640, 480, 160, 112, FUSION_RESIZE_STRETCH },
+		{ 333, 251, 96, 96, FUSION_RESIZE_STRETCH },
+		{ 300, 200, 299, 199, FUSION_RESIZE_STRETCH },
+		{ 64, 48, 160, 112, FUSION_RESIZE_STRETCH },
+		{ 57, 41, 96, 96, FUSION_RESIZE_STRETCH },
+		{ 200, 60, 96, 96, FUSION_RESIZE_STRETCH },
+		{ 640, 480, 160, 112, FUSION_RESIZE_LETTERBOX },
+		{ 480, 640, 160, 112, FUSION_RESIZE_LETTERBOX },
+		{ 150, 40, 96, 96, FUSION_RESIZE_LETTERBOX },
+		{ 50, 70, 160, 112, FUSION_RESIZE_LETTERBOX },
+	};
+	uint64_t seed = 99;
+
+	for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
+		int w = cases[c].w, h = cases[c].h, ow = cases[c].ow, oh = cases[c].oh;
+		int stride = w + 13, off = 0;
+		uint8_t *frame = g_new(uint8_t, (gsize)stride * h);
+		float *a = g_new(float, (gsize)ow * oh), *b = g_new(float, (gsize)ow * oh);
+		float level = 1.0f / (255.0f * 0.25f), worst = 0;
+
+		for (int y = 0; y < h; y++)
+			for (int x = 0; x < stride; x++) {
+				double v = 128 + 60 * sin(x * 0.21) * cos(y * 0.13) +
+					   40 * (noise_state_next(&seed) - 0.5) +
+					   (x > w / 3 && x < w / 2 && y > h / 4 ? -70 : 0);
+
+				frame[y * stride + x] = (uint8_t)CLAMP(v, 0, 255);
+			}
+		g_assert_cmpint(fusion_image_prepare_resize(frame, w, h, stride, ow, oh, 0.5f, 0.25f,
+							    cases[c].mode, a), ==, 0);
+		prep_by_formula(frame, w, h, stride, ow, oh, 0.5f, 0.25f, cases[c].mode, b);
+		for (int i = 0; i < ow * oh; i++) {
+			float d = fabsf(a[i] - b[i]);
+
+			worst = MAX(worst, d);
+			off += d > 1e-5f;
+		}
+		g_test_message("%dx%d -> %dx%d %s: %d of %d pixels one level apart, worst %.2f levels",
+			       w, h, ow, oh, fusion_resize_name(cases[c].mode), off, ow * oh,
+			       worst / level);
+		g_assert_cmpfloat(worst, <=, level * 1.001f);
+		g_assert_cmpint(off, <=, 0.006 * ow * oh);
+		g_free(frame);
+		g_free(a);
+		g_free(b);
+	}
+}
+
+/* A direct DFT in double: X[k] = sum x[i] e^(sign 2 pi i i k / n). */
+static void dft(const double *re, const double *im, size_t n, int sign, double *out_re,
+		double *out_im, const double *cos_t, const double *sin_t)
+{
+	for (size_t k = 0; k < n; k++) {
+		double sr = 0, si = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			size_t m = (i * k) % n;
+			double c = cos_t[m], s = sign * sin_t[m];
+			double xr = re[i], xi = im ? im[i] : 0;
+
+			sr += xr * c - xi * s;
+			si += xr * s + xi * c;
+		}
+		out_re[k] = sr;
+		out_im[k] = si;
+	}
+}
+
+/* vigil-sigfeat-v1 by prep-math.h's formulas over direct DFTs in double:
+ * the computation inference/cuda-prep.cu does with cuFFT. */
+static void features_by_formula(const float *x, size_t n, double rate, float *out)
+{
+	double *cos_t = g_new(double, n), *sin_t = g_new(double, n);
+	double *re = g_new(double, n), *im = g_new(double, n), *fr = g_new(double, n),
+	       *fi = g_new(double, n), *env = g_new(double, n), *ar = g_new(double, n);
+	double mean = 0, ms = 0, peak = 0, cm = 0, m2 = 0, m4 = 0, env_mean = 0;
+	double hm = 0, hm2 = 0, hm4 = 0;
+	size_t hp = fp_highpass_bin(n, rate), edge = n / 32, cnt = n - 2 * edge;
+	float *centred = g_new(float, n);
+
+	for (size_t m = 0; m < n; m++) {
+		cos_t[m] = cos(2 * G_PI * (double)m / (double)n);
+		sin_t[m] = sin(2 * G_PI * (double)m / (double)n);
+	}
+	for (size_t i = 0; i < n; i++)
+		mean += x[i];
+	mean /= (double)n;
+	for (size_t i = 0; i < n; i++) {
+		centred[i] = (float)(x[i] - mean);
+		cm += centred[i];
+		ms += (double)centred[i] * centred[i];
+		peak = MAX(peak, fabs(centred[i]));
+	}
+	cm /= (double)n;
+	ms /= (double)n;
+	for (size_t i = 0; i < n; i++) {
+		double d = centred[i] - cm;
+
+		m2 += d * d;
+		m4 += d * d * d * d;
+	}
+	m2 /= (double)n;
+	m4 /= (double)n;
+
+	/* Band powers of the Hann-windowed window. */
+	for (size_t i = 0; i < n; i++)
+		re[i] = centred[i] * fp_hann(i, n);
+	dft(re, NULL, n, -1, fr, fi, cos_t, sin_t);
+	for (int b = 0; b < FP_POWER_BANDS; b++) {
+		int lo, hi;
+		double s = 0;
+
+		fp_feature_band(b, n, rate, &lo, &hi);
+		for (int k = lo; k < hi; k++)
+			s += fp_power(fr[k], fi[k], (size_t)k, n);
+		out[b] = fp_power_feature(s / (hi - lo));
+	}
+	/* Analytic signal of the high band of the tapered window. */
+	for (size_t i = 0; i < n; i++)
+		re[i] = centred[i] * fp_tukey(i, n);
+	dft(re, NULL, n, -1, fr, fi, cos_t, sin_t);
+	for (size_t k = 0; k < n; k++) {
+		double gk = fp_analytic_gain(k, n, hp);
+
+		re[k] = gk * fr[k];
+		im[k] = gk * fi[k];
+	}
+	dft(re, im, n, +1, ar, fi, cos_t, sin_t);
+	for (size_t i = 0; i < n; i++) {
+		ar[i] /= (double)n;
+		fi[i] /= (double)n;
+		env[i] = ar[i] * ar[i] + fi[i] * fi[i];
+		env_mean += env[i];
+	}
+	env_mean /= (double)n;
+	for (size_t i = edge; i < n - edge; i++)
+		hm += ar[i];
+	hm /= (double)cnt;
+	for (size_t i = edge; i < n - edge; i++) {
+		double d = ar[i] - hm;
+
+		hm2 += d * d;
+		hm4 += d * d * d * d;
+	}
+	hm2 /= (double)cnt;
+	hm4 /= (double)cnt;
+	/* Envelope spectrum. */
+	for (size_t i = 0; i < n; i++)
+		re[i] = (env[i] - env_mean) * fp_hann(i, n);
+	dft(re, NULL, n, -1, fr, fi, cos_t, sin_t);
+	for (int b = 0; b < FP_ENV_BANDS; b++) {
+		int lo, hi;
+		double s = 0;
+
+		fp_feature_band(FP_POWER_BANDS + b, n, rate, &lo, &hi);
+		for (int k = lo; k < hi; k++)
+			s += fp_power(fr[k], fi[k], (size_t)k, n);
+		out[FP_POWER_BANDS + b] = fp_envelope_feature(s / (hi - lo), env_mean);
+	}
+	fp_time_features(ms, peak, m2, m4, hm2, hm4, out + FP_POWER_BANDS + FP_ENV_BANDS);
+	g_free(cos_t);
+	g_free(sin_t);
+	g_free(re);
+	g_free(im);
+	g_free(fr);
+	g_free(fi);
+	g_free(env);
+	g_free(ar);
+	g_free(centred);
+}
+
+/* The formulas agree with fusion_sigfeat_compute (FFTW in float) on
+ * bearing-like windows: impacts, sines, noise and a DC offset, at two
+ * rates. Bound: 1e-4 on every feature (logs of powers; FFTW's float
+ * rounding against a double DFT; measured worst 8e-6), except power bands
+ * under 1e-9 g^2 per bin, where float rounding noise is the power: 0.05. */
+static void test_prep_math_features(void)
+{
+	static const struct { size_t n; double rate; } cases[] = { { 2048, 12000 }, { 1024, 25600 } };
+
+	for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
+		size_t n = cases[c].n;
+		fusion_sigfeat *f = fusion_sigfeat_new(n, cases[c].rate);
+		float *x = g_new(float, n), a[FP_SIGFEAT_DIM], b[FP_SIGFEAT_DIM];
+		float worst = 0;
+
+		g_assert_cmpuint(fusion_sigfeat_dim(f), ==, FP_SIGFEAT_DIM);
+		for (int kind = 0; kind < 3; kind++) {
+			fill_noise(x, n, 0.05, 31 + kind);
+			for (size_t i = 0; i < n; i++) {
+				double t = (double)i / cases[c].rate;
+
+				if (kind == 0)
+					x[i] += (float)(0.4 * exp(-fmod(t, 1 / 107.4) / 0.0008) *
+							sin(2 * G_PI * 3000 * t));
+				else if (kind == 1)
+					x[i] += (float)(0.8 * sin(2 * G_PI * 29.95 * t) +
+							0.1 * sin(2 * G_PI * 1234.5 * t) + 2.0);
+			}
+			g_assert_cmpint(fusion_sigfeat_compute(f, x, a), ==, 0);
+			features_by_formula(x, n, cases[c].rate, b);
+			for (int i = 0; i < FP_SIGFEAT_DIM; i++) {
+				float d = fabsf(a[i] - b[i]);
+				float bound = i < FP_POWER_BANDS && a[i] < -9 ? 0.05f : 1e-4f;
+
+				if (d > bound)
+					g_error("n %zu kind %d feature %d: C %g, formulas %g", n, kind, i,
+						a[i], b[i]);
+				if (bound < 0.01f)
+					worst = MAX(worst, d);
+			}
+		}
+		g_test_message("n %zu at %g Hz: worst |C - formulas| %g", n, cases[c].rate, worst);
+		g_free(x);
+		fusion_sigfeat_free(f);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -427,5 +674,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/fusion/image/letterbox", test_image_letterbox);
 	g_test_add_func("/fusion/image/letterbox-turn", test_image_letterbox_turn);
 	g_test_add_func("/fusion/image/letterbox-invalid", test_image_letterbox_invalid);
+	g_test_add_func("/fusion/prep-math/image", test_prep_math_image);
+	g_test_add_func("/fusion/prep-math/features", test_prep_math_features);
 	return g_test_run();
 }

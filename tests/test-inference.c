@@ -4,11 +4,14 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "inference/inference.h"
 #include "tests/infertest.h"
+#include "tools/line-manifest.h"
+#include "tools/sim-synth.h"
 
 static char *shipped_package(void)
 {
@@ -111,6 +114,214 @@ static void test_verdict_bands(void)
 	g_assert_cmpint(infer_verdict(&info, 0.6f), ==, VIGIL_VERDICT_REJECT);
 	info.marginal = 0.6f; /* no band */
 	g_assert_cmpint(infer_verdict(&info, 0.59f), ==, VIGIL_VERDICT_ACCEPT);
+}
+
+/* Synthetic parts (tools/sim-synth.c: surfaces with and without
+ * scratches, pits, cracks and stains; bearings with and without faults) as
+ * vigild prepares them for the package: inputs of count parts, one after
+ * another, in img and sig. */
+static void synthetic_parts(const struct infer_info *info, int count, float *img, float *sig)
+{
+	char *dir = g_dir_make_tmp("vigil-batch-XXXXXX", NULL), *csv, *err = NULL;
+	struct sim_gen_opts o = { .out_dir = dir, .parts = (unsigned)count, .seed = 11,
+				  .split = "test", .p_surface = 0.3, .p_vibration = 0.3 };
+	struct line_inputs in = { .width = info->input_width, .height = info->input_height,
+				  .mean = info->mean, .std = info->std, .resize = info->resize,
+				  .window = (size_t)info->window };
+	GArray *rows;
+
+	g_assert_cmpint(sim_generate(&o, &err), ==, 0);
+	csv = g_build_filename(dir, "parts.csv", NULL);
+	rows = line_manifest_load(csv, NULL, &err);
+	g_assert_nonnull(rows);
+	g_assert_cmpuint(rows->len, ==, (guint)count);
+	in.sigfeat = fusion_sigfeat_new(in.window, info->rate_hz);
+	in.wavs = line_wav_cache_new(info->rate_hz);
+	for (int i = 0; i < count; i++)
+		if (line_row_prepare(dir, &g_array_index(rows, struct line_row, i), &in,
+				     img + (size_t)i * in.width * in.height,
+				     sig + (size_t)i * info->signal_dim, &err) < 0)
+			g_error("%s", err);
+	line_wav_cache_free(in.wavs);
+	fusion_sigfeat_free(in.sigfeat);
+	line_manifest_free(rows);
+	g_free(csv);
+	{
+		char *cmd = g_strdup_printf("rm -rf '%s'", dir);
+
+		g_assert_cmpint(system(cmd), ==, 0);
+		g_free(cmd);
+	}
+	g_free(dir);
+}
+
+/* A batch of parts through infer_model_run_batch gives each part what
+ * infer_model_run gives it alone: scores within 1e-4 (float rounding of
+ * another summation order), identical verdicts, flags, classes and defect
+ * maps within 1e-4, on synthetic parts in batches of several sizes. */
+static void check_batch(const char *package, const char *backend, const int *sizes, int nsizes)
+{
+	char *dir = g_build_filename(g_getenv("VIGIL_SOURCE_ROOT"), "models", package, NULL);
+	char *err = NULL;
+	infer_model *m = infer_model_load(dir, backend, &err, NULL);
+	const struct infer_info *info;
+	int most = 0, pool = 0, next = 0;
+
+	if (!m)
+		g_error("%s", err);
+	info = infer_model_info(m);
+	for (int k = 0; k < nsizes; k++) {
+		most = MAX(most, sizes[k]);
+		pool += sizes[k];
+	}
+	{
+		size_t npix = (size_t)info->input_width * info->input_height;
+		size_t cells = (size_t)info->heatmap_width * info->heatmap_height;
+		float *pimg = g_new(float, npix * pool), *psig = g_new(float, (size_t)info->signal_dim * pool);
+		float lo = 1, hi = 0;
+		struct infer_output *batch = g_new0(struct infer_output, most);
+		float **maps = g_new0(float *, most);
+
+		synthetic_parts(info, pool, pimg, psig);
+
+		for (int k = 0; k < nsizes; k++) {
+			int n = sizes[k];
+			float *img = pimg + npix * next, *sig = psig + (size_t)info->signal_dim * next;
+
+			next += n;
+			g_assert_cmpint(infer_model_run_batch(m, n, img, sig, batch, &err), ==, 0);
+			/* The defect maps live in the model until its next run. */
+			for (int i = 0; i < n; i++) {
+				g_free(maps[i]);
+				maps[i] = batch[i].heatmap ? g_memdup2(batch[i].heatmap,
+								       cells * sizeof(float)) : NULL;
+				g_assert_true((maps[i] != NULL) == (cells > 0));
+			}
+			for (int i = 0; i < n; i++) {
+				struct infer_output one;
+
+				g_assert_cmpint(infer_model_run(m, img + npix * i,
+								sig + (size_t)info->signal_dim * i,
+								&one, &err), ==, 0);
+				g_assert_cmpfloat_with_epsilon(batch[i].score, one.score, 1e-4);
+				g_assert_cmpfloat_with_epsilon(batch[i].vision_score, one.vision_score, 1e-4);
+				g_assert_cmpfloat_with_epsilon(batch[i].signal_score, one.signal_score, 1e-4);
+				g_assert_cmpint(batch[i].verdict, ==, one.verdict);
+				g_assert_cmpint(batch[i].defect_class, ==, one.defect_class);
+				g_assert_cmpuint(batch[i].flags, ==, one.flags);
+				for (size_t c = 0; c < cells; c++)
+					g_assert_cmpfloat_with_epsilon(maps[i][c], one.heatmap[c], 1e-4);
+				lo = MIN(lo, one.score);
+				hi = MAX(hi, one.score);
+			}
+		}
+		/* Each part got its own answer, not its neighbour's: the parts'
+		 * scores spread out (real-v3, trained on real parts, finds every
+		 * synthetic one at least marginal). */
+		g_test_message("%s %s: %d parts in batches, scores %.4f..%.4f", package, backend,
+			       pool, lo, hi);
+		g_assert_cmpfloat(hi - lo, >, 0.2);
+		for (int i = 0; i < most; i++)
+			g_free(maps[i]);
+		g_free(maps);
+		g_free(batch);
+		g_free(pimg);
+		g_free(psig);
+	}
+	infer_model_free(m);
+	g_free(dir);
+}
+
+static void test_batch_equals_single_opencv(void)
+{
+	static const int sizes[] = { 1, 2, 5, 16, 3 };
+
+	check_batch("synthetic-v1", "opencv", sizes, G_N_ELEMENTS(sizes));
+	check_batch("real-v3", "opencv", sizes, G_N_ELEMENTS(sizes));
+}
+
+static void test_batch_equals_single_reference(void)
+{
+	static const int sizes[] = { 3, 8, 1 };
+
+	check_batch("synthetic-v1", "reference", sizes, G_N_ELEMENTS(sizes));
+	check_batch("real-v3", "reference", sizes, G_N_ELEMENTS(sizes));
+}
+
+/* infer_model_run_raw from frames and windows gives what fusion/'s
+ * preprocessing and features through infer_model_run_batch give (on the
+ * CPU backends it is that path), with two cameras sharing a part's window,
+ * frames of several sizes and strides; a non-finite window fails. */
+static void test_run_raw(void)
+{
+	char *dir = g_build_filename(g_getenv("VIGIL_SOURCE_ROOT"), "models", "real-v3", NULL);
+	char *err = NULL;
+	infer_model *m = infer_model_load(dir, "opencv", &err, NULL);
+	const struct infer_info *info;
+	enum { N = 4 };
+	static const int sizes[N][3] = { { 320, 240, 330 }, { 192, 192, 192 }, { 640, 480, 640 },
+					 { 100, 80, 101 } };
+	struct infer_frame frames[N];
+	const float *windows[N];
+	float *win[2], *img, *feat;
+	struct infer_output raw[N], ref[N];
+	fusion_sigfeat *sf;
+	size_t npix;
+
+	if (!m)
+		g_error("%s", err);
+	info = infer_model_info(m);
+	npix = (size_t)info->input_width * info->input_height;
+	sf = fusion_sigfeat_new((size_t)info->window, info->rate_hz);
+	img = g_new(float, npix * N);
+	feat = g_new(float, (size_t)info->signal_dim * N);
+	for (int k = 0; k < 2; k++) {
+		win[k] = g_new(float, info->window);
+		for (int i = 0; i < info->window; i++)
+			win[k][i] = (float)(0.05 * sin(i * 0.37 * (k + 1)) +
+					    (i % (150 + 100 * k) < 3 ? 0.8 : 0));
+	}
+	for (int i = 0; i < N; i++) {
+		uint8_t *px = g_new(uint8_t, (gsize)sizes[i][2] * sizes[i][1]);
+
+		for (int y = 0; y < sizes[i][1]; y++)
+			for (int x = 0; x < sizes[i][2]; x++)
+				px[y * sizes[i][2] + x] = (uint8_t)(120 + 40 * sin(x * 0.1 + i) *
+								    cos(y * 0.07) -
+								    ((x - 50) * (x - 50) + (y - 40) * (y - 40) <
+								     80 * i ? 60 : 0));
+		frames[i] = (struct infer_frame){ px, sizes[i][0], sizes[i][1], sizes[i][2] };
+		windows[i] = win[i / 2];  /* parts of two cameras */
+		g_assert_cmpint(fusion_image_prepare_resize(px, sizes[i][0], sizes[i][1], sizes[i][2],
+							    info->input_width, info->input_height,
+							    info->mean, info->std, info->resize,
+							    img + npix * i), ==, 0);
+		g_assert_cmpint(fusion_sigfeat_compute(sf, windows[i],
+						       feat + (size_t)info->signal_dim * i), ==, 0);
+	}
+	g_assert_cmpint(infer_model_prepares_on_device(m), ==, 0);
+	g_assert_cmpint(infer_model_run_raw(m, N, frames, windows, raw, &err), ==, 0);
+	g_assert_cmpint(infer_model_run_batch(m, N, img, feat, ref, &err), ==, 0);
+	for (int i = 0; i < N; i++) {
+		g_assert_cmpfloat(raw[i].score, ==, ref[i].score);
+		g_assert_cmpfloat(raw[i].vision_score, ==, ref[i].vision_score);
+		g_assert_cmpfloat(raw[i].signal_score, ==, ref[i].signal_score);
+		g_assert_cmpint(raw[i].verdict, ==, ref[i].verdict);
+	}
+	g_assert_cmpfloat(raw[0].signal_score, !=, raw[2].signal_score);
+	win[1][7] = NAN;
+	g_assert_cmpint(infer_model_run_raw(m, N, frames, windows, raw, &err), ==, -EINVAL);
+	g_assert_nonnull(strstr(err, "not finite"));
+	g_free(err);
+	for (int i = 0; i < N; i++)
+		g_free((void *)frames[i].data);
+	g_free(win[0]);
+	g_free(win[1]);
+	g_free(img);
+	g_free(feat);
+	fusion_sigfeat_free(sf);
+	infer_model_free(m);
+	g_free(dir);
 }
 
 static void expect_refused(const char *dir, int want_code, const char *want_text)
@@ -239,6 +450,10 @@ int main(int argc, char **argv)
 	g_test_add_func("/inference/shipped-package-runs", test_shipped_package_runs);
 	g_test_add_func("/inference/package-with-defect-map", test_package_with_defect_map);
 	g_test_add_func("/inference/verdict-bands", test_verdict_bands);
+	g_test_add_func("/inference/batch-equals-single-opencv", test_batch_equals_single_opencv);
+	g_test_add_func("/inference/batch-equals-single-reference",
+			test_batch_equals_single_reference);
+	g_test_add_func("/inference/run-raw", test_run_raw);
 	g_test_add_func("/inference/corrupt-packages-are-refused", test_corrupt_packages_are_refused);
 	return g_test_run();
 }

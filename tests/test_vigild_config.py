@@ -48,6 +48,13 @@ with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
     port_line = next(i for i, l in enumerate(lines) if l.startswith("port")) + 1
     expect(tmp, "port out of range", edit(default, "port = 1502", "port = 99999"),
            "{path}:%d: [plc] port: 99999 is out of range 1..65535" % port_line)
+    batch_line = next(i for i, l in enumerate(lines) if l.startswith("max_batch")) + 1
+    expect(tmp, "max_batch zero", edit(default, "max_batch = 1", "max_batch = 0"),
+           "{path}:%d: [model] max_batch: 0 is out of range 1..64" % batch_line)
+    expect(tmp, "max_batch too large", edit(default, "max_batch = 1", "max_batch = 1000"),
+           "{path}:%d: [model] max_batch: 1000 is out of range 1..64" % batch_line)
+    expect(tmp, "max_batch not a number", edit(default, "max_batch = 1", "max_batch = many"),
+           "{path}:%d: [model] max_batch:" % batch_line)
     expect(tmp, "unknown key", edit(default, "[database]\n", "[database]\npaht = x.db\n"),
            "[database] paht: unknown key")
     expect(tmp, "retention shorter than the protected days",
