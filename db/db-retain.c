@@ -134,25 +134,26 @@ out:
 	return ret;
 }
 
-/* Deletes up to DB_RETAIN_CHUNK of the oldest events before cut_us in one
- * transaction. Events are written in time order, so the oldest are the
- * first ids and the scan stops early; the table has no time index because
- * it stays small (faults, link changes, retention runs). Returns the number
- * removed, or -1. */
-static int64_t drop_events(db_log *db, int64_t cut_us)
+/* Deletes up to DB_RETAIN_CHUNK of the oldest rows of table (events or
+ * trend) before cut_us in one transaction. Both are written in time order,
+ * so the oldest are the first ids and the scan stops early. Returns the
+ * number removed, or -1. */
+static int64_t drop_old(db_log *db, const char *table, int64_t cut_us)
 {
+	char *sql = g_strdup_printf("DELETE FROM %s WHERE id IN (SELECT id FROM %s"
+				    " WHERE t_wall_us < ?1 ORDER BY id LIMIT "
+				    G_STRINGIFY(DB_RETAIN_CHUNK) ")", table, table);
 	sqlite3_stmt *st = NULL;
 	int64_t n = -1;
 
 	db->retain_chunks--;
-	if (sqlite3_prepare_v2(db->conn, "DELETE FROM events WHERE id IN (SELECT id FROM events"
-			       " WHERE t_wall_us < ?1 ORDER BY id LIMIT "
-			       G_STRINGIFY(DB_RETAIN_CHUNK) ")", -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	sqlite3_bind_int64(st, 1, cut_us);
-	if (sqlite3_step(st) == SQLITE_DONE)
-		n = sqlite3_changes64(db->conn);
+	if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, cut_us);
+		if (sqlite3_step(st) == SQLITE_DONE)
+			n = sqlite3_changes64(db->conn);
+	}
 	sqlite3_finalize(st);
+	g_free(sql);
 	return n;
 }
 
@@ -175,7 +176,7 @@ bool db__retain(db_log *db)
 {
 	int64_t now = vigil_wall_us();
 	int64_t protect_cut = now - (int64_t)db->opt.protect_days * DAY_US;
-	int64_t rows = 0, files = 0, bytes = 0, events = 0, n;
+	int64_t rows = 0, files = 0, bytes = 0, events = 0, trend = 0, n;
 	bool over = false, failed = false, more;
 
 	db->retain_chunks = DB_RETAIN_CHUNKS_PER_RUN;
@@ -192,9 +193,16 @@ bool db__retain(db_log *db)
 						  " inspections) AND ?1 ORDER BY id", 1, &bytes, 0)) > 0)
 			files += n;
 		failed |= n < 0;
-		/* Events age out like the rows, under the same protection. */
-		while (!failed && BUDGET_LEFT && (n = drop_events(db, cut)) > 0) {
+		/* Events and transmitter readings age out like the rows, under
+		 * the same protection. */
+		while (!failed && BUDGET_LEFT && (n = drop_old(db, "events", cut)) > 0) {
 			events += n;
+			if (n < DB_RETAIN_CHUNK)
+				break;
+		}
+		failed |= n < 0;
+		while (!failed && BUDGET_LEFT && (n = drop_old(db, "trend", cut)) > 0) {
+			trend += n;
 			if (n < DB_RETAIN_CHUNK)
 				break;
 		}
@@ -228,10 +236,11 @@ bool db__retain(db_log *db)
 		over = false;   /* not known yet: the next slice will tell */
 	if (failed)
 		g_warning("database %s: retention: %s", db->path, sqlite3_errmsg(db->conn));
-	if (rows || files || events || over) {
+	if (rows || files || events || trend || over) {
 		char *msg = g_strdup_printf("removed %" PRId64 " inspection(s) and %" PRId64
-					    " file(s) (%" PRId64 " bytes), %" PRId64 " event(s)%s",
-					    rows, files, bytes, events,
+					    " file(s) (%" PRId64 " bytes), %" PRId64 " event(s), %"
+					    PRId64 " trend reading(s)%s",
+					    rows, files, bytes, events, trend,
 					    more ? "; more to remove, continuing"
 					    : over ? "; still over the disk budget: the rest is of the"
 						     " protected last days" : "");

@@ -1184,8 +1184,16 @@ static void test_retention_events(struct fixture *fx, gconstpointer data)
 		"INSERT INTO events (t_wall_us, kind, message) VALUES (%" PRId64 ", 'x', 'late old');"
 		"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 2)"
 		" INSERT INTO events (t_wall_us, kind, message)"
-		"  SELECT %" PRId64 " + i, 'sensor-ok', 'protected' FROM n;",
-		now - 40 * DAY_US, now - 20 * DAY_US, now - 40 * DAY_US, now - 2 * DAY_US);
+		"  SELECT %" PRId64 " + i, 'sensor-ok', 'protected' FROM n;"
+		/* Transmitter readings: 700 of 40 days, 4 of 2 days. */
+		"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 699)"
+		" INSERT INTO trend (source, t_wall_us, part_id, velocity_mm_s, stale)"
+		"  SELECT 'motor', %" PRId64 " + i, -1, 1.5, 0 FROM n;"
+		"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 3)"
+		" INSERT INTO trend (source, t_wall_us, part_id, velocity_mm_s, stale)"
+		"  SELECT 'motor', %" PRId64 " + i, -1, 2.5, 0 FROM n;",
+		now - 40 * DAY_US, now - 20 * DAY_US, now - 40 * DAY_US, now - 2 * DAY_US,
+		now - 40 * DAY_US, now - 2 * DAY_US);
 	sql_exec(fx->path, sql);
 	g_free(sql);
 
@@ -1202,7 +1210,11 @@ static void test_retention_events(struct fixture *fx, gconstpointer data)
 				" message = 'protected'"), ==, 3);
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'retention'"
 				" AND message LIKE 'removed 0 inspection(s) and 0 file(s) (0 bytes),"
-				" 1201 event(s)'"), ==, 1);
+				" 1201 event(s), 700 trend reading(s)'"), ==, 1);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM trend WHERE velocity_mm_s = 1.5"),
+			==, 0);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM trend WHERE velocity_mm_s = 2.5"),
+			==, 4);
 
 	/* max_age_days inside the protected days: protect_days wins. */
 	opt.max_age_days = 1;
@@ -1214,6 +1226,7 @@ static void test_retention_events(struct fixture *fx, gconstpointer data)
 				" message = 'protected'"), ==, 3);
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE message = 'kept'"),
 			==, 0);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM trend"), ==, 4);
 }
 
 /* A backlog (retention switched on over many old rows) goes in slices,
