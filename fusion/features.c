@@ -44,12 +44,11 @@
 #include <string.h>
 
 #include "fusion/fusion.h"
+#include "fusion/prep-math.h"
 
-#define POWER_BANDS 64
-#define ENV_BANDS 32
-#define ENV_BAND_HZ 18.75
-#define HIGHPASS_HZ 2000.0
-#define SIGFEAT_DIM (POWER_BANDS + ENV_BANDS + 4)
+#define POWER_BANDS FP_POWER_BANDS
+#define ENV_BANDS FP_ENV_BANDS
+#define SIGFEAT_DIM FP_SIGFEAT_DIM
 
 struct fusion_sigfeat {
 	size_t n;
@@ -74,36 +73,9 @@ struct fusion_sigfeat {
 
 static GMutex planner_lock;
 
-/* Bins with centre frequency in [f_lo, f_hi); the nearest single bin to the
- * band's centre when none falls inside. DC is never used. */
-static void band_bins(double f_lo, double f_hi, double bin_hz, size_t nbins,
-		      int *lo, int *hi)
-{
-	long a = (long)ceil(f_lo / bin_hz - 1e-9);
-	long b = (long)ceil(f_hi / bin_hz - 1e-9);
-
-	if (a < 1)
-		a = 1;
-	if (b > (long)nbins)
-		b = (long)nbins;
-	if (b <= a) {
-		long c = lround(0.5 * (f_lo + f_hi) / bin_hz);
-
-		if (c < 1)
-			c = 1;
-		if (c > (long)nbins - 1)
-			c = (long)nbins - 1;
-		a = c;
-		b = c + 1;
-	}
-	*lo = (int)a;
-	*hi = (int)b;
-}
-
 fusion_sigfeat *fusion_sigfeat_new(size_t window_len, double rate_hz)
 {
 	fusion_sigfeat *f;
-	double bin_hz, hp_hz;
 
 	if (window_len < 64 || window_len > (1u << 24) || !(rate_hz > 0) || !isfinite(rate_hz))
 		return NULL;
@@ -114,9 +86,7 @@ fusion_sigfeat *fusion_sigfeat_new(size_t window_len, double rate_hz)
 	f->nbins = window_len / 2 + 1;
 	f->rate_hz = rate_hz;
 	f->edge = window_len / 32;
-	bin_hz = rate_hz / (double)window_len;
-	hp_hz = MIN(HIGHPASS_HZ, rate_hz / 6.0);
-	f->highpass_bin = (size_t)ceil(hp_hz / bin_hz);
+	f->highpass_bin = fp_highpass_bin(window_len, rate_hz);
 
 	f->hann = fftwf_malloc(sizeof(float) * f->n);
 	f->tukey = fftwf_malloc(sizeof(float) * f->n);
@@ -136,28 +106,18 @@ fusion_sigfeat *fusion_sigfeat_new(size_t window_len, double rate_hz)
 	    !f->power_band_hi || !f->env_band_lo || !f->env_band_hi)
 		goto fail;
 
+	/* The formulas are fusion/prep-math.h's, which the GPU path shares. */
 	for (size_t i = 0; i < f->n; i++) {
 		/* Periodic Hann: the DFT of a bin-centred sine leaks into exactly
 		 * the two neighbouring bins at half amplitude. */
-		f->hann[i] = (float)(0.5 - 0.5 * cos(2.0 * G_PI * (double)i / (double)f->n));
-		f->tukey[i] = 1.0f;
+		f->hann[i] = fp_hann(i, f->n);
+		f->tukey[i] = fp_tukey(i, f->n);
 	}
-	for (size_t i = 0; i < f->edge; i++) {
-		float t = (float)(0.5 - 0.5 * cos(G_PI * ((double)i + 0.5) / (double)f->edge));
-
-		f->tukey[i] = t;
-		f->tukey[f->n - 1 - i] = t;
-	}
-	for (int b = 0; b < POWER_BANDS; b++) {
-		double nyq = rate_hz / 2.0;
-		double hi = (b == POWER_BANDS - 1) ? nyq + bin_hz : (b + 1) * nyq / POWER_BANDS;
-
-		band_bins(b * nyq / POWER_BANDS, hi, bin_hz, f->nbins, &f->power_band_lo[b],
-			  &f->power_band_hi[b]);
-	}
+	for (int b = 0; b < POWER_BANDS; b++)
+		fp_feature_band(b, f->n, rate_hz, &f->power_band_lo[b], &f->power_band_hi[b]);
 	for (int b = 0; b < ENV_BANDS; b++)
-		band_bins(b * ENV_BAND_HZ, (b + 1) * ENV_BAND_HZ, bin_hz, f->nbins,
-			  &f->env_band_lo[b], &f->env_band_hi[b]);
+		fp_feature_band(POWER_BANDS + b, f->n, rate_hz, &f->env_band_lo[b],
+				&f->env_band_hi[b]);
 
 	g_mutex_lock(&planner_lock);
 	f->r2c = fftwf_plan_dft_r2c_1d((int)f->n, f->real_in, f->spec, FFTW_ESTIMATE);
@@ -217,16 +177,9 @@ static int all_finite(const float *x, size_t n)
  * one centred on bin k gives A^2/3 there and A^2/12 in each neighbour. */
 static void windowed_power(fusion_sigfeat *f)
 {
-	/* sum(hann^2) = 3N/8 for the periodic Hann window. */
-	double scale = 1.0 / ((double)f->n * 0.375 * (double)f->n);
-
 	fftwf_execute(f->r2c);
-	for (size_t k = 0; k < f->nbins; k++) {
-		double re = f->spec[k][0], im = f->spec[k][1];
-		double twice = (k == 0 || 2 * k == f->n) ? 1.0 : 2.0;
-
-		f->power[k] = twice * scale * (re * re + im * im);
-	}
+	for (size_t k = 0; k < f->nbins; k++)
+		f->power[k] = fp_power(f->spec[k][0], f->spec[k][1], k, f->n);
 }
 
 int fusion_power_spectrum(fusion_sigfeat *f, const float *x, float *power)
@@ -314,7 +267,7 @@ int fusion_sigfeat_compute(fusion_sigfeat *f, const float *x, float *out)
 
 		for (int k = lo; k < hi; k++)
 			s += f->power[k];
-		*o++ = (float)log10(s / (hi - lo) + 1e-12);
+		*o++ = fp_power_feature(s / (hi - lo));
 	}
 
 	/* Analytic signal of the high band: positive frequencies doubled,
@@ -324,7 +277,7 @@ int fusion_sigfeat_compute(fusion_sigfeat *f, const float *x, float *out)
 	fftwf_execute(f->r2c);
 	memset(f->analytic_spec, 0, sizeof(fftwf_complex) * n);
 	for (size_t k = f->highpass_bin; k <= half; k++) {
-		double g = (2 * k == n) ? 1.0 : 2.0;
+		double g = fp_analytic_gain(k, n, f->highpass_bin);
 
 		f->analytic_spec[k][0] = (float)(g * f->spec[k][0]);
 		f->analytic_spec[k][1] = (float)(g * f->spec[k][1]);
@@ -359,13 +312,12 @@ int fusion_sigfeat_compute(fusion_sigfeat *f, const float *x, float *out)
 		f->real_in[i] = (float)((f->envelope[i] - env_mean) * f->hann[i]);
 	windowed_power(f);
 	for (int b = 0; b < ENV_BANDS; b++) {
-		double s = 0, rel;
+		double s = 0;
 		int lo = f->env_band_lo[b], hi = f->env_band_hi[b];
 
 		for (int k = lo; k < hi; k++)
 			s += f->power[k];
-		rel = env_mean > 0 ? s / (hi - lo) / (env_mean * env_mean) : 0.0;
-		*o++ = (float)log10(rel + 1e-10);
+		*o++ = fp_envelope_feature(s / (hi - lo), env_mean);
 	}
 
 	*o++ = (float)log10(c.rms + 1e-9);

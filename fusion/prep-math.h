@@ -5,9 +5,12 @@
  * (OpenCV's resize, FFTW) on the CPU, so the kernels' arithmetic is
  * tested on machines without a GPU.
  *
- * Header-only; compiles as C and as CUDA (__host__ __device__). Nothing
- * here is used by fusion/ itself: image.c and features.c stay the
- * definition, and this is a second, independent statement of them. */
+ * Header-only; compiles as C and as CUDA (__host__ __device__). The
+ * vibration formulas (windows, bin power, bands, analytic gain, band
+ * features) are features.c's own: it calls them, so the CPU and GPU paths
+ * share one statement, and test-fusion checks them through FFTW against
+ * direct DFTs. The image formulas are an independent statement of
+ * image.c's OpenCV calls. */
 #ifndef VIGIL_FUSION_PREP_MATH_H
 #define VIGIL_FUSION_PREP_MATH_H
 
