@@ -23,6 +23,7 @@
 #include "fusion/fusion.h"
 #include "fusion/prep-math.h"
 #include "inference/cuda-prep.h"
+#include "tests/prep-cases.h"
 
 static uint64_t rng = 12345;
 
@@ -61,19 +62,9 @@ static void make_window(float *x, size_t n, double rate, int kind)
 
 static void test_images(void)
 {
-	static const struct { int w, h, ow, oh; enum fusion_resize mode; } cases[] = {
-		{ 96, 96, 96, 96, FUSION_RESIZE_STRETCH },
-		{ 192, 192, 96, 96, FUSION_RESIZE_STRETCH },
-		{ 640, 480, 160, 112, FUSION_RESIZE_STRETCH },
-		{ 333, 251, 96, 96, FUSION_RESIZE_STRETCH },
-		{ 64, 48, 160, 112, FUSION_RESIZE_STRETCH },
-		{ 200, 60, 96, 96, FUSION_RESIZE_STRETCH },
-		{ 640, 480, 160, 112, FUSION_RESIZE_LETTERBOX },
-		{ 480, 640, 160, 112, FUSION_RESIZE_LETTERBOX },
-		{ 50, 70, 160, 112, FUSION_RESIZE_LETTERBOX },
-	};
+	const struct prep_case *cases = prep_cases;
 
-	for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
+	for (size_t c = 0; c < G_N_ELEMENTS(prep_cases); c++) {
 		int w = cases[c].w, h = cases[c].h, ow = cases[c].ow, oh = cases[c].oh;
 		int stride = w + 5, off = 0;
 		size_t npix = (size_t)ow * oh;

@@ -7,6 +7,7 @@
 
 #include "fusion/fusion.h"
 #include "fusion/prep-math.h"
+#include "tests/prep-cases.h"
 
 #define RATE 12000.0
 #define WIN 2048
@@ -438,23 +439,10 @@ static void prep_by_formula(const uint8_t *frame, int w, int h, int stride, int 
  * kernels to these formulas. */
 static void test_prep_math_image(void)
 {
-	static const struct { int w, h, ow, oh; enum fusion_resize mode; } cases[] = {
-		{ 96, 96, 96, 96, FUSION_RESIZE_STRETCH },
-		{ 192, 192, 96, 96, FUSION_RESIZE_STRETCH },
-		{ 640, 480, 160, 112, FUSION_RESIZE_STRETCH },
-		{ 333, 251, 96, 96, FUSION_RESIZE_STRETCH },
-		{ 300, 200, 299, 199, FUSION_RESIZE_STRETCH },
-		{ 64, 48, 160, 112, FUSION_RESIZE_STRETCH },
-		{ 57, 41, 96, 96, FUSION_RESIZE_STRETCH },
-		{ 200, 60, 96, 96, FUSION_RESIZE_STRETCH },
-		{ 640, 480, 160, 112, FUSION_RESIZE_LETTERBOX },
-		{ 480, 640, 160, 112, FUSION_RESIZE_LETTERBOX },
-		{ 150, 40, 96, 96, FUSION_RESIZE_LETTERBOX },
-		{ 50, 70, 160, 112, FUSION_RESIZE_LETTERBOX },
-	};
+	const struct prep_case *cases = prep_cases;
 	uint64_t seed = 99;
 
-	for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
+	for (size_t c = 0; c < G_N_ELEMENTS(prep_cases); c++) {
 		int w = cases[c].w, h = cases[c].h, ow = cases[c].ow, oh = cases[c].oh;
 		int stride = w + 13, off = 0;
 		uint8_t *frame = g_new(uint8_t, (gsize)stride * h);
