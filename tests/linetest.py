@@ -2,6 +2,7 @@
 loopback: free ports, outcomes, simulated parts, a vigild process, and the
 parts of a vigild configuration that every such test writes the same way."""
 import atexit
+import csv
 import os
 import re
 import signal
@@ -119,6 +120,19 @@ pipeline = multifilesrc location={sim_dir}/images/part-%05d.png index=0 caps=ima
 trigger = sequence
 frame_timeout_ms = 5000
 """
+
+
+def plc_results(results_csv, parts):
+    """vigil-sim's results file read back: exactly one PLC result for each
+    of `parts` parts, else the test fails; its rows."""
+    with open(results_csv) as f:
+        plc = list(csv.DictReader(f))
+    if len(plc) != parts:
+        fail(f"{len(plc)} parts in results, want {parts}")
+    for row in plc:
+        if int(row["results"]) != 1:
+            fail(f"part {row['part_id']} got {row['results']} PLC results")
+    return plc
 
 
 def wait_for_log(log_path, proc, pattern, timeout=60):

@@ -14,7 +14,6 @@ judged, never how).
 
 usage: test_batch_line.py BUILD_DIR SOURCE_ROOT [PARTS]
 """
-import csv
 import json
 import os
 import re
@@ -23,7 +22,7 @@ import sys
 import tempfile
 import urllib.request
 
-from linetest import Line, fail
+from linetest import Line, fail, plc_results
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 150
@@ -59,7 +58,9 @@ def run(tmp, max_batch, rate):
     conf = conf.replace("backend = opencv",
                         f"backend = reference\nmax_batch = {max_batch}")
     conf = conf.replace("reject_deadline_ms = 2000", "reject_deadline_ms = 20000")
-    conf = conf.replace("/models/synthetic-v1", "/models/real-v3")
+    conf, n = re.subn(r"^package = .*$", f"package = {root}/models/real-v3", conf, flags=re.M)
+    if n != 1:
+        fail(f"the line's configuration has {n} package lines, want 1")
     with open(line.conf, "w") as f:
         f.write(conf)
     line.start()
@@ -77,13 +78,7 @@ def run(tmp, max_batch, rate):
         fail(f"vigil-sim exited with {sim_rc} (lost, duplicated or mislogged results):\n"
              + line.log_tail())
 
-    with open(os.path.join(tmp, "results.csv")) as f:
-        plc = list(csv.DictReader(f))
-    if len(plc) != parts:
-        fail(f"{len(plc)} parts in results, want {parts}")
-    for row in plc:
-        if int(row["results"]) != 1:
-            fail(f"part {row['part_id']} got {row['results']} PLC results")
+    plc = plc_results(os.path.join(tmp, "results.csv"), parts)
     verdicts = {int(r["part_id"]): r["verdict"] for r in plc}
     con = sqlite3.connect(line.db)
     rows = con.execute("SELECT part_id, verdict FROM inspections ORDER BY id").fetchall()

@@ -8,7 +8,6 @@ model separates good from defective parts.
 
 usage: test_e2e.py BUILD_DIR SOURCE_ROOT [PARTS]
 """
-import csv
 import json
 import os
 import signal
@@ -17,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-from linetest import binaries, fail, free_port, line_config
+from linetest import binaries, fail, free_port, line_config, plc_results
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 120
@@ -60,13 +59,7 @@ frame_timeout_ms = 5000
         fail(f"vigil-sim exited with {sim_rc} (lost, duplicated or mislogged results)")
 
     # The PLC's view, part by part.
-    with open(results) as f:
-        plc = list(csv.DictReader(f))
-    if len(plc) != parts:
-        fail(f"{len(plc)} parts in results, want {parts}")
-    for row in plc:
-        if int(row["results"]) != 1:
-            fail(f"part {row['part_id']} got {row['results']} PLC results")
+    plc = plc_results(results, parts)
     plc_verdict = {int(r["part_id"]): r["verdict"] for r in plc}
 
     # The database's view, read independently of vigild and vigil-sim.
