@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fusion/cvwrap.h"
+#include "inference/inference.h"
 
 #define WAV_CACHE_BYTES ((gsize)2 << 30)
 
@@ -395,4 +396,29 @@ out:
 	g_free(ipath);
 	g_free(vpath);
 	return rc;
+}
+
+int line_inputs_for_package(const struct infer_info *info, struct line_inputs *in, char **err)
+{
+	fusion_sigfeat *sf = fusion_sigfeat_new((size_t)info->window, info->rate_hz);
+
+	if (!sf || fusion_sigfeat_dim(sf) != (size_t)info->signal_dim) {
+		*err = g_strdup_printf("the package wants %d signal features of %d samples; "
+				       "this build computes %zu", info->signal_dim, info->window,
+				       sf ? fusion_sigfeat_dim(sf) : 0);
+		fusion_sigfeat_free(sf);
+		return -EINVAL;
+	}
+	*in = (struct line_inputs){ .width = info->input_width, .height = info->input_height,
+				    .mean = info->mean, .std = info->std, .resize = info->resize,
+				    .sigfeat = sf, .window = (size_t)info->window,
+				    .wavs = line_wav_cache_new(info->rate_hz) };
+	return 0;
+}
+
+void line_inputs_clear(struct line_inputs *in)
+{
+	line_wav_cache_free(in->wavs);
+	fusion_sigfeat_free(in->sigfeat);
+	*in = (struct line_inputs){ 0 };
 }

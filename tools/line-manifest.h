@@ -59,6 +59,16 @@ struct line_inputs {
 	line_wav_cache *wavs;
 };
 
+struct infer_info;
+
+/* The inputs a model package wants (its infer_info): *in gets the
+ * package's geometry, a feature extractor for its window and rate, and a
+ * recording cache, owned by *in until line_inputs_clear. Fails (-EINVAL,
+ * *err naming the package's and this build's sizes) when this build's
+ * features are not the package's signal_dim. */
+int line_inputs_for_package(const struct infer_info *info, struct line_inputs *in, char **err);
+void line_inputs_clear(struct line_inputs *in);
+
 /* One row's model inputs as vigild computes them: img_in width*height
  * floats (fusion_image_prepare_resize), sig the extractor's features of
  * the row's vibration window (fusion_sigfeat_compute). root: the folder

@@ -280,9 +280,7 @@ int main(int argc, char **argv)
 	GArray *rows = NULL;
 	infer_model *model = NULL;
 	const struct infer_info *in;
-	line_wav_cache *wavs = NULL;
-	fusion_sigfeat *sf = NULL;
-	struct line_inputs inputs;
+	struct line_inputs inputs = { 0 };
 	struct judged *parts = NULL;
 	float *img_in = NULL, *sig = NULL;
 	GString *js = NULL, *csv = NULL;
@@ -329,17 +327,10 @@ int main(int argc, char **argv)
 		goto done;
 	}
 	in = infer_model_info(model);
-	sf = fusion_sigfeat_new((size_t)in->window, in->rate_hz);
-	if (!sf || fusion_sigfeat_dim(sf) != (size_t)in->signal_dim) {
-		fprintf(stderr, "vigil-eval: the package wants %d signal features of %d samples; "
-				"this build computes %zu\n", in->signal_dim, in->window,
-			sf ? fusion_sigfeat_dim(sf) : 0);
+	if (line_inputs_for_package(in, &inputs, &err) < 0) {
+		fprintf(stderr, "vigil-eval: %s\n", err);
 		goto done;
 	}
-	wavs = line_wav_cache_new(in->rate_hz);
-	inputs = (struct line_inputs){ .width = in->input_width, .height = in->input_height,
-				       .mean = in->mean, .std = in->std, .resize = in->resize,
-				       .sigfeat = sf, .window = (size_t)in->window, .wavs = wavs };
 	img_in = g_new(float, (gsize)in->input_width * in->input_height);
 	sig = g_new(float, in->signal_dim);
 	parts = g_new0(struct judged, rows->len);
@@ -473,8 +464,7 @@ done:
 	g_free(parts);
 	g_free(img_in);
 	g_free(sig);
-	line_wav_cache_free(wavs);
-	fusion_sigfeat_free(sf);
+	line_inputs_clear(&inputs);
 	infer_model_free(model);
 	line_manifest_free(rows);
 	g_free(err);
