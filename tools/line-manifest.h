@@ -1,6 +1,6 @@
 /* Line manifests (parts.csv, docs/model.md), the WAV recordings their
- * rows point into, and one row's model inputs, shared by vigil-features
- * and vigil-eval. */
+ * rows point into, and one row's model inputs, shared by vigil-features,
+ * vigil-eval and vigil-calibrate. */
 #ifndef VIGIL_TOOLS_LINE_MANIFEST_H
 #define VIGIL_TOOLS_LINE_MANIFEST_H
 
