@@ -165,6 +165,19 @@ static int plan(ref_module *m, const int *shape, int ndim, char **err)
 	return 0;
 }
 
+/* Column kx of a kernel row: off, the input column of output column 0,
+ * and [lo, hi), the output columns whose input column ox * stride + off
+ * lies inside the input's wd columns (at most ow). */
+static void kx_range(const struct onnx_attrs *a, int kx, int wd, int ow, int *off, int *lo,
+		     int *hi)
+{
+	*off = kx * a->dilations[1] - a->pads[1];
+	*lo = *off >= 0 ? 0 : (-*off + a->strides[1] - 1) / a->strides[1];
+	*hi = wd - 1 - *off < 0 ? 0 : (wd - 1 - *off) / a->strides[1] + 1;
+	if (*hi > ow)
+		*hi = ow;
+}
+
 static void conv2d(const struct onnx_attrs *a, const struct onnx_tensor *xt, const float *x,
 		   const struct onnx_tensor *wt, const float *w, const float *bias,
 		   const struct onnx_tensor *yt, float *y)
@@ -187,13 +200,9 @@ static void conv2d(const struct onnx_attrs *a, const struct onnx_tensor *xt, con
 				for (int ky = 0; ky < kh; ky++)
 					for (int kx = 0; kx < kw; kx++) {
 						float wv = wp[ky * kw + kx];
-						int off = kx * a->dilations[1] - a->pads[1];
-						/* ox range where ix = ox * stride + off is inside */
-						int lo = off >= 0 ? 0 : (-off + a->strides[1] - 1) / a->strides[1];
-						int hi = wd - 1 - off < 0 ? 0 : (wd - 1 - off) / a->strides[1] + 1;
+						int off, lo, hi;
 
-						if (hi > ow)
-							hi = ow;
+						kx_range(a, kx, wd, ow, &off, &lo, &hi);
 						for (int oy = 0; oy < oh; oy++) {
 							int iy = oy * a->strides[0] - a->pads[0] +
 								 ky * a->dilations[0];
@@ -238,12 +247,9 @@ static void conv2d_int8(const struct onnx_attrs *a, const struct onnx_tensor *xt
 				for (int ky = 0; ky < kh; ky++)
 					for (int kx = 0; kx < kw; kx++) {
 						int32_t wv = wp[ky * kw + kx];
-						int off = kx * a->dilations[1] - a->pads[1];
-						int lo = off >= 0 ? 0 : (-off + a->strides[1] - 1) / a->strides[1];
-						int hi = wd - 1 - off < 0 ? 0 : (wd - 1 - off) / a->strides[1] + 1;
+						int off, lo, hi;
 
-						if (hi > ow)
-							hi = ow;
+						kx_range(a, kx, wd, ow, &off, &lo, &hi);
 						for (int oy = 0; oy < oh; oy++) {
 							int iy = oy * a->strides[0] - a->pads[0] +
 								 ky * a->dilations[0];
