@@ -383,8 +383,10 @@ bad:
 	return -EINVAL;
 }
 
-/* Runs every part and feeds each quantized node's input to see(). */
-static int sweep(infer_calibrator *c, void (*see)(struct calib_node *, const float *, size_t),
+/* Runs every part and feeds each quantized node's input to see(), with
+ * the module the node is in. */
+static int sweep(infer_calibrator *c,
+		 void (*see)(struct calib_node *, const ref_module *, const float *, size_t),
 		 char **err)
 {
 	for (guint p = 0; p < c->images->len; p++) {
@@ -408,21 +410,23 @@ static int sweep(infer_calibrator *c, void (*see)(struct calib_node *, const flo
 							       g->nodes[cn->node].name);
 					return -EIO;
 				}
-				see(cn, x, len);
+				see(cn, rm, x, len);
 			}
 		}
 	}
 	return 0;
 }
 
-static void see_max(struct calib_node *cn, const float *x, size_t n)
+static void see_max(struct calib_node *cn, const ref_module *rm, const float *x, size_t n)
 {
+	(void)rm;
 	for (size_t i = 0; i < n; i++)
 		cn->max_abs = fmax(cn->max_abs, fabs((double)x[i]));
 }
 
-static void see_hist(struct calib_node *cn, const float *x, size_t n)
+static void see_hist(struct calib_node *cn, const ref_module *rm, const float *x, size_t n)
 {
+	(void)rm;
 	for (size_t i = 0; i < n; i++) {
 		double b = fabs((double)x[i]) / cn->max_abs * HIST_BINS;
 
@@ -447,42 +451,39 @@ static double node_range(const infer_calibrator *c, const struct calib_node *cn)
 	return cn->max_abs;
 }
 
-/* What int8 costs at each node on its own: its output from int8 against
- * float32, for the same float input, on every part. */
+/* What int8 costs at a node on its own: its output from int8 against
+ * float32, for the same float input. */
+static void see_error(struct calib_node *cn, const ref_module *rm, const float *x, size_t n)
+{
+	const onnx_graph *g = ref_module_graph(rm);
+	size_t len = 0, plane;
+	const float *y = ref_module_tensor(rm, g->nodes[cn->node].out[0], &len);
+	float *y8 = g_new(float, len + 1);
+
+	(void)x;
+	(void)n;
+	ref_module_node_int8(rm, cn->node, &cn->q, y8);
+	plane = len / (size_t)cn->q.channels;  /* batch 1: [1, C, ...] */
+	for (size_t e = 0; e < len; e++) {
+		int ch = (int)(e / plane);
+		double d = (double)y8[e] - y[e];
+
+		cn->sum[ch] += y[e];
+		cn->sum2[ch] += (double)y[e] * y[e];
+		cn->sse[ch] += d * d;
+	}
+	cn->per_channel += plane;
+	g_free(y8);
+}
+
+/* What int8 costs at each node, over every part; a node whose relative
+ * error is above max_error keeps float32. */
 static int sweep_error(infer_calibrator *c, char **err)
 {
-	for (guint p = 0; p < c->images->len; p++) {
-		struct infer_output out;
-		int rc = infer_model_run(c->model, c->images->pdata[p], c->sigfeats->pdata[p], &out,
-					 err);
+	int rc = sweep(c, see_error, err);
 
-		if (rc < 0)
-			return rc;
-		for (int k = 0; k < 3; k++) {
-			const ref_module *rm = infer_model_module(c->model, k);
-			const onnx_graph *g = ref_module_graph(rm);
-
-			for (int i = 0; i < c->n_nodes[k]; i++) {
-				struct calib_node *cn = &c->nodes[k][i];
-				size_t len = 0, plane;
-				const float *y = ref_module_tensor(rm, g->nodes[cn->node].out[0], &len);
-				float *y8 = g_new(float, len + 1);
-
-				ref_module_node_int8(rm, cn->node, &cn->q, y8);
-				plane = len / (size_t)cn->q.channels;  /* batch 1: [1, C, ...] */
-				for (size_t e = 0; e < len; e++) {
-					int ch = (int)(e / plane);
-					double d = (double)y8[e] - y[e];
-
-					cn->sum[ch] += y[e];
-					cn->sum2[ch] += (double)y[e] * y[e];
-					cn->sse[ch] += d * d;
-				}
-				cn->per_channel += plane;
-				g_free(y8);
-			}
-		}
-	}
+	if (rc < 0)
+		return rc;
 	for (int k = 0; k < 3; k++)
 		for (int i = 0; i < c->n_nodes[k]; i++) {
 			struct calib_node *cn = &c->nodes[k][i];
