@@ -82,6 +82,14 @@ def parse_args(argv):
     p.add_argument("--shift", type=int, default=0,
                    help="augmentation: move each training image (and its mask) by up to "
                    "SHIFT pixels along each axis, edges repeated (0: no shift)")
+    p.add_argument("--map-target", choices=("area", "any"), default="area",
+                   help="segmentation arch: a defect map cell is a positive target when the "
+                   "mask covers more than 10 %% of it (area) or when any of its pixels is "
+                   "at least a quarter covered (any: keeps thin cracks' cells)")
+    p.add_argument("--focal", type=float, default=0.0,
+                   help="focal loss exponent GAMMA for the vision head and the fused output: "
+                   "each part's cross-entropy weighted by (1 - p_true)^GAMMA, so hard parts "
+                   "(good surfaces scored high, faint defects) weigh more (0: plain BCE)")
     p.add_argument("--frr-target", type=float,
                    help="choose the thresholds on the held-out set for this false-reject "
                    "rate (e.g. 0.01) instead of --reject/--marginal")
@@ -302,6 +310,30 @@ class Decision(nn.Module):
         return self.fc2(F.relu(self.fc1(self.drop(vs))))
 
 
+def defect_map_target(masks, cell, mode):
+    """The defect map's training target from masks [N, 1, H, W] (0..1, the
+    share of each input pixel the defect covers): 1 for a map cell of
+    cell x cell pixels that is defective. area: the mask covers more than
+    10 % of the cell (a 2-pixel blowhole still marks its cell). any: the
+    cell's most covered pixel is at least a quarter covered, so a crack a
+    pixel wide crossing a corner of the cell still marks it."""
+    if mode == "any":
+        return (F.max_pool2d(masks, cell) >= 0.25).float()
+    return (F.avg_pool2d(masks, cell) > 0.1).float()
+
+
+def focal_bce(logit, target, gamma):
+    """Binary cross-entropy, mean over the batch; gamma > 0: each part's
+    term weighted by (1 - p_true)^gamma (focal loss, Lin et al. 2017), so
+    parts already classified with confidence weigh little and the hard
+    ones (a good surface scored high, a faint break) decide the gradient."""
+    if gamma <= 0:
+        return F.binary_cross_entropy_with_logits(logit, target)
+    ce = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+    p_true = torch.exp(-ce)
+    return ((1 - p_true) ** gamma * ce).mean()
+
+
 def shift_batch(x, m, shift, gen):
     """Moves the whole batch by one random offset of up to shift pixels
     per axis, repeating the edge pixels into the uncovered side (a wrap
@@ -471,15 +503,14 @@ def main(argv):
     vision = (VisionSeg((2, 4, 8)) if a.arch == "seg2" else VisionSeg()) if seg else Vision()
     signal, decision = Signal(sig_dim, mean, std), Decision()
     if seg:
-        # Defect map targets: share of each map cell the mask covers, as 0/1
-        # at 10 % (a 2-pixel blowhole still marks its cell).
-        # Made per batch from the augmented masks, so shifts by any number
-        # of pixels stay aligned with the image.
+        # Defect map targets (defect_map_target, --map-target), made per
+        # batch from the augmented masks, so shifts by any number of pixels
+        # stay aligned with the image.
         cell = VisionSeg.MAP_STRIDE
         full_masks = torch.from_numpy(masks)
 
         def map_target(m):
-            return (F.avg_pool2d(m, cell) > 0.1).float()
+            return defect_map_target(m, cell, a.map_target)
         every = map_target(full_masks)
         log(f"defect map {every.shape[3]}x{every.shape[2]}: "
             f"{float(every.mean()) * 100:.2f} % of cells defective")
@@ -519,9 +550,9 @@ def main(argv):
             s = signal(x_sig[idx])
             d = decision(torch.cat([v, s], dim=1))
             yb = y[idx]
-            loss = (F.binary_cross_entropy_with_logits(v[:, 0], yb[:, 0]) +
+            loss = (focal_bce(v[:, 0], yb[:, 0], a.focal) +
                     F.binary_cross_entropy_with_logits(s[:, 0], yb[:, 1]) +
-                    F.binary_cross_entropy_with_logits(d[:, 0], yb[:, 2]))
+                    focal_bce(d[:, 0], yb[:, 2], a.focal))
             if seg:
                 loss = loss + F.binary_cross_entropy_with_logits(
                     m, mb, pos_weight=torch.tensor(5.0))
