@@ -3,7 +3,9 @@
 target keeps a crack one pixel wide in every map cell it crosses
 (--map-target any) where the area rule loses some; the focal loss is plain
 cross-entropy at gamma 0 and, at gamma > 0, gives a hard part more weight
-against an easy one.
+against an easy one; calibrate() meets the false-reject target under both
+marginal rules, and the tight rule catches the defective parts that
+midway accepts.
 
 usage: test_train_parts.py SOURCE_ROOT
 """
@@ -11,6 +13,7 @@ import importlib.util
 import os
 import sys
 
+import numpy as np
 import torch
 
 root = sys.argv[1]
@@ -79,3 +82,30 @@ if abs(float(train.focal_bce(hard, one, 1.0)) - expect) > 1e-6:
     fail(f"focal gamma 1 of one part {float(train.focal_bce(hard, one, 1.0)):.6f}, "
          f"expected {expect:.6f}")
 print(f"ok: map targets, focal loss (hard part's share {share(0.0):.3f} -> {share(1.0):.3f})")
+
+# Calibration on hand-made fused logits: 200 good parts, so 1 % allows 2
+# at or above marginal; defective parts in the gap between the 3rd and 2nd
+# highest good part are caught by tight, accepted by midway.
+good = np.concatenate([np.linspace(-6, 0, 197), [1.0, 4.0, 5.0]])
+bad = np.array([1.5, 2.0, 3.0, 6.0])
+logits = np.concatenate([good, bad])
+defect = np.concatenate([np.zeros(len(good)), np.ones(len(bad))])
+for rule, expect_marginal in (("midway", 2.5), ("tight", 1.0 + train.MARGIN_LOGIT)):
+    reject, marginal = train.calibrate(logits, defect, 0.01, rule)
+    lm = np.log(marginal / (1 - marginal))
+    if abs(lm - expect_marginal) > 1e-9:
+        fail(f"{rule}: marginal at logit {lm:.4f}, expected {expect_marginal}")
+    if abs(np.log(reject / (1 - reject)) - 5.5) > 1e-9:
+        fail(f"{rule}: reject at {reject}, expected the top good part + 0.5 logit")
+    fr = int(np.sum(good >= lm))
+    if fr > 2:
+        fail(f"{rule}: {fr} good parts at or above marginal, the 1 % target allows 2")
+    escapes = int(np.sum(bad < lm))
+    if escapes != {"midway": 2, "tight": 0}[rule]:
+        fail(f"{rule}: {escapes} defective parts below marginal")
+# Tight never goes above midway when the good parts crowd together.
+close = np.concatenate([np.linspace(-6, 0, 197), [1.0, 1.05, 5.0]])
+_, m = train.calibrate(close, np.zeros(len(close)), 0.01, "tight")
+if not 1.0 < np.log(m / (1 - m)) <= 1.025 + 1e-9:
+    fail(f"tight: marginal at logit {np.log(m / (1 - m)):.4f}, outside (1.0, 1.025]")
+print("ok: calibration, midway and tight")

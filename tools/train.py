@@ -93,6 +93,10 @@ def parse_args(argv):
     p.add_argument("--frr-target", type=float,
                    help="choose the thresholds on the held-out set for this false-reject "
                    "rate (e.g. 0.01) instead of --reject/--marginal")
+    p.add_argument("--marginal-rule", choices=("midway", "tight"), default="midway",
+                   help="with --frr-target: place the marginal threshold midway between the "
+                   "good parts on either side of the target (midway) or just above the "
+                   "highest good part the target does not allow (tight; calibrate())")
     p.add_argument("--scores-out", help="write torch's scores of the held-out parts here "
                    "(CSV, manifest order) to check the C runtime against")
     p.add_argument("--maps-out", help="write torch's defect maps of the held-out parts "
@@ -417,21 +421,36 @@ def figures(logits, surf, vib, defect, reject, marginal):
     }
 
 
-def calibrate(fused_logits, defect, frr_target):
-    """Two thresholds from the held-out set's good parts. marginal: midway
-    (in logit) between the good parts on either side of the target, so that
-    at most frr_target of them are rejected or marginal; reject: midway
-    between the highest good part and 1 logit above it, and never below
-    p = 0.5, so that no held-out good part is rejected outright and the
-    parts in between go to a manual check."""
+MARGIN_LOGIT = 0.1   # tight rule: marginal this far above the good part it clears
+
+
+def calibrate(fused_logits, defect, frr_target, rule="midway"):
+    """Two thresholds from the held-out set's good parts, sorted highest
+    first; k = floor(frr_target * good parts) of them may be rejected or
+    marginal. marginal, under rule
+      midway: midway (in logit) between the (k+1)-th and the k-th highest
+              good part (real-v1 to real-v3);
+      tight:  MARGIN_LOGIT above the (k+1)-th highest good part (never
+              above midway): the lowest threshold that meets the target on
+              the held-out set, the one vigil-eval's escape rate at 1 %
+              false rejects uses, so the operating point escapes no more
+              than that figure. The gap up to the k-th good part holds no
+              good part, only defective ones; midway accepts those.
+    Under both, at most k held-out good parts are at or above marginal.
+    reject: midway between the highest good part and 1 logit above it,
+    and never below p = 0.5, so that no held-out good part is rejected
+    outright and the parts in between go to a manual check."""
     good = np.sort(fused_logits[defect < 0.5].astype(np.float64))[::-1]
     if len(good) == 0:
         return 0.5, 0.5
     k = int(np.floor(frr_target * len(good)))
-    if k == 0:
-        marginal = good[0] + 0.5
-    elif k >= len(good):
+    if k >= len(good):
         marginal = good[-1] - 0.5
+    elif rule == "tight":
+        gap = good[k - 1] - good[k] if k > 0 else 1.0
+        marginal = good[k] + min(MARGIN_LOGIT, gap / 2)
+    elif k == 0:
+        marginal = good[0] + 0.5
     else:
         marginal = (good[k] + good[k - 1]) / 2
     reject = max(good[0] + 0.5, 0.0, marginal)
@@ -628,7 +647,8 @@ def main(argv):
             v, s, d, _ = opencv_forward(nets, val[0][i:i + 1], val[1][i:i + 1], seg)
             logits[i] = (v[0, 0], s[0, 0], d[0, 0])
         if a.frr_target is not None:
-            a.reject, a.marginal = calibrate(logits[:, 2], val[4], a.frr_target)
+            a.reject, a.marginal = calibrate(logits[:, 2], val[4], a.frr_target,
+                                             a.marginal_rule)
             log(f"thresholds for {100 * a.frr_target:g} % false rejects on the held-out set: "
                 f"reject {a.reject:.6g}, marginal {a.marginal:.6g}")
         if a.scores_out:
@@ -730,7 +750,8 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None):
         "# Sigmoid probabilities: p >= reject rejects, marginal <= p < reject is",
         "# marginal; vision and signal flag the modality that found the defect.",
     ] + ([f"# Chosen on {a.val_manifest} (split {a.val_split or 'all'}) for a false-reject "
-          f"target of {100 * a.frr_target:g} % (tools/train.py calibrate())."]
+          f"target of {100 * a.frr_target:g} %, marginal rule {a.marginal_rule} "
+          "(tools/train.py calibrate())."]
          if a.frr_target is not None and metrics else []) + [
         "[thresholds]",
         f"reject={threshold_text(a.reject, a)}",
