@@ -82,9 +82,21 @@ def parse_args(argv):
     p.add_argument("--shift", type=int, default=0,
                    help="augmentation: move each training image (and its mask) by up to "
                    "SHIFT pixels along each axis, edges repeated (0: no shift)")
+    p.add_argument("--map-target", choices=("area", "any"), default="area",
+                   help="segmentation arch: a defect map cell is a positive target when the "
+                   "mask covers more than 10 %% of it (area) or when any of its pixels is "
+                   "at least a quarter covered (any: keeps thin cracks' cells)")
+    p.add_argument("--focal", type=float, default=0.0,
+                   help="focal loss exponent GAMMA for the vision head and the fused output: "
+                   "each part's cross-entropy weighted by (1 - p_true)^GAMMA, so hard parts "
+                   "(good surfaces scored high, faint defects) weigh more (0: plain BCE)")
     p.add_argument("--frr-target", type=float,
                    help="choose the thresholds on the held-out set for this false-reject "
                    "rate (e.g. 0.01) instead of --reject/--marginal")
+    p.add_argument("--marginal-rule", choices=("midway", "tight"), default="midway",
+                   help="with --frr-target: place the marginal threshold midway between the "
+                   "good parts on either side of the target (midway) or just above the "
+                   "highest good part the target does not allow (tight; calibrate())")
     p.add_argument("--scores-out", help="write torch's scores of the held-out parts here "
                    "(CSV, manifest order) to check the C runtime against")
     p.add_argument("--maps-out", help="write torch's defect maps of the held-out parts "
@@ -302,6 +314,30 @@ class Decision(nn.Module):
         return self.fc2(F.relu(self.fc1(self.drop(vs))))
 
 
+def defect_map_target(masks, cell, mode):
+    """The defect map's training target from masks [N, 1, H, W] (0..1, the
+    share of each input pixel the defect covers): 1 for a map cell of
+    cell x cell pixels that is defective. area: the mask covers more than
+    10 % of the cell (a 2-pixel blowhole still marks its cell). any: the
+    cell's most covered pixel is at least a quarter covered, so a crack a
+    pixel wide crossing a corner of the cell still marks it."""
+    if mode == "any":
+        return (F.max_pool2d(masks, cell) >= 0.25).float()
+    return (F.avg_pool2d(masks, cell) > 0.1).float()
+
+
+def focal_bce(logit, target, gamma):
+    """Binary cross-entropy, mean over the batch; gamma > 0: each part's
+    term weighted by (1 - p_true)^gamma (focal loss, Lin et al. 2017), so
+    parts already classified with confidence weigh little and the hard
+    ones (a good surface scored high, a faint break) decide the gradient."""
+    if gamma <= 0:
+        return F.binary_cross_entropy_with_logits(logit, target)
+    ce = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+    p_true = torch.exp(-ce)
+    return ((1 - p_true) ** gamma * ce).mean()
+
+
 def shift_batch(x, m, shift, gen):
     """Moves the whole batch by one random offset of up to shift pixels
     per axis, repeating the edge pixels into the uncovered side (a wrap
@@ -385,21 +421,36 @@ def figures(logits, surf, vib, defect, reject, marginal):
     }
 
 
-def calibrate(fused_logits, defect, frr_target):
-    """Two thresholds from the held-out set's good parts. marginal: midway
-    (in logit) between the good parts on either side of the target, so that
-    at most frr_target of them are rejected or marginal; reject: midway
-    between the highest good part and 1 logit above it, and never below
-    p = 0.5, so that no held-out good part is rejected outright and the
-    parts in between go to a manual check."""
+MARGIN_LOGIT = 0.1   # tight rule: marginal this far above the good part it clears
+
+
+def calibrate(fused_logits, defect, frr_target, rule="midway"):
+    """Two thresholds from the held-out set's good parts, sorted highest
+    first; k = floor(frr_target * good parts) of them may be rejected or
+    marginal. marginal, under rule
+      midway: midway (in logit) between the (k+1)-th and the k-th highest
+              good part (real-v1 to real-v3);
+      tight:  MARGIN_LOGIT above the (k+1)-th highest good part (never
+              above midway): the lowest threshold that meets the target on
+              the held-out set, the one vigil-eval's escape rate at 1 %
+              false rejects uses, so the operating point escapes no more
+              than that figure. The gap up to the k-th good part holds no
+              good part, only defective ones; midway accepts those.
+    Under both, at most k held-out good parts are at or above marginal.
+    reject: midway between the highest good part and 1 logit above it,
+    and never below p = 0.5, so that no held-out good part is rejected
+    outright and the parts in between go to a manual check."""
     good = np.sort(fused_logits[defect < 0.5].astype(np.float64))[::-1]
     if len(good) == 0:
         return 0.5, 0.5
     k = int(np.floor(frr_target * len(good)))
-    if k == 0:
-        marginal = good[0] + 0.5
-    elif k >= len(good):
+    if k >= len(good):
         marginal = good[-1] - 0.5
+    elif rule == "tight":
+        gap = good[k - 1] - good[k] if k > 0 else 1.0
+        marginal = good[k] + min(MARGIN_LOGIT, gap / 2)
+    elif k == 0:
+        marginal = good[0] + 0.5
     else:
         marginal = (good[k] + good[k - 1]) / 2
     reject = max(good[0] + 0.5, 0.0, marginal)
@@ -471,15 +522,14 @@ def main(argv):
     vision = (VisionSeg((2, 4, 8)) if a.arch == "seg2" else VisionSeg()) if seg else Vision()
     signal, decision = Signal(sig_dim, mean, std), Decision()
     if seg:
-        # Defect map targets: share of each map cell the mask covers, as 0/1
-        # at 10 % (a 2-pixel blowhole still marks its cell).
-        # Made per batch from the augmented masks, so shifts by any number
-        # of pixels stay aligned with the image.
+        # Defect map targets (defect_map_target, --map-target), made per
+        # batch from the augmented masks, so shifts by any number of pixels
+        # stay aligned with the image.
         cell = VisionSeg.MAP_STRIDE
         full_masks = torch.from_numpy(masks)
 
         def map_target(m):
-            return (F.avg_pool2d(m, cell) > 0.1).float()
+            return defect_map_target(m, cell, a.map_target)
         every = map_target(full_masks)
         log(f"defect map {every.shape[3]}x{every.shape[2]}: "
             f"{float(every.mean()) * 100:.2f} % of cells defective")
@@ -519,9 +569,9 @@ def main(argv):
             s = signal(x_sig[idx])
             d = decision(torch.cat([v, s], dim=1))
             yb = y[idx]
-            loss = (F.binary_cross_entropy_with_logits(v[:, 0], yb[:, 0]) +
+            loss = (focal_bce(v[:, 0], yb[:, 0], a.focal) +
                     F.binary_cross_entropy_with_logits(s[:, 0], yb[:, 1]) +
-                    F.binary_cross_entropy_with_logits(d[:, 0], yb[:, 2]))
+                    focal_bce(d[:, 0], yb[:, 2], a.focal))
             if seg:
                 loss = loss + F.binary_cross_entropy_with_logits(
                     m, mb, pos_weight=torch.tensor(5.0))
@@ -597,7 +647,8 @@ def main(argv):
             v, s, d, _ = opencv_forward(nets, val[0][i:i + 1], val[1][i:i + 1], seg)
             logits[i] = (v[0, 0], s[0, 0], d[0, 0])
         if a.frr_target is not None:
-            a.reject, a.marginal = calibrate(logits[:, 2], val[4], a.frr_target)
+            a.reject, a.marginal = calibrate(logits[:, 2], val[4], a.frr_target,
+                                             a.marginal_rule)
             log(f"thresholds for {100 * a.frr_target:g} % false rejects on the held-out set: "
                 f"reject {a.reject:.6g}, marginal {a.marginal:.6g}")
         if a.scores_out:
@@ -699,7 +750,8 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None):
         "# Sigmoid probabilities: p >= reject rejects, marginal <= p < reject is",
         "# marginal; vision and signal flag the modality that found the defect.",
     ] + ([f"# Chosen on {a.val_manifest} (split {a.val_split or 'all'}) for a false-reject "
-          f"target of {100 * a.frr_target:g} % (tools/train.py calibrate())."]
+          f"target of {100 * a.frr_target:g} %, marginal rule {a.marginal_rule} "
+          "(tools/train.py calibrate())."]
          if a.frr_target is not None and metrics else []) + [
         "[thresholds]",
         f"reject={threshold_text(a.reject, a)}",
