@@ -7,7 +7,12 @@
 # bench-<package>.txt, summary.txt. Exit status: 0 when the build and tests
 # passed and every benchmark ran.
 #
-#   OUT=/some/dir bench/gpu.sh [PARTS] [MAX_BATCH]
+#   OUT=/some/dir [DATA=../shared/data] bench/gpu.sh [PARTS] [MAX_BATCH]
+#
+# With DATA (a folder holding line-dev.csv, default ../shared/data or
+# shared/data when present) it also judges the val parts with the shipped
+# real package on opencv fp32 and on cuda in every precision, and counts the
+# verdicts that differ from opencv's (val-<backend>-<precision>.csv/json).
 #
 # Takes about 5 minutes on an H200 with 16 cores (most of it the build).
 set -u
@@ -56,10 +61,32 @@ for t in inference-cuda cuda-preprocess; do
 	if grep -q "$t .*SKIP" "$OUT/tests.log"; then say "the $t test SKIPPED: no device?"; status=1; fi
 done
 
+# Parity on real parts: every val verdict of cuda against opencv's.
+REAL=real-v4
+DATA=${DATA:-}
+for d in ../shared/data shared/data; do
+	[ -z "$DATA" ] && [ -f "$d/line-dev.csv" ] && DATA=$d
+done
+if [ -n "$DATA" ] && [ -f "$DATA/line-dev.csv" ]; then
+	for run in opencv:fp32 cuda:fp32 cuda:fp16 cuda:bf16 cuda:int8; do
+		be=${run%%:*} prec=${run#*:}
+		timeout 300 "$BUILD/tools/vigil-eval" --manifest "$DATA/line-dev.csv" --data-root "$DATA" 			--split val --model "models/$REAL" --backend $be --precision $prec 			--json "$OUT/val-$be-$prec.json" --scores "$OUT/val-$be-$prec.csv" 			2>> "$OUT/val-errors.txt" || { say "val $be $prec failed"; status=1; continue; }
+		[ $be = opencv ] && continue
+		# verdict is the last column; rows are in manifest order in both
+		differ=$(paste -d, "$OUT/val-opencv-fp32.csv" "$OUT/val-$be-$prec.csv" | awk -F, \
+			'NR > 1 { n++; if ($8 != $16) d++ } END { printf "%d of %d", d, n }')
+		auroc=$(grep -o '"auroc": *[0-9.]*' "$OUT/val-$be-$prec.json" | head -1)
+		say "val $REAL $be $prec: verdicts differing from opencv fp32: $differ; fused $auroc"
+		case $prec in fp32|fp16) case $differ in 0\ of*) ;; *) status=1 ;; esac ;; esac
+	done
+else
+	say "no DATA (line-dev.csv): val parity not run; set DATA=/path/to/data"
+fi
+
 # Benchmark: latency p50/p99 and parts/s at batch 1 and the best batch,
 # every precision against the CPU backend on the same machine. int8 uses
 # the calibration the packages ship (calibration-int8.ini).
-for pkg in real-v3 synthetic-v1; do
+for pkg in $REAL synthetic-v1; do
 	for run in opencv:fp32 cuda:fp32 cuda:fp16 cuda:bf16 cuda:int8; do
 		be=${run%%:*} prec=${run#*:}
 		timeout 180 "$BUILD/bench/infer-bench" "models/$pkg" $be "$PARTS" \
