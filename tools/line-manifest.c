@@ -422,3 +422,20 @@ void line_inputs_clear(struct line_inputs *in)
 	fusion_sigfeat_free(in->sigfeat);
 	*in = (struct line_inputs){ 0 };
 }
+
+void line_manifest_add_options(GOptionContext *ctx, char **manifest, char **root, char **split)
+{
+	/* g_option_context_add_main_entries keeps the array: one call a program */
+	static GOptionEntry entries[] = {
+		{ "manifest", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Line manifest (parts.csv)", "CSV" },
+		{ "data-root", 0, 0, G_OPTION_ARG_FILENAME, NULL,
+		  "Folder the manifest's paths are relative to (the manifest's)", "DIR" },
+		{ "split", 0, 0, G_OPTION_ARG_STRING, NULL, "Only the rows of this split (all)", "NAME" },
+		{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	};
+
+	entries[0].arg_data = manifest;
+	entries[1].arg_data = root;
+	entries[2].arg_data = split;
+	g_option_context_add_main_entries(ctx, entries, NULL);
+}

@@ -59,6 +59,11 @@ struct line_inputs {
 	line_wav_cache *wavs;
 };
 
+/* Adds the options every manifest tool takes to ctx's main group:
+ * --manifest CSV, --data-root DIR (default: the manifest's folder, for the
+ * caller to apply) and --split NAME; the strings are the caller's (g_free). */
+void line_manifest_add_options(GOptionContext *ctx, char **manifest, char **root, char **split);
+
 struct infer_info;
 
 /* The inputs a model package wants (its infer_info): *in gets the

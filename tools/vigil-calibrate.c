@@ -25,10 +25,6 @@ int main(int argc, char **argv)
 	int parts = 200;
 	double percentile = 99.99;
 	GOptionEntry entries[] = {
-		{ "manifest", 0, 0, G_OPTION_ARG_FILENAME, &manifest, "Line manifest (parts.csv)", "CSV" },
-		{ "data-root", 0, 0, G_OPTION_ARG_FILENAME, &root,
-		  "Folder the manifest's paths are relative to (the manifest's)", "DIR" },
-		{ "split", 0, 0, G_OPTION_ARG_STRING, &split, "Only the rows of this split (all)", "NAME" },
 		{ "model", 0, 0, G_OPTION_ARG_FILENAME, &model_dir, "Model package folder", "DIR" },
 		{ "parts", 0, 0, G_OPTION_ARG_INT, &parts, "Calibration parts, spread evenly (200; 0: all)", "N" },
 		{ "range", 0, 0, G_OPTION_ARG_STRING, &range,
@@ -49,6 +45,7 @@ int main(int argc, char **argv)
 	guint n;
 	int rc = 1;
 
+	line_manifest_add_options(ctx, &manifest, &root, &split);
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
 		fprintf(stderr, "vigil-calibrate: %s\n", gerr->message);

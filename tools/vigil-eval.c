@@ -261,10 +261,6 @@ int main(int argc, char **argv)
 	char *precision = NULL;
 	enum infer_precision prec = INFER_FP32;
 	GOptionEntry entries[] = {
-		{ "manifest", 0, 0, G_OPTION_ARG_FILENAME, &manifest, "Line manifest (parts.csv)", "CSV" },
-		{ "data-root", 0, 0, G_OPTION_ARG_FILENAME, &root,
-		  "Folder the manifest's paths are relative to (the manifest's)", "DIR" },
-		{ "split", 0, 0, G_OPTION_ARG_STRING, &split, "Only the rows of this split (all)", "NAME" },
 		{ "model", 0, 0, G_OPTION_ARG_FILENAME, &model_dir, "Model package folder", "DIR" },
 		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json_path, "Write the figures here", "OUT" },
 		{ "scores", 0, 0, G_OPTION_ARG_FILENAME, &scores_path,
@@ -290,6 +286,7 @@ int main(int argc, char **argv)
 	gint64 t0 = g_get_monotonic_time();
 	int rc = 1;
 
+	line_manifest_add_options(ctx, &manifest, &root, &split);
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
 		fprintf(stderr, "vigil-eval: %s\n", gerr->message);

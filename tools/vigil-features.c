@@ -118,10 +118,6 @@ int main(int argc, char **argv)
 	int width = 0, height = 0, window = 2048;
 	double mean = 0.5, std = 0.25, rate = 12000;
 	GOptionEntry entries[] = {
-		{ "manifest", 0, 0, G_OPTION_ARG_FILENAME, &manifest, "Line manifest (parts.csv)", "CSV" },
-		{ "data-root", 0, 0, G_OPTION_ARG_FILENAME, &root,
-		  "Folder the manifest's paths are relative to (the manifest's)", "DIR" },
-		{ "split", 0, 0, G_OPTION_ARG_STRING, &split, "Only the rows of this split (all)", "NAME" },
 		{ "width", 0, 0, G_OPTION_ARG_INT, &width, "Model image width", "W" },
 		{ "height", 0, 0, G_OPTION_ARG_INT, &height, "Model image height", "H" },
 		{ "mean", 0, 0, G_OPTION_ARG_DOUBLE, &mean, "Image normalisation mean (0.5)", "M" },
@@ -146,6 +142,7 @@ int main(int argc, char **argv)
 	size_t sig_dim = 0, img_floats;
 	int rc = 1;
 
+	line_manifest_add_options(ctx, &manifest, &root, &split);
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
 		fprintf(stderr, "vigil-features: %s\n", gerr->message);
