@@ -6,6 +6,10 @@
 #ifndef VIGIL_TESTS_PREP_CASES_H
 #define VIGIL_TESTS_PREP_CASES_H
 
+#include <glib.h>
+#include <math.h>
+#include <stddef.h>
+
 #include "fusion/fusion.h"
 
 static const struct prep_case {
@@ -25,5 +29,22 @@ static const struct prep_case {
 	{ 150, 40, 96, 96, FUSION_RESIZE_LETTERBOX },
 	{ 50, 70, 160, 112, FUSION_RESIZE_LETTERBOX },
 };
+
+/* Adds a bearing-like signal of kind to a window of n samples at rate:
+ * 0, impacts ringing at 3 kHz, repeating at 107.4 Hz (an outer-race
+ * defect); 1, shaft and gear sines on a 2 g offset; 2, nothing. */
+static inline void prep_add_signal(float *x, size_t n, double rate, int kind)
+{
+	for (size_t i = 0; i < n; i++) {
+		double t = (double)i / rate;
+
+		if (kind == 0)
+			x[i] += (float)(0.4 * exp(-fmod(t, 1 / 107.4) / 0.0008) *
+					sin(2 * G_PI * 3000 * t));
+		else if (kind == 1)
+			x[i] += (float)(0.8 * sin(2 * G_PI * 29.95 * t) +
+					0.1 * sin(2 * G_PI * 1234.5 * t) + 2.0);
+	}
+}
 
 #endif

@@ -48,16 +48,11 @@ static void make_frame(uint8_t *frame, int w, int h, int stride)
 static void make_window(float *x, size_t n, double rate, int kind)
 {
 	for (size_t i = 0; i < n; i++) {
-		double t = (double)i / rate, u = next_uniform(), v = next_uniform();
+		double u = next_uniform(), v = next_uniform();
 
 		x[i] = (float)(0.05 * sqrt(-2 * log(u)) * cos(2 * G_PI * v));
-		if (kind == 0)
-			x[i] += (float)(0.4 * exp(-fmod(t, 1 / 107.4) / 0.0008) *
-					sin(2 * G_PI * 3000 * t));
-		else if (kind == 1)
-			x[i] += (float)(0.8 * sin(2 * G_PI * 29.95 * t) +
-					0.1 * sin(2 * G_PI * 1234.5 * t) + 2.0);
 	}
+	prep_add_signal(x, n, rate, kind);
 }
 
 static void test_images(void)

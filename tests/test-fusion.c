@@ -618,16 +618,7 @@ static void test_prep_math_features(void)
 		g_assert_cmpuint(fusion_sigfeat_dim(f), ==, FP_SIGFEAT_DIM);
 		for (int kind = 0; kind < 3; kind++) {
 			fill_noise(x, n, 0.05, 31 + kind);
-			for (size_t i = 0; i < n; i++) {
-				double t = (double)i / cases[c].rate;
-
-				if (kind == 0)
-					x[i] += (float)(0.4 * exp(-fmod(t, 1 / 107.4) / 0.0008) *
-							sin(2 * G_PI * 3000 * t));
-				else if (kind == 1)
-					x[i] += (float)(0.8 * sin(2 * G_PI * 29.95 * t) +
-							0.1 * sin(2 * G_PI * 1234.5 * t) + 2.0);
-			}
+			prep_add_signal(x, n, cases[c].rate, kind);
 			g_assert_cmpint(fusion_sigfeat_compute(f, x, a), ==, 0);
 			features_by_formula(x, n, cases[c].rate, b);
 			for (int i = 0; i < FP_SIGFEAT_DIM; i++) {
