@@ -48,7 +48,7 @@ import tempfile
 import time
 import urllib.request
 
-from linetest import binaries, fail, free_port, line_config, wait_for_log
+from linetest import binaries, fail, free_port, line_config, wait_for_log, sequence_camera
 from plctest import wait_for
 
 ST_DB_OK = 1 << 6
@@ -81,11 +81,7 @@ def run_line(build, root, tmp, parts, rate, extra_db="", kill_at=None, env=None)
     db = os.path.join(tmp, "vigil.db")
     conf = os.path.join(tmp, "vigild.conf")
     with open(conf, "w") as f:
-        f.write(line_config(f"""[camera.top]
-pipeline = multifilesrc location={sim_dir}/images/part-%05d.png index=0 caps=image/png ! pngdec ! videoconvert ! appsink name=sink
-trigger = sequence
-frame_timeout_ms = 5000
-""", sim_dir, root, port, db) + "keep_accepted_every = 1\n" + extra_db)
+        f.write(line_config(sequence_camera(sim_dir), sim_dir, root, port, db) + "keep_accepted_every = 1\n" + extra_db)
     results = os.path.join(tmp, "results.csv")
     sim = subprocess.Popen([sim_bin, "run", "--parts-dir", sim_dir, "--port", str(port),
                             "--rate", str(rate), "--results", results,

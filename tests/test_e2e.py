@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-from linetest import binaries, fail, free_port, line_config, plc_results
+from linetest import binaries, fail, free_port, line_config, plc_results, sequence_camera
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 120
@@ -31,11 +31,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-e2e-") as tmp:
     db = os.path.join(tmp, "vigil.db")
     conf = os.path.join(tmp, "vigild.conf")
     with open(conf, "w") as f:
-        f.write(line_config(f"""[camera.top]
-pipeline = multifilesrc location={sim_dir}/images/part-%05d.png index=0 caps=image/png ! pngdec ! videoconvert ! appsink name=sink
-trigger = sequence
-frame_timeout_ms = 5000
-""", sim_dir, root, port, db))
+        f.write(line_config(sequence_camera(sim_dir), sim_dir, root, port, db))
     results = os.path.join(tmp, "results.csv")
     summary = os.path.join(tmp, "summary.json")
     sim = subprocess.Popen([sim_bin, "run", "--parts-dir", sim_dir, "--port", str(port),

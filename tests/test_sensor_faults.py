@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-from linetest import binaries, fail, free_port, line_config
+from linetest import binaries, fail, free_port, line_config, sequence_camera
 
 build, root, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
 parts = 60
@@ -30,11 +30,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-sensor-") as tmp:
     port = free_port()
     db = os.path.join(tmp, "vigil.db")
     conf = os.path.join(tmp, "vigild.conf")
-    text = line_config(f"""[camera.top]
-pipeline = multifilesrc location={sim_dir}/images/part-%05d.png index=0 caps=image/png ! pngdec ! videoconvert ! appsink name=sink
-trigger = sequence
-frame_timeout_ms = 5000
-""", sim_dir, root, port, db, vibration_extra="clip_level = 0.01\n" if scenario == "clip" else "")
+    text = line_config(sequence_camera(sim_dir), sim_dir, root, port, db, vibration_extra="clip_level = 0.01\n" if scenario == "clip" else "")
     if scenario == "gap":
         # 10 ms buffers, 3 % dropped: about half the 170 ms windows have a gap.
         text = text.replace("audioresample ! appsink",

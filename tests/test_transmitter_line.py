@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from linetest import binaries, fail, free_port, line_config
+from linetest import binaries, fail, free_port, line_config, sequence_camera
 
 build, root = sys.argv[1], sys.argv[2]
 parts, rate = 80, 600
@@ -37,11 +37,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-tx-") as tmp:
     db = os.path.join(tmp, "vigil.db")
     conf = os.path.join(tmp, "vigild.conf")
     with open(conf, "w") as f:
-        f.write(line_config(f"""[camera.top]
-pipeline = multifilesrc location={sim_dir}/images/part-%05d.png index=0 caps=image/png ! pngdec ! videoconvert ! appsink name=sink
-trigger = sequence
-frame_timeout_ms = 5000
-
+        f.write(line_config(sequence_camera(sim_dir) + f"""
 [transmitter.bearing_housing]
 host = 127.0.0.1
 port = {tx_port}
