@@ -707,18 +707,21 @@ def threshold_text(p, a):
     return repr(float(np.float32(p)))
 
 
-def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None):
-    vision_out = 1 + VISION_EMBED
-    signal_out = 1 + SIGNAL_EMBED
-    cmd = "tools/train.py " + " ".join(shlex.quote(x) for x in argv)
+def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
+                   vision_out=1 + VISION_EMBED, signal_out=1 + SIGNAL_EMBED,
+                   tool="tools/train.py", notes=()):
+    """manifest.ini of the package in a.out; tool and argv make its
+    trained_by line, notes are comment lines under [package]."""
+    cmd = tool + " " + " ".join(shlex.quote(x) for x in argv)
     lines = [
-        "# Vigil model package (docs/model.md). Written by tools/train.py.",
+        f"# Vigil model package (docs/model.md). Written by {tool}.",
         "[package]",
         "format=1",
         f"name={a.name}",
         f"version={a.version}",
         f"created={datetime.date.today().isoformat()}",
         f"trained_by={cmd}",
+    ] + [f"# {n}" for n in notes] + [
         "",
         "[vision]",
         f"file={files['vision']}",
