@@ -22,6 +22,22 @@ def skip(msg):
     sys.exit(77)
 
 
+def read_scores(path):
+    """vigil-eval --scores (or train.py --scores-out): rows by part_id."""
+    with open(path) as f:
+        return {r["part_id"]: r for r in csv.DictReader(f)}
+
+
+def read_maps(path):
+    """vigil-eval --heatmaps (or train.py --maps-out): [N, H, W] float32."""
+    import numpy as np
+    raw = np.fromfile(path, np.uint8)
+    if raw[:4].tobytes() != b"VGH1":
+        fail(f"{path}: not a defect map file")
+    n, w, h = (int(v) for v in raw[4:16].view("<u4"))
+    return raw[16:].view("<f4").reshape(n, h, w)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,7 +9,6 @@ are refused with a message that says why.
 
 usage: test_ensemble.py BUILD_DIR SOURCE_ROOT
 """
-import csv
 import json
 import os
 import shutil
@@ -19,28 +18,15 @@ import tempfile
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from linetest import fail, read_maps, read_scores  # noqa: E402
+
 build, root = sys.argv[1], sys.argv[2]
 sim = os.path.join(build, "tools", "vigil-sim")
 features = os.path.join(build, "tools", "vigil-features")
 TOLERANCE = 1e-4   # probabilities and map cells; float32 through two runtimes
 SIZE = 64
 HELD = 60
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    sys.exit(1)
-
-
-def read_scores(path):
-    with open(path) as f:
-        return {r["part_id"]: r for r in csv.DictReader(f)}
-
-
-def read_maps(path):
-    raw = np.fromfile(path, np.uint8)
-    n, w, h = (int(v) for v in raw[4:16].view("<u4"))
-    return raw[16:].view("<f4").reshape(n, h, w)
 
 
 def manifest(pkg):

@@ -16,6 +16,9 @@ import tempfile
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from linetest import fail, read_maps, read_scores  # noqa: E402
+
 build, root = sys.argv[1], sys.argv[2]
 sim = os.path.join(build, "tools", "vigil-sim")
 TOLERANCE = 1e-4   # probabilities; float32 through two runtimes
@@ -25,24 +28,6 @@ MAP_STRIDE = 4
 # map unrelated to the defects touches one about 15 % of the time (the
 # defects cover 3-20 of the 256 cells). Measured: 10 of 13.
 MIN_HOT_ON_DEFECT = 0.6
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    sys.exit(1)
-
-
-def read_maps(path):
-    raw = np.fromfile(path, np.uint8)
-    if raw[:4].tobytes() != b"VGH1":
-        fail(f"{path}: not a defect map file")
-    n, w, h = (int(v) for v in raw[4:16].view("<u4"))
-    return raw[16:].view("<f4").reshape(n, h, w)
-
-
-def read_scores(path):
-    with open(path) as f:
-        return {r["part_id"]: r for r in csv.DictReader(f)}
 
 
 with tempfile.TemporaryDirectory(prefix="vigil-eval-torch-") as tmp:

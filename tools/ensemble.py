@@ -145,13 +145,14 @@ def renamed(g, prefix, input_name):
     graph's input called input_name; also the new names of its outputs."""
     old_input = graph_input(g).name
 
+    # torch names nodes "/body/body.0/Conv": one slash after the prefix
     def name(n):
-        return n if n == "" else input_name if n == old_input else prefix + n
+        return n if n == "" else input_name if n == old_input else prefix + n.lstrip("/")
     nodes = []
     for n in g.node:
         c = onnx.NodeProto()
         c.CopyFrom(n)
-        c.name = prefix + (n.name or n.op_type)
+        c.name = prefix + (n.name or n.op_type).lstrip("/")
         c.ClearField("input")
         c.input.extend(name(x) for x in n.input)
         c.ClearField("output")
@@ -161,7 +162,7 @@ def renamed(g, prefix, input_name):
     for t in g.initializer:
         c = onnx.TensorProto()
         c.CopyFrom(t)
-        c.name = prefix + t.name
+        c.name = prefix + t.name.lstrip("/")
         inits.append(c)
     return nodes, inits, {o.name: name(o.name) for o in g.output}
 
