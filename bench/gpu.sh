@@ -62,7 +62,7 @@ for t in inference-cuda cuda-preprocess; do
 done
 
 # Parity on real parts: every val verdict of cuda against opencv's.
-REAL=real-v4
+REAL=real-v5
 DATA=${DATA:-}
 for d in ../shared/data shared/data; do
 	[ -z "$DATA" ] && [ -f "$d/line-dev.csv" ] && DATA=$d

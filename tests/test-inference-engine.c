@@ -628,7 +628,7 @@ static void test_int8_calibration_file(void)
 
 /* Every package under models/ that ships a calibration loads in int8: the
  * files match their modules (a retrained module without a new calibration
- * fails here). real-v4, real-v3 and synthetic-v1 ship one. */
+ * fails here). real-v5, real-v4, real-v3 and synthetic-v1 ship one. */
 static void test_int8_shipped_calibrations(void)
 {
 	char *models = g_build_filename(g_getenv("VIGIL_SOURCE_ROOT"), "models", NULL);

@@ -60,11 +60,12 @@ static void test_shipped_package_runs(void)
 	g_free(dir);
 }
 
-/* models/real-v4 has a defect map: one value in 0..1 per 4x4 input pixels,
+/* models/real-v5 (the shipped real package, a seed ensemble) has a defect
+ * map: one value in 0..1 per 4x4 input pixels,
  * refreshed on every run (a dark spot changes it), and fixed for an input. */
 static void test_package_with_defect_map(void)
 {
-	char *dir = g_build_filename(g_getenv("VIGIL_SOURCE_ROOT"), "models", "real-v4", NULL);
+	char *dir = g_build_filename(g_getenv("VIGIL_SOURCE_ROOT"), "models", "real-v5", NULL);
 	char *err = NULL;
 	infer_model *m = infer_model_load(dir, "opencv", &err, NULL);
 	const struct infer_info *info;
