@@ -5,7 +5,8 @@ synthetic parts, two seeds) joined into one. Through the C runtime
 sigmoid of the members' mean logit and its defect map the members' mean
 map, on the opencv backend and on the engine's own reference executor;
 its thresholds are chosen afresh; and members that do not fit together
-are refused with a message that says why.
+are refused with a message that says why, leaving no package behind and
+an existing one untouched.
 
 usage: test_ensemble.py BUILD_DIR SOURCE_ROOT
 """
@@ -161,5 +162,17 @@ with tempfile.TemporaryDirectory(prefix="vigil-ensemble-") as tmp:
                  f"stderr: {r.stderr.strip()[-300:]}")
         if os.path.exists(os.path.join(out, "manifest.ini")):
             fail(f"members {args} were refused but a package was written")
+    left = [n for n in os.listdir(tmp) if n.startswith(".ensemble-")]
+    if left:
+        fail(f"refused joins left their working folders behind: {left}")
+    # An existing package at --out is never overwritten.
+    with open(os.path.join(joined, "vision.onnx"), "rb") as f:
+        before = f.read()
+    r = ensemble(joined, *members)
+    with open(os.path.join(joined, "vision.onnx"), "rb") as f:
+        after = f.read()
+    if r.returncode == 0 or "exists and is not empty" not in r.stderr or before != after:
+        fail(f"joining into an existing package: exit {r.returncode}, stderr "
+             f"{r.stderr.strip()[-200:]!r}, package {'kept' if before == after else 'changed'}")
 print(f"ok: joined package = members' mean within {worst:.2e} (scores) and {map_diff:.2e} "
       f"(maps), reference executor within {worst_ref:.2e}; seeds up to {apart:.2f} apart")

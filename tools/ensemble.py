@@ -26,6 +26,7 @@ an average of logits is not scaled like any one member's.
 import argparse
 import configparser
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -295,14 +296,12 @@ def run_all(nets, images, signals, with_map):
     return np.array(logits, np.float64), np.array(vis), maps
 
 
-def main(argv):
-    a = parse_args(argv)
-    t_start = time.time()
+def join(a, argv):
+    """Writes the joined package into a.out."""
     members = [Member(d) for d in a.member]
     check_members(members)
     first = members[0]
     with_map = bool(first.heatmap)
-    os.makedirs(a.out, exist_ok=True)
     files = {m: m + ".onnx" for m in MODULES}
     paths = {m: os.path.join(a.out, f) for m, f in files.items()}
     vision_out = 1 + sum(m.vision_out for m in members)
@@ -385,8 +384,33 @@ def main(argv):
     train.write_manifest(a, paths, files, int(g.get("signal", "input_dim")), metrics, argv,
                          heatmap, vision_out, signal_out, tool="tools/ensemble.py",
                          notes=notes)
-    size = sum(os.path.getsize(p) for p in paths.values())
-    log(f"wrote {a.out} ({size / 1024:.0f} KiB of modules) in {time.time() - t_start:.0f} s")
+    return sum(os.path.getsize(p) for p in paths.values())
+
+
+def main(argv):
+    """The package is made in a folder beside --out and renamed into place
+    when complete, so a refusal or a failed check leaves no half package
+    and never touches an existing one."""
+    a = parse_args(argv)
+    t_start = time.time()
+    out = a.out
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        fail(f"{out} exists and is not empty: the joined package goes to a new folder")
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    a.out = tempfile.mkdtemp(prefix=".ensemble-", dir=parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(a.out, 0o777 & ~umask)
+        size = join(a, argv)
+        if os.path.isdir(out):
+            os.rmdir(out)
+        os.rename(a.out, out)
+    except BaseException:
+        shutil.rmtree(a.out, ignore_errors=True)
+        raise
+    log(f"wrote {out} ({size / 1024:.0f} KiB of modules) in {time.time() - t_start:.0f} s")
 
 
 if __name__ == "__main__":
