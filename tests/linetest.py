@@ -28,6 +28,14 @@ def read_scores(path):
         return {r["part_id"]: r for r in csv.DictReader(f)}
 
 
+def read_manifest(pkg):
+    """A model package's manifest.ini as key -> value (groups merged,
+    comments skipped)."""
+    with open(os.path.join(pkg, "manifest.ini")) as f:
+        return dict(line.strip().split("=", 1) for line in f
+                    if "=" in line and not line.startswith("#"))
+
+
 def read_maps(path):
     """vigil-eval --heatmaps (or train.py --maps-out): [N, H, W] float32."""
     import numpy as np

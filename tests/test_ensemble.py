@@ -20,7 +20,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from linetest import fail, read_maps, read_scores  # noqa: E402
+from linetest import fail, read_manifest, read_maps, read_scores  # noqa: E402
 
 build, root = sys.argv[1], sys.argv[2]
 sim = os.path.join(build, "tools", "vigil-sim")
@@ -28,12 +28,6 @@ features = os.path.join(build, "tools", "vigil-features")
 TOLERANCE = 1e-4   # probabilities and map cells; float32 through two runtimes
 SIZE = 64
 HELD = 60
-
-
-def manifest(pkg):
-    with open(os.path.join(pkg, "manifest.ini")) as f:
-        return dict(line.strip().split("=", 1) for line in f
-                    if "=" in line and not line.startswith("#"))
 
 
 def logit(p):
@@ -78,7 +72,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-ensemble-") as tmp:
     if r.returncode != 0:
         fail(f"ensemble.py exited {r.returncode}")
 
-    man, one = manifest(joined), manifest(members[0])
+    man, one = read_manifest(joined), read_manifest(members[0])
     if man.get("heatmap_output") != "defect_map" or \
             (man.get("heatmap_width"), man.get("heatmap_height")) != \
             (one["heatmap_width"], one["heatmap_height"]):
@@ -134,7 +128,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-ensemble-") as tmp:
     if ejson["false_reject_rate"] != 0:
         fail(f"joined package rejects {ejson['false_reject_rate']:.3g} of the good parts "
              "it was calibrated on")
-    if abs(float(man["marginal"]) - float(manifest(members[0])["marginal"])) < 1e-9:
+    if abs(float(man["marginal"]) - float(one["marginal"])) < 1e-9:
         fail("the joined package kept member 1's marginal threshold")
 
     # Refusals: one member, a member whose input differs, a corrupt module,

@@ -17,7 +17,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from linetest import fail, read_maps, read_scores  # noqa: E402
+from linetest import fail, read_manifest, read_maps, read_scores  # noqa: E402
 
 build, root = sys.argv[1], sys.argv[2]
 sim = os.path.join(build, "tools", "vigil-sim")
@@ -63,8 +63,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-eval-torch-") as tmp:
         fail(f"C runtime and PyTorch differ by {worst:.3g} (tolerance {TOLERANCE})")
 
     # The defect maps: the size the manifest states, torch's values.
-    with open(os.path.join(pkg, "manifest.ini")) as f:
-        man = dict(line.strip().split("=", 1) for line in f if "=" in line)
+    man = read_manifest(pkg)
     side = SIZE // MAP_STRIDE
     if (man.get("heatmap_output"), man.get("heatmap_width"), man.get("heatmap_height")) != \
             ("defect_map", str(side), str(side)):

@@ -249,10 +249,8 @@ def join_decision(members, in_name, out_name):
     v_at, s_at = 1, v_total + 1
     for i, m in enumerate(members):
         pick = np.zeros((m.vision_out + m.signal_out, v_total + s_total))
-        for j in range(m.vision_out):
-            pick[j, v_at + j] = 1
-        for j in range(m.signal_out):
-            pick[m.vision_out + j, s_at + j] = 1
+        pick[:m.vision_out, v_at:v_at + m.vision_out] = np.eye(m.vision_out)
+        pick[m.vision_out:, s_at:s_at + m.signal_out] = np.eye(m.signal_out)
         v_at += m.vision_out
         s_at += m.signal_out
         prefix = f"m{i + 1}/"
@@ -337,12 +335,10 @@ def join(a, argv):
     # The joined modules against the members run one by one.
     logits, vis, maps = run_all(opencv_nets(paths), images, signals, with_map)
     runs = [run_all(opencv_nets(m.files), images, signals, with_map) for m in members]
-    diff = {
-        "fused": np.abs(logits[:, 2] - np.mean([r[0][:, 2] for r in runs], axis=0)).max(),
-        "vision": np.abs(logits[:, 0] - np.mean([r[0][:, 0] for r in runs], axis=0)).max(),
-        "signal": np.abs(logits[:, 1] - np.mean([r[0][:, 1] for r in runs], axis=0)).max(),
-        "members": np.abs(vis[:, 1:] - np.concatenate([r[1] for r in runs], axis=1)).max(),
-    }
+    mean = np.mean([r[0] for r in runs], axis=0)
+    diff = {name: np.abs(logits[:, col] - mean[:, col]).max()
+            for col, name in ((2, "fused"), (0, "vision"), (1, "signal"))}
+    diff["members"] = np.abs(vis[:, 1:] - np.concatenate([r[1] for r in runs], axis=1)).max()
     if with_map:
         diff["map"] = max(float(np.abs(maps[i] - np.mean([r[2][i] for r in runs], axis=0)).max())
                           for i in range(len(maps)))
@@ -351,14 +347,15 @@ def join(a, argv):
     if max(diff.values()) > TOLERANCE:
         fail("the joined modules do not compute the members' mean")
 
-    good, sd, vd = defect < 0.5, surf > 0.5, vib > 0.5
+    good = defect < 0.5
+
+    def aurocs(lg):
+        return (f"AUROC fused {train.auroc(lg[defect > 0.5, 2], lg[good, 2]):.4f}"
+                f" vision {train.auroc(lg[surf > 0.5, 0], lg[good, 0]):.4f}"
+                f" signal {train.auroc(lg[vib > 0.5, 1], lg[good, 1]):.4f}")
     for i, (m, r) in enumerate(zip(members, runs)):
-        log(f"member {i + 1} {m.dir}: AUROC fused {train.auroc(r[0][defect > 0.5, 2], r[0][good, 2]):.4f}"
-            f" vision {train.auroc(r[0][sd, 0], r[0][good, 0]):.4f}"
-            f" signal {train.auroc(r[0][vd, 1], r[0][good, 1]):.4f}")
-    log(f"joined: AUROC fused {train.auroc(logits[defect > 0.5, 2], logits[good, 2]):.4f}"
-        f" vision {train.auroc(logits[sd, 0], logits[good, 0]):.4f}"
-        f" signal {train.auroc(logits[vd, 1], logits[good, 1]):.4f}")
+        log(f"member {i + 1} {m.dir}: {aurocs(r[0])}")
+    log(f"joined: {aurocs(logits)}")
 
     a.reject, a.marginal = train.calibrate(logits[:, 2], defect, a.frr_target, a.marginal_rule)
     log(f"thresholds for {100 * a.frr_target:g} % false rejects on the held-out set: "
