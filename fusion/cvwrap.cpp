@@ -1,5 +1,9 @@
 // The C wrapper over OpenCV. Exceptions stop here: each entry point catches
 // cv::Exception and std::exception and turns them into an errno-style code.
+// Image files are read and written in cvwrap-io.cpp, so that a program that
+// never touches one (the inference tests, infer-bench) links no
+// libopencv_imgcodecs and none of its codec and GDAL libraries: the GPU kit
+// (bench/gpu-kit.sh) carries what such a program loads.
 #include "fusion/cvwrap.h"
 
 #include <cerrno>
@@ -13,7 +17,6 @@
 
 #include <opencv2/core.hpp>
 #include <opencv2/dnn.hpp>
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 struct cvw_net {
@@ -38,44 +41,6 @@ extern "C" int cvw_resize_gray(const uint8_t *src, int w, int h, int stride,
 		cv::resize(in, out, cv::Size(dw, dh), 0, 0, interp);
 		if (out.data != dst) // resize reallocated: never expected, but be exact
 			return -EFAULT;
-	} catch (const std::exception &) {
-		return -EIO;
-	}
-	return 0;
-}
-
-extern "C" int cvw_imwrite_gray(const char *path, const uint8_t *img, int w, int h, int stride)
-{
-	if (!path || !img || w <= 0 || h <= 0 || stride < w)
-		return -EINVAL;
-	try {
-		cv::Mat m(h, w, CV_8UC1, const_cast<uint8_t *>(img), (size_t)stride);
-		if (!cv::imwrite(path, m))
-			return -EIO;
-	} catch (const std::exception &) {
-		return -EIO;
-	}
-	return 0;
-}
-
-extern "C" int cvw_imread_gray(const char *path, uint8_t **img, int *w, int *h)
-{
-	if (!path || !img || !w || !h)
-		return -EINVAL;
-	try {
-		cv::Mat m = cv::imread(path, cv::IMREAD_GRAYSCALE);
-		if (m.empty())
-			return -ENOENT;
-		if (!m.isContinuous())
-			m = m.clone();
-		size_t n = (size_t)m.rows * (size_t)m.cols;
-		uint8_t *buf = (uint8_t *)malloc(n);
-		if (!buf)
-			return -ENOMEM;
-		memcpy(buf, m.data, n);
-		*img = buf;
-		*w = m.cols;
-		*h = m.rows;
 	} catch (const std::exception &) {
 		return -EIO;
 	}

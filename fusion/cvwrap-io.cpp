@@ -1,0 +1,49 @@
+// Image files through OpenCV's imgcodecs, apart from cvwrap.cpp so that only
+// the programs that read or write image files load imgcodecs (cvwrap.cpp).
+#include "fusion/cvwrap.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+extern "C" int cvw_imwrite_gray(const char *path, const uint8_t *img, int w, int h, int stride)
+{
+	if (!path || !img || w <= 0 || h <= 0 || stride < w)
+		return -EINVAL;
+	try {
+		cv::Mat m(h, w, CV_8UC1, const_cast<uint8_t *>(img), (size_t)stride);
+		if (!cv::imwrite(path, m))
+			return -EIO;
+	} catch (const std::exception &) {
+		return -EIO;
+	}
+	return 0;
+}
+
+extern "C" int cvw_imread_gray(const char *path, uint8_t **img, int *w, int *h)
+{
+	if (!path || !img || !w || !h)
+		return -EINVAL;
+	try {
+		cv::Mat m = cv::imread(path, cv::IMREAD_GRAYSCALE);
+		if (m.empty())
+			return -ENOENT;
+		if (!m.isContinuous())
+			m = m.clone();
+		size_t n = (size_t)m.rows * (size_t)m.cols;
+		uint8_t *buf = (uint8_t *)malloc(n);
+		if (!buf)
+			return -ENOMEM;
+		memcpy(buf, m.data, n);
+		*img = buf;
+		*w = m.cols;
+		*h = m.rows;
+	} catch (const std::exception &) {
+		return -EIO;
+	}
+	return 0;
+}
