@@ -1,9 +1,10 @@
 /* infer-bench: latency and throughput of one inference backend on a model
- * package (docs/performance.md). Synthetic inputs; the figures are
- * printed, one line per measurement, never asserted.
+ * package (docs/performance.md). Synthetic inputs, or real parts with
+ * --parts; the figures are printed, one line per measurement, never
+ * asserted.
  *
  *   infer-bench PACKAGE_DIR BACKEND [PARTS] [MAX_BATCH] [--batch B1,B2,...] [--raw]
- *               [--precision fp32|fp16|bf16|int8]
+ *               [--precision fp32|fp16|bf16|int8] [--parts FILE [--scores CSV]]
  *
  * Every batch size B runs through infer_model_run_batch, the path vigild
  * takes (B = 1: a part alone; B > 1: B parts waiting behind the model in
@@ -20,7 +21,18 @@
  * backends, with fusion/ on the CPU for the others).
  *
  * --precision: [model] precision (default fp32); int8 needs the package's
- * calibration-int8.ini (docs/inference-engine.md). */
+ * calibration-int8.ini (docs/inference-engine.md).
+ *
+ * --parts: real parts instead, from a parts file (vigil-features
+ * --raw-out: decoded gray images of any size and raw vibration windows),
+ * taken in turn. Without --raw each part is prepared once, before timing,
+ * by fusion/ on the CPU as vigil-eval does, and the model alone is timed;
+ * with --raw the backend gets the image and window as they are.
+ * --scores: first judges every part of the file once, in batches of the
+ * first batch size, and writes "part,score,vision_score,signal_score,
+ * verdict" per part in file order (part counts from 0), for
+ * bench/compare-scores.py against vigil-eval --scores on the same parts. */
+#include <errno.h>
 #include <glib.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,6 +65,146 @@ static void fill(float *x, size_t n, guint32 seed)
 	g_rand_free(r);
 }
 
+/* The parts of a vigil-features --raw-out file. */
+struct raw_parts {
+	guint n;
+	size_t window;
+	struct infer_frame *frames;   /* pointing into bytes */
+	const float **windows;
+	float *samples;               /* n * window */
+	gchar *bytes;
+};
+
+static void raw_parts_free(struct raw_parts *p)
+{
+	if (!p)
+		return;
+	g_free(p->frames);
+	g_free(p->windows);
+	g_free(p->samples);
+	g_free(p->bytes);
+	g_free(p);
+}
+
+static guint32 le32_at(const gchar *b)
+{
+	guint32 u;
+
+	memcpy(&u, b, 4);
+	return GUINT32_FROM_LE(u);
+}
+
+/* NULL with *err (g_free) saying what is wrong with the file. */
+static struct raw_parts *raw_parts_load(const char *path, char **err)
+{
+	struct raw_parts *p = g_new0(struct raw_parts, 1);
+	GError *gerr = NULL;
+	gsize len, at = 12;
+
+	if (!g_file_get_contents(path, &p->bytes, &len, &gerr)) {
+		*err = g_strdup(gerr->message);
+		g_error_free(gerr);
+		goto fail;
+	}
+	if (len < 12 || memcmp(p->bytes, "VGR1", 4) != 0) {
+		*err = g_strdup_printf("%s: not a parts file (vigil-features --raw-out)", path);
+		goto fail;
+	}
+	p->n = le32_at(p->bytes + 4);
+	p->window = le32_at(p->bytes + 8);
+	if (p->n == 0 || p->n > 1000000 || p->window == 0 || p->window > (1u << 24)) {
+		*err = g_strdup_printf("%s: %u parts of window %zu", path, p->n, p->window);
+		goto fail;
+	}
+	p->frames = g_new(struct infer_frame, p->n);
+	p->windows = g_new(const float *, p->n);
+	p->samples = g_new(float, (size_t)p->n * p->window);
+	for (guint i = 0; i < p->n; i++) {
+		guint32 w, h;
+		float *x = p->samples + (size_t)i * p->window;
+
+		if (len - at < 8)
+			goto short_file;
+		w = le32_at(p->bytes + at);
+		h = le32_at(p->bytes + at + 4);
+		at += 8;
+		if (w == 0 || h == 0 || w > 16384 || h > 16384) {
+			*err = g_strdup_printf("%s: part %u is %ux%u", path, i, w, h);
+			goto fail;
+		}
+		if (len - at < (gsize)w * h + 4 * p->window)
+			goto short_file;
+		p->frames[i] = (struct infer_frame){ (const uint8_t *)p->bytes + at, (int)w, (int)h,
+						     (int)w };
+		at += (gsize)w * h;
+		for (size_t k = 0; k < p->window; k++, at += 4) {
+			guint32 u = le32_at(p->bytes + at);
+
+			memcpy(&x[k], &u, 4);
+		}
+		p->windows[i] = x;
+	}
+	if (at != len) {
+		*err = g_strdup_printf("%s: %zu bytes after the last of %u parts", path,
+				       (size_t)(len - at), p->n);
+		goto fail;
+	}
+	return p;
+short_file:
+	*err = g_strdup_printf("%s: ends inside a part (%u parts declared)", path, p->n);
+fail:
+	raw_parts_free(p);
+	return NULL;
+}
+
+/* Each part's model inputs by fusion/ on the CPU, as vigil-eval computes
+ * them: n images of the package's size and n feature vectors. */
+static int raw_parts_prepare(const struct raw_parts *p, const struct infer_info *in,
+			     float *img, float *sig, char **err)
+{
+	size_t npix = (size_t)in->input_width * in->input_height;
+	fusion_sigfeat *sf = fusion_sigfeat_new(p->window, in->rate_hz);
+	int rc = 0;
+
+	if (!sf || fusion_sigfeat_dim(sf) != (size_t)in->signal_dim) {
+		*err = g_strdup_printf("the package wants %d signal features; this build computes "
+				       "%zu", in->signal_dim, sf ? fusion_sigfeat_dim(sf) : 0);
+		rc = -EINVAL;
+	}
+	for (guint i = 0; i < p->n && rc == 0; i++) {
+		const struct infer_frame *f = &p->frames[i];
+
+		rc = fusion_image_prepare_resize(f->data, f->width, f->height, f->stride,
+						 in->input_width, in->input_height, in->mean,
+						 in->std, in->resize, img + i * npix);
+		if (rc == 0)
+			rc = fusion_sigfeat_compute(sf, p->windows[i], sig + (size_t)i * in->signal_dim);
+		if (rc < 0)
+			*err = g_strdup_printf("part %u: %s", i, g_strerror(-rc));
+	}
+	fusion_sigfeat_free(sf);
+	return rc;
+}
+
+/* Parts [first, first + n) of the file into the batch arrays: copies of
+ * the prepared inputs, or the raw frames and windows. */
+static void take_parts(const struct raw_parts *p, guint first, int n, int raw, size_t npix,
+		       int dim, const float *pimg, const float *psig, float *img, float *sig,
+		       struct infer_frame *frames, const float **windows)
+{
+	for (int b = 0; b < n; b++) {
+		guint i = (first + (guint)b) % p->n;
+
+		if (raw) {
+			frames[b] = p->frames[i];
+			windows[b] = p->windows[i];
+		} else {
+			memcpy(img + b * npix, pimg + i * npix, npix * sizeof *img);
+			memcpy(sig + (size_t)b * dim, psig + (size_t)i * dim, (size_t)dim * sizeof *sig);
+		}
+	}
+}
+
 /* "1,2,8" into sizes; their count, or -1. */
 static int parse_sizes(const char *list, int *sizes)
 {
@@ -73,24 +225,64 @@ static int parse_sizes(const char *list, int *sizes)
 	return n;
 }
 
+static int run_parts(infer_model *m, int raw, int n, float *img, float *sig,
+		     const struct infer_frame *frames, const float *const *windows,
+		     struct infer_output *out, char **err)
+{
+	return raw ? infer_model_run_raw(m, n, frames, windows, out, err)
+		   : infer_model_run_batch(m, n, img, sig, out, err);
+}
+
+/* --scores: every part once, in file order. */
+static int write_scores(infer_model *m, const struct raw_parts *p, int batch, int raw,
+			const float *pimg, const float *psig, float *img, float *sig,
+			struct infer_frame *frames, const float **windows,
+			struct infer_output *out, const char *path, char **err)
+{
+	const struct infer_info *in = infer_model_info(m);
+	size_t npix = (size_t)in->input_width * in->input_height;
+	GString *csv = g_string_new("part,score,vision_score,signal_score,verdict\n");
+	GError *gerr = NULL;
+	int rc = 0;
+
+	for (guint i = 0; i < p->n && rc == 0; i += (guint)batch) {
+		int b = (int)MIN((guint)batch, p->n - i);
+
+		take_parts(p, i, b, raw, npix, in->signal_dim, pimg, psig, img, sig, frames, windows);
+		rc = run_parts(m, raw, b, img, sig, frames, windows, out, err);
+		for (int k = 0; k < b && rc == 0; k++)
+			g_string_append_printf(csv, "%u,%.7g,%.7g,%.7g,%s\n", i + k, out[k].score,
+					       out[k].vision_score, out[k].signal_score,
+					       vigil_verdict_name(out[k].verdict));
+	}
+	if (rc == 0 && !g_file_set_contents(path, csv->str, (gssize)csv->len, &gerr)) {
+		*err = g_strdup(gerr->message);
+		g_error_free(gerr);
+		rc = -EIO;
+	}
+	g_string_free(csv, TRUE);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *pos[4] = { NULL, NULL, NULL, NULL };
 	int sizes[MAX_SIZES], nsizes = 0, npos = 0, parts, max_batch, most = 1, raw = 0;
 	enum { RAW_W = 640, RAW_H = 480 };
 	uint8_t *frame = NULL;
-	float *window = NULL;
+	float *window = NULL, *pimg = NULL, *psig = NULL;
 	struct infer_frame *frames = NULL;
 	const float **windows = NULL;
 	double best_rate = 0;
-	const char *prec_name = "fp32";
+	const char *prec_name = "fp32", *parts_path = NULL, *scores_path = NULL;
 	enum infer_precision prec = INFER_FP32;
-	int best_batch = 1;
+	struct raw_parts *real = NULL;
+	int best_batch = 1, rc = 1;
 	char *err = NULL;
 	const struct infer_info *in;
-	struct infer_output *out;
+	struct infer_output *out = NULL;
 	infer_model *m;
-	float *img, *sig;
+	float *img = NULL, *sig = NULL;
 	size_t npix;
 
 	for (int i = 1; i < argc; i++) {
@@ -105,6 +297,10 @@ int main(int argc, char **argv)
 				fprintf(stderr, "infer-bench: --precision wants fp32, fp16, bf16 or int8\n");
 				return 2;
 			}
+		} else if (strcmp(argv[i], "--parts") == 0 && i + 1 < argc) {
+			parts_path = argv[++i];
+		} else if (strcmp(argv[i], "--scores") == 0 && i + 1 < argc) {
+			scores_path = argv[++i];
 		} else if (strcmp(argv[i], "--raw") == 0) {
 			raw = 1;
 		} else if (npos < 4) {
@@ -115,9 +311,9 @@ int main(int argc, char **argv)
 	}
 	parts = pos[2] ? atoi(pos[2]) : 500;
 	max_batch = pos[3] ? atoi(pos[3]) : 64;
-	if (npos < 2 || npos > 4 || parts < 10 || max_batch < 1) {
+	if (npos < 2 || npos > 4 || parts < 10 || max_batch < 1 || (scores_path && !parts_path)) {
 		fprintf(stderr, "usage: infer-bench PACKAGE_DIR BACKEND [PARTS>=10] [MAX_BATCH] "
-			"[--batch B1,B2,...] [--raw] [--precision P]\n");
+			"[--batch B1,B2,...] [--raw] [--precision P] [--parts FILE [--scores CSV]]\n");
 		return 2;
 	}
 	if (nsizes == 0)
@@ -129,6 +325,7 @@ int main(int argc, char **argv)
 	m = infer_model_load_at(pos[0], pos[1], prec, &err, NULL);
 	if (!m) {
 		fprintf(stderr, "infer-bench: %s\n", err);
+		g_free(err);
 		return 1;
 	}
 	in = infer_model_info(m);
@@ -136,9 +333,35 @@ int main(int argc, char **argv)
 	img = g_new(float, npix * (size_t)most);
 	sig = g_new(float, (size_t)in->signal_dim * most);
 	out = g_new(struct infer_output, most);
+	frames = g_new(struct infer_frame, most);
+	windows = g_new(const float *, most);
 	fill(img, npix * (size_t)most, 1);
 	fill(sig, (size_t)in->signal_dim * most, 2);
-	if (raw) {
+	if (parts_path) {
+		real = raw_parts_load(parts_path, &err);
+		if (!real) {
+			fprintf(stderr, "infer-bench: --parts: %s\n", err);
+			goto done;
+		}
+		if (real->window != (size_t)in->window) {
+			fprintf(stderr, "infer-bench: --parts: %s has windows of %zu samples, package "
+				"%s takes %d\n", parts_path, real->window, in->name, in->window);
+			goto done;
+		}
+		if (!raw) {
+			pimg = g_new(float, npix * real->n);
+			psig = g_new(float, (size_t)in->signal_dim * real->n);
+			if (raw_parts_prepare(real, in, pimg, psig, &err) < 0) {
+				fprintf(stderr, "infer-bench: --parts: %s: %s\n", parts_path, err);
+				goto done;
+			}
+		}
+		if (scores_path && write_scores(m, real, sizes[0], raw, pimg, psig, img, sig, frames,
+						windows, out, scores_path, &err) < 0) {
+			fprintf(stderr, "infer-bench: --scores: %s\n", err);
+			goto done;
+		}
+	} else if (raw) {
 		GRand *r = g_rand_new_with_seed(3);
 
 		frame = g_new(uint8_t, RAW_W * RAW_H);
@@ -147,8 +370,6 @@ int main(int argc, char **argv)
 		g_rand_free(r);
 		window = g_new(float, (size_t)in->window * most);
 		fill(window, (size_t)in->window * most, 4);
-		frames = g_new(struct infer_frame, most);
-		windows = g_new(const float *, most);
 		for (int i = 0; i < most; i++) {
 			frames[i] = (struct infer_frame){ frame, RAW_W, RAW_H, RAW_W };
 			windows[i] = window + (size_t)i * in->window;  /* a part's own */
@@ -160,12 +381,16 @@ int main(int argc, char **argv)
 		double *lat = g_new(double, reps), total = 0, rate;
 
 		for (int i = 0; i < reps + 5; i++) {
-			gint64 t0 = g_get_monotonic_time();
+			gint64 t0;
 
-			if ((raw ? infer_model_run_raw(m, batch, frames, windows, out, &err)
-				 : infer_model_run_batch(m, batch, img, sig, out, &err)) < 0) {
+			if (real)
+				take_parts(real, (guint)i * (guint)batch, batch, raw, npix,
+					   in->signal_dim, pimg, psig, img, sig, frames, windows);
+			t0 = g_get_monotonic_time();
+			if (run_parts(m, raw, batch, img, sig, frames, windows, out, &err) < 0) {
 				fprintf(stderr, "infer-bench: batch %d: %s\n", batch, err);
-				return 1;
+				g_free(lat);
+				goto done;
 			}
 			if (i >= 5) {
 				lat[i - 5] = (double)(g_get_monotonic_time() - t0) / 1000.0;
@@ -173,8 +398,9 @@ int main(int argc, char **argv)
 			}
 		}
 		rate = reps * batch / (total / 1000.0);
-		printf("backend=%s precision=%s package=%s%s batch=%d p50_ms=%.3f p99_ms=%.3f "
-		       "parts_per_s=%.1f\n", pos[1], prec_name, in->name, raw ? " raw=1" : "", batch, percentile(lat, reps, 0.5),
+		printf("backend=%s precision=%s package=%s%s%s batch=%d p50_ms=%.3f p99_ms=%.3f "
+		       "parts_per_s=%.1f\n", pos[1], prec_name, in->name, raw ? " raw=1" : "",
+		       real ? " parts=real" : "", batch, percentile(lat, reps, 0.5),
 		       percentile(lat, reps, 0.99), rate);
 		fflush(stdout);
 		if (rate > best_rate) {
@@ -185,7 +411,10 @@ int main(int argc, char **argv)
 	}
 	printf("backend=%s precision=%s best_batch=%d parts_per_s=%.1f\n", pos[1], prec_name,
 	       best_batch, best_rate);
+	rc = 0;
+done:
 	infer_model_free(m);
+	raw_parts_free(real);
 	g_free(out);
 	g_free(frame);
 	g_free(window);
@@ -193,6 +422,8 @@ int main(int argc, char **argv)
 	g_free(windows);
 	g_free(img);
 	g_free(sig);
+	g_free(pimg);
+	g_free(psig);
 	g_free(err);
-	return 0;
+	return rc;
 }

@@ -346,37 +346,34 @@ fail:
 	return NULL;
 }
 
-int line_row_prepare(const char *root, const struct line_row *r, const struct line_inputs *in,
-		     float *img_in, float *sig, char **err)
+int line_row_load(const char *root, const struct line_row *r, line_wav_cache *wavs,
+		  size_t window, struct line_raw *raw, char **err)
 {
 	char *ipath = g_build_filename(root, r->image, NULL);
 	char *vpath = g_build_filename(root, r->vibration, NULL);
 	const struct line_wav *w;
-	uint8_t *img = NULL;
 	char *why = NULL;
-	int iw = 0, ih = 0, rc;
+	int rc;
 
+	*raw = (struct line_raw){ 0 };
 	/* OpenCV only warns about a missing file; say it plainly. */
-	rc = g_file_test(ipath, G_FILE_TEST_IS_REGULAR) ? cvw_imread_gray(ipath, &img, &iw, &ih)
-							: -ENOENT;
-	if (rc == 0)
-		rc = fusion_image_prepare_resize(img, iw, ih, iw, in->width, in->height, in->mean,
-						 in->std, in->resize, img_in);
-	free(img);
+	rc = g_file_test(ipath, G_FILE_TEST_IS_REGULAR)
+		     ? cvw_imread_gray(ipath, &raw->image, &raw->width, &raw->height)
+		     : -ENOENT;
 	if (rc < 0) {
 		*err = g_strdup_printf("column 'image': %s: %s", ipath,
 				       rc == -ENOENT ? "missing or unreadable image" : g_strerror(-rc));
 		goto out;
 	}
-	w = line_wav_cache_get(in->wavs, vpath, &why);
+	w = line_wav_cache_get(wavs, vpath, &why);
 	if (!w) {
 		*err = g_strdup_printf("column 'vibration': %s", why);
 		rc = -EIO;
 		goto out;
 	}
-	if (r->vib_len != (guint64)in->window) {
+	if (r->vib_len != (guint64)window) {
 		*err = g_strdup_printf("column 'vib_len': %" G_GUINT64_FORMAT " samples, the model "
-				       "takes windows of %zu", r->vib_len, in->window);
+				       "takes windows of %zu", r->vib_len, window);
 		rc = -EINVAL;
 		goto out;
 	}
@@ -387,14 +384,45 @@ int line_row_prepare(const char *root, const struct line_row *r, const struct li
 		rc = -EINVAL;
 		goto out;
 	}
-	rc = fusion_sigfeat_compute(in->sigfeat, w->x + r->vib_start, sig);
-	if (rc < 0)
-		*err = g_strdup_printf("column 'vibration': window of %s: %s", vpath,
-				       rc == -EINVAL ? "non-finite samples" : g_strerror(-rc));
+	raw->window = w->x + r->vib_start;
+	raw->vibration_path = vpath;
+	vpath = NULL;
 out:
+	if (rc < 0)
+		line_raw_clear(raw);
 	g_free(why);
 	g_free(ipath);
 	g_free(vpath);
+	return rc;
+}
+
+void line_raw_clear(struct line_raw *raw)
+{
+	free(raw->image);
+	g_free(raw->vibration_path);
+	*raw = (struct line_raw){ 0 };
+}
+
+int line_row_prepare(const char *root, const struct line_row *r, const struct line_inputs *in,
+		     float *img_in, float *sig, char **err)
+{
+	struct line_raw raw;
+	int rc = line_row_load(root, r, in->wavs, in->window, &raw, err);
+
+	if (rc < 0)
+		return rc;
+	rc = fusion_image_prepare_resize(raw.image, raw.width, raw.height, raw.width, in->width,
+					 in->height, in->mean, in->std, in->resize, img_in);
+	if (rc < 0) {
+		*err = g_strdup_printf("column 'image': %s/%s: %s", root, r->image, g_strerror(-rc));
+	} else {
+		rc = fusion_sigfeat_compute(in->sigfeat, raw.window, sig);
+		if (rc < 0)
+			*err = g_strdup_printf("column 'vibration': window of %s: %s",
+					       raw.vibration_path,
+					       rc == -EINVAL ? "non-finite samples" : g_strerror(-rc));
+	}
+	line_raw_clear(&raw);
 	return rc;
 }
 

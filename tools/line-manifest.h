@@ -5,6 +5,7 @@
 #define VIGIL_TOOLS_LINE_MANIFEST_H
 
 #include <glib.h>
+#include <stdint.h>
 
 #include "fusion/fusion.h"
 
@@ -73,6 +74,24 @@ struct infer_info;
  * features are not the package's signal_dim. */
 int line_inputs_for_package(const struct infer_info *info, struct line_inputs *in, char **err);
 void line_inputs_clear(struct line_inputs *in);
+
+/* One row's raw data, as a camera and a sensor give it to vigild: the
+ * image decoded to 8-bit gray (width x height, stride width, malloc'ed) and
+ * the row's window of window samples, pointing into the recording that
+ * wavs holds (valid until the next lookup in wavs). */
+struct line_raw {
+	uint8_t *image;
+	int width, height;
+	const float *window;
+	char *vibration_path;      /* for messages */
+};
+
+/* Reads one row's image and finds its vibration window; a negative errno
+ * code with *err (g_free) naming the column and file on failure, *raw
+ * then empty. line_raw_clear frees what it holds. */
+int line_row_load(const char *root, const struct line_row *r, line_wav_cache *wavs,
+		  size_t window, struct line_raw *raw, char **err);
+void line_raw_clear(struct line_raw *raw);
 
 /* One row's model inputs as vigild computes them: img_in width*height
  * floats (fusion_image_prepare_resize), sig the extractor's features of

@@ -4,7 +4,7 @@
  *   vigil-features --manifest CSV [--data-root DIR] [--split NAME]
  *                  --width W --height H [--mean M] [--std S]
  *                  [--window N] [--rate HZ] [--resize stretch|letterbox]
- *                  --out FILE [--masks-out FILE]
+ *                  --out FILE [--masks-out FILE] [--raw-out FILE]
  *
  * The manifest is a parts.csv (docs/model.md): columns found by name in
  * the header, of which image, vibration, vib_start and vib_len are used
@@ -23,7 +23,13 @@
  * share of each model pixel that the defect mask covers (the mask resized
  * by area averaging and fitted like the image, fusion_image_fit with the
  * uncovered border 0, so 0..1); a row with an empty mask column
- * gives zeros. */
+ * gives zeros.
+ *
+ * --raw-out: the parts as a camera and a sensor give them, before any of
+ * fusion/'s arithmetic, for infer-bench --parts (a GPU backend prepares
+ * them itself): "VGR1", uint32 N, uint32 window, then per part uint32 W,
+ * uint32 H, W*H uint8 (the image decoded to gray, row-major) and window
+ * float32 (the vibration window, in g). */
 #include <errno.h>
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -81,6 +87,16 @@ static int mask_prepare(const char *root, const struct line_row *r, int width, i
 	return rc;
 }
 
+static int write_raw(FILE *f, const struct line_raw *raw, size_t window)
+{
+	uint32_t h[2] = { GUINT32_TO_LE((uint32_t)raw->width), GUINT32_TO_LE((uint32_t)raw->height) };
+	size_t n = (size_t)raw->width * (size_t)raw->height;
+
+	if (fwrite(h, 4, 2, f) != 2 || fwrite(raw->image, 1, n, f) != n)
+		return -EIO;
+	return write_floats(f, raw->window, window);
+}
+
 static FILE *open_out(const char *path, char **tmp_path)
 {
 	FILE *f;
@@ -113,6 +129,7 @@ static int finish_out(FILE **f, const char *tmp_path, const char *path)
 int main(int argc, char **argv)
 {
 	char *manifest = NULL, *root = NULL, *split = NULL, *out_path = NULL, *masks_path = NULL;
+	char *raw_path = NULL, *raw_tmp = NULL;
 	char *tmp_path = NULL, *masks_tmp = NULL, *err = NULL, *resize_name = NULL;
 	enum fusion_resize resize = FUSION_RESIZE_STRETCH;
 	int width = 0, height = 0, window = 2048;
@@ -129,6 +146,8 @@ int main(int argc, char **argv)
 		{ "out", 0, 0, G_OPTION_ARG_FILENAME, &out_path, "Output file", "FILE" },
 		{ "masks-out", 0, 0, G_OPTION_ARG_FILENAME, &masks_path,
 		  "Also write the defect masks at model size", "FILE" },
+		{ "raw-out", 0, 0, G_OPTION_ARG_FILENAME, &raw_path,
+		  "Also write the decoded images and raw windows (infer-bench --parts)", "FILE" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	GOptionContext *ctx = g_option_context_new("- model inputs for a line manifest");
@@ -137,7 +156,7 @@ int main(int argc, char **argv)
 	GArray *rows = NULL;
 	fusion_sigfeat *sf = NULL;
 	float *img_in = NULL, *sig = NULL, *mask = NULL;
-	FILE *out = NULL, *mout = NULL;
+	FILE *out = NULL, *mout = NULL, *rout = NULL;
 	GError *gerr = NULL;
 	size_t sig_dim = 0, img_floats;
 	int rc = 1;
@@ -209,6 +228,18 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (raw_path) {
+		uint32_t h[2] = { GUINT32_TO_LE(rows->len), GUINT32_TO_LE((uint32_t)window) };
+
+		rout = open_out(raw_path, &raw_tmp);
+		if (!rout)
+			goto done;
+		if (fwrite("VGR1", 1, 4, rout) != 4 || fwrite(h, 4, 2, rout) != 2) {
+			fprintf(stderr, "vigil-features: writing %s failed\n", raw_tmp);
+			goto done;
+		}
+	}
+
 	fprintf(stderr, "vigil-features: %u parts from %s%s%s, image %dx%d (%s), %zu signal "
 		"features (%s)\n", rows->len, manifest, split ? ", split " : "", split ? split : "",
 		width, height, fusion_resize_name(resize), sig_dim, FUSION_SIGFEAT_VERSION);
@@ -224,6 +255,21 @@ int main(int argc, char **argv)
 				r->line, err);
 			goto done;
 		}
+		if (rout) {
+			struct line_raw raw;
+			int bad;
+
+			if (line_row_load(root, r, wavs, (size_t)window, &raw, &err) < 0) {
+				fprintf(stderr, "vigil-features: %s:%d: %s\n", manifest, r->line, err);
+				goto done;
+			}
+			bad = write_raw(rout, &raw, (size_t)window) < 0;
+			line_raw_clear(&raw);
+			if (bad) {
+				fprintf(stderr, "vigil-features: writing %s failed\n", raw_path);
+				goto done;
+			}
+		}
 		if (write_floats(out, img_in, img_floats) < 0 || write_floats(out, sig, sig_dim) < 0 ||
 		    (mout && write_floats(mout, mask, img_floats) < 0)) {
 			fprintf(stderr, "vigil-features: writing %s failed\n", out_path);
@@ -233,7 +279,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "vigil-features: %u/%u parts\n", i + 1, rows->len);
 	}
 	if (finish_out(&out, tmp_path, out_path) < 0 ||
-	    (mout && finish_out(&mout, masks_tmp, masks_path) < 0))
+	    (mout && finish_out(&mout, masks_tmp, masks_path) < 0) ||
+	    (rout && finish_out(&rout, raw_tmp, raw_path) < 0))
 		goto done;
 	rc = 0;
 done:
@@ -244,6 +291,10 @@ done:
 	if (mout) {
 		fclose(mout);
 		g_unlink(masks_tmp);
+	}
+	if (rout) {
+		fclose(rout);
+		g_unlink(raw_tmp);
 	}
 	fusion_sigfeat_free(sf);
 	line_manifest_free(rows);
@@ -258,6 +309,8 @@ done:
 	g_free(resize_name);
 	g_free(out_path);
 	g_free(masks_path);
+	g_free(raw_path);
+	g_free(raw_tmp);
 	g_free(tmp_path);
 	g_free(masks_tmp);
 	g_option_context_free(ctx);
