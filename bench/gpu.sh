@@ -1,106 +1,153 @@
 #!/bin/sh
-# The GPU check in one go, for a session lent an NVIDIA GPU (docs/performance.md):
-# build with the cuda backend, run the inference tests (the GPU parity test
-# and the GPU preprocessing test must pass, not skip), then benchmark every
-# backend on the shipped packages at batch 1, 2, 4, ... MAX_BATCH.
-# Everything lands under $OUT (default build-gpu/out): build.log, tests.log,
-# bench-<package>.txt, summary.txt. Exit status: 0 when the build and tests
-# passed and every benchmark ran.
+# The GPU check in one go, for a session lent an NVIDIA GPU
+# (docs/performance.md): the GPU parity test and the GPU preprocessing test
+# must pass, not skip; the val parts are judged on cuda in every precision
+# against opencv's verdicts; then every backend is benchmarked on the
+# shipped packages at batch 1, 2, 4, ... MAX_BATCH.
 #
-#   OUT=/some/dir [DATA=../shared/data] bench/gpu.sh [PARTS] [MAX_BATCH]
+#   OUT=/some/dir [KIT=.gpukit/kit.tar.xz] bench/gpu.sh [PARTS] [MAX_BATCH]
 #
-# With DATA (a folder holding line-dev.csv, default ../shared/data or
-# shared/data when present) it also judges the val parts with the shipped
-# real package on opencv fp32 and on cuda in every precision, and counts the
-# verdicts that differ from opencv's (val-<backend>-<precision>.csv/json).
+# The programs come from a kit (bench/gpu-kit.sh, made on a Debian machine
+# with the project's packages): the lent device machine has CUDA, cuDNN,
+# cuBLAS and cuFFT but none of Debian's packages, and nothing to install
+# them from. KIT defaults to .gpukit/kit.tar.xz when it exists; without
+# one, gpu.sh makes it first with bench/gpu-kit.sh (BUILD, DATA as there),
+# which needs the Debian packages ('make deps') on this machine.
 #
-# Takes about 5 minutes on an H200 with 16 cores (most of it the build).
+# What lands in $OUT: summary.txt (every figure and verdict count, written
+# as it goes) and logs.tar.gz (each step's log, the scores, the bench
+# output; repacked after every step, so a run cut short still returns
+# what it did). Exit status 0 when both GPU tests passed, fp32 and fp16
+# gave opencv's verdict on every val part, and every benchmark ran.
+#
+# About 4 minutes on an H200 with 16 cores.
 set -u
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build-gpu}
-OUT=${OUT:-$BUILD/out}
+OUT=${OUT:-build-gpu/out}
+KIT=${KIT:-}
 PARTS=${1:-2000}
 MAX_BATCH=${2:-256}
+REAL=real-v5
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vigil-gpu.XXXXXX")
+LOGS=$WORK/logs
+mkdir -p "$LOGS"
 status=0
 
 say() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+pack() { tar -C "$LOGS" -czf "$OUT/logs.tar.gz" . 2>/dev/null; }
 
 : > "$OUT/summary.txt"
 say "$(date -u +%FT%TZ) $(git rev-parse --short HEAD 2>/dev/null || echo no-git)"
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
-  /usr/local/cuda/bin/nvcc --version 2>&1 | tail -1
-  nproc; } > "$OUT/machine.txt"
-cat "$OUT/machine.txt" >> "$OUT/summary.txt"
+  nvcc --version 2>/dev/null | tail -1 || /usr/local/cuda/bin/nvcc --version 2>&1 | tail -1
+  echo "cores $(nproc)"; ldd --version 2>&1 | head -1; } > "$LOGS/machine.txt"
+cat "$LOGS/machine.txt" >> "$OUT/summary.txt"
 
-for tool in meson ninja pkg-config protoc-c; do
-	command -v $tool >/dev/null || { say "missing $tool: run 'make deps' (Makefile DEBIAN_PACKAGES) first"; exit 1; }
+# The kit: given, beside the checkout, or made here.
+if [ -z "$KIT" ] && [ -f .gpukit/kit.tar.xz ]; then
+	KIT=.gpukit/kit.tar.xz
+fi
+if [ -z "$KIT" ]; then
+	if ! sh bench/gpu-kit.sh "$WORK/made" > "$LOGS/gpu-kit.log" 2>&1; then
+		say "no kit, and bench/gpu-kit.sh could not make one (tail of gpu-kit.log):"
+		tail -20 "$LOGS/gpu-kit.log" | tee -a "$OUT/summary.txt"
+		pack
+		exit 1
+	fi
+	KIT=$WORK/made/kit.tar.xz
+fi
+K=$WORK/kit
+mkdir -p "$K"
+tar -C "$K" -xJf "$KIT" 2>/dev/null ||
+	python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$KIT" "$K" ||
+	{ say "cannot unpack $KIT"; exit 1; }
+say "kit: $(grep -E '^(commit|made|gpu_arch|data) ' "$K/KIT_INFO" | tr '\n' ';')"
+
+# The GPU machine's own CUDA libraries and driver, wherever its image has them.
+find_lib() {
+	p=$(ldconfig -p 2>/dev/null | awk -v l="$1" '$1 == l && /x86-64/ { print $NF; exit }')
+	[ -n "$p" ] || p=$(find /usr/local/cuda/ /usr/local/cuda-*/ /usr/local/nvidia/ \
+		/usr/lib/x86_64-linux-gnu/ /usr/lib64/ /usr/local/lib/ /opt/ -name "$1" 2>/dev/null | head -1)
+	[ -n "$p" ] && echo "$p"
+}
+dirs=
+for lib in libcuda.so.1 libcudnn.so.9 libcublas.so.13 libcublasLt.so.13 libcufft.so.12; do
+	p=$(find_lib $lib) || { say "missing $lib on this machine"; status=1; continue; }
+	say "uses $(readlink -f "$p")"
+	dirs=$dirs:$(dirname "$p")
 done
-
-# Build: with CUDA, warnings fatal, as CI does; time what nvcc adds.
-start=$(date +%s)
-if ! { [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" -Dcuda=enabled -Dwerror=true; } \
-	> "$OUT/build.log" 2>&1 || ! ninja -C "$BUILD" >> "$OUT/build.log" 2>&1; then
-	say "build FAILED (tail of $OUT/build.log):"; tail -30 "$OUT/build.log" | tee -a "$OUT/summary.txt"
+LIBS=$K/lib$dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+RUN="$K/lib/ld-linux-x86-64.so.2 --library-path $LIBS"
+$RUN --list "$K/bin/test-inference-cuda" > "$LOGS/libraries.txt" 2>&1
+if grep -q "not found" "$LOGS/libraries.txt"; then
+	say "libraries not found:"; grep "not found" "$LOGS/libraries.txt" | tee -a "$OUT/summary.txt"
+	pack
 	exit 1
 fi
-say "build ok in $(( $(date +%s) - start )) s"
-touch inference/infer-cuda-kernels.cu
-start=$(date +%s)
-ninja -C "$BUILD" inference/infer-cuda-kernels.o >> "$OUT/build.log" 2>&1
-say "nvcc alone (the kernels): $(( $(date +%s) - start )) s"
 
-# Tests: the inference suite; the cuda test must run, a skip here is a failure.
-meson test -C "$BUILD" --suite inference --print-errorlogs -v > "$OUT/tests.log" 2>&1
-rc=$?
-cp "$BUILD/meson-logs/testlog.txt" "$OUT/testlog.txt" 2>/dev/null
-grep -E "^ *[0-9]+/[0-9]+ " "$OUT/tests.log" | grep -v RUNNING | tee -a "$OUT/summary.txt"
-grep -E "worst|verdicts agree|gpu vs|preprocess per part" "$OUT/tests.log" | tee -a "$OUT/summary.txt"
-if [ $rc -ne 0 ]; then say "tests FAILED"; status=1; fi
-for t in inference-cuda cuda-preprocess; do
-	if grep -q "$t .*SKIP" "$OUT/tests.log"; then say "the $t test SKIPPED: no device?"; status=1; fi
+# Tests: both GPU tests must run; a skip here is a failure.
+for t in test-inference-cuda test-cuda-preprocess; do
+	start=$(date +%s) rc=0
+	VIGIL_SOURCE_ROOT=$PWD timeout 300 $RUN "$K/bin/$t" --verbose > "$LOGS/$t.log" 2>&1 || rc=$?
+	case $rc in
+	0) say "$t ok in $(( $(date +%s) - start )) s" ;;
+	77) say "$t SKIPPED: $(tail -1 "$LOGS/$t.log")"; status=1 ;;
+	*) say "$t FAILED (exit $rc), tail of its log:"; tail -25 "$LOGS/$t.log" | tee -a "$OUT/summary.txt"; status=1 ;;
+	esac
+	grep -E "worst|verdicts agree|gpu vs|preprocess per part" "$LOGS/$t.log" | tee -a "$OUT/summary.txt"
 done
+pack
 
-# Parity on real parts: every val verdict of cuda against opencv's.
-REAL=real-v5
-DATA=${DATA:-}
-for d in ../shared/data shared/data; do
-	[ -z "$DATA" ] && [ -f "$d/line-dev.csv" ] && DATA=$d
-done
-if [ -n "$DATA" ] && [ -f "$DATA/line-dev.csv" ]; then
-	for run in opencv:fp32 cuda:fp32 cuda:fp16 cuda:bf16 cuda:int8; do
-		be=${run%%:*} prec=${run#*:}
-		timeout 300 "$BUILD/tools/vigil-eval" --manifest "$DATA/line-dev.csv" --data-root "$DATA" 			--split val --model "models/$REAL" --backend $be --precision $prec 			--json "$OUT/val-$be-$prec.json" --scores "$OUT/val-$be-$prec.csv" 			2>> "$OUT/val-errors.txt" || { say "val $be $prec failed"; status=1; continue; }
-		[ $be = opencv ] && continue
-		# verdict is the last column; rows are in manifest order in both
-		differ=$(paste -d, "$OUT/val-opencv-fp32.csv" "$OUT/val-$be-$prec.csv" | awk -F, \
-			'NR > 1 { n++; if ($8 != $16) d++ } END { printf "%d of %d", d, n }')
-		auroc=$(grep -o '"auroc": *[0-9.]*' "$OUT/val-$be-$prec.json" | head -1)
-		say "val $REAL $be $prec: verdicts differing from opencv fp32: $differ; fused $auroc"
-		case $prec in fp32|fp16) case $differ in 0\ of*) ;; *) status=1 ;; esac ;; esac
+# Parity on real parts: each val verdict against opencv's (vigil-eval's,
+# made with the kit), the parts prepared on the CPU and raw (preprocessing
+# and features on the GPU, as vigild runs a GPU backend).
+if [ -f "$K/val/val.vgr" ]; then
+	for run in opencv:fp32: cuda:fp32: cuda:fp32:raw cuda:fp16: cuda:fp16:raw \
+		cuda:bf16: cuda:bf16:raw cuda:int8: cuda:int8:raw; do
+		be=${run%%:*} rest=${run#*:} prec=${rest%%:*} raw=${rest#*:}
+		name=val-$be-$prec${raw:+-raw}
+		if ! timeout 300 $RUN "$K/bin/infer-bench" "models/$REAL" $be 10 --batch 1 \
+			--precision $prec ${raw:+--raw} --parts "$K/val/val.vgr" \
+			--scores "$LOGS/$name.csv" > "$LOGS/$name.txt" 2>&1; then
+			say "$name failed: $(tail -1 "$LOGS/$name.txt")"; status=1; continue
+		fi
+		case $prec in fp32|fp16) strict=--same-verdicts ;; *) strict= ;; esac
+		python3 bench/compare-scores.py "$K/val/val-opencv-fp32.csv" "$LOGS/$name.csv" \
+			--name "$REAL $name vs opencv fp32 here" $strict > "$LOGS/$name.cmp" 2>&1 || status=1
+		tee -a "$OUT/summary.txt" < "$LOGS/$name.cmp"
 	done
 else
-	say "no DATA (line-dev.csv): val parity not run; set DATA=/path/to/data"
+	say "the kit has no val parts (made without DATA): val parity not run"
+	status=1
 fi
+pack
 
 # Benchmark: latency p50/p99 and parts/s at batch 1 and the best batch,
 # every precision against the CPU backend on the same machine. int8 uses
 # the calibration the packages ship (calibration-int8.ini).
+cpu_parts=$(( PARTS < 500 ? PARTS : 500 ))
 for pkg in $REAL synthetic-v1; do
 	for run in opencv:fp32 cuda:fp32 cuda:fp16 cuda:bf16 cuda:int8; do
 		be=${run%%:*} prec=${run#*:}
-		timeout 180 "$BUILD/bench/infer-bench" "models/$pkg" $be "$PARTS" \
-			"$([ $be = opencv ] && echo 16 || echo "$MAX_BATCH")" --precision $prec \
-			>> "$OUT/bench-$pkg.txt" 2>> "$OUT/bench-errors.txt" || { say "bench $pkg $be $prec failed"; status=1; }
+		if [ $be = opencv ]; then n=$cpu_parts max=16; else n=$PARTS max=$MAX_BATCH; fi
+		timeout 180 $RUN "$K/bin/infer-bench" "models/$pkg" $be $n $max --precision $prec \
+			>> "$LOGS/bench-$pkg.txt" 2>> "$LOGS/bench-errors.txt" ||
+			{ say "bench $pkg $be $prec failed"; status=1; }
 	done
 	# Whole parts from raw frames and windows: preprocessing and features
 	# on the GPU for cuda, with fusion/ on the CPU for opencv.
 	for be in opencv cuda; do
-		timeout 180 "$BUILD/bench/infer-bench" "models/$pkg" $be "$PARTS" --batch 1,8,16 --raw \
-			>> "$OUT/bench-$pkg.txt" 2>> "$OUT/bench-errors.txt" || { say "bench $pkg $be --raw failed"; status=1; }
+		if [ $be = opencv ]; then n=$cpu_parts; else n=$PARTS; fi
+		timeout 180 $RUN "$K/bin/infer-bench" "models/$pkg" $be $n --batch 1,8,16 --raw \
+			>> "$LOGS/bench-$pkg.txt" 2>> "$LOGS/bench-errors.txt" ||
+			{ say "bench $pkg $be --raw failed"; status=1; }
 	done
 	say "bench $pkg:"
-	grep -E "batch=(1|8) |best_batch" "$OUT/bench-$pkg.txt" | tee -a "$OUT/summary.txt"
+	grep -E "batch=(1|8) |best_batch" "$LOGS/bench-$pkg.txt" | tee -a "$OUT/summary.txt"
+	pack
 done
-say "done, status $status; logs in $OUT"
+say "done, status $status; logs in $OUT/logs.tar.gz"
+pack
 exit $status

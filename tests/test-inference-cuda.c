@@ -16,7 +16,7 @@
  * backend's bound (tests/test-inference-engine.c). */
 #define FP32_BOUND 1e-3f
 
-static const char *const packages[] = { "synthetic-v1", "real-v1", "real-v2", NULL };
+static const char *const packages[] = { "synthetic-v1", "real-v1", "real-v2", "real-v5", NULL };
 static const char *const modules[] = { "vision.onnx", "signal.onnx", "decision.onnx", NULL };
 
 static void test_fp32_modules_match_opencv(void)
