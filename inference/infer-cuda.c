@@ -30,6 +30,9 @@
 #include "inference/onnx-graph.h"
 #include "inference/inference.h"
 
+/* cuBLAS workspace, bytes. */
+#define BLAS_WORKSPACE (32 << 20)
+
 struct cuda_node {
 	cudnnTensorDescriptor_t x, y;
 	cudnnFilterDescriptor_t w;
@@ -190,11 +193,15 @@ static int upload(cuda_module *m, int t, int as_bias, char **err)
 	float *tmp = NULL;
 	int rc;
 
-	if (m->dev[t])
+	/* A tensor may be one node's weight and another's bias: each once. */
+	if (as_bias ? m->bias32[t] != NULL : m->dev[t] != NULL)
 		return 0;
+	/* On the module's stream: it is non-blocking, so nothing orders it
+	 * after a copy on the legacy default stream (cudaMemcpy), and the
+	 * conversion below must read the finished copy. */
 	if ((rc = cuda_fail(cudaMalloc((void **)&tmp, n * 4 + 4), "cudaMalloc", err)) < 0 ||
-	    (rc = cuda_fail(cudaMemcpy(tmp, ts->data, n * 4, cudaMemcpyHostToDevice),
-			    "weight upload", err)) < 0)
+	    (rc = cuda_fail(cudaMemcpyAsync(tmp, ts->data, n * 4, cudaMemcpyHostToDevice,
+					    m->stream), "weight upload", err)) < 0)
 		goto out;
 	if (as_bias) {
 		m->bias32[t] = tmp;
@@ -206,11 +213,12 @@ static int upload(cuda_module *m, int t, int as_bias, char **err)
 		if ((rc = cuda_fail(cudaMalloc(&m->dev[t], n * elem_size(m->type) + 4), "cudaMalloc",
 				    err)) < 0 ||
 		    (rc = kern_fail(vk_convert(m->dev[t], m->type, tmp, VK_F32, n, m->stream),
-				    "weight conversion", err)) < 0 ||
-		    (rc = cuda_fail(cudaStreamSynchronize(m->stream), "weight conversion", err)) < 0)
+				    "weight conversion", err)) < 0)
 			goto out;
 	}
 out:
+	if (rc == 0)
+		rc = cuda_fail(cudaStreamSynchronize(m->stream), "weight upload", err);
 	cudaFree(tmp);
 	return rc;
 }
@@ -237,10 +245,12 @@ static int upload_int8(cuda_module *m, int i, const struct infer_quant_node *qn,
 			    err)) == 0 &&
 	    (rc = cuda_fail(cudaMalloc((void **)&q->dequant, sizeof(float) * (size_t)channels),
 			    "cudaMalloc", err)) == 0 &&
-	    (rc = cuda_fail(cudaMemcpy(q->w, w, (size_t)channels * k, cudaMemcpyHostToDevice),
-			    "weight upload", err)) == 0)
-		rc = cuda_fail(cudaMemcpy(q->dequant, dequant, sizeof(float) * (size_t)channels,
-					  cudaMemcpyHostToDevice), "weight upload", err);
+	    (rc = cuda_fail(cudaMemcpyAsync(q->w, w, (size_t)channels * k, cudaMemcpyHostToDevice,
+					    m->stream), "weight upload", err)) == 0 &&
+	    (rc = cuda_fail(cudaMemcpyAsync(q->dequant, dequant, sizeof(float) * (size_t)channels,
+					    cudaMemcpyHostToDevice, m->stream), "weight upload",
+			    err)) == 0)
+		rc = cuda_fail(cudaStreamSynchronize(m->stream), "weight upload", err);
 	g_free(w);
 	g_free(dequant);
 	return rc;
@@ -277,9 +287,12 @@ static void *cuda_load(const char *onnx_path, cudnnDataType_t dt, cudaDataType_t
 	    (rc = dnn_fail(cudnnSetStream(m->dnn, m->stream), "stream", err)) < 0 ||
 	    (rc = blas_fail(cublasCreate(&m->blas), "create", err)) < 0 ||
 	    (rc = blas_fail(cublasSetStream(m->blas, m->stream), "stream", err)) < 0 ||
-	    /* A fixed workspace: cuBLAS must not allocate inside graph capture. */
-	    (rc = cuda_fail(cudaMalloc(&m->blas_ws, 4 << 20), "cudaMalloc", err)) < 0 ||
-	    (rc = blas_fail(cublasSetWorkspace(m->blas, m->blas_ws, 4 << 20), "workspace", err)) < 0 ||
+	    /* A fixed workspace: cuBLAS must not allocate inside graph capture.
+	     * 32 MiB is what cuBLAS's guide suggests for Hopper (less only
+	     * rules out some kernels). */
+	    (rc = cuda_fail(cudaMalloc(&m->blas_ws, BLAS_WORKSPACE), "cudaMalloc", err)) < 0 ||
+	    (rc = blas_fail(cublasSetWorkspace(m->blas, m->blas_ws, BLAS_WORKSPACE), "workspace",
+			    err)) < 0 ||
 	    (rc = blas_fail(cublasSetMathMode(m->blas, type == VK_F32 ? CUBLAS_PEDANTIC_MATH
 					      : CUBLAS_DEFAULT_MATH), "math mode", err)) < 0)
 		goto fail;
@@ -360,11 +373,33 @@ static int plan_node(cuda_module *m, int i, char **err)
 									  c->y, 8, &found, perf),
 				   "algorithm", err)) < 0)
 			return rc;
-		for (int k = 0; k < found; k++)
-			if (perf[k].status == CUDNN_STATUS_SUCCESS) {
-				c->algo = perf[k].algo;
-				break;
+		/* The fastest that cuDNN can run; in fp32 the fastest in FMA math
+		 * (no TF32) when there is one, the descriptor staying FMA. In
+		 * half precision the math type is part of the choice. */
+		{
+			int pick = -1;
+
+			for (int k = 0; k < found; k++) {
+				if (perf[k].status != CUDNN_STATUS_SUCCESS)
+					continue;
+				if (pick < 0)
+					pick = k;
+				if (m->type != VK_F32 || perf[k].mathType == CUDNN_FMA_MATH) {
+					pick = k;
+					break;
+				}
 			}
+			if (pick < 0) {
+				*err = g_strdup_printf("cuDNN: node '%s' (Conv): no forward algorithm for "
+						       "this shape and precision", n->name);
+				return -EIO;
+			}
+			c->algo = perf[pick].algo;
+			if (m->type != VK_F32 &&
+			    (rc = dnn_fail(cudnnSetConvolutionMathType(c->conv, perf[pick].mathType),
+					   "math", err)) < 0)
+				return rc;
+		}
 		if ((rc = dnn_fail(cudnnGetConvolutionForwardWorkspaceSize(m->dnn, c->x, c->w, c->conv,
 									   c->y, c->algo, &ws),
 				   "workspace", err)) < 0)
@@ -630,22 +665,41 @@ static int plan(cuda_module *m, const int *shape, int ndim, char **err)
 	    (rc = cuda_fail(cudaMalloc((void **)&m->out32, m->out_off[g->n_outputs] * 4), "output",
 			    err)) < 0)
 		return rc;
-	if ((rc = cuda_fail(cudaStreamBeginCapture(m->stream, cudaStreamCaptureModeThreadLocal),
-			    "graph capture", err)) < 0)
+	/* One eager run first, on zeros: cuDNN and cuBLAS do their lazy set-up
+	 * outside the capture, and a failure here is the arithmetic's, not the
+	 * capture's. */
+	if ((rc = cuda_fail(cudaMemsetAsync(m->in32, 0, m->in_n * 4, m->stream), "input clear",
+			    err)) < 0 ||
+	    (rc = enqueue(m, err)) < 0 ||
+	    (rc = cuda_fail(cudaStreamSynchronize(m->stream), "first run", err)) < 0)
 		return rc;
-	rc = enqueue(m, err);
-	{
-		cudaError_t e = cudaStreamEndCapture(m->stream, &graph);
+	if (!g_getenv("VIGIL_CUDA_NO_GRAPH")) {
+		char *why = NULL;
 
+		rc = cuda_fail(cudaStreamBeginCapture(m->stream, cudaStreamCaptureModeThreadLocal),
+			       "graph capture", &why);
+		if (rc == 0) {
+			cudaError_t e;
+
+			rc = enqueue(m, &why);
+			e = cudaStreamEndCapture(m->stream, &graph);
+			if (rc == 0)
+				rc = cuda_fail(e, "graph capture", &why);
+		}
 		if (rc == 0)
-			rc = cuda_fail(e, "graph capture", err);
+			rc = cuda_fail(cudaGraphInstantiate(&m->exec, graph, 0), "graph instantiate",
+				       &why);
+		if (graph)
+			cudaGraphDestroy(graph);
+		if (rc < 0) {
+			/* The eager run above worked: run eagerly, and say why. */
+			(void)cudaGetLastError();
+			m->exec = NULL;
+			g_warning("cuda: %s: no CUDA graph, each run enqueued anew (%s)",
+				  m->g->path, why ? why : "capture failed");
+		}
+		g_free(why);
 	}
-	if (rc == 0)
-		rc = cuda_fail(cudaGraphInstantiate(&m->exec, graph, 0), "graph instantiate", err);
-	if (graph)
-		cudaGraphDestroy(graph);
-	if (rc < 0)
-		return rc;
 	/* The spare rows of a padded batch read zeros until a larger batch
 	 * has run; then what it left, which no real part's rows ever mix with. */
 	if ((rc = cuda_fail(cudaMemsetAsync(m->in32, 0, m->in_n * 4, m->stream), "input clear",
@@ -670,7 +724,8 @@ static int forward(cuda_module *m, const float *in, enum cudaMemcpyKind kind, co
 	if ((rc = cuda_fail(cudaMemcpyAsync(m->in32, in, m->in_n / (size_t)m->shape[0] *
 					    (size_t)shape[0] * 4, kind, m->stream),
 			    "input copy", err)) < 0 ||
-	    (rc = cuda_fail(cudaGraphLaunch(m->exec, m->stream), "graph launch", err)) < 0 ||
+	    (rc = m->exec ? cuda_fail(cudaGraphLaunch(m->exec, m->stream), "graph launch", err)
+			  : enqueue(m, err)) < 0 ||
 	    (rc = cuda_fail(cudaMemcpyAsync(m->host_out, m->out32, m->out_off[m->g->n_outputs] * 4,
 					    cudaMemcpyDeviceToHost, m->stream), "output copy",
 			    err)) < 0 ||
