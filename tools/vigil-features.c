@@ -97,16 +97,34 @@ static int write_raw(FILE *f, const struct line_raw *raw, size_t window)
 	return write_floats(f, raw->window, window);
 }
 
-static FILE *open_out(const char *path, char **tmp_path)
+/* path's temporary file (*tmp_path, renamed by finish_out), begun with
+ * magic and n header words, little-endian; NULL, having said why. */
+static FILE *open_out(const char *path, char **tmp_path, const char *magic,
+		      const uint32_t *words, size_t n)
 {
 	FILE *f;
 
 	*tmp_path = g_strconcat(path, ".part", NULL);
 	f = fopen(*tmp_path, "wb");
-	if (!f)
+	if (!f) {
 		fprintf(stderr, "vigil-features: cannot write %s: %s\n", *tmp_path,
 			g_strerror(errno));
+		return NULL;
+	}
+	if (fwrite(magic, 1, 4, f) != 4)
+		goto bad;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u = GUINT32_TO_LE(words[i]);
+
+		if (fwrite(&u, 4, 1, f) != 1)
+			goto bad;
+	}
 	return f;
+bad:
+	fprintf(stderr, "vigil-features: writing %s failed\n", *tmp_path);
+	fclose(f);
+	g_unlink(*tmp_path);
+	return NULL;
 }
 
 static int finish_out(FILE **f, const char *tmp_path, const char *path)
@@ -204,40 +222,15 @@ int main(int argc, char **argv)
 	mask = g_new(float, img_floats);
 	sig = g_new(float, sig_dim);
 
-	out = open_out(out_path, &tmp_path);
-	if (!out)
-		goto done;
 	{
-		uint32_t h[3] = { GUINT32_TO_LE(rows->len), GUINT32_TO_LE((uint32_t)img_floats),
-				  GUINT32_TO_LE((uint32_t)sig_dim) };
+		uint32_t fh[3] = { rows->len, (uint32_t)img_floats, (uint32_t)sig_dim };
+		uint32_t mh[2] = { rows->len, (uint32_t)img_floats };
+		uint32_t rh[2] = { rows->len, (uint32_t)window };
 
-		if (fwrite("VGF1", 1, 4, out) != 4 || fwrite(h, 4, 3, out) != 3) {
-			fprintf(stderr, "vigil-features: writing %s failed\n", tmp_path);
+		out = open_out(out_path, &tmp_path, "VGF1", fh, 3);
+		if (!out || (masks_path && !(mout = open_out(masks_path, &masks_tmp, "VGM1", mh, 2))) ||
+		    (raw_path && !(rout = open_out(raw_path, &raw_tmp, "VGR1", rh, 2))))
 			goto done;
-		}
-	}
-	if (masks_path) {
-		uint32_t h[2] = { GUINT32_TO_LE(rows->len), GUINT32_TO_LE((uint32_t)img_floats) };
-
-		mout = open_out(masks_path, &masks_tmp);
-		if (!mout)
-			goto done;
-		if (fwrite("VGM1", 1, 4, mout) != 4 || fwrite(h, 4, 2, mout) != 2) {
-			fprintf(stderr, "vigil-features: writing %s failed\n", masks_tmp);
-			goto done;
-		}
-	}
-
-	if (raw_path) {
-		uint32_t h[2] = { GUINT32_TO_LE(rows->len), GUINT32_TO_LE((uint32_t)window) };
-
-		rout = open_out(raw_path, &raw_tmp);
-		if (!rout)
-			goto done;
-		if (fwrite("VGR1", 1, 4, rout) != 4 || fwrite(h, 4, 2, rout) != 2) {
-			fprintf(stderr, "vigil-features: writing %s failed\n", raw_tmp);
-			goto done;
-		}
 	}
 
 	fprintf(stderr, "vigil-features: %u parts from %s%s%s, image %dx%d (%s), %zu signal "
