@@ -20,7 +20,8 @@
 # what it did). Exit status 0 when both GPU tests passed, fp32 and fp16
 # gave opencv's verdict on every val part, and every benchmark ran.
 #
-# About 4 minutes on an H200 with 16 cores.
+# About 4 minutes on an H200 with 16 cores, memcheck last (at most 4 more,
+# and only while the run is younger than BUDGET_S, default 300 s).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build-gpu/out}
@@ -31,6 +32,10 @@ REAL=real-v5
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vigil-gpu.XXXXXX")
+T0=$(date +%s)
+# memcheck only starts while the run is younger than this (seconds), and
+# stops by BUDGET_S + 240: the device tool allows 600 s a command.
+BUDGET_S=${BUDGET_S:-300}
 LOGS=$WORK/logs
 mkdir -p "$LOGS"
 status=0
@@ -162,6 +167,25 @@ for pkg in $REAL synthetic-v1; do
 	grep -E "batch=(1|8) |best_batch" "$LOGS/bench-$pkg.txt" | tee -a "$OUT/summary.txt"
 	pack
 done
+# Last, with what time is left: compute-sanitizer's memcheck (it worked on
+# this workplace's Firecracker GPU machines) over whole raw parts, a padded
+# batch (3 of 4) among them, in fp32 and int8. Errors fail the run.
+san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+if [ -n "$san" ] && [ -f "$K/val/val.vgr" ]; then
+	for prec in fp32 int8; do
+		left=$(( BUDGET_S + 240 - ($(date +%s) - T0) ))
+		[ $(( $(date +%s) - T0 )) -lt $BUDGET_S ] && [ $left -gt 30 ] ||
+			{ say "memcheck $prec skipped: $(( $(date +%s) - T0 )) s into the run"; continue; }
+		rc=0
+		timeout $(( left < 120 ? left : 120 )) "$san" --tool memcheck --error-exitcode 9 $RUN "$K/bin/infer-bench" \
+			"models/$REAL" cuda 10 --batch 1,3 --raw --precision $prec \
+			--parts "$K/val/val.vgr" > "$LOGS/memcheck-$prec.txt" 2>&1 || rc=$?
+		say "memcheck $REAL cuda $prec raw: exit $rc ($(grep -c '^========= Invalid' "$LOGS/memcheck-$prec.txt") invalid accesses)"
+		case $rc in 0) ;; 124) say "memcheck ran out of time" ;; *) tail -8 "$LOGS/memcheck-$prec.txt" | tee -a "$OUT/summary.txt"; status=1 ;; esac
+	done
+else
+	say "no compute-sanitizer here: memcheck not run"
+fi
 say "done, status $status; logs in $OUT/logs.tar.gz"
 pack
 exit $status
