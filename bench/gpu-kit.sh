@@ -4,7 +4,8 @@
 # machine has CUDA, cuDNN, cuBLAS, cuFFT and a python3; no OpenCV, GLib,
 # protobuf-c or meson build of ours). Run here, on the Debian machine:
 #
-#   [DATA=../shared/data] [BUILD=build-kit] bench/gpu-kit.sh [KIT_DIR]
+#   [DATA=../shared/data] [MANIFEST=DATA/line-dev.csv] [BUILD=build-kit] \
+#       bench/gpu-kit.sh [KIT_DIR]
 #
 # Builds with the cuda backend (-Dcuda=enabled, warnings fatal) and writes
 # KIT_DIR (default .gpukit, git-ignored)/kit.tar.xz holding
@@ -14,7 +15,8 @@
 #         own), with glibc and its loader, so they run there as here
 #         whatever that machine's glibc (gpu.sh starts them through
 #         lib/ld-linux-x86-64.so.2)
-#   val/  with DATA: the val parts of DATA/line-dev.csv as a parts file
+#   val/  with DATA: the val parts of MANIFEST (default DATA/line-dev.csv;
+#         paths in it relative to DATA) as a parts file
 #         (vigil-features --raw-out) and vigil-eval's opencv fp32 scores of
 #         them with models/real-v5, the reference for the cuda verdicts
 #   KIT_INFO  the commit, the build and each file's SHA-256
@@ -32,6 +34,7 @@ DATA=${DATA:-}
 for d in ../shared/data shared/data; do
 	[ -z "$DATA" ] && [ -f "$d/line-dev.csv" ] && DATA=$d
 done
+MANIFEST=${MANIFEST:-$DATA/line-dev.csv}
 
 say() { echo "gpu-kit: $*" >&2; }
 
@@ -74,15 +77,15 @@ for b in $bins; do
 done
 rm -f "$stage/start.log"
 
-if [ -n "$DATA" ] && [ -f "$DATA/line-dev.csv" ]; then
+if [ -n "$DATA" ] && [ -f "$MANIFEST" ]; then
 	geom=$(awk -F= '$1 == "input_width" { w = $2 } $1 == "input_height" { h = $2 }
 		END { print w, h }' "models/$REAL/manifest.ini")
 	set -- $geom
-	"$BUILD/tools/vigil-features" --manifest "$DATA/line-dev.csv" --data-root "$DATA" \
+	"$BUILD/tools/vigil-features" --manifest "$MANIFEST" --data-root "$DATA" \
 		--split val --width "$1" --height "$2" --out "$stage/val.vgf" \
 		--raw-out "$stage/val/val.vgr" 2>/dev/null
 	rm -f "$stage/val.vgf"
-	"$BUILD/tools/vigil-eval" --manifest "$DATA/line-dev.csv" --data-root "$DATA" --split val \
+	"$BUILD/tools/vigil-eval" --manifest "$MANIFEST" --data-root "$DATA" --split val \
 		--model "models/$REAL" --json "$stage/val/val-opencv-fp32.json" \
 		--scores "$stage/val/val-opencv-fp32.csv" 2>/dev/null
 	env -i "$stage/lib/ld-linux-x86-64.so.2" --library-path "$stage/lib:$CUDA_LIB" \
@@ -102,7 +105,7 @@ fi
 	echo "nvcc $("$CUDA_LIB/../bin/nvcc" --version | tail -1)"
 	echo "gpu_arch $(meson introspect --buildoptions "$BUILD" | python3 -c \
 		'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "gpu_arch"][0])')"
-	echo "data ${DATA:-none}"
+	echo "data ${DATA:+$MANIFEST}${DATA:-none}"
 	(cd "$stage" && find bin lib val -type f | sort | xargs sha256sum)
 } > "$stage/KIT_INFO"
 mkdir -p "$KIT"

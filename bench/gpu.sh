@@ -32,6 +32,7 @@ REAL=real-v5
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vigil-gpu.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
 T0=$(date +%s)
 # memcheck only starts while the run is younger than this (seconds), and
 # stops by BUDGET_S + 240: the device tool allows 600 s a command.

@@ -1,0 +1,90 @@
+#!/usr/bin/python3
+"""The GPU kit (bench/gpu-kit.sh) and the GPU check that runs from it
+(bench/gpu.sh), on this machine: the kit is made from this build with
+simulated val parts, holds the binaries, their libraries with glibc's
+loader, the parts and the opencv reference scores, each with its SHA-256;
+its binaries start through the kit's loader with the libraries of an
+emptied environment; and gpu.sh, run from the kit, finds the opencv
+verdicts of the kit's parts equal to the reference, benchmarks opencv, and
+reports the GPU steps as skipped or failed (no GPU here) with a failing
+exit status. On a machine with a GPU the same run passes the GPU tests.
+
+usage: test_gpu_kit.py BUILD_DIR SOURCE_ROOT
+"""
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+from linetest import fail, generate_parts  # noqa: E402
+
+build, root = sys.argv[1], sys.argv[2]
+PARTS = 24
+
+with tempfile.TemporaryDirectory(prefix="vigil-kit-") as tmp:
+    data = os.path.join(tmp, "parts")
+    generate_parts(build, data, PARTS, 53, split="val")
+    kit_dir = os.path.join(tmp, "kit")
+    env = dict(os.environ, BUILD=build, DATA=data, MANIFEST=os.path.join(data, "parts.csv"),
+               TMPDIR=tmp)
+    p = subprocess.run(["sh", os.path.join(root, "bench", "gpu-kit.sh"), kit_dir], env=env,
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        fail(f"gpu-kit.sh: exit {p.returncode}\n{p.stdout}{p.stderr}")
+    if f"{PARTS} parts, verdicts differing 0" not in p.stderr:
+        fail(f"gpu-kit.sh did not check the kit's parts against vigil-eval:\n{p.stderr}")
+    kit = os.path.join(kit_dir, "kit.tar.xz")
+    unpacked = os.path.join(tmp, "unpacked")
+    with tarfile.open(kit) as t:
+        t.extractall(unpacked)
+    for path in ("bin/test-inference-cuda", "bin/test-cuda-preprocess", "bin/infer-bench",
+                 "lib/ld-linux-x86-64.so.2", "lib/libc.so.6", "lib/libopencv_dnn.so.406",
+                 "val/val.vgr", "val/val-opencv-fp32.csv", "KIT_INFO"):
+        if not os.path.isfile(os.path.join(unpacked, path)):
+            fail(f"the kit has no {path}")
+    libs = os.listdir(os.path.join(unpacked, "lib"))
+    cuda_own = [n for n in libs if n.startswith(("libcudnn", "libcublas", "libcufft", "libcuda."))]
+    if cuda_own:
+        fail(f"the kit carries the GPU machine's own CUDA libraries: {cuda_own}")
+    if any("imgcodecs" in n or "gdal" in n for n in libs):
+        fail(f"the kit carries image codecs its binaries should not load: {sorted(libs)}")
+    sums = 0
+    with open(os.path.join(unpacked, "KIT_INFO")) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 2 and len(parts[0]) == 64:
+                with open(os.path.join(unpacked, parts[1]), "rb") as g:
+                    if hashlib.sha256(g.read()).hexdigest() != parts[0]:
+                        fail(f"KIT_INFO's SHA-256 of {parts[1]} is wrong")
+                sums += 1
+    if sums != sum(len(fs) for _, _, fs in os.walk(unpacked)) - 1:
+        fail(f"KIT_INFO lists {sums} files; the kit holds more")
+
+    # gpu.sh from the kit: 10 parts a benchmark, batches up to 2 on cuda.
+    out = os.path.join(tmp, "out")
+    env = dict(os.environ, OUT=out, KIT=kit, TMPDIR=tmp, BUDGET_S="0")
+    p = subprocess.run(["sh", os.path.join(root, "bench", "gpu.sh"), "10", "2"], env=env,
+                       capture_output=True, text=True, timeout=600)
+    with open(os.path.join(out, "summary.txt")) as f:
+        summary = f.read()
+    print(summary)
+    gpu = "test-inference-cuda ok" in summary
+    if not gpu and p.returncode == 0:
+        fail("gpu.sh passed without a GPU")
+    for want in ("== kit: commit", "val-opencv-fp32 vs opencv fp32 here: "
+                 f"{PARTS} parts, verdicts differing 0", "backend=opencv precision=fp32 package=real",
+                 "logs in " + out):
+        if want not in summary:
+            fail(f"no '{want}' in gpu.sh's summary")
+    if not gpu and ("test-inference-cuda SKIPPED" not in summary
+                    or "val-cuda-fp32 failed" not in summary):
+        fail("without a GPU the GPU test must show as skipped and cuda's val run as failed")
+    with tarfile.open(os.path.join(out, "logs.tar.gz")) as t:
+        names = t.getnames()
+    for want in ("./val-opencv-fp32.csv", "./bench-real-v5.txt", "./test-inference-cuda.log"):
+        if want not in names:
+            fail(f"logs.tar.gz has no {want}: {names}")
+print("gpu kit: ok")
