@@ -216,6 +216,22 @@ int cuda_prep_features(cuda_prep *p, int slot, const float *x, char **err)
 	return cuda_fail(cudaStreamSynchronize(p->stream), "window upload", err);
 }
 
+int cuda_prep_copy_features(cuda_prep *p, int slot, int from, char **err)
+{
+	if (slot < 0 || slot >= p->max_batch || from < 0 || from >= p->max_batch) {
+		*err = g_strdup_printf("cuda preprocessing: bad slots %d, %d", slot, from);
+		return -EINVAL;
+	}
+	int rc = cuda_fail(cudaMemcpyAsync(p->features + (size_t)slot * FP_SIGFEAT_DIM,
+					   p->features + (size_t)from * FP_SIGFEAT_DIM,
+					   FP_SIGFEAT_DIM * 4, cudaMemcpyDeviceToDevice, p->stream),
+			   "feature copy", err);
+
+	/* Done before return, like the calls above: the modules read the
+	 * features on their own stream. */
+	return rc < 0 ? rc : cuda_prep_sync(p, err);
+}
+
 int cuda_prep_sync(cuda_prep *p, char **err)
 {
 	return cuda_fail(cudaStreamSynchronize(p->stream), "preprocessing", err);

@@ -36,6 +36,10 @@ int cuda_prep_image(cuda_prep *p, int slot, const uint8_t *frame, int w, int h, 
  * as fusion_sigfeat_compute. */
 int cuda_prep_features(cuda_prep *p, int slot, const float *x, char **err);
 
+/* Slot `slot`'s features become slot `from`'s (a camera of the same
+ * part: one window, uploaded and computed once); returns when done. */
+int cuda_prep_copy_features(cuda_prep *p, int slot, int from, char **err);
+
 /* Waits for the work enqueued so far (both calls above already do). */
 int cuda_prep_sync(cuda_prep *p, char **err);
 

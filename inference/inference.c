@@ -545,9 +545,13 @@ static int run_raw_device(infer_model *m, int n, const struct infer_frame *frame
 	for (int i = 0; i < n; i++) {
 		const struct infer_frame *f = &frames[i];
 
+		/* The cameras of one part share their window: it goes up and is
+		 * computed once, as on the CPU below. */
 		if ((rc = cuda_prep_image(m->prep, i, f->data, f->width, f->height, f->stride,
 					  err)) < 0 ||
-		    (rc = cuda_prep_features(m->prep, i, windows[i], err)) < 0)
+		    (rc = i > 0 && windows[i] == windows[i - 1]
+				  ? cuda_prep_copy_features(m->prep, i, i - 1, err)
+				  : cuda_prep_features(m->prep, i, windows[i], err)) < 0)
 			return rc == -EINVAL ? -EINVAL : INFER_EMODULE;
 	}
 	return run_batch(m, n, cuda_prep_images(m->prep), cuda_prep_feature_vectors(m->prep), 1,

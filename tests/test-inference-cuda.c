@@ -216,6 +216,16 @@ static void test_batches_of_changing_size(void)
 			g_assert_cmpint(batch[i].verdict, ==, one.verdict);
 		}
 	}
+	/* Parts of two cameras: each pair shares its window, whose features
+	 * are computed once on the device and copied to the second slot. */
+	for (int i = 0; i < 8; i++)
+		windows[i] = win + (size_t)info->window * (i / 2);
+	g_assert_cmpint(infer_model_run_raw(m, 8, frames, windows, batch, &err), ==, 0);
+	for (int i = 0; i < 8; i++) {
+		g_assert_cmpint(infer_model_run_raw(m, 1, frames + i, windows + i, &one, &err), ==, 0);
+		g_assert_cmpfloat(fabsf(batch[i].score - one.score), <, 1e-4f);
+		g_assert_cmpint(batch[i].verdict, ==, one.verdict);
+	}
 	g_free(img);
 	g_free(sig);
 	g_free(win);
