@@ -9,8 +9,10 @@ same parts in the same order (a column score, vision_score, signal_score
 and verdict each). Prints one line: the parts, the verdicts that differ
 (with the first few part ids), the largest difference of each score, and,
 when either file has the defect column (vigil-eval's), the fused AUROC of
-both and its change. Exit status 1 when --same-verdicts and a verdict
-differs, or a score differs by more than --max-diff; 2 on unusable input.
+both and its change. Exit status 1 when CAND holds a score that is not
+finite (NaN, inf) where REF's is, when --same-verdicts and a verdict
+differs, or when a score differs by more than --max-diff; 2 on unusable
+input.
 """
 import argparse
 import csv
@@ -32,7 +34,7 @@ def read(path):
         for c in SCORES:
             try:
                 r[c] = float(r[c])
-            except ValueError:
+            except (TypeError, ValueError):
                 raise ValueError(f"{path}:{i + 2}: {c} '{r[c]}' is not a number") from None
     return rows
 
@@ -79,19 +81,24 @@ def main():
     ids = [r.get("part_id") or c.get("part_id") or r.get("part") or str(i)
            for i, (r, c) in enumerate(zip(ref, cand))]
     differ = [ids[i] for i, (r, c) in enumerate(zip(ref, cand)) if r["verdict"] != c["verdict"]]
+    broken = [ids[i] for i, (r, c) in enumerate(zip(ref, cand))
+              if any(math.isfinite(r[k]) and not math.isfinite(c[k]) for k in SCORES)]
     worst = {k: max(abs(r[k] - c[k]) if not (math.isnan(r[k]) or math.isnan(c[k])) else math.inf
                     for r, c in zip(ref, cand)) for k in SCORES}
     line = (f"{a.name or a.cand}: {len(ref)} parts, verdicts differing {len(differ)}"
             + (f" ({' '.join(differ[:8])}{' ...' if len(differ) > 8 else ''})" if differ else "")
             + "; max |diff| " + ", ".join(f"{k} {worst[k]:.3g}" for k in SCORES))
+    if broken:
+        line += (f"; NOT FINITE in {len(broken)} parts ({' '.join(broken[:8])}"
+                 f"{' ...' if len(broken) > 8 else ''})")
     label_rows = ref if "defect" in ref[0] else cand if "defect" in cand[0] else None
-    if label_rows:
+    if label_rows and not broken:
         labels = [r["defect"] == "1" for r in label_rows]
         ar = auroc([r["score"] for r in ref], labels)
         ac = auroc([c["score"] for c in cand], labels)
         line += f"; fused AUROC {ar:.4f} -> {ac:.4f} ({ac - ar:+.4f})"
     print(line)
-    bad = (a.same_verdicts and differ) or \
+    bad = broken or (a.same_verdicts and differ) or \
         (a.max_diff is not None and not all(worst[k] <= a.max_diff for k in SCORES))
     return 1 if bad else 0
 

@@ -83,11 +83,14 @@ if [ -n "$DATA" ] && [ -f "$MANIFEST" ]; then
 	set -- $geom
 	"$BUILD/tools/vigil-features" --manifest "$MANIFEST" --data-root "$DATA" \
 		--split val --width "$1" --height "$2" --out "$stage/val.vgf" \
-		--raw-out "$stage/val/val.vgr" 2>/dev/null
+		--raw-out "$stage/val/val.vgr" 2> "$stage/val.log" ||
+		{ say "vigil-features failed:"; cat "$stage/val.log" >&2; exit 1; }
 	rm -f "$stage/val.vgf"
 	"$BUILD/tools/vigil-eval" --manifest "$MANIFEST" --data-root "$DATA" --split val \
 		--model "models/$REAL" --json "$stage/val/val-opencv-fp32.json" \
-		--scores "$stage/val/val-opencv-fp32.csv" 2>/dev/null
+		--scores "$stage/val/val-opencv-fp32.csv" 2> "$stage/val.log" ||
+		{ say "vigil-eval failed:"; cat "$stage/val.log" >&2; exit 1; }
+	rm -f "$stage/val.log"
 	env -i "$stage/lib/ld-linux-x86-64.so.2" --library-path "$stage/lib:$CUDA_LIB" \
 		"$stage/bin/infer-bench" "models/$REAL" opencv 10 --batch 1 \
 		--parts "$stage/val/val.vgr" --scores "$stage/kit-check.csv" > /dev/null
@@ -105,7 +108,7 @@ fi
 	echo "nvcc $("$CUDA_LIB/../bin/nvcc" --version | tail -1)"
 	echo "gpu_arch $(meson introspect --buildoptions "$BUILD" | python3 -c \
 		'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "gpu_arch"][0])')"
-	echo "data ${DATA:+$MANIFEST}${DATA:-none}"
+	if [ -n "$DATA" ] && [ -f "$MANIFEST" ]; then echo "data $MANIFEST"; else echo "data none"; fi
 	(cd "$stage" && find bin lib val -type f | sort | xargs sha256sum)
 } > "$stage/KIT_INFO"
 mkdir -p "$KIT"

@@ -112,8 +112,11 @@ static struct raw_parts *raw_parts_load(const char *path, char **err)
 	}
 	p->n = le32_at(p->bytes + 4);
 	p->window = le32_at(p->bytes + 8);
-	if (p->n == 0 || p->n > 1000000 || p->window == 0 || p->window > (1u << 24)) {
-		*err = g_strdup_printf("%s: %u parts of window %zu", path, p->n, p->window);
+	/* Before allocating: each part takes at least 8 + 4 * window bytes. */
+	if (p->n == 0 || p->n > 1000000 || p->window == 0 || p->window > (1u << 24) ||
+	    (guint64)p->n * (8 + 4 * (guint64)p->window) > len - 12) {
+		*err = g_strdup_printf("%s: %u parts of window %zu do not fit its %zu bytes", path,
+				       p->n, p->window, (size_t)len);
 		goto fail;
 	}
 	p->frames = g_new(struct infer_frame, p->n);

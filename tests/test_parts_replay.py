@@ -88,6 +88,14 @@ with tempfile.TemporaryDirectory(prefix="vigil-replay-") as tmp:
     line = run([sys.executable, compare, ref, flipped, "--max-diff", "1e-3"], want_rc=1)
     if "score 0.01" not in line:
         fail(f"the changed score went unnoticed: {line}")
+    rows[7]["vision_score"] = "nan"
+    with open(flipped, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(rows)
+    line = run([sys.executable, compare, ref, flipped], want_rc=1)
+    if "NOT FINITE in 1 parts (" + rows[7]["part_id"] not in line:
+        fail(f"a NaN score went unnoticed: {line}")
     with open(flipped, "w") as f:
         f.write("part,score,vision_score,signal_score,verdict\n0,0.5,0.5,0.5,accept\n")
     run([sys.executable, compare, ref, flipped], want_rc=2)
@@ -110,6 +118,11 @@ with tempfile.TemporaryDirectory(prefix="vigil-replay-") as tmp:
     msg = run([bench, pkg, "opencv", "10", "--parts", other], want_rc=1)
     if "windows of 1024 samples" not in msg or "takes 2048" not in msg:
         fail(f"a parts file of other windows: {msg}")
+    with open(other, "wb") as f:  # a header promising more than the file holds
+        f.write(b"VGR1" + struct.pack("<2I", 1000000, 1 << 24))
+    msg = run([bench, pkg, "opencv", "10", "--parts", other], want_rc=1)
+    if "do not fit" not in msg:
+        fail(f"a parts file whose header overstates it: {msg}")
     msg = run([bench, pkg, "opencv", "10", "--parts", manifest], want_rc=1)
     if "not a parts file" not in msg:
         fail(f"a CSV as parts file: {msg}")

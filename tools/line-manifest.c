@@ -414,7 +414,10 @@ int line_row_prepare(const char *root, const struct line_row *r, const struct li
 	rc = fusion_image_prepare_resize(raw.image, raw.width, raw.height, raw.width, in->width,
 					 in->height, in->mean, in->std, in->resize, img_in);
 	if (rc < 0) {
-		*err = g_strdup_printf("column 'image': %s/%s: %s", root, r->image, g_strerror(-rc));
+		char *ipath = g_build_filename(root, r->image, NULL);
+
+		*err = g_strdup_printf("column 'image': %s: %s", ipath, g_strerror(-rc));
+		g_free(ipath);
 	} else {
 		rc = fusion_sigfeat_compute(in->sigfeat, raw.window, sig);
 		if (rc < 0)
