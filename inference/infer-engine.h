@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "inference/inference.h"
 #include "inference/onnx-graph.h"
 
 /* One Conv or Gemm node's int8 calibration (infer-calib.c). */
@@ -64,6 +65,40 @@ static inline int8_t infer_quantize(float x, float inv_scale)
 	return (int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : q);
 }
 
+/* x rounded to the nearest half (IEEE binary16), ties to even, as the
+ * GPU's __float2half_rn: subnormals below 2^-14 in steps of 2^-24, and
+ * beyond the largest half (65504) infinity from 65520 on. */
+static inline float infer_round_half(float x)
+{
+	float a = fabsf(x), q;
+	int e;
+
+	if (!(a < INFINITY))
+		return x;
+	if (a >= 65520.0f)
+		return copysignf(INFINITY, x);
+	if (a < 0x1p-14f) {
+		q = 0x1p-24f;
+	} else {
+		(void)frexpf(a, &e); /* a = f 2^e, f in [0.5, 1): 10 bits below 2^(e-1) */
+		q = ldexpf(1.0f, e - 11);
+	}
+	/* a / q < 2^11 is exact, and so is the product */
+	return copysignf(nearbyintf(a / q) * q, x);
+}
+
+/* x rounded to the nearest bfloat16 (float32's top 16 bits), ties to even,
+ * as __float2bfloat16_rn. */
+static inline float infer_round_bf16(float x)
+{
+	union { float f; uint32_t u; } v = { .f = x };
+
+	if (x != x)
+		return x;
+	v.u = (v.u + 0x7fffu + ((v.u >> 16) & 1u)) & 0xffff0000u;
+	return v.f;
+}
+
 /* The reference executor: plain C, float32, one thread; the yardstick the
  * other engines are checked against. */
 typedef struct ref_module ref_module;
@@ -73,6 +108,14 @@ ref_module *ref_module_load(const char *onnx_path, char **err);
  * them), the rest in float32. */
 ref_module *ref_module_load_int8(const char *onnx_path, const struct infer_quant *quant,
 				 char **err);
+/* The half-precision executor (fp16 or bf16 in p): what the cuda backend
+ * stores, rounded the same way. The input, every Conv and Gemm weight and
+ * every node's output are rounded to p, a Conv's and a Gemm's output both
+ * before and after the (float32) bias is added; sums are float32 or
+ * wider. It predicts on the CPU what a GPU's half-precision run does to
+ * the scores and verdicts (docs/inference-engine.md); it is not exact,
+ * since the GPU's sums run in another order. */
+ref_module *ref_module_load_half(const char *onnx_path, enum infer_precision p, char **err);
 void ref_module_free(ref_module *m);
 const onnx_graph *ref_module_graph(const ref_module *m);
 
@@ -90,7 +133,8 @@ void ref_module_node_int8(const ref_module *m, int node, const struct infer_quan
 			  float *y);
 
 /* Any tensor (graph index) of the last forward, for calibration; the
- * input is the caller's memory given to that forward. NULL before one. */
+ * input is the caller's memory given to that forward (in fp16 / bf16 its
+ * rounded copy). NULL before one. */
 const float *ref_module_tensor(const ref_module *m, int t, size_t *len);
 
 /* Copies the requested outputs of an engine's last forward (struct

@@ -9,7 +9,11 @@
  * k under 133,000), and turns the sums back into float with the product
  * of the two scales before the bias; pooling, Relu, Sigmoid, Concat and
  * Flatten stay float32. That is the arithmetic the cuda backend's int8
- * kernels do, so the two can be compared exactly on the integer part. */
+ * kernels do, so the two can be compared exactly on the integer part.
+ *
+ * In fp16 and bf16 it rounds what the cuda backend stores in that type
+ * (ref_module_load_half): the input, the Conv and Gemm weights and every
+ * node's output, a Conv's or Gemm's before and after its float32 bias. */
 #include <errno.h>
 #include <glib.h>
 #include <math.h>
@@ -35,6 +39,10 @@ struct ref_module {
 	struct ref_qnode **q;      /* per node, int8 only: NULL or the node's */
 	int8_t *xq;                /* int8 copy of the input of the node running */
 	int32_t *acc;              /* one output plane's sums */
+	float (*round)(float);     /* fp16 / bf16: what each stored value becomes; NULL in
+				    * fp32 and int8 */
+	float **rounded;           /* per tensor, fp16 / bf16: owned rounded weights, and
+				    * the rounded input copy */
 };
 
 static struct ref_qnode *qnode_new(const onnx_graph *g, const struct onnx_node *n,
@@ -76,6 +84,9 @@ void ref_module_free(ref_module *m)
 		for (int i = 0; i < m->g->n_tensors; i++)
 			if (m->g->tensors[i].producer >= 0)
 				g_free(m->buf[i]);
+	for (int i = 0; m->rounded && i < m->g->n_tensors; i++)
+		g_free(m->rounded[i]);
+	g_free(m->rounded);
 	g_free(m->buf);
 	onnx_graph_free(m->g);
 	g_free(m);
@@ -121,6 +132,50 @@ ref_module *ref_module_load_int8(const char *onnx_path, const struct infer_quant
 	return m;
 }
 
+static float round_half(float x)
+{
+	return infer_round_half(x);
+}
+
+static float round_bf16(float x)
+{
+	return infer_round_bf16(x);
+}
+
+static void round_all(float (*round)(float), float *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = round(x[i]);
+}
+
+ref_module *ref_module_load_half(const char *onnx_path, enum infer_precision p, char **err)
+{
+	ref_module *m;
+
+	if (p != INFER_FP16 && p != INFER_BF16) {
+		*err = g_strdup_printf("reference: %s is not a half precision",
+				       infer_precision_names[p]);
+		return NULL;
+	}
+	if (!(m = ref_module_load(onnx_path, err)))
+		return NULL;
+	m->round = p == INFER_FP16 ? round_half : round_bf16;
+	m->rounded = g_new0(float *, m->g->n_tensors);
+	for (int i = 0; i < m->g->n_nodes; i++) {
+		const struct onnx_node *n = &m->g->nodes[i];
+		const struct onnx_tensor *w;
+		int t = n->in[1];
+
+		if ((n->op != ONNX_OP_CONV && n->op != ONNX_OP_GEMM) || m->rounded[t])
+			continue;
+		w = &m->g->tensors[t];
+		m->rounded[t] = g_memdup2(w->data, onnx_tensor_count(w) * sizeof(float));
+		round_all(m->round, m->rounded[t], onnx_tensor_count(w));
+		m->buf[t] = m->rounded[t];
+	}
+	return m;
+}
+
 const onnx_graph *ref_module_graph(const ref_module *m)
 {
 	return m->g;
@@ -142,6 +197,10 @@ static int plan(ref_module *m, const int *shape, int ndim, char **err)
 			g_free(m->buf[i]);
 			m->buf[i] = g_new(float, onnx_tensor_count(&g->tensors[i]) + 1);
 		}
+	if (m->round) {
+		g_free(m->rounded[g->input]);
+		m->rounded[g->input] = g_new(float, onnx_tensor_count(&g->tensors[g->input]) + 1);
+	}
 	if (m->q) {
 		size_t xn = 0, plane = 0;
 
@@ -369,6 +428,39 @@ static void gemm(const struct onnx_attrs *a, const struct onnx_tensor *at, const
 		}
 }
 
+/* A Conv or Gemm as the cuda backend runs it in fp16 / bf16: the sums
+ * stored, then the float32 bias (biases are never rounded: the GPU keeps
+ * them in float32) added and stored again. */
+static void run_half(ref_module *m, const struct onnx_node *nd, float *y)
+{
+	const onnx_graph *g = m->g;
+	const struct onnx_tensor *xt = &g->tensors[nd->in[0]], *yt = &g->tensors[nd->out[0]];
+	const struct onnx_tensor *bt = nd->n_in > 2 && nd->in[2] >= 0 ? &g->tensors[nd->in[2]]
+									: NULL;
+	size_t count = onnx_tensor_count(yt);
+
+	if (nd->op == ONNX_OP_CONV)
+		conv2d(&nd->a, xt, m->buf[nd->in[0]], &g->tensors[nd->in[1]], m->buf[nd->in[1]],
+		       NULL, yt, y);
+	else
+		gemm(&nd->a, xt, m->buf[nd->in[0]], &g->tensors[nd->in[1]], m->buf[nd->in[1]],
+		     NULL, 0, yt, y);
+	round_all(m->round, y, count);
+	if (!bt)
+		return;
+	if (nd->op == ONNX_OP_CONV) {
+		size_t plane = (size_t)yt->dims[2] * yt->dims[3];
+
+		for (size_t i = 0; i < count; i++)
+			y[i] = m->round(y[i] + bt->data[(i / plane) % (size_t)yt->dims[1]]);
+	} else {
+		size_t nc = onnx_tensor_count(bt);
+
+		for (size_t i = 0; i < count; i++)
+			y[i] = m->round(y[i] + nd->a.beta * bt->data[nc == 1 ? 0 : i % (size_t)yt->dims[1]]);
+	}
+}
+
 static void run_node(ref_module *m, const struct onnx_node *nd)
 {
 	const onnx_graph *g = m->g;
@@ -379,6 +471,10 @@ static void run_node(ref_module *m, const struct onnx_node *nd)
 
 	if (m->q && m->q[nd - g->nodes]) {
 		run_int8(g, nd, m->q[nd - g->nodes], (const float *const *)m->buf, m->xq, m->acc, y);
+		return;
+	}
+	if (m->round && (nd->op == ONNX_OP_CONV || nd->op == ONNX_OP_GEMM)) {
+		run_half(m, nd, y);
 		return;
 	}
 	switch (nd->op) {
@@ -441,6 +537,8 @@ static void run_node(ref_module *m, const struct onnx_node *nd)
 	case ONNX_OP_COUNT:
 		break;
 	}
+	if (m->round)
+		round_all(m->round, y, count);
 }
 
 int ref_module_forward(ref_module *m, const float *in, const int *shape, int ndim, char **err)
@@ -451,6 +549,13 @@ int ref_module_forward(ref_module *m, const float *in, const int *shape, int ndi
 		return rc;
 	/* read only; kept after the forward for ref_module_tensor */
 	m->buf[m->g->input] = (float *)in;
+	if (m->round) {
+		size_t n = onnx_tensor_count(&m->g->tensors[m->g->input]);
+
+		memcpy(m->rounded[m->g->input], in, n * sizeof(float));
+		round_all(m->round, m->rounded[m->g->input], n);
+		m->buf[m->g->input] = m->rounded[m->g->input];
+	}
 	for (int i = 0; i < m->g->n_nodes; i++)
 		run_node(m, &m->g->nodes[i]);
 	return 0;
@@ -482,6 +587,8 @@ static void *reference_load_at(const char *onnx_path, enum infer_precision p,
 {
 	if (p == INFER_INT8)
 		return ref_module_load_int8(onnx_path, quant, err);
+	if (p == INFER_FP16 || p == INFER_BF16)
+		return ref_module_load_half(onnx_path, p, err);
 	return ref_module_load(onnx_path, err);
 }
 
@@ -548,7 +655,7 @@ static void reference_free(void *module)
 
 const struct infer_backend infer_backend_reference = {
 	.name = "reference",
-	.precisions = 1u << INFER_FP32 | 1u << INFER_INT8,
+	.precisions = 1u << INFER_FP32 | 1u << INFER_FP16 | 1u << INFER_BF16 | 1u << INFER_INT8,
 	.load = reference_load,
 	.load_at = reference_load_at,
 	.run = reference_run,
