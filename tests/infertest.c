@@ -97,3 +97,59 @@ void infertest_edit_file(const char *dir, const char *file, const char *from, co
 	g_free(text);
 	g_free(path);
 }
+
+struct infertest_precision infertest_check_precision(const char *pkg, const char *ref_backend,
+						     enum infer_precision ref_prec,
+						     const char *backend, enum infer_precision prec,
+						     float margin, int parts)
+{
+	struct infertest_precision r = { 0 };
+	char *dir = infertest_package_path(pkg, NULL), *err = NULL;
+	infer_model *ref = infer_model_load_at(dir, ref_backend, ref_prec, &err, NULL);
+	infer_model *cand = ref ? infer_model_load_at(dir, backend, prec, &err, NULL) : NULL;
+	const struct infer_info *info;
+	float *img, *sig;
+	size_t npix;
+
+	if (!ref || !cand)
+		g_error("%s: %s", pkg, err);
+	info = infer_model_info(ref);
+	npix = (size_t)info->input_width * info->input_height;
+	img = g_new(float, npix);
+	sig = g_new(float, info->signal_dim);
+	for (guint32 part = 0; part < (guint32)parts; part++) {
+		struct infer_output a, b;
+		float d;
+
+		infertest_fill_input(img, npix, 1000 + part, 0.5f + (float)(part % 8) * 0.4f);
+		infertest_fill_input(sig, (size_t)info->signal_dim, 2000 + part, 0.5f + (float)(part % 5));
+		g_assert_cmpint(infer_model_run(ref, img, sig, &a, &err), ==, 0);
+		g_assert_cmpint(infer_model_run(cand, img, sig, &b, &err), ==, 0);
+		d = fmaxf(fabsf(a.score - b.score), fmaxf(fabsf(a.vision_score - b.vision_score),
+							  fabsf(a.signal_score - b.signal_score)));
+		r.worst = fmaxf(r.worst, d);
+		r.moved += d > 0;
+		if (!(d <= margin))
+			g_error("%s part %u: %s %s vs %s %s: a probability moves by %g (bound %g; "
+				"fused %g -> %g)", pkg, part, backend, infer_precision_names[prec],
+				ref_backend, infer_precision_names[ref_prec], d, margin, a.score,
+				b.score);
+		if (fabsf(a.score - info->reject) < margin ||
+		    fabsf(a.score - info->marginal) < margin) {
+			r.borderline++;
+			continue;
+		}
+		g_assert_cmpint(a.verdict, ==, b.verdict);
+		r.agree++;
+	}
+	g_test_message("%s %s vs %s %s, %s: %d verdicts agree, %d borderline, %d of %d parts "
+		       "moved, worst |dp| %g", backend, infer_precision_names[prec], ref_backend,
+		       infer_precision_names[ref_prec], pkg, r.agree, r.borderline, r.moved, parts,
+		       r.worst);
+	g_free(img);
+	g_free(sig);
+	infer_model_free(ref);
+	infer_model_free(cand);
+	g_free(dir);
+	return r;
+}

@@ -746,6 +746,132 @@ static void test_int8_refusals(void)
 	infertest_remove_package(dir);
 }
 
+/* The value of half-precision bits h (IEEE binary16), decoded here
+ * independently of inference/'s rounding. */
+static float half_value(unsigned h)
+{
+	int e = (int)(h >> 10 & 0x1f), f = (int)(h & 0x3ff);
+	float v = e == 0 ? ldexpf((float)f, -24) : ldexpf((float)(f | 0x400), e - 25);
+
+	return h & 0x8000 ? -v : v;
+}
+
+/* Round to nearest, ties to even, over every finite half and bfloat16:
+ * each value rounds to itself, a midpoint to its even neighbour, and
+ * anything off the midpoint to the nearer one. */
+static void test_half_rounding(void)
+{
+	for (unsigned h = 0; h < 0x7bff; h++) {
+		float a = half_value(h), b = half_value(h + 1), mid = (a + b) / 2;
+
+		g_assert_cmpfloat(infer_round_half(a), ==, a);
+		g_assert_cmpfloat(infer_round_half(-a), ==, -a);
+		g_assert_cmpfloat(infer_round_half(mid), ==, h & 1 ? b : a);
+		g_assert_cmpfloat(infer_round_half(nextafterf(mid, 0)), ==, a);
+		g_assert_cmpfloat(infer_round_half(nextafterf(mid, INFINITY)), ==, b);
+	}
+	g_assert_cmpfloat(infer_round_half(65504.0f), ==, 65504.0f);
+	g_assert_cmpfloat(infer_round_half(65519.0f), ==, 65504.0f);
+	g_assert_cmpfloat(infer_round_half(65520.0f), ==, INFINITY);
+	g_assert_cmpfloat(infer_round_half(-1e9f), ==, -INFINITY);
+	g_assert_cmpfloat(infer_round_half(0x1p-26f), ==, 0.0f);
+	g_assert_true(isnan(infer_round_half(NAN)));
+	for (uint32_t u = 0; u < 0x7f7f0000u; u += 0x10000u) {
+		union { float f; uint32_t u; } a = { .u = u }, b = { .u = u + 0x10000u };
+		float mid = a.f + (b.f - a.f) / 2; /* exact: 9 bits of significand */
+
+		g_assert_cmpfloat(infer_round_bf16(a.f), ==, a.f);
+		g_assert_cmpfloat(infer_round_bf16(mid), ==, u >> 16 & 1 ? b.f : a.f);
+		g_assert_cmpfloat(infer_round_bf16(nextafterf(mid, 0)), ==, a.f);
+		g_assert_cmpfloat(infer_round_bf16(nextafterf(mid, INFINITY)), ==, b.f);
+	}
+	g_assert_cmpfloat(infer_round_bf16(3.4e38f), ==, INFINITY);
+	g_assert_true(isnan(infer_round_bf16(NAN)));
+}
+
+/* The reference executor in fp16 and bf16 (the cuda backend's storage
+ * rounding) against OpenCV in float32, on the packages and synthetic
+ * parts that test-inference-cuda.c uses, within the same bounds: a CPU
+ * prediction of that GPU test. The rounding must show on every package,
+ * and synthetic-v1's parts, which spread over the score range, must
+ * mostly be away from a threshold and keep their verdicts. */
+static void test_half_precision_on_cpu(void)
+{
+	static const struct { const char *pkg; int parts; } runs[] = {
+		{ "synthetic-v1", 64 }, { "real-v1", 64 }, { "real-v2", 64 }, { "real-v5", 12 },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(runs); i++) {
+		struct infertest_precision h, b;
+
+		h = infertest_check_precision(runs[i].pkg, "opencv", INFER_FP32, "reference",
+					      INFER_FP16, INFERTEST_FP16_MARGIN, runs[i].parts);
+		b = infertest_check_precision(runs[i].pkg, "opencv", INFER_FP32, "reference",
+					      INFER_BF16, INFERTEST_BF16_MARGIN, runs[i].parts);
+		g_assert_cmpint(h.moved, >, 0);
+		g_assert_cmpint(b.moved, >, 0);
+		if (i == 0) {
+			g_assert_cmpint(h.agree, >, runs[i].parts / 2);
+			g_assert_cmpint(b.agree, >, runs[i].parts / 2);
+		}
+	}
+}
+
+/* The rounding is what changes the numbers: fp16 differs from fp32 on
+ * every part, bf16 further than fp16, and a module's fp16 output is made
+ * of halves. */
+static void test_half_precision_rounds(void)
+{
+	char *path = infertest_package_path("real-v2", "vision.onnx"), *err = NULL;
+	ref_module *f32 = ref_module_load(path, &err);
+	ref_module *f16 = f32 ? ref_module_load_half(path, INFER_FP16, &err) : NULL;
+	ref_module *b16 = f16 ? ref_module_load_half(path, INFER_BF16, &err) : NULL;
+	int shape[ONNX_MAX_DIMS], ndim;
+	size_t n, len;
+	float *x, d16 = 0, db16 = 0;
+
+	if (!b16)
+		g_error("%s", err);
+	g_assert_null(ref_module_load_half(path, INFER_INT8, &err));
+	g_assert_nonnull(strstr(err, "not a half precision"));
+	g_clear_pointer(&err, g_free);
+	ndim = infertest_module_shape(ref_module_graph(f32), 2, shape);
+	n = infertest_shape_count(shape, ndim);
+	x = g_new(float, n);
+	infertest_fill_input(x, n, 7, 1.0f);
+	g_assert_cmpint(ref_module_forward(f32, x, shape, ndim, &err), ==, 0);
+	g_assert_cmpint(ref_module_forward(f16, x, shape, ndim, &err), ==, 0);
+	g_assert_cmpint(ref_module_forward(b16, x, shape, ndim, &err), ==, 0);
+	for (int o = 0; o < ref_module_graph(f32)->n_outputs; o++) {
+		const float *a = ref_module_output(f32, o, &len);
+		const float *h = ref_module_output(f16, o, &len);
+		const float *b = ref_module_output(b16, o, &len);
+
+		for (size_t k = 0; k < len; k++) {
+			g_assert_cmpfloat(infer_round_half(h[k]), ==, h[k]);
+			g_assert_cmpfloat(infer_round_bf16(b[k]), ==, b[k]);
+			d16 = fmaxf(d16, fabsf(h[k] - a[k]));
+			db16 = fmaxf(db16, fabsf(b[k] - a[k]));
+		}
+	}
+	/* the caller's input is left as it was */
+	{
+		float *y = g_new(float, n);
+
+		infertest_fill_input(y, n, 7, 1.0f);
+		g_assert_cmpmem(x, n * sizeof(float), y, n * sizeof(float));
+		g_free(y);
+	}
+	g_test_message("real-v2 vision outputs: max |fp16 - fp32| %g, |bf16 - fp32| %g", d16, db16);
+	g_assert_cmpfloat(d16, >, 0.0f);
+	g_assert_cmpfloat(db16, >, d16);
+	g_free(x);
+	ref_module_free(f32);
+	ref_module_free(f16);
+	ref_module_free(b16);
+	g_free(path);
+}
+
 /* backend = cuda in a build without CUDA: refused, saying how to get it. */
 static void test_cuda_absent_is_explained(void)
 {
@@ -782,6 +908,9 @@ int main(int argc, char **argv)
 	g_test_add_func("/inference/engine/int8-calibration-file", test_int8_calibration_file);
 	g_test_add_func("/inference/engine/int8-refusals", test_int8_refusals);
 	g_test_add_func("/inference/engine/int8-shipped-calibrations", test_int8_shipped_calibrations);
+	g_test_add_func("/inference/engine/half-rounding", test_half_rounding);
+	g_test_add_func("/inference/engine/half-precision-rounds", test_half_precision_rounds);
+	g_test_add_func("/inference/engine/half-precision-on-cpu", test_half_precision_on_cpu);
 	g_test_add_func("/inference/engine/cuda-absent", test_cuda_absent_is_explained);
 	return g_test_run();
 }
