@@ -341,6 +341,15 @@ static int set4d(cudnnTensorDescriptor_t *d, cudnnDataType_t dt, const struct on
 			"tensor descriptor", err);
 }
 
+/* A convolution algorithm that sums the products as a direct
+ * convolution does, rather than through a transform. */
+static int sums_products(cudnnConvolutionFwdAlgo_t a)
+{
+	return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM ||
+	       a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ||
+	       a == CUDNN_CONVOLUTION_FWD_ALGO_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_DIRECT;
+}
+
 static int plan_node(cuda_module *m, int i, char **err)
 {
 	const struct onnx_node *n = &m->g->nodes[i];
@@ -373,20 +382,29 @@ static int plan_node(cuda_module *m, int i, char **err)
 									  c->y, 8, &found, perf),
 				   "algorithm", err)) < 0)
 			return rc;
-		/* The fastest that cuDNN can run; in fp32 the fastest in FMA math
-		 * (no TF32) when there is one, the descriptor staying FMA. In
-		 * half precision the math type is part of the choice. */
+		/* The fastest that cuDNN can run. In half precision the math type
+		 * is part of the choice. In fp32 the fastest in FMA math (no
+		 * TF32), the descriptor staying FMA, and of those one that sums
+		 * the products themselves (implicit GEMM, GEMM, direct) before
+		 * one that transforms them (FFT, Winograd), whose rounding is
+		 * larger: fp32 is the precision that must match the CPU. */
 		{
-			int pick = -1;
+			int pick = -1, rank = 0;
 
 			for (int k = 0; k < found; k++) {
+				int r;
+
 				if (perf[k].status != CUDNN_STATUS_SUCCESS)
 					continue;
-				if (pick < 0)
+				if (m->type != VK_F32)
+					r = 3;
+				else if (perf[k].mathType != CUDNN_FMA_MATH)
+					r = 1;
+				else
+					r = sums_products(perf[k].algo) ? 3 : 2;
+				if (r > rank) {
 					pick = k;
-				if (m->type != VK_F32 || perf[k].mathType == CUDNN_FMA_MATH) {
-					pick = k;
-					break;
+					rank = r;
 				}
 			}
 			if (pick < 0) {
