@@ -18,7 +18,9 @@
 #   val/  with DATA: the val parts of MANIFEST (default DATA/line-dev.csv;
 #         paths in it relative to DATA) as a parts file
 #         (vigil-features --raw-out) and vigil-eval's opencv fp32 scores of
-#         them with models/real-v5, the reference for the cuda verdicts
+#         them with models/real-v5, the reference for the cuda verdicts,
+#         and the reference executor's fp16 and bf16 scores (its rounding
+#         as the cuda backend stores: what those runs should come near)
 #   KIT_INFO  the commit, the build and each file's SHA-256
 # The kit is checked here before it is written: every binary starts
 # through the carried loader with only lib/ and the CUDA toolkit's
@@ -90,6 +92,23 @@ if [ -n "$DATA" ] && [ -f "$MANIFEST" ]; then
 		--model "models/$REAL" --json "$stage/val/val-opencv-fp32.json" \
 		--scores "$stage/val/val-opencv-fp32.csv" 2> "$stage/val.log" ||
 		{ say "vigil-eval failed:"; cat "$stage/val.log" >&2; exit 1; }
+	# What the GPU's half precision should do to the same parts: the
+	# reference executor rounding as the cuda backend stores (fp16, bf16),
+	# one on each core.
+	pids=
+	for prec in fp16 bf16; do
+		"$BUILD/tools/vigil-eval" --manifest "$MANIFEST" --data-root "$DATA" --split val \
+			--model "models/$REAL" --backend reference --precision $prec \
+			--json "$stage/val/val-reference-$prec.json" \
+			--scores "$stage/val/val-reference-$prec.csv" 2> "$stage/val-$prec.log" &
+		pids="$pids $!"
+	done
+	set -- $pids
+	for prec in fp16 bf16; do
+		wait "$1" || { say "vigil-eval reference $prec failed:"; cat "$stage/val-$prec.log" >&2; exit 1; }
+		rm -f "$stage/val-$prec.log"
+		shift
+	done
 	rm -f "$stage/val.log"
 	env -i "$stage/lib/ld-linux-x86-64.so.2" --library-path "$stage/lib:$CUDA_LIB" \
 		"$stage/bin/infer-bench" "models/$REAL" opencv 10 --batch 1 \

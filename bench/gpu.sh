@@ -2,7 +2,8 @@
 # The GPU check in one go, for a session lent an NVIDIA GPU
 # (docs/performance.md): the GPU parity test and the GPU preprocessing test
 # must pass, not skip; the val parts are judged on cuda in every precision
-# against opencv's verdicts; then every backend is benchmarked on the
+# against opencv's verdicts (fp16 and bf16 also against the reference
+# executor's CPU rounding of them); then every backend is benchmarked on the
 # shipped packages at batch 1, 2, 4, ... MAX_BATCH.
 #
 #   OUT=/some/dir [KIT=.gpukit/kit.tar.xz] bench/gpu.sh [PARTS] [MAX_BATCH]
@@ -170,6 +171,14 @@ if [ -f "$K/val/val.vgr" ]; then
 		python3 bench/compare-scores.py "$K/val/val-opencv-fp32.csv" "$LOGS/$name.csv" \
 			--name "$REAL $name vs opencv fp32 here" $strict > "$LOGS/$name.cmp" 2>&1 || status=1
 		tee -a "$OUT/summary.txt" < "$LOGS/$name.cmp"
+		# Half precision also against the CPU's prediction of it (the
+		# reference executor's rounding, made with the kit): far more
+		# apart than from opencv means arithmetic the rounding misses.
+		if [ -f "$K/val/val-reference-$prec.csv" ]; then
+			python3 bench/compare-scores.py "$K/val/val-reference-$prec.csv" "$LOGS/$name.csv" \
+				--name "$REAL $name vs reference $prec here" > "$LOGS/$name-ref.cmp" 2>&1 || true
+			tee -a "$OUT/summary.txt" < "$LOGS/$name-ref.cmp"
+		fi
 		pack
 	done
 else
