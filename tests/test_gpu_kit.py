@@ -2,7 +2,8 @@
 """The GPU kit (bench/gpu-kit.sh) and the GPU check that runs from it
 (bench/gpu.sh), on this machine: the kit is made from this build with
 simulated val parts, holds the binaries, their libraries with glibc's
-loader, the parts and the opencv reference scores, each with its SHA-256;
+loader, the parts, the opencv reference scores and the reference
+executor's fp16 / bf16 predictions, each with its SHA-256;
 its binaries start through the kit's loader with the libraries of an
 emptied environment; and gpu.sh, run from the kit, finds the opencv
 verdicts of the kit's parts equal to the reference, benchmarks opencv, and
@@ -42,7 +43,8 @@ with tempfile.TemporaryDirectory(prefix="vigil-kit-") as tmp:
         t.extractall(unpacked)
     for path in ("bin/test-inference-cuda", "bin/test-cuda-preprocess", "bin/infer-bench",
                  "lib/ld-linux-x86-64.so.2", "lib/libc.so.6", "lib/libopencv_dnn.so.406",
-                 "val/val.vgr", "val/val-opencv-fp32.csv", "KIT_INFO"):
+                 "val/val.vgr", "val/val-opencv-fp32.csv", "val/val-reference-fp16.csv",
+                 "val/val-reference-bf16.csv", "KIT_INFO"):
         if not os.path.isfile(os.path.join(unpacked, path)):
             fail(f"the kit has no {path}")
     libs = os.listdir(os.path.join(unpacked, "lib"))
