@@ -16,9 +16,10 @@
 # which needs the Debian packages ('make deps') on this machine.
 #
 # What lands in $OUT: summary.txt (every figure and verdict count, written
-# as it goes) and logs.tar.gz (each step's log, the scores, the bench
+# as it goes), logs.tar.gz (each step's log, the scores, the bench
 # output; repacked after every step, so a run cut short still returns
-# what it did). Exit status 0 when both GPU tests passed, fp32 and fp16
+# what it did) and tables.md (docs/performance.md's GPU tables from those
+# logs, bench/gpu-tables.py). Exit status 0 when both GPU tests passed, fp32 and fp16
 # gave opencv's verdict on every val part, and every benchmark ran.
 #
 # About 4 minutes on an H200 with 16 cores (a guess: not yet run there),
@@ -242,6 +243,9 @@ else
 fi
 # A module whose capture failed ran eagerly: its figures are not a graph's.
 grep -h "no CUDA graph" "$LOGS"/*.txt "$LOGS"/*.log 2>/dev/null | sort -u | tee -a "$OUT/summary.txt"
-say "done in $(( $(date +%s) - T0 )) s, status $status; logs in $OUT/logs.tar.gz"
+# docs/performance.md's tables, filled from this run's logs.
+python3 bench/gpu-tables.py "$LOGS" > "$OUT/tables.md" 2> "$LOGS/gpu-tables.err" ||
+	{ say "gpu-tables.py failed: $(tail -1 "$LOGS/gpu-tables.err")"; status=1; }
+say "done in $(( $(date +%s) - T0 )) s, status $status; logs in $OUT/logs.tar.gz, tables in $OUT/tables.md"
 pack
 exit $status

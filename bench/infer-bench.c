@@ -412,8 +412,9 @@ int main(int argc, char **argv)
 		}
 		g_free(lat);
 	}
-	printf("backend=%s precision=%s best_batch=%d parts_per_s=%.1f\n", pos[1], prec_name,
-	       best_batch, best_rate);
+	printf("backend=%s precision=%s package=%s%s%s best_batch=%d parts_per_s=%.1f\n", pos[1],
+	       prec_name, in->name, raw ? " raw=1" : "", real ? " parts=real" : "", best_batch,
+	       best_rate);
 	rc = 0;
 done:
 	infer_model_free(m);

@@ -14,6 +14,7 @@ usage: test_gpu_kit.py BUILD_DIR SOURCE_ROOT
 """
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -84,6 +85,18 @@ with tempfile.TemporaryDirectory(prefix="vigil-kit-") as tmp:
     if not gpu and ("test-inference-cuda SKIPPED" not in summary
                     or "val-cuda-fp32 failed" not in summary):
         fail("without a GPU the GPU test must show as skipped and cuda's val run as failed")
+    # The tables for docs/performance.md: opencv's figures, cuda's runs
+    # said to be missing (never blank cells that read as figures).
+    with open(os.path.join(out, "tables.md")) as f:
+        tables = f.read()
+    for want in ("| real-v5 | opencv fp32 | ", "| synthetic-v1 | opencv fp32 | ",
+                 f"| opencv-fp32 | opencv fp32 | {PARTS} | 0 | 0 |",
+                 "| cuda fp32 | not run" if not gpu else "| real-v5 | cuda fp32 | "):
+        if want not in tables:
+            fail(f"no '{want}' in tables.md:\n{tables}")
+    if not re.search(r"\| real-v5 \| opencv fp32 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| "
+                                 r"[0-9]+ \| [0-9.]+ \|", tables):
+        fail(f"tables.md lacks opencv's figures:\n{tables}")
     with tarfile.open(os.path.join(out, "logs.tar.gz")) as t:
         names = t.getnames()
     for want in ("./val-opencv-fp32.csv", "./bench-real-v5.txt", "./test-inference-cuda.log"):
