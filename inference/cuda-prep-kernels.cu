@@ -6,6 +6,8 @@
 // pixels, so one block is enough and keeps the order fixed.
 #include <cuda_runtime.h>
 
+#include "inference/cuda-launch.h"
+
 #include "inference/cuda-prep-kernels.h"
 
 namespace {
@@ -211,7 +213,7 @@ int done()
 extern "C" int vp_fit(uint8_t *fitted, unsigned long long *sum, const uint8_t *frame, int stride,
 		      int h, struct fp_fit g, void *stream)
 {
-	fit<<<blocks((size_t)g.fw * g.fh), kThreads, 0, (cudaStream_t)stream>>>(fitted, sum, frame,
+	VK_LAUNCH(fit, blocks((size_t)g.fw * g.fh), kThreads, (cudaStream_t)stream)(fitted, sum, frame,
 										 stride, h, g);
 	return done();
 }
@@ -219,27 +221,27 @@ extern "C" int vp_fit(uint8_t *fitted, unsigned long long *sum, const uint8_t *f
 extern "C" int vp_place(float *out, const uint8_t *fitted, const unsigned long long *sum,
 			struct fp_fit g, int out_w, int out_h, float mean, float std, void *stream)
 {
-	place<<<blocks((size_t)out_w * out_h), kThreads, 0, (cudaStream_t)stream>>>(
+	VK_LAUNCH(place, blocks((size_t)out_w * out_h), kThreads, (cudaStream_t)stream)(
 		out, fitted, sum, g, out_w, out_h, mean, std);
 	return done();
 }
 
 extern "C" int vp_centre(float *centred, double *stats, const float *x, size_t n, void *stream)
 {
-	centre<<<1, kReduce, 0, (cudaStream_t)stream>>>(centred, stats, x, n);
+	VK_LAUNCH(centre, 1, kReduce, (cudaStream_t)stream)(centred, stats, x, n);
 	return done();
 }
 
 extern "C" int vp_window(float *dst, const float *src, size_t n, int tukey, void *stream)
 {
-	window<<<blocks(n), kThreads, 0, (cudaStream_t)stream>>>(dst, src, n, tukey);
+	VK_LAUNCH(window, blocks(n), kThreads, (cudaStream_t)stream)(dst, src, n, tukey);
 	return done();
 }
 
 extern "C" int vp_bands(float *feat, const float *spec, size_t n, double rate_hz, int first,
 			int count, const double *stats, void *stream)
 {
-	bands<<<(count + 63) / 64, 64, 0, (cudaStream_t)stream>>>(feat, spec, n, rate_hz, first,
+	VK_LAUNCH(bands, (count + 63) / 64, 64, (cudaStream_t)stream)(feat, spec, n, rate_hz, first,
 								 count, stats);
 	return done();
 }
@@ -247,25 +249,25 @@ extern "C" int vp_bands(float *feat, const float *spec, size_t n, double rate_hz
 extern "C" int vp_analytic(float *dst, const float *spec, size_t n, size_t highpass_bin,
 			   void *stream)
 {
-	analytic<<<blocks(n), kThreads, 0, (cudaStream_t)stream>>>(dst, spec, n, highpass_bin);
+	VK_LAUNCH(analytic, blocks(n), kThreads, (cudaStream_t)stream)(dst, spec, n, highpass_bin);
 	return done();
 }
 
 extern "C" int vp_envelope(float *env, double *stats, const float *a, size_t n, void *stream)
 {
-	envelope<<<1, kReduce, 0, (cudaStream_t)stream>>>(env, stats, a, n);
+	VK_LAUNCH(envelope, 1, kReduce, (cudaStream_t)stream)(env, stats, a, n);
 	return done();
 }
 
 extern "C" int vp_envelope_window(float *dst, const float *env, const double *stats, size_t n,
 				  void *stream)
 {
-	envelope_window<<<blocks(n), kThreads, 0, (cudaStream_t)stream>>>(dst, env, stats, n);
+	VK_LAUNCH(envelope_window, blocks(n), kThreads, (cudaStream_t)stream)(dst, env, stats, n);
 	return done();
 }
 
 extern "C" int vp_time_features(float *feat, const double *stats, void *stream)
 {
-	time_features<<<1, 1, 0, (cudaStream_t)stream>>>(feat, stats);
+	VK_LAUNCH(time_features, 1, 1, (cudaStream_t)stream)(feat, stats);
 	return done();
 }

@@ -12,6 +12,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "inference/cuda-launch.h"
+
 #include "inference/infer-cuda-kernels.h"
 
 namespace {
@@ -165,9 +167,9 @@ template <typename D>
 int convert_from(D *dst, const void *src, int src_type, size_t n, cudaStream_t s)
 {
 	switch (src_type) {
-	case VK_F32: convert<<<blocks(n), kThreads, 0, s>>>(dst, (const float *)src, n); break;
-	case VK_F16: convert<<<blocks(n), kThreads, 0, s>>>(dst, (const __half *)src, n); break;
-	case VK_BF16: convert<<<blocks(n), kThreads, 0, s>>>(dst, (const __nv_bfloat16 *)src, n); break;
+	case VK_F32: VK_LAUNCH(convert, blocks(n), kThreads, s)(dst, (const float *)src, n); break;
+	case VK_F16: VK_LAUNCH(convert, blocks(n), kThreads, s)(dst, (const __half *)src, n); break;
+	case VK_BF16: VK_LAUNCH(convert, blocks(n), kThreads, s)(dst, (const __nv_bfloat16 *)src, n); break;
 	default: return cudaErrorInvalidValue;
 	}
 	return (int)cudaGetLastError();
@@ -195,9 +197,9 @@ int vk_bias_act(void *y, int type, const float *bias, float scale, size_t n, siz
 	cudaStream_t s = (cudaStream_t)stream;
 
 	switch (type) {
-	case VK_F32: bias_act<<<blocks(n), kThreads, 0, s>>>((float *)y, bias, scale, n, plane, channels, act); break;
-	case VK_F16: bias_act<<<blocks(n), kThreads, 0, s>>>((__half *)y, bias, scale, n, plane, channels, act); break;
-	case VK_BF16: bias_act<<<blocks(n), kThreads, 0, s>>>((__nv_bfloat16 *)y, bias, scale, n, plane, channels, act); break;
+	case VK_F32: VK_LAUNCH(bias_act, blocks(n), kThreads, s)((float *)y, bias, scale, n, plane, channels, act); break;
+	case VK_F16: VK_LAUNCH(bias_act, blocks(n), kThreads, s)((__half *)y, bias, scale, n, plane, channels, act); break;
+	case VK_BF16: VK_LAUNCH(bias_act, blocks(n), kThreads, s)((__nv_bfloat16 *)y, bias, scale, n, plane, channels, act); break;
 	default: return (int)cudaErrorInvalidValue;
 	}
 	return (int)cudaGetLastError();
@@ -208,9 +210,9 @@ int vk_act(void *y, const void *x, int type, size_t n, int act, void *stream)
 	cudaStream_t s = (cudaStream_t)stream;
 
 	switch (type) {
-	case VK_F32: act_copy<<<blocks(n), kThreads, 0, s>>>((float *)y, (const float *)x, n, act); break;
-	case VK_F16: act_copy<<<blocks(n), kThreads, 0, s>>>((__half *)y, (const __half *)x, n, act); break;
-	case VK_BF16: act_copy<<<blocks(n), kThreads, 0, s>>>((__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, n, act); break;
+	case VK_F32: VK_LAUNCH(act_copy, blocks(n), kThreads, s)((float *)y, (const float *)x, n, act); break;
+	case VK_F16: VK_LAUNCH(act_copy, blocks(n), kThreads, s)((__half *)y, (const __half *)x, n, act); break;
+	case VK_BF16: VK_LAUNCH(act_copy, blocks(n), kThreads, s)((__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, n, act); break;
 	default: return (int)cudaErrorInvalidValue;
 	}
 	return (int)cudaGetLastError();
@@ -223,9 +225,9 @@ int vk_concat_part(void *dst, const void *src, int type, size_t outer, size_t ch
 	size_t n = outer * chunk;
 
 	switch (type) {
-	case VK_F32: concat_part<<<blocks(n), kThreads, 0, s>>>((float *)dst, (const float *)src, outer, chunk, row, at); break;
-	case VK_F16: concat_part<<<blocks(n), kThreads, 0, s>>>((__half *)dst, (const __half *)src, outer, chunk, row, at); break;
-	case VK_BF16: concat_part<<<blocks(n), kThreads, 0, s>>>((__nv_bfloat16 *)dst, (const __nv_bfloat16 *)src, outer, chunk, row, at); break;
+	case VK_F32: VK_LAUNCH(concat_part, blocks(n), kThreads, s)((float *)dst, (const float *)src, outer, chunk, row, at); break;
+	case VK_F16: VK_LAUNCH(concat_part, blocks(n), kThreads, s)((__half *)dst, (const __half *)src, outer, chunk, row, at); break;
+	case VK_BF16: VK_LAUNCH(concat_part, blocks(n), kThreads, s)((__nv_bfloat16 *)dst, (const __nv_bfloat16 *)src, outer, chunk, row, at); break;
 	default: return (int)cudaErrorInvalidValue;
 	}
 	return (int)cudaGetLastError();
@@ -233,7 +235,7 @@ int vk_concat_part(void *dst, const void *src, int type, size_t outer, size_t ch
 
 int vk_quantize(int8_t *q, const float *x, size_t n, float inv_scale, void *stream)
 {
-	quantize<<<blocks(n), kThreads, 0, (cudaStream_t)stream>>>(q, x, n, inv_scale);
+	VK_LAUNCH(quantize, blocks(n), kThreads, (cudaStream_t)stream)(q, x, n, inv_scale);
 	return (int)cudaGetLastError();
 }
 
@@ -242,7 +244,7 @@ int vk_conv_int8(float *y, const int8_t *x, const int8_t *w, const float *dequan
 {
 	size_t n = (size_t)shape->batch * shape->oc * shape->oh * shape->ow;
 
-	conv_int8<<<blocks(n), kThreads, 0, (cudaStream_t)stream>>>(y, x, w, dequant, bias, *shape,
+	VK_LAUNCH(conv_int8, blocks(n), kThreads, (cudaStream_t)stream)(y, x, w, dequant, bias, *shape,
 								      act);
 	return (int)cudaGetLastError();
 }
@@ -251,7 +253,7 @@ int vk_gemm_int8(float *y, const int8_t *a, const int8_t *w, const float *dequan
 		 const float *bias, size_t nbias, float beta, int m, int n, int k, int trans_a,
 		 int act, void *stream)
 {
-	gemm_int8<<<blocks((size_t)m * n), kThreads, 0, (cudaStream_t)stream>>>(
+	VK_LAUNCH(gemm_int8, blocks((size_t)m * n), kThreads, (cudaStream_t)stream)(
 		y, a, w, dequant, alpha, bias, nbias, beta, m, n, k, trans_a, act);
 	return (int)cudaGetLastError();
 }
