@@ -26,9 +26,15 @@
 # through the carried loader with only lib/ and the CUDA toolkit's
 # libraries, and infer-bench judges the val parts on opencv from the kit
 # exactly as vigil-eval did.
+#
+# EMULATE=1 makes a rehearsal kit instead: the same programs built on the
+# CUDA emulation (tests/cuda-emu, BUILD default build), so that gpu.sh
+# runs through here, without a GPU, before a lent machine's minutes are
+# spent on it. Its figures are the CPU's and mean nothing.
 set -eu
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build-kit}
+EMULATE=${EMULATE:-}
+if [ -n "$EMULATE" ]; then BUILD=${BUILD:-build}; else BUILD=${BUILD:-build-kit}; fi
 KIT=${1:-.gpukit}
 REAL=real-v5
 CUDA_LIB=${CUDA_LIB:-/usr/local/cuda/lib64}
@@ -40,17 +46,17 @@ MANIFEST=${MANIFEST:-$DATA/line-dev.csv}
 
 say() { echo "gpu-kit: $*" >&2; }
 
+bins="tests/test-inference-cuda tests/test-cuda-preprocess bench/infer-bench"
+[ -z "$EMULATE" ] || bins="tests/test-inference-cuda-emu tests/test-cuda-preprocess-emu tests/infer-bench-emu"
 [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" -Dcuda=enabled -Dwerror=true >/dev/null
-ninja -C "$BUILD" tests/test-inference-cuda tests/test-cuda-preprocess bench/infer-bench \
-	tools/vigil-features tools/vigil-eval >/dev/null
+ninja -C "$BUILD" $bins tools/vigil-features tools/vigil-eval >/dev/null
 grep -q "VIGIL_HAVE_CUDA" "$BUILD/build.ninja" || { say "$BUILD has no cuda backend"; exit 1; }
 
 stage=$(mktemp -d "${TMPDIR:-/tmp}/vigil-kit.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib" "$stage/val"
-bins="tests/test-inference-cuda tests/test-cuda-preprocess bench/infer-bench"
 for b in $bins; do
-	cp "$BUILD/$b" "$stage/bin/"
+	cp "$BUILD/$b" "$stage/bin/$(basename "$b" -emu)"
 done
 
 # Every library the binaries load, but the GPU machine's own CUDA ones.
@@ -66,15 +72,17 @@ done
 [ -f "$stage/lib/ld-linux-x86-64.so.2" ] || { say "no ld-linux-x86-64.so.2 among the libraries"; exit 1; }
 
 # Each binary must start from the kit alone (plus the CUDA libraries): a
-# GPU test that finds no device exits 77; infer-bench prints its usage.
+# GPU test that finds no device exits 77, one that finds one (or the
+# emulation) lists its cases; infer-bench prints its usage.
 for b in $bins; do
-	rc=0
+	b=$(basename "$b" -emu) rc=0
+	case $b in test-*) list=-l ;; *) list= ;; esac
 	env -i VIGIL_SOURCE_ROOT="$PWD" "$stage/lib/ld-linux-x86-64.so.2" \
-		--library-path "$stage/lib:$CUDA_LIB" "$stage/bin/$(basename "$b")" \
+		--library-path "$stage/lib:$CUDA_LIB" "$stage/bin/$b" $list \
 		> "$stage/start.log" 2>&1 || rc=$?
-	case $(basename "$b"):$rc in
+	case $b:$rc in
 	infer-bench:2|test-*:77|test-*:0) ;;
-	*) say "$(basename "$b") does not start from the kit (exit $rc):"; cat "$stage/start.log" >&2; exit 1 ;;
+	*) say "$b does not start from the kit (exit $rc):"; cat "$stage/start.log" >&2; exit 1 ;;
 	esac
 done
 rm -f "$stage/start.log"
@@ -124,6 +132,7 @@ fi
 {
 	echo "commit $(git rev-parse HEAD)$(git diff --quiet HEAD || echo ' (with uncommitted changes)')"
 	echo "made $(date -u +%FT%TZ) on $(uname -m), $(ldd --version | head -1)"
+	[ -z "$EMULATE" ] || echo "emulated CUDA (tests/cuda-emu): a rehearsal kit, no GPU code in it"
 	echo "nvcc $("$CUDA_LIB/../bin/nvcc" --version | tail -1)"
 	echo "gpu_arch $(meson introspect --buildoptions "$BUILD" | python3 -c \
 		'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "gpu_arch"][0])')"

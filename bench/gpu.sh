@@ -61,6 +61,15 @@ limit() {
 	echo $(( left < $1 ? left : $1 ))
 }
 
+# Why a step failed: its exit status, a cut at its limit said as such,
+# and its last line of output.
+why() {
+	case $1 in
+	124|137) echo "cut at its limit of $2 s (exit $1)" ;;
+	*) echo "exit $1: $(tail -1 "$3" 2>/dev/null)" ;;
+	esac
+}
+
 : > "$OUT/summary.txt"
 say "$(date -u +%FT%TZ) $(git rev-parse --short HEAD 2>/dev/null || echo no-git)"
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
@@ -87,6 +96,13 @@ tar -C "$K" -xJf "$KIT" 2>/dev/null ||
 	python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$KIT" "$K" ||
 	{ say "cannot unpack $KIT"; exit 1; }
 say "kit: $(grep -E '^(commit|made|gpu_arch|data) ' "$K/KIT_INFO" | tr '\n' ';')"
+# A rehearsal kit (EMULATE=1 bench/gpu-kit.sh) runs on the CPU through
+# tests/cuda-emu: the whole check runs through, its figures are the CPU's.
+EMULATED=
+if grep -q "^emulated" "$K/KIT_INFO"; then
+	EMULATED=1
+	say "REHEARSAL: an emulated kit (tests/cuda-emu); no GPU runs and no figure here is a GPU's"
+fi
 
 # The GPU machine's own CUDA libraries and driver, wherever its image has
 # them: ldconfig's, then LD_LIBRARY_PATH's, then the driver's folder, then
@@ -106,7 +122,9 @@ find_lib() {
 }
 # NVRTC is optional: cuDNN's runtime-compiled engines load it when present.
 dirs=
-for lib in libcuda.so.1 libcudnn.so.9 libcublas.so.13 libcublasLt.so.13 libcufft.so.12 libnvrtc.so.13; do
+libs="libcuda.so.1 libcudnn.so.9 libcublas.so.13 libcublasLt.so.13 libcufft.so.12 libnvrtc.so.13"
+[ -z "$EMULATED" ] || libs=
+for lib in $libs; do
 	if ! p=$(find_lib $lib); then
 		say "missing $lib on this machine"
 		[ $lib = libnvrtc.so.13 ] || status=1
@@ -132,7 +150,8 @@ for t in test-inference-cuda test-cuda-preprocess; do
 	case $rc in
 	0) say "$t ok in $(( $(date +%s) - start )) s" ;;
 	77) say "$t SKIPPED: $(tail -1 "$LOGS/$t.log")"; status=1 ;;
-	*) say "$t FAILED (exit $rc), tail of its log:"; tail -25 "$LOGS/$t.log" | tee -a "$OUT/summary.txt"; status=1 ;;
+	*) say "$t FAILED ($(why $rc $lim /dev/null | sed 's/: $//')), tail of its log:"
+	   tail -25 "$LOGS/$t.log" | tee -a "$OUT/summary.txt"; status=1 ;;
 	esac
 	grep -E "worst|verdicts agree|gpu vs|preprocess per part" "$LOGS/$t.log" | tee -a "$OUT/summary.txt"
 	# A failed parity test again without CUDA graphs: tells a capture
@@ -156,10 +175,12 @@ if [ -f "$K/val/val.vgr" ]; then
 		be=${run%%:*} rest=${run#*:} prec=${rest%%:*} raw=${rest#*:}
 		name=val-$be-$prec${raw:+-raw}
 		lim=$(limit 120) || { say "$name not run: out of time"; status=1; continue; }
-		if ! timeout -k 5 $lim $RUN "$K/bin/infer-bench" "models/$REAL" $be 10 --batch 1 \
+		rc=0
+		timeout -k 5 $lim $RUN "$K/bin/infer-bench" "models/$REAL" $be 10 --batch 1 \
 			--precision $prec ${raw:+--raw} --parts "$K/val/val.vgr" \
-			--scores "$LOGS/$name.csv" > "$LOGS/$name.txt" 2>&1; then
-			say "$name failed: $(tail -1 "$LOGS/$name.txt")"; status=1; continue
+			--scores "$LOGS/$name.csv" > "$LOGS/$name.txt" 2>&1 || rc=$?
+		if [ $rc != 0 ]; then
+			say "$name failed: $(why $rc $lim "$LOGS/$name.txt")"; status=1; continue
 		fi
 		# fp32 and fp16 keep every verdict; fp32 from the same inputs also
 		# every score within the parity test's bound. A non-finite score
@@ -197,9 +218,10 @@ for pkg in $REAL synthetic-v1; do
 		be=${run%%:*} prec=${run#*:}
 		if [ $be = opencv ]; then n=$cpu_parts max=16; else n=$PARTS max=$MAX_BATCH; fi
 		lim=$(limit 120) || { say "bench $pkg $be $prec not run: out of time"; status=1; continue; }
+		rc=0
 		timeout -k 5 $lim $RUN "$K/bin/infer-bench" "models/$pkg" $be $n $max --precision $prec \
-			>> "$LOGS/bench-$pkg.txt" 2>> "$LOGS/bench-errors.txt" ||
-			{ say "bench $pkg $be $prec failed"; status=1; }
+			>> "$LOGS/bench-$pkg.txt" 2>> "$LOGS/bench-errors.txt" || rc=$?
+		[ $rc = 0 ] || { say "bench $pkg $be $prec failed: $(why $rc $lim "$LOGS/bench-errors.txt")"; status=1; }
 		pack
 	done
 	# Whole parts from raw frames and windows: preprocessing and features
@@ -207,9 +229,10 @@ for pkg in $REAL synthetic-v1; do
 	for be in opencv cuda; do
 		if [ $be = opencv ]; then n=$cpu_parts; else n=$PARTS; fi
 		lim=$(limit 120) || { say "bench $pkg $be --raw not run: out of time"; status=1; continue; }
+		rc=0
 		timeout -k 5 $lim $RUN "$K/bin/infer-bench" "models/$pkg" $be $n --batch 1,8,16 --raw \
-			>> "$LOGS/bench-$pkg.txt" 2>> "$LOGS/bench-errors.txt" ||
-			{ say "bench $pkg $be --raw failed"; status=1; }
+			>> "$LOGS/bench-$pkg.txt" 2>> "$LOGS/bench-errors.txt" || rc=$?
+		[ $rc = 0 ] || { say "bench $pkg $be --raw failed: $(why $rc $lim "$LOGS/bench-errors.txt")"; status=1; }
 	done
 	say "bench $pkg:"
 	grep -E "batch=(1|8) |best_batch" "$LOGS/bench-$pkg.txt" | tee -a "$OUT/summary.txt"
@@ -244,7 +267,8 @@ fi
 # A module whose capture failed ran eagerly: its figures are not a graph's.
 grep -h "no CUDA graph" "$LOGS"/*.txt "$LOGS"/*.log 2>/dev/null | sort -u | tee -a "$OUT/summary.txt"
 # docs/performance.md's tables, filled from this run's logs.
-python3 bench/gpu-tables.py "$LOGS" > "$OUT/tables.md" 2> "$LOGS/gpu-tables.err" ||
+{ [ -z "$EMULATED" ] || printf '**Rehearsal on the CUDA emulation (tests/cuda-emu): no figure here is a GPU'"'"'s.**\n\n'
+  python3 bench/gpu-tables.py "$LOGS"; } > "$OUT/tables.md" 2> "$LOGS/gpu-tables.err" ||
 	{ say "gpu-tables.py failed: $(tail -1 "$LOGS/gpu-tables.err")"; status=1; }
 say "done in $(( $(date +%s) - T0 )) s, status $status; logs in $OUT/logs.tar.gz, tables in $OUT/tables.md"
 pack

@@ -10,7 +10,12 @@ verdicts of the kit's parts equal to the reference, benchmarks opencv, and
 reports the GPU steps as skipped or failed (no GPU here) with a failing
 exit status. On a machine with a GPU the same run passes the GPU tests.
 
-usage: test_gpu_kit.py BUILD_DIR SOURCE_ROOT
+With "emulated" the kit is the rehearsal one (EMULATE=1 gpu-kit.sh: the
+same programs on the CUDA emulation, tests/cuda-emu), and gpu.sh must run
+through: both GPU tests pass, every val run is compared, every benchmark
+runs, tables.md holds cuda's figures under the rehearsal warning, exit 0.
+
+usage: test_gpu_kit.py BUILD_DIR SOURCE_ROOT [emulated]
 """
 import hashlib
 import os
@@ -24,6 +29,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from linetest import fail, generate_parts  # noqa: E402
 
 build, root = sys.argv[1], sys.argv[2]
+emulated = len(sys.argv) > 3 and sys.argv[3] == "emulated"
 PARTS = 24
 
 with tempfile.TemporaryDirectory(prefix="vigil-kit-") as tmp:
@@ -31,7 +37,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-kit-") as tmp:
     generate_parts(build, data, PARTS, 53, split="val")
     kit_dir = os.path.join(tmp, "kit")
     env = dict(os.environ, BUILD=build, DATA=data, MANIFEST=os.path.join(data, "parts.csv"),
-               TMPDIR=tmp)
+               TMPDIR=tmp, EMULATE="1" if emulated else "")
     p = subprocess.run(["sh", os.path.join(root, "bench", "gpu-kit.sh"), kit_dir], env=env,
                        capture_output=True, text=True)
     if p.returncode != 0:
@@ -65,6 +71,9 @@ with tempfile.TemporaryDirectory(prefix="vigil-kit-") as tmp:
                 sums += 1
     if sums != sum(len(fs) for _, _, fs in os.walk(unpacked)) - 1:
         fail(f"KIT_INFO lists {sums} files; the kit holds more")
+    with open(os.path.join(unpacked, "KIT_INFO")) as f:
+        if ("\nemulated CUDA" in f.read()) != emulated:
+            fail("KIT_INFO must say emulated exactly when the kit is the rehearsal one")
 
     # gpu.sh from the kit: 10 parts a benchmark, batches up to 2 on cuda.
     out = os.path.join(tmp, "out")
@@ -77,6 +86,15 @@ with tempfile.TemporaryDirectory(prefix="vigil-kit-") as tmp:
     gpu = "test-inference-cuda ok" in summary
     if not gpu and p.returncode == 0:
         fail("gpu.sh passed without a GPU")
+    if emulated:
+        if p.returncode != 0 or not gpu or "test-cuda-preprocess ok" not in summary:
+            fail(f"the rehearsal did not run through (exit {p.returncode})")
+        for run in ("cuda-fp32", "cuda-fp32-raw", "cuda-fp16", "cuda-bf16-raw", "cuda-int8",
+                    "cuda-int8-raw"):
+            if f"val-{run} vs opencv fp32 here: {PARTS} parts, verdicts differing" not in summary:
+                fail(f"the rehearsal did not compare val-{run}")
+        if "REHEARSAL" not in summary:
+            fail("gpu.sh did not say that the kit is emulated")
     for want in ("== kit: commit", "val-opencv-fp32 vs opencv fp32 here: "
                  f"{PARTS} parts, verdicts differing 0", "backend=opencv precision=fp32 package=real",
                  "logs in " + out):
@@ -89,6 +107,11 @@ with tempfile.TemporaryDirectory(prefix="vigil-kit-") as tmp:
     # said to be missing (never blank cells that read as figures).
     with open(os.path.join(out, "tables.md")) as f:
         tables = f.read()
+    if tables.startswith("**Rehearsal") != emulated:
+        fail(f"tables.md must carry the rehearsal warning exactly when emulated:\n{tables[:200]}")
+    if emulated and not re.search(r"\| real-v5 \| cuda int8 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|",
+                                  tables):
+        fail(f"the rehearsal's tables lack cuda's figures:\n{tables}")
     for want in ("| real-v5 | opencv fp32 | ", "| synthetic-v1 | opencv fp32 | ",
                  f"| opencv-fp32 | opencv fp32 | {PARTS} | 0 | 0 |",
                  "| cuda fp32 | not run" if not gpu else "| real-v5 | cuda fp32 | "):
