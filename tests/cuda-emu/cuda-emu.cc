@@ -433,6 +433,27 @@ size_t algo_workspace(cudnnConvolutionFwdAlgo_t a, const cudnnTensorStruct *y)
 	}
 }
 
+template <typename T> cudnnStatus_t make(T **d)
+{
+	*d = new T;
+	return CUDNN_STATUS_SUCCESS;
+}
+
+template <typename T> cudnnStatus_t drop(T *d)
+{
+	delete d;
+	return CUDNN_STATUS_SUCCESS;
+}
+
+// A 4-d NCHW tensor or filter of a type we emulate, every dimension >= 1.
+bool dims_ok(cudnnTensorFormat_t format, cudnnDataType_t dt, int a, int b, int c, int d)
+{
+	cudaDataType_t t;
+
+	return format == CUDNN_TENSOR_NCHW && dnn_type(dt, &t) && a >= 1 && b >= 1 && c >= 1 &&
+	       d >= 1;
+}
+
 bool conv_shapes_agree(const cudnnTensorStruct *x, const cudnnFilterStruct *w,
 		       const cudnnConvolutionStruct *c, const cudnnTensorStruct *y)
 {
@@ -485,22 +506,18 @@ cudnnStatus_t cudnnSetStream(cudnnHandle_t h, cudaStream_t s)
 
 cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d)
 {
-	*d = new cudnnTensorStruct;
-	return CUDNN_STATUS_SUCCESS;
+	return make(d);
 }
 
 cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d)
 {
-	delete d;
-	return CUDNN_STATUS_SUCCESS;
+	return drop(d);
 }
 
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t format,
 					 cudnnDataType_t dt, int n, int c, int h, int w)
 {
-	cudaDataType_t t;
-
-	if (format != CUDNN_TENSOR_NCHW || !dnn_type(dt, &t) || n < 1 || c < 1 || h < 1 || w < 1)
+	if (!dims_ok(format, dt, n, c, h, w))
 		return CUDNN_STATUS_BAD_PARAM;
 	*d = cudnnTensorStruct{ true, dt, n, c, h, w };
 	return CUDNN_STATUS_SUCCESS;
@@ -508,22 +525,18 @@ cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorF
 
 cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d)
 {
-	*d = new cudnnFilterStruct;
-	return CUDNN_STATUS_SUCCESS;
+	return make(d);
 }
 
 cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d)
 {
-	delete d;
-	return CUDNN_STATUS_SUCCESS;
+	return drop(d);
 }
 
 cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t dt,
 					 cudnnTensorFormat_t format, int k, int c, int h, int w)
 {
-	cudaDataType_t t;
-
-	if (format != CUDNN_TENSOR_NCHW || !dnn_type(dt, &t) || k < 1 || c < 1 || h < 1 || w < 1)
+	if (!dims_ok(format, dt, k, c, h, w))
 		return CUDNN_STATUS_BAD_PARAM;
 	*d = cudnnFilterStruct{ true, dt, k, c, h, w };
 	return CUDNN_STATUS_SUCCESS;
@@ -531,14 +544,12 @@ cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataTyp
 
 cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d)
 {
-	*d = new cudnnConvolutionStruct;
-	return CUDNN_STATUS_SUCCESS;
+	return make(d);
 }
 
 cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d)
 {
-	delete d;
-	return CUDNN_STATUS_SUCCESS;
+	return drop(d);
 }
 
 cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int pad_h,
@@ -697,14 +708,12 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
 
 cudnnStatus_t cudnnCreatePoolingDescriptor(cudnnPoolingDescriptor_t *d)
 {
-	*d = new cudnnPoolingStruct;
-	return CUDNN_STATUS_SUCCESS;
+	return make(d);
 }
 
 cudnnStatus_t cudnnDestroyPoolingDescriptor(cudnnPoolingDescriptor_t d)
 {
-	delete d;
-	return CUDNN_STATUS_SUCCESS;
+	return drop(d);
 }
 
 cudnnStatus_t cudnnSetPooling2dDescriptor(cudnnPoolingDescriptor_t d, cudnnPoolingMode_t mode,
