@@ -625,10 +625,10 @@ const struct infer_backend *infer_backend_find(const char *name)
 }
 
 int infer_backend_run1(const struct infer_backend *be, void *module, const float *in,
-		       const int *shape, int ndim, float *out, size_t cap, size_t *len,
-		       char **err)
+		       const int *shape, int ndim, const char *name, float *out, size_t cap,
+		       size_t *len, char **err)
 {
-	struct infer_tensor t = { .name = NULL, .data = out, .cap = cap };
+	struct infer_tensor t = { .name = name, .data = out, .cap = cap };
 	int rc = be->run(module, in, shape, ndim, &t, 1, err);
 
 	*len = t.len;

@@ -129,11 +129,12 @@ int infer_backend_has_precision(const struct infer_backend *be, enum infer_preci
 /* The precisions be runs, e.g. "fp32, int8"; owned by the caller (g_free). */
 char *infer_backend_precision_list(const struct infer_backend *be);
 
-/* be->run for a module's one output: out gets at most cap floats, *len
- * their count. For tools, tests and benchmarks. */
+/* be->run for one output of a module, the one called name (NULL: its
+ * main output): out gets at most cap floats, *len their count. For tools,
+ * tests and benchmarks. */
 int infer_backend_run1(const struct infer_backend *be, void *module, const float *in,
-		       const int *shape, int ndim, float *out, size_t cap, size_t *len,
-		       char **err);
+		       const int *shape, int ndim, const char *name, float *out, size_t cap,
+		       size_t *len, char **err);
 
 extern const struct infer_backend infer_backend_opencv;
 extern const struct infer_backend infer_backend_reference;  /* infer-reference.c */

@@ -19,18 +19,6 @@
 static const char *const packages[] = { "synthetic-v1", "real-v1", "real-v2", "real-v5", NULL };
 static const char *const modules[] = { "vision.onnx", "signal.onnx", "decision.onnx", NULL };
 
-/* One output of a module, by name: a module with a defect map has two. */
-static int run_output(const struct infer_backend *be, void *module, const float *x,
-		      const int *shape, int ndim, const char *name, float *y, size_t cap,
-		      size_t *len, char **err)
-{
-	struct infer_tensor t = { .name = name, .data = y, .cap = cap };
-	int rc = be->run(module, x, shape, ndim, &t, 1, err);
-
-	*len = t.len;
-	return rc;
-}
-
 static void test_fp32_modules_match_opencv(void)
 {
 	float worst = 0;
@@ -54,17 +42,18 @@ static void test_fp32_modules_match_opencv(void)
 				n = infertest_shape_count(shape, ndim);
 				x = g_new(float, n);
 				for (guint32 seed = 1; seed <= 4; seed++)
+					/* by name: a module with a defect map has two */
 					for (int o = 0; o < g->n_outputs; o++) {
 						const char *name = g->tensors[g->outputs[o]].name;
 						size_t lcv = 0, lgpu = 0, one = 0, per = n / (size_t)batch;
 
 						infertest_fill_input(x, n, seed, seed == 1 ? 0.0f : (float)seed);
-						g_assert_cmpint(run_output(&infer_backend_cuda, gpu, x, shape, ndim,
+						g_assert_cmpint(infer_backend_run1(&infer_backend_cuda, gpu, x, shape, ndim,
 									   name, ygpu, cap, &lgpu, &err), ==, 0);
 						/* OpenCV one part at a time: the batch must not mix parts. */
 						shape[0] = 1;
 						for (int b = 0; b < batch; b++) {
-							if (run_output(&infer_backend_opencv, cv, x + b * per, shape,
+							if (infer_backend_run1(&infer_backend_opencv, cv, x + b * per, shape,
 								       ndim, name, ycv + lcv, cap - lcv, &one,
 								       &err) < 0)
 								g_error("%s", err);

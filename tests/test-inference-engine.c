@@ -84,9 +84,9 @@ static void test_reference_matches_opencv_per_module(void)
 				float scale = seed == 1 ? 0.0f : (float)seed;
 
 				infertest_fill_input(x, n, seed, scale);
-				g_assert_cmpint(infer_backend_run1(&infer_backend_opencv, cv, x, shape, ndim, ycv, cap,
+				g_assert_cmpint(infer_backend_run1(&infer_backend_opencv, cv, x, shape, ndim, NULL, ycv, cap,
 									 &lcv, &err), ==, 0);
-				g_assert_cmpint(infer_backend_run1(&infer_backend_reference, ref, x, shape, ndim, yref,
+				g_assert_cmpint(infer_backend_run1(&infer_backend_reference, ref, x, shape, ndim, NULL, yref,
 									    cap, &lref, &err), ==, 0);
 				g_assert_cmpuint(lcv, ==, lref);
 				for (size_t k = 0; k < lcv; k++) {
@@ -327,8 +327,8 @@ static void test_sigmoid_matches_opencv(void)
 		g_error("%s", err);
 	for (guint32 seed = 1; seed <= 6; seed++) {
 		infertest_fill_input(x, 26, seed, 3.0f * (float)seed);
-		g_assert_cmpint(infer_backend_run1(&infer_backend_opencv, cv, x, shape, 2, ycv, 4, &lcv, &err), ==, 0);
-		g_assert_cmpint(infer_backend_run1(&infer_backend_reference, ref, x, shape, 2, yref, 4, &lref, &err), ==, 0);
+		g_assert_cmpint(infer_backend_run1(&infer_backend_opencv, cv, x, shape, 2, NULL, ycv, 4, &lcv, &err), ==, 0);
+		g_assert_cmpint(infer_backend_run1(&infer_backend_reference, ref, x, shape, 2, NULL, yref, 4, &lref, &err), ==, 0);
 		g_assert_cmpuint(lcv, ==, 1);
 		g_assert_cmpuint(lref, ==, 1);
 		g_assert_true(yref[0] >= 0 && yref[0] <= 1);
