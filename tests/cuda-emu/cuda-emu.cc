@@ -610,14 +610,14 @@ cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t h, const cudn
 	(void)h;
 	if (!conv_shapes_agree(x, w, c, y) || requested < 1)
 		return CUDNN_STATUS_BAD_PARAM;
-	for (size_t i = 0; i < sizeof order / sizeof order[0] && n < requested; i++, n++) {
+	for (; n < (int)(sizeof order / sizeof order[0]) && n < requested; n++) {
 		perf[n] = cudnnConvolutionFwdAlgoPerf_t{};
-		perf[n].algo = order[i].algo;
-		perf[n].status = order[i].ok ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_NOT_SUPPORTED;
+		perf[n].algo = order[n].algo;
+		perf[n].status = order[n].ok ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_NOT_SUPPORTED;
 		perf[n].time = (float)(n + 1);
-		perf[n].memory = algo_workspace(order[i].algo, y);
+		perf[n].memory = algo_workspace(order[n].algo, y);
 		perf[n].mathType = x->dt == CUDNN_DATA_FLOAT ? c->math
-				   : i % 2 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+				   : n % 2 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
 	}
 	*returned = n;
 	return CUDNN_STATUS_SUCCESS;

@@ -54,23 +54,29 @@ inline float __expf(float x) { return expf(x); }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 
-/* kernel<<<grid, block, 0, stream>>>(args...) */
+/* kernel<<<grid, block, 0, stream>>>(args...): K calls the kernel (a
+ * template's arguments are deduced at the call), args are copied. */
 namespace vk_emu {
-struct launcher {
+template <typename K> struct launcher {
+	K kernel;
 	unsigned grid, block;
 	cudaStream_t stream;
 
-	template <typename K, typename... A> void run(K kernel, A... args) const
+	template <typename... A> void operator()(A... args) const
 	{
-		vk_emu_launch(grid, block, stream, [=]() { kernel(args...); });
+		K k = kernel;
+
+		vk_emu_launch(grid, block, stream, [=]() { k(args...); });
 	}
 };
+template <typename K> launcher<K> launch(K k, unsigned grid, unsigned block, cudaStream_t s)
+{
+	return launcher<K>{ k, grid, block, s };
+}
 } // namespace vk_emu
 
-#define VK_LAUNCH(kernel, grid, block, stream)                                              \
-	[=](auto... vk_args) {                                                              \
-		vk_emu::launcher{ (unsigned)(grid), (unsigned)(block), (cudaStream_t)(stream) } \
-			.run([](auto... a) { kernel(a...); }, vk_args...);                  \
-	}
+#define VK_LAUNCH(kernel, grid, block, stream)                                          \
+	vk_emu::launch([](auto... a) { kernel(a...); }, (unsigned)(grid), (unsigned)(block), \
+		       (cudaStream_t)(stream))
 
 #endif
