@@ -61,12 +61,12 @@ limit() {
 	echo $(( left < $1 ? left : $1 ))
 }
 
-# Why a step failed: its exit status, a cut at its limit said as such,
-# and its last line of output.
+# Why a step failed (STATUS LIMIT [LOG]): its exit status, a cut at its
+# limit said as such, and the last line of its log when given.
 why() {
 	case $1 in
 	124|137) echo "cut at its limit of $2 s (exit $1)" ;;
-	*) echo "exit $1: $(tail -1 "$3" 2>/dev/null)" ;;
+	*) echo "exit $1${3:+: $(tail -1 "$3" 2>/dev/null)}" ;;
 	esac
 }
 
@@ -150,7 +150,7 @@ for t in test-inference-cuda test-cuda-preprocess; do
 	case $rc in
 	0) say "$t ok in $(( $(date +%s) - start )) s" ;;
 	77) say "$t SKIPPED: $(tail -1 "$LOGS/$t.log")"; status=1 ;;
-	*) say "$t FAILED ($(why $rc $lim /dev/null | sed 's/: $//')), tail of its log:"
+	*) say "$t FAILED ($(why $rc $lim)), tail of its log:"
 	   tail -25 "$LOGS/$t.log" | tee -a "$OUT/summary.txt"; status=1 ;;
 	esac
 	grep -E "worst|verdicts agree|gpu vs|preprocess per part" "$LOGS/$t.log" | tee -a "$OUT/summary.txt"
