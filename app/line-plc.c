@@ -27,6 +27,8 @@ struct plc_state {
 	 * taken for a second result. */
 	struct plc_result cur;
 	struct vigil_part *cur_part;   /* NULL for a fail-safe at the deadline */
+	uint64_t cur_fs_ticket;        /* that fail-safe's row, for its latency */
+	int64_t cur_t_trigger_us;
 	gboolean have_cur, cur_written;
 	gboolean clear_valid;          /* acknowledged: take VALID down when idle */
 	uint16_t ack;
@@ -49,6 +51,7 @@ struct plc_state {
 	gboolean db_fault;
 	gboolean row_lost;         /* a row could not be queued, none logged since */
 	gboolean awaiting_commit;  /* the next result waits for its row's commit */
+	gboolean queue_full;       /* a part found q_inspect full; latched until one fits */
 };
 
 static struct outstanding *find_outstanding(struct plc_state *s, uint64_t seq)
@@ -234,20 +237,42 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 		o->part_id = p->part_id;
 		o->trigger_counter = p->trigger_counter;
 		o->deadline_us = p->t_trigger_us + (int64_t)l->reject_deadline_ms * 1000;
+		o->part = p;
 		g_queue_push_tail(&s->outstanding, o);
 		line_count(l, &l->st.triggers, 1);
 		if (bqueue_push(l->q_inspect, p, 0) < 0) {
 			/* Inspection is saturated: the part cannot be judged in time. */
 			g_warning("part %u: inspection queue full, fail-safe reject", p->part_id);
 			p->verdict = VIGIL_VERDICT_REJECT;
-			p->flags |= VIGIL_FLAG_FAILSAFE;
+			p->flags |= VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_QUEUE_FULL;
 			p->score = 1.0f;
+			s->queue_full = TRUE;
 			bqueue_push(l->q_results, p, -1);
+		} else {
+			s->queue_full = FALSE;
 		}
 	}
 }
 
 /* ---- verdicts ---- */
+
+/* Counts a fail-safe reject under its cause, read from its flags. */
+static void count_failsafe(line *l, uint32_t flags)
+{
+	enum line_failsafe_cause c = flags & VIGIL_FLAG_DEADLINE     ? LINE_FAILSAFE_DEADLINE
+				   : flags & VIGIL_FLAG_QUEUE_FULL   ? LINE_FAILSAFE_QUEUE_FULL
+				   : flags & VIGIL_FLAG_NOT_SENT     ? LINE_FAILSAFE_OVERRUN
+				   : flags & VIGIL_FLAG_NO_FRAME     ? LINE_FAILSAFE_NO_FRAME
+				   : flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED)
+					   ? LINE_FAILSAFE_NO_VIBRATION
+				   : flags & VIGIL_FLAG_MODEL_ERROR  ? LINE_FAILSAFE_MODEL_ERROR
+								     : LINE_FAILSAFE_FAULT;
+
+	g_mutex_lock(&l->stats_lock);
+	l->st.failsafe++;
+	l->st.failsafe_by[c]++;
+	g_mutex_unlock(&l->stats_lock);
+}
 
 static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 {
@@ -261,13 +286,19 @@ static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 		p->verdict = VIGIL_VERDICT_REJECT;
 		p->flags |= VIGIL_FLAG_FAILSAFE;
 	}
-	if (o && o->failsafe_sent) {
-		/* Too late: the PLC already has a fail-safe reject for it. */
+	if (o && o->failsafe) {
+		/* Too late: the PLC has (or is about to get) a fail-safe reject
+		 * for it, whose row is queued; the log stores the model's
+		 * verdict beside it. */
 		p->verdict = VIGIL_VERDICT_REJECT;
-		p->flags |= VIGIL_FLAG_FAILSAFE;
+		p->flags |= VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_DEADLINE;
+		p->score = 1.0f;
 		p->t_plc_us = o->t_plc_us;
-		g_queue_remove(&s->outstanding, o);
-		g_free(o);
+		o->part = NULL;
+		if (o->failsafe_sent) {
+			g_queue_remove(&s->outstanding, o);
+			g_free(o);
+		}
 		hand_to_log(l, s, p);
 		return;
 	}
@@ -285,6 +316,10 @@ static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 		g_warning("part %u: result buffer full (%d waiting, PLC has not acknowledged "
 			  "result %u): result overrun, logged but not sent",
 			  p->part_id, l->plc_result_buffer, s->cur.counter);
+		/* Its row says what the PLC is left with: no result, which it
+		 * must treat as a reject (docs/plc.md, Overrun). */
+		line_log_not_sent(l, p);
+		count_failsafe(l, p->flags);
 		if (o) {
 			g_queue_remove(&s->outstanding, o);
 			g_free(o);
@@ -326,6 +361,11 @@ static int present(line *l, struct plc_state *s)
 		s->cur_part->t_plc_us = vigil_now_us();
 		hand_to_log(l, s, s->cur_part);
 		s->cur_part = NULL;
+	} else if (s->cur_fs_ticket) {
+		/* A fail-safe's row is complete but for the latency. */
+		db_set_latency(l->db, s->cur_fs_ticket,
+			       (double)(vigil_now_us() - s->cur_t_trigger_us) / 1000.0);
+		s->cur_fs_ticket = 0;
 	}
 	return 0;
 }
@@ -348,7 +388,15 @@ static gboolean commit_next(line *l, struct plc_state *s, int64_t now)
 	p = o->has_verdict ? find_pending(s, o->seq) : NULL;
 	if (!p && now < o->deadline_us)
 		return FALSE;
-	if (p && !line_log_committed(l, p, now)) {
+	if (!p && !o->failsafe) {
+		/* The deadline decides: a fail-safe reject, whatever the model
+		 * says later. Its row goes first, as a verdict's would. */
+		g_warning("part %u: no verdict within %d ms, fail-safe reject", o->part_id,
+			  l->reject_deadline_ms);
+		line_log_failsafe(l, o);
+	}
+	if (!line_row_committed(l, p ? &((struct line_part *)p)->row : &o->fs_row, o->part_id,
+				now)) {
 		s->awaiting_commit = TRUE;
 		return FALSE;
 	}
@@ -367,6 +415,7 @@ static gboolean commit_next(line *l, struct plc_state *s, int64_t now)
 	s->have_cur = TRUE;
 	s->cur_written = FALSE;
 	s->clear_valid = FALSE;
+	s->cur_fs_ticket = 0;
 	line_count(l, &l->st.results_written, 1);
 	if (p) {
 		g_queue_remove(&s->pending, p);
@@ -376,14 +425,21 @@ static gboolean commit_next(line *l, struct plc_state *s, int64_t now)
 		line_count(l, p->verdict == VIGIL_VERDICT_ACCEPT ? &l->st.accepted
 			 : p->verdict == VIGIL_VERDICT_MARGINAL ? &l->st.marginal
 								 : &l->st.rejected, 1);
+		if (p->flags & VIGIL_FLAG_FAILSAFE)
+			count_failsafe(l, p->flags);
 	} else {
-		/* Its verdict, when it comes, is logged with this reject. */
-		g_warning("part %u: no verdict within %d ms, fail-safe reject", o->part_id,
-			  l->reject_deadline_ms);
+		/* Its verdict, when it comes, is logged beside this reject. */
 		o->failsafe_sent = TRUE;
 		o->t_plc_us = now;
 		s->cur_part = NULL;
-		line_count(l, &l->st.failsafe, 1);
+		s->cur_fs_ticket = o->fs_row.ticket;
+		s->cur_t_trigger_us = o->deadline_us - (int64_t)l->reject_deadline_ms * 1000;
+		if (!o->part) {
+			/* The late verdict already went to the log. */
+			g_queue_remove(&s->outstanding, o);
+			g_free(o);
+		}
+		count_failsafe(l, VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_DEADLINE);
 		line_count(l, &l->st.rejected, 1);
 	}
 	return TRUE;
@@ -450,6 +506,11 @@ static void make_status(line *l, struct plc_state *s, int64_t now, struct plc_st
 		w |= PLC_STATUS_OVERRUN;
 		if (!error)
 			error = PLC_ERR_OVERRUN;
+	}
+	if (s->queue_full) {
+		w |= PLC_STATUS_QUEUE_FULL | PLC_STATUS_FAULT;
+		if (!error)
+			error = PLC_ERR_QUEUE_FULL;
 	}
 	if (s->job_refused) {
 		w |= PLC_STATUS_JOB_INVALID;
@@ -558,6 +619,40 @@ static void keep_connected(line *l, struct plc_state *s, int64_t now)
 		s->clear_valid = TRUE;
 }
 
+/* Stopping: says which results the PLC never took - presented and not
+ * acknowledged, or never presented - as a warning and an event; the rows
+ * of those never presented are marked so (VIGIL_FLAG_NOT_SENT). Parts
+ * still being inspected are marked by line_stop as they come. */
+static void report_untaken(line *l, struct plc_state *s)
+{
+	GString *msg = g_string_new("stopped with results the PLC never took:");
+	unsigned n = 0;
+
+	if (s->have_cur)
+		g_string_append_printf(msg, " result %u (part %u) presented, not acknowledged;",
+				       s->cur.counter, s->cur.part_id);
+	g_string_append(msg, " never presented:");
+	for (GList *it = s->pending.head; it; it = it->next) {
+		struct vigil_part *p = it->data;
+
+		line_log_not_sent(l, p);
+		if (n++ < 20)
+			g_string_append_printf(msg, " part %u", p->part_id);
+	}
+	for (GList *it = s->outstanding.head; it; it = it->next) {
+		struct outstanding *o = it->data;
+
+		if (!o->failsafe_sent && !o->has_verdict && n++ < 20)
+			g_string_append_printf(msg, " part %u", o->part_id);
+	}
+	g_string_append(msg, n == 0 ? " none" : n > 20 ? " ..." : "");
+	if (n || s->have_cur) {
+		g_warning("%s", msg->str);
+		db_event(l->db, "plc-stop", msg->str);
+	}
+	g_string_free(msg, TRUE);
+}
+
 gpointer line_plc_thread(gpointer data)
 {
 	line *l = data;
@@ -590,8 +685,11 @@ gpointer line_plc_thread(gpointer data)
 		update_status(l, &s, vigil_now_us());
 		hand_to_log(l, &s, NULL);
 
+		/* Stopping waits for the presented result to be taken too: a
+		 * result the PLC never read is no result (docs/plc.md). */
 		idle = g_queue_is_empty(&s.outstanding) && g_queue_is_empty(&s.pending) &&
-		       g_queue_is_empty(&s.overflow) && !s.cur_part;
+		       g_queue_is_empty(&s.overflow) && !s.cur_part &&
+		       (!s.have_cur || !plc_link_connected(l->plc));
 		if (g_atomic_int_get(&l->stop_all) &&
 		    (idle || vigil_now_us() > l->grace_end_us))
 			break;
@@ -608,9 +706,7 @@ gpointer line_plc_thread(gpointer data)
 			take_verdict(l, &s, item);
 		}
 	}
-	if (!g_queue_is_empty(&s.outstanding) || !g_queue_is_empty(&s.pending))
-		g_warning("stopping with %u part(s) without a PLC result",
-			  g_queue_get_length(&s.outstanding));
+	report_untaken(l, &s);
 	if (s.cur_part)
 		g_queue_push_tail(&s.overflow, s.cur_part);
 	while (!g_queue_is_empty(&s.overflow))
@@ -619,9 +715,13 @@ gpointer line_plc_thread(gpointer data)
 	while (!g_queue_is_empty(&s.pending))
 		bqueue_push(l->q_log, g_queue_pop_head(&s.pending), -1);
 	if (plc_link_connected(l->plc)) {
-		struct plc_status st = { .heartbeat = ++s.heartbeat, .job = (uint16_t)s.job,
-					 .trigger_seen = s.last_trigger };
+		/* The last word: ready and running clear (stop_triggers), the
+		 * rest as it is, the presented result still valid if the PLC
+		 * has not taken it. */
+		struct plc_status st;
 
+		s.heartbeat++;
+		make_status(l, &s, vigil_now_us(), &st);
 		plc_write_status(l->plc, &st);
 		if (server)
 			plc_serve(l->plc, 0);

@@ -4,6 +4,8 @@
 #ifndef VIGIL_APP_LINE_PRIVATE_H
 #define VIGIL_APP_LINE_PRIVATE_H
 
+#include <stdatomic.h>
+
 #include <glib.h>
 
 #include "app/line.h"
@@ -47,6 +49,14 @@ typedef struct line_jobs line_jobs;
 
 enum line_fault_policy { LINE_FAULT_REJECT_ALL = 0, LINE_FAULT_STOP_LINE = 1 };
 
+/* A row queued before its result goes to the PLC (crash safety), as the
+ * PLC thread waits for its commit. */
+struct line_row {
+	uint64_t ticket;                 /* its place in the writer's order (0: not queued) */
+	int64_t t_queued_us;             /* monotonic, when it was queued */
+	gboolean commit_seen;            /* the PLC thread saw it committed */
+};
+
 /* What the PLC thread remembers of a part it has handed to inspection. */
 struct outstanding {
 	uint64_t seq;
@@ -54,7 +64,15 @@ struct outstanding {
 	uint16_t trigger_counter;
 	int64_t deadline_us;
 	gboolean has_verdict;     /* its verdict waits in the PLC thread's pending queue */
-	gboolean failsafe_sent;
+	/* Past the deadline without a verdict: its fail-safe reject is
+	 * decided and its row queued (fs_row); then sent to the PLC. */
+	gboolean failsafe, failsafe_sent;
+	struct line_row fs_row;
+	/* The part record, alive until the PLC thread hands it to the log
+	 * (or line_stop does, after this thread has ended); NULL once its
+	 * late verdict has been handed on. Only its trigger fields (set
+	 * before it was queued) and failsafe_ticket are touched here. */
+	struct vigil_part *part;
 	int64_t t_plc_us;
 };
 
@@ -63,9 +81,12 @@ struct outstanding {
 struct line_part {
 	struct vigil_part p;             /* first: a vigil_part * is a line_part * */
 	struct db_media_set *media;      /* its files, until handed to the log */
-	uint64_t log_ticket;             /* its row was queued early (0: not yet) */
-	int64_t t_logged_us;             /* monotonic, when that row was queued */
-	gboolean commit_seen;            /* the PLC thread saw the row committed */
+	struct line_row row;             /* its row, queued at its final verdict */
+	/* Its fail-safe row, queued by the PLC thread at the deadline while
+	 * the part was still being inspected (0: none). Atomic: set by the
+	 * PLC thread, read by the log thread, which then stores the model's
+	 * late verdict beside it (db_set_late). */
+	_Atomic uint64_t failsafe_ticket;
 };
 
 struct line {
@@ -148,12 +169,18 @@ struct vigil_part *line_part_new(void);
 void line_part_free(struct vigil_part *p);
 
 /* Crash safety (PLC thread): queues p's row now that its verdict is final,
- * without waiting. line_log_committed then says whether its result may go
+ * without waiting. line_row_committed then says whether its result may go
  * to the PLC: once the row is committed; at once when the database is in
  * fault or the row could not be queued; or after db_commit_timeout_ms,
  * raising the database fault. */
 void line_log_early(line *l, struct vigil_part *p);
-gboolean line_log_committed(line *l, struct vigil_part *p, int64_t now_us);
+/* The same for a fail-safe reject at the deadline of a part still being
+ * inspected: its row says what the PLC will get (o->fs_row). */
+void line_log_failsafe(line *l, struct outstanding *o);
+gboolean line_row_committed(line *l, struct line_row *r, uint32_t part_id, int64_t now_us);
+/* PLC thread: p's early row will never reach the PLC (vigild stopped
+ * first): the row is marked so. */
+void line_log_not_sent(line *l, struct vigil_part *p);
 
 /* The database fault for the status word: a failed write, or a result
  * that had to go out before its row was committed. */

@@ -120,6 +120,10 @@ static void count_latency(line *l, double ms)
 	g_mutex_unlock(&l->stats_lock);
 }
 
+const char *const line_failsafe_cause_names[LINE_FAILSAFE_CAUSES] = {
+	"deadline", "no_frame", "no_vibration", "model_error", "queue_full", "overrun", "fault",
+};
+
 const char *const line_stage_names[LINE_STAGES] = {
 	"capture_wait", "inference", "plc_write", "db_write",
 };
@@ -218,6 +222,17 @@ static void ready_part_free(struct ready_part *r)
 	g_free(r);
 }
 
+/* What is left of a wait of timeout_ms counted from p's trigger (0: look
+ * once, do not wait); nothing once a stop's grace is over. */
+static int64_t wait_left_us(line *l, const struct vigil_part *p, int timeout_ms)
+{
+	int64_t now = vigil_now_us();
+
+	if (g_atomic_int_get(&l->stop_all) && now > l->grace_end_us)
+		return 0;
+	return MAX(p->t_trigger_us + (int64_t)timeout_ms * 1000 - now, 0);
+}
+
 /* Waits for the part's frames and vibration window and computes what the
  * model needs that does not depend on the model: the window's condition
  * figures and features (the line's window and rate, which every job's
@@ -234,9 +249,15 @@ static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win
 	r->p = p;
 	for (int i = 0; i < l->ncameras; i++) {
 		struct line_camera *c = &l->cameras[i];
+		/* A free-running camera's timeout is a tolerance after the
+		 * trigger already; a sequence wait is counted from the part's
+		 * trigger too, so parts queued behind a stall time out at
+		 * their own deadlines rather than one timeout each. */
+		int64_t wait_us = c->cfg.mode == CAPTURE_TIMESTAMP
+				  ? (int64_t)c->frame_timeout_ms * 1000
+				  : wait_left_us(l, p, c->frame_timeout_ms);
 
-		rc = capture_frame_for(c->cam, p->seq, p->t_trigger_us,
-				       (int64_t)c->frame_timeout_ms * 1000, &r->frames[i]);
+		rc = capture_frame_for(c->cam, p->seq, p->t_trigger_us, wait_us, &r->frames[i]);
 		if (rc < 0) {
 			g_warning("part %u: no frame from camera %s: %s", p->part_id, c->name,
 				  rc == -ENOTCONN ? "camera down" : g_strerror(-rc));
@@ -244,7 +265,7 @@ static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win
 		}
 	}
 	rc = sensor_window_for(l->sensor, p->seq, p->t_trigger_us,
-			       (int64_t)l->window_timeout_ms * 1000, win, &wflags, &t_window_ns);
+			       wait_left_us(l, p, l->window_timeout_ms), win, &wflags, &t_window_ns);
 	if (rc < 0 || (wflags & RING_GAP)) {
 		g_warning("part %u: no complete vibration window from %s: %s", p->part_id,
 			  l->sen_name, rc < 0 ? g_strerror(-rc) : "gap in the samples");
@@ -471,6 +492,8 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 		p->infer_ms = r->features_ms + run_ms;
 		line_count_stage(l, LINE_STAGE_INFERENCE, p->infer_ms);
 		p->verdict = line_jobs_verdict(l, worst.score, worst.verdict);
+		p->model_verdict = p->verdict;
+		p->model_score = worst.score;
 		p->defect_class = worst.defect_class;
 		p->flags |= flags;
 		p->score = worst.score;
@@ -582,24 +605,22 @@ static void make_row(const struct vigil_part *p, struct db_inspection *row)
 		.latency_ms = p->t_plc_us ? (double)(p->t_plc_us - p->t_trigger_us) / 1000.0 : NAN,
 		.infer_ms = p->infer_ms,
 		.model_version = p->model_version,
+		.model_verdict = p->model_verdict,
+		.model_score = p->model_score,
 		.has_vibration = p->has_vibration,
 		.vibration = p->vibration,
 	};
 }
 
-/* The row goes to the writer before the result goes to the PLC, so that a
- * result the PLC has seen is in the database (docs/operations.md, crash
- * safety). Its latency is not known yet: the log thread adds it. */
-void line_log_early(line *l, struct vigil_part *p)
+/* Queues row (and media, taken over) for r without waiting. */
+static void queue_row(line *l, const struct db_inspection *row, struct db_media_set *media,
+		      uint32_t part_id, struct line_row *r)
 {
-	struct line_part *lp = (struct line_part *)p;
-	struct db_inspection row;
 	uint64_t ticket = 0;
 
-	make_row(p, &row);
-	if (db_submit_media(l->db, &row, lp->media, 0, &ticket) == 0) {
-		lp->log_ticket = ticket;
-		lp->t_logged_us = vigil_now_us();
+	if (db_submit_media(l->db, row, media, 0, &ticket) == 0) {
+		r->ticket = ticket;
+		r->t_queued_us = vigil_now_us();
 		line_count(l, &l->st.rows_logged, 1);
 		/* After a row that could not be queued early, the fault lasts
 		 * until the writer has caught up with this one. */
@@ -610,32 +631,82 @@ void line_log_early(line *l, struct vigil_part *p)
 		 * result went out; the database is in fault meanwhile. */
 		if (!l->db_late_ticket)
 			g_warning("part %u: the database queue is full: its result goes to the "
-				  "PLC before its row is written; database fault raised", p->part_id);
+				  "PLC before its row is written; database fault raised", part_id);
 		l->db_late_ticket = UINT64_MAX;
 	}
+}
+
+/* The row goes to the writer before the result goes to the PLC, so that a
+ * result the PLC has seen is in the database (docs/operations.md, crash
+ * safety). Its latency is not known yet: the log thread adds it. */
+void line_log_early(line *l, struct vigil_part *p)
+{
+	struct line_part *lp = (struct line_part *)p;
+	struct db_inspection row;
+
+	make_row(p, &row);
+	queue_row(l, &row, lp->media, p->part_id, &lp->row);
 	lp->media = NULL;   /* taken by db_submit_media, even on error */
 }
 
-gboolean line_log_committed(line *l, struct vigil_part *p, int64_t now_us)
+void line_log_failsafe(line *l, struct outstanding *o)
+{
+	const struct vigil_part *p = o->part;
+	struct db_inspection row = {
+		.part_id = p->part_id,
+		.trigger_counter = p->trigger_counter,
+		.seq = p->seq,
+		.t_wall_us = p->t_wall_us,
+		.verdict = VIGIL_VERDICT_REJECT,
+		.defect_class = VIGIL_CLASS_NONE,
+		.flags = VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_DEADLINE,
+		.score = 1.0,
+		.vision_score = NAN,
+		.signal_score = NAN,
+		.latency_ms = NAN,
+		.infer_ms = NAN,
+	};
+
+	o->failsafe = TRUE;
+	queue_row(l, &row, NULL, p->part_id, &o->fs_row);
+	/* The part is still being inspected: the log thread stores its
+	 * model verdict beside this row when it comes. */
+	if (o->fs_row.ticket)
+		atomic_store(&((struct line_part *)o->part)->failsafe_ticket, o->fs_row.ticket);
+}
+
+void line_log_not_sent(line *l, struct vigil_part *p)
 {
 	struct line_part *lp = (struct line_part *)p;
+	struct db_inspection row;
 
-	if (!lp->log_ticket)
+	p->flags |= VIGIL_FLAG_NOT_SENT | VIGIL_FLAG_FAILSAFE;
+	p->verdict = VIGIL_VERDICT_REJECT;
+	p->score = 1.0f;
+	if (!lp->row.ticket)
+		return;  /* its row is written by the log thread, as it is now */
+	make_row(p, &row);
+	db_set_late(l->db, lp->row.ticket, &row, NULL);
+}
+
+gboolean line_row_committed(line *l, struct line_row *r, uint32_t part_id, int64_t now_us)
+{
+	if (!r->ticket)
 		return TRUE;
-	if (db_settled(l->db) >= lp->log_ticket) {
-		if (!lp->commit_seen)
+	if (db_settled(l->db) >= r->ticket) {
+		if (!r->commit_seen)
 			line_count_stage(l, LINE_STAGE_DB_WRITE,
-					 (double)(now_us - lp->t_logged_us) / 1000.0);
-		lp->commit_seen = TRUE;
+					 (double)(now_us - r->t_queued_us) / 1000.0);
+		r->commit_seen = TRUE;
 		return TRUE;
 	}
 	if (!db_ok(l->db) || line_db_fault(l) ||
-	    now_us - lp->t_logged_us > (int64_t)l->db_commit_timeout_ms * 1000) {
+	    now_us - r->t_queued_us > (int64_t)l->db_commit_timeout_ms * 1000) {
 		if (!line_db_fault(l))
 			g_warning("part %u: its row is not committed after %d ms: result sent to the "
-				  "PLC anyway, database fault raised", p->part_id,
+				  "PLC anyway, database fault raised", part_id,
 				  l->db_commit_timeout_ms);
-		l->db_late_ticket = MAX(l->db_late_ticket, lp->log_ticket);
+		l->db_late_ticket = MAX(l->db_late_ticket, r->ticket);
 		return TRUE;
 	}
 	return FALSE;
@@ -657,6 +728,8 @@ struct device_watch {
 	gboolean sensor_failed, window_fault;
 	gboolean tx_away;
 	gboolean db_fault, db_slow; /* db_slow: a fault this thread logged */
+	uint64_t failsafe_seen[LINE_FAILSAFE_CAUSES]; /* as of the last failsafe event */
+	int64_t next_failsafe_event_us;
 };
 
 /* Transmitter readings as trend rows, stamped on the wall clock. */
@@ -751,6 +824,34 @@ static void watch_devices(line *l, struct device_watch *w)
 	}
 }
 
+/* Fail-safe rejects as events: the first at once, then what came since at
+ * most every 10 s (a stalled source makes one every part), and the rest
+ * when the line stops (final). */
+static void watch_failsafe(line *l, struct device_watch *w, gboolean final)
+{
+	struct line_stats st;
+	int64_t now = vigil_now_us();
+	uint64_t n = 0;
+	GString *msg;
+
+	line_get_stats(l, &st);
+	for (int c = 0; c < LINE_FAILSAFE_CAUSES; c++)
+		n += st.failsafe_by[c] - w->failsafe_seen[c];
+	if (!n || (!final && now < w->next_failsafe_event_us))
+		return;
+	msg = g_string_new(NULL);
+	g_string_printf(msg, "%" G_GUINT64_FORMAT " fail-safe reject(s), by cause:", n);
+	for (int c = 0; c < LINE_FAILSAFE_CAUSES; c++)
+		if (st.failsafe_by[c] > w->failsafe_seen[c])
+			g_string_append_printf(msg, " %s %" G_GUINT64_FORMAT,
+					       line_failsafe_cause_names[c],
+					       st.failsafe_by[c] - w->failsafe_seen[c]);
+	event(l, "failsafe", "%s", msg->str);
+	g_string_free(msg, TRUE);
+	memcpy(w->failsafe_seen, st.failsafe_by, sizeof w->failsafe_seen);
+	w->next_failsafe_event_us = now + 10 * G_USEC_PER_SEC;
+}
+
 /* A part's window fault opens a sensor-fault event; the next good window
  * closes it with sensor-ok. */
 static void watch_window(line *l, struct device_watch *w, const struct vigil_part *p)
@@ -780,8 +881,10 @@ static gpointer log_thread(gpointer data)
 		struct vigil_part *p = item;
 		struct line_part *lp = item;
 		struct db_inspection row;
+		uint64_t fs_ticket;
 
 		watch_devices(l, &watch);
+		watch_failsafe(l, &watch, FALSE);
 		if (rc < 0)
 			continue;
 		watch_window(l, &watch, p);
@@ -794,13 +897,22 @@ static gpointer log_thread(gpointer data)
 			log_trend(l, &r, p->part_id, p->tx_state == 2);
 		}
 
+		if ((fs_ticket = atomic_load(&lp->failsafe_ticket))) {
+			/* The PLC got a fail-safe reject at the deadline, and
+			 * its row is written: the model's verdict goes beside. */
+			p->verdict = VIGIL_VERDICT_REJECT;
+			p->flags |= VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_DEADLINE;
+			p->score = 1.0f;
+		}
 		make_row(p, &row);
 		if (!isnan(row.latency_ms))
 			count_latency(l, row.latency_ms);
-		if (lp->log_ticket) {
+		if (lp->row.ticket) {
 			/* Queued before the PLC got the result; now the latency. */
 			if (p->t_plc_us)
-				db_set_latency(l->db, lp->log_ticket, row.latency_ms);
+				db_set_latency(l->db, lp->row.ticket, row.latency_ms);
+		} else if (fs_ticket) {
+			db_set_late(l->db, fs_ticket, &row, lp->media);
 		} else if (db_submit_media(l->db, &row, lp->media, -1, NULL) == 0) {
 			line_count(l, &l->st.rows_logged, 1);
 		} else {
@@ -812,6 +924,7 @@ static gpointer log_thread(gpointer data)
 	/* What changed since the last look (a fault that cleared as the line
 	 * stopped) is logged before the database closes. */
 	watch_devices(l, &watch);
+	watch_failsafe(l, &watch, TRUE);
 	return NULL;
 }
 
@@ -848,12 +961,16 @@ void line_stop(line *l, int grace_ms)
 	g_thread_join(l->t_inspect);
 	line_jobs_free(l->jobs_loader); /* it may log an event */
 	l->jobs_loader = NULL;
-	/* Verdicts that came after the PLC thread ended are still logged. */
+	/* Verdicts that came after the PLC thread ended are still logged,
+	 * as never presented unless a fail-safe reject went out for them. */
 	{
 		void *item;
 
-		while (bqueue_pop(l->q_results, &item, 0) == 0)
+		while (bqueue_pop(l->q_results, &item, 0) == 0) {
+			if (!atomic_load(&((struct line_part *)item)->failsafe_ticket))
+				line_log_not_sent(l, item);
 			bqueue_push(l->q_log, item, -1);
+		}
 	}
 	bqueue_close(l->q_log);
 	g_thread_join(l->t_log);

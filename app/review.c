@@ -1283,8 +1283,14 @@ static void serve_metrics(review_server *s, SoupServerMessage *msg)
 		metric(m, "vigil_parts_total", "{verdict=\"reject\"}", (double)st.rejected);
 		metric(m, "vigil_parts_total", "{verdict=\"marginal\"}", (double)st.marginal);
 		metric_head(m, "vigil_failsafe_total", "counter",
-			    "Fail-safe rejects (deadline missed or a fault).");
-		metric(m, "vigil_failsafe_total", NULL, (double)st.failsafe);
+			    "Fail-safe rejects by cause (overrun: never presented to the PLC).");
+		for (int c = 0; c < LINE_FAILSAFE_CAUSES; c++) {
+			char *label = g_strdup_printf("{cause=\"%s\"}",
+						      line_failsafe_cause_names[c]);
+
+			metric(m, "vigil_failsafe_total", label, (double)st.failsafe_by[c]);
+			g_free(label);
+		}
 		metric_head(m, "vigil_triggers_total", "counter", "Triggers taken from the PLC.");
 		metric(m, "vigil_triggers_total", NULL, (double)st.triggers);
 		metric_head(m, "vigil_missed_triggers_total", "counter",

@@ -115,6 +115,14 @@ int main(int argc, char **argv)
 	       " missed triggers\n",
 	       st.triggers, st.inspected, st.results_written, st.accepted, st.rejected,
 	       st.marginal, st.failsafe, st.rows_logged, st.missed_triggers);
+	if (st.failsafe) {
+		printf("vigild: fail-safe rejects by cause:");
+		for (int c = 0; c < LINE_FAILSAFE_CAUSES; c++)
+			if (st.failsafe_by[c])
+				printf(" %s %" G_GUINT64_FORMAT, line_failsafe_cause_names[c],
+				       st.failsafe_by[c]);
+		printf("\n");
+	}
 	rc = 0;
 out:
 	review_server_free(review);

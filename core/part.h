@@ -29,6 +29,12 @@ enum vigil_part_flags {
 	VIGIL_FLAG_NO_VIBRATION = 1 << 4,
 	VIGIL_FLAG_MODEL_ERROR = 1 << 5,
 	VIGIL_FLAG_VIB_CLIPPED = 1 << 6,  /* the vibration window reached the clip level */
+	VIGIL_FLAG_DEADLINE = 1 << 7,     /* fail-safe: no verdict by the deadline */
+	VIGIL_FLAG_QUEUE_FULL = 1 << 8,   /* fail-safe: the inspection queue was full */
+	/* Database only: the result never reached the PLC (its result buffer
+	 * was full, or vigild stopped first); the PLC's rule for a missing
+	 * result applies, so the row says reject. */
+	VIGIL_FLAG_NOT_SENT = 1 << 9,
 };
 
 /* Condition figures of a part's vibration window (fusion/condition.h),
@@ -55,7 +61,11 @@ struct vigil_part {
 	int64_t t_verdict_us;      /* monotonic, verdict ready */
 	int64_t t_plc_us;          /* monotonic, result written to the PLC */
 
-	enum vigil_verdict verdict;
+	enum vigil_verdict verdict;  /* as the PLC gets it */
+	/* The model's own verdict and fused score (NONE: no model ran), kept
+	 * when a fault or the deadline overrides verdict. */
+	enum vigil_verdict model_verdict;
+	float model_score;
 	enum vigil_defect_class defect_class;
 	uint32_t flags;
 	float score;               /* fused defect probability, 0..1 */

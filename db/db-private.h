@@ -33,6 +33,7 @@ enum db_item_kind {
 	DB_ITEM_RETAIN,     /* run retention now (db_retain_now) */
 	DB_ITEM_SYNC,       /* wake whoever waits for everything before it */
 	DB_ITEM_TREND,      /* a vibration transmitter reading (db_trend) */
+	DB_ITEM_LATE,       /* the model's late judgement of a row, by ticket */
 };
 
 /* A file the media thread wrote, relative to the media directory. */
@@ -68,6 +69,7 @@ struct db_item {
 	char *str1, *str2;  /* model_version, image_path; or kind, message; or source */
 	struct db_media_set *media_set;  /* an inspection's files, to be written */
 	uint64_t ticket;                 /* inspections: the place in write order */
+	uint64_t late_ticket;            /* DB_ITEM_LATE: the row it completes */
 	int64_t t_queued_us;
 	/* Set by the writer while the item's transaction is open. */
 	int64_t rowid;
@@ -101,6 +103,7 @@ struct db_log {
 	sqlite3_stmt *insert_media;
 	sqlite3_stmt *set_image_path;
 	sqlite3_stmt *set_latency;
+	sqlite3_stmt *set_late;
 	bqueue *queue;                  /* struct db_item *, owned by the queue's reader */
 	GThread *writer;
 	struct db_item *batch[DB_BATCH_MAX];

@@ -111,6 +111,11 @@ static const char *const migrations[] = {
 	"  stale INTEGER NOT NULL"
 	");"
 	"CREATE INDEX trend_source_time ON trend (source, t_wall_us);",
+	/* 6: the model's own verdict and fused score, beside the verdict the
+	 * PLC was told: they differ when a fault or the deadline forced a
+	 * fail-safe reject (NULL: no model judged the part). */
+	"ALTER TABLE inspections ADD COLUMN model_verdict TEXT;"
+	"ALTER TABLE inspections ADD COLUMN model_score REAL;",
 };
 
 #define DB_SCHEMA_VERSION ((int)G_N_ELEMENTS(migrations))
@@ -123,13 +128,21 @@ int db__schema_version(void)
 static const char sql_insert_inspection[] =
 	"INSERT INTO inspections (part_id, trigger_counter, seq, t_wall_us,"
 	" verdict, verdict_code, defect_class, flags, score, vision_score,"
-	" signal_score, latency_ms, infer_ms, model_version, image_path)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+	" signal_score, latency_ms, infer_ms, model_version, image_path, model_verdict,"
+	" model_score)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+
+/* The model's late judgement of a part whose fail-safe row was written at
+ * the deadline: beside the verdict the PLC got, never in its place. */
+static const char sql_set_late[] =
+	"UPDATE inspections SET flags = flags | ?1, vision_score = ?2, signal_score = ?3,"
+	" infer_ms = ?4, model_version = ?5, model_verdict = ?6, model_score = ?7"
+	" WHERE id = ?8";
 
 static const char sql_insert_vibration[] =
 	"INSERT INTO vibration (inspection_id, rms_velocity_mm_s, iso_zone, rms_accel_g,"
 	" hf_accel_g, peak_g, crest_factor, kurtosis, ftf_env, bpfo_env, bpfi_env, bsf_env)"
-	" VALUES (last_insert_rowid(), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+	" VALUES (?12, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 static const char sql_insert_event[] =
 	"INSERT INTO events (t_wall_us, kind, message) VALUES (?1, ?2, ?3)";
@@ -360,6 +373,9 @@ static int64_t ticket_rowid(db_log *db, uint64_t ticket)
  * checked rather than letting the step write stale data. Returns the
  * SQLite code; SQLITE_DONE on success. The statement is reset by the
  * caller after it has read the error message. */
+static int bind_model_verdict(sqlite3_stmt *st, int col, const struct db_inspection *r);
+static int insert_vibration(db_log *db, struct db_item *it, sqlite3_stmt **used);
+
 static int insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 {
 	sqlite3_stmt *st;
@@ -435,6 +451,27 @@ static int insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 	case DB_ITEM_SYNC:
 		*used = NULL;
 		return SQLITE_DONE;
+	case DB_ITEM_LATE:
+		if (!(it->rowid = ticket_rowid(db, it->late_ticket))) {
+			/* The fail-safe row itself failed (or is long gone):
+			 * this becomes the part's row, with the verdict the PLC
+			 * got, as if no row had been queued at the deadline. */
+			it->kind = DB_ITEM_INSPECTION;
+			break;
+		}
+		st = db->set_late;
+		*used = st;
+		if ((rc = sqlite3_bind_int64(st, 1, it->row.flags)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_double(st, 2, it->row.vision_score)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_double(st, 3, it->row.signal_score)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_double(st, 4, it->row.infer_ms)) != SQLITE_OK ||
+		    (rc = db__bind_text_or_null(st, 5, it->row.model_version)) != SQLITE_OK ||
+		    (rc = bind_model_verdict(st, 6, &it->row)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_int64(st, 8, it->rowid)) != SQLITE_OK)
+			return rc;
+		if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+			return rc;
+		return insert_vibration(db, it, used);
 	case DB_ITEM_INSPECTION:
 		break;
 	}
@@ -459,22 +496,53 @@ static int insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 	    (rc = sqlite3_bind_double(st, 12, r->latency_ms)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_double(st, 13, r->infer_ms)) != SQLITE_OK ||
 	    (rc = db__bind_text_or_null(st, 14, r->model_version)) != SQLITE_OK ||
-	    (rc = db__bind_text_or_null(st, 15, r->image_path)) != SQLITE_OK)
+	    (rc = db__bind_text_or_null(st, 15, r->image_path)) != SQLITE_OK ||
+	    (rc = bind_model_verdict(st, 16, r)) != SQLITE_OK)
 		return rc;
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)
 		return rc;
 	it->rowid = sqlite3_last_insert_rowid(db->conn);
-	if (!r->has_vibration)
+	return insert_vibration(db, it, used);
+}
+
+/* The model's verdict and score at column col and col + 1; NULL when no
+ * model judged the part. */
+static int bind_model_verdict(sqlite3_stmt *st, int col, const struct db_inspection *r)
+{
+	int rc;
+
+	if (!verdict_valid(r->model_verdict)) {
+		if ((rc = sqlite3_bind_null(st, col)) != SQLITE_OK)
+			return rc;
+		return sqlite3_bind_null(st, col + 1);
+	}
+	if ((rc = sqlite3_bind_text(st, col,
+				    vigil_verdict_name((enum vigil_verdict)r->model_verdict), -1,
+				    SQLITE_STATIC)) != SQLITE_OK)
 		return rc;
-	sqlite3_reset(st);
+	return sqlite3_bind_double(st, col + 1, r->model_score);
+}
+
+/* The part's condition figures, for the inspection row it->rowid. */
+static int insert_vibration(db_log *db, struct db_item *it, sqlite3_stmt **used)
+{
+	const struct db_inspection *r = &it->row;
+	sqlite3_stmt *st;
+	int rc;
+
+	if (!r->has_vibration)
+		return SQLITE_DONE;
+	if (*used)
+		sqlite3_reset(*used);
 
 	const struct vigil_vibration *v = &r->vibration;
 	char zone[2] = { v->iso_zone, '\0' };
 
 	st = db->insert_vibration;
 	*used = st;
-	if ((rc = sqlite3_bind_double(st, 1, v->rms_velocity_mm_s)) != SQLITE_OK ||
+	if ((rc = sqlite3_bind_int64(st, 12, it->rowid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_double(st, 1, v->rms_velocity_mm_s)) != SQLITE_OK ||
 	    (rc = db__bind_text_or_null(st, 2, v->iso_zone ? zone : NULL)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_double(st, 3, v->rms_accel_g)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_double(st, 4, v->hf_accel_g)) != SQLITE_OK ||
@@ -832,6 +900,7 @@ static int prepare_statements(db_log *db)
 		{ sql_insert_media, &db->insert_media },
 		{ sql_set_image_path, &db->set_image_path },
 		{ sql_set_latency, &db->set_latency },
+		{ sql_set_late, &db->set_late },
 	};
 
 	for (size_t i = 0; i < G_N_ELEMENTS(all); i++)
@@ -997,6 +1066,22 @@ static int enqueue(db_log *db, struct db_item *it, int64_t timeout_us)
 	return 0;
 }
 
+/* A queued copy of row, owning its strings and media. */
+static struct db_item *new_row_item(enum db_item_kind kind, const struct db_inspection *row,
+				    struct db_media_set *media)
+{
+	struct db_item *it = g_new0(struct db_item, 1);
+
+	it->kind = kind;
+	it->row = *row;
+	it->str1 = g_strdup(row->model_version);
+	it->str2 = g_strdup(row->image_path);
+	it->row.model_version = it->str1;
+	it->row.image_path = it->str2;
+	it->media_set = media;
+	return it;
+}
+
 int db_submit_media(db_log *db, const struct db_inspection *row, struct db_media_set *media,
 		    int64_t timeout_us, uint64_t *ticket)
 {
@@ -1008,14 +1093,7 @@ int db_submit_media(db_log *db, const struct db_inspection *row, struct db_media
 		db_media_set_free(media);
 		return -EINVAL;
 	}
-	it = g_new0(struct db_item, 1);
-	it->kind = DB_ITEM_INSPECTION;
-	it->row = *row;
-	it->str1 = g_strdup(row->model_version);
-	it->str2 = g_strdup(row->image_path);
-	it->row.model_version = it->str1;
-	it->row.image_path = it->str2;
-	it->media_set = media;
+	it = new_row_item(DB_ITEM_INSPECTION, row, media);
 
 	/* One lock for the ticket and the push: tickets reach the writer in
 	 * the order they were handed out. A caller that may not wait does not
@@ -1060,6 +1138,21 @@ int db_set_latency(db_log *db, uint64_t ticket, double latency_ms)
 	it->latency.ticket = ticket;
 	it->latency.ms = latency_ms;
 	return enqueue(db, it, 0);
+}
+
+int db_set_late(db_log *db, uint64_t ticket, const struct db_inspection *row,
+		struct db_media_set *media)
+{
+	struct db_item *it;
+
+	if (!db || !ticket || !row || !verdict_valid(row->verdict) ||
+	    !class_valid(row->defect_class)) {
+		db_media_set_free(media);
+		return -EINVAL;
+	}
+	it = new_row_item(DB_ITEM_LATE, row, media);
+	it->late_ticket = ticket;
+	return enqueue(db, it, -1);
 }
 
 int db_event(db_log *db, const char *kind, const char *message)
@@ -1143,6 +1236,7 @@ void db_close(db_log *db)
 	sqlite3_finalize(db->insert_media);
 	sqlite3_finalize(db->set_image_path);
 	sqlite3_finalize(db->set_latency);
+	sqlite3_finalize(db->set_late);
 	/* The last connection to close checkpoints the WAL into the file and
 	 * removes it. */
 	rc = sqlite3_close(db->conn);

@@ -37,6 +37,11 @@ struct db_inspection {
 	const char *review;       /* "confirm" or "overrule", NULL if not reviewed */
 	int review_verdict;       /* the verdict QA says is right */
 	const char *review_note;
+	/* The model's own verdict and fused score (model_verdict 0: no model
+	 * judged the part). They differ from verdict and score when a fault
+	 * or the deadline forced a fail-safe reject. */
+	int model_verdict;
+	double model_score;
 	int has_vibration;        /* vibration holds the part's condition figures */
 	struct vigil_vibration vibration; /* a row of table vibration */
 };
@@ -135,6 +140,17 @@ uint64_t db_settled(db_log *db);
  * has the result; written in order with the rows. Does not block: returns
  * -EAGAIN with the queue full (the row keeps latency NULL). */
 int db_set_latency(db_log *db, uint64_t ticket, double latency_ms);
+
+/* The model's judgement of a part that came after its fail-safe row
+ * (queued with ticket, verdict as the PLC got it) was written: row's
+ * flags are added to the row's, and its model verdict and score, per
+ * modality scores, model version, infer_ms, condition figures and files
+ * (media, taken over even on error) are stored beside the verdict, which
+ * stays. Should that row have failed, row is written in its place, so
+ * row->verdict must be what the PLC got. Waits for room in the queue
+ * (the log thread's call). 0, or -EINVAL / DB_ECLOSED. */
+int db_set_late(db_log *db, uint64_t ticket, const struct db_inspection *row,
+		struct db_media_set *media);
 
 /* False from a failed write (disk full, I/O error) until a later write
  * commits; then an event "db-fault" (stamped with the time writes began to

@@ -78,6 +78,8 @@ enum plc_status_bits {
 	PLC_STATUS_PLC_SILENT = 1 << 10,  /* server role: the PLC stopped polling */
 	PLC_STATUS_JOB_INVALID = 1 << 11, /* the selected job was refused (error code says why) */
 	PLC_STATUS_JOB_LOADING = 1 << 12, /* a selected job's model package is loading */
+	PLC_STATUS_QUEUE_FULL = 1 << 13,  /* a part found inspection saturated (latched
+					   * until the next part is taken) */
 };
 
 enum plc_error_code {
@@ -93,6 +95,7 @@ enum plc_error_code {
 	PLC_ERR_JOB_PACKAGE_MISSING = 8,  /* no package (manifest) at its path */
 	PLC_ERR_JOB_PACKAGE_CORRUPT = 9,  /* checksum, module or trial run failed */
 	PLC_ERR_JOB_PACKAGE_UNFIT = 10,   /* vibration rate, window or features differ */
+	PLC_ERR_QUEUE_FULL = 11,          /* inspection queue full: parts fail-safe rejected */
 };
 
 struct plc_regmap {

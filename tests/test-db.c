@@ -19,7 +19,7 @@
 
 /* Schema version 4: tables inspections, events, vibration, reviews, media,
  * meta; their indexes, meta's primary-key index. */
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 #define SCHEMA_OBJECTS 13
 
 #define ROWS_PER_THREAD 1000
