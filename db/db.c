@@ -136,11 +136,12 @@ static const char sql_insert_inspection[] =
  * the deadline: beside the verdict the PLC got, never in its place. */
 static const char sql_set_late[] =
 	"UPDATE inspections SET flags = flags | ?1, vision_score = ?2, signal_score = ?3,"
-	" infer_ms = ?4, model_version = ?5, model_verdict = ?6, model_score = ?7"
+	" infer_ms = ?4, model_version = ?5, model_verdict = ?6, model_score = ?7,"
+	" verdict = ?9, verdict_code = ?10, score = ?11"
 	" WHERE id = ?8";
 
 static const char sql_insert_vibration[] =
-	"INSERT INTO vibration (inspection_id, rms_velocity_mm_s, iso_zone, rms_accel_g,"
+	"INSERT OR REPLACE INTO vibration (inspection_id, rms_velocity_mm_s, iso_zone, rms_accel_g,"
 	" hf_accel_g, peak_g, crest_factor, kurtosis, ftf_env, bpfo_env, bpfi_env, bsf_env)"
 	" VALUES (?12, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
@@ -467,7 +468,11 @@ static int insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 		    (rc = sqlite3_bind_double(st, 4, it->row.infer_ms)) != SQLITE_OK ||
 		    (rc = db__bind_text_or_null(st, 5, it->row.model_version)) != SQLITE_OK ||
 		    (rc = bind_model_verdict(st, 6, &it->row)) != SQLITE_OK ||
-		    (rc = sqlite3_bind_int64(st, 8, it->rowid)) != SQLITE_OK)
+		    (rc = sqlite3_bind_int64(st, 8, it->rowid)) != SQLITE_OK ||
+		    (rc = db__bind_text_or_null(st, 9, vigil_verdict_name(
+						(enum vigil_verdict)it->row.verdict))) != SQLITE_OK ||
+		    (rc = sqlite3_bind_int(st, 10, it->row.verdict)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_double(st, 11, it->row.score)) != SQLITE_OK)
 			return rc;
 		if ((rc = sqlite3_step(st)) != SQLITE_DONE)
 			return rc;

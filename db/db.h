@@ -141,14 +141,15 @@ uint64_t db_settled(db_log *db);
  * -EAGAIN with the queue full (the row keeps latency NULL). */
 int db_set_latency(db_log *db, uint64_t ticket, double latency_ms);
 
-/* The model's judgement of a part that came after its fail-safe row
- * (queued with ticket, verdict as the PLC got it) was written: row's
- * flags are added to the row's, and its model verdict and score, per
- * modality scores, model version, infer_ms, condition figures and files
- * (media, taken over even on error) are stored beside the verdict, which
- * stays. Should that row have failed, row is written in its place, so
- * row->verdict must be what the PLC got. Waits for room in the queue
- * (the log thread's call). 0, or -EINVAL / DB_ECLOSED. */
+/* Completes the row queued with ticket once more is known of its part:
+ * the model's judgement that came after the part's fail-safe row was
+ * written at the deadline, or that its result never reached the PLC.
+ * row's flags are added to the row's; its verdict and score (what the PLC
+ * got, or its rule for a missing result: a reject) replace the row's;
+ * its model verdict and score, per-modality scores, model version,
+ * infer_ms, condition figures and files (media, taken over even on error)
+ * are stored beside them. Should that row have failed, row is written in
+ * its place. Waits for room in the queue. 0, or -EINVAL / DB_ECLOSED. */
 int db_set_late(db_log *db, uint64_t ticket, const struct db_inspection *row,
 		struct db_media_set *media);
 

@@ -300,9 +300,13 @@ int sensor_window_for(sensor_source *s, uint64_t seq, int64_t t_trigger_us,
 		t_start_ns = t_trigger_us * 1000 - origin_ns;
 	}
 	t_start_ns += offset_ns;
-	rc = ring_window(s->ring, t_start_ns, s->cfg.window, out, flags, timeout_us);
-	if (rc == 0 && s->cfg.mode == SENSOR_SEQUENCE)
+	/* Parts ask in order: nothing before this window is wanted again,
+	 * whether or not it comes in time. Released before the wait, so that
+	 * windows that timed out in a stall do not pin the ring and hold the
+	 * source back for good once it resumes. */
+	if (s->cfg.mode == SENSOR_SEQUENCE)
 		ring_release_before(s->ring, t_start_ns);
+	rc = ring_window(s->ring, t_start_ns, s->cfg.window, out, flags, timeout_us);
 	if (rc == 0 && t_first_ns && origin_ns >= 0) {
 		/* The ring rounds the start to a whole sample (core/ring.h). */
 		double index = (double)llround((double)t_start_ns * s->cfg.rate_hz / 1e9);

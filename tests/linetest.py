@@ -77,10 +77,10 @@ frame_timeout_ms = {frame_timeout_ms}
 class Vigild:
     """vigild on a configuration file, its output appended to log_path."""
 
-    def __init__(self, build, conf, log_path):
+    def __init__(self, build, conf, log_path, args=()):
         self.log_path = log_path
         self.log = open(log_path, "a+")
-        self.p = subprocess.Popen([binaries(build)[1], "--config", conf], stdout=self.log,
+        self.p = subprocess.Popen([binaries(build)[1], "--config", conf, *args], stdout=self.log,
                                   stderr=subprocess.STDOUT)
         # A test that fails midway leaves no vigild behind.
         atexit.register(lambda: self.p.poll() is None and self.p.kill())
