@@ -17,8 +17,8 @@ depends on the machine being fast or slow.
                another; after the stall the model judges again; the
                fail-safe rejects are counted by cause in the summary and
                an event.
-  sigterm-buffered
-               the PLC stops acknowledging with results buffered, then
+  sigterm-buffered-server, sigterm-buffered-client
+               in each role, the PLC stops acknowledging with results buffered, then
                vigild gets SIGTERM: the presented result stays readable
                (valid) until the PLC acknowledges it, the final status word
                clears only ready and running, and the results never taken
@@ -40,7 +40,8 @@ import time
 
 from linetest import Vigild, camera_section, fail, free_port, generate_parts, line_config
 from plctest import (FL_FAILSAFE, FL_NO_VIBRATION, REJECT, ST_READY, ST_VALID, VERDICT_NAMES,
-                     WAIT_S, MasterPLC, part_id, quiet_pymodbus, start_vigild, wait_for)
+                     WAIT_S, MasterPLC, ServerPLC, part_id, quiet_pymodbus, start_vigild,
+                     wait_for)
 
 ST_RUNNING = 1 << 1
 FL_DEADLINE, FL_NOT_SENT = 1 << 7, 1 << 9
@@ -89,15 +90,16 @@ class FifoSource:
         self.go.set()
 
 
-def setup(build, root, tmp, parts, deadline_ms=300, window_ms=1000, plc_extra=""):
-    env = {"build": build, "root": root, "tmp": tmp, "port": free_port(),
+def setup(build, root, tmp, parts, deadline_ms=300, window_ms=1000, role="server"):
+    env = {"build": build, "root": root, "tmp": tmp, "port": free_port(), "role": role,
            "db": os.path.join(tmp, "vigil.db"), "sim": os.path.join(tmp, "sim")}
     generate_parts(build, env["sim"], parts, 11)
     fifo = os.path.join(tmp, "vibration.fifo")
     conf = line_config(camera_section(env["sim"], 20000, "", "restart = never\n"),
                        env["sim"], root, env["port"], env["db"], deadline_ms=deadline_ms,
                        window_timeout_ms=window_ms,
-                       plc_extra="mode = server\npeer_timeout_ms = 600000\n" + plc_extra)
+                       plc_extra=f"mode = {role}\npeer_timeout_ms = 600000\n"
+                                 "reconnect_min_ms = 50\nreconnect_max_ms = 400\n")
     conf = conf.replace(f"filesrc location={env['sim']}/vibration.wav",
                         f"filesrc location={fifo}")
     env["conf"] = os.path.join(tmp, "vigild.conf")
@@ -109,8 +111,10 @@ def setup(build, root, tmp, parts, deadline_ms=300, window_ms=1000, plc_extra=""
 
 def start(env, good_parts, args=()):
     src = FifoSource(os.path.join(env["sim"], "vibration.wav"), env["fifo"], good_parts)
+    # In the client role the PLC is the Modbus server, up before vigild.
+    plc = ServerPLC(env["port"]) if env["role"] == "client" else None
     v = Vigild(env["build"], env["conf"], os.path.join(env["tmp"], "vigild.log"), args)
-    plc = MasterPLC(env["port"])
+    plc = plc or MasterPLC(env["port"])
     start_vigild(v, plc)
     return v, plc, src
 
@@ -269,6 +273,15 @@ def scenario_sigterm_buffered(env):
     r3 = plc.next_result()                     # presented, never acknowledged
     # vigild presents it until the grace ends, then says so.
     rc = v.p.wait(timeout=WAIT_S + 15)
+    if env["role"] == "client":
+        # The PLC keeps what vigild wrote last: ready and running clear,
+        # the rest as it was, result 3 still valid and the only one buffered
+        # (the never-presented one is gone with vigild).
+        st, r = plc.status(), plc.result()
+        if st[1] & (ST_READY | ST_RUNNING) or not st[1] & ST_VALID or not st[1] & (1 << 3) \
+                or st[5] != 1 or r[8] != 1 or part_id(r) != part_id(r3):
+            fail(f"final status {st} (word {st[1]:#x}), result {r}: want ready and running "
+                 "clear, model loaded, results_valid and the presented result kept")
     plc.close()
     text = v.text()
     print(text[-2000:])
@@ -293,8 +306,10 @@ def scenario_sigterm_buffered(env):
 SCENARIOS = {
     "stall-kill": (scenario_stall_kill, 60, {}),
     "stall": (scenario_stall, 80, {}),
-    "sigterm-buffered": (scenario_sigterm_buffered, 20,
-                         {"deadline_ms": 20000, "window_ms": 20000}),
+    "sigterm-buffered-server": (scenario_sigterm_buffered, 20,
+                                {"deadline_ms": 20000, "window_ms": 20000}),
+    "sigterm-buffered-client": (scenario_sigterm_buffered, 20,
+                                {"deadline_ms": 20000, "window_ms": 20000, "role": "client"}),
 }
 
 
