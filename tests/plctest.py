@@ -23,6 +23,7 @@ ST_READY, ST_FAULT, ST_CAMERA_OK, ST_STOP_LINE = 1, 1 << 2, 1 << 4, 1 << 7
 ST_VALID, ST_OVERRUN, ST_JOB_REFUSED, ST_JOB_LOADING = 1 << 8, 1 << 9, 1 << 11, 1 << 12
 ERR_JOB, ERR_PKG_MISSING, ERR_PKG_CORRUPT, ERR_PKG_UNFIT = 6, 8, 9, 10
 FL_FAILSAFE, FL_NO_FRAME, FL_NO_VIBRATION, FL_MODEL_ERROR = 1 << 2, 1 << 3, 1 << 4, 1 << 5
+FL_DEADLINE, FL_QUEUE_FULL, FL_NOT_SENT = 1 << 7, 1 << 8, 1 << 9
 ACCEPT, REJECT, MARGINAL = 1, 2, 3
 VERDICT_NAMES = {ACCEPT: "accept", REJECT: "reject", MARGINAL: "marginal"}
 WAIT_S = 40                        # generous: the machine is shared

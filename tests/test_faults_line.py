@@ -39,12 +39,11 @@ import threading
 import time
 
 from linetest import Vigild, camera_section, fail, free_port, generate_parts, line_config
-from plctest import (FL_FAILSAFE, FL_NO_VIBRATION, REJECT, ST_READY, ST_VALID, VERDICT_NAMES,
-                     WAIT_S, MasterPLC, ServerPLC, part_id, quiet_pymodbus, start_vigild,
-                     wait_for)
+from plctest import (FL_DEADLINE, FL_FAILSAFE, FL_NO_VIBRATION, FL_NOT_SENT, REJECT, ST_READY,
+                     ST_VALID, VERDICT_NAMES, WAIT_S, MasterPLC, ServerPLC, part_id,
+                     quiet_pymodbus, start_vigild, wait_for)
 
 ST_RUNNING = 1 << 1
-FL_DEADLINE, FL_NOT_SENT = 1 << 7, 1 << 9
 STRIDE = 2048                      # samples a part (linetest.line_config)
 
 

@@ -46,7 +46,7 @@ import time
 
 from linetest import Vigild, camera_section, fail, free_port, generate_parts, line_config, skip
 from plctest import (ERR_JOB, ERR_PKG_CORRUPT, ERR_PKG_MISSING, FL_FAILSAFE, FL_MODEL_ERROR,
-                     FL_NO_FRAME, FL_NO_VIBRATION, REJECT, RES, ST_CAMERA_OK, ST_FAULT,
+                     FL_NO_FRAME, FL_NOT_SENT, FL_NO_VIBRATION, REJECT, RES, ST_CAMERA_OK, ST_FAULT,
                      ST_JOB_LOADING, ST_JOB_REFUSED, ST_OVERRUN, ST_STOP_LINE, ST_VALID, STAT,
                      TRIG, WAIT_S, MasterPLC, mbpoll_read, mbpoll_write, part_id, quiet_pymodbus,
                      start_vigild, stop_vigild, wait_for)
@@ -146,9 +146,18 @@ def scenario_never_ack(env):
     wait_for("valid down", lambda: plc.result()[8] == 0)
     # Every part is in the database, the overrun ones included (a buffered
     # result is logged when it goes to the PLC).
-    ids = [r[0] for r in rows(env["db"], n)]
+    db = rows(env["db"], n)
+    ids = [r[0] for r in db]
     if ids != [200 + i for i in range(n)]:
         fail(f"database rows {ids}")
+    # The overrun ones say what the PLC was left with: no result, a reject.
+    for pid, verdict, flags in db[3:]:
+        if verdict != "reject" or not flags & FL_NOT_SENT or not flags & FL_FAILSAFE:
+            fail(f"overrun part {pid} logged as {verdict}, flags {flags:#x}: want reject, "
+                 "fail-safe, not sent")
+    for pid, verdict, flags in db[:3]:
+        if flags & FL_NOT_SENT:
+            fail(f"buffered part {pid} reached the PLC but is logged as not sent")
     st = wait_for("overrun bit down once drained",
                   lambda: (lambda s: s if not s[1] & ST_OVERRUN else None)(plc.status()))
     if st[7] != n - 3 or st[5] != 0 or st[2] != 0:
@@ -162,6 +171,8 @@ def scenario_never_ack(env):
     text = finish(v, plc)
     if text.count("result overrun") != n - 3:
         fail(f"want {n - 3} overrun warnings in the log")
+    if f"fail-safe rejects by cause: overrun {n - 3}" not in text:
+        fail(f"the summary does not count {n - 3} overrun fail-safes")
 
 
 def scenario_deadline(env):
