@@ -80,22 +80,24 @@ void line_jobs_save(line *l, int job)
 
 /* ---- loading and checking a package ---- */
 
-int line_model_fits(line *l, const infer_model *m, char **err)
+int line_model_fits(line *l, const infer_model *m, const char **key, char **err)
 {
 	const struct infer_info *info = infer_model_info(m);
+	gboolean rate_fits = fabs(info->rate_hz - l->sen_cfg.rate_hz) <= 1e-6;
 
-	if (fabs(info->rate_hz - l->sen_cfg.rate_hz) > 1e-6 ||
-	    (int)l->sen_cfg.window != info->window) {
-		*err = g_strdup_printf("vibration %s gives %zu samples at %g Hz but model %s "
+	if (!rate_fits || (int)l->sen_cfg.window != info->window) {
+		*err = g_strdup_printf("the vibration window is %zu samples at %g Hz but model %s "
 				       "wants %d samples at %g Hz",
-				       l->sen_name, l->sen_cfg.window, l->sen_cfg.rate_hz,
+				       l->sen_cfg.window, l->sen_cfg.rate_hz,
 				       info->version, info->window, info->rate_hz);
+		*key = rate_fits ? "window" : "rate_hz";
 		return -EINVAL;
 	}
 	if ((int)fusion_sigfeat_dim(l->sigfeat) != info->signal_dim) {
 		*err = g_strdup_printf("model %s wants %d signal features; this build computes %zu",
 				       info->version, info->signal_dim,
 				       fusion_sigfeat_dim(l->sigfeat));
+		*key = NULL;
 		return -EINVAL;
 	}
 	return 0;
@@ -103,8 +105,10 @@ int line_model_fits(line *l, const infer_model *m, char **err)
 
 /* The package at dir, loaded and checked; NULL with *err ("model package
  * DIR refused: why") and *error (enum plc_error_code: what the PLC is
- * told) when refused. */
-static infer_model *load_checked(line *l, const char *dir, char **err, int *error)
+ * told) when refused, and *unfit_key as line_model_fits when it does not
+ * fit. */
+static infer_model *load_checked(line *l, const char *dir, char **err, int *error,
+				 const char **unfit_key)
 {
 	char *manifest = g_build_filename(dir, "manifest.ini", NULL);
 	gboolean present = g_file_test(manifest, G_FILE_TEST_IS_REGULAR);
@@ -117,7 +121,7 @@ static infer_model *load_checked(line *l, const char *dir, char **err, int *erro
 		*error = present ? PLC_ERR_JOB_PACKAGE_CORRUPT : PLC_ERR_JOB_PACKAGE_MISSING;
 		return NULL;
 	}
-	if (line_model_fits(l, m, &why) < 0) {
+	if (line_model_fits(l, m, unfit_key, &why) < 0) {
 		*err = g_strdup_printf("model package %s refused: %s", dir, why);
 		g_free(why);
 		infer_model_free(m);
@@ -127,13 +131,14 @@ static infer_model *load_checked(line *l, const char *dir, char **err, int *erro
 	return m;
 }
 
-int line_jobs_load_start(line *l, const char *cfg_name, char **err)
+int line_jobs_load_start(line *l, const config *cfg, char **err)
 {
 	int job = line_jobs_start_job(l), error = 0;
 	const char *pkg = job ? l->jobs[job].package : l->model_dir;
+	const char *key = NULL;
 	char *e = NULL;
 
-	l->model = load_checked(l, pkg, &e, &error);
+	l->model = load_checked(l, pkg, &e, &error, &key);
 	if (!l->model && job && strcmp(pkg, l->model_dir) != 0) {
 		/* Rather a known model than no line: the PLC sees the refusal. */
 		g_warning("job %d: %s; starting on job 0, the [model] package %s", job, e,
@@ -143,11 +148,21 @@ int line_jobs_load_start(line *l, const char *cfg_name, char **err)
 		g_free(e);
 		e = NULL;
 		job = 0;
-		l->model = load_checked(l, l->model_dir, &e, &error);
+		l->model = load_checked(l, l->model_dir, &e, &error, &key);
 	}
 	if (!l->model) {
-		*err = error == PLC_ERR_JOB_PACKAGE_UNFIT ? g_strdup_printf("%s: %s", cfg_name, e)
-							  : g_strdup(e);
+		/* An unfit package is a configuration that does not hold
+		 * together: the vibration setting it does not fit, or, when it
+		 * needs what this build does not compute, the package. */
+		if (error == PLC_ERR_JOB_PACKAGE_UNFIT) {
+			char *group = g_strconcat("vibration.", l->sen_name, NULL);
+
+			*err = key ? config_error(cfg, group, key, "%s", e)
+				   : config_error(cfg, "model", "package", "%s", e);
+			g_free(group);
+		} else {
+			*err = g_strdup(e);
+		}
 		g_free(e);
 		return -EINVAL;
 	}
@@ -217,12 +232,13 @@ static int change_job(line_jobs *j, int job)
 	const char *pkg = job ? l->jobs[job].package : l->model_dir;
 	const char *version = j->version;
 	infer_model *m = NULL, *old;
+	const char *unfit_key;
 	char *err = NULL, *msg;
 	int error = 0, rc;
 	gboolean taken;
 
 	if (strcmp(pkg, j->package) != 0) {
-		m = load_checked(l, pkg, &err, &error);
+		m = load_checked(l, pkg, &err, &error, &unfit_key);
 		if (!m) {
 			msg = g_strdup_printf("job %d: %s; job %d (model %s) keeps running", job, err,
 					      j->cur_job, j->version);

@@ -198,11 +198,13 @@ int line_jobs_start_job(line *l);
 void line_jobs_save(line *l, int job);
 /* Loads the start job's package into l->model, falling back to the [model]
  * package (job 0, the refusal kept for the PLC) when it is refused. 0, or
- * -EINVAL with *err when no package can run. */
-int line_jobs_load_start(line *l, const char *cfg_name, char **err);
+ * -EINVAL with *err when no package can run (a package that does not fit
+ * names the setting in cfg it does not fit). */
+int line_jobs_load_start(line *l, const config *cfg, char **err);
 /* 0 when model m can run on this line (vibration rate, window, features),
- * else -EINVAL with *err. */
-int line_model_fits(line *l, const infer_model *m, char **err);
+ * else -EINVAL with *err and *key: the [vibration.NAME] key the package
+ * does not fit ("rate_hz", "window"), NULL when it does not fit this build. */
+int line_model_fits(line *l, const infer_model *m, const char **key, char **err);
 
 /* The loader thread: takes job selections from the PLC thread, loads and
  * checks their packages and hands them to the inspection thread. */

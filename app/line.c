@@ -52,44 +52,55 @@ line *line_new(const config *cfg, char **err)
 {
 	line *l = g_new0(line, 1);
 	const struct infer_info *info;
-	char *dberr = NULL;
+	char *why = NULL, *dberr = NULL, *sen_group = NULL;
 
 	g_mutex_init(&l->stats_lock);
 	if (line_read_config(l, cfg, err) < 0)
 		goto fail;
+	/* The stages below say what is wrong with a setting; here, where the
+	 * settings came from, the error gets the file, line and key. */
+	sen_group = g_strconcat("vibration.", l->sen_name, NULL);
 	l->sigfeat = fusion_sigfeat_new(l->sen_cfg.window, l->sen_cfg.rate_hz);
 	if (!l->sigfeat) {
-		*err = g_strdup_printf("%s: vibration %s: no signal features for %zu samples at %g Hz",
-				       config_name(cfg), l->sen_name, l->sen_cfg.window,
-				       l->sen_cfg.rate_hz);
+		*err = config_error(cfg, sen_group, "window", "no signal features for %zu samples "
+				    "at %g Hz", l->sen_cfg.window, l->sen_cfg.rate_hz);
 		goto fail;
 	}
 	/* The job the PLC selected last runs from the start (line-jobs.c). */
-	if (line_jobs_load_start(l, config_name(cfg), err) < 0)
+	if (line_jobs_load_start(l, cfg, err) < 0)
 		goto fail;
 	info = infer_model_info(l->model);
 	/* Every job runs on the same backend: a GPU one takes raw parts. */
 	l->device_prep = infer_model_prepares_on_device(l->model);
 	l->condition = condition_meter_new((size_t)info->window, info->rate_hz, l->hf_hz);
 	if (!l->condition) {
-		*err = g_strdup_printf("%s: vibration %s: cannot measure a %d-sample window at %g Hz",
-				       config_name(cfg), l->sen_name, info->window, info->rate_hz);
+		*err = config_error(cfg, sen_group, "window", "cannot measure a %d-sample window "
+				    "at %g Hz", info->window, info->rate_hz);
 		goto fail;
 	}
-	for (int i = 0; i < l->ncameras; i++)
-		if (!(l->cameras[i].cam = capture_camera_new(&l->cameras[i].cfg, err)))
+	for (int i = 0; i < l->ncameras; i++) {
+		if (!(l->cameras[i].cam = capture_camera_new(&l->cameras[i].cfg, &why))) {
+			char *group = g_strconcat("camera.", l->cameras[i].name, NULL);
+
+			*err = config_error(cfg, group, "pipeline", "%s", why);
+			g_free(group);
 			goto fail;
-	if (!(l->sensor = sensor_source_new(&l->sen_cfg, err)))
+		}
+	}
+	if (!(l->sensor = sensor_source_new(&l->sen_cfg, &why))) {
+		*err = config_error(cfg, sen_group, *l->sen_iio_uri ? "iio_uri" : "pipeline", "%s",
+				    why);
 		goto fail;
+	}
 	if (l->tx_name && !(l->transmitter = sensor_transmitter_new(&l->tx_cfg, err)))
 		goto fail;
 	if (!(l->plc = plc_link_new_tcp(&l->plc_cfg))) {
-		*err = g_strdup_printf("%s: [plc] invalid endpoint", config_name(cfg));
+		*err = config_error(cfg, "plc", NULL, "invalid endpoint");
 		goto fail;
 	}
 	l->db = db_open_with(l->db_path, &l->db_opt, &dberr);
 	if (!l->db) {
-		*err = g_strdup_printf("database: %s", dberr ? dberr : "cannot open");
+		*err = config_error(cfg, "database", "path", "%s", dberr ? dberr : "cannot open");
 		free(dberr);
 		goto fail;
 	}
@@ -98,8 +109,11 @@ line *line_new(const config *cfg, char **err)
 	l->q_ready = bqueue_new((size_t)l->max_batch * 2);
 	l->q_results = bqueue_new(QUEUE_PARTS);
 	l->q_log = bqueue_new(QUEUE_PARTS * 16);
+	g_free(sen_group);
 	return l;
 fail:
+	g_free(why);
+	g_free(sen_group);
 	line_free(l);
 	return NULL;
 }

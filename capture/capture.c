@@ -256,9 +256,12 @@ static gpointer bus_thread(gpointer data)
 			if (!backoff_sleep(cam, delay))
 				goto out;
 			delay = MIN(delay * 2, cam->restart_max_ms);
-			if (build_pipeline(cam, &err) == 0 && play_pipeline(cam, &err) == 0)
+			if (build_pipeline(cam, &err) < 0)
+				g_warning("camera %s: cannot rebuild the pipeline: %s", cam->name, err);
+			else if (play_pipeline(cam, &err) == 0)
 				break;
-			g_warning("%s", err);
+			else
+				g_warning("%s", err);
 			g_clear_pointer(&err, g_free);
 		}
 		g_message("camera %s: restarted", cam->name);
@@ -304,7 +307,9 @@ static int play_pipeline(capture_camera *cam, char **err)
 	return 0;
 }
 
-/* (Re)builds the pipeline from its description, replacing any old one. */
+/* (Re)builds the pipeline from its description, replacing any old one. On
+ * failure *err says what is wrong with the description, not naming the
+ * camera (capture_camera_new). */
 static int build_pipeline(capture_camera *cam, char **err)
 {
 	GError *gerr = NULL;
@@ -314,8 +319,7 @@ static int build_pipeline(capture_camera *cam, char **err)
 
 	pipeline = gst_parse_launch(cam->description, &gerr);
 	if (!pipeline || gerr) {
-		*err = g_strdup_printf("camera %s: bad pipeline: %s", cam->name,
-				       gerr ? gerr->message : "cannot parse");
+		*err = g_strdup(gerr ? gerr->message : "cannot be parsed");
 		g_clear_error(&gerr);
 		if (pipeline)
 			gst_object_unref(pipeline);
@@ -324,8 +328,8 @@ static int build_pipeline(capture_camera *cam, char **err)
 	if (!GST_IS_BIN(pipeline) ||
 	    !(sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink")) ||
 	    !GST_IS_APP_SINK(sink)) {
-		*err = g_strdup_printf("camera %s: the pipeline must end in 'appsink name=sink'",
-				       cam->name);
+		*err = g_strdup("no appsink named sink: the pipeline must end in "
+				"'appsink name=sink'");
 		if (sink)
 			gst_object_unref(sink);
 		gst_object_unref(pipeline);

@@ -65,7 +65,9 @@ struct capture_frame {
 typedef struct capture_camera capture_camera;
 
 /* Builds the pipeline (not yet playing). NULL with *err (g_free) on a bad
- * pipeline string or a missing appsink. */
+ * pipeline string or a missing appsink; *err says what is wrong with
+ * cfg->pipeline without naming the camera, so the caller can say where the
+ * pipeline came from (vigild: the configuration's file, line and key). */
 capture_camera *capture_camera_new(const struct capture_config *cfg, char **err);
 int capture_camera_start(capture_camera *cam, char **err);
 void capture_camera_free(capture_camera *cam);

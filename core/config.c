@@ -8,7 +8,9 @@
 struct config {
 	GKeyFile *kf;
 	char *name;
-	char **lines;    /* the raw text, to find the line of a key */
+	/* 1-based line of each "group" header (its first) and "group\nkey",
+	 * for messages: GKeyFile does not keep them. */
+	GHashTable *lines;
 };
 
 void config_free(config *c)
@@ -17,9 +19,55 @@ void config_free(config *c)
 		return;
 	if (c->kf)
 		g_key_file_free(c->kf);
-	g_strfreev(c->lines);
+	if (c->lines)
+		g_hash_table_destroy(c->lines);
 	g_free(c->name);
 	g_free(c);
+}
+
+/* Records where each group and key is, reading the text as GKeyFile did.
+ * GKeyFile keeps the last of a key given twice, also across a section
+ * given twice (it merges them): the first value would be dropped without a
+ * word, so a repeated key is refused here, naming both lines. */
+static int index_lines(config *c, const char *text, char **err)
+{
+	char **lines = g_strsplit(text, "\n", -1);
+	char *group = NULL;
+	int rc = 0;
+
+	c->lines = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	for (int i = 0; lines[i] && rc == 0; i++) {
+		char *line = g_strstrip(lines[i]), *eq, *id;
+		gpointer first;
+
+		if (line[0] == '[') {
+			char *end = strrchr(line, ']');
+
+			if (end)
+				*end = '\0';
+			g_free(group);
+			group = g_strdup(line + 1);
+			if (!g_hash_table_contains(c->lines, group))
+				g_hash_table_insert(c->lines, g_strdup(group), GINT_TO_POINTER(i + 1));
+			continue;
+		}
+		if (!group || line[0] == '#' || line[0] == ';' || !(eq = strchr(line, '=')))
+			continue;
+		*eq = '\0';
+		g_strchomp(line);
+		id = g_strconcat(group, "\n", line, NULL);
+		if (g_hash_table_lookup_extended(c->lines, id, NULL, &first)) {
+			*err = g_strdup_printf("%s:%d: [%s] %s: given twice (first at line %d)",
+					       c->name, i + 1, group, line, GPOINTER_TO_INT(first));
+			g_free(id);
+			rc = -EINVAL;
+		} else {
+			g_hash_table_insert(c->lines, id, GINT_TO_POINTER(i + 1));
+		}
+	}
+	g_free(group);
+	g_strfreev(lines);
+	return rc;
 }
 
 config *config_load_data(const char *text, const char *name, char **err)
@@ -28,12 +76,15 @@ config *config_load_data(const char *text, const char *name, char **err)
 	GError *gerr = NULL;
 
 	c->name = g_strdup(name);
-	c->lines = g_strsplit(text, "\n", -1);
 	c->kf = g_key_file_new();
 	if (!g_key_file_load_from_data(c->kf, text, (gsize)-1, G_KEY_FILE_NONE, &gerr)) {
 		/* GLib's parse errors already name the offending line's text. */
 		*err = g_strdup_printf("%s: %s", name, gerr->message);
 		g_error_free(gerr);
+		config_free(c);
+		return NULL;
+	}
+	if (index_lines(c, text, err) < 0) {
 		config_free(c);
 		return NULL;
 	}
@@ -66,36 +117,11 @@ int config_has_group(const config *c, const char *group)
 /* 1-based line of [group] or of key inside it; 0 when not found. */
 static int find_line(const config *c, const char *group, const char *key)
 {
-	gboolean in_group = FALSE;
+	char *id = key ? g_strconcat(group, "\n", key, NULL) : g_strdup(group);
+	int line = GPOINTER_TO_INT(g_hash_table_lookup(c->lines, id));
 
-	for (int i = 0; c->lines[i]; i++) {
-		char *line = g_strstrip(g_strdup(c->lines[i]));
-
-		if (line[0] == '[') {
-			char *end = strchr(line, ']');
-
-			if (end)
-				*end = '\0';
-			in_group = strcmp(line + 1, group) == 0;
-			if (in_group && !key) {
-				g_free(line);
-				return i + 1;
-			}
-		} else if (in_group && key && line[0] != '#' && line[0] != ';') {
-			char *eq = strchr(line, '=');
-
-			if (eq) {
-				*eq = '\0';
-				g_strstrip(line);
-				if (strcmp(line, key) == 0) {
-					g_free(line);
-					return i + 1;
-				}
-			}
-		}
-		g_free(line);
-	}
-	return 0;
+	g_free(id);
+	return line;
 }
 
 char *config_error(const config *c, const char *group, const char *key,

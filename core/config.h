@@ -8,7 +8,9 @@
 
 typedef struct config config;
 
-/* Loads a file. NULL on failure with *err set (g_free it). */
+/* Loads a file. NULL on failure with *err set (g_free it): a syntax error,
+ * or a key given twice in a section (also in a section given twice), which
+ * names both lines. */
 config *config_load_file(const char *path, char **err);
 /* Loads text held in memory; name stands for the file in messages. */
 config *config_load_data(const char *text, const char *name, char **err);

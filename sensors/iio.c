@@ -43,26 +43,25 @@ static int find_channel(struct iio_context *ctx, const struct sensor_config *cfg
 	double scale = 1;
 
 	if (!dev) {
-		*err = g_strdup_printf("vibration %s: no IIO device '%s' at %s", cfg->name,
-				       cfg->iio_device, cfg->iio_uri);
+		*err = g_strdup_printf("no IIO device '%s' at %s", cfg->iio_device, cfg->iio_uri);
 		return -ENODEV;
 	}
 	ch = iio_device_find_channel(dev, cfg->iio_channel, false);
 	if (!ch) {
-		*err = g_strdup_printf("vibration %s: IIO device '%s' has no input channel '%s'",
-				       cfg->name, cfg->iio_device, cfg->iio_channel);
+		*err = g_strdup_printf("IIO device '%s' has no input channel '%s'", cfg->iio_device,
+				       cfg->iio_channel);
 		return -ENODEV;
 	}
 	if (!iio_channel_is_scan_element(ch)) {
-		*err = g_strdup_printf("vibration %s: IIO channel '%s' cannot be captured in a "
-				       "buffer (not a scan element)", cfg->name, cfg->iio_channel);
+		*err = g_strdup_printf("IIO channel '%s' cannot be captured in a buffer (not a "
+				       "scan element)", cfg->iio_channel);
 		return -EINVAL;
 	}
 	fmt = iio_channel_get_data_format(ch);
 	if (fmt->length % 8 || fmt->length == 0 || fmt->length > 64 || fmt->bits == 0 ||
 	    fmt->bits > fmt->length || (fmt->repeat > 1)) {
-		*err = g_strdup_printf("vibration %s: IIO channel '%s' has a sample format this "
-				       "version cannot read", cfg->name, cfg->iio_channel);
+		*err = g_strdup_printf("IIO channel '%s' has a sample format this version cannot "
+				       "read", cfg->iio_channel);
 		return -EINVAL;
 	}
 	/* The kernel's in_*_scale turns raw counts into the channel's unit
@@ -91,8 +90,8 @@ int sensor_iio_probe(const struct sensor_config *cfg, struct sensor_iio_info *in
 	int rc;
 
 	if (!ctx) {
-		*err = g_strdup_printf("vibration %s: cannot open IIO context %s: %s", cfg->name,
-				       cfg->iio_uri, g_strerror(errno));
+		*err = g_strdup_printf("cannot open IIO context %s: %s", cfg->iio_uri,
+				       g_strerror(errno));
 		return -ENODEV;
 	}
 	rc = find_channel(ctx, cfg, &dev, &ch, info, err);
@@ -113,6 +112,7 @@ struct iio_capture *sensor_iio_open(const struct sensor_config *cfg, char **err)
 {
 	struct iio_capture *c = g_new0(struct iio_capture, 1);
 	struct iio_device *dev;
+	char *why = NULL;
 
 	c->rate = cfg->rate_hz;
 	c->samples = cfg->iio_buffer_samples ? cfg->iio_buffer_samples
@@ -122,8 +122,12 @@ struct iio_capture *sensor_iio_open(const struct sensor_config *cfg, char **err)
 				       cfg->iio_uri, g_strerror(errno));
 		goto fail;
 	}
-	if (find_channel(c->ctx, cfg, &dev, &c->ch, &c->info, err) < 0)
+	if (find_channel(c->ctx, cfg, &dev, &c->ch, &c->info, &why) < 0) {
+		/* Here, at start, nobody else names the source. */
+		*err = g_strdup_printf("vibration %s: %s", cfg->name, why);
+		g_free(why);
 		goto fail;
+	}
 	/* Best effort: a device without these attributes runs as it is set. */
 	(void)iio_device_attr_write_longlong(dev, "sampling_frequency", llround(cfg->rate_hz));
 	(void)iio_device_attr_write(dev, "current_timestamp_clock", "monotonic");
@@ -186,16 +190,13 @@ void sensor_iio_close(struct iio_capture *c)
 
 #else /* no libiio */
 
-static char *no_iio(const struct sensor_config *cfg)
-{
-	return g_strdup_printf("vibration %s: this build has no IIO support (libiio-dev was "
-			       "missing when it was configured)", cfg->name);
-}
+#define NO_IIO "this build has no IIO support (libiio-dev was missing when it was configured)"
 
 int sensor_iio_probe(const struct sensor_config *cfg, struct sensor_iio_info *info, char **err)
 {
+	(void)cfg;
 	(void)info;
-	*err = no_iio(cfg);
+	*err = g_strdup(NO_IIO);
 	return -ENOTSUP;
 }
 
@@ -208,7 +209,7 @@ double sensor_iio_value(const struct sensor_iio_info *info, const void *raw)
 
 struct iio_capture *sensor_iio_open(const struct sensor_config *cfg, char **err)
 {
-	*err = no_iio(cfg);
+	*err = g_strdup_printf("vibration %s: " NO_IIO, cfg->name);
 	return NULL;
 }
 

@@ -167,7 +167,7 @@ sensor_source *sensor_source_new(const struct sensor_config *cfg, char **err)
 	s->cfg.name = s->name;
 	s->cfg.pipeline = NULL;
 	if (!(cfg->rate_hz > 0) || cfg->window == 0) {
-		*err = g_strdup_printf("vibration %s: rate and window must be positive", cfg->name);
+		*err = g_strdup("rate and window must be positive");
 		goto fail;
 	}
 	if (s->cfg.stride == 0)
@@ -184,8 +184,7 @@ sensor_source *sensor_source_new(const struct sensor_config *cfg, char **err)
 		s->cfg.iio_device = s->iio_device = g_strdup(cfg->iio_device);
 		s->cfg.iio_channel = s->iio_channel = g_strdup(cfg->iio_channel);
 		if (!cfg->iio_device || !cfg->iio_channel) {
-			*err = g_strdup_printf("vibration %s: an IIO source needs a device and a "
-					       "channel", cfg->name);
+			*err = g_strdup("an IIO source needs a device and a channel");
 			goto fail;
 		}
 		if (sensor_iio_probe(&s->cfg, &info, err) < 0)
@@ -195,16 +194,15 @@ sensor_source *sensor_source_new(const struct sensor_config *cfg, char **err)
 	gst_init(NULL, NULL);
 	s->pipeline = gst_parse_launch(cfg->pipeline, &gerr);
 	if (!s->pipeline || gerr) {
-		*err = g_strdup_printf("vibration %s: bad pipeline: %s", cfg->name,
-				       gerr ? gerr->message : "cannot parse");
+		*err = g_strdup(gerr ? gerr->message : "cannot be parsed");
 		g_clear_error(&gerr);
 		goto fail;
 	}
 	if (!GST_IS_BIN(s->pipeline) ||
 	    !(s->sink = gst_bin_get_by_name(GST_BIN(s->pipeline), "sink")) ||
 	    !GST_IS_APP_SINK(s->sink)) {
-		*err = g_strdup_printf("vibration %s: the pipeline must end in 'appsink name=sink'",
-				       cfg->name);
+		*err = g_strdup("no appsink named sink: the pipeline must end in "
+				"'appsink name=sink'");
 		goto fail;
 	}
 	caps = gst_caps_new_simple("audio/x-raw", "format", G_TYPE_STRING, "F32LE",

@@ -44,6 +44,10 @@ struct sensor_config {
 
 typedef struct sensor_source sensor_source;
 
+/* NULL with *err (g_free) on a bad pipeline, a missing appsink or an IIO
+ * channel that cannot be read; *err says what is wrong with cfg without
+ * naming the source, so the caller can say where the setting came from
+ * (vigild: the configuration's file, line and key). */
 sensor_source *sensor_source_new(const struct sensor_config *cfg, char **err);
 int sensor_source_start(sensor_source *s, char **err);
 void sensor_source_free(sensor_source *s);
@@ -67,7 +71,8 @@ struct sensor_iio_info {
 };
 
 /* 0, or -ENOTSUP (no libiio in this build), -ENODEV (context, device or
- * channel not found), -EINVAL (not a buffered input channel), with *err. */
+ * channel not found), -EINVAL (not a buffered input channel), with *err
+ * (not naming the source, as sensor_source_new). */
 int sensor_iio_probe(const struct sensor_config *cfg, struct sensor_iio_info *info, char **err);
 
 /* One raw scan element (storage_bits / 8 bytes, as in the buffer) in the

@@ -83,6 +83,38 @@ static void test_config_errors_name_file_line_key(void)
 	g_free(dir);
 }
 
+/* GKeyFile would keep the last of a repeated key; the reader refuses it,
+ * also when the section itself is repeated, and names both lines. */
+static void test_config_refuses_a_key_given_twice(void)
+{
+	static const char twice[] = "[plc]\nport = 502\nhost = 127.0.0.1\n  port=1502\n";
+	static const char across[] =
+		"[plc]\nport = 502\n[camera.top]\nport = 7\n# port = 9\n[plc]\nhost = x\nport = 1\n";
+	static const char distinct[] = "[plc]\nport = 502\n[camera.top]\nport = 7\n[plc]\nhost = x\n";
+	char *err = NULL, *s = NULL;
+	config *c;
+
+	g_assert_null(config_load_data(twice, "line.conf", &err));
+	g_assert_cmpstr(err, ==, "line.conf:4: [plc] port: given twice (first at line 2)");
+	g_clear_pointer(&err, g_free);
+
+	g_assert_null(config_load_data(across, "line.conf", &err));
+	g_assert_cmpstr(err, ==, "line.conf:8: [plc] port: given twice (first at line 2)");
+	g_clear_pointer(&err, g_free);
+
+	/* The same key in other sections, and a section given twice with other
+	 * keys, are fine; messages then name the first [plc] line. */
+	c = config_load_data(distinct, "line.conf", &err);
+	g_assert_nonnull(c);
+	g_assert_cmpint(config_get_string(c, "plc", "host", NULL, &s, &err), ==, 0);
+	g_assert_cmpstr(s, ==, "x");
+	g_free(s);
+	g_assert_cmpint(config_get_string(c, "plc", "unit", NULL, &s, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:1: [plc]: missing required key 'unit'");
+	g_free(err);
+	config_free(c);
+}
+
 static gpointer producer(gpointer data)
 {
 	bqueue *q = data;
@@ -238,6 +270,8 @@ int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/core/config/errors-name-file-line-key", test_config_errors_name_file_line_key);
+	g_test_add_func("/core/config/refuses-a-key-given-twice",
+			test_config_refuses_a_key_given_twice);
 	g_test_add_func("/core/bqueue/order-and-bound", test_bqueue_order_and_bound);
 	g_test_add_func("/core/ring/windows-by-time", test_ring_windows_by_time);
 	g_test_add_func("/core/ring/clipping-and-origin", test_ring_clipping_and_origin);

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """vigild refuses a bad configuration or model package before it touches the
-line, and says exactly where the problem is (file, line, key).
+line, and says exactly where the problem is (file, line, key). Each case
+runs in a folder of its own, where the relative paths of the configuration
+point: vigild must leave it as it found it (no database, no media folder).
 
 usage: test_vigild_config.py BUILD_DIR SOURCE_ROOT
 """
@@ -21,21 +23,41 @@ if "[camera.top]" not in default or "synthetic-v2" not in default:
 
 
 def run_conf(tmp, text, name="bad.conf"):
-    path = os.path.join(tmp, name)
+    """vigild on text, run in a fresh folder; also what it left there."""
+    work = tempfile.mkdtemp(dir=tmp)
+    path = os.path.join(work, name)
     with open(path, "w") as f:
         f.write(text)
-    p = subprocess.run([vigild, "--config", path], capture_output=True, text=True, timeout=60)
-    return path, p
+    p = subprocess.run([vigild, "--config", path], capture_output=True, text=True, timeout=60,
+                       cwd=work)
+    return path, p, sorted(set(os.listdir(work)) - {name})
 
 
-def expect(tmp, label, text, want):
-    path, p = run_conf(tmp, text)
+def expect(tmp, label, text, *wants):
+    """vigild refuses text with a message holding every one of wants
+    ({path}: the file's path), and touches nothing."""
+    path, p, left = run_conf(tmp, text)
     msg = p.stderr.strip()
     print(f"{label}: rc={p.returncode}: {msg}")
     if p.returncode == 0:
         failures.append(f"{label}: vigild accepted it")
-    elif want.format(path=path) not in msg:
-        failures.append(f"{label}: message {msg!r} lacks {want.format(path=path)!r}")
+    for want in wants:
+        if want.format(path=path) not in msg:
+            failures.append(f"{label}: message {msg!r} lacks {want.format(path=path)!r}")
+    if left:
+        failures.append(f"{label}: vigild left {left} behind")
+
+
+def line_of(text, section, key):
+    """The 1-based line of key in [section] of text (its first)."""
+    group = None
+    for n, l in enumerate(text.splitlines(), 1):
+        l = l.strip()
+        if l.startswith("["):
+            group = l[1:l.rindex("]")]
+        elif group == section and not l.startswith("#") and l.split("=", 1)[0].strip() == key:
+            return n
+    raise AssertionError(f"no {key} in [{section}]")
 
 
 def edit(text, old, new):
@@ -44,6 +66,9 @@ def edit(text, old, new):
 
 
 with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
+    # Every case below edits the default configuration and expects the
+    # message of that one edit: a key the default itself gave twice would
+    # fail them all.
     lines = default.splitlines()
     port_line = next(i for i, l in enumerate(lines) if l.startswith("port")) + 1
     expect(tmp, "port out of range", edit(default, "port = 1502", "port = 99999"),
@@ -72,10 +97,50 @@ with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
            "[vibration.fan]: a second [vibration.NAME] section")
     expect(tmp, "missing pipeline", edit(default, "pipeline = multifilesrc", "#pipeline = multifilesrc"),
            "[camera.top]: missing required key 'pipeline'")
-    expect(tmp, "window mismatch", edit(default, "window = 2048", "window = 1024"),
-           "wants 2048 samples")
-    expect(tmp, "bad pipeline", edit(default, "! pngdec !", "! nosuchdecoder !"),
-           "camera top: bad pipeline")
+
+    # A key given twice: GKeyFile would keep the second; vigild names both.
+    expect(tmp, "key given twice", edit(default, "port = 1502", "port = 1502\nport = 1503"),
+           "{path}:%d: [plc] port: given twice (first at line %d)" % (port_line + 1, port_line))
+    text = default + "\n[plc]\nport = 1600\n"
+    expect(tmp, "key given twice in a repeated section", text,
+           "{path}:%d: [plc] port: given twice (first at line %d)"
+           % (len(text.splitlines()), port_line))
+
+    # Pipelines, checked by GStreamer when the line builds them, and the
+    # model package, checked when it loads, name the setting they refuse.
+    cam_line = line_of(default, "camera.top", "pipeline")
+    expect(tmp, "camera pipeline with an unknown element",
+           edit(default, "! pngdec !", "! nosuchdecoder !"),
+           '{path}:%d: [camera.top] pipeline: no element "nosuchdecoder"' % cam_line)
+    expect(tmp, "camera pipeline without appsink",
+           edit(default, "videoconvert ! appsink name=sink", "videoconvert ! fakesink"),
+           "{path}:%d: [camera.top] pipeline: no appsink named sink: the pipeline must end in "
+           "'appsink name=sink'" % cam_line)
+    vib_line = line_of(default, "vibration.drive_end", "pipeline")
+    expect(tmp, "vibration pipeline with an unknown element",
+           edit(default, "! wavparse !", "! nosuchparser !"),
+           '{path}:%d: [vibration.drive_end] pipeline: no element "nosuchparser"' % vib_line)
+    expect(tmp, "vibration pipeline without appsink",
+           edit(default, "audioresample ! appsink name=sink", "audioresample ! fakesink"),
+           "{path}:%d: [vibration.drive_end] pipeline: no appsink named sink" % vib_line)
+    expect(tmp, "window does not fit the model", edit(default, "window = 2048", "window = 1024"),
+           "{path}:%d: [vibration.drive_end] window: model package " % line_of(
+               default, "vibration.drive_end", "window"),
+           "the vibration window is 1024 samples at 12000 Hz but model synthetic-2 wants "
+           "2048 samples at 12000 Hz")
+    expect(tmp, "rate does not fit the model", edit(default, "rate_hz = 12000", "rate_hz = 16000"),
+           "{path}:%d: [vibration.drive_end] rate_hz: model package " % line_of(
+               default, "vibration.drive_end", "rate_hz"),
+           "2048 samples at 16000 Hz but model synthetic-2 wants 2048 samples at 12000 Hz")
+
+    # A database that cannot be opened: the folder it names is not made.
+    nodir = os.path.join(tmp, "no-such-dir")
+    expect(tmp, "database cannot be opened",
+           edit(default, "path = vigil.db", f"path = {nodir}/vigil.db"),
+           "{path}:%d: [database] path: cannot open %s/vigil.db: unable to open database file"
+           % (line_of(default, "database", "path"), nodir))
+    if os.path.exists(nodir):
+        failures.append(f"database cannot be opened: {nodir} was made")
 
     tx = "\n[transmitter.housing]\nhost = 127.0.0.1\nvelocity_register = 100\n"
     expect(tmp, "transmitter word order", default + tx + "word_order = BADC\n",
@@ -91,7 +156,9 @@ with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
     iio = edit(default, "[vibration.drive_end]\n", "[vibration.drive_end]\n"
                "iio_uri = xml:/nonexistent/adxl355.xml\niio_device = adxl355\n"
                "iio_channel = accel_z\n")
-    expect(tmp, "IIO context missing", iio, "cannot open IIO context xml:/nonexistent/adxl355.xml")
+    expect(tmp, "IIO context missing", iio,
+           "{path}:%d: [vibration.drive_end] iio_uri: cannot open IIO context "
+           "xml:/nonexistent/adxl355.xml" % line_of(iio, "vibration.drive_end", "iio_uri"))
     expect(tmp, "IIO without channel", edit(iio, "iio_channel = accel_z\n", ""),
            "[vibration.drive_end]: missing required key 'iio_channel'")
 
