@@ -46,6 +46,7 @@ struct plc_link {
 	enum plc_transport transport;
 	modbus_t *ctx;          /* made once in plc_link_new, reused across reconnects */
 	int connected;          /* client: connected; server: listening / port open */
+	int unit_id;            /* ours (server role) */
 	struct plc_regmap map;
 	int64_t last_request_us;
 
@@ -310,52 +311,95 @@ static int write_allowed(const plc_link *link, int addr, int nb)
 	return addr >= base && addr + nb <= base + PLC_TRIG_REGS;
 }
 
-/* Answers one request that modbus_receive() accepted (it checked the frame
- * against the function's length). Returns modbus_reply()'s result. */
+static int get_u16(const uint8_t *p)
+{
+	return p[0] << 8 | p[1];
+}
+
+/* An exception reply to q. libmodbus builds the reply's function byte as
+ * function + 0x80 in 8 bits, so a request whose function already has the
+ * high bit set (0x83) would be answered 0x03, which reads as a good reply
+ * to a read. "In an exception response, the server sets the MSB of the
+ * function code to 1" (MODBUS Application Protocol Specification V1.1b3,
+ * 7): hand libmodbus the function without it, so the reply carries
+ * function | 0x80 for every request. On a serial line "no response is
+ * returned to broadcast requests" (MODBUS over Serial Line V1.02, 2.2),
+ * exceptions included; modbus_reply() already keeps quiet there. */
+static int reply_exception(plc_link *link, const uint8_t *q, int code)
+{
+	uint8_t head[MODBUS_TCP_MAX_ADU_LENGTH];
+	int h = modbus_get_header_length(link->ctx);
+
+	if (link->transport == PLC_TRANSPORT_RTU && q[h - 1] == MODBUS_BROADCAST_ADDRESS)
+		return 0;
+	memcpy(head, q, (size_t)h + 1);
+	head[h] &= 0x7f;
+	return modbus_reply_exception(link->ctx, head, (unsigned)code);
+}
+
+/* Answers one whole request: holding registers only, as docs/plc.md
+ * promises. The checks follow the order of the specification's state
+ * diagrams (MODBUS Application Protocol Specification V1.1b3, 6): function
+ * code (exception 01), quantity (03), address (02). Codes 128-255 "are
+ * reserved and used for exception responses" (ibid., 4.1), so a request
+ * carrying one is an unsupported function like any other. libmodbus
+ * would serve coils, discrete inputs and input registers from an empty
+ * table (exception 02) and report-slave-id with its own version string:
+ * those are ours to refuse. q is whole, its length checked against its
+ * function (by modbus_receive() on RTU, pdu_length() on TCP). Returns
+ * modbus_reply()'s result. */
 static int server_answer(plc_link *link, const uint8_t *q, int len)
 {
-	int h = modbus_get_header_length(link->ctx);
-	int fc = q[h];
-	int addr = q[h + 1] << 8 | q[h + 2];
-	int nb = -1;
+	const uint8_t *pdu = q + modbus_get_header_length(link->ctx);
+	int addr, nb, quantity_ok;
 
-	switch (fc) {
+	switch (pdu[0]) {
+	case MODBUS_FC_READ_HOLDING_REGISTERS:
+		/* Any register of the map may be read; libmodbus checks the
+		 * quantity and the address against it. */
+		return modbus_reply(link->ctx, q, len, link->mb);
 	case MODBUS_FC_WRITE_SINGLE_REGISTER:
 	case MODBUS_FC_MASK_WRITE_REGISTER:
+		addr = get_u16(pdu + 1);
 		nb = 1;
+		quantity_ok = 1;
 		break;
 	case MODBUS_FC_WRITE_MULTIPLE_REGISTERS:
-		nb = q[h + 3] << 8 | q[h + 4];
+		addr = get_u16(pdu + 1);
+		nb = get_u16(pdu + 3);
+		quantity_ok = nb >= 1 && nb <= MODBUS_MAX_WRITE_REGISTERS && pdu[5] == 2 * nb;
 		break;
 	case MODBUS_FC_WRITE_AND_READ_REGISTERS:
-		addr = q[h + 5] << 8 | q[h + 6];
-		nb = q[h + 7] << 8 | q[h + 8];
+		addr = get_u16(pdu + 5);
+		nb = get_u16(pdu + 7);
+		quantity_ok = get_u16(pdu + 3) >= 1 &&
+			      get_u16(pdu + 3) <= MODBUS_MAX_WR_READ_REGISTERS && nb >= 1 &&
+			      nb <= MODBUS_MAX_WR_WRITE_REGISTERS && pdu[9] == 2 * nb;
 		break;
+	default:
+		return reply_exception(link, q, MODBUS_EXCEPTION_ILLEGAL_FUNCTION);
 	}
-	/* A quantity of 0 or too many is libmodbus's to refuse (illegal data
-	 * value); an allowed quantity at a refused address is ours. */
-	if (nb >= 1 && nb <= MODBUS_MAX_WR_WRITE_REGISTERS && !write_allowed(link, addr, nb))
-		return modbus_reply_exception(link->ctx, q, MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS);
+	/* Refused here rather than left to libmodbus, so that no version of
+	 * it can write a quantity we did not check. */
+	if (!quantity_ok)
+		return reply_exception(link, q, MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE);
+	if (!write_allowed(link, addr, nb))
+		return reply_exception(link, q, MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS);
 	return modbus_reply(link->ctx, q, len, link->mb);
 }
 
 /* The length of a request's PDU as its function defines it, from the
- * bytes there are (avail >= 1); 0 for a function that modbus_reply()
- * answers from the function code alone (it refuses those it does not
- * know); -1 when the PDU is too short to say. */
+ * bytes there are (avail >= 1); 0 for a function that server_answer()
+ * refuses from the function code alone; -1 when the PDU is too short to
+ * say. */
 static int pdu_length(const uint8_t *pdu, int avail)
 {
 	switch (pdu[0]) {
-	case MODBUS_FC_READ_COILS:
-	case MODBUS_FC_READ_DISCRETE_INPUTS:
 	case MODBUS_FC_READ_HOLDING_REGISTERS:
-	case MODBUS_FC_READ_INPUT_REGISTERS:
-	case MODBUS_FC_WRITE_SINGLE_COIL:
 	case MODBUS_FC_WRITE_SINGLE_REGISTER:
 		return 5;
 	case MODBUS_FC_MASK_WRITE_REGISTER:
 		return 7;
-	case MODBUS_FC_WRITE_MULTIPLE_COILS:
 	case MODBUS_FC_WRITE_MULTIPLE_REGISTERS:
 		return avail >= 6 ? 6 + pdu[5] : -1;
 	case MODBUS_FC_WRITE_AND_READ_REGISTERS:
@@ -400,6 +444,19 @@ static int session_read(struct server_session *ss, int64_t now)
 	}
 }
 
+/* Whether a TCP request's unit id addresses us. On TCP "the MODBUS server
+ * is addressed using its IP address; therefore, the MODBUS Unit Identifier
+ * is useless. The value 0xFF has to be used." and "The value 0 is also
+ * accepted to communicate directly to a MODBUS/TCP device" (MODBUS
+ * Messaging on TCP/IP Implementation Guide V1.0b, 4.4.1.2); a PLC set up
+ * for a serial slave sends the unit id we were given. Any other id is for
+ * a device behind a gateway, which we are not: it gets no reply, as on a
+ * serial line, rather than an answer from the wrong device. */
+static int tcp_unit_ours(const plc_link *link, int unit)
+{
+	return unit == link->unit_id || unit == MODBUS_TCP_SLAVE || unit == 0;
+}
+
 /* Answers the whole request in ss; modbus_reply()'s result. */
 static int session_answer(plc_link *link, struct server_session *ss)
 {
@@ -412,7 +469,7 @@ static int session_answer(plc_link *link, struct server_session *ss)
 	/* modbus_reply() trusts the length its function implies; a request
 	 * that says otherwise would have it read what is not there. */
 	if (want != 0 && want != avail)
-		rc = modbus_reply_exception(link->ctx, ss->req, MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE);
+		rc = reply_exception(link, ss->req, MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE);
 	else
 		rc = server_answer(link, ss->req, ss->len);
 	ss->len = 0;
@@ -420,7 +477,9 @@ static int session_answer(plc_link *link, struct server_session *ss)
 }
 
 /* One round of the serial line: libmodbus reads the frame (RTU frames end
- * with a silence on the line, which is its to see). */
+ * with a silence on the line, which is its to see) and drops it, without a
+ * reply, when it is for another slave address; a broadcast (address 0)
+ * comes through, its reply suppressed. */
 static int rtu_serve(plc_link *link)
 {
 	uint8_t query[MODBUS_RTU_MAX_ADU_LENGTH];
@@ -472,7 +531,10 @@ static int server_serve(plc_link *link, int wait_ms)
 					continue;
 				}
 				rc = session_read(ss, now);
-				if (rc == 1) {
+				if (rc == 1 && !tcp_unit_ours(link, ss->req[MBAP_LENGTH - 1])) {
+					ss->len = 0; /* not for us: no reply */
+					rc = 0;
+				} else if (rc == 1) {
 					link->last_request_us = now;
 					served++;
 					rc = session_answer(link, ss) < 0 ? -1 : 0;
@@ -581,6 +643,7 @@ plc_link *plc_link_new(const struct plc_config *cfg)
 	link->role = cfg->role;
 	link->transport = cfg->transport;
 	link->map = cfg->map;
+	link->unit_id = cfg->unit_id;
 	link->listen_fd = -1;
 	link->stall_us = (int64_t)cfg->timeout_ms * 1000;
 	if (cfg->transport == PLC_TRANSPORT_TCP)

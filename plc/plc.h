@@ -171,8 +171,10 @@ struct plc_config {
 	int baud;                /* RTU: 0 means 19200 */
 	char parity;             /* RTU: 'N', 'E' or 'O'; 0 means 'E' */
 	int stop_bits;           /* RTU: 0 means 1 */
-	int unit_id;             /* client: the PLC's unit id; server: ours (RTU
-				  * filters on it; TCP answers any) */
+	int unit_id;             /* client: the PLC's unit id; server: ours. A
+				  * server answers only requests for it (TCP:
+				  * also 255 and 0; RTU: writes broadcast to 0
+				  * are done, unanswered); others get no reply */
 	int timeout_ms;          /* per request */
 	struct plc_regmap map;
 };

@@ -172,11 +172,14 @@ class ServerPLC(PLC):
         pass
 
 
-def mbpoll_read(port, addr, n, function_type="4"):
+def mbpoll_read(port, addr, n, function_type="4", unit=1, timeout_s=None):
     """Registers addr.. addr+n-1 (protocol addresses) read by mbpoll, a
-    third Modbus master; (values or None, mbpoll's output)."""
-    out = subprocess.run(["mbpoll", "-m", "tcp", "-a", "1", "-r", str(addr + 1), "-c", str(n),
-                          "-t", function_type, "-1", "-p", str(port), "127.0.0.1"],
+    third Modbus master, from unit id unit (mbpoll's own timeout: timeout_s
+    seconds, else its default of 1); (values or None, mbpoll's output)."""
+    wait = ["-o", str(timeout_s)] if timeout_s else []
+    out = subprocess.run(["mbpoll", "-m", "tcp", "-a", str(unit), "-r", str(addr + 1),
+                          "-c", str(n), "-t", function_type, "-1"] + wait +
+                         ["-p", str(port), "127.0.0.1"],
                          capture_output=True, text=True, timeout=20)
     if out.returncode != 0:
         return None, out.stdout + out.stderr
@@ -188,10 +191,12 @@ def mbpoll_read(port, addr, n, function_type="4"):
     return [vals[addr + i] for i in range(n)], out.stdout
 
 
-def mbpoll_write(port, addr, values):
-    """mbpoll writes holding registers from addr on; (ok, its output)."""
-    out = subprocess.run(["mbpoll", "-m", "tcp", "-a", "1", "-r", str(addr + 1), "-t", "4",
-                          "-p", str(port), "127.0.0.1"] + [str(v) for v in values],
+def mbpoll_write(port, addr, values, function_type="4"):
+    """mbpoll writes holding registers (or, with function_type "0", coils)
+    from addr on; (ok, its output)."""
+    out = subprocess.run(["mbpoll", "-m", "tcp", "-a", "1", "-r", str(addr + 1),
+                          "-t", function_type, "-p", str(port), "127.0.0.1"] +
+                         [str(v) for v in values],
                          capture_output=True, text=True, timeout=20)
     return out.returncode == 0, out.stdout + out.stderr
 

@@ -616,7 +616,7 @@ static int read_full(int s, uint8_t *buf, int n)
 
 		if (poll(&pfd, 1, 5000) <= 0)
 			break;
-		r = recv(s, buf + got, (size_t)(n - got), 0);
+		r = read(s, buf + got, (size_t)(n - got)); /* a socket or a tty */
 		if (r <= 0)
 			break;
 		got += (int)r;
@@ -684,16 +684,33 @@ static void test_server(void)
 	g_assert_cmpint(errno, ==, EMBXILADD);
 	g_assert_cmpint(modbus_read_registers(mb, 0, 0, regs), ==, -1);
 	g_assert_cmpint(errno, ==, EMBXILVAL);
-	g_assert_cmpint(modbus_read_input_registers(mb, 0, 2, regs), ==, -1);
-	g_assert_cmpint(errno, ==, EMBXILADD); /* no input registers */
+	/* Holding registers only (docs/plc.md): the other tables' functions
+	 * are unsupported (01), not an address out of range (02). */
+	{
+		uint8_t bits[8] = { 0 };
+
+		g_assert_cmpint(modbus_read_bits(mb, 0, 2, bits), ==, -1);
+		g_assert_cmpint(errno, ==, EMBXILFUN);
+		g_assert_cmpint(modbus_read_input_bits(mb, 0, 2, bits), ==, -1);
+		g_assert_cmpint(errno, ==, EMBXILFUN);
+		g_assert_cmpint(modbus_read_input_registers(mb, 0, 2, regs), ==, -1);
+		g_assert_cmpint(errno, ==, EMBXILFUN);
+		g_assert_cmpint(modbus_write_bit(mb, 0, 1), ==, -1);
+		g_assert_cmpint(errno, ==, EMBXILFUN);
+		g_assert_cmpint(modbus_write_bits(mb, 0, 8, bits), ==, -1);
+		g_assert_cmpint(errno, ==, EMBXILFUN);
+	}
 	{
 		const uint8_t diag[] = { 1, 0x08, 0, 0, 0x12, 0x34 };      /* diagnostics */
 		const uint8_t unknown[] = { 1, 0x41, 0, 0 };              /* no such function */
+		const uint8_t slave_id[] = { 1, 0x11 };                   /* report slave id */
 		/* FC16, 2 registers, but a byte count of 3 */
 		const uint8_t badlen[] = { 1, 0x10, 0, 0, 0, 2, 3, 0, 1, 0 };
 
 		g_assert_cmpint(raw_exception(mb, diag, sizeof diag), ==, MODBUS_EXCEPTION_ILLEGAL_FUNCTION);
 		g_assert_cmpint(raw_exception(mb, unknown, sizeof unknown), ==,
+				MODBUS_EXCEPTION_ILLEGAL_FUNCTION);
+		g_assert_cmpint(raw_exception(mb, slave_id, sizeof slave_id), ==,
 				MODBUS_EXCEPTION_ILLEGAL_FUNCTION);
 		g_assert_cmpint(raw_exception(mb, badlen, sizeof badlen), ==,
 				MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE);
@@ -728,6 +745,108 @@ static void test_server(void)
 	cfg.device = "/dev/null";
 	cfg.unit_id = 0;
 	g_assert_null(plc_link_new(&cfg)); /* broadcast address as our unit */
+}
+
+/* Sends one raw Modbus TCP request (transaction tid, unit, PDU) on s. */
+static void raw_send(int s, uint16_t tid, uint8_t unit, const uint8_t *pdu, int n)
+{
+	uint8_t req[MODBUS_TCP_MAX_ADU_LENGTH];
+
+	req[0] = (uint8_t)(tid >> 8);
+	req[1] = (uint8_t)tid;
+	req[2] = req[3] = 0;
+	req[4] = (uint8_t)((n + 1) >> 8);
+	req[5] = (uint8_t)(n + 1);
+	req[6] = unit;
+	memcpy(req + 7, pdu, (size_t)n);
+	g_assert_cmpint(send(s, req, (size_t)n + 7, MSG_NOSIGNAL), ==, n + 7);
+}
+
+/* Which requests the server answers, and how: the function byte of an
+ * exception reply, and the unit ids it takes as its own on TCP. */
+static void test_server_addressing(void)
+{
+	const struct plc_regmap map = PLC_REGMAP_DEFAULT;
+	struct plc_config cfg = server_config();
+	struct server_run sr;
+	const uint8_t read_status[] = { MODBUS_FC_READ_HOLDING_REGISTERS, 0, (uint8_t)map.status_base,
+					0, PLC_STAT_REGS };
+	/* Function codes 128-255 are exception responses, not requests. */
+	const uint8_t exc_fc[] = { 0x83, 0, (uint8_t)map.status_base, 0, PLC_STAT_REGS };
+	uint8_t rsp[9 + 2 * PLC_STAT_REGS];
+	int s;
+
+	cfg.unit_id = 7;
+	server_start(&sr, &cfg, &(struct plc_status){ .heartbeat = 6, .word = PLC_STATUS_READY });
+	s = raw_connect(cfg.port);
+	/* 0x83 is refused as an illegal function; the reply's function byte
+	 * keeps the high bit (not 0x03, a good reply to a read). */
+	raw_send(s, 0x0101, 7, exc_fc, sizeof exc_fc);
+	g_assert_cmpint(read_full(s, rsp, 9), ==, 9);
+	g_assert_cmphex(rsp[0] << 8 | rsp[1], ==, 0x0101);
+	g_assert_cmpuint(rsp[5], ==, 3);
+	g_assert_cmphex(rsp[7], ==, 0x83);
+	g_assert_cmpuint(rsp[8], ==, MODBUS_EXCEPTION_ILLEGAL_FUNCTION);
+	/* Our unit id, 255 and 0 are answered, each with its own unit id. */
+	for (int i = 0; i < 3; i++) {
+		const uint8_t unit[] = { 7, MODBUS_TCP_SLAVE, 0 };
+
+		raw_send(s, (uint16_t)(0x0200 + i), unit[i], read_status, sizeof read_status);
+		g_assert_cmpint(read_full(s, rsp, sizeof rsp), ==, (int)sizeof rsp);
+		g_assert_cmphex(rsp[0] << 8 | rsp[1], ==, 0x0200 + i);
+		g_assert_cmpuint(rsp[6], ==, unit[i]);
+		g_assert_cmpuint(rsp[7], ==, MODBUS_FC_READ_HOLDING_REGISTERS);
+		g_assert_cmpuint(rsp[9 + 2 * PLC_STAT_HEARTBEAT + 1], ==, 6);
+	}
+	/* Another unit id gets no reply: the next reply on the connection is
+	 * the one to the request after it. A write to another unit is not
+	 * done either. */
+	{
+		const uint8_t write_ack[] = { MODBUS_FC_WRITE_SINGLE_REGISTER, 0,
+					      (uint8_t)(map.trigger_base + PLC_TRIG_ACK), 0x12, 0x34 };
+		const uint8_t read_ack[] = { MODBUS_FC_READ_HOLDING_REGISTERS, 0,
+					     (uint8_t)(map.trigger_base + PLC_TRIG_ACK), 0, 1 };
+
+		raw_send(s, 0x0301, 1, read_status, sizeof read_status);
+		raw_send(s, 0x0302, 8, write_ack, sizeof write_ack);
+		raw_send(s, 0x0303, 7, read_ack, sizeof read_ack);
+		g_assert_cmpint(read_full(s, rsp, 11), ==, 11);
+		g_assert_cmphex(rsp[0] << 8 | rsp[1], ==, 0x0303);
+		g_assert_cmpuint(rsp[9] << 8 | rsp[10], ==, 0);
+	}
+	close(s);
+	server_stop_expect(&sr, 0, 0, 0, 0);
+}
+
+/* A write long enough to pass the trigger block must be refused where the
+ * map leaves room for it behind the trigger block (a gap before the status
+ * block), whatever its quantity: 123 registers is function 16's most, past
+ * function 23's 121. */
+static void test_server_long_write(void)
+{
+	struct plc_config cfg = server_config();
+	struct server_run sr;
+	uint16_t many[MODBUS_MAX_WRITE_REGISTERS], regs[PLC_RES_REGS];
+	struct plc_result r;
+	modbus_t *mb;
+
+	cfg.map.status_base = 200;
+	for (int i = 0; i < MODBUS_MAX_WRITE_REGISTERS; i++)
+		many[i] = 0x5555;
+	server_start(&sr, &cfg, &(struct plc_status){ .heartbeat = 1 });
+	mb = master_tcp(cfg.port);
+	for (int nb = PLC_TRIG_REGS + 1; nb <= MODBUS_MAX_WRITE_REGISTERS; nb++) {
+		errno = 0;
+		g_assert_cmpint(modbus_write_registers(mb, cfg.map.trigger_base, nb, many), ==, -1);
+		g_assert_cmpint(errno, ==, EMBXILADD);
+	}
+	g_assert_cmpint(modbus_read_registers(mb, cfg.map.result_base, PLC_RES_REGS, regs), ==,
+			PLC_RES_REGS);
+	plc_decode_result(regs, &r);
+	assert_result_eq(&r, &known_result);
+	modbus_close(mb);
+	modbus_free(mb);
+	server_stop_expect(&sr, 0, 0, 0, 0);
 }
 
 /* A master that sends its request slowly, or stops halfway, holds only its
@@ -938,6 +1057,41 @@ static void test_rtu_server(void)
 		modbus_set_response_timeout(mb, 2, 0);
 	}
 	g_assert_cmpint(modbus_write_register(mb, map.trigger_base + PLC_TRIG_ACK, 0x0102), ==, 1);
+	/* Slave 8's request is not ours: not done, not answered, and slave
+	 * 8's reply (an echo, for function 6), which libmodbus expects next
+	 * on the line, is not taken for a request. A broadcast write (address
+	 * 0) is done and not answered, nor is a refused one. Each time, the
+	 * next bytes on the line are the answer to slave 7's read that
+	 * follows. */
+	{
+		const uint8_t other[] = { 8, MODBUS_FC_WRITE_SINGLE_REGISTER, 0,
+					  (uint8_t)(map.trigger_base + PLC_TRIG_JOB), 0, 9 };
+		const uint8_t bcast[] = { 0, MODBUS_FC_WRITE_SINGLE_REGISTER, 0,
+					  (uint8_t)(map.trigger_base + PLC_TRIG_JOB), 0, 4 };
+		const uint8_t forged[] = { 0, MODBUS_FC_WRITE_SINGLE_REGISTER, 0,
+					   (uint8_t)(map.result_base + PLC_RES_VERDICT), 0, 1 };
+		const uint8_t *sent[] = { other, bcast, forged };
+		const int want_job[] = { 2, 4, 4 };
+		const uint8_t read_job[] = { 7, MODBUS_FC_READ_HOLDING_REGISTERS, 0,
+					     (uint8_t)(map.trigger_base + PLC_TRIG_JOB), 0, 1 };
+		uint8_t rsp[7];
+
+		for (int i = 0; i < 3; i++) {
+			g_assert_cmpint(modbus_send_raw_request(mb, (uint8_t *)sent[i], sizeof other),
+					>, 0);
+			if (sent[i] == other)
+				g_assert_cmpint(modbus_send_raw_request(mb, (uint8_t *)other,
+									sizeof other), >, 0);
+			g_assert_cmpint(modbus_send_raw_request(mb, (uint8_t *)read_job,
+								sizeof read_job), >, 0);
+			g_assert_cmpint(read_full(modbus_get_socket(mb), rsp, sizeof rsp), ==,
+					(int)sizeof rsp);
+			g_assert_cmpuint(rsp[0], ==, 7);
+			g_assert_cmpuint(rsp[1], ==, MODBUS_FC_READ_HOLDING_REGISTERS);
+			g_assert_cmpuint(rsp[3] << 8 | rsp[4], ==, want_job[i]);
+		}
+		g_assert_cmpint(modbus_write_register(mb, map.trigger_base + PLC_TRIG_JOB, 2), ==, 1);
+	}
 	modbus_close(mb);
 	modbus_free(mb);
 
@@ -1038,6 +1192,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/plc/pymodbus", test_pymodbus_peer);
 	g_test_add_func("/plc/server", test_server);
 	g_test_add_func("/plc/server/slow-master", test_server_slow_master);
+	g_test_add_func("/plc/server/addressing", test_server_addressing);
+	g_test_add_func("/plc/server/long-write", test_server_long_write);
 	g_test_add_func("/plc/rtu/server", test_rtu_server);
 	g_test_add_func("/plc/rtu/client", test_rtu_client);
 	return g_test_run();

@@ -32,6 +32,12 @@ vigild on a few simulated parts and asserts behaviour, never timing:
                the trigger block; from mbpoll and raw frames), bytes that
                are not Modbus, and a master that sends a request byte by
                byte: vigild answers the rest, never stalls, parts go on.
+  answers      the answers docs/plc.md promises, by the Modbus
+               specification, to raw frames, pymodbus and mbpoll: exception
+               01 for functions 1, 2, 4, 5, 15, 17 and codes 128-255 (the
+               function byte with its high bit set: 0x83 stays 0x83); unit
+               ids 1, 255 and 0 answered, others neither answered nor done;
+               parts go on between and after them.
 
 usage: test_plc_handshake.py BUILD_DIR SOURCE_ROOT SCENARIO
 """
@@ -466,10 +472,26 @@ def check_models(env, flow, version, want_runs):
         fail(f"models in part order {models}, want {want_runs}")
 
 
+def modbus_frame(pdu, tid, unit):
+    """A Modbus TCP request: MBAP header and PDU."""
+    return struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu
+
+
 def modbus_raw(sock, pdu, tid=1, unit=1):
     """Sends one Modbus TCP request; (function, exception code or 0), or
     None when vigild closed the connection."""
-    sock.sendall(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu)
+    got = modbus_exchange(sock, pdu, tid, unit)
+    if got is None:
+        return None
+    body = got[1]
+    return (body[0] & 0x7F, body[1]) if body[0] & 0x80 else (body[0], 0)
+
+
+def modbus_exchange(sock, pdu, tid=1, unit=1):
+    """Sends one Modbus TCP request; the reply's (unit id, PDU), or None
+    when vigild closed the connection. The reply must carry tid: the
+    first reply on the connection after sending is taken as this one's."""
+    sock.sendall(modbus_frame(pdu, tid, unit))
     head = b""
     while len(head) < 7:
         chunk = sock.recv(7 - len(head))
@@ -485,7 +507,7 @@ def modbus_raw(sock, pdu, tid=1, unit=1):
         body += chunk
     if struct.unpack(">H", head[:2])[0] != tid:
         fail(f"reply to transaction {tid} carries {head[:2]!r}")
-    return (body[0] & 0x7F, body[1]) if body[0] & 0x80 else (body[0], 0)
+    return head[6], body
 
 
 def scenario_malformed(env):
@@ -501,9 +523,9 @@ def scenario_malformed(env):
     if st is None or st[8] != 3:
         fail(f"mbpoll cannot read the status block: {out}")
     for what, args, want in (
-            ("coils", ("0", "0"), "Illegal data address"),
+            ("coils", ("0", "0"), "Illegal function"),
             ("registers past the map", (60000 - 1, "4"), "Illegal data address"),
-            ("input registers", ("0", "3"), "Illegal data address")):
+            ("input registers", ("0", "3"), "Illegal function")):
         vals, out = mbpoll_read(port, int(args[0]), 2, args[1])
         print(f"mbpoll {what}: {out.strip()}")
         if vals is not None or want.lower() not in out.lower():
@@ -566,6 +588,116 @@ def scenario_malformed(env):
     rows(env["db"], len(flow.raised))
 
 
+def scenario_answers(env):
+    """What vigild answers, by the Modbus specification (docs/plc.md,
+    Server role), to raw frames, pymodbus and mbpoll, with unit_id = 1:
+    every function but 3, 6, 16, 22 and 23 gets exception 01 with the
+    function's high bit set (0x83 included, answered 0x83), unit ids 1,
+    255 and 0 are answered, others neither answered nor done. Parts are
+    triggered between the groups and after them: each gets its result."""
+    v, plc = start(env, config(env))
+    flow = PartFlow(plc, 1000)
+    flow.part()
+    port = env["port"]
+    read_status = struct.pack(">BHH", 3, STAT, 9)
+    read_job = struct.pack(">BHH", 3, TRIG + 4, 1)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        cases = [
+            ("read coils (1)", struct.pack(">BHH", 1, 0, 2), 0x81),
+            ("read discrete inputs (2)", struct.pack(">BHH", 2, 0, 2), 0x82),
+            ("read input registers (4)", struct.pack(">BHH", 4, STAT, 9), 0x84),
+            ("write coil (5)", struct.pack(">BHH", 5, 0, 0xFF00), 0x85),
+            ("write coils (15)", struct.pack(">BHHBB", 15, 0, 3, 1, 5), 0x8F),
+            ("report slave id (17)", bytes([0x11]), 0x91),
+            ("function 0x83", bytes([0x83]) + read_status[1:], 0x83),
+            ("function 0x90", struct.pack(">BHHB", 0x90, TRIG, 1, 2) + b"\0\1", 0x90),
+            ("function 0xFF", bytes([0xFF]), 0xFF),
+        ]
+        for tid, (what, pdu, fc) in enumerate(cases, 1):
+            got = modbus_exchange(s, pdu, tid)
+            print(f"{what}: {got}")
+            if got != (1, bytes([fc, 1])):
+                fail(f"{what}: reply {got}, want unit 1, function {fc:#x}, exception 01")
+        flow.part()
+        # The unit ids that address vigild on TCP; each reply carries its own.
+        for tid, unit in enumerate((1, 255, 0), 100):
+            got = modbus_exchange(s, read_status, tid, unit)
+            if got is None or got[0] != unit or got[1][:2] != bytes([3, 18]) or \
+                    got[1][2 + 2 * 8:] != b"\0\3":
+                fail(f"reading the status block as unit {unit}: {got}")
+        # Other unit ids: job_select = 9 is neither answered nor done. The
+        # first reply after them must be the one to the read that follows
+        # (modbus_exchange checks its transaction id).
+        for tid, unit in enumerate((2, 7, 247, 254), 200):
+            s.sendall(modbus_frame(struct.pack(">BHH", 6, TRIG + 4, 9), tid, unit))
+        got = modbus_exchange(s, read_job, 300)
+        if got != (1, bytes([3, 2, 0, 0])):
+            fail(f"job_select after writes to other unit ids: {got}, want 0")
+    flow.part()
+
+    # pymodbus, a Modbus stack nobody here wrote, as a second master.
+    from pymodbus.client import ModbusTcpClient
+    c = ModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0)
+    if not c.connect():
+        fail("pymodbus cannot connect")
+    for what, call, fc in (
+            ("read_coils", lambda u: c.read_coils(0, 2, slave=u), 1),
+            ("read_discrete_inputs", lambda u: c.read_discrete_inputs(0, 2, slave=u), 2),
+            ("read_input_registers", lambda u: c.read_input_registers(STAT, 9, slave=u), 4),
+            ("write_coil", lambda u: c.write_coil(0, True, slave=u), 5),
+            ("write_coils", lambda u: c.write_coils(0, [True, False, True], slave=u), 15)):
+        rr = call(1)
+        print(f"pymodbus {what}: {rr}")
+        if not rr.isError() or getattr(rr, "exception_code", None) != 1 or \
+                rr.function_code != fc | 0x80:
+            fail(f"pymodbus {what}: {rr}, want an exception 01 to function {fc}")
+    for unit in (1, 255, 0):
+        rr = c.read_holding_registers(STAT, 9, slave=unit)
+        if rr.isError() or rr.registers[8] != 3:
+            fail(f"pymodbus reading the status block as unit {unit}: {rr}")
+    try:
+        rr = c.read_holding_registers(STAT, 9, slave=5)
+        print(f"pymodbus as unit 5: {rr}")
+        answered = not rr.isError()
+    except Exception as e:  # noqa: BLE001 pymodbus raises on no reply
+        print(f"pymodbus as unit 5: {e!r}")
+        answered = False
+    if answered:
+        fail(f"vigild answered pymodbus as unit 5: {rr}")
+    c.close()
+    flow.part()
+
+    # mbpoll, a libmodbus master, as the service laptop would use it.
+    for what, ftype in (("coils", "0"), ("discrete inputs", "1"), ("input registers", "3")):
+        vals, out = mbpoll_read(port, 0, 2, ftype)
+        print(f"mbpoll {what}: {out.strip()}")
+        if vals is not None or "illegal function" not in out.lower():
+            fail(f"mbpoll reading {what}: {out!r}, want exception 01 (Illegal function)")
+    for what, values in (("a coil (5)", [1]), ("coils (15)", [1, 0, 1])):
+        ok, out = mbpoll_write(port, 0, values, "0")
+        print(f"mbpoll writing {what}: {out.strip()}")
+        if ok or "illegal function" not in out.lower():
+            fail(f"mbpoll writing {what}: {out!r}, want exception 01 (Illegal function)")
+    for unit in (1, 255, 0):
+        vals, out = mbpoll_read(port, STAT, 9, unit=unit)
+        if vals is None or vals[8] != 3:
+            fail(f"mbpoll reading the status block as unit {unit}: {out}")
+    vals, out = mbpoll_read(port, STAT, 9, unit=5)
+    print(f"mbpoll as unit 5: {out.strip()}")
+    if vals is not None or "timed out" not in out.lower():
+        fail(f"mbpoll as unit 5: {out!r}, want no reply (a time-out)")
+
+    for _ in range(2):
+        flow.part()
+    flow.drain()
+    if not v.running():
+        fail("vigild died")
+    if plc.read(TRIG + 4, 1) != [0]:
+        fail("a request vigild refused or ignored changed job_select")
+    finish(v, plc)
+    rows(env["db"], len(flow.raised))
+
+
 SCENARIOS = {
     "double-ack": scenario_double_ack,
     "never-ack": scenario_never_ack,
@@ -575,6 +707,7 @@ SCENARIOS = {
     "job": scenario_job,
     "job-model": scenario_job_model,
     "malformed": scenario_malformed,
+    "answers": scenario_answers,
 }
 
 
