@@ -60,7 +60,11 @@ from plctest import (ERR_JOB, ERR_PKG_CORRUPT, ERR_PKG_MISSING, FL_FAILSAFE, FL_
 
 def config(env, deadline_ms=20000, plc_extra="", elements="", tail="", name="vigild.conf"):
     """vigild in the server role on env's simulated parts; slow timeouts,
-    so only what a scenario provokes goes wrong."""
+    so only what a scenario provokes goes wrong. That includes the wait for
+    a row's commit: on a busy machine a commit can take longer than the
+    default 100 ms, and the database fault it raises (error 4) would
+    outrank the error a scenario looks for."""
+    tail = "commit_timeout_ms = 10000\n" + tail
     conf = os.path.join(env["tmp"], name)
     with open(conf, "w") as f:
         f.write(line_config(camera_section(env["sim"], 20000, elements, "restart = never\n"),
