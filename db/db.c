@@ -607,13 +607,18 @@ static bool is_control(const struct db_item *it)
 	return it->kind == DB_ITEM_RETAIN || it->kind == DB_ITEM_SYNC;
 }
 
-/* The first failure of a batch, for the warning and db_last_error. */
-static void note_failure(db_log *db, char **error, const char *during)
+/* The failure of a batch for the warning and db_last_error: the first,
+ * unless a fault follows a refused row (the fault is what the operator
+ * has to act on). */
+static void note_failure(db_log *db, char **error, const char *during, bool fault)
 {
 	int rc = sqlite3_extended_errcode(db->conn);
 
-	if (!*error && asprintf(error, "%s: %s (%s)", during, sqlite3_errmsg(db->conn),
-				sqlite3_errstr(rc)) < 0)
+	if (*error && !fault)
+		return;
+	free(*error);
+	if (asprintf(error, "%s: %s (%s)", during, sqlite3_errmsg(db->conn),
+		     sqlite3_errstr(rc)) < 0)
 		*error = NULL;
 }
 
@@ -645,7 +650,7 @@ static bool write_batch(db_log *db, struct db_item **batch, size_t n, char **err
 		}
 		if (!in_transaction) {
 			if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-				note_failure(db, error, "begin");
+				note_failure(db, error, "begin", true);
 				fault = true;
 				break;
 			}
@@ -656,10 +661,10 @@ static bool write_batch(db_log *db, struct db_item **batch, size_t n, char **err
 		if (rc == SQLITE_DONE) {
 			it->in_transaction = true;
 		} else if (is_fault(sqlite3_extended_errcode(db->conn))) {
-			note_failure(db, error, "insert");
+			note_failure(db, error, "insert", true);
 			fault = true;
 		} else {
-			note_failure(db, error, "insert");
+			note_failure(db, error, "insert", false);
 			it->outcome = DB_ITEM_REFUSED;
 			it->rowid = 0;
 			if (sqlite3_get_autocommit(db->conn)) {
@@ -682,7 +687,7 @@ static bool write_batch(db_log *db, struct db_item **batch, size_t n, char **err
 		if (db->opt.commit_delay_ms > 0)
 			g_usleep((gulong)db->opt.commit_delay_ms * 1000);
 		if (sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-			note_failure(db, error, "commit");
+			note_failure(db, error, "commit", true);
 			fault = true;
 		}
 	}
