@@ -788,15 +788,51 @@ static bool write_event_now(db_log *db, int64_t t_wall_us, const char *kind,
 	return true;
 }
 
-/* A latency for a row still in the spool goes into the row itself. */
-static bool patch_spooled(db_log *db, const struct db_item *it)
+/* What comes later for a row still in the spool goes into the row itself,
+ * so that it is written once, whole: its latency; or the model's late
+ * judgement (db_set_late), which takes the row's place as the UPDATE would
+ * have changed it (flags added, the judgement's fields replacing the
+ * row's; time, ids, latency and image path kept). Takes over it and
+ * returns true when it did so. */
+static bool absorb_spooled(db_log *db, struct db_item *it)
 {
-	struct db_item *row;
+	uint64_t ticket = it->kind == DB_ITEM_LATENCY ? it->latency.ticket
+			: it->kind == DB_ITEM_LATE   ? it->late_ticket
+						     : 0;
+	struct db_item *row = ticket ? g_hash_table_lookup(db->spooled, &ticket) : NULL;
+	GList *link;
+	char *keep;
 
-	if (it->kind != DB_ITEM_LATENCY ||
-	    !(row = g_hash_table_lookup(db->spooled, &it->latency.ticket)))
+	if (!row)
 		return false;
-	row->row.latency_ms = it->latency.ms;
+	if (it->kind == DB_ITEM_LATENCY) {
+		row->row.latency_ms = it->latency.ms;
+		db__item_free(it);
+		return true;
+	}
+	it->kind = DB_ITEM_INSPECTION;
+	it->ticket = row->ticket;
+	it->late_ticket = 0;
+	it->row.flags |= row->row.flags;
+	it->row.part_id = row->row.part_id;
+	it->row.trigger_counter = row->row.trigger_counter;
+	it->row.seq = row->row.seq;
+	it->row.t_wall_us = row->row.t_wall_us;
+	it->row.latency_ms = row->row.latency_ms;
+	keep = it->str2;
+	it->str2 = row->str2;
+	it->row.image_path = it->str2;
+	row->str2 = keep;
+	if (it->media_set) {
+		db_media_set_free(it->media_set);
+		it->media_set = NULL;
+		atomic_fetch_add(&db->media_dropped, 1);
+	}
+	link = g_queue_find(&db->spool, row);
+	link->data = it;
+	g_hash_table_remove(db->spooled, &row->ticket);
+	g_hash_table_insert(db->spooled, &it->ticket, it);
+	db__item_free(row);
 	return true;
 }
 
@@ -847,10 +883,12 @@ static bool spool_evict(db_log *db, struct db_item *incoming)
  * and memory for thousands of images. */
 static void spool_push(db_log *db, struct db_item *it, bool head)
 {
-	if (is_control(it) || patch_spooled(db, it)) {
+	if (is_control(it)) {
 		db__item_free(it);
 		return;
 	}
+	if (absorb_spooled(db, it))
+		return;
 	if (it->media_set) {
 		db_media_set_free(it->media_set);
 		it->media_set = NULL;

@@ -1484,6 +1484,20 @@ static void test_disk_full(struct fixture *fx, gconstpointer data)
 			 1 + MORE - SPOOL);
 	g_assert_cmpuint(db_rows_failed(db), ==, 1 + MORE - SPOOL);
 	g_assert_cmpint(db_set_latency(db, ticket, 99.5), ==, 0);
+	{
+		/* The model's late judgement of a spooled fail-safe row: the
+		 * row is written once, completed. */
+		struct db_inspection late;
+		char model[64], image[128];
+
+		make_row(last_reject, &late, model, sizeof model, image, sizeof image);
+		late.flags = 0x100;
+		late.verdict = VIGIL_VERDICT_REJECT;
+		late.model_verdict = VIGIL_VERDICT_ACCEPT;
+		late.model_score = 0.25;
+		late.image_path = NULL;
+		g_assert_cmpint(db_set_late(db, ticket, &late, NULL), ==, 0);
+	}
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections"), ==, before);
 
 	/* Space returns (another connection frees pages); nothing more is
@@ -1513,8 +1527,14 @@ static void test_disk_full(struct fixture *fx, gconstpointer data)
 			      " OR part_id = %u", full_at);
 	g_assert_cmpint(sql_int(fx->path, sql), ==, SPOOL);
 	g_free(sql);
-	sql = g_strdup_printf("SELECT latency_ms FROM inspections WHERE part_id = %u", last_reject);
-	g_assert_cmpint(sql_int(fx->path, sql), ==, 99);
+	sql = g_strdup_printf("SELECT count(*) FROM inspections WHERE part_id = %u AND"
+			      " latency_ms = 99.5 AND model_verdict = 'accept' AND model_score = 0.25"
+			      " AND verdict = 'reject' AND flags = (0x100 | %u) AND image_path LIKE"
+			      " '%%%06u%%'", last_reject, last_reject & 0x3f, last_reject);
+	g_assert_cmpint(sql_int(fx->path, sql), ==, 1);
+	g_free(sql);
+	sql = g_strdup_printf("SELECT count(*) FROM inspections WHERE part_id = %u", last_reject);
+	g_assert_cmpint(sql_int(fx->path, sql), ==, 1);
 	g_free(sql);
 	/* The fault could not be logged while the disk was full: it is
 	 * logged once writing works, stamped with the time it began, then
