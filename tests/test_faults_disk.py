@@ -103,8 +103,9 @@ def settled(port, db):
         m1 = metrics(port)
         rows = file_rows(db)
         m2 = metrics(port)
-        if (m1.get("vigil_db_spool_rows") == 0 and m1 == m2 and
-                m1["vigil_db_rows_written_total"] == sum(rows.values())):
+        written = m1["vigil_db_rows_written_total"]
+        if (m1.get("vigil_db_spool_rows") == 0 and written == sum(rows.values()) and
+                m2["vigil_db_rows_written_total"] == written):
             return m2, rows
         return None
     return wait_for("the writer settled, its counter equal to the file's rows", look, 30, 0.2)
