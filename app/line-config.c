@@ -23,7 +23,8 @@ static const char *const plc_keys[] = {
 static const char *const job_keys[] = { "package", "reject", "marginal", NULL };
 static const char *const database_keys[] = {
 	"path", "queue_depth", "media_dir", "media_queue", "keep_accepted_every", "max_age_days",
-	"protect_days", "disk_budget_mb", "retention_period_s", "commit_timeout_ms", NULL };
+	"protect_days", "disk_budget_mb", "retention_period_s", "commit_timeout_ms",
+	"spool_rows", NULL };
 
 static const char *const transmitter_keys[] = {
 	"host", "port", "device", "baud", "parity", "stop_bits", "unit_id", "registers",
@@ -156,7 +157,7 @@ static int read_camera(line *l, const config *cfg, const char *group, struct lin
 static int read_database(line *l, const config *cfg, char **err)
 {
 	struct db_options *o = &l->db_opt;
-	int media_queue, keep, age, protect, budget, period;
+	int media_queue, keep, age, protect, budget, period, spool;
 	char *def = g_strconcat(l->db_path, ".media", NULL);
 	const char *max_pages;
 	int rc;
@@ -171,6 +172,7 @@ static int read_database(line *l, const config *cfg, char **err)
 	    config_get_int(cfg, "database", "protect_days", 7, 0, 36500, &protect, err) < 0 ||
 	    config_get_int(cfg, "database", "disk_budget_mb", 0, 0, 1 << 30, &budget, err) < 0 ||
 	    config_get_int(cfg, "database", "retention_period_s", 600, 1, 86400, &period, err) < 0 ||
+	    config_get_int(cfg, "database", "spool_rows", 4096, 1, 1 << 20, &spool, err) < 0 ||
 	    config_get_int(cfg, "database", "commit_timeout_ms", 100, 1, 10000,
 			   &l->db_commit_timeout_ms, err) < 0)
 		return -EINVAL;
@@ -188,6 +190,7 @@ static int read_database(line *l, const config *cfg, char **err)
 	o->protect_days = protect;
 	o->disk_budget_mb = budget;
 	o->retention_period_s = period;
+	o->spool_rows = (size_t)spool;
 	/* Test only (docs/operations.md): a database that is "full" after
 	 * this many pages, to exercise the full-disk path. */
 	max_pages = g_getenv("VIGIL_TEST_DB_MAX_PAGES");

@@ -1027,4 +1027,8 @@ void line_get_health(line *l, struct line_health *h)
 		h->camera[i].frames = one.frames;
 		h->camera[i].up = one.up;
 	}
+	for (int t = 0; t < DB_NTABLES; t++)
+		for (int c = 0; c < DB_NDROP_CAUSES; c++)
+			h->db_rows_dropped[t][c] = db_rows_dropped(l->db, t, c);
+	h->db_spool_depth = db_spool_depth(l->db);
 }

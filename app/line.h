@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "db/db.h"
 
 typedef struct line line;
 
@@ -113,6 +114,9 @@ struct line_health {
 	double db_write_lag_max_ms;   /* the most seen */
 	uint64_t db_queue_high_water; /* the deepest the writer's queue has been */
 	uint64_t db_media_written, db_media_dropped;
+	/* Rows given up, by table and cause (db.h), and items in the spool. */
+	uint64_t db_rows_dropped[DB_NTABLES][DB_NDROP_CAUSES];
+	uint64_t db_spool_depth;
 };
 void line_get_health(line *l, struct line_health *h);
 

@@ -1350,12 +1350,35 @@ static void serve_metrics(review_server *s, SoupServerMessage *msg)
 			    "Inspection rows handed to the database writer.");
 		metric(m, "vigil_db_rows_logged_total", NULL, (double)st.rows_logged);
 		metric_head(m, "vigil_db_rows_written_total", "counter",
-			    "Rows (inspections and events) committed by the database writer.");
+			    "Rows of tables inspections, events and trend committed by the "
+			    "database writer (what the file holds, less what retention removed).");
 		metric(m, "vigil_db_rows_written_total", NULL, (double)h.db_rows_written);
 		metric_head(m, "vigil_db_rows_failed_total", "counter",
-			    "Rows (inspections and events) the database writer failed to write.");
+			    "Rows (inspections, events, trend) given up for good: the sum of "
+			    "vigil_db_rows_dropped_total, and rows the log could not even queue.");
 		metric(m, "vigil_db_rows_failed_total", NULL,
 		       (double)(h.db_rows_failed + st.rows_failed));
+		metric_head(m, "vigil_db_rows_dropped_total", "counter",
+			    "Rows the database writer gave up, by table and cause: spool_full "
+			    "(writes failed longer than [database] spool_rows could hold), refused "
+			    "(the database refused the row itself), closed (still spooled when "
+			    "vigild stopped).");
+		for (int t = 0; t < DB_NTABLES; t++)
+			for (int c = 0; c < DB_NDROP_CAUSES; c++) {
+				char labels[80];
+
+				g_snprintf(labels, sizeof labels, "{table=\"%s\",cause=\"%s\"}",
+					   db_table_name(t), db_drop_cause_name(c));
+				metric(m, "vigil_db_rows_dropped_total", labels,
+				       (double)h.db_rows_dropped[t][c]);
+			}
+		metric_head(m, "vigil_db_spool_rows", "gauge",
+			    "Rows waiting in memory for the disk to take writes again.");
+		metric(m, "vigil_db_spool_rows", NULL, (double)h.db_spool_depth);
+		metric_head(m, "vigil_db_media_dropped_total", "counter",
+			    "Parts whose files were not kept (media writer behind, the disk "
+			    "refused them, or their row waited in the spool).");
+		metric(m, "vigil_db_media_dropped_total", NULL, (double)h.db_media_dropped);
 		metric_head(m, "vigil_db_ok", "gauge",
 			    "0 while the database fault is raised (status word bit 6 clear): a "
 			    "write failed, or results went to the PLC before their rows were "

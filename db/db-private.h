@@ -46,6 +46,14 @@ struct media_file {
 			     * the file is renamed into place */
 };
 
+/* What write_batch did with an item. */
+enum db_item_outcome {
+	DB_ITEM_UNTRIED,
+	DB_ITEM_WRITTEN,    /* committed, or nothing to write */
+	DB_ITEM_REFUSED,    /* the database refused the row itself */
+	DB_ITEM_PENDING,    /* a fault of the file or disk: to be tried again */
+};
+
 /* One queued row. Owns its strings (g_strdup, freed by item_free): the
  * submitter's buffers may be gone by the time the writer gets to it. */
 struct db_item {
@@ -74,6 +82,7 @@ struct db_item {
 	/* Set by the writer while the item's transaction is open. */
 	int64_t rowid;
 	bool in_transaction;
+	enum db_item_outcome outcome;    /* of the last write_batch */
 };
 
 /* The files of one committed inspection, for the media thread. */
@@ -137,11 +146,23 @@ struct db_log {
 	_Atomic uint64_t media_dropped, media_written;
 	_Atomic int64_t lag_us, lag_max_us;
 
-	/* Writer only: since when writes fail, why, and rows_failed then,
-	 * for the "db-fault" event written once they work again. */
+	/* Writer only, while writes fail: the items waiting (struct db_item *,
+	 * oldest first, at most opt.spool_rows), the inspections among them by
+	 * ticket (for their latency), when to try again, and what the events
+	 * written once writing works need: since when, why, the drops then,
+	 * the rows spooled, and which of those events are written. */
+	bool faulted;
+	GQueue spool;
+	GHashTable *spooled;            /* &item->ticket -> item */
+	int64_t next_retry_us;
 	int64_t fault_since_us;
 	char *fault_error;
-	uint64_t fault_failed_before;
+	uint64_t fault_dropped_before[DB_NTABLES][DB_NDROP_CAUSES];
+	uint64_t fault_spooled;
+	bool fault_logged, drops_logged, spool_overflowed;
+
+	_Atomic uint64_t dropped[DB_NTABLES][DB_NDROP_CAUSES];
+	_Atomic size_t spool_depth;
 
 	GMutex error_lock;
 	char *last_error;               /* malloc, under error_lock */

@@ -62,13 +62,17 @@ struct db_options {
 	int max_age_days, protect_days;
 	int64_t disk_budget_mb;
 	int retention_period_s;       /* how often the writer checks (600) */
+	/* While writes fail (disk full, I/O error, the file locked) rows wait
+	 * in memory, at most this many (4096), and are written once a write
+	 * works again; see db_ok. */
+	size_t spool_rows;
 	/* Test only: PRAGMA max_page_count on the writer's connection, to
 	 * simulate a full disk (0: no limit); and a pause before each commit,
 	 * to simulate a slow disk. */
 	int64_t max_pages;
 	int commit_delay_ms;
 };
-#define DB_OPTIONS_DEFAULT { 4096, NULL, 64, 0, 0, 0, 0, 600, 0, 0 }
+#define DB_OPTIONS_DEFAULT { 4096, NULL, 64, 0, 0, 0, 0, 600, 4096, 0, 0 }
 
 /* Files kept with one inspection, handed to db_submit_media. The buffers
  * are malloc'ed (g_malloc) and owned by the set; NULL pointers are absent
@@ -127,12 +131,13 @@ int db_submit(db_log *db, const struct db_inspection *row);
  * returns -EAGAIN; with timeout_us 0 it never waits, not even for another
  * submitter.
  * On success *ticket (if not NULL) is the row's place in the write order:
- * once db_settled(db) >= *ticket the row has been committed, or has failed
- * (then db_ok(db) is false). */
+ * once db_settled(db) >= *ticket the row has been committed, refused, or
+ * put in the spool to wait for the disk (then db_ok(db) is false). */
 int db_submit_media(db_log *db, const struct db_inspection *row, struct db_media_set *media,
 		    int64_t timeout_us, uint64_t *ticket);
 
-/* The highest ticket the writer has dealt with (committed or failed).
+/* The highest ticket the writer has dealt with (committed, refused or
+ * spooled).
  * Tickets grow in the order rows were queued. */
 uint64_t db_settled(db_log *db);
 
@@ -153,10 +158,32 @@ int db_set_latency(db_log *db, uint64_t ticket, double latency_ms);
 int db_set_late(db_log *db, uint64_t ticket, const struct db_inspection *row,
 		struct db_media_set *media);
 
-/* False from a failed write (disk full, I/O error) until a later write
- * commits; then an event "db-fault" (stamped with the time writes began to
- * fail, and the error) and an event "db-ok" record the fault. */
+/* False from a write that fails for the file or the disk (full, I/O
+ * error, locked) until the rows it left waiting are written. Meanwhile
+ * every row goes to the spool (at most spool_rows, in memory; an
+ * inspection's files are dropped) and counts as settled at once; the
+ * writer tries again every DB_RETRY_MS by itself. Once the spool is
+ * written, events "db-fault" (stamped with the time writes began to fail,
+ * and the error), "db-rows-dropped" (only if rows were dropped meanwhile,
+ * with the counts by cause) and "db-ok" record the fault. */
+#define DB_RETRY_MS 500
 int db_ok(db_log *db);
+
+/* Rows given up for good, counted by table and cause. */
+enum db_table { DB_TABLE_INSPECTIONS, DB_TABLE_EVENTS, DB_TABLE_TREND, DB_NTABLES };
+enum db_drop_cause {
+	DB_DROP_SPOOL_FULL,   /* writes failed longer than the spool could hold */
+	DB_DROP_REFUSED,      /* the database refused the row itself (a constraint,
+			       * a trigger): writing it again would not help */
+	DB_DROP_CLOSED,       /* still in the spool at db_close, writes still failing */
+	DB_NDROP_CAUSES
+};
+uint64_t db_rows_dropped(db_log *db, enum db_table table, enum db_drop_cause cause);
+/* Static names, as /metrics labels them: "inspections"; "spool_full". */
+const char *db_table_name(enum db_table table);
+const char *db_drop_cause_name(enum db_drop_cause cause);
+/* Items waiting in the spool now (rows, and media rows and latencies). */
+size_t db_spool_depth(db_log *db);
 
 /* Media files dropped (queue full or write failed) and written so far. */
 uint64_t db_media_dropped(db_log *db);
@@ -194,8 +221,11 @@ int db_trend(db_log *db, const struct db_trend *row);
  * No db_submit or db_event may run during or after it. */
 void db_close(db_log *db);
 
-/* Rows written so far, and rows that failed to write (kept counted, logged
- * with g_warning). Both count inspections, events and trend readings together. */
+/* Rows committed so far, and rows given up for good (the sum of
+ * db_rows_dropped; logged with g_warning). Both count rows of tables
+ * inspections, events and trend together (not vibration or media rows);
+ * a row counts as written once its transaction has committed, so
+ * db_rows_written is what the file holds, less what retention removed. */
 uint64_t db_rows_written(db_log *db);
 uint64_t db_rows_failed(db_log *db);
 

@@ -690,8 +690,9 @@ static void test_row_failure(struct fixture *fx, gconstpointer data)
 		"SELECT count(*) FROM inspections WHERE part_id = 13"), ==, 0);
 }
 
-/* An error that rolls the whole transaction back loses the rows already
- * inserted in it: they must be counted as failed, not as written. */
+/* An error that rolls the whole transaction back (RAISE(ROLLBACK)) takes
+ * only its own row: the rows inserted before it in the same transaction go
+ * again in a new one, and the counters say so. */
 static void test_transaction_failure(struct fixture *fx, gconstpointer data)
 {
 	db_log *db = open_ok(fx->path, 512);
@@ -706,11 +707,13 @@ static void test_transaction_failure(struct fixture *fx, gconstpointer data)
 	wait_settled(db, 100);
 	written = db_rows_written(db);
 	failed = db_rows_failed(db);
+	g_assert_cmpuint(db_rows_dropped(db, DB_TABLE_INSPECTIONS, DB_DROP_REFUSED), ==, 1);
+	g_assert_true(db_ok(db));
 	db_close(db);
 	g_test_assert_expected_messages();
 	g_test_message("written %" PRIu64 ", failed %" PRIu64, written, failed);
-	g_assert_cmpuint(written + failed, ==, 100);
-	g_assert_cmpuint(failed, >=, 1);
+	g_assert_cmpuint(written, ==, 99);
+	g_assert_cmpuint(failed, ==, 1);
 	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, (int64_t)written);
 }
 
@@ -1397,53 +1400,180 @@ static void test_corrupt_recovered(struct fixture *fx, gconstpointer data)
 	g_free(aside);
 }
 
-/* A full disk (max_page_count): rows fail and are counted, db_ok drops,
- * db_submit never blocks for it; once space returns, writing resumes and
- * events "db-fault" (with the error) and "db-ok" say so. */
-static void test_disk_full(struct fixture *fx, gconstpointer data)
+/* Submits row i and waits until the writer has dealt with it (committed,
+ * refused, or spooled); its ticket. */
+static uint64_t submit_settled(db_log *db, uint32_t i)
+{
+	struct db_inspection r;
+	char model[64], image[128];
+	uint64_t ticket = 0;
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+
+	make_row(i, &r, model, sizeof model, image, sizeof image);
+	g_assert_cmpint(db_submit_media(db, &r, NULL, -1, &ticket), ==, 0);
+	while (db_settled(db) < ticket) {
+		g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+		g_usleep(500);
+	}
+	return ticket;
+}
+
+/* A log whose file may not grow past its size now plus 8 pages (SQLite's
+ * max_page_count, a full disk), rows in the spool at most spool_rows;
+ * rows go in one per batch until a write fails. Returns the log and, in
+ * *full_at, the first row that failed. */
+static db_log *open_until_full(struct fixture *fx, size_t spool_rows, uint32_t *full_at)
 {
 	struct db_options opt = DB_OPTIONS_DEFAULT;
 	db_log *db;
 	uint32_t i = 0;
-	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
 
-	(void)data;
 	db = open_ok(fx->path, 16);
 	db_close(db);
 	opt.max_pages = sql_int(fx->path, "PRAGMA page_count") + 8;
+	opt.spool_rows = spool_rows;
 	db = open_opts(fx->path, &opt);
 	g_assert_true(db_ok(db));
-	/* One row per batch, so that the disk fills in exactly one batch and
-	 * gives exactly one warning. */
-	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "*database or disk is full*");
 	while (db_ok(db)) {
-		submit_range(db, i, 1);
-		i++;
-		wait_settled(db, i);
-		g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+		g_assert_cmpuint(i, <, 100000);
+		submit_settled(db, i++);
+	}
+	*full_at = i - 1;
+	return db;
+}
+
+/* A full disk (max_page_count): the row that fails waits in the spool, and
+ * so do the rows after it, settled at once (the line never waits for a
+ * disk); past spool_rows the accepted parts go first, then the oldest,
+ * counted by cause. A latency for a spooled row lands on it. Once space
+ * returns the writer, with nothing more submitted, writes the spool and
+ * events "db-fault" (with the error), "db-rows-dropped" (the counts) and
+ * "db-ok", in that order; the counters agree with the file. */
+static void test_disk_full(struct fixture *fx, gconstpointer data)
+{
+	enum { SPOOL = 8, MORE = 21 };
+	db_log *db;
+	uint32_t full_at, last_reject = 0;
+	uint64_t ticket = 0, kept = 0;
+	int64_t before, deleted;
+	gint64 deadline;
+	char *sql, *msg;
+
+	(void)data;
+	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING,
+			      "*writes fail*database or disk is full*");
+	db = open_until_full(fx, SPOOL, &full_at);
+	g_assert_cmpuint(db_rows_failed(db), ==, 0);
+	g_assert_cmpuint(db_spool_depth(db), ==, 1);
+	before = sql_int(fx->path, "SELECT count(*) FROM inspections");
+	g_assert_cmpint(before, ==, full_at);
+
+	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "*spool is full (8 rows)*");
+	for (uint32_t i = 100000; i < 100000 + MORE; i++) {
+		uint64_t t = submit_settled(db, i);
+
+		if (i % 3 != 0) {
+			last_reject = i;
+			ticket = t;
+		}
 	}
 	g_test_assert_expected_messages();
-	g_assert_cmpuint(db_rows_failed(db), >, 0);
-	/* Space returns: another connection frees pages. */
-	sql_exec(fx->path, "DELETE FROM inspections WHERE part_id < 100");
+	g_assert_false(db_ok(db));
+	g_assert_cmpuint(db_spool_depth(db), ==, SPOOL);
+	g_assert_cmpuint(db_rows_dropped(db, DB_TABLE_INSPECTIONS, DB_DROP_SPOOL_FULL), ==,
+			 1 + MORE - SPOOL);
+	g_assert_cmpuint(db_rows_failed(db), ==, 1 + MORE - SPOOL);
+	g_assert_cmpint(db_set_latency(db, ticket, 99.5), ==, 0);
 	{
-		uint64_t settled = db_rows_written(db) + db_rows_failed(db);
+		/* The model's late judgement of a spooled fail-safe row: the
+		 * row is written once, completed. */
+		struct db_inspection late;
+		char model[64], image[128];
 
-		submit_range(db, 100000, 5);
-		wait_settled(db, settled + 5);
+		make_row(last_reject, &late, model, sizeof model, image, sizeof image);
+		late.flags = 0x100;
+		late.verdict = VIGIL_VERDICT_REJECT;
+		late.model_verdict = VIGIL_VERDICT_ACCEPT;
+		late.model_score = 0.25;
+		late.image_path = NULL;
+		g_assert_cmpint(db_set_late(db, ticket, &late, NULL), ==, 0);
 	}
-	g_assert_true(db_ok(db));
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections"), ==, before);
+
+	/* Space returns (another connection frees pages); nothing more is
+	 * submitted: the writer comes back by itself. */
+	deleted = sql_int(fx->path, "SELECT count(*) FROM inspections WHERE part_id < 100");
+	sql_exec(fx->path, "DELETE FROM inspections WHERE part_id < 100");
+	deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+	while (!db_ok(db)) {
+		g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+		g_usleep(10000);
+	}
+	g_assert_cmpuint(db_spool_depth(db), ==, 0);
+	g_assert_cmpuint(db_rows_written(db), ==,
+			 (uint64_t)(sql_int(fx->path, "SELECT count(*) FROM inspections") +
+				    sql_int(fx->path, "SELECT count(*) FROM events") + deleted));
 	db_close(db);
-	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections WHERE part_id >= 100000"),
-			==, 5);
-	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'db-ok'"), ==, 1);
-	/* The fault itself could not be logged while the disk was full: it is
-	 * logged once writing works, stamped with the time it began. */
+
+	/* The spool kept the 8 newest rejects and marginals of the fault. */
+	for (uint32_t i = 100000 + MORE; i-- > 100000 && kept < SPOOL;)
+		if (i % 3 != 0) {
+			sql = g_strdup_printf("SELECT count(*) FROM inspections WHERE part_id = %u", i);
+			g_assert_cmpint(sql_int(fx->path, sql), ==, 1);
+			g_free(sql);
+			kept++;
+		}
+	sql = g_strdup_printf("SELECT count(*) FROM inspections WHERE part_id >= 100000"
+			      " OR part_id = %u", full_at);
+	g_assert_cmpint(sql_int(fx->path, sql), ==, SPOOL);
+	g_free(sql);
+	sql = g_strdup_printf("SELECT count(*) FROM inspections WHERE part_id = %u AND"
+			      " latency_ms = 99.5 AND model_verdict = 'accept' AND model_score = 0.25"
+			      " AND verdict = 'reject' AND flags = (0x100 | %u) AND image_path LIKE"
+			      " '%%%06u%%'", last_reject, last_reject & 0x3f, last_reject);
+	g_assert_cmpint(sql_int(fx->path, sql), ==, 1);
+	g_free(sql);
+	sql = g_strdup_printf("SELECT count(*) FROM inspections WHERE part_id = %u", last_reject);
+	g_assert_cmpint(sql_int(fx->path, sql), ==, 1);
+	g_free(sql);
+	/* The fault could not be logged while the disk was full: it is
+	 * logged once writing works, stamped with the time it began, then
+	 * what was dropped, then db-ok. */
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'db-fault'"
 				" AND message LIKE '%database or disk is full%'"), ==, 1);
+	msg = sql_text(fx->path, "SELECT group_concat(kind, ' ') FROM (SELECT kind FROM events"
+			  " ORDER BY id)");
+	g_assert_cmpstr(msg, ==, "db-fault db-rows-dropped db-ok");
+	g_free(msg);
+	msg = sql_text(fx->path, "SELECT message FROM events WHERE kind = 'db-rows-dropped'");
+	g_assert_nonnull(strstr(msg, "14 row(s) dropped during the fault: 14 because the spool "
+				"was full (spool_rows 8), 0 refused by the database; 14 inspection(s)"));
+	g_free(msg);
 	g_assert_cmpint(sql_int(fx->path, "SELECT (SELECT t_wall_us FROM events WHERE kind ="
 				" 'db-ok') - (SELECT t_wall_us FROM events WHERE kind = 'db-fault')"),
 			>, 0);
+}
+
+/* Closed while the disk is still full: the spooled rows are lost, said so
+ * in a warning; the file keeps what was committed, and passes its check. */
+static void test_spool_closed(struct fixture *fx, gconstpointer data)
+{
+	db_log *db;
+	uint32_t full_at;
+
+	(void)data;
+	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING,
+			      "*writes fail*database or disk is full*");
+	db = open_until_full(fx, 64, &full_at);
+	submit_settled(db, 100000);
+	submit_settled(db, 100001);
+	g_assert_cmpuint(db_spool_depth(db), ==, 3);
+	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING,
+			      "*closing with writes still failing: 3 row(s)*lost*");
+	db_close(db);
+	g_test_assert_expected_messages();
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections"), ==, full_at);
+	g_assert_cmpstr(sql_text(fx->path, "PRAGMA integrity_check"), ==, "ok");
 }
 
 /* Tickets: once db_settled reaches a row's ticket, the row is in the file
@@ -1516,6 +1646,7 @@ int main(int argc, char **argv)
 	ADD("/db/retention-events", test_retention_events);
 	ADD("/db/corrupt-recovered", test_corrupt_recovered);
 	ADD("/db/disk-full", test_disk_full);
+	ADD("/db/spool-closed", test_spool_closed);
 	ADD("/db/tickets", test_tickets);
 #undef ADD
 	return g_test_run();
