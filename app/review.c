@@ -33,6 +33,8 @@
 #define REVIEW_MAX_WAVEFORM 16384
 /* The envelope spectrum is taken over at most this many samples. */
 #define REVIEW_MAX_SPECTRUM (1 << 20)
+/* Connections waiting to be accepted while the main loop is busy. */
+#define REVIEW_LISTEN_BACKLOG 128
 
 /* The line is sampled once a second; rates are measured over the last
  * RATE_SAMPLES samples (10 s), and HISTORY_SAMPLES (10 min) are kept for
@@ -49,8 +51,30 @@ struct rate_sample {
 	uint64_t camera_frames[LINE_HEALTH_CAMERAS];
 };
 
+/* Why a client was answered before libsoup was done with it, for
+ * /metrics. */
+enum review_refusal {
+	REFUSED_MAX_CONNECTIONS,  /* 503: max_connections already open */
+	REFUSED_REQUEST_TIMEOUT,  /* 408: no whole request in request_timeout_s */
+	REFUSED_BODY,             /* 400/411/413 on the headers, body never read */
+	REFUSALS
+};
+
+static const char *const refusal_names[REFUSALS] = { "max_connections", "request_timeout",
+						     "body" };
+
+struct review_conn;
+
 struct review_server {
 	SoupServer *soup;
+	/* The server accepts connections itself, to cap them and time their
+	 * requests, and hands each to soup (soup_server_accept_iostream). */
+	GSocketService *service;
+	GHashTable *conns;       /* "ADDRESS:PORT" of the peer -> review_conn */
+	GQueue open_conns;       /* every review_conn, by its link */
+	int max_connections;
+	int request_timeout_s;
+	uint64_t refused[REFUSALS];
 	line *line;
 	char *db_path;
 	char *static_dir;        /* NULL: the page built into the binary */
@@ -70,7 +94,8 @@ struct review_server {
 };
 
 static const char *const review_keys[] = { "listen", "port", "token", "token_file",
-					    "static_dir", "charts_dir", NULL };
+					    "static_dir", "charts_dir", "max_connections",
+					    "request_timeout_s", NULL };
 
 /* The charting library's files (uPlot, from npm; never in git), served as
  * /vendor/NAME from charts_dir when they are there. */
@@ -121,22 +146,231 @@ static void reply_json(SoupServerMessage *msg, int status, JsonNode *root)
 static void reply_error(SoupServerMessage *msg, int status, const char *fmt, ...)
 	G_GNUC_PRINTF(3, 4);
 
-static void reply_error(SoupServerMessage *msg, int status, const char *fmt, ...)
+/* {"error": text}; the caller owns the node. */
+static JsonNode *error_node(const char *text)
 {
 	JsonBuilder *b = json_builder_new();
+	JsonNode *root;
+
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "error");
+	json_builder_add_string_value(b, text);
+	json_builder_end_object(b);
+	root = json_builder_get_root(b);
+	g_object_unref(b);
+	return root;
+}
+
+static void reply_error(SoupServerMessage *msg, int status, const char *fmt, ...)
+{
 	va_list ap;
 	char *text;
 
 	va_start(ap, fmt);
 	text = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "error");
-	json_builder_add_string_value(b, text);
-	json_builder_end_object(b);
-	reply_json(msg, status, json_builder_get_root(b));
-	g_object_unref(b);
+	reply_json(msg, status, error_node(text));
 	g_free(text);
+}
+
+/* ---- connections: the cap and the request timeout ---- */
+
+/* One client connection, from its accept until libsoup lets go of it. */
+struct review_conn {
+	review_server *server;
+	GSocketConnection *conn;  /* no reference: soup holds the connection */
+	char *peer;               /* the key in server->conns */
+	guint deadline;           /* the request timer; 0 while none runs */
+	GList link;               /* in server->open_conns */
+};
+
+/* "ADDRESS:PORT" of a peer: soup_server_message_get_socket is NULL for a
+ * connection handed over as a stream, so a message finds its connection by
+ * the peer's address, which TCP keeps unique among open connections to one
+ * listening port. NULL for an address that is not IP. */
+static char *peer_key(GSocketAddress *addr)
+{
+	GInetSocketAddress *in;
+	char *ip, *key;
+
+	if (!addr || !G_IS_INET_SOCKET_ADDRESS(addr))
+		return NULL;
+	in = G_INET_SOCKET_ADDRESS(addr);
+	ip = g_inet_address_to_string(g_inet_socket_address_get_address(in));
+	key = g_strdup_printf("%s:%u", ip, g_inet_socket_address_get_port(in));
+	g_free(ip);
+	return key;
+}
+
+static struct review_conn *conn_of(review_server *s, SoupServerMessage *msg)
+{
+	char *key = peer_key(soup_server_message_get_remote_address(msg));
+	struct review_conn *c = key ? g_hash_table_lookup(s->conns, key) : NULL;
+
+	g_free(key);
+	return c;
+}
+
+/* Answers status with {"error": text} straight on the socket and shuts it
+ * both ways, so the client gets its answer now instead of after a body it
+ * may never send. libsoup, blocked on reading, then reads end of file,
+ * drops the request without writing anything and closes the connection.
+ * The answer is a few hundred bytes on a socket that has sent nothing of
+ * this request yet, so one non-blocking send takes it whole. */
+static void answer_on_socket(GSocket *sock, guint status, const char *text)
+{
+	JsonGenerator *gen = json_generator_new();
+	JsonNode *root = error_node(text);
+	gsize body_len = 0;
+	char *body;
+	GString *out;
+
+	json_generator_set_root(gen, root);
+	body = json_generator_to_data(gen, &body_len);
+	out = g_string_new(NULL);
+	g_string_append_printf(out,
+			       "HTTP/1.1 %u %s\r\nServer: vigild\r\n"
+			       "Content-Type: application/json\r\nContent-Length: %" G_GSIZE_FORMAT
+			       "\r\nConnection: close\r\nCache-Control: no-store\r\n"
+			       "X-Content-Type-Options: nosniff\r\n\r\n%s",
+			       status, soup_status_get_phrase(status), body_len, body);
+	(void)g_socket_send_with_blocking(sock, out->str, out->len, FALSE, NULL, NULL);
+	(void)g_socket_shutdown(sock, TRUE, TRUE, NULL);
+	g_string_free(out, TRUE);
+	g_free(body);
+	json_node_unref(root);
+	g_object_unref(gen);
+}
+
+static gboolean on_request_timeout(gpointer data)
+{
+	struct review_conn *c = data;
+	char *text = g_strdup_printf("no whole request within %d s",
+				     c->server->request_timeout_s);
+
+	c->deadline = 0;
+	c->server->refused[REFUSED_REQUEST_TIMEOUT]++;
+	answer_on_socket(g_socket_connection_get_socket(c->conn), SOUP_STATUS_REQUEST_TIMEOUT,
+			 text);
+	g_free(text);
+	return G_SOURCE_REMOVE;
+}
+
+static void conn_disarm(struct review_conn *c)
+{
+	if (c->deadline)
+		g_source_remove(c->deadline);
+	c->deadline = 0;
+}
+
+/* The client has request_timeout_s from now to send a whole request: this
+ * bounds a slow sender, a short body and an idle connection alike. */
+static void conn_arm(struct review_conn *c)
+{
+	conn_disarm(c);
+	c->deadline = g_timeout_add((guint)c->server->request_timeout_s * 1000,
+				    on_request_timeout, c);
+}
+
+static void conn_free(struct review_conn *c)
+{
+	conn_disarm(c);
+	g_free(c->peer);
+	g_free(c);
+}
+
+/* Weak notify: libsoup has closed and dropped the connection. */
+static void conn_gone(gpointer data, GObject *where_it_was)
+{
+	struct review_conn *c = data;
+	review_server *s = c->server;
+
+	(void)where_it_was;
+	if (g_hash_table_lookup(s->conns, c->peer) == c)
+		g_hash_table_remove(s->conns, c->peer);
+	g_queue_unlink(&s->open_conns, &c->link);
+	conn_free(c);
+}
+
+/* soup emits request-started as soon as it waits for a request on a
+ * connection. */
+static void on_request_started(SoupServer *soup, SoupServerMessage *msg, gpointer data)
+{
+	struct review_conn *c = conn_of(data, msg);
+
+	(void)soup;
+	if (c)
+		conn_arm(c);
+}
+
+/* libsoup keeps a connection alive only for connections it accepted
+ * itself, so each one handed over here carries one request; saying so
+ * keeps a client from sending a second request into the closing
+ * connection. */
+static void on_request_read(SoupServer *soup, SoupServerMessage *msg, gpointer data)
+{
+	struct review_conn *c = conn_of(data, msg);
+
+	(void)soup;
+	soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection",
+				     "close");
+	if (c)
+		conn_disarm(c);
+}
+
+static gboolean on_incoming(GSocketService *service, GSocketConnection *conn, GObject *source,
+			    gpointer data)
+{
+	review_server *s = data;
+	GSocket *sock = g_socket_connection_get_socket(conn);
+	GSocketAddress *local = g_socket_connection_get_local_address(conn, NULL);
+	GSocketAddress *remote = g_socket_connection_get_remote_address(conn, NULL);
+	char *peer = peer_key(remote);
+	struct review_conn *c;
+	GError *gerr = NULL;
+
+	(void)service;
+	(void)source;
+	if (!local || !peer) {
+		g_io_stream_close(G_IO_STREAM(conn), NULL, NULL);
+		goto out;
+	}
+	if (s->open_conns.length >= (guint)s->max_connections) {
+		/* Refused before it is read: a client holding every slot with
+		 * a trickle costs the others one answer, never a wait. */
+		s->refused[REFUSED_MAX_CONNECTIONS]++;
+		answer_on_socket(sock, SOUP_STATUS_SERVICE_UNAVAILABLE,
+				 "too many connections; try again");
+		g_io_stream_close(G_IO_STREAM(conn), NULL, NULL);
+		goto out;
+	}
+	c = g_new0(struct review_conn, 1);
+	c->server = s;
+	c->conn = conn;
+	c->peer = g_steal_pointer(&peer);
+	c->link.data = c;
+	/* replace, not insert: a connection still closing under the same
+	 * peer keeps its own key until it is gone. */
+	g_hash_table_replace(s->conns, c->peer, c);
+	g_queue_push_tail_link(&s->open_conns, &c->link);
+	g_object_weak_ref(G_OBJECT(conn), conn_gone, c);
+	/* A backstop for what the request timer does not cover: a client that
+	 * stops reading its reply. Longer than the request timeout, so that a
+	 * slow request gets its 408 rather than a bare close. */
+	g_socket_set_timeout(sock, 2 * (guint)s->request_timeout_s);
+	conn_arm(c);
+	if (!soup_server_accept_iostream(s->soup, G_IO_STREAM(conn), local, remote, &gerr)) {
+		g_warning("review: cannot serve a connection: %s", gerr->message);
+		g_error_free(gerr);
+		g_io_stream_close(G_IO_STREAM(conn), NULL, NULL);
+	}
+out:
+	g_free(peer);
+	if (local)
+		g_object_unref(local);
+	if (remote)
+		g_object_unref(remote);
+	return TRUE;
 }
 
 /* ---- the page ---- */
@@ -1269,6 +1503,18 @@ static void serve_metrics(review_server *s, SoupServerMessage *msg)
 
 	metric_head(m, "vigil_review_up", "gauge", "The review server answers.");
 	metric(m, "vigil_review_up", NULL, 1);
+	metric_head(m, "vigil_review_connections", "gauge",
+		    "Connections open to the review server ([review] max_connections).");
+	metric(m, "vigil_review_connections", NULL, s->open_conns.length);
+	metric_head(m, "vigil_review_refused_total", "counter",
+		    "Requests answered before they were read: max_connections (503), "
+		    "request_timeout (408), body (400, 411 or 413 on the headers).");
+	for (int i = 0; i < REFUSALS; i++) {
+		char label[64];
+
+		g_snprintf(label, sizeof label, "{reason=\"%s\"}", refusal_names[i]);
+		metric(m, "vigil_review_refused_total", label, (double)s->refused[i]);
+	}
 	metric_head(m, "vigil_line_running", "gauge", "1 when this vigild runs the line.");
 	metric(m, "vigil_line_running", NULL, s->line ? 1 : 0);
 	if (s->line) {
@@ -1448,43 +1694,89 @@ static int64_t part_route(const char *path, enum part_route *route, int64_t *med
 	return id;
 }
 
+/* A Content-Length that is not a plain count of bytes: libsoup reads
+ * "-1" as 2^64 - 1 and would wait for that body. */
+static gboolean bad_content_length(SoupMessageHeaders *h)
+{
+	const char *v = soup_message_headers_get_one(h, "Content-Length");
+
+	if (!v)
+		return FALSE;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (!g_ascii_isdigit(*v))
+		return TRUE;
+	while (g_ascii_isdigit(*v))
+		v++;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	return *v != '\0';
+}
+
+/* Whether a body follows the headers, which libsoup would read (or wait
+ * for) before it writes any answer. */
+static gboolean body_follows(SoupMessageHeaders *h)
+{
+	switch (soup_message_headers_get_encoding(h)) {
+	case SOUP_ENCODING_NONE:
+		return FALSE;
+	case SOUP_ENCODING_CONTENT_LENGTH:
+		return soup_message_headers_get_content_length(h) != 0;
+	default:
+		return TRUE;
+	}
+}
+
 /* Refuses what no page of this server would send, after the headers and
- * before the body is read: a long request target, a large or unsized body,
- * and dot segments or escaped slashes in the path. */
+ * before the body is read: a long request target, a large, unsized or
+ * malformed body length, and dot segments or escaped slashes in the path.
+ * libsoup reads a declared body before it writes an answer, so a refused
+ * request with a body is answered on the socket at once and the
+ * connection closed (answer_on_socket); the status set here only keeps the
+ * handler from acting on a body that had already arrived whole. */
 static void early_handler(SoupServer *server, SoupServerMessage *msg, const char *path,
 			  GHashTable *query, gpointer data)
 {
+	review_server *s = data;
 	GUri *uri = soup_server_message_get_uri(msg);
 	const char *raw_path = g_uri_get_path(uri);
 	const char *raw_query = g_uri_get_query(uri);
 	SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
-	goffset length;
+	const char *why = NULL;
+	guint status = 0;
+	struct review_conn *c;
 	char *decoded;
 
 	(void)server;
 	(void)path;
 	(void)query;
-	(void)data;
-	if ((raw_query && strlen(raw_query) > REVIEW_MAX_QUERY) || strlen(raw_path) > REVIEW_MAX_PATH) {
-		reply_error(msg, SOUP_STATUS_REQUEST_URI_TOO_LONG, "the request URI is too long");
-		return;
-	}
 	decoded = g_uri_unescape_string(raw_path, "/");
-	if (!decoded || strstr(decoded, "/../") || g_str_has_suffix(decoded, "/..") ||
-	    strstr(decoded, "/./") || g_str_has_suffix(decoded, "/.") || strchr(decoded, '\\')) {
-		reply_error(msg, SOUP_STATUS_BAD_REQUEST, "bad path");
-		g_free(decoded);
-		return;
+	if ((raw_query && strlen(raw_query) > REVIEW_MAX_QUERY) || strlen(raw_path) > REVIEW_MAX_PATH) {
+		status = SOUP_STATUS_REQUEST_URI_TOO_LONG;
+		why = "the request URI is too long";
+	} else if (!decoded || strstr(decoded, "/../") || g_str_has_suffix(decoded, "/..") ||
+		   strstr(decoded, "/./") || g_str_has_suffix(decoded, "/.") ||
+		   strchr(decoded, '\\')) {
+		status = SOUP_STATUS_BAD_REQUEST;
+		why = "bad path";
+	} else if (bad_content_length(h)) {
+		status = SOUP_STATUS_BAD_REQUEST;
+		why = "Content-Length is not a number of bytes";
+	} else if (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CHUNKED) {
+		status = SOUP_STATUS_LENGTH_REQUIRED;
+		why = "send a Content-Length";
+	} else if (soup_message_headers_get_content_length(h) > REVIEW_MAX_BODY) {
+		status = SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE;
+		why = "the body is too large";
 	}
 	g_free(decoded);
-	length = soup_message_headers_get_content_length(h);
-	if (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CHUNKED) {
-		reply_error(msg, SOUP_STATUS_LENGTH_REQUIRED, "send a Content-Length");
+	if (!status)
 		return;
-	}
-	if (length > REVIEW_MAX_BODY) {
-		reply_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "the body is too large");
-		return;
+	reply_error(msg, (int)status, "%s", why);
+	if (body_follows(h) && (c = conn_of(s, msg))) {
+		s->refused[REFUSED_BODY]++;
+		conn_disarm(c);
+		answer_on_socket(g_socket_connection_get_socket(c->conn), status, why);
 	}
 }
 
@@ -1623,8 +1915,8 @@ static int listen_on(review_server *s, const config *cfg, char **err)
 	int port = 0, rc = -EINVAL;
 	GInetAddress *addr = NULL;
 	GSocketAddress *sa = NULL;
+	GSocketAddress *bound = NULL;
 	GError *gerr = NULL;
-	GSList *uris;
 
 	if (config_get_string(cfg, "review", "listen", "127.0.0.1", &listen, err) < 0 ||
 	    config_get_int(cfg, "review", "port", 8080, 0, 65535, &port, err) < 0)
@@ -1634,7 +1926,12 @@ static int listen_on(review_server *s, const config *cfg, char **err)
 		goto out;
 	}
 	sa = g_inet_socket_address_new(addr, (guint16)port);
-	if (!soup_server_listen(s->soup, sa, 0, &gerr)) {
+	s->service = g_socket_service_new();
+	g_socket_listener_set_backlog(G_SOCKET_LISTENER(s->service), REVIEW_LISTEN_BACKLOG);
+	g_signal_connect(s->service, "incoming", G_CALLBACK(on_incoming), s);
+	if (!g_socket_listener_add_address(G_SOCKET_LISTENER(s->service), sa,
+					   G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL,
+					   &bound, &gerr)) {
 		*err = config_error(cfg, "review", "port", "cannot listen on %s port %d: %s", listen,
 				    port, gerr->message);
 		rc = g_error_matches(gerr, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE) ? -EADDRINUSE
@@ -1642,11 +1939,8 @@ static int listen_on(review_server *s, const config *cfg, char **err)
 		g_error_free(gerr);
 		goto out;
 	}
-	uris = soup_server_get_uris(s->soup);
-	if (uris) {
-		s->port = g_uri_get_port(uris->data);
-		g_slist_free_full(uris, (GDestroyNotify)g_uri_unref);
-	}
+	s->port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
+	g_socket_service_start(s->service);
 	g_message("review: serving http://%s%s%s:%d/ (%s)", strchr(listen, ':') ? "[" : "", listen,
 		  strchr(listen, ':') ? "]" : "", s->port,
 		  s->have_token ? "reviews need the token" : "read-only: no token configured");
@@ -1655,6 +1949,8 @@ static int listen_on(review_server *s, const config *cfg, char **err)
 			  listen);
 	rc = 0;
 out:
+	if (bound)
+		g_object_unref(bound);
 	if (sa)
 		g_object_unref(sa);
 	if (addr)
@@ -1671,11 +1967,16 @@ int review_server_new(const config *cfg, line *l, review_server **out, char **er
 	*out = NULL;
 	s->line = l;
 	s->started_us = g_get_monotonic_time();
+	s->conns = g_hash_table_new(g_str_hash, g_str_equal);
 	if (config_check_keys(cfg, "review", review_keys, err) < 0 ||
 	    config_get_string(cfg, "database", "path", NULL, &s->db_path, err) < 0 ||
 	    config_get_string(cfg, "review", "static_dir", "", &s->static_dir, err) < 0 ||
 	    config_get_string(cfg, "review", "charts_dir", VIGIL_CHARTS_DIR, &s->charts_dir,
 			      err) < 0 ||
+	    config_get_int(cfg, "review", "max_connections", 64, 1, 10000, &s->max_connections,
+			   err) < 0 ||
+	    config_get_int(cfg, "review", "request_timeout_s", 10, 1, 3600,
+			   &s->request_timeout_s, err) < 0 ||
 	    read_token(s, cfg, err) < 0)
 		goto fail;
 	read_bearing(s, cfg);
@@ -1688,6 +1989,8 @@ int review_server_new(const config *cfg, line *l, review_server **out, char **er
 	s->soup = soup_server_new("server-header", "vigild", NULL);
 	soup_server_add_early_handler(s->soup, NULL, early_handler, s, NULL);
 	soup_server_add_handler(s->soup, NULL, handler, s, NULL);
+	g_signal_connect(s->soup, "request-started", G_CALLBACK(on_request_started), s);
+	g_signal_connect(s->soup, "request-read", G_CALLBACK(on_request_read), s);
 	if ((rc = listen_on(s, cfg, err)) < 0)
 		goto fail;
 	if (l) {
@@ -1712,6 +2015,24 @@ void review_server_free(review_server *s)
 		return;
 	if (s->sampler)
 		g_source_remove(s->sampler);
+	if (s->service) {
+		g_socket_service_stop(s->service);
+		g_socket_listener_close(G_SOCKET_LISTENER(s->service));
+		g_object_unref(s->service);
+	}
+	if (s->soup)
+		g_signal_handlers_disconnect_by_data(s->soup, s);
+	/* Forget the connections before soup drops them, so that no weak
+	 * notify reaches a freed server. */
+	while (s->open_conns.head) {
+		struct review_conn *c = s->open_conns.head->data;
+
+		g_queue_unlink(&s->open_conns, &c->link);
+		g_object_weak_unref(G_OBJECT(c->conn), conn_gone, c);
+		conn_free(c);
+	}
+	if (s->conns)
+		g_hash_table_unref(s->conns);
 	if (s->soup) {
 		soup_server_disconnect(s->soup);
 		g_object_unref(s->soup);

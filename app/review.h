@@ -11,8 +11,11 @@
  * static_dir (serve the page from a folder instead of the copy built into
  * the binary) and charts_dir (the charting library's files, uPlot from npm,
  * served as /vendor/NAME; default: where `make web-deps` puts them in the
- * build folder; the page works without them, with no charts). The log is
- * the [database] path. */
+ * build folder; the page works without them, with no charts),
+ * max_connections (default 64; one more gets 503 at once) and
+ * request_timeout_s (default 10: a client that has not sent its whole
+ * request by then gets 408 and is closed). The log is the [database]
+ * path. */
 #ifndef VIGIL_APP_REVIEW_H
 #define VIGIL_APP_REVIEW_H
 
