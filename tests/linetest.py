@@ -177,12 +177,15 @@ def wait_for_log(log_path, proc, pattern, timeout=60):
 class Line:
     """vigil-sim as the PLC and vigild with one camera over `parts` freshly
     generated parts, all in folder tmp; extra_conf is appended to vigild's
-    configuration (e.g. a [review] section). Start with start(); stop()
-    ends both and returns vigild's exit status."""
+    configuration (e.g. a [review] section), sim_args to vigil-sim run's
+    (e.g. ["--burst", "10"]). Start with start(); stop() ends both and
+    returns vigild's exit status."""
 
-    def __init__(self, build, root, tmp, parts, seed, split, extra_conf="", rate=1200):
+    def __init__(self, build, root, tmp, parts, seed, split, extra_conf="", rate=1200,
+                 sim_args=()):
         self.sim_bin, self.vigild_bin = binaries(build)
         self.tmp, self.parts, self.rate = tmp, parts, rate
+        self.sim_args = list(sim_args)
         self.sim_dir = os.path.join(tmp, "sim")
         self.db = os.path.join(tmp, "vigil.db")
         self.conf = os.path.join(tmp, "vigild.conf")
@@ -202,7 +205,7 @@ class Line:
             [self.sim_bin, "run", "--parts-dir", self.sim_dir, "--port", str(self.plc_port),
              "--rate", str(self.rate), "--results", os.path.join(t, "results.csv"),
              "--summary", os.path.join(t, "summary.json"), "--db", self.db,
-             "--ready-timeout-s", "60"], stdout=subprocess.DEVNULL)
+             "--ready-timeout-s", "60"] + self.sim_args, stdout=subprocess.DEVNULL)
         self.log = open(self.log_path, "w")
         self.vigild = subprocess.Popen([self.vigild_bin, "--config", self.conf], stdout=self.log,
                                        stderr=subprocess.STDOUT)

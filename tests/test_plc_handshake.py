@@ -725,7 +725,12 @@ def main():
         skip("no model package")
     with tempfile.TemporaryDirectory(prefix="vigil-plc-hs-") as tmp:
         sim = os.path.join(tmp, "sim")
-        generate_parts(build, sim, 3 if name.startswith("fault") else 60, 5)
+        # job-model raises parts for as long as a package takes to load,
+        # which a busy host stretches (26 parts in its first run, with two
+        # CPU hogs beside it): room for 9 times that before the camera's
+        # images run out and parts turn fail-safe.
+        count = 3 if name.startswith("fault") else 240 if name == "job-model" else 60
+        generate_parts(build, sim, count, 5)
         env = {"tmp": tmp, "build": build, "root": root, "sim": sim, "port": free_port(),
                "db": os.path.join(tmp, "vigil.db")}
         SCENARIOS[name](env)

@@ -384,19 +384,20 @@ def check_metrics_running(srv, line):
 
 def check_metrics(srv, db, run_s):
     """After the run: every figure against the log read independently."""
+    # The link goes down once vigil-sim has gone; the log is read after
+    # that, so that the writer has caught up. The bound is for a busy
+    # host, polled, not waited out.
+    deadline = time.monotonic() + 60
+    while True:
+        m = scrape(srv)
+        if m.get("vigil_plc_link_up") == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     con = sqlite3.connect(db)
     by_verdict = dict(con.execute("SELECT verdict, count(*) FROM inspections GROUP BY verdict"))
     latencies = [r[0] for r in con.execute("SELECT latency_ms FROM inspections")]
     infer = [r[0] for r in con.execute("SELECT infer_ms FROM inspections")]
     con.close()
-    # The writer commits in batches and the link goes down once vigil-sim
-    # has gone: wait for both.
-    deadline = time.time() + 10
-    while True:
-        m = scrape(srv)
-        if m.get("vigil_plc_link_up") == 0 or time.time() > deadline:
-            break
-        time.sleep(0.2)
     for v in ("accept", "reject", "marginal"):
         got = m.get(f'vigil_parts_total{{verdict="{v}"}}')
         check(got == by_verdict.get(v, 0),

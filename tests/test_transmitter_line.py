@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """vigild whole with a Modbus vibration transmitter ([transmitter.NAME]),
 played by pymodbus on loopback (tests/transmitter_peer.py), next to the
-simulated line. The transmitter is killed mid-run.
+simulated line. The transmitter is killed once a quarter of the parts are
+logged, so parts are inspected both with it and after it whatever the
+machine's speed.
 
 Asserts: the readings are stored as trend points with the transmitter's
 values (scale, signed and CDAB float32 decoding); every part carries the
@@ -21,10 +23,25 @@ import tempfile
 import time
 
 from linetest import binaries, fail, free_port, line_config, sequence_camera
+from plctest import wait_for
 
 build, root = sys.argv[1], sys.argv[2]
 parts, rate = 80, 600
+KILL_AFTER = parts // 4  # parts logged before the transmitter goes away
 sim_bin, vigild_bin = binaries(build)
+
+
+def inspected(db):
+    """Rows in the inspections table so far (0 before vigild created it)."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT count(*) FROM inspections").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
 
 with tempfile.TemporaryDirectory(prefix="vigil-tx-") as tmp:
     sim_dir = os.path.join(tmp, "sim")
@@ -62,10 +79,13 @@ stale_ms = 300
     vigild = subprocess.Popen([vigild_bin, "--config", conf], stdout=open(log_path, "w"),
                               stderr=subprocess.STDOUT)
     try:
-        t0 = time.monotonic()
-        while not (os.path.exists(db) and os.path.getsize(db) > 0) and time.monotonic() - t0 < 60:
-            time.sleep(0.1)
-        time.sleep(parts / rate * 60 / 2)
+        # The kill comes after a quarter of the parts are logged, not
+        # after a fixed time: a slow start must not leave no part inspected
+        # with the transmitter up, nor a slow run none after it went away.
+        wait_for(f"{KILL_AFTER} rows",
+                 lambda: vigild.poll() is not None or inspected(db) >= KILL_AFTER, timeout=120)
+        if vigild.poll() is not None:
+            fail(f"vigild exited with {vigild.returncode}:\n{open(log_path).read()[-1500:]}")
         peer.kill()
         peer.wait()
         t_kill_us = time.time() * 1e6

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/part.h"
@@ -39,6 +40,10 @@ struct sim_plc {
 	 * half of a sim_plc_trigger(). */
 	pthread_mutex_t lock;
 	int lock_ready;
+	/* Broadcast after every request served: a client may have written
+	 * the status block (sim_plc_wait_trigger_seen). CLOCK_MONOTONIC. */
+	pthread_cond_t served;
+	int served_ready;
 	modbus_mapping_t *mb;
 	uint16_t last_result_counter;
 	void (*on_result)(const struct plc_result *r, int64_t t_us, void *data);
@@ -70,6 +75,7 @@ static int serve_request(sim_plc *p, const uint8_t *query, int len)
 
 	pthread_mutex_lock(&p->lock);
 	rc = modbus_reply(p->ctx, query, len, p->mb);
+	pthread_cond_broadcast(&p->served);
 	res = p->mb->tab_registers + p->map.result_base;
 	/* A new result is a new counter, not a new write: a client repeating
 	 * a write it thinks was lost must not produce a second result. The
@@ -160,6 +166,7 @@ sim_plc *sim_plc_new(const char *host, int port, int unit_id, const struct plc_r
 	struct sockaddr_in addr;
 	socklen_t addr_len = sizeof addr;
 	struct in_addr ip;
+	pthread_condattr_t cattr;
 	sim_plc *p = NULL;
 	int nregs;
 
@@ -193,6 +200,21 @@ sim_plc *sim_plc_new(const char *host, int port, int unit_id, const struct plc_r
 		goto fail;
 	}
 	p->lock_ready = 1;
+	if (pthread_condattr_init(&cattr) != 0) {
+		if (err)
+			*err = g_strdup("simulated PLC: cannot create a condition variable");
+		goto fail;
+	}
+	/* Waits are bounded in monotonic time, as everything else here. */
+	if (pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&p->served, &cattr) != 0) {
+		pthread_condattr_destroy(&cattr);
+		if (err)
+			*err = g_strdup("simulated PLC: cannot create a condition variable");
+		goto fail;
+	}
+	pthread_condattr_destroy(&cattr);
+	p->served_ready = 1;
 
 	p->mb = modbus_mapping_new(0, 0, nregs, 0);
 	if (!p->mb) {
@@ -255,6 +277,28 @@ uint16_t sim_plc_trigger(sim_plc *p, uint32_t part_id)
 	return t.counter;
 }
 
+int sim_plc_wait_trigger_seen(sim_plc *p, uint16_t counter, int64_t timeout_us)
+{
+	struct timespec until;
+	int64_t end_us;
+	int rc = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	end_us = (int64_t)until.tv_sec * 1000000 + until.tv_nsec / 1000 + timeout_us;
+	until.tv_sec = (time_t)(end_us / 1000000);
+	until.tv_nsec = (long)(end_us % 1000000) * 1000;
+	pthread_mutex_lock(&p->lock);
+	while (p->mb->tab_registers[p->map.status_base + PLC_STAT_TRIGGER_SEEN] != counter) {
+		if (pthread_cond_timedwait(&p->served, &p->lock, &until) == ETIMEDOUT &&
+		    p->mb->tab_registers[p->map.status_base + PLC_STAT_TRIGGER_SEEN] != counter) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
 void sim_plc_on_result(sim_plc *p, void (*fn)(const struct plc_result *r, int64_t t_us,
 					      void *data),
 		       void *data)
@@ -294,6 +338,8 @@ void sim_plc_free(sim_plc *p)
 	if (p->listen_fd >= 0)
 		close(p->listen_fd);
 	modbus_mapping_free(p->mb);
+	if (p->served_ready)
+		pthread_cond_destroy(&p->served);
 	if (p->lock_ready)
 		pthread_mutex_destroy(&p->lock);
 	g_free(p);

@@ -30,6 +30,12 @@ int sim_plc_port(sim_plc *p);
  * an old id. Returns the new counter. */
 uint16_t sim_plc_trigger(sim_plc *p, uint32_t part_id);
 
+/* Waits until the status block's trigger_seen register (written by vigild
+ * when it takes a trigger, docs/plc.md) equals counter, up to timeout_us.
+ * Returns 0, or -ETIMEDOUT. Raising the next trigger only then is the
+ * handshake's own pace: vigild sees every counter, none is missed. */
+int sim_plc_wait_trigger_seen(sim_plc *p, uint16_t counter, int64_t timeout_us);
+
 /* fn is called on the server thread, without the sim's lock held, for each
  * new result block: after a client request that changed the result counter.
  * t_us is CLOCK_MONOTONIC microseconds (vigil_now_us) when the request was

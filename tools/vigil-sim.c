@@ -2,14 +2,22 @@
  *
  *   vigil-sim generate --out DIR --parts N [--seed S] [--split NAME]
  *       writes synthetic parts with ground truth (tools/sim-synth.h).
- *   vigil-sim run --parts-dir DIR [--port P] [--rate PER_MIN] [--count N]
- *                 [--results CSV] [--summary JSON] [--db FILE]
+ *   vigil-sim run --parts-dir DIR [--port P] [--rate PER_MIN] [--burst N]
+ *                 [--count N] [--results CSV] [--summary JSON] [--db FILE]
  *       is the PLC: a Modbus TCP server on loopback that waits for vigild to
- *       report ready, raises one trigger per part at the set rate, collects
+ *       report ready, raises one trigger per part at the set rate (each
+ *       once vigild has taken the one before, as docs/plc.md asks of a PLC,
+ *       so a busy host delays triggers instead of losing them), collects
  *       the results through the handshake and scores them against the
  *       ground truth: escapes, false rejects, missed deadlines, lost and
  *       duplicated results, latency from trigger to result. With --db it
- *       also checks vigild's SQLite log against what the PLC received. */
+ *       also checks vigild's SQLite log against what the PLC received.
+ *       With --burst N the parts come in bursts of N, each trigger as soon
+ *       as vigild has taken the one before (status trigger_seen): the
+ *       burst's triggers follow at the pace of vigild's PLC polling, not of
+ *       a clock, so how they fall against the model's runs does not hang on
+ *       the machine's speed. A burst starts once the previous one has all
+ *       its results, and no sooner than --rate allows. */
 #include <errno.h>
 #include <glib.h>
 #include <math.h>
@@ -132,6 +140,27 @@ static void on_result(const struct plc_result *r, int64_t t_us, void *data)
 	g_mutex_unlock(&s->lock);
 }
 
+/* Waits until parts [from, to) have their first result, up to timeout_s.
+ * Returns 0, or -ETIMEDOUT. */
+static int wait_results(struct sim_run *s, unsigned from, unsigned to, int timeout_s)
+{
+	int64_t end = g_get_monotonic_time() + (int64_t)timeout_s * G_USEC_PER_SEC;
+	unsigned i = from;
+	int rc = 0;
+
+	g_mutex_lock(&s->lock);
+	while (i < to) {
+		if (s->got[i].results > 0)
+			i++;
+		else if (!g_cond_wait_until(&s->changed, &s->lock, end) && s->got[i].results == 0) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+	}
+	g_mutex_unlock(&s->lock);
+	return rc;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -179,18 +208,22 @@ static int cmd_run(int argc, char **argv)
 {
 	char *dir = NULL, *results_path = NULL, *summary_path = NULL, *db_path = NULL;
 	char *host = g_strdup("127.0.0.1");
-	int port = 1502, count = 0, ready_timeout_s = 120, drain_timeout_s = 20;
+	int port = 1502, count = 0, burst = 0, ready_timeout_s = 120, drain_timeout_s = 20;
 	double rate = 600;
 	GOptionEntry entries[] = {
 		{ "parts-dir", 0, 0, G_OPTION_ARG_FILENAME, &dir, "Generated parts (parts.csv)", "DIR" },
 		{ "host", 0, 0, G_OPTION_ARG_STRING, &host, "Listen address (127.0.0.1)", "ADDR" },
 		{ "port", 0, 0, G_OPTION_ARG_INT, &port, "Modbus TCP port (1502)", "PORT" },
 		{ "rate", 0, 0, G_OPTION_ARG_DOUBLE, &rate, "Parts per minute (600)", "N" },
+		{ "burst", 0, 0, G_OPTION_ARG_INT, &burst,
+		  "Trigger in bursts of N parts, each as soon as vigild took the one before; "
+		  "a burst waits for the previous one's results (0: one part at a time)", "N" },
 		{ "count", 0, 0, G_OPTION_ARG_INT, &count, "Parts to run (all)", "N" },
 		{ "ready-timeout-s", 0, 0, G_OPTION_ARG_INT, &ready_timeout_s,
 		  "Wait this long for vigild to report ready (120)", "S" },
 		{ "drain-timeout-s", 0, 0, G_OPTION_ARG_INT, &drain_timeout_s,
-		  "Wait this long for the last results (20)", "S" },
+		  "Wait this long for the last results, for vigild to take each trigger, and "
+		  "with --burst for each burst's results (20)", "S" },
 		{ "results", 0, 0, G_OPTION_ARG_FILENAME, &results_path, "Per-part results CSV", "FILE" },
 		{ "summary", 0, 0, G_OPTION_ARG_FILENAME, &summary_path, "Summary JSON", "FILE" },
 		{ "db", 0, 0, G_OPTION_ARG_FILENAME, &db_path, "vigild's SQLite log to check", "FILE" },
@@ -229,6 +262,10 @@ static int cmd_run(int argc, char **argv)
 		fprintf(stderr, "vigil-sim run: --rate must be positive\n");
 		goto out;
 	}
+	if (burst < 0) {
+		fprintf(stderr, "vigil-sim run: --burst must be 0 or more\n");
+		goto out;
+	}
 	if (load_truth(dir, &truth, &ntruth, &err) < 0) {
 		fprintf(stderr, "vigil-sim run: %s\n", err);
 		goto out;
@@ -258,25 +295,49 @@ static int cmd_run(int argc, char **argv)
 		}
 		g_usleep(20000);
 	}
-	fprintf(stderr, "vigil-sim: vigild ready; running %u parts at %.0f parts/min\n",
-		s.count, rate);
+	if (burst)
+		fprintf(stderr, "vigil-sim: vigild ready; running %u parts in bursts of %d, "
+			"at most %.0f parts/min\n", s.count, burst, rate);
+	else
+		fprintf(stderr, "vigil-sim: vigild ready; running %u parts at %.0f parts/min\n",
+			s.count, rate);
 
 	t0 = vigil_now_us();
 	for (unsigned i = 0; i < s.count; i++) {
 		int64_t due = t0 + (int64_t)((double)i * 60e6 / rate);
-		int64_t now = vigil_now_us();
+		int64_t now;
 
-		/* A conveyor brings parts one at a time: after the simulator was
-		 * descheduled it catches up at no more than twice the rate,
-		 * rather than raising several triggers in one PLC poll. */
-		if (i > 0 && due < s.t_trigger_us[i - 1] + (int64_t)(30e6 / rate))
+		if (burst && i % (unsigned)burst != 0) {
+			due = 0;  /* within a burst: at the handshake's pace */
+		} else if (burst && i > 0 &&
+			   wait_results(&s, i - (unsigned)burst, i, drain_timeout_s) < 0) {
+			fprintf(stderr, "vigil-sim run: the burst before part %u did not get all "
+				"its results within %d s; no more triggers\n", i, drain_timeout_s);
+			break;
+		} else if (!burst && i > 0 && due < s.t_trigger_us[i - 1] + (int64_t)(30e6 / rate)) {
+			/* A conveyor brings parts one at a time: after the
+			 * simulator or vigild was descheduled the line catches
+			 * up at no more than twice the rate, not in a burst. */
 			due = s.t_trigger_us[i - 1] + (int64_t)(30e6 / rate);
+		}
+		now = vigil_now_us();
 		if (due > now)
 			g_usleep((gulong)(due - now));
 		g_mutex_lock(&s.lock);
 		s.t_trigger_us[i] = vigil_now_us();
 		s.trigger_counter[i] = sim_plc_trigger(plc, i);
 		g_mutex_unlock(&s.lock);
+		/* The next trigger only once vigild has taken this one: a
+		 * counter that jumps is a missed trigger (docs/plc.md), and the
+		 * part skipped a lost result. A vigild descheduled for longer
+		 * than the trigger period delays the line instead. */
+		if (sim_plc_wait_trigger_seen(plc, s.trigger_counter[i],
+					      (int64_t)drain_timeout_s * 1000000) < 0) {
+			fprintf(stderr, "vigil-sim run: vigild did not take trigger %u (part %u) "
+				"within %d s; no more triggers\n", s.trigger_counter[i], i,
+				drain_timeout_s);
+			break;
+		}
 		if ((i + 1) % 100 == 0)
 			fprintf(stderr, "vigil-sim: %u parts triggered, %u results\n", i + 1,
 				s.results_total);
@@ -520,7 +581,7 @@ int main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
 	fprintf(stderr, "usage: vigil-sim generate --out DIR --parts N [--seed S]\n"
-			"       vigil-sim run --parts-dir DIR [--port P] [--rate N] [--db FILE]\n"
+			"       vigil-sim run --parts-dir DIR [--port P] [--rate N] [--burst N] [--db FILE]\n"
 			"see --help of each command\n");
 	return argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) ? 0 : 1;
 }
