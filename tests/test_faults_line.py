@@ -251,8 +251,10 @@ def scenario_sigterm_buffered(env):
     src.resume()
     for i in range(4):
         plc.trigger(i + 1, 700 + i)
-    # Results up to the buffer wait; the PLC takes none.
-    wait_for("four verdicts buffered", lambda: plc.status()[5] == 4)
+    # Results up to the buffer wait; the PLC takes none. (buffered counts
+    # verdicts still waiting for their rows too: wait for the presented one.)
+    wait_for("four verdicts buffered, the first presented",
+             lambda: plc.status()[5] == 4 and plc.result()[8] == 1)
     first = plc.result()
     v.p.send_signal(signal.SIGTERM)
     # Stopping: ready and running clear, the rest of the word stays, and
