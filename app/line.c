@@ -6,6 +6,19 @@
 #include "app/line-private.h"
 #include "core/ring.h"
 
+struct line_event {
+	char *kind, *message;
+};
+
+static void line_event_free(gpointer data)
+{
+	struct line_event *e = data;
+
+	g_free(e->kind);
+	g_free(e->message);
+	g_free(e);
+}
+
 void line_free(line *l)
 {
 	if (!l)
@@ -25,6 +38,8 @@ void line_free(line *l)
 	fusion_sigfeat_free(l->sigfeat);
 	condition_meter_free(l->condition);
 	plc_link_free(l->plc);
+	if (l->events)
+		g_async_queue_unref(l->events);
 	db_close(l->db);
 	bqueue_free(l->q_inspect);
 	bqueue_free(l->q_ready);
@@ -55,6 +70,7 @@ line *line_new(const config *cfg, char **err)
 	char *why = NULL, *dberr = NULL, *sen_group = NULL;
 
 	g_mutex_init(&l->stats_lock);
+	l->events = g_async_queue_new_full(line_event_free);
 	if (line_read_config(l, cfg, err) < 0)
 		goto fail;
 	/* The stages below say what is wrong with a setting; here, where the
@@ -775,13 +791,30 @@ static void event(line *l, const char *kind, const char *fmt, ...)
 	g_free(msg);
 }
 
+void line_post_event(line *l, const char *kind, const char *fmt, ...)
+{
+	struct line_event *e = g_new(struct line_event, 1);
+	va_list ap;
+
+	va_start(ap, fmt);
+	e->kind = g_strdup(kind);
+	e->message = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	g_async_queue_push(l->events, e);
+}
+
 /* Camera down/up and pipeline faults as rows in the events table. Polled,
  * so a restart quicker than one poll still shows as down then up (the
  * restart counter moved). */
 static void watch_devices(line *l, struct device_watch *w)
 {
 	struct sensor_stats ss;
+	struct line_event *e;
 
+	while ((e = g_async_queue_try_pop(l->events))) {
+		db_event(l->db, e->kind, e->message);
+		line_event_free(e);
+	}
 	for (int i = 0; i < l->ncameras; i++) {
 		struct capture_stats cs;
 		const char *name = l->cameras[i].name;
