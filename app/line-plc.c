@@ -17,6 +17,8 @@ struct plc_state {
 	GQueue outstanding;      /* struct outstanding *, trigger order */
 	GQueue pending;          /* struct vigil_part * whose result awaits the PLC */
 	GQueue overflow;         /* parts waiting for room in q_log */
+	GQueue stale;            /* struct outstanding * of a PLC session that
+				  * ended (new_session): logged, never presented */
 	uint16_t last_trigger;
 	gboolean have_trigger;
 	uint64_t next_seq;
@@ -194,6 +196,72 @@ static void watch_database(line *l, struct plc_state *s)
 
 /* ---- triggers ---- */
 
+/* How far the trigger counter may go back across the wrap (65535 -> 1 is
+ * one step) and still be a step forwards, missed triggers and all; any
+ * other step back is a restarted PLC program (docs/plc.md). A PLC that
+ * waits for trigger_seen misses none. */
+#define WRAP_STEPS 256
+
+/* The PLC program restarted: its counter went to 0, or back. Nothing of
+ * its previous session is presented as new: the result up now is taken
+ * down (valid 0, counter kept, so the next result is a change whatever
+ * the PLC remembers); the results waiting behind it, and the verdicts of
+ * parts still in inspection when they come, are logged as never sent
+ * (line_log_not_sent). No trigger counts as missed and no frame is
+ * skipped: the restarted program did not trigger the camera for the
+ * counters it skipped. */
+static void new_session(line *l, struct plc_state *s, uint16_t counter)
+{
+	unsigned dropped = 0;
+	GList *it, *next;
+
+	while (!g_queue_is_empty(&s->pending)) {
+		struct vigil_part *p = g_queue_pop_head(&s->pending);
+		struct outstanding *o = find_outstanding(s, p->seq);
+
+		if (o) {
+			g_queue_remove(&s->outstanding, o);
+			g_free(o);
+		}
+		line_log_not_sent(l, p);
+		hand_to_log(l, s, p);
+		dropped++;
+	}
+	for (it = s->outstanding.head; it; it = next) {
+		struct outstanding *o = it->data;
+
+		next = it->next;
+		if (o->failsafe_sent)
+			continue; /* the PLC had its result: take_verdict logs the late verdict */
+		g_queue_unlink(&s->outstanding, it);
+		dropped++;
+		if (o->part)
+			g_queue_push_tail_link(&s->stale, it); /* its verdict is to come */
+		else
+			g_list_free_full(it, g_free);
+	}
+	/* An acknowledged result is the PLC's (advance_results takes it down). */
+	if (s->have_cur && s->ack != s->cur.counter) {
+		if (s->cur_part) {
+			/* Committed, never written: the PLC never saw it. */
+			line_log_not_sent(l, s->cur_part);
+			hand_to_log(l, s, s->cur_part);
+			s->cur_part = NULL;
+		}
+		s->cur_fs_ticket = 0;
+		s->have_cur = FALSE;
+		s->cur.valid = 0;
+		s->clear_valid = TRUE;
+		dropped++;
+	}
+	g_warning("PLC trigger counter went from %u to %u: the PLC program restarted; new "
+		  "session, %u result(s) of the previous one taken down or never sent",
+		  s->last_trigger, counter, dropped);
+	line_post_event(l, "plc-restart", "PLC trigger counter went from %u to %u: new PLC "
+			"session; %u result(s) of the previous one taken down or never sent",
+			s->last_trigger, counter, dropped);
+}
+
 static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger *t)
 {
 	uint16_t delta;
@@ -206,15 +274,25 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 		s->last_trigger = t->counter;
 		return;
 	}
-	if (t->counter == s->last_trigger || t->counter == 0 || g_atomic_int_get(&l->stop_triggers))
+	if (t->counter == s->last_trigger || g_atomic_int_get(&l->stop_triggers))
 		return;
-	/* Counters run 1..65535; 0 only before the first trigger. */
-	delta = t->counter > s->last_trigger ? t->counter - s->last_trigger
-					     : (uint16_t)(t->counter + 65535 - s->last_trigger);
-	if (s->last_trigger == 0)
+	/* Counters run 1..65535, then 1 again; 0 only before the first
+	 * trigger of a session. */
+	if (t->counter == 0 ||
+	    (t->counter < s->last_trigger && t->counter + 65535 - s->last_trigger > WRAP_STEPS)) {
+		new_session(l, s, t->counter);
+		s->last_trigger = t->counter;
+		if (t->counter == 0)
+			return;
+		delta = 1; /* the first part of the new session we see */
+	} else if (s->last_trigger == 0) {
 		/* As a server we start with zeroed registers: the first counter
 		 * the PLC writes is its first part for us, whatever its value. */
 		delta = plc_link_role(l->plc) == PLC_ROLE_SERVER ? 1 : t->counter;
+	} else {
+		delta = t->counter > s->last_trigger ? t->counter - s->last_trigger
+						     : (uint16_t)(t->counter + 65535 - s->last_trigger);
+	}
 	if (delta > 1) {
 		g_warning("PLC trigger counter jumped from %u to %u: %u trigger(s) missed",
 			  s->last_trigger, t->counter, delta - 1);
@@ -335,12 +413,30 @@ static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 	g_queue_push_tail(&s->pending, p);
 }
 
+/* A verdict from inspection; one for a part of an earlier PLC session
+ * (new_session) is logged and goes no further. */
+static void collect_verdict(line *l, struct plc_state *s, struct vigil_part *p)
+{
+	for (GList *it = s->stale.head; it; it = it->next) {
+		struct outstanding *o = it->data;
+
+		if (o->seq == p->seq) {
+			g_queue_delete_link(&s->stale, it);
+			g_free(o);
+			line_log_not_sent(l, p);
+			hand_to_log(l, s, p);
+			return;
+		}
+	}
+	take_verdict(l, s, p);
+}
+
 static void collect_verdicts(line *l, struct plc_state *s)
 {
 	void *item;
 
 	while (bqueue_pop(l->q_results, &item, 0) == 0)
-		take_verdict(l, s, item);
+		collect_verdict(l, s, item);
 }
 
 /* ---- results ---- */
@@ -664,6 +760,7 @@ gpointer line_plc_thread(gpointer data)
 	g_queue_init(&s.outstanding);
 	g_queue_init(&s.pending);
 	g_queue_init(&s.overflow);
+	g_queue_init(&s.stale);
 	s.started_us = vigil_now_us();
 	/* No job changes before this thread asks for one. */
 	s.job = l->run_job;
@@ -703,7 +800,7 @@ gpointer line_plc_thread(gpointer data)
 				g_usleep(COMMIT_POLL_US);
 		} else if (bqueue_pop(l->q_results, &item, s.awaiting_commit ? COMMIT_POLL_US
 					: (int64_t)l->poll_ms * 1000) == 0) {
-			take_verdict(l, &s, item);
+			collect_verdict(l, &s, item);
 		}
 	}
 	report_untaken(l, &s);
@@ -712,6 +809,7 @@ gpointer line_plc_thread(gpointer data)
 	while (!g_queue_is_empty(&s.overflow))
 		bqueue_push(l->q_log, g_queue_pop_head(&s.overflow), -1);
 	g_queue_clear_full(&s.outstanding, g_free);
+	g_queue_clear_full(&s.stale, g_free);
 	while (!g_queue_is_empty(&s.pending))
 		bqueue_push(l->q_log, g_queue_pop_head(&s.pending), -1);
 	if (plc_link_connected(l->plc)) {
