@@ -41,7 +41,12 @@ struct plc_state {
 	gboolean status_written;
 	int64_t next_status_us, next_connect_us, started_us;
 	int backoff_ms;
-	gboolean was_connected, plc_silent;
+	int64_t connected_us;    /* when the link last connected */
+	gboolean link_open;      /* connected, as far as this thread knows */
+	gboolean link_up;        /* a request succeeded on this connection */
+	gboolean link_down;      /* its loss was reported (warning, event) */
+	int link_error;          /* the failed read that closed it, if one did */
+	gboolean plc_silent;
 
 	int job;                 /* job the inspection thread runs, 0 = [model] */
 	uint16_t job_select;     /* the PLC's job_select as last seen */
@@ -621,11 +626,15 @@ static void make_status(line *l, struct plc_state *s, int64_t now, struct plc_st
 				  (int64_t)l->plc_peer_timeout_ms * 1000;
 
 		if (silent != s->plc_silent) {
-			if (silent)
+			if (silent) {
 				g_warning("PLC stopped polling: no request for %d ms (inspection and "
 					  "logging go on)", l->plc_peer_timeout_ms);
-			else
+				line_post_event(l, "plc-silent", "PLC stopped polling: no request "
+						"for %d ms", l->plc_peer_timeout_ms);
+			} else {
 				g_message("PLC polling again");
+				line_post_event(l, "plc-polling", "PLC polling again");
+			}
 			s->plc_silent = silent;
 		}
 		if (silent) {
@@ -672,39 +681,95 @@ static void update_status(line *l, struct plc_state *s, int64_t now)
 	}
 }
 
+/* "host:port" or "device@baud", for messages. */
+static char *link_name(line *l)
+{
+	if (l->plc_cfg.transport == PLC_TRANSPORT_RTU)
+		return g_strdup_printf("%s@%d", l->plc_cfg.device, l->plc_cfg.baud);
+	return g_strdup_printf("%s:%d", l->plc_cfg.host, l->plc_cfg.port);
+}
+
+/* Once per loss, not per attempt: a warning and a plc-link-down event. */
+static void report_down(line *l, struct plc_state *s, int rc, const char *what)
+{
+	char *name;
+
+	if (s->link_down)
+		return;
+	s->link_down = TRUE;
+	name = link_name(l);
+	g_warning("PLC %s: %s: %s (retrying, backoff up to %d ms)", name, what, plc_strerror(rc),
+		  l->plc_reconnect_max_ms);
+	line_post_event(l, "plc-link-down", "PLC %s: %s: %s", name, what, plc_strerror(rc));
+	g_free(name);
+}
+
+/* A request succeeded: the link is up (vigil_plc_link_up), and if its loss
+ * was reported, its return is. */
+static void link_works(line *l, struct plc_state *s)
+{
+	gboolean server = plc_link_role(l->plc) == PLC_ROLE_SERVER;
+	char *name;
+
+	if (s->link_up)
+		return;
+	s->link_up = TRUE;
+	name = link_name(l);
+	if (s->link_down) {
+		g_message("PLC %s: link up again", name);
+		line_post_event(l, "plc-link-up", "PLC %s: link up again", name);
+		s->link_down = FALSE;
+	} else {
+		g_message("PLC %s: %s (%s)", name, server ? "serving" : "connected",
+			  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? "rtu" : "tcp");
+	}
+	g_free(name);
+}
+
+/* Exponential backoff, capped: a PLC that is down is not hammered, one
+ * that comes back is found within the cap. */
+static void back_off(line *l, struct plc_state *s, int64_t now)
+{
+	s->backoff_ms = s->backoff_ms ? MIN(s->backoff_ms * 2, l->plc_reconnect_max_ms)
+				      : l->plc_reconnect_min_ms;
+	s->next_connect_us = now + (int64_t)s->backoff_ms * 1000;
+}
+
 static void keep_connected(line *l, struct plc_state *s, int64_t now)
 {
 	int rc;
 
-	if (plc_link_connected(l->plc) || now < s->next_connect_us)
+	if (plc_link_connected(l->plc))
+		return;
+	if (s->link_open) {
+		/* A failed request closed it. Every failure backs off, a
+		 * connection that did not work for reconnect_max_ms included:
+		 * a peer that accepts and drops at once is otherwise connected
+		 * to again on every poll. Only a link that held that long is
+		 * tried again at once. */
+		s->link_open = FALSE;
+		if (s->link_up && now - s->connected_us >= (int64_t)l->plc_reconnect_max_ms * 1000) {
+			s->backoff_ms = 0;
+			s->next_connect_us = now;
+		} else {
+			back_off(l, s, now);
+		}
+		report_down(l, s, s->link_error ? s->link_error : -ECONNRESET,
+			    s->link_up ? "link lost" : "connection closed before any exchange");
+		s->link_up = FALSE;
+	}
+	if (now < s->next_connect_us)
 		return;
 	rc = plc_link_connect(l->plc);
 	if (rc < 0) {
-		/* Exponential backoff, capped: a PLC that is down is not
-		 * hammered, one that comes back is found within the cap. */
-		s->backoff_ms = s->backoff_ms ? MIN(s->backoff_ms * 2, l->plc_reconnect_max_ms)
-					      : l->plc_reconnect_min_ms;
-		if (s->was_connected || s->next_connect_us == 0)
-			g_warning("PLC %s%s%d: cannot %s: %s (retrying, backoff up to %d ms)",
-				  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? l->plc_cfg.device
-									   : l->plc_cfg.host,
-				  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? "@" : ":",
-				  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? l->plc_cfg.baud
-									   : l->plc_cfg.port,
-				  plc_link_role(l->plc) == PLC_ROLE_SERVER ? "listen" : "connect",
-				  plc_strerror(rc), l->plc_reconnect_max_ms);
-		s->was_connected = FALSE;
-		s->next_connect_us = now + (int64_t)s->backoff_ms * 1000;
+		back_off(l, s, now);
+		report_down(l, s, rc, plc_link_role(l->plc) == PLC_ROLE_SERVER ? "cannot listen"
+									       : "cannot connect");
 		return;
 	}
-	g_message("PLC %s%s%d: %s (%s)",
-		  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? l->plc_cfg.device : l->plc_cfg.host,
-		  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? "@" : ":",
-		  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? l->plc_cfg.baud : l->plc_cfg.port,
-		  plc_link_role(l->plc) == PLC_ROLE_SERVER ? "serving" : "connected",
-		  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? "rtu" : "tcp");
-	s->was_connected = TRUE;
-	s->backoff_ms = 0;
+	s->link_open = TRUE;
+	s->connected_us = now;
+	s->link_error = 0;
 	s->next_status_us = 0;
 	s->status_written = FALSE;
 	/* The PLC may have lost our last writes (or restarted): present the
@@ -773,9 +838,19 @@ gpointer line_plc_thread(gpointer data)
 		gboolean idle;
 
 		keep_connected(l, &s, now);
-		g_atomic_int_set(&l->plc_up, plc_link_connected(l->plc));
-		if (plc_link_connected(l->plc) && plc_read_trigger(l->plc, &t) == 0)
-			take_triggers(l, &s, &t);
+		if (plc_link_connected(l->plc)) {
+			int rc = plc_read_trigger(l->plc, &t);
+
+			if (rc == 0) {
+				link_works(l, &s);
+				take_triggers(l, &s, &t);
+			} else {
+				s.link_error = rc;
+			}
+		}
+		/* Up once a request has worked on this connection, not merely
+		 * connected (docs/operations.md, vigil_plc_link_up). */
+		g_atomic_int_set(&l->plc_up, plc_link_connected(l->plc) && s.link_up);
 		take_job_reports(l, &s);
 		collect_verdicts(l, &s);
 		advance_results(l, &s, vigil_now_us());
