@@ -285,12 +285,13 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 	 * trigger of a session. */
 	if (t->counter == 0 ||
 	    (t->counter < s->last_trigger && t->counter + 65535 - s->last_trigger > WRAP_STEPS)) {
+		/* The new session starts as vigild's own start does. */
 		new_session(l, s, t->counter);
-		s->last_trigger = t->counter;
+		s->last_trigger = 0;
 		if (t->counter == 0)
 			return;
-		delta = 1; /* the first part of the new session we see */
-	} else if (s->last_trigger == 0) {
+	}
+	if (s->last_trigger == 0) {
 		/* As a server we start with zeroed registers: the first counter
 		 * the PLC writes is its first part for us, whatever its value. */
 		delta = plc_link_role(l->plc) == PLC_ROLE_SERVER ? 1 : t->counter;
