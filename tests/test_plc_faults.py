@@ -4,9 +4,10 @@
 simulated parts and asserts behaviour; the only time bounds are generous
 failure bounds, never speed:
 
-  restart      vigild in the server role; the PLC counts across the wrap
-               (65533 .. 65535, 1, 2), leaves its last result unacknowledged,
-               restarts its program (writes 0, counts again from 1), then
+  restart      vigild in the server role (restart-client: the client role);
+               the PLC counts across the wrap (65533 .. 65535, 1, 2), leaves
+               its last result unacknowledged, restarts its program
+               (writes 0, counts again from 1), then
                restarts again without writing 0 (a step backwards). Each
                restart is a new PLC session: no trigger counted as missed,
                no frame skipped (every later part gets the model's verdict,
@@ -118,8 +119,23 @@ def run_part(plc, counter, pid, ack=True):
     return r
 
 
-def scenario_restart(env):
-    v, plc = start_server_role(env, config(env, "server", plc_extra="peer_timeout_ms = 600000\n"))
+def start_client_role(env, conf, plc):
+    v = Vigild(env["build"], conf, os.path.join(env["tmp"], "vigild.log"))
+    wait_for("ready", lambda: not v.running() or plc.status()[1] & ST_READY, 60)
+    if not v.running():
+        fail("vigild exited:\n" + v.text())
+    return v
+
+
+def scenario_restart(env, role):
+    conf = config(env, role, plc_extra="peer_timeout_ms = 600000\n")
+    if role == "server":
+        v, plc = start_server_role(env, conf)
+    else:
+        # The counter the PLC shows when vigild connects was raised before.
+        plc = ServerPLC(env["port"])
+        plc.write(TRIG, [65532, 0, 0])
+        v = start_client_role(env, conf, plc)
     got = []
     # A session that runs across the wrap: 65535 -> 1 is one step.
     for i, counter in enumerate((65533, 65534, 65535, 1, 2)):
@@ -326,7 +342,8 @@ def scenario_silent(env):
 
 
 SCENARIOS = {
-    "restart": scenario_restart,
+    "restart": lambda env: scenario_restart(env, "server"),
+    "restart-client": lambda env: scenario_restart(env, "client"),
     "grace": scenario_grace,
     "accept-drop": scenario_accept_drop,
     "silent": scenario_silent,
