@@ -212,9 +212,9 @@ static void watch_database(line *l, struct plc_state *s)
  * down (valid 0, counter kept, so the next result is a change whatever
  * the PLC remembers); the results waiting behind it, and the verdicts of
  * parts still in inspection when they come, are logged as never sent
- * (line_log_not_sent). No trigger counts as missed and no frame is
- * skipped: the restarted program did not trigger the camera for the
- * counters it skipped. */
+ * (line_log_not_sent). No counter of the previous session counts as
+ * missed or skips a frame: the restarted program did not trigger the
+ * camera for them. */
 static void new_session(line *l, struct plc_state *s, uint16_t counter)
 {
 	unsigned dropped = 0;
