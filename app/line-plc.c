@@ -17,6 +17,8 @@ struct plc_state {
 	GQueue outstanding;      /* struct outstanding *, trigger order */
 	GQueue pending;          /* struct vigil_part * whose result awaits the PLC */
 	GQueue overflow;         /* parts waiting for room in q_log */
+	GQueue stale;            /* struct outstanding * of a PLC session that
+				  * ended (new_session): logged, never presented */
 	uint16_t last_trigger;
 	gboolean have_trigger;
 	uint64_t next_seq;
@@ -39,7 +41,12 @@ struct plc_state {
 	gboolean status_written;
 	int64_t next_status_us, next_connect_us, started_us;
 	int backoff_ms;
-	gboolean was_connected, plc_silent;
+	int64_t connected_us;    /* when the link last connected */
+	gboolean link_open;      /* connected, as far as this thread knows */
+	gboolean link_up;        /* a request succeeded on this connection */
+	gboolean link_down;      /* its loss was reported (warning, event) */
+	int link_error;          /* the failed read that closed it, if one did */
+	gboolean plc_silent;
 
 	int job;                 /* job the inspection thread runs, 0 = [model] */
 	uint16_t job_select;     /* the PLC's job_select as last seen */
@@ -194,6 +201,72 @@ static void watch_database(line *l, struct plc_state *s)
 
 /* ---- triggers ---- */
 
+/* How far the trigger counter may go back across the wrap (65535 -> 1 is
+ * one step) and still be a step forwards, missed triggers and all; any
+ * other step back is a restarted PLC program (docs/plc.md). A PLC that
+ * waits for trigger_seen misses none. */
+#define WRAP_STEPS 256
+
+/* The PLC program restarted: its counter went to 0, or back. Nothing of
+ * its previous session is presented as new: the result up now is taken
+ * down (valid 0, counter kept, so the next result is a change whatever
+ * the PLC remembers); the results waiting behind it, and the verdicts of
+ * parts still in inspection when they come, are logged as never sent
+ * (line_log_not_sent). No counter of the previous session counts as
+ * missed or skips a frame: the restarted program did not trigger the
+ * camera for them. */
+static void new_session(line *l, struct plc_state *s, uint16_t counter)
+{
+	unsigned dropped = 0;
+	GList *it, *next;
+
+	while (!g_queue_is_empty(&s->pending)) {
+		struct vigil_part *p = g_queue_pop_head(&s->pending);
+		struct outstanding *o = find_outstanding(s, p->seq);
+
+		if (o) {
+			g_queue_remove(&s->outstanding, o);
+			g_free(o);
+		}
+		line_log_not_sent(l, p);
+		hand_to_log(l, s, p);
+		dropped++;
+	}
+	for (it = s->outstanding.head; it; it = next) {
+		struct outstanding *o = it->data;
+
+		next = it->next;
+		if (o->failsafe_sent)
+			continue; /* the PLC had its result: take_verdict logs the late verdict */
+		g_queue_unlink(&s->outstanding, it);
+		dropped++;
+		if (o->part)
+			g_queue_push_tail_link(&s->stale, it); /* its verdict is to come */
+		else
+			g_list_free_full(it, g_free);
+	}
+	/* An acknowledged result is the PLC's (advance_results takes it down). */
+	if (s->have_cur && s->ack != s->cur.counter) {
+		if (s->cur_part) {
+			/* Committed, never written: the PLC never saw it. */
+			line_log_not_sent(l, s->cur_part);
+			hand_to_log(l, s, s->cur_part);
+			s->cur_part = NULL;
+		}
+		s->cur_fs_ticket = 0;
+		s->have_cur = FALSE;
+		s->cur.valid = 0;
+		s->clear_valid = TRUE;
+		dropped++;
+	}
+	g_warning("PLC trigger counter went from %u to %u: the PLC program restarted; new "
+		  "session, %u result(s) of the previous one taken down or never sent",
+		  s->last_trigger, counter, dropped);
+	line_post_event(l, "plc-restart", "PLC trigger counter went from %u to %u: new PLC "
+			"session; %u result(s) of the previous one taken down or never sent",
+			s->last_trigger, counter, dropped);
+}
+
 static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger *t)
 {
 	uint16_t delta;
@@ -206,15 +279,26 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 		s->last_trigger = t->counter;
 		return;
 	}
-	if (t->counter == s->last_trigger || t->counter == 0 || g_atomic_int_get(&l->stop_triggers))
+	if (t->counter == s->last_trigger || g_atomic_int_get(&l->stop_triggers))
 		return;
-	/* Counters run 1..65535; 0 only before the first trigger. */
-	delta = t->counter > s->last_trigger ? t->counter - s->last_trigger
-					     : (uint16_t)(t->counter + 65535 - s->last_trigger);
-	if (s->last_trigger == 0)
+	/* Counters run 1..65535, then 1 again; 0 only before the first
+	 * trigger of a session. */
+	if (t->counter == 0 ||
+	    (t->counter < s->last_trigger && t->counter + 65535 - s->last_trigger > WRAP_STEPS)) {
+		/* The new session starts as vigild's own start does. */
+		new_session(l, s, t->counter);
+		s->last_trigger = 0;
+		if (t->counter == 0)
+			return;
+	}
+	if (s->last_trigger == 0) {
 		/* As a server we start with zeroed registers: the first counter
 		 * the PLC writes is its first part for us, whatever its value. */
 		delta = plc_link_role(l->plc) == PLC_ROLE_SERVER ? 1 : t->counter;
+	} else {
+		delta = t->counter > s->last_trigger ? t->counter - s->last_trigger
+						     : (uint16_t)(t->counter + 65535 - s->last_trigger);
+	}
 	if (delta > 1) {
 		g_warning("PLC trigger counter jumped from %u to %u: %u trigger(s) missed",
 			  s->last_trigger, t->counter, delta - 1);
@@ -335,12 +419,30 @@ static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 	g_queue_push_tail(&s->pending, p);
 }
 
+/* A verdict from inspection; one for a part of an earlier PLC session
+ * (new_session) is logged and goes no further. */
+static void collect_verdict(line *l, struct plc_state *s, struct vigil_part *p)
+{
+	for (GList *it = s->stale.head; it; it = it->next) {
+		struct outstanding *o = it->data;
+
+		if (o->seq == p->seq) {
+			g_queue_delete_link(&s->stale, it);
+			g_free(o);
+			line_log_not_sent(l, p);
+			hand_to_log(l, s, p);
+			return;
+		}
+	}
+	take_verdict(l, s, p);
+}
+
 static void collect_verdicts(line *l, struct plc_state *s)
 {
 	void *item;
 
 	while (bqueue_pop(l->q_results, &item, 0) == 0)
-		take_verdict(l, s, item);
+		collect_verdict(l, s, item);
 }
 
 /* ---- results ---- */
@@ -525,11 +627,15 @@ static void make_status(line *l, struct plc_state *s, int64_t now, struct plc_st
 				  (int64_t)l->plc_peer_timeout_ms * 1000;
 
 		if (silent != s->plc_silent) {
-			if (silent)
+			if (silent) {
 				g_warning("PLC stopped polling: no request for %d ms (inspection and "
 					  "logging go on)", l->plc_peer_timeout_ms);
-			else
+				line_post_event(l, "plc-silent", "PLC stopped polling: no request "
+						"for %d ms", l->plc_peer_timeout_ms);
+			} else {
 				g_message("PLC polling again");
+				line_post_event(l, "plc-polling", "PLC polling again");
+			}
 			s->plc_silent = silent;
 		}
 		if (silent) {
@@ -576,39 +682,95 @@ static void update_status(line *l, struct plc_state *s, int64_t now)
 	}
 }
 
+/* "host:port" or "device@baud", for messages. */
+static char *link_name(line *l)
+{
+	if (l->plc_cfg.transport == PLC_TRANSPORT_RTU)
+		return g_strdup_printf("%s@%d", l->plc_cfg.device, l->plc_cfg.baud);
+	return g_strdup_printf("%s:%d", l->plc_cfg.host, l->plc_cfg.port);
+}
+
+/* Once per loss, not per attempt: a warning and a plc-link-down event. */
+static void report_down(line *l, struct plc_state *s, int rc, const char *what)
+{
+	char *name;
+
+	if (s->link_down)
+		return;
+	s->link_down = TRUE;
+	name = link_name(l);
+	g_warning("PLC %s: %s: %s (retrying, backoff up to %d ms)", name, what, plc_strerror(rc),
+		  l->plc_reconnect_max_ms);
+	line_post_event(l, "plc-link-down", "PLC %s: %s: %s", name, what, plc_strerror(rc));
+	g_free(name);
+}
+
+/* A request succeeded: the link is up (vigil_plc_link_up), and if its loss
+ * was reported, its return is. */
+static void link_works(line *l, struct plc_state *s)
+{
+	gboolean server = plc_link_role(l->plc) == PLC_ROLE_SERVER;
+	char *name;
+
+	if (s->link_up)
+		return;
+	s->link_up = TRUE;
+	name = link_name(l);
+	if (s->link_down) {
+		g_message("PLC %s: link up again", name);
+		line_post_event(l, "plc-link-up", "PLC %s: link up again", name);
+		s->link_down = FALSE;
+	} else {
+		g_message("PLC %s: %s (%s)", name, server ? "serving" : "connected",
+			  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? "rtu" : "tcp");
+	}
+	g_free(name);
+}
+
+/* Exponential backoff, capped: a PLC that is down is not hammered, one
+ * that comes back is found within the cap. */
+static void back_off(line *l, struct plc_state *s, int64_t now)
+{
+	s->backoff_ms = s->backoff_ms ? MIN(s->backoff_ms * 2, l->plc_reconnect_max_ms)
+				      : l->plc_reconnect_min_ms;
+	s->next_connect_us = now + (int64_t)s->backoff_ms * 1000;
+}
+
 static void keep_connected(line *l, struct plc_state *s, int64_t now)
 {
 	int rc;
 
-	if (plc_link_connected(l->plc) || now < s->next_connect_us)
+	if (plc_link_connected(l->plc))
+		return;
+	if (s->link_open) {
+		/* A failed request closed it. Every failure backs off, a
+		 * connection that did not work for reconnect_max_ms included:
+		 * a peer that accepts and drops at once is otherwise connected
+		 * to again on every poll. Only a link that held that long is
+		 * tried again at once. */
+		s->link_open = FALSE;
+		if (s->link_up && now - s->connected_us >= (int64_t)l->plc_reconnect_max_ms * 1000) {
+			s->backoff_ms = 0;
+			s->next_connect_us = now;
+		} else {
+			back_off(l, s, now);
+		}
+		report_down(l, s, s->link_error ? s->link_error : -ECONNRESET,
+			    s->link_up ? "link lost" : "connection closed before any exchange");
+		s->link_up = FALSE;
+	}
+	if (now < s->next_connect_us)
 		return;
 	rc = plc_link_connect(l->plc);
 	if (rc < 0) {
-		/* Exponential backoff, capped: a PLC that is down is not
-		 * hammered, one that comes back is found within the cap. */
-		s->backoff_ms = s->backoff_ms ? MIN(s->backoff_ms * 2, l->plc_reconnect_max_ms)
-					      : l->plc_reconnect_min_ms;
-		if (s->was_connected || s->next_connect_us == 0)
-			g_warning("PLC %s%s%d: cannot %s: %s (retrying, backoff up to %d ms)",
-				  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? l->plc_cfg.device
-									   : l->plc_cfg.host,
-				  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? "@" : ":",
-				  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? l->plc_cfg.baud
-									   : l->plc_cfg.port,
-				  plc_link_role(l->plc) == PLC_ROLE_SERVER ? "listen" : "connect",
-				  plc_strerror(rc), l->plc_reconnect_max_ms);
-		s->was_connected = FALSE;
-		s->next_connect_us = now + (int64_t)s->backoff_ms * 1000;
+		back_off(l, s, now);
+		report_down(l, s, rc, plc_link_role(l->plc) == PLC_ROLE_SERVER ? "cannot listen"
+									       : "cannot connect");
 		return;
 	}
-	g_message("PLC %s%s%d: %s (%s)",
-		  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? l->plc_cfg.device : l->plc_cfg.host,
-		  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? "@" : ":",
-		  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? l->plc_cfg.baud : l->plc_cfg.port,
-		  plc_link_role(l->plc) == PLC_ROLE_SERVER ? "serving" : "connected",
-		  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? "rtu" : "tcp");
-	s->was_connected = TRUE;
-	s->backoff_ms = 0;
+	s->link_open = TRUE;
+	s->connected_us = now;
+	s->link_error = 0;
 	s->next_status_us = 0;
 	s->status_written = FALSE;
 	/* The PLC may have lost our last writes (or restarted): present the
@@ -664,6 +826,7 @@ gpointer line_plc_thread(gpointer data)
 	g_queue_init(&s.outstanding);
 	g_queue_init(&s.pending);
 	g_queue_init(&s.overflow);
+	g_queue_init(&s.stale);
 	s.started_us = vigil_now_us();
 	/* No job changes before this thread asks for one. */
 	s.job = l->run_job;
@@ -676,9 +839,19 @@ gpointer line_plc_thread(gpointer data)
 		gboolean idle;
 
 		keep_connected(l, &s, now);
-		g_atomic_int_set(&l->plc_up, plc_link_connected(l->plc));
-		if (plc_link_connected(l->plc) && plc_read_trigger(l->plc, &t) == 0)
-			take_triggers(l, &s, &t);
+		if (plc_link_connected(l->plc)) {
+			int rc = plc_read_trigger(l->plc, &t);
+
+			if (rc == 0) {
+				link_works(l, &s);
+				take_triggers(l, &s, &t);
+			} else {
+				s.link_error = rc;
+			}
+		}
+		/* Up once a request has worked on this connection, not merely
+		 * connected (docs/operations.md, vigil_plc_link_up). */
+		g_atomic_int_set(&l->plc_up, plc_link_connected(l->plc) && s.link_up);
 		take_job_reports(l, &s);
 		collect_verdicts(l, &s);
 		advance_results(l, &s, vigil_now_us());
@@ -703,7 +876,7 @@ gpointer line_plc_thread(gpointer data)
 				g_usleep(COMMIT_POLL_US);
 		} else if (bqueue_pop(l->q_results, &item, s.awaiting_commit ? COMMIT_POLL_US
 					: (int64_t)l->poll_ms * 1000) == 0) {
-			take_verdict(l, &s, item);
+			collect_verdict(l, &s, item);
 		}
 	}
 	report_untaken(l, &s);
@@ -712,6 +885,7 @@ gpointer line_plc_thread(gpointer data)
 	while (!g_queue_is_empty(&s.overflow))
 		bqueue_push(l->q_log, g_queue_pop_head(&s.overflow), -1);
 	g_queue_clear_full(&s.outstanding, g_free);
+	g_queue_clear_full(&s.stale, g_free);
 	while (!g_queue_is_empty(&s.pending))
 		bqueue_push(l->q_log, g_queue_pop_head(&s.pending), -1);
 	if (plc_link_connected(l->plc)) {

@@ -149,6 +149,10 @@ struct line {
 	volatile gint stop_all;        /* set: PLC thread ends once idle */
 	int64_t grace_end_us;
 
+	/* Events for the database from a thread that must not wait on it
+	 * (struct line_event *, line_post_event); the log thread writes them. */
+	GAsyncQueue *events;
+
 	gint plc_up;                   /* the PLC thread's view of the link, for readers */
 	gint db_fault_up;              /* the database fault as the PLC sees it (status
 					* bit 6 clear), for readers */
@@ -185,6 +189,11 @@ void line_log_not_sent(line *l, struct vigil_part *p);
 /* The database fault for the status word: a failed write, or a result
  * that had to go out before its row was committed. */
 gboolean line_db_fault(line *l);
+
+/* Any thread, without waiting on the database: queues an event (kind and
+ * message copied) that the log thread writes to the events table at its
+ * next look, within 0.2 s; it is stamped then. */
+void line_post_event(line *l, const char *kind, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 
 /* The PLC thread (line-plc.c); data is the line. */
 gpointer line_plc_thread(gpointer data);

@@ -6,6 +6,19 @@
 #include "app/line-private.h"
 #include "core/ring.h"
 
+struct line_event {
+	char *kind, *message;
+};
+
+static void line_event_free(gpointer data)
+{
+	struct line_event *e = data;
+
+	g_free(e->kind);
+	g_free(e->message);
+	g_free(e);
+}
+
 void line_free(line *l)
 {
 	if (!l)
@@ -25,6 +38,8 @@ void line_free(line *l)
 	fusion_sigfeat_free(l->sigfeat);
 	condition_meter_free(l->condition);
 	plc_link_free(l->plc);
+	if (l->events)
+		g_async_queue_unref(l->events);
 	db_close(l->db);
 	bqueue_free(l->q_inspect);
 	bqueue_free(l->q_ready);
@@ -55,6 +70,7 @@ line *line_new(const config *cfg, char **err)
 	char *why = NULL, *dberr = NULL, *sen_group = NULL;
 
 	g_mutex_init(&l->stats_lock);
+	l->events = g_async_queue_new_full(line_event_free);
 	if (line_read_config(l, cfg, err) < 0)
 		goto fail;
 	/* The stages below say what is wrong with a setting; here, where the
@@ -237,14 +253,55 @@ static void ready_part_free(struct ready_part *r)
 }
 
 /* What is left of a wait of timeout_ms counted from p's trigger (0: look
- * once, do not wait); nothing once a stop's grace is over. */
+ * once, do not wait); once stopping, no wait reaches past the grace, so
+ * vigild ends within it. */
 static int64_t wait_left_us(line *l, const struct vigil_part *p, int timeout_ms)
 {
-	int64_t now = vigil_now_us();
+	int64_t end = p->t_trigger_us + (int64_t)timeout_ms * 1000;
 
-	if (g_atomic_int_get(&l->stop_all) && now > l->grace_end_us)
-		return 0;
-	return MAX(p->t_trigger_us + (int64_t)timeout_ms * 1000 - now, 0);
+	if (g_atomic_int_get(&l->stop_all))
+		end = MIN(end, l->grace_end_us);
+	return MAX(end - vigil_now_us(), 0);
+}
+
+/* A stop cannot wake a wait already under way, so the waits go in slices
+ * of at most this, each bounded again by wait_left_us. */
+#define WAIT_SLICE_US 100000
+
+/* Camera c's frame for p, waiting as wait_left_us allows. */
+static int frame_for(line *l, const struct line_camera *c, const struct vigil_part *p,
+		     struct capture_frame **frame)
+{
+	/* A free-running camera's timeout is a tolerance after the trigger
+	 * already; a sequence wait is counted from the part's trigger too,
+	 * so parts queued behind a stall time out at their own deadlines
+	 * rather than one timeout each. */
+	if (c->cfg.mode == CAPTURE_TIMESTAMP)
+		return capture_frame_for(c->cam, p->seq, p->t_trigger_us,
+					 (int64_t)c->frame_timeout_ms * 1000, frame);
+	for (;;) {
+		int64_t left = wait_left_us(l, p, c->frame_timeout_ms);
+		int rc = capture_frame_for(c->cam, p->seq, p->t_trigger_us,
+					   MIN(left, WAIT_SLICE_US), frame);
+
+		if (rc != -ETIMEDOUT || left <= WAIT_SLICE_US)
+			return rc;
+	}
+}
+
+/* p's vibration window, waiting as wait_left_us allows. */
+static int window_for(line *l, const struct vigil_part *p, float *win, unsigned *flags,
+		      int64_t *t_first_ns)
+{
+	for (;;) {
+		int64_t left = wait_left_us(l, p, l->window_timeout_ms), t0 = vigil_now_us();
+		int rc = sensor_window_for(l->sensor, p->seq, p->t_trigger_us,
+					   MIN(left, WAIT_SLICE_US), win, flags, t_first_ns);
+
+		/* A clock-mode source without a sample yet says so at once. */
+		if (rc != -ETIMEDOUT || left <= WAIT_SLICE_US || vigil_now_us() - t0 < WAIT_SLICE_US)
+			return rc;
+	}
 }
 
 /* Waits for the part's frames and vibration window and computes what the
@@ -263,23 +320,15 @@ static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win
 	r->p = p;
 	for (int i = 0; i < l->ncameras; i++) {
 		struct line_camera *c = &l->cameras[i];
-		/* A free-running camera's timeout is a tolerance after the
-		 * trigger already; a sequence wait is counted from the part's
-		 * trigger too, so parts queued behind a stall time out at
-		 * their own deadlines rather than one timeout each. */
-		int64_t wait_us = c->cfg.mode == CAPTURE_TIMESTAMP
-				  ? (int64_t)c->frame_timeout_ms * 1000
-				  : wait_left_us(l, p, c->frame_timeout_ms);
 
-		rc = capture_frame_for(c->cam, p->seq, p->t_trigger_us, wait_us, &r->frames[i]);
+		rc = frame_for(l, c, p, &r->frames[i]);
 		if (rc < 0) {
 			g_warning("part %u: no frame from camera %s: %s", p->part_id, c->name,
 				  rc == -ENOTCONN ? "camera down" : g_strerror(-rc));
 			p->flags |= VIGIL_FLAG_NO_FRAME;
 		}
 	}
-	rc = sensor_window_for(l->sensor, p->seq, p->t_trigger_us,
-			       wait_left_us(l, p, l->window_timeout_ms), win, &wflags, &t_window_ns);
+	rc = window_for(l, p, win, &wflags, &t_window_ns);
 	if (rc < 0 || (wflags & RING_GAP)) {
 		g_warning("part %u: no complete vibration window from %s: %s", p->part_id,
 			  l->sen_name, rc < 0 ? g_strerror(-rc) : "gap in the samples");
@@ -775,13 +824,30 @@ static void event(line *l, const char *kind, const char *fmt, ...)
 	g_free(msg);
 }
 
+void line_post_event(line *l, const char *kind, const char *fmt, ...)
+{
+	struct line_event *e = g_new(struct line_event, 1);
+	va_list ap;
+
+	va_start(ap, fmt);
+	e->kind = g_strdup(kind);
+	e->message = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	g_async_queue_push(l->events, e);
+}
+
 /* Camera down/up and pipeline faults as rows in the events table. Polled,
  * so a restart quicker than one poll still shows as down then up (the
  * restart counter moved). */
 static void watch_devices(line *l, struct device_watch *w)
 {
 	struct sensor_stats ss;
+	struct line_event *e;
 
+	while ((e = g_async_queue_try_pop(l->events))) {
+		db_event(l->db, e->kind, e->message);
+		line_event_free(e);
+	}
 	for (int i = 0; i < l->ncameras; i++) {
 		struct capture_stats cs;
 		const char *name = l->cameras[i].name;

@@ -32,8 +32,8 @@ enum vigil_part_flags {
 	VIGIL_FLAG_DEADLINE = 1 << 7,     /* fail-safe: no verdict by the deadline */
 	VIGIL_FLAG_QUEUE_FULL = 1 << 8,   /* fail-safe: the inspection queue was full */
 	/* Database only: the result never reached the PLC (its result buffer
-	 * was full, or vigild stopped first); the PLC's rule for a missing
-	 * result applies, so the row says reject. */
+	 * was full, the PLC program restarted, or vigild stopped first); the
+	 * PLC's rule for a missing result applies, so the row says reject. */
 	VIGIL_FLAG_NOT_SENT = 1 << 9,
 };
 
