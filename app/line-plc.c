@@ -810,7 +810,7 @@ static void report_untaken(line *l, struct plc_state *s)
 	g_string_append(msg, n == 0 ? " none" : n > 20 ? " ..." : "");
 	if (n || s->have_cur) {
 		g_warning("%s", msg->str);
-		db_event(l->db, "plc-stop", msg->str);
+		line_post_event(l, "plc-stop", "%s", msg->str);
 	}
 	g_string_free(msg, TRUE);
 }

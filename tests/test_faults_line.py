@@ -321,6 +321,12 @@ def main():
     tmp = tempfile.mkdtemp(prefix=f"vigil-faults-{name}-")
     try:
         fn(setup(build, root, tmp, parts, **kw))
+    except SystemExit:
+        log = os.path.join(tmp, "vigild.log")
+        if os.path.exists(log):
+            with open(log) as f:
+                print("vigild's log, last lines:\n" + f.read()[-4000:])
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{name}: OK")
