@@ -217,3 +217,28 @@ def stop_vigild(vigild, plc):
     if rc != 0:
         fail(f"vigild exited with {rc}")
     return text
+
+
+def scenario_main(doc, scenarios, prefix, parts, seed):
+    """The command line of a scenario script (BUILD_DIR SOURCE_ROOT
+    SCENARIO): parts(name) simulated parts in a fresh folder, then
+    scenarios[name](env)."""
+    import os
+    import sys
+    import tempfile
+
+    from linetest import free_port, generate_parts, skip
+    if len(sys.argv) != 4 or sys.argv[3] not in scenarios:
+        print(doc)
+        sys.exit(2)
+    build, root, name = sys.argv[1:]
+    quiet_pymodbus()
+    if not os.path.exists(os.path.join(root, "models", "synthetic-v2", "manifest.ini")):
+        skip("no model package")
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        sim = os.path.join(tmp, "sim")
+        generate_parts(build, sim, parts(name), seed)
+        env = {"tmp": tmp, "build": build, "root": root, "sim": sim, "port": free_port(),
+               "db": os.path.join(tmp, "vigil.db")}
+        scenarios[name](env)
+    print("PASS", name)

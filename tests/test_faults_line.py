@@ -41,7 +41,7 @@ import time
 from linetest import Vigild, camera_section, fail, free_port, generate_parts, line_config
 from plctest import (FL_DEADLINE, FL_FAILSAFE, FL_NO_VIBRATION, FL_NOT_SENT, REJECT, ST_READY,
                      ST_VALID, VERDICT_NAMES, WAIT_S, MasterPLC, ServerPLC, part_id,
-                     quiet_pymodbus, start_vigild, wait_for)
+                     quiet_pymodbus, start_vigild, stop_vigild, wait_for)
 
 ST_RUNNING = 1 << 1
 STRIDE = 2048                      # samples a part (linetest.line_config)
@@ -230,12 +230,7 @@ def scenario_stall(env):
             fail(f"part {p} in the stall: PLC {got[p]}, log {rows[p]}")
     if not any(r[1] & FL_DEADLINE for r in rows.values()):
         fail("no deadline fail-safe in the log")
-    plc.close()
-    rc = v.stop()
-    text = v.text()
-    print(text[-2000:])
-    if rc != 0:
-        fail(f"vigild exited with {rc}")
+    text = stop_vigild(v, plc)
     if "fail-safe rejects by cause:" not in text or "deadline" not in text.split(
             "fail-safe rejects by cause:")[1].splitlines()[0]:
         fail("the summary does not count the fail-safe rejects by cause")
@@ -291,7 +286,7 @@ def scenario_sigterm_buffered(env):
     ok, rows, events = db_rows(env["db"])
     taken = {part_id(first), part_id(r2)}
     presented = part_id(r3)
-    if f"presented, not acknowledged" not in text or f"part {presented})" not in text:
+    if "presented, not acknowledged" not in text or f"part {presented})" not in text:
         fail(f"no warning naming part {presented}, presented and not acknowledged")
     for p in range(700, 704):
         verdict, flags, _ = rows[p]

@@ -35,15 +35,13 @@ import re
 import socket
 import sqlite3
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.request
 
-from linetest import Vigild, camera_section, fail, free_port, generate_parts, line_config, skip
+from linetest import Vigild, camera_section, fail, free_port, line_config
 from plctest import (FL_FAILSAFE, ST_FAULT, ST_READY, ST_VALID, TRIG, MasterPLC,
-                     ServerPLC, part_id, quiet_pymodbus, wait_for)
+                     ServerPLC, part_id, scenario_main, wait_for)
 
 ST_PLC_SILENT, ERR_PLC_SILENT = 1 << 10, 7
 GRACE_S = 5                        # vigild's default --grace-ms
@@ -351,20 +349,7 @@ SCENARIOS = {
 
 
 def main():
-    if len(sys.argv) != 4 or sys.argv[3] not in SCENARIOS:
-        print(__doc__)
-        sys.exit(2)
-    build, root, name = sys.argv[1:]
-    quiet_pymodbus()
-    if not os.path.exists(os.path.join(root, "models", "synthetic-v2", "manifest.ini")):
-        skip("no model package")
-    with tempfile.TemporaryDirectory(prefix="vigil-plc-faults-") as tmp:
-        sim = os.path.join(tmp, "sim")
-        generate_parts(build, sim, 20, 18)
-        env = {"tmp": tmp, "build": build, "root": root, "sim": sim, "port": free_port(),
-               "db": os.path.join(tmp, "vigil.db")}
-        SCENARIOS[name](env)
-    print("PASS", name)
+    scenario_main(__doc__, SCENARIOS, "vigil-plc-faults-", lambda name: 20, 18)
 
 
 if __name__ == "__main__":

@@ -46,16 +46,14 @@ import shutil
 import socket
 import sqlite3
 import struct
-import sys
-import tempfile
 import time
 
-from linetest import Vigild, camera_section, fail, free_port, generate_parts, line_config, skip
+from linetest import Vigild, camera_section, fail, line_config
 from plctest import (ERR_JOB, ERR_PKG_CORRUPT, ERR_PKG_MISSING, FL_FAILSAFE, FL_MODEL_ERROR,
                      FL_NO_FRAME, FL_NOT_SENT, FL_NO_VIBRATION, REJECT, RES, ST_CAMERA_OK, ST_FAULT,
                      ST_JOB_LOADING, ST_JOB_REFUSED, ST_OVERRUN, ST_STOP_LINE, ST_VALID, STAT,
-                     TRIG, WAIT_S, MasterPLC, mbpoll_read, mbpoll_write, part_id, quiet_pymodbus,
-                     start_vigild, stop_vigild, wait_for)
+                     TRIG, WAIT_S, MasterPLC, mbpoll_read, mbpoll_write, part_id,
+                     scenario_main, start_vigild, stop_vigild, wait_for)
 
 
 def config(env, deadline_ms=20000, plc_extra="", elements="", tail="", name="vigild.conf"):
@@ -715,26 +713,16 @@ SCENARIOS = {
 }
 
 
+def parts(name):
+    # job-model raises parts for as long as a package takes to load,
+    # which a busy host stretches (26 parts in its first run, with two
+    # CPU hogs beside it): room for 9 times that before the camera's
+    # images run out and parts turn fail-safe.
+    return 3 if name.startswith("fault") else 240 if name == "job-model" else 60
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[3] not in SCENARIOS:
-        print(__doc__)
-        sys.exit(2)
-    build, root, name = sys.argv[1:]
-    quiet_pymodbus()
-    if not os.path.exists(os.path.join(root, "models", "synthetic-v2", "manifest.ini")):
-        skip("no model package")
-    with tempfile.TemporaryDirectory(prefix="vigil-plc-hs-") as tmp:
-        sim = os.path.join(tmp, "sim")
-        # job-model raises parts for as long as a package takes to load,
-        # which a busy host stretches (26 parts in its first run, with two
-        # CPU hogs beside it): room for 9 times that before the camera's
-        # images run out and parts turn fail-safe.
-        count = 3 if name.startswith("fault") else 240 if name == "job-model" else 60
-        generate_parts(build, sim, count, 5)
-        env = {"tmp": tmp, "build": build, "root": root, "sim": sim, "port": free_port(),
-               "db": os.path.join(tmp, "vigil.db")}
-        SCENARIOS[name](env)
-    print("PASS", name)
+    scenario_main(__doc__, SCENARIOS, "vigil-plc-hs-", parts, 5)
 
 
 if __name__ == "__main__":
