@@ -25,6 +25,12 @@
  * 200 bytes keeps a transaction short enough that readers see rows promptly. */
 #define DB_BATCH_MAX 256
 
+/* The writer connection's page cache, in KiB (PRAGMA cache_size = -N):
+ * SQLite's usual default, now a bound of ours. The writer mostly appends:
+ * the pages it needs again are the right edges of the tables and of the
+ * time index, and the part_id index while part ids rise. */
+#define DB_WRITER_CACHE_KIB 2000
+
 enum db_item_kind {
 	DB_ITEM_INSPECTION,
 	DB_ITEM_EVENT,

@@ -1611,6 +1611,50 @@ static void test_tickets(struct fixture *fx, gconstpointer data)
 				" latency_ms = 1.5 + part_id"), ==, 50);
 }
 
+/* The writer's memory levels off: its page cache (the bulk of what SQLite
+ * holds) stops growing once full, however long the log grows. Rounds of
+ * rows until the file is several times the cache, SQLite's own count of
+ * the memory it holds after each. */
+#define CACHE_ROUNDS 4
+#define CACHE_ROUND_ROWS 10000
+
+static void test_writer_memory_bounded(struct fixture *fx, gconstpointer data)
+{
+	db_log *db = open_ok(fx->path, 4096);
+	int64_t used[CACHE_ROUNDS];
+	int64_t file_kib;
+
+	(void)data;
+	for (int k = 0; k < CACHE_ROUNDS; k++) {
+		for (uint32_t i = 0; i < CACHE_ROUND_ROWS; i++) {
+			struct db_inspection r;
+			char model[64], image[128];
+
+			make_row((uint32_t)k * CACHE_ROUND_ROWS + i, &r, model, sizeof model, image,
+				 sizeof image);
+			g_assert_cmpint(db_submit(db, &r), ==, 0);
+		}
+		wait_settled(db, (uint64_t)(k + 1) * CACHE_ROUND_ROWS);
+		used[k] = sqlite3_memory_used();
+		g_test_message("after %d rows: SQLite holds %" PRId64 " KiB",
+			       (k + 1) * CACHE_ROUND_ROWS, used[k] / 1024);
+	}
+	g_assert_cmpuint(db_rows_failed(db), ==, 0);
+	/* Measured with the writer alone; sql_int opens a connection. */
+	file_kib = sql_int(fx->path, "PRAGMA page_count") * sql_int(fx->path, "PRAGMA page_size") /
+		   1024;
+	db_close(db);
+	g_test_message("file %" PRId64 " KiB", file_kib);
+	/* The rounds outgrew the cache (2,000 KiB, db/db-private.h) ... */
+	g_assert_cmpint(file_kib, >, 3 * 2000);
+	/* ... which SQLite keeps to its bound (plus schema, statements and
+	 * lookaside) ... */
+	for (int k = 0; k < CACHE_ROUNDS; k++)
+		g_assert_cmpint(used[k], <, (2000 + 1024) * 1024);
+	/* ... and no longer grows once full. */
+	g_assert_cmpint(used[CACHE_ROUNDS - 1] - used[1], <, 128 * 1024);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -1648,6 +1692,7 @@ int main(int argc, char **argv)
 	ADD("/db/disk-full", test_disk_full);
 	ADD("/db/spool-closed", test_spool_closed);
 	ADD("/db/tickets", test_tickets);
+	ADD("/db/writer-memory-bounded", test_writer_memory_bounded);
 #undef ADD
 	return g_test_run();
 }
