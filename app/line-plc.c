@@ -59,6 +59,7 @@ struct plc_state {
 	gboolean row_lost;         /* a row could not be queued, none logged since */
 	gboolean awaiting_commit;  /* the next result waits for its row's commit */
 	gboolean queue_full;       /* a part found q_inspect full; latched until one fits */
+	gboolean sources_up;       /* every camera and the vibration source delivered once */
 };
 
 static struct outstanding *find_outstanding(struct plc_state *s, uint64_t seq)
@@ -580,6 +581,32 @@ static void advance_results(line *l, struct plc_state *s, int64_t now)
 
 /* ---- status ---- */
 
+/* Ready means the line can inspect: every camera has delivered a frame and
+ * the vibration source a sample since start. Before that a part would only
+ * be a fail-safe reject of a source still starting (a live camera takes
+ * seconds), so a PLC that waits for ready loses none. Once up, it stays: a
+ * later fault shows in its own bits. */
+static gboolean sources_up(line *l, struct plc_state *s)
+{
+	struct sensor_stats ss;
+
+	if (s->sources_up)
+		return TRUE;
+	for (int i = 0; i < l->ncameras; i++) {
+		struct capture_stats cs;
+
+		capture_camera_stats(l->cameras[i].cam, &cs);
+		if (!cs.frames)
+			return FALSE;
+	}
+	sensor_source_stats(l->sensor, &ss);
+	if (!ss.samples)
+		return FALSE;
+	g_message("line ready: every camera and the vibration source deliver");
+	s->sources_up = TRUE;
+	return TRUE;
+}
+
 static void make_status(line *l, struct plc_state *s, int64_t now, struct plc_status *st)
 {
 	uint16_t error;
@@ -644,6 +671,8 @@ static void make_status(line *l, struct plc_state *s, int64_t now, struct plc_st
 				error = PLC_ERR_PLC_SILENT;
 		}
 	}
+	if (!sources_up(l, s))
+		w &= (uint16_t)~PLC_STATUS_READY;
 	if (g_atomic_int_get(&l->stop_triggers))
 		w &= (uint16_t)~(PLC_STATUS_READY | PLC_STATUS_RUNNING);
 	*st = (struct plc_status){
