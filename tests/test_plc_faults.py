@@ -44,6 +44,7 @@ from plctest import (FL_FAILSAFE, ST_FAULT, ST_READY, ST_VALID, TRIG, MasterPLC,
                      ServerPLC, part_id, scenario_main, wait_for)
 
 ST_PLC_SILENT, ERR_PLC_SILENT = 1 << 10, 7
+ST_RUNNING = 1 << 1
 GRACE_S = 5                        # vigild's default --grace-ms
 STOP_BOUND_S = GRACE_S + 20        # a failure bound: the grace and a generous margin
 
@@ -97,10 +98,12 @@ def stop_within_bound(v):
     return text, took
 
 
-def start_server_role(env, conf):
+def start_server_role(env, conf, bit=ST_READY):
+    """vigild and its PLC once status bit `bit` is up (ready by default:
+    the line can inspect; running: it takes triggers)."""
     v = Vigild(env["build"], conf, os.path.join(env["tmp"], "vigild.log"))
     plc = MasterPLC(env["port"])
-    wait_for("ready", lambda: not v.running() or plc.status()[1] & ST_READY, 60)
+    wait_for(f"status bit {bit:#x}", lambda: not v.running() or plc.status()[1] & bit, 60)
     if not v.running():
         fail("vigild exited:\n" + v.text())
     return v, plc
@@ -206,7 +209,10 @@ restart = never
         f.write(line_config(camera, env["sim"], env["root"], env["port"], env["db"],
                             deadline_ms=60000, window_timeout_ms=20000,
                             plc_extra="mode = server\npeer_timeout_ms = 600000\n"))
-    v, plc = start_server_role(env, conf)
+    # Running, never ready: the camera never delivered (docs/plc.md).
+    v, plc = start_server_role(env, conf, ST_RUNNING)
+    if plc.status()[1] & ST_READY:
+        fail(f"ready with a camera that never delivered: status {plc.status()}")
     for i in range(n):
         plc.trigger(i + 1, 400 + i)
     if plc.result()[8]:
