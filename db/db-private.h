@@ -1,5 +1,8 @@
 /* Private to db/: the log's state and the helpers its files share.
- *   db.c         schema, the writer thread, open/close, submitting
+ *   db.c         open/close, submitting, the counters, shared helpers
+ *   db-schema.c  migrations (user_version), WAL, the integrity check at open
+ *   db-insert.c  the writer's prepared statements and binding items to them
+ *   db-writer.c  the writer thread: batches, the spool while writes fail
  *   db-media.c   the media thread and the file formats it writes
  *   db-retain.c  retention, run by the writer
  *   db-read.c    readers, each on a connection of its own */
@@ -176,6 +179,34 @@ struct db_log {
 
 /* The schema version this build writes. */
 int db__schema_version(void);
+
+/* db-schema.c, at open, before the writer starts. Brings db->conn's schema
+ * to db__schema_version() and sets the connection up for the writer; a
+ * database from a newer build is refused untouched. 0 or DB_ESQLITE with
+ * *err set (malloc). */
+int db__prepare_schema(db_log *db, char **err);
+/* PRAGMA quick_check on path, on a connection of its own: 1 when it passes
+ * or there is no file, 0 when it fails (*why: g_malloc'ed reason), -1 when
+ * it cannot be judged (left to the open to report). */
+int db__check_integrity(const char *path, char **why);
+/* Moves path and its -wal and -shm aside, never deleting them; returns the
+ * new name (g_malloc), or NULL with *err set (malloc). */
+char *db__move_aside(const char *path, char **err);
+
+/* db-insert.c. Prepares and finalizes the statements on db->conn (finalize
+ * takes statements never prepared). */
+int db__prepare_statements(db_log *db);
+void db__finalize_statements(db_log *db);
+/* Writer thread, inside its open transaction: writes one item. Returns the
+ * SQLite code, SQLITE_DONE on success; *used is the statement to reset
+ * (after the caller has read the error), or NULL. */
+int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used);
+
+/* The writer thread (db-writer.c); data is the log. */
+gpointer db__writer_main(gpointer data);
+
+/* A verdict the log stores (accept, reject, marginal); not NONE. */
+bool db__verdict_valid(int v);
 
 /* Sets *err (if err is not NULL) to a malloc'ed message: strings that leave
  * this module go through malloc so that callers free() them. */
