@@ -466,6 +466,28 @@ void db_close(db_log *db)
 	g_free(db);
 }
 
+void db_get_stats(db_log *db, struct db_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!db)
+		return;
+	/* First: the writer stores settled after everything else a batch
+	 * changes (write_items), so what follows includes those rows. */
+	out->settled = atomic_load(&db->settled);
+	out->ok = atomic_load(&db->ok);
+	out->rows_written = atomic_load(&db->rows_written);
+	out->rows_failed = atomic_load(&db->rows_failed);
+	for (int t = 0; t < DB_NTABLES; t++)
+		for (int c = 0; c < DB_NDROP_CAUSES; c++)
+			out->rows_dropped[t][c] = atomic_load(&db->dropped[t][c]);
+	out->spool_depth = atomic_load(&db->spool_depth);
+	out->media_dropped = atomic_load(&db->media_dropped);
+	out->media_written = atomic_load(&db->media_written);
+	out->queue_high_water = db->queue ? bqueue_high_water(db->queue) : 0;
+	out->write_lag_ms = (double)atomic_load(&db->lag_us) / 1000.0;
+	out->write_lag_max_ms = (double)atomic_load(&db->lag_max_us) / 1000.0;
+}
+
 const char *db_table_name(enum db_table table)
 {
 	static const char *const names[DB_NTABLES] = { "inspections", "events", "trend" };
@@ -480,6 +502,7 @@ const char *db_drop_cause_name(enum db_drop_cause cause)
 	return (int)cause >= 0 && cause < DB_NDROP_CAUSES ? names[cause] : "unknown";
 }
 
+/* The single getters: kept until app/ is converted to db_get_stats. */
 uint64_t db_rows_written(db_log *db)
 {
 	return db ? atomic_load(&db->rows_written) : 0;

@@ -229,6 +229,41 @@ void db_close(db_log *db);
 uint64_t db_rows_written(db_log *db);
 uint64_t db_rows_failed(db_log *db);
 
+/* Everything the log counts, in one call: for /metrics, status, benchmarks
+ * and tests. The single getters above (db_settled, db_ok, db_rows_written,
+ * db_rows_failed, db_rows_dropped, db_spool_depth, db_media_written,
+ * db_media_dropped, db_queue_high_water, db_write_lag_ms and
+ * db_write_lag_max_ms) are kept until app/ is converted.
+ *
+ * Any thread, at any time between db_open and db_close; db NULL fills *out
+ * with zeros (ok 0). Each field is read atomically on its own while the
+ * writer goes on, so *out is a snapshot good for counters, not one instant.
+ * What does hold: settled is read first, and the writer moves it last, so
+ * ok and the row counts already include how the rows up to settled went (a
+ * submitter whose ticket <= settled finds its row counted). What does not:
+ * while rows are being dropped, rows_failed may differ from the sum of
+ * rows_dropped by those few; spool_depth and write_lag_ms may belong to a
+ * later batch than the counts; the media counts follow the media thread,
+ * which writes a part's files after its row has settled. Once the writer
+ * and the media thread are idle, all agree. */
+struct db_stats {
+	uint64_t settled;         /* the highest ticket dealt with (db_submit_media) */
+	int ok;                   /* 0 while writes fail, until the spool is written */
+	/* Rows of tables inspections, events and trend (not vibration or media
+	 * rows): committed, and given up for good (the sum of rows_dropped). */
+	uint64_t rows_written, rows_failed;
+	uint64_t rows_dropped[DB_NTABLES][DB_NDROP_CAUSES];
+	size_t spool_depth;       /* items waiting in the spool now */
+	/* Parts whose files were dropped (queue full or write failed), and files
+	 * written. */
+	uint64_t media_dropped, media_written;
+	size_t queue_high_water;  /* the deepest the row queue has been */
+	/* From queueing to commit, of the oldest row of the last batch
+	 * written, and the most seen. */
+	double write_lag_ms, write_lag_max_ms;
+};
+void db_get_stats(db_log *db, struct db_stats *out);
+
 /* The writer's most recent SQLite error, or NULL if none yet. The caller
  * frees the returned string with free(). */
 char *db_last_error(db_log *db);
