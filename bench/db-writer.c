@@ -119,20 +119,31 @@ int main(int argc, char **argv)
 		db_set_latency(db, ticket, 5.0);
 		n++;
 		if (n % 200 == 0) {
-			g_array_append_val(lags, (double){ db_write_lag_ms(db) });
+			struct db_stats st;
+
+			db_get_stats(db, &st);
+			g_array_append_val(lags, st.write_lag_ms);
 			last = n;
 		}
 	}
 	/* Everything submitted is committed before the clock stops. */
-	while (db_settled(db) < n)
+	for (;;) {
+		struct db_stats st;
+
+		db_get_stats(db, &st);
+		if (st.settled >= n)
+			break;
 		g_usleep(200);
+	}
 	t_settled = vigil_now_us();
 	(void)last;
 
 	{
 		double secs = (double)(t_settled - t0) / 1e6;
 		double p50 = 0, p99 = 0;
+		struct db_stats st;
 
+		db_get_stats(db, &st);
 		if (lags->len) {
 			qsort(lags->data, lags->len, sizeof(double), cmp_double);
 			p50 = g_array_index(lags, double, lags->len / 2);
@@ -144,8 +155,8 @@ int main(int argc, char **argv)
 		       "refused (queue full) %" G_GUINT64_FORMAT "; files written %" G_GUINT64_FORMAT
 		       ", parts' files dropped %" G_GUINT64_FORMAT "\n",
 		       rate, image, keep, n, secs, (double)n / secs, (double)n / secs * 60.0,
-		       db_queue_high_water(db), opt.queue_depth, p50, p99, db_write_lag_max_ms(db),
-		       blocked, db_media_written(db), db_media_dropped(db));
+		       st.queue_high_water, opt.queue_depth, p50, p99, st.write_lag_max_ms,
+		       blocked, st.media_written, st.media_dropped);
 	}
 	db_close(db);
 	g_array_free(lags, TRUE);
