@@ -193,8 +193,10 @@ int db__check_integrity(const char *path, char **why);
  * new name (g_malloc), or NULL with *err set (malloc). */
 char *db__move_aside(const char *path, char **err);
 
-/* db-insert.c. Prepares and finalizes the statements on db->conn (finalize
- * takes statements never prepared). */
+/* db-insert.c. The writer's statements on db->conn: prepared at open
+ * before the writer starts (0, or DB_ESQLITE with the message on
+ * db->conn), finalized at close once it has been joined (also those never
+ * prepared). */
 int db__prepare_statements(db_log *db);
 void db__finalize_statements(db_log *db);
 /* Writer thread, inside its open transaction: writes one item. Returns the
