@@ -51,9 +51,9 @@ if ! "$bin/tools/vigil-sim" generate --out "$tmp/sim" --parts "$base" --seed 202
 	cat "$tmp/generate.log" >&2
 	exit 1
 fi
-# The recording's samples without the 58-byte WAV header (tools/sim-synth.c:
+# The recording's samples without the 44-byte WAV header (core/wav.h:
 # float32, mono, 12 kHz), so that a looping source can replay them.
-tail -c +59 "$tmp/sim/vibration.wav" > "$tmp/sim/vibration.f32"
+tail -c +45 "$tmp/sim/vibration.wav" > "$tmp/sim/vibration.f32"
 mkdir "$tmp/run"
 awk -v n="$parts" 'NR == 1 { print; next } { row[m++] = $0 }
 	END { for (i = 0; i < n; i++) print row[i % m] }' "$tmp/sim/parts.csv" > "$tmp/run/parts.csv"

@@ -15,6 +15,7 @@
 #include <glib/gstdio.h>
 #include <sqlite3.h>
 
+#include "core/wav.h"
 #include "db/db-private.h"
 #include "fusion/cvwrap.h"
 
@@ -74,54 +75,6 @@ static int media_write_heatmap(const char *path, const float *map, int w, int h)
 	}
 	rc = media_write_png(path, px, w, h);
 	g_free(px);
-	return rc;
-}
-
-static void put_le(uint8_t *p, uint32_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-/* A mono IEEE float WAV (RIFF, WAVE_FORMAT_IEEE_FLOAT = 3, 32 bits) at the
- * sensor rate, which audio tools and Python's soundfile/scipy read as is.
- * Samples are stored little-endian as the format requires. */
-static int media_write_wav(const char *path, const float *samples, size_t n, double rate_hz)
-{
-	uint8_t hdr[44];
-	uint32_t data_bytes = (uint32_t)(n * 4), rate = (uint32_t)lrint(rate_hz);
-	FILE *f;
-	int rc = 0;
-
-	if (n > UINT32_MAX / 8 || rate == 0)
-		return -EINVAL;
-	memcpy(hdr, "RIFF", 4);
-	put_le(hdr + 4, 36 + data_bytes, 4);
-	memcpy(hdr + 8, "WAVEfmt ", 8);
-	put_le(hdr + 16, 16, 4);          /* fmt chunk size */
-	put_le(hdr + 20, 3, 2);           /* IEEE float */
-	put_le(hdr + 22, 1, 2);           /* mono */
-	put_le(hdr + 24, rate, 4);
-	put_le(hdr + 28, rate * 4, 4);    /* bytes per second */
-	put_le(hdr + 32, 4, 2);           /* block align */
-	put_le(hdr + 34, 32, 2);          /* bits per sample */
-	memcpy(hdr + 36, "data", 4);
-	put_le(hdr + 40, data_bytes, 4);
-	if (!(f = fopen(path, "wb")))
-		return -errno;
-	if (fwrite(hdr, sizeof hdr, 1, f) != 1)
-		rc = -EIO;
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		uint8_t b[4];
-		uint32_t bits;
-
-		memcpy(&bits, &samples[i], 4);
-		put_le(b, bits, 4);
-		if (fwrite(b, 4, 1, f) != 1)
-			rc = -EIO;
-	}
-	if (fclose(f) != 0 && rc == 0)
-		rc = -errno;
 	return rc;
 }
 
@@ -251,7 +204,9 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 					       job->part_id);
 			tmp = temp_name(name);
 			f->staged = g_build_filename(dir, tmp, NULL);
-			rc = media_write_wav(f->staged, m->vibration, m->vibration_len, m->rate_hz);
+			/* Mono float32 at the sensor rate (core/wav.h), which audio
+			 * tools and Python's soundfile/scipy read as is. */
+			rc = wav_write_file(f->staged, m->vibration, m->vibration_len, m->rate_hz);
 			f->kind = "vibration";
 		}
 		if (rc < 0) {

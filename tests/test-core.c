@@ -1,4 +1,5 @@
-/* core/: configuration errors, bounded queues, the time-keyed ring buffer. */
+/* core/: configuration errors, bounded queues, the time-keyed ring buffer,
+ * WAV files. */
 #include <errno.h>
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -8,6 +9,7 @@
 #include "core/bqueue.h"
 #include "core/config.h"
 #include "core/ring.h"
+#include "core/wav.h"
 
 static const char conf_text[] =
 	"# a comment\n"
@@ -266,6 +268,243 @@ static void test_ring_blocks_instead_of_dropping(void)
 	ring_free(r);
 }
 
+/* ---- WAV ---- */
+
+static void put16(GByteArray *a, unsigned v)
+{
+	guint8 b[2] = { (guint8)v, (guint8)(v >> 8) };
+
+	g_byte_array_append(a, b, 2);
+}
+
+static void put32(GByteArray *a, uint32_t v)
+{
+	put16(a, v & 0xFFFF);
+	put16(a, v >> 16);
+}
+
+/* A WAV by hand, as another program might write it: fmt (tag, channels,
+ * rate, bits) and a data chunk of data_len bytes, in the order asked. */
+static GByteArray *wav_by_hand(unsigned tag, unsigned channels, uint32_t rate, unsigned bits,
+			       const void *samples, uint32_t data_len, gboolean data_first)
+{
+	GByteArray *a = g_byte_array_new();
+	GByteArray *fmt = g_byte_array_new(), *data = g_byte_array_new();
+
+	g_byte_array_append(fmt, (const guint8 *)"fmt ", 4);
+	put32(fmt, 16);
+	put16(fmt, tag);
+	put16(fmt, channels);
+	put32(fmt, rate);
+	put32(fmt, rate * channels * bits / 8);
+	put16(fmt, channels * bits / 8);
+	put16(fmt, bits);
+	g_byte_array_append(data, (const guint8 *)"data", 4);
+	put32(data, data_len);
+	g_byte_array_append(data, samples, data_len);
+	g_byte_array_append(a, (const guint8 *)"RIFF", 4);
+	put32(a, 4 + fmt->len + data->len);
+	g_byte_array_append(a, (const guint8 *)"WAVE", 4);
+	g_byte_array_append(a, data_first ? data->data : fmt->data,
+			    data_first ? data->len : fmt->len);
+	g_byte_array_append(a, data_first ? fmt->data : data->data,
+			    data_first ? fmt->len : data->len);
+	g_byte_array_unref(fmt);
+	g_byte_array_unref(data);
+	return a;
+}
+
+static void test_wav_round_trip(void)
+{
+	char *dir = g_dir_make_tmp("vigil-wav-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "w.wav", NULL);
+	char *text = NULL, *err = NULL;
+	float x[3000];
+	gsize len = 0;
+	struct wav w;
+	wav_writer *wr = NULL;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(x); i++)
+		x[i] = (float)sin((double)i * 0.01) * 3.5f;
+	x[1] = -0.0f;
+	x[2] = 1e-30f;
+	x[3] = -1e30f;
+
+	/* In pieces, as vigil-sim writes a recording window by window. */
+	g_assert_cmpint(wav_writer_new(path, 25600, &wr), ==, 0);
+	g_assert_cmpint(wav_writer_append(wr, x, 1000), ==, 0);
+	g_assert_cmpint(wav_writer_append(wr, x + 1000, 2000), ==, 0);
+	g_assert_cmpint(wav_writer_finish(wr), ==, 0);
+	wav_writer_free(wr);
+
+	/* The log's 44-byte header, byte for byte. */
+	g_assert_true(g_file_get_contents(path, &text, &len, NULL));
+	g_assert_cmpuint(len, ==, 44 + 4 * 3000);
+	g_assert_cmpint(memcmp(text, "RIFF", 4), ==, 0);
+	g_assert_cmpuint(GUINT32_FROM_LE(*(uint32_t *)(text + 4)), ==, 36 + 4 * 3000);
+	g_assert_cmpint(memcmp(text + 8, "WAVEfmt ", 8), ==, 0);
+	g_assert_cmpuint(GUINT32_FROM_LE(*(uint32_t *)(text + 16)), ==, 16);
+	g_assert_cmpuint(GUINT16_FROM_LE(*(uint16_t *)(text + 20)), ==, 3);
+	g_assert_cmpuint(GUINT16_FROM_LE(*(uint16_t *)(text + 22)), ==, 1);
+	g_assert_cmpuint(GUINT32_FROM_LE(*(uint32_t *)(text + 24)), ==, 25600);
+	g_assert_cmpuint(GUINT32_FROM_LE(*(uint32_t *)(text + 28)), ==, 25600 * 4);
+	g_assert_cmpuint(GUINT16_FROM_LE(*(uint16_t *)(text + 32)), ==, 4);
+	g_assert_cmpuint(GUINT16_FROM_LE(*(uint16_t *)(text + 34)), ==, 32);
+	g_assert_cmpint(memcmp(text + 36, "data", 4), ==, 0);
+	g_assert_cmpuint(GUINT32_FROM_LE(*(uint32_t *)(text + 40)), ==, 4 * 3000);
+	g_free(text);
+
+	g_assert_cmpint(wav_read_file(path, WAV_FLOAT32, &w, &err), ==, 0);
+	g_assert_null(err);
+	g_assert_cmpuint(w.rate_hz, ==, 25600);
+	g_assert_cmpuint(w.n, ==, 3000);
+	g_assert_cmpmem(w.x, sizeof x, x, sizeof x);
+	wav_clear(&w);
+
+	/* All at once gives the same file. */
+	g_assert_cmpint(wav_write_file(path, x, 3000, 25600.2), ==, 0);
+	g_assert_cmpint(wav_read_file(path, WAV_RECORDING, &w, &err), ==, 0);
+	g_assert_cmpuint(w.rate_hz, ==, 25600);
+	g_assert_cmpmem(w.x, w.n * 4, x, sizeof x);
+	wav_clear(&w);
+
+	/* An empty window is a file of no samples, not an error. */
+	g_assert_cmpint(wav_write_file(path, x, 0, 8000), ==, 0);
+	g_assert_cmpint(wav_read_file(path, WAV_FLOAT32, &w, &err), ==, 0);
+	g_assert_cmpuint(w.n, ==, 0);
+	g_assert_nonnull(w.x);
+	wav_clear(&w);
+
+	g_assert_cmpint(wav_write_file(path, x, 10, 0.2), ==, -EINVAL);
+	g_remove(path);
+	g_free(path);
+	path = g_build_filename(dir, "no-such-folder", "w.wav", NULL);
+	g_assert_cmpint(wav_write_file(path, x, 10, 8000), ==, -ENOENT);
+	g_assert_cmpint(wav_read_file(path, WAV_FLOAT32, &w, &err), ==, -ENOENT);
+	g_assert_nonnull(strstr(err, "w.wav"));
+	g_clear_pointer(&err, g_free);
+	g_rmdir(dir);
+	g_free(path);
+	g_free(dir);
+}
+
+static void test_wav_refuses_a_truncated_file(void)
+{
+	char *dir = g_dir_make_tmp("vigil-wav-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "cut.wav", NULL);
+	char *text = NULL, *err = NULL, *expect;
+	float x[100];
+	gsize len = 0;
+	struct wav w;
+
+	for (int i = 0; i < 100; i++)
+		x[i] = (float)i;
+	g_assert_cmpint(wav_write_file(path, x, 100, 8000), ==, 0);
+	g_assert_true(g_file_get_contents(path, &text, &len, NULL));
+
+	/* Cut inside the last sample: the data chunk claims more than is there. */
+	g_assert_true(g_file_set_contents(path, text, (gssize)len - 6, NULL));
+	g_assert_cmpint(wav_read_file(path, WAV_FLOAT32, &w, &err), ==, -EINVAL);
+	expect = g_strdup_printf("%s: the 'data' chunk claims 400 bytes; the file holds 394", path);
+	g_assert_cmpstr(err, ==, expect);
+	g_free(expect);
+	g_clear_pointer(&err, g_free);
+	g_assert_null(w.x);
+	/* A recording whose recorder never finalised the header is read up to
+	 * its last whole sample. */
+	g_assert_cmpint(wav_read_file(path, WAV_RECORDING, &w, &err), ==, 0);
+	g_assert_cmpuint(w.n, ==, 98);
+	g_assert_cmpfloat(w.x[97], ==, 97.0f);
+	wav_clear(&w);
+
+	/* Cut inside the header. */
+	g_assert_cmpint(wav_parse(text, 30, WAV_RECORDING, &w, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "no fmt chunk");
+	g_clear_pointer(&err, g_free);
+	g_assert_cmpint(wav_parse(text, 40, WAV_FLOAT32, &w, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "no data chunk");
+	g_clear_pointer(&err, g_free);
+	g_assert_cmpint(wav_parse(text, 10, WAV_FLOAT32, &w, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "not a RIFF/WAVE file");
+	g_clear_pointer(&err, g_free);
+
+	g_free(text);
+	g_remove(path);
+	g_rmdir(dir);
+	g_free(path);
+	g_free(dir);
+}
+
+static void test_wav_refuses_a_wrong_format(void)
+{
+	gint16 pcm[4] = { 0, 16384, -32768, 32767 };
+	float f[4] = { 0.5f, -0.25f, 1.0f, 2.0f };
+	guint8 pcm24[12] = { 0 };
+	char *err = NULL;
+	struct wav w;
+	GByteArray *a;
+
+	/* 16-bit PCM: not what the log stores; a recording may be. */
+	a = wav_by_hand(1, 1, 8000, 16, pcm, sizeof pcm, FALSE);
+	g_assert_cmpint(wav_parse(a->data, a->len, WAV_FLOAT32, &w, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "format tag 1 with 16 bits per sample; expected IEEE float32 (3)");
+	g_clear_pointer(&err, g_free);
+	g_assert_cmpint(wav_parse(a->data, a->len, WAV_RECORDING, &w, &err), ==, 0);
+	g_assert_cmpuint(w.n, ==, 4);
+	g_assert_cmpfloat(w.x[1], ==, 0.5f);
+	g_assert_cmpfloat(w.x[2], ==, -1.0f);
+	wav_clear(&w);
+	g_byte_array_unref(a);
+
+	/* 24-bit PCM is taken by neither. */
+	a = wav_by_hand(1, 1, 8000, 24, pcm24, sizeof pcm24, FALSE);
+	g_assert_cmpint(wav_parse(a->data, a->len, WAV_RECORDING, &w, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "format tag 1 with 24 bits per sample; expected IEEE float32 "
+				 "(3) or 16-bit PCM (1)");
+	g_clear_pointer(&err, g_free);
+	g_byte_array_unref(a);
+
+	/* The samples before the format: the log never writes that. */
+	a = wav_by_hand(3, 1, 8000, 32, f, sizeof f, TRUE);
+	g_assert_cmpint(wav_parse(a->data, a->len, WAV_FLOAT32, &w, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "the data chunk comes before the fmt chunk");
+	g_clear_pointer(&err, g_free);
+	g_assert_cmpint(wav_parse(a->data, a->len, WAV_RECORDING, &w, &err), ==, 0);
+	g_assert_cmpfloat(w.x[3], ==, 2.0f);
+	wav_clear(&w);
+	g_byte_array_unref(a);
+
+	/* Part of a sample. */
+	a = wav_by_hand(3, 1, 8000, 32, f, 10, FALSE);
+	g_assert_cmpint(wav_parse(a->data, a->len, WAV_FLOAT32, &w, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "the data chunk holds 10 bytes, not whole 4-byte samples");
+	g_clear_pointer(&err, g_free);
+	g_byte_array_unref(a);
+
+	a = wav_by_hand(3, 1, 0, 32, f, sizeof f, FALSE);
+	g_assert_cmpint(wav_parse(a->data, a->len, WAV_FLOAT32, &w, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "the sample rate is 0");
+	g_clear_pointer(&err, g_free);
+	g_byte_array_unref(a);
+}
+
+static void test_wav_refuses_stereo(void)
+{
+	float f[4] = { 0.5f, -0.5f, 0.25f, -0.25f };
+	char *err = NULL;
+	struct wav w;
+	GByteArray *a = wav_by_hand(3, 2, 8000, 32, f, sizeof f, FALSE);
+
+	g_assert_cmpint(wav_parse(a->data, a->len, WAV_FLOAT32, &w, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "2 channels, expected mono");
+	g_clear_pointer(&err, g_free);
+	g_assert_cmpint(wav_parse(a->data, a->len, WAV_RECORDING, &w, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "2 channels, expected mono");
+	g_clear_pointer(&err, g_free);
+	g_assert_null(w.x);
+	g_byte_array_unref(a);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -276,5 +515,9 @@ int main(int argc, char **argv)
 	g_test_add_func("/core/ring/windows-by-time", test_ring_windows_by_time);
 	g_test_add_func("/core/ring/clipping-and-origin", test_ring_clipping_and_origin);
 	g_test_add_func("/core/ring/blocks-instead-of-dropping", test_ring_blocks_instead_of_dropping);
+	g_test_add_func("/core/wav/round-trip", test_wav_round_trip);
+	g_test_add_func("/core/wav/refuses-a-truncated-file", test_wav_refuses_a_truncated_file);
+	g_test_add_func("/core/wav/refuses-a-wrong-format", test_wav_refuses_a_wrong_format);
+	g_test_add_func("/core/wav/refuses-stereo", test_wav_refuses_stereo);
 	return g_test_run();
 }

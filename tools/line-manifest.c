@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/wav.h"
 #include "fusion/cvwrap.h"
 #include "inference/inference.h"
 
@@ -21,98 +22,24 @@ void line_wav_free(struct line_wav *w)
 	}
 }
 
-static uint32_t le16(const guint8 *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8;
-}
-
-static uint32_t le32(const guint8 *p)
-{
-	return le16(p) | le16(p + 2) << 16;
-}
-
-/* Chunks other than fmt and data (fact, LIST, cue, ...) are skipped; a data
- * chunk that claims more than the file holds (a recorder that never
- * finalised the header) is cut to what is there. */
+/* A recording as a recorder leaves it (core/wav.h, WAV_RECORDING): 16-bit
+ * PCM too, and a data chunk cut short is read up to its last sample. */
 struct line_wav *line_wav_load(const char *path, double rate_hz, char **err)
 {
-	char *raw = NULL;
-	gsize len = 0, off = 12;
-	const guint8 *b, *fmt = NULL, *data = NULL;
-	gsize fmt_len = 0, data_len = 0;
-	unsigned tag, channels, bits;
-	uint32_t rate;
-	GError *gerr = NULL;
-	struct line_wav *w = NULL;
+	struct wav in;
+	struct line_wav *w;
 
-	if (!g_file_get_contents(path, &raw, &len, &gerr)) {
-		*err = g_strdup(gerr->message);
-		g_error_free(gerr);
+	if (wav_read_file(path, WAV_RECORDING, &in, err) < 0)
+		return NULL;
+	if (fabs((double)in.rate_hz - rate_hz) > 0.5) {
+		*err = g_strdup_printf("%s: sampled at %u Hz, expected %.0f Hz", path, in.rate_hz,
+				       rate_hz);
+		wav_clear(&in);
 		return NULL;
 	}
-	b = (const guint8 *)raw;
-	if (len < 12 || memcmp(b, "RIFF", 4) != 0 || memcmp(b + 8, "WAVE", 4) != 0) {
-		*err = g_strdup_printf("%s: not a RIFF/WAVE file", path);
-		goto out;
-	}
-	while (off + 8 <= len) {
-		gsize size = le32(b + off + 4), avail = len - off - 8;
-
-		if (memcmp(b + off, "fmt ", 4) == 0) {
-			fmt = b + off + 8;
-			fmt_len = MIN(size, avail);
-		} else if (memcmp(b + off, "data", 4) == 0) {
-			data = b + off + 8;
-			data_len = MIN(size, avail);
-		}
-		if (size > avail)
-			break;
-		off += 8 + size + (size & 1);
-	}
-	if (!fmt || fmt_len < 16) {
-		*err = g_strdup_printf("%s: no fmt chunk", path);
-		goto out;
-	}
-	if (!data) {
-		*err = g_strdup_printf("%s: no data chunk", path);
-		goto out;
-	}
-	tag = le16(fmt);
-	channels = le16(fmt + 2);
-	rate = le32(fmt + 4);
-	bits = le16(fmt + 14);
-	if (tag == 0xFFFE && fmt_len >= 26)   /* WAVE_FORMAT_EXTENSIBLE: the sub-format GUID */
-		tag = le16(fmt + 24);
-	if (channels != 1) {
-		*err = g_strdup_printf("%s: %u channels, expected mono", path, channels);
-		goto out;
-	}
-	if (fabs((double)rate - rate_hz) > 0.5) {
-		*err = g_strdup_printf("%s: sampled at %u Hz, expected %.0f Hz", path, rate, rate_hz);
-		goto out;
-	}
 	w = g_new0(struct line_wav, 1);
-	if (tag == 3 && bits == 32) {
-		w->n = data_len / 4;
-		w->x = g_new(float, MAX(w->n, 1));
-		for (gsize i = 0; i < w->n; i++) {
-			uint32_t u = le32(data + 4 * i);
-
-			memcpy(&w->x[i], &u, 4);
-		}
-	} else if (tag == 1 && bits == 16) {
-		w->n = data_len / 2;
-		w->x = g_new(float, MAX(w->n, 1));
-		for (gsize i = 0; i < w->n; i++)
-			w->x[i] = (float)(int16_t)le16(data + 2 * i) / 32768.0f;
-	} else {
-		*err = g_strdup_printf("%s: format tag %u with %u bits per sample; expected IEEE "
-				       "float32 (3) or 16-bit PCM (1)", path, tag, bits);
-		line_wav_free(w);
-		w = NULL;
-	}
-out:
-	g_free(raw);
+	w->x = in.x;
+	w->n = in.n;
 	return w;
 }
 

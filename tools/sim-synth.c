@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/wav.h"
 #include "fusion/cvwrap.h"
 #include "tools/sim-synth.h"
 
@@ -483,59 +484,6 @@ static void render_vibration(struct rng *r, const char *cls, float *x)
 
 /* ---- files ---- */
 
-static void put_le16(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	put_le16(p, v & 0xFFFF);
-	put_le16(p + 2, v >> 16);
-}
-
-/* RIFF/WAVE, fmt chunk of WAVE_FORMAT_IEEE_FLOAT (tag 3, 18 bytes with
- * cbSize 0) and, as the format's specification asks of non-PCM data, a
- * fact chunk with the sample count. */
-static int write_wav_header(FILE *f, uint32_t samples)
-{
-	uint8_t h[58];
-	uint32_t data_bytes = samples * 4;
-
-	memcpy(h, "RIFF", 4);
-	put_le32(h + 4, 50 + data_bytes);
-	memcpy(h + 8, "WAVE", 4);
-	memcpy(h + 12, "fmt ", 4);
-	put_le32(h + 16, 18);
-	put_le16(h + 20, 3);                  /* IEEE float */
-	put_le16(h + 22, 1);                  /* mono */
-	put_le32(h + 24, SIM_RATE_HZ);
-	put_le32(h + 28, SIM_RATE_HZ * 4);    /* bytes per second */
-	put_le16(h + 32, 4);                  /* block align */
-	put_le16(h + 34, 32);                 /* bits per sample */
-	put_le16(h + 36, 0);                  /* cbSize */
-	memcpy(h + 38, "fact", 4);
-	put_le32(h + 42, 4);
-	put_le32(h + 46, samples);
-	memcpy(h + 50, "data", 4);
-	put_le32(h + 54, data_bytes);
-	return fwrite(h, 1, sizeof h, f) == sizeof h ? 0 : -EIO;
-}
-
-static int write_samples(FILE *f, const float *x, size_t n)
-{
-	uint8_t buf[4 * SIM_WINDOW];
-
-	for (size_t i = 0; i < n; i++) {
-		uint32_t u;
-
-		memcpy(&u, &x[i], 4);
-		put_le32(buf + 4 * i, u);
-	}
-	return fwrite(buf, 4, n, f) == n ? 0 : -EIO;
-}
-
 static void set_err(char **err, char *msg)
 {
 	if (err)
@@ -547,7 +495,8 @@ static void set_err(char **err, char *msg)
 int sim_generate(const struct sim_gen_opts *o, char **err)
 {
 	char *csv_path = NULL, *wav_path = NULL, *img_dir = NULL, *mask_dir = NULL;
-	FILE *csv = NULL, *wav = NULL;
+	FILE *csv = NULL;
+	wav_writer *wav = NULL;
 	uint8_t *img = NULL, *mask = NULL;
 	float *vib = NULL;
 	int rc = -EINVAL;
@@ -587,18 +536,12 @@ int sim_generate(const struct sim_gen_opts *o, char **err)
 		set_err(err, g_strdup_printf("cannot write %s: %s", csv_path, g_strerror(errno)));
 		goto out;
 	}
-	wav = fopen(wav_path, "wb");
-	if (!wav) {
-		rc = -errno;
-		set_err(err, g_strdup_printf("cannot write %s: %s", wav_path, g_strerror(errno)));
+	if ((rc = wav_writer_new(wav_path, SIM_RATE_HZ, &wav)) < 0) {
+		set_err(err, g_strdup_printf("cannot write %s: %s", wav_path, g_strerror(-rc)));
 		goto out;
 	}
 	fprintf(csv, "part_id,split,image,mask,image_class,vibration,vib_start,vib_len,"
 		"vib_class,defect\n");
-	if ((rc = write_wav_header(wav, o->parts * SIM_WINDOW)) < 0) {
-		set_err(err, g_strdup_printf("writing %s failed", wav_path));
-		goto out;
-	}
 
 	img = g_malloc(W * H);
 	mask = g_malloc(W * H);
@@ -637,7 +580,7 @@ int sim_generate(const struct sim_gen_opts *o, char **err)
 
 		memset(vib, 0, sizeof(float) * SIM_WINDOW);
 		render_vibration(&vr, vcls, vib);
-		if ((rc = write_samples(wav, vib, SIM_WINDOW)) < 0) {
+		if ((rc = wav_writer_append(wav, vib, SIM_WINDOW)) < 0) {
 			set_err(err, g_strdup_printf("writing %s failed", wav_path));
 			goto out;
 		}
@@ -651,10 +594,11 @@ out:
 		rc = -EIO;
 		set_err(err, g_strdup_printf("writing %s failed", csv_path));
 	}
-	if (wav && fclose(wav) != 0 && rc == 0) {
+	if (wav && rc == 0 && wav_writer_finish(wav) < 0) {
 		rc = -EIO;
 		set_err(err, g_strdup_printf("writing %s failed", wav_path));
 	}
+	wav_writer_free(wav);
 	g_free(img);
 	g_free(mask);
 	g_free(vib);

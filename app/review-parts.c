@@ -1,0 +1,474 @@
+/* The inspection log over HTTP (review-private.h): query strings and
+ * their filters, rows as JSON, the inspection list, a part's detail and
+ * the review a QA engineer posts. Reads open their own read-only SQLite
+ * connection (db_query); a review goes through db_review, which takes its
+ * own, so the line's writer thread and this server only meet in SQLite's
+ * WAL. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/review-private.h"
+
+#define REVIEW_MAX_NOTE 2000
+#define REVIEW_DEFAULT_LIMIT 200
+#define REVIEW_MAX_LIMIT 10000
+
+/* ---- query strings ---- */
+
+/* Splits an application/x-www-form-urlencoded query into a table (last
+ * value wins). Unlike soup_form_decode it refuses, rather than skips, a bad
+ * escape, an escaped NUL or text that is not UTF-8. */
+static GHashTable *parse_query(const char *query, char **why)
+{
+	GHashTable *t = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+	char **pairs;
+
+	if (!query || !*query)
+		return t;
+	pairs = g_strsplit(query, "&", -1);
+	for (int i = 0; pairs[i]; i++) {
+		char *eq, *key, *value;
+
+		if (!*pairs[i])
+			continue;
+		g_strdelimit(pairs[i], "+", ' ');
+		eq = strchr(pairs[i], '=');
+		if (eq)
+			*eq = '\0';
+		key = g_uri_unescape_string(pairs[i], NULL);
+		value = g_uri_unescape_string(eq ? eq + 1 : "", NULL);
+		if (!key || !value || !g_utf8_validate(key, -1, NULL) ||
+		    !g_utf8_validate(value, -1, NULL)) {
+			*why = g_strdup("the query string is not valid percent-encoded UTF-8");
+			g_free(key);
+			g_free(value);
+			g_strfreev(pairs);
+			g_hash_table_unref(t);
+			return NULL;
+		}
+		g_hash_table_replace(t, key, value);
+	}
+	g_strfreev(pairs);
+	return t;
+}
+
+static int parse_score(const char *text, double *out)
+{
+	char *end = NULL;
+	double v;
+
+	if (!*text || strlen(text) > 32)
+		return -EINVAL;
+	v = g_ascii_strtod(text, &end);
+	if (*end || !isfinite(v) || v < 0.0 || v > 1.0)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int review__parse_uint(const char *text, guint64 max, guint64 *out)
+{
+	if (!*text || strlen(text) > 20 || !g_ascii_isdigit(text[0]))
+		return -EINVAL;
+	return g_ascii_string_to_unsigned(text, 10, 0, max, out, NULL) ? 0 : -EINVAL;
+}
+
+static const char *const verdicts[] = { "accept", "reject", "marginal", NULL };
+static const char *const classes[] = { "none", "surface", "vibration", "surface+vibration",
+				       NULL };
+
+static gboolean one_of(const char *value, const char *const *choices)
+{
+	return g_strv_contains(choices, value);
+}
+
+/* Fills f from the query; on a bad value returns -EINVAL with *why set to a
+ * message naming the parameter (g_free it). The values are only ever bound
+ * as SQL parameters by db_query. */
+static int read_filter(GHashTable *q, struct db_filter *f, char **why)
+{
+	static const char *const known[] = { "verdict", "class", "min_score", "max_score",
+					      "part", "reviewed", "limit", NULL };
+	GHashTableIter it;
+	gpointer key, value;
+	const char *v;
+	guint64 n;
+
+	g_hash_table_iter_init(&it, q);
+	while (g_hash_table_iter_next(&it, &key, &value))
+		if (!one_of(key, known)) {
+			*why = g_strdup_printf("unknown parameter '%.40s' (known: verdict, class, "
+					       "min_score, max_score, part, reviewed, limit)",
+					       (const char *)key);
+			return -EINVAL;
+		}
+	f->limit = REVIEW_DEFAULT_LIMIT;
+	if ((v = g_hash_table_lookup(q, "verdict")) && *v) {
+		if (!one_of(v, verdicts))
+			goto bad_verdict;
+		f->verdict = v;
+	}
+	if ((v = g_hash_table_lookup(q, "class")) && *v) {
+		if (!one_of(v, classes)) {
+			*why = g_strdup("class is none, surface, vibration or surface+vibration");
+			return -EINVAL;
+		}
+		f->defect_class = v;
+	}
+	if ((v = g_hash_table_lookup(q, "min_score")) && *v && parse_score(v, &f->min_score) < 0) {
+		*why = g_strdup("min_score is a number from 0 to 1");
+		return -EINVAL;
+	}
+	if ((v = g_hash_table_lookup(q, "max_score")) && *v && parse_score(v, &f->max_score) < 0) {
+		*why = g_strdup("max_score is a number from 0 to 1");
+		return -EINVAL;
+	}
+	if ((v = g_hash_table_lookup(q, "part")) && *v) {
+		if (review__parse_uint(v, G_MAXUINT32, &n) < 0) {
+			*why = g_strdup("part is a part id, a whole number from 0 to 4294967295");
+			return -EINVAL;
+		}
+		f->part_id = (int64_t)n;
+	}
+	if ((v = g_hash_table_lookup(q, "reviewed")) && *v) {
+		if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
+			*why = g_strdup("reviewed is yes or no");
+			return -EINVAL;
+		}
+		f->reviewed = strcmp(v, "yes") == 0;
+	}
+	if ((v = g_hash_table_lookup(q, "limit")) && *v) {
+		if (review__parse_uint(v, REVIEW_MAX_LIMIT, &n) < 0 || n == 0) {
+			*why = g_strdup_printf("limit is a whole number from 1 to %d",
+					       REVIEW_MAX_LIMIT);
+			return -EINVAL;
+		}
+		f->limit = (int64_t)n;
+	}
+	return 0;
+
+bad_verdict:
+	*why = g_strdup("verdict is accept, reject or marginal");
+	return -EINVAL;
+}
+
+/* ---- JSON ---- */
+
+void review__add_number(JsonBuilder *b, const char *name, double v)
+{
+	json_builder_set_member_name(b, name);
+	if (isfinite(v))
+		json_builder_add_double_value(b, v);
+	else
+		json_builder_add_null_value(b);
+}
+
+void review__add_string(JsonBuilder *b, const char *name, const char *v)
+{
+	json_builder_set_member_name(b, name);
+	if (v)
+		json_builder_add_string_value(b, v);
+	else
+		json_builder_add_null_value(b);
+}
+
+void review__add_int(JsonBuilder *b, const char *name, int64_t v)
+{
+	json_builder_set_member_name(b, name);
+	json_builder_add_int_value(b, v);
+}
+
+static void add_row(JsonBuilder *b, const struct db_inspection *r)
+{
+	GDateTime *t = g_date_time_new_from_unix_utc(r->t_wall_us / G_USEC_PER_SEC);
+	char *iso = t ? g_date_time_format_iso8601(t) : NULL;
+
+	json_builder_begin_object(b);
+	review__add_int(b, "id", r->id);
+	review__add_int(b, "part_id", r->part_id);
+	review__add_int(b, "trigger_counter", r->trigger_counter);
+	review__add_int(b, "seq", (int64_t)r->seq);
+	review__add_int(b, "t_wall_us", r->t_wall_us);
+	review__add_string(b, "time", iso);
+	review__add_string(b, "verdict", vigil_verdict_name((enum vigil_verdict)r->verdict));
+	review__add_string(b, "class", vigil_class_name((enum vigil_defect_class)r->defect_class));
+	review__add_int(b, "flags", r->flags);
+	json_builder_set_member_name(b, "failsafe");
+	json_builder_add_boolean_value(b, (r->flags & VIGIL_FLAG_FAILSAFE) != 0);
+	review__add_number(b, "score", r->score);
+	review__add_number(b, "vision_score", r->vision_score);
+	review__add_number(b, "signal_score", r->signal_score);
+	review__add_number(b, "latency_ms", r->latency_ms);
+	review__add_number(b, "infer_ms", r->infer_ms);
+	review__add_string(b, "model_version", r->model_version);
+	review__add_string(b, "review", r->review);
+	review__add_string(b, "review_verdict",
+			   r->review ? vigil_verdict_name((enum vigil_verdict)r->review_verdict)
+				     : NULL);
+	review__add_string(b, "review_note", r->review_note);
+	json_builder_end_object(b);
+	g_free(iso);
+	if (t)
+		g_date_time_unref(t);
+}
+
+static int add_row_cb(const struct db_inspection *row, void *data)
+{
+	add_row(data, row);
+	return 0;
+}
+
+/* ---- GET /api/inspections ---- */
+
+void review__api_inspections(review_server *s, SoupServerMessage *msg, const char *query)
+{
+	struct db_filter f = DB_FILTER_ALL;
+	JsonBuilder *b;
+	struct db_row_cb cb;
+	GHashTable *q;
+	char *why = NULL, *err = NULL;
+
+	if (!(q = parse_query(query, &why)) || read_filter(q, &f, &why) < 0) {
+		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "%s", why);
+		goto out;
+	}
+	b = json_builder_new();
+	cb = (struct db_row_cb){ add_row_cb, b };
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "inspections");
+	json_builder_begin_array(b);
+	if (db_query(s->db_path, &f, &cb, &err) < 0) {
+		g_warning("review: %s", err);
+		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		free(err);
+		g_object_unref(b);
+		goto out;
+	}
+	json_builder_end_array(b);
+	review__add_int(b, "limit", f.limit);
+	json_builder_end_object(b);
+	review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
+	g_object_unref(b);
+out:
+	g_free(why);
+	if (q)
+		g_hash_table_unref(q);
+}
+
+/* ---- GET /api/parts/ID ---- */
+
+static int latest_cb(const struct db_inspection *row, void *data)
+{
+	struct review_latest *l = data;
+
+	l->id = row->id;
+	l->verdict = row->verdict;
+	if (l->b) {
+		json_builder_set_member_name(l->b, "inspection");
+		add_row(l->b, row);
+	}
+	return 0;
+}
+
+/* The latest inspection of part_id: 0, -ENOENT, or an error replied. */
+int review__find_latest(review_server *s, SoupServerMessage *msg, int64_t part_id,
+			struct review_latest *l)
+{
+	struct db_filter f = DB_FILTER_ALL;
+	struct db_row_cb cb = { latest_cb, l };
+	char *err = NULL;
+
+	f.part_id = part_id;
+	f.limit = 1;
+	l->id = -1;
+	if (db_query(s->db_path, &f, &cb, &err) < 0) {
+		g_warning("review: %s", err);
+		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		free(err);
+		return -EIO;
+	}
+	return l->id < 0 ? -ENOENT : 0;
+}
+
+void review__api_part(review_server *s, SoupServerMessage *msg, int64_t part_id)
+{
+	JsonBuilder *b = json_builder_new();
+	struct review_latest l = { .b = b };
+	struct vigil_vibration v;
+	char *err = NULL;
+	int rc;
+
+	json_builder_begin_object(b);
+	if ((rc = review__find_latest(s, msg, part_id, &l)) < 0) {
+		if (rc == -ENOENT)
+			review__reply_error(msg, SOUP_STATUS_NOT_FOUND,
+					    "no inspection of part %" PRId64, part_id);
+		goto out;
+	}
+	json_builder_set_member_name(b, "vibration");
+	rc = db_read_vibration(s->db_path, l.id, &v, &err);
+	if (rc == 0) {
+		char zone[2] = { v.iso_zone, '\0' };
+
+		json_builder_begin_object(b);
+		review__add_number(b, "rms_velocity_mm_s", v.rms_velocity_mm_s);
+		review__add_string(b, "iso_zone", v.iso_zone ? zone : NULL);
+		review__add_number(b, "rms_accel_g", v.rms_accel_g);
+		review__add_number(b, "hf_accel_g", v.hf_accel_g);
+		review__add_number(b, "peak_g", v.peak_g);
+		review__add_number(b, "crest_factor", v.crest_factor);
+		review__add_number(b, "kurtosis", v.kurtosis);
+		review__add_number(b, "ftf_env", v.ftf_env);
+		review__add_number(b, "bpfo_env", v.bpfo_env);
+		review__add_number(b, "bpfi_env", v.bpfi_env);
+		review__add_number(b, "bsf_env", v.bsf_env);
+		json_builder_end_object(b);
+	} else if (rc == -ENOENT) {
+		json_builder_add_null_value(b);
+	} else {
+		g_warning("review: %s", err);
+		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		free(err);
+		goto out;
+	}
+	review__add_bearing(s, b);
+	json_builder_set_member_name(b, "media");
+	json_builder_begin_array(b);
+	if (review__media_list(s, part_id, l.id, b, &err) < 0) {
+		g_warning("review: %s", err);
+		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		free(err);
+		goto out;
+	}
+	json_builder_end_array(b);
+	json_builder_end_object(b);
+	review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
+out:
+	g_object_unref(b);
+}
+
+static const char *member_string(JsonObject *o, const char *name, gboolean *bad)
+{
+	JsonNode *n = json_object_get_member(o, name);
+
+	if (!n || JSON_NODE_HOLDS_NULL(n))
+		return NULL;
+	if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_STRING) {
+		*bad = TRUE;
+		return NULL;
+	}
+	return json_node_get_string(n);
+}
+
+void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_id)
+{
+	SoupMessageBody *body = soup_server_message_get_request_body(msg);
+	JsonParser *parser = NULL;
+	JsonObject *o;
+	GBytes *bytes = NULL;
+	struct review_latest l = { 0 };
+	const char *decision, *verdict_name, *note, *reviewer;
+	gboolean bad = FALSE;
+	char *err = NULL;
+	int verdict = 0, rc;
+
+	if (!s->have_token) {
+		review__reply_error(msg, SOUP_STATUS_FORBIDDEN,
+				    "reviews are disabled: [review] has no token or token_file");
+		return;
+	}
+	if (!review__authorized(s, msg)) {
+		soup_message_headers_replace(soup_server_message_get_response_headers(msg),
+					     "WWW-Authenticate", "Bearer realm=\"vigil\"");
+		review__reply_error(msg, SOUP_STATUS_UNAUTHORIZED,
+				    "a review needs the header Authorization: Bearer TOKEN");
+		return;
+	}
+	bytes = soup_message_body_flatten(body);
+	if (g_bytes_get_size(bytes) > REVIEW_MAX_BODY) {
+		review__reply_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE,
+				    "the body is too large");
+		goto out;
+	}
+	parser = json_parser_new();
+	if (!json_parser_load_from_data(parser, g_bytes_get_data(bytes, NULL),
+					(gssize)g_bytes_get_size(bytes), NULL) ||
+	    !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
+		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+				    "the body is a JSON object: {\"decision\": "
+				    "\"confirm\"|\"overrule\", \"verdict\": ..., \"note\": ..., "
+				    "\"reviewer\": ...}");
+		goto out;
+	}
+	o = json_node_get_object(json_parser_get_root(parser));
+	decision = member_string(o, "decision", &bad);
+	verdict_name = member_string(o, "verdict", &bad);
+	note = member_string(o, "note", &bad);
+	reviewer = member_string(o, "reviewer", &bad);
+	if (bad || !decision ||
+	    (strcmp(decision, "confirm") != 0 && strcmp(decision, "overrule") != 0)) {
+		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+				    "decision is \"confirm\" or \"overrule\"; verdict, note and reviewer "
+				    "are strings");
+		goto out;
+	}
+	if ((note && strlen(note) > REVIEW_MAX_NOTE) || (reviewer && strlen(reviewer) > 100)) {
+		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+				    "the note is at most %d bytes, the reviewer 100", REVIEW_MAX_NOTE);
+		goto out;
+	}
+	if (strcmp(decision, "overrule") == 0) {
+		for (int v = VIGIL_VERDICT_ACCEPT; v <= VIGIL_VERDICT_MARGINAL; v++)
+			if (verdict_name &&
+			    strcmp(verdict_name, vigil_verdict_name((enum vigil_verdict)v)) == 0)
+				verdict = v;
+		if (!verdict) {
+			review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+					    "an overrule names the right verdict: accept, reject or "
+					    "marginal");
+			goto out;
+		}
+	}
+	if ((rc = review__find_latest(s, msg, part_id, &l)) < 0) {
+		if (rc == -ENOENT)
+			review__reply_error(msg, SOUP_STATUS_NOT_FOUND,
+					    "no inspection of part %" PRId64, part_id);
+		goto out;
+	}
+	if (!verdict)
+		verdict = l.verdict;  /* confirming keeps the line's verdict */
+	rc = db_review(s->db_path, part_id, decision, verdict, note && *note ? note : NULL,
+		       reviewer && *reviewer ? reviewer : "web", &err);
+	if (rc < 0) {
+		g_warning("review: %s", err ? err : db_strerror(rc));
+		review__reply_error(msg, rc == -ENOENT ? SOUP_STATUS_NOT_FOUND
+					       : SOUP_STATUS_INTERNAL_SERVER_ERROR,
+			    "%s", err ? err : db_strerror(rc));
+		free(err);
+		goto out;
+	}
+	g_message("review: part %" PRId64 " %s (%s) by %s", part_id,
+		  strcmp(decision, "confirm") == 0 ? "confirmed" : "overruled",
+		  vigil_verdict_name((enum vigil_verdict)verdict),
+		  reviewer && *reviewer ? reviewer : "web");
+	{
+		JsonBuilder *b = json_builder_new();
+
+		json_builder_begin_object(b);
+		review__add_int(b, "part_id", part_id);
+		review__add_string(b, "decision", decision);
+		review__add_string(b, "verdict", vigil_verdict_name((enum vigil_verdict)verdict));
+		json_builder_end_object(b);
+		review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
+		g_object_unref(b);
+	}
+out:
+	if (parser)
+		g_object_unref(parser);
+	if (bytes)
+		g_bytes_unref(bytes);
+}
+

@@ -1,0 +1,162 @@
+/* Private to the review server (review.h): its state and what its files
+ * share.
+ *   review.c          set-up from [review], the routing table, start/stop
+ *   review-http.c     replies, connections (the cap and the request
+ *                     timeout), request limits, the page's files, the token
+ *   review-parts.c    query strings, the inspection list, part detail,
+ *                     the review POST
+ *   review-media.c    a part's files, images and vibration view
+ *   review-metrics.c  rate sampling, status, history, Prometheus /metrics
+ * Everything here runs on the main loop of the thread that made the
+ * server, one request at a time; nothing is locked. */
+#ifndef VIGIL_APP_REVIEW_PRIVATE_H
+#define VIGIL_APP_REVIEW_PRIVATE_H
+
+#include <gio/gio.h>
+#include <json-glib/json-glib.h>
+#include <libsoup/soup.h>
+#include <stdint.h>
+
+#include "app/review.h"
+#include "db/db.h"
+#include "fusion/condition.h"
+
+/* A request body longer than this is refused before it is read: nothing
+ * the page sends comes near it. */
+#define REVIEW_MAX_BODY (16 * 1024)
+
+/* The line is sampled once a second; rates are measured over the last
+ * RATE_SAMPLES samples (10 s), and HISTORY_SAMPLES (10 min) are kept for
+ * the status charts. */
+#define RATE_SAMPLES 11
+#define HISTORY_SAMPLES 600
+
+struct rate_sample {
+	int64_t t_us, t_wall_us;
+	uint64_t parts, accepted, latency_parts;
+	double latency_sum_ms;
+	uint64_t camera_frames[LINE_HEALTH_CAMERAS];
+};
+
+/* Why a client was answered before libsoup was done with it, for
+ * /metrics. */
+enum review_refusal {
+	REFUSED_MAX_CONNECTIONS,  /* 503: max_connections already open */
+	REFUSED_REQUEST_TIMEOUT,  /* 408: no whole request in request_timeout_s */
+	REFUSED_BODY,             /* 400/411/413 on the headers, body never read */
+	REFUSALS
+};
+
+struct review_server {
+	SoupServer *soup;
+	/* The server accepts connections itself, to cap them and time their
+	 * requests, and hands each to soup (soup_server_accept_iostream). */
+	GSocketService *service;
+	GHashTable *conns;       /* "ADDRESS:PORT" of the peer -> review_conn */
+	GQueue open_conns;       /* every review_conn, by its link */
+	int max_connections;
+	int request_timeout_s;
+	uint64_t refused[REFUSALS];
+	line *line;
+	char *db_path;
+	char *static_dir;        /* NULL: the page built into the binary */
+	char *charts_dir;        /* uPlot's dist folder; may lack the files */
+	gboolean have_token;
+	guint8 token_sha256[32]; /* compared, never the token itself */
+	int port;
+	int64_t started_us;
+	/* The bearing of the [vibration.NAME] section, to mark its defect
+	 * frequencies on a part's envelope spectrum. */
+	gboolean have_bearing;
+	double shaft_hz, hf_hz;
+	struct bearing_freqs bearing;
+	guint sampler;
+	struct rate_sample samples[HISTORY_SAMPLES];
+	int nsamples;            /* oldest first */
+};
+
+/* ---- review-http.c ---- */
+
+/* Replies with the security and cache headers every answer carries.
+ * reply_json takes root; the others copy what they are given. */
+void review__reply_bytes(SoupServerMessage *msg, int status, const char *type, GBytes *body);
+void review__reply_text(SoupServerMessage *msg, int status, const char *type, GString *text);
+void review__reply_json(SoupServerMessage *msg, int status, JsonNode *root);
+/* {"error": the formatted text}. */
+void review__reply_error(SoupServerMessage *msg, int status, const char *fmt, ...)
+	G_GNUC_PRINTF(3, 4);
+
+/* The listening service's "incoming" handler (data: the server): caps the
+ * connections, arms the request timer and hands the connection to soup. */
+gboolean review__on_incoming(GSocketService *service, GSocketConnection *conn,
+			     GObject *source, gpointer data);
+/* soup's "request-started" and "request-read" (data: the server): the
+ * request timer's start and stop. */
+void review__on_request_started(SoupServer *soup, SoupServerMessage *msg, gpointer data);
+void review__on_request_read(SoupServer *soup, SoupServerMessage *msg, gpointer data);
+/* soup's early handler (data: the server): refuses an over-long or
+ * malformed request after its headers, before its body is read; the
+ * handler skips a message that already has a status. */
+void review__early_handler(SoupServer *server, SoupServerMessage *msg, const char *path,
+			   GHashTable *query, gpointer data);
+/* Forgets every open connection (review_server_free, before soup drops
+ * them), so that no notice of one reaches a freed server. */
+void review__drop_conns(review_server *s);
+
+/* Serves name from dir, or from the page built into the binary when dir
+ * is NULL; a name that is not one plain file name is refused. */
+void review__serve_asset(SoupServerMessage *msg, const char *dir, const char *name);
+
+/* SHA-256 of the token, which is all the server keeps of it. */
+void review__token_digest(const char *token, size_t len, guint8 out[32]);
+/* Whether msg carries "Authorization: Bearer TOKEN" with s's token. */
+gboolean review__authorized(review_server *s, SoupServerMessage *msg);
+
+/* ---- review-parts.c ---- */
+
+/* A decimal of up to 20 digits, no sign, at most max: 0 or -EINVAL. */
+int review__parse_uint(const char *text, guint64 max, guint64 *out);
+
+/* Object members; a number that is not finite and a NULL string are
+ * written as null. */
+void review__add_number(JsonBuilder *b, const char *name, double v);
+void review__add_string(JsonBuilder *b, const char *name, const char *v);
+void review__add_int(JsonBuilder *b, const char *name, int64_t v);
+
+/* The latest inspection of a part; with b set, it is also added to b as
+ * member "inspection". */
+struct review_latest {
+	JsonBuilder *b;
+	int64_t id;
+	int verdict;
+};
+/* 0, -ENOENT (the caller replies), or -EIO with the error replied. */
+int review__find_latest(review_server *s, SoupServerMessage *msg, int64_t part_id,
+			struct review_latest *l);
+
+void review__api_inspections(review_server *s, SoupServerMessage *msg, const char *query);
+void review__api_part(review_server *s, SoupServerMessage *msg, int64_t part_id);
+void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_id);
+
+/* ---- review-media.c ---- */
+
+/* Member "bearing": s's defect frequencies, or null without a bearing. */
+void review__add_bearing(review_server *s, JsonBuilder *b);
+/* Adds one object per media row of inspection_id to the array open in b,
+ * each with its URL under part_id. db_read_media's result and *err. */
+int review__media_list(review_server *s, int64_t part_id, int64_t inspection_id,
+		       JsonBuilder *b, char **err);
+void review__api_media(review_server *s, SoupServerMessage *msg, int64_t part_id,
+		       int64_t media_id);
+void review__api_vibration(review_server *s, SoupServerMessage *msg, int64_t part_id);
+
+/* ---- review-metrics.c ---- */
+
+/* The once-a-second sampler's timeout (data: the server); it also takes
+ * the first sample when called directly. */
+gboolean review__on_sample(gpointer data);
+void review__api_status(review_server *s, SoupServerMessage *msg);
+void review__api_history(review_server *s, SoupServerMessage *msg);
+void review__serve_metrics(review_server *s, SoupServerMessage *msg);
+
+#endif
