@@ -110,7 +110,7 @@ line *line_new(const config *cfg, char **err)
 	}
 	if (l->tx_name && !(l->transmitter = sensor_transmitter_new(&l->tx_cfg, err)))
 		goto fail;
-	if (!(l->plc = plc_link_new_tcp(&l->plc_cfg))) {
+	if (!(l->plc = plc_link_new(&l->plc_cfg))) {
 		*err = config_error(cfg, "plc", NULL, "invalid endpoint");
 		goto fail;
 	}

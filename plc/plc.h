@@ -179,12 +179,9 @@ struct plc_config {
 	struct plc_regmap map;
 };
 
-/* Copies what it needs from cfg. Does not connect or listen. NULL on bad
- * config. */
+/* Any role over any transport, as cfg says. Copies what it needs from cfg.
+ * Does not connect or listen. NULL on bad config. */
 plc_link *plc_link_new(const struct plc_config *cfg);
-/* The same as plc_link_new (kept by that name for app/line.c; the role and
- * transport come from cfg). */
-plc_link *plc_link_new_tcp(const struct plc_config *cfg);
 void plc_link_free(plc_link *link);
 
 /* Client: connects if not connected. Server: opens the listening socket or

@@ -118,37 +118,37 @@ static void test_config(void)
 	struct plc_config cfg = config_for(1502);
 	plc_link *link;
 
-	link = plc_link_new_tcp(&cfg);
+	link = plc_link_new(&cfg);
 	g_assert_nonnull(link);
 	g_assert_false(plc_link_connected(link));
 	plc_link_free(link);
 	plc_link_free(NULL);
 
 	cfg.host = "localhost"; /* libmodbus's TCP backend takes addresses only */
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 	cfg = config_for(0);
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 	cfg = config_for(1502);
 	cfg.timeout_ms = 0;
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 	cfg = config_for(1502);
 	cfg.unit_id = 248;
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 	cfg = config_for(1502);
 	cfg.map.result_base = 65536 - PLC_RES_REGS + 1;
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 	cfg = config_for(1502);
 	cfg.map.result_base = 65536 - PLC_RES_REGS;
 	cfg.map.status_base = 30;
-	link = plc_link_new_tcp(&cfg);
+	link = plc_link_new(&cfg);
 	g_assert_nonnull(link);
 	plc_link_free(link);
 	cfg = config_for(1502);
 	cfg.map.status_base = cfg.map.result_base + PLC_RES_REGS - 1; /* overlaps */
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 	cfg = config_for(1502);
 	cfg.map.result_base = 2; /* overlaps the trigger block */
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 }
 
 static void test_strerror(void)
@@ -178,7 +178,7 @@ static int closed_port(void)
 static void test_refused(void)
 {
 	struct plc_config cfg = config_for(closed_port());
-	plc_link *link = plc_link_new_tcp(&cfg);
+	plc_link *link = plc_link_new(&cfg);
 	struct plc_trigger t;
 	int64_t t0 = vigil_now_us();
 	int rc;
@@ -251,7 +251,7 @@ static void test_sim_exchange(void)
 	sim_plc_on_result(sim, on_result, &seen);
 
 	cfg = config_for(sim_plc_port(sim));
-	link = plc_link_new_tcp(&cfg);
+	link = plc_link_new(&cfg);
 	g_assert_cmpint(plc_link_connect(link), ==, 0);
 	g_assert_true(plc_link_connected(link));
 	g_assert_cmpint(plc_link_connect(link), ==, 0); /* already connected */
@@ -330,7 +330,7 @@ static void test_sim_robust(void)
 	g_assert_nonnull(sim);
 	cfg = config_for(sim_plc_port(sim));
 	cfg.map = map;
-	link = plc_link_new_tcp(&cfg);
+	link = plc_link_new(&cfg);
 	g_assert_cmpint(plc_link_connect(link), ==, 0);
 	sim_plc_trigger(sim, 77);
 	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
@@ -341,7 +341,7 @@ static void test_sim_robust(void)
 	 * link up. The sim accepts this second client after the first left. */
 	cfg.map.trigger_base = 200;
 	cfg.map.result_base = 65536 - PLC_RES_REGS;
-	outside = plc_link_new_tcp(&cfg);
+	outside = plc_link_new(&cfg);
 	g_assert_cmpint(plc_link_connect(outside), ==, 0);
 	g_assert_cmpint(plc_read_trigger(outside, &t), ==, PLC_EMODBUS);
 	g_assert_true(plc_link_connected(outside));
@@ -376,11 +376,11 @@ static void test_sim_robust(void)
 		close(s);
 	}
 
-	link = plc_link_new_tcp(&(struct plc_config){ .host = "127.0.0.1",
-						      .port = sim_plc_port(sim),
-						      .unit_id = 1,
-						      .timeout_ms = 1000,
-						      .map = map });
+	link = plc_link_new(&(struct plc_config){ .host = "127.0.0.1",
+						  .port = sim_plc_port(sim),
+						  .unit_id = 1,
+						  .timeout_ms = 1000,
+						  .map = map });
 	g_assert_cmpint(plc_link_connect(link), ==, 0);
 	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
 	g_assert_cmpuint(t.part_id, ==, 77);
@@ -481,7 +481,7 @@ static void test_pymodbus_peer(void)
 
 	cfg = config_for(port);
 	cfg.map = (struct plc_regmap){ 100, 200, 300 };
-	link = plc_link_new_tcp(&cfg);
+	link = plc_link_new(&cfg);
 	g_assert_cmpint(plc_link_connect(link), ==, 0);
 	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
 	g_assert_cmpuint(t.counter, ==, 7);
