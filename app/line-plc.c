@@ -321,7 +321,7 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 		o->seq = p->seq;
 		o->part_id = p->part_id;
 		o->trigger_counter = p->trigger_counter;
-		o->deadline_us = p->t_trigger_us + (int64_t)l->reject_deadline_ms * 1000;
+		o->deadline_us = p->t_trigger_us + (int64_t)l->plc_set.reject_deadline_ms * 1000;
 		o->part = p;
 		g_queue_push_tail(&s->outstanding, o);
 		line_count(l, &l->st.triggers, 1);
@@ -389,9 +389,9 @@ static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 	}
 	/* The buffer holds result_buffer results behind the presented one;
 	 * while none is presented, the oldest pending part is about to be. */
-	if (l->plc_result_buffer >= 0 &&
+	if (l->plc_set.result_buffer >= 0 &&
 	    g_queue_get_length(&s->pending) + (s->have_cur ? 1u : 0u) >=
-		    (guint)l->plc_result_buffer + 1) {
+		    (guint)l->plc_set.result_buffer + 1) {
 		/* The PLC is not taking results: the buffer is full. The part is
 		 * logged, its result never reaches the PLC, and the PLC sees the
 		 * overrun count and bit. */
@@ -400,7 +400,7 @@ static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 		s->overrun_latched = TRUE;
 		g_warning("part %u: result buffer full (%d waiting, PLC has not acknowledged "
 			  "result %u): result overrun, logged but not sent",
-			  p->part_id, l->plc_result_buffer, s->cur.counter);
+			  p->part_id, l->plc_set.result_buffer, s->cur.counter);
 		/* Its row says what the PLC is left with: no result, which it
 		 * must treat as a reject (docs/plc.md, Overrun). */
 		line_log_not_sent(l, p);
@@ -495,7 +495,7 @@ static gboolean commit_next(line *l, struct plc_state *s, int64_t now)
 		/* The deadline decides: a fail-safe reject, whatever the model
 		 * says later. Its row goes first, as a verdict's would. */
 		g_warning("part %u: no verdict within %d ms, fail-safe reject", o->part_id,
-			  l->reject_deadline_ms);
+			  l->plc_set.reject_deadline_ms);
 		line_log_failsafe(l, o);
 	}
 	if (!line_row_committed(l, p ? &((struct line_part *)p)->row : &o->fs_row, o->part_id,
@@ -536,7 +536,7 @@ static gboolean commit_next(line *l, struct plc_state *s, int64_t now)
 		o->t_plc_us = now;
 		s->cur_part = NULL;
 		s->cur_fs_ticket = o->fs_row.ticket;
-		s->cur_t_trigger_us = o->deadline_us - (int64_t)l->reject_deadline_ms * 1000;
+		s->cur_t_trigger_us = o->deadline_us - (int64_t)l->plc_set.reject_deadline_ms * 1000;
 		if (!o->part) {
 			/* The late verdict already went to the log. */
 			g_queue_remove(&s->outstanding, o);
@@ -625,7 +625,7 @@ static void make_status(line *l, struct plc_state *s, int64_t now, struct plc_st
 		w &= (uint16_t)~PLC_STATUS_MODEL_LOADED;
 	if (f)
 		w |= PLC_STATUS_FAULT;
-	if ((f & VERDICT_FAULTS) && l->plc_fault_policy == LINE_FAULT_STOP_LINE)
+	if ((f & VERDICT_FAULTS) && l->plc_set.fault_policy == PLC_FAULT_STOP_LINE)
 		w |= PLC_STATUS_STOP_LINE;
 	if (s->have_cur)
 		w |= PLC_STATUS_RESULTS_VALID;
@@ -651,14 +651,14 @@ static void make_status(line *l, struct plc_state *s, int64_t now, struct plc_st
 	if (plc_link_role(l->plc) == PLC_ROLE_SERVER) {
 		int64_t last = plc_link_last_request_us(l->plc);
 		gboolean silent = now - (last ? last : s->started_us) >
-				  (int64_t)l->plc_peer_timeout_ms * 1000;
+				  (int64_t)l->plc_set.peer_timeout_ms * 1000;
 
 		if (silent != s->plc_silent) {
 			if (silent) {
 				g_warning("PLC stopped polling: no request for %d ms (inspection and "
-					  "logging go on)", l->plc_peer_timeout_ms);
+					  "logging go on)", l->plc_set.peer_timeout_ms);
 				line_post_event(l, "plc-silent", "PLC stopped polling: no request "
-						"for %d ms", l->plc_peer_timeout_ms);
+						"for %d ms", l->plc_set.peer_timeout_ms);
 			} else {
 				g_message("PLC polling again");
 				line_post_event(l, "plc-polling", "PLC polling again");
@@ -683,7 +683,7 @@ static void make_status(line *l, struct plc_state *s, int64_t now, struct plc_st
 		.trigger_seen = s->last_trigger,
 		.buffered = (uint16_t)MIN(g_queue_get_length(&s->pending) + (s->have_cur ? 1 : 0),
 					  UINT16_MAX),
-		.capacity = (uint16_t)l->plc_result_buffer,
+		.capacity = (uint16_t)l->plc_set.result_buffer,
 		.overruns = s->overruns,
 	};
 }
@@ -714,9 +714,9 @@ static void update_status(line *l, struct plc_state *s, int64_t now)
 /* "host:port" or "device@baud", for messages. */
 static char *link_name(line *l)
 {
-	if (l->plc_cfg.transport == PLC_TRANSPORT_RTU)
-		return g_strdup_printf("%s@%d", l->plc_cfg.device, l->plc_cfg.baud);
-	return g_strdup_printf("%s:%d", l->plc_cfg.host, l->plc_cfg.port);
+	if (l->plc_set.link.transport == PLC_TRANSPORT_RTU)
+		return g_strdup_printf("%s@%d", l->plc_set.link.device, l->plc_set.link.baud);
+	return g_strdup_printf("%s:%d", l->plc_set.link.host, l->plc_set.link.port);
 }
 
 /* Once per loss, not per attempt: a warning and a plc-link-down event. */
@@ -729,7 +729,7 @@ static void report_down(line *l, struct plc_state *s, int rc, const char *what)
 	s->link_down = TRUE;
 	name = link_name(l);
 	g_warning("PLC %s: %s: %s (retrying, backoff up to %d ms)", name, what, plc_strerror(rc),
-		  l->plc_reconnect_max_ms);
+		  l->plc_set.reconnect_max_ms);
 	line_post_event(l, "plc-link-down", "PLC %s: %s: %s", name, what, plc_strerror(rc));
 	g_free(name);
 }
@@ -751,7 +751,7 @@ static void link_works(line *l, struct plc_state *s)
 		s->link_down = FALSE;
 	} else {
 		g_message("PLC %s: %s (%s)", name, server ? "serving" : "connected",
-			  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? "rtu" : "tcp");
+			  l->plc_set.link.transport == PLC_TRANSPORT_RTU ? "rtu" : "tcp");
 	}
 	g_free(name);
 }
@@ -760,8 +760,8 @@ static void link_works(line *l, struct plc_state *s)
  * that comes back is found within the cap. */
 static void back_off(line *l, struct plc_state *s, int64_t now)
 {
-	s->backoff_ms = s->backoff_ms ? MIN(s->backoff_ms * 2, l->plc_reconnect_max_ms)
-				      : l->plc_reconnect_min_ms;
+	s->backoff_ms = s->backoff_ms ? MIN(s->backoff_ms * 2, l->plc_set.reconnect_max_ms)
+				      : l->plc_set.reconnect_min_ms;
 	s->next_connect_us = now + (int64_t)s->backoff_ms * 1000;
 }
 
@@ -778,7 +778,7 @@ static void keep_connected(line *l, struct plc_state *s, int64_t now)
 		 * to again on every poll. Only a link that held that long is
 		 * tried again at once. */
 		s->link_open = FALSE;
-		if (s->link_up && now - s->connected_us >= (int64_t)l->plc_reconnect_max_ms * 1000) {
+		if (s->link_up && now - s->connected_us >= (int64_t)l->plc_set.reconnect_max_ms * 1000) {
 			s->backoff_ms = 0;
 			s->next_connect_us = now;
 		} else {
@@ -900,11 +900,11 @@ gpointer line_plc_thread(gpointer data)
 		if (server && plc_link_connected(l->plc)) {
 			/* A commit is a fraction of a millisecond away: look
 			 * again soon rather than after a whole poll. */
-			plc_serve(l->plc, s.awaiting_commit ? 0 : l->poll_ms);
+			plc_serve(l->plc, s.awaiting_commit ? 0 : l->plc_set.poll_ms);
 			if (s.awaiting_commit)
 				g_usleep(COMMIT_POLL_US);
 		} else if (bqueue_pop(l->q_results, &item, s.awaiting_commit ? COMMIT_POLL_US
-					: (int64_t)l->poll_ms * 1000) == 0) {
+					: (int64_t)l->plc_set.poll_ms * 1000) == 0) {
 			collect_verdict(l, &s, item);
 		}
 	}

@@ -20,7 +20,7 @@
 #include "sensors/sensors.h"
 
 #define QUEUE_PARTS 256
-#define LINE_MAX_JOBS 64
+#define LINE_MAX_JOBS PLC_MAX_JOBS  /* job_select is the PLC's */
 
 /* [model] max_batch: its default and its largest value. */
 #define LINE_DEFAULT_MAX_BATCH 1
@@ -46,8 +46,6 @@ struct line_job {
 };
 
 typedef struct line_jobs line_jobs;
-
-enum line_fault_policy { LINE_FAULT_REJECT_ALL = 0, LINE_FAULT_STOP_LINE = 1 };
 
 /* A row queued before its result goes to the PLC (crash safety), as the
  * PLC thread waits for its commit. */
@@ -94,20 +92,13 @@ struct line {
 	char *model_dir, *backend, *db_path;
 	enum infer_precision precision;  /* [model] precision */
 	int max_batch;            /* [model] max_batch: parts one model run may take */
-	int window_timeout_ms, poll_ms, reject_deadline_ms;
+	int window_timeout_ms;
 	int db_queue;
 	struct db_options db_opt;
 	char *db_media_dir;
 	int db_commit_timeout_ms; /* a result waits this long for its row */
-	struct plc_config plc_cfg;
-	char *plc_host;
-	char *plc_device;
-	int plc_result_buffer;    /* results that may wait behind the presented one */
-	int plc_peer_timeout_ms;  /* server: the PLC counts as silent after this */
-	int plc_reconnect_min_ms, plc_reconnect_max_ms; /* client: backoff bounds */
-	int plc_fault_policy;     /* enum line_fault_policy */
-	int plc_default_job;      /* 0: the [model] thresholds */
-	char *plc_state_path;     /* the selected job, kept across restarts */
+	struct plc_settings plc_set; /* [plc] but state_file (plc_config_read) */
+	char *plc_state_path;     /* [plc] state_file: the selected job, kept across restarts */
 	struct line_job jobs[LINE_MAX_JOBS + 1]; /* indexed by job number */
 	struct line_camera cameras[LINE_MAX_CAMERAS];
 	int ncameras;

@@ -49,8 +49,7 @@ void line_free(line *l)
 	g_free(l->backend);
 	g_free(l->db_path);
 	g_free(l->db_media_dir);
-	g_free(l->plc_host);
-	g_free(l->plc_device);
+	plc_settings_clear(&l->plc_set);
 	g_free(l->plc_state_path);
 	for (size_t i = 0; i < G_N_ELEMENTS(l->jobs); i++)
 		g_free(l->jobs[i].package);
@@ -110,7 +109,7 @@ line *line_new(const config *cfg, char **err)
 	}
 	if (l->tx_name && !(l->transmitter = sensor_transmitter_new(&l->tx_cfg, err)))
 		goto fail;
-	if (!(l->plc = plc_link_new(&l->plc_cfg))) {
+	if (!(l->plc = plc_link_new(&l->plc_set.link))) {
 		*err = config_error(cfg, "plc", NULL, "invalid endpoint");
 		goto fail;
 	}

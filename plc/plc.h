@@ -20,6 +20,8 @@
 
 #include <stdint.h>
 
+#include "core/config.h"
+
 /* Project error codes, below -PLC_ENOBASE; others are negative errno. */
 #define PLC_ENOBASE 20000
 #define PLC_ENOTCONN (-(PLC_ENOBASE + 1))  /* not connected */
@@ -212,5 +214,40 @@ int plc_write_result(plc_link *link, const struct plc_result *r);
 int plc_write_status(plc_link *link, const struct plc_status *s);
 
 const char *plc_strerror(int code);
+
+/* ---- [plc] settings (plc-config.c) ---- */
+
+/* Jobs (recipes) the PLC may select: 1..PLC_MAX_JOBS in job_select. */
+#define PLC_MAX_JOBS 64
+
+enum plc_fault_policy {
+	PLC_FAULT_REJECT_ALL = 0, /* every verdict a fail-safe reject while a fault lasts */
+	PLC_FAULT_STOP_LINE = 1,  /* that, and the stop-line bit for the PLC */
+};
+
+/* Everything [plc] says but state_file, whose default is beside the
+ * database and which the caller reads. */
+struct plc_settings {
+	struct plc_config link;   /* host and device point into the strings below */
+	char *host;               /* TCP; "" for RTU */
+	char *device;             /* RTU; NULL for TCP */
+	int poll_ms;
+	int reject_deadline_ms;
+	int result_buffer;        /* results that may wait behind the presented one */
+	int peer_timeout_ms;      /* server: the PLC counts as silent after this */
+	int reconnect_min_ms, reconnect_max_ms; /* client: backoff bounds */
+	enum plc_fault_policy fault_policy;
+	int job;                  /* 0..PLC_MAX_JOBS, used until the PLC selects one;
+				   * the caller checks that [job.N] exists */
+};
+
+/* Reads section group (normally "plc") of cfg into *out: unknown keys,
+ * defaults, ranges, the IPv4 host and overlapping blocks, each error in
+ * *err as "FILE:LINE: [plc] key: what" (g_free it). 0 or -EINVAL. *out owns
+ * its strings, also on failure: free them with plc_settings_clear. */
+int plc_config_read(const config *cfg, const char *group, struct plc_settings *out,
+		    char **err);
+/* Frees the strings of s and zeroes it; NULL and a zeroed s are fine. */
+void plc_settings_clear(struct plc_settings *s);
 
 #endif
