@@ -55,25 +55,6 @@ struct line_row {
 	gboolean commit_seen;            /* the PLC thread saw it committed */
 };
 
-/* What the PLC thread remembers of a part it has handed to inspection. */
-struct outstanding {
-	uint64_t seq;
-	uint32_t part_id;
-	uint16_t trigger_counter;
-	int64_t deadline_us;
-	gboolean has_verdict;     /* its verdict waits in the PLC thread's pending queue */
-	/* Past the deadline without a verdict: its fail-safe reject is
-	 * decided and its row queued (fs_row); then sent to the PLC. */
-	gboolean failsafe, failsafe_sent;
-	struct line_row fs_row;
-	/* The part record, alive until the PLC thread hands it to the log
-	 * (or line_stop does, after this thread has ended); NULL once its
-	 * late verdict has been handed on. Only its trigger fields (set
-	 * before it was queued) and failsafe_ticket are touched here. */
-	struct vigil_part *part;
-	int64_t t_plc_us;
-};
-
 /* A part record as the line allocates it (line_part_new): the record the
  * stages see, plus what the log needs of it. */
 struct line_part {
@@ -169,9 +150,10 @@ void line_part_free(struct vigil_part *p);
  * fault or the row could not be queued; or after db_commit_timeout_ms,
  * raising the database fault. */
 void line_log_early(line *l, struct vigil_part *p);
-/* The same for a fail-safe reject at the deadline of a part still being
- * inspected: its row says what the PLC will get (o->fs_row). */
-void line_log_failsafe(line *l, struct outstanding *o);
+/* The same for a fail-safe reject at the deadline of p, still being
+ * inspected: its row, queued into r (zeroed by the caller), says what the
+ * PLC will get. */
+void line_log_failsafe(line *l, struct vigil_part *p, struct line_row *r);
 gboolean line_row_committed(line *l, struct line_row *r, uint32_t part_id, int64_t now_us);
 /* PLC thread: p's early row will never reach the PLC (vigild stopped
  * first): the row is marked so. */
