@@ -304,12 +304,13 @@ struct plc_trigger_news {
 /* Takes the trigger block as last read: its acknowledge, and a change of
  * counter, which is a new part (take_new 0: none is taken, as when
  * stopping), a jump (missed triggers, whose sequence numbers are skipped:
- * a triggered camera took those frames anyway) or a restart (65535 -> 1
- * is one step; a step back of at most 256 across the wrap is still the
- * wrap). On a restart the presented result, if not acknowledged, is taken
- * down (valid 0, counter kept), the buffered verdicts go to not_sent, and
- * the verdicts of parts still in inspection will be refused (plc_session_
- * stale). The first block after plc_session_new only sets the counter. */
+ * a triggered camera took those frames anyway) or a restart: 0, or a step
+ * back (65535 -> 1 is one step forwards, and so is any step back of at
+ * most 256 across the wrap). On a restart the presented result, if not
+ * acknowledged, is taken down (valid 0, counter kept), the buffered
+ * verdicts go to not_sent, and the verdicts of parts still in inspection
+ * are refused when they come (plc_session_stale). The first block after
+ * plc_session_new only sets the counter. */
 void plc_session_take_trigger(plc_session *s, const struct plc_trigger *t, int take_new,
 			      struct plc_trigger_news *news);
 /* The new part of the last trigger, triggered at t_trigger_us: its
