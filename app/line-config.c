@@ -1,4 +1,3 @@
-#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -15,11 +14,6 @@ static const char *const vibration_keys[] = {
 	"ball_diameter_mm", "pitch_diameter_mm", "contact_angle_deg", "iio_uri", "iio_device",
 	"iio_channel", "iio_unit_scale", "iio_buffer_samples", NULL };
 static const char *const model_keys[] = { "package", "backend", "precision", "max_batch", NULL };
-static const char *const plc_keys[] = {
-	"mode", "host", "port", "unit_id", "timeout_ms", "poll_ms", "reject_deadline_ms",
-	"trigger_base", "result_base", "status_base",
-	"transport", "device", "baud", "parity", "stop_bits", "result_buffer", "peer_timeout_ms",
-	"reconnect_min_ms", "reconnect_max_ms", "fault_policy", "job", "state_file", NULL };
 static const char *const job_keys[] = { "package", "reject", "marginal", NULL };
 static const char *const database_keys[] = {
 	"path", "queue_depth", "media_dir", "media_queue", "keep_accepted_every", "max_age_days",
@@ -283,12 +277,7 @@ out:
 int line_read_config(line *l, const config *cfg, char **err)
 {
 	static const char *const sen_modes[] = { "sequence", "clock", NULL };
-	static const char *const plc_modes[] = { "client", "server", NULL };
-	static const char *const plc_transports[] = { "tcp", "rtu", NULL };
-	static const char *const plc_parities[] = { "N", "E", "O", NULL };
-	static const char *const fault_policies[] = { "reject_all", "stop_line", NULL };
 	char **cams = NULL, *sen = NULL;
-	struct in_addr addr;
 	int mode = 0, ival = 0;
 	double d = 0;
 	int rc;
@@ -315,7 +304,6 @@ int line_read_config(line *l, const config *cfg, char **err)
 	}
 	if (config_check_keys(cfg, sen, vibration_keys, err) < 0 ||
 	    config_check_keys(cfg, "model", model_keys, err) < 0 ||
-	    config_check_keys(cfg, "plc", plc_keys, err) < 0 ||
 	    config_check_keys(cfg, "database", database_keys, err) < 0)
 		goto out;
 
@@ -411,68 +399,8 @@ int line_read_config(line *l, const config *cfg, char **err)
 		}
 	}
 
-	l->plc_cfg.map = (struct plc_regmap)PLC_REGMAP_DEFAULT;
-	if (config_get_choice(cfg, "plc", "mode", "client", plc_modes, &mode, err) < 0)
+	if (plc_config_read(cfg, "plc", &l->plc_set, err) < 0)
 		goto out;
-	l->plc_cfg.role = mode == 1 ? PLC_ROLE_SERVER : PLC_ROLE_CLIENT;
-	if (config_get_choice(cfg, "plc", "transport", "tcp", plc_transports, &mode, err) < 0)
-		goto out;
-	l->plc_cfg.transport = mode == 1 ? PLC_TRANSPORT_RTU : PLC_TRANSPORT_TCP;
-	if (l->plc_cfg.transport == PLC_TRANSPORT_TCP) {
-		/* A server listens on every interface unless told otherwise; a
-		 * client must be told where the PLC is. */
-		if (config_get_string(cfg, "plc", "host",
-				      l->plc_cfg.role == PLC_ROLE_SERVER ? "0.0.0.0" : NULL,
-				      &l->plc_host, err) < 0 ||
-		    config_get_int(cfg, "plc", "port", 502, 1, 65535, &l->plc_cfg.port, err) < 0)
-			goto out;
-		if (inet_pton(AF_INET, l->plc_host, &addr) != 1) {
-			*err = config_error(cfg, "plc", "host", "'%s' is not an IPv4 address (no "
-					    "host names: libmodbus takes addresses only)", l->plc_host);
-			goto out;
-		}
-	} else {
-		if (config_get_string(cfg, "plc", "device", NULL, &l->plc_device, err) < 0 ||
-		    config_get_int(cfg, "plc", "baud", 19200, 300, 4000000, &l->plc_cfg.baud, err) < 0 ||
-		    config_get_choice(cfg, "plc", "parity", "E", plc_parities, &mode, err) < 0 ||
-		    config_get_int(cfg, "plc", "stop_bits", 1, 1, 2, &l->plc_cfg.stop_bits, err) < 0)
-			goto out;
-		l->plc_cfg.parity = "NEO"[mode];
-		l->plc_host = g_strdup("");
-	}
-	if (config_get_int(cfg, "plc", "unit_id", 1,
-			   l->plc_cfg.transport == PLC_TRANSPORT_RTU ? 1 : 0, 247,
-			   &l->plc_cfg.unit_id, err) < 0 ||
-	    config_get_int(cfg, "plc", "timeout_ms", 500, 10, 60000, &l->plc_cfg.timeout_ms, err) < 0 ||
-	    config_get_int(cfg, "plc", "poll_ms", 5, 1, 10000, &l->poll_ms, err) < 0 ||
-	    config_get_int(cfg, "plc", "reject_deadline_ms", 1000, 10, 600000,
-			   &l->reject_deadline_ms, err) < 0 ||
-	    config_get_int(cfg, "plc", "trigger_base", 0, 0, 65536 - PLC_TRIG_REGS,
-			   &l->plc_cfg.map.trigger_base, err) < 0 ||
-	    config_get_int(cfg, "plc", "result_base", 10, 0, 65536 - PLC_RES_REGS,
-			   &l->plc_cfg.map.result_base, err) < 0 ||
-	    config_get_int(cfg, "plc", "status_base", 20, 0, 65536 - PLC_STAT_REGS,
-			   &l->plc_cfg.map.status_base, err) < 0 ||
-	    config_get_int(cfg, "plc", "result_buffer", 32, 0, 10000,
-			   &l->plc_result_buffer, err) < 0 ||
-	    config_get_int(cfg, "plc", "peer_timeout_ms", 2000, 10, 600000,
-			   &l->plc_peer_timeout_ms, err) < 0 ||
-	    config_get_int(cfg, "plc", "reconnect_min_ms", 100, 1, 600000,
-			   &l->plc_reconnect_min_ms, err) < 0 ||
-	    config_get_int(cfg, "plc", "reconnect_max_ms", 5000, l->plc_reconnect_min_ms, 600000,
-			   &l->plc_reconnect_max_ms, err) < 0 ||
-	    config_get_choice(cfg, "plc", "fault_policy", "reject_all", fault_policies,
-			      &l->plc_fault_policy, err) < 0 ||
-	    config_get_int(cfg, "plc", "job", 0, 0, LINE_MAX_JOBS, &l->plc_default_job, err) < 0)
-		goto out;
-	if (plc_regmap_check(&l->plc_cfg.map) < 0) {
-		*err = config_error(cfg, "plc", "status_base",
-				    "the trigger (%d registers), result (%d) and status (%d) "
-				    "blocks overlap", PLC_TRIG_REGS, PLC_RES_REGS, PLC_STAT_REGS);
-		goto out;
-	}
-	l->plc_cfg.host = l->plc_host;
-	l->plc_cfg.device = l->plc_device;
 	if ((rc = read_jobs(l, cfg, err)) < 0)
 		goto out;
 	rc = -EINVAL;
@@ -492,8 +420,8 @@ int line_read_config(line *l, const config *cfg, char **err)
 		if (ival < 0)
 			goto out;
 	}
-	if (l->plc_default_job && !l->jobs[l->plc_default_job].number) {
-		*err = config_error(cfg, "plc", "job", "no [job.%d] section", l->plc_default_job);
+	if (l->plc_set.job && !l->jobs[l->plc_set.job].number) {
+		*err = config_error(cfg, "plc", "job", "no [job.%d] section", l->plc_set.job);
 		goto out;
 	}
 	rc = 0;

@@ -48,7 +48,7 @@ struct line_jobs {
 int line_jobs_start_job(line *l)
 {
 	char *text = NULL;
-	int job = l->plc_default_job;
+	int job = l->plc_set.job;
 
 	if (g_file_get_contents(l->plc_state_path, &text, NULL, NULL)) {
 		int n = 0;

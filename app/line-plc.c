@@ -1,5 +1,4 @@
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 
 #include "app/line-private.h"
@@ -8,35 +7,27 @@
  *
  * The same code drives both roles (plc/plc.h): in the client role the
  * reads and writes go to the PLC, in the server role they go to our own
- * registers, which the PLC polls. The handshake is docs/plc.md's. */
+ * registers, which the PLC polls. The handshake itself is plc/'s session
+ * (plc_session); this thread keeps the link, and wires the session to the
+ * queues, the database rows, the events, the jobs and the statistics. The
+ * session's parts are the line's part records (struct vigil_part *). */
 
 #define STATUS_PERIOD_US 500000
 #define COMMIT_POLL_US 200   /* how often a result waiting for its row looks */
 
 struct plc_state {
-	GQueue outstanding;      /* struct outstanding *, trigger order */
-	GQueue pending;          /* struct vigil_part * whose result awaits the PLC */
+	line *l;
+	plc_session *session;
 	GQueue overflow;         /* parts waiting for room in q_log */
-	GQueue stale;            /* struct outstanding * of a PLC session that
-				  * ended (new_session): logged, never presented */
-	uint16_t last_trigger;
-	gboolean have_trigger;
-	uint64_t next_seq;
 
-	/* The result presented to the PLC. Once committed its counter and
-	 * content never change: after a failed write it is written again
-	 * verbatim, so a write that landed before the link dropped is not
-	 * taken for a second result. */
-	struct plc_result cur;
-	struct vigil_part *cur_part;   /* NULL for a fail-safe at the deadline */
-	uint64_t cur_fs_ticket;        /* that fail-safe's row, for its latency */
+	/* The row of the fail-safe reject decided last: the session decides
+	 * one at a time and presents it (or drops it, at a PLC restart)
+	 * before it decides the next. */
+	struct line_row fs_row;
+	uint64_t cur_fs_ticket;        /* the presented fail-safe's row, for its latency */
 	int64_t cur_t_trigger_us;
-	gboolean have_cur, cur_written;
-	gboolean clear_valid;          /* acknowledged: take VALID down when idle */
-	uint16_t ack;
 
-	uint16_t heartbeat, overruns;
-	gboolean overrun_latched;
+	uint16_t heartbeat;
 	struct plc_status last_status;
 	gboolean status_written;
 	int64_t next_status_us, next_connect_us, started_us;
@@ -62,28 +53,6 @@ struct plc_state {
 	gboolean sources_up;       /* every camera and the vibration source delivered once */
 };
 
-static struct outstanding *find_outstanding(struct plc_state *s, uint64_t seq)
-{
-	for (GList *it = s->outstanding.head; it; it = it->next) {
-		struct outstanding *o = it->data;
-
-		if (o->seq == seq)
-			return o;
-	}
-	return NULL;
-}
-
-static struct vigil_part *find_pending(struct plc_state *s, uint64_t seq)
-{
-	for (GList *it = s->pending.head; it; it = it->next) {
-		struct vigil_part *p = it->data;
-
-		if (p->seq == seq)
-			return p;
-	}
-	return NULL;
-}
-
 /* Queues p (may be NULL: just retry) for the log thread without waiting;
  * what does not fit stays in overflow and is retried every cycle. */
 static void hand_to_log(line *l, struct plc_state *s, struct vigil_part *p)
@@ -94,6 +63,41 @@ static void hand_to_log(line *l, struct plc_state *s, struct vigil_part *p)
 	       bqueue_push(l->q_log, g_queue_peek_head(&s->overflow), 0) == 0)
 		g_queue_pop_head(&s->overflow);
 }
+
+/* ---- the session's callbacks (plc_session_ops) ---- */
+
+/* A verdict of an ended PLC session: its row says it was never sent. */
+static void session_not_sent(void *data, void *part)
+{
+	struct plc_state *s = data;
+
+	line_log_not_sent(s->l, part);
+	hand_to_log(s->l, s, part);
+}
+
+static void session_failsafe(void *data, void *part, uint32_t part_id)
+{
+	struct plc_state *s = data;
+
+	g_warning("part %u: no verdict within %d ms, fail-safe reject", part_id,
+		  s->l->plc_set.reject_deadline_ms);
+	s->fs_row = (struct line_row){ 0 };
+	line_log_failsafe(s->l, part, &s->fs_row);
+}
+
+static int session_row_committed(void *data, void *part, uint32_t part_id, int64_t now_us)
+{
+	struct plc_state *s = data;
+
+	return line_row_committed(s->l, part ? &((struct line_part *)part)->row : &s->fs_row,
+				  part_id, now_us);
+}
+
+static const struct plc_session_ops session_ops = {
+	.not_sent = session_not_sent,
+	.failsafe = session_failsafe,
+	.row_committed = session_row_committed,
+};
 
 /* ---- jobs (recipes): line-jobs.c loads them ---- */
 
@@ -148,14 +152,9 @@ static void take_job_reports(line *l, struct plc_state *s)
 
 /* ---- faults ---- */
 
-/* The faults that make every verdict a fail-safe reject and, under
- * stop_line, ask the PLC to stop the conveyor: those of the inspection
- * itself. A database fault is shown (status bits 2 and 6, error 4, event,
- * /metrics) but judges no part and stops nothing: a full or slow log must
- * not stop production or scrap good parts (docs/plc.md, Faults). */
-#define VERDICT_FAULTS (~(1u << PLC_ERR_DATABASE))
-
-static unsigned faults(line *l, struct plc_state *s, uint16_t *error)
+/* The active faults, 1u << enum plc_error_code each; PLC_VERDICT_FAULTS
+ * says which of them judge parts. */
+static unsigned faults(line *l, struct plc_state *s)
 {
 	struct capture_stats cs;
 	struct sensor_stats ss;
@@ -163,7 +162,6 @@ static unsigned faults(line *l, struct plc_state *s, uint16_t *error)
 
 	line_camera_stats(l, &cs);
 	sensor_source_stats(l->sensor, &ss);
-	*error = PLC_ERR_NONE;
 	/* A camera that failed once and was restarted is healthy again. */
 	if (!cs.up || (s->last_part_flags & VIGIL_FLAG_NO_FRAME))
 		w |= 1u << PLC_ERR_CAMERA;
@@ -174,11 +172,6 @@ static unsigned faults(line *l, struct plc_state *s, uint16_t *error)
 		w |= 1u << PLC_ERR_MODEL;
 	if (s->db_fault)
 		w |= 1u << PLC_ERR_DATABASE;
-	for (uint16_t e = PLC_ERR_CAMERA; e <= PLC_ERR_DATABASE; e++)
-		if (w & (1u << e)) {
-			*error = e;
-			break;
-		}
 	return w;
 }
 
@@ -202,140 +195,47 @@ static void watch_database(line *l, struct plc_state *s)
 
 /* ---- triggers ---- */
 
-/* How far the trigger counter may go back across the wrap (65535 -> 1 is
- * one step) and still be a step forwards, missed triggers and all; any
- * other step back is a restarted PLC program (docs/plc.md). A PLC that
- * waits for trigger_seen misses none. */
-#define WRAP_STEPS 256
-
-/* The PLC program restarted: its counter went to 0, or back. Nothing of
- * its previous session is presented as new: the result up now is taken
- * down (valid 0, counter kept, so the next result is a change whatever
- * the PLC remembers); the results waiting behind it, and the verdicts of
- * parts still in inspection when they come, are logged as never sent
- * (line_log_not_sent). No counter of the previous session counts as
- * missed or skips a frame: the restarted program did not trigger the
- * camera for them. */
-static void new_session(line *l, struct plc_state *s, uint16_t counter)
-{
-	unsigned dropped = 0;
-	GList *it, *next;
-
-	while (!g_queue_is_empty(&s->pending)) {
-		struct vigil_part *p = g_queue_pop_head(&s->pending);
-		struct outstanding *o = find_outstanding(s, p->seq);
-
-		if (o) {
-			g_queue_remove(&s->outstanding, o);
-			g_free(o);
-		}
-		line_log_not_sent(l, p);
-		hand_to_log(l, s, p);
-		dropped++;
-	}
-	for (it = s->outstanding.head; it; it = next) {
-		struct outstanding *o = it->data;
-
-		next = it->next;
-		if (o->failsafe_sent)
-			continue; /* the PLC had its result: take_verdict logs the late verdict */
-		g_queue_unlink(&s->outstanding, it);
-		dropped++;
-		if (o->part)
-			g_queue_push_tail_link(&s->stale, it); /* its verdict is to come */
-		else
-			g_list_free_full(it, g_free);
-	}
-	/* An acknowledged result is the PLC's (advance_results takes it down). */
-	if (s->have_cur && s->ack != s->cur.counter) {
-		if (s->cur_part) {
-			/* Committed, never written: the PLC never saw it. */
-			line_log_not_sent(l, s->cur_part);
-			hand_to_log(l, s, s->cur_part);
-			s->cur_part = NULL;
-		}
-		s->cur_fs_ticket = 0;
-		s->have_cur = FALSE;
-		s->cur.valid = 0;
-		s->clear_valid = TRUE;
-		dropped++;
-	}
-	g_warning("PLC trigger counter went from %u to %u: the PLC program restarted; new "
-		  "session, %u result(s) of the previous one taken down or never sent",
-		  s->last_trigger, counter, dropped);
-	line_post_event(l, "plc-restart", "PLC trigger counter went from %u to %u: new PLC "
-			"session; %u result(s) of the previous one taken down or never sent",
-			s->last_trigger, counter, dropped);
-}
-
 static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger *t)
 {
-	uint16_t delta;
+	struct plc_trigger_news n;
+	struct vigil_part *p;
 
-	s->ack = t->ack;
 	select_job(l, s, t->job);
-	if (!s->have_trigger) {
-		/* Whatever the PLC shows when we connect was raised before us. */
-		s->have_trigger = TRUE;
-		s->last_trigger = t->counter;
-		return;
+	plc_session_take_trigger(s->session, t, !g_atomic_int_get(&l->stop_triggers), &n);
+	if (n.restarted) {
+		g_warning("PLC trigger counter went from %u to %u: the PLC program restarted; new "
+			  "session, %u result(s) of the previous one taken down or never sent",
+			  n.from, t->counter, n.dropped);
+		line_post_event(l, "plc-restart", "PLC trigger counter went from %u to %u: new "
+				"PLC session; %u result(s) of the previous one taken down or never "
+				"sent", n.from, t->counter, n.dropped);
 	}
-	if (t->counter == s->last_trigger || g_atomic_int_get(&l->stop_triggers))
-		return;
-	/* Counters run 1..65535, then 1 again; 0 only before the first
-	 * trigger of a session. */
-	if (t->counter == 0 ||
-	    (t->counter < s->last_trigger && t->counter + 65535 - s->last_trigger > WRAP_STEPS)) {
-		/* The new session starts as vigild's own start does. */
-		new_session(l, s, t->counter);
-		s->last_trigger = 0;
-		if (t->counter == 0)
-			return;
-	}
-	if (s->last_trigger == 0) {
-		/* As a server we start with zeroed registers: the first counter
-		 * the PLC writes is its first part for us, whatever its value. */
-		delta = plc_link_role(l->plc) == PLC_ROLE_SERVER ? 1 : t->counter;
-	} else {
-		delta = t->counter > s->last_trigger ? t->counter - s->last_trigger
-						     : (uint16_t)(t->counter + 65535 - s->last_trigger);
-	}
-	if (delta > 1) {
+	if (n.missed) {
 		g_warning("PLC trigger counter jumped from %u to %u: %u trigger(s) missed",
-			  s->last_trigger, t->counter, delta - 1);
-		line_count(l, &l->st.missed_triggers, delta - 1);
-		s->next_seq += delta - 1; /* a triggered camera took those frames anyway */
+			  n.missed_from, t->counter, n.missed);
+		line_count(l, &l->st.missed_triggers, n.missed);
 	}
-	s->last_trigger = t->counter;
+	if (!n.new_part)
+		return;
 
-	{
-		struct vigil_part *p = line_part_new();
-		struct outstanding *o = g_new0(struct outstanding, 1);
-
-		p->part_id = t->part_id;
-		p->trigger_counter = t->counter;
-		p->job = (uint16_t)s->job; /* inspection sets the job that judges it */
-		p->seq = s->next_seq++;
-		p->t_trigger_us = vigil_now_us();
-		p->t_wall_us = vigil_wall_us();
-		o->seq = p->seq;
-		o->part_id = p->part_id;
-		o->trigger_counter = p->trigger_counter;
-		o->deadline_us = p->t_trigger_us + (int64_t)l->reject_deadline_ms * 1000;
-		o->part = p;
-		g_queue_push_tail(&s->outstanding, o);
-		line_count(l, &l->st.triggers, 1);
-		if (bqueue_push(l->q_inspect, p, 0) < 0) {
-			/* Inspection is saturated: the part cannot be judged in time. */
-			g_warning("part %u: inspection queue full, fail-safe reject", p->part_id);
-			p->verdict = VIGIL_VERDICT_REJECT;
-			p->flags |= VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_QUEUE_FULL;
-			p->score = 1.0f;
-			s->queue_full = TRUE;
-			bqueue_push(l->q_results, p, -1);
-		} else {
-			s->queue_full = FALSE;
-		}
+	p = line_part_new();
+	p->part_id = t->part_id;
+	p->trigger_counter = t->counter;
+	p->job = (uint16_t)s->job; /* inspection sets the job that judges it */
+	p->t_trigger_us = vigil_now_us();
+	p->t_wall_us = vigil_wall_us();
+	p->seq = plc_session_track(s->session, p->part_id, p->trigger_counter, p->t_trigger_us, p);
+	line_count(l, &l->st.triggers, 1);
+	if (bqueue_push(l->q_inspect, p, 0) < 0) {
+		/* Inspection is saturated: the part cannot be judged in time. */
+		g_warning("part %u: inspection queue full, fail-safe reject", p->part_id);
+		p->verdict = VIGIL_VERDICT_REJECT;
+		p->flags |= VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_QUEUE_FULL;
+		p->score = 1.0f;
+		s->queue_full = TRUE;
+		bqueue_push(l->q_results, p, -1);
+	} else {
+		s->queue_full = FALSE;
 	}
 }
 
@@ -361,79 +261,63 @@ static void count_failsafe(line *l, uint32_t flags)
 
 static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 {
-	struct outstanding *o = find_outstanding(s, p->seq);
-	uint16_t err;
+	struct plc_verdict v;
+	int64_t t_plc_us;
 
 	s->last_part_flags = p->flags;
-	if (!(p->flags & VIGIL_FLAG_FAILSAFE) && (faults(l, s, &err) & VERDICT_FAULTS)) {
+	if (!(p->flags & VIGIL_FLAG_FAILSAFE) && (faults(l, s) & PLC_VERDICT_FAULTS)) {
 		/* Both policies reject while a fault lasts; stop_line also
 		 * asks the PLC to stop the conveyor (status bit). */
 		p->verdict = VIGIL_VERDICT_REJECT;
 		p->flags |= VIGIL_FLAG_FAILSAFE;
 	}
-	if (o && o->failsafe) {
-		/* Too late: the PLC has (or is about to get) a fail-safe reject
-		 * for it, whose row is queued; the log stores the model's
-		 * verdict beside it. */
+	v = (struct plc_verdict){
+		.seq = p->seq,
+		.part_id = p->part_id,
+		.verdict = (uint16_t)p->verdict,
+		.defect_class = (uint16_t)p->defect_class,
+		.score = p->score,
+		.flags = p->flags,
+		.job = p->job,
+	};
+	switch (plc_session_verdict(s->session, &v, p, &t_plc_us)) {
+	case PLC_VERDICT_LATE:
+		/* The PLC has (or is about to get) a fail-safe reject for it,
+		 * whose row is queued; the log stores the model's verdict
+		 * beside it. */
 		p->verdict = VIGIL_VERDICT_REJECT;
 		p->flags |= VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_DEADLINE;
 		p->score = 1.0f;
-		p->t_plc_us = o->t_plc_us;
-		o->part = NULL;
-		if (o->failsafe_sent) {
-			g_queue_remove(&s->outstanding, o);
-			g_free(o);
-		}
+		p->t_plc_us = t_plc_us;
 		hand_to_log(l, s, p);
-		return;
-	}
-	/* The buffer holds result_buffer results behind the presented one;
-	 * while none is presented, the oldest pending part is about to be. */
-	if (l->plc_result_buffer >= 0 &&
-	    g_queue_get_length(&s->pending) + (s->have_cur ? 1u : 0u) >=
-		    (guint)l->plc_result_buffer + 1) {
-		/* The PLC is not taking results: the buffer is full. The part is
-		 * logged, its result never reaches the PLC, and the PLC sees the
-		 * overrun count and bit. */
-		if (s->overruns < UINT16_MAX)
-			s->overruns++;
-		s->overrun_latched = TRUE;
+		break;
+	case PLC_VERDICT_OVERRUN:
 		g_warning("part %u: result buffer full (%d waiting, PLC has not acknowledged "
 			  "result %u): result overrun, logged but not sent",
-			  p->part_id, l->plc_result_buffer, s->cur.counter);
+			  p->part_id, l->plc_set.result_buffer,
+			  plc_session_result(s->session)->counter);
 		/* Its row says what the PLC is left with: no result, which it
 		 * must treat as a reject (docs/plc.md, Overrun). */
 		line_log_not_sent(l, p);
 		count_failsafe(l, p->flags);
-		if (o) {
-			g_queue_remove(&s->outstanding, o);
-			g_free(o);
-		}
 		hand_to_log(l, s, p);
-		return;
+		break;
+	case PLC_VERDICT_BUFFERED:
+		/* The verdict is final: its row goes to the database now, and
+		 * the result to the PLC only once the row is committed. */
+		line_log_early(l, p);
+		break;
 	}
-	if (o)
-		o->has_verdict = TRUE;
-	/* The verdict is final: its row goes to the database now, and the
-	 * result to the PLC only once the row is committed (commit_next). */
-	line_log_early(l, p);
-	g_queue_push_tail(&s->pending, p);
 }
 
-/* A verdict from inspection; one for a part of an earlier PLC session
- * (new_session) is logged and goes no further. */
+/* A verdict from inspection; one for a part of an earlier PLC session is
+ * logged and goes no further. */
 static void collect_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 {
-	for (GList *it = s->stale.head; it; it = it->next) {
-		struct outstanding *o = it->data;
-
-		if (o->seq == p->seq) {
-			g_queue_delete_link(&s->stale, it);
-			g_free(o);
-			line_log_not_sent(l, p);
-			hand_to_log(l, s, p);
-			return;
-		}
+	if (plc_session_stale(s->session, p->seq)) {
+		line_log_not_sent(l, p);
+		hand_to_log(l, s, p);
+		return;
 	}
 	take_verdict(l, s, p);
 }
@@ -451,19 +335,20 @@ static void collect_verdicts(line *l, struct plc_state *s)
 static int present(line *l, struct plc_state *s)
 {
 	int64_t t0 = vigil_now_us();
-	int rc = plc_write_result(l->plc, &s->cur);
+	const struct plc_result *r = plc_session_result(s->session);
+	int rc = plc_write_result(l->plc, r);
+	struct vigil_part *p;
 
 	if (rc < 0) {
 		g_warning("PLC: writing the result of part %u failed: %s (will retry)",
-			  s->cur.part_id, plc_strerror(rc));
+			  r->part_id, plc_strerror(rc));
 		return rc;
 	}
-	s->cur_written = TRUE;
+	p = plc_session_written(s->session);
 	line_count_stage(l, LINE_STAGE_PLC_WRITE, (double)(vigil_now_us() - t0) / 1000.0);
-	if (s->cur_part) {
-		s->cur_part->t_plc_us = vigil_now_us();
-		hand_to_log(l, s, s->cur_part);
-		s->cur_part = NULL;
+	if (p) {
+		p->t_plc_us = vigil_now_us();
+		hand_to_log(l, s, p);
 	} else if (s->cur_fs_ticket) {
 		/* A fail-safe's row is complete but for the latency. */
 		db_set_latency(l->db, s->cur_fs_ticket,
@@ -473,110 +358,49 @@ static int present(line *l, struct plc_state *s)
 	return 0;
 }
 
-/* Commits the next result in trigger order, if there is one: the verdict
- * of the oldest part, or its fail-safe reject once its deadline passed. */
-static gboolean commit_next(line *l, struct plc_state *s, int64_t now)
+/* Counts the result just committed. */
+static void count_result(line *l, struct plc_state *s, const struct plc_session_step *st)
 {
-	struct outstanding *o = NULL;
-	struct vigil_part *p;
+	struct vigil_part *p = st->part;
 
-	for (GList *it = s->outstanding.head; it; it = it->next) {
-		o = it->data;
-		if (!o->failsafe_sent)
-			break;
-		o = NULL;
-	}
-	if (!o)
-		return FALSE;
-	p = o->has_verdict ? find_pending(s, o->seq) : NULL;
-	if (!p && now < o->deadline_us)
-		return FALSE;
-	if (!p && !o->failsafe) {
-		/* The deadline decides: a fail-safe reject, whatever the model
-		 * says later. Its row goes first, as a verdict's would. */
-		g_warning("part %u: no verdict within %d ms, fail-safe reject", o->part_id,
-			  l->reject_deadline_ms);
-		line_log_failsafe(l, o);
-	}
-	if (!line_row_committed(l, p ? &((struct line_part *)p)->row : &o->fs_row, o->part_id,
-				now)) {
-		s->awaiting_commit = TRUE;
-		return FALSE;
-	}
-
-	s->cur = (struct plc_result){
-		.counter = plc_counter_next(s->cur.counter),
-		.part_id = o->part_id,
-		.trigger_counter = o->trigger_counter,
-		.verdict = p ? (uint16_t)p->verdict : VIGIL_VERDICT_REJECT,
-		.defect_class = p ? (uint16_t)p->defect_class : VIGIL_CLASS_NONE,
-		.score_milli = p ? (uint16_t)lrintf(CLAMP(p->score, 0.0f, 1.0f) * 1000.0f) : 1000,
-		.flags = p ? (uint16_t)(p->flags & 0xffff) : VIGIL_FLAG_FAILSAFE,
-		.valid = 1,
-		.job = p ? p->job : (uint16_t)s->job,
-	};
-	s->have_cur = TRUE;
-	s->cur_written = FALSE;
-	s->clear_valid = FALSE;
 	s->cur_fs_ticket = 0;
 	line_count(l, &l->st.results_written, 1);
 	if (p) {
-		g_queue_remove(&s->pending, p);
-		g_queue_remove(&s->outstanding, o);
-		g_free(o);
-		s->cur_part = p;
 		line_count(l, p->verdict == VIGIL_VERDICT_ACCEPT ? &l->st.accepted
 			 : p->verdict == VIGIL_VERDICT_MARGINAL ? &l->st.marginal
 								 : &l->st.rejected, 1);
 		if (p->flags & VIGIL_FLAG_FAILSAFE)
 			count_failsafe(l, p->flags);
 	} else {
-		/* Its verdict, when it comes, is logged beside this reject. */
-		o->failsafe_sent = TRUE;
-		o->t_plc_us = now;
-		s->cur_part = NULL;
-		s->cur_fs_ticket = o->fs_row.ticket;
-		s->cur_t_trigger_us = o->deadline_us - (int64_t)l->reject_deadline_ms * 1000;
-		if (!o->part) {
-			/* The late verdict already went to the log. */
-			g_queue_remove(&s->outstanding, o);
-			g_free(o);
-		}
+		s->cur_fs_ticket = s->fs_row.ticket;
+		s->cur_t_trigger_us = st->t_trigger_us;
 		count_failsafe(l, VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_DEADLINE);
 		line_count(l, &l->st.rejected, 1);
 	}
-	return TRUE;
 }
 
 static void advance_results(line *l, struct plc_state *s, int64_t now)
 {
+	struct plc_session_step st;
+
 	s->awaiting_commit = FALSE;
 	if (!plc_link_connected(l->plc))
 		return;
-	if (s->have_cur && s->ack == s->cur.counter) {
-		/* Acknowledged (a second ack of the same counter changes
-		 * nothing). If the write was in doubt, it landed. */
-		if (s->cur_part) {
-			s->cur_part->t_plc_us = vigil_now_us();
-			hand_to_log(l, s, s->cur_part);
-			s->cur_part = NULL;
-		}
-		s->have_cur = FALSE;
-		s->cur.valid = 0;
-		s->clear_valid = TRUE;
+	plc_session_advance(s->session, now, (uint16_t)s->job, &st);
+	if (st.acked) {
+		struct vigil_part *p = st.acked;
+
+		p->t_plc_us = vigil_now_us();
+		hand_to_log(l, s, p);
 	}
-	if (s->have_cur) {
-		if (!s->cur_written)
-			present(l, s);
-		return;
-	}
-	if (commit_next(l, s, now)) {
+	if (st.committed)
+		count_result(l, s, &st);
+	s->awaiting_commit = st.awaiting_row;
+	if (st.write == PLC_SESSION_WRITE_RESULT)
 		present(l, s);
-	} else if (s->clear_valid) {
-		/* Nothing more: take the valid flag down on the last result. */
-		if (plc_write_result(l->plc, &s->cur) == 0)
-			s->clear_valid = FALSE;
-	}
+	else if (st.write == PLC_SESSION_WRITE_CLEAR &&
+		 plc_write_result(l->plc, plc_session_result(s->session)) == 0)
+		plc_session_cleared(s->session);
 }
 
 /* ---- status ---- */
@@ -607,85 +431,47 @@ static gboolean sources_up(line *l, struct plc_state *s)
 	return TRUE;
 }
 
+/* Server role: whether the PLC stopped polling; each change is reported. */
+static gboolean plc_silent(line *l, struct plc_state *s, int64_t now)
+{
+	int64_t last = plc_link_last_request_us(l->plc);
+	gboolean silent = now - (last ? last : s->started_us) >
+			  (int64_t)l->plc_set.peer_timeout_ms * 1000;
+
+	if (silent != s->plc_silent) {
+		if (silent) {
+			g_warning("PLC stopped polling: no request for %d ms (inspection and "
+				  "logging go on)", l->plc_set.peer_timeout_ms);
+			line_post_event(l, "plc-silent", "PLC stopped polling: no request "
+					"for %d ms", l->plc_set.peer_timeout_ms);
+		} else {
+			g_message("PLC polling again");
+			line_post_event(l, "plc-polling", "PLC polling again");
+		}
+		s->plc_silent = silent;
+	}
+	return silent;
+}
+
 static void make_status(line *l, struct plc_state *s, int64_t now, struct plc_status *st)
 {
-	uint16_t error;
-	unsigned f;
-	uint16_t w = PLC_STATUS_READY | PLC_STATUS_RUNNING | PLC_STATUS_MODEL_LOADED;
+	struct plc_session_line in;
 
 	watch_database(l, s);
-	f = faults(l, s, &error);
-	if (!(f & (1u << PLC_ERR_CAMERA)))
-		w |= PLC_STATUS_CAMERA_OK;
-	if (!(f & (1u << PLC_ERR_SENSOR)))
-		w |= PLC_STATUS_SENSOR_OK;
-	if (!(f & (1u << PLC_ERR_DATABASE)))
-		w |= PLC_STATUS_DB_OK;
-	if (f & (1u << PLC_ERR_MODEL))
-		w &= (uint16_t)~PLC_STATUS_MODEL_LOADED;
-	if (f)
-		w |= PLC_STATUS_FAULT;
-	if ((f & VERDICT_FAULTS) && l->plc_fault_policy == LINE_FAULT_STOP_LINE)
-		w |= PLC_STATUS_STOP_LINE;
-	if (s->have_cur)
-		w |= PLC_STATUS_RESULTS_VALID;
-	if (s->overrun_latched && !s->have_cur && g_queue_is_empty(&s->pending))
-		s->overrun_latched = FALSE; /* the PLC caught up */
-	if (s->overrun_latched) {
-		w |= PLC_STATUS_OVERRUN;
-		if (!error)
-			error = PLC_ERR_OVERRUN;
-	}
-	if (s->queue_full) {
-		w |= PLC_STATUS_QUEUE_FULL | PLC_STATUS_FAULT;
-		if (!error)
-			error = PLC_ERR_QUEUE_FULL;
-	}
-	if (s->job_refused) {
-		w |= PLC_STATUS_JOB_INVALID;
-		if (!error)
-			error = s->job_error;
-	}
-	if (s->job_loading)
-		w |= PLC_STATUS_JOB_LOADING;
-	if (plc_link_role(l->plc) == PLC_ROLE_SERVER) {
-		int64_t last = plc_link_last_request_us(l->plc);
-		gboolean silent = now - (last ? last : s->started_us) >
-				  (int64_t)l->plc_peer_timeout_ms * 1000;
-
-		if (silent != s->plc_silent) {
-			if (silent) {
-				g_warning("PLC stopped polling: no request for %d ms (inspection and "
-					  "logging go on)", l->plc_peer_timeout_ms);
-				line_post_event(l, "plc-silent", "PLC stopped polling: no request "
-						"for %d ms", l->plc_peer_timeout_ms);
-			} else {
-				g_message("PLC polling again");
-				line_post_event(l, "plc-polling", "PLC polling again");
-			}
-			s->plc_silent = silent;
-		}
-		if (silent) {
-			w |= PLC_STATUS_PLC_SILENT;
-			if (!error)
-				error = PLC_ERR_PLC_SILENT;
-		}
-	}
-	if (!sources_up(l, s))
-		w &= (uint16_t)~PLC_STATUS_READY;
-	if (g_atomic_int_get(&l->stop_triggers))
-		w &= (uint16_t)~(PLC_STATUS_READY | PLC_STATUS_RUNNING);
-	*st = (struct plc_status){
-		.heartbeat = s->heartbeat,
-		.word = w,
-		.error = error,
+	in = (struct plc_session_line){
+		.faults = faults(l, s),
+		.queue_full = s->queue_full,
 		.job = (uint16_t)s->job,
-		.trigger_seen = s->last_trigger,
-		.buffered = (uint16_t)MIN(g_queue_get_length(&s->pending) + (s->have_cur ? 1 : 0),
-					  UINT16_MAX),
-		.capacity = (uint16_t)l->plc_result_buffer,
-		.overruns = s->overruns,
+		.job_refused = s->job_refused,
+		.job_error = s->job_error,
+		.job_loading = s->job_loading != 0,
+		.heartbeat = s->heartbeat,
 	};
+	if (plc_link_role(l->plc) == PLC_ROLE_SERVER)
+		in.silent = plc_silent(l, s, now);
+	in.ready = sources_up(l, s);
+	in.stopping = g_atomic_int_get(&l->stop_triggers);
+	plc_session_status(s->session, &in, st);
 }
 
 static void update_status(line *l, struct plc_state *s, int64_t now)
@@ -714,9 +500,9 @@ static void update_status(line *l, struct plc_state *s, int64_t now)
 /* "host:port" or "device@baud", for messages. */
 static char *link_name(line *l)
 {
-	if (l->plc_cfg.transport == PLC_TRANSPORT_RTU)
-		return g_strdup_printf("%s@%d", l->plc_cfg.device, l->plc_cfg.baud);
-	return g_strdup_printf("%s:%d", l->plc_cfg.host, l->plc_cfg.port);
+	if (l->plc_set.link.transport == PLC_TRANSPORT_RTU)
+		return g_strdup_printf("%s@%d", l->plc_set.link.device, l->plc_set.link.baud);
+	return g_strdup_printf("%s:%d", l->plc_set.link.host, l->plc_set.link.port);
 }
 
 /* Once per loss, not per attempt: a warning and a plc-link-down event. */
@@ -729,7 +515,7 @@ static void report_down(line *l, struct plc_state *s, int rc, const char *what)
 	s->link_down = TRUE;
 	name = link_name(l);
 	g_warning("PLC %s: %s: %s (retrying, backoff up to %d ms)", name, what, plc_strerror(rc),
-		  l->plc_reconnect_max_ms);
+		  l->plc_set.reconnect_max_ms);
 	line_post_event(l, "plc-link-down", "PLC %s: %s: %s", name, what, plc_strerror(rc));
 	g_free(name);
 }
@@ -751,7 +537,7 @@ static void link_works(line *l, struct plc_state *s)
 		s->link_down = FALSE;
 	} else {
 		g_message("PLC %s: %s (%s)", name, server ? "serving" : "connected",
-			  l->plc_cfg.transport == PLC_TRANSPORT_RTU ? "rtu" : "tcp");
+			  l->plc_set.link.transport == PLC_TRANSPORT_RTU ? "rtu" : "tcp");
 	}
 	g_free(name);
 }
@@ -760,8 +546,8 @@ static void link_works(line *l, struct plc_state *s)
  * that comes back is found within the cap. */
 static void back_off(line *l, struct plc_state *s, int64_t now)
 {
-	s->backoff_ms = s->backoff_ms ? MIN(s->backoff_ms * 2, l->plc_reconnect_max_ms)
-				      : l->plc_reconnect_min_ms;
+	s->backoff_ms = s->backoff_ms ? MIN(s->backoff_ms * 2, l->plc_set.reconnect_max_ms)
+				      : l->plc_set.reconnect_min_ms;
 	s->next_connect_us = now + (int64_t)s->backoff_ms * 1000;
 }
 
@@ -778,7 +564,7 @@ static void keep_connected(line *l, struct plc_state *s, int64_t now)
 		 * to again on every poll. Only a link that held that long is
 		 * tried again at once. */
 		s->link_open = FALSE;
-		if (s->link_up && now - s->connected_us >= (int64_t)l->plc_reconnect_max_ms * 1000) {
+		if (s->link_up && now - s->connected_us >= (int64_t)l->plc_set.reconnect_max_ms * 1000) {
 			s->backoff_ms = 0;
 			s->next_connect_us = now;
 		} else {
@@ -804,58 +590,45 @@ static void keep_connected(line *l, struct plc_state *s, int64_t now)
 	s->status_written = FALSE;
 	/* The PLC may have lost our last writes (or restarted): present the
 	 * result again, or its taken-down valid flag. */
-	if (s->have_cur)
-		s->cur_written = FALSE;
-	else if (s->cur.counter)
-		s->clear_valid = TRUE;
+	plc_session_relink(s->session);
+}
+
+/* Stopping, line_log_not_sent for plc_session_untaken: the rows of the
+ * results never presented are marked so (VIGIL_FLAG_NOT_SENT). */
+static void mark_not_sent(void *data, void *part)
+{
+	line_log_not_sent(data, part);
 }
 
 /* Stopping: says which results the PLC never took - presented and not
- * acknowledged, or never presented - as a warning and an event; the rows
- * of those never presented are marked so (VIGIL_FLAG_NOT_SENT). Parts
+ * acknowledged, or never presented - as a warning and an event. Parts
  * still being inspected are marked by line_stop as they come. */
 static void report_untaken(line *l, struct plc_state *s)
 {
-	GString *msg = g_string_new("stopped with results the PLC never took:");
-	unsigned n = 0;
+	char *msg = plc_session_untaken(s->session, mark_not_sent, l);
 
-	if (s->have_cur)
-		g_string_append_printf(msg, " result %u (part %u) presented, not acknowledged;",
-				       s->cur.counter, s->cur.part_id);
-	g_string_append(msg, " never presented:");
-	for (GList *it = s->pending.head; it; it = it->next) {
-		struct vigil_part *p = it->data;
-
-		line_log_not_sent(l, p);
-		if (n++ < 20)
-			g_string_append_printf(msg, " part %u", p->part_id);
+	if (msg) {
+		g_warning("%s", msg);
+		line_post_event(l, "plc-stop", "%s", msg);
 	}
-	for (GList *it = s->outstanding.head; it; it = it->next) {
-		struct outstanding *o = it->data;
-
-		if (!o->failsafe_sent && !o->has_verdict && n++ < 20)
-			g_string_append_printf(msg, " part %u", o->part_id);
-	}
-	g_string_append(msg, n == 0 ? " none" : n > 20 ? " ..." : "");
-	if (n || s->have_cur) {
-		g_warning("%s", msg->str);
-		line_post_event(l, "plc-stop", "%s", msg->str);
-	}
-	g_string_free(msg, TRUE);
+	g_free(msg);
 }
 
 gpointer line_plc_thread(gpointer data)
 {
 	line *l = data;
-	struct plc_state s = { 0 };
+	struct plc_state s = { .l = l };
 	gboolean server = plc_link_role(l->plc) == PLC_ROLE_SERVER;
 	struct plc_trigger t;
 	void *item;
 
-	g_queue_init(&s.outstanding);
-	g_queue_init(&s.pending);
+	/* [plc] was checked: a session cannot be refused here. */
+	s.session = plc_session_new(&l->plc_set, &session_ops, &s);
+	if (!s.session) {
+		g_critical("PLC: the session refused the [plc] settings");
+		return NULL;
+	}
 	g_queue_init(&s.overflow);
-	g_queue_init(&s.stale);
 	s.started_us = vigil_now_us();
 	/* No job changes before this thread asks for one. */
 	s.job = l->run_job;
@@ -889,9 +662,8 @@ gpointer line_plc_thread(gpointer data)
 
 		/* Stopping waits for the presented result to be taken too: a
 		 * result the PLC never read is no result (docs/plc.md). */
-		idle = g_queue_is_empty(&s.outstanding) && g_queue_is_empty(&s.pending) &&
-		       g_queue_is_empty(&s.overflow) && !s.cur_part &&
-		       (!s.have_cur || !plc_link_connected(l->plc));
+		idle = !plc_session_busy(s.session, plc_link_connected(l->plc)) &&
+		       g_queue_is_empty(&s.overflow);
 		if (g_atomic_int_get(&l->stop_all) &&
 		    (idle || vigil_now_us() > l->grace_end_us))
 			break;
@@ -900,23 +672,21 @@ gpointer line_plc_thread(gpointer data)
 		if (server && plc_link_connected(l->plc)) {
 			/* A commit is a fraction of a millisecond away: look
 			 * again soon rather than after a whole poll. */
-			plc_serve(l->plc, s.awaiting_commit ? 0 : l->poll_ms);
+			plc_serve(l->plc, s.awaiting_commit ? 0 : l->plc_set.poll_ms);
 			if (s.awaiting_commit)
 				g_usleep(COMMIT_POLL_US);
 		} else if (bqueue_pop(l->q_results, &item, s.awaiting_commit ? COMMIT_POLL_US
-					: (int64_t)l->poll_ms * 1000) == 0) {
+					: (int64_t)l->plc_set.poll_ms * 1000) == 0) {
 			collect_verdict(l, &s, item);
 		}
 	}
 	report_untaken(l, &s);
-	if (s.cur_part)
-		g_queue_push_tail(&s.overflow, s.cur_part);
+	if ((item = plc_session_take_current(s.session)))
+		g_queue_push_tail(&s.overflow, item);
 	while (!g_queue_is_empty(&s.overflow))
 		bqueue_push(l->q_log, g_queue_pop_head(&s.overflow), -1);
-	g_queue_clear_full(&s.outstanding, g_free);
-	g_queue_clear_full(&s.stale, g_free);
-	while (!g_queue_is_empty(&s.pending))
-		bqueue_push(l->q_log, g_queue_pop_head(&s.pending), -1);
+	while ((item = plc_session_pop_buffered(s.session)))
+		bqueue_push(l->q_log, item, -1);
 	if (plc_link_connected(l->plc)) {
 		/* The last word: ready and running clear (stop_triggers), the
 		 * rest as it is, the presented result still valid if the PLC
@@ -929,5 +699,6 @@ gpointer line_plc_thread(gpointer data)
 		if (server)
 			plc_serve(l->plc, 0);
 	}
+	plc_session_free(s.session);
 	return NULL;
 }

@@ -20,7 +20,7 @@
 #include "sensors/sensors.h"
 
 #define QUEUE_PARTS 256
-#define LINE_MAX_JOBS 64
+#define LINE_MAX_JOBS PLC_MAX_JOBS  /* job_select is the PLC's */
 
 /* [model] max_batch: its default and its largest value. */
 #define LINE_DEFAULT_MAX_BATCH 1
@@ -47,33 +47,12 @@ struct line_job {
 
 typedef struct line_jobs line_jobs;
 
-enum line_fault_policy { LINE_FAULT_REJECT_ALL = 0, LINE_FAULT_STOP_LINE = 1 };
-
 /* A row queued before its result goes to the PLC (crash safety), as the
  * PLC thread waits for its commit. */
 struct line_row {
 	uint64_t ticket;                 /* its place in the writer's order (0: not queued) */
 	int64_t t_queued_us;             /* monotonic, when it was queued */
 	gboolean commit_seen;            /* the PLC thread saw it committed */
-};
-
-/* What the PLC thread remembers of a part it has handed to inspection. */
-struct outstanding {
-	uint64_t seq;
-	uint32_t part_id;
-	uint16_t trigger_counter;
-	int64_t deadline_us;
-	gboolean has_verdict;     /* its verdict waits in the PLC thread's pending queue */
-	/* Past the deadline without a verdict: its fail-safe reject is
-	 * decided and its row queued (fs_row); then sent to the PLC. */
-	gboolean failsafe, failsafe_sent;
-	struct line_row fs_row;
-	/* The part record, alive until the PLC thread hands it to the log
-	 * (or line_stop does, after this thread has ended); NULL once its
-	 * late verdict has been handed on. Only its trigger fields (set
-	 * before it was queued) and failsafe_ticket are touched here. */
-	struct vigil_part *part;
-	int64_t t_plc_us;
 };
 
 /* A part record as the line allocates it (line_part_new): the record the
@@ -94,20 +73,13 @@ struct line {
 	char *model_dir, *backend, *db_path;
 	enum infer_precision precision;  /* [model] precision */
 	int max_batch;            /* [model] max_batch: parts one model run may take */
-	int window_timeout_ms, poll_ms, reject_deadline_ms;
+	int window_timeout_ms;
 	int db_queue;
 	struct db_options db_opt;
 	char *db_media_dir;
 	int db_commit_timeout_ms; /* a result waits this long for its row */
-	struct plc_config plc_cfg;
-	char *plc_host;
-	char *plc_device;
-	int plc_result_buffer;    /* results that may wait behind the presented one */
-	int plc_peer_timeout_ms;  /* server: the PLC counts as silent after this */
-	int plc_reconnect_min_ms, plc_reconnect_max_ms; /* client: backoff bounds */
-	int plc_fault_policy;     /* enum line_fault_policy */
-	int plc_default_job;      /* 0: the [model] thresholds */
-	char *plc_state_path;     /* the selected job, kept across restarts */
+	struct plc_settings plc_set; /* [plc] but state_file (plc_config_read) */
+	char *plc_state_path;     /* [plc] state_file: the selected job, kept across restarts */
 	struct line_job jobs[LINE_MAX_JOBS + 1]; /* indexed by job number */
 	struct line_camera cameras[LINE_MAX_CAMERAS];
 	int ncameras;
@@ -178,9 +150,10 @@ void line_part_free(struct vigil_part *p);
  * fault or the row could not be queued; or after db_commit_timeout_ms,
  * raising the database fault. */
 void line_log_early(line *l, struct vigil_part *p);
-/* The same for a fail-safe reject at the deadline of a part still being
- * inspected: its row says what the PLC will get (o->fs_row). */
-void line_log_failsafe(line *l, struct outstanding *o);
+/* The same for a fail-safe reject at the deadline of p, still being
+ * inspected: its row, queued into r (zeroed by the caller), says what the
+ * PLC will get. */
+void line_log_failsafe(line *l, struct vigil_part *p, struct line_row *r);
 gboolean line_row_committed(line *l, struct line_row *r, uint32_t part_id, int64_t now_us);
 /* PLC thread: p's early row will never reach the PLC (vigild stopped
  * first): the row is marked so. */

@@ -49,8 +49,7 @@ void line_free(line *l)
 	g_free(l->backend);
 	g_free(l->db_path);
 	g_free(l->db_media_dir);
-	g_free(l->plc_host);
-	g_free(l->plc_device);
+	plc_settings_clear(&l->plc_set);
 	g_free(l->plc_state_path);
 	for (size_t i = 0; i < G_N_ELEMENTS(l->jobs); i++)
 		g_free(l->jobs[i].package);
@@ -110,7 +109,7 @@ line *line_new(const config *cfg, char **err)
 	}
 	if (l->tx_name && !(l->transmitter = sensor_transmitter_new(&l->tx_cfg, err)))
 		goto fail;
-	if (!(l->plc = plc_link_new_tcp(&l->plc_cfg))) {
+	if (!(l->plc = plc_link_new(&l->plc_set.link))) {
 		*err = config_error(cfg, "plc", NULL, "invalid endpoint");
 		goto fail;
 	}
@@ -712,9 +711,8 @@ void line_log_early(line *l, struct vigil_part *p)
 	lp->media = NULL;   /* taken by db_submit_media, even on error */
 }
 
-void line_log_failsafe(line *l, struct outstanding *o)
+void line_log_failsafe(line *l, struct vigil_part *p, struct line_row *r)
 {
-	const struct vigil_part *p = o->part;
 	struct db_inspection row = {
 		.part_id = p->part_id,
 		.trigger_counter = p->trigger_counter,
@@ -730,12 +728,11 @@ void line_log_failsafe(line *l, struct outstanding *o)
 		.infer_ms = NAN,
 	};
 
-	o->failsafe = TRUE;
-	queue_row(l, &row, NULL, p->part_id, &o->fs_row);
+	queue_row(l, &row, NULL, p->part_id, r);
 	/* The part is still being inspected: the log thread stores its
 	 * model verdict beside this row when it comes. */
-	if (o->fs_row.ticket)
-		atomic_store(&((struct line_part *)o->part)->failsafe_ticket, o->fs_row.ticket);
+	if (r->ticket)
+		atomic_store(&((struct line_part *)p)->failsafe_ticket, r->ticket);
 }
 
 void line_log_not_sent(line *l, struct vigil_part *p)

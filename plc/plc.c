@@ -682,11 +682,6 @@ fail:
 	return NULL;
 }
 
-plc_link *plc_link_new_tcp(const struct plc_config *cfg)
-{
-	return plc_link_new(cfg);
-}
-
 void plc_link_free(plc_link *link)
 {
 	if (!link)

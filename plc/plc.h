@@ -20,6 +20,8 @@
 
 #include <stdint.h>
 
+#include "core/config.h"
+
 /* Project error codes, below -PLC_ENOBASE; others are negative errno. */
 #define PLC_ENOBASE 20000
 #define PLC_ENOTCONN (-(PLC_ENOBASE + 1))  /* not connected */
@@ -179,12 +181,9 @@ struct plc_config {
 	struct plc_regmap map;
 };
 
-/* Copies what it needs from cfg. Does not connect or listen. NULL on bad
- * config. */
+/* Any role over any transport, as cfg says. Copies what it needs from cfg.
+ * Does not connect or listen. NULL on bad config. */
 plc_link *plc_link_new(const struct plc_config *cfg);
-/* The same as plc_link_new (kept by that name for app/line.c; the role and
- * transport come from cfg). */
-plc_link *plc_link_new_tcp(const struct plc_config *cfg);
 void plc_link_free(plc_link *link);
 
 /* Client: connects if not connected. Server: opens the listening socket or
@@ -215,5 +214,216 @@ int plc_write_result(plc_link *link, const struct plc_result *r);
 int plc_write_status(plc_link *link, const struct plc_status *s);
 
 const char *plc_strerror(int code);
+
+/* ---- [plc] settings (plc-config.c) ---- */
+
+/* Jobs (recipes) the PLC may select: 1..PLC_MAX_JOBS in job_select. */
+#define PLC_MAX_JOBS 64
+
+enum plc_fault_policy {
+	PLC_FAULT_REJECT_ALL = 0, /* every verdict a fail-safe reject while a fault lasts */
+	PLC_FAULT_STOP_LINE = 1,  /* that, and the stop-line bit for the PLC */
+};
+
+/* Everything [plc] says but state_file, whose default is beside the
+ * database and which the caller reads. */
+struct plc_settings {
+	struct plc_config link;   /* host and device point into the strings below */
+	char *host;               /* TCP; "" for RTU */
+	char *device;             /* RTU; NULL for TCP */
+	int poll_ms;
+	int reject_deadline_ms;
+	int result_buffer;        /* results that may wait behind the presented one */
+	int peer_timeout_ms;      /* server: the PLC counts as silent after this */
+	int reconnect_min_ms, reconnect_max_ms; /* client: backoff bounds */
+	enum plc_fault_policy fault_policy;
+	int job;                  /* 0..PLC_MAX_JOBS, used until the PLC selects one;
+				   * the caller checks that [job.N] exists */
+};
+
+/* Reads section group (normally "plc") of cfg into *out: unknown keys,
+ * defaults, ranges, the IPv4 host and overlapping blocks, each error in
+ * *err as "FILE:LINE: [plc] key: what" (g_free it). 0 or -EINVAL. *out owns
+ * its strings, also on failure: free them with plc_settings_clear. */
+int plc_config_read(const config *cfg, const char *group, struct plc_settings *out,
+		    char **err);
+/* Frees the strings of s and zeroes it; NULL and a zeroed s are fine. */
+void plc_settings_clear(struct plc_settings *s);
+
+/* ---- the PLC session (plc-session.c): docs/plc.md's handshake ----
+ *
+ * A plc_session is the handshake's state on plain values: triggers become
+ * parts with deadlines, verdicts wait in the result buffer and go out one
+ * per acknowledge, in trigger order, a fail-safe reject for a part without
+ * a verdict at its deadline; the status block is made from it. It does no
+ * I/O and reads no clock: the caller reads and writes the registers and
+ * passes the CLOCK_MONOTONIC time in microseconds (vigil_now_us).
+ *
+ * A part is the caller's opaque handle (void *part), held by the session
+ * from plc_session_track until handed back: by a return value or the
+ * not_sent callback, or, at stop, by plc_session_take_current and
+ * plc_session_pop_buffered. Handles of parts still being inspected (no
+ * verdict yet) are never handed back: their verdicts come through
+ * plc_session_verdict. Used from one thread, like plc_link. */
+
+typedef struct plc_session plc_session;
+
+struct plc_session_ops {
+	/* A verdict that will never be presented: of a PLC session that
+	 * ended (the PLC program restarted). The caller marks its row so and
+	 * takes the part back. */
+	void (*not_sent)(void *data, void *part);
+	/* No verdict by its deadline: part's fail-safe reject is decided,
+	 * once; the caller queues its row. Called just before row_committed
+	 * asks about that row. */
+	void (*failsafe)(void *data, void *part, uint32_t part_id);
+	/* Whether the row of the result about to be presented is safe, so the
+	 * result may go: part's verdict row, or for part NULL the row of the
+	 * fail-safe decided last. Nonzero: present it; 0: ask again. */
+	int (*row_committed)(void *data, void *part, uint32_t part_id, int64_t now_us);
+};
+
+/* Copies what it needs of set (role, reject_deadline_ms, result_buffer,
+ * fault_policy) and ops; data goes to every callback. NULL on bad values. */
+plc_session *plc_session_new(const struct plc_settings *set, const struct plc_session_ops *ops,
+			     void *data);
+/* Forgets what it holds; handles still held are the caller's to free. NULL ok. */
+void plc_session_free(plc_session *s);
+
+/* What taking one trigger block did. */
+struct plc_trigger_news {
+	int restarted;            /* the PLC program restarted: counter to 0, or back */
+	uint16_t from;            /* the counter before */
+	unsigned dropped;         /* results of the previous PLC session taken down
+				   * or never sent */
+	uint16_t missed;          /* triggers skipped: the counter jumped ... */
+	uint16_t missed_from;     /* ... from this one (0 after a restart) */
+	int new_part;             /* a new part: track it with plc_session_track */
+};
+
+/* Takes the trigger block as last read: its acknowledge, and a change of
+ * counter, which is a new part (take_new 0: none is taken, as when
+ * stopping), a jump (missed triggers, whose sequence numbers are skipped:
+ * a triggered camera took those frames anyway) or a restart: 0, or a step
+ * back (65535 -> 1 is one step forwards, and so is any step back of at
+ * most 256 across the wrap). On a restart the presented result, if not
+ * acknowledged, is taken down (valid 0, counter kept), the buffered
+ * verdicts go to not_sent, and the verdicts of parts still in inspection
+ * are refused when they come (plc_session_stale). The first block after
+ * plc_session_new only sets the counter. */
+void plc_session_take_trigger(plc_session *s, const struct plc_trigger *t, int take_new,
+			      struct plc_trigger_news *news);
+/* The new part of the last trigger, triggered at t_trigger_us: its
+ * deadline runs from then. part is held until its verdict is handed back.
+ * Returns its sequence number (the frame and window it is matched with). */
+uint64_t plc_session_track(plc_session *s, uint32_t part_id, uint16_t trigger_counter,
+			   int64_t t_trigger_us, void *part);
+
+/* A final verdict, in plain values. */
+struct plc_verdict {
+	uint64_t seq;
+	uint32_t part_id;
+	uint16_t verdict;         /* enum vigil_verdict */
+	uint16_t defect_class;
+	float score;              /* 0..1, clamped to 0..1000 in the result */
+	uint32_t flags;           /* enum vigil_part_flags; the low 16 bits go out */
+	uint16_t job;
+};
+
+/* Nonzero when the verdict of part seq belongs to a PLC session that
+ * ended: it is never presented (the caller marks and logs it). Forgets it. */
+int plc_session_stale(plc_session *s, uint64_t seq);
+
+enum plc_verdict_fate {
+	PLC_VERDICT_BUFFERED = 0, /* held (with part) until presented */
+	PLC_VERDICT_LATE,         /* its fail-safe reject was decided: the caller
+				   * logs the verdict beside it; part is the caller's */
+	PLC_VERDICT_OVERRUN,      /* the buffer is full: never sent; part is the caller's */
+};
+
+/* Takes the verdict v of part (not stale). For LATE, *t_plc_us is when the
+ * fail-safe went to the PLC (0: not yet). */
+enum plc_verdict_fate plc_session_verdict(plc_session *s, const struct plc_verdict *v,
+					  void *part, int64_t *t_plc_us);
+
+enum plc_session_write {
+	PLC_SESSION_WRITE_NONE = 0,  /* the result block is as it should be */
+	PLC_SESSION_WRITE_RESULT,    /* the presented result, not written yet */
+	PLC_SESSION_WRITE_CLEAR,     /* acknowledged, nothing newer: valid down */
+};
+
+/* What plc_session_advance did, and what the caller writes. */
+struct plc_session_step {
+	/* The acknowledged result's part, whose write was in doubt (it
+	 * landed): the caller's again. NULL if none. */
+	void *acked;
+	/* A result was committed: its verdict's part (held until written) or,
+	 * for a fail-safe reject at the deadline, NULL with t_trigger_us set. */
+	int committed;
+	void *part;
+	uint16_t verdict;
+	uint32_t flags;
+	int64_t t_trigger_us;
+	/* The next result waits for its row (row_committed said 0). */
+	int awaiting_row;
+	/* Write plc_session_result() now; then, if that worked, tell
+	 * plc_session_written (RESULT) or plc_session_cleared (CLEAR). */
+	enum plc_session_write write;
+};
+
+/* One turn of the result handshake, while the link is up: takes the
+ * acknowledge, and when nothing is presented commits the next result in
+ * trigger order (a verdict, or a fail-safe reject once its deadline has
+ * passed), job being the job running now (a fail-safe's). */
+void plc_session_advance(plc_session *s, int64_t now_us, uint16_t job,
+			 struct plc_session_step *step);
+/* The result block as the PLC should see it. */
+const struct plc_result *plc_session_result(const plc_session *s);
+/* The presented result was written. Returns its part, now the caller's
+ * (NULL for a fail-safe, or if returned before). */
+void *plc_session_written(plc_session *s);
+/* The valid flag's fall was written. */
+void plc_session_cleared(plc_session *s);
+/* A new connection: the PLC may have lost our writes (or restarted), so
+ * the presented result, or its taken-down valid flag, is written again. */
+void plc_session_relink(plc_session *s);
+
+/* What the caller knows for the status block. */
+struct plc_session_line {
+	unsigned faults;          /* 1u << code for each active PLC_ERR_CAMERA ..
+				   * PLC_ERR_DATABASE */
+	int queue_full;           /* a part found inspection saturated */
+	uint16_t job;             /* the job in use */
+	uint16_t job_refused;     /* a refused selection, 0 = none */
+	uint16_t job_error;       /* its enum plc_error_code */
+	int job_loading;
+	int silent;               /* server: the PLC stopped polling */
+	int ready;                /* every source has delivered once */
+	int stopping;             /* no new triggers: ready and running clear */
+	uint16_t heartbeat;
+};
+
+/* The faults (bits 1u << enum plc_error_code) that make every verdict a
+ * fail-safe reject and, under stop_line, set the stop-line bit: all but
+ * the database's, which must not stop the line or scrap good parts. */
+#define PLC_VERDICT_FAULTS (~(1u << PLC_ERR_DATABASE))
+
+/* The status block; unlatches the overrun bit once the buffer drained. */
+void plc_session_status(plc_session *s, const struct plc_session_line *in,
+			struct plc_status *st);
+
+/* Nonzero while the session holds a part or a result the PLC has not
+ * taken (the latter only counts when can_present). */
+int plc_session_busy(const plc_session *s, int can_present);
+
+/* Stopping: the message naming what the PLC never took (the presented
+ * result, and the results never presented), or NULL if nothing (g_free
+ * it). mark(data, part) is called for each buffered verdict, which stays
+ * held (plc_session_pop_buffered). */
+char *plc_session_untaken(plc_session *s, void (*mark)(void *data, void *part), void *data);
+/* Stopping: hands back the presented result's part, if still held, then
+ * the buffered verdicts' parts one per call; NULL when none is left. */
+void *plc_session_take_current(plc_session *s);
+void *plc_session_pop_buffered(plc_session *s);
 
 #endif

@@ -1,6 +1,7 @@
 /* plc/plc.c: the register encoders, and the client over loopback against two
  * servers: the simulated PLC (tools/sim-plc.c, libmodbus) and a pymodbus
- * server (tests/plc_peer.py) that shares no code with us. */
+ * server (tests/plc_peer.py) that shares no code with us. plc-session.c:
+ * the handshake on plain values, without a link. */
 #include <errno.h>
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -118,37 +119,37 @@ static void test_config(void)
 	struct plc_config cfg = config_for(1502);
 	plc_link *link;
 
-	link = plc_link_new_tcp(&cfg);
+	link = plc_link_new(&cfg);
 	g_assert_nonnull(link);
 	g_assert_false(plc_link_connected(link));
 	plc_link_free(link);
 	plc_link_free(NULL);
 
 	cfg.host = "localhost"; /* libmodbus's TCP backend takes addresses only */
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 	cfg = config_for(0);
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 	cfg = config_for(1502);
 	cfg.timeout_ms = 0;
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 	cfg = config_for(1502);
 	cfg.unit_id = 248;
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 	cfg = config_for(1502);
 	cfg.map.result_base = 65536 - PLC_RES_REGS + 1;
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 	cfg = config_for(1502);
 	cfg.map.result_base = 65536 - PLC_RES_REGS;
 	cfg.map.status_base = 30;
-	link = plc_link_new_tcp(&cfg);
+	link = plc_link_new(&cfg);
 	g_assert_nonnull(link);
 	plc_link_free(link);
 	cfg = config_for(1502);
 	cfg.map.status_base = cfg.map.result_base + PLC_RES_REGS - 1; /* overlaps */
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 	cfg = config_for(1502);
 	cfg.map.result_base = 2; /* overlaps the trigger block */
-	g_assert_null(plc_link_new_tcp(&cfg));
+	g_assert_null(plc_link_new(&cfg));
 }
 
 static void test_strerror(void)
@@ -178,7 +179,7 @@ static int closed_port(void)
 static void test_refused(void)
 {
 	struct plc_config cfg = config_for(closed_port());
-	plc_link *link = plc_link_new_tcp(&cfg);
+	plc_link *link = plc_link_new(&cfg);
 	struct plc_trigger t;
 	int64_t t0 = vigil_now_us();
 	int rc;
@@ -251,7 +252,7 @@ static void test_sim_exchange(void)
 	sim_plc_on_result(sim, on_result, &seen);
 
 	cfg = config_for(sim_plc_port(sim));
-	link = plc_link_new_tcp(&cfg);
+	link = plc_link_new(&cfg);
 	g_assert_cmpint(plc_link_connect(link), ==, 0);
 	g_assert_true(plc_link_connected(link));
 	g_assert_cmpint(plc_link_connect(link), ==, 0); /* already connected */
@@ -330,7 +331,7 @@ static void test_sim_robust(void)
 	g_assert_nonnull(sim);
 	cfg = config_for(sim_plc_port(sim));
 	cfg.map = map;
-	link = plc_link_new_tcp(&cfg);
+	link = plc_link_new(&cfg);
 	g_assert_cmpint(plc_link_connect(link), ==, 0);
 	sim_plc_trigger(sim, 77);
 	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
@@ -341,7 +342,7 @@ static void test_sim_robust(void)
 	 * link up. The sim accepts this second client after the first left. */
 	cfg.map.trigger_base = 200;
 	cfg.map.result_base = 65536 - PLC_RES_REGS;
-	outside = plc_link_new_tcp(&cfg);
+	outside = plc_link_new(&cfg);
 	g_assert_cmpint(plc_link_connect(outside), ==, 0);
 	g_assert_cmpint(plc_read_trigger(outside, &t), ==, PLC_EMODBUS);
 	g_assert_true(plc_link_connected(outside));
@@ -376,11 +377,11 @@ static void test_sim_robust(void)
 		close(s);
 	}
 
-	link = plc_link_new_tcp(&(struct plc_config){ .host = "127.0.0.1",
-						      .port = sim_plc_port(sim),
-						      .unit_id = 1,
-						      .timeout_ms = 1000,
-						      .map = map });
+	link = plc_link_new(&(struct plc_config){ .host = "127.0.0.1",
+						  .port = sim_plc_port(sim),
+						  .unit_id = 1,
+						  .timeout_ms = 1000,
+						  .map = map });
 	g_assert_cmpint(plc_link_connect(link), ==, 0);
 	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
 	g_assert_cmpuint(t.part_id, ==, 77);
@@ -481,7 +482,7 @@ static void test_pymodbus_peer(void)
 
 	cfg = config_for(port);
 	cfg.map = (struct plc_regmap){ 100, 200, 300 };
-	link = plc_link_new_tcp(&cfg);
+	link = plc_link_new(&cfg);
 	g_assert_cmpint(plc_link_connect(link), ==, 0);
 	g_assert_cmpint(plc_read_trigger(link, &t), ==, 0);
 	g_assert_cmpuint(t.counter, ==, 7);
@@ -1178,12 +1179,504 @@ static void test_rtu_client(void)
 	pty_pair_close(&pp);
 }
 
+/* ---- the PLC session (plc-session.c): no link, no clock, no daemon ----
+ *
+ * Parts are small integers made into handles; the fixture records what the
+ * session hands back and answers row_committed as told. */
+
+#define PART(n) GINT_TO_POINTER(n)
+#define T0 1000000      /* the first trigger, in microseconds */
+
+struct sess_fix {
+	plc_session *s;
+	GArray *not_sent;        /* int: the parts handed back as never sent */
+	unsigned failsafes;      /* fail-safe decisions */
+	uint32_t failsafe_part_id;
+	void *failsafe_part;
+	int committed;           /* what row_committed answers */
+	unsigned committed_asks;
+	void *asked_part;        /* the part row_committed was last asked about */
+	GArray *marked;          /* int: parts plc_session_untaken marked */
+};
+
+static void fix_not_sent(void *data, void *part)
+{
+	struct sess_fix *f = data;
+	int n = GPOINTER_TO_INT(part);
+
+	g_array_append_val(f->not_sent, n);
+}
+
+static void fix_failsafe(void *data, void *part, uint32_t part_id)
+{
+	struct sess_fix *f = data;
+
+	f->failsafes++;
+	f->failsafe_part = part;
+	f->failsafe_part_id = part_id;
+}
+
+static int fix_row_committed(void *data, void *part, uint32_t part_id, int64_t now_us)
+{
+	struct sess_fix *f = data;
+
+	(void)part_id;
+	(void)now_us;
+	f->committed_asks++;
+	f->asked_part = part;
+	return f->committed;
+}
+
+static void fix_mark(void *data, void *part)
+{
+	struct sess_fix *f = data;
+	int n = GPOINTER_TO_INT(part);
+
+	g_array_append_val(f->marked, n);
+}
+
+static const struct plc_session_ops fix_ops = {
+	.not_sent = fix_not_sent,
+	.failsafe = fix_failsafe,
+	.row_committed = fix_row_committed,
+};
+
+static void fix_init(struct sess_fix *f, enum plc_role role, int result_buffer,
+		     int deadline_ms, enum plc_fault_policy policy)
+{
+	struct plc_settings set = {
+		.link.role = role,
+		.result_buffer = result_buffer,
+		.reject_deadline_ms = deadline_ms,
+		.fault_policy = policy,
+	};
+
+	*f = (struct sess_fix){
+		.not_sent = g_array_new(FALSE, FALSE, sizeof(int)),
+		.marked = g_array_new(FALSE, FALSE, sizeof(int)),
+		.committed = 1,
+	};
+	f->s = plc_session_new(&set, &fix_ops, f);
+	g_assert_nonnull(f->s);
+}
+
+static void fix_clear(struct sess_fix *f)
+{
+	plc_session_free(f->s);
+	g_array_free(f->not_sent, TRUE);
+	g_array_free(f->marked, TRUE);
+}
+
+/* The PLC's trigger block as the session reads it. */
+static struct plc_trigger_news fix_trigger(struct sess_fix *f, uint16_t counter, uint16_t ack)
+{
+	struct plc_trigger t = { .counter = counter, .part_id = 1000u + counter, .ack = ack };
+	struct plc_trigger_news n;
+
+	plc_session_take_trigger(f->s, &t, 1, &n);
+	return n;
+}
+
+/* A trigger that makes a part: tracked as part handle `part`; its seq. */
+static uint64_t fix_part(struct sess_fix *f, uint16_t counter, uint16_t ack, int part,
+			 int64_t t_us)
+{
+	struct plc_trigger_news n = fix_trigger(f, counter, ack);
+
+	g_assert_true(n.new_part);
+	return plc_session_track(f->s, 1000u + counter, counter, t_us, PART(part));
+}
+
+static enum plc_verdict_fate fix_verdict(struct sess_fix *f, uint64_t seq, uint16_t counter,
+					 int part, uint16_t verdict, float score)
+{
+	struct plc_verdict v = { .seq = seq, .part_id = 1000u + counter, .verdict = verdict,
+				 .score = score, .flags = VIGIL_FLAG_VISION_DEFECT, .job = 3 };
+	int64_t t_plc = -1;
+	enum plc_verdict_fate fate = plc_session_verdict(f->s, &v, PART(part), &t_plc);
+
+	g_assert_cmpint(t_plc, ==, 0);
+	return fate;
+}
+
+static struct plc_status fix_status(struct sess_fix *f, unsigned faults)
+{
+	struct plc_session_line in = { .faults = faults, .ready = 1, .job = 3 };
+	struct plc_status st;
+
+	plc_session_status(f->s, &in, &st);
+	return st;
+}
+
+static void test_session_present_ack(void)
+{
+	struct sess_fix f;
+	struct plc_session_step st;
+	const struct plc_result *r;
+	struct plc_status status;
+	uint64_t seq;
+
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	/* What the PLC shows at connect was raised before us: no part. */
+	g_assert_false(fix_trigger(&f, 0, 0).new_part);
+	seq = fix_part(&f, 1, 0, 1, T0);
+	g_assert_cmpuint(seq, ==, 0);
+
+	/* Nothing to present before the verdict, and nothing asked. */
+	plc_session_advance(f.s, T0 + 10, 0, &st);
+	g_assert_false(st.committed);
+	g_assert_cmpint(st.write, ==, PLC_SESSION_WRITE_NONE);
+	g_assert_cmpuint(f.committed_asks, ==, 0);
+
+	g_assert_cmpint(fix_verdict(&f, seq, 1, 1, VIGIL_VERDICT_ACCEPT, 0.1234f), ==,
+			PLC_VERDICT_BUFFERED);
+	plc_session_advance(f.s, T0 + 20, 0, &st);
+	g_assert_true(st.committed);
+	g_assert_true(st.part == PART(1));
+	g_assert_true(f.asked_part == PART(1));
+	g_assert_cmpint(st.write, ==, PLC_SESSION_WRITE_RESULT);
+	r = plc_session_result(f.s);
+	assert_result_eq(r, &(struct plc_result){ .counter = 1, .part_id = 1001,
+			 .trigger_counter = 1, .verdict = VIGIL_VERDICT_ACCEPT, .score_milli = 123,
+			 .flags = VIGIL_FLAG_VISION_DEFECT, .valid = 1, .job = 3 });
+	/* A failed write is retried verbatim. */
+	plc_session_advance(f.s, T0 + 30, 0, &st);
+	g_assert_cmpint(st.write, ==, PLC_SESSION_WRITE_RESULT);
+	g_assert_cmpuint(plc_session_result(f.s)->counter, ==, 1);
+	g_assert_true(plc_session_written(f.s) == PART(1));
+	g_assert_null(plc_session_written(f.s));
+	plc_session_advance(f.s, T0 + 40, 0, &st);
+	g_assert_cmpint(st.write, ==, PLC_SESSION_WRITE_NONE);
+	status = fix_status(&f, 0);
+	g_assert_cmpuint(status.buffered, ==, 1);
+	g_assert_cmpuint(status.trigger_seen, ==, 1);
+	g_assert_cmphex(status.word & PLC_STATUS_RESULTS_VALID, ==, PLC_STATUS_RESULTS_VALID);
+
+	/* The acknowledge takes the valid flag down, keeping the counter. */
+	g_assert_false(fix_trigger(&f, 1, 1).new_part);
+	plc_session_advance(f.s, T0 + 50, 0, &st);
+	g_assert_null(st.acked);  /* written: already handed back */
+	g_assert_cmpint(st.write, ==, PLC_SESSION_WRITE_CLEAR);
+	g_assert_cmpuint(plc_session_result(f.s)->counter, ==, 1);
+	g_assert_cmpuint(plc_session_result(f.s)->valid, ==, 0);
+	plc_session_cleared(f.s);
+	plc_session_advance(f.s, T0 + 60, 0, &st);
+	g_assert_cmpint(st.write, ==, PLC_SESSION_WRITE_NONE);
+	status = fix_status(&f, 0);
+	g_assert_cmpuint(status.buffered, ==, 0);
+	g_assert_cmphex(status.word & PLC_STATUS_RESULTS_VALID, ==, 0);
+	/* A second acknowledge of the same counter changes nothing. */
+	fix_trigger(&f, 1, 1);
+	plc_session_advance(f.s, T0 + 70, 0, &st);
+	g_assert_cmpint(st.write, ==, PLC_SESSION_WRITE_NONE);
+
+	/* The next result waits for its row, then goes out as counter 2; an
+	 * acknowledge of a result never written hands its part back. */
+	seq = fix_part(&f, 2, 1, 2, T0 + 100);
+	g_assert_cmpint(fix_verdict(&f, seq, 2, 2, VIGIL_VERDICT_REJECT, 1.5f), ==,
+			PLC_VERDICT_BUFFERED);
+	f.committed = 0;
+	plc_session_advance(f.s, T0 + 110, 0, &st);
+	g_assert_true(st.awaiting_row);
+	g_assert_false(st.committed);
+	g_assert_cmpint(st.write, ==, PLC_SESSION_WRITE_NONE);
+	f.committed = 1;
+	plc_session_advance(f.s, T0 + 120, 0, &st);
+	g_assert_true(st.committed);
+	g_assert_cmpuint(plc_session_result(f.s)->counter, ==, 2);
+	g_assert_cmpuint(plc_session_result(f.s)->score_milli, ==, 1000); /* clamped */
+	fix_trigger(&f, 2, 2);
+	plc_session_advance(f.s, T0 + 130, 0, &st);
+	g_assert_true(st.acked == PART(2));
+	g_assert_false(plc_session_busy(f.s, 1));
+	g_assert_cmpuint(f.not_sent->len, ==, 0);
+	fix_clear(&f);
+}
+
+static void test_session_overrun(void)
+{
+	struct sess_fix f;
+	struct plc_session_step st;
+	struct plc_status status;
+	uint64_t seq[5];
+
+	/* One result may wait behind the presented one. */
+	fix_init(&f, PLC_ROLE_SERVER, 1, 1000, PLC_FAULT_REJECT_ALL);
+	fix_trigger(&f, 0, 0);
+	for (int i = 1; i <= 4; i++)
+		seq[i] = fix_part(&f, (uint16_t)i, 0, i, T0 + i);
+	g_assert_cmpint(fix_verdict(&f, seq[1], 1, 1, 1, 0), ==, PLC_VERDICT_BUFFERED);
+	plc_session_advance(f.s, T0 + 10, 0, &st);
+	g_assert_true(st.committed);
+	plc_session_written(f.s);
+	g_assert_cmpint(fix_verdict(&f, seq[2], 2, 2, 1, 0), ==, PLC_VERDICT_BUFFERED);
+	g_assert_cmpint(fix_verdict(&f, seq[3], 3, 3, 1, 0), ==, PLC_VERDICT_OVERRUN);
+	status = fix_status(&f, 0);
+	g_assert_cmpuint(status.overruns, ==, 1);
+	g_assert_cmpuint(status.buffered, ==, 2);
+	g_assert_cmpuint(status.capacity, ==, 1);
+	g_assert_cmphex(status.word & PLC_STATUS_OVERRUN, ==, PLC_STATUS_OVERRUN);
+	g_assert_cmpuint(status.error, ==, PLC_ERR_OVERRUN);
+
+	/* The PLC catches up: result 2 is part 2, then part 4 as result 3
+	 * (its trigger echo shows the gap); the latch falls once drained,
+	 * the count stays. */
+	fix_trigger(&f, 4, 1);
+	plc_session_advance(f.s, T0 + 20, 0, &st);
+	g_assert_true(st.part == PART(2));
+	g_assert_cmpuint(plc_session_result(f.s)->counter, ==, 2);
+	g_assert_cmpuint(plc_session_result(f.s)->trigger_counter, ==, 2);
+	plc_session_written(f.s);
+	g_assert_cmphex(fix_status(&f, 0).word & PLC_STATUS_OVERRUN, ==, PLC_STATUS_OVERRUN);
+	g_assert_cmpint(fix_verdict(&f, seq[4], 4, 4, 1, 0), ==, PLC_VERDICT_BUFFERED);
+	fix_trigger(&f, 4, 2);
+	plc_session_advance(f.s, T0 + 30, 0, &st);
+	g_assert_cmpuint(plc_session_result(f.s)->counter, ==, 3);
+	g_assert_cmpuint(plc_session_result(f.s)->trigger_counter, ==, 4);
+	plc_session_written(f.s);
+	fix_trigger(&f, 4, 3);
+	plc_session_advance(f.s, T0 + 40, 0, &st);
+	g_assert_cmpint(st.write, ==, PLC_SESSION_WRITE_CLEAR);
+	status = fix_status(&f, 0);
+	g_assert_cmphex(status.word & PLC_STATUS_OVERRUN, ==, 0);
+	g_assert_cmpuint(status.error, ==, PLC_ERR_NONE);
+	g_assert_cmpuint(status.overruns, ==, 1);
+	g_assert_false(plc_session_busy(f.s, 1));
+	fix_clear(&f);
+}
+
+static void test_session_counters(void)
+{
+	struct sess_fix f;
+	struct plc_trigger_news n;
+	uint64_t seq;
+
+	/* The wrap: 65535 -> 1 is one step; 65500 -> 100 is 135 steps. */
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	fix_trigger(&f, 65530, 0);
+	n = fix_trigger(&f, 65535, 0);
+	g_assert_true(n.new_part);
+	g_assert_false(n.restarted);
+	g_assert_cmpuint(n.missed, ==, 4);
+	g_assert_cmpuint(n.missed_from, ==, 65530);
+	/* The missed triggers' frames are skipped: 4 sequence numbers. */
+	g_assert_cmpuint(plc_session_track(f.s, 1, 65535, T0, PART(1)), ==, 4);
+	n = fix_trigger(&f, 1, 0);
+	g_assert_true(n.new_part);
+	g_assert_false(n.restarted);
+	g_assert_cmpuint(n.missed, ==, 0);
+	g_assert_cmpuint(plc_session_track(f.s, 2, 1, T0, PART(2)), ==, 5);
+	fix_clear(&f);
+
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	fix_trigger(&f, 65500, 0);
+	n = fix_trigger(&f, 100, 0);
+	g_assert_false(n.restarted);
+	g_assert_cmpuint(n.missed, ==, 134);
+	fix_clear(&f);
+
+	/* A restart: a buffered verdict is never sent, a presented result
+	 * not acknowledged is taken down with its counter kept, and the
+	 * verdict of a part still in inspection is refused when it comes. */
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	fix_trigger(&f, 0, 0);
+	seq = fix_part(&f, 1, 0, 1, T0);
+	g_assert_cmpint(fix_verdict(&f, seq, 1, 1, 1, 0), ==, PLC_VERDICT_BUFFERED);
+	{
+		struct plc_session_step st;
+
+		plc_session_advance(f.s, T0 + 1, 0, &st);
+		g_assert_true(st.committed);
+		plc_session_written(f.s);
+	}
+	seq = fix_part(&f, 2, 0, 2, T0);
+	g_assert_cmpint(fix_verdict(&f, seq, 2, 2, 1, 0), ==, PLC_VERDICT_BUFFERED);
+	seq = fix_part(&f, 3, 0, 3, T0);  /* still in inspection */
+	/* A step back by more than the wrap allows: 3 -> 2. */
+	n = fix_trigger(&f, 2, 0);
+	g_assert_true(n.restarted);
+	g_assert_cmpuint(n.from, ==, 3);
+	g_assert_cmpuint(n.dropped, ==, 3);
+	/* Client role: counter 2 after the restart is 1 missed, from 0. */
+	g_assert_true(n.new_part);
+	g_assert_cmpuint(n.missed, ==, 1);
+	g_assert_cmpuint(n.missed_from, ==, 0);
+	g_assert_cmpuint(f.not_sent->len, ==, 1);
+	g_assert_cmpint(g_array_index(f.not_sent, int, 0), ==, 2);
+	g_assert_cmpuint(plc_session_result(f.s)->valid, ==, 0);
+	g_assert_cmpuint(plc_session_result(f.s)->counter, ==, 1);
+	g_assert_true(plc_session_stale(f.s, seq));
+	g_assert_false(plc_session_stale(f.s, seq));
+	plc_session_track(f.s, 1002, 2, T0 + 5, PART(4));
+	/* 0 is a restart too, with no part; trigger_seen follows it. */
+	n = fix_trigger(&f, 0, 0);
+	g_assert_true(n.restarted);
+	g_assert_false(n.new_part);
+	g_assert_cmpuint(n.dropped, ==, 1);      /* part 4, still in inspection */
+	g_assert_cmpuint(fix_status(&f, 0).trigger_seen, ==, 0);
+	/* In the server role the first counter after a restart is the first
+	 * part, whatever its value. */
+	fix_clear(&f);
+	fix_init(&f, PLC_ROLE_SERVER, 32, 1000, PLC_FAULT_REJECT_ALL);
+	fix_trigger(&f, 0, 0);
+	fix_part(&f, 7, 0, 1, T0);
+	n = fix_trigger(&f, 50, 0);
+	g_assert_cmpuint(n.missed, ==, 42);
+	n = fix_trigger(&f, 9, 0);
+	g_assert_true(n.restarted);
+	g_assert_cmpuint(n.missed, ==, 0);
+	g_assert_true(n.new_part);
+	fix_clear(&f);
+}
+
+static void test_session_deadline(void)
+{
+	struct sess_fix f;
+	struct plc_session_step st;
+	const struct plc_result *r;
+	struct plc_verdict v;
+	int64_t t_plc = 0;
+	uint64_t seq;
+
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 100, PLC_FAULT_REJECT_ALL);
+	fix_trigger(&f, 0, 0);
+	seq = fix_part(&f, 1, 0, 1, T0);
+	plc_session_advance(f.s, T0 + 99999, 5, &st);
+	g_assert_false(st.committed);
+	g_assert_cmpuint(f.failsafes, ==, 0);
+
+	/* At the deadline: decided once, while its row is not committed. */
+	f.committed = 0;
+	plc_session_advance(f.s, T0 + 100000, 5, &st);
+	plc_session_advance(f.s, T0 + 100100, 5, &st);
+	g_assert_cmpuint(f.failsafes, ==, 1);
+	g_assert_true(f.failsafe_part == PART(1));
+	g_assert_cmpuint(f.failsafe_part_id, ==, 1001);
+	g_assert_null(f.asked_part);  /* the fail-safe's own row */
+	g_assert_true(st.awaiting_row);
+	g_assert_false(st.committed);
+	f.committed = 1;
+	plc_session_advance(f.s, T0 + 100200, 5, &st);
+	g_assert_cmpuint(f.failsafes, ==, 1);
+	g_assert_true(st.committed);
+	g_assert_null(st.part);
+	g_assert_cmpint(st.t_trigger_us, ==, T0);
+	g_assert_cmpuint(st.flags, ==, VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_DEADLINE);
+	r = plc_session_result(f.s);
+	assert_result_eq(r, &(struct plc_result){ .counter = 1, .part_id = 1001,
+			 .trigger_counter = 1, .verdict = VIGIL_VERDICT_REJECT,
+			 .defect_class = VIGIL_CLASS_NONE, .score_milli = 1000,
+			 .flags = VIGIL_FLAG_FAILSAFE, .valid = 1, .job = 5 });
+	g_assert_null(plc_session_written(f.s));
+
+	/* The model's verdict comes late: it does not replace the reject. */
+	v = (struct plc_verdict){ .seq = seq, .part_id = 1001, .verdict = VIGIL_VERDICT_ACCEPT };
+	g_assert_cmpint(plc_session_verdict(f.s, &v, PART(1), &t_plc), ==, PLC_VERDICT_LATE);
+	g_assert_cmpint(t_plc, ==, T0 + 100200);
+	g_assert_cmpuint(fix_status(&f, 0).buffered, ==, 1);
+	fix_trigger(&f, 1, 1);
+	plc_session_advance(f.s, T0 + 200000, 5, &st);
+	g_assert_cmpint(st.write, ==, PLC_SESSION_WRITE_CLEAR);
+	g_assert_cmpuint(f.failsafes, ==, 1);
+	g_assert_false(plc_session_busy(f.s, 1));
+	fix_clear(&f);
+}
+
+static void test_session_stop(void)
+{
+	struct sess_fix f;
+	struct plc_session_step st;
+	uint64_t seq;
+	char *msg;
+
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	g_assert_null(plc_session_untaken(f.s, fix_mark, &f));
+	fix_trigger(&f, 0, 0);
+	for (int i = 1; i <= 3; i++) {
+		seq = fix_part(&f, (uint16_t)i, 0, i, T0);
+		g_assert_cmpint(fix_verdict(&f, seq, (uint16_t)i, i, 1, 0), ==,
+				PLC_VERDICT_BUFFERED);
+	}
+	fix_part(&f, 4, 0, 4, T0);   /* still in inspection */
+	plc_session_advance(f.s, T0 + 1, 0, &st);
+	g_assert_true(st.committed); /* its write failed: part 1 still held */
+
+	g_assert_true(plc_session_busy(f.s, 0));
+	msg = plc_session_untaken(f.s, fix_mark, &f);
+	g_assert_cmpstr(msg, ==, "stopped with results the PLC never took: result 1 (part 1001) "
+			"presented, not acknowledged; never presented: part 1002 part 1003 "
+			"part 1004");
+	g_free(msg);
+	g_assert_cmpuint(f.marked->len, ==, 2);
+	g_assert_cmpint(g_array_index(f.marked, int, 0), ==, 2);
+	g_assert_cmpint(g_array_index(f.marked, int, 1), ==, 3);
+	g_assert_true(plc_session_take_current(f.s) == PART(1));
+	g_assert_null(plc_session_take_current(f.s));
+	g_assert_true(plc_session_pop_buffered(f.s) == PART(2));
+	g_assert_true(plc_session_pop_buffered(f.s) == PART(3));
+	g_assert_null(plc_session_pop_buffered(f.s));
+	/* Part 4 is inspection's: its verdict is yet to come. */
+	g_assert_true(plc_session_busy(f.s, 0));
+	g_assert_cmpuint(f.not_sent->len, ==, 0);
+	fix_clear(&f);
+}
+
+static void test_session_status(void)
+{
+	struct sess_fix f;
+	struct plc_status st;
+	struct plc_session_line in = { .ready = 1, .heartbeat = 9, .job = 2 };
+
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_STOP_LINE);
+	plc_session_status(f.s, &in, &st);
+	g_assert_cmphex(st.word, ==, PLC_STATUS_READY | PLC_STATUS_RUNNING |
+			PLC_STATUS_MODEL_LOADED | PLC_STATUS_CAMERA_OK | PLC_STATUS_SENSOR_OK |
+			PLC_STATUS_DB_OK);
+	g_assert_cmpuint(st.heartbeat, ==, 9);
+	g_assert_cmpuint(st.job, ==, 2);
+	/* A database fault stops nothing. */
+	in.faults = 1u << PLC_ERR_DATABASE;
+	plc_session_status(f.s, &in, &st);
+	g_assert_cmphex(st.word & (PLC_STATUS_FAULT | PLC_STATUS_DB_OK | PLC_STATUS_STOP_LINE),
+			==, PLC_STATUS_FAULT);
+	g_assert_cmpuint(st.error, ==, PLC_ERR_DATABASE);
+	/* The first fault names the error; a sensor fault stops the line. */
+	in.faults |= 1u << PLC_ERR_SENSOR;
+	in.silent = 1;
+	in.stopping = 1;
+	plc_session_status(f.s, &in, &st);
+	g_assert_cmpuint(st.error, ==, PLC_ERR_SENSOR);
+	g_assert_cmphex(st.word & (PLC_STATUS_STOP_LINE | PLC_STATUS_SENSOR_OK |
+				   PLC_STATUS_PLC_SILENT | PLC_STATUS_READY | PLC_STATUS_RUNNING),
+			==, PLC_STATUS_STOP_LINE | PLC_STATUS_PLC_SILENT);
+	fix_clear(&f);
+
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	in = (struct plc_session_line){ .faults = 1u << PLC_ERR_MODEL, .job_refused = 4,
+					.job_error = PLC_ERR_JOB_PACKAGE_CORRUPT, .ready = 0 };
+	plc_session_status(f.s, &in, &st);
+	g_assert_cmphex(st.word & (PLC_STATUS_STOP_LINE | PLC_STATUS_MODEL_LOADED |
+				   PLC_STATUS_JOB_INVALID | PLC_STATUS_READY),
+			==, PLC_STATUS_JOB_INVALID);
+	g_assert_cmpuint(st.error, ==, PLC_ERR_MODEL);
+	in.faults = 0;
+	plc_session_status(f.s, &in, &st);
+	g_assert_cmpuint(st.error, ==, PLC_ERR_JOB_PACKAGE_CORRUPT);
+	fix_clear(&f);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/plc/encode/result", test_encode_result);
 	g_test_add_func("/plc/encode/trigger", test_encode_trigger);
 	g_test_add_func("/plc/counter", test_counter);
+	g_test_add_func("/plc/session/present-ack", test_session_present_ack);
+	g_test_add_func("/plc/session/overrun", test_session_overrun);
+	g_test_add_func("/plc/session/counters", test_session_counters);
+	g_test_add_func("/plc/session/deadline", test_session_deadline);
+	g_test_add_func("/plc/session/stop", test_session_stop);
+	g_test_add_func("/plc/session/status", test_session_status);
 	g_test_add_func("/plc/config", test_config);
 	g_test_add_func("/plc/strerror", test_strerror);
 	g_test_add_func("/plc/refused", test_refused);
