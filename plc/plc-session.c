@@ -331,7 +331,8 @@ static gboolean commit_next(plc_session *s, int64_t now, uint16_t job,
 		.verdict = p ? p->v.verdict : VIGIL_VERDICT_REJECT,
 		.defect_class = p ? p->v.defect_class : VIGIL_CLASS_NONE,
 		.score_milli = p ? (uint16_t)lrintf(CLAMP(p->v.score, 0.0f, 1.0f) * 1000.0f) : 1000,
-		.flags = p ? (uint16_t)(p->v.flags & 0xffff) : VIGIL_FLAG_FAILSAFE,
+		.flags = p ? (uint16_t)(p->v.flags & 0xffff)
+			   : VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_DEADLINE, /* docs/plc.md */
 		.valid = 1,
 		.job = p ? p->v.job : job,
 	};

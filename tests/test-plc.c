@@ -1566,7 +1566,7 @@ static void test_session_deadline(void)
 	assert_result_eq(r, &(struct plc_result){ .counter = 1, .part_id = 1001,
 			 .trigger_counter = 1, .verdict = VIGIL_VERDICT_REJECT,
 			 .defect_class = VIGIL_CLASS_NONE, .score_milli = 1000,
-			 .flags = VIGIL_FLAG_FAILSAFE, .valid = 1, .job = 5 });
+			 .flags = VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_DEADLINE, .valid = 1, .job = 5 });
 	g_assert_null(plc_session_written(f.s));
 
 	/* The model's verdict comes late: it does not replace the reject. */

@@ -49,8 +49,9 @@ import struct
 import time
 
 from linetest import Vigild, camera_section, fail, line_config
-from plctest import (ERR_JOB, ERR_PKG_CORRUPT, ERR_PKG_MISSING, FL_FAILSAFE, FL_MODEL_ERROR,
-                     FL_NO_FRAME, FL_NOT_SENT, FL_NO_VIBRATION, REJECT, RES, ST_CAMERA_OK, ST_FAULT,
+from plctest import (ERR_JOB, ERR_PKG_CORRUPT, ERR_PKG_MISSING, FL_DEADLINE, FL_FAILSAFE,
+                     FL_MODEL_ERROR, FL_NO_FRAME, FL_NOT_SENT, FL_NO_VIBRATION, REJECT, RES,
+                     ST_CAMERA_OK, ST_FAULT,
                      ST_JOB_LOADING, ST_JOB_REFUSED, ST_OVERRUN, ST_STOP_LINE, ST_VALID, STAT,
                      TRIG, WAIT_S, MasterPLC, mbpoll_read, mbpoll_write, part_id,
                      scenario_main, start_vigild, stop_vigild, wait_for)
@@ -199,7 +200,7 @@ def scenario_deadline(env):
         fail(f"results {got}")
     last = got[-1]
     # Frame 2 cannot exist before 6 s after the camera started.
-    if last[4] != REJECT or not last[7] & FL_FAILSAFE or last[7] & (
+    if last[4] != REJECT or not last[7] & FL_FAILSAFE or not last[7] & FL_DEADLINE or last[7] & (
             FL_NO_FRAME | FL_NO_VIBRATION | FL_MODEL_ERROR):
         fail(f"the last part's result {last}: want a deadline fail-safe reject")
     failsafe = [r[1] << 16 | r[2] for r in got if r[7] & FL_FAILSAFE]
