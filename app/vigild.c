@@ -59,6 +59,12 @@ int main(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
+	/* SIGTERM handled from here on: a stop asked for while the line starts
+	 * (the PLC may already see it ready) is a clean stop once it has
+	 * started, never the default action's kill. */
+	loop = g_main_loop_new(NULL, FALSE);
+	g_unix_signal_add(SIGINT, on_signal, loop);
+	g_unix_signal_add(SIGTERM, on_signal, loop);
 	cfg = config_path ? config_load_file(config_path, &err)
 			  : config_load_data(vigild_default_conf, "<embedded default config>", &err);
 	if (review_only) {
@@ -71,9 +77,6 @@ int main(int argc, char **argv)
 			fprintf(stderr, "vigild: %s\n", err);
 			goto out;
 		}
-		loop = g_main_loop_new(NULL, FALSE);
-		g_unix_signal_add(SIGINT, on_signal, loop);
-		g_unix_signal_add(SIGTERM, on_signal, loop);
 		g_main_loop_run(loop);
 		rc = 0;
 		goto out;
@@ -98,10 +101,6 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	g_message("vigild running (config %s)", config_name(cfg));
-
-	loop = g_main_loop_new(NULL, FALSE);
-	g_unix_signal_add(SIGINT, on_signal, loop);
-	g_unix_signal_add(SIGTERM, on_signal, loop);
 	g_main_loop_run(loop);
 
 	g_message("stopping: finishing parts in flight");
