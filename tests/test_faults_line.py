@@ -51,7 +51,13 @@ class FifoSource:
     """The simulated line's vibration recording written into a FIFO that
     vigild's pipeline reads: the header and the first `parts` parts'
     samples at once, the rest when resume() is called. Until then the
-    source is stalled: no samples, no end of stream."""
+    source is stalled: no samples, no end of stream.
+
+    The FIFO also has a reader of its own that never reads: GStreamer's
+    filesrc opens the file twice (once to learn it cannot seek, then to
+    stream), and a write that fell between its close and its reopen would
+    find no reader and fail with EPIPE, leaving vigild's second open
+    waiting for a writer for ever."""
 
     def __init__(self, wav, fifo, parts):
         with open(wav, "rb") as f:
@@ -72,18 +78,19 @@ class FifoSource:
         if os.path.exists(fifo):
             os.unlink(fifo)
         os.mkfifo(fifo)
+        self.keep = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()
 
     def _run(self):
         try:
-            with open(self.fifo, "wb") as f:   # blocks until vigild opens it
+            with open(self.fifo, "wb") as f:   # at once: self.keep is a reader
                 f.write(self.head)
                 f.flush()
                 self.go.wait()
                 f.write(self.rest)
         except (BrokenPipeError, OSError):
-            pass                               # vigild was killed
+            pass                               # the test is ending
 
     def resume(self):
         self.go.set()
