@@ -133,6 +133,16 @@ void sim_db_check_clear(struct sim_db_check *c)
 	c->seen = NULL;
 }
 
+/* fopen for writing, saying on stderr why not. */
+static FILE *create_file(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		fprintf(stderr, "vigil-sim run: cannot write %s: %s\n", path, g_strerror(errno));
+	return f;
+}
+
 void sim_report_print(const struct sim_run_opts *o, const struct sim_line *s,
 		      const struct sim_score *sc, const struct sim_db_check *c)
 {
@@ -156,15 +166,10 @@ void sim_report_print(const struct sim_run_opts *o, const struct sim_line *s,
 int sim_report_write_summary(const struct sim_run_opts *o, const struct sim_line *s,
 			     const struct sim_score *sc, const struct sim_db_check *c)
 {
-	FILE *f = fopen(o->summary_path, "w");
+	FILE *f = create_file(o->summary_path);
 
-	if (!f) {
-		int e = errno;
-
-		fprintf(stderr, "vigil-sim run: cannot write %s: %s\n", o->summary_path,
-			g_strerror(e));
-		return -e;
-	}
+	if (!f)
+		return -EIO;
 	fprintf(f, "{\n  \"parts\": %u,\n  \"defective\": %u,\n"
 		"  \"accepted\": %u,\n  \"rejected\": %u,\n  \"marginal\": %u,\n"
 		"  \"escapes\": %u,\n  \"false_rejects\": %u,\n"
@@ -195,15 +200,10 @@ int sim_report_write_summary(const struct sim_run_opts *o, const struct sim_line
 
 int sim_report_write_results(const struct sim_run_opts *o, const struct sim_line *s)
 {
-	FILE *f = fopen(o->results_path, "w");
+	FILE *f = create_file(o->results_path);
 
-	if (!f) {
-		int e = errno;
-
-		fprintf(stderr, "vigil-sim run: cannot write %s: %s\n", o->results_path,
-			g_strerror(e));
-		return -e;
-	}
+	if (!f)
+		return -EIO;
 	fprintf(f, "part_id,part,trigger_counter,results,verdict,defect_class,score,flags,"
 		"latency_ms,defect,image_class,vib_class\n");
 	for (unsigned i = 0; i < s->count; i++) {

@@ -81,7 +81,7 @@ void sim_report_print(const struct sim_run_opts *o, const struct sim_line *s,
 		      const struct sim_score *sc, const struct sim_db_check *c);
 
 /* The summary JSON at o->summary_path and the per-part CSV at
- * o->results_path. Return 0, or -errno after saying why on stderr. */
+ * o->results_path. Return 0, or -EIO after saying why on stderr. */
 int sim_report_write_summary(const struct sim_run_opts *o, const struct sim_line *s,
 			     const struct sim_score *sc, const struct sim_db_check *c);
 int sim_report_write_results(const struct sim_run_opts *o, const struct sim_line *s);
