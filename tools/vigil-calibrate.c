@@ -17,6 +17,7 @@
 #include "fusion/fusion.h"
 #include "inference/inference.h"
 #include "tools/manifest.h"
+#include "tools/tool-common.h"
 
 int main(int argc, char **argv)
 {
@@ -40,18 +41,13 @@ int main(int argc, char **argv)
 	const struct infer_info *in;
 	struct manifest_inputs inputs = { 0 };
 	float *img_in = NULL, *sig = NULL;
-	GError *gerr = NULL;
 	enum infer_range how = INFER_RANGE_MAX;
 	guint n;
 	int rc = 1;
 
 	manifest_add_options(ctx, &manifest, &root, &split);
-	g_option_context_add_main_entries(ctx, entries, NULL);
-	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
-		fprintf(stderr, "vigil-calibrate: %s\n", gerr->message);
-		g_error_free(gerr);
+	if (tool_options_parse(ctx, entries, "vigil-calibrate", &argc, &argv) < 0)
 		goto done;
-	}
 	if (!manifest || !model_dir || parts < 0) {
 		fprintf(stderr, "vigil-calibrate: --manifest and --model are required\n");
 		goto done;

@@ -40,6 +40,7 @@
 #include "fusion/fusion.h"
 #include "inference/inference.h"
 #include "tools/manifest.h"
+#include "tools/tool-common.h"
 
 struct judged {
 	float score, vision_score, signal_score;
@@ -287,12 +288,8 @@ int main(int argc, char **argv)
 	int rc = 1;
 
 	manifest_add_options(ctx, &manifest, &root, &split);
-	g_option_context_add_main_entries(ctx, entries, NULL);
-	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
-		fprintf(stderr, "vigil-eval: %s\n", gerr->message);
-		g_error_free(gerr);
+	if (tool_options_parse(ctx, entries, "vigil-eval", &argc, &argv) < 0)
 		goto done;
-	}
 	if (!manifest || !model_dir || !json_path) {
 		fprintf(stderr, "vigil-eval: --manifest, --model and --json are required\n");
 		goto done;

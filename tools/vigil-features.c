@@ -41,6 +41,7 @@
 #include "fusion/cvwrap.h"
 #include "fusion/fusion.h"
 #include "tools/manifest.h"
+#include "tools/tool-common.h"
 
 static int write_floats(FILE *f, const float *v, size_t n)
 {
@@ -175,17 +176,12 @@ int main(int argc, char **argv)
 	fusion_sigfeat *sf = NULL;
 	float *img_in = NULL, *sig = NULL, *mask = NULL;
 	FILE *out = NULL, *mout = NULL, *rout = NULL;
-	GError *gerr = NULL;
 	size_t sig_dim = 0, img_floats;
 	int rc = 1;
 
 	manifest_add_options(ctx, &manifest, &root, &split);
-	g_option_context_add_main_entries(ctx, entries, NULL);
-	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
-		fprintf(stderr, "vigil-features: %s\n", gerr->message);
-		g_error_free(gerr);
+	if (tool_options_parse(ctx, entries, "vigil-features", &argc, &argv) < 0)
 		goto done;
-	}
 	if (!manifest || !out_path || width <= 0 || height <= 0 || width > 8192 || height > 8192) {
 		fprintf(stderr, "vigil-features: --manifest, --out and --width/--height in "
 				"1..8192 are required\n");

@@ -24,6 +24,7 @@
 
 #include "tools/sim-run.h"
 #include "tools/sim-synth.h"
+#include "tools/tool-common.h"
 
 static int cmd_run(int argc, char **argv)
 {
@@ -51,15 +52,10 @@ static int cmd_run(int argc, char **argv)
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	GOptionContext *ctx = g_option_context_new("run - be the PLC of a simulated line");
-	GError *gerr = NULL;
 	int rc = 1;
 
-	g_option_context_add_main_entries(ctx, entries, NULL);
-	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
-		fprintf(stderr, "vigil-sim run: %s\n", gerr->message);
-		g_error_free(gerr);
+	if (tool_options_parse(ctx, entries, "vigil-sim run", &argc, &argv) < 0)
 		goto out;
-	}
 	if (!dir) {
 		fprintf(stderr, "vigil-sim run: --parts-dir is required\n");
 		goto out;
@@ -109,15 +105,10 @@ static int cmd_generate(int argc, char **argv)
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	GOptionContext *ctx = g_option_context_new("generate - write synthetic parts");
-	GError *gerr = NULL;
 	int rc = 1;
 
-	g_option_context_add_main_entries(ctx, entries, NULL);
-	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
-		fprintf(stderr, "vigil-sim generate: %s\n", gerr->message);
-		g_error_free(gerr);
+	if (tool_options_parse(ctx, entries, "vigil-sim generate", &argc, &argv) < 0)
 		goto out;
-	}
 	if (!out || parts <= 0) {
 		fprintf(stderr, "vigil-sim generate: --out and a positive --parts are required\n");
 		goto out;

@@ -21,6 +21,7 @@
 
 #include "core/part.h"
 #include "db/db.h"
+#include "tools/tool-common.h"
 
 struct opts {
 	char *db, *since, *until, *verdict, *cls, *format, *by, *reviewed;
@@ -602,14 +603,11 @@ int main(int argc, char **argv)
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	GOptionContext *ctx = g_option_context_new("list|pareto|review|upgrade|export - QA over vigild's log");
-	GError *gerr = NULL;
 	int rc = 2;
 
-	g_option_context_add_main_entries(ctx, entries, NULL);
-	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
-		fprintf(stderr, "vigilctl: %s\n", gerr->message);
-		g_error_free(gerr);
-	} else if (!o.db || argc != 2) {
+	if (tool_options_parse(ctx, entries, "vigilctl", &argc, &argv) < 0)
+		goto out;
+	if (!o.db || argc != 2) {
 		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export [options] (see --help)\n");
 	} else if (strcmp(argv[1], "list") == 0) {
 		rc = cmd_list(&o);
@@ -625,6 +623,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigilctl: unknown command '%s' (list, pareto, review, upgrade, "
 			"export)\n", argv[1]);
 	}
+out:
 	g_option_context_free(ctx);
 	g_free(o.db);
 	g_free(o.since);
