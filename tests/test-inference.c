@@ -10,7 +10,7 @@
 
 #include "inference/inference.h"
 #include "tests/infertest.h"
-#include "tools/line-manifest.h"
+#include "tools/manifest.h"
 #include "tools/sim-synth.h"
 
 static char *shipped_package(void)
@@ -126,26 +126,26 @@ static void synthetic_parts(const struct infer_info *info, int count, float *img
 	char *dir = g_dir_make_tmp("vigil-batch-XXXXXX", NULL), *csv, *err = NULL;
 	struct sim_gen_opts o = { .out_dir = dir, .parts = (unsigned)count, .seed = 11,
 				  .split = "test", .p_surface = 0.3, .p_vibration = 0.3 };
-	struct line_inputs in = { .width = info->input_width, .height = info->input_height,
+	struct manifest_inputs in = { .width = info->input_width, .height = info->input_height,
 				  .mean = info->mean, .std = info->std, .resize = info->resize,
 				  .window = (size_t)info->window };
 	GArray *rows;
 
 	g_assert_cmpint(sim_generate(&o, &err), ==, 0);
 	csv = g_build_filename(dir, "parts.csv", NULL);
-	rows = line_manifest_load(csv, NULL, &err);
+	rows = manifest_load(csv, NULL, &err);
 	g_assert_nonnull(rows);
 	g_assert_cmpuint(rows->len, ==, (guint)count);
 	in.sigfeat = fusion_sigfeat_new(in.window, info->rate_hz);
-	in.wavs = line_wav_cache_new(info->rate_hz);
+	in.wavs = manifest_wav_cache_new(info->rate_hz);
 	for (int i = 0; i < count; i++)
-		if (line_row_prepare(dir, &g_array_index(rows, struct line_row, i), &in,
+		if (manifest_row_prepare(dir, &g_array_index(rows, struct manifest_row, i), &in,
 				     img + (size_t)i * in.width * in.height,
 				     sig + (size_t)i * info->signal_dim, &err) < 0)
 			g_error("%s", err);
-	line_wav_cache_free(in.wavs);
+	manifest_wav_cache_free(in.wavs);
 	fusion_sigfeat_free(in.sigfeat);
-	line_manifest_free(rows);
+	manifest_free(rows);
 	g_free(csv);
 	{
 		char *cmd = g_strdup_printf("rm -rf '%s'", dir);

@@ -16,7 +16,8 @@
 
 #include "fusion/fusion.h"
 #include "inference/inference.h"
-#include "tools/line-manifest.h"
+#include "tools/manifest.h"
+#include "tools/tool-common.h"
 
 int main(int argc, char **argv)
 {
@@ -38,20 +39,15 @@ int main(int argc, char **argv)
 	infer_calibrator *cal = NULL;
 	infer_model *model = NULL;
 	const struct infer_info *in;
-	struct line_inputs inputs = { 0 };
+	struct manifest_inputs inputs = { 0 };
 	float *img_in = NULL, *sig = NULL;
-	GError *gerr = NULL;
 	enum infer_range how = INFER_RANGE_MAX;
 	guint n;
 	int rc = 1;
 
-	line_manifest_add_options(ctx, &manifest, &root, &split);
-	g_option_context_add_main_entries(ctx, entries, NULL);
-	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
-		fprintf(stderr, "vigil-calibrate: %s\n", gerr->message);
-		g_error_free(gerr);
+	manifest_add_options(ctx, &manifest, &root, &split);
+	if (tool_options_parse(ctx, entries, "vigil-calibrate", &argc, &argv) < 0)
 		goto done;
-	}
 	if (!manifest || !model_dir || parts < 0) {
 		fprintf(stderr, "vigil-calibrate: --manifest and --model are required\n");
 		goto done;
@@ -64,7 +60,7 @@ int main(int argc, char **argv)
 	}
 	if (!root)
 		root = g_path_get_dirname(manifest);
-	rows = line_manifest_load(manifest, split, &err);
+	rows = manifest_load(manifest, split, &err);
 	if (!rows) {
 		fprintf(stderr, "vigil-calibrate: %s\n", err);
 		goto done;
@@ -77,7 +73,7 @@ int main(int argc, char **argv)
 		goto done;
 	}
 	in = infer_model_info(model);
-	if (line_inputs_for_package(in, &inputs, &err) < 0) {
+	if (manifest_inputs_for_package(in, &inputs, &err) < 0) {
 		fprintf(stderr, "vigil-calibrate: %s\n", err);
 		goto done;
 	}
@@ -88,10 +84,10 @@ int main(int argc, char **argv)
 		rows->len, manifest, split ? ", split " : "", split ? split : "", in->name,
 		in->version);
 	for (guint i = 0; i < n; i++) {
-		const struct line_row *r =
-			&g_array_index(rows, struct line_row, (guint64)i * rows->len / n);
+		const struct manifest_row *r =
+			&g_array_index(rows, struct manifest_row, (guint64)i * rows->len / n);
 
-		if (line_row_prepare(root, r, &inputs, img_in, sig, &err) < 0 ||
+		if (manifest_row_prepare(root, r, &inputs, img_in, sig, &err) < 0 ||
 		    infer_calibrator_add(cal, img_in, sig, &err) < 0) {
 			fprintf(stderr, "vigil-calibrate: %s:%d: %s\n", manifest, r->line, err);
 			goto done;
@@ -116,10 +112,10 @@ int main(int argc, char **argv)
 done:
 	g_free(img_in);
 	g_free(sig);
-	line_inputs_clear(&inputs);
+	manifest_inputs_clear(&inputs);
 	infer_model_free(model);
 	infer_calibrator_free(cal);
-	line_manifest_free(rows);
+	manifest_free(rows);
 	g_free(err);
 	g_free(note);
 	g_free(manifest);

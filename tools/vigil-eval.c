@@ -39,7 +39,8 @@
 
 #include "fusion/fusion.h"
 #include "inference/inference.h"
-#include "tools/line-manifest.h"
+#include "tools/manifest.h"
+#include "tools/tool-common.h"
 
 struct judged {
 	float score, vision_score, signal_score;
@@ -217,7 +218,7 @@ static void json_confusion(GString *s, const GArray *rows, const struct judged *
 	GHashTable *counts = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
 
 	for (guint i = 0; i < rows->len; i++) {
-		const struct line_row *r = &g_array_index(rows, struct line_row, i);
+		const struct manifest_row *r = &g_array_index(rows, struct manifest_row, i);
 		char *key = g_strdup_printf("%s\t%s", r->image_class, r->vib_class);
 		guint *c = g_hash_table_lookup(counts, key);
 
@@ -276,7 +277,7 @@ int main(int argc, char **argv)
 	GArray *rows = NULL;
 	infer_model *model = NULL;
 	const struct infer_info *in;
-	struct line_inputs inputs = { 0 };
+	struct manifest_inputs inputs = { 0 };
 	struct judged *parts = NULL;
 	float *img_in = NULL, *sig = NULL;
 	GString *js = NULL, *csv = NULL;
@@ -286,26 +287,22 @@ int main(int argc, char **argv)
 	gint64 t0 = g_get_monotonic_time();
 	int rc = 1;
 
-	line_manifest_add_options(ctx, &manifest, &root, &split);
-	g_option_context_add_main_entries(ctx, entries, NULL);
-	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
-		fprintf(stderr, "vigil-eval: %s\n", gerr->message);
-		g_error_free(gerr);
+	manifest_add_options(ctx, &manifest, &root, &split);
+	if (tool_options_parse(ctx, entries, "vigil-eval", &argc, &argv) < 0)
 		goto done;
-	}
 	if (!manifest || !model_dir || !json_path) {
 		fprintf(stderr, "vigil-eval: --manifest, --model and --json are required\n");
 		goto done;
 	}
 	if (!root)
 		root = g_path_get_dirname(manifest);
-	rows = line_manifest_load(manifest, split, &err);
+	rows = manifest_load(manifest, split, &err);
 	if (!rows) {
 		fprintf(stderr, "vigil-eval: %s\n", err);
 		goto done;
 	}
 	{
-		const struct line_row *r0 = &g_array_index(rows, struct line_row, 0);
+		const struct manifest_row *r0 = &g_array_index(rows, struct manifest_row, 0);
 
 		if (!r0->image_class || !r0->vib_class || r0->defect < 0) {
 			fprintf(stderr, "vigil-eval: %s:1: the header needs image_class, vib_class "
@@ -324,7 +321,7 @@ int main(int argc, char **argv)
 		goto done;
 	}
 	in = infer_model_info(model);
-	if (line_inputs_for_package(in, &inputs, &err) < 0) {
+	if (manifest_inputs_for_package(in, &inputs, &err) < 0) {
 		fprintf(stderr, "vigil-eval: %s\n", err);
 		goto done;
 	}
@@ -351,11 +348,11 @@ int main(int argc, char **argv)
 	fprintf(stderr, "vigil-eval: %u parts of %s%s%s, model %s (%s)\n", rows->len, manifest,
 		split ? ", split " : "", split ? split : "", in->name, in->version);
 	for (guint i = 0; i < rows->len; i++) {
-		const struct line_row *r = &g_array_index(rows, struct line_row, i);
+		const struct manifest_row *r = &g_array_index(rows, struct manifest_row, i);
 		struct judged *j = &parts[i];
 		struct infer_output o;
 
-		if (line_row_prepare(root, r, &inputs, img_in, sig, &err) < 0 ||
+		if (manifest_row_prepare(root, r, &inputs, img_in, sig, &err) < 0 ||
 		    infer_model_run(model, img_in, sig, &o, &err) < 0) {
 			fprintf(stderr, "vigil-eval: %s:%d: %s\n", manifest, r->line, err);
 			goto done;
@@ -461,9 +458,9 @@ done:
 	g_free(parts);
 	g_free(img_in);
 	g_free(sig);
-	line_inputs_clear(&inputs);
+	manifest_inputs_clear(&inputs);
 	infer_model_free(model);
-	line_manifest_free(rows);
+	manifest_free(rows);
 	g_free(err);
 	g_free(manifest);
 	g_free(root);

@@ -40,7 +40,8 @@
 
 #include "fusion/cvwrap.h"
 #include "fusion/fusion.h"
-#include "tools/line-manifest.h"
+#include "tools/manifest.h"
+#include "tools/tool-common.h"
 
 static int write_floats(FILE *f, const float *v, size_t n)
 {
@@ -56,7 +57,7 @@ static int write_floats(FILE *f, const float *v, size_t n)
 }
 
 /* Mask coverage of each model pixel; zeros when the row has no mask. */
-static int mask_prepare(const char *root, const struct line_row *r, int width, int height,
+static int mask_prepare(const char *root, const struct manifest_row *r, int width, int height,
 			enum fusion_resize resize, float *out, char **err)
 {
 	uint8_t *img = NULL, *small = NULL;
@@ -87,7 +88,7 @@ static int mask_prepare(const char *root, const struct line_row *r, int width, i
 	return rc;
 }
 
-static int write_raw(FILE *f, const struct line_raw *raw, size_t window)
+static int write_raw(FILE *f, const struct manifest_raw *raw, size_t window)
 {
 	uint32_t h[2] = { GUINT32_TO_LE((uint32_t)raw->width), GUINT32_TO_LE((uint32_t)raw->height) };
 	size_t n = (size_t)raw->width * (size_t)raw->height;
@@ -169,23 +170,18 @@ int main(int argc, char **argv)
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	GOptionContext *ctx = g_option_context_new("- model inputs for a line manifest");
-	line_wav_cache *wavs = NULL;
-	struct line_inputs inputs;
+	manifest_wav_cache *wavs = NULL;
+	struct manifest_inputs inputs;
 	GArray *rows = NULL;
 	fusion_sigfeat *sf = NULL;
 	float *img_in = NULL, *sig = NULL, *mask = NULL;
 	FILE *out = NULL, *mout = NULL, *rout = NULL;
-	GError *gerr = NULL;
 	size_t sig_dim = 0, img_floats;
 	int rc = 1;
 
-	line_manifest_add_options(ctx, &manifest, &root, &split);
-	g_option_context_add_main_entries(ctx, entries, NULL);
-	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
-		fprintf(stderr, "vigil-features: %s\n", gerr->message);
-		g_error_free(gerr);
+	manifest_add_options(ctx, &manifest, &root, &split);
+	if (tool_options_parse(ctx, entries, "vigil-features", &argc, &argv) < 0)
 		goto done;
-	}
 	if (!manifest || !out_path || width <= 0 || height <= 0 || width > 8192 || height > 8192) {
 		fprintf(stderr, "vigil-features: --manifest, --out and --width/--height in "
 				"1..8192 are required\n");
@@ -202,7 +198,7 @@ int main(int argc, char **argv)
 	}
 	if (!root)
 		root = g_path_get_dirname(manifest);
-	rows = line_manifest_load(manifest, split, &err);
+	rows = manifest_load(manifest, split, &err);
 	if (!rows) {
 		fprintf(stderr, "vigil-features: %s\n", err);
 		goto done;
@@ -212,8 +208,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigil-features: cannot make the feature plans\n");
 		goto done;
 	}
-	wavs = line_wav_cache_new(rate);
-	inputs = (struct line_inputs){ .width = width, .height = height, .mean = (float)mean,
+	wavs = manifest_wav_cache_new(rate);
+	inputs = (struct manifest_inputs){ .width = width, .height = height, .mean = (float)mean,
 				       .std = (float)std, .resize = resize, .sigfeat = sf,
 				       .window = (size_t)window, .wavs = wavs };
 	sig_dim = fusion_sigfeat_dim(sf);
@@ -237,9 +233,9 @@ int main(int argc, char **argv)
 		"features (%s)\n", rows->len, manifest, split ? ", split " : "", split ? split : "",
 		width, height, fusion_resize_name(resize), sig_dim, FUSION_SIGFEAT_VERSION);
 	for (guint i = 0; i < rows->len; i++) {
-		const struct line_row *r = &g_array_index(rows, struct line_row, i);
+		const struct manifest_row *r = &g_array_index(rows, struct manifest_row, i);
 
-		if (line_row_prepare(root, r, &inputs, img_in, sig, &err) < 0) {
+		if (manifest_row_prepare(root, r, &inputs, img_in, sig, &err) < 0) {
 			fprintf(stderr, "vigil-features: %s:%d: %s\n", manifest, r->line, err);
 			goto done;
 		}
@@ -249,15 +245,15 @@ int main(int argc, char **argv)
 			goto done;
 		}
 		if (rout) {
-			struct line_raw raw;
+			struct manifest_raw raw;
 			int bad;
 
-			if (line_row_load(root, r, wavs, (size_t)window, &raw, &err) < 0) {
+			if (manifest_row_load(root, r, wavs, (size_t)window, &raw, &err) < 0) {
 				fprintf(stderr, "vigil-features: %s:%d: %s\n", manifest, r->line, err);
 				goto done;
 			}
 			bad = write_raw(rout, &raw, (size_t)window) < 0;
-			line_raw_clear(&raw);
+			manifest_raw_clear(&raw);
 			if (bad) {
 				fprintf(stderr, "vigil-features: writing %s failed\n", raw_path);
 				goto done;
@@ -290,8 +286,8 @@ done:
 		g_unlink(raw_tmp);
 	}
 	fusion_sigfeat_free(sf);
-	line_manifest_free(rows);
-	line_wav_cache_free(wavs);
+	manifest_free(rows);
+	manifest_wav_cache_free(wavs);
 	g_free(img_in);
 	g_free(mask);
 	g_free(sig);

@@ -14,6 +14,7 @@
  * Reads run on their own connection while vigild writes (WAL). */
 #include <errno.h>
 #include <glib.h>
+#include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 
 #include "core/part.h"
 #include "db/db.h"
+#include "tools/tool-common.h"
 
 struct opts {
 	char *db, *since, *until, *verdict, *cls, *format, *by, *reviewed;
@@ -112,32 +114,29 @@ static void csv_field(FILE *out, const char *s)
 	fputc('"', out);
 }
 
-static void json_string(FILE *out, const char *s)
+static void add_string(JsonBuilder *b, const char *name, const char *s)
 {
-	if (!s) {
-		fputs("null", out);
-		return;
-	}
-	fputc('"', out);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			fprintf(out, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(out, "\\u%04x", c);
-		else
-			fputc(c, out);
-	}
-	fputc('"', out);
+	json_builder_set_member_name(b, name);
+	if (s)
+		json_builder_add_string_value(b, s);
+	else
+		json_builder_add_null_value(b);
 }
 
-static void json_number(FILE *out, double x)
+/* JSON has no NaN or infinity: those are null. */
+static void add_number(JsonBuilder *b, const char *name, double x)
 {
+	json_builder_set_member_name(b, name);
 	if (isfinite(x))
-		fprintf(out, "%.6g", x);
+		json_builder_add_double_value(b, x);
 	else
-		fputs("null", out);
+		json_builder_add_null_value(b);
+}
+
+static void add_uint(JsonBuilder *b, const char *name, uint32_t x)
+{
+	json_builder_set_member_name(b, name);
+	json_builder_add_int_value(b, x);
 }
 
 enum format { FMT_TABLE, FMT_CSV, FMT_JSON };
@@ -146,7 +145,43 @@ struct list_ctx {
 	enum format fmt;
 	FILE *out;
 	uint64_t n;
+	JsonBuilder *json;         /* FMT_JSON: one row's object at a time */
+	JsonGenerator *gen;
 };
+
+/* Writes one row of the JSON array, its values as strings, numbers or null
+ * (the review server's /api/inspections gives the same for the same
+ * columns). The array is written a row at a time, one row a line, so that
+ * a list of the whole log does not sit in memory first. */
+static void list_row_json(struct list_ctx *c, const struct db_inspection *r, const char *when,
+			  const char *verdict, const char *cls, const char *review_verdict)
+{
+	JsonNode *root;
+	char *text;
+
+	json_builder_begin_object(c->json);
+	add_uint(c->json, "part_id", r->part_id);
+	add_string(c->json, "time", when);
+	add_string(c->json, "verdict", verdict);
+	add_string(c->json, "class", cls);
+	add_uint(c->json, "flags", r->flags);
+	add_number(c->json, "score", r->score);
+	add_number(c->json, "vision_score", r->vision_score);
+	add_number(c->json, "signal_score", r->signal_score);
+	add_number(c->json, "latency_ms", r->latency_ms);
+	add_string(c->json, "model_version", r->model_version);
+	add_string(c->json, "review", r->review);
+	add_string(c->json, "review_verdict", review_verdict);
+	add_string(c->json, "review_note", r->review_note);
+	json_builder_end_object(c->json);
+	root = json_builder_get_root(c->json);
+	json_builder_reset(c->json);
+	json_generator_set_root(c->gen, root);
+	text = json_generator_to_data(c->gen, NULL);
+	fprintf(c->out, "%s\n  %s", c->n ? "," : "", text);
+	g_free(text);
+	json_node_unref(root);
+}
 
 static int list_row(const struct db_inspection *r, void *data)
 {
@@ -173,26 +208,7 @@ static int list_row(const struct db_inspection *r, void *data)
 		fputc('\n', c->out);
 		break;
 	case FMT_JSON:
-		fprintf(c->out, "%s\n  {\"part_id\": %u, \"time\": ", c->n ? "," : "", r->part_id);
-		json_string(c->out, when);
-		fprintf(c->out, ", \"verdict\": \"%s\", \"class\": \"%s\", \"flags\": %u, \"score\": ",
-			verdict, cls, r->flags);
-		json_number(c->out, r->score);
-		fputs(", \"vision_score\": ", c->out);
-		json_number(c->out, r->vision_score);
-		fputs(", \"signal_score\": ", c->out);
-		json_number(c->out, r->signal_score);
-		fputs(", \"latency_ms\": ", c->out);
-		json_number(c->out, r->latency_ms);
-		fputs(", \"model_version\": ", c->out);
-		json_string(c->out, r->model_version);
-		fputs(", \"review\": ", c->out);
-		json_string(c->out, r->review);
-		fputs(", \"review_verdict\": ", c->out);
-		json_string(c->out, rv);
-		fputs(", \"review_note\": ", c->out);
-		json_string(c->out, r->review_note);
-		fputc('}', c->out);
+		list_row_json(c, r, when, verdict, cls, rv);
 		break;
 	}
 	c->n++;
@@ -202,7 +218,7 @@ static int list_row(const struct db_inspection *r, void *data)
 
 static int cmd_list(const struct opts *o)
 {
-	struct list_ctx c = { FMT_TABLE, stdout, 0 };
+	struct list_ctx c = { FMT_TABLE, stdout, 0, NULL, NULL };
 	struct db_filter f;
 	struct db_row_cb cb = { list_row, &c };
 	char *err = NULL;
@@ -220,17 +236,23 @@ static int cmd_list(const struct opts *o)
 	}
 	if (build_filter(o, &f) < 0)
 		return 2;
-	if (c.fmt == FMT_TABLE)
+	if (c.fmt == FMT_TABLE) {
 		printf("%-8s %-32s %-9s %-18s %6s %6s %6s %7s %s\n", "part", "time", "verdict",
 		       "class", "score", "vision", "signal", "lat_ms", "review");
-	else if (c.fmt == FMT_CSV)
+	} else if (c.fmt == FMT_CSV) {
 		printf("part_id,time,verdict,class,flags,score,vision_score,signal_score,"
 		       "latency_ms,model_version,review,review_verdict,review_note\n");
-	else
+	} else {
+		c.json = json_builder_new();
+		c.gen = json_generator_new();
 		fputs("[", stdout);
+	}
 	rc = db_query(o->db, &f, &cb, &err);
-	if (c.fmt == FMT_JSON)
+	if (c.fmt == FMT_JSON) {
 		fputs(c.n ? "\n]\n" : "]\n", stdout);
+		g_object_unref(c.gen);
+		g_object_unref(c.json);
+	}
 	if (rc < 0) {
 		fprintf(stderr, "vigilctl: %s\n", err ? err : "query failed");
 		free(err);
@@ -602,14 +624,11 @@ int main(int argc, char **argv)
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	GOptionContext *ctx = g_option_context_new("list|pareto|review|upgrade|export - QA over vigild's log");
-	GError *gerr = NULL;
 	int rc = 2;
 
-	g_option_context_add_main_entries(ctx, entries, NULL);
-	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
-		fprintf(stderr, "vigilctl: %s\n", gerr->message);
-		g_error_free(gerr);
-	} else if (!o.db || argc != 2) {
+	if (tool_options_parse(ctx, entries, "vigilctl", &argc, &argv) < 0)
+		goto out;
+	if (!o.db || argc != 2) {
 		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export [options] (see --help)\n");
 	} else if (strcmp(argv[1], "list") == 0) {
 		rc = cmd_list(&o);
@@ -625,6 +644,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigilctl: unknown command '%s' (list, pareto, review, upgrade, "
 			"export)\n", argv[1]);
 	}
+out:
 	g_option_context_free(ctx);
 	g_free(o.db);
 	g_free(o.since);

@@ -1,6 +1,6 @@
 /* Line manifests, WAV windows and model inputs for the offline tools
- * (line-manifest.h). */
-#include "tools/line-manifest.h"
+ * (manifest.h). */
+#include "tools/manifest.h"
 
 #include <errno.h>
 #include <math.h>
@@ -14,7 +14,7 @@
 
 #define WAV_CACHE_BYTES ((gsize)2 << 30)
 
-void line_wav_free(struct line_wav *w)
+void manifest_wav_free(struct manifest_wav *w)
 {
 	if (w) {
 		g_free(w->x);
@@ -24,10 +24,10 @@ void line_wav_free(struct line_wav *w)
 
 /* A recording as a recorder leaves it (core/wav.h, WAV_RECORDING): 16-bit
  * PCM too, and a data chunk cut short is read up to its last sample. */
-struct line_wav *line_wav_load(const char *path, double rate_hz, char **err)
+struct manifest_wav *manifest_wav_load(const char *path, double rate_hz, char **err)
 {
 	struct wav in;
-	struct line_wav *w;
+	struct manifest_wav *w;
 
 	if (wav_read_file(path, WAV_RECORDING, &in, err) < 0)
 		return NULL;
@@ -37,29 +37,29 @@ struct line_wav *line_wav_load(const char *path, double rate_hz, char **err)
 		wav_clear(&in);
 		return NULL;
 	}
-	w = g_new0(struct line_wav, 1);
+	w = g_new0(struct manifest_wav, 1);
 	w->x = in.x;
 	w->n = in.n;
 	return w;
 }
 
-struct line_wav_cache {
+struct manifest_wav_cache {
 	GHashTable *wavs;
 	gsize bytes;
 	double rate_hz;
 };
 
-line_wav_cache *line_wav_cache_new(double rate_hz)
+manifest_wav_cache *manifest_wav_cache_new(double rate_hz)
 {
-	line_wav_cache *c = g_new0(line_wav_cache, 1);
+	manifest_wav_cache *c = g_new0(manifest_wav_cache, 1);
 
 	c->wavs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-					(GDestroyNotify)line_wav_free);
+					(GDestroyNotify)manifest_wav_free);
 	c->rate_hz = rate_hz;
 	return c;
 }
 
-void line_wav_cache_free(line_wav_cache *c)
+void manifest_wav_cache_free(manifest_wav_cache *c)
 {
 	if (!c)
 		return;
@@ -67,13 +67,13 @@ void line_wav_cache_free(line_wav_cache *c)
 	g_free(c);
 }
 
-const struct line_wav *line_wav_cache_get(line_wav_cache *c, const char *path, char **err)
+const struct manifest_wav *manifest_wav_cache_get(manifest_wav_cache *c, const char *path, char **err)
 {
-	struct line_wav *w = g_hash_table_lookup(c->wavs, path);
+	struct manifest_wav *w = g_hash_table_lookup(c->wavs, path);
 
 	if (w)
 		return w;
-	w = line_wav_load(path, c->rate_hz, err);
+	w = manifest_wav_load(path, c->rate_hz, err);
 	if (!w)
 		return NULL;
 	if (c->bytes + w->n * sizeof(float) > WAV_CACHE_BYTES) {
@@ -133,12 +133,12 @@ static int parse_u64(const char *s, guint64 *v)
 	return (errno || *end) ? -EINVAL : 0;
 }
 
-void line_manifest_free(GArray *rows)
+void manifest_free(GArray *rows)
 {
 	if (!rows)
 		return;
 	for (guint i = 0; i < rows->len; i++) {
-		struct line_row *r = &g_array_index(rows, struct line_row, i);
+		struct manifest_row *r = &g_array_index(rows, struct manifest_row, i);
 
 		g_free(r->part_id);
 		g_free(r->split);
@@ -166,10 +166,10 @@ static char *col_dup(char **f, const int col[COL_COUNT], int k)
 	return col[k] >= 0 ? g_strdup(f[col[k]]) : NULL;
 }
 
-GArray *line_manifest_load(const char *path, const char *split, char **err)
+GArray *manifest_load(const char *path, const char *split, char **err)
 {
 	char *text = NULL, **lines = NULL, **head = NULL;
-	GArray *rows = g_array_new(FALSE, TRUE, sizeof(struct line_row));
+	GArray *rows = g_array_new(FALSE, TRUE, sizeof(struct manifest_row));
 	GError *gerr = NULL;
 	int col[COL_COUNT], ncols;
 
@@ -199,7 +199,7 @@ GArray *line_manifest_load(const char *path, const char *split, char **err)
 	}
 	for (int i = 1; lines[i]; i++) {
 		char **f;
-		struct line_row r = { .line = i + 1, .defect = -1 };
+		struct manifest_row r = { .line = i + 1, .defect = -1 };
 		int bad = -1;
 
 		g_strchomp(lines[i]);
@@ -269,20 +269,20 @@ fail:
 	g_strfreev(head);
 	g_strfreev(lines);
 	g_free(text);
-	line_manifest_free(rows);
+	manifest_free(rows);
 	return NULL;
 }
 
-int line_row_load(const char *root, const struct line_row *r, line_wav_cache *wavs,
-		  size_t window, struct line_raw *raw, char **err)
+int manifest_row_load(const char *root, const struct manifest_row *r, manifest_wav_cache *wavs,
+		  size_t window, struct manifest_raw *raw, char **err)
 {
 	char *ipath = g_build_filename(root, r->image, NULL);
 	char *vpath = g_build_filename(root, r->vibration, NULL);
-	const struct line_wav *w;
+	const struct manifest_wav *w;
 	char *why = NULL;
 	int rc;
 
-	*raw = (struct line_raw){ 0 };
+	*raw = (struct manifest_raw){ 0 };
 	/* OpenCV only warns about a missing file; say it plainly. */
 	rc = g_file_test(ipath, G_FILE_TEST_IS_REGULAR)
 		     ? cvw_imread_gray(ipath, &raw->image, &raw->width, &raw->height)
@@ -292,7 +292,7 @@ int line_row_load(const char *root, const struct line_row *r, line_wav_cache *wa
 				       rc == -ENOENT ? "missing or unreadable image" : g_strerror(-rc));
 		goto out;
 	}
-	w = line_wav_cache_get(wavs, vpath, &why);
+	w = manifest_wav_cache_get(wavs, vpath, &why);
 	if (!w) {
 		*err = g_strdup_printf("column 'vibration': %s", why);
 		rc = -EIO;
@@ -316,25 +316,25 @@ int line_row_load(const char *root, const struct line_row *r, line_wav_cache *wa
 	vpath = NULL;
 out:
 	if (rc < 0)
-		line_raw_clear(raw);
+		manifest_raw_clear(raw);
 	g_free(why);
 	g_free(ipath);
 	g_free(vpath);
 	return rc;
 }
 
-void line_raw_clear(struct line_raw *raw)
+void manifest_raw_clear(struct manifest_raw *raw)
 {
 	free(raw->image);
 	g_free(raw->vibration_path);
-	*raw = (struct line_raw){ 0 };
+	*raw = (struct manifest_raw){ 0 };
 }
 
-int line_row_prepare(const char *root, const struct line_row *r, const struct line_inputs *in,
+int manifest_row_prepare(const char *root, const struct manifest_row *r, const struct manifest_inputs *in,
 		     float *img_in, float *sig, char **err)
 {
-	struct line_raw raw;
-	int rc = line_row_load(root, r, in->wavs, in->window, &raw, err);
+	struct manifest_raw raw;
+	int rc = manifest_row_load(root, r, in->wavs, in->window, &raw, err);
 
 	if (rc < 0)
 		return rc;
@@ -352,11 +352,11 @@ int line_row_prepare(const char *root, const struct line_row *r, const struct li
 					       raw.vibration_path,
 					       rc == -EINVAL ? "non-finite samples" : g_strerror(-rc));
 	}
-	line_raw_clear(&raw);
+	manifest_raw_clear(&raw);
 	return rc;
 }
 
-int line_inputs_for_package(const struct infer_info *info, struct line_inputs *in, char **err)
+int manifest_inputs_for_package(const struct infer_info *info, struct manifest_inputs *in, char **err)
 {
 	fusion_sigfeat *sf = fusion_sigfeat_new((size_t)info->window, info->rate_hz);
 
@@ -367,21 +367,21 @@ int line_inputs_for_package(const struct infer_info *info, struct line_inputs *i
 		fusion_sigfeat_free(sf);
 		return -EINVAL;
 	}
-	*in = (struct line_inputs){ .width = info->input_width, .height = info->input_height,
+	*in = (struct manifest_inputs){ .width = info->input_width, .height = info->input_height,
 				    .mean = info->mean, .std = info->std, .resize = info->resize,
 				    .sigfeat = sf, .window = (size_t)info->window,
-				    .wavs = line_wav_cache_new(info->rate_hz) };
+				    .wavs = manifest_wav_cache_new(info->rate_hz) };
 	return 0;
 }
 
-void line_inputs_clear(struct line_inputs *in)
+void manifest_inputs_clear(struct manifest_inputs *in)
 {
-	line_wav_cache_free(in->wavs);
+	manifest_wav_cache_free(in->wavs);
 	fusion_sigfeat_free(in->sigfeat);
-	*in = (struct line_inputs){ 0 };
+	*in = (struct manifest_inputs){ 0 };
 }
 
-void line_manifest_add_options(GOptionContext *ctx, char **manifest, char **root, char **split)
+void manifest_add_options(GOptionContext *ctx, char **manifest, char **root, char **split)
 {
 	/* g_option_context_add_main_entries keeps the array: one call a program */
 	static GOptionEntry entries[] = {
