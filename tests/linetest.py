@@ -17,6 +17,7 @@ import tempfile
 import time
 
 WAIT_S = 40             # generous: the machine is shared
+QUICK_PARTS = 100       # a long run's parts under VIGIL_TEST_QUICK=1
 LOG_TAIL = 4000         # characters of each vigild log a failing test prints
 
 _started = []           # every Vigild this test started, for the logs on failure
@@ -100,6 +101,15 @@ def require_model(root, name="synthetic-v2"):
     if not os.path.exists(path):
         fail(f"{path} is missing: the model package is committed in models/, "
              "so this checkout is broken")
+
+
+def quick_parts(parts):
+    """parts, or QUICK_PARTS when VIGIL_TEST_QUICK=1 shortens a run of
+    1,000 parts or more for a quick local run (CI runs them whole)."""
+    if os.environ.get("VIGIL_TEST_QUICK") == "1" and parts >= 1000:
+        print(f"VIGIL_TEST_QUICK=1: {QUICK_PARTS} parts instead of {parts}")
+        return QUICK_PARTS
+    return parts
 
 
 @contextlib.contextmanager

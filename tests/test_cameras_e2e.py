@@ -27,10 +27,10 @@ import subprocess
 import sys
 import time
 
-from linetest import Vigild, binaries, fail, free_port, skip, workdir
+from linetest import Vigild, binaries, fail, free_port, quick_parts, skip, workdir
 
 build, root = sys.argv[1], sys.argv[2]
-parts = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+parts = quick_parts(int(sys.argv[3]) if len(sys.argv) > 3 else 1000)
 rate = 400  # parts per minute (a stalled PLC poll on a loaded machine misses less)
 sim_bin = binaries(build)[0]
 FLAG_FAILSAFE, FLAG_NO_FRAME, FLAG_NO_VIBRATION = 1 << 2, 1 << 3, 1 << 4
