@@ -1,25 +1,134 @@
 """Shared pieces of the tests that run vigil-sim and vigild whole over
-loopback: free ports, outcomes, simulated parts, a vigild process, and the
-parts of a vigild configuration that every such test writes the same way."""
+loopback: free ports, outcomes, simulated parts, a vigild process (the one
+way a test starts, waits for and stops vigild), a test's temporary folder,
+and the parts of a vigild configuration that every such test writes the
+same way."""
 import atexit
+import contextlib
 import csv
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+
+WAIT_S = 40             # generous: the machine is shared
+QUICK_PARTS = 100       # a long run's parts under VIGIL_TEST_QUICK=1
+LOG_TAIL = 4000         # characters of each vigild log a failing test prints
+
+_started = []           # every Vigild this test started, for the logs on failure
+_logs_printed = False
+
+
+def print_logs():
+    """The tail of every vigild log this test wrote, once: what a failure
+    needs to be understood without running it again."""
+    global _logs_printed
+    if _logs_printed:
+        return
+    _logs_printed = True
+    seen = set()
+    for v in _started:
+        if v.log_path in seen:
+            continue                # vigild restarted on the same log
+        seen.add(v.log_path)
+        try:
+            text = v.text()
+        except OSError:
+            continue                # its folder is already gone
+        print(f"--- vigild's log {v.log_path}, last lines:\n{text[-LOG_TAIL:]}")
 
 
 def fail(msg):
     print("FAIL:", msg)
+    print_logs()
     sys.exit(1)
 
 
+def wait_for(what, cond, timeout=WAIT_S, poll_s=0.01):
+    """cond()'s first true value; fails the test after timeout seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > end:
+            fail(f"timed out waiting for {what}")
+        time.sleep(poll_s)
+
+
+class Checks:
+    """Failures collected, not fatal: a test of many independent checks
+    (the review server's endpoints, its answers to hostile clients)
+    reports every one that fails in a single run. finish() ends it."""
+
+    def __init__(self):
+        self.failures = []
+
+    def fail(self, msg):
+        print("FAIL:", msg)
+        self.failures.append(msg)
+
+    def check(self, cond, msg):
+        if not cond:
+            self.fail(msg)
+        return cond
+
+    def finish(self):
+        """Exits 1 with the vigild logs' tails if any check failed; call it
+        inside workdir(), while the logs are still there."""
+        if self.failures:
+            print_logs()
+            print(f"FAIL: {len(self.failures)} checks failed")
+            sys.exit(1)
+
+
 def skip(msg):
+    """Only for what a machine may truly lack (a tool, root, a GPU), never
+    for a file the repository holds."""
     print("SKIP:", msg)
     sys.exit(77)
+
+
+def require_model(root, name="synthetic-v2"):
+    """Fails, naming the file, when a committed model package is missing:
+    a broken checkout must not turn a test green as a skip."""
+    path = os.path.join(root, "models", name, "manifest.ini")
+    if not os.path.exists(path):
+        fail(f"{path} is missing: the model package is committed in models/, "
+             "so this checkout is broken")
+
+
+def quick_parts(parts):
+    """parts, or QUICK_PARTS when VIGIL_TEST_QUICK=1 shortens a run of
+    1,000 parts or more for a quick local run (CI runs them whole)."""
+    if os.environ.get("VIGIL_TEST_QUICK") == "1" and parts >= 1000:
+        print(f"VIGIL_TEST_QUICK=1: {QUICK_PARTS} parts instead of {parts}")
+        return QUICK_PARTS
+    return parts
+
+
+@contextlib.contextmanager
+def workdir(prefix):
+    """A fresh temporary folder for one run, removed afterwards. Every
+    vigild started meanwhile is killed first if it still runs, and an error
+    that is not a test failure (a traceback, a timeout) prints the logs'
+    tails before they go; fail() prints them itself."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    first = len(_started)
+    try:
+        yield tmp
+    except Exception:
+        print_logs()
+        raise
+    finally:
+        for v in _started[first:]:
+            v.reap()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_scores(path):
@@ -75,30 +184,100 @@ frame_timeout_ms = {frame_timeout_ms}
 
 
 class Vigild:
-    """vigild on a configuration file, its output appended to log_path."""
+    """vigild on a configuration file: the one way a test starts it, waits
+    for it and stops it. Its output (stdout and stderr) is appended to
+    log_path, so a second vigild on the same log keeps the first's lines;
+    env adds variables, cwd is its working folder. Whatever way the test
+    ends, it leaves no vigild running (workdir() and an exit hook kill it),
+    and a failing test prints the tail of its log (fail())."""
 
-    def __init__(self, build, conf, log_path, args=()):
+    def __init__(self, build, conf, log_path, args=(), env=None, cwd=None):
         self.log_path = log_path
         self.log = open(log_path, "a+")
-        self.p = subprocess.Popen([binaries(build)[1], "--config", conf, *args], stdout=self.log,
-                                  stderr=subprocess.STDOUT)
-        # A test that fails midway leaves no vigild behind.
-        atexit.register(lambda: self.p.poll() is None and self.p.kill())
+        # Absolute, so that cwd does not change which binary runs.
+        self.p = subprocess.Popen([os.path.abspath(binaries(build)[1]), "--config", conf, *args],
+                                  stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd,
+                                  env=dict(os.environ, **env) if env else None)
+        _started.append(self)
+        atexit.register(self.reap)
+
+    @staticmethod
+    def once(build, conf=None, args=(), timeout=60, cwd=None, check=False):
+        """vigild run to its end, for what stops it at once (a configuration
+        it refuses, --print-default-config): the completed process, its
+        output captured as text; timeout is a failure bound, check as
+        subprocess.run's."""
+        cmd = [os.path.abspath(binaries(build)[1])] + (["--config", conf] if conf else [])
+        return subprocess.run(cmd + list(args), capture_output=True, text=True,
+                              timeout=timeout, cwd=cwd, check=check)
 
     def running(self):
         return self.p.poll() is None
 
-    def stop(self, timeout=60):
-        """SIGTERM (a clean stop: the parts in flight finish); its exit code."""
+    def reap(self):
+        """Kills it if it still runs (a test that ended midway)."""
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+    def wait_until(self, what, cond, timeout=60, poll_s=0.05):
+        """cond()'s first true value; fails the test if vigild exits first
+        or timeout seconds (a failure bound) pass."""
+        def step():
+            if self.p.poll() is not None:
+                fail(f"vigild exited with {self.p.returncode} before {what}")
+            return cond()
+        return wait_for(what, step, timeout, poll_s)
+
+    def wait_log(self, pattern, timeout=60):
+        """The first match of pattern in its log, or None when it exits or
+        timeout passes first."""
+        return wait_for_log(self.log_path, self.p, pattern, timeout)
+
+    def review_url(self, timeout=60):
+        """The review server's address as vigild logged it; fails the test
+        if it never does."""
+        m = self.wait_log(r"review: serving (http://127\.0\.0\.1:\d+/)", timeout)
+        if not m:
+            fail("vigild did not log the review server's address")
+        return m.group(1)
+
+    def review_port(self, timeout=60):
+        return int(self.review_url(timeout).rsplit(":", 1)[1].rstrip("/"))
+
+    def terminate(self):
+        """SIGTERM without waiting: a clean stop begins (the parts in
+        flight finish, a presented result waits out the grace)."""
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
-        rc = self.p.wait(timeout=timeout)
+
+    def wait(self, timeout=60):
+        """Its exit status once it ends; fails the test if it still runs
+        after timeout seconds, a failure bound (and kills it)."""
+        try:
+            rc = self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.reap()
+            fail(f"vigild still running {timeout} s after SIGTERM")
         self.log.flush()
         return rc
+
+    def stop(self, timeout=60):
+        """SIGTERM and its exit status (see terminate() and wait())."""
+        self.terminate()
+        return self.wait(timeout)
+
+    def kill(self):
+        """SIGKILL, as a power cut would stop it; its exit status."""
+        self.p.send_signal(signal.SIGKILL)
+        return self.p.wait()
 
     def text(self):
         with open(self.log_path) as f:
             return f.read()
+
+    def tail(self, n=3000):
+        return self.text()[-n:]
 
 
 def line_config(cameras, sim_dir, root, plc_port, db, vibration_extra="",
@@ -177,13 +356,15 @@ def wait_for_log(log_path, proc, pattern, timeout=60):
 class Line:
     """vigil-sim as the PLC and vigild with one camera over `parts` freshly
     generated parts, all in folder tmp; extra_conf is appended to vigild's
-    configuration (e.g. a [review] section), sim_args to vigil-sim run's
-    (e.g. ["--burst", "10"]). Start with start(); stop() ends both and
-    returns vigild's exit status."""
+    configuration (e.g. a [review] section), conf_kw go to line_config()
+    (e.g. vibration_extra), sim_args to vigil-sim run's (e.g. ["--burst",
+    "10"]). Start with start(); self.vigild is then its Vigild; stop() ends
+    both and returns vigild's exit status."""
 
     def __init__(self, build, root, tmp, parts, seed, split, extra_conf="", rate=1200,
-                 sim_args=()):
-        self.sim_bin, self.vigild_bin = binaries(build)
+                 sim_args=(), conf_kw=None):
+        self.build = build
+        self.sim_bin = binaries(build)[0]
         self.tmp, self.parts, self.rate = tmp, parts, rate
         self.sim_args = list(sim_args)
         self.sim_dir = os.path.join(tmp, "sim")
@@ -191,13 +372,11 @@ class Line:
         self.conf = os.path.join(tmp, "vigild.conf")
         self.log_path = os.path.join(tmp, "vigild.log")
         self.plc_port = free_port()
-        subprocess.run([self.sim_bin, "generate", "--out", self.sim_dir, "--parts", str(parts),
-                        "--seed", str(seed), "--split", split], check=True,
-                       stdout=subprocess.DEVNULL)
+        generate_parts(build, self.sim_dir, parts, seed, split)
         with open(self.conf, "w") as f:
             f.write(line_config(sequence_camera(self.sim_dir), self.sim_dir, root,
-                                self.plc_port, self.db) + extra_conf)
-        self.sim = self.vigild = self.log = None
+                                self.plc_port, self.db, **(conf_kw or {})) + extra_conf)
+        self.sim = self.vigild = None
 
     def start(self):
         t = self.tmp
@@ -206,36 +385,26 @@ class Line:
              "--rate", str(self.rate), "--results", os.path.join(t, "results.csv"),
              "--summary", os.path.join(t, "summary.json"), "--db", self.db,
              "--ready-timeout-s", "60"] + self.sim_args, stdout=subprocess.DEVNULL)
-        self.log = open(self.log_path, "w")
-        self.vigild = subprocess.Popen([self.vigild_bin, "--config", self.conf], stdout=self.log,
-                                       stderr=subprocess.STDOUT)
+        self.vigild = Vigild(self.build, self.conf, self.log_path)
         return self
 
     def review_url(self, timeout=60):
-        """The review server's address as vigild logged it, or None."""
-        m = wait_for_log(self.log_path, self.vigild,
-                         r"review: serving (http://127\.0\.0\.1:(\d+)/)", timeout)
-        return m.group(1) if m else None
+        """The review server's address as vigild logged it (fails if none)."""
+        return self.vigild.review_url(timeout)
 
     def wait_sim(self, timeout=240):
         """vigil-sim's exit status: 0 when every part got one result and row."""
         return self.sim.wait(timeout=timeout)
 
     def stop(self):
-        rc = None
-        if self.vigild:
-            self.vigild.send_signal(signal.SIGTERM)
-            rc = self.vigild.wait(timeout=60)
+        rc = self.vigild.stop() if self.vigild else None
         if self.sim and self.sim.poll() is None:
             self.sim.kill()
             self.sim.wait()
-        if self.log:
-            self.log.close()
         return rc
 
     def log_tail(self, n=3000):
-        with open(self.log_path) as f:
-            return f.read()[-n:]
+        return self.vigild.tail(n)
 
 
 def add_part_media(db, sim_dir, part_id, mod_hz, rate_hz=12000, n=8192):

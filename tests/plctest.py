@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from linetest import fail
+from linetest import WAIT_S, fail, wait_for
 
 TRIG, RES, STAT = 0, 10, 20        # PLC_REGMAP_DEFAULT
 TRIG_REGS, STAT_REGS, RES_REGS = 5, 9, 10
@@ -26,7 +26,6 @@ FL_FAILSAFE, FL_NO_FRAME, FL_NO_VIBRATION, FL_MODEL_ERROR = 1 << 2, 1 << 3, 1 <<
 FL_DEADLINE, FL_QUEUE_FULL, FL_NOT_SENT = 1 << 7, 1 << 8, 1 << 9
 ACCEPT, REJECT, MARGINAL = 1, 2, 3
 VERDICT_NAMES = {ACCEPT: "accept", REJECT: "reject", MARGINAL: "marginal"}
-WAIT_S = 40                        # generous: the machine is shared
 
 
 def quiet_pymodbus():
@@ -34,18 +33,6 @@ def quiet_pymodbus():
     session it cancels, as errors."""
     logging.basicConfig()
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-
-
-def wait_for(what, cond, timeout=WAIT_S, poll_s=0.01):
-    """cond()'s first true value; fails the test after timeout seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > end:
-            fail(f"timed out waiting for {what}")
-        time.sleep(poll_s)
 
 
 def part_id(r):
@@ -201,11 +188,11 @@ def mbpoll_write(port, addr, values, function_type="4"):
     return out.returncode == 0, out.stdout + out.stderr
 
 
-def start_vigild(vigild, plc):
-    """Waits until vigild reports ready to plc; fails if it exits first."""
-    wait_for("ready", lambda: not vigild.running() or plc.status()[1] & ST_READY, 60)
-    if not vigild.running():
-        fail("vigild exited:\n" + vigild.text())
+def start_vigild(vigild, plc, bit=ST_READY):
+    """Waits until vigild reports status bit `bit` (ready by default: the
+    line can inspect) to plc; fails if it exits first."""
+    what = "ready" if bit == ST_READY else f"status bit {bit:#x}"
+    vigild.wait_until(what, lambda: plc.status()[1] & bit, 60, 0.01)
 
 
 def stop_vigild(vigild, plc):
@@ -225,17 +212,15 @@ def scenario_main(doc, scenarios, prefix, parts, seed):
     scenarios[name](env)."""
     import os
     import sys
-    import tempfile
 
-    from linetest import free_port, generate_parts, skip
+    from linetest import free_port, generate_parts, require_model, workdir
     if len(sys.argv) != 4 or sys.argv[3] not in scenarios:
         print(doc)
         sys.exit(2)
     build, root, name = sys.argv[1:]
     quiet_pymodbus()
-    if not os.path.exists(os.path.join(root, "models", "synthetic-v2", "manifest.ini")):
-        skip("no model package")
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+    require_model(root)
+    with workdir(prefix) as tmp:
         sim = os.path.join(tmp, "sim")
         generate_parts(build, sim, parts(name), seed)
         env = {"tmp": tmp, "build": build, "root": root, "sim": sim, "port": free_port(),

@@ -22,19 +22,17 @@ import csv
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 
-from linetest import binaries, fail, free_port, skip
+from linetest import Vigild, binaries, fail, free_port, quick_parts, skip, workdir
 
 build, root = sys.argv[1], sys.argv[2]
-parts = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+parts = quick_parts(int(sys.argv[3]) if len(sys.argv) > 3 else 1000)
 rate = 400  # parts per minute (a stalled PLC poll on a loaded machine misses less)
-sim_bin, vigild_bin = binaries(build)
+sim_bin = binaries(build)[0]
 FLAG_FAILSAFE, FLAG_NO_FRAME, FLAG_NO_VIBRATION = 1 << 2, 1 << 3, 1 << 4
 # Pairing tolerance (docs/architecture.md, "One clock"): a frame reaches
 # vigild within frame_timeout_ms of the trigger (docs/two-cameras.conf), a
@@ -99,7 +97,7 @@ def outage(name, kill, restart, t_wait):
 
 
 procs = []
-with tempfile.TemporaryDirectory(prefix="vigil-cams-") as tmp:
+with workdir("vigil-cams-") as tmp:
     try:
         sim_dir = os.path.join(tmp, "sim")
         subprocess.run([sim_bin, "generate", "--out", sim_dir, "--parts", str(parts),
@@ -123,10 +121,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-cams-") as tmp:
                                 "--ready-timeout-s", "60"], stdout=subprocess.PIPE, text=True)
         procs.append(sim)
         log_path = os.path.join(tmp, "vigild.log")
-        env = dict(os.environ, G_MESSAGES_DEBUG="all")
-        vigild = subprocess.Popen([vigild_bin, "--config", conf], stdout=open(log_path, "w"),
-                                  stderr=subprocess.STDOUT, env=env)
-        procs.append(vigild)
+        vigild = Vigild(build, conf, log_path, env={"G_MESSAGES_DEBUG": "all"})
 
         # Wait until the line runs, then pull each camera's plug in turn.
         t0 = time.monotonic()
@@ -141,9 +136,8 @@ with tempfile.TemporaryDirectory(prefix="vigil-cams-") as tmp:
 
         sim_out, _ = sim.communicate(timeout=run_s + 120)
         print(sim_out[-1500:])
-        vigild.send_signal(signal.SIGTERM)
-        vigild_rc = vigild.wait(timeout=60)
-        log = open(log_path).read()
+        vigild_rc = vigild.stop()
+        log = vigild.text()
         if os.environ.get("VIGIL_TEST_LOG"):  # keep vigild's log for a post-mortem
             shutil.copy(log_path, os.environ["VIGIL_TEST_LOG"])
         print("\n".join(l for l in log.splitlines()

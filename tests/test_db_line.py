@@ -40,16 +40,15 @@ import csv
 import logging
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
-from linetest import binaries, fail, free_port, line_config, wait_for_log, sequence_camera
-from plctest import wait_for
+from linetest import (Vigild, binaries, fail, free_port, line_config, require_model,
+                      sequence_camera, workdir)
+from plctest import stop_vigild, wait_for
 
 ST_DB_OK = 1 << 6
 ST_FAULT = 1 << 2
@@ -73,7 +72,7 @@ def count_rows(db):
 def run_line(build, root, tmp, parts, rate, extra_db="", kill_at=None, env=None):
     """vigil-sim and vigild on parts synthetic parts; with kill_at, vigild
     is SIGKILLed once the log holds that many rows. Returns (db, results)."""
-    sim_bin, vigild_bin = binaries(build)
+    sim_bin = binaries(build)[0]
     sim_dir = os.path.join(tmp, "sim")
     subprocess.run([sim_bin, "generate", "--out", sim_dir, "--parts", str(parts),
                     "--seed", "77", "--split", "e2e"], check=True, stdout=subprocess.DEVNULL)
@@ -87,32 +86,24 @@ def run_line(build, root, tmp, parts, rate, extra_db="", kill_at=None, env=None)
                             "--rate", str(rate), "--results", results,
                             "--drain-timeout-s", "3" if kill_at else "30",
                             "--ready-timeout-s", "60"], stderr=subprocess.DEVNULL)
-    log_path = os.path.join(tmp, "vigild.log")
-    with open(log_path, "w") as log:
-        vigild = subprocess.Popen([vigild_bin, "--config", conf], stdout=log,
-                                  stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})))
-        try:
-            if kill_at:
-                # In the middle of the burst: rows and files are being written.
-                wait_for(f"{kill_at} rows",
-                         lambda: vigild.poll() is not None or count_rows(db) >= kill_at, 180)
-                if vigild.poll() is not None:
-                    fail(f"vigild exited with {vigild.returncode}")
-                vigild.send_signal(signal.SIGKILL)
-                vigild.wait(timeout=30)
-                sim.wait(timeout=120)
-            else:
-                if sim.wait(timeout=240) != 0:
-                    fail("vigil-sim: results lost or mislogged")
-                vigild.send_signal(signal.SIGTERM)
-                if vigild.wait(timeout=60) != 0:
-                    fail(f"vigild exited with {vigild.returncode}")
-        finally:
-            for p in (vigild, sim):
-                if p.poll() is None:
-                    p.kill()
-    with open(log_path) as f:
-        print(f.read()[-1500:])
+    vigild = Vigild(build, conf, os.path.join(tmp, "vigild.log"), env=env)
+    try:
+        if kill_at:
+            # In the middle of the burst: rows and files are being written.
+            vigild.wait_until(f"{kill_at} rows", lambda: count_rows(db) >= kill_at, 180)
+            vigild.kill()
+            sim.wait(timeout=120)
+        else:
+            if sim.wait(timeout=240) != 0:
+                fail("vigil-sim: results lost or mislogged")
+            rc = vigild.stop()
+            if rc != 0:
+                fail(f"vigild exited with {rc}")
+    finally:
+        vigild.reap()
+        if sim.poll() is None:
+            sim.kill()
+    print(vigild.tail(1500))
     return db, results
 
 
@@ -232,7 +223,6 @@ def fault_line(build, root, tmp, parts, seed):
     """vigild in the server role on generated parts; the PLC (pymodbus
     master) runs one part at a time."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from linetest import Vigild
     from plctest import MasterPLC
     from test_plc_handshake import config
 
@@ -273,9 +263,7 @@ def disk_full(build, root, tmp):
     conf = config(env, deadline_ms=3000, plc_extra="fault_policy = reject_all\n")
     v = Vigild(build, conf, os.path.join(tmp, "vigild.log"))
     plc = MasterPLC(env["port"])
-    wait_for("ready", lambda: v.p.poll() is not None or plc.status()[1] & 1, WAIT_S)
-    if v.p.poll() is not None:
-        fail("vigild exited:\n" + v.text())
+    v.wait_until("ready", lambda: plc.status()[1] & 1, WAIT_S, 0.01)
     if not plc.status()[1] & ST_DB_OK:
         fail(f"db-ok clear before any write: status {plc.status()}")
 
@@ -316,12 +304,7 @@ def disk_full(build, root, tmp):
         i += 1
     if [r["part"] for r in got] != [500 + k for k in range(i)]:
         fail(f"results {[r['part'] for r in got]}: want one per part, in order")
-    plc.close()
-    rc = v.stop()
-    text = v.text()
-    print(text[-2000:])
-    if rc != 0:
-        fail(f"vigild exited with {rc}")
+    stop_vigild(v, plc)
     con = sqlite3.connect(db)
     events = [r[0] for r in con.execute("SELECT kind FROM events")]
     logged = con.execute("SELECT count(*) FROM inspections").fetchone()[0]
@@ -354,18 +337,13 @@ def db_slow(build, root, tmp):
         text = f.read()
     with open(conf, "w") as f:
         f.write(re.sub(r"(?m)^commit_timeout_ms = \d+$", "commit_timeout_ms = 100", text))
-    log_path = os.path.join(tmp, "vigild.log")
-    v = Vigild(build, conf, log_path)
+    v = Vigild(build, conf, os.path.join(tmp, "vigild.log"))
     plc = MasterPLC(env["port"])
-    wait_for("ready", lambda: v.p.poll() is not None or plc.status()[1] & 1, WAIT_S)
-    if v.p.poll() is not None:
-        fail("vigild exited:\n" + v.text())
-    m = wait_for_log(log_path, v.p, r"review: serving http://127\.0\.0\.1:(\d+)/")
-    if not m:
-        fail("no review server:\n" + v.text()[-2000:])
+    v.wait_until("ready", lambda: plc.status()[1] & 1, WAIT_S, 0.01)
+    url = v.review_url()
 
     def db_ok_metric():
-        with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/metrics", timeout=10) as r:
+        with urllib.request.urlopen(url + "metrics", timeout=10) as r:
             line = [x for x in r.read().decode().splitlines() if x.startswith("vigil_db_ok ")]
         return float(line[0].split()[1]) if line else None
 
@@ -387,10 +365,7 @@ def db_slow(build, root, tmp):
     wait_for("db-ok back", lambda: plc.status()[1] & ST_DB_OK, WAIT_S)
     if db_ok_metric() != 1:
         fail(f"vigil_db_ok {db_ok_metric()} once the writer caught up")
-    plc.close()
-    rc = v.stop()
-    if rc != 0:
-        fail(f"vigild exited with {rc}:\n{v.text()[-2000:]}")
+    stop_vigild(v, plc)
     con = sqlite3.connect(env["db"])
     events = [r[0] for r in con.execute("SELECT kind FROM events ORDER BY id")]
     logged = con.execute("SELECT count(*) FROM inspections").fetchone()[0]
@@ -413,9 +388,8 @@ def demo_heatmap(build, root, tmp):
     overlay."""
     import cv2
     import json
-    sim_bin, vigild_bin = (os.path.abspath(b) for b in binaries(build))
-    conf_text = subprocess.run([vigild_bin, "--print-default-config"], capture_output=True,
-                               text=True, check=True).stdout
+    sim_bin = binaries(build)[0]
+    conf_text = Vigild.once(build, args=["--print-default-config"], check=True).stdout
     pkg = re.search(r"(?m)^package = (.*)$", conf_text).group(1)
     with open(os.path.join(pkg, "manifest.ini")) as f:
         manifest = f.read()
@@ -436,63 +410,60 @@ def demo_heatmap(build, root, tmp):
     runner = subprocess.Popen([sim_bin, "run", "--parts-dir", sim, "--port", str(port),
                                "--rate", "600", "--results", os.path.join(tmp, "results.csv"),
                                "--ready-timeout-s", "60"], stderr=subprocess.DEVNULL)
-    log_path = os.path.join(tmp, "vigild.log")
-    with open(log_path, "w") as log:
-        vigild = subprocess.Popen([vigild_bin, "--config", conf], cwd=tmp, stdout=log,
-                                  stderr=subprocess.STDOUT)
-        try:
-            url = wait_for_log(log_path, vigild, r"review: serving (http://127\.0\.0\.1:\d+/)")
-            if runner.wait(timeout=240) != 0:
-                fail("vigil-sim: results lost or mislogged")
-            db = os.path.join(tmp, "vigil.db")
-            con = sqlite3.connect(db)
-            wait_for("the media rows", lambda: con.execute(
-                "SELECT count(*) FROM inspections WHERE verdict = 'reject' AND id NOT IN"
-                " (SELECT inspection_id FROM media WHERE kind = 'heatmap')").fetchone()[0] == 0,
-                60)
-            rejects = con.execute(
-                "SELECT i.id, i.part_id, m.id, m.path FROM inspections i JOIN media m ON"
-                " m.inspection_id = i.id AND m.kind = 'heatmap' WHERE i.verdict = 'reject'"
-                " AND i.defect_class IN ('surface', 'surface+vibration')").fetchall()
-            media_dir = con.execute("SELECT value FROM meta WHERE key = 'media_dir'"
-                                    ).fetchone()[0]
-            con.close()
-            if len(rejects) < 5:
-                fail(f"{len(rejects)} surface rejects with a defect map in {parts} parts")
-            on_defect = 0
-            for _, part, _, path in rejects:
-                heat = cv2.imread(os.path.join(media_dir, path), cv2.IMREAD_UNCHANGED)
-                if heat is None or heat.shape != (map_h, map_w):
-                    fail(f"part {part}: heatmap {path} is not {map_w}x{map_h}")
-                if heat.max() < 128:
-                    fail(f"part {part}: a surface reject whose defect map peaks at "
-                         f"{heat.max() / 255:.2f}: blank for the overlay")
-                mask = cv2.imread(os.path.join(sim, "masks", f"part-{part:05d}.png"),
-                                  cv2.IMREAD_GRAYSCALE)
-                cells = cv2.resize((mask > 0).astype("float32"), (map_w, map_h),
-                                   interpolation=cv2.INTER_AREA) > 0
-                y, x = divmod(int(heat.argmax()), map_w)
-                on_defect += bool(cells[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].any())
-            if on_defect < 0.8 * len(rejects):
-                fail(f"the hottest cell is near the defect in {on_defect} of {len(rejects)} "
-                     "surface rejects")
-            # What the review page's overlay loads.
-            _, part, mid, path = rejects[0]
-            with urllib.request.urlopen(url.group(1) + f"api/parts/{part}", timeout=20) as r:
-                listed = [x for x in json.load(r)["media"] if x["kind"] == "heatmap"]
-            if not listed:
-                fail(f"part {part}: the review API lists no heatmap")
-            with urllib.request.urlopen(url.group(1) + listed[0]["url"].lstrip("/"),
-                                        timeout=20) as r:
-                body = r.read()
-            with open(os.path.join(media_dir, path), "rb") as f:
-                if body != f.read():
-                    fail(f"part {part}: the review API serves other bytes than the heatmap")
-        finally:
-            vigild.send_signal(signal.SIGTERM)
-            vigild.wait(timeout=60)
-            if runner.poll() is None:
-                runner.kill()
+    # In tmp: the demo configuration's relative paths land there.
+    vigild = Vigild(build, conf, os.path.join(tmp, "vigild.log"), cwd=tmp)
+    try:
+        url = vigild.review_url()
+        if runner.wait(timeout=240) != 0:
+            fail("vigil-sim: results lost or mislogged")
+        db = os.path.join(tmp, "vigil.db")
+        con = sqlite3.connect(db)
+        wait_for("the media rows", lambda: con.execute(
+            "SELECT count(*) FROM inspections WHERE verdict = 'reject' AND id NOT IN"
+            " (SELECT inspection_id FROM media WHERE kind = 'heatmap')").fetchone()[0] == 0,
+            60)
+        rejects = con.execute(
+            "SELECT i.id, i.part_id, m.id, m.path FROM inspections i JOIN media m ON"
+            " m.inspection_id = i.id AND m.kind = 'heatmap' WHERE i.verdict = 'reject'"
+            " AND i.defect_class IN ('surface', 'surface+vibration')").fetchall()
+        media_dir = con.execute("SELECT value FROM meta WHERE key = 'media_dir'"
+                                ).fetchone()[0]
+        con.close()
+        if len(rejects) < 5:
+            fail(f"{len(rejects)} surface rejects with a defect map in {parts} parts")
+        on_defect = 0
+        for _, part, _, path in rejects:
+            heat = cv2.imread(os.path.join(media_dir, path), cv2.IMREAD_UNCHANGED)
+            if heat is None or heat.shape != (map_h, map_w):
+                fail(f"part {part}: heatmap {path} is not {map_w}x{map_h}")
+            if heat.max() < 128:
+                fail(f"part {part}: a surface reject whose defect map peaks at "
+                     f"{heat.max() / 255:.2f}: blank for the overlay")
+            mask = cv2.imread(os.path.join(sim, "masks", f"part-{part:05d}.png"),
+                              cv2.IMREAD_GRAYSCALE)
+            cells = cv2.resize((mask > 0).astype("float32"), (map_w, map_h),
+                               interpolation=cv2.INTER_AREA) > 0
+            y, x = divmod(int(heat.argmax()), map_w)
+            on_defect += bool(cells[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].any())
+        if on_defect < 0.8 * len(rejects):
+            fail(f"the hottest cell is near the defect in {on_defect} of {len(rejects)} "
+                 "surface rejects")
+        # What the review page's overlay loads.
+        _, part, mid, path = rejects[0]
+        with urllib.request.urlopen(url + f"api/parts/{part}", timeout=20) as r:
+            listed = [x for x in json.load(r)["media"] if x["kind"] == "heatmap"]
+        if not listed:
+            fail(f"part {part}: the review API lists no heatmap")
+        with urllib.request.urlopen(url + listed[0]["url"].lstrip("/"),
+                                    timeout=20) as r:
+            body = r.read()
+        with open(os.path.join(media_dir, path), "rb") as f:
+            if body != f.read():
+                fail(f"part {part}: the review API serves other bytes than the heatmap")
+    finally:
+        vigild.stop()
+        if runner.poll() is None:
+            runner.kill()
     print(f"PASS demo-heatmap: {os.path.basename(pkg)}, {len(rejects)} surface rejects in "
           f"{parts} parts, each with a {map_w}x{map_h} defect map that is not blank; the "
           f"hottest cell next to the simulator's defect in {on_defect}; served for the overlay")
@@ -572,10 +543,8 @@ def main():
         print(__doc__)
         sys.exit(2)
     build, root, name = sys.argv[1:]
-    if not os.path.exists(os.path.join(root, "models", "synthetic-v2", "manifest.ini")):
-        print("SKIP: no model package")
-        sys.exit(77)
-    with tempfile.TemporaryDirectory(prefix="vigil-db-line-") as tmp:
+    require_model(root)
+    with workdir("vigil-db-line-") as tmp:
         {"crash": crash, "disk-full": disk_full, "db-slow": db_slow,
          "demo-heatmap": demo_heatmap, "export": export}[name](build, root, tmp)
 

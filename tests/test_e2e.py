@@ -10,45 +10,25 @@ usage: test_e2e.py BUILD_DIR SOURCE_ROOT [PARTS]
 """
 import json
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
-import tempfile
 
-from linetest import binaries, fail, free_port, line_config, plc_results, sequence_camera
+from linetest import Line, fail, plc_results, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 120
-sim_bin, vigild_bin = binaries(build)
 
 
-with tempfile.TemporaryDirectory(prefix="vigil-e2e-") as tmp:
-    sim_dir = os.path.join(tmp, "sim")
-    subprocess.run([sim_bin, "generate", "--out", sim_dir, "--parts", str(parts),
-                    "--seed", "4242", "--split", "e2e"], check=True)
-    port = free_port()
-    db = os.path.join(tmp, "vigil.db")
-    conf = os.path.join(tmp, "vigild.conf")
-    with open(conf, "w") as f:
-        f.write(line_config(sequence_camera(sim_dir), sim_dir, root, port, db))
+with workdir("vigil-e2e-") as tmp:
+    line = Line(build, root, tmp, parts, 4242, "e2e").start()
+    db = line.db
     results = os.path.join(tmp, "results.csv")
     summary = os.path.join(tmp, "summary.json")
-    sim = subprocess.Popen([sim_bin, "run", "--parts-dir", sim_dir, "--port", str(port),
-                            "--rate", "1200", "--results", results, "--summary", summary,
-                            "--db", db, "--ready-timeout-s", "60"])
-    vigild_log = open(os.path.join(tmp, "vigild.log"), "w+")
-    vigild = subprocess.Popen([vigild_bin, "--config", conf], stdout=vigild_log,
-                              stderr=subprocess.STDOUT)
     try:
-        sim_rc = sim.wait(timeout=240)
+        sim_rc = line.wait_sim(timeout=240)
     finally:
-        vigild.send_signal(signal.SIGTERM)
-        vigild_rc = vigild.wait(timeout=60)
-        sim.kill() if sim.poll() is None else None
-    vigild_log.seek(0)
-    log = vigild_log.read()
-    print(log[-3000:])
+        vigild_rc = line.stop()
+    print(line.log_tail(3000))
     if vigild_rc != 0:
         fail(f"vigild exited with {vigild_rc}")
     if sim_rc != 0:

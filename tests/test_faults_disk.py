@@ -29,12 +29,11 @@ import re
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
-from linetest import Vigild, fail, free_port, generate_parts, skip, wait_for_log
-from plctest import ST_READY, MasterPLC, quiet_pymodbus, wait_for
+from linetest import Vigild, fail, free_port, generate_parts, require_model, skip, workdir
+from plctest import MasterPLC, quiet_pymodbus, start_vigild, wait_for
 from test_plc_handshake import config
 
 SPOOL_ROWS = 16
@@ -116,12 +115,11 @@ def main():
         print(__doc__)
         sys.exit(2)
     build, root = sys.argv[1:]
-    if not os.path.exists(os.path.join(root, "models", "synthetic-v2", "manifest.ini")):
-        skip("no model package")
+    require_model(root)
     if os.geteuid() != 0:
         skip("mounting a tmpfs needs root (CI runs this as root)")
     quiet_pymodbus()
-    with tempfile.TemporaryDirectory(prefix="vigil-faults-disk-") as tmp:
+    with workdir("vigil-faults-disk-") as tmp:
         fs = os.path.join(tmp, "fs")
         os.mkdir(fs)
         p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", fs],
@@ -144,13 +142,8 @@ def scenario(build, root, tmp, fs):
     log_path = os.path.join(tmp, "vigild.log")
     v = Vigild(build, conf, log_path)
     plc = MasterPLC(env["port"])
-    wait_for("ready", lambda: not v.running() or plc.status()[1] & ST_READY, 60)
-    if not v.running():
-        fail("vigild exited:\n" + v.text())
-    m = wait_for_log(log_path, v.p, r"review: serving http://127\.0\.0\.1:(\d+)/")
-    if not m:
-        fail("no review server:\n" + v.text()[-2000:])
-    port = int(m.group(1))
+    start_vigild(v, plc)
+    port = v.review_port()
     parts = []
     for _ in range(5):
         run_part(plc, len(parts), parts)

@@ -29,16 +29,13 @@ usage: test_faults_line.py BUILD_DIR SOURCE_ROOT SCENARIO
 """
 import os
 import random
-import shutil
-import signal
 import sqlite3
 import struct
 import sys
-import tempfile
 import threading
 import time
 
-from linetest import Vigild, camera_section, fail, free_port, generate_parts, line_config
+from linetest import Vigild, camera_section, fail, free_port, generate_parts, line_config, workdir
 from plctest import (FL_DEADLINE, FL_FAILSAFE, FL_NO_VIBRATION, FL_NOT_SENT, REJECT, ST_READY,
                      ST_VALID, VERDICT_NAMES, WAIT_S, MasterPLC, ServerPLC, part_id,
                      quiet_pymodbus, start_vigild, stop_vigild, wait_for)
@@ -165,8 +162,7 @@ def scenario_stall_kill(env):
                  any(r[7] & FL_FAILSAFE for r in acked))[1])
         time.sleep(rng.uniform(0.0, 0.6))
         take_results(plc, acked)
-        v.p.send_signal(signal.SIGKILL)
-        v.p.wait()
+        v.kill()
         plc.close()
         ok, rows, _ = db_rows(env["db"])
         if ok != "ok":
@@ -258,7 +254,7 @@ def scenario_sigterm_buffered(env):
     wait_for("four verdicts buffered, the first presented",
              lambda: plc.status()[5] == 4 and plc.result()[8] == 1)
     first = plc.result()
-    v.p.send_signal(signal.SIGTERM)
+    v.terminate()
     # Stopping: ready and running clear, the rest of the word stays, and
     # the presented result stays valid until the PLC takes it.
     st = wait_for("ready cleared", lambda: (lambda s: s if not s[1] & ST_READY else None)(
@@ -275,7 +271,7 @@ def scenario_sigterm_buffered(env):
     plc.ack(r2[0])
     r3 = plc.next_result()                     # presented, never acknowledged
     # vigild presents it until the grace ends, then says so.
-    rc = v.p.wait(timeout=WAIT_S + 15)
+    rc = v.wait(timeout=WAIT_S + 15)
     if env["role"] == "client":
         # The PLC keeps what vigild wrote last: ready and running clear,
         # the rest as it was, result 3 still valid and the only one buffered
@@ -320,17 +316,8 @@ def main():
     build, root, name = sys.argv[1], sys.argv[2], sys.argv[3]
     quiet_pymodbus()
     fn, parts, kw = SCENARIOS[name]
-    tmp = tempfile.mkdtemp(prefix=f"vigil-faults-{name}-")
-    try:
+    with workdir(f"vigil-faults-{name}-") as tmp:
         fn(setup(build, root, tmp, parts, **kw))
-    except SystemExit:
-        log = os.path.join(tmp, "vigild.log")
-        if os.path.exists(log):
-            with open(log) as f:
-                print("vigild's log, last lines:\n" + f.read()[-4000:])
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     print(f"{name}: OK")
 
 

@@ -11,15 +11,13 @@ key or a bad section, the section header) stands.
 usage: test_plc_config.py BUILD_DIR
 """
 import os
-import subprocess
 import sys
 import tempfile
 
-from linetest import binaries, fail
+from linetest import Vigild, fail
 
-vigild = binaries(sys.argv[1])[1]
-default = subprocess.run([vigild, "--print-default-config"], capture_output=True, text=True,
-                         check=True).stdout
+build = sys.argv[1]
+default = Vigild.once(build, args=["--print-default-config"], check=True).stdout
 plc_section = "\n" + default.split("\n[plc]\n", 1)[1].split("\n[", 1)[0]
 
 # (label, [plc] keys to set (None: remove), text appended, group, key or None, message part)
@@ -105,8 +103,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-plc-conf-") as tmp:
         path = os.path.join(tmp, "vigild.conf")
         with open(path, "w") as f:
             f.write(text)
-        p = subprocess.run([vigild, "--config", path], capture_output=True, text=True,
-                           timeout=60)
+        p = Vigild.once(build, path)
         msg = p.stderr.strip()
         want = f"{path}:{line_of(text, group, key)}: [{group}]" + (f" {key}:" if key else ":")
         print(f"{label}: rc={p.returncode}: {msg}")

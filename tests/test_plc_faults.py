@@ -34,14 +34,13 @@ import os
 import re
 import socket
 import sqlite3
-import subprocess
 import threading
 import time
 import urllib.request
 
 from linetest import Vigild, camera_section, fail, free_port, line_config
 from plctest import (FL_FAILSAFE, ST_FAULT, ST_READY, ST_VALID, TRIG, MasterPLC,
-                     ServerPLC, part_id, scenario_main, wait_for)
+                     ServerPLC, part_id, scenario_main, start_vigild, wait_for)
 
 ST_PLC_SILENT, ERR_PLC_SILENT = 1 << 10, 7
 ST_RUNNING = 1 << 1
@@ -83,13 +82,7 @@ def stop_within_bound(v):
     """SIGTERM; fails unless vigild exits cleanly within STOP_BOUND_S.
     Returns (log text, seconds it took)."""
     t0 = time.monotonic()
-    try:
-        rc = v.stop(timeout=STOP_BOUND_S)
-    except subprocess.TimeoutExpired:
-        v.p.kill()
-        v.p.wait()
-        fail(f"vigild still running {STOP_BOUND_S} s after SIGTERM (grace {GRACE_S} s):\n"
-             + v.text()[-3000:])
+    rc = v.stop(timeout=STOP_BOUND_S)
     took = time.monotonic() - t0
     text = v.text()
     print(text[-3000:])
@@ -103,9 +96,7 @@ def start_server_role(env, conf, bit=ST_READY):
     the line can inspect; running: it takes triggers)."""
     v = Vigild(env["build"], conf, os.path.join(env["tmp"], "vigild.log"))
     plc = MasterPLC(env["port"])
-    wait_for(f"status bit {bit:#x}", lambda: not v.running() or plc.status()[1] & bit, 60)
-    if not v.running():
-        fail("vigild exited:\n" + v.text())
+    start_vigild(v, plc, bit)
     return v, plc
 
 
@@ -122,9 +113,7 @@ def run_part(plc, counter, pid, ack=True):
 
 def start_client_role(env, conf, plc):
     v = Vigild(env["build"], conf, os.path.join(env["tmp"], "vigild.log"))
-    wait_for("ready", lambda: not v.running() or plc.status()[1] & ST_READY, 60)
-    if not v.running():
-        fail("vigild exited:\n" + v.text())
+    start_vigild(v, plc)
     return v
 
 
@@ -267,11 +256,7 @@ def scenario_accept_drop(env):
                   tail="\n[review]\nlisten = 127.0.0.1\nport = 0\n")
     log_path = os.path.join(env["tmp"], "vigild.log")
     v = Vigild(env["build"], conf, log_path)
-    m = wait_for("the review server", lambda: not v.running() or re.search(
-        r"review: serving (http://127\.0\.0\.1:\d+/)", v.text()), 60)
-    if not v.running():
-        fail("vigild exited:\n" + v.text())
-    url = m.group(1)
+    url = v.review_url()
     wait_for("a first connection", lambda: peer.accepted)
     first = peer.accepted[0]
     log_before = len(v.text().splitlines())

@@ -15,34 +15,20 @@ import http.client
 import json
 import os
 import re
-import signal
 import socket
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
-from linetest import Line, add_part_media, binaries, wait_for_log
+from linetest import Checks, Line, Vigild, add_part_media, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 80
-sim_bin, vigild_bin = binaries(build)
 SIM_RATE = 1200
 TOKEN = "test-review-token-0123456789"
-failures = []
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    failures.append(msg)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-    return cond
+checks = Checks()
+fail, check = checks.fail, checks.check
 
 
 class Server:
@@ -82,16 +68,6 @@ class Server:
         if token is not None:
             headers["Authorization"] = "Bearer " + token
         return self.request("POST", f"/api/parts/{part}/review", body, headers)
-
-
-def review_port(log_path, proc):
-    m = wait_for_log(log_path, proc, r"review: serving http://127\.0\.0\.1:(\d+)/")
-    if m:
-        return int(m.group(1))
-    with open(log_path) as f:
-        print(f.read()[-3000:])
-    print("FAIL: vigild did not log the review server's port")
-    sys.exit(1)
 
 
 REVIEW_CONF = f"""
@@ -511,8 +487,7 @@ def check_bad_configs(tmp, db):
         path = os.path.join(tmp, f"bad-{i}.conf")
         with open(path, "w") as f:
             f.write(f"[database]\npath = {db}\n\n[review]\n{body}\n")
-        r = subprocess.run([vigild_bin, "--config", path, "--review-only"], capture_output=True,
-                           text=True, timeout=30)
+        r = Vigild.once(build, path, ["--review-only"], timeout=30)
         out = r.stdout + r.stderr
         check(r.returncode != 0 and f"{path}:" in out and want in out,
               f"bad [review] {body!r}: rc {r.returncode}, output {out.strip()[-300:]!r}, "
@@ -521,12 +496,12 @@ def check_bad_configs(tmp, db):
 
 
 def main():
-    with tempfile.TemporaryDirectory(prefix="vigil-review-") as tmp:
+    with workdir("vigil-review-") as tmp:
         line = Line(build, root, tmp, parts, seed=777, split="review", extra_conf=REVIEW_CONF,
                     rate=SIM_RATE).start()
         db, conf = line.db, line.conf
         try:
-            srv = Server(review_port(line.log_path, line.vigild))
+            srv = Server(line.vigild.review_port())
             status = srv.get_json("/api/status")
             check(status.get("line") is True and status.get("writes_enabled") is True,
                   f"/api/status while running: {status}")
@@ -550,12 +525,9 @@ def main():
         check(vigild_rc == 0, f"vigild exited with {vigild_rc}")
 
         # The page over the finished log, without the line.
-        log_path = os.path.join(tmp, "review-only.log")
-        log = open(log_path, "w")
-        vigild = subprocess.Popen([vigild_bin, "--config", conf, "--review-only"], stdout=log,
-                                  stderr=subprocess.STDOUT)
+        vigild = Vigild(build, conf, os.path.join(tmp, "review-only.log"), ["--review-only"])
         try:
-            srv = Server(review_port(log_path, vigild))
+            srv = Server(vigild.review_port())
             status = srv.get_json("/api/status")
             check(status.get("line") is False and status.get("inspections") == parts,
                   f"--review-only status: {status}")
@@ -566,17 +538,10 @@ def main():
             status, _, _ = srv.review(part, {"decision": "confirm"}, token="wrong-token-123")
             check(status == 401, f"--review-only review with a wrong token: {status}")
         finally:
-            vigild.send_signal(signal.SIGTERM)
-            rc = vigild.wait(timeout=30)
-            log.close()
+            rc = vigild.stop(timeout=30)
         check(rc == 0, f"vigild --review-only exited with {rc}")
         check_bad_configs(tmp, db)
-        if failures:
-            print(line.log_tail())
-
-    if failures:
-        print(f"FAIL: {len(failures)} checks failed")
-        sys.exit(1)
+        checks.finish()
     print(f"PASS: review server over {parts} parts")
 
 

@@ -18,9 +18,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 
-from linetest import Line, add_part_media, fail, skip
+from linetest import Line, add_part_media, fail, skip, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 40
@@ -128,16 +127,13 @@ const [url, token, executablePath, wantCharts] = process.argv.slice(2);
 
 
 def main():
-    with tempfile.TemporaryDirectory(prefix="vigil-review-browser-") as tmp:
+    with workdir("vigil-review-browser-") as tmp:
         line = Line(build, root, tmp, parts, seed=99, split="browser",
                     extra_conf=f"\n[review]\nport = 0\ntoken = {TOKEN}\n").start()
-        ok = False
         try:
             if line.wait_sim() != 0:
                 fail("vigil-sim failed")
             url = line.review_url()
-            if not url:
-                fail("vigild did not log the review server's address")
             # The part the page opens first (the newest reject) gets an
             # image, a heatmap and a vibration window modulated at BPFO.
             con = sqlite3.connect(line.db)
@@ -163,11 +159,8 @@ def main():
             if rows != [(part, "overrule", "accept", "browser: <b>not</b> a defect",
                          "playwright")]:
                 fail(f"reviews in the database: {rows}")
-            ok = True
         finally:
             line.stop()
-            if not ok:
-                print(line.log_tail(2000))
     print(f"PASS: the review page in chromium: list, detail, 401 without the token, "
           f"overrule of part {part} stored")
 

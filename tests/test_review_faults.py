@@ -19,38 +19,23 @@ request is served and vigild holds no more sockets than before.
 
 usage: test_review_faults.py BUILD_DIR
 """
-import atexit
 import os
 import re
 import select
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 
-from linetest import binaries, wait_for_log
+from linetest import Checks, Vigild, workdir
 
 build = sys.argv[1]
-_, vigild_bin = binaries(build)
-failures = []
+checks = Checks()
+fail, check = checks.fail, checks.check
 # Failure bounds only: generous for a machine shared by many jobs.
 ANSWER_S = 30
 PATIENT_TIMEOUT_S = 60
 IMPATIENT_TIMEOUT_S = 2
 CAP = 16
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    failures.append(msg)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-    return cond
 
 
 class Server:
@@ -61,17 +46,8 @@ class Server:
         with open(conf, "w") as f:
             f.write(f"[database]\npath = {os.path.join(tmp, 'vigil.db')}\n\n"
                     f"[review]\nlisten = 127.0.0.1\nport = 0\n{review_keys}\n")
-        self.log_path = os.path.join(tmp, name + ".log")
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen([vigild_bin, "--config", conf, "--review-only"],
-                                  stdout=self.log, stderr=subprocess.STDOUT)
-        atexit.register(lambda: self.p.poll() is None and self.p.kill())
-        m = wait_for_log(self.log_path, self.p, r"review: serving http://127\.0\.0\.1:(\d+)/")
-        if not m:
-            print(open(self.log_path).read()[-3000:])
-            print(f"FAIL: vigild ({name}) did not log the review server's port")
-            sys.exit(1)
-        self.port = int(m.group(1))
+        self.vigild = Vigild(build, conf, os.path.join(tmp, name + ".log"), ["--review-only"])
+        self.port = self.vigild.review_port()
 
     def connect(self, data=b""):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=ANSWER_S)
@@ -80,14 +56,10 @@ class Server:
         return s
 
     def open_fds(self):
-        return len(os.listdir(f"/proc/{self.p.pid}/fd"))
+        return len(os.listdir(f"/proc/{self.vigild.p.pid}/fd"))
 
     def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        rc = self.p.wait(timeout=30)
-        self.log.close()
-        return rc
+        return self.vigild.stop(timeout=30)
 
 
 def read_answer(s, timeout=ANSWER_S):
@@ -298,21 +270,18 @@ def check_bad_configs(tmp):
         path = os.path.join(tmp, f"bad-{i}.conf")
         with open(path, "w") as f:
             f.write(f"[database]\npath = {tmp}/vigil.db\n\n[review]\nport = 0\n{body}\n")
-        r = subprocess.run([vigild_bin, "--config", path, "--review-only"], capture_output=True,
-                           text=True, timeout=30)
+        r = Vigild.once(build, path, ["--review-only"], timeout=30)
         out = r.stdout + r.stderr
         check(r.returncode != 0 and f"{path}:" in out and want in out,
               f"bad [review] {body!r}: rc {r.returncode}, output {out.strip()[-300:]!r}")
 
 
 def main():
-    with tempfile.TemporaryDirectory(prefix="vigil-review-faults-") as tmp:
+    with workdir("vigil-review-faults-") as tmp:
         check_patient(tmp)
         check_impatient(tmp)
         check_bad_configs(tmp)
-    if failures:
-        print(f"FAIL: {len(failures)} checks failed")
-        sys.exit(1)
+        checks.finish()
     print("PASS: the review server answers or closes every connection it cannot serve")
 
 

@@ -9,49 +9,34 @@ closing.
 
 usage: test_sensor_faults.py BUILD_DIR SOURCE_ROOT gap|clip
 """
-import os
-import signal
 import sqlite3
-import subprocess
 import sys
-import tempfile
 
-from linetest import binaries, fail, free_port, line_config, sequence_camera
+from linetest import Line, fail, workdir
 
 build, root, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
 parts = 60
-sim_bin, vigild_bin = binaries(build)
 FLAG_FAILSAFE, FLAG_NO_FRAME, FLAG_NO_VIBRATION, FLAG_CLIPPED = 1 << 2, 1 << 3, 1 << 4, 1 << 6
 
-with tempfile.TemporaryDirectory(prefix="vigil-sensor-") as tmp:
-    sim_dir = os.path.join(tmp, "sim")
-    subprocess.run([sim_bin, "generate", "--out", sim_dir, "--parts", str(parts),
-                    "--seed", "31", "--split", "faults"], check=True)
-    port = free_port()
-    db = os.path.join(tmp, "vigil.db")
-    conf = os.path.join(tmp, "vigild.conf")
-    text = line_config(sequence_camera(sim_dir), sim_dir, root, port, db, vibration_extra="clip_level = 0.01\n" if scenario == "clip" else "")
+with workdir("vigil-sensor-") as tmp:
+    line = Line(build, root, tmp, parts, 31, "faults", rate=600, conf_kw={
+        "vibration_extra": "clip_level = 0.01\n" if scenario == "clip" else ""})
+    db = line.db
     if scenario == "gap":
+        with open(line.conf) as f:
+            text = f.read()
         # 10 ms buffers, 3 % dropped: about half the 170 ms windows have a gap.
         text = text.replace("audioresample ! appsink",
                             "audioresample ! audiobuffersplit output-buffer-duration=1/100 ! "
                             "identity drop-probability=0.03 ! appsink")
-    with open(conf, "w") as f:
-        f.write(text)
-    sim = subprocess.Popen([sim_bin, "run", "--parts-dir", sim_dir, "--port", str(port),
-                            "--rate", "600", "--results", os.path.join(tmp, "results.csv"),
-                            "--db", db, "--ready-timeout-s", "60"])
-    log_path = os.path.join(tmp, "vigild.log")
-    vigild = subprocess.Popen([vigild_bin, "--config", conf], stdout=open(log_path, "w"),
-                              stderr=subprocess.STDOUT)
+        with open(line.conf, "w") as f:
+            f.write(text)
+    line.start()
     try:
-        sim_rc = sim.wait(timeout=120)
+        sim_rc = line.wait_sim(timeout=120)
     finally:
-        vigild.send_signal(signal.SIGTERM)
-        vigild_rc = vigild.wait(timeout=60)
-        sim.kill() if sim.poll() is None else None
-    log = open(log_path).read()
-    print(log[-2000:])
+        vigild_rc = line.stop()
+    print(line.log_tail(2000))
     if vigild_rc != 0 or sim_rc != 0:
         fail(f"vigild exited with {vigild_rc}, vigil-sim with {sim_rc}")
     con = sqlite3.connect(db)

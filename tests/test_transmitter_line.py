@@ -15,20 +15,16 @@ usage: test_transmitter_line.py BUILD_DIR SOURCE_ROOT
 """
 import math
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 
-from linetest import binaries, fail, free_port, line_config, sequence_camera
-from plctest import wait_for
+from linetest import Line, fail, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 parts, rate = 80, 600
 KILL_AFTER = parts // 4  # parts logged before the transmitter goes away
-sim_bin, vigild_bin = binaries(build)
 
 
 def inspected(db):
@@ -43,18 +39,11 @@ def inspected(db):
         return 0
 
 
-with tempfile.TemporaryDirectory(prefix="vigil-tx-") as tmp:
-    sim_dir = os.path.join(tmp, "sim")
-    subprocess.run([sim_bin, "generate", "--out", sim_dir, "--parts", str(parts),
-                    "--seed", "7", "--split", "tx"], check=True)
+with workdir("vigil-tx-") as tmp:
     peer = subprocess.Popen(["/usr/bin/python3", os.path.join(root, "tests", "transmitter_peer.py")],
                             stdout=subprocess.PIPE, text=True)
     tx_port = int(peer.stdout.readline().split()[1])
-    port = free_port()
-    db = os.path.join(tmp, "vigil.db")
-    conf = os.path.join(tmp, "vigild.conf")
-    with open(conf, "w") as f:
-        f.write(line_config(sequence_camera(sim_dir) + f"""
+    line = Line(build, root, tmp, parts, 7, "tx", rate=rate, extra_conf=f"""
 [transmitter.bearing_housing]
 host = 127.0.0.1
 port = {tx_port}
@@ -71,33 +60,23 @@ temperature_scale = 0.1
 poll_ms = 50
 timeout_ms = 200
 stale_ms = 300
-""", sim_dir, root, port, db))
-    sim = subprocess.Popen([sim_bin, "run", "--parts-dir", sim_dir, "--port", str(port),
-                            "--rate", str(rate), "--results", os.path.join(tmp, "results.csv"),
-                            "--db", db, "--ready-timeout-s", "60"])
-    log_path = os.path.join(tmp, "vigild.log")
-    vigild = subprocess.Popen([vigild_bin, "--config", conf], stdout=open(log_path, "w"),
-                              stderr=subprocess.STDOUT)
+""").start()
+    db = line.db
     try:
         # The kill comes after a quarter of the parts are logged, not
         # after a fixed time: a slow start must not leave no part inspected
         # with the transmitter up, nor a slow run none after it went away.
-        wait_for(f"{KILL_AFTER} rows",
-                 lambda: vigild.poll() is not None or inspected(db) >= KILL_AFTER, timeout=120)
-        if vigild.poll() is not None:
-            fail(f"vigild exited with {vigild.returncode}:\n{open(log_path).read()[-1500:]}")
+        line.vigild.wait_until(f"{KILL_AFTER} rows", lambda: inspected(db) >= KILL_AFTER, 120,
+                               0.01)
         peer.kill()
         peer.wait()
         t_kill_us = time.time() * 1e6
-        sim_rc = sim.wait(timeout=120)
+        sim_rc = line.wait_sim(timeout=120)
     finally:
-        vigild.send_signal(signal.SIGTERM)
-        vigild_rc = vigild.wait(timeout=60)
-        for p in (sim, peer):
-            if p.poll() is None:
-                p.kill()
-    log = open(log_path).read()
-    print(log[-1500:])
+        vigild_rc = line.stop()
+        if peer.poll() is None:
+            peer.kill()
+    print(line.log_tail(1500))
     if vigild_rc != 0 or sim_rc != 0:
         fail(f"vigild exited with {vigild_rc}, vigil-sim with {sim_rc}")
     con = sqlite3.connect(db)

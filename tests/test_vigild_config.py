@@ -8,16 +8,15 @@ usage: test_vigild_config.py BUILD_DIR SOURCE_ROOT
 """
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
+from linetest import Vigild
+
 build, root = sys.argv[1], sys.argv[2]
-vigild = os.path.join(build, "app", "vigild")
 failures = []
 
-default = subprocess.run([vigild, "--print-default-config"], capture_output=True, text=True,
-                         check=True).stdout
+default = Vigild.once(build, args=["--print-default-config"], check=True).stdout
 if "[camera.top]" not in default or "synthetic-v2" not in default:
     failures.append("--print-default-config does not print the demo configuration")
 
@@ -28,8 +27,7 @@ def run_conf(tmp, text, name="bad.conf"):
     path = os.path.join(work, name)
     with open(path, "w") as f:
         f.write(text)
-    p = subprocess.run([vigild, "--config", path], capture_output=True, text=True, timeout=60,
-                       cwd=work)
+    p = Vigild.once(build, path, cwd=work)
     return path, p, sorted(set(os.listdir(work)) - {name})
 
 
@@ -193,8 +191,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
     expect(tmp, "corrupt model", text, "signal.onnx: SHA-256")
 
     expect(tmp, "empty config", "", "no [vibration.NAME] section")
-    p = subprocess.run([vigild, "--config", os.path.join(tmp, "nope.conf")],
-                       capture_output=True, text=True)
+    p = Vigild.once(build, os.path.join(tmp, "nope.conf"))
     if p.returncode == 0 or "nope.conf" not in p.stderr:
         failures.append(f"nonexistent config: {p.stderr!r}")
 
