@@ -3,12 +3,12 @@
  *
  *   PLC thread --request--> loader thread: load the package, check it
  *   (infer_model_load: manifest, SHA-256, trial run; line_model_fits)
- *   loader --marker in q_inspect--> inspection thread: swap between parts
+ *   loader --LINE_MSG_JOB in q_inspect--> inspection thread: swap between parts
  *   loader --report--> PLC thread: active_job, or the refusal's error code
  *
  * Loading takes seconds and must not hold up inspection or the PLC, so it
  * has its own thread; the inspection thread only exchanges two pointers.
- * The marker travels through q_inspect behind the parts already waiting,
+ * The message travels through q_inspect behind the parts already waiting,
  * so those are judged by the job they were triggered under. */
 #include <errno.h>
 #include <math.h>
@@ -25,6 +25,7 @@ struct job_report {
 
 struct line_jobs {
 	line *l;
+	struct line_msg msg;     /* LINE_MSG_JOB: the hand-over's message */
 	GThread *thread;
 	GAsyncQueue *requests;   /* GINT_TO_POINTER(job + 1), or REQ_STOP */
 	GAsyncQueue *reports;    /* struct job_report *, for the PLC thread */
@@ -54,7 +55,7 @@ int line_jobs_start_job(line *l)
 		int n = 0;
 
 		if (sscanf(text, "job=%d", &n) == 1 && n >= 0 && n <= LINE_MAX_JOBS &&
-		    (n == 0 || l->jobs[n].number))
+		    (n == 0 || l->set.jobs[n].number))
 			job = n;
 		else
 			g_warning("%s: no valid job selection, using job %d", l->plc_state_path, job);
@@ -83,12 +84,12 @@ void line_jobs_save(line *l, int job)
 int line_model_fits(line *l, const infer_model *m, const char **key, char **err)
 {
 	const struct infer_info *info = infer_model_info(m);
-	gboolean rate_fits = fabs(info->rate_hz - l->sen_cfg.rate_hz) <= 1e-6;
+	gboolean rate_fits = fabs(info->rate_hz - l->set.vibration.cfg.rate_hz) <= 1e-6;
 
-	if (!rate_fits || (int)l->sen_cfg.window != info->window) {
+	if (!rate_fits || (int)l->set.vibration.cfg.window != info->window) {
 		*err = g_strdup_printf("the vibration window is %zu samples at %g Hz but model %s "
 				       "wants %d samples at %g Hz",
-				       l->sen_cfg.window, l->sen_cfg.rate_hz,
+				       l->set.vibration.cfg.window, l->set.vibration.cfg.rate_hz,
 				       info->version, info->window, info->rate_hz);
 		*key = rate_fits ? "window" : "rate_hz";
 		return -EINVAL;
@@ -116,7 +117,7 @@ static infer_model *load_checked(line *l, const char *dir, char **err, int *erro
 	char *why = NULL;
 
 	g_free(manifest);
-	m = infer_model_load_at(dir, l->backend, l->precision, err, NULL);
+	m = infer_model_load_at(dir, l->set.model.backend, l->set.model.precision, err, NULL);
 	if (!m) {
 		*error = present ? PLC_ERR_JOB_PACKAGE_CORRUPT : PLC_ERR_JOB_PACKAGE_MISSING;
 		return NULL;
@@ -134,28 +135,28 @@ static infer_model *load_checked(line *l, const char *dir, char **err, int *erro
 int line_jobs_load_start(line *l, const config *cfg, char **err)
 {
 	int job = line_jobs_start_job(l), error = 0;
-	const char *pkg = job ? l->jobs[job].package : l->model_dir;
+	const char *pkg = job ? l->set.jobs[job].package : l->set.model.package;
 	const char *key = NULL;
 	char *e = NULL;
 
 	l->model = load_checked(l, pkg, &e, &error, &key);
-	if (!l->model && job && strcmp(pkg, l->model_dir) != 0) {
+	if (!l->model && job && strcmp(pkg, l->set.model.package) != 0) {
 		/* Rather a known model than no line: the PLC sees the refusal. */
 		g_warning("job %d: %s; starting on job 0, the [model] package %s", job, e,
-			  l->model_dir);
+			  l->set.model.package);
 		l->start_refused = job;
 		l->start_error = error;
 		g_free(e);
 		e = NULL;
 		job = 0;
-		l->model = load_checked(l, l->model_dir, &e, &error, &key);
+		l->model = load_checked(l, l->set.model.package, &e, &error, &key);
 	}
 	if (!l->model) {
 		/* An unfit package is a configuration that does not hold
 		 * together: the vibration setting it does not fit, or, when it
 		 * needs what this build does not compute, the package. */
 		if (error == PLC_ERR_JOB_PACKAGE_UNFIT) {
-			char *group = g_strconcat("vibration.", l->sen_name, NULL);
+			char *group = g_strconcat("vibration.", l->set.vibration.name, NULL);
 
 			*err = key ? config_error(cfg, group, key, "%s", e)
 				   : config_error(cfg, "model", "package", "%s", e);
@@ -172,11 +173,6 @@ int line_jobs_load_start(line *l, const config *cfg, char **err)
 }
 
 /* ---- the inspection thread's side ---- */
-
-gboolean line_jobs_is_swap(line *l, const void *item)
-{
-	return item == (const void *)l->jobs_loader;
-}
 
 void line_jobs_swap(line *l)
 {
@@ -201,7 +197,7 @@ void line_jobs_swap(line *l)
 enum vigil_verdict line_jobs_verdict(line *l, float score, enum vigil_verdict model_verdict)
 {
 	const struct infer_info *info = infer_model_info(l->model);
-	const struct line_job *jb = &l->jobs[l->run_job];
+	const struct line_job *jb = &l->set.jobs[l->run_job];
 	double reject, marginal;
 
 	if (l->run_job == 0 || (isnan(jb->reject) && isnan(jb->marginal)))
@@ -229,7 +225,7 @@ static void report(line_jobs *j, int job, int error)
 static int change_job(line_jobs *j, int job)
 {
 	line *l = j->l;
-	const char *pkg = job ? l->jobs[job].package : l->model_dir;
+	const char *pkg = job ? l->set.jobs[job].package : l->set.model.package;
 	const char *version = j->version;
 	infer_model *m = NULL, *old;
 	const char *unfit_key;
@@ -257,7 +253,7 @@ static int change_job(line_jobs *j, int job)
 	j->job = job;
 	j->handed = TRUE;
 	g_mutex_unlock(&j->lock);
-	rc = bqueue_push(l->q_inspect, j, -1);
+	rc = bqueue_push(l->q_inspect, &j->msg, -1);
 	g_mutex_lock(&j->lock);
 	while (rc == 0 && j->handed && !j->stopping)
 		g_cond_wait(&j->taken, &j->lock);
@@ -313,12 +309,13 @@ line_jobs *line_jobs_new(line *l)
 	line_jobs *j = g_new0(line_jobs, 1);
 
 	j->l = l;
+	j->msg.kind = LINE_MSG_JOB;
 	j->requests = g_async_queue_new();
 	j->reports = g_async_queue_new_full(g_free);
 	g_mutex_init(&j->lock);
 	g_cond_init(&j->taken);
 	/* Before line_start, so these are the inspection thread's. */
-	j->package = g_strdup(l->run_job ? l->jobs[l->run_job].package : l->model_dir);
+	j->package = g_strdup(l->run_job ? l->set.jobs[l->run_job].package : l->set.model.package);
 	j->version = l->run_version;
 	j->cur_job = l->run_job;
 	j->thread = g_thread_new("jobs", loader_thread, j);

@@ -113,7 +113,7 @@ static void select_job(line *l, struct plc_state *s, uint16_t job)
 	s->job_select = job;
 	if (job == 0)
 		return;
-	if (job > LINE_MAX_JOBS || !l->jobs[job].number) {
+	if (job > LINE_MAX_JOBS || !l->set.jobs[job].number) {
 		g_warning("PLC selected job %u, which is not configured; staying on job %d",
 			  job, s->job);
 		s->job_refused = job;
@@ -124,7 +124,7 @@ static void select_job(line *l, struct plc_state *s, uint16_t job)
 	want = s->job_loading ? s->job_loading : s->job;
 	if (job == want)
 		return;
-	g_message("PLC selected job %u (model package %s)", job, l->jobs[job].package);
+	g_message("PLC selected job %u (model package %s)", job, l->set.jobs[job].package);
 	s->job_loading = job;
 	line_jobs_request(l->jobs_loader, job);
 }
@@ -226,7 +226,7 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 	p->t_wall_us = vigil_wall_us();
 	p->seq = plc_session_track(s->session, p->part_id, p->trigger_counter, p->t_trigger_us, p);
 	line_count(l, &l->st.triggers, 1);
-	if (bqueue_push(l->q_inspect, p, 0) < 0) {
+	if (line_inspect_push(l, p, 0) < 0) {
 		/* Inspection is saturated: the part cannot be judged in time. */
 		g_warning("part %u: inspection queue full, fail-safe reject", p->part_id);
 		p->verdict = VIGIL_VERDICT_REJECT;
@@ -416,10 +416,10 @@ static gboolean sources_up(line *l, struct plc_state *s)
 
 	if (s->sources_up)
 		return TRUE;
-	for (int i = 0; i < l->ncameras; i++) {
+	for (int i = 0; i < l->set.ncameras; i++) {
 		struct capture_stats cs;
 
-		capture_camera_stats(l->cameras[i].cam, &cs);
+		capture_camera_stats(l->cameras[i], &cs);
 		if (!cs.frames)
 			return FALSE;
 	}

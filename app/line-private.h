@@ -1,6 +1,8 @@
-/* Private to app/: the line's state, shared by line.c (stages, inspection
- * and log threads), line-config.c (reading the configuration) and
- * line-plc.c (the PLC thread). */
+/* Private to app/: the line's state, shared by line.c (building, starting
+ * and stopping the stages), line-config.c (routing the configuration's
+ * sections to the stages), line-inspect.c (the acquire and inspect
+ * threads), line-log.c (the log thread, rows and events), line-jobs.c (the
+ * job loader) and line-plc.c (the PLC thread). */
 #ifndef VIGIL_APP_LINE_PRIVATE_H
 #define VIGIL_APP_LINE_PRIVATE_H
 
@@ -22,20 +24,8 @@
 #define QUEUE_PARTS 256
 #define LINE_MAX_JOBS PLC_MAX_JOBS  /* job_select is the PLC's */
 
-/* [model] max_batch: its default and its largest value. */
-#define LINE_DEFAULT_MAX_BATCH 1
-#define LINE_MAX_BATCH 64
-
 #define LINE_MAX_CAMERAS 8
 G_STATIC_ASSERT(LINE_MAX_CAMERAS <= LINE_HEALTH_CAMERAS);
-
-/* One [camera.NAME]: every camera sees every part. */
-struct line_camera {
-	char *name, *pipeline;
-	struct capture_config cfg;
-	int frame_timeout_ms;
-	capture_camera *cam;
-};
 
 /* A recipe the PLC may select by number ([job.N]): a model package and
  * its thresholds. Job 0 is the [model] package with its own thresholds. */
@@ -46,6 +36,36 @@ struct line_job {
 };
 
 typedef struct line_jobs line_jobs;
+
+/* Every setting, one member per stage, each read by its stage's reader
+ * (line-config.c routes the sections); the line's strings are owned here
+ * and freed by line_settings_clear. Written before line_start, read only
+ * after. */
+struct line_settings {
+	struct capture_settings cameras[LINE_MAX_CAMERAS]; /* [camera.NAME], every
+							     * camera sees every part */
+	int ncameras;
+	struct sensor_settings vibration;      /* [vibration.NAME] */
+	struct condition_settings condition;   /* its condition-figure keys */
+	struct transmitter_settings transmitter; /* [transmitter.NAME]; name NULL: none */
+	struct infer_settings model;           /* [model] */
+	struct db_settings database;           /* [database] */
+	struct line_job jobs[LINE_MAX_JOBS + 1]; /* [job.N], indexed by job number */
+};
+
+/* What q_inspect and q_ready carry: a part, or the loader's job change,
+ * which the inspect thread puts in place between parts. The message is
+ * embedded in what it stands for (struct line_part, struct ready_part,
+ * struct line_jobs), so sending one allocates nothing. */
+enum line_msg_kind {
+	LINE_MSG_PART,    /* q_inspect: a part to acquire (struct line_part) */
+	LINE_MSG_READY,   /* q_ready: a part with frames and window in hand */
+	LINE_MSG_JOB,     /* both: a job handed over (line_jobs_swap) */
+};
+
+struct line_msg {
+	enum line_msg_kind kind;
+};
 
 /* A row queued before its result goes to the PLC (crash safety), as the
  * PLC thread waits for its commit. */
@@ -66,35 +86,17 @@ struct line_part {
 	 * PLC thread, read by the log thread, which then stores the model's
 	 * late verdict beside it (db_set_late). */
 	_Atomic uint64_t failsafe_ticket;
+	struct line_msg msg;             /* LINE_MSG_PART, for q_inspect */
 };
 
 struct line {
-	/* configuration */
-	char *model_dir, *backend, *db_path;
-	enum infer_precision precision;  /* [model] precision */
-	int max_batch;            /* [model] max_batch: parts one model run may take */
-	int window_timeout_ms;
-	int db_queue;
-	struct db_options db_opt;
-	char *db_media_dir;
-	int db_commit_timeout_ms; /* a result waits this long for its row */
+	struct line_settings set;
 	struct plc_settings plc_set; /* [plc] but state_file (plc_config_read) */
 	char *plc_state_path;     /* [plc] state_file: the selected job, kept across restarts */
-	struct line_job jobs[LINE_MAX_JOBS + 1]; /* indexed by job number */
-	struct line_camera cameras[LINE_MAX_CAMERAS];
-	int ncameras;
-	struct sensor_config sen_cfg;
-	char *sen_name, *sen_pipeline;
-	char *sen_iio_uri, *sen_iio_device, *sen_iio_channel;
-	enum iso_class iso_class;       /* machine group for the ISO 10816 zone */
-	double hf_hz;                   /* high-frequency / envelope band edge */
-	gboolean have_bearing;
-	struct bearing_freqs bearing;   /* defect frequencies at the shaft speed */
-
-	struct transmitter_config tx_cfg;     /* [transmitter.NAME], if any */
-	char *tx_name, *tx_host, *tx_device;
 
 	/* stages */
+	capture_camera *cameras[LINE_MAX_CAMERAS]; /* set.cameras[i]'s camera */
+	int ncameras;
 	sensor_source *sensor;
 	sensor_transmitter *transmitter;      /* NULL without [transmitter.NAME] */
 	/* The model and the job the inspection thread runs; after line_start
@@ -137,8 +139,11 @@ struct line {
 	uint64_t db_late_ticket;
 };
 
-/* Reads every setting of cfg into l (line-config.c). */
+/* Reads every setting of cfg into l (line-config.c): routes each section
+ * to its stage's reader and checks what spans stages. */
 int line_read_config(line *l, const config *cfg, char **err);
+/* Frees what set owns (line-config.c); a zeroed or half-read set ok. */
+void line_settings_clear(struct line_settings *set);
 
 /* A zeroed part record; freed by the log thread with line_part_free. */
 struct vigil_part *line_part_new(void);
@@ -163,6 +168,12 @@ void line_log_not_sent(line *l, struct vigil_part *p);
  * that had to go out before its row was committed. */
 gboolean line_db_fault(line *l);
 
+/* The log thread (line-log.c); data is the line. It writes the rows of
+ * the parts in q_log and the events, until q_log is closed and drained. */
+gpointer line_log_thread(gpointer data);
+/* Frees an event of l->events (struct line_event *). */
+void line_event_free(gpointer event);
+
 /* Any thread, without waiting on the database: queues an event (kind and
  * message copied) that the log thread writes to the events table at its
  * next look, within 0.2 s; it is stamped then. */
@@ -170,6 +181,17 @@ void line_post_event(line *l, const char *kind, const char *fmt, ...) G_GNUC_PRI
 
 /* The PLC thread (line-plc.c); data is the line. */
 gpointer line_plc_thread(gpointer data);
+
+/* ---- inspection (line-inspect.c) ---- */
+
+/* PLC thread: queues p (from line_part_new) for inspection, waiting up to
+ * timeout_us as bqueue_push does; on failure p stays the caller's. */
+int line_inspect_push(line *l, struct vigil_part *p, int64_t timeout_us);
+/* The acquire and inspect threads; data is the line. The acquire thread
+ * ends when q_inspect is closed and drained, and then closes q_ready; the
+ * inspect thread ends when q_ready is. */
+gpointer line_acquire_thread(gpointer data);
+gpointer line_inspect_thread(gpointer data);
 
 /* ---- jobs (line-jobs.c) ---- */
 
@@ -200,8 +222,6 @@ void line_jobs_request(line_jobs *j, int job);
  * job and error set (error: 0 = the job now runs, else the plc_error_code
  * it was refused with), or -EAGAIN when there is none. */
 int line_jobs_report(line_jobs *j, int *job, int *error);
-/* Inspection thread: item is a job change waiting in q_inspect. */
-gboolean line_jobs_is_swap(line *l, const void *item);
 /* Inspection thread, between parts: puts the handed job (and its model)
  * in place. */
 void line_jobs_swap(line *l);

@@ -126,28 +126,22 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 
 /* ---- set-up ---- */
 
-/* The bearing of the first [vibration.NAME], read as the line reads it; a
- * section the line would refuse is left to the line to report, so here it
- * only means no marks on the spectrum. */
+/* The bearing of the first [vibration.NAME], read as the line reads it
+ * (condition_config_read); a section the line would refuse is left to the
+ * line to report, so here it only means no marks on the spectrum. */
 static void read_bearing(review_server *s, const config *cfg)
 {
 	char **groups = config_groups(cfg, "vibration.");
-	struct bearing_geometry g = { 0 };
+	struct condition_settings cs = { .hf_hz = 2000 };
 	char *err = NULL;
 
-	s->hf_hz = 2000;
-	if (groups[0] &&
-	    config_get_double(cfg, groups[0], "hf_hz", 2000, 10, 1e6, &s->hf_hz, &err) == 0 &&
-	    config_get_double(cfg, groups[0], "shaft_hz", 0, 0, 10000, &s->shaft_hz, &err) == 0 &&
-	    config_get_double(cfg, groups[0], "bearing_balls", 0, 0, 1000, &g.balls, &err) == 0 &&
-	    config_get_double(cfg, groups[0], "ball_diameter_mm", 0, 0, 1e4, &g.ball_diameter_mm,
-			      &err) == 0 &&
-	    config_get_double(cfg, groups[0], "pitch_diameter_mm", 0, 0, 1e5,
-			      &g.pitch_diameter_mm, &err) == 0 &&
-	    config_get_double(cfg, groups[0], "contact_angle_deg", 0, 0, 89, &g.contact_angle_deg,
-			      &err) == 0 &&
-	    s->shaft_hz > 0)
-		s->have_bearing = condition_bearing_freqs(&g, s->shaft_hz, &s->bearing) == 0;
+	/* No rate here: the line checks hf_hz against the source's Nyquist. */
+	if (groups[0] && condition_config_read(cfg, groups[0], 0, &cs, &err) < 0)
+		cs.have_bearing = 0;
+	s->hf_hz = cs.hf_hz;
+	s->shaft_hz = cs.shaft_hz;
+	s->have_bearing = cs.have_bearing;
+	s->bearing = cs.bearing;
 	g_free(err);
 	g_strfreev(groups);
 }

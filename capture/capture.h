@@ -30,6 +30,8 @@
 
 #include <stdint.h>
 
+#include "core/config.h"
+
 enum capture_mode {
 	CAPTURE_SEQUENCE = 0,
 	CAPTURE_TIMESTAMP = 1,
@@ -51,6 +53,23 @@ struct capture_config {
 	int restart_max_ms;        /* cap on the delay (0: 10000) */
 	int watchdog_ms;           /* no frame for this long while up = failure; 0 = off */
 };
+
+/* One [camera.NAME] section as capture_config_read reads it: the settings
+ * own their strings, which cfg points to. */
+struct capture_settings {
+	struct capture_config cfg;
+	char *name;                /* NAME of [camera.NAME] */
+	char *pipeline;
+	int frame_timeout_ms;      /* a part waits this long for its frame (2000) */
+};
+
+/* Reads section group ("camera.NAME") of cfg into *s, which it overwrites:
+ * 0, or -EINVAL with *err (g_free it) naming the file, line and key. *s owns
+ * what it holds even on failure: free it with capture_settings_clear. */
+int capture_config_read(const config *cfg, const char *group, struct capture_settings *s,
+			char **err);
+/* Frees what s owns and zeroes it; NULL or a zeroed *s ok. */
+void capture_settings_clear(struct capture_settings *s);
 
 struct capture_frame {
 	uint64_t seq;              /* frame number since start, from 0 */

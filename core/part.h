@@ -52,6 +52,13 @@ struct vigil_vibration {
 	double ftf_env, bpfo_env, bpfi_env, bsf_env;
 };
 
+/* What a part holds of the Modbus vibration transmitter's reading. */
+enum vigil_tx_state {
+	VIGIL_TX_NONE = 0,     /* none: not configured, or nothing read yet */
+	VIGIL_TX_CURRENT = 1,  /* a current reading */
+	VIGIL_TX_STALE = 2,    /* the last reading of a transmitter that stopped answering */
+};
+
 struct vigil_part {
 	uint32_t part_id;          /* from the PLC trigger */
 	uint16_t trigger_counter;  /* the PLC's 16-bit trigger counter */
@@ -79,9 +86,8 @@ struct vigil_part {
 	int has_vibration;
 	struct vigil_vibration vibration;
 	/* The Modbus vibration transmitter's newest reading when the part was
-	 * inspected: 0 none (not configured, or nothing read yet), 1 current,
-	 * 2 stale (the transmitter stopped answering; its last reading). */
-	int tx_state;
+	 * inspected. */
+	enum vigil_tx_state tx_state;
 	int64_t t_tx_us;           /* monotonic time of that reading */
 	double tx_velocity_mm_s, tx_accel_g, tx_temperature_c; /* NAN: not read */
 };

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/config.h"
 #include "core/part.h"
 
 /* Project error codes, below -DB_ENOBASE; others are negative errno. */
@@ -73,6 +74,20 @@ struct db_options {
 	int commit_delay_ms;
 };
 #define DB_OPTIONS_DEFAULT { 4096, NULL, 64, 0, 0, 0, 0, 600, 4096, 0, 0 }
+
+/* The [database] section as db_options_read reads it (db-config.c): the
+ * settings own their strings, which opt points to. */
+struct db_settings {
+	struct db_options opt;
+	char *path;                   /* path, required */
+	char *media_dir;              /* media_dir ("<path>.media") */
+	int commit_timeout_ms;        /* a result waits this long for its row (100) */
+};
+/* Reads [database] of cfg into *s, which it overwrites: 0, or -EINVAL with
+ * *err (g_free it) naming the file, line and key. *s owns what it holds
+ * even on failure: free it with db_settings_clear (NULL ok). */
+int db_options_read(const config *cfg, struct db_settings *s, char **err);
+void db_settings_clear(struct db_settings *s);
 
 /* Files kept with one inspection, handed to db_submit_media. The buffers
  * are malloc'ed (g_malloc) and owned by the set; NULL pointers are absent

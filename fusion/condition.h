@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "core/config.h"
 #include "core/part.h"
 
 /* Rolling-element bearing geometry (from the bearing's data sheet). */
@@ -35,6 +36,29 @@ enum iso_class { ISO_CLASS_I = 1, ISO_CLASS_II, ISO_CLASS_III, ISO_CLASS_IV };
 
 /* 'A' (new machine) .. 'D' (damage likely). */
 char condition_iso_zone(double v_rms_mm_s, enum iso_class cls);
+
+/* The condition figures' keys of a [vibration.NAME] section, in the order
+ * the section's key list (sensors/sensor-config.c) names them. */
+#define CONDITION_CONFIG_KEYS "iso_class", "hf_hz", "shaft_hz", "bearing_balls", \
+	"ball_diameter_mm", "pitch_diameter_mm", "contact_angle_deg"
+
+/* What condition_config_read makes of them. */
+struct condition_settings {
+	enum iso_class iso_class;  /* iso_class (I) */
+	double hf_hz;              /* hf_hz: the envelope band's lower edge (2000) */
+	double shaft_hz;           /* shaft_hz (0: no bearing lines) */
+	int have_bearing;          /* shaft_hz and the geometry are set */
+	struct bearing_freqs bearing;
+};
+
+/* Reads the keys above from section group ("vibration.NAME") into *s,
+ * which it overwrites (defaults first, so a failure leaves what was read
+ * until then). 0, or -EINVAL with *err (g_free it) naming the file, line
+ * and key: a value out of range, hf_hz not below the Nyquist frequency of
+ * rate_hz (rate_hz <= 0: not checked), or shaft_hz without a complete
+ * bearing geometry. */
+int condition_config_read(const config *cfg, const char *group, double rate_hz,
+			  struct condition_settings *s, char **err);
 
 typedef struct condition_meter condition_meter;
 

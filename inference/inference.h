@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/config.h"
 #include "core/part.h"
 #include "fusion/fusion.h"
 
@@ -44,6 +45,23 @@ enum infer_precision {
 extern const char *const infer_precision_names[];
 /* 0, or -EINVAL when name is none of infer_precision_names. */
 int infer_precision_parse(const char *name, enum infer_precision *p);
+
+/* [model] as infer_options_read reads it (infer-config.c); the settings own
+ * their strings. */
+#define INFER_DEFAULT_MAX_BATCH 1  /* max_batch's default */
+#define INFER_MAX_BATCH 64         /* and its largest value */
+struct infer_settings {
+	char *package;             /* package: the model package's directory, required */
+	char *backend;             /* backend ("opencv"); an unknown one is refused by
+				    * infer_model_load_at, naming what this build has */
+	enum infer_precision precision; /* precision (fp32), one backend runs */
+	int max_batch;             /* parts one model run may take */
+};
+/* Reads [model] of cfg into *s, which it overwrites: 0, or -EINVAL with
+ * *err (g_free it) naming the file, line and key. *s owns what it holds
+ * even on failure: free it with infer_settings_clear (NULL ok). */
+int infer_options_read(const config *cfg, struct infer_settings *s, char **err);
+void infer_settings_clear(struct infer_settings *s);
 
 /* The int8 calibration beside a package's manifest (docs/inference-engine.md). */
 #define INFER_CALIB_FILE "calibration-int8.ini"

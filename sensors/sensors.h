@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/config.h"
+
 enum sensor_mode {
 	SENSOR_SEQUENCE = 0,
 	SENSOR_CLOCK = 1,
@@ -41,6 +43,28 @@ struct sensor_config {
 				     * (1/9.80665 turns m/s^2 into g) */
 	size_t iio_buffer_samples;  /* samples per refill; 0 = rate / 100 */
 };
+
+/* One [vibration.NAME] section as sensor_config_read reads it: the settings
+ * own their strings, which cfg points to. */
+struct sensor_settings {
+	struct sensor_config cfg;
+	char *name;                 /* NAME of [vibration.NAME] */
+	char *pipeline;             /* NULL for an IIO source */
+	char *iio_uri;              /* "" without IIO (cfg.iio_uri is then NULL) */
+	char *iio_device, *iio_channel;
+	int timeout_ms;             /* a part waits this long for its window (2000) */
+};
+
+/* Reads section group ("vibration.NAME") of cfg into *s, which it
+ * overwrites: every key but the condition figures' (iso_class, hf_hz and
+ * the bearing: fusion/condition.h's condition_config_read), which the
+ * key check accepts. 0, or -EINVAL with *err (g_free it) naming the file,
+ * line and key. *s owns what it holds even on failure: free it with
+ * sensor_settings_clear. */
+int sensor_config_read(const config *cfg, const char *group, struct sensor_settings *s,
+		       char **err);
+/* Frees what s owns and zeroes it; NULL or a zeroed *s ok. */
+void sensor_settings_clear(struct sensor_settings *s);
 
 typedef struct sensor_source sensor_source;
 
@@ -131,6 +155,23 @@ struct transmitter_config {
 	int stale_ms;                 /* older readings are stale; 0: 3 polls */
 	size_t trend_len;             /* readings kept until taken; 0: 1024 */
 };
+
+/* One [transmitter.NAME] section as transmitter_config_read reads it: the
+ * settings own their strings, which cfg points to. */
+struct transmitter_settings {
+	struct transmitter_config cfg;
+	char *name;                   /* NAME of [transmitter.NAME] */
+	char *host, *device;          /* "" when not given (cfg's are then NULL) */
+};
+
+/* Reads section group ("transmitter.NAME") of cfg into *s, which it
+ * overwrites; host or device, not both, and at least one register. 0, or
+ * -EINVAL with *err (g_free it) naming the file, line and key. *s owns
+ * what it holds even on failure: free it with transmitter_settings_clear. */
+int transmitter_config_read(const config *cfg, const char *group,
+			    struct transmitter_settings *s, char **err);
+/* Frees what s owns and zeroes it; NULL or a zeroed *s ok. */
+void transmitter_settings_clear(struct transmitter_settings *s);
 
 struct transmitter_reading {
 	int64_t t_us;                 /* monotonic time of the poll */

@@ -436,6 +436,54 @@ out:
 		gst_object_unref(bayer);
 }
 
+/* [camera.NAME] as vigild reads it: the documented defaults, and a bad
+ * value named by file, line and key. */
+static void test_camera_settings(void)
+{
+	static const char text[] =
+		"[camera.top]\n"
+		"pipeline = videotestsrc ! appsink name=sink\n"
+		"\n"
+		"[camera.side]\n"
+		"pipeline = videotestsrc ! appsink name=sink\n"
+		"trigger = timestamp\n"
+		"queue_frames = 0\n"
+		"\n"
+		"[camera.odd]\n"
+		"pipeline = videotestsrc ! appsink name=sink\n"
+		"exposure = 10\n";
+	struct capture_settings s;
+	char *err = NULL;
+	config *c = config_load_data(text, "line.conf", &err);
+
+	g_assert_nonnull(c);
+	g_assert_cmpint(capture_config_read(c, "camera.top", &s, &err), ==, 0);
+	g_assert_cmpstr(s.name, ==, "top");
+	g_assert_true(s.cfg.name == s.name && s.cfg.pipeline == s.pipeline);
+	g_assert_cmpstr(s.cfg.pipeline, ==, "videotestsrc ! appsink name=sink");
+	g_assert_cmpint(s.cfg.mode, ==, CAPTURE_SEQUENCE);
+	g_assert_cmpint(s.frame_timeout_ms, ==, 2000);
+	g_assert_cmpint(s.cfg.queue_frames, ==, 8);
+	g_assert_cmpint(s.cfg.restart, ==, CAPTURE_RESTART_AUTO);
+	g_assert_cmpint(s.cfg.restart_min_ms, ==, 500);
+	g_assert_cmpint(s.cfg.restart_max_ms, ==, 10000);
+	g_assert_cmpint(s.cfg.watchdog_ms, ==, 0);
+	capture_settings_clear(&s);
+	g_assert_null(s.name);
+
+	g_assert_cmpint(capture_config_read(c, "camera.side", &s, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:7: [camera.side] queue_frames: 0 is out of range 1..1024");
+	g_clear_pointer(&err, g_free);
+	capture_settings_clear(&s);
+
+	g_assert_cmpint(capture_config_read(c, "camera.odd", &s, &err), ==, -EINVAL);
+	g_assert_true(g_str_has_prefix(err, "line.conf:11: [camera.odd] exposure: unknown key"));
+	g_free(err);
+	capture_settings_clear(&s);
+	capture_settings_clear(NULL);
+	config_free(c);
+}
+
 int main(int argc, char **argv)
 {
 	gst_init(&argc, &argv);
@@ -453,5 +501,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/capture/sequence-restart-realigns", test_sequence_restart_realigns);
 	g_test_add_func("/capture/live-camera-recovers", test_live_camera_recovers);
 	g_test_add_func("/capture/gige-camera-killed-and-back", test_gige_camera_killed_and_back);
+	g_test_add_func("/capture/camera-settings", test_camera_settings);
 	return g_test_run();
 }

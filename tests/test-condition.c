@@ -1,4 +1,5 @@
 /* fusion/condition: vibration condition figures against closed-form values. */
+#include <errno.h>
 #include <glib.h>
 #include <math.h>
 
@@ -113,6 +114,60 @@ static void test_bpfo_line_of_a_bearing_signal(void)
 	condition_meter_free(m);
 }
 
+/* The condition figures' keys of [vibration.NAME]: the documented
+ * defaults, the bearing lines, and errors named by file, line and key. */
+static void test_condition_settings(void)
+{
+	static const char text[] =
+		"[vibration.plain]\n"
+		"pipeline = x\n"
+		"\n"
+		"[vibration.bearing]\n"
+		"iso_class = III\n"
+		"shaft_hz = 25\n"
+		"bearing_balls = 9\n"
+		"ball_diameter_mm = 7.94\n"
+		"pitch_diameter_mm = 39.04\n"
+		"\n"
+		"[vibration.half]\n"
+		"shaft_hz = 25\n"
+		"\n"
+		"[vibration.fast]\n"
+		"hf_hz = 6000\n";
+	struct condition_settings s;
+	struct bearing_freqs f;
+	struct bearing_geometry g = { 9, 7.94, 39.04, 0 };
+	char *err = NULL;
+	config *c = config_load_data(text, "line.conf", &err);
+
+	g_assert_nonnull(c);
+	g_assert_cmpint(condition_config_read(c, "vibration.plain", 12000, &s, &err), ==, 0);
+	g_assert_cmpint(s.iso_class, ==, ISO_CLASS_I);
+	g_assert_cmpfloat(s.hf_hz, ==, 2000);
+	g_assert_cmpfloat(s.shaft_hz, ==, 0);
+	g_assert_false(s.have_bearing);
+
+	g_assert_cmpint(condition_config_read(c, "vibration.bearing", 12000, &s, &err), ==, 0);
+	g_assert_cmpint(s.iso_class, ==, ISO_CLASS_III);
+	g_assert_true(s.have_bearing);
+	g_assert_cmpint(condition_bearing_freqs(&g, 25, &f), ==, 0);
+	g_assert_cmpfloat(s.bearing.bpfo, ==, f.bpfo);
+
+	g_assert_cmpint(condition_config_read(c, "vibration.half", 12000, &s, &err), ==, -EINVAL);
+	g_assert_true(g_str_has_prefix(err, "line.conf:11: [vibration.half] bearing_balls: "
+					    "shaft_hz is set but the bearing geometry is incomplete"));
+	g_clear_pointer(&err, g_free);
+
+	/* hf_hz must lie below the source's Nyquist; without a rate it is not checked. */
+	g_assert_cmpint(condition_config_read(c, "vibration.fast", 16000, &s, &err), ==, 0);
+	g_assert_cmpint(condition_config_read(c, "vibration.fast", 8000, &s, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:15: [vibration.fast] hf_hz: 6000 Hz is not below "
+			"Nyquist (4000 Hz)");
+	g_clear_pointer(&err, g_free);
+	g_assert_cmpint(condition_config_read(c, "vibration.fast", 0, &s, &err), ==, 0);
+	config_free(c);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -120,5 +175,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/condition/iso-zones", test_iso_zones);
 	g_test_add_func("/condition/velocity-of-a-sine", test_velocity_of_a_sine);
 	g_test_add_func("/condition/bpfo-line-of-a-bearing-signal", test_bpfo_line_of_a_bearing_signal);
+	g_test_add_func("/condition/settings", test_condition_settings);
 	return g_test_run();
 }

@@ -1848,6 +1848,46 @@ static void test_writer_memory_bounded(struct fixture *fx, gconstpointer data)
 	g_assert_cmpint(used[CACHE_ROUNDS - 1] - used[1], <, 128 * 1024);
 }
 
+/* [database] as vigild reads it: the documented defaults, the media
+ * folder beside the file, and errors named by file, line and key. */
+static void test_database_settings(void)
+{
+	static const char good[] = "[database]\npath = /var/lib/vigil/vigil.db\n";
+	static const char bad[] =
+		"[database]\n"
+		"path = vigil.db\n"
+		"max_age_days = 3\n";
+	struct db_settings s;
+	char *err = NULL;
+	config *c = config_load_data(good, "line.conf", &err);
+
+	g_assert_nonnull(c);
+	g_assert_cmpint(db_options_read(c, &s, &err), ==, 0);
+	g_assert_cmpstr(s.path, ==, "/var/lib/vigil/vigil.db");
+	g_assert_cmpstr(s.opt.media_dir, ==, "/var/lib/vigil/vigil.db.media");
+	g_assert_cmpuint(s.opt.queue_depth, ==, 4096);
+	g_assert_cmpuint(s.opt.media_queue, ==, 64);
+	g_assert_cmpint(s.opt.keep_accepted_every, ==, 100);
+	g_assert_cmpint(s.opt.max_age_days, ==, 0);
+	g_assert_cmpint(s.opt.protect_days, ==, 7);
+	g_assert_cmpint(s.opt.disk_budget_mb, ==, 0);
+	g_assert_cmpint(s.opt.retention_period_s, ==, 600);
+	g_assert_cmpuint(s.opt.spool_rows, ==, 4096);
+	g_assert_cmpint(s.commit_timeout_ms, ==, 100);
+	db_settings_clear(&s);
+	config_free(c);
+
+	c = config_load_data(bad, "line.conf", &err);
+	g_assert_nonnull(c);
+	g_assert_cmpint(db_options_read(c, &s, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:3: [database] max_age_days: 3 is less than "
+			"protect_days (7): rows of the protected last days are never removed");
+	g_free(err);
+	db_settings_clear(&s);
+	db_settings_clear(NULL);
+	config_free(c);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -1888,5 +1928,6 @@ int main(int argc, char **argv)
 	ADD("/db/stats", test_stats);
 	ADD("/db/writer-memory-bounded", test_writer_memory_bounded);
 #undef ADD
+	g_test_add_func("/db/database-settings", test_database_settings);
 	return g_test_run();
 }

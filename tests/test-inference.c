@@ -445,6 +445,36 @@ static void test_corrupt_packages_are_refused(void)
 	g_free(src);
 }
 
+/* [model] as vigild reads it: the documented defaults, and errors named
+ * by file, line and key. */
+static void test_model_settings(void)
+{
+	static const char text[] = "[model]\npackage = models/demo\n";
+	static const char bad[] = "[model]\npackage = models/demo\nmax_batch = 65\n";
+	struct infer_settings s;
+	char *err = NULL;
+	config *c = config_load_data(text, "line.conf", &err);
+
+	g_assert_nonnull(c);
+	g_assert_cmpint(infer_options_read(c, &s, &err), ==, 0);
+	g_assert_cmpstr(s.package, ==, "models/demo");
+	g_assert_cmpstr(s.backend, ==, "opencv");
+	g_assert_cmpint(s.precision, ==, INFER_FP32);
+	g_assert_cmpint(s.max_batch, ==, INFER_DEFAULT_MAX_BATCH);
+	g_assert_cmpint(s.max_batch, ==, 1);
+	infer_settings_clear(&s);
+	config_free(c);
+
+	c = config_load_data(bad, "line.conf", &err);
+	g_assert_nonnull(c);
+	g_assert_cmpint(infer_options_read(c, &s, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:3: [model] max_batch: 65 is out of range 1..64");
+	g_free(err);
+	infer_settings_clear(&s);
+	infer_settings_clear(NULL);
+	config_free(c);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -456,5 +486,6 @@ int main(int argc, char **argv)
 			test_batch_equals_single_reference);
 	g_test_add_func("/inference/run-raw", test_run_raw);
 	g_test_add_func("/inference/corrupt-packages-are-refused", test_corrupt_packages_are_refused);
+	g_test_add_func("/inference/model-settings", test_model_settings);
 	return g_test_run();
 }

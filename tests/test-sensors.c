@@ -494,6 +494,80 @@ static void test_bad_pipeline_is_refused(void)
 	g_free(err);
 }
 
+/* [vibration.NAME] and [transmitter.NAME] as vigild reads them: the
+ * documented defaults, and a bad value named by file, line and key. */
+static void test_vibration_settings(void)
+{
+	static const char text[] =
+		"[vibration.main]\n"
+		"pipeline = audiotestsrc ! appsink name=sink\n"
+		"window = 1024\n"
+		"hf_hz = 3000\n"
+		"\n"
+		"[vibration.bad]\n"
+		"pipeline = audiotestsrc ! appsink name=sink\n"
+		"rate_hz = 50\n"
+		"\n"
+		"[transmitter.pump]\n"
+		"host = 127.0.0.1\n"
+		"velocity_register = 4\n"
+		"\n"
+		"[transmitter.both]\n"
+		"host = 127.0.0.1\n"
+		"device = /dev/ttyS0\n"
+		"velocity_register = 4\n";
+	struct sensor_settings s;
+	struct transmitter_settings t;
+	char *err = NULL;
+	config *c = config_load_data(text, "line.conf", &err);
+
+	g_assert_nonnull(c);
+	/* The condition figures' keys (hf_hz) belong to the section too. */
+	g_assert_cmpint(sensor_config_read(c, "vibration.main", &s, &err), ==, 0);
+	g_assert_cmpstr(s.name, ==, "main");
+	g_assert_true(s.cfg.name == s.name && s.cfg.pipeline == s.pipeline);
+	g_assert_null(s.cfg.iio_uri);
+	g_assert_cmpint(s.cfg.mode, ==, SENSOR_SEQUENCE);
+	g_assert_cmpfloat(s.cfg.rate_hz, ==, 12000);
+	g_assert_cmpuint(s.cfg.window, ==, 1024);
+	g_assert_cmpuint(s.cfg.stride, ==, 1024);  /* the window's */
+	g_assert_cmpfloat(s.cfg.offset_ms, ==, 0);
+	g_assert_cmpfloat(s.cfg.buffer_s, ==, 10);
+	g_assert_cmpfloat(s.cfg.clip_level, ==, 0);
+	g_assert_cmpint(s.timeout_ms, ==, 2000);
+	sensor_settings_clear(&s);
+	g_assert_null(s.name);
+
+	g_assert_cmpint(sensor_config_read(c, "vibration.bad", &s, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:8: [vibration.bad] rate_hz: 50 is out of range 100..1e+06");
+	g_clear_pointer(&err, g_free);
+	sensor_settings_clear(&s);
+
+	g_assert_cmpint(transmitter_config_read(c, "transmitter.pump", &t, &err), ==, 0);
+	g_assert_cmpstr(t.name, ==, "pump");
+	g_assert_cmpstr(t.cfg.host, ==, "127.0.0.1");
+	g_assert_null(t.cfg.device);
+	g_assert_cmpint(t.cfg.port, ==, 502);
+	g_assert_cmpint(t.cfg.unit_id, ==, 1);
+	g_assert_cmpint(t.cfg.input_registers, ==, 1);
+	g_assert_cmpint(t.cfg.low_word_first, ==, 0);
+	g_assert_cmpint(t.cfg.poll_ms, ==, 1000);
+	g_assert_cmpint(t.cfg.timeout_ms, ==, 500);
+	g_assert_cmpint(t.cfg.stale_ms, ==, 0);
+	g_assert_cmpint(t.cfg.reg[TRANSMITTER_VELOCITY].address, ==, 4);
+	g_assert_cmpint(t.cfg.reg[TRANSMITTER_ACCELERATION].address, ==, -1);
+	transmitter_settings_clear(&t);
+
+	g_assert_cmpint(transmitter_config_read(c, "transmitter.both", &t, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:15: [transmitter.both] host: give either host "
+			"(Modbus TCP) or device (Modbus RTU)");
+	g_free(err);
+	transmitter_settings_clear(&t);
+	sensor_settings_clear(NULL);
+	transmitter_settings_clear(NULL);
+	config_free(c);
+}
+
 int main(int argc, char **argv)
 {
 	gst_init(&argc, &argv);
@@ -513,5 +587,6 @@ int main(int argc, char **argv)
 			test_transmitter_polls_and_goes_stale);
 	g_test_add_func("/sensors/transmitter-config-errors", test_transmitter_config_errors);
 	g_test_add_func("/sensors/iio-channel-from-context", test_iio_channel_from_context);
+	g_test_add_func("/sensors/vibration-settings", test_vibration_settings);
 	return g_test_run();
 }

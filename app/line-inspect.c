@@ -1,0 +1,476 @@
+/* Inspection: the acquire thread waits for each part's frames and
+ * vibration window and computes its features; the inspect thread runs the
+ * model on the parts waiting in q_ready, up to [model] max_batch at once.
+ * Both pass job changes on in their place among the parts (line-jobs.c). */
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "app/line-private.h"
+#include "core/ring.h"
+
+/* ---- inspection: frame + vibration window -> features -> model ---- */
+
+/* Copies what the log may keep of a part - every camera's frame, the
+ * defect map, the vibration window - before the frames go back. Whether
+ * they are kept is the log's decision once the verdict is final. */
+static struct db_media_set *copy_media(line *l, struct capture_frame **frames,
+				       const float *win, size_t win_len)
+{
+	struct db_media_set *m = g_new0(struct db_media_set, 1);
+
+	for (int i = 0; i < l->set.ncameras && i < DB_MEDIA_MAX_IMAGES; i++) {
+		struct capture_frame *f = frames[i];
+
+		if (!f)
+			continue;
+		m->images[m->nimages].camera = g_strdup(l->set.cameras[i].name);
+		m->images[m->nimages].width = f->width;
+		m->images[m->nimages].height = f->height;
+		m->images[m->nimages].gray = g_malloc((gsize)f->width * (gsize)f->height);
+		for (int y = 0; y < f->height; y++)
+			memcpy(m->images[m->nimages].gray + (size_t)y * (size_t)f->width,
+			       f->data + (size_t)y * (size_t)f->stride, (size_t)f->width);
+		m->nimages++;
+	}
+	if (win) {
+		m->vibration = g_memdup2(win, win_len * sizeof *win);
+		m->vibration_len = win_len;
+		m->rate_hz = l->set.vibration.cfg.rate_hz;
+	}
+	return m;
+}
+
+/* A part between the acquire and inspect threads: its frames and
+ * features, ready for the model. */
+struct ready_part {
+	struct line_msg msg;       /* first: LINE_MSG_READY, for q_ready */
+	struct vigil_part *p;
+	struct capture_frame *frames[LINE_MAX_CAMERAS];
+	float *feat;               /* the window's features, signal_dim floats */
+	float *window;             /* instead, the window itself (l->device_prep) */
+	double features_ms;        /* condition figures and features */
+	gboolean failsafe;         /* no model run: a frame or the window is missing */
+};
+
+/* The part m (LINE_MSG_PART) stands for. */
+static struct vigil_part *part_of(struct line_msg *m)
+{
+	g_assert(m->kind == LINE_MSG_PART);
+	return &((struct line_part *)((char *)m - offsetof(struct line_part, msg)))->p;
+}
+
+/* The ready part m (LINE_MSG_READY) stands for. */
+static struct ready_part *ready_of(struct line_msg *m)
+{
+	g_assert(m->kind == LINE_MSG_READY);
+	return (struct ready_part *)m;  /* msg is its first member */
+}
+
+static void ready_part_free(struct ready_part *r)
+{
+	for (int i = 0; i < LINE_MAX_CAMERAS; i++)
+		capture_frame_free(r->frames[i]);
+	g_free(r->feat);
+	g_free(r->window);
+	g_free(r);
+}
+
+/* What is left of a wait of timeout_ms counted from p's trigger (0: look
+ * once, do not wait); once stopping, no wait reaches past the grace, so
+ * vigild ends within it. */
+static int64_t wait_left_us(line *l, const struct vigil_part *p, int timeout_ms)
+{
+	int64_t end = p->t_trigger_us + (int64_t)timeout_ms * 1000;
+
+	if (g_atomic_int_get(&l->stop_all))
+		end = MIN(end, l->grace_end_us);
+	return MAX(end - vigil_now_us(), 0);
+}
+
+/* A stop cannot wake a wait already under way, so the waits go in slices
+ * of at most this, each bounded again by wait_left_us. */
+#define WAIT_SLICE_US 100000
+
+/* Camera i's frame for p, waiting as wait_left_us allows. */
+static int frame_for(line *l, int i, const struct vigil_part *p, struct capture_frame **frame)
+{
+	const struct capture_settings *c = &l->set.cameras[i];
+
+	/* A free-running camera's timeout is a tolerance after the trigger
+	 * already; a sequence wait is counted from the part's trigger too,
+	 * so parts queued behind a stall time out at their own deadlines
+	 * rather than one timeout each. */
+	if (c->cfg.mode == CAPTURE_TIMESTAMP)
+		return capture_frame_for(l->cameras[i], p->seq, p->t_trigger_us,
+					 (int64_t)c->frame_timeout_ms * 1000, frame);
+	for (;;) {
+		int64_t left = wait_left_us(l, p, c->frame_timeout_ms);
+		int rc = capture_frame_for(l->cameras[i], p->seq, p->t_trigger_us,
+					   MIN(left, WAIT_SLICE_US), frame);
+
+		if (rc != -ETIMEDOUT || left <= WAIT_SLICE_US)
+			return rc;
+	}
+}
+
+/* p's vibration window, waiting as wait_left_us allows. */
+static int window_for(line *l, const struct vigil_part *p, float *win, unsigned *flags,
+		      int64_t *t_first_ns)
+{
+	for (;;) {
+		int64_t left = wait_left_us(l, p, l->set.vibration.timeout_ms), t0 = vigil_now_us();
+		int rc = sensor_window_for(l->sensor, p->seq, p->t_trigger_us,
+					   MIN(left, WAIT_SLICE_US), win, flags, t_first_ns);
+
+		/* A clock-mode source without a sample yet says so at once. */
+		if (rc != -ETIMEDOUT || left <= WAIT_SLICE_US || vigil_now_us() - t0 < WAIT_SLICE_US)
+			return rc;
+	}
+}
+
+/* Waits for the part's frames and vibration window and computes what the
+ * model needs that does not depend on the model: the window's condition
+ * figures and features (the line's window and rate, which every job's
+ * package must fit, line_model_fits). */
+static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win, size_t feat_dim)
+{
+	struct ready_part *r = g_new0(struct ready_part, 1);
+	struct line_part *lp = (struct line_part *)p;
+	unsigned wflags = 0;
+	GString *trace = NULL;
+	int64_t t0, t_window_ns = -1;
+	int rc;
+
+	r->msg.kind = LINE_MSG_READY;
+	r->p = p;
+	for (int i = 0; i < l->set.ncameras; i++) {
+		rc = frame_for(l, i, p, &r->frames[i]);
+		if (rc < 0) {
+			g_warning("part %u: no frame from camera %s: %s", p->part_id,
+				  l->set.cameras[i].name,
+				  rc == -ENOTCONN ? "camera down" : g_strerror(-rc));
+			p->flags |= VIGIL_FLAG_NO_FRAME;
+		}
+	}
+	rc = window_for(l, p, win, &wflags, &t_window_ns);
+	if (rc < 0 || (wflags & RING_GAP)) {
+		g_warning("part %u: no complete vibration window from %s: %s", p->part_id,
+			  l->set.vibration.name, rc < 0 ? g_strerror(-rc) : "gap in the samples");
+		p->flags |= VIGIL_FLAG_NO_VIBRATION;
+	} else if (wflags & RING_CLIPPED) {
+		/* Figures from a saturated sensor would be made up. */
+		g_warning("part %u: vibration window from %s reached the clip level", p->part_id,
+			  l->set.vibration.name);
+		p->flags |= VIGIL_FLAG_VIB_CLIPPED;
+	}
+	line_count_stage(l, LINE_STAGE_CAPTURE_WAIT,
+			 (double)(vigil_now_us() - p->t_trigger_us) / 1000.0);
+	lp->media = copy_media(l, r->frames, p->flags & VIGIL_FLAG_NO_VIBRATION ? NULL : win,
+			       l->set.vibration.cfg.window);
+	/* The pairing trace (docs/architecture.md, "One clock"): each frame's
+	 * arrival and stamped time and the window's first sample, relative to
+	 * the trigger, in microseconds. */
+	if (g_log_writer_default_would_drop(G_LOG_LEVEL_DEBUG, G_LOG_DOMAIN) == FALSE) {
+		trace = g_string_new(NULL);
+		for (int i = 0; i < l->set.ncameras; i++) {
+			if (!r->frames[i])
+				continue;
+			g_string_append_printf(trace, " %s=%" G_GUINT64_FORMAT ":%" G_GINT64_FORMAT,
+					       l->set.cameras[i].name, r->frames[i]->seq,
+					       r->frames[i]->t_us - p->t_trigger_us);
+			if (r->frames[i]->t_pts_us >= 0)
+				g_string_append_printf(trace, ":%" G_GINT64_FORMAT,
+						       r->frames[i]->t_pts_us - p->t_trigger_us);
+		}
+		if (t_window_ns >= 0)
+			g_string_append_printf(trace, " window=%.1f",
+					       (double)(t_window_ns - p->t_trigger_us * 1000) / 1e3 -
+					       l->set.vibration.cfg.offset_ms * 1e3);
+		g_debug("pairing part %u trigger %" G_GINT64_FORMAT "%s", p->part_id,
+			p->t_trigger_us, trace->str);
+		g_string_free(trace, TRUE);
+	}
+	if (l->transmitter) {
+		struct transmitter_reading tr;
+
+		rc = sensor_transmitter_latest(l->transmitter, &tr);
+		if (rc == 0 || rc == -ESTALE) {
+			p->tx_state = rc == 0 ? VIGIL_TX_CURRENT : VIGIL_TX_STALE;
+			p->t_tx_us = tr.t_us;
+			p->tx_velocity_mm_s = tr.value[TRANSMITTER_VELOCITY];
+			p->tx_accel_g = tr.value[TRANSMITTER_ACCELERATION];
+			p->tx_temperature_c = tr.value[TRANSMITTER_TEMPERATURE];
+		}
+	}
+	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED)) {
+		r->failsafe = TRUE;
+		return r;
+	}
+	t0 = vigil_now_us();
+	if (condition_measure(l->condition, win, l->set.condition.iso_class,
+			      l->set.condition.have_bearing ? &l->set.condition.bearing : NULL,
+			      &p->vibration) == 0)
+		p->has_vibration = 1;
+	if (l->device_prep) {
+		/* The model computes the features on the GPU from the window. */
+		for (size_t i = 0; i < l->set.vibration.cfg.window && !r->failsafe; i++)
+			r->failsafe = !isfinite(win[i]);
+		if (!r->failsafe)
+			r->window = g_memdup2(win, l->set.vibration.cfg.window * sizeof *win);
+	} else {
+		r->feat = g_new(float, feat_dim);
+		r->failsafe = fusion_sigfeat_compute(l->sigfeat, win, r->feat) < 0;
+	}
+	if (r->failsafe) {
+		g_warning("part %u: vibration window is not finite", p->part_id);
+		p->flags |= VIGIL_FLAG_MODEL_ERROR;
+	}
+	r->features_ms = (double)(vigil_now_us() - t0) / 1000.0;
+	return r;
+}
+
+static void set_failsafe(struct vigil_part *p)
+{
+	p->verdict = VIGIL_VERDICT_REJECT;
+	p->flags |= VIGIL_FLAG_FAILSAFE;
+	p->score = 1.0f;
+}
+
+/* The model's inputs of a batch (the acquire thread's parts, which may
+ * include failsafe ones the model does not see): every camera's image of
+ * every part, each with its part's features. */
+struct batch_inputs {
+	float *img, *feat;
+	struct infer_frame *frames;    /* l->device_prep: the raw inputs */
+	const float **windows;
+	struct infer_output *out;
+	int cap;                   /* images frames, windows and out hold */
+	size_t img_cap, feat_cap;  /* floats img and feat hold (a job's input size) */
+};
+
+/* Judges n ready parts with one model run: every camera's frame is judged
+ * with the part's vibration and the part takes the worst camera's result,
+ * so a defect seen from any side rejects it. A failed run fails every
+ * part of the batch safe; each part's verdict is its own otherwise. */
+static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_inputs *bi)
+{
+	const struct infer_info *info = infer_model_info(l->model);
+	size_t npix = (size_t)info->input_width * (size_t)info->input_height;
+	size_t dim = (size_t)info->signal_dim;
+	int images = 0, k = 0, rc = 0, parts = 0;  /* images: an upper bound, then the count */
+	char *err = NULL;
+	int64_t t0 = vigil_now_us();
+	double run_ms;
+
+	for (int j = 0; j < n; j++) {
+		ready[j]->p->model_version = l->run_version;
+		ready[j]->p->job = (uint16_t)l->run_job;
+		if (!ready[j]->failsafe)
+			images += l->set.ncameras;
+	}
+	/* Another job's model may take another image size. */
+	if ((size_t)images * npix > bi->img_cap) {
+		bi->img_cap = (size_t)images * npix;
+		bi->img = g_renew(float, bi->img, bi->img_cap);
+	}
+	if ((size_t)images * dim > bi->feat_cap) {
+		bi->feat_cap = (size_t)images * dim;
+		bi->feat = g_renew(float, bi->feat, bi->feat_cap);
+	}
+	if (images > bi->cap) {
+		bi->out = g_renew(struct infer_output, bi->out, images);
+		bi->frames = g_renew(struct infer_frame, bi->frames, images);
+		bi->windows = g_renew(const float *, bi->windows, images);
+		bi->cap = images;
+	}
+	for (int j = 0; j < n; j++) {
+		struct ready_part *r = ready[j];
+		int first = k;
+
+		if (r->failsafe)
+			continue;
+		for (int i = 0; i < l->set.ncameras && !r->failsafe; i++, k++) {
+			struct capture_frame *f = r->frames[i];
+			int bad;
+
+			if (l->device_prep) {
+				/* Raw to the GPU: only the frame's shape can be wrong here. */
+				bi->frames[k] = (struct infer_frame){ f->data, f->width, f->height,
+								      f->stride };
+				bi->windows[k] = r->window;
+				bad = f->width <= 0 || f->height <= 0 || f->stride < f->width;
+			} else {
+				memcpy(bi->feat + (size_t)k * dim, r->feat, dim * sizeof(float));
+				bad = fusion_image_prepare_resize(f->data, f->width, f->height,
+								  f->stride, info->input_width,
+								  info->input_height, info->mean,
+								  info->std, info->resize,
+								  bi->img + (size_t)k * npix) < 0;
+			}
+			if (bad) {
+				g_warning("part %u: model failed on camera %s: bad image",
+					  r->p->part_id, l->set.cameras[i].name);
+				r->p->flags |= VIGIL_FLAG_MODEL_ERROR;
+				r->failsafe = TRUE;  /* this part alone */
+			}
+		}
+		if (r->failsafe)
+			k = first;
+		else
+			parts++;
+	}
+	images = k;
+	if (images > 0 &&
+	    (rc = l->device_prep
+		  ? infer_model_run_raw(l->model, images, bi->frames, bi->windows, bi->out, &err)
+		  : infer_model_run_batch(l->model, images, bi->img, bi->feat, bi->out, &err)) < 0) {
+		g_warning("model failed on a batch of %d parts (%d images): %s", parts, images,
+			  err ? err : "no reason");
+		g_free(err);
+	}
+	run_ms = (double)(vigil_now_us() - t0) / 1000.0;
+	if (parts > 0) {
+		int b = 0;
+
+		while (b < LINE_BATCH_BUCKETS && parts > line_batch_bounds[b])
+			b++;
+		g_mutex_lock(&l->stats_lock);
+		l->st.batch_parts[b]++;
+		l->st.batch_sum += (uint64_t)parts;
+		g_mutex_unlock(&l->stats_lock);
+	}
+	k = 0;
+	for (int j = 0; j < n; j++) {
+		struct ready_part *r = ready[j];
+		struct vigil_part *p = r->p;
+		struct line_part *lp = (struct line_part *)p;
+		struct infer_output worst = { 0 };
+		unsigned flags = 0;
+
+		if (r->failsafe) {
+			set_failsafe(p);
+			continue;
+		}
+		if (rc < 0) {
+			p->flags |= VIGIL_FLAG_MODEL_ERROR;
+			set_failsafe(p);
+			continue;
+		}
+		for (int i = 0; i < l->set.ncameras; i++, k++) {
+			const struct infer_output *out = &bi->out[k];
+
+			flags |= out->flags;
+			if (i == 0 || out->score > worst.score) {
+				worst = *out;
+				/* The worst camera's defect map is the part's; the
+				 * model reuses its buffer on the next run. */
+				g_clear_pointer(&lp->media->heatmap, g_free);
+				if (out->heatmap && out->heatmap_w > 0 && out->heatmap_h > 0) {
+					lp->media->heatmap = g_memdup2(out->heatmap,
+								       (gsize)out->heatmap_w *
+								       (gsize)out->heatmap_h *
+								       sizeof(float));
+					lp->media->heatmap_w = out->heatmap_w;
+					lp->media->heatmap_h = out->heatmap_h;
+				}
+			}
+			worst.vision_score = MAX(worst.vision_score, out->vision_score);
+		}
+		/* What the part waited for: its features and the batch's run. */
+		p->infer_ms = r->features_ms + run_ms;
+		line_count_stage(l, LINE_STAGE_INFERENCE, p->infer_ms);
+		p->verdict = line_jobs_verdict(l, worst.score, worst.verdict);
+		p->model_verdict = p->verdict;
+		p->model_score = worst.score;
+		p->defect_class = worst.defect_class;
+		p->flags |= flags;
+		p->score = worst.score;
+		p->vision_score = worst.vision_score;
+		p->signal_score = worst.signal_score;
+	}
+}
+
+int line_inspect_push(line *l, struct vigil_part *p, int64_t timeout_us)
+{
+	struct line_part *lp = (struct line_part *)p;
+
+	lp->msg.kind = LINE_MSG_PART;
+	return bqueue_push(l->q_inspect, &lp->msg, timeout_us);
+}
+
+/* The acquire thread: parts from the PLC thread, in trigger order, with
+ * their frames and window in hand, to the inspect thread; job changes pass
+ * through in their place. */
+gpointer line_acquire_thread(gpointer data)
+{
+	line *l = data;
+	float *win = g_new(float, l->set.vibration.cfg.window);
+	size_t feat_dim = fusion_sigfeat_dim(l->sigfeat);
+	void *item;
+
+	while (bqueue_pop(l->q_inspect, &item, -1) == 0) {
+		struct line_msg *m = item;
+
+		if (m->kind == LINE_MSG_PART) {
+			m = &acquire_part(l, part_of(m), win, feat_dim)->msg;
+		}
+		bqueue_push(l->q_ready, m, -1);
+	}
+	bqueue_close(l->q_ready);
+	g_free(win);
+	return NULL;
+}
+
+/* The inspect thread: one model run for the first ready part and those
+ * already waiting behind it, up to [model] max_batch; it never waits for
+ * a batch to fill, so a part alone on the line is judged at once. Each
+ * part's verdict goes to the PLC thread on its own. */
+gpointer line_inspect_thread(gpointer data)
+{
+	line *l = data;
+	int max_batch = l->set.model.max_batch;
+	struct ready_part **batch = g_new(struct ready_part *, max_batch);
+	struct batch_inputs bi = { 0 };
+	void *item;
+
+	while (bqueue_pop(l->q_ready, &item, -1) == 0) {
+		struct line_msg *m = item;
+		gboolean swap = FALSE;
+		int n = 0;
+
+		if (m->kind == LINE_MSG_JOB) {
+			/* Another job, between parts. */
+			line_jobs_swap(l);
+			continue;
+		}
+		batch[n++] = ready_of(m);
+		while (n < max_batch && bqueue_pop(l->q_ready, &item, 0) == 0) {
+			m = item;
+			if (m->kind == LINE_MSG_JOB) {
+				swap = TRUE;  /* after this batch, before the next part */
+				break;
+			}
+			batch[n++] = ready_of(m);
+		}
+		judge_batch(l, batch, n, &bi);
+		for (int j = 0; j < n; j++) {
+			struct vigil_part *p = batch[j]->p;
+
+			ready_part_free(batch[j]);
+			p->t_verdict_us = vigil_now_us();
+			line_count(l, &l->st.inspected, 1);
+			bqueue_push(l->q_results, p, -1);
+		}
+		if (swap)
+			line_jobs_swap(l);
+	}
+	g_free(bi.img);
+	g_free(bi.feat);
+	g_free(bi.out);
+	g_free(bi.frames);
+	g_free(bi.windows);
+	g_free(batch);
+	return NULL;
+}

@@ -1,0 +1,76 @@
+/* [database]: where the log and its files go, and how long they stay. The
+ * keys, their defaults and their ranges live here, beside the log that
+ * uses them; vigild only hands the section to db_options_read. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include <glib.h>
+
+#include "db/db.h"
+
+static const char *const database_keys[] = {
+	"path", "queue_depth", "media_dir", "media_queue", "keep_accepted_every", "max_age_days",
+	"protect_days", "disk_budget_mb", "retention_period_s", "commit_timeout_ms",
+	"spool_rows", NULL };
+
+int db_options_read(const config *cfg, struct db_settings *s, char **err)
+{
+	struct db_options *o = &s->opt;
+	int queue, media_queue, keep, age, protect, budget, period, spool;
+	const char *max_pages;
+	char *def;
+	int rc;
+
+	*s = (struct db_settings){ .opt = DB_OPTIONS_DEFAULT };
+	if (config_check_keys(cfg, "database", database_keys, err) < 0 ||
+	    config_get_string(cfg, "database", "path", NULL, &s->path, err) < 0 ||
+	    config_get_int(cfg, "database", "queue_depth", 4096, 16, 1 << 20, &queue, err) < 0)
+		return -EINVAL;
+	def = g_strconcat(s->path, ".media", NULL);
+	rc = config_get_string(cfg, "database", "media_dir", def, &s->media_dir, err);
+	g_free(def);
+	if (rc < 0 ||
+	    config_get_int(cfg, "database", "media_queue", 64, 1, 1 << 16, &media_queue, err) < 0 ||
+	    config_get_int(cfg, "database", "keep_accepted_every", 100, 0, 1 << 30, &keep, err) < 0 ||
+	    config_get_int(cfg, "database", "max_age_days", 0, 0, 36500, &age, err) < 0 ||
+	    config_get_int(cfg, "database", "protect_days", 7, 0, 36500, &protect, err) < 0 ||
+	    config_get_int(cfg, "database", "disk_budget_mb", 0, 0, 1 << 30, &budget, err) < 0 ||
+	    config_get_int(cfg, "database", "retention_period_s", 600, 1, 86400, &period, err) < 0 ||
+	    config_get_int(cfg, "database", "spool_rows", 4096, 1, 1 << 20, &spool, err) < 0 ||
+	    config_get_int(cfg, "database", "commit_timeout_ms", 100, 1, 10000,
+			   &s->commit_timeout_ms, err) < 0)
+		return -EINVAL;
+	if (age && age < protect) {
+		*err = config_error(cfg, "database", "max_age_days",
+				    "%d is less than protect_days (%d): rows of the protected "
+				    "last days are never removed", age, protect);
+		return -EINVAL;
+	}
+	o->queue_depth = (size_t)queue;
+	o->media_dir = s->media_dir;
+	o->media_queue = (size_t)media_queue;
+	o->keep_accepted_every = keep;
+	o->max_age_days = age;
+	o->protect_days = protect;
+	o->disk_budget_mb = budget;
+	o->retention_period_s = period;
+	o->spool_rows = (size_t)spool;
+	/* Test only (docs/operations.md): a database that is "full" after
+	 * this many pages, to exercise the full-disk path. */
+	max_pages = g_getenv("VIGIL_TEST_DB_MAX_PAGES");
+	if (max_pages)
+		o->max_pages = g_ascii_strtoll(max_pages, NULL, 10);
+	/* Test only: a slow disk, each commit this much later. */
+	if (g_getenv("VIGIL_TEST_DB_COMMIT_DELAY_MS"))
+		o->commit_delay_ms = atoi(g_getenv("VIGIL_TEST_DB_COMMIT_DELAY_MS"));
+	return 0;
+}
+
+void db_settings_clear(struct db_settings *s)
+{
+	if (!s)
+		return;
+	g_free(s->path);
+	g_free(s->media_dir);
+	*s = (struct db_settings){ 0 };
+}
