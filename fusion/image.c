@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fusion/cvwrap.h"
+#include "cvwrap/cvwrap.h"
 #include "fusion/fusion.h"
 
 int fusion_image_prepare(const uint8_t *gray, int w, int h, int stride,

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "core/wav.h"
-#include "fusion/cvwrap.h"
+#include "cvwrap/cvwrap.h"
 #include "inference/inference.h"
 
 #define WAV_CACHE_BYTES ((gsize)2 << 30)
