@@ -176,3 +176,12 @@ int fusion_image_prepare_resize(const uint8_t *gray, int w, int h, int stride,
 	free(fitted);
 	return rc;
 }
+
+int fusion_image_input(const struct fusion_image_spec *spec, const uint8_t *gray, int w, int h,
+		       int stride, float *out)
+{
+	if (!spec)
+		return -EINVAL;
+	return fusion_image_prepare_resize(gray, w, h, stride, spec->width, spec->height,
+					   spec->mean, spec->std, spec->resize, out);
+}
