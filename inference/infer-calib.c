@@ -23,6 +23,7 @@
 
 #include "core/config.h"
 #include "inference/infer-engine.h"
+#include "inference/infer-private.h"
 #include "inference/inference.h"
 
 #define CALIB_FORMAT 1

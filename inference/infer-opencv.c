@@ -3,6 +3,7 @@
 #include <glib.h>
 
 #include "cvwrap/cvwrap.h"
+#include "inference/infer-private.h"
 #include "inference/inference.h"
 
 static void *opencv_load(const char *onnx_path, char **err)

@@ -368,7 +368,7 @@ int line_inputs_for_package(const struct infer_info *info, struct line_inputs *i
 		return -EINVAL;
 	}
 	*in = (struct line_inputs){ .width = info->input_width, .height = info->input_height,
-				    .mean = info->mean, .std = info->std, .resize = info->resize,
+				    .mean = info->mean, .std = info->std, .resize = info->image->resize,
 				    .sigfeat = sf, .window = (size_t)info->window,
 				    .wavs = line_wav_cache_new(info->rate_hz) };
 	return 0;
