@@ -61,4 +61,9 @@ extern const struct infer_backend infer_backend_cuda;       /* infer-cuda.c */
  * calibration, which drives the reference executor directly; owned by m. */
 void *infer_model_module(infer_model *m, int which);
 
+/* The SHA-256 of the file at path as lowercase hex into *hex (g_free): the
+ * one file hash of model packages and their calibration. 0, or -EIO with
+ * *err (g_free) GLib's reason when the file cannot be read. */
+int infer_file_sha256(const char *path, char **hex, char **err);
+
 #endif

@@ -119,21 +119,20 @@ void infer_model_free(infer_model *m)
 	g_free(m);
 }
 
-static char *file_sha256(const char *path, char **err)
+int infer_file_sha256(const char *path, char **hex, char **err)
 {
 	char *data = NULL;
 	gsize len = 0;
 	GError *gerr = NULL;
-	char *hex;
 
 	if (!g_file_get_contents(path, &data, &len, &gerr)) {
 		*err = g_strdup_printf("%s", gerr->message);
 		g_error_free(gerr);
-		return NULL;
+		return -EIO;
 	}
-	hex = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)data, len);
+	*hex = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)data, len);
 	g_free(data);
-	return hex;
+	return 0;
 }
 
 /* Checks the module file against its checksum (and, in int8, against the
@@ -153,8 +152,7 @@ static int load_module(infer_model *m, const config *man, const char *dir, int w
 		goto out;
 	}
 	path = g_build_filename(dir, file, NULL);
-	actual = file_sha256(path, err);
-	if (!actual) {
+	if (infer_file_sha256(path, &actual, err) < 0) {
 		rc = INFER_EMODULE;
 		goto out;
 	}
