@@ -3,7 +3,8 @@
  * spectra, envelope, RMS, kurtosis) and nothing else: it knows neither
  * where the data came from nor where verdicts go, and calls no stage.
  * Its callers are inference/ (the CPU path of infer_model_run_raw),
- * vigild's inspect thread, and the tools (vigil-features, which the
+ * vigild (features and condition figures in the acquire thread, images
+ * in the inspect thread) and the tools (vigil-features, which the
  * training tool calls, vigil-eval, vigil-calibrate), so that training,
  * evaluation and run time see identical inputs. The cuda backend
  * computes the same inputs on the GPU by fusion/prep-math.h's formulas.
