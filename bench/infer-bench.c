@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fusion/fusion.h"
 #include "inference/inference.h"
 
 #define MAX_SIZES 32
@@ -177,9 +178,8 @@ static int raw_parts_prepare(const struct raw_parts *p, const struct infer_info 
 	for (guint i = 0; i < p->n && rc == 0; i++) {
 		const struct infer_frame *f = &p->frames[i];
 
-		rc = fusion_image_prepare_resize(f->data, f->width, f->height, f->stride,
-						 in->input_width, in->input_height, in->mean,
-						 in->std, in->resize, img + i * npix);
+		rc = fusion_image_input(in->image, f->data, f->width, f->height, f->stride,
+					img + i * npix);
 		if (rc == 0)
 			rc = fusion_sigfeat_compute(sf, p->windows[i], sig + (size_t)i * in->signal_dim);
 		if (rc < 0)

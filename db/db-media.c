@@ -17,7 +17,7 @@
 
 #include "core/wav.h"
 #include "db/db-private.h"
-#include "fusion/cvwrap.h"
+#include "cvwrap/cvwrap.h"
 
 /* ---- file formats of the media directory ---- */
 

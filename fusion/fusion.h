@@ -1,6 +1,17 @@
-/* Turning one part's frame and vibration window into model inputs.
- * The same code runs in vigild and in tools/vigil-features, which the
- * training tool calls, so training and run time see identical inputs. */
+/* fusion/: the preprocessing library. It turns one part's frame and
+ * vibration window into model inputs (image fitting and normalisation;
+ * spectra, envelope, RMS, kurtosis) and nothing else: it knows neither
+ * where the data came from nor where verdicts go, and calls no stage.
+ * Its callers are inference/ (the CPU path of infer_model_run_raw),
+ * vigild (features and condition figures in the acquire thread, images
+ * in the inspect thread) and the tools (vigil-features, which the
+ * training tool calls, vigil-eval, vigil-calibrate), so that training,
+ * evaluation and run time see identical inputs. The cuda backend
+ * computes the same inputs on the GPU by fusion/prep-math.h's formulas.
+ * It resizes through cvwrap/ and computes spectra with FFTW.
+ *
+ * Threads: the functions are reentrant; a fusion_sigfeat is used by one
+ * thread at a time. Errors are negative errno codes. */
 #ifndef VIGIL_FUSION_FUSION_H
 #define VIGIL_FUSION_FUSION_H
 
@@ -72,6 +83,22 @@ const char *fusion_resize_name(enum fusion_resize mode);
  * stay aligned with their image. Returns 0 or -EINVAL / -ENOMEM / -EIO. */
 int fusion_image_fit(const uint8_t *gray, int w, int h, int stride, int out_w, int out_h,
 		     enum fusion_resize mode, int fill, uint8_t *dst);
+
+/* The image input a model declares: its manifest's [vision] input_width,
+ * input_height, mean, std and resize (docs/model.md). */
+struct fusion_image_spec {
+	int width, height;
+	float mean, std;
+	enum fusion_resize resize;
+};
+
+/* The CPU preprocessing of one frame for a model: gray (w x h, stride)
+ * fitted by spec->resize and normalised into out (spec->width *
+ * spec->height floats), as fusion_image_prepare_resize. The one place the
+ * CPU paths (inference/, vigild, the tools) turn a frame into a model's
+ * input, so they cannot drift apart. 0 or -EINVAL / -ENOMEM / -EIO. */
+int fusion_image_input(const struct fusion_image_spec *spec, const uint8_t *gray, int w, int h,
+		       int stride, float *out);
 
 /* fusion_image_prepare with a fitting mode: FUSION_RESIZE_STRETCH is
  * exactly fusion_image_prepare; FUSION_RESIZE_LETTERBOX fits the frame by

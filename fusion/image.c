@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fusion/cvwrap.h"
+#include "cvwrap/cvwrap.h"
 #include "fusion/fusion.h"
 
 int fusion_image_prepare(const uint8_t *gray, int w, int h, int stride,
@@ -175,4 +175,13 @@ int fusion_image_prepare_resize(const uint8_t *gray, int w, int h, int stride,
 	}
 	free(fitted);
 	return rc;
+}
+
+int fusion_image_input(const struct fusion_image_spec *spec, const uint8_t *gray, int w, int h,
+		       int stride, float *out)
+{
+	if (!spec)
+		return -EINVAL;
+	return fusion_image_prepare_resize(gray, w, h, stride, spec->width, spec->height,
+					   spec->mean, spec->std, spec->resize, out);
 }

@@ -1,7 +1,7 @@
 /* The per-pixel and per-bin formulas of fusion/'s preprocessing, written
  * out so that another implementation can compute the same inputs: the
- * cuda backend's kernels (inference/cuda-prep.cu) include this header,
- * and tests/test-fusion.c checks these formulas against the C path
+ * cuda backend's kernels (inference/cuda-prep-kernels.cu) include this
+ * header, and tests/test-fusion.c checks these formulas against the C path
  * (OpenCV's resize, FFTW) on the CPU, so the kernels' arithmetic is
  * tested on machines without a GPU.
  *

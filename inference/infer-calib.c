@@ -23,6 +23,7 @@
 
 #include "core/config.h"
 #include "inference/infer-engine.h"
+#include "inference/infer-private.h"
 #include "inference/inference.h"
 
 #define CALIB_FORMAT 1
@@ -509,20 +510,11 @@ static void append_float(GString *s, double v)
 
 static int module_sha256(const char *dir, const char *file, char **hex, char **err)
 {
-	char *path = g_build_filename(dir, file, NULL), *data = NULL;
-	gsize len = 0;
-	GError *gerr = NULL;
+	char *path = g_build_filename(dir, file, NULL);
+	int rc = infer_file_sha256(path, hex, err);
 
-	if (!g_file_get_contents(path, &data, &len, &gerr)) {
-		*err = g_strdup(gerr->message);
-		g_error_free(gerr);
-		g_free(path);
-		return -EIO;
-	}
-	*hex = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)data, len);
-	g_free(data);
 	g_free(path);
-	return 0;
+	return rc;
 }
 
 int infer_calibrator_write(infer_calibrator *c, const char *note, char **err)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "inference/infer-private.h"
 #include "inference/inference.h"
 #include "inference/onnx-graph.h"
 

@@ -1,24 +1,27 @@
-/* The CPU backend: OpenCV DNN through fusion/cvwrap.h. */
+/* The CPU backend: OpenCV DNN through cvwrap/cvwrap.h. */
 #include <errno.h>
 #include <glib.h>
 
-#include "fusion/cvwrap.h"
+#include "cvwrap/cvwrap.h"
+#include "inference/infer-private.h"
 #include "inference/inference.h"
 
 static void *opencv_load(const char *onnx_path, char **err)
 {
-	char msg[512] = "";
-	cvw_net *net = cvw_net_load(onnx_path, msg, sizeof msg);
+	char *why = NULL;
+	cvw_net *net = cvw_net_load(onnx_path, &why);
 
 	if (!net)
-		*err = g_strdup_printf("%s: OpenCV DNN cannot load it: %s", onnx_path, msg);
+		*err = g_strdup_printf("%s: OpenCV DNN cannot load it: %s", onnx_path,
+				       why ? why : "");
+	g_free(why);
 	return net;
 }
 
 static int opencv_run(void *module, const float *in, const int *shape, int ndim,
 		      struct infer_tensor *out, int n_out, char **err)
 {
-	char msg[512] = "";
+	char *why = NULL;
 	struct cvw_output outs[INFER_MAX_OUTPUTS];
 	int rc;
 
@@ -26,11 +29,12 @@ static int opencv_run(void *module, const float *in, const int *shape, int ndim,
 		return -EINVAL;
 	for (int i = 0; i < n_out; i++)
 		outs[i] = (struct cvw_output){ out[i].name, out[i].data, out[i].cap, 0 };
-	rc = cvw_net_forward(module, in, shape, ndim, outs, n_out, msg, sizeof msg);
+	rc = cvw_net_forward(module, in, shape, ndim, outs, n_out, &why);
 	for (int i = 0; i < n_out; i++)
 		out[i].len = outs[i].len;
 	if (rc < 0)
-		*err = g_strdup_printf("OpenCV DNN forward failed: %s", msg);
+		*err = g_strdup_printf("OpenCV DNN forward failed: %s", why ? why : "");
+	g_free(why);
 	return rc;
 }
 

@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "fusion/fusion.h"
 #include "inference/infer-engine.h"
+#include "inference/infer-private.h"
 #ifdef VIGIL_HAVE_CUDA
 #include "inference/cuda-prep.h"
 #endif
@@ -20,6 +22,7 @@ struct infer_model {
 	struct infer_quant *quant[MOD_COUNT];  /* int8 only, while loading */
 	void *module[MOD_COUNT];
 	struct infer_info info;
+	struct fusion_image_spec image;  /* info.image points here */
 	int decision_in;
 	char *heatmap_output;      /* [vision] heatmap_output, NULL when absent */
 	/* Per-run buffers for up to batch_cap parts, grown by the first run
@@ -116,21 +119,20 @@ void infer_model_free(infer_model *m)
 	g_free(m);
 }
 
-static char *file_sha256(const char *path, char **err)
+int infer_file_sha256(const char *path, char **hex, char **err)
 {
 	char *data = NULL;
 	gsize len = 0;
 	GError *gerr = NULL;
-	char *hex;
 
 	if (!g_file_get_contents(path, &data, &len, &gerr)) {
 		*err = g_strdup_printf("%s", gerr->message);
 		g_error_free(gerr);
-		return NULL;
+		return -EIO;
 	}
-	hex = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)data, len);
+	*hex = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)data, len);
 	g_free(data);
-	return hex;
+	return 0;
 }
 
 /* Checks the module file against its checksum (and, in int8, against the
@@ -150,8 +152,7 @@ static int load_module(infer_model *m, const config *man, const char *dir, int w
 		goto out;
 	}
 	path = g_build_filename(dir, file, NULL);
-	actual = file_sha256(path, err);
-	if (!actual) {
+	if (infer_file_sha256(path, &actual, err) < 0) {
 		rc = INFER_EMODULE;
 		goto out;
 	}
@@ -233,7 +234,7 @@ static int read_info(infer_model *m, const config *man, char **err)
 
 		if (config_get_string(man, "vision", "resize", "stretch", &resize, err) < 0)
 			return INFER_EMANIFEST;
-		if (fusion_resize_parse(resize, &in->resize) < 0) {
+		if (fusion_resize_parse(resize, &m->image.resize) < 0) {
 			*err = config_error(man, "vision", "resize",
 					    "'%s' is not stretch or letterbox", resize);
 			g_free(resize);
@@ -241,6 +242,12 @@ static int read_info(infer_model *m, const config *man, char **err)
 		}
 		g_free(resize);
 	}
+	m->image.width = in->input_width;
+	m->image.height = in->input_height;
+	m->image.mean = in->mean;
+	m->image.std = in->std;
+	in->image = &m->image;
+	in->resize = (int)m->image.resize;
 	/* The defect map is optional: packages from before it, and vision
 	 * modules without a segmentation map, have no heatmap_output. */
 	if (config_get_string(man, "vision", "heatmap_output", "", &m->heatmap_output, err) < 0 ||
@@ -537,7 +544,7 @@ static int run_raw_device(infer_model *m, int n, const struct infer_frame *frame
 		cuda_prep_free(m->prep);
 		m->prep_cap = 0;
 		m->prep = cuda_prep_new(in->input_width, in->input_height, in->mean, in->std,
-					in->resize, (size_t)in->window, in->rate_hz, n, err);
+					m->image.resize, (size_t)in->window, in->rate_hz, n, err);
 		if (!m->prep)
 			return INFER_EMODULE;
 		m->prep_cap = n;
@@ -590,9 +597,8 @@ int infer_model_run_raw(infer_model *m, int n, const struct infer_frame *frames,
 	for (int i = 0; i < n; i++) {
 		const struct infer_frame *f = &frames[i];
 
-		if (fusion_image_prepare_resize(f->data, f->width, f->height, f->stride,
-						in->input_width, in->input_height, in->mean, in->std,
-						in->resize, m->raw_images + (size_t)i * npix) < 0) {
+		if (fusion_image_input(&m->image, f->data, f->width, f->height, f->stride,
+				       m->raw_images + (size_t)i * npix) < 0) {
 			*err = g_strdup_printf("image %d (%dx%d) cannot be prepared", i, f->width,
 					       f->height);
 			return -EINVAL;

@@ -17,7 +17,8 @@
 
 #include "core/config.h"
 #include "core/part.h"
-#include "fusion/fusion.h"
+
+struct fusion_image_spec;     /* fusion/fusion.h */
 
 #define INFER_ENOBASE 40000
 #define INFER_EMANIFEST (-(INFER_ENOBASE + 1))  /* manifest missing or invalid */
@@ -79,9 +80,13 @@ struct infer_info {
 	int vision_out, signal_out;
 	float reject, marginal;    /* on the fused probability */
 	float vision_threshold, signal_threshold;
-	/* [vision] resize: how the frame is fitted to the input
-	 * (fusion_image_prepare_resize); stretch when the key is absent. */
-	enum fusion_resize resize;
+	/* The same input size, mean and std with [vision] resize (how the
+	 * frame is fitted; stretch when the key is absent), in the form
+	 * fusion_image_input takes; owned by the model. */
+	const struct fusion_image_spec *image;
+	/* image->resize as an int, only until app/line.c's inspect thread
+	 * uses image (issue 19's merge); nothing else may read it. */
+	int resize;
 	/* [vision] heatmap_width/_height: the defect map's size, 0 when the
 	 * package has no heatmap_output. */
 	int heatmap_width, heatmap_height;
@@ -102,42 +107,9 @@ struct infer_output {
 	int heatmap_w, heatmap_h;
 };
 
-/* One output of a module, fetched by name into caller-owned memory. */
-struct infer_tensor {
-	const char *name;          /* ONNX output name; NULL: the module's one output
-				    * that no other requested tensor names */
-	float *data;               /* cap floats, filled flattened */
-	size_t cap;
-	size_t len;                /* set by run: the output's element count */
-};
-
-#define INFER_MAX_OUTPUTS 4   /* outputs one run may fetch */
-
-struct infer_quant;           /* one module's int8 calibration (inference/infer-engine.h) */
-
-/* A backend runs one ONNX module; a const table chosen by name. load gives
- * a float32 module; load_at (NULL for a float32-only backend) the
- * precisions in the precisions mask (1u << INFER_*), with quant the
- * module's calibration for INFER_INT8 and NULL otherwise. run fills n_out
- * outputs of one forward pass; an output larger than its cap fails with
- * -EOVERFLOW (len still set). It is also the batch entry point: shape[0]
- * is the number of parts N, in holds them one after another and each
- * output holds N parts' values in the same order (every backend runs any
- * N >= 1 in one forward pass, in every precision it has). */
-struct infer_backend {
-	const char *name;
-	unsigned precisions;
-	void *(*load)(const char *onnx_path, char **err);
-	void *(*load_at)(const char *onnx_path, enum infer_precision p,
-			 const struct infer_quant *quant, char **err);
-	int (*run)(void *module, const float *in, const int *shape, int ndim,
-		   struct infer_tensor *out, int n_out, char **err);
-	void (*free)(void *module);
-	/* run with the input in GPU memory (the cuda backends, fed by their
-	 * own preprocessing, inference/cuda-prep.h); NULL for CPU backends. */
-	int (*run_device)(void *module, const float *dev_in, const int *shape, int ndim,
-			  struct infer_tensor *out, int n_out, char **err);
-};
+/* A backend: the engine that runs a package's modules (opencv,
+ * reference, cuda), chosen by name; its table is private to inference/. */
+struct infer_backend;
 
 /* The backend this build has under name, or NULL. */
 const struct infer_backend *infer_backend_find(const char *name);
@@ -146,19 +118,6 @@ const struct infer_backend *infer_backend_find(const char *name);
 int infer_backend_has_precision(const struct infer_backend *be, enum infer_precision p);
 /* The precisions be runs, e.g. "fp32, int8"; owned by the caller (g_free). */
 char *infer_backend_precision_list(const struct infer_backend *be);
-
-/* be->run for one output of a module, the one called name (NULL: its
- * main output): out gets at most cap floats, *len their count. For tools,
- * tests and benchmarks. */
-int infer_backend_run1(const struct infer_backend *be, void *module, const float *in,
-		       const int *shape, int ndim, const char *name, float *out, size_t cap,
-		       size_t *len, char **err);
-
-extern const struct infer_backend infer_backend_opencv;
-extern const struct infer_backend infer_backend_reference;  /* infer-reference.c */
-#ifdef VIGIL_HAVE_CUDA
-extern const struct infer_backend infer_backend_cuda;       /* infer-cuda.c */
-#endif
 
 typedef struct infer_model infer_model;
 
@@ -173,14 +132,10 @@ infer_model *infer_model_load_at(const char *dir, const char *backend, enum infe
 				 char **err, int *code);
 void infer_model_free(infer_model *m);
 
-/* The backend module running vision (0), signal (1) or decision (2), for
- * benchmarks that drive the backend table directly; owned by m. */
-void *infer_model_module(infer_model *m, int which);
-
 const struct infer_info *infer_model_info(const infer_model *m);
 
 /* Runs the three modules on one part. image: input_width*input_height
- * floats (fusion_image_prepare_resize with the info's resize mode);
+ * floats (fusion_image_input with the info's image);
  * sigfeat: signal_dim floats. Not thread-safe per model. */
 int infer_model_run(infer_model *m, const float *image, const float *sigfeat,
 		    struct infer_output *out, char **err);
@@ -206,7 +161,7 @@ struct infer_frame {
  * the GPU gets frame and window there once: the model input and features
  * are computed on the device (fusion/'s arithmetic, cuda-prep.h) and the
  * modules read them in place. Others compute them with fusion/ on the CPU
- * (fusion_image_prepare_resize, fusion_sigfeat_compute). A frame that
+ * (fusion_image_input, fusion_sigfeat_compute). A frame that
  * cannot be prepared or a non-finite window fails the batch (-EINVAL). */
 int infer_model_run_raw(infer_model *m, int n, const struct infer_frame *frames,
 			const float *const *windows, struct infer_output *out, char **err);

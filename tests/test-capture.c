@@ -9,7 +9,7 @@
 
 #include "capture/capture.h"
 #include "core/part.h"
-#include "fusion/cvwrap.h"
+#include "cvwrap/cvwrap.h"
 
 #define W 37   /* odd width: GStreamer pads GRAY8 rows to 4 bytes */
 #define H 21

@@ -15,7 +15,7 @@
 #include <sqlite3.h>
 
 #include "core/part.h"
-#include "fusion/cvwrap.h"
+#include "cvwrap/cvwrap.h"
 
 /* Schema version 4: tables inspections, events, vibration, reviews, media,
  * meta; their indexes, meta's primary-key index. */

@@ -498,7 +498,8 @@ static void dft(const double *re, const double *im, size_t n, int sign, double *
 }
 
 /* vigil-sigfeat-v1 by prep-math.h's formulas over direct DFTs in double:
- * the computation inference/cuda-prep.cu does with cuFFT. */
+ * the computation inference/cuda-prep.c and cuda-prep-kernels.cu do with
+ * cuFFT. */
 static void features_by_formula(const float *x, size_t n, double rate, float *out)
 {
 	double *cos_t = g_new(double, n), *sin_t = g_new(double, n);

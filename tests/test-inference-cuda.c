@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "inference/infer-private.h"
 #include "inference/inference.h"
 #include "inference/onnx-graph.h"
 #include "tests/infertest.h"

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "inference/infer-engine.h"
+#include "inference/infer-private.h"
 #include "inference/inference.h"
 #include "inference/onnx-graph.h"
 #include "onnx.pb-c.h"

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fusion/fusion.h"
 #include "inference/inference.h"
 #include "tests/infertest.h"
 #include "tools/manifest.h"
@@ -127,7 +128,7 @@ static void synthetic_parts(const struct infer_info *info, int count, float *img
 	struct sim_gen_opts o = { .out_dir = dir, .parts = (unsigned)count, .seed = 11,
 				  .split = "test", .p_surface = 0.3, .p_vibration = 0.3 };
 	struct manifest_inputs in = { .width = info->input_width, .height = info->input_height,
-				  .mean = info->mean, .std = info->std, .resize = info->resize,
+				  .mean = info->mean, .std = info->std, .resize = info->image->resize,
 				  .window = (size_t)info->window };
 	GArray *rows;
 
@@ -293,10 +294,8 @@ static void test_run_raw(void)
 								     80 * i ? 60 : 0));
 		frames[i] = (struct infer_frame){ px, sizes[i][0], sizes[i][1], sizes[i][2] };
 		windows[i] = win[i / 2];  /* parts of two cameras */
-		g_assert_cmpint(fusion_image_prepare_resize(px, sizes[i][0], sizes[i][1], sizes[i][2],
-							    info->input_width, info->input_height,
-							    info->mean, info->std, info->resize,
-							    img + npix * i), ==, 0);
+		g_assert_cmpint(fusion_image_input(info->image, px, sizes[i][0], sizes[i][1],
+						   sizes[i][2], img + npix * i), ==, 0);
 		g_assert_cmpint(fusion_sigfeat_compute(sf, windows[i],
 						       feat + (size_t)info->signal_dim * i), ==, 0);
 	}

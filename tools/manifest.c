@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "core/wav.h"
-#include "fusion/cvwrap.h"
+#include "cvwrap/cvwrap.h"
 #include "inference/inference.h"
 
 #define WAV_CACHE_BYTES ((gsize)2 << 30)
@@ -368,7 +368,7 @@ int manifest_inputs_for_package(const struct infer_info *info, struct manifest_i
 		return -EINVAL;
 	}
 	*in = (struct manifest_inputs){ .width = info->input_width, .height = info->input_height,
-				    .mean = info->mean, .std = info->std, .resize = info->resize,
+				    .mean = info->mean, .std = info->std, .resize = info->image->resize,
 				    .sigfeat = sf, .window = (size_t)info->window,
 				    .wavs = manifest_wav_cache_new(info->rate_hz) };
 	return 0;

@@ -33,7 +33,7 @@
 #include <string.h>
 
 #include "core/wav.h"
-#include "fusion/cvwrap.h"
+#include "cvwrap/cvwrap.h"
 #include "tools/sim-synth.h"
 
 #define W SIM_IMAGE_SIZE

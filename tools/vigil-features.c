@@ -38,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fusion/cvwrap.h"
+#include "cvwrap/cvwrap.h"
 #include "fusion/fusion.h"
 #include "tools/manifest.h"
 #include "tools/tool-common.h"

@@ -4,10 +4,9 @@
 // never touches one (the inference tests, infer-bench) links no
 // libopencv_imgcodecs and none of its codec and GDAL libraries: the GPU kit
 // (bench/gpu-kit.sh) carries what such a program loads.
-#include "fusion/cvwrap.h"
+#include "cvwrap/cvwrap.h"
 
 #include <cerrno>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
@@ -19,14 +18,17 @@
 #include <opencv2/dnn.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <glib.h>
+
 struct cvw_net {
 	cv::dnn::Net net;
 };
 
-static void set_err(char *err, size_t errlen, const char *what)
+/* The one place a reason becomes the caller's string (g_free). */
+static void set_err(char **err, const char *what)
 {
-	if (err && errlen)
-		snprintf(err, errlen, "%s", what);
+	if (err)
+		*err = g_strdup(what);
 }
 
 extern "C" int cvw_resize_gray(const uint8_t *src, int w, int h, int stride,
@@ -60,7 +62,7 @@ extern "C" int cvw_blur_gray(uint8_t *img, int w, int h, int stride, double sigm
 	return 0;
 }
 
-extern "C" cvw_net *cvw_net_load(const char *onnx_path, char *err, size_t errlen)
+extern "C" cvw_net *cvw_net_load(const char *onnx_path, char **err)
 {
 	cvw_net *n = nullptr;
 
@@ -68,14 +70,14 @@ extern "C" cvw_net *cvw_net_load(const char *onnx_path, char *err, size_t errlen
 		n = new cvw_net;
 		n->net = cv::dnn::readNetFromONNX(onnx_path);
 		if (n->net.empty()) {
-			set_err(err, errlen, "OpenCV DNN read an empty network");
+			set_err(err, "OpenCV DNN read an empty network");
 			delete n;
 			return nullptr;
 		}
 		n->net.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
 		n->net.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
 	} catch (const std::exception &e) {
-		set_err(err, errlen, e.what());
+		set_err(err, e.what());
 		delete n;
 		return nullptr;
 	}
@@ -89,14 +91,14 @@ extern "C" void cvw_net_free(cvw_net *net)
 
 /* Resolves the NULL name to the one net output nobody else asked for. */
 static int output_names(cvw_net *net, const struct cvw_output *outs, int n_out,
-			std::vector<cv::String> &names, char *err, size_t errlen)
+			std::vector<cv::String> &names, char **err)
 {
 	std::vector<cv::String> all = net->net.getUnconnectedOutLayersNames();
 
 	for (int i = 0; i < n_out; i++) {
 		if (outs[i].name) {
 			if (std::find(all.begin(), all.end(), outs[i].name) == all.end()) {
-				set_err(err, errlen, (std::string("the network has no output '") +
+				set_err(err, (std::string("the network has no output '") +
 						      outs[i].name + "'").c_str());
 				return -ENOENT;
 			}
@@ -115,7 +117,7 @@ static int output_names(cvw_net *net, const struct cvw_output *outs, int n_out,
 			std::string msg = "cannot tell the main output among:";
 			for (const cv::String &a : left)
 				msg += " " + a;
-			set_err(err, errlen, msg.c_str());
+			set_err(err, msg.c_str());
 			return -ENOENT;
 		}
 		names.push_back(left[0]);
@@ -124,14 +126,14 @@ static int output_names(cvw_net *net, const struct cvw_output *outs, int n_out,
 }
 
 extern "C" int cvw_net_forward(cvw_net *net, const float *in, const int *shape, int ndim,
-			       struct cvw_output *outs, int n_out, char *err, size_t errlen)
+			       struct cvw_output *outs, int n_out, char **err)
 {
 	if (!net || !in || !shape || ndim <= 0 || ndim > 4 || !outs || n_out <= 0)
 		return -EINVAL;
 	try {
 		std::vector<cv::String> names;
 		std::vector<cv::Mat> res;
-		int rc = output_names(net, outs, n_out, names, err, errlen);
+		int rc = output_names(net, outs, n_out, names, err);
 
 		if (rc < 0)
 			return rc;
@@ -144,13 +146,13 @@ extern "C" int cvw_net_forward(cvw_net *net, const float *in, const int *shape, 
 
 			outs[i].len = n;
 			if (n > outs[i].cap || !outs[i].data) {
-				set_err(err, errlen, "model output larger than expected");
+				set_err(err, "model output larger than expected");
 				return -EOVERFLOW;
 			}
 			memcpy(outs[i].data, r.ptr<float>(), n * sizeof(float));
 		}
 	} catch (const std::exception &e) {
-		set_err(err, errlen, e.what());
+		set_err(err, e.what());
 		return -EIO;
 	}
 	return 0;

@@ -1,8 +1,13 @@
-/* The C face of OpenCV: the only C++ in the tree sits behind this header.
- * Images are 8-bit grayscale, row-major, with an explicit stride.
- * Every function returns 0 or a negative errno-style code; none throws. */
-#ifndef VIGIL_FUSION_CVWRAP_H
-#define VIGIL_FUSION_CVWRAP_H
+/* The C face of OpenCV: the only C++ in the tree sits behind this header,
+ * for fusion/ (resizing), inference/ (OpenCV DNN), db/ (image files) and
+ * the tools. Images are 8-bit grayscale, row-major, with an explicit
+ * stride. Every function returns 0 (or an object) or a negative
+ * errno-style code (or NULL); none throws. Where a failure has a reason
+ * worth telling (OpenCV's exception text), *err receives it, allocated
+ * (g_free), as in every other module; err may be NULL. Thread-safe as
+ * OpenCV is: one cvw_net per thread. */
+#ifndef VIGIL_CVWRAP_CVWRAP_H
+#define VIGIL_CVWRAP_CVWRAP_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -28,9 +33,8 @@ int cvw_blur_gray(uint8_t *img, int w, int h, int stride, double sigma);
 
 typedef struct cvw_net cvw_net;
 
-/* Loads an ONNX file with OpenCV DNN (CPU). On failure returns NULL and
- * writes the reason into err. */
-cvw_net *cvw_net_load(const char *onnx_path, char *err, size_t errlen);
+/* Loads an ONNX file with OpenCV DNN (CPU). NULL with *err on failure. */
+cvw_net *cvw_net_load(const char *onnx_path, char **err);
 void cvw_net_free(cvw_net *net);
 
 /* One output to fetch: name is the ONNX output's; NULL stands for the
@@ -45,9 +49,10 @@ struct cvw_output {
 
 /* Runs the net on one float32 input of the given NCHW (or NC) shape and
  * copies each requested output, flattened, into its data (cap floats);
- * -EOVERFLOW when one is larger, -ENOENT when a name is not an output. */
+ * -EOVERFLOW when one is larger, -ENOENT when a name is not an output,
+ * -EIO when OpenCV fails; *err says why (not for -EINVAL: bad arguments). */
 int cvw_net_forward(cvw_net *net, const float *in, const int *shape, int ndim,
-		    struct cvw_output *outs, int n_out, char *err, size_t errlen);
+		    struct cvw_output *outs, int n_out, char **err);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,6 @@
 // Image files through OpenCV's imgcodecs, apart from cvwrap.cpp so that only
 // the programs that read or write image files load imgcodecs (cvwrap.cpp).
-#include "fusion/cvwrap.h"
+#include "cvwrap/cvwrap.h"
 
 #include <cerrno>
 #include <cstdlib>
