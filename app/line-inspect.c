@@ -303,11 +303,8 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 				bad = f->width <= 0 || f->height <= 0 || f->stride < f->width;
 			} else {
 				memcpy(bi->feat + (size_t)k * dim, r->feat, dim * sizeof(float));
-				bad = fusion_image_prepare_resize(f->data, f->width, f->height,
-								  f->stride, info->input_width,
-								  info->input_height, info->mean,
-								  info->std, info->resize,
-								  bi->img + (size_t)k * npix) < 0;
+				bad = fusion_image_input(info->image, f->data, f->width, f->height,
+							 f->stride, bi->img + (size_t)k * npix) < 0;
 			}
 			if (bad) {
 				g_warning("part %u: model failed on camera %s: bad image",

@@ -247,7 +247,6 @@ static int read_info(infer_model *m, const config *man, char **err)
 	m->image.mean = in->mean;
 	m->image.std = in->std;
 	in->image = &m->image;
-	in->resize = (int)m->image.resize;
 	/* The defect map is optional: packages from before it, and vision
 	 * modules without a segmentation map, have no heatmap_output. */
 	if (config_get_string(man, "vision", "heatmap_output", "", &m->heatmap_output, err) < 0 ||

@@ -84,9 +84,6 @@ struct infer_info {
 	 * frame is fitted; stretch when the key is absent), in the form
 	 * fusion_image_input takes; owned by the model. */
 	const struct fusion_image_spec *image;
-	/* image->resize as an int, only until app/line.c's inspect thread
-	 * uses image (issue 19's merge); nothing else may read it. */
-	int resize;
 	/* [vision] heatmap_width/_height: the defect map's size, 0 when the
 	 * package has no heatmap_output. */
 	int heatmap_width, heatmap_height;
