@@ -238,6 +238,10 @@ void line_get_stats(line *l, struct line_stats *st)
 
 void line_get_health(line *l, struct line_health *h)
 {
+	struct db_stats db;
+
+	db_get_stats(l->db, &db);
+	G_STATIC_ASSERT(sizeof h->db_rows_dropped == sizeof db.rows_dropped);
 	*h = (struct line_health){
 		.q_inspect = bqueue_depth(l->q_inspect) + bqueue_depth(l->q_ready),
 		.q_results = bqueue_depth(l->q_results),
@@ -246,14 +250,15 @@ void line_get_health(line *l, struct line_health *h)
 		 * its state once per poll. */
 		.plc_connected = g_atomic_int_get(&l->plc_up),
 		.cameras = l->set.ncameras,
-		.db_rows_written = db_rows_written(l->db),
-		.db_rows_failed = db_rows_failed(l->db),
+		.db_rows_written = db.rows_written,
+		.db_rows_failed = db.rows_failed,
 		.db_ok = !g_atomic_int_get(&l->db_fault_up),
-		.db_write_lag_ms = db_write_lag_ms(l->db),
-		.db_write_lag_max_ms = db_write_lag_max_ms(l->db),
-		.db_queue_high_water = db_queue_high_water(l->db),
-		.db_media_written = db_media_written(l->db),
-		.db_media_dropped = db_media_dropped(l->db),
+		.db_write_lag_ms = db.write_lag_ms,
+		.db_write_lag_max_ms = db.write_lag_max_ms,
+		.db_queue_high_water = db.queue_high_water,
+		.db_media_written = db.media_written,
+		.db_media_dropped = db.media_dropped,
+		.db_spool_depth = db.spool_depth,
 	};
 	for (int i = 0; i < l->set.ncameras; i++) {
 		struct capture_stats one;
@@ -264,9 +269,6 @@ void line_get_health(line *l, struct line_health *h)
 		h->camera[i].frames = one.frames;
 		h->camera[i].up = one.up;
 	}
-	for (int t = 0; t < DB_NTABLES; t++)
-		for (int c = 0; c < DB_NDROP_CAUSES; c++)
-			h->db_rows_dropped[t][c] = db_rows_dropped(l->db, t, c);
-	h->db_spool_depth = db_spool_depth(l->db);
+	memcpy(h->db_rows_dropped, db.rows_dropped, sizeof h->db_rows_dropped);
 }
 

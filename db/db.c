@@ -502,30 +502,6 @@ const char *db_drop_cause_name(enum db_drop_cause cause)
 	return (int)cause >= 0 && cause < DB_NDROP_CAUSES ? names[cause] : "unknown";
 }
 
-/* The single getters: kept until app/ is converted to db_get_stats. */
-uint64_t db_rows_written(db_log *db)
-{
-	return db ? atomic_load(&db->rows_written) : 0;
-}
-
-uint64_t db_rows_failed(db_log *db)
-{
-	return db ? atomic_load(&db->rows_failed) : 0;
-}
-
-uint64_t db_rows_dropped(db_log *db, enum db_table table, enum db_drop_cause cause)
-{
-	if (!db || (int)table < 0 || table >= DB_NTABLES || (int)cause < 0 ||
-	    cause >= DB_NDROP_CAUSES)
-		return 0;
-	return atomic_load(&db->dropped[table][cause]);
-}
-
-size_t db_spool_depth(db_log *db)
-{
-	return db ? atomic_load(&db->spool_depth) : 0;
-}
-
 uint64_t db_settled(db_log *db)
 {
 	return db ? atomic_load(&db->settled) : 0;
@@ -534,31 +510,6 @@ uint64_t db_settled(db_log *db)
 int db_ok(db_log *db)
 {
 	return db ? atomic_load(&db->ok) : 0;
-}
-
-uint64_t db_media_dropped(db_log *db)
-{
-	return db ? atomic_load(&db->media_dropped) : 0;
-}
-
-uint64_t db_media_written(db_log *db)
-{
-	return db ? atomic_load(&db->media_written) : 0;
-}
-
-size_t db_queue_high_water(db_log *db)
-{
-	return db && db->queue ? bqueue_high_water(db->queue) : 0;
-}
-
-double db_write_lag_ms(db_log *db)
-{
-	return db ? (double)atomic_load(&db->lag_us) / 1000.0 : 0.0;
-}
-
-double db_write_lag_max_ms(db_log *db)
-{
-	return db ? (double)atomic_load(&db->lag_max_us) / 1000.0 : 0.0;
 }
 
 char *db_last_error(db_log *db)

@@ -193,23 +193,9 @@ enum db_drop_cause {
 	DB_DROP_CLOSED,       /* still in the spool at db_close, writes still failing */
 	DB_NDROP_CAUSES
 };
-uint64_t db_rows_dropped(db_log *db, enum db_table table, enum db_drop_cause cause);
 /* Static names, as /metrics labels them: "inspections"; "spool_full". */
 const char *db_table_name(enum db_table table);
 const char *db_drop_cause_name(enum db_drop_cause cause);
-/* Items waiting in the spool now (rows, and media rows and latencies). */
-size_t db_spool_depth(db_log *db);
-
-/* Media files dropped (queue full or write failed) and written so far. */
-uint64_t db_media_dropped(db_log *db);
-uint64_t db_media_written(db_log *db);
-
-/* The deepest the row queue has been; and the write lag: from queueing to
- * commit, of the oldest row of the last batch written, and the most seen. */
-size_t db_queue_high_water(db_log *db);
-double db_write_lag_ms(db_log *db);
-double db_write_lag_max_ms(db_log *db);
-
 /* Runs retention now, on the writer thread, and waits for it (for tests and
  * vigilctl). Returns 0 or a negative code. */
 int db_retain_now(db_log *db);
@@ -236,19 +222,9 @@ int db_trend(db_log *db, const struct db_trend *row);
  * No db_submit or db_event may run during or after it. */
 void db_close(db_log *db);
 
-/* Rows committed so far, and rows given up for good (the sum of
- * db_rows_dropped; logged with g_warning). Both count rows of tables
- * inspections, events and trend together (not vibration or media rows);
- * a row counts as written once its transaction has committed, so
- * db_rows_written is what the file holds, less what retention removed. */
-uint64_t db_rows_written(db_log *db);
-uint64_t db_rows_failed(db_log *db);
-
 /* Everything the log counts, in one call: for /metrics, status, benchmarks
- * and tests. The single getters above (db_settled, db_ok, db_rows_written,
- * db_rows_failed, db_rows_dropped, db_spool_depth, db_media_written,
- * db_media_dropped, db_queue_high_water, db_write_lag_ms and
- * db_write_lag_max_ms) are kept until app/ is converted.
+ * and tests. (db_settled and db_ok stay single calls: a result waiting for
+ * its row asks them every poll.)
  *
  * Any thread, at any time between db_open and db_close; db NULL fills *out
  * with zeros (ok 0). Each field is read atomically on its own while the
@@ -265,7 +241,10 @@ struct db_stats {
 	uint64_t settled;         /* the highest ticket dealt with (db_submit_media) */
 	int ok;                   /* 0 while writes fail, until the spool is written */
 	/* Rows of tables inspections, events and trend (not vibration or media
-	 * rows): committed, and given up for good (the sum of rows_dropped). */
+	 * rows): committed, and given up for good (the sum of rows_dropped,
+	 * each logged with g_warning). A row counts as written once its
+	 * transaction has committed, so rows_written is what the file holds,
+	 * less what retention removed. */
 	uint64_t rows_written, rows_failed;
 	uint64_t rows_dropped[DB_NTABLES][DB_NDROP_CAUSES];
 	size_t spool_depth;       /* items waiting in the spool now */
