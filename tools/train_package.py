@@ -1,0 +1,276 @@
+"""A model package's files as tools/train.py writes them (docs/model.md;
+tools/ensemble.py writes its joined package with the same pieces): the
+ONNX modules, checked under OpenCV DNN (the CPU inference path) against
+torch; the thresholds (calibrate()) and the held-out figures; manifest.ini;
+torch's defect maps in vigil-eval's format.
+"""
+import datetime
+import hashlib
+import os
+import shlex
+import sys
+
+import numpy as np
+import torch
+
+from train_data import log
+from train_model import SIGNAL_EMBED, VISION_EMBED, VisionWithMap
+
+FEATURES_VERSION = "vigil-sigfeat-v1"
+OPSET = 11
+VISION_OUTPUT = "vision"
+HEATMAP_OUTPUT = "defect_map"   # [vision] heatmap_output of a segmentation package
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def auroc(pos, neg):
+    """Probability that a positive scores above a negative (ties one half)."""
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    pos, neg = np.asarray(pos, np.float64), np.sort(np.asarray(neg, np.float64))
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float(np.mean((below + 0.5 * ties) / len(neg)))
+
+
+def figures(logits, surf, vib, defect, reject, marginal):
+    """Escapes: defective parts accepted (p < marginal). False rejects: good
+    parts rejected or marginal (p >= marginal), as vigil-sim counts them."""
+    pv, ps, p = sigmoid(logits[:, 0]), sigmoid(logits[:, 1]), sigmoid(logits[:, 2])
+    d = defect > 0.5
+    escapes = int(np.sum(d & (p < marginal)))
+    false_rejects = int(np.sum(~d & (p >= marginal)))
+    return {
+        "parts": len(p),
+        "defective": int(d.sum()),
+        "accuracy": float(np.mean((p >= reject) == d)),
+        "escapes": escapes,
+        "false_rejects": false_rejects,
+        "escape_rate": escapes / max(int(d.sum()), 1),
+        "false_reject_rate": false_rejects / max(int((~d).sum()), 1),
+        "vision_accuracy": float(np.mean((pv >= 0.5) == (surf > 0.5))),
+        "signal_accuracy": float(np.mean((ps >= 0.5) == (vib > 0.5))),
+    }
+
+
+MARGIN_LOGIT = 0.1   # tight rule: marginal this far above the good part it clears
+
+
+def calibrate(fused_logits, defect, frr_target, rule="midway"):
+    """Two thresholds from the held-out set's good parts, sorted highest
+    first; k = floor(frr_target * good parts) of them may be rejected or
+    marginal. marginal, under rule
+      midway: midway (in logit) between the (k+1)-th and the k-th highest
+              good part (real-v1 to real-v3);
+      tight:  MARGIN_LOGIT above the (k+1)-th highest good part (never
+              above midway): the lowest threshold that meets the target on
+              the held-out set, the one vigil-eval's escape rate at 1 %
+              false rejects uses, so the operating point escapes no more
+              than that figure. The gap up to the k-th good part holds no
+              good part, only defective ones; midway accepts those.
+    Under both, at most k held-out good parts are at or above marginal.
+    reject: midway between the highest good part and 1 logit above it,
+    and never below p = 0.5, so that no held-out good part is rejected
+    outright and the parts in between go to a manual check."""
+    good = np.sort(fused_logits[defect < 0.5].astype(np.float64))[::-1]
+    if len(good) == 0:
+        return 0.5, 0.5
+    k = int(np.floor(frr_target * len(good)))
+    if k >= len(good):
+        marginal = good[-1] - 0.5
+    elif rule == "tight":
+        gap = good[k - 1] - good[k] if k > 0 else 1.0
+        marginal = good[k] + min(MARGIN_LOGIT, gap / 2)
+    elif k == 0:
+        marginal = good[0] + 0.5
+    else:
+        marginal = (good[k] + good[k - 1]) / 2
+    reject = max(good[0] + 0.5, 0.0, marginal)
+    return float(sigmoid(reject)), float(sigmoid(marginal))
+
+
+def export_onnx(module, example, path, in_name, out_names):
+    module.eval()
+    torch.onnx.export(module, example, path, opset_version=OPSET, input_names=[in_name],
+                      output_names=out_names, do_constant_folding=True,
+                      training=torch.onnx.TrainingMode.EVAL)
+    import onnx
+    onnx.checker.check_model(onnx.load(path))
+
+
+def opencv_forward(nets, img, sig, with_map=False):
+    """The three modules chained as vigild chains them; with_map: also the
+    vision module's defect map (None without)."""
+    vnet, snet, dnet = nets
+    vnet.setInput(img)
+    if with_map:
+        v, hm = vnet.forward([VISION_OUTPUT, HEATMAP_OUTPUT])
+        v = v.reshape(1, -1)
+    else:
+        v, hm = vnet.forward().reshape(1, -1), None
+    snet.setInput(sig)
+    s = snet.forward().reshape(1, -1)
+    dnet.setInput(np.concatenate([v, s], axis=1).astype(np.float32))
+    d = dnet.forward().reshape(1, -1)
+    return v, s, d, hm
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read())
+    return h.hexdigest()
+
+
+def export_modules(a, vision, signal, decision, sig_dim, seg):
+    """Writes the three ONNX modules into a.out from the trained modules
+    (in eval mode); the signal module carries its normalisation in its
+    first layer. Returns the package's file names and paths by module and
+    the folded signal module."""
+    sig_export = signal.folded()
+    files = {"vision": "vision.onnx", "signal": "signal.onnx", "decision": "decision.onnx"}
+    paths = {k: os.path.join(a.out, v) for k, v in files.items()}
+    if seg:
+        export_onnx(VisionWithMap(vision), torch.zeros(1, 1, a.height, a.width),
+                    paths["vision"], "image", [VISION_OUTPUT, HEATMAP_OUTPUT])
+    else:
+        export_onnx(vision, torch.zeros(1, 1, a.height, a.width), paths["vision"], "image",
+                    [VISION_OUTPUT])
+    export_onnx(sig_export, torch.zeros(1, sig_dim), paths["signal"], "features", ["signal"])
+    export_onnx(decision, torch.zeros(1, 2 + VISION_EMBED + SIGNAL_EMBED), paths["decision"],
+                "vision_signal", ["defect"])
+    return files, paths, sig_export
+
+
+def check_opencv(paths, vision, signal, sig_export, decision, check_img, check_sig, seg):
+    """Loads the exported modules with OpenCV DNN and exits unless they
+    match torch on the first 64 of the given parts. Returns the OpenCV
+    nets (vision, signal, decision) and torch's defect maps of those parts
+    (None without a segmentation network)."""
+    import cv2
+    nets = tuple(cv2.dnn.readNetFromONNX(paths[k]) for k in ("vision", "signal", "decision"))
+    for net in nets:
+        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    k = min(len(check_img), 64)
+    with torch.no_grad():
+        tv, tmap = vision.features(torch.from_numpy(check_img[:k])) if seg else \
+            (vision(torch.from_numpy(check_img[:k])), None)
+        tv = tv.numpy()
+        tmap = torch.sigmoid(tmap).numpy() if seg else None
+        ts = signal(torch.from_numpy(check_sig[:k])).numpy()
+        ts_folded = sig_export(torch.from_numpy(check_sig[:k])).numpy()
+        td = decision(torch.cat([torch.from_numpy(tv), torch.from_numpy(ts)], 1)).numpy()
+    diff = [0.0, 0.0, 0.0, 0.0]
+    for i in range(k):
+        v, s, d, hm = opencv_forward(nets, check_img[i:i + 1], check_sig[i:i + 1], seg)
+        diff[0] = max(diff[0], float(np.abs(v - tv[i]).max()))
+        diff[1] = max(diff[1], float(np.abs(s - ts[i]).max()))
+        diff[2] = max(diff[2], float(np.abs(d - td[i]).max()))
+        if seg:
+            diff[3] = max(diff[3], float(np.abs(hm - tmap[i]).max()))
+    log(f"OpenCV DNN {cv2.__version__} against torch on {k} parts, max abs diff: "
+        f"vision {diff[0]:.2e} signal {diff[1]:.2e} decision {diff[2]:.2e} "
+        + (f"defect map {diff[3]:.2e} " if seg else "") +
+        f"(folded signal layer vs torch: {np.abs(ts_folded - ts).max():.2e})")
+    if max(diff) > 1e-3:
+        sys.exit("train: the exported modules do not match torch under OpenCV DNN")
+    return nets, tmap
+
+
+def threshold_text(p, a):
+    """A threshold as vigild reads it: calibrated ones as the exact decimal
+    of their float32 (inference keeps thresholds in float and checks
+    marginal <= reject against that float), given ones as typed."""
+    if a.frr_target is None:
+        return f"{p:g}"
+    return repr(float(np.float32(p)))
+
+
+def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
+                   vision_out=1 + VISION_EMBED, signal_out=1 + SIGNAL_EMBED,
+                   tool="tools/train.py", notes=()):
+    """manifest.ini of the package in a.out; tool and argv make its
+    trained_by line, notes are comment lines under [package]."""
+    cmd = tool + " " + " ".join(shlex.quote(x) for x in argv)
+    lines = [
+        f"# Vigil model package (docs/model.md). Written by {tool}.",
+        "[package]",
+        "format=1",
+        f"name={a.name}",
+        f"version={a.version}",
+        f"created={datetime.date.today().isoformat()}",
+        f"trained_by={cmd}",
+    ] + [f"# {n}" for n in notes] + [
+        "",
+        "[vision]",
+        f"file={files['vision']}",
+        f"sha256={sha256(paths['vision'])}",
+        f"input_width={a.width}",
+        f"input_height={a.height}",
+    ] + ([f"resize={a.resize}"] if a.resize != "stretch" else []) + [
+        f"mean={a.mean:g}",
+        f"std={a.std:g}",
+        f"output_dim={vision_out}",
+    ] + ([f"heatmap_output={HEATMAP_OUTPUT}", f"heatmap_width={heatmap[0]}",
+          f"heatmap_height={heatmap[1]}"] if heatmap else []) + [
+        "",
+        "[signal]",
+        f"file={files['signal']}",
+        f"sha256={sha256(paths['signal'])}",
+        f"features={FEATURES_VERSION}",
+        f"rate_hz={a.rate:g}",
+        f"window={a.window}",
+        f"input_dim={sig_dim}",
+        f"output_dim={signal_out}",
+        "",
+        "[decision]",
+        f"file={files['decision']}",
+        f"sha256={sha256(paths['decision'])}",
+        f"input_dim={vision_out + signal_out}",
+        "output_dim=1",
+        "",
+        "# Sigmoid probabilities: p >= reject rejects, marginal <= p < reject is",
+        "# marginal; vision and signal flag the modality that found the defect.",
+    ] + ([f"# Chosen on {a.val_manifest} (split {a.val_split or 'all'}) for a false-reject "
+          f"target of {100 * a.frr_target:g} %, marginal rule {a.marginal_rule} "
+          "(tools/train.py calibrate())."]
+         if a.frr_target is not None and metrics else []) + [
+        "[thresholds]",
+        f"reject={threshold_text(a.reject, a)}",
+        f"marginal={threshold_text(min(a.marginal, a.reject), a)}",
+        "vision=0.5",
+        "signal=0.5",
+        "",
+    ]
+    if metrics:
+        lines += [
+            f"# Held-out set {a.val_manifest}, run through OpenCV DNN: accuracy is",
+            "# (p >= reject) == defect; escape rate is defective parts accepted",
+            "# (p < marginal) over defective parts; false reject rate is good parts",
+            "# rejected or marginal over good parts.",
+            f"# Defective parts: {metrics['defective']}; escapes: {metrics['escapes']}; "
+            f"false rejects: {metrics['false_rejects']}; vision head accuracy "
+            f"{metrics['vision_accuracy']:.4f}, signal head {metrics['signal_accuracy']:.4f}.",
+            "[metrics]",
+            f"heldout_parts={metrics['parts']}",
+            f"heldout_accuracy={metrics['accuracy']:.4f}",
+            f"heldout_escape_rate={metrics['escape_rate']:.4f}",
+            f"heldout_false_reject_rate={metrics['false_reject_rate']:.4f}",
+        ]
+    else:
+        lines += ["# No held-out set was given.", "[metrics]", "heldout_parts=0"]
+    with open(os.path.join(a.out, "manifest.ini"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def write_maps(path, maps):
+    """Defect maps [N, 1, H, W] as vigil-eval --heatmaps writes them:
+    "VGH1", uint32 N, W, H, then N*H*W float32, little-endian."""
+    n, _, h, w = maps.shape
+    with open(path, "wb") as f:
+        f.write(b"VGH1" + np.array([n, w, h], "<u4").tobytes())
+        f.write(np.ascontiguousarray(maps, "<f4").tobytes())
