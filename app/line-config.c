@@ -165,7 +165,7 @@ int line_read_config(line *l, const config *cfg, char **err)
 	    infer_options_read(cfg, &set->model, err) < 0)
 		goto out;
 
-	if (plc_config_read(cfg, "plc", &l->plc_set, err) < 0)
+	if (plc_config_read(cfg, "plc", &l->set.plc, err) < 0)
 		goto out;
 	if ((rc = read_jobs(set, cfg, err)) < 0)
 		goto out;
@@ -177,13 +177,13 @@ int line_read_config(line *l, const config *cfg, char **err)
 	{
 		char *def = g_strconcat(set->database.path, ".plc-state", NULL);
 
-		ival = config_get_string(cfg, "plc", "state_file", def, &l->plc_state_path, err);
+		ival = config_get_string(cfg, "plc", "state_file", def, &l->set.plc_state_path, err);
 		g_free(def);
 		if (ival < 0)
 			goto out;
 	}
-	if (l->plc_set.job && !set->jobs[l->plc_set.job].number) {
-		*err = config_error(cfg, "plc", "job", "no [job.%d] section", l->plc_set.job);
+	if (l->set.plc.job && !set->jobs[l->set.plc.job].number) {
+		*err = config_error(cfg, "plc", "job", "no [job.%d] section", l->set.plc.job);
 		goto out;
 	}
 	rc = 0;

@@ -49,16 +49,16 @@ struct line_jobs {
 int line_jobs_start_job(line *l)
 {
 	char *text = NULL;
-	int job = l->plc_set.job;
+	int job = l->set.plc.job;
 
-	if (g_file_get_contents(l->plc_state_path, &text, NULL, NULL)) {
+	if (g_file_get_contents(l->set.plc_state_path, &text, NULL, NULL)) {
 		int n = 0;
 
 		if (sscanf(text, "job=%d", &n) == 1 && n >= 0 && n <= LINE_MAX_JOBS &&
 		    (n == 0 || l->set.jobs[n].number))
 			job = n;
 		else
-			g_warning("%s: no valid job selection, using job %d", l->plc_state_path, job);
+			g_warning("%s: no valid job selection, using job %d", l->set.plc_state_path, job);
 		g_free(text);
 	}
 	return job;
@@ -72,8 +72,8 @@ void line_jobs_save(line *l, int job)
 	snprintf(text, sizeof text, "job=%d\n", job);
 	/* g_file_set_contents writes a temporary file and renames it, so a
 	 * power cut leaves the old selection or the new one. */
-	if (!g_file_set_contents(l->plc_state_path, text, -1, &gerr)) {
-		g_warning("cannot keep the job selection in %s: %s", l->plc_state_path,
+	if (!g_file_set_contents(l->set.plc_state_path, text, -1, &gerr)) {
+		g_warning("cannot keep the job selection in %s: %s", l->set.plc_state_path,
 			  gerr->message);
 		g_error_free(gerr);
 	}

@@ -80,7 +80,7 @@ static void session_failsafe(void *data, void *part, uint32_t part_id)
 	struct plc_state *s = data;
 
 	g_warning("part %u: no verdict within %d ms, fail-safe reject", part_id,
-		  s->l->plc_set.reject_deadline_ms);
+		  s->l->set.plc.reject_deadline_ms);
 	s->fs_row = (struct line_row){ 0 };
 	line_log_failsafe(s->l, part, &s->fs_row);
 }
@@ -195,6 +195,8 @@ static void watch_database(line *l, struct plc_state *s)
 
 /* ---- triggers ---- */
 
+static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p);
+
 static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger *t)
 {
 	struct plc_trigger_news n;
@@ -233,7 +235,10 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 		p->flags |= VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_QUEUE_FULL;
 		p->score = 1.0f;
 		s->queue_full = TRUE;
-		bqueue_push(l->q_results, p, -1);
+		/* Taken here, not pushed onto q_results: this thread is the
+		 * one that empties q_results, so a push that waited for room
+		 * there would wait for ever. */
+		take_verdict(l, s, p);
 	} else {
 		s->queue_full = FALSE;
 	}
@@ -294,7 +299,7 @@ static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p)
 	case PLC_VERDICT_OVERRUN:
 		g_warning("part %u: result buffer full (%d waiting, PLC has not acknowledged "
 			  "result %u): result overrun, logged but not sent",
-			  p->part_id, l->plc_set.result_buffer,
+			  p->part_id, l->set.plc.result_buffer,
 			  plc_session_result(s->session)->counter);
 		/* Its row says what the PLC is left with: no result, which it
 		 * must treat as a reject (docs/plc.md, Overrun). */
@@ -436,14 +441,14 @@ static gboolean plc_silent(line *l, struct plc_state *s, int64_t now)
 {
 	int64_t last = plc_link_last_request_us(l->plc);
 	gboolean silent = now - (last ? last : s->started_us) >
-			  (int64_t)l->plc_set.peer_timeout_ms * 1000;
+			  (int64_t)l->set.plc.peer_timeout_ms * 1000;
 
 	if (silent != s->plc_silent) {
 		if (silent) {
 			g_warning("PLC stopped polling: no request for %d ms (inspection and "
-				  "logging go on)", l->plc_set.peer_timeout_ms);
+				  "logging go on)", l->set.plc.peer_timeout_ms);
 			line_post_event(l, "plc-silent", "PLC stopped polling: no request "
-					"for %d ms", l->plc_set.peer_timeout_ms);
+					"for %d ms", l->set.plc.peer_timeout_ms);
 		} else {
 			g_message("PLC polling again");
 			line_post_event(l, "plc-polling", "PLC polling again");
@@ -500,9 +505,9 @@ static void update_status(line *l, struct plc_state *s, int64_t now)
 /* "host:port" or "device@baud", for messages. */
 static char *link_name(line *l)
 {
-	if (l->plc_set.link.transport == PLC_TRANSPORT_RTU)
-		return g_strdup_printf("%s@%d", l->plc_set.link.device, l->plc_set.link.baud);
-	return g_strdup_printf("%s:%d", l->plc_set.link.host, l->plc_set.link.port);
+	if (l->set.plc.link.transport == PLC_TRANSPORT_RTU)
+		return g_strdup_printf("%s@%d", l->set.plc.link.device, l->set.plc.link.baud);
+	return g_strdup_printf("%s:%d", l->set.plc.link.host, l->set.plc.link.port);
 }
 
 /* Once per loss, not per attempt: a warning and a plc-link-down event. */
@@ -515,7 +520,7 @@ static void report_down(line *l, struct plc_state *s, int rc, const char *what)
 	s->link_down = TRUE;
 	name = link_name(l);
 	g_warning("PLC %s: %s: %s (retrying, backoff up to %d ms)", name, what, plc_strerror(rc),
-		  l->plc_set.reconnect_max_ms);
+		  l->set.plc.reconnect_max_ms);
 	line_post_event(l, "plc-link-down", "PLC %s: %s: %s", name, what, plc_strerror(rc));
 	g_free(name);
 }
@@ -537,7 +542,7 @@ static void link_works(line *l, struct plc_state *s)
 		s->link_down = FALSE;
 	} else {
 		g_message("PLC %s: %s (%s)", name, server ? "serving" : "connected",
-			  l->plc_set.link.transport == PLC_TRANSPORT_RTU ? "rtu" : "tcp");
+			  l->set.plc.link.transport == PLC_TRANSPORT_RTU ? "rtu" : "tcp");
 	}
 	g_free(name);
 }
@@ -546,8 +551,8 @@ static void link_works(line *l, struct plc_state *s)
  * that comes back is found within the cap. */
 static void back_off(line *l, struct plc_state *s, int64_t now)
 {
-	s->backoff_ms = s->backoff_ms ? MIN(s->backoff_ms * 2, l->plc_set.reconnect_max_ms)
-				      : l->plc_set.reconnect_min_ms;
+	s->backoff_ms = s->backoff_ms ? MIN(s->backoff_ms * 2, l->set.plc.reconnect_max_ms)
+				      : l->set.plc.reconnect_min_ms;
 	s->next_connect_us = now + (int64_t)s->backoff_ms * 1000;
 }
 
@@ -564,7 +569,7 @@ static void keep_connected(line *l, struct plc_state *s, int64_t now)
 		 * to again on every poll. Only a link that held that long is
 		 * tried again at once. */
 		s->link_open = FALSE;
-		if (s->link_up && now - s->connected_us >= (int64_t)l->plc_set.reconnect_max_ms * 1000) {
+		if (s->link_up && now - s->connected_us >= (int64_t)l->set.plc.reconnect_max_ms * 1000) {
 			s->backoff_ms = 0;
 			s->next_connect_us = now;
 		} else {
@@ -623,7 +628,7 @@ gpointer line_plc_thread(gpointer data)
 	void *item;
 
 	/* [plc] was checked: a session cannot be refused here. */
-	s.session = plc_session_new(&l->plc_set, &session_ops, &s);
+	s.session = plc_session_new(&l->set.plc, &session_ops, &s);
 	if (!s.session) {
 		g_critical("PLC: the session refused the [plc] settings");
 		return NULL;
@@ -635,7 +640,7 @@ gpointer line_plc_thread(gpointer data)
 	s.job_refused = (uint16_t)l->start_refused;
 	s.job_error = (uint16_t)l->start_error;
 	if (s.job)
-		g_message("job %d selected (from %s or [plc] job)", s.job, l->plc_state_path);
+		g_message("job %d selected (from %s or [plc] job)", s.job, l->set.plc_state_path);
 	for (;;) {
 		int64_t now = vigil_now_us();
 		gboolean idle;
@@ -672,11 +677,11 @@ gpointer line_plc_thread(gpointer data)
 		if (server && plc_link_connected(l->plc)) {
 			/* A commit is a fraction of a millisecond away: look
 			 * again soon rather than after a whole poll. */
-			plc_serve(l->plc, s.awaiting_commit ? 0 : l->plc_set.poll_ms);
+			plc_serve(l->plc, s.awaiting_commit ? 0 : l->set.plc.poll_ms);
 			if (s.awaiting_commit)
 				g_usleep(COMMIT_POLL_US);
 		} else if (bqueue_pop(l->q_results, &item, s.awaiting_commit ? COMMIT_POLL_US
-					: (int64_t)l->plc_set.poll_ms * 1000) == 0) {
+					: (int64_t)l->set.plc.poll_ms * 1000) == 0) {
 			collect_verdict(l, &s, item);
 		}
 	}

@@ -50,6 +50,8 @@ struct line_settings {
 	struct transmitter_settings transmitter; /* [transmitter.NAME]; name NULL: none */
 	struct infer_settings model;           /* [model] */
 	struct db_settings database;           /* [database] */
+	struct plc_settings plc;               /* [plc] but state_file (plc_config_read) */
+	char *plc_state_path;     /* [plc] state_file: the selected job, kept across restarts */
 	struct line_job jobs[LINE_MAX_JOBS + 1]; /* [job.N], indexed by job number */
 };
 
@@ -90,9 +92,7 @@ struct line_part {
 };
 
 struct line {
-	struct line_settings set;
-	struct plc_settings plc_set; /* [plc] but state_file (plc_config_read) */
-	char *plc_state_path;     /* [plc] state_file: the selected job, kept across restarts */
+	struct line_settings set; /* every stage's settings, read by line_read_config */
 
 	/* stages */
 	capture_camera *cameras[LINE_MAX_CAMERAS]; /* set.cameras[i]'s camera */

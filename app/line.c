@@ -28,8 +28,8 @@ void line_free(line *l)
 	bqueue_free(l->q_ready);
 	bqueue_free(l->q_results);
 	bqueue_free(l->q_log);
-	plc_settings_clear(&l->plc_set);
-	g_free(l->plc_state_path);
+	plc_settings_clear(&l->set.plc);
+	g_free(l->set.plc_state_path);
 	line_settings_clear(&l->set);
 	g_mutex_clear(&l->stats_lock);
 	g_free(l);
@@ -85,7 +85,7 @@ line *line_new(const config *cfg, char **err)
 	if (set->transmitter.name &&
 	    !(l->transmitter = sensor_transmitter_new(&set->transmitter.cfg, err)))
 		goto fail;
-	if (!(l->plc = plc_link_new(&l->plc_set.link))) {
+	if (!(l->plc = plc_link_new(&l->set.plc.link))) {
 		*err = config_error(cfg, "plc", NULL, "invalid endpoint");
 		goto fail;
 	}

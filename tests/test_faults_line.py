@@ -24,6 +24,13 @@ depends on the machine being fast or slow.
                clears only ready and running, and the results never taken
                are named in a warning and a plc-stop event; their rows say
                "not sent".
+  queue-full   the source stalls on the second part while the PLC
+               triggers 270: the parts behind it fill the inspection queue
+               and the rest find it full. Those, and only those, get a
+               fail-safe reject flagged "queue full" (bit 8), the status
+               word shows queue full with error 11, every part still gets
+               its result in trigger order, and each row says what the PLC
+               got.
 
 usage: test_faults_line.py BUILD_DIR SOURCE_ROOT SCENARIO
 """
@@ -36,7 +43,8 @@ import threading
 import time
 
 from linetest import Vigild, camera_section, fail, free_port, generate_parts, line_config, workdir
-from plctest import (FL_DEADLINE, FL_FAILSAFE, FL_NO_VIBRATION, FL_NOT_SENT, REJECT, ST_READY,
+from plctest import (ERR_QUEUE_FULL, FL_DEADLINE, FL_FAILSAFE, FL_NO_VIBRATION, FL_NOT_SENT,
+                     FL_QUEUE_FULL, REJECT, ST_FAULT, ST_QUEUE_FULL, ST_READY,
                      ST_VALID, VERDICT_NAMES, WAIT_S, MasterPLC, ServerPLC, part_id,
                      quiet_pymodbus, start_vigild, stop_vigild, wait_for)
 
@@ -93,8 +101,10 @@ class FifoSource:
         self.go.set()
 
 
-def setup(build, root, tmp, parts, deadline_ms=300, window_ms=1000, role="server"):
+def setup(build, root, tmp, parts, deadline_ms=300, window_ms=1000, role="server",
+          plc_extra=""):
     env = {"build": build, "root": root, "tmp": tmp, "port": free_port(), "role": role,
+           "parts": parts,
            "db": os.path.join(tmp, "vigil.db"), "sim": os.path.join(tmp, "sim")}
     generate_parts(build, env["sim"], parts, 11)
     fifo = os.path.join(tmp, "vibration.fifo")
@@ -102,7 +112,7 @@ def setup(build, root, tmp, parts, deadline_ms=300, window_ms=1000, role="server
                        env["sim"], root, env["port"], env["db"], deadline_ms=deadline_ms,
                        window_timeout_ms=window_ms,
                        plc_extra=f"mode = {role}\npeer_timeout_ms = 600000\n"
-                                 "reconnect_min_ms = 50\nreconnect_max_ms = 400\n")
+                                 "reconnect_min_ms = 50\nreconnect_max_ms = 400\n" + plc_extra)
     conf = conf.replace(f"filesrc location={env['sim']}/vibration.wav",
                         f"filesrc location={fifo}")
     env["conf"] = os.path.join(tmp, "vigild.conf")
@@ -302,6 +312,49 @@ def scenario_sigterm_buffered(env):
         fail(f"no plc-stop event: {events}")
 
 
+def scenario_queue_full(env):
+    # Part 1 has its vibration; part 2's never comes while the source is
+    # stalled, so the acquire thread waits on it (the window timeout and
+    # the deadline are a minute) and the triggers behind it fill the
+    # inspection queue (256 parts). The rest find it full.
+    n = env["parts"]
+    v, plc, src = start(env, 1)
+    for i in range(n):
+        plc.trigger(i + 1, 1000 + i)
+    st = plc.status()
+    if not st[1] & ST_QUEUE_FULL or not st[1] & ST_FAULT or st[2] != ERR_QUEUE_FULL:
+        fail(f"status after {n} triggers into a stalled line {st} (word {st[1]:#x}): want "
+             f"queue full (bit 13) with fault (bit 2) and error {ERR_QUEUE_FULL}")
+    src.resume()
+    # Every part gets its result, in trigger order, once.
+    got = []
+    for _ in range(n):
+        r = plc.next_result()
+        plc.ack(r[0])
+        got.append(r)
+    if [part_id(r) for r in got] != list(range(1000, 1000 + n)):
+        fail(f"results not one per part in trigger order: {[part_id(r) for r in got]}")
+    full = [i for i, r in enumerate(got) if r[7] & FL_QUEUE_FULL]
+    # Parts 1 and 2 left the queue and 256 waited in it: the rest found it
+    # full, and only they.
+    if not full or full != list(range(full[0], n)) or full[0] > 258:
+        fail(f"results flagged queue full: {full}; want every part from the 259th at the "
+             "latest to the last")
+    for i in full:
+        if got[i][4] != REJECT or not got[i][7] & FL_FAILSAFE:
+            fail(f"queue-full part {part_id(got[i])}: result {got[i]}, want a fail-safe reject")
+    text = stop_vigild(v, plc)
+    if "queue_full" not in text.split("fail-safe rejects by cause:")[-1].splitlines()[0]:
+        fail("the summary does not count the queue-full fail-safe rejects")
+    ok, rows, _ = db_rows(env["db"])
+    if ok != "ok" or len(rows) != n:
+        fail(f"integrity {ok}, {len(rows)} rows for {n} parts")
+    for i in range(n):
+        verdict, flags, _ = rows[1000 + i]
+        if (i in full) != bool(flags & FL_QUEUE_FULL) or (i in full and verdict != "reject"):
+            fail(f"part {1000 + i}: row {verdict} flags {flags:#x}, PLC result {got[i]}")
+
+
 SCENARIOS = {
     "stall-kill": (scenario_stall_kill, 60, {}),
     "stall": (scenario_stall, 80, {}),
@@ -309,6 +362,9 @@ SCENARIOS = {
                                 {"deadline_ms": 20000, "window_ms": 20000}),
     "sigterm-buffered-client": (scenario_sigterm_buffered, 20,
                                 {"deadline_ms": 20000, "window_ms": 20000, "role": "client"}),
+    "queue-full": (scenario_queue_full, 270,
+                   {"deadline_ms": 60000, "window_ms": 60000,
+                    "plc_extra": "result_buffer = 1000\n"}),
 }
 
 
