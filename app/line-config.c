@@ -119,12 +119,16 @@ static int read_transmitter(struct line_settings *set, const config *cfg, char *
 
 void line_settings_clear(struct line_settings *set)
 {
+	if (!set)
+		return;
 	for (int i = 0; i < LINE_MAX_CAMERAS; i++)
 		capture_settings_clear(&set->cameras[i]);
 	sensor_settings_clear(&set->vibration);
 	transmitter_settings_clear(&set->transmitter);
 	infer_settings_clear(&set->model);
 	db_settings_clear(&set->database);
+	plc_settings_clear(&set->plc);
+	g_free(set->plc_state_path);
 	for (size_t i = 0; i < G_N_ELEMENTS(set->jobs); i++)
 		g_free(set->jobs[i].package);
 	memset(set, 0, sizeof *set);

@@ -142,7 +142,7 @@ struct line {
 /* Reads every setting of cfg into l (line-config.c): routes each section
  * to its stage's reader and checks what spans stages. */
 int line_read_config(line *l, const config *cfg, char **err);
-/* Frees what set owns (line-config.c); a zeroed or half-read set ok. */
+/* Frees what set owns (line-config.c); a zeroed or half-read set, or NULL, ok. */
 void line_settings_clear(struct line_settings *set);
 
 /* A zeroed part record; freed by the log thread with line_part_free. */

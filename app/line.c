@@ -28,8 +28,6 @@ void line_free(line *l)
 	bqueue_free(l->q_ready);
 	bqueue_free(l->q_results);
 	bqueue_free(l->q_log);
-	plc_settings_clear(&l->set.plc);
-	g_free(l->set.plc_state_path);
 	line_settings_clear(&l->set);
 	g_mutex_clear(&l->stats_lock);
 	g_free(l);
