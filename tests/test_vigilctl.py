@@ -20,8 +20,9 @@ ctl = os.path.join(sys.argv[1], "tools", "vigilctl")
 failures = []
 
 
-def run(*args, ok=True):
-    p = subprocess.run([ctl, "--db", db, *args], capture_output=True, text=True, timeout=30)
+def run(*args, ok=True, env=None):
+    p = subprocess.run([ctl, "--db", db, *args], capture_output=True, text=True, timeout=30,
+                       env=env)
     if ok and p.returncode != 0:
         failures.append(f"{args}: rc {p.returncode}: {p.stderr}")
     if not ok and p.returncode == 0:
@@ -73,6 +74,24 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
     check([r["part_id"] for r in js] == list(range(10, 20)),
           f"--since/--until: {[r['part_id'] for r in js]}")
 
+    # The forms docs/operations.md shows: a date alone is local midnight, a
+    # time to the minute or second is local unless it carries a zone. In
+    # UTC+8 (POSIX TZ "VTZ-8") the rows run 19:06:40 on the 18th to 04:56:40
+    # on the 19th, local: midnight of the 19th falls between parts 29 and 30.
+    east8 = dict(os.environ, TZ="VTZ-8")
+    ids = lambda *a: [r["part_id"] for r in json.loads(run("list", "--format", "json", *a,
+                                                           env=east8).stdout or "[]")]
+    for args, want in ((["--since", "2026-11-19"], list(range(30, 60))),
+                       (["--until", "2026-11-19"], list(range(0, 30))),
+                       (["--since", "2026-11-19T01:00", "--until", "2026-11-19T01:30"], [36, 37, 38]),
+                       (["--since", "2026-11-19T01:06:40", "--until", "2026-11-19T01:16:41"], [36, 37]),
+                       (["--since", "2026-11-18T17:00Z", "--until", "2026-11-18T17:30+00:00"], [36, 37, 38]),
+                       (["--since", "2026-11-19T01:00+08:00", "--until", "2026-11-18T17:30:00Z"], [36, 37, 38])):
+        got = ids(*args)
+        check(got == want, f"{args} in UTC+8: {got}, want {want}")
+    p = run("export", "--since", "2026-11-01", env=east8)
+    check(p.returncode == 0, f"export --since 2026-11-01 (docs' example): {p.stderr}")
+
     # Reviews: overrule part 4 (a marginal) to reject with a note holding CSV/SQL metacharacters.
     note = "looked again, crack at edge; it's real, \"obvious\" -- '; DROP TABLE inspections; --"
     run("review", "--part", "4", "--overrule", "reject", "--note", note, "--reviewer", "qa1")
@@ -102,7 +121,8 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
 
     # Hostile or malformed input is refused with a message, and nothing changes.
     for args in (["list", "--verdict", "reject' OR '1'='1"], ["list", "--class", "x; DROP TABLE reviews"],
-                 ["list", "--since", "yesterday-ish"], ["list", "--format", "xml"],
+                 ["list", "--since", "yesterday-ish"],
+                 ["list", "--until", "2026-13-01"], ["list", "--since", "2026-11-19T1:00"], ["list", "--format", "xml"],
                  ["pareto", "--by", "week"], ["review", "--part", "4", "--overrule", "maybe"],
                  ["list", "--reviewed", "perhaps"], ["frobnicate"],
                  ["export", "--split", "train,val"], ["export", "--reviewed", "no"],

@@ -9,7 +9,8 @@
  *   vigilctl --db FILE export  [filters] [--split NAME] [--out CSV]
  *                               reviewed parts as a training manifest
  *
- * Filters: --since/--until (ISO 8601 time, local or with offset), --verdict,
+ * Filters: --since/--until (ISO 8601: a date alone is local midnight; a time
+ * to the minute or second, local unless it ends in Z or an offset), --verdict,
  * --class, --min-score, --max-score, --part, --reviewed yes|no, --limit N.
  * Reads run on their own connection while vigild writes (WAL). */
 #include <errno.h>
@@ -32,19 +33,39 @@ struct opts {
 	gboolean confirm;
 };
 
+/* GLib's ISO 8601 reader wants a time with seconds; the docs' forms (a
+ * date alone, a time to the minute) are completed to that and GLib judges
+ * the rest, zone included. A newly allocated string. */
+static char *complete_iso8601(const char *text)
+{
+	const char *t = strchr(text, 'T');
+
+	if (!t)
+		return g_strconcat(text, "T00:00:00", NULL);
+	if (g_ascii_isdigit(t[1]) && g_ascii_isdigit(t[2]) && t[3] == ':' &&
+	    g_ascii_isdigit(t[4]) && g_ascii_isdigit(t[5]) && t[6] != ':')
+		return g_strdup_printf("%.*s:00%s", (int)(t + 6 - text), text, t + 6);
+	return g_strdup(text);
+}
+
+/* A time as the docs give it: with no zone it is local time (TZ). */
 static int parse_time(const char *what, const char *text, int64_t *us)
 {
 	GTimeZone *local;
 	GDateTime *t;
+	char *full;
 
 	if (!text)
 		return 0;
+	full = complete_iso8601(text);
 	local = g_time_zone_new_local();
-	t = g_date_time_new_from_iso8601(text, local);
+	t = g_date_time_new_from_iso8601(full, local);
 	g_time_zone_unref(local);
+	g_free(full);
 	if (!t) {
-		fprintf(stderr, "vigilctl: --%s '%s' is not an ISO 8601 time "
-			"(e.g. 2026-11-29T06:00:00 or 2026-11-29T06:00:00+01:00)\n", what, text);
+		fprintf(stderr, "vigilctl: --%s '%s' is not an ISO 8601 time (e.g. 2026-11-29, "
+			"2026-11-29T06:00, 2026-11-29T06:00:30 or 2026-11-29T06:00+01:00)\n",
+			what, text);
 		return -EINVAL;
 	}
 	*us = g_date_time_to_unix(t) * G_USEC_PER_SEC + g_date_time_get_microsecond(t);
