@@ -30,6 +30,14 @@ def run(*args, ok=True, env=None):
     return p
 
 
+def json_or(text, default, what):
+    try:
+        return json.loads(text)
+    except ValueError:
+        failures.append(f"{what}: not JSON: {text[:80]!r}")
+        return default
+
+
 def check(cond, what):
     if not cond:
         failures.append(what)
@@ -111,6 +119,35 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
     check("reject causes (Pareto)" in out, "pareto prints its causes")
     total = sum(int(line.split()[2]) for line in out.splitlines()[1:] if line[:4].isdigit())
     check(total == 60, f"pareto buckets sum to {total}, want 60")
+
+    # --format csv and json give the same buckets as the table (RFC 4180,
+    # header first); the JSON's causes are the Pareto worked out.
+    table = {line[:18].strip(): line.split()[2:] for line in out.splitlines()[1:] if line[:4].isdigit()}
+    p = run("pareto", "--by", "shift", "--format", "csv")
+    got = list(csv.DictReader(io.StringIO(p.stdout)))
+    if not p.stdout.startswith("shift,parts,yield_pct,rejected,marginal,"):
+        check(False, f"pareto csv header: {p.stdout[:80]!r}")
+        got = [dict.fromkeys(("shift", "parts", "rejected", "rejects_surface", "rejects_vibration",
+                              "rejects_both", "rejects_none"), "0")]
+    check(len(got) == len(table) and all(table.get(r["shift"], [None])[0] == r["parts"] for r in got),
+          f"pareto csv rows {got} differ from the table {table}")
+    check(sum(int(r["parts"]) for r in got) == 60, "pareto csv parts do not sum to 60")
+    check(sum(int(r["rejected"]) for r in got) == 20, "pareto csv: 20 rejects")
+    cls_sum = sum(int(r[k]) for r in got for k in ("rejects_surface", "rejects_vibration",
+                                                     "rejects_both", "rejects_none"))
+    js = json_or(run("pareto", "--format", "json").stdout, {}, "pareto --format json")
+    check(sum(b["parts"] for b in js.get("buckets", [])) == 60, f"pareto json buckets: {js}")
+    causes = js.get("causes", [])
+    check(sum(c["rejects"] for c in causes) == cls_sum and causes
+          and abs(causes[-1]["cumulative_pct"] - 100) < 1e-9
+          and [c["rejects"] for c in causes] == sorted((c["rejects"] for c in causes), reverse=True),
+          f"pareto json causes: {causes}")
+    # The commands with one output of their own refuse a --format they would ignore.
+    for args in (["review", "--part", "3", "--confirm", "--format", "csv"], ["upgrade", "--format", "json"],
+                 ["export", "--format", "json"], ["pareto", "--format", "xml"]):
+        p = run(*args, ok=False)
+        check("--format" in p.stderr, f"{args}: {p.stderr!r}")
+    run("export", "--format", "csv")
 
     # Export: the two reviewed parts have no files kept here, so they are
     # left out and counted; the manifest still has its header.
