@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -155,6 +156,60 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
     check(p.stdout == "part_id,split,image,mask,image_class,vibration,vib_start,vib_len,"
           "vib_class,defect\n", f"export without files: {p.stdout!r}")
     check("0 reviewed part(s)" in p.stderr and "2 left out" in p.stderr, f"export: {p.stderr}")
+
+    # A copied log (the database and its .media folder copied together)
+    # exports its own files, names its own folder, and a maintenance open
+    # of a copy leaves the original's folder alone.
+    def ctl_at(path, *args):
+        return subprocess.run([ctl, "--db", path, *args], capture_output=True, text=True, timeout=30)
+
+    orig = os.path.join(tmp, "orig", "vigil.db")
+    os.makedirs(os.path.dirname(orig))
+    ctl_at(orig, "upgrade")
+    day = os.path.join(orig + ".media", "20261118")
+    os.makedirs(day)
+
+    def log_part(n):
+        con = sqlite3.connect(orig)
+        con.execute("INSERT INTO inspections (id, part_id, trigger_counter, seq, t_wall_us, verdict,"
+                    " verdict_code, defect_class, flags, score) VALUES (?,?,?,?,?,'reject',2,'surface',0,0.9)",
+                    (n, n, n, n, base + n))
+        for kind, name, size in (("image", f"{n}-{n}-top.png", 100), ("vibration", f"{n}-{n}-vibration.wav", 448)):
+            with open(os.path.join(day, name), "wb") as f:
+                f.write(b"\0" * size)
+            con.execute("INSERT INTO media (inspection_id, camera, kind, path, bytes) VALUES (?,?,?,?,?)",
+                        (n, "top" if kind == "image" else None, kind, f"20261118/{name}", size))
+        con.commit()
+        con.close()
+
+    log_part(1)
+    check(ctl_at(orig, "review", "--part", "1", "--confirm").returncode == 0, "review in the original")
+    copy = os.path.join(tmp, "copy", "vigil.db")
+    os.makedirs(os.path.dirname(copy))
+    shutil.copy(orig, copy)
+    shutil.copytree(orig + ".media", copy + ".media")
+    lone = os.path.join(tmp, "lone", "vigil.db")
+    os.makedirs(os.path.dirname(lone))
+    shutil.copy(orig, lone)
+    log_part(2)   # the original goes on after the copies were made
+    p = ctl_at(copy, "export")
+    check(p.returncode == 0 and "1 reviewed part(s)" in p.stderr and
+          p.stderr.rstrip().endswith(f"data root {copy}.media (train.py --data-root)"),
+          f"export of the copy names its own folder: {p.stderr}")
+    p = ctl_at(orig, "export")
+    check(p.returncode == 0 and f"data root {orig}.media " in p.stderr, f"export of the original: {p.stderr}")
+    p = ctl_at(lone, "export")
+    check(p.returncode == 1 and f"no media folder {lone}.media" in p.stderr and orig in p.stderr,
+          f"export of a copy without its folder: rc {p.returncode}: {p.stderr}")
+    p = ctl_at(lone, "upgrade")
+    check(p.returncode == 0 and os.path.isdir(lone + ".media"), f"upgrade of the lone copy: {p.stderr}")
+    check(os.path.exists(os.path.join(day, "2-2-top.png")),
+          "upgrade of a copy swept the original's newer files")
+    moved = os.path.join(tmp, "moved")
+    os.rename(os.path.dirname(orig), moved)   # the log moved with its folder
+    p = ctl_at(os.path.join(moved, "vigil.db"), "export")
+    check(p.returncode == 0 and f"data root {moved}/vigil.db.media " in p.stderr,
+          f"export of a moved log: {p.stderr}")
 
     # Hostile or malformed input is refused with a message, and nothing changes.
     for args in (["list", "--verdict", "reject' OR '1'='1"], ["list", "--class", "x; DROP TABLE reviews"],
