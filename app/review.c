@@ -4,6 +4,7 @@
  * (review-private.h). Every request is answered from the main loop. */
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "app/review-private.h"
 
@@ -18,6 +19,68 @@ static const char *const review_keys[] = { "listen", "port", "token", "token_fil
 /* The charting library's files (uPlot, from npm; never in git), served as
  * /vendor/NAME from charts_dir when they are there. */
 static const char *const chart_files[] = { "uPlot.iife.min.js", "uPlot.min.css", NULL };
+
+/* Where charts_dir's files are: the folder itself, or, for the folder
+ * `make web-deps` fills (an npm prefix) or uPlot's package folder, the dist
+ * folder below it, as npm lays it out. NULL when none has both files as
+ * regular files (review__serve_asset serves no link); *why says what the
+ * folder itself lacks. */
+static char *find_charts(const char *dir, char **why)
+{
+	static const char *const below[] = { "", "node_modules/uplot/dist", "dist", NULL };
+
+	*why = NULL;
+	for (int i = 0; below[i]; i++) {
+		char *cand = g_build_filename(dir, below[i], NULL);
+		gboolean all = TRUE;
+
+		for (int k = 0; chart_files[k] && all; k++) {
+			char *path = g_build_filename(cand, chart_files[k], NULL);
+			struct stat st;
+
+			if (lstat(path, &st) < 0)
+				st.st_mode = 0;
+			if (!S_ISREG(st.st_mode)) {
+				all = FALSE;
+				if (i == 0)
+					*why = g_strdup_printf(S_ISLNK(st.st_mode) ? "%s is a link (only "
+							       "a regular file is served)" : "no %s",
+							       path);
+			}
+			g_free(path);
+		}
+		if (all) {
+			g_free(*why);
+			*why = NULL;
+			return cand;
+		}
+		g_free(cand);
+	}
+	return NULL;
+}
+
+/* A charts_dir without the files leaves the page without charts; say so at
+ * start, where the setting is, rather than as a 404 in a browser. An empty
+ * charts_dir turns charts off on purpose. */
+static void settle_charts_dir(review_server *s, const config *cfg)
+{
+	char *why = NULL, *found, *msg;
+
+	if (!*s->charts_dir)
+		return;
+	found = find_charts(s->charts_dir, &why);
+	if (found) {
+		g_free(s->charts_dir);
+		s->charts_dir = found;
+		return;
+	}
+	msg = config_error(cfg, "review", "charts_dir", "%s, nor below it in node_modules/uplot/dist "
+			   "or dist: the page shows no charts (make web-deps fetches uPlot into "
+			   "build/web-vendor)", why);
+	g_warning("%s", msg);
+	g_free(msg);
+	g_free(why);
+}
 
 /* ---- routing ---- */
 
@@ -264,6 +327,7 @@ int review_server_new(const config *cfg, line *l, review_server **out, char **er
 	    read_token(s, cfg, err) < 0)
 		goto fail;
 	read_bearing(s, cfg);
+	settle_charts_dir(s, cfg);
 	if (!*s->static_dir) {
 		g_clear_pointer(&s->static_dir, g_free);
 	} else if (!g_file_test(s->static_dir, G_FILE_TEST_IS_DIR)) {

@@ -219,6 +219,14 @@ int db__class_from_name(const char *name);
 int db__query_int(sqlite3 *conn, const char *sql, int64_t *value);
 int db__bind_text_or_null(sqlite3_stmt *st, int i, const char *s);
 char *db__default_media_dir(const char *db_path);
+/* The media folder of the log at db_path given the one recorded in it
+ * (NULL: none): the recorded one, except that a log copied or moved with
+ * its folder uses FILE.media beside it. A log recording OTHER.media while
+ * OTHER is another existing file was copied from it: *copied_from (when
+ * not NULL) gets OTHER, and the folder is the one beside this file, even
+ * missing, so that nothing reads or sweeps the original's files. Both
+ * g_free'd by the caller; no I/O beyond stat. */
+char *db__resolve_media_dir(const char *db_path, const char *recorded, char **copied_from);
 
 /* Writer thread only. */
 void db__item_free(struct db_item *it);

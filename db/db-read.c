@@ -393,13 +393,55 @@ static int text_row(sqlite3_stmt *st, void *data)
 	return 1;
 }
 
+/* A file that exists and is not db_path (another inode): then a log
+ * recording OTHER.media was copied from OTHER, which still has its folder. */
+static bool other_file(const char *other, const char *db_path)
+{
+	GStatBuf a, b;
+
+	if (g_stat(other, &a) < 0 || !S_ISREG(a.st_mode))
+		return false;
+	return g_stat(db_path, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino;
+}
+
+char *db__resolve_media_dir(const char *db_path, const char *recorded, char **copied_from)
+{
+	char *def = db__default_media_dir(db_path);
+	char *beside = g_canonicalize_filename(def, NULL);
+	size_t n = recorded ? strlen(recorded) : 0;
+
+	g_free(def);
+	if (copied_from)
+		*copied_from = NULL;
+	if (!recorded || strcmp(recorded, beside) == 0)
+		return beside;
+	if (n > 6 && strcmp(recorded + n - 6, ".media") == 0) {
+		char *other = g_strndup(recorded, n - 6);
+
+		if (other_file(other, db_path)) {
+			if (copied_from)
+				*copied_from = other;
+			else
+				g_free(other);
+			return beside;
+		}
+		g_free(other);
+	}
+	/* Moved with its folder: the recorded one is gone, the one beside is
+	 * there. A folder set by media_dir that is missing stays named. */
+	if (!g_file_test(recorded, G_FILE_TEST_IS_DIR) && g_file_test(beside, G_FILE_TEST_IS_DIR))
+		return beside;
+	g_free(beside);
+	return g_strdup(recorded);
+}
+
 char *db_media_dir(const char *db_path, char **err)
 {
-	char *dir = NULL;
+	char *recorded = NULL, *dir, *copied_from = NULL;
 	int64_t version = 0;
 	struct statement probe = { .path = db_path, .sql = "PRAGMA user_version",
 				   .row = int64_row, .data = &version };
-	struct statement s = { .path = db_path, .row = text_row, .data = &dir,
+	struct statement s = { .path = db_path, .row = text_row, .data = &recorded,
 			       .sql = "SELECT value FROM meta WHERE key = 'media_dir'" };
 
 	if (run_statement(&probe, err) < 0)
@@ -407,11 +449,25 @@ char *db_media_dir(const char *db_path, char **err)
 	/* A log from before schema 4 has no meta table: the default holds. */
 	if (version >= 4 && run_statement(&s, err) < 0)
 		return NULL;
-	if (!dir) {
-		char *def = db__default_media_dir(db_path);
+	dir = db__resolve_media_dir(db_path, recorded, &copied_from);
+	if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+		if (copied_from)
+			db__set_error(err, "%s: no media folder %s (the log was copied from %s, whose "
+				      "folder %s is not this log's: copy it beside as %s)", db_path,
+				      dir, copied_from, recorded, dir);
+		else
+			db__set_error(err, "%s: no media folder %s (%s)", db_path, dir,
+				      recorded && strcmp(recorded, dir) == 0 ?
+				      "the one the log records" : "the default, beside the log");
+		g_free(dir);
+		dir = NULL;
+	} else {
+		char *d = strdup(dir);
 
-		dir = strdup(def);
-		g_free(def);
+		g_free(dir);
+		dir = d;
 	}
+	free(recorded);
+	g_free(copied_from);
 	return dir;
 }

@@ -113,7 +113,8 @@ char *db__default_media_dir(const char *db_path)
  * the review page) find the files from the database file alone. Given in
  * the options (vigild's [database] media_dir, or its default) it replaces
  * the record; not given (vigilctl upgrade, tools), the recorded one stays
- * in force and only a log without one gets the default. */
+ * in force (as db_media_dir finds it for a copied log) and only a log
+ * without one gets the default. */
 static int settle_media_dir(db_log *db, bool given)
 {
 	sqlite3_stmt *st = NULL;
@@ -124,8 +125,10 @@ static int settle_media_dir(db_log *db, bool given)
 					-1, &st, NULL);
 		if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
 		    sqlite3_column_text(st, 0)) {
+			/* A copy must not sweep its original's folder. */
 			g_free(db->media_dir);
-			db->media_dir = g_strdup((const char *)sqlite3_column_text(st, 0));
+			db->media_dir = db__resolve_media_dir(
+				db->path, (const char *)sqlite3_column_text(st, 0), NULL);
 			db->opt.media_dir = db->media_dir;
 		}
 		sqlite3_finalize(st);

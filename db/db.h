@@ -326,8 +326,11 @@ int db_read_media(const char *db_path, int64_t inspection_id,
 		  int (*fn)(const struct db_media *m, void *data), void *data, char **err);
 
 /* The media directory of the log at db_path: the one vigild recorded in it,
- * else the default "<db_path>.media". The caller frees it with free(). NULL
- * with *err set when the file cannot be read. */
+ * else the default "<db_path>.media"; for a log copied or moved with its
+ * folder (recording OTHER.media, or a folder that is gone) the
+ * "<db_path>.media" beside it. The caller frees it with free(). NULL with
+ * *err set when the file cannot be read or the folder does not exist (the
+ * message names the path tried). */
 char *db_media_dir(const char *db_path, char **err);
 
 #endif

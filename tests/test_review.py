@@ -7,7 +7,8 @@ figures, an overrule with the token (read back from the SQLite file), 401
 without or with a wrong token, 400 for hostile filters (SQL metacharacters,
 bad escapes), 400/404 for path traversal, 414 for an oversized query, 413
 for an oversized body, /metrics in Prometheus text format counting every
-part, and vigild --review-only over the finished log.
+part, vigild --review-only over the finished log, and charts_dir found as
+documented or warned about at start.
 
 usage: test_review.py BUILD_DIR SOURCE_ROOT [PARTS]
 """
@@ -495,6 +496,46 @@ def check_bad_configs(tmp, db):
     taken.close()
 
 
+def check_charts_dir(tmp, db):
+    """charts_dir as README and docs/operations.md give it: the folder
+    `make web-deps` fills (an npm prefix), uPlot's package folder or its
+    dist folder all serve the library; a folder without it is a warning at
+    start naming FILE:LINE: [review] charts_dir, not a silent 404."""
+    dist = os.path.join(tmp, "charts", "prefix", "node_modules", "uplot", "dist")
+    os.makedirs(dist)
+    for name in ("uPlot.iife.min.js", "uPlot.min.css"):
+        with open(os.path.join(dist, name), "w") as f:
+            f.write(f"/* {name} for the test */\n")
+    links = os.path.join(tmp, "charts", "links")
+    empty = os.path.join(tmp, "charts", "empty")
+    os.makedirs(links)
+    os.makedirs(empty)
+    for name in ("uPlot.iife.min.js", "uPlot.min.css"):
+        os.symlink(os.path.join(dist, name), os.path.join(links, name))
+    cases = [(os.path.join(tmp, "charts", "prefix"), True), (os.path.dirname(dist), True),
+             (dist, True), (empty, False), (links, False)]
+    for i, (folder, ok) in enumerate(cases):
+        path = os.path.join(tmp, f"charts-{i}.conf")
+        with open(path, "w") as f:
+            f.write(f"[database]\npath = {db}\n\n[review]\nlisten = 127.0.0.1\nport = 0\n"
+                    f"charts_dir = {folder}\n")
+        vigild = Vigild(build, path, os.path.join(tmp, f"charts-{i}.log"), ["--review-only"])
+        try:
+            # The warning comes before the server says where it serves.
+            status, _, body = Server(vigild.review_port()).request("GET", "/vendor/uPlot.iife.min.js")
+        finally:
+            rc = vigild.stop(timeout=30)
+        log = vigild.text()
+        warned = f"{path}:7: [review] charts_dir:" in log
+        if ok:
+            check(status == 200 and b"uPlot.iife.min.js for the test" in body and not warned,
+                  f"charts_dir = {folder}: status {status}, warned {warned}")
+        else:
+            check(status == 404 and warned and (folder + "/uPlot.iife.min.js") in log,
+                  f"charts_dir = {folder}: status {status}, no warning naming the file: {log[-400:]!r}")
+        check(rc == 0, f"vigild --review-only with charts_dir = {folder} exited with {rc}")
+
+
 def main():
     with workdir("vigil-review-") as tmp:
         line = Line(build, root, tmp, parts, seed=777, split="review", extra_conf=REVIEW_CONF,
@@ -541,6 +582,7 @@ def main():
             rc = vigild.stop(timeout=30)
         check(rc == 0, f"vigild --review-only exited with {rc}")
         check_bad_configs(tmp, db)
+        check_charts_dir(tmp, db)
         checks.finish()
     print(f"PASS: review server over {parts} parts")
 

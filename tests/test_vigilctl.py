@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -20,13 +21,22 @@ ctl = os.path.join(sys.argv[1], "tools", "vigilctl")
 failures = []
 
 
-def run(*args, ok=True):
-    p = subprocess.run([ctl, "--db", db, *args], capture_output=True, text=True, timeout=30)
+def run(*args, ok=True, env=None):
+    p = subprocess.run([ctl, "--db", db, *args], capture_output=True, text=True, timeout=30,
+                       env=env)
     if ok and p.returncode != 0:
         failures.append(f"{args}: rc {p.returncode}: {p.stderr}")
     if not ok and p.returncode == 0:
         failures.append(f"{args}: accepted, want refused")
     return p
+
+
+def json_or(text, default, what):
+    try:
+        return json.loads(text)
+    except ValueError:
+        failures.append(f"{what}: not JSON: {text[:80]!r}")
+        return default
 
 
 def check(cond, what):
@@ -73,6 +83,24 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
     check([r["part_id"] for r in js] == list(range(10, 20)),
           f"--since/--until: {[r['part_id'] for r in js]}")
 
+    # The forms docs/operations.md shows: a date alone is local midnight, a
+    # time to the minute or second is local unless it carries a zone. In
+    # UTC+8 (POSIX TZ "VTZ-8") the rows run 19:06:40 on the 18th to 04:56:40
+    # on the 19th, local: midnight of the 19th falls between parts 29 and 30.
+    east8 = dict(os.environ, TZ="VTZ-8")
+    ids = lambda *a: [r["part_id"] for r in json.loads(run("list", "--format", "json", *a,
+                                                           env=east8).stdout or "[]")]
+    for args, want in ((["--since", "2026-11-19"], list(range(30, 60))),
+                       (["--until", "2026-11-19"], list(range(0, 30))),
+                       (["--since", "2026-11-19T01:00", "--until", "2026-11-19T01:30"], [36, 37, 38]),
+                       (["--since", "2026-11-19T01:06:40", "--until", "2026-11-19T01:16:41"], [36, 37]),
+                       (["--since", "2026-11-18T17:00Z", "--until", "2026-11-18T17:30+00:00"], [36, 37, 38]),
+                       (["--since", "2026-11-19T01:00+08:00", "--until", "2026-11-18T17:30:00Z"], [36, 37, 38])):
+        got = ids(*args)
+        check(got == want, f"{args} in UTC+8: {got}, want {want}")
+    p = run("export", "--since", "2026-11-01", env=east8)
+    check(p.returncode == 0, f"export --since 2026-11-01 (docs' example): {p.stderr}")
+
     # Reviews: overrule part 4 (a marginal) to reject with a note holding CSV/SQL metacharacters.
     note = "looked again, crack at edge; it's real, \"obvious\" -- '; DROP TABLE inspections; --"
     run("review", "--part", "4", "--overrule", "reject", "--note", note, "--reviewer", "qa1")
@@ -93,6 +121,35 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
     total = sum(int(line.split()[2]) for line in out.splitlines()[1:] if line[:4].isdigit())
     check(total == 60, f"pareto buckets sum to {total}, want 60")
 
+    # --format csv and json give the same buckets as the table (RFC 4180,
+    # header first); the JSON's causes are the Pareto worked out.
+    table = {line[:18].strip(): line.split()[2:] for line in out.splitlines()[1:] if line[:4].isdigit()}
+    p = run("pareto", "--by", "shift", "--format", "csv")
+    got = list(csv.DictReader(io.StringIO(p.stdout)))
+    if not p.stdout.startswith("shift,parts,yield_pct,rejected,marginal,"):
+        check(False, f"pareto csv header: {p.stdout[:80]!r}")
+        got = [dict.fromkeys(("shift", "parts", "rejected", "rejects_surface", "rejects_vibration",
+                              "rejects_both", "rejects_none"), "0")]
+    check(len(got) == len(table) and all(table.get(r["shift"], [None])[0] == r["parts"] for r in got),
+          f"pareto csv rows {got} differ from the table {table}")
+    check(sum(int(r["parts"]) for r in got) == 60, "pareto csv parts do not sum to 60")
+    check(sum(int(r["rejected"]) for r in got) == 20, "pareto csv: 20 rejects")
+    cls_sum = sum(int(r[k]) for r in got for k in ("rejects_surface", "rejects_vibration",
+                                                     "rejects_both", "rejects_none"))
+    js = json_or(run("pareto", "--format", "json").stdout, {}, "pareto --format json")
+    check(sum(b["parts"] for b in js.get("buckets", [])) == 60, f"pareto json buckets: {js}")
+    causes = js.get("causes", [])
+    check(sum(c["rejects"] for c in causes) == cls_sum and causes
+          and abs(causes[-1]["cumulative_pct"] - 100) < 1e-9
+          and [c["rejects"] for c in causes] == sorted((c["rejects"] for c in causes), reverse=True),
+          f"pareto json causes: {causes}")
+    # The commands with one output of their own refuse a --format they would ignore.
+    for args in (["review", "--part", "3", "--confirm", "--format", "csv"], ["upgrade", "--format", "json"],
+                 ["export", "--format", "json"], ["pareto", "--format", "xml"]):
+        p = run(*args, ok=False)
+        check("--format" in p.stderr, f"{args}: {p.stderr!r}")
+    run("export", "--format", "csv")
+
     # Export: the two reviewed parts have no files kept here, so they are
     # left out and counted; the manifest still has its header.
     p = run("export")
@@ -100,9 +157,64 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
           "vib_class,defect\n", f"export without files: {p.stdout!r}")
     check("0 reviewed part(s)" in p.stderr and "2 left out" in p.stderr, f"export: {p.stderr}")
 
+    # A copied log (the database and its .media folder copied together)
+    # exports its own files, names its own folder, and a maintenance open
+    # of a copy leaves the original's folder alone.
+    def ctl_at(path, *args):
+        return subprocess.run([ctl, "--db", path, *args], capture_output=True, text=True, timeout=30)
+
+    orig = os.path.join(tmp, "orig", "vigil.db")
+    os.makedirs(os.path.dirname(orig))
+    ctl_at(orig, "upgrade")
+    day = os.path.join(orig + ".media", "20261118")
+    os.makedirs(day)
+
+    def log_part(n):
+        con = sqlite3.connect(orig)
+        con.execute("INSERT INTO inspections (id, part_id, trigger_counter, seq, t_wall_us, verdict,"
+                    " verdict_code, defect_class, flags, score) VALUES (?,?,?,?,?,'reject',2,'surface',0,0.9)",
+                    (n, n, n, n, base + n))
+        for kind, name, size in (("image", f"{n}-{n}-top.png", 100), ("vibration", f"{n}-{n}-vibration.wav", 448)):
+            with open(os.path.join(day, name), "wb") as f:
+                f.write(b"\0" * size)
+            con.execute("INSERT INTO media (inspection_id, camera, kind, path, bytes) VALUES (?,?,?,?,?)",
+                        (n, "top" if kind == "image" else None, kind, f"20261118/{name}", size))
+        con.commit()
+        con.close()
+
+    log_part(1)
+    check(ctl_at(orig, "review", "--part", "1", "--confirm").returncode == 0, "review in the original")
+    copy = os.path.join(tmp, "copy", "vigil.db")
+    os.makedirs(os.path.dirname(copy))
+    shutil.copy(orig, copy)
+    shutil.copytree(orig + ".media", copy + ".media")
+    lone = os.path.join(tmp, "lone", "vigil.db")
+    os.makedirs(os.path.dirname(lone))
+    shutil.copy(orig, lone)
+    log_part(2)   # the original goes on after the copies were made
+    p = ctl_at(copy, "export")
+    check(p.returncode == 0 and "1 reviewed part(s)" in p.stderr and
+          p.stderr.rstrip().endswith(f"data root {copy}.media (train.py --data-root)"),
+          f"export of the copy names its own folder: {p.stderr}")
+    p = ctl_at(orig, "export")
+    check(p.returncode == 0 and f"data root {orig}.media " in p.stderr, f"export of the original: {p.stderr}")
+    p = ctl_at(lone, "export")
+    check(p.returncode == 1 and f"no media folder {lone}.media" in p.stderr and orig in p.stderr,
+          f"export of a copy without its folder: rc {p.returncode}: {p.stderr}")
+    p = ctl_at(lone, "upgrade")
+    check(p.returncode == 0 and os.path.isdir(lone + ".media"), f"upgrade of the lone copy: {p.stderr}")
+    check(os.path.exists(os.path.join(day, "2-2-top.png")),
+          "upgrade of a copy swept the original's newer files")
+    moved = os.path.join(tmp, "moved")
+    os.rename(os.path.dirname(orig), moved)   # the log moved with its folder
+    p = ctl_at(os.path.join(moved, "vigil.db"), "export")
+    check(p.returncode == 0 and f"data root {moved}/vigil.db.media " in p.stderr,
+          f"export of a moved log: {p.stderr}")
+
     # Hostile or malformed input is refused with a message, and nothing changes.
     for args in (["list", "--verdict", "reject' OR '1'='1"], ["list", "--class", "x; DROP TABLE reviews"],
-                 ["list", "--since", "yesterday-ish"], ["list", "--format", "xml"],
+                 ["list", "--since", "yesterday-ish"],
+                 ["list", "--until", "2026-13-01"], ["list", "--since", "2026-11-19T1:00"], ["list", "--format", "xml"],
                  ["pareto", "--by", "week"], ["review", "--part", "4", "--overrule", "maybe"],
                  ["list", "--reviewed", "perhaps"], ["frobnicate"],
                  ["export", "--split", "train,val"], ["export", "--reviewed", "no"],

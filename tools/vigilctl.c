@@ -1,7 +1,7 @@
 /* vigilctl: the QA engineer's command line over vigild's SQLite log.
  *
  *   vigilctl --db FILE list    [filters] [--format table|csv|json]
- *   vigilctl --db FILE pareto  [filters] [--by hour|shift]
+ *   vigilctl --db FILE pareto  [filters] [--by hour|shift] [--format table|csv|json]
  *   vigilctl --db FILE review  --part ID (--confirm | --overrule VERDICT)
  *                              [--note TEXT] [--reviewer NAME]
  *   vigilctl --db FILE upgrade  creates the file or brings its schema up to
@@ -9,7 +9,8 @@
  *   vigilctl --db FILE export  [filters] [--split NAME] [--out CSV]
  *                               reviewed parts as a training manifest
  *
- * Filters: --since/--until (ISO 8601 time, local or with offset), --verdict,
+ * Filters: --since/--until (ISO 8601: a date alone is local midnight; a time
+ * to the minute or second, local unless it ends in Z or an offset), --verdict,
  * --class, --min-score, --max-score, --part, --reviewed yes|no, --limit N.
  * Reads run on their own connection while vigild writes (WAL). */
 #include <errno.h>
@@ -32,19 +33,39 @@ struct opts {
 	gboolean confirm;
 };
 
+/* GLib's ISO 8601 reader wants a time with seconds; the docs' forms (a
+ * date alone, a time to the minute) are completed to that and GLib judges
+ * the rest, zone included. A newly allocated string. */
+static char *complete_iso8601(const char *text)
+{
+	const char *t = strchr(text, 'T');
+
+	if (!t)
+		return g_strconcat(text, "T00:00:00", NULL);
+	if (g_ascii_isdigit(t[1]) && g_ascii_isdigit(t[2]) && t[3] == ':' &&
+	    g_ascii_isdigit(t[4]) && g_ascii_isdigit(t[5]) && t[6] != ':')
+		return g_strdup_printf("%.*s:00%s", (int)(t + 6 - text), text, t + 6);
+	return g_strdup(text);
+}
+
+/* A time as the docs give it: with no zone it is local time (TZ). */
 static int parse_time(const char *what, const char *text, int64_t *us)
 {
 	GTimeZone *local;
 	GDateTime *t;
+	char *full;
 
 	if (!text)
 		return 0;
+	full = complete_iso8601(text);
 	local = g_time_zone_new_local();
-	t = g_date_time_new_from_iso8601(text, local);
+	t = g_date_time_new_from_iso8601(full, local);
 	g_time_zone_unref(local);
+	g_free(full);
 	if (!t) {
-		fprintf(stderr, "vigilctl: --%s '%s' is not an ISO 8601 time "
-			"(e.g. 2026-11-29T06:00:00 or 2026-11-29T06:00:00+01:00)\n", what, text);
+		fprintf(stderr, "vigilctl: --%s '%s' is not an ISO 8601 time (e.g. 2026-11-29, "
+			"2026-11-29T06:00, 2026-11-29T06:00:30 or 2026-11-29T06:00+01:00)\n",
+			what, text);
 		return -EINVAL;
 	}
 	*us = g_date_time_to_unix(t) * G_USEC_PER_SEC + g_date_time_get_microsecond(t);
@@ -141,6 +162,23 @@ static void add_uint(JsonBuilder *b, const char *name, uint32_t x)
 
 enum format { FMT_TABLE, FMT_CSV, FMT_JSON };
 
+/* list and pareto print any of the three; the other commands have one
+ * output of their own and refuse --format rather than ignore it. */
+static int parse_format(const char *cmd, const char *text, enum format *fmt)
+{
+	if (!text || strcmp(text, "table") == 0)
+		*fmt = FMT_TABLE;
+	else if (strcmp(text, "csv") == 0)
+		*fmt = FMT_CSV;
+	else if (strcmp(text, "json") == 0)
+		*fmt = FMT_JSON;
+	else {
+		fprintf(stderr, "vigilctl %s: --format is table, csv or json, not '%s'\n", cmd, text);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 struct list_ctx {
 	enum format fmt;
 	FILE *out;
@@ -224,16 +262,8 @@ static int cmd_list(const struct opts *o)
 	char *err = NULL;
 	int rc;
 
-	if (!o->format || strcmp(o->format, "table") == 0)
-		c.fmt = FMT_TABLE;
-	else if (strcmp(o->format, "csv") == 0)
-		c.fmt = FMT_CSV;
-	else if (strcmp(o->format, "json") == 0)
-		c.fmt = FMT_JSON;
-	else {
-		fprintf(stderr, "vigilctl: --format is table, csv or json, not '%s'\n", o->format);
+	if (parse_format("list", o->format, &c.fmt) < 0)
 		return 2;
-	}
 	if (build_filter(o, &f) < 0)
 		return 2;
 	if (c.fmt == FMT_TABLE) {
@@ -329,14 +359,134 @@ static void free_bucket(gpointer p)
 	g_free(b);
 }
 
+static const int class_order[4] = { VIGIL_CLASS_SURFACE, VIGIL_CLASS_VIBRATION, VIGIL_CLASS_BOTH,
+				    VIGIL_CLASS_NONE };
+
+static double yield_pct(const struct bucket *b)
+{
+	return 100.0 * (double)(b->parts - b->rejected - b->marginal) / (double)b->parts;
+}
+
+static void pareto_table(const struct pareto_ctx *c, const int *idx)
+{
+	uint64_t run = 0;
+
+	printf("%-18s %7s %7s %8s %7s   %s\n", c->by_shift ? "shift" : "hour", "parts", "yield",
+	       "rejected", "marginal", "rejects by class (surface/vibration/both/none)");
+	for (guint i = 0; i < c->order->len; i++) {
+		struct bucket *b = g_ptr_array_index(c->order, i);
+
+		printf("%-18s %7" G_GUINT64_FORMAT " %6.1f%% %8" G_GUINT64_FORMAT " %7"
+		       G_GUINT64_FORMAT "   %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "/%"
+		       G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "\n", b->key, b->parts, yield_pct(b),
+		       b->rejected, b->marginal, b->by_class[VIGIL_CLASS_SURFACE],
+		       b->by_class[VIGIL_CLASS_VIBRATION], b->by_class[VIGIL_CLASS_BOTH],
+		       b->by_class[VIGIL_CLASS_NONE]);
+	}
+	printf("\nreject causes (Pareto):\n");
+	for (int i = 0; i < 4; i++) {
+		uint64_t n = c->by_class[idx[i]];
+
+		if (!n)
+			continue;
+		run += n;
+		printf("  %-18s %7" G_GUINT64_FORMAT "  %5.1f%%  cumulative %5.1f%%\n",
+		       vigil_class_name((enum vigil_defect_class)idx[i]), n,
+		       100.0 * (double)n / (double)c->rejected, 100.0 * (double)run / (double)c->rejected);
+	}
+}
+
+/* One table, so one CSV: the buckets. The Pareto of causes is the sum of
+ * the rejects_* columns (json gives it worked out). */
+static void pareto_csv(const struct pareto_ctx *c)
+{
+	printf("%s,parts,yield_pct,rejected,marginal,rejects_surface,rejects_vibration,"
+	       "rejects_both,rejects_none\n", c->by_shift ? "shift" : "hour");
+	for (guint i = 0; i < c->order->len; i++) {
+		struct bucket *b = g_ptr_array_index(c->order, i);
+
+		csv_field(stdout, b->key);
+		printf(",%" G_GUINT64_FORMAT ",%.3f,%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT,
+		       b->parts, yield_pct(b), b->rejected, b->marginal);
+		for (int k = 0; k < 4; k++)
+			printf(",%" G_GUINT64_FORMAT, b->by_class[class_order[k]]);
+		putchar('\n');
+	}
+}
+
+static void pareto_json(const struct pareto_ctx *c, const int *idx)
+{
+	JsonBuilder *j = json_builder_new();
+	JsonGenerator *gen = json_generator_new();
+	JsonNode *root;
+	char *text;
+	uint64_t run = 0;
+
+	json_builder_begin_object(j);
+	json_builder_set_member_name(j, "buckets");
+	json_builder_begin_array(j);
+	for (guint i = 0; i < c->order->len; i++) {
+		struct bucket *b = g_ptr_array_index(c->order, i);
+
+		json_builder_begin_object(j);
+		add_string(j, c->by_shift ? "shift" : "hour", b->key);
+		json_builder_set_member_name(j, "parts");
+		json_builder_add_int_value(j, (gint64)b->parts);
+		add_number(j, "yield_pct", yield_pct(b));
+		json_builder_set_member_name(j, "rejected");
+		json_builder_add_int_value(j, (gint64)b->rejected);
+		json_builder_set_member_name(j, "marginal");
+		json_builder_add_int_value(j, (gint64)b->marginal);
+		json_builder_set_member_name(j, "rejects_by_class");
+		json_builder_begin_object(j);
+		for (int k = 0; k < 4; k++) {
+			json_builder_set_member_name(j, vigil_class_name(class_order[k]));
+			json_builder_add_int_value(j, (gint64)b->by_class[class_order[k]]);
+		}
+		json_builder_end_object(j);
+		json_builder_end_object(j);
+	}
+	json_builder_end_array(j);
+	json_builder_set_member_name(j, "causes");
+	json_builder_begin_array(j);
+	for (int i = 0; i < 4; i++) {
+		uint64_t n = c->by_class[idx[i]];
+
+		if (!n)
+			continue;
+		run += n;
+		json_builder_begin_object(j);
+		add_string(j, "class", vigil_class_name((enum vigil_defect_class)idx[i]));
+		json_builder_set_member_name(j, "rejects");
+		json_builder_add_int_value(j, (gint64)n);
+		add_number(j, "share_pct", 100.0 * (double)n / (double)c->rejected);
+		add_number(j, "cumulative_pct", 100.0 * (double)run / (double)c->rejected);
+		json_builder_end_object(j);
+	}
+	json_builder_end_array(j);
+	json_builder_end_object(j);
+	root = json_builder_get_root(j);
+	json_generator_set_root(gen, root);
+	json_generator_set_pretty(gen, TRUE);
+	text = json_generator_to_data(gen, NULL);
+	printf("%s\n", text);
+	g_free(text);
+	json_node_unref(root);
+	g_object_unref(gen);
+	g_object_unref(j);
+}
+
 static int cmd_pareto(const struct opts *o)
 {
 	struct pareto_ctx c = { 0 };
 	struct db_filter f;
 	struct db_row_cb cb = { pareto_row, &c };
 	char *err = NULL;
+	enum format fmt;
 	int idx[4] = { 0, 1, 2, 3 };
 
+	if (parse_format("pareto", o->format, &fmt) < 0)
+		return 2;
 	if (o->by && strcmp(o->by, "hour") != 0 && strcmp(o->by, "shift") != 0) {
 		fprintf(stderr, "vigilctl: --by is hour or shift, not '%s'\n", o->by);
 		return 2;
@@ -353,19 +503,6 @@ static int cmd_pareto(const struct opts *o)
 		g_ptr_array_free(c.order, TRUE);
 		return 1;
 	}
-	printf("%-18s %7s %7s %8s %7s   %s\n", c.by_shift ? "shift" : "hour", "parts", "yield",
-	       "rejected", "marginal", "rejects by class (surface/vibration/both/none)");
-	for (guint i = 0; i < c.order->len; i++) {
-		struct bucket *b = g_ptr_array_index(c.order, i);
-		uint64_t good = b->parts - b->rejected - b->marginal;
-
-		printf("%-18s %7" G_GUINT64_FORMAT " %6.1f%% %8" G_GUINT64_FORMAT " %7"
-		       G_GUINT64_FORMAT "   %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "/%"
-		       G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "\n", b->key, b->parts,
-		       100.0 * (double)good / (double)b->parts, b->rejected, b->marginal,
-		       b->by_class[VIGIL_CLASS_SURFACE], b->by_class[VIGIL_CLASS_VIBRATION],
-		       b->by_class[VIGIL_CLASS_BOTH], b->by_class[VIGIL_CLASS_NONE]);
-	}
 	/* The Pareto of reject causes: largest first, with the running share. */
 	for (int i = 0; i < 4; i++)
 		for (int j = i + 1; j < 4; j++)
@@ -375,22 +512,12 @@ static int cmd_pareto(const struct opts *o)
 				idx[i] = idx[j];
 				idx[j] = t;
 			}
-	printf("\nreject causes (Pareto):\n");
-	{
-		uint64_t run = 0;
-
-		for (int i = 0; i < 4; i++) {
-			uint64_t n = c.by_class[idx[i]];
-
-			if (!n)
-				continue;
-			run += n;
-			printf("  %-18s %7" G_GUINT64_FORMAT "  %5.1f%%  cumulative %5.1f%%\n",
-			       vigil_class_name((enum vigil_defect_class)idx[i]), n,
-			       100.0 * (double)n / (double)c.rejected,
-			       100.0 * (double)run / (double)c.rejected);
-		}
-	}
+	if (fmt == FMT_TABLE)
+		pareto_table(&c, idx);
+	else if (fmt == FMT_CSV)
+		pareto_csv(&c);
+	else
+		pareto_json(&c, idx);
 	g_hash_table_destroy(c.buckets);
 	g_ptr_array_free(c.order, TRUE);
 	return 0;
@@ -612,7 +739,7 @@ int main(int argc, char **argv)
 		{ "part", 0, 0, G_OPTION_ARG_INT64, &o.part, "This part id", "ID" },
 		{ "reviewed", 0, 0, G_OPTION_ARG_STRING, &o.reviewed, "yes or no", "R" },
 		{ "limit", 0, 0, G_OPTION_ARG_INT64, &o.limit, "The newest N only", "N" },
-		{ "format", 0, 0, G_OPTION_ARG_STRING, &o.format, "list: table, csv or json", "F" },
+		{ "format", 0, 0, G_OPTION_ARG_STRING, &o.format, "list, pareto: table, csv or json", "F" },
 		{ "by", 0, 0, G_OPTION_ARG_STRING, &o.by, "pareto: hour or shift", "B" },
 		{ "confirm", 0, 0, G_OPTION_ARG_NONE, &o.confirm, "review: the verdict stands", NULL },
 		{ "overrule", 0, 0, G_OPTION_ARG_STRING, &o.overrule, "review: the right verdict", "V" },
@@ -628,7 +755,12 @@ int main(int argc, char **argv)
 
 	if (tool_options_parse(ctx, entries, "vigilctl", &argc, &argv) < 0)
 		goto out;
-	if (!o.db || argc != 2) {
+	if (o.db && argc == 2 && o.format && strcmp(argv[1], "list") != 0 &&
+	    strcmp(argv[1], "pareto") != 0 &&
+	    (strcmp(argv[1], "export") != 0 || strcmp(o.format, "csv") != 0)) {
+		fprintf(stderr, "vigilctl %s: --format is for list and pareto%s\n", argv[1],
+			strcmp(argv[1], "export") == 0 ? " (export writes a CSV manifest)" : "");
+	} else if (!o.db || argc != 2) {
 		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export [options] (see --help)\n");
 	} else if (strcmp(argv[1], "list") == 0) {
 		rc = cmd_list(&o);
