@@ -24,14 +24,7 @@
 #include "core/part.h"
 #include "db/db.h"
 #include "tools/tool-common.h"
-
-struct opts {
-	char *db, *since, *until, *verdict, *cls, *format, *by, *reviewed;
-	char *overrule, *note, *reviewer, *split, *out;
-	double min_score, max_score;
-	gint64 part, limit;
-	gboolean confirm;
-};
+#include "tools/vigilctl-private.h"
 
 /* GLib's ISO 8601 reader wants a time with seconds; the docs' forms (a
  * date alone, a time to the minute) are completed to that and GLib judges
@@ -73,7 +66,7 @@ static int parse_time(const char *what, const char *text, int64_t *us)
 	return 0;
 }
 
-static int build_filter(const struct opts *o, struct db_filter *f)
+int vigilctl__build_filter(const struct opts *o, struct db_filter *f)
 {
 	*f = (struct db_filter)DB_FILTER_ALL;
 	if (parse_time("since", o->since, &f->since_us) < 0 ||
@@ -99,7 +92,7 @@ static int build_filter(const struct opts *o, struct db_filter *f)
 }
 
 /* Local time of a wall-clock timestamp in microseconds. */
-static GDateTime *local_time(int64_t us)
+GDateTime *vigilctl__local_time(int64_t us)
 {
 	GDateTime *s = g_date_time_new_from_unix_local(us / G_USEC_PER_SEC);
 	GDateTime *t = g_date_time_add(s, us % G_USEC_PER_SEC);
@@ -108,9 +101,9 @@ static GDateTime *local_time(int64_t us)
 	return t;
 }
 
-static char *wall_text(int64_t us)
+char *vigilctl__wall_text(int64_t us)
 {
-	GDateTime *t = local_time(us);
+	GDateTime *t = vigilctl__local_time(us);
 	char *s = g_date_time_format(t, "%Y-%m-%dT%H:%M:%S.%f%:z");
 
 	g_date_time_unref(t);
@@ -118,7 +111,7 @@ static char *wall_text(int64_t us)
 }
 
 /* CSV field quoting (RFC 4180): QA data may hold commas and quotes in notes. */
-static void csv_field(FILE *out, const char *s)
+void vigilctl__csv_field(FILE *out, const char *s)
 {
 	if (!s)
 		return;
@@ -135,7 +128,7 @@ static void csv_field(FILE *out, const char *s)
 	fputc('"', out);
 }
 
-static void add_string(JsonBuilder *b, const char *name, const char *s)
+void vigilctl__add_string(JsonBuilder *b, const char *name, const char *s)
 {
 	json_builder_set_member_name(b, name);
 	if (s)
@@ -145,7 +138,7 @@ static void add_string(JsonBuilder *b, const char *name, const char *s)
 }
 
 /* JSON has no NaN or infinity: those are null. */
-static void add_number(JsonBuilder *b, const char *name, double x)
+void vigilctl__add_number(JsonBuilder *b, const char *name, double x)
 {
 	json_builder_set_member_name(b, name);
 	if (isfinite(x))
@@ -154,17 +147,15 @@ static void add_number(JsonBuilder *b, const char *name, double x)
 		json_builder_add_null_value(b);
 }
 
-static void add_uint(JsonBuilder *b, const char *name, uint32_t x)
+void vigilctl__add_uint(JsonBuilder *b, const char *name, uint32_t x)
 {
 	json_builder_set_member_name(b, name);
 	json_builder_add_int_value(b, x);
 }
 
-enum format { FMT_TABLE, FMT_CSV, FMT_JSON };
-
 /* list and pareto print any of the three; the other commands have one
  * output of their own and refuse --format rather than ignore it. */
-static int parse_format(const char *cmd, const char *text, enum format *fmt)
+int vigilctl__parse_format(const char *cmd, const char *text, enum format *fmt)
 {
 	if (!text || strcmp(text, "table") == 0)
 		*fmt = FMT_TABLE;
@@ -198,19 +189,19 @@ static void list_row_json(struct list_ctx *c, const struct db_inspection *r, con
 	char *text;
 
 	json_builder_begin_object(c->json);
-	add_uint(c->json, "part_id", r->part_id);
-	add_string(c->json, "time", when);
-	add_string(c->json, "verdict", verdict);
-	add_string(c->json, "class", cls);
-	add_uint(c->json, "flags", r->flags);
-	add_number(c->json, "score", r->score);
-	add_number(c->json, "vision_score", r->vision_score);
-	add_number(c->json, "signal_score", r->signal_score);
-	add_number(c->json, "latency_ms", r->latency_ms);
-	add_string(c->json, "model_version", r->model_version);
-	add_string(c->json, "review", r->review);
-	add_string(c->json, "review_verdict", review_verdict);
-	add_string(c->json, "review_note", r->review_note);
+	vigilctl__add_uint(c->json, "part_id", r->part_id);
+	vigilctl__add_string(c->json, "time", when);
+	vigilctl__add_string(c->json, "verdict", verdict);
+	vigilctl__add_string(c->json, "class", cls);
+	vigilctl__add_uint(c->json, "flags", r->flags);
+	vigilctl__add_number(c->json, "score", r->score);
+	vigilctl__add_number(c->json, "vision_score", r->vision_score);
+	vigilctl__add_number(c->json, "signal_score", r->signal_score);
+	vigilctl__add_number(c->json, "latency_ms", r->latency_ms);
+	vigilctl__add_string(c->json, "model_version", r->model_version);
+	vigilctl__add_string(c->json, "review", r->review);
+	vigilctl__add_string(c->json, "review_verdict", review_verdict);
+	vigilctl__add_string(c->json, "review_note", r->review_note);
 	json_builder_end_object(c->json);
 	root = json_builder_get_root(c->json);
 	json_builder_reset(c->json);
@@ -224,7 +215,7 @@ static void list_row_json(struct list_ctx *c, const struct db_inspection *r, con
 static int list_row(const struct db_inspection *r, void *data)
 {
 	struct list_ctx *c = data;
-	char *when = wall_text(r->t_wall_us);
+	char *when = vigilctl__wall_text(r->t_wall_us);
 	const char *verdict = vigil_verdict_name((enum vigil_verdict)r->verdict);
 	const char *cls = vigil_class_name((enum vigil_defect_class)r->defect_class);
 	const char *rv = r->review ? vigil_verdict_name((enum vigil_verdict)r->review_verdict) : NULL;
@@ -242,7 +233,7 @@ static int list_row(const struct db_inspection *r, void *data)
 			r->latency_ms, r->model_version ? r->model_version : "",
 			r->review ? r->review : "");
 		fprintf(c->out, "%s,", rv ? rv : "");
-		csv_field(c->out, r->review_note);
+		vigilctl__csv_field(c->out, r->review_note);
 		fputc('\n', c->out);
 		break;
 	case FMT_JSON:
@@ -262,9 +253,9 @@ static int cmd_list(const struct opts *o)
 	char *err = NULL;
 	int rc;
 
-	if (parse_format("list", o->format, &c.fmt) < 0)
+	if (vigilctl__parse_format("list", o->format, &c.fmt) < 0)
 		return 2;
-	if (build_filter(o, &f) < 0)
+	if (vigilctl__build_filter(o, &f) < 0)
 		return 2;
 	if (c.fmt == FMT_TABLE) {
 		printf("%-8s %-32s %-9s %-18s %6s %6s %6s %7s %s\n", "part", "time", "verdict",
@@ -290,236 +281,6 @@ static int cmd_list(const struct opts *o)
 	}
 	if (c.fmt == FMT_TABLE)
 		printf("%" G_GUINT64_FORMAT " inspection(s)\n", c.n);
-	return 0;
-}
-
-struct bucket {
-	char *key;
-	uint64_t parts, rejected, marginal, by_class[4];
-};
-
-struct pareto_ctx {
-	gboolean by_shift;
-	GHashTable *buckets;   /* key -> struct bucket */
-	GPtrArray *order;
-	uint64_t by_class[4], rejected;
-};
-
-static int pareto_row(const struct db_inspection *r, void *data)
-{
-	struct pareto_ctx *c = data;
-	GDateTime *t = local_time(r->t_wall_us);
-	char *key;
-	struct bucket *b;
-	/* The QA-reviewed verdict counts where there is one. */
-	int verdict = r->review ? r->review_verdict : r->verdict;
-
-	if (c->by_shift) {
-		int h = g_date_time_get_hour(t);
-		/* Three 8-hour shifts: 06-14 early, 14-22 late, 22-06 night
-		 * (the night shift belongs to the day it started). */
-		GDateTime *day = h < 6 ? g_date_time_add_days(t, -1) : g_date_time_ref(t);
-		char *date = g_date_time_format(day, "%Y-%m-%d");
-
-		key = g_strdup_printf("%s %s", date, h >= 6 && h < 14 ? "early" :
-						     h >= 14 && h < 22 ? "late" : "night");
-		g_free(date);
-		g_date_time_unref(day);
-	} else {
-		key = g_date_time_format(t, "%Y-%m-%d %H:00");
-	}
-	g_date_time_unref(t);
-	b = g_hash_table_lookup(c->buckets, key);
-	if (!b) {
-		b = g_new0(struct bucket, 1);
-		b->key = key;
-		g_hash_table_insert(c->buckets, key, b);
-		g_ptr_array_add(c->order, b);
-	} else {
-		g_free(key);
-	}
-	b->parts++;
-	if (verdict == VIGIL_VERDICT_REJECT)
-		b->rejected++;
-	else if (verdict == VIGIL_VERDICT_MARGINAL)
-		b->marginal++;
-	if (verdict != VIGIL_VERDICT_ACCEPT && r->defect_class >= 0 && r->defect_class < 4) {
-		b->by_class[r->defect_class]++;
-		c->by_class[r->defect_class]++;
-		c->rejected++;
-	}
-	return 0;
-}
-
-static void free_bucket(gpointer p)
-{
-	struct bucket *b = p;
-
-	g_free(b->key);
-	g_free(b);
-}
-
-static const int class_order[4] = { VIGIL_CLASS_SURFACE, VIGIL_CLASS_VIBRATION, VIGIL_CLASS_BOTH,
-				    VIGIL_CLASS_NONE };
-
-static double yield_pct(const struct bucket *b)
-{
-	return 100.0 * (double)(b->parts - b->rejected - b->marginal) / (double)b->parts;
-}
-
-static void pareto_table(const struct pareto_ctx *c, const int *idx)
-{
-	uint64_t run = 0;
-
-	printf("%-18s %7s %7s %8s %7s   %s\n", c->by_shift ? "shift" : "hour", "parts", "yield",
-	       "rejected", "marginal", "rejects by class (surface/vibration/both/none)");
-	for (guint i = 0; i < c->order->len; i++) {
-		struct bucket *b = g_ptr_array_index(c->order, i);
-
-		printf("%-18s %7" G_GUINT64_FORMAT " %6.1f%% %8" G_GUINT64_FORMAT " %7"
-		       G_GUINT64_FORMAT "   %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "/%"
-		       G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "\n", b->key, b->parts, yield_pct(b),
-		       b->rejected, b->marginal, b->by_class[VIGIL_CLASS_SURFACE],
-		       b->by_class[VIGIL_CLASS_VIBRATION], b->by_class[VIGIL_CLASS_BOTH],
-		       b->by_class[VIGIL_CLASS_NONE]);
-	}
-	printf("\nreject causes (Pareto):\n");
-	for (int i = 0; i < 4; i++) {
-		uint64_t n = c->by_class[idx[i]];
-
-		if (!n)
-			continue;
-		run += n;
-		printf("  %-18s %7" G_GUINT64_FORMAT "  %5.1f%%  cumulative %5.1f%%\n",
-		       vigil_class_name((enum vigil_defect_class)idx[i]), n,
-		       100.0 * (double)n / (double)c->rejected, 100.0 * (double)run / (double)c->rejected);
-	}
-}
-
-/* One table, so one CSV: the buckets. The Pareto of causes is the sum of
- * the rejects_* columns (json gives it worked out). */
-static void pareto_csv(const struct pareto_ctx *c)
-{
-	printf("%s,parts,yield_pct,rejected,marginal,rejects_surface,rejects_vibration,"
-	       "rejects_both,rejects_none\n", c->by_shift ? "shift" : "hour");
-	for (guint i = 0; i < c->order->len; i++) {
-		struct bucket *b = g_ptr_array_index(c->order, i);
-
-		csv_field(stdout, b->key);
-		printf(",%" G_GUINT64_FORMAT ",%.3f,%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT,
-		       b->parts, yield_pct(b), b->rejected, b->marginal);
-		for (int k = 0; k < 4; k++)
-			printf(",%" G_GUINT64_FORMAT, b->by_class[class_order[k]]);
-		putchar('\n');
-	}
-}
-
-static void pareto_json(const struct pareto_ctx *c, const int *idx)
-{
-	JsonBuilder *j = json_builder_new();
-	JsonGenerator *gen = json_generator_new();
-	JsonNode *root;
-	char *text;
-	uint64_t run = 0;
-
-	json_builder_begin_object(j);
-	json_builder_set_member_name(j, "buckets");
-	json_builder_begin_array(j);
-	for (guint i = 0; i < c->order->len; i++) {
-		struct bucket *b = g_ptr_array_index(c->order, i);
-
-		json_builder_begin_object(j);
-		add_string(j, c->by_shift ? "shift" : "hour", b->key);
-		json_builder_set_member_name(j, "parts");
-		json_builder_add_int_value(j, (gint64)b->parts);
-		add_number(j, "yield_pct", yield_pct(b));
-		json_builder_set_member_name(j, "rejected");
-		json_builder_add_int_value(j, (gint64)b->rejected);
-		json_builder_set_member_name(j, "marginal");
-		json_builder_add_int_value(j, (gint64)b->marginal);
-		json_builder_set_member_name(j, "rejects_by_class");
-		json_builder_begin_object(j);
-		for (int k = 0; k < 4; k++) {
-			json_builder_set_member_name(j, vigil_class_name(class_order[k]));
-			json_builder_add_int_value(j, (gint64)b->by_class[class_order[k]]);
-		}
-		json_builder_end_object(j);
-		json_builder_end_object(j);
-	}
-	json_builder_end_array(j);
-	json_builder_set_member_name(j, "causes");
-	json_builder_begin_array(j);
-	for (int i = 0; i < 4; i++) {
-		uint64_t n = c->by_class[idx[i]];
-
-		if (!n)
-			continue;
-		run += n;
-		json_builder_begin_object(j);
-		add_string(j, "class", vigil_class_name((enum vigil_defect_class)idx[i]));
-		json_builder_set_member_name(j, "rejects");
-		json_builder_add_int_value(j, (gint64)n);
-		add_number(j, "share_pct", 100.0 * (double)n / (double)c->rejected);
-		add_number(j, "cumulative_pct", 100.0 * (double)run / (double)c->rejected);
-		json_builder_end_object(j);
-	}
-	json_builder_end_array(j);
-	json_builder_end_object(j);
-	root = json_builder_get_root(j);
-	json_generator_set_root(gen, root);
-	json_generator_set_pretty(gen, TRUE);
-	text = json_generator_to_data(gen, NULL);
-	printf("%s\n", text);
-	g_free(text);
-	json_node_unref(root);
-	g_object_unref(gen);
-	g_object_unref(j);
-}
-
-static int cmd_pareto(const struct opts *o)
-{
-	struct pareto_ctx c = { 0 };
-	struct db_filter f;
-	struct db_row_cb cb = { pareto_row, &c };
-	char *err = NULL;
-	enum format fmt;
-	int idx[4] = { 0, 1, 2, 3 };
-
-	if (parse_format("pareto", o->format, &fmt) < 0)
-		return 2;
-	if (o->by && strcmp(o->by, "hour") != 0 && strcmp(o->by, "shift") != 0) {
-		fprintf(stderr, "vigilctl: --by is hour or shift, not '%s'\n", o->by);
-		return 2;
-	}
-	if (build_filter(o, &f) < 0)
-		return 2;
-	c.by_shift = o->by && strcmp(o->by, "shift") == 0;
-	c.buckets = g_hash_table_new(g_str_hash, g_str_equal);
-	c.order = g_ptr_array_new_with_free_func(free_bucket);
-	if (db_query(o->db, &f, &cb, &err) < 0) {
-		fprintf(stderr, "vigilctl: %s\n", err ? err : "query failed");
-		free(err);
-		g_hash_table_destroy(c.buckets);
-		g_ptr_array_free(c.order, TRUE);
-		return 1;
-	}
-	/* The Pareto of reject causes: largest first, with the running share. */
-	for (int i = 0; i < 4; i++)
-		for (int j = i + 1; j < 4; j++)
-			if (c.by_class[idx[j]] > c.by_class[idx[i]]) {
-				int t = idx[i];
-
-				idx[i] = idx[j];
-				idx[j] = t;
-			}
-	if (fmt == FMT_TABLE)
-		pareto_table(&c, idx);
-	else if (fmt == FMT_CSV)
-		pareto_csv(&c);
-	else
-		pareto_json(&c, idx);
-	g_hash_table_destroy(c.buckets);
-	g_ptr_array_free(c.order, TRUE);
 	return 0;
 }
 
@@ -647,7 +408,7 @@ static int cmd_export(const struct opts *o)
 	FILE *out = stdout;
 	int written = 0, skipped = 0, rc = 1;
 
-	if (build_filter(o, &f) < 0) {
+	if (vigilctl__build_filter(o, &f) < 0) {
 		rc = 2;
 		goto out;
 	}
@@ -694,9 +455,9 @@ static int cmd_export(const struct opts *o)
 			skipped++;
 		} else {
 			fprintf(out, "L%" G_GINT64_FORMAT "-%u,%s,", p->id, p->part_id, split);
-			csv_field(out, files.image);
+			vigilctl__csv_field(out, files.image);
 			fprintf(out, ",,%s,", surface ? "defect" : "free");
-			csv_field(out, files.vibration);
+			vigilctl__csv_field(out, files.vibration);
 			/* float32 mono after the 44-byte header. */
 			fprintf(out, ",0,%" G_GINT64_FORMAT ",%s,%d\n", (files.vib_bytes - 44) / 4,
 				vibration ? "fault" : "normal", defect ? 1 : 0);
@@ -765,7 +526,7 @@ int main(int argc, char **argv)
 	} else if (strcmp(argv[1], "list") == 0) {
 		rc = cmd_list(&o);
 	} else if (strcmp(argv[1], "pareto") == 0) {
-		rc = cmd_pareto(&o);
+		rc = vigilctl__cmd_pareto(&o);
 	} else if (strcmp(argv[1], "review") == 0) {
 		rc = cmd_review(&o);
 	} else if (strcmp(argv[1], "upgrade") == 0) {

@@ -1,0 +1,42 @@
+/* Private to vigilctl: what vigilctl.c (options, list, review, upgrade,
+ * export) and vigilctl-pareto.c (pareto) share. One thread. */
+#ifndef VIGIL_TOOLS_VIGILCTL_PRIVATE_H
+#define VIGIL_TOOLS_VIGILCTL_PRIVATE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "db/db.h"
+
+struct opts {
+	char *db, *since, *until, *verdict, *cls, *format, *by, *reviewed;
+	char *overrule, *note, *reviewer, *split, *out;
+	double min_score, max_score;
+	gint64 part, limit;
+	gboolean confirm;
+};
+
+enum format { FMT_TABLE, FMT_CSV, FMT_JSON };
+
+/* The wall clock us (µs since the epoch) in vigilctl's local zone; unref it. */
+GDateTime *vigilctl__local_time(int64_t us);
+/* us as ISO 8601 local time with offset, newly allocated. */
+char *vigilctl__wall_text(int64_t us);
+/* A CSV field, quoted as RFC 4180 asks when it must be; NULL writes nothing. */
+void vigilctl__csv_field(FILE *out, const char *s);
+/* JSON members: a string or null; a number, null when not finite; an integer. */
+void vigilctl__add_string(JsonBuilder *b, const char *name, const char *s);
+void vigilctl__add_number(JsonBuilder *b, const char *name, double x);
+void vigilctl__add_uint(JsonBuilder *b, const char *name, uint32_t x);
+/* --format for cmd (table when not given); -EINVAL with a message on stderr. */
+int vigilctl__parse_format(const char *cmd, const char *text, enum format *fmt);
+/* The filter options into f; -1 with a message on stderr. */
+int vigilctl__build_filter(const struct opts *o, struct db_filter *f);
+
+/* vigilctl pareto (vigilctl-pareto.c); the exit status. */
+int vigilctl__cmd_pareto(const struct opts *o);
+
+#endif
