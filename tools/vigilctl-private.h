@@ -23,14 +23,11 @@ enum format { FMT_TABLE, FMT_CSV, FMT_JSON };
 
 /* The wall clock us (µs since the epoch) in vigilctl's local zone; unref it. */
 GDateTime *vigilctl__local_time(int64_t us);
-/* us as ISO 8601 local time with offset, newly allocated. */
-char *vigilctl__wall_text(int64_t us);
 /* A CSV field, quoted as RFC 4180 asks when it must be; NULL writes nothing. */
 void vigilctl__csv_field(FILE *out, const char *s);
-/* JSON members: a string or null; a number, null when not finite; an integer. */
+/* JSON members: a string or null; a number, null when not finite. */
 void vigilctl__add_string(JsonBuilder *b, const char *name, const char *s);
 void vigilctl__add_number(JsonBuilder *b, const char *name, double x);
-void vigilctl__add_uint(JsonBuilder *b, const char *name, uint32_t x);
 /* --format for cmd (table when not given); -EINVAL with a message on stderr. */
 int vigilctl__parse_format(const char *cmd, const char *text, enum format *fmt);
 /* The filter options into f; -1 with a message on stderr. */

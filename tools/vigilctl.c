@@ -101,7 +101,7 @@ GDateTime *vigilctl__local_time(int64_t us)
 	return t;
 }
 
-char *vigilctl__wall_text(int64_t us)
+static char *wall_text(int64_t us)
 {
 	GDateTime *t = vigilctl__local_time(us);
 	char *s = g_date_time_format(t, "%Y-%m-%dT%H:%M:%S.%f%:z");
@@ -147,7 +147,7 @@ void vigilctl__add_number(JsonBuilder *b, const char *name, double x)
 		json_builder_add_null_value(b);
 }
 
-void vigilctl__add_uint(JsonBuilder *b, const char *name, uint32_t x)
+static void add_uint(JsonBuilder *b, const char *name, uint32_t x)
 {
 	json_builder_set_member_name(b, name);
 	json_builder_add_int_value(b, x);
@@ -189,11 +189,11 @@ static void list_row_json(struct list_ctx *c, const struct db_inspection *r, con
 	char *text;
 
 	json_builder_begin_object(c->json);
-	vigilctl__add_uint(c->json, "part_id", r->part_id);
+	add_uint(c->json, "part_id", r->part_id);
 	vigilctl__add_string(c->json, "time", when);
 	vigilctl__add_string(c->json, "verdict", verdict);
 	vigilctl__add_string(c->json, "class", cls);
-	vigilctl__add_uint(c->json, "flags", r->flags);
+	add_uint(c->json, "flags", r->flags);
 	vigilctl__add_number(c->json, "score", r->score);
 	vigilctl__add_number(c->json, "vision_score", r->vision_score);
 	vigilctl__add_number(c->json, "signal_score", r->signal_score);
@@ -215,7 +215,7 @@ static void list_row_json(struct list_ctx *c, const struct db_inspection *r, con
 static int list_row(const struct db_inspection *r, void *data)
 {
 	struct list_ctx *c = data;
-	char *when = vigilctl__wall_text(r->t_wall_us);
+	char *when = wall_text(r->t_wall_us);
 	const char *verdict = vigil_verdict_name((enum vigil_verdict)r->verdict);
 	const char *cls = vigil_class_name((enum vigil_defect_class)r->defect_class);
 	const char *rv = r->review ? vigil_verdict_name((enum vigil_verdict)r->review_verdict) : NULL;
