@@ -6,12 +6,13 @@
 
 #include <glib.h>
 
+#include "core/shift.h"
 #include "db/db.h"
 
 static const char *const database_keys[] = {
 	"path", "queue_depth", "media_dir", "media_queue", "keep_accepted_every", "max_age_days",
 	"protect_days", "disk_budget_mb", "retention_period_s", "commit_timeout_ms",
-	"spool_rows", NULL };
+	"spool_rows", "shifts", NULL };
 
 int db_options_read(const config *cfg, struct db_settings *s, char **err)
 {
@@ -38,8 +39,23 @@ int db_options_read(const config *cfg, struct db_settings *s, char **err)
 	    config_get_int(cfg, "database", "retention_period_s", 600, 1, 86400, &period, err) < 0 ||
 	    config_get_int(cfg, "database", "spool_rows", 4096, 1, 1 << 20, &spool, err) < 0 ||
 	    config_get_int(cfg, "database", "commit_timeout_ms", 100, 1, 10000,
-			   &s->commit_timeout_ms, err) < 0)
+			   &s->commit_timeout_ms, err) < 0 ||
+	    config_get_string(cfg, "database", "shifts", SHIFT_PLAN_DEFAULT, &s->shifts, err) < 0)
 		return -EINVAL;
+	{
+		char *why = NULL;
+		shift_plan *plan = shift_plan_parse(s->shifts, NULL, &why);
+
+		if (!plan) {
+			*err = config_error(cfg, "database", "shifts", "%s", why);
+			g_free(why);
+			return -EINVAL;
+		}
+		/* Canonical form, so readers see one spelling. */
+		g_free(s->shifts);
+		s->shifts = shift_plan_to_string(plan);
+		shift_plan_free(plan);
+	}
 	if (age && age < protect) {
 		*err = config_error(cfg, "database", "max_age_days",
 				    "%d is less than protect_days (%d): rows of the protected "
@@ -55,6 +71,7 @@ int db_options_read(const config *cfg, struct db_settings *s, char **err)
 	o->disk_budget_mb = budget;
 	o->retention_period_s = period;
 	o->spool_rows = (size_t)spool;
+	o->shifts = s->shifts;
 	/* Test only (docs/operations.md): a database that is "full" after
 	 * this many pages, to exercise the full-disk path. */
 	max_pages = g_getenv("VIGIL_TEST_DB_MAX_PAGES");
@@ -72,5 +89,6 @@ void db_settings_clear(struct db_settings *s)
 		return;
 	g_free(s->path);
 	g_free(s->media_dir);
+	g_free(s->shifts);
 	*s = (struct db_settings){ 0 };
 }

@@ -12,6 +12,7 @@
 
 #include "db/db-private.h"
 #include "core/part.h"
+#include "core/shift.h"
 
 /* ---- read side ---- */
 
@@ -433,6 +434,22 @@ char *db__resolve_media_dir(const char *db_path, const char *recorded, char **co
 		return beside;
 	g_free(beside);
 	return g_strdup(recorded);
+}
+
+char *db_shifts(const char *db_path, char **err)
+{
+	char *recorded = NULL;
+	int64_t version = 0;
+	struct statement probe = { .path = db_path, .sql = "PRAGMA user_version",
+				   .row = int64_row, .data = &version };
+	struct statement s = { .path = db_path, .row = text_row, .data = &recorded,
+			       .sql = "SELECT value FROM meta WHERE key = 'shifts'" };
+
+	if (run_statement(&probe, err) < 0)
+		return NULL;
+	if (version >= 4 && run_statement(&s, err) < 0)
+		return NULL;
+	return recorded ? recorded : strdup(SHIFT_PLAN_DEFAULT);
 }
 
 char *db_media_dir(const char *db_path, char **err)

@@ -72,8 +72,13 @@ struct db_options {
 	 * to simulate a slow disk. */
 	int64_t max_pages;
 	int commit_delay_ms;
+	/* The plant's shift plan (core/shift.h), recorded in the log for
+	 * readers (vigilctl, the review page, trends); NULL leaves the record
+	 * as it is. */
+	const char *shifts;
 };
-#define DB_OPTIONS_DEFAULT { 4096, NULL, 64, 0, 0, 0, 0, 600, 4096, 0, 0 }
+#define DB_OPTIONS_DEFAULT { .queue_depth = 4096, .media_queue = 64, \
+			     .retention_period_s = 600, .spool_rows = 4096 }
 
 /* The [database] section as db_options_read reads it (db-config.c): the
  * settings own their strings, which opt points to. */
@@ -81,6 +86,7 @@ struct db_settings {
 	struct db_options opt;
 	char *path;                   /* path, required */
 	char *media_dir;              /* media_dir ("<path>.media") */
+	char *shifts;                 /* shifts (SHIFT_PLAN_DEFAULT) */
 	int commit_timeout_ms;        /* a result waits this long for its row (100) */
 };
 /* Reads [database] of cfg into *s, which it overwrites: 0, or -EINVAL with
@@ -332,5 +338,10 @@ int db_read_media(const char *db_path, int64_t inspection_id,
  * *err set when the file cannot be read or the folder does not exist (the
  * message names the path tried). */
 char *db_media_dir(const char *db_path, char **err);
+
+/* The shift plan the log records ([database] shifts of the vigild that
+ * wrote it), or SHIFT_PLAN_DEFAULT for a log without one. Returns a string
+ * for shift_plan_parse (free()), or NULL with *err. */
+char *db_shifts(const char *db_path, char **err);
 
 #endif

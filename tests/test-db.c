@@ -1876,8 +1876,50 @@ static void test_database_settings(void)
 	g_assert_cmpint(s.opt.retention_period_s, ==, 600);
 	g_assert_cmpuint(s.opt.spool_rows, ==, 4096);
 	g_assert_cmpint(s.commit_timeout_ms, ==, 100);
+	g_assert_cmpstr(s.opt.shifts, ==, "early 06:00, late 14:00, night 22:00");
 	db_settings_clear(&s);
 	config_free(c);
+
+	/* The shift plan is checked, written canonically and recorded in the
+	 * log for readers; a log that records none reads as the default. */
+	{
+		static const char shifts[] = "[database]\npath = x.db\nshifts = b 18:00,a 6:00\n";
+		static const char bad_shifts[] = "[database]\npath = x.db\nshifts = a 06:00, b 25:00\n";
+		char *dir = g_dir_make_tmp("vigil-shifts-XXXXXX", NULL);
+		char *path = g_build_filename(dir, "log.db", NULL);
+		char *plan;
+		db_log *db;
+
+		c = config_load_data(shifts, "line.conf", &err);
+		g_assert_cmpint(db_options_read(c, &s, &err), ==, 0);
+		g_assert_cmpstr(s.opt.shifts, ==, "a 06:00, b 18:00");
+		s.opt.media_dir = NULL;
+		db = db_open_with(path, NULL, &err);
+		g_assert_nonnull(db);
+		db_close(db);
+		plan = db_shifts(path, &err);
+		g_assert_cmpstr(plan, ==, "early 06:00, late 14:00, night 22:00");
+		free(plan);
+		db = db_open_with(path, &s.opt, &err);
+		g_assert_nonnull(db);
+		db_close(db);
+		plan = db_shifts(path, &err);
+		g_assert_cmpstr(plan, ==, "a 06:00, b 18:00");
+		free(plan);
+		db_settings_clear(&s);
+		config_free(c);
+
+		c = config_load_data(bad_shifts, "line.conf", &err);
+		g_assert_cmpint(db_options_read(c, &s, &err), ==, -EINVAL);
+		g_assert_cmpstr(err, ==, "line.conf:3: [database] shifts: shift 'b' starts at "
+				"'25:00', not a time HH:MM from 00:00 to 23:59");
+		g_clear_pointer(&err, g_free);
+		db_settings_clear(&s);
+		config_free(c);
+		remove_tree(dir);
+		g_free(path);
+		g_free(dir);
+	}
 
 	c = config_load_data(bad, "line.conf", &err);
 	g_assert_nonnull(c);
