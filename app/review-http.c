@@ -24,8 +24,11 @@ static void common_headers(SoupServerMessage *msg)
 	SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
 
 	soup_message_headers_replace(h, "X-Content-Type-Options", "nosniff");
+	/* blob: images: the page fetches a part's images with the bearer
+	 * token (an <img> cannot send one) and shows what it fetched. */
 	soup_message_headers_replace(h, "Content-Security-Policy",
-				     "default-src 'self'; frame-ancestors 'none'");
+				     "default-src 'self'; img-src 'self' blob:; "
+				     "frame-ancestors 'none'");
 	soup_message_headers_replace(h, "Cache-Control", "no-store");
 }
 
