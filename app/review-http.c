@@ -420,6 +420,17 @@ static enum users_role token_role(review_server *s, const char *token, const cha
 	return s->have_token && shared_token(s, token) ? USERS_ROLE_ADMIN : 0;
 }
 
+/* 401 for a missing or unknown token; need names the role asked for. */
+static void refuse_token(SoupServerMessage *msg, const char *token, enum users_role need)
+{
+	soup_message_headers_replace(soup_server_message_get_response_headers(msg),
+				     "WWW-Authenticate", "Bearer realm=\"vigil\"");
+	review__reply_error(msg, SOUP_STATUS_UNAUTHORIZED, token ?
+			    "the token is not a known one (this needs the role %s)" :
+			    "this needs the header Authorization: Bearer TOKEN (role %s)",
+			    users_role_name(need));
+}
+
 gboolean review__authorized(review_server *s, SoupServerMessage *msg)
 {
 	const char *name;
@@ -447,12 +458,7 @@ int review__require_role(review_server *s, SoupServerMessage *msg, enum users_ro
 	}
 	role = token_role(s, token, &name);
 	if (!role) {
-		soup_message_headers_replace(soup_server_message_get_response_headers(msg),
-					     "WWW-Authenticate", "Bearer realm=\"vigil\"");
-		review__reply_error(msg, SOUP_STATUS_UNAUTHORIZED, token ?
-				    "the token is not a known one (this needs the role %s)" :
-				    "this needs the header Authorization: Bearer TOKEN (role %s)",
-				    users_role_name(need));
+		refuse_token(msg, token, need);
 		return -EACCES;
 	}
 	if (role < need) {
@@ -474,7 +480,7 @@ void review__api_whoami(review_server *s, SoupServerMessage *msg)
 	/* No token is an answer (what the page needs to ask for); a wrong one
 	 * is refused, so the page can say so at once. */
 	if (token && !role) {
-		review__require_role(s, msg, USERS_ROLE_ADMIN, NULL);
+		refuse_token(msg, token, USERS_ROLE_VIEWER);
 		return;
 	}
 	b = json_builder_new();

@@ -529,7 +529,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigilctl %s: --format is for list and pareto%s\n", argv[1],
 			strcmp(argv[1], "export") == 0 ? " (export writes a CSV manifest)" : "");
 	} else if (!o.db || argc != 2) {
-		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export [options] (see --help)\n");
+		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export [options] (see --help)\n"
+			"       vigilctl user add|list|remove ... (see vigilctl user --help)\n");
 	} else if (strcmp(argv[1], "list") == 0) {
 		rc = cmd_list(&o);
 	} else if (strcmp(argv[1], "pareto") == 0) {
