@@ -2,7 +2,8 @@
  * share.
  *   review.c          set-up from [review], the routing table, start/stop
  *   review-http.c     replies, connections (the cap and the request
- *                     timeout), request limits, the page's files, the token
+ *                     timeout), request limits, the page's files, the token,
+ *                     users and their roles (review__require_role)
  *   review-parts.c    query strings, the inspection list, part detail,
  *                     the review POST
  *   review-media.c    a part's files, images and vibration view
@@ -18,6 +19,7 @@
 #include <stdint.h>
 
 #include "app/review.h"
+#include "core/users.h"
 #include "db/db.h"
 #include "fusion/condition.h"
 
@@ -63,6 +65,11 @@ struct review_server {
 	char *charts_dir;        /* uPlot's dist folder; may lack the files */
 	gboolean have_token;
 	guint8 token_sha256[32]; /* compared, never the token itself */
+	/* [review] users_file, read at start (vigild does not reload its
+	 * configuration): per-user tokens and roles. NULL without one; never
+	 * together with the shared token. */
+	users *users;
+	gboolean read_requires_token;
 	int port;
 	int64_t started_us;
 	/* The bearing of the [vibration.NAME] section, to mark its defect
@@ -109,8 +116,27 @@ void review__serve_asset(SoupServerMessage *msg, const char *dir, const char *na
 
 /* SHA-256 of the token, which is all the server keeps of it. */
 void review__token_digest(const char *token, size_t len, guint8 out[32]);
-/* Whether msg carries "Authorization: Bearer TOKEN" with s's token. */
+/* Whether msg carries "Authorization: Bearer TOKEN" with the shared token
+ * or the token of a user of role reviewer or above. Replies nothing. */
 gboolean review__authorized(review_server *s, SoupServerMessage *msg);
+
+/* Who sent a request. */
+struct review_caller {
+	enum users_role role;     /* 0: no token, or reads open to all */
+	const char *name;         /* the user (owned by s), or NULL: the shared
+				   * token or no token */
+};
+/* The check every handler makes before it acts: 0 when msg may do what
+ * needs role, with *who (may be NULL) saying who sent it; otherwise -EACCES
+ * with the answer replied: 401 for a missing or unknown token, 403 naming
+ * the role needed for a user whose role is too low, 403 when [review] has
+ * no token and no users at all. Reads (USERS_ROLE_VIEWER) pass without a
+ * token unless [review] read_requires_token. The shared token may do
+ * everything: it is the demo's one credential. */
+int review__require_role(review_server *s, SoupServerMessage *msg, enum users_role need,
+			 struct review_caller *who);
+/* GET /api/whoami: the caller's name and role, and what the server needs. */
+void review__api_whoami(review_server *s, SoupServerMessage *msg);
 
 /* ---- review-parts.c ---- */
 

@@ -277,6 +277,54 @@ int db_review(const char *path, int64_t part_id, const char *decision, int verdi
 	return 0;
 }
 
+struct reviews_ctx {
+	int64_t part_id;
+	int (*fn)(const struct db_review_row *r, void *data);
+	void *data;
+};
+
+static int bind_reviews(sqlite3_stmt *st, void *data)
+{
+	return sqlite3_bind_int64(st, 1, ((struct reviews_ctx *)data)->part_id);
+}
+
+static int review_row(sqlite3_stmt *st, void *data)
+{
+	struct reviews_ctx *c = data;
+	struct db_review_row r = {
+		.id = sqlite3_column_int64(st, 0),
+		.inspection_id = sqlite3_column_int64(st, 1),
+		.t_wall_us = sqlite3_column_int64(st, 2),
+		.decision = (const char *)sqlite3_column_text(st, 3),
+		.verdict = verdict_code((const char *)sqlite3_column_text(st, 4)),
+		.note = (const char *)sqlite3_column_text(st, 5),
+		.reviewer = (const char *)sqlite3_column_text(st, 6),
+	};
+
+	return c->fn(&r, c->data);
+}
+
+int db_read_reviews(const char *path, int64_t part_id,
+		    int (*fn)(const struct db_review_row *r, void *data), void *data, char **err)
+{
+	struct reviews_ctx ctx = { part_id, fn, data };
+	/* By row id, not time: the latest review is the one with the highest
+	 * id (as db_query joins it), whatever the wall clock did. */
+	struct statement s = {
+		.path = path, .current_schema = true, .bind = bind_reviews, .row = review_row,
+		.data = &ctx,
+		.sql = "SELECT r.id, r.inspection_id, r.t_wall_us, r.decision, r.verdict, r.note,"
+		       " r.reviewer FROM reviews r JOIN inspections i ON i.id = r.inspection_id"
+		       " WHERE i.part_id = ?1 ORDER BY r.id DESC",
+	};
+
+	if (!fn) {
+		db__set_error(err, "cannot read %s: no callback given", path ? path : "(no path)");
+		return -EINVAL;
+	}
+	return run_statement(&s, err);
+}
+
 static int int64_row(sqlite3_stmt *st, void *data)
 {
 	*(int64_t *)data = sqlite3_column_int64(st, 0);

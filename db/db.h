@@ -311,6 +311,22 @@ int db_query(const char *path, const struct db_filter *f, const struct db_row_cb
 int db_review(const char *path, int64_t part_id, const char *decision, int verdict,
 	      const char *note, const char *reviewer, char **err);
 
+/* One QA review as stored (table reviews). */
+struct db_review_row {
+	int64_t id, inspection_id;
+	int64_t t_wall_us;            /* when it was saved, wall clock */
+	const char *decision;         /* "confirm" or "overrule" */
+	int verdict;                  /* the verdict QA says is right */
+	const char *note, *reviewer;  /* NULL when none was given */
+};
+
+/* Calls fn for every review of every inspection of part_id, newest first
+ * (the first is the one that counts); strings are valid only during the
+ * call; fn returns non-zero to stop. 0 (also with none), or a negative code
+ * with *err set as for db_open. */
+int db_read_reviews(const char *path, int64_t part_id,
+		    int (*fn)(const struct db_review_row *r, void *data), void *data, char **err);
+
 /* The vibration condition figures logged with inspection inspection_id
  * (the id of a db_query row). 0, -ENOENT when none were logged, or a
  * negative code with *err set as for db_open. */

@@ -8,6 +8,8 @@
  *                               this version (what vigild does at start)
  *   vigilctl --db FILE export  [filters] [--split NAME] [--out CSV]
  *                               reviewed parts as a training manifest
+ *   vigilctl user add NAME --role ROLE --users FILE | list | remove NAME
+ *                               the review server's users (vigilctl-user.c)
  *
  * Filters: --since/--until (ISO 8601: a date alone is local midnight; a time
  * to the minute or second, local unless it ends in Z or an offset), --verdict,
@@ -514,6 +516,11 @@ int main(int argc, char **argv)
 	GOptionContext *ctx = g_option_context_new("list|pareto|review|upgrade|export - QA over vigild's log");
 	int rc = 2;
 
+	/* user works on the users file, with options of its own. */
+	if (argc >= 2 && strcmp(argv[1], "user") == 0) {
+		rc = vigilctl__main_user(argc, argv);
+		goto out;
+	}
 	if (tool_options_parse(ctx, entries, "vigilctl", &argc, &argv) < 0)
 		goto out;
 	if (o.db && argc == 2 && o.format && strcmp(argv[1], "list") != 0 &&
@@ -522,7 +529,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigilctl %s: --format is for list and pareto%s\n", argv[1],
 			strcmp(argv[1], "export") == 0 ? " (export writes a CSV manifest)" : "");
 	} else if (!o.db || argc != 2) {
-		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export [options] (see --help)\n");
+		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export [options] (see --help)\n"
+			"       vigilctl user add|list|remove ... (see vigilctl user --help)\n");
 	} else if (strcmp(argv[1], "list") == 0) {
 		rc = cmd_list(&o);
 	} else if (strcmp(argv[1], "pareto") == 0) {
