@@ -21,7 +21,6 @@ good part rejected (false reject rate 1.0).
 
 usage: test_model_gate.py BUILD_DIR SOURCE_ROOT SCENARIO
 """
-import os
 import sqlite3
 
 from linetest import Vigild, fail
