@@ -107,8 +107,8 @@ int line_model_fits(line *l, const infer_model *m, const char **key, char **err)
 
 /* The package at dir, loaded and checked (its held-out figures too); NULL
  * with *err ("model package DIR refused: why") and *error (enum
- * plc_error_code: what the PLC is told) when refused, and *unfit_key as line_model_fits when it does not
- * fit. */
+ * plc_error_code: what the PLC is told) when refused, and *unfit_key as
+ * line_model_fits when it does not fit. */
 static infer_model *load_checked(line *l, const char *dir, char **err, int *error,
 				 const char **unfit_key)
 {
