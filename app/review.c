@@ -15,7 +15,7 @@
 static const char *const review_keys[] = { "listen", "port", "token", "token_file",
 					    "static_dir", "charts_dir", "max_connections",
 					    "request_timeout_s", "users_file", "read_requires_token",
-					    NULL };
+					    "defect_types", NULL };
 
 /* The charting library's files (uPlot, from npm; never in git), served as
  * /vendor/NAME from charts_dir when they are there. */
@@ -186,6 +186,8 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 		review__api_inspections(s, msg, raw_query);
 	else if (strcmp(path, "/api/whoami") == 0)
 		review__api_whoami(s, msg);
+	else if (strcmp(path, "/api/classes") == 0)
+		review__api_classes(s, msg);  /* labels: review-labels.c */
 	else if (strcmp(path, "/api/status") == 0)
 		review__api_status(s, msg);
 	else if (strcmp(path, "/api/history") == 0)
@@ -373,7 +375,8 @@ int review_server_new(const config *cfg, line *l, review_server **out, char **er
 			   err) < 0 ||
 	    config_get_int(cfg, "review", "request_timeout_s", 10, 1, 3600,
 			   &s->request_timeout_s, err) < 0 ||
-	    read_token(s, cfg, err) < 0 || read_users(s, cfg, err) < 0)
+	    read_token(s, cfg, err) < 0 || read_users(s, cfg, err) < 0 ||
+	    review__labels_read(s, cfg, err) < 0)
 		goto fail;
 	read_bearing(s, cfg);
 	settle_charts_dir(s, cfg);
@@ -428,6 +431,7 @@ void review_server_free(review_server *s)
 		soup_server_disconnect(s->soup);
 		g_object_unref(s->soup);
 	}
+	review__labels_clear(s);
 	g_free(s->db_path);
 	g_free(s->static_dir);
 	g_free(s->charts_dir);
