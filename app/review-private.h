@@ -8,6 +8,7 @@
  *                     the review POST
  *   review-media.c    a part's files, images and vibration view
  *   review-metrics.c  rate sampling, status, history, Prometheus /metrics
+ *   review-labels.c   a review's label: defect types, the painted mask
  * Everything here runs on the main loop of the thread that made the
  * server, one request at a time; nothing is locked. */
 #ifndef VIGIL_APP_REVIEW_PRIVATE_H
