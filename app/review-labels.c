@@ -176,44 +176,6 @@ static int bad_label(SoupServerMessage *msg, const char *fmt, const char *arg)
 	return -EINVAL;
 }
 
-/* The mask's data URL decoded to gray pixels, thresholded to 0/255 (a
- * browser's canvas smooths the edges of what it paints). */
-static int decode_mask(SoupServerMessage *msg, const char *url, struct review_label_in *in)
-{
-	static const guchar png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
-	const char *b64;
-	guchar *png;
-	gsize len = 0;
-	int rc;
-
-	if (strlen(url) > REVIEW_MAX_MASK_URL) {
-		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
-				    "mask: the data URL is over %d bytes", REVIEW_MAX_MASK_URL);
-		return -EINVAL;
-	}
-	if (!g_str_has_prefix(url, DATA_URL_PREFIX))
-		return bad_label(msg, "mask is a PNG data URL: %s...", DATA_URL_PREFIX "BASE64");
-	b64 = url + strlen(DATA_URL_PREFIX);
-	for (const char *p = b64; *p; p++)
-		if (!g_ascii_isalnum(*p) && !strchr("+/=", *p))
-			return bad_label(msg, "mask: the data URL's %s is not base64", "payload");
-	png = g_base64_decode(b64, &len);
-	if (len < sizeof png_sig || memcmp(png, png_sig, sizeof png_sig) != 0) {
-		g_free(png);
-		return bad_label(msg, "mask: the data URL holds %s, not a PNG file",
-				 len ? "other bytes" : "nothing");
-	}
-	rc = cvw_imdecode_gray(png, len, &in->mask, &in->w, &in->h);
-	g_free(png);
-	if (rc < 0)
-		return bad_label(msg, "mask: %s", "the PNG does not decode (truncated or corrupt?)");
-	for (size_t i = 0, n = (size_t)in->w * (size_t)in->h; i < n; i++) {
-		in->mask[i] = in->mask[i] >= 128 ? 255 : 0;
-		in->painted |= in->mask[i] != 0;
-	}
-	return 0;
-}
-
 /* The part's image size, from its file: 0, or an error replied. */
 static int image_size(review_server *s, SoupServerMessage *msg, int64_t part_id, int *w, int *h)
 {
@@ -237,12 +199,80 @@ static int image_size(review_server *s, SoupServerMessage *msg, int64_t part_id,
 	return 0;
 }
 
+static int wrong_size(SoupServerMessage *msg, int64_t part_id, guint32 mw, guint32 mh, int w,
+		      int h)
+{
+	review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+			    "mask: the PNG is %ux%u, but the image of part %" PRId64 " is %dx%d (a "
+			    "mask is the image's size)", mw, mh, part_id, w, h);
+	return -EINVAL;
+}
+
+/* The mask's data URL decoded to gray pixels of the part's image's size,
+ * thresholded to 0/255 (a browser's canvas smooths the edges of what it
+ * paints). The size in the PNG's header is checked before anything is
+ * decoded, so that a small file cannot make a huge image. */
+static int decode_mask(review_server *s, SoupServerMessage *msg, int64_t part_id,
+		       const char *url, struct review_label_in *in)
+{
+	guint32 mw, mh;
+	int w, h;
+	static const guchar png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+	const char *b64;
+	guchar *png;
+	gsize len = 0;
+	int rc;
+
+	if (strlen(url) > REVIEW_MAX_MASK_URL) {
+		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+				    "mask: the data URL is over %d bytes", REVIEW_MAX_MASK_URL);
+		return -EINVAL;
+	}
+	if (!g_str_has_prefix(url, DATA_URL_PREFIX))
+		return bad_label(msg, "mask is a PNG data URL: %s...", DATA_URL_PREFIX "BASE64");
+	b64 = url + strlen(DATA_URL_PREFIX);
+	for (const char *p = b64; *p; p++)
+		if (!g_ascii_isalnum(*p) && !strchr("+/=", *p))
+			return bad_label(msg, "mask: the data URL's %s is not base64", "payload");
+	png = g_base64_decode(b64, &len);
+	if (len < sizeof png_sig || memcmp(png, png_sig, sizeof png_sig) != 0) {
+		g_free(png);
+		return bad_label(msg, "mask: the data URL holds %s, not a PNG file",
+				 len ? "other bytes" : "nothing");
+	}
+	/* The IHDR chunk comes first: its width and height, big-endian. */
+	if (len < 24 || memcmp(png + 12, "IHDR", 4) != 0) {
+		g_free(png);
+		return bad_label(msg, "mask: %s", "the PNG has no header (truncated or corrupt?)");
+	}
+	mw = (guint32)png[16] << 24 | (guint32)png[17] << 16 | (guint32)png[18] << 8 | png[19];
+	mh = (guint32)png[20] << 24 | (guint32)png[21] << 16 | (guint32)png[22] << 8 | png[23];
+	if (image_size(s, msg, part_id, &w, &h) < 0) {
+		g_free(png);
+		return -ENOENT;
+	}
+	if (mw != (guint32)w || mh != (guint32)h) {
+		g_free(png);
+		return wrong_size(msg, part_id, mw, mh, w, h);
+	}
+	rc = cvw_imdecode_gray(png, len, &in->mask, &in->w, &in->h);
+	g_free(png);
+	if (rc < 0)
+		return bad_label(msg, "mask: %s", "the PNG does not decode (truncated or corrupt?)");
+	if (in->w != w || in->h != h)
+		return wrong_size(msg, part_id, (guint32)in->w, (guint32)in->h, w, h);
+	for (size_t i = 0, n = (size_t)in->w * (size_t)in->h; i < n; i++) {
+		in->mask[i] = in->mask[i] >= 128 ? 255 : 0;
+		in->painted |= in->mask[i] != 0;
+	}
+	return 0;
+}
+
 int review__label_parse(review_server *s, SoupServerMessage *msg, JsonObject *o,
 			int64_t part_id, struct review_label_in *in)
 {
 	JsonNode *t = json_object_get_member(o, "defect_type");
 	JsonNode *m = json_object_get_member(o, "mask");
-	int w = 0, h = 0;
 
 	memset(in, 0, sizeof *in);
 	if (t && !JSON_NODE_HOLDS_NULL(t)) {
@@ -260,18 +290,8 @@ int review__label_parse(review_server *s, SoupServerMessage *msg, JsonObject *o,
 		return 0;
 	if (!JSON_NODE_HOLDS_VALUE(m) || json_node_get_value_type(m) != G_TYPE_STRING)
 		return bad_label(msg, "mask is a %s or null", "PNG data URL string");
-	if (decode_mask(msg, json_node_get_string(m), in) < 0 ||
-	    image_size(s, msg, part_id, &w, &h) < 0) {
+	if (decode_mask(s, msg, part_id, json_node_get_string(m), in) < 0) {
 		review__label_clear(in);
-		return -EINVAL;
-	}
-	if (in->w != w || in->h != h) {
-		char *why = g_strdup_printf("%dx%d, but the image of part %" PRId64 " is %dx%d", in->w,
-					    in->h, part_id, w, h);
-
-		review__label_clear(in);
-		bad_label(msg, "mask: the PNG is %s (a mask is the image's size)", why);
-		g_free(why);
 		return -EINVAL;
 	}
 	return 0;

@@ -108,6 +108,10 @@ def check_refused(srv, db, media, part, h, w):
          "not a PNG file"),
         ({"mask": "data:image/png;base64," + base64.b64encode(png[:len(png) // 2]).decode()},
          "does not decode"),
+        # A header claiming a huge image is refused before any decoding.
+        ({"mask": "data:image/png;base64," + base64.b64encode(
+            png[:16] + struct.pack(">II", 100000, 100000) + png[24:]).decode()},
+         f"is 100000x100000, but the image of part {part} is {w}x{h}"),
         ({"mask": "data:image/jpeg;base64,AAAA"}, "mask is a PNG data URL"),
         ({"mask": "data:image/png;base64,#!?"}, "not base64"),
         ({"mask": 42}, "mask is a PNG data URL string or null"),
