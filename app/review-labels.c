@@ -350,3 +350,72 @@ void review__label_drop_mask(review_server *s, const char *rel)
 	g_free(full);
 	free(media);
 }
+
+/* ---- the stored mask ---- */
+
+static int mask_cb(const struct db_inspection *row, void *data)
+{
+	*(char **)data = g_strdup(row->review_mask);
+	return 0;
+}
+
+/* A mask path as review__label_save_mask writes it: masks/NAME. The row
+ * is vigild's own, but the file anyone with write access can change, so
+ * nothing else is opened. */
+static gboolean mask_path_ok(const char *rel)
+{
+	const char *name;
+
+	if (!g_str_has_prefix(rel, "masks/"))
+		return FALSE;
+	name = rel + strlen("masks/");
+	return *name && !strchr(name, '/') &&
+	       !strchr(name, '\\') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+void review__api_mask(review_server *s, SoupServerMessage *msg, int64_t part_id)
+{
+	struct db_filter f = DB_FILTER_ALL;
+	struct db_row_cb cb = { mask_cb, NULL };
+	char *rel = NULL, *err = NULL, *media = NULL, *full = NULL, *data = NULL;
+	gsize len = 0;
+
+	cb.data = &rel;
+	f.part_id = part_id;
+	f.limit = 1;
+	if (db_query(s->db_path, &f, &cb, &err) < 0 || !(media = db_media_dir(s->db_path, &err))) {
+		g_warning("review: %s", err);
+		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		free(err);
+		goto out;
+	}
+	if (!rel) {
+		review__reply_error(msg, SOUP_STATUS_NOT_FOUND,
+				    "the latest review of part %" PRId64 " has no mask", part_id);
+		goto out;
+	}
+	if (!mask_path_ok(rel)) {
+		g_warning("review: part %" PRId64 ": mask path '%s' is not under masks/", part_id,
+			  rel);
+		review__reply_error(msg, SOUP_STATUS_FORBIDDEN,
+				    "the mask file is outside the media folder's masks/");
+		goto out;
+	}
+	full = g_build_filename(media, rel, NULL);
+	if (!g_file_get_contents(full, &data, &len, NULL)) {
+		review__reply_error(msg, SOUP_STATUS_NOT_FOUND, "the mask file is gone");
+		goto out;
+	}
+	{
+		GBytes *b = g_bytes_new_take(data, len);
+
+		data = NULL;
+		review__reply_bytes(msg, SOUP_STATUS_OK, "image/png", b);
+		g_bytes_unref(b);
+	}
+out:
+	g_free(rel);
+	free(media);
+	g_free(full);
+	g_free(data);
+}

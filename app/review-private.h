@@ -197,6 +197,8 @@ int review__media_read_kind(review_server *s, SoupServerMessage *msg, int64_t pa
 int review__labels_read(review_server *s, const config *cfg, char **err);
 void review__labels_clear(review_server *s);
 void review__api_classes(review_server *s, SoupServerMessage *msg);
+/* GET /api/parts/ID/mask: the mask of the part's latest review (PNG). */
+void review__api_mask(review_server *s, SoupServerMessage *msg, int64_t part_id);
 
 /* The label members of a review's JSON: defect_type borrows from the
  * JSON object; mask is malloc'ed 0/255 pixels (w x h, the part's image's

@@ -85,7 +85,7 @@ static void settle_charts_dir(review_server *s, const config *cfg)
 
 /* ---- routing ---- */
 
-enum part_route { ROUTE_PART, ROUTE_REVIEW, ROUTE_MEDIA, ROUTE_VIBRATION };
+enum part_route { ROUTE_PART, ROUTE_REVIEW, ROUTE_MEDIA, ROUTE_VIBRATION, ROUTE_MASK };
 
 /* Reads a decimal id of 1 to 10 digits at *p (up to G_MAXUINT32), moving
  * *p past it; -1 when there is none. */
@@ -122,6 +122,8 @@ static int64_t part_route(const char *path, enum part_route *route, int64_t *med
 		*route = ROUTE_REVIEW;
 	else if (strcmp(p, "/vibration") == 0)
 		*route = ROUTE_VIBRATION;
+	else if (strcmp(p, "/mask") == 0)
+		*route = ROUTE_MASK;  /* labels: review-labels.c */
 	else if (g_str_has_prefix(p, "/media/")) {
 		p += strlen("/media/");
 		if ((*media_id = read_id(&p)) < 0 || *p)
@@ -161,6 +163,8 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 			review__api_media(s, msg, part, media_id);
 		else if (route == ROUTE_VIBRATION && get)
 			review__api_vibration(s, msg, part);
+		else if (route == ROUTE_MASK && get)
+			review__api_mask(s, msg, part);
 		else
 			review__reply_error(msg, SOUP_STATUS_METHOD_NOT_ALLOWED,
 					    "method not allowed");

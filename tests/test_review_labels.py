@@ -191,6 +191,10 @@ def main():
                   and np.array_equal(stored, want),
                   f"the stored mask differs from the painted one: "
                   f"{None if stored is None else (stored.shape, int((stored != want).sum()))}")
+            status, hdrs, png = srv.request("GET", f"/api/parts/{part}/mask")
+            with open(os.path.join(media, rows[0][3]), "rb") as f:
+                check(status == 200 and hdrs.get("Content-Type") == "image/png"
+                      and png == f.read(), f"GET /api/parts/{part}/mask: {status}")
             detail = srv.get_json(f"/api/parts/{part}")["inspection"]
             check(detail.get("review_defect_type") == "crack" and detail.get("review_mask") is True,
                   f"the part's detail: {detail}")
@@ -202,6 +206,8 @@ def main():
                   f"an empty mask: {status} {body[:200]!r}")
             check(review_rows(line.db)[-1][2:] == ("burr", None), f"{review_rows(line.db)}")
             check(len(mask_files(media)) == 1, f"mask files {mask_files(media)}")
+            status, _, body = srv.request("GET", f"/api/parts/{blank}/mask")
+            check(status == 404 and b"has no mask" in body, f"mask of {blank}: {status} {body!r}")
         finally:
             rc = line.stop()
         check(rc == 0, f"vigild exited with {rc}")

@@ -113,6 +113,21 @@ const part = Number(partArg), plans = JSON.parse(plansArg);
     await page.waitForFunction(() => document.querySelector("#review-result").textContent.startsWith("saved:"),
       null, { timeout: 15000 });
   }
+  // The part's saved label is shown; its region loads back into the
+  // editor and is kept by a new review (confirm, no type).
+  await page.click("#inspections tbody tr[data-part='" + part + "']");
+  await page.waitForFunction(() => /saved label: crack, a region/.test(
+    document.querySelector("#lb-saved").textContent) && !document.querySelector("#lb-saved").hidden);
+  await page.waitForFunction(() => document.querySelector("#lb-size-px").textContent.includes("px") &&
+    vigilLabels.view().scale > 0);
+  if (await page.inputValue("#lb-type") !== "")
+    throw new Error("the defect type was not reset on opening the part");
+  await page.click("#lb-load");
+  await page.waitForFunction(() => vigilLabels.painted());
+  await page.check("#review input[value=confirm]");
+  await page.click("#review button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#review-result").textContent.startsWith("saved:"),
+    null, { timeout: 15000 });
   if (errors.length) throw new Error("page errors: " + errors.join("; "));
   console.log("VIEWS " + JSON.stringify(views));
   await browser.close();
@@ -186,8 +201,15 @@ def main():
                                " JOIN inspections i ON i.id = r.inspection_id"
                                " WHERE i.part_id = ? ORDER BY r.id", (part,)).fetchall()
             con.close()
-            check(len(rows) == 2 and all(t == "crack" and m and v == "reject"
-                                         for t, m, v in rows), f"reviews {rows}")
+            check(len(rows) == 3 and all(t == "crack" and m and v == "reject"
+                                         for t, m, v in rows[:2])
+                  and rows[2][0] is None and rows[2][1] and rows[2][1] != rows[1][1],
+                  f"reviews {rows}")
+            if len(rows) == 3 and rows[2][1]:
+                again = cv2.imread(os.path.join(media, rows[2][1]), cv2.IMREAD_UNCHANGED)
+                before = cv2.imread(os.path.join(media, rows[1][1]), cv2.IMREAD_UNCHANGED)
+                check(again is not None and np.array_equal(again, before),
+                      "the saved region loaded back and saved again differs")
             for i, (plan, row) in enumerate(zip(plans, rows)):
                 mask = cv2.imread(os.path.join(media, row[1]), cv2.IMREAD_UNCHANGED)
                 if mask is None or mask.shape != (h, w):

@@ -202,15 +202,49 @@ window.vigilLabels = (() => {
     draw();
   }
 
+  // The region of the part's latest review, into the editor (to correct
+  // it, or to keep it with a new review): white where it is set.
+  async function loadSaved() {
+    const id = st.part;
+    const img = new Image();
+    img.src = "/api/parts/" + encodeURIComponent(id) + "/mask?t=" + Date.now();
+    try {
+      await img.decode();
+    } catch (e) {
+      el("lb-error").textContent = "cannot load the saved region";
+      return;
+    }
+    if (st.part !== id || !st.mask) return;
+    const c = document.createElement("canvas");
+    c.width = st.mask.width;
+    c.height = st.mask.height;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+    const px = ctx.getImageData(0, 0, c.width, c.height);
+    for (let i = 0; i < px.data.length; i += 4) {
+      px.data[i + 3] = px.data[i] >= 128 ? 255 : 0;
+      px.data[i] = px.data[i + 1] = px.data[i + 2] = 255;
+    }
+    ctx.putImageData(px, 0, 0);
+    paint((m) => m.drawImage(c, 0, 0), false);
+  }
+
   // ---- what review.js calls ----
 
   // A part was opened (d: GET /api/parts/ID): a fresh label for it.
   async function open(id, d) {
     st.part = id;
-    st.img = null;
+    st.img = st.mask = st.tint = null;
     st.painted = false;
     el("lb-type").value = "";
     el("lb-error").textContent = "";
+    // What the latest review stored, said here; the form itself starts
+    // empty so that one click on Save never copies a label by mistake.
+    const r = d.inspection || {};
+    el("lb-saved").hidden = !r.review_defect_type && !r.review_mask;
+    el("lb-saved").firstElementChild.textContent = "saved label: " +
+      (r.review_defect_type || "no type") + (r.review_mask ? ", a region" : ", no region");
+    el("lb-load").hidden = !r.review_mask;
     const image = (d.media || []).find((m) => m.kind === "image");
     el("lb-paint").hidden = !image;
     if (!image) { draw(); return; }
@@ -270,6 +304,7 @@ window.vigilLabels = (() => {
     el("lb-zoom-fit").addEventListener("click", fit);
     el("lb-zoom-1").addEventListener("click", () => zoom(1 / st.scale));
     el("lb-clear").addEventListener("click", clear);
+    el("lb-load").addEventListener("click", loadSaved);
     el("lb-opacity").addEventListener("input", draw);
     window.addEventListener("resize", draw);
     loadClasses();
@@ -277,5 +312,6 @@ window.vigilLabels = (() => {
   });
 
   // view() is for tests and tools that need to know where an image pixel is.
-  return { open, fields, view: () => ({ scale: st.scale, ox: st.ox, oy: st.oy }) };
+  return { open, fields, view: () => ({ scale: st.scale, ox: st.ox, oy: st.oy }),
+    painted: () => st.painted };
 })();
