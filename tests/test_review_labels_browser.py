@@ -128,6 +128,29 @@ const part = Number(partArg), plans = JSON.parse(plansArg);
   await page.click("#review button[type=submit]");
   await page.waitForFunction(() => document.querySelector("#review-result").textContent.startsWith("saved:"),
     null, { timeout: 15000 });
+  // A pinch, as a tablet's two fingers send it: apart from 40 to 80 px
+  // about the canvas's centre doubles the zoom and keeps the image point
+  // under the fingers' midpoint where it was.
+  const pinch = await page.$eval("#lb-canvas", (c) => {
+    const r = c.getBoundingClientRect(), cx = r.left + r.width / 2, cy = r.top + r.height / 2;
+    const send = (type, id, x) => c.dispatchEvent(new PointerEvent(type, { pointerId: id,
+      pointerType: "touch", isPrimary: id === 11, clientX: x, clientY: cy, bubbles: true,
+      cancelable: true, button: 0, buttons: type === "pointerup" ? 0 : 1 }));
+    const v0 = vigilLabels.view();
+    send("pointerdown", 11, cx - 20);
+    send("pointerdown", 12, cx + 20);
+    for (let k = 1; k <= 4; k++) {
+      send("pointermove", 11, cx - 20 - 5 * k);
+      send("pointermove", 12, cx + 20 + 5 * k);
+    }
+    send("pointerup", 11, cx - 40);
+    send("pointerup", 12, cx + 40);
+    const v1 = vigilLabels.view(), mx = r.width / 2;
+    return { ratio: v1.scale / v0.scale, before: (mx - v0.ox) / v0.scale,
+      after: (mx - v1.ox) / v1.scale, painted: vigilLabels.painted() };
+  });
+  if (Math.abs(pinch.ratio - 2) > 1e-6 || Math.abs(pinch.before - pinch.after) > 1e-6 || pinch.painted)
+    throw new Error("pinch: " + JSON.stringify(pinch));
   if (errors.length) throw new Error("page errors: " + errors.join("; "));
   console.log("VIEWS " + JSON.stringify(views));
   await browser.close();

@@ -16,6 +16,8 @@ window.vigilLabels = (() => {
     painted: false,     // anything painted since the part was opened
     scale: 1, ox: 0, oy: 0,  // view: screen = image * scale + offset (CSS px)
     drag: null,         // the pointer gesture under way
+    pointers: new Map(),  // pointerId -> [clientX, clientY] of those down
+    pinch: null,        // two fingers down: [distance, midpoint] last seen
     maxMaskBytes: 1 << 20,
     part: null,
   };
@@ -150,18 +152,59 @@ window.vigilLabels = (() => {
     return el("lb-tools").querySelector("input[name=lb-tool]:checked").value;
   }
 
+  // Two pointers (fingers on a tablet) pinch: zoom by the change of their
+  // distance about their midpoint, and pan with the midpoint.
+  function pinchState() {
+    const [a, b] = [...st.pointers.values()];
+    const r = el("lb-canvas").getBoundingClientRect();
+    return [Math.hypot(a[0] - b[0], a[1] - b[1]),
+      [(a[0] + b[0]) / 2 - r.left, (a[1] + b[1]) / 2 - r.top]];
+  }
+
   function onDown(ev) {
     if (!st.img) return;
     ev.preventDefault();
-    el("lb-canvas").setPointerCapture(ev.pointerId);
+    st.pointers.set(ev.pointerId, [ev.clientX, ev.clientY]);
+    if (st.pointers.size === 2) {
+      // A second finger turns the gesture into a pinch: what the first
+      // one painted meanwhile is taken back.
+      const d = st.drag;
+      if (d && d.before) {
+        st.mask.getContext("2d").putImageData(d.before, 0, 0);
+        st.painted = d.paintedBefore;
+        retint();
+      }
+      st.drag = null;
+      st.pinch = pinchState();
+      draw();
+      return;
+    }
+    if (st.pointers.size > 2 || st.pinch) return;
+    try {
+      el("lb-canvas").setPointerCapture(ev.pointerId);
+    } catch (e) { /* a pointer the browser no longer tracks */ }
     // The middle or right button pans whatever the tool.
     const t = ev.button === 1 || ev.button === 2 ? "pan" : tool();
     const [x, y] = toImage(ev);
     st.drag = { tool: t, x0: x, y0: y, x1: x, y1: y, sx: ev.clientX, sy: ev.clientY };
+    if (ev.pointerType === "touch" && t !== "pan") {
+      st.drag.before = st.mask.getContext("2d").getImageData(0, 0, st.mask.width, st.mask.height);
+      st.drag.paintedBefore = st.painted;
+    }
     if (t === "brush" || t === "erase") stroke(x, y, x, y, t === "erase");
   }
 
   function onMove(ev) {
+    if (st.pointers.has(ev.pointerId)) st.pointers.set(ev.pointerId, [ev.clientX, ev.clientY]);
+    if (st.pinch && st.pointers.size === 2) {
+      const [dist, mid] = pinchState(), [dist0, mid0] = st.pinch;
+      st.ox += mid[0] - mid0[0];
+      st.oy += mid[1] - mid0[1];
+      if (dist0 > 0 && dist > 0) zoom(dist / dist0, mid[0], mid[1]);
+      else draw();
+      st.pinch = [dist, mid];
+      return;
+    }
     const d = st.drag;
     if (!d) return;
     const [x, y] = toImage(ev);
@@ -183,6 +226,12 @@ window.vigilLabels = (() => {
   }
 
   function onUp(ev) {
+    st.pointers.delete(ev.pointerId);
+    if (st.pinch) {
+      // The pinch ends when every finger is up; the one left paints nothing.
+      if (!st.pointers.size) st.pinch = null;
+      return;
+    }
     const d = st.drag;
     if (!d) return;
     st.drag = null;
@@ -292,7 +341,12 @@ window.vigilLabels = (() => {
     c.addEventListener("pointerdown", onDown);
     c.addEventListener("pointermove", onMove);
     c.addEventListener("pointerup", onUp);
-    c.addEventListener("pointercancel", () => { st.drag = null; draw(); });
+    c.addEventListener("pointercancel", (ev) => {
+      st.pointers.delete(ev.pointerId);
+      if (!st.pointers.size) st.pinch = null;
+      st.drag = null;
+      draw();
+    });
     c.addEventListener("contextmenu", (ev) => ev.preventDefault());
     c.addEventListener("wheel", (ev) => {
       ev.preventDefault();
