@@ -24,9 +24,13 @@ window.vigilLabels = (() => {
 
   // ---- the defect types ----
 
+  // Asked again on each part opened until it answers: with [review]
+  // read_requires_token it needs the token the user may enter later.
+  let classesLoaded = false;
   async function loadClasses() {
     const sel = el("lb-type");
     let c;
+    if (classesLoaded) return;
     try {
       const r = await fetch("/api/classes", { cache: "no-store" });
       if (!r.ok) return;
@@ -34,6 +38,8 @@ window.vigilLabels = (() => {
     } catch (e) {
       return;  // an older vigild: no types offered, the review still works
     }
+    if (classesLoaded) return;
+    classesLoaded = true;
     st.maxMaskBytes = c.max_mask_bytes || st.maxMaskBytes;
     const seen = new Set();
     for (const [label, list] of [["surface (package)", c.surface], ["vibration (package)", c.vibration],
@@ -255,10 +261,9 @@ window.vigilLabels = (() => {
   // it, or to keep it with a new review): white where it is set.
   async function loadSaved() {
     const id = st.part;
-    const img = new Image();
-    img.src = "/api/parts/" + encodeURIComponent(id) + "/mask?t=" + Date.now();
+    let img;
     try {
-      await img.decode();
+      img = await window.loadImage("/api/parts/" + encodeURIComponent(id) + "/mask?t=" + Date.now());
     } catch (e) {
       el("lb-error").textContent = "cannot load the saved region";
       return;
@@ -284,6 +289,7 @@ window.vigilLabels = (() => {
   async function open(id, d) {
     st.part = id;
     st.img = st.mask = st.tint = null;
+    loadClasses();
     st.painted = false;
     el("lb-type").value = "";
     el("lb-error").textContent = "";
@@ -297,10 +303,10 @@ window.vigilLabels = (() => {
     const image = (d.media || []).find((m) => m.kind === "image");
     el("lb-paint").hidden = !image;
     if (!image) { draw(); return; }
-    const img = new Image();
-    img.src = image.url;
+    let img;
     try {
-      await img.decode();
+      // review.js's loadImage (with the token where users.js is loaded).
+      img = await window.loadImage(image.url);
     } catch (e) {
       el("lb-error").textContent = "cannot load the image to paint on";
       return;
