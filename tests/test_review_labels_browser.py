@@ -5,7 +5,8 @@ by /api/classes, paint a box, erase part of it with a box and draw a brush
 stroke on the part's image, save; then zoom in (the + button and the
 wheel), pan, paint again and save again. Each review's stored mask (a PNG
 in the media folder) has the painted pixels exactly where they were
-painted in image coordinates, and nothing elsewhere.
+painted in image coordinates, and nothing elsewhere. Reads need the token
+(read_requires_token), so every request of the labelling goes with it.
 
 Skips (exit 77) when /usr/bin/chromium or npm is missing; fails when npm
 is there but playwright-core was not installed (`make web-test-deps`).
@@ -49,6 +50,9 @@ const part = Number(partArg), plans = JSON.parse(plansArg);
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
            "--disable-background-networking", "--no-first-run"] });
   const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+  // Reads need the token too (read_requires_token): the types, the image
+  // and the saved mask must go through the page's token-carrying fetch.
+  await page.addInitScript((t) => sessionStorage.setItem("vigil-token", t), token);
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(url + "?part=" + part);
@@ -182,7 +186,8 @@ def main():
         with open(os.path.join(pkg, "manifest.ini"), "a") as f:
             f.write("\n[classes]\nsurface = blowhole, crack\n")
         line = Line(build, root, tmp, 16, seed=11, split="labels-browser",
-                    extra_conf=f"\n[review]\nport = 0\ntoken = {TOKEN}\ndefect_types = burr\n",
+                    extra_conf=f"\n[review]\nport = 0\ntoken = {TOKEN}\ndefect_types = burr\n"
+                               "read_requires_token = true\n",
                     conf_kw={"package": pkg}).start()
         try:
             if line.wait_sim() != 0:
