@@ -209,6 +209,9 @@ static void add_row(JsonBuilder *b, const struct db_inspection *r)
 			   r->review ? vigil_verdict_name((enum vigil_verdict)r->review_verdict)
 				     : NULL);
 	review__add_string(b, "review_note", r->review_note);
+	review__add_string(b, "review_defect_type", r->review_defect_type);
+	json_builder_set_member_name(b, "review_mask");
+	json_builder_add_boolean_value(b, r->review_mask != NULL);
 	json_builder_end_object(b);
 	g_free(iso);
 	if (t)
@@ -414,6 +417,8 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 	JsonObject *o;
 	GBytes *bytes = NULL;
 	struct review_latest l = { 0 };
+	struct review_label_in label = { 0 };
+	char *mask_rel = NULL;
 	const char *decision, *verdict_name, *note, *reviewer;
 	gboolean bad = FALSE;
 	char *err = NULL;
@@ -423,7 +428,7 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 	if (review__require_role(s, msg, USERS_ROLE_REVIEWER, &who) < 0)
 		return;
 	bytes = soup_message_body_flatten(body);
-	if (g_bytes_get_size(bytes) > REVIEW_MAX_BODY) {
+	if (g_bytes_get_size(bytes) > REVIEW_MAX_REVIEW_BODY) {
 		review__reply_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE,
 				    "the body is too large");
 		goto out;
@@ -473,13 +478,20 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 					    "no inspection of part %" PRId64, part_id);
 		goto out;
 	}
+	/* labels (review-labels.c): optional defect_type and mask, checked
+	 * before anything is kept. */
+	if (review__label_parse(s, msg, o, part_id, &label) < 0 ||
+	    review__label_save_mask(s, msg, part_id, &label, &mask_rel) < 0)
+		goto out;
 	if (!verdict)
 		verdict = l.verdict;  /* confirming keeps the line's verdict */
 	if (who.name)
 		reviewer = who.name;  /* a user's review is theirs, whatever the body says */
-	rc = db_review(s->db_path, part_id, decision, verdict, note && *note ? note : NULL,
-		       reviewer && *reviewer ? reviewer : "web", &err);
+	rc = db_review_labeled(s->db_path, part_id, decision, verdict, note && *note ? note : NULL,
+			       reviewer && *reviewer ? reviewer : "web",
+			       &(struct db_review_label){ label.defect_type, mask_rel }, &err);
 	if (rc < 0) {
+		review__label_drop_mask(s, mask_rel);
 		g_warning("review: %s", err ? err : db_strerror(rc));
 		review__reply_error(msg, rc == -ENOENT ? SOUP_STATUS_NOT_FOUND
 					       : SOUP_STATUS_INTERNAL_SERVER_ERROR,
@@ -499,11 +511,15 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 		review__add_string(b, "decision", decision);
 		review__add_string(b, "verdict", vigil_verdict_name((enum vigil_verdict)verdict));
 		review__add_string(b, "reviewer", reviewer && *reviewer ? reviewer : "web");
+		review__add_string(b, "defect_type", label.defect_type);
+		review__add_string(b, "mask", mask_rel);
 		json_builder_end_object(b);
 		review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
 		g_object_unref(b);
 	}
 out:
+	review__label_clear(&label);
+	g_free(mask_rel);
 	if (parser)
 		g_object_unref(parser);
 	if (bytes)

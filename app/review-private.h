@@ -8,6 +8,7 @@
  *                     the review POST
  *   review-media.c    a part's files, images and vibration view
  *   review-metrics.c  rate sampling, status, history, Prometheus /metrics
+ *   review-labels.c   a review's label: defect types, the painted mask
  * Everything here runs on the main loop of the thread that made the
  * server, one request at a time; nothing is locked. */
 #ifndef VIGIL_APP_REVIEW_PRIVATE_H
@@ -26,6 +27,11 @@
 /* A request body longer than this is refused before it is read: nothing
  * the page sends comes near it. */
 #define REVIEW_MAX_BODY (16 * 1024)
+/* A review may carry a painted mask as a PNG data URL (review-labels.c):
+ * its body may be this much longer. A 0/255 mask of a camera image
+ * compresses to a few kB; this leaves room for megapixel images. */
+#define REVIEW_MAX_MASK_URL (1024 * 1024)
+#define REVIEW_MAX_REVIEW_BODY (REVIEW_MAX_BODY + REVIEW_MAX_MASK_URL)
 
 /* The line is sampled once a second; rates are measured over the last
  * RATE_SAMPLES samples (10 s), and HISTORY_SAMPLES (10 min) are kept for
@@ -78,6 +84,9 @@ struct review_server {
 	double shaft_hz, hf_hz;
 	struct bearing_freqs bearing;
 	guint sampler;
+	/* The defect types a review may name (review-labels.c), each a
+	 * g_strdup'ed word: the packages' [classes] and [review] defect_types. */
+	GPtrArray *label_surface, *label_vibration, *label_plant;
 	struct rate_sample samples[HISTORY_SAMPLES];
 	int nsamples;            /* oldest first */
 };
@@ -175,6 +184,39 @@ int review__media_list(review_server *s, int64_t part_id, int64_t inspection_id,
 void review__api_media(review_server *s, SoupServerMessage *msg, int64_t part_id,
 		       int64_t media_id);
 void review__api_vibration(review_server *s, SoupServerMessage *msg, int64_t part_id);
+
+/* The latest inspection's first file of kind (e.g. "image") of part_id:
+ * 0 with *data, or an error replied (404 when none is kept). */
+int review__media_read_kind(review_server *s, SoupServerMessage *msg, int64_t part_id,
+			    const char *kind, GBytes **data);
+
+/* ---- review-labels.c ---- */
+
+/* The defect types from [review] defect_types and the [classes] of the
+ * configured packages; -EINVAL with *err naming file, line and key. */
+int review__labels_read(review_server *s, const config *cfg, char **err);
+void review__labels_clear(review_server *s);
+void review__api_classes(review_server *s, SoupServerMessage *msg);
+/* GET /api/parts/ID/mask: the mask of the part's latest review (PNG). */
+void review__api_mask(review_server *s, SoupServerMessage *msg, int64_t part_id);
+
+/* The label members of a review's JSON: defect_type borrows from the
+ * JSON object; mask is malloc'ed 0/255 pixels (w x h, the part's image's
+ * size), painted when any pixel is set. */
+struct review_label_in {
+	const char *defect_type;
+	uint8_t *mask;
+	int w, h;
+	gboolean painted;
+};
+/* 0, or -EINVAL with a 400 (or the image's error) replied and nothing
+ * kept. */
+int review__label_parse(review_server *s, SoupServerMessage *msg, JsonObject *o,
+			int64_t part_id, struct review_label_in *in);
+void review__label_clear(struct review_label_in *in);
+int review__label_save_mask(review_server *s, SoupServerMessage *msg, int64_t part_id,
+			    const struct review_label_in *in, char **rel);
+void review__label_drop_mask(review_server *s, const char *rel);
 
 /* ---- review-metrics.c ---- */
 

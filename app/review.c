@@ -15,7 +15,7 @@
 static const char *const review_keys[] = { "listen", "port", "token", "token_file",
 					    "static_dir", "charts_dir", "max_connections",
 					    "request_timeout_s", "users_file", "read_requires_token",
-					    NULL };
+					    "defect_types", NULL };
 
 /* The charting library's files (uPlot, from npm; never in git), served as
  * /vendor/NAME from charts_dir when they are there. */
@@ -85,7 +85,7 @@ static void settle_charts_dir(review_server *s, const config *cfg)
 
 /* ---- routing ---- */
 
-enum part_route { ROUTE_PART, ROUTE_REVIEW, ROUTE_MEDIA, ROUTE_VIBRATION };
+enum part_route { ROUTE_PART, ROUTE_REVIEW, ROUTE_MEDIA, ROUTE_VIBRATION, ROUTE_MASK };
 
 /* Reads a decimal id of 1 to 10 digits at *p (up to G_MAXUINT32), moving
  * *p past it; -1 when there is none. */
@@ -122,6 +122,8 @@ static int64_t part_route(const char *path, enum part_route *route, int64_t *med
 		*route = ROUTE_REVIEW;
 	else if (strcmp(p, "/vibration") == 0)
 		*route = ROUTE_VIBRATION;
+	else if (strcmp(p, "/mask") == 0)
+		*route = ROUTE_MASK;  /* labels: review-labels.c */
 	else if (g_str_has_prefix(p, "/media/")) {
 		p += strlen("/media/");
 		if ((*media_id = read_id(&p)) < 0 || *p)
@@ -161,6 +163,8 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 			review__api_media(s, msg, part, media_id);
 		else if (route == ROUTE_VIBRATION && get)
 			review__api_vibration(s, msg, part);
+		else if (route == ROUTE_MASK && get)
+			review__api_mask(s, msg, part);
 		else
 			review__reply_error(msg, SOUP_STATUS_METHOD_NOT_ALLOWED,
 					    "method not allowed");
@@ -186,6 +190,8 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 		review__api_inspections(s, msg, raw_query);
 	else if (strcmp(path, "/api/whoami") == 0)
 		review__api_whoami(s, msg);
+	else if (strcmp(path, "/api/classes") == 0)
+		review__api_classes(s, msg);  /* labels: review-labels.c */
 	else if (strcmp(path, "/api/status") == 0)
 		review__api_status(s, msg);
 	else if (strcmp(path, "/api/history") == 0)
@@ -373,7 +379,8 @@ int review_server_new(const config *cfg, line *l, review_server **out, char **er
 			   err) < 0 ||
 	    config_get_int(cfg, "review", "request_timeout_s", 10, 1, 3600,
 			   &s->request_timeout_s, err) < 0 ||
-	    read_token(s, cfg, err) < 0 || read_users(s, cfg, err) < 0)
+	    read_token(s, cfg, err) < 0 || read_users(s, cfg, err) < 0 ||
+	    review__labels_read(s, cfg, err) < 0)
 		goto fail;
 	read_bearing(s, cfg);
 	settle_charts_dir(s, cfg);
@@ -428,6 +435,7 @@ void review_server_free(review_server *s)
 		soup_server_disconnect(s->soup);
 		g_object_unref(s->soup);
 	}
+	review__labels_clear(s);
 	g_free(s->db_path);
 	g_free(s->static_dir);
 	g_free(s->charts_dir);

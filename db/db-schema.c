@@ -111,6 +111,12 @@ static const char *const migrations[] = {
 	 * fail-safe reject (NULL: no model judged the part). */
 	"ALTER TABLE inspections ADD COLUMN model_verdict TEXT;"
 	"ALTER TABLE inspections ADD COLUMN model_score REAL;",
+	/* 7: labels worth training on: QA's defect type (the package's classes
+	 * or the plant's own list) and the region QA painted, a 0/255 PNG mask
+	 * of the image's size by path relative to the media directory (NULL:
+	 * none painted). */
+	"ALTER TABLE reviews ADD COLUMN defect_type TEXT;"
+	"ALTER TABLE reviews ADD COLUMN mask_path TEXT;",
 };
 
 #define DB_SCHEMA_VERSION ((int)G_N_ELEMENTS(migrations))

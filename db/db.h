@@ -38,6 +38,9 @@ struct db_inspection {
 	const char *review;       /* "confirm" or "overrule", NULL if not reviewed */
 	int review_verdict;       /* the verdict QA says is right */
 	const char *review_note;
+	const char *review_defect_type; /* QA's defect type, NULL if none */
+	const char *review_mask;  /* the painted mask, relative to the media
+				   * directory; NULL if none */
 	/* The model's own verdict and fused score (model_verdict 0: no model
 	 * judged the part). They differ from verdict and score when a fault
 	 * or the deadline forced a fail-safe reject. */
@@ -326,6 +329,18 @@ struct db_review_row {
  * with *err set as for db_open. */
 int db_read_reviews(const char *path, int64_t part_id,
 		    int (*fn)(const struct db_review_row *r, void *data), void *data, char **err);
+
+/* What a review may add to the verdict, for training: both optional
+ * (NULL). mask_path is relative to the media directory (db_media_dir); the
+ * caller has written the file there. */
+struct db_review_label {
+	const char *defect_type;
+	const char *mask_path;
+};
+/* db_review with a label (label may be NULL: db_review). */
+int db_review_labeled(const char *path, int64_t part_id, const char *decision, int verdict,
+		      const char *note, const char *reviewer,
+		      const struct db_review_label *label, char **err);
 
 /* The vibration condition figures logged with inspection inspection_id
  * (the id of a db_query row). 0, -ENOENT when none were logged, or a

@@ -16,10 +16,13 @@
 
 #include "core/part.h"
 #include "cvwrap/cvwrap.h"
+#include "db/db-private.h"
 
 /* Schema version 4: tables inspections, events, vibration, reviews, media,
  * meta; their indexes, meta's primary-key index. */
-#define SCHEMA_VERSION 6
+/* The newest schema, as the db module counts its migrations, so that a new
+ * step does not need this file changed. */
+#define SCHEMA_VERSION db__schema_version()
 #define SCHEMA_OBJECTS 13
 
 #define ROWS_PER_THREAD 1000
@@ -1139,6 +1142,58 @@ static void test_media_sweep(struct fixture *fx, gconstpointer data)
 	g_free(mdir);
 }
 
+struct labels_seen {
+	int rows;
+	char *type, *mask;
+	int verdict;
+};
+
+static int labels_cb(const struct db_inspection *r, void *data)
+{
+	struct labels_seen *seen = data;
+
+	seen->rows++;
+	g_free(seen->type);
+	g_free(seen->mask);
+	seen->type = g_strdup(r->review_defect_type);
+	seen->mask = g_strdup(r->review_mask);
+	seen->verdict = r->review_verdict;
+	return 0;
+}
+
+/* A review's label (defect type and mask path) is stored with it and read
+ * back with the part's row; the latest review counts, and a review
+ * without a label reads back as none. */
+static void test_review_labels(struct fixture *fx, gconstpointer data)
+{
+	struct db_filter f = DB_FILTER_ALL;
+	struct labels_seen seen = { 0 };
+	struct db_row_cb cb = { labels_cb, &seen };
+	struct db_review_label label = { "crack", "masks/3-1.png" };
+	db_log *db = open_ok(fx->path, 64);
+
+	(void)data;
+	submit_range(db, 1, 5);
+	db_close(db);
+	g_assert_cmpint(db_review_labeled(fx->path, 3, "overrule", VIGIL_VERDICT_REJECT, NULL,
+					  "qa", &label, NULL), ==, 0);
+	f.part_id = 3;
+	g_assert_cmpint(db_query(fx->path, &f, &cb, NULL), ==, 0);
+	g_assert_cmpint(seen.rows, ==, 1);
+	g_assert_cmpstr(seen.type, ==, "crack");
+	g_assert_cmpstr(seen.mask, ==, "masks/3-1.png");
+	g_assert_cmpint(seen.verdict, ==, VIGIL_VERDICT_REJECT);
+	g_assert_cmpint(db_review(fx->path, 3, "confirm", VIGIL_VERDICT_REJECT, NULL, "qa", NULL),
+			==, 0);
+	g_assert_cmpint(db_query(fx->path, &f, &cb, NULL), ==, 0);
+	g_assert_null(seen.type);
+	g_assert_null(seen.mask);
+	g_assert_cmpint(db_review_labeled(fx->path, 99, "confirm", VIGIL_VERDICT_REJECT, NULL,
+					  "qa", &label, NULL), ==, -ENOENT);
+	g_free(seen.type);
+	g_free(seen.mask);
+}
+
 /* By age: rows (with reviews, vibration and files) older than
  * max_age_days go; rows younger stay. */
 static void test_retention_age(struct fixture *fx, gconstpointer data)
@@ -1961,6 +2016,7 @@ int main(int argc, char **argv)
 	ADD("/db/media-sampling", test_media_sampling);
 	ADD("/db/media-drops", test_media_drops);
 	ADD("/db/media-sweep", test_media_sweep);
+	ADD("/db/review-labels", test_review_labels);
 	ADD("/db/retention-age", test_retention_age);
 	ADD("/db/retention-budget", test_retention_budget);
 	ADD("/db/retention-slices", test_retention_slices);
