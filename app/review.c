@@ -142,7 +142,6 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 	int64_t part, media_id = -1;
 
 	(void)server;
-	(void)query;
 	if (soup_server_message_get_status(msg) != 0)
 		return;  /* refused by the early handler */
 	/* Reads of the log need a viewer's token only with read_requires_token;
@@ -192,6 +191,8 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 		review__api_history(s, msg);
 	else if (strcmp(path, "/metrics") == 0)
 		review__serve_metrics(s, msg);
+	else if (strcmp(path, "/report") == 0)
+		review__serve_report(s, msg, query);
 	else
 		review__reply_error(msg, SOUP_STATUS_NOT_FOUND, "not found");
 }
