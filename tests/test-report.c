@@ -19,7 +19,9 @@
 #include "db/db.h"
 #include "report/report.h"
 
-#define PLAN "early 06:00, late 14:00, night 22:00"
+/* Not the default plan: two shifts, late running to 06:00, so a Pareto by
+ * the hard-coded 06/14/22 split would put the 23:00 part in "night". */
+#define PLAN "early 06:00, late 14:00"
 #define SCRIPT_EVENT "<script>alert('event')</script>"
 #define SCRIPT_NOTE "<script>alert('note')</script> & not a defect"
 
@@ -91,7 +93,8 @@ static void event_at(const char *path, int64_t t_us, const char *kind, const cha
  * 1 vibration, 1 both), 2 marginal (vibration), 1 fail-safe reject at the
  * deadline (class none, no image), 13 accepted, the last at 13:59:59.5;
  * part 10's reject is overruled to accept with a note holding <script>.
- * Late: 11 surface rejects, the first at 14:00:00 exactly. The model
+ * Late (14:00-06:00): 11 surface rejects, the first at 14:00:00 exactly,
+ * and part 201 accepted at 23:00. The model
  * changes from m-v1 to m-v2 at 07:45; events before, in and after. */
 static void make_log(const char *path)
 {
@@ -131,6 +134,8 @@ static void make_log(const char *path)
 		submit(db, 101 + i, local_us(14, 0, 0) + (int64_t)i * 20 * 60 * G_USEC_PER_SEC,
 		       VIGIL_VERDICT_REJECT, VIGIL_CLASS_SURFACE, 0.99, VIGIL_FLAG_VISION_DEFECT,
 		       "m-v2", TRUE);
+	submit(db, 201, local_us(23, 0, 0), VIGIL_VERDICT_ACCEPT, VIGIL_CLASS_NONE, 0.1, 0, "m-v2",
+	       FALSE);
 	db_close(db);
 	if (db_review(path, 10, "overrule", VIGIL_VERDICT_ACCEPT, SCRIPT_NOTE, "qa", &err) != 0) {
 		fprintf(stderr, "%s\n", err);
@@ -240,8 +245,9 @@ static void test_counts(struct fixture *fx, gconstpointer data)
 	g_assert_null(strstr(html, "camera-down"));
 	g_free(html);
 
-	html = report(fx->path, "2026-12-01 late", local_us(23, 0, 0), REPORT_IMAGES_EMBED);
-	g_assert_nonnull(strstr(html, "<tr><th>parts</th><td class=\"n\">11</td>"));
+	html = report(fx->path, "2026-12-01 late", local_us(23, 30, 0), REPORT_IMAGES_EMBED);
+	g_assert_nonnull(strstr(html, "to 2026-12-02 06:00 +01:00 (in progress)"));
+	g_assert_nonnull(strstr(html, "<tr><th>parts</th><td class=\"n\">12</td>"));
 	g_assert_nonnull(strstr(html, "<tr><th>rejected</th><td class=\"n\">11</td>"));
 	g_assert_nonnull(strstr(html, "camera-down"));
 	g_assert_null(strstr(html, "plc-fault"));
@@ -351,8 +357,8 @@ static void test_pareto(struct fixture *fx, gconstpointer data)
 	g_assert_cmpuint(b->marginal, ==, 2);
 	b = report_pareto_bucket(p, 1);
 	g_assert_cmpstr(b->key, ==, "2026-12-01 late");
-	g_assert_cmpuint(b->parts, ==, 11);
-	g_assert_cmpfloat(report_bucket_yield_pct(b), ==, 0.0);
+	g_assert_cmpuint(b->parts, ==, 12);
+	g_assert_cmpuint(b->rejected, ==, 11);
 	g_assert_cmpuint(report_pareto_causes(p, order, counts), ==, 18);
 	g_assert_cmpint(order[0], ==, VIGIL_CLASS_SURFACE);
 	g_assert_cmpuint(counts[0], ==, 13);
