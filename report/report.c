@@ -252,6 +252,20 @@ static void put_time(GString *out, int64_t us, const char *fmt)
 	g_date_time_unref(s);
 }
 
+/* A time within the shift: the clock time, with the date where it is not
+ * the day the shift began (a night shift runs past midnight). */
+static void put_shift_time(GString *out, int64_t us, int64_t start_us)
+{
+	GDateTime *a = g_date_time_new_from_unix_local(us / G_USEC_PER_SEC);
+	GDateTime *b = g_date_time_new_from_unix_local(start_us / G_USEC_PER_SEC);
+	gboolean same = g_date_time_get_day_of_year(a) == g_date_time_get_day_of_year(b) &&
+			g_date_time_get_year(a) == g_date_time_get_year(b);
+
+	g_date_time_unref(a);
+	g_date_time_unref(b);
+	put_time(out, us, same ? "%H:%M:%S" : "%Y-%m-%d %H:%M:%S");
+}
+
 static void put_pct(GString *out, uint64_t n, uint64_t of)
 {
 	if (of)
@@ -371,7 +385,8 @@ static int put_image(const struct db_media *m, void *data)
 	return 0;
 }
 
-static void write_top(GString *out, const struct report_request *rq, const struct gather *g)
+static void write_top(GString *out, const struct report_request *rq, const struct gather *g,
+		      int64_t start_us)
 {
 	char *dir = NULL, *err = NULL;
 
@@ -397,7 +412,7 @@ static void write_top(GString *out, const struct report_request *rq, const struc
 			g_string_append(out, "<p class=\"meta\">(no image kept)</p>");
 		g_string_append_printf(out, "<figcaption><b>part %" G_GINT64_FORMAT "</b> ",
 				       d->part_id);
-		put_time(out, d->t_wall_us, "%H:%M:%S");
+		put_shift_time(out, d->t_wall_us, start_us);
 		g_string_append(out, " · ");
 		put_text(out, vigil_class_name((enum vigil_defect_class)d->defect_class));
 		if (!isnan(d->score))
@@ -436,7 +451,7 @@ static void write_events(GString *out, const struct events *ev)
 		const struct event_copy *e = &g_array_index(ev->in_shift, struct event_copy, i);
 
 		g_string_append(out, is_alarm(e->kind) ? "<tr class=\"alarm\"><td>" : "<tr><td>");
-		put_time(out, e->t_wall_us, "%H:%M:%S");
+		put_shift_time(out, e->t_wall_us, ev->start_us);
 		g_string_append(out, "</td><td>");
 		put_text(out, e->kind);
 		g_string_append(out, "</td><td>");
@@ -473,7 +488,7 @@ static void write_models(GString *out, const struct gather *g, const struct even
 			g_string_append(out, "<p>Changes during the shift:</p>\n<ul>\n");
 		any = TRUE;
 		g_string_append(out, "<li>");
-		put_time(out, e->t_wall_us, "%H:%M:%S");
+		put_shift_time(out, e->t_wall_us, ev->start_us);
 		g_string_append(out, " ");
 		put_text(out, e->message);
 		g_string_append(out, "</li>\n");
@@ -493,9 +508,9 @@ static void write_models(GString *out, const struct gather *g, const struct even
 		put_text(out, *m->version ? m->version : "(none)");
 		g_string_append_printf(out, "</td><td class=\"n\">%" G_GUINT64_FORMAT "</td><td>",
 				       m->parts);
-		put_time(out, m->first_us, "%H:%M:%S");
+		put_shift_time(out, m->first_us, ev->start_us);
 		g_string_append(out, "</td><td>");
-		put_time(out, m->last_us, "%H:%M:%S");
+		put_shift_time(out, m->last_us, ev->start_us);
 		g_string_append(out, "</td></tr>\n");
 	}
 	g_string_append(out, "</table></section>\n");
@@ -566,7 +581,7 @@ int report_shift_html(const struct report_request *rq, GString *out, char **err)
 	g_string_append(out, "</p></header>\n<main>\n");
 	write_counts(out, &g);
 	write_pareto(out, &g);
-	write_top(out, rq, &g);
+	write_top(out, rq, &g, span.start_us);
 	write_events(out, &ev);
 	write_models(out, &g, &ev);
 	g_string_append(out, "</main>\n</body>\n</html>\n");

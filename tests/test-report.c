@@ -253,6 +253,11 @@ static void test_counts(struct fixture *fx, gconstpointer data)
 	g_assert_null(strstr(html, "plc-fault"));
 	g_assert_nonnull(strstr(html, "At the start of the shift (model-swap, 2026-12-01 07:45)"));
 	g_free(html);
+	/* Past midnight the date is given. */
+	html = report(fx->path, "2026-11-30 late", local_us(23, 0, 0), REPORT_IMAGES_EMBED);
+	g_assert_nonnull(strstr(html, "<tr class=\"alarm\"><td>2026-12-01 05:30:00</td>"
+				      "<td>model-swap</td>"));
+	g_free(html);
 }
 
 /* Text from the log (an event, a review note) never becomes markup. */
