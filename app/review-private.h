@@ -188,8 +188,9 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg);
 
 /* ---- review-report.c ---- */
 
-/* GET /report?shift=LABEL (current when absent): the shift report as HTML;
- * 400 naming the shift for one the log's plan does not have. */
+/* GET /report?shift=LABEL (current when absent)[&images=embed|link]: the
+ * shift report as HTML; 400 naming the shift for one the log's plan does
+ * not have. A read: the handler checks the viewer role first. */
 void review__serve_report(review_server *s, SoupServerMessage *msg, GHashTable *query);
 
 #endif

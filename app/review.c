@@ -146,7 +146,8 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 		return;  /* refused by the early handler */
 	/* Reads of the log need a viewer's token only with read_requires_token;
 	 * the page itself is served to all, so that a token can be entered. */
-	if (get && (g_str_has_prefix(path, "/api/") || strcmp(path, "/metrics") == 0) &&
+	if (get && (g_str_has_prefix(path, "/api/") || strcmp(path, "/metrics") == 0 ||
+		    strcmp(path, "/report") == 0) &&
 	    strcmp(path, "/api/whoami") != 0 &&
 	    review__require_role(s, msg, USERS_ROLE_VIEWER, NULL) < 0)
 		return;

@@ -8,8 +8,9 @@ The HTML parses; it counts the early shift's own 21 parts; its Pareto is
 what `vigilctl pareto` gives over the shift's start and end; log text with
 <script> comes out as text; vigilctl embeds the images and vigild links
 them, and the two documents differ in nothing else (bar the time each
-was made); `vigilctl pareto --by shift` groups by the log's plan; bad
-shifts are refused by name.
+was made); with [review] read_requires_token the report needs a token
+and images=embed gives vigilctl's file; `vigilctl pareto --by shift`
+groups by the log's plan; bad shifts are refused by name.
 
 usage: test_review_report.py BUILD_DIR
 """
@@ -161,10 +162,10 @@ def check_vigilctl(db, out):
     return text
 
 
-def get(port, target):
+def get(port, target, token=None):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
     try:
-        c.request("GET", target)
+        c.request("GET", target, headers={"Authorization": "Bearer " + token} if token else {})
         r = c.getresponse()
         return r.status, r.headers, r.read().decode("utf-8", "replace")
     finally:
@@ -183,7 +184,7 @@ def check_served(tmp, db, file_text):
         check(status == 200 and headers.get("Content-Type", "").startswith("text/html"),
               f"GET /report: {status} {headers.get('Content-Type')}")
         csp = headers.get("Content-Security-Policy", "")
-        check(re.fullmatch(r"default-src 'self'; style-src 'sha256-[A-Za-z0-9+/=]+'; "
+        check(re.fullmatch(r"default-src 'self'; img-src 'self' data:; style-src 'sha256-[A-Za-z0-9+/=]+'; "
                            r"frame-ancestors 'none'", csp) is not None, f"CSP {csp!r}")
         rep = Report(text)
         check(not rep.errors, f"the served report is not well formed: {rep.errors[:5]}")
@@ -212,6 +213,39 @@ def check_served(tmp, db, file_text):
     check(rc == 0, f"vigild --review-only exited with {rc}")
 
 
+def check_token(tmp, db, file_text):
+    """With read_requires_token the report is a read like the others: 401
+    without a token; with one, images=embed gives vigilctl's very file."""
+    token = "report-test-token-4242"
+    conf = os.path.join(tmp, "vigild-token.conf")
+    with open(conf, "w") as f:
+        f.write(f"[database]\npath = {db}\n\n[review]\nlisten = 127.0.0.1\nport = 0\n"
+                f"token = {token}\nread_requires_token = true\n")
+    vigild = Vigild(build, conf, os.path.join(tmp, "vigild-token.log"), ["--review-only"],
+                    env={"TZ": "Europe/Berlin"})
+    target = "/report?shift=" + urllib.parse.quote(EARLY)
+    try:
+        port = vigild.review_port()
+        status, _, body = get(port, target)
+        check(status == 401 and "Shift report" not in body,
+              f"GET /report without the token: {status}")
+        status, _, body = get(port, target, token)
+        check(status == 200 and "Shift report: " + EARLY in body,
+              f"GET /report with the token: {status}")
+        status, headers, body = get(port, target + "&images=embed", token)
+        check(status == 200 and normalized(body) == normalized(file_text) and
+              re.sub(r"<time[^<]*</time>", "", body) == re.sub(r"<time[^<]*</time>", "",
+                                                                file_text),
+              f"images=embed: {status}, not vigilctl's file bar the time")
+        check("img-src 'self' data:" in headers.get("Content-Security-Policy", ""),
+              "images=embed's data: images are not allowed by the CSP")
+        status, _, body = get(port, target + "&images=inline", token)
+        check(status == 400 and "images is embed or link" in body, f"images=inline: {status}")
+    finally:
+        rc = vigild.stop(timeout=30)
+    check(rc == 0, f"vigild --review-only with a token exited with {rc}")
+
+
 def main():
     with workdir("vigil-report-") as tmp:
         db = os.path.join(tmp, "log.db")
@@ -221,6 +255,7 @@ def main():
             fail(f"test-report --make-log: {r.stdout}{r.stderr}")
         text = check_vigilctl(db, os.path.join(tmp, "early.html"))
         check_served(tmp, db, text)
+        check_token(tmp, db, text)
         checks.finish()
     print("PASS: the shift report from vigilctl and vigild")
 

@@ -6,6 +6,9 @@ passes the page's Content-Security-Policy, its images load, it has no
 horizontal overflow at A4 width (screen and print), and printing it to
 PDF (what "Save as PDF" does) gives a PDF of the pages its print CSS
 asks for (the summary, the top defects, the events, each from a new page).
+Where reads need a token ([review] read_requires_token), the signed-in
+form saves the report with its images embedded instead of opening a tab
+that could not carry the token.
 
 The log is tests/test-report.c's (--make-log), read by vigild
 --review-only in Europe/Berlin.
@@ -39,8 +42,9 @@ if not os.path.isdir(os.path.join(node_modules, "playwright-core")):
 DRIVER = r"""
 const { chromium } = require("playwright-core");
 const fs = require("fs");
-const [url, executablePath, pdfPath] = process.argv.slice(2);
+const [url, executablePath, pdfPath, token] = process.argv.slice(2);
 (async () => {
+  if (token) return downloadWithToken();
   const browser = await chromium.launch({ executablePath, headless: true,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
            "--disable-background-networking", "--no-first-run"] });
@@ -103,7 +107,50 @@ const [url, executablePath, pdfPath] = process.argv.slice(2);
   if (errors.length) throw new Error("page errors: " + errors.join("; "));
   await browser.close();
 })().catch((e) => { console.error("FAIL: " + e.message); process.exit(1); });
+
+// With read_requires_token a new tab could not carry the token: signed in,
+// the form saves the report (images embedded) as a file instead.
+async function downloadWithToken() {
+  const browser = await chromium.launch({ executablePath, headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+           "--disable-background-networking", "--no-first-run"] });
+  const context = await browser.newContext({ acceptDownloads: true });
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.fill("#users-token", token);
+  await page.click("#users-signin button[type=submit]");
+  await page.waitForFunction(() => /\S/.test(document.querySelector("#users-who").textContent));
+  await page.selectOption("#sr-which", "date");
+  await page.fill("#sr-date", "2026-12-01");
+  await page.fill("#sr-name", "early");
+  const [download] = await Promise.all([page.waitForEvent("download"),
+                                        page.click("#shift-report button[type=submit]")]);
+  if (context.pages().length !== 1) throw new Error("a tab opened, which would lack the token");
+  const name = download.suggestedFilename();
+  const text = fs.readFileSync(await download.path(), "utf8");
+  if (name !== "shift-report-2026-12-01-early.html" ||
+      !text.includes("<h1>Shift report: 2026-12-01 early</h1>") ||
+      (text.match(/src="data:image\/png;base64,/g) || []).length !== 5)
+    throw new Error("the saved report " + name + ": " + text.slice(0, 200));
+  console.log("SAVED " + name);
+  await browser.close();
+}
 """
+
+
+TOKEN = "report-browser-token-4242"
+
+
+def run_driver(tmp, url, pdf_path, token=""):
+    driver = os.path.join(tmp, "driver.cjs")
+    with open(driver, "w") as f:
+        f.write(DRIVER)
+    env = dict(os.environ, NODE_PATH=node_modules, HOME=tmp)
+    r = subprocess.run(["node", driver, url, chromium, pdf_path, token], env=env,
+                       capture_output=True, text=True, timeout=120)
+    print(r.stdout[-2000:], r.stderr[-2000:])
+    if r.returncode != 0:
+        fail("the browser run failed" + (" (with a token)" if token else ""))
 
 
 def main():
@@ -120,16 +167,8 @@ def main():
                         env={"TZ": "Europe/Berlin"})
         try:
             url = vigild.review_url()
-            driver = os.path.join(tmp, "driver.cjs")
             pdf_path = os.path.join(tmp, "report.pdf")
-            with open(driver, "w") as f:
-                f.write(DRIVER)
-            env = dict(os.environ, NODE_PATH=node_modules, HOME=tmp)
-            r = subprocess.run(["node", driver, url, chromium, pdf_path], env=env,
-                               capture_output=True, text=True, timeout=120)
-            print(r.stdout[-2000:], r.stderr[-2000:])
-            if r.returncode != 0:
-                fail("the browser run failed")
+            run_driver(tmp, url, pdf_path)
             with open(pdf_path, "rb") as f:
                 pdf = f.read()
             if os.environ.get("VIGIL_REPORT_PDF"):  # to look at it
@@ -149,8 +188,21 @@ def main():
         if pages < 3:
             fail(f"the PDF has {pages} pages: the top defects and the events each "
                  "begin a new page")
+
+        # Reads that need a token: signed in, the form saves the report.
+        with open(conf, "a") as f:
+            f.write(f"token = {TOKEN}\nread_requires_token = true\n")
+        vigild = Vigild(build, conf, os.path.join(tmp, "vigild-token.log"), ["--review-only"],
+                        env={"TZ": "Europe/Berlin"})
+        try:
+            run_driver(tmp, vigild.review_url(), pdf_path, TOKEN)
+        finally:
+            rc = vigild.stop(timeout=30)
+        if rc != 0:
+            fail(f"vigild --review-only with a token exited with {rc}")
     print(f"PASS: the shift report opened from the page, no overflow at A4 width, "
-          f"printed to a {pages}-page A4 PDF of {len(pdf)} bytes")
+          f"printed to a {pages}-page A4 PDF of {len(pdf)} bytes; saved signed in where "
+          f"reads need a token")
 
 
 main()
