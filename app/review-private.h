@@ -9,6 +9,7 @@
  *   review-media.c    a part's files, images and vibration view
  *   review-metrics.c  rate sampling, status, history, Prometheus /metrics
  *   review-labels.c   a review's label: defect types, the painted mask
+ *   review-report.c   the shift report (/report)
  * Everything here runs on the main loop of the thread that made the
  * server, one request at a time; nothing is locked. */
 #ifndef VIGIL_APP_REVIEW_PRIVATE_H
@@ -226,5 +227,12 @@ gboolean review__on_sample(gpointer data);
 void review__api_status(review_server *s, SoupServerMessage *msg);
 void review__api_history(review_server *s, SoupServerMessage *msg);
 void review__serve_metrics(review_server *s, SoupServerMessage *msg);
+
+/* ---- review-report.c ---- */
+
+/* GET /report?shift=LABEL (current when absent)[&images=embed|link]: the
+ * shift report as HTML; 400 naming the shift for one the log's plan does
+ * not have. A read: the handler checks the viewer role first. */
+void review__serve_report(review_server *s, SoupServerMessage *msg, GHashTable *query);
 
 #endif

@@ -144,12 +144,12 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 	int64_t part, media_id = -1;
 
 	(void)server;
-	(void)query;
 	if (soup_server_message_get_status(msg) != 0)
 		return;  /* refused by the early handler */
 	/* Reads of the log need a viewer's token only with read_requires_token;
 	 * the page itself is served to all, so that a token can be entered. */
-	if (get && (g_str_has_prefix(path, "/api/") || strcmp(path, "/metrics") == 0) &&
+	if (get && (g_str_has_prefix(path, "/api/") || strcmp(path, "/metrics") == 0 ||
+		    strcmp(path, "/report") == 0) &&
 	    strcmp(path, "/api/whoami") != 0 &&
 	    review__require_role(s, msg, USERS_ROLE_VIEWER, NULL) < 0)
 		return;
@@ -198,6 +198,8 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 		review__api_history(s, msg);
 	else if (strcmp(path, "/metrics") == 0)
 		review__serve_metrics(s, msg);
+	else if (strcmp(path, "/report") == 0)
+		review__serve_report(s, msg, query);
 	else
 		review__reply_error(msg, SOUP_STATUS_NOT_FOUND, "not found");
 }

@@ -56,10 +56,13 @@ static gboolean parse_hhmm(const char *s, int *minute)
 
 shift_plan *shift_plan_parse(const char *spec, const char *tz, char **err)
 {
+	char *ignored = NULL;
 	shift_plan *p = g_new0(shift_plan, 1);
 	gchar **items = g_strsplit(spec ? spec : "", ",", -1);
 	size_t n = g_strv_length(items);
 
+	if (!err)
+		err = &ignored;
 	p->e = g_new0(struct shift_entry, n ? n : 1);
 	for (size_t i = 0; i < n; i++) {
 		gchar *item = g_strstrip(items[i]);
@@ -109,6 +112,7 @@ shift_plan *shift_plan_parse(const char *spec, const char *tz, char **err)
 			*err = g_strdup_printf("unknown time zone '%s'", tz);
 	}
 	if (*err) {
+		g_free(ignored);
 		shift_plan_free(p);
 		return NULL;
 	}

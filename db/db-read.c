@@ -550,3 +550,48 @@ char *db_media_dir(const char *db_path, char **err)
 	g_free(copied_from);
 	return dir;
 }
+
+struct events_ctx {
+	int64_t since_us, until_us;
+	int (*fn)(const struct db_event_row *e, void *data);
+	void *data;
+};
+
+static int bind_events(sqlite3_stmt *st, void *data)
+{
+	struct events_ctx *c = data;
+	int rc = sqlite3_bind_int64(st, 1, c->since_us);
+
+	return rc != SQLITE_OK ? rc : sqlite3_bind_int64(st, 2, c->until_us ? c->until_us
+									: INT64_MAX);
+}
+
+static int events_row(sqlite3_stmt *st, void *data)
+{
+	struct events_ctx *c = data;
+	struct db_event_row e = {
+		.id = sqlite3_column_int64(st, 0),
+		.t_wall_us = sqlite3_column_int64(st, 1),
+		.kind = (const char *)sqlite3_column_text(st, 2),
+		.message = (const char *)sqlite3_column_text(st, 3),
+	};
+
+	return c->fn(&e, c->data);
+}
+
+int db_read_events(const char *db_path, int64_t since_us, int64_t until_us,
+		   int (*fn)(const struct db_event_row *e, void *data), void *data, char **err)
+{
+	struct events_ctx ctx = { since_us, until_us, fn, data };
+	struct statement s = {
+		.path = db_path, .bind = bind_events, .row = events_row, .data = &ctx,
+		.sql = "SELECT id, t_wall_us, kind, message FROM events"
+		       " WHERE t_wall_us >= ?1 AND t_wall_us < ?2 ORDER BY t_wall_us, id",
+	};
+
+	if (!fn) {
+		db__set_error(err, "cannot read %s: no callback given", db_path ? db_path : "(no path)");
+		return -EINVAL;
+	}
+	return run_statement(&s, err);
+}

@@ -362,6 +362,17 @@ struct db_media {
 int db_read_media(const char *db_path, int64_t inspection_id,
 		  int (*fn)(const struct db_media *m, void *data), void *data, char **err);
 
+/* One row of table events (db_event). */
+struct db_event_row {
+	int64_t id, t_wall_us;
+	const char *kind, *message;
+};
+/* Calls fn for each event with since_us <= t_wall_us < until_us (until_us
+ * 0: no end), oldest first; strings are valid only during the call; fn
+ * returns non-zero to stop. 0, or a negative code with *err set. */
+int db_read_events(const char *db_path, int64_t since_us, int64_t until_us,
+		   int (*fn)(const struct db_event_row *e, void *data), void *data, char **err);
+
 /* The media directory of the log at db_path: the one vigild recorded in it,
  * else the default "<db_path>.media"; for a log copied or moved with its
  * folder (recording OTHER.media, or a folder that is gone) the

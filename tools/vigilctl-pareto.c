@@ -7,130 +7,71 @@
 #include <string.h>
 
 #include "core/part.h"
+#include "report/report.h"
 #include "tools/vigilctl-private.h"
 
-struct bucket {
-	char *key;
-	uint64_t parts, rejected, marginal, by_class[4];
-};
-
-struct pareto_ctx {
-	gboolean by_shift;
-	GHashTable *buckets;   /* key -> struct bucket */
-	GPtrArray *order;
-	uint64_t by_class[4], rejected;
-};
-
-static int pareto_row(const struct db_inspection *r, void *data)
-{
-	struct pareto_ctx *c = data;
-	GDateTime *t = vigilctl__local_time(r->t_wall_us);
-	char *key;
-	struct bucket *b;
-	/* The QA-reviewed verdict counts where there is one. */
-	int verdict = r->review ? r->review_verdict : r->verdict;
-
-	if (c->by_shift) {
-		int h = g_date_time_get_hour(t);
-		/* Three 8-hour shifts: 06-14 early, 14-22 late, 22-06 night
-		 * (the night shift belongs to the day it started). */
-		GDateTime *day = h < 6 ? g_date_time_add_days(t, -1) : g_date_time_ref(t);
-		char *date = g_date_time_format(day, "%Y-%m-%d");
-
-		key = g_strdup_printf("%s %s", date, h >= 6 && h < 14 ? "early" :
-						     h >= 14 && h < 22 ? "late" : "night");
-		g_free(date);
-		g_date_time_unref(day);
-	} else {
-		key = g_date_time_format(t, "%Y-%m-%d %H:00");
-	}
-	g_date_time_unref(t);
-	b = g_hash_table_lookup(c->buckets, key);
-	if (!b) {
-		b = g_new0(struct bucket, 1);
-		b->key = key;
-		g_hash_table_insert(c->buckets, key, b);
-		g_ptr_array_add(c->order, b);
-	} else {
-		g_free(key);
-	}
-	b->parts++;
-	if (verdict == VIGIL_VERDICT_REJECT)
-		b->rejected++;
-	else if (verdict == VIGIL_VERDICT_MARGINAL)
-		b->marginal++;
-	if (verdict != VIGIL_VERDICT_ACCEPT && r->defect_class >= 0 && r->defect_class < 4) {
-		b->by_class[r->defect_class]++;
-		c->by_class[r->defect_class]++;
-		c->rejected++;
-	}
-	return 0;
-}
-
-static void free_bucket(gpointer p)
-{
-	struct bucket *b = p;
-
-	g_free(b->key);
-	g_free(b);
-}
+/* The counting is report_pareto's (report/report.h), which the shift
+ * report shares; here only the three ways of printing it. */
 
 static const int class_order[4] = { VIGIL_CLASS_SURFACE, VIGIL_CLASS_VIBRATION, VIGIL_CLASS_BOTH,
 				    VIGIL_CLASS_NONE };
 
-static double yield_pct(const struct bucket *b)
-{
-	return 100.0 * (double)(b->parts - b->rejected - b->marginal) / (double)b->parts;
-}
+/* What one printing needs: the buckets, the causes largest first. */
+struct pareto_view {
+	const report_pareto *p;
+	gboolean by_shift;
+	int order[4];
+	uint64_t counts[4], rejected;
+};
 
-static void pareto_table(const struct pareto_ctx *c, const int *idx)
+static void pareto_table(const struct pareto_view *v)
 {
 	uint64_t run = 0;
 
-	printf("%-18s %7s %7s %8s %7s   %s\n", c->by_shift ? "shift" : "hour", "parts", "yield",
+	printf("%-18s %7s %7s %8s %7s   %s\n", v->by_shift ? "shift" : "hour", "parts", "yield",
 	       "rejected", "marginal", "rejects by class (surface/vibration/both/none)");
-	for (guint i = 0; i < c->order->len; i++) {
-		struct bucket *b = g_ptr_array_index(c->order, i);
+	for (size_t i = 0; i < report_pareto_nbuckets(v->p); i++) {
+		const struct report_bucket *b = report_pareto_bucket(v->p, i);
 
 		printf("%-18s %7" G_GUINT64_FORMAT " %6.1f%% %8" G_GUINT64_FORMAT " %7"
 		       G_GUINT64_FORMAT "   %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "/%"
-		       G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "\n", b->key, b->parts, yield_pct(b),
-		       b->rejected, b->marginal, b->by_class[VIGIL_CLASS_SURFACE],
-		       b->by_class[VIGIL_CLASS_VIBRATION], b->by_class[VIGIL_CLASS_BOTH],
-		       b->by_class[VIGIL_CLASS_NONE]);
+		       G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "\n", b->key, b->parts,
+		       report_bucket_yield_pct(b), b->rejected, b->marginal,
+		       b->by_class[VIGIL_CLASS_SURFACE], b->by_class[VIGIL_CLASS_VIBRATION],
+		       b->by_class[VIGIL_CLASS_BOTH], b->by_class[VIGIL_CLASS_NONE]);
 	}
 	printf("\nreject causes (Pareto):\n");
 	for (int i = 0; i < 4; i++) {
-		uint64_t n = c->by_class[idx[i]];
+		uint64_t n = v->counts[i];
 
 		if (!n)
 			continue;
 		run += n;
 		printf("  %-18s %7" G_GUINT64_FORMAT "  %5.1f%%  cumulative %5.1f%%\n",
-		       vigil_class_name((enum vigil_defect_class)idx[i]), n,
-		       100.0 * (double)n / (double)c->rejected, 100.0 * (double)run / (double)c->rejected);
+		       vigil_class_name((enum vigil_defect_class)v->order[i]), n,
+		       100.0 * (double)n / (double)v->rejected, 100.0 * (double)run / (double)v->rejected);
 	}
 }
 
 /* One table, so one CSV: the buckets. The Pareto of causes is the sum of
  * the rejects_* columns (json gives it worked out). */
-static void pareto_csv(const struct pareto_ctx *c)
+static void pareto_csv(const struct pareto_view *v)
 {
 	printf("%s,parts,yield_pct,rejected,marginal,rejects_surface,rejects_vibration,"
-	       "rejects_both,rejects_none\n", c->by_shift ? "shift" : "hour");
-	for (guint i = 0; i < c->order->len; i++) {
-		struct bucket *b = g_ptr_array_index(c->order, i);
+	       "rejects_both,rejects_none\n", v->by_shift ? "shift" : "hour");
+	for (size_t i = 0; i < report_pareto_nbuckets(v->p); i++) {
+		const struct report_bucket *b = report_pareto_bucket(v->p, i);
 
 		vigilctl__csv_field(stdout, b->key);
 		printf(",%" G_GUINT64_FORMAT ",%.3f,%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT,
-		       b->parts, yield_pct(b), b->rejected, b->marginal);
+		       b->parts, report_bucket_yield_pct(b), b->rejected, b->marginal);
 		for (int k = 0; k < 4; k++)
 			printf(",%" G_GUINT64_FORMAT, b->by_class[class_order[k]]);
 		putchar('\n');
 	}
 }
 
-static void pareto_json(const struct pareto_ctx *c, const int *idx)
+static void pareto_json(const struct pareto_view *v)
 {
 	JsonBuilder *j = json_builder_new();
 	JsonGenerator *gen = json_generator_new();
@@ -141,14 +82,14 @@ static void pareto_json(const struct pareto_ctx *c, const int *idx)
 	json_builder_begin_object(j);
 	json_builder_set_member_name(j, "buckets");
 	json_builder_begin_array(j);
-	for (guint i = 0; i < c->order->len; i++) {
-		struct bucket *b = g_ptr_array_index(c->order, i);
+	for (size_t i = 0; i < report_pareto_nbuckets(v->p); i++) {
+		const struct report_bucket *b = report_pareto_bucket(v->p, i);
 
 		json_builder_begin_object(j);
-		vigilctl__add_string(j, c->by_shift ? "shift" : "hour", b->key);
+		vigilctl__add_string(j, v->by_shift ? "shift" : "hour", b->key);
 		json_builder_set_member_name(j, "parts");
 		json_builder_add_int_value(j, (gint64)b->parts);
-		vigilctl__add_number(j, "yield_pct", yield_pct(b));
+		vigilctl__add_number(j, "yield_pct", report_bucket_yield_pct(b));
 		json_builder_set_member_name(j, "rejected");
 		json_builder_add_int_value(j, (gint64)b->rejected);
 		json_builder_set_member_name(j, "marginal");
@@ -166,17 +107,17 @@ static void pareto_json(const struct pareto_ctx *c, const int *idx)
 	json_builder_set_member_name(j, "causes");
 	json_builder_begin_array(j);
 	for (int i = 0; i < 4; i++) {
-		uint64_t n = c->by_class[idx[i]];
+		uint64_t n = v->counts[i];
 
 		if (!n)
 			continue;
 		run += n;
 		json_builder_begin_object(j);
-		vigilctl__add_string(j, "class", vigil_class_name((enum vigil_defect_class)idx[i]));
+		vigilctl__add_string(j, "class", vigil_class_name((enum vigil_defect_class)v->order[i]));
 		json_builder_set_member_name(j, "rejects");
 		json_builder_add_int_value(j, (gint64)n);
-		vigilctl__add_number(j, "share_pct", 100.0 * (double)n / (double)c->rejected);
-		vigilctl__add_number(j, "cumulative_pct", 100.0 * (double)run / (double)c->rejected);
+		vigilctl__add_number(j, "share_pct", 100.0 * (double)n / (double)v->rejected);
+		vigilctl__add_number(j, "cumulative_pct", 100.0 * (double)run / (double)v->rejected);
 		json_builder_end_object(j);
 	}
 	json_builder_end_array(j);
@@ -194,12 +135,13 @@ static void pareto_json(const struct pareto_ctx *c, const int *idx)
 
 int vigilctl__cmd_pareto(const struct opts *o)
 {
-	struct pareto_ctx c = { 0 };
+	struct pareto_view v = { 0 };
+	report_pareto *p = NULL;
+	shift_plan *plan = NULL;
 	struct db_filter f;
-	struct db_row_cb cb = { pareto_row, &c };
-	char *err = NULL;
+	char *err = NULL, *spec = NULL, *perr = NULL;
 	enum format fmt;
-	int idx[4] = { 0, 1, 2, 3 };
+	int rc = 1;
 
 	if (vigilctl__parse_format("pareto", o->format, &fmt) < 0)
 		return 2;
@@ -209,32 +151,36 @@ int vigilctl__cmd_pareto(const struct opts *o)
 	}
 	if (vigilctl__build_filter(o, &f) < 0)
 		return 2;
-	c.by_shift = o->by && strcmp(o->by, "shift") == 0;
-	c.buckets = g_hash_table_new(g_str_hash, g_str_equal);
-	c.order = g_ptr_array_new_with_free_func(free_bucket);
-	if (db_query(o->db, &f, &cb, &err) < 0) {
-		fprintf(stderr, "vigilctl: %s\n", err ? err : "query failed");
-		free(err);
-		g_hash_table_destroy(c.buckets);
-		g_ptr_array_free(c.order, TRUE);
-		return 1;
+	v.by_shift = o->by && strcmp(o->by, "shift") == 0;
+	/* Shifts as the plant names them: the plan vigild recorded in the log. */
+	if (v.by_shift) {
+		if (!(spec = db_shifts(o->db, &err)))
+			goto fail;
+		if (!(plan = shift_plan_parse(spec, NULL, &perr))) {
+			fprintf(stderr, "vigilctl: the shift plan in %s: %s\n", o->db, perr);
+			goto out;
+		}
 	}
-	/* The Pareto of reject causes: largest first, with the running share. */
-	for (int i = 0; i < 4; i++)
-		for (int j = i + 1; j < 4; j++)
-			if (c.by_class[idx[j]] > c.by_class[idx[i]]) {
-				int t = idx[i];
-
-				idx[i] = idx[j];
-				idx[j] = t;
-			}
+	p = report_pareto_new(plan);
+	v.p = p;
+	if (db_query(o->db, &f, &(struct db_row_cb){ report_pareto_add, p }, &err) < 0)
+		goto fail;
+	v.rejected = report_pareto_causes(p, v.order, v.counts);
 	if (fmt == FMT_TABLE)
-		pareto_table(&c, idx);
+		pareto_table(&v);
 	else if (fmt == FMT_CSV)
-		pareto_csv(&c);
+		pareto_csv(&v);
 	else
-		pareto_json(&c, idx);
-	g_hash_table_destroy(c.buckets);
-	g_ptr_array_free(c.order, TRUE);
-	return 0;
+		pareto_json(&v);
+	rc = 0;
+	goto out;
+fail:
+	fprintf(stderr, "vigilctl: %s\n", err ? err : "query failed");
+out:
+	free(err);
+	g_free(perr);
+	free(spec);
+	report_pareto_free(p);
+	shift_plan_free(plan);
+	return rc;
 }

@@ -1,6 +1,6 @@
 /* Private to vigilctl: what vigilctl.c (options, list, review, upgrade,
- * export), vigilctl-pareto.c (pareto) and vigilctl-user.c (user) share.
- * One thread. */
+ * export), vigilctl-pareto.c (pareto), vigilctl-user.c (user) and
+ * vigilctl-report.c (report) share. One thread. */
 #ifndef VIGIL_TOOLS_VIGILCTL_PRIVATE_H
 #define VIGIL_TOOLS_VIGILCTL_PRIVATE_H
 
@@ -14,7 +14,7 @@
 
 struct opts {
 	char *db, *since, *until, *verdict, *cls, *format, *by, *reviewed;
-	char *overrule, *note, *reviewer, *split, *out;
+	char *overrule, *note, *reviewer, *split, *out, *shift;
 	double min_score, max_score;
 	gint64 part, limit;
 	gboolean confirm;
@@ -39,5 +39,7 @@ int vigilctl__cmd_pareto(const struct opts *o);
 /* vigilctl user (vigilctl-user.c), argv[1] being "user": its own options
  * (the users file, not the log); the exit status. */
 int vigilctl__main_user(int argc, char **argv);
+/* vigilctl report (vigilctl-report.c); the exit status. */
+int vigilctl__cmd_report(const struct opts *o);
 
 #endif

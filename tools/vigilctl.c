@@ -8,6 +8,8 @@
  *                               this version (what vigild does at start)
  *   vigilctl --db FILE export  [filters] [--split NAME] [--out CSV]
  *                               reviewed parts as a training manifest
+ *   vigilctl --db FILE report  --shift "YYYY-MM-DD NAME"|current|previous
+ *                              [--out HTML]  the shift report
  *   vigilctl user add NAME --role ROLE --users FILE | list | remove NAME
  *                               the review server's users (vigilctl-user.c)
  *
@@ -534,10 +536,13 @@ int main(int argc, char **argv)
 		{ "reviewer", 0, 0, G_OPTION_ARG_STRING, &o.reviewer, "review: who (default: user)", "NAME" },
 		{ "split", 0, 0, G_OPTION_ARG_STRING, &o.split,
 		  "export: this split for every part (default: 1 in 5 val, the rest train)", "NAME" },
-		{ "out", 0, 0, G_OPTION_ARG_FILENAME, &o.out, "export: write here (default: stdout)", "CSV" },
+		{ "out", 0, 0, G_OPTION_ARG_FILENAME, &o.out, "export, report: write here (default: stdout)",
+		  "FILE" },
+		{ "shift", 0, 0, G_OPTION_ARG_STRING, &o.shift,
+		  "report: \"YYYY-MM-DD NAME\", current or previous", "SHIFT" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
-	GOptionContext *ctx = g_option_context_new("list|pareto|review|upgrade|export - QA over vigild's log");
+	GOptionContext *ctx = g_option_context_new("list|pareto|review|upgrade|export|report - QA over vigild's log");
 	int rc = 2;
 
 	/* user works on the users file, with options of its own. */
@@ -553,7 +558,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigilctl %s: --format is for list and pareto%s\n", argv[1],
 			strcmp(argv[1], "export") == 0 ? " (export writes a CSV manifest)" : "");
 	} else if (!o.db || argc != 2) {
-		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export [options] (see --help)\n"
+		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export|report [options] (see --help)\n"
 			"       vigilctl user add|list|remove ... (see vigilctl user --help)\n");
 	} else if (strcmp(argv[1], "list") == 0) {
 		rc = cmd_list(&o);
@@ -565,9 +570,11 @@ int main(int argc, char **argv)
 		rc = cmd_upgrade(&o);
 	} else if (strcmp(argv[1], "export") == 0) {
 		rc = cmd_export(&o);
+	} else if (strcmp(argv[1], "report") == 0) {
+		rc = vigilctl__cmd_report(&o);
 	} else {
 		fprintf(stderr, "vigilctl: unknown command '%s' (list, pareto, review, upgrade, "
-			"export)\n", argv[1]);
+			"export, report)\n", argv[1]);
 	}
 out:
 	g_option_context_free(ctx);
@@ -584,5 +591,6 @@ out:
 	g_free(o.reviewer);
 	g_free(o.split);
 	g_free(o.out);
+	g_free(o.shift);
 	return rc;
 }

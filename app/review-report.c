@@ -1,0 +1,50 @@
+/* GET /report?shift=LABEL: the shift report (report/report.h), the same
+ * document vigilctl report writes, its images linked to /api/parts/.../media
+ * rather than embedded; with images=embed, embedded as vigilctl's are (the
+ * page downloads that one when reads need a token, since a link to the
+ * media would need one too). */
+#include <errno.h>
+#include <string.h>
+
+#include "app/review-private.h"
+#include "report/report.h"
+
+void review__serve_report(review_server *s, SoupServerMessage *msg, GHashTable *query)
+{
+	const char *shift = query ? g_hash_table_lookup(query, "shift") : NULL;
+	const char *images = query ? g_hash_table_lookup(query, "images") : NULL;
+	struct report_request rq = { .db_path = s->db_path, .shift = shift ? shift : "current",
+				     .images = REPORT_IMAGES_LINK };
+	GString *html = g_string_new(NULL);
+	char *err = NULL, *csp;
+	int rc;
+
+	if (images && strcmp(images, "embed") == 0) {
+		rq.images = REPORT_IMAGES_EMBED;
+	} else if (images && strcmp(images, "link") != 0) {
+		review__reply_text(msg, SOUP_STATUS_BAD_REQUEST, "text/plain; charset=utf-8",
+				   g_string_assign(html, "images is embed or link\n"));
+		goto out;
+	}
+	rc = report_shift_html(&rq, html, &err);
+	if (rc < 0) {
+		g_string_assign(html, err ? err : "cannot make the report");
+		g_string_append_c(html, '\n');
+		review__reply_text(msg, rc == -EINVAL ? SOUP_STATUS_BAD_REQUEST
+						      : SOUP_STATUS_INTERNAL_SERVER_ERROR,
+				   "text/plain; charset=utf-8", html);
+		goto out;
+	}
+	review__reply_text(msg, SOUP_STATUS_OK, "text/html; charset=utf-8", html);
+	/* The page's policy, plus the report's one inline style sheet by its
+	 * hash: the report is one document so that the file vigilctl writes
+	 * stands alone, and the served one is the same. */
+	csp = g_strdup_printf("default-src 'self'; img-src 'self' data:; style-src %s; "
+			      "frame-ancestors 'none'", report_style_source());
+	soup_message_headers_replace(soup_server_message_get_response_headers(msg),
+				     "Content-Security-Policy", csp);
+	g_free(csp);
+out:
+	g_free(err);
+	g_string_free(html, TRUE);
+}
