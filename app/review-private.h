@@ -185,4 +185,9 @@ void review__api_status(review_server *s, SoupServerMessage *msg);
 void review__api_history(review_server *s, SoupServerMessage *msg);
 void review__serve_metrics(review_server *s, SoupServerMessage *msg);
 
+/* ---- review-trends.c ---- */
+
+/* GET /api/trends: per hour or shift counts and the p-chart, from the log. */
+void review__api_trends(review_server *s, SoupServerMessage *msg, const char *query);
+
 #endif

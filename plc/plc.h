@@ -82,6 +82,9 @@ enum plc_status_bits {
 	PLC_STATUS_JOB_LOADING = 1 << 12, /* a selected job's model package is loading */
 	PLC_STATUS_QUEUE_FULL = 1 << 13,  /* a part found inspection saturated (latched
 					   * until the next part is taken) */
+	PLC_STATUS_QUALITY_ALARM = 1 << 14, /* yield out of control, a defect class
+					     * surging or a collapse after a model
+					     * change (vigild [alarm]) */
 };
 
 enum plc_error_code {
@@ -98,6 +101,7 @@ enum plc_error_code {
 	PLC_ERR_JOB_PACKAGE_CORRUPT = 9,  /* checksum, module or trial run failed */
 	PLC_ERR_JOB_PACKAGE_UNFIT = 10,   /* vibration rate, window or features differ */
 	PLC_ERR_QUEUE_FULL = 11,          /* inspection queue full: parts fail-safe rejected */
+	PLC_ERR_QUALITY_ALARM = 12,       /* a quality alarm is raised (status bit 14) */
 };
 
 struct plc_regmap {
@@ -400,6 +404,7 @@ struct plc_session_line {
 	int silent;               /* server: the PLC stopped polling */
 	int ready;                /* every source has delivered once */
 	int stopping;             /* no new triggers: ready and running clear */
+	int quality_alarm;        /* a quality alarm is raised: bit 14, error 12 */
 	uint16_t heartbeat;
 };
 
