@@ -68,8 +68,9 @@ alarm_monitor *alarm_monitor_new(const struct alarm_settings *s);
 void alarm_monitor_free(alarm_monitor *m);   /* NULL ok */
 
 /* One part as the PLC got it: verdict (enum vigil_verdict), defect class
- * (enum vigil_defect_class) and the model version that judged it (NULL:
- * none; copied when it changes). Writes what it raised or cleared to
+ * (enum vigil_defect_class) and what judged it, compared as a string
+ * (vigild: the model version and job; NULL: no model ran, no change;
+ * copied when it changes). Writes what it raised or cleared to
  * changes and returns how many (0 .. ALARM_KINDS). */
 int alarm_monitor_add(alarm_monitor *m, int verdict, int defect_class,
 		      const char *model_version, int64_t t_wall_us,

@@ -369,13 +369,21 @@ static int present(line *l, struct plc_state *s)
 G_STATIC_ASSERT(LINE_ALARM_KINDS == ALARM_KINDS);
 
 /* One result as the PLC got it: the alarms it raised or cleared go to the
- * log (warning, event) and are published for /api/status and /metrics. */
+ * log (warning, event) and are published for /api/status and /metrics.
+ * What judged the part is its model version and job: a job switch that
+ * keeps the package but changes its thresholds changes the yield as much
+ * as a new package does. */
 static void watch_quality(line *l, struct plc_state *s, int verdict, int defect_class,
-			  const char *model_version, int64_t t_wall_us)
+			  const char *model_version, int job, int64_t t_wall_us)
 {
 	struct alarm_change ch[ALARM_KINDS];
-	int n = alarm_monitor_add(s->alarms, verdict, defect_class, model_version,
-				  t_wall_us ? t_wall_us : vigil_wall_us(), ch);
+	char judge[160];
+	int n;
+
+	if (model_version)
+		g_snprintf(judge, sizeof judge, "%s (job %d)", model_version, job);
+	n = alarm_monitor_add(s->alarms, verdict, defect_class, model_version ? judge : NULL,
+			      t_wall_us ? t_wall_us : vigil_wall_us(), ch);
 
 	for (int i = 0; i < n; i++) {
 		if (ch[i].raised) {
@@ -425,13 +433,14 @@ static void count_result(line *l, struct plc_state *s, const struct plc_session_
 								 : &l->st.rejected, 1);
 		if (p->flags & VIGIL_FLAG_FAILSAFE)
 			count_failsafe(l, p->flags);
-		watch_quality(l, s, p->verdict, p->defect_class, p->model_version, p->t_wall_us);
+		watch_quality(l, s, p->verdict, p->defect_class, p->model_version, p->job,
+			      p->t_wall_us);
 	} else {
 		s->cur_fs_ticket = s->fs_row.ticket;
 		s->cur_t_trigger_us = st->t_trigger_us;
 		count_failsafe(l, VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_DEADLINE);
 		line_count(l, &l->st.rejected, 1);
-		watch_quality(l, s, VIGIL_VERDICT_REJECT, VIGIL_CLASS_NONE, NULL, 0);
+		watch_quality(l, s, VIGIL_VERDICT_REJECT, VIGIL_CLASS_NONE, NULL, 0, 0);
 	}
 }
 

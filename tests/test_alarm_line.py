@@ -13,7 +13,10 @@ never by timing, that:
     vigil_alarm{kind="yield"} 1, /api/status lists the alarm with its start,
     and the log gets an alarm-yield event with the figures;
   - good parts after it clear all three, with an alarm-clear event;
-  - every part still got its own result (alarms never change verdicts).
+  - every part still got its own result (alarms never change verdicts);
+  - then the PLC selects job 2, the same package with thresholds that
+    reject every part: its first 20 parts raise alarm-model-change (gauge
+    vigil_alarm{kind="model_change"} 1), as a model change gone wrong would.
 
 usage: test_alarm_line.py BUILD_DIR SOURCE_ROOT
 """
@@ -31,8 +34,8 @@ from linetest import (Vigild, binaries, camera_section, fail, line_config, requi
 from plctest import MasterPLC, quiet_pymodbus, start_vigild, stop_vigild
 
 ST_QUALITY_ALARM, ERR_QUALITY_ALARM = 1 << 14, 12
-GOOD, BURST = 40, 20
-PARTS = GOOD + BURST + GOOD
+GOOD, BURST, COLLAPSE = 40, 20, 20
+PARTS = GOOD + BURST + GOOD + COLLAPSE
 
 build, root = sys.argv[1], sys.argv[2]
 
@@ -99,7 +102,8 @@ def main():
                                 tail="commit_timeout_ms = 10000\n\n"
                                      "[review]\nlisten = 127.0.0.1\nport = 0\n\n"
                                      "[alarm]\nwindow_parts = 20\nbaseline_parts = 20\n"
-                                     "expected_reject_rate = 0.05\n"))
+                                     "expected_reject_rate = 0.05\n\n"
+                                     "[job.2]\nreject = 0\nmarginal = 0\n"))
         v = Vigild(build, conf, os.path.join(tmp, "vigild.log"))
         plc = MasterPLC(port)
         start_vigild(v, plc)
@@ -138,6 +142,23 @@ def main():
         wait_for("an alarm-clear event for yield",
                  lambda: [e for e in events(db) if e[0] == "alarm-clear"
                           and e[1].startswith("yield")] or None)
+        if any(e[0] == "alarm-model-change" for e in events(db)):
+            fail(f"an alarm-model-change without a model change: {events(db)}")
+
+        plc.select_job(2)
+        v.wait_until("job 2 active", lambda: plc.status()[3] == 2)
+        first = 2 * GOOD + BURST + 1
+        got += run_parts(plc, first, COLLAPSE)
+        ev = wait_for("an alarm-model-change event",
+                      lambda: [e for e in events(db) if e[0] == "alarm-model-change"] or None)
+        if "(job 2)" not in ev[0][1] or "collapsed" not in ev[0][1]:
+            fail(f"alarm-model-change without its figures: {ev}")
+        if gauge(base, "model_change") != 1 or not plc.status()[1] & ST_QUALITY_ALARM:
+            fail(f"model change alarm: gauge {gauge(base, 'model_change')}, "
+                 f"status {plc.status()}")
+        if any(verdict != 2 for p, verdict in got[first - 1:]):
+            fail(f"job 2 did not reject every part: {got[first - 1:]}")
+
         if [p for p, _ in got] != list(range(1, PARTS + 1)):
             fail(f"results for parts {[p for p, _ in got]}")
         rejects = sum(1 for p, verdict in got if GOOD < p <= GOOD + BURST and verdict == 2)
