@@ -89,13 +89,15 @@ static int64_t hour_floor(int64_t t_us)
 }
 
 struct buckets {
-	GArray *edges;    /* int64_t, n + 1 */
+	GArray *edges;    /* int64_t, n + 1: each bucket's start, then the last one's end */
 	GPtrArray *labels;
 };
 
 static int hour_buckets(int64_t since, int64_t until, struct buckets *b, char **why)
 {
-	for (int64_t t = hour_floor(since); t < until; t += HOUR_US) {
+	int64_t t;
+
+	for (t = hour_floor(since); t < until; t += HOUR_US) {
 		if (b->labels->len == MAX_BUCKETS) {
 			*why = g_strdup_printf("more than %d hours from since to until: take "
 					       "bucket=shift or a shorter range", MAX_BUCKETS);
@@ -104,6 +106,7 @@ static int hour_buckets(int64_t since, int64_t until, struct buckets *b, char **
 		g_array_append_val(b->edges, t);
 		g_ptr_array_add(b->labels, hour_label(t));
 	}
+	g_array_append_val(b->edges, t);
 	return 0;
 }
 
@@ -136,6 +139,8 @@ static int shift_buckets(review_server *s, int64_t since, int64_t until, struct 
 		g_ptr_array_add(b->labels, g_strdup(span.label));
 		shift_plan_step(plan, &span, -1, &span);
 	}
+	/* Shifts follow one another: the last one ends where the next begins. */
+	g_array_append_val(b->edges, span.start_us);
 	shift_plan_free(plan);
 	return 0;
 }
@@ -245,27 +250,6 @@ void review__api_trends(review_server *s, SoupServerMessage *msg, const char *qu
 		goto out;
 	}
 	n = b.labels->len;
-	{
-		/* The end of the last bucket. */
-		int64_t end = n ? g_array_index(b.edges, int64_t, n - 1) : until;
-
-		if (by_shift) {
-			/* A shift ends where the next begins: step once more. */
-			char *spec = db_shifts(s->db_path, &err);
-			shift_plan *plan = spec ? shift_plan_parse(spec, NULL, &why) : NULL;
-			shift_span span;
-
-			free(spec);
-			if (plan && n) {
-				shift_plan_at(plan, end, &span);
-				end = span.end_us;
-			}
-			shift_plan_free(plan);
-		} else if (n) {
-			end += HOUR_US;
-		}
-		g_array_append_val(b.edges, end);
-	}
 	counts = g_new0(struct db_bucket_counts, MAX(n, 1));
 	if (db_count_buckets(s->db_path, (const int64_t *)(void *)b.edges->data, n, counts,
 			     &err) < 0) {
