@@ -11,7 +11,7 @@
 
 static const char *const job_keys[] = { "package", "reject", "marginal", NULL };
 static const char *const known_groups[] = { "camera.", "vibration.", "transmitter.", "model",
-					    "plc", "database", "job.", "review", NULL };
+					    "plc", "database", "job.", "review", "alarm", NULL };
 
 static int check_groups(const config *cfg, char **err)
 {
@@ -33,7 +33,7 @@ static int check_groups(const config *cfg, char **err)
 			*err = config_error(cfg, groups[i], NULL,
 					    "unknown section (known: [camera.NAME], [vibration.NAME], "
 					    "[transmitter.NAME], [model], [plc], [database], "
-					    "[job.N], [review])");
+					    "[job.N], [review], [alarm])");
 			rc = -EINVAL;
 		}
 	}
@@ -174,6 +174,8 @@ int line_read_config(line *l, const config *cfg, char **err)
 	if ((rc = read_jobs(set, cfg, err)) < 0)
 		goto out;
 	rc = -EINVAL;
+	if (alarm_settings_read(cfg, &set->alarm, err) < 0)
+		goto out;
 	if (db_options_read(cfg, &set->database, err) < 0)
 		goto out;
 	/* The PLC's job selection lives next to the database, so a replaced

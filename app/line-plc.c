@@ -51,6 +51,7 @@ struct plc_state {
 	gboolean awaiting_commit;  /* the next result waits for its row's commit */
 	gboolean queue_full;       /* a part found q_inspect full; latched until one fits */
 	gboolean sources_up;       /* every camera and the vibration source delivered once */
+	alarm_monitor *alarms;     /* fed each result as the PLC gets it */
 };
 
 /* Queues p (may be NULL: just retry) for the log thread without waiting;
@@ -363,6 +364,62 @@ static int present(line *l, struct plc_state *s)
 	return 0;
 }
 
+/* ---- quality alarms (app/alarm.h) ---- */
+
+G_STATIC_ASSERT(LINE_ALARM_KINDS == ALARM_KINDS);
+
+/* One result as the PLC got it: the alarms it raised or cleared go to the
+ * log (warning, event) and are published for /api/status and /metrics.
+ * What judged the part is its model version and job: a job switch that
+ * keeps the package but changes its thresholds changes the yield as much
+ * as a new package does. */
+static void watch_quality(line *l, struct plc_state *s, int verdict, int defect_class,
+			  const char *model_version, int job, int64_t t_wall_us)
+{
+	struct alarm_change ch[ALARM_KINDS];
+	char judge[160];
+	int n;
+
+	if (model_version)
+		g_snprintf(judge, sizeof judge, "%s (job %d)", model_version, job);
+	n = alarm_monitor_add(s->alarms, verdict, defect_class, model_version ? judge : NULL,
+			      t_wall_us ? t_wall_us : vigil_wall_us(), ch);
+
+	for (int i = 0; i < n; i++) {
+		if (ch[i].raised) {
+			g_warning("quality alarm %s: %s", alarm_kind_name(ch[i].kind),
+				  ch[i].message);
+			line_post_event(l, alarm_event_kind(ch[i].kind), "%s", ch[i].message);
+		} else {
+			g_message("quality alarm %s cleared: %s", alarm_kind_name(ch[i].kind),
+				  ch[i].message);
+			line_post_event(l, "alarm-clear", "%s: %s", alarm_kind_name(ch[i].kind),
+					ch[i].message);
+		}
+	}
+	if (!n)
+		return;
+	g_mutex_lock(&l->stats_lock);
+	l->alarms.active = alarm_monitor_active(s->alarms);
+	for (int i = 0; i < n; i++) {
+		enum alarm_kind k = ch[i].kind;
+
+		l->alarms.since_us[k] = alarm_monitor_since(s->alarms, k);
+		if (ch[i].raised)
+			g_strlcpy(l->alarms.message[k], ch[i].message, sizeof l->alarms.message[k]);
+		else
+			l->alarms.message[k][0] = '\0';
+	}
+	g_mutex_unlock(&l->stats_lock);
+}
+
+void line_get_alarms(line *l, struct line_alarms *out)
+{
+	g_mutex_lock(&l->stats_lock);
+	*out = l->alarms;
+	g_mutex_unlock(&l->stats_lock);
+}
+
 /* Counts the result just committed. */
 static void count_result(line *l, struct plc_state *s, const struct plc_session_step *st)
 {
@@ -376,11 +433,14 @@ static void count_result(line *l, struct plc_state *s, const struct plc_session_
 								 : &l->st.rejected, 1);
 		if (p->flags & VIGIL_FLAG_FAILSAFE)
 			count_failsafe(l, p->flags);
+		watch_quality(l, s, p->verdict, p->defect_class, p->model_version, p->job,
+			      p->t_wall_us);
 	} else {
 		s->cur_fs_ticket = s->fs_row.ticket;
 		s->cur_t_trigger_us = st->t_trigger_us;
 		count_failsafe(l, VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_DEADLINE);
 		line_count(l, &l->st.rejected, 1);
+		watch_quality(l, s, VIGIL_VERDICT_REJECT, VIGIL_CLASS_NONE, NULL, 0, 0);
 	}
 }
 
@@ -475,6 +535,7 @@ static void make_status(line *l, struct plc_state *s, int64_t now, struct plc_st
 	if (plc_link_role(l->plc) == PLC_ROLE_SERVER)
 		in.silent = plc_silent(l, s, now);
 	in.ready = sources_up(l, s);
+	in.quality_alarm = alarm_monitor_active(s->alarms) != 0;
 	in.stopping = g_atomic_int_get(&l->stop_triggers);
 	plc_session_status(s->session, &in, st);
 }
@@ -634,6 +695,7 @@ gpointer line_plc_thread(gpointer data)
 		return NULL;
 	}
 	g_queue_init(&s.overflow);
+	s.alarms = alarm_monitor_new(&l->set.alarm);
 	s.started_us = vigil_now_us();
 	/* No job changes before this thread asks for one. */
 	s.job = l->run_job;
@@ -705,5 +767,6 @@ gpointer line_plc_thread(gpointer data)
 			plc_serve(l->plc, 0);
 	}
 	plc_session_free(s.session);
+	alarm_monitor_free(s.alarms);
 	return NULL;
 }

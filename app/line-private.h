@@ -10,6 +10,7 @@
 
 #include <glib.h>
 
+#include "app/alarm.h"
 #include "app/line.h"
 #include "capture/capture.h"
 #include "core/bqueue.h"
@@ -53,6 +54,7 @@ struct line_settings {
 	struct plc_settings plc;               /* [plc] but state_file (plc_config_read) */
 	char *plc_state_path;     /* [plc] state_file: the selected job, kept across restarts */
 	struct line_job jobs[LINE_MAX_JOBS + 1]; /* [job.N], indexed by job number */
+	struct alarm_settings alarm;           /* [alarm] */
 };
 
 /* What q_inspect and q_ready carry: a part, or the loader's job change,
@@ -133,6 +135,9 @@ struct line {
 
 	GMutex stats_lock;
 	struct line_stats st;
+	/* The quality alarms as the PLC thread's monitor last left them,
+	 * published for readers under stats_lock (line_get_alarms). */
+	struct line_alarms alarms;
 
 	/* Set by the PLC thread when a result went out before its row was
 	 * committed; cleared once the writer has caught up with that row. */

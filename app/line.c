@@ -44,6 +44,7 @@ line *line_new(const config *cfg, char **err)
 	l->events = g_async_queue_new_full(line_event_free);
 	if (line_read_config(l, cfg, err) < 0)
 		goto fail;
+	l->alarms.enabled = set->alarm.enabled;
 	/* The stages below say what is wrong with a setting; here, where the
 	 * settings came from, the error gets the file, line and key. */
 	sen_group = g_strconcat("vibration.", set->vibration.name, NULL);

@@ -120,4 +120,15 @@ struct line_health {
 };
 void line_get_health(line *l, struct line_health *h);
 
+/* The quality alarms (app/alarm.h) of the running line, for /api/status
+ * and /metrics; any thread, as line_get_health. */
+#define LINE_ALARM_KINDS 3
+struct line_alarms {
+	int enabled;                         /* [alarm] enabled */
+	unsigned active;                     /* 1u << enum alarm_kind each */
+	int64_t since_us[LINE_ALARM_KINDS];  /* wall clock it was raised, 0: not */
+	char message[LINE_ALARM_KINDS][256]; /* the figures it was raised with */
+};
+void line_get_alarms(line *l, struct line_alarms *out);
+
 #endif

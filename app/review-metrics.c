@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/alarm.h"
 #include "app/review-private.h"
 
 static const char *const refusal_names[REFUSALS] = { "max_connections", "request_timeout",
@@ -88,6 +89,51 @@ static double latency_quantile_le(const struct line_stats *st, double q)
 	return INFINITY;
 }
 
+/* "alarms": { "enabled": bool, "active": [{ kind, since_us, since, message }] },
+ * the raised quality alarms (app/alarm.h), oldest first. */
+static void add_alarms(JsonBuilder *b, line *l)
+{
+	struct line_alarms a;
+	int order[LINE_ALARM_KINDS], n = 0;
+
+	line_get_alarms(l, &a);
+	for (int k = 0; k < LINE_ALARM_KINDS; k++) {
+		int i = n++;
+
+		if (!(a.active & (1u << k))) {
+			n--;
+			continue;
+		}
+		while (i > 0 && a.since_us[order[i - 1]] > a.since_us[k]) {
+			order[i] = order[i - 1];
+			i--;
+		}
+		order[i] = k;
+	}
+	json_builder_set_member_name(b, "alarms");
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "enabled");
+	json_builder_add_boolean_value(b, a.enabled != 0);
+	json_builder_set_member_name(b, "active");
+	json_builder_begin_array(b);
+	for (int i = 0; i < n; i++) {
+		int k = order[i];
+		GDateTime *t = g_date_time_new_from_unix_utc(a.since_us[k] / 1000000);
+		char *iso = g_date_time_format_iso8601(t);
+
+		json_builder_begin_object(b);
+		review__add_string(b, "kind", alarm_kind_name((enum alarm_kind)k));
+		review__add_int(b, "since_us", a.since_us[k]);
+		review__add_string(b, "since", iso);
+		review__add_string(b, "message", a.message[k]);
+		json_builder_end_object(b);
+		g_free(iso);
+		g_date_time_unref(t);
+	}
+	json_builder_end_array(b);
+	json_builder_end_object(b);
+}
+
 void review__api_status(review_server *s, SoupServerMessage *msg)
 {
 	JsonBuilder *b = json_builder_new();
@@ -137,6 +183,7 @@ void review__api_status(review_server *s, SoupServerMessage *msg)
 		json_builder_end_object(b);
 		review__add_int(b, "db_rows_written", (int64_t)h.db_rows_written);
 		review__add_int(b, "db_rows_failed", (int64_t)h.db_rows_failed);
+		add_alarms(b, s->line);
 	} else {
 		char *err = NULL;
 		int64_t n = db_count_inspections(s->db_path, &err);
@@ -408,6 +455,22 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg)
 		metric_head(m, "vigil_db_queue_high_water", "gauge",
 			    "The most rows that have waited for the database writer at once.");
 		metric(m, "vigil_db_queue_high_water", NULL, (double)h.db_queue_high_water);
+		{
+			struct line_alarms a;
+
+			line_get_alarms(s->line, &a);
+			metric_head(m, "vigil_alarm", "gauge",
+				    "1 while the quality alarm is raised (status word bit 14, "
+				    "error 12; [alarm]): yield out of control, a defect class "
+				    "surging, a yield collapse after a model change.");
+			for (int k = 0; k < LINE_ALARM_KINDS; k++) {
+				char label[64];
+
+				g_snprintf(label, sizeof label, "{kind=\"%s\"}",
+					   alarm_kind_name((enum alarm_kind)k));
+				metric(m, "vigil_alarm", label, (a.active >> k) & 1u);
+			}
+		}
 	}
 	review__reply_text(msg, SOUP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", m);
 	g_string_free(m, TRUE);

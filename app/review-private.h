@@ -234,5 +234,9 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg);
  * shift report as HTML; 400 naming the shift for one the log's plan does
  * not have. A read: the handler checks the viewer role first. */
 void review__serve_report(review_server *s, SoupServerMessage *msg, GHashTable *query);
+/* ---- review-trends.c ---- */
+
+/* GET /api/trends: per hour or shift counts and the p-chart, from the log. */
+void review__api_trends(review_server *s, SoupServerMessage *msg, const char *query);
 
 #endif

@@ -194,6 +194,8 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 		review__api_classes(s, msg);  /* labels: review-labels.c */
 	else if (strcmp(path, "/api/status") == 0)
 		review__api_status(s, msg);
+	else if (strcmp(path, "/api/trends") == 0)
+		review__api_trends(s, msg, raw_query);
 	else if (strcmp(path, "/api/history") == 0)
 		review__api_history(s, msg);
 	else if (strcmp(path, "/metrics") == 0)

@@ -307,6 +307,23 @@ struct db_filter {
 int db_query(const char *path, const struct db_filter *f, const struct db_row_cb *cb,
 	     char **err);
 
+/* Counts of inspections in one time bucket [start_us, end_us) of wall
+ * clock, for trends: by verdict and by defect class (enum
+ * vigil_defect_class, the class the part was logged with). */
+struct db_bucket_counts {
+	int64_t start_us, end_us;
+	int64_t parts, accepted, rejected, marginal;
+	int64_t by_class[VIGIL_CLASS_BOTH + 1];
+};
+/* Counts the inspections of nbuckets consecutive buckets, bucket i being
+ * [edges[i], edges[i + 1]) (edges has nbuckets + 1 entries, not
+ * decreasing), into out[i] (the caller's array). SQLite counts each bucket
+ * over the time index, in one read transaction: the cost is one pass over
+ * the rows in range, the memory one struct per bucket. 0, -EINVAL, or a
+ * negative code with *err set as for db_open. */
+int db_count_buckets(const char *path, const int64_t *edges, size_t nbuckets,
+		     struct db_bucket_counts *out, char **err);
+
 /* A QA review of the latest inspection of part_id: decision "confirm" (the
  * verdict stands) or "overrule" with the right verdict. Written on its own
  * connection (vigild may be writing at the same time). -ENOENT when no such

@@ -470,6 +470,13 @@ void plc_session_status(plc_session *s, const struct plc_session_line *in,
 		if (!error)
 			error = PLC_ERR_PLC_SILENT;
 	}
+	/* The lowest priority: the line runs and judges parts as before;
+	 * only the trend of its verdicts is wrong. */
+	if (in->quality_alarm) {
+		w |= PLC_STATUS_QUALITY_ALARM;
+		if (!error)
+			error = PLC_ERR_QUALITY_ALARM;
+	}
 	if (!in->ready)
 		w &= (uint16_t)~PLC_STATUS_READY;
 	if (in->stopping)

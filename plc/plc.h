@@ -82,6 +82,9 @@ enum plc_status_bits {
 	PLC_STATUS_JOB_LOADING = 1 << 12, /* a selected job's model package is loading */
 	PLC_STATUS_QUEUE_FULL = 1 << 13,  /* a part found inspection saturated (latched
 					   * until the next part is taken) */
+	PLC_STATUS_QUALITY_ALARM = 1 << 14, /* yield out of control, a defect class
+					     * surging or a collapse after a model
+					     * change (vigild [alarm]) */
 };
 
 enum plc_error_code {
@@ -100,6 +103,7 @@ enum plc_error_code {
 	PLC_ERR_QUEUE_FULL = 11,          /* inspection queue full: parts fail-safe rejected */
 	/* Another reason a selected job's package is refused, beside 8-10. */
 	PLC_ERR_JOB_PACKAGE_GATE = 12,    /* its held-out figures miss the [model] limits */
+	PLC_ERR_QUALITY_ALARM = 13,       /* a quality alarm is raised (status bit 14) */
 };
 
 struct plc_regmap {
@@ -402,6 +406,7 @@ struct plc_session_line {
 	int silent;               /* server: the PLC stopped polling */
 	int ready;                /* every source has delivered once */
 	int stopping;             /* no new triggers: ready and running clear */
+	int quality_alarm;        /* a quality alarm is raised: bit 14, error 12 */
 	uint16_t heartbeat;
 };
 

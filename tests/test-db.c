@@ -1987,6 +1987,69 @@ static void test_database_settings(void)
 	config_free(c);
 }
 
+/* db_count_buckets: rows submitted at chosen times are counted in the
+ * bucket [edges[i], edges[i+1]) they fall in, by verdict and class; an
+ * edge itself belongs to the bucket it starts; empty buckets are zero;
+ * edges going backwards are refused. */
+static void test_count_buckets(struct fixture *fx, gconstpointer data)
+{
+	const int64_t t0 = 1794960000000000LL, h = 3600LL * 1000000;
+	int64_t edges[] = { t0, t0 + h, t0 + 2 * h, t0 + 3 * h };
+	struct db_bucket_counts c[3];
+	char *err = NULL;
+	db_log *db;
+
+	(void)data;
+	db = db_open(fx->path, 64, &err);
+	g_assert_nonnull(db);
+	for (int i = 0; i < 30; i++) {
+		/* 10 parts in hour 0 (2 rejects, 1 marginal), 20 in hour 2 (all
+		 * rejects, vibration), the first exactly on hour 2's edge; and
+		 * one before and one at the end edge, outside every bucket. */
+		struct db_inspection r = {
+			.part_id = (uint32_t)i + 1, .seq = (uint64_t)i + 1,
+			.t_wall_us = i < 10 ? t0 + i * 60000000LL : t0 + 2 * h + (i - 10) * 1000000LL,
+			.verdict = i >= 10 || i < 2 ? VIGIL_VERDICT_REJECT
+				 : i == 2 ? VIGIL_VERDICT_MARGINAL : VIGIL_VERDICT_ACCEPT,
+			.score = 0.5, .vision_score = 0.5, .signal_score = 0.5,
+			.latency_ms = NAN, .infer_ms = NAN,
+		};
+
+		r.defect_class = i >= 10 ? VIGIL_CLASS_VIBRATION
+			       : i < 3 ? VIGIL_CLASS_SURFACE : VIGIL_CLASS_NONE;
+		g_assert_cmpint(db_submit(db, &r), ==, 0);
+	}
+	{
+		struct db_inspection r = { .part_id = 98, .t_wall_us = t0 - 1,
+					   .verdict = VIGIL_VERDICT_REJECT, .score = NAN,
+					   .vision_score = NAN, .signal_score = NAN,
+					   .latency_ms = NAN, .infer_ms = NAN };
+
+		g_assert_cmpint(db_submit(db, &r), ==, 0);
+		r.part_id = 99;
+		r.t_wall_us = t0 + 3 * h;
+		g_assert_cmpint(db_submit(db, &r), ==, 0);
+	}
+	db_close(db);
+	g_assert_cmpint(db_count_buckets(fx->path, edges, 3, c, &err), ==, 0);
+	g_assert_cmpint(c[0].start_us, ==, t0);
+	g_assert_cmpint(c[0].end_us, ==, t0 + h);
+	g_assert_cmpint(c[0].parts, ==, 10);
+	g_assert_cmpint(c[0].accepted, ==, 7);
+	g_assert_cmpint(c[0].rejected, ==, 2);
+	g_assert_cmpint(c[0].marginal, ==, 1);
+	g_assert_cmpint(c[0].by_class[VIGIL_CLASS_SURFACE], ==, 3);
+	g_assert_cmpint(c[0].by_class[VIGIL_CLASS_NONE], ==, 7);
+	g_assert_cmpint(c[1].parts, ==, 0);
+	g_assert_cmpint(c[2].parts, ==, 20);
+	g_assert_cmpint(c[2].rejected, ==, 20);
+	g_assert_cmpint(c[2].by_class[VIGIL_CLASS_VIBRATION], ==, 20);
+	edges[2] = t0;
+	g_assert_cmpint(db_count_buckets(fx->path, edges, 3, c, &err), ==, -EINVAL);
+	g_assert_nonnull(strstr(err, "bucket 1"));
+	free(err);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -1997,6 +2060,7 @@ int main(int argc, char **argv)
 	ADD("/db/columns", test_columns);
 	ADD("/db/nan-scores", test_nan_scores);
 	ADD("/db/reopen", test_reopen);
+	ADD("/db/count-buckets", test_count_buckets);
 	g_test_add("/db/migrate-from-v1", struct fixture, GINT_TO_POINTER(1), fixture_setup,
 		   test_migrate, fixture_teardown);
 	g_test_add("/db/migrate-from-v2", struct fixture, GINT_TO_POINTER(2), fixture_setup,

@@ -1,0 +1,179 @@
+// Trends and quality alarms on the review page (issue 23): the alarm
+// banner from /api/status, and yield and reject rate per hour or shift
+// from /api/trends with the p-chart of the reject proportion (centre line,
+// 3-sigma limits per bucket, out-of-control buckets marked). Charts need
+// uPlot; the table below them always carries every figure as text. Works
+// in --review-only (no line: no banner, the trends come from the log).
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const pct = (v, d = 1) => (v === null || v === undefined ? "–" : (100 * v).toFixed(d) + " %");
+  const trendCharts = {};
+
+  function utc(us) {
+    return new Date(us / 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+  }
+
+  // ---- the alarm banner ----
+
+  async function refreshAlarms() {
+    const banner = $("alarm-banner");
+    let s;
+    try {
+      const r = await fetch("/api/status", { cache: "no-store" });
+      if (!r.ok) return;
+      s = await r.json();
+    } catch (e) {
+      return;  // review.js's status line says the server is unreachable
+    }
+    const active = (s.alarms && s.alarms.active) || [];
+    banner.textContent = "";
+    active.forEach((a) => {
+      const p = document.createElement("p");
+      const b = document.createElement("b");
+      b.textContent = "Quality alarm: " + a.kind.replace("_", " ");
+      p.appendChild(b);
+      p.appendChild(document.createTextNode(" since " + utc(a.since_us) + ". " + a.message));
+      p.dataset.kind = a.kind;
+      banner.appendChild(p);
+    });
+    banner.hidden = active.length === 0;
+  }
+
+  // ---- trends ----
+
+  function trendsQuery() {
+    const f = $("trends-form").elements;
+    const q = new URLSearchParams();
+    q.set("bucket", f.bucket.value);
+    if (f.since.value) q.set("since", f.since.value);
+    if (f.until.value) q.set("until", f.until.value);
+    if (f.baseline.value) q.set("baseline", f.baseline.value);
+    return q.toString();
+  }
+
+  // Out-of-control points of the reject series, drawn as red rings.
+  const flagPlugin = {
+    hooks: {
+      draw: (u) => {
+        const ctx = u.ctx, xs = u.data[0], ps = u.data[1];
+        ctx.save();
+        ctx.strokeStyle = "#c00";
+        ctx.lineWidth = 2 * devicePixelRatio;
+        (u._flags || []).forEach((i) => {
+          if (ps[i] === null) return;
+          const x = u.valToPos(xs[i], "x", true), y = u.valToPos(ps[i], "y", true);
+          ctx.beginPath();
+          ctx.arc(x, y, 5 * devicePixelRatio, 0, 2 * Math.PI);
+          ctx.stroke();
+        });
+        ctx.restore();
+      },
+    },
+  };
+
+  // Percentages from 0: a fixed floor, and a top that exists even when a
+  // view holds one non-empty bucket (uPlot finds no range in one point).
+  const percentRange = (u, min, max) =>
+    [0, max === null || !isFinite(max) ? 10 : Math.min(100, Math.max(1, max * 1.15))];
+
+  function chart(name, el, title, series, data, flags) {
+    if (typeof window.uPlot !== "function") return;
+    const width = Math.max(300, Math.min(el.parentElement.clientWidth - 20, 900));
+    if (!trendCharts[name]) {
+      trendCharts[name] = new window.uPlot({
+        title, width, height: 200,
+        scales: { x: { time: true }, y: { range: percentRange } },
+        axes: [{}, { label: "%" }],
+        series: [{ label: "time" }].concat(series),
+        plugins: [flagPlugin],
+      }, data, el);
+      // Read by the first draw, which uPlot defers (a redraw() now would
+      // run before its scales exist and leave the chart empty).
+      trendCharts[name]._flags = flags || [];
+    } else {
+      trendCharts[name]._flags = flags || [];
+      trendCharts[name].setData(data);
+    }
+  }
+
+  function fillTable(t) {
+    const head = $("trends-table").tHead.rows[0];
+    head.querySelectorAll("th.cls").forEach((th) => th.remove());
+    t.classes.forEach((c) => {
+      const th = document.createElement("th");
+      th.textContent = c;
+      th.className = "cls";
+      head.insertBefore(th, head.lastElementChild);
+    });
+    const body = $("trends-table").tBodies[0];
+    body.textContent = "";
+    // Newest first; empty buckets are left out of the table (the charts
+    // show them as gaps).
+    t.buckets.slice().reverse().filter((b) => b.parts > 0).forEach((b) => {
+      const tr = body.insertRow();
+      const cells = [b.label, String(b.parts), pct(b.yield), pct(b.reject_rate, 2),
+        pct(b.ucl, 2), String(b.marginal)].concat(t.classes.map((c) => String(b.classes[c])));
+      cells.push(b.out_of_control ? "out of control" : "");
+      cells.forEach((v, i) => {
+        const td = tr.insertCell();
+        td.textContent = v;
+        if (i > 0 && i < cells.length - 1) td.className = "num";
+      });
+      if (b.out_of_control) tr.className = "ooc";
+      tr.dataset.label = b.label;
+    });
+  }
+
+  async function refreshTrends() {
+    const err = $("trends-error");
+    let t;
+    try {
+      const r = await fetch("/api/trends?" + trendsQuery(), { cache: "no-store" });
+      t = await r.json();
+      if (!r.ok) throw new Error(t.error || r.status);
+    } catch (e) {
+      err.textContent = "Trends: " + e.message;
+      err.hidden = false;
+      return;
+    }
+    err.hidden = true;
+    const flags = [];
+    t.buckets.forEach((b, i) => { if (b.out_of_control) flags.push(i); });
+    $("trends-summary").textContent =
+      `${t.buckets.length} ${t.bucket === "shift" ? "shifts" : "hours"}; centre line p̄ ` +
+      `${pct(t.p_bar, 2)} over ${t.baseline_parts} parts of the first ${t.baseline_buckets} ` +
+      `buckets; ${flags.length} out of control` +
+      (flags.length ? ": " + flags.map((i) => t.buckets[i].label).join(", ") : "");
+    $("trends-pchart").dataset.outOfControl = flags.map((i) => t.buckets[i].label).join("|");
+    const xs = t.buckets.map((b) => b.start_us / 1e6);
+    const p100 = (k) => t.buckets.map((b) => (b[k] === null ? null : 100 * b[k]));
+    const centre = t.buckets.map(() => (t.p_bar === null ? null : 100 * t.p_bar));
+    chart("p", $("trends-pchart"), "p-chart: reject rate", [
+      { label: "reject %", stroke: "#b00", width: 1.5, points: { show: true } },
+      { label: "UCL", stroke: "#888", dash: [5, 4] },
+      { label: "p̄", stroke: "#444" },
+      { label: "LCL", stroke: "#888", dash: [5, 4] },
+    ], [xs, p100("reject_rate"), p100("ucl"), centre, p100("lcl")], flags);
+    chart("yield", $("trends-yield"), "yield and defect rate", [
+      { label: "yield %", stroke: "#26a", width: 1.5, points: { show: true } },
+      { label: "reject + marginal %", stroke: "#a62", width: 1.5, points: { show: true } },
+    ], [xs, p100("yield"), p100("defect_rate")]);
+    fillTable(t);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const q = new URLSearchParams(location.search);
+    const f = $("trends-form").elements;
+    // trends_bucket, trends_since, ... in the URL make a view a link.
+    ["bucket", "since", "until", "baseline"].forEach((k) => {
+      if (q.has("trends_" + k)) f[k].value = q.get("trends_" + k);
+    });
+    $("trends-form").addEventListener("submit", (ev) => { ev.preventDefault(); refreshTrends(); });
+    refreshAlarms();
+    refreshTrends();
+    setInterval(refreshAlarms, 2000);
+    setInterval(refreshTrends, 60000);
+  });
+})();
