@@ -11,12 +11,12 @@
 static const char *const database_keys[] = {
 	"path", "queue_depth", "media_dir", "media_queue", "keep_accepted_every", "max_age_days",
 	"protect_days", "disk_budget_mb", "retention_period_s", "commit_timeout_ms",
-	"spool_rows", NULL };
+	"spool_rows", "recent_images_mb", "recent_images_hours", NULL };
 
 int db_options_read(const config *cfg, struct db_settings *s, char **err)
 {
 	struct db_options *o = &s->opt;
-	int queue, media_queue, keep, age, protect, budget, period, spool;
+	int queue, media_queue, keep, age, protect, budget, period, spool, ring_mb, ring_h;
 	const char *max_pages;
 	char *def;
 	int rc;
@@ -37,9 +37,22 @@ int db_options_read(const config *cfg, struct db_settings *s, char **err)
 	    config_get_int(cfg, "database", "disk_budget_mb", 0, 0, 1 << 30, &budget, err) < 0 ||
 	    config_get_int(cfg, "database", "retention_period_s", 600, 1, 86400, &period, err) < 0 ||
 	    config_get_int(cfg, "database", "spool_rows", 4096, 1, 1 << 20, &spool, err) < 0 ||
+	    /* 256 MB by default: a few thousand parts' images at VGA, the
+	     * last hours of a line, which is when an escape is still traced;
+	     * small beside any disk the log itself needs. */
+	    config_get_int(cfg, "database", "recent_images_mb", 256, 0, 1 << 30, &ring_mb,
+			   err) < 0 ||
+	    config_get_int(cfg, "database", "recent_images_hours", 0, 0, 24 * 366, &ring_h,
+			   err) < 0 ||
 	    config_get_int(cfg, "database", "commit_timeout_ms", 100, 1, 10000,
 			   &s->commit_timeout_ms, err) < 0)
 		return -EINVAL;
+	if (budget && ring_mb && ring_mb >= budget) {
+		*err = config_error(cfg, "database", "recent_images_mb",
+				    "%d is not less than disk_budget_mb (%d): the ring would take "
+				    "the whole budget", ring_mb, budget);
+		return -EINVAL;
+	}
 	if (age && age < protect) {
 		*err = config_error(cfg, "database", "max_age_days",
 				    "%d is less than protect_days (%d): rows of the protected "
@@ -55,6 +68,8 @@ int db_options_read(const config *cfg, struct db_settings *s, char **err)
 	o->disk_budget_mb = budget;
 	o->retention_period_s = period;
 	o->spool_rows = (size_t)spool;
+	o->recent_images_mb = ring_mb;
+	o->recent_images_hours = ring_h;
 	/* Test only (docs/operations.md): a database that is "full" after
 	 * this many pages, to exercise the full-disk path. */
 	max_pages = g_getenv("VIGIL_TEST_DB_MAX_PAGES");

@@ -111,6 +111,11 @@ static const char *const migrations[] = {
 	 * fail-safe reject (NULL: no model judged the part). */
 	"ALTER TABLE inspections ADD COLUMN model_verdict TEXT;"
 	"ALTER TABLE inspections ADD COLUMN model_score REAL;",
+	/* 7: files of the recent ring (media/recent/), kept only for the
+	 * ring's window; the partial index lets the writer find the oldest
+	 * of them without a scan of the media table. */
+	"ALTER TABLE media ADD COLUMN recent INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX media_recent ON media (id) WHERE recent = 1;",
 };
 
 #define DB_SCHEMA_VERSION ((int)G_N_ELEMENTS(migrations))

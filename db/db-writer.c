@@ -66,6 +66,9 @@ static void note_failure(db_log *db, char **error, const char *during, bool faul
 {
 	int rc = sqlite3_extended_errcode(db->conn);
 
+	/* A full disk, or one failing: the recent ring gives way first. */
+	if (fault && ((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR))
+		atomic_store(&db->ring_squeeze, 1);
 	if (*error && !fault)
 		return;
 	free(*error);
@@ -173,7 +176,7 @@ static void drop_item(db_log *db, struct db_item *it, enum db_drop_cause cause)
 		/* No row will point at these files: they go now rather than
 		 * wait for the sweep at the next start. */
 		db__remove_media_files(db, it);
-		atomic_fetch_add(&db->media_dropped, 1);
+		atomic_fetch_add(it->recent ? &db->ring_dropped : &db->media_dropped, 1);
 	}
 }
 
@@ -203,6 +206,8 @@ static void settle_items(db_log *db, struct db_item **batch, size_t n)
 		}
 		if (it->media_set && it->rowid)
 			db__hand_media(db, it);
+		if (it->kind == DB_ITEM_MEDIA && it->recent)
+			db__ring_added(db, it);
 		lag = MAX(lag, now - it->t_queued_us);
 	}
 	atomic_fetch_add(&db->rows_written, written);
@@ -278,7 +283,7 @@ static bool absorb_spooled(db_log *db, struct db_item *it)
 	if (it->media_set) {
 		db_media_set_free(it->media_set);
 		it->media_set = NULL;
-		atomic_fetch_add(&db->media_dropped, 1);
+		atomic_fetch_add(it->recent ? &db->ring_dropped : &db->media_dropped, 1);
 	}
 	link = g_queue_find(&db->spool, row);
 	link->data = it;
@@ -344,7 +349,7 @@ static void spool_push(db_log *db, struct db_item *it, bool head)
 	if (it->media_set) {
 		db_media_set_free(it->media_set);
 		it->media_set = NULL;
-		atomic_fetch_add(&db->media_dropped, 1);
+		atomic_fetch_add(it->recent ? &db->ring_dropped : &db->media_dropped, 1);
 	}
 	if (!head) {
 		db->fault_spooled += item_table(it) >= 0;
@@ -526,6 +531,8 @@ static void retry_spool(db_log *db)
 	atomic_store(&db->ok, 1);
 }
 
+#define RING_AGE_CHECK_US (60 * G_USEC_PER_SEC)
+
 gpointer db__writer_main(gpointer data)
 {
 	db_log *db = data;
@@ -555,6 +562,9 @@ gpointer db__writer_main(gpointer data)
 
 			wait = wait < 0 ? retry : MIN(wait, retry);
 		}
+		/* A ring bounded by age ages while the line stands. */
+		if (db->opt.recent_images_hours > 0)
+			wait = wait < 0 ? RING_AGE_CHECK_US : MIN(wait, RING_AGE_CHECK_US);
 		rc = bqueue_pop(db->queue, &item, wait);
 		if (rc == -EPIPE)
 			break;
@@ -574,12 +584,16 @@ gpointer db__writer_main(gpointer data)
 		}
 		if (db->faulted && vigil_now_us() >= db->next_retry_us)
 			retry_spool(db);
+		db__ring_trim(db);
 		db__log_media_drops(db);
 		if (retain_asked || (db__retention_on(db) && vigil_now_us() >= db->next_retention_us)) {
 			/* A backlog goes in slices, a second apart, rows between. */
 			db->next_retention_us = vigil_now_us() +
 				(db__retain(db) ? G_USEC_PER_SEC
 						: (int64_t)db->opt.retention_period_s * G_USEC_PER_SEC);
+			/* Retention may have taken ring files with their rows or
+			 * for the disk budget: the totals from the rows again. */
+			db__ring_load(db);
 		}
 		if (retain_asked || sync_asked) {
 			g_mutex_lock(&db->sync_lock);
