@@ -149,8 +149,8 @@ static bool name_is_safe(const char *name)
 	return true;
 }
 
-/* Writes one job's files under <media_dir>/<UTC day>/ (a ring job: its
- * images only, under <media_dir>/recent/<UTC day>/), each under its
+/* Writes one job's files under <media_dir>/<UTC day>/ (a ring job's under
+ * <media_dir>/recent/<UTC day>/), each under its
  * temporary name, and returns the item of their rows (their temporary
  * names in staged), or NULL when none was written. A file that cannot be
  * written is left out (and the part counted as dropped). */
@@ -191,10 +191,6 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 		struct media_file *f = &it->media.files[it->media.nfiles];
 		char *name, *tmp;
 
-		/* The ring is for looking at the part: its maps and window
-		 * stay with the long-term sample. */
-		if (job->recent && i >= m->nimages)
-			break;
 		if (i < m->nimages) {
 			const char *cam = name_is_safe(m->images[i].camera) ? m->images[i].camera
 									   : "camera";

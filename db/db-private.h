@@ -167,6 +167,8 @@ struct db_log {
 	_Atomic int64_t ring_files, ring_bytes, ring_oldest_us;
 	_Atomic uint64_t ring_dropped, ring_removed;
 	_Atomic int ring_squeeze;
+	_Atomic int ring_paused;        /* the disk short even with the ring empty */
+	int64_t ring_next_note_us;      /* writer only */
 
 	/* Writer only, while writes fail: the items waiting (struct db_item *,
 	 * oldest first, at most opt.spool_rows), the inspections among them by
@@ -258,7 +260,8 @@ bool db__retention_on(const db_log *db);
 int db__ring_load(db_log *db);
 /* Writer thread, between batches: removes the oldest ring files (files
  * first, then their rows) while the ring is over its bounds, or half of
- * it after a full disk (ring_squeeze). Cheap when there is nothing to do. */
+ * it after a full disk (ring_squeeze), and while its file system has less
+ * than 5 % free (one statvfs). Cheap when there is nothing to do. */
 void db__ring_trim(db_log *db);
 /* Writer thread: ring files of a media item now committed. */
 void db__ring_added(db_log *db, const struct db_item *it);

@@ -1,4 +1,4 @@
-/* The recent ring: every part's images for a recent window, beside the
+/* The recent ring: every part's files for a recent window, beside the
  * long-term sample, bounded by size (and, if set, by age). Its totals are
  * kept as the rows are written, so that no part costs a scan of the folder
  * or of the media table; the oldest ring rows are found through the
@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/statvfs.h>
 
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -26,6 +27,29 @@
 /* Once over its size, the ring is cut to 15/16 of it: one trim per
  * sixteenth of the ring written, not one per part. */
 #define RING_SLACK 16
+
+/* The ring never takes the last 5 % of its file system: below that much
+ * free it shrinks (to leave twice that), so that it is not the ring that
+ * fills the disk the rows and the long-term files need. */
+#define RING_KEEP_FREE_PCT 5
+/* At most one message a minute on giving way to the disk. */
+#define RING_NOTE_PERIOD_US (60 * G_USEC_PER_SEC)
+
+/* Bytes the ring should give back for the disk's sake: 0 while the file
+ * system has RING_KEEP_FREE_PCT free (or cannot be asked). One statvfs
+ * per batch, never a walk of the folder. */
+static int64_t disk_shortfall(db_log *db)
+{
+	struct statvfs sv;
+	int64_t size, free_bytes, keep;
+
+	if (statvfs(db->media_dir, &sv) < 0 || sv.f_blocks == 0)
+		return 0;
+	size = (int64_t)sv.f_blocks * (int64_t)sv.f_frsize;
+	free_bytes = (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+	keep = size / 100 * RING_KEEP_FREE_PCT;
+	return free_bytes < keep ? 2 * keep - free_bytes : 0;
+}
 
 bool db__ring_on(const db_log *db)
 {
@@ -77,16 +101,19 @@ void db__ring_added(db_log *db, const struct db_item *it)
 }
 
 /* Removes the oldest ring files while the ring holds more than target
- * bytes or they are of parts before cut_us: up to RING_CHUNK files, then
+ * bytes or they are of parts before cut_us, a part's files all together
+ * (*last: the inspection whose files went last): up to RING_CHUNK files, then
  * their rows in one transaction. The totals move only once the rows are
  * gone; should the delete fail (the disk full), the files are gone all
  * the same - that is what frees the disk - and the next trim finds the
  * rows again. Returns the files removed, or -1; *more: the chunk was not
  * enough. */
-static int64_t trim_chunk(db_log *db, int64_t target, int64_t cut_us, bool *more)
+static int64_t trim_chunk(db_log *db, int64_t target, int64_t cut_us, int64_t *last,
+			  bool *more)
 {
 	static const char sql[] =
-		"SELECT m.id, m.path, m.bytes, coalesce(i.t_wall_us, 0) FROM media m"
+		"SELECT m.id, m.path, m.bytes, coalesce(i.t_wall_us, 0), m.inspection_id"
+		" FROM media m"
 		" LEFT JOIN inspections i ON i.id = m.inspection_id"
 		" WHERE m.recent = 1 ORDER BY m.id LIMIT " G_STRINGIFY(RING_CHUNK);
 	GArray *ids = g_array_new(FALSE, FALSE, sizeof(int64_t));
@@ -103,8 +130,10 @@ static int64_t trim_chunk(db_log *db, int64_t target, int64_t cut_us, bool *more
 		int64_t size = MAX(sqlite3_column_int64(st, 2), 0);
 		char *full;
 
-		if (bytes - freed <= target && sqlite3_column_int64(st, 3) >= cut_us)
+		if (bytes - freed <= target && sqlite3_column_int64(st, 3) >= cut_us &&
+		    sqlite3_column_int64(st, 4) != *last)
 			break;
+		*last = sqlite3_column_int64(st, 4);
 		full = rel ? g_build_filename(db->media_dir, rel, NULL) : NULL;
 		if (full && g_remove(full) < 0 && errno != ENOENT)
 			g_warning("database %s: cannot remove %s: %s", db->path, full,
@@ -160,25 +189,37 @@ void db__ring_trim(db_log *db)
 	/* The ring off (bound 0): what an earlier run left in it goes too. */
 	bool over = bytes > bound;
 	bool aged = oldest != 0 && oldest < cut;
-	int64_t target, removed = 0, n;
+	int64_t short_by = db__ring_on(db) || bytes > 0 ? disk_shortfall(db) : 0;
+	int64_t target, removed = 0, n, last = -1, now = vigil_now_us();
 	bool more = true;
 
-	if (!squeeze && !over && !aged)
+	/* Even an empty ring would leave the disk short: no new ring files
+	 * (db_submit_media) until there is room again, rather than files
+	 * written only to be removed. */
+	atomic_store(&db->ring_paused, short_by > bytes);
+	if (bytes == 0 || (!squeeze && !over && !aged && !short_by))
 		return;
-	/* A full disk: half the ring goes, to leave room for the long-term
-	 * files and the rows, which must not stop. */
-	target = squeeze ? bytes / 2 : over ? bound - bound / RING_SLACK : bytes;
+	target = over ? bound - bound / RING_SLACK : bytes;
+	/* A write failed (a full disk): half the ring goes, to leave room
+	 * for the long-term files and the rows, which must not stop. */
+	if (squeeze)
+		target = MIN(target, bytes / 2);
+	if (short_by)
+		target = MIN(target, MAX(bytes - short_by, 0));
 	for (int k = 0; k < RING_CHUNKS_PER_TRIM && more; k++) {
-		if ((n = trim_chunk(db, target, cut, &more)) < 0) {
+		if ((n = trim_chunk(db, target, cut, &last, &more)) < 0) {
 			g_warning("database %s: the recent ring: cannot remove its oldest rows: %s",
 				  db->path, sqlite3_errmsg(db->conn));
 			break;
 		}
 		removed += n;
 	}
-	if (squeeze && removed)
-		g_message("database %s: a write failed (disk full?): removed %" PRId64 " file(s) "
-			  "of the recent ring to make room", db->path, removed);
+	if ((squeeze || short_by) && removed && now >= db->ring_next_note_us) {
+		db->ring_next_note_us = now + RING_NOTE_PERIOD_US;
+		g_message("database %s: %s: removed %" PRId64 " file(s) of the recent ring to "
+			  "make room", db->path, squeeze ? "a write failed (disk full?)"
+			  : "the disk is nearly full", removed);
+	}
 	if (removed)
 		atomic_store(&db->ring_oldest_us, ring_oldest(db));
 }

@@ -185,6 +185,7 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	atomic_init(&db->ring_dropped, 0);
 	atomic_init(&db->ring_removed, 0);
 	atomic_init(&db->ring_squeeze, 0);
+	atomic_init(&db->ring_paused, 0);
 	for (int t = 0; t < DB_NTABLES; t++)
 		for (int c = 0; c < DB_NDROP_CAUSES; c++)
 			atomic_init(&db->dropped[t][c], 0);
@@ -325,7 +326,7 @@ int db_submit_media(db_log *db, const struct db_inspection *row, struct db_media
 		/* Not sampled: the ring keeps its images, unless that would
 		 * hold images in memory behind a writer that is behind (every
 		 * queued row could then carry one) or the disk fails. */
-		if (db__ring_on(db) && atomic_load(&db->ok) &&
+		if (db__ring_on(db) && atomic_load(&db->ok) && !atomic_load(&db->ring_paused) &&
 		    bqueue_depth(db->queue) < db->opt.media_queue &&
 		    bqueue_depth(db->media_queue) < db->opt.media_queue / 2 + 1) {
 			it->recent = true;

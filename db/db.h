@@ -72,8 +72,9 @@ struct db_options {
 	 * to simulate a slow disk. */
 	int64_t max_pages;
 	int commit_delay_ms;
-	/* The recent ring: every part's images that the sampling above does
-	 * not keep go to <media_dir>/recent/ instead, and the oldest of them
+	/* The recent ring: the files of every part that the sampling above
+	 * does not keep (images, defect map, vibration window: enough for
+	 * the review page and vigilctl export) go to <media_dir>/recent/, and the oldest of them
 	 * are removed once they take more than recent_images_mb (0: no ring)
 	 * or, with recent_images_hours > 0, are older than that (0: the ring
 	 * is off, and what an earlier run left in it is removed). Only ring
@@ -145,7 +146,7 @@ int db_submit(db_log *db, const struct db_inspection *row);
 /* db_submit with the part's files: media (may be NULL) is taken over, even
  * on error. Reject and marginal parts keep their files, accepted parts one in
  * keep_accepted_every; with the recent ring on, the other accepted parts
- * keep their images in the ring (only while the media queue is less than
+ * keep their files in the ring (only while the media queue is less than
  * half full, so that the ring never crowds out a reject's files). The
  * files are written by a thread of their own,
  * flushed to the disk (syncfs, once per batch of parts), renamed into place
@@ -265,7 +266,7 @@ struct db_stats {
 	uint64_t media_dropped, media_written;
 	/* The recent ring (writer thread's running totals, never a scan of
 	 * the folder): its files and bytes, the wall clock of its oldest
-	 * part (0: empty); parts whose ring images were not kept (the media
+	 * part (0: empty); parts whose ring files were not kept (the media
 	 * queue half full, a write failed, the database in fault), and ring
 	 * files removed for the ring's bounds or to make room on a full disk. */
 	uint64_t ring_files, ring_bytes;

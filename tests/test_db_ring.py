@@ -12,12 +12,18 @@ as the PLC (Modbus TCP loopback), one camera, the long-term sample off
            files stay within 1 MB, the oldest accepted parts' files are
            gone and the newest kept, every reject keeps its files, and
            /metrics counts the removed files.
+  disk-full the log and its media on a 16 MB tmpfs with a 64 MB ring: the
+           ring gives way (keeps the file system's last 5 % free, and
+           halves itself when a write fails anyway): every part still gets
+           its result and its row, the database ends without a fault, and
+           the ring ends smaller than the disk. Needs root to mount the
+           tmpfs (as tests/test_faults_disk.py); skips otherwise.
 
 The media queue is made larger than the run (media_queue), so that the ring
 never has to skip a part however busy the machine is: what is asserted does
 not depend on speed.
 
-usage: test_db_ring.py BUILD_DIR SOURCE_ROOT window|small
+usage: test_db_ring.py BUILD_DIR SOURCE_ROOT window|small|disk-full
 """
 import csv
 import json
@@ -27,15 +33,15 @@ import subprocess
 import sys
 import urllib.request
 
-from linetest import Line, fail, wait_for, workdir
+from linetest import Line, fail, skip, wait_for, workdir
 
 TOKEN = "ring-test-token"
 
 
-def conf(ring_mb):
+def conf(ring_mb, media_queue=1024):
     # Appended to [database] (line_config ends with it), then [review].
     return f"""keep_accepted_every = 0
-media_queue = 1024
+media_queue = {media_queue}
 recent_images_mb = {ring_mb}
 
 [review]
@@ -213,10 +219,77 @@ def small(build, root, tmp):
           f"{on_disk} bytes in the ring")
 
 
+def disk_full(build, root, tmp):
+    if os.geteuid() != 0:
+        skip("mounting a tmpfs needs root (CI runs this as root)")
+    fs = os.path.join(tmp, "fs")
+    os.mkdir(fs)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", fs],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        skip(f"cannot mount a tmpfs: {p.stderr.strip()}")
+    try:
+        disk_full_on(build, root, tmp, fs)
+    finally:
+        subprocess.run(["umount", "-l", fs], check=False)
+
+
+def disk_full_on(build, root, tmp, fs):
+    # Some 25 KB of files a part, nearly half the parts rejects, and a WAL
+    # that grows to 4 MB: the log and the long-term files (some 11 MB) fit
+    # on the disk, with the ring's (8 MB more) they do not.
+    parts, size = 600, 16 * 1024 * 1024
+    # The default media queue: the ring's share of it is what may be in
+    # flight when the disk runs short.
+    line = Line(build, root, tmp, parts, 91, "e2e", extra_conf=conf(64, 64), rate=1200)
+    db = os.path.join(fs, "vigil.db")
+    with open(line.conf) as f:
+        text = f.read()
+    with open(line.conf, "w") as f:
+        f.write(text.replace(f"path = {line.db}\n", f"path = {db}\n", 1))
+    line.db = db
+    line.start()
+    url = line.review_url().rstrip("/")
+    try:
+        if line.wait_sim() != 0:
+            du = subprocess.run(["du", "-a", fs], capture_output=True, text=True).stdout
+            fail("vigil-sim: results lost or rows missing on a disk the ring filled\n"
+                 + "\n".join(l for l in du.splitlines() if l.count("/") <= fs.count("/") + 3)
+                 + f"\nmetrics: {all_metrics(url)}")
+        m = wait_for("the database without a fault", lambda: (
+            lambda m: m if m.get("vigil_db_ok") == 1 else None)(all_metrics(url)), 60, 0.2)
+        print("metrics:", {k: v for k, v in m.items() if k.startswith("vigil_db_")})
+        if not m["vigil_db_recent_removed_total"] > 0:
+            fail(f"the ring gave nothing back on a 16 MB disk: {m}")
+        if not m["vigil_db_recent_bytes"] < size:
+            fail(f"the ring holds {m['vigil_db_recent_bytes']} bytes on a {size}-byte disk")
+    finally:
+        rc = line.stop()
+    if rc != 0:
+        fail(f"vigild exited with {rc}")
+    rows = query(db, "SELECT count(*), sum(verdict != 'accept') FROM inspections")[0]
+    kept = query(db, "SELECT count(DISTINCT m.inspection_id) FROM media m JOIN inspections i"
+                 " ON i.id = m.inspection_id WHERE i.verdict != 'accept'")[0][0]
+    if rows[0] != parts:
+        fail(f"{rows[0]} rows, want {parts}")
+    sv = os.statvfs(fs)
+    print(f"disk-full: {parts} rows; {kept} of {rows[1]} rejects kept their files; "
+          f"{sv.f_bavail * sv.f_frsize} bytes free of {size} at the end")
+
+
+def all_metrics(url):
+    out = {}
+    for line in get(url + "/metrics").splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 def main():
     build, root, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
     with workdir("vigil-ring-") as tmp:
-        {"window": window, "small": small}[scenario](build, root, tmp)
+        {"window": window, "small": small, "disk-full": disk_full}[scenario](build, root, tmp)
     print(f"ok: {scenario}")
 
 
