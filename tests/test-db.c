@@ -1105,7 +1105,7 @@ static int ring_media_cb(const struct db_media *m, void *data)
 	return 0;
 }
 
-/* Every accepted part's images go to the ring (media/recent/) unless the
+/* Every accepted part's files go to the ring (media/recent/) unless the
  * sample keeps them long-term (then only there); over many parts the ring
  * stays under recent_images_mb and keeps the newest; long-term files are
  * never removed for it; its totals match the folder, and are rebuilt from
@@ -1156,15 +1156,16 @@ static void test_recent_ring(struct fixture *fx, gconstpointer data)
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media WHERE recent = 0"), ==,
 			(9 + 6) * 4);
 	/* The ring keeps the newest: every ring-eligible part after the
-	 * newest one missing is in it, images only. */
+	 * newest one missing is in it, whole (images, map, window). */
 	newest_missing = sql_int(fx->path,
 		"SELECT coalesce(max(i.id), 0) FROM inspections i WHERE NOT EXISTS (SELECT 1"
 		" FROM media m WHERE m.inspection_id = i.id)");
 	g_assert_cmpint(newest_missing, >, 0);
 	g_assert_cmpint(sql_int(fx->path, "SELECT min(inspection_id) FROM media WHERE recent = 1"),
 			>, newest_missing);
-	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media WHERE recent = 1 AND"
-				" kind != 'image'"), ==, 0);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media WHERE recent = 1"), ==,
+			4 * sql_int(fx->path, "SELECT count(DISTINCT inspection_id) FROM media"
+				    " WHERE recent = 1"));
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections i JOIN media m ON"
 				" m.inspection_id = i.id AND m.recent = 1 WHERE"
 				" i.image_path IS NOT NULL"), ==, 0);
@@ -1172,7 +1173,7 @@ static void test_recent_ring(struct fixture *fx, gconstpointer data)
 	g_assert_cmpint(db_read_media(fx->path, sql_int(fx->path, "SELECT max(inspection_id) FROM"
 						      " media WHERE recent = 1"),
 				      ring_media_cb, &recent, NULL), ==, 0);
-	g_assert_cmpint(recent, ==, 2);
+	g_assert_cmpint(recent, ==, 4);
 
 	/* Reopened: totals from the rows. Turned off, the ring is emptied at
 	 * the first batch, and again only ring files go; accepted parts are
@@ -1209,7 +1210,7 @@ static void test_recent_ring_hours(struct fixture *fx, gconstpointer data)
 			    now - (i < 3 ? 3 * hour : hour / 2));
 	/* The old ones (parts 0 and 2; 1 is a reject) were trimmed right
 	 * after their rows, so the ring holds parts 3 to 5. */
-	g_assert_cmpuint(stats(db).ring_files, ==, 3 * 2);
+	g_assert_cmpuint(stats(db).ring_files, ==, 3 * 4);
 	g_assert_cmpint(stats(db).ring_oldest_us, ==, now - hour / 2);
 	db_close(db);
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media WHERE recent = 0"), ==, 4);
@@ -2040,6 +2041,15 @@ static void test_database_settings(void)
 		"[database]\n"
 		"path = vigil.db\n"
 		"max_age_days = 3\n";
+	static const char ring_budget[] =
+		"[database]\n"
+		"path = vigil.db\n"
+		"disk_budget_mb = 512\n"
+		"recent_images_mb = 512\n";
+	static const char ring_negative[] =
+		"[database]\n"
+		"path = vigil.db\n"
+		"recent_images_hours = -1\n";
 	struct db_settings s;
 	char *err = NULL;
 	config *c = config_load_data(good, "line.conf", &err);
@@ -2057,6 +2067,28 @@ static void test_database_settings(void)
 	g_assert_cmpint(s.opt.retention_period_s, ==, 600);
 	g_assert_cmpuint(s.opt.spool_rows, ==, 4096);
 	g_assert_cmpint(s.commit_timeout_ms, ==, 100);
+	g_assert_cmpint(s.opt.recent_images_mb, ==, 256);
+	g_assert_cmpint(s.opt.recent_images_hours, ==, 0);
+	db_settings_clear(&s);
+	config_free(c);
+
+	/* A ring that would take the whole disk budget, and one of a
+	 * negative size, are named by file, line and key. */
+	c = config_load_data(ring_budget, "line.conf", &err);
+	g_assert_nonnull(c);
+	g_assert_cmpint(db_options_read(c, &s, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:4: [database] recent_images_mb: 512 is not less than "
+			"disk_budget_mb (512): the ring would take the whole budget");
+	g_free(err);
+	err = NULL;
+	db_settings_clear(&s);
+	config_free(c);
+	c = config_load_data(ring_negative, "line.conf", &err);
+	g_assert_nonnull(c);
+	g_assert_cmpint(db_options_read(c, &s, &err), ==, -EINVAL);
+	g_assert_true(g_str_has_prefix(err, "line.conf:3: [database] recent_images_hours"));
+	g_free(err);
+	err = NULL;
 	db_settings_clear(&s);
 	config_free(c);
 
