@@ -2046,6 +2046,10 @@ static void test_database_settings(void)
 		"path = vigil.db\n"
 		"disk_budget_mb = 512\n"
 		"recent_images_mb = 512\n";
+	static const char small_budget[] =
+		"[database]\n"
+		"path = vigil.db\n"
+		"disk_budget_mb = 400\n";
 	static const char ring_negative[] =
 		"[database]\n"
 		"path = vigil.db\n"
@@ -2067,13 +2071,21 @@ static void test_database_settings(void)
 	g_assert_cmpint(s.opt.retention_period_s, ==, 600);
 	g_assert_cmpuint(s.opt.spool_rows, ==, 4096);
 	g_assert_cmpint(s.commit_timeout_ms, ==, 100);
-	g_assert_cmpint(s.opt.recent_images_mb, ==, 256);
+	g_assert_cmpint(s.opt.recent_images_mb, ==, 1024);
 	g_assert_cmpint(s.opt.recent_images_hours, ==, 0);
 	db_settings_clear(&s);
 	config_free(c);
 
+	/* Under a small disk budget the default ring is a quarter of it. */
+	c = config_load_data(small_budget, "line.conf", &err);
+	g_assert_nonnull(c);
+	g_assert_cmpint(db_options_read(c, &s, &err), ==, 0);
+	g_assert_cmpint(s.opt.recent_images_mb, ==, 100);
+	db_settings_clear(&s);
+	config_free(c);
+
 	/* A ring that would take the whole disk budget, and one of a
-	 * negative size, are named by file, line and key. */
+	 * negative age, are named by file, line and key. */
 	c = config_load_data(ring_budget, "line.conf", &err);
 	g_assert_nonnull(c);
 	g_assert_cmpint(db_options_read(c, &s, &err), ==, -EINVAL);
