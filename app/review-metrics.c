@@ -395,7 +395,7 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg)
 		metric(m, "vigil_db_media_dropped_total", NULL, (double)h.db_media_dropped);
 		/* The recent ring ([database] recent_images_mb). */
 		metric_head(m, "vigil_db_recent_files", "gauge",
-			    "Files in the recent ring (media/recent/): every part's images "
+			    "Files in the recent ring (media/recent/): every part's files "
 			    "the long-term sample does not keep.");
 		metric(m, "vigil_db_recent_files", NULL, (double)h.db_ring_files);
 		metric_head(m, "vigil_db_recent_bytes", "gauge",
@@ -408,7 +408,7 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg)
 		       h.db_ring_oldest_us
 			       ? MAX(vigil_wall_us() - h.db_ring_oldest_us, 0) / 1e6 : 0.0);
 		metric_head(m, "vigil_db_recent_dropped_total", "counter",
-			    "Parts whose images the recent ring did not keep: the media writer "
+			    "Parts whose files the recent ring did not keep: the media writer "
 			    "half busy, the database in fault, or the write failed.");
 		metric(m, "vigil_db_recent_dropped_total", NULL, (double)h.db_ring_dropped);
 		metric_head(m, "vigil_db_recent_removed_total", "counter",
