@@ -168,7 +168,14 @@ struct db_log {
 	_Atomic uint64_t ring_dropped, ring_removed;
 	_Atomic int ring_squeeze;
 	_Atomic int ring_paused;        /* the disk short even with the ring empty */
-	int64_t ring_next_note_us;      /* writer only */
+	/* Writer only: when to say again that the ring gave way; ring rows
+	 * whose files are gone but whose delete failed (the disk full),
+	 * oldest first, to be deleted once writes work - every ring row up to
+	 * ring_orphan_max is one, and counts no more in the totals. */
+	int64_t ring_next_note_us;
+	GArray *ring_orphans;           /* int64_t media ids */
+	int64_t ring_orphan_max;
+	bool fault_full;                /* the fault's first failure: full or I/O */
 
 	/* Writer only, while writes fail: the items waiting (struct db_item *,
 	 * oldest first, at most opt.spool_rows), the inspections among them by

@@ -59,13 +59,15 @@ bool db__ring_on(const db_log *db)
 /* The wall clock of the oldest part in the ring, 0 when it is empty. */
 static int64_t ring_oldest(db_log *db)
 {
-	static const char sql[] =
-		"SELECT coalesce(i.t_wall_us, 0) FROM media m LEFT JOIN inspections i"
-		" ON i.id = m.inspection_id WHERE m.recent = 1 ORDER BY m.id LIMIT 1";
+	char *sql = g_strdup_printf("SELECT coalesce(i.t_wall_us, 0) FROM media m LEFT JOIN"
+				    " inspections i ON i.id = m.inspection_id WHERE m.recent = 1"
+				    " AND m.id > %" PRId64 " ORDER BY m.id LIMIT 1",
+				    db->ring_orphan_max);
 	int64_t t = 0;
 
 	if (db__query_int(db->conn, sql, &t) != SQLITE_OK)
-		return 0;   /* no ring rows (or unreadable: counts as empty) */
+		t = 0;   /* no ring rows (or unreadable: counts as empty) */
+	g_free(sql);
 	return t;
 }
 
@@ -75,7 +77,9 @@ int db__ring_load(db_log *db)
 	int rc;
 
 	rc = sqlite3_prepare_v2(db->conn, "SELECT count(*), coalesce(sum(bytes), 0) FROM media"
-				" WHERE recent = 1", -1, &st, NULL);
+				" WHERE recent = 1 AND id > ?1", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 1, db->ring_orphan_max);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		atomic_store(&db->ring_files, sqlite3_column_int64(st, 0));
 		atomic_store(&db->ring_bytes, sqlite3_column_int64(st, 1));
@@ -100,14 +104,36 @@ void db__ring_added(db_log *db, const struct db_item *it)
 		atomic_store(&db->ring_oldest_us, it->media.t_wall_us);
 }
 
+/* Deletes the rows in ids in one transaction: true when it committed. */
+static bool delete_rows(db_log *db, GArray *ids)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return false;
+	rc = sqlite3_prepare_v2(db->conn, "DELETE FROM media WHERE id = ?1", -1, &st, NULL);
+	for (guint i = 0; rc == SQLITE_OK && i < ids->len; i++) {
+		sqlite3_bind_int64(st, 1, g_array_index(ids, int64_t, i));
+		if (sqlite3_step(st) != SQLITE_DONE)
+			rc = SQLITE_ERROR;
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_OK && sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+		return true;
+	if (!sqlite3_get_autocommit(db->conn))
+		sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+	return false;
+}
+
 /* Removes the oldest ring files while the ring holds more than target
  * bytes or they are of parts before cut_us, a part's files all together
  * (*last: the inspection whose files went last): up to RING_CHUNK files, then
- * their rows in one transaction. The totals move only once the rows are
- * gone; should the delete fail (the disk full), the files are gone all
- * the same - that is what frees the disk - and the next trim finds the
- * rows again. Returns the files removed, or -1; *more: the chunk was not
- * enough. */
+ * their rows in one transaction. The files go first: on a full disk that
+ * is what frees it, and the delete may then fail; those rows become
+ * orphans (ring_orphans), out of the totals, deleted once writes work.
+ * Returns the files removed, or -1; *more: the chunk was not enough. */
 static int64_t trim_chunk(db_log *db, int64_t target, int64_t cut_us, int64_t *last,
 			  bool *more)
 {
@@ -115,14 +141,15 @@ static int64_t trim_chunk(db_log *db, int64_t target, int64_t cut_us, int64_t *l
 		"SELECT m.id, m.path, m.bytes, coalesce(i.t_wall_us, 0), m.inspection_id"
 		" FROM media m"
 		" LEFT JOIN inspections i ON i.id = m.inspection_id"
-		" WHERE m.recent = 1 ORDER BY m.id LIMIT " G_STRINGIFY(RING_CHUNK);
+		" WHERE m.recent = 1 AND m.id > ?1 ORDER BY m.id LIMIT " G_STRINGIFY(RING_CHUNK);
 	GArray *ids = g_array_new(FALSE, FALSE, sizeof(int64_t));
 	int64_t bytes = atomic_load(&db->ring_bytes), freed = 0, n = -1;
 	sqlite3_stmt *st = NULL;
 	int rc;
 
 	*more = false;
-	if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, db->ring_orphan_max) != SQLITE_OK)
 		goto out;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
@@ -151,29 +178,18 @@ static int64_t trim_chunk(db_log *db, int64_t target, int64_t cut_us, int64_t *l
 		n = 0;
 		goto out;
 	}
-	if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		goto out;
-	rc = sqlite3_prepare_v2(db->conn, "DELETE FROM media WHERE id = ?1", -1, &st, NULL);
-	for (guint i = 0; rc == SQLITE_OK && i < ids->len; i++) {
-		sqlite3_bind_int64(st, 1, g_array_index(ids, int64_t, i));
-		if (sqlite3_step(st) != SQLITE_DONE)
-			rc = SQLITE_ERROR;
-		sqlite3_reset(st);
+	n = ids->len;
+	if (!delete_rows(db, ids)) {
+		g_array_append_vals(db->ring_orphans, ids->data, ids->len);
+		db->ring_orphan_max = g_array_index(ids, int64_t, ids->len - 1);
 	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (rc == SQLITE_OK && sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
-		n = ids->len;
-		atomic_fetch_sub(&db->ring_files, n);
-		atomic_fetch_sub(&db->ring_bytes, freed);
-		atomic_fetch_add(&db->ring_removed, (uint64_t)n);
-	}
+	atomic_fetch_sub(&db->ring_files, n);
+	atomic_fetch_sub(&db->ring_bytes, freed);
+	atomic_fetch_add(&db->ring_removed, (uint64_t)n);
 out:
 	if (n < 0)
 		*more = false;
 	sqlite3_finalize(st);
-	if (!sqlite3_get_autocommit(db->conn))
-		sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
 	g_array_free(ids, TRUE);
 	return n;
 }
@@ -197,7 +213,15 @@ void db__ring_trim(db_log *db)
 	 * (db_submit_media) until there is room again, rather than files
 	 * written only to be removed. */
 	atomic_store(&db->ring_paused, short_by > bytes);
+	if (db->ring_orphans->len && !db->faulted && delete_rows(db, db->ring_orphans)) {
+		g_array_set_size(db->ring_orphans, 0);
+		db->ring_orphan_max = 0;
+	}
 	if (bytes == 0 || (!squeeze && !over && !aged && !short_by))
+		return;
+	/* While writes fail the rows cannot go: only a squeeze runs then,
+	 * for the room its files give back; the rest waits for the disk. */
+	if (db->faulted && !squeeze)
 		return;
 	target = over ? bound - bound / RING_SLACK : bytes;
 	/* A write failed (a full disk): half the ring goes, to leave room

@@ -66,9 +66,10 @@ static void note_failure(db_log *db, char **error, const char *during, bool faul
 {
 	int rc = sqlite3_extended_errcode(db->conn);
 
-	/* A full disk, or one failing: the recent ring gives way first. */
-	if (fault && ((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR))
-		atomic_store(&db->ring_squeeze, 1);
+	/* A full disk, or one failing: the recent ring gives way first, once
+	 * a fault (begin_fault), not at every retry. */
+	if (fault && !db->faulted)
+		db->fault_full = (rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR;
 	if (*error && !fault)
 		return;
 	free(*error);
@@ -371,6 +372,9 @@ static void begin_fault(db_log *db, const char *error)
 	if (db->faulted)
 		return;
 	db->faulted = true;
+	if (db->fault_full)
+		atomic_store(&db->ring_squeeze, 1);
+	db->fault_full = false;
 	db->fault_since_us = vigil_wall_us();
 	g_free(db->fault_error);
 	db->fault_error = g_strdup(error ? error : "out of memory");

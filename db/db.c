@@ -193,6 +193,7 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	g_queue_init(&db->spool);
 	db->spooled = g_hash_table_new(g_int64_hash, g_int64_equal);
 	db->media_lock_fd = -1;
+	db->ring_orphans = g_array_new(FALSE, FALSE, sizeof(int64_t));
 	db->path = g_strdup(path);
 	db->opt = opt;
 	dir = opt.media_dir ? g_strdup(opt.media_dir) : db__default_media_dir(path);
@@ -480,6 +481,8 @@ void db_close(db_log *db)
 	g_queue_clear_full(&db->spool, (GDestroyNotify)db__item_free);
 	if (db->spooled)
 		g_hash_table_destroy(db->spooled);
+	if (db->ring_orphans)
+		g_array_free(db->ring_orphans, TRUE);
 	if (db->media_lock_fd >= 0)
 		close(db->media_lock_fd);
 	g_free(db->recovered);
@@ -490,6 +493,8 @@ void db_close(db_log *db)
 
 void db_get_stats(db_log *db, struct db_stats *out)
 {
+	int64_t ring_files, ring_bytes;
+
 	memset(out, 0, sizeof *out);
 	if (!db)
 		return;
@@ -505,8 +510,10 @@ void db_get_stats(db_log *db, struct db_stats *out)
 	out->spool_depth = atomic_load(&db->spool_depth);
 	out->media_dropped = atomic_load(&db->media_dropped);
 	out->media_written = atomic_load(&db->media_written);
-	out->ring_files = (uint64_t)MAX(atomic_load(&db->ring_files), 0);
-	out->ring_bytes = (uint64_t)MAX(atomic_load(&db->ring_bytes), 0);
+	ring_files = atomic_load(&db->ring_files);
+	ring_bytes = atomic_load(&db->ring_bytes);
+	out->ring_files = (uint64_t)MAX(ring_files, 0);
+	out->ring_bytes = (uint64_t)MAX(ring_bytes, 0);
 	out->ring_oldest_us = atomic_load(&db->ring_oldest_us);
 	out->ring_dropped = atomic_load(&db->ring_dropped);
 	out->ring_removed = atomic_load(&db->ring_removed);

@@ -1218,6 +1218,81 @@ static void test_recent_ring_hours(struct fixture *fx, gconstpointer data)
 				" recent = 1"), ==, 4);
 }
 
+/* A full disk: the ring is the first to give way. The file may not grow
+ * (max_pages); the first write it refuses halves the ring at once, files
+ * and rows, never a long-term file; while writes fail no part goes to the
+ * ring (counted), and the line's rows wait in the spool as ever. */
+static void test_recent_ring_gives_way(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	char *ring_dir = g_strconcat(fx->path, ".media/recent", NULL);
+	int64_t files = 0, pages, long_term;
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+	struct db_stats before, st;
+	uint32_t i;
+	db_log *db;
+
+	(void)data;
+	opt.keep_accepted_every = 0;
+	opt.recent_images_mb = 64;
+	db = open_opts(fx->path, &opt);
+	for (i = 0; i < 8; i++)
+		ring_submit(db, i, i == 2 ? VIGIL_VERDICT_REJECT : VIGIL_VERDICT_ACCEPT, 0);
+	before = stats(db);
+	g_assert_cmpuint(before.ring_files, ==, 7 * 4);
+	db_close(db);
+	long_term = sql_int(fx->path, "SELECT count(*) FROM media WHERE recent = 0");
+	g_assert_cmpint(long_term, ==, 4);
+	pages = sql_int(fx->path, "PRAGMA page_count");
+
+	/* The file full from now on: rows go until the pages' free room is
+	 * used up, then the writer faults. */
+	opt.max_pages = pages;
+	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING,
+			      "*writes fail*database or disk is full*");
+	db = open_opts(fx->path, &opt);
+	for (i = 100; stats(db).ok; i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+
+		g_assert_cmpuint(i, <, 5000);
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.verdict = VIGIL_VERDICT_REJECT;
+		g_assert_cmpint(db_submit(db, &r), ==, 0);
+		wait_settled(db, i - 100 + 1);
+	}
+	while (stats(db).ring_removed == 0) {
+		g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+		g_usleep(1000);
+	}
+	g_test_assert_expected_messages();
+	st = stats(db);
+	g_assert_cmpuint(st.ring_bytes, <=, before.ring_bytes / 2);
+	/* Halved once for the fault, not again at every retry; whole parts. */
+	g_assert_cmpuint(st.ring_files, >=, 3 * 4);
+	g_assert_cmpuint(st.ring_files % 4, ==, 0);
+	g_assert_cmpuint(st.ring_files + st.ring_removed, ==, before.ring_files);
+	g_assert_cmpint(bytes_under(ring_dir, &files), ==, (int64_t)st.ring_bytes);
+	g_assert_cmpint(files, ==, (int64_t)st.ring_files);
+	/* While writes fail, an accepted part's files are not taken for the
+	 * ring: counted, and its row waits in the spool. */
+	{
+		struct db_inspection r;
+		char model[64], image[128];
+
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.verdict = VIGIL_VERDICT_ACCEPT;
+		g_assert_cmpint(db_submit_media(db, &r, make_media(1, 16, 16), -1, NULL), ==, 0);
+	}
+	g_assert_cmpuint(stats(db).ring_dropped, ==, 1);
+	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "*closing with writes still failing*");
+	db_close(db);
+	g_test_assert_expected_messages();
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media WHERE recent = 0"), ==,
+			long_term);
+	g_free(ring_dir);
+}
+
 #define DAY_US (INT64_C(86400) * 1000000)
 
 /* Rows of ages in days, each a reject with its files. */
@@ -2146,6 +2221,7 @@ int main(int argc, char **argv)
 	ADD("/db/media-sweep", test_media_sweep);
 	ADD("/db/recent-ring", test_recent_ring);
 	ADD("/db/recent-ring-hours", test_recent_ring_hours);
+	ADD("/db/recent-ring-gives-way", test_recent_ring_gives_way);
 	ADD("/db/retention-age", test_retention_age);
 	ADD("/db/retention-budget", test_retention_budget);
 	ADD("/db/retention-slices", test_retention_slices);
