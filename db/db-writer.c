@@ -404,6 +404,11 @@ static void write_items(db_log *db, struct db_item **items, size_t n)
 		bool fault = write_batch(db, items, n, &error);
 		uint64_t refused = 0;
 
+		/* The error is in place before the counters move (settle_items),
+		 * so that whoever sees rows_failed grow finds db_last_error set.
+		 * It stays valid below: only this thread replaces it. */
+		if (error)
+			set_last_error(db, error);
 		settle_items(db, items, n);
 		for (size_t i = 0; i < n; i++)
 			refused += items[i]->outcome == DB_ITEM_REFUSED && item_table(items[i]) >= 0;
@@ -412,10 +417,6 @@ static void write_items(db_log *db, struct db_item **items, size_t n)
 				  refused, n, error ? error : "out of memory");
 		if (fault)
 			begin_fault(db, error);
-		/* The error is in place before the counters move, so that
-		 * whoever sees rows_failed grow finds db_last_error set. */
-		if (error)
-			set_last_error(db, error);
 		for (size_t i = 0; fault && i < n; i++)
 			if (items[i]->outcome == DB_ITEM_PENDING) {
 				spool_push(db, items[i], false);
