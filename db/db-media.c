@@ -105,7 +105,7 @@ void db__hand_media(db_log *db, struct db_item *it)
 	job->part_id = it->row.part_id;
 	job->recent = it->recent;
 	job->set = it->media_set;
-	/* Ring images take at most half the queue: the rest is kept for the
+	/* Ring parts take at most half the queue: the rest is kept for the
 	 * files of rejects and samples. */
 	if (it->recent && bqueue_depth(db->media_queue) > db->opt.media_queue / 2) {
 		atomic_fetch_add(&db->ring_dropped, 1);
@@ -230,11 +230,11 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 			/* OpenCV does not say why (-EIO): a long-term file
 			 * that cannot be written may be a full disk, and the
 			 * ring is the first to give way (db__ring_trim). */
-			if (!job->recent)
+			if (!job->recent) {
 				atomic_store(&db->ring_squeeze, 1);
-			if (!job->recent)
 				g_warning("database %s: cannot write %s: %s", db->path, f->staged,
 					  g_strerror(-rc));
+			}
 			g_remove(f->staged);
 			g_free(f->staged);
 			g_free(f->camera);

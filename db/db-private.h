@@ -87,7 +87,7 @@ struct db_item {
 	};
 	char *str1, *str2;  /* model_version, image_path; or kind, message; or source */
 	struct db_media_set *media_set;  /* an inspection's files, to be written */
-	bool recent;                     /* inspections: its images go to the ring
+	bool recent;                     /* inspections: its files go to the ring
 					  * only; media: ring files */
 	uint64_t ticket;                 /* inspections: the place in write order */
 	uint64_t late_ticket;            /* DB_ITEM_LATE: the row it completes */
@@ -103,7 +103,7 @@ struct media_job {
 	int64_t inspection_id;
 	int64_t t_wall_us;
 	uint32_t part_id;
-	bool recent;        /* images only, into the ring */
+	bool recent;        /* into the ring (media/recent/) */
 	struct db_media_set *set;
 };
 
