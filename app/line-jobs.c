@@ -2,7 +2,8 @@
  * and its thresholds ([job.N]).
  *
  *   PLC thread --request--> loader thread: load the package, check it
- *   (infer_model_load: manifest, SHA-256, trial run; line_model_fits)
+ *   (infer_model_load: manifest, SHA-256, trial run; line_model_fits;
+ *   infer_gate_check: its held-out figures against [model]'s limits)
  *   loader --LINE_MSG_JOB in q_inspect--> inspection thread: swap between parts
  *   loader --report--> PLC thread: active_job, or the refusal's error code
  *
@@ -104,17 +105,17 @@ int line_model_fits(line *l, const infer_model *m, const char **key, char **err)
 	return 0;
 }
 
-/* The package at dir, loaded and checked; NULL with *err ("model package
- * DIR refused: why") and *error (enum plc_error_code: what the PLC is
- * told) when refused, and *unfit_key as line_model_fits when it does not
- * fit. */
+/* The package at dir, loaded and checked (its held-out figures too); NULL
+ * with *err ("model package DIR refused: why") and *error (enum
+ * plc_error_code: what the PLC is told) when refused, and *unfit_key as
+ * line_model_fits when it does not fit. */
 static infer_model *load_checked(line *l, const char *dir, char **err, int *error,
 				 const char **unfit_key)
 {
 	char *manifest = g_build_filename(dir, "manifest.ini", NULL);
 	gboolean present = g_file_test(manifest, G_FILE_TEST_IS_REGULAR);
 	infer_model *m;
-	char *why = NULL;
+	char *why = NULL, *warning = NULL;
 
 	g_free(manifest);
 	m = infer_model_load_at(dir, l->set.model.backend, l->set.model.precision, err, NULL);
@@ -128,6 +129,20 @@ static infer_model *load_checked(line *l, const char *dir, char **err, int *erro
 		infer_model_free(m);
 		*error = PLC_ERR_JOB_PACKAGE_UNFIT;
 		return NULL;
+	}
+	/* The package's own figures on parts it never saw: one that loads
+	 * and fits can still judge every part wrong (docs/model.md, the gate). */
+	if (infer_gate_check(&l->set.model.gate, infer_model_info(m), &why, &warning) < 0) {
+		*err = g_strdup_printf("model package %s (model %s) refused: %s", dir,
+				       infer_model_info(m)->version, why);
+		g_free(why);
+		infer_model_free(m);
+		*error = PLC_ERR_JOB_PACKAGE_GATE;
+		return NULL;
+	}
+	if (warning) {
+		g_warning("%s (%s)", warning, dir);
+		g_free(warning);
 	}
 	return m;
 }
@@ -144,6 +159,7 @@ int line_jobs_load_start(line *l, const config *cfg, char **err)
 		/* Rather a known model than no line: the PLC sees the refusal. */
 		g_warning("job %d: %s; starting on job 0, the [model] package %s", job, e,
 			  l->set.model.package);
+		line_post_event(l, "model-refused", "job %d: %s; starting on job 0", job, e);
 		l->start_refused = job;
 		l->start_error = error;
 		g_free(e);
@@ -169,6 +185,11 @@ int line_jobs_load_start(line *l, const config *cfg, char **err)
 	}
 	l->run_job = job;
 	l->run_version = g_intern_string(infer_model_info(l->model)->version);
+	/* model-loaded marks where a model began judging parts (at start and at
+	 * each swap, change_job), for whoever compares the yield before and
+	 * after; the message starts "model VERSION". */
+	line_post_event(l, "model-loaded", "model %s (%s) runs job %d from the start",
+			l->run_version, job ? l->set.jobs[job].package : l->set.model.package, job);
 	return 0;
 }
 
@@ -270,8 +291,8 @@ static int change_job(line_jobs *j, int job)
 	if (m) {
 		g_free(j->package);
 		j->package = g_strdup(pkg);
-		msg = g_strdup_printf("job %d: model %s (%s) replaces %s (job %d)", job, version,
-				      pkg, j->version, j->cur_job);
+		msg = g_strdup_printf("model %s (%s) runs job %d, replacing %s (job %d)", version,
+				      pkg, job, j->version, j->cur_job);
 	} else {
 		msg = g_strdup_printf("job %d: thresholds changed, model %s (%s) kept (was job %d)",
 				      job, version, pkg, j->cur_job);
@@ -279,7 +300,7 @@ static int change_job(line_jobs *j, int job)
 	j->version = version;
 	j->cur_job = job;
 	g_message("%s", msg);
-	db_event(l->db, m ? "model-swap" : "job", msg);
+	db_event(l->db, m ? "model-loaded" : "job", msg);
 	g_free(msg);
 	/* Freed here, off the inspection thread. */
 	infer_model_free(old);

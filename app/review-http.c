@@ -1,7 +1,8 @@
 /* The review server's HTTP side (review-private.h): replies, the
  * connections it accepts itself to cap them and time their requests,
  * the limits a request must keep before its body is read, the page's
- * files and the bearer token. */
+ * files, and who a bearer token is (the shared token or a user of the
+ * users file) and what that role may do. */
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -23,8 +24,11 @@ static void common_headers(SoupServerMessage *msg)
 	SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
 
 	soup_message_headers_replace(h, "X-Content-Type-Options", "nosniff");
+	/* blob: images: the page fetches a part's images with the bearer
+	 * token (an <img> cannot send one) and shows what it fetched. */
 	soup_message_headers_replace(h, "Content-Security-Policy",
-				     "default-src 'self'; frame-ancestors 'none'");
+				     "default-src 'self'; img-src 'self' blob:; "
+				     "frame-ancestors 'none'");
 	soup_message_headers_replace(h, "Cache-Control", "no-store");
 }
 
@@ -375,22 +379,122 @@ void review__token_digest(const char *token, size_t len, guint8 out[32])
 	g_checksum_free(c);
 }
 
-/* Compares digests so that the time taken tells nothing about the token,
- * not even its length. */
-gboolean review__authorized(review_server *s, SoupServerMessage *msg)
+/* The token of "Authorization: Bearer TOKEN", or NULL. */
+static const char *bearer(SoupServerMessage *msg)
 {
 	const char *h = soup_message_headers_get_one(soup_server_message_get_request_headers(msg),
 						     "Authorization");
+
+	if (!h || g_ascii_strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	return h + 7;
+}
+
+/* Compares digests so that the time taken tells nothing about the token,
+ * not even its length. */
+static gboolean shared_token(review_server *s, const char *token)
+{
 	guint8 given[32];
 	guint8 diff = 0;
 
-	if (!h || g_ascii_strncasecmp(h, "Bearer ", 7) != 0)
-		return FALSE;
-	h += 7;
-	review__token_digest(h, strlen(h), given);
+	review__token_digest(token, strlen(token), given);
 	for (int i = 0; i < 32; i++)
 		diff |= (guint8)(given[i] ^ s->token_sha256[i]);
 	return diff == 0;
+}
+
+/* The role the token gives: 0 for none or an unknown one. */
+static enum users_role token_role(review_server *s, const char *token, const char **name)
+{
+	const struct users_entry *e;
+
+	*name = NULL;
+	if (!token)
+		return 0;
+	if (s->users) {
+		if (!(e = users_find_token(s->users, token, strlen(token))))
+			return 0;
+		*name = e->name;
+		return e->role;
+	}
+	return s->have_token && shared_token(s, token) ? USERS_ROLE_ADMIN : 0;
+}
+
+/* 401 for a missing or unknown token; need names the role asked for. */
+static void refuse_token(SoupServerMessage *msg, const char *token, enum users_role need)
+{
+	soup_message_headers_replace(soup_server_message_get_response_headers(msg),
+				     "WWW-Authenticate", "Bearer realm=\"vigil\"");
+	review__reply_error(msg, SOUP_STATUS_UNAUTHORIZED, token ?
+			    "the token is not a known one (this needs the role %s)" :
+			    "this needs the header Authorization: Bearer TOKEN (role %s)",
+			    users_role_name(need));
+}
+
+gboolean review__authorized(review_server *s, SoupServerMessage *msg)
+{
+	const char *name;
+
+	return token_role(s, bearer(msg), &name) >= USERS_ROLE_REVIEWER;
+}
+
+int review__require_role(review_server *s, SoupServerMessage *msg, enum users_role need,
+			 struct review_caller *who)
+{
+	const char *token = bearer(msg), *name = NULL;
+	enum users_role role;
+	struct review_caller none = { 0 };
+
+	if (!who)
+		who = &none;
+	*who = (struct review_caller){ 0 };
+	if (need <= USERS_ROLE_VIEWER && !s->read_requires_token)
+		return 0;
+	if (!s->have_token && !s->users) {
+		review__reply_error(msg, SOUP_STATUS_FORBIDDEN,
+				    "this needs the role %s, and [review] has no users_file, token "
+				    "or token_file: the server is read-only", users_role_name(need));
+		return -EACCES;
+	}
+	role = token_role(s, token, &name);
+	if (!role) {
+		refuse_token(msg, token, need);
+		return -EACCES;
+	}
+	if (role < need) {
+		review__reply_error(msg, SOUP_STATUS_FORBIDDEN, "this needs the role %s; %s is a %s",
+				    users_role_name(need), name, users_role_name(role));
+		return -EACCES;
+	}
+	who->role = role;
+	who->name = name;
+	return 0;
+}
+
+void review__api_whoami(review_server *s, SoupServerMessage *msg)
+{
+	const char *token = bearer(msg), *name = NULL;
+	enum users_role role = token_role(s, token, &name);
+	JsonBuilder *b;
+
+	/* No token is an answer (what the page needs to ask for); a wrong one
+	 * is refused, so the page can say so at once. */
+	if (token && !role) {
+		refuse_token(msg, token, USERS_ROLE_VIEWER);
+		return;
+	}
+	b = json_builder_new();
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "signed_in");
+	json_builder_add_boolean_value(b, role != 0);
+	review__add_string(b, "name", name);
+	review__add_string(b, "role", role ? users_role_name(role) : NULL);
+	review__add_string(b, "auth", s->users ? "users" : s->have_token ? "token" : "none");
+	json_builder_set_member_name(b, "read_requires_token");
+	json_builder_add_boolean_value(b, s->read_requires_token);
+	json_builder_end_object(b);
+	review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
+	g_object_unref(b);
 }
 
 /* ---- request limits ---- */
@@ -435,6 +539,12 @@ static gboolean body_follows(SoupMessageHeaders *h)
  * request with a body is answered on the socket at once and the
  * connection closed (answer_on_socket); the status set here only keeps the
  * handler from acting on a body that had already arrived whole. */
+/* A review's body may carry a painted mask (review-labels.c). */
+static gboolean is_review_path(const char *path)
+{
+	return g_str_has_prefix(path, "/api/parts/") && g_str_has_suffix(path, "/review");
+}
+
 void review__early_handler(SoupServer *server, SoupServerMessage *msg, const char *path,
 			   GHashTable *query, gpointer data)
 {
@@ -466,7 +576,8 @@ void review__early_handler(SoupServer *server, SoupServerMessage *msg, const cha
 	} else if (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CHUNKED) {
 		status = SOUP_STATUS_LENGTH_REQUIRED;
 		why = "send a Content-Length";
-	} else if (soup_message_headers_get_content_length(h) > REVIEW_MAX_BODY) {
+	} else if (soup_message_headers_get_content_length(h) >
+		   (is_review_path(raw_path) ? REVIEW_MAX_REVIEW_BODY : REVIEW_MAX_BODY)) {
 		status = SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE;
 		why = "the body is too large";
 	}

@@ -196,8 +196,12 @@ static int media_find(review_server *s, SoupServerMessage *msg, int64_t part_id,
 		return -EIO;
 	}
 	if (!q.found.path) {
-		review__reply_error(msg, SOUP_STATUS_NOT_FOUND,
-				    "part %" PRId64 " has no such media", part_id);
+		if (kind)
+			review__reply_error(msg, SOUP_STATUS_NOT_FOUND,
+					    "part %" PRId64 " has no %s kept", part_id, kind);
+		else
+			review__reply_error(msg, SOUP_STATUS_NOT_FOUND,
+					    "part %" PRId64 " has no such media", part_id);
 		return -ENOENT;
 	}
 	if ((rc = media_read(s, &q.found, data, &why)) < 0) {
@@ -217,6 +221,16 @@ static int media_find(review_server *s, SoupServerMessage *msg, int64_t part_id,
 	}
 	*row = q.found;
 	return 0;
+}
+
+int review__media_read_kind(review_server *s, SoupServerMessage *msg, int64_t part_id,
+			    const char *kind, GBytes **data)
+{
+	struct media_row r = { 0 };
+	int rc = media_find(s, msg, part_id, -1, kind, &r, data);
+
+	media_row_clear(&r);
+	return rc;
 }
 
 /* GET /api/parts/ID/media/MEDIA_ID: the file, by the row's id only; the

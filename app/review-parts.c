@@ -209,6 +209,9 @@ static void add_row(JsonBuilder *b, const struct db_inspection *r)
 			   r->review ? vigil_verdict_name((enum vigil_verdict)r->review_verdict)
 				     : NULL);
 	review__add_string(b, "review_note", r->review_note);
+	review__add_string(b, "review_defect_type", r->review_defect_type);
+	json_builder_set_member_name(b, "review_mask");
+	json_builder_add_boolean_value(b, r->review_mask != NULL);
 	json_builder_end_object(b);
 	g_free(iso);
 	if (t)
@@ -259,6 +262,48 @@ out:
 }
 
 /* ---- GET /api/parts/ID ---- */
+
+static int history_row(const struct db_review_row *r, void *data)
+{
+	JsonBuilder *b = data;
+	GDateTime *t = g_date_time_new_from_unix_utc(r->t_wall_us / G_USEC_PER_SEC);
+	char *iso = t ? g_date_time_format_iso8601(t) : NULL;
+
+	json_builder_begin_object(b);
+	review__add_int(b, "id", r->id);
+	review__add_int(b, "inspection_id", r->inspection_id);
+	review__add_int(b, "t_wall_us", r->t_wall_us);
+	review__add_string(b, "time", iso);
+	review__add_string(b, "decision", r->decision);
+	review__add_string(b, "verdict", r->verdict ? vigil_verdict_name((enum vigil_verdict)
+									  r->verdict) : NULL);
+	review__add_string(b, "note", r->note);
+	review__add_string(b, "reviewer", r->reviewer);
+	json_builder_end_object(b);
+	g_free(iso);
+	if (t)
+		g_date_time_unref(t);
+	return 0;
+}
+
+/* Member "reviews": every review of the part, newest first. 0, or -EIO
+ * with the error replied. */
+static int add_history(review_server *s, SoupServerMessage *msg, int64_t part_id,
+		       JsonBuilder *b)
+{
+	char *err = NULL;
+
+	json_builder_set_member_name(b, "reviews");
+	json_builder_begin_array(b);
+	if (db_read_reviews(s->db_path, part_id, history_row, b, &err) < 0) {
+		g_warning("review: %s", err);
+		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		free(err);
+		return -EIO;
+	}
+	json_builder_end_array(b);
+	return 0;
+}
 
 static int latest_cb(const struct db_inspection *row, void *data)
 {
@@ -344,6 +389,8 @@ void review__api_part(review_server *s, SoupServerMessage *msg, int64_t part_id)
 		goto out;
 	}
 	json_builder_end_array(b);
+	if (add_history(s, msg, part_id, b) < 0)
+		goto out;
 	json_builder_end_object(b);
 	review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
 out:
@@ -370,25 +417,18 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 	JsonObject *o;
 	GBytes *bytes = NULL;
 	struct review_latest l = { 0 };
+	struct review_label_in label = { 0 };
+	char *mask_rel = NULL;
 	const char *decision, *verdict_name, *note, *reviewer;
 	gboolean bad = FALSE;
 	char *err = NULL;
 	int verdict = 0, rc;
+	struct review_caller who;
 
-	if (!s->have_token) {
-		review__reply_error(msg, SOUP_STATUS_FORBIDDEN,
-				    "reviews are disabled: [review] has no token or token_file");
+	if (review__require_role(s, msg, USERS_ROLE_REVIEWER, &who) < 0)
 		return;
-	}
-	if (!review__authorized(s, msg)) {
-		soup_message_headers_replace(soup_server_message_get_response_headers(msg),
-					     "WWW-Authenticate", "Bearer realm=\"vigil\"");
-		review__reply_error(msg, SOUP_STATUS_UNAUTHORIZED,
-				    "a review needs the header Authorization: Bearer TOKEN");
-		return;
-	}
 	bytes = soup_message_body_flatten(body);
-	if (g_bytes_get_size(bytes) > REVIEW_MAX_BODY) {
+	if (g_bytes_get_size(bytes) > REVIEW_MAX_REVIEW_BODY) {
 		review__reply_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE,
 				    "the body is too large");
 		goto out;
@@ -438,11 +478,20 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 					    "no inspection of part %" PRId64, part_id);
 		goto out;
 	}
+	/* labels (review-labels.c): optional defect_type and mask, checked
+	 * before anything is kept. */
+	if (review__label_parse(s, msg, o, part_id, &label) < 0 ||
+	    review__label_save_mask(s, msg, part_id, &label, &mask_rel) < 0)
+		goto out;
 	if (!verdict)
 		verdict = l.verdict;  /* confirming keeps the line's verdict */
-	rc = db_review(s->db_path, part_id, decision, verdict, note && *note ? note : NULL,
-		       reviewer && *reviewer ? reviewer : "web", &err);
+	if (who.name)
+		reviewer = who.name;  /* a user's review is theirs, whatever the body says */
+	rc = db_review_labeled(s->db_path, part_id, decision, verdict, note && *note ? note : NULL,
+			       reviewer && *reviewer ? reviewer : "web",
+			       &(struct db_review_label){ label.defect_type, mask_rel }, &err);
 	if (rc < 0) {
+		review__label_drop_mask(s, mask_rel);
 		g_warning("review: %s", err ? err : db_strerror(rc));
 		review__reply_error(msg, rc == -ENOENT ? SOUP_STATUS_NOT_FOUND
 					       : SOUP_STATUS_INTERNAL_SERVER_ERROR,
@@ -461,11 +510,16 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 		review__add_int(b, "part_id", part_id);
 		review__add_string(b, "decision", decision);
 		review__add_string(b, "verdict", vigil_verdict_name((enum vigil_verdict)verdict));
+		review__add_string(b, "reviewer", reviewer && *reviewer ? reviewer : "web");
+		review__add_string(b, "defect_type", label.defect_type);
+		review__add_string(b, "mask", mask_rel);
 		json_builder_end_object(b);
 		review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
 		g_object_unref(b);
 	}
 out:
+	review__label_clear(&label);
+	g_free(mask_rel);
 	if (parser)
 		g_object_unref(parser);
 	if (bytes)

@@ -2,11 +2,13 @@
  * share.
  *   review.c          set-up from [review], the routing table, start/stop
  *   review-http.c     replies, connections (the cap and the request
- *                     timeout), request limits, the page's files, the token
+ *                     timeout), request limits, the page's files, the token,
+ *                     users and their roles (review__require_role)
  *   review-parts.c    query strings, the inspection list, part detail,
  *                     the review POST
  *   review-media.c    a part's files, images and vibration view
  *   review-metrics.c  rate sampling, status, history, Prometheus /metrics
+ *   review-labels.c   a review's label: defect types, the painted mask
  * Everything here runs on the main loop of the thread that made the
  * server, one request at a time; nothing is locked. */
 #ifndef VIGIL_APP_REVIEW_PRIVATE_H
@@ -18,12 +20,18 @@
 #include <stdint.h>
 
 #include "app/review.h"
+#include "core/users.h"
 #include "db/db.h"
 #include "fusion/condition.h"
 
 /* A request body longer than this is refused before it is read: nothing
  * the page sends comes near it. */
 #define REVIEW_MAX_BODY (16 * 1024)
+/* A review may carry a painted mask as a PNG data URL (review-labels.c):
+ * its body may be this much longer. A 0/255 mask of a camera image
+ * compresses to a few kB; this leaves room for megapixel images. */
+#define REVIEW_MAX_MASK_URL (1024 * 1024)
+#define REVIEW_MAX_REVIEW_BODY (REVIEW_MAX_BODY + REVIEW_MAX_MASK_URL)
 
 /* The line is sampled once a second; rates are measured over the last
  * RATE_SAMPLES samples (10 s), and HISTORY_SAMPLES (10 min) are kept for
@@ -63,6 +71,11 @@ struct review_server {
 	char *charts_dir;        /* uPlot's dist folder; may lack the files */
 	gboolean have_token;
 	guint8 token_sha256[32]; /* compared, never the token itself */
+	/* [review] users_file, read at start (vigild does not reload its
+	 * configuration): per-user tokens and roles. NULL without one; never
+	 * together with the shared token. */
+	users *users;
+	gboolean read_requires_token;
 	int port;
 	int64_t started_us;
 	/* The bearing of the [vibration.NAME] section, to mark its defect
@@ -71,6 +84,9 @@ struct review_server {
 	double shaft_hz, hf_hz;
 	struct bearing_freqs bearing;
 	guint sampler;
+	/* The defect types a review may name (review-labels.c), each a
+	 * g_strdup'ed word: the packages' [classes] and [review] defect_types. */
+	GPtrArray *label_surface, *label_vibration, *label_plant;
 	struct rate_sample samples[HISTORY_SAMPLES];
 	int nsamples;            /* oldest first */
 };
@@ -109,8 +125,27 @@ void review__serve_asset(SoupServerMessage *msg, const char *dir, const char *na
 
 /* SHA-256 of the token, which is all the server keeps of it. */
 void review__token_digest(const char *token, size_t len, guint8 out[32]);
-/* Whether msg carries "Authorization: Bearer TOKEN" with s's token. */
+/* Whether msg carries "Authorization: Bearer TOKEN" with the shared token
+ * or the token of a user of role reviewer or above. Replies nothing. */
 gboolean review__authorized(review_server *s, SoupServerMessage *msg);
+
+/* Who sent a request. */
+struct review_caller {
+	enum users_role role;     /* 0: no token, or reads open to all */
+	const char *name;         /* the user (owned by s), or NULL: the shared
+				   * token or no token */
+};
+/* The check every handler makes before it acts: 0 when msg may do what
+ * needs role, with *who (may be NULL) saying who sent it; otherwise -EACCES
+ * with the answer replied: 401 for a missing or unknown token, 403 naming
+ * the role needed for a user whose role is too low, 403 when [review] has
+ * no token and no users at all. Reads (USERS_ROLE_VIEWER) pass without a
+ * token unless [review] read_requires_token. The shared token may do
+ * everything: it is the demo's one credential. */
+int review__require_role(review_server *s, SoupServerMessage *msg, enum users_role need,
+			 struct review_caller *who);
+/* GET /api/whoami: the caller's name and role, and what the server needs. */
+void review__api_whoami(review_server *s, SoupServerMessage *msg);
 
 /* ---- review-parts.c ---- */
 
@@ -149,6 +184,39 @@ int review__media_list(review_server *s, int64_t part_id, int64_t inspection_id,
 void review__api_media(review_server *s, SoupServerMessage *msg, int64_t part_id,
 		       int64_t media_id);
 void review__api_vibration(review_server *s, SoupServerMessage *msg, int64_t part_id);
+
+/* The latest inspection's first file of kind (e.g. "image") of part_id:
+ * 0 with *data, or an error replied (404 when none is kept). */
+int review__media_read_kind(review_server *s, SoupServerMessage *msg, int64_t part_id,
+			    const char *kind, GBytes **data);
+
+/* ---- review-labels.c ---- */
+
+/* The defect types from [review] defect_types and the [classes] of the
+ * configured packages; -EINVAL with *err naming file, line and key. */
+int review__labels_read(review_server *s, const config *cfg, char **err);
+void review__labels_clear(review_server *s);
+void review__api_classes(review_server *s, SoupServerMessage *msg);
+/* GET /api/parts/ID/mask: the mask of the part's latest review (PNG). */
+void review__api_mask(review_server *s, SoupServerMessage *msg, int64_t part_id);
+
+/* The label members of a review's JSON: defect_type borrows from the
+ * JSON object; mask is malloc'ed 0/255 pixels (w x h, the part's image's
+ * size), painted when any pixel is set. */
+struct review_label_in {
+	const char *defect_type;
+	uint8_t *mask;
+	int w, h;
+	gboolean painted;
+};
+/* 0, or -EINVAL with a 400 (or the image's error) replied and nothing
+ * kept. */
+int review__label_parse(review_server *s, SoupServerMessage *msg, JsonObject *o,
+			int64_t part_id, struct review_label_in *in);
+void review__label_clear(struct review_label_in *in);
+int review__label_save_mask(review_server *s, SoupServerMessage *msg, int64_t part_id,
+			    const struct review_label_in *in, char **rel);
+void review__label_drop_mask(review_server *s, const char *rel);
 
 /* ---- review-metrics.c ---- */
 

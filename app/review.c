@@ -14,7 +14,8 @@
 
 static const char *const review_keys[] = { "listen", "port", "token", "token_file",
 					    "static_dir", "charts_dir", "max_connections",
-					    "request_timeout_s", NULL };
+					    "request_timeout_s", "users_file", "read_requires_token",
+					    "defect_types", NULL };
 
 /* The charting library's files (uPlot, from npm; never in git), served as
  * /vendor/NAME from charts_dir when they are there. */
@@ -84,7 +85,7 @@ static void settle_charts_dir(review_server *s, const config *cfg)
 
 /* ---- routing ---- */
 
-enum part_route { ROUTE_PART, ROUTE_REVIEW, ROUTE_MEDIA, ROUTE_VIBRATION };
+enum part_route { ROUTE_PART, ROUTE_REVIEW, ROUTE_MEDIA, ROUTE_VIBRATION, ROUTE_MASK };
 
 /* Reads a decimal id of 1 to 10 digits at *p (up to G_MAXUINT32), moving
  * *p past it; -1 when there is none. */
@@ -121,6 +122,8 @@ static int64_t part_route(const char *path, enum part_route *route, int64_t *med
 		*route = ROUTE_REVIEW;
 	else if (strcmp(p, "/vibration") == 0)
 		*route = ROUTE_VIBRATION;
+	else if (strcmp(p, "/mask") == 0)
+		*route = ROUTE_MASK;  /* labels: review-labels.c */
 	else if (g_str_has_prefix(p, "/media/")) {
 		p += strlen("/media/");
 		if ((*media_id = read_id(&p)) < 0 || *p)
@@ -144,6 +147,12 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 	(void)query;
 	if (soup_server_message_get_status(msg) != 0)
 		return;  /* refused by the early handler */
+	/* Reads of the log need a viewer's token only with read_requires_token;
+	 * the page itself is served to all, so that a token can be entered. */
+	if (get && (g_str_has_prefix(path, "/api/") || strcmp(path, "/metrics") == 0) &&
+	    strcmp(path, "/api/whoami") != 0 &&
+	    review__require_role(s, msg, USERS_ROLE_VIEWER, NULL) < 0)
+		return;
 	if (g_str_has_prefix(path, "/api/parts/") &&
 	    (part = part_route(path, &route, &media_id)) >= 0) {
 		if (route == ROUTE_REVIEW && strcmp(method, "POST") == 0)
@@ -154,6 +163,8 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 			review__api_media(s, msg, part, media_id);
 		else if (route == ROUTE_VIBRATION && get)
 			review__api_vibration(s, msg, part);
+		else if (route == ROUTE_MASK && get)
+			review__api_mask(s, msg, part);
 		else
 			review__reply_error(msg, SOUP_STATUS_METHOD_NOT_ALLOWED,
 					    "method not allowed");
@@ -177,6 +188,10 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 	}
 	else if (strcmp(path, "/api/inspections") == 0)
 		review__api_inspections(s, msg, raw_query);
+	else if (strcmp(path, "/api/whoami") == 0)
+		review__api_whoami(s, msg);
+	else if (strcmp(path, "/api/classes") == 0)
+		review__api_classes(s, msg);  /* labels: review-labels.c */
 	else if (strcmp(path, "/api/status") == 0)
 		review__api_status(s, msg);
 	else if (strcmp(path, "/api/history") == 0)
@@ -256,6 +271,42 @@ out:
 	return rc;
 }
 
+/* [review] users_file and read_requires_token. Per-user tokens and the
+ * shared token are not mixed: a review by the shared token could not say
+ * who made it, which is what the users file is for. */
+static int read_users(review_server *s, const config *cfg, char **err)
+{
+	static const char *const no_yes[] = { "false", "true", NULL };
+	char *file = NULL, *why = NULL;
+	int rc = -EINVAL, requires = 0;
+
+	if (config_get_string(cfg, "review", "users_file", "", &file, err) < 0 ||
+	    config_get_choice(cfg, "review", "read_requires_token", "false", no_yes, &requires,
+			      err) < 0)
+		goto out;
+	s->read_requires_token = requires;
+	if (*file && s->have_token) {
+		*err = config_error(cfg, "review", "users_file", "give users_file or token/"
+				    "token_file, not both (the shared token would review as no "
+				    "one in particular)");
+		goto out;
+	}
+	if (*file && users_load(file, &s->users, &why) < 0) {
+		*err = config_error(cfg, "review", "users_file", "%s", why);
+		goto out;
+	}
+	if (s->read_requires_token && !s->have_token && !s->users) {
+		*err = config_error(cfg, "review", "read_requires_token", "reads cannot need a "
+				    "token: [review] has no users_file, token or token_file");
+		goto out;
+	}
+	rc = 0;
+out:
+	g_free(why);
+	g_free(file);
+	return rc;
+}
+
 static int listen_on(review_server *s, const config *cfg, char **err)
 {
 	char *listen = NULL;
@@ -290,7 +341,11 @@ static int listen_on(review_server *s, const config *cfg, char **err)
 	g_socket_service_start(s->service);
 	g_message("review: serving http://%s%s%s:%d/ (%s)", strchr(listen, ':') ? "[" : "", listen,
 		  strchr(listen, ':') ? "]" : "", s->port,
+		  s->users ? "reviews need a reviewer's token" :
 		  s->have_token ? "reviews need the token" : "read-only: no token configured");
+	if (s->users)
+		g_message("review: %zu users from the users file (read at start only)",
+			  users_count(s->users));
 	if (!g_inet_address_get_is_loopback(addr))
 		g_warning("review: listening beyond this machine on %s; the page is plain HTTP",
 			  listen);
@@ -324,7 +379,8 @@ int review_server_new(const config *cfg, line *l, review_server **out, char **er
 			   err) < 0 ||
 	    config_get_int(cfg, "review", "request_timeout_s", 10, 1, 3600,
 			   &s->request_timeout_s, err) < 0 ||
-	    read_token(s, cfg, err) < 0)
+	    read_token(s, cfg, err) < 0 || read_users(s, cfg, err) < 0 ||
+	    review__labels_read(s, cfg, err) < 0)
 		goto fail;
 	read_bearing(s, cfg);
 	settle_charts_dir(s, cfg);
@@ -379,8 +435,10 @@ void review_server_free(review_server *s)
 		soup_server_disconnect(s->soup);
 		g_object_unref(s->soup);
 	}
+	review__labels_clear(s);
 	g_free(s->db_path);
 	g_free(s->static_dir);
 	g_free(s->charts_dir);
+	users_free(s->users);
 	g_free(s);
 }

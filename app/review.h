@@ -6,8 +6,11 @@
  * threads.
  *
  * Configured by [review]: listen (default 127.0.0.1), port (default 8080;
- * 0 picks a free one and logs it), token or token_file (the bearer token
- * that every write needs; without one the server is read-only) and
+ * 0 picks a free one and logs it), token or token_file (the shared bearer
+ * token that every write needs; without one the server is read-only), or
+ * instead users_file (per-user tokens with roles viewer, reviewer, admin,
+ * core/users.h; read at start) and read_requires_token (reads need a
+ * viewer's token too), and
  * static_dir (serve the page from a folder instead of the copy built into
  * the binary) and charts_dir (the charting library's files, uPlot from npm,
  * served as /vendor/NAME; default: where `make web-deps` puts them in the

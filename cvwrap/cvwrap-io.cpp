@@ -24,6 +24,36 @@ extern "C" int cvw_imwrite_gray(const char *path, const uint8_t *img, int w, int
 	return 0;
 }
 
+static int copy_out(cv::Mat &m, uint8_t **img, int *w, int *h)
+{
+	if (!m.isContinuous())
+		m = m.clone();
+	size_t n = (size_t)m.rows * (size_t)m.cols;
+	uint8_t *buf = (uint8_t *)malloc(n);
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf, m.data, n);
+	*img = buf;
+	*w = m.cols;
+	*h = m.rows;
+	return 0;
+}
+
+extern "C" int cvw_imdecode_gray(const void *buf, size_t len, uint8_t **img, int *w, int *h)
+{
+	if (!buf || !len || len > (size_t)INT32_MAX || !img || !w || !h)
+		return -EINVAL;
+	try {
+		cv::Mat raw(1, (int)len, CV_8UC1, const_cast<void *>(buf));
+		cv::Mat m = cv::imdecode(raw, cv::IMREAD_GRAYSCALE);
+		if (m.empty())
+			return -EINVAL;
+		return copy_out(m, img, w, h);
+	} catch (const std::exception &) {
+		return -EINVAL;
+	}
+}
+
 extern "C" int cvw_imread_gray(const char *path, uint8_t **img, int *w, int *h)
 {
 	if (!path || !img || !w || !h)

@@ -26,6 +26,12 @@ int cvw_imwrite_gray(const char *path, const uint8_t *img, int w, int h, int str
 /* Reads an image as grayscale. *img is malloc'ed, owned by the caller. */
 int cvw_imread_gray(const char *path, uint8_t **img, int *w, int *h);
 
+/* Decodes an image file held in memory (PNG or any format OpenCV knows by
+ * its bytes) as grayscale, for files that arrive over the network rather
+ * than on disk. *img is malloc'ed, owned by the caller; -EINVAL when the
+ * bytes are not an image. */
+int cvw_imdecode_gray(const void *buf, size_t len, uint8_t **img, int *w, int *h);
+
 /* Gaussian blur in place (sigma in pixels). */
 int cvw_blur_gray(uint8_t *img, int w, int h, int stride, double sigma);
 

@@ -6,6 +6,7 @@
 
 #include <glib.h>
 
+#include "core/shift.h"
 #include "db/db.h"
 
 #define DB_RING_DEFAULT_MB 1024
@@ -13,7 +14,7 @@
 static const char *const database_keys[] = {
 	"path", "queue_depth", "media_dir", "media_queue", "keep_accepted_every", "max_age_days",
 	"protect_days", "disk_budget_mb", "retention_period_s", "commit_timeout_ms",
-	"spool_rows", "recent_images_mb", "recent_images_hours", NULL };
+	"spool_rows", "shifts", "recent_images_mb", "recent_images_hours", NULL };
 
 int db_options_read(const config *cfg, struct db_settings *s, char **err)
 {
@@ -45,8 +46,23 @@ int db_options_read(const config *cfg, struct db_settings *s, char **err)
 	    config_get_int(cfg, "database", "recent_images_hours", 0, 0, 24 * 366, &ring_h,
 			   err) < 0 ||
 	    config_get_int(cfg, "database", "commit_timeout_ms", 100, 1, 10000,
-			   &s->commit_timeout_ms, err) < 0)
+			   &s->commit_timeout_ms, err) < 0 ||
+	    config_get_string(cfg, "database", "shifts", SHIFT_PLAN_DEFAULT, &s->shifts, err) < 0)
 		return -EINVAL;
+	{
+		char *why = NULL;
+		shift_plan *plan = shift_plan_parse(s->shifts, NULL, &why);
+
+		if (!plan) {
+			*err = config_error(cfg, "database", "shifts", "%s", why);
+			g_free(why);
+			return -EINVAL;
+		}
+		/* Canonical form, so readers see one spelling. */
+		g_free(s->shifts);
+		s->shifts = shift_plan_to_string(plan);
+		shift_plan_free(plan);
+	}
 	/* 1 GB by default: a shift or more of every part's files (some 30 KB
 	 * a part in the demo, 300 KB with a VGA camera: 35,000 or 3,500
 	 * parts), since an escape is found downstream, hours later; small on
@@ -77,6 +93,7 @@ int db_options_read(const config *cfg, struct db_settings *s, char **err)
 	o->spool_rows = (size_t)spool;
 	o->recent_images_mb = ring_mb;
 	o->recent_images_hours = ring_h;
+	o->shifts = s->shifts;
 	/* Test only (docs/operations.md): a database that is "full" after
 	 * this many pages, to exercise the full-disk path. */
 	max_pages = g_getenv("VIGIL_TEST_DB_MAX_PAGES");
@@ -94,5 +111,6 @@ void db_settings_clear(struct db_settings *s)
 		return;
 	g_free(s->path);
 	g_free(s->media_dir);
+	g_free(s->shifts);
 	*s = (struct db_settings){ 0 };
 }

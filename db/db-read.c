@@ -12,6 +12,7 @@
 
 #include "db/db-private.h"
 #include "core/part.h"
+#include "core/shift.h"
 
 /* ---- read side ---- */
 
@@ -19,8 +20,8 @@
 static const char sql_select_inspections[] =
 	"SELECT i.part_id, i.trigger_counter, i.seq, i.t_wall_us, i.verdict_code,"
 	" i.defect_class, i.flags, i.score, i.vision_score, i.signal_score, i.latency_ms,"
-	" i.infer_ms, i.model_version, i.image_path, i.id, r.decision, r.verdict, r.note"
-	" FROM inspections i LEFT JOIN reviews r ON r.id ="
+	" i.infer_ms, i.model_version, i.image_path, i.id, r.decision, r.verdict, r.note,"
+	" r.defect_type, r.mask_path FROM inspections i LEFT JOIN reviews r ON r.id ="
 	" (SELECT max(id) FROM reviews WHERE inspection_id = i.id)";
 
 
@@ -155,6 +156,8 @@ static int inspection_row(sqlite3_stmt *st, void *data)
 		.review = (const char *)sqlite3_column_text(st, 15),
 		.review_verdict = verdict_code((const char *)sqlite3_column_text(st, 16)),
 		.review_note = (const char *)sqlite3_column_text(st, 17),
+		.review_defect_type = (const char *)sqlite3_column_text(st, 18),
+		.review_mask = (const char *)sqlite3_column_text(st, 19),
 	};
 
 	return cb->fn(&row, cb->data);
@@ -227,6 +230,7 @@ int db_read_inspections(const char *path, const struct db_row_cb *cb, char **err
 struct review_args {
 	int64_t part_id;
 	const char *decision, *verdict, *note, *reviewer;
+	const char *defect_type, *mask_path;
 };
 
 static int bind_review(sqlite3_stmt *st, void *data)
@@ -238,7 +242,9 @@ static int bind_review(sqlite3_stmt *st, void *data)
 	    (rc = sqlite3_bind_int64(st, 2, g_get_real_time())) != SQLITE_OK ||
 	    (rc = sqlite3_bind_text(st, 3, a->decision, -1, SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_text(st, 4, a->verdict, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    (rc = db__bind_text_or_null(st, 5, a->note)) != SQLITE_OK)
+	    (rc = db__bind_text_or_null(st, 5, a->note)) != SQLITE_OK ||
+	    (rc = db__bind_text_or_null(st, 7, a->defect_type)) != SQLITE_OK ||
+	    (rc = db__bind_text_or_null(st, 8, a->mask_path)) != SQLITE_OK)
 		return rc;
 	return db__bind_text_or_null(st, 6, a->reviewer);
 }
@@ -246,13 +252,22 @@ static int bind_review(sqlite3_stmt *st, void *data)
 int db_review(const char *path, int64_t part_id, const char *decision, int verdict,
 	      const char *note, const char *reviewer, char **err)
 {
-	struct review_args a = { part_id, decision, NULL, note, reviewer };
+	return db_review_labeled(path, part_id, decision, verdict, note, reviewer, NULL, err);
+}
+
+int db_review_labeled(const char *path, int64_t part_id, const char *decision, int verdict,
+		      const char *note, const char *reviewer,
+		      const struct db_review_label *label, char **err)
+{
+	struct review_args a = { part_id, decision, NULL, note, reviewer,
+				 label ? label->defect_type : NULL, label ? label->mask_path : NULL };
 	/* One statement: the review goes to the latest inspection of the
 	 * part, or nowhere when there is none. */
 	struct statement s = {
 		.path = path, .write = true, .doing = "review in", .bind = bind_review, .data = &a,
 		.sql = "INSERT INTO reviews (inspection_id, t_wall_us, decision, verdict, note,"
-		       " reviewer) SELECT id, ?2, ?3, ?4, ?5, ?6 FROM inspections"
+		       " reviewer, defect_type, mask_path) SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8"
+		       " FROM inspections"
 		       " WHERE part_id = ?1 ORDER BY id DESC LIMIT 1",
 	};
 	int rc;
@@ -274,6 +289,54 @@ int db_review(const char *path, int64_t part_id, const char *decision, int verdi
 		return -ENOENT;
 	}
 	return 0;
+}
+
+struct reviews_ctx {
+	int64_t part_id;
+	int (*fn)(const struct db_review_row *r, void *data);
+	void *data;
+};
+
+static int bind_reviews(sqlite3_stmt *st, void *data)
+{
+	return sqlite3_bind_int64(st, 1, ((struct reviews_ctx *)data)->part_id);
+}
+
+static int review_row(sqlite3_stmt *st, void *data)
+{
+	struct reviews_ctx *c = data;
+	struct db_review_row r = {
+		.id = sqlite3_column_int64(st, 0),
+		.inspection_id = sqlite3_column_int64(st, 1),
+		.t_wall_us = sqlite3_column_int64(st, 2),
+		.decision = (const char *)sqlite3_column_text(st, 3),
+		.verdict = verdict_code((const char *)sqlite3_column_text(st, 4)),
+		.note = (const char *)sqlite3_column_text(st, 5),
+		.reviewer = (const char *)sqlite3_column_text(st, 6),
+	};
+
+	return c->fn(&r, c->data);
+}
+
+int db_read_reviews(const char *path, int64_t part_id,
+		    int (*fn)(const struct db_review_row *r, void *data), void *data, char **err)
+{
+	struct reviews_ctx ctx = { part_id, fn, data };
+	/* By row id, not time: the latest review is the one with the highest
+	 * id (as db_query joins it), whatever the wall clock did. */
+	struct statement s = {
+		.path = path, .current_schema = true, .bind = bind_reviews, .row = review_row,
+		.data = &ctx,
+		.sql = "SELECT r.id, r.inspection_id, r.t_wall_us, r.decision, r.verdict, r.note,"
+		       " r.reviewer FROM reviews r JOIN inspections i ON i.id = r.inspection_id"
+		       " WHERE i.part_id = ?1 ORDER BY r.id DESC",
+	};
+
+	if (!fn) {
+		db__set_error(err, "cannot read %s: no callback given", path ? path : "(no path)");
+		return -EINVAL;
+	}
+	return run_statement(&s, err);
 }
 
 static int int64_row(sqlite3_stmt *st, void *data)
@@ -434,6 +497,22 @@ char *db__resolve_media_dir(const char *db_path, const char *recorded, char **co
 		return beside;
 	g_free(beside);
 	return g_strdup(recorded);
+}
+
+char *db_shifts(const char *db_path, char **err)
+{
+	char *recorded = NULL;
+	int64_t version = 0;
+	struct statement probe = { .path = db_path, .sql = "PRAGMA user_version",
+				   .row = int64_row, .data = &version };
+	struct statement s = { .path = db_path, .row = text_row, .data = &recorded,
+			       .sql = "SELECT value FROM meta WHERE key = 'shifts'" };
+
+	if (run_statement(&probe, err) < 0)
+		return NULL;
+	if (version >= 4 && run_statement(&s, err) < 0)
+		return NULL;
+	return recorded ? recorded : strdup(SHIFT_PLAN_DEFAULT);
 }
 
 char *db_media_dir(const char *db_path, char **err)

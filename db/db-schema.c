@@ -111,7 +111,13 @@ static const char *const migrations[] = {
 	 * fail-safe reject (NULL: no model judged the part). */
 	"ALTER TABLE inspections ADD COLUMN model_verdict TEXT;"
 	"ALTER TABLE inspections ADD COLUMN model_score REAL;",
-	/* 7: files of the recent ring (media/recent/), kept only for the
+	/* 7: labels worth training on: QA's defect type (the package's classes
+	 * or the plant's own list) and the region QA painted, a 0/255 PNG mask
+	 * of the image's size by path relative to the media directory (NULL:
+	 * none painted). */
+	"ALTER TABLE reviews ADD COLUMN defect_type TEXT;"
+	"ALTER TABLE reviews ADD COLUMN mask_path TEXT;",
+	/* 8: files of the recent ring (media/recent/), kept only for the
 	 * ring's window; the partial index lets the writer find the oldest
 	 * of them without a scan of the media table. */
 	"ALTER TABLE media ADD COLUMN recent INTEGER NOT NULL DEFAULT 0;"

@@ -145,6 +145,24 @@ static int settle_media_dir(db_log *db, bool given)
 	return rc == SQLITE_OK ? 0 : DB_ESQLITE;
 }
 
+/* The shift plan is recorded for readers as the media directory is. */
+static int record_shifts(db_log *db, const char *shifts)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (!shifts)
+		return 0;
+	rc = sqlite3_prepare_v2(db->conn, "INSERT OR REPLACE INTO meta (key, value)"
+				" VALUES ('shifts', ?1)", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, shifts, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_OK ? 0 : DB_ESQLITE;
+}
+
 db_log *db_open_with(const char *path, const struct db_options *opt_in, char **err)
 {
 	static const struct db_options defaults = DB_OPTIONS_DEFAULT;
@@ -221,8 +239,8 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 
 	if (db__prepare_schema(db, err) < 0)
 		goto fail;
-	if (settle_media_dir(db, opt.media_dir != NULL) < 0 || db__prepare_statements(db) < 0 ||
-	    db__ring_load(db) < 0) {
+	if (settle_media_dir(db, opt.media_dir != NULL) < 0 || record_shifts(db, opt.shifts) < 0 ||
+	    db__prepare_statements(db) < 0 || db__ring_load(db) < 0) {
 		db__set_error(err, "cannot open %s: %s", path, sqlite3_errmsg(db->conn));
 		goto fail;
 	}

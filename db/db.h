@@ -38,6 +38,9 @@ struct db_inspection {
 	const char *review;       /* "confirm" or "overrule", NULL if not reviewed */
 	int review_verdict;       /* the verdict QA says is right */
 	const char *review_note;
+	const char *review_defect_type; /* QA's defect type, NULL if none */
+	const char *review_mask;  /* the painted mask, relative to the media
+				   * directory; NULL if none */
 	/* The model's own verdict and fused score (model_verdict 0: no model
 	 * judged the part). They differ from verdict and score when a fault
 	 * or the deadline forced a fail-safe reject. */
@@ -72,18 +75,24 @@ struct db_options {
 	 * to simulate a slow disk. */
 	int64_t max_pages;
 	int commit_delay_ms;
+	/* The plant's shift plan (core/shift.h), recorded in the log for
+	 * readers (vigilctl, the review page, trends); NULL leaves the record
+	 * as it is. */
+	const char *shifts;
 	/* The recent ring: the files of every part that the sampling above
 	 * does not keep (images, defect map, vibration window: enough for
-	 * the review page and vigilctl export) go to <media_dir>/recent/, and the oldest of them
-	 * are removed once they take more than recent_images_mb (0: no ring)
-	 * or, with recent_images_hours > 0, are older than that (0: the ring
+	 * the review page and vigilctl export) go to <media_dir>/recent/,
+	 * and the oldest of them are removed once they take more than
+	 * recent_images_mb (0: no ring) or, with recent_images_hours > 0,
+	 * are older than that (0: the ring
 	 * is off, and what an earlier run left in it is removed). Only ring
 	 * files are ever removed for the ring's bounds; between a part's row
 	 * and the trim right after it the ring may be over by that part. */
 	int64_t recent_images_mb;
 	int recent_images_hours;
 };
-#define DB_OPTIONS_DEFAULT { 4096, NULL, 64, 0, 0, 0, 0, 600, 4096, 0, 0, 0, 0 }
+#define DB_OPTIONS_DEFAULT { .queue_depth = 4096, .media_queue = 64, \
+			     .retention_period_s = 600, .spool_rows = 4096 }
 
 /* The [database] section as db_options_read reads it (db-config.c): the
  * settings own their strings, which opt points to. */
@@ -91,6 +100,7 @@ struct db_settings {
 	struct db_options opt;
 	char *path;                   /* path, required */
 	char *media_dir;              /* media_dir ("<path>.media") */
+	char *shifts;                 /* shifts (SHIFT_PLAN_DEFAULT) */
 	int commit_timeout_ms;        /* a result waits this long for its row (100) */
 };
 /* Reads [database] of cfg into *s, which it overwrites: 0, or -EINVAL with
@@ -326,6 +336,34 @@ int db_query(const char *path, const struct db_filter *f, const struct db_row_cb
 int db_review(const char *path, int64_t part_id, const char *decision, int verdict,
 	      const char *note, const char *reviewer, char **err);
 
+/* One QA review as stored (table reviews). */
+struct db_review_row {
+	int64_t id, inspection_id;
+	int64_t t_wall_us;            /* when it was saved, wall clock */
+	const char *decision;         /* "confirm" or "overrule" */
+	int verdict;                  /* the verdict QA says is right */
+	const char *note, *reviewer;  /* NULL when none was given */
+};
+
+/* Calls fn for every review of every inspection of part_id, newest first
+ * (the first is the one that counts); strings are valid only during the
+ * call; fn returns non-zero to stop. 0 (also with none), or a negative code
+ * with *err set as for db_open. */
+int db_read_reviews(const char *path, int64_t part_id,
+		    int (*fn)(const struct db_review_row *r, void *data), void *data, char **err);
+
+/* What a review may add to the verdict, for training: both optional
+ * (NULL). mask_path is relative to the media directory (db_media_dir); the
+ * caller has written the file there. */
+struct db_review_label {
+	const char *defect_type;
+	const char *mask_path;
+};
+/* db_review with a label (label may be NULL: db_review). */
+int db_review_labeled(const char *path, int64_t part_id, const char *decision, int verdict,
+		      const char *note, const char *reviewer,
+		      const struct db_review_label *label, char **err);
+
 /* The vibration condition figures logged with inspection inspection_id
  * (the id of a db_query row). 0, -ENOENT when none were logged, or a
  * negative code with *err set as for db_open. */
@@ -355,5 +393,10 @@ int db_read_media(const char *db_path, int64_t inspection_id,
  * *err set when the file cannot be read or the folder does not exist (the
  * message names the path tried). */
 char *db_media_dir(const char *db_path, char **err);
+
+/* The shift plan the log records ([database] shifts of the vigild that
+ * wrote it), or SHIFT_PLAN_DEFAULT for a log without one. Returns a string
+ * for shift_plan_parse (free()), or NULL with *err. */
+char *db_shifts(const char *db_path, char **err);
 
 #endif

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <glib.h>
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -88,6 +89,7 @@ const char *infer_strerror(int code)
 	case INFER_EBACKEND: return "unknown inference backend";
 	case INFER_EPRECISION: return "the inference backend does not run that precision";
 	case INFER_ECALIB: return "int8 calibration missing, corrupt or for other modules";
+	case INFER_EGATE: return "model held-out figures miss the configured minimums";
 	}
 	return g_strerror(-code);
 }
@@ -186,6 +188,23 @@ out:
 	return rc;
 }
 
+/* [metrics] is optional: packages trained without a held-out set have
+ * none (or heldout_parts=0), and the gate decides what that means. */
+static int read_metrics(struct infer_metrics *mt, const config *man, char **err)
+{
+	if (config_get_int(man, "metrics", "heldout_parts", 0, 0, INT_MAX, &mt->parts, err) < 0 ||
+	    config_get_double(man, "metrics", "heldout_accuracy", NAN, 0, 1, &mt->accuracy,
+			      err) < 0 ||
+	    config_get_double(man, "metrics", "heldout_escape_rate", NAN, 0, 1,
+			      &mt->escape_rate, err) < 0 ||
+	    config_get_double(man, "metrics", "heldout_false_reject_rate", NAN, 0, 1,
+			      &mt->false_reject_rate, err) < 0)
+		return INFER_EMANIFEST;
+	if (mt->parts == 0)
+		mt->accuracy = mt->escape_rate = mt->false_reject_rate = NAN;
+	return 0;
+}
+
 static int read_info(infer_model *m, const config *man, char **err)
 {
 	struct infer_info *in = &m->info;
@@ -262,7 +281,7 @@ static int read_info(infer_model *m, const config *man, char **err)
 				    "needs heatmap_width and heatmap_height in [vision]");
 		return INFER_EMANIFEST;
 	}
-	return 0;
+	return read_metrics(&in->metrics, man, err);
 }
 
 /* Runs one module and insists on the declared output sizes (each

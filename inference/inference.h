@@ -29,6 +29,8 @@ struct fusion_image_spec;     /* fusion/fusion.h */
 #define INFER_EPRECISION (-(INFER_ENOBASE + 6)) /* the backend does not run that precision */
 #define INFER_ECALIB (-(INFER_ENOBASE + 7))     /* int8 calibration missing, corrupt or
 						 * made for other modules */
+#define INFER_EGATE (-(INFER_ENOBASE + 8))      /* held-out figures miss the [model]
+						 * minimums (infer_gate_check) */
 
 /* The arithmetic a package runs in ([model] precision). */
 enum infer_precision {
@@ -47,6 +49,24 @@ extern const char *const infer_precision_names[];
 /* 0, or -EINVAL when name is none of infer_precision_names. */
 int infer_precision_parse(const char *name, enum infer_precision *p);
 
+/* The gate a package's held-out figures ([metrics]) must pass before
+ * vigild runs it: [model] min_heldout_parts, min_heldout_accuracy,
+ * max_heldout_escape_rate, max_heldout_false_reject_rate, in this order. */
+enum infer_gate_limit {
+	INFER_GATE_PARTS,
+	INFER_GATE_ACCURACY,
+	INFER_GATE_ESCAPE_RATE,
+	INFER_GATE_FALSE_REJECT_RATE,
+	INFER_GATE_LIMITS
+};
+struct infer_gate {
+	double limit[INFER_GATE_LIMITS];
+	/* "FILE:LINE: [model] KEY" where the configuration sets that limit,
+	 * NULL where it is the default. A limit that is set demands its
+	 * figure: a package without it is refused. */
+	char *where[INFER_GATE_LIMITS];
+};
+
 /* [model] as infer_options_read reads it (infer-config.c); the settings own
  * their strings. */
 #define INFER_DEFAULT_MAX_BATCH 1  /* max_batch's default */
@@ -57,6 +77,7 @@ struct infer_settings {
 				    * infer_model_load_at, naming what this build has */
 	enum infer_precision precision; /* precision (fp32), one backend runs */
 	int max_batch;             /* parts one model run may take */
+	struct infer_gate gate;    /* what a package's [metrics] must show */
 };
 /* Reads [model] of cfg into *s, which it overwrites: 0, or -EINVAL with
  * *err (g_free it) naming the file, line and key. *s owns what it holds
@@ -66,6 +87,16 @@ void infer_settings_clear(struct infer_settings *s);
 
 /* The int8 calibration beside a package's manifest (docs/inference-engine.md). */
 #define INFER_CALIB_FILE "calibration-int8.ini"
+
+/* [metrics] of a package: its own figures on parts it never saw
+ * (docs/model.md). parts 0 (no [metrics], or heldout_parts=0): it has
+ * none, and the rates are NAN; so is a rate the manifest leaves out. */
+struct infer_metrics {
+	int parts;                 /* heldout_parts */
+	double accuracy;           /* heldout_accuracy */
+	double escape_rate;        /* heldout_escape_rate */
+	double false_reject_rate;  /* heldout_false_reject_rate */
+};
 
 /* What a package declares about its inputs and operating point. */
 struct infer_info {
@@ -87,7 +118,17 @@ struct infer_info {
 	/* [vision] heatmap_width/_height: the defect map's size, 0 when the
 	 * package has no heatmap_output. */
 	int heatmap_width, heatmap_height;
+	struct infer_metrics metrics;
 };
+
+/* Whether info's held-out figures pass gate: 0, or INFER_EGATE with *err
+ * (g_free) naming the figure, its value, the limit and where the limit
+ * comes from (the configuration's FILE:LINE, or the default). A package
+ * without a figure passes a limit left at its default, with *warning
+ * (g_free; NULL when there is nothing to warn of) saying what went
+ * unchecked, and is refused by a limit the configuration sets. */
+int infer_gate_check(const struct infer_gate *gate, const struct infer_info *info,
+		     char **err, char **warning);
 
 struct infer_output {
 	float score;               /* fused defect probability */

@@ -98,6 +98,8 @@ enum plc_error_code {
 	PLC_ERR_JOB_PACKAGE_CORRUPT = 9,  /* checksum, module or trial run failed */
 	PLC_ERR_JOB_PACKAGE_UNFIT = 10,   /* vibration rate, window or features differ */
 	PLC_ERR_QUEUE_FULL = 11,          /* inspection queue full: parts fail-safe rejected */
+	/* Another reason a selected job's package is refused, beside 8-10. */
+	PLC_ERR_JOB_PACKAGE_GATE = 12,    /* its held-out figures miss the [model] limits */
 };
 
 struct plc_regmap {

@@ -9,6 +9,7 @@
 #include "core/bqueue.h"
 #include "core/config.h"
 #include "core/ring.h"
+#include "core/shift.h"
 #include "core/wav.h"
 
 static const char conf_text[] =
@@ -505,6 +506,108 @@ static void test_wav_refuses_stereo(void)
 	g_byte_array_unref(a);
 }
 
+/* Unix µs of a Europe/Berlin wall-clock time, computed with GLib. */
+static int64_t berlin_us(int y, int mo, int d, int h, int mi)
+{
+	GTimeZone *tz = g_time_zone_new_identifier("Europe/Berlin");
+	GDateTime *dt = g_date_time_new(tz, y, mo, d, h, mi, 0);
+	int64_t us = g_date_time_to_unix(dt) * G_USEC_PER_SEC;
+
+	g_date_time_unref(dt);
+	g_time_zone_unref(tz);
+	return us;
+}
+
+static void test_shift_plan_occurrences(void)
+{
+	char *err = NULL, *s;
+	shift_plan *p = shift_plan_parse(" night 22:00,early 6:00 , late 14:00", "Europe/Berlin", &err);
+	shift_span sp, prev;
+
+	g_assert_null(err);
+	g_assert_nonnull(p);
+	s = shift_plan_to_string(p);
+	g_assert_cmpstr(s, ==, "early 06:00, late 14:00, night 22:00");
+	g_free(s);
+	g_assert_cmpuint(shift_plan_count(p), ==, 3);
+	g_assert_cmpstr(shift_plan_name(p, 2), ==, "night");
+
+	/* 03:10 on the 7th belongs to the night shift that began on the 6th. */
+	shift_plan_at(p, berlin_us(2026, 12, 7, 3, 10), &sp);
+	g_assert_cmpstr(sp.label, ==, "2026-12-06 night");
+	g_assert_cmpint(sp.index, ==, 2);
+	g_assert_cmpint(sp.start_us, ==, berlin_us(2026, 12, 6, 22, 0));
+	g_assert_cmpint(sp.end_us, ==, berlin_us(2026, 12, 7, 6, 0));
+	/* A start belongs to its own shift; the moment before, to the last. */
+	shift_plan_at(p, berlin_us(2026, 12, 7, 6, 0), &sp);
+	g_assert_cmpstr(sp.label, ==, "2026-12-07 early");
+	shift_plan_at(p, berlin_us(2026, 12, 7, 6, 0) - 1, &sp);
+	g_assert_cmpstr(sp.label, ==, "2026-12-06 night");
+	/* Over a month end and back. */
+	shift_plan_at(p, berlin_us(2026, 12, 31, 23, 0), &sp);
+	shift_plan_step(p, &sp, -1, &sp);
+	g_assert_cmpstr(sp.label, ==, "2027-01-01 early");
+	shift_plan_step(p, &sp, 2, &prev);
+	g_assert_cmpstr(prev.label, ==, "2026-12-31 late");
+
+	/* The night the clocks go forward (29 March 2026, 02:00 -> 03:00)
+	 * lasts seven hours, the one they go back (25 October) nine. */
+	g_assert_cmpint(shift_plan_find(p, "2026-03-28 night", 0, &sp, &err), ==, 0);
+	g_assert_cmpint(sp.end_us - sp.start_us, ==, 7LL * 3600 * G_USEC_PER_SEC);
+	g_assert_cmpint(shift_plan_find(p, "2026-10-24 night", 0, &sp, &err), ==, 0);
+	g_assert_cmpint(sp.end_us - sp.start_us, ==, 9LL * 3600 * G_USEC_PER_SEC);
+
+	g_assert_cmpint(shift_plan_find(p, "previous", berlin_us(2026, 12, 7, 7, 0), &sp, &err), ==, 0);
+	g_assert_cmpstr(sp.label, ==, "2026-12-06 night");
+	g_assert_cmpint(shift_plan_find(p, "current", berlin_us(2026, 12, 7, 7, 0), &sp, &err), ==, 0);
+	g_assert_cmpstr(sp.label, ==, "2026-12-07 early");
+	g_assert_cmpint(shift_plan_find(p, "2026-12-07 lunch", 0, &sp, &err), ==, -1);
+	g_assert_nonnull(strstr(err, "no shift named 'lunch'"));
+	g_clear_pointer(&err, g_free);
+	g_assert_cmpint(shift_plan_find(p, "2026-02-30 early", 0, &sp, &err), ==, -1);
+	g_assert_nonnull(strstr(err, "is not a shift"));
+	g_clear_pointer(&err, g_free);
+	shift_plan_free(p);
+	shift_plan_free(NULL);
+
+	/* One shift a day runs from its start to the next day's. */
+	p = shift_plan_parse("day 00:00", "UTC", &err);
+	g_assert_nonnull(p);
+	shift_plan_at(p, 86400LL * G_USEC_PER_SEC + 5, &sp);
+	g_assert_cmpstr(sp.label, ==, "1970-01-02 day");
+	g_assert_cmpint(sp.end_us - sp.start_us, ==, 86400LL * G_USEC_PER_SEC);
+	shift_plan_free(p);
+}
+
+static void test_shift_plan_refuses(void)
+{
+	static const struct {
+		const char *spec, *tz, *msg;
+	} bad[] = {
+		{ "", NULL, "no shifts given" },
+		{ "early", NULL, "is not NAME HH:MM" },
+		{ "early 06:00 extra", NULL, "is not NAME HH:MM" },
+		{ "early 6.00", NULL, "not a time HH:MM" },
+		{ "early 24:00", NULL, "not a time HH:MM" },
+		{ "early 06:7", NULL, "not a time HH:MM" },
+		{ "a 06:00, a 07:00", NULL, "named twice" },
+		{ "a 06:00, b 06:00", NULL, "both start at 06:00" },
+		{ "sp@t 06:00", NULL, "is not 1 to 31 letters" },
+		{ "early 06:00", "Mars/Olympus", "unknown time zone 'Mars/Olympus'" },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+		char *err = NULL;
+		shift_plan *p = shift_plan_parse(bad[i].spec, bad[i].tz, &err);
+
+		g_assert_null(p);
+		g_assert_nonnull(err);
+		if (!strstr(err, bad[i].msg))
+			g_error("'%s': got \"%s\", want \"%s\"", bad[i].spec, err, bad[i].msg);
+		g_free(err);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -515,6 +618,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/core/ring/windows-by-time", test_ring_windows_by_time);
 	g_test_add_func("/core/ring/clipping-and-origin", test_ring_clipping_and_origin);
 	g_test_add_func("/core/ring/blocks-instead-of-dropping", test_ring_blocks_instead_of_dropping);
+	g_test_add_func("/core/shift/occurrences", test_shift_plan_occurrences);
+	g_test_add_func("/core/shift/refuses", test_shift_plan_refuses);
 	g_test_add_func("/core/wav/round-trip", test_wav_round_trip);
 	g_test_add_func("/core/wav/refuses-a-truncated-file", test_wav_refuses_a_truncated_file);
 	g_test_add_func("/core/wav/refuses-a-wrong-format", test_wav_refuses_a_wrong_format);

@@ -1396,6 +1396,58 @@ static void test_media_sweep(struct fixture *fx, gconstpointer data)
 	g_free(mdir);
 }
 
+struct labels_seen {
+	int rows;
+	char *type, *mask;
+	int verdict;
+};
+
+static int labels_cb(const struct db_inspection *r, void *data)
+{
+	struct labels_seen *seen = data;
+
+	seen->rows++;
+	g_free(seen->type);
+	g_free(seen->mask);
+	seen->type = g_strdup(r->review_defect_type);
+	seen->mask = g_strdup(r->review_mask);
+	seen->verdict = r->review_verdict;
+	return 0;
+}
+
+/* A review's label (defect type and mask path) is stored with it and read
+ * back with the part's row; the latest review counts, and a review
+ * without a label reads back as none. */
+static void test_review_labels(struct fixture *fx, gconstpointer data)
+{
+	struct db_filter f = DB_FILTER_ALL;
+	struct labels_seen seen = { 0 };
+	struct db_row_cb cb = { labels_cb, &seen };
+	struct db_review_label label = { "crack", "masks/3-1.png" };
+	db_log *db = open_ok(fx->path, 64);
+
+	(void)data;
+	submit_range(db, 1, 5);
+	db_close(db);
+	g_assert_cmpint(db_review_labeled(fx->path, 3, "overrule", VIGIL_VERDICT_REJECT, NULL,
+					  "qa", &label, NULL), ==, 0);
+	f.part_id = 3;
+	g_assert_cmpint(db_query(fx->path, &f, &cb, NULL), ==, 0);
+	g_assert_cmpint(seen.rows, ==, 1);
+	g_assert_cmpstr(seen.type, ==, "crack");
+	g_assert_cmpstr(seen.mask, ==, "masks/3-1.png");
+	g_assert_cmpint(seen.verdict, ==, VIGIL_VERDICT_REJECT);
+	g_assert_cmpint(db_review(fx->path, 3, "confirm", VIGIL_VERDICT_REJECT, NULL, "qa", NULL),
+			==, 0);
+	g_assert_cmpint(db_query(fx->path, &f, &cb, NULL), ==, 0);
+	g_assert_null(seen.type);
+	g_assert_null(seen.mask);
+	g_assert_cmpint(db_review_labeled(fx->path, 99, "confirm", VIGIL_VERDICT_REJECT, NULL,
+					  "qa", &label, NULL), ==, -ENOENT);
+	g_free(seen.type);
+	g_free(seen.mask);
+}
+
 /* By age: rows (with reviews, vibration and files) older than
  * max_age_days go; rows younger stay. */
 static void test_retention_age(struct fixture *fx, gconstpointer data)
@@ -2146,6 +2198,7 @@ static void test_database_settings(void)
 	g_assert_cmpint(s.opt.retention_period_s, ==, 600);
 	g_assert_cmpuint(s.opt.spool_rows, ==, 4096);
 	g_assert_cmpint(s.commit_timeout_ms, ==, 100);
+	g_assert_cmpstr(s.opt.shifts, ==, "early 06:00, late 14:00, night 22:00");
 	g_assert_cmpint(s.opt.recent_images_mb, ==, 1024);
 	g_assert_cmpint(s.opt.recent_images_hours, ==, 0);
 	db_settings_clear(&s);
@@ -2178,6 +2231,47 @@ static void test_database_settings(void)
 	err = NULL;
 	db_settings_clear(&s);
 	config_free(c);
+
+	/* The shift plan is checked, written canonically and recorded in the
+	 * log for readers; a log that records none reads as the default. */
+	{
+		static const char shifts[] = "[database]\npath = x.db\nshifts = b 18:00,a 6:00\n";
+		static const char bad_shifts[] = "[database]\npath = x.db\nshifts = a 06:00, b 25:00\n";
+		char *dir = g_dir_make_tmp("vigil-shifts-XXXXXX", NULL);
+		char *path = g_build_filename(dir, "log.db", NULL);
+		char *plan;
+		db_log *db;
+
+		c = config_load_data(shifts, "line.conf", &err);
+		g_assert_cmpint(db_options_read(c, &s, &err), ==, 0);
+		g_assert_cmpstr(s.opt.shifts, ==, "a 06:00, b 18:00");
+		s.opt.media_dir = NULL;
+		db = db_open_with(path, NULL, &err);
+		g_assert_nonnull(db);
+		db_close(db);
+		plan = db_shifts(path, &err);
+		g_assert_cmpstr(plan, ==, "early 06:00, late 14:00, night 22:00");
+		free(plan);
+		db = db_open_with(path, &s.opt, &err);
+		g_assert_nonnull(db);
+		db_close(db);
+		plan = db_shifts(path, &err);
+		g_assert_cmpstr(plan, ==, "a 06:00, b 18:00");
+		free(plan);
+		db_settings_clear(&s);
+		config_free(c);
+
+		c = config_load_data(bad_shifts, "line.conf", &err);
+		g_assert_cmpint(db_options_read(c, &s, &err), ==, -EINVAL);
+		g_assert_cmpstr(err, ==, "line.conf:3: [database] shifts: shift 'b' starts at "
+				"'25:00', not a time HH:MM from 00:00 to 23:59");
+		g_clear_pointer(&err, g_free);
+		db_settings_clear(&s);
+		config_free(c);
+		remove_tree(dir);
+		g_free(path);
+		g_free(dir);
+	}
 
 	c = config_load_data(bad, "line.conf", &err);
 	g_assert_nonnull(c);
@@ -2219,6 +2313,7 @@ int main(int argc, char **argv)
 	ADD("/db/media-sampling", test_media_sampling);
 	ADD("/db/media-drops", test_media_drops);
 	ADD("/db/media-sweep", test_media_sweep);
+	ADD("/db/review-labels", test_review_labels);
 	ADD("/db/recent-ring", test_recent_ring);
 	ADD("/db/recent-ring-hours", test_recent_ring_hours);
 	ADD("/db/recent-ring-gives-way", test_recent_ring_gives_way);

@@ -474,6 +474,119 @@ static void test_model_settings(void)
 	config_free(c);
 }
 
+/* The gate of [model] on the packages' own held-out figures: every package
+ * in models/ passes the defaults; a broken one, one whose figure misses a
+ * limit the configuration sets, and one without figures where a limit is
+ * set are refused, naming the figure, its value and the limit's place. */
+static infer_model *load_gated(const char *dir, const char *conf, int want, const char *want_text,
+			       char **warning)
+{
+	struct infer_settings s;
+	char *err = NULL;
+	config *c = config_load_data(conf, "line.conf", &err);
+	infer_model *m = infer_model_load(dir, "opencv", &err, NULL);
+	int rc;
+
+	g_assert_nonnull(c);
+	if (!m)
+		g_error("%s", err);
+	g_assert_cmpint(infer_options_read(c, &s, &err), ==, 0);
+	rc = infer_gate_check(&s.gate, infer_model_info(m), &err, warning);
+	g_test_message("%s: %s", dir, rc ? err : *warning ? *warning : "passes");
+	g_assert_cmpint(rc, ==, want);
+	if (want_text && (!err || !strstr(err, want_text)))
+		g_error("message '%s' lacks '%s'", err ? err : "(none)", want_text);
+	g_free(err);
+	infer_settings_clear(&s);
+	config_free(c);
+	return m;
+}
+
+static void test_gate(void)
+{
+	static const char defaults[] = "[model]\npackage = x\n";
+	char *models = g_build_filename(g_getenv("VIGIL_SOURCE_ROOT"), "models", NULL);
+	GDir *d = g_dir_open(models, 0, NULL);
+	const char *name;
+	char *src = g_build_filename(models, "synthetic-v2", NULL);
+	char *dir, *warning = NULL, *err = NULL;
+	int n = 0;
+	struct infer_settings s;
+	config *c;
+
+	g_assert_nonnull(d);
+	while ((name = g_dir_read_name(d))) {
+		dir = g_build_filename(models, name, NULL);
+		infer_model_free(load_gated(dir, defaults, 0, NULL, &warning));
+		g_assert_null(warning);
+		g_free(dir);
+		n++;
+	}
+	g_dir_close(d);
+	g_assert_cmpint(n, >=, 7);
+
+	/* real-v1 misses 37.86 % of defects: refused by a stricter line. */
+	dir = g_build_filename(models, "real-v1", NULL);
+	infer_model_free(load_gated(dir, "[model]\npackage = x\n\nmax_heldout_escape_rate = 0.2\n",
+				    INFER_EGATE, "its held-out escape rate is 0.3786 ([metrics] "
+				    "heldout_escape_rate), above 0.2, the maximum set at "
+				    "line.conf:4: [model] max_heldout_escape_rate", &warning));
+	infer_model_free(load_gated(dir, "[model]\nmin_heldout_parts = 500\npackage = x\n",
+				    INFER_EGATE, "its held-out parts are 241 ([metrics] "
+				    "heldout_parts), fewer than 500, the minimum set at line.conf:2",
+				    &warning));
+	infer_model_free(load_gated(dir, "[model]\nmin_heldout_accuracy = 0.9\npackage = x\n",
+				    INFER_EGATE, "accuracy is 0.8174", &warning));
+	g_free(dir);
+
+	/* The two-epoch package of issue 23: every good part rejected. */
+	dir = infertest_copy_package(src);
+	infertest_edit_file(dir, "manifest.ini", "heldout_false_reject_rate=0.0036",
+			    "heldout_false_reject_rate=1.0000");
+	infer_model_free(load_gated(dir, defaults, INFER_EGATE,
+				    "its held-out false reject rate is 1.0000 ([metrics] "
+				    "heldout_false_reject_rate), above 0.2, the default maximum of "
+				    "[model] max_heldout_false_reject_rate (not set)", &warning));
+	/* A figure out of 0..1 is a broken manifest. */
+	infertest_edit_file(dir, "manifest.ini", "heldout_false_reject_rate=1.0000",
+			    "heldout_false_reject_rate=1.5");
+	expect_refused(dir, INFER_EMANIFEST, "heldout_false_reject_rate");
+	infertest_remove_package(dir);
+
+	/* No figures (trained without a held-out set): passes the defaults
+	 * with a warning, refused where a limit is set. */
+	dir = infertest_copy_package(src);
+	infertest_edit_file(dir, "manifest.ini", "heldout_parts=1000", "heldout_parts=0");
+	infer_model_free(load_gated(dir, defaults, 0, NULL, &warning));
+	g_assert_nonnull(warning);
+	g_assert_nonnull(strstr(warning, "no held-out figures"));
+	g_free(warning);
+	infer_model_free(load_gated(dir, "[model]\npackage = x\nmax_heldout_false_reject_rate = 1\n",
+				    INFER_EGATE, "it has no held-out false reject rate ([metrics] "
+				    "heldout_false_reject_rate in its manifest), which line.conf:3: "
+				    "[model] max_heldout_false_reject_rate demands", &warning));
+	infertest_remove_package(dir);
+	g_free(src);
+	g_free(models);
+
+	/* Limits out of range are configuration errors naming the key. */
+	c = config_load_data("[model]\npackage = x\nmax_heldout_escape_rate = 2\n", "line.conf",
+			     &err);
+	g_assert_cmpint(infer_options_read(c, &s, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:3: [model] max_heldout_escape_rate: 2 is out of "
+			"range 0..1");
+	g_free(err);
+	infer_settings_clear(&s);
+	config_free(c);
+	c = config_load_data("[model]\npackage = x\nmin_heldout_parts = 1.5\n", "line.conf", &err);
+	g_assert_cmpint(infer_options_read(c, &s, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:3: [model] min_heldout_parts: '1.5' is not a whole "
+			"number");
+	g_free(err);
+	infer_settings_clear(&s);
+	config_free(c);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -486,5 +599,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/inference/run-raw", test_run_raw);
 	g_test_add_func("/inference/corrupt-packages-are-refused", test_corrupt_packages_are_refused);
 	g_test_add_func("/inference/model-settings", test_model_settings);
+	g_test_add_func("/inference/gate", test_gate);
 	return g_test_run();
 }

@@ -402,10 +402,12 @@ def scenario_job_model(env):
     events = con.execute("SELECT kind, message FROM events ORDER BY id").fetchall()
     con.close()
     print("events:", *events, sep="\n  ")
-    swaps = [m for k, m in events if k == "model-swap"]
+    loaded = [m for k, m in events if k == "model-loaded"]
     refused = [m for k, m in events if k == "model-refused"]
-    if len(swaps) != 2 or "real-2" not in swaps[0] or "synthetic-2-strict" not in swaps[1]:
-        fail(f"model-swap events {swaps}: want job 2's and job 5's")
+    if (len(loaded) != 3 or not loaded[0].startswith("model synthetic-2 ")
+            or not loaded[1].startswith("model real-2 ")
+            or not loaded[2].startswith("model synthetic-2-strict ")):
+        fail(f"model-loaded events {loaded}: want the start's, job 2's and job 5's")
     if (len(refused) != 2 or "SHA-256" not in refused[0] or corrupt not in refused[0]
             or missing not in refused[1] or "job 2 (model real-2) keeps running" not in refused[1]):
         fail(f"model-refused events {refused}")

@@ -8,6 +8,12 @@ Run with Debian's Python (torch 1.13, onnx, OpenCV 4.6):
         --features-tool build/tools/vigil-features --out MODEL_DIR --seed 1 \\
         [--val-manifest CSV --val-root DIR] [--epochs N]
 
+--manifest and --data-root repeat, paired in order, to train on several
+sets at once (the original training set and the line's export, each in
+its own folder); --val-manifest and --val-root likewise. With more than
+one manifest in a set, each part id is prefixed with its manifest's place,
+"1:17", "2:L40-17", so the ids of two sets never collide.
+
 Model inputs come from the features tool, i.e. from the same C code vigild
 runs, so training and inspection see identical inputs. The three modules are
 trained jointly: BCE of the vision head against image_class != free, of the
@@ -59,15 +65,20 @@ TrainSet = collections.namedtuple(
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--manifest", required=True, help="training line manifest (parts.csv)")
-    p.add_argument("--data-root", help="folder the manifest's paths are relative to "
-                   "(default: the manifest's folder)")
+    p.add_argument("--manifest", required=True, action="append",
+                   help="training line manifest (parts.csv); repeat to train on several")
+    p.add_argument("--data-root", action="append",
+                   help="folder the manifest's paths are relative to (default: the "
+                   "manifest's folder); with several --manifest, one each, in their order")
     p.add_argument("--features-tool", required=True, help="path of vigil-features")
     p.add_argument("--out", required=True, help="model package folder to write")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--split", help="train on the manifest rows of this split only (all)")
-    p.add_argument("--val-manifest", help="held-out manifest for the [metrics] and calibration")
-    p.add_argument("--val-root", help="folder of the held-out manifest's paths")
+    p.add_argument("--val-manifest", action="append",
+                   help="held-out manifest for the [metrics] and calibration; repeatable")
+    p.add_argument("--val-root", action="append",
+                   help="folder of the held-out manifest's paths; with several "
+                   "--val-manifest, one each, in their order")
     p.add_argument("--val-split", help="use the held-out manifest's rows of this split only")
     p.add_argument("--arch", choices=("cnn", "seg", "seg2"), default="cnn",
                    help="vision module: cnn (the synthetic package's) or seg (a segmentation "
@@ -118,30 +129,60 @@ def parse_args(argv):
     p.add_argument("--reject", type=float, default=0.5, help="reject threshold (probability)")
     p.add_argument("--marginal", type=float, default=0.3, help="marginal threshold")
     a = p.parse_args(argv)
-    if a.val_manifest and not a.val_root:
-        a.val_root = os.path.dirname(os.path.abspath(a.val_manifest))
-    if not a.data_root:
-        a.data_root = os.path.dirname(os.path.abspath(a.manifest))
+    a.train_sets = paired_roots(p, a.manifest, a.data_root, "--manifest", "--data-root")
+    a.val_sets = paired_roots(p, a.val_manifest, a.val_root, "--val-manifest", "--val-root")
+    # What the package's manifest and tools/ensemble.py print as the sets.
+    a.manifest = " + ".join(m for m, _ in a.train_sets)
+    a.val_manifest = " + ".join(m for m, _ in a.val_sets) or None
     if not 0 <= a.marginal <= a.reject <= 1:
         p.error("thresholds must satisfy 0 <= marginal <= reject <= 1")
     return a
+
+
+def paired_roots(p, manifests, roots, m_flag, r_flag):
+    """[(manifest, data root)]: roots paired with manifests in order, each
+    defaulting to its manifest's folder when no root is given at all."""
+    manifests, roots = manifests or [], roots or []
+    if roots and len(roots) != len(manifests):
+        p.error(f"{len(manifests)} {m_flag} but {len(roots)} {r_flag}: give one {r_flag} "
+                f"per {m_flag}, in the same order (or none: each manifest's folder)")
+    return [(m, roots[i] if roots else os.path.dirname(os.path.abspath(m)))
+            for i, m in enumerate(manifests)]
+
+
+def read_sets(a, sets, split, tmp, name, masks=False):
+    """Labels and model inputs of every (manifest, root) in sets, joined in
+    order: (images, signals, masks or None, surf, vib, defect, classes). Part
+    ids are prefixed "K:" (K = the manifest's place, from 1) when there is
+    more than one manifest, as two sets may number their parts alike."""
+    parts = []
+    for k, (manifest, root) in enumerate(sets, start=1):
+        surf, vib, defect, classes = read_labels(manifest, split)
+        images, signals, m = compute_features(a, manifest, root, split,
+                                              os.path.join(tmp, f"{name}-{k}.vgf"), masks=masks)
+        if len(images) != len(surf):
+            sys.exit(f"train: features for {len(images)} parts, {manifest} has {len(surf)}")
+        if len(sets) > 1:
+            classes = [(c[0], c[1], f"{k}:{c[2]}") for c in classes]
+            log(f"{manifest} (data root {root}): {len(surf)} parts")
+        parts.append((images, signals, m, surf, vib, defect, classes))
+    images, signals, m, surf, vib, defect, classes = zip(*parts)
+    return (np.concatenate(images), np.concatenate(signals),
+            np.concatenate(m) if masks else None, np.concatenate(surf), np.concatenate(vib),
+            np.concatenate(defect), [c for cs in classes for c in cs])
 
 
 def load_sets(a, seg):
     """The training set (with masks for a segmentation network) and the
     held-out set as (images, signals, surf, vib, defect) with its classes,
     (None, None) without one."""
-    surf, vib, defect, train_classes = read_labels(a.manifest, a.split)
     val, val_classes = None, None
     with tempfile.TemporaryDirectory(prefix="vigil-train-") as tmp:
-        images, signals, masks = compute_features(a, a.manifest, a.data_root, a.split,
-                                                  os.path.join(tmp, "train.vgf"), masks=seg)
-        if len(images) != len(surf):
-            sys.exit(f"train: features for {len(images)} parts, manifest has {len(surf)}")
-        if a.val_manifest:
-            vs, vv, vd, val_classes = read_labels(a.val_manifest, a.val_split)
-            vi, vsig, _ = compute_features(a, a.val_manifest, a.val_root, a.val_split,
-                                           os.path.join(tmp, "val.vgf"))
+        images, signals, masks, surf, vib, defect, train_classes = read_sets(
+            a, a.train_sets, a.split, tmp, "train", masks=seg)
+        if a.val_sets:
+            vi, vsig, _, vs, vv, vd, val_classes = read_sets(a, a.val_sets, a.val_split, tmp,
+                                                             "val")
             val = (vi, vsig, vs, vv, vd)
     return TrainSet(images, signals, masks, surf, vib, defect, train_classes), val, val_classes
 

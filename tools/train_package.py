@@ -4,6 +4,7 @@ ONNX modules, checked under OpenCV DNN (the CPU inference path) against
 torch; the thresholds (calibrate()) and the held-out figures; manifest.ini;
 torch's defect maps in vigil-eval's format.
 """
+import csv
 import datetime
 import hashlib
 import os
@@ -190,6 +191,34 @@ def threshold_text(p, a):
     return repr(float(np.float32(p)))
 
 
+# Class names that say only "defective" (vigilctl export without a QA
+# defect type) or "good": not offered to QA as defect types.
+GENERIC_CLASSES = {"image_class": {"free", "defect", ""}, "vib_class": {"normal", "fault", ""}}
+
+
+def manifest_classes(a):
+    """The defect classes of the training and validation manifests (their
+    image_class and vib_class values, generic ones left out), for the
+    package's [classes]: the review page offers them as defect types.
+    a.manifest may be one path or a list of them; files that cannot be read
+    add nothing (train.py has already read them or failed)."""
+    found = {"image_class": set(), "vib_class": set()}
+    names = []
+    for attr in ("manifest", "val_manifest"):
+        v = getattr(a, attr, None)
+        names += v if isinstance(v, (list, tuple)) else [v] if v else []
+    for name in names:
+        if not isinstance(name, str) or not os.path.isfile(name):
+            continue
+        with open(name, newline="") as f:
+            for row in csv.DictReader(f):
+                for col, seen in found.items():
+                    v = (row.get(col) or "").strip()
+                    if v not in GENERIC_CLASSES[col] and "," not in v:
+                        seen.add(v)
+    return sorted(found["image_class"]), sorted(found["vib_class"])
+
+
 def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
                    vision_out=1 + VISION_EMBED, signal_out=1 + SIGNAL_EMBED,
                    tool="tools/train.py", notes=()):
@@ -246,6 +275,16 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
         "signal=0.5",
         "",
     ]
+    surface, vibration = manifest_classes(a)
+    if surface or vibration:
+        lines += [
+            "# The defect classes of the training data (image_class, vib_class), which",
+            "# the review page offers as defect types (docs/operations.md).",
+            "[classes]",
+            f"surface={', '.join(surface)}",
+            f"vibration={', '.join(vibration)}",
+            "",
+        ]
     if metrics:
         lines += [
             f"# Held-out set {a.val_manifest}, run through OpenCV DNN: accuracy is",

@@ -1,5 +1,6 @@
 /* Private to vigilctl: what vigilctl.c (options, list, review, upgrade,
- * export) and vigilctl-pareto.c (pareto) share. One thread. */
+ * export), vigilctl-pareto.c (pareto) and vigilctl-user.c (user) share.
+ * One thread. */
 #ifndef VIGIL_TOOLS_VIGILCTL_PRIVATE_H
 #define VIGIL_TOOLS_VIGILCTL_PRIVATE_H
 
@@ -35,5 +36,8 @@ int vigilctl__build_filter(const struct opts *o, struct db_filter *f);
 
 /* vigilctl pareto (vigilctl-pareto.c); the exit status. */
 int vigilctl__cmd_pareto(const struct opts *o);
+/* vigilctl user (vigilctl-user.c), argv[1] being "user": its own options
+ * (the users file, not the log); the exit status. */
+int vigilctl__main_user(int argc, char **argv);
 
 #endif

@@ -8,6 +8,8 @@
  *                               this version (what vigild does at start)
  *   vigilctl --db FILE export  [filters] [--split NAME] [--out CSV]
  *                               reviewed parts as a training manifest
+ *   vigilctl user add NAME --role ROLE --users FILE | list | remove NAME
+ *                               the review server's users (vigilctl-user.c)
  *
  * Filters: --since/--until (ISO 8601: a date alone is local midnight; a time
  * to the minute or second, local unless it ends in Z or an offset), --verdict,
@@ -361,14 +363,25 @@ struct reviewed {
 	uint32_t part_id;
 	int verdict;          /* QA's */
 	int line_class;       /* what the model named */
+	char *defect_type;    /* QA's, NULL if none named */
+	char *mask;           /* QA's painted mask (media-relative), NULL if none */
 };
 
 static int collect_reviewed(const struct db_inspection *r, void *data)
 {
-	struct reviewed one = { r->id, r->part_id, r->review_verdict, r->defect_class };
+	struct reviewed one = { r->id, r->part_id, r->review_verdict, r->defect_class,
+				g_strdup(r->review_defect_type), g_strdup(r->review_mask) };
 
 	g_array_append_val((GArray *)data, one);
 	return 0;
+}
+
+static void reviewed_clear(gpointer p)
+{
+	struct reviewed *r = p;
+
+	g_free(r->defect_type);
+	g_free(r->mask);
 }
 
 struct part_files {
@@ -396,9 +409,14 @@ static int find_files(const struct db_media *m, void *data)
  * which it names on stderr: train with --data-root that directory. The
  * label is QA's verdict. The classes say which head a defect teaches: the
  * modality the line's model named, and the surface when it named none (an
- * escape QA found by looking at the image). The line has no defect masks:
- * the mask column is empty. Parts whose image or vibration file is not
- * kept (accepted parts not sampled, retention) are left out, counted. */
+ * escape QA found by looking at the image); a painted mask makes it a
+ * surface defect. QA's defect type, when named, replaces the generic class
+ * of that head (image_class "defect", or vib_class "fault" for a part the
+ * line named vibration only and QA painted nothing on), and QA's mask goes
+ * in the mask column, relative to the same root as the image, so that
+ * training (vigil-features --masks-out) learns where the defect is. Parts
+ * whose image or vibration file is not kept (accepted parts not sampled,
+ * retention) are left out, counted. */
 static int cmd_export(const struct opts *o)
 {
 	struct db_filter f;
@@ -408,6 +426,7 @@ static int cmd_export(const struct opts *o)
 	FILE *out = stdout;
 	int written = 0, skipped = 0, rc = 1;
 
+	g_array_set_clear_func(parts, reviewed_clear);
 	if (vigilctl__build_filter(o, &f) < 0) {
 		rc = 2;
 		goto out;
@@ -439,7 +458,7 @@ static int cmd_export(const struct opts *o)
 		const struct reviewed *p = &g_array_index(parts, struct reviewed, i);
 		struct part_files files = { 0 };
 		gboolean defect = p->verdict != VIGIL_VERDICT_ACCEPT;
-		gboolean surface = defect && (p->line_class != VIGIL_CLASS_VIBRATION);
+		gboolean surface = defect && (p->line_class != VIGIL_CLASS_VIBRATION || p->mask);
 		gboolean vibration = defect && (p->line_class == VIGIL_CLASS_VIBRATION ||
 						p->line_class == VIGIL_CLASS_BOTH);
 		/* One part in five to validation, by row id: stable across exports. */
@@ -456,11 +475,18 @@ static int cmd_export(const struct opts *o)
 		} else {
 			fprintf(out, "L%" G_GINT64_FORMAT "-%u,%s,", p->id, p->part_id, split);
 			vigilctl__csv_field(out, files.image);
-			fprintf(out, ",,%s,", surface ? "defect" : "free");
+			fputc(',', out);
+			/* A mask only teaches where a defect is on a defective part. */
+			if (defect && p->mask)
+				vigilctl__csv_field(out, p->mask);
+			fprintf(out, ",%s,", !surface ? "free" : p->defect_type ? p->defect_type
+										   : "defect");
 			vigilctl__csv_field(out, files.vibration);
 			/* float32 mono after the 44-byte header. */
 			fprintf(out, ",0,%" G_GINT64_FORMAT ",%s,%d\n", (files.vib_bytes - 44) / 4,
-				vibration ? "fault" : "normal", defect ? 1 : 0);
+				!vibration ? "normal" : p->defect_type && !surface ? p->defect_type
+										 : "fault",
+				defect ? 1 : 0);
 			written++;
 		}
 		g_free(files.image);
@@ -514,6 +540,11 @@ int main(int argc, char **argv)
 	GOptionContext *ctx = g_option_context_new("list|pareto|review|upgrade|export - QA over vigild's log");
 	int rc = 2;
 
+	/* user works on the users file, with options of its own. */
+	if (argc >= 2 && strcmp(argv[1], "user") == 0) {
+		rc = vigilctl__main_user(argc, argv);
+		goto out;
+	}
 	if (tool_options_parse(ctx, entries, "vigilctl", &argc, &argv) < 0)
 		goto out;
 	if (o.db && argc == 2 && o.format && strcmp(argv[1], "list") != 0 &&
@@ -522,7 +553,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigilctl %s: --format is for list and pareto%s\n", argv[1],
 			strcmp(argv[1], "export") == 0 ? " (export writes a CSV manifest)" : "");
 	} else if (!o.db || argc != 2) {
-		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export [options] (see --help)\n");
+		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export [options] (see --help)\n"
+			"       vigilctl user add|list|remove ... (see vigilctl user --help)\n");
 	} else if (strcmp(argv[1], "list") == 0) {
 		rc = cmd_list(&o);
 	} else if (strcmp(argv[1], "pareto") == 0) {

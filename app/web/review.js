@@ -297,6 +297,8 @@ async function openPart(id) {
   text($("review-result"), "");
   for (const tr of $("inspections").tBodies[0].rows)
     tr.classList.toggle("selected", Number(tr.dataset.part) === id);
+  // labels.js: a fresh label (type, painted region) for this part.
+  if (window.vigilLabels) window.vigilLabels.open(id, d);
   await showMedia(d.media || []);
   try {
     await showVibration(id, d);
@@ -313,6 +315,15 @@ async function submitReview(ev) {
   const decision = f.elements.decision.value;
   const body = { decision, note: f.elements.note.value, reviewer: f.elements.reviewer.value };
   if (decision === "overrule") body.verdict = f.elements.verdict.value;
+  // labels.js: the defect type and the painted mask, when given.
+  if (window.vigilLabels) {
+    try {
+      Object.assign(body, window.vigilLabels.fields());
+    } catch (e) {
+      text($("review-result"), "not saved: " + e.message);
+      return;
+    }
+  }
   text($("review-result"), "saving…");
   const r = await fetch("/api/parts/" + encodeURIComponent(selectedPart) + "/review", {
     method: "POST",
