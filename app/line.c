@@ -257,6 +257,11 @@ void line_get_health(line *l, struct line_health *h)
 		.db_queue_high_water = db.queue_high_water,
 		.db_media_written = db.media_written,
 		.db_media_dropped = db.media_dropped,
+		.db_ring_files = db.ring_files,
+		.db_ring_bytes = db.ring_bytes,
+		.db_ring_dropped = db.ring_dropped,
+		.db_ring_removed = db.ring_removed,
+		.db_ring_oldest_us = db.ring_oldest_us,
 		.db_spool_depth = db.spool_depth,
 	};
 	for (int i = 0; i < l->set.ncameras; i++) {

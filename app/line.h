@@ -114,6 +114,9 @@ struct line_health {
 	double db_write_lag_max_ms;   /* the most seen */
 	uint64_t db_queue_high_water; /* the deepest the writer's queue has been */
 	uint64_t db_media_written, db_media_dropped;
+	/* The recent ring (db.h, struct db_stats). */
+	uint64_t db_ring_files, db_ring_bytes, db_ring_dropped, db_ring_removed;
+	int64_t db_ring_oldest_us;
 	/* Rows given up, by table and cause (db.h), and items in the spool. */
 	uint64_t db_rows_dropped[DB_NTABLES][DB_NDROP_CAUSES];
 	uint64_t db_spool_depth;

@@ -66,6 +66,9 @@ static int media_cb(const struct db_media *m, void *data)
 		review__add_string(q->list, "kind", m->kind);
 		review__add_string(q->list, "camera", m->camera);
 		review__add_int(q->list, "bytes", m->bytes);
+		/* A ring file: kept for the recent window only (the page says so). */
+		json_builder_set_member_name(q->list, "recent");
+		json_builder_add_boolean_value(q->list, m->recent != 0);
 		review__add_string(q->list, "url", url);
 		json_builder_end_object(q->list);
 		g_free(url);

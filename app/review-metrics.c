@@ -440,6 +440,28 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg)
 			    "Parts whose files were not kept (media writer behind, the disk "
 			    "refused them, or their row waited in the spool).");
 		metric(m, "vigil_db_media_dropped_total", NULL, (double)h.db_media_dropped);
+		/* The recent ring ([database] recent_images_mb). */
+		metric_head(m, "vigil_db_recent_files", "gauge",
+			    "Files in the recent ring (media/recent/): every part's files "
+			    "the long-term sample does not keep.");
+		metric(m, "vigil_db_recent_files", NULL, (double)h.db_ring_files);
+		metric_head(m, "vigil_db_recent_bytes", "gauge",
+			    "Bytes the recent ring takes ([database] recent_images_mb bounds it).");
+		metric(m, "vigil_db_recent_bytes", NULL, (double)h.db_ring_bytes);
+		metric_head(m, "vigil_db_recent_oldest_age_seconds", "gauge",
+			    "Age of the oldest part in the recent ring: how far back every "
+			    "part's image can be looked at (0: the ring is empty).");
+		metric(m, "vigil_db_recent_oldest_age_seconds", NULL,
+		       h.db_ring_oldest_us
+			       ? MAX(vigil_wall_us() - h.db_ring_oldest_us, 0) / 1e6 : 0.0);
+		metric_head(m, "vigil_db_recent_dropped_total", "counter",
+			    "Parts whose files the recent ring did not keep: the media writer "
+			    "half busy, the database in fault, or the write failed.");
+		metric(m, "vigil_db_recent_dropped_total", NULL, (double)h.db_ring_dropped);
+		metric_head(m, "vigil_db_recent_removed_total", "counter",
+			    "Recent ring files removed to keep it in its bounds or to make room "
+			    "on a full disk.");
+		metric(m, "vigil_db_recent_removed_total", NULL, (double)h.db_ring_removed);
 		metric_head(m, "vigil_db_ok", "gauge",
 			    "0 while the database fault is raised (status word bit 6 clear): a "
 			    "write failed, or results went to the PLC before their rows were "

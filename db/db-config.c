@@ -9,15 +9,17 @@
 #include "core/shift.h"
 #include "db/db.h"
 
+#define DB_RING_DEFAULT_MB 1024
+
 static const char *const database_keys[] = {
 	"path", "queue_depth", "media_dir", "media_queue", "keep_accepted_every", "max_age_days",
 	"protect_days", "disk_budget_mb", "retention_period_s", "commit_timeout_ms",
-	"spool_rows", "shifts", NULL };
+	"spool_rows", "shifts", "recent_images_mb", "recent_images_hours", NULL };
 
 int db_options_read(const config *cfg, struct db_settings *s, char **err)
 {
 	struct db_options *o = &s->opt;
-	int queue, media_queue, keep, age, protect, budget, period, spool;
+	int queue, media_queue, keep, age, protect, budget, period, spool, ring_mb, ring_h;
 	const char *max_pages;
 	char *def;
 	int rc;
@@ -38,6 +40,11 @@ int db_options_read(const config *cfg, struct db_settings *s, char **err)
 	    config_get_int(cfg, "database", "disk_budget_mb", 0, 0, 1 << 30, &budget, err) < 0 ||
 	    config_get_int(cfg, "database", "retention_period_s", 600, 1, 86400, &period, err) < 0 ||
 	    config_get_int(cfg, "database", "spool_rows", 4096, 1, 1 << 20, &spool, err) < 0 ||
+	    /* -1: not given (the default below). */
+	    config_get_int(cfg, "database", "recent_images_mb", -1, 0, 1 << 30, &ring_mb,
+			   err) < 0 ||
+	    config_get_int(cfg, "database", "recent_images_hours", 0, 0, 24 * 366, &ring_h,
+			   err) < 0 ||
 	    config_get_int(cfg, "database", "commit_timeout_ms", 100, 1, 10000,
 			   &s->commit_timeout_ms, err) < 0 ||
 	    config_get_string(cfg, "database", "shifts", SHIFT_PLAN_DEFAULT, &s->shifts, err) < 0)
@@ -56,6 +63,19 @@ int db_options_read(const config *cfg, struct db_settings *s, char **err)
 		s->shifts = shift_plan_to_string(plan);
 		shift_plan_free(plan);
 	}
+	/* 1 GB by default: a shift or more of every part's files (some 30 KB
+	 * a part in the demo, 300 KB with a VGA camera: 35,000 or 3,500
+	 * parts), since an escape is found downstream, hours later; small on
+	 * any disk a line's log needs, and the first to give way on it. Under
+	 * a disk budget, a quarter of it unless set. */
+	if (ring_mb < 0) {
+		ring_mb = budget ? MIN(DB_RING_DEFAULT_MB, budget / 4) : DB_RING_DEFAULT_MB;
+	} else if (budget && ring_mb && ring_mb >= budget) {
+		*err = config_error(cfg, "database", "recent_images_mb",
+				    "%d is not less than disk_budget_mb (%d): the ring would take "
+				    "the whole budget", ring_mb, budget);
+		return -EINVAL;
+	}
 	if (age && age < protect) {
 		*err = config_error(cfg, "database", "max_age_days",
 				    "%d is less than protect_days (%d): rows of the protected "
@@ -71,6 +91,8 @@ int db_options_read(const config *cfg, struct db_settings *s, char **err)
 	o->disk_budget_mb = budget;
 	o->retention_period_s = period;
 	o->spool_rows = (size_t)spool;
+	o->recent_images_mb = ring_mb;
+	o->recent_images_hours = ring_h;
 	o->shifts = s->shifts;
 	/* Test only (docs/operations.md): a database that is "full" after
 	 * this many pages, to exercise the full-disk path. */

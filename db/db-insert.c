@@ -39,7 +39,8 @@ static const char sql_insert_trend[] =
 	" stale) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 static const char sql_insert_media[] =
-	"INSERT INTO media (inspection_id, camera, kind, path, bytes) VALUES (?1, ?2, ?3, ?4, ?5)";
+	"INSERT INTO media (inspection_id, camera, kind, path, bytes, recent)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /* The first camera's image is also the row's image_path. */
 static const char sql_set_image_path[] =
@@ -101,12 +102,15 @@ int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 			    (rc = db__bind_text_or_null(st, 2, f->camera)) != SQLITE_OK ||
 			    (rc = db__bind_text_or_null(st, 3, f->kind)) != SQLITE_OK ||
 			    (rc = db__bind_text_or_null(st, 4, f->path)) != SQLITE_OK ||
-			    (rc = sqlite3_bind_int64(st, 5, f->bytes)) != SQLITE_OK)
+			    (rc = sqlite3_bind_int64(st, 5, f->bytes)) != SQLITE_OK ||
+			    (rc = sqlite3_bind_int(st, 6, it->recent ? 1 : 0)) != SQLITE_OK)
 				return rc;
 			if ((rc = sqlite3_step(st)) != SQLITE_DONE)
 				return rc;
 			sqlite3_reset(st);
-			if (strcmp(f->kind, "image") != 0)
+			/* image_path names the long-term image only: a ring file
+			 * goes within the window, and the row would outlive it. */
+			if (strcmp(f->kind, "image") != 0 || it->recent)
 				continue;
 			st = db->set_image_path;
 			*used = st;

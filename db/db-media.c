@@ -103,11 +103,17 @@ void db__hand_media(db_log *db, struct db_item *it)
 	job->inspection_id = it->rowid;
 	job->t_wall_us = it->row.t_wall_us;
 	job->part_id = it->row.part_id;
+	job->recent = it->recent;
 	job->set = it->media_set;
-	if (bqueue_push(db->media_queue, job, 0) == 0) {
+	/* Ring parts take at most half the queue: the rest is kept for the
+	 * files of rejects and samples. */
+	if (it->recent && bqueue_depth(db->media_queue) > db->opt.media_queue / 2) {
+		atomic_fetch_add(&db->ring_dropped, 1);
+		g_free(job);
+	} else if (bqueue_push(db->media_queue, job, 0) == 0) {
 		it->media_set = NULL;
 	} else {
-		atomic_fetch_add(&db->media_dropped, 1);
+		atomic_fetch_add(it->recent ? &db->ring_dropped : &db->media_dropped, 1);
 		g_free(job);
 	}
 }
@@ -143,7 +149,8 @@ static bool name_is_safe(const char *name)
 	return true;
 }
 
-/* Writes one job's files under <media_dir>/<UTC day>/, each under its
+/* Writes one job's files under <media_dir>/<UTC day>/ (a ring job's under
+ * <media_dir>/recent/<UTC day>/), each under its
  * temporary name, and returns the item of their rows (their temporary
  * names in staged), or NULL when none was written. A file that cannot be
  * written is left out (and the part counted as dropped). */
@@ -152,19 +159,29 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 	struct db_media_set *m = job->set;
 	struct db_item *it = g_new0(struct db_item, 1);
 	GDateTime *t = g_date_time_new_from_unix_utc(job->t_wall_us / G_USEC_PER_SEC);
-	char *day = t ? g_date_time_format(t, "%Y%m%d") : g_strdup("undated");
+	char *stamp = t ? g_date_time_format(t, "%Y%m%d") : g_strdup("undated");
+	char *day = job->recent ? g_build_filename(DB_RING_FOLDER, stamp, NULL) : g_strdup(stamp);
 	char *dir = g_build_filename(db->media_dir, day, NULL);
+	char *parent = g_path_get_dirname(dir);
 	bool failed = false, fresh = !g_file_test(dir, G_FILE_TEST_IS_DIR);
+	bool fresh_parent = !g_file_test(parent, G_FILE_TEST_IS_DIR);
 	int rc;
 
 	if (t)
 		g_date_time_unref(t);
+	g_free(stamp);
 	it->kind = DB_ITEM_MEDIA;
+	it->recent = job->recent;
 	it->media.inspection_id = job->inspection_id;
+	it->media.t_wall_us = job->t_wall_us;
 	rc = g_mkdir_with_parents(dir, 0755) < 0 ? -errno : 0;
-	/* A new folder's own name must reach the disk as well. */
-	if (rc == 0 && fresh)
+	/* A new folder's own name must reach the disk as well (and the
+	 * ring's folder's, the first time). */
+	if (rc == 0 && fresh_parent && strcmp(parent, db->media_dir) != 0)
 		rc = sync_folder(db->media_dir, false);
+	if (rc == 0 && fresh)
+		rc = sync_folder(parent, false);
+	g_free(parent);
 	if (rc < 0) {
 		g_warning("database %s: cannot create %s: %s", db->path, dir, g_strerror(-rc));
 		failed = true;
@@ -210,8 +227,14 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 			f->kind = "vibration";
 		}
 		if (rc < 0) {
-			g_warning("database %s: cannot write %s: %s", db->path, f->staged,
-				  g_strerror(-rc));
+			/* OpenCV does not say why (-EIO): a long-term file
+			 * that cannot be written may be a full disk, and the
+			 * ring is the first to give way (db__ring_trim). */
+			if (!job->recent) {
+				atomic_store(&db->ring_squeeze, 1);
+				g_warning("database %s: cannot write %s: %s", db->path, f->staged,
+					  g_strerror(-rc));
+			}
 			g_remove(f->staged);
 			g_free(f->staged);
 			g_free(f->camera);
@@ -229,7 +252,7 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 	}
 out:
 	if (failed)
-		atomic_fetch_add(&db->media_dropped, 1);
+		atomic_fetch_add(job->recent ? &db->ring_dropped : &db->media_dropped, 1);
 	g_free(dir);
 	g_free(day);
 	if (it->media.nfiles == 0) {
@@ -246,7 +269,7 @@ static void drop_staged(db_log *db, struct db_item *it)
 		if (it->media.files[i].staged)
 			g_remove(it->media.files[i].staged);
 	db__remove_media_files(db, it);
-	atomic_fetch_add(&db->media_dropped, 1);
+	atomic_fetch_add(it->recent ? &db->ring_dropped : &db->media_dropped, 1);
 	db__item_free(it);
 }
 
@@ -313,7 +336,9 @@ static void publish(db_log *db, struct db_item **batch, size_t n)
 
 		if (!it)
 			continue;
-		atomic_fetch_add(&db->media_written, (uint64_t)it->media.nfiles);
+		/* Ring files count in the ring's totals once their rows commit. */
+		if (!it->recent)
+			atomic_fetch_add(&db->media_written, (uint64_t)it->media.nfiles);
 		it->t_queued_us = vigil_now_us();
 		/* The writer drains its queue until db_close has joined this
 		 * thread, so this push cannot wait for ever. */
@@ -457,30 +482,21 @@ out:
  * whose entries changed last (two at a change of day). */
 #define SWEEP_FOLDERS 2
 
-void db__sweep_media(db_log *db)
+/* Sweeps the SWEEP_FOLDERS day folders changed last in <media_dir>/<sub>
+ * (sub NULL: the media directory itself). Returns the files removed. */
+static int64_t sweep_latest(db_log *db, const char *sub)
 {
 	struct {
 		char *name;
 		int64_t mtime_ns;
 	} last[SWEEP_FOLDERS] = { { 0 } };
-	GDir *d;
+	char *top = sub ? g_build_filename(db->media_dir, sub, NULL) : g_strdup(db->media_dir);
+	GDir *d = g_dir_open(top, 0, NULL);
 	const char *name;
 	int64_t removed = 0;
-	int fd = open(db->media_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-	if (fd < 0)
-		return;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		g_message("database %s: %s is in use by another log: not checked for leftovers",
-			  db->path, db->media_dir);
-		close(fd);
-		return;
-	}
-	db->media_lock_fd = fd;
-	if (!(d = g_dir_open(db->media_dir, 0, NULL)))
-		return;
-	while ((name = g_dir_read_name(d))) {
-		char *full = g_build_filename(db->media_dir, name, NULL);
+	while (d && (name = g_dir_read_name(d))) {
+		char *full = g_build_filename(top, name, NULL);
 		struct stat sb;
 		int64_t t;
 
@@ -498,12 +514,37 @@ void db__sweep_media(db_log *db)
 		}
 		g_free(full);
 	}
-	g_dir_close(d);
+	if (d)
+		g_dir_close(d);
 	for (int i = 0; i < SWEEP_FOLDERS; i++)
 		if (last[i].name) {
-			removed += sweep_day(db, last[i].name);
+			char *rel = sub ? g_build_filename(sub, last[i].name, NULL)
+					: g_strdup(last[i].name);
+
+			removed += sweep_day(db, rel);
+			g_free(rel);
 			g_free(last[i].name);
 		}
+	g_free(top);
+	return removed;
+}
+
+void db__sweep_media(db_log *db)
+{
+	int64_t removed;
+	int fd = open(db->media_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		g_message("database %s: %s is in use by another log: not checked for leftovers",
+			  db->path, db->media_dir);
+		close(fd);
+		return;
+	}
+	db->media_lock_fd = fd;
+	/* The long-term files and the ring's, each in its own day folders. */
+	removed = sweep_latest(db, NULL) + sweep_latest(db, DB_RING_FOLDER);
 	if (removed)
 		g_message("database %s: removed %" PRId64 " file(s) a crash left in %s (temporary, "
 			  "or without a row)", db->path, removed, db->media_dir);

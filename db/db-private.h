@@ -5,6 +5,7 @@
  *   db-writer.c  the writer thread: batches, the spool while writes fail
  *   db-media.c   the media thread and the file formats it writes
  *   db-retain.c  retention, run by the writer
+ *   db-ring.c    the recent ring's totals and trimming, run by the writer
  *   db-read.c    readers, each on a connection of its own */
 #ifndef VIGIL_DB_DB_PRIVATE_H
 #define VIGIL_DB_DB_PRIVATE_H
@@ -74,6 +75,7 @@ struct db_item {
 		} event;
 		struct {
 			int64_t inspection_id;
+			int64_t t_wall_us;  /* the part's, for the ring's age */
 			int nfiles;
 			struct media_file files[DB_MEDIA_MAX_IMAGES + 2];
 		} media;
@@ -85,6 +87,8 @@ struct db_item {
 	};
 	char *str1, *str2;  /* model_version, image_path; or kind, message; or source */
 	struct db_media_set *media_set;  /* an inspection's files, to be written */
+	bool recent;                     /* inspections: its files go to the ring
+					  * only; media: ring files */
 	uint64_t ticket;                 /* inspections: the place in write order */
 	uint64_t late_ticket;            /* DB_ITEM_LATE: the row it completes */
 	int64_t t_queued_us;
@@ -99,6 +103,7 @@ struct media_job {
 	int64_t inspection_id;
 	int64_t t_wall_us;
 	uint32_t part_id;
+	bool recent;        /* into the ring (media/recent/) */
 	struct db_media_set *set;
 };
 
@@ -154,6 +159,23 @@ struct db_log {
 	_Atomic int ok;
 	_Atomic uint64_t media_dropped, media_written;
 	_Atomic int64_t lag_us, lag_max_us;
+
+	/* The recent ring: totals the writer keeps (set at open from the
+	 * rows, moved by each ring media row written or removed), read by
+	 * db_get_stats. ring_squeeze: set by any thread that met a full disk,
+	 * cleared by the writer once it has let the ring give way. */
+	_Atomic int64_t ring_files, ring_bytes, ring_oldest_us;
+	_Atomic uint64_t ring_dropped, ring_removed;
+	_Atomic int ring_squeeze;
+	_Atomic int ring_paused;        /* the disk short even with the ring empty */
+	/* Writer only: when to say again that the ring gave way; ring rows
+	 * whose files are gone but whose delete failed (the disk full),
+	 * oldest first, to be deleted once writes work - every ring row up to
+	 * ring_orphan_max is one, and counts no more in the totals. */
+	int64_t ring_next_note_us;
+	GArray *ring_orphans;           /* int64_t media ids */
+	int64_t ring_orphan_max;
+	bool fault_full;                /* the fault's first failure: full or I/O */
 
 	/* Writer only, while writes fail: the items waiting (struct db_item *,
 	 * oldest first, at most opt.spool_rows), the inspections among them by
@@ -236,6 +258,22 @@ void db__hand_media(db_log *db, struct db_item *it);
 /* One slice of retention; true when there is more to do right away. */
 bool db__retain(db_log *db);
 bool db__retention_on(const db_log *db);
+/* The ring's folder below the media directory; its day folders are named
+ * as the long-term ones. */
+#define DB_RING_FOLDER "recent"
+
+/* db-ring.c. At open, before the writer starts: the ring's totals from
+ * its rows (through the partial index media_recent). 0 or DB_ESQLITE. */
+int db__ring_load(db_log *db);
+/* Writer thread, between batches: removes the oldest ring files (files
+ * first, then their rows) while the ring is over its bounds, or half of
+ * it after a full disk (ring_squeeze), and while its file system has less
+ * than 5 % free (one statvfs). Cheap when there is nothing to do. */
+void db__ring_trim(db_log *db);
+/* Writer thread: ring files of a media item now committed. */
+void db__ring_added(db_log *db, const struct db_item *it);
+bool db__ring_on(const db_log *db);
+
 /* Logs dropped files as an event, at most once per period. */
 void db__log_media_drops(db_log *db);
 

@@ -425,6 +425,7 @@ static int media_row(sqlite3_stmt *st, void *data)
 		.kind = (const char *)sqlite3_column_text(st, 3),
 		.path = (const char *)sqlite3_column_text(st, 4),
 		.bytes = sqlite3_column_int64(st, 5),
+		.recent = sqlite3_column_int(st, 6),
 	};
 
 	return c->fn(&m, c->data);
@@ -437,7 +438,7 @@ int db_read_media(const char *db_path, int64_t inspection_id,
 	struct statement s = {
 		.path = db_path, .current_schema = true, .bind = bind_media, .row = media_row,
 		.data = &ctx,
-		.sql = "SELECT id, inspection_id, camera, kind, path, bytes FROM media"
+		.sql = "SELECT id, inspection_id, camera, kind, path, bytes, recent FROM media"
 		       " WHERE inspection_id = ?1 ORDER BY kind != 'image', id",
 	};
 

@@ -170,8 +170,9 @@ static int64_t disk_use(db_log *db)
 }
 
 /* Age first: rows older than max_age_days go, with their files. Then the
- * disk budget: images go first (oldest first), then the other files, then
- * whole rows, oldest first - but never a row of the last protect_days. */
+ * disk budget: the recent ring's files go first, then images (oldest
+ * first), then the other files, then whole rows, oldest first - but never
+ * a row of the last protect_days. */
 bool db__retain(db_log *db)
 {
 	int64_t now = vigil_wall_us();
@@ -210,7 +211,8 @@ bool db__retain(db_log *db)
 	}
 	if (db->opt.disk_budget_mb > 0) {
 		int64_t budget = db->opt.disk_budget_mb * 1024 * 1024;
-		static const char *const order[] = { "kind = 'image' ORDER BY id",
+		static const char *const order[] = { "recent = 1 AND ?1 ORDER BY id",
+						     "kind = 'image' ORDER BY id",
 						     "?1 ORDER BY id" };
 
 		for (size_t k = 0; k < G_N_ELEMENTS(order) && !failed; k++)

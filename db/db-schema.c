@@ -117,6 +117,11 @@ static const char *const migrations[] = {
 	 * none painted). */
 	"ALTER TABLE reviews ADD COLUMN defect_type TEXT;"
 	"ALTER TABLE reviews ADD COLUMN mask_path TEXT;",
+	/* 8: files of the recent ring (media/recent/), kept only for the
+	 * ring's window; the partial index lets the writer find the oldest
+	 * of them without a scan of the media table. */
+	"ALTER TABLE media ADD COLUMN recent INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX media_recent ON media (id) WHERE recent = 1;",
 };
 
 #define DB_SCHEMA_VERSION ((int)G_N_ELEMENTS(migrations))

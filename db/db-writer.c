@@ -66,6 +66,10 @@ static void note_failure(db_log *db, char **error, const char *during, bool faul
 {
 	int rc = sqlite3_extended_errcode(db->conn);
 
+	/* A full disk, or one failing: the recent ring gives way first, once
+	 * a fault (begin_fault), not at every retry. */
+	if (fault && !db->faulted)
+		db->fault_full = (rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR;
 	if (*error && !fault)
 		return;
 	free(*error);
@@ -173,7 +177,7 @@ static void drop_item(db_log *db, struct db_item *it, enum db_drop_cause cause)
 		/* No row will point at these files: they go now rather than
 		 * wait for the sweep at the next start. */
 		db__remove_media_files(db, it);
-		atomic_fetch_add(&db->media_dropped, 1);
+		atomic_fetch_add(it->recent ? &db->ring_dropped : &db->media_dropped, 1);
 	}
 }
 
@@ -203,6 +207,8 @@ static void settle_items(db_log *db, struct db_item **batch, size_t n)
 		}
 		if (it->media_set && it->rowid)
 			db__hand_media(db, it);
+		if (it->kind == DB_ITEM_MEDIA && it->recent)
+			db__ring_added(db, it);
 		lag = MAX(lag, now - it->t_queued_us);
 	}
 	atomic_fetch_add(&db->rows_written, written);
@@ -278,7 +284,7 @@ static bool absorb_spooled(db_log *db, struct db_item *it)
 	if (it->media_set) {
 		db_media_set_free(it->media_set);
 		it->media_set = NULL;
-		atomic_fetch_add(&db->media_dropped, 1);
+		atomic_fetch_add(it->recent ? &db->ring_dropped : &db->media_dropped, 1);
 	}
 	link = g_queue_find(&db->spool, row);
 	link->data = it;
@@ -344,7 +350,7 @@ static void spool_push(db_log *db, struct db_item *it, bool head)
 	if (it->media_set) {
 		db_media_set_free(it->media_set);
 		it->media_set = NULL;
-		atomic_fetch_add(&db->media_dropped, 1);
+		atomic_fetch_add(it->recent ? &db->ring_dropped : &db->media_dropped, 1);
 	}
 	if (!head) {
 		db->fault_spooled += item_table(it) >= 0;
@@ -366,6 +372,9 @@ static void begin_fault(db_log *db, const char *error)
 	if (db->faulted)
 		return;
 	db->faulted = true;
+	if (db->fault_full)
+		atomic_store(&db->ring_squeeze, 1);
+	db->fault_full = false;
 	db->fault_since_us = vigil_wall_us();
 	g_free(db->fault_error);
 	db->fault_error = g_strdup(error ? error : "out of memory");
@@ -395,6 +404,11 @@ static void write_items(db_log *db, struct db_item **items, size_t n)
 		bool fault = write_batch(db, items, n, &error);
 		uint64_t refused = 0;
 
+		/* The error is in place before the counters move (settle_items),
+		 * so that whoever sees rows_failed grow finds db_last_error set.
+		 * It stays valid below: only this thread replaces it. */
+		if (error)
+			set_last_error(db, error);
 		settle_items(db, items, n);
 		for (size_t i = 0; i < n; i++)
 			refused += items[i]->outcome == DB_ITEM_REFUSED && item_table(items[i]) >= 0;
@@ -403,10 +417,6 @@ static void write_items(db_log *db, struct db_item **items, size_t n)
 				  refused, n, error ? error : "out of memory");
 		if (fault)
 			begin_fault(db, error);
-		/* The error is in place before the counters move, so that
-		 * whoever sees rows_failed grow finds db_last_error set. */
-		if (error)
-			set_last_error(db, error);
 		for (size_t i = 0; fault && i < n; i++)
 			if (items[i]->outcome == DB_ITEM_PENDING) {
 				spool_push(db, items[i], false);
@@ -526,6 +536,8 @@ static void retry_spool(db_log *db)
 	atomic_store(&db->ok, 1);
 }
 
+#define RING_AGE_CHECK_US (60 * G_USEC_PER_SEC)
+
 gpointer db__writer_main(gpointer data)
 {
 	db_log *db = data;
@@ -555,6 +567,9 @@ gpointer db__writer_main(gpointer data)
 
 			wait = wait < 0 ? retry : MIN(wait, retry);
 		}
+		/* A ring bounded by age ages while the line stands. */
+		if (db->opt.recent_images_hours > 0)
+			wait = wait < 0 ? RING_AGE_CHECK_US : MIN(wait, RING_AGE_CHECK_US);
 		rc = bqueue_pop(db->queue, &item, wait);
 		if (rc == -EPIPE)
 			break;
@@ -574,12 +589,16 @@ gpointer db__writer_main(gpointer data)
 		}
 		if (db->faulted && vigil_now_us() >= db->next_retry_us)
 			retry_spool(db);
+		db__ring_trim(db);
 		db__log_media_drops(db);
 		if (retain_asked || (db__retention_on(db) && vigil_now_us() >= db->next_retention_us)) {
 			/* A backlog goes in slices, a second apart, rows between. */
 			db->next_retention_us = vigil_now_us() +
 				(db__retain(db) ? G_USEC_PER_SEC
 						: (int64_t)db->opt.retention_period_s * G_USEC_PER_SEC);
+			/* Retention may have taken ring files with their rows or
+			 * for the disk budget: the totals from the rows again. */
+			db__ring_load(db);
 		}
 		if (retain_asked || sync_asked) {
 			g_mutex_lock(&db->sync_lock);

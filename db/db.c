@@ -197,6 +197,13 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	atomic_init(&db->media_written, 0);
 	atomic_init(&db->lag_us, 0);
 	atomic_init(&db->lag_max_us, 0);
+	atomic_init(&db->ring_files, 0);
+	atomic_init(&db->ring_bytes, 0);
+	atomic_init(&db->ring_oldest_us, 0);
+	atomic_init(&db->ring_dropped, 0);
+	atomic_init(&db->ring_removed, 0);
+	atomic_init(&db->ring_squeeze, 0);
+	atomic_init(&db->ring_paused, 0);
 	for (int t = 0; t < DB_NTABLES; t++)
 		for (int c = 0; c < DB_NDROP_CAUSES; c++)
 			atomic_init(&db->dropped[t][c], 0);
@@ -204,6 +211,7 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	g_queue_init(&db->spool);
 	db->spooled = g_hash_table_new(g_int64_hash, g_int64_equal);
 	db->media_lock_fd = -1;
+	db->ring_orphans = g_array_new(FALSE, FALSE, sizeof(int64_t));
 	db->path = g_strdup(path);
 	db->opt = opt;
 	dir = opt.media_dir ? g_strdup(opt.media_dir) : db__default_media_dir(path);
@@ -232,7 +240,7 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	if (db__prepare_schema(db, err) < 0)
 		goto fail;
 	if (settle_media_dir(db, opt.media_dir != NULL) < 0 || record_shifts(db, opt.shifts) < 0 ||
-	    db__prepare_statements(db) < 0) {
+	    db__prepare_statements(db) < 0 || db__ring_load(db) < 0) {
 		db__set_error(err, "cannot open %s: %s", path, sqlite3_errmsg(db->conn));
 		goto fail;
 	}
@@ -334,8 +342,19 @@ int db_submit_media(db_log *db, const struct db_inspection *row, struct db_media
 	if (media && row->verdict == VIGIL_VERDICT_ACCEPT &&
 	    (db->opt.keep_accepted_every <= 0 ||
 	     db->accepted_seen++ % (uint64_t)db->opt.keep_accepted_every != 0)) {
-		db_media_set_free(it->media_set);
-		it->media_set = NULL;
+		/* Not sampled: the ring keeps its images, unless that would
+		 * hold images in memory behind a writer that is behind (every
+		 * queued row could then carry one) or the disk fails. */
+		if (db__ring_on(db) && atomic_load(&db->ok) && !atomic_load(&db->ring_paused) &&
+		    bqueue_depth(db->queue) < db->opt.media_queue &&
+		    bqueue_depth(db->media_queue) < db->opt.media_queue / 2 + 1) {
+			it->recent = true;
+		} else {
+			db_media_set_free(it->media_set);
+			it->media_set = NULL;
+			if (db__ring_on(db))
+				atomic_fetch_add(&db->ring_dropped, 1);
+		}
 	}
 	t = it->ticket = ++db->next_ticket;
 	rc = enqueue(db, it, timeout_us);
@@ -480,6 +499,8 @@ void db_close(db_log *db)
 	g_queue_clear_full(&db->spool, (GDestroyNotify)db__item_free);
 	if (db->spooled)
 		g_hash_table_destroy(db->spooled);
+	if (db->ring_orphans)
+		g_array_free(db->ring_orphans, TRUE);
 	if (db->media_lock_fd >= 0)
 		close(db->media_lock_fd);
 	g_free(db->recovered);
@@ -490,6 +511,8 @@ void db_close(db_log *db)
 
 void db_get_stats(db_log *db, struct db_stats *out)
 {
+	int64_t ring_files, ring_bytes;
+
 	memset(out, 0, sizeof *out);
 	if (!db)
 		return;
@@ -505,6 +528,13 @@ void db_get_stats(db_log *db, struct db_stats *out)
 	out->spool_depth = atomic_load(&db->spool_depth);
 	out->media_dropped = atomic_load(&db->media_dropped);
 	out->media_written = atomic_load(&db->media_written);
+	ring_files = atomic_load(&db->ring_files);
+	ring_bytes = atomic_load(&db->ring_bytes);
+	out->ring_files = (uint64_t)MAX(ring_files, 0);
+	out->ring_bytes = (uint64_t)MAX(ring_bytes, 0);
+	out->ring_oldest_us = atomic_load(&db->ring_oldest_us);
+	out->ring_dropped = atomic_load(&db->ring_dropped);
+	out->ring_removed = atomic_load(&db->ring_removed);
 	out->queue_high_water = db->queue ? bqueue_high_water(db->queue) : 0;
 	out->write_lag_ms = (double)atomic_load(&db->lag_us) / 1000.0;
 	out->write_lag_max_ms = (double)atomic_load(&db->lag_max_us) / 1000.0;

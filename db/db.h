@@ -79,6 +79,17 @@ struct db_options {
 	 * readers (vigilctl, the review page, trends); NULL leaves the record
 	 * as it is. */
 	const char *shifts;
+	/* The recent ring: the files of every part that the sampling above
+	 * does not keep (images, defect map, vibration window: enough for
+	 * the review page and vigilctl export) go to <media_dir>/recent/,
+	 * and the oldest of them are removed once they take more than
+	 * recent_images_mb (0: no ring) or, with recent_images_hours > 0,
+	 * are older than that (0: the ring
+	 * is off, and what an earlier run left in it is removed). Only ring
+	 * files are ever removed for the ring's bounds; between a part's row
+	 * and the trim right after it the ring may be over by that part. */
+	int64_t recent_images_mb;
+	int recent_images_hours;
 };
 #define DB_OPTIONS_DEFAULT { .queue_depth = 4096, .media_queue = 64, \
 			     .retention_period_s = 600, .spool_rows = 4096 }
@@ -144,7 +155,10 @@ int db_submit(db_log *db, const struct db_inspection *row);
 
 /* db_submit with the part's files: media (may be NULL) is taken over, even
  * on error. Reject and marginal parts keep their files, accepted parts one in
- * keep_accepted_every. The files are written by a thread of their own,
+ * keep_accepted_every; with the recent ring on, the other accepted parts
+ * keep their files in the ring (only while the media queue is less than
+ * half full, so that the ring never crowds out a reject's files). The
+ * files are written by a thread of their own,
  * flushed to the disk (syncfs, once per batch of parts), renamed into place
  * and their folder fsync'ed before the media rows naming them are queued
  * (after the inspection row has committed); a media row that fails takes
@@ -260,6 +274,14 @@ struct db_stats {
 	/* Parts whose files were dropped (queue full or write failed), and files
 	 * written. */
 	uint64_t media_dropped, media_written;
+	/* The recent ring (writer thread's running totals, never a scan of
+	 * the folder): its files and bytes, the wall clock of its oldest
+	 * part (0: empty); parts whose ring files were not kept (the media
+	 * queue half full, a write failed, the database in fault), and ring
+	 * files removed for the ring's bounds or to make room on a full disk. */
+	uint64_t ring_files, ring_bytes;
+	int64_t ring_oldest_us;
+	uint64_t ring_dropped, ring_removed;
 	size_t queue_high_water;  /* the deepest the row queue has been */
 	/* From queueing to commit, of the oldest row of the last batch
 	 * written, and the most seen. */
@@ -366,11 +388,13 @@ int db_read_vibration(const char *path, int64_t inspection_id, struct vigil_vibr
 		      char **err);
 
 /* One file kept with an inspection (table media). path is relative to the
- * media directory (db_media_dir). */
+ * media directory (db_media_dir). recent: a file of the recent ring, kept
+ * only for the ring's window (its path starts with "recent/"). */
 struct db_media {
 	int64_t id, inspection_id;
 	const char *camera, *kind, *path;
 	int64_t bytes;
+	int recent;
 };
 
 /* Calls fn for each media file of inspection_id (images first, in camera

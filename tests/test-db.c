@@ -16,14 +16,13 @@
 
 #include "core/part.h"
 #include "cvwrap/cvwrap.h"
-#include "db/db-private.h"
+#include "db/db-private.h"   /* db__schema_version: the newest, whatever its number */
 
-/* Schema version 4: tables inspections, events, vibration, reviews, media,
- * meta; their indexes, meta's primary-key index. */
-/* The newest schema, as the db module counts its migrations, so that a new
- * step does not need this file changed. */
+/* The newest schema: tables inspections, events, vibration, reviews, media,
+ * meta, trend; their indexes (media_recent among them), meta's primary-key
+ * index. */
 #define SCHEMA_VERSION db__schema_version()
-#define SCHEMA_OBJECTS 13
+#define SCHEMA_OBJECTS 14
 
 #define ROWS_PER_THREAD 1000
 #define WRITER_THREADS 2
@@ -1039,6 +1038,261 @@ static void test_media_drops(struct fixture *fx, gconstpointer data)
 			==, 200 - (int64_t)dropped);
 }
 
+/* ---- the recent ring ---- */
+
+/* Submits accepted part i (or a reject) with two 256x256 noise images and
+ * waits until its files are dealt with: ring files counted in (or removed
+ * by) the ring, long-term ones written. One part at a time, so that the
+ * queues are empty and the ring never has to skip a part. */
+static void ring_submit(db_log *db, uint32_t i, int verdict, int64_t t_wall_us)
+{
+	struct db_inspection r;
+	char model[64], image[128];
+	struct db_stats before = stats(db), now;
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+
+	make_row(i, &r, model, sizeof model, image, sizeof image);
+	r.image_path = NULL;
+	r.verdict = verdict;
+	if (t_wall_us)
+		r.t_wall_us = t_wall_us;
+	g_assert_cmpint(db_submit_media(db, &r, make_media((int)i, 256, 256), -1, NULL), ==, 0);
+	for (;;) {
+		now = stats(db);
+		if (now.ring_files + now.ring_removed > before.ring_files + before.ring_removed ||
+		    now.media_written > before.media_written ||
+		    now.ring_dropped > before.ring_dropped || now.media_dropped > before.media_dropped)
+			break;
+		g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+		g_usleep(1000);
+	}
+	/* The writer trims right after the batch that added the files: a
+	 * round trip through it waits for that. */
+	g_assert_cmpint(db_retain_now(db), ==, 0);
+}
+
+/* Sum of the sizes of the files under dir (recursively), and their count. */
+static int64_t bytes_under(const char *dir, int64_t *files)
+{
+	GDir *d = g_dir_open(dir, 0, NULL);
+	const char *name;
+	int64_t n = 0;
+
+	if (!d)
+		return 0;
+	while ((name = g_dir_read_name(d))) {
+		char *p = g_build_filename(dir, name, NULL);
+		GStatBuf sb;
+
+		if (g_file_test(p, G_FILE_TEST_IS_DIR)) {
+			n += bytes_under(p, files);
+		} else if (g_stat(p, &sb) == 0) {
+			n += sb.st_size;
+			(*files)++;
+		}
+		g_free(p);
+	}
+	g_dir_close(d);
+	return n;
+}
+
+static int ring_media_cb(const struct db_media *m, void *data)
+{
+	int *recent = data;
+
+	*recent += m->recent ? 1 : 0;
+	g_assert_true(g_str_has_prefix(m->path, "recent/") == (m->recent != 0));
+	return 0;
+}
+
+/* Every accepted part's files go to the ring (media/recent/) unless the
+ * sample keeps them long-term (then only there); over many parts the ring
+ * stays under recent_images_mb and keeps the newest; long-term files are
+ * never removed for it; its totals match the folder, and are rebuilt from
+ * the rows at the next open, which trims to a smaller bound. */
+static void test_recent_ring(struct fixture *fx, gconstpointer data)
+{
+	enum { PARTS = 60 };
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	int64_t bound = 1024 * 1024, files = 0, bytes, newest_missing;
+	char *ring_dir = g_strconcat(fx->path, ".media/recent", NULL);
+	struct db_stats st;
+	int recent = 0;
+	db_log *db;
+
+	(void)data;
+	opt.keep_accepted_every = 10;     /* parts 0, 10, 20 ... of the accepted */
+	opt.recent_images_mb = 1;
+	db = open_opts(fx->path, &opt);
+	for (uint32_t i = 0; i < PARTS; i++) {
+		/* Every 7th part a reject: long-term, whatever the ring does. */
+		ring_submit(db, i, i % 7 == 3 ? VIGIL_VERDICT_REJECT : VIGIL_VERDICT_ACCEPT, 0);
+		st = stats(db);
+		g_assert_cmpuint(st.ring_bytes, <=, (uint64_t)bound);
+	}
+	st = stats(db);
+	g_assert_cmpuint(st.ring_dropped, ==, 0);
+	g_assert_cmpuint(st.ring_removed, >, 0);   /* 60 parts of ~130 KB overflow 1 MB */
+	g_assert_cmpuint(st.ring_files, >, 0);
+	/* The totals are the folder's. */
+	bytes = bytes_under(ring_dir, &files);
+	g_assert_cmpint(files, ==, (int64_t)st.ring_files);
+	g_assert_cmpint(bytes, ==, (int64_t)st.ring_bytes);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media WHERE recent = 1"), ==,
+			(int64_t)st.ring_files);
+	g_assert_cmpint(st.ring_oldest_us, ==,
+			sql_int(fx->path, "SELECT min(i.t_wall_us) FROM media m JOIN inspections"
+				" i ON i.id = m.inspection_id WHERE m.recent = 1"));
+	db_close(db);
+
+	/* Stored once: no part has both. */
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM (SELECT inspection_id FROM media"
+				" GROUP BY inspection_id HAVING min(recent) = 0 AND"
+				" max(recent) = 1)"), ==, 0);
+	/* Long-term: the 9 rejects and 6 of the 51 accepted (one in 10),
+	 * whole (4 files each), none removed. */
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(DISTINCT inspection_id) FROM media"
+				" WHERE recent = 0"), ==, 9 + 6);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media WHERE recent = 0"), ==,
+			(9 + 6) * 4);
+	/* The ring keeps the newest: every ring-eligible part after the
+	 * newest one missing is in it, whole (images, map, window). */
+	newest_missing = sql_int(fx->path,
+		"SELECT coalesce(max(i.id), 0) FROM inspections i WHERE NOT EXISTS (SELECT 1"
+		" FROM media m WHERE m.inspection_id = i.id)");
+	g_assert_cmpint(newest_missing, >, 0);
+	g_assert_cmpint(sql_int(fx->path, "SELECT min(inspection_id) FROM media WHERE recent = 1"),
+			>, newest_missing);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media WHERE recent = 1"), ==,
+			4 * sql_int(fx->path, "SELECT count(DISTINCT inspection_id) FROM media"
+				    " WHERE recent = 1"));
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections i JOIN media m ON"
+				" m.inspection_id = i.id AND m.recent = 1 WHERE"
+				" i.image_path IS NOT NULL"), ==, 0);
+	/* Readers see which files are the ring's. */
+	g_assert_cmpint(db_read_media(fx->path, sql_int(fx->path, "SELECT max(inspection_id) FROM"
+						      " media WHERE recent = 1"),
+				      ring_media_cb, &recent, NULL), ==, 0);
+	g_assert_cmpint(recent, ==, 4);
+
+	/* Reopened: totals from the rows. Turned off, the ring is emptied at
+	 * the first batch, and again only ring files go; accepted parts are
+	 * only sampled. */
+	opt.recent_images_mb = 0;
+	db = open_opts(fx->path, &opt);
+	g_assert_cmpuint(stats(db).ring_files, ==, st.ring_files);
+	g_assert_cmpuint(stats(db).ring_bytes, ==, st.ring_bytes);
+	ring_submit(db, PARTS, VIGIL_VERDICT_REJECT, 0);
+	g_assert_cmpuint(stats(db).ring_files, ==, 0);
+	g_assert_cmpuint(stats(db).ring_bytes, ==, 0);
+	db_close(db);
+	files = 0;
+	g_assert_cmpint(bytes_under(ring_dir, &files), ==, 0);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media WHERE recent = 0"), ==,
+			(9 + 6 + 1) * 4);
+	g_free(ring_dir);
+}
+
+/* recent_images_hours: ring files of parts older than that go, however
+ * much room is left; the long-term ones stay. */
+static void test_recent_ring_hours(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	int64_t now = g_get_real_time(), hour = INT64_C(3600) * G_USEC_PER_SEC;
+	db_log *db;
+
+	(void)data;
+	opt.recent_images_mb = 64;
+	opt.recent_images_hours = 2;
+	db = open_opts(fx->path, &opt);
+	for (uint32_t i = 0; i < 6; i++)
+		ring_submit(db, i, i == 1 ? VIGIL_VERDICT_REJECT : VIGIL_VERDICT_ACCEPT,
+			    now - (i < 3 ? 3 * hour : hour / 2));
+	/* The old ones (parts 0 and 2; 1 is a reject) were trimmed right
+	 * after their rows, so the ring holds parts 3 to 5. */
+	g_assert_cmpuint(stats(db).ring_files, ==, 3 * 4);
+	g_assert_cmpint(stats(db).ring_oldest_us, ==, now - hour / 2);
+	db_close(db);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media WHERE recent = 0"), ==, 4);
+	g_assert_cmpint(sql_int(fx->path, "SELECT min(inspection_id) FROM media WHERE"
+				" recent = 1"), ==, 4);
+}
+
+/* A full disk: the ring is the first to give way. The file may not grow
+ * (max_pages); the first write it refuses halves the ring at once, files
+ * and rows, never a long-term file; while writes fail no part goes to the
+ * ring (counted), and the line's rows wait in the spool as ever. */
+static void test_recent_ring_gives_way(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	char *ring_dir = g_strconcat(fx->path, ".media/recent", NULL);
+	int64_t files = 0, pages, long_term;
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+	struct db_stats before, st;
+	uint32_t i;
+	db_log *db;
+
+	(void)data;
+	opt.keep_accepted_every = 0;
+	opt.recent_images_mb = 64;
+	db = open_opts(fx->path, &opt);
+	for (i = 0; i < 8; i++)
+		ring_submit(db, i, i == 2 ? VIGIL_VERDICT_REJECT : VIGIL_VERDICT_ACCEPT, 0);
+	before = stats(db);
+	g_assert_cmpuint(before.ring_files, ==, 7 * 4);
+	db_close(db);
+	long_term = sql_int(fx->path, "SELECT count(*) FROM media WHERE recent = 0");
+	g_assert_cmpint(long_term, ==, 4);
+	pages = sql_int(fx->path, "PRAGMA page_count");
+
+	/* The file full from now on: rows go until the pages' free room is
+	 * used up, then the writer faults. */
+	opt.max_pages = pages;
+	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING,
+			      "*writes fail*database or disk is full*");
+	db = open_opts(fx->path, &opt);
+	for (i = 100; stats(db).ok; i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+
+		g_assert_cmpuint(i, <, 5000);
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.verdict = VIGIL_VERDICT_REJECT;
+		g_assert_cmpint(db_submit(db, &r), ==, 0);
+		wait_settled(db, i - 100 + 1);
+	}
+	while (stats(db).ring_removed == 0) {
+		g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+		g_usleep(1000);
+	}
+	g_test_assert_expected_messages();
+	st = stats(db);
+	g_assert_cmpuint(st.ring_bytes, <=, before.ring_bytes / 2);
+	/* Halved once for the fault, not again at every retry; whole parts. */
+	g_assert_cmpuint(st.ring_files, >=, 3 * 4);
+	g_assert_cmpuint(st.ring_files % 4, ==, 0);
+	g_assert_cmpuint(st.ring_files + st.ring_removed, ==, before.ring_files);
+	g_assert_cmpint(bytes_under(ring_dir, &files), ==, (int64_t)st.ring_bytes);
+	g_assert_cmpint(files, ==, (int64_t)st.ring_files);
+	/* While writes fail, an accepted part's files are not taken for the
+	 * ring: counted, and its row waits in the spool. */
+	{
+		struct db_inspection r;
+		char model[64], image[128];
+
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.verdict = VIGIL_VERDICT_ACCEPT;
+		g_assert_cmpint(db_submit_media(db, &r, make_media(1, 16, 16), -1, NULL), ==, 0);
+	}
+	g_assert_cmpuint(stats(db).ring_dropped, ==, 1);
+	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "*closing with writes still failing*");
+	db_close(db);
+	g_test_assert_expected_messages();
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media WHERE recent = 0"), ==,
+			long_term);
+	g_free(ring_dir);
+}
+
 #define DAY_US (INT64_C(86400) * 1000000)
 
 /* Rows of ages in days, each a reject with its files. */
@@ -1914,6 +2168,19 @@ static void test_database_settings(void)
 		"[database]\n"
 		"path = vigil.db\n"
 		"max_age_days = 3\n";
+	static const char ring_budget[] =
+		"[database]\n"
+		"path = vigil.db\n"
+		"disk_budget_mb = 512\n"
+		"recent_images_mb = 512\n";
+	static const char small_budget[] =
+		"[database]\n"
+		"path = vigil.db\n"
+		"disk_budget_mb = 400\n";
+	static const char ring_negative[] =
+		"[database]\n"
+		"path = vigil.db\n"
+		"recent_images_hours = -1\n";
 	struct db_settings s;
 	char *err = NULL;
 	config *c = config_load_data(good, "line.conf", &err);
@@ -1932,6 +2199,36 @@ static void test_database_settings(void)
 	g_assert_cmpuint(s.opt.spool_rows, ==, 4096);
 	g_assert_cmpint(s.commit_timeout_ms, ==, 100);
 	g_assert_cmpstr(s.opt.shifts, ==, "early 06:00, late 14:00, night 22:00");
+	g_assert_cmpint(s.opt.recent_images_mb, ==, 1024);
+	g_assert_cmpint(s.opt.recent_images_hours, ==, 0);
+	db_settings_clear(&s);
+	config_free(c);
+
+	/* Under a small disk budget the default ring is a quarter of it. */
+	c = config_load_data(small_budget, "line.conf", &err);
+	g_assert_nonnull(c);
+	g_assert_cmpint(db_options_read(c, &s, &err), ==, 0);
+	g_assert_cmpint(s.opt.recent_images_mb, ==, 100);
+	db_settings_clear(&s);
+	config_free(c);
+
+	/* A ring that would take the whole disk budget, and one of a
+	 * negative age, are named by file, line and key. */
+	c = config_load_data(ring_budget, "line.conf", &err);
+	g_assert_nonnull(c);
+	g_assert_cmpint(db_options_read(c, &s, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:4: [database] recent_images_mb: 512 is not less than "
+			"disk_budget_mb (512): the ring would take the whole budget");
+	g_free(err);
+	err = NULL;
+	db_settings_clear(&s);
+	config_free(c);
+	c = config_load_data(ring_negative, "line.conf", &err);
+	g_assert_nonnull(c);
+	g_assert_cmpint(db_options_read(c, &s, &err), ==, -EINVAL);
+	g_assert_true(g_str_has_prefix(err, "line.conf:3: [database] recent_images_hours"));
+	g_free(err);
+	err = NULL;
 	db_settings_clear(&s);
 	config_free(c);
 
@@ -2081,6 +2378,9 @@ int main(int argc, char **argv)
 	ADD("/db/media-drops", test_media_drops);
 	ADD("/db/media-sweep", test_media_sweep);
 	ADD("/db/review-labels", test_review_labels);
+	ADD("/db/recent-ring", test_recent_ring);
+	ADD("/db/recent-ring-hours", test_recent_ring_hours);
+	ADD("/db/recent-ring-gives-way", test_recent_ring_gives_way);
 	ADD("/db/retention-age", test_retention_age);
 	ADD("/db/retention-budget", test_retention_budget);
 	ADD("/db/retention-slices", test_retention_slices);

@@ -260,7 +260,11 @@ def disk_full(build, root, tmp):
     con.close()
     os.environ["VIGIL_TEST_DB_MAX_PAGES"] = str(pages)
     # A deadline the commit wait would overrun if it blocked on the disk.
-    conf = config(env, deadline_ms=3000, plc_extra="fault_policy = reject_all\n")
+    # No recent ring: its media rows would move the part at which the file
+    # fills, and with it which parts (the model's own marginals among
+    # them) fall in the fault.
+    conf = config(env, deadline_ms=3000, plc_extra="fault_policy = reject_all\n",
+                  tail="recent_images_mb = 0\n")
     v = Vigild(build, conf, os.path.join(tmp, "vigild.log"))
     plc = MasterPLC(env["port"])
     v.wait_until("ready", lambda: plc.status()[1] & 1, WAIT_S, 0.01)

@@ -214,6 +214,8 @@ async function showMedia(media) {
     const cap = document.createElement("figcaption");
     text(cap, "camera " + m.camera);
     fig.append(canvas, cap);
+    // ring.js: a ring image says it is kept for the recent window only.
+    if (window.ringMark) window.ringMark(fig, m);
     box.append(fig);
     const hm = heats.find((h) => h.camera === m.camera) || heats[0];
     try {
