@@ -307,6 +307,10 @@ struct db_filter {
 int db_query(const char *path, const struct db_filter *f, const struct db_row_cb *cb,
 	     char **err);
 
+/* How many rows pass the filter, its limit aside (the list's "200 of 260");
+ * a negative code on error, like db_query. */
+int64_t db_query_count(const char *path, const struct db_filter *f, char **err);
+
 /* A QA review of the latest inspection of part_id: decision "confirm" (the
  * verdict stands) or "overrule" with the right verdict. Written on its own
  * connection (vigild may be writing at the same time). -ENOENT when no such
