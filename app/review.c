@@ -144,7 +144,6 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 	int64_t part, media_id = -1;
 
 	(void)server;
-	(void)query;
 	if (soup_server_message_get_status(msg) != 0)
 		return;  /* refused by the early handler */
 	/* Reads of the log need a viewer's token only with read_requires_token;
@@ -192,6 +191,15 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 		review__api_whoami(s, msg);
 	else if (strcmp(path, "/api/classes") == 0)
 		review__api_classes(s, msg);  /* labels: review-labels.c */
+	else if (strcmp(path, "/api/reference") == 0) {
+		const char *camera = query ? g_hash_table_lookup(query, "camera") : NULL;
+
+		if (camera && (!*camera || strlen(camera) > 100 || !g_utf8_validate(camera, -1, NULL)))
+			review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+					    "camera is a camera's name, up to 100 bytes");
+		else
+			review__api_reference(s, msg, camera);
+	}
 	else if (strcmp(path, "/api/status") == 0)
 		review__api_status(s, msg);
 	else if (strcmp(path, "/api/history") == 0)
