@@ -13,8 +13,8 @@ then, over the finished log:
 7      the list says "showing 200 of N" and "show more" shows the rest;
 8      the vibration chart's title has no "null"; the bearing-frequency
        labels on the spectrum do not overlap;
-keys   j / k / ArrowDown / ArrowUp move, o overrules (verdict focused), c
-       confirms and saves, Escape closes, keys typed in a field are text;
+keys   j / k / ArrowDown / ArrowUp move, o overrules (verdict focused, Enter
+       saves), c confirms and saves, Escape closes, keys typed in a field are text;
 bulk   two ticked rows confirmed at once, shown in the list, in SQLite;
 ref    beside the part, an accepted part's image from the same camera.
 
@@ -218,6 +218,11 @@ async function finished(page, browser) {
     await page.keyboard.press("o");
     must(await page.evaluate(() => document.querySelector("#review").elements.decision.value === "overrule" &&
       document.activeElement === document.querySelector("#review select[name=verdict]")), "o did not overrule");
+    // Enter on the verdict saves the overrule.
+    await page.selectOption("#review select[name=verdict]", "accept");
+    await page.focus("#review select[name=verdict]");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => document.querySelector("#review-result").textContent.startsWith("saved: overrule → accept"), null, { timeout: T });
     await page.evaluate(() => document.activeElement.blur());
     // c: confirm, saved.
     await page.keyboard.press("j"); await at(all[i0 + 1]);
@@ -323,6 +328,7 @@ def main():
                                     (res["ref"],)).fetchone()[0]
             con.close()
             want = {p: ("confirm", verdicts[p], "ux-browser") for p in [res["keyed"]] + res["bulk"]}
+            want[newest] = ("overrule", "accept", "ux-browser")   # o, then Enter
             if reviews != want:
                 fail(f"reviews in the database: {reviews}, want {want}")
             if verdicts.get(res["ref"]) != "accept" or not ref_media:

@@ -8,6 +8,7 @@ let selectedPart = null;
 const PAGE = 200;            // rows the list shows at first, and "show more" adds
 const checked = new Set();   // part ids ticked for bulk confirm; kept over refreshes
 let listSignature = "";      // what the list shows now, to skip a refresh that changes nothing
+let appliedQuery = null;     // the filters as last applied (Filter, show more, page load)
 
 // ---- charts (uPlot, when vigild serves it) ----
 
@@ -198,17 +199,19 @@ function renderRow(r) {
   return tr;
 }
 
-// live: a refresh from the status poll, not asked for. It is skipped while
-// the user types in the filters (the list would change under the typing),
-// and it keeps the row at the top of the viewport where it was, so new
-// parts arriving above do not push the list down under the reader's eyes.
+// live: a refresh from the status poll, not asked for. It uses the filters
+// as last applied (a half-edited filter is not applied behind the user's
+// back), is skipped while the user types in the filters, and keeps the
+// first row in view where it was, so new parts arriving above do not push
+// the list down under the reader's eyes.
 async function refreshList(opts = {}) {
   const err = $("list-error");
   const filters = $("filters");
   if (opts.live && filters.contains(document.activeElement) &&
       document.activeElement.tagName === "INPUT") return;
+  if (!opts.live || appliedQuery === null) appliedQuery = filterQuery();
   try {
-    const data = await getJSON("/api/inspections?" + filterQuery());
+    const data = await getJSON("/api/inspections?" + appliedQuery);
     err.hidden = true;
     const rows = data.inspections.slice().reverse();
     const sig = JSON.stringify([data.total, rows.map((r) => [r.id, r.review, r.review_verdict])]);
@@ -545,10 +548,16 @@ function stepPart(step) {
 function onKey(ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
   const t = ev.target;
+  const open = selectedPart !== null && !$("detail").hidden;
+  // After o: choose the verdict with the arrow keys, Enter saves.
+  if (ev.key === "Enter" && open && t === $("review").elements.verdict) {
+    ev.preventDefault();
+    submitReview();
+    return;
+  }
   // Typing in a field is typing, not a command.
   if (t && (t.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(t.tagName)) &&
       !(t.type === "checkbox" || t.type === "radio")) return;
-  const open = selectedPart !== null && !$("detail").hidden;
   switch (ev.key) {
   case "j": case "ArrowDown": stepPart(1); break;
   case "k": case "ArrowUp": stepPart(-1); break;
