@@ -280,7 +280,7 @@ void review__api_vibration(review_server *s, SoupServerMessage *msg, int64_t par
 	b = json_builder_new();
 	json_builder_begin_object(b);
 	review__add_int(b, "media_id", r.id);
-	review__add_string(b, "sensor", r.camera);
+	review__add_string(b, "sensor", r.camera ? r.camera : s->vibration_name);
 	review__add_number(b, "rate_hz", rate);
 	review__add_int(b, "samples", (int64_t)n);
 	json_builder_set_member_name(b, "waveform_g");

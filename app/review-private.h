@@ -83,6 +83,9 @@ struct review_server {
 	gboolean have_bearing;
 	double shaft_hz, hf_hz;
 	struct bearing_freqs bearing;
+	/* NAME of that section (NULL: none): the source of a kept vibration
+	 * window whose media row names none, as the line logs them. */
+	char *vibration_name;
 	guint sampler;
 	/* The defect types a review may name (review-labels.c), each a
 	 * g_strdup'ed word: the packages' [classes] and [review] defect_types. */

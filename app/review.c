@@ -228,6 +228,8 @@ static void read_bearing(review_server *s, const config *cfg)
 	s->shaft_hz = cs.shaft_hz;
 	s->have_bearing = cs.have_bearing;
 	s->bearing = cs.bearing;
+	if (groups[0])
+		s->vibration_name = g_strdup(groups[0] + strlen("vibration."));
 	g_free(err);
 	g_strfreev(groups);
 }
@@ -448,5 +450,6 @@ void review_server_free(review_server *s)
 	g_free(s->static_dir);
 	g_free(s->charts_dir);
 	users_free(s->users);
+	g_free(s->vibration_name);
 	g_free(s);
 }

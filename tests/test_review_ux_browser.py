@@ -11,7 +11,7 @@ then, over the finished log:
 3      at 820x1180, 1180x820 and 1440x900 the open panel makes no sideways
        scroll and clips none of its values;
 7      the list says "showing 200 of N" and "show more" shows the rest;
-8      the vibration chart's title has no "null"; the bearing-frequency
+8      the vibration chart's title names the source, not "null"; the bearing-frequency
        labels on the spectrum do not overlap;
 keys   j / k / ArrowDown / ArrowUp move, o overrules (verdict focused, Enter
        saves), c confirms and saves, Escape closes, keys typed in a field are text;
@@ -152,7 +152,9 @@ async function finished(page, browser) {
     await page.waitForSelector("#d-waveform .u-title", { timeout: T });
     await page.waitForFunction(() => document.querySelector("#d-spectrum").dataset.labelBoxes, null, { timeout: T });
     const title = await page.textContent("#d-waveform .u-title");
-    must(title === "vibration", "waveform title: " + title);
+    // The kept window's row names no source (as the line logs them): the
+    // section the review server was configured with names it.
+    must(title === "vibration (drive_end)", "waveform title: " + title);
     const labels = JSON.parse(await page.getAttribute("#d-spectrum", "data-label-boxes"));
     must(labels.length === 4, "spectrum labels: " + JSON.stringify(labels));
     for (let i = 0; i < labels.length; i++)
@@ -310,7 +312,7 @@ def main():
             con.close()
             files = add_part_media(line.db, line.sim_dir, newest, 9 / 2 * 29.95 * (1 - 7.94 / 39.04))
             # The line logs its vibration windows without a source name: the
-            # chart must not say "null" then.
+            # chart names the configured [vibration.NAME], never "null".
             con = sqlite3.connect(line.db)
             con.execute("UPDATE media SET camera = NULL WHERE id = ?", (files["vibration"][0],))
             con.commit()
