@@ -115,6 +115,12 @@ async function finished(page, browser) {
     must(box.panel >= 0 && box.panel < box.h, "panel top at " + box.panel + " px");
     must(box.save.top >= 0 && box.save.bottom <= box.h, "Save at " + box.save.top + ".." + box.save.bottom);
     console.log("ITEM1 panel top " + box.panel + ", Save " + Math.round(box.save.top));
+    // A part with an image shows the tall labelling canvas in the form:
+    // Save stays in view all the same.
+    await openRow(page, arg.media_part);
+    await page.waitForFunction(() => document.querySelector("#d-media canvas.part-image"), null, { timeout: T });
+    const save = await page.evaluate(() => document.querySelector("#review button[type=submit]").getBoundingClientRect());
+    must(save.top >= 0 && save.bottom <= 900, "with an image, Save at " + save.top + ".." + save.bottom);
   });
 
   // 2: a fresh form for every part.
