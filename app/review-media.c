@@ -283,7 +283,7 @@ void review__api_vibration(review_server *s, SoupServerMessage *msg, int64_t par
 	b = json_builder_new();
 	json_builder_begin_object(b);
 	review__add_int(b, "media_id", r.id);
-	review__add_string(b, "sensor", r.camera);
+	review__add_string(b, "sensor", r.camera ? r.camera : s->vibration_name);
 	review__add_number(b, "rate_hz", rate);
 	review__add_int(b, "samples", (int64_t)n);
 	json_builder_set_member_name(b, "waveform_g");
@@ -326,3 +326,96 @@ out:
 	media_row_clear(&r);
 }
 
+
+/* ---- GET /api/reference?camera=NAME: a good part to compare with ---- */
+
+/* Searched newest first among this many accepted parts: a kept image of
+ * an accepted part is a sample (about one in ten), so a few hundred
+ * reach back far enough without reading the whole log per request. */
+#define REVIEW_REFERENCE_SCAN 500
+
+struct reference_scan {
+	GArray *ids;   /* struct db_inspection's part_id and id, pairs of int64 */
+};
+
+static int reference_cb(const struct db_inspection *row, void *data)
+{
+	struct reference_scan *r = data;
+	int64_t pair[2] = { row->part_id, row->id };
+
+	/* A part a reviewer overruled to reject or marginal is no reference. */
+	if (row->review && row->review_verdict != VIGIL_VERDICT_ACCEPT)
+		return 0;
+	g_array_append_vals(r->ids, pair, 2);
+	return 0;
+}
+
+struct camera_image {
+	const char *camera;   /* NULL: any */
+	int64_t media_id;
+	char *camera_found;
+};
+
+static int camera_image_cb(const struct db_media *m, void *data)
+{
+	struct camera_image *c = data;
+
+	if (strcmp(m->kind, "image") != 0 ||
+	    (c->camera && (!m->camera || strcmp(m->camera, c->camera) != 0)))
+		return 0;
+	c->media_id = m->id;
+	c->camera_found = g_strdup(m->camera);
+	return 1;
+}
+
+void review__api_reference(review_server *s, SoupServerMessage *msg, const char *camera)
+{
+	struct db_filter f = DB_FILTER_ALL;
+	struct reference_scan r = { g_array_new(FALSE, FALSE, sizeof(int64_t)) };
+	struct db_row_cb cb = { reference_cb, &r };
+	struct camera_image c = { camera, -1, NULL };
+	int64_t part_id = -1;
+	char *err = NULL;
+
+	f.verdict = "accept";
+	f.limit = REVIEW_REFERENCE_SCAN;
+	if (db_query(s->db_path, &f, &cb, &err) < 0)
+		goto fail;
+	/* db_query gives the newest rows oldest first: walk them backwards. */
+	for (guint i = r.ids->len; i >= 2 && part_id < 0; i -= 2) {
+		int64_t *pair = &g_array_index(r.ids, int64_t, i - 2);
+
+		if (db_read_media(s->db_path, pair[1], camera_image_cb, &c, &err) < 0)
+			goto fail;
+		if (c.media_id >= 0)
+			part_id = pair[0];
+	}
+	if (part_id < 0) {
+		review__reply_error(msg, SOUP_STATUS_NOT_FOUND,
+				    "no recent accepted part kept an image%s%s",
+				    camera ? " of camera " : "", camera ? camera : "");
+	} else {
+		JsonBuilder *b = json_builder_new();
+		char *url = g_strdup_printf("/api/parts/%" PRId64 "/media/%" PRId64, part_id,
+					    c.media_id);
+
+		json_builder_begin_object(b);
+		review__add_int(b, "part_id", part_id);
+		review__add_string(b, "verdict", "accept");
+		review__add_string(b, "camera", c.camera_found);
+		review__add_int(b, "media_id", c.media_id);
+		review__add_string(b, "url", url);
+		json_builder_end_object(b);
+		review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
+		g_object_unref(b);
+		g_free(url);
+	}
+	goto out;
+fail:
+	g_warning("review: %s", err);
+	review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+	free(err);
+out:
+	g_free(c.camera_found);
+	g_array_free(r.ids, TRUE);
+}

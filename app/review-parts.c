@@ -233,6 +233,7 @@ void review__api_inspections(review_server *s, SoupServerMessage *msg, const cha
 	struct db_row_cb cb;
 	GHashTable *q;
 	char *why = NULL, *err = NULL;
+	int64_t total;
 
 	if (!(q = parse_query(query, &why)) || read_filter(q, &f, &why) < 0) {
 		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "%s", why);
@@ -252,6 +253,18 @@ void review__api_inspections(review_server *s, SoupServerMessage *msg, const cha
 	}
 	json_builder_end_array(b);
 	review__add_int(b, "limit", f.limit);
+	/* The rows that match beyond the limit too, so the page can say
+	 * "200 of 260" instead of passing the newest 200 off as all. */
+	if ((total = db_query_count(s->db_path, &f, &err)) < 0) {
+		g_warning("review: %s", err);
+		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		free(err);
+		g_object_unref(b);
+		goto out;
+	}
+	review__add_int(b, "total", total);
+	json_builder_set_member_name(b, "has_more");
+	json_builder_add_boolean_value(b, total > f.limit);
 	json_builder_end_object(b);
 	review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
 	g_object_unref(b);

@@ -84,6 +84,9 @@ struct review_server {
 	gboolean have_bearing;
 	double shaft_hz, hf_hz;
 	struct bearing_freqs bearing;
+	/* NAME of that section (NULL: none): the source of a kept vibration
+	 * window whose media row names none, as the line logs them. */
+	char *vibration_name;
 	guint sampler;
 	/* The defect types a review may name (review-labels.c), each a
 	 * g_strdup'ed word: the packages' [classes] and [review] defect_types. */
@@ -185,6 +188,9 @@ int review__media_list(review_server *s, int64_t part_id, int64_t inspection_id,
 void review__api_media(review_server *s, SoupServerMessage *msg, int64_t part_id,
 		       int64_t media_id);
 void review__api_vibration(review_server *s, SoupServerMessage *msg, int64_t part_id);
+/* The newest accepted part (not overruled) with a kept image of camera
+ * (NULL: any) among the recent ones: part_id and the image's url. */
+void review__api_reference(review_server *s, SoupServerMessage *msg, const char *camera);
 
 /* The latest inspection's first file of kind (e.g. "image") of part_id:
  * 0 with *data, or an error replied (404 when none is kept). */

@@ -192,6 +192,15 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 		review__api_whoami(s, msg);
 	else if (strcmp(path, "/api/classes") == 0)
 		review__api_classes(s, msg);  /* labels: review-labels.c */
+	else if (strcmp(path, "/api/reference") == 0) {
+		const char *camera = query ? g_hash_table_lookup(query, "camera") : NULL;
+
+		if (camera && (!*camera || strlen(camera) > 100 || !g_utf8_validate(camera, -1, NULL)))
+			review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+					    "camera is a camera's name, up to 100 bytes");
+		else
+			review__api_reference(s, msg, camera);
+	}
 	else if (strcmp(path, "/api/status") == 0)
 		review__api_status(s, msg);
 	else if (strcmp(path, "/api/trends") == 0)
@@ -224,6 +233,8 @@ static void read_bearing(review_server *s, const config *cfg)
 	s->shaft_hz = cs.shaft_hz;
 	s->have_bearing = cs.have_bearing;
 	s->bearing = cs.bearing;
+	if (groups[0])
+		s->vibration_name = g_strdup(groups[0] + strlen("vibration."));
 	g_free(err);
 	g_strfreev(groups);
 }
@@ -444,5 +455,6 @@ void review_server_free(review_server *s)
 	g_free(s->static_dir);
 	g_free(s->charts_dir);
 	users_free(s->users);
+	g_free(s->vibration_name);
 	g_free(s);
 }

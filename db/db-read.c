@@ -115,6 +115,7 @@ static int verdict_code(const char *name)
 struct query_ctx {
 	const struct db_filter *f;
 	const struct db_row_cb *cb;
+	int64_t *count;   /* db_query_count: the count(*) goes here, cb is NULL */
 };
 
 /* Binding a number the statement does not use fails harmlessly
@@ -163,17 +164,25 @@ static int inspection_row(sqlite3_stmt *st, void *data)
 	return cb->fn(&row, cb->data);
 }
 
-int db_query(const char *path, const struct db_filter *f, const struct db_row_cb *cb,
-	     char **err)
+static int count_row(sqlite3_stmt *st, void *data)
+{
+	*((struct query_ctx *)data)->count = sqlite3_column_int64(st, 0);
+	return 1;
+}
+
+/* db_query, or with count set db_query_count: the same WHERE either way,
+ * so a filter added here counts as it lists. */
+static int run_query(const char *path, const struct db_filter *f, const struct db_row_cb *cb,
+		     int64_t *count, char **err)
 {
 	static const struct db_filter all = DB_FILTER_ALL;
 	struct query_ctx ctx;
 	struct statement s = { .path = path, .current_schema = true, .bind = bind_filter,
-			       .row = inspection_row, .data = &ctx };
+			       .row = count ? count_row : inspection_row, .data = &ctx };
 	GString *sql;
 	int rc;
 
-	if (!cb || !cb->fn) {
+	if (!count && (!cb || !cb->fn)) {
 		db__set_error(err, "cannot read %s: no callback given", path ? path : "(no path)");
 		return -EINVAL;
 	}
@@ -188,10 +197,10 @@ int db_query(const char *path, const struct db_filter *f, const struct db_row_cb
 			  f->defect_class);
 		return -EINVAL;
 	}
-	ctx = (struct query_ctx){ f, cb };
+	ctx = (struct query_ctx){ f, cb, count };
 	/* Every value is a numbered parameter; the text only grows by fixed
 	 * fragments, so no filter value can change the statement. */
-	sql = g_string_new("SELECT * FROM (");
+	sql = g_string_new(count ? "SELECT count(*) FROM (" : "SELECT * FROM (");
 	g_string_append(sql, sql_select_inspections);
 	g_string_append(sql, " WHERE 1");
 	if (f->since_us)
@@ -212,14 +221,32 @@ int db_query(const char *path, const struct db_filter *f, const struct db_row_cb
 		g_string_append(sql, " AND r.id IS NULL");
 	else if (f->reviewed == 1)
 		g_string_append(sql, " AND r.id IS NOT NULL");
-	g_string_append(sql, " ORDER BY i.id DESC");
-	if (f->limit > 0)
-		g_string_append(sql, " LIMIT ?8");
-	g_string_append(sql, ") ORDER BY 15");
+	if (count) {
+		g_string_append(sql, ")");
+	} else {
+		g_string_append(sql, " ORDER BY i.id DESC");
+		if (f->limit > 0)
+			g_string_append(sql, " LIMIT ?8");
+		g_string_append(sql, ") ORDER BY 15");
+	}
 	s.sql = sql->str;
 	rc = run_statement(&s, err);
 	g_string_free(sql, TRUE);
 	return rc;
+}
+
+int db_query(const char *path, const struct db_filter *f, const struct db_row_cb *cb,
+	     char **err)
+{
+	return run_query(path, f, cb, NULL, err);
+}
+
+int64_t db_query_count(const char *path, const struct db_filter *f, char **err)
+{
+	int64_t count = 0;
+	int rc = run_query(path, f, NULL, &count, err);
+
+	return rc < 0 ? rc : count;
 }
 
 int db_read_inspections(const char *path, const struct db_row_cb *cb, char **err)

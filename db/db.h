@@ -345,6 +345,9 @@ struct db_bucket_counts {
  * negative code with *err set as for db_open. */
 int db_count_buckets(const char *path, const int64_t *edges, size_t nbuckets,
 		     struct db_bucket_counts *out, char **err);
+/* How many rows pass the filter, its limit aside (the list's "200 of 260");
+ * a negative code on error, like db_query. */
+int64_t db_query_count(const char *path, const struct db_filter *f, char **err);
 
 /* A QA review of the latest inspection of part_id: decision "confirm" (the
  * verdict stands) or "overrule" with the right verdict. Written on its own

@@ -9,7 +9,7 @@
 int condition_config_read(const config *cfg, const char *group, double rate_hz,
 			  struct condition_settings *s, char **err)
 {
-	static const char *const iso_classes[] = { "I", "II", "III", "IV", NULL };
+	static const char *const iso_classes[] = { CONDITION_ISO_CLASSES, NULL };
 	struct bearing_geometry g = { 0 };
 	int cls = 0;
 

@@ -41,14 +41,18 @@ int condition_bearing_freqs(const struct bearing_geometry *g, double shaft_hz,
 
 char condition_iso_zone(double v, enum iso_class cls)
 {
-	/* Zone boundaries A/B, B/C, C/D in mm/s RMS (ISO 10816-1 Annex B). */
-	static const double limits[4][3] = {
-		{ 0.71, 1.8, 4.5 },   /* class I: small machines up to 15 kW */
+	/* Zone boundaries A/B, B/C, C/D in mm/s RMS, 10-1000 Hz. */
+	static const double limits[8][3] = {
+		{ 0.71, 1.8, 4.5 },   /* 10816-1 class I: small machines up to 15 kW */
 		{ 1.12, 2.8, 7.1 },   /* class II: medium machines */
 		{ 1.8, 4.5, 11.2 },   /* class III: large, rigid foundations */
 		{ 2.8, 7.1, 18.0 },   /* class IV: large, soft foundations */
+		{ 2.3, 4.5, 7.1 },    /* 10816-3 group 1 (300 kW-50 MW), rigid */
+		{ 3.5, 7.1, 11.0 },   /* group 1, flexible */
+		{ 1.4, 2.8, 4.5 },    /* group 2 (15-300 kW), rigid */
+		{ 2.3, 4.5, 7.1 },    /* group 2, flexible */
 	};
-	const double *b = limits[CLAMP((int)cls, 1, 4) - 1];
+	const double *b = limits[CLAMP((int)cls, 1, 8) - 1];
 
 	return v < b[0] ? 'A' : v < b[1] ? 'B' : v < b[2] ? 'C' : 'D';
 }

@@ -31,8 +31,18 @@ struct bearing_freqs {
 int condition_bearing_freqs(const struct bearing_geometry *g, double shaft_hz,
 			    struct bearing_freqs *out);
 
-/* ISO 10816-3 style machine groups and their zone limits (mm/s RMS). */
-enum iso_class { ISO_CLASS_I = 1, ISO_CLASS_II, ISO_CLASS_III, ISO_CLASS_IV };
+/* The machine's class for the zone limits (mm/s RMS): ISO 10816-1's
+ * classes I-IV (small machines up to large ones on soft foundations), or
+ * ISO 10816-3's groups for machines above 15 kW in situ (group 2: 15-300
+ * kW, group 1: 300 kW-50 MW), each on a rigid or a flexible foundation. */
+enum iso_class {
+	ISO_CLASS_I = 1, ISO_CLASS_II, ISO_CLASS_III, ISO_CLASS_IV,
+	ISO_GROUP1_RIGID, ISO_GROUP1_FLEXIBLE, ISO_GROUP2_RIGID, ISO_GROUP2_FLEXIBLE,
+};
+
+/* The names iso_class takes in a configuration, in enum order. */
+#define CONDITION_ISO_CLASSES "I", "II", "III", "IV", "group1-rigid", "group1-flexible", \
+	"group2-rigid", "group2-flexible"
 
 /* 'A' (new machine) .. 'D' (damage likely). */
 char condition_iso_zone(double v_rms_mm_s, enum iso_class cls);
@@ -44,7 +54,7 @@ char condition_iso_zone(double v_rms_mm_s, enum iso_class cls);
 
 /* What condition_config_read makes of them. */
 struct condition_settings {
-	enum iso_class iso_class;  /* iso_class (I) */
+	enum iso_class iso_class;  /* iso_class (I): one of CONDITION_ISO_CLASSES */
 	double hf_hz;              /* hf_hz: the envelope band's lower edge (2000) */
 	double shaft_hz;           /* shaft_hz (0: no bearing lines) */
 	int have_bearing;          /* shaft_hz and the geometry are set */

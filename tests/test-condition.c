@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <glib.h>
 #include <math.h>
+#include <string.h>
 
 #include "fusion/condition.h"
 
@@ -39,6 +40,16 @@ static void test_iso_zones(void)
 	g_assert_cmpint(condition_iso_zone(2.00, ISO_CLASS_II), ==, 'B');
 	g_assert_cmpint(condition_iso_zone(11.2, ISO_CLASS_III), ==, 'D');
 	g_assert_cmpint(condition_iso_zone(11.1, ISO_CLASS_IV), ==, 'C');
+	/* ISO 10816-3's groups: the demo rig's healthy 1.3-3.8 mm/s is A/B on a
+	 * flexible group 2 foundation, C from 2.8 on a rigid one. */
+	g_assert_cmpint(condition_iso_zone(2.29, ISO_GROUP2_FLEXIBLE), ==, 'A');
+	g_assert_cmpint(condition_iso_zone(3.8, ISO_GROUP2_FLEXIBLE), ==, 'B');
+	g_assert_cmpint(condition_iso_zone(4.5, ISO_GROUP2_FLEXIBLE), ==, 'C');
+	g_assert_cmpint(condition_iso_zone(2.8, ISO_GROUP2_RIGID), ==, 'C');
+	g_assert_cmpint(condition_iso_zone(4.5, ISO_GROUP2_RIGID), ==, 'D');
+	g_assert_cmpint(condition_iso_zone(3.4, ISO_GROUP1_FLEXIBLE), ==, 'A');
+	g_assert_cmpint(condition_iso_zone(11.0, ISO_GROUP1_FLEXIBLE), ==, 'D');
+	g_assert_cmpint(condition_iso_zone(7.0, ISO_GROUP1_RIGID), ==, 'C');
 }
 
 static void test_velocity_of_a_sine(void)
@@ -133,7 +144,13 @@ static void test_condition_settings(void)
 		"shaft_hz = 25\n"
 		"\n"
 		"[vibration.fast]\n"
-		"hf_hz = 6000\n";
+		"hf_hz = 6000\n"
+		"\n"
+		"[vibration.rig]\n"
+		"iso_class = group2-flexible\n"
+		"\n"
+		"[vibration.typo]\n"
+		"iso_class = group3\n";
 	struct condition_settings s;
 	struct bearing_freqs f;
 	struct bearing_geometry g = { 9, 7.94, 39.04, 0 };
@@ -165,6 +182,14 @@ static void test_condition_settings(void)
 			"Nyquist (4000 Hz)");
 	g_clear_pointer(&err, g_free);
 	g_assert_cmpint(condition_config_read(c, "vibration.fast", 0, &s, &err), ==, 0);
+
+	g_assert_cmpint(condition_config_read(c, "vibration.rig", 12000, &s, &err), ==, 0);
+	g_assert_cmpint(s.iso_class, ==, ISO_GROUP2_FLEXIBLE);
+	g_assert_cmpint(condition_config_read(c, "vibration.typo", 12000, &s, &err), ==, -EINVAL);
+	g_test_message("%s", err);
+	g_assert_true(g_str_has_prefix(err, "line.conf:21: [vibration.typo] iso_class: "));
+	g_assert_nonnull(strstr(err, "group2-flexible"));
+	g_clear_pointer(&err, g_free);
 	config_free(c);
 }
 

@@ -5,6 +5,10 @@
 
 const $ = (id) => document.getElementById(id);
 let selectedPart = null;
+const PAGE = 200;            // rows the list shows at first, and "show more" adds
+const checked = new Set();   // part ids ticked for bulk confirm; kept over refreshes
+let listSignature = "";      // what the list shows now, to skip a refresh that changes nothing
+let appliedQuery = null;     // the filters as last applied (Filter, show more, page load)
 
 // ---- charts (uPlot, when vigild serves it) ----
 
@@ -22,27 +26,45 @@ function lineChart(el, title, label, color, opts = {}) {
     hooks: {
       draw: (u) => {
         const ctx = u.ctx;
+        const dpr = devicePixelRatio || 1;
+        const rowH = 13 * dpr;
         ctx.save();
-        ctx.font = "11px system-ui, sans-serif";
-        (u._marks || []).forEach((m, i) => {
-          const x = u.valToPos(m.x, "x", true);
-          if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
+        ctx.font = Math.round(11 * dpr) + "px system-ui, sans-serif";
+        // Each label goes in the first row where it overlaps no other
+        // label, by its measured width, so lines close together stay
+        // readable; the boxes (CSS px) are kept on the chart's element.
+        const rows = [];
+        const boxes = [];
+        const sorted = (u._marks || []).map((m) => ({ ...m, px: u.valToPos(m.x, "x", true) }))
+          .filter((m) => m.px >= u.bbox.left && m.px <= u.bbox.left + u.bbox.width)
+          .sort((a, b) => a.px - b.px);
+        for (const m of sorted) {
           ctx.strokeStyle = m.color || "#c33";
           ctx.setLineDash([4, 3]);
           ctx.beginPath();
-          ctx.moveTo(x, u.bbox.top);
-          ctx.lineTo(x, u.bbox.top + u.bbox.height);
+          ctx.moveTo(m.px, u.bbox.top);
+          ctx.lineTo(m.px, u.bbox.top + u.bbox.height);
           ctx.stroke();
+          const w = ctx.measureText(m.label).width;
+          // Right of the line, or left of it where the plot ends.
+          let x0 = m.px + 3 * dpr;
+          if (x0 + w > u.bbox.left + u.bbox.width) x0 = m.px - 3 * dpr - w;
+          let row = rows.findIndex((r) => r.every(([a, b]) => x0 + w + 2 * dpr <= a || x0 >= b + 2 * dpr));
+          if (row < 0) { rows.push([]); row = rows.length - 1; }
+          rows[row].push([x0, x0 + w]);
+          const y = u.bbox.top + rowH * (row + 1);
           ctx.fillStyle = m.color || "#c33";
-          // Staggered, so that lines close together stay readable.
-          ctx.fillText(m.label, x + 3, u.bbox.top + 12 * (1 + i) * devicePixelRatio);
-        });
+          ctx.fillText(m.label, x0, y);
+          boxes.push({ label: m.label, left: x0 / dpr, right: (x0 + w) / dpr,
+            top: (y - 11 * dpr) / dpr, bottom: y / dpr });
+        }
+        u.root.parentElement.dataset.labelBoxes = JSON.stringify(boxes);
         ctx.restore();
       },
     },
   };
   const u = new window.uPlot({
-    title, width: opts.width || 380, height: opts.height || 170,
+    title, width: opts.width || chartWidth(el), height: opts.height || 170,
     scales: { x: { time: !opts.x } },
     axes: [{ label: opts.x || "" }, { label }],
     series: [{ label: opts.x || "time" }, { label, stroke: color, width: 1.5, spanGaps: false }],
@@ -51,6 +73,12 @@ function lineChart(el, title, label, color, opts = {}) {
   }, [[], []], el);
   u._marks = marks;
   return u;
+}
+
+// As wide as the box the chart goes in (the part panel may be narrow).
+function chartWidth(el) {
+  const w = el.clientWidth || (el.parentElement && el.parentElement.clientWidth) || 380;
+  return Math.max(240, Math.min(480, w - 8));
 }
 
 function setChart(name, el, title, label, color, xs, ys, opts = {}) {
@@ -107,6 +135,8 @@ async function refreshStatus() {
     text($("st-plc"), s.plc_connected ? "up" : "DOWN");
     text($("st-cameras"), s.cameras_up + "/" + s.cameras);
     text($("st-parts"), s.parts);
+    // A running line adds parts: the list follows with the status poll.
+    if (s.line) refreshList({ live: true });
   } catch (e) {
     text($("st-rate"), "status: " + e.message);
   }
@@ -120,36 +150,101 @@ function filterQuery() {
   return q.toString();
 }
 
-async function refreshList() {
+// The rows in the order shown (newest first).
+function listRows() {
+  return Array.from($("inspections").tBodies[0].rows);
+}
+
+function updateBulk() {
+  const shownIds = listRows().map((tr) => Number(tr.dataset.part));
+  for (const id of Array.from(checked)) if (!shownIds.includes(id)) checked.delete(id);
+  const n = checked.size;
+  $("confirm-selected").disabled = n === 0;
+  text($("confirm-selected"), "confirm selected (" + n + ")");
+  $("select-all").checked = n > 0 && n === shownIds.length;
+  $("select-all").indeterminate = n > 0 && n < shownIds.length;
+}
+
+function renderRow(r) {
+  const tr = document.createElement("tr");
+  tr.className = r.verdict + (r.part_id === selectedPart ? " selected" : "");
+  tr.dataset.part = r.part_id;
+  tr.dataset.verdict = r.verdict;
+  const sel = document.createElement("td");
+  sel.className = "sel";
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.setAttribute("aria-label", "select part " + r.part_id);
+  box.checked = checked.has(r.part_id);
+  box.addEventListener("click", (ev) => ev.stopPropagation());
+  box.addEventListener("change", () => {
+    if (box.checked) checked.add(r.part_id); else checked.delete(r.part_id);
+    updateBulk();
+  });
+  sel.append(box);
+  tr.append(sel);
+  const cells = [
+    [r.part_id, "num"], [r.time, "time"], [r.verdict + (r.failsafe ? " (fail-safe)" : ""), "verdict"],
+    [r.class, ""], [fmt(r.score, 3), "num"], [fmt(r.vision_score, 3), "num"],
+    [fmt(r.signal_score, 3), "num"], [fmt(r.latency_ms, 1), "num"],
+    [r.review ? r.review + " → " + r.review_verdict : "", "review"],
+  ];
+  for (const [v, cls] of cells) {
+    const td = document.createElement("td");
+    td.className = cls;
+    text(td, v);
+    tr.appendChild(td);
+  }
+  tr.addEventListener("click", () => openPart(r.part_id));
+  return tr;
+}
+
+// live: a refresh from the status poll, not asked for. It uses the filters
+// as last applied (a half-edited filter is not applied behind the user's
+// back), is skipped while the user types in the filters, and keeps the
+// first row in view where it was, so new parts arriving above do not push
+// the list down under the reader's eyes.
+async function refreshList(opts = {}) {
   const err = $("list-error");
+  const filters = $("filters");
+  if (opts.live && filters.contains(document.activeElement) &&
+      document.activeElement.tagName === "INPUT") return;
+  if (!opts.live || appliedQuery === null) appliedQuery = filterQuery();
   try {
-    const data = await getJSON("/api/inspections?" + filterQuery());
+    const data = await getJSON("/api/inspections?" + appliedQuery);
     err.hidden = true;
+    const rows = data.inspections.slice().reverse();
+    const sig = JSON.stringify([data.total, rows.map((r) => [r.id, r.review, r.review_verdict])]);
+    if (opts.live && sig === listSignature) return;
+    listSignature = sig;
     const body = $("inspections").tBodies[0];
-    body.replaceChildren();
-    for (const r of data.inspections.slice().reverse()) {
-      const tr = document.createElement("tr");
-      tr.className = r.verdict + (r.part_id === selectedPart ? " selected" : "");
-      tr.dataset.part = r.part_id;
-      const cells = [
-        [r.part_id, "num"], [r.time, ""], [r.verdict + (r.failsafe ? " (fail-safe)" : ""), "verdict"],
-        [r.class, ""], [fmt(r.score, 3), "num"], [fmt(r.vision_score, 3), "num"],
-        [fmt(r.signal_score, 3), "num"], [fmt(r.latency_ms, 1), "num"],
-        [r.review ? r.review + " → " + r.review_verdict : "", ""],
-      ];
-      for (const [v, cls] of cells) {
-        const td = document.createElement("td");
-        td.className = cls;
-        text(td, v);
-        tr.appendChild(td);
-      }
-      tr.addEventListener("click", () => openPart(r.part_id));
-      body.appendChild(tr);
+    // The first row in view, and where it is, before the rows change.
+    let anchor = null;
+    for (const tr of body.rows) {
+      const top = tr.getBoundingClientRect().top;
+      if (top >= 0) { anchor = { part: tr.dataset.part, top }; break; }
     }
+    body.replaceChildren(...rows.map(renderRow));
+    if (anchor && window.scrollY > 0) {
+      const same = body.querySelector('tr[data-part="' + CSS.escape(anchor.part) + '"]');
+      if (same) window.scrollBy(0, same.getBoundingClientRect().top - anchor.top);
+    }
+    const total = data.total === undefined ? rows.length : data.total;
+    text($("list-count"), rows.length < total ? "showing " + rows.length + " of " + total
+      : total + (total === 1 ? " part" : " parts"));
+    $("list-more").hidden = !data.has_more;
+    updateBulk();
   } catch (e) {
     err.hidden = false;
     text(err, e.message);
   }
+}
+
+// Show the next PAGE rows too: the list's limit grows (up to the API's).
+function showMore() {
+  const limit = $("filters").elements.limit;
+  limit.value = String(Math.min(10000, (Number(limit.value) || PAGE) + PAGE));
+  refreshList();
 }
 
 // ---- part media: camera image with the defect heatmap, vibration ----
@@ -228,6 +323,38 @@ async function showMedia(media) {
   }
 }
 
+// Beside the part, a recent accepted part's image from the same camera,
+// without any heatmap: what a good part looks like today.
+async function showReference(id, camera) {
+  const box = $("d-reference");
+  box.replaceChildren();
+  box.hidden = true;
+  let ref;
+  try {
+    ref = await getJSON("/api/reference" + (camera ? "?camera=" + encodeURIComponent(camera) : ""));
+  } catch (e) {
+    return;  // no good part kept an image yet: nothing to compare with
+  }
+  if (id !== selectedPart || ref.part_id === id) return;
+  const fig = document.createElement("figure");
+  const canvas = document.createElement("canvas");
+  canvas.className = "part-image";
+  canvas.dataset.part = ref.part_id;
+  const cap = document.createElement("figcaption");
+  text(cap, "reference: good part " + ref.part_id + " (" + ref.verdict + "), camera " + ref.camera);
+  fig.append(canvas, cap);
+  box.append(fig);
+  try {
+    const entry = { canvas, img: await loadImage(ref.url), heat: null };
+    if (id !== selectedPart) return;
+    drawPart(entry);
+    box.hidden = false;
+  } catch (e) {
+    text(cap, "reference: " + e.message);
+    box.hidden = false;
+  }
+}
+
 async function showVibration(id, d) {
   const marks = $("d-marks");
   marks.replaceChildren();
@@ -247,7 +374,9 @@ async function showVibration(id, d) {
   const w = await getJSON("/api/parts/" + encodeURIComponent(id) + "/vibration");
   if (id !== selectedPart || !chartsAvailable()) return;
   const dt = 1000 / w.rate_hz;
-  setChart("waveform", $("d-waveform"), "vibration (" + w.sensor + ")", "g", "#345",
+  // The window's source when the log names one (the vibration section).
+  setChart("waveform", $("d-waveform"), w.sensor ? "vibration (" + w.sensor + ")" : "vibration",
+    "g", "#345",
     w.waveform_g.map((_, i) => i * dt), w.waveform_g, { x: "ms" });
   if (w.envelope) {
     const top = b ? Math.min(w.rate_hz / 2, 4 * Math.max(b.bpfi_hz, b.bpfo_hz, b.bsf_hz)) : 1000;
@@ -270,12 +399,30 @@ function fillList(dl, pairs) {
   }
 }
 
+// A fresh form for every part: the decision and note of the part before
+// must never carry over to this one (one Save would mislabel it). The
+// reviewer and the token stay.
+function resetReviewForm(verdict) {
+  const f = $("review");
+  f.elements.decision.value = "confirm";
+  f.elements.verdict.value = verdict;
+  f.elements.note.value = "";
+  text($("review-result"), "");
+}
+
+function narrow() {
+  return window.matchMedia("(max-width: 1000px)").matches;
+}
+
 async function openPart(id) {
   selectedPart = id;
   const d = await getJSON("/api/parts/" + encodeURIComponent(id));
+  if (id !== selectedPart) return;  // another part was opened meanwhile
   const r = d.inspection;
-  $("detail").hidden = false;
+  const panel = $("detail");
+  panel.hidden = false;
   text($("d-part"), r.part_id);
+  resetReviewForm(r.verdict);
   fillList($("d-fields"), [
     ["verdict", r.verdict + (r.failsafe ? " (fail-safe)" : "")], ["class", r.class],
     ["fused score", fmt(r.score, 3)], ["vision score", fmt(r.vision_score, 3)],
@@ -294,12 +441,22 @@ async function openPart(id) {
     ["envelope at BPFI", fmt(v.bpfi_env, 1) + " × median"],
     ["envelope at BSF", fmt(v.bsf_env, 1) + " × median"],
   ] : [["figures", "none logged"]]);
-  text($("review-result"), "");
-  for (const tr of $("inspections").tBodies[0].rows)
-    tr.classList.toggle("selected", Number(tr.dataset.part) === id);
+  for (const tr of listRows()) {
+    const on = Number(tr.dataset.part) === id;
+    tr.classList.toggle("selected", on);
+    if (on) tr.scrollIntoView({ block: "nearest" });
+  }
+  // The panel starts at its top for every part (it scrolls on its own);
+  // on a wide screen it sticks in view beside the list, on a narrow one
+  // it covers the screen.
+  panel.scrollTop = 0;
+  if (!narrow() && panel.getBoundingClientRect().top < 0) panel.scrollIntoView({ block: "start" });
   // labels.js: a fresh label (type, painted region) for this part.
   if (window.vigilLabels) window.vigilLabels.open(id, d);
   await showMedia(d.media || []);
+  if (id !== selectedPart) return;
+  const image = (d.media || []).find((m) => m.kind === "image");
+  await showReference(id, image ? image.camera : null);
   try {
     await showVibration(id, d);
   } catch (e) {
@@ -307,13 +464,34 @@ async function openPart(id) {
   }
 }
 
-async function submitReview(ev) {
-  ev.preventDefault();
+function closePart() {
+  selectedPart = null;
+  $("detail").hidden = true;
+  for (const tr of listRows()) tr.classList.remove("selected");
+}
+
+// One review of one part with the form's reviewer and token: the answer
+// and the HTTP status; the token is kept for the session.
+async function postReview(part, body) {
   const f = $("review");
   const token = f.elements.token.value.trim();
   sessionStorage.setItem("vigil-token", token);
+  body.reviewer = f.elements.reviewer.value;
+  const r = await fetch("/api/parts/" + encodeURIComponent(part) + "/review", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
+    body: JSON.stringify(body),
+  });
+  return { ok: r.ok, status: r.status, answer: await r.json() };
+}
+
+async function submitReview(ev) {
+  if (ev) ev.preventDefault();
+  const f = $("review");
+  const part = selectedPart;
+  if (part === null) return;
   const decision = f.elements.decision.value;
-  const body = { decision, note: f.elements.note.value, reviewer: f.elements.reviewer.value };
+  const body = { decision, note: f.elements.note.value };
   if (decision === "overrule") body.verdict = f.elements.verdict.value;
   // labels.js: the defect type and the painted mask, when given.
   if (window.vigilLabels) {
@@ -325,27 +503,107 @@ async function submitReview(ev) {
     }
   }
   text($("review-result"), "saving…");
-  const r = await fetch("/api/parts/" + encodeURIComponent(selectedPart) + "/review", {
-    method: "POST",
-    headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
-    body: JSON.stringify(body),
-  });
-  const answer = await r.json();
-  if (!r.ok) {
-    text($("review-result"), "refused (" + r.status + "): " + answer.error);
+  const { ok, status, answer } = await postReview(part, body);
+  if (!ok) {
+    text($("review-result"), "refused (" + status + "): " + answer.error);
     return;
   }
   // "saved" only once the panel and the list show the stored review, so
   // what the page says is what the log holds.
-  await openPart(selectedPart);
+  await openPart(part);
   await refreshList();
   text($("review-result"), "saved: " + answer.decision + " → " + answer.verdict);
+}
+
+// Confirm every ticked part: one review each, the same token; stops at
+// the first refusal (a wrong token refuses them all alike).
+async function confirmSelected() {
+  const parts = listRows().map((tr) => Number(tr.dataset.part)).filter((id) => checked.has(id));
+  let done = 0;
+  text($("bulk-result"), "confirming " + parts.length + "…");
+  for (const id of parts) {
+    const { ok, status, answer } = await postReview(id, { decision: "confirm", note: "" });
+    if (!ok) {
+      text($("bulk-result"), "confirmed " + done + ", refused (" + status + ") at part " + id +
+        ": " + answer.error);
+      await refreshList();
+      return;
+    }
+    checked.delete(id);
+    done++;
+  }
+  await refreshList();
+  if (selectedPart !== null && parts.includes(selectedPart)) await openPart(selectedPart);
+  text($("bulk-result"), "confirmed " + done + (done === 1 ? " part" : " parts"));
+}
+
+// Move the open part by step rows in the list as shown (the first row
+// when none is open).
+function stepPart(step) {
+  const rows = listRows();
+  if (!rows.length) return;
+  let i = rows.findIndex((tr) => Number(tr.dataset.part) === selectedPart);
+  i = i < 0 ? 0 : Math.max(0, Math.min(rows.length - 1, i + step));
+  openPart(Number(rows[i].dataset.part));
+}
+
+function onKey(ev) {
+  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const t = ev.target;
+  const open = selectedPart !== null && !$("detail").hidden;
+  // After o: choose the verdict with the arrow keys, Enter saves.
+  if (ev.key === "Enter" && open && t === $("review").elements.verdict) {
+    ev.preventDefault();
+    submitReview();
+    return;
+  }
+  // Typing in a field is typing, not a command.
+  if (t && (t.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(t.tagName)) &&
+      !(t.type === "checkbox" || t.type === "radio")) return;
+  switch (ev.key) {
+  case "j": case "ArrowDown": stepPart(1); break;
+  case "k": case "ArrowUp": stepPart(-1); break;
+  case "c":
+    if (!open) return;
+    $("review").elements.decision.value = "confirm";
+    submitReview();
+    break;
+  case "o":
+    if (!open) return;
+    $("review").elements.decision.value = "overrule";
+    $("review").elements.verdict.focus();
+    break;
+  case "Escape":
+    if (!open) return;
+    closePart();
+    break;
+  default:
+    return;
+  }
+  ev.preventDefault();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   $("review").elements.token.value = sessionStorage.getItem("vigil-token") || "";
   $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); refreshList(); });
   $("review").addEventListener("submit", submitReview);
+  $("list-more").addEventListener("click", showMore);
+  $("d-close").addEventListener("click", closePart);
+  $("select-all").addEventListener("change", () => {
+    for (const tr of listRows()) {
+      const id = Number(tr.dataset.part);
+      if ($("select-all").checked) checked.add(id); else checked.delete(id);
+      tr.querySelector("td.sel input").checked = $("select-all").checked;
+    }
+    updateBulk();
+  });
+  $("confirm-selected").addEventListener("click", confirmSelected);
+  document.addEventListener("keydown", onKey);
+  // A tablet turned, a window resized: the charts follow their boxes.
+  window.addEventListener("resize", () => {
+    for (const u of Object.values(charts))
+      u.setSize({ width: chartWidth(u.root.parentElement), height: u.height });
+  });
   const redraw = () => shown.images.forEach(drawPart);
   $("d-heat-show").addEventListener("change", redraw);
   $("d-heat-opacity").addEventListener("input", redraw);
