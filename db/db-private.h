@@ -84,6 +84,7 @@ struct db_item {
 		struct db_trend trend;      /* source points at str1 */
 	};
 	char *str1, *str2;  /* model_version, image_path; or kind, message; or source */
+	char *str3;         /* an inspection's station */
 	struct db_media_set *media_set;  /* an inspection's files, to be written */
 	uint64_t ticket;                 /* inspections: the place in write order */
 	uint64_t late_ticket;            /* DB_ITEM_LATE: the row it completes */
@@ -110,6 +111,7 @@ struct media_job {
 struct db_log {
 	char *path;
 	char *media_dir;                /* absolute */
+	char *station;                  /* opt.station or the host name */
 	struct db_options opt;
 	/* Used by db_open, then only by the writer thread until db_close has
 	 * joined it. */
