@@ -18,6 +18,7 @@ import io
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 import urllib.parse
 
@@ -218,6 +219,64 @@ def check_escapes(srv, db):
     check(status == 405, f"GET of the escape route: {status}, want 405")
 
 
+def vigilctl(db, *args):
+    return subprocess.run([os.path.join(build, "tools", "vigilctl"), "--db", db, *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def check_vigilctl(srv, db):
+    """The same filters and the escape report from the command line."""
+    for args, where, qargs in ((["--station", "press-2"], "station = 'press-2'", ()),
+                               (["--job", "0"], "job = 0", ()),
+                               (["--model", "synthetic-1", "--station", "press-1"], "0", ()),
+                               (["--shift", "current"], "t_wall_us >= ?",
+                                (srv.get_json("/api/shifts?n=1")["occurrences"][0]["start_us"],))):
+        p = vigilctl(db, "list", "--format", "csv", *args)
+        got = list(csv.DictReader(io.StringIO(p.stdout)))
+        want = db_ids(db, where, qargs)
+        check(p.returncode == 0 and len(got) == len(want),
+              f"vigilctl list {args}: rc {p.returncode}, {len(got)} rows, want {len(want)}: "
+              f"{p.stderr}")
+        if args[0] == "--station" and got:
+            check(all(r["station"] == "press-2" and r["job"] == "1" for r in got),
+                  "vigilctl list CSV lacks station/job")
+    for args, name in ((["--job", "x"], "--job"), (["--job", "-3"], "--job"),
+                       (["--shift", "2026-12-06 lunch"], "--shift"),
+                       (["--shift", "tomorrow"], "--shift"), (["--station", ""], "--station")):
+        for cmd in ("list", "export", "pareto"):
+            p = vigilctl(db, cmd, *args)
+            check(p.returncode == 2 and name in p.stderr,
+                  f"vigilctl {cmd} {args}: rc {p.returncode}, want 2 naming {name}: {p.stderr}")
+
+    rows = srv.get_json("/api/inspections?station=press-1&limit=10000")["inspections"]
+    p = vigilctl(db, "escapes", "--format", "json", "--neighbours", "2")
+    try:
+        esc = json.loads(p.stdout)
+    except ValueError:
+        esc = []
+    check(p.returncode == 0 and len(esc) == 2, f"vigilctl escapes json: {p.stdout[:200]} {p.stderr}")
+    if len(esc) == 2:
+        parts = esc[1]["parts"]
+        check(len(parts) == 5 and [x["escape"] for x in parts] == [False, False, True, False, False]
+              and esc[1]["reporter"] == "qa-anna", f"vigilctl escapes neighbours: {esc[1]}")
+    p = vigilctl(db, "escapes", "--format", "csv", "--neighbours", "1")
+    table = list(csv.DictReader(io.StringIO(p.stdout)))
+    check(p.returncode == 0 and [r["position"] for r in table] == ["0", "1", "-1", "0", "1"],
+          f"vigilctl escapes csv positions: {[r['position'] for r in table]} {p.stderr}")
+    check(any(r["note"].startswith('customer claim 4711: "crack"') for r in table),
+          "vigilctl escapes csv lost the note's quotes")
+    p = vigilctl(db, "escapes", "--mark", "--part", str(rows[0]["part_id"]))
+    check(p.returncode == 2 and "--note" in p.stderr, f"escapes --mark without a note: {p.stderr}")
+    p = vigilctl(db, "escapes", "--mark", "--part", "4294967295", "--note", "x")
+    check(p.returncode == 1 and "no inspection" in p.stderr, f"escapes --mark of no part: {p.stderr}")
+    p = vigilctl(db, "escapes", "--mark", "--part", str(rows[0]["part_id"]), "--note",
+                 "line 2, goods-in", "--reviewer", "qa-ben")
+    check(p.returncode == 0, f"vigilctl escapes --mark: {p.stderr}")
+    esc = srv.get_json("/api/escapes?neighbours=0")["escapes"]
+    check(len(esc) == 3 and esc[0]["reporter"] == "qa-ben" and esc[0]["note"] == "line 2, goods-in"
+          and len(esc[0]["neighbours"]) == 1, f"the escape vigilctl marked: {esc[:1]}")
+
+
 def main():
     with workdir("vigil-trace-") as tmp:
         db, conf = two_station_log(build, root, tmp, parts)
@@ -230,6 +289,7 @@ def main():
             check_facets(srv)
             check_csv(srv, db)
             check_escapes(srv, db)
+            check_vigilctl(srv, db)
         finally:
             rc = vigild.stop(timeout=30)
         check(rc == 0, f"vigild --review-only exited with {rc}")

@@ -1,6 +1,6 @@
 /* Private to vigilctl: what vigilctl.c (options, list, review, upgrade,
- * export), vigilctl-pareto.c (pareto) and vigilctl-user.c (user) share.
- * One thread. */
+ * export), vigilctl-pareto.c (pareto), vigilctl-user.c (user) and
+ * vigilctl-trace.c (escapes) share. One thread. */
 #ifndef VIGIL_TOOLS_VIGILCTL_PRIVATE_H
 #define VIGIL_TOOLS_VIGILCTL_PRIVATE_H
 
@@ -15,9 +15,11 @@
 struct opts {
 	char *db, *since, *until, *verdict, *cls, *format, *by, *reviewed;
 	char *overrule, *note, *reviewer, *split, *out;
+	char *shift, *job, *model, *station;   /* tracing filters */
+	gint64 neighbours;                      /* escapes: rows either side */
 	double min_score, max_score;
 	gint64 part, limit;
-	gboolean confirm;
+	gboolean confirm, mark;
 };
 
 enum format { FMT_TABLE, FMT_CSV, FMT_JSON };
@@ -39,5 +41,9 @@ int vigilctl__cmd_pareto(const struct opts *o);
 /* vigilctl user (vigilctl-user.c), argv[1] being "user": its own options
  * (the users file, not the log); the exit status. */
 int vigilctl__main_user(int argc, char **argv);
+/* vigilctl escapes (vigilctl-trace.c); the exit status. */
+int vigilctl__cmd_escapes(const struct opts *o);
+/* Local time with its offset, "2026-12-06T05:15:00.000000+01:00"; g_free. */
+char *vigilctl__wall_text(int64_t us);
 
 #endif
