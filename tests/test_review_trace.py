@@ -277,6 +277,20 @@ def check_vigilctl(srv, db):
           and len(esc[0]["neighbours"]) == 1, f"the escape vigilctl marked: {esc[:1]}")
 
 
+def check_bad_station(tmp, conf):
+    """A bad [database] station stops vigild with FILE:LINE: [database] station."""
+    with open(conf) as f:
+        text = f.read()
+    for i, bad in enumerate(("station = " + "s" * 70, "station =")):
+        path = os.path.join(tmp, f"bad-station-{i}.conf")
+        with open(path, "w") as f:
+            f.write(text.replace("station = press-2", bad))
+        r = Vigild.once(build, path, timeout=30)
+        out = r.stdout + r.stderr
+        check(r.returncode != 0 and f"{path}:" in out and "[database] station" in out,
+              f"bad {bad[:20]!r}: rc {r.returncode}, output {out.strip()[-300:]!r}")
+
+
 def main():
     with workdir("vigil-trace-") as tmp:
         db, conf = two_station_log(build, root, tmp, parts)
@@ -293,6 +307,7 @@ def main():
         finally:
             rc = vigild.stop(timeout=30)
         check(rc == 0, f"vigild --review-only exited with {rc}")
+        check_bad_station(tmp, conf)
         checks.finish()
     print(f"PASS: tracing over two runs of {parts} parts")
 
