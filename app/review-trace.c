@@ -198,7 +198,8 @@ static void add_span(JsonBuilder *b, const shift_span *sp)
 	g_free(end);
 }
 
-/* The plan the log records and its last n occurrences, the current first. */
+/* The plan the log records, its shifts' names (in start order) and its last
+ * n occurrences, the current first. */
 static void api_shifts(review_server *s, SoupServerMessage *msg, const char *query)
 {
 	GHashTable *q;
@@ -230,6 +231,11 @@ static void api_shifts(review_server *s, SoupServerMessage *msg, const char *que
 	text = shift_plan_to_string(plan);
 	review__add_string(b, "plan", text);
 	g_free(text);
+	json_builder_set_member_name(b, "names");
+	json_builder_begin_array(b);
+	for (size_t i = 0; i < shift_plan_count(plan); i++)
+		json_builder_add_string_value(b, shift_plan_name(plan, i));
+	json_builder_end_array(b);
 	json_builder_set_member_name(b, "occurrences");
 	json_builder_begin_array(b);
 	shift_plan_at(plan, g_get_real_time(), &span);

@@ -117,6 +117,10 @@ struct query_ctx {
 	const struct db_filter *f;
 	const struct db_row_cb *cb;
 	int64_t shift_start_us, shift_end_us;   /* f->shift's span */
+	/* f->shift as a shift name alone: the local time of day it covers
+	 * every day, "HH:MM", [from, to) (to <= from: past midnight). */
+	bool shift_daily;
+	char shift_from[8], shift_to[8];
 	int64_t around_id, around_n;            /* db_neighbours */
 };
 
@@ -139,6 +143,8 @@ static int bind_filter(sqlite3_stmt *st, void *data)
 	sqlite3_bind_text(st, 11, f->station, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 12, ((struct query_ctx *)data)->shift_start_us);
 	sqlite3_bind_int64(st, 13, ((struct query_ctx *)data)->shift_end_us);
+	sqlite3_bind_text(st, 14, ((struct query_ctx *)data)->shift_from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 15, ((struct query_ctx *)data)->shift_to, -1, SQLITE_STATIC);
 	return SQLITE_OK;
 }
 
@@ -173,10 +179,36 @@ static int inspection_row(sqlite3_stmt *st, void *data)
 	return cb->fn(&row, cb->data);
 }
 
-/* The span of the shift occurrence label names, under the plan the log
- * records. */
-static int resolve_shift(const char *path, const char *label, int64_t *start_us,
-			 int64_t *end_us, char **err)
+/* The start of shift name and of the one after it ("HH:MM"), from the
+ * plan's canonical text "early 06:00, late 14:00, night 22:00" (sorted by
+ * start). False when the plan has no such shift. */
+static bool shift_times(const shift_plan *plan, const char *name, char from[8], char to[8])
+{
+	char *text = shift_plan_to_string(plan);
+	char **entries = g_strsplit(text, ", ", -1);
+	guint n = g_strv_length(entries);
+	bool found = false;
+
+	for (guint i = 0; i < n && !found; i++) {
+		const char *sp = strrchr(entries[i], ' ');
+		const char *next = strrchr(entries[(i + 1) % n], ' ');
+
+		if (!sp || !next || (size_t)(sp - entries[i]) != strlen(name) ||
+		    strncmp(entries[i], name, strlen(name)) != 0)
+			continue;
+		g_strlcpy(from, sp + 1, 8);
+		g_strlcpy(to, next + 1, 8);
+		found = true;
+	}
+	g_strfreev(entries);
+	g_free(text);
+	return found;
+}
+
+/* The span of the shift occurrence label names under the plan the log
+ * records; or, for a shift's name alone, its local hours on every day. */
+static int resolve_shift(const char *path, const char *label, struct query_ctx *ctx,
+			 char **err)
 {
 	char *spec, *why = NULL;
 	shift_plan *plan;
@@ -192,15 +224,21 @@ static int resolve_shift(const char *path, const char *label, int64_t *start_us,
 		g_free(why);
 		return -EINVAL;
 	}
+	if (strcmp(label, "current") != 0 && strcmp(label, "previous") != 0 &&
+	    shift_times(plan, label, ctx->shift_from, ctx->shift_to)) {
+		ctx->shift_daily = true;
+		shift_plan_free(plan);
+		return 0;
+	}
 	rc = shift_plan_find(plan, label, g_get_real_time(), &span, &why);
 	shift_plan_free(plan);
 	if (rc < 0) {
-		db__set_error(err, "shift '%s': %s", label, why);
+		db__set_error(err, "shift '%s': %s (or a shift's name for every day)", label, why);
 		g_free(why);
 		return -EINVAL;
 	}
-	*start_us = span.start_us;
-	*end_us = span.end_us;
+	ctx->shift_start_us = span.start_us;
+	ctx->shift_end_us = span.end_us;
 	return 0;
 }
 
@@ -230,8 +268,7 @@ int db_query(const char *path, const struct db_filter *f, const struct db_row_cb
 		return -EINVAL;
 	}
 	ctx = (struct query_ctx){ .f = f, .cb = cb };
-	if (f->shift && resolve_shift(path, f->shift, &ctx.shift_start_us, &ctx.shift_end_us,
-				      err) < 0)
+	if (f->shift && resolve_shift(path, f->shift, &ctx, err) < 0)
 		return -EINVAL;
 	/* Every value is a numbered parameter; the text only grows by fixed
 	 * fragments, so no filter value can change the statement. */
@@ -258,7 +295,16 @@ int db_query(const char *path, const struct db_filter *f, const struct db_row_cb
 		g_string_append(sql, " AND i.model_version = ?10");
 	if (f->station)
 		g_string_append(sql, " AND i.station = ?11");
-	if (f->shift)
+	/* A shift's name alone: its local hours on every day, in the zone
+	 * the plan is read in (the process's, as SQLite's 'localtime'). */
+	if (f->shift && ctx.shift_daily)
+		g_string_append(sql, " AND (CASE WHEN ?14 < ?15 THEN"
+			" strftime('%H:%M', i.t_wall_us / 1000000, 'unixepoch', 'localtime') >= ?14"
+			" AND strftime('%H:%M', i.t_wall_us / 1000000, 'unixepoch', 'localtime') < ?15"
+			" ELSE strftime('%H:%M', i.t_wall_us / 1000000, 'unixepoch', 'localtime') >= ?14"
+			" OR strftime('%H:%M', i.t_wall_us / 1000000, 'unixepoch', 'localtime') < ?15"
+			" END)");
+	else if (f->shift)
 		g_string_append(sql, " AND i.t_wall_us >= ?12 AND i.t_wall_us < ?13");
 	if (f->reviewed == 0)
 		g_string_append(sql, " AND r.id IS NULL");

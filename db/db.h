@@ -311,7 +311,8 @@ struct db_filter {
 	int64_t limit;                /* 0: no limit; newest first when set */
 	/* A shift occurrence by its label ("2026-12-06 night", or "current" /
 	 * "previous") under the shift plan the log records (db_shifts): its
-	 * [start, end), within since/until if those are set too. */
+	 * [start, end), within since/until if those are set too. A shift's
+	 * name alone ("night") is its local hours on every day. */
 	const char *shift;
 	int64_t job;                  /* -1: any */
 	const char *model_version;

@@ -101,6 +101,22 @@ def check_shifts(srv, db):
     # shift) of the occurrences just listed, never none.
     check(with_rows in (1, 2) and all(occ[-1]["start_us"] <= t for t in times),
           f"{with_rows} listed shifts hold the runs' rows")
+    # A shift's name alone: its local hours on every day.
+    check(sh.get("names") == ["early", "late", "night"], f"/api/shifts names: {sh.get('names')}")
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT id, t_wall_us FROM inspections ORDER BY id").fetchall()
+    con.close()
+
+    def daily(t_us):
+        hm = datetime.datetime.fromtimestamp(t_us // 1_000_000).strftime("%H:%M")
+        return "early" if "06:00" <= hm < "14:00" else "late" if "14:00" <= hm < "22:00" else "night"
+    total = 0
+    for name in ("early", "late", "night"):
+        got = ids(srv, shift=name)
+        want = [i for i, t in rows if daily(t) == name]
+        check(got == want, f"shift {name} (every day): {len(got)} rows, want {len(want)}")
+        total += len(got)
+    check(total == len(rows), "the shifts by name do not cover the log")
     got = ids(srv, shift="current")
     check(got == db_ids(db, "t_wall_us >= ?", (occ[0]["start_us"],)), "shift=current")
 
@@ -230,7 +246,12 @@ def check_vigilctl(srv, db):
                                (["--job", "0"], "job = 0", ()),
                                (["--model", "synthetic-1", "--station", "press-1"], "0", ()),
                                (["--shift", "current"], "t_wall_us >= ?",
-                                (srv.get_json("/api/shifts?n=1")["occurrences"][0]["start_us"],))):
+                                (srv.get_json("/api/shifts?n=1")["occurrences"][0]["start_us"],)),
+                               (["--shift", "night", "--station", "press-1"],
+                                "station = 'press-1' AND (strftime('%H:%M', t_wall_us / 1000000,"
+                                " 'unixepoch', 'localtime') >= '22:00' OR strftime('%H:%M',"
+                                " t_wall_us / 1000000, 'unixepoch', 'localtime') < '06:00')",
+                                ())):
         p = vigilctl(db, "list", "--format", "csv", *args)
         got = list(csv.DictReader(io.StringIO(p.stdout)))
         want = db_ids(db, where, qargs)

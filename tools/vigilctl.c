@@ -16,7 +16,7 @@
  *
  * Filters: --since/--until (ISO 8601: a date alone is local midnight; a time
  * to the minute or second, local unless it ends in Z or an offset), --shift
- * LABEL ("2026-12-06 night", current, previous), --job N, --model VERSION,
+ * LABEL ("2026-12-06 night", current, previous, or "night" for every day's), --job N, --model VERSION,
  * --station NAME, --verdict, --class, --min-score, --max-score, --part,
  * --reviewed yes|no, --limit N.
  * Reads run on their own connection while vigild writes (WAL). */
@@ -74,8 +74,9 @@ static int parse_time(const char *what, const char *text, int64_t *us)
 	return 0;
 }
 
-/* --shift names an occurrence of the log's shift plan: checked here, so that
- * a label the plan lacks is a usage error (exit 2) naming the option. */
+/* --shift names an occurrence of the log's shift plan, or one of its shifts
+ * on every day: checked here, so that a label the plan lacks is a usage
+ * error (exit 2) naming the option. */
 static int check_shift(const char *db_path, const char *label)
 {
 	char *err = NULL, *spec;
@@ -95,9 +96,14 @@ static int check_shift(const char *db_path, const char *label)
 		free(spec);
 		return -EIO;
 	}
-	if (shift_plan_find(plan, label, g_get_real_time(), &span, &err) < 0) {
-		fprintf(stderr, "vigilctl: --shift '%s': %s (the log's shifts: %s)\n", label, err,
-			spec);
+	for (size_t i = 0; i < shift_plan_count(plan); i++)
+		if (strcmp(label, shift_plan_name(plan, i)) == 0)
+			rc = 0;   /* a shift's name alone: every day's */
+	if (rc == 0) {
+		/* found by name */
+	} else if (shift_plan_find(plan, label, g_get_real_time(), &span, &err) < 0) {
+		fprintf(stderr, "vigilctl: --shift '%s': %s (or a shift's name; the log's shifts: "
+			"%s)\n", label, err, spec);
 		g_free(err);
 	} else {
 		rc = 0;
@@ -600,7 +606,8 @@ int main(int argc, char **argv)
 		{ "reviewed", 0, 0, G_OPTION_ARG_STRING, &o.reviewed, "yes or no", "R" },
 		{ "limit", 0, 0, G_OPTION_ARG_INT64, &o.limit, "The newest N only", "N" },
 		{ "shift", 0, 0, G_OPTION_ARG_STRING, &o.shift,
-		  "In this shift: \"2026-12-06 night\", current or previous", "LABEL" },
+		  "In this shift: \"2026-12-06 night\", current, previous, or night (every day's)",
+		  "LABEL" },
 		{ "job", 0, 0, G_OPTION_ARG_STRING, &o.job, "Judged under this job number", "N" },
 		{ "model", 0, 0, G_OPTION_ARG_STRING, &o.model, "By this model version", "VERSION" },
 		{ "station", 0, 0, G_OPTION_ARG_STRING, &o.station, "At this station", "NAME" },

@@ -86,6 +86,8 @@
     try {
       const [shifts, facets] = await Promise.all([getJSON("/api/shifts?n=21"),
         getJSON("/api/facets")]);
+      for (const name of shifts.names)
+        addOption(form.elements.shift, name, "every " + name);
       for (const o of shifts.occurrences) {
         const start = o.start.slice(11, 16), end = o.end.slice(11, 16);
         addOption(form.elements.shift, o.label, o.label + " (" + start + "–" + end + ")");
