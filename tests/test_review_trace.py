@@ -312,6 +312,46 @@ def check_bad_station(tmp, conf):
               f"bad {bad[:20]!r}: rc {r.returncode}, output {out.strip()[-300:]!r}")
 
 
+def check_users(tmp, db):
+    """With per-user tokens: a viewer may read the escapes and the CSV but
+    not mark one (403); a reviewer marks one, named as its reporter whatever
+    the body says; with read_requires_token, no token reads nothing (401)."""
+    users = os.path.join(tmp, "users")
+    tok = {name: subprocess.run([os.path.join(build, "tools", "vigilctl"), "user", "add", name,
+                                 "--role", role, "--users", users], capture_output=True,
+                                text=True, timeout=60, check=True).stdout.strip()
+           for name, role in (("vera", "viewer"), ("rita", "reviewer"))}
+    conf = os.path.join(tmp, "users.conf")
+    with open(conf, "w") as f:
+        f.write(f"[database]\npath = {db}\n\n[review]\nlisten = 127.0.0.1\nport = 0\n"
+                f"users_file = {users}\nread_requires_token = true\n")
+    vigild = Vigild(build, conf, os.path.join(tmp, "users.log"), ["--review-only"])
+    try:
+        srv = Server(vigild.review_port(), check)
+        for target in ("/api/escapes", "/api/inspections.csv", "/api/facets", "/api/shifts"):
+            status, _, _ = srv.request("GET", target)
+            check(status == 401, f"read_requires_token: GET {target} without a token: {status}")
+            status, _, _ = srv.request("GET", target, headers={"Authorization": "Bearer " + tok["vera"]})
+            check(status == 200, f"GET {target} with a viewer's token: {status}")
+        status, _, body = srv.request("GET", "/api/inspections?limit=1",
+                                      headers={"Authorization": "Bearer " + tok["vera"]})
+        part = json.loads(body)["inspections"][0]["part_id"]
+        before = srv.request("GET", "/api/escapes", headers={"Authorization": "Bearer " + tok["vera"]})
+        n = len(json.loads(before[2])["escapes"])
+        status, _, body = escape(srv, part, {"note": "viewer"}, token=tok["vera"])
+        check(status == 403 and b"reviewer" in body, f"a viewer's escape: {status} {body[:200]!r}")
+        status, _, body = escape(srv, part, {"note": "line 3 claim", "reporter": "someone"},
+                                 token=tok["rita"])
+        check(status == 200, f"a reviewer's escape: {status} {body[:200]!r}")
+        _, _, body = srv.request("GET", "/api/escapes", headers={"Authorization": "Bearer " + tok["vera"]})
+        esc = json.loads(body)["escapes"]
+        check(len(esc) == n + 1 and esc[0]["reporter"] == "rita" and esc[0]["note"] == "line 3 claim",
+              f"the reviewer's escape: {esc[:1]}")
+    finally:
+        rc = vigild.stop(timeout=30)
+    check(rc == 0, f"vigild --review-only with users exited with {rc}")
+
+
 def main():
     with workdir("vigil-trace-") as tmp:
         db, conf = two_station_log(build, root, tmp, parts)
@@ -329,6 +369,7 @@ def main():
             rc = vigild.stop(timeout=30)
         check(rc == 0, f"vigild --review-only exited with {rc}")
         check_bad_station(tmp, conf)
+        check_users(tmp, db)
         checks.finish()
     print(f"PASS: tracing over two runs of {parts} parts")
 
