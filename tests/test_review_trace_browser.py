@@ -126,9 +126,25 @@ const fs = require("fs");
     a.neighbours[0]);
   if (process.env.VIGIL_SCREENSHOT)
     await page.screenshot({ path: process.env.VIGIL_SCREENSHOT, fullPage: true });
-  // The escape view survives a reload of its link.
-  await page.reload();
-  await page.waitForSelector(art, { timeout: 15000 });
+  // The escape view survives a reload of its link, and at tablet sizes in
+  // both orientations nothing of it (or of the tracing filters) runs off
+  // the screen.
+  for (const [width, height] of [[820, 1180], [1180, 820]]) {
+    await page.setViewportSize({ width, height });
+    await page.reload();
+    await page.waitForSelector(art + " img.trace-heatmap", { timeout: 15000 });
+    const over = await page.evaluate(() => {
+      const out = [];
+      for (const el of document.querySelectorAll("#trace-escapes *, #trace-filters *")) {
+        const r = el.getBoundingClientRect();
+        if (r.width && r.right > window.innerWidth + 1) out.push(el.tagName + "." + el.className + " " + Math.round(r.right));
+      }
+      return out;
+    });
+    if (over.length) throw new Error(width + "x" + height + ": off screen: " + over.slice(0, 5).join(", "));
+    if (process.env.VIGIL_SCREENSHOT)
+      await page.screenshot({ path: process.env.VIGIL_SCREENSHOT.replace(/\.png$/, "-" + width + ".png"), fullPage: true });
+  }
   if (errors.length) throw new Error("page errors: " + errors.join("; "));
   console.log("OK");
   await browser.close();
