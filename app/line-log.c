@@ -52,6 +52,7 @@ static void make_row(const struct vigil_part *p, struct db_inspection *row)
 		.latency_ms = p->t_plc_us ? (double)(p->t_plc_us - p->t_trigger_us) / 1000.0 : NAN,
 		.infer_ms = p->infer_ms,
 		.model_version = p->model_version,
+		.job = p->job,
 		.model_verdict = p->model_verdict,
 		.model_score = p->model_score,
 		.has_vibration = p->has_vibration,
@@ -111,6 +112,7 @@ void line_log_failsafe(line *l, struct vigil_part *p, struct line_row *r)
 		.signal_score = NAN,
 		.latency_ms = NAN,
 		.infer_ms = NAN,
+		.job = -1,   /* the part's job is known once it is judged (db_set_late) */
 	};
 
 	queue_row(l, &row, NULL, p->part_id, r);

@@ -21,7 +21,7 @@
 /* Splits an application/x-www-form-urlencoded query into a table (last
  * value wins). Unlike soup_form_decode it refuses, rather than skips, a bad
  * escape, an escaped NUL or text that is not UTF-8. */
-static GHashTable *parse_query(const char *query, char **why)
+GHashTable *review__parse_query(const char *query, char **why)
 {
 	GHashTable *t = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	char **pairs;
@@ -88,10 +88,103 @@ static gboolean one_of(const char *value, const char *const *choices)
 /* Fills f from the query; on a bad value returns -EINVAL with *why set to a
  * message naming the parameter (g_free it). The values are only ever bound
  * as SQL parameters by db_query. */
-static int read_filter(GHashTable *q, struct db_filter *f, char **why)
+/* GLib's ISO 8601 reader wants a time with seconds; the page's
+ * datetime-local ("2026-12-06T05:15") and a date alone are completed to
+ * that, and without a zone the time is the server's local time, as the
+ * plant's clock on the wall. */
+static int parse_time(const char *text, int64_t *us)
+{
+	const char *t = strchr(text, 'T');
+	GTimeZone *local;
+	GDateTime *dt;
+	char *full;
+
+	if (strlen(text) > 40)
+		return -EINVAL;
+	if (!t)
+		full = g_strconcat(text, "T00:00:00", NULL);
+	else if (g_ascii_isdigit(t[1]) && g_ascii_isdigit(t[2]) && t[3] == ':' &&
+		 g_ascii_isdigit(t[4]) && g_ascii_isdigit(t[5]) && t[6] != ':')
+		full = g_strdup_printf("%.*s:00%s", (int)(t + 6 - text), text, t + 6);
+	else
+		full = g_strdup(text);
+	local = g_time_zone_new_local();
+	dt = g_date_time_new_from_iso8601(full, local);
+	g_time_zone_unref(local);
+	g_free(full);
+	if (!dt)
+		return -EINVAL;
+	*us = g_date_time_to_unix(dt) * G_USEC_PER_SEC + g_date_time_get_microsecond(dt);
+	g_date_time_unref(dt);
+	return 0;
+}
+
+/* A short printable name: a model version or a station. */
+static gboolean name_ok(const char *v)
+{
+	if (strlen(v) > 100)
+		return FALSE;
+	for (const char *c = v; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			return FALSE;
+	return TRUE;
+}
+
+/* The tracing filters (since, until, shift, job, model, station). */
+static int read_trace_filter(GHashTable *q, struct db_filter *f, char **why)
+{
+	const char *v;
+	guint64 n;
+
+	if ((v = g_hash_table_lookup(q, "since")) && *v && parse_time(v, &f->since_us) < 0) {
+		*why = g_strdup("since is an ISO 8601 time: 2026-12-06, 2026-12-06T05:15 (local) "
+				"or 2026-12-06T05:15:00Z");
+		return -EINVAL;
+	}
+	if ((v = g_hash_table_lookup(q, "until")) && *v && parse_time(v, &f->until_us) < 0) {
+		*why = g_strdup("until is an ISO 8601 time: 2026-12-06, 2026-12-06T05:15 (local) "
+				"or 2026-12-06T05:15:00Z");
+		return -EINVAL;
+	}
+	/* The label is checked against the log's plan by db_query, which
+	 * names the shift in its message. */
+	if ((v = g_hash_table_lookup(q, "shift")) && *v) {
+		if (strlen(v) > 60) {
+			*why = g_strdup("shift is a label such as '2026-12-06 night', 'current' or "
+					"'previous'");
+			return -EINVAL;
+		}
+		f->shift = v;
+	}
+	if ((v = g_hash_table_lookup(q, "job")) && *v) {
+		if (review__parse_uint(v, 65535, &n) < 0) {
+			*why = g_strdup("job is a job number, a whole number from 0 to 65535");
+			return -EINVAL;
+		}
+		f->job = (int64_t)n;
+	}
+	if ((v = g_hash_table_lookup(q, "model")) && *v) {
+		if (!name_ok(v)) {
+			*why = g_strdup("model is a model version of at most 100 printable bytes");
+			return -EINVAL;
+		}
+		f->model_version = v;
+	}
+	if ((v = g_hash_table_lookup(q, "station")) && *v) {
+		if (!name_ok(v)) {
+			*why = g_strdup("station is a station name of at most 100 printable bytes");
+			return -EINVAL;
+		}
+		f->station = v;
+	}
+	return 0;
+}
+
+int review__read_filter(GHashTable *q, struct db_filter *f, char **why)
 {
 	static const char *const known[] = { "verdict", "class", "min_score", "max_score",
-					      "part", "reviewed", "limit", NULL };
+					      "part", "reviewed", "limit", "since", "until",
+					      "shift", "job", "model", "station", NULL };
 	GHashTableIter it;
 	gpointer key, value;
 	const char *v;
@@ -101,11 +194,14 @@ static int read_filter(GHashTable *q, struct db_filter *f, char **why)
 	while (g_hash_table_iter_next(&it, &key, &value))
 		if (!one_of(key, known)) {
 			*why = g_strdup_printf("unknown parameter '%.40s' (known: verdict, class, "
-					       "min_score, max_score, part, reviewed, limit)",
+					       "min_score, max_score, part, reviewed, limit, since, "
+					       "until, shift, job, model, station)",
 					       (const char *)key);
 			return -EINVAL;
 		}
 	f->limit = REVIEW_DEFAULT_LIMIT;
+	if (read_trace_filter(q, f, why) < 0)
+		return -EINVAL;
 	if ((v = g_hash_table_lookup(q, "verdict")) && *v) {
 		if (!one_of(v, verdicts))
 			goto bad_verdict;
@@ -181,7 +277,7 @@ void review__add_int(JsonBuilder *b, const char *name, int64_t v)
 	json_builder_add_int_value(b, v);
 }
 
-static void add_row(JsonBuilder *b, const struct db_inspection *r)
+void review__add_row(JsonBuilder *b, const struct db_inspection *r)
 {
 	GDateTime *t = g_date_time_new_from_unix_utc(r->t_wall_us / G_USEC_PER_SEC);
 	char *iso = t ? g_date_time_format_iso8601(t) : NULL;
@@ -204,6 +300,12 @@ static void add_row(JsonBuilder *b, const struct db_inspection *r)
 	review__add_number(b, "latency_ms", r->latency_ms);
 	review__add_number(b, "infer_ms", r->infer_ms);
 	review__add_string(b, "model_version", r->model_version);
+	json_builder_set_member_name(b, "job");
+	if (r->job >= 0)
+		json_builder_add_int_value(b, r->job);
+	else
+		json_builder_add_null_value(b);
+	review__add_string(b, "station", r->station);
 	review__add_string(b, "review", r->review);
 	review__add_string(b, "review_verdict",
 			   r->review ? vigil_verdict_name((enum vigil_verdict)r->review_verdict)
@@ -220,7 +322,7 @@ static void add_row(JsonBuilder *b, const struct db_inspection *r)
 
 static int add_row_cb(const struct db_inspection *row, void *data)
 {
-	add_row(data, row);
+	review__add_row(data, row);
 	return 0;
 }
 
@@ -234,8 +336,9 @@ void review__api_inspections(review_server *s, SoupServerMessage *msg, const cha
 	GHashTable *q;
 	char *why = NULL, *err = NULL;
 	int64_t total;
+	int rc;
 
-	if (!(q = parse_query(query, &why)) || read_filter(q, &f, &why) < 0) {
+	if (!(q = review__parse_query(query, &why)) || review__read_filter(q, &f, &why) < 0) {
 		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "%s", why);
 		goto out;
 	}
@@ -244,9 +347,12 @@ void review__api_inspections(review_server *s, SoupServerMessage *msg, const cha
 	json_builder_begin_object(b);
 	json_builder_set_member_name(b, "inspections");
 	json_builder_begin_array(b);
-	if (db_query(s->db_path, &f, &cb, &err) < 0) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+	if ((rc = db_query(s->db_path, &f, &cb, &err)) < 0) {
+		/* -EINVAL: a shift label the log's plan has no occurrence for. */
+		if (rc != -EINVAL)
+			g_warning("review: %s", err);
+		review__reply_error(msg, rc == -EINVAL ? SOUP_STATUS_BAD_REQUEST
+						       : SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
 		free(err);
 		g_object_unref(b);
 		goto out;
@@ -326,7 +432,7 @@ static int latest_cb(const struct db_inspection *row, void *data)
 	l->verdict = row->verdict;
 	if (l->b) {
 		json_builder_set_member_name(l->b, "inspection");
-		add_row(l->b, row);
+		review__add_row(l->b, row);
 	}
 	return 0;
 }

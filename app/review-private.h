@@ -6,6 +6,8 @@
  *                     users and their roles (review__require_role)
  *   review-parts.c    query strings, the inspection list, part detail,
  *                     the review POST
+ *   review-trace.c    tracing escapes: the CSV of a view, shifts, facets,
+ *                     escapes
  *   review-media.c    a part's files, images and vibration view
  *   review-metrics.c  rate sampling, status, history, Prometheus /metrics
  *   review-labels.c   a review's label: defect types, the painted mask
@@ -156,6 +158,19 @@ void review__api_whoami(review_server *s, SoupServerMessage *msg);
 /* A decimal of up to 20 digits, no sign, at most max: 0 or -EINVAL. */
 int review__parse_uint(const char *text, guint64 max, guint64 *out);
 
+/* An application/x-www-form-urlencoded query as a table (g_hash_table_unref),
+ * or NULL with *why (g_free) for text that is not valid percent-encoded
+ * UTF-8. */
+GHashTable *review__parse_query(const char *query, char **why);
+/* Fills f (from DB_FILTER_ALL) from the query's filters, the list's own
+ * (verdict, class, min_score, max_score, part, reviewed, limit) and the
+ * tracing ones (since, until, shift, job, model, station); limit defaults
+ * to 200. On a bad value or an unknown parameter -EINVAL with *why (g_free)
+ * naming it. f's strings point into q. */
+int review__read_filter(GHashTable *q, struct db_filter *f, char **why);
+/* One inspection as a JSON object, as GET /api/inspections lists it. */
+void review__add_row(JsonBuilder *b, const struct db_inspection *r);
+
 /* Object members; a number that is not finite and a NULL string are
  * written as null. */
 void review__add_number(JsonBuilder *b, const char *name, double v);
@@ -176,6 +191,14 @@ int review__find_latest(review_server *s, SoupServerMessage *msg, int64_t part_i
 void review__api_inspections(review_server *s, SoupServerMessage *msg, const char *query);
 void review__api_part(review_server *s, SoupServerMessage *msg, int64_t part_id);
 void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_id);
+
+/* ---- review-trace.c ---- */
+
+/* Tracing escapes: GET /api/inspections.csv, /api/shifts, /api/facets,
+ * /api/escapes and POST /api/parts/ID/escape. Returns TRUE when path is
+ * one of these and msg has been answered, FALSE to let the caller route it. */
+gboolean review__trace_route(review_server *s, SoupServerMessage *msg, const char *path,
+			     const char *method, const char *query);
 
 /* ---- review-media.c ---- */
 

@@ -153,6 +153,9 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 	    strcmp(path, "/api/whoami") != 0 &&
 	    review__require_role(s, msg, USERS_ROLE_VIEWER, NULL) < 0)
 		return;
+	/* Tracing escapes (review-trace.c) routes its own paths. */
+	if (review__trace_route(s, msg, path, method, raw_query))
+		return;
 	if (g_str_has_prefix(path, "/api/parts/") &&
 	    (part = part_route(path, &route, &media_id)) >= 0) {
 		if (route == ROUTE_REVIEW && strcmp(method, "POST") == 0)

@@ -3,6 +3,7 @@
  * uses them; vigild only hands the section to db_options_read. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <glib.h>
 
@@ -14,7 +15,7 @@
 static const char *const database_keys[] = {
 	"path", "queue_depth", "media_dir", "media_queue", "keep_accepted_every", "max_age_days",
 	"protect_days", "disk_budget_mb", "retention_period_s", "commit_timeout_ms",
-	"spool_rows", "shifts", "recent_images_mb", "recent_images_hours", NULL };
+	"spool_rows", "shifts", "recent_images_mb", "recent_images_hours", "station", NULL };
 
 int db_options_read(const config *cfg, struct db_settings *s, char **err)
 {
@@ -47,8 +48,16 @@ int db_options_read(const config *cfg, struct db_settings *s, char **err)
 			   err) < 0 ||
 	    config_get_int(cfg, "database", "commit_timeout_ms", 100, 1, 10000,
 			   &s->commit_timeout_ms, err) < 0 ||
-	    config_get_string(cfg, "database", "shifts", SHIFT_PLAN_DEFAULT, &s->shifts, err) < 0)
+	    config_get_string(cfg, "database", "shifts", SHIFT_PLAN_DEFAULT, &s->shifts, err) < 0 ||
+	    config_get_string(cfg, "database", "station", g_get_host_name(), &s->station,
+			      err) < 0)
 		return -EINVAL;
+	if (!*s->station || strlen(s->station) > 64 ||
+	    !g_utf8_validate(s->station, -1, NULL)) {
+		*err = config_error(cfg, "database", "station",
+				    "a station is a name of 1 to 64 bytes of UTF-8");
+		return -EINVAL;
+	}
 	{
 		char *why = NULL;
 		shift_plan *plan = shift_plan_parse(s->shifts, NULL, &why);
@@ -94,6 +103,7 @@ int db_options_read(const config *cfg, struct db_settings *s, char **err)
 	o->recent_images_mb = ring_mb;
 	o->recent_images_hours = ring_h;
 	o->shifts = s->shifts;
+	o->station = s->station;
 	/* Test only (docs/operations.md): a database that is "full" after
 	 * this many pages, to exercise the full-disk path. */
 	max_pages = g_getenv("VIGIL_TEST_DB_MAX_PAGES");
@@ -112,5 +122,6 @@ void db_settings_clear(struct db_settings *s)
 	g_free(s->path);
 	g_free(s->media_dir);
 	g_free(s->shifts);
+	g_free(s->station);
 	*s = (struct db_settings){ 0 };
 }

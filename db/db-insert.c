@@ -15,15 +15,16 @@ static const char sql_insert_inspection[] =
 	"INSERT INTO inspections (part_id, trigger_counter, seq, t_wall_us,"
 	" verdict, verdict_code, defect_class, flags, score, vision_score,"
 	" signal_score, latency_ms, infer_ms, model_version, image_path, model_verdict,"
-	" model_score)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+	" model_score, job, station)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+	" ?18, ?19)";
 
 /* The model's late judgement of a part whose fail-safe row was written at
  * the deadline: beside the verdict the PLC got, never in its place. */
 static const char sql_set_late[] =
 	"UPDATE inspections SET flags = flags | ?1, vision_score = ?2, signal_score = ?3,"
 	" infer_ms = ?4, model_version = ?5, model_verdict = ?6, model_score = ?7,"
-	" verdict = ?9, verdict_code = ?10, score = ?11"
+	" verdict = ?9, verdict_code = ?10, score = ?11, job = coalesce(?12, job)"
 	" WHERE id = ?8";
 
 static const char sql_insert_vibration[] =
@@ -61,6 +62,11 @@ static int64_t ticket_rowid(db_log *db, uint64_t ticket)
  * caller after it has read the error message. */
 static int bind_model_verdict(sqlite3_stmt *st, int col, const struct db_inspection *r);
 static int insert_vibration(db_log *db, struct db_item *it, sqlite3_stmt **used);
+
+static int bind_job(sqlite3_stmt *st, int col, const struct db_inspection *r)
+{
+	return r->job < 0 ? sqlite3_bind_null(st, col) : sqlite3_bind_int(st, col, r->job);
+}
 
 int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 {
@@ -160,7 +166,8 @@ int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 		    (rc = db__bind_text_or_null(st, 9, vigil_verdict_name(
 						(enum vigil_verdict)it->row.verdict))) != SQLITE_OK ||
 		    (rc = sqlite3_bind_int(st, 10, it->row.verdict)) != SQLITE_OK ||
-		    (rc = sqlite3_bind_double(st, 11, it->row.score)) != SQLITE_OK)
+		    (rc = sqlite3_bind_double(st, 11, it->row.score)) != SQLITE_OK ||
+		    (rc = bind_job(st, 12, &it->row)) != SQLITE_OK)
 			return rc;
 		if ((rc = sqlite3_step(st)) != SQLITE_DONE)
 			return rc;
@@ -190,7 +197,9 @@ int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 	    (rc = sqlite3_bind_double(st, 13, r->infer_ms)) != SQLITE_OK ||
 	    (rc = db__bind_text_or_null(st, 14, r->model_version)) != SQLITE_OK ||
 	    (rc = db__bind_text_or_null(st, 15, r->image_path)) != SQLITE_OK ||
-	    (rc = bind_model_verdict(st, 16, r)) != SQLITE_OK)
+	    (rc = bind_model_verdict(st, 16, r)) != SQLITE_OK ||
+	    (rc = bind_job(st, 18, r)) != SQLITE_OK ||
+	    (rc = db__bind_text_or_null(st, 19, r->station ? r->station : db->station)) != SQLITE_OK)
 		return rc;
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)

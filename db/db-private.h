@@ -86,6 +86,7 @@ struct db_item {
 		struct db_trend trend;      /* source points at str1 */
 	};
 	char *str1, *str2;  /* model_version, image_path; or kind, message; or source */
+	char *str3;         /* an inspection's station */
 	struct db_media_set *media_set;  /* an inspection's files, to be written */
 	bool recent;                     /* inspections: its files go to the ring
 					  * only; media: ring files */
@@ -115,6 +116,7 @@ struct media_job {
 struct db_log {
 	char *path;
 	char *media_dir;                /* absolute */
+	char *station;                  /* opt.station or the host name */
 	struct db_options opt;
 	/* Used by db_open, then only by the writer thread until db_close has
 	 * joined it. */

@@ -21,7 +21,8 @@ static const char sql_select_inspections[] =
 	"SELECT i.part_id, i.trigger_counter, i.seq, i.t_wall_us, i.verdict_code,"
 	" i.defect_class, i.flags, i.score, i.vision_score, i.signal_score, i.latency_ms,"
 	" i.infer_ms, i.model_version, i.image_path, i.id, r.decision, r.verdict, r.note,"
-	" r.defect_type, r.mask_path FROM inspections i LEFT JOIN reviews r ON r.id ="
+	" r.defect_type, r.mask_path, i.job, i.station"
+	" FROM inspections i LEFT JOIN reviews r ON r.id ="
 	" (SELECT max(id) FROM reviews WHERE inspection_id = i.id)";
 
 
@@ -116,6 +117,12 @@ struct query_ctx {
 	const struct db_filter *f;
 	const struct db_row_cb *cb;
 	int64_t *count;   /* db_query_count: the count(*) goes here, cb is NULL */
+	int64_t shift_start_us, shift_end_us;   /* f->shift's span */
+	/* f->shift as a shift name alone: the local time of day it covers
+	 * every day, "HH:MM", [from, to) (to <= from: past midnight). */
+	bool shift_daily;
+	char shift_from[8], shift_to[8];
+	int64_t around_id, around_n;            /* db_neighbours */
 };
 
 /* Binding a number the statement does not use fails harmlessly
@@ -132,6 +139,13 @@ static int bind_filter(sqlite3_stmt *st, void *data)
 	sqlite3_bind_double(st, 6, f->max_score);
 	sqlite3_bind_int64(st, 7, f->part_id);
 	sqlite3_bind_int64(st, 8, f->limit);
+	sqlite3_bind_int64(st, 9, f->job);
+	sqlite3_bind_text(st, 10, f->model_version, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 11, f->station, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 12, ((struct query_ctx *)data)->shift_start_us);
+	sqlite3_bind_int64(st, 13, ((struct query_ctx *)data)->shift_end_us);
+	sqlite3_bind_text(st, 14, ((struct query_ctx *)data)->shift_from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 15, ((struct query_ctx *)data)->shift_to, -1, SQLITE_STATIC);
 	return SQLITE_OK;
 }
 
@@ -159,9 +173,74 @@ static int inspection_row(sqlite3_stmt *st, void *data)
 		.review_note = (const char *)sqlite3_column_text(st, 17),
 		.review_defect_type = (const char *)sqlite3_column_text(st, 18),
 		.review_mask = (const char *)sqlite3_column_text(st, 19),
+		.job = sqlite3_column_type(st, 20) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 20),
+		.station = (const char *)sqlite3_column_text(st, 21),
 	};
 
 	return cb->fn(&row, cb->data);
+}
+
+/* The start of shift name and of the one after it ("HH:MM"), from the
+ * plan's canonical text "early 06:00, late 14:00, night 22:00" (sorted by
+ * start). False when the plan has no such shift. */
+static bool shift_times(const shift_plan *plan, const char *name, char from[8], char to[8])
+{
+	char *text = shift_plan_to_string(plan);
+	char **entries = g_strsplit(text, ", ", -1);
+	guint n = g_strv_length(entries);
+	bool found = false;
+
+	for (guint i = 0; i < n && !found; i++) {
+		const char *sp = strrchr(entries[i], ' ');
+		const char *next = strrchr(entries[(i + 1) % n], ' ');
+
+		if (!sp || !next || (size_t)(sp - entries[i]) != strlen(name) ||
+		    strncmp(entries[i], name, strlen(name)) != 0)
+			continue;
+		g_strlcpy(from, sp + 1, 8);
+		g_strlcpy(to, next + 1, 8);
+		found = true;
+	}
+	g_strfreev(entries);
+	g_free(text);
+	return found;
+}
+
+/* The span of the shift occurrence label names under the plan the log
+ * records; or, for a shift's name alone, its local hours on every day. */
+static int resolve_shift(const char *path, const char *label, struct query_ctx *ctx,
+			 char **err)
+{
+	char *spec, *why = NULL;
+	shift_plan *plan;
+	shift_span span;
+	int rc;
+
+	if (!(spec = db_shifts(path, err)))
+		return DB_ESQLITE;
+	plan = shift_plan_parse(spec, NULL, &why);
+	free(spec);
+	if (!plan) {
+		db__set_error(err, "%s: the shift plan it records is not valid: %s", path, why);
+		g_free(why);
+		return -EINVAL;
+	}
+	if (strcmp(label, "current") != 0 && strcmp(label, "previous") != 0 &&
+	    shift_times(plan, label, ctx->shift_from, ctx->shift_to)) {
+		ctx->shift_daily = true;
+		shift_plan_free(plan);
+		return 0;
+	}
+	rc = shift_plan_find(plan, label, g_get_real_time(), &span, &why);
+	shift_plan_free(plan);
+	if (rc < 0) {
+		db__set_error(err, "shift '%s': %s (or a shift's name for every day)", label, why);
+		g_free(why);
+		return -EINVAL;
+	}
+	ctx->shift_start_us = span.start_us;
+	ctx->shift_end_us = span.end_us;
+	return 0;
 }
 
 static int count_row(sqlite3_stmt *st, void *data)
@@ -197,7 +276,9 @@ static int run_query(const char *path, const struct db_filter *f, const struct d
 			  f->defect_class);
 		return -EINVAL;
 	}
-	ctx = (struct query_ctx){ f, cb, count };
+	ctx = (struct query_ctx){ .f = f, .cb = cb, .count = count };
+	if (f->shift && resolve_shift(path, f->shift, &ctx, err) < 0)
+		return -EINVAL;
 	/* Every value is a numbered parameter; the text only grows by fixed
 	 * fragments, so no filter value can change the statement. */
 	sql = g_string_new(count ? "SELECT count(*) FROM (" : "SELECT * FROM (");
@@ -217,6 +298,23 @@ static int run_query(const char *path, const struct db_filter *f, const struct d
 		g_string_append(sql, " AND i.score <= ?6");
 	if (f->part_id >= 0)
 		g_string_append(sql, " AND i.part_id = ?7");
+	if (f->job >= 0)
+		g_string_append(sql, " AND i.job = ?9");
+	if (f->model_version)
+		g_string_append(sql, " AND i.model_version = ?10");
+	if (f->station)
+		g_string_append(sql, " AND i.station = ?11");
+	/* A shift's name alone: its local hours on every day, in the zone
+	 * the plan is read in (the process's, as SQLite's 'localtime'). */
+	if (f->shift && ctx.shift_daily)
+		g_string_append(sql, " AND (CASE WHEN ?14 < ?15 THEN"
+			" strftime('%H:%M', i.t_wall_us / 1000000, 'unixepoch', 'localtime') >= ?14"
+			" AND strftime('%H:%M', i.t_wall_us / 1000000, 'unixepoch', 'localtime') < ?15"
+			" ELSE strftime('%H:%M', i.t_wall_us / 1000000, 'unixepoch', 'localtime') >= ?14"
+			" OR strftime('%H:%M', i.t_wall_us / 1000000, 'unixepoch', 'localtime') < ?15"
+			" END)");
+	else if (f->shift)
+		g_string_append(sql, " AND i.t_wall_us >= ?12 AND i.t_wall_us < ?13");
 	if (f->reviewed == 0)
 		g_string_append(sql, " AND r.id IS NULL");
 	else if (f->reviewed == 1)
@@ -619,6 +717,178 @@ int db_read_events(const char *db_path, int64_t since_us, int64_t until_us,
 
 	if (!fn) {
 		db__set_error(err, "cannot read %s: no callback given", db_path ? db_path : "(no path)");
+		return -EINVAL;
+	}
+	return run_statement(&s, err);
+}
+
+/* ---- tracing: facets, neighbours, escapes ---- */
+
+struct facet_ctx {
+	int (*fn)(const char *value, int64_t rows, void *data);
+	void *data;
+};
+
+static int facet_row(sqlite3_stmt *st, void *data)
+{
+	struct facet_ctx *c = data;
+
+	return c->fn((const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
+		     c->data);
+}
+
+int db_facets(const char *path, const char *column,
+	      int (*fn)(const char *value, int64_t rows, void *data), void *data, char **err)
+{
+	static const char *const columns[] = { "job", "model_version", "station" };
+	struct facet_ctx ctx = { fn, data };
+	struct statement s = { .path = path, .current_schema = true, .row = facet_row,
+			       .data = &ctx };
+	char *sql;
+	int rc;
+
+	if (!fn || !column) {
+		db__set_error(err, "cannot read %s: no column or callback given",
+			      path ? path : "(no path)");
+		return -EINVAL;
+	}
+	/* The column name comes from the fixed list, never from the caller's
+	 * text, so it may be pasted into the statement. */
+	for (size_t i = 0; i < G_N_ELEMENTS(columns); i++)
+		if (strcmp(column, columns[i]) == 0) {
+			sql = g_strdup_printf("SELECT %s, count(*) FROM inspections WHERE %s IS NOT"
+					      " NULL GROUP BY %s ORDER BY max(id) DESC",
+					      columns[i], columns[i], columns[i]);
+			s.sql = sql;
+			rc = run_statement(&s, err);
+			g_free(sql);
+			return rc;
+		}
+	db__set_error(err, "no facet '%s' (job, model_version or station)", column);
+	return -EINVAL;
+}
+
+static int bind_neighbours(sqlite3_stmt *st, void *data)
+{
+	const struct query_ctx *c = data;
+	int rc;
+
+	if ((rc = sqlite3_bind_int64(st, 1, c->around_id)) != SQLITE_OK)
+		return rc;
+	return sqlite3_bind_int64(st, 2, c->around_n);
+}
+
+int db_neighbours(const char *path, int64_t inspection_id, int n, const struct db_row_cb *cb,
+		  char **err)
+{
+	struct query_ctx ctx = { .cb = cb, .around_id = inspection_id, .around_n = n };
+	struct statement s = { .path = path, .current_schema = true, .bind = bind_neighbours,
+			       .row = inspection_row, .data = &ctx };
+	char *sql;
+	int rc;
+
+	if (!cb || !cb->fn || n < 0) {
+		db__set_error(err, "cannot read %s: no callback given", path ? path : "(no path)");
+		return -EINVAL;
+	}
+	/* Row ids grow in the order parts were written, which is the line's
+	 * order on each station. */
+	sql = g_strconcat(sql_select_inspections,
+			  " WHERE i.id = ?1 OR i.id IN (SELECT id FROM inspections WHERE id < ?1"
+			  " AND station IS (SELECT station FROM inspections WHERE id = ?1)"
+			  " ORDER BY id DESC LIMIT ?2) OR i.id IN (SELECT id FROM inspections"
+			  " WHERE id > ?1 AND station IS (SELECT station FROM inspections"
+			  " WHERE id = ?1) ORDER BY id LIMIT ?2) ORDER BY i.id", NULL);
+	s.sql = sql;
+	rc = run_statement(&s, err);
+	g_free(sql);
+	return rc;
+}
+
+struct escape_args {
+	int64_t part_id;
+	const char *note, *reporter;
+	int64_t id;   /* out */
+};
+
+static int bind_escape(sqlite3_stmt *st, void *data)
+{
+	const struct escape_args *a = data;
+	int rc;
+
+	if ((rc = sqlite3_bind_int64(st, 1, a->part_id)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 2, g_get_real_time())) != SQLITE_OK ||
+	    (rc = db__bind_text_or_null(st, 3, a->note)) != SQLITE_OK)
+		return rc;
+	return db__bind_text_or_null(st, 4, a->reporter);
+}
+
+static int escape_id_row(sqlite3_stmt *st, void *data)
+{
+	((struct escape_args *)data)->id = sqlite3_column_int64(st, 0);
+	return 0;   /* step on to SQLITE_DONE, which completes the insert */
+}
+
+int db_mark_escape(const char *path, int64_t part_id, const char *note, const char *reporter,
+		   int64_t *id_out, char **err)
+{
+	struct escape_args a = { part_id, note, reporter, 0 };
+	/* One statement: the escape goes to the latest inspection of the
+	 * part, or nowhere when there is none. */
+	struct statement s = {
+		.path = path, .write = true, .current_schema = true, .doing = "mark an escape in",
+		.bind = bind_escape, .row = escape_id_row, .data = &a,
+		.sql = "INSERT INTO escapes (inspection_id, t_wall_us, note, reporter)"
+		       " SELECT id, ?2, ?3, ?4 FROM inspections WHERE part_id = ?1"
+		       " ORDER BY id DESC LIMIT 1 RETURNING id",
+	};
+	int rc;
+
+	if ((rc = run_statement(&s, err)) < 0)
+		return rc;
+	if (s.rows == 0) {
+		db__set_error(err, "%s: no inspection of part %" PRId64, path, part_id);
+		return -ENOENT;
+	}
+	if (id_out)
+		*id_out = a.id;
+	return 0;
+}
+
+struct escapes_ctx {
+	int (*fn)(const struct db_escape *e, void *data);
+	void *data;
+};
+
+static int escape_row(sqlite3_stmt *st, void *data)
+{
+	struct escapes_ctx *c = data;
+	struct db_escape e = {
+		.id = sqlite3_column_int64(st, 0),
+		.inspection_id = sqlite3_column_int64(st, 1),
+		.t_wall_us = sqlite3_column_int64(st, 2),
+		.note = (const char *)sqlite3_column_text(st, 3),
+		.reporter = (const char *)sqlite3_column_text(st, 4),
+		.part_id = (uint32_t)sqlite3_column_int64(st, 5),
+		.t_part_us = sqlite3_column_int64(st, 6),
+	};
+
+	return c->fn(&e, c->data);
+}
+
+int db_read_escapes(const char *path, int (*fn)(const struct db_escape *e, void *data),
+		    void *data, char **err)
+{
+	struct escapes_ctx ctx = { fn, data };
+	struct statement s = {
+		.path = path, .current_schema = true, .row = escape_row, .data = &ctx,
+		.sql = "SELECT e.id, e.inspection_id, e.t_wall_us, e.note, e.reporter, i.part_id,"
+		       " i.t_wall_us FROM escapes e JOIN inspections i ON i.id = e.inspection_id"
+		       " ORDER BY e.id DESC",
+	};
+
+	if (!fn) {
+		db__set_error(err, "cannot read %s: no callback given", path ? path : "(no path)");
 		return -EINVAL;
 	}
 	return run_statement(&s, err);

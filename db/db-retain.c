@@ -88,6 +88,7 @@ static int64_t drop_rows(db_log *db, int64_t cut_us, int64_t *files, int64_t *by
 	static const char *const del[] = {
 		"DELETE FROM vibration WHERE inspection_id IN (SELECT id FROM doomed)",
 		"DELETE FROM reviews WHERE inspection_id IN (SELECT id FROM doomed)",
+		"DELETE FROM escapes WHERE inspection_id IN (SELECT id FROM doomed)",
 		"DELETE FROM inspections WHERE id IN (SELECT id FROM doomed)",
 	};
 	sqlite3_stmt *st = NULL;

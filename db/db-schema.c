@@ -122,6 +122,23 @@ static const char *const migrations[] = {
 	 * of them without a scan of the media table. */
 	"ALTER TABLE media ADD COLUMN recent INTEGER NOT NULL DEFAULT 0;"
 	"CREATE INDEX media_recent ON media (id) WHERE recent = 1;",
+	/* 9: tracing escapes: the job in force and the station per row (a
+	 * central log mixes stations), indexed for the review page's filters;
+	 * and the parts reported as escapes (found defective downstream or by
+	 * the customer), several reports of one part allowed. */
+	"ALTER TABLE inspections ADD COLUMN job INTEGER;"
+	"ALTER TABLE inspections ADD COLUMN station TEXT;"
+	"CREATE INDEX inspections_job ON inspections (job, t_wall_us);"
+	"CREATE INDEX inspections_station ON inspections (station, t_wall_us);"
+	"CREATE INDEX inspections_model ON inspections (model_version, t_wall_us);"
+	"CREATE TABLE escapes ("
+	"  id INTEGER PRIMARY KEY,"
+	"  inspection_id INTEGER NOT NULL REFERENCES inspections (id),"
+	"  t_wall_us INTEGER NOT NULL,"
+	"  note TEXT,"
+	"  reporter TEXT"
+	");"
+	"CREATE INDEX escapes_inspection ON escapes (inspection_id);",
 };
 
 #define DB_SCHEMA_VERSION ((int)G_N_ELEMENTS(migrations))

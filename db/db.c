@@ -94,6 +94,7 @@ void db__item_free(struct db_item *it)
 		return;
 	g_free(it->str1);
 	g_free(it->str2);
+	g_free(it->str3);
 	if (it->kind == DB_ITEM_MEDIA)
 		for (int i = 0; i < it->media.nfiles; i++) {
 			g_free(it->media.files[i].camera);
@@ -218,6 +219,8 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	db->media_dir = g_canonicalize_filename(dir, NULL);
 	g_free(dir);
 	db->opt.media_dir = db->media_dir;
+	db->station = g_strdup(opt.station ? opt.station : g_get_host_name());
+	db->opt.station = db->station;
 
 	if (db__check_integrity(path, &why) == 0) {
 		db->recovered = db__move_aside(path, err);
@@ -310,6 +313,8 @@ static struct db_item *new_row_item(enum db_item_kind kind, const struct db_insp
 	it->str2 = g_strdup(row->image_path);
 	it->row.model_version = it->str1;
 	it->row.image_path = it->str2;
+	it->str3 = g_strdup(row->station);
+	it->row.station = it->str3;
 	it->media_set = media;
 	return it;
 }
@@ -505,6 +510,7 @@ void db_close(db_log *db)
 		close(db->media_lock_fd);
 	g_free(db->recovered);
 	g_free(db->media_dir);
+	g_free(db->station);
 	g_free(db->path);
 	g_free(db);
 }

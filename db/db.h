@@ -33,6 +33,13 @@ struct db_inspection {
 	double infer_ms;
 	const char *model_version; /* may be NULL */
 	const char *image_path;   /* may be NULL */
+	/* The job in force when the part was triggered (0: the [model]
+	 * package; -1: not known yet, as for a fail-safe row written at the
+	 * deadline, stored NULL) and the station that inspected it (NULL: the
+	 * log's own, db_options.station). Both for tracing escapes: a central
+	 * log mixes stations. */
+	int job;
+	const char *station;
 	/* Read side only: the row id and the latest QA review, if any. */
 	int64_t id;
 	const char *review;       /* "confirm" or "overrule", NULL if not reviewed */
@@ -90,6 +97,9 @@ struct db_options {
 	 * and the trim right after it the ring may be over by that part. */
 	int64_t recent_images_mb;
 	int recent_images_hours;
+	/* The station name stored with each row that names none; NULL: the
+	 * host name. */
+	const char *station;
 };
 #define DB_OPTIONS_DEFAULT { .queue_depth = 4096, .media_queue = 64, \
 			     .retention_period_s = 600, .spool_rows = 4096 }
@@ -101,6 +111,7 @@ struct db_settings {
 	char *path;                   /* path, required */
 	char *media_dir;              /* media_dir ("<path>.media") */
 	char *shifts;                 /* shifts (SHIFT_PLAN_DEFAULT) */
+	char *station;                /* station (the host name) */
 	int commit_timeout_ms;        /* a result waits this long for its row (100) */
 };
 /* Reads [database] of cfg into *s, which it overwrites: 0, or -EINVAL with
@@ -320,12 +331,21 @@ struct db_filter {
 	int64_t part_id;              /* -1: any */
 	int reviewed;                 /* -1 any, 0 not reviewed, 1 reviewed */
 	int64_t limit;                /* 0: no limit; newest first when set */
+	/* A shift occurrence by its label ("2026-12-06 night", or "current" /
+	 * "previous") under the shift plan the log records (db_shifts): its
+	 * [start, end), within since/until if those are set too. A shift's
+	 * name alone ("night") is its local hours on every day. */
+	const char *shift;
+	int64_t job;                  /* -1: any */
+	const char *model_version;
+	const char *station;
 };
-#define DB_FILTER_ALL { 0, 0, NULL, NULL, NAN, NAN, -1, -1, 0 }
+#define DB_FILTER_ALL { 0, 0, NULL, NULL, NAN, NAN, -1, -1, 0, NULL, -1, NULL, NULL }
 
 /* Like db_read_inspections, only the rows that pass the filter (oldest
  * first; with a limit, the newest `limit` rows, still oldest first).
- * -EINVAL with *err naming the field for a verdict or class that is not one. */
+ * -EINVAL with *err naming the field for a verdict or class that is not
+ * one, or a shift label the plan has no occurrence for. */
 int db_query(const char *path, const struct db_filter *f, const struct db_row_cb *cb,
 	     char **err);
 
@@ -348,6 +368,40 @@ int db_count_buckets(const char *path, const int64_t *edges, size_t nbuckets,
 /* How many rows pass the filter, its limit aside (the list's "200 of 260");
  * a negative code on error, like db_query. */
 int64_t db_query_count(const char *path, const struct db_filter *f, char **err);
+/* The distinct values of one filter column ("job", "model_version" or
+ * "station") in the log, with their row counts, most recent first (by
+ * their last row); NULL values are skipped. fn returns non-zero to stop;
+ * value is valid only during the call (a job as its decimal text). 0, or
+ * -EINVAL for another column, or a negative code with *err set. */
+int db_facets(const char *path, const char *column,
+	      int (*fn)(const char *value, int64_t rows, void *data), void *data, char **err);
+
+/* The rows around inspection_id on its line: up to n inspections of the
+ * same station written before it, the row itself, and up to n after, in
+ * the order written. 0 (no rows for an id that is not there), or a
+ * negative code with *err set. */
+int db_neighbours(const char *path, int64_t inspection_id, int n, const struct db_row_cb *cb,
+		  char **err);
+
+/* An escape: a part the line passed (or judged) that was later found
+ * defective downstream or by the customer. */
+struct db_escape {
+	int64_t id, inspection_id;
+	uint32_t part_id;
+	int64_t t_wall_us;            /* when it was reported */
+	int64_t t_part_us;            /* when the part was inspected */
+	const char *note, *reporter;  /* may be NULL */
+};
+/* Marks the latest inspection of part_id as an escape, on a connection of
+ * its own as db_review. *id_out (if not NULL) is the escape's id. 0,
+ * -ENOENT when no such part was inspected, or a negative code with *err. */
+int db_mark_escape(const char *path, int64_t part_id, const char *note, const char *reporter,
+		   int64_t *id_out, char **err);
+/* Calls fn for each escape, newest report first; strings are valid only
+ * during the call; fn returns non-zero to stop. 0 or a negative code with
+ * *err set. */
+int db_read_escapes(const char *path, int (*fn)(const struct db_escape *e, void *data),
+		    void *data, char **err);
 
 /* A QA review of the latest inspection of part_id: decision "confirm" (the
  * verdict stands) or "overrule" with the right verdict. Written on its own

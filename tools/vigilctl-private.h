@@ -1,6 +1,6 @@
 /* Private to vigilctl: what vigilctl.c (options, list, review, upgrade,
  * export), vigilctl-pareto.c (pareto), vigilctl-user.c (user) and
- * vigilctl-report.c (report) share. One thread. */
+ * vigilctl-report.c (report) and vigilctl-trace.c (escapes) share. One thread. */
 #ifndef VIGIL_TOOLS_VIGILCTL_PRIVATE_H
 #define VIGIL_TOOLS_VIGILCTL_PRIVATE_H
 
@@ -14,10 +14,12 @@
 
 struct opts {
 	char *db, *since, *until, *verdict, *cls, *format, *by, *reviewed;
-	char *overrule, *note, *reviewer, *split, *out, *shift;
+	char *overrule, *note, *reviewer, *split, *out;
+	char *shift, *job, *model, *station;   /* tracing filters */
+	gint64 neighbours;                      /* escapes: rows either side */
 	double min_score, max_score;
 	gint64 part, limit;
-	gboolean confirm;
+	gboolean confirm, mark;
 };
 
 enum format { FMT_TABLE, FMT_CSV, FMT_JSON };
@@ -41,5 +43,9 @@ int vigilctl__cmd_pareto(const struct opts *o);
 int vigilctl__main_user(int argc, char **argv);
 /* vigilctl report (vigilctl-report.c); the exit status. */
 int vigilctl__cmd_report(const struct opts *o);
+/* vigilctl escapes (vigilctl-trace.c); the exit status. */
+int vigilctl__cmd_escapes(const struct opts *o);
+/* Local time with its offset, "2026-12-06T05:15:00.000000+01:00"; g_free. */
+char *vigilctl__wall_text(int64_t us);
 
 #endif

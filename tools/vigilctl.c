@@ -12,10 +12,15 @@
  *                              [--out HTML]  the shift report
  *   vigilctl user add NAME --role ROLE --users FILE | list | remove NAME
  *                               the review server's users (vigilctl-user.c)
+ *   vigilctl --db FILE escapes [--mark --part ID --note TEXT [--reviewer NAME]]
+ *                              [--neighbours N] [--format table|csv|json]
+ *                               parts found defective after the line passed them
  *
  * Filters: --since/--until (ISO 8601: a date alone is local midnight; a time
- * to the minute or second, local unless it ends in Z or an offset), --verdict,
- * --class, --min-score, --max-score, --part, --reviewed yes|no, --limit N.
+ * to the minute or second, local unless it ends in Z or an offset), --shift
+ * LABEL ("2026-12-06 night", current, previous, or "night" for every day's), --job N, --model VERSION,
+ * --station NAME, --verdict, --class, --min-score, --max-score, --part,
+ * --reviewed yes|no, --limit N.
  * Reads run on their own connection while vigild writes (WAL). */
 #include <errno.h>
 #include <glib.h>
@@ -26,6 +31,7 @@
 #include <string.h>
 
 #include "core/part.h"
+#include "core/shift.h"
 #include "db/db.h"
 #include "tools/tool-common.h"
 #include "tools/vigilctl-private.h"
@@ -70,12 +76,74 @@ static int parse_time(const char *what, const char *text, int64_t *us)
 	return 0;
 }
 
+/* --shift names an occurrence of the log's shift plan, or one of its shifts
+ * on every day: checked here, so that a label the plan lacks is a usage
+ * error (exit 2) naming the option. */
+static int check_shift(const char *db_path, const char *label)
+{
+	char *err = NULL, *spec;
+	shift_plan *plan;
+	shift_span span;
+	int rc = -EINVAL;
+
+	if (!(spec = db_shifts(db_path, &err))) {
+		fprintf(stderr, "vigilctl: %s\n", err);
+		free(err);
+		return -EIO;
+	}
+	if (!(plan = shift_plan_parse(spec, NULL, &err))) {
+		fprintf(stderr, "vigilctl: %s: the shift plan it records is not valid: %s\n",
+			db_path, err);
+		g_free(err);
+		free(spec);
+		return -EIO;
+	}
+	for (size_t i = 0; i < shift_plan_count(plan); i++)
+		if (strcmp(label, shift_plan_name(plan, i)) == 0)
+			rc = 0;   /* a shift's name alone: every day's */
+	if (rc == 0) {
+		/* found by name */
+	} else if (shift_plan_find(plan, label, g_get_real_time(), &span, &err) < 0) {
+		fprintf(stderr, "vigilctl: --shift '%s': %s (or a shift's name; the log's shifts: "
+			"%s)\n", label, err, spec);
+		g_free(err);
+	} else {
+		rc = 0;
+	}
+	shift_plan_free(plan);
+	free(spec);
+	return rc;
+}
+
 int vigilctl__build_filter(const struct opts *o, struct db_filter *f)
 {
 	*f = (struct db_filter)DB_FILTER_ALL;
 	if (parse_time("since", o->since, &f->since_us) < 0 ||
 	    parse_time("until", o->until, &f->until_us) < 0)
 		return -EINVAL;
+	if (o->job) {
+		guint64 n;
+
+		if (!g_ascii_isdigit(o->job[0]) ||
+		    !g_ascii_string_to_unsigned(o->job, 10, 0, 65535, &n, NULL)) {
+			fprintf(stderr, "vigilctl: --job is a job number from 0 to 65535, not '%s'\n",
+				o->job);
+			return -EINVAL;
+		}
+		f->job = (int64_t)n;
+	}
+	if ((o->model && !*o->model) || (o->station && !*o->station)) {
+		fprintf(stderr, "vigilctl: --%s is empty\n", o->model && !*o->model ? "model"
+									   : "station");
+		return -EINVAL;
+	}
+	f->model_version = o->model;
+	f->station = o->station;
+	if (o->shift) {
+		if (check_shift(o->db, o->shift) < 0)
+			return -EINVAL;
+		f->shift = o->shift;
+	}
 	f->verdict = o->verdict;
 	f->defect_class = o->cls;
 	f->min_score = o->min_score;
@@ -105,7 +173,7 @@ GDateTime *vigilctl__local_time(int64_t us)
 	return t;
 }
 
-static char *wall_text(int64_t us)
+char *vigilctl__wall_text(int64_t us)
 {
 	GDateTime *t = vigilctl__local_time(us);
 	char *s = g_date_time_format(t, "%Y-%m-%dT%H:%M:%S.%f%:z");
@@ -206,6 +274,12 @@ static void list_row_json(struct list_ctx *c, const struct db_inspection *r, con
 	vigilctl__add_string(c->json, "review", r->review);
 	vigilctl__add_string(c->json, "review_verdict", review_verdict);
 	vigilctl__add_string(c->json, "review_note", r->review_note);
+	json_builder_set_member_name(c->json, "job");
+	if (r->job >= 0)
+		json_builder_add_int_value(c->json, r->job);
+	else
+		json_builder_add_null_value(c->json);
+	vigilctl__add_string(c->json, "station", r->station);
 	json_builder_end_object(c->json);
 	root = json_builder_get_root(c->json);
 	json_builder_reset(c->json);
@@ -219,7 +293,7 @@ static void list_row_json(struct list_ctx *c, const struct db_inspection *r, con
 static int list_row(const struct db_inspection *r, void *data)
 {
 	struct list_ctx *c = data;
-	char *when = wall_text(r->t_wall_us);
+	char *when = vigilctl__wall_text(r->t_wall_us);
 	const char *verdict = vigil_verdict_name((enum vigil_verdict)r->verdict);
 	const char *cls = vigil_class_name((enum vigil_defect_class)r->defect_class);
 	const char *rv = r->review ? vigil_verdict_name((enum vigil_verdict)r->review_verdict) : NULL;
@@ -238,6 +312,11 @@ static int list_row(const struct db_inspection *r, void *data)
 			r->review ? r->review : "");
 		fprintf(c->out, "%s,", rv ? rv : "");
 		vigilctl__csv_field(c->out, r->review_note);
+		fputc(',', c->out);
+		if (r->job >= 0)
+			fprintf(c->out, "%d", r->job);
+		fputc(',', c->out);
+		vigilctl__csv_field(c->out, r->station);
 		fputc('\n', c->out);
 		break;
 	case FMT_JSON:
@@ -266,7 +345,7 @@ static int cmd_list(const struct opts *o)
 		       "class", "score", "vision", "signal", "lat_ms", "review");
 	} else if (c.fmt == FMT_CSV) {
 		printf("part_id,time,verdict,class,flags,score,vision_score,signal_score,"
-		       "latency_ms,model_version,review,review_verdict,review_note\n");
+		       "latency_ms,model_version,review,review_verdict,review_note,job,station\n");
 	} else {
 		c.json = json_builder_new();
 		c.gen = json_generator_new();
@@ -528,6 +607,17 @@ int main(int argc, char **argv)
 		{ "part", 0, 0, G_OPTION_ARG_INT64, &o.part, "This part id", "ID" },
 		{ "reviewed", 0, 0, G_OPTION_ARG_STRING, &o.reviewed, "yes or no", "R" },
 		{ "limit", 0, 0, G_OPTION_ARG_INT64, &o.limit, "The newest N only", "N" },
+		{ "shift", 0, 0, G_OPTION_ARG_STRING, &o.shift,
+		  "In this shift: \"2026-12-06 night\", current, previous, or night (every day's); "
+		  "report: the shift to report (not a name alone)",
+		  "LABEL" },
+		{ "job", 0, 0, G_OPTION_ARG_STRING, &o.job, "Judged under this job number", "N" },
+		{ "model", 0, 0, G_OPTION_ARG_STRING, &o.model, "By this model version", "VERSION" },
+		{ "station", 0, 0, G_OPTION_ARG_STRING, &o.station, "At this station", "NAME" },
+		{ "mark", 0, 0, G_OPTION_ARG_NONE, &o.mark,
+		  "escapes: mark --part as an escape, with --note", NULL },
+		{ "neighbours", 0, 0, G_OPTION_ARG_INT64, &o.neighbours,
+		  "escapes: the N parts before and after each (default 0)", "N" },
 		{ "format", 0, 0, G_OPTION_ARG_STRING, &o.format, "list, pareto: table, csv or json", "F" },
 		{ "by", 0, 0, G_OPTION_ARG_STRING, &o.by, "pareto: hour or shift", "B" },
 		{ "confirm", 0, 0, G_OPTION_ARG_NONE, &o.confirm, "review: the verdict stands", NULL },
@@ -538,11 +628,10 @@ int main(int argc, char **argv)
 		  "export: this split for every part (default: 1 in 5 val, the rest train)", "NAME" },
 		{ "out", 0, 0, G_OPTION_ARG_FILENAME, &o.out, "export, report: write here (default: stdout)",
 		  "FILE" },
-		{ "shift", 0, 0, G_OPTION_ARG_STRING, &o.shift,
-		  "report: \"YYYY-MM-DD NAME\", current or previous", "SHIFT" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
-	GOptionContext *ctx = g_option_context_new("list|pareto|review|upgrade|export|report - QA over vigild's log");
+	GOptionContext *ctx = g_option_context_new("list|pareto|review|upgrade|export|report|escapes - "
+						   "QA over vigild's log");
 	int rc = 2;
 
 	/* user works on the users file, with options of its own. */
@@ -553,12 +642,13 @@ int main(int argc, char **argv)
 	if (tool_options_parse(ctx, entries, "vigilctl", &argc, &argv) < 0)
 		goto out;
 	if (o.db && argc == 2 && o.format && strcmp(argv[1], "list") != 0 &&
-	    strcmp(argv[1], "pareto") != 0 &&
+	    strcmp(argv[1], "pareto") != 0 && strcmp(argv[1], "escapes") != 0 &&
 	    (strcmp(argv[1], "export") != 0 || strcmp(o.format, "csv") != 0)) {
-		fprintf(stderr, "vigilctl %s: --format is for list and pareto%s\n", argv[1],
+		fprintf(stderr, "vigilctl %s: --format is for list, pareto and escapes%s\n", argv[1],
 			strcmp(argv[1], "export") == 0 ? " (export writes a CSV manifest)" : "");
 	} else if (!o.db || argc != 2) {
-		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export|report [options] (see --help)\n"
+		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export|report|"
+			"escapes [options] (see --help)\n"
 			"       vigilctl user add|list|remove ... (see vigilctl user --help)\n");
 	} else if (strcmp(argv[1], "list") == 0) {
 		rc = cmd_list(&o);
@@ -572,9 +662,11 @@ int main(int argc, char **argv)
 		rc = cmd_export(&o);
 	} else if (strcmp(argv[1], "report") == 0) {
 		rc = vigilctl__cmd_report(&o);
+	} else if (strcmp(argv[1], "escapes") == 0) {
+		rc = vigilctl__cmd_escapes(&o);
 	} else {
 		fprintf(stderr, "vigilctl: unknown command '%s' (list, pareto, review, upgrade, "
-			"export, report)\n", argv[1]);
+			"export, report, escapes)\n", argv[1]);
 	}
 out:
 	g_option_context_free(ctx);
@@ -592,5 +684,8 @@ out:
 	g_free(o.split);
 	g_free(o.out);
 	g_free(o.shift);
+	g_free(o.job);
+	g_free(o.model);
+	g_free(o.station);
 	return rc;
 }

@@ -1,0 +1,281 @@
+// Tracing escapes on the review page: the date-range, shift, job, model
+// and station filters (their choices from /api/shifts and /api/facets), the
+// filter state in the page's URL so that a filtered view is a link, the
+// CSV of the view, and the escape report (/api/escapes, POST
+// /api/parts/ID/escape). Uses review.js's filterQuery, openPart and
+// loadImage; its requests carry the token through users.js's fetch. Every
+// value from the log is put on the page as text.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const form = $("filters");
+  const selects = ["shift", "job", "model", "station"];
+  const urlQuery = new URLSearchParams(location.search);
+
+  // review.js restores the URL's filters into the form at DOMContentLoaded,
+  // before the choices below are fetched: a select takes a value only
+  // from an option it has, so the URL's own values become options now.
+  for (const name of selects) {
+    const v = urlQuery.get(name);
+    if (v) addOption(form.elements[name], v, v);
+  }
+
+  function addOption(select, value, label) {
+    for (const o of select.options) if (o.value === value) return o;
+    const o = document.createElement("option");
+    o.value = value;
+    o.textContent = label;
+    select.append(o);
+    return o;
+  }
+
+  function setText(el, value) {
+    el.textContent = value === null || value === undefined ? "–" : String(value);
+  }
+
+  async function getJSON(url) {
+    const r = await fetch(url, { cache: "no-store" });
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.error || r.statusText);
+    return body;
+  }
+
+  // The CSV of the view: the same filters without the list's row limit.
+  function csvQuery() {
+    const q = new URLSearchParams(filterQuery());
+    q.delete("limit");
+    return q.toString();
+  }
+
+  // With a token (a server with read_requires_token) the CSV is fetched
+  // with it and saved from memory; a plain link cannot send the header.
+  async function downloadCSV(ev) {
+    const t = token();
+    if (!t) return;
+    ev.preventDefault();
+    const r = await fetch($("trace-csv").href, { headers: { "Authorization": "Bearer " + t } });
+    if (!r.ok) {
+      const err = $("list-error");
+      err.hidden = false;
+      setText(err, "CSV: " + r.status + " " + r.statusText);
+      return;
+    }
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(await r.blob());
+    a.download = "vigil-inspections.csv";
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+  }
+
+  function syncLinks() {
+    const q = csvQuery();
+    $("trace-csv").href = "/api/inspections.csv" + (q ? "?" + q : "");
+  }
+
+  // The filters as the URL's query: a view to bookmark or send.
+  function syncURL() {
+    const q = filterQuery();
+    history.replaceState(null, "", location.pathname + (q ? "?" + q : "") + location.hash);
+    syncLinks();
+  }
+
+  async function fillChoices() {
+    try {
+      const [shifts, facets] = await Promise.all([getJSON("/api/shifts?n=21"),
+        getJSON("/api/facets")]);
+      for (const name of shifts.names)
+        addOption(form.elements.shift, name, "every " + name);
+      for (const o of shifts.occurrences) {
+        const start = o.start.slice(11, 16), end = o.end.slice(11, 16);
+        addOption(form.elements.shift, o.label, o.label + " (" + start + "–" + end + ")");
+      }
+      for (const f of facets.job) addOption(form.elements.job, f.value, "job " + f.value);
+      for (const f of facets.model_version) addOption(form.elements.model, f.value, f.value);
+      for (const f of facets.station) addOption(form.elements.station, f.value, f.value);
+    } catch (e) {
+      const err = $("list-error");
+      err.hidden = false;
+      setText(err, "filter choices: " + e.message);
+    }
+  }
+
+  // ---- the escape report ----
+
+  function token() {
+    const review = $("review");
+    const t = review && review.elements.token ? review.elements.token.value.trim() : "";
+    return t || sessionStorage.getItem("vigil-token") || "";
+  }
+
+  function cell(tr, value, cls) {
+    const td = document.createElement("td");
+    if (cls) td.className = cls;
+    setText(td, value);
+    tr.append(td);
+  }
+
+  function fmt(v, digits) {
+    return v === null || v === undefined ? "–" : Number(v).toFixed(digits);
+  }
+
+  // The escaped part's image with its defect map beside it, as kept.
+  async function escapeMedia(box, partId) {
+    try {
+      const d = await getJSON("/api/parts/" + encodeURIComponent(partId));
+      const kept = (d.media || []).filter((m) => m.kind === "image" || m.kind === "heatmap");
+      if (!kept.length) {
+        const p = document.createElement("p");
+        p.className = "note";
+        setText(p, "No image kept for this part.");
+        box.append(p);
+        return;
+      }
+      for (const m of kept) {
+        const fig = document.createElement("figure");
+        // review.js's loadImage (through users.js, with the token when the
+        // server asks one for reads).
+        const img = await loadImage(m.url);
+        img.alt = m.kind + " of part " + partId;
+        img.className = "trace-" + m.kind;
+        const cap = document.createElement("figcaption");
+        setText(cap, (m.kind === "heatmap" ? "defect map" : "image") +
+          (m.camera ? ", camera " + m.camera : ""));
+        fig.append(img, cap);
+        box.append(fig);
+      }
+    } catch (e) {
+      const p = document.createElement("p");
+      p.className = "error";
+      setText(p, "part " + partId + ": " + e.message);
+      box.append(p);
+    }
+  }
+
+  function neighbourTable(e) {
+    const table = document.createElement("table");
+    table.className = "trace-neighbours";
+    const head = table.createTHead().insertRow();
+    for (const h of ["", "part", "time (UTC)", "station", "job", "model", "verdict", "score",
+      "review"]) {
+      const th = document.createElement("th");
+      setText(th, h);
+      head.append(th);
+    }
+    const body = table.createTBody();
+    const self = e.neighbours.findIndex((r) => r.id === e.inspection_id);
+    e.neighbours.forEach((r, i) => {
+      const tr = body.insertRow();
+      tr.className = r.verdict + (r.id === e.inspection_id ? " trace-escaped" : "");
+      tr.dataset.part = r.part_id;
+      const pos = i - self;
+      cell(tr, pos === 0 ? "escape" : (pos > 0 ? "+" : "") + pos, "num");
+      cell(tr, r.part_id, "num");
+      cell(tr, r.time, "");
+      cell(tr, r.station, "");
+      cell(tr, r.job, "num");
+      cell(tr, r.model_version, "");
+      cell(tr, r.verdict + (r.failsafe ? " (fail-safe)" : ""), "verdict");
+      cell(tr, fmt(r.score, 3), "num");
+      cell(tr, r.review ? r.review + " → " + r.review_verdict : "", "");
+      tr.addEventListener("click", async () => {
+        await openPart(r.part_id);
+        $("detail").scrollIntoView({ block: "start" });
+      });
+    });
+    return table;
+  }
+
+  async function showEscapes() {
+    const list = $("trace-escape-list");
+    try {
+      const data = await getJSON("/api/escapes?neighbours=3");
+      list.replaceChildren();
+      if (!data.escapes.length) {
+        const p = document.createElement("p");
+        p.className = "note";
+        setText(p, "No escapes reported.");
+        list.append(p);
+      }
+      for (const e of data.escapes) {
+        const art = document.createElement("article");
+        art.className = "trace-escape";
+        art.dataset.escape = e.id;
+        art.dataset.part = e.part_id;
+        const h = document.createElement("h3");
+        setText(h, "Escape " + e.id + ": part " + e.part_id);
+        const p = document.createElement("p");
+        p.className = "trace-note";
+        setText(p, e.note);
+        const by = document.createElement("p");
+        by.className = "note";
+        setText(by, "reported " + e.reported + " by " + (e.reporter || "–"));
+        const media = document.createElement("div");
+        media.className = "trace-media";
+        art.append(h, p, by, media, neighbourTable(e));
+        list.append(art);
+        await escapeMedia(media, e.part_id);
+      }
+    } catch (err) {
+      list.replaceChildren();
+      const p = document.createElement("p");
+      p.className = "error";
+      setText(p, "escapes: " + err.message);
+      list.append(p);
+    }
+  }
+
+  function setEscapesShown(on) {
+    $("trace-escape-list").hidden = !on;
+    $("trace-escapes-toggle").setAttribute("aria-expanded", String(on));
+    setText($("trace-escapes-toggle"), on ? "hide" : "show");
+    const hash = on ? "#escapes" : "";
+    history.replaceState(null, "", location.pathname + location.search + hash);
+    if (on) showEscapes();
+  }
+
+  async function markEscape(ev) {
+    ev.preventDefault();
+    const f = $("trace-mark");
+    const out = $("trace-mark-result");
+    const part = f.elements.part.value.trim();
+    setText(out, "saving…");
+    try {
+      const r = await fetch("/api/parts/" + encodeURIComponent(part) + "/escape", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token() },
+        body: JSON.stringify({ note: f.elements.note.value, reporter: f.elements.reporter.value }),
+      });
+      const answer = await r.json();
+      if (!r.ok) {
+        setText(out, "refused (" + r.status + "): " + answer.error);
+        return;
+      }
+      f.elements.note.value = "";
+      setEscapesShown(true);
+      setText(out, "saved: escape " + answer.id + " (part " + answer.part_id + ")");
+    } catch (e) {
+      setText(out, "failed: " + e.message);
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    form.addEventListener("submit", syncURL);
+    form.addEventListener("input", syncLinks);
+    form.addEventListener("change", syncLinks);
+    $("trace-mark").addEventListener("submit", markEscape);
+    $("trace-csv").addEventListener("click", downloadCSV);
+    $("trace-escapes-toggle").addEventListener("click",
+      () => setEscapesShown($("trace-escape-list").hidden));
+    // The open part is the one an escape is most likely marked on.
+    new MutationObserver(() => {
+      const part = $("d-part").textContent.trim();
+      if (/^\d+$/.test(part)) $("trace-mark").elements.part.value = part;
+    }).observe($("d-part"), { childList: true, characterData: true, subtree: true });
+    syncLinks();
+    fillChoices().then(syncLinks);
+    if (location.hash === "#escapes") setEscapesShown(true);
+  });
+})();
