@@ -516,7 +516,7 @@ out:
 	g_object_unref(b);
 }
 
-static const char *member_string(JsonObject *o, const char *name, gboolean *bad)
+const char *review__member_string(JsonObject *o, const char *name, gboolean *bad)
 {
 	JsonNode *n = json_object_get_member(o, name);
 
@@ -563,10 +563,10 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 		goto out;
 	}
 	o = json_node_get_object(json_parser_get_root(parser));
-	decision = member_string(o, "decision", &bad);
-	verdict_name = member_string(o, "verdict", &bad);
-	note = member_string(o, "note", &bad);
-	reviewer = member_string(o, "reviewer", &bad);
+	decision = review__member_string(o, "decision", &bad);
+	verdict_name = review__member_string(o, "verdict", &bad);
+	note = review__member_string(o, "note", &bad);
+	reviewer = review__member_string(o, "reviewer", &bad);
 	if (bad || !decision ||
 	    (strcmp(decision, "confirm") != 0 && strcmp(decision, "overrule") != 0)) {
 		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,

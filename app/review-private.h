@@ -175,6 +175,9 @@ void review__add_row(JsonBuilder *b, const struct db_inspection *r);
  * written as null. */
 void review__add_number(JsonBuilder *b, const char *name, double v);
 void review__add_string(JsonBuilder *b, const char *name, const char *v);
+/* A string member of a request body: NULL when absent or null; sets *bad
+ * (and gives NULL) when it is there but not a string. Owned by o. */
+const char *review__member_string(JsonObject *o, const char *name, gboolean *bad);
 void review__add_int(JsonBuilder *b, const char *name, int64_t v);
 
 /* The latest inspection of a part; with b set, it is also added to b as

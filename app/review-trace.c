@@ -295,19 +295,6 @@ static void api_facets(review_server *s, SoupServerMessage *msg)
 
 /* ---- escapes ---- */
 
-static const char *member_string(JsonObject *o, const char *name, gboolean *bad)
-{
-	JsonNode *n = json_object_get_member(o, name);
-
-	if (!n || JSON_NODE_HOLDS_NULL(n))
-		return NULL;
-	if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_STRING) {
-		*bad = TRUE;
-		return NULL;
-	}
-	return json_node_get_string(n);
-}
-
 /* POST /api/parts/ID/escape {"note": ..., "reporter": ...}: a reviewer's
  * token (or the shared one), as a review. */
 static void api_mark_escape(review_server *s, SoupServerMessage *msg, int64_t part_id)
@@ -339,8 +326,8 @@ static void api_mark_escape(review_server *s, SoupServerMessage *msg, int64_t pa
 		goto out;
 	}
 	o = json_node_get_object(json_parser_get_root(parser));
-	note = member_string(o, "note", &bad);
-	reporter = member_string(o, "reporter", &bad);
+	note = review__member_string(o, "note", &bad);
+	reporter = review__member_string(o, "reporter", &bad);
 	if (bad || !note || !*note) {
 		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
 				    "an escape needs a note (a string: where and how the part was "
