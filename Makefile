@@ -12,7 +12,9 @@ DEBIAN_PACKAGES := meson ninja-build pkg-config gcc g++ \
 	aravis-tools libaravis-0.8-0 gstreamer1.0-plugins-bad \
 	libsoup-3.0-dev libjson-glib-dev libglib2.0-dev-bin chromium \
 	protobuf-c-compiler libprotobuf-c-dev libonnx-dev libiio-dev \
-	python3-gi gir1.2-gst-rtsp-server-1.0
+	python3-gi gir1.2-gst-rtsp-server-1.0 \
+	libsystemd-dev systemd libpq-dev postgresql python3-psycopg2 \
+	mosquitto mosquitto-clients libmosquitto-dev python3-paho-mqtt lintian
 
 # -Werror in CI, warnings visible but not fatal on a developer's machine.
 MESON_OPTS := $(if $(CI),-Dwerror=true,)
