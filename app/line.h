@@ -20,6 +20,7 @@
 
 #include "core/config.h"
 #include "db/db.h"
+#include "db/plant.h"
 
 typedef struct line line;
 
@@ -133,5 +134,10 @@ struct line_alarms {
 	char message[LINE_ALARM_KINDS][256]; /* the figures it was raised with */
 };
 void line_get_alarms(line *l, struct line_alarms *out);
+
+/* The forwarder to the plant's PostgreSQL ([plant]), for /api/status and
+ * /metrics; any thread, as line_get_health. 0 without [plant] (*out
+ * zeroed), else 1 and *out filled. */
+int line_get_plant(line *l, struct plant_stats *out);
 
 #endif
