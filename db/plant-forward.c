@@ -7,7 +7,15 @@
  * transaction of INSERT ... ON CONFLICT DO NOTHING keyed by (site, line,
  * station, local_id), and the mark moves only after its COMMIT. A batch
  * whose COMMIT reached the server but whose answer did not is sent again
- * after the reconnect, and its rows are no-ops. */
+ * after the reconnect, and its rows are no-ops.
+ *
+ * local_id is the station's row number: the local id plus a base kept in
+ * the local meta table (0 for the first log a station forwards). A log
+ * the plant has not heard from before (a fresh file after db-recovered, a
+ * replaced disk) carries an identity of its own (meta plant_log_id, and
+ * stations.log_id centrally); its rows continue after the station's last
+ * ones instead of colliding with them, and so do the rows of a table that
+ * retention emptied, since SQLite then numbers from 1 again. */
 #include "db/plant.h"
 
 #include <errno.h>
@@ -38,6 +46,7 @@ struct table_desc {
 	const char *central_cols;
 	int ncentral;            /* columns in central_cols */
 	const char *extra_col, *extra_val;
+	int insp_col;            /* local column holding an inspection id (-1: none) */
 };
 
 static const struct table_desc tables[PLANT_NTABLES] = {
@@ -56,13 +65,13 @@ static const struct table_desc tables[PLANT_NTABLES] = {
 		" vision_score, signal_score, latency_ms, infer_ms, model_version, image_path,"
 		" model_verdict, model_score, job, local_station, rms_velocity_mm_s, iso_zone,"
 		" rms_accel_g, hf_accel_g, peak_g, crest_factor, kurtosis, ftf_env, bpfo_env,"
-		" bpfi_env, bsf_env", 29, NULL, NULL,
+		" bpfi_env, bsf_env", 29, NULL, NULL, -1,
 	},
 	[PLANT_EVENTS] = {
 		"events", true,
 		"SELECT id, t_wall_us, kind, message FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
 		"SELECT count(*) FROM events WHERE id > ?1",
-		"kind, message", 2, NULL, NULL,
+		"kind, message", 2, NULL, NULL, -1,
 	},
 	/* Reviews pulled from the central database carry their central id and
 	 * are not sent back. */
@@ -74,14 +83,14 @@ static const struct table_desc tables[PLANT_NTABLES] = {
 		" WHERE r.id > ?1 AND r.central_id IS NULL ORDER BY r.id LIMIT ?2",
 		"SELECT count(*) FROM reviews WHERE id > ?1 AND central_id IS NULL",
 		"inspection_local_id, part_id, decision, verdict, note, reviewer, defect_type,"
-		" mask_path", 8, "origin", "'station'",
+		" mask_path", 8, "origin", "'station'", 2,
 	},
 	[PLANT_ESCAPES] = {
 		"escapes", true,
 		"SELECT id, t_wall_us, inspection_id, note, reporter FROM escapes"
 		" WHERE id > ?1 ORDER BY id LIMIT ?2",
 		"SELECT count(*) FROM escapes WHERE id > ?1",
-		"inspection_local_id, note, reporter", 3, NULL, NULL,
+		"inspection_local_id, note, reporter", 3, NULL, NULL, 2,
 	},
 	/* Files of the recent ring go within hours: only kept files. */
 	[PLANT_MEDIA] = {
@@ -89,7 +98,7 @@ static const struct table_desc tables[PLANT_NTABLES] = {
 		"SELECT id, inspection_id, camera, kind, path, bytes FROM media"
 		" WHERE id > ?1 AND recent = 0 ORDER BY id LIMIT ?2",
 		"SELECT count(*) FROM media WHERE id > ?1 AND recent = 0",
-		"inspection_local_id, camera, kind, path, bytes", 5, NULL, NULL,
+		"inspection_local_id, camera, kind, path, bytes", 5, NULL, NULL, 1,
 	},
 };
 
@@ -122,6 +131,8 @@ struct plant_forwarder {
 	PGconn *pg;
 	int64_t hw[PLANT_NTABLES];    /* highest local id the central database holds */
 	bool hw_known;
+	char *log_id;                 /* this log's identity (meta plant_log_id) */
+	int64_t base[PLANT_NTABLES];  /* central local_id = local id + base (meta) */
 	int64_t central_review_hw;    /* highest central review id pulled */
 	bool outage_logged, newer_logged, partition_warned, local_warned;
 	int64_t outage_since_us;
@@ -236,6 +247,15 @@ static int read_rows(plant_forwarder *f, enum plant_table t, bool settled_only, 
 				break;
 			}
 		}
+		g_free(r->vals[3]);
+		r->vals[3] = g_strdup_printf("%" PRId64, r->id + f->base[t]);
+		if (d->insp_col >= 0 && r->vals[3 + d->insp_col]) {
+			int64_t insp = g_ascii_strtoll(r->vals[3 + d->insp_col], NULL, 10);
+
+			g_free(r->vals[3 + d->insp_col]);
+			r->vals[3 + d->insp_col] = g_strdup_printf("%" PRId64,
+								   insp + f->base[PLANT_INSPECTIONS]);
+		}
 		if (t == PLANT_INSPECTIONS) {
 			g_free(f->model_version);
 			f->model_version = g_strdup(r->vals[3 + 14]);
@@ -244,6 +264,71 @@ static int read_rows(plant_forwarder *f, enum plant_table t, bool settled_only, 
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int meta_set(plant_forwarder *f, const char *key, const char *value)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(f->wr, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+				    -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(f->wr);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* The value of meta key, or NULL (g_free it). */
+static char *meta_get(sqlite3 *conn, const char *key)
+{
+	sqlite3_stmt *st = NULL;
+	char *v = NULL;
+
+	if (sqlite3_prepare_v2(conn, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+			v = g_strdup((const char *)sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Sets table t's base so that its rows continue after central_max, the
+ * station's highest local_id there, and keeps it in meta before any row
+ * goes up with it. 0 or an SQLite code. */
+static int rebase(plant_forwarder *f, enum plant_table t, int64_t central_max)
+{
+	char key[48], value[24];
+
+	snprintf(key, sizeof(key), "plant_base_%s", tables[t].name);
+	snprintf(value, sizeof(value), "%" PRId64, central_max);
+	f->base[t] = central_max;
+	f->hw[t] = 0;
+	return meta_set(f, key, value);
+}
+
+/* SQLite numbers a table's rows from max(id) + 1: once retention has
+ * emptied a table, its ids start again below the mark, and every row
+ * then in it is new (retention removes the oldest first, so no old row
+ * is left below a new one). */
+static int check_restart(plant_forwarder *f, enum plant_table t)
+{
+	char sql[64];
+	int64_t max_id = 0;
+
+	if (!f->hw_known || f->hw[t] == 0)
+		return 0;
+	snprintf(sql, sizeof(sql), "SELECT max(id) FROM %s WHERE ?1 >= 0", tables[t].name);
+	if (local_int(f->rd, sql, 0, &max_id) != SQLITE_OK || max_id >= f->hw[t])
+		return 0;
+	g_warning("plant: %s ids start again at %" PRId64 " (retention emptied the table); they "
+		  "continue after local_id %" PRId64 " in the plant database", tables[t].name,
+		  max_id, f->hw[t] + f->base[t]);
+	return rebase(f, t, f->hw[t] + f->base[t]);
 }
 
 /* Local retention removes the oldest rows; those it removed above the
@@ -314,7 +399,19 @@ static int fail_res(plant_forwarder *f, PGresult *res, const char *what, char **
 static int read_high_water(plant_forwarder *f, char **err)
 {
 	const char *params[3] = { f->site, f->line, f->station };
+	int64_t central[PLANT_NTABLES];
+	bool new_log;
+	PGresult *res;
 
+	/* Which log the plant last heard from this station: none yet, this
+	 * one, or another. */
+	res = PQexecParams(f->pg, "SELECT log_id FROM stations WHERE site = $1 AND line = $2"
+			   " AND station = $3", 3, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return fail_res(f, res, "cannot read this station's row", err);
+	new_log = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
+		  strcmp(PQgetvalue(res, 0, 0), f->log_id) != 0;
+	PQclear(res);
 	for (int t = 0; t < PLANT_NTABLES; t++) {
 		char sql[256];
 		PGresult *res;
@@ -325,9 +422,24 @@ static int read_high_water(plant_forwarder *f, char **err)
 		res = PQexecParams(f->pg, sql, 3, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 			return fail_res(f, res, "cannot read where forwarding stopped", err);
-		f->hw[t] = g_ascii_strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		central[t] = g_ascii_strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		PQclear(res);
 	}
+	for (int t = 0; t < PLANT_NTABLES; t++) {
+		if (new_log) {
+			if (rebase(f, t, central[t]) != SQLITE_OK) {
+				plant__set_error(err, "cannot keep the id base in %s: %s", f->db_path,
+						 sqlite3_errmsg(f->wr));
+				return PLANT_ESQL;
+			}
+		} else {
+			f->hw[t] = MAX(central[t] - f->base[t], 0);
+		}
+	}
+	if (new_log)
+		local_event(f, "plant-new-log", "the plant database last heard from another log "
+			    "of this station (a fresh or recovered file): this log's rows continue "
+			    "after local_id %" PRId64, central[PLANT_INSPECTIONS]);
 	f->hw_known = true;
 	return 0;
 }
@@ -372,7 +484,7 @@ static int prepare_inserts(plant_forwarder *f, char **err)
 static int touch_station(plant_forwarder *f, bool batch, char **err)
 {
 	char backlog[3][24], lag[32];
-	const char *params[10];
+	const char *params[11];
 	struct plant_stats s;
 	PGresult *res;
 
@@ -391,19 +503,21 @@ static int touch_station(plant_forwarder *f, bool batch, char **err)
 	params[7] = backlog[1];
 	params[8] = backlog[2];
 	params[9] = lag;
+	params[10] = f->log_id;
 	res = PQexecParams(f->pg,
 			   "INSERT INTO stations (site, line, station, host, model_version, last_batch,"
-			   " backlog_inspections, backlog_events, backlog_reviews, lag_s)"
+			   " backlog_inspections, backlog_events, backlog_reviews, lag_s, log_id)"
 			   " VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::boolean THEN now() END,"
-			   " $7, $8, $9, $10)"
+			   " $7, $8, $9, $10, $11)"
 			   " ON CONFLICT (site, line, station) DO UPDATE SET host = EXCLUDED.host,"
+			   " log_id = EXCLUDED.log_id,"
 			   " model_version = coalesce(EXCLUDED.model_version, stations.model_version),"
 			   " last_seen = now(),"
 			   " last_batch = coalesce(EXCLUDED.last_batch, stations.last_batch),"
 			   " backlog_inspections = EXCLUDED.backlog_inspections,"
 			   " backlog_events = EXCLUDED.backlog_events,"
 			   " backlog_reviews = EXCLUDED.backlog_reviews, lag_s = EXCLUDED.lag_s",
-			   10, NULL, params, NULL, NULL, 0);
+			   11, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		return fail_res(f, res, "cannot update this station's row", err);
 	PQclear(res);
@@ -492,6 +606,11 @@ static int forward_batch(plant_forwarder *f, bool settled_only, char **err)
 		last[t] = f->hw[t];
 		if (t == PLANT_MEDIA && !f->opt.media)
 			continue;
+		if (check_restart(f, t) != SQLITE_OK) {
+			g_warning("plant: cannot keep the id base of %s in %s: %s", tables[t].name,
+				  f->db_path, sqlite3_errmsg(f->wr));
+			continue;
+		}
 		count_lost(f, t);
 		last[t] = f->hw[t];
 		rc = read_rows(f, t, settled_only, rows[t]);
@@ -597,7 +716,8 @@ static int pull_reviews(plant_forwarder *f, char **err)
 	}
 	for (int i = 0; i < n; i++) {
 		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, g_ascii_strtoll(PQgetvalue(res, i, 1), NULL, 10));
+		sqlite3_bind_int64(st, 1, g_ascii_strtoll(PQgetvalue(res, i, 1), NULL, 10) -
+					  f->base[PLANT_INSPECTIONS]);
 		sqlite3_bind_int64(st, 2, g_ascii_strtoll(PQgetvalue(res, i, 2), NULL, 10));
 		for (int c = 3; c <= 8; c++) {
 			if (PQgetisnull(res, i, c))
@@ -710,7 +830,7 @@ static gpointer forward_thread(gpointer data)
 				break;
 			}
 		}
-		if (!f->pg && now >= next_try_us) {
+		if (!f->pg && (now >= next_try_us || stop)) {
 			int rc = connect_central(f, &err);
 
 			if (rc < 0) {
@@ -737,11 +857,17 @@ static gpointer forward_thread(gpointer data)
 		refresh_backlog(f);
 		if (stop && f->pg && sent == 0)
 			break;          /* drained */
+		/* Draining with the link down (one attempt failed, now or at
+		 * the stop): the rows wait for the next start rather than
+		 * keeping vigild from stopping. */
+		if (stop && !f->pg) {
+			g_message("plant: the plant database is away; rows not forwarded go at the "
+				  "next start");
+			break;
+		}
 		if (sent > 0)
 			continue;
-		if (stop)
-			g_usleep(100 * 1000);   /* draining, the link down: try again soon */
-		else if (f->pg)
+		if (f->pg)
 			wait_stop(f, POLL_MS);
 		else
 			wait_stop(f, MIN(POLL_MS, MAX((next_try_us - now) / 1000, 1)));
@@ -768,6 +894,7 @@ static void forwarder_destroy(plant_forwarder *f)
 	g_free(f->station);
 	free(f->masked);
 	g_free(f->model_version);
+	g_free(f->log_id);
 	g_free(f);
 }
 
@@ -811,6 +938,23 @@ plant_forwarder *plant_forwarder_new(const char *db_path, const struct plant_opt
 		goto fail;
 	}
 	f->central_review_hw = pulled;
+	/* The log's identity, made the first time it is forwarded. */
+	f->log_id = meta_get(f->rd, "plant_log_id");
+	if (!f->log_id) {
+		f->log_id = g_uuid_string_random();
+		if (meta_set(f, "plant_log_id", f->log_id) != SQLITE_OK) {
+			plant__set_error(err, "cannot write %s: %s", db_path, sqlite3_errmsg(f->wr));
+			goto fail;
+		}
+	}
+	for (int t = 0; t < PLANT_NTABLES; t++) {
+		char key[48], *v;
+
+		snprintf(key, sizeof(key), "plant_base_%s", tables[t].name);
+		v = meta_get(f->rd, key);
+		f->base[t] = v ? g_ascii_strtoll(v, NULL, 10) : 0;
+		g_free(v);
+	}
 	refresh_backlog(f);
 	f->thread = g_thread_new("plant", forward_thread, f);
 	return f;

@@ -50,6 +50,7 @@ static const char *const migrations[] = {
 	"  backlog_events bigint,"
 	"  backlog_reviews bigint,"
 	"  lag_s double precision,"
+	"  log_id text,"
 	"  PRIMARY KEY (site, line, station)"
 	");"
 	"CREATE TABLE inspections ("

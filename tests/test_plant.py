@@ -22,8 +22,10 @@ role of its own; stopped at the end even on failure).
              refuses at start, naming file, line and key.
   review     a review written in the central database (origin 'central')
              for a station's inspection flows back into the station's local
-             log, counts as the part's review there (vigilctl list, export) and is
-             not sent back up.
+             log, counts as the part's review there (vigilctl list, export)
+             and is not sent back up; then the same station on a fresh log
+             (ids from 1 again, as after db-recovered): its rows continue
+             after the first log's, none taken for one already sent.
 
 usage: test_plant.py BUILD_DIR SOURCE_ROOT stations|bad-input|review
 """
@@ -340,7 +342,38 @@ def scenario_review(build, root):
             fail(f"/api/status plant: {status_plant(url)}")
         if ln.stop() != 0:
             fail("vigild did not stop cleanly")
-        print("PASS review: a central review flowed back and stayed single")
+        # The same station on a fresh log (as after db-recovered): its ids
+        # start at 1 again, and its rows must not be taken for rows the
+        # plant already has.
+        d = os.path.join(tmp, "fresh")
+        os.makedirs(d)
+        more = 20
+        ln2 = Line(build, root, d, more, seed=12, split="e2e", rate=600,
+                   extra_conf=plant_section(conninfo, "plant-c", "line-1", "st-1"))
+        ln2.start()
+        url2 = ln2.review_url()
+        if ln2.wait_sim(timeout=600) != 0:
+            fail("fresh log: vigil-sim reports missing results or rows")
+        wait_for("the fresh log's inspections forwarded",
+                 lambda: status_plant(url2)["forwarded"]["inspections"] == more,
+                 timeout=WAIT_S, poll_s=0.2)
+        if ln2.stop() != 0:
+            fail("fresh log: vigild did not stop cleanly")
+        got = pg.query(DBNAME, "SELECT count(*), min(local_id), max(local_id) FROM inspections"
+                       " WHERE station = 'st-1'")[0]
+        if got != (parts + more, 1, parts + more):
+            fail(f"fresh log: central (count, min, max local_id) {got}, want "
+                 f"{(parts + more, 1, parts + more)}")
+        if len(local_events(ln2.db, "plant-new-log")) != 1:
+            fail("fresh log: no plant-new-log event")
+        parts2 = [p for (p,) in pg.query(DBNAME, "SELECT part_id FROM inspections WHERE"
+                                         " station = 'st-1' AND local_id > %s ORDER BY local_id",
+                                         (parts,))]
+        if parts2 != [p for (p,) in local_rows(ln2.db, "SELECT part_id FROM inspections"
+                                                       " ORDER BY id")]:
+            fail("fresh log: the central rows after the first log's are not the fresh log's")
+        print("PASS review: a central review flowed back and stayed single; a fresh log "
+              "continued the station's rows")
 
 
 def main():
