@@ -23,7 +23,8 @@ role of its own; stopped at the end even on failure).
   review     a review written in the central database (origin 'central')
              for a station's inspection flows back into the station's local
              log, counts as the part's review there (vigilctl list, export)
-             and is not sent back up; then the same station on a fresh log
+             and is not sent back up; events removed locally (as retention
+             would) while the server is away count as lost; then the same station on a fresh log
              (ids from 1 again, as after db-recovered): its rows continue
              after the first log's, none taken for one already sent.
 
@@ -340,6 +341,34 @@ def scenario_review(build, root):
             fail(f"central reviews: {got}")
         if status_plant(url)["reviews_pulled"] != 1:
             fail(f"/api/status plant: {status_plant(url)}")
+        # Retention removing rows not yet forwarded, while the server is
+        # away: done here by hand, as retention would (the oldest first),
+        # since it would otherwise take days. They count as lost.
+        pg.stop("fast")
+        wait_for("the link down", lambda: not status_plant(url)["connected"], timeout=WAIT_S,
+                 poll_s=0.2)
+        wait_for("plant-link-down in the log", lambda: local_events(ln.db, "plant-link-down"),
+                 timeout=WAIT_S, poll_s=0.2)
+        con = sqlite3.connect(ln.db)
+        con.execute("BEGIN IMMEDIATE")
+        (first,) = con.execute("SELECT id FROM events WHERE kind = 'plant-link-down'").fetchone()
+        newest = con.execute("INSERT INTO events (t_wall_us, kind, message) VALUES (?,"
+                             " 'test', 'after the gap')", (int(time.time() * 1e6),)).lastrowid
+        con.execute("DELETE FROM events WHERE id >= ? AND id < ?", (first, newest))
+        con.commit()
+        con.close()
+        pg.start()
+        (hw,) = wait_for("the newest event forwarded", lambda: [r for r in pg.query(
+            DBNAME, "SELECT max(local_id) FROM events WHERE station = 'st-1' AND local_id < %s"
+            " AND EXISTS (SELECT 1 FROM events WHERE station = 'st-1' AND local_id = %s)",
+            (newest, newest)) if r[0] is not None][:1], timeout=WAIT_S, poll_s=0.2)[0]
+        lost = newest - hw - 1
+        p = status_plant(url)
+        if lost < 1 or p["lost"] != lost:
+            fail(f"{lost} events removed before they were forwarded; /api/status plant {p}")
+        text = urllib.request.urlopen(url + "metrics", timeout=30).read().decode()
+        if f'vigil_plant_lost_rows_total{{table="events"}} {lost}\n' not in text:
+            fail(f"/metrics: {[x for x in text.splitlines() if 'lost' in x]}, want {lost}")
         if ln.stop() != 0:
             fail("vigild did not stop cleanly")
         # The same station on a fresh log (as after db-recovered): its ids
