@@ -129,8 +129,11 @@ def scenario_stations(build, root):
         for i in range(3):
             d = os.path.join(tmp, f"st{i}")
             os.makedirs(d)
+            # One station with the URI form.
+            ci = conninfo if i < 2 else (f"postgresql://{ROLE}:{PASSWORD}@127.0.0.1:{pg.port}/"
+                                         f"{DBNAME}?connect_timeout=5")
             lines.append(Line(build, root, d, parts, seed=240 + i, split="e2e", rate=480,
-                              extra_conf=plant_section(conninfo, "plant-a", f"line-{i % 2}",
+                              extra_conf=plant_section(ci, "plant-a", f"line-{i % 2}",
                                                        f"station-{i}")))
         for ln in lines:
             ln.start()
@@ -182,6 +185,8 @@ def scenario_stations(build, root):
             if ln.stop() != 0:
                 fail("vigild did not stop cleanly")
         for i, ln in enumerate(lines):
+            if PASSWORD in ln.vigild.text():
+                fail(f"station-{i}: vigild's log shows the password")
             down = local_events(ln.db, "plant-link-down")
             up = local_events(ln.db, "plant-link-up")
             if len(down) != 1 or len(up) != 1:
@@ -295,9 +300,14 @@ def scenario_bad_input(build, root):
 def scenario_review(build, root):
     parts = linetest.quick_parts(40)
     with workdir("vigil-plant-review-") as tmp, contextlib.closing(start_server()[0]) as pg:
-        conninfo = pg.conninfo(ROLE, PASSWORD, DBNAME)
+        # The password from a passfile, not the conninfo.
+        passfile = os.path.join(tmp, "pgpass")
+        with open(os.open(passfile, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(f"127.0.0.1:{pg.port}:{DBNAME}:{ROLE}:{PASSWORD}\n")
+        conninfo = f"host=127.0.0.1 port={pg.port} dbname={DBNAME} user={ROLE}"
         ln = Line(build, root, tmp, parts, seed=11, split="e2e", rate=600,
-                  extra_conf=plant_section(conninfo, "plant-c", "line-1", "st-1"))
+                  extra_conf=plant_section(conninfo, "plant-c", "line-1", "st-1",
+                                           f"passfile = {passfile}\n"))
         ln.start()
         url = ln.review_url()
         if ln.wait_sim(timeout=600) != 0:
@@ -378,7 +388,8 @@ def scenario_review(build, root):
         os.makedirs(d)
         more = 20
         ln2 = Line(build, root, d, more, seed=12, split="e2e", rate=600,
-                   extra_conf=plant_section(conninfo, "plant-c", "line-1", "st-1"))
+                   extra_conf=plant_section(conninfo, "plant-c", "line-1", "st-1",
+                                            f"passfile = {passfile}\n"))
         ln2.start()
         url2 = ln2.review_url()
         if ln2.wait_sim(timeout=600) != 0:
