@@ -172,13 +172,16 @@ static void local_event(plant_forwarder *f, const char *kind, const char *fmt, .
 	g_free(msg);
 }
 
+/* The first column of sql's first row (NULL: 0), arg bound to ?1 if sql
+ * has it. An SQLite code. */
 static int local_int(sqlite3 *conn, const char *sql, int64_t arg, int64_t *out)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(conn, sql, -1, &st, NULL);
 
 	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, arg);
+		if (sqlite3_bind_parameter_count(st) > 0)
+			sqlite3_bind_int64(st, 1, arg);
 		rc = sqlite3_step(st);
 	}
 	if (rc == SQLITE_ROW) {
@@ -322,7 +325,7 @@ static int check_restart(plant_forwarder *f, enum plant_table t)
 
 	if (!f->hw_known || f->hw[t] == 0)
 		return 0;
-	snprintf(sql, sizeof(sql), "SELECT max(id) FROM %s WHERE ?1 >= 0", tables[t].name);
+	snprintf(sql, sizeof(sql), "SELECT max(id) FROM %s", tables[t].name);
 	if (local_int(f->rd, sql, 0, &max_id) != SQLITE_OK || max_id >= f->hw[t])
 		return 0;
 	g_warning("plant: %s ids start again at %" PRId64 " (retention emptied the table); they "
