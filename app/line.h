@@ -134,4 +134,9 @@ struct line_alarms {
 };
 void line_get_alarms(line *l, struct line_alarms *out);
 
+/* The MQTT client's figures (app/mqtt.h; enabled 0 without [mqtt]), for
+ * /api/status and /metrics; any thread, as line_get_health. */
+struct mqtt_stats;
+void line_get_mqtt(line *l, struct mqtt_stats *out);
+
 #endif
