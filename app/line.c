@@ -12,6 +12,8 @@ void line_free(line *l)
 {
 	if (!l)
 		return;
+	/* First: its feeder reads the stages below for the status. */
+	mqtt_client_free(l->mqtt);
 	for (int i = 0; i < LINE_MAX_CAMERAS; i++)
 		capture_camera_free(l->cameras[i]);
 	sensor_source_free(l->sensor);
@@ -21,7 +23,6 @@ void line_free(line *l)
 	fusion_sigfeat_free(l->sigfeat);
 	condition_meter_free(l->condition);
 	plc_link_free(l->plc);
-	mqtt_client_free(l->mqtt);
 	if (l->events)
 		g_async_queue_unref(l->events);
 	db_close(l->db);

@@ -512,12 +512,13 @@ static void publish_status(mqtt_client *c, const struct status_view *v, double r
 	add_int(b, "job", v->job);
 	json_builder_end_object(b);
 	m = take_json(b);
-	/* Under the lock, so that on_publish cannot see the mid before it is
-	 * marked as a status message; libmosquitto never calls back from
-	 * inside mosquitto_publish on the threaded loop. */
+	/* Under the lock, so that on_publish (called for every message, at
+	 * QoS 0 once it is sent) cannot see the mid before it is marked as a
+	 * status message; libmosquitto never calls back from inside
+	 * mosquitto_publish on the threaded loop. */
 	g_mutex_lock(&c->lock);
 	if (mosquitto_publish(c->mosq, &mid, c->topic_status, m->len, m->payload, c->set.qos,
-			      true) == MOSQ_ERR_SUCCESS && c->set.qos > 0)
+			      true) == MOSQ_ERR_SUCCESS)
 		g_hash_table_add(c->status_mids, GINT_TO_POINTER(mid));
 	g_mutex_unlock(&c->lock);
 	msg_free(m);
@@ -553,6 +554,8 @@ static gpointer feeder_thread(gpointer data)
 	struct status_view last = { 0 };
 	gboolean was_connected = FALSE;
 	int64_t next_status_us = 0, rate_t0_us = vigil_now_us();
+	/* libmosquitto retries quietly: say once if the broker never came. */
+	int64_t warn_us = rate_t0_us + 10 * G_USEC_PER_SEC;
 	uint64_t rate_n0 = 0;
 	double rate = NAN;
 
@@ -606,6 +609,14 @@ static gpointer feeder_thread(gpointer data)
 							       G_USEC_PER_SEC;
 			}
 			was_connected = connected;
+			if (connected) {
+				warn_us = INT64_MAX;
+			} else if (now >= warn_us) {
+				g_warning("mqtt: no connection to %s:%d after 10 s; results "
+					  "queue (up to %d) until there is", c->set.host,
+					  c->set.port, c->set.queue);
+				warn_us = INT64_MAX;
+			}
 			g_free(last.model_version);
 			last = v;
 			g_mutex_lock(&c->lock);
@@ -677,7 +688,7 @@ void mqtt_client_stop(mqtt_client *c)
 	 * broker a moment to take it. */
 	if (connected && mosquitto_publish(c->mosq, &mid, c->topic_status,
 					   (int)strlen(offline_payload), offline_payload,
-					   c->set.qos, true) == MOSQ_ERR_SUCCESS && c->set.qos > 0) {
+					   c->set.qos, true) == MOSQ_ERR_SUCCESS) {
 		g_hash_table_add(c->status_mids, GINT_TO_POINTER(mid));
 		end = g_get_monotonic_time() + G_TIME_SPAN_SECOND;
 		while (c->connected &&
