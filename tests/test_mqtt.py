@@ -27,8 +27,11 @@ temporary folder), with mosquitto_sub as a persistent QoS 1 subscriber
      results), the newest arrive once the broker is back, the line is
      unaffected; vigild started with the broker away runs and says it is
      disconnected (the unreachable-broker case).
-  d) bad input: an unknown [mqtt] key, a qos out of range and a missing
-     password_file are refused with the file, line and key.
+  d) bad input: an unknown [mqtt] key, a qos out of range, a missing
+     password_file and a station that is no topic level are refused with
+     the file, line and key.
+  e) a broker that refuses the login: the line runs, vigild logs the
+     broker's reason (never the password) and says it is disconnected.
 
 usage: test_mqtt.py BUILD_DIR SOURCE_ROOT [SCENARIO...]
 """
@@ -378,9 +381,8 @@ def scenario_d(tmp, ck):
         text = base + f"\n[mqtt]\nhost = 127.0.0.1\n{extra}"
         with open(line.conf, "w") as f:
             f.write(text)
-        lineno = text.splitlines().index(extra.splitlines()[-1]) + 1 \
-            if key not in ("password_file",) else text.splitlines().index(
-                extra.splitlines()[1]) + 1
+        # The key's own line: the last one that sets it (in [mqtt]).
+        lineno = max(i for i, t in enumerate(text.splitlines()) if t.startswith(key + " ")) + 1
         r = Vigild.once(build, line.conf)
         where = f"{line.conf}:{lineno}: [mqtt] {key}"
         ck.check(r.returncode != 0 and where in r.stderr,
@@ -388,7 +390,34 @@ def scenario_d(tmp, ck):
                  f"rc {r.returncode}: {r.stderr.strip()}")
 
 
-SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d}
+def scenario_e(tmp, ck):
+    """A broker that refuses the login: the line runs, the refusal is
+    logged with its reason, the password never is, status disconnected."""
+    broker = Broker(tmp)
+    with open(broker.conf, "a") as f:
+        f.write(f"allow_anonymous false\npassword_file {tmp}/passwords\n")
+    open(os.path.join(tmp, "passwords"), "w").close()
+    broker.start()
+    try:
+        secret = "not-the-password-41"
+        line = Line(build, root, tmp, 20, 45, "e2e", extra_conf=mqtt_conf(
+            broker.port, f"username = vigil\npassword = {secret}\n"))
+        line.start()
+        base = line.review_url()
+        if line.wait_sim() != 0:
+            fail("vigil-sim: the line was affected by the refused login")
+        m = line.vigild.wait_log(r"mqtt: 127\.0\.0\.1:\d+ refused the connection: ([^;]+);")
+        ck.check(m and "not authorised" in m.group(1), "no clear refusal in vigild's log")
+        q = api_mqtt(base)
+        ck.check(not q["connected"] and q["published"] == 0, f"/api/status mqtt: {q}")
+        line.stop()
+        ck.check(secret not in line.vigild.text(), "the password is in vigild's log")
+    finally:
+        broker.stop()
+
+
+SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d,
+             "e": scenario_e}
 
 
 def main():
