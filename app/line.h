@@ -8,6 +8,7 @@
  * computes its features; the inspect thread runs the model on the parts
  * waiting in q_ready, up to [model] max_batch at once.
  *   plc thread --q_log--> log thread --> db writer
+ *                                     \--> mqtt queue --> mqtt thread ([mqtt])
  *
  * The PLC thread owns the Modbus link and every decision sent to the PLC,
  * including the fail-safe reject at the deadline; the log thread is the

@@ -130,10 +130,11 @@ int mqtt_settings_read(const config *cfg, const char *db_station, struct mqtt_se
 	def = g_strdup_printf("vigil-%s-%s-%s", s->site, s->line, s->station);
 	if (config_get_string(cfg, "mqtt", "client_id", def, &s->client_id, err) < 0)
 		goto out;
-	/* MQTT 3.1.1 section 3.1.3.1: servers must take 1 to 23 bytes; mosquitto
-	 * takes up to 65535, and a fixed id is what keeps the session. */
+	/* A fixed id is what keeps the session (MQTT 3.1.1 section 3.1.3.1:
+	 * an empty one gets a session that ends with the connection). */
 	if (!*s->client_id || strlen(s->client_id) > 65535) {
-		*err = config_error(cfg, "mqtt", "client_id", "an empty client id keeps no session");
+		*err = config_error(cfg, "mqtt", "client_id", "1 to 65535 bytes: an empty client "
+				    "id keeps no session");
 		goto out;
 	}
 	g_free(def);

@@ -77,7 +77,8 @@ struct mqtt_stats {
 	uint64_t in_flight;     /* handed to libmosquitto, not yet acknowledged */
 	uint64_t published;     /* results handed to libmosquitto */
 	uint64_t acknowledged;  /* results the broker acknowledged (PUBACK) */
-	uint64_t dropped;       /* results dropped: queue full, or unsent at stop */
+	uint64_t dropped;       /* results given up: queue full, or at stop queued
+				 * or unacknowledged */
 };
 
 typedef struct mqtt_client mqtt_client;

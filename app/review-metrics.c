@@ -540,8 +540,8 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg)
 				metric(m, "vigil_mqtt_acknowledged_total", NULL,
 				       (double)q.acknowledged);
 				metric_head(m, "vigil_mqtt_dropped_total", "counter",
-					    "Results never published: the oldest dropped from a "
-					    "full queue, or still unsent when vigild stopped.");
+					    "Results given up: the oldest dropped from a full "
+					    "queue, or at a stop still queued or not acknowledged.");
 				metric(m, "vigil_mqtt_dropped_total", NULL, (double)q.dropped);
 			}
 		}

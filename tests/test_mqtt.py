@@ -231,6 +231,9 @@ def scenario_a(tmp, ck):
             for key in ("run", "seq", "model_verdict", "score", "defect_class", "flags",
                         "latency_ms", "model_version", "job"):
                 ck.check(key in r, f"no {key} in {text}")
+        sizes = [len(text.encode()) for text, _ in sub.results()]
+        print(f"result payload: {sum(sizes) / len(sizes):.0f} bytes on average, "
+              f"{max(sizes)} at most")
         seqs = {(r["run"], r["seq"]) for _, r in sub.results()}
         ck.check(len(seqs) == len(want), "(run, seq) does not name each part once")
         q = wait_for("every result acknowledged",
