@@ -11,7 +11,7 @@
 
 static const char *const job_keys[] = { "package", "reject", "marginal", NULL };
 static const char *const known_groups[] = { "camera.", "vibration.", "transmitter.", "model",
-					    "plc", "database", "job.", "review", "alarm", NULL };
+					    "plc", "database", "job.", "review", "alarm", "mqtt", NULL };
 
 static int check_groups(const config *cfg, char **err)
 {
@@ -33,7 +33,7 @@ static int check_groups(const config *cfg, char **err)
 			*err = config_error(cfg, groups[i], NULL,
 					    "unknown section (known: [camera.NAME], [vibration.NAME], "
 					    "[transmitter.NAME], [model], [plc], [database], "
-					    "[job.N], [review], [alarm])");
+					    "[job.N], [review], [alarm], [mqtt])");
 			rc = -EINVAL;
 		}
 	}
@@ -128,6 +128,7 @@ void line_settings_clear(struct line_settings *set)
 	infer_settings_clear(&set->model);
 	db_settings_clear(&set->database);
 	plc_settings_clear(&set->plc);
+	mqtt_settings_clear(&set->mqtt);
 	g_free(set->plc_state_path);
 	for (size_t i = 0; i < G_N_ELEMENTS(set->jobs); i++)
 		g_free(set->jobs[i].package);
@@ -176,7 +177,8 @@ int line_read_config(line *l, const config *cfg, char **err)
 	rc = -EINVAL;
 	if (alarm_settings_read(cfg, &set->alarm, err) < 0)
 		goto out;
-	if (db_options_read(cfg, &set->database, err) < 0)
+	if (db_options_read(cfg, &set->database, err) < 0 ||
+	    mqtt_settings_read(cfg, set->database.station, &set->mqtt, err) < 0)
 		goto out;
 	/* The PLC's job selection lives next to the database, so a replaced
 	 * appliance disk keeps both or neither. */

@@ -12,6 +12,7 @@
 
 #include "app/alarm.h"
 #include "app/line.h"
+#include "app/mqtt.h"
 #include "capture/capture.h"
 #include "core/bqueue.h"
 #include "core/part.h"
@@ -55,6 +56,7 @@ struct line_settings {
 	char *plc_state_path;     /* [plc] state_file: the selected job, kept across restarts */
 	struct line_job jobs[LINE_MAX_JOBS + 1]; /* [job.N], indexed by job number */
 	struct alarm_settings alarm;           /* [alarm] */
+	struct mqtt_settings mqtt;             /* [mqtt] */
 };
 
 /* What q_inspect and q_ready carry: a part, or the loader's job change,
@@ -116,6 +118,7 @@ struct line {
 	condition_meter *condition;
 	plc_link *plc;
 	db_log *db;
+	mqtt_client *mqtt;        /* NULL without [mqtt]; fed by the log thread */
 
 	/* q_ready: parts with frames and window in hand, acquire thread ->
 	 * inspect thread, which batches what waits there. */
