@@ -33,7 +33,7 @@ if [ "$(opt prefix)" != /usr ] || [ "$(opt sysconfdir)" != /etc ] || [ "$(opt lo
 	meson configure "$build" -Dprefix=/usr -Dsysconfdir=/etc -Dlocalstatedir=/var >/dev/null
 fi
 
-ninja -C "$build" >/dev/null
+ninja -C "$build"
 
 version=$(meson introspect --projectinfo "$build" |
 	/usr/bin/python3 -c "import json, sys; print(json.load(sys.stdin)['version'])")
