@@ -19,7 +19,7 @@ DEBIAN_PACKAGES := meson ninja-build pkg-config gcc g++ \
 # -Werror in CI, warnings visible but not fatal on a developer's machine.
 MESON_OPTS := $(if $(CI),-Dwerror=true,)
 
-.PHONY: all deps build web-deps demo review web-test-deps test clean
+.PHONY: all deps build web-deps demo review web-test-deps test package clean
 
 all: build
 
@@ -83,6 +83,11 @@ web-test-deps: $(BUILD)/build.ninja
 
 test: build web-test-deps
 	tools/run-tests.sh $(BUILD)
+
+# The Debian package, vigil_VERSION_ARCH.deb here, from the build folder
+# (pkg/make-deb.sh; README, "Installing the package").
+package: build
+	pkg/make-deb.sh $(BUILD) .
 
 clean:
 	rm -rf $(BUILD)

@@ -386,6 +386,9 @@ gpointer line_log_thread(gpointer data)
 			line_count(l, &l->st.rows_failed, 1);
 		}
 		lp->media = NULL;
+		/* Its verdict is final and its row on its way: the live view
+		 * gets it now, never waiting on the broker. */
+		mqtt_client_publish_result(l->mqtt, p);
 		line_part_free(p);
 	}
 	/* What changed since the last look (a fault that cleared as the line

@@ -12,6 +12,7 @@
 
 #include "app/alarm.h"
 #include "app/line.h"
+#include "app/mqtt.h"
 #include "capture/capture.h"
 #include "core/bqueue.h"
 #include "core/part.h"
@@ -57,6 +58,7 @@ struct line_settings {
 	struct line_job jobs[LINE_MAX_JOBS + 1]; /* [job.N], indexed by job number */
 	struct alarm_settings alarm;           /* [alarm] */
 	struct plant_settings plant;           /* [plant]; configured 0: none */
+	struct mqtt_settings mqtt;             /* [mqtt] */
 };
 
 /* What q_inspect and q_ready carry: a part, or the loader's job change,
@@ -121,6 +123,7 @@ struct line {
 	/* Forwards the log to the plant's PostgreSQL ([plant]; NULL: none),
 	 * on its own thread and connections: the line never waits on it. */
 	plant_forwarder *forwarder;
+	mqtt_client *mqtt;        /* NULL without [mqtt]; fed by the log thread */
 
 	/* q_ready: parts with frames and window in hand, acquire thread ->
 	 * inspect thread, which batches what waits there. */

@@ -12,6 +12,8 @@ void line_free(line *l)
 {
 	if (!l)
 		return;
+	/* First: its feeder reads the stages below for the status. */
+	mqtt_client_free(l->mqtt);
 	for (int i = 0; i < LINE_MAX_CAMERAS; i++)
 		capture_camera_free(l->cameras[i]);
 	sensor_source_free(l->sensor);
@@ -32,6 +34,32 @@ void line_free(line *l)
 	line_settings_clear(&l->set);
 	g_mutex_clear(&l->stats_lock);
 	g_free(l);
+}
+
+/* The MQTT status's view of the line (feeder thread). */
+static void line_mqtt_station(void *data, struct mqtt_station *out)
+{
+	line *l = data;
+	struct line_stats st;
+	struct line_health h;
+	struct line_alarms a;
+
+	line_get_stats(l, &st);
+	line_get_health(l, &h);
+	line_get_alarms(l, &a);
+	memset(out, 0, sizeof *out);
+	out->inspected = st.results_written;
+	out->rejected = st.rejected;
+	out->failsafe = st.failsafe;
+	if (!h.plc_connected)
+		out->faults[out->nfaults++] = "plc";
+	if (h.cameras_up < h.cameras)
+		out->faults[out->nfaults++] = "camera";
+	if (!h.db_ok)
+		out->faults[out->nfaults++] = "database";
+	for (int k = 0; k < LINE_ALARM_KINDS && out->nfaults < MQTT_MAX_FAULTS; k++)
+		if (a.active >> k & 1u)
+			out->faults[out->nfaults++] = alarm_kind_name((enum alarm_kind)k);
 }
 
 line *line_new(const config *cfg, char **err)
@@ -95,6 +123,9 @@ line *line_new(const config *cfg, char **err)
 		free(dberr);
 		goto fail;
 	}
+	if (set->mqtt.enabled &&
+	    !(l->mqtt = mqtt_client_new(&set->mqtt, line_mqtt_station, l, err)))
+		goto fail;
 	l->q_inspect = bqueue_new(QUEUE_PARTS);
 	/* Parts in hand wait here with their frames: room for two batches. */
 	l->q_ready = bqueue_new((size_t)set->model.max_batch * 2);
@@ -199,6 +230,8 @@ int line_start(line *l, char **err)
 			return -EIO;
 		}
 	}
+	if (l->mqtt && (rc = mqtt_client_start(l->mqtt, err)) < 0)
+		return rc;
 	if (l->transmitter && (rc = sensor_transmitter_start(l->transmitter, err)) < 0)
 		return rc;
 	l->t_log = g_thread_new("log", line_log_thread, l);
@@ -235,6 +268,9 @@ void line_stop(line *l, int grace_ms)
 	}
 	bqueue_close(l->q_log);
 	g_thread_join(l->t_log);
+	/* Every result is queued by now; the status reads the database's
+	 * figures, so the client stops before it closes. */
+	mqtt_client_stop(l->mqtt);
 	db_close(l->db);
 	l->db = NULL;
 	/* Every row is in the file now: the forwarder sends what is left,
@@ -255,6 +291,11 @@ int line_get_plant(line *l, struct plant_stats *out)
 {
 	plant_forwarder_get_stats(l->forwarder, out);
 	return l->forwarder != NULL;
+}
+
+void line_get_mqtt(line *l, struct mqtt_stats *out)
+{
+	mqtt_client_get_stats(l->mqtt, out);
 }
 
 void line_get_health(line *l, struct line_health *h)

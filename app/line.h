@@ -8,6 +8,7 @@
  * computes its features; the inspect thread runs the model on the parts
  * waiting in q_ready, up to [model] max_batch at once.
  *   plc thread --q_log--> log thread --> db writer
+ *                                     \--> mqtt queue --> mqtt thread ([mqtt])
  *
  * The PLC thread owns the Modbus link and every decision sent to the PLC,
  * including the fail-safe reject at the deadline; the log thread is the
@@ -139,5 +140,9 @@ void line_get_alarms(line *l, struct line_alarms *out);
  * /metrics; any thread, as line_get_health. 0 without [plant] (*out
  * zeroed), else 1 and *out filled. */
 int line_get_plant(line *l, struct plant_stats *out);
+/* The MQTT client's figures (app/mqtt.h; enabled 0 without [mqtt]), for
+ * /api/status and /metrics; any thread, as line_get_health. */
+struct mqtt_stats;
+void line_get_mqtt(line *l, struct mqtt_stats *out);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app/alarm.h"
+#include "app/mqtt.h"
 #include "app/review-private.h"
 
 static const char *const refusal_names[REFUSALS] = { "max_connections", "request_timeout",
@@ -187,6 +188,28 @@ static double latency_quantile_le(const struct line_stats *st, double q)
 	return INFINITY;
 }
 
+/* "mqtt": the live results' client ([mqtt], app/mqtt.h), null without. */
+static void add_mqtt(JsonBuilder *b, line *l)
+{
+	struct mqtt_stats q;
+
+	line_get_mqtt(l, &q);
+	json_builder_set_member_name(b, "mqtt");
+	if (!q.enabled) {
+		json_builder_add_null_value(b);
+		return;
+	}
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "connected");
+	json_builder_add_boolean_value(b, q.connected != 0);
+	review__add_int(b, "queued", (int64_t)q.queued);
+	review__add_int(b, "in_flight", (int64_t)q.in_flight);
+	review__add_int(b, "published", (int64_t)q.published);
+	review__add_int(b, "acknowledged", (int64_t)q.acknowledged);
+	review__add_int(b, "dropped", (int64_t)q.dropped);
+	json_builder_end_object(b);
+}
+
 /* "alarms": { "enabled": bool, "active": [{ kind, since_us, since, message }] },
  * the raised quality alarms (app/alarm.h), oldest first. */
 static void add_alarms(JsonBuilder *b, line *l)
@@ -283,6 +306,7 @@ void review__api_status(review_server *s, SoupServerMessage *msg)
 		review__add_int(b, "db_rows_failed", (int64_t)h.db_rows_failed);
 		add_alarms(b, s->line);
 		add_plant(b, s->line);
+		add_mqtt(b, s->line);
 	} else {
 		char *err = NULL;
 		int64_t n = db_count_inspections(s->db_path, &err);
@@ -593,6 +617,34 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg)
 			}
 		}
 		plant_metrics(m, s->line);
+		{
+			/* Live results over MQTT ([mqtt]); absent without. */
+			struct mqtt_stats q;
+
+			line_get_mqtt(s->line, &q);
+			if (q.enabled) {
+				metric_head(m, "vigil_mqtt_connected", "gauge",
+					    "1 while the MQTT broker connection is up.");
+				metric(m, "vigil_mqtt_connected", NULL, q.connected);
+				metric_head(m, "vigil_mqtt_queue_depth", "gauge",
+					    "Results waiting for the broker ([mqtt] queue bounds it).");
+				metric(m, "vigil_mqtt_queue_depth", NULL, (double)q.queued);
+				metric_head(m, "vigil_mqtt_in_flight", "gauge",
+					    "Results handed to the broker and not yet acknowledged.");
+				metric(m, "vigil_mqtt_in_flight", NULL, (double)q.in_flight);
+				metric_head(m, "vigil_mqtt_published_total", "counter",
+					    "Results handed to the MQTT client library.");
+				metric(m, "vigil_mqtt_published_total", NULL, (double)q.published);
+				metric_head(m, "vigil_mqtt_acknowledged_total", "counter",
+					    "Results the broker acknowledged (PUBACK at QoS 1).");
+				metric(m, "vigil_mqtt_acknowledged_total", NULL,
+				       (double)q.acknowledged);
+				metric_head(m, "vigil_mqtt_dropped_total", "counter",
+					    "Results given up: the oldest dropped from a full "
+					    "queue, or at a stop still queued or not acknowledged.");
+				metric(m, "vigil_mqtt_dropped_total", NULL, (double)q.dropped);
+			}
+		}
 	}
 	review__reply_text(msg, SOUP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", m);
 	g_string_free(m, TRUE);

@@ -191,13 +191,21 @@ class Vigild:
     ends, it leaves no vigild running (workdir() and an exit hook kill it),
     and a failing test prints the tail of its log (fail())."""
 
-    def __init__(self, build, conf, log_path, args=(), env=None, cwd=None):
+    def __init__(self, build, conf, log_path, args=(), env=None, cwd=None, exe=None,
+                 user=None):
+        """exe: another vigild binary (an installed copy) than the build's;
+        user: a user name to run it as, in that user's group only (the test
+        runs as root)."""
         self.log_path = log_path
         self.log = open(log_path, "a+")
+        as_user = {}
+        if user:
+            import pwd
+            as_user = dict(user=user, group=pwd.getpwnam(user).pw_gid, extra_groups=[])
         # Absolute, so that cwd does not change which binary runs.
-        self.p = subprocess.Popen([os.path.abspath(binaries(build)[1]), "--config", conf, *args],
+        self.p = subprocess.Popen([os.path.abspath(exe or binaries(build)[1]), "--config", conf, *args],
                                   stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd,
-                                  env=dict(os.environ, **env) if env else None)
+                                  env=dict(os.environ, **env) if env else None, **as_user)
         _started.append(self)
         atexit.register(self.reap)
 
