@@ -97,7 +97,8 @@ typedef struct plant_forwarder plant_forwarder;
  * central database: connecting, forwarding and retrying all happen on its
  * thread, which keeps its own connections to the local file (one
  * read-only to read the rows; one to write its events, plant-link-down /
- * plant-link-up / plant-schema-newer, and the reviews made centrally). opt
+ * plant-link-up / plant-schema-newer / plant-new-log, the reviews made
+ * centrally, and its meta keys plant_log_id and plant_base_TABLE). opt
  * and its strings are copied. NULL with *err (free()) on failure. */
 plant_forwarder *plant_forwarder_new(const char *db_path, const struct plant_options *opt,
 				     char **err);
