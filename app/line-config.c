@@ -11,7 +11,8 @@
 
 static const char *const job_keys[] = { "package", "reject", "marginal", NULL };
 static const char *const known_groups[] = { "camera.", "vibration.", "transmitter.", "model",
-					    "plc", "database", "job.", "review", "alarm", "mqtt", NULL };
+					    "plc", "database", "job.", "review", "alarm", "mqtt",
+					    "plant", NULL };
 
 static int check_groups(const config *cfg, char **err)
 {
@@ -33,7 +34,7 @@ static int check_groups(const config *cfg, char **err)
 			*err = config_error(cfg, groups[i], NULL,
 					    "unknown section (known: [camera.NAME], [vibration.NAME], "
 					    "[transmitter.NAME], [model], [plc], [database], "
-					    "[job.N], [review], [alarm], [mqtt])");
+					    "[job.N], [review], [alarm], [mqtt], [plant])");
 			rc = -EINVAL;
 		}
 	}
@@ -130,6 +131,7 @@ void line_settings_clear(struct line_settings *set)
 	plc_settings_clear(&set->plc);
 	mqtt_settings_clear(&set->mqtt);
 	g_free(set->plc_state_path);
+	plant_settings_clear(&set->plant);
 	for (size_t i = 0; i < G_N_ELEMENTS(set->jobs); i++)
 		g_free(set->jobs[i].package);
 	memset(set, 0, sizeof *set);
@@ -178,7 +180,8 @@ int line_read_config(line *l, const config *cfg, char **err)
 	if (alarm_settings_read(cfg, &set->alarm, err) < 0)
 		goto out;
 	if (db_options_read(cfg, &set->database, err) < 0 ||
-	    mqtt_settings_read(cfg, set->database.station, &set->mqtt, err) < 0)
+	    mqtt_settings_read(cfg, set->database.station, &set->mqtt, err) < 0 ||
+	    plant_options_read(cfg, set->database.station, &set->plant, err) < 0)
 		goto out;
 	/* The PLC's job selection lives next to the database, so a replaced
 	 * appliance disk keeps both or neither. */

@@ -17,6 +17,7 @@
 #include "core/bqueue.h"
 #include "core/part.h"
 #include "db/db.h"
+#include "db/plant.h"
 #include "fusion/condition.h"
 #include "fusion/fusion.h"
 #include "inference/inference.h"
@@ -56,6 +57,7 @@ struct line_settings {
 	char *plc_state_path;     /* [plc] state_file: the selected job, kept across restarts */
 	struct line_job jobs[LINE_MAX_JOBS + 1]; /* [job.N], indexed by job number */
 	struct alarm_settings alarm;           /* [alarm] */
+	struct plant_settings plant;           /* [plant]; configured 0: none */
 	struct mqtt_settings mqtt;             /* [mqtt] */
 };
 
@@ -118,6 +120,9 @@ struct line {
 	condition_meter *condition;
 	plc_link *plc;
 	db_log *db;
+	/* Forwards the log to the plant's PostgreSQL ([plant]; NULL: none),
+	 * on its own thread and connections: the line never waits on it. */
+	plant_forwarder *forwarder;
 	mqtt_client *mqtt;        /* NULL without [mqtt]; fed by the log thread */
 
 	/* q_ready: parts with frames and window in hand, acquire thread ->

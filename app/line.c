@@ -25,6 +25,7 @@ void line_free(line *l)
 	plc_link_free(l->plc);
 	if (l->events)
 		g_async_queue_unref(l->events);
+	plant_forwarder_free(l->forwarder, 0);
 	db_close(l->db);
 	bqueue_free(l->q_inspect);
 	bqueue_free(l->q_ready);
@@ -219,6 +220,16 @@ int line_start(line *l, char **err)
 	if ((rc = sensor_source_start(l->sensor, err)) < 0)
 		return rc;
 	l->jobs_loader = line_jobs_new(l);
+	if (l->set.plant.configured) {
+		char *why = NULL;
+
+		l->forwarder = plant_forwarder_new(l->set.database.path, &l->set.plant.opt, &why);
+		if (!l->forwarder) {
+			*err = g_strdup(why ? why : "cannot start the plant forwarder");
+			free(why);
+			return -EIO;
+		}
+	}
 	if (l->mqtt && (rc = mqtt_client_start(l->mqtt, err)) < 0)
 		return rc;
 	if (l->transmitter && (rc = sensor_transmitter_start(l->transmitter, err)) < 0)
@@ -262,6 +273,11 @@ void line_stop(line *l, int grace_ms)
 	mqtt_client_stop(l->mqtt);
 	db_close(l->db);
 	l->db = NULL;
+	/* Every row is in the file now: the forwarder sends what is left,
+	 * for at most [plant] drain_s, and what it could not send goes at the
+	 * next start. */
+	plant_forwarder_free(l->forwarder, 1);
+	l->forwarder = NULL;
 }
 
 void line_get_stats(line *l, struct line_stats *st)
@@ -269,6 +285,12 @@ void line_get_stats(line *l, struct line_stats *st)
 	g_mutex_lock(&l->stats_lock);
 	*st = l->st;
 	g_mutex_unlock(&l->stats_lock);
+}
+
+int line_get_plant(line *l, struct plant_stats *out)
+{
+	plant_forwarder_get_stats(l->forwarder, out);
+	return l->forwarder != NULL;
 }
 
 void line_get_mqtt(line *l, struct mqtt_stats *out)

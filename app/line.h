@@ -21,6 +21,7 @@
 
 #include "core/config.h"
 #include "db/db.h"
+#include "db/plant.h"
 
 typedef struct line line;
 
@@ -135,6 +136,10 @@ struct line_alarms {
 };
 void line_get_alarms(line *l, struct line_alarms *out);
 
+/* The forwarder to the plant's PostgreSQL ([plant]), for /api/status and
+ * /metrics; any thread, as line_get_health. 0 without [plant] (*out
+ * zeroed), else 1 and *out filled. */
+int line_get_plant(line *l, struct plant_stats *out);
 /* The MQTT client's figures (app/mqtt.h; enabled 0 without [mqtt]), for
  * /api/status and /metrics; any thread, as line_get_health. */
 struct mqtt_stats;

@@ -15,6 +15,104 @@ static const char *const refusal_names[REFUSALS] = { "max_connections", "request
 
 /* ---- status and metrics ---- */
 
+/* "plant": the forwarder to the plant's PostgreSQL ([plant]; null
+ * without): link, backlog per table, lag, counts. */
+static void add_plant(JsonBuilder *b, line *l)
+{
+	struct plant_stats p;
+	int64_t now = vigil_wall_us();
+
+	json_builder_set_member_name(b, "plant");
+	if (!line_get_plant(l, &p)) {
+		json_builder_add_null_value(b);
+		return;
+	}
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "connected");
+	json_builder_add_boolean_value(b, p.connected != 0);
+	json_builder_set_member_name(b, "schema_newer");
+	json_builder_add_boolean_value(b, p.schema_newer != 0);
+	json_builder_set_member_name(b, "backlog");
+	json_builder_begin_object(b);
+	for (int t = 0; t < PLANT_NTABLES; t++)
+		review__add_int(b, plant_table_name(t), p.backlog[t]);
+	json_builder_end_object(b);
+	json_builder_set_member_name(b, "forwarded");
+	json_builder_begin_object(b);
+	for (int t = 0; t < PLANT_NTABLES; t++)
+		review__add_int(b, plant_table_name(t), (int64_t)p.forwarded[t]);
+	json_builder_end_object(b);
+	review__add_int(b, "lost", (int64_t)(p.lost[PLANT_INSPECTIONS] + p.lost[PLANT_EVENTS]));
+	review__add_number(b, "oldest_unforwarded_age_s", p.oldest_unforwarded_us
+			   ? MAX(now - p.oldest_unforwarded_us, 0) / 1e6 : 0.0);
+	review__add_number(b, "since_last_batch_s", p.last_batch_us
+			   ? MAX(now - p.last_batch_us, 0) / 1e6 : NAN);
+	review__add_int(b, "reviews_pulled", (int64_t)p.reviews_pulled);
+	review__add_int(b, "link_failures", (int64_t)p.link_failures);
+	review__add_string(b, "last_error", p.last_error);
+	json_builder_end_object(b);
+}
+
+/* vigil_plant_*: the same figures for Prometheus. */
+static void plant_metrics(GString *m, line *l)
+{
+	struct plant_stats p;
+	int64_t now = vigil_wall_us();
+	char label[48];
+
+	if (!line_get_plant(l, &p))
+		return;
+	g_string_append(m, "# HELP vigil_plant_link_up 1 while the forwarder is connected to "
+			"the plant's PostgreSQL ([plant]).\n# TYPE vigil_plant_link_up gauge\n");
+	g_string_append_printf(m, "vigil_plant_link_up %d\n", p.connected ? 1 : 0);
+	g_string_append(m, "# HELP vigil_plant_schema_newer 1 while the central schema is newer "
+			"than this build (nothing is forwarded).\n"
+			"# TYPE vigil_plant_schema_newer gauge\n");
+	g_string_append_printf(m, "vigil_plant_schema_newer %d\n", p.schema_newer ? 1 : 0);
+	g_string_append(m, "# HELP vigil_plant_backlog_rows Local rows not yet in the central "
+			"database, by table.\n# TYPE vigil_plant_backlog_rows gauge\n");
+	for (int t = 0; t < PLANT_NTABLES; t++) {
+		g_snprintf(label, sizeof label, "{table=\"%s\"}", plant_table_name(t));
+		g_string_append_printf(m, "vigil_plant_backlog_rows%s %" G_GINT64_FORMAT "\n", label,
+				       p.backlog[t]);
+	}
+	g_string_append(m, "# HELP vigil_plant_forwarded_rows_total Rows forwarded since vigild "
+			"started, by table.\n# TYPE vigil_plant_forwarded_rows_total counter\n");
+	for (int t = 0; t < PLANT_NTABLES; t++) {
+		g_snprintf(label, sizeof label, "{table=\"%s\"}", plant_table_name(t));
+		g_string_append_printf(m, "vigil_plant_forwarded_rows_total%s %" G_GUINT64_FORMAT
+				       "\n", label, p.forwarded[t]);
+	}
+	g_string_append(m, "# HELP vigil_plant_lost_rows_total Rows local retention removed before "
+			"they were forwarded, by table.\n"
+			"# TYPE vigil_plant_lost_rows_total counter\n");
+	for (int t = PLANT_INSPECTIONS; t <= PLANT_EVENTS; t++) {
+		g_snprintf(label, sizeof label, "{table=\"%s\"}", plant_table_name(t));
+		g_string_append_printf(m, "vigil_plant_lost_rows_total%s %" G_GUINT64_FORMAT "\n",
+				       label, p.lost[t]);
+	}
+	g_string_append(m, "# HELP vigil_plant_lag_seconds Age of the oldest local inspection or "
+			"event not yet forwarded (0: none).\n# TYPE vigil_plant_lag_seconds gauge\n");
+	g_string_append_printf(m, "vigil_plant_lag_seconds %.3f\n", p.oldest_unforwarded_us
+			       ? MAX(now - p.oldest_unforwarded_us, 0) / 1e6 : 0.0);
+	g_string_append(m, "# HELP vigil_plant_since_last_batch_seconds Seconds since the last "
+			"committed batch (NaN: none yet).\n"
+			"# TYPE vigil_plant_since_last_batch_seconds gauge\n");
+	if (p.last_batch_us)
+		g_string_append_printf(m, "vigil_plant_since_last_batch_seconds %.3f\n",
+				       MAX(now - p.last_batch_us, 0) / 1e6);
+	else
+		g_string_append(m, "vigil_plant_since_last_batch_seconds NaN\n");
+	g_string_append(m, "# HELP vigil_plant_link_failures_total Failed connections and "
+			"batches.\n# TYPE vigil_plant_link_failures_total counter\n");
+	g_string_append_printf(m, "vigil_plant_link_failures_total %" G_GUINT64_FORMAT "\n",
+			       p.link_failures);
+	g_string_append(m, "# HELP vigil_plant_reviews_pulled_total Reviews made centrally and "
+			"stored in the local log.\n# TYPE vigil_plant_reviews_pulled_total counter\n");
+	g_string_append_printf(m, "vigil_plant_reviews_pulled_total %" G_GUINT64_FORMAT "\n",
+			       p.reviews_pulled);
+}
+
 static void take_sample(review_server *s, struct rate_sample *out)
 {
 	struct line_stats st;
@@ -207,6 +305,7 @@ void review__api_status(review_server *s, SoupServerMessage *msg)
 		review__add_int(b, "db_rows_written", (int64_t)h.db_rows_written);
 		review__add_int(b, "db_rows_failed", (int64_t)h.db_rows_failed);
 		add_alarms(b, s->line);
+		add_plant(b, s->line);
 		add_mqtt(b, s->line);
 	} else {
 		char *err = NULL;
@@ -517,6 +616,7 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg)
 				metric(m, "vigil_alarm", label, (a.active >> k) & 1u);
 			}
 		}
+		plant_metrics(m, s->line);
 		{
 			/* Live results over MQTT ([mqtt]); absent without. */
 			struct mqtt_stats q;

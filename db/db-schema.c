@@ -139,6 +139,11 @@ static const char *const migrations[] = {
 	"  reporter TEXT"
 	");"
 	"CREATE INDEX escapes_inspection ON escapes (inspection_id);",
+	/* 10: reviews made in the plant's central database and pulled down by
+	 * the forwarder (db/plant.h) carry their central id: unique, so one
+	 * pulled twice is stored once, and never forwarded back up. */
+	"ALTER TABLE reviews ADD COLUMN central_id INTEGER;"
+	"CREATE UNIQUE INDEX reviews_central ON reviews (central_id) WHERE central_id IS NOT NULL;",
 };
 
 #define DB_SCHEMA_VERSION ((int)G_N_ELEMENTS(migrations))

@@ -19,10 +19,10 @@
 #include "db/db-private.h"   /* db__schema_version: the newest, whatever its number */
 
 /* The newest schema: tables inspections, events, vibration, reviews, media,
- * meta, trend, escapes; their indexes (media_recent among them), meta's primary-key
- * index. */
+ * meta, trend, escapes; their indexes (media_recent and reviews_central among
+ * them), meta's primary-key index. */
 #define SCHEMA_VERSION db__schema_version()
-#define SCHEMA_OBJECTS 19
+#define SCHEMA_OBJECTS 20
 
 #define ROWS_PER_THREAD 1000
 #define WRITER_THREADS 2

@@ -120,6 +120,19 @@ async function getJSON(url) {
   return body;
 }
 
+// The forwarder to the plant's PostgreSQL: link, rows waiting, lag.
+function renderPlant(p) {
+  $("st-plant-box").hidden = !p;
+  if (!p) return;
+  const backlog = Object.values(p.backlog).reduce((a, b) => a + b, 0);
+  let t = p.schema_newer ? "REFUSED (central schema newer)" : p.connected ? "up" : "DOWN";
+  t += ", " + backlog + " rows waiting";
+  if (backlog > 0) t += ", oldest " + fmt(p.oldest_unforwarded_age_s, 0) + " s";
+  if (p.lost > 0) t += ", " + p.lost + " lost";
+  text($("st-plant"), t);
+  $("st-plant").title = p.last_error || "";
+}
+
 async function refreshStatus() {
   try {
     const s = await getJSON("/api/status");
@@ -135,6 +148,7 @@ async function refreshStatus() {
     text($("st-plc"), s.plc_connected ? "up" : "DOWN");
     text($("st-cameras"), s.cameras_up + "/" + s.cameras);
     text($("st-parts"), s.parts);
+    renderPlant(s.plant);
     // A running line adds parts: the list follows with the status poll.
     if (s.line) refreshList({ live: true });
   } catch (e) {

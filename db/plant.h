@@ -1,0 +1,115 @@
+/* Store and forward to the plant's central PostgreSQL: the central schema
+ * and its migrations, and the forwarder thread that copies a station's
+ * local SQLite log (db/db.h) there, exactly once per local row.
+ *
+ * The second public header of db/ (as fusion/condition.h is of fusion/):
+ * it is the only one that needs libpq, and only vigild and the tools that
+ * talk to the central database link it.
+ *
+ * Strings handed to the caller (err messages) are allocated with malloc()
+ * and freed by the caller with free(). */
+#ifndef VIGIL_DB_PLANT_H
+#define VIGIL_DB_PLANT_H
+
+#include <stdint.h>
+
+#include "core/config.h"
+
+/* Project error codes, below -PLANT_ENOBASE; others are negative errno. */
+#define PLANT_ENOBASE 31000
+#define PLANT_ELINK (-(PLANT_ENOBASE + 1))    /* cannot connect, or the link broke */
+#define PLANT_ESQL (-(PLANT_ENOBASE + 2))     /* the server refused a statement */
+#define PLANT_ENEWER (-(PLANT_ENOBASE + 3))   /* central schema newer than this build */
+
+/* The central schema version this build writes (docs/plant-schema.md). */
+int plant_schema_version(void);
+
+/* Connects to conninfo (a libpq key=value string or URI) and brings the
+ * central schema to plant_schema_version(): every missing step in one
+ * transaction, under an advisory lock, so that many stations starting at
+ * once apply each step once. A schema newer than this build is refused
+ * untouched (PLANT_ENEWER, the message names both versions). 0, or a
+ * negative code with *err set (the password masked). */
+int plant_migrate(const char *conninfo, char **err);
+
+/* conninfo with any password replaced by "***", for logs and messages.
+ * The caller frees it with free(). */
+char *plant_mask_conninfo(const char *conninfo);
+
+/* ---- the forwarder ---- */
+
+/* How a station forwards (the [plant] section). Strings are borrowed. */
+struct plant_options {
+	const char *conninfo;     /* libpq key=value string or URI */
+	const char *passfile;     /* libpq passfile; NULL: libpq's (PGPASSFILE) */
+	const char *site, *line, *station;  /* this station's ids in the plant */
+	int batch;                /* local rows per central transaction (500) */
+	int retry_max_s;          /* longest wait between connection attempts (30) */
+	int media;                /* also forward references to kept media files */
+	/* Inspection rows younger than this (wall clock) wait: the writer may
+	 * still complete them (latency, a late model verdict), and a row sent
+	 * is never sent again (5). */
+	int settle_s;
+	int drain_s;              /* at plant_forwarder_free: up to this long to
+				   * forward what is left (10; 0: none) */
+};
+
+/* The [plant] section as plant_options_read reads it; the settings own
+ * the strings opt points to. configured is 0 without a [plant] section. */
+struct plant_settings {
+	int configured;
+	struct plant_options opt;
+	char *conninfo, *passfile, *site, *line, *station;
+};
+/* Reads [plant] of cfg into *s, which it overwrites (station defaults to
+ * default_station): 0 (also without the section), or -EINVAL with *err
+ * (g_free it) naming the file, line and key. *s owns what it holds even
+ * on failure: free it with plant_settings_clear (NULL ok). */
+int plant_options_read(const config *cfg, const char *default_station, struct plant_settings *s,
+		       char **err);
+void plant_settings_clear(struct plant_settings *s);
+
+/* The local tables forwarded, as /metrics labels them. */
+enum plant_table {
+	PLANT_INSPECTIONS, PLANT_EVENTS, PLANT_REVIEWS, PLANT_ESCAPES, PLANT_MEDIA, PLANT_NTABLES
+};
+const char *plant_table_name(enum plant_table t);
+
+/* What the forwarder counts, for /metrics and /api/status. */
+struct plant_stats {
+	int connected;            /* the link to the central database is up */
+	int schema_newer;         /* refused: the central schema is newer */
+	/* Local rows not yet in the central database, per table (until the
+	 * first connect, every local row counts), and forwarded / lost
+	 * (removed by local retention before they were forwarded). */
+	int64_t backlog[PLANT_NTABLES];
+	uint64_t forwarded[PLANT_NTABLES], lost[PLANT_NTABLES];
+	int64_t oldest_unforwarded_us;  /* wall clock of the oldest unforwarded row, 0: none */
+	int64_t last_batch_us;          /* wall clock of the last committed batch, 0: none */
+	uint64_t batches, link_failures, reviews_pulled;
+	char last_error[256];           /* the latest failure (no password), "" if none */
+};
+
+typedef struct plant_forwarder plant_forwarder;
+
+/* Starts the forwarder thread for the local log at db_path (which must
+ * exist: vigild opens it first). It never blocks its caller on the
+ * central database: connecting, forwarding and retrying all happen on its
+ * thread, which keeps its own connections to the local file (one
+ * read-only to read the rows; one to write its events, plant-link-down /
+ * plant-link-up / plant-schema-newer / plant-new-log, the reviews made
+ * centrally, and its meta keys plant_log_id and plant_base_TABLE). opt
+ * and its strings are copied. NULL with *err (free()) on failure. */
+plant_forwarder *plant_forwarder_new(const char *db_path, const struct plant_options *opt,
+				     char **err);
+/* Any thread: a copy of the counts (zeros for f NULL). */
+void plant_forwarder_get_stats(plant_forwarder *f, struct plant_stats *out);
+/* Stops the thread and frees f. With drain, first forwards what is left,
+ * settled or not (call it once the line's writer has closed the log), for
+ * at most opt.drain_s. NULL ok. */
+void plant_forwarder_free(plant_forwarder *f, int drain);
+
+/* A static description of a code returned by this module. */
+const char *plant_strerror(int code);
+
+#endif
