@@ -9,13 +9,21 @@ no schema yet, a wrong password, an unreachable server, a newer schema,
 hostile filters. The password travels in a passfile (PGPASSFILE), never on
 the command line, and no message prints it.
 
-usage: test_central.py BUILD_DIR
+  rows     the above, over rows the test writes
+  station  one vigild station with [plant] on a vigil-sim line forwards
+           to the server: vigilctl --central list of the station equals its
+           local log (ids, parts, verdicts, times to the microsecond),
+           stations counts its rows and yield, and a central review written
+           by vigilctl flows back into the station's log.
+
+usage: test_central.py BUILD_DIR SOURCE_ROOT rows|station
 """
 import csv
 import datetime
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -296,9 +304,7 @@ def check_errors(env, ci, pg, tmp):
                  f"--site without --central: {p.returncode} {p.stderr}")
 
 
-def main():
-    if not os.path.exists(CTL):
-        linetest.fail(f"{CTL} is not built")
+def scenario_rows():
     with linetest.workdir("vigil-central-") as tmp, pgtest.server("vigil-central-pg-") as pg:
         pg.create_role("vigil", PASSWORD, "plant")
         # The password in a passfile, as docs/operations.md says; the
@@ -321,7 +327,93 @@ def main():
         check_export_stations(env, ci, rows, midnight, tmp)
         check_errors(env, ci, pg, tmp)
         checks.finish()
-    print("OK")
+    print("PASS rows")
+
+
+def local_rows(db, sql):
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def scenario_station(build, root):
+    linetest.require_model(root)
+    parts = linetest.quick_parts(60)
+    ids = ("mill", "L7", "st-3")
+    with linetest.workdir("vigil-central-st-") as tmp, pgtest.server("vigil-central-pg-") as pg:
+        pg.create_role("vigil", PASSWORD, "plant")
+        passfile = os.path.join(tmp, "pgpass")
+        with open(passfile, "w") as f:
+            f.write(f"127.0.0.1:{pg.port}:*:vigil:{PASSWORD}\n")
+        os.chmod(passfile, 0o600)
+        ci = f"host=127.0.0.1 port={pg.port} dbname=plant user=vigil connect_timeout=5"
+        env = dict(os.environ, PGPASSFILE=passfile, TZ="UTC")
+        ln = linetest.Line(build, root, tmp, parts, seed=24, split="e2e", rate=600,
+                           extra_conf=f"\n[plant]\nconninfo = {ci}\npassfile = {passfile}\n"
+                           f"site = {ids[0]}\nline = {ids[1]}\nstation = {ids[2]}\n"
+                           "batch = 20\nretry_max_s = 2\nsettle_s = 1\n")
+        ln.start()
+        try:
+            if ln.wait_sim(timeout=600) != 0:
+                linetest.fail("vigil-sim reports missing results or rows")
+            linetest.wait_for("every inspection in the central database", lambda: pg.query(
+                "plant", "SELECT to_regclass('inspections') IS NOT NULL AND"
+                " (SELECT count(*) FROM inspections) = %s", (parts,))[0][0],
+                timeout=120, poll_s=0.2)
+            local = local_rows(ln.db, "SELECT id, part_id, verdict, t_wall_us FROM inspections"
+                                      " ORDER BY id")
+            got = listed(env, ci, "--site", ids[0], "--line", ids[1], "--station", ids[2])
+            mine = [(r["local_id"], r["part_id"], r["verdict"],
+                     us(datetime.datetime.fromisoformat(r["time"]))) for r in got]
+            checks.check(sorted(mine) == sorted(local) and len(mine) == parts,
+                         f"list of the station: {len(mine)} rows, {parts} local; first "
+                         f"{mine[:2]} vs {local[:2]}")
+            checks.check(listed(env, ci, "--site", "other") == [], "list --site other: rows")
+
+            day0 = us(datetime.datetime.now(UTC).replace(hour=0, minute=0, second=0,
+                                                          microsecond=0))
+            p = run(env, ci, "stations", "--format", "json")
+            day1 = us(datetime.datetime.now(UTC).replace(hour=0, minute=0, second=0,
+                                                          microsecond=0))
+            st = json.loads(p.stdout)
+            today = [r for r in local if r[3] >= day1]
+            checks.check(len(st) == 1 and (st[0]["site"], st[0]["line"], st[0]["station"]) == ids,
+                         f"stations: {st}")
+            if st and day0 == day1:       # not across midnight
+                acc = sum(r[2] == "accept" for r in today)
+                checks.check(st[0]["rows_today"] == len(today) and
+                             abs(st[0]["yield_today"] - acc / len(today)) < 1e-9,
+                             f"stations: {st[0]}, want {len(today)} rows, {acc} accepted")
+
+            # A central review by vigilctl flows back into the station's log.
+            local_id, part_id, verdict, _ = local[len(local) // 2]
+            right = "accept" if verdict != "accept" else "reject"
+            key = "/".join(ids) + f"/{local_id}"
+            run(env, ci, "review", key, "--overrule", right, "--note", "from the plant office",
+                "--reviewer", "qa-plant")
+            back = linetest.wait_for("the central review in the station's log", lambda: local_rows(
+                ln.db, "SELECT inspection_id, decision, verdict, note, reviewer FROM reviews"
+                       " WHERE central_id IS NOT NULL"), timeout=120, poll_s=0.2)
+            checks.check(back == [(local_id, "overrule", right, "from the plant office",
+                                   "qa-plant")], f"the review in the station's log: {back}")
+        finally:
+            rc = ln.stop()
+        checks.check(rc == 0, f"vigild exit status {rc}")
+        checks.finish()
+    print("PASS station")
+
+
+def main():
+    if len(sys.argv) != 4 or sys.argv[3] not in ("rows", "station"):
+        sys.exit(__doc__)
+    if not os.path.exists(CTL):
+        linetest.fail(f"{CTL} is not built")
+    if sys.argv[3] == "rows":
+        scenario_rows()
+    else:
+        scenario_station(sys.argv[1], sys.argv[2])
 
 
 main()
