@@ -15,8 +15,13 @@ the command line, and no message prints it.
            local log (ids, parts, verdicts, times to the microsecond),
            stations counts its rows and yield, and a central review written
            by vigilctl flows back into the station's log.
+  page     vigild --review-only with [review] central over the rows
+           scenario's data: /api/plant/stations and /api/plant/inspections
+           filtered by site, line, station, verdict, since and until; a
+           central review POSTed (401 without the token); bad queries 400,
+           the server down 502 on one line without the password.
 
-usage: test_central.py BUILD_DIR SOURCE_ROOT rows|station
+usage: test_central.py BUILD_DIR SOURCE_ROOT rows|station|page
 """
 import csv
 import datetime
@@ -26,6 +31,9 @@ import os
 import sqlite3
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import linetest  # noqa: E402
@@ -405,13 +413,143 @@ def scenario_station(build, root):
     print("PASS station")
 
 
+def http(url, body=None, token=None):
+    """(status, JSON body) of a GET, or of a POST of body as JSON."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
+                                 headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def scenario_page(build):
+    token = "plant-office-token"
+    with linetest.workdir("vigil-central-page-") as tmp, pgtest.server("vigil-central-pg-") as pg:
+        pg.create_role("vigil", PASSWORD, "plant")
+        passfile = os.path.join(tmp, "pgpass")
+        with open(passfile, "w") as f:
+            f.write(f"127.0.0.1:{pg.port}:*:vigil:{PASSWORD}\n")
+        os.chmod(passfile, 0o600)
+        ci = f"host=127.0.0.1 port={pg.port} dbname=plant user=vigil connect_timeout=5"
+        env = dict(os.environ, PGPASSFILE=passfile, TZ="UTC")
+        run(env, ci, "upgrade")
+        rows, midnight = fill(pg, ci)
+        log = os.path.join(tmp, "office.db")
+        subprocess.run([CTL, "--db", log, "upgrade"], check=True, capture_output=True,
+                       timeout=60)
+
+        def conf(central):
+            path = os.path.join(tmp, "office.conf")
+            with open(path, "w") as f:
+                f.write(f"[database]\npath = {log}\n\n[review]\nlisten = 127.0.0.1\n"
+                        f"port = 0\ntoken = {token}\ncentral = {central}\n")
+            return path
+
+        # A conninfo libpq cannot parse is a configuration error.
+        r = linetest.Vigild.once(build, conf("host"), ["--review-only"], timeout=60)
+        checks.check(r.returncode != 0 and "central" in r.stderr and "office.conf" in r.stderr,
+                     f"a bad central: rc {r.returncode}: {r.stderr}")
+
+        vigild = linetest.Vigild(build, conf(ci + f" passfile={passfile}"),
+                                 os.path.join(tmp, "office.log"), ["--review-only"],
+                                 env={"TZ": "UTC"})
+        url = vigild.review_url()
+        st, body = http(url + "api/plant/stations")
+        got = {(s["site"], s["line"], s["station"]): s for s in body.get("stations", [])}
+        checks.check(st == 200 and sorted(got) == sorted(s[:3] for s in STATIONS),
+                     f"/api/plant/stations: {st} {body}")
+        for site, line, station, n in STATIONS:
+            s = got.get((site, line, station))
+            today = [r for r in rows.values() if (r["site"], r["line"], r["station"]) ==
+                     (site, line, station) and r["t"] >= midnight]
+            checks.check(s is None or s["rows_today"] == len(today),
+                         f"/api/plant/stations {site}/{line}/{station}: {s}, {len(today)} today")
+        st, body = http(url + "api/plant/stations?site=south")
+        checks.check(st == 200 and [s["site"] for s in body["stations"]] == ["south"],
+                     f"/api/plant/stations?site=south: {st} {body}")
+
+        def api(**q):
+            st, body = http(url + "api/plant/inspections?" + urllib.parse.urlencode(q))
+            if st != 200:
+                checks.fail(f"/api/plant/inspections {q}: {st} {body}")
+                return []
+            return [(r["site"], r["line"], r["station"], r["local_id"])
+                    for r in body["inspections"]]
+
+        def newest_first(pred):
+            """As the page lists them: newest first, ties by ids."""
+            sel = sorted((r for r in rows.values() if pred(r)),
+                         key=lambda r: (-us(r["t"]), r["site"], r["line"], r["station"],
+                                        -r["local_id"]))
+            return [(r["site"], r["line"], r["station"], r["local_id"]) for r in sel]
+
+        for q, pred in (
+                ({}, lambda r: True),
+                ({"site": "north", "line": "L1"},
+                 lambda r: r["site"] == "north" and r["line"] == "L1"),
+                ({"site": "north", "station": "S1", "verdict": "reject"},
+                 lambda r: r["site"] == "north" and r["station"] == "S1" and
+                 r["verdict"] == "reject"),
+                ({"since": us(midnight), "until": us(midnight) + 86400 * 10**6},
+                 lambda r: r["t"] >= midnight),
+                ({"site": "north' OR '1'='1"}, lambda r: False)):
+            checks.check(api(**q) == newest_first(pred), f"/api/plant/inspections {q}: "
+                         f"{api(**q)} != {newest_first(pred)}")
+        checks.check(len(api(limit=5)) == 5, "/api/plant/inspections?limit=5")
+        for q in ({"verdict": "maybe"}, {"since": "yesterday"}, {"shift": "night"},
+                  {"limit": "0"}, {"site": "x" * 65}):
+            st, body = http(url + "api/plant/inspections?" + urllib.parse.urlencode(q))
+            checks.check(st == 400 and body.get("error"), f"{q}: {st} {body}, want 400")
+
+        # A central review from the page: the reviewer's token needed.
+        want = {"site": "north", "line": "L2", "station": "S1", "local_id": 4,
+                "decision": "overrule", "verdict": "reject", "note": "from the page"}
+        st, body = http(url + "api/plant/review", want)
+        checks.check(st == 401, f"a review without the token: {st} {body}")
+        st, body = http(url + "api/plant/review", want, token)
+        checks.check(st == 200 and body.get("origin") == "central" and
+                     body.get("verdict") == "reject", f"a review: {st} {body}")
+        got = pg.query("plant", "SELECT origin, local_id, inspection_local_id, decision, verdict,"
+                       " note FROM reviews WHERE site = 'north' AND line = 'L2'")
+        checks.check(got == [("central", None, 4, "overrule", "reject", "from the page")],
+                     f"the page's central review: {got}")
+        k = api(site="north", line="L2", station="S1", limit=100)
+        st, body = http(url + "api/plant/inspections?site=north&line=L2")
+        row = [r for r in body.get("inspections", []) if r["local_id"] == 4]
+        checks.check(len(row) == 1 and (row[0]["review"], row[0]["review_origin"]) ==
+                     ("overrule", "central"), f"the list after the review: {row} ({len(k)})")
+        for bad, code in ((dict(want, local_id=99), 404), (dict(want, decision="maybe"), 400),
+                          (dict(want, verdict="great"), 400), (dict(want, local_id="4"), 400),
+                          (dict(want, defect_type="two words"), 400)):
+            st, body = http(url + "api/plant/review", bad, token)
+            checks.check(st == code, f"review {bad}: {st} {body}, want {code}")
+
+        # The server down: 502, one line naming it, never the password.
+        pg.stop()
+        st, body = http(url + "api/plant/stations")
+        err = body.get("error", "")
+        checks.check(st == 502 and "127.0.0.1" in err and "cannot connect" in err and
+                     "\n" not in err and PASSWORD not in err, f"server down: {st} {body}")
+        checks.check(vigild.running(), "vigild --review-only exited with the database down")
+        checks.check(vigild.stop() == 0, "vigild --review-only did not stop cleanly")
+        checks.finish()
+    print("PASS page")
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[3] not in ("rows", "station"):
+    if len(sys.argv) != 4 or sys.argv[3] not in ("rows", "station", "page"):
         sys.exit(__doc__)
     if not os.path.exists(CTL):
         linetest.fail(f"{CTL} is not built")
     if sys.argv[3] == "rows":
         scenario_rows()
+    elif sys.argv[3] == "page":
+        scenario_page(sys.argv[1])
     else:
         scenario_station(sys.argv[1], sys.argv[2])
 
