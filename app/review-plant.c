@@ -2,6 +2,7 @@
  * PostgreSQL (docs/plant-schema.md) read from the page of the plant
  * office's `vigild --review-only` with [review] central = CONNINFO.
  *
+ *   GET  /api/plant              {"central": true|false}: whether the view is here
  *   GET  /api/plant/stations     every station, as `vigilctl --central stations`
  *   GET  /api/plant/inspections  ?site=&line=&station=&since=&until=&verdict=&limit=
  *   POST /api/plant/review       {"site","line","station","local_id","decision",
@@ -461,6 +462,24 @@ gboolean review__plant_route(review_server *s, SoupServerMessage *msg, const cha
 	GHashTable *q;
 	char *why = NULL;
 
+	if (strcmp(path, "/api/plant") == 0) {
+		/* What the page asks first, so that a station's page (no
+		 * central) gets no 404 for a view it does not have. */
+		JsonBuilder *b;
+
+		if (!get) {
+			review__reply_error(msg, SOUP_STATUS_METHOD_NOT_ALLOWED, "method not allowed");
+			return TRUE;
+		}
+		b = json_builder_new();
+		json_builder_begin_object(b);
+		json_builder_set_member_name(b, "central");
+		json_builder_add_boolean_value(b, s->central != NULL);
+		json_builder_end_object(b);
+		review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
+		g_object_unref(b);
+		return TRUE;
+	}
 	if (!g_str_has_prefix(path, "/api/plant/"))
 		return FALSE;
 	if (!s->central) {

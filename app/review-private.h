@@ -276,9 +276,10 @@ void review__serve_report(review_server *s, SoupServerMessage *msg, GHashTable *
 /* [review] central; with_line: a station's page, which refuses it. 0, or
  * -EINVAL with *err naming file, line and key. */
 int review__plant_read(review_server *s, const config *cfg, gboolean with_line, char **err);
-/* GET /api/plant/stations, /api/plant/inspections and POST
- * /api/plant/review: TRUE when path is under /api/plant/ and msg has been
- * answered (404 without [review] central), FALSE to let the caller route it. */
+/* GET /api/plant ({"central": bool}), /api/plant/stations,
+ * /api/plant/inspections and POST /api/plant/review: TRUE when path is
+ * one of these (or under /api/plant/) and msg has been answered (404 below
+ * /api/plant/ without [review] central), FALSE to let the caller route it. */
 gboolean review__plant_route(review_server *s, SoupServerMessage *msg, const char *path,
 			     const char *method, const char *raw_query);
 

@@ -459,6 +459,8 @@ def scenario_page(build):
                                  os.path.join(tmp, "office.log"), ["--review-only"],
                                  env={"TZ": "UTC"})
         url = vigild.review_url()
+        st, body = http(url + "api/plant")
+        checks.check(st == 200 and body == {"central": True}, f"/api/plant: {st} {body}")
         st, body = http(url + "api/plant/stations")
         got = {(s["site"], s["line"], s["station"]): s for s in body.get("stations", [])}
         checks.check(st == 200 and sorted(got) == sorted(s[:3] for s in STATIONS),

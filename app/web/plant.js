@@ -1,8 +1,8 @@
 // The Plant view (app/review-plant.c): every station's state and the
 // inspections of the plant's central database, filtered by site, line and
 // station, with a central review from each row. Shown only when the server
-// has [review] central (vigild --review-only at the plant office); a
-// station's own page answers 404 and the section stays hidden.
+// has [review] central (vigild --review-only at the plant office): GET
+// /api/plant says; elsewhere the section stays hidden.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -34,9 +34,11 @@
   }
 
   async function loadStations() {
-    const r = await fetch("/api/plant/stations", { cache: "no-store" });
-    if (r.status === 404) return false;       // no central database here
+    // A station's page has no central database: ask before asking for it.
+    const here = await answer(await fetch("/api/plant", { cache: "no-store" }));
+    if (!here.central) return false;
     section.hidden = false;
+    const r = await fetch("/api/plant/stations", { cache: "no-store" });
     const body = await answer(r);
     const tbody = $("plant-stations").tBodies[0];
     tbody.replaceChildren();
