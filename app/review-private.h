@@ -12,6 +12,8 @@
  *   review-metrics.c  rate sampling, status, history, Prometheus /metrics
  *   review-labels.c   a review's label: defect types, the painted mask
  *   review-report.c   the shift report (/report)
+ *   review-plant.c    the Plant view over the plant's PostgreSQL
+ *                     ([review] central, --review-only only)
  * Everything here runs on the main loop of the thread that made the
  * server, one request at a time; nothing is locked. */
 #ifndef VIGIL_APP_REVIEW_PRIVATE_H
@@ -93,6 +95,9 @@ struct review_server {
 	/* The defect types a review may name (review-labels.c), each a
 	 * g_strdup'ed word: the packages' [classes] and [review] defect_types. */
 	GPtrArray *label_surface, *label_vibration, *label_plant;
+	/* [review] central: the plant's PostgreSQL (libpq conninfo) the Plant
+	 * view reads (review-plant.c); NULL without one. */
+	char *central;
 	struct rate_sample samples[HISTORY_SAMPLES];
 	int nsamples;            /* oldest first */
 };
@@ -266,6 +271,18 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg);
  * shift report as HTML; 400 naming the shift for one the log's plan does
  * not have. A read: the handler checks the viewer role first. */
 void review__serve_report(review_server *s, SoupServerMessage *msg, GHashTable *query);
+/* ---- review-plant.c ---- */
+
+/* [review] central; with_line: a station's page, which refuses it. 0, or
+ * -EINVAL with *err naming file, line and key. */
+int review__plant_read(review_server *s, const config *cfg, gboolean with_line, char **err);
+/* GET /api/plant ({"central": bool}), /api/plant/stations,
+ * /api/plant/inspections and POST /api/plant/review: TRUE when path is
+ * one of these (or under /api/plant/) and msg has been answered (404 below
+ * /api/plant/ without [review] central), FALSE to let the caller route it. */
+gboolean review__plant_route(review_server *s, SoupServerMessage *msg, const char *path,
+			     const char *method, const char *raw_query);
+
 /* ---- review-trends.c ---- */
 
 /* GET /api/trends: per hour or shift counts and the p-chart, from the log. */

@@ -15,7 +15,7 @@
 static const char *const review_keys[] = { "listen", "port", "token", "token_file",
 					    "static_dir", "charts_dir", "max_connections",
 					    "request_timeout_s", "users_file", "read_requires_token",
-					    "defect_types", NULL };
+					    "defect_types", "central", NULL };
 
 /* The charting library's files (uPlot, from npm; never in git), served as
  * /vendor/NAME from charts_dir when they are there. */
@@ -155,6 +155,9 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 		return;
 	/* Tracing escapes (review-trace.c) routes its own paths. */
 	if (review__trace_route(s, msg, path, method, raw_query))
+		return;
+	/* The Plant view over the central database (review-plant.c). */
+	if (review__plant_route(s, msg, path, method, raw_query))
 		return;
 	if (g_str_has_prefix(path, "/api/parts/") &&
 	    (part = part_route(path, &route, &media_id)) >= 0) {
@@ -398,7 +401,7 @@ int review_server_new(const config *cfg, line *l, review_server **out, char **er
 	    config_get_int(cfg, "review", "request_timeout_s", 10, 1, 3600,
 			   &s->request_timeout_s, err) < 0 ||
 	    read_token(s, cfg, err) < 0 || read_users(s, cfg, err) < 0 ||
-	    review__labels_read(s, cfg, err) < 0)
+	    review__labels_read(s, cfg, err) < 0 || review__plant_read(s, cfg, l != NULL, err) < 0)
 		goto fail;
 	read_bearing(s, cfg);
 	settle_charts_dir(s, cfg);
@@ -454,6 +457,7 @@ void review_server_free(review_server *s)
 		g_object_unref(s->soup);
 	}
 	review__labels_clear(s);
+	g_free(s->central);
 	g_free(s->db_path);
 	g_free(s->static_dir);
 	g_free(s->charts_dir);

@@ -17,8 +17,9 @@
  * build folder; the page works without them, with no charts),
  * max_connections (default 64; one more gets 503 at once) and
  * request_timeout_s (default 10: a client that has not sent its whole
- * request by then gets 408 and is closed). The log is the [database]
- * path. */
+ * request by then gets 408 and is closed), and central (the plant's
+ * PostgreSQL for the Plant view; --review-only only, refused with a line).
+ * The log is the [database] path. */
 #ifndef VIGIL_APP_REVIEW_H
 #define VIGIL_APP_REVIEW_H
 

@@ -1,6 +1,7 @@
 /* Private to vigilctl: what vigilctl.c (options, list, review, upgrade,
  * export), vigilctl-pareto.c (pareto), vigilctl-user.c (user) and
- * vigilctl-report.c (report) and vigilctl-trace.c (escapes) share. One thread. */
+ * vigilctl-report.c (report), vigilctl-trace.c (escapes) and vigilctl-central.c
+ * (--central, the plant's PostgreSQL) share. One thread. */
 #ifndef VIGIL_TOOLS_VIGILCTL_PRIVATE_H
 #define VIGIL_TOOLS_VIGILCTL_PRIVATE_H
 
@@ -16,6 +17,7 @@ struct opts {
 	char *db, *since, *until, *verdict, *cls, *format, *by, *reviewed;
 	char *overrule, *note, *reviewer, *split, *out;
 	char *shift, *job, *model, *station;   /* tracing filters */
+	char *central, *site, *line, *defect_type;   /* --central (vigilctl-central.c) */
 	gint64 neighbours;                      /* escapes: rows either side */
 	double min_score, max_score;
 	gint64 part, limit;
@@ -45,6 +47,10 @@ int vigilctl__main_user(int argc, char **argv);
 int vigilctl__cmd_report(const struct opts *o);
 /* vigilctl escapes (vigilctl-trace.c); the exit status. */
 int vigilctl__cmd_escapes(const struct opts *o);
+/* vigilctl --central CONNINFO (vigilctl-central.c): argv[1] the command,
+ * argv[2] a row's SITE/LINE/STATION/LOCAL_ID for show and review; the exit
+ * status. */
+int vigilctl__main_central(const struct opts *o, int argc, char **argv);
 /* Local time with its offset, "2026-12-06T05:15:00.000000+01:00"; g_free. */
 char *vigilctl__wall_text(int64_t us);
 

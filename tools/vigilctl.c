@@ -12,6 +12,9 @@
  *                              [--out HTML]  the shift report
  *   vigilctl user add NAME --role ROLE --users FILE | list | remove NAME
  *                               the review server's users (vigilctl-user.c)
+ *   vigilctl --central CONNINFO list|show|review|export|stations|upgrade
+ *                               the same over the plant's PostgreSQL, with
+ *                               --site/--line/--station (vigilctl-central.c)
  *   vigilctl --db FILE escapes [--mark --part ID --note TEXT [--reviewer NAME]]
  *                              [--neighbours N] [--format table|csv|json]
  *                               parts found defective after the line passed them
@@ -597,6 +600,10 @@ int main(int argc, char **argv)
 	struct opts o = { .min_score = NAN, .max_score = NAN, .part = -1 };
 	GOptionEntry entries[] = {
 		{ "db", 0, 0, G_OPTION_ARG_FILENAME, &o.db, "vigild's SQLite log", "FILE" },
+		{ "central", 0, 0, G_OPTION_ARG_STRING, &o.central,
+		  "The plant's PostgreSQL instead (libpq conninfo; \"\": PG* variables)", "CONNINFO" },
+		{ "site", 0, 0, G_OPTION_ARG_STRING, &o.site, "--central: at this site", "SITE" },
+		{ "line", 0, 0, G_OPTION_ARG_STRING, &o.line, "--central: on this line", "LINE" },
 		{ "since", 0, 0, G_OPTION_ARG_STRING, &o.since, "From this time (ISO 8601)", "TIME" },
 		{ "until", 0, 0, G_OPTION_ARG_STRING, &o.until, "Before this time", "TIME" },
 		{ "verdict", 0, 0, G_OPTION_ARG_STRING, &o.verdict, "accept, reject or marginal", "V" },
@@ -624,6 +631,8 @@ int main(int argc, char **argv)
 		{ "overrule", 0, 0, G_OPTION_ARG_STRING, &o.overrule, "review: the right verdict", "V" },
 		{ "note", 0, 0, G_OPTION_ARG_STRING, &o.note, "review: why", "TEXT" },
 		{ "reviewer", 0, 0, G_OPTION_ARG_STRING, &o.reviewer, "review: who (default: user)", "NAME" },
+		{ "defect-type", 0, 0, G_OPTION_ARG_STRING, &o.defect_type,
+		  "--central review: QA's defect type", "TYPE" },
 		{ "split", 0, 0, G_OPTION_ARG_STRING, &o.split,
 		  "export: this split for every part (default: 1 in 5 val, the rest train)", "NAME" },
 		{ "out", 0, 0, G_OPTION_ARG_FILENAME, &o.out, "export, report: write here (default: stdout)",
@@ -641,6 +650,15 @@ int main(int argc, char **argv)
 	}
 	if (tool_options_parse(ctx, entries, "vigilctl", &argc, &argv) < 0)
 		goto out;
+	if (o.central) {
+		rc = vigilctl__main_central(&o, argc, argv);
+		goto out;
+	}
+	if (o.site || o.line || o.defect_type) {
+		fprintf(stderr, "vigilctl: --%s is for --central (the plant's database)\n",
+			o.site ? "site" : o.line ? "line" : "defect-type");
+		goto out;
+	}
 	if (o.db && argc == 2 && o.format && strcmp(argv[1], "list") != 0 &&
 	    strcmp(argv[1], "pareto") != 0 && strcmp(argv[1], "escapes") != 0 &&
 	    (strcmp(argv[1], "export") != 0 || strcmp(o.format, "csv") != 0)) {
@@ -649,6 +667,8 @@ int main(int argc, char **argv)
 	} else if (!o.db || argc != 2) {
 		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export|report|"
 			"escapes [options] (see --help)\n"
+			"       vigilctl --central CONNINFO list|show|review|export|stations|upgrade "
+			"[options]\n"
 			"       vigilctl user add|list|remove ... (see vigilctl user --help)\n");
 	} else if (strcmp(argv[1], "list") == 0) {
 		rc = cmd_list(&o);
@@ -687,5 +707,9 @@ out:
 	g_free(o.job);
 	g_free(o.model);
 	g_free(o.station);
+	g_free(o.central);
+	g_free(o.site);
+	g_free(o.line);
+	g_free(o.defect_type);
 	return rc;
 }

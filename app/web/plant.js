@@ -1,0 +1,123 @@
+// The Plant view (app/review-plant.c): every station's state and the
+// inspections of the plant's central database, filtered by site, line and
+// station, with a central review from each row. Shown only when the server
+// has [review] central (vigild --review-only at the plant office): GET
+// /api/plant says; elsewhere the section stays hidden.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const section = $("plant");
+  if (!section) return;
+
+  const cell = (tr, text) => {
+    const td = document.createElement("td");
+    td.textContent = text === null || text === undefined ? "–" : String(text);
+    tr.appendChild(td);
+    return td;
+  };
+  const when = (us) => (us === null ? null : new Date(us / 1000).toLocaleString());
+  const showError = (text) => {
+    $("plant-error").textContent = text || "";
+    $("plant-error").hidden = !text;
+  };
+  const answer = async (r) => {
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.error || r.status + " " + r.statusText);
+    return body;
+  };
+
+  function filters() {
+    const f = new FormData($("plant-filters"));
+    const q = new URLSearchParams();
+    for (const [k, v] of f) if (v) q.set(k, v);
+    return q;
+  }
+
+  async function loadStations() {
+    // A station's page has no central database: ask before asking for it.
+    const here = await answer(await fetch("/api/plant", { cache: "no-store" }));
+    if (!here.central) return false;
+    section.hidden = false;
+    const r = await fetch("/api/plant/stations", { cache: "no-store" });
+    const body = await answer(r);
+    const tbody = $("plant-stations").tBodies[0];
+    tbody.replaceChildren();
+    for (const s of body.stations) {
+      const tr = document.createElement("tr");
+      for (const v of [s.site, s.line, s.station, s.host, when(s.last_seen_us), s.backlog,
+                       s.lag_s === null ? null : s.lag_s.toFixed(1), s.model_version,
+                       s.rows_today,
+                       s.yield_today === null ? null : (100 * s.yield_today).toFixed(1) + "%"])
+        cell(tr, v);
+      tr.title = "show this station's inspections";
+      tr.addEventListener("click", () => {
+        const form = $("plant-filters");
+        form.elements.site.value = s.site;
+        form.elements.line.value = s.line;
+        form.elements.station.value = s.station;
+        loadInspections().catch((e) => showError(e.message));
+      });
+      tbody.appendChild(tr);
+    }
+    return true;
+  }
+
+  async function review(row, decision, verdict) {
+    const r = await fetch("/api/plant/review", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ site: row.site, line: row.line, station: row.station,
+                             local_id: row.local_id, decision, verdict,
+                             note: $("plant-note").value || null }),
+    });
+    await answer(r);
+    await loadInspections();
+  }
+
+  async function loadInspections() {
+    showError("");
+    const r = await fetch("/api/plant/inspections?" + filters(), { cache: "no-store" });
+    const body = await answer(r);
+    const tbody = $("plant-inspections").tBodies[0];
+    tbody.replaceChildren();
+    for (const row of body.inspections) {
+      const tr = document.createElement("tr");
+      tr.dataset.key = [row.site, row.line, row.station, row.local_id].join("/");
+      for (const v of [row.site, row.line, row.station, row.local_id, row.part_id,
+                       when(row.t_us), row.verdict, row.class,
+                       row.score === null ? null : row.score.toFixed(3),
+                       row.review ? `${row.review} → ${row.review_verdict} (${row.review_origin})`
+                                  : null])
+        cell(tr, v);
+      const td = cell(tr, "");
+      const confirm = document.createElement("button");
+      confirm.type = "button";
+      confirm.textContent = "confirm";
+      confirm.addEventListener("click", () => review(row, "confirm", null)
+        .catch((e) => showError(e.message)));
+      const overrule = document.createElement("select");
+      overrule.setAttribute("aria-label", "overrule to");
+      for (const v of ["", "accept", "reject", "marginal"]) {
+        const o = document.createElement("option");
+        o.value = v;
+        o.textContent = v ? "overrule: " + v : "overrule…";
+        overrule.appendChild(o);
+      }
+      overrule.addEventListener("change", () => overrule.value &&
+        review(row, "overrule", overrule.value).catch((e) => showError(e.message)));
+      td.append(confirm, " ", overrule);
+      tbody.appendChild(tr);
+    }
+    $("plant-count").textContent = body.inspections.length + " inspection(s), newest first";
+  }
+
+  $("plant-filters").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    loadInspections().catch((e) => showError(e.message));
+  });
+  window.addEventListener("load", () => {
+    loadStations()
+      .then((here) => here && loadInspections())
+      .catch((e) => { section.hidden = false; showError(e.message); });
+  });
+})();
