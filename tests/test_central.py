@@ -366,9 +366,12 @@ def scenario_station(build, root):
         try:
             if ln.wait_sim(timeout=600) != 0:
                 linetest.fail("vigil-sim reports missing results or rows")
+            # Two statements: PostgreSQL resolves every table of a
+            # statement before running it, so one that names inspections
+            # fails until the station has created the schema.
             linetest.wait_for("every inspection in the central database", lambda: pg.query(
-                "plant", "SELECT to_regclass('inspections') IS NOT NULL AND"
-                " (SELECT count(*) FROM inspections) = %s", (parts,))[0][0],
+                "plant", "SELECT to_regclass('inspections') IS NOT NULL")[0][0] and pg.query(
+                "plant", "SELECT count(*) = %s FROM inspections", (parts,))[0][0],
                 timeout=120, poll_s=0.2)
             local = local_rows(ln.db, "SELECT id, part_id, verdict, t_wall_us FROM inspections"
                                       " ORDER BY id")
