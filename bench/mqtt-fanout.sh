@@ -15,8 +15,9 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_
 mosquitto -c "$dir/m.conf" > "$dir/broker.log" 2>&1 &
 broker=$!
 for i in $(seq 50); do mosquitto_sub -p "$port" -t x -C 0 -W 1 2>/dev/null && break; sleep 0.1; done 2>/dev/null || true
-# A result as vigild publishes it, about 450 bytes of JSON.
-payload='{"site":"plant-a","line":"line-3","station":"station-12","id":123456789,"part_id":123456789,"trigger_counter":4711,"t":"2026-12-06T16:40:12.123456Z","verdict":"accept","model_verdict":"accept","score":0.0123,"vision_score":0.0211,"signal_score":0.0042,"defect_class":"none","flags":0,"failsafe":false,"latency_ms":12.6,"infer_ms":8.9,"model_version":"real-v5","job":3,"iso_zone":"A","rms_velocity_mm_s":1.23}'
+# A result as vigild publishes it (docs/operations.md, "Live results over
+# MQTT"), about the 462 bytes of an average one.
+payload='{"site":"plant-a","line":"line-3","station":"station-12","run":1796575539123456,"seq":123456,"part_id":123457,"trigger_counter":57921,"time":"2026-12-06T16:46:36.545348Z","verdict":"reject","model_verdict":"reject","score":0.91,"model_score":0.91,"vision_score":0.95,"signal_score":0.12,"defect_class":"surface","flags":1,"failsafe":false,"latency_ms":38.2,"infer_ms":11.5,"model_version":"real-v5","job":3}'
 yes "$payload" | head -n "$n" > "$dir/msgs"
 echo "mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}'), $n messages of ${#payload} bytes, QoS 1, one publisher"
 for s in $counts; do
