@@ -493,6 +493,7 @@ static gboolean sources_up(line *l, struct plc_state *s)
 		return FALSE;
 	g_message("line ready: every camera and the vibration source deliver");
 	s->sources_up = TRUE;
+	g_atomic_int_set(&l->sources_up, 1);
 	return TRUE;
 }
 
@@ -704,9 +705,11 @@ gpointer line_plc_thread(gpointer data)
 	if (s.job)
 		g_message("job %d selected (from %s or [plc] job)", s.job, l->set.plc_state_path);
 	for (;;) {
-		int64_t now = vigil_now_us();
+		int64_t now;
 		gboolean idle;
 
+		line_beat(l, LINE_THREAD_PLC);
+		now = vigil_now_us();
 		keep_connected(l, &s, now);
 		if (plc_link_connected(l->plc)) {
 			int rc = plc_read_trigger(l->plc, &t);
