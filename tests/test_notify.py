@@ -33,9 +33,9 @@ from linetest import (Vigild, binaries, fail, free_port, generate_parts, line_co
 
 build, root = sys.argv[1], sys.argv[2]
 
-WATCHDOG_US = 3_000_000   # vigild pings every 1.5 s; a thread stalls after 3 s
+WATCHDOG_US = 5_000_000   # vigild pings every 2.5 s; a thread stalls after 5 s
 PARTS = 150
-RATE = 600                # parts/min: 15 s of parts, several pings' worth
+RATE = 300                # parts/min: 30 s of parts, several pings' worth
 HANG_AFTER = 10
 STATUS_RE = re.compile(r"^STATUS=(\w+): ([\d.]+) parts/min, (\d+) inspected, (\d+) fail-safe")
 
