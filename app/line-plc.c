@@ -648,8 +648,10 @@ static void keep_connected(line *l, struct plc_state *s, int64_t now)
 		back_off(l, s, now);
 		report_down(l, s, rc, plc_link_role(l->plc) == PLC_ROLE_SERVER ? "cannot listen"
 									       : "cannot connect");
+		g_atomic_int_set(&l->plc_tried, 1);
 		return;
 	}
+	g_atomic_int_set(&l->plc_tried, 1);
 	s->link_open = TRUE;
 	s->connected_us = now;
 	s->link_error = 0;

@@ -164,6 +164,7 @@ struct line {
 	/* Monotonic time of each thread's last loop turn (line_beat). */
 	_Atomic int64_t beat_us[LINE_THREADS];
 	gint sources_up;               /* the PLC thread's sources_up, for readers */
+	gint plc_tried;                /* the PLC thread has tried the link once */
 	/* The test hook VIGIL_TEST_HANG=THREAD:PARTS (line_beat); -1: none.
 	 * Read from the environment by line_new, constant afterwards. */
 	int hang_thread;

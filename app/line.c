@@ -413,7 +413,7 @@ void line_get_progress(line *l, struct line_progress *out)
 		.sources_up = g_atomic_int_get(&l->sources_up),
 		.oldest = thread_names[0],
 	};
-	out->ready = out->sources_up && g_atomic_int_get(&l->plc_up);
+	out->ready = out->sources_up && g_atomic_int_get(&l->plc_tried);
 	for (int t = 0; t < LINE_THREADS; t++) {
 		if ((beat = atomic_load(&l->beat_us[t])) < oldest) {
 			oldest = beat;

@@ -158,10 +158,11 @@ void line_get_mqtt(line *l, struct mqtt_stats *out);
  * longest such call; notify.c takes the watchdog interval. */
 #define LINE_IDLE_TURN_MS 500
 struct line_progress {
-	/* Every camera and the vibration source have delivered since start
-	 * (the PLC's ready bit), and with ready, the PLC link is up too: in
-	 * the client role a request to the PLC worked, in the server role
-	 * the registers are served. */
+	/* sources_up: every camera and the vibration source have delivered
+	 * since start (the PLC's ready bit). ready: that, and the PLC thread
+	 * has tried the link once, whatever came of it (plc_connected in
+	 * struct line_health says); a PLC that is not there is a fault the
+	 * line reports and retries, not a start that has not finished. */
 	int sources_up, ready;
 	double oldest_ms;    /* age of the oldest heartbeat */
 	const char *oldest;  /* whose it is: "plc", "acquire", "inspect", "log",

@@ -149,7 +149,7 @@ static char *status_text(notify *n)
 	if (!p.ready)
 		g_string_append(s, !p.sources_up ? "starting: waiting for the cameras and the "
 						   "vibration source"
-						 : "starting: waiting for the PLC link");
+						 : "starting: connecting to the PLC");
 	else
 		g_string_append(s, "inspecting");
 	g_string_append_printf(s, ": %.1f parts/min, %" G_GUINT64_FORMAT " inspected, %"

@@ -2,8 +2,8 @@
  * place vigild talks to its service manager.
  *
  *   READY=1     once the line is ready (line_get_progress: every source
- *               delivers and the PLC link is up or served), or at once for
- *               the review page alone;
+ *               delivers and the PLC link was tried), or at once for the
+ *               review page alone;
  *   STATUS=     a one-line summary (rate, parts, faults) every
  *               NOTIFY_STATUS_PERIOD_MS;
  *   WATCHDOG=1  at half the watchdog interval, but only while every thread
