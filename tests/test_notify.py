@@ -3,9 +3,11 @@
 test is the service manager's end of NOTIFY_SOCKET, a unix datagram socket
 in its folder, and gives vigild WATCHDOG_USEC. A vigil-sim line (the PLC)
 feeds it parts. Checked by polling, never by timing:
-  - started while the PLC is not there, vigild sends STATUS= saying so and
-    no READY=1; once vigil-sim listens, READY=1 comes, and by then vigild
-    has logged the PLC link up and every source delivering;
+  - started with no PLC and its vibration recording behind a FIFO the test
+    has not filled yet, vigild tries the PLC and says "starting" in STATUS=,
+    and sends no READY=1; once the test feeds the recording, READY=1 comes
+    (the PLC still away: a fault in STATUS=, not an endless start); once
+    vigil-sim listens, the fault clears;
   - STATUS= lines carry the rate and the parts inspected, and WATCHDOG=1
     pings keep coming while parts flow;
   - SIGTERM: STOPPING=1, no ping after it, and a clean exit;
@@ -26,6 +28,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 from linetest import (Vigild, binaries, fail, free_port, generate_parts, line_config,
@@ -114,30 +117,57 @@ def notify_env(mgr):
     return {"NOTIFY_SOCKET": mgr.path, "WATCHDOG_USEC": str(WATCHDOG_US)}
 
 
+def feed_fifo(fifo, fd_hold, data):
+    """Writes data into fifo for vigild's vibration source, then closes it
+    (end of stream); gives up quietly once vigild has closed its end."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY)
+        os.close(fd_hold)   # from now on vigild's end is the only reader
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError:
+        pass
+
+
 def supervised_run(tmp, sim_dir):
     """READY only once the line is up, STATUS, pings while parts flow,
     STOPPING on SIGTERM."""
     port = free_port()
     conf = write_conf(tmp, sim_dir, port, "run")
+    # The vibration recording comes through a FIFO the test fills when it
+    # chooses: until then no window can come, so the line cannot be ready.
+    fifo = os.path.join(tmp, "vibration.fifo")
+    os.mkfifo(fifo)
+    with open(conf) as f:
+        text = f.read()
+    with open(conf, "w") as f:
+        f.write(text.replace(f"location={sim_dir}/vibration.wav", f"location={fifo}"))
+    # Held open for writing, so that vigild's open does not wait for a writer.
+    fd_hold = os.open(fifo, os.O_RDWR)
     mgr = Manager(os.path.join(tmp, "notify-run.sock"))
     v = Vigild(build, conf, os.path.join(tmp, "vigild-run.log"), env=notify_env(mgr))
-    # No PLC yet: vigild is up but the line is not ready.
-    if not v.wait_log(r"PLC 127\.0\.0\.1:\d+: cannot connect"):
+    if not v.wait_log(r"PLC 127\.0\.0\.1:%d: cannot connect" % port):
         fail("vigild did not report the PLC unreachable")
-    mgr.wait(v, "STATUS= saying the PLC link is down",
-             lambda m: m.startswith("STATUS=starting") and "plc-link down" in m)
+    mgr.wait(v, "STATUS= while the vibration source has nothing",
+             lambda m: m.startswith("STATUS=starting: waiting for the cameras and the "
+                                    "vibration source"))
     if mgr.since(0, "READY=1"):
-        fail("READY=1 sent while the PLC could not be reached")
+        fail("READY=1 before the vibration source delivered")
+
+    with open(os.path.join(sim_dir, "vibration.wav"), "rb") as f:
+        wav = f.read()
+    threading.Thread(target=feed_fifo, args=(fifo, fd_hold, wav), daemon=True).start()
+    # No PLC yet: READY=1 all the same once the source delivers, with the
+    # PLC's absence a fault in STATUS=, not a start that never ends.
+    i_ready, _ = mgr.wait(v, "READY=1", lambda m: m == "READY=1", timeout=120)
+    if "line ready: every camera and the vibration source deliver" not in v.text():
+        fail("READY=1 came before vigild logged every source delivering")
+    mgr.wait(v, "STATUS= naming the PLC link down",
+             lambda m: m.startswith("STATUS=inspecting") and "plc-link down" in m,
+             start=i_ready)
 
     sim = start_sim(tmp, sim_dir, port, "run")
     try:
-        i_ready, _ = mgr.wait(v, "READY=1", lambda m: m == "READY=1", timeout=120)
-        log = v.text()
-        if not re.search(r"PLC 127\.0\.0\.1:%d: (connected|link up again)" % port, log):
-            fail("READY=1 came before vigild logged the PLC link up")
-        if "line ready: every camera and the vibration source deliver" not in log:
-            fail("READY=1 came before every source delivered")
-
         i1, m1 = mgr.wait(v, "STATUS= with parts inspected",
                           lambda m: (status(m) or ("", 0, 0, 0))[2] > 0, start=i_ready,
                           timeout=120)
@@ -153,8 +183,9 @@ def supervised_run(tmp, sim_dir):
                          timeout=120)
         print("later status:", m2)
         state, rate, _, _ = status(m2)
-        if state != "inspecting" or rate <= 0:
-            fail(f"STATUS= while parts flow says {m2!r}: want inspecting at a rate above 0")
+        if state != "inspecting" or rate <= 0 or "no faults" not in m2:
+            fail(f"STATUS= while parts flow says {m2!r}: want inspecting at a rate "
+                 "above 0, no faults")
         if "watchdog:" in v.text():
             fail("a thread was reported stalled in a healthy run")
 
