@@ -397,6 +397,10 @@ int line_inspect_push(line *l, struct vigil_part *p, int64_t timeout_us)
 	return bqueue_push(l->q_inspect, &lp->msg, timeout_us);
 }
 
+/* The longest an idle acquire or inspect thread waits for its queue
+ * before it turns again (line_get_progress). */
+#define IDLE_TURN_US ((int64_t)LINE_IDLE_TURN_MS * 1000)
+
 /* The acquire thread: parts from the PLC thread, in trigger order, with
  * their frames and window in hand, to the inspect thread; job changes pass
  * through in their place. */
@@ -406,10 +410,14 @@ gpointer line_acquire_thread(gpointer data)
 	float *win = g_new(float, l->set.vibration.cfg.window);
 	size_t feat_dim = fusion_sigfeat_dim(l->sigfeat);
 	void *item;
+	int rc;
 
-	while (bqueue_pop(l->q_inspect, &item, -1) == 0) {
+	while ((rc = bqueue_pop(l->q_inspect, &item, IDLE_TURN_US)) != -EPIPE) {
 		struct line_msg *m = item;
 
+		line_beat(l, LINE_THREAD_ACQUIRE);
+		if (rc < 0)
+			continue;
 		if (m->kind == LINE_MSG_PART) {
 			m = &acquire_part(l, part_of(m), win, feat_dim)->msg;
 		}
@@ -431,12 +439,16 @@ gpointer line_inspect_thread(gpointer data)
 	struct ready_part **batch = g_new(struct ready_part *, max_batch);
 	struct batch_inputs bi = { 0 };
 	void *item;
+	int rc;
 
-	while (bqueue_pop(l->q_ready, &item, -1) == 0) {
+	while ((rc = bqueue_pop(l->q_ready, &item, IDLE_TURN_US)) != -EPIPE) {
 		struct line_msg *m = item;
 		gboolean swap = FALSE;
 		int n = 0;
 
+		line_beat(l, LINE_THREAD_INSPECT);
+		if (rc < 0)
+			continue;
 		if (m->kind == LINE_MSG_JOB) {
 			/* Another job, between parts. */
 			line_jobs_swap(l);

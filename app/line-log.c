@@ -350,6 +350,7 @@ gpointer line_log_thread(gpointer data)
 		struct db_inspection row;
 		uint64_t fs_ticket;
 
+		line_beat(l, LINE_THREAD_LOG);
 		watch_devices(l, &watch);
 		watch_failsafe(l, &watch, FALSE);
 		if (rc < 0)

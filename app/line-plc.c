@@ -493,6 +493,7 @@ static gboolean sources_up(line *l, struct plc_state *s)
 		return FALSE;
 	g_message("line ready: every camera and the vibration source deliver");
 	s->sources_up = TRUE;
+	g_atomic_int_set(&l->sources_up, 1);
 	return TRUE;
 }
 
@@ -647,8 +648,10 @@ static void keep_connected(line *l, struct plc_state *s, int64_t now)
 		back_off(l, s, now);
 		report_down(l, s, rc, plc_link_role(l->plc) == PLC_ROLE_SERVER ? "cannot listen"
 									       : "cannot connect");
+		g_atomic_int_set(&l->plc_tried, 1);
 		return;
 	}
+	g_atomic_int_set(&l->plc_tried, 1);
 	s->link_open = TRUE;
 	s->connected_us = now;
 	s->link_error = 0;
@@ -704,9 +707,11 @@ gpointer line_plc_thread(gpointer data)
 	if (s.job)
 		g_message("job %d selected (from %s or [plc] job)", s.job, l->set.plc_state_path);
 	for (;;) {
-		int64_t now = vigil_now_us();
+		int64_t now;
 		gboolean idle;
 
+		line_beat(l, LINE_THREAD_PLC);
+		now = vigil_now_us();
 		keep_connected(l, &s, now);
 		if (plc_link_connected(l->plc)) {
 			int rc = plc_read_trigger(l->plc, &t);

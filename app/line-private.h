@@ -44,6 +44,16 @@ typedef struct line_jobs line_jobs;
  * (line-config.c routes the sections); the line's strings are owned here
  * and freed by line_settings_clear. Written before line_start, read only
  * after. */
+/* The line's long-lived threads whose heartbeats line_get_progress reads
+ * (the database writer's is db_writer_heartbeat_us). */
+enum line_thread {
+	LINE_THREAD_PLC,
+	LINE_THREAD_ACQUIRE,
+	LINE_THREAD_INSPECT,
+	LINE_THREAD_LOG,
+	LINE_THREADS
+};
+
 struct line_settings {
 	struct capture_settings cameras[LINE_MAX_CAMERAS]; /* [camera.NAME], every
 							     * camera sees every part */
@@ -150,6 +160,15 @@ struct line {
 	/* Set by the PLC thread when a result went out before its row was
 	 * committed; cleared once the writer has caught up with that row. */
 	uint64_t db_late_ticket;
+
+	/* Monotonic time of each thread's last loop turn (line_beat). */
+	_Atomic int64_t beat_us[LINE_THREADS];
+	gint sources_up;               /* the PLC thread's sources_up, for readers */
+	gint plc_tried;                /* the PLC thread has tried the link once */
+	/* The test hook VIGIL_TEST_HANG=THREAD:PARTS (line_beat); -1: none.
+	 * Read from the environment by line_new, constant afterwards. */
+	int hang_thread;
+	uint64_t hang_after_parts;
 };
 
 /* Reads every setting of cfg into l (line-config.c): routes each section
@@ -244,6 +263,11 @@ enum vigil_verdict line_jobs_verdict(line *l, float score, enum vigil_verdict mo
 
 /* All cameras at once: up only if every camera is up; failed if any failed. */
 void line_camera_stats(line *l, struct capture_stats *st);
+
+/* Thread t: one more turn of its loop (line_get_progress). Under the test
+ * hook VIGIL_TEST_HANG, the named thread hangs here once the line has
+ * inspected that many parts, until line_stop. */
+void line_beat(line *l, enum line_thread t);
 
 /* Adds n to a statistics counter under the line's lock. */
 void line_count(line *l, uint64_t *field, uint64_t n);

@@ -62,6 +62,45 @@ static void line_mqtt_station(void *data, struct mqtt_station *out)
 			out->faults[out->nfaults++] = alarm_kind_name((enum alarm_kind)k);
 }
 
+static const char *const thread_names[LINE_THREADS] = { "plc", "acquire", "inspect", "log" };
+
+/* VIGIL_TEST_HANG=THREAD:PARTS, a test hook (docs/operations.md): the
+ * named thread hangs once the line has inspected PARTS parts, so that a
+ * test sees the watchdog stop. Only the environment reaches it, never
+ * the configuration or the network. */
+static int read_test_hang(line *l, char **err)
+{
+	const char *v = g_getenv("VIGIL_TEST_HANG");
+	const char *colon;
+	char *end;
+	guint64 parts;
+
+	l->hang_thread = -1;
+	if (!v)
+		return 0;
+	colon = strchr(v, ':');
+	for (int t = 0; colon && t < LINE_THREADS; t++)
+		if ((size_t)(colon - v) == strlen(thread_names[t]) &&
+		    strncmp(v, thread_names[t], (size_t)(colon - v)) == 0)
+			l->hang_thread = t;
+	if (l->hang_thread >= 0) {
+		errno = 0;
+		parts = g_ascii_strtoull(colon + 1, &end, 10);
+		if (colon[1] && !*end && !errno && g_ascii_isdigit(colon[1])) {
+			l->hang_after_parts = parts;
+			g_warning("VIGIL_TEST_HANG (a test hook): the %s thread will hang after %"
+				  G_GUINT64_FORMAT " parts inspected", thread_names[l->hang_thread],
+				  parts);
+			return 0;
+		}
+	}
+	l->hang_thread = -1;
+	*err = g_strdup_printf("VIGIL_TEST_HANG=%s: expected THREAD:PARTS, THREAD one of plc, "
+			       "acquire, inspect, log, PARTS a count of parts (a test hook; unset "
+			       "it to run)", v);
+	return -EINVAL;
+}
+
 line *line_new(const config *cfg, char **err)
 {
 	line *l = g_new0(line, 1);
@@ -71,7 +110,7 @@ line *line_new(const config *cfg, char **err)
 
 	g_mutex_init(&l->stats_lock);
 	l->events = g_async_queue_new_full(line_event_free);
-	if (line_read_config(l, cfg, err) < 0)
+	if (read_test_hang(l, err) < 0 || line_read_config(l, cfg, err) < 0)
 		goto fail;
 	l->alarms.enabled = set->alarm.enabled;
 	/* The stages below say what is wrong with a setting; here, where the
@@ -234,6 +273,8 @@ int line_start(line *l, char **err)
 		return rc;
 	if (l->transmitter && (rc = sensor_transmitter_start(l->transmitter, err)) < 0)
 		return rc;
+	for (int t = 0; t < LINE_THREADS; t++)
+		atomic_store(&l->beat_us[t], vigil_now_us());
 	l->t_log = g_thread_new("log", line_log_thread, l);
 	l->t_acquire = g_thread_new("acquire", line_acquire_thread, l);
 	l->t_inspect = g_thread_new("inspect", line_inspect_thread, l);
@@ -339,3 +380,49 @@ void line_get_health(line *l, struct line_health *h)
 	memcpy(h->db_rows_dropped, db.rows_dropped, sizeof h->db_rows_dropped);
 }
 
+
+void line_beat(line *l, enum line_thread t)
+{
+	atomic_store(&l->beat_us[t], vigil_now_us());
+	if (G_UNLIKELY(l->hang_thread == (int)t)) {
+		struct line_stats st;
+		gboolean said = FALSE;
+
+		/* Until line_stop: a stop is not the hang the test is after. */
+		for (;;) {
+			if (g_atomic_int_get(&l->stop_triggers))
+				return;
+			line_get_stats(l, &st);
+			if (st.inspected < l->hang_after_parts)
+				return;
+			if (!said)
+				g_message("VIGIL_TEST_HANG: the %s thread hangs now, after %"
+					  G_GUINT64_FORMAT " parts inspected", thread_names[t],
+					  st.inspected);
+			said = TRUE;
+			g_usleep(50000);
+		}
+	}
+}
+
+void line_get_progress(line *l, struct line_progress *out)
+{
+	int64_t now = vigil_now_us(), oldest = now, beat;
+
+	*out = (struct line_progress){
+		.sources_up = g_atomic_int_get(&l->sources_up),
+		.oldest = thread_names[0],
+	};
+	out->ready = out->sources_up && g_atomic_int_get(&l->plc_tried);
+	for (int t = 0; t < LINE_THREADS; t++) {
+		if ((beat = atomic_load(&l->beat_us[t])) < oldest) {
+			oldest = beat;
+			out->oldest = thread_names[t];
+		}
+	}
+	if ((beat = db_writer_heartbeat_us(l->db)) && beat < oldest) {
+		oldest = beat;
+		out->oldest = "db-writer";
+	}
+	out->oldest_ms = (double)(now - oldest) / 1000.0;
+}

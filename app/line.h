@@ -145,4 +145,29 @@ int line_get_plant(line *l, struct plant_stats *out);
 struct mqtt_stats;
 void line_get_mqtt(line *l, struct mqtt_stats *out);
 
+/* Whether the line is ready and its threads make progress, for systemd's
+ * READY=1 and watchdog (app/notify.h); any thread, as line_get_health.
+ * Each long-lived thread of the line (plc, acquire, inspect, log, and the
+ * database writer, db-writer) stamps a heartbeat at every turn of its
+ * loop, and an idle one turns at least every LINE_IDLE_TURN_MS (a queue
+ * wait's timeout), so an old heartbeat means a thread stuck in one call.
+ * The rule for the caller: a long call that is legitimate (a model run, a
+ * commit on a slow disk, a Modbus timeout, frames awaited up to
+ * frame_timeout_ms) stamps nothing while it lasts, so a thread counts as
+ * stalled only when its heartbeat is older than a limit that exceeds the
+ * longest such call; notify.c takes the watchdog interval. */
+#define LINE_IDLE_TURN_MS 500
+struct line_progress {
+	/* sources_up: every camera and the vibration source have delivered
+	 * since start (the PLC's ready bit). ready: that, and the PLC thread
+	 * has tried the link once, whatever came of it (plc_connected in
+	 * struct line_health says); a PLC that is not there is a fault the
+	 * line reports and retries, not a start that has not finished. */
+	int sources_up, ready;
+	double oldest_ms;    /* age of the oldest heartbeat */
+	const char *oldest;  /* whose it is: "plc", "acquire", "inspect", "log",
+			      * "db-writer"; static */
+};
+void line_get_progress(line *l, struct line_progress *out);
+
 #endif

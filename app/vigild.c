@@ -3,7 +3,8 @@
  * line and runs until SIGINT or SIGTERM, then finishes the parts in flight.
  * With a [review] section it also serves the QA review page (app/review.h)
  * from its main loop; --review-only serves the page over an existing log
- * without running the line. */
+ * without running the line. Under systemd it reports ready, its status and
+ * its watchdog pings (app/notify.h). */
 #include <errno.h>
 #include <glib.h>
 #include <glib-unix.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 
 #include "app/line.h"
+#include "app/notify.h"
 #include "app/review.h"
 #include "default-conf.h"
 
@@ -43,6 +45,7 @@ int main(int argc, char **argv)
 	config *cfg = NULL;
 	line *l = NULL;
 	review_server *review = NULL;
+	notify *sd = NULL;
 	GMainLoop *loop = NULL;
 	struct line_stats st;
 	int rc = 1, review_rc;
@@ -65,6 +68,7 @@ int main(int argc, char **argv)
 	loop = g_main_loop_new(NULL, FALSE);
 	g_unix_signal_add(SIGINT, on_signal, loop);
 	g_unix_signal_add(SIGTERM, on_signal, loop);
+	sd = notify_new();
 	cfg = config_path ? config_load_file(config_path, &err)
 			  : config_load_data(vigild_default_conf, "<embedded default config>", &err);
 	if (review_only) {
@@ -77,7 +81,9 @@ int main(int argc, char **argv)
 			fprintf(stderr, "vigild: %s\n", err);
 			goto out;
 		}
+		notify_start(sd, NULL);
 		g_main_loop_run(loop);
+		notify_stopping(sd);
 		rc = 0;
 		goto out;
 	}
@@ -101,9 +107,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	g_message("vigild running (config %s)", config_name(cfg));
+	notify_start(sd, l);
 	g_main_loop_run(loop);
 
 	g_message("stopping: finishing parts in flight");
+	notify_stopping(sd);
 	g_clear_pointer(&review, review_server_free);
 	line_stop(l, grace_ms);
 	line_get_stats(l, &st);
@@ -124,6 +132,7 @@ int main(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	notify_free(sd);
 	review_server_free(review);
 	if (loop)
 		g_main_loop_unref(loop);

@@ -161,6 +161,7 @@ struct db_log {
 	_Atomic int ok;
 	_Atomic uint64_t media_dropped, media_written;
 	_Atomic int64_t lag_us, lag_max_us;
+	_Atomic int64_t writer_beat_us; /* db_writer_heartbeat_us */
 
 	/* The recent ring: totals the writer keeps (set at open from the
 	 * rows, moved by each ring media row written or removed), read by

@@ -537,6 +537,7 @@ static void retry_spool(db_log *db)
 }
 
 #define RING_AGE_CHECK_US (60 * G_USEC_PER_SEC)
+#define IDLE_TURN_US ((int64_t)DB_WRITER_IDLE_TURN_MS * 1000)
 
 gpointer db__writer_main(gpointer data)
 {
@@ -570,6 +571,10 @@ gpointer db__writer_main(gpointer data)
 		/* A ring bounded by age ages while the line stands. */
 		if (db->opt.recent_images_hours > 0)
 			wait = wait < 0 ? RING_AGE_CHECK_US : MIN(wait, RING_AGE_CHECK_US);
+		/* An idle writer still turns, so that its heartbeat tells a
+		 * writer stuck in one call from one with nothing to do. */
+		wait = wait < 0 ? IDLE_TURN_US : MIN(wait, IDLE_TURN_US);
+		atomic_store(&db->writer_beat_us, vigil_now_us());
 		rc = bqueue_pop(db->queue, &item, wait);
 		if (rc == -EPIPE)
 			break;

@@ -264,6 +264,7 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	db->next_retention_us = vigil_now_us();
 	db->queue = bqueue_new(opt.queue_depth);
 	db->media_queue = bqueue_new(opt.media_queue);
+	atomic_store(&db->writer_beat_us, vigil_now_us());
 	db->writer = g_thread_try_new("db-writer", db__writer_main, db, &gerr);
 	if (db->writer)
 		db->media_writer = g_thread_try_new("db-media", db__media_main, db, &gerr);
@@ -513,6 +514,11 @@ void db_close(db_log *db)
 	g_free(db->station);
 	g_free(db->path);
 	g_free(db);
+}
+
+int64_t db_writer_heartbeat_us(db_log *db)
+{
+	return db ? atomic_load(&db->writer_beat_us) : 0;
 }
 
 void db_get_stats(db_log *db, struct db_stats *out)

@@ -300,6 +300,12 @@ struct db_stats {
 };
 void db_get_stats(db_log *db, struct db_stats *out);
 
+/* Monotonic time (vigil_now_us) of the writer thread's last turn of its
+ * loop, for a watchdog: it turns at least every DB_WRITER_IDLE_TURN_MS
+ * while idle, and after each batch written. Any thread; 0 for NULL. */
+#define DB_WRITER_IDLE_TURN_MS 500
+int64_t db_writer_heartbeat_us(db_log *db);
+
 /* The writer's most recent SQLite error, or NULL if none yet. The caller
  * frees the returned string with free(). */
 char *db_last_error(db_log *db);
