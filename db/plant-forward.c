@@ -432,7 +432,7 @@ static int read_high_water(plant_forwarder *f, char **err)
 		if (new_log) {
 			if (rebase(f, t, central[t]) != SQLITE_OK) {
 				db__set_error(err, "cannot keep the id base in %s: %s", f->db_path,
-						 sqlite3_errmsg(f->wr));
+					      sqlite3_errmsg(f->wr));
 				return PLANT_ESQL;
 			}
 		} else {
@@ -547,7 +547,7 @@ static int connect_central(plant_forwarder *f, char **err)
 	f->pg = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(f->pg) != CONNECTION_OK) {
 		db__set_error(err, "cannot connect to the plant database (%s): %s", f->masked,
-				 plant__pg_message(f->pg, NULL));
+			      plant__pg_message(f->pg, NULL));
 		return PLANT_ELINK;
 	}
 	PQsetNoticeProcessor(f->pg, ignore_notice, NULL);
@@ -930,14 +930,14 @@ plant_forwarder *plant_forwarder_new(const char *db_path, const struct plant_opt
 	if (sqlite3_open_v2(db_path, &f->rd, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
 	    sqlite3_open_v2(db_path, &f->wr, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
 		db__set_error(err, "cannot open %s for forwarding: %s", db_path,
-				 sqlite3_errmsg(f->rd && !f->wr ? f->rd : f->wr));
+			      sqlite3_errmsg(f->rd && !f->wr ? f->rd : f->wr));
 		goto fail;
 	}
 	sqlite3_busy_timeout(f->rd, LOCAL_BUSY_MS);
 	sqlite3_busy_timeout(f->wr, LOCAL_BUSY_MS);
 	if (local_int(f->rd, "SELECT max(central_id) FROM reviews", 0, &pulled) != SQLITE_OK) {
 		db__set_error(err, "cannot read %s for forwarding: %s", db_path,
-				 sqlite3_errmsg(f->rd));
+			      sqlite3_errmsg(f->rd));
 		goto fail;
 	}
 	f->central_review_hw = pulled;

@@ -209,7 +209,7 @@ static int read_version(PGconn *conn, int64_t *version, char **err)
 	*version = 0;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		db__set_error(err, "cannot read the central schema version: %s",
-				 plant__pg_message(conn, res));
+			      plant__pg_message(conn, res));
 		ret = result_code(conn);
 		goto out;
 	}
@@ -219,7 +219,7 @@ static int read_version(PGconn *conn, int64_t *version, char **err)
 	res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM vigil_schema");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		db__set_error(err, "cannot read the central schema version: %s",
-				 plant__pg_message(conn, res));
+			      plant__pg_message(conn, res));
 		ret = result_code(conn);
 		goto out;
 	}
@@ -232,8 +232,8 @@ out:
 static int refuse_newer(int64_t version, char **err)
 {
 	db__set_error(err, "the central schema version %" PRId64
-			 " is newer than the version %d this build knows; not forwarding "
-			 "(upgrade this station's Vigil)", version, PLANT_SCHEMA_VERSION);
+		      " is newer than the version %d this build knows; not forwarding "
+		      "(upgrade this station's Vigil)", version, PLANT_SCHEMA_VERSION);
 	return PLANT_ENEWER;
 }
 
@@ -392,7 +392,7 @@ PGconn *plant__connect(const char *conninfo, char **err)
 		char *masked = plant_mask_conninfo(conninfo);
 
 		db__set_error(err, "cannot connect to the plant database (%s): %s", masked,
-				 plant__pg_message(conn, NULL));
+			      plant__pg_message(conn, NULL));
 		free(masked);
 		PQfinish(conn);
 		return NULL;
