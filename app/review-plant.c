@@ -22,7 +22,6 @@
 #include <libpq-fe.h>
 
 #include "app/review-private.h"
-#include "core/part.h"
 #include "db/plant.h"
 
 #define PLANT_DEFAULT_LIMIT 200

@@ -25,7 +25,6 @@
 
 #include <libpq-fe.h>
 
-#include "core/part.h"
 #include "db/plant.h"
 #include "tools/vigilctl-private.h"
 
