@@ -208,10 +208,8 @@ static void api_inspections(review_server *s, SoupServerMessage *msg, GHashTable
 		"  i.part_id, i.verdict, i.defect_class AS class, i.score, i.model_version,"
 		"  r.decision AS review, r.verdict AS review_verdict, r.origin AS review_origin,"
 		"  r.reviewer, r.note AS review_note"
-		" FROM inspections i LEFT JOIN LATERAL (SELECT decision, verdict, origin, reviewer,"
-		"   note FROM reviews r WHERE r.site = i.site AND r.line = i.line"
-		"   AND r.station = i.station AND r.inspection_local_id = i.local_id"
-		"   ORDER BY r.t DESC, r.id DESC LIMIT 1) r ON true"
+		" FROM inspections i"
+		PLANT_SQL_LATEST_REVIEW("decision, verdict, origin, reviewer, note")
 		" WHERE ($1::text IS NULL OR i.site = $1) AND ($2::text IS NULL OR i.line = $2)"
 		"  AND ($3::text IS NULL OR i.station = $3)"
 		"  AND ($4::bigint IS NULL OR i.t >= " PLANT_US_TO_T("$4") ")"

@@ -129,6 +129,16 @@ void plant_forwarder_free(plant_forwarder *f, int drain);
 #define PLANT_US_TO_T(p) "(timestamptz 'epoch' + " p "::bigint * interval '1 microsecond')"
 #define PLANT_T_TO_US(c) "(extract(epoch FROM " c ") * 1000000)::bigint"
 
+/* SQL joining each row i of inspections to its latest review r (the
+ * station's or a central one, by time, then id), with the columns cols
+ * of reviews; NULLs where none: what the Plant view and vigilctl
+ * --central list both show as "the review". */
+#define PLANT_SQL_LATEST_REVIEW(cols) \
+	" LEFT JOIN LATERAL (SELECT " cols " FROM reviews r WHERE r.site = i.site" \
+	" AND r.line = i.line AND r.station = i.station" \
+	" AND r.inspection_local_id = i.local_id ORDER BY r.t DESC, r.id DESC LIMIT 1) r" \
+	" ON true"
+
 /* A review made centrally of the inspection (site, line, station,
  * local_id). Strings are borrowed for the call; NULL or "" note and
  * defect_type are none. */

@@ -207,10 +207,8 @@ static const char list_sql[] =
 	"  i.part_id, i.verdict, i.defect_class, i.flags, i.score, i.vision_score,"
 	"  i.signal_score, i.latency_ms, i.model_version, i.job, r.decision, r.verdict,"
 	"  r.note, r.reviewer, r.origin, r.defect_type, i.t"
-	" FROM inspections i LEFT JOIN LATERAL (SELECT decision, verdict, note, reviewer,"
-	"   origin, defect_type FROM reviews r WHERE r.site = i.site AND r.line = i.line"
-	"   AND r.station = i.station AND r.inspection_local_id = i.local_id"
-	"   ORDER BY r.t DESC, r.id DESC LIMIT 1) r ON true"
+	" FROM inspections i"
+	PLANT_SQL_LATEST_REVIEW("decision, verdict, note, reviewer, origin, defect_type")
 	" WHERE ($1::text IS NULL OR i.site = $1) AND ($2::text IS NULL OR i.line = $2)"
 	"  AND ($3::text IS NULL OR i.station = $3)"
 	"  AND ($4::bigint IS NULL OR i.t >= " PLANT_US_TO_T("$4") ")"
