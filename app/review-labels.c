@@ -12,27 +12,13 @@
 #include <glib/gstdio.h>
 
 #include "app/review-private.h"
+#include "core/part.h"
 #include "cvwrap/cvwrap.h"
 
-#define LABEL_MAX_TYPE 40
 #define LABEL_MAX_TYPES 200
 #define DATA_URL_PREFIX "data:image/png;base64,"
 
 /* ---- the defect types ---- */
-
-/* A type becomes a class name in a CSV manifest and in train.py's
- * sampling, so it is one plain word: letters, digits, '_', '-', '.'. */
-static gboolean type_ok(const char *t)
-{
-	size_t n = strlen(t);
-
-	if (!n || n > LABEL_MAX_TYPE)
-		return FALSE;
-	for (size_t i = 0; i < n; i++)
-		if (!g_ascii_isalnum(t[i]) && !strchr("_-.", t[i]))
-			return FALSE;
-	return TRUE;
-}
 
 /* Appends the comma-separated words of list to arr, skipping empty ones
  * and repeats; the first word that is not a type is returned (g_free), or
@@ -47,7 +33,7 @@ static char *add_words(GPtrArray *arr, const char *list)
 
 		if (!*w)
 			continue;
-		if (!type_ok(w) || arr->len >= LABEL_MAX_TYPES)
+		if (!vigil_defect_type_ok(w) || arr->len >= LABEL_MAX_TYPES)
 			bad = g_strdup(w);
 		else if (!g_ptr_array_find_with_equal_func(arr, w, g_str_equal, NULL))
 			g_ptr_array_add(arr, g_strdup(w));
@@ -75,7 +61,7 @@ static void add_package(review_server *s, const char *dir)
 			if (bad)
 				g_warning("review: %s: [classes] %s: '%s' is not a class name (letters, "
 					  "digits, _ - . up to %d characters); left out", path,
-					  keys[k], bad, LABEL_MAX_TYPE);
+					  keys[k], bad, VIGIL_DEFECT_TYPE_MAX);
 			g_free(bad);
 			g_free(v);
 		}
@@ -99,7 +85,7 @@ int review__labels_read(review_server *s, const config *cfg, char **err)
 		*err = config_error(cfg, "review", "defect_types",
 				    "'%s' is not a defect type: one word of letters, digits, _ - . up "
 				    "to %d characters, at most %d types, separated by commas", bad,
-				    LABEL_MAX_TYPE, LABEL_MAX_TYPES);
+				    VIGIL_DEFECT_TYPE_MAX, LABEL_MAX_TYPES);
 		g_free(bad);
 		goto out;
 	}

@@ -22,12 +22,8 @@
 #include <libpq-fe.h>
 
 #include "app/review-private.h"
-#include "core/part.h"
 #include "db/plant.h"
 
-#define PLANT_MAX_ID 64
-#define PLANT_MAX_NOTE 2000
-#define PLANT_MAX_TYPE 40
 #define PLANT_DEFAULT_LIMIT 200
 #define PLANT_MAX_LIMIT 10000
 
@@ -61,12 +57,9 @@ int review__plant_read(review_server *s, const config *cfg, gboolean with_line, 
 	return 0;
 }
 
-/* 502 naming the server and libpq's or the server's primary message, on
- * one line. */
-static void reply_pg_error(SoupServerMessage *msg, PGconn *conn, const PGresult *res,
-			   const char *what)
+/* 502 naming the server and why (NULL: libpq's message), on one line. */
+static void reply_pg_error(SoupServerMessage *msg, PGconn *conn, const char *m, const char *what)
 {
-	const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	const char *host = PQhost(conn), *db = PQdb(conn);
 	char *line;
 
@@ -103,7 +96,7 @@ static PGresult *plant_query(SoupServerMessage *msg, PGconn *conn, const char *s
 	ExecStatusType st = PQresultStatus(res);
 
 	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-		reply_pg_error(msg, conn, res, what);
+		reply_pg_error(msg, conn, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), what);
 		PQclear(res);
 		return NULL;
 	}
@@ -154,11 +147,6 @@ static void reply_rows(SoupServerMessage *msg, const char *name, const PGresult 
 	review__reply_json(msg, SOUP_STATUS_OK, root);
 }
 
-/* Times go in and out as µs since the epoch (exact; the page shows them
- * in the browser's zone). */
-#define US_TO_T(p) "(timestamptz 'epoch' + " p "::bigint * interval '1 microsecond')"
-#define T_TO_US(c) "(extract(epoch FROM " c ") * 1000000)::bigint"
-
 /* An id filter: absent or empty is none; else 1 to PLANT_MAX_ID bytes. */
 static gboolean id_ok(const char *v)
 {
@@ -174,57 +162,38 @@ static const char *nonempty(GHashTable *q, const char *key)
 
 static void api_stations(review_server *s, SoupServerMessage *msg, GHashTable *q)
 {
-	/* Today: since the server's local midnight (the office's zone). */
-	static const char sql[] =
-		"SELECT s.site, s.line, s.station, s.host, " T_TO_US("s.last_seen") " AS last_seen_us,"
-		"  s.backlog_inspections + s.backlog_events + s.backlog_reviews AS backlog,"
-		"  s.lag_s, s.model_version, d.n AS rows_today,"
-		"  CASE WHEN d.n > 0 THEN d.accepted::float8 / d.n END AS yield_today"
-		" FROM stations s CROSS JOIN LATERAL (SELECT count(*) AS n,"
-		"   count(*) FILTER (WHERE verdict = 'accept') AS accepted FROM inspections i"
-		"   WHERE i.site = s.site AND i.line = s.line AND i.station = s.station"
-		"   AND i.t >= " US_TO_T("$4") ") d"
-		" WHERE ($1::text IS NULL OR s.site = $1) AND ($2::text IS NULL OR s.line = $2)"
-		"  AND ($3::text IS NULL OR s.station = $3)"
-		" ORDER BY s.site, s.line, s.station";
-	GDateTime *now = g_date_time_new_now_local();
-	GDateTime *midnight = g_date_time_new_local(g_date_time_get_year(now),
-						    g_date_time_get_month(now),
-						    g_date_time_get_day_of_month(now), 0, 0, 0);
-	char *since = g_strdup_printf("%" G_GINT64_FORMAT,
-				      g_date_time_to_unix(midnight) * G_USEC_PER_SEC);
 	static const char *const ids[] = { "site", "line", "station", NULL };
-	const char *params[4] = { nonempty(q, "site"), nonempty(q, "line"), nonempty(q, "station"),
-				  since };
 	GHashTableIter it;
 	gpointer key;
 	PGconn *conn;
 	PGresult *res;
+	char *err = NULL;
+	int rc;
 
-	g_date_time_unref(midnight);
-	g_date_time_unref(now);
 	g_hash_table_iter_init(&it, q);
 	while (g_hash_table_iter_next(&it, &key, NULL))
 		if (!g_strv_contains(ids, key)) {
 			review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "unknown parameter '%s' "
 					    "(site, line, station)", (const char *)key);
-			goto out;
+			return;
 		}
 	for (int i = 0; i < 3; i++)
-		if (!id_ok(params[i])) {
+		if (!id_ok(nonempty(q, ids[i]))) {
 			review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "%s is an id of up to %d "
 					    "bytes", ids[i], PLANT_MAX_ID);
-			goto out;
+			return;
 		}
-	if ((conn = plant_connect(s, msg))) {
-		res = plant_query(msg, conn, sql, 4, params, "cannot list the stations");
-		if (res)
-			reply_rows(msg, "stations", res);
-		PQclear(res);
-		PQfinish(conn);
-	}
-out:
-	g_free(since);
+	if (!(conn = plant_connect(s, msg)))
+		return;
+	rc = plant_stations_list(conn, nonempty(q, "site"), nonempty(q, "line"),
+				 nonempty(q, "station"), &res, &err);
+	if (rc == 0)
+		reply_rows(msg, "stations", res);
+	else
+		reply_pg_error(msg, conn, err, "cannot list the stations");
+	PQclear(res);
+	free(err);
+	PQfinish(conn);
 }
 
 static void api_inspections(review_server *s, SoupServerMessage *msg, GHashTable *q)
@@ -232,20 +201,19 @@ static void api_inspections(review_server *s, SoupServerMessage *msg, GHashTable
 	static const char *const known[] = { "site", "line", "station", "since", "until", "verdict",
 					     "limit", NULL };
 	/* Each inspection with its latest review; the newest `limit`, newest
-	 * first as the page lists them. */
+	 * first as the page lists them. Times go in and out as µs since the
+	 * epoch: the page shows them in the browser's zone. */
 	static const char sql[] =
-		"SELECT i.site, i.line, i.station, i.local_id, " T_TO_US("i.t") " AS t_us,"
+		"SELECT i.site, i.line, i.station, i.local_id, " PLANT_T_TO_US("i.t") " AS t_us,"
 		"  i.part_id, i.verdict, i.defect_class AS class, i.score, i.model_version,"
 		"  r.decision AS review, r.verdict AS review_verdict, r.origin AS review_origin,"
 		"  r.reviewer, r.note AS review_note"
-		" FROM inspections i LEFT JOIN LATERAL (SELECT decision, verdict, origin, reviewer,"
-		"   note FROM reviews r WHERE r.site = i.site AND r.line = i.line"
-		"   AND r.station = i.station AND r.inspection_local_id = i.local_id"
-		"   ORDER BY r.t DESC, r.id DESC LIMIT 1) r ON true"
+		" FROM inspections i"
+		PLANT_SQL_LATEST_REVIEW("decision, verdict, origin, reviewer, note")
 		" WHERE ($1::text IS NULL OR i.site = $1) AND ($2::text IS NULL OR i.line = $2)"
 		"  AND ($3::text IS NULL OR i.station = $3)"
-		"  AND ($4::bigint IS NULL OR i.t >= " US_TO_T("$4") ")"
-		"  AND ($5::bigint IS NULL OR i.t < " US_TO_T("$5") ")"
+		"  AND ($4::bigint IS NULL OR i.t >= " PLANT_US_TO_T("$4") ")"
+		"  AND ($5::bigint IS NULL OR i.t < " PLANT_US_TO_T("$5") ")"
 		"  AND ($6::text IS NULL OR i.verdict = $6)"
 		" ORDER BY i.t DESC, i.site, i.line, i.station, i.local_id DESC LIMIT $7::bigint";
 	const char *params[7];
@@ -304,42 +272,24 @@ static void api_inspections(review_server *s, SoupServerMessage *msg, GHashTable
 	PQfinish(conn);
 }
 
-/* A defect type: one plain word, as the station's page allows. */
-static gboolean type_ok(const char *t)
-{
-	size_t n = strlen(t);
-
-	if (!n || n > PLANT_MAX_TYPE)
-		return FALSE;
-	for (size_t i = 0; i < n; i++)
-		if (!g_ascii_isalnum(t[i]) && !strchr("_-.", t[i]))
-			return FALSE;
-	return TRUE;
-}
-
-/* The checked members of a review's JSON body, borrowed from it. */
-struct plant_review_in {
-	const char *site, *line, *station, *decision, *verdict, *note, *defect_type;
-	char local_id[24];
-};
-
-/* 0, or -EINVAL with a 400 replied. */
-static int parse_review(SoupServerMessage *msg, JsonObject *o, struct plant_review_in *in)
+/* The members of a review's JSON body into *r, borrowed from it, and
+ * checked by plant_review_check: 0, or -EINVAL with a 400 replied. */
+static int parse_review(SoupServerMessage *msg, JsonObject *o, struct plant_review *r)
 {
 	gboolean bad = FALSE;
 	JsonNode *id = json_object_get_member(o, "local_id");
+	char *why = NULL;
 
-	in->site = review__member_string(o, "site", &bad);
-	in->line = review__member_string(o, "line", &bad);
-	in->station = review__member_string(o, "station", &bad);
-	in->decision = review__member_string(o, "decision", &bad);
-	in->verdict = review__member_string(o, "verdict", &bad);
-	in->note = review__member_string(o, "note", &bad);
-	in->defect_type = review__member_string(o, "defect_type", &bad);
-	if (bad || !in->site || !in->line || !in->station || !*in->site || !*in->line ||
-	    !*in->station || !id_ok(in->site) || !id_ok(in->line) || !id_ok(in->station)) {
-		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "site, line and station are the "
-				    "station's ids (strings of 1 to %d bytes)", PLANT_MAX_ID);
+	r->site = review__member_string(o, "site", &bad);
+	r->line = review__member_string(o, "line", &bad);
+	r->station = review__member_string(o, "station", &bad);
+	r->decision = review__member_string(o, "decision", &bad);
+	r->verdict = review__member_string(o, "verdict", &bad);
+	r->note = review__member_string(o, "note", &bad);
+	r->defect_type = review__member_string(o, "defect_type", &bad);
+	if (bad) {
+		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "site, line, station, decision, "
+				    "verdict, note and defect_type are strings");
 		return -EINVAL;
 	}
 	if (!id || !JSON_NODE_HOLDS_VALUE(id) || json_node_get_value_type(id) != G_TYPE_INT64 ||
@@ -348,59 +298,28 @@ static int parse_review(SoupServerMessage *msg, JsonObject *o, struct plant_revi
 				    "station's log (a number)");
 		return -EINVAL;
 	}
-	g_snprintf(in->local_id, sizeof(in->local_id), "%" G_GINT64_FORMAT, json_node_get_int(id));
-	if (!in->decision || (strcmp(in->decision, "confirm") != 0 &&
-			      strcmp(in->decision, "overrule") != 0)) {
-		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "decision is confirm or overrule");
-		return -EINVAL;
-	}
-	/* Confirming keeps the line's verdict; overruling names the right one. */
-	if (strcmp(in->decision, "confirm") == 0)
-		in->verdict = NULL;
-	else if (!in->verdict || (strcmp(in->verdict, "accept") != 0 &&
-				  strcmp(in->verdict, "reject") != 0 &&
-				  strcmp(in->verdict, "marginal") != 0)) {
-		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "an overrule's verdict is accept, "
-				    "reject or marginal");
-		return -EINVAL;
-	}
-	if (in->note && !*in->note)
-		in->note = NULL;
-	if (in->note && strlen(in->note) > PLANT_MAX_NOTE) {
-		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "note is up to %d bytes",
-				    PLANT_MAX_NOTE);
-		return -EINVAL;
-	}
-	if (in->defect_type && !*in->defect_type)
-		in->defect_type = NULL;
-	if (in->defect_type && !type_ok(in->defect_type)) {
-		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "defect_type is one plain word "
-				    "(letters, digits, _ - .), up to %d", PLANT_MAX_TYPE);
+	r->local_id = json_node_get_int(id);
+	if (plant_review_check(r, &why) < 0) {
+		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "%s", why ? why : "out of memory");
+		free(why);
 		return -EINVAL;
 	}
 	return 0;
 }
 
-/* A central review (origin 'central', no local id), which the station's
- * forwarder pulls into its own log. */
+/* A central review, which the station's forwarder pulls into its own log. */
 static void api_review(review_server *s, SoupServerMessage *msg)
 {
-	static const char sql[] =
-		"INSERT INTO reviews (site, line, station, origin, inspection_local_id, part_id,"
-		"  decision, verdict, note, reviewer, defect_type)"
-		" SELECT site, line, station, 'central', local_id, part_id, $5, coalesce($6, verdict),"
-		"  $7, $8, $9 FROM inspections"
-		" WHERE site = $1 AND line = $2 AND station = $3 AND local_id = $4::bigint"
-		" RETURNING id, verdict, part_id";
 	struct review_caller who;
-	struct plant_review_in in = { 0 };
+	struct plant_review in = { 0 };
+	struct plant_review_saved saved;
 	SoupMessageBody *body = soup_server_message_get_request_body(msg);
 	GBytes *bytes;
 	JsonParser *parser = NULL;
 	JsonNode *root;
 	PGconn *conn = NULL;
-	PGresult *res = NULL;
-	const char *params[9];
+	char *err = NULL;
+	int rc;
 
 	if (review__require_role(s, msg, USERS_ROLE_REVIEWER, &who) < 0)
 		return;
@@ -412,43 +331,38 @@ static void api_review(review_server *s, SoupServerMessage *msg)
 		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "the body is a JSON object");
 		goto out;
 	}
+	in.reviewer = who.name ? who.name : "review page";
 	if (parse_review(msg, json_node_get_object(root), &in) < 0)
 		goto out;
-	params[0] = in.site;
-	params[1] = in.line;
-	params[2] = in.station;
-	params[3] = in.local_id;
-	params[4] = in.decision;
-	params[5] = in.verdict;
-	params[6] = in.note;
-	params[7] = who.name ? who.name : "review page";
-	params[8] = in.defect_type;
 	if (!(conn = plant_connect(s, msg)))
 		goto out;
-	if (!(res = plant_query(msg, conn, sql, 9, params, "cannot save the review")))
+	rc = plant_review_insert(conn, &in, &saved, &err);
+	if (rc == -ENOENT) {
+		review__reply_error(msg, SOUP_STATUS_NOT_FOUND, "%s", err);
 		goto out;
-	if (PQntuples(res) == 0) {
-		review__reply_error(msg, SOUP_STATUS_NOT_FOUND, "no inspection %s/%s/%s/%s in the "
-				    "plant database", in.site, in.line, in.station, in.local_id);
+	}
+	if (rc < 0) {
+		reply_pg_error(msg, conn, err, "cannot save the review");
 		goto out;
 	}
 	{
 		JsonBuilder *b = json_builder_new();
 
 		json_builder_begin_object(b);
-		review__add_int(b, "id", g_ascii_strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+		review__add_int(b, "id", saved.id);
 		review__add_string(b, "origin", "central");
 		review__add_string(b, "decision", in.decision);
-		review__add_string(b, "verdict", PQgetvalue(res, 0, 1));
-		review__add_string(b, "reviewer", params[7]);
+		review__add_string(b, "verdict", saved.verdict);
+		review__add_string(b, "reviewer", in.reviewer);
 		json_builder_end_object(b);
 		review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
 		g_object_unref(b);
 	}
-	g_message("review: central review %s of %s/%s/%s/%s by %s: %s", PQgetvalue(res, 0, 0),
-		  in.site, in.line, in.station, in.local_id, params[7], in.decision);
+	g_message("review: central review %" G_GINT64_FORMAT " of %s/%s/%s/%" G_GINT64_FORMAT
+		  " by %s: %s", saved.id, in.site, in.line, in.station, in.local_id, in.reviewer,
+		  in.decision);
 out:
-	PQclear(res);
+	free(err);
 	if (conn)
 		PQfinish(conn);
 	g_object_unref(parser);

@@ -182,6 +182,10 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 	}
 	if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0)
 		review__serve_asset(msg, s->static_dir, "index.html");
+	else if (strcmp(path, "/favicon.ico") == 0)
+		/* No icon, said without an error: every browser asks for this,
+		 * and a 404 is an error in the page's console. */
+		soup_server_message_set_status(msg, SOUP_STATUS_NO_CONTENT, NULL);
 	else if (g_str_has_prefix(path, "/static/"))
 		review__serve_asset(msg, s->static_dir, path + strlen("/static/"));
 	else if (g_str_has_prefix(path, "/vendor/") &&

@@ -1,5 +1,6 @@
 #include "core/part.h"
 
+#include <string.h>
 #include <time.h>
 
 const char *vigil_verdict_name(enum vigil_verdict v)
@@ -22,6 +23,20 @@ const char *vigil_class_name(enum vigil_defect_class c)
 	case VIGIL_CLASS_NONE: break;
 	}
 	return "none";
+}
+
+int vigil_defect_type_ok(const char *t)
+{
+	size_t n = strlen(t);
+
+	if (!n || n > VIGIL_DEFECT_TYPE_MAX)
+		return 0;
+	/* Spelled out rather than isalnum(): the locale must not widen it. */
+	for (size_t i = 0; i < n; i++)
+		if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
+		      (t[i] >= '0' && t[i] <= '9') || t[i] == '_' || t[i] == '-' || t[i] == '.'))
+			return 0;
+	return 1;
 }
 
 static int64_t clock_us(clockid_t id)

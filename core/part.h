@@ -95,6 +95,13 @@ struct vigil_part {
 const char *vigil_verdict_name(enum vigil_verdict v);
 const char *vigil_class_name(enum vigil_defect_class c);
 
+/* A defect type, as a review names it (the station's page, the Plant view,
+ * vigilctl --central review), becomes a class name in a training CSV and
+ * in train.py's sampling: so one plain word of 1 to VIGIL_DEFECT_TYPE_MAX
+ * bytes, ASCII letters, digits, '_', '-' and '.'. Nonzero when t is one. */
+#define VIGIL_DEFECT_TYPE_MAX 40
+int vigil_defect_type_ok(const char *t);
+
 /* Monotonic and wall clocks in microseconds (CLOCK_MONOTONIC, CLOCK_REALTIME). */
 int64_t vigil_now_us(void);
 int64_t vigil_wall_us(void);

@@ -394,7 +394,7 @@ static void set_last_error(plant_forwarder *f, const char *msg)
 
 static int fail_res(plant_forwarder *f, PGresult *res, const char *what, char **err)
 {
-	plant__set_error(err, "%s: %s", what, plant__pg_message(f->pg, res));
+	db__set_error(err, "%s: %s", what, plant__pg_message(f->pg, res));
 	PQclear(res);
 	return PQstatus(f->pg) == CONNECTION_OK ? PLANT_ESQL : PLANT_ELINK;
 }
@@ -431,8 +431,8 @@ static int read_high_water(plant_forwarder *f, char **err)
 	for (int t = 0; t < PLANT_NTABLES; t++) {
 		if (new_log) {
 			if (rebase(f, t, central[t]) != SQLITE_OK) {
-				plant__set_error(err, "cannot keep the id base in %s: %s", f->db_path,
-						 sqlite3_errmsg(f->wr));
+				db__set_error(err, "cannot keep the id base in %s: %s", f->db_path,
+					      sqlite3_errmsg(f->wr));
 				return PLANT_ESQL;
 			}
 		} else {
@@ -546,8 +546,8 @@ static int connect_central(plant_forwarder *f, char **err)
 		keys[6] = NULL;
 	f->pg = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(f->pg) != CONNECTION_OK) {
-		plant__set_error(err, "cannot connect to the plant database (%s): %s", f->masked,
-				 plant__pg_message(f->pg, NULL));
+		db__set_error(err, "cannot connect to the plant database (%s): %s", f->masked,
+			      plant__pg_message(f->pg, NULL));
 		return PLANT_ELINK;
 	}
 	PQsetNoticeProcessor(f->pg, ignore_notice, NULL);
@@ -908,7 +908,7 @@ plant_forwarder *plant_forwarder_new(const char *db_path, const struct plant_opt
 	int64_t pulled = 0;
 
 	if (!db_path || !opt || !opt->conninfo || !opt->site || !opt->line || !opt->station) {
-		plant__set_error(err, "plant forwarder: missing settings");
+		db__set_error(err, "plant forwarder: missing settings");
 		return NULL;
 	}
 	f = g_new0(plant_forwarder, 1);
@@ -929,15 +929,15 @@ plant_forwarder *plant_forwarder_new(const char *db_path, const struct plant_opt
 	f->months = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
 	if (sqlite3_open_v2(db_path, &f->rd, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
 	    sqlite3_open_v2(db_path, &f->wr, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-		plant__set_error(err, "cannot open %s for forwarding: %s", db_path,
-				 sqlite3_errmsg(f->rd && !f->wr ? f->rd : f->wr));
+		db__set_error(err, "cannot open %s for forwarding: %s", db_path,
+			      sqlite3_errmsg(f->rd && !f->wr ? f->rd : f->wr));
 		goto fail;
 	}
 	sqlite3_busy_timeout(f->rd, LOCAL_BUSY_MS);
 	sqlite3_busy_timeout(f->wr, LOCAL_BUSY_MS);
 	if (local_int(f->rd, "SELECT max(central_id) FROM reviews", 0, &pulled) != SQLITE_OK) {
-		plant__set_error(err, "cannot read %s for forwarding: %s", db_path,
-				 sqlite3_errmsg(f->rd));
+		db__set_error(err, "cannot read %s for forwarding: %s", db_path,
+			      sqlite3_errmsg(f->rd));
 		goto fail;
 	}
 	f->central_review_hw = pulled;
@@ -946,7 +946,7 @@ plant_forwarder *plant_forwarder_new(const char *db_path, const struct plant_opt
 	if (!f->log_id) {
 		f->log_id = g_uuid_string_random();
 		if (meta_set(f, "plant_log_id", f->log_id) != SQLITE_OK) {
-			plant__set_error(err, "cannot write %s: %s", db_path, sqlite3_errmsg(f->wr));
+			db__set_error(err, "cannot write %s: %s", db_path, sqlite3_errmsg(f->wr));
 			goto fail;
 		}
 	}

@@ -9,10 +9,11 @@
 
 #include <libpq-fe.h>
 
+#include "db/db-private.h"
 #include "db/plant.h"
 
-/* Sets *err (if err is not NULL) to a malloc'ed message. */
-void plant__set_error(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Messages for *err are made with db__set_error (db-private.h): malloc'ed,
+ * as plant.h promises. */
 
 /* The server's message for the last failure on conn (or of res when not
  * NULL), without its trailing newline; valid until conn or res changes. */

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,18 +160,6 @@ int plant_schema_version(void)
 	return PLANT_SCHEMA_VERSION;
 }
 
-void plant__set_error(char **err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return;
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-}
-
 const char *plant__pg_message(PGconn *conn, const PGresult *res)
 {
 	static _Thread_local char buf[512];
@@ -205,7 +192,7 @@ int plant__exec(PGconn *conn, const char *sql, const char *what, char **err)
 	int ret = 0;
 
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		plant__set_error(err, "%s: %s", what, plant__pg_message(conn, res));
+		db__set_error(err, "%s: %s", what, plant__pg_message(conn, res));
 		ret = result_code(conn);
 	}
 	PQclear(res);
@@ -221,8 +208,8 @@ static int read_version(PGconn *conn, int64_t *version, char **err)
 
 	*version = 0;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		plant__set_error(err, "cannot read the central schema version: %s",
-				 plant__pg_message(conn, res));
+		db__set_error(err, "cannot read the central schema version: %s",
+			      plant__pg_message(conn, res));
 		ret = result_code(conn);
 		goto out;
 	}
@@ -231,8 +218,8 @@ static int read_version(PGconn *conn, int64_t *version, char **err)
 	PQclear(res);
 	res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM vigil_schema");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		plant__set_error(err, "cannot read the central schema version: %s",
-				 plant__pg_message(conn, res));
+		db__set_error(err, "cannot read the central schema version: %s",
+			      plant__pg_message(conn, res));
 		ret = result_code(conn);
 		goto out;
 	}
@@ -244,9 +231,9 @@ out:
 
 static int refuse_newer(int64_t version, char **err)
 {
-	plant__set_error(err, "the central schema version %" PRId64
-			 " is newer than the version %d this build knows; not forwarding "
-			 "(upgrade this station's Vigil)", version, PLANT_SCHEMA_VERSION);
+	db__set_error(err, "the central schema version %" PRId64
+		      " is newer than the version %d this build knows; not forwarding "
+		      "(upgrade this station's Vigil)", version, PLANT_SCHEMA_VERSION);
 	return PLANT_ENEWER;
 }
 
@@ -404,8 +391,8 @@ PGconn *plant__connect(const char *conninfo, char **err)
 	if (PQstatus(conn) != CONNECTION_OK) {
 		char *masked = plant_mask_conninfo(conninfo);
 
-		plant__set_error(err, "cannot connect to the plant database (%s): %s", masked,
-				 plant__pg_message(conn, NULL));
+		db__set_error(err, "cannot connect to the plant database (%s): %s", masked,
+			      plant__pg_message(conn, NULL));
 		free(masked);
 		PQfinish(conn);
 		return NULL;

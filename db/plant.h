@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include <libpq-fe.h>
+
 #include "core/config.h"
 
 /* Project error codes, below -PLANT_ENOBASE; others are negative errno. */
@@ -108,6 +110,73 @@ void plant_forwarder_get_stats(plant_forwarder *f, struct plant_stats *out);
  * settled or not (call it once the line's writer has closed the log), for
  * at most opt.drain_s. NULL ok. */
 void plant_forwarder_free(plant_forwarder *f, int drain);
+
+/* ---- what people do in the central database ----
+ * For the review page's Plant view and vigilctl --central: conn is the
+ * caller's connection (PQconnectdb), used on the caller's thread only
+ * for the call; these functions neither close nor keep it. A failure is
+ * a negative code with *err (free()) saying why on one line, without the
+ * server's name (the caller names it, as it says it elsewhere) and never
+ * a password: -EINVAL for what the caller asked, PLANT_ESQL when the
+ * server refused, PLANT_ELINK when the link broke. */
+
+/* The longest site, line or station id, and a central review's note. */
+#define PLANT_MAX_ID 64
+#define PLANT_MAX_NOTE 2000
+
+/* Times cross as µs since the epoch, added to the epoch as an interval:
+ * exact, where to_timestamp(double) would lose the last microsecond. */
+#define PLANT_US_TO_T(p) "(timestamptz 'epoch' + " p "::bigint * interval '1 microsecond')"
+#define PLANT_T_TO_US(c) "(extract(epoch FROM " c ") * 1000000)::bigint"
+
+/* SQL joining each row i of inspections to its latest review r (the
+ * station's or a central one, by time, then id), with the columns cols
+ * of reviews; NULLs where none: what the Plant view and vigilctl
+ * --central list both show as "the review". */
+#define PLANT_SQL_LATEST_REVIEW(cols) \
+	" LEFT JOIN LATERAL (SELECT " cols " FROM reviews r WHERE r.site = i.site" \
+	" AND r.line = i.line AND r.station = i.station" \
+	" AND r.inspection_local_id = i.local_id ORDER BY r.t DESC, r.id DESC LIMIT 1) r" \
+	" ON true"
+
+/* A review made centrally of the inspection (site, line, station,
+ * local_id). Strings are borrowed for the call; NULL or "" note and
+ * defect_type are none. */
+struct plant_review {
+	const char *site, *line, *station;
+	int64_t local_id;          /* the row's id in the station's log */
+	const char *decision;      /* "confirm" or "overrule" */
+	const char *verdict;       /* overrule: the right verdict; ignored on confirm */
+	const char *note, *reviewer, *defect_type;
+};
+struct plant_review_saved {
+	int64_t id;                /* reviews.id in the central database */
+	char verdict[16];          /* the verdict it stands for (the line's, on confirm) */
+	int64_t part_id;
+};
+/* Whether r may be saved (ids, decision, verdict, note, reviewer,
+ * vigil_defect_type_ok), before any connection: 0, or -EINVAL with *err. */
+int plant_review_check(const struct plant_review *r, char **err);
+/* Checks r as plant_review_check and inserts it with origin 'central',
+ * the row the station's forwarder pulls into its own log. 0 with *out;
+ * -ENOENT (with *err) when the central database holds no such
+ * inspection; else as above. */
+int plant_review_insert(PGconn *conn, const struct plant_review *r,
+			struct plant_review_saved *out, char **err);
+
+/* The columns of plant_stations_list's rows, in order, named as here. */
+enum plant_station_column {
+	PLANT_STATION_SITE, PLANT_STATION_LINE, PLANT_STATION_STATION, PLANT_STATION_HOST,
+	PLANT_STATION_LAST_SEEN_US, PLANT_STATION_BACKLOG, PLANT_STATION_LAG_S,
+	PLANT_STATION_MODEL_VERSION, PLANT_STATION_ROWS_TODAY, PLANT_STATION_YIELD_TODAY
+};
+/* Every station as its forwarder last reported it (site, line, station,
+ * host, last_seen_us, backlog, lag_s, model_version), with rows_today and
+ * yield_today (NULL without rows) counted since the caller's local
+ * midnight; a NULL or "" id is no filter. 0 with *rows (the caller
+ * PQclear()s it), or else as above with *rows NULL. */
+int plant_stations_list(PGconn *conn, const char *site, const char *line, const char *station,
+			PGresult **rows, char **err);
 
 /* A static description of a code returned by this module. */
 const char *plant_strerror(int code);

@@ -415,6 +415,18 @@ class Line:
         return self.vigild.tail(n)
 
 
+def log_rows(db, sql, args=()):
+    """The rows of one query on a station's SQLite log, opened read-only
+    so that the test never takes the writer's lock."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
 def add_part_media(db, sim_dir, part_id, mod_hz, rate_hz=12000, n=8192):
     """Keeps files with part_id's latest inspection the way the database
     writer does (table media, paths relative to the log's media folder):

@@ -21,7 +21,6 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 
 import linetest
 
@@ -124,8 +123,19 @@ class Postgres:
         return self.conninfo(role, password, dbname)
 
     def conninfo(self, role, password, dbname):
+        """A libpq conninfo over TCP; password None leaves it out (for a
+        passfile)."""
+        pw = f"password={password} " if password is not None else ""
         return (f"host=127.0.0.1 port={self.port} dbname={dbname} user={role} "
-                f"password={password} connect_timeout=5")
+                f"{pw}connect_timeout=5")
+
+    def passfile(self, folder, role, password, dbname="*", name="pgpass"):
+        """Writes a libpq passfile (mode 0600, or libpq ignores it) for
+        role on this server into folder; returns its path."""
+        path = os.path.join(folder, name)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(f"127.0.0.1:{self.port}:{dbname}:{role}:{password}\n")
+        return path
 
     def query(self, dbname, sql, args=None):
         """Rows of one statement, run as the superuser."""

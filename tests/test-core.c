@@ -8,6 +8,7 @@
 
 #include "core/bqueue.h"
 #include "core/config.h"
+#include "core/part.h"
 #include "core/ring.h"
 #include "core/shift.h"
 #include "core/wav.h"
@@ -608,6 +609,26 @@ static void test_shift_plan_refuses(void)
 	}
 }
 
+/* The one defect-type rule of the tree (core/part.h): the station's page,
+ * the Plant view and vigilctl --central all refuse what it refuses. */
+static void test_defect_type_is_one_plain_word(void)
+{
+	char longest[VIGIL_DEFECT_TYPE_MAX + 2];
+
+	g_assert_true(vigil_defect_type_ok("scratch"));
+	g_assert_true(vigil_defect_type_ok("dent_2.b-x"));
+	g_assert_false(vigil_defect_type_ok(""));
+	g_assert_false(vigil_defect_type_ok("two words"));
+	g_assert_false(vigil_defect_type_ok("a,b"));
+	g_assert_false(vigil_defect_type_ok("kratzer\xc3\xa4"));
+	memset(longest, 'x', VIGIL_DEFECT_TYPE_MAX);
+	longest[VIGIL_DEFECT_TYPE_MAX] = '\0';
+	g_assert_true(vigil_defect_type_ok(longest));
+	longest[VIGIL_DEFECT_TYPE_MAX] = 'x';
+	longest[VIGIL_DEFECT_TYPE_MAX + 1] = '\0';
+	g_assert_false(vigil_defect_type_ok(longest));
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -620,6 +641,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/core/ring/blocks-instead-of-dropping", test_ring_blocks_instead_of_dropping);
 	g_test_add_func("/core/shift/occurrences", test_shift_plan_occurrences);
 	g_test_add_func("/core/shift/refuses", test_shift_plan_refuses);
+	g_test_add_func("/core/part/defect-type-is-one-plain-word",
+			test_defect_type_is_one_plain_word);
 	g_test_add_func("/core/wav/round-trip", test_wav_round_trip);
 	g_test_add_func("/core/wav/refuses-a-truncated-file", test_wav_refuses_a_truncated_file);
 	g_test_add_func("/core/wav/refuses-a-wrong-format", test_wav_refuses_a_wrong_format);

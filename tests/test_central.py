@@ -28,7 +28,6 @@ import datetime
 import io
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import urllib.error
@@ -60,6 +59,31 @@ def run(env, conninfo, *args, ok=True):
     if ok and p.returncode != 0:
         linetest.fail(f"vigilctl --central {' '.join(args)}: rc {p.returncode}: {p.stderr}")
     return p
+
+
+def plant_db(pg, tmp):
+    """The role vigil and its database plant on pg, the password in a
+    passfile (PGPASSFILE in the env returned), as docs/operations.md says:
+    the conninfo on the command line carries none. (env, conninfo,
+    passfile)."""
+    pg.create_role("vigil", PASSWORD, "plant")
+    passfile = pg.passfile(tmp, "vigil", PASSWORD)
+    return (dict(os.environ, PGPASSFILE=passfile, TZ="UTC"), pg.conninfo("vigil", None, "plant"),
+            passfile)
+
+
+def office_conf(tmp, central, token):
+    """The plant office's vigild --review-only configuration with [review]
+    central = central, over a local log of its own; its path."""
+    log = os.path.join(tmp, "office.db")
+    if not os.path.exists(log):
+        subprocess.run([CTL, "--db", log, "upgrade"], check=True, capture_output=True,
+                       timeout=60)
+    path = os.path.join(tmp, "office.conf")
+    with open(path, "w") as f:
+        f.write(f"[database]\npath = {log}\n\n[review]\nlisten = 127.0.0.1\n"
+                f"port = 0\ntoken = {token}\ncentral = {central}\n")
+    return path
 
 
 def fill(pg, conninfo_pw):
@@ -278,10 +302,7 @@ def check_errors(env, ci, pg, tmp):
                      f"{p.stderr}")
 
     # A wrong password, given in a passfile of its own.
-    bad = os.path.join(tmp, "bad.pgpass")
-    with open(bad, "w") as f:
-        f.write(f"127.0.0.1:{pg.port}:plant:vigil:wrong-pw\n")
-    os.chmod(bad, 0o600)
+    bad = pg.passfile(tmp, "vigil", "wrong-pw", "plant", name="bad.pgpass")
     one_line(run(dict(env, PGPASSFILE=bad), ci, "list", ok=False), "127.0.0.1", "plant",
              "cannot connect", "password authentication failed")
     # In the conninfo itself: still not printed.
@@ -314,15 +335,7 @@ def check_errors(env, ci, pg, tmp):
 
 def scenario_rows():
     with linetest.workdir("vigil-central-") as tmp, pgtest.server("vigil-central-pg-") as pg:
-        pg.create_role("vigil", PASSWORD, "plant")
-        # The password in a passfile, as docs/operations.md says; the
-        # conninfo on the command line carries none.
-        passfile = os.path.join(tmp, "pgpass")
-        with open(passfile, "w") as f:
-            f.write(f"127.0.0.1:{pg.port}:*:vigil:{PASSWORD}\n")
-        os.chmod(passfile, 0o600)
-        env = dict(os.environ, PGPASSFILE=passfile, TZ="UTC")
-        ci = f"host=127.0.0.1 port={pg.port} dbname=plant user=vigil connect_timeout=5"
+        env, ci, _ = plant_db(pg, tmp)
 
         p = run(env, ci, "list", ok=False)
         checks.check(p.returncode == 1 and "no Vigil central schema" in p.stderr,
@@ -338,26 +351,12 @@ def scenario_rows():
     print("PASS rows")
 
 
-def local_rows(db, sql):
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def scenario_station(build, root):
     linetest.require_model(root)
     parts = linetest.quick_parts(60)
     ids = ("mill", "L7", "st-3")
     with linetest.workdir("vigil-central-st-") as tmp, pgtest.server("vigil-central-pg-") as pg:
-        pg.create_role("vigil", PASSWORD, "plant")
-        passfile = os.path.join(tmp, "pgpass")
-        with open(passfile, "w") as f:
-            f.write(f"127.0.0.1:{pg.port}:*:vigil:{PASSWORD}\n")
-        os.chmod(passfile, 0o600)
-        ci = f"host=127.0.0.1 port={pg.port} dbname=plant user=vigil connect_timeout=5"
-        env = dict(os.environ, PGPASSFILE=passfile, TZ="UTC")
+        env, ci, passfile = plant_db(pg, tmp)
         ln = linetest.Line(build, root, tmp, parts, seed=24, split="e2e", rate=600,
                            extra_conf=f"\n[plant]\nconninfo = {ci}\npassfile = {passfile}\n"
                            f"site = {ids[0]}\nline = {ids[1]}\nstation = {ids[2]}\n"
@@ -373,8 +372,8 @@ def scenario_station(build, root):
                 "plant", "SELECT to_regclass('inspections') IS NOT NULL")[0][0] and pg.query(
                 "plant", "SELECT count(*) = %s FROM inspections", (parts,))[0][0],
                 timeout=120, poll_s=0.2)
-            local = local_rows(ln.db, "SELECT id, part_id, verdict, t_wall_us FROM inspections"
-                                      " ORDER BY id")
+            local = linetest.log_rows(ln.db, "SELECT id, part_id, verdict, t_wall_us"
+                                      " FROM inspections ORDER BY id")
             got = listed(env, ci, "--site", ids[0], "--line", ids[1], "--station", ids[2])
             mine = [(r["local_id"], r["part_id"], r["verdict"],
                      us(datetime.datetime.fromisoformat(r["time"]))) for r in got]
@@ -404,9 +403,10 @@ def scenario_station(build, root):
             key = "/".join(ids) + f"/{local_id}"
             run(env, ci, "review", key, "--overrule", right, "--note", "from the plant office",
                 "--reviewer", "qa-plant")
-            back = linetest.wait_for("the central review in the station's log", lambda: local_rows(
-                ln.db, "SELECT inspection_id, decision, verdict, note, reviewer FROM reviews"
-                       " WHERE central_id IS NOT NULL"), timeout=120, poll_s=0.2)
+            back = linetest.wait_for(
+                "the central review in the station's log", lambda: linetest.log_rows(
+                    ln.db, "SELECT inspection_id, decision, verdict, note, reviewer FROM reviews"
+                           " WHERE central_id IS NOT NULL"), timeout=120, poll_s=0.2)
             checks.check(back == [(local_id, "overrule", right, "from the plant office",
                                    "qa-plant")], f"the review in the station's log: {back}")
         finally:
@@ -433,25 +433,12 @@ def http(url, body=None, token=None):
 def scenario_page(build):
     token = "plant-office-token"
     with linetest.workdir("vigil-central-page-") as tmp, pgtest.server("vigil-central-pg-") as pg:
-        pg.create_role("vigil", PASSWORD, "plant")
-        passfile = os.path.join(tmp, "pgpass")
-        with open(passfile, "w") as f:
-            f.write(f"127.0.0.1:{pg.port}:*:vigil:{PASSWORD}\n")
-        os.chmod(passfile, 0o600)
-        ci = f"host=127.0.0.1 port={pg.port} dbname=plant user=vigil connect_timeout=5"
-        env = dict(os.environ, PGPASSFILE=passfile, TZ="UTC")
+        env, ci, passfile = plant_db(pg, tmp)
         run(env, ci, "upgrade")
         rows, midnight = fill(pg, ci)
-        log = os.path.join(tmp, "office.db")
-        subprocess.run([CTL, "--db", log, "upgrade"], check=True, capture_output=True,
-                       timeout=60)
 
         def conf(central):
-            path = os.path.join(tmp, "office.conf")
-            with open(path, "w") as f:
-                f.write(f"[database]\npath = {log}\n\n[review]\nlisten = 127.0.0.1\n"
-                        f"port = 0\ntoken = {token}\ncentral = {central}\n")
-            return path
+            return office_conf(tmp, central, token)
 
         # A conninfo libpq cannot parse is a configuration error.
         r = linetest.Vigild.once(build, conf("host"), ["--review-only"], timeout=60)
@@ -559,4 +546,5 @@ def main():
         scenario_station(sys.argv[1], sys.argv[2])
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -42,7 +42,7 @@ import urllib.request
 
 import linetest
 import pgtest
-from linetest import Line, Vigild, fail, free_port, require_model, wait_for, workdir
+from linetest import Line, Vigild, fail, free_port, log_rows, require_model, wait_for, workdir
 
 ROLE, PASSWORD, DBNAME = "vigil_station", "Pl4nt-s3cret", "plant"
 WAIT_S = 120            # failure bounds only: the machine is shared
@@ -59,16 +59,8 @@ def plant_section(conninfo, site, line, station, extra=""):
             "\n[review]\nlisten = 127.0.0.1\nport = 0\n")
 
 
-def local_rows(db, sql):
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def local_events(db, kind):
-    return [m for (m,) in local_rows(db, f"SELECT message FROM events WHERE kind = '{kind}'")]
+    return [m for (m,) in log_rows(db, f"SELECT message FROM events WHERE kind = '{kind}'")]
 
 
 LOCAL_INSPECTIONS = (
@@ -196,14 +188,14 @@ def scenario_stations(build, root):
             if len(down) != 1 or len(up) != 1:
                 fail(f"station-{i}: {len(down)} plant-link-down and {len(up)} plant-link-up "
                      f"events for one outage: {down} {up}")
-            same_rows(f"station-{i} inspections", local_rows(ln.db, LOCAL_INSPECTIONS),
+            same_rows(f"station-{i} inspections", log_rows(ln.db, LOCAL_INSPECTIONS),
                       pg.query(DBNAME, CENTRAL_INSPECTIONS, ids[i]))
-            n = len(local_rows(ln.db, LOCAL_INSPECTIONS))
+            n = len(log_rows(ln.db, LOCAL_INSPECTIONS))
             if n != parts:
                 fail(f"station-{i}: {n} local inspections, want {parts}")
-            same_rows(f"station-{i} events", local_rows(ln.db, LOCAL_EVENTS),
+            same_rows(f"station-{i} events", log_rows(ln.db, LOCAL_EVENTS),
                       pg.query(DBNAME, CENTRAL_EVENTS, ids[i]))
-            same_rows(f"station-{i} reviews", local_rows(ln.db, LOCAL_REVIEWS),
+            same_rows(f"station-{i} reviews", log_rows(ln.db, LOCAL_REVIEWS),
                       pg.query(DBNAME, CENTRAL_REVIEWS, ids[i]))
         month = time.strftime("y%Ym%m", time.gmtime())
         for table in ("inspections", "events"):
@@ -305,21 +297,25 @@ def scenario_review(build, root):
     parts = linetest.quick_parts(40)
     with workdir("vigil-plant-review-") as tmp, contextlib.closing(start_server()[0]) as pg:
         # The password from a passfile, not the conninfo.
-        passfile = os.path.join(tmp, "pgpass")
-        with open(os.open(passfile, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(f"127.0.0.1:{pg.port}:{DBNAME}:{ROLE}:{PASSWORD}\n")
-        conninfo = f"host=127.0.0.1 port={pg.port} dbname={DBNAME} user={ROLE}"
-        ln = Line(build, root, tmp, parts, seed=11, split="e2e", rate=600,
-                  extra_conf=plant_section(conninfo, "plant-c", "line-1", "st-1",
-                                           f"passfile = {passfile}\n"))
-        ln.start()
-        url = ln.review_url()
-        if ln.wait_sim(timeout=600) != 0:
-            fail("vigil-sim reports missing results or rows")
-        wait_for("every inspection forwarded",
-                 lambda: status_plant(url)["forwarded"]["inspections"] == parts,
-                 timeout=WAIT_S, poll_s=0.2)
-        (local_id, part_id, verdict) = local_rows(
+        passfile = pg.passfile(tmp, ROLE, PASSWORD, DBNAME)
+
+        def forwarded_station(folder, n, seed, what):
+            """Station st-1 on a line of n parts in folder, once vigil-sim
+            is done and every inspection is in the central database."""
+            ln = Line(build, root, folder, n, seed=seed, split="e2e", rate=600,
+                      extra_conf=plant_section(pg.conninfo(ROLE, None, DBNAME), "plant-c",
+                                               "line-1", "st-1", f"passfile = {passfile}\n"))
+            ln.start()
+            url = ln.review_url()
+            if ln.wait_sim(timeout=600) != 0:
+                fail(f"{what}: vigil-sim reports missing results or rows")
+            wait_for(f"{what}: every inspection forwarded",
+                     lambda: status_plant(url)["forwarded"]["inspections"] == n,
+                     timeout=WAIT_S, poll_s=0.2)
+            return ln, url
+
+        ln, url = forwarded_station(tmp, parts, 11, "first log")
+        (local_id, part_id, verdict) = log_rows(
             ln.db, "SELECT id, part_id, verdict FROM inspections ORDER BY id LIMIT 1 OFFSET 5")[0]
         right = "reject" if verdict != "reject" else "accept"
         with contextlib.closing(pg.connect(DBNAME, ROLE, PASSWORD)) as c, c.cursor() as cur:
@@ -329,7 +325,7 @@ def scenario_review(build, root):
                         " plant office', 'qa-central') RETURNING id",
                         (local_id, part_id, right))
             (central_id,) = cur.fetchone()
-        rows = wait_for("the central review in the local log", lambda: local_rows(
+        rows = wait_for("the central review in the local log", lambda: log_rows(
             ln.db, f"SELECT inspection_id, decision, verdict, note, reviewer FROM reviews"
                    f" WHERE central_id = {central_id}"), timeout=WAIT_S, poll_s=0.2)
         if rows != [(local_id, "overrule", right, "seen at the plant office", "qa-central")]:
@@ -391,16 +387,7 @@ def scenario_review(build, root):
         d = os.path.join(tmp, "fresh")
         os.makedirs(d)
         more = 20
-        ln2 = Line(build, root, d, more, seed=12, split="e2e", rate=600,
-                   extra_conf=plant_section(conninfo, "plant-c", "line-1", "st-1",
-                                            f"passfile = {passfile}\n"))
-        ln2.start()
-        url2 = ln2.review_url()
-        if ln2.wait_sim(timeout=600) != 0:
-            fail("fresh log: vigil-sim reports missing results or rows")
-        wait_for("the fresh log's inspections forwarded",
-                 lambda: status_plant(url2)["forwarded"]["inspections"] == more,
-                 timeout=WAIT_S, poll_s=0.2)
+        ln2, _ = forwarded_station(d, more, 12, "fresh log")
         if ln2.stop() != 0:
             fail("fresh log: vigild did not stop cleanly")
         got = pg.query(DBNAME, "SELECT count(*), min(local_id), max(local_id) FROM inspections"
@@ -413,7 +400,7 @@ def scenario_review(build, root):
         parts2 = [p for (p,) in pg.query(DBNAME, "SELECT part_id FROM inspections WHERE"
                                          " station = 'st-1' AND local_id > %s ORDER BY local_id",
                                          (parts,))]
-        if parts2 != [p for (p,) in local_rows(ln2.db, "SELECT part_id FROM inspections"
+        if parts2 != [p for (p,) in log_rows(ln2.db, "SELECT part_id FROM inspections"
                                                        " ORDER BY id")]:
             fail("fresh log: the central rows after the first log's are not the fresh log's")
         print("PASS review: a central review flowed back and stayed single; a fresh log "

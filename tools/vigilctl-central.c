@@ -25,21 +25,14 @@
 
 #include <libpq-fe.h>
 
-#include "core/part.h"
 #include "db/plant.h"
 #include "tools/vigilctl-private.h"
 
-/* The longest defect type a review names (as the review page's). */
-#define CENTRAL_MAX_TYPE 40
-
-/* Says why a libpq call failed, on one line: which server, and libpq's or
- * the server's message with its newlines folded (a connection failure
- * lists one line per address tried). res may be NULL. */
-static void central_fail(PGconn *conn, const PGresult *res, const char *what)
+/* Says why a libpq call failed, on one line: which server, and msg (NULL:
+ * libpq's message) with its newlines folded (a connection failure lists
+ * one line per address tried). */
+static void central_fail(PGconn *conn, const char *msg, const char *what)
 {
-	/* The server's primary message alone: its detail lines ("LINE 1:"
-	 * and a caret under the statement) mean nothing folded on one line. */
-	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	const char *host = conn ? PQhost(conn) : NULL;
 	const char *port = conn ? PQport(conn) : NULL;
 	const char *db = conn ? PQdb(conn) : NULL;
@@ -64,7 +57,9 @@ static PGresult *central_query(PGconn *conn, const char *sql, int n, const char 
 	ExecStatusType st = PQresultStatus(res);
 
 	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-		central_fail(conn, res, what);
+		/* The server's primary message alone: its detail lines ("LINE
+		 * 1:" and a caret under the statement) mean nothing folded. */
+		central_fail(conn, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), what);
 		PQclear(res);
 		return NULL;
 	}
@@ -205,26 +200,19 @@ static int central_filter_build(const struct opts *o, struct central_filter *cf)
 	return 0;
 }
 
-/* Times travel as µs since the epoch, added to the epoch as an interval:
- * exact, where to_timestamp(double) would lose the last microsecond. */
-#define US_TO_T(p) "(timestamptz 'epoch' + " p "::bigint * interval '1 microsecond')"
-#define T_TO_US(c) "(extract(epoch FROM " c ") * 1000000)::bigint"
-
 /* Each inspection with its latest review (station's or central), newest
  * `limit` first, then put back oldest first as the local list is. */
 static const char list_sql[] =
-	"SELECT * FROM (SELECT i.site, i.line, i.station, i.local_id, " T_TO_US("i.t") " AS t_us,"
+	"SELECT * FROM (SELECT i.site, i.line, i.station, i.local_id, " PLANT_T_TO_US("i.t") " AS t_us,"
 	"  i.part_id, i.verdict, i.defect_class, i.flags, i.score, i.vision_score,"
 	"  i.signal_score, i.latency_ms, i.model_version, i.job, r.decision, r.verdict,"
 	"  r.note, r.reviewer, r.origin, r.defect_type, i.t"
-	" FROM inspections i LEFT JOIN LATERAL (SELECT decision, verdict, note, reviewer,"
-	"   origin, defect_type FROM reviews r WHERE r.site = i.site AND r.line = i.line"
-	"   AND r.station = i.station AND r.inspection_local_id = i.local_id"
-	"   ORDER BY r.t DESC, r.id DESC LIMIT 1) r ON true"
+	" FROM inspections i"
+	PLANT_SQL_LATEST_REVIEW("decision, verdict, note, reviewer, origin, defect_type")
 	" WHERE ($1::text IS NULL OR i.site = $1) AND ($2::text IS NULL OR i.line = $2)"
 	"  AND ($3::text IS NULL OR i.station = $3)"
-	"  AND ($4::bigint IS NULL OR i.t >= " US_TO_T("$4") ")"
-	"  AND ($5::bigint IS NULL OR i.t < " US_TO_T("$5") ")"
+	"  AND ($4::bigint IS NULL OR i.t >= " PLANT_US_TO_T("$4") ")"
+	"  AND ($5::bigint IS NULL OR i.t < " PLANT_US_TO_T("$5") ")"
 	"  AND ($6::text IS NULL OR i.verdict = $6) AND ($7::text IS NULL OR i.defect_class = $7)"
 	"  AND ($8::bigint IS NULL OR i.part_id = $8)"
 	"  AND ($9::text IS NULL OR i.model_version = $9) AND ($10::integer IS NULL OR i.job = $10)"
@@ -434,10 +422,10 @@ static void key_clear(char *key[4])
 static int cmd_show(PGconn *conn, const char *id)
 {
 	static const char row_sql[] =
-		"SELECT " T_TO_US("t") " AS t_us, * FROM inspections"
+		"SELECT " PLANT_T_TO_US("t") " AS t_us, * FROM inspections"
 		" WHERE site = $1 AND line = $2 AND station = $3 AND local_id = $4::bigint";
 	static const char reviews_sql[] =
-		"SELECT id, origin, " T_TO_US("t") ", decision, verdict, reviewer, defect_type, note"
+		"SELECT id, origin, " PLANT_T_TO_US("t") ", decision, verdict, reviewer, defect_type, note"
 		" FROM reviews WHERE site = $1 AND line = $2 AND station = $3"
 		" AND inspection_local_id = $4::bigint ORDER BY t, id";
 	char *key[4];
@@ -485,92 +473,53 @@ static int cmd_show(PGconn *conn, const char *id)
 	return 0;
 }
 
-/* A defect type becomes a class name in a training manifest: one plain
- * word, as the review page allows. */
-static gboolean type_ok(const char *t)
-{
-	size_t n = strlen(t);
-
-	if (!n || n > CENTRAL_MAX_TYPE)
-		return FALSE;
-	for (size_t i = 0; i < n; i++)
-		if (!g_ascii_isalnum(t[i]) && !strchr("_-.", t[i]))
-			return FALSE;
-	return TRUE;
-}
-
 /* A central review (origin 'central', no local id) of one inspection; the
- * station's forwarder pulls it into its own log. Confirming keeps the
- * line's verdict, read in the same statement. */
+ * station's forwarder pulls it into its own log. */
 static int cmd_review(PGconn *conn, const struct opts *o, const char *id)
 {
-	static const char sql[] =
-		"INSERT INTO reviews (site, line, station, origin, inspection_local_id, part_id,"
-		"  decision, verdict, note, reviewer, defect_type)"
-		" SELECT site, line, station, 'central', local_id, part_id, $5, coalesce($6, verdict),"
-		"  $7, $8, $9 FROM inspections"
-		" WHERE site = $1 AND line = $2 AND station = $3 AND local_id = $4::bigint"
-		" RETURNING id, verdict, part_id";
-	const char *params[9];
-	char *key[4];
-	PGresult *res;
+	struct plant_review r = { 0 };
+	struct plant_review_saved saved;
+	char *key[4], *err = NULL;
+	int rc;
 
 	if (o->confirm == (o->overrule != NULL)) {
 		fprintf(stderr, "vigilctl review: give SITE/LINE/STATION/LOCAL_ID and either "
 			"--confirm or --overrule accept|reject|marginal\n");
 		return 2;
 	}
-	if (o->overrule && !one_of(o->overrule, verdicts)) {
-		fprintf(stderr, "vigilctl: --overrule takes accept, reject or marginal, not '%s'\n",
-			o->overrule);
-		return 2;
-	}
-	if (o->defect_type && !type_ok(o->defect_type)) {
-		fprintf(stderr, "vigilctl review: --defect-type '%s' is not one plain word (letters, "
-			"digits, _ - ., up to %d)\n", o->defect_type, CENTRAL_MAX_TYPE);
-		return 2;
-	}
 	if (!parse_key("review", id, key))
 		return 2;
-	memcpy(params, key, sizeof(key));
-	params[4] = o->confirm ? "confirm" : "overrule";
-	params[5] = o->overrule;
-	params[6] = o->note;
-	params[7] = o->reviewer ? o->reviewer : g_get_user_name();
-	params[8] = o->defect_type;
-	res = central_query(conn, sql, 9, params, "cannot save the review");
+	r.site = key[0];
+	r.line = key[1];
+	r.station = key[2];
+	r.local_id = g_ascii_strtoll(key[3], NULL, 10);
+	r.decision = o->confirm ? "confirm" : "overrule";
+	r.verdict = o->overrule;
+	r.note = o->note;
+	r.reviewer = o->reviewer ? o->reviewer : g_get_user_name();
+	r.defect_type = o->defect_type;
+	rc = plant_review_insert(conn, &r, &saved, &err);
 	key_clear(key);
-	if (!res)
-		return 1;
-	if (PQntuples(res) == 0) {
-		fprintf(stderr, "vigilctl review: no inspection %s in the plant database\n", id);
-		PQclear(res);
-		return 1;
-	}
-	printf("%s (part %s): %s (%s), central review %s\n", id, PQgetvalue(res, 0, 2),
-	       o->confirm ? "confirmed" : "overruled", PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
-	PQclear(res);
-	return 0;
+	if (rc == -EINVAL || rc == -ENOENT)
+		fprintf(stderr, "vigilctl review: %s\n", err ? err : "out of memory");
+	else if (rc < 0)
+		central_fail(conn, err, "cannot save the review");
+	else
+		printf("%s (part %" G_GINT64_FORMAT "): %s (%s), central review %" G_GINT64_FORMAT
+		       "\n", id, saved.part_id, o->confirm ? "confirmed" : "overruled", saved.verdict,
+		       saved.id);
+	free(err);
+	return rc == 0 ? 0 : rc == -EINVAL ? 2 : 1;
 }
 
 /* ---- stations ---- */
 
-/* Each station as its forwarder last reported it, with today's rows and
- * yield counted from its inspections since local midnight ($4). */
-static const char stations_sql[] =
-	"SELECT s.site, s.line, s.station, s.host, " T_TO_US("s.last_seen") ","
-	"  s.backlog_inspections + s.backlog_events + s.backlog_reviews, s.lag_s,"
-	"  s.model_version, d.n, CASE WHEN d.n > 0 THEN d.accepted::float8 / d.n END"
-	" FROM stations s CROSS JOIN LATERAL (SELECT count(*) AS n,"
-	"   count(*) FILTER (WHERE verdict = 'accept') AS accepted FROM inspections i"
-	"   WHERE i.site = s.site AND i.line = s.line AND i.station = s.station"
-	"   AND i.t >= " US_TO_T("$4") ") d"
-	" WHERE ($1::text IS NULL OR s.site = $1) AND ($2::text IS NULL OR s.line = $2)"
-	"  AND ($3::text IS NULL OR s.station = $3)"
-	" ORDER BY s.site, s.line, s.station";
-
-enum { S_SITE, S_LINE, S_STATION, S_HOST, S_LAST_SEEN, S_BACKLOG, S_LAG, S_MODEL, S_ROWS,
-       S_YIELD };
+/* plant_stations_list's columns, named as vigilctl prints them. */
+enum { S_SITE = PLANT_STATION_SITE, S_LINE = PLANT_STATION_LINE,
+       S_STATION = PLANT_STATION_STATION, S_HOST = PLANT_STATION_HOST,
+       S_LAST_SEEN = PLANT_STATION_LAST_SEEN_US, S_BACKLOG = PLANT_STATION_BACKLOG,
+       S_LAG = PLANT_STATION_LAG_S, S_MODEL = PLANT_STATION_MODEL_VERSION,
+       S_ROWS = PLANT_STATION_ROWS_TODAY, S_YIELD = PLANT_STATION_YIELD_TODAY };
 static const char *const station_names[] = {
 	"site", "line", "station", "host", "last_seen", "backlog", "lag_s", "model_version",
 	"rows_today", "yield_today", NULL
@@ -578,25 +527,22 @@ static const char *const station_names[] = {
 
 static int cmd_stations(PGconn *conn, const struct opts *o)
 {
-	GDateTime *now = g_date_time_new_now_local();
-	GDateTime *midnight = g_date_time_new_local(g_date_time_get_year(now),
-						    g_date_time_get_month(now),
-						    g_date_time_get_day_of_month(now), 0, 0, 0);
-	char *since = g_strdup_printf("%" G_GINT64_FORMAT,
-				      g_date_time_to_unix(midnight) * G_USEC_PER_SEC);
-	const char *params[4] = { o->site, o->line, o->station, since };
 	enum format fmt;
 	PGresult *res = NULL;
 	JsonBuilder *b = NULL;
+	char *err = NULL;
 	int rc = 2;
 
-	g_date_time_unref(midnight);
-	g_date_time_unref(now);
 	if (vigilctl__parse_format("stations", o->format, &fmt) < 0)
 		goto out;
-	rc = 1;
-	if (!(res = central_query(conn, stations_sql, 4, params, "cannot list the stations")))
+	if ((rc = plant_stations_list(conn, o->site, o->line, o->station, &res, &err)) < 0) {
+		if (rc == -EINVAL)
+			fprintf(stderr, "vigilctl stations: %s\n", err ? err : "out of memory");
+		else
+			central_fail(conn, err, "cannot list the stations");
+		rc = rc == -EINVAL ? 2 : 1;
 		goto out;
+	}
 	if (fmt == FMT_TABLE)
 		printf("%-24s %-12s %-32s %8s %8s %-16s %6s %7s\n", "site/line/station", "host",
 		       "last_seen", "backlog", "lag_s", "model", "today", "yield");
@@ -650,19 +596,8 @@ static int cmd_stations(PGconn *conn, const struct opts *o)
 		g_free(seen);
 	}
 	if (b) {
-		JsonGenerator *gen = json_generator_new();
-		JsonNode *root;
-		char *text;
-
 		json_builder_end_array(b);
-		root = json_builder_get_root(b);
-		json_generator_set_root(gen, root);
-		json_generator_set_pretty(gen, TRUE);
-		text = json_generator_to_data(gen, NULL);
-		printf("%s\n", text);
-		g_free(text);
-		json_node_unref(root);
-		g_object_unref(gen);
+		vigilctl__print_json(b);
 		g_object_unref(b);
 	} else if (fmt == FMT_TABLE) {
 		printf("%d station(s)\n", PQntuples(res));
@@ -670,7 +605,7 @@ static int cmd_stations(PGconn *conn, const struct opts *o)
 	rc = 0;
 out:
 	PQclear(res);
-	g_free(since);
+	free(err);
 	return rc;
 }
 

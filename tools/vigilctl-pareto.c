@@ -74,9 +74,6 @@ static void pareto_csv(const struct pareto_view *v)
 static void pareto_json(const struct pareto_view *v)
 {
 	JsonBuilder *j = json_builder_new();
-	JsonGenerator *gen = json_generator_new();
-	JsonNode *root;
-	char *text;
 	uint64_t run = 0;
 
 	json_builder_begin_object(j);
@@ -122,14 +119,7 @@ static void pareto_json(const struct pareto_view *v)
 	}
 	json_builder_end_array(j);
 	json_builder_end_object(j);
-	root = json_builder_get_root(j);
-	json_generator_set_root(gen, root);
-	json_generator_set_pretty(gen, TRUE);
-	text = json_generator_to_data(gen, NULL);
-	printf("%s\n", text);
-	g_free(text);
-	json_node_unref(root);
-	g_object_unref(gen);
+	vigilctl__print_json(j);
 	g_object_unref(j);
 }
 

@@ -33,6 +33,9 @@ void vigilctl__csv_field(FILE *out, const char *s);
 /* JSON members: a string or null; a number, null when not finite. */
 void vigilctl__add_string(JsonBuilder *b, const char *name, const char *s);
 void vigilctl__add_number(JsonBuilder *b, const char *name, double x);
+/* b's root as indented JSON and a newline on stdout (--format json);
+ * b stays the caller's. */
+void vigilctl__print_json(JsonBuilder *b);
 /* --format for cmd (table when not given); -EINVAL with a message on stderr. */
 int vigilctl__parse_format(const char *cmd, const char *text, enum format *fmt);
 /* The filter options into f; -1 with a message on stderr. */

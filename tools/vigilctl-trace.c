@@ -200,19 +200,8 @@ int vigilctl__cmd_escapes(const struct opts *o)
 		return 1;
 	}
 	if (c.fmt == FMT_JSON) {
-		JsonGenerator *gen = json_generator_new();
-		JsonNode *root;
-		char *text;
-
 		json_builder_end_array(c.json);
-		root = json_builder_get_root(c.json);
-		json_generator_set_root(gen, root);
-		json_generator_set_pretty(gen, TRUE);
-		text = json_generator_to_data(gen, NULL);
-		printf("%s\n", text);
-		g_free(text);
-		json_node_unref(root);
-		g_object_unref(gen);
+		vigilctl__print_json(c.json);
 		g_object_unref(c.json);
 	} else if (c.fmt == FMT_TABLE) {
 		printf("%" G_GINT64_FORMAT " escape(s)\n", c.n);

@@ -222,6 +222,21 @@ void vigilctl__add_number(JsonBuilder *b, const char *name, double x)
 		json_builder_add_null_value(b);
 }
 
+void vigilctl__print_json(JsonBuilder *b)
+{
+	JsonGenerator *gen = json_generator_new();
+	JsonNode *root = json_builder_get_root(b);
+	char *text;
+
+	json_generator_set_root(gen, root);
+	json_generator_set_pretty(gen, TRUE);
+	text = json_generator_to_data(gen, NULL);
+	printf("%s\n", text);
+	g_free(text);
+	json_node_unref(root);
+	g_object_unref(gen);
+}
+
 static void add_uint(JsonBuilder *b, const char *name, uint32_t x)
 {
 	json_builder_set_member_name(b, name);

@@ -2,7 +2,10 @@
 // inspections of the plant's central database, filtered by site, line and
 // station, with a central review from each row. Shown only when the server
 // has [review] central (vigild --review-only at the plant office): GET
-// /api/plant says; elsewhere the section stays hidden.
+// /api/plant says; elsewhere the section stays hidden. The filters live in
+// the URL as plant_site, plant_line, plant_station and plant_verdict (a
+// view to bookmark or send, as the page's other filters are), prefixed so
+// that the log list's own filters (its station among them) never take them.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -26,11 +29,31 @@
     return body;
   };
 
+  const URL_PREFIX = "plant_";
+
   function filters() {
     const f = new FormData($("plant-filters"));
     const q = new URLSearchParams();
     for (const [k, v] of f) if (v) q.set(k, v);
     return q;
+  }
+
+  // The filters into the URL's query, leaving the page's other keys be.
+  function syncURL() {
+    const q = new URLSearchParams(location.search);
+    for (const el of $("plant-filters").elements) {
+      if (!el.name) continue;
+      q.delete(URL_PREFIX + el.name);
+      if (el.value) q.set(URL_PREFIX + el.name, el.value);
+    }
+    const text = q.toString();
+    history.replaceState(null, "", location.pathname + (text ? "?" + text : "") + location.hash);
+  }
+
+  function restoreFromURL() {
+    const q = new URLSearchParams(location.search);
+    for (const el of $("plant-filters").elements)
+      if (el.name && q.has(URL_PREFIX + el.name)) el.value = q.get(URL_PREFIX + el.name);
   }
 
   async function loadStations() {
@@ -55,6 +78,7 @@
         form.elements.site.value = s.site;
         form.elements.line.value = s.line;
         form.elements.station.value = s.station;
+        syncURL();
         loadInspections().catch((e) => showError(e.message));
       });
       tbody.appendChild(tr);
@@ -76,7 +100,8 @@
 
   async function loadInspections() {
     showError("");
-    const r = await fetch("/api/plant/inspections?" + filters(), { cache: "no-store" });
+    const query = filters().toString();
+    const r = await fetch("/api/plant/inspections?" + query, { cache: "no-store" });
     const body = await answer(r);
     const tbody = $("plant-inspections").tBodies[0];
     tbody.replaceChildren();
@@ -103,19 +128,27 @@
         o.textContent = v ? "overrule: " + v : "overrule…";
         overrule.appendChild(o);
       }
+      // A refused overrule goes back to "overrule…": the select must not
+      // show a verdict that was not saved.
       overrule.addEventListener("change", () => overrule.value &&
-        review(row, "overrule", overrule.value).catch((e) => showError(e.message)));
+        review(row, "overrule", overrule.value).catch((e) => {
+          overrule.value = "";
+          showError(e.message);
+        }));
       td.append(confirm, " ", overrule);
       tbody.appendChild(tr);
     }
     $("plant-count").textContent = body.inspections.length + " inspection(s), newest first";
+    $("plant-count").dataset.query = query;  // which filters the list shows
   }
 
   $("plant-filters").addEventListener("submit", (ev) => {
     ev.preventDefault();
+    syncURL();
     loadInspections().catch((e) => showError(e.message));
   });
   window.addEventListener("load", () => {
+    restoreFromURL();
     loadStations()
       .then((here) => here && loadInspections())
       .catch((e) => { section.hidden = false; showError(e.message); });
