@@ -10,7 +10,8 @@ windows at arbitrary offsets, masks for some parts, and train rows that
 offline tools decode, the staged windows the source samples, the truth is
 kept; that vigild inspects and logs every staged part once, with the
 truth in vigil-sim run's results and the scores vigil-eval gives the
-original manifest; and that bad manifests are refused naming line and
+original manifest; that bench/line-baseline.py gives vigil-eval's scores
+on them too; and that bad manifests are refused naming line and
 column, leaving no parts.csv.
 
 usage: test_sim_stage.py BUILD_DIR SOURCE_ROOT
@@ -233,6 +234,34 @@ def replay(tmp, staged, n, manifest):
         fail(f"vigild's scores of staged parts differ from vigil-eval's by {worst}")
 
 
+def baseline_agrees(tmp, staged, manifest, pkg_name):
+    """bench/line-baseline.py (the Python script line-bench.sh times) on
+    the staged parts: its fitting, features and modules give vigil-eval's
+    scores, so the benchmark compares two lines doing the same job."""
+    pkg = os.path.join(root, "models", pkg_name)
+    out, ev = os.path.join(tmp, f"baseline-{pkg_name}.csv"), os.path.join(tmp, f"ev-{pkg_name}.csv")
+    p = subprocess.run(["/usr/bin/python3", os.path.join(root, "bench", "line-baseline.py"),
+                        "--parts-dir", staged, "--package", pkg, "--scores", out, "--warmup", "1"],
+                       capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        fail(f"line-baseline.py on {pkg_name}: exit {p.returncode}\n{p.stdout}{p.stderr}")
+    summary = json.loads(p.stdout)
+    subprocess.run([evaluate, "--manifest", manifest, "--split", "val", "--model", pkg,
+                    "--json", os.path.join(tmp, "e.json"), "--scores", ev],
+                   check=True, capture_output=True)
+    with open(out) as f:
+        got = list(csv.DictReader(f))
+    with open(ev) as f:
+        ref = list(csv.DictReader(f))
+    if summary["parts"] != len(ref) or [g["part_id"] for g in got] != [r["part_id"] for r in ref]:
+        fail(f"line-baseline.py judged {[g['part_id'] for g in got]}, want {len(ref)} parts")
+    worst = max(abs(float(g[k]) - float(r[k])) for g, r in zip(got, ref)
+                for k in ("score", "vision_score", "signal_score"))
+    print(f"line-baseline.py on {pkg_name}: worst score difference to vigil-eval {worst:.2e}")
+    if worst > 1e-5:
+        fail(f"line-baseline.py's scores on {pkg_name} differ from vigil-eval's by {worst}")
+
+
 def refused(tmp, src, rows, name, want, header=HEADER, extra=()):
     path = os.path.join(src, f"{name}.csv")
     write_manifest(path, rows, header)
@@ -262,6 +291,8 @@ with workdir("vigil-stage-") as tmp:
     check_staged(src, few, rows[:2])
 
     replay(tmp, staged, len(val), manifest)
+    for name in ("synthetic-v2", "real-v5"):  # stretched and letterboxed inputs
+        baseline_agrees(tmp, staged, manifest, name)
 
     missing = [dict(r) for r in rows]
     missing[2]["image"] = "img/nothere.jpg"
