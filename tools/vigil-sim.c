@@ -39,7 +39,7 @@ static int cmd_run(int argc, char **argv)
 	int port = 1502, count = 0, burst = 0, ready_timeout_s = 120, drain_timeout_s = 20;
 	double rate = 600;
 	GOptionEntry entries[] = {
-		{ "parts-dir", 0, 0, G_OPTION_ARG_FILENAME, &dir, "Generated parts (parts.csv)", "DIR" },
+		{ "parts-dir", 0, 0, G_OPTION_ARG_FILENAME, &dir, "Generated or staged parts (parts.csv)", "DIR" },
 		{ "host", 0, 0, G_OPTION_ARG_STRING, &host, "Listen address (127.0.0.1)", "ADDR" },
 		{ "port", 0, 0, G_OPTION_ARG_INT, &port, "Modbus TCP port (1502)", "PORT" },
 		{ "rate", 0, 0, G_OPTION_ARG_DOUBLE, &rate, "Parts per minute (600)", "N" },
