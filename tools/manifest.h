@@ -1,6 +1,6 @@
 /* Line manifests (parts.csv, docs/model.md), the WAV recordings their
  * rows point into, and one row's model inputs, shared by vigil-features,
- * vigil-eval and vigil-calibrate. */
+ * vigil-eval, vigil-calibrate and vigil-sim stage. */
 #ifndef VIGIL_TOOLS_MANIFEST_H
 #define VIGIL_TOOLS_MANIFEST_H
 

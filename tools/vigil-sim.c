@@ -2,6 +2,10 @@
  *
  *   vigil-sim generate --out DIR --parts N [--seed S] [--split NAME]
  *       writes synthetic parts with ground truth (tools/sim-synth.h).
+ *   vigil-sim stage --manifest CSV --out DIR [--data-root DIR] [--split NAME]
+ *                   [--limit N] [--rate-hz HZ]
+ *       writes real parts of a line manifest into the same folder layout,
+ *       truth kept, for run and vigild to replay (tools/sim-stage.h).
  *   vigil-sim run --parts-dir DIR [--port P] [--rate PER_MIN] [--burst N]
  *                 [--count N] [--results CSV] [--summary JSON] [--db FILE]
  *       is the PLC: a Modbus TCP server on loopback that waits for vigild to
@@ -22,7 +26,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tools/manifest.h"
 #include "tools/sim-run.h"
+#include "tools/sim-stage.h"
 #include "tools/sim-synth.h"
 #include "tools/tool-common.h"
 
@@ -33,7 +39,7 @@ static int cmd_run(int argc, char **argv)
 	int port = 1502, count = 0, burst = 0, ready_timeout_s = 120, drain_timeout_s = 20;
 	double rate = 600;
 	GOptionEntry entries[] = {
-		{ "parts-dir", 0, 0, G_OPTION_ARG_FILENAME, &dir, "Generated parts (parts.csv)", "DIR" },
+		{ "parts-dir", 0, 0, G_OPTION_ARG_FILENAME, &dir, "Generated or staged parts (parts.csv)", "DIR" },
 		{ "host", 0, 0, G_OPTION_ARG_STRING, &host, "Listen address (127.0.0.1)", "ADDR" },
 		{ "port", 0, 0, G_OPTION_ARG_INT, &port, "Modbus TCP port (1502)", "PORT" },
 		{ "rate", 0, 0, G_OPTION_ARG_DOUBLE, &rate, "Parts per minute (600)", "N" },
@@ -133,13 +139,65 @@ out:
 	return rc;
 }
 
+static int cmd_stage(int argc, char **argv)
+{
+	char *manifest = NULL, *root = NULL, *split = NULL, *out = NULL, *err = NULL;
+	int limit = 0;
+	double rate_hz = SIM_RATE_HZ;
+	unsigned staged = 0;
+	GOptionEntry entries[] = {
+		{ "out", 0, 0, G_OPTION_ARG_FILENAME, &out, "Output directory", "DIR" },
+		{ "limit", 0, 0, G_OPTION_ARG_INT, &limit, "Stage the first N parts (all)", "N" },
+		{ "rate-hz", 0, 0, G_OPTION_ARG_DOUBLE, &rate_hz,
+		  "Sample rate of the recordings and of the staged WAV; no resampling (12000)", "HZ" },
+		{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	};
+	GOptionContext *ctx = g_option_context_new("stage - real parts of a line manifest for run");
+	int rc = 1;
+
+	manifest_add_options(ctx, &manifest, &root, &split);
+	if (tool_options_parse(ctx, entries, "vigil-sim stage", &argc, &argv) < 0)
+		goto out;
+	if (!manifest || !out) {
+		fprintf(stderr, "vigil-sim stage: --manifest and --out are required\n");
+		goto out;
+	}
+	if (limit < 0 || !(rate_hz > 0)) {
+		fprintf(stderr, "vigil-sim stage: --limit must be 0 or more, --rate-hz positive\n");
+		goto out;
+	}
+	{
+		struct sim_stage_opts o = { .manifest = manifest, .data_root = root,
+					    .out_dir = out, .split = split,
+					    .limit = (unsigned)limit, .rate_hz = rate_hz };
+
+		if (sim_stage(&o, &staged, &err) < 0) {
+			fprintf(stderr, "vigil-sim stage: %s\n", err ? err : "failed");
+			goto out;
+		}
+	}
+	fprintf(stderr, "vigil-sim: %u parts staged in %s\n", staged, out);
+	rc = 0;
+out:
+	g_free(err);
+	g_free(manifest);
+	g_free(root);
+	g_free(split);
+	g_free(out);
+	g_option_context_free(ctx);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "generate") == 0)
 		return cmd_generate(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "stage") == 0)
+		return cmd_stage(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
 	fprintf(stderr, "usage: vigil-sim generate --out DIR --parts N [--seed S]\n"
+			"       vigil-sim stage --manifest CSV --out DIR [--data-root DIR] [--split NAME]\n"
 			"       vigil-sim run --parts-dir DIR [--port P] [--rate N] [--burst N] [--db FILE]\n"
 			"see --help of each command\n");
 	return argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) ? 0 : 1;
