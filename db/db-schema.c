@@ -144,6 +144,19 @@ static const char *const migrations[] = {
 	 * pulled twice is stored once, and never forwarded back up. */
 	"ALTER TABLE reviews ADD COLUMN central_id INTEGER;"
 	"CREATE UNIQUE INDEX reviews_central ON reviews (central_id) WHERE central_id IS NOT NULL;",
+	/* 11: inspections changed after the forwarder may have read them (the
+	 * image path the media thread sets, the latency, the model's late
+	 * verdict), so that it sends them again: a row is forwarded once, but
+	 * the writer completes it later. Only rows up to the forwarder's
+	 * plant_read_upto (meta) are recorded, so without a forwarder, or
+	 * while the plant database is away, nothing accumulates. */
+	"CREATE TABLE plant_changed ("
+	"  id INTEGER PRIMARY KEY,"
+	"  inspection_id INTEGER NOT NULL"
+	");"
+	"CREATE TRIGGER plant_changed_inspections AFTER UPDATE ON inspections"
+	"  WHEN NEW.id <= CAST((SELECT value FROM meta WHERE key = 'plant_read_upto') AS INTEGER)"
+	"  BEGIN INSERT INTO plant_changed (inspection_id) VALUES (NEW.id); END;",
 };
 
 #define DB_SCHEMA_VERSION ((int)G_N_ELEMENTS(migrations))

@@ -49,17 +49,21 @@ struct table_desc {
 	int insp_col;            /* local column holding an inspection id (-1: none) */
 };
 
+/* An inspection with its vibration figures, in the column order of
+ * tables[PLANT_INSPECTIONS].central_cols. */
+#define INSPECTION_SELECT \
+	"SELECT i.id, i.t_wall_us, i.part_id, i.trigger_counter, i.seq, i.verdict," \
+	" i.verdict_code, i.defect_class, i.flags, i.score, i.vision_score, i.signal_score," \
+	" i.latency_ms, i.infer_ms, i.model_version, i.image_path, i.model_verdict," \
+	" i.model_score, i.job, i.station, v.rms_velocity_mm_s, v.iso_zone, v.rms_accel_g," \
+	" v.hf_accel_g, v.peak_g, v.crest_factor, v.kurtosis, v.ftf_env, v.bpfo_env," \
+	" v.bpfi_env, v.bsf_env" \
+	" FROM inspections i LEFT JOIN vibration v ON v.inspection_id = i.id"
+
 static const struct table_desc tables[PLANT_NTABLES] = {
 	[PLANT_INSPECTIONS] = {
 		"inspections", true,
-		"SELECT i.id, i.t_wall_us, i.part_id, i.trigger_counter, i.seq, i.verdict,"
-		" i.verdict_code, i.defect_class, i.flags, i.score, i.vision_score, i.signal_score,"
-		" i.latency_ms, i.infer_ms, i.model_version, i.image_path, i.model_verdict,"
-		" i.model_score, i.job, i.station, v.rms_velocity_mm_s, v.iso_zone, v.rms_accel_g,"
-		" v.hf_accel_g, v.peak_g, v.crest_factor, v.kurtosis, v.ftf_env, v.bpfo_env,"
-		" v.bpfi_env, v.bsf_env"
-		" FROM inspections i LEFT JOIN vibration v ON v.inspection_id = i.id"
-		" WHERE i.id > ?1 ORDER BY i.id LIMIT ?2",
+		INSPECTION_SELECT " WHERE i.id > ?1 ORDER BY i.id LIMIT ?2",
 		"SELECT count(*) FROM inspections WHERE id > ?1",
 		"part_id, trigger_counter, seq, verdict, verdict_code, defect_class, flags, score,"
 		" vision_score, signal_score, latency_ms, infer_ms, model_version, image_path,"
@@ -134,6 +138,7 @@ struct plant_forwarder {
 	char *log_id;                 /* this log's identity (meta plant_log_id) */
 	int64_t base[PLANT_NTABLES];  /* central local_id = local id + base (meta) */
 	int64_t central_review_hw;    /* highest central review id pulled */
+	int64_t read_upto;            /* meta plant_read_upto as last written */
 	bool outage_logged, newer_logged, partition_warned, local_warned;
 	int64_t outage_since_us;
 	GHashTable *months;           /* months whose partitions this connection made */
@@ -206,6 +211,56 @@ static void row_free(gpointer p)
  * opt.batch, and with settled_only no inspection younger than settle_s
  * (nor any after it, so that the mark never passes a row not sent).
  * SQLite code. */
+/* The row st stands on (a row of table t) as the central statement's
+ * parameters. */
+static struct row *row_from_stmt(plant_forwarder *f, enum plant_table t, sqlite3_stmt *st)
+{
+	const struct table_desc *d = &tables[t];
+	int ncols = sqlite3_column_count(st);
+	struct row *r = g_new0(struct row, 1);
+
+	r->n = 3 + ncols;
+	r->vals = g_new0(char *, r->n);
+	r->vals[0] = g_strdup(f->site);
+	r->vals[1] = g_strdup(f->line);
+	r->vals[2] = g_strdup(f->station);
+	r->id = sqlite3_column_int64(st, 0);
+	r->t_wall_us = d->has_time ? sqlite3_column_int64(st, 1) : 0;
+	for (int c = 0; c < ncols; c++) {
+		char **v = &r->vals[3 + c];
+
+		switch (sqlite3_column_type(st, c)) {
+		case SQLITE_NULL:
+			break;
+		case SQLITE_INTEGER:
+			*v = g_strdup_printf("%" PRId64, (int64_t)sqlite3_column_int64(st, c));
+			break;
+		case SQLITE_FLOAT:
+			/* 17 digits: the central double is the local one,
+			 * bit for bit (SQLite's own text has 15). */
+			*v = g_strdup_printf("%.17g", sqlite3_column_double(st, c));
+			break;
+		default:
+			*v = g_strdup((const char *)sqlite3_column_text(st, c));
+			break;
+		}
+	}
+	g_free(r->vals[3]);
+	r->vals[3] = g_strdup_printf("%" PRId64, r->id + f->base[t]);
+	if (d->insp_col >= 0 && r->vals[3 + d->insp_col]) {
+		int64_t insp = g_ascii_strtoll(r->vals[3 + d->insp_col], NULL, 10);
+
+		g_free(r->vals[3 + d->insp_col]);
+		r->vals[3 + d->insp_col] = g_strdup_printf("%" PRId64,
+							   insp + f->base[PLANT_INSPECTIONS]);
+	}
+	if (t == PLANT_INSPECTIONS) {
+		g_free(f->model_version);
+		f->model_version = g_strdup(r->vals[3 + 14]);
+	}
+	return r;
+}
+
 static int read_rows(plant_forwarder *f, enum plant_table t, bool settled_only, GPtrArray *rows)
 {
 	const struct table_desc *d = &tables[t];
@@ -218,52 +273,9 @@ static int read_rows(plant_forwarder *f, enum plant_table t, bool settled_only, 
 	sqlite3_bind_int64(st, 1, f->hw[t]);
 	sqlite3_bind_int(st, 2, f->opt.batch);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int ncols = sqlite3_column_count(st);
-		struct row *r;
-
 		if (t == PLANT_INSPECTIONS && settled_only && sqlite3_column_int64(st, 1) > cutoff)
 			break;
-		r = g_new0(struct row, 1);
-		r->n = 3 + ncols;
-		r->vals = g_new0(char *, r->n);
-		r->vals[0] = g_strdup(f->site);
-		r->vals[1] = g_strdup(f->line);
-		r->vals[2] = g_strdup(f->station);
-		r->id = sqlite3_column_int64(st, 0);
-		r->t_wall_us = d->has_time ? sqlite3_column_int64(st, 1) : 0;
-		for (int c = 0; c < ncols; c++) {
-			char **v = &r->vals[3 + c];
-
-			switch (sqlite3_column_type(st, c)) {
-			case SQLITE_NULL:
-				break;
-			case SQLITE_INTEGER:
-				*v = g_strdup_printf("%" PRId64, (int64_t)sqlite3_column_int64(st, c));
-				break;
-			case SQLITE_FLOAT:
-				/* 17 digits: the central double is the local one,
-				 * bit for bit (SQLite's own text has 15). */
-				*v = g_strdup_printf("%.17g", sqlite3_column_double(st, c));
-				break;
-			default:
-				*v = g_strdup((const char *)sqlite3_column_text(st, c));
-				break;
-			}
-		}
-		g_free(r->vals[3]);
-		r->vals[3] = g_strdup_printf("%" PRId64, r->id + f->base[t]);
-		if (d->insp_col >= 0 && r->vals[3 + d->insp_col]) {
-			int64_t insp = g_ascii_strtoll(r->vals[3 + d->insp_col], NULL, 10);
-
-			g_free(r->vals[3 + d->insp_col]);
-			r->vals[3 + d->insp_col] = g_strdup_printf("%" PRId64,
-								   insp + f->base[PLANT_INSPECTIONS]);
-		}
-		if (t == PLANT_INSPECTIONS) {
-			g_free(f->model_version);
-			f->model_version = g_strdup(r->vals[3 + 14]);
-		}
-		g_ptr_array_add(rows, r);
+		g_ptr_array_add(rows, row_from_stmt(f, t, st));
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -475,10 +487,33 @@ static int prepare_inserts(plant_forwarder *f, char **err)
 				       d->extra_val ? ", " : "", d->extra_val ? d->extra_val : "");
 		snprintf(name, sizeof(name), "ins_%d", t);
 		res = PQprepare(f->pg, name, sql->str, 0, NULL);
-		g_string_free(sql, TRUE);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			g_string_free(sql, TRUE);
 			return fail_res(f, res, "cannot prepare the central inserts", err);
+		}
 		PQclear(res);
+		/* An inspection sent again after the writer completed it
+		 * (forward_changes): the same row, its columns overwritten. */
+		if (t == PLANT_INSPECTIONS) {
+			char **cols = g_strsplit(d->central_cols, ",", -1);
+
+			g_string_truncate(sql, sql->len - strlen(" DO NOTHING"));
+			g_string_append(sql, " (site, line, station, local_id, t) DO UPDATE SET ");
+			for (int c = 0; cols[c]; c++) {
+				char *col = g_strstrip(cols[c]);
+
+				g_string_append_printf(sql, "%s%s = EXCLUDED.%s", c ? ", " : "", col,
+						       col);
+			}
+			g_strfreev(cols);
+			res = PQprepare(f->pg, "upd_inspections", sql->str, 0, NULL);
+			if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+				g_string_free(sql, TRUE);
+				return fail_res(f, res, "cannot prepare the central inserts", err);
+			}
+			PQclear(res);
+		}
+		g_string_free(sql, TRUE);
 	}
 	return 0;
 }
@@ -595,6 +630,121 @@ static int ensure_months(plant_forwarder *f, GPtrArray *rows, char **err)
 	return 0;
 }
 
+/* Before inspections are read: every inspection there is now may be
+ * sent in this round, so the local log's trigger (schema step 11) records
+ * in plant_changed any later change to one of them, for forward_changes.
+ * Written only when it moves. SQLite code. */
+static int mark_read_upto(plant_forwarder *f)
+{
+	int64_t max_id = 0;
+	char v[24];
+	int rc = local_int(f->rd, "SELECT max(id) FROM inspections", 0, &max_id);
+
+	if (rc != SQLITE_OK || max_id <= f->read_upto)
+		return rc;
+	snprintf(v, sizeof(v), "%" PRId64, max_id);
+	if ((rc = meta_set(f, "plant_read_upto", v)) == SQLITE_OK)
+		f->read_upto = max_id;
+	return rc;
+}
+
+/* Inspections the writer changed after they may have been read (the
+ * image path once the media thread has written the image, the latency,
+ * the model's late verdict; schema step 11) are sent again, whole, with
+ * an upsert on their key: still one central row per local row. Changes
+ * to rows not yet forwarded are dropped from the list, since those rows
+ * will be read as they are now. The number of rows sent again, or a
+ * negative code with *err. */
+static int forward_changes(plant_forwarder *f, char **err)
+{
+	GPtrArray *rows = g_ptr_array_new_with_free_func(row_free);
+	sqlite3_stmt *ids = NULL, *one = NULL;
+	int64_t upto = 0;
+	int ret = 0, rc;
+
+	rc = sqlite3_prepare_v2(f->rd, "SELECT id, inspection_id FROM plant_changed"
+				" ORDER BY id LIMIT ?1", -1, &ids, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(f->rd, INSPECTION_SELECT " WHERE i.id = ?1", -1, &one,
+					NULL);
+	if (rc != SQLITE_OK)
+		goto local_fail;
+	sqlite3_bind_int(ids, 1, f->opt.batch);
+	while ((rc = sqlite3_step(ids)) == SQLITE_ROW) {
+		int64_t insp = sqlite3_column_int64(ids, 1);
+		bool seen = false;
+
+		upto = sqlite3_column_int64(ids, 0);
+		if (insp > f->hw[PLANT_INSPECTIONS])
+			continue;
+		for (guint i = 0; i < rows->len && !seen; i++)
+			seen = ((struct row *)g_ptr_array_index(rows, i))->id == insp;
+		if (seen)
+			continue;
+		sqlite3_reset(one);
+		sqlite3_bind_int64(one, 1, insp);
+		if ((rc = sqlite3_step(one)) == SQLITE_ROW)
+			g_ptr_array_add(rows, row_from_stmt(f, PLANT_INSPECTIONS, one));
+		else if (rc != SQLITE_DONE)  /* SQLITE_DONE: removed by retention since */
+			break;
+	}
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		goto local_fail;
+	if (!upto)
+		goto out;
+	if (rows->len) {
+		if ((ret = ensure_months(f, rows, err)) < 0 ||
+		    (ret = plant__exec(f->pg, "BEGIN", "cannot forward changed inspections",
+				       err)) < 0)
+			goto out;
+		for (guint i = 0; i < rows->len; i++) {
+			struct row *r = g_ptr_array_index(rows, i);
+			PGresult *res = PQexecPrepared(f->pg, "upd_inspections", r->n,
+						       (const char *const *)r->vals, NULL, NULL, 0);
+
+			if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+				ret = fail_res(f, res, "cannot forward a changed inspection", err);
+				PQclear(PQexec(f->pg, "ROLLBACK"));
+				goto out;
+			}
+			PQclear(res);
+		}
+		if ((ret = plant__exec(f->pg, "COMMIT", "cannot commit changed inspections",
+				       err)) < 0)
+			goto out;
+	}
+	/* Sent: now the entries may go (a change recorded since has a
+	 * higher id and stays). */
+	{
+		char *sql = g_strdup_printf("DELETE FROM plant_changed WHERE id <= %" PRId64, upto);
+
+		rc = sqlite3_exec(f->wr, sql, NULL, NULL, NULL);
+		g_free(sql);
+		if (rc != SQLITE_OK && !f->local_warned) {
+			g_warning("plant: cannot clear sent changes in %s: %s (they go again)",
+				  f->db_path, sqlite3_errmsg(f->wr));
+			f->local_warned = true;
+		}
+	}
+	g_mutex_lock(&f->lock);
+	f->stats.refreshed += rows->len;
+	g_mutex_unlock(&f->lock);
+	ret = (int)rows->len;
+	goto out;
+local_fail:
+	/* The line's log, busy or failing: try again next round. */
+	if (!f->local_warned)
+		g_warning("plant: cannot read changed inspections from %s: %s", f->db_path,
+			  sqlite3_errstr(rc));
+	f->local_warned = true;
+	ret = 0;
+out:
+	sqlite3_finalize(ids);
+	sqlite3_finalize(one);
+	g_ptr_array_unref(rows);
+	return ret;
+}
+
 /* One batch: up to opt.batch rows of each table, in one central
  * transaction. The number of rows sent, or a negative code with *err. */
 static int forward_batch(plant_forwarder *f, bool settled_only, char **err)
@@ -616,6 +766,13 @@ static int forward_batch(plant_forwarder *f, bool settled_only, char **err)
 		}
 		count_lost(f, t);
 		last[t] = f->hw[t];
+		if (t == PLANT_INSPECTIONS && (rc = mark_read_upto(f)) != SQLITE_OK) {
+			if (!f->local_warned)
+				g_warning("plant: cannot mark %s's inspections as being forwarded: %s",
+					  f->db_path, sqlite3_errstr(rc));
+			f->local_warned = true;
+			continue;
+		}
 		rc = read_rows(f, t, settled_only, rows[t]);
 		if (rc != SQLITE_OK) {
 			/* The line's log, busy or failing: its own fault
@@ -848,6 +1005,8 @@ static gpointer forward_thread(gpointer data)
 		}
 		if (f->pg) {
 			sent = forward_batch(f, !stop, &err);
+			if (sent >= 0 && forward_changes(f, &err) < 0)
+				sent = PLANT_ELINK;
 			if (sent >= 0 && pull_reviews(f, &err) < 0)
 				sent = PLANT_ELINK;
 			if (sent < 0) {

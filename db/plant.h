@@ -48,9 +48,9 @@ struct plant_options {
 	int batch;                /* local rows per central transaction (500) */
 	int retry_max_s;          /* longest wait between connection attempts (30) */
 	int media;                /* also forward references to kept media files */
-	/* Inspection rows younger than this (wall clock) wait: the writer may
-	 * still complete them (latency, a late model verdict), and a row sent
-	 * is never sent again (5). */
+	/* Inspection rows younger than this (wall clock) wait: the writer
+	 * usually completes them within it (image path, latency, a late model
+	 * verdict); one completed later is sent again, whole (5). */
 	int settle_s;
 	int drain_s;              /* at plant_forwarder_free: up to this long to
 				   * forward what is left (10; 0: none) */
@@ -89,6 +89,9 @@ struct plant_stats {
 	int64_t oldest_unforwarded_us;  /* wall clock of the oldest unforwarded row, 0: none */
 	int64_t last_batch_us;          /* wall clock of the last committed batch, 0: none */
 	uint64_t batches, link_failures, reviews_pulled;
+	/* Inspections sent again because the writer completed them after
+	 * they went up (image path, latency, a late model verdict). */
+	uint64_t refreshed;
 	char last_error[256];           /* the latest failure (no password), "" if none */
 };
 

@@ -22,7 +22,7 @@
  * meta, trend, escapes; their indexes (media_recent and reviews_central among
  * them), meta's primary-key index. */
 #define SCHEMA_VERSION db__schema_version()
-#define SCHEMA_OBJECTS 20
+#define SCHEMA_OBJECTS 22
 
 #define ROWS_PER_THREAD 1000
 #define WRITER_THREADS 2
