@@ -77,8 +77,12 @@
 
   // The filters as the URL's query: a view to bookmark or send.
   function syncURL() {
-    const q = filterQuery();
-    history.replaceState(null, "", location.pathname + (q ? "?" + q : "") + location.hash);
+    const q = new URLSearchParams(filterQuery());
+    // The Plant view keeps its own filters in the URL (plant_*): keep them.
+    for (const [k, v] of new URLSearchParams(location.search))
+      if (k.startsWith("plant_")) q.set(k, v);
+    const text = q.toString();
+    history.replaceState(null, "", location.pathname + (text ? "?" + text : "") + location.hash);
     syncLinks();
   }
 
