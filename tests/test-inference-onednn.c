@@ -74,7 +74,8 @@ static float compare_modules(const char *pkg, enum infer_precision prec, float b
 			size_t n = infertest_shape_count(shape, ndim);
 			float *x = g_new(float, n);
 
-			for (guint32 seed = 1; seed <= 3; seed++) {
+			/* zeros and two scales alone, one scale in the batch of 8 */
+			for (guint32 seed = batch == 1 ? 1 : 3; seed <= 3; seed++) {
 				infertest_fill_input(x, n, seed, seed == 1 ? 0.0f : (float)seed);
 				for (int o = 0; o < g->n_outputs; o++) {
 					const char *name = g->tensors[g->outputs[o]].name;
@@ -183,11 +184,12 @@ static void test_bf16_verdicts(void)
 	}
 	for (int p = 0; packages[p]; p++) {
 		agree += infertest_check_precision(packages[p], "reference", INFER_BF16, "onednn",
-						   INFER_BF16, INFERTEST_BF16_MARGIN, 32).agree;
+						   INFER_BF16, INFERTEST_BF16_MARGIN, 16).agree;
 		agree += infertest_check_precision(packages[p], "reference", INFER_FP32, "onednn",
-						   INFER_BF16, INFERTEST_BF16_MARGIN, 32).agree;
+						   INFER_BF16, INFERTEST_BF16_MARGIN, 16).agree;
 	}
-	g_assert_cmpint(agree, >, 40);
+	/* the real packages' noise parts sit by their thresholds */
+	g_assert_cmpint(agree, >=, 48);
 }
 
 /* A CPU without AVX512_BF16 (ONEDNN_MAX_CPU_ISA=AVX512_CORE in the
@@ -227,10 +229,11 @@ static void test_int8_matches_reference(void)
 	for (int p = 0; calibrated[p]; p++) {
 		worst = fmaxf(worst, compare_modules(calibrated[p], INFER_INT8, INT8_REL));
 		agree += infertest_check_precision(calibrated[p], "reference", INFER_INT8, "onednn",
-						   INFER_INT8, 0.01f, 32).agree;
+						   INFER_INT8, 0.01f, 16).agree;
 	}
 	g_test_message("onednn int8: worst |onednn - reference| %g of the output's range", worst);
-	g_assert_cmpint(agree, >, 24);
+	/* synthetic-v1's; the real packages' noise parts sit by their thresholds */
+	g_assert_cmpint(agree, >=, 16);
 }
 
 /* A package with an operator the engine lacks is refused at load naming
