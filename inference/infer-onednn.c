@@ -26,7 +26,7 @@
  * Threads: oneDNN from Debian runs on OpenMP (libgomp); OMP_NUM_THREADS
  * sets how many threads a run uses (default: one per core). A module is
  * not safe to run from two threads at once (one stream, one set of
- * buffers): the callers (inference.c) run one part or batch at a time. */
+ * buffers), as inference.h says of a model. */
 #include <errno.h>
 #include <glib.h>
 #include <oneapi/dnnl/dnnl.h>
