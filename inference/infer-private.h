@@ -56,6 +56,9 @@ extern const struct infer_backend infer_backend_reference;  /* infer-reference.c
 #ifdef VIGIL_HAVE_CUDA
 extern const struct infer_backend infer_backend_cuda;       /* infer-cuda.c */
 #endif
+#ifdef VIGIL_HAVE_ONEDNN
+extern const struct infer_backend infer_backend_onednn;     /* infer-onednn.c */
+#endif
 
 /* The backend module running vision (0), signal (1) or decision (2), for
  * calibration, which drives the reference executor directly; owned by m. */

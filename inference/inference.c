@@ -48,6 +48,9 @@ static const struct infer_backend *const backends[] = {
 #ifdef VIGIL_HAVE_CUDA
 	&infer_backend_cuda,
 #endif
+#ifdef VIGIL_HAVE_ONEDNN
+	&infer_backend_onednn,
+#endif
 	NULL,
 };
 
@@ -332,13 +335,16 @@ infer_model *infer_model_load_at(const char *dir, const char *backend, enum infe
 
 		for (int i = 0; backends[i]; i++)
 			g_string_append_printf(names, "%s%s", i ? ", " : "", backends[i]->name);
-		*err = g_strdup_printf("unknown inference backend '%s' (this build has: %s%s%s)",
+		*err = g_strdup_printf("unknown inference backend '%s' (this build has: %s%s%s%s)",
 				       backend, names->str,
 				       g_str_has_prefix(backend, "cuda-")
 				       ? "; the precision is [model] precision now" : "",
 				       g_str_has_prefix(backend, "cuda")
 				       ? "; cuda is built only when meson finds CUDA, "
-					 "-Dcuda=enabled" : "");
+					 "-Dcuda=enabled" : "",
+				       strcmp(backend, "onednn") == 0
+				       ? "; onednn is built only when meson finds oneDNN 2.x "
+					 "(libdnnl-dev), -Donednn=enabled" : "");
 		g_string_free(names, TRUE);
 		goto fail;
 	}

@@ -892,6 +892,25 @@ static void test_cuda_absent_is_explained(void)
 #endif
 }
 
+/* backend = onednn in a build without oneDNN: refused, saying how to get it. */
+static void test_onednn_absent_is_explained(void)
+{
+#ifdef VIGIL_HAVE_ONEDNN
+	g_test_skip("this build has the onednn backend (tests/test-inference-onednn.c)");
+#else
+	char *dir = infertest_package_path("synthetic-v1", NULL), *err = NULL;
+	int code = 0;
+
+	g_assert_null(infer_model_load(dir, "onednn", &err, &code));
+	g_assert_cmpint(code, ==, INFER_EBACKEND);
+	g_test_message("refused: %s", err);
+	g_assert_nonnull(strstr(err, "libdnnl-dev"));
+	g_assert_nonnull(strstr(err, "-Donednn=enabled"));
+	g_free(err);
+	g_free(dir);
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -913,5 +932,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/inference/engine/half-precision-rounds", test_half_precision_rounds);
 	g_test_add_func("/inference/engine/half-precision-on-cpu", test_half_precision_on_cpu);
 	g_test_add_func("/inference/engine/cuda-absent", test_cuda_absent_is_explained);
+	g_test_add_func("/inference/engine/onednn-absent", test_onednn_absent_is_explained);
 	return g_test_run();
 }
