@@ -325,11 +325,19 @@ int main(int argc, char **argv)
 	for (int k = 0; k < nsizes; k++)
 		most = MAX(most, sizes[k]);
 
-	m = infer_model_load_at(pos[0], pos[1], prec, &err, NULL);
-	if (!m) {
-		fprintf(stderr, "infer-bench: %s\n", err);
-		g_free(err);
-		return 1;
+	{
+		gint64 t0 = g_get_monotonic_time();
+
+		m = infer_model_load_at(pos[0], pos[1], prec, &err, NULL);
+		if (!m) {
+			fprintf(stderr, "infer-bench: %s\n", err);
+			g_free(err);
+			return 1;
+		}
+		/* auto's choice and what it cost (the load included) */
+		if (strcmp(pos[1], INFER_BACKEND_AUTO) == 0)
+			printf("# auto: backend %s (%s); load %.0f ms\n", infer_model_backend(m),
+			       infer_model_choice(m), (double)(g_get_monotonic_time() - t0) / 1000.0);
 	}
 	in = infer_model_info(m);
 	npix = (size_t)in->input_width * in->input_height;

@@ -169,7 +169,8 @@ typedef struct infer_model infer_model;
 
 /* The backends auto chooses among for p, e.g. "opencv, onednn, reference";
  * "" when none (owned by the caller, g_free). GPU backends are never
- * among them; the reference executor is, last, in fp32 and int8 only. */
+ * among them; the reference executor is, last, in fp32 and int8 only,
+ * and is loaded only when none before it loads. */
 char *infer_auto_candidates(enum infer_precision p);
 
 /* [model] threads' default: the CPUs less one, at least 1, so that the
@@ -180,8 +181,8 @@ int infer_default_threads(void);
  * or INFER_BACKEND_AUTO, at precision p, its runs on threads threads (0:
  * the library's default; applied by each run on the thread that runs it:
  * OpenMP's count for onednn, OpenCV's process-wide one for opencv). auto
- * costs a load and up to AUTO_RUNS timed runs (about 0.3 s at most) per
- * candidate. NULL with *err (g_free) and *code (may be NULL) when
+ * costs a load and up to 13 runs (0.3 s of timed runs at most) per
+ * candidate timed. NULL with *err (g_free) and *code (may be NULL) when
  * refused; with auto, also when no candidate can run it, each one's
  * reason in *err. */
 infer_model *infer_model_open(const char *dir, const char *backend, enum infer_precision p,

@@ -37,10 +37,11 @@ ON = r"(opencv|onednn|reference) fp32"
 
 
 def auto_backends(env):
-    """The backends auto times (inference.h, infer_auto_candidates):
-    onednn where it is built, which its test binary says."""
+    """The backends auto times (inference.h, infer_auto_candidates; the
+    reference executor only when no other loads): onednn where it is
+    built, which its test binary says."""
     onednn = os.path.exists(os.path.join(env["build"], "tests", "test-inference-onednn"))
-    return ["opencv", "onednn", "reference"] if onednn else ["opencv", "reference"]
+    return ["opencv", "onednn"] if onednn else ["opencv"]
 
 
 def bad_package(env):
