@@ -118,11 +118,17 @@ static infer_model *load_checked(line *l, const char *dir, char **err, int *erro
 	char *why = NULL, *warning = NULL;
 
 	g_free(manifest);
-	m = infer_model_load_at(dir, l->set.model.backend, l->set.model.precision, err, NULL);
+	m = infer_model_open(dir, l->set.model.backend, l->set.model.precision,
+			     l->set.model.threads, err, NULL);
 	if (!m) {
 		*error = present ? PLC_ERR_JOB_PACKAGE_CORRUPT : PLC_ERR_JOB_PACKAGE_MISSING;
 		return NULL;
 	}
+	/* Which engine judges the parts, and why: with backend = auto it may
+	 * differ from one machine (or job) to the next. */
+	g_message("model %s: backend %s %s (%s)", infer_model_info(m)->version,
+		  infer_model_backend(m), infer_precision_names[l->set.model.precision],
+		  infer_model_choice(m));
 	if (line_model_fits(l, m, unfit_key, &why) < 0) {
 		*err = g_strdup_printf("model package %s refused: %s", dir, why);
 		g_free(why);
@@ -185,11 +191,17 @@ int line_jobs_load_start(line *l, const config *cfg, char **err)
 	}
 	l->run_job = job;
 	l->run_version = g_intern_string(infer_model_info(l->model)->version);
+	g_mutex_lock(&l->stats_lock);
+	l->pub_version = l->run_version;
+	l->pub_backend = infer_model_backend(l->model);
+	g_mutex_unlock(&l->stats_lock);
 	/* model-loaded marks where a model began judging parts (at start and at
 	 * each swap, change_job), for whoever compares the yield before and
 	 * after; the message starts "model VERSION". */
-	line_post_event(l, "model-loaded", "model %s (%s) runs job %d from the start",
-			l->run_version, job ? l->set.jobs[job].package : l->set.model.package, job);
+	line_post_event(l, "model-loaded", "model %s (%s) runs job %d from the start on %s %s",
+			l->run_version, job ? l->set.jobs[job].package : l->set.model.package, job,
+			infer_model_backend(l->model),
+			infer_precision_names[l->set.model.precision]);
 	return 0;
 }
 
@@ -207,6 +219,10 @@ void line_jobs_swap(line *l)
 			l->model = j->model;
 			j->model = old;
 			l->run_version = g_intern_string(infer_model_info(l->model)->version);
+			g_mutex_lock(&l->stats_lock);
+			l->pub_version = l->run_version;
+			l->pub_backend = infer_model_backend(l->model);
+			g_mutex_unlock(&l->stats_lock);
 		}
 		l->run_job = j->job;
 		j->handed = FALSE;
@@ -291,8 +307,10 @@ static int change_job(line_jobs *j, int job)
 	if (m) {
 		g_free(j->package);
 		j->package = g_strdup(pkg);
-		msg = g_strdup_printf("model %s (%s) runs job %d, replacing %s (job %d)", version,
-				      pkg, job, j->version, j->cur_job);
+		msg = g_strdup_printf("model %s (%s) runs job %d on %s %s, replacing %s (job %d)",
+				      version, pkg, job, infer_model_backend(m),
+				      infer_precision_names[l->set.model.precision], j->version,
+				      j->cur_job);
 	} else {
 		msg = g_strdup_printf("job %d: thresholds changed, model %s (%s) kept (was job %d)",
 				      job, version, pkg, j->cur_job);

@@ -121,6 +121,9 @@ struct line {
 	infer_model *model;
 	int run_job;
 	const char *run_version;  /* interned version of model */
+	/* run_version and model's backend name (static) as /api/status and
+	 * /metrics see them: written by whoever sets model, under stats_lock. */
+	const char *pub_version, *pub_backend;
 	line_jobs *jobs_loader;   /* loads a selected job's package (line-jobs.c) */
 	int start_refused, start_error; /* start-up job whose package was refused */
 	fusion_sigfeat *sigfeat;

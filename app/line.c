@@ -367,7 +367,12 @@ void line_get_health(line *l, struct line_health *h)
 		.db_ring_removed = db.ring_removed,
 		.db_ring_oldest_us = db.ring_oldest_us,
 		.db_spool_depth = db.spool_depth,
+		.model_precision = infer_precision_names[l->set.model.precision],
 	};
+	g_mutex_lock(&l->stats_lock);
+	h->model_version = l->pub_version;
+	h->model_backend = l->pub_backend;
+	g_mutex_unlock(&l->stats_lock);
 	for (int i = 0; i < l->set.ncameras; i++) {
 		struct capture_stats one;
 

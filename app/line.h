@@ -122,6 +122,10 @@ struct line_health {
 	/* Rows given up, by table and cause (db.h), and items in the spool. */
 	uint64_t db_rows_dropped[DB_NTABLES][DB_NDROP_CAUSES];
 	uint64_t db_spool_depth;
+	/* The model judging parts now: its version, the backend it runs on
+	 * ([model] backend, or what auto chose) and the precision; valid for
+	 * the life of the process. */
+	const char *model_version, *model_backend, *model_precision;
 };
 void line_get_health(line *l, struct line_health *h);
 

@@ -296,6 +296,9 @@ void review__api_status(review_server *s, SoupServerMessage *msg)
 		json_builder_add_boolean_value(b, h.plc_connected != 0);
 		review__add_int(b, "cameras", h.cameras);
 		review__add_int(b, "cameras_up", h.cameras_up);
+		review__add_string(b, "model_version", h.model_version);
+		review__add_string(b, "model_backend", h.model_backend);
+		review__add_string(b, "model_precision", h.model_precision);
 		json_builder_set_member_name(b, "queues");
 		json_builder_begin_object(b);
 		review__add_int(b, "inspect", (int64_t)h.q_inspect);
@@ -355,6 +358,23 @@ void review__api_history(review_server *s, SoupServerMessage *msg)
 	json_builder_end_object(b);
 	review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
 	g_object_unref(b);
+}
+
+/* A label value as Prometheus's text format reads it: backslash, quote
+ * and newline escaped; g_free it. */
+static char *label_value(const char *v)
+{
+	GString *e = g_string_new(NULL);
+
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			g_string_append_c(e, '\\');
+		if (*v == '\n')
+			g_string_append(e, "\\n");
+		else
+			g_string_append_c(e, *v);
+	}
+	return g_string_free(e, FALSE);
 }
 
 static void metric_head(GString *m, const char *name, const char *type, const char *help)
@@ -461,6 +481,19 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg)
 
 		line_get_stats(s->line, &st);
 		line_get_health(s->line, &h);
+		if (h.model_version) {
+			char *version = label_value(h.model_version);
+			char *label = g_strdup_printf("{version=\"%s\",backend=\"%s\","
+						      "precision=\"%s\"}", version,
+						      h.model_backend, h.model_precision);
+
+			metric_head(m, "vigil_model_info", "gauge",
+				    "The model judging parts: its version, the backend it runs "
+				    "on ([model] backend, or what auto chose) and precision.");
+			metric(m, "vigil_model_info", label, 1);
+			g_free(label);
+			g_free(version);
+		}
 		metric_head(m, "vigil_parts_total", "counter",
 			    "Parts answered to the PLC, by verdict (fail-safe rejects included).");
 		metric(m, "vigil_parts_total", "{verdict=\"accept\"}", (double)st.accepted);

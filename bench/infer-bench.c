@@ -4,7 +4,12 @@
  * asserted.
  *
  *   infer-bench PACKAGE_DIR BACKEND [PARTS] [MAX_BATCH] [--batch B1,B2,...] [--raw]
- *               [--precision fp32|fp16|bf16|int8] [--parts FILE [--scores CSV]]
+ *               [--precision fp32|fp16|bf16|int8] [--threads N] [--parts FILE [--scores CSV]]
+ *
+ * BACKEND may be auto ([model] backend = auto): the choice, why, and the
+ * load's time (auto's timing included) are printed first. --threads:
+ * [model] threads (default 0: the libraries' own, OMP_NUM_THREADS for
+ * onednn).
  *
  * Every batch size B runs through infer_model_run_batch, the path vigild
  * takes (B = 1: a part alone; B > 1: B parts waiting behind the model in
@@ -280,7 +285,7 @@ int main(int argc, char **argv)
 	const char *prec_name = "fp32", *parts_path = NULL, *scores_path = NULL;
 	enum infer_precision prec = INFER_FP32;
 	struct raw_parts *real = NULL;
-	int best_batch = 1, rc = 1;
+	int best_batch = 1, rc = 1, threads = 0;
 	char *err = NULL;
 	const struct infer_info *in;
 	struct infer_output *out = NULL;
@@ -300,6 +305,13 @@ int main(int argc, char **argv)
 				fprintf(stderr, "infer-bench: --precision wants fp32, fp16, bf16 or int8\n");
 				return 2;
 			}
+		} else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+			threads = atoi(argv[++i]);
+			if (threads < 0) {
+				fprintf(stderr, "infer-bench: --threads wants a count, 0 for the "
+					"libraries' own\n");
+				return 2;
+			}
 		} else if (strcmp(argv[i], "--parts") == 0 && i + 1 < argc) {
 			parts_path = argv[++i];
 		} else if (strcmp(argv[i], "--scores") == 0 && i + 1 < argc) {
@@ -316,7 +328,8 @@ int main(int argc, char **argv)
 	max_batch = pos[3] ? atoi(pos[3]) : 64;
 	if (npos < 2 || npos > 4 || parts < 10 || max_batch < 1 || (scores_path && !parts_path)) {
 		fprintf(stderr, "usage: infer-bench PACKAGE_DIR BACKEND [PARTS>=10] [MAX_BATCH] "
-			"[--batch B1,B2,...] [--raw] [--precision P] [--parts FILE [--scores CSV]]\n");
+			"[--batch B1,B2,...] [--raw] [--precision P] [--threads N] "
+			"[--parts FILE [--scores CSV]]\n");
 		return 2;
 	}
 	if (nsizes == 0)
@@ -325,11 +338,19 @@ int main(int argc, char **argv)
 	for (int k = 0; k < nsizes; k++)
 		most = MAX(most, sizes[k]);
 
-	m = infer_model_load_at(pos[0], pos[1], prec, &err, NULL);
-	if (!m) {
-		fprintf(stderr, "infer-bench: %s\n", err);
-		g_free(err);
-		return 1;
+	{
+		gint64 t0 = g_get_monotonic_time();
+
+		m = infer_model_open(pos[0], pos[1], prec, threads, &err, NULL);
+		if (!m) {
+			fprintf(stderr, "infer-bench: %s\n", err);
+			g_free(err);
+			return 1;
+		}
+		/* auto's choice and what it cost (the load included) */
+		if (strcmp(pos[1], INFER_BACKEND_AUTO) == 0)
+			printf("# auto: backend %s (%s); load %.0f ms\n", infer_model_backend(m),
+			       infer_model_choice(m), (double)(g_get_monotonic_time() - t0) / 1000.0);
 	}
 	in = infer_model_info(m);
 	npix = (size_t)in->input_width * in->input_height;

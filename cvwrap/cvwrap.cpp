@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <string>
 #include <vector>
@@ -156,4 +157,17 @@ extern "C" int cvw_net_forward(cvw_net *net, const float *in, const int *shape, 
 		return -EIO;
 	}
 	return 0;
+}
+
+void cvw_set_threads(int n)
+{
+	/* setNumThreads rebuilds OpenCV's pool: only on a change */
+	static std::atomic<int> current{0};
+
+	if (n >= 1 && current.exchange(n) != n) {
+		try {
+			cv::setNumThreads(n);
+		} catch (...) {
+		}
+	}
 }

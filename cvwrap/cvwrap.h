@@ -37,6 +37,10 @@ int cvw_blur_gray(uint8_t *img, int w, int h, int stride, double sigma);
 
 /* Bayer RGGB..BGGR to gray is left to GStreamer's bayer2rgb. */
 
+/* OpenCV's worker threads, n >= 1: process-wide (its resizes too), not
+ * per thread; calls with the count unchanged cost nothing. */
+void cvw_set_threads(int n);
+
 typedef struct cvw_net cvw_net;
 
 /* Loads an ONNX file with OpenCV DNN (CPU). NULL with *err on failure. */

@@ -10,7 +10,8 @@
 
 #include "inference/inference.h"
 
-static const char *const model_keys[] = { "package", "backend", "precision", "max_batch",
+static const char *const model_keys[] = { "package", "backend", "precision", "threads",
+					  "max_batch",
 					  "min_heldout_parts", "min_heldout_accuracy",
 					  "max_heldout_escape_rate",
 					  "max_heldout_false_reject_rate", NULL };
@@ -78,9 +79,11 @@ int infer_options_read(const config *cfg, struct infer_settings *s, char **err)
 	*s = (struct infer_settings){ 0 };
 	if (config_check_keys(cfg, "model", model_keys, err) < 0 ||
 	    config_get_string(cfg, "model", "package", NULL, &s->package, err) < 0 ||
-	    config_get_string(cfg, "model", "backend", "opencv", &s->backend, err) < 0 ||
+	    config_get_string(cfg, "model", "backend", INFER_BACKEND_AUTO, &s->backend, err) < 0 ||
 	    config_get_choice(cfg, "model", "precision", "fp32", infer_precision_names,
 			      &precision, err) < 0 ||
+	    config_get_int(cfg, "model", "threads", infer_default_threads(), 0, 1024, &s->threads,
+			   err) < 0 ||
 	    config_get_int(cfg, "model", "max_batch", INFER_DEFAULT_MAX_BATCH, 1,
 			   INFER_MAX_BATCH, &s->max_batch, err) < 0 ||
 	    read_gate(cfg, &s->gate, err) < 0)
@@ -88,6 +91,18 @@ int infer_options_read(const config *cfg, struct infer_settings *s, char **err)
 	s->precision = (enum infer_precision)precision;
 	/* An unknown backend is refused with the package, naming what this
 	 * build has; a known one must run the precision asked. */
+	if (strcmp(s->backend, INFER_BACKEND_AUTO) == 0) {
+		char *list = infer_auto_candidates(s->precision);
+		int none = !list[0];
+
+		if (none)
+			*err = config_error(cfg, "model", "precision",
+					    "backend auto has no CPU backend that runs %s; "
+					    "name one in [model] backend",
+					    infer_precision_names[s->precision]);
+		g_free(list);
+		return none ? -EINVAL : 0;
+	}
 	be = infer_backend_find(s->backend);
 	if (be && !infer_backend_has_precision(be, s->precision)) {
 		char *list = infer_backend_precision_list(be);

@@ -23,12 +23,15 @@
  *   tensor (round to nearest even), weights per output channel, output
  *   scales per channel, bias and Relu fused; the rest in float32.
  *
- * Threads: oneDNN from Debian runs on OpenMP (libgomp); OMP_NUM_THREADS
- * sets how many threads a run uses (default: one per core). A module is
+ * Threads: oneDNN from Debian runs on OpenMP (libgomp); [model] threads
+ * sets how many threads a run uses (onednn_set_threads, on the running
+ * thread: OpenMP keeps the count per thread); 0 leaves OpenMP's own
+ * default (OMP_NUM_THREADS, else one per core). A module is
  * not safe to run from two threads at once (one stream, one set of
  * buffers), as inference.h says of a model. */
 #include <errno.h>
 #include <glib.h>
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 #include <string.h>
@@ -910,6 +913,12 @@ static void *onednn_load(const char *onnx_path, char **err)
 	return onednn_load_at(onnx_path, INFER_FP32, NULL, err);
 }
 
+static void onednn_set_threads(int n)
+{
+	if (omp_get_max_threads() != n)
+		omp_set_num_threads(n);
+}
+
 const struct infer_backend infer_backend_onednn = {
 	.name = "onednn",
 	.precisions = 1u << INFER_FP32 | 1u << INFER_BF16 | 1u << INFER_INT8,
@@ -917,4 +926,5 @@ const struct infer_backend infer_backend_onednn = {
 	.load_at = onednn_load_at,
 	.run = onednn_run,
 	.free = module_free,
+	.set_threads = onednn_set_threads,
 };

@@ -49,4 +49,5 @@ const struct infer_backend infer_backend_opencv = {
 	.load = opencv_load,
 	.run = opencv_run,
 	.free = opencv_free,
+	.set_threads = cvw_set_threads,
 };

@@ -43,6 +43,10 @@ struct infer_backend {
 	 * own preprocessing, inference/cuda-prep.h); NULL for CPU backends. */
 	int (*run_device)(void *module, const float *dev_in, const int *shape, int ndim,
 			  struct infer_tensor *out, int n_out, char **err);
+	/* n >= 1 threads for the runs that follow on the calling thread (NULL:
+	 * the backend has no such setting); called before every run, so it
+	 * must be cheap when n is unchanged. */
+	void (*set_threads)(int n);
 };
 
 /* be->run for one output of a module, the one called name (NULL: its

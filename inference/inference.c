@@ -20,6 +20,9 @@ static const char *const module_group[MOD_COUNT] = { "vision", "signal", "decisi
 
 struct infer_model {
 	const struct infer_backend *backend;
+	int threads;               /* [model] threads, 0: the library's own */
+	char *choice;              /* why this backend: "set in [model] backend" or
+				    * "auto: ..." (infer_model_choice) */
 	struct infer_quant *quant[MOD_COUNT];  /* int8 only, while loading */
 	void *module[MOD_COUNT];
 	struct infer_info info;
@@ -106,6 +109,7 @@ void infer_model_free(infer_model *m)
 			m->backend->free(m->module[i]);
 		infer_quant_free(m->quant[i]);
 	}
+	g_free(m->choice);
 	g_free(m->info.name);
 	g_free(m->info.version);
 	g_free(m->info.features);
@@ -319,8 +323,10 @@ infer_model *infer_model_load(const char *dir, const char *backend, char **err, 
 	return infer_model_load_at(dir, backend, INFER_FP32, err, code);
 }
 
-infer_model *infer_model_load_at(const char *dir, const char *backend, enum infer_precision p,
-				 char **err, int *code)
+/* infer_model_open with one named backend; *err without the "model
+ * package DIR refused: " that infer_model_open puts before it. */
+static infer_model *load_one(const char *dir, const char *backend, enum infer_precision p,
+			     int threads, char **err, int *code)
 {
 	infer_model *m = g_new0(infer_model, 1);
 	char *man_path = g_build_filename(dir, "manifest.ini", NULL);
@@ -329,6 +335,7 @@ infer_model *infer_model_load_at(const char *dir, const char *backend, enum infe
 	struct infer_output probe;
 	int rc = INFER_EBACKEND;
 
+	m->threads = threads;
 	m->backend = infer_backend_find(backend);
 	if (!m->backend) {
 		GString *names = g_string_new(NULL);
@@ -399,18 +406,254 @@ infer_model *infer_model_load_at(const char *dir, const char *backend, enum infe
 fail:
 	if (code)
 		*code = rc;
-	{
-		char *full = g_strdup_printf("model package %s refused: %s", dir,
-					     *err ? *err : infer_strerror(rc));
-		g_free(*err);
-		*err = full;
-	}
+	if (!*err)
+		*err = g_strdup(infer_strerror(rc));
 	g_free(img);
 	g_free(sig);
 	config_free(man);
 	g_free(man_path);
 	infer_model_free(m);
 	return NULL;
+}
+
+/* The backends backend=auto may choose for p: the CPU ones that run it
+ * (never a GPU one: the default was opencv before auto, and a GPU is
+ * asked for by name), the reference executor last and, in fp16 and bf16,
+ * not at all: there it emulates a GPU's rounding, slowly. */
+static int auto_candidates(enum infer_precision p, const struct infer_backend **out)
+{
+	int n = 0;
+
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; backends[i]; i++) {
+			const struct infer_backend *be = backends[i];
+			int is_ref = be == &infer_backend_reference;
+
+			if (be->run_device || !infer_backend_has_precision(be, p) || is_ref != pass ||
+			    (is_ref && (p == INFER_FP16 || p == INFER_BF16)))
+				continue;
+			out[n++] = be;
+		}
+	return n;
+}
+
+char *infer_auto_candidates(enum infer_precision p)
+{
+	const struct infer_backend *c[G_N_ELEMENTS(backends)];
+	int n = auto_candidates(p, c);
+	GString *s = g_string_new(NULL);
+
+	for (int i = 0; i < n; i++)
+		g_string_append_printf(s, "%s%s", i ? ", " : "", c[i]->name);
+	return g_string_free(s, FALSE);
+}
+
+int infer_default_threads(void)
+{
+	return MAX(1, (int)g_get_num_processors() - 1);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The median milliseconds of one part (batch 1) on m, over AUTO_RUNS runs
+ * after AUTO_WARMUP, on a fixed synthetic input of the package's shape.
+ * Stops early past AUTO_BUDGET_US, and when the backend is plainly slower
+ * than the best so far (beat ms, 0: none yet): any one run, warm-up
+ * included, over 4 x beat (that run's time is returned: the reference
+ * executor takes 300 ms a real-v5 part, 50 times onednn), or the median
+ * of 3 runs over 2 x beat. A negative value when a run fails. */
+#define AUTO_WARMUP 3
+#define AUTO_RUNS 10
+#define AUTO_BUDGET_US 300000
+static double time_model(infer_model *m, double beat)
+{
+	const struct infer_info *in = &m->info;
+	size_t npix = (size_t)in->input_width * (size_t)in->input_height;
+	float *img = g_new(float, npix), *sig = g_new(float, in->signal_dim);
+	double ms[AUTO_RUNS], med = -1;
+	struct infer_output out;
+	char *err = NULL;
+	gint64 t0;
+	int n = 0;
+	guint32 x = 2463534242u;
+
+	/* xorshift: the same input for every backend, no zeros to skip */
+	for (size_t i = 0; i < npix; i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		img[i] = (float)(x % 2001u) / 1000.0f - 1.0f;
+	}
+	for (int i = 0; i < in->signal_dim; i++)
+		sig[i] = (float)(i % 7) / 7.0f;
+	for (int i = 0; i < AUTO_WARMUP; i++) {
+		gint64 a = g_get_monotonic_time();
+		double one;
+
+		if (infer_model_run(m, img, sig, &out, &err) < 0)
+			goto out;
+		one = (double)(g_get_monotonic_time() - a) / 1000.0;
+		if (beat > 0 && one > 4 * beat) {
+			med = one;
+			goto out;
+		}
+	}
+	t0 = g_get_monotonic_time();
+	while (n < AUTO_RUNS) {
+		gint64 a = g_get_monotonic_time();
+
+		if (infer_model_run(m, img, sig, &out, &err) < 0)
+			goto out;
+		ms[n++] = (double)(g_get_monotonic_time() - a) / 1000.0;
+		if (g_get_monotonic_time() - t0 > AUTO_BUDGET_US || (beat > 0 && ms[n - 1] > 4 * beat))
+			break;
+		if (n >= 3 && beat > 0) {
+			double tmp[AUTO_RUNS];
+
+			memcpy(tmp, ms, sizeof(double) * (size_t)n);
+			qsort(tmp, (size_t)n, sizeof(double), cmp_double);
+			if (tmp[n / 2] > 2 * beat)
+				break;
+		}
+	}
+	qsort(ms, (size_t)n, sizeof(double), cmp_double);
+	med = ms[n / 2];
+out:
+	g_free(err);
+	g_free(img);
+	g_free(sig);
+	return med;
+}
+
+/* backend=auto: every candidate loaded and timed, the fastest kept; the
+ * reference executor only when no other loads (it is the yardstick, 20 to
+ * 60 times slower: loading and timing it would add 0.6 s to a real-v5
+ * load to learn nothing). A
+ * fault of the package itself (manifest, checksum, shapes) refuses it at
+ * the first candidate; a backend that refuses the package (a module it
+ * cannot run, bf16 on a CPU without it) leaves the others to choose
+ * from, and its reason goes into the refusal when none is left. */
+static infer_model *load_auto(const char *dir, enum infer_precision p, int threads, char **err,
+			      int *code)
+{
+	const struct infer_backend *cand[G_N_ELEMENTS(backends)];
+	int n = auto_candidates(p, cand), rc = INFER_EPRECISION;
+	infer_model *best = NULL;
+	double best_ms = -1;
+	int timed = 0, ref_skipped = 0;
+	GString *others = g_string_new(NULL), *refusals = g_string_new(NULL);
+
+	for (int i = 0; i < n; i++) {
+		char *e = NULL;
+		infer_model *m;
+		double ms;
+
+		if (cand[i] == &infer_backend_reference && best) {
+			ref_skipped = 1;
+			continue;
+		}
+		m = load_one(dir, cand[i]->name, p, threads, &e, &rc);
+
+		if (!m) {
+			if (rc != INFER_EMODULE && rc != INFER_EPRECISION && rc != INFER_ECALIB) {
+				g_free(*err);
+				*err = e;
+				infer_model_free(best);
+				best = NULL;
+				goto out;
+			}
+			g_string_append_printf(refusals, "%s%s refused it: %s",
+					       refusals->len ? "; " : "", cand[i]->name, e);
+			g_free(e);
+			continue;
+		}
+		ms = time_model(m, best_ms);
+		if (ms < 0) {
+			g_string_append_printf(refusals, "%s%s failed its timing runs",
+					       refusals->len ? "; " : "", cand[i]->name);
+			infer_model_free(m);
+			continue;
+		}
+		timed++;
+		if (!best || ms < best_ms) {
+			if (best)
+				g_string_append_printf(others, ", %s %.1f ms", best->backend->name,
+						       best_ms);
+			infer_model_free(best);
+			best = m;
+			best_ms = ms;
+		} else {
+			g_string_append_printf(others, ", %s %.1f ms", m->backend->name, ms);
+			infer_model_free(m);
+		}
+	}
+	if (best) {
+		rc = 0;
+		if (ref_skipped)
+			g_string_append(others, timed > 1 ? "; reference not timed"
+						    : "; reference, the slow yardstick, not timed");
+		best->choice = n == 1
+			? g_strdup_printf("auto: the only CPU backend here that runs %s, %.1f ms a part",
+					  infer_precision_names[p], best_ms)
+			: g_strdup_printf("auto: %.1f ms a part%s%s%s", best_ms, others->str,
+					  refusals->len ? "; " : "", refusals->str);
+	} else if (n == 0) {
+		*err = g_strdup_printf("backend auto: no CPU backend of this build runs %s; "
+				       "name one in [model] backend", infer_precision_names[p]);
+	} else {
+		*err = g_strdup_printf("backend auto: no CPU backend runs %s here (%s)",
+				       infer_precision_names[p], refusals->str);
+	}
+out:
+	g_string_free(others, TRUE);
+	g_string_free(refusals, TRUE);
+	if (code)
+		*code = rc;
+	return best;
+}
+
+infer_model *infer_model_open(const char *dir, const char *backend, enum infer_precision p,
+			      int threads, char **err, int *code)
+{
+	infer_model *m;
+	int rc = 0;
+
+	if (strcmp(backend, INFER_BACKEND_AUTO) == 0) {
+		m = load_auto(dir, p, threads, err, &rc);
+	} else {
+		m = load_one(dir, backend, p, threads, err, &rc);
+		if (m)
+			m->choice = g_strdup("set in [model] backend");
+	}
+	if (code)
+		*code = rc;
+	if (!m) {
+		char *full = g_strdup_printf("model package %s refused: %s", dir,
+					     *err ? *err : infer_strerror(rc));
+
+		g_free(*err);
+		*err = full;
+	}
+	return m;
+}
+
+infer_model *infer_model_load_at(const char *dir, const char *backend, enum infer_precision p,
+				 char **err, int *code)
+{
+	return infer_model_open(dir, backend, p, 0, err, code);
+}
+
+const char *infer_model_backend(const infer_model *m)
+{
+	return m->backend->name;
+}
+
+const char *infer_model_choice(const infer_model *m)
+{
+	return m->choice;
 }
 
 const struct infer_info *infer_model_info(const infer_model *m)
@@ -510,6 +753,11 @@ static int run_batch(infer_model *m, int n, const float *images, const float *si
 		*err = g_strdup_printf("a batch of %d parts cannot run", n);
 		return -EINVAL;
 	}
+	/* Here, on the thread that runs the model: OpenMP keeps the count per
+	 * thread, and the loader thread that timed the model is not the one
+	 * that runs it on the line. */
+	if (m->threads > 0 && m->backend->set_threads)
+		m->backend->set_threads(m->threads);
 	reserve_batch(m, n);
 	vision[0] = (struct infer_tensor){ .data = m->vision_buf,
 					   .cap = (size_t)n * (size_t)in->vision_out };

@@ -73,9 +73,12 @@ struct infer_gate {
 #define INFER_MAX_BATCH 64         /* and its largest value */
 struct infer_settings {
 	char *package;             /* package: the model package's directory, required */
-	char *backend;             /* backend ("opencv"); an unknown one is refused by
-				    * infer_model_load_at, naming what this build has */
+	char *backend;             /* backend (INFER_BACKEND_AUTO); an unknown one is
+				    * refused by infer_model_open, naming what this
+				    * build has */
 	enum infer_precision precision; /* precision (fp32), one backend runs */
+	int threads;               /* threads (infer_default_threads()): of a model
+				    * run, 0 for the library's own default */
 	int max_batch;             /* parts one model run may take */
 	struct infer_gate gate;    /* what a package's [metrics] must show */
 };
@@ -159,11 +162,45 @@ char *infer_backend_precision_list(const struct infer_backend *be);
 
 typedef struct infer_model infer_model;
 
+/* [model] backend = auto: infer_model_open loads the package on every CPU
+ * backend that runs the precision (infer_auto_candidates), times each on
+ * a synthetic part and keeps the fastest. */
+#define INFER_BACKEND_AUTO "auto"
+
+/* The backends auto chooses among for p, e.g. "opencv, onednn, reference";
+ * "" when none (owned by the caller, g_free). GPU backends are never
+ * among them; the reference executor is, last, in fp32 and int8 only,
+ * and is loaded only when none before it loads. */
+char *infer_auto_candidates(enum infer_precision p);
+
+/* [model] threads' default: the CPUs less one, at least 1, so that the
+ * line's other threads keep a core (docs/inference-engine.md). */
+int infer_default_threads(void);
+
+/* Loads and checks a package (as infer_model_load_at) on backend, a name
+ * or INFER_BACKEND_AUTO, at precision p, its runs on threads threads (0:
+ * the library's default; applied by each run on the thread that runs it:
+ * OpenMP's count for onednn, OpenCV's process-wide one for opencv). auto
+ * costs a load and up to 13 runs (0.3 s of timed runs at most) per
+ * candidate timed. NULL with *err (g_free) and *code (may be NULL) when
+ * refused; with auto, also when no candidate can run it, each one's
+ * reason in *err. */
+infer_model *infer_model_open(const char *dir, const char *backend, enum infer_precision p,
+			      int threads, char **err, int *code);
+
+/* The backend m runs on ("onednn"), and why, for the log: "set in [model]
+ * backend" or, with auto, "auto: 5.9 ms a part, opencv 13.1 ms" (the
+ * others' times as measured). Owned by m. */
+const char *infer_model_backend(const infer_model *m);
+const char *infer_model_choice(const infer_model *m);
+
 /* Loads and checks a package (checksums, module loading, a trial run of
  * each module to confirm the declared shapes). NULL with *err (g_free) and
  * *code (an INFER_E* value, may be NULL) when refused. */
 infer_model *infer_model_load(const char *dir, const char *backend, char **err, int *code);
-/* The same at precision p: INFER_EPRECISION when the backend does not run
+/* The same at precision p (backend may be INFER_BACKEND_AUTO, as
+ * infer_model_open with the library's threads): INFER_EPRECISION when the
+ * backend does not run
  * it; for INFER_INT8, INFER_ECALIB when the package's INFER_CALIB_FILE is
  * missing, fails its checksum or was made for other module files. */
 infer_model *infer_model_load_at(const char *dir, const char *backend, enum infer_precision p,

@@ -457,7 +457,8 @@ static void test_model_settings(void)
 	g_assert_nonnull(c);
 	g_assert_cmpint(infer_options_read(c, &s, &err), ==, 0);
 	g_assert_cmpstr(s.package, ==, "models/demo");
-	g_assert_cmpstr(s.backend, ==, "opencv");
+	g_assert_cmpstr(s.backend, ==, INFER_BACKEND_AUTO);
+	g_assert_cmpint(s.threads, ==, infer_default_threads());
 	g_assert_cmpint(s.precision, ==, INFER_FP32);
 	g_assert_cmpint(s.max_batch, ==, INFER_DEFAULT_MAX_BATCH);
 	g_assert_cmpint(s.max_batch, ==, 1);

@@ -10,7 +10,9 @@ good part rejected (false reject rate 1.0).
           figure, its value and the limit (the default's key, or the
           FILE:LINE: [model] KEY that sets it); a package without [metrics]
           is refused where a limit is set and starts, with a warning and a
-          model-loaded event, on the defaults.
+          model-loaded event, on the defaults; backend auto among them:
+          the log names the backend it chose and every candidate's time,
+          the event the backend.
   switch  the PLC selects a job with the bad package while parts flow: it is
           refused (status bit 11, error 12), the running model goes on
           judging every part (rows name synthetic-2), a model-refused event
@@ -21,6 +23,8 @@ good part rejected (false reject rate 1.0).
 
 usage: test_model_gate.py BUILD_DIR SOURCE_ROOT SCENARIO
 """
+import os
+import re
 import sqlite3
 
 from linetest import Vigild, fail
@@ -28,6 +32,16 @@ from plctest import ERR_PKG_GATE, ST_JOB_LOADING, ST_JOB_REFUSED, scenario_main
 from test_plc_handshake import PartFlow, check_models, config, finish, package_copy, start
 
 BAD_VERSION = "synthetic-2-two-epoch"
+# backend = auto (the default) on the CPU: whichever backend wins here
+ON = r"(opencv|onednn|reference) fp32"
+
+
+def auto_backends(env):
+    """The backends auto times (inference.h, infer_auto_candidates; the
+    reference executor only when no other loads): onednn where it is
+    built, which its test binary says."""
+    onednn = os.path.exists(os.path.join(env["build"], "tests", "test-inference-onednn"))
+    return ["opencv", "onednn"] if onednn else ["opencv"]
 
 
 def bad_package(env):
@@ -102,13 +116,27 @@ def scenario_start(env):
 
     # On the defaults a package without figures runs, and says so.
     conf, _ = model_config(env, bare, name="bare.conf")
+    with open(conf) as f:  # [model] backend left to its default, auto
+        text = f.read()
+    with open(conf, "w") as f:
+        f.write(text.replace("backend = opencv\n", ""))
     v, plc = start(env, conf)
     text = finish(v, plc)
     if "model synthetic-2 has no held-out figures" not in text or bare not in text:
         fail("no warning that the package's held-out figures went unchecked")
     loaded = [m for k, m in events(env) if k == "model-loaded"]
-    if loaded != [f"model synthetic-2 ({bare}) runs job 0 from the start"]:
+    if not (len(loaded) == 1 and re.fullmatch(
+            re.escape(f"model synthetic-2 ({bare}) runs job 0 from the start on ") + ON,
+            loaded[0])):
         fail(f"model-loaded events {loaded}")
+    # backend = auto (the default) names what it chose, and the others' times
+    chose = re.search(r"model synthetic-2: backend (\S+) fp32 \(auto: [0-9.]+ ms a part"
+                      r"((?:, \S+ [0-9.]+ ms)*)", text)
+    if not chose:
+        fail("vigild's log does not say which backend auto chose, and why")
+    timed = {chose.group(1)} | set(re.findall(r", (\S+) [0-9.]", chose.group(2)))
+    if timed != set(auto_backends(env)):
+        fail(f"auto said {chose.group(0)!r}; want every one of {auto_backends(env)} timed")
 
 
 def scenario_switch(env):
@@ -144,9 +172,11 @@ def scenario_switch(env):
     if len(refused) != 1 or not refused[0].startswith(want) or \
             not refused[0].endswith("job 0 (model synthetic-2) keeps running"):
         fail(f"model-refused events {refused}, want one starting {want!r}")
-    if loaded != [f"model synthetic-2 ({env['root']}/models/synthetic-v2) runs job 0 from the "
-                  "start", f"model synthetic-2-b ({good}) runs job 3, replacing synthetic-2 "
-                  "(job 0)"]:
+    want_loaded = [re.escape(f"model synthetic-2 ({env['root']}/models/synthetic-v2) runs job 0 "
+                             "from the start on ") + ON,
+                   re.escape(f"model synthetic-2-b ({good}) runs job 3 on ") + ON +
+                   re.escape(", replacing synthetic-2 (job 0)")]
+    if len(loaded) != 2 or not all(re.fullmatch(w, m) for w, m in zip(want_loaded, loaded)):
         fail(f"model-loaded events {loaded}")
     if want not in text:
         fail("no warning about the refused package in vigild's log")

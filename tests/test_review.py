@@ -549,6 +549,13 @@ def main():
             status = srv.get_json("/api/status")
             check(status.get("line") is True and status.get("writes_enabled") is True,
                   f"/api/status while running: {status}")
+            # the model judging parts, and on what (linetest's backend = opencv)
+            check(status.get("model_version") == "synthetic-2" and
+                  status.get("model_backend") == "opencv" and
+                  status.get("model_precision") == "fp32", f"/api/status model: {status}")
+            info = {k: v for k, v in scrape(srv).items() if k.startswith("vigil_model_info")}
+            check(info == {'vigil_model_info{version="synthetic-2",backend="opencv",'
+                           'precision="fp32"}': 1.0}, f"/metrics vigil_model_info: {info}")
             run_s = check_metrics_running(srv, line)
             sim_rc = line.wait_sim()
             check(sim_rc == 0, f"vigil-sim exited with {sim_rc}")

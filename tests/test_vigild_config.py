@@ -162,13 +162,21 @@ with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
 
     # [model] precision: a value that is none, and one the backend cannot run.
     model_line = next(i for i, l in enumerate(lines) if l.startswith("backend")) + 2
-    expect(tmp, "bad precision", edit(default, "backend = opencv", "backend = opencv\nprecision = fp8"),
+    expect(tmp, "bad precision", edit(default, "backend = auto", "backend = auto\nprecision = fp8"),
            "{path}:%d: [model] precision: 'fp8' is not one of: fp32, fp16, bf16, int8"
            % model_line)
     expect(tmp, "precision the backend cannot run",
-           edit(default, "backend = opencv", "backend = opencv\nprecision = bf16"),
+           edit(default, "backend = auto", "backend = opencv\nprecision = bf16"),
            "{path}:%d: [model] precision: the opencv backend does not run bf16 (it runs: fp32)"
            % model_line)
+    # auto runs on the CPU backends only, and none of them runs fp16.
+    expect(tmp, "auto with a precision no CPU backend runs",
+           edit(default, "backend = auto", "backend = auto\nprecision = fp16"),
+           "{path}:%d: [model] precision: backend auto has no CPU backend that runs fp16"
+           % model_line)
+    # [model] threads: a count, 0 for the library's own.
+    expect(tmp, "bad threads", edit(default, "backend = auto", "backend = auto\nthreads = -2"),
+           "{path}:%d: [model] threads: -2 is out of range 0..1024" % model_line)
     # int8 on a package without its calibration: refused, saying how to make one.
     nocal = os.path.join(tmp, "nocal")
     shutil.copytree(os.path.join(root, "models", "synthetic-v1"), nocal)
@@ -176,7 +184,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
         os.unlink(os.path.join(nocal, "calibration-int8.ini"))
     text = "\n".join(l if not l.startswith("package") else f"package = {nocal}" for l in lines)
     expect(tmp, "int8 without calibration",
-           edit(text, "backend = opencv", "backend = reference\nprecision = int8"),
+           edit(text, "backend = auto", "backend = reference\nprecision = int8"),
            "calibration-int8.ini")
 
     # A corrupt model package is refused, naming the file.
