@@ -2,7 +2,7 @@
 // and station filters (their choices from /api/shifts and /api/facets), the
 // filter state in the page's URL so that a filtered view is a link, the
 // CSV of the view, and the escape report (/api/escapes, POST
-// /api/parts/ID/escape). Uses review.js's filterQuery, openPart and
+// /api/parts/ID/escape). Uses review.js's filterQuery, openPart, text, getJSON and
 // loadImage; its requests carry the token through users.js's fetch. Every
 // value from the log is put on the page as text.
 "use strict";
@@ -30,17 +30,6 @@
     return o;
   }
 
-  function setText(el, value) {
-    el.textContent = value === null || value === undefined ? "–" : String(value);
-  }
-
-  async function getJSON(url) {
-    const r = await fetch(url, { cache: "no-store" });
-    const body = await r.json();
-    if (!r.ok) throw new Error(body.error || r.statusText);
-    return body;
-  }
-
   // The CSV of the view: the same filters without the list's row limit.
   function csvQuery() {
     const q = new URLSearchParams(filterQuery());
@@ -58,7 +47,7 @@
     if (!r.ok) {
       const err = $("list-error");
       err.hidden = false;
-      setText(err, "CSV: " + r.status + " " + r.statusText);
+      text(err, "CSV: " + r.status + " " + r.statusText);
       return;
     }
     const a = document.createElement("a");
@@ -102,7 +91,7 @@
     } catch (e) {
       const err = $("list-error");
       err.hidden = false;
-      setText(err, "filter choices: " + e.message);
+      text(err, "filter choices: " + e.message);
     }
   }
 
@@ -117,7 +106,7 @@
   function cell(tr, value, cls) {
     const td = document.createElement("td");
     if (cls) td.className = cls;
-    setText(td, value);
+    text(td, value);
     tr.append(td);
   }
 
@@ -133,7 +122,7 @@
       if (!kept.length) {
         const p = document.createElement("p");
         p.className = "note";
-        setText(p, "No image kept for this part.");
+        text(p, "No image kept for this part.");
         box.append(p);
         return;
       }
@@ -145,7 +134,7 @@
         img.alt = m.kind + " of part " + partId;
         img.className = "trace-" + m.kind;
         const cap = document.createElement("figcaption");
-        setText(cap, (m.kind === "heatmap" ? "defect map" : "image") +
+        text(cap, (m.kind === "heatmap" ? "defect map" : "image") +
           (m.camera ? ", camera " + m.camera : ""));
         fig.append(img, cap);
         box.append(fig);
@@ -153,7 +142,7 @@
     } catch (e) {
       const p = document.createElement("p");
       p.className = "error";
-      setText(p, "part " + partId + ": " + e.message);
+      text(p, "part " + partId + ": " + e.message);
       box.append(p);
     }
   }
@@ -165,7 +154,7 @@
     for (const h of ["", "part", "time (UTC)", "station", "job", "model", "verdict", "score",
       "review"]) {
       const th = document.createElement("th");
-      setText(th, h);
+      text(th, h);
       head.append(th);
     }
     const body = table.createTBody();
@@ -200,7 +189,7 @@
       if (!data.escapes.length) {
         const p = document.createElement("p");
         p.className = "note";
-        setText(p, "No escapes reported.");
+        text(p, "No escapes reported.");
         list.append(p);
       }
       for (const e of data.escapes) {
@@ -209,13 +198,13 @@
         art.dataset.escape = e.id;
         art.dataset.part = e.part_id;
         const h = document.createElement("h3");
-        setText(h, "Escape " + e.id + ": part " + e.part_id);
+        text(h, "Escape " + e.id + ": part " + e.part_id);
         const p = document.createElement("p");
         p.className = "trace-note";
-        setText(p, e.note);
+        text(p, e.note);
         const by = document.createElement("p");
         by.className = "note";
-        setText(by, "reported " + e.reported + " by " + (e.reporter || "–"));
+        text(by, "reported " + e.reported + " by " + (e.reporter || "–"));
         const media = document.createElement("div");
         media.className = "trace-media";
         art.append(h, p, by, media, neighbourTable(e));
@@ -226,7 +215,7 @@
       list.replaceChildren();
       const p = document.createElement("p");
       p.className = "error";
-      setText(p, "escapes: " + err.message);
+      text(p, "escapes: " + err.message);
       list.append(p);
     }
   }
@@ -234,7 +223,7 @@
   function setEscapesShown(on) {
     $("trace-escape-list").hidden = !on;
     $("trace-escapes-toggle").setAttribute("aria-expanded", String(on));
-    setText($("trace-escapes-toggle"), on ? "hide" : "show");
+    text($("trace-escapes-toggle"), on ? "hide" : "show");
     const hash = on ? "#escapes" : "";
     history.replaceState(null, "", location.pathname + location.search + hash);
     if (on) showEscapes();
@@ -245,7 +234,7 @@
     const f = $("trace-mark");
     const out = $("trace-mark-result");
     const part = f.elements.part.value.trim();
-    setText(out, "saving…");
+    text(out, "saving…");
     try {
       const r = await fetch("/api/parts/" + encodeURIComponent(part) + "/escape", {
         method: "POST",
@@ -254,14 +243,14 @@
       });
       const answer = await r.json();
       if (!r.ok) {
-        setText(out, "refused (" + r.status + "): " + answer.error);
+        text(out, "refused (" + r.status + "): " + answer.error);
         return;
       }
       f.elements.note.value = "";
       setEscapesShown(true);
-      setText(out, "saved: escape " + answer.id + " (part " + answer.part_id + ")");
+      text(out, "saved: escape " + answer.id + " (part " + answer.part_id + ")");
     } catch (e) {
-      setText(out, "failed: " + e.message);
+      text(out, "failed: " + e.message);
     }
   }
 
