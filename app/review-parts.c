@@ -529,12 +529,31 @@ const char *review__member_string(JsonObject *o, const char *name, gboolean *bad
 	return json_node_get_string(n);
 }
 
+JsonObject *review__body_object(SoupServerMessage *msg, gsize max, const char *usage,
+				JsonParser **parser)
+{
+	GBytes *bytes = soup_message_body_flatten(soup_server_message_get_request_body(msg));
+	JsonNode *root;
+	JsonObject *o = NULL;
+
+	*parser = json_parser_new();
+	if (g_bytes_get_size(bytes) > max)
+		review__reply_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE,
+				    "the body is too large");
+	else if (!json_parser_load_from_data(*parser, g_bytes_get_data(bytes, NULL),
+					     (gssize)g_bytes_get_size(bytes), NULL) ||
+		 !(root = json_parser_get_root(*parser)) || !JSON_NODE_HOLDS_OBJECT(root))
+		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "%s", usage);
+	else
+		o = json_node_get_object(root);
+	g_bytes_unref(bytes);
+	return o;
+}
+
 void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_id)
 {
-	SoupMessageBody *body = soup_server_message_get_request_body(msg);
 	JsonParser *parser = NULL;
 	JsonObject *o;
-	GBytes *bytes = NULL;
 	struct review_latest l = { 0 };
 	struct review_label_in label = { 0 };
 	char *mask_rel = NULL;
@@ -546,23 +565,11 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 
 	if (review__require_role(s, msg, USERS_ROLE_REVIEWER, &who) < 0)
 		return;
-	bytes = soup_message_body_flatten(body);
-	if (g_bytes_get_size(bytes) > REVIEW_MAX_REVIEW_BODY) {
-		review__reply_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE,
-				    "the body is too large");
+	if (!(o = review__body_object(msg, REVIEW_MAX_REVIEW_BODY,
+				      "the body is a JSON object: {\"decision\": "
+				      "\"confirm\"|\"overrule\", \"verdict\": ..., \"note\": ..., "
+				      "\"reviewer\": ...}", &parser)))
 		goto out;
-	}
-	parser = json_parser_new();
-	if (!json_parser_load_from_data(parser, g_bytes_get_data(bytes, NULL),
-					(gssize)g_bytes_get_size(bytes), NULL) ||
-	    !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
-		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
-				    "the body is a JSON object: {\"decision\": "
-				    "\"confirm\"|\"overrule\", \"verdict\": ..., \"note\": ..., "
-				    "\"reviewer\": ...}");
-		goto out;
-	}
-	o = json_node_get_object(json_parser_get_root(parser));
 	decision = review__member_string(o, "decision", &bad);
 	verdict_name = review__member_string(o, "verdict", &bad);
 	note = review__member_string(o, "note", &bad);
@@ -641,7 +648,5 @@ out:
 	g_free(mask_rel);
 	if (parser)
 		g_object_unref(parser);
-	if (bytes)
-		g_bytes_unref(bytes);
 }
 

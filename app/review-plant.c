@@ -313,26 +313,19 @@ static void api_review(review_server *s, SoupServerMessage *msg)
 	struct review_caller who;
 	struct plant_review in = { 0 };
 	struct plant_review_saved saved;
-	SoupMessageBody *body = soup_server_message_get_request_body(msg);
-	GBytes *bytes;
 	JsonParser *parser = NULL;
-	JsonNode *root;
+	JsonObject *o;
 	PGconn *conn = NULL;
 	char *err = NULL;
 	int rc;
 
 	if (review__require_role(s, msg, USERS_ROLE_REVIEWER, &who) < 0)
 		return;
-	bytes = soup_message_body_flatten(body);
-	parser = json_parser_new();
-	if (!json_parser_load_from_data(parser, g_bytes_get_data(bytes, NULL),
-					(gssize)g_bytes_get_size(bytes), NULL) ||
-	    !(root = json_parser_get_root(parser)) || !JSON_NODE_HOLDS_OBJECT(root)) {
-		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "the body is a JSON object");
+	/* The HTTP layer has refused bodies over REVIEW_MAX_BODY already. */
+	if (!(o = review__body_object(msg, REVIEW_MAX_BODY, "the body is a JSON object", &parser)))
 		goto out;
-	}
 	in.reviewer = who.name ? who.name : "review page";
-	if (parse_review(msg, json_node_get_object(root), &in) < 0)
+	if (parse_review(msg, o, &in) < 0)
 		goto out;
 	if (!(conn = plant_connect(s, msg)))
 		goto out;
@@ -365,8 +358,8 @@ out:
 	free(err);
 	if (conn)
 		PQfinish(conn);
-	g_object_unref(parser);
-	g_bytes_unref(bytes);
+	if (parser)
+		g_object_unref(parser);
 }
 
 gboolean review__plant_route(review_server *s, SoupServerMessage *msg, const char *path,

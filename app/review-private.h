@@ -183,6 +183,12 @@ void review__add_string(JsonBuilder *b, const char *name, const char *v);
 /* A string member of a request body: NULL when absent or null; sets *bad
  * (and gives NULL) when it is there but not a string. Owned by o. */
 const char *review__member_string(JsonObject *o, const char *name, gboolean *bad);
+/* The request's body as a JSON object, or NULL with the reply sent: 413
+ * over max bytes, 400 with usage when it is not a JSON object. The object
+ * belongs to *parser, which the caller unrefs (also after NULL). Main
+ * loop. */
+JsonObject *review__body_object(SoupServerMessage *msg, gsize max, const char *usage,
+				JsonParser **parser);
 void review__add_int(JsonBuilder *b, const char *name, int64_t v);
 
 /* The latest inspection of a part; with b set, it is also added to b as

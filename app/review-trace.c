@@ -299,7 +299,6 @@ static void api_facets(review_server *s, SoupServerMessage *msg)
  * token (or the shared one), as a review. */
 static void api_mark_escape(review_server *s, SoupServerMessage *msg, int64_t part_id)
 {
-	GBytes *bytes = NULL;
 	JsonParser *parser = NULL;
 	JsonObject *o;
 	const char *note, *reporter;
@@ -311,21 +310,10 @@ static void api_mark_escape(review_server *s, SoupServerMessage *msg, int64_t pa
 
 	if (review__require_role(s, msg, USERS_ROLE_REVIEWER, &who) < 0)
 		return;
-	bytes = soup_message_body_flatten(soup_server_message_get_request_body(msg));
-	if (g_bytes_get_size(bytes) > REVIEW_MAX_BODY) {
-		review__reply_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE,
-				    "the body is too large");
+	if (!(o = review__body_object(msg, REVIEW_MAX_BODY,
+				      "the body is a JSON object: {\"note\": ..., \"reporter\": ...}",
+				      &parser)))
 		goto out;
-	}
-	parser = json_parser_new();
-	if (!json_parser_load_from_data(parser, g_bytes_get_data(bytes, NULL),
-					(gssize)g_bytes_get_size(bytes), NULL) ||
-	    !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
-		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
-				    "the body is a JSON object: {\"note\": ..., \"reporter\": ...}");
-		goto out;
-	}
-	o = json_node_get_object(json_parser_get_root(parser));
 	note = review__member_string(o, "note", &bad);
 	reporter = review__member_string(o, "reporter", &bad);
 	if (bad || !note || !*note) {
@@ -366,7 +354,6 @@ static void api_mark_escape(review_server *s, SoupServerMessage *msg, int64_t pa
 out:
 	if (parser)
 		g_object_unref(parser);
-	g_bytes_unref(bytes);
 }
 
 struct escapes_ctx {
