@@ -22,6 +22,10 @@
  *   reference executor does: input clipped to its range and quantized per
  *   tensor (round to nearest even), weights per output channel, output
  *   scales per channel, bias and Relu fused; the rest in float32.
+ *   Between two int8 Convs (and through a MaxPool between them) the
+ *   activations stay int8: the first writes the second's quantized input
+ *   itself (qnode s8_scale), with no float32 tensor and no reorder
+ *   between them.
  *
  * Threads: oneDNN from Debian runs on OpenMP (libgomp); [model] threads
  * sets how many threads a run uses (onednn_set_threads, on the running
@@ -74,6 +78,12 @@ struct qnode {
 	float *bias;               /* per output channel, divided by out_scale: oneDNN 2.x adds the
 				    * bias to the int32 sums before the output scales */
 	int8_t *w;                 /* rows of k weights, one per output channel */
+	/* A Conv whose Relu'd output feeds only another int8 Conv (maybe
+	 * through a MaxPool) writes it as that Conv's int8 input at once:
+	 * per output channel out_scale * the reader's 127 / range, the
+	 * int8 saturation at 127 being the reader's clip (the Relu leaves
+	 * nothing below 0). NULL: the output is float32. */
+	float *s8_scale;
 };
 
 typedef struct onednn_module {
@@ -140,6 +150,7 @@ static void module_free(void *module)
 	for (int i = 0; m->g && i < m->g->n_nodes; i++) {
 		if (m->q && m->q[i]) {
 			g_free(m->q[i]->out_scale);
+			g_free(m->q[i]->s8_scale);
 			g_free(m->q[i]->bias);
 			g_free(m->q[i]->w);
 			g_free(m->q[i]);
@@ -330,6 +341,9 @@ static int quantized_input(onednn_module *m, struct plan *p, const struct onnx_n
 	dnnl_memory_t x = p->mem[n->in[0]];
 	int rc;
 
+	/* Quantized by its producer (s8_scale): at most a change of layout. */
+	if (md_of(x)->data_type == dnnl_s8)
+		return as_md(m, p, n->in[0], md, out, n, err);
 	if (!nonnegative(m, n->in[0])) {
 		dnnl_eltwise_desc_t ed;
 		dnnl_primitive_desc_t pd = NULL;
@@ -379,7 +393,8 @@ static int node_attr(onednn_module *m, int i, dnnl_primitive_attr_t *attr, char 
 		const struct onnx_tensor *y = &m->g->tensors[n->out[0]];
 
 		rc = dnnl_fail(dnnl_primitive_attr_set_output_scales(*attr, y->dims[1], 1 << 1,
-								     m->q[i]->out_scale),
+								     m->q[i]->s8_scale ? m->q[i]->s8_scale
+								     : m->q[i]->out_scale),
 			       m->g, n, "output scales", err);
 	}
 	return rc;
@@ -405,7 +420,8 @@ static int plan_conv(onednn_module *m, struct plan *p, int i, char **err)
 	const struct onnx_tensor *wt = &g->tensors[n->in[1]];
 	const struct qnode *q = m->q ? m->q[i] : NULL;
 	int has_b = n->n_in > 2 && n->in[2] >= 0, grp = n->a.group, rc;
-	dnnl_data_type_t xdt = q ? dnnl_s8 : m->act, ydt = q ? dnnl_f32 : m->act;
+	dnnl_data_type_t xdt = q ? dnnl_s8 : m->act;
+	dnnl_data_type_t ydt = q ? (q->s8_scale ? dnnl_s8 : dnnl_f32) : m->act;
 	dnnl_memory_desc_t xmd, wmd, bmd, ymd, wuser, buser;
 	dnnl_dims_t xd, yd, wd, bd = { yt->dims[1] }, strides = { n->a.strides[0], n->a.strides[1] };
 	/* oneDNN counts dilation from 0 (none), ONNX from 1 */
@@ -790,6 +806,50 @@ static int onednn_run(void *module, const float *in, const int *shape, int ndim,
 	return engine_copy_outputs(m->g, onednn_output, m, out, n_out, err);
 }
 
+/* The node that alone reads tensor t (as its first input or any other),
+ * or -1: none, several, or t is a graph output. */
+static int sole_reader(const onnx_graph *g, int t)
+{
+	int reader = -1;
+
+	for (int k = 0; k < g->n_outputs; k++)
+		if (g->outputs[k] == t)
+			return -1;
+	for (int k = 0; k < g->n_nodes; k++)
+		for (int j = 0; j < g->nodes[k].n_in; j++)
+			if (g->nodes[k].in[j] == t) {
+				if (reader >= 0)
+					return -1;
+				reader = k;
+			}
+	return reader;
+}
+
+/* Keeps int8 Conv i's output in int8 (qnode s8_scale) when its Relu'd
+ * output is read by nothing but an int8 Conv, directly or through one
+ * MaxPool, as that Conv's data input. */
+static void chain_int8(onednn_module *m, int i)
+{
+	const onnx_graph *g = m->g;
+	struct qnode *q = m->q[i];
+	int t, r, channels;
+
+	if (!q || g->nodes[i].op != ONNX_OP_CONV || !m->fuse_relu[i])
+		return;
+	t = g->nodes[i + 1].out[0];
+	r = sole_reader(g, t);
+	if (r >= 0 && g->nodes[r].op == ONNX_OP_MAXPOOL) {
+		t = g->nodes[r].out[0];
+		r = sole_reader(g, t);
+	}
+	if (r < 0 || g->nodes[r].op != ONNX_OP_CONV || !m->q[r] || g->nodes[r].in[0] != t)
+		return;
+	channels = g->tensors[g->nodes[i].in[1]].dims[0];
+	q->s8_scale = g_new(float, channels);
+	for (int c = 0; c < channels; c++)
+		q->s8_scale[c] = q->out_scale[c] * m->q[r]->inv_scale;
+}
+
 /* int8 weights, scales and the bias in oneDNN 2.x's order for node i. */
 static struct qnode *qnode_new(const onnx_graph *g, const struct onnx_node *n,
 			       const struct infer_quant_node *qn)
@@ -888,20 +948,13 @@ static void *onednn_load_at(const char *onnx_path, enum infer_precision prec,
 		}
 		/* A Relu right after whose input nothing else reads: a post-op. */
 		if (i + 1 < g->n_nodes && g->nodes[i + 1].op == ONNX_OP_RELU &&
-		    g->nodes[i + 1].in[0] == n->out[0]) {
-			int readers = 0, is_output = 0;
-
-			for (int k = 0; k < g->n_nodes; k++)
-				for (int j = 0; j < g->nodes[k].n_in; j++)
-					readers += g->nodes[k].in[j] == n->out[0];
-			for (int k = 0; k < g->n_outputs; k++)
-				is_output |= g->outputs[k] == n->out[0];
-			if (readers == 1 && !is_output) {
-				m->fuse_relu[i] = 1;
-				m->folded[i + 1] = 1;
-			}
+		    sole_reader(g, n->out[0]) == i + 1) {
+			m->fuse_relu[i] = 1;
+			m->folded[i + 1] = 1;
 		}
 	}
+	for (int i = 0; m->q && i < g->n_nodes; i++)
+		chain_int8(m, i);
 	return m;
 fail:
 	module_free(m);
