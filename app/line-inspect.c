@@ -1,6 +1,8 @@
 /* Inspection: the acquire thread waits for each part's frames and
- * vibration window and computes its features; the inspect thread runs the
- * model on the parts waiting in q_ready, up to [model] max_batch at once.
+ * vibration window and computes its features and model images; the inspect
+ * thread runs the model on the parts waiting in q_ready, up to [model]
+ * max_batch at once. So on a CPU the model's thread does nothing but run
+ * the model, and the next part is prepared on another core meanwhile.
  * Both pass job changes on in their place among the parts (line-jobs.c). */
 #include <errno.h>
 #include <math.h>
@@ -50,7 +52,13 @@ struct ready_part {
 	struct capture_frame *frames[LINE_MAX_CAMERAS];
 	float *feat;               /* the window's features, signal_dim floats */
 	float *window;             /* instead, the window itself (l->device_prep) */
-	double features_ms;        /* condition figures and features */
+	/* Every camera's model image, prepared for img_spec (the running
+	 * model's input as the acquire thread last saw it; a swap in between
+	 * makes judge_batch prepare them again). NULL: judge_batch prepares
+	 * them (l->device_prep, or a frame this could not prepare). */
+	float *img;
+	struct fusion_image_spec img_spec;
+	double prep_ms;            /* condition figures, features and images */
 	gboolean failsafe;         /* no model run: a frame or the window is missing */
 };
 
@@ -74,6 +82,7 @@ static void ready_part_free(struct ready_part *r)
 		capture_frame_free(r->frames[i]);
 	g_free(r->feat);
 	g_free(r->window);
+	g_free(r->img);
 	g_free(r);
 }
 
@@ -130,10 +139,32 @@ static int window_for(line *l, const struct vigil_part *p, float *win, unsigned 
 	}
 }
 
+/* Every camera's image of r for the running model's input, into r->img;
+ * left NULL if a frame cannot be prepared, for judge_batch to name. */
+static void prepare_images(line *l, struct ready_part *r)
+{
+	size_t npix;
+
+	g_mutex_lock(&l->stats_lock);
+	r->img_spec = l->pub_image;
+	g_mutex_unlock(&l->stats_lock);
+	npix = (size_t)r->img_spec.width * (size_t)r->img_spec.height;
+	r->img = g_new(float, (size_t)l->set.ncameras * npix);
+	for (int i = 0; i < l->set.ncameras; i++) {
+		struct capture_frame *f = r->frames[i];
+
+		if (fusion_image_input(&r->img_spec, f->data, f->width, f->height, f->stride,
+				       r->img + (size_t)i * npix) < 0) {
+			g_clear_pointer(&r->img, g_free);
+			return;
+		}
+	}
+}
+
 /* Waits for the part's frames and vibration window and computes what the
- * model needs that does not depend on the model: the window's condition
- * figures and features (the line's window and rate, which every job's
- * package must fit, line_model_fits). */
+ * model needs: the window's condition figures and features (the line's
+ * window and rate, which every job's package must fit, line_model_fits)
+ * and, on the CPU, each frame fitted to the model's image input. */
 static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win, size_t feat_dim)
 {
 	struct ready_part *r = g_new0(struct ready_part, 1);
@@ -222,13 +253,21 @@ static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win
 	} else {
 		r->feat = g_new(float, feat_dim);
 		r->failsafe = fusion_sigfeat_compute(l->sigfeat, win, r->feat) < 0;
+		if (!r->failsafe)
+			prepare_images(l, r);
 	}
 	if (r->failsafe) {
 		g_warning("part %u: vibration window is not finite", p->part_id);
 		p->flags |= VIGIL_FLAG_MODEL_ERROR;
 	}
-	r->features_ms = (double)(vigil_now_us() - t0) / 1000.0;
+	r->prep_ms = (double)(vigil_now_us() - t0) / 1000.0;
 	return r;
+}
+
+static gboolean same_spec(const struct fusion_image_spec *a, const struct fusion_image_spec *b)
+{
+	return a->width == b->width && a->height == b->height && a->mean == b->mean &&
+	       a->std == b->std && a->resize == b->resize;
 }
 
 static void set_failsafe(struct vigil_part *p)
@@ -301,6 +340,11 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 								      f->stride };
 				bi->windows[k] = r->window;
 				bad = f->width <= 0 || f->height <= 0 || f->stride < f->width;
+			} else if (r->img && same_spec(&r->img_spec, info->image)) {
+				memcpy(bi->feat + (size_t)k * dim, r->feat, dim * sizeof(float));
+				memcpy(bi->img + (size_t)k * npix, r->img + (size_t)i * npix,
+				       npix * sizeof(float));
+				bad = 0;
 			} else {
 				memcpy(bi->feat + (size_t)k * dim, r->feat, dim * sizeof(float));
 				bad = fusion_image_input(info->image, f->data, f->width, f->height,
@@ -375,8 +419,8 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 			}
 			worst.vision_score = MAX(worst.vision_score, out->vision_score);
 		}
-		/* What the part waited for: its features and the batch's run. */
-		p->infer_ms = r->features_ms + run_ms;
+		/* What the part waited for: its preparation and the batch's run. */
+		p->infer_ms = r->prep_ms + run_ms;
 		line_count_stage(l, LINE_STAGE_INFERENCE, p->infer_ms);
 		p->verdict = line_jobs_verdict(l, worst.score, worst.verdict);
 		p->model_verdict = p->verdict;

@@ -190,11 +190,7 @@ int line_jobs_load_start(line *l, const config *cfg, char **err)
 		return -EINVAL;
 	}
 	l->run_job = job;
-	l->run_version = g_intern_string(infer_model_info(l->model)->version);
-	g_mutex_lock(&l->stats_lock);
-	l->pub_version = l->run_version;
-	l->pub_backend = infer_model_backend(l->model);
-	g_mutex_unlock(&l->stats_lock);
+	line_jobs_publish(l);
 	/* model-loaded marks where a model began judging parts (at start and at
 	 * each swap, change_job), for whoever compares the yield before and
 	 * after; the message starts "model VERSION". */
@@ -207,6 +203,18 @@ int line_jobs_load_start(line *l, const config *cfg, char **err)
 
 /* ---- the inspection thread's side ---- */
 
+void line_jobs_publish(line *l)
+{
+	const struct infer_info *info = infer_model_info(l->model);
+
+	l->run_version = g_intern_string(info->version);
+	g_mutex_lock(&l->stats_lock);
+	l->pub_version = l->run_version;
+	l->pub_backend = infer_model_backend(l->model);
+	l->pub_image = *info->image;
+	g_mutex_unlock(&l->stats_lock);
+}
+
 void line_jobs_swap(line *l)
 {
 	line_jobs *j = l->jobs_loader;
@@ -218,11 +226,7 @@ void line_jobs_swap(line *l)
 
 			l->model = j->model;
 			j->model = old;
-			l->run_version = g_intern_string(infer_model_info(l->model)->version);
-			g_mutex_lock(&l->stats_lock);
-			l->pub_version = l->run_version;
-			l->pub_backend = infer_model_backend(l->model);
-			g_mutex_unlock(&l->stats_lock);
+			line_jobs_publish(l);
 		}
 		l->run_job = j->job;
 		j->handed = FALSE;

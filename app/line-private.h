@@ -122,8 +122,12 @@ struct line {
 	int run_job;
 	const char *run_version;  /* interned version of model */
 	/* run_version and model's backend name (static) as /api/status and
-	 * /metrics see them: written by whoever sets model, under stats_lock. */
+	 * /metrics see them, and model's image input for the acquire thread,
+	 * which prepares each part's images while the model runs the part
+	 * before: written by whoever sets model (line_jobs_publish), under
+	 * stats_lock. */
 	const char *pub_version, *pub_backend;
+	struct fusion_image_spec pub_image;
 	line_jobs *jobs_loader;   /* loads a selected job's package (line-jobs.c) */
 	int start_refused, start_error; /* start-up job whose package was refused */
 	fusion_sigfeat *sigfeat;
@@ -260,6 +264,9 @@ int line_jobs_report(line_jobs *j, int *job, int *error);
 /* Inspection thread, between parts: puts the handed job (and its model)
  * in place. */
 void line_jobs_swap(line *l);
+/* Whoever sets l->model (at start, then the inspection thread): records
+ * its version and publishes what other threads read of it (pub_*). */
+void line_jobs_publish(line *l);
 /* The verdict for score under the running job's thresholds; model_verdict
  * (the package's own) when the job keeps them. */
 enum vigil_verdict line_jobs_verdict(line *l, float score, enum vigil_verdict model_verdict);
