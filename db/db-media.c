@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +33,7 @@
  * three per part. */
 #define TEMP_INFIX ".tmp"
 #define MEDIA_BATCH 64   /* parts whose files share one flush */
+#define MEDIA_NICE 10    /* the media thread's nice value (db__media_main) */
 
 static char *temp_name(const char *path)
 {
@@ -354,6 +356,13 @@ gpointer db__media_main(gpointer data)
 	db_log *db = data;
 	void *item;
 
+	/* Encoding images is the heaviest work after the model, and no verdict
+	 * waits for it: below the line's threads, it takes mostly the CPU they
+	 * leave rather than the model's (on Linux the nice value is the
+	 * thread's). */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), MEDIA_NICE) < 0)
+		g_debug("database %s: media thread keeps its priority: %s", db->path,
+			g_strerror(errno));
 	while (bqueue_pop(db->media_queue, &item, -1) == 0) {
 		struct db_item *batch[MEDIA_BATCH];
 		size_t n = 0;
