@@ -6,22 +6,35 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <vector>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-extern "C" int cvw_imwrite_gray(const char *path, const uint8_t *img, int w, int h, int stride)
+static int imwrite_gray(const char *path, const uint8_t *img, int w, int h, int stride,
+			const std::vector<int> &params)
 {
 	if (!path || !img || w <= 0 || h <= 0 || stride < w)
 		return -EINVAL;
 	try {
 		cv::Mat m(h, w, CV_8UC1, const_cast<uint8_t *>(img), (size_t)stride);
-		if (!cv::imwrite(path, m))
+		if (!cv::imwrite(path, m, params))
 			return -EIO;
 	} catch (const std::exception &) {
 		return -EIO;
 	}
 	return 0;
+}
+
+extern "C" int cvw_imwrite_gray(const char *path, const uint8_t *img, int w, int h, int stride)
+{
+	return imwrite_gray(path, img, w, h, stride, {});
+}
+
+extern "C" int cvw_imwrite_gray_stored(const char *path, const uint8_t *img, int w, int h,
+				       int stride)
+{
+	return imwrite_gray(path, img, w, h, stride, { cv::IMWRITE_PNG_COMPRESSION, 0 });
 }
 
 static int copy_out(cv::Mat &m, uint8_t **img, int *w, int *h)
