@@ -22,10 +22,11 @@
  *   reference executor does: input clipped to its range and quantized per
  *   tensor (round to nearest even), weights per output channel, output
  *   scales per channel, bias and Relu fused; the rest in float32.
- *   Between two int8 Convs (and through a MaxPool between them) the
- *   activations stay int8: the first writes the second's quantized input
- *   itself (qnode s8_scale), with no float32 tensor and no reorder
- *   between them.
+ *   Between two int8 Convs the activations stay int8: the first writes
+ *   the second's quantized input itself (qnode s8_scale), with no float32
+ *   tensor and no reorder between them. Not through a MaxPool: oneDNN
+ *   2.6's int8 pooling on the Conv's int8 layout took longer than float32
+ *   pooling and the reorder together (docs/performance.md).
  *
  * Threads: oneDNN from Debian runs on OpenMP (libgomp); [model] threads
  * sets how many threads a run uses (onednn_set_threads, on the running
@@ -38,6 +39,7 @@
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "inference/infer-engine.h"
@@ -54,6 +56,8 @@ struct step {
 	dnnl_primitive_t prim;
 	int nargs;
 	dnnl_exec_arg_t args[MAX_ARGS];
+	const char *node;          /* the ONNX node it is (part) of, "" for the input's */
+	double us;                 /* VIGIL_ONEDNN_PROFILE: time spent since the last report */
 };
 
 /* Everything one input shape needs, made once. */
@@ -78,8 +82,8 @@ struct qnode {
 	float *bias;               /* per output channel, divided by out_scale: oneDNN 2.x adds the
 				    * bias to the int32 sums before the output scales */
 	int8_t *w;                 /* rows of k weights, one per output channel */
-	/* A Conv whose Relu'd output feeds only another int8 Conv (maybe
-	 * through a MaxPool) writes it as that Conv's int8 input at once:
+	/* A Conv whose Relu'd output feeds only another int8 Conv writes it
+	 * as that Conv's int8 input at once:
 	 * per output channel out_scale * the reader's 127 / range, the
 	 * int8 saturation at 127 being the reader's clip (the Relu leaves
 	 * nothing below 0). NULL: the output is float32. */
@@ -100,6 +104,9 @@ typedef struct onednn_module {
 	struct plan *plans[PLAN_CACHE];
 	struct plan *cur;
 	unsigned long clock;
+	/* VIGIL_ONEDNN_PROFILE=N (a developer's tool, docs/performance.md):
+	 * every N runs of a shape, each step's mean time to stderr; 0: off. */
+	unsigned long profile_every, runs;
 } onednn_module;
 
 static int dnnl_fail(dnnl_status_t s, const onnx_graph *g, const struct onnx_node *n,
@@ -217,7 +224,7 @@ static int new_mem(onednn_module *m, struct plan *p, const dnnl_memory_desc_t *m
 static int add_step(onednn_module *m, struct plan *p, dnnl_primitive_desc_t pd,
 		    const dnnl_exec_arg_t *args, int nargs, const struct onnx_node *n, char **err)
 {
-	struct step s = { .nargs = nargs };
+	struct step s = { .nargs = nargs, .node = n ? n->name : "" };
 	int rc = dnnl_fail(dnnl_primitive_create(&s.prim, pd), m->g, n, "primitive", err);
 
 	dnnl_primitive_desc_destroy(pd);
@@ -760,6 +767,33 @@ static struct plan *plan_for(onednn_module *m, const int *shape, int ndim, char 
 	return m->plans[slot];
 }
 
+/* Each step of p, its primitive's kind and implementation, and its mean
+ * time over the last profile_every runs, to stderr; then starts over. */
+static void profile_report(onednn_module *m, struct plan *p)
+{
+	double total = 0;
+
+	for (guint i = 0; i < p->steps->len; i++)
+		total += g_array_index(p->steps, struct step, i).us;
+	fprintf(stderr, "onednn profile: %s, input %d", m->g->path, p->shape[0]);
+	for (int d = 1; d < p->ndim; d++)
+		fprintf(stderr, "x%d", p->shape[d]);
+	fprintf(stderr, ", %lu runs, %.1f us a run\n", m->profile_every, total / (double)m->profile_every);
+	for (guint i = 0; i < p->steps->len; i++) {
+		struct step *s = &g_array_index(p->steps, struct step, i);
+		const_dnnl_primitive_desc_t pd = NULL;
+		dnnl_primitive_kind_t kind = dnnl_undefined_primitive;
+		const char *impl = "?";
+
+		dnnl_primitive_get_primitive_desc(s->prim, &pd);
+		dnnl_primitive_desc_query(pd, dnnl_query_primitive_kind, 0, &kind);
+		dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+		fprintf(stderr, "onednn profile: %3u %-12s %-30s %8.1f us  %s\n", i,
+			dnnl_prim_kind2str(kind), impl, s->us / (double)m->profile_every, s->node);
+		s->us = 0;
+	}
+}
+
 static int onednn_forward(onednn_module *m, const float *in, const int *shape, int ndim, char **err)
 {
 	struct plan *p = plan_for(m, shape, ndim, err);
@@ -774,14 +808,20 @@ static int onednn_forward(onednn_module *m, const float *in, const int *shape, i
 		return rc;
 	for (guint i = 0; i < p->steps->len; i++) {
 		struct step *s = &g_array_index(p->steps, struct step, i);
+		gint64 t0 = m->profile_every ? g_get_monotonic_time() : 0;
 
 		if ((rc = dnnl_fail(dnnl_primitive_execute(s->prim, m->stream, s->nargs, s->args), m->g,
 				    NULL, "execute", err)) < 0)
 			return rc;
+		/* The CPU engine runs a primitive before execute returns. */
+		if (m->profile_every)
+			s->us += (double)(g_get_monotonic_time() - t0);
 	}
 	if ((rc = dnnl_fail(dnnl_stream_wait(m->stream), m->g, NULL, "execute", err)) < 0)
 		return rc;
 	m->cur = p;
+	if (m->profile_every && ++m->runs % m->profile_every == 0)
+		profile_report(m, p);
 	return 0;
 }
 
@@ -826,8 +866,7 @@ static int sole_reader(const onnx_graph *g, int t)
 }
 
 /* Keeps int8 Conv i's output in int8 (qnode s8_scale) when its Relu'd
- * output is read by nothing but an int8 Conv, directly or through one
- * MaxPool, as that Conv's data input. */
+ * output is read by nothing but an int8 Conv, as that Conv's data input. */
 static void chain_int8(onednn_module *m, int i)
 {
 	const onnx_graph *g = m->g;
@@ -838,10 +877,6 @@ static void chain_int8(onednn_module *m, int i)
 		return;
 	t = g->nodes[i + 1].out[0];
 	r = sole_reader(g, t);
-	if (r >= 0 && g->nodes[r].op == ONNX_OP_MAXPOOL) {
-		t = g->nodes[r].out[0];
-		r = sole_reader(g, t);
-	}
 	if (r < 0 || g->nodes[r].op != ONNX_OP_CONV || !m->q[r] || g->nodes[r].in[0] != t)
 		return;
 	channels = g->tensors[g->nodes[i].in[1]].dims[0];
@@ -899,6 +934,7 @@ static void *onednn_load_at(const char *onnx_path, enum infer_precision prec,
 	}
 	m->prec = prec;
 	m->act = prec == INFER_BF16 ? dnnl_bf16 : dnnl_f32;
+	m->profile_every = g_ascii_strtoull(g_getenv("VIGIL_ONEDNN_PROFILE") ?: "0", NULL, 10);
 	m->g = g = onnx_graph_load(onnx_path, err);
 	if (!g)
 		goto fail;

@@ -274,6 +274,37 @@ static void test_unsupported_refused(void)
 	g_free(path);
 }
 
+/* VIGIL_ONEDNN_PROFILE=N: every N runs, each step's primitive and mean
+ * time, with the node it runs, to stderr (in a subprocess, which reads
+ * the variable at load). */
+static void test_profile(void)
+{
+	if (g_test_subprocess()) {
+		char *path = infertest_package_path("real-v5", "vision.onnx"), *err = NULL;
+		int shape[4] = { 1, 1, 112, 160 };
+		float *in = g_new0(float, 112 * 160);
+		float *out = g_new(float, 112 * 160);  /* enough for any output */
+		size_t len = 0;
+		void *m;
+
+		g_setenv("VIGIL_ONEDNN_PROFILE", "2", TRUE);
+		m = infer_backend_onednn.load(path, &err);
+		g_assert_nonnull(m);
+		for (int i = 0; i < 2; i++)
+			g_assert_cmpint(infer_backend_run1(&infer_backend_onednn, m, in, shape, 4, NULL,
+							   out, 112 * 160, &len, &err), ==, 0);
+		infer_backend_onednn.free(m);
+		g_free(out);
+		g_free(in);
+		g_free(path);
+		return;
+	}
+	g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+	g_test_trap_assert_passed();
+	g_test_trap_assert_stderr("*onednn profile: *vision.onnx, input 1x1x112x160, 2 runs, * us a "
+				  "run\n*convolution * us  m1/body/body.0/Conv\n*");
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -283,5 +314,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/inference/onednn/bf16-verdicts", test_bf16_verdicts);
 	g_test_add_func("/inference/onednn/bf16-refused", test_bf16_refused);
 	g_test_add_func("/inference/onednn/int8-matches-reference", test_int8_matches_reference);
+	g_test_add_func("/inference/onednn/profile", test_profile);
 	return g_test_run();
 }
