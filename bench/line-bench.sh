@@ -23,8 +23,8 @@
 #      the same rate;
 # and prints parts/s and p50/p99 latency of each, the ratios, and the
 # largest score difference between the script and vigild on the same
-# parts (so both judged the same thing). Figures are printed, never
-# asserted. BUILD (default build) is the build folder; the machine should
+# parts (so both judged the same thing), and vigild's CPU time a part by
+# thread. Figures are printed, never asserted. BUILD (default build) is the build folder; the machine should
 # be otherwise idle. Needs python3-opencv, python3-numpy, python3-pymodbus.
 set -eu
 
@@ -42,6 +42,10 @@ repeat=${REPEAT:-2}
 start_pps=${START_PPS:-16}
 bisect=${BISECT:-4}
 deadline_ms=${DEADLINE_MS:-1000}
+# RING_MB: [database] recent_images_mb (unset: vigild's default, every
+# accepted part's files in a 1 GB ring; 0: no ring, the log keeps what the
+# embedded configuration's sampling keeps).
+ring_line=${RING_MB:+recent_images_mb = $RING_MB}
 sim="$build/tools/vigil-sim"
 vigild="$build/app/vigild"
 py=/usr/bin/python3
@@ -127,6 +131,7 @@ reject_deadline_ms = $deadline_ms
 
 [database]
 path = $tmp/run/vigil.db
+$ring_line
 EOF
 	"$sim" run --parts-dir "$tmp/parts" --port "$port" --rate "$($py -c "print($pps * 60)")" \
 		--summary "$tmp/run/summary.json" --db "$tmp/run/vigil.db" --ready-timeout-s 120 \
@@ -136,6 +141,11 @@ EOF
 	vpid=$!
 	wait "$spid" || true
 	spid=
+	# Where vigild's CPU went, thread by thread (/proc: utime + stime in
+	# clock ticks), before it stops.
+	for t in /proc/"$vpid"/task/*; do
+		echo "$(tr ' ' '_' <"$t/comm" 2>/dev/null) $(cut -d' ' -f14,15 "$t/stat" 2>/dev/null)"
+	done >"$tmp/run/threads.txt"
 	kill -TERM "$vpid" 2>/dev/null || true
 	wait "$vpid" || true
 	vpid=
@@ -175,6 +185,7 @@ while :; do
 		good=$rate
 		best="$2 $3 $4"
 		cp "$tmp/run/vigil.db" "$tmp/best.db"
+		cp "$tmp/run/threads.txt" "$tmp/best-threads.txt"
 		[ "$bad" != 0 ] || [ "$rate" -ge 2000 ] && break
 		rate=$((rate * 2))
 	else
@@ -199,6 +210,7 @@ while [ "$bad" != 0 ] && [ "$i" -lt "$bisect" ]; do
 		good=$rate
 		best="$2 $3 $4"
 		cp "$tmp/run/vigil.db" "$tmp/best.db"
+		cp "$tmp/run/threads.txt" "$tmp/best-threads.txt"
 	else
 		bad=$rate
 	fi
@@ -235,6 +247,21 @@ print(f"{worst:.2g} over {len(v)} parts, {differ} verdicts differ")
 EOF
 )
 
+# vigild's CPU time a part by thread at its highest sustained rate (the
+# start-up, loading the model, is in "vigild", the main thread).
+threads=$($py - "$tmp/best-threads.txt" "$parts" "$(getconf CLK_TCK)" <<'EOF'
+import collections, sys
+cpu = collections.Counter()
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) == 3:
+        cpu[f[0]] += (int(f[1]) + int(f[2])) / int(sys.argv[3])
+parts = int(sys.argv[2])
+print(", ".join(f"{k} {v * 1000 / parts:.2f}" for k, v in cpu.most_common() if v * 1000 / parts >= 0.01),
+      f"(total {sum(cpu.values()) * 1000 / parts:.2f})")
+EOF
+)
+
 $py - <<EOF
 v_pps, b_pps, model = $v_pps, $b_pps, float("${model:-nan}" or "nan")
 print("line-bench summary: $pkg $backend $precision, $parts real parts")
@@ -244,4 +271,6 @@ print(f"  python script     {b_pps:7.1f} parts/s  p50 $b_p50 ms  p99 $b_p99 ms")
 print(f"  vigild at {b_pps} parts/s  p50 $a_p50 ms  p99 $a_p99 ms")
 print(f"  ratios: vigild / script parts/s {v_pps / b_pps:.2f}x; script p99 / vigild p99 at the script's rate {$b_p99 / $a_p99:.2f}x; vigild / model only {v_pps / model:.0%}")
 print("  score agreement, script against vigild: max difference $agree")
+print("  vigild's CPU ms a part by thread at its highest rate: $threads")
+print(f"  model only: {1000 / model:.2f} ms a part; $ncpu cores give {$ncpu * 1000 / v_pps:.2f} ms of CPU a part at vigild's rate")
 EOF
