@@ -1,12 +1,17 @@
 #!/usr/bin/python3
 """vigil-eval on synthetic parts: models/synthetic-v2 over a generated
 manifest of split 'test' gives the documented JSON with a high AUROC, and
-the confusion table accounts for every part.
+the confusion table accounts for every part. The manual-check figures
+(marginal_rate, flagged_good_at_full_recall, escapes_by_class) match what
+the scores CSV gives when counted here, also with a copy of the package
+whose wide marginal band sends many parts to a manual check.
 
 usage: test_eval.py BUILD_DIR SOURCE_ROOT
 """
+import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,6 +24,43 @@ evaluate = os.path.join(build, "tools", "vigil-eval")
 def fail(msg):
     print("FAIL:", msg)
     sys.exit(1)
+
+
+def check_manual_figures(r, scores_csv):
+    """The JSON's manual-check figures against the scores CSV, counted
+    here."""
+    with open(scores_csv) as f:
+        rows = list(csv.DictReader(f))
+    marginal = sum(x["verdict"] == "marginal" for x in rows)
+    if abs(r["marginal_rate"] - marginal / len(rows)) > 1e-5 or \
+            abs(r["fused"]["marginal_rate"] - r["marginal_rate"]) > 1e-9:
+        fail(f"marginal_rate {r['marginal_rate']}, the CSV has {marginal} of {len(rows)}")
+    for view, key, subset in (("fused", "score", lambda x: True),
+                              ("vision_only", "vision_score", lambda x: x["image_class"] != "free"),
+                              ("signal_only", "signal_score", lambda x: x["vib_class"] != "normal")):
+        low = min(float(x[key]) for x in rows if x["defect"] == "1" and subset(x))
+        flagged = sum(float(x[key]) >= low for x in rows if x["defect"] == "0")
+        if r[view]["flagged_good_at_full_recall"] != flagged:
+            fail(f"{view}: flagged_good_at_full_recall {r[view]['flagged_good_at_full_recall']}, "
+                 f"the CSV gives {flagged} good parts at or above {low}")
+    if r["flagged_good_at_full_recall"] != r["fused"]["flagged_good_at_full_recall"]:
+        fail("top-level flagged_good_at_full_recall is not the fused one")
+    for column, normal in (("image_class", "free"), ("vib_class", "normal")):
+        want = {}
+        for x in rows:
+            if x["defect"] == "1" and x[column] != normal:
+                c = want.setdefault(x[column], [0, 0, 0])
+                c[0] += 1
+                c[1] += x["verdict"] == "accept"
+                c[2] += x["verdict"] == "marginal"
+        got = {c["class"]: [c["defective"], c["escapes"], c["marginal"]]
+               for c in r["escapes_by_class"][column]}
+        if got != want:
+            fail(f"escapes_by_class {column}: {got}, the CSV gives {want}")
+        for c in r["escapes_by_class"][column]:
+            if abs(c["escape_rate"] - c["escapes"] / c["defective"]) > 1e-5:
+                fail(f"escape_rate of {c}")
+    return marginal
 
 
 with tempfile.TemporaryDirectory(prefix="vigil-eval-") as tmp:
@@ -60,6 +102,24 @@ with tempfile.TemporaryDirectory(prefix="vigil-eval-") as tmp:
     with open(scores) as f:
         if len(f.read().splitlines()) != 301:
             fail("the scores CSV does not have one row per part")
+    check_manual_figures(r, scores)
+    if sum(c["escapes"] for c in r["escapes_by_class"]["image_class"]) + \
+            sum(c["escapes"] for c in r["escapes_by_class"]["vib_class"]) < r["fused"]["escapes"]:
+        fail("escapes_by_class misses some of the fused escapes")
+    # The same parts with a wide marginal band: many manual checks.
+    wide = os.path.join(tmp, "wide")
+    shutil.copytree(os.path.join(root, "models", "synthetic-v2"), wide)
+    with open(os.path.join(wide, "manifest.ini")) as f:
+        text = f.read()
+    text = text.replace("\nreject=0.5\nmarginal=0.3\n", "\nreject=0.999\nmarginal=0.001\n")
+    with open(os.path.join(wide, "manifest.ini"), "w") as f:
+        f.write(text)
+    subprocess.run([evaluate, "--manifest", manifest, "--data-root", data, "--split", "test",
+                    "--model", wide, "--json", out, "--scores", scores], check=True)
+    with open(out) as f:
+        w = json.load(f)
+    if check_manual_figures(w, scores) < 20:
+        fail(f"the wide marginal band gave a marginal_rate of {w['marginal_rate']}")
     # A split that is not in the manifest is an error, not an empty report.
     rc = subprocess.run([evaluate, "--manifest", manifest, "--data-root", data, "--split",
                          "nosuch", "--model", os.path.join(root, "models", "synthetic-v2"),

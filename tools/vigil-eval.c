@@ -18,6 +18,15 @@
  *                            escape: the part leaves the line for review)
  *   false_reject_rate        good parts rejected or marginal (a marginal
  *                            verdict costs a manual check)
+ *   flagged_good_at_full_recall
+ *                            good parts scoring at or above the lowest
+ *                            defective score: the parts a threshold that
+ *                            lets no defect through sends off the line
+ *   marginal_rate            (fused) share of all parts marginal, sent to
+ *                            a manual check
+ *
+ * escapes_by_class counts, per image_class and per vib_class, the
+ * defective parts of that class and those the fused verdict accepted.
  *
  * "Good" is defect == 0 throughout. vision_only judges the vision score on
  * the parts with a surface defect (image_class != free) against the good
@@ -81,6 +90,8 @@ struct figures {
 	guint escapes, false_rejects, marginal_good, marginal_defective;
 	double escape_rate, false_reject_rate;
 	double fused_escape_rate;   /* views other than fused: the fused verdict's escapes */
+	guint flagged_good_full_recall; /* good parts scoring >= the lowest defective score */
+	double marginal_rate;       /* fused: marginal parts among all */
 };
 
 static void compute(const struct judged *parts, guint n, enum view v, float threshold,
@@ -150,8 +161,14 @@ static void compute(const struct judged *parts, guint n, enum view v, float thre
 			esc += !(pos[i] > f->threshold_at_frr_1pct);
 		f->escape_at_frr_1pct = (double)esc / np;
 	}
+	/* pos[0] is the lowest defective score: a threshold at it or below
+	 * catches every defect and flags the good parts from there up. */
+	for (guint i = 0; np && i < nn; i++)
+		f->flagged_good_full_recall += neg[i] >= pos[0];
 	f->escape_rate = np ? (double)f->escapes / np : 0;
 	f->false_reject_rate = nn ? (double)f->false_rejects / nn : 0;
+	f->marginal_rate = f->parts ? (double)(f->marginal_good + f->marginal_defective) / f->parts
+				    : 0;
 	f->fused_escape_rate = np ? (double)fused_escapes / np : 0;
 	g_free(pos);
 	g_free(neg);
@@ -198,10 +215,14 @@ static void json_figures(GString *s, const char *indent, const struct figures *f
 	json_number(s, f->false_reject_rate);
 	g_string_append_printf(s, ",\n%s  \"escapes\": %u,\n%s  \"false_rejects\": %u", indent,
 			       f->escapes, indent, f->false_rejects);
+	g_string_append_printf(s, ",\n%s  \"flagged_good_at_full_recall\": %u", indent,
+			       f->flagged_good_full_recall);
 	if (v == VIEW_FUSED) {
 		g_string_append_printf(s, ",\n%s  \"marginal_good\": %u,\n%s  "
 				       "\"marginal_defective\": %u", indent, f->marginal_good,
 				       indent, f->marginal_defective);
+		g_string_append_printf(s, ",\n%s  \"marginal_rate\": ", indent);
+		json_number(s, f->marginal_rate);
 	} else {
 		g_string_append_printf(s, ",\n%s  \"threshold\": ", indent);
 		json_number(s, threshold);
@@ -253,6 +274,48 @@ static void json_confusion(GString *s, const GArray *rows, const struct judged *
 	g_string_append(s, "\n  ]");
 	g_hash_table_destroy(counts);
 	g_ptr_array_free(keys, TRUE);
+}
+
+/* One list of escapes_by_class: per class of the column (image_class
+ * when image, else vib_class) among the defective parts that have one,
+ * in order of first sight, the parts and the fused verdict's escapes and
+ * marginal parts. */
+static void json_class_escapes(GString *s, const GArray *rows, const struct judged *parts,
+			       gboolean image)
+{
+	GPtrArray *names = g_ptr_array_new();
+	GHashTable *counts = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+
+	for (guint i = 0; i < rows->len; i++) {
+		const struct manifest_row *r = &g_array_index(rows, struct manifest_row, i);
+		const char *name = image ? r->image_class : r->vib_class;
+		guint *c;
+
+		if (!parts[i].defect || !(image ? parts[i].surface : parts[i].bearing))
+			continue;
+		if (!(c = g_hash_table_lookup(counts, name))) {
+			c = g_new0(guint, 3);
+			g_ptr_array_add(names, (gpointer)name);
+			g_hash_table_insert(counts, (gpointer)name, c);
+		}
+		c[0]++;
+		c[1] += parts[i].verdict == VIGIL_VERDICT_ACCEPT;
+		c[2] += parts[i].verdict == VIGIL_VERDICT_MARGINAL;
+	}
+	g_string_append(s, "[");
+	for (guint i = 0; i < names->len; i++) {
+		const guint *c = g_hash_table_lookup(counts, g_ptr_array_index(names, i));
+
+		g_string_append(s, i ? ",\n      {\"class\": " : "\n      {\"class\": ");
+		json_string(s, g_ptr_array_index(names, i));
+		g_string_append_printf(s, ", \"defective\": %u, \"escapes\": %u, \"marginal\": %u, "
+				       "\"escape_rate\": ", c[0], c[1], c[2]);
+		json_number(s, (double)c[1] / c[0]);
+		g_string_append(s, "}");
+	}
+	g_string_append(s, names->len ? "\n    ]" : "]");
+	g_hash_table_destroy(counts);
+	g_ptr_array_free(names, TRUE);
 }
 
 int main(int argc, char **argv)
@@ -419,11 +482,17 @@ int main(int argc, char **argv)
 	json_number(js, f.escape_rate);
 	g_string_append(js, ",\n  \"false_reject_rate\": ");
 	json_number(js, f.false_reject_rate);
+	g_string_append(js, ",\n  \"marginal_rate\": ");
+	json_number(js, f.marginal_rate);
+	g_string_append_printf(js, ",\n  \"flagged_good_at_full_recall\": %u",
+			       f.flagged_good_full_recall);
 	g_string_append(js, ",\n  \"fused\": ");
 	json_figures(js, "  ", &f, VIEW_FUSED, 0);
 	fprintf(stderr, "vigil-eval: fused: AUROC %.4f, escapes at <= 1 %% FRR %.2f %%, at the "
-		"operating point escapes %.2f %% false rejects %.2f %%\n", f.auroc,
-		100 * f.escape_at_frr_1pct, 100 * f.escape_rate, 100 * f.false_reject_rate);
+		"operating point escapes %.2f %% false rejects %.2f %% marginal %.2f %% of all "
+		"parts; %u of %u good parts flagged to catch every defect\n", f.auroc,
+		100 * f.escape_at_frr_1pct, 100 * f.escape_rate, 100 * f.false_reject_rate,
+		100 * f.marginal_rate, f.flagged_good_full_recall, f.good);
 	compute(parts, rows->len, VIEW_VISION, in->vision_threshold, &f);
 	g_string_append(js, ",\n  \"vision_only\": ");
 	json_figures(js, "  ", &f, VIEW_VISION, in->vision_threshold);
@@ -434,6 +503,11 @@ int main(int argc, char **argv)
 	json_figures(js, "  ", &f, VIEW_SIGNAL, in->signal_threshold);
 	fprintf(stderr, "vigil-eval: signal_only: AUROC %.4f, escapes at <= 1 %% FRR %.2f %%\n",
 		f.auroc, 100 * f.escape_at_frr_1pct);
+	g_string_append(js, ",\n  \"escapes_by_class\": {\n    \"image_class\": ");
+	json_class_escapes(js, rows, parts, TRUE);
+	g_string_append(js, ",\n    \"vib_class\": ");
+	json_class_escapes(js, rows, parts, FALSE);
+	g_string_append(js, "\n  }");
 	g_string_append(js, ",\n  \"confusion\": ");
 	json_confusion(js, rows, parts);
 	g_string_append_printf(js, ",\n  \"seconds\": %.1f\n}\n",
