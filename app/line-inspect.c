@@ -340,15 +340,16 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 								      f->stride };
 				bi->windows[k] = r->window;
 				bad = f->width <= 0 || f->height <= 0 || f->stride < f->width;
-			} else if (r->img && same_spec(&r->img_spec, info->image)) {
-				memcpy(bi->feat + (size_t)k * dim, r->feat, dim * sizeof(float));
-				memcpy(bi->img + (size_t)k * npix, r->img + (size_t)i * npix,
-				       npix * sizeof(float));
-				bad = 0;
 			} else {
 				memcpy(bi->feat + (size_t)k * dim, r->feat, dim * sizeof(float));
-				bad = fusion_image_input(info->image, f->data, f->width, f->height,
-							 f->stride, bi->img + (size_t)k * npix) < 0;
+				bad = 0;
+				if (r->img && same_spec(&r->img_spec, info->image))
+					memcpy(bi->img + (size_t)k * npix, r->img + (size_t)i * npix,
+					       npix * sizeof(float));
+				else
+					bad = fusion_image_input(info->image, f->data, f->width,
+								 f->height, f->stride,
+								 bi->img + (size_t)k * npix) < 0;
 			}
 			if (bad) {
 				g_warning("part %u: model failed on camera %s: bad image",
