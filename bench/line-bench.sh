@@ -24,8 +24,9 @@
 # and prints parts/s and p50/p99 latency of each, the ratios, and the
 # largest score difference between the script and vigild on the same
 # parts (so both judged the same thing), and vigild's CPU time a part by
-# thread. Figures are printed, never asserted. BUILD (default build) is the build folder; the machine should
-# be otherwise idle. Needs python3-opencv, python3-numpy, python3-pymodbus.
+# thread. Figures are printed, never asserted. BUILD (default build) is
+# the build folder; the machine should be otherwise idle. Needs
+# python3-opencv, python3-numpy, python3-pymodbus.
 set -eu
 
 if [ $# -ne 4 ]; then
@@ -142,9 +143,10 @@ EOF
 	wait "$spid" || true
 	spid=
 	# Where vigild's CPU went, thread by thread (/proc: utime + stime in
-	# clock ticks), before it stops.
+	# clock ticks, fields 14 and 15, counted after the name's closing
+	# parenthesis since a name may hold spaces), before it stops.
 	for t in /proc/"$vpid"/task/*; do
-		echo "$(tr ' ' '_' <"$t/comm" 2>/dev/null) $(cut -d' ' -f14,15 "$t/stat" 2>/dev/null)"
+		echo "$(tr ' ' '_' <"$t/comm" 2>/dev/null) $(sed 's/^.*) //' "$t/stat" 2>/dev/null | cut -d' ' -f12,13)"
 	done >"$tmp/run/threads.txt"
 	kill -TERM "$vpid" 2>/dev/null || true
 	wait "$vpid" || true
