@@ -4,12 +4,15 @@ manifest of split 'test' gives the documented JSON with a high AUROC, and
 the confusion table accounts for every part. The manual-check figures
 (marginal_rate, flagged_good_at_full_recall, escapes_by_class) match what
 the scores CSV gives when counted here, also with a copy of the package
-whose wide marginal band sends many parts to a manual check.
+whose wide marginal band sends many parts to a manual check; the 95 %
+upper bounds on the fused escape and false-reject rates are the p at
+which the binomial CDF of the counts is 5 %.
 
 usage: test_eval.py BUILD_DIR SOURCE_ROOT
 """
 import csv
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -24,6 +27,21 @@ evaluate = os.path.join(build, "tools", "vigil-eval")
 def fail(msg):
     print("FAIL:", msg)
     sys.exit(1)
+
+
+def binom_cdf(k, n, p):
+    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
+def check_bound(name, bound, k, n):
+    """bound must be the one-sided 95 % Clopper-Pearson upper bound for k
+    of n: P(X <= k) is 5 % at it, more just below it."""
+    if k >= n:
+        ok = bound == 1
+    else:
+        ok = abs(binom_cdf(k, n, bound) - 0.05) < 1e-4 and binom_cdf(k, n, bound - 1e-3) > 0.05
+    if not ok:
+        fail(f"{name} {bound} is not the 95 % upper bound for {k} of {n}")
 
 
 def check_manual_figures(r, scores_csv):
@@ -43,6 +61,13 @@ def check_manual_figures(r, scores_csv):
         if r[view]["flagged_good_at_full_recall"] != flagged:
             fail(f"{view}: flagged_good_at_full_recall {r[view]['flagged_good_at_full_recall']}, "
                  f"the CSV gives {flagged} good parts at or above {low}")
+    good = [x for x in rows if x["defect"] == "0"]
+    bad = [x for x in rows if x["defect"] == "1"]
+    fr = sum(x["verdict"] != "accept" for x in good)
+    check_bound("false_reject_upper95", r["false_reject_upper95"], fr, len(good))
+    check_bound("fused false_reject_upper95", r["fused"]["false_reject_upper95"], fr, len(good))
+    check_bound("fused escape_upper95", r["fused"]["escape_upper95"],
+                sum(x["verdict"] == "accept" for x in bad), len(bad))
     if r["flagged_good_at_full_recall"] != r["fused"]["flagged_good_at_full_recall"]:
         fail("top-level flagged_good_at_full_recall is not the fused one")
     for column, normal in (("image_class", "free"), ("vib_class", "normal")):

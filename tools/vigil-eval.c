@@ -18,6 +18,9 @@
  *                            escape: the part leaves the line for review)
  *   false_reject_rate        good parts rejected or marginal (a marginal
  *                            verdict costs a manual check)
+ *   false_reject_upper95     the one-sided 95 % Clopper-Pearson upper
+ *                            bound on that rate for unseen good parts
+ *                            (escape_upper95 likewise for escapes)
  *   flagged_good_at_full_recall
  *                            good parts scoring at or above the lowest
  *                            defective score: the parts a threshold that
@@ -89,10 +92,38 @@ struct figures {
 	double escape_at_frr_1pct, threshold_at_frr_1pct;
 	guint escapes, false_rejects, marginal_good, marginal_defective;
 	double escape_rate, false_reject_rate;
+	double escape_upper95, false_reject_upper95; /* rate_upper_bound() */
 	double fused_escape_rate;   /* views other than fused: the fused verdict's escapes */
 	guint flagged_good_full_recall; /* good parts scoring >= the lowest defective score */
 	double marginal_rate;       /* fused: marginal parts among all */
 };
+
+/* The one-sided Clopper-Pearson upper bound on a rate seen k times in n:
+ * the p at which k or fewer would be seen with probability 1 - confidence,
+ * found by bisection on the binomial CDF (summed in logs, so n may be
+ * large). It is what a calibration set of n good parts with k false
+ * rejects promises about unseen ones (tools/train_package.py
+ * rate_upper_bound computes the same). */
+static double rate_upper_bound(guint k, guint n, double confidence)
+{
+	double lo, hi = 1;
+
+	if (n == 0 || k >= n)
+		return 1;
+	lo = (double)k / n;
+	for (int it = 0; it < 60; it++) {
+		double mid = (lo + hi) / 2, cdf = 0;
+
+		for (guint i = 0; i <= k; i++)
+			cdf += exp(lgamma(n + 1.0) - lgamma(i + 1.0) - lgamma(n - i + 1.0) +
+				   i * log(mid) + (n - i) * log1p(-mid));
+		if (cdf > 1 - confidence)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return hi;
+}
 
 static void compute(const struct judged *parts, guint n, enum view v, float threshold,
 		    struct figures *f)
@@ -167,6 +198,8 @@ static void compute(const struct judged *parts, guint n, enum view v, float thre
 		f->flagged_good_full_recall += neg[i] >= pos[0];
 	f->escape_rate = np ? (double)f->escapes / np : 0;
 	f->false_reject_rate = nn ? (double)f->false_rejects / nn : 0;
+	f->escape_upper95 = rate_upper_bound(f->escapes, np, 0.95);
+	f->false_reject_upper95 = rate_upper_bound(f->false_rejects, nn, 0.95);
 	f->marginal_rate = f->parts ? (double)(f->marginal_good + f->marginal_defective) / f->parts
 				    : 0;
 	f->fused_escape_rate = np ? (double)fused_escapes / np : 0;
@@ -213,6 +246,10 @@ static void json_figures(GString *s, const char *indent, const struct figures *f
 	json_number(s, f->escape_rate);
 	g_string_append_printf(s, ",\n%s  \"false_reject_rate\": ", indent);
 	json_number(s, f->false_reject_rate);
+	g_string_append_printf(s, ",\n%s  \"escape_upper95\": ", indent);
+	json_number(s, f->escape_upper95);
+	g_string_append_printf(s, ",\n%s  \"false_reject_upper95\": ", indent);
+	json_number(s, f->false_reject_upper95);
 	g_string_append_printf(s, ",\n%s  \"escapes\": %u,\n%s  \"false_rejects\": %u", indent,
 			       f->escapes, indent, f->false_rejects);
 	g_string_append_printf(s, ",\n%s  \"flagged_good_at_full_recall\": %u", indent,
@@ -482,6 +519,8 @@ int main(int argc, char **argv)
 	json_number(js, f.escape_rate);
 	g_string_append(js, ",\n  \"false_reject_rate\": ");
 	json_number(js, f.false_reject_rate);
+	g_string_append(js, ",\n  \"false_reject_upper95\": ");
+	json_number(js, f.false_reject_upper95);
 	g_string_append(js, ",\n  \"marginal_rate\": ");
 	json_number(js, f.marginal_rate);
 	g_string_append_printf(js, ",\n  \"flagged_good_at_full_recall\": %u",
@@ -489,9 +528,11 @@ int main(int argc, char **argv)
 	g_string_append(js, ",\n  \"fused\": ");
 	json_figures(js, "  ", &f, VIEW_FUSED, 0);
 	fprintf(stderr, "vigil-eval: fused: AUROC %.4f, escapes at <= 1 %% FRR %.2f %%, at the "
-		"operating point escapes %.2f %% false rejects %.2f %% marginal %.2f %% of all "
-		"parts; %u of %u good parts flagged to catch every defect\n", f.auroc,
+		"operating point escapes %.2f %% false rejects %.2f %% (unseen good parts: at "
+		"most %.2f %%, 95 %% confidence) marginal %.2f %% of all parts; %u of %u good "
+		"parts flagged to catch every defect\n", f.auroc,
 		100 * f.escape_at_frr_1pct, 100 * f.escape_rate, 100 * f.false_reject_rate,
+		100 * f.false_reject_upper95,
 		100 * f.marginal_rate, f.flagged_good_full_recall, f.good);
 	compute(parts, rows->len, VIEW_VISION, in->vision_threshold, &f);
 	g_string_append(js, ",\n  \"vision_only\": ");
