@@ -108,4 +108,30 @@ close = np.concatenate([np.linspace(-6, 0, 197), [1.0, 1.05, 5.0]])
 _, m = train.calibrate(close, np.zeros(len(close)), 0.01, "tight")
 if not 1.0 < np.log(m / (1 - m)) <= 1.025 + 1e-9:
     fail(f"tight: marginal at logit {np.log(m / (1 - m)):.4f}, outside (1.0, 1.025]")
-print("ok: calibration, midway and tight")
+# A marginal budget lowers reject until the band holds at most that share
+# of all 204 parts; the marginal threshold, so escapes and false rejects,
+# stay. Flagged under tight (logit >= 1.1): 1.5, 2, 3, 4 (good), 5 (good), 6.
+def logit(p):
+    return np.log(p / (1 - p))
+
+
+for budget, expect_reject in ((None, 5.5), (0.01, 2.5), (0.0, 1.0 + train.MARGIN_LOGIT),
+                              (0.5, 5.5)):
+    reject, marginal = train.calibrate(logits, defect, 0.01, "tight", budget)
+    if abs(logit(marginal) - (1.0 + train.MARGIN_LOGIT)) > 1e-9:
+        fail(f"budget {budget}: marginal moved to logit {logit(marginal):.4f}")
+    if abs(logit(reject) - expect_reject) > 1e-9:
+        fail(f"budget {budget}: reject at logit {logit(reject):.4f}, expected {expect_reject}")
+    band = int(np.sum((logits >= logit(marginal)) & (logits < logit(reject))))
+    if budget is not None and band > budget * len(logits):
+        fail(f"budget {budget}: {band} parts marginal of {len(logits)}")
+# The bound on a rate: none seen in n has the closed form 1 - 0.05^(1/n);
+# more seen, a higher bound, never below the rate seen.
+for n in (10, 138, 1000):
+    if abs(train.rate_upper_bound(0, n) - (1 - 0.05 ** (1 / n))) > 1e-9:
+        fail(f"rate_upper_bound(0, {n}) = {train.rate_upper_bound(0, n)}")
+b = [train.rate_upper_bound(k, 138) for k in range(5)]
+if not all(b[k] < b[k + 1] and b[k] > k / 138 for k in range(4)) or \
+        train.rate_upper_bound(138, 138) != 1.0:
+    fail(f"rate_upper_bound over k of 138: {b}")
+print("ok: calibration, midway and tight, marginal budget, rate bound")

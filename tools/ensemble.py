@@ -66,6 +66,10 @@ def parse_args(argv):
                    help="false-reject rate the thresholds are chosen for (e.g. 0.01)")
     p.add_argument("--marginal-rule", choices=("midway", "tight"), default="midway",
                    help="where the marginal threshold goes (tools/train.py calibrate())")
+    p.add_argument("--marginal-budget", type=float,
+                   help="with --frr-target: lower the reject threshold until at most this "
+                   "share of the held-out parts (e.g. 0.04) is marginal, sent to a manual "
+                   "check; the parts above are rejected outright (calibrate())")
     p.add_argument("--scores-out", help="write the joined package's OpenCV scores of the "
                    "held-out parts here (CSV, manifest order)")
     p.add_argument("--name", default="ensemble", help="[package] name")
@@ -73,6 +77,8 @@ def parse_args(argv):
     a = p.parse_args(argv)
     if len(a.member) < 2:
         p.error("give at least two --member packages")
+    if a.marginal_budget is not None and not 0 <= a.marginal_budget <= 1:
+        p.error("--marginal-budget must be a share between 0 and 1")
     if not a.val_root:
         a.val_root = os.path.dirname(os.path.abspath(a.val_manifest))
     return a
@@ -357,13 +363,16 @@ def join(a, argv):
         log(f"member {i + 1} {m.dir}: {aurocs(r[0])}")
     log(f"joined: {aurocs(logits)}")
 
-    a.reject, a.marginal = train.calibrate(logits[:, 2], defect, a.frr_target, a.marginal_rule)
+    a.reject, a.marginal = train.calibrate(logits[:, 2], defect, a.frr_target, a.marginal_rule,
+                                           a.marginal_budget)
     log(f"thresholds for {100 * a.frr_target:g} % false rejects on the held-out set: "
         f"reject {a.reject:.6g}, marginal {a.marginal:.6g}")
     metrics = train.figures(logits, surf, vib, defect, a.reject, a.marginal)
     log(f"held-out (OpenCV DNN): {metrics['parts']} parts, {metrics['defective']} defective; "
         f"escapes {metrics['escapes']} ({100 * metrics['escape_rate']:.2f} %); false rejects "
-        f"{metrics['false_rejects']} ({100 * metrics['false_reject_rate']:.2f} %)")
+        f"{metrics['false_rejects']} ({100 * metrics['false_reject_rate']:.2f} %, at most "
+        f"{100 * metrics['false_reject_upper95']:.2f} % on unseen good parts with 95 % "
+        f"confidence); marginal {100 * metrics['marginal_rate']:.2f} % of the parts")
     if a.scores_out:
         p = train.sigmoid(logits)
         with open(a.scores_out, "w") as f:

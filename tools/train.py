@@ -48,14 +48,15 @@ from train_model import (Decision, Signal, Vision, VisionSeg,  # noqa: E402
                          focal_bce, predict)
 from train_package import (MARGIN_LOGIT, VISION_OUTPUT,  # noqa: E402
                            auroc, calibrate, check_opencv, export_modules, figures,
-                           opencv_forward, sha256, sigmoid, write_manifest, write_maps)
+                           opencv_forward, rate_upper_bound, sha256, sigmoid, teacher_outputs,
+                           write_manifest, write_maps)
 
 # What tools/ensemble.py and tests/test_train_parts.py use through
 # "import train"; the names this file does not use itself are kept here
 # so that they keep working.
 __all__ = ["MARGIN_LOGIT", "VISION_OUTPUT", "auroc", "calibrate",
            "compute_features", "defect_map_target", "figures", "focal_bce", "opencv_forward",
-           "read_labels", "sha256", "sigmoid", "write_manifest"]
+           "rate_upper_bound", "read_labels", "sha256", "sigmoid", "write_manifest"]
 
 # The training set as read: model inputs and labels, in manifest order.
 TrainSet = collections.namedtuple(
@@ -110,6 +111,17 @@ def parse_args(argv):
                    help="with --frr-target: place the marginal threshold midway between the "
                    "good parts on either side of the target (midway) or just above the "
                    "highest good part the target does not allow (tight; calibrate())")
+    p.add_argument("--marginal-budget", type=float,
+                   help="with --frr-target: lower the reject threshold until at most this "
+                   "share of the held-out parts (e.g. 0.04) is marginal, sent to a manual "
+                   "check; the parts above are rejected outright (calibrate())")
+    p.add_argument("--teacher", help="distil this model package (e.g. a seed ensemble from "
+                   "tools/ensemble.py, same input size) into the one network trained here: "
+                   "its vision and fused probabilities and its defect map on the training "
+                   "parts become soft targets beside the labels")
+    p.add_argument("--distil", type=float, default=0.5,
+                   help="with --teacher: the soft targets' share of the vision, fused and "
+                   "map losses (the labels keep the rest)")
     p.add_argument("--scores-out", help="write torch's scores of the held-out parts here "
                    "(CSV, manifest order) to check the C runtime against")
     p.add_argument("--maps-out", help="write torch's defect maps of the held-out parts "
@@ -134,6 +146,11 @@ def parse_args(argv):
     # What the package's manifest and tools/ensemble.py print as the sets.
     a.manifest = " + ".join(m for m, _ in a.train_sets)
     a.val_manifest = " + ".join(m for m, _ in a.val_sets) or None
+    if a.marginal_budget is not None and (a.frr_target is None or
+                                          not 0 <= a.marginal_budget <= 1):
+        p.error("--marginal-budget needs --frr-target and a share between 0 and 1")
+    if not 0 <= a.distil <= 1:
+        p.error("--distil must be between 0 and 1")
     if not 0 <= a.marginal <= a.reject <= 1:
         p.error("thresholds must satisfy 0 <= marginal <= reject <= 1")
     return a
@@ -187,10 +204,12 @@ def load_sets(a, seg):
     return TrainSet(images, signals, masks, surf, vib, defect, train_classes), val, val_classes
 
 
-def fit(a, seg, t, val):
+def fit(a, seg, t, val, teacher=None):
     """Trains the three modules jointly on t (a TrainSet), logging each
-    epoch and, every fifth, the held-out figures. Returns the vision,
-    signal and decision modules."""
+    epoch and, every fifth, the held-out figures. teacher (--teacher):
+    the teacher's (vision logits, fused logits, defect maps) of t's parts,
+    soft targets that take a.distil of each loss but the signal head's.
+    Returns the vision, signal and decision modules."""
     images, signals, masks, surf, vib, defect, train_classes = t
     n, sig_dim = signals.shape
     log(f"{n} training parts: {int(surf.sum())} surface defects, {int(vib.sum())} "
@@ -207,9 +226,15 @@ def fit(a, seg, t, val):
         # stay aligned with the image.
         cell = VisionSeg.MAP_STRIDE
         full_masks = torch.from_numpy(masks)
+        if teacher is not None:
+            # The teacher's map, blown up to input pixels, rides along as a
+            # second mask channel, so every flip and shift moves it with the
+            # image; it is pooled back to cells per batch.
+            up = F.interpolate(torch.from_numpy(teacher[2]), scale_factor=cell, mode="nearest")
+            full_masks = torch.cat([full_masks, up], dim=1)
 
         def map_target(m):
-            return defect_map_target(m, cell, a.map_target)
+            return defect_map_target(m[:, :1], cell, a.map_target)
         every = map_target(full_masks)
         log(f"defect map {every.shape[3]}x{every.shape[2]}: "
             f"{float(every.mean()) * 100:.2f} % of cells defective")
@@ -231,6 +256,12 @@ def fit(a, seg, t, val):
         log("balanced draw, share of each epoch by image_class: " +
             ", ".join(f"{k} {100 * v:.1f} %" for k, v in share.items()))
     y = torch.from_numpy(np.stack([surf, vib, defect], axis=1))
+    w = a.distil if teacher is not None else 0.0
+    if teacher is not None:
+        soft = torch.from_numpy(sigmoid(np.stack([teacher[0], teacher[1]], axis=1)
+                                        .astype(np.float64)).astype(np.float32))
+        log(f"distilling {a.teacher}: soft targets take {w:g} of the vision, fused and map "
+            f"losses")
 
     for epoch in range(1, a.epochs + 1):
         vision.train(), signal.train(), decision.train()
@@ -241,7 +272,7 @@ def fit(a, seg, t, val):
             idx = order[i:i + a.batch]
             xb, mb = augment(x_img[idx], full_masks[idx] if seg else None, gen, a.shift)
             if seg:
-                mb = map_target(mb)
+                mb, tmb = map_target(mb), (F.avg_pool2d(mb[:, 1:], cell) if w else None)
             if seg:
                 v, m = vision.features(xb)
             else:
@@ -249,12 +280,19 @@ def fit(a, seg, t, val):
             s = signal(x_sig[idx])
             d = decision(torch.cat([v, s], dim=1))
             yb = y[idx]
-            loss = (focal_bce(v[:, 0], yb[:, 0], a.focal) +
-                    F.binary_cross_entropy_with_logits(s[:, 0], yb[:, 1]) +
-                    focal_bce(d[:, 0], yb[:, 2], a.focal))
+            loss = ((1 - w) * (focal_bce(v[:, 0], yb[:, 0], a.focal) +
+                               focal_bce(d[:, 0], yb[:, 2], a.focal)) +
+                    F.binary_cross_entropy_with_logits(s[:, 0], yb[:, 1]))
             if seg:
-                loss = loss + F.binary_cross_entropy_with_logits(
+                loss = loss + (1 - w) * F.binary_cross_entropy_with_logits(
                     m, mb, pos_weight=torch.tensor(5.0))
+            if w:
+                sb = soft[idx]
+                loss = loss + w * (F.binary_cross_entropy_with_logits(v[:, 0], sb[:, 0]) +
+                                   F.binary_cross_entropy_with_logits(d[:, 0], sb[:, 1]))
+                if seg:
+                    loss = loss + w * F.binary_cross_entropy_with_logits(
+                        m, tmb, pos_weight=torch.tensor(5.0))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -287,7 +325,7 @@ def report_heldout(a, nets, vision, signal, decision, val, val_classes, seg):
         logits[i] = (v[0, 0], s[0, 0], d[0, 0])
     if a.frr_target is not None:
         a.reject, a.marginal = calibrate(logits[:, 2], val[4], a.frr_target,
-                                         a.marginal_rule)
+                                         a.marginal_rule, a.marginal_budget)
         log(f"thresholds for {100 * a.frr_target:g} % false rejects on the held-out set: "
             f"reject {a.reject:.6g}, marginal {a.marginal:.6g}")
     if a.scores_out:
@@ -307,7 +345,9 @@ def report_heldout(a, nets, vision, signal, decision, val, val_classes, seg):
     log(f"held-out (OpenCV DNN): {metrics['parts']} parts, {metrics['defective']} "
         f"defective; accuracy {metrics['accuracy']:.4f}; escapes {metrics['escapes']} "
         f"({100 * metrics['escape_rate']:.2f} % of defective); false rejects "
-        f"{metrics['false_rejects']} ({100 * metrics['false_reject_rate']:.2f} % of good); "
+        f"{metrics['false_rejects']} ({100 * metrics['false_reject_rate']:.2f} % of good, at "
+        f"most {100 * metrics['false_reject_upper95']:.2f} % on unseen good parts with 95 % "
+        f"confidence); marginal {100 * metrics['marginal_rate']:.2f} % of the parts; "
         f"vision {metrics['vision_accuracy']:.4f}, signal {metrics['signal_accuracy']:.4f}")
     p = sigmoid(logits[:, 2])
     for col in (0, 1):
@@ -338,7 +378,8 @@ def main(argv):
 
     seg = a.arch in ("seg", "seg2")
     t, val, val_classes = load_sets(a, seg)
-    vision, signal, decision = fit(a, seg, t, val)
+    teacher = teacher_outputs(a, a.teacher, t, seg) if a.teacher else None
+    vision, signal, decision = fit(a, seg, t, val, teacher)
     sig_dim = t.signals.shape[1]
 
     vision.eval(), signal.eval(), decision.eval()

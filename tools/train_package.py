@@ -7,6 +7,7 @@ torch's defect maps in vigil-eval's format.
 import csv
 import datetime
 import hashlib
+import math
 import os
 import shlex
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from train_data import log
-from train_model import SIGNAL_EMBED, VISION_EMBED, VisionWithMap
+from train_model import SIGNAL_EMBED, VISION_EMBED, VisionSeg, VisionWithMap
 
 FEATURES_VERSION = "vigil-sigfeat-v1"
 OPSET = 11
@@ -44,6 +45,7 @@ def figures(logits, surf, vib, defect, reject, marginal):
     d = defect > 0.5
     escapes = int(np.sum(d & (p < marginal)))
     false_rejects = int(np.sum(~d & (p >= marginal)))
+    good = int((~d).sum())
     return {
         "parts": len(p),
         "defective": int(d.sum()),
@@ -51,7 +53,10 @@ def figures(logits, surf, vib, defect, reject, marginal):
         "escapes": escapes,
         "false_rejects": false_rejects,
         "escape_rate": escapes / max(int(d.sum()), 1),
-        "false_reject_rate": false_rejects / max(int((~d).sum()), 1),
+        "false_reject_rate": false_rejects / max(good, 1),
+        "good": good,
+        "false_reject_upper95": rate_upper_bound(false_rejects, good),
+        "marginal_rate": float(np.mean((p >= marginal) & (p < reject))),
         "vision_accuracy": float(np.mean((pv >= 0.5) == (surf > 0.5))),
         "signal_accuracy": float(np.mean((ps >= 0.5) == (vib > 0.5))),
     }
@@ -60,7 +65,7 @@ def figures(logits, surf, vib, defect, reject, marginal):
 MARGIN_LOGIT = 0.1   # tight rule: marginal this far above the good part it clears
 
 
-def calibrate(fused_logits, defect, frr_target, rule="midway"):
+def calibrate(fused_logits, defect, frr_target, rule="midway", marginal_budget=None):
     """Two thresholds from the held-out set's good parts, sorted highest
     first; k = floor(frr_target * good parts) of them may be rejected or
     marginal. marginal, under rule
@@ -75,7 +80,14 @@ def calibrate(fused_logits, defect, frr_target, rule="midway"):
     Under both, at most k held-out good parts are at or above marginal.
     reject: midway between the highest good part and 1 logit above it,
     and never below p = 0.5, so that no held-out good part is rejected
-    outright and the parts in between go to a manual check."""
+    outright and the parts in between go to a manual check.
+    marginal_budget (a share of all held-out parts, e.g. 0.04): reject is
+    lowered, never below marginal, until at most that share of the
+    held-out parts lies in [marginal, reject): midway between the highest
+    part the band may keep and the next part up. The parts above go
+    straight to reject, good ones too; escapes and false rejects (which
+    count marginal good parts) do not change, only how many flagged parts
+    a person checks."""
     good = np.sort(fused_logits[defect < 0.5].astype(np.float64))[::-1]
     if len(good) == 0:
         return 0.5, 0.5
@@ -90,7 +102,34 @@ def calibrate(fused_logits, defect, frr_target, rule="midway"):
     else:
         marginal = (good[k] + good[k - 1]) / 2
     reject = max(good[0] + 0.5, 0.0, marginal)
+    if marginal_budget is not None:
+        flagged = np.sort(fused_logits[fused_logits >= marginal].astype(np.float64))
+        keep = int(np.floor(marginal_budget * len(fused_logits)))
+        if keep < len(flagged) and flagged[keep] < reject:
+            reject = (flagged[keep - 1] + flagged[keep]) / 2 if keep > 0 else marginal
     return float(sigmoid(reject)), float(sigmoid(marginal))
+
+
+def rate_upper_bound(k, n, confidence=0.95):
+    """The one-sided Clopper-Pearson upper bound on a rate seen k times in
+    n trials: the p at which k or fewer would be seen with probability
+    1 - confidence. With thresholds set just above the (k+1)-th highest of
+    n good held-out parts, an unseen good part's false-reject probability
+    is Beta(k+1, n-k) distributed over the draw of the held-out set: mean
+    (k+1)/(n+1), and this bound is its confidence quantile."""
+    if n <= 0 or k >= n:
+        return 1.0
+    logc = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+            for i in range(k + 1)]
+
+    def cdf(p):
+        return sum(math.exp(c + i * math.log(p) + (n - i) * math.log1p(-p))
+                   for i, c in enumerate(logc))
+    lo, hi = k / n, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) > 1 - confidence else (lo, mid)
+    return hi
 
 
 def export_onnx(module, example, path, in_name, out_names):
@@ -117,6 +156,45 @@ def opencv_forward(nets, img, sig, with_map=False):
     dnet.setInput(np.concatenate([v, s], axis=1).astype(np.float32))
     d = dnet.forward().reshape(1, -1)
     return v, s, d, hm
+
+
+def teacher_outputs(a, pkg, t, seg):
+    """A model package's outputs on the training parts t, run as vigild
+    runs them (OpenCV DNN): (vision logits [N], fused logits [N], defect
+    maps [N, 1, Hm, Wm] or None). Exits unless the package takes the
+    student's input size and resize, and, for a segmentation student, has
+    a defect map of its size."""
+    import configparser
+    import cv2
+    man = configparser.ConfigParser()
+    if not man.read(os.path.join(pkg, "manifest.ini")):
+        sys.exit(f"train: --teacher {pkg}: no manifest.ini there")
+    vis = man["vision"]
+    got = (vis.getint("input_width"), vis.getint("input_height"), vis.get("resize", "stretch"))
+    if got != (a.width, a.height, a.resize):
+        sys.exit(f"train: --teacher {pkg} takes {got[0]}x{got[1]} {got[2]}, this run "
+                 f"{a.width}x{a.height} {a.resize}: the teacher must see the student's input")
+    if seg and vis.get("heatmap_output") != HEATMAP_OUTPUT:
+        sys.exit(f"train: --teacher {pkg} has no defect map ([vision] heatmap_output) to "
+                 f"teach a segmentation network")
+    nets = tuple(cv2.dnn.readNetFromONNX(os.path.join(pkg, man[k]["file"]))
+                 for k in ("vision", "signal", "decision"))
+    n = len(t.images)
+    tv, td = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    maps = None
+    for i in range(n):
+        v, _, d, hm = opencv_forward(nets, t.images[i:i + 1], t.signals[i:i + 1], seg)
+        tv[i], td[i] = v[0, 0], d[0, 0]
+        if seg:
+            maps = maps if maps is not None else np.zeros((n,) + hm.shape[1:], np.float32)
+            maps[i] = hm[0]
+    if seg and maps.shape[2:] != (a.height // VisionSeg.MAP_STRIDE, a.width // VisionSeg.MAP_STRIDE):
+        sys.exit(f"train: --teacher {pkg}'s defect map is {maps.shape[3]}x{maps.shape[2]}, "
+                 f"the student's "
+                 f"{a.width // VisionSeg.MAP_STRIDE}x{a.height // VisionSeg.MAP_STRIDE}")
+    log(f"teacher {pkg} ({man['package'].get('version', '?')}) on {n} training parts: "
+        f"vision p >= 0.5 on {int((tv >= 0).sum())}, fused on {int((td >= 0).sum())}")
+    return tv, td, maps
 
 
 def sha256(path):
@@ -265,8 +343,14 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
         "# Sigmoid probabilities: p >= reject rejects, marginal <= p < reject is",
         "# marginal; vision and signal flag the modality that found the defect.",
     ] + ([f"# Chosen on {a.val_manifest} (split {a.val_split or 'all'}) for a false-reject "
-          f"target of {100 * a.frr_target:g} %, marginal rule {a.marginal_rule} "
-          "(tools/train.py calibrate())."]
+          f"target of {100 * a.frr_target:g} %, marginal rule {a.marginal_rule}"
+          + (f", marginal band at most {100 * a.marginal_budget:g} % of the parts"
+             if getattr(a, "marginal_budget", None) is not None else "") +
+          " (tools/train.py calibrate()).",
+          f"# Unseen good parts: false rejects {metrics['false_rejects']} of "
+          f"{metrics['good']} here, so expect about "
+          f"{100 * (metrics['false_rejects'] + 1) / (metrics['good'] + 1):.2g} %, at most "
+          f"{100 * metrics['false_reject_upper95']:.2g} % with 95 % confidence."]
          if a.frr_target is not None and metrics else []) + [
         "[thresholds]",
         f"reject={threshold_text(a.reject, a)}",
@@ -299,6 +383,8 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
             f"heldout_accuracy={metrics['accuracy']:.4f}",
             f"heldout_escape_rate={metrics['escape_rate']:.4f}",
             f"heldout_false_reject_rate={metrics['false_reject_rate']:.4f}",
+            f"heldout_false_reject_upper95={metrics['false_reject_upper95']:.4f}",
+            f"heldout_marginal_rate={metrics['marginal_rate']:.4f}",
         ]
     else:
         lines += ["# No held-out set was given.", "[metrics]", "heldout_parts=0"]
