@@ -15,6 +15,10 @@
   as vigil-eval computes it. The false-reject target is 20 %, so that even
   a one-epoch model flags parts for the budget to act on. (calibrate()'s
   budget on its own is tested in test_train_parts.py.)
+- tools/recalibrate.py chooses that package's thresholds again without
+  the budget: the modules are copied byte for byte, reject moves above
+  marginal, the manifest says where the thresholds came from and
+  vigil-eval agrees with its [metrics]; an existing --out is refused.
 
 usage: test_train_distil.py BUILD_DIR SOURCE_ROOT
 """
@@ -96,5 +100,45 @@ with tempfile.TemporaryDirectory(prefix="vigil-train-distil-") as tmp:
     if abs(r["false_reject_upper95"] - float(man["heldout_false_reject_upper95"])) > 1e-4:
         fail(f"false_reject_upper95: vigil-eval {r['false_reject_upper95']}, manifest "
              f"{man['heldout_false_reject_upper95']}")
+
+    def recalibrate(out, *extra):
+        return subprocess.run(["/usr/bin/python3", os.path.join(root, "tools", "recalibrate.py"),
+                               "--model", taught, "--out", out, "--features-tool",
+                               os.path.join(build, "tools", "vigil-features"), "--val-manifest",
+                               os.path.join(held_dir, "parts.csv"), "--frr-target", "0.2",
+                               *extra], capture_output=True, text=True)
+    again = os.path.join(tmp, "again")
+    run = recalibrate(again)
+    if run.returncode != 0:
+        fail(f"recalibrate.py exited {run.returncode}: {run.stderr[-1500:]}")
+    for name in ("vision.onnx", "signal.onnx", "decision.onnx"):
+        with open(os.path.join(taught, name), "rb") as f1, open(os.path.join(again, name),
+                                                                  "rb") as f2:
+            if f1.read() != f2.read():
+                fail(f"recalibrate.py changed {name}")
+    man2 = read_manifest(again)
+    if not float(man2["reject"]) > float(man2["marginal"]) or \
+            man2["marginal"] != man["marginal"] or man2["version"] != man["version"]:
+        fail(f"recalibrated: reject {man2['reject']} marginal {man2['marginal']} version "
+             f"{man2['version']}; before: {man['marginal']} {man['version']}")
+    with open(os.path.join(again, "manifest.ini")) as f:
+        if "# Thresholds chosen again from taught's by tools/recalibrate.py" not in f.read():
+            fail("the recalibrated manifest does not say where its thresholds came from")
+    subprocess.run([os.path.join(build, "tools", "vigil-eval"), "--manifest",
+                    os.path.join(held_dir, "parts.csv"), "--model", again, "--json", js],
+                   check=True, capture_output=True)
+    with open(js) as f:
+        r2 = json.load(f)
+    if abs(r2["marginal_rate"] - float(man2["heldout_marginal_rate"])) > 1e-4:
+        fail(f"recalibrated: vigil-eval marginal_rate {r2['marginal_rate']}, manifest "
+             f"{man2['heldout_marginal_rate']}")
+    with open(os.path.join(again, "manifest.ini"), "rb") as f:
+        before = f.read()
+    run = recalibrate(again)
+    with open(os.path.join(again, "manifest.ini"), "rb") as f:
+        after = f.read()
+    if run.returncode == 0 or "exists and is not empty" not in run.stderr or before != after:
+        fail(f"recalibrating into an existing package: exit {run.returncode}, "
+             f"{run.stderr[-300:]}")
 print(f"ok: distilled student, budget kept (marginal {r['marginal_rate']:.3f}, "
       f"false rejects {r['false_reject_rate']:.3f}, bound {r['false_reject_upper95']:.3f})")

@@ -300,6 +300,24 @@ def run_all(nets, images, signals, with_map):
     return np.array(logits, np.float64), np.array(vis), maps
 
 
+def held_out(a, man):
+    """The held-out parts (a.val_manifest, a.val_root, a.val_split)
+    prepared by the C code vigild runs, for the package whose manifest is
+    man: (the feature settings, labels as train.read_labels gives them,
+    images, signal features)."""
+    fa = argparse.Namespace(
+        features_tool=a.features_tool, width=int(man.get("vision", "input_width")),
+        height=int(man.get("vision", "input_height")), mean=float(man.get("vision", "mean")),
+        std=float(man.get("vision", "std")), window=int(man.get("signal", "window")),
+        rate=float(man.get("signal", "rate_hz")),
+        resize=man.get("vision", "resize", fallback="stretch"))
+    labels = train.read_labels(a.val_manifest, a.val_split)
+    with tempfile.TemporaryDirectory(prefix="vigil-held-out-") as tmp:
+        images, signals, _ = train.compute_features(fa, a.val_manifest, a.val_root,
+                                                    a.val_split, os.path.join(tmp, "val.vgf"))
+    return fa, labels, images, signals
+
+
 def join(a, argv):
     """Writes the joined package into a.out."""
     members = [Member(d) for d in a.member]
@@ -325,18 +343,8 @@ def join(a, argv):
     log(f"joined {len(members)} members: vision output {vision_out}, signal output "
         f"{signal_out}, decision input {vision_out + signal_out}")
 
-    # The held-out parts, prepared by the C code vigild runs.
     g = first.man
-    fa = argparse.Namespace(
-        features_tool=a.features_tool, width=int(g.get("vision", "input_width")),
-        height=int(g.get("vision", "input_height")), mean=float(g.get("vision", "mean")),
-        std=float(g.get("vision", "std")), window=int(g.get("signal", "window")),
-        rate=float(g.get("signal", "rate_hz")),
-        resize=g.get("vision", "resize", fallback="stretch"))
-    surf, vib, defect, classes = train.read_labels(a.val_manifest, a.val_split)
-    with tempfile.TemporaryDirectory(prefix="vigil-ensemble-") as tmp:
-        images, signals, _ = train.compute_features(fa, a.val_manifest, a.val_root,
-                                                    a.val_split, os.path.join(tmp, "val.vgf"))
+    fa, (surf, vib, defect, classes), images, signals = held_out(a, g)
 
     # The joined modules against the members run one by one.
     logits, vis, maps = run_all(opencv_nets(paths), images, signals, with_map)
@@ -393,30 +401,36 @@ def join(a, argv):
     return sum(os.path.getsize(p) for p in paths.values())
 
 
-def main(argv):
-    """The package is made in a folder beside --out and renamed into place
-    when complete, so a refusal or a failed check leaves no half package
-    and never touches an existing one."""
-    a = parse_args(argv)
+def write_new_package(a, make, tool):
+    """Runs make(a) with a.out a fresh folder beside the asked-for one and
+    renames it into place when complete, so a refusal or a failed check
+    leaves no half package and never touches an existing one. make returns
+    the modules' size in bytes."""
     t_start = time.time()
     out = a.out
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-        fail(f"{out} exists and is not empty: the joined package goes to a new folder")
+        sys.exit(f"{tool}: {out} exists and is not empty: the package goes to a new folder")
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
-    a.out = tempfile.mkdtemp(prefix=".ensemble-", dir=parent)
+    a.out = tempfile.mkdtemp(prefix=f".{tool}-", dir=parent)
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(a.out, 0o777 & ~umask)
-        size = join(a, argv)
+        size = make(a)
         if os.path.isdir(out):
             os.rmdir(out)
         os.rename(a.out, out)
     except BaseException:
         shutil.rmtree(a.out, ignore_errors=True)
         raise
-    log(f"wrote {out} ({size / 1024:.0f} KiB of modules) in {time.time() - t_start:.0f} s")
+    print(f"{tool}: wrote {out} ({size / 1024:.0f} KiB of modules) in "
+          f"{time.time() - t_start:.0f} s", flush=True)
+
+
+def main(argv):
+    a = parse_args(argv)
+    write_new_package(a, lambda a: join(a, argv), "ensemble")
 
 
 if __name__ == "__main__":

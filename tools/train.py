@@ -48,14 +48,15 @@ from train_model import (Decision, Signal, Vision, VisionSeg,  # noqa: E402
                          focal_bce, predict)
 from train_package import (MARGIN_LOGIT, VISION_OUTPUT,  # noqa: E402
                            auroc, calibrate, check_opencv, export_modules, figures,
-                           opencv_forward, rate_upper_bound, sha256, sigmoid, teacher_outputs,
-                           write_manifest, write_maps)
+                           metrics_lines, opencv_forward, rate_upper_bound, sha256, sigmoid,
+                           teacher_outputs, threshold_lines, write_manifest, write_maps)
 
 # What tools/ensemble.py and tests/test_train_parts.py use through
 # "import train"; the names this file does not use itself are kept here
 # so that they keep working.
 __all__ = ["MARGIN_LOGIT", "VISION_OUTPUT", "auroc", "calibrate",
-           "compute_features", "defect_map_target", "figures", "focal_bce", "opencv_forward",
+           "compute_features", "defect_map_target", "figures", "focal_bce", "metrics_lines",
+           "opencv_forward", "threshold_lines",
            "rate_upper_bound", "read_labels", "sha256", "sigmoid", "write_manifest"]
 
 # The training set as read: model inputs and labels, in manifest order.

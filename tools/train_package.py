@@ -297,6 +297,57 @@ def manifest_classes(a):
     return sorted(found["image_class"]), sorted(found["vib_class"])
 
 
+def threshold_lines(a, metrics):
+    """The manifest's [thresholds] group with the comment that says where
+    the thresholds came from and what they promise for unseen good parts."""
+    lines = [
+        "# Sigmoid probabilities: p >= reject rejects, marginal <= p < reject is",
+        "# marginal; vision and signal flag the modality that found the defect.",
+    ]
+    if a.frr_target is not None and metrics:
+        budget = getattr(a, "marginal_budget", None)
+        fr, good = metrics["false_rejects"], metrics["good"]
+        lines += [
+            f"# Chosen on {a.val_manifest} (split {a.val_split or 'all'}) for a false-reject "
+            f"target of {100 * a.frr_target:g} %, marginal rule {a.marginal_rule}"
+            + (f", marginal band at most {100 * budget:g} % of the parts"
+               if budget is not None else "") + " (tools/train.py calibrate()).",
+            f"# Unseen good parts: false rejects {fr} of {good} here, so expect about "
+            f"{100 * (fr + 1) / (good + 1):.2g} %, at most "
+            f"{100 * metrics['false_reject_upper95']:.2g} % with 95 % confidence."]
+    return lines + [
+        "[thresholds]",
+        f"reject={threshold_text(a.reject, a)}",
+        f"marginal={threshold_text(min(a.marginal, a.reject), a)}",
+        "vision=0.5",
+        "signal=0.5",
+        "",
+    ]
+
+
+def metrics_lines(a, metrics):
+    """The manifest's [metrics] group (the load gate's figures) with its
+    comment; metrics from figures(), None without a held-out set."""
+    if not metrics:
+        return ["# No held-out set was given.", "[metrics]", "heldout_parts=0"]
+    return [
+        f"# Held-out set {a.val_manifest}, run through OpenCV DNN: accuracy is",
+        "# (p >= reject) == defect; escape rate is defective parts accepted",
+        "# (p < marginal) over defective parts; false reject rate is good parts",
+        "# rejected or marginal over good parts.",
+        f"# Defective parts: {metrics['defective']}; escapes: {metrics['escapes']}; "
+        f"false rejects: {metrics['false_rejects']}; vision head accuracy "
+        f"{metrics['vision_accuracy']:.4f}, signal head {metrics['signal_accuracy']:.4f}.",
+        "[metrics]",
+        f"heldout_parts={metrics['parts']}",
+        f"heldout_accuracy={metrics['accuracy']:.4f}",
+        f"heldout_escape_rate={metrics['escape_rate']:.4f}",
+        f"heldout_false_reject_rate={metrics['false_reject_rate']:.4f}",
+        f"heldout_false_reject_upper95={metrics['false_reject_upper95']:.4f}",
+        f"heldout_marginal_rate={metrics['marginal_rate']:.4f}",
+    ]
+
+
 def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
                    vision_out=1 + VISION_EMBED, signal_out=1 + SIGNAL_EMBED,
                    tool="tools/train.py", notes=()):
@@ -340,25 +391,7 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
         f"input_dim={vision_out + signal_out}",
         "output_dim=1",
         "",
-        "# Sigmoid probabilities: p >= reject rejects, marginal <= p < reject is",
-        "# marginal; vision and signal flag the modality that found the defect.",
-    ] + ([f"# Chosen on {a.val_manifest} (split {a.val_split or 'all'}) for a false-reject "
-          f"target of {100 * a.frr_target:g} %, marginal rule {a.marginal_rule}"
-          + (f", marginal band at most {100 * a.marginal_budget:g} % of the parts"
-             if getattr(a, "marginal_budget", None) is not None else "") +
-          " (tools/train.py calibrate()).",
-          f"# Unseen good parts: false rejects {metrics['false_rejects']} of "
-          f"{metrics['good']} here, so expect about "
-          f"{100 * (metrics['false_rejects'] + 1) / (metrics['good'] + 1):.2g} %, at most "
-          f"{100 * metrics['false_reject_upper95']:.2g} % with 95 % confidence."]
-         if a.frr_target is not None and metrics else []) + [
-        "[thresholds]",
-        f"reject={threshold_text(a.reject, a)}",
-        f"marginal={threshold_text(min(a.marginal, a.reject), a)}",
-        "vision=0.5",
-        "signal=0.5",
-        "",
-    ]
+    ] + threshold_lines(a, metrics)
     surface, vibration = manifest_classes(a)
     if surface or vibration:
         lines += [
@@ -369,25 +402,7 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
             f"vibration={', '.join(vibration)}",
             "",
         ]
-    if metrics:
-        lines += [
-            f"# Held-out set {a.val_manifest}, run through OpenCV DNN: accuracy is",
-            "# (p >= reject) == defect; escape rate is defective parts accepted",
-            "# (p < marginal) over defective parts; false reject rate is good parts",
-            "# rejected or marginal over good parts.",
-            f"# Defective parts: {metrics['defective']}; escapes: {metrics['escapes']}; "
-            f"false rejects: {metrics['false_rejects']}; vision head accuracy "
-            f"{metrics['vision_accuracy']:.4f}, signal head {metrics['signal_accuracy']:.4f}.",
-            "[metrics]",
-            f"heldout_parts={metrics['parts']}",
-            f"heldout_accuracy={metrics['accuracy']:.4f}",
-            f"heldout_escape_rate={metrics['escape_rate']:.4f}",
-            f"heldout_false_reject_rate={metrics['false_reject_rate']:.4f}",
-            f"heldout_false_reject_upper95={metrics['false_reject_upper95']:.4f}",
-            f"heldout_marginal_rate={metrics['marginal_rate']:.4f}",
-        ]
-    else:
-        lines += ["# No held-out set was given.", "[metrics]", "heldout_parts=0"]
+    lines += metrics_lines(a, metrics)
     with open(os.path.join(a.out, "manifest.ini"), "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -1,0 +1,114 @@
+#!/usr/bin/python3
+"""Chooses a package's thresholds again on a held-out set, without
+training: the modules are copied unchanged and only [thresholds] and
+[metrics] are written anew.
+
+    /usr/bin/python3 tools/recalibrate.py --model DIR --out MODEL_DIR \\
+        --features-tool build/tools/vigil-features --val-manifest CSV \\
+        --val-root DIR [--val-split val] --frr-target 0.01 \\
+        [--marginal-rule tight] [--marginal-budget 0.04] [--version V]
+
+For a package whose thresholds were chosen under another rule (real-v5's
+marginal band holds 12 % of its val parts; --marginal-budget caps that),
+or calibrated on a set the line has since outgrown. The held-out parts go
+through the modules as vigild runs them (OpenCV DNN), the thresholds come
+from tools/train.py calibrate(), and the manifest says where they came
+from and what they promise for unseen good parts. The new package is
+written to a new folder, as tools/ensemble.py writes one.
+"""
+import argparse
+import os
+import shlex
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ensemble  # noqa: E402  (package reading, held-out parts, safe writing)
+import train  # noqa: E402  (calibration, figures, manifest text)
+
+
+def log(msg):
+    print(f"recalibrate: {msg}", flush=True)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="the package to calibrate")
+    p.add_argument("--out", required=True, help="new package folder (must not exist)")
+    p.add_argument("--features-tool", required=True, help="path of vigil-features")
+    p.add_argument("--val-manifest", required=True)
+    p.add_argument("--val-root", help="folder of its paths (default: its folder)")
+    p.add_argument("--val-split")
+    p.add_argument("--frr-target", type=float, required=True)
+    p.add_argument("--marginal-rule", choices=("midway", "tight"), default="tight")
+    p.add_argument("--marginal-budget", type=float,
+                   help="at most this share of the held-out parts marginal (calibrate())")
+    p.add_argument("--version", help="[package] version of the new package (default: kept)")
+    a = p.parse_args(argv)
+    if a.marginal_budget is not None and not 0 <= a.marginal_budget <= 1:
+        p.error("--marginal-budget must be a share between 0 and 1")
+    if not a.val_root:
+        a.val_root = os.path.dirname(os.path.abspath(a.val_manifest))
+    return a
+
+
+def group_span(lines, group):
+    """[start, end) of group's lines in the manifest: from the comment
+    block right above its header to the line before the next comment
+    block or header that follows a blank line (or the end)."""
+    head = lines.index(f"[{group}]")
+    start = head
+    while start > 0 and lines[start - 1].startswith("#"):
+        start -= 1
+    end = head + 1
+    while end < len(lines) and not lines[end].startswith("["):
+        if lines[end] == "" or lines[end].startswith("#"):
+            break
+        end += 1
+    while end < len(lines) and lines[end] == "":
+        end += 1
+    return start, end
+
+
+def recalibrate(a, argv, source):
+    pkg = ensemble.Member(a.model)
+    _, (surf, vib, defect, _), images, signals = ensemble.held_out(a, pkg.man)
+    logits, _, _ = ensemble.run_all(ensemble.opencv_nets(pkg.files), images, signals,
+                                    bool(pkg.heatmap))
+    a.reject, a.marginal = train.calibrate(logits[:, 2], defect, a.frr_target,
+                                           a.marginal_rule, a.marginal_budget)
+    metrics = train.figures(logits, surf, vib, defect, a.reject, a.marginal)
+    log(f"thresholds: reject {a.reject:.6g}, marginal {a.marginal:.6g}; held-out "
+        f"{metrics['parts']} parts: escapes {metrics['escapes']}, false rejects "
+        f"{metrics['false_rejects']} of {metrics['good']} (at most "
+        f"{100 * metrics['false_reject_upper95']:.2f} % on unseen good parts, 95 %), "
+        f"marginal {100 * metrics['marginal_rate']:.2f} % of the parts")
+
+    size = 0
+    for m in ensemble.MODULES:
+        shutil.copy2(pkg.files[m], os.path.join(a.out, os.path.basename(pkg.files[m])))
+        size += os.path.getsize(pkg.files[m])
+    with open(pkg.path) as f:
+        lines = f.read().rstrip("\n").split("\n")
+    start, end = group_span(lines, "metrics")
+    lines[start:end] = train.metrics_lines(a, metrics)
+    start, end = group_span(lines, "thresholds")
+    lines[start:end] = train.threshold_lines(a, metrics)
+    at = next(i for i, x in enumerate(lines) if x.startswith("trained_by=")) + 1
+    lines.insert(at, f"# Thresholds chosen again from {source}'s by tools/recalibrate.py " +
+                 " ".join(shlex.quote(x) for x in argv))
+    if a.version:
+        lines = [f"version={a.version}" if x.startswith("version=") else x for x in lines]
+    with open(os.path.join(a.out, "manifest.ini"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return size
+
+
+def main(argv):
+    a = parse_args(argv)
+    source = ensemble.Member(a.model).get("package", "version")
+    ensemble.write_new_package(a, lambda a: recalibrate(a, argv, source), "recalibrate")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
