@@ -269,33 +269,63 @@ static void json_figures(GString *s, const char *indent, const struct figures *f
 	g_string_append_printf(s, "\n%s}", indent);
 }
 
+/* Counts per string key, keys in order of first sight: the confusion
+ * table and escapes_by_class both tally parts by class. */
+struct tally {
+	GPtrArray *keys;     /* owned copies, in order of first sight */
+	GHashTable *counts;  /* key (one of keys) -> guint[width], owned */
+	guint width;
+};
+
+static void tally_init(struct tally *t, guint width)
+{
+	t->keys = g_ptr_array_new_with_free_func(g_free);
+	t->counts = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+	t->width = width;
+}
+
+/* key's counts, zeroed the first time key is seen (key is copied). */
+static guint *tally_counts(struct tally *t, const char *key)
+{
+	guint *c = g_hash_table_lookup(t->counts, key);
+
+	if (!c) {
+		char *own = g_strdup(key);
+
+		c = g_new0(guint, t->width);
+		g_ptr_array_add(t->keys, own);
+		g_hash_table_insert(t->counts, own, c);
+	}
+	return c;
+}
+
+static void tally_clear(struct tally *t)
+{
+	g_hash_table_destroy(t->counts);
+	g_ptr_array_free(t->keys, TRUE);
+}
+
 /* Fused verdicts by image_class and vib_class, in order of first sight. */
 static void json_confusion(GString *s, const GArray *rows, const struct judged *parts)
 {
-	GPtrArray *keys = g_ptr_array_new_with_free_func(g_free);
-	GHashTable *counts = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+	struct tally t;
 
+	tally_init(&t, 5);
 	for (guint i = 0; i < rows->len; i++) {
 		const struct manifest_row *r = &g_array_index(rows, struct manifest_row, i);
 		char *key = g_strdup_printf("%s\t%s", r->image_class, r->vib_class);
-		guint *c = g_hash_table_lookup(counts, key);
+		guint *c = tally_counts(&t, key);
 
-		if (!c) {
-			c = g_new0(guint, 5);
-			g_ptr_array_add(keys, key);
-			g_hash_table_insert(counts, key, c);
-		} else {
-			g_free(key);
-		}
+		g_free(key);
 		c[0]++;
 		c[parts[i].verdict == VIGIL_VERDICT_ACCEPT ? 1
 		  : parts[i].verdict == VIGIL_VERDICT_MARGINAL ? 2 : 3]++;
 		c[4] = parts[i].defect;
 	}
 	g_string_append(s, "[");
-	for (guint i = 0; i < keys->len; i++) {
-		const char *key = g_ptr_array_index(keys, i);
-		const guint *c = g_hash_table_lookup(counts, key);
+	for (guint i = 0; i < t.keys->len; i++) {
+		const char *key = g_ptr_array_index(t.keys, i);
+		const guint *c = g_hash_table_lookup(t.counts, key);
 		char **pair = g_strsplit(key, "\t", 2);
 
 		g_string_append(s, i ? ",\n    {" : "\n    {");
@@ -309,8 +339,7 @@ static void json_confusion(GString *s, const GArray *rows, const struct judged *
 		g_strfreev(pair);
 	}
 	g_string_append(s, "\n  ]");
-	g_hash_table_destroy(counts);
-	g_ptr_array_free(keys, TRUE);
+	tally_clear(&t);
 }
 
 /* One list of escapes_by_class: per class of the column (image_class
@@ -320,39 +349,34 @@ static void json_confusion(GString *s, const GArray *rows, const struct judged *
 static void json_class_escapes(GString *s, const GArray *rows, const struct judged *parts,
 			       gboolean image)
 {
-	GPtrArray *names = g_ptr_array_new();
-	GHashTable *counts = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+	struct tally t;
 
+	tally_init(&t, 3);
 	for (guint i = 0; i < rows->len; i++) {
 		const struct manifest_row *r = &g_array_index(rows, struct manifest_row, i);
-		const char *name = image ? r->image_class : r->vib_class;
 		guint *c;
 
 		if (!parts[i].defect || !(image ? parts[i].surface : parts[i].bearing))
 			continue;
-		if (!(c = g_hash_table_lookup(counts, name))) {
-			c = g_new0(guint, 3);
-			g_ptr_array_add(names, (gpointer)name);
-			g_hash_table_insert(counts, (gpointer)name, c);
-		}
+		c = tally_counts(&t, image ? r->image_class : r->vib_class);
 		c[0]++;
 		c[1] += parts[i].verdict == VIGIL_VERDICT_ACCEPT;
 		c[2] += parts[i].verdict == VIGIL_VERDICT_MARGINAL;
 	}
 	g_string_append(s, "[");
-	for (guint i = 0; i < names->len; i++) {
-		const guint *c = g_hash_table_lookup(counts, g_ptr_array_index(names, i));
+	for (guint i = 0; i < t.keys->len; i++) {
+		const char *name = g_ptr_array_index(t.keys, i);
+		const guint *c = g_hash_table_lookup(t.counts, name);
 
 		g_string_append(s, i ? ",\n      {\"class\": " : "\n      {\"class\": ");
-		json_string(s, g_ptr_array_index(names, i));
+		json_string(s, name);
 		g_string_append_printf(s, ", \"defective\": %u, \"escapes\": %u, \"marginal\": %u, "
 				       "\"escape_rate\": ", c[0], c[1], c[2]);
 		json_number(s, (double)c[1] / c[0]);
 		g_string_append(s, "}");
 	}
-	g_string_append(s, names->len ? "\n    ]" : "]");
-	g_hash_table_destroy(counts);
-	g_ptr_array_free(names, TRUE);
+	g_string_append(s, t.keys->len ? "\n    ]" : "]");
+	tally_clear(&t);
 }
 
 int main(int argc, char **argv)
