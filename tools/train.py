@@ -56,8 +56,8 @@ from train_package import (MARGIN_LOGIT, VISION_OUTPUT,  # noqa: E402
 # so that they keep working.
 __all__ = ["MARGIN_LOGIT", "VISION_OUTPUT", "auroc", "calibrate",
            "compute_features", "defect_map_target", "figures", "focal_bce", "metrics_lines",
-           "opencv_forward", "threshold_lines",
-           "rate_upper_bound", "read_labels", "sha256", "sigmoid", "write_manifest"]
+           "opencv_forward", "rate_upper_bound", "read_labels", "sha256", "sigmoid",
+           "threshold_lines", "write_manifest"]
 
 # The training set as read: model inputs and labels, in manifest order.
 TrainSet = collections.namedtuple(
