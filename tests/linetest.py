@@ -145,6 +145,21 @@ def read_manifest(pkg):
                     if "=" in line and not line.startswith("#"))
 
 
+def check_keeps_package(what, pkg, write):
+    """write() (a tool run, returning its CompletedProcess) aims at the
+    existing package pkg: it must be refused, saying so, and leave pkg's
+    file what (e.g. vision.onnx) byte for byte as it was."""
+    path = os.path.join(pkg, what)
+    with open(path, "rb") as f:
+        before = f.read()
+    r = write()
+    with open(path, "rb") as f:
+        after = f.read()
+    if r.returncode == 0 or "exists and is not empty" not in r.stderr or before != after:
+        fail(f"writing into the existing package {pkg}: exit {r.returncode}, stderr "
+             f"{r.stderr.strip()[-200:]!r}, {what} {'kept' if before == after else 'changed'}")
+
+
 def read_maps(path):
     """vigil-eval --heatmaps (or train.py --maps-out): [N, H, W] float32."""
     import numpy as np

@@ -20,7 +20,8 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from linetest import fail, read_manifest, read_maps, read_scores  # noqa: E402
+from linetest import (check_keeps_package, fail, read_manifest, read_maps,  # noqa: E402
+                      read_scores)
 
 build, root = sys.argv[1], sys.argv[2]
 sim = os.path.join(build, "tools", "vigil-sim")
@@ -160,13 +161,6 @@ with tempfile.TemporaryDirectory(prefix="vigil-ensemble-") as tmp:
     if left:
         fail(f"refused joins left their working folders behind: {left}")
     # An existing package at --out is never overwritten.
-    with open(os.path.join(joined, "vision.onnx"), "rb") as f:
-        before = f.read()
-    r = ensemble(joined, *members)
-    with open(os.path.join(joined, "vision.onnx"), "rb") as f:
-        after = f.read()
-    if r.returncode == 0 or "exists and is not empty" not in r.stderr or before != after:
-        fail(f"joining into an existing package: exit {r.returncode}, stderr "
-             f"{r.stderr.strip()[-200:]!r}, package {'kept' if before == after else 'changed'}")
+    check_keeps_package("vision.onnx", joined, lambda: ensemble(joined, *members))
 print(f"ok: joined package = members' mean within {worst:.2e} (scores) and {map_diff:.2e} "
       f"(maps), reference executor within {worst_ref:.2e}; seeds up to {apart:.2f} apart")

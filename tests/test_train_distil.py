@@ -29,7 +29,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from linetest import fail, generate_parts, read_manifest  # noqa: E402
+from linetest import check_keeps_package, fail, generate_parts, read_manifest  # noqa: E402
 
 build, root = sys.argv[1], sys.argv[2]
 SIZE = 32
@@ -132,13 +132,6 @@ with tempfile.TemporaryDirectory(prefix="vigil-train-distil-") as tmp:
     if abs(r2["marginal_rate"] - float(man2["heldout_marginal_rate"])) > 1e-4:
         fail(f"recalibrated: vigil-eval marginal_rate {r2['marginal_rate']}, manifest "
              f"{man2['heldout_marginal_rate']}")
-    with open(os.path.join(again, "manifest.ini"), "rb") as f:
-        before = f.read()
-    run = recalibrate(again)
-    with open(os.path.join(again, "manifest.ini"), "rb") as f:
-        after = f.read()
-    if run.returncode == 0 or "exists and is not empty" not in run.stderr or before != after:
-        fail(f"recalibrating into an existing package: exit {run.returncode}, "
-             f"{run.stderr[-300:]}")
+    check_keeps_package("manifest.ini", again, lambda: recalibrate(again))
 print(f"ok: distilled student, budget kept (marginal {r['marginal_rate']:.3f}, "
       f"false rejects {r['false_reject_rate']:.3f}, bound {r['false_reject_upper95']:.3f})")

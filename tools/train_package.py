@@ -188,10 +188,10 @@ def teacher_outputs(a, pkg, t, seg):
         if seg:
             maps = maps if maps is not None else np.zeros((n,) + hm.shape[1:], np.float32)
             maps[i] = hm[0]
-    if seg and maps.shape[2:] != (a.height // VisionSeg.MAP_STRIDE, a.width // VisionSeg.MAP_STRIDE):
+    grid = (a.height // VisionSeg.MAP_STRIDE, a.width // VisionSeg.MAP_STRIDE)
+    if seg and maps.shape[2:] != grid:
         sys.exit(f"train: --teacher {pkg}'s defect map is {maps.shape[3]}x{maps.shape[2]}, "
-                 f"the student's "
-                 f"{a.width // VisionSeg.MAP_STRIDE}x{a.height // VisionSeg.MAP_STRIDE}")
+                 f"the student's {grid[1]}x{grid[0]}")
     log(f"teacher {pkg} ({man['package'].get('version', '?')}) on {n} training parts: "
         f"vision p >= 0.5 on {int((tv >= 0).sum())}, fused on {int((td >= 0).sum())}")
     return tv, td, maps
