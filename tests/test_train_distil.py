@@ -16,7 +16,8 @@
   a one-epoch model flags parts for the budget to act on. (calibrate()'s
   budget on its own is tested in test_train_parts.py.)
 - tools/recalibrate.py chooses that package's thresholds again without
-  the budget: the modules are copied byte for byte, reject moves above
+  the budget: the modules and the int8 calibration are copied byte for
+  byte (and int8 still loads the copy), reject moves above
   marginal, the manifest says where the thresholds came from and
   vigil-eval agrees with its [metrics]; an existing --out is refused.
 
@@ -107,15 +108,24 @@ with tempfile.TemporaryDirectory(prefix="vigil-train-distil-") as tmp:
                                os.path.join(build, "tools", "vigil-features"), "--val-manifest",
                                os.path.join(held_dir, "parts.csv"), "--frr-target", "0.2",
                                *extra], capture_output=True, text=True)
+    subprocess.run([os.path.join(build, "tools", "vigil-calibrate"), "--manifest",
+                    os.path.join(train_dir, "parts.csv"), "--model", taught, "--parts", "20"],
+                   check=True, capture_output=True)
     again = os.path.join(tmp, "again")
     run = recalibrate(again)
     if run.returncode != 0:
         fail(f"recalibrate.py exited {run.returncode}: {run.stderr[-1500:]}")
-    for name in ("vision.onnx", "signal.onnx", "decision.onnx"):
+    for name in ("vision.onnx", "signal.onnx", "decision.onnx", "calibration-int8.ini"):
         with open(os.path.join(taught, name), "rb") as f1, open(os.path.join(again, name),
                                                                   "rb") as f2:
             if f1.read() != f2.read():
                 fail(f"recalibrate.py changed {name}")
+    int8 = subprocess.run([os.path.join(build, "tools", "vigil-eval"), "--manifest",
+                           os.path.join(held_dir, "parts.csv"), "--model", again, "--json",
+                           os.path.join(tmp, "int8.json"), "--backend", "reference",
+                           "--precision", "int8"], capture_output=True, text=True)
+    if int8.returncode != 0:
+        fail(f"int8 refused the recalibrated package's calibration: {int8.stderr[-500:]}")
     man2 = read_manifest(again)
     if not float(man2["reject"]) > float(man2["marginal"]) or \
             man2["marginal"] != man["marginal"] or man2["version"] != man["version"]:

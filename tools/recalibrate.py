@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Chooses a package's thresholds again on a held-out set, without
-training: the modules are copied unchanged and only [thresholds] and
-[metrics] are written anew.
+training: the modules (and an int8 calibration) are copied unchanged and
+only [thresholds] and [metrics] are written anew.
 
     /usr/bin/python3 tools/recalibrate.py --model DIR --out MODEL_DIR \\
         --features-tool build/tools/vigil-features --val-manifest CSV \\
@@ -84,9 +84,15 @@ def recalibrate(a, argv, source):
         f"{100 * metrics['false_reject_upper95']:.2f} % on unseen good parts, 95 %), "
         f"marginal {100 * metrics['marginal_rate']:.2f} % of the parts")
 
+    # Every file but the manifest, byte for byte: the modules, and an int8
+    # calibration (vigil-calibrate), which names the modules' SHA-256 and
+    # so stays valid.
     size = 0
+    for name in sorted(os.listdir(a.model)):
+        src = os.path.join(a.model, name)
+        if name != "manifest.ini" and os.path.isfile(src):
+            shutil.copy2(src, os.path.join(a.out, name))
     for m in ensemble.MODULES:
-        shutil.copy2(pkg.files[m], os.path.join(a.out, os.path.basename(pkg.files[m])))
         size += os.path.getsize(pkg.files[m])
     with open(pkg.path) as f:
         lines = f.read().rstrip("\n").split("\n")
