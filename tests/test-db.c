@@ -2015,9 +2015,12 @@ static void test_stats(struct fixture *fx, gconstpointer data)
 	db = open_opts(fx->path, &opt);
 
 	/* Writes work: 20 parts (part 13 refused, part 1 with files), two
-	 * events, a trend reading. */
+	 * events, a trend reading. Part 13's batch may also hold part 1's
+	 * late row update from the media thread, which runs when the CPU
+	 * allows (nice 10), so the batch's size is not fixed: one row of it
+	 * fails either way. */
 	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING,
-			      "*1 of 1 rows not written*injected failure*");
+			      "*: 1 of * rows not written*injected failure*");
 	for (i = 0; i < 20; i++)
 		ticket = submit_media_settled(db, i, i == 1 ? make_media(1, 32, 24) : NULL);
 	g_test_assert_expected_messages();
