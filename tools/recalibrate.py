@@ -70,8 +70,10 @@ def group_span(lines, group):
     return start, end
 
 
-def recalibrate(a, argv, source):
-    pkg = ensemble.Member(a.model)
+def recalibrate(a, argv, pkg):
+    """Writes pkg (an ensemble.Member, a.model read and checked once)
+    with new thresholds into a.out; the modules' size in bytes."""
+    source = pkg.get("package", "version")
     _, (surf, vib, defect, _), images, signals = ensemble.held_out(a, pkg.man)
     logits, _, _ = ensemble.run_all(ensemble.opencv_nets(pkg.files), images, signals,
                                     bool(pkg.heatmap))
@@ -112,8 +114,8 @@ def recalibrate(a, argv, source):
 
 def main(argv):
     a = parse_args(argv)
-    source = ensemble.Member(a.model).get("package", "version")
-    ensemble.write_new_package(a, lambda a: recalibrate(a, argv, source), "recalibrate")
+    pkg = ensemble.Member(a.model)
+    ensemble.write_new_package(a, lambda a: recalibrate(a, argv, pkg), "recalibrate")
 
 
 if __name__ == "__main__":
