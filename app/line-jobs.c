@@ -194,10 +194,12 @@ int line_jobs_load_start(line *l, const config *cfg, char **err)
 	/* model-loaded marks where a model began judging parts (at start and at
 	 * each swap, change_job), for whoever compares the yield before and
 	 * after; the message starts "model VERSION". */
-	line_post_event(l, "model-loaded", "model %s (%s) runs job %d from the start on %s %s",
+	line_post_event(l, "model-loaded", "model %s (%s) runs job %d from the start on %s %s%s",
 			l->run_version, job ? l->set.jobs[job].package : l->set.model.package, job,
 			infer_model_backend(l->model),
-			infer_precision_names[l->set.model.precision]);
+			infer_precision_names[l->set.model.precision],
+			infer_model_info(l->model)->vision_score == INFER_VISION_ANOMALY
+			? "; its vision score is an anomaly score (trained on good parts alone)" : "");
 	return 0;
 }
 

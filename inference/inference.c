@@ -58,6 +58,7 @@ static const struct infer_backend *const backends[] = {
 };
 
 const char *const infer_precision_names[] = { "fp32", "fp16", "bf16", "int8", NULL };
+const char *const infer_vision_score_names[] = { "defect", "anomaly", NULL };
 
 int infer_precision_parse(const char *name, enum infer_precision *p)
 {
@@ -287,6 +288,14 @@ static int read_info(infer_model *m, const config *man, char **err)
 		*err = config_error(man, "vision", "heatmap_output",
 				    "needs heatmap_width and heatmap_height in [vision]");
 		return INFER_EMANIFEST;
+	}
+	{
+		int score;
+
+		if (config_get_choice(man, "vision", "score", "defect", infer_vision_score_names,
+				      &score, err) < 0)
+			return INFER_EMANIFEST;
+		in->vision_score = (enum infer_vision_score)score;
 	}
 	return read_metrics(&in->metrics, man, err);
 }

@@ -49,6 +49,19 @@ extern const char *const infer_precision_names[];
 /* 0, or -EINVAL when name is none of infer_precision_names. */
 int infer_precision_parse(const char *name, enum infer_precision *p);
 
+/* What a package's vision score means ([vision] score): the probability
+ * of a defect of the kinds it was shown (a supervised package), or how
+ * far the part departs from the good parts it was trained on alone
+ * (tools/train.py --good-only); its map means the same. */
+enum infer_vision_score {
+	INFER_VISION_DEFECT,
+	INFER_VISION_ANOMALY,
+	INFER_VISION_SCORE_COUNT
+};
+
+/* "defect", "anomaly" in enum order, NULL-terminated. */
+extern const char *const infer_vision_score_names[];
+
 /* The gate a package's held-out figures ([metrics]) must pass before
  * vigild runs it: [model] min_heldout_parts, min_heldout_accuracy,
  * max_heldout_escape_rate, max_heldout_false_reject_rate, in this order. */
@@ -121,6 +134,9 @@ struct infer_info {
 	/* [vision] heatmap_width/_height: the defect map's size, 0 when the
 	 * package has no heatmap_output. */
 	int heatmap_width, heatmap_height;
+	/* [vision] score: what vision_score means, which decides how QA reads
+	 * it and its map (infer_vision_score_names). */
+	enum infer_vision_score vision_score;
 	struct infer_metrics metrics;
 };
 

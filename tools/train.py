@@ -42,6 +42,7 @@ import torch.nn.functional as F
 # The modules beside this file, wherever it is run from or loaded by path
 # (tests/test_train_parts.py, tools/ensemble.py).
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+from train_anomaly import add_surface, add_vibration  # noqa: E402
 from train_data import (augment, compute_features, defect_map_target,  # noqa: E402
                         log, read_labels)
 from train_model import (Decision, Signal, Vision, VisionSeg,  # noqa: E402
@@ -123,6 +124,16 @@ def parse_args(argv):
     p.add_argument("--distil", type=float, default=0.5,
                    help="with --teacher: the soft targets' share of the vision, fused and "
                    "map losses (the labels keep the rest)")
+    p.add_argument("--good-only", action="store_true",
+                   help="a line without defect examples (issue 21): train on the good parts "
+                   "alone (defect 0; the rest are left out), with synthetic anomalies pasted "
+                   "into their images and vibration features (tools/train_anomaly.py), and "
+                   "choose the thresholds on the held-out set's good parts alone; the "
+                   "package's vision score is an anomaly score ([vision] score=anomaly). "
+                   "Needs --arch seg or seg2")
+    p.add_argument("--anomaly-share", type=float, default=0.5,
+                   help="with --good-only: the share of each batch's images, and separately "
+                   "of its vibration windows, given a synthetic anomaly")
     p.add_argument("--scores-out", help="write torch's scores of the held-out parts here "
                    "(CSV, manifest order) to check the C runtime against")
     p.add_argument("--maps-out", help="write torch's defect maps of the held-out parts "
@@ -150,6 +161,11 @@ def parse_args(argv):
     if a.marginal_budget is not None and (a.frr_target is None or
                                           not 0 <= a.marginal_budget <= 1):
         p.error("--marginal-budget needs --frr-target and a share between 0 and 1")
+    if a.good_only and (a.arch == "cnn" or a.teacher or a.balance):
+        p.error("--good-only needs --arch seg or seg2 (the anomaly map) and takes neither "
+                "--teacher nor --balance (there are no defect labels to use)")
+    if not 0 < a.anomaly_share < 1:
+        p.error("--anomaly-share must be between 0 and 1")
     if not 0 <= a.distil <= 1:
         p.error("--distil must be between 0 and 1")
     if not 0 <= a.marginal <= a.reject <= 1:
@@ -202,7 +218,17 @@ def load_sets(a, seg):
             vi, vsig, _, vs, vv, vd, val_classes = read_sets(a, a.val_sets, a.val_split, tmp,
                                                              "val")
             val = (vi, vsig, vs, vv, vd)
-    return TrainSet(images, signals, masks, surf, vib, defect, train_classes), val, val_classes
+    t = TrainSet(images, signals, masks, surf, vib, defect, train_classes)
+    if a.good_only:
+        keep = defect < 0.5
+        log(f"good-only: training on the {int(keep.sum())} good parts of {len(defect)}"
+            + (f"; the {int((~keep).sum())} defective ones are left out" if not keep.all()
+               else ""))
+        if not keep.any():
+            sys.exit("train: --good-only: the training set has no good part (defect 0)")
+        t = TrainSet(*(v[keep] for v in t[:6]),
+                     [c for c, k in zip(train_classes, keep) if k])
+    return t, val, val_classes
 
 
 def fit(a, seg, t, val, teacher=None):
@@ -245,6 +271,12 @@ def fit(a, seg, t, val, teacher=None):
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=steps,
                                                 pct_start=0.15)
     gen = torch.Generator().manual_seed(a.seed)
+    # Synthetic anomalies (--good-only) come from their own generator, so
+    # the draw of batches and augmentations stays that of the seed.
+    rng = np.random.default_rng(a.seed) if a.good_only else None
+    if a.good_only:
+        log(f"good-only: a synthetic anomaly in {100 * a.anomaly_share:g} % of the images "
+            f"and, apart, of the vibration windows (tools/train_anomaly.py)")
     x_img, x_sig = torch.from_numpy(images), torch.from_numpy(signals)
     draw = None
     if a.balance:
@@ -272,15 +304,19 @@ def fit(a, seg, t, val, teacher=None):
         for i in range(0, n, a.batch):
             idx = order[i:i + a.batch]
             xb, mb = augment(x_img[idx], full_masks[idx] if seg else None, gen, a.shift)
+            sb_in, yb = x_sig[idx], y[idx]
+            if a.good_only:
+                xb, mb, ls = add_surface(rng, xb, a.anomaly_share)
+                sb_in, lv = add_vibration(rng, sb_in, a.anomaly_share)
+                yb = torch.stack([ls, lv, torch.maximum(ls, lv)], dim=1)
             if seg:
                 mb, tmb = map_target(mb), (F.avg_pool2d(mb[:, 1:], cell) if w else None)
             if seg:
                 v, m = vision.features(xb)
             else:
                 v = vision(xb)
-            s = signal(x_sig[idx])
+            s = signal(sb_in)
             d = decision(torch.cat([v, s], dim=1))
-            yb = y[idx]
             loss = ((1 - w) * (focal_bce(v[:, 0], yb[:, 0], a.focal) +
                                focal_bce(d[:, 0], yb[:, 2], a.focal)) +
                     F.binary_cross_entropy_with_logits(s[:, 0], yb[:, 1]))
@@ -306,11 +342,13 @@ def fit(a, seg, t, val, teacher=None):
             msg += (f"; held-out accuracy {f['accuracy']:.4f} vision {f['vision_accuracy']:.4f}"
                     f" signal {f['signal_accuracy']:.4f} escapes {f['escapes']}"
                     f" false rejects {f['false_rejects']}")
-            if a.balance or a.resize != "stretch" or a.arch == "seg2":
+            if a.balance or a.resize != "stretch" or a.arch == "seg2" or a.good_only:
                 lg = predict(vision, signal, decision, val[0], val[1])
                 good, sd = val[4] < 0.5, val[2] > 0.5
                 msg += (f"; AUROC fused {auroc(lg[val[4] > 0.5, 2], lg[good, 2]):.4f}"
                         f" vision {auroc(lg[sd, 0], lg[good, 0]):.4f}")
+                if a.good_only:
+                    msg += f" signal {auroc(lg[val[3] > 0.5, 1], lg[good, 1]):.4f}"
         log(msg)
     return vision, signal, decision
 
@@ -325,10 +363,15 @@ def report_heldout(a, nets, vision, signal, decision, val, val_classes, seg):
         v, s, d, _ = opencv_forward(nets, val[0][i:i + 1], val[1][i:i + 1], seg)
         logits[i] = (v[0, 0], s[0, 0], d[0, 0])
     if a.frr_target is not None:
-        a.reject, a.marginal = calibrate(logits[:, 2], val[4], a.frr_target,
+        # A good-only line has no defects to calibrate on: its thresholds
+        # come from the good held-out parts alone, even where defective
+        # ones are there to report figures on.
+        good = val[4] < 0.5 if a.good_only else np.ones(len(val[4]), bool)
+        a.reject, a.marginal = calibrate(logits[good, 2], val[4][good], a.frr_target,
                                          a.marginal_rule, a.marginal_budget)
-        log(f"thresholds for {100 * a.frr_target:g} % false rejects on the held-out set: "
-            f"reject {a.reject:.6g}, marginal {a.marginal:.6g}")
+        log(f"thresholds for {100 * a.frr_target:g} % false rejects on the held-out set"
+            + (f"'s {int(good.sum())} good parts" if a.good_only else "") +
+            f": reject {a.reject:.6g}, marginal {a.marginal:.6g}")
     if a.scores_out:
         torch_logits = predict(vision, signal, decision, val[0], val[1])
         with open(a.scores_out, "w") as f:

@@ -308,7 +308,8 @@ def threshold_lines(a, metrics):
         budget = getattr(a, "marginal_budget", None)
         fr, good = metrics["false_rejects"], metrics["good"]
         lines += [
-            f"# Chosen on {a.val_manifest} (split {a.val_split or 'all'}) for a false-reject "
+            f"# Chosen on {'the good parts of ' if getattr(a, 'good_only', False) else ''}"
+            f"{a.val_manifest} (split {a.val_split or 'all'}) for a false-reject "
             f"target of {100 * a.frr_target:g} %, marginal rule {a.marginal_rule}"
             + (f", marginal band at most {100 * budget:g} % of the parts"
                if budget is not None else "") + " (tools/train.py calibrate()).",
@@ -373,7 +374,10 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
         f"mean={a.mean:g}",
         f"std={a.std:g}",
         f"output_dim={vision_out}",
-    ] + ([f"heatmap_output={HEATMAP_OUTPUT}", f"heatmap_width={heatmap[0]}",
+    ] + (["# An anomaly score: trained on good parts alone, with synthetic anomalies",
+          "# (tools/train.py --good-only); its map shows where the part departs",
+          "# from the good ones.", "score=anomaly"]
+         if getattr(a, "good_only", False) else []) + ([f"heatmap_output={HEATMAP_OUTPUT}", f"heatmap_width={heatmap[0]}",
           f"heatmap_height={heatmap[1]}"] if heatmap else []) + [
         "",
         "[signal]",

@@ -522,6 +522,8 @@ int main(int argc, char **argv)
 		g_string_append(js, "null");
 	g_string_append(js, ",\n  \"model\": ");
 	json_string(js, in->version);
+	g_string_append(js, ",\n  \"vision_score\": ");
+	json_string(js, infer_vision_score_names[in->vision_score]);
 	g_string_append(js, ",\n  \"backend\": ");
 	json_string(js, backend ? backend : "opencv");
 	g_string_append(js, ",\n  \"precision\": ");
