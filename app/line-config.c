@@ -10,6 +10,8 @@
 #include "app/line-private.h"
 
 static const char *const job_keys[] = { "package", "reject", "marginal", NULL };
+/* [model] keys the line reads itself; inference/ reads the rest. */
+static const char *const line_model_keys[] = { "learn", NULL };
 static const char *const known_groups[] = { "camera.", "vibration.", "transmitter.", "model",
 					    "plc", "database", "job.", "review", "alarm", "mqtt",
 					    "plant", NULL };
@@ -100,6 +102,23 @@ static int read_jobs(struct line_settings *set, const config *cfg, char **err)
 	return rc;
 }
 
+/* [model]: inference's keys, and learn, which is the line's: it changes
+ * what the line does with a verdict, not how the model reaches it. */
+static int read_model(struct line_settings *set, const config *cfg, char **err)
+{
+	static const char *const no_yes[] = { "false", "true", NULL };
+	config *model_cfg;
+	int learn = 0, rc;
+
+	if (config_get_choice(cfg, "model", "learn", "false", no_yes, &learn, err) < 0)
+		return -EINVAL;
+	set->learn = learn;
+	model_cfg = config_without_keys(cfg, "model", line_model_keys);
+	rc = infer_options_read(model_cfg, &set->model, err);
+	config_free(model_cfg);
+	return rc;
+}
+
 /* [transmitter.NAME]: a Modbus vibration transmitter, at most one in this
  * version. */
 static int read_transmitter(struct line_settings *set, const config *cfg, char **err)
@@ -169,7 +188,7 @@ int line_read_config(line *l, const config *cfg, char **err)
 	if (sensor_config_read(cfg, sen, &set->vibration, err) < 0 ||
 	    condition_config_read(cfg, sen, set->vibration.cfg.rate_hz, &set->condition,
 				  err) < 0 ||
-	    infer_options_read(cfg, &set->model, err) < 0)
+	    read_model(set, cfg, err) < 0)
 		goto out;
 
 	if (plc_config_read(cfg, "plc", &l->set.plc, err) < 0)
@@ -183,6 +202,10 @@ int line_read_config(line *l, const config *cfg, char **err)
 	    mqtt_settings_read(cfg, set->database.station, &set->mqtt, err) < 0 ||
 	    plant_options_read(cfg, set->database.station, &set->plant, err) < 0)
 		goto out;
+	/* Learning keeps every accepted part's image and vibration: they are
+	 * the training set, whatever the sample says. */
+	if (set->learn)
+		set->database.opt.keep_accepted_every = 1;
 	/* The PLC's job selection lives next to the database, so a replaced
 	 * appliance disk keeps both or neither. */
 	{

@@ -423,8 +423,12 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 		/* What the part waited for: its preparation and the batch's run. */
 		p->infer_ms = r->prep_ms + run_ms;
 		line_count_stage(l, LINE_STAGE_INFERENCE, p->infer_ms);
-		p->verdict = line_jobs_verdict(l, worst.score, worst.verdict);
-		p->model_verdict = p->verdict;
+		p->model_verdict = line_jobs_verdict(l, worst.score, worst.verdict);
+		/* Learning mode: the parts are known good and the model is not
+		 * trained for them yet, so its verdict is only logged. Parts
+		 * it could not judge stay fail-safe rejects (above): the line
+		 * is never told a part is good that the station did not see. */
+		p->verdict = l->set.learn ? VIGIL_VERDICT_ACCEPT : p->model_verdict;
 		p->model_score = worst.score;
 		p->defect_class = worst.defect_class;
 		p->flags |= flags;

@@ -61,7 +61,11 @@ struct line_settings {
 	struct sensor_settings vibration;      /* [vibration.NAME] */
 	struct condition_settings condition;   /* its condition-figure keys */
 	struct transmitter_settings transmitter; /* [transmitter.NAME]; name NULL: none */
-	struct infer_settings model;           /* [model] */
+	struct infer_settings model;           /* [model] but learn (infer_options_read) */
+	/* [model] learn: the station collects known-good parts for a first
+	 * model. Every part the model judges is accepted and keeps its files;
+	 * the model's verdict is only logged (model_verdict). */
+	gboolean learn;
 	struct db_settings database;           /* [database] */
 	struct plc_settings plc;               /* [plc] but state_file (plc_config_read) */
 	char *plc_state_path;     /* [plc] state_file: the selected job, kept across restarts */

@@ -125,6 +125,18 @@ line *line_new(const config *cfg, char **err)
 	/* The job the PLC selected last runs from the start (line-jobs.c). */
 	if (line_jobs_load_start(l, cfg, err) < 0)
 		goto fail;
+	/* Said at every start, in the log and the journal, since a station
+	 * left learning would pass every defect it sees. */
+	if (set->learn) {
+		static const char what[] =
+			"learning mode ([model] learn = true): the station accepts every part "
+			"its model judges and keeps each one's image and vibration, for training; "
+			"the model's own verdict is only logged (model_verdict). Parts it cannot "
+			"judge are still fail-safe rejects. Run known-good parts only";
+
+		g_warning("%s", what);
+		line_post_event(l, "learning", "%s; model %s judges", what, l->run_version);
+	}
 	info = infer_model_info(l->model);
 	/* Every job runs on the same backend: a GPU one takes raw parts. */
 	l->device_prep = infer_model_prepares_on_device(l->model);
@@ -368,6 +380,7 @@ void line_get_health(line *l, struct line_health *h)
 		.db_ring_oldest_us = db.ring_oldest_us,
 		.db_spool_depth = db.spool_depth,
 		.model_precision = infer_precision_names[l->set.model.precision],
+		.learning = l->set.learn,
 	};
 	g_mutex_lock(&l->stats_lock);
 	h->model_version = l->pub_version;

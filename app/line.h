@@ -126,6 +126,9 @@ struct line_health {
 	 * ([model] backend, or what auto chose) and the precision; valid for
 	 * the life of the process. */
 	const char *model_version, *model_backend, *model_precision;
+	/* [model] learn: every part the model judges is accepted (fail-safe
+	 * rejects stay rejects) and keeps its files, for a first model. */
+	int learning;
 };
 void line_get_health(line *l, struct line_health *h);
 

@@ -168,6 +168,8 @@ static char *status_text(notify *n)
 			add_fault(s, &first, "alarm %s", alarm_kind_name((enum alarm_kind)k));
 	if (first)
 		g_string_append(s, "; no faults");
+	if (h.learning)
+		g_string_append(s, "; learning mode: every part it judges is accepted");
 	if (n->watchdog_us && p.oldest_ms * 1000.0 > (double)n->watchdog_us)
 		g_string_append_printf(s, "; stalled: %s thread, %.1f s", p.oldest,
 				       p.oldest_ms / 1000.0);

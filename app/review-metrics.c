@@ -299,6 +299,8 @@ void review__api_status(review_server *s, SoupServerMessage *msg)
 		review__add_string(b, "model_version", h.model_version);
 		review__add_string(b, "model_backend", h.model_backend);
 		review__add_string(b, "model_precision", h.model_precision);
+		json_builder_set_member_name(b, "learning");
+		json_builder_add_boolean_value(b, h.learning != 0);
 		json_builder_set_member_name(b, "queues");
 		json_builder_begin_object(b);
 		review__add_int(b, "inspect", (int64_t)h.q_inspect);
@@ -494,6 +496,10 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg)
 			g_free(label);
 			g_free(version);
 		}
+		metric_head(m, "vigil_learning_mode", "gauge",
+			    "1 in learning mode ([model] learn): every part the model judges is "
+			    "accepted and keeps its files.");
+		metric(m, "vigil_learning_mode", NULL, h.learning ? 1 : 0);
 		metric_head(m, "vigil_parts_total", "counter",
 			    "Parts answered to the PLC, by verdict (fail-safe rejects included).");
 		metric(m, "vigil_parts_total", "{verdict=\"accept\"}", (double)st.accepted);

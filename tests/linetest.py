@@ -305,11 +305,12 @@ class Vigild:
 
 def line_config(cameras, sim_dir, root, plc_port, db, vibration_extra="",
                 deadline_ms=2000, plc_extra="", tail="", window_timeout_ms=5000,
-                package=None):
+                package=None, model_extra=""):
     """A vigild configuration: the given [camera.*] sections, the simulated
     line's vibration recording (SKF 6205 bearing for the condition
-    figures), the shipped synthetic model (or package), the PLC on
-    plc_port (plc_extra: more [plc] keys), db, and tail (more sections)."""
+    figures), the shipped synthetic model (or package; model_extra: more
+    [model] keys), the PLC on plc_port (plc_extra: more [plc] keys), db,
+    and tail (more [database] keys, then more sections)."""
     package = package or f"{root}/models/synthetic-v2"
     return f"""{cameras}
 [vibration.drive_end]
@@ -327,7 +328,7 @@ pitch_diameter_mm = 39.04
 [model]
 package = {package}
 backend = opencv
-
+{model_extra}
 [plc]
 host = 127.0.0.1
 port = {plc_port}

@@ -22,6 +22,7 @@ struct opts {
 	double min_score, max_score;
 	gint64 part, limit;
 	gboolean confirm, mark;
+	gboolean accepted_as_good;              /* export: unreviewed accepted parts too */
 };
 
 enum format { FMT_TABLE, FMT_CSV, FMT_JSON };

@@ -7,7 +7,10 @@
  *   vigilctl --db FILE upgrade  creates the file or brings its schema up to
  *                               this version (what vigild does at start)
  *   vigilctl --db FILE export  [filters] [--split NAME] [--out CSV]
- *                               reviewed parts as a training manifest
+ *                              [--accepted-as-good]
+ *                               reviewed parts as a training manifest; with
+ *                               --accepted-as-good also the accepted parts
+ *                               nobody reviewed, as good ones
  *   vigilctl --db FILE report  --shift "YYYY-MM-DD NAME"|current|previous
  *                              [--out HTML]  the shift report
  *   vigilctl user add NAME --role ROLE --users FILE | list | remove NAME
@@ -460,17 +463,28 @@ static int cmd_review(const struct opts *o)
 struct reviewed {
 	int64_t id;
 	uint32_t part_id;
-	int verdict;          /* QA's */
+	gboolean reviewed;    /* FALSE: accepted and never reviewed, taken as good */
+	int verdict;          /* QA's; accept for a part taken as good */
 	int line_class;       /* what the model named */
 	char *defect_type;    /* QA's, NULL if none named */
 	char *mask;           /* QA's painted mask (media-relative), NULL if none */
 };
 
+/* A reviewed part with QA's label; with --accepted-as-good, a part the
+ * line accepted that nobody reviewed as a good one (learning mode, issue
+ * 21: the line ran known-good parts only). Rejected and marginal parts
+ * nobody reviewed say nothing sure, so they are never exported. */
 static int collect_reviewed(const struct db_inspection *r, void *data)
 {
-	struct reviewed one = { r->id, r->part_id, r->review_verdict, r->defect_class,
+	struct reviewed one = { r->id, r->part_id, TRUE, r->review_verdict, r->defect_class,
 				g_strdup(r->review_defect_type), g_strdup(r->review_mask) };
 
+	if (!r->review) {
+		if (r->verdict != VIGIL_VERDICT_ACCEPT)
+			return 0;
+		one.reviewed = FALSE;
+		one.verdict = VIGIL_VERDICT_ACCEPT;
+	}
 	g_array_append_val((GArray *)data, one);
 	return 0;
 }
@@ -513,9 +527,11 @@ static int find_files(const struct db_media *m, void *data)
  * of that head (image_class "defect", or vib_class "fault" for a part the
  * line named vibration only and QA painted nothing on), and QA's mask goes
  * in the mask column, relative to the same root as the image, so that
- * training (vigil-features --masks-out) learns where the defect is. Parts
- * whose image or vibration file is not kept (accepted parts not sampled,
- * retention) are left out, counted. */
+ * training (vigil-features --masks-out) learns where the defect is. With
+ * --accepted-as-good, the accepted parts nobody reviewed are good parts
+ * (free, normal, no mask, defect 0). Parts whose image or vibration file
+ * is not kept (accepted parts not sampled, retention) are left out,
+ * counted. */
 static int cmd_export(const struct opts *o)
 {
 	struct db_filter f;
@@ -523,15 +539,16 @@ static int cmd_export(const struct opts *o)
 	GArray *parts = g_array_new(FALSE, FALSE, sizeof(struct reviewed));
 	char *err = NULL, *media = NULL;
 	FILE *out = stdout;
-	int written = 0, skipped = 0, rc = 1;
+	int written = 0, written_good = 0, skipped = 0, rc = 1;
 
 	g_array_set_clear_func(parts, reviewed_clear);
 	if (vigilctl__build_filter(o, &f) < 0) {
 		rc = 2;
 		goto out;
 	}
-	if (o->reviewed && f.reviewed != 1) {
-		fprintf(stderr, "vigilctl export: exports reviewed parts only (--reviewed yes)\n");
+	if (o->reviewed && f.reviewed != 1 && !o->accepted_as_good) {
+		fprintf(stderr, "vigilctl export: exports reviewed parts only (--reviewed yes), "
+			"and with --accepted-as-good the accepted parts nobody reviewed\n");
 		rc = 2;
 		goto out;
 	}
@@ -540,7 +557,9 @@ static int cmd_export(const struct opts *o)
 		rc = 2;
 		goto out;
 	}
-	f.reviewed = 1;
+	/* --reviewed narrows --accepted-as-good to either kind. */
+	if (!o->accepted_as_good)
+		f.reviewed = 1;
 	cb = (struct db_row_cb){ collect_reviewed, parts };
 	if (db_query(o->db, &f, &cb, &err) < 0 || !(media = db_media_dir(o->db, &err))) {
 		fprintf(stderr, "vigilctl: %s\n", err ? err : "cannot read");
@@ -586,7 +605,10 @@ static int cmd_export(const struct opts *o)
 				!vibration ? "normal" : p->defect_type && !surface ? p->defect_type
 										 : "fault",
 				defect ? 1 : 0);
-			written++;
+			if (p->reviewed)
+				written++;
+			else
+				written_good++;
 		}
 		g_free(files.image);
 		g_free(files.vibration);
@@ -595,9 +617,12 @@ static int cmd_export(const struct opts *o)
 		fprintf(stderr, "vigilctl export: write failed: %s\n", g_strerror(errno));
 		goto out;
 	}
-	fprintf(stderr, "vigilctl export: %d reviewed part(s)%s%s, %d left out (image or vibration "
-		"file not kept); paths are relative to the data root %s (train.py --data-root)\n",
-		written, o->out ? " to " : "", o->out ? o->out : "", skipped, media);
+	fprintf(stderr, "vigilctl export: %d reviewed part(s)", written);
+	if (o->accepted_as_good)
+		fprintf(stderr, " and %d accepted part(s) nobody reviewed, as good,", written_good);
+	fprintf(stderr, "%s%s, %d left out (image or vibration file not kept); paths are relative "
+		"to the data root %s (train.py --data-root)\n",
+		o->out ? " to " : "", o->out ? o->out : "", skipped, media);
 	rc = 0;
 out:
 	if (out != stdout && fclose(out) != 0 && rc == 0) {
@@ -652,6 +677,9 @@ int main(int argc, char **argv)
 		  "export: this split for every part (default: 1 in 5 val, the rest train)", "NAME" },
 		{ "out", 0, 0, G_OPTION_ARG_FILENAME, &o.out, "export, report: write here (default: stdout)",
 		  "FILE" },
+		{ "accepted-as-good", 0, 0, G_OPTION_ARG_NONE, &o.accepted_as_good,
+		  "export: also every accepted part nobody reviewed, as a good part (learning mode)",
+		  NULL },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	GOptionContext *ctx = g_option_context_new("list|pareto|review|upgrade|export|report|escapes - "
@@ -665,6 +693,12 @@ int main(int argc, char **argv)
 	}
 	if (tool_options_parse(ctx, entries, "vigilctl", &argc, &argv) < 0)
 		goto out;
+	/* Only a station's log holds the parts' files a manifest names. */
+	if (o.accepted_as_good && (o.central || argc != 2 || strcmp(argv[1], "export") != 0)) {
+		fprintf(stderr, "vigilctl: --accepted-as-good is for export from a station's log "
+			"(--db FILE export)\n");
+		goto out;
+	}
 	if (o.central) {
 		rc = vigilctl__main_central(&o, argc, argv);
 		goto out;

@@ -4,6 +4,7 @@
 // 3-sigma limits per bucket, out-of-control buckets marked). Charts need
 // uPlot; the table below them always carries every figure as text. Works
 // in --review-only (no line: no banner, the trends come from the log).
+// The banner also says when the line is learning (issue 21).
 "use strict";
 
 (() => {
@@ -38,7 +39,20 @@
       p.dataset.kind = a.kind;
       banner.appendChild(p);
     });
-    banner.hidden = active.length === 0;
+    // Learning mode ([model] learn) passes every part the model judges:
+    // whoever looks at the page must see that the line is not inspecting.
+    if (s.learning) {
+      const p = document.createElement("p");
+      const b = document.createElement("b");
+      b.textContent = "Learning mode:";
+      p.appendChild(b);
+      p.appendChild(document.createTextNode(
+        " every part the model judges is accepted and kept for training;" +
+        " its own verdict is only logged. Fail-safe rejects stay rejects."));
+      p.dataset.kind = "learning";
+      banner.appendChild(p);
+    }
+    banner.hidden = active.length === 0 && !s.learning;
   }
 
   // ---- trends ----
