@@ -153,6 +153,16 @@ static infer_model *load_checked(line *l, const char *dir, char **err, int *erro
 	return m;
 }
 
+/* What the model-loaded event adds about a package's vision score
+ * (docs/model.md, [vision] score). */
+static const char *const vision_score_note[INFER_VISION_SCORE_COUNT] = {
+	[INFER_VISION_DEFECT] = "",
+	[INFER_VISION_ANOMALY] = "; its vision score is an anomaly score (trained on good parts "
+				 "alone)",
+	[INFER_VISION_FUSED] = "; its vision score is the higher of a defect score and an "
+			       "anomaly score",
+};
+
 int line_jobs_load_start(line *l, const config *cfg, char **err)
 {
 	int job = line_jobs_start_job(l), error = 0;
@@ -198,8 +208,7 @@ int line_jobs_load_start(line *l, const config *cfg, char **err)
 			l->run_version, job ? l->set.jobs[job].package : l->set.model.package, job,
 			infer_model_backend(l->model),
 			infer_precision_names[l->set.model.precision],
-			infer_model_info(l->model)->vision_score == INFER_VISION_ANOMALY
-			? "; its vision score is an anomaly score (trained on good parts alone)" : "");
+			vision_score_note[infer_model_info(l->model)->vision_score]);
 	return 0;
 }
 

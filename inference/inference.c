@@ -58,7 +58,7 @@ static const struct infer_backend *const backends[] = {
 };
 
 const char *const infer_precision_names[] = { "fp32", "fp16", "bf16", "int8", NULL };
-const char *const infer_vision_score_names[] = { "defect", "anomaly", NULL };
+const char *const infer_vision_score_names[] = { "defect", "anomaly", "fused", NULL };
 
 int infer_precision_parse(const char *name, enum infer_precision *p)
 {

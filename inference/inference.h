@@ -56,10 +56,11 @@ int infer_precision_parse(const char *name, enum infer_precision *p);
 enum infer_vision_score {
 	INFER_VISION_DEFECT,
 	INFER_VISION_ANOMALY,
+	INFER_VISION_FUSED,        /* the higher of the two (tools/fuse.py) */
 	INFER_VISION_SCORE_COUNT
 };
 
-/* "defect", "anomaly" in enum order, NULL-terminated. */
+/* "defect", "anomaly", "fused" in enum order, NULL-terminated. */
 extern const char *const infer_vision_score_names[];
 
 /* The gate a package's held-out figures ([metrics]) must pass before

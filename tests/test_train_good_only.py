@@ -18,12 +18,20 @@ starts with no defect examples).
   tools/recalibrate.py, which reads score=anomaly, chooses them again.
 - A manifest whose score is neither defect nor anomaly is refused with
   its file, line and key; --good-only without a map network is refused.
+- tools/fuse.py joins it with a supervised package trained without one
+  surface class (stain): the fused package's scores, on every CPU
+  backend, are the higher of the two packages' (the anomaly one moved by
+  the shifts its manifest states), its map the higher of their maps; it
+  separates surface defects from good parts better than the supervised
+  package alone and escapes no more at the same false-reject target; two
+  supervised packages are refused.
 
 usage: test_train_good_only.py BUILD_DIR SOURCE_ROOT
 """
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -181,5 +189,84 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
     _, run = train("cnn", held_csv, "--arch", "cnn", "--good-only")
     if run.returncode == 0 or "--good-only needs --arch seg" not in run.stderr:
         fail(f"--good-only with --arch cnn: exit {run.returncode}, {run.stderr[-500:]}")
+    # Fusion with a supervised package that never saw a stain.
+    nostain = os.path.join(train_dir, "nostain.csv")
+    with open(nostain, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(r for r in rows if r["image_class"] != "stain")
+    held_opts = ["--val-manifest", held_csv, "--frr-target", "0.05"]
+    sup = os.path.join(tmp, "sup")
+    run = subprocess.run(["/usr/bin/python3", os.path.join(root, "tools", "train.py"),
+                          "--manifest", nostain, "--data-root", train_dir, "--features-tool",
+                          os.path.join(build, "tools", "vigil-features"), "--out", sup,
+                          "--seed", "1", "--arch", "seg", "--width", str(SIZE), "--height",
+                          str(SIZE), "--epochs", "20", "--marginal-rule", "tight",
+                          "--version", "sup", *held_opts], capture_output=True, text=True)
+    if run.returncode != 0:
+        fail(f"train.py (supervised) exited {run.returncode}: {run.stderr[-800:]}")
+
+    def fuse(out, supervised, anomaly):
+        return subprocess.run(["/usr/bin/python3", os.path.join(root, "tools", "fuse.py"),
+                               "--supervised", supervised, "--anomaly", anomaly, "--out", out,
+                               "--features-tool", os.path.join(build, "tools", "vigil-features"),
+                               "--marginal-rule", "tight", *held_opts],
+                              capture_output=True, text=True)
+    fused = os.path.join(tmp, "fused")
+    run = fuse(fused, sup, pkg)
+    if run.returncode != 0:
+        fail(f"fuse.py exited {run.returncode}: {run.stdout[-1500:]} {run.stderr[-800:]}")
+    with open(os.path.join(fused, "manifest.ini")) as f:
+        text = f.read()
+    m = re.search(r"moved by vision ([-+][0-9.e-]+), signal ([-+][0-9.e-]+), fused "
+                  r"([-+][0-9.e-]+)", text)
+    if not m or read_manifest(fused).get("score") != "fused":
+        fail("the fused manifest does not state score=fused and the shifts")
+    shift = [float(x) for x in m.groups()]
+
+    def evaluate(package, backend="opencv", maps=None):
+        js, sc = os.path.join(tmp, "e.json"), os.path.join(tmp, "e.csv")
+        ev = subprocess.run([eval_tool, "--manifest", held_csv, "--model", package, "--json", js,
+                             "--scores", sc, "--backend", backend] +
+                            (["--heatmaps", maps] if maps else []), capture_output=True,
+                            text=True)
+        if ev.returncode != 0:
+            fail(f"vigil-eval {package} {backend}: {ev.stderr[-800:]}")
+        with open(js) as f:
+            return json.load(f), read_scores(sc)
+
+    def lg(p):
+        p = min(max(float(p), 1e-7), 1 - 1e-7)
+        return np.log(p / (1 - p))
+    r_sup, s_sup = evaluate(sup, maps=os.path.join(tmp, "sup.maps"))
+    _, s_ano = evaluate(pkg)
+    for backend in ("opencv", "reference", "onednn"):
+        r_fused, s_fused = evaluate(fused, backend, os.path.join(tmp, "fused.maps"))
+        worst = 0.0
+        for part, row in s_fused.items():
+            for k, sh in zip(("vision_score", "signal_score", "score"), shift):
+                want = max(lg(s_sup[part][k]), lg(s_ano[part][k]) + sh)
+                if abs(lg(row[k]) - want) > 1e-3 and abs(float(row[k]) - 1 / (1 + np.exp(
+                        -want))) > TOLERANCE:
+                    worst = max(worst, abs(lg(row[k]) - want))
+        if worst:
+            fail(f"{backend}: the fused scores are not the higher of the two packages' "
+                 f"(logit off by {worst:.3g})")
+    fmaps = read_maps(os.path.join(tmp, "fused.maps"))
+    if float(np.abs(fmaps - np.maximum(read_maps(os.path.join(tmp, "sup.maps")), maps)).max()) \
+            > TOLERANCE:
+        fail("the fused map is not the higher of the two maps")
+    if not r_fused["vision_only"]["auroc"] > r_sup["vision_only"]["auroc"] or \
+            r_fused["escape_rate"] > r_sup["escape_rate"]:
+        fail(f"fused: vision AUROC {r_fused['vision_only']['auroc']:.3f}, escapes "
+             f"{r_fused['escape_rate']:.3f}; supervised alone {r_sup['vision_only']['auroc']:.3f},"
+             f" {r_sup['escape_rate']:.3f}")
+    run = fuse(os.path.join(tmp, "two-supervised"), sup, sup)
+    if run.returncode == 0 or "want a supervised (defect) and a good-only (anomaly)" \
+            not in run.stderr:
+        fail(f"two supervised packages: exit {run.returncode}, {run.stderr[-500:]}")
+print(f"ok: fused vision AUROC {r_fused['vision_only']['auroc']:.3f} against "
+      f"{r_sup['vision_only']['auroc']:.3f}, escapes {r_fused['escape_rate']:.3f} against "
+      f"{r_sup['escape_rate']:.3f}")
 print(f"ok: good-only package: vision AUROC {vision_auroc:.3f}, signal {signal_auroc:.3f}, "
       f"map on the defect for {hits} of {len(surface)}, scores match torch on 3 backends")

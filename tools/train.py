@@ -60,6 +60,12 @@ __all__ = ["MARGIN_LOGIT", "VISION_OUTPUT", "auroc", "calibrate",
            "opencv_forward", "rate_upper_bound", "read_labels", "sha256", "sigmoid",
            "threshold_lines", "write_manifest"]
 
+# --good-only's brightness and contrast augmentation (augment()'s gain and
+# offset), wider than the supervised recipe's: the good tiles range from
+# dark to bright, and with the default a bright good tile scored as an
+# anomaly (its whole texture stronger than the training tiles').
+GOOD_ONLY_PHOTOMETRIC = (0.5, 1.0)
+
 # The training set as read: model inputs and labels, in manifest order.
 TrainSet = collections.namedtuple(
     "TrainSet", "images signals masks surf vib defect classes")
@@ -244,7 +250,9 @@ def fit(a, seg, t, val, teacher=None):
         f"{sig_dim} signal features")
 
     mean = signals.mean(axis=0)
-    std = np.maximum(signals.std(axis=0), 1e-3)
+    # Good-only: the features' spread over one good recording can be tiny
+    # (RMS 0.007 in log10); the nuisance train_anomaly adds is larger.
+    std = np.maximum(signals.std(axis=0), 0.05 if a.good_only else 1e-3)
     vision = (VisionSeg((2, 4, 8)) if a.arch == "seg2" else VisionSeg()) if seg else Vision()
     signal, decision = Signal(sig_dim, mean, std), Decision()
     if seg:
@@ -303,7 +311,8 @@ def fit(a, seg, t, val, teacher=None):
         total, t0 = 0.0, time.time()
         for i in range(0, n, a.batch):
             idx = order[i:i + a.batch]
-            xb, mb = augment(x_img[idx], full_masks[idx] if seg else None, gen, a.shift)
+            xb, mb = augment(x_img[idx], full_masks[idx] if seg else None, gen, a.shift,
+                             *GOOD_ONLY_PHOTOMETRIC[:2 if a.good_only else 0])
             sb_in, yb = x_sig[idx], y[idx]
             if a.good_only:
                 xb, mb, ls = add_surface(rng, xb, a.anomaly_share)

@@ -101,10 +101,11 @@ def shift_batch(x, m, shift, gen):
     return move(x, "replicate"), (move(m, "constant") if m is not None else None)
 
 
-def augment(x, m, gen, shift=0):
+def augment(x, m, gen, shift=0, gain=0.15, offset=0.3):
     """Flips, quarter turns (square inputs), shifts (shift > 0) and
-    brightness/contrast changes of the normalised image batch, the same
-    flips, turns and shifts of the masks m (may be None); the surface has no
+    brightness/contrast changes (each image times 1 +- gain, plus +- offset
+    in normalised units) of the normalised image batch, the same flips,
+    turns and shifts of the masks m (may be None); the surface has no
     preferred way up."""
     def both(f):
         return f(x), (f(m) if m is not None else None)
@@ -117,6 +118,6 @@ def augment(x, m, gen, shift=0):
     if shift > 0:
         x, m = shift_batch(x, m, shift, gen)
     n = x.shape[0]
-    gain = 1 + 0.15 * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
-    shift = 0.3 * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
-    return x * gain + shift, m
+    g = 1 + gain * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
+    shift = offset * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
+    return x * g + shift, m

@@ -342,11 +342,31 @@ def metrics_lines(a, metrics):
         "[metrics]",
         f"heldout_parts={metrics['parts']}",
         f"heldout_accuracy={metrics['accuracy']:.4f}",
-        f"heldout_escape_rate={metrics['escape_rate']:.4f}",
+    ] + ([f"heldout_escape_rate={metrics['escape_rate']:.4f}"] if metrics["defective"] else
+         ["# No defective held-out part, so no escape rate (a good-only line's first",
+          "# package; vigild's gate warns that it went unchecked)."]) + [
         f"heldout_false_reject_rate={metrics['false_reject_rate']:.4f}",
         f"heldout_false_reject_upper95={metrics['false_reject_upper95']:.4f}",
         f"heldout_marginal_rate={metrics['marginal_rate']:.4f}",
     ]
+
+
+# [vision] score (docs/model.md) and the comment that says what it means.
+VISION_SCORE_LINES = {
+    "defect": [],
+    "anomaly": ["# An anomaly score: trained on good parts alone, with synthetic anomalies",
+                "# (tools/train.py --good-only); its map shows where the part departs",
+                "# from the good ones.", "score=anomaly"],
+    "fused": ["# The higher of a supervised defect score and an anomaly score",
+              "# (tools/fuse.py); the map is the higher of their maps.", "score=fused"],
+}
+
+
+def vision_score(a):
+    """What the package's vision score means: a.vision_score where a tool
+    sets it (tools/fuse.py), anomaly for train.py --good-only."""
+    return getattr(a, "vision_score", None) or (
+        "anomaly" if getattr(a, "good_only", False) else "defect")
 
 
 def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
@@ -374,10 +394,7 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
         f"mean={a.mean:g}",
         f"std={a.std:g}",
         f"output_dim={vision_out}",
-    ] + (["# An anomaly score: trained on good parts alone, with synthetic anomalies",
-          "# (tools/train.py --good-only); its map shows where the part departs",
-          "# from the good ones.", "score=anomaly"]
-         if getattr(a, "good_only", False) else []) + ([f"heatmap_output={HEATMAP_OUTPUT}", f"heatmap_width={heatmap[0]}",
+    ] + VISION_SCORE_LINES[vision_score(a)] + ([f"heatmap_output={HEATMAP_OUTPUT}", f"heatmap_width={heatmap[0]}",
           f"heatmap_height={heatmap[1]}"] if heatmap else []) + [
         "",
         "[signal]",

@@ -1,0 +1,336 @@
+#!/usr/bin/python3
+"""Fuses a supervised model package with a good-only one (tools/train.py
+--good-only) into one package that rejects what either would (issue 21):
+the supervised model knows the defect kinds it was shown, the anomaly
+model flags any departure from the good parts, so a defect of a kind
+nobody labelled still has a way to be caught.
+
+    /usr/bin/python3 tools/fuse.py --supervised DIR --anomaly DIR \\
+        --out MODEL_DIR --features-tool build/tools/vigil-features \\
+        --val-manifest CSV --val-root DIR [--val-split val] --frr-target 0.01
+
+The package has the usual three modules (docs/model.md, "Fusing with the
+supervised model"), so vigild, vigil-eval and every backend run it:
+
+  vision.onnx    both vision modules on the one image; output [the higher
+                 of the supervised surface logit and the anomaly logit
+                 moved onto its scale, the supervised output, the anomaly
+                 output]; map: the higher of the two maps at each cell
+  signal.onnx    the same over the signal modules
+  decision.onnx  each package's decision module on its own columns; output
+                 the higher of the supervised fused logit and the anomaly
+                 one, moved
+
+The anomaly logits are moved onto the supervised scale on the held-out
+set's good parts alone: by the difference between the two packages'
+marginal thresholds (calibrate() at the false-reject target) for the fused
+logit, and so that the same share of good parts is flagged at p 0.5 for
+the vision and signal logits. The maximum is built from the operators the
+engines run (a - b, Relu, + b: Gemm or a 1x1 Conv), and the joined modules
+are checked under OpenCV DNN against the two packages run apart. The
+thresholds are then chosen afresh on the held-out set.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ensemble  # noqa: E402  (package reading, graph renaming, held-out parts)
+import train  # noqa: E402  (calibration, figures, manifest)
+
+TOLERANCE = 1e-4
+
+
+def log(msg):
+    print(f"fuse: {msg}", flush=True)
+
+
+def fail(msg):
+    sys.exit(f"fuse: {msg}")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--supervised", required=True, help="a package trained with defect labels")
+    p.add_argument("--anomaly", required=True,
+                   help="a good-only package ([vision] score=anomaly, train.py --good-only)")
+    p.add_argument("--out", required=True, help="model package folder to write")
+    p.add_argument("--features-tool", required=True, help="path of vigil-features")
+    p.add_argument("--val-manifest", required=True,
+                   help="held-out manifest for the scales, the thresholds and [metrics]")
+    p.add_argument("--val-root", help="folder of the held-out manifest's paths "
+                   "(default: the manifest's folder)")
+    p.add_argument("--val-split", help="use the held-out manifest's rows of this split only")
+    p.add_argument("--frr-target", type=float, required=True,
+                   help="false-reject rate the thresholds are chosen for (e.g. 0.01)")
+    p.add_argument("--marginal-rule", choices=("midway", "tight"), default="tight",
+                   help="where the marginal threshold goes (tools/train.py calibrate())")
+    p.add_argument("--marginal-budget", type=float,
+                   help="lower the reject threshold until at most this share of the held-out "
+                   "parts is marginal (calibrate())")
+    p.add_argument("--scores-out", help="write the fused package's OpenCV scores of the "
+                   "held-out parts here (CSV, manifest order)")
+    p.add_argument("--name", default="fused", help="[package] name")
+    p.add_argument("--version", default="fused-1", help="[package] version")
+    a = p.parse_args(argv)
+    if a.marginal_budget is not None and not 0 <= a.marginal_budget <= 1:
+        p.error("--marginal-budget must be a share between 0 and 1")
+    if not 0 <= a.frr_target < 1:
+        p.error("--frr-target must be a share between 0 and 1")
+    if not a.val_root:
+        a.val_root = os.path.dirname(os.path.abspath(a.val_manifest))
+    return a
+
+
+def check_kinds(sup, ano):
+    kinds = [m.man.get("vision", "score", fallback="defect") for m in (sup, ano)]
+    if kinds != ["defect", "anomaly"]:
+        fail(f"--supervised {sup.dir} has [vision] score={kinds[0]} and --anomaly {ano.dir} "
+             f"score={kinds[1]}: want a supervised (defect) and a good-only (anomaly) package")
+    ensemble.check_members([sup, ano])
+    if not sup.heatmap:
+        fail(f"{sup.dir} has no defect map: both packages must have one")
+
+
+def const(name, array):
+    return ensemble.const(name, array)
+
+
+def affine(name, x, w, b, out, nodes, inits):
+    """out = x @ w.T + b (w: [outputs, inputs])."""
+    inits += [const(name + "/weight", w), const(name + "/bias", b)]
+    nodes.append(helper.make_node("Gemm", [x, name + "/weight", name + "/bias"], [out],
+                                  name=name, transB=1))
+
+
+def max_columns(name, x, width, i, j, shift, out, nodes, inits):
+    """out = [max(x[:, i], x[:, j] + shift), x...] for x [N, width]:
+    max(a, b) = Relu(a - b) + b, as two Gemms around a Relu."""
+    w = np.zeros((1, width))
+    w[0, i], w[0, j] = 1, -1
+    affine(name + "/diff", x, w, np.array([-shift]), name + "/diff", nodes, inits)
+    nodes.append(helper.make_node("Relu", [name + "/diff"], [name + "/relu"],
+                                  name=name + "/relu"))
+    nodes.append(helper.make_node("Concat", [name + "/relu", x], [name + "/cat"], axis=1,
+                                  name=name + "/cat"))
+    w = np.zeros((1 + width, 1 + width))
+    w[0, 0], w[0, 1 + j] = 1, 1
+    w[1:, 1:] = np.eye(width)
+    b = np.zeros(1 + width)
+    b[0] = shift
+    affine(name + "/max", name + "/cat", w, b, out, nodes, inits)
+
+
+def max_maps(name, a, b, out, nodes, inits):
+    """out = the cellwise max of maps a and b [N, 1, H, W], as 1x1 Convs."""
+    nodes.append(helper.make_node("Concat", [a, b], [name + "/both"], axis=1,
+                                  name=name + "/both"))
+    inits += [const(name + "/diff/weight", np.array([1, -1]).reshape(1, 2, 1, 1)),
+              const(name + "/diff/bias", np.zeros(1))]
+    nodes.append(helper.make_node("Conv", [name + "/both", name + "/diff/weight",
+                                           name + "/diff/bias"], [name + "/diff"],
+                                  name=name + "/diff", kernel_shape=[1, 1]))
+    nodes.append(helper.make_node("Relu", [name + "/diff"], [name + "/relu"],
+                                  name=name + "/relu"))
+    nodes.append(helper.make_node("Concat", [name + "/relu", b], [name + "/cat"], axis=1,
+                                  name=name + "/cat"))
+    inits += [const(name + "/sum/weight", np.ones((1, 2, 1, 1))),
+              const(name + "/sum/bias", np.zeros(1))]
+    nodes.append(helper.make_node("Conv", [name + "/cat", name + "/sum/weight",
+                                           name + "/sum/bias"], [out],
+                                  name=name + "/sum", kernel_shape=[1, 1]))
+
+
+def join_head(pair, module, in_name, out_name, shift, map_out=None, map_shape=None):
+    """vision or signal: both packages' modules on the shared input, then
+    [max(supervised logit, anomaly logit + shift), supervised output,
+    anomaly output] (and the cellwise max of their maps, map_out)."""
+    nodes, inits, outs, maps = [], [], [], []
+    for prefix, m in zip(("supervised/", "anomaly/"), pair):
+        n, t, names = ensemble.renamed(m.graphs[module].graph, prefix, in_name)
+        nodes += n
+        inits += t
+        vec = [o for o in names if o != m.heatmap]
+        if len(vec) != 1:
+            fail(f"{m.files[module]}: {len(vec)} outputs besides the map, expected 1")
+        outs.append(names[vec[0]])
+        if map_out:
+            maps.append(names[m.heatmap])
+    dims = [getattr(m, module + "_out") for m in pair]
+    nodes.append(helper.make_node("Concat", outs, ["both/" + out_name], axis=1,
+                                  name="both/" + out_name))
+    max_columns("fuse/" + out_name, "both/" + out_name, sum(dims), 0, dims[0], shift,
+                out_name, nodes, inits)
+    outputs = [helper.make_tensor_value_info(out_name, onnx.TensorProto.FLOAT,
+                                             [1, 1 + sum(dims)])]
+    if map_out:
+        max_maps("fuse/" + map_out, maps[0], maps[1], map_out, nodes, inits)
+        outputs.append(helper.make_tensor_value_info(map_out, onnx.TensorProto.FLOAT,
+                                                     map_shape))
+    inp = onnx.ValueInfoProto()
+    inp.CopyFrom(ensemble.graph_input(pair[0].graphs[module].graph))
+    inp.name = in_name
+    g = helper.make_graph(nodes, f"fused_{module}", [inp], outputs, inits)
+    return ensemble.model(g, pair[0].graphs[module])
+
+
+def join_decision(pair, in_name, out_name, shift):
+    """Each package's decision module on its own columns of [vision output,
+    signal output], then max(supervised, anomaly + shift)."""
+    v_total = 1 + sum(m.vision_out for m in pair)
+    s_total = 1 + sum(m.signal_out for m in pair)
+    nodes, inits, outs = [], [], []
+    v_at, s_at = 1, v_total + 1
+    for prefix, m in zip(("supervised/", "anomaly/"), pair):
+        pick = np.zeros((m.vision_out + m.signal_out, v_total + s_total))
+        pick[:m.vision_out, v_at:v_at + m.vision_out] = np.eye(m.vision_out)
+        pick[m.vision_out:, s_at:s_at + m.signal_out] = np.eye(m.signal_out)
+        v_at += m.vision_out
+        s_at += m.signal_out
+        ensemble.gemm(prefix + "columns", in_name, pick, prefix + in_name, nodes, inits)
+        n, t, names = ensemble.renamed(m.graphs["decision"].graph, prefix, prefix + in_name)
+        if len(names) != 1:
+            fail(f"{m.files['decision']}: {len(names)} outputs, expected 1")
+        nodes += n
+        inits += t
+        outs += names.values()
+    nodes.append(helper.make_node("Concat", outs, ["both/" + out_name], axis=1,
+                                  name="both/" + out_name))
+    # [max, supervised, anomaly]: keep the max alone.
+    max_columns("fuse/" + out_name, "both/" + out_name, 2, 0, 1, shift,
+                "fuse/" + out_name + "/all", nodes, inits)
+    affine("fuse/" + out_name + "/pick", "fuse/" + out_name + "/all",
+           np.array([[1.0, 0, 0]]), np.zeros(1), out_name, nodes, inits)
+    inp = helper.make_tensor_value_info(in_name, onnx.TensorProto.FLOAT,
+                                        [1, v_total + s_total])
+    out = helper.make_tensor_value_info(out_name, onnx.TensorProto.FLOAT, [1, 1])
+    g = helper.make_graph(nodes, "fused_decision", [inp], [out], inits)
+    return ensemble.model(g, pair[0].graphs["decision"])
+
+
+def logit(p):
+    return float(np.log(p / (1 - p)))
+
+
+def shifts(a, sup_logits, ano_logits, good):
+    """The moves of the anomaly logits onto the supervised scale, from the
+    good held-out parts alone: vision and signal so that as many good
+    parts are at or above logit 0 (p 0.5, the flags) in both, at the
+    false-reject target; fused so that the two marginal thresholds
+    meet."""
+    out = []
+    for col in (0, 1):
+        k = int(np.floor(a.frr_target * good.sum()))
+        s = np.sort(sup_logits[good, col])[::-1]
+        an = np.sort(ano_logits[good, col])[::-1]
+        # The anomaly logit that flags no more good parts than the
+        # supervised one does at 0, nor more than the target allows.
+        flagged = max(int((s >= 0).sum()), k)
+        q = an[flagged] if flagged < len(an) else an[-1] - 1
+        out.append(-(q + train.MARGIN_LOGIT))
+    m_sup = calibrate_marginal(a, sup_logits[:, 2], good)
+    m_ano = calibrate_marginal(a, ano_logits[:, 2], good)
+    out.append(m_sup - m_ano)
+    return out
+
+
+def calibrate_marginal(a, fused, good):
+    _, marginal = train.calibrate(fused[good], np.zeros(int(good.sum())), a.frr_target,
+                                  a.marginal_rule)
+    return logit(min(max(marginal, 1e-12), 1 - 1e-12))
+
+
+def fuse(a, argv):
+    sup, ano = ensemble.Member(a.supervised), ensemble.Member(a.anomaly)
+    check_kinds(sup, ano)
+    pair = (sup, ano)
+    fa, (surf, vib, defect, classes), images, signals = ensemble.held_out(a, sup.man)
+    good = defect < 0.5
+    if not good.any():
+        fail(f"{a.val_manifest}: no good held-out part to put the two scales on")
+    runs = [ensemble.run_all(ensemble.opencv_nets(m.files), images, signals, True)
+            for m in pair]
+    sv, ss, sd = shifts(a, runs[0][0], runs[1][0], good)
+    log(f"anomaly logits moved onto the supervised scale (good held-out parts): vision "
+        f"{sv:+.3f}, signal {ss:+.3f}, fused {sd:+.3f}")
+
+    files = {m: m + ".onnx" for m in ensemble.MODULES}
+    paths = {m: os.path.join(a.out, f) for m, f in files.items()}
+    map_shape = [1, 1, int(sup.get("vision", "heatmap_height")),
+                 int(sup.get("vision", "heatmap_width"))]
+    vision_out = 1 + sup.vision_out + ano.vision_out
+    signal_out = 1 + sup.signal_out + ano.signal_out
+    joined = {
+        "vision": join_head(pair, "vision", "image", train.VISION_OUTPUT, sv, sup.heatmap,
+                            map_shape),
+        "signal": join_head(pair, "signal", "features", "signal", ss),
+        "decision": join_decision(pair, "vision_signal", "defect", sd),
+    }
+    for m in ensemble.MODULES:
+        onnx.save(joined[m], paths[m])
+
+    # The fused modules against the two packages run apart.
+    logits, vis, maps = ensemble.run_all(ensemble.opencv_nets(paths), images, signals, True)
+    want = np.stack([np.maximum(runs[0][0][:, c], runs[1][0][:, c] + s)
+                     for c, s in enumerate((sv, ss, sd))], axis=1)
+    diff = {"fused": np.abs(logits - want).max(),
+            "members": np.abs(vis[:, 1:] - np.concatenate([r[1] for r in runs], axis=1)).max(),
+            "map": max(float(np.abs(maps[i] - np.maximum(runs[0][2][i], runs[1][2][i])).max())
+                       for i in range(len(maps)))}
+    log(f"OpenCV DNN, fused against the two packages on {len(images)} parts, max abs diff: "
+        + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()))
+    if max(diff.values()) > TOLERANCE:
+        fail("the fused modules do not compute the two packages' maximum")
+
+    def aurocs(lg):
+        return (f"AUROC fused {train.auroc(lg[defect > 0.5, 2], lg[good, 2]):.4f}"
+                f" vision {train.auroc(lg[surf > 0.5, 0], lg[good, 0]):.4f}"
+                f" signal {train.auroc(lg[vib > 0.5, 1], lg[good, 1]):.4f}")
+    log(f"supervised {sup.dir}: {aurocs(runs[0][0])}")
+    log(f"anomaly {ano.dir}: {aurocs(runs[1][0])}")
+    log(f"fused: {aurocs(logits)}")
+
+    a.reject, a.marginal = train.calibrate(logits[:, 2], defect, a.frr_target, a.marginal_rule,
+                                           a.marginal_budget)
+    metrics = train.figures(logits, surf, vib, defect, a.reject, a.marginal)
+    log(f"thresholds: reject {a.reject:.6g}, marginal {a.marginal:.6g}; held-out "
+        f"{metrics['parts']} parts, {metrics['defective']} defective: escapes "
+        f"{metrics['escapes']} ({100 * metrics['escape_rate']:.2f} %), false rejects "
+        f"{metrics['false_rejects']} ({100 * metrics['false_reject_rate']:.2f} %, at most "
+        f"{100 * metrics['false_reject_upper95']:.2f} % on unseen good parts with 95 % "
+        f"confidence), marginal {100 * metrics['marginal_rate']:.2f} % of the parts")
+    if a.scores_out:
+        p = train.sigmoid(logits)
+        with open(a.scores_out, "w") as f:
+            f.write("part_id,score,vision_score,signal_score\n")
+            for c, t in zip(classes, p):
+                f.write(f"{c[2]},{t[2]:.7g},{t[0]:.7g},{t[1]:.7g}\n")
+
+    a.width, a.height, a.mean, a.std = fa.width, fa.height, fa.mean, fa.std
+    a.resize, a.rate, a.window = fa.resize, fa.rate, fa.window
+    a.vision_score = "fused"
+    a.manifest = None
+    notes = ["Fused (tools/fuse.py): the higher of the supervised and the anomaly",
+             f"logits, the anomaly's moved by vision {sv:+.6g}, signal {ss:+.6g}, fused "
+             f"{sd:+.6g}; map: the higher of the two maps.",
+             f"  supervised {sup.get('package', 'version')}: "
+             f"{sup.get('package', 'trained_by')}",
+             f"  anomaly {ano.get('package', 'version')}: {ano.get('package', 'trained_by')}"]
+    train.write_manifest(a, paths, files, int(sup.get("signal", "input_dim")), metrics, argv,
+                         (map_shape[3], map_shape[2]), vision_out, signal_out,
+                         tool="tools/fuse.py", notes=notes)
+    return sum(os.path.getsize(p) for p in paths.values())
+
+
+def main(argv):
+    a = parse_args(argv)
+    ensemble.write_new_package(a, lambda a: fuse(a, argv), "fuse")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
