@@ -114,6 +114,7 @@ def main(argv):
         d = os.path.join(a.work, name)
         os.makedirs(d, exist_ok=True)
         kept = [r for r in rows if r["image_class"] != name]
+        left = sum(r["image_class"] == name for r in used)
         train_csv = os.path.join(d, "train.csv")
         with open(train_csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields)
@@ -121,7 +122,7 @@ def main(argv):
             w.writerows(kept)
         sup, fused = os.path.join(d, "supervised"), os.path.join(d, "fused")
         if not os.path.exists(os.path.join(sup, "manifest.ini")):
-            log(f"{name}: training without its {len(rows) - len(kept)} rows ({sup}.log)")
+            log(f"{name}: training without its {left} rows ({sup}.log)")
             run(["/usr/bin/python3", os.path.join(HERE, "train.py"), "--manifest", train_csv,
                  "--data-root", a.data_root, "--features-tool", a.features_tool, "--out", sup,
                  "--val-manifest", *held, *(["--split", a.split] if a.split else []),
@@ -134,7 +135,7 @@ def main(argv):
         reports = {"supervised": evaluate(a, sup, os.path.join(d, "supervised.json")),
                    "anomaly": anomaly,
                    "fused": evaluate(a, fused, os.path.join(d, "fused.json"))}
-        row = {"class": name, "left_out_rows": len(rows) - len(kept)}
+        row = {"class": name, "left_out_rows": left}
         for kind, r in reports.items():
             esc, n = class_escapes(r, name)
             row[kind] = {"escapes": esc, "defective": n, "escape_rate": esc / n if n else None,
