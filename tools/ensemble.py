@@ -42,12 +42,17 @@ TOLERANCE = 1e-4   # joined against members, float32 through OpenCV DNN
 MODULES = ("vision", "signal", "decision")
 
 
+# The name log() and fail() print: the tool that runs this module's code
+# (fuse.py and recalibrate.py set theirs).
+TOOL = "ensemble"
+
+
 def log(msg):
-    print(f"ensemble: {msg}", flush=True)
+    print(f"{TOOL}: {msg}", flush=True)
 
 
 def fail(msg):
-    sys.exit(f"ensemble: {msg}")
+    sys.exit(f"{TOOL}: {msg}")
 
 
 def parse_args(argv):
@@ -56,20 +61,7 @@ def parse_args(argv):
     p.add_argument("--member", action="append", required=True,
                    help="a model package to join (twice or more)")
     p.add_argument("--out", required=True, help="model package folder to write")
-    p.add_argument("--features-tool", required=True, help="path of vigil-features")
-    p.add_argument("--val-manifest", required=True,
-                   help="held-out manifest for the check, the thresholds and [metrics]")
-    p.add_argument("--val-root", help="folder of the held-out manifest's paths "
-                   "(default: the manifest's folder)")
-    p.add_argument("--val-split", help="use the held-out manifest's rows of this split only")
-    p.add_argument("--frr-target", type=float, required=True,
-                   help="false-reject rate the thresholds are chosen for (e.g. 0.01)")
-    p.add_argument("--marginal-rule", choices=("midway", "tight"), default="midway",
-                   help="where the marginal threshold goes (tools/train.py calibrate())")
-    p.add_argument("--marginal-budget", type=float,
-                   help="with --frr-target: lower the reject threshold until at most this "
-                   "share of the held-out parts (e.g. 0.04) is marginal, sent to a manual "
-                   "check; the parts above are rejected outright (calibrate())")
+    held_out_args(p, "midway", "the check, the thresholds and [metrics]")
     p.add_argument("--scores-out", help="write the joined package's OpenCV scores of the "
                    "held-out parts here (CSV, manifest order)")
     p.add_argument("--name", default="ensemble", help="[package] name")
@@ -77,11 +69,38 @@ def parse_args(argv):
     a = p.parse_args(argv)
     if len(a.member) < 2:
         p.error("give at least two --member packages")
+    check_held_out_args(p, a)
+    return a
+
+
+def held_out_args(p, rule, use):
+    """The options of a tool that runs packages on a held-out set and
+    chooses thresholds there (ensemble.py, fuse.py, recalibrate.py):
+    the features tool, the set, the false-reject target and the marginal
+    rule (default rule) and budget; use says what the set is for."""
+    p.add_argument("--features-tool", required=True, help="path of vigil-features")
+    p.add_argument("--val-manifest", required=True, help=f"held-out manifest for {use}")
+    p.add_argument("--val-root", help="folder of the held-out manifest's paths "
+                   "(default: the manifest's folder)")
+    p.add_argument("--val-split", help="use the held-out manifest's rows of this split only")
+    p.add_argument("--frr-target", type=float, required=True,
+                   help="false-reject rate the thresholds are chosen for (e.g. 0.01)")
+    p.add_argument("--marginal-rule", choices=("midway", "tight"), default=rule,
+                   help="where the marginal threshold goes (tools/train.py calibrate())")
+    p.add_argument("--marginal-budget", type=float,
+                   help="lower the reject threshold until at most this share of the held-out "
+                   "parts (e.g. 0.04) is marginal, sent to a manual check; the parts above "
+                   "are rejected outright (calibrate())")
+
+
+def check_held_out_args(p, a):
+    """held_out_args' ranges, and the held-out root's default."""
     if a.marginal_budget is not None and not 0 <= a.marginal_budget <= 1:
         p.error("--marginal-budget must be a share between 0 and 1")
+    if not 0 <= a.frr_target < 1:
+        p.error("--frr-target must be a share between 0 and 1")
     if not a.val_root:
         a.val_root = os.path.dirname(os.path.abspath(a.val_manifest))
-    return a
 
 
 class Member:
@@ -205,21 +224,54 @@ def model(g, like):
     return m
 
 
-def join_head(members, module, in_name, out_name, out_dim, map_out=None, map_shape=None):
-    """vision or signal: every member on the shared input, then [mean logit,
-    members' outputs] (and the mean of their maps, map_out)."""
+def heads_on_input(members, prefixes, module, in_name):
+    """Every member's vision or signal module, its names under its prefix,
+    reading in_name: (nodes, initializers, the output vectors' names,
+    the maps' names, empty for modules without)."""
     nodes, inits, outs, maps = [], [], [], []
-    for i, m in enumerate(members):
-        g = m.graphs[module].graph
-        n, t, names = renamed(g, f"m{i + 1}/", in_name)
+    for prefix, m in zip(prefixes, members):
+        n, t, names = renamed(m.graphs[module].graph, prefix, in_name)
         nodes += n
         inits += t
         vec = [o for o in names if o != m.heatmap]
         if len(vec) != 1:
             fail(f"{m.files[module]}: {len(vec)} outputs besides the map, expected 1")
         outs.append(names[vec[0]])
-        if map_out:
+        if m.heatmap in names:
             maps.append(names[m.heatmap])
+    return nodes, inits, outs, maps
+
+
+def decisions_on_columns(members, prefixes, in_name):
+    """Every member's decision module on its own columns of [vision output,
+    signal output] of the joined package (a Gemm that selects them; each
+    output begins with one column before the members'): (nodes,
+    initializers, the fused logits' names, the joined input's width)."""
+    v_total = 1 + sum(m.vision_out for m in members)
+    s_total = 1 + sum(m.signal_out for m in members)
+    nodes, inits, outs = [], [], []
+    v_at, s_at = 1, v_total + 1
+    for prefix, m in zip(prefixes, members):
+        pick = np.zeros((m.vision_out + m.signal_out, v_total + s_total))
+        pick[:m.vision_out, v_at:v_at + m.vision_out] = np.eye(m.vision_out)
+        pick[m.vision_out:, s_at:s_at + m.signal_out] = np.eye(m.signal_out)
+        v_at += m.vision_out
+        s_at += m.signal_out
+        gemm(prefix + "columns", in_name, pick, prefix + in_name, nodes, inits)
+        n, t, names = renamed(m.graphs["decision"].graph, prefix, prefix + in_name)
+        if len(names) != 1:
+            fail(f"{m.files['decision']}: {len(names)} outputs, expected 1")
+        nodes += n
+        inits += t
+        outs += names.values()
+    return nodes, inits, outs, v_total + s_total
+
+
+def join_head(members, module, in_name, out_name, out_dim, map_out=None, map_shape=None):
+    """vision or signal: every member on the shared input, then [mean logit,
+    members' outputs] (and the mean of their maps, map_out)."""
+    nodes, inits, outs, maps = heads_on_input(members, [f"m{i + 1}/" for i in
+                                                        range(len(members))], module, in_name)
     dims = [getattr(m, module + "_out") for m in members]
     nodes.append(helper.make_node("Concat", outs, ["members/" + out_name], axis=1,
                                   name="members/" + out_name))
@@ -249,31 +301,14 @@ def join_head(members, module, in_name, out_name, out_dim, map_out=None, map_sha
 def join_decision(members, in_name, out_name):
     """Each member's decision module on its own columns of [vision output,
     signal output] (a Gemm that selects them), then the mean."""
-    v_total = 1 + sum(m.vision_out for m in members)
-    s_total = 1 + sum(m.signal_out for m in members)
-    nodes, inits, outs = [], [], []
-    v_at, s_at = 1, v_total + 1
-    for i, m in enumerate(members):
-        pick = np.zeros((m.vision_out + m.signal_out, v_total + s_total))
-        pick[:m.vision_out, v_at:v_at + m.vision_out] = np.eye(m.vision_out)
-        pick[m.vision_out:, s_at:s_at + m.signal_out] = np.eye(m.signal_out)
-        v_at += m.vision_out
-        s_at += m.signal_out
-        prefix = f"m{i + 1}/"
-        gemm(prefix + "columns", in_name, pick, prefix + in_name, nodes, inits)
-        n, t, names = renamed(m.graphs["decision"].graph, prefix, prefix + in_name)
-        if len(names) != 1:
-            fail(f"{m.files['decision']}: {len(names)} outputs, expected 1")
-        nodes += n
-        inits += t
-        outs += names.values()
+    nodes, inits, outs, width = decisions_on_columns(
+        members, [f"m{i + 1}/" for i in range(len(members))], in_name)
     k = len(members)
     nodes.append(helper.make_node("Concat", outs, ["members/" + out_name], axis=1,
                                   name="members/" + out_name))
     gemm("mean/" + out_name, "members/" + out_name, np.full((1, k), 1 / k), out_name,
          nodes, inits)
-    inp = helper.make_tensor_value_info(in_name, onnx.TensorProto.FLOAT,
-                                        [1, v_total + s_total])
+    inp = helper.make_tensor_value_info(in_name, onnx.TensorProto.FLOAT, [1, width])
     out = helper.make_tensor_value_info(out_name, onnx.TensorProto.FLOAT, [1, 1])
     g = helper.make_graph(nodes, "ensemble_decision", [inp], [out], inits)
     return model(g, members[0].graphs["decision"])
@@ -371,6 +406,23 @@ def join(a, argv):
         log(f"member {i + 1} {m.dir}: {aurocs(r[0])}")
     log(f"joined: {aurocs(logits)}")
 
+    metrics = choose_thresholds(a, logits, surf, vib, defect, classes)
+    # The manifest: the members' inputs, the joined outputs, new thresholds.
+    take_inputs(a, fa)
+    heatmap = (map_shape[3], map_shape[2]) if with_map else None
+    notes = [f"Seed ensemble of {len(members)} packages, scores averaged (tools/ensemble.py):"]
+    for m in members:
+        notes.append(f"  {m.get('package', 'version')}: {m.get('package', 'trained_by')}")
+    train.write_manifest(a, paths, files, int(g.get("signal", "input_dim")), metrics, argv,
+                         heatmap, vision_out, signal_out, tool="tools/ensemble.py",
+                         notes=notes)
+    return sum(os.path.getsize(p) for p in paths.values())
+
+
+def choose_thresholds(a, logits, surf, vib, defect, classes):
+    """a.reject and a.marginal from the joined package's held-out logits
+    (calibrate() under a's target, rule and budget), logged with the
+    figures they give, which it returns; --scores-out written."""
     a.reject, a.marginal = train.calibrate(logits[:, 2], defect, a.frr_target, a.marginal_rule,
                                            a.marginal_budget)
     log(f"thresholds for {100 * a.frr_target:g} % false rejects on the held-out set: "
@@ -387,18 +439,14 @@ def join(a, argv):
             f.write("part_id,score,vision_score,signal_score\n")
             for c, t in zip(classes, p):
                 f.write(f"{c[2]},{t[2]:.7g},{t[0]:.7g},{t[1]:.7g}\n")
+    return metrics
 
-    # The manifest: the members' inputs, the joined outputs, new thresholds.
+
+def take_inputs(a, fa):
+    """The joined package's input settings (held_out()'s fa) into a, for
+    train.write_manifest."""
     a.width, a.height, a.mean, a.std = fa.width, fa.height, fa.mean, fa.std
     a.resize, a.rate, a.window = fa.resize, fa.rate, fa.window
-    heatmap = (map_shape[3], map_shape[2]) if with_map else None
-    notes = [f"Seed ensemble of {len(members)} packages, scores averaged (tools/ensemble.py):"]
-    for m in members:
-        notes.append(f"  {m.get('package', 'version')}: {m.get('package', 'trained_by')}")
-    train.write_manifest(a, paths, files, int(g.get("signal", "input_dim")), metrics, argv,
-                         heatmap, vision_out, signal_out, tool="tools/ensemble.py",
-                         notes=notes)
-    return sum(os.path.getsize(p) for p in paths.values())
 
 
 def write_new_package(a, make, tool):

@@ -43,14 +43,9 @@ import ensemble  # noqa: E402  (package reading, graph renaming, held-out parts)
 import train  # noqa: E402  (calibration, figures, manifest)
 
 TOLERANCE = 1e-4
-
-
-def log(msg):
-    print(f"fuse: {msg}", flush=True)
-
-
-def fail(msg):
-    sys.exit(f"fuse: {msg}")
+ensemble.TOOL = "fuse"
+log, fail = ensemble.log, ensemble.fail
+PREFIXES = ("supervised/", "anomaly/")   # the two packages' names in the joined graphs
 
 
 def parse_args(argv):
@@ -60,30 +55,13 @@ def parse_args(argv):
     p.add_argument("--anomaly", required=True,
                    help="a good-only package ([vision] score=anomaly, train.py --good-only)")
     p.add_argument("--out", required=True, help="model package folder to write")
-    p.add_argument("--features-tool", required=True, help="path of vigil-features")
-    p.add_argument("--val-manifest", required=True,
-                   help="held-out manifest for the scales, the thresholds and [metrics]")
-    p.add_argument("--val-root", help="folder of the held-out manifest's paths "
-                   "(default: the manifest's folder)")
-    p.add_argument("--val-split", help="use the held-out manifest's rows of this split only")
-    p.add_argument("--frr-target", type=float, required=True,
-                   help="false-reject rate the thresholds are chosen for (e.g. 0.01)")
-    p.add_argument("--marginal-rule", choices=("midway", "tight"), default="tight",
-                   help="where the marginal threshold goes (tools/train.py calibrate())")
-    p.add_argument("--marginal-budget", type=float,
-                   help="lower the reject threshold until at most this share of the held-out "
-                   "parts is marginal (calibrate())")
+    ensemble.held_out_args(p, "tight", "the scales, the thresholds and [metrics]")
     p.add_argument("--scores-out", help="write the fused package's OpenCV scores of the "
                    "held-out parts here (CSV, manifest order)")
     p.add_argument("--name", default="fused", help="[package] name")
     p.add_argument("--version", default="fused-1", help="[package] version")
     a = p.parse_args(argv)
-    if a.marginal_budget is not None and not 0 <= a.marginal_budget <= 1:
-        p.error("--marginal-budget must be a share between 0 and 1")
-    if not 0 <= a.frr_target < 1:
-        p.error("--frr-target must be a share between 0 and 1")
-    if not a.val_root:
-        a.val_root = os.path.dirname(os.path.abspath(a.val_manifest))
+    ensemble.check_held_out_args(p, a)
     return a
 
 
@@ -150,17 +128,7 @@ def join_head(pair, module, in_name, out_name, shift, map_out=None, map_shape=No
     """vision or signal: both packages' modules on the shared input, then
     [max(supervised logit, anomaly logit + shift), supervised output,
     anomaly output] (and the cellwise max of their maps, map_out)."""
-    nodes, inits, outs, maps = [], [], [], []
-    for prefix, m in zip(("supervised/", "anomaly/"), pair):
-        n, t, names = ensemble.renamed(m.graphs[module].graph, prefix, in_name)
-        nodes += n
-        inits += t
-        vec = [o for o in names if o != m.heatmap]
-        if len(vec) != 1:
-            fail(f"{m.files[module]}: {len(vec)} outputs besides the map, expected 1")
-        outs.append(names[vec[0]])
-        if map_out:
-            maps.append(names[m.heatmap])
+    nodes, inits, outs, maps = ensemble.heads_on_input(pair, PREFIXES, module, in_name)
     dims = [getattr(m, module + "_out") for m in pair]
     nodes.append(helper.make_node("Concat", outs, ["both/" + out_name], axis=1,
                                   name="both/" + out_name))
@@ -182,23 +150,7 @@ def join_head(pair, module, in_name, out_name, shift, map_out=None, map_shape=No
 def join_decision(pair, in_name, out_name, shift):
     """Each package's decision module on its own columns of [vision output,
     signal output], then max(supervised, anomaly + shift)."""
-    v_total = 1 + sum(m.vision_out for m in pair)
-    s_total = 1 + sum(m.signal_out for m in pair)
-    nodes, inits, outs = [], [], []
-    v_at, s_at = 1, v_total + 1
-    for prefix, m in zip(("supervised/", "anomaly/"), pair):
-        pick = np.zeros((m.vision_out + m.signal_out, v_total + s_total))
-        pick[:m.vision_out, v_at:v_at + m.vision_out] = np.eye(m.vision_out)
-        pick[m.vision_out:, s_at:s_at + m.signal_out] = np.eye(m.signal_out)
-        v_at += m.vision_out
-        s_at += m.signal_out
-        ensemble.gemm(prefix + "columns", in_name, pick, prefix + in_name, nodes, inits)
-        n, t, names = ensemble.renamed(m.graphs["decision"].graph, prefix, prefix + in_name)
-        if len(names) != 1:
-            fail(f"{m.files['decision']}: {len(names)} outputs, expected 1")
-        nodes += n
-        inits += t
-        outs += names.values()
+    nodes, inits, outs, width = ensemble.decisions_on_columns(pair, PREFIXES, in_name)
     nodes.append(helper.make_node("Concat", outs, ["both/" + out_name], axis=1,
                                   name="both/" + out_name))
     # [max, supervised, anomaly]: keep the max alone.
@@ -206,8 +158,7 @@ def join_decision(pair, in_name, out_name, shift):
                 "fuse/" + out_name + "/all", nodes, inits)
     affine("fuse/" + out_name + "/pick", "fuse/" + out_name + "/all",
            np.array([[1.0, 0, 0]]), np.zeros(1), out_name, nodes, inits)
-    inp = helper.make_tensor_value_info(in_name, onnx.TensorProto.FLOAT,
-                                        [1, v_total + s_total])
+    inp = helper.make_tensor_value_info(in_name, onnx.TensorProto.FLOAT, [1, width])
     out = helper.make_tensor_value_info(out_name, onnx.TensorProto.FLOAT, [1, 1])
     g = helper.make_graph(nodes, "fused_decision", [inp], [out], inits)
     return ensemble.model(g, pair[0].graphs["decision"])
@@ -295,24 +246,8 @@ def fuse(a, argv):
     log(f"anomaly {ano.dir}: {aurocs(runs[1][0])}")
     log(f"fused: {aurocs(logits)}")
 
-    a.reject, a.marginal = train.calibrate(logits[:, 2], defect, a.frr_target, a.marginal_rule,
-                                           a.marginal_budget)
-    metrics = train.figures(logits, surf, vib, defect, a.reject, a.marginal)
-    log(f"thresholds: reject {a.reject:.6g}, marginal {a.marginal:.6g}; held-out "
-        f"{metrics['parts']} parts, {metrics['defective']} defective: escapes "
-        f"{metrics['escapes']} ({100 * metrics['escape_rate']:.2f} %), false rejects "
-        f"{metrics['false_rejects']} ({100 * metrics['false_reject_rate']:.2f} %, at most "
-        f"{100 * metrics['false_reject_upper95']:.2f} % on unseen good parts with 95 % "
-        f"confidence), marginal {100 * metrics['marginal_rate']:.2f} % of the parts")
-    if a.scores_out:
-        p = train.sigmoid(logits)
-        with open(a.scores_out, "w") as f:
-            f.write("part_id,score,vision_score,signal_score\n")
-            for c, t in zip(classes, p):
-                f.write(f"{c[2]},{t[2]:.7g},{t[0]:.7g},{t[1]:.7g}\n")
-
-    a.width, a.height, a.mean, a.std = fa.width, fa.height, fa.mean, fa.std
-    a.resize, a.rate, a.window = fa.resize, fa.rate, fa.window
+    metrics = ensemble.choose_thresholds(a, logits, surf, vib, defect, classes)
+    ensemble.take_inputs(a, fa)
     a.vision_score = "fused"
     a.manifest = None
     notes = ["Fused (tools/fuse.py): the higher of the supervised and the anomaly",

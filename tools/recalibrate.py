@@ -37,20 +37,10 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="the package to calibrate")
     p.add_argument("--out", required=True, help="new package folder (must not exist)")
-    p.add_argument("--features-tool", required=True, help="path of vigil-features")
-    p.add_argument("--val-manifest", required=True)
-    p.add_argument("--val-root", help="folder of its paths (default: its folder)")
-    p.add_argument("--val-split")
-    p.add_argument("--frr-target", type=float, required=True)
-    p.add_argument("--marginal-rule", choices=("midway", "tight"), default="tight")
-    p.add_argument("--marginal-budget", type=float,
-                   help="at most this share of the held-out parts marginal (calibrate())")
+    ensemble.held_out_args(p, "tight", "the thresholds and [metrics]")
     p.add_argument("--version", help="[package] version of the new package (default: kept)")
     a = p.parse_args(argv)
-    if a.marginal_budget is not None and not 0 <= a.marginal_budget <= 1:
-        p.error("--marginal-budget must be a share between 0 and 1")
-    if not a.val_root:
-        a.val_root = os.path.dirname(os.path.abspath(a.val_manifest))
+    ensemble.check_held_out_args(p, a)
     return a
 
 
