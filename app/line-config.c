@@ -10,8 +10,6 @@
 #include "app/line-private.h"
 
 static const char *const job_keys[] = { "package", "reject", "marginal", NULL };
-/* [model] keys the line reads itself; inference/ reads the rest. */
-static const char *const line_model_keys[] = { "learn", NULL };
 static const char *const known_groups[] = { "camera.", "vibration.", "transmitter.", "model",
 					    "plc", "database", "job.", "review", "alarm", "mqtt",
 					    "plant", NULL };
@@ -107,16 +105,12 @@ static int read_jobs(struct line_settings *set, const config *cfg, char **err)
 static int read_model(struct line_settings *set, const config *cfg, char **err)
 {
 	static const char *const no_yes[] = { "false", "true", NULL };
-	config *model_cfg;
-	int learn = 0, rc;
+	int learn = 0;
 
 	if (config_get_choice(cfg, "model", "learn", "false", no_yes, &learn, err) < 0)
 		return -EINVAL;
 	set->learn = learn;
-	model_cfg = config_without_keys(cfg, "model", line_model_keys);
-	rc = infer_options_read(model_cfg, &set->model, err);
-	config_free(model_cfg);
-	return rc;
+	return infer_options_read(cfg, &set->model, err);
 }
 
 /* [transmitter.NAME]: a Modbus vibration transmitter, at most one in this

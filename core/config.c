@@ -20,7 +20,7 @@ void config_free(config *c)
 	if (c->kf)
 		g_key_file_free(c->kf);
 	if (c->lines)
-		g_hash_table_unref(c->lines);
+		g_hash_table_destroy(c->lines);
 	g_free(c->name);
 	g_free(c);
 }
@@ -176,38 +176,6 @@ int config_check_keys(const config *c, const char *group,
 	}
 	g_strfreev(keys);
 	return rc;
-}
-
-config *config_without_keys(const config *c, const char *group, const char *const *keys)
-{
-	config *copy = g_new0(config, 1);
-	char **groups = g_key_file_get_groups(c->kf, NULL);
-
-	copy->name = g_strdup(c->name);
-	copy->kf = g_key_file_new();
-	/* Raw values, as GKeyFile holds them: nothing to parse again. */
-	for (int g = 0; groups[g]; g++) {
-		char **ks = g_key_file_get_keys(c->kf, groups[g], NULL, NULL);
-
-		/* GKeyFile makes a group only with a key: one put in and taken
-		 * out keeps a group left empty, so "missing key" stays that. */
-		g_key_file_set_value(copy->kf, groups[g], "placeholder", "");
-		g_key_file_remove_key(copy->kf, groups[g], "placeholder", NULL);
-		for (int k = 0; ks && ks[k]; k++) {
-			char *v;
-
-			if (strcmp(groups[g], group) == 0 && g_strv_contains(keys, ks[k]))
-				continue;
-			v = g_key_file_get_value(c->kf, groups[g], ks[k], NULL);
-			g_key_file_set_value(copy->kf, groups[g], ks[k], v ? v : "");
-			g_free(v);
-		}
-		g_strfreev(ks);
-	}
-	g_strfreev(groups);
-	/* The index is never changed after loading: both share it. */
-	copy->lines = g_hash_table_ref(c->lines);
-	return copy;
 }
 
 int config_get_string(const config *c, const char *group, const char *key,

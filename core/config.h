@@ -27,13 +27,6 @@ char **config_groups(const config *c, const char *prefix);
 int config_check_keys(const config *c, const char *group,
 		      const char *const *allowed, char **err);
 
-/* A copy of c without the given keys (NULL-terminated) of group, for a
- * section two readers share: the one that owns those keys reads them from
- * c, the other reads the copy and checks its own keys as if they were all.
- * Messages from the copy name c's file and lines. Never NULL; the caller
- * owns it (config_free). */
-config *config_without_keys(const config *c, const char *group, const char *const *keys);
-
 /* A missing key takes def; required keys pass def = NULL (strings) or use
  * config_require. *out of config_get_string is g_strdup'ed (g_free it). */
 int config_get_string(const config *c, const char *group, const char *key,

@@ -10,8 +10,11 @@
 
 #include "inference/inference.h"
 
+/* learn is read by the line (app/line-config.c: it changes what the line
+ * does with a verdict, not how the model reaches it), but it is a [model]
+ * key all the same. */
 static const char *const model_keys[] = { "package", "backend", "precision", "threads",
-					  "max_batch",
+					  "max_batch", "learn",
 					  "min_heldout_parts", "min_heldout_accuracy",
 					  "max_heldout_escape_rate",
 					  "max_heldout_false_reject_rate", NULL };

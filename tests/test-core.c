@@ -87,55 +87,6 @@ static void test_config_errors_name_file_line_key(void)
 	g_free(dir);
 }
 
-/* A section two readers share ([model]: inference's keys and the line's
- * learn): the copy without one reader's keys passes the other's key check,
- * keeps every other value and names the original file and lines. */
-static void test_config_without_keys(void)
-{
-	static const char text[] = "[model]\npackage = /m/pkg\nlearn = true\nthreads = x\n"
-				   "[plc]\nlearn = 1\n[job.1]\nlearn = 2\n";
-	static const char *const line_keys[] = { "learn", NULL };
-	static const char *const model_keys[] = { "package", "threads", NULL };
-	static const char *const no_keys[] = { NULL };
-	char *err = NULL, *s = NULL;
-	config *c = config_load_data(text, "line.conf", &err), *copy, *empty;
-	int v = 0;
-
-	g_assert_nonnull(c);
-	copy = config_without_keys(c, "model", line_keys);
-	g_assert_cmpint(config_check_keys(c, "model", model_keys, &err), ==, -EINVAL);
-	g_clear_pointer(&err, g_free);
-	g_assert_cmpint(config_check_keys(copy, "model", model_keys, &err), ==, 0);
-	/* Only that group loses the key. */
-	g_assert_cmpint(config_get_string(copy, "plc", "learn", NULL, &s, &err), ==, 0);
-	g_assert_cmpstr(s, ==, "1");
-	g_free(s);
-	g_assert_cmpint(config_get_string(copy, "model", "package", NULL, &s, &err), ==, 0);
-	g_assert_cmpstr(s, ==, "/m/pkg");
-	g_free(s);
-	g_assert_cmpint(config_get_int(copy, "model", "threads", 1, 0, 9, &v, &err), ==, -EINVAL);
-	g_assert_cmpstr(err, ==, "line.conf:4: [model] threads: 'x' is not a whole number");
-	g_clear_pointer(&err, g_free);
-	/* The original keeps what the copy left out. */
-	g_assert_cmpint(config_get_string(c, "model", "learn", NULL, &s, &err), ==, 0);
-	g_assert_cmpstr(s, ==, "true");
-	g_free(s);
-	/* A group left with no key is still there: a missing key, not group. */
-	empty = config_without_keys(c, "plc", line_keys);
-	config_free(c);   /* the copies outlive it */
-	g_assert_true(config_has_group(empty, "plc"));
-	g_assert_cmpint(config_get_string(empty, "plc", "host", NULL, &s, &err), ==, -EINVAL);
-	g_assert_cmpstr(err, ==, "line.conf:5: [plc]: missing required key 'host'");
-	g_clear_pointer(&err, g_free);
-	config_free(empty);
-	empty = config_without_keys(copy, "job.1", no_keys);
-	g_assert_cmpint(config_get_string(empty, "job.1", "learn", NULL, &s, &err), ==, 0);
-	g_assert_cmpstr(s, ==, "2");
-	g_free(s);
-	config_free(empty);
-	config_free(copy);
-}
-
 /* GKeyFile would keep the last of a repeated key; the reader refuses it,
  * also when the section itself is repeated, and names both lines. */
 static void test_config_refuses_a_key_given_twice(void)
@@ -682,7 +633,6 @@ int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/core/config/errors-name-file-line-key", test_config_errors_name_file_line_key);
-	g_test_add_func("/core/config/without-keys", test_config_without_keys);
 	g_test_add_func("/core/config/refuses-a-key-given-twice",
 			test_config_refuses_a_key_given_twice);
 	g_test_add_func("/core/bqueue/order-and-bound", test_bqueue_order_and_bound);
