@@ -278,7 +278,7 @@ static int change_job(line_jobs *j, int job)
 {
 	line *l = j->l;
 	const char *pkg = job ? l->set.jobs[job].package : l->set.model.package;
-	const char *version = j->version;
+	const char *version = j->version, *note = "";
 	infer_model *m = NULL, *old;
 	const char *unfit_key;
 	char *err = NULL, *msg;
@@ -298,6 +298,7 @@ static int change_job(line_jobs *j, int job)
 			return 0;
 		}
 		version = g_intern_string(infer_model_info(m)->version);
+		note = vision_score_note[infer_model_info(m)->vision_score];
 	}
 
 	g_mutex_lock(&j->lock);
@@ -322,10 +323,10 @@ static int change_job(line_jobs *j, int job)
 	if (m) {
 		g_free(j->package);
 		j->package = g_strdup(pkg);
-		msg = g_strdup_printf("model %s (%s) runs job %d on %s %s, replacing %s (job %d)",
+		msg = g_strdup_printf("model %s (%s) runs job %d on %s %s, replacing %s (job %d)%s",
 				      version, pkg, job, infer_model_backend(m),
 				      infer_precision_names[l->set.model.precision], j->version,
-				      j->cur_job);
+				      j->cur_job, note);
 	} else {
 		msg = g_strdup_printf("job %d: thresholds changed, model %s (%s) kept (was job %d)",
 				      job, version, pkg, j->cur_job);
