@@ -72,7 +72,8 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
                               "--out", out, "--seed", "1", "--width", str(SIZE), "--height",
                               str(SIZE), "--epochs", "20", "--val-manifest", val_csv,
                               "--frr-target", "0.05", "--marginal-rule", "tight",
-                              "--marginal-budget", "0.03", "--name", "good-only", "--version", name, *extra],
+                              "--marginal-budget", "0.03", "--name", "good-only",
+                              "--version", name, *extra],
                              capture_output=True, text=True)
         return out, run
 

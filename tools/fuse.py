@@ -168,15 +168,16 @@ def logit(p):
     return float(np.log(p / (1 - p)))
 
 
-def shifts(a, sup_logits, ano_logits, good):
+def shifts(a, sup_logits, ano_logits, defect):
     """The moves of the anomaly logits onto the supervised scale, from the
     good held-out parts alone: vision and signal so that as many good
     parts are at or above logit 0 (p 0.5, the flags) in both, at the
     false-reject target; fused so that the two marginal thresholds
     meet."""
+    good = defect < 0.5
+    k = int(np.floor(a.frr_target * good.sum()))
     out = []
     for col in (0, 1):
-        k = int(np.floor(a.frr_target * good.sum()))
         s = np.sort(sup_logits[good, col])[::-1]
         an = np.sort(ano_logits[good, col])[::-1]
         # The anomaly logit that flags no more good parts than the
@@ -184,15 +185,15 @@ def shifts(a, sup_logits, ano_logits, good):
         flagged = max(int((s >= 0).sum()), k)
         q = an[flagged] if flagged < len(an) else an[-1] - 1
         out.append(-(q + train.MARGIN_LOGIT))
-    m_sup = calibrate_marginal(a, sup_logits[:, 2], good)
-    m_ano = calibrate_marginal(a, ano_logits[:, 2], good)
+    m_sup = calibrate_marginal(a, sup_logits[:, 2], defect)
+    m_ano = calibrate_marginal(a, ano_logits[:, 2], defect)
     out.append(m_sup - m_ano)
     return out
 
 
-def calibrate_marginal(a, fused, good):
-    _, marginal = train.calibrate(fused[good], np.zeros(int(good.sum())), a.frr_target,
-                                  a.marginal_rule)
+def calibrate_marginal(a, fused, defect):
+    _, marginal = train.calibrate(fused, defect, a.frr_target, a.marginal_rule,
+                                  good_only=True)
     return logit(min(max(marginal, 1e-12), 1 - 1e-12))
 
 
@@ -206,7 +207,7 @@ def fuse(a, argv):
         fail(f"{a.val_manifest}: no good held-out part to put the two scales on")
     runs = [ensemble.run_all(ensemble.opencv_nets(m.files), images, signals, True)
             for m in pair]
-    sv, ss, sd = shifts(a, runs[0][0], runs[1][0], good)
+    sv, ss, sd = shifts(a, runs[0][0], runs[1][0], defect)
     log(f"anomaly logits moved onto the supervised scale (good held-out parts): vision "
         f"{sv:+.3f}, signal {ss:+.3f}, fused {sd:+.3f}")
 

@@ -22,8 +22,6 @@ import shlex
 import shutil
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble  # noqa: E402  (package reading, held-out parts, safe writing)
 import train  # noqa: E402  (calibration, figures, manifest text)
@@ -71,9 +69,8 @@ def recalibrate(a, argv, pkg):
                                     bool(pkg.heatmap))
     # An anomaly package (train.py --good-only) keeps to its good parts.
     a.good_only = pkg.man.get("vision", "score", fallback="defect") == "anomaly"
-    good = defect < 0.5 if a.good_only else np.ones(len(defect), bool)
-    a.reject, a.marginal = train.calibrate(logits[good, 2], defect[good], a.frr_target,
-                                           a.marginal_rule, a.marginal_budget)
+    a.reject, a.marginal = train.calibrate(logits[:, 2], defect, a.frr_target,
+                                           a.marginal_rule, a.marginal_budget, a.good_only)
     metrics = train.figures(logits, surf, vib, defect, a.reject, a.marginal)
     log(f"thresholds: reject {a.reject:.6g}, marginal {a.marginal:.6g}; held-out "
         f"{metrics['parts']} parts: escapes {metrics['escapes']}, false rejects "

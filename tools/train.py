@@ -282,6 +282,7 @@ def fit(a, seg, t, val, teacher=None):
     # Synthetic anomalies (--good-only) come from their own generator, so
     # the draw of batches and augmentations stays that of the seed.
     rng = np.random.default_rng(a.seed) if a.good_only else None
+    photometric = GOOD_ONLY_PHOTOMETRIC if a.good_only else ()   # () : augment()'s own
     if a.good_only:
         log(f"good-only: a synthetic anomaly in {100 * a.anomaly_share:g} % of the images "
             f"and, apart, of the vibration windows (tools/train_anomaly.py)")
@@ -312,7 +313,7 @@ def fit(a, seg, t, val, teacher=None):
         for i in range(0, n, a.batch):
             idx = order[i:i + a.batch]
             xb, mb = augment(x_img[idx], full_masks[idx] if seg else None, gen, a.shift,
-                             *GOOD_ONLY_PHOTOMETRIC[:2 if a.good_only else 0])
+                             *photometric)
             sb_in, yb = x_sig[idx], y[idx]
             if a.good_only:
                 xb, mb, ls = add_surface(rng, xb, a.anomaly_share)
@@ -375,11 +376,10 @@ def report_heldout(a, nets, vision, signal, decision, val, val_classes, seg):
         # A good-only line has no defects to calibrate on: its thresholds
         # come from the good held-out parts alone, even where defective
         # ones are there to report figures on.
-        good = val[4] < 0.5 if a.good_only else np.ones(len(val[4]), bool)
-        a.reject, a.marginal = calibrate(logits[good, 2], val[4][good], a.frr_target,
-                                         a.marginal_rule, a.marginal_budget)
+        a.reject, a.marginal = calibrate(logits[:, 2], val[4], a.frr_target, a.marginal_rule,
+                                         a.marginal_budget, a.good_only)
         log(f"thresholds for {100 * a.frr_target:g} % false rejects on the held-out set"
-            + (f"'s {int(good.sum())} good parts" if a.good_only else "") +
+            + (f"'s {int((val[4] < 0.5).sum())} good parts" if a.good_only else "") +
             f": reject {a.reject:.6g}, marginal {a.marginal:.6g}")
     if a.scores_out:
         torch_logits = predict(vision, signal, decision, val[0], val[1])

@@ -65,7 +65,8 @@ def figures(logits, surf, vib, defect, reject, marginal):
 MARGIN_LOGIT = 0.1   # tight rule: marginal this far above the good part it clears
 
 
-def calibrate(fused_logits, defect, frr_target, rule="midway", marginal_budget=None):
+def calibrate(fused_logits, defect, frr_target, rule="midway", marginal_budget=None,
+              good_only=False):
     """Two thresholds from the held-out set's good parts, sorted highest
     first; k = floor(frr_target * good parts) of them may be rejected or
     marginal. marginal, under rule
@@ -87,7 +88,12 @@ def calibrate(fused_logits, defect, frr_target, rule="midway", marginal_budget=N
     part the band may keep and the next part up. The parts above go
     straight to reject, good ones too; escapes and false rejects (which
     count marginal good parts) do not change, only how many flagged parts
-    a person checks."""
+    a person checks.
+    good_only (a good-only package, train.py --good-only): the defective
+    held-out parts are left out altogether, the budget's count too, so the
+    thresholds come from the good parts alone."""
+    if good_only:
+        fused_logits, defect = fused_logits[defect < 0.5], defect[defect < 0.5]
     good = np.sort(fused_logits[defect < 0.5].astype(np.float64))[::-1]
     if len(good) == 0:
         return 0.5, 0.5
@@ -394,8 +400,9 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
         f"mean={a.mean:g}",
         f"std={a.std:g}",
         f"output_dim={vision_out}",
-    ] + VISION_SCORE_LINES[vision_score(a)] + ([f"heatmap_output={HEATMAP_OUTPUT}", f"heatmap_width={heatmap[0]}",
-          f"heatmap_height={heatmap[1]}"] if heatmap else []) + [
+    ] + VISION_SCORE_LINES[vision_score(a)] + (
+        [f"heatmap_output={HEATMAP_OUTPUT}", f"heatmap_width={heatmap[0]}",
+         f"heatmap_height={heatmap[1]}"] if heatmap else []) + [
         "",
         "[signal]",
         f"file={files['signal']}",
