@@ -197,9 +197,10 @@ def const(name, array):
     return numpy_helper.from_array(np.ascontiguousarray(array, np.float32), name)
 
 
-def gemm(name, x, w, out, nodes, inits):
-    """out = x @ w.T (w: [outputs, inputs]) with a zero bias."""
-    inits += [const(name + "/weight", w), const(name + "/bias", np.zeros(w.shape[0]))]
+def gemm(name, x, w, out, nodes, inits, bias=None):
+    """out = x @ w.T + bias (w: [outputs, inputs]; bias zero when None)."""
+    inits += [const(name + "/weight", w),
+              const(name + "/bias", np.zeros(w.shape[0]) if bias is None else bias)]
     nodes.append(helper.make_node("Gemm", [x, name + "/weight", name + "/bias"], [out],
                                   name=name, transB=1))
 
@@ -396,15 +397,9 @@ def join(a, argv):
     if max(diff.values()) > TOLERANCE:
         fail("the joined modules do not compute the members' mean")
 
-    good = defect < 0.5
-
-    def aurocs(lg):
-        return (f"AUROC fused {train.auroc(lg[defect > 0.5, 2], lg[good, 2]):.4f}"
-                f" vision {train.auroc(lg[surf > 0.5, 0], lg[good, 0]):.4f}"
-                f" signal {train.auroc(lg[vib > 0.5, 1], lg[good, 1]):.4f}")
     for i, (m, r) in enumerate(zip(members, runs)):
-        log(f"member {i + 1} {m.dir}: {aurocs(r[0])}")
-    log(f"joined: {aurocs(logits)}")
+        log(f"member {i + 1} {m.dir}: {aurocs(r[0], surf, vib, defect)}")
+    log(f"joined: {aurocs(logits, surf, vib, defect)}")
 
     metrics = choose_thresholds(a, logits, surf, vib, defect, classes)
     # The manifest: the members' inputs, the joined outputs, new thresholds.
@@ -417,6 +412,15 @@ def join(a, argv):
                          heatmap, vision_out, signal_out, tool="tools/ensemble.py",
                          notes=notes)
     return sum(os.path.getsize(p) for p in paths.values())
+
+
+def aurocs(lg, surf, vib, defect):
+    """The fused, vision and signal AUROCs of held-out logits [N, 3], as a
+    log line's words."""
+    good = defect < 0.5
+    return (f"AUROC fused {train.auroc(lg[defect > 0.5, 2], lg[good, 2]):.4f}"
+            f" vision {train.auroc(lg[surf > 0.5, 0], lg[good, 0]):.4f}"
+            f" signal {train.auroc(lg[vib > 0.5, 1], lg[good, 1]):.4f}")
 
 
 def choose_thresholds(a, logits, surf, vib, defect, classes):

@@ -75,23 +75,12 @@ def check_kinds(sup, ano):
         fail(f"{sup.dir} has no defect map: both packages must have one")
 
 
-def const(name, array):
-    return ensemble.const(name, array)
-
-
-def affine(name, x, w, b, out, nodes, inits):
-    """out = x @ w.T + b (w: [outputs, inputs])."""
-    inits += [const(name + "/weight", w), const(name + "/bias", b)]
-    nodes.append(helper.make_node("Gemm", [x, name + "/weight", name + "/bias"], [out],
-                                  name=name, transB=1))
-
-
 def max_columns(name, x, width, i, j, shift, out, nodes, inits):
     """out = [max(x[:, i], x[:, j] + shift), x...] for x [N, width]:
     max(a, b) = Relu(a - b) + b, as two Gemms around a Relu."""
     w = np.zeros((1, width))
     w[0, i], w[0, j] = 1, -1
-    affine(name + "/diff", x, w, np.array([-shift]), name + "/diff", nodes, inits)
+    ensemble.gemm(name + "/diff", x, w, name + "/diff", nodes, inits, np.array([-shift]))
     nodes.append(helper.make_node("Relu", [name + "/diff"], [name + "/relu"],
                                   name=name + "/relu"))
     nodes.append(helper.make_node("Concat", [name + "/relu", x], [name + "/cat"], axis=1,
@@ -101,15 +90,15 @@ def max_columns(name, x, width, i, j, shift, out, nodes, inits):
     w[1:, 1:] = np.eye(width)
     b = np.zeros(1 + width)
     b[0] = shift
-    affine(name + "/max", name + "/cat", w, b, out, nodes, inits)
+    ensemble.gemm(name + "/max", name + "/cat", w, out, nodes, inits, b)
 
 
 def max_maps(name, a, b, out, nodes, inits):
     """out = the cellwise max of maps a and b [N, 1, H, W], as 1x1 Convs."""
     nodes.append(helper.make_node("Concat", [a, b], [name + "/both"], axis=1,
                                   name=name + "/both"))
-    inits += [const(name + "/diff/weight", np.array([1, -1]).reshape(1, 2, 1, 1)),
-              const(name + "/diff/bias", np.zeros(1))]
+    inits += [ensemble.const(name + "/diff/weight", np.array([1, -1]).reshape(1, 2, 1, 1)),
+              ensemble.const(name + "/diff/bias", np.zeros(1))]
     nodes.append(helper.make_node("Conv", [name + "/both", name + "/diff/weight",
                                            name + "/diff/bias"], [name + "/diff"],
                                   name=name + "/diff", kernel_shape=[1, 1]))
@@ -117,8 +106,8 @@ def max_maps(name, a, b, out, nodes, inits):
                                   name=name + "/relu"))
     nodes.append(helper.make_node("Concat", [name + "/relu", b], [name + "/cat"], axis=1,
                                   name=name + "/cat"))
-    inits += [const(name + "/sum/weight", np.ones((1, 2, 1, 1))),
-              const(name + "/sum/bias", np.zeros(1))]
+    inits += [ensemble.const(name + "/sum/weight", np.ones((1, 2, 1, 1))),
+              ensemble.const(name + "/sum/bias", np.zeros(1))]
     nodes.append(helper.make_node("Conv", [name + "/cat", name + "/sum/weight",
                                            name + "/sum/bias"], [out],
                                   name=name + "/sum", kernel_shape=[1, 1]))
@@ -156,8 +145,8 @@ def join_decision(pair, in_name, out_name, shift):
     # [max, supervised, anomaly]: keep the max alone.
     max_columns("fuse/" + out_name, "both/" + out_name, 2, 0, 1, shift,
                 "fuse/" + out_name + "/all", nodes, inits)
-    affine("fuse/" + out_name + "/pick", "fuse/" + out_name + "/all",
-           np.array([[1.0, 0, 0]]), np.zeros(1), out_name, nodes, inits)
+    ensemble.gemm("fuse/" + out_name + "/pick", "fuse/" + out_name + "/all",
+                  np.array([[1.0, 0, 0]]), out_name, nodes, inits)
     inp = helper.make_tensor_value_info(in_name, onnx.TensorProto.FLOAT, [1, width])
     out = helper.make_tensor_value_info(out_name, onnx.TensorProto.FLOAT, [1, 1])
     g = helper.make_graph(nodes, "fused_decision", [inp], [out], inits)
@@ -239,13 +228,9 @@ def fuse(a, argv):
     if max(diff.values()) > TOLERANCE:
         fail("the fused modules do not compute the two packages' maximum")
 
-    def aurocs(lg):
-        return (f"AUROC fused {train.auroc(lg[defect > 0.5, 2], lg[good, 2]):.4f}"
-                f" vision {train.auroc(lg[surf > 0.5, 0], lg[good, 0]):.4f}"
-                f" signal {train.auroc(lg[vib > 0.5, 1], lg[good, 1]):.4f}")
-    log(f"supervised {sup.dir}: {aurocs(runs[0][0])}")
-    log(f"anomaly {ano.dir}: {aurocs(runs[1][0])}")
-    log(f"fused: {aurocs(logits)}")
+    for name, lg in ((f"supervised {sup.dir}", runs[0][0]), (f"anomaly {ano.dir}", runs[1][0]),
+                     ("fused", logits)):
+        log(f"{name}: {ensemble.aurocs(lg, surf, vib, defect)}")
 
     metrics = ensemble.choose_thresholds(a, logits, surf, vib, defect, classes)
     ensemble.take_inputs(a, fa)

@@ -26,9 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble  # noqa: E402  (package reading, held-out parts, safe writing)
 import train  # noqa: E402  (calibration, figures, manifest text)
 
-
-def log(msg):
-    print(f"recalibrate: {msg}", flush=True)
+ensemble.TOOL = "recalibrate"
+log = ensemble.log
 
 
 def parse_args(argv):
