@@ -21,7 +21,8 @@ starts with no defect examples).
 - tools/fuse.py joins it with a supervised package trained without one
   surface class (stain): the fused package's scores, on every CPU
   backend, are the higher of the two packages' (the anomaly one moved by
-  the shifts its manifest states), its map the higher of their maps; it
+  the shifts its manifest states; the verdict's score also takes the
+  anomaly vision score), its map the higher of their maps; it
   separates surface defects from good parts better than the supervised
   package alone and escapes no more at the same false-reject target; two
   supervised packages are refused.
@@ -220,7 +221,8 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
     with open(os.path.join(fused, "manifest.ini")) as f:
         text = f.read()
     m = re.search(r"moved by vision ([-+][0-9.e-]+), signal ([-+][0-9.e-]+), fused "
-                  r"([-+][0-9.e-]+)", text)
+                  r"([-+][0-9.e-]+);\n# the verdict also takes the anomaly vision logit, "
+                  r"moved by ([-+][0-9.e-]+);", text)
     if not m or read_manifest(fused).get("score") != "fused":
         fail("the fused manifest does not state score=fused and the shifts")
     shift = [float(x) for x in m.groups()]
@@ -247,6 +249,9 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
         for part, row in s_fused.items():
             for k, sh in zip(("vision_score", "signal_score", "score"), shift):
                 want = max(lg(s_sup[part][k]), lg(s_ano[part][k]) + sh)
+                if k == "score":
+                    # The verdict also takes the anomaly vision logit.
+                    want = max(want, lg(s_ano[part]["vision_score"]) + shift[3])
                 if abs(lg(row[k]) - want) > 1e-3 and abs(float(row[k]) - 1 / (1 + np.exp(
                         -want))) > TOLERANCE:
                     worst = max(worst, abs(lg(row[k]) - want))

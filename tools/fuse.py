@@ -18,14 +18,23 @@ supervised model"), so vigild, vigil-eval and every backend run it:
                  output]; map: the higher of the two maps at each cell
   signal.onnx    the same over the signal modules
   decision.onnx  each package's decision module on its own columns; output
-                 the higher of the supervised fused logit and the anomaly
-                 one, moved
+                 the highest of the supervised fused logit, the anomaly
+                 one and the anomaly vision logit, both moved
+
+The anomaly vision logit goes into the verdict on its own as well as
+through the anomaly package's decision module: that module weighs the
+surface score against the vibration features it was trained with, and
+on the leave-one-class-out runs (docs/model.md) the vision logit alone
+caught more of the class the supervised model never saw (fray 0 or 2
+escapes of 5 against 3 or 4 through the decision module, two good-only
+seeds).
 
 The anomaly logits are moved onto the supervised scale on the held-out
-set's good parts alone: by the difference between the two packages'
-marginal thresholds (calibrate() at the false-reject target) for the fused
-logit, and so that the same share of good parts is flagged at p 0.5 for
-the vision and signal logits. The maximum is built from the operators the
+set's good parts alone: by the difference between the marginal
+thresholds (calibrate() at the false-reject target) of the supervised
+fused logit and of the anomaly fused or vision logit, for the verdict;
+and so that the same share of good parts is flagged at p 0.5 for the
+vision and signal logits. The maximum is built from the operators the
 engines run (a - b, Relu, + b: Gemm or a 1x1 Conv), and the joined modules
 are checked under OpenCV DNN against the two packages run apart. The
 thresholds are then chosen afresh on the held-out set.
@@ -136,17 +145,26 @@ def join_head(pair, module, in_name, out_name, shift, map_out=None, map_shape=No
     return ensemble.model(g, pair[0].graphs[module])
 
 
-def join_decision(pair, in_name, out_name, shift):
+def join_decision(pair, in_name, out_name, shift, vision_shift):
     """Each package's decision module on its own columns of [vision output,
-    signal output], then max(supervised, anomaly + shift)."""
+    signal output], then max(supervised, anomaly + shift, anomaly vision
+    logit + vision_shift)."""
     nodes, inits, outs, width = ensemble.decisions_on_columns(pair, PREFIXES, in_name)
-    nodes.append(helper.make_node("Concat", outs, ["both/" + out_name], axis=1,
-                                  name="both/" + out_name))
-    # [max, supervised, anomaly]: keep the max alone.
-    max_columns("fuse/" + out_name, "both/" + out_name, 2, 0, 1, shift,
-                "fuse/" + out_name + "/all", nodes, inits)
+    # The anomaly vision logit: the first column of its block, after the
+    # joined vision output's max column and the supervised block.
+    pick = np.zeros((1, width))
+    pick[0, 1 + pair[0].vision_out] = 1
+    ensemble.gemm(PREFIXES[1] + "vision_logit", in_name, pick, PREFIXES[1] + "vision_logit",
+                  nodes, inits)
+    nodes.append(helper.make_node("Concat", outs + [PREFIXES[1] + "vision_logit"],
+                                  ["all/" + out_name], axis=1, name="all/" + out_name))
+    # [supervised, anomaly, anomaly vision] -> [m, ...] -> [max(m, vision), m, ...]
+    max_columns("fuse/" + out_name, "all/" + out_name, 3, 0, 1, shift,
+                "fuse/" + out_name + "/two", nodes, inits)
+    max_columns("fuse/" + out_name + "/vision", "fuse/" + out_name + "/two", 4, 0, 3,
+                vision_shift, "fuse/" + out_name + "/all", nodes, inits)
     ensemble.gemm("fuse/" + out_name + "/pick", "fuse/" + out_name + "/all",
-                  np.array([[1.0, 0, 0]]), out_name, nodes, inits)
+                  np.eye(1, 5), out_name, nodes, inits)
     inp = helper.make_tensor_value_info(in_name, onnx.TensorProto.FLOAT, [1, width])
     out = helper.make_tensor_value_info(out_name, onnx.TensorProto.FLOAT, [1, 1])
     g = helper.make_graph(nodes, "fused_decision", [inp], [out], inits)
@@ -161,8 +179,9 @@ def shifts(a, sup_logits, ano_logits, defect):
     """The moves of the anomaly logits onto the supervised scale, from the
     good held-out parts alone: vision and signal so that as many good
     parts are at or above logit 0 (p 0.5, the flags) in both, at the
-    false-reject target; fused so that the two marginal thresholds
-    meet."""
+    false-reject target; then, for the verdict, the anomaly fused and
+    vision logits so that their marginal thresholds meet the supervised
+    fused logit's."""
     good = defect < 0.5
     k = int(np.floor(a.frr_target * good.sum()))
     out = []
@@ -175,8 +194,7 @@ def shifts(a, sup_logits, ano_logits, defect):
         q = an[flagged] if flagged < len(an) else an[-1] - 1
         out.append(-(q + train.MARGIN_LOGIT))
     m_sup = calibrate_marginal(a, sup_logits[:, 2], defect)
-    m_ano = calibrate_marginal(a, ano_logits[:, 2], defect)
-    out.append(m_sup - m_ano)
+    out += [m_sup - calibrate_marginal(a, ano_logits[:, c], defect) for c in (2, 0)]
     return out
 
 
@@ -196,9 +214,9 @@ def fuse(a, argv):
         fail(f"{a.val_manifest}: no good held-out part to put the two scales on")
     runs = [ensemble.run_all(ensemble.opencv_nets(m.files), images, signals, True)
             for m in pair]
-    sv, ss, sd = shifts(a, runs[0][0], runs[1][0], defect)
+    sv, ss, sd, sdv = shifts(a, runs[0][0], runs[1][0], defect)
     log(f"anomaly logits moved onto the supervised scale (good held-out parts): vision "
-        f"{sv:+.3f}, signal {ss:+.3f}, fused {sd:+.3f}")
+        f"{sv:+.3f}, signal {ss:+.3f}, fused {sd:+.3f}, vision in the verdict {sdv:+.3f}")
 
     files = {m: m + ".onnx" for m in ensemble.MODULES}
     paths = {m: os.path.join(a.out, f) for m, f in files.items()}
@@ -210,7 +228,7 @@ def fuse(a, argv):
         "vision": join_head(pair, "vision", "image", train.VISION_OUTPUT, sv, sup.heatmap,
                             map_shape),
         "signal": join_head(pair, "signal", "features", "signal", ss),
-        "decision": join_decision(pair, "vision_signal", "defect", sd),
+        "decision": join_decision(pair, "vision_signal", "defect", sd, sdv),
     }
     for m in ensemble.MODULES:
         onnx.save(joined[m], paths[m])
@@ -219,6 +237,7 @@ def fuse(a, argv):
     logits, vis, maps = ensemble.run_all(ensemble.opencv_nets(paths), images, signals, True)
     want = np.stack([np.maximum(runs[0][0][:, c], runs[1][0][:, c] + s)
                      for c, s in enumerate((sv, ss, sd))], axis=1)
+    want[:, 2] = np.maximum(want[:, 2], runs[1][0][:, 0] + sdv)
     diff = {"fused": np.abs(logits - want).max(),
             "members": np.abs(vis[:, 1:] - np.concatenate([r[1] for r in runs], axis=1)).max(),
             "map": max(float(np.abs(maps[i] - np.maximum(runs[0][2][i], runs[1][2][i])).max())
@@ -236,9 +255,10 @@ def fuse(a, argv):
     ensemble.take_inputs(a, fa)
     a.vision_score = "fused"
     a.manifest = None
-    notes = ["Fused (tools/fuse.py): the higher of the supervised and the anomaly",
-             f"logits, the anomaly's moved by vision {sv:+.6g}, signal {ss:+.6g}, fused "
-             f"{sd:+.6g}; map: the higher of the two maps.",
+    notes = ["Fused (tools/fuse.py): the higher of the supervised and the anomaly logits,",
+             f"the anomaly's moved by vision {sv:+.6g}, signal {ss:+.6g}, fused {sd:+.6g};",
+             f"the verdict also takes the anomaly vision logit, moved by {sdv:+.6g};",
+             "map: the higher of the two maps.",
              f"  supervised {sup.get('package', 'version')}: "
              f"{sup.get('package', 'trained_by')}",
              f"  anomaly {ano.get('package', 'version')}: {ano.get('package', 'trained_by')}"]
