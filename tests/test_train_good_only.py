@@ -24,7 +24,8 @@ starts with no defect examples).
   the shifts its manifest states; the verdict's score also takes the
   anomaly vision score), its map the higher of their maps; it
   separates surface defects from good parts better than the supervised
-  package alone and escapes no more at the same false-reject target; two
+  package alone; its marginal threshold is the supervised package's and
+  it accepts no defective held-out part the supervised one catches; two
   supervised packages are refused.
 
 usage: test_train_good_only.py BUILD_DIR SOURCE_ROOT
@@ -262,6 +263,17 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
     if float(np.abs(fmaps - np.maximum(read_maps(os.path.join(tmp, "sup.maps")), maps)).max()) \
             > TOLERANCE:
         fail("the fused map is not the higher of the two maps")
+    # The anomaly scores spend none of the supervised model's false-reject
+    # budget: the marginal threshold stays the supervised package's, so
+    # no held-out part it catches escapes the fused one.
+    if abs(float(read_manifest(fused)["marginal"]) - float(read_manifest(sup)["marginal"])) \
+            > 1e-6:
+        fail(f"fused marginal {read_manifest(fused)['marginal']}, supervised "
+             f"{read_manifest(sup)['marginal']}: the anomaly scores moved the threshold")
+    caught = [p for p, row in s_sup.items() if row["defect"] == "1" and row["verdict"] != "accept"]
+    lost = [p for p in caught if s_fused[p]["verdict"] == "accept"]
+    if lost:
+        fail(f"the fused package accepts {lost}, which the supervised one did not")
     if not r_fused["vision_only"]["auroc"] > r_sup["vision_only"]["auroc"] or \
             r_fused["escape_rate"] > r_sup["escape_rate"]:
         fail(f"fused: vision AUROC {r_fused['vision_only']['auroc']:.3f}, escapes "
