@@ -15,7 +15,15 @@
  * A last pass runs each node in int8 on its float input and compares its
  * output with float32; where the error is over CALIB_MAX_NODE_ERROR of the
  * output's spread the file says run=fp32 and the engines keep that node in
- * float32 (a first layer fed raw values on large offsets needs it). */
+ * float32 (a first layer fed raw values on large offsets needs it).
+ *
+ * Wiring runs in float32 whatever its error: a Conv or Gemm whose weights
+ * are all -1, 0 or 1 picks, subtracts or adds columns (the maximum that
+ * tools/fuse.py builds as Relu(a - b) + b, the column picks of joined
+ * packages). It has nothing learned to quantize, costs nothing, and its
+ * input joins unrelated quantities (a logit beside features of range
+ * 170), so one int8 step per tensor would round the verdict's logit to a
+ * step of 1.3 while its error against that wide spread looks small. */
 #include <errno.h>
 #include <glib.h>
 #include <math.h>
@@ -290,6 +298,7 @@ struct calib_node {
 	double *sum, *sum2, *sse;
 	guint64 per_channel;       /* values per channel seen */
 	double error;              /* sqrt(sse / within-channel variance), all channels */
+	gboolean wiring;           /* weights all -1, 0 or 1: float32 whatever the error */
 };
 
 struct infer_calibrator {
@@ -477,15 +486,29 @@ static void see_error(struct calib_node *cn, const ref_module *rm, const float *
 	g_free(y8);
 }
 
+/* A node that only moves values: every weight -1, 0 or 1 (see the top). */
+static gboolean is_wiring(const onnx_graph *g, const struct onnx_node *n)
+{
+	const struct onnx_tensor *w = &g->tensors[n->in[1]];
+	size_t count = onnx_tensor_count(w);
+
+	for (size_t i = 0; i < count; i++)
+		if (w->data[i] != 0.0f && w->data[i] != 1.0f && w->data[i] != -1.0f)
+			return FALSE;
+	return TRUE;
+}
+
 /* What int8 costs at each node, over every part; a node whose relative
- * error is above max_error keeps float32. */
+ * error is above max_error, or that is wiring, keeps float32. */
 static int sweep_error(infer_calibrator *c, char **err)
 {
 	int rc = sweep(c, see_error, err);
 
 	if (rc < 0)
 		return rc;
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < 3; k++) {
+		const onnx_graph *g = ref_module_graph(infer_model_module(c->model, k));
+
 		for (int i = 0; i < c->n_nodes[k]; i++) {
 			struct calib_node *cn = &c->nodes[k][i];
 			double sse = 0, var = 0, n = (double)cn->per_channel;
@@ -495,8 +518,10 @@ static int sweep_error(infer_calibrator *c, char **err)
 				var += cn->sum2[ch] - cn->sum[ch] * cn->sum[ch] / n;
 			}
 			cn->error = var > 0 ? sqrt(sse / var) : sse > 0 ? INFINITY : 0;
-			cn->q.keep_fp32 = !(cn->error <= c->max_error);
+			cn->wiring = is_wiring(g, &g->nodes[cn->node]);
+			cn->q.keep_fp32 = !(cn->error <= c->max_error) || cn->wiring;
 		}
+	}
 	return 0;
 }
 
@@ -619,6 +644,8 @@ int infer_calibrator_write(infer_calibrator *c, const char *note, char **err)
 			append_float(s, cn->max_abs);
 			g_string_append(s, ", int8 error ");
 			append_float(s, cn->error);
+			if (cn->wiring)
+				g_string_append(s, ", wiring (weights -1, 0, 1)");
 			g_string_append_printf(s, "\nrun=%s\ninput_range=", cn->q.keep_fp32 ? "fp32"
 					       : "int8");
 			append_float(s, cn->q.input_range);

@@ -26,7 +26,10 @@ starts with no defect examples).
   separates surface defects from good parts better than the supervised
   package alone; its marginal threshold is the supervised package's and
   it accepts no defective held-out part the supervised one catches; two
-  supervised packages are refused.
+  supervised packages are refused. vigil-calibrate keeps the fusion's
+  wiring (weights all -1, 0, 1) in float32 and the learned layers in int8;
+  int8 does not round the fused score to steps, and moves verdicts only
+  near a threshold.
 
 usage: test_train_good_only.py BUILD_DIR SOURCE_ROOT
 """
@@ -228,10 +231,10 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
         fail("the fused manifest does not state score=fused and the shifts")
     shift = [float(x) for x in m.groups()]
 
-    def evaluate(package, backend="opencv", maps=None):
+    def evaluate(package, backend="opencv", maps=None, precision="fp32"):
         js, sc = os.path.join(tmp, "e.json"), os.path.join(tmp, "e.csv")
         ev = subprocess.run([eval_tool, "--manifest", held_csv, "--model", package, "--json", js,
-                             "--scores", sc, "--backend", backend] +
+                             "--scores", sc, "--backend", backend, "--precision", precision] +
                             (["--heatmaps", maps] if maps else []), capture_output=True,
                             text=True)
         if ev.returncode != 0:
@@ -279,6 +282,36 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
         fail(f"fused: vision AUROC {r_fused['vision_only']['auroc']:.3f}, escapes "
              f"{r_fused['escape_rate']:.3f}; supervised alone {r_sup['vision_only']['auroc']:.3f},"
              f" {r_sup['escape_rate']:.3f}")
+    # int8: the fusion's wiring (Gemms and Convs whose weights are all -1,
+    # 0 or 1) stays float32, so the verdict's logit is not rounded to one
+    # int8 step of the wide vectors it is picked from; learned layers are
+    # int8.
+    cal = subprocess.run([os.path.join(build, "tools", "vigil-calibrate"), "--model", fused,
+                          "--manifest", os.path.join(train_dir, "parts.csv"), "--parts", "40"],
+                         capture_output=True, text=True)
+    if cal.returncode != 0:
+        fail(f"vigil-calibrate on the fused package exited {cal.returncode}: {cal.stderr[-800:]}")
+    with open(os.path.join(fused, "calibration-int8.ini")) as f:
+        sections = re.findall(r"^\[(\w+) ([^\]]+)\]\n# [^\n]*\nrun=(\w+)", f.read(), re.M)
+    glue = {name: run for module, name, run in sections if name.startswith("fuse/")}
+    learned = [run for module, name, run in sections if name.startswith("supervised/")]
+    if len(glue) < 8 or set(glue.values()) != {"fp32"} or "int8" not in learned:
+        fail(f"fused calibration: fusion nodes {glue}, supervised nodes {learned}")
+    _, s_i8 = evaluate(fused, "reference", precision="int8")
+    _, s_f32 = evaluate(fused, "reference")
+    # Rounded to int8 steps, many parts would share a fused score (measured
+    # with the wiring in int8: 36 distinct scores of 120, against 118).
+    distinct = [len({r["score"] for r in s.values()}) for s in (s_i8, s_f32)]
+    if distinct[0] < 0.9 * distinct[1]:
+        fail(f"int8 gives {distinct[0]} distinct fused scores, fp32 {distinct[1]}: "
+             "the verdict's logit is rounded")
+    # As tests/test_calibrate.py: a verdict may move only on a part whose
+    # fp32 score lies within 0.15 of a threshold.
+    edges = [float(read_manifest(fused)[k]) for k in ("marginal", "reject")]
+    far = [p for p in s_f32 if s_f32[p]["verdict"] != s_i8[p]["verdict"] and
+           min(abs(float(s_f32[p]["score"]) - e) for e in edges) > 0.15]
+    if far:
+        fail(f"int8 changes the fused verdicts of {far}, not near a threshold")
     run = fuse(os.path.join(tmp, "two-supervised"), sup, sup)
     if run.returncode == 0 or "want a supervised (defect) and a good-only (anomaly)" \
             not in run.stderr:
