@@ -227,7 +227,8 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
     m = re.search(r"moved by vision ([-+][0-9.e-]+), signal ([-+][0-9.e-]+), fused "
                   r"([-+][0-9.e-]+);\n# the verdict also takes the anomaly vision logit, "
                   r"moved by ([-+][0-9.e-]+);", text)
-    if not m or read_manifest(fused).get("score") != "fused":
+    fman = read_manifest(fused)
+    if not m or fman.get("score") != "fused":
         fail("the fused manifest does not state score=fused and the shifts")
     shift = [float(x) for x in m.groups()]
 
@@ -247,8 +248,10 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
         return np.log(p / (1 - p))
     r_sup, s_sup = evaluate(sup, maps=os.path.join(tmp, "sup.maps"))
     _, s_ano = evaluate(pkg)
+    fused_scores = {}
     for backend in ("opencv", "reference", "onednn"):
         r_fused, s_fused = evaluate(fused, backend, os.path.join(tmp, "fused.maps"))
+        fused_scores[backend] = s_fused
         worst = 0.0
         for part, row in s_fused.items():
             for k, sh in zip(("vision_score", "signal_score", "score"), shift):
@@ -269,10 +272,10 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
     # The anomaly scores spend none of the supervised model's false-reject
     # budget: the marginal threshold stays the supervised package's, so
     # no held-out part it catches escapes the fused one.
-    if abs(float(read_manifest(fused)["marginal"]) - float(read_manifest(sup)["marginal"])) \
-            > 1e-6:
-        fail(f"fused marginal {read_manifest(fused)['marginal']}, supervised "
-             f"{read_manifest(sup)['marginal']}: the anomaly scores moved the threshold")
+    sman = read_manifest(sup)
+    if abs(float(fman["marginal"]) - float(sman["marginal"])) > 1e-6:
+        fail(f"fused marginal {fman['marginal']}, supervised {sman['marginal']}: the anomaly "
+             "scores moved the threshold")
     caught = [p for p, row in s_sup.items() if row["defect"] == "1" and row["verdict"] != "accept"]
     lost = [p for p in caught if s_fused[p]["verdict"] == "accept"]
     if lost:
@@ -298,7 +301,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
     if len(glue) < 8 or set(glue.values()) != {"fp32"} or "int8" not in learned:
         fail(f"fused calibration: fusion nodes {glue}, supervised nodes {learned}")
     _, s_i8 = evaluate(fused, "reference", precision="int8")
-    _, s_f32 = evaluate(fused, "reference")
+    s_f32 = fused_scores["reference"]
     # Rounded to int8 steps, many parts would share a fused score (measured
     # with the wiring in int8: 36 distinct scores of 120, against 118).
     distinct = [len({r["score"] for r in s.values()}) for s in (s_i8, s_f32)]
@@ -307,7 +310,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
              "the verdict's logit is rounded")
     # As tests/test_calibrate.py: a verdict may move only on a part whose
     # fp32 score lies within 0.15 of a threshold.
-    edges = [float(read_manifest(fused)[k]) for k in ("marginal", "reject")]
+    edges = [float(fman[k]) for k in ("marginal", "reject")]
     far = [p for p in s_f32 if s_f32[p]["verdict"] != s_i8[p]["verdict"] and
            min(abs(float(s_f32[p]["score"]) - e) for e in edges) > 0.15]
     if far:

@@ -37,10 +37,11 @@ the supervised logit of the highest good part under that budget, so the
 marginal threshold stays where the supervised model alone puts it and
 the fused package escapes no held-out part the supervised one catches.
 The vision and signal logits of the vision and signal outputs are moved
-so that the same share of good parts is flagged at p 0.5. The maximum is built from the operators the
-engines run (a - b, Relu, + b: Gemm or a 1x1 Conv), and the joined modules
-are checked under OpenCV DNN against the two packages run apart. The
-thresholds are then chosen afresh on the held-out set.
+so that the same share of good parts is flagged at p 0.5. The maximum is
+built from the operators the engines run (a - b, Relu, + b: Gemm or a 1x1
+Conv), and the joined modules are checked under OpenCV DNN against the two
+packages run apart. The thresholds are then chosen afresh on the held-out
+set.
 """
 import argparse
 import os
@@ -174,7 +175,7 @@ def join_decision(pair, in_name, out_name, shift, vision_shift):
     return ensemble.model(g, pair[0].graphs["decision"])
 
 
-def shifts(a, sup_logits, ano_logits, defect):
+def shifts(a, sup_logits, ano_logits, good):
     """The moves of the anomaly logits onto the supervised scale, from the
     good held-out parts alone: vision and signal so that as many good
     parts are at or above logit 0 (p 0.5, the flags) in both, at the
@@ -190,7 +191,6 @@ def shifts(a, sup_logits, ano_logits, defect):
     made, gave away that guarantee: on 5 of 16 supervised draws, single
     networks and pairs of real-v5's members, the fused package escaped
     one to three more val parts; docs/model.md.)"""
-    good = defect < 0.5
     k = int(np.floor(a.frr_target * good.sum()))
     out = []
     for col in (0, 1):
@@ -220,7 +220,7 @@ def fuse(a, argv):
         fail(f"{a.val_manifest}: no good held-out part to put the two scales on")
     runs = [ensemble.run_all(ensemble.opencv_nets(m.files), images, signals, True)
             for m in pair]
-    sv, ss, sd, sdv = shifts(a, runs[0][0], runs[1][0], defect)
+    sv, ss, sd, sdv = shifts(a, runs[0][0], runs[1][0], good)
     log(f"anomaly logits moved onto the supervised scale (good held-out parts): vision "
         f"{sv:+.3f}, signal {ss:+.3f}, fused {sd:+.3f}, vision in the verdict {sdv:+.3f}")
 
