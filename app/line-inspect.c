@@ -409,11 +409,15 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 				/* The worst camera's defect map is the part's; the
 				 * model reuses its buffer on the next run. */
 				g_clear_pointer(&lp->media->heatmap, g_free);
+				g_clear_pointer(&lp->media->anomaly_map, g_free);
 				if (out->heatmap && out->heatmap_w > 0 && out->heatmap_h > 0) {
-					lp->media->heatmap = g_memdup2(out->heatmap,
-								       (gsize)out->heatmap_w *
-								       (gsize)out->heatmap_h *
-								       sizeof(float));
+					gsize bytes = (gsize)out->heatmap_w *
+						      (gsize)out->heatmap_h * sizeof(float);
+
+					lp->media->heatmap = g_memdup2(out->heatmap, bytes);
+					if (out->anomaly_map)
+						lp->media->anomaly_map =
+							g_memdup2(out->anomaly_map, bytes);
 					lp->media->heatmap_w = out->heatmap_w;
 					lp->media->heatmap_h = out->heatmap_h;
 				}

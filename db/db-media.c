@@ -89,6 +89,7 @@ void db_media_set_free(struct db_media_set *m)
 		g_free(m->images[i].gray);
 	}
 	g_free(m->heatmap);
+	g_free(m->anomaly_map);
 	g_free(m->vibration);
 	g_free(m);
 }

@@ -29,12 +29,14 @@ struct infer_model {
 	struct fusion_image_spec image;  /* info.image points here */
 	int decision_in;
 	char *heatmap_output;      /* [vision] heatmap_output, NULL when absent */
+	char *anomaly_map_output;  /* [vision] anomaly_map_output, NULL when absent */
 	/* Per-run buffers for up to batch_cap parts, grown by the first run
 	 * of a larger batch: each module's outputs, part after part, and the
 	 * decision input (each part's vision then signal outputs). */
 	int batch_cap;
 	float *vision_buf, *signal_buf, *decision_buf, *fused;
 	float *heatmap;            /* heatmap_width * heatmap_height floats per part */
+	float *anomaly_map;        /* the same, when anomaly_map_output is set */
 	/* infer_model_run_raw on the CPU: features and inputs of raw_cap images */
 	fusion_sigfeat *sigfeat;
 	int raw_cap;
@@ -115,11 +117,13 @@ void infer_model_free(infer_model *m)
 	g_free(m->info.version);
 	g_free(m->info.features);
 	g_free(m->heatmap_output);
+	g_free(m->anomaly_map_output);
 	g_free(m->vision_buf);
 	g_free(m->signal_buf);
 	g_free(m->decision_buf);
 	g_free(m->fused);
 	g_free(m->heatmap);
+	g_free(m->anomaly_map);
 	fusion_sigfeat_free(m->sigfeat);
 	g_free(m->raw_images);
 	g_free(m->raw_features);
@@ -296,6 +300,23 @@ static int read_info(infer_model *m, const config *man, char **err)
 				      &score, err) < 0)
 			return INFER_EMANIFEST;
 		in->vision_score = (enum infer_vision_score)score;
+	}
+	/* A fused package's second map, the good-only model's: the review
+	 * page shows it beside the supervised one. Only a fused package has
+	 * two models whose maps differ. */
+	if (config_get_string(man, "vision", "anomaly_map_output", "", &m->anomaly_map_output,
+			      err) < 0)
+		return INFER_EMANIFEST;
+	if (!m->anomaly_map_output[0]) {
+		g_clear_pointer(&m->anomaly_map_output, g_free);
+	} else if (!m->heatmap_output || in->vision_score != INFER_VISION_FUSED) {
+		*err = config_error(man, "vision", "anomaly_map_output",
+				    m->heatmap_output
+				    ? "is for a fused package ([vision] score=fused)"
+				    : "needs heatmap_output in [vision]");
+		return INFER_EMANIFEST;
+	} else {
+		in->anomaly_map = 1;
 	}
 	return read_metrics(&in->metrics, man, err);
 }
@@ -703,12 +724,15 @@ static void reserve_batch(infer_model *m, int n)
 	m->fused = g_renew(float, m->fused, (gsize)n);
 	if (m->heatmap_output)
 		m->heatmap = g_renew(float, m->heatmap, (gsize)n * cells);
+	if (m->anomaly_map_output)
+		m->anomaly_map = g_renew(float, m->anomaly_map, (gsize)n * cells);
 	m->batch_cap = n;
 }
 
 /* One part's result from its logits. */
 static int judge(const infer_model *m, float vision_logit, float signal_logit, float fused,
-		 const float *heatmap, struct infer_output *out, char **err)
+		 const float *heatmap, const float *anomaly_map, struct infer_output *out,
+		 char **err)
 {
 	const struct infer_info *in = &m->info;
 
@@ -722,6 +746,7 @@ static int judge(const infer_model *m, float vision_logit, float signal_logit, f
 	out->verdict = infer_verdict(in, out->score);
 	out->flags = 0;
 	out->heatmap = heatmap;
+	out->anomaly_map = anomaly_map;
 	out->heatmap_w = in->heatmap_width;
 	out->heatmap_h = in->heatmap_height;
 	if (out->vision_score >= in->vision_threshold)
@@ -754,7 +779,8 @@ static int run_batch(infer_model *m, int n, const float *images, const float *si
 	int vshape[4] = { n, 1, in->input_height, in->input_width };
 	int sshape[2] = { n, in->signal_dim };
 	int dshape[2] = { n, m->decision_in };
-	struct infer_tensor vision[2], signal, decision;
+	struct infer_tensor vision[3], signal, decision;
+	int nvision = 1;
 	struct infer_output *res;
 	int rc;
 
@@ -770,13 +796,19 @@ static int run_batch(infer_model *m, int n, const float *images, const float *si
 	reserve_batch(m, n);
 	vision[0] = (struct infer_tensor){ .data = m->vision_buf,
 					   .cap = (size_t)n * (size_t)in->vision_out };
-	vision[1] = (struct infer_tensor){ .name = m->heatmap_output, .data = m->heatmap,
-					   .cap = (size_t)n * cells };
+	if (m->heatmap_output)
+		vision[nvision++] = (struct infer_tensor){ .name = m->heatmap_output,
+							   .data = m->heatmap,
+							   .cap = (size_t)n * cells };
+	if (m->anomaly_map_output)
+		vision[nvision++] = (struct infer_tensor){ .name = m->anomaly_map_output,
+							   .data = m->anomaly_map,
+							   .cap = (size_t)n * cells };
 	signal = (struct infer_tensor){ .data = m->signal_buf,
 					.cap = (size_t)n * (size_t)in->signal_out };
 	decision = (struct infer_tensor){ .data = m->fused, .cap = (size_t)n };
 	if ((rc = run_module_on(m, MOD_VISION, images, on_device, vshape, 4, vision,
-				m->heatmap_output ? 2 : 1, err)) < 0 ||
+				nvision, err)) < 0 ||
 	    (rc = run_module_on(m, MOD_SIGNAL, sigfeats, on_device, sshape, 2, &signal, 1, err)) < 0)
 		return rc;
 	for (int i = 0; i < n; i++) {
@@ -794,7 +826,9 @@ static int run_batch(infer_model *m, int n, const float *images, const float *si
 	for (int i = 0; i < n && rc == 0; i++)
 		rc = judge(m, m->vision_buf[(size_t)i * (size_t)in->vision_out],
 			   m->signal_buf[(size_t)i * (size_t)in->signal_out], m->fused[i],
-			   m->heatmap_output ? m->heatmap + (size_t)i * cells : NULL, &res[i], err);
+			   m->heatmap_output ? m->heatmap + (size_t)i * cells : NULL,
+			   m->anomaly_map_output ? m->anomaly_map + (size_t)i * cells : NULL,
+			   &res[i], err);
 	if (rc == 0)
 		memcpy(out, res, sizeof *out * (size_t)n);
 	g_free(res);

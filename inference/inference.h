@@ -135,6 +135,10 @@ struct infer_info {
 	/* [vision] heatmap_width/_height: the defect map's size, 0 when the
 	 * package has no heatmap_output. */
 	int heatmap_width, heatmap_height;
+	/* [vision] anomaly_map_output set: a fused package (tools/fuse.py)
+	 * whose vision module also gives the good-only model's anomaly map,
+	 * of the heatmap's size, beside the supervised defect map. */
+	int anomaly_map;
 	/* [vision] score: what vision_score means, which decides how QA reads
 	 * it and its map (infer_vision_score_names). */
 	enum infer_vision_score vision_score;
@@ -163,6 +167,10 @@ struct infer_output {
 	 * valid until its next infer_model_run. */
 	const float *heatmap;
 	int heatmap_w, heatmap_h;
+	/* A fused package's anomaly map (infer_info.anomaly_map), the good-only
+	 * model's, heatmap_w x heatmap_h in [0, 1]; heatmap is then the
+	 * supervised model's. NULL otherwise. Owned as heatmap is. */
+	const float *anomaly_map;
 };
 
 /* A backend: the engine that runs a package's modules (opencv,
