@@ -22,7 +22,9 @@ starts with no defect examples).
   surface class (stain): the fused package's scores, on every CPU
   backend, are the higher of the two packages' (the anomaly one moved by
   the shifts its manifest states; the verdict's score also takes the
-  anomaly vision score), its map the higher of their maps; it
+  anomaly vision score), and its two maps are the supervised package's
+  defect map and the good-only one's anomaly map (vigil-eval --heatmaps
+  and --anomaly-maps; only a fused package may name an anomaly map); it
   separates surface defects from good parts better than the supervised
   package alone; its marginal threshold is the supervised package's and
   it accepts no defective held-out part the supervised one catches; two
@@ -192,6 +194,16 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
     if ev.returncode == 0 or f"manifest.ini:{line_no}: [vision] score: 'novelty'" \
             not in ev.stderr:
         fail(f"score=novelty: exit {ev.returncode}, {ev.stderr[-500:]}")
+    # An anomaly map is a fused package's second map: a good-only
+    # package's own map is already its anomaly map.
+    with open(os.path.join(bad, "manifest.ini"), "w") as f:
+        f.write(text.replace("score=anomaly", "score=anomaly\nanomaly_map_output=defect_map"))
+    ev = subprocess.run([eval_tool, "--manifest", held_csv, "--model", bad, "--json",
+                         os.path.join(tmp, "bad.json")], capture_output=True, text=True)
+    if ev.returncode == 0 or f"manifest.ini:{line_no + 1}: [vision] anomaly_map_output: is " \
+            "for a fused package" not in ev.stderr:
+        fail(f"anomaly_map_output in a good-only package: exit {ev.returncode}, "
+             f"{ev.stderr[-500:]}")
     _, run = train("cnn", held_csv, "--arch", "cnn", "--good-only")
     if run.returncode == 0 or "--good-only needs --arch seg" not in run.stderr:
         fail(f"--good-only with --arch cnn: exit {run.returncode}, {run.stderr[-500:]}")
@@ -232,12 +244,13 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
         fail("the fused manifest does not state score=fused and the shifts")
     shift = [float(x) for x in m.groups()]
 
-    def evaluate(package, backend="opencv", maps=None, precision="fp32"):
+    def evaluate(package, backend="opencv", maps=None, precision="fp32", anomaly_maps=None):
         js, sc = os.path.join(tmp, "e.json"), os.path.join(tmp, "e.csv")
         ev = subprocess.run([eval_tool, "--manifest", held_csv, "--model", package, "--json", js,
                              "--scores", sc, "--backend", backend, "--precision", precision] +
-                            (["--heatmaps", maps] if maps else []), capture_output=True,
-                            text=True)
+                            (["--heatmaps", maps] if maps else []) +
+                            (["--anomaly-maps", anomaly_maps] if anomaly_maps else []),
+                            capture_output=True, text=True)
         if ev.returncode != 0:
             fail(f"vigil-eval {package} {backend}: {ev.stderr[-800:]}")
         with open(js) as f:
@@ -247,11 +260,20 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
         p = min(max(float(p), 1e-7), 1 - 1e-7)
         return np.log(p / (1 - p))
     r_sup, s_sup = evaluate(sup, maps=os.path.join(tmp, "sup.maps"))
+    sup_maps = read_maps(os.path.join(tmp, "sup.maps"))
     _, s_ano = evaluate(pkg)
     fused_scores = {}
     for backend in ("opencv", "reference", "onednn"):
-        r_fused, s_fused = evaluate(fused, backend, os.path.join(tmp, "fused.maps"))
+        fmaps, amaps = os.path.join(tmp, "fused.maps"), os.path.join(tmp, "fused-anomaly.maps")
+        r_fused, s_fused = evaluate(fused, backend, fmaps, anomaly_maps=amaps)
         fused_scores[backend] = s_fused
+        # Both maps, apart, for the review page: the supervised defect map
+        # and the good-only anomaly map (maps: the good-only package's).
+        for got, want, what in ((fmaps, sup_maps, "defect map"), (amaps, maps, "anomaly map")):
+            got = read_maps(got)
+            if got.shape != want.shape or float(np.abs(got - want).max()) > TOLERANCE:
+                fail(f"{backend}: the fused package's {what} is not the "
+                     f"{'supervised' if what == 'defect map' else 'good-only'} package's")
         worst = 0.0
         for part, row in s_fused.items():
             for k, sh in zip(("vision_score", "signal_score", "score"), shift):
@@ -265,10 +287,11 @@ with tempfile.TemporaryDirectory(prefix="vigil-good-only-") as tmp:
         if worst:
             fail(f"{backend}: the fused scores are not the higher of the two packages' "
                  f"(logit off by {worst:.3g})")
-    fmaps = read_maps(os.path.join(tmp, "fused.maps"))
-    if float(np.abs(fmaps - np.maximum(read_maps(os.path.join(tmp, "sup.maps")), maps)).max()) \
-            > TOLERANCE:
-        fail("the fused map is not the higher of the two maps")
+    ev = subprocess.run([eval_tool, "--manifest", held_csv, "--model", sup, "--json",
+                         os.path.join(tmp, "e.json"), "--anomaly-maps", os.path.join(tmp, "x")],
+                        capture_output=True, text=True)
+    if ev.returncode == 0 or "has no anomaly map" not in ev.stderr:
+        fail(f"--anomaly-maps of a supervised package: exit {ev.returncode}, {ev.stderr[-300:]}")
     # The anomaly scores spend none of the supervised model's false-reject
     # budget: the marginal threshold stays the supervised package's, so
     # no held-out part it catches escapes the fused one.

@@ -15,7 +15,9 @@ supervised model"), so vigild, vigil-eval and every backend run it:
   vision.onnx    both vision modules on the one image; output [the higher
                  of the supervised surface logit and the anomaly logit
                  moved onto its scale, the supervised output, the anomaly
-                 output]; map: the higher of the two maps at each cell
+                 output]; maps: the supervised defect map (defect_map)
+                 and the anomaly map (anomaly_map), both for the review
+                 page
   signal.onnx    the same over the signal modules
   decision.onnx  each package's decision module on its own columns; output
                  the highest of the supervised fused logit, the anomaly
@@ -54,6 +56,7 @@ from onnx import helper
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble  # noqa: E402  (package reading, graph renaming, held-out parts)
 import train  # noqa: E402  (calibration, figures, manifest)
+from train_package import ANOMALY_MAP_OUTPUT, HEATMAP_OUTPUT  # noqa: E402
 
 TOLERANCE = 1e-4
 ensemble.TOOL = "fuse"
@@ -106,30 +109,22 @@ def max_columns(name, x, width, i, j, shift, out, nodes, inits):
     ensemble.gemm(name + "/max", name + "/cat", w, out, nodes, inits, b)
 
 
-def max_maps(name, a, b, out, nodes, inits):
-    """out = the cellwise max of maps a and b [N, 1, H, W], as 1x1 Convs."""
-    nodes.append(helper.make_node("Concat", [a, b], [name + "/both"], axis=1,
-                                  name=name + "/both"))
-    inits += [ensemble.const(name + "/diff/weight", np.array([1, -1]).reshape(1, 2, 1, 1)),
-              ensemble.const(name + "/diff/bias", np.zeros(1))]
-    nodes.append(helper.make_node("Conv", [name + "/both", name + "/diff/weight",
-                                           name + "/diff/bias"], [name + "/diff"],
-                                  name=name + "/diff", kernel_shape=[1, 1]))
-    nodes.append(helper.make_node("Relu", [name + "/diff"], [name + "/relu"],
-                                  name=name + "/relu"))
-    nodes.append(helper.make_node("Concat", [name + "/relu", b], [name + "/cat"], axis=1,
-                                  name=name + "/cat"))
-    inits += [ensemble.const(name + "/sum/weight", np.ones((1, 2, 1, 1))),
-              ensemble.const(name + "/sum/bias", np.zeros(1))]
-    nodes.append(helper.make_node("Conv", [name + "/cat", name + "/sum/weight",
-                                           name + "/sum/bias"], [out],
-                                  name=name + "/sum", kernel_shape=[1, 1]))
+def rename_tensor(nodes, old, new):
+    """The tensor old called new in every node that writes or reads it: a
+    map becomes a graph output under the name the manifest gives, with no
+    copy node (the engines run no Identity)."""
+    for n in nodes:
+        for field in (n.input, n.output):
+            for i, x in enumerate(field):
+                if x == old:
+                    field[i] = new
 
 
-def join_head(pair, module, in_name, out_name, shift, map_out=None, map_shape=None):
+def join_head(pair, module, in_name, out_name, shift, map_shape=None):
     """vision or signal: both packages' modules on the shared input, then
     [max(supervised logit, anomaly logit + shift), supervised output,
-    anomaly output] (and the cellwise max of their maps, map_out)."""
+    anomaly output]; with map_shape, both maps as outputs: the supervised
+    one as the defect map, the anomaly one as the anomaly map."""
     nodes, inits, outs, maps = ensemble.heads_on_input(pair, PREFIXES, module, in_name)
     dims = [getattr(m, module + "_out") for m in pair]
     nodes.append(helper.make_node("Concat", outs, ["both/" + out_name], axis=1,
@@ -138,10 +133,11 @@ def join_head(pair, module, in_name, out_name, shift, map_out=None, map_shape=No
                 out_name, nodes, inits)
     outputs = [helper.make_tensor_value_info(out_name, onnx.TensorProto.FLOAT,
                                              [1, 1 + sum(dims)])]
-    if map_out:
-        max_maps("fuse/" + map_out, maps[0], maps[1], map_out, nodes, inits)
-        outputs.append(helper.make_tensor_value_info(map_out, onnx.TensorProto.FLOAT,
-                                                     map_shape))
+    if map_shape:
+        for old, new in zip(maps, (HEATMAP_OUTPUT, ANOMALY_MAP_OUTPUT)):
+            rename_tensor(nodes, old, new)
+            outputs.append(helper.make_tensor_value_info(new, onnx.TensorProto.FLOAT,
+                                                         map_shape))
     inp = onnx.ValueInfoProto()
     inp.CopyFrom(ensemble.graph_input(pair[0].graphs[module].graph))
     inp.name = in_name
@@ -173,6 +169,17 @@ def join_decision(pair, in_name, out_name, shift, vision_shift):
     out = helper.make_tensor_value_info(out_name, onnx.TensorProto.FLOAT, [1, 1])
     g = helper.make_graph(nodes, "fused_decision", [inp], [out], inits)
     return ensemble.model(g, pair[0].graphs["decision"])
+
+
+def both_maps(vnet, images):
+    """The fused vision module's two maps of every image, [(defect map,
+    anomaly map)], as the C runtime fetches them by name."""
+    out = []
+    for i in range(len(images)):
+        vnet.setInput(images[i:i + 1])
+        hm, am = vnet.forward([HEATMAP_OUTPUT, ANOMALY_MAP_OUTPUT])
+        out.append((hm.reshape(hm.shape[-2:]), am.reshape(am.shape[-2:])))
+    return out
 
 
 def shifts(a, sup_logits, ano_logits, good):
@@ -231,8 +238,7 @@ def fuse(a, argv):
     vision_out = 1 + sup.vision_out + ano.vision_out
     signal_out = 1 + sup.signal_out + ano.signal_out
     joined = {
-        "vision": join_head(pair, "vision", "image", train.VISION_OUTPUT, sv, sup.heatmap,
-                            map_shape),
+        "vision": join_head(pair, "vision", "image", train.VISION_OUTPUT, sv, map_shape),
         "signal": join_head(pair, "signal", "features", "signal", ss),
         "decision": join_decision(pair, "vision_signal", "defect", sd, sdv),
     }
@@ -240,14 +246,17 @@ def fuse(a, argv):
         onnx.save(joined[m], paths[m])
 
     # The fused modules against the two packages run apart.
-    logits, vis, maps = ensemble.run_all(ensemble.opencv_nets(paths), images, signals, True)
+    nets = ensemble.opencv_nets(paths)
+    # By name: with three outputs, OpenCV's unnamed forward is not the vector.
+    logits, vis, _ = ensemble.run_all(nets, images, signals, True)
+    maps = both_maps(nets[0], images)
     want = np.stack([np.maximum(runs[0][0][:, c], runs[1][0][:, c] + s)
                      for c, s in enumerate((sv, ss, sd))], axis=1)
     want[:, 2] = np.maximum(want[:, 2], runs[1][0][:, 0] + sdv)
     diff = {"fused": np.abs(logits - want).max(),
             "members": np.abs(vis[:, 1:] - np.concatenate([r[1] for r in runs], axis=1)).max(),
-            "map": max(float(np.abs(maps[i] - np.maximum(runs[0][2][i], runs[1][2][i])).max())
-                       for i in range(len(maps)))}
+            "maps": max(float(np.abs(maps[i][k] - runs[k][2][i].reshape(maps[i][k].shape)).max())
+                        for i in range(len(maps)) for k in (0, 1))}
     log(f"OpenCV DNN, fused against the two packages on {len(images)} parts, max abs diff: "
         + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()))
     if max(diff.values()) > TOLERANCE:
@@ -264,7 +273,7 @@ def fuse(a, argv):
     notes = ["Fused (tools/fuse.py): the higher of the supervised and the anomaly logits,",
              f"the anomaly's moved by vision {sv:+.6g}, signal {ss:+.6g}, fused {sd:+.6g};",
              f"the verdict also takes the anomaly vision logit, moved by {sdv:+.6g};",
-             "map: the higher of the two maps.",
+             "maps: the supervised defect map and the anomaly map, apart.",
              f"  supervised {sup.get('package', 'version')}: "
              f"{sup.get('package', 'trained_by')}",
              f"  anomaly {ano.get('package', 'version')}: {ano.get('package', 'trained_by')}"]

@@ -22,6 +22,7 @@ FEATURES_VERSION = "vigil-sigfeat-v1"
 OPSET = 11
 VISION_OUTPUT = "vision"
 HEATMAP_OUTPUT = "defect_map"   # [vision] heatmap_output of a segmentation package
+ANOMALY_MAP_OUTPUT = "anomaly_map"   # [vision] anomaly_map_output of a fused package
 
 
 def sigmoid(x):
@@ -364,7 +365,8 @@ VISION_SCORE_LINES = {
                 "# (tools/train.py --good-only); its map shows where the part departs",
                 "# from the good ones.", "score=anomaly"],
     "fused": ["# The higher of a supervised defect score and an anomaly score",
-              "# (tools/fuse.py); the map is the higher of their maps.", "score=fused"],
+              "# (tools/fuse.py); heatmap_output is the supervised model's defect map,",
+              "# anomaly_map_output the good-only model's anomaly map.", "score=fused"],
 }
 
 
@@ -402,7 +404,9 @@ def write_manifest(a, paths, files, sig_dim, metrics, argv, heatmap=None,
         f"output_dim={vision_out}",
     ] + VISION_SCORE_LINES[vision_score(a)] + (
         [f"heatmap_output={HEATMAP_OUTPUT}", f"heatmap_width={heatmap[0]}",
-         f"heatmap_height={heatmap[1]}"] if heatmap else []) + [
+         f"heatmap_height={heatmap[1]}"] if heatmap else []) + (
+        [f"anomaly_map_output={ANOMALY_MAP_OUTPUT}"]
+        if heatmap and vision_score(a) == "fused" else []) + [
         "",
         "[signal]",
         f"file={files['signal']}",

@@ -2,7 +2,8 @@
  * vigild uses (fusion/ for the inputs, inference/ for the modules).
  *
  *   vigil-eval --manifest CSV [--data-root DIR] [--split NAME] --model DIR
- *              --json OUT [--scores CSV] [--heatmaps FILE] [--backend opencv]
+ *              --json OUT [--scores CSV] [--heatmaps FILE] [--anomaly-maps FILE]
+ *              [--backend opencv]
  *              [--precision fp32|fp16|bf16|int8]
  *
  * The manifest needs the columns image, vibration, vib_start, vib_len,
@@ -41,7 +42,8 @@
  * --heatmaps writes the defect map of every part (a package with a
  * [vision] heatmap_output), little-endian: "VGH1", uint32 N, uint32 W,
  * uint32 H, then per part W*H float32, row-major; train.py --maps-out
- * writes torch's in the same layout. */
+ * writes torch's in the same layout. --anomaly-maps writes a fused
+ * package's anomaly maps ([vision] anomaly_map_output) the same way. */
 #include <errno.h>
 #include <glib.h>
 #include <math.h>
@@ -379,10 +381,34 @@ static void json_class_escapes(GString *s, const GArray *rows, const struct judg
 	tally_clear(&t);
 }
 
+/* A maps file's header, for n parts of w x h (the --heatmaps layout). */
+static GByteArray *maps_new(guint n, int w, int h)
+{
+	guint32 head[3] = { GUINT32_TO_LE(n), GUINT32_TO_LE((guint32)w),
+			    GUINT32_TO_LE((guint32)h) };
+	GByteArray *a = g_byte_array_new();
+
+	g_byte_array_append(a, (const guint8 *)"VGH1", 4);
+	g_byte_array_append(a, (const guint8 *)head, sizeof head);
+	return a;
+}
+
+static void maps_append(GByteArray *a, const float *map, int cells)
+{
+	for (int k = 0; k < cells; k++) {
+		guint32 u;
+
+		memcpy(&u, &map[k], 4);
+		u = GUINT32_TO_LE(u);
+		g_byte_array_append(a, (const guint8 *)&u, 4);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	char *manifest = NULL, *root = NULL, *split = NULL, *model_dir = NULL, *json_path = NULL;
 	char *scores_path = NULL, *heatmaps_path = NULL, *backend = NULL, *err = NULL;
+	char *anomaly_path = NULL;
 	char *precision = NULL;
 	enum infer_precision prec = INFER_FP32;
 	GOptionEntry entries[] = {
@@ -392,6 +418,8 @@ int main(int argc, char **argv)
 		  "Also write every part's scores and verdict as CSV", "CSV" },
 		{ "heatmaps", 0, 0, G_OPTION_ARG_FILENAME, &heatmaps_path,
 		  "Also write every part's defect map (VGH1, float32)", "FILE" },
+		{ "anomaly-maps", 0, 0, G_OPTION_ARG_FILENAME, &anomaly_path,
+		  "Also write a fused package's anomaly maps (VGH1, float32)", "FILE" },
 		{ "backend", 0, 0, G_OPTION_ARG_STRING, &backend, "Inference backend (opencv)", "NAME" },
 		{ "precision", 0, 0, G_OPTION_ARG_STRING, &precision,
 		  "fp32, fp16, bf16 or int8 (fp32; int8 needs the package's calibration)", "NAME" },
@@ -405,7 +433,7 @@ int main(int argc, char **argv)
 	struct judged *parts = NULL;
 	float *img_in = NULL, *sig = NULL;
 	GString *js = NULL, *csv = NULL;
-	GByteArray *maps = NULL;
+	GByteArray *maps = NULL, *amaps = NULL;
 	GError *gerr = NULL;
 	struct figures f;
 	gint64 t0 = g_get_monotonic_time();
@@ -453,17 +481,21 @@ int main(int argc, char **argv)
 	sig = g_new(float, in->signal_dim);
 	parts = g_new0(struct judged, rows->len);
 	if (heatmaps_path) {
-		guint32 head[3] = { GUINT32_TO_LE(rows->len), GUINT32_TO_LE(in->heatmap_width),
-				    GUINT32_TO_LE(in->heatmap_height) };
-
 		if (!in->heatmap_width) {
 			fprintf(stderr, "vigil-eval: --heatmaps: package %s has no defect map "
 					"([vision] heatmap_output)\n", model_dir);
 			goto done;
 		}
-		maps = g_byte_array_new();
-		g_byte_array_append(maps, (const guint8 *)"VGH1", 4);
-		g_byte_array_append(maps, (const guint8 *)head, sizeof head);
+		maps = maps_new(rows->len, in->heatmap_width, in->heatmap_height);
+	}
+	if (anomaly_path) {
+		if (!in->anomaly_map) {
+			fprintf(stderr, "vigil-eval: --anomaly-maps: package %s has no anomaly map "
+					"([vision] anomaly_map_output, a fused package)\n",
+				model_dir);
+			goto done;
+		}
+		amaps = maps_new(rows->len, in->heatmap_width, in->heatmap_height);
 	}
 	if (scores_path)
 		csv = g_string_new("part_id,image_class,vib_class,defect,score,vision_score,"
@@ -481,21 +513,18 @@ int main(int argc, char **argv)
 			fprintf(stderr, "vigil-eval: %s:%d: %s\n", manifest, r->line, err);
 			goto done;
 		}
-		if (maps) {
+		if (maps || amaps) {
 			if (!o.heatmap || o.heatmap_w != in->heatmap_width ||
-			    o.heatmap_h != in->heatmap_height) {
-				fprintf(stderr, "vigil-eval: %s:%d: the model gave no %dx%d defect "
+			    o.heatmap_h != in->heatmap_height || (amaps && !o.anomaly_map)) {
+				fprintf(stderr, "vigil-eval: %s:%d: the model gave no %dx%d %s "
 						"map\n", manifest, r->line, in->heatmap_width,
-					in->heatmap_height);
+					in->heatmap_height, o.heatmap ? "anomaly" : "defect");
 				goto done;
 			}
-			for (int k = 0; k < o.heatmap_w * o.heatmap_h; k++) {
-				guint32 u;
-
-				memcpy(&u, &o.heatmap[k], 4);
-				u = GUINT32_TO_LE(u);
-				g_byte_array_append(maps, (const guint8 *)&u, 4);
-			}
+			if (maps)
+				maps_append(maps, o.heatmap, o.heatmap_w * o.heatmap_h);
+			if (amaps)
+				maps_append(amaps, o.anomaly_map, o.heatmap_w * o.heatmap_h);
 		}
 		j->score = o.score;
 		j->vision_score = o.vision_score;
@@ -583,7 +612,9 @@ int main(int argc, char **argv)
 	if (!g_file_set_contents(json_path, js->str, (gssize)js->len, &gerr) ||
 	    (csv && !g_file_set_contents(scores_path, csv->str, (gssize)csv->len, &gerr)) ||
 	    (maps && !g_file_set_contents(heatmaps_path, (const char *)maps->data,
-					  (gssize)maps->len, &gerr))) {
+					  (gssize)maps->len, &gerr)) ||
+	    (amaps && !g_file_set_contents(anomaly_path, (const char *)amaps->data,
+					   (gssize)amaps->len, &gerr))) {
 		fprintf(stderr, "vigil-eval: %s\n", gerr->message);
 		g_error_free(gerr);
 		goto done;
@@ -596,6 +627,8 @@ done:
 		g_string_free(csv, TRUE);
 	if (maps)
 		g_byte_array_free(maps, TRUE);
+	if (amaps)
+		g_byte_array_free(amaps, TRUE);
 	g_free(parts);
 	g_free(img_in);
 	g_free(sig);
@@ -610,6 +643,7 @@ done:
 	g_free(json_path);
 	g_free(scores_path);
 	g_free(heatmaps_path);
+	g_free(anomaly_path);
 	g_free(backend);
 	g_free(precision);
 	g_option_context_free(ctx);
