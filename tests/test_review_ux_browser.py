@@ -193,7 +193,7 @@ async function finished(page, browser) {
         for (const el of document.querySelectorAll("#detail dd, #detail dt, #detail canvas, #detail button, #detail input, #detail select")) {
           const r = el.getBoundingClientRect();
           if (r.width === 0) continue;
-          if (r.right > panel.right + 1 || r.left < panel.left - 1 || r.right > innerWidth ||
+          if (r.right > panel.right + 1 || r.left < panel.left - 1 || r.right > innerWidth + 1 ||
               (el.tagName === "DD" && el.scrollWidth > el.clientWidth + 1))
             clipped.push(el.tagName + " " + (el.textContent || el.name || "").slice(0, 30) + " " + Math.round(r.right));
         }
