@@ -20,7 +20,9 @@
 /* The envelope spectrum is taken over at most this many samples. */
 #define REVIEW_MAX_SPECTRUM (1 << 20)
 
-/* ---- media: a part's image, heatmap and vibration window ---- */
+/* ---- media: a part's image, its maps (the defect map, kind heatmap, and a
+ * fused package's anomaly map, kind anomaly: both PNG) and vibration
+ * window ---- */
 
 void review__add_bearing(review_server *s, JsonBuilder *b)
 {
@@ -243,6 +245,8 @@ void review__api_media(review_server *s, SoupServerMessage *msg, int64_t part_id
 
 	if (media_find(s, msg, part_id, media_id, NULL, &r, &data) < 0)
 		return;
+	/* Every kind but the vibration window is a PNG (image, heatmap,
+	 * anomaly): the schema's CHECK on media.kind allows no other. */
 	review__reply_bytes(msg, SOUP_STATUS_OK,
 			    strcmp(r.kind, "vibration") == 0 ? "audio/wav" : "image/png", data);
 	g_bytes_unref(data);

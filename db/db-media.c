@@ -64,8 +64,9 @@ static int media_write_png(const char *path, const uint8_t *gray, int w, int h)
 	return cvw_imwrite_gray(path, gray, w, h, w);
 }
 
-/* The defect map as 8-bit gray, 0..1 -> 0..255 (NaN as 0). */
-static int media_write_heatmap(const char *path, const float *map, int w, int h)
+/* A per-pixel map (the defect map, a fused package's anomaly map) as 8-bit
+ * gray, 0..1 -> 0..255 (NaN as 0). */
+static int media_write_map(const char *path, const float *map, int w, int h)
 {
 	uint8_t *px = g_malloc((gsize)w * (gsize)h);
 	int rc;
@@ -168,6 +169,7 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 	char *parent = g_path_get_dirname(dir);
 	bool failed = false, fresh = !g_file_test(dir, G_FILE_TEST_IS_DIR);
 	bool fresh_parent = !g_file_test(parent, G_FILE_TEST_IS_DIR);
+	int nimages = CLAMP(m->nimages, 0, DB_MEDIA_MAX_IMAGES);
 	int rc;
 
 	if (t)
@@ -190,11 +192,13 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 		failed = true;
 		goto out;
 	}
-	for (int i = 0; i <= m->nimages + 1 && i < DB_MEDIA_MAX_IMAGES + 2; i++) {
+	/* The images, then the defect map, the anomaly map and the vibration
+	 * window: one slot each in it->media.files. */
+	for (int i = 0; i < nimages + 3; i++) {
 		struct media_file *f = &it->media.files[it->media.nfiles];
 		char *name, *tmp;
 
-		if (i < m->nimages) {
+		if (i < nimages) {
 			const char *cam = name_is_safe(m->images[i].camera) ? m->images[i].camera
 									   : "camera";
 
@@ -208,15 +212,27 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 					     m->images[i].height);
 			f->camera = g_strdup(m->images[i].camera);
 			f->kind = "image";
-		} else if (i == m->nimages) {
+		} else if (i == nimages) {
 			if (!m->heatmap || m->heatmap_w <= 0 || m->heatmap_h <= 0)
 				continue;
 			name = g_strdup_printf("%" PRId64 "-%u-heatmap.png", job->inspection_id,
 					       job->part_id);
 			tmp = temp_name(name);
 			f->staged = g_build_filename(dir, tmp, NULL);
-			rc = media_write_heatmap(f->staged, m->heatmap, m->heatmap_w, m->heatmap_h);
+			rc = media_write_map(f->staged, m->heatmap, m->heatmap_w, m->heatmap_h);
 			f->kind = "heatmap";
+		} else if (i == nimages + 1) {
+			/* Kept as the defect map is, wherever it goes (ring or
+			 * long-term, rejects and sampled parts): the review page
+			 * shows the two over the same image. */
+			if (!m->anomaly_map || m->heatmap_w <= 0 || m->heatmap_h <= 0)
+				continue;
+			name = g_strdup_printf("%" PRId64 "-%u-anomaly.png", job->inspection_id,
+					       job->part_id);
+			tmp = temp_name(name);
+			f->staged = g_build_filename(dir, tmp, NULL);
+			rc = media_write_map(f->staged, m->anomaly_map, m->heatmap_w, m->heatmap_h);
+			f->kind = "anomaly";
 		} else {
 			if (!m->vibration || m->vibration_len == 0)
 				continue;

@@ -49,7 +49,7 @@ enum db_item_kind {
 /* A file the media thread wrote, relative to the media directory. */
 struct media_file {
 	char *camera;       /* NULL but for images */
-	const char *kind;   /* static: "image", "heatmap", "vibration" */
+	const char *kind;   /* static: "image", "heatmap", "anomaly", "vibration" */
 	char *path;
 	int64_t bytes;
 	char *staged;       /* media thread: the absolute temporary name, until
@@ -77,7 +77,9 @@ struct db_item {
 			int64_t inspection_id;
 			int64_t t_wall_us;  /* the part's, for the ring's age */
 			int nfiles;
-			struct media_file files[DB_MEDIA_MAX_IMAGES + 2];
+			/* the images, the defect map, the anomaly map
+			 * and the vibration window */
+			struct media_file files[DB_MEDIA_MAX_IMAGES + 3];
 		} media;
 		struct {
 			uint64_t ticket;

@@ -157,6 +157,32 @@ static const char *const migrations[] = {
 	"CREATE TRIGGER plant_changed_inspections AFTER UPDATE ON inspections"
 	"  WHEN NEW.id <= CAST((SELECT value FROM meta WHERE key = 'plant_read_upto') AS INTEGER)"
 	"  BEGIN INSERT INTO plant_changed (inspection_id) VALUES (NEW.id); END;",
+	/* 12: media kind 'anomaly', a fused package's anomaly map (its
+	 * good-only model's) kept beside the defect map. SQLite cannot change
+	 * a CHECK in place, so the table is rebuilt the way
+	 * https://www.sqlite.org/lang_altertable.html#otheralter describes:
+	 * a new table with every column media has by now, the rows copied
+	 * with their ids (the plant forwarder reads media by id, and the
+	 * ring's bookkeeping follows ids), the old one dropped, the new one
+	 * renamed, its indexes made again. Nothing else names media: no
+	 * foreign key points at it, no trigger or view reads it, and the
+	 * connection leaves foreign_keys off, so dropping it cascades
+	 * nothing. */
+	"CREATE TABLE media_new ("
+	"  id INTEGER PRIMARY KEY,"
+	"  inspection_id INTEGER NOT NULL REFERENCES inspections (id),"
+	"  camera TEXT,"
+	"  kind TEXT NOT NULL CHECK (kind IN ('image', 'heatmap', 'anomaly', 'vibration')),"
+	"  path TEXT NOT NULL,"
+	"  bytes INTEGER,"
+	"  recent INTEGER NOT NULL DEFAULT 0"
+	");"
+	"INSERT INTO media_new (id, inspection_id, camera, kind, path, bytes, recent)"
+	"  SELECT id, inspection_id, camera, kind, path, bytes, recent FROM media;"
+	"DROP TABLE media;"
+	"ALTER TABLE media_new RENAME TO media;"
+	"CREATE INDEX media_inspection ON media (inspection_id);"
+	"CREATE INDEX media_recent ON media (id) WHERE recent = 1;",
 };
 
 #define DB_SCHEMA_VERSION ((int)G_N_ELEMENTS(migrations))

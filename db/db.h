@@ -133,7 +133,9 @@ struct db_media_set {
 	} images[DB_MEDIA_MAX_IMAGES];
 	float *heatmap;               /* values in [0, 1], heatmap_w * heatmap_h */
 	int heatmap_w, heatmap_h;
-	float *anomaly_map;           /* a fused package's anomaly map, heatmap's size */
+	float *anomaly_map;           /* a fused package's anomaly map (its good-only
+				       * model's), values in [0, 1], heatmap_w *
+				       * heatmap_h */
 	float *vibration;             /* the part's window, in g */
 	size_t vibration_len;
 	double rate_hz;

@@ -470,7 +470,63 @@ static const char *const old_schema[] = {
 	" note TEXT, reviewer TEXT);"
 	"CREATE INDEX reviews_inspection ON reviews (inspection_id);"
 	"INSERT INTO reviews VALUES (1, 1, 20, 'overrule', 'reject', 'scratch', 'qa');",
+	/* 4: with two long-term files of inspection 1, ids with gaps (rows
+	 * retention removed) so that a rebuild that renumbers them shows. */
+	"CREATE TABLE media (id INTEGER PRIMARY KEY,"
+	" inspection_id INTEGER NOT NULL REFERENCES inspections (id), camera TEXT,"
+	" kind TEXT NOT NULL CHECK (kind IN ('image', 'heatmap', 'vibration')),"
+	" path TEXT NOT NULL, bytes INTEGER);"
+	"CREATE INDEX media_inspection ON media (inspection_id);"
+	"CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+	"INSERT INTO media VALUES (3, 1, 'top', 'image', '19700101/1-5-top.png', 1000);"
+	"INSERT INTO media VALUES (7, 1, NULL, 'heatmap', '19700101/1-5-heatmap.png', 200);",
+	/* 5 */
+	"CREATE TABLE trend (id INTEGER PRIMARY KEY, source TEXT NOT NULL,"
+	" t_wall_us INTEGER NOT NULL, part_id INTEGER, velocity_mm_s REAL, accel_g REAL,"
+	" temperature_c REAL, stale INTEGER NOT NULL);"
+	"CREATE INDEX trend_source_time ON trend (source, t_wall_us);",
+	/* 6 */
+	"ALTER TABLE inspections ADD COLUMN model_verdict TEXT;"
+	"ALTER TABLE inspections ADD COLUMN model_score REAL;",
+	/* 7 */
+	"ALTER TABLE reviews ADD COLUMN defect_type TEXT;"
+	"ALTER TABLE reviews ADD COLUMN mask_path TEXT;",
+	/* 8: with a file of the recent ring. */
+	"ALTER TABLE media ADD COLUMN recent INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX media_recent ON media (id) WHERE recent = 1;"
+	"INSERT INTO media VALUES (11, 1, 'side', 'image', 'recent/19700101/1-5-side.png', 900, 1);",
+	/* 9 */
+	"ALTER TABLE inspections ADD COLUMN job INTEGER;"
+	"ALTER TABLE inspections ADD COLUMN station TEXT;"
+	"CREATE INDEX inspections_job ON inspections (job, t_wall_us);"
+	"CREATE INDEX inspections_station ON inspections (station, t_wall_us);"
+	"CREATE INDEX inspections_model ON inspections (model_version, t_wall_us);"
+	"CREATE TABLE escapes (id INTEGER PRIMARY KEY,"
+	" inspection_id INTEGER NOT NULL REFERENCES inspections (id),"
+	" t_wall_us INTEGER NOT NULL, note TEXT, reporter TEXT);"
+	"CREATE INDEX escapes_inspection ON escapes (inspection_id);",
+	/* 10 */
+	"ALTER TABLE reviews ADD COLUMN central_id INTEGER;"
+	"CREATE UNIQUE INDEX reviews_central ON reviews (central_id) WHERE central_id IS NOT NULL;",
+	/* 11 */
+	"CREATE TABLE plant_changed (id INTEGER PRIMARY KEY, inspection_id INTEGER NOT NULL);"
+	"CREATE TRIGGER plant_changed_inspections AFTER UPDATE ON inspections"
+	"  WHEN NEW.id <= CAST((SELECT value FROM meta WHERE key = 'plant_read_upto') AS INTEGER)"
+	"  BEGIN INSERT INTO plant_changed (inspection_id) VALUES (NEW.id); END;",
 };
+
+/* Builds the database as schema version `version` left it (old_schema). */
+static void make_old_database(const char *path, int version)
+{
+	char *sql;
+
+	g_assert_cmpint(version, <=, (int)G_N_ELEMENTS(old_schema));
+	for (int v = 0; v < version; v++)
+		sql_exec(path, old_schema[v]);
+	sql = g_strdup_printf("PRAGMA user_version = %d", version);
+	sql_exec(path, sql);
+	g_free(sql);
+}
 
 static int count_media(const struct db_media *m, void *data)
 {
@@ -479,7 +535,7 @@ static int count_media(const struct db_media *m, void *data)
 	return 0;
 }
 
-/* A database written by schema version 1, 2 or 3 (as each release left it)
+/* A database written by an earlier schema version (as each release left it)
  * is migrated in place: its rows stay, the later tables appear and work. */
 static void test_migrate(struct fixture *fx, gconstpointer data)
 {
@@ -490,16 +546,10 @@ static void test_migrate(struct fixture *fx, gconstpointer data)
 				     .vibration = { .rms_velocity_mm_s = 2.5, .iso_zone = 'C',
 						    .bpfo_env = 31.0 } };
 	struct db_media_set *m = g_new0(struct db_media_set, 1);
-	char *sql;
 	db_log *db;
 	int nmedia = 0;
 
-	for (int v = 0; v < from; v++)
-		sql_exec(fx->path, old_schema[v]);
-	sql = g_strdup_printf("PRAGMA user_version = %d", from);
-	sql_exec(fx->path, sql);
-	g_free(sql);
-
+	make_old_database(fx->path, from);
 	db = open_ok(fx->path, 16);
 	m->vibration = g_new0(float, 64);
 	m->vibration_len = 64;
@@ -997,6 +1047,201 @@ static void test_media_sampling(struct fixture *fx, gconstpointer data)
 	g_assert_true(g_file_test(want, G_FILE_TEST_IS_DIR));
 	free(dir);
 	g_free(want);
+}
+
+/* A fused package's anomaly map, 8 x 4 like make_media's defect map but
+ * falling where that one rises, with a NaN and values outside [0, 1]. */
+static void add_anomaly_map(struct db_media_set *m)
+{
+	m->anomaly_map = g_new(float, 32);
+	for (int i = 0; i < 32; i++)
+		m->anomaly_map[i] = 1.0f - (float)i / 31.0f;
+	m->anomaly_map[5] = NAN;
+	m->anomaly_map[6] = 2.0f;
+	m->anomaly_map[7] = -1.0f;
+}
+
+/* Pixel i of add_anomaly_map's map as the log must store it: 0 .. 1 as
+ * 0 .. 255, clamped, NaN as 0. */
+static unsigned anomaly_pixel(int i)
+{
+	if (i == 5 || i == 7)
+		return 0;
+	if (i == 6)
+		return 255;
+	return (unsigned)lrint(255.0 * (1.0 - (double)i / 31.0));
+}
+
+/* Checks the anomaly map of row k of l, a part with add_anomaly_map's map:
+ * its file's name, size and every pixel. */
+static void assert_anomaly_file(const char *media_dir, const struct media_list *l, int k,
+				int64_t inspection_id, uint32_t part_id)
+{
+	char *full = g_build_filename(media_dir, l->paths[k], NULL);
+	char *base = g_path_get_basename(l->paths[k]);
+	char *want = g_strdup_printf("%" PRId64 "-%u-anomaly.png", inspection_id, part_id);
+	uint8_t *px = NULL;
+	int w = 0, h = 0;
+	GStatBuf sb;
+
+	g_assert_cmpstr(l->kinds[k], ==, "anomaly");
+	g_assert_null(l->cameras[k]);
+	g_assert_cmpstr(base, ==, want);
+	g_assert_cmpint(g_stat(full, &sb), ==, 0);
+	g_assert_cmpint(sb.st_size, ==, l->got[k].bytes);
+	g_assert_cmpint(cvw_imread_gray(full, &px, &w, &h), ==, 0);
+	g_assert_cmpint(w, ==, 8);
+	g_assert_cmpint(h, ==, 4);
+	for (int i = 0; i < w * h; i++)
+		g_assert_cmpuint(px[i], ==, anomaly_pixel(i));
+	free(px);
+	g_free(want);
+	g_free(base);
+	g_free(full);
+}
+
+/* The anomaly map goes where the defect map goes: a reject's long-term,
+ * a ring part's into the ring (recent = 1, under recent/), each a PNG of
+ * the map's pixels in a row of kind 'anomaly' right after the heatmap's;
+ * a set without one keeps no such row, and image_path stays the image's. */
+static void test_media_anomaly(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	static const int verdicts[] = { VIGIL_VERDICT_REJECT, VIGIL_VERDICT_ACCEPT,
+					VIGIL_VERDICT_REJECT };
+	static const char *const kinds[] = { "image", "image", "heatmap", "anomaly", "vibration" };
+	struct media_list l = { 0 };
+	char *dir;
+	db_log *db;
+
+	(void)data;
+	opt.keep_accepted_every = 0;      /* accepted parts: the ring only */
+	opt.recent_images_mb = 64;
+	db = open_opts(fx->path, &opt);
+	for (uint32_t i = 0; i < G_N_ELEMENTS(verdicts); i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+		struct db_media_set *m = make_media((int)i, 24, 16);
+
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.image_path = NULL;
+		r.verdict = verdicts[i];
+		if (i < 2)
+			add_anomaly_map(m);
+		g_assert_cmpint(db_submit_media(db, &r, m, -1, NULL), ==, 0);
+	}
+	db_close(db);
+	dir = db_media_dir(fx->path, NULL);
+
+	/* Inspections 1 (reject) and 2 (ring): five files each. */
+	for (int64_t id = 1; id <= 2; id++) {
+		g_assert_cmpint(db_read_media(fx->path, id, collect_media, &l, NULL), ==, 0);
+		g_assert_cmpint(l.n, ==, 5);
+		for (int k = 0; k < l.n; k++) {
+			g_assert_cmpstr(l.kinds[k], ==, kinds[k]);
+			g_assert_cmpint(l.got[k].recent, ==, id == 2);
+			g_assert_true(g_str_has_prefix(l.paths[k], "recent/") == (id == 2));
+		}
+		assert_anomaly_file(dir, &l, 3, id, (uint32_t)(id - 1));
+		media_list_clear(&l);
+	}
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM inspections i JOIN media m ON"
+				" m.id = (SELECT min(id) FROM media WHERE inspection_id = 1)"
+				" WHERE i.id = 1 AND m.kind = 'image' AND i.image_path = m.path"), ==, 1);
+	/* Inspection 3: no anomaly map handed, none kept. */
+	g_assert_cmpint(db_read_media(fx->path, 3, collect_media, &l, NULL), ==, 0);
+	g_assert_cmpint(l.n, ==, 4);
+	for (int k = 0; k < l.n; k++)
+		g_assert_cmpstr(l.kinds[k], !=, "anomaly");
+	media_list_clear(&l);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media WHERE kind = 'anomaly'"), ==, 2);
+	free(dir);
+}
+
+/* One media row as text, for comparing a table before and after. */
+#define MEDIA_ROWS_SQL \
+	"SELECT group_concat(r, ';') FROM (SELECT id || ',' || inspection_id || ',' ||" \
+	" coalesce(camera, '-') || ',' || kind || ',' || path || ',' || bytes || ',' || recent" \
+	" AS r FROM media WHERE id <= 11 ORDER BY id)"
+
+/* Schema 12 rebuilt table media to allow kind 'anomaly'. A log as schema 11
+ * left it keeps its media rows as they were (ids with their gaps, cameras,
+ * paths, sizes, ring flags), its indexes (media_recent partial again), its
+ * trigger working, and then takes an anomaly map while the CHECK still
+ * refuses a kind it does not know. */
+static void test_migrate_media_kinds(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	struct db_inspection r;
+	char model[64], image[128];
+	struct db_media_set *m = make_media(4, 24, 16);
+	struct media_list l = { 0 };
+	char *before, *after, *dir;
+	sqlite3 *conn;
+	db_log *db;
+	int rc;
+
+	(void)data;
+	make_old_database(fx->path, 11);
+	before = sql_text(fx->path, MEDIA_ROWS_SQL);
+	g_assert_cmpstr(before, ==, "3,1,top,image,19700101/1-5-top.png,1000,0;"
+			"7,1,-,heatmap,19700101/1-5-heatmap.png,200,0;"
+			"11,1,side,image,recent/19700101/1-5-side.png,900,1");
+	/* The old CHECK: the reason for the migration. */
+	conn = sql_open(fx->path);
+	rc = sqlite3_exec(conn, "INSERT INTO media (inspection_id, kind, path) VALUES"
+			  " (1, 'anomaly', 'x.png')", NULL, NULL, NULL);
+	g_assert_cmpint(rc, ==, SQLITE_CONSTRAINT);
+	sqlite3_close(conn);
+
+	/* The ring on, so that it keeps its old row for the check below. */
+	opt.recent_images_mb = 64;
+	db = open_opts(fx->path, &opt);
+	make_row(9, &r, model, sizeof model, image, sizeof image);
+	r.image_path = NULL;
+	r.verdict = VIGIL_VERDICT_REJECT;
+	add_anomaly_map(m);
+	g_assert_cmpint(db_submit_media(db, &r, m, -1, NULL), ==, 0);
+	db_close(db);
+
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, SCHEMA_VERSION);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master"), ==, SCHEMA_OBJECTS);
+	after = sql_text(fx->path, MEDIA_ROWS_SQL);
+	g_assert_cmpstr(after, ==, before);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE"
+				" name = 'media_new'"), ==, 0);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+				" AND tbl_name = 'media' AND ((name = 'media_inspection' AND"
+				" sql LIKE '%(inspection_id)') OR (name = 'media_recent' AND"
+				" sql LIKE '%WHERE recent = 1'))"), ==, 2);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM pragma_foreign_key_check"), ==, 0);
+	g_free(after);
+	after = sql_text(fx->path, "PRAGMA integrity_check");
+	g_assert_cmpstr(after, ==, "ok");
+	g_free(after);
+
+	/* The new part: its anomaly map kept, after the old rows' ids. */
+	g_assert_cmpint(db_read_media(fx->path, 2, collect_media, &l, NULL), ==, 0);
+	g_assert_cmpint(l.n, ==, 5);
+	g_assert_cmpint(l.got[0].id, >, 11);
+	dir = db_media_dir(fx->path, NULL);
+	assert_anomaly_file(dir, &l, 3, 2, 9);
+	free(dir);
+	media_list_clear(&l);
+
+	/* The CHECK is still there for what it does not know. */
+	conn = sql_open(fx->path);
+	rc = sqlite3_exec(conn, "INSERT INTO media (inspection_id, kind, path) VALUES"
+			  " (1, 'thumbnail', 'x.png')", NULL, NULL, NULL);
+	g_assert_cmpint(rc, ==, SQLITE_CONSTRAINT);
+	sqlite3_close(conn);
+	/* The plant forwarder's trigger on inspections survived the rename. */
+	sql_exec(fx->path, "INSERT OR REPLACE INTO meta (key, value) VALUES ('plant_read_upto', '1');"
+		 "DELETE FROM plant_changed;"
+		 "UPDATE inspections SET latency_ms = 3.0 WHERE id = 1;");
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM plant_changed WHERE"
+				" inspection_id = 1"), ==, 1);
+	g_free(before);
 }
 
 /* A media writer that falls behind drops files, never rows, and never
@@ -2367,6 +2612,9 @@ int main(int argc, char **argv)
 		   test_migrate, fixture_teardown);
 	g_test_add("/db/migrate-from-v3", struct fixture, GINT_TO_POINTER(3), fixture_setup,
 		   test_migrate, fixture_teardown);
+	g_test_add("/db/migrate-from-v11", struct fixture, GINT_TO_POINTER(11), fixture_setup,
+		   test_migrate, fixture_teardown);
+	ADD("/db/migrate-media-kinds", test_migrate_media_kinds);
 	ADD("/db/newer-schema-refused", test_newer_schema_refused);
 	ADD("/db/open-errors", test_open_errors);
 	ADD("/db/wal", test_wal);
@@ -2377,6 +2625,7 @@ int main(int argc, char **argv)
 	ADD("/db/read-stops", test_read_stops);
 	ADD("/db/bad-arguments", test_bad_arguments);
 	ADD("/db/media-files", test_media_files);
+	ADD("/db/media-anomaly", test_media_anomaly);
 	ADD("/db/media-sampling", test_media_sampling);
 	ADD("/db/media-drops", test_media_drops);
 	ADD("/db/media-sweep", test_media_sweep);

@@ -261,9 +261,11 @@ function showMore() {
   refreshList();
 }
 
-// ---- part media: camera image with the defect heatmap, vibration ----
+// ---- part media: camera image with its maps, vibration ----
 
-const shown = { images: [] };  // [{canvas, img, heat}] of the open part
+// [{canvas, img, heat, anomaly}] of the open part: heat the defect map,
+// anomaly a fused package's anomaly map, each null when not kept.
+const shown = { images: [] };
 
 function loadImage(url) {
   return new Promise((resolve, reject) => {
@@ -274,31 +276,53 @@ function loadImage(url) {
   });
 }
 
-// The camera image, and over it the heatmap (gray 0..255 = defect
-// probability) in red, its alpha the probability times the opacity slider.
-function drawPart(p) {
-  const { canvas, img, heat } = p;
-  canvas.width = img.naturalWidth;
-  canvas.height = img.naturalHeight;
-  const ctx = canvas.getContext("2d");
-  ctx.drawImage(img, 0, 0);
-  if (!heat || !$("d-heat-show").checked) return;
+// The two maps' colour ramps, weak to strong (review.css's swatches show
+// the same): the defect map yellow to red, the anomaly map cyan to blue, so
+// that neither reads as the other where both are hot.
+const MAP_COLOURS = {
+  defect: (v) => [255, Math.round(200 * (1 - v)), 0],
+  anomaly: (v) => [0, Math.round(220 * (1 - v)), 255],
+};
+
+// Paints map (a gray image, 0..255 = 0..1) over ctx's canvas in colour,
+// its alpha the value times opacity.
+function drawMap(ctx, map, colour, opacity) {
   const off = document.createElement("canvas");
-  off.width = canvas.width;
-  off.height = canvas.height;
+  off.width = ctx.canvas.width;
+  off.height = ctx.canvas.height;
   const o = off.getContext("2d");
-  o.drawImage(heat, 0, 0, off.width, off.height);
+  o.drawImage(map, 0, 0, off.width, off.height);
   const px = o.getImageData(0, 0, off.width, off.height);
-  const opacity = Number($("d-heat-opacity").value) / 100;
   for (let i = 0; i < px.data.length; i += 4) {
     const v = px.data[i] / 255;
-    px.data[i] = 255;
-    px.data[i + 1] = Math.round(200 * (1 - v));
-    px.data[i + 2] = 0;
+    const [r, g, b] = colour(v);
+    px.data[i] = r;
+    px.data[i + 1] = g;
+    px.data[i + 2] = b;
     px.data[i + 3] = Math.round(255 * v * opacity);
   }
   o.putImageData(px, 0, 0);
   ctx.drawImage(off, 0, 0);
+}
+
+// The camera image, over it the anomaly map and then the defect map (the
+// model's verdict comes from the latter: it stays on top), each shown while
+// its box is ticked, one opacity slider for both.
+function drawPart(p) {
+  const { canvas, img, heat, anomaly } = p;
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  const opacity = Number($("d-heat-opacity").value) / 100;
+  if (anomaly && $("d-anomaly-show").checked) drawMap(ctx, anomaly, MAP_COLOURS.anomaly, opacity);
+  if (heat && $("d-heat-show").checked) drawMap(ctx, heat, MAP_COLOURS.defect, opacity);
+}
+
+// The map of camera's image among maps: its own, else the part's (vigild
+// keeps one map per part, of the worst camera, with no camera named).
+function mapFor(maps, camera) {
+  return maps.find((h) => h.camera === camera) || maps[0] || null;
 }
 
 async function showMedia(media) {
@@ -307,7 +331,11 @@ async function showMedia(media) {
   shown.images = [];
   const images = media.filter((m) => m.kind === "image");
   const heats = media.filter((m) => m.kind === "heatmap");
-  $("d-heat-controls").hidden = heats.length === 0 || images.length === 0;
+  // Kept only by fused packages (defect model + good-only model).
+  const anomalies = media.filter((m) => m.kind === "anomaly");
+  $("d-heat-controls").hidden = (heats.length === 0 && anomalies.length === 0) || images.length === 0;
+  $("d-heat-label").hidden = heats.length === 0;
+  $("d-anomaly-label").hidden = anomalies.length === 0;
   if (!images.length) {
     const p = document.createElement("p");
     p.className = "note";
@@ -326,9 +354,10 @@ async function showMedia(media) {
     // ring.js: a ring image says it is kept for the recent window only.
     if (window.ringMark) window.ringMark(fig, m);
     box.append(fig);
-    const hm = heats.find((h) => h.camera === m.camera) || heats[0];
+    const hm = mapFor(heats, m.camera), am = mapFor(anomalies, m.camera);
     try {
-      const entry = { canvas, img: await loadImage(m.url), heat: hm ? await loadImage(hm.url) : null };
+      const entry = { canvas, img: await loadImage(m.url), heat: hm ? await loadImage(hm.url) : null,
+        anomaly: am ? await loadImage(am.url) : null };
       shown.images.push(entry);
       drawPart(entry);
     } catch (e) {
@@ -338,7 +367,7 @@ async function showMedia(media) {
 }
 
 // Beside the part, a recent accepted part's image from the same camera,
-// without any heatmap: what a good part looks like today.
+// without any map: what a good part looks like today.
 async function showReference(id, camera) {
   const box = $("d-reference");
   box.replaceChildren();
@@ -359,7 +388,7 @@ async function showReference(id, camera) {
   fig.append(canvas, cap);
   box.append(fig);
   try {
-    const entry = { canvas, img: await loadImage(ref.url), heat: null };
+    const entry = { canvas, img: await loadImage(ref.url), heat: null, anomaly: null };
     if (id !== selectedPart) return;
     drawPart(entry);
     box.hidden = false;
@@ -620,6 +649,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   const redraw = () => shown.images.forEach(drawPart);
   $("d-heat-show").addEventListener("change", redraw);
+  $("d-anomaly-show").addEventListener("change", redraw);
   $("d-heat-opacity").addEventListener("input", redraw);
   const q = new URLSearchParams(location.search);
   for (const el of $("filters").elements)

@@ -114,11 +114,15 @@
     return v === null || v === undefined ? "–" : Number(v).toFixed(digits);
   }
 
-  // The escaped part's image with its defect map beside it, as kept.
+  // What each kind of kept picture is called under it.
+  const CAPTIONS = { image: "image", heatmap: "defect map", anomaly: "anomaly map" };
+
+  // The escaped part's image with its defect map beside it, as kept, and a
+  // fused package's anomaly map (its good-only model's) when it kept one.
   async function escapeMedia(box, partId) {
     try {
       const d = await getJSON("/api/parts/" + encodeURIComponent(partId));
-      const kept = (d.media || []).filter((m) => m.kind === "image" || m.kind === "heatmap");
+      const kept = (d.media || []).filter((m) => Object.hasOwn(CAPTIONS, m.kind));
       if (!kept.length) {
         const p = document.createElement("p");
         p.className = "note";
@@ -134,7 +138,7 @@
         img.alt = m.kind + " of part " + partId;
         img.className = "trace-" + m.kind;
         const cap = document.createElement("figcaption");
-        text(cap, (m.kind === "heatmap" ? "defect map" : "image") +
+        text(cap, CAPTIONS[m.kind] +
           (m.camera ? ", camera " + m.camera : ""));
         fig.append(img, cap);
         box.append(fig);
