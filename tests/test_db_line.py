@@ -28,13 +28,18 @@
              demo package's size, not blank, hottest at the simulator's
              defect, and the review API serves it for the overlay.
 
+  fused-maps a fused package (models/real-fused-v3) keeps both its maps
+             with every part, the supervised defect map and the good-only
+             anomaly map, each the model's own for that part, and the
+             review API serves both.
+
   export     after a short run with every part's files kept, QA reviews
              parts with vigilctl; vigilctl export writes them as a training
              manifest (the line data set's columns), labelled by the review,
              and vigil-features - what tools/train.py runs - reads every
              exported part from the media directory it names.
 
-usage: test_db_line.py BUILD_DIR SOURCE_ROOT crash|disk-full|db-slow|demo-heatmap|export
+usage: test_db_line.py BUILD_DIR SOURCE_ROOT crash|disk-full|db-slow|demo-heatmap|fused-maps|export
 """
 import csv
 import logging
@@ -69,7 +74,8 @@ def count_rows(db):
         return 0
 
 
-def run_line(build, root, tmp, parts, rate, extra_db="", kill_at=None, env=None):
+def run_line(build, root, tmp, parts, rate, extra_db="", kill_at=None, env=None,
+             package=None):
     """vigil-sim and vigild on parts synthetic parts; with kill_at, vigild
     is SIGKILLed once the log holds that many rows. Returns (db, results)."""
     sim_bin = binaries(build)[0]
@@ -80,7 +86,8 @@ def run_line(build, root, tmp, parts, rate, extra_db="", kill_at=None, env=None)
     db = os.path.join(tmp, "vigil.db")
     conf = os.path.join(tmp, "vigild.conf")
     with open(conf, "w") as f:
-        f.write(line_config(sequence_camera(sim_dir), sim_dir, root, port, db) + "keep_accepted_every = 1\n" + extra_db)
+        f.write(line_config(sequence_camera(sim_dir), sim_dir, root, port, db, package=package)
+                + "keep_accepted_every = 1\n" + extra_db)
     results = os.path.join(tmp, "results.csv")
     sim = subprocess.Popen([sim_bin, "run", "--parts-dir", sim_dir, "--port", str(port),
                             "--rate", str(rate), "--results", results,
@@ -473,6 +480,77 @@ def demo_heatmap(build, root, tmp):
           f"hottest cell next to the simulator's defect in {on_defect}; served for the overlay")
 
 
+def fused_maps(build, root, tmp):
+    """A fused package (models/real-fused-v3: a supervised model joined with
+    a good-only one, tools/fuse.py) gives two maps a part: vigild keeps
+    both with every part that keeps its image, the defect map and the
+    anomaly map, each the C runtime's own for that part (vigil-eval
+    --heatmaps and --anomaly-maps of the same parts, to one grey level),
+    the two not the same; the review API lists and serves both."""
+    import cv2
+    import json
+    import numpy as np
+    from linetest import read_maps
+    pkg = os.path.join(root, "models", "real-fused-v3")
+    parts = 24
+    db, _ = run_line(build, root, tmp, parts, 50, package=pkg)
+    sim = os.path.join(tmp, "sim")
+    want = {}
+    for flag, kind in (("--heatmaps", "heatmap"), ("--anomaly-maps", "anomaly")):
+        out = os.path.join(tmp, kind + ".maps")
+        subprocess.run([os.path.join(build, "tools", "vigil-eval"), "--manifest",
+                        os.path.join(sim, "parts.csv"), "--model", pkg, "--json",
+                        os.path.join(tmp, "e.json"), flag, out], check=True,
+                       stderr=subprocess.DEVNULL)
+        want[kind] = read_maps(out)
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT i.id, i.part_id, m.kind, m.path FROM inspections i JOIN media m"
+                       " ON m.inspection_id = i.id WHERE m.kind IN ('heatmap', 'anomaly')"
+                       ).fetchall()
+    media_dir = con.execute("SELECT value FROM meta WHERE key = 'media_dir'").fetchone()[0]
+    con.close()
+    kept = {}
+    for iid, part, kind, path in rows:
+        kept.setdefault(part, {})[kind] = (iid, path)
+    # keep_accepted_every = 1: every part keeps its files.
+    if len(kept) != parts or any(set(k) != {"heatmap", "anomaly"} for k in kept.values()):
+        fail(f"{len(kept)} of {parts} parts keep maps: "
+             f"{ {p: sorted(k) for p, k in kept.items() if len(k) != 2} }")
+    differ = 0
+    for part, files in kept.items():
+        got = {}
+        for kind, (_, path) in files.items():
+            got[kind] = cv2.imread(os.path.join(media_dir, path), cv2.IMREAD_UNCHANGED)
+            ref = np.rint(np.clip(want[kind][part], 0, 1) * 255)
+            if got[kind] is None or got[kind].shape != ref.shape or \
+                    np.abs(got[kind].astype(float) - ref).max() > 1:
+                fail(f"part {part}: the kept {kind} {path} is not the model's map")
+        differ += bool((got["heatmap"] != got["anomaly"]).any())
+    if differ < parts // 2:
+        fail(f"the defect and anomaly maps are the same picture on {parts - differ} parts")
+    conf = os.path.join(tmp, "vigild.conf")
+    with open(conf, "a") as f:
+        f.write("\n[review]\nlisten = 127.0.0.1\nport = 0\n")
+    vigild = Vigild(build, conf, os.path.join(tmp, "review.log"), args=["--review-only"])
+    try:
+        url = vigild.review_url()
+        part = sorted(kept)[0]
+        with urllib.request.urlopen(url + f"api/parts/{part}", timeout=20) as r:
+            listed = {x["kind"]: x for x in json.load(r)["media"]}
+        for kind in ("heatmap", "anomaly"):
+            if kind not in listed:
+                fail(f"part {part}: the review API lists no {kind}: {sorted(listed)}")
+            with urllib.request.urlopen(url + listed[kind]["url"].lstrip("/"), timeout=20) as r:
+                body = r.read()
+            with open(os.path.join(media_dir, kept[part][kind][1]), "rb") as f:
+                if body != f.read():
+                    fail(f"part {part}: the review API serves other bytes than the {kind}")
+    finally:
+        vigild.stop()
+    print(f"PASS fused-maps: {parts} parts, each with its defect map and anomaly map as the "
+          f"model gave them ({differ} with two different pictures), both served")
+
+
 def export(build, root, tmp):
     db, _ = run_line(build, root, tmp, 30, 1200)
     ctl = os.path.join(build, "tools", "vigilctl")
@@ -542,15 +620,15 @@ def export(build, root, tmp):
 
 
 def main():
-    if len(sys.argv) != 4 or sys.argv[3] not in ("crash", "disk-full", "db-slow", "demo-heatmap",
-                                                  "export"):
+    scenarios = {"crash": crash, "disk-full": disk_full, "db-slow": db_slow,
+                 "demo-heatmap": demo_heatmap, "fused-maps": fused_maps, "export": export}
+    if len(sys.argv) != 4 or sys.argv[3] not in scenarios:
         print(__doc__)
         sys.exit(2)
     build, root, name = sys.argv[1:]
     require_model(root)
     with workdir("vigil-db-line-") as tmp:
-        {"crash": crash, "disk-full": disk_full, "db-slow": db_slow,
-         "demo-heatmap": demo_heatmap, "export": export}[name](build, root, tmp)
+        scenarios[name](build, root, tmp)
 
 
 if __name__ == "__main__":
