@@ -14,6 +14,37 @@
 
 /* ---- inspection: frame + vibration window -> features -> model ---- */
 
+/* The worst camera's maps are the part's, copied (the model reuses its
+ * buffers on the next run) and carried back onto that camera's frame
+ * (fusion_map_to_frame): the review page stretches them over the kept
+ * image, and a letterboxed, turned model input would otherwise put a
+ * defect's heat beside the defect. */
+static void keep_maps(line *l, struct db_media_set *m, int camera,
+		      const struct infer_output *out)
+{
+	const struct fusion_image_spec *spec = infer_model_info(l->model)->image;
+	const char *name = l->set.cameras[camera].name;
+	int fw = 0, fh = 0, w, h;
+
+	g_clear_pointer(&m->heatmap, g_free);
+	g_clear_pointer(&m->anomaly_map, g_free);
+	if (!out->heatmap || out->heatmap_w <= 0 || out->heatmap_h <= 0)
+		return;
+	for (int i = 0; i < m->nimages; i++) {
+		if (strcmp(m->images[i].camera, name) == 0) {
+			fw = m->images[i].width;
+			fh = m->images[i].height;
+		}
+	}
+	if (fw <= 0 || fh <= 0)
+		return;   /* no frame of that camera: nothing to lay a map over */
+	m->heatmap = fusion_map_to_frame(spec, fw, fh, out->heatmap, out->heatmap_w,
+					 out->heatmap_h, &m->heatmap_w, &m->heatmap_h);
+	if (m->heatmap && out->anomaly_map)
+		m->anomaly_map = fusion_map_to_frame(spec, fw, fh, out->anomaly_map,
+						     out->heatmap_w, out->heatmap_h, &w, &h);
+}
+
 /* Copies what the log may keep of a part - every camera's frame, the
  * defect map, the vibration window - before the frames go back. Whether
  * they are kept is the log's decision once the verdict is final. */
@@ -406,21 +437,7 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 			flags |= out->flags;
 			if (i == 0 || out->score > worst.score) {
 				worst = *out;
-				/* The worst camera's defect map is the part's; the
-				 * model reuses its buffer on the next run. */
-				g_clear_pointer(&lp->media->heatmap, g_free);
-				g_clear_pointer(&lp->media->anomaly_map, g_free);
-				if (out->heatmap && out->heatmap_w > 0 && out->heatmap_h > 0) {
-					gsize bytes = (gsize)out->heatmap_w *
-						      (gsize)out->heatmap_h * sizeof(float);
-
-					lp->media->heatmap = g_memdup2(out->heatmap, bytes);
-					if (out->anomaly_map)
-						lp->media->anomaly_map =
-							g_memdup2(out->anomaly_map, bytes);
-					lp->media->heatmap_w = out->heatmap_w;
-					lp->media->heatmap_h = out->heatmap_h;
-				}
+				keep_maps(l, lp->media, i, out);
 			}
 			worst.vision_score = MAX(worst.vision_score, out->vision_score);
 		}

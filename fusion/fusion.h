@@ -100,6 +100,17 @@ struct fusion_image_spec {
 int fusion_image_input(const struct fusion_image_spec *spec, const uint8_t *gray, int w, int h,
 		       int stride, float *out);
 
+/* A map over a model's input (mw x mh cells laid over spec->width x
+ * spec->height, as infer_output.heatmap) carried back onto the w x h frame
+ * it was made from, so that it lies over the frame when stretched onto
+ * it, as the review page draws it: for FUSION_RESIZE_LETTERBOX the border
+ * cut away and the quarter turn undone, as many cells as the map spent on
+ * the frame (*ow x *oh, in the frame's orientation), bilinear; a stretch
+ * map already is that and comes back as a copy. malloc'ed, the caller
+ * frees it (free); NULL on bad arguments or no memory. Any thread. */
+float *fusion_map_to_frame(const struct fusion_image_spec *spec, int w, int h,
+			   const float *map, int mw, int mh, int *ow, int *oh);
+
 /* fusion_image_prepare with a fitting mode: FUSION_RESIZE_STRETCH is
  * exactly fusion_image_prepare; FUSION_RESIZE_LETTERBOX fits the frame by
  * fusion_image_fit (fill -1: the uncovered border has the frame's mean

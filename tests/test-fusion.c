@@ -389,6 +389,72 @@ static void test_image_letterbox_turn(void)
 	g_assert_cmpint(back[W + 1], ==, img[STRIDE + 1]);
 }
 
+/* A defect map over the letterboxed input, carried back onto the frame,
+ * is hot where the frame's defect is: a bright blob in portrait,
+ * landscape and square frames, fitted to a 160x112 input (portrait
+ * turned), a "map" of 4x4 cell means of that input, then
+ * fusion_map_to_frame. The hottest cell's centre, stretched over the
+ * frame as the review page draws it, must lie on the blob; the map
+ * taken as it is would put a portrait frame's blob elsewhere. */
+static void test_map_to_frame(void)
+{
+	const struct fusion_image_spec spec = { 160, 112, 0.5f, 0.25f, FUSION_RESIZE_LETTERBOX };
+	const int frames[][4] = {   /* w, h, blob centre x, y */
+		{ 218, 269, 50, 230 }, { 300, 200, 250, 40 }, { 250, 250, 120, 200 },
+		{ 218, 269, 180, 30 },
+	};
+	enum { MW = 40, MH = 28 };
+
+	for (size_t f = 0; f < G_N_ELEMENTS(frames); f++) {
+		int w = frames[f][0], h = frames[f][1], bx = frames[f][2], by = frames[f][3];
+		uint8_t *img = g_malloc0((gsize)w * (gsize)h), fit[160 * 112];
+		float map[MW * MH] = { 0 }, *back;
+		int ow = 0, oh = 0, best = 0;
+
+		for (int y = by - 6; y < by + 6; y++)
+			for (int x = bx - 6; x < bx + 6; x++)
+				img[y * w + x] = 255;
+		g_assert_cmpint(fusion_image_fit(img, w, h, w, 160, 112, FUSION_RESIZE_LETTERBOX,
+						 0, fit), ==, 0);
+		for (int y = 0; y < 112; y++)
+			for (int x = 0; x < 160; x++)
+				map[(y / 4) * MW + x / 4] += (float)fit[y * 160 + x] / (16 * 255.0f);
+		back = fusion_map_to_frame(&spec, w, h, map, MW, MH, &ow, &oh);
+		g_assert_nonnull(back);
+		/* The frame's aspect, and no more cells than the map had. */
+		g_assert_cmpfloat(fabs((double)ow / oh - (double)w / h), <, 0.1);
+		g_assert_cmpint(ow * oh, <=, MW * MH);
+		for (int i = 1; i < ow * oh; i++)
+			if (back[i] > back[best])
+				best = i;
+		{
+			double cx = (best % ow + 0.5) * w / ow, cy = (best / ow + 0.5) * h / oh;
+
+			g_assert_cmpfloat(fabs(cx - bx), <, 1.5 * w / ow);
+			g_assert_cmpfloat(fabs(cy - by), <, 1.5 * h / oh);
+		}
+		g_assert_cmpfloat(back[best], >, 0.5);
+		free(back);
+		g_free(img);
+	}
+	/* A stretch map already lies over the frame: a copy. */
+	{
+		const struct fusion_image_spec st = { 160, 112, 0.5f, 0.25f, FUSION_RESIZE_STRETCH };
+		float map[6] = { 0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f }, *back;
+		int ow = 0, oh = 0;
+
+		back = fusion_map_to_frame(&st, 218, 269, map, 3, 2, &ow, &oh);
+		g_assert_nonnull(back);
+		g_assert_cmpint(ow, ==, 3);
+		g_assert_cmpint(oh, ==, 2);
+		g_assert_cmpmem(back, sizeof map, map, sizeof map);
+		free(back);
+		g_assert_null(fusion_map_to_frame(NULL, 218, 269, map, 3, 2, &ow, &oh));
+		g_assert_null(fusion_map_to_frame(&st, 0, 269, map, 3, 2, &ow, &oh));
+		g_assert_null(fusion_map_to_frame(&st, 218, 269, map, 0, 2, &ow, &oh));
+	}
+}
+
 static void test_image_letterbox_invalid(void)
 {
 	uint8_t img[16] = { 0 }, fit[16];
@@ -654,6 +720,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/fusion/image/letterbox", test_image_letterbox);
 	g_test_add_func("/fusion/image/letterbox-turn", test_image_letterbox_turn);
 	g_test_add_func("/fusion/image/letterbox-invalid", test_image_letterbox_invalid);
+	g_test_add_func("/fusion/image/map-to-frame", test_map_to_frame);
 	g_test_add_func("/fusion/prep-math/image", test_prep_math_image);
 	g_test_add_func("/fusion/prep-math/features", test_prep_math_features);
 	return g_test_run();

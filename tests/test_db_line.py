@@ -485,12 +485,15 @@ def fused_maps(build, root, tmp):
     a good-only one, tools/fuse.py) gives two maps a part: vigild keeps
     both with every part that keeps its image, the defect map and the
     anomaly map, each the C runtime's own for that part (vigil-eval
-    --heatmaps and --anomaly-maps of the same parts, to one grey level),
-    the two not the same; the review API lists and serves both."""
+    --heatmaps and --anomaly-maps of the same parts, to one grey level)
+    carried back onto the frame: the package letterboxes the square
+    simulated frames into its 160x112 input, so the kept maps are the
+    model's cells over the frame, its border columns cut away; the two
+    maps are not the same; the review API lists and serves both."""
     import cv2
     import json
     import numpy as np
-    from linetest import read_maps
+    from linetest import read_manifest, read_maps
     pkg = os.path.join(root, "models", "real-fused-v3")
     parts = 24
     db, _ = run_line(build, root, tmp, parts, 50, package=pkg)
@@ -509,6 +512,17 @@ def fused_maps(build, root, tmp):
                        ).fetchall()
     media_dir = con.execute("SELECT value FROM meta WHERE key = 'media_dir'").fetchone()[0]
     con.close()
+    # Where the square frame lies in the input: fusion_image_fit's
+    # letterbox, centred at its full height.
+    man = read_manifest(pkg)
+    in_w, in_h = int(man["input_width"]), int(man["input_height"])
+    map_w = int(man["heatmap_width"])
+    frame = cv2.imread(os.path.join(sim, "images", "part-00000.png"), cv2.IMREAD_GRAYSCALE)
+    if frame.shape[0] != frame.shape[1] or in_w <= in_h or (in_w - in_h) % 8:
+        fail(f"the check assumes square frames ({frame.shape}) in a wide input ({in_w}x{in_h}) "
+             "whose border is whole cells")
+    c0 = (in_w - in_h) // 2 * map_w // in_w
+    cols = slice(c0, map_w - c0)
     kept = {}
     for iid, part, kind, path in rows:
         kept.setdefault(part, {})[kind] = (iid, path)
@@ -521,7 +535,7 @@ def fused_maps(build, root, tmp):
         got = {}
         for kind, (_, path) in files.items():
             got[kind] = cv2.imread(os.path.join(media_dir, path), cv2.IMREAD_UNCHANGED)
-            ref = np.rint(np.clip(want[kind][part], 0, 1) * 255)
+            ref = np.rint(np.clip(want[kind][part][:, cols], 0, 1) * 255)
             if got[kind] is None or got[kind].shape != ref.shape or \
                     np.abs(got[kind].astype(float) - ref).max() > 1:
                 fail(f"part {part}: the kept {kind} {path} is not the model's map")
