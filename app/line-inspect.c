@@ -18,11 +18,13 @@
  * buffers on the next run) and carried back onto that camera's frame
  * (fusion_map_to_frame): the review page stretches them over the kept
  * image, and a letterboxed, turned model input would otherwise put a
- * defect's heat beside the defect. */
+ * defect's heat beside the defect. A good-only package's one map is an
+ * anomaly map, and is kept as one, so that the page names it so. */
 static void keep_maps(line *l, struct db_media_set *m, int camera,
 		      const struct infer_output *out)
 {
-	const struct fusion_image_spec *spec = infer_model_info(l->model)->image;
+	const struct infer_info *info = infer_model_info(l->model);
+	const struct fusion_image_spec *spec = info->image;
 	const char *name = l->set.cameras[camera].name;
 	int fw = 0, fh = 0, w, h;
 
@@ -43,6 +45,10 @@ static void keep_maps(line *l, struct db_media_set *m, int camera,
 	if (m->heatmap && out->anomaly_map)
 		m->anomaly_map = fusion_map_to_frame(spec, fw, fh, out->anomaly_map,
 						     out->heatmap_w, out->heatmap_h, &w, &h);
+	if (info->vision_score == INFER_VISION_ANOMALY) {
+		m->anomaly_map = m->heatmap;
+		m->heatmap = NULL;
+	}
 }
 
 /* Copies what the log may keep of a part - every camera's frame, the

@@ -30,8 +30,9 @@
 
   fused-maps a fused package (models/real-fused-v3) keeps both its maps
              with every part, the supervised defect map and the good-only
-             anomaly map, each the model's own for that part, and the
-             review API serves both.
+             anomaly map, each the model's own for that part carried
+             onto the frame, and the review API serves both; a good-only
+             package keeps its map as an anomaly map.
 
   export     after a short run with every part's files kept, QA reviews
              parts with vigilctl; vigilctl export writes them as a training
@@ -480,40 +481,21 @@ def demo_heatmap(build, root, tmp):
           f"hottest cell next to the simulator's defect in {on_defect}; served for the overlay")
 
 
-def fused_maps(build, root, tmp):
-    """A fused package (models/real-fused-v3: a supervised model joined with
-    a good-only one, tools/fuse.py) gives two maps a part: vigild keeps
-    both with every part that keeps its image, the defect map and the
-    anomaly map, each the C runtime's own for that part (vigil-eval
-    --heatmaps and --anomaly-maps of the same parts, to one grey level)
-    carried back onto the frame: the package letterboxes the square
-    simulated frames into its 160x112 input, so the kept maps are the
-    model's cells over the frame, its border columns cut away; the two
-    maps are not the same; the review API lists and serves both."""
+def kept_maps(build, root, tmp, pkg, parts, evals):
+    """vigild with pkg on parts simulated parts, every part's files kept:
+    (the maps each part keeps, kind -> its pixels, the log's path, the
+    media folder). Each kept map must be the C runtime's own for that part
+    (vigil-eval's flag in evals, by the media kind it is kept as), to one
+    grey level, carried back onto the frame: pkg letterboxes the square
+    simulated frames into its wider input, so a kept map is the model's
+    cells over the frame, the border columns cut away."""
     import cv2
-    import json
     import numpy as np
     from linetest import read_manifest, read_maps
-    pkg = os.path.join(root, "models", "real-fused-v3")
-    parts = 24
-    db, _ = run_line(build, root, tmp, parts, 50, package=pkg)
-    sim = os.path.join(tmp, "sim")
-    want = {}
-    for flag, kind in (("--heatmaps", "heatmap"), ("--anomaly-maps", "anomaly")):
-        out = os.path.join(tmp, kind + ".maps")
-        subprocess.run([os.path.join(build, "tools", "vigil-eval"), "--manifest",
-                        os.path.join(sim, "parts.csv"), "--model", pkg, "--json",
-                        os.path.join(tmp, "e.json"), flag, out], check=True,
-                       stderr=subprocess.DEVNULL)
-        want[kind] = read_maps(out)
-    con = sqlite3.connect(db)
-    rows = con.execute("SELECT i.id, i.part_id, m.kind, m.path FROM inspections i JOIN media m"
-                       " ON m.inspection_id = i.id WHERE m.kind IN ('heatmap', 'anomaly')"
-                       ).fetchall()
-    media_dir = con.execute("SELECT value FROM meta WHERE key = 'media_dir'").fetchone()[0]
-    con.close()
-    # Where the square frame lies in the input: fusion_image_fit's
-    # letterbox, centred at its full height.
+    work = os.path.join(tmp, os.path.basename(pkg))
+    os.makedirs(work)
+    db, _ = run_line(build, root, work, parts, 50, package=pkg)
+    sim = os.path.join(work, "sim")
     man = read_manifest(pkg)
     in_w, in_h = int(man["input_width"]), int(man["input_height"])
     map_w = int(man["heatmap_width"])
@@ -522,27 +504,53 @@ def fused_maps(build, root, tmp):
         fail(f"the check assumes square frames ({frame.shape}) in a wide input ({in_w}x{in_h}) "
              "whose border is whole cells")
     c0 = (in_w - in_h) // 2 * map_w // in_w
-    cols = slice(c0, map_w - c0)
+    want = {}
+    for kind, flag in evals.items():
+        out = os.path.join(work, kind + ".maps")
+        subprocess.run([os.path.join(build, "tools", "vigil-eval"), "--manifest",
+                        os.path.join(sim, "parts.csv"), "--model", pkg, "--json",
+                        os.path.join(work, "e.json"), flag, out], check=True,
+                       stderr=subprocess.DEVNULL)
+        want[kind] = read_maps(out)[:, :, c0:map_w - c0]
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT i.part_id, m.kind, m.path FROM inspections i JOIN media m"
+                       " ON m.inspection_id = i.id WHERE m.kind IN ('heatmap', 'anomaly')"
+                       ).fetchall()
+    media_dir = con.execute("SELECT value FROM meta WHERE key = 'media_dir'").fetchone()[0]
+    con.close()
     kept = {}
-    for iid, part, kind, path in rows:
-        kept.setdefault(part, {})[kind] = (iid, path)
+    for part, kind, path in rows:
+        got = cv2.imread(os.path.join(media_dir, path), cv2.IMREAD_UNCHANGED)
+        ref = np.rint(np.clip(want[kind][part], 0, 1) * 255) if kind in want else None
+        if got is None or ref is None or got.shape != ref.shape or \
+                np.abs(got.astype(float) - ref).max() > 1:
+            fail(f"{os.path.basename(pkg)}, part {part}: the kept {kind} {path} is not the "
+                 f"model's {evals.get(kind, 'map')}")
+        kept.setdefault(part, {})[kind] = (got, path)
     # keep_accepted_every = 1: every part keeps its files.
-    if len(kept) != parts or any(set(k) != {"heatmap", "anomaly"} for k in kept.values()):
-        fail(f"{len(kept)} of {parts} parts keep maps: "
-             f"{ {p: sorted(k) for p, k in kept.items() if len(k) != 2} }")
-    differ = 0
-    for part, files in kept.items():
-        got = {}
-        for kind, (_, path) in files.items():
-            got[kind] = cv2.imread(os.path.join(media_dir, path), cv2.IMREAD_UNCHANGED)
-            ref = np.rint(np.clip(want[kind][part][:, cols], 0, 1) * 255)
-            if got[kind] is None or got[kind].shape != ref.shape or \
-                    np.abs(got[kind].astype(float) - ref).max() > 1:
-                fail(f"part {part}: the kept {kind} {path} is not the model's map")
-        differ += bool((got["heatmap"] != got["anomaly"]).any())
+    if len(kept) != parts or any(set(k) != set(evals) for k in kept.values()):
+        fail(f"{os.path.basename(pkg)}: {len(kept)} of {parts} parts keep maps, want "
+             f"{sorted(evals)}: { {p: sorted(k) for p, k in kept.items()} }")
+    return kept, os.path.join(work, "vigild.conf"), media_dir
+
+
+def fused_maps(build, root, tmp):
+    """A fused package (models/real-fused-v3: a supervised model joined with
+    a good-only one, tools/fuse.py) gives two maps a part: vigild keeps
+    both with every part, the defect map and the anomaly map, each the
+    model's own (kept_maps), the two not the same; the review API lists and
+    serves both. A good-only package (models/good-only-v1) keeps its one
+    map as an anomaly map, so that the review page names it so."""
+    import json
+    parts = 24
+    kept, conf, media_dir = kept_maps(build, root, tmp,
+                                      os.path.join(root, "models", "real-fused-v3"), parts,
+                                      {"heatmap": "--heatmaps", "anomaly": "--anomaly-maps"})
+    differ = sum(bool((k["heatmap"][0] != k["anomaly"][0]).any()) for k in kept.values())
     if differ < parts // 2:
         fail(f"the defect and anomaly maps are the same picture on {parts - differ} parts")
-    conf = os.path.join(tmp, "vigild.conf")
+    kept_maps(build, root, tmp, os.path.join(root, "models", "good-only-v1"), 8,
+              {"anomaly": "--heatmaps"})
     with open(conf, "a") as f:
         f.write("\n[review]\nlisten = 127.0.0.1\nport = 0\n")
     vigild = Vigild(build, conf, os.path.join(tmp, "review.log"), args=["--review-only"])
@@ -562,7 +570,8 @@ def fused_maps(build, root, tmp):
     finally:
         vigild.stop()
     print(f"PASS fused-maps: {parts} parts, each with its defect map and anomaly map as the "
-          f"model gave them ({differ} with two different pictures), both served")
+          f"model gave them over the frame ({differ} with two different pictures), both "
+          "served; a good-only package's map kept as an anomaly map")
 
 
 def export(build, root, tmp):

@@ -264,7 +264,7 @@ function showMore() {
 // ---- part media: camera image with its maps, vibration ----
 
 // [{canvas, img, heat, anomaly}] of the open part: heat the defect map,
-// anomaly a fused package's anomaly map, each null when not kept.
+// anomaly the good-only model's map (a fused or a good-only package), each null
 const shown = { images: [] };
 
 function loadImage(url) {
@@ -331,7 +331,8 @@ async function showMedia(media) {
   shown.images = [];
   const images = media.filter((m) => m.kind === "image");
   const heats = media.filter((m) => m.kind === "heatmap");
-  // Kept only by fused packages (defect model + good-only model).
+  // Kept by fused packages (defect model + good-only model) beside the
+  // defect map, and by good-only packages as their one map.
   const anomalies = media.filter((m) => m.kind === "anomaly");
   $("d-heat-controls").hidden = (heats.length === 0 && anomalies.length === 0) || images.length === 0;
   $("d-heat-label").hidden = heats.length === 0;
