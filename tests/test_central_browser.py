@@ -75,8 +75,14 @@ const [url, token, executablePath, note] = process.argv.slice(2);
   const overflow = () => page.evaluate(() => document.documentElement.scrollWidth -
                                              document.documentElement.clientWidth);
   const shown = async (what) => {
-    await page.waitForFunction((w) => document.querySelector("#plant-count").dataset.query === w,
-                               what, { timeout: 15000 });
+    try {
+      await page.waitForFunction((w) => document.querySelector("#plant-count").dataset.query === w,
+                                 what, { timeout: 15000 });
+    } catch (e) {
+      const now = await page.evaluate(() => [document.querySelector("#plant-count").dataset.query,
+                                             location.href]);
+      throw new Error("the list never showed " + what + " (shows " + now[0] + ", at " + now[1] + ")");
+    }
     return keys();
   };
 
@@ -122,6 +128,11 @@ const [url, token, executablePath, note] = process.argv.slice(2);
   expect401 = false;
   await page.fill("#users-token", token);
   await page.click("#users-signin button[type=submit]");
+  // Sign-in asks the server first (whoami), as a person sees it answer
+  // before choosing: a review sent before the answer goes without the
+  // token and is refused again.
+  await page.waitForFunction(() => /signed in as/.test(document.querySelector("#users-who").textContent),
+                             null, { timeout: 15000 });
   await page.selectOption(row + " select", "reject");
   await page.waitForFunction((sel) => {
     const tr = document.querySelector(sel);
