@@ -247,9 +247,14 @@ class Vigild:
         """cond()'s first true value; fails the test if vigild exits first
         or timeout seconds (a failure bound) pass."""
         def step():
-            if self.p.poll() is not None:
+            # Whether it had exited before cond looks: what it said before
+            # exiting (its log, a notification datagram) is there by then,
+            # so a vigild that says it and exits at once is not failed.
+            exited = self.p.poll() is not None
+            got = cond()
+            if not got and exited:
                 fail(f"vigild exited with {self.p.returncode} before {what}")
-            return cond()
+            return got
         return wait_for(what, step, timeout, poll_s)
 
     def wait_log(self, pattern, timeout=60):
