@@ -64,7 +64,7 @@ static int media_write_png(const char *path, const uint8_t *gray, int w, int h)
 	return cvw_imwrite_gray(path, gray, w, h, w);
 }
 
-/* A per-pixel map (the defect map, a fused package's anomaly map) as 8-bit
+/* A per-pixel map (the defect map, the anomaly map) as 8-bit
  * gray, 0..1 -> 0..255 (NaN as 0). */
 static int media_write_map(const char *path, const float *map, int w, int h)
 {

@@ -131,11 +131,13 @@ struct db_media_set {
 		uint8_t *gray;        /* 8-bit gray, width * height, no padding */
 		int width, height;
 	} images[DB_MEDIA_MAX_IMAGES];
-	float *heatmap;               /* values in [0, 1], heatmap_w * heatmap_h */
+	/* The maps over the frame of images[] they belong to: the defect map,
+	 * and the good-only model's anomaly map (a fused package's second
+	 * map, a good-only package's only one), values in [0, 1],
+	 * heatmap_w * heatmap_h each; either may be NULL. */
+	float *heatmap;
 	int heatmap_w, heatmap_h;
-	float *anomaly_map;           /* a fused package's anomaly map (its good-only
-				       * model's), values in [0, 1], heatmap_w *
-				       * heatmap_h */
+	float *anomaly_map;
 	float *vibration;             /* the part's window, in g */
 	size_t vibration_len;
 	double rate_hz;
