@@ -119,7 +119,8 @@ async function downloadWithToken() {
   await page.goto(url);
   await page.fill("#users-token", token);
   await page.click("#users-signin button[type=submit]");
-  await page.waitForFunction(() => /\S/.test(document.querySelector("#users-who").textContent));
+  // Signed in once the server answered (before that the line says "not signed in").
+  await page.waitForFunction(() => /signed in as/.test(document.querySelector("#users-who").textContent));
   await page.selectOption("#sr-which", "date");
   await page.fill("#sr-date", "2026-12-01");
   await page.fill("#sr-name", "early");
