@@ -94,6 +94,19 @@ def skip(msg):
     sys.exit(77)
 
 
+def require_browser(build, chromium, node_modules):
+    """A browser test's tools: skips where the machine lacks chromium or
+    npm (playwright-core cannot be installed), fails where npm is there
+    but `make web-test-deps` was not run."""
+    if not os.access(chromium, os.X_OK):
+        skip(f"{chromium} is not installed (apt-get install chromium)")
+    if not shutil.which("node") or not shutil.which("npm"):
+        skip("node or npm is not installed, so playwright-core cannot be")
+    if not os.path.isdir(os.path.join(node_modules, "playwright-core")):
+        fail(f"playwright-core is not in {node_modules} although npm is here: "
+             f"run `make web-test-deps BUILD={build}`")
+
+
 def require_model(root, name="synthetic-v2"):
     """Fails, naming the file, when a committed model package is missing:
     a broken checkout must not turn a test green as a skip."""

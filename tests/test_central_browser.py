@@ -23,7 +23,6 @@ usage: test_central_browser.py BUILD_DIR SOURCE_ROOT
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -31,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import linetest  # noqa: E402
 import pgtest  # noqa: E402
 import test_central as tc  # noqa: E402  (its rows, and the office's configuration)
-from linetest import fail, skip  # noqa: E402
+from linetest import fail, require_browser  # noqa: E402
 
 build = sys.argv[1]
 chromium = "/usr/bin/chromium"
@@ -39,13 +38,7 @@ node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-tes
 TOKEN = "plant-office-browser-token"
 NOTE = "from the plant view <b>"
 
-if not os.access(chromium, os.X_OK):
-    skip(f"{chromium} is not installed (apt-get install chromium)")
-if not shutil.which("node") or not shutil.which("npm"):
-    skip("node or npm is not installed, so playwright-core cannot be")
-if not os.path.isdir(os.path.join(node_modules, "playwright-core")):
-    fail(f"playwright-core is not in {node_modules} although npm is here: "
-         f"run `make web-test-deps BUILD={build}`")
+require_browser(build, chromium, node_modules)
 
 # Prints one JSON object of what the page showed; the test judges it. A
 # step that cannot happen (a selector never shows) fails here.

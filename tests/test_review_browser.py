@@ -14,12 +14,11 @@ usage: test_review_browser.py BUILD_DIR SOURCE_ROOT [PARTS]
 """
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
 
-from linetest import Line, add_part_media, fail, skip, workdir
+from linetest import Line, add_part_media, fail, require_browser, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 40
@@ -28,13 +27,7 @@ node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-tes
 TOKEN = "browser-test-token-42"
 uplot = os.path.join(build, "web-vendor", "node_modules", "uplot", "dist", "uPlot.iife.min.js")
 
-if not os.access(chromium, os.X_OK):
-    skip(f"{chromium} is not installed (apt-get install chromium)")
-if not shutil.which("node") or not shutil.which("npm"):
-    skip("node or npm is not installed, so playwright-core cannot be")
-if not os.path.isdir(os.path.join(node_modules, "playwright-core")):
-    fail(f"playwright-core is not in {node_modules} although npm is here: "
-         f"run `make web-test-deps BUILD={build}`")
+require_browser(build, chromium, node_modules)
 if not os.path.isfile(uplot):
     fail(f"the charting library is not in {uplot} although npm is here: "
          f"run `make web-deps BUILD={build}`")

@@ -23,7 +23,7 @@ import sys
 import cv2
 import numpy as np
 
-from linetest import Checks, Line, add_part_media, skip, workdir
+from linetest import Checks, Line, add_part_media, require_browser, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 chromium = "/usr/bin/chromium"
@@ -32,13 +32,7 @@ TOKEN = "labels-browser-token-7"
 checks = Checks()
 fail, check = checks.fail, checks.check
 
-if not os.access(chromium, os.X_OK):
-    skip(f"{chromium} is not installed (apt-get install chromium)")
-if not shutil.which("node") or not shutil.which("npm"):
-    skip("node or npm is not installed, so playwright-core cannot be")
-if not os.path.isdir(os.path.join(node_modules, "playwright-core")):
-    fail(f"playwright-core is not in {node_modules} although npm is here: "
-         f"run `make web-test-deps BUILD={build}`")
+require_browser(build, chromium, node_modules)
 
 # Image coordinates are pixel indices; the driver aims at pixel centres.
 DRIVER = r"""

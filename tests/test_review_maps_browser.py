@@ -29,13 +29,12 @@ usage: test_review_maps_browser.py BUILD_DIR SOURCE_ROOT [PARTS]
 """
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
 import urllib.request
 
-from linetest import Line, add_part_media, fail, skip, workdir
+from linetest import Line, add_part_media, fail, require_browser, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 40
@@ -43,13 +42,7 @@ chromium = "/usr/bin/chromium"
 node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 TOKEN = "maps-browser-token-21"
 
-if not os.access(chromium, os.X_OK):
-    skip(f"{chromium} is not installed (apt-get install chromium)")
-if not shutil.which("node") or not shutil.which("npm"):
-    skip("node or npm is not installed, so playwright-core cannot be")
-if not os.path.isdir(os.path.join(node_modules, "playwright-core")):
-    fail(f"playwright-core is not in {node_modules} although npm is here: "
-         f"run `make web-test-deps BUILD={build}`")
+require_browser(build, chromium, node_modules)
 
 DRIVER = r"""
 const { chromium } = require("playwright-core");

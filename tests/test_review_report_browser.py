@@ -24,20 +24,14 @@ import shutil
 import subprocess
 import sys
 
-from linetest import Vigild, fail, skip, workdir
+from linetest import Vigild, fail, require_browser, workdir
 
 build = sys.argv[1]
 chromium = "/usr/bin/chromium"
 node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 make_log = os.path.join(build, "tests", "test-report")
 
-if not os.access(chromium, os.X_OK):
-    skip(f"{chromium} is not installed (apt-get install chromium)")
-if not shutil.which("node") or not shutil.which("npm"):
-    skip("node or npm is not installed, so playwright-core cannot be")
-if not os.path.isdir(os.path.join(node_modules, "playwright-core")):
-    fail(f"playwright-core is not in {node_modules} although npm is here: "
-         f"run `make web-test-deps BUILD={build}`")
+require_browser(build, chromium, node_modules)
 
 DRIVER = r"""
 const { chromium } = require("playwright-core");

@@ -12,25 +12,18 @@ tests/test_review_browser.py).
 usage: test_review_ring_browser.py BUILD_DIR SOURCE_ROOT
 """
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
 
-from linetest import Line, fail, skip, wait_for, workdir
+from linetest import Line, fail, wait_for, require_browser, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 chromium = "/usr/bin/chromium"
 node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 TOKEN = "ring-browser-token"
 
-if not os.access(chromium, os.X_OK):
-    skip(f"{chromium} is not installed (apt-get install chromium)")
-if not shutil.which("node") or not shutil.which("npm"):
-    skip("node or npm is not installed, so playwright-core cannot be")
-if not os.path.isdir(os.path.join(node_modules, "playwright-core")):
-    fail(f"playwright-core is not in {node_modules} although npm is here: "
-         f"run `make web-test-deps BUILD={build}`")
+require_browser(build, chromium, node_modules)
 
 DRIVER = r"""
 const { chromium } = require("playwright-core");

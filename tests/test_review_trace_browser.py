@@ -20,13 +20,12 @@ import csv
 import datetime
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
 import urllib.request
 
-from linetest import Vigild, add_part_media, fail, skip, workdir
+from linetest import Vigild, add_part_media, fail, require_browser, workdir
 from tracetest import TOKEN, two_station_log
 
 build, root = sys.argv[1], sys.argv[2]
@@ -34,13 +33,7 @@ parts = int(sys.argv[3]) if len(sys.argv) > 3 else 30
 chromium = "/usr/bin/chromium"
 node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 
-if not os.access(chromium, os.X_OK):
-    skip(f"{chromium} is not installed (apt-get install chromium)")
-if not shutil.which("node") or not shutil.which("npm"):
-    skip("node or npm is not installed, so playwright-core cannot be")
-if not os.path.isdir(os.path.join(node_modules, "playwright-core")):
-    fail(f"playwright-core is not in {node_modules} although npm is here: "
-         f"run `make web-test-deps BUILD={build}`")
+require_browser(build, chromium, node_modules)
 
 DRIVER = r"""
 const { chromium } = require("playwright-core");

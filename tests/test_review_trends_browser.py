@@ -23,9 +23,9 @@ import sqlite3
 import subprocess
 import sys
 
-from linetest import (Vigild, binaries, camera_section, fail, line_config, require_model,
-                      skip, workdir)
-from plctest import MasterPLC, ST_READY, quiet_pymodbus, start_vigild, stop_vigild, wait_for
+from linetest import (Vigild, binaries, camera_section, fail, line_config, require_browser,
+                      require_model, workdir)
+from plctest import MasterPLC, ST_READY, quiet_pymodbus, start_vigild, stop_vigild
 
 build, root = sys.argv[1], sys.argv[2]
 chromium = "/usr/bin/chromium"
@@ -33,13 +33,7 @@ node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-tes
 uplot = os.path.join(build, "web-vendor", "node_modules", "uplot", "dist", "uPlot.iife.min.js")
 ST_QUALITY_ALARM = 1 << 14
 
-if not os.access(chromium, os.X_OK):
-    skip(f"{chromium} is not installed (apt-get install chromium)")
-if not shutil.which("node") or not shutil.which("npm"):
-    skip("node or npm is not installed, so playwright-core cannot be")
-if not os.path.isdir(os.path.join(node_modules, "playwright-core")):
-    fail(f"playwright-core is not in {node_modules} although npm is here: "
-         f"run `make web-test-deps BUILD={build}`")
+require_browser(build, chromium, node_modules)
 if not os.path.isfile(uplot):
     fail(f"the charting library is not in {uplot} although npm is here: "
          f"run `make web-deps BUILD={build}`")

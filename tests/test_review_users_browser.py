@@ -18,25 +18,18 @@ is there but playwright-core was not installed (`make web-test-deps`).
 usage: test_review_users_browser.py BUILD_DIR
 """
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
 
-from linetest import Vigild, add_part_media, fail, skip, workdir
+from linetest import Vigild, add_part_media, fail, require_browser, workdir
 
 build = sys.argv[1]
 chromium = "/usr/bin/chromium"
 node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 ctl = os.path.join(build, "tools", "vigilctl")
 
-if not os.access(chromium, os.X_OK):
-    skip(f"{chromium} is not installed (apt-get install chromium)")
-if not shutil.which("node") or not shutil.which("npm"):
-    skip("node or npm is not installed, so playwright-core cannot be")
-if not os.path.isdir(os.path.join(node_modules, "playwright-core")):
-    fail(f"playwright-core is not in {node_modules} although npm is here: "
-         f"run `make web-test-deps BUILD={build}`")
+require_browser(build, chromium, node_modules)
 
 DRIVER = r"""
 const { chromium } = require("playwright-core");
