@@ -212,27 +212,22 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 					     m->images[i].height);
 			f->camera = g_strdup(m->images[i].camera);
 			f->kind = "image";
-		} else if (i == nimages) {
-			if (!m->heatmap || m->heatmap_w <= 0 || m->heatmap_h <= 0)
+		} else if (i <= nimages + 1) {
+			/* The defect map, then the anomaly map, named by their
+			 * kind; the anomaly map is kept wherever the defect map
+			 * is (ring or long-term, rejects and sampled parts): the
+			 * review page shows the two over the same image. */
+			const float *map = i == nimages ? m->heatmap : m->anomaly_map;
+			const char *kind = i == nimages ? "heatmap" : "anomaly";
+
+			if (!map || m->heatmap_w <= 0 || m->heatmap_h <= 0)
 				continue;
-			name = g_strdup_printf("%" PRId64 "-%u-heatmap.png", job->inspection_id,
-					       job->part_id);
+			name = g_strdup_printf("%" PRId64 "-%u-%s.png", job->inspection_id,
+					       job->part_id, kind);
 			tmp = temp_name(name);
 			f->staged = g_build_filename(dir, tmp, NULL);
-			rc = media_write_map(f->staged, m->heatmap, m->heatmap_w, m->heatmap_h);
-			f->kind = "heatmap";
-		} else if (i == nimages + 1) {
-			/* Kept as the defect map is, wherever it goes (ring or
-			 * long-term, rejects and sampled parts): the review page
-			 * shows the two over the same image. */
-			if (!m->anomaly_map || m->heatmap_w <= 0 || m->heatmap_h <= 0)
-				continue;
-			name = g_strdup_printf("%" PRId64 "-%u-anomaly.png", job->inspection_id,
-					       job->part_id);
-			tmp = temp_name(name);
-			f->staged = g_build_filename(dir, tmp, NULL);
-			rc = media_write_map(f->staged, m->anomaly_map, m->heatmap_w, m->heatmap_h);
-			f->kind = "anomaly";
+			rc = media_write_map(f->staged, map, m->heatmap_w, m->heatmap_h);
+			f->kind = kind;
 		} else {
 			if (!m->vibration || m->vibration_len == 0)
 				continue;
