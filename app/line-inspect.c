@@ -36,6 +36,7 @@ static void keep_maps(line *l, struct db_media_set *m, int camera,
 		if (strcmp(m->images[i].camera, name) == 0) {
 			fw = m->images[i].width;
 			fh = m->images[i].height;
+			break;
 		}
 	}
 	if (fw <= 0 || fh <= 0)
@@ -426,6 +427,7 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 		struct vigil_part *p = r->p;
 		struct line_part *lp = (struct line_part *)p;
 		struct infer_output worst = { 0 };
+		int worst_cam = 0;
 		unsigned flags = 0;
 
 		if (r->failsafe) {
@@ -443,10 +445,14 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 			flags |= out->flags;
 			if (i == 0 || out->score > worst.score) {
 				worst = *out;
-				keep_maps(l, lp->media, i, out);
+				worst_cam = i;
 			}
 			worst.vision_score = MAX(worst.vision_score, out->vision_score);
 		}
+		/* worst's maps still point into the model's buffers (this
+		 * batch's run): carried onto the frame once, for the camera
+		 * that decided. */
+		keep_maps(l, lp->media, worst_cam, &worst);
 		/* What the part waited for: its preparation and the batch's run. */
 		p->infer_ms = r->prep_ms + run_ms;
 		line_count_stage(l, LINE_STAGE_INFERENCE, p->infer_ms);

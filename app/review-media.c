@@ -21,7 +21,7 @@
 #define REVIEW_MAX_SPECTRUM (1 << 20)
 
 /* ---- media: a part's image, its maps (the defect map, kind heatmap, and a
- * fused package's anomaly map, kind anomaly: both PNG) and vibration
+ * good-only model's anomaly map, kind anomaly: both PNG) and vibration
  * window ---- */
 
 void review__add_bearing(review_server *s, JsonBuilder *b)

@@ -117,8 +117,9 @@
   // What each kind of kept picture is called under it.
   const CAPTIONS = { image: "image", heatmap: "defect map", anomaly: "anomaly map" };
 
-  // The escaped part's image with its defect map beside it, as kept, and a
-  // fused package's anomaly map (its good-only model's) when it kept one.
+  // The escaped part's image with its defect map beside it, as kept, and
+  // the good-only model's anomaly map (a fused or good-only package) when
+  // it kept one.
   async function escapeMedia(box, partId) {
     try {
       const d = await getJSON("/api/parts/" + encodeURIComponent(partId));
