@@ -107,6 +107,19 @@ def require_browser(build, chromium, node_modules):
              f"run `make web-test-deps BUILD={build}`")
 
 
+def run_node_driver(tmp, source, node_modules, args, timeout, **env):
+    """A browser test's playwright driver: source written to
+    tmp/driver.cjs and run by node with playwright-core from node_modules
+    (HOME in tmp; env: more variables, e.g. TZ), args after the script.
+    Its CompletedProcess, output captured as text."""
+    driver = os.path.join(tmp, "driver.cjs")
+    with open(driver, "w") as f:
+        f.write(source)
+    return subprocess.run(["node", driver, *args],
+                          env=dict(os.environ, NODE_PATH=node_modules, HOME=tmp, **env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def require_model(root, name="synthetic-v2"):
     """Fails, naming the file, when a committed model package is missing:
     a broken checkout must not turn a test green as a skip."""

@@ -23,14 +23,13 @@ usage: test_central_browser.py BUILD_DIR SOURCE_ROOT
 """
 import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import linetest  # noqa: E402
 import pgtest  # noqa: E402
 import test_central as tc  # noqa: E402  (its rows, and the office's configuration)
-from linetest import fail, require_browser  # noqa: E402
+from linetest import fail, require_browser, run_node_driver  # noqa: E402
 
 build = sys.argv[1]
 chromium = "/usr/bin/chromium"
@@ -179,12 +178,8 @@ def main():
                                  env={"TZ": "UTC"})
         try:
             url = vigild.review_url()
-            driver = os.path.join(tmp, "driver.cjs")
-            with open(driver, "w") as f:
-                f.write(DRIVER)
-            r = subprocess.run(["node", driver, url, TOKEN, chromium, NOTE],
-                               env=dict(os.environ, NODE_PATH=node_modules, HOME=tmp, TZ="UTC"),
-                               capture_output=True, text=True, timeout=180)
+            r = run_node_driver(tmp, DRIVER, node_modules, [url, TOKEN, chromium, NOTE], 180,
+                                TZ="UTC")
             line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
             if r.returncode != 0 or not line:
                 fail(f"the browser run failed: {r.stdout[-2000:]} {r.stderr[-2000:]}")

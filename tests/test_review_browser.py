@@ -15,10 +15,9 @@ usage: test_review_browser.py BUILD_DIR SOURCE_ROOT [PARTS]
 import os
 import re
 import sqlite3
-import subprocess
 import sys
 
-from linetest import Line, add_part_media, fail, require_browser, workdir
+from linetest import Line, add_part_media, fail, require_browser, run_node_driver, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 40
@@ -134,12 +133,7 @@ def main():
                                     " ORDER BY id DESC LIMIT 1").fetchone()
             con.close()
             add_part_media(line.db, line.sim_dir, newest, 9 / 2 * 29.95 * (1 - 7.94 / 39.04))
-            driver = os.path.join(tmp, "driver.cjs")
-            with open(driver, "w") as f:
-                f.write(DRIVER)
-            env = dict(os.environ, NODE_PATH=node_modules, HOME=tmp)
-            r = subprocess.run(["node", driver, url, TOKEN, chromium, "yes"], env=env,
-                               capture_output=True, text=True, timeout=120)
+            r = run_node_driver(tmp, DRIVER, node_modules, [url, TOKEN, chromium, "yes"], 120)
             print(r.stdout[-2000:], r.stderr[-2000:])
             if r.returncode != 0:
                 fail("the browser run failed")

@@ -17,13 +17,12 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 
 import cv2
 import numpy as np
 
-from linetest import Checks, Line, add_part_media, require_browser, workdir
+from linetest import Checks, Line, add_part_media, require_browser, run_node_driver, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 chromium = "/usr/bin/chromium"
@@ -205,13 +204,9 @@ def main():
                  "box": [cx - 3, cy - 2, cx + 1, cy + 4],
                  "stroke": [cx + 4, cy + 8, cx + 12, cy + 8], "brush_px": 2},
             ]
-            driver = os.path.join(tmp, "driver.cjs")
-            with open(driver, "w") as f:
-                f.write(DRIVER)
-            env = dict(os.environ, NODE_PATH=node_modules, HOME=tmp)
-            r = subprocess.run(["node", driver, line.review_url(), TOKEN, chromium, str(part),
-                                json.dumps(plans)], env=env, capture_output=True, text=True,
-                               timeout=180)
+            r = run_node_driver(tmp, DRIVER, node_modules,
+                                [line.review_url(), TOKEN, chromium, str(part), json.dumps(plans)],
+                                180)
             print(r.stdout[-2000:], r.stderr[-2000:])
             if r.returncode != 0:
                 fail("the browser run failed")

@@ -30,11 +30,10 @@ usage: test_review_maps_browser.py BUILD_DIR SOURCE_ROOT [PARTS]
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 import urllib.request
 
-from linetest import Line, add_part_media, fail, require_browser, workdir
+from linetest import Line, add_part_media, fail, require_browser, run_node_driver, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 40
@@ -286,12 +285,7 @@ def main():
 
             arg = {"both": both, "heat_only": heat_only,
                    "image_media": {str(p): files[p]["image"][0] for p in rejects}}
-            driver = os.path.join(tmp, "driver.cjs")
-            with open(driver, "w") as f:
-                f.write(DRIVER)
-            env = dict(os.environ, NODE_PATH=node_modules, HOME=tmp)
-            r = subprocess.run(["node", driver, url, chromium, json.dumps(arg)], env=env,
-                               capture_output=True, text=True, timeout=180)
+            r = run_node_driver(tmp, DRIVER, node_modules, [url, chromium, json.dumps(arg)], 180)
             print(r.stdout[-3000:], r.stderr[-3000:])
             if r.returncode != 0 or "\nOK" not in r.stdout:
                 fail("the browser run failed")

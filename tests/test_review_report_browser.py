@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 
-from linetest import Vigild, fail, require_browser, workdir
+from linetest import Vigild, fail, require_browser, run_node_driver, workdir
 
 build = sys.argv[1]
 chromium = "/usr/bin/chromium"
@@ -137,12 +137,7 @@ TOKEN = "report-browser-token-4242"
 
 
 def run_driver(tmp, url, pdf_path, token=""):
-    driver = os.path.join(tmp, "driver.cjs")
-    with open(driver, "w") as f:
-        f.write(DRIVER)
-    env = dict(os.environ, NODE_PATH=node_modules, HOME=tmp)
-    r = subprocess.run(["node", driver, url, chromium, pdf_path, token], env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = run_node_driver(tmp, DRIVER, node_modules, [url, chromium, pdf_path, token], 120)
     print(r.stdout[-2000:], r.stderr[-2000:])
     if r.returncode != 0:
         fail("the browser run failed" + (" (with a token)" if token else ""))

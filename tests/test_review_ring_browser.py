@@ -13,10 +13,9 @@ usage: test_review_ring_browser.py BUILD_DIR SOURCE_ROOT
 """
 import os
 import sqlite3
-import subprocess
 import sys
 
-from linetest import Line, fail, wait_for, require_browser, workdir
+from linetest import Line, fail, wait_for, require_browser, run_node_driver, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 chromium = "/usr/bin/chromium"
@@ -85,12 +84,7 @@ def main():
                 fail("vigil-sim failed")
             url = line.review_url()
             wait_for("every part's image", lambda: without_image(line.db) == 0, poll_s=0.1)
-            driver = os.path.join(tmp, "driver.cjs")
-            with open(driver, "w") as f:
-                f.write(DRIVER)
-            env = dict(os.environ, NODE_PATH=node_modules, HOME=tmp)
-            r = subprocess.run(["node", driver, url, chromium], env=env,
-                               capture_output=True, text=True, timeout=120)
+            r = run_node_driver(tmp, DRIVER, node_modules, [url, chromium], 120)
             print(r.stdout[-2000:], r.stderr[-2000:])
             if r.returncode != 0:
                 fail("the browser run failed")

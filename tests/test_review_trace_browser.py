@@ -21,11 +21,10 @@ import datetime
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 import urllib.request
 
-from linetest import Vigild, add_part_media, fail, require_browser, workdir
+from linetest import Vigild, add_part_media, fail, require_browser, run_node_driver, workdir
 from tracetest import TOKEN, two_station_log
 
 build, root = sys.argv[1], sys.argv[2]
@@ -177,12 +176,7 @@ def main():
                         neighbours=neighbours, token=TOKEN,
                         note='<img src=x onerror="alert(1)">, "crack", goods-in',
                         csv=os.path.join(tmp, "view.csv"))
-            driver = os.path.join(tmp, "driver.cjs")
-            with open(driver, "w") as f:
-                f.write(DRIVER)
-            env = dict(os.environ, NODE_PATH=node_modules, HOME=tmp)
-            r = subprocess.run(["node", driver, url, chromium, json.dumps(args)], env=env,
-                               capture_output=True, text=True, timeout=180)
+            r = run_node_driver(tmp, DRIVER, node_modules, [url, chromium, json.dumps(args)], 180)
             print(r.stdout[-2000:], r.stderr[-2000:])
             if r.returncode != 0:
                 fail("the browser run failed")

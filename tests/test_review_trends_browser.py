@@ -24,7 +24,7 @@ import subprocess
 import sys
 
 from linetest import (Vigild, binaries, camera_section, fail, line_config, require_browser,
-                      require_model, workdir)
+                      require_model, run_node_driver, workdir)
 from plctest import MasterPLC, ST_READY, quiet_pymodbus, start_vigild, stop_vigild
 
 build, root = sys.argv[1], sys.argv[2]
@@ -173,12 +173,7 @@ def main():
         log_url = ro.review_url()
         v, plc = alarmed_line(tmp)
         live_url = v.review_url()
-        driver = os.path.join(tmp, "driver.cjs")
-        with open(driver, "w") as f:
-            f.write(DRIVER)
-        env = dict(os.environ, NODE_PATH=node_modules, HOME=tmp, TZ="UTC")
-        r = subprocess.run(["node", driver, log_url, live_url, chromium], env=env,
-                           capture_output=True, text=True, timeout=180)
+        r = run_node_driver(tmp, DRIVER, node_modules, [log_url, live_url, chromium], 180, TZ="UTC")
         print(r.stdout[-2000:], r.stderr[-2000:])
         if r.returncode != 0:
             fail("the browser run failed")

@@ -22,7 +22,7 @@ import sqlite3
 import subprocess
 import sys
 
-from linetest import Vigild, add_part_media, fail, require_browser, workdir
+from linetest import Vigild, add_part_media, fail, require_browser, run_node_driver, workdir
 
 build = sys.argv[1]
 chromium = "/usr/bin/chromium"
@@ -159,12 +159,8 @@ def main():
                         f"users_file = {users}\n{extra}")
             urls.append(Vigild(build, conf, os.path.join(tmp, name + ".log"),
                                ["--review-only"]).review_url())
-        driver = os.path.join(tmp, "driver.cjs")
-        with open(driver, "w") as f:
-            f.write(DRIVER)
-        env = dict(os.environ, NODE_PATH=node_modules, HOME=tmp)
-        r = subprocess.run(["node", driver, *urls, tok["rita"], tok["vera"], tok["adam"],
-                            chromium], env=env, capture_output=True, text=True, timeout=180)
+        r = run_node_driver(tmp, DRIVER, node_modules,
+                            [*urls, tok["rita"], tok["vera"], tok["adam"], chromium], 180)
         print(r.stdout[-2000:], r.stderr[-2000:])
         if r.returncode != 0:
             fail("the browser run failed")

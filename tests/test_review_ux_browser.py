@@ -27,10 +27,9 @@ usage: test_review_ux_browser.py BUILD_DIR SOURCE_ROOT [PARTS]
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 
-from linetest import Line, add_part_media, fail, wait_for, require_browser, workdir
+from linetest import Line, add_part_media, fail, wait_for, require_browser, run_node_driver, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 260
@@ -283,12 +282,8 @@ async function finished(page, browser) {
 
 
 def run_driver(tmp, phase, url, arg, timeout):
-    driver = os.path.join(tmp, "driver.cjs")
-    with open(driver, "w") as f:
-        f.write(DRIVER)
-    env = dict(os.environ, NODE_PATH=node_modules, HOME=tmp)
-    r = subprocess.run(["node", driver, phase, url, TOKEN, chromium, json.dumps(arg)], env=env,
-                       capture_output=True, text=True, timeout=timeout)
+    r = run_node_driver(tmp, DRIVER, node_modules, [phase, url, TOKEN, chromium, json.dumps(arg)],
+                        timeout)
     print(r.stdout[-3000:], r.stderr[-3000:])
     if r.returncode != 0:
         fail(f"the browser run ({phase}) failed")
