@@ -24,7 +24,8 @@
 # and prints parts/s and p50/p99 latency of each, the ratios, and the
 # largest score difference between the script and vigild on the same
 # parts (so both judged the same thing), and vigild's CPU time a part by
-# thread. Figures are printed, never asserted. BUILD (default build) is
+# thread. RING_MB and MODEL_THREADS set vigild's recent ring and model
+# threads (below). Figures are printed, never asserted. BUILD (default build) is
 # the build folder; the machine should be otherwise idle. Needs
 # python3-opencv, python3-numpy, python3-pymodbus.
 set -eu
@@ -47,6 +48,9 @@ deadline_ms=${DEADLINE_MS:-1000}
 # accepted part's files in a 1 GB ring; 0: no ring, the log keeps what the
 # embedded configuration's sampling keeps).
 ring_line=${RING_MB:+recent_images_mb = $RING_MB}
+# MODEL_THREADS: [model] threads (unset: vigild's default, the CPUs less
+# one, so that the rest of the line keeps a core).
+threads_line=${MODEL_THREADS:+threads = $MODEL_THREADS}
 sim="$build/tools/vigil-sim"
 vigild="$build/app/vigild"
 py=/usr/bin/python3
@@ -79,10 +83,10 @@ echo "line-bench: $pkg, $backend $precision, $parts parts ($repeat x the val par
 echo "  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # 1. The model alone, on as many threads as vigild gives it ([model]
-# threads' default: one core fewer than the machine has) and on all of
-# them; the faster is the ceiling.
+# threads: MODEL_THREADS, by default one core fewer than the machine has)
+# and on all of them; the faster is the ceiling.
 ncpu=$(nproc)
-vthreads=$((ncpu > 1 ? ncpu - 1 : 1))
+vthreads=${MODEL_THREADS:-$((ncpu > 1 ? ncpu - 1 : 1))}
 model=0
 for t in $(echo "$vthreads $ncpu" | tr ' ' '\n' | sort -nu); do
 	m=$("$build/bench/infer-bench" "$pkg" "$backend" 500 1 --batch 1 --precision "$precision" \
@@ -123,6 +127,7 @@ pitch_diameter_mm = 39.04
 package = $pkg
 backend = $backend
 precision = $precision
+$threads_line
 
 [plc]
 host = 127.0.0.1
