@@ -220,6 +220,11 @@ void line_post_event(line *l, const char *kind, const char *fmt, ...)
 	g_async_queue_push(l->events, e);
 }
 
+void line_event(line *l, const char *kind, const char *message)
+{
+	line_post_event(l, kind, "%s", message);
+}
+
 /* Camera down/up and pipeline faults as rows in the events table. Polled,
  * so a restart quicker than one poll still shows as down then up (the
  * restart counter moved). */

@@ -33,6 +33,9 @@ int line_start(line *l, char **err);
  * writes their results and log rows, and stops every stage. */
 void line_stop(line *l, int grace_ms);
 void line_free(line *l);
+/* Any thread: a row in the events table (kind and message copied), written
+ * by the log thread within 0.2 s, e.g. a signal the daemon ignored. */
+void line_event(line *l, const char *kind, const char *message);
 
 /* Upper bounds (ms) of the trigger-to-PLC latency histogram's buckets. */
 #define LINE_LATENCY_BUCKETS 12

@@ -1,11 +1,14 @@
 /* vigild: the inspection daemon. Reads its configuration (a file, or the
  * embedded default that runs the simulated line of `make demo`), starts the
  * line and runs until SIGINT or SIGTERM, then finishes the parts in flight.
+ * SIGHUP does not reload (nothing does: a changed configuration needs a
+ * restart); it is logged and the line goes on. SIGPIPE is ignored.
  * With a [review] section it also serves the QA review page (app/review.h)
  * from its main loop; --review-only serves the page over an existing log
  * without running the line. Under systemd it reports ready, its status and
  * its watchdog pings (app/notify.h). */
 #include <errno.h>
+#include <signal.h>
 #include <glib.h>
 #include <glib-unix.h>
 #include <gst/gst.h>
@@ -21,6 +24,24 @@ static gboolean on_signal(gpointer data)
 {
 	g_main_loop_quit(data);
 	return G_SOURCE_REMOVE;
+}
+
+/* SIGHUP is the usual reflex for "reload", and its default action kills:
+ * the line would stop with the PLC still seeing it ready, and systemd
+ * counts a death by SIGHUP as a clean exit, so Restart=on-failure would
+ * not bring it back. vigild has no reload; it says so, in its log and in
+ * the events table, and goes on. *lp is the line once it exists (main
+ * thread only). */
+static gboolean on_hangup(gpointer data)
+{
+	line **lp = data;
+	const char *msg = "SIGHUP: vigild does not reload its configuration; the line goes on "
+			  "as started (restart vigild to apply a change)";
+
+	g_warning("%s", msg);
+	if (*lp)
+		line_event(*lp, "signal", msg);
+	return G_SOURCE_CONTINUE;
 }
 
 int main(int argc, char **argv)
@@ -50,6 +71,11 @@ int main(int argc, char **argv)
 	struct line_stats st;
 	int rc = 1, review_rc;
 
+	/* A write to a closed pipe or socket (stdout piped to a reader that
+	 * went away, a peer gone mid-reply) fails with EPIPE where it is
+	 * made; its default signal would kill the line, and, like SIGHUP,
+	 * look to systemd like a clean exit that needs no restart. */
+	signal(SIGPIPE, SIG_IGN);
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	g_option_context_add_group(ctx, gst_init_get_option_group());
 	if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
@@ -68,6 +94,7 @@ int main(int argc, char **argv)
 	loop = g_main_loop_new(NULL, FALSE);
 	g_unix_signal_add(SIGINT, on_signal, loop);
 	g_unix_signal_add(SIGTERM, on_signal, loop);
+	g_unix_signal_add(SIGHUP, on_hangup, &l);
 	sd = notify_new();
 	cfg = config_path ? config_load_file(config_path, &err)
 			  : config_load_data(vigild_default_conf, "<embedded default config>", &err);
