@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,35 @@ void db__log_media_drops(db_log *db)
 	db->next_drop_event_us = now + DB_DROP_EVENT_PERIOD_US;
 }
 
+/* The media thread's warnings that come once a part (its folder or a file
+ * that cannot be made): the first at once, then at most one a period with
+ * the number held back, so that a dead media folder costs a line every
+ * 10 s rather than one a part; the parts are counted and evented
+ * (db__log_media_drops) all the same. Media thread only. */
+static void media_warning(db_log *db, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static void media_warning(db_log *db, const char *fmt, ...)
+{
+	int64_t now = vigil_now_us();
+	va_list ap;
+	char *msg;
+
+	if (now < db->next_media_warning_us) {
+		db->media_warnings_held++;
+		return;
+	}
+	va_start(ap, fmt);
+	msg = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	if (db->media_warnings_held)
+		g_warning("database %s: %s (and %" PRIu64 " more such in the last %d s)", db->path,
+			  msg, db->media_warnings_held, (int)(DB_DROP_EVENT_PERIOD_US / G_USEC_PER_SEC));
+	else
+		g_warning("database %s: %s", db->path, msg);
+	g_free(msg);
+	db->media_warnings_held = 0;
+	db->next_media_warning_us = now + DB_DROP_EVENT_PERIOD_US;
+}
+
 static bool name_is_safe(const char *name)
 {
 	if (!name || !*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
@@ -188,7 +218,7 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 		rc = sync_folder(parent, false);
 	g_free(parent);
 	if (rc < 0) {
-		g_warning("database %s: cannot create %s: %s", db->path, dir, g_strerror(-rc));
+		media_warning(db, "cannot create %s: %s", dir, g_strerror(-rc));
 		failed = true;
 		goto out;
 	}
@@ -246,8 +276,8 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 			 * ring is the first to give way (db__ring_trim). */
 			if (!job->recent) {
 				atomic_store(&db->ring_squeeze, 1);
-				g_warning("database %s: cannot write %s: %s", db->path, f->staged,
-					  g_strerror(-rc));
+				media_warning(db, "cannot write %s: %s", f->staged,
+					      g_strerror(-rc));
 			}
 			g_remove(f->staged);
 			g_free(f->staged);

@@ -142,6 +142,8 @@ struct db_log {
 	int retain_chunks;              /* transactions left in this retention slice */
 	uint64_t media_drops_logged;
 	int64_t next_drop_event_us;
+	int64_t next_media_warning_us;  /* media_warning's period: media thread only */
+	uint64_t media_warnings_held;
 	char *recovered;                /* where a corrupt file was moved, for the event */
 
 	int media_lock_fd;              /* the media directory, flock'ed: -1 when

@@ -1283,6 +1283,78 @@ static void test_media_drops(struct fixture *fx, gconstpointer data)
 			==, 200 - (int64_t)dropped);
 }
 
+/* A media folder that cannot be written to (here a file took its place)
+ * costs one warning a period (10 s, db-media.c), the rest counted into the
+ * next, not one a part; the parts' files are dropped and counted, every
+ * row is kept. */
+static int media_warnings;
+
+static void count_media_warning(const gchar *domain, GLogLevelFlags level, const gchar *msg,
+				gpointer data)
+{
+	(void)domain, (void)level, (void)data;
+	if (strstr(msg, "cannot create"))
+		g_atomic_int_inc(&media_warnings);
+}
+
+static gboolean warnings_not_fatal(const gchar *domain, GLogLevelFlags level, const gchar *msg,
+				   gpointer data)
+{
+	(void)domain, (void)level, (void)msg, (void)data;
+	return FALSE;
+}
+
+static void test_media_warnings(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	char *dir = g_build_filename(fx->dir, "media", NULL);
+	gint64 t0 = g_get_monotonic_time(), deadline = t0 + 60 * G_USEC_PER_SEC, elapsed;
+	const int parts = 40;
+	guint handler;
+	db_log *db;
+
+	(void)data;
+	opt.media_dir = dir;
+	db = open_opts(fx->path, &opt);
+	remove_tree(dir);
+	g_assert_true(g_file_set_contents(dir, "not a folder", -1, NULL));
+	media_warnings = 0;
+	/* Warnings are fatal under g_test: the handler takes them with the
+	 * fatal flag, and the fatal handler lets them pass. */
+	handler = g_log_set_handler(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING | G_LOG_FLAG_FATAL,
+				    count_media_warning, NULL);
+	g_test_log_set_fatal_handler(warnings_not_fatal, NULL);
+	for (int i = 0; i < parts; i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+
+		make_row((uint32_t)i, &r, model, sizeof model, image, sizeof image);
+		r.verdict = VIGIL_VERDICT_REJECT;
+		g_assert_cmpint(db_submit_media(db, &r, make_media(i, 40, 30), -1, NULL), ==, 0);
+		/* One part at a time through the media thread, so that none is
+		 * dropped for a full queue rather than the folder. */
+		while (stats(db).media_dropped < (uint64_t)i + 1) {
+			if (g_get_monotonic_time() > deadline)
+				g_error("media thread dealt with %" PRIu64 " of %d parts",
+					stats(db).media_dropped, i + 1);
+			g_usleep(1000);
+		}
+	}
+	elapsed = g_get_monotonic_time() - t0;
+	db_close(db);
+	g_log_remove_handler(G_LOG_DOMAIN, handler);
+	g_test_log_set_fatal_handler(NULL, NULL);
+	g_test_message("%d parts, %d warnings in %.1f s", parts, g_atomic_int_get(&media_warnings),
+		       (double)elapsed / G_USEC_PER_SEC);
+	g_assert_cmpint(g_atomic_int_get(&media_warnings), >=, 1);
+	g_assert_cmpint(g_atomic_int_get(&media_warnings), <=,
+			1 + (int)(elapsed / (10 * G_USEC_PER_SEC)));
+	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, parts);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media"), ==, 0);
+	g_assert_cmpint(g_unlink(dir), ==, 0);
+	g_free(dir);
+}
+
 /* ---- the recent ring ---- */
 
 /* Submits accepted part i (or a reject) with two 256x256 noise images and
@@ -2628,6 +2700,7 @@ int main(int argc, char **argv)
 	ADD("/db/media-anomaly", test_media_anomaly);
 	ADD("/db/media-sampling", test_media_sampling);
 	ADD("/db/media-drops", test_media_drops);
+	ADD("/db/media-warnings", test_media_warnings);
 	ADD("/db/media-sweep", test_media_sweep);
 	ADD("/db/review-labels", test_review_labels);
 	ADD("/db/recent-ring", test_recent_ring);
