@@ -55,6 +55,28 @@ static int read_endpoint(const config *cfg, const char *g, struct plc_settings *
 	return 0;
 }
 
+/* The key an overlap error names: the block base the file sets (the others
+ * keep their defaults, so it is the one that moved onto another block),
+ * status_base when it sets several or none. */
+static const char *overlap_key(const config *cfg, const char *group)
+{
+	static const char *const bases[] = { "trigger_base", "result_base", "status_base" };
+	const char *key = NULL;
+	int set = 0;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(bases); i++) {
+		char *v = NULL, *e = NULL;
+
+		if (config_get_string(cfg, group, bases[i], "", &v, &e) == 0 && *v) {
+			key = bases[i];
+			set++;
+		}
+		g_free(v);
+		g_free(e);
+	}
+	return set == 1 ? key : "status_base";
+}
+
 int plc_config_read(const config *cfg, const char *group, struct plc_settings *out,
 		    char **err)
 {
@@ -92,9 +114,13 @@ int plc_config_read(const config *cfg, const char *group, struct plc_settings *o
 		return -EINVAL;
 	out->fault_policy = (enum plc_fault_policy)policy;
 	if (plc_regmap_check(&c->map) < 0) {
-		*err = config_error(cfg, group, "status_base",
-				    "the trigger (%d registers), result (%d) and status (%d) "
-				    "blocks overlap", PLC_TRIG_REGS, PLC_RES_REGS, PLC_STAT_REGS);
+		const struct plc_regmap *m = &c->map;
+
+		*err = config_error(cfg, group, overlap_key(cfg, group),
+				    "blocks overlap: trigger at %d..%d, result at %d..%d, status "
+				    "at %d..%d", m->trigger_base, m->trigger_base + PLC_TRIG_REGS - 1,
+				    m->result_base, m->result_base + PLC_RES_REGS - 1,
+				    m->status_base, m->status_base + PLC_STAT_REGS - 1);
 		return -EINVAL;
 	}
 	c->host = out->host;

@@ -34,7 +34,11 @@ CASES = [
     ("port not a number", {"port": "502a"}, "", "plc", "port", "'502a' is not"),
     ("unit id past 247", {"unit_id": "248"}, "", "plc", "unit_id", "out of range 0..247"),
     ("timeout too short", {"timeout_ms": "5"}, "", "plc", "timeout_ms", "out of range 10..60000"),
-    ("blocks overlap", {"status_base": "15"}, "", "plc", "status_base", "blocks overlap"),
+    ("blocks overlap", {"status_base": "15"}, "", "plc", "status_base",
+     "blocks overlap: trigger at 0..4, result at 10..19, status at 15..23"),
+    # The line named is that of the base the file moved, not status_base's.
+    ("trigger block onto the result block", {"trigger_base": "6"}, "", "plc", "trigger_base",
+     "blocks overlap: trigger at 6..10, result at 10..19"),
     ("block past 65535", {"result_base": "65530"}, "", "plc", "result_base",
      "out of range 0..65526"),
     ("reconnect backoff upside down", {"reconnect_min_ms": "800", "reconnect_max_ms": "400"},
