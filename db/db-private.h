@@ -23,6 +23,11 @@
 /* How long a connection retries a lock held by another process (the sqlite3
  * CLI, a backup, vigil-sim reading) before giving up with SQLITE_BUSY. */
 #define DB_BUSY_TIMEOUT_MS 5000
+/* At open, how long vigild waits for such a lock before refusing to start
+ * (below systemd's default start timeout of 90 s); it says so after
+ * DB_OPEN_WAIT_NOTICE_MS. */
+#define DB_OPEN_WAIT_MS 60000
+#define DB_OPEN_WAIT_NOTICE_MS 1000
 
 /* Rows written per transaction at most. One commit per burst instead of one
  * per row is what keeps the writer ahead of the line; 256 rows of about
@@ -142,6 +147,8 @@ struct db_log {
 	int retain_chunks;              /* transactions left in this retention slice */
 	uint64_t media_drops_logged;
 	int64_t next_drop_event_us;
+	int64_t open_wait_since_us;     /* open_busy's episode: opening thread only */
+	bool open_wait_told;
 	int64_t next_media_warning_us;  /* media_warning's period: media thread only */
 	uint64_t media_warnings_held;
 	char *recovered;                /* where a corrupt file was moved, for the event */

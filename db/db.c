@@ -164,6 +164,30 @@ static int record_shifts(db_log *db, const char *shifts)
 	return rc == SQLITE_OK ? 0 : DB_ESQLITE;
 }
 
+/* sqlite3's busy handler while the log opens: another process holding the
+ * write lock (a QA engineer's script in the sqlite3 shell, a backup) would
+ * otherwise refuse vigild's start after the usual 5 s, and the line would
+ * not come up. It waits up to DB_OPEN_WAIT_MS an episode, polling, and
+ * says once that it waits; a lock held longer still refuses the start. */
+static int open_busy(void *data, int count)
+{
+	db_log *db = data;
+	int64_t now = vigil_now_us();
+
+	if (count == 0)
+		db->open_wait_since_us = now;
+	if (now - db->open_wait_since_us >= (int64_t)DB_OPEN_WAIT_MS * 1000)
+		return 0;
+	if (!db->open_wait_told &&
+	    now - db->open_wait_since_us >= (int64_t)DB_OPEN_WAIT_NOTICE_MS * 1000) {
+		g_warning("database %s is locked by another process; waiting up to %d s for it "
+			  "before starting", db->path, DB_OPEN_WAIT_MS / 1000);
+		db->open_wait_told = true;
+	}
+	g_usleep(10000);
+	return 1;
+}
+
 db_log *db_open_with(const char *path, const struct db_options *opt_in, char **err)
 {
 	static const struct db_options defaults = DB_OPTIONS_DEFAULT;
@@ -238,7 +262,7 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 		db__set_error(err, "cannot open %s: %s", path, db__sqlite_message(db->conn, rc));
 		goto fail;
 	}
-	sqlite3_busy_timeout(db->conn, DB_BUSY_TIMEOUT_MS);
+	sqlite3_busy_handler(db->conn, open_busy, db);
 
 	if (db__prepare_schema(db, err) < 0)
 		goto fail;
@@ -260,6 +284,11 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	}
 	/* Before the media thread starts: what a crash left half done. */
 	db__sweep_media(db);
+	/* Opened: from here on a lock is a write that fails and is retried
+	 * (the spool), never a wait of the writer's. */
+	sqlite3_busy_timeout(db->conn, DB_BUSY_TIMEOUT_MS);
+	if (db->open_wait_told)
+		g_message("database %s: the lock is gone; opened", path);
 
 	db->next_retention_us = vigil_now_us();
 	db->queue = bqueue_new(opt.queue_depth);

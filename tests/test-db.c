@@ -1355,6 +1355,72 @@ static void test_media_warnings(struct fixture *fx, gconstpointer data)
 	g_free(dir);
 }
 
+/* A log another process holds the write lock on (the sqlite3 shell in a
+ * transaction, a backup) opens once the lock goes, with a warning that it
+ * waits, rather than refusing the start after the usual 5 s. The test lets
+ * go of the lock when the warning comes, never after a set time. */
+struct opener {
+	const char *path;
+	db_log *db;
+	char *err;
+};
+
+static gpointer open_in_thread(gpointer data)
+{
+	struct opener *o = data;
+
+	o->db = db_open_with(o->path, NULL, &o->err);
+	return NULL;
+}
+
+static int lock_warnings;
+
+static void count_lock_warning(const gchar *domain, GLogLevelFlags level, const gchar *msg,
+			       gpointer data)
+{
+	(void)domain, (void)level, (void)data;
+	if (strstr(msg, "is locked by another process; waiting"))
+		g_atomic_int_inc(&lock_warnings);
+}
+
+static void test_open_waits_for_lock(struct fixture *fx, gconstpointer data)
+{
+	struct opener o = { .path = fx->path };
+	gint64 deadline = g_get_monotonic_time() + 50 * G_USEC_PER_SEC;
+	struct db_inspection r;
+	char model[64], image[128];
+	sqlite3 *holder;
+	guint handler;
+	GThread *t;
+
+	(void)data;
+	db_close(open_ok(fx->path, 16));
+	g_assert_cmpint(sqlite3_open(fx->path, &holder), ==, SQLITE_OK);
+	g_assert_cmpint(sqlite3_exec(holder, "BEGIN IMMEDIATE", NULL, NULL, NULL), ==, SQLITE_OK);
+	lock_warnings = 0;
+	handler = g_log_set_handler(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING | G_LOG_FLAG_FATAL,
+				    count_lock_warning, NULL);
+	g_test_log_set_fatal_handler(warnings_not_fatal, NULL);
+	t = g_thread_new("opener", open_in_thread, &o);
+	while (!g_atomic_int_get(&lock_warnings)) {
+		if (g_get_monotonic_time() > deadline)
+			g_error("no warning that the log is locked");
+		g_usleep(1000);
+	}
+	g_assert_cmpint(sqlite3_exec(holder, "COMMIT", NULL, NULL, NULL), ==, SQLITE_OK);
+	sqlite3_close(holder);
+	g_thread_join(t);
+	g_log_remove_handler(G_LOG_DOMAIN, handler);
+	g_test_log_set_fatal_handler(NULL, NULL);
+	if (!o.db)
+		g_error("the log did not open once the lock went: %s", o.err);
+	make_row(1, &r, model, sizeof model, image, sizeof image);
+	g_assert_cmpint(db_submit(o.db, &r), ==, 0);
+	db_close(o.db);
+	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 1);
+	g_assert_cmpint(g_atomic_int_get(&lock_warnings), ==, 1);
+}
+
 /* ---- the recent ring ---- */
 
 /* Submits accepted part i (or a reject) with two 256x256 noise images and
@@ -2701,6 +2767,7 @@ int main(int argc, char **argv)
 	ADD("/db/media-sampling", test_media_sampling);
 	ADD("/db/media-drops", test_media_drops);
 	ADD("/db/media-warnings", test_media_warnings);
+	ADD("/db/open-waits-for-lock", test_open_waits_for_lock);
 	ADD("/db/media-sweep", test_media_sweep);
 	ADD("/db/review-labels", test_review_labels);
 	ADD("/db/recent-ring", test_recent_ring);
