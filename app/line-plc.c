@@ -41,6 +41,7 @@ struct plc_state {
 
 	int job;                 /* job the inspection thread runs, 0 = [model] */
 	uint16_t job_select;     /* the PLC's job_select as last seen */
+	gboolean job_select_seen; /* job_select was read once: the baseline */
 	int job_loading;         /* job requested from the loader, 0 = none */
 	uint16_t job_refused;    /* job refused, 0 = none */
 	uint16_t job_error;      /* enum plc_error_code of the refusal */
@@ -106,6 +107,17 @@ static void select_job(line *l, struct plc_state *s, uint16_t job)
 {
 	int want;
 
+	/* The first value read is the baseline, not a request: it was written
+	 * before this run (docs/plc.md: only a change selects a job), and the
+	 * job kept in state_file is the one that ran. */
+	if (!s->job_select_seen) {
+		s->job_select_seen = TRUE;
+		s->job_select = job;
+		if (job && job != s->job)
+			g_message("PLC shows job_select %u at start: not a request (only a change "
+				  "selects a job); staying on job %d", job, s->job);
+		return;
+	}
 	/* Only a change of job_select is a request, so a refused package is
 	 * not loaded again on every poll: to retry, the PLC writes 0 (or
 	 * another job) and then the job again. */
