@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <glib/gstdio.h>
+
 #include "app/line-private.h"
 
 #define REQ_STOP GINT_TO_POINTER(-1)
@@ -45,7 +47,12 @@ struct line_jobs {
 	int cur_job;
 };
 
-/* ---- the selection kept across restarts ---- */
+/* ---- the selection and the handshake kept across restarts ----
+ *
+ * state_file holds "key=value" lines: job (the PLC's selection), and
+ * result_counter, trigger_counter and part_id (the last result presented
+ * and the trigger it answered; docs/plc.md, restarts). A file of an older
+ * vigild holds the job alone. */
 
 int line_jobs_start_job(line *l)
 {
@@ -53,31 +60,104 @@ int line_jobs_start_job(line *l)
 	int job = l->set.plc.job;
 
 	if (g_file_get_contents(l->set.plc_state_path, &text, NULL, NULL)) {
-		int n = 0;
+		char **lines = g_strsplit(text, "\n", -1);
+		gboolean job_ok = FALSE, have_counter = FALSE, have_part = FALSE;
+		unsigned trigger = 0;
 
-		if (sscanf(text, "job=%d", &n) == 1 && n >= 0 && n <= LINE_MAX_JOBS &&
-		    (n == 0 || l->set.jobs[n].number))
-			job = n;
-		else
+		for (char **ln = lines; *ln; ln++) {
+			unsigned v = 0;
+			int n = 0;
+
+			if (sscanf(*ln, "job=%d", &n) == 1 && n >= 0 && n <= LINE_MAX_JOBS &&
+			    (n == 0 || l->set.jobs[n].number)) {
+				job = n;
+				job_ok = TRUE;
+			} else if (sscanf(*ln, "result_counter=%u", &v) == 1 && v <= UINT16_MAX) {
+				l->kept_plc.result_counter = (uint16_t)v;
+			} else if (sscanf(*ln, "trigger_counter=%u", &v) == 1 && v <= UINT16_MAX) {
+				trigger = v;
+				have_counter = TRUE;
+			} else if (sscanf(*ln, "part_id=%u", &v) == 1) {
+				l->kept_plc.part_id = v;
+				have_part = TRUE;
+			}
+		}
+		if (have_counter && have_part) {
+			l->kept_plc.have_trigger = 1;
+			l->kept_plc.trigger_counter = (uint16_t)trigger;
+		}
+		if (!job_ok)
 			g_warning("%s: no valid job selection, using job %d", l->set.plc_state_path, job);
+		g_strfreev(lines);
 		g_free(text);
 	}
+	l->kept_job = job;
 	return job;
+}
+
+/* Writes a temporary file beside path and renames it over path, without
+ * a sync: g_file_set_contents syncs before it renames, which would cost
+ * each result a disk flush on the PLC thread. */
+static gboolean replace_file(const char *path, const char *text, size_t len, GError **gerr)
+{
+	char *tmp = g_strconcat(path, ".tmp", NULL);
+	gboolean ok = g_file_set_contents_full(tmp, text, (gssize)len, G_FILE_SET_CONTENTS_NONE,
+					       0666, gerr);
+
+	if (ok && g_rename(tmp, path) < 0) {
+		int e = errno;
+
+		g_set_error(gerr, G_FILE_ERROR, g_file_error_from_errno(e), "rename %s: %s", tmp,
+			    g_strerror(e));
+		ok = FALSE;
+	}
+	g_free(tmp);
+	return ok;
+}
+
+/* Writes l's kept state to state_file. Either way the file is replaced
+ * by a rename, so a crash leaves the old state or the new one; durable
+ * also syncs it to disk. */
+static void save_state(line *l, gboolean durable)
+{
+	GString *text = g_string_new(NULL);
+	GError *gerr = NULL;
+	const struct plc_session_kept *k = &l->kept_plc;
+
+	g_string_append_printf(text, "job=%d\n", l->kept_job);
+	if (k->result_counter)
+		g_string_append_printf(text, "result_counter=%u\n", k->result_counter);
+	if (k->have_trigger)
+		g_string_append_printf(text, "trigger_counter=%u\npart_id=%u\n",
+				       k->trigger_counter, (unsigned)k->part_id);
+	if (!(durable ? g_file_set_contents(l->set.plc_state_path, text->str, (gssize)text->len,
+					    &gerr)
+		      : replace_file(l->set.plc_state_path, text->str, text->len, &gerr))) {
+		if (!l->kept_save_failed)
+			g_warning("cannot keep the job selection and the PLC handshake in %s: %s",
+				  l->set.plc_state_path, gerr->message);
+		l->kept_save_failed = TRUE;
+		g_error_free(gerr);
+	} else {
+		l->kept_save_failed = FALSE;
+	}
+	g_string_free(text, TRUE);
 }
 
 void line_jobs_save(line *l, int job)
 {
-	char text[32];
-	GError *gerr = NULL;
+	l->kept_job = job;
+	save_state(l, TRUE);
+}
 
-	snprintf(text, sizeof text, "job=%d\n", job);
-	/* g_file_set_contents writes a temporary file and renames it, so a
-	 * power cut leaves the old selection or the new one. */
-	if (!g_file_set_contents(l->set.plc_state_path, text, -1, &gerr)) {
-		g_warning("cannot keep the job selection in %s: %s", l->set.plc_state_path,
-			  gerr->message);
-		g_error_free(gerr);
-	}
+void line_state_save_result(line *l, uint16_t result_counter, uint16_t trigger_counter,
+			    uint32_t part_id)
+{
+	l->kept_plc.result_counter = result_counter;
+	l->kept_plc.have_trigger = 1;
+	l->kept_plc.trigger_counter = trigger_counter;
+	l->kept_plc.part_id = part_id;
+	save_state(l, FALSE);
 }
 
 /* ---- loading and checking a package ---- */

@@ -41,6 +41,7 @@ struct plc_state {
 
 	int job;                 /* job the inspection thread runs, 0 = [model] */
 	uint16_t job_select;     /* the PLC's job_select as last seen */
+	gboolean job_select_seen; /* job_select was read once: the baseline */
 	int job_loading;         /* job requested from the loader, 0 = none */
 	uint16_t job_refused;    /* job refused, 0 = none */
 	uint16_t job_error;      /* enum plc_error_code of the refusal */
@@ -106,6 +107,17 @@ static void select_job(line *l, struct plc_state *s, uint16_t job)
 {
 	int want;
 
+	/* The first value read is the baseline, not a request: it was written
+	 * before this run (docs/plc.md: only a change selects a job), and the
+	 * job kept in state_file is the one that ran. */
+	if (!s->job_select_seen) {
+		s->job_select_seen = TRUE;
+		s->job_select = job;
+		if (job && job != s->job)
+			g_message("PLC shows job_select %u at start: not a request (only a change "
+				  "selects a job); staying on job %d", job, s->job);
+		return;
+	}
 	/* Only a change of job_select is a request, so a refused package is
 	 * not loaded again on every poll: to retry, the PLC writes 0 (or
 	 * another job) and then the job again. */
@@ -198,6 +210,34 @@ static void watch_database(line *l, struct plc_state *s)
 
 static void take_verdict(line *l, struct plc_state *s, struct vigil_part *p);
 
+/* A trigger raised while vigild was down: its part cannot be inspected
+ * (its images are gone), so it gets a fail-safe reject through the usual
+ * path, row first, rather than no result at all. */
+static void answer_unanswered(line *l, struct plc_state *s, const struct plc_trigger *t)
+{
+	const struct plc_session_kept *k = &l->kept_plc;
+	struct vigil_part *p = line_part_new();
+
+	g_warning("PLC trigger %u (part %u) was raised while vigild was down (last answered: "
+		  "trigger %u, part %u): fail-safe reject, not inspected", t->counter, t->part_id,
+		  k->trigger_counter, k->part_id);
+	line_post_event(l, "plc-unanswered", "PLC trigger %u (part %u) was raised while vigild "
+			"was down (last answered: trigger %u, part %u): fail-safe reject, not "
+			"inspected", t->counter, t->part_id, k->trigger_counter, k->part_id);
+	p->part_id = t->part_id;
+	p->trigger_counter = t->counter;
+	p->job = (uint16_t)s->job;
+	p->t_trigger_us = vigil_now_us();
+	p->t_wall_us = vigil_wall_us();
+	p->seq = plc_session_track_unanswered(s->session, p->part_id, p->trigger_counter,
+					      p->t_trigger_us, p);
+	p->verdict = VIGIL_VERDICT_REJECT;
+	p->flags |= VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_NOT_INSPECTED;
+	p->score = 1.0f;
+	line_count(l, &l->st.triggers, 1);
+	take_verdict(l, s, p);
+}
+
 static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger *t)
 {
 	struct plc_trigger_news n;
@@ -212,6 +252,15 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 		line_post_event(l, "plc-restart", "PLC trigger counter went from %u to %u: new "
 				"PLC session; %u result(s) of the previous one taken down or never "
 				"sent", n.from, t->counter, n.dropped);
+	}
+	if (n.adopted)
+		g_warning("PLC shows trigger %u (part %u) at start and %s keeps no trigger "
+			  "answered: taken as the baseline, not as a part; if it was raised while "
+			  "vigild was down, that part got no result", t->counter, t->part_id,
+			  l->set.plc_state_path);
+	if (n.unanswered) {
+		answer_unanswered(l, s, t);
+		return;
 	}
 	if (n.missed) {
 		g_warning("PLC trigger counter jumped from %u to %u: %u trigger(s) missed",
@@ -250,7 +299,8 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 /* Counts a fail-safe reject under its cause, read from its flags. */
 static void count_failsafe(line *l, uint32_t flags)
 {
-	enum line_failsafe_cause c = flags & VIGIL_FLAG_DEADLINE     ? LINE_FAILSAFE_DEADLINE
+	enum line_failsafe_cause c = flags & VIGIL_FLAG_NOT_INSPECTED ? LINE_FAILSAFE_NOT_INSPECTED
+				   : flags & VIGIL_FLAG_DEADLINE     ? LINE_FAILSAFE_DEADLINE
 				   : flags & VIGIL_FLAG_QUEUE_FULL   ? LINE_FAILSAFE_QUEUE_FULL
 				   : flags & VIGIL_FLAG_NOT_SENT     ? LINE_FAILSAFE_OVERRUN
 				   : flags & VIGIL_FLAG_NO_FRAME     ? LINE_FAILSAFE_NO_FRAME
@@ -458,8 +508,14 @@ static void advance_results(line *l, struct plc_state *s, int64_t now)
 		p->t_plc_us = vigil_now_us();
 		hand_to_log(l, s, p);
 	}
-	if (st.committed)
+	if (st.committed) {
+		const struct plc_result *r = plc_session_result(s->session);
+
+		/* Kept before the PLC can see it: a restart goes on from this
+		 * counter and knows this trigger was answered. */
+		line_state_save_result(l, r->counter, r->trigger_counter, r->part_id);
 		count_result(l, s, &st);
+	}
 	s->awaiting_commit = st.awaiting_row;
 	if (st.write == PLC_SESSION_WRITE_RESULT)
 		present(l, s);
@@ -657,6 +713,16 @@ static void keep_connected(line *l, struct plc_state *s, int64_t now)
 	s->link_error = 0;
 	s->next_status_us = 0;
 	s->status_written = FALSE;
+	/* A PLC (client role) holds the result block of vigild's last run:
+	 * results go on from its counter, and a result a killed run left
+	 * valid is taken down (plc_session_peer_result). A failed read closed
+	 * the link: the next connect tries again. */
+	if (plc_link_role(l->plc) == PLC_ROLE_CLIENT) {
+		struct plc_result r;
+
+		if (plc_read_result(l->plc, &r) == 0)
+			plc_session_peer_result(s->session, &r);
+	}
 	/* The PLC may have lost our last writes (or restarted): present the
 	 * result again, or its taken-down valid flag. */
 	plc_session_relink(s->session);
@@ -697,6 +763,9 @@ gpointer line_plc_thread(gpointer data)
 		g_critical("PLC: the session refused the [plc] settings");
 		return NULL;
 	}
+	/* Results go on from the last run's counter, and a trigger it left
+	 * unanswered is answered (docs/plc.md, restarts). */
+	plc_session_resume(s.session, &l->kept_plc);
 	g_queue_init(&s.overflow);
 	s.alarms = alarm_monitor_new(&l->set.alarm);
 	s.started_us = vigil_now_us();

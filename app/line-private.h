@@ -134,6 +134,13 @@ struct line {
 	struct fusion_image_spec pub_image;
 	line_jobs *jobs_loader;   /* loads a selected job's package (line-jobs.c) */
 	int start_refused, start_error; /* start-up job whose package was refused */
+	/* What state_file keeps across restarts: the PLC's job selection and
+	 * where the handshake stood. Read before the threads start
+	 * (line_jobs_start_job); after that only the PLC thread reads,
+	 * changes and saves it. */
+	int kept_job;
+	struct plc_session_kept kept_plc;
+	gboolean kept_save_failed;  /* warned once, until a save works */
 	fusion_sigfeat *sigfeat;
 	/* The backend computes model inputs and features on the GPU from the
 	 * raw frames and window (infer_model_run_raw); the line does not. */
@@ -239,10 +246,17 @@ gpointer line_inspect_thread(gpointer data);
 /* ---- jobs (line-jobs.c) ---- */
 
 /* The job to start on: the PLC's last selection kept in the state file,
- * else [plc] job. */
+ * else [plc] job. Reads the handshake's state into l->kept_plc too. */
 int line_jobs_start_job(line *l);
-/* Keeps job as the selection (PLC thread, once the job runs). */
+/* Keeps job as the selection (PLC thread, once the job runs), synced to
+ * disk: a selection is rare and must survive a power cut. */
 void line_jobs_save(line *l, int job);
+/* Keeps the result about to be presented: its counter and the trigger it
+ * answers (PLC thread, before the result is written). Replaced atomically
+ * but not synced: one per part, and a power cut that loses the last one
+ * still finds the PLC's stale ack skipped (docs/plc.md). */
+void line_state_save_result(line *l, uint16_t result_counter, uint16_t trigger_counter,
+			    uint32_t part_id);
 /* Loads the start job's package into l->model, falling back to the [model]
  * package (job 0, the refusal kept for the PLC) when it is refused. 0, or
  * -EINVAL with *err when no package can run (a package that does not fit

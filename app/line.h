@@ -73,6 +73,7 @@ enum line_failsafe_cause {
 	LINE_FAILSAFE_QUEUE_FULL,
 	LINE_FAILSAFE_OVERRUN,
 	LINE_FAILSAFE_FAULT,
+	LINE_FAILSAFE_NOT_INSPECTED,  /* triggered while vigild was down */
 	LINE_FAILSAFE_CAUSES
 };
 /* "deadline", "no_frame", ... as /metrics labels them. */

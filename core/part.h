@@ -35,6 +35,9 @@ enum vigil_part_flags {
 	 * was full, the PLC program restarted, or vigild stopped first); the
 	 * PLC's rule for a missing result applies, so the row says reject. */
 	VIGIL_FLAG_NOT_SENT = 1 << 9,
+	/* Fail-safe: triggered while vigild was down (found unanswered at
+	 * start), so never inspected: its images are gone. */
+	VIGIL_FLAG_NOT_INSPECTED = 1 << 10,
 };
 
 /* Condition figures of a part's vibration window (fusion/condition.h),

@@ -51,6 +51,9 @@ struct plc_session {
 	uint16_t last_trigger;
 	gboolean have_trigger;
 	uint64_t next_seq;
+	uint64_t next_unanswered; /* seqs of unanswered triggers, never a frame's */
+	/* What the previous run of vigild left (plc_session_resume). */
+	struct plc_session_kept kept;
 
 	/* The result presented to the PLC. Once committed its counter and
 	 * content never change: after a failed write it is written again
@@ -60,6 +63,7 @@ struct plc_session {
 	void *cur_part;           /* NULL for a fail-safe at the deadline */
 	gboolean have_cur, cur_written;
 	gboolean clear_valid;     /* acknowledged: take VALID down when idle */
+	gboolean presented_any;   /* a result was committed in this run */
 	uint16_t ack;
 
 	uint16_t overruns;
@@ -86,6 +90,32 @@ plc_session *plc_session_new(const struct plc_settings *set, const struct plc_se
 	g_queue_init(&s->pending);
 	g_queue_init(&s->stale);
 	return s;
+}
+
+void plc_session_resume(plc_session *s, const struct plc_session_kept *k)
+{
+	s->kept = *k;
+	/* Results go on from the last counter the PLC was shown: it detects a
+	 * new result by a change, so starting again at 1 would hide one from
+	 * a PLC whose last counter was 1 (docs/plc.md, restarts). */
+	if (!s->presented_any && !s->have_cur)
+		s->cur.counter = k->result_counter;
+}
+
+void plc_session_peer_result(plc_session *s, const struct plc_result *r)
+{
+	if (s->presented_any || s->have_cur)
+		return;
+	/* The PLC compares the next counter against the one it holds, which
+	 * may not be the one kept (a state file lost or older than the
+	 * PLC's registers); a result left valid by a run that was killed is
+	 * taken down with its content kept, as a clean stop leaves it. */
+	if (r->counter) {
+		s->cur = *r;
+		s->cur.valid = 0;
+	}
+	if (r->valid)
+		s->clear_valid = TRUE;
 }
 
 void plc_session_free(plc_session *s)
@@ -184,9 +214,19 @@ void plc_session_take_trigger(plc_session *s, const struct plc_trigger *t, int t
 	*news = (struct plc_trigger_news){ .from = s->last_trigger };
 	s->ack = t->ack;
 	if (!s->have_trigger) {
-		/* Whatever the PLC shows when we connect was raised before us. */
+		/* Whatever the PLC shows when we connect was raised before us:
+		 * it is the baseline. If it is not the trigger the previous run
+		 * answered last, it was raised while vigild was down; its images
+		 * are gone, so it gets a fail-safe reject rather than nothing. */
 		s->have_trigger = TRUE;
 		s->last_trigger = t->counter;
+		if (t->counter == 0)
+			return;
+		if (!s->kept.have_trigger)
+			news->adopted = 1;
+		else if ((t->counter != s->kept.trigger_counter ||
+			  t->part_id != s->kept.part_id) && take_new)
+			news->new_part = news->unanswered = 1;
 		return;
 	}
 	if (t->counter == s->last_trigger || !take_new)
@@ -219,12 +259,12 @@ void plc_session_take_trigger(plc_session *s, const struct plc_trigger *t, int t
 	news->new_part = 1;
 }
 
-uint64_t plc_session_track(plc_session *s, uint32_t part_id, uint16_t trigger_counter,
-			   int64_t t_trigger_us, void *part)
+static uint64_t track(plc_session *s, uint64_t seq, uint32_t part_id,
+		      uint16_t trigger_counter, int64_t t_trigger_us, void *part)
 {
 	struct outstanding *o = g_new0(struct outstanding, 1);
 
-	o->seq = s->next_seq++;
+	o->seq = seq;
 	o->part_id = part_id;
 	o->trigger_counter = trigger_counter;
 	o->t_trigger_us = t_trigger_us;
@@ -232,6 +272,21 @@ uint64_t plc_session_track(plc_session *s, uint32_t part_id, uint16_t trigger_co
 	o->part = part;
 	g_queue_push_tail(&s->outstanding, o);
 	return o->seq;
+}
+
+uint64_t plc_session_track(plc_session *s, uint32_t part_id, uint16_t trigger_counter,
+			   int64_t t_trigger_us, void *part)
+{
+	return track(s, s->next_seq++, part_id, trigger_counter, t_trigger_us, part);
+}
+
+uint64_t plc_session_track_unanswered(plc_session *s, uint32_t part_id,
+				      uint16_t trigger_counter, int64_t t_trigger_us, void *part)
+{
+	/* Its frame, if a camera took one, was taken while vigild was down:
+	 * the next part keeps the first frame of this run. */
+	return track(s, PLC_SEQ_UNANSWERED + s->next_unanswered++, part_id, trigger_counter,
+		     t_trigger_us, part);
 }
 
 /* ---- verdicts ---- */
@@ -301,6 +356,7 @@ static gboolean commit_next(plc_session *s, int64_t now, uint16_t job,
 {
 	struct outstanding *o = NULL;
 	struct pending *p;
+	uint16_t counter;
 
 	for (GList *it = s->outstanding.head; it; it = it->next) {
 		o = it->data;
@@ -324,8 +380,15 @@ static gboolean commit_next(plc_session *s, int64_t now, uint16_t job,
 		return FALSE;
 	}
 
+	counter = plc_counter_next(s->cur.counter);
+	/* An ack the PLC shows before the result is presented cannot be
+	 * for it: a stale one (the PLC's from before vigild restarted, or
+	 * from a state file lost) would take it as taken at once, and the
+	 * PLC would never act on it. Skip that value. */
+	if (counter == s->ack)
+		counter = plc_counter_next(counter);
 	s->cur = (struct plc_result){
-		.counter = plc_counter_next(s->cur.counter),
+		.counter = counter,
 		.part_id = o->part_id,
 		.trigger_counter = o->trigger_counter,
 		.verdict = p ? p->v.verdict : VIGIL_VERDICT_REJECT,
@@ -337,6 +400,7 @@ static gboolean commit_next(plc_session *s, int64_t now, uint16_t job,
 		.job = p ? p->v.job : job,
 	};
 	s->have_cur = TRUE;
+	s->presented_any = TRUE;
 	s->cur_written = FALSE;
 	s->clear_valid = FALSE;
 	step->committed = 1;

@@ -252,6 +252,29 @@ int plc_serve(plc_link *link, int wait_ms)
 	return link->backend->serve(link, wait_ms);
 }
 
+int plc_read_result(plc_link *link, struct plc_result *r)
+{
+	uint16_t regs[PLC_RES_REGS];
+	int rc;
+
+	if (!link->connected)
+		return PLC_ENOTCONN;
+	if (link->role == PLC_ROLE_SERVER) {
+		plc_decode_result(link->mb->tab_registers + link->map.result_base, r);
+		return 0;
+	}
+	rc = modbus_read_registers(link->ctx, link->map.result_base, PLC_RES_REGS, regs);
+	if (rc < 0)
+		return request_failed(link);
+	if (rc != PLC_RES_REGS) {
+		plc_link_close(link);
+		return -EPROTO;
+	}
+	link->last_request_us = vigil_now_us();
+	plc_decode_result(regs, r);
+	return 0;
+}
+
 int plc_write_result(plc_link *link, const struct plc_result *r)
 {
 	uint16_t regs[PLC_RES_REGS];

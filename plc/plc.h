@@ -211,6 +211,10 @@ int64_t plc_link_last_request_us(const plc_link *link);
 int plc_read_trigger(plc_link *link, struct plc_trigger *t);
 int plc_serve(plc_link *link, int wait_ms);
 
+/* Reads the whole result block (client: from the PLC, one request, the
+ * link closed on an I/O error; server: our own registers). */
+int plc_read_result(plc_link *link, struct plc_result *r);
+
 /* Writes the whole result block in one request (function 16; in the server
  * role, into our registers between two requests), so the PLC never sees
  * half a result. */
@@ -296,6 +300,25 @@ plc_session *plc_session_new(const struct plc_settings *set, const struct plc_se
 /* Forgets what it holds; handles still held are the caller's to free. NULL ok. */
 void plc_session_free(plc_session *s);
 
+/* What the previous run of vigild left of the handshake (the caller keeps
+ * it in state_file), for plc_session_resume. */
+struct plc_session_kept {
+	uint16_t result_counter;  /* the last result presented; 0: none */
+	int have_trigger;         /* trigger_counter and part_id are known */
+	uint16_t trigger_counter; /* the last trigger answered (a result presented) */
+	uint32_t part_id;         /* its part id */
+};
+
+/* Before the first trigger block: results go on from k->result_counter,
+ * and the first trigger block is judged against k's last answered trigger
+ * (plc_session_take_trigger). Copies k. */
+void plc_session_resume(plc_session *s, const struct plc_session_kept *k);
+/* Client role, at connect, while this run has presented nothing: the
+ * result block as the PLC holds it. Its counter, when not 0, is where
+ * results go on from; if its valid flag is up the block is written again
+ * with valid 0 (PLC_SESSION_WRITE_CLEAR), counter and content kept. */
+void plc_session_peer_result(plc_session *s, const struct plc_result *r);
+
 /* What taking one trigger block did. */
 struct plc_trigger_news {
 	int restarted;            /* the PLC program restarted: counter to 0, or back */
@@ -305,6 +328,14 @@ struct plc_trigger_news {
 	uint16_t missed;          /* triggers skipped: the counter jumped ... */
 	uint16_t missed_from;     /* ... from this one (0 after a restart) */
 	int new_part;             /* a new part: track it with plc_session_track */
+	/* First block after start: the counter shown is not the trigger the
+	 * last run answered (plc_session_resume), so it was raised while
+	 * vigild was down. new_part is set too: track it with
+	 * plc_session_track_unanswered and give it a fail-safe verdict. */
+	int unanswered;
+	/* First block after start, nothing kept: a counter other than 0 was
+	 * taken as the baseline, not as a part (it may have gone unanswered). */
+	int adopted;
 };
 
 /* Takes the trigger block as last read: its acknowledge, and a change of
@@ -316,7 +347,8 @@ struct plc_trigger_news {
  * acknowledged, is taken down (valid 0, counter kept), the buffered
  * verdicts go to not_sent, and the verdicts of parts still in inspection
  * are refused when they come (plc_session_stale). The first block after
- * plc_session_new only sets the counter. */
+ * plc_session_new sets the counter; it is a part only when unanswered
+ * (see plc_trigger_news). */
 void plc_session_take_trigger(plc_session *s, const struct plc_trigger *t, int take_new,
 			      struct plc_trigger_news *news);
 /* The new part of the last trigger, triggered at t_trigger_us: its
@@ -324,6 +356,13 @@ void plc_session_take_trigger(plc_session *s, const struct plc_trigger *t, int t
  * Returns its sequence number (the frame and window it is matched with). */
 uint64_t plc_session_track(plc_session *s, uint32_t part_id, uint16_t trigger_counter,
 			   int64_t t_trigger_us, void *part);
+
+/* The part of an unanswered trigger (plc_trigger_news.unanswered): held as
+ * plc_session_track holds it, but with a sequence number of its own
+ * (PLC_SEQ_UNANSWERED and up), so no frame or window is matched to it. */
+uint64_t plc_session_track_unanswered(plc_session *s, uint32_t part_id,
+				      uint16_t trigger_counter, int64_t t_trigger_us, void *part);
+#define PLC_SEQ_UNANSWERED (UINT64_C(1) << 62)
 
 /* A final verdict, in plain values. */
 struct plc_verdict {

@@ -55,9 +55,10 @@ const char *report_style_source(void)
 /* ---- gathering ---- */
 
 enum failsafe_cause { FS_DEADLINE, FS_QUEUE_FULL, FS_NO_FRAME, FS_MODEL_ERROR, FS_NOT_SENT,
-		      FS_OTHER, FS_CAUSES };
+		      FS_NOT_INSPECTED, FS_OTHER, FS_CAUSES };
 static const char *const failsafe_name[FS_CAUSES] = {
-	"deadline", "queue full", "no frame", "model error", "result not sent", "other fault",
+	"deadline", "queue full", "no frame", "model error", "result not sent",
+	"not inspected (triggered while vigild was down)", "other fault",
 };
 
 struct top_defect {
@@ -92,6 +93,8 @@ static void top_defect_clear(struct top_defect *d)
 
 static enum failsafe_cause failsafe_of(uint32_t flags)
 {
+	if (flags & VIGIL_FLAG_NOT_INSPECTED)
+		return FS_NOT_INSPECTED;
 	if (flags & VIGIL_FLAG_DEADLINE)
 		return FS_DEADLINE;
 	if (flags & VIGIL_FLAG_QUEUE_FULL)

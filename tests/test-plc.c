@@ -1665,6 +1665,144 @@ static void test_session_status(void)
 	fix_clear(&f);
 }
 
+/* Across a restart of vigild (docs/plc.md, restarts): results go on from
+ * the kept counter, a stale ack never takes a result never presented, a
+ * trigger raised while vigild was down is a part of its own (with no
+ * frame), and a result block left valid is taken down. */
+static void test_session_restart(void)
+{
+	struct sess_fix f;
+	struct plc_session_step st;
+	struct plc_trigger_news n;
+	struct plc_session_kept k = { .result_counter = 1, .have_trigger = 1,
+				      .trigger_counter = 5, .part_id = 1005 };
+	struct plc_result peer = { .counter = 7, .part_id = 9, .trigger_counter = 3,
+				   .verdict = 1, .valid = 1, .job = 2 };
+	const struct plc_result *r;
+	uint64_t seq;
+
+	/* The kept counter goes on; the PLC's ack of 1 (the last run's
+	 * result) takes nothing; the trigger shown is the one answered. */
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	plc_session_resume(f.s, &k);
+	n = fix_trigger(&f, 5, 1);
+	g_assert_false(n.new_part);
+	g_assert_false(n.unanswered);
+	g_assert_false(n.adopted);
+	seq = fix_part(&f, 6, 1, 1, T0);
+	g_assert_cmpuint(seq, ==, 0);
+	g_assert_cmpint(fix_verdict(&f, seq, 6, 1, 1, 0), ==, PLC_VERDICT_BUFFERED);
+	plc_session_advance(f.s, T0 + 1, 0, &st);
+	g_assert_true(st.committed);
+	r = plc_session_result(f.s);
+	g_assert_cmpuint(r->counter, ==, 2);
+	g_assert_cmpuint(r->valid, ==, 1);
+	plc_session_written(f.s);
+	plc_session_advance(f.s, T0 + 2, 0, &st);
+	g_assert_null(st.acked);
+	g_assert_cmpuint(plc_session_result(f.s)->valid, ==, 1);
+	/* Acknowledging it takes it down. */
+	fix_trigger(&f, 6, 2);
+	plc_session_advance(f.s, T0 + 3, 0, &st);
+	g_assert_cmpint(st.write, ==, PLC_SESSION_WRITE_CLEAR);
+	fix_clear(&f);
+
+	/* Nothing kept (a first start, or a lost file): the counter would
+	 * start at 1, which the PLC's stale ack shows: it is skipped. */
+	fix_init(&f, PLC_ROLE_SERVER, 32, 1000, PLC_FAULT_REJECT_ALL);
+	n = fix_trigger(&f, 0, 0);
+	g_assert_false(n.adopted);
+	seq = fix_part(&f, 1, 1, 1, T0);
+	g_assert_cmpint(fix_verdict(&f, seq, 1, 1, 1, 0), ==, PLC_VERDICT_BUFFERED);
+	plc_session_advance(f.s, T0 + 1, 0, &st);
+	g_assert_true(st.committed);
+	g_assert_cmpuint(plc_session_result(f.s)->counter, ==, 2);
+	plc_session_written(f.s);
+	plc_session_advance(f.s, T0 + 2, 0, &st);
+	g_assert_null(st.acked);
+	g_assert_cmpuint(plc_session_result(f.s)->valid, ==, 1);
+	fix_clear(&f);
+
+	/* The skip keeps the wrap: after 65535 comes 1, unless the PLC
+	 * shows 1, then 2. */
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	k.result_counter = 65535;
+	plc_session_resume(f.s, &k);
+	fix_trigger(&f, 5, 1);
+	seq = fix_part(&f, 6, 1, 1, T0);
+	fix_verdict(&f, seq, 6, 1, 1, 0);
+	plc_session_advance(f.s, T0 + 1, 0, &st);
+	g_assert_cmpuint(plc_session_result(f.s)->counter, ==, 2);
+	fix_clear(&f);
+
+	/* A trigger raised while vigild was down: a part, with a sequence
+	 * number of its own, so the next part keeps the first frame. */
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	k.result_counter = 4;
+	plc_session_resume(f.s, &k);
+	n = fix_trigger(&f, 6, 4);
+	g_assert_true(n.new_part);
+	g_assert_true(n.unanswered);
+	g_assert_cmpuint(n.missed, ==, 0);
+	g_assert_cmpuint(fix_status(&f, 0).trigger_seen, ==, 6);
+	seq = plc_session_track_unanswered(f.s, 1006, 6, T0, PART(1));
+	g_assert_cmpuint(seq, >=, PLC_SEQ_UNANSWERED);
+	g_assert_cmpint(fix_verdict(&f, seq, 6, 1, VIGIL_VERDICT_REJECT, 1.0f), ==,
+			PLC_VERDICT_BUFFERED);
+	g_assert_cmpuint(fix_part(&f, 7, 4, 2, T0), ==, 0);
+	plc_session_advance(f.s, T0 + 1, 0, &st);
+	g_assert_true(st.committed);
+	g_assert_true(st.part == PART(1));
+	r = plc_session_result(f.s);
+	g_assert_cmpuint(r->counter, ==, 5);
+	g_assert_cmpuint(r->trigger_counter, ==, 6);
+	g_assert_cmpuint(r->part_id, ==, 1006);
+	g_assert_cmpuint(r->verdict, ==, VIGIL_VERDICT_REJECT);
+	plc_session_written(f.s);
+	fix_clear(&f);
+
+	/* The same counter with another part id was raised while down too. */
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	k.part_id = 77;
+	plc_session_resume(f.s, &k);
+	g_assert_true(fix_trigger(&f, 5, 4).unanswered);
+	fix_clear(&f);
+
+	/* Nothing kept: the counter shown is the baseline, said so. */
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	n = fix_trigger(&f, 9, 0);
+	g_assert_false(n.new_part);
+	g_assert_true(n.adopted);
+	fix_clear(&f);
+
+	/* Client role: the PLC's result block of a killed run, still valid,
+	 * is written again with valid 0, counter and content kept, and the
+	 * next result goes on from its counter, whatever was kept. */
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	k.result_counter = 3;
+	plc_session_resume(f.s, &k);
+	plc_session_peer_result(f.s, &peer);
+	plc_session_relink(f.s);
+	fix_trigger(&f, 5, 7);
+	plc_session_advance(f.s, T0, 0, &st);
+	g_assert_cmpint(st.write, ==, PLC_SESSION_WRITE_CLEAR);
+	r = plc_session_result(f.s);
+	g_assert_cmpuint(r->counter, ==, 7);
+	g_assert_cmpuint(r->valid, ==, 0);
+	g_assert_cmpuint(r->part_id, ==, 9);
+	g_assert_cmpuint(r->trigger_counter, ==, 3);
+	plc_session_cleared(f.s);
+	seq = fix_part(&f, 6, 7, 1, T0);
+	fix_verdict(&f, seq, 6, 1, 1, 0);
+	plc_session_advance(f.s, T0 + 1, 0, &st);
+	g_assert_cmpuint(plc_session_result(f.s)->counter, ==, 8);
+	plc_session_written(f.s);
+	/* Once this run presented a result, the block is its own. */
+	plc_session_peer_result(f.s, &peer);
+	g_assert_cmpuint(plc_session_result(f.s)->counter, ==, 8);
+	fix_clear(&f);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -1677,6 +1815,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/plc/session/deadline", test_session_deadline);
 	g_test_add_func("/plc/session/stop", test_session_stop);
 	g_test_add_func("/plc/session/status", test_session_status);
+	g_test_add_func("/plc/session/restart", test_session_restart);
 	g_test_add_func("/plc/config", test_config);
 	g_test_add_func("/plc/strerror", test_strerror);
 	g_test_add_func("/plc/refused", test_refused);
