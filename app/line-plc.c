@@ -228,6 +228,9 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 	p->t_trigger_us = vigil_now_us();
 	p->t_wall_us = vigil_wall_us();
 	p->seq = plc_session_track(s->session, p->part_id, p->trigger_counter, p->t_trigger_us, p);
+	/* A triggered camera's frames are checked against the triggers. */
+	for (int i = 0; i < l->set.ncameras; i++)
+		capture_camera_trigger(l->cameras[i], p->seq, p->t_trigger_us);
 	line_count(l, &l->st.triggers, 1);
 	if (line_inspect_push(l, p, 0) < 0) {
 		/* Inspection is saturated: the part cannot be judged in time. */
