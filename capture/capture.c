@@ -157,10 +157,11 @@ static gboolean is_decoder(GstObject *o)
 	return klass && strstr(klass, "Decoder") != NULL;
 }
 
-/* Runs in the thread that posts msg. A decoder that cannot decode a frame
- * posts a warning and drops the frame (GstVideoDecoder, up to max-errors):
- * in sequence mode the lost frame's number is skipped before the next frame
- * reaches the appsink, so the count stays the trigger count (capture.h). */
+/* Runs in the thread that posts msg. A decoder that drops a frame it cannot
+ * decode says so on the bus: GstVideoDecoder (jpegdec, avdec_*) posts a QoS
+ * message for each frame it drops, some decoders a warning. In sequence
+ * mode the lost frame's number is skipped before the next frame reaches the
+ * appsink, so the count stays the trigger count (capture.h). */
 static GstBusSyncReply on_bus_sync(GstBus *bus, GstMessage *msg, gpointer data)
 {
 	capture_camera *cam = data;
@@ -168,17 +169,19 @@ static GstBusSyncReply on_bus_sync(GstBus *bus, GstMessage *msg, gpointer data)
 	uint64_t lost;
 
 	(void)bus;
-	if (GST_MESSAGE_TYPE(msg) != GST_MESSAGE_WARNING || cam->mode != CAPTURE_SEQUENCE ||
+	if ((GST_MESSAGE_TYPE(msg) != GST_MESSAGE_WARNING &&
+	     GST_MESSAGE_TYPE(msg) != GST_MESSAGE_QOS) || cam->mode != CAPTURE_SEQUENCE ||
 	    !is_decoder(GST_MESSAGE_SRC(msg)))
 		return GST_BUS_PASS;
-	gst_message_parse_warning(msg, &gerr, NULL);
+	if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_WARNING)
+		gst_message_parse_warning(msg, &gerr, NULL);
 	g_mutex_lock(&cam->lock);
 	lost = cam->next_seq++;
 	cam->desyncs++;
 	g_mutex_unlock(&cam->lock);
 	g_warning("camera %s: %s dropped frame %" G_GUINT64_FORMAT " (%s): its part fails safe, "
 		  "the next part gets the next frame", cam->name, GST_MESSAGE_SRC_NAME(msg), lost,
-		  gerr ? gerr->message : "warning");
+		  gerr ? gerr->message : "a frame it could not decode");
 	g_clear_error(&gerr);
 	return GST_BUS_PASS;
 }
@@ -230,9 +233,12 @@ static gboolean wait_for_failure(capture_camera *cam, gboolean *is_error)
 		if (msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_STATE_CHANGED) {
 			GstState state;
 
+			/* A live pipeline reaches PLAYING only with its first
+			 * frame; its source plays before that, waiting for one. */
 			gst_message_parse_state_changed(msg, NULL, &state, NULL);
-			if (GST_MESSAGE_SRC(msg) == GST_OBJECT(cam->pipeline) &&
-			    state == GST_STATE_PLAYING) {
+			if (state == GST_STATE_PLAYING &&
+			    (GST_MESSAGE_SRC(msg) == GST_OBJECT(cam->pipeline) ||
+			     GST_OBJECT_FLAG_IS_SET(GST_MESSAGE_SRC(msg), GST_ELEMENT_FLAG_SOURCE))) {
 				g_mutex_lock(&cam->lock);
 				cam->playing = TRUE;
 				g_mutex_unlock(&cam->lock);
