@@ -50,7 +50,7 @@ struct plc_state {
 	gboolean row_lost;         /* a row could not be queued, none logged since */
 	gboolean awaiting_commit;  /* the next result waits for its row's commit */
 	gboolean queue_full;       /* a part found q_inspect full; latched until one fits */
-	gboolean sources_up;       /* every camera and the vibration source delivered once */
+	gboolean sources_up;       /* every camera up, the vibration source delivered once */
 	alarm_monitor *alarms;     /* fed each result as the PLC gets it */
 };
 
@@ -488,7 +488,11 @@ static gboolean sources_up(line *l, struct plc_state *s)
 		struct capture_stats cs;
 
 		capture_camera_stats(l->cameras[i], &cs);
-		if (!cs.frames)
+		/* A triggered camera sends nothing before the first trigger,
+		 * and the PLC triggers only once vigild is ready: a sequence
+		 * camera whose pipeline plays is up. */
+		if (l->set.cameras[i].cfg.mode == CAPTURE_SEQUENCE ? !cs.playing && !cs.frames
+								   : !cs.frames)
 			return FALSE;
 	}
 	sensor_source_stats(l->sensor, &ss);
