@@ -697,6 +697,7 @@ static void test_camera_settings(void)
 	g_assert_cmpint(s.cfg.restart_min_ms, ==, 500);
 	g_assert_cmpint(s.cfg.restart_max_ms, ==, 10000);
 	g_assert_cmpint(s.cfg.watchdog_ms, ==, 0);
+	g_assert_cmpint(s.cfg.slack_ms, ==, 20);
 	capture_settings_clear(&s);
 	g_assert_null(s.name);
 
