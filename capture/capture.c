@@ -4,6 +4,7 @@
 #include <gst/app/gstappsink.h>
 #include <gst/base/gstbasesrc.h>
 #include <gst/gst.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/part.h"
@@ -37,6 +38,8 @@ struct capture_camera {
 	uint64_t trig_seq[TRIG_RING];
 	int64_t trig_us[TRIG_RING];
 	uint64_t desyncs;
+	int64_t latency_us;     /* live sequence: trigger to frame of the last frame
+				 * paired, -1 before the first */
 	int64_t up_since_us;    /* monotonic time the current pipeline started */
 	int64_t last_frame_us;
 	int64_t overflow_us;    /* timestamp mode: arrival of the newest frame dropped
@@ -486,6 +489,7 @@ capture_camera *capture_camera_new(const struct capture_config *cfg, char **err)
 	cam->queue_frames = cfg->queue_frames > 0 ? (guint)cfg->queue_frames : 8;
 	cam->watchdog_ms = MAX(cfg->watchdog_ms, 0);
 	cam->slack_us = (int64_t)(cfg->slack_ms > 0 ? cfg->slack_ms : 20) * 1000;
+	cam->latency_us = -1;
 	for (int i = 0; i < TRIG_RING; i++)
 		cam->trig_us[i] = -1;
 
@@ -551,6 +555,39 @@ static int64_t trigger_us(const capture_camera *cam, uint64_t seq)
 	return cam->trig_seq[i] == seq ? cam->trig_us[i] : -1;
 }
 
+/* Live sequence camera, frame f counted for trigger seq (at t_us): whether
+ * it belongs to an earlier trigger. It does when it reached vigild more
+ * than slack before the trigger was seen, or, once the camera's latency
+ * (trigger to frame, of the last frame paired) is known, when its latency
+ * fits the previous trigger better by more than slack (jitter in latency
+ * decides nothing). Caller holds the lock. */
+static gboolean belongs_before(const capture_camera *cam, const struct capture_frame *f,
+			       uint64_t seq, int64_t t_us)
+{
+	int64_t t_prev = seq > 0 ? trigger_us(cam, seq - 1) : -1, lat = cam->latency_us;
+
+	if (f->t_us < t_us - cam->slack_us)
+		return TRUE;
+	return lat >= 0 && t_prev >= 0 &&
+	       llabs(f->t_us - t_prev - lat) + cam->slack_us < llabs(f->t_us - t_us - lat);
+}
+
+/* The same, whether f belongs to the next trigger: it reached vigild after
+ * that trigger was seen and its latency fits it better by more than slack,
+ * or, the latency not yet known, it came more than slack after it. */
+static gboolean belongs_after(const capture_camera *cam, const struct capture_frame *f,
+			      uint64_t seq, int64_t t_us)
+{
+	int64_t t_next = trigger_us(cam, seq + 1), lat = cam->latency_us;
+
+	if (t_next < 0)
+		return FALSE;
+	if (lat < 0)
+		return f->t_us > t_next + cam->slack_us;
+	return f->t_us > t_next - cam->slack_us &&
+	       llabs(f->t_us - t_next - lat) + cam->slack_us < llabs(f->t_us - t_us - lat);
+}
+
 /* Drops the head frame as one no part claims; caller holds the lock. */
 static void drop_head(capture_camera *cam)
 {
@@ -597,41 +634,40 @@ static struct capture_frame *take_frame(capture_camera *cam, uint64_t seq,
 		}
 		if (!timed || f->seq != seq)
 			break;
-		if (f->t_us < t_trigger_us - cam->slack_us) {
-			/* Taken before this part's trigger: the camera fired twice
-			 * for an earlier part. Later frames move up by one. */
+		if (belongs_before(cam, f, seq, t_trigger_us)) {
+			/* Taken for an earlier trigger: the camera fired twice.
+			 * Later frames move up by one. */
 			cam->desyncs++;
-			g_warning("camera %s: frame %" G_GUINT64_FORMAT " came %.1f ms before its "
-				  "trigger: an extra frame, dropped; the pairing is re-aligned",
-				  cam->name, f->seq, (double)(t_trigger_us - f->t_us) / 1000.0);
+			g_warning("camera %s: frame %" G_GUINT64_FORMAT " came %.1f ms after its "
+				  "trigger (%.1f ms usual): it belongs to an earlier trigger, an extra "
+				  "frame, dropped; the pairing is re-aligned", cam->name, f->seq,
+				  (double)(f->t_us - t_trigger_us) / 1000.0,
+				  (double)cam->latency_us / 1000.0);
 			drop_head(cam);
 			renumber(cam, seq);
 			continue;
 		}
-		{
-			int64_t t_next = trigger_us(cam, seq + 1);
-
-			if (t_next >= 0 && f->t_us > t_next + cam->slack_us) {
-				/* Taken after the next part's trigger: this part's
-				 * frame never came (a missed trigger); the frame is
-				 * the next part's. */
-				cam->desyncs++;
-				g_warning("camera %s: frame %" G_GUINT64_FORMAT " came %.1f ms after "
-					  "the next trigger: the frame of trigger %" G_GUINT64_FORMAT
-					  " is missing; the pairing is re-aligned", cam->name, f->seq,
-					  (double)(f->t_us - t_next) / 1000.0, seq);
-				renumber(cam, seq + 1);
-				*gone = TRUE;
-				return NULL;
-			}
-			/* The next trigger may not be seen yet (a PLC polled
-			 * every few ms): a frame this late waits for it. */
-			if (t_next < 0 && vigil_now_us() < f->t_us + cam->slack_us &&
-			    f->t_us > t_trigger_us + cam->slack_us) {
-				*recheck_us = f->t_us + cam->slack_us;
-				return NULL;
-			}
+		if (belongs_after(cam, f, seq, t_trigger_us)) {
+			/* Taken for the next trigger: this part's frame never
+			 * came (a missed trigger); the frame is the next part's. */
+			cam->desyncs++;
+			g_warning("camera %s: frame %" G_GUINT64_FORMAT " came %.1f ms after the "
+				  "next trigger (%.1f ms usual): the frame of trigger %" G_GUINT64_FORMAT
+				  " is missing; the pairing is re-aligned", cam->name, f->seq,
+				  (double)(f->t_us - trigger_us(cam, seq + 1)) / 1000.0,
+				  (double)cam->latency_us / 1000.0, seq);
+			renumber(cam, seq + 1);
+			*gone = TRUE;
+			return NULL;
 		}
+		/* The next trigger may not be seen yet (a PLC polled every few
+		 * ms): a frame later than usual waits for it. */
+		if (trigger_us(cam, seq + 1) < 0 && vigil_now_us() < f->t_us + cam->slack_us &&
+		    f->t_us > t_trigger_us + MAX(cam->latency_us, 0) + cam->slack_us) {
+			*recheck_us = f->t_us + cam->slack_us;
+			return NULL;
+		}
+		cam->latency_us = f->t_us - t_trigger_us;
 		break;
 	}
 	/* The part's frame (the first at or after its trigger) was pushed out

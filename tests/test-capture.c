@@ -435,8 +435,9 @@ static void expect_frame(struct udp_camera *u, uint64_t seq, int64_t t, int k)
 	capture_frame_free(f);
 }
 
-/* Slept past the default slack (20 ms) so a frame is surely early or late. */
-#define PAST_SLACK_US 40000
+/* The spacing of two parts where it matters: well past the default slack
+ * (20 ms), so a frame is surely early or late for a trigger. */
+#define PAST_SLACK_US 60000
 
 static void expect_desyncs(struct udp_camera *u, uint64_t n)
 {
@@ -470,8 +471,9 @@ static void test_live_missed_trigger_times_out(void)
 }
 
 /* Parts overlap: part 2 is triggered before part 1 asks for its frame,
- * which the camera missed. The frame that comes is part 2's: part 1 fails
- * safe and does not take it. */
+ * which the camera missed. The frame that comes right after part 2's
+ * trigger (as quickly as part 0's came after its own) is part 2's: part 1
+ * fails safe and does not take it. */
 static void test_live_missed_trigger_overlapping(void)
 {
 	struct udp_camera u;
@@ -482,8 +484,8 @@ static void test_live_missed_trigger_overlapping(void)
 	shoot(&u, 0);
 	expect_frame(&u, 0, t[0], 0);
 	t[1] = trigger(&u, 1);
-	t[2] = trigger(&u, 2);
 	g_usleep(PAST_SLACK_US);
+	t[2] = trigger(&u, 2);
 	shoot(&u, 2);
 	expect_frame(&u, 1, t[1], -1);
 	expect_frame(&u, 2, t[2], 2);
