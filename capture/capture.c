@@ -189,6 +189,48 @@ static GstBusSyncReply on_bus_sync(GstBus *bus, GstMessage *msg, gpointer data)
 	return GST_BUS_PASS;
 }
 
+/* On a source's src pad, in its streaming thread: an empty buffer (an empty
+ * image file in a replay) is a frame that no decoder will turn into one and
+ * none will say so (pngdec waits for more data): its number is skipped
+ * before the next frame is counted, as for a decoder's drop. */
+static GstPadProbeReturn on_source_buffer(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+	capture_camera *cam = data;
+	GstBuffer *buf = gst_pad_probe_info_get_buffer(info);
+	uint64_t lost;
+
+	(void)pad;
+	if (!buf || gst_buffer_get_size(buf) > 0)
+		return GST_PAD_PROBE_OK;
+	g_mutex_lock(&cam->lock);
+	lost = cam->next_seq++;
+	cam->desyncs++;
+	g_mutex_unlock(&cam->lock);
+	g_warning("camera %s: the source gave an empty frame %" G_GUINT64_FORMAT ": its part "
+		  "fails safe, the next part gets the next frame", cam->name, lost);
+	return GST_PAD_PROBE_OK;
+}
+
+/* Watches every source element's src pads for empty buffers (sequence). */
+static void watch_sources(capture_camera *cam, GstElement *pipeline)
+{
+	GstIterator *it = gst_bin_iterate_sources(GST_BIN(pipeline));
+	GValue v = G_VALUE_INIT;
+
+	while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+		GstPad *pad = gst_element_get_static_pad(g_value_get_object(&v), "src");
+
+		if (pad) {
+			gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_source_buffer, cam,
+					  NULL);
+			gst_object_unref(pad);
+		}
+		g_value_reset(&v);
+	}
+	g_value_unset(&v);
+	gst_iterator_free(it);
+}
+
 /* Whether the pipeline has a live source (a camera, not a replay). */
 static gboolean pipeline_is_live(GstElement *pipeline)
 {
@@ -455,6 +497,8 @@ static int build_pipeline(capture_camera *cam, char **err)
 		gst_bus_set_sync_handler(bus, on_bus_sync, cam, NULL);
 		gst_object_unref(bus);
 	}
+	if (cam->mode == CAPTURE_SEQUENCE)
+		watch_sources(cam, pipeline);
 	{
 		gboolean live = pipeline_is_live(pipeline);
 

@@ -27,17 +27,20 @@
  * Sequence mode counts frames, and a camera that misses a trigger or fires
  * twice would shift the count for the rest of the run, so the count is
  * checked (docs/architecture.md, "Pairing a part with its data"):
- * - a decoder that drops a frame it cannot decode posts a warning on the
- *   bus; the number of the lost frame is skipped, so its part gets -ENODATA
- *   and the next part its own frame (the decoder must run in the appsink's
- *   streaming thread: no queue between them);
+ * - a decoder that drops a frame it cannot decode says so on the bus (QoS
+ *   or a warning), and a source may give an empty buffer (an empty image
+ *   file, which pngdec swallows silently); the number of the lost frame is
+ *   skipped, so its part gets -ENODATA and the next part its own frame (the
+ *   decoder must run in the appsink's streaming thread: no queue between);
  * - a live source (a triggered camera) is checked against the trigger times
- *   too: a frame that reached vigild more than slack before its part's
- *   trigger belongs to an earlier trigger (an extra frame) and is dropped;
- *   one that reached vigild more than slack after the next part's trigger
- *   (capture_camera_trigger) belongs to a later trigger, so this part's
- *   frame is missing: the part gets -ENODATA and the frame goes to the next
- *   part; after a timeout (capture_frame_missed) the count is re-aligned by
+ *   (capture_camera_trigger) and its latency (trigger to frame) of the last
+ *   frame paired: a frame that reached vigild more than slack before its
+ *   part's trigger, or whose latency fits the previous trigger better by
+ *   more than slack, belongs to an earlier trigger (an extra frame) and is
+ *   dropped; one whose latency fits the next trigger better by more than
+ *   slack (before a latency is known: more than slack after it) belongs to
+ *   it, so this part's frame is missing: the part gets -ENODATA and the
+ *   frame goes to the next part; after a timeout (capture_frame_missed) the count is re-aligned by
  *   time as after a restart. A replay (a source that is not live) waits for
  *   its parts, so its frames come before their triggers and only the count
  *   pairs them.

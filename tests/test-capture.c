@@ -292,6 +292,41 @@ static void test_sequence_restart_realigns(void)
 	remove_dir(dir);
 }
 
+/* A replay with an empty image file: pngdec makes no frame of it and says
+ * nothing; that part fails safe and every later part gets its own frame. */
+static void test_sequence_empty_file(void)
+{
+	char *dir = write_frames(8);
+	char *bad = g_build_filename(dir, "frame-003.png", NULL);
+	char *pipeline = g_strdup_printf("multifilesrc location=%s/frame-%%03d.png index=0 "
+					 "caps=image/png ! pngdec ! videoconvert ! appsink name=sink",
+					 dir);
+	capture_camera *cam;
+	struct capture_frame *f = NULL;
+	struct capture_stats st;
+
+	g_assert_true(g_file_set_contents(bad, "", 0, NULL));
+	cam = camera_on(pipeline, CAPTURE_SEQUENCE, 8);
+	for (uint64_t seq = 0; seq < 8; seq++) {
+		int rc = capture_frame_for(cam, seq, 0, 5000000, &f);
+
+		if (seq == 3) {
+			g_assert_cmpint(rc, ==, -ENODATA);
+			g_assert_null(f);
+			continue;
+		}
+		g_assert_cmpint(rc, ==, 0);
+		g_assert_cmpuint(f->data[0], ==, seq * 10);
+		capture_frame_free(f);
+	}
+	capture_camera_stats(cam, &st);
+	g_assert_cmpuint(st.desyncs, ==, 1);
+	capture_camera_free(cam);
+	g_free(pipeline);
+	g_free(bad);
+	remove_dir(dir);
+}
+
 /* A camera's frame that its decoder cannot decode (a JPEG without an image) is
  * dropped by the decoder: that part fails safe and every later part still
  * gets its own frame (each frame's gray level encodes its part). */
@@ -731,6 +766,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/capture/bad-pipelines-are-refused", test_bad_pipelines_are_refused);
 	g_test_add_func("/capture/missing-file-fails-cleanly", test_missing_file_fails_cleanly);
 	g_test_add_func("/capture/sequence-restart-realigns", test_sequence_restart_realigns);
+	g_test_add_func("/capture/sequence-empty-file", test_sequence_empty_file);
 	g_test_add_func("/capture/sequence-decoder-drop", test_sequence_decoder_drop);
 	g_test_add_func("/capture/live-missed-trigger-times-out",
 			test_live_missed_trigger_times_out);
