@@ -157,7 +157,13 @@ static int frame_for(line *l, int i, const struct vigil_part *p, struct capture_
 		int rc = capture_frame_for(l->cameras[i], p->seq, p->t_trigger_us,
 					   MIN(left, WAIT_SLICE_US), frame);
 
-		if (rc != -ETIMEDOUT || left <= WAIT_SLICE_US)
+		if (rc == -ETIMEDOUT && left <= WAIT_SLICE_US) {
+			/* The count may be off by the missing frame: the camera
+			 * re-aligns it for the next part (capture.h). */
+			capture_frame_missed(l->cameras[i], p->seq);
+			return rc;
+		}
+		if (rc != -ETIMEDOUT)
 			return rc;
 	}
 }

@@ -172,6 +172,7 @@ gboolean line_db_fault(line *l)
 struct device_watch {
 	gboolean cam_down[LINE_MAX_CAMERAS];
 	uint64_t cam_restarts[LINE_MAX_CAMERAS];
+	uint64_t cam_desyncs[LINE_MAX_CAMERAS];
 	gboolean sensor_failed, window_fault;
 	gboolean tx_away;
 	gboolean db_fault, db_slow; /* db_slow: a fault this thread logged */
@@ -252,6 +253,12 @@ static void watch_devices(line *l, struct device_watch *w)
 			w->cam_down[i] = FALSE;
 		}
 		w->cam_restarts[i] = cs.restarts;
+		if (cs.desyncs > w->cam_desyncs[i])
+			event(l, "camera-desync", "camera %s: %" G_GUINT64_FORMAT " frame(s) lost, "
+			      "extra or late against the triggers (%" G_GUINT64_FORMAT " so far); the "
+			      "doubtful parts failed safe and the pairing was re-aligned (log has "
+			      "which)", name, cs.desyncs - w->cam_desyncs[i], cs.desyncs);
+		w->cam_desyncs[i] = cs.desyncs;
 	}
 	/* A database that fails writes logs its own db-fault and db-ok once
 	 * it writes again (db/db.h); a slow one (rows not committed within

@@ -51,7 +51,7 @@ struct plc_state {
 	gboolean row_lost;         /* a row could not be queued, none logged since */
 	gboolean awaiting_commit;  /* the next result waits for its row's commit */
 	gboolean queue_full;       /* a part found q_inspect full; latched until one fits */
-	gboolean sources_up;       /* every camera and the vibration source delivered once */
+	gboolean sources_up;       /* every camera up, the vibration source delivered once */
 	alarm_monitor *alarms;     /* fed each result as the PLC gets it */
 };
 
@@ -277,6 +277,9 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 	p->t_trigger_us = vigil_now_us();
 	p->t_wall_us = vigil_wall_us();
 	p->seq = plc_session_track(s->session, p->part_id, p->trigger_counter, p->t_trigger_us, p);
+	/* A triggered camera's frames are checked against the triggers. */
+	for (int i = 0; i < l->set.ncameras; i++)
+		capture_camera_trigger(l->cameras[i], p->seq, p->t_trigger_us);
 	line_count(l, &l->st.triggers, 1);
 	if (line_inspect_push(l, p, 0) < 0) {
 		/* Inspection is saturated: the part cannot be judged in time. */
@@ -541,7 +544,11 @@ static gboolean sources_up(line *l, struct plc_state *s)
 		struct capture_stats cs;
 
 		capture_camera_stats(l->cameras[i], &cs);
-		if (!cs.frames)
+		/* A triggered camera sends nothing before the first trigger,
+		 * and the PLC triggers only once vigild is ready: a sequence
+		 * camera whose pipeline plays is up. */
+		if (l->set.cameras[i].cfg.mode == CAPTURE_SEQUENCE ? !cs.playing && !cs.frames
+								   : !cs.frames)
 			return FALSE;
 	}
 	sensor_source_stats(l->sensor, &ss);

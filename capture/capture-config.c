@@ -10,7 +10,7 @@
 
 static const char *const camera_keys[] = {
 	"pipeline", "trigger", "frame_timeout_ms", "queue_frames", "restart", "restart_min_ms",
-	"restart_max_ms", "watchdog_ms", NULL };
+	"restart_max_ms", "watchdog_ms", "slack_ms", NULL };
 
 int capture_config_read(const config *cfg, const char *group, struct capture_settings *s,
 			char **err)
@@ -38,7 +38,8 @@ int capture_config_read(const config *cfg, const char *group, struct capture_set
 	    config_get_int(cfg, group, "restart_max_ms", 10000, 10, 3600000,
 			   &s->cfg.restart_max_ms, err) < 0 ||
 	    config_get_int(cfg, group, "watchdog_ms", 0, 0, 3600000,
-			   &s->cfg.watchdog_ms, err) < 0)
+			   &s->cfg.watchdog_ms, err) < 0 ||
+	    config_get_int(cfg, group, "slack_ms", 20, 1, 60000, &s->cfg.slack_ms, err) < 0)
 		return -EINVAL;
 	return 0;
 }

@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <gst/app/gstappsink.h>
+#include <gst/base/gstbasesrc.h>
 #include <gst/gst.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/part.h"
@@ -26,6 +28,18 @@ struct capture_camera {
 	gboolean ended, stopping, down;
 	gboolean ended_by_error;
 	gboolean resync;        /* sequence mode: re-align numbering after a restart */
+	gboolean realign;       /* sequence mode, live: re-align by time after a timeout */
+	gboolean live;          /* a live source (capture.h) */
+	gboolean playing;       /* the current pipeline reached PLAYING */
+	int64_t slack_us;
+	/* Sequence mode: the latest triggers' times by number (seq % TRIG_RING),
+	 * -1 where not seen (capture_camera_trigger). */
+#define TRIG_RING 64
+	uint64_t trig_seq[TRIG_RING];
+	int64_t trig_us[TRIG_RING];
+	uint64_t desyncs;
+	int64_t latency_us;     /* live sequence: trigger to frame of the last frame
+				 * paired, -1 before the first */
 	int64_t up_since_us;    /* monotonic time the current pipeline started */
 	int64_t last_frame_us;
 	int64_t overflow_us;    /* timestamp mode: arrival of the newest frame dropped
@@ -134,6 +148,107 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 static int build_pipeline(capture_camera *cam, char **err);
 static int play_pipeline(capture_camera *cam, char **err);
 
+/* Whether e is a decoder (its class says so: pngdec, jpegdec, avdec_*). */
+static gboolean is_decoder(GstObject *o)
+{
+	const char *klass;
+
+	if (!GST_IS_ELEMENT(o))
+		return FALSE;
+	klass = gst_element_class_get_metadata(GST_ELEMENT_GET_CLASS(o),
+					       GST_ELEMENT_METADATA_KLASS);
+	return klass && strstr(klass, "Decoder") != NULL;
+}
+
+/* Runs in the thread that posts msg. A decoder that drops a frame it cannot
+ * decode says so on the bus: GstVideoDecoder (jpegdec, avdec_*) posts a QoS
+ * message for each frame it drops, some decoders a warning. In sequence
+ * mode the lost frame's number is skipped before the next frame reaches the
+ * appsink, so the count stays the trigger count (capture.h). */
+static GstBusSyncReply on_bus_sync(GstBus *bus, GstMessage *msg, gpointer data)
+{
+	capture_camera *cam = data;
+	GError *gerr = NULL;
+	uint64_t lost;
+
+	(void)bus;
+	if ((GST_MESSAGE_TYPE(msg) != GST_MESSAGE_WARNING &&
+	     GST_MESSAGE_TYPE(msg) != GST_MESSAGE_QOS) || cam->mode != CAPTURE_SEQUENCE ||
+	    !is_decoder(GST_MESSAGE_SRC(msg)))
+		return GST_BUS_PASS;
+	if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_WARNING)
+		gst_message_parse_warning(msg, &gerr, NULL);
+	g_mutex_lock(&cam->lock);
+	lost = cam->next_seq++;
+	cam->desyncs++;
+	g_mutex_unlock(&cam->lock);
+	g_warning("camera %s: %s dropped frame %" G_GUINT64_FORMAT " (%s): its part fails safe, "
+		  "the next part gets the next frame", cam->name, GST_MESSAGE_SRC_NAME(msg), lost,
+		  gerr ? gerr->message : "a frame it could not decode");
+	g_clear_error(&gerr);
+	return GST_BUS_PASS;
+}
+
+/* On a source's src pad, in its streaming thread: an empty buffer (an empty
+ * image file in a replay) is a frame that no decoder will turn into one and
+ * none will say so (pngdec waits for more data): its number is skipped
+ * before the next frame is counted, as for a decoder's drop. */
+static GstPadProbeReturn on_source_buffer(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+	capture_camera *cam = data;
+	GstBuffer *buf = gst_pad_probe_info_get_buffer(info);
+	uint64_t lost;
+
+	(void)pad;
+	if (!buf || gst_buffer_get_size(buf) > 0)
+		return GST_PAD_PROBE_OK;
+	g_mutex_lock(&cam->lock);
+	lost = cam->next_seq++;
+	cam->desyncs++;
+	g_mutex_unlock(&cam->lock);
+	g_warning("camera %s: the source gave an empty frame %" G_GUINT64_FORMAT ": its part "
+		  "fails safe, the next part gets the next frame", cam->name, lost);
+	return GST_PAD_PROBE_OK;
+}
+
+/* Watches every source element's src pads for empty buffers (sequence). */
+static void watch_sources(capture_camera *cam, GstElement *pipeline)
+{
+	GstIterator *it = gst_bin_iterate_sources(GST_BIN(pipeline));
+	GValue v = G_VALUE_INIT;
+
+	while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+		GstPad *pad = gst_element_get_static_pad(g_value_get_object(&v), "src");
+
+		if (pad) {
+			gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_source_buffer, cam,
+					  NULL);
+			gst_object_unref(pad);
+		}
+		g_value_reset(&v);
+	}
+	g_value_unset(&v);
+	gst_iterator_free(it);
+}
+
+/* Whether the pipeline has a live source (a camera, not a replay). */
+static gboolean pipeline_is_live(GstElement *pipeline)
+{
+	GstIterator *it = gst_bin_iterate_recurse(GST_BIN(pipeline));
+	GValue v = G_VALUE_INIT;
+	gboolean live = FALSE;
+
+	while (!live && gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+		GstElement *e = g_value_get_object(&v);
+
+		live = GST_IS_BASE_SRC(e) && gst_base_src_is_live(GST_BASE_SRC(e));
+		g_value_reset(&v);
+	}
+	g_value_unset(&v);
+	gst_iterator_free(it);
+	return live;
+}
+
 static gboolean restart_wanted(const capture_camera *cam, gboolean is_error)
 {
 	switch (cam->restart) {
@@ -156,9 +271,26 @@ static gboolean wait_for_failure(capture_camera *cam, gboolean *is_error)
 
 	for (;;) {
 		GstMessage *msg = gst_bus_timed_pop_filtered(bus, 100 * GST_MSECOND,
-			GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+			GST_MESSAGE_ERROR | GST_MESSAGE_EOS | GST_MESSAGE_STATE_CHANGED);
 
 		gboolean silent = FALSE;
+
+		if (msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_STATE_CHANGED) {
+			GstState state;
+
+			/* A live pipeline reaches PLAYING only with its first
+			 * frame; its source plays before that, waiting for one. */
+			gst_message_parse_state_changed(msg, NULL, &state, NULL);
+			if (state == GST_STATE_PLAYING &&
+			    (GST_MESSAGE_SRC(msg) == GST_OBJECT(cam->pipeline) ||
+			     GST_OBJECT_FLAG_IS_SET(GST_MESSAGE_SRC(msg), GST_ELEMENT_FLAG_SOURCE))) {
+				g_mutex_lock(&cam->lock);
+				cam->playing = TRUE;
+				g_mutex_unlock(&cam->lock);
+			}
+			gst_message_unref(msg);
+			msg = NULL;
+		}
 
 		g_mutex_lock(&cam->lock);
 		stop = cam->stopping;
@@ -247,6 +379,7 @@ static gpointer bus_thread(gpointer data)
 		}
 		g_mutex_lock(&cam->lock);
 		cam->down = TRUE;
+		cam->playing = FALSE;
 		g_cond_broadcast(&cam->changed);
 		g_mutex_unlock(&cam->lock);
 		/* Tear down and build again until it plays, backing off. */
@@ -273,8 +406,17 @@ out:
 /* Plays the current pipeline; on failure *err names the camera and reason. */
 static int play_pipeline(capture_camera *cam, char **err)
 {
+	gboolean restarting;
+
+	/* Up before it plays: a frame that came before down was cleared would
+	 * be refused (GST_FLOW_FLUSHING), which pauses a replay's source for
+	 * good, without an error or end of stream. */
 	g_mutex_lock(&cam->lock);
 	cam->up_since_us = vigil_now_us();
+	restarting = cam->down;
+	cam->down = FALSE;
+	if (restarting && cam->mode == CAPTURE_SEQUENCE)
+		cam->resync = TRUE;
 	g_mutex_unlock(&cam->lock);
 	if (gst_element_set_state(cam->pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
 		GstBus *bus = gst_element_get_bus(cam->pipeline);
@@ -292,16 +434,15 @@ static int play_pipeline(capture_camera *cam, char **err)
 		if (msg)
 			gst_message_unref(msg);
 		gst_object_unref(bus);
+		g_mutex_lock(&cam->lock);
+		cam->down = restarting;
+		g_mutex_unlock(&cam->lock);
 		gst_element_set_state(cam->pipeline, GST_STATE_NULL);
 		return -EIO;
 	}
 	g_mutex_lock(&cam->lock);
-	if (cam->down) {
-		cam->down = FALSE;
+	if (restarting)
 		cam->restarts++;
-		if (cam->mode == CAPTURE_SEQUENCE)
-			cam->resync = TRUE;
-	}
 	g_cond_broadcast(&cam->changed);
 	g_mutex_unlock(&cam->lock);
 	return 0;
@@ -350,6 +491,21 @@ static int build_pipeline(capture_camera *cam, char **err)
 	}
 	cb.new_sample = on_new_sample;
 	gst_app_sink_set_callbacks(GST_APP_SINK(sink), &cb, cam, NULL);
+	{
+		GstBus *bus = gst_element_get_bus(pipeline);
+
+		gst_bus_set_sync_handler(bus, on_bus_sync, cam, NULL);
+		gst_object_unref(bus);
+	}
+	if (cam->mode == CAPTURE_SEQUENCE)
+		watch_sources(cam, pipeline);
+	{
+		gboolean live = pipeline_is_live(pipeline);
+
+		g_mutex_lock(&cam->lock);
+		cam->live = live;
+		g_mutex_unlock(&cam->lock);
+	}
 	if (cam->pipeline) {
 		gst_element_set_state(cam->pipeline, GST_STATE_NULL);
 		gst_object_unref(cam->sink);
@@ -376,6 +532,10 @@ capture_camera *capture_camera_new(const struct capture_config *cfg, char **err)
 				  cam->restart_min_ms);
 	cam->queue_frames = cfg->queue_frames > 0 ? (guint)cfg->queue_frames : 8;
 	cam->watchdog_ms = MAX(cfg->watchdog_ms, 0);
+	cam->slack_us = (int64_t)(cfg->slack_ms > 0 ? cfg->slack_ms : 20) * 1000;
+	cam->latency_us = -1;
+	for (int i = 0; i < TRIG_RING; i++)
+		cam->trig_us[i] = -1;
 
 	gst_init(NULL, NULL);
 	if (build_pipeline(cam, err) < 0) {
@@ -420,40 +580,139 @@ void capture_camera_free(capture_camera *cam)
 	g_free(cam);
 }
 
+/* Renumbers the queued frames from seq on and the next one to arrive after
+ * them; caller holds the lock. */
+static void renumber(capture_camera *cam, uint64_t seq)
+{
+	uint64_t k = 0;
+
+	for (GList *it = cam->frames.head; it; it = it->next, k++)
+		((struct capture_frame *)it->data)->seq = seq + k;
+	cam->next_seq = seq + k;
+}
+
+/* The time trigger seq was seen, or -1; caller holds the lock. */
+static int64_t trigger_us(const capture_camera *cam, uint64_t seq)
+{
+	unsigned i = (unsigned)(seq % TRIG_RING);
+
+	return cam->trig_seq[i] == seq ? cam->trig_us[i] : -1;
+}
+
+/* Live sequence camera, frame f counted for trigger seq (at t_us): whether
+ * it belongs to an earlier trigger. It does when it reached vigild more
+ * than slack before the trigger was seen, or, once the camera's latency
+ * (trigger to frame, of the last frame paired) is known, when its latency
+ * fits the previous trigger better by more than slack (jitter in latency
+ * decides nothing). Caller holds the lock. */
+static gboolean belongs_before(const capture_camera *cam, const struct capture_frame *f,
+			       uint64_t seq, int64_t t_us)
+{
+	int64_t t_prev = seq > 0 ? trigger_us(cam, seq - 1) : -1, lat = cam->latency_us;
+
+	if (f->t_us < t_us - cam->slack_us)
+		return TRUE;
+	return lat >= 0 && t_prev >= 0 &&
+	       llabs(f->t_us - t_prev - lat) + cam->slack_us < llabs(f->t_us - t_us - lat);
+}
+
+/* The same, whether f belongs to the next trigger: it reached vigild after
+ * that trigger was seen and its latency fits it better by more than slack,
+ * or, the latency not yet known, it came more than slack after it. */
+static gboolean belongs_after(const capture_camera *cam, const struct capture_frame *f,
+			      uint64_t seq, int64_t t_us)
+{
+	int64_t t_next = trigger_us(cam, seq + 1), lat = cam->latency_us;
+
+	if (t_next < 0)
+		return FALSE;
+	if (lat < 0)
+		return f->t_us > t_next + cam->slack_us;
+	return f->t_us > t_next - cam->slack_us &&
+	       llabs(f->t_us - t_next - lat) + cam->slack_us < llabs(f->t_us - t_us - lat);
+}
+
+/* Drops the head frame as one no part claims; caller holds the lock. */
+static void drop_head(capture_camera *cam)
+{
+	capture_frame_free(g_queue_pop_head(&cam->frames));
+	cam->dropped++;
+	g_cond_broadcast(&cam->changed);
+}
+
 /* Removes and returns the frame for the part, or NULL; caller holds the lock.
- * *gone is set when the wanted frame can no longer arrive. */
+ * *gone is set when the wanted frame can no longer arrive; *recheck_us, when
+ * not -1, is when to look again though nothing changes (a live sequence
+ * frame waits until the next trigger would have been seen). */
 static struct capture_frame *take_frame(capture_camera *cam, uint64_t seq,
 					int64_t t_trigger_us, int64_t max_delay_us,
-					gboolean *gone)
+					gboolean *gone, int64_t *recheck_us)
 {
+	gboolean timed = cam->mode == CAPTURE_SEQUENCE && cam->live;
 	struct capture_frame *f;
 
 	*gone = FALSE;
-	if (cam->resync && cam->mode == CAPTURE_SEQUENCE) {
+	*recheck_us = -1;
+	if ((cam->resync || cam->realign) && cam->mode == CAPTURE_SEQUENCE) {
 		/* After a restart the first new frame belongs to the first part
-		 * triggered after the camera came back; renumber what is queued. */
-		if (t_trigger_us < cam->up_since_us) {
+		 * triggered after the camera came back; renumber what is queued.
+		 * A live camera's frames that reached vigild before this part's
+		 * trigger belong to earlier parts, after a restart or a timeout. */
+		if (cam->resync && t_trigger_us < cam->up_since_us) {
 			*gone = TRUE;
 			return NULL;
 		}
-		{
-			uint64_t k = 0;
-
-			for (GList *it = cam->frames.head; it; it = it->next, k++)
-				((struct capture_frame *)it->data)->seq = seq + k;
-			cam->next_seq = seq + k;
-		}
-		cam->resync = FALSE;
+		while (timed && (f = g_queue_peek_head(&cam->frames)) &&
+		       f->t_us < t_trigger_us - cam->slack_us)
+			drop_head(cam);
+		renumber(cam, seq);
+		cam->resync = cam->realign = FALSE;
 	}
 	while ((f = g_queue_peek_head(&cam->frames))) {
 		gboolean older = cam->mode == CAPTURE_SEQUENCE ? f->seq < seq
 							       : f->t_us < t_trigger_us;
-		if (!older)
+		if (older) {
+			/* Never claimed: its trigger was missed or it predates the part. */
+			drop_head(cam);
+			continue;
+		}
+		if (!timed || f->seq != seq)
 			break;
-		/* Never claimed: its trigger was missed or it predates the part. */
-		capture_frame_free(g_queue_pop_head(&cam->frames));
-		cam->dropped++;
-		g_cond_broadcast(&cam->changed);
+		if (belongs_before(cam, f, seq, t_trigger_us)) {
+			/* Taken for an earlier trigger: the camera fired twice.
+			 * Later frames move up by one. */
+			cam->desyncs++;
+			g_warning("camera %s: frame %" G_GUINT64_FORMAT " came %.1f ms after its "
+				  "trigger (%.1f ms usual): it belongs to an earlier trigger, an extra "
+				  "frame, dropped; the pairing is re-aligned", cam->name, f->seq,
+				  (double)(f->t_us - t_trigger_us) / 1000.0,
+				  (double)cam->latency_us / 1000.0);
+			drop_head(cam);
+			renumber(cam, seq);
+			continue;
+		}
+		if (belongs_after(cam, f, seq, t_trigger_us)) {
+			/* Taken for the next trigger: this part's frame never
+			 * came (a missed trigger); the frame is the next part's. */
+			cam->desyncs++;
+			g_warning("camera %s: frame %" G_GUINT64_FORMAT " came %.1f ms after the "
+				  "next trigger (%.1f ms usual): the frame of trigger %" G_GUINT64_FORMAT
+				  " is missing; the pairing is re-aligned", cam->name, f->seq,
+				  (double)(f->t_us - trigger_us(cam, seq + 1)) / 1000.0,
+				  (double)cam->latency_us / 1000.0, seq);
+			renumber(cam, seq + 1);
+			*gone = TRUE;
+			return NULL;
+		}
+		/* The next trigger may not be seen yet (a PLC polled every few
+		 * ms): a frame later than usual waits for it. */
+		if (trigger_us(cam, seq + 1) < 0 && vigil_now_us() < f->t_us + cam->slack_us &&
+		    f->t_us > t_trigger_us + MAX(cam->latency_us, 0) + cam->slack_us) {
+			*recheck_us = f->t_us + cam->slack_us;
+			return NULL;
+		}
+		cam->latency_us = f->t_us - t_trigger_us;
+		break;
 	}
 	/* The part's frame (the first at or after its trigger) was pushed out
 	 * of a full queue before the part asked: a later frame would be paired
@@ -481,6 +740,33 @@ static struct capture_frame *take_frame(capture_camera *cam, uint64_t seq,
 	return f;
 }
 
+void capture_camera_trigger(capture_camera *cam, uint64_t seq, int64_t t_trigger_us)
+{
+	unsigned i = (unsigned)(seq % TRIG_RING);
+
+	if (cam->mode != CAPTURE_SEQUENCE)
+		return;
+	g_mutex_lock(&cam->lock);
+	cam->trig_seq[i] = seq;
+	cam->trig_us[i] = t_trigger_us;
+	g_cond_broadcast(&cam->changed);
+	g_mutex_unlock(&cam->lock);
+}
+
+void capture_frame_missed(capture_camera *cam, uint64_t seq)
+{
+	if (cam->mode != CAPTURE_SEQUENCE)
+		return;
+	g_mutex_lock(&cam->lock);
+	if (cam->live && !cam->down && !cam->ended) {
+		cam->realign = TRUE;
+		cam->desyncs++;
+		g_warning("camera %s: no frame for trigger %" G_GUINT64_FORMAT ": the pairing is "
+			  "re-aligned by time at the next part", cam->name, seq);
+	}
+	g_mutex_unlock(&cam->lock);
+}
+
 int capture_frame_for(capture_camera *cam, uint64_t seq, int64_t t_trigger_us,
 		      int64_t timeout_us, struct capture_frame **frame)
 {
@@ -488,12 +774,13 @@ int capture_frame_for(capture_camera *cam, uint64_t seq, int64_t t_trigger_us,
 	gint64 deadline = cam->mode == CAPTURE_TIMESTAMP ? t_trigger_us + timeout_us
 						       : g_get_monotonic_time() + timeout_us;
 	gboolean gone = FALSE;
+	int64_t recheck = -1;
 	int rc = 0;
 
 	*frame = NULL;
 	g_mutex_lock(&cam->lock);
 	for (;;) {
-		*frame = take_frame(cam, seq, t_trigger_us, timeout_us, &gone);
+		*frame = take_frame(cam, seq, t_trigger_us, timeout_us, &gone, &recheck);
 		if (*frame)
 			break;
 		if (gone) {
@@ -508,8 +795,10 @@ int capture_frame_for(capture_camera *cam, uint64_t seq, int64_t t_trigger_us,
 			rc = -ENOTCONN;
 			break;
 		}
-		if (!g_cond_wait_until(&cam->changed, &cam->lock, deadline)) {
-			*frame = take_frame(cam, seq, t_trigger_us, timeout_us, &gone);
+		if (!g_cond_wait_until(&cam->changed, &cam->lock,
+				       recheck >= 0 ? MIN(recheck, deadline) : deadline) &&
+		    g_get_monotonic_time() >= deadline) {
+			*frame = take_frame(cam, seq, t_trigger_us, timeout_us, &gone, &recheck);
 			rc = *frame ? 0 : (gone ? -ENODATA : -ETIMEDOUT);
 			break;
 		}
@@ -528,6 +817,9 @@ void capture_camera_stats(capture_camera *cam, struct capture_stats *st)
 	/* A replay that reached its end is finished, not faulty; a part asking
 	 * past the end learns it from capture_frame_for. */
 	st->up = !cam->down && !cam->ended_by_error;
+	st->playing = st->up && cam->playing;
+	st->live = cam->live;
+	st->desyncs = cam->desyncs;
 	g_mutex_unlock(&cam->lock);
 }
 

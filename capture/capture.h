@@ -23,8 +23,28 @@
  * once (the caller fails them safe). In sequence mode the frame count after
  * a restart is re-aligned: the first frame after it belongs to the first
  * part triggered after it; earlier parts never get a later frame.
- * Sequence mode trusts the pipeline to deliver one frame per trigger: a
- * frame that an element drops without a word would shift the pairing. */
+ *
+ * Sequence mode counts frames, and a camera that misses a trigger or fires
+ * twice would shift the count for the rest of the run, so the count is
+ * checked (docs/architecture.md, "Pairing a part with its data"):
+ * - a decoder that drops a frame it cannot decode says so on the bus (QoS
+ *   or a warning), and a source may give an empty buffer (an empty image
+ *   file, which pngdec swallows silently); the number of the lost frame is
+ *   skipped, so its part gets -ENODATA and the next part its own frame (the
+ *   decoder must run in the appsink's streaming thread: no queue between);
+ * - a live source (a triggered camera) is checked against the trigger times
+ *   (capture_camera_trigger) and its latency (trigger to frame) of the last
+ *   frame paired: a frame that reached vigild more than slack before its
+ *   part's trigger, or whose latency fits the previous trigger better by
+ *   more than slack, belongs to an earlier trigger (an extra frame) and is
+ *   dropped; one whose latency fits the next trigger better by more than
+ *   slack (before a latency is known: more than slack after it) belongs to
+ *   it, so this part's frame is missing: the part gets -ENODATA and the
+ *   frame goes to the next part; after a timeout (capture_frame_missed) the count is re-aligned by
+ *   time as after a restart. A replay (a source that is not live) waits for
+ *   its parts, so its frames come before their triggers and only the count
+ *   pairs them.
+ * Each such correction is a desync: counted, warned about. */
 #ifndef VIGIL_CAPTURE_CAPTURE_H
 #define VIGIL_CAPTURE_CAPTURE_H
 
@@ -52,6 +72,9 @@ struct capture_config {
 	int restart_min_ms;        /* first retry delay, doubled per failure (0: 500) */
 	int restart_max_ms;        /* cap on the delay (0: 10000) */
 	int watchdog_ms;           /* no frame for this long while up = failure; 0 = off */
+	int slack_ms;              /* sequence mode, live source: how far a frame may
+				    * reach vigild before its trigger is seen or after
+				    * the next one (0: 20) */
 };
 
 /* One [camera.NAME] section as capture_config_read reads it: the settings
@@ -102,6 +125,15 @@ int capture_frame_for(capture_camera *cam, uint64_t seq, int64_t t_trigger_us,
 		      int64_t timeout_us, struct capture_frame **frame);
 void capture_frame_free(struct capture_frame *frame);
 
+/* Sequence mode: trigger number seq was seen at t_trigger_us (monotonic),
+ * for the check of a live camera's frames against the next trigger; call
+ * it for every trigger, in order, as soon as it is seen. Other modes: no-op. */
+void capture_camera_trigger(capture_camera *cam, uint64_t seq, int64_t t_trigger_us);
+/* Sequence mode: the part of trigger seq gave up waiting (its own timeout,
+ * beyond capture_frame_for's -ETIMEDOUT slices). A live camera's count is
+ * re-aligned by time at the next part, as after a restart; a desync. */
+void capture_frame_missed(capture_camera *cam, uint64_t seq);
+
 /* Counters and the last pipeline error (NULL if none; owned by cam). */
 struct capture_stats {
 	uint64_t frames;
@@ -109,6 +141,10 @@ struct capture_stats {
 	uint64_t restarts;         /* pipeline rebuilds after a failure */
 	int failed;                /* an error was seen (ever) */
 	int up;                    /* not down and not ended by an error */
+	int playing;               /* the pipeline has reached PLAYING and is up */
+	int live;                  /* a live source: sequence frames checked by time */
+	uint64_t desyncs;          /* sequence mode: lost, extra or late frames found
+				    * and the pairing corrected (capture.h, above) */
 };
 void capture_camera_stats(capture_camera *cam, struct capture_stats *st);
 const char *capture_camera_name(const capture_camera *cam);

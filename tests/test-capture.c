@@ -1,9 +1,11 @@
 /* capture/: real GStreamer pipelines into the appsink, frames per part. */
 #include <errno.h>
 #include <glib.h>
+#include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <gst/gst.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -290,6 +292,270 @@ static void test_sequence_restart_realigns(void)
 	remove_dir(dir);
 }
 
+/* A replay with an empty image file: pngdec makes no frame of it and says
+ * nothing; that part fails safe and every later part gets its own frame. */
+static void test_sequence_empty_file(void)
+{
+	char *dir = write_frames(8);
+	char *bad = g_build_filename(dir, "frame-003.png", NULL);
+	char *pipeline = g_strdup_printf("multifilesrc location=%s/frame-%%03d.png index=0 "
+					 "caps=image/png ! pngdec ! videoconvert ! appsink name=sink",
+					 dir);
+	capture_camera *cam;
+	struct capture_frame *f = NULL;
+	struct capture_stats st;
+
+	g_assert_true(g_file_set_contents(bad, "", 0, NULL));
+	cam = camera_on(pipeline, CAPTURE_SEQUENCE, 8);
+	for (uint64_t seq = 0; seq < 8; seq++) {
+		int rc = capture_frame_for(cam, seq, 0, 5000000, &f);
+
+		if (seq == 3) {
+			g_assert_cmpint(rc, ==, -ENODATA);
+			g_assert_null(f);
+			continue;
+		}
+		g_assert_cmpint(rc, ==, 0);
+		g_assert_cmpuint(f->data[0], ==, seq * 10);
+		capture_frame_free(f);
+	}
+	capture_camera_stats(cam, &st);
+	g_assert_cmpuint(st.desyncs, ==, 1);
+	capture_camera_free(cam);
+	g_free(pipeline);
+	g_free(bad);
+	remove_dir(dir);
+}
+
+/* A camera's frame that its decoder cannot decode (a JPEG without an image) is
+ * dropped by the decoder: that part fails safe and every later part still
+ * gets its own frame (each frame's gray level encodes its part). */
+static void test_sequence_decoder_drop(void)
+{
+	char *dir = g_dir_make_tmp("vigil-capture-XXXXXX", NULL);
+	char *bad = g_build_filename(dir, "frame-003.jpg", NULL);
+	char *pipeline = g_strdup_printf("multifilesrc location=%s/frame-%%03d.jpg index=0 "
+					 "caps=image/jpeg ! jpegdec ! videoconvert ! "
+					 "appsink name=sink", dir);
+	capture_camera *cam;
+	struct capture_frame *f = NULL;
+	struct capture_stats st;
+	uint8_t img[W * H];
+
+	for (int k = 0; k < 8; k++) {
+		char *path = g_strdup_printf("%s/frame-%03d.jpg", dir, k);
+
+		memset(img, k * 10, sizeof img);
+		g_assert_cmpint(cvw_imwrite_gray(path, img, W, H, W), ==, 0);
+		g_free(path);
+	}
+	/* Start and end of image, nothing between. */
+	g_assert_true(g_file_set_contents(bad, "\xff\xd8\xff\xd9", 4, NULL));
+	cam = camera_on(pipeline, CAPTURE_SEQUENCE, 8);
+	for (uint64_t seq = 0; seq < 8; seq++) {
+		int rc = capture_frame_for(cam, seq, 0, 5000000, &f);
+
+		if (seq == 3) {
+			g_assert_cmpint(rc, ==, -ENODATA);
+			g_assert_null(f);
+			continue;
+		}
+		g_assert_cmpint(rc, ==, 0);
+		/* JPEG keeps a flat gray level within a step. */
+		g_assert_cmpint(abs((int)f->data[0] - (int)seq * 10), <=, 1);
+		g_assert_cmpint(abs((int)f->data[W * H - 1] - (int)seq * 10), <=, 1);
+		capture_frame_free(f);
+	}
+	capture_camera_stats(cam, &st);
+	g_assert_cmpuint(st.desyncs, ==, 1);
+	g_assert_false(st.live);
+	capture_camera_free(cam);
+	g_free(pipeline);
+	g_free(bad);
+	remove_dir(dir);
+}
+
+/* A hardware-triggered camera: a live udpsrc fed one GRAY8 frame (40x21, no
+ * row padding) per trigger by the test, every pixel k * 10 for part k. */
+#define UW 40
+#define UH 21
+struct udp_camera {
+	capture_camera *cam;
+	GSocket *sock;
+	GSocketAddress *to;
+	uint64_t sent;
+};
+
+static void udp_camera_start(struct udp_camera *u)
+{
+	GInetAddress *lo = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
+	GSocketAddress *any = g_inet_socket_address_new(lo, 0);
+	GSocket *probe = g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_DATAGRAM,
+				      G_SOCKET_PROTOCOL_UDP, NULL);
+	GInetSocketAddress *bound;
+	char *pipeline;
+	int port;
+	int64_t end = vigil_now_us() + 10000000;
+	struct capture_stats st;
+
+	/* A free port: bound by the kernel, released for udpsrc. */
+	g_assert_true(g_socket_bind(probe, any, FALSE, NULL));
+	bound = G_INET_SOCKET_ADDRESS(g_socket_get_local_address(probe, NULL));
+	port = g_inet_socket_address_get_port(bound);
+	g_object_unref(bound);
+	g_object_unref(probe);
+	pipeline = g_strdup_printf("udpsrc address=127.0.0.1 port=%d caps=video/x-raw,"
+				   "format=GRAY8,width=%d,height=%d,framerate=0/1 ! videoconvert ! "
+				   "appsink name=sink", port, UW, UH);
+	*u = (struct udp_camera){ 0 };
+	u->cam = camera_on(pipeline, CAPTURE_SEQUENCE, 8);
+	u->sock = g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_DATAGRAM,
+			       G_SOCKET_PROTOCOL_UDP, NULL);
+	u->to = g_inet_socket_address_new(lo, (guint16)port);
+	g_object_unref(any);
+	g_object_unref(lo);
+	g_free(pipeline);
+	/* Up with no frame: a triggered camera sends none before a trigger. */
+	for (;;) {
+		capture_camera_stats(u->cam, &st);
+		if (st.playing)
+			break;
+		g_assert_cmpint(vigil_now_us(), <, end);
+		g_usleep(5000);
+	}
+	g_assert_cmpuint(st.frames, ==, 0);
+	g_assert_true(st.live && st.up);
+}
+
+static void udp_camera_stop(struct udp_camera *u)
+{
+	capture_camera_free(u->cam);
+	g_object_unref(u->sock);
+	g_object_unref(u->to);
+}
+
+/* The camera takes part k's picture; returns once vigild has it. */
+static void shoot(struct udp_camera *u, int k)
+{
+	uint8_t img[UW * UH];
+
+	memset(img, k * 10, sizeof img);
+	g_assert_cmpint(g_socket_send_to(u->sock, u->to, (const char *)img, sizeof img, NULL, NULL),
+			==, (gssize)sizeof img);
+	wait_frames(u->cam, ++u->sent);
+}
+
+static int64_t trigger(struct udp_camera *u, uint64_t seq)
+{
+	int64_t t = vigil_now_us();
+
+	capture_camera_trigger(u->cam, seq, t);
+	return t;
+}
+
+/* Part seq (triggered at t) gets the frame of part k, or -ENODATA (k < 0). */
+static void expect_frame(struct udp_camera *u, uint64_t seq, int64_t t, int k)
+{
+	struct capture_frame *f = NULL;
+	int rc = capture_frame_for(u->cam, seq, t, 2000000, &f);
+
+	if (k < 0) {
+		g_assert_cmpint(rc, ==, -ENODATA);
+		g_assert_null(f);
+		return;
+	}
+	g_assert_cmpint(rc, ==, 0);
+	g_assert_cmpuint(f->data[0], ==, (unsigned)k * 10);
+	g_assert_cmpuint(f->data[UW * UH - 1], ==, (unsigned)k * 10);
+	capture_frame_free(f);
+}
+
+/* The spacing of two parts where it matters: well past the default slack
+ * (20 ms), so a frame is surely early or late for a trigger. */
+#define PAST_SLACK_US 60000
+
+static void expect_desyncs(struct udp_camera *u, uint64_t n)
+{
+	struct capture_stats st;
+
+	capture_camera_stats(u->cam, &st);
+	g_assert_cmpuint(st.desyncs, ==, n);
+}
+
+/* The PLC waits for each result: the camera misses part 3's trigger, part
+ * 3 times out, and part 4 on gets their own frames again. */
+static void test_live_missed_trigger_times_out(void)
+{
+	struct udp_camera u;
+
+	udp_camera_start(&u);
+	for (uint64_t k = 0; k < 8; k++) {
+		int64_t t = trigger(&u, k);
+		struct capture_frame *f = NULL;
+
+		if (k != 3) {
+			shoot(&u, (int)k);
+			expect_frame(&u, k, t, (int)k);
+			continue;
+		}
+		g_assert_cmpint(capture_frame_for(u.cam, k, t, 200000, &f), ==, -ETIMEDOUT);
+		capture_frame_missed(u.cam, k);
+	}
+	expect_desyncs(&u, 1);
+	udp_camera_stop(&u);
+}
+
+/* Parts overlap: part 2 is triggered before part 1 asks for its frame,
+ * which the camera missed. The frame that comes right after part 2's
+ * trigger (as quickly as part 0's came after its own) is part 2's: part 1
+ * fails safe and does not take it. */
+static void test_live_missed_trigger_overlapping(void)
+{
+	struct udp_camera u;
+	int64_t t[6];
+
+	udp_camera_start(&u);
+	t[0] = trigger(&u, 0);
+	shoot(&u, 0);
+	expect_frame(&u, 0, t[0], 0);
+	t[1] = trigger(&u, 1);
+	g_usleep(PAST_SLACK_US);
+	t[2] = trigger(&u, 2);
+	shoot(&u, 2);
+	expect_frame(&u, 1, t[1], -1);
+	expect_frame(&u, 2, t[2], 2);
+	for (uint64_t k = 3; k < 6; k++) {
+		t[k] = trigger(&u, k);
+		shoot(&u, (int)k);
+		expect_frame(&u, k, t[k], (int)k);
+	}
+	expect_desyncs(&u, 1);
+	udp_camera_stop(&u);
+}
+
+/* The camera fires twice on part 1: the second frame, taken before part
+ * 2's trigger, is dropped, and part 2 on get their own frames. */
+static void test_live_extra_frame(void)
+{
+	struct udp_camera u;
+
+	udp_camera_start(&u);
+	for (uint64_t k = 0; k < 6; k++) {
+		int64_t t = trigger(&u, k);
+
+		shoot(&u, (int)k);
+		if (k == 1) {
+			shoot(&u, (int)k);
+			expect_frame(&u, k, t, (int)k);
+			g_usleep(PAST_SLACK_US);
+			continue;
+		}
+		expect_frame(&u, k, t, (int)k);
+	}
+	expect_desyncs(&u, 1);
+	udp_camera_stop(&u);
+}
+
 static void test_live_camera_recovers(void)
 {
 	/* A live camera whose stream ends every 10 frames is restarted each time;
@@ -468,6 +734,7 @@ static void test_camera_settings(void)
 	g_assert_cmpint(s.cfg.restart_min_ms, ==, 500);
 	g_assert_cmpint(s.cfg.restart_max_ms, ==, 10000);
 	g_assert_cmpint(s.cfg.watchdog_ms, ==, 0);
+	g_assert_cmpint(s.cfg.slack_ms, ==, 20);
 	capture_settings_clear(&s);
 	g_assert_null(s.name);
 
@@ -499,6 +766,13 @@ int main(int argc, char **argv)
 	g_test_add_func("/capture/bad-pipelines-are-refused", test_bad_pipelines_are_refused);
 	g_test_add_func("/capture/missing-file-fails-cleanly", test_missing_file_fails_cleanly);
 	g_test_add_func("/capture/sequence-restart-realigns", test_sequence_restart_realigns);
+	g_test_add_func("/capture/sequence-empty-file", test_sequence_empty_file);
+	g_test_add_func("/capture/sequence-decoder-drop", test_sequence_decoder_drop);
+	g_test_add_func("/capture/live-missed-trigger-times-out",
+			test_live_missed_trigger_times_out);
+	g_test_add_func("/capture/live-missed-trigger-overlapping",
+			test_live_missed_trigger_overlapping);
+	g_test_add_func("/capture/live-extra-frame", test_live_extra_frame);
 	g_test_add_func("/capture/live-camera-recovers", test_live_camera_recovers);
 	g_test_add_func("/capture/gige-camera-killed-and-back", test_gige_camera_killed_and_back);
 	g_test_add_func("/capture/camera-settings", test_camera_settings);
