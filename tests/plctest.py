@@ -42,6 +42,17 @@ def part_id(r):
     return r[1] << 16 | r[2]
 
 
+def run_part(plc, counter, pid, ack=True):
+    """One part: trigger, its result (which must be its own), ack."""
+    plc.trigger(counter, pid)
+    r = plc.next_result()
+    if part_id(r) != pid or r[3] != counter:
+        fail(f"part {pid} (trigger {counter}) got result {r}")
+    if ack:
+        plc.ack(r[0])
+    return r
+
+
 class PLC:
     """The handshake of docs/plc.md on top of read() and write()."""
     res_counter = None

@@ -40,7 +40,7 @@ import urllib.request
 
 from linetest import Vigild, camera_section, fail, free_port, line_config
 from plctest import (FL_FAILSAFE, ST_FAULT, ST_READY, ST_VALID, TRIG, MasterPLC,
-                     ServerPLC, part_id, scenario_main, start_vigild, wait_for)
+                     ServerPLC, part_id, run_part, scenario_main, start_vigild, wait_for)
 
 ST_PLC_SILENT, ERR_PLC_SILENT = 1 << 10, 7
 GRACE_S = 5                        # vigild's default --grace-ms
@@ -97,17 +97,6 @@ def start_server_role(env, conf, bit=ST_READY):
     plc = MasterPLC(env["port"])
     start_vigild(v, plc, bit)
     return v, plc
-
-
-def run_part(plc, counter, pid, ack=True):
-    """One part: trigger, its result (which must be its own), ack."""
-    plc.trigger(counter, pid)
-    r = plc.next_result()
-    if part_id(r) != pid or r[3] != counter:
-        fail(f"part {pid} (trigger {counter}) got result {r}")
-    if ack:
-        plc.ack(r[0])
-    return r
 
 
 def start_client_role(env, conf, plc):

@@ -22,7 +22,7 @@ import sqlite3
 
 from linetest import Vigild, camera_section, fail, line_config
 from plctest import (FL_FAILSAFE, REJECT, RES, RES_REGS, STAT, STAT_REGS, TRIG, ServerPLC,
-                     part_id, scenario_main, start_vigild, stop_vigild, wait_for)
+                     part_id, run_part, scenario_main, start_vigild, stop_vigild, wait_for)
 
 FL_NOT_INSPECTED = 1 << 10
 JOBS = "\n[job.1]\nreject = 0.99\nmarginal = 0.99\n\n[job.2]\nreject = 0\nmarginal = 0\n"
@@ -46,17 +46,6 @@ def start(env, conf, plc):
     v = Vigild(env["build"], conf, os.path.join(env["tmp"], "vigild.log"))
     start_vigild(v, plc)
     return v
-
-
-def part(plc, counter, pid, ack=True):
-    """One part: trigger, its result (which must be its own), ack."""
-    plc.trigger(counter, pid)
-    r = plc.next_result()
-    if part_id(r) != pid or r[3] != counter:
-        fail(f"part {pid} (trigger {counter}) got result {r}")
-    if ack:
-        plc.ack(r[0])
-    return r
 
 
 def row(db, pid):
@@ -91,7 +80,7 @@ def scenario_client(env):
     # Run 1: results 1 and 2 taken, 3 presented and never acknowledged.
     v = start(env, conf, plc)
     for i in range(3):
-        r = part(plc, i + 1, 100 + i, ack=i < 2)
+        r = run_part(plc, i + 1, 100 + i, ack=i < 2)
         if r[0] != i + 1:
             fail(f"run 1: result {r}, want counter {i + 1}")
     v.kill()
@@ -109,7 +98,7 @@ def scenario_client(env):
     if plc.status()[4] != 3:
         fail(f"trigger_seen {plc.status()[4]}: trigger 3 was answered, want 3")
     plc.res_counter = r[0]
-    r = part(plc, 4, 103)
+    r = run_part(plc, 4, 103)
     if r[0] != 4:
         fail(f"run 2: result counter {r[0]}, want 4 (going on from 3)")
     if r[9] != 0 or plc.status()[3] != 0:
@@ -143,7 +132,7 @@ def scenario_client(env):
     msgs = wait_for("a plc-unanswered event", lambda: events(env["db"], "plc-unanswered"))
     if len(msgs) != 1 or "trigger 5 (part 104)" not in msgs[0]:
         fail(f"plc-unanswered events {msgs}")
-    r = part(plc, 6, 105)
+    r = run_part(plc, 6, 105)
     if r[7] & FL_FAILSAFE or r[0] != 6:
         fail(f"the part after it was not judged by the model: {r}")
     wait_for("result 6 acknowledged", lambda: plc.result()[8] == 0)
@@ -156,7 +145,7 @@ def scenario_client(env):
     plc.ack(1)
     plc.res_counter = 0
     v = start(env, conf, plc)
-    r = part(plc, 7, 106, ack=False)
+    r = run_part(plc, 7, 106, ack=False)
     if r[0] != 2:
         fail(f"run 4: result counter {r[0]}, want 2 (1 is the PLC's stale ack)")
     # vigild has read the trigger block (ack 1) after presenting result 2
