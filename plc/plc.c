@@ -52,21 +52,29 @@ static void client_close(plc_link *link)
 	link->connected = 0;
 }
 
-static int client_read_trigger(plc_link *link, struct plc_trigger *t)
+/* Reads nregs registers at base in one function 3 request. */
+static int client_read_block(plc_link *link, int base, uint16_t *regs, int nregs)
 {
-	uint16_t regs[PLC_TRIG_REGS];
-	int rc;
+	int rc = modbus_read_registers(link->ctx, base, nregs, regs);
 
-	rc = modbus_read_registers(link->ctx, link->map.trigger_base, PLC_TRIG_REGS, regs);
 	if (rc < 0)
 		return request_failed(link);
-	if (rc != PLC_TRIG_REGS) {
+	if (rc != nregs) {
 		plc_link_close(link);
 		return -EPROTO;
 	}
 	link->last_request_us = vigil_now_us();
-	plc_decode_trigger(regs, t);
 	return 0;
+}
+
+static int client_read_trigger(plc_link *link, struct plc_trigger *t)
+{
+	uint16_t regs[PLC_TRIG_REGS];
+	int rc = client_read_block(link, link->map.trigger_base, regs, PLC_TRIG_REGS);
+
+	if (rc == 0)
+		plc_decode_trigger(regs, t);
+	return rc;
 }
 
 /* Writes nregs registers at base in one function 16 request. */
@@ -263,16 +271,10 @@ int plc_read_result(plc_link *link, struct plc_result *r)
 		plc_decode_result(link->mb->tab_registers + link->map.result_base, r);
 		return 0;
 	}
-	rc = modbus_read_registers(link->ctx, link->map.result_base, PLC_RES_REGS, regs);
-	if (rc < 0)
-		return request_failed(link);
-	if (rc != PLC_RES_REGS) {
-		plc_link_close(link);
-		return -EPROTO;
-	}
-	link->last_request_us = vigil_now_us();
-	plc_decode_result(regs, r);
-	return 0;
+	rc = client_read_block(link, link->map.result_base, regs, PLC_RES_REGS);
+	if (rc == 0)
+		plc_decode_result(regs, r);
+	return rc;
 }
 
 int plc_write_result(plc_link *link, const struct plc_result *r)
