@@ -217,13 +217,14 @@ static void answer_unanswered(line *l, struct plc_state *s, const struct plc_tri
 {
 	const struct plc_session_kept *k = &l->kept_plc;
 	struct vigil_part *p = line_part_new();
+	char *msg = g_strdup_printf("PLC trigger %u (part %u) was raised while vigild was down "
+				    "(last answered: trigger %u, part %u): fail-safe reject, not "
+				    "inspected", t->counter, t->part_id, k->trigger_counter,
+				    k->part_id);
 
-	g_warning("PLC trigger %u (part %u) was raised while vigild was down (last answered: "
-		  "trigger %u, part %u): fail-safe reject, not inspected", t->counter, t->part_id,
-		  k->trigger_counter, k->part_id);
-	line_post_event(l, "plc-unanswered", "PLC trigger %u (part %u) was raised while vigild "
-			"was down (last answered: trigger %u, part %u): fail-safe reject, not "
-			"inspected", t->counter, t->part_id, k->trigger_counter, k->part_id);
+	g_warning("%s", msg);
+	line_post_event(l, "plc-unanswered", "%s", msg);
+	g_free(msg);
 	p->part_id = t->part_id;
 	p->trigger_counter = t->counter;
 	p->job = (uint16_t)s->job;
@@ -547,8 +548,7 @@ static gboolean sources_up(line *l, struct plc_state *s)
 		/* A triggered camera sends nothing before the first trigger,
 		 * and the PLC triggers only once vigild is ready: a sequence
 		 * camera whose pipeline plays is up. */
-		if (l->set.cameras[i].cfg.mode == CAPTURE_SEQUENCE ? !cs.playing && !cs.frames
-								   : !cs.frames)
+		if (!cs.frames && !(l->set.cameras[i].cfg.mode == CAPTURE_SEQUENCE && cs.playing))
 			return FALSE;
 	}
 	sensor_source_stats(l->sensor, &ss);
