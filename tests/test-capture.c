@@ -294,7 +294,8 @@ static void test_sequence_restart_realigns(void)
 
 /* Parts 0 .. n-1 of a replay whose frame `lost` never became a frame:
  * that part gets -ENODATA, every other its own frame (gray level 10 x its
- * number, within tolerance, first and last pixel), and the camera counts
+ * number, within tolerance, first and last pixel: write_frames' pattern
+ * (x + y) % 7 is 0 at both, W + H - 2 being 56), and the camera counts
  * one desync. */
 static void expect_own_frames_but(capture_camera *cam, uint64_t n, uint64_t lost, int tolerance)
 {

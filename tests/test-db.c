@@ -1283,18 +1283,24 @@ static void test_media_drops(struct fixture *fx, gconstpointer data)
 			==, 200 - (int64_t)dropped);
 }
 
-/* A media folder that cannot be written to (here a file took its place)
- * costs one warning a period (10 s, db-media.c), the rest counted into the
- * next, not one a part; the parts' files are dropped and counted, every
- * row is kept. */
-static int media_warnings;
+/* Counts the warnings whose text holds `needle` while it is installed
+ * (warning_count_start .. warning_count_stop), the others passing
+ * silently. Warnings are fatal under g_test: the handler takes them with
+ * the fatal flag, and the fatal handler lets them pass. */
+struct warning_count {
+	const char *needle;
+	int n;                  /* atomic: warnings come from the log's threads */
+	guint handler;
+};
 
-static void count_media_warning(const gchar *domain, GLogLevelFlags level, const gchar *msg,
-				gpointer data)
+static void count_warning(const gchar *domain, GLogLevelFlags level, const gchar *msg,
+			  gpointer data)
 {
-	(void)domain, (void)level, (void)data;
-	if (strstr(msg, "cannot create"))
-		g_atomic_int_inc(&media_warnings);
+	struct warning_count *c = data;
+
+	(void)domain, (void)level;
+	if (strstr(msg, c->needle))
+		g_atomic_int_inc(&c->n);
 }
 
 static gboolean warnings_not_fatal(const gchar *domain, GLogLevelFlags level, const gchar *msg,
@@ -1304,13 +1310,32 @@ static gboolean warnings_not_fatal(const gchar *domain, GLogLevelFlags level, co
 	return FALSE;
 }
 
+static void warning_count_start(struct warning_count *c, const char *needle)
+{
+	c->needle = needle;
+	c->n = 0;
+	c->handler = g_log_set_handler(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING | G_LOG_FLAG_FATAL,
+				       count_warning, c);
+	g_test_log_set_fatal_handler(warnings_not_fatal, NULL);
+}
+
+static void warning_count_stop(struct warning_count *c)
+{
+	g_log_remove_handler(G_LOG_DOMAIN, c->handler);
+	g_test_log_set_fatal_handler(NULL, NULL);
+}
+
+/* A media folder that cannot be written to (here a file took its place)
+ * costs one warning a period (10 s, db-media.c), the rest counted into the
+ * next, not one a part; the parts' files are dropped and counted, every
+ * row is kept. */
 static void test_media_warnings(struct fixture *fx, gconstpointer data)
 {
 	struct db_options opt = DB_OPTIONS_DEFAULT;
 	char *dir = g_build_filename(fx->dir, "media", NULL);
 	gint64 t0 = g_get_monotonic_time(), deadline = t0 + 60 * G_USEC_PER_SEC, elapsed;
 	const int parts = 40;
-	guint handler;
+	struct warning_count media_warnings;
 	db_log *db;
 
 	(void)data;
@@ -1318,12 +1343,7 @@ static void test_media_warnings(struct fixture *fx, gconstpointer data)
 	db = open_opts(fx->path, &opt);
 	remove_tree(dir);
 	g_assert_true(g_file_set_contents(dir, "not a folder", -1, NULL));
-	media_warnings = 0;
-	/* Warnings are fatal under g_test: the handler takes them with the
-	 * fatal flag, and the fatal handler lets them pass. */
-	handler = g_log_set_handler(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING | G_LOG_FLAG_FATAL,
-				    count_media_warning, NULL);
-	g_test_log_set_fatal_handler(warnings_not_fatal, NULL);
+	warning_count_start(&media_warnings, "cannot create");
 	for (int i = 0; i < parts; i++) {
 		struct db_inspection r;
 		char model[64], image[128];
@@ -1342,12 +1362,11 @@ static void test_media_warnings(struct fixture *fx, gconstpointer data)
 	}
 	elapsed = g_get_monotonic_time() - t0;
 	db_close(db);
-	g_log_remove_handler(G_LOG_DOMAIN, handler);
-	g_test_log_set_fatal_handler(NULL, NULL);
-	g_test_message("%d parts, %d warnings in %.1f s", parts, g_atomic_int_get(&media_warnings),
+	warning_count_stop(&media_warnings);
+	g_test_message("%d parts, %d warnings in %.1f s", parts, g_atomic_int_get(&media_warnings.n),
 		       (double)elapsed / G_USEC_PER_SEC);
-	g_assert_cmpint(g_atomic_int_get(&media_warnings), >=, 1);
-	g_assert_cmpint(g_atomic_int_get(&media_warnings), <=,
+	g_assert_cmpint(g_atomic_int_get(&media_warnings.n), >=, 1);
+	g_assert_cmpint(g_atomic_int_get(&media_warnings.n), <=,
 			1 + (int)(elapsed / (10 * G_USEC_PER_SEC)));
 	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, parts);
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM media"), ==, 0);
@@ -1373,36 +1392,23 @@ static gpointer open_in_thread(gpointer data)
 	return NULL;
 }
 
-static int lock_warnings;
-
-static void count_lock_warning(const gchar *domain, GLogLevelFlags level, const gchar *msg,
-			       gpointer data)
-{
-	(void)domain, (void)level, (void)data;
-	if (strstr(msg, "is locked by another process; waiting"))
-		g_atomic_int_inc(&lock_warnings);
-}
-
 static void test_open_waits_for_lock(struct fixture *fx, gconstpointer data)
 {
 	struct opener o = { .path = fx->path };
 	gint64 deadline = g_get_monotonic_time() + 50 * G_USEC_PER_SEC;
 	struct db_inspection r;
 	char model[64], image[128];
+	struct warning_count lock_warnings;
 	sqlite3 *holder;
-	guint handler;
 	GThread *t;
 
 	(void)data;
 	db_close(open_ok(fx->path, 16));
 	g_assert_cmpint(sqlite3_open(fx->path, &holder), ==, SQLITE_OK);
 	g_assert_cmpint(sqlite3_exec(holder, "BEGIN IMMEDIATE", NULL, NULL, NULL), ==, SQLITE_OK);
-	lock_warnings = 0;
-	handler = g_log_set_handler(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING | G_LOG_FLAG_FATAL,
-				    count_lock_warning, NULL);
-	g_test_log_set_fatal_handler(warnings_not_fatal, NULL);
+	warning_count_start(&lock_warnings, "is locked by another process; waiting");
 	t = g_thread_new("opener", open_in_thread, &o);
-	while (!g_atomic_int_get(&lock_warnings)) {
+	while (!g_atomic_int_get(&lock_warnings.n)) {
 		if (g_get_monotonic_time() > deadline)
 			g_error("no warning that the log is locked");
 		g_usleep(1000);
@@ -1410,15 +1416,14 @@ static void test_open_waits_for_lock(struct fixture *fx, gconstpointer data)
 	g_assert_cmpint(sqlite3_exec(holder, "COMMIT", NULL, NULL, NULL), ==, SQLITE_OK);
 	sqlite3_close(holder);
 	g_thread_join(t);
-	g_log_remove_handler(G_LOG_DOMAIN, handler);
-	g_test_log_set_fatal_handler(NULL, NULL);
+	warning_count_stop(&lock_warnings);
 	if (!o.db)
 		g_error("the log did not open once the lock went: %s", o.err);
 	make_row(1, &r, model, sizeof model, image, sizeof image);
 	g_assert_cmpint(db_submit(o.db, &r), ==, 0);
 	db_close(o.db);
 	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 1);
-	g_assert_cmpint(g_atomic_int_get(&lock_warnings), ==, 1);
+	g_assert_cmpint(g_atomic_int_get(&lock_warnings.n), ==, 1);
 }
 
 /* ---- the recent ring ---- */
