@@ -259,14 +259,15 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 			  "answered: taken as the baseline, not as a part; if it was raised while "
 			  "vigild was down, that part got no result", t->counter, t->part_id,
 			  l->set.plc_state_path);
+	if (n.missed) {
+		g_warning("PLC trigger counter jumped from %u to %u: %u trigger(s) missed%s",
+			  n.missed_from, t->counter, n.missed,
+			  n.unanswered ? " while vigild was down (no result, no row)" : "");
+		line_count(l, &l->st.missed_triggers, n.missed);
+	}
 	if (n.unanswered) {
 		answer_unanswered(l, s, t);
 		return;
-	}
-	if (n.missed) {
-		g_warning("PLC trigger counter jumped from %u to %u: %u trigger(s) missed",
-			  n.missed_from, t->counter, n.missed);
-		line_count(l, &l->st.missed_triggers, n.missed);
 	}
 	if (!n.new_part)
 		return;

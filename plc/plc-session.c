@@ -206,6 +206,13 @@ static unsigned new_session(plc_session *s)
 	return dropped;
 }
 
+/* Steps forward from counter a to counter b, both in 1..65535 (65535 -> 1
+ * is one step); 0 when they are equal. */
+static uint16_t counter_step(uint16_t a, uint16_t b)
+{
+	return b >= a ? (uint16_t)(b - a) : (uint16_t)(b + 65535 - a);
+}
+
 void plc_session_take_trigger(plc_session *s, const struct plc_trigger *t, int take_new,
 			      struct plc_trigger_news *news)
 {
@@ -225,8 +232,21 @@ void plc_session_take_trigger(plc_session *s, const struct plc_trigger *t, int t
 		if (!s->kept.have_trigger)
 			news->adopted = 1;
 		else if ((t->counter != s->kept.trigger_counter ||
-			  t->part_id != s->kept.part_id) && take_new)
+			  t->part_id != s->kept.part_id) && take_new) {
 			news->new_part = news->unanswered = 1;
+			/* Counters raised before it while vigild was down got
+			 * nothing: they are missed, counted as a jump is. A
+			 * step back beyond the wrap is a PLC program that
+			 * restarted too: counted from 0, as after a restart. */
+			delta = counter_step(s->kept.trigger_counter, t->counter);
+			news->missed_from = s->kept.trigger_counter;
+			if (t->counter < s->kept.trigger_counter && delta > WRAP_STEPS) {
+				delta = t->counter;
+				news->missed_from = 0;
+			}
+			if (delta > 1)
+				news->missed = delta - 1;
+		}
 		return;
 	}
 	if (t->counter == s->last_trigger || !take_new)
@@ -247,8 +267,7 @@ void plc_session_take_trigger(plc_session *s, const struct plc_trigger *t, int t
 		 * the PLC writes is its first part for us, whatever its value. */
 		delta = s->role == PLC_ROLE_SERVER ? 1 : t->counter;
 	} else {
-		delta = t->counter > s->last_trigger ? t->counter - s->last_trigger
-						     : (uint16_t)(t->counter + 65535 - s->last_trigger);
+		delta = counter_step(s->last_trigger, t->counter);
 	}
 	if (delta > 1) {
 		news->missed = delta - 1;

@@ -331,7 +331,9 @@ struct plc_trigger_news {
 	/* First block after start: the counter shown is not the trigger the
 	 * last run answered (plc_session_resume), so it was raised while
 	 * vigild was down. new_part is set too: track it with
-	 * plc_session_track_unanswered and give it a fail-safe verdict. */
+	 * plc_session_track_unanswered and give it a fail-safe verdict.
+	 * Counters raised before it while down are in missed (from the
+	 * counter last answered; from 0 if the PLC program restarted too). */
 	int unanswered;
 	/* First block after start, nothing kept: a counter other than 0 was
 	 * taken as the baseline, not as a part (it may have gone unanswered). */

@@ -1761,11 +1761,47 @@ static void test_session_restart(void)
 	plc_session_written(f.s);
 	fix_clear(&f);
 
+	/* Three triggers raised while down: the last is answered, the two
+	 * before it are missed, counted from the one answered last. */
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	plc_session_resume(f.s, &k);
+	n = fix_trigger(&f, 8, 4);
+	g_assert_true(n.unanswered);
+	g_assert_cmpuint(n.missed, ==, 2);
+	g_assert_cmpuint(n.missed_from, ==, 5);
+	/* No frame was taken for them (vigild was down): no sequence skipped. */
+	g_assert_cmpuint(fix_part(&f, 9, 4, 2, T0), ==, 0);
+	fix_clear(&f);
+
+	/* Across the wrap: 65534 answered, then 65535, 1 and 2 raised. */
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	k.trigger_counter = 65534;
+	plc_session_resume(f.s, &k);
+	n = fix_trigger(&f, 2, 4);
+	g_assert_true(n.unanswered);
+	g_assert_cmpuint(n.missed, ==, 2);
+	g_assert_cmpuint(n.missed_from, ==, 65534);
+	fix_clear(&f);
+
+	/* The PLC program restarted too (far back, not across the wrap):
+	 * counted from 0, as after a restart. */
+	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
+	k.trigger_counter = 500;
+	plc_session_resume(f.s, &k);
+	n = fix_trigger(&f, 3, 4);
+	g_assert_true(n.unanswered);
+	g_assert_cmpuint(n.missed, ==, 2);
+	g_assert_cmpuint(n.missed_from, ==, 0);
+	fix_clear(&f);
+	k.trigger_counter = 5;
+
 	/* The same counter with another part id was raised while down too. */
 	fix_init(&f, PLC_ROLE_CLIENT, 32, 1000, PLC_FAULT_REJECT_ALL);
 	k.part_id = 77;
 	plc_session_resume(f.s, &k);
-	g_assert_true(fix_trigger(&f, 5, 4).unanswered);
+	n = fix_trigger(&f, 5, 4);
+	g_assert_true(n.unanswered);
+	g_assert_cmpuint(n.missed, ==, 0);
 	fix_clear(&f);
 
 	/* Nothing kept: the counter shown is the baseline, said so. */

@@ -8,9 +8,10 @@ server holding the registers across every restart (docs/plc.md,
            then SIGKILL. Run 2: the PLC's job_select (2) is a baseline, not
            a request; the result left valid is taken down, counter and part
            kept; the next result's counter goes on (4, not 1). SIGKILL, and
-           a trigger raised while vigild is down. Run 3: that trigger gets
+           two triggers raised while vigild is down. Run 3: the last gets
            a fail-safe reject (flag bits 2 and 10, not inspected) with its
-           database row and a plc-unanswered event; the next part is
+           database row and a plc-unanswered event, the one before it is
+           counted as missed; the next part is
            judged by the model. Run 4, the state file lost and the PLC's
            result block zeroed, its ack still 1: the first result is
            counter 2, and the stale ack does not take it.
@@ -117,22 +118,26 @@ def scenario_client(env):
     if kept != ["job=1", "result_counter=4", "trigger_counter=4", "part_id=103"]:
         fail(f"{state} holds {kept}")
 
-    # Run 3: a trigger raised while vigild was down gets a fail-safe reject.
+    # Run 3: two triggers raised while vigild was down (5, part 104, then 6,
+    # part 105): the last gets a fail-safe reject, the one before is missed.
     plc.write(TRIG, [5, 0, 104])
+    plc.write(TRIG, [6, 0, 105])
     v = start(env, conf, plc)
     r = plc.next_result()
     want = FL_FAILSAFE | FL_NOT_INSPECTED
-    if part_id(r) != 104 or r[3] != 5 or r[4] != REJECT or r[7] & want != want or r[0] != 5:
+    if part_id(r) != 105 or r[3] != 6 or r[4] != REJECT or r[7] & want != want or r[0] != 5:
         fail(f"the trigger raised while vigild was down got {r}, want counter 5, "
-             "a fail-safe reject of part 104, not inspected")
+             "a fail-safe reject of part 105, not inspected")
     plc.ack(r[0])
-    verdict, flags = row(env["db"], 104)[0]
+    verdict, flags = row(env["db"], 105)[0]
     if verdict != "reject" or flags & want != want:
-        fail(f"part 104's row: verdict {verdict}, flags {flags:#x}")
+        fail(f"part 105's row: verdict {verdict}, flags {flags:#x}")
     msgs = wait_for("a plc-unanswered event", lambda: events(env["db"], "plc-unanswered"))
-    if len(msgs) != 1 or "trigger 5 (part 104)" not in msgs[0]:
+    if len(msgs) != 1 or "trigger 6 (part 105)" not in msgs[0]:
         fail(f"plc-unanswered events {msgs}")
-    r = run_part(plc, 6, 105)
+    if "from 4 to 6: 1 trigger(s) missed while vigild was down" not in v.text():
+        fail("trigger 5, raised while vigild was down before 6, was not counted as missed")
+    r = run_part(plc, 7, 106)
     if r[7] & FL_FAILSAFE or r[0] != 6:
         fail(f"the part after it was not judged by the model: {r}")
     wait_for("result 6 acknowledged", lambda: plc.result()[8] == 0)
@@ -145,18 +150,18 @@ def scenario_client(env):
     plc.ack(1)
     plc.res_counter = 0
     v = start(env, conf, plc)
-    r = run_part(plc, 7, 106, ack=False)
+    r = run_part(plc, 8, 107, ack=False)
     if r[0] != 2:
         fail(f"run 4: result counter {r[0]}, want 2 (1 is the PLC's stale ack)")
     # vigild has read the trigger block (ack 1) after presenting result 2
     # once it has seen the next trigger.
-    plc.trigger(8, 107)
+    plc.trigger(9, 108)
     now = plc.result()
     if now[0] != 2 or now[8] != 1 or plc.status()[5] < 1:
         fail(f"the stale ack 1 took result 2 down: now {now}, status {plc.status()}")
     plc.ack(2)
     r = plc.next_result()
-    if part_id(r) != 107:
+    if part_id(r) != 108:
         fail(f"after acknowledging result 2: {r}")
     plc.ack(r[0])
     text = stop_vigild(v, plc)
