@@ -12,9 +12,12 @@
  * The message travels through q_inspect behind the parts already waiting,
  * so those are judged by the job they were triggered under. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 
@@ -95,33 +98,15 @@ int line_jobs_start_job(line *l)
 	return job;
 }
 
-/* Writes a temporary file beside path and renames it over path, without
- * a sync: g_file_set_contents syncs before it renames, which would cost
- * each result a disk flush on the PLC thread. */
-static gboolean replace_file(const char *path, const char *text, size_t len, GError **gerr)
-{
-	char *tmp = g_strconcat(path, ".tmp", NULL);
-	gboolean ok = g_file_set_contents_full(tmp, text, (gssize)len, G_FILE_SET_CONTENTS_NONE,
-					       0666, gerr);
+/* The state as state_file holds it, padded with spaces to STATE_RECORD
+ * bytes: the per-result writes overwrite the file in place, so each has
+ * the same length, and a reader (line_jobs_start_job) skips the padding,
+ * which matches no key. */
+#define STATE_RECORD 128
 
-	if (ok && g_rename(tmp, path) < 0) {
-		int e = errno;
-
-		g_set_error(gerr, G_FILE_ERROR, g_file_error_from_errno(e), "rename %s: %s", tmp,
-			    g_strerror(e));
-		ok = FALSE;
-	}
-	g_free(tmp);
-	return ok;
-}
-
-/* Writes l's kept state to state_file. Either way the file is replaced
- * by a rename, so a crash leaves the old state or the new one; durable
- * also syncs it to disk. */
-static void save_state(line *l, gboolean durable)
+static GString *state_text(const line *l)
 {
 	GString *text = g_string_new(NULL);
-	GError *gerr = NULL;
 	const struct plc_session_kept *k = &l->kept_plc;
 
 	g_string_append_printf(text, "job=%d\n", l->kept_job);
@@ -130,16 +115,72 @@ static void save_state(line *l, gboolean durable)
 	if (k->have_trigger)
 		g_string_append_printf(text, "trigger_counter=%u\npart_id=%u\n",
 				       k->trigger_counter, (unsigned)k->part_id);
-	if (!(durable ? g_file_set_contents(l->set.plc_state_path, text->str, (gssize)text->len,
-					    &gerr)
-		      : replace_file(l->set.plc_state_path, text->str, text->len, &gerr))) {
-		if (!l->kept_save_failed)
-			g_warning("cannot keep the job selection and the PLC handshake in %s: %s",
-				  l->set.plc_state_path, gerr->message);
-		l->kept_save_failed = TRUE;
-		g_error_free(gerr);
+	while (text->len < STATE_RECORD - 1)
+		g_string_append_c(text, ' ');
+	g_string_append_c(text, '\n');
+	return text;
+}
+
+static void state_saved(line *l, const char *what)
+{
+	if (what && !l->kept_save_failed)
+		g_warning("cannot keep the job selection and the PLC handshake in %s: %s",
+			  l->set.plc_state_path, what);
+	l->kept_save_failed = what != NULL;
+}
+
+/* The per-result write: the record overwritten in place through a file
+ * descriptor kept open, no new file and no rename. Replacing the file for
+ * each result (a new inode, then a rename) cost the PLC thread 0.1 ms a
+ * result and up to 69 ms at times on this ext4 (docs/plc.md, restarts);
+ * an overwrite in place is a copy to the page cache. A record this small
+ * lies in one disk sector, so it is not torn either. The file is opened
+ * again if it was replaced (line_jobs_save) or removed meanwhile. */
+static int save_in_place(line *l, const GString *text)
+{
+	struct stat st;
+
+	if (l->kept_fd >= 0 && (fstat(l->kept_fd, &st) < 0 || st.st_nlink == 0)) {
+		close(l->kept_fd);
+		l->kept_fd = -1;
+	}
+	if (l->kept_fd < 0) {
+		l->kept_fd = open(l->set.plc_state_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+		/* A file of an older vigild may be longer than one record. */
+		if (l->kept_fd < 0 || ftruncate(l->kept_fd, (off_t)text->len) < 0)
+			return -errno;
+	}
+	if (pwrite(l->kept_fd, text->str, text->len, 0) != (ssize_t)text->len)
+		return errno ? -errno : -EIO;
+	return 0;
+}
+
+/* Writes l's kept state to state_file: durable replaces the file by a
+ * rename after a sync, so that a crash or a power cut leaves the old state
+ * or the new one; otherwise the record is overwritten in place. */
+static void save_state(line *l, gboolean durable)
+{
+	GString *text = state_text(l);
+	GError *gerr = NULL;
+	int rc;
+
+	if (durable) {
+		if (g_file_set_contents(l->set.plc_state_path, text->str, (gssize)text->len,
+					&gerr)) {
+			state_saved(l, NULL);
+		} else {
+			state_saved(l, gerr->message);
+			g_error_free(gerr);
+		}
+		/* The descriptor kept is the replaced file's now. */
+		if (l->kept_fd >= 0) {
+			close(l->kept_fd);
+			l->kept_fd = -1;
+		}
 	} else {
-		l->kept_save_failed = FALSE;
+		errno = 0;
+		rc = save_in_place(l, text);
+		state_saved(l, rc < 0 ? g_strerror(-rc) : NULL);
 	}
 	g_string_free(text, TRUE);
 }

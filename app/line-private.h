@@ -141,6 +141,9 @@ struct line {
 	int kept_job;
 	struct plc_session_kept kept_plc;
 	gboolean kept_save_failed;  /* warned once, until a save works */
+	/* state_file open for the per-result record, written in place
+	 * (line_state_save_result; PLC thread only); -1 when not open. */
+	int kept_fd;
 	fusion_sigfeat *sigfeat;
 	/* The backend computes model inputs and features on the GPU from the
 	 * raw frames and window (infer_model_run_raw); the line does not. */
@@ -252,9 +255,10 @@ int line_jobs_start_job(line *l);
  * disk: a selection is rare and must survive a power cut. */
 void line_jobs_save(line *l, int job);
 /* Keeps the result about to be presented: its counter and the trigger it
- * answers (PLC thread, before the result is written). Replaced atomically
- * but not synced: one per part, and a power cut that loses the last one
- * still finds the PLC's stale ack skipped (docs/plc.md). */
+ * answers (PLC thread, before the result is written). Overwritten in place
+ * as one record of fixed size, not synced: one per part, and a power cut
+ * that loses the last one still finds the PLC's stale ack skipped
+ * (docs/plc.md). */
 void line_state_save_result(line *l, uint16_t result_counter, uint16_t trigger_counter,
 			    uint32_t part_id);
 /* Loads the start job's package into l->model, falling back to the [model]

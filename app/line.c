@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app/line-private.h"
 
@@ -32,6 +33,8 @@ void line_free(line *l)
 	bqueue_free(l->q_results);
 	bqueue_free(l->q_log);
 	line_settings_clear(&l->set);
+	if (l->kept_fd >= 0)
+		close(l->kept_fd);
 	g_mutex_clear(&l->stats_lock);
 	g_free(l);
 }
@@ -109,6 +112,7 @@ line *line_new(const config *cfg, char **err)
 	char *why = NULL, *dberr = NULL, *sen_group = NULL;
 
 	g_mutex_init(&l->stats_lock);
+	l->kept_fd = -1;
 	l->events = g_async_queue_new_full(line_event_free);
 	if (read_test_hang(l, err) < 0 || line_read_config(l, cfg, err) < 0)
 		goto fail;
