@@ -183,6 +183,61 @@ static int window_for(line *l, const struct vigil_part *p, float *win, unsigned 
 	}
 }
 
+/* The range (max - min) of a window's finite samples; NAN if none is. */
+static float window_range(const float *win, size_t n)
+{
+	float lo = INFINITY, hi = -INFINITY;
+
+	for (size_t i = 0; i < n; i++) {
+		if (win[i] < lo)
+			lo = win[i];
+		if (win[i] > hi)
+			hi = win[i];
+	}
+	return hi >= lo ? hi - lo : NAN;
+}
+
+/* A dead sensor makes every part's window flat, for as long as nobody
+ * mends it: its warning comes at once, then at most once a period with
+ * the number held back, so that a shift of dead parts costs a line every
+ * 10 s rather than one a part; the first window that is not flat again
+ * says how many were held back since (not_flat). Every part is still
+ * flagged, counted (/metrics, the failsafe event) and logged. Acquire
+ * thread only. */
+#define FLAT_WARNING_PERIOD_US (10 * G_USEC_PER_SEC)
+
+static void warn_flat(line *l, const struct vigil_part *p, float range)
+{
+	const struct sensor_settings *v = &l->set.vibration;
+	int64_t now = vigil_now_us();
+	char held[96] = "";
+
+	if (now < l->flat_warning_next_us) {
+		l->flat_warnings_held++;
+		return;
+	}
+	if (l->flat_warnings_held)
+		g_snprintf(held, sizeof held, " (and %" G_GUINT64_FORMAT " more flat windows in "
+			   "the last %d s)", l->flat_warnings_held,
+			   (int)(FLAT_WARNING_PERIOD_US / G_USEC_PER_SEC));
+	g_warning("part %u: vibration window from %s is flat: its range is %.3g over %zu "
+		  "samples, below flat_level %g; the sensor looks dead (cable, supply, ADC): "
+		  "fail-safe reject%s", p->part_id, v->name, range, v->cfg.window,
+		  v->cfg.flat_level, held);
+	l->flat_warnings_held = 0;
+	l->flat_warning_next_us = now + FLAT_WARNING_PERIOD_US;
+}
+
+static void not_flat(line *l, const struct vigil_part *p)
+{
+	if (!l->flat_warnings_held)
+		return;
+	g_message("part %u: vibration window from %s is not flat again; %" G_GUINT64_FORMAT
+		  " more flat windows since the last warning", p->part_id, l->set.vibration.name,
+		  l->flat_warnings_held);
+	l->flat_warnings_held = 0;
+}
+
 /* Every camera's image of r for the running model's input, into r->img;
  * left NULL if a frame cannot be prepared, for judge_batch to name. */
 static void prepare_images(line *l, struct ready_part *r)
@@ -234,11 +289,22 @@ static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win
 		g_warning("part %u: no complete vibration window from %s: %s", p->part_id,
 			  l->set.vibration.name, rc < 0 ? g_strerror(-rc) : "gap in the samples");
 		p->flags |= VIGIL_FLAG_NO_VIBRATION;
-	} else if (wflags & RING_CLIPPED) {
-		/* Figures from a saturated sensor would be made up. */
-		g_warning("part %u: vibration window from %s reached the clip level", p->part_id,
-			  l->set.vibration.name);
-		p->flags |= VIGIL_FLAG_VIB_CLIPPED;
+	} else {
+		if (wflags & RING_CLIPPED) {
+			/* Figures from a saturated sensor would be made up. */
+			g_warning("part %u: vibration window from %s reached the clip level",
+				  p->part_id, l->set.vibration.name);
+			p->flags |= VIGIL_FLAG_VIB_CLIPPED;
+		}
+		if (wflags & RING_FLAT) {
+			/* A dead sensor's window would be judged a quiet, good
+			 * part: a bearing fault would pass. */
+			lp->flat_range = window_range(win, l->set.vibration.cfg.window);
+			warn_flat(l, p, lp->flat_range);
+			p->flags |= VIGIL_FLAG_VIB_FLAT;
+		} else {
+			not_flat(l, p);
+		}
 	}
 	line_count_stage(l, LINE_STAGE_CAPTURE_WAIT,
 			 (double)(vigil_now_us() - p->t_trigger_us) / 1000.0);
@@ -279,7 +345,8 @@ static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win
 			p->tx_temperature_c = tr.value[TRANSMITTER_TEMPERATURE];
 		}
 	}
-	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED)) {
+	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED |
+			VIGIL_FLAG_VIB_FLAT)) {
 		r->failsafe = TRUE;
 		return r;
 	}

@@ -173,7 +173,8 @@ struct device_watch {
 	gboolean cam_down[LINE_MAX_CAMERAS];
 	uint64_t cam_restarts[LINE_MAX_CAMERAS];
 	uint64_t cam_desyncs[LINE_MAX_CAMERAS];
-	gboolean sensor_failed, window_fault;
+	gboolean sensor_failed;
+	uint32_t window_fault;      /* the window flags of the fault in force, 0: none */
 	gboolean tx_away;
 	gboolean db_fault, db_slow; /* db_slow: a fault this thread logged */
 	uint64_t failsafe_seen[LINE_FAILSAFE_CAUSES]; /* as of the last failsafe event */
@@ -330,23 +331,38 @@ static void watch_failsafe(line *l, struct device_watch *w, gboolean final)
 	w->next_failsafe_event_us = now + 10 * G_USEC_PER_SEC;
 }
 
-/* A part's window fault opens a sensor-fault event; the next good window
- * closes it with sensor-ok. */
+/* A part's window fault opens a sensor-fault event, or sensor-flat for a
+ * flat window (a dead sensor, named apart: it needs a hand at the sensor,
+ * not at the settings); the next good window closes either with
+ * sensor-ok. A sensor that dies while another fault is open still gets
+ * its sensor-flat, and one that comes back to life into another fault
+ * its sensor-fault. */
 static void watch_window(line *l, struct device_watch *w, const struct vigil_part *p)
 {
-	uint32_t bad = p->flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED);
+	const struct line_part *lp = (const struct line_part *)p;
+	const struct sensor_settings *v = &l->set.vibration;
+	uint32_t bad = p->flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED |
+				   VIGIL_FLAG_VIB_FLAT);
 
-	if (bad && !w->window_fault) {
-		event(l, "sensor-fault", "vibration %s: part %u: %s", l->set.vibration.name,
-		      p->part_id,
+	/* A part never inspected (queue full, triggered while vigild was
+	 * down) had no window: it says nothing of the sensor. */
+	if (p->flags & (VIGIL_FLAG_QUEUE_FULL | VIGIL_FLAG_NOT_INSPECTED))
+		return;
+	if ((bad & VIGIL_FLAG_VIB_FLAT) && !(w->window_fault & VIGIL_FLAG_VIB_FLAT)) {
+		event(l, "sensor-flat", "vibration %s: part %u: window flat, its range %.3g below "
+		      "flat_level %g: the sensor looks dead (cable, supply, ADC); parts are "
+		      "fail-safe rejects until it delivers again", v->name, p->part_id,
+		      lp->flat_range, v->cfg.flat_level);
+	} else if (bad && !(bad & VIGIL_FLAG_VIB_FLAT) &&
+		   (!w->window_fault || (w->window_fault & VIGIL_FLAG_VIB_FLAT))) {
+		event(l, "sensor-fault", "vibration %s: part %u: %s", v->name, p->part_id,
 		      bad & VIGIL_FLAG_NO_VIBRATION ? "no complete window (late or with a gap)"
 						    : "window reached the clip level");
-		w->window_fault = TRUE;
 	} else if (!bad && w->window_fault) {
-		event(l, "sensor-ok", "vibration %s: part %u: complete window again",
-		      l->set.vibration.name, p->part_id);
-		w->window_fault = FALSE;
+		event(l, "sensor-ok", "vibration %s: part %u: complete window again", v->name,
+		      p->part_id);
 	}
+	w->window_fault = bad;
 }
 
 gpointer line_log_thread(gpointer data)

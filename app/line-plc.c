@@ -178,8 +178,8 @@ static unsigned faults(line *l, struct plc_state *s)
 	/* A camera that failed once and was restarted is healthy again. */
 	if (!cs.up || (s->last_part_flags & VIGIL_FLAG_NO_FRAME))
 		w |= 1u << PLC_ERR_CAMERA;
-	if (ss.failed ||
-	    (s->last_part_flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED)))
+	if (ss.failed || (s->last_part_flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED |
+						VIGIL_FLAG_VIB_FLAT)))
 		w |= 1u << PLC_ERR_SENSOR;
 	if (s->last_part_flags & VIGIL_FLAG_MODEL_ERROR)
 		w |= 1u << PLC_ERR_MODEL;
@@ -309,6 +309,7 @@ static void count_failsafe(line *l, uint32_t flags)
 				   : flags & VIGIL_FLAG_QUEUE_FULL   ? LINE_FAILSAFE_QUEUE_FULL
 				   : flags & VIGIL_FLAG_NOT_SENT     ? LINE_FAILSAFE_OVERRUN
 				   : flags & VIGIL_FLAG_NO_FRAME     ? LINE_FAILSAFE_NO_FRAME
+				   : flags & VIGIL_FLAG_VIB_FLAT     ? LINE_FAILSAFE_SENSOR_FLAT
 				   : flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED)
 					   ? LINE_FAILSAFE_NO_VIBRATION
 				   : flags & VIGIL_FLAG_MODEL_ERROR  ? LINE_FAILSAFE_MODEL_ERROR
@@ -488,8 +489,14 @@ static void count_result(line *l, struct plc_state *s, const struct plc_session_
 								 : &l->st.rejected, 1);
 		if (p->flags & VIGIL_FLAG_FAILSAFE)
 			count_failsafe(l, p->flags);
-		watch_quality(l, s, p->verdict, p->defect_class, p->model_version, p->job,
-			      p->t_wall_us);
+		/* A flat window is a dead sensor, not the product: its reject
+		 * would raise a yield alarm that blames the parts and, once the
+		 * sensor is mended, leave a run of rejects in the baseline that
+		 * blunts the alarm for baseline_parts parts. The sensor's bit,
+		 * error, flag and event say what happened. */
+		if (!(p->flags & VIGIL_FLAG_VIB_FLAT))
+			watch_quality(l, s, p->verdict, p->defect_class, p->model_version,
+				      p->job, p->t_wall_us);
 	} else {
 		s->cur_fs_ticket = s->fs_row.ticket;
 		s->cur_t_trigger_us = st->t_trigger_us;

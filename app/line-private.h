@@ -109,6 +109,9 @@ struct line_part {
 	 * late verdict beside it (db_set_late). */
 	_Atomic uint64_t failsafe_ticket;
 	struct line_msg msg;             /* LINE_MSG_PART, for q_inspect */
+	/* Its vibration window's range (max - min, the sensor's unit) when the
+	 * window was flat (VIGIL_FLAG_VIB_FLAT), for the log's event. */
+	float flat_range;
 };
 
 struct line {
@@ -190,6 +193,10 @@ struct line {
 	 * Read from the environment by line_new, constant afterwards. */
 	int hang_thread;
 	uint64_t hang_after_parts;
+	/* The acquire thread's own: when its next flat-window warning may be
+	 * written, and how many it held back since the last (line-inspect.c). */
+	int64_t flat_warning_next_us;
+	uint64_t flat_warnings_held;
 };
 
 /* Reads every setting of cfg into l (line-config.c): routes each section

@@ -64,7 +64,8 @@ extern const double line_batch_bounds[LINE_BATCH_BUCKETS];
 /* Why a part got a fail-safe reject: no verdict by the deadline, no
  * frame, no (or a clipped) vibration window, a failed model run, the
  * inspection queue full, its result lost to a full result buffer (never
- * presented), or a fault in force under the fault policy. */
+ * presented), a fault in force under the fault policy, never inspected,
+ * or a flat vibration window (a dead sensor). */
 enum line_failsafe_cause {
 	LINE_FAILSAFE_DEADLINE,
 	LINE_FAILSAFE_NO_FRAME,
@@ -74,6 +75,7 @@ enum line_failsafe_cause {
 	LINE_FAILSAFE_OVERRUN,
 	LINE_FAILSAFE_FAULT,
 	LINE_FAILSAFE_NOT_INSPECTED,  /* triggered while vigild was down */
+	LINE_FAILSAFE_SENSOR_FLAT,    /* the window was flat: a dead sensor */
 	LINE_FAILSAFE_CAUSES
 };
 /* "deadline", "no_frame", ... as /metrics labels them. */

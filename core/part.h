@@ -38,6 +38,9 @@ enum vigil_part_flags {
 	/* Fail-safe: triggered while vigild was down (found unanswered at
 	 * start), so never inspected: its images are gone. */
 	VIGIL_FLAG_NOT_INSPECTED = 1 << 10,
+	/* Fail-safe: the vibration window was flat, its range below [vibration]
+	 * flat_level: a dead sensor, whose window would pass for a quiet part. */
+	VIGIL_FLAG_VIB_FLAT = 1 << 11,
 };
 
 /* Condition figures of a part's vibration window (fusion/condition.h),

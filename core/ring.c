@@ -13,6 +13,7 @@ struct ring {
 	size_t capacity;
 	double rate;
 	float clip_level;
+	float flat_level;
 	int block_when_full;
 	int64_t origin_ns;      /* -1 until the first write */
 	uint64_t end;           /* next index to be written */
@@ -21,7 +22,8 @@ struct ring {
 	gboolean closed;
 };
 
-ring *ring_new(size_t capacity, double rate_hz, float clip_level, int block_when_full)
+ring *ring_new(size_t capacity, double rate_hz, float clip_level, float flat_level,
+	       int block_when_full)
 {
 	ring *r;
 
@@ -35,6 +37,7 @@ ring *ring_new(size_t capacity, double rate_hz, float clip_level, int block_when
 	r->capacity = capacity;
 	r->rate = rate_hz;
 	r->clip_level = clip_level;
+	r->flat_level = flat_level;
 	r->block_when_full = block_when_full;
 	r->origin_ns = -1;
 	return r;
@@ -119,6 +122,7 @@ int ring_window(ring *r, int64_t t_start_ns, size_t n, float *out,
 	gint64 deadline = timeout_us < 0 ? -1 : g_get_monotonic_time() + timeout_us;
 	int64_t first;
 	unsigned f = 0;
+	float lo = INFINITY, hi = -INFINITY;
 	int rc = 0;
 
 	g_mutex_lock(&r->lock);
@@ -156,7 +160,17 @@ int ring_window(ring *r, int64_t t_start_ns, size_t n, float *out,
 		out[i] = r->x[k];
 		if (r->clip_level > 0 && fabsf(out[i]) >= r->clip_level)
 			f |= RING_CLIPPED;
+		if (out[i] < lo)
+			lo = out[i];
+		if (out[i] > hi)
+			hi = out[i];
 	}
+	/* A dead sensor (cable pulled, IEPE supply off, a stuck ADC) gives a
+	 * constant window, or one that moves by a few ADC steps: judged, it
+	 * would pass as a quiet good part. Over the samples written only
+	 * (NaN never counts): a gap is refused as a gap already. */
+	if (r->flat_level > 0 && hi >= lo && hi - lo < r->flat_level)
+		f |= RING_FLAT;
 	if (flags)
 		*flags = f;
 out:

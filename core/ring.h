@@ -15,12 +15,15 @@ typedef struct ring ring;
 enum ring_window_flags {
 	RING_GAP = 1 << 0,      /* some samples in the window were never written */
 	RING_CLIPPED = 1 << 1,  /* some samples reached the clip level */
+	RING_FLAT = 1 << 2,     /* the samples' range (max - min) is below the flat level */
 };
 
-/* capacity in samples. clip_level <= 0 disables the clipping check.
- * block_when_full: a writer waits for readers to release samples instead
- * of overwriting the oldest (for file sources that run faster than real time). */
-ring *ring_new(size_t capacity, double rate_hz, float clip_level, int block_when_full);
+/* capacity in samples. clip_level <= 0 disables the clipping check,
+ * flat_level <= 0 the flatness check. block_when_full: a writer waits for
+ * readers to release samples instead of overwriting the oldest (for file
+ * sources that run faster than real time). */
+ring *ring_new(size_t capacity, double rate_hz, float clip_level, float flat_level,
+	       int block_when_full);
 void ring_free(ring *r);
 
 /* Appends n samples, the first at t_first_ns. A jump forward in time leaves

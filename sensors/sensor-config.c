@@ -2,6 +2,7 @@
  * The keys, their defaults and their ranges live here, beside the sources
  * that use them; vigild only hands each section to its reader. */
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 #include <glib.h>
@@ -13,7 +14,7 @@
  * section is one, so its key list is one. */
 static const char *const vibration_keys[] = {
 	"pipeline", "mode", "rate_hz", "window", "stride", "offset_ms", "buffer_s",
-	"clip_level", "timeout_ms", CONDITION_CONFIG_KEYS, "iio_uri", "iio_device",
+	"clip_level", "flat_level", "timeout_ms", CONDITION_CONFIG_KEYS, "iio_uri", "iio_device",
 	"iio_channel", "iio_unit_scale", "iio_buffer_samples", NULL };
 
 static const char *const transmitter_keys[] = {
@@ -22,6 +23,17 @@ static const char *const transmitter_keys[] = {
 	"acceleration_register", "acceleration_type", "acceleration_scale",
 	"temperature_register", "temperature_type", "temperature_scale",
 	"poll_ms", "timeout_ms", "stale_ms", NULL };
+
+/* flat_level's default, in g as the samples are: a window whose range is
+ * below 10 mg is a dead sensor. A dead one reads all zero, a constant, or a
+ * constant moving by a few ADC steps: a 16-bit ADC over +-50 g (100 mV/g
+ * into +-5 V) steps by 1.5 mg, so +-3 steps span 9 mg; the CWRU rig's DAQ
+ * steps by 0.16 mg. A running machine is far above it: the quietest
+ * 2048-sample window of the CWRU healthy motor spans 0.40 g, the simulated
+ * line's quietest (vigil-sim generate, 500 parts) 0.27 g, and a pure
+ * running-speed sine at the top of ISO 10816 zone A for small machines
+ * (0.71 mm/s RMS at 30 Hz) 39 mg. */
+#define FLAT_LEVEL_DEFAULT 0.01
 
 /* NAME of [PREFIXNAME]. */
 static char *section_name(const char *group, const char *prefix)
@@ -35,7 +47,7 @@ int sensor_config_read(const config *cfg, const char *group, struct sensor_setti
 	static const char *const sen_modes[] = { "sequence", "clock", NULL };
 	struct sensor_config *c = &s->cfg;
 	int mode = 0, ival = 0;
-	double clip = 0;
+	double clip = 0, flat = 0;
 
 	*s = (struct sensor_settings){ 0 };
 	if (config_check_keys(cfg, group, vibration_keys, err) < 0)
@@ -71,10 +83,28 @@ int sensor_config_read(const config *cfg, const char *group, struct sensor_setti
 	    config_get_double(cfg, group, "offset_ms", 0, -60000, 60000, &c->offset_ms, err) < 0 ||
 	    config_get_double(cfg, group, "buffer_s", 10, 0.1, 3600, &c->buffer_s, err) < 0 ||
 	    config_get_double(cfg, group, "clip_level", 0, 0, 1e9, &clip, err) < 0 ||
+	    config_get_double(cfg, group, "flat_level", NAN, 0, 1e9, &flat, err) < 0 ||
 	    config_get_int(cfg, group, "timeout_ms", 2000, 1, 600000, &s->timeout_ms, err) < 0)
 		return -EINVAL;
+	/* A window that is not clipped spans less than twice the clip level:
+	 * at or above that, every window would be refused one way or the
+	 * other. The error names the key the file sets. */
+	if (clip > 0 && !isnan(flat) && flat >= 2 * clip) {
+		*err = config_error(cfg, group, "flat_level", "%g is not below twice clip_level "
+				    "(%g): every window would be flat or clipped", flat, clip);
+		return -EINVAL;
+	}
+	if (isnan(flat))
+		flat = FLAT_LEVEL_DEFAULT;
+	if (clip > 0 && flat >= 2 * clip) {
+		*err = config_error(cfg, group, "clip_level", "%g is not above half of flat_level "
+				    "(%g, the default): every window would be flat or clipped; set "
+				    "flat_level lower (0: off)", clip, flat);
+		return -EINVAL;
+	}
 	c->stride = (size_t)ival;
 	c->clip_level = (float)clip;
+	c->flat_level = (float)flat;
 	return 0;
 }
 

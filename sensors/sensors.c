@@ -175,7 +175,8 @@ sensor_source *sensor_source_new(const struct sensor_config *cfg, char **err)
 	capacity = (size_t)(cfg->buffer_s * cfg->rate_hz);
 	if (capacity < 4 * (cfg->window + s->cfg.stride))
 		capacity = 4 * (cfg->window + s->cfg.stride);
-	s->ring = ring_new(capacity, cfg->rate_hz, cfg->clip_level, cfg->mode == SENSOR_SEQUENCE);
+	s->ring = ring_new(capacity, cfg->rate_hz, cfg->clip_level, cfg->flat_level,
+			   cfg->mode == SENSOR_SEQUENCE);
 
 	if (cfg->iio_uri) {
 		struct sensor_iio_info info;

@@ -33,6 +33,9 @@ struct sensor_config {
 	double offset_ms;           /* window start after the trigger */
 	double buffer_s;            /* ring capacity */
 	float clip_level;           /* |x| at or above this flags clipping; 0 = off */
+	/* A window whose range (max - min) is below this is flat: a dead
+	 * sensor, not a quiet part (RING_FLAT); 0 = off. */
+	float flat_level;
 	/* IIO buffered capture through libiio instead of a pipeline (pipeline
 	 * NULL): one channel of one device, stamped by the device's timestamp
 	 * channel on CLOCK_MONOTONIC when it has one. */
@@ -77,9 +80,9 @@ int sensor_source_start(sensor_source *s, char **err);
 void sensor_source_free(sensor_source *s);
 
 /* Copies part seq's window (cfg->window samples) into out, waiting up to
- * timeout_us. *flags gets RING_GAP / RING_CLIPPED. *t_first_ns (may be NULL)
- * gets the monotonic time of the window's first sample in clock mode, -1 in
- * sequence mode. Returns 0, -ETIMEDOUT (not complete in time, or no sample
+ * timeout_us. *flags gets RING_GAP / RING_CLIPPED / RING_FLAT. *t_first_ns
+ * (may be NULL) gets the monotonic time of the window's first sample in
+ * clock mode, -1 in sequence mode. Returns 0, -ETIMEDOUT (not complete in time, or no sample
  * yet in clock mode), -ENODATA (overwritten, or before the source's first
  * sample), -EPIPE (the source ended first). */
 int sensor_window_for(sensor_source *s, uint64_t seq, int64_t t_trigger_us,

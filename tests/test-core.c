@@ -170,7 +170,7 @@ static void write_indexed(ring *r, int64_t first, size_t n)
 
 static void test_ring_windows_by_time(void)
 {
-	ring *r = ring_new(4096, RATE, 0, 0);
+	ring *r = ring_new(4096, RATE, 0, 0, 0);
 	float out[256];
 	unsigned flags = 99;
 
@@ -209,7 +209,7 @@ static void test_ring_windows_by_time(void)
 
 static void test_ring_clipping_and_origin(void)
 {
-	ring *r = ring_new(1024, RATE, 1.0f, 0);
+	ring *r = ring_new(1024, RATE, 1.0f, 0, 0);
 	float x[64], out[64];
 	unsigned flags = 0;
 
@@ -223,6 +223,78 @@ static void test_ring_clipping_and_origin(void)
 	g_assert_cmpint(ring_window(r, (int64_t)llround(20 * NS_PER_SAMPLE), 32, out, &flags, 0), ==, 0);
 	g_assert_false(flags & RING_CLIPPED);
 	ring_free(r);
+}
+
+/* A dead accelerometer's windows - all zero (cable pulled on an AC-coupled
+ * input), a constant (a stuck ADC, or the bias of an IEPE input with its
+ * supply off) and that constant moving by an ADC step or three - are
+ * flat; a quiet running machine's window is not. The flat level is
+ * vigild's default, 0.01 g (sensors/sensor-config.c); the step is a
+ * 16-bit ADC's over +-50 g (100 mV/g into +-5 V), 1.5 mg. */
+#define FLAT_LEVEL 0.01f
+#define LSB_G (100.0 / 65536.0)
+#define FLAT_WINDOW 2048
+
+/* The flags of one window of x (FLAT_WINDOW samples) written alone into a
+ * ring with the given levels. */
+static unsigned window_flags(const float *x, float clip_level, float flat_level)
+{
+	ring *r = ring_new(4 * FLAT_WINDOW, RATE, clip_level, flat_level, 0);
+	float out[FLAT_WINDOW];
+	unsigned flags = 99;
+
+	g_assert_cmpint(ring_write(r, x, FLAT_WINDOW, 0, 0), ==, 0);
+	g_assert_cmpint(ring_window(r, 0, FLAT_WINDOW, out, &flags, 0), ==, 0);
+	g_assert_cmpmem(out, sizeof out, x, sizeof out); /* flagged, never changed */
+	ring_free(r);
+	return flags;
+}
+
+static void test_ring_flat_windows(void)
+{
+	float x[FLAT_WINDOW];
+	GRand *rnd = g_rand_new_with_seed(7);
+	double lo = INFINITY, hi = -INFINITY;
+
+	memset(x, 0, sizeof x);
+	g_assert_cmpuint(window_flags(x, 0, FLAT_LEVEL), ==, RING_FLAT);
+	/* Off: the same window passes. */
+	g_assert_cmpuint(window_flags(x, 0, 0), ==, 0);
+	for (int i = 0; i < FLAT_WINDOW; i++)
+		x[i] = 0.37f;
+	g_assert_cmpuint(window_flags(x, 0, FLAT_LEVEL), ==, RING_FLAT);
+	/* Stuck at the rail: clipped and flat, both said. */
+	g_assert_cmpuint(window_flags(x, 0.37f, FLAT_LEVEL), ==, RING_CLIPPED | RING_FLAT);
+	/* DC plus +-1 step of noise, then +-3 steps (a range of 9.2 mg). */
+	for (int i = 0; i < FLAT_WINDOW; i++)
+		x[i] = (float)(0.37 + LSB_G * g_rand_int_range(rnd, -1, 2));
+	g_assert_cmpuint(window_flags(x, 0, FLAT_LEVEL), ==, RING_FLAT);
+	for (int i = 0; i < FLAT_WINDOW; i++)
+		x[i] = (float)(-0.02 + LSB_G * g_rand_int_range(rnd, -3, 4));
+	g_assert_cmpuint(window_flags(x, 0, FLAT_LEVEL), ==, RING_FLAT);
+
+	/* A quiet good part, quieter than the CWRU rig's healthy motor (its
+	 * quietest 2048-sample window: 0.067 g RMS, a range of 0.40 g): a
+	 * running-speed line of 0.03 g and broadband noise of 0.058 g RMS. */
+	for (int i = 0; i < FLAT_WINDOW; i++) {
+		double t = (double)i / RATE;
+
+		x[i] = (float)(0.012 + 0.03 * sin(2 * G_PI * 29.95 * t) +
+			       0.1 * g_rand_double_range(rnd, -1, 1));
+		lo = MIN(lo, x[i]);
+		hi = MAX(hi, x[i]);
+	}
+	g_assert_cmpfloat(hi - lo, >, 0.2);
+	g_assert_cmpfloat(hi - lo, <, 0.5);
+	g_assert_cmpuint(window_flags(x, 0, FLAT_LEVEL), ==, 0);
+	/* Quieter than any part should be: a pure running-speed sine at the top
+	 * of ISO 10816 zone A for small machines, 0.71 mm/s RMS at 29.95 Hz,
+	 * 13.7 mg RMS, a range of 39 mg; still not flat. */
+	for (int i = 0; i < FLAT_WINDOW; i++)
+		x[i] = (float)(0.71e-3 * 2 * G_PI * 29.95 / 9.80665 * G_SQRT2 *
+			       sin(2 * G_PI * 29.95 * i / RATE));
+	g_assert_cmpuint(window_flags(x, 0, FLAT_LEVEL), ==, 0);
+	g_rand_free(rnd);
 }
 
 struct blocking_writer {
@@ -247,7 +319,7 @@ static gpointer blocking_writer(gpointer data)
 
 static void test_ring_blocks_instead_of_dropping(void)
 {
-	ring *r = ring_new(1000, RATE, 0, 1);
+	ring *r = ring_new(1000, RATE, 0, 0, 1);
 	struct blocking_writer w = { r, 0 };
 	GThread *t = g_thread_new("writer", blocking_writer, &w);
 	float out[200];
@@ -638,6 +710,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/core/bqueue/order-and-bound", test_bqueue_order_and_bound);
 	g_test_add_func("/core/ring/windows-by-time", test_ring_windows_by_time);
 	g_test_add_func("/core/ring/clipping-and-origin", test_ring_clipping_and_origin);
+	g_test_add_func("/core/ring/flat-windows", test_ring_flat_windows);
 	g_test_add_func("/core/ring/blocks-instead-of-dropping", test_ring_blocks_instead_of_dropping);
 	g_test_add_func("/core/shift/occurrences", test_shift_plan_occurrences);
 	g_test_add_func("/core/shift/refuses", test_shift_plan_refuses);

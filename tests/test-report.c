@@ -372,6 +372,41 @@ static void test_pareto(struct fixture *fx, gconstpointer data)
 	shift_plan_free(plan);
 }
 
+/* A vibration sensor that died mid-shift: its fail-safe rejects are
+ * counted and named as such, in the counts and in the top defects, apart
+ * from the other faults. A log of its own, so that the shared one (and the
+ * Python tests that read it) stays as it is. */
+static void test_sensor_flat(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	char *path = g_build_filename(fx->dir, "flat.db", NULL), *err = NULL, *html;
+	db_log *db;
+
+	(void)data;
+	opt.shifts = PLAN;
+	db = db_open_with(path, &opt, &err);
+	g_assert_nonnull(db);
+	submit(db, 1, local_us(8, 0, 0), VIGIL_VERDICT_ACCEPT, VIGIL_CLASS_NONE, 0.1, 0, "m-v2",
+	       FALSE);
+	for (uint32_t i = 0; i < 3; i++)
+		submit(db, 2 + i, local_us(9, 0, 0) + (int64_t)i * G_USEC_PER_SEC,
+		       VIGIL_VERDICT_REJECT, VIGIL_CLASS_NONE, 1.0,
+		       VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_VIB_FLAT, NULL, FALSE);
+	/* No frame either: counted under no frame, as the line counts it. */
+	submit(db, 5, local_us(9, 1, 0), VIGIL_VERDICT_REJECT, VIGIL_CLASS_NONE, 1.0,
+	       VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_VIB_FLAT | VIGIL_FLAG_NO_FRAME, NULL, FALSE);
+	db_close(db);
+	html = report(path, "2026-12-01 early", local_us(23, 0, 0), REPORT_IMAGES_EMBED);
+	g_assert_nonnull(strstr(html, "<tr><th>fail-safe: vibration sensor flat (dead: cable, "
+				      "supply, ADC)</th><td class=\"n\">3</td>"));
+	g_assert_nonnull(strstr(html, "<tr><th>fail-safe: no frame</th><td class=\"n\">1</td>"));
+	g_assert_cmpint(count_of(html, " · fail-safe: vibration sensor flat (dead: cable, supply, "
+				       "ADC)"), ==, 3);
+	g_assert_null(strstr(html, "other fault"));
+	g_free(html);
+	g_free(path);
+}
+
 int main(int argc, char **argv)
 {
 	/* Before GLib reads the local zone. */
@@ -390,6 +425,8 @@ int main(int argc, char **argv)
 	g_test_add("/report/find", struct fixture, NULL, fixture_set_up, test_find,
 		   fixture_tear_down);
 	g_test_add("/report/pareto", struct fixture, NULL, fixture_set_up, test_pareto,
+		   fixture_tear_down);
+	g_test_add("/report/sensor-flat", struct fixture, NULL, fixture_set_up, test_sensor_flat,
 		   fixture_tear_down);
 	return g_test_run();
 }

@@ -19,13 +19,14 @@
 #define RATE 12000
 #define N_SAMPLES 60000
 
-/* A mono IEEE-float WAV whose sample i holds i / 1e5 (exact in float32). */
-static char *write_ramp_wav(void)
+/* A mono IEEE-float WAV of the n samples x at RATE in a temporary
+ * directory (remove_wav removes both). */
+static char *write_wav(const float *x, size_t n)
 {
 	char *dir = g_dir_make_tmp("vigil-sensors-XXXXXX", NULL);
-	char *path = g_build_filename(dir, "ramp.wav", NULL);
+	char *path = g_build_filename(dir, "vib.wav", NULL);
 	FILE *f = fopen(path, "wb");
-	uint32_t data_bytes = N_SAMPLES * 4, u32;
+	uint32_t data_bytes = (uint32_t)n * 4, u32;
 	uint16_t u16;
 
 	g_assert_nonnull(f);
@@ -43,17 +44,26 @@ static char *write_ramp_wav(void)
 	PUT16(32);
 	fwrite("data", 1, 4, f);
 	PUT32(data_bytes);
-	for (int i = 0; i < N_SAMPLES; i++) {
-		float x = (float)i / 1e5f;
-
-		fwrite(&x, 4, 1, f);
-	}
+	fwrite(x, 4, n, f);   /* little-endian hosts, as before */
 	fclose(f);
 	g_free(dir);
 	return path;
 }
 
-/* Removes the file of write_ramp_wav and its temporary directory. */
+/* A WAV of N_SAMPLES whose sample i holds i / 1e5 (exact in float32). */
+static char *write_ramp_wav(void)
+{
+	float *x = g_new(float, N_SAMPLES);
+	char *path;
+
+	for (int i = 0; i < N_SAMPLES; i++)
+		x[i] = (float)i / 1e5f;
+	path = write_wav(x, N_SAMPLES);
+	g_free(x);
+	return path;
+}
+
+/* Removes the file of write_wav and its temporary directory. */
 static void remove_wav(char *wav)
 {
 	char *dir = g_path_get_dirname(wav);
@@ -200,6 +210,59 @@ static void test_windows_over_clip_level_are_flagged(void)
 	sensor_source_free(s);
 	remove_wav(wav);
 	g_free(pipeline);
+}
+
+/* A sensor that dies mid-recording, through the real pipeline at
+ * [vibration] flat_level's default (0.01 g): a quiet running machine's
+ * windows pass, then all zero (cable pulled), a constant (a stuck ADC) and
+ * that constant with +-1 step of a 16-bit ADC over +-50 g (1.5 mg) are
+ * flagged flat, the samples handed on unchanged; then it runs again. */
+static void test_flat_windows_are_flagged(void)
+{
+	enum { W = 2048, QUIET = 3, DEAD = 3, WINDOWS = QUIET + DEAD * 3 + 2 };
+	static const double lsb_g = 100.0 / 65536.0;
+	float *x = g_new(float, (size_t)W * WINDOWS), win[W];
+	GRand *rnd = g_rand_new_with_seed(11);
+	char *wav, *pipeline, *err = NULL;
+	struct sensor_config cfg = {
+		.name = "flat", .mode = SENSOR_SEQUENCE, .rate_hz = RATE, .window = W,
+		.stride = W, .buffer_s = 0.5, .flat_level = 0.01f,
+	};
+	sensor_source *s;
+	unsigned flags;
+
+	for (int i = 0; i < W * WINDOWS; i++) {
+		int k = i / W;
+
+		if (k >= QUIET && k < QUIET + DEAD)
+			x[i] = 0;
+		else if (k >= QUIET + DEAD && k < QUIET + 2 * DEAD)
+			x[i] = -0.21f;
+		else if (k >= QUIET + 2 * DEAD && k < QUIET + 3 * DEAD)
+			x[i] = (float)(-0.21 + lsb_g * g_rand_int_range(rnd, -1, 2));
+		else    /* 0.03 g at running speed, 0.058 g RMS of broadband noise */
+			x[i] = (float)(0.03 * sin(2 * G_PI * 29.95 * i / RATE) +
+				       0.1 * g_rand_double_range(rnd, -1, 1));
+	}
+	wav = write_wav(x, (size_t)W * WINDOWS);
+	pipeline = g_strdup_printf("filesrc location=%s ! wavparse ! audioconvert ! "
+				   "appsink name=sink", wav);
+	cfg.pipeline = pipeline;
+	s = sensor_source_new(&cfg, &err);
+	g_assert_nonnull(s);
+	g_assert_cmpint(sensor_source_start(s, &err), ==, 0);
+	for (uint64_t seq = 0; seq < WINDOWS; seq++) {
+		gboolean dead = seq >= QUIET && seq < QUIET + 3 * DEAD;
+
+		g_assert_cmpint(sensor_window_for(s, seq, 0, 5000000, win, &flags, NULL), ==, 0);
+		g_assert_cmpuint(flags, ==, dead ? RING_FLAT : 0);
+		g_assert_cmpmem(win, sizeof win, x + seq * W, sizeof win);
+	}
+	sensor_source_free(s);
+	remove_wav(wav);
+	g_free(pipeline);
+	g_rand_free(rnd);
+	g_free(x);
 }
 
 /* A live source: a window that is not complete in time is refused
@@ -508,6 +571,24 @@ static void test_vibration_settings(void)
 		"pipeline = audiotestsrc ! appsink name=sink\n"
 		"rate_hz = 50\n"
 		"\n"
+		"[vibration.flat]\n"
+		"pipeline = audiotestsrc ! appsink name=sink\n"
+		"clip_level = 0.2\n"
+		"flat_level = 0.4\n"
+		"\n"
+		"[vibration.low_clip]\n"
+		"pipeline = audiotestsrc ! appsink name=sink\n"
+		"clip_level = 0.004\n"
+		"\n"
+		"[vibration.no_flat]\n"
+		"pipeline = audiotestsrc ! appsink name=sink\n"
+		"clip_level = 0.004\n"
+		"flat_level = 0\n"
+		"\n"
+		"[vibration.negative]\n"
+		"pipeline = audiotestsrc ! appsink name=sink\n"
+		"flat_level = -0.01\n"
+		"\n"
 		"[transmitter.pump]\n"
 		"host = 127.0.0.1\n"
 		"velocity_register = 4\n"
@@ -534,12 +615,36 @@ static void test_vibration_settings(void)
 	g_assert_cmpfloat(s.cfg.offset_ms, ==, 0);
 	g_assert_cmpfloat(s.cfg.buffer_s, ==, 10);
 	g_assert_cmpfloat(s.cfg.clip_level, ==, 0);
+	g_assert_cmpfloat(s.cfg.flat_level, ==, 0.01f);
 	g_assert_cmpint(s.timeout_ms, ==, 2000);
 	sensor_settings_clear(&s);
 	g_assert_null(s.name);
 
 	g_assert_cmpint(sensor_config_read(c, "vibration.bad", &s, &err), ==, -EINVAL);
 	g_assert_cmpstr(err, ==, "line.conf:8: [vibration.bad] rate_hz: 50 is out of range 100..1e+06");
+	g_clear_pointer(&err, g_free);
+	sensor_settings_clear(&s);
+
+	/* A flat level that leaves no window standing is refused, naming the
+	 * key the file sets; 0 turns the check off. */
+	g_assert_cmpint(sensor_config_read(c, "vibration.flat", &s, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:13: [vibration.flat] flat_level: 0.4 is not below "
+			"twice clip_level (0.2): every window would be flat or clipped");
+	g_clear_pointer(&err, g_free);
+	sensor_settings_clear(&s);
+	g_assert_cmpint(sensor_config_read(c, "vibration.low_clip", &s, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:17: [vibration.low_clip] clip_level: 0.004 is not "
+			"above half of flat_level (0.01, the default): every window would be flat "
+			"or clipped; set flat_level lower (0: off)");
+	g_clear_pointer(&err, g_free);
+	sensor_settings_clear(&s);
+	g_assert_cmpint(sensor_config_read(c, "vibration.no_flat", &s, &err), ==, 0);
+	g_assert_cmpfloat(s.cfg.flat_level, ==, 0);
+	g_assert_cmpfloat(s.cfg.clip_level, ==, 0.004f);
+	sensor_settings_clear(&s);
+	g_assert_cmpint(sensor_config_read(c, "vibration.negative", &s, &err), ==, -EINVAL);
+	g_assert_cmpstr(err, ==, "line.conf:26: [vibration.negative] flat_level: -0.01 is out of "
+			"range 0..1e+09");
 	g_clear_pointer(&err, g_free);
 	sensor_settings_clear(&s);
 
@@ -559,7 +664,7 @@ static void test_vibration_settings(void)
 	transmitter_settings_clear(&t);
 
 	g_assert_cmpint(transmitter_config_read(c, "transmitter.both", &t, &err), ==, -EINVAL);
-	g_assert_cmpstr(err, ==, "line.conf:15: [transmitter.both] host: give either host "
+	g_assert_cmpstr(err, ==, "line.conf:33: [transmitter.both] host: give either host "
 			"(Modbus TCP) or device (Modbus RTU)");
 	g_free(err);
 	transmitter_settings_clear(&t);
@@ -580,6 +685,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/sensors/dropped-buffers-flag-gaps", test_dropped_buffers_flag_gaps);
 	g_test_add_func("/sensors/windows-over-clip-level-are-flagged",
 			test_windows_over_clip_level_are_flagged);
+	g_test_add_func("/sensors/flat-windows-are-flagged", test_flat_windows_are_flagged);
 	g_test_add_func("/sensors/clock-windows-late-gone-and-placed",
 			test_clock_windows_late_gone_and_placed);
 	g_test_add_func("/sensors/bad-pipeline-is-refused", test_bad_pipeline_is_refused);

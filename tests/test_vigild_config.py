@@ -121,6 +121,12 @@ with tempfile.TemporaryDirectory(prefix="vigil-conf-") as tmp:
     expect(tmp, "vibration pipeline without appsink",
            edit(default, "audioresample ! appsink name=sink", "audioresample ! fakesink"),
            "{path}:%d: [vibration.drive_end] pipeline: no appsink named sink" % vib_line)
+    flat_line = line_of(default, "vibration.drive_end", "timeout_ms") + 1
+    expect(tmp, "flat level that leaves no window standing",
+           edit(default, "\ntimeout_ms = 3000\n", "\ntimeout_ms = 3000\nflat_level = 0.3\n"
+                "clip_level = 0.1\n"),
+           "{path}:%d: [vibration.drive_end] flat_level: 0.3 is not below twice clip_level "
+           "(0.1): every window would be flat or clipped" % flat_line)
     expect(tmp, "window does not fit the model", edit(default, "window = 2048", "window = 1024"),
            "{path}:%d: [vibration.drive_end] window: model package " % line_of(
                default, "vibration.drive_end", "window"),
