@@ -197,45 +197,83 @@ static float window_range(const float *win, size_t n)
 	return hi >= lo ? hi - lo : NAN;
 }
 
-/* A dead sensor makes every part's window flat, for as long as nobody
- * mends it: its warning comes at once, then at most once a period with
- * the number held back, so that a shift of dead parts costs a line every
- * 10 s rather than one a part; the first window that is not flat again
- * says how many were held back since (not_flat). Every part is still
- * flagged, counted (/metrics, the failsafe event) and logged. Acquire
- * thread only. */
+/* A dead sensor or a capped lens makes every part flat, for as long as
+ * nobody mends it: its warning comes at once, then at most once a period
+ * with the number held back, so that a shift of dead parts costs a line
+ * every 10 s rather than one a part; the first part that is not flat
+ * again says how many were held back since (held_over). Every part is
+ * still flagged, counted (/metrics, the failsafe event) and logged.
+ * Acquire thread only. */
 #define FLAT_WARNING_PERIOD_US (10 * G_USEC_PER_SEC)
+
+/* Whether the warning is due now; if so, held (size n) says what was held
+ * back since the last one, in a clause starting with a space, or is "". */
+static gboolean warning_due(struct held_warning *w, const char *what, char *held, size_t n)
+{
+	int64_t now = vigil_now_us();
+
+	held[0] = 0;
+	if (now < w->next_us) {
+		w->held++;
+		return FALSE;
+	}
+	if (w->held)
+		g_snprintf(held, n, " (and %" G_GUINT64_FORMAT " more %s in the last %d s)",
+			   w->held, what, (int)(FLAT_WARNING_PERIOD_US / G_USEC_PER_SEC));
+	w->held = 0;
+	w->next_us = now + FLAT_WARNING_PERIOD_US;
+	return TRUE;
+}
+
+/* The first part that is not flat again: the count held back since the
+ * last warning, if any. */
+static void held_over(struct held_warning *w, const struct vigil_part *p, const char *what,
+		      const char *flat_ones)
+{
+	if (!w->held)
+		return;
+	g_message("part %u: %s is not flat again; %" G_GUINT64_FORMAT " more %s since the last "
+		  "warning", p->part_id, what, w->held, flat_ones);
+	w->held = 0;
+}
 
 static void warn_flat(line *l, const struct vigil_part *p, float range)
 {
 	const struct sensor_settings *v = &l->set.vibration;
-	int64_t now = vigil_now_us();
-	char held[96] = "";
+	char held[96];
 
-	if (now < l->flat_warning_next_us) {
-		l->flat_warnings_held++;
-		return;
-	}
-	if (l->flat_warnings_held)
-		g_snprintf(held, sizeof held, " (and %" G_GUINT64_FORMAT " more flat windows in "
-			   "the last %d s)", l->flat_warnings_held,
-			   (int)(FLAT_WARNING_PERIOD_US / G_USEC_PER_SEC));
-	g_warning("part %u: vibration window from %s is flat: its range is %.3g over %zu "
-		  "samples, below flat_level %g; the sensor looks dead (cable, supply, ADC): "
-		  "fail-safe reject%s", p->part_id, v->name, range, v->cfg.window,
-		  v->cfg.flat_level, held);
-	l->flat_warnings_held = 0;
-	l->flat_warning_next_us = now + FLAT_WARNING_PERIOD_US;
+	if (warning_due(&l->flat_window, "flat windows", held, sizeof held))
+		g_warning("part %u: vibration window from %s is flat: its range is %.3g over %zu "
+			  "samples, below flat_level %g; the sensor looks dead (cable, supply, "
+			  "ADC): fail-safe reject%s", p->part_id, v->name, range, v->cfg.window,
+			  v->cfg.flat_level, held);
 }
 
-static void not_flat(line *l, const struct vigil_part *p)
+/* Camera i's frame of p, when it is flat: a picture of nothing (a lens
+ * cap, the light off, a blank or saturated sensor) would be judged a
+ * clean part, so the part fails safe instead. */
+static void check_frame(line *l, struct vigil_part *p, int i, const struct capture_frame *f)
 {
-	if (!l->flat_warnings_held)
+	struct line_part *lp = (struct line_part *)p;
+	const struct capture_settings *c = &l->set.cameras[i];
+	char what[96], held[96];
+	double contrast;
+
+	if (c->flat_level <= 0)
 		return;
-	g_message("part %u: vibration window from %s is not flat again; %" G_GUINT64_FORMAT
-		  " more flat windows since the last warning", p->part_id, l->set.vibration.name,
-		  l->flat_warnings_held);
-	l->flat_warnings_held = 0;
+	contrast = capture_frame_contrast(f);
+	g_snprintf(what, sizeof what, "image from camera %s", c->name);
+	if (contrast >= c->flat_level) {
+		held_over(&l->flat_frame[i], p, what, "flat frames");
+		return;
+	}
+	p->flags |= VIGIL_FLAG_IMAGE_FLAT;
+	lp->flat_cameras |= 1u << i;
+	lp->flat_contrast[i] = (float)contrast;
+	if (warning_due(&l->flat_frame[i], "flat frames", held, sizeof held))
+		g_warning("part %u: %s is flat: its grey levels' standard deviation is %.2f, below "
+			  "flat_level %g; a lens cap, the light off or a blank sensor: fail-safe "
+			  "reject%s", p->part_id, what, contrast, c->flat_level, held);
 }
 
 /* Every camera's image of r for the running model's input, into r->img;
@@ -282,6 +320,8 @@ static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win
 				  l->set.cameras[i].name,
 				  rc == -ENOTCONN ? "camera down" : g_strerror(-rc));
 			p->flags |= VIGIL_FLAG_NO_FRAME;
+		} else {
+			check_frame(l, p, i, r->frames[i]);
 		}
 	}
 	rc = window_for(l, p, win, &wflags, &t_window_ns);
@@ -303,7 +343,11 @@ static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win
 			warn_flat(l, p, lp->flat_range);
 			p->flags |= VIGIL_FLAG_VIB_FLAT;
 		} else {
-			not_flat(l, p);
+			char what[96];
+
+			g_snprintf(what, sizeof what, "vibration window from %s",
+				   l->set.vibration.name);
+			held_over(&l->flat_window, p, what, "flat windows");
 		}
 	}
 	line_count_stage(l, LINE_STAGE_CAPTURE_WAIT,
@@ -346,7 +390,7 @@ static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win
 		}
 	}
 	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED |
-			VIGIL_FLAG_VIB_FLAT)) {
+			VIGIL_FLAG_VIB_FLAT | VIGIL_FLAG_IMAGE_FLAT)) {
 		r->failsafe = TRUE;
 		return r;
 	}

@@ -175,6 +175,7 @@ struct device_watch {
 	uint64_t cam_desyncs[LINE_MAX_CAMERAS];
 	gboolean sensor_failed;
 	uint32_t window_fault;      /* the window flags of the fault in force, 0: none */
+	unsigned cam_flat;          /* cameras whose last frame was flat, 1u << i */
 	gboolean tx_away;
 	gboolean db_fault, db_slow; /* db_slow: a fault this thread logged */
 	uint64_t failsafe_seen[LINE_FAILSAFE_CAUSES]; /* as of the last failsafe event */
@@ -365,6 +366,32 @@ static void watch_window(line *l, struct device_watch *w, const struct vigil_par
 	w->window_fault = bad;
 }
 
+/* A camera's frame gone flat opens a camera-flat event; its next frame
+ * that is not flat closes it with camera-ok. A part without a frame from
+ * it (or never inspected) says nothing of its picture. */
+static void watch_frames(line *l, struct device_watch *w, const struct vigil_part *p)
+{
+	const struct line_part *lp = (const struct line_part *)p;
+
+	if (p->flags & (VIGIL_FLAG_QUEUE_FULL | VIGIL_FLAG_NOT_INSPECTED | VIGIL_FLAG_NO_FRAME))
+		return;
+	for (int i = 0; i < l->set.ncameras; i++) {
+		const struct capture_settings *c = &l->set.cameras[i];
+		unsigned bit = 1u << i;
+
+		if ((lp->flat_cameras & bit) && !(w->cam_flat & bit))
+			event(l, "camera-flat", "camera %s: part %u: frame flat, its grey levels' "
+			      "standard deviation %.2f below flat_level %g: a lens cap, the light "
+			      "off or a blank sensor; parts are fail-safe rejects until it shows a "
+			      "picture again", c->name, p->part_id, lp->flat_contrast[i],
+			      c->flat_level);
+		else if (!(lp->flat_cameras & bit) && (w->cam_flat & bit))
+			event(l, "camera-ok", "camera %s: part %u: a picture again", c->name,
+			      p->part_id);
+	}
+	w->cam_flat = lp->flat_cameras;
+}
+
 gpointer line_log_thread(gpointer data)
 {
 	line *l = data;
@@ -384,6 +411,7 @@ gpointer line_log_thread(gpointer data)
 		if (rc < 0)
 			continue;
 		watch_window(l, &watch, p);
+		watch_frames(l, &watch, p);
 		if (p->tx_state != VIGIL_TX_NONE) {
 			struct transmitter_reading r = {
 				.t_us = p->t_tx_us,

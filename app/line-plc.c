@@ -176,7 +176,7 @@ static unsigned faults(line *l, struct plc_state *s)
 	line_camera_stats(l, &cs);
 	sensor_source_stats(l->sensor, &ss);
 	/* A camera that failed once and was restarted is healthy again. */
-	if (!cs.up || (s->last_part_flags & VIGIL_FLAG_NO_FRAME))
+	if (!cs.up || (s->last_part_flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_IMAGE_FLAT)))
 		w |= 1u << PLC_ERR_CAMERA;
 	if (ss.failed || (s->last_part_flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED |
 						VIGIL_FLAG_VIB_FLAT)))
@@ -309,6 +309,7 @@ static void count_failsafe(line *l, uint32_t flags)
 				   : flags & VIGIL_FLAG_QUEUE_FULL   ? LINE_FAILSAFE_QUEUE_FULL
 				   : flags & VIGIL_FLAG_NOT_SENT     ? LINE_FAILSAFE_OVERRUN
 				   : flags & VIGIL_FLAG_NO_FRAME     ? LINE_FAILSAFE_NO_FRAME
+				   : flags & VIGIL_FLAG_IMAGE_FLAT   ? LINE_FAILSAFE_IMAGE_FLAT
 				   : flags & VIGIL_FLAG_VIB_FLAT     ? LINE_FAILSAFE_SENSOR_FLAT
 				   : flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED)
 					   ? LINE_FAILSAFE_NO_VIBRATION
@@ -489,12 +490,13 @@ static void count_result(line *l, struct plc_state *s, const struct plc_session_
 								 : &l->st.rejected, 1);
 		if (p->flags & VIGIL_FLAG_FAILSAFE)
 			count_failsafe(l, p->flags);
-		/* A flat window is a dead sensor, not the product: its reject
+		/* A flat window is a dead sensor, a flat frame a capped lens or
+		 * a dark light, not the product: its reject
 		 * would raise a yield alarm that blames the parts and, once the
 		 * sensor is mended, leave a run of rejects in the baseline that
 		 * blunts the alarm for baseline_parts parts. The sensor's bit,
 		 * error, flag and event say what happened. */
-		if (!(p->flags & VIGIL_FLAG_VIB_FLAT))
+		if (!(p->flags & (VIGIL_FLAG_VIB_FLAT | VIGIL_FLAG_IMAGE_FLAT)))
 			watch_quality(l, s, p->verdict, p->defect_class, p->model_version,
 				      p->job, p->t_wall_us);
 	} else {

@@ -112,6 +112,17 @@ struct line_part {
 	/* Its vibration window's range (max - min, the sensor's unit) when the
 	 * window was flat (VIGIL_FLAG_VIB_FLAT), for the log's event. */
 	float flat_range;
+	/* The cameras whose frame was flat (VIGIL_FLAG_IMAGE_FLAT), 1u << i,
+	 * and each one's contrast (capture_frame_contrast), for the event. */
+	unsigned flat_cameras;
+	float flat_contrast[LINE_MAX_CAMERAS];
+};
+
+/* A warning that a fault in force would repeat for every part: when the
+ * next may be written, and how many were held back since the last. */
+struct held_warning {
+	int64_t next_us;
+	uint64_t held;
 };
 
 struct line {
@@ -193,10 +204,9 @@ struct line {
 	 * Read from the environment by line_new, constant afterwards. */
 	int hang_thread;
 	uint64_t hang_after_parts;
-	/* The acquire thread's own: when its next flat-window warning may be
-	 * written, and how many it held back since the last (line-inspect.c). */
-	int64_t flat_warning_next_us;
-	uint64_t flat_warnings_held;
+	/* The acquire thread's own warnings of flat windows and flat frames,
+	 * held back to one a period (line-inspect.c). */
+	struct held_warning flat_window, flat_frame[LINE_MAX_CAMERAS];
 };
 
 /* Reads every setting of cfg into l (line-config.c): routes each section

@@ -201,7 +201,7 @@ const double line_latency_bounds_ms[LINE_LATENCY_BUCKETS] = {
 
 const char *const line_failsafe_cause_names[LINE_FAILSAFE_CAUSES] = {
 	"deadline", "no_frame", "no_vibration", "model_error", "queue_full", "overrun", "fault",
-	"not_inspected", "sensor_flat",
+	"not_inspected", "sensor_flat", "image_flat",
 };
 
 const char *const line_stage_names[LINE_STAGES] = {

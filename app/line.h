@@ -65,7 +65,7 @@ extern const double line_batch_bounds[LINE_BATCH_BUCKETS];
  * frame, no (or a clipped) vibration window, a failed model run, the
  * inspection queue full, its result lost to a full result buffer (never
  * presented), a fault in force under the fault policy, never inspected,
- * or a flat vibration window (a dead sensor). */
+ * a flat vibration window (a dead sensor) or a flat frame. */
 enum line_failsafe_cause {
 	LINE_FAILSAFE_DEADLINE,
 	LINE_FAILSAFE_NO_FRAME,
@@ -76,6 +76,7 @@ enum line_failsafe_cause {
 	LINE_FAILSAFE_FAULT,
 	LINE_FAILSAFE_NOT_INSPECTED,  /* triggered while vigild was down */
 	LINE_FAILSAFE_SENSOR_FLAT,    /* the window was flat: a dead sensor */
+	LINE_FAILSAFE_IMAGE_FLAT,     /* a frame was flat: a lens cap, the light off */
 	LINE_FAILSAFE_CAUSES
 };
 /* "deadline", "no_frame", ... as /metrics labels them. */

@@ -10,7 +10,7 @@
 
 static const char *const camera_keys[] = {
 	"pipeline", "trigger", "frame_timeout_ms", "queue_frames", "restart", "restart_min_ms",
-	"restart_max_ms", "watchdog_ms", "slack_ms", NULL };
+	"restart_max_ms", "watchdog_ms", "slack_ms", "flat_level", NULL };
 
 int capture_config_read(const config *cfg, const char *group, struct capture_settings *s,
 			char **err)
@@ -39,7 +39,8 @@ int capture_config_read(const config *cfg, const char *group, struct capture_set
 			   &s->cfg.restart_max_ms, err) < 0 ||
 	    config_get_int(cfg, group, "watchdog_ms", 0, 0, 3600000,
 			   &s->cfg.watchdog_ms, err) < 0 ||
-	    config_get_int(cfg, group, "slack_ms", 20, 1, 60000, &s->cfg.slack_ms, err) < 0)
+	    config_get_int(cfg, group, "slack_ms", 20, 1, 60000, &s->cfg.slack_ms, err) < 0 ||
+	    config_get_double(cfg, group, "flat_level", 2, 0, 100, &s->flat_level, err) < 0)
 		return -EINVAL;
 	return 0;
 }

@@ -84,6 +84,10 @@ struct capture_settings {
 	char *name;                /* NAME of [camera.NAME] */
 	char *pipeline;
 	int frame_timeout_ms;      /* a part waits this long for its frame (2000) */
+	/* A frame whose grey levels' standard deviation is below this is flat
+	 * (capture_frame_contrast): a lens cap, the light off, a saturated or
+	 * blank sensor; 0 = no check (2, in grey levels of 0 - 255). */
+	double flat_level;
 };
 
 /* Reads section group ("camera.NAME") of cfg into *s, which it overwrites:
@@ -124,6 +128,10 @@ void capture_camera_free(capture_camera *cam);
 int capture_frame_for(capture_camera *cam, uint64_t seq, int64_t t_trigger_us,
 		      int64_t timeout_us, struct capture_frame **frame);
 void capture_frame_free(struct capture_frame *frame);
+/* The standard deviation of frame's grey levels (0 - 255), over every
+ * other pixel of every other row: what tells a picture from a flat field
+ * (capture_settings.flat_level). Any thread. */
+double capture_frame_contrast(const struct capture_frame *frame);
 
 /* Sequence mode: trigger number seq was seen at t_trigger_us (monotonic),
  * for the check of a live camera's frames against the next trigger; call

@@ -41,6 +41,10 @@ enum vigil_part_flags {
 	/* Fail-safe: the vibration window was flat, its range below [vibration]
 	 * flat_level: a dead sensor, whose window would pass for a quiet part. */
 	VIGIL_FLAG_VIB_FLAT = 1 << 11,
+	/* Fail-safe: a camera's frame was flat, its grey levels' standard
+	 * deviation below [camera] flat_level: a lens cap, the light off, a
+	 * blank or saturated sensor, whose picture would pass for a clean part. */
+	VIGIL_FLAG_IMAGE_FLAT = 1 << 12,
 };
 
 /* Condition figures of a part's vibration window (fusion/condition.h),

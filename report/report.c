@@ -55,11 +55,12 @@ const char *report_style_source(void)
 /* ---- gathering ---- */
 
 enum failsafe_cause { FS_DEADLINE, FS_QUEUE_FULL, FS_NO_FRAME, FS_MODEL_ERROR, FS_NOT_SENT,
-		      FS_NOT_INSPECTED, FS_SENSOR_FLAT, FS_OTHER, FS_CAUSES };
+		      FS_NOT_INSPECTED, FS_SENSOR_FLAT, FS_IMAGE_FLAT, FS_OTHER, FS_CAUSES };
 static const char *const failsafe_name[FS_CAUSES] = {
 	"deadline", "queue full", "no frame", "model error", "result not sent",
 	"not inspected (triggered while vigild was down)",
-	"vibration sensor flat (dead: cable, supply, ADC)", "other fault",
+	"vibration sensor flat (dead: cable, supply, ADC)",
+	"image flat (lens cap, light off, blank sensor)", "other fault",
 };
 
 struct top_defect {
@@ -102,6 +103,8 @@ static enum failsafe_cause failsafe_of(uint32_t flags)
 		return FS_QUEUE_FULL;
 	if (flags & VIGIL_FLAG_NO_FRAME)
 		return FS_NO_FRAME;
+	if (flags & VIGIL_FLAG_IMAGE_FLAT)
+		return FS_IMAGE_FLAT;
 	if (flags & VIGIL_FLAG_VIB_FLAT)
 		return FS_SENSOR_FLAT;
 	if (flags & VIGIL_FLAG_MODEL_ERROR)

@@ -733,6 +733,7 @@ static void test_camera_settings(void)
 	g_assert_cmpint(s.cfg.restart_max_ms, ==, 10000);
 	g_assert_cmpint(s.cfg.watchdog_ms, ==, 0);
 	g_assert_cmpint(s.cfg.slack_ms, ==, 20);
+	g_assert_cmpfloat(s.flat_level, ==, 2);
 	capture_settings_clear(&s);
 	g_assert_null(s.name);
 
@@ -747,6 +748,39 @@ static void test_camera_settings(void)
 	capture_settings_clear(&s);
 	capture_settings_clear(NULL);
 	config_free(c);
+}
+
+/* A frame's contrast: flat fields (black, white, grey with a sensor's
+ * +-1 level of noise) fall below the default flat_level of 2, and so does
+ * a 1-level step; a faint picture (a gradient over 8 levels, far fainter
+ * than any tile of the data set, whose grey levels' standard deviations
+ * are 9.6 and up) does not. The padding at the end of each row is not
+ * read. */
+static void test_frame_contrast(void)
+{
+	enum { FW = 97, FH = 64, FSTRIDE = 100 };
+	uint8_t px[FSTRIDE * FH];
+	struct capture_frame f = { .width = FW, .height = FH, .stride = FSTRIDE, .data = px };
+	GRand *r = g_rand_new_with_seed(7);
+
+	memset(px, 0, sizeof px);
+	g_assert_cmpfloat(capture_frame_contrast(&f), ==, 0);
+	memset(px, 255, sizeof px);
+	g_assert_cmpfloat(capture_frame_contrast(&f), ==, 0);
+	for (int i = 0; i < FSTRIDE * FH; i++)
+		px[i] = (uint8_t)(128 + g_rand_int_range(r, -1, 2));
+	g_assert_cmpfloat(capture_frame_contrast(&f), <, 1);
+	for (int y = 0; y < FH; y++)
+		for (int x = 0; x < FSTRIDE; x++)
+			px[y * FSTRIDE + x] = x >= FW ? 0 : (uint8_t)(100 + (x < FW / 2));
+	g_assert_cmpfloat(capture_frame_contrast(&f), <, 2);
+	for (int y = 0; y < FH; y++)
+		for (int x = 0; x < FW; x++)
+			px[y * FSTRIDE + x] = (uint8_t)(100 + x * 8 / FW);
+	g_assert_cmpfloat(capture_frame_contrast(&f), >, 2);
+	f.width = f.height = 0;
+	g_assert_cmpfloat(capture_frame_contrast(&f), ==, 0);
+	g_rand_free(r);
 }
 
 int main(int argc, char **argv)
@@ -774,5 +808,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/capture/live-camera-recovers", test_live_camera_recovers);
 	g_test_add_func("/capture/gige-camera-killed-and-back", test_gige_camera_killed_and_back);
 	g_test_add_func("/capture/camera-settings", test_camera_settings);
+	g_test_add_func("/capture/frame-contrast", test_frame_contrast);
 	return g_test_run();
 }

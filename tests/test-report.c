@@ -395,11 +395,16 @@ static void test_sensor_flat(struct fixture *fx, gconstpointer data)
 	/* No frame either: counted under no frame, as the line counts it. */
 	submit(db, 5, local_us(9, 1, 0), VIGIL_VERDICT_REJECT, VIGIL_CLASS_NONE, 1.0,
 	       VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_VIB_FLAT | VIGIL_FLAG_NO_FRAME, NULL, FALSE);
+	/* A capped lens as well: the flat frame first, as the line counts it. */
+	submit(db, 6, local_us(9, 2, 0), VIGIL_VERDICT_REJECT, VIGIL_CLASS_NONE, 1.0,
+	       VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_VIB_FLAT | VIGIL_FLAG_IMAGE_FLAT, NULL, FALSE);
 	db_close(db);
 	html = report(path, "2026-12-01 early", local_us(23, 0, 0), REPORT_IMAGES_EMBED);
 	g_assert_nonnull(strstr(html, "<tr><th>fail-safe: vibration sensor flat (dead: cable, "
 				      "supply, ADC)</th><td class=\"n\">3</td>"));
 	g_assert_nonnull(strstr(html, "<tr><th>fail-safe: no frame</th><td class=\"n\">1</td>"));
+	g_assert_nonnull(strstr(html, "<tr><th>fail-safe: image flat (lens cap, light off, blank "
+				      "sensor)</th><td class=\"n\">1</td>"));
 	g_assert_cmpint(count_of(html, " · fail-safe: vibration sensor flat (dead: cable, supply, "
 				       "ADC)"), ==, 3);
 	g_assert_null(strstr(html, "other fault"));

@@ -1,0 +1,180 @@
+#!/usr/bin/python3
+"""vigild whole with a camera whose picture goes flat mid-run and comes
+back: the simulated line's images, made flat on purpose from part
+FLAT_FROM on (all black as with a lens cap or the light off, all white as
+a saturated sensor, mid grey with a sensor's +-1 level of noise), then the
+parts' own again from part BACK_FROM on. The PLC is pymodbus polling
+vigild's registers, one part at a time, so nothing here depends on speed.
+Asserts:
+
+- the parts before are judged normally;
+- every part with a flat frame is a fail-safe reject with flag bit 12 in
+  the PLC's result block and in its database row; while the last part's
+  frame was flat, "camera ok" is clear and the error code is 1;
+- one camera-flat event naming the camera, then camera-ok; /metrics and
+  vigild's counts at exit count every flat part under image_flat; the
+  warnings, held back to one per 10 s, account for every flat part;
+- the flat rejects do not feed the quality alarm;
+- the line keeps running: the parts after are judged normally again.
+
+usage: test_camera_flat.py BUILD_DIR SOURCE_ROOT
+"""
+import os
+import re
+import sqlite3
+import sys
+import urllib.request
+
+import cv2
+import numpy as np
+
+from linetest import (Vigild, camera_section, fail, free_port, generate_parts, line_config,
+                      require_model, wait_for, workdir)
+from plctest import (ACCEPT, FL_FAILSAFE, FL_NO_FRAME, MARGINAL, REJECT, ST_CAMERA_OK,
+                     MasterPLC, quiet_pymodbus, run_part, start_vigild, stop_vigild)
+
+build, root = sys.argv[1], sys.argv[2]
+FLAT_FROM, BACK_FROM, PARTS = 8, 20, 26
+FL_IMAGE_FLAT, ST_QUALITY_ALARM, ERR_CAMERA = 1 << 12, 1 << 14, 1
+SEED = 4343
+
+
+def cap_lens(sim):
+    """Makes the frames of parts FLAT_FROM .. BACK_FROM - 1 flat, a third
+    each black, white, and grey with +-1 level of noise; returns them."""
+    rng = np.random.default_rng(SEED)
+    flat = list(range(FLAT_FROM, BACK_FROM))
+    third = len(flat) // 3
+    for k, part in enumerate(flat):
+        path = os.path.join(sim, "images", f"part-{part:05d}.png")
+        img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            fail(f"cannot read {path}")
+        if k < third:
+            img[:] = 0
+        elif k < 2 * third:
+            img[:] = 255
+        else:
+            img = (128 + rng.integers(-1, 2, img.shape)).astype(np.uint8)
+        if not cv2.imwrite(path, img):
+            fail(f"cannot write {path}")
+    return flat
+
+
+def db_rows(db):
+    """(part_id, verdict, flags) of every part, once all PARTS rows are there."""
+    def get():
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            r = con.execute("SELECT part_id, verdict, flags FROM inspections "
+                            "ORDER BY part_id").fetchall()
+            con.close()
+        except sqlite3.Error:
+            return None
+        return r if len(r) >= PARTS else None
+    return wait_for(f"{PARTS} database rows", get)
+
+
+def events(db):
+    """(kind, message) of every event, in order."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT kind, message FROM events ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+def failsafe_metric(url):
+    with urllib.request.urlopen(url + "metrics", timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(r'^vigil_failsafe_total\{cause="image_flat"\} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def status_with(plc, what, cond):
+    """The status block once cond(status) holds."""
+    return wait_for(what, lambda: (lambda s: s if cond(s) else None)(plc.status()))
+
+
+def judged_normally(what, r):
+    if r[4] not in (ACCEPT, REJECT, MARGINAL) or r[7] & (FL_FAILSAFE | FL_IMAGE_FLAT):
+        fail(f"{what}: result {r}, want the model's verdict, no fail-safe, no flat flag")
+
+
+quiet_pymodbus()
+require_model(root)
+with workdir("vigil-camflat-") as tmp:
+    sim, port, db = os.path.join(tmp, "sim"), free_port(), os.path.join(tmp, "vigil.db")
+    generate_parts(build, sim, PARTS, SEED)
+    flat = cap_lens(sim)
+    conf = os.path.join(tmp, "vigild.conf")
+    # Slow timeouts, so that only the camera's picture goes wrong on a busy
+    # machine (a late commit would raise a database fault, error 4).
+    with open(conf, "w") as f:
+        f.write(line_config(camera_section(sim, 20000, "", "restart = never\n"), sim, root,
+                            port, db, deadline_ms=20000, window_timeout_ms=20000,
+                            plc_extra="mode = server\npeer_timeout_ms = 600000\n",
+                            tail="commit_timeout_ms = 10000\n\n"
+                                 "[review]\nlisten = 127.0.0.1\nport = 0\n\n"
+                                 "[alarm]\nwindow_parts = 10\nbaseline_parts = 10\n"
+                                 "expected_reject_rate = 0.5\n"))
+    v = Vigild(build, conf, os.path.join(tmp, "vigild.log"))
+    plc = MasterPLC(port)
+    start_vigild(v, plc)
+    url = v.review_url()
+
+    results = {}
+    for i in range(PARTS):
+        results[i] = r = run_part(plc, i + 1, i)
+        if i < FLAT_FROM or i >= BACK_FROM:
+            judged_normally(f"part {i}, its own picture", r)
+        elif r[4] != REJECT or r[7] & (FL_FAILSAFE | FL_IMAGE_FLAT) != \
+                FL_FAILSAFE | FL_IMAGE_FLAT or r[7] & FL_NO_FRAME:
+            fail(f"part {i}, its frame flat: result {r}, want a fail-safe reject flagged "
+                 "flat (bits 2 and 12), with a frame")
+        if i == FLAT_FROM - 1 or i == BACK_FROM:
+            status_with(plc, f"camera ok after part {i}", lambda s: s[1] & ST_CAMERA_OK)
+        elif i == FLAT_FROM:
+            status_with(plc, "camera ok clear and error 1 after the first flat part",
+                        lambda s: not s[1] & ST_CAMERA_OK and s[2] == ERR_CAMERA)
+    wait_for(f"/metrics counting {len(flat)} flat parts",
+             lambda: failsafe_metric(url) == len(flat))
+    status = plc.status()
+    if status[1] & ST_QUALITY_ALARM:
+        fail(f"status {status}: a quality alarm raised by the flat frames' rejects")
+    rows = db_rows(db)
+    text = stop_vigild(v, plc)
+
+    if [r[0] for r in rows] != list(range(PARTS)):
+        fail(f"database part ids {[r[0] for r in rows]}, want 0..{PARTS - 1} once each")
+    for pid, verdict, flags in rows:
+        r = results[pid]
+        if verdict != {ACCEPT: "accept", REJECT: "reject", MARGINAL: "marginal"}[r[4]] or \
+                flags & 0xffff != r[7]:
+            fail(f"part {pid}: database {verdict}, flags {flags:#x}; the PLC got {r}")
+
+    ev = events(db)
+    cam = [(k, m) for k, m in ev if k in ("camera-flat", "camera-ok")]
+    if [k for k, _ in cam] != ["camera-flat", "camera-ok"]:
+        fail(f"camera events {cam}, want one camera-flat, then camera-ok")
+    if f"camera top: part {FLAT_FROM}: frame flat, its grey levels' standard deviation " \
+            "0.00 below flat_level 2" not in cam[0][1] or f"part {BACK_FROM}:" not in cam[1][1]:
+        fail(f"camera events {cam}: want the camera, the parts and the contrast named")
+    if any(k.startswith("alarm-") for k, _ in ev):
+        fail(f"quality alarm events {[e for e in ev if e[0].startswith('alarm-')]}")
+    if f"image_flat {len(flat)}" not in text:
+        fail(f"vigild's counts at exit do not say image_flat {len(flat)}")
+
+    warned = re.findall(r"part (\d+): image from camera top is flat: its grey levels' standard "
+                        r"deviation is (\S+), below flat_level 2;.*?"
+                        r"(?:\(and (\d+) more flat frames in the last 10 s\))?$", text, re.M)
+    resumed = re.findall(r"image from camera top is not flat again; (\d+) more flat frames "
+                         r"since the last warning", text)
+    if not warned or int(warned[0][0]) != FLAT_FROM or float(warned[0][1]) != 0:
+        fail(f"flat warnings {warned}: want the first at part {FLAT_FROM}, contrast 0")
+    total = sum(1 + int(held or 0) for _, _, held in warned) + sum(int(n) for n in resumed)
+    if total != len(flat):
+        fail(f"warnings {warned} and {resumed} account for {total} flat parts, "
+             f"want {len(flat)}")
+    print(f"PASS: {len(flat)} flat frames rejected and flagged, {len(warned)} warning(s), "
+          f"events {[k for k, _ in cam]}")
