@@ -120,14 +120,8 @@ struct media_job {
  * row keeps latency NULL. */
 #define DB_TICKET_RING 16384
 
-struct db_log {
-	char *path;
-	char *media_dir;                /* absolute */
-	char *station;                  /* opt.station or the host name */
-	struct db_options opt;
-	/* Used by db_open, then only by the writer thread until db_close has
-	 * joined it. */
-	sqlite3 *conn;
+/* The writer's prepared statements, all on db_log.conn. */
+struct db_statements {
 	sqlite3_stmt *insert_inspection;
 	sqlite3_stmt *insert_vibration;
 	sqlite3_stmt *insert_event;
@@ -136,6 +130,20 @@ struct db_log {
 	sqlite3_stmt *set_image_path;
 	sqlite3_stmt *set_latency;
 	sqlite3_stmt *set_late;
+};
+
+struct db_log {
+	char *path;
+	char *media_dir;                /* absolute */
+	char *station;                  /* opt.station or the host name */
+	char *shifts;                   /* opt.shifts, copied: the open sequence
+					 * records it again in a new file */
+	bool media_given;               /* opt.media_dir was given to db_open_with */
+	struct db_options opt;
+	/* Used by db_open, then only by the writer thread until db_close has
+	 * joined it. */
+	sqlite3 *conn;
+	struct db_statements st;
 	bqueue *queue;                  /* struct db_item *, owned by the queue's reader */
 	GThread *writer;
 	struct db_item *batch[DB_BATCH_MAX];
@@ -229,12 +237,24 @@ int db__check_integrity(const char *path, char **why);
  * new name (g_malloc), or NULL with *err set (malloc). */
 char *db__move_aside(const char *path, char **err);
 
+/* db.c. The open sequence of the file at db->path, the one db_open_with
+ * runs and the writer runs again on a new file when the old one was
+ * deleted or moved (db-follow.c): with check, the integrity check that
+ * moves a corrupt file aside (db->recovered); the connection (at_start:
+ * waiting for another process's lock as open_busy says; else the usual
+ * busy timeout), the schema and the connection's settings
+ * (db__prepare_schema), the media folder and shift plan recorded for
+ * readers, the writer's statements and the ring's totals. Sets db->conn
+ * and db->st; on failure leaves them NULL (nothing open) and returns
+ * DB_ESQLITE with *err set (malloc). */
+int db__open_file(db_log *db, bool at_start, bool check, char **err);
+
 /* db-insert.c. The writer's statements on db->conn: prepared at open
  * before the writer starts (0, or DB_ESQLITE with the message on
- * db->conn), finalized at close once it has been joined (also those never
- * prepared). */
+ * db->conn), finalized (and set NULL) at close once it has been joined,
+ * or when the writer leaves a file (also those never prepared). */
 int db__prepare_statements(db_log *db);
-void db__finalize_statements(db_log *db);
+void db__finalize_statements(struct db_statements *st);
 /* Writer thread, inside its open transaction: writes one item. Returns the
  * SQLite code, SQLITE_DONE on success; *used is the statement to reset
  * (after the caller has read the error), or NULL. */

@@ -188,14 +188,70 @@ static int open_busy(void *data, int count)
 	return 1;
 }
 
+int db__open_file(db_log *db, bool at_start, bool check, char **err)
+{
+	char *why = NULL;
+	int rc, ret = DB_ESQLITE;
+
+	if (check && db__check_integrity(db->path, &why) == 0) {
+		g_free(db->recovered);
+		db->recovered = db__move_aside(db->path, err);
+		if (!db->recovered) {
+			g_free(why);
+			return DB_ESQLITE;
+		}
+		g_warning("database %s is corrupt (quick_check: %s); moved it to %s and starting "
+			  "a fresh log", db->path, why, db->recovered);
+		g_free(why);
+	}
+
+	rc = sqlite3_open_v2(db->path, &db->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		db__set_error(err, "cannot open %s: %s", db->path, db__sqlite_message(db->conn, rc));
+		goto fail;
+	}
+	/* At start another process's lock is waited for (open_busy); later
+	 * the writer must not wait that long for a file of its own making. */
+	if (at_start)
+		sqlite3_busy_handler(db->conn, open_busy, db);
+	else
+		sqlite3_busy_timeout(db->conn, DB_BUSY_TIMEOUT_MS);
+
+	if ((ret = db__prepare_schema(db, err)) < 0)
+		goto fail;
+	/* Once started, the folder the media thread writes to is the one a
+	 * new file records, given or not. */
+	if (settle_media_dir(db, at_start ? db->media_given : true) < 0 ||
+	    record_shifts(db, db->shifts) < 0 || db__prepare_statements(db) < 0 ||
+	    db__ring_load(db) < 0) {
+		db__set_error(err, "cannot open %s: %s", db->path, sqlite3_errmsg(db->conn));
+		ret = DB_ESQLITE;
+		goto fail;
+	}
+	if (db->opt.max_pages > 0) {
+		char *sql = sqlite3_mprintf("PRAGMA max_page_count = %lld",
+					    (long long)db->opt.max_pages);
+
+		sqlite3_exec(db->conn, sql, NULL, NULL, NULL);
+		sqlite3_free(sql);
+	}
+	return 0;
+
+fail:
+	db__finalize_statements(&db->st);
+	sqlite3_close(db->conn);
+	db->conn = NULL;
+	return ret;
+}
+
 db_log *db_open_with(const char *path, const struct db_options *opt_in, char **err)
 {
 	static const struct db_options defaults = DB_OPTIONS_DEFAULT;
 	struct db_options opt = opt_in ? *opt_in : defaults;
 	db_log *db;
 	GError *gerr = NULL;
-	char *why = NULL, *dir;
-	int rc;
+	char *dir;
 
 	if (!path || opt.queue_depth == 0) {
 		db__set_error(err, "cannot open %s: %s", path ? path : "(no path)",
@@ -239,44 +295,18 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	db->ring_orphans = g_array_new(FALSE, FALSE, sizeof(int64_t));
 	db->path = g_strdup(path);
 	db->opt = opt;
+	db->media_given = opt.media_dir != NULL;
 	dir = opt.media_dir ? g_strdup(opt.media_dir) : db__default_media_dir(path);
 	db->media_dir = g_canonicalize_filename(dir, NULL);
 	g_free(dir);
 	db->opt.media_dir = db->media_dir;
 	db->station = g_strdup(opt.station ? opt.station : g_get_host_name());
 	db->opt.station = db->station;
+	db->shifts = g_strdup(opt.shifts);
+	db->opt.shifts = db->shifts;
 
-	if (db__check_integrity(path, &why) == 0) {
-		db->recovered = db__move_aside(path, err);
-		if (!db->recovered) {
-			g_free(why);
-			goto fail;
-		}
-		g_warning("database %s is corrupt (quick_check: %s); moved it to %s and starting "
-			  "a fresh log", path, why, db->recovered);
-		g_free(why);
-	}
-
-	rc = sqlite3_open_v2(path, &db->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-	if (rc != SQLITE_OK) {
-		db__set_error(err, "cannot open %s: %s", path, db__sqlite_message(db->conn, rc));
+	if (db__open_file(db, true, true, err) < 0)
 		goto fail;
-	}
-	sqlite3_busy_handler(db->conn, open_busy, db);
-
-	if (db__prepare_schema(db, err) < 0)
-		goto fail;
-	if (settle_media_dir(db, opt.media_dir != NULL) < 0 || record_shifts(db, opt.shifts) < 0 ||
-	    db__prepare_statements(db) < 0 || db__ring_load(db) < 0) {
-		db__set_error(err, "cannot open %s: %s", path, sqlite3_errmsg(db->conn));
-		goto fail;
-	}
-	if (opt.max_pages > 0) {
-		char *sql = sqlite3_mprintf("PRAGMA max_page_count = %lld", (long long)opt.max_pages);
-
-		sqlite3_exec(db->conn, sql, NULL, NULL, NULL);
-		sqlite3_free(sql);
-	}
 	if (g_mkdir_with_parents(db->media_dir, 0755) < 0) {
 		db__set_error(err, "cannot open %s: cannot create the media directory %s: %s", path,
 			  db->media_dir, g_strerror(errno));
@@ -507,7 +537,7 @@ void db_close(db_log *db)
 		bqueue_close(db->queue);
 	if (db->writer)
 		g_thread_join(db->writer);
-	db__finalize_statements(db);
+	db__finalize_statements(&db->st);
 	/* The last connection to close checkpoints the WAL into the file and
 	 * removes it. */
 	rc = sqlite3_close(db->conn);
@@ -539,6 +569,7 @@ void db_close(db_log *db)
 	if (db->media_lock_fd >= 0)
 		close(db->media_lock_fd);
 	g_free(db->recovered);
+	g_free(db->shifts);
 	g_free(db->media_dir);
 	g_free(db->station);
 	g_free(db->path);
