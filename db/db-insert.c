@@ -144,6 +144,7 @@ int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 	}
 	case DB_ITEM_RETAIN:
 	case DB_ITEM_SYNC:
+	case DB_ITEM_CHECK_PATH:
 		*used = NULL;
 		return SQLITE_DONE;
 	case DB_ITEM_LATE:

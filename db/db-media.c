@@ -109,6 +109,7 @@ void db__hand_media(db_log *db, struct db_item *it)
 	job->t_wall_us = it->row.t_wall_us;
 	job->part_id = it->row.part_id;
 	job->recent = it->recent;
+	job->generation = db->generation;
 	job->set = it->media_set;
 	/* Ring parts take at most half the queue: the rest is kept for the
 	 * files of rejects and samples. */
@@ -117,6 +118,7 @@ void db__hand_media(db_log *db, struct db_item *it)
 		g_free(job);
 	} else if (bqueue_push(db->media_queue, job, 0) == 0) {
 		it->media_set = NULL;
+		db->media_handed++;
 	} else {
 		atomic_fetch_add(it->recent ? &db->ring_dropped : &db->media_dropped, 1);
 		g_free(job);
@@ -207,6 +209,7 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 	g_free(stamp);
 	it->kind = DB_ITEM_MEDIA;
 	it->recent = job->recent;
+	it->generation = job->generation;
 	it->media.inspection_id = job->inspection_id;
 	it->media.t_wall_us = job->t_wall_us;
 	rc = g_mkdir_with_parents(dir, 0755) < 0 ? -errno : 0;
@@ -408,6 +411,7 @@ gpointer db__media_main(gpointer data)
 	while (bqueue_pop(db->media_queue, &item, -1) == 0) {
 		struct db_item *batch[MEDIA_BATCH];
 		size_t n = 0;
+		uint64_t jobs = 0;
 
 		/* The first job, and whatever else is waiting: one flush. */
 		do {
@@ -417,9 +421,13 @@ gpointer db__media_main(gpointer data)
 				n++;
 			db_media_set_free(job->set);
 			g_free(job);
+			jobs++;
 		} while (n < MEDIA_BATCH && bqueue_pop(db->media_queue, &item, 0) == 0);
 		if (n)
 			publish(db, batch, n);
+		/* After their rows are queued: the writer, seeing these jobs
+		 * done, finds the rows in its queue (db-follow.c). */
+		atomic_fetch_add(&db->media_done, jobs);
 	}
 	return NULL;
 }

@@ -3,12 +3,14 @@
 #include "db/db.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -188,6 +190,26 @@ static int open_busy(void *data, int count)
 	return 1;
 }
 
+/* What tells the file just opened from any other later (db-follow.c):
+ * its O_PATH descriptor, and the -wal and -shm beside it. */
+static void file_id_of(const char *path, const char *suffix, struct db_file_id *id)
+{
+	char *name = g_strconcat(path, suffix, NULL);
+	struct stat sb;
+
+	*id = (struct db_file_id){ 0 };
+	if (stat(name, &sb) == 0)
+		*id = (struct db_file_id){ sb.st_dev, sb.st_ino };
+	g_free(name);
+}
+
+static void identify_file(db_log *db)
+{
+	db->file_fd = open(db->path, O_PATH | O_CLOEXEC);
+	file_id_of(db->path, "-wal", &db->wal_id);
+	file_id_of(db->path, "-shm", &db->shm_id);
+}
+
 int db__open_file(db_log *db, bool at_start, bool check, char **err)
 {
 	char *why = NULL;
@@ -236,6 +258,9 @@ int db__open_file(db_log *db, bool at_start, bool check, char **err)
 		sqlite3_exec(db->conn, sql, NULL, NULL, NULL);
 		sqlite3_free(sql);
 	}
+	/* After the schema: by now the connection has read the file in WAL
+	 * mode, so its -wal and -shm exist. */
+	identify_file(db);
 	return 0;
 
 fail:
@@ -276,6 +301,9 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	atomic_init(&db->ok, 1);
 	atomic_init(&db->media_dropped, 0);
 	atomic_init(&db->media_written, 0);
+	atomic_init(&db->media_done, 0);
+	atomic_init(&db->file_moves, 0);
+	atomic_init(&db->file_away, 0);
 	atomic_init(&db->lag_us, 0);
 	atomic_init(&db->lag_max_us, 0);
 	atomic_init(&db->ring_files, 0);
@@ -292,6 +320,7 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	g_queue_init(&db->spool);
 	db->spooled = g_hash_table_new(g_int64_hash, g_int64_equal);
 	db->media_lock_fd = -1;
+	db->file_fd = -1;
 	db->ring_orphans = g_array_new(FALSE, FALSE, sizeof(int64_t));
 	db->path = g_strdup(path);
 	db->opt = opt;
@@ -321,6 +350,7 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 		g_message("database %s: the lock is gone; opened", path);
 
 	db->next_retention_us = vigil_now_us();
+	db->next_path_check_us = vigil_now_us() + (int64_t)DB_PATH_CHECK_MS * 1000;
 	db->queue = bqueue_new(opt.queue_depth);
 	db->media_queue = bqueue_new(opt.media_queue);
 	atomic_store(&db->writer_beat_us, vigil_now_us());
@@ -517,6 +547,11 @@ int db_retain_now(db_log *db)
 	return db ? writer_sync(db, DB_ITEM_RETAIN) : -EINVAL;
 }
 
+int db_check_path(db_log *db)
+{
+	return db ? writer_sync(db, DB_ITEM_CHECK_PATH) : -EINVAL;
+}
+
 void db_close(db_log *db)
 {
 	int rc;
@@ -537,9 +572,11 @@ void db_close(db_log *db)
 		bqueue_close(db->queue);
 	if (db->writer)
 		g_thread_join(db->writer);
+	if (db->writer && db->conn)
+		db__follow_close(db);
 	db__finalize_statements(&db->st);
 	/* The last connection to close checkpoints the WAL into the file and
-	 * removes it. */
+	 * removes it (not for a file moved meanwhile: db__follow_close). */
 	rc = sqlite3_close(db->conn);
 	if (rc != SQLITE_OK)
 		g_warning("database %s: close: %s", db->path, sqlite3_errstr(rc));
@@ -568,7 +605,10 @@ void db_close(db_log *db)
 		g_array_free(db->ring_orphans, TRUE);
 	if (db->media_lock_fd >= 0)
 		close(db->media_lock_fd);
+	if (db->file_fd >= 0)
+		close(db->file_fd);
 	g_free(db->recovered);
+	g_free(db->rescued_to);
 	g_free(db->shifts);
 	g_free(db->media_dir);
 	g_free(db->station);
@@ -610,6 +650,8 @@ void db_get_stats(db_log *db, struct db_stats *out)
 	out->queue_high_water = db->queue ? bqueue_high_water(db->queue) : 0;
 	out->write_lag_ms = (double)atomic_load(&db->lag_us) / 1000.0;
 	out->write_lag_max_ms = (double)atomic_load(&db->lag_max_us) / 1000.0;
+	out->file_moves = atomic_load(&db->file_moves);
+	out->file_away = atomic_load(&db->file_away);
 }
 
 const char *db_table_name(enum db_table table)
