@@ -2309,6 +2309,56 @@ static void test_file_deleted_folder_gone(struct fixture *fx, gconstpointer data
 	g_free(dir);
 }
 
+/* The media folder removed while the log runs (rm -r log.db.media): the
+ * next part's files are still kept, in the folder made again, with one
+ * warning and an event saying so. */
+static void test_media_folder_gone(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	char *dir = g_build_filename(fx->dir, "media", NULL);
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+	struct warning_count gone;
+	struct media_list l = { 0 };
+	db_log *db;
+
+	(void)data;
+	opt.media_dir = dir;
+	db = open_opts(fx->path, &opt);
+	remove_tree(dir);
+	warning_count_start(&gone, "was removed while vigild ran");
+	for (uint32_t i = 0; i < 2; i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.verdict = VIGIL_VERDICT_REJECT;
+		g_assert_cmpint(db_submit_media(db, &r, make_media((int)i, 40, 30), -1, NULL), ==,
+				0);
+		while (stats(db).media_written < 4 * (i + 1)) {
+			if (g_get_monotonic_time() > deadline)
+				g_error("part %u's files not written", i);
+			g_usleep(1000);
+		}
+	}
+	g_assert_cmpuint(stats(db).media_dropped, ==, 0);
+	db_close(db);
+	warning_count_stop(&gone);
+	g_assert_cmpint(g_atomic_int_get(&gone.n), ==, 1);
+	g_assert_cmpint(events_of(fx->path, "media-folder-gone"), ==, 1);
+	for (int64_t id = 1; id <= 2; id++) {
+		g_assert_cmpint(db_read_media(fx->path, id, collect_media, &l, NULL), ==, 0);
+		for (int i = 0; i < l.n; i++) {
+			char *full = g_build_filename(dir, l.paths[i], NULL);
+
+			g_assert_true(g_file_test(full, G_FILE_TEST_IS_REGULAR));
+			g_free(full);
+		}
+		g_assert_cmpint(l.n, ==, 4);
+		media_list_clear(&l);
+	}
+	g_free(dir);
+}
+
 /* Submits row i and waits until the writer has dealt with it (committed,
  * refused, or spooled); its ticket. */
 static uint64_t submit_settled(db_log *db, uint32_t i)
@@ -2987,6 +3037,7 @@ int main(int argc, char **argv)
 	ADD("/db/file-deleted", test_file_deleted);
 	ADD("/db/file-moved", test_file_moved);
 	ADD("/db/file-deleted-folder-gone", test_file_deleted_folder_gone);
+	ADD("/db/media-folder-gone", test_media_folder_gone);
 	ADD("/db/disk-full", test_disk_full);
 	ADD("/db/spool-closed", test_spool_closed);
 	ADD("/db/tickets", test_tickets);
