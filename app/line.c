@@ -376,6 +376,8 @@ void line_get_health(line *l, struct line_health *h)
 		.db_write_lag_ms = db.write_lag_ms,
 		.db_write_lag_max_ms = db.write_lag_max_ms,
 		.db_queue_high_water = db.queue_high_water,
+		.db_file_moves = db.file_moves,
+		.db_file_away = db.file_away,
 		.db_media_written = db.media_written,
 		.db_media_dropped = db.media_dropped,
 		.db_ring_files = db.ring_files,

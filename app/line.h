@@ -122,6 +122,10 @@ struct line_health {
 	double db_write_lag_ms;  /* queueing to commit, oldest row of the last batch */
 	double db_write_lag_max_ms;   /* the most seen */
 	uint64_t db_queue_high_water; /* the deepest the writer's queue has been */
+	/* The log's file deleted or moved under it and followed, and 1 while
+	 * it is not at its path yet (db.h, db_check_path). */
+	uint64_t db_file_moves;
+	int db_file_away;
 	uint64_t db_media_written, db_media_dropped;
 	/* The recent ring (db.h, struct db_stats). */
 	uint64_t db_ring_files, db_ring_bytes, db_ring_dropped, db_ring_removed;

@@ -639,6 +639,16 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg)
 		metric_head(m, "vigil_db_queue_high_water", "gauge",
 			    "The most rows that have waited for the database writer at once.");
 		metric(m, "vigil_db_queue_high_water", NULL, (double)h.db_queue_high_water);
+		metric_head(m, "vigil_db_file_moves_total", "counter",
+			    "Times the log's file was deleted or moved while vigild wrote it, "
+			    "and the log followed its path (written back there, or a fresh "
+			    "log started there).");
+		metric(m, "vigil_db_file_moves_total", NULL, (double)h.db_file_moves);
+		metric_head(m, "vigil_db_file_away", "gauge",
+			    "1 while the file vigild writes is not the one at [database] path "
+			    "(deleted or moved) and following it has not worked yet: rows go "
+			    "on into the open file meanwhile.");
+		metric(m, "vigil_db_file_away", NULL, h.db_file_away);
 		{
 			struct line_alarms a;
 

@@ -75,7 +75,7 @@ int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 
 	switch (it->kind) {
 	case DB_ITEM_EVENT:
-		st = db->insert_event;
+		st = db->st.insert_event;
 		*used = st;
 		if ((rc = sqlite3_bind_int64(st, 1, it->event.t_wall_us)) != SQLITE_OK ||
 		    (rc = db__bind_text_or_null(st, 2, it->str1)) != SQLITE_OK ||
@@ -85,7 +85,7 @@ int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 	case DB_ITEM_TREND: {
 		const struct db_trend *t = &it->trend;
 
-		st = db->insert_trend;
+		st = db->st.insert_trend;
 		*used = st;
 		if ((rc = db__bind_text_or_null(st, 1, it->str1)) != SQLITE_OK ||
 		    (rc = sqlite3_bind_int64(st, 2, t->t_wall_us)) != SQLITE_OK ||
@@ -102,7 +102,7 @@ int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 		for (int i = 0; i < it->media.nfiles; i++) {
 			const struct media_file *f = &it->media.files[i];
 
-			st = db->insert_media;
+			st = db->st.insert_media;
 			*used = st;
 			if ((rc = sqlite3_bind_int64(st, 1, it->media.inspection_id)) != SQLITE_OK ||
 			    (rc = db__bind_text_or_null(st, 2, f->camera)) != SQLITE_OK ||
@@ -118,7 +118,7 @@ int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 			 * goes within the window, and the row would outlive it. */
 			if (strcmp(f->kind, "image") != 0 || it->recent)
 				continue;
-			st = db->set_image_path;
+			st = db->st.set_image_path;
 			*used = st;
 			if ((rc = db__bind_text_or_null(st, 1, f->path)) != SQLITE_OK ||
 			    (rc = sqlite3_bind_int64(st, 2, it->media.inspection_id)) != SQLITE_OK)
@@ -135,7 +135,7 @@ int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 		*used = NULL;
 		if (!rowid)
 			return SQLITE_DONE;   /* its row failed, or is long gone */
-		st = db->set_latency;
+		st = db->st.set_latency;
 		*used = st;
 		if ((rc = sqlite3_bind_double(st, 1, it->latency.ms)) != SQLITE_OK ||
 		    (rc = sqlite3_bind_int64(st, 2, rowid)) != SQLITE_OK)
@@ -144,6 +144,7 @@ int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 	}
 	case DB_ITEM_RETAIN:
 	case DB_ITEM_SYNC:
+	case DB_ITEM_CHECK_PATH:
 		*used = NULL;
 		return SQLITE_DONE;
 	case DB_ITEM_LATE:
@@ -154,7 +155,7 @@ int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 			it->kind = DB_ITEM_INSPECTION;
 			break;
 		}
-		st = db->set_late;
+		st = db->st.set_late;
 		*used = st;
 		if ((rc = sqlite3_bind_int64(st, 1, it->row.flags)) != SQLITE_OK ||
 		    (rc = sqlite3_bind_double(st, 2, it->row.vision_score)) != SQLITE_OK ||
@@ -178,7 +179,7 @@ int db__insert_item(db_log *db, struct db_item *it, sqlite3_stmt **used)
 
 	const struct db_inspection *r = &it->row;
 
-	st = db->insert_inspection;
+	st = db->st.insert_inspection;
 	*used = st;
 	/* A NaN double is bound as NULL by SQLite; the read side turns it
 	 * back into NaN. seq is stored as its int64 bit pattern. */
@@ -241,7 +242,7 @@ static int insert_vibration(db_log *db, struct db_item *it, sqlite3_stmt **used)
 	const struct vigil_vibration *v = &r->vibration;
 	char zone[2] = { v->iso_zone, '\0' };
 
-	st = db->insert_vibration;
+	st = db->st.insert_vibration;
 	*used = st;
 	if ((rc = sqlite3_bind_int64(st, 12, it->rowid)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_double(st, 1, v->rms_velocity_mm_s)) != SQLITE_OK ||
@@ -268,14 +269,14 @@ int db__prepare_statements(db_log *db)
 		const char *sql;
 		sqlite3_stmt **st;
 	} all[] = {
-		{ sql_insert_inspection, &db->insert_inspection },
-		{ sql_insert_vibration, &db->insert_vibration },
-		{ sql_insert_event, &db->insert_event },
-		{ sql_insert_trend, &db->insert_trend },
-		{ sql_insert_media, &db->insert_media },
-		{ sql_set_image_path, &db->set_image_path },
-		{ sql_set_latency, &db->set_latency },
-		{ sql_set_late, &db->set_late },
+		{ sql_insert_inspection, &db->st.insert_inspection },
+		{ sql_insert_vibration, &db->st.insert_vibration },
+		{ sql_insert_event, &db->st.insert_event },
+		{ sql_insert_trend, &db->st.insert_trend },
+		{ sql_insert_media, &db->st.insert_media },
+		{ sql_set_image_path, &db->st.set_image_path },
+		{ sql_set_latency, &db->st.set_latency },
+		{ sql_set_late, &db->st.set_late },
 	};
 
 	for (size_t i = 0; i < G_N_ELEMENTS(all); i++)
@@ -285,14 +286,15 @@ int db__prepare_statements(db_log *db)
 	return 0;
 }
 
-void db__finalize_statements(db_log *db)
+void db__finalize_statements(struct db_statements *st)
 {
-	sqlite3_finalize(db->insert_inspection);
-	sqlite3_finalize(db->insert_vibration);
-	sqlite3_finalize(db->insert_event);
-	sqlite3_finalize(db->insert_trend);
-	sqlite3_finalize(db->insert_media);
-	sqlite3_finalize(db->set_image_path);
-	sqlite3_finalize(db->set_latency);
-	sqlite3_finalize(db->set_late);
+	sqlite3_finalize(st->insert_inspection);
+	sqlite3_finalize(st->insert_vibration);
+	sqlite3_finalize(st->insert_event);
+	sqlite3_finalize(st->insert_trend);
+	sqlite3_finalize(st->insert_media);
+	sqlite3_finalize(st->set_image_path);
+	sqlite3_finalize(st->set_latency);
+	sqlite3_finalize(st->set_late);
+	*st = (struct db_statements){ 0 };
 }

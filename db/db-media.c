@@ -109,6 +109,7 @@ void db__hand_media(db_log *db, struct db_item *it)
 	job->t_wall_us = it->row.t_wall_us;
 	job->part_id = it->row.part_id;
 	job->recent = it->recent;
+	job->generation = db->generation;
 	job->set = it->media_set;
 	/* Ring parts take at most half the queue: the rest is kept for the
 	 * files of rejects and samples. */
@@ -117,6 +118,7 @@ void db__hand_media(db_log *db, struct db_item *it)
 		g_free(job);
 	} else if (bqueue_push(db->media_queue, job, 0) == 0) {
 		it->media_set = NULL;
+		db->media_handed++;
 	} else {
 		atomic_fetch_add(it->recent ? &db->ring_dropped : &db->media_dropped, 1);
 		g_free(job);
@@ -173,6 +175,36 @@ static void media_warning(db_log *db, const char *fmt, ...)
 	db->next_media_warning_us = now + DB_DROP_EVENT_PERIOD_US;
 }
 
+/* The media folder removed while vigild runs (rm -r by hand, a clean-up
+ * script): the files would still be written, into a folder made again
+ * without a word, while the rows of every part before point at files
+ * that are gone. Said once (a warning and an event), and the folder's
+ * lock (db__sweep_media) taken again on the new folder: the old one
+ * guards nothing now. Media thread only. */
+static void media_dir_gone(db_log *db)
+{
+	char *msg;
+	int fd;
+
+	if (g_mkdir_with_parents(db->media_dir, 0755) < 0)
+		return;   /* stage_job says why */
+	msg = g_strdup_printf("the media folder %s was removed while vigild ran: made again; "
+			      "the files of the parts logged before it went are gone with it",
+			      db->media_dir);
+	g_warning("database %s: %s", db->path, msg);
+	db_event(db, "media-folder-gone", msg);
+	g_free(msg);
+	if (db->media_lock_fd < 0)
+		return;   /* another log held it: that log sweeps it */
+	fd = open(db->media_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		close(db->media_lock_fd);
+		db->media_lock_fd = fd;
+	} else if (fd >= 0) {
+		close(fd);
+	}
+}
+
 static bool name_is_safe(const char *name)
 {
 	if (!name || !*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
@@ -207,8 +239,11 @@ static struct db_item *stage_job(db_log *db, struct media_job *job)
 	g_free(stamp);
 	it->kind = DB_ITEM_MEDIA;
 	it->recent = job->recent;
+	it->generation = job->generation;
 	it->media.inspection_id = job->inspection_id;
 	it->media.t_wall_us = job->t_wall_us;
+	if (!g_file_test(db->media_dir, G_FILE_TEST_IS_DIR))
+		media_dir_gone(db);
 	rc = g_mkdir_with_parents(dir, 0755) < 0 ? -errno : 0;
 	/* A new folder's own name must reach the disk as well (and the
 	 * ring's folder's, the first time). */
@@ -408,6 +443,7 @@ gpointer db__media_main(gpointer data)
 	while (bqueue_pop(db->media_queue, &item, -1) == 0) {
 		struct db_item *batch[MEDIA_BATCH];
 		size_t n = 0;
+		uint64_t jobs = 0;
 
 		/* The first job, and whatever else is waiting: one flush. */
 		do {
@@ -417,9 +453,13 @@ gpointer db__media_main(gpointer data)
 				n++;
 			db_media_set_free(job->set);
 			g_free(job);
+			jobs++;
 		} while (n < MEDIA_BATCH && bqueue_pop(db->media_queue, &item, 0) == 0);
 		if (n)
 			publish(db, batch, n);
+		/* After their rows are queued: the writer, seeing these jobs
+		 * done, finds the rows in its queue (db-follow.c). */
+		atomic_fetch_add(&db->media_done, jobs);
 	}
 	return NULL;
 }

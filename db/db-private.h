@@ -6,6 +6,7 @@
  *   db-media.c   the media thread and the file formats it writes
  *   db-retain.c  retention, run by the writer
  *   db-ring.c    the recent ring's totals and trimming, run by the writer
+ *   db-follow.c  the file deleted or moved under the writer: found, recovered
  *   db-read.c    readers, each on a connection of its own */
 #ifndef VIGIL_DB_DB_PRIVATE_H
 #define VIGIL_DB_DB_PRIVATE_H
@@ -13,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <glib.h>
 #include <sqlite3.h>
@@ -49,6 +51,7 @@ enum db_item_kind {
 	DB_ITEM_SYNC,       /* wake whoever waits for everything before it */
 	DB_ITEM_TREND,      /* a vibration transmitter reading (db_trend) */
 	DB_ITEM_LATE,       /* the model's late judgement of a row, by ticket */
+	DB_ITEM_CHECK_PATH, /* look at the file at the path now (db_check_path) */
 };
 
 /* A file the media thread wrote, relative to the media directory. */
@@ -99,6 +102,7 @@ struct db_item {
 					  * only; media: ring files */
 	uint64_t ticket;                 /* inspections: the place in write order */
 	uint64_t late_ticket;            /* DB_ITEM_LATE: the row it completes */
+	uint64_t generation;             /* media: db_log.generation of its row */
 	int64_t t_queued_us;
 	/* Set by the writer while the item's transaction is open. */
 	int64_t rowid;
@@ -112,6 +116,7 @@ struct media_job {
 	int64_t t_wall_us;
 	uint32_t part_id;
 	bool recent;        /* into the ring (media/recent/) */
+	uint64_t generation; /* db_log.generation when its row was written */
 	struct db_media_set *set;
 };
 
@@ -120,14 +125,8 @@ struct media_job {
  * row keeps latency NULL. */
 #define DB_TICKET_RING 16384
 
-struct db_log {
-	char *path;
-	char *media_dir;                /* absolute */
-	char *station;                  /* opt.station or the host name */
-	struct db_options opt;
-	/* Used by db_open, then only by the writer thread until db_close has
-	 * joined it. */
-	sqlite3 *conn;
+/* The writer's prepared statements, all on db_log.conn. */
+struct db_statements {
 	sqlite3_stmt *insert_inspection;
 	sqlite3_stmt *insert_vibration;
 	sqlite3_stmt *insert_event;
@@ -136,6 +135,35 @@ struct db_log {
 	sqlite3_stmt *set_image_path;
 	sqlite3_stmt *set_latency;
 	sqlite3_stmt *set_late;
+};
+
+/* A file as the kernel knows it, whatever its name now. */
+struct db_file_id {
+	dev_t dev;
+	ino_t ino;          /* 0: none */
+};
+
+struct db_log {
+	char *path;
+	char *media_dir;                /* absolute */
+	char *station;                  /* opt.station or the host name */
+	char *shifts;                   /* opt.shifts, copied: the open sequence
+					 * records it again in a new file */
+	bool media_given;               /* opt.media_dir was given to db_open_with */
+	struct db_options opt;
+	/* Used by db_open, then only by the writer thread until db_close has
+	 * joined it. */
+	sqlite3 *conn;
+	struct db_statements st;
+	/* The file conn writes (db-follow.c): an O_PATH descriptor of it,
+	 * which tells a file deleted (no link left) from one renamed and
+	 * finds its new name, and takes no part in SQLite's POSIX locks (the
+	 * kernel drops a process's locks when any other descriptor of the
+	 * file closes, but not for O_PATH); -1 when it could not be opened.
+	 * And the -wal and -shm it was opened with: a new file at the path
+	 * must never be paired with those. */
+	int file_fd;
+	struct db_file_id wal_id, shm_id;
 	bqueue *queue;                  /* struct db_item *, owned by the queue's reader */
 	GThread *writer;
 	struct db_item *batch[DB_BATCH_MAX];
@@ -147,6 +175,29 @@ struct db_log {
 	int retain_chunks;              /* transactions left in this retention slice */
 	uint64_t media_drops_logged;
 	int64_t next_drop_event_us;
+	/* Which file the rows go to: one more each time the writer starts a
+	 * fresh file at the path (db-follow.c), so that the files of a part
+	 * logged in the file before never get a media row in the new one,
+	 * where its row id means another part. Writer only; a media job and
+	 * its item carry the value of their row. */
+	uint64_t generation;
+	/* Media jobs handed to the media thread (writer only) and finished by
+	 * it, their rows queued to the writer or dropped (media thread). */
+	uint64_t media_handed;
+	_Atomic uint64_t media_done;
+	/* The file deleted or moved under the writer (db-follow.c), writer
+	 * only: when to look next, the episode (since when, the grace for
+	 * media of rows already in the moved file, the next try, the
+	 * warnings held back). */
+	int64_t next_path_check_us;
+	bool astray, moved_told;
+	char *rescued_to;               /* a deleted file's copy beside the path,
+					 * another file having taken the path */
+	int64_t astray_since_us, follow_grace_end_us, next_follow_try_us;
+	int64_t next_follow_warning_us;
+	uint64_t follow_warnings_held;
+	_Atomic uint64_t file_moves;    /* db_stats.file_moves */
+	_Atomic int file_away;          /* db_stats.file_away */
 	int64_t open_wait_since_us;     /* open_busy's episode: opening thread only */
 	bool open_wait_told;
 	int64_t next_media_warning_us;  /* media_warning's period: media thread only */
@@ -229,12 +280,25 @@ int db__check_integrity(const char *path, char **why);
  * new name (g_malloc), or NULL with *err set (malloc). */
 char *db__move_aside(const char *path, char **err);
 
+/* db.c. The open sequence of the file at db->path, the one db_open_with
+ * runs and the writer runs again on a new file when the old one was
+ * deleted or moved (db-follow.c): with check, the integrity check that
+ * moves a corrupt file aside (db->recovered); the connection (at_start:
+ * waiting for another process's lock as open_busy says; else the usual
+ * busy timeout), the schema and the connection's settings
+ * (db__prepare_schema), the media folder and shift plan recorded for
+ * readers, the writer's statements, the ring's totals, and the file's
+ * identity (file_fd, wal_id, shm_id). Sets db->conn and db->st; on
+ * failure leaves them NULL (nothing open) and returns DB_ESQLITE with
+ * *err set (malloc). */
+int db__open_file(db_log *db, bool at_start, bool check, char **err);
+
 /* db-insert.c. The writer's statements on db->conn: prepared at open
  * before the writer starts (0, or DB_ESQLITE with the message on
- * db->conn), finalized at close once it has been joined (also those never
- * prepared). */
+ * db->conn), finalized (and set NULL) at close once it has been joined,
+ * or when the writer leaves a file (also those never prepared). */
 int db__prepare_statements(db_log *db);
-void db__finalize_statements(db_log *db);
+void db__finalize_statements(struct db_statements *st);
 /* Writer thread, inside its open transaction: writes one item. Returns the
  * SQLite code, SQLITE_DONE on success; *used is the statement to reset
  * (after the caller has read the error), or NULL. */
@@ -267,6 +331,24 @@ char *db__resolve_media_dir(const char *db_path, const char *recorded, char **co
 /* Writer thread only. */
 void db__item_free(struct db_item *it);
 void db__write_event(db_log *db, const char *kind, const char *message);
+/* Writes one event now in a transaction of its own, never spooled; true
+ * when it committed. */
+bool db__write_event_now(db_log *db, int64_t t_wall_us, const char *kind, const char *message);
+/* A media item whose row is in a file the writer has left: its rows must
+ * not go into the file the writer writes now. */
+bool db__stale_media(const db_log *db, const struct db_item *it);
+
+/* db-follow.c, writer thread. Looks at the file at the path once
+ * DB_PATH_CHECK_MS has passed since the last look (now: at once), and
+ * when the file the writer writes is not the one there any more, writes
+ * it back there (deleted) or starts a fresh one there (moved), as db.h
+ * says under db_check_path; a recovery that fails is tried again. */
+void db__follow_path(db_log *db, bool now);
+/* At db_close, the writer joined, before the connection closes: a last
+ * try; then a deleted file that could not be written back is copied
+ * where it can be (the temporary folder), and a moved one is made whole
+ * (its WAL checkpointed into it), each with a warning. */
+void db__follow_close(db_log *db);
 /* Hands a committed inspection's files to the media thread, or drops them. */
 void db__hand_media(db_log *db, struct db_item *it);
 /* One slice of retention; true when there is more to do right away. */

@@ -56,7 +56,13 @@ static int item_table(const struct db_item *it)
 
 static bool is_control(const struct db_item *it)
 {
-	return it->kind == DB_ITEM_RETAIN || it->kind == DB_ITEM_SYNC;
+	return it->kind == DB_ITEM_RETAIN || it->kind == DB_ITEM_SYNC ||
+	       it->kind == DB_ITEM_CHECK_PATH;
+}
+
+bool db__stale_media(const db_log *db, const struct db_item *it)
+{
+	return it->kind == DB_ITEM_MEDIA && it->generation != db->generation;
 }
 
 /* The failure of a batch for the warning and db_last_error: the first,
@@ -89,12 +95,19 @@ static void note_failure(db_log *db, char **error, const char *during, bool faul
 static bool write_batch(db_log *db, struct db_item **batch, size_t n, char **error)
 {
 	bool in_transaction = false, fault = false;
-	size_t first = 0, i = 0;
+	size_t first = 0, i = 0, stale = 0;
 
 	for (size_t k = 0; k < n; k++) {
-		batch[k]->outcome = DB_ITEM_UNTRIED;
+		/* Its part's row is in the file the writer left: here its row id
+		 * is another part's. Refused, so that its files go with it. */
+		stale += db__stale_media(db, batch[k]);
+		batch[k]->outcome = db__stale_media(db, batch[k]) ? DB_ITEM_REFUSED
+								   : DB_ITEM_UNTRIED;
 		batch[k]->in_transaction = false;
 	}
+	if (stale)
+		g_warning("database %s: the files of %zu part(s) logged in the file before the "
+			  "fresh log came too late for it: removed", db->path, stale);
 	while (i < n && !fault) {
 		struct db_item *it = batch[i];
 		sqlite3_stmt *st = NULL;
@@ -227,10 +240,9 @@ static void set_last_error(db_log *db, char *error)
 	g_mutex_unlock(&db->error_lock);
 }
 
-/* Writes one event now, in a transaction of its own, and never spools it:
- * for the events that say how a fault went. True when it committed. */
-static bool write_event_now(db_log *db, int64_t t_wall_us, const char *kind,
-			    const char *message)
+/* For the events that say how a fault went, and the last one of a moved
+ * file (db-follow.c). */
+bool db__write_event_now(db_log *db, int64_t t_wall_us, const char *kind, const char *message)
 {
 	struct db_item it = { .kind = DB_ITEM_EVENT, .event.t_wall_us = t_wall_us };
 	struct db_item *one = &it;
@@ -475,7 +487,7 @@ static void retry_spool(db_log *db)
 	db->next_retry_us = vigil_now_us() + DB_RETRY_MS * 1000;
 	if (!db->fault_logged) {
 		msg = g_strdup_printf("writes failed from here on: %s", db->fault_error);
-		db->fault_logged = write_event_now(db, db->fault_since_us, "db-fault", msg);
+		db->fault_logged = db__write_event_now(db, db->fault_since_us, "db-fault", msg);
 		g_free(msg);
 		if (!db->fault_logged)
 			return;
@@ -518,7 +530,7 @@ static void retry_spool(db_log *db)
 				      total, by_cause[DB_DROP_SPOOL_FULL], db->opt.spool_rows,
 				      by_cause[DB_DROP_REFUSED], by_table[DB_TABLE_INSPECTIONS],
 				      by_table[DB_TABLE_EVENTS], by_table[DB_TABLE_TREND]);
-		db->drops_logged = write_event_now(db, vigil_wall_us(), "db-rows-dropped", msg);
+		db->drops_logged = db__write_event_now(db, vigil_wall_us(), "db-rows-dropped", msg);
 		g_free(msg);
 		if (!db->drops_logged)
 			return;
@@ -526,7 +538,7 @@ static void retry_spool(db_log *db)
 	msg = g_strdup_printf("the database accepts writes again; %" PRIu64 " row(s) written "
 			      "from the spool, %" PRIu64 " dropped", db->fault_spooled - total,
 			      total);
-	if (!write_event_now(db, vigil_wall_us(), "db-ok", msg)) {
+	if (!db__write_event_now(db, vigil_wall_us(), "db-ok", msg)) {
 		g_free(msg);
 		return;
 	}
@@ -559,7 +571,7 @@ gpointer db__writer_main(gpointer data)
 	for (;;) {
 		int64_t wait = -1;
 		size_t n = 0;
-		bool retain_asked = false, sync_asked = false;
+		bool retain_asked = false, sync_asked = false, check_asked = false;
 
 		if (db__retention_on(db))
 			wait = MAX(db->next_retention_us - vigil_now_us(), 0);
@@ -585,6 +597,7 @@ gpointer db__writer_main(gpointer data)
 			for (size_t i = 0; i < n; i++) {
 				retain_asked |= db->batch[i]->kind == DB_ITEM_RETAIN;
 				sync_asked |= db->batch[i]->kind == DB_ITEM_SYNC;
+				check_asked |= db->batch[i]->kind == DB_ITEM_CHECK_PATH;
 			}
 			write_items(db, db->batch, n);
 		}
@@ -594,6 +607,9 @@ gpointer db__writer_main(gpointer data)
 		}
 		if (db->faulted && vigil_now_us() >= db->next_retry_us)
 			retry_spool(db);
+		/* Between batches, never in one: a file that is left is left
+		 * with every transaction committed. */
+		db__follow_path(db, check_asked);
 		db__ring_trim(db);
 		db__log_media_drops(db);
 		if (retain_asked || (db__retention_on(db) && vigil_now_us() >= db->next_retention_us)) {
@@ -605,7 +621,7 @@ gpointer db__writer_main(gpointer data)
 			 * for the disk budget: the totals from the rows again. */
 			db__ring_load(db);
 		}
-		if (retain_asked || sync_asked) {
+		if (retain_asked || sync_asked || check_asked) {
 			g_mutex_lock(&db->sync_lock);
 			db->syncs++;
 			g_cond_broadcast(&db->sync_cond);

@@ -3,12 +3,14 @@
 #include "db/db.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -188,14 +190,93 @@ static int open_busy(void *data, int count)
 	return 1;
 }
 
+/* What tells the file just opened from any other later (db-follow.c):
+ * its O_PATH descriptor, and the -wal and -shm beside it. */
+static void file_id_of(const char *path, const char *suffix, struct db_file_id *id)
+{
+	char *name = g_strconcat(path, suffix, NULL);
+	struct stat sb;
+
+	*id = (struct db_file_id){ 0 };
+	if (stat(name, &sb) == 0)
+		*id = (struct db_file_id){ sb.st_dev, sb.st_ino };
+	g_free(name);
+}
+
+static void identify_file(db_log *db)
+{
+	db->file_fd = open(db->path, O_PATH | O_CLOEXEC);
+	file_id_of(db->path, "-wal", &db->wal_id);
+	file_id_of(db->path, "-shm", &db->shm_id);
+}
+
+int db__open_file(db_log *db, bool at_start, bool check, char **err)
+{
+	char *why = NULL;
+	int rc, ret = DB_ESQLITE;
+
+	if (check && db__check_integrity(db->path, &why) == 0) {
+		g_free(db->recovered);
+		db->recovered = db__move_aside(db->path, err);
+		if (!db->recovered) {
+			g_free(why);
+			return DB_ESQLITE;
+		}
+		g_warning("database %s is corrupt (quick_check: %s); moved it to %s and starting "
+			  "a fresh log", db->path, why, db->recovered);
+		g_free(why);
+	}
+
+	rc = sqlite3_open_v2(db->path, &db->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		db__set_error(err, "cannot open %s: %s", db->path, db__sqlite_message(db->conn, rc));
+		goto fail;
+	}
+	/* At start another process's lock is waited for (open_busy); later
+	 * the writer must not wait that long for a file of its own making. */
+	if (at_start)
+		sqlite3_busy_handler(db->conn, open_busy, db);
+	else
+		sqlite3_busy_timeout(db->conn, DB_BUSY_TIMEOUT_MS);
+
+	if ((ret = db__prepare_schema(db, err)) < 0)
+		goto fail;
+	/* Once started, the folder the media thread writes to is the one a
+	 * new file records, given or not. */
+	if (settle_media_dir(db, at_start ? db->media_given : true) < 0 ||
+	    record_shifts(db, db->shifts) < 0 || db__prepare_statements(db) < 0 ||
+	    db__ring_load(db) < 0) {
+		db__set_error(err, "cannot open %s: %s", db->path, sqlite3_errmsg(db->conn));
+		ret = DB_ESQLITE;
+		goto fail;
+	}
+	if (db->opt.max_pages > 0) {
+		char *sql = sqlite3_mprintf("PRAGMA max_page_count = %lld",
+					    (long long)db->opt.max_pages);
+
+		sqlite3_exec(db->conn, sql, NULL, NULL, NULL);
+		sqlite3_free(sql);
+	}
+	/* After the schema: by now the connection has read the file in WAL
+	 * mode, so its -wal and -shm exist. */
+	identify_file(db);
+	return 0;
+
+fail:
+	db__finalize_statements(&db->st);
+	sqlite3_close(db->conn);
+	db->conn = NULL;
+	return ret;
+}
+
 db_log *db_open_with(const char *path, const struct db_options *opt_in, char **err)
 {
 	static const struct db_options defaults = DB_OPTIONS_DEFAULT;
 	struct db_options opt = opt_in ? *opt_in : defaults;
 	db_log *db;
 	GError *gerr = NULL;
-	char *why = NULL, *dir;
-	int rc;
+	char *dir;
 
 	if (!path || opt.queue_depth == 0) {
 		db__set_error(err, "cannot open %s: %s", path ? path : "(no path)",
@@ -220,6 +301,9 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	atomic_init(&db->ok, 1);
 	atomic_init(&db->media_dropped, 0);
 	atomic_init(&db->media_written, 0);
+	atomic_init(&db->media_done, 0);
+	atomic_init(&db->file_moves, 0);
+	atomic_init(&db->file_away, 0);
 	atomic_init(&db->lag_us, 0);
 	atomic_init(&db->lag_max_us, 0);
 	atomic_init(&db->ring_files, 0);
@@ -236,47 +320,22 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	g_queue_init(&db->spool);
 	db->spooled = g_hash_table_new(g_int64_hash, g_int64_equal);
 	db->media_lock_fd = -1;
+	db->file_fd = -1;
 	db->ring_orphans = g_array_new(FALSE, FALSE, sizeof(int64_t));
 	db->path = g_strdup(path);
 	db->opt = opt;
+	db->media_given = opt.media_dir != NULL;
 	dir = opt.media_dir ? g_strdup(opt.media_dir) : db__default_media_dir(path);
 	db->media_dir = g_canonicalize_filename(dir, NULL);
 	g_free(dir);
 	db->opt.media_dir = db->media_dir;
 	db->station = g_strdup(opt.station ? opt.station : g_get_host_name());
 	db->opt.station = db->station;
+	db->shifts = g_strdup(opt.shifts);
+	db->opt.shifts = db->shifts;
 
-	if (db__check_integrity(path, &why) == 0) {
-		db->recovered = db__move_aside(path, err);
-		if (!db->recovered) {
-			g_free(why);
-			goto fail;
-		}
-		g_warning("database %s is corrupt (quick_check: %s); moved it to %s and starting "
-			  "a fresh log", path, why, db->recovered);
-		g_free(why);
-	}
-
-	rc = sqlite3_open_v2(path, &db->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-	if (rc != SQLITE_OK) {
-		db__set_error(err, "cannot open %s: %s", path, db__sqlite_message(db->conn, rc));
+	if (db__open_file(db, true, true, err) < 0)
 		goto fail;
-	}
-	sqlite3_busy_handler(db->conn, open_busy, db);
-
-	if (db__prepare_schema(db, err) < 0)
-		goto fail;
-	if (settle_media_dir(db, opt.media_dir != NULL) < 0 || record_shifts(db, opt.shifts) < 0 ||
-	    db__prepare_statements(db) < 0 || db__ring_load(db) < 0) {
-		db__set_error(err, "cannot open %s: %s", path, sqlite3_errmsg(db->conn));
-		goto fail;
-	}
-	if (opt.max_pages > 0) {
-		char *sql = sqlite3_mprintf("PRAGMA max_page_count = %lld", (long long)opt.max_pages);
-
-		sqlite3_exec(db->conn, sql, NULL, NULL, NULL);
-		sqlite3_free(sql);
-	}
 	if (g_mkdir_with_parents(db->media_dir, 0755) < 0) {
 		db__set_error(err, "cannot open %s: cannot create the media directory %s: %s", path,
 			  db->media_dir, g_strerror(errno));
@@ -291,6 +350,7 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 		g_message("database %s: the lock is gone; opened", path);
 
 	db->next_retention_us = vigil_now_us();
+	db->next_path_check_us = vigil_now_us() + (int64_t)DB_PATH_CHECK_MS * 1000;
 	db->queue = bqueue_new(opt.queue_depth);
 	db->media_queue = bqueue_new(opt.media_queue);
 	atomic_store(&db->writer_beat_us, vigil_now_us());
@@ -487,6 +547,11 @@ int db_retain_now(db_log *db)
 	return db ? writer_sync(db, DB_ITEM_RETAIN) : -EINVAL;
 }
 
+int db_check_path(db_log *db)
+{
+	return db ? writer_sync(db, DB_ITEM_CHECK_PATH) : -EINVAL;
+}
+
 void db_close(db_log *db)
 {
 	int rc;
@@ -507,9 +572,11 @@ void db_close(db_log *db)
 		bqueue_close(db->queue);
 	if (db->writer)
 		g_thread_join(db->writer);
-	db__finalize_statements(db);
+	if (db->writer && db->conn)
+		db__follow_close(db);
+	db__finalize_statements(&db->st);
 	/* The last connection to close checkpoints the WAL into the file and
-	 * removes it. */
+	 * removes it (not for a file moved meanwhile: db__follow_close). */
 	rc = sqlite3_close(db->conn);
 	if (rc != SQLITE_OK)
 		g_warning("database %s: close: %s", db->path, sqlite3_errstr(rc));
@@ -538,7 +605,11 @@ void db_close(db_log *db)
 		g_array_free(db->ring_orphans, TRUE);
 	if (db->media_lock_fd >= 0)
 		close(db->media_lock_fd);
+	if (db->file_fd >= 0)
+		close(db->file_fd);
 	g_free(db->recovered);
+	g_free(db->rescued_to);
+	g_free(db->shifts);
 	g_free(db->media_dir);
 	g_free(db->station);
 	g_free(db->path);
@@ -579,6 +650,8 @@ void db_get_stats(db_log *db, struct db_stats *out)
 	out->queue_high_water = db->queue ? bqueue_high_water(db->queue) : 0;
 	out->write_lag_ms = (double)atomic_load(&db->lag_us) / 1000.0;
 	out->write_lag_max_ms = (double)atomic_load(&db->lag_max_us) / 1000.0;
+	out->file_moves = atomic_load(&db->file_moves);
+	out->file_away = atomic_load(&db->file_away);
 }
 
 const char *db_table_name(enum db_table table)

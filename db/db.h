@@ -239,6 +239,37 @@ const char *db_drop_cause_name(enum db_drop_cause cause);
  * vigilctl). Returns 0 or a negative code. */
 int db_retain_now(db_log *db);
 
+/* The file at the log's path, looked at by the writer about once every
+ * DB_PATH_CHECK_MS (one stat), is the file it writes, or the log follows
+ * the path so that no row is lost without a word:
+ *   - deleted (the open file has no name left, e.g. rm vigil.db*): the
+ *     whole open database is copied (SQLite's backup API) under a
+ *     temporary name beside the path, renamed to the path, and the writer
+ *     goes on in it: every row before and after is in the file at the
+ *     path. Should another file have taken the path meanwhile, the copy
+ *     keeps its temporary name, and the writer goes on in the file at the
+ *     path as below;
+ *   - moved (renamed, e.g. by log rotation): the rows so far stay in the
+ *     moved file, which gets a last event "db-moved" saying where the log
+ *     goes on and its WAL checkpointed into it (it keeps its old name, and
+ *     SQLite does not checkpoint a moved file when it closes it); a fresh
+ *     log is started at the path, as db_open_with opens one. The files of
+ *     parts logged in the moved file that come in the next 2 s still get
+ *     their rows there; any later ones are removed (media-dropped).
+ * Either way its -wal and -shm, which keep the old names, are removed
+ * first, so that the new file is never paired with them; then a warning
+ * and an event ("db-deleted", "db-moved") in the file at the path, and
+ * db_stats.file_moves counts it. A recovery that fails (no folder, a full
+ * disk, a moved file whose WAL another reader still holds) is tried again
+ * every 5 s, with a warning at most once a minute, rows going on into
+ * the open file meanwhile (db_stats.file_away); at db_close a deleted file
+ * that could still not be written back is copied to the temporary folder
+ * (g_get_tmp_dir), with a warning naming the copy.
+ * db_check_path looks now, on the writer thread, and waits for it (for
+ * tests). 0 or a negative code. */
+#define DB_PATH_CHECK_MS 1000
+int db_check_path(db_log *db);
+
 /* Queues an entry for the events table (e.g. kind "start", "plc-fault"),
  * stamped with the wall clock now and written in order with the rows.
  * kind and message are copied. Returns 0, -EINVAL or DB_ECLOSED. */
@@ -302,6 +333,11 @@ struct db_stats {
 	/* From queueing to commit, of the oldest row of the last batch
 	 * written, and the most seen. */
 	double write_lag_ms, write_lag_max_ms;
+	/* Times the log followed its path (its file deleted or moved,
+	 * db_check_path), and 1 while the file it writes is not the one at
+	 * the path and recovery has not worked yet. */
+	uint64_t file_moves;
+	int file_away;
 };
 void db_get_stats(db_log *db, struct db_stats *out);
 

@@ -908,6 +908,57 @@ done:
 	return n;
 }
 
+/* Opens the local log's two connections at db_path and reads what the
+ * forwarder keeps there: the central reviews already pulled, the log's
+ * identity (made the first time it is forwarded), the id bases, the
+ * inspections marked as read. 0, or -1 with *err set and nothing open. */
+static int open_local(plant_forwarder *f, char **err)
+{
+	int64_t pulled = 0;
+	char *v;
+
+	if (sqlite3_open_v2(f->db_path, &f->rd, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_open_v2(f->db_path, &f->wr, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		db__set_error(err, "cannot open %s for forwarding: %s", f->db_path,
+			      sqlite3_errmsg(f->rd && !f->wr ? f->rd : f->wr));
+		goto fail;
+	}
+	sqlite3_busy_timeout(f->rd, LOCAL_BUSY_MS);
+	sqlite3_busy_timeout(f->wr, LOCAL_BUSY_MS);
+	if (local_int(f->rd, "SELECT max(central_id) FROM reviews", 0, &pulled) != SQLITE_OK) {
+		db__set_error(err, "cannot read %s for forwarding: %s", f->db_path,
+			      sqlite3_errmsg(f->rd));
+		goto fail;
+	}
+	f->central_review_hw = pulled;
+	g_free(f->log_id);
+	f->log_id = meta_get(f->rd, "plant_log_id");
+	if (!f->log_id) {
+		f->log_id = g_uuid_string_random();
+		if (meta_set(f, "plant_log_id", f->log_id) != SQLITE_OK) {
+			db__set_error(err, "cannot write %s: %s", f->db_path, sqlite3_errmsg(f->wr));
+			goto fail;
+		}
+	}
+	for (int t = 0; t < PLANT_NTABLES; t++) {
+		char key[48];
+
+		snprintf(key, sizeof(key), "plant_base_%s", tables[t].name);
+		v = meta_get(f->rd, key);
+		f->base[t] = v ? g_ascii_strtoll(v, NULL, 10) : 0;
+		g_free(v);
+	}
+	v = meta_get(f->rd, "plant_read_upto");
+	f->read_upto = v ? g_ascii_strtoll(v, NULL, 10) : 0;
+	g_free(v);
+	return 0;
+fail:
+	sqlite3_close(f->rd);
+	sqlite3_close(f->wr);
+	f->rd = f->wr = NULL;
+	return -1;
+}
+
 /* ---- the thread ---- */
 
 static void link_lost(plant_forwarder *f, int code, const char *why)
@@ -963,6 +1014,89 @@ static bool wait_stop(plant_forwarder *f, int64_t ms)
 	return stop;
 }
 
+/* vigild's writer follows the log's path when its file is deleted or
+ * moved (db/db.h, db_check_path); the forwarder's connections follow it
+ * too, or they would read a file no longer written and write into one
+ * nobody reads. They move once a log is ready at the path (its schema
+ * made, so the writer is in it):
+ *   - the same log written back after a delete (the same plant_log_id):
+ *     taken up where the forwarder was. Inspections it sent after the copy
+ *     was made may have changed in the copy since without the change being
+ *     recorded (the copy's plant_read_upto is older): they are recorded as
+ *     changed, to go up again;
+ *   - another log (a fresh one after a move): first every row of the moved
+ *     file goes up (with the link up; meanwhile the fresh log's rows wait),
+ *     then the fresh log is forwarded as a log the plant has not heard from
+ *     (read_high_water: its rows continue after the station's). */
+static void follow_local(plant_forwarder *f)
+{
+	sqlite3 *old_rd = f->rd, *old_wr = f->wr, *probe = NULL;
+	int64_t version = 0, old_base[PLANT_NTABLES];
+	char *old_id = NULL, *id = NULL, *err = NULL;
+	bool same;
+	int moved = 0, rc;
+
+	if (sqlite3_file_control(f->rd, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||
+	    !moved)
+		return;
+	if (sqlite3_open_v2(f->db_path, &probe, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    local_int(probe, "PRAGMA user_version", 0, &version) != SQLITE_OK ||
+	    version != db__schema_version())
+		goto out;   /* not ready yet: the writer follows within a second or so */
+	id = meta_get(probe, "plant_log_id");
+	same = id && strcmp(id, f->log_id) == 0;
+	if (!same) {
+		if (!f->pg)
+			goto out;
+		rc = forward_batch(f, false, &err);
+		if (rc == 0)
+			rc = forward_changes(f, &err);
+		if (rc < 0)
+			link_lost(f, rc, err);
+		if (rc != 0)
+			goto out;   /* more of the moved file to send, or the link away */
+	}
+	old_id = g_strdup(f->log_id);
+	memcpy(old_base, f->base, sizeof old_base);
+	f->rd = f->wr = NULL;
+	if (open_local(f, &err) < 0) {
+		f->rd = old_rd;
+		f->wr = old_wr;
+		g_free(f->log_id);
+		f->log_id = g_steal_pointer(&old_id);
+		memcpy(f->base, old_base, sizeof old_base);
+		if (!f->local_warned)
+			g_warning("plant: cannot follow %s to its new file: %s", f->db_path, err);
+		f->local_warned = true;
+		goto out;
+	}
+	sqlite3_close(old_rd);
+	sqlite3_close(old_wr);
+	if (same) {
+		char *sql = g_strdup_printf("INSERT INTO plant_changed (inspection_id) SELECT id FROM"
+					    " inspections WHERE id > %" PRId64 " AND id <= %" PRId64,
+					    f->read_upto, f->hw[PLANT_INSPECTIONS]);
+
+		if (f->hw_known && f->hw[PLANT_INSPECTIONS] > f->read_upto)
+			sqlite3_exec(f->wr, sql, NULL, NULL, NULL);
+		g_free(sql);
+		g_message("plant: %s was written back after a delete; forwarding goes on in it",
+			  f->db_path);
+	} else {
+		f->hw_known = false;
+		memset(f->hw, 0, sizeof f->hw);
+		if (f->pg && (rc = read_high_water(f, &err)) < 0)
+			link_lost(f, rc, err);
+		g_message("plant: every row of the moved log went up; forwarding goes on in the "
+			  "fresh log at %s", f->db_path);
+	}
+out:
+	sqlite3_close(probe);
+	g_free(id);
+	g_free(old_id);
+	free(err);
+}
+
 static gpointer forward_thread(gpointer data)
 {
 	plant_forwarder *f = data;
@@ -1003,6 +1137,7 @@ static gpointer forward_thread(gpointer data)
 			}
 			g_clear_pointer(&err, free);
 		}
+		follow_local(f);
 		if (f->pg) {
 			sent = forward_batch(f, !stop, &err);
 			if (sent >= 0 && forward_changes(f, &err) < 0)
@@ -1064,7 +1199,6 @@ plant_forwarder *plant_forwarder_new(const char *db_path, const struct plant_opt
 				     char **err)
 {
 	plant_forwarder *f;
-	int64_t pulled = 0;
 
 	if (!db_path || !opt || !opt->conninfo || !opt->site || !opt->line || !opt->station) {
 		db__set_error(err, "plant forwarder: missing settings");
@@ -1086,37 +1220,8 @@ plant_forwarder *plant_forwarder_new(const char *db_path, const struct plant_opt
 		f->opt.retry_max_s = 30;
 	f->masked = plant_mask_conninfo(opt->conninfo);
 	f->months = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
-	if (sqlite3_open_v2(db_path, &f->rd, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-	    sqlite3_open_v2(db_path, &f->wr, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-		db__set_error(err, "cannot open %s for forwarding: %s", db_path,
-			      sqlite3_errmsg(f->rd && !f->wr ? f->rd : f->wr));
+	if (open_local(f, err) < 0)
 		goto fail;
-	}
-	sqlite3_busy_timeout(f->rd, LOCAL_BUSY_MS);
-	sqlite3_busy_timeout(f->wr, LOCAL_BUSY_MS);
-	if (local_int(f->rd, "SELECT max(central_id) FROM reviews", 0, &pulled) != SQLITE_OK) {
-		db__set_error(err, "cannot read %s for forwarding: %s", db_path,
-			      sqlite3_errmsg(f->rd));
-		goto fail;
-	}
-	f->central_review_hw = pulled;
-	/* The log's identity, made the first time it is forwarded. */
-	f->log_id = meta_get(f->rd, "plant_log_id");
-	if (!f->log_id) {
-		f->log_id = g_uuid_string_random();
-		if (meta_set(f, "plant_log_id", f->log_id) != SQLITE_OK) {
-			db__set_error(err, "cannot write %s: %s", db_path, sqlite3_errmsg(f->wr));
-			goto fail;
-		}
-	}
-	for (int t = 0; t < PLANT_NTABLES; t++) {
-		char key[48], *v;
-
-		snprintf(key, sizeof(key), "plant_base_%s", tables[t].name);
-		v = meta_get(f->rd, key);
-		f->base[t] = v ? g_ascii_strtoll(v, NULL, 10) : 0;
-		g_free(v);
-	}
 	refresh_backlog(f);
 	f->thread = g_thread_new("plant", forward_thread, f);
 	return f;

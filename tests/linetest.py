@@ -413,15 +413,18 @@ class Line:
     generated parts, all in folder tmp; extra_conf is appended to vigild's
     configuration (e.g. a [review] section), conf_kw go to line_config()
     (e.g. vibration_extra), sim_args to vigil-sim run's (e.g. ["--burst",
-    "10"]). Start with start(); self.vigild is then its Vigild; stop() ends
-    both and returns vigild's exit status."""
+    "10"]); sim_db=False: vigil-sim does not check the log at the path for
+    a row per part (a test that moves the log away checks it itself).
+    Start with start(); self.vigild is then its Vigild; stop() ends both
+    and returns vigild's exit status."""
 
     def __init__(self, build, root, tmp, parts, seed, split, extra_conf="", rate=1200,
-                 sim_args=(), conf_kw=None):
+                 sim_args=(), conf_kw=None, sim_db=True):
         self.build = build
         self.sim_bin = binaries(build)[0]
         self.tmp, self.parts, self.rate = tmp, parts, rate
         self.sim_args = list(sim_args)
+        self.sim_db = sim_db
         self.sim_dir = os.path.join(tmp, "sim")
         self.db = os.path.join(tmp, "vigil.db")
         self.conf = os.path.join(tmp, "vigild.conf")
@@ -438,7 +441,8 @@ class Line:
         self.sim = subprocess.Popen(
             [self.sim_bin, "run", "--parts-dir", self.sim_dir, "--port", str(self.plc_port),
              "--rate", str(self.rate), "--results", os.path.join(t, "results.csv"),
-             "--summary", os.path.join(t, "summary.json"), "--db", self.db,
+             "--summary", os.path.join(t, "summary.json"),
+             *(["--db", self.db] if self.sim_db else []),
              "--ready-timeout-s", "60"] + self.sim_args, stdout=subprocess.DEVNULL)
         self.vigild = Vigild(self.build, self.conf, self.log_path)
         return self

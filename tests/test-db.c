@@ -2108,6 +2108,257 @@ static void test_corrupt_recovered(struct fixture *fx, gconstpointer data)
 	g_free(aside);
 }
 
+/* ---- the log's file deleted or moved under the writer (db_check_path) ---- */
+
+#define FOLLOW_ROWS 300
+
+struct part_marks {
+	uint8_t seen[FOLLOW_ROWS];
+	int64_t rows;
+	uint32_t first, last;  /* the lowest and highest part id seen */
+};
+
+static int mark_part(const struct db_inspection *row, void *data)
+{
+	struct part_marks *m = data;
+
+	g_assert_cmpuint(row->part_id, <, FOLLOW_ROWS);
+	assert_row_matches(row);
+	m->seen[row->part_id]++;
+	if (m->rows++ == 0 || row->part_id < m->first)
+		m->first = row->part_id;
+	m->last = MAX(m->last, row->part_id);
+	return 0;
+}
+
+static void read_parts(const char *path, struct part_marks *m)
+{
+	struct db_row_cb cb = { mark_part, m };
+	char *err = NULL;
+
+	memset(m, 0, sizeof *m);
+	if (db_read_inspections(path, &cb, &err) < 0)
+		g_error("reading %s: %s", path, err);
+}
+
+static void remove_with_journals(const char *path)
+{
+	static const char *const sfx[] = { "", "-wal", "-shm" };
+
+	for (size_t i = 0; i < G_N_ELEMENTS(sfx); i++) {
+		char *name = g_strconcat(path, sfx[i], NULL);
+
+		g_assert_true(g_remove(name) == 0 || errno == ENOENT);
+		g_free(name);
+	}
+}
+
+static void assert_intact(const char *path)
+{
+	char *res = sql_text(path, "PRAGMA integrity_check");
+
+	g_assert_cmpstr(res, ==, "ok");
+	g_free(res);
+}
+
+static int64_t events_of(const char *path, const char *kind)
+{
+	char *sql = g_strdup_printf("SELECT count(*) FROM events WHERE kind = '%s'", kind);
+	int64_t n = sql_int(path, sql);
+
+	g_free(sql);
+	return n;
+}
+
+/* rm log.db* while the writer writes: the rows before the delete, those
+ * written into the unlinked file before the writer looked, and those after
+ * are all in the file at the path, once each, with a warning and an event
+ * db-deleted; the writer wrote no row into a file nobody can open. */
+static void test_file_deleted(struct fixture *fx, gconstpointer data)
+{
+	db_log *db = open_ok(fx->path, 64);
+	struct warning_count deleted;
+	struct part_marks m;
+	char *rescue = g_strconcat(fx->path, ".rescue", NULL);
+
+	(void)data;
+	submit_range(db, 0, 100);
+	wait_settled(db, 100);
+	remove_with_journals(fx->path);
+	warning_count_start(&deleted, "was deleted while vigild wrote it");
+	/* Written into the open file, which has no name now. */
+	submit_range(db, 100, 100);
+	wait_settled(db, 200);
+	g_assert_cmpint(db_check_path(db), ==, 0);
+	g_assert_true(g_file_test(fx->path, G_FILE_TEST_EXISTS));
+	g_assert_cmpuint(stats(db).file_moves, ==, 1);
+	g_assert_cmpint(stats(db).file_away, ==, 0);
+	submit_range(db, 200, 100);
+	db_close(db);
+	warning_count_stop(&deleted);
+	g_assert_cmpint(g_atomic_int_get(&deleted.n), ==, 1);
+
+	read_parts(fx->path, &m);
+	g_assert_cmpint(m.rows, ==, FOLLOW_ROWS);
+	for (int i = 0; i < FOLLOW_ROWS; i++)
+		g_assert_cmpuint(m.seen[i], ==, 1);
+	g_assert_cmpint(events_of(fx->path, "db-deleted"), ==, 1);
+	g_assert_false(g_file_test(rescue, G_FILE_TEST_EXISTS));
+	assert_intact(fx->path);
+	g_free(rescue);
+}
+
+/* mv log.db moved.db (log rotation) while the writer writes: the moved
+ * file holds the rows up to the switch, complete without the -wal that
+ * kept the old name (checkpointed into it), and a last event saying
+ * where the log went on; the path holds a fresh log with every row after
+ * it; no row is in neither file, none in both. */
+static void test_file_moved(struct fixture *fx, gconstpointer data)
+{
+	db_log *db = open_ok(fx->path, 64);
+	char *moved = g_build_filename(fx->dir, "moved.db", NULL);
+	char *old_wal = g_strconcat(fx->path, "-wal", NULL);
+	struct warning_count warned;
+	struct part_marks before, after;
+	char *text;
+
+	(void)data;
+	submit_range(db, 0, 100);
+	wait_settled(db, 100);
+	g_assert_cmpint(g_rename(fx->path, moved), ==, 0);
+	warning_count_start(&warned, "was renamed or moved while vigild wrote it");
+	submit_range(db, 100, 50);
+	wait_settled(db, 150);
+	g_assert_cmpint(db_check_path(db), ==, 0);
+	g_assert_cmpuint(stats(db).file_moves, ==, 1);
+	submit_range(db, 150, 150);
+	/* Closed before the moved file is read: only then does a move that
+	 * was not followed leave the moved file short of its -wal. */
+	db_close(db);
+	warning_count_stop(&warned);
+	g_assert_cmpint(g_atomic_int_get(&warned.n), ==, 1);
+
+	read_parts(moved, &before);
+	read_parts(fx->path, &after);
+	g_test_message("moved file: parts %u..%u, fresh log: parts %u..%u", before.first,
+		       before.last, after.first, after.last);
+	/* The switch came after part 149 at the latest (db_check_path) and
+	 * after 99 at the earliest (the rows settled before the move). */
+	g_assert_cmpint(before.rows, >=, 100);
+	g_assert_cmpint(before.rows, <=, 150);
+	g_assert_cmpint(before.rows + after.rows, ==, FOLLOW_ROWS);
+	for (int i = 0; i < FOLLOW_ROWS; i++)
+		g_assert_cmpuint(before.seen[i] + after.seen[i], ==, 1);
+	g_assert_cmpuint(before.last + 1, ==, after.first);
+	/* Each says what happened, and the moved file stands alone. */
+	text = sql_text(moved, "SELECT message FROM events WHERE kind = 'db-moved'");
+	g_assert_nonnull(strstr(text, fx->path));
+	g_free(text);
+	text = sql_text(fx->path, "SELECT message FROM events WHERE kind = 'db-moved'");
+	g_assert_nonnull(strstr(text, moved));
+	g_free(text);
+	g_assert_false(g_file_test(old_wal, G_FILE_TEST_EXISTS));
+	assert_intact(moved);
+	assert_intact(fx->path);
+	g_assert_cmpint(sql_int(fx->path, "PRAGMA user_version"), ==, SCHEMA_VERSION);
+	g_free(old_wal);
+	g_free(moved);
+}
+
+/* The folder itself gone with the file (rm -r): the line goes on, rows
+ * into the open file, a warning (not one a look) that it cannot be
+ * written back, db_stats.file_away; once the folder is back the next try
+ * writes every row to the path. */
+static void test_file_deleted_folder_gone(struct fixture *fx, gconstpointer data)
+{
+	char *dir = g_build_filename(fx->dir, "logs", NULL);
+	char *path = g_build_filename(dir, "log.db", NULL);
+	struct warning_count cannot, deleted;
+	struct part_marks m;
+	db_log *db;
+
+	(void)data;
+	g_assert_cmpint(g_mkdir(dir, 0755), ==, 0);
+	db = open_ok(path, 64);
+	submit_range(db, 0, 100);
+	wait_settled(db, 100);
+	remove_tree(dir);
+	warning_count_start(&cannot, "cannot be written back yet");
+	submit_range(db, 100, 100);
+	wait_settled(db, 200);
+	g_assert_cmpint(db_check_path(db), ==, 0);
+	g_assert_cmpint(db_check_path(db), ==, 0);
+	g_assert_cmpint(stats(db).file_away, ==, 1);
+	g_assert_cmpuint(stats(db).file_moves, ==, 0);
+	warning_count_stop(&cannot);
+	g_assert_cmpint(g_atomic_int_get(&cannot.n), ==, 1);
+
+	g_assert_cmpint(g_mkdir(dir, 0755), ==, 0);
+	warning_count_start(&deleted, "was deleted while vigild wrote it");
+	g_assert_cmpint(db_check_path(db), ==, 0);
+	g_assert_cmpint(stats(db).file_away, ==, 0);
+	submit_range(db, 200, 100);
+	db_close(db);
+	warning_count_stop(&deleted);
+	g_assert_cmpint(g_atomic_int_get(&deleted.n), ==, 1);
+	read_parts(path, &m);
+	g_assert_cmpint(m.rows, ==, FOLLOW_ROWS);
+	for (int i = 0; i < FOLLOW_ROWS; i++)
+		g_assert_cmpuint(m.seen[i], ==, 1);
+	g_free(path);
+	g_free(dir);
+}
+
+/* The media folder removed while the log runs (rm -r log.db.media): the
+ * next part's files are still kept, in the folder made again, with one
+ * warning and an event saying so. */
+static void test_media_folder_gone(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	char *dir = g_build_filename(fx->dir, "media", NULL);
+	gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+	struct warning_count gone;
+	struct media_list l = { 0 };
+	db_log *db;
+
+	(void)data;
+	opt.media_dir = dir;
+	db = open_opts(fx->path, &opt);
+	remove_tree(dir);
+	warning_count_start(&gone, "was removed while vigild ran");
+	for (uint32_t i = 0; i < 2; i++) {
+		struct db_inspection r;
+		char model[64], image[128];
+
+		make_row(i, &r, model, sizeof model, image, sizeof image);
+		r.verdict = VIGIL_VERDICT_REJECT;
+		g_assert_cmpint(db_submit_media(db, &r, make_media((int)i, 40, 30), -1, NULL), ==,
+				0);
+		while (stats(db).media_written < 4 * (i + 1)) {
+			if (g_get_monotonic_time() > deadline)
+				g_error("part %u's files not written", i);
+			g_usleep(1000);
+		}
+	}
+	g_assert_cmpuint(stats(db).media_dropped, ==, 0);
+	db_close(db);
+	warning_count_stop(&gone);
+	g_assert_cmpint(g_atomic_int_get(&gone.n), ==, 1);
+	g_assert_cmpint(events_of(fx->path, "media-folder-gone"), ==, 1);
+	for (int64_t id = 1; id <= 2; id++) {
+		g_assert_cmpint(db_read_media(fx->path, id, collect_media, &l, NULL), ==, 0);
+		for (int i = 0; i < l.n; i++) {
+			char *full = g_build_filename(dir, l.paths[i], NULL);
+
+			g_assert_true(g_file_test(full, G_FILE_TEST_IS_REGULAR));
+			g_free(full);
+		}
+		g_assert_cmpint(l.n, ==, 4);
+		media_list_clear(&l);
+	}
+	g_free(dir);
+}
+
 /* Submits row i and waits until the writer has dealt with it (committed,
  * refused, or spooled); its ticket. */
 static uint64_t submit_settled(db_log *db, uint32_t i)
@@ -2783,6 +3034,10 @@ int main(int argc, char **argv)
 	ADD("/db/retention-slices", test_retention_slices);
 	ADD("/db/retention-events", test_retention_events);
 	ADD("/db/corrupt-recovered", test_corrupt_recovered);
+	ADD("/db/file-deleted", test_file_deleted);
+	ADD("/db/file-moved", test_file_moved);
+	ADD("/db/file-deleted-folder-gone", test_file_deleted_folder_gone);
+	ADD("/db/media-folder-gone", test_media_folder_gone);
 	ADD("/db/disk-full", test_disk_full);
 	ADD("/db/spool-closed", test_spool_closed);
 	ADD("/db/tickets", test_tickets);
