@@ -228,12 +228,12 @@ static gboolean warning_due(struct held_warning *w, const char *what, char *held
 /* The first part that is not flat again: the count held back since the
  * last warning, if any. */
 static void held_over(struct held_warning *w, const struct vigil_part *p, const char *what,
-		      const char *flat_ones)
+		      const char *fault, const char *things)
 {
 	if (!w->held)
 		return;
-	g_message("part %u: %s is not flat again; %" G_GUINT64_FORMAT " more %s since the last "
-		  "warning", p->part_id, what, w->held, flat_ones);
+	g_message("part %u: %s is not %s again; %" G_GUINT64_FORMAT " more %s %s since the last "
+		  "warning", p->part_id, what, fault, w->held, fault, things);
 	w->held = 0;
 }
 
@@ -264,7 +264,7 @@ static void check_frame(line *l, struct vigil_part *p, int i, const struct captu
 	contrast = capture_frame_contrast(f);
 	g_snprintf(what, sizeof what, "image from camera %s", c->name);
 	if (contrast >= c->flat_level) {
-		held_over(&l->flat_frame[i], p, what, "flat frames");
+		held_over(&l->flat_frame[i], p, what, "flat", "frames");
 		return;
 	}
 	p->flags |= VIGIL_FLAG_IMAGE_FLAT;
@@ -274,6 +274,35 @@ static void check_frame(line *l, struct vigil_part *p, int i, const struct captu
 		g_warning("part %u: %s is flat: its grey levels' standard deviation is %.2f, below "
 			  "flat_level %g; a lens cap, the light off or a blank sensor: fail-safe "
 			  "reject%s", p->part_id, what, contrast, c->flat_level, held);
+}
+
+/* A complete window of p that reached the clip level or is flat: figures
+ * from a saturated sensor would be made up, and a dead sensor's window
+ * would be judged a quiet, good part (a bearing fault would pass). A gain
+ * set too high clips every part as a dead sensor flattens it: both
+ * warnings are held back. */
+static void check_window(line *l, struct vigil_part *p, unsigned wflags, const float *win)
+{
+	struct line_part *lp = (struct line_part *)p;
+	const struct sensor_settings *v = &l->set.vibration;
+	char what[96], held[96];
+
+	g_snprintf(what, sizeof what, "vibration window from %s", v->name);
+	if (wflags & RING_CLIPPED) {
+		if (warning_due(&l->clipped_window, "clipped windows", held, sizeof held))
+			g_warning("part %u: %s reached the clip level %g: fail-safe reject%s",
+				  p->part_id, what, v->cfg.clip_level, held);
+		p->flags |= VIGIL_FLAG_VIB_CLIPPED;
+	} else {
+		held_over(&l->clipped_window, p, what, "clipped", "windows");
+	}
+	if (wflags & RING_FLAT) {
+		lp->flat_range = window_range(win, v->cfg.window);
+		warn_flat(l, p, lp->flat_range);
+		p->flags |= VIGIL_FLAG_VIB_FLAT;
+	} else {
+		held_over(&l->flat_window, p, what, "flat", "windows");
+	}
 }
 
 /* Every camera's image of r for the running model's input, into r->img;
@@ -330,25 +359,7 @@ static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win
 			  l->set.vibration.name, rc < 0 ? g_strerror(-rc) : "gap in the samples");
 		p->flags |= VIGIL_FLAG_NO_VIBRATION;
 	} else {
-		if (wflags & RING_CLIPPED) {
-			/* Figures from a saturated sensor would be made up. */
-			g_warning("part %u: vibration window from %s reached the clip level",
-				  p->part_id, l->set.vibration.name);
-			p->flags |= VIGIL_FLAG_VIB_CLIPPED;
-		}
-		if (wflags & RING_FLAT) {
-			/* A dead sensor's window would be judged a quiet, good
-			 * part: a bearing fault would pass. */
-			lp->flat_range = window_range(win, l->set.vibration.cfg.window);
-			warn_flat(l, p, lp->flat_range);
-			p->flags |= VIGIL_FLAG_VIB_FLAT;
-		} else {
-			char what[96];
-
-			g_snprintf(what, sizeof what, "vibration window from %s",
-				   l->set.vibration.name);
-			held_over(&l->flat_window, p, what, "flat windows");
-		}
+		check_window(l, p, wflags, win);
 	}
 	line_count_stage(l, LINE_STAGE_CAPTURE_WAIT,
 			 (double)(vigil_now_us() - p->t_trigger_us) / 1000.0);

@@ -204,9 +204,9 @@ struct line {
 	 * Read from the environment by line_new, constant afterwards. */
 	int hang_thread;
 	uint64_t hang_after_parts;
-	/* The acquire thread's own warnings of flat windows and flat frames,
-	 * held back to one a period (line-inspect.c). */
-	struct held_warning flat_window, flat_frame[LINE_MAX_CAMERAS];
+	/* The acquire thread's own warnings of flat or clipped windows and
+	 * flat frames, held back to one a period (line-inspect.c). */
+	struct held_warning flat_window, clipped_window, flat_frame[LINE_MAX_CAMERAS];
 };
 
 /* Reads every setting of cfg into l (line-config.c): routes each section
