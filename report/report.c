@@ -55,12 +55,14 @@ const char *report_style_source(void)
 /* ---- gathering ---- */
 
 enum failsafe_cause { FS_DEADLINE, FS_QUEUE_FULL, FS_NO_FRAME, FS_MODEL_ERROR, FS_NOT_SENT,
-		      FS_NOT_INSPECTED, FS_SENSOR_FLAT, FS_IMAGE_FLAT, FS_OTHER, FS_CAUSES };
+		      FS_NOT_INSPECTED, FS_SENSOR_FLAT, FS_IMAGE_FLAT, FS_NO_VIBRATION, FS_OTHER,
+		      FS_CAUSES };
 static const char *const failsafe_name[FS_CAUSES] = {
 	"deadline", "queue full", "no frame", "model error", "result not sent",
 	"not inspected (triggered while vigild was down)",
 	"vibration sensor flat (dead: cable, supply, ADC)",
-	"image flat (lens cap, light off, blank sensor)", "other fault",
+	"image flat (lens cap, light off, blank sensor)",
+	"no vibration window (late, with a gap, or clipped)", "other fault",
 };
 
 struct top_defect {
@@ -107,6 +109,8 @@ static enum failsafe_cause failsafe_of(uint32_t flags)
 		return FS_IMAGE_FLAT;
 	if (flags & VIGIL_FLAG_VIB_FLAT)
 		return FS_SENSOR_FLAT;
+	if (flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED))
+		return FS_NO_VIBRATION;
 	if (flags & VIGIL_FLAG_MODEL_ERROR)
 		return FS_MODEL_ERROR;
 	if (flags & VIGIL_FLAG_NOT_SENT)

@@ -395,6 +395,9 @@ static void test_sensor_flat(struct fixture *fx, gconstpointer data)
 	/* No frame either: counted under no frame, as the line counts it. */
 	submit(db, 5, local_us(9, 1, 0), VIGIL_VERDICT_REJECT, VIGIL_CLASS_NONE, 1.0,
 	       VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_VIB_FLAT | VIGIL_FLAG_NO_FRAME, NULL, FALSE);
+	/* A window late or clipped: no vibration window, not "other fault". */
+	submit(db, 7, local_us(9, 3, 0), VIGIL_VERDICT_REJECT, VIGIL_CLASS_NONE, 1.0,
+	       VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_VIB_CLIPPED, NULL, FALSE);
 	/* A capped lens as well: the flat frame first, as the line counts it. */
 	submit(db, 6, local_us(9, 2, 0), VIGIL_VERDICT_REJECT, VIGIL_CLASS_NONE, 1.0,
 	       VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_VIB_FLAT | VIGIL_FLAG_IMAGE_FLAT, NULL, FALSE);
@@ -405,6 +408,8 @@ static void test_sensor_flat(struct fixture *fx, gconstpointer data)
 	g_assert_nonnull(strstr(html, "<tr><th>fail-safe: no frame</th><td class=\"n\">1</td>"));
 	g_assert_nonnull(strstr(html, "<tr><th>fail-safe: image flat (lens cap, light off, blank "
 				      "sensor)</th><td class=\"n\">1</td>"));
+	g_assert_nonnull(strstr(html, "<tr><th>fail-safe: no vibration window (late, with a gap, "
+				      "or clipped)</th><td class=\"n\">1</td>"));
 	g_assert_cmpint(count_of(html, " · fail-safe: vibration sensor flat (dead: cable, supply, "
 				       "ADC)"), ==, 3);
 	g_assert_null(strstr(html, "other fault"));
