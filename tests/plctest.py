@@ -10,11 +10,13 @@ on top of them (PLC): trigger, next_result, ack.
 """
 import asyncio
 import logging
+import re
 import subprocess
 import threading
 import time
+import urllib.request
 
-from linetest import WAIT_S, fail, wait_for
+from linetest import WAIT_S, camera_section, fail, line_config, wait_for
 
 TRIG, RES, STAT = 0, 10, 20        # PLC_REGMAP_DEFAULT
 TRIG_REGS, STAT_REGS, RES_REGS = 5, 9, 10
@@ -199,6 +201,34 @@ def mbpoll_write(port, addr, values, function_type="4"):
                          [str(v) for v in values],
                          capture_output=True, text=True, timeout=20)
     return out.returncode == 0, out.stdout + out.stderr
+
+
+def stepped_line_config(sim, root, port, db, alarm):
+    """A line in the server role for a pymodbus PLC that runs one part at a
+    time: slow timeouts (deadline, window, commit), so that on a busy
+    machine nothing but the fault a test builds goes wrong (a late commit
+    would raise a database fault, error 4); the review server on a free
+    port for /metrics; alarm: the [alarm] section's keys."""
+    return line_config(camera_section(sim, 20000, "", "restart = never\n"), sim, root, port,
+                       db, deadline_ms=20000, window_timeout_ms=20000,
+                       plc_extra="mode = server\npeer_timeout_ms = 600000\n",
+                       tail="commit_timeout_ms = 10000\n\n"
+                            "[review]\nlisten = 127.0.0.1\nport = 0\n\n"
+                            f"[alarm]\n{alarm}")
+
+
+def failsafe_total(url, cause):
+    """vigil_failsafe_total{cause} as vigild's /metrics (at url) says it;
+    None when the cause is not listed."""
+    with urllib.request.urlopen(url + "metrics", timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(rf'^vigil_failsafe_total\{{cause="{cause}"\}} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def status_with(plc, what, cond):
+    """The status block once cond(status) holds."""
+    return wait_for(what, lambda: (lambda s: s if cond(s) else None)(plc.status()))
 
 
 def start_vigild(vigild, plc, bit=ST_READY):

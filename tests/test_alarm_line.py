@@ -29,9 +29,8 @@ import subprocess
 import sys
 import urllib.request
 
-from linetest import (Vigild, binaries, camera_section, fail, line_config, require_model,
-                      wait_for, workdir)
-from plctest import MasterPLC, quiet_pymodbus, start_vigild, stop_vigild
+from linetest import Vigild, binaries, fail, require_model, wait_for, workdir
+from plctest import MasterPLC, quiet_pymodbus, start_vigild, stepped_line_config, stop_vigild
 
 ST_QUALITY_ALARM, ERR_QUALITY_ALARM = 1 << 14, 13
 GOOD, BURST, COLLAPSE = 40, 20, 20
@@ -96,14 +95,9 @@ def main():
         db = os.path.join(tmp, "vigil.db")
         conf = os.path.join(tmp, "vigild.conf")
         with open(conf, "w") as f:
-            f.write(line_config(camera_section(sim, 20000, "", "restart = never\n"), sim, root,
-                                port, db, deadline_ms=20000, window_timeout_ms=20000,
-                                plc_extra="mode = server\npeer_timeout_ms = 600000\n",
-                                tail="commit_timeout_ms = 10000\n\n"
-                                     "[review]\nlisten = 127.0.0.1\nport = 0\n\n"
-                                     "[alarm]\nwindow_parts = 20\nbaseline_parts = 20\n"
-                                     "expected_reject_rate = 0.05\n\n"
-                                     "[job.2]\nreject = 0\nmarginal = 0\n"))
+            f.write(stepped_line_config(sim, root, port, db, "window_parts = 20\n"
+                                        "baseline_parts = 20\nexpected_reject_rate = 0.05\n\n"
+                                        "[job.2]\nreject = 0\nmarginal = 0\n"))
         v = Vigild(build, conf, os.path.join(tmp, "vigild.log"))
         plc = MasterPLC(port)
         start_vigild(v, plc)

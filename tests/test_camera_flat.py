@@ -23,15 +23,14 @@ import os
 import re
 import sqlite3
 import sys
-import urllib.request
 
 import cv2
 import numpy as np
 
-from linetest import (Vigild, camera_section, fail, free_port, generate_parts, line_config,
-                      require_model, wait_for, workdir)
+from linetest import Vigild, fail, free_port, generate_parts, require_model, wait_for, workdir
 from plctest import (ACCEPT, FL_FAILSAFE, FL_NO_FRAME, MARGINAL, REJECT, ST_CAMERA_OK,
-                     MasterPLC, quiet_pymodbus, run_part, start_vigild, stop_vigild)
+                     MasterPLC, failsafe_total, quiet_pymodbus, run_part, start_vigild,
+                     status_with, stepped_line_config, stop_vigild)
 
 build, root = sys.argv[1], sys.argv[2]
 FLAT_FROM, BACK_FROM, PARTS = 8, 20, 26
@@ -84,18 +83,6 @@ def events(db):
         con.close()
 
 
-def failsafe_metric(url):
-    with urllib.request.urlopen(url + "metrics", timeout=10) as r:
-        text = r.read().decode()
-    m = re.search(r'^vigil_failsafe_total\{cause="image_flat"\} (\S+)$', text, re.M)
-    return float(m.group(1)) if m else None
-
-
-def status_with(plc, what, cond):
-    """The status block once cond(status) holds."""
-    return wait_for(what, lambda: (lambda s: s if cond(s) else None)(plc.status()))
-
-
 def judged_normally(what, r):
     if r[4] not in (ACCEPT, REJECT, MARGINAL) or r[7] & (FL_FAILSAFE | FL_IMAGE_FLAT):
         fail(f"{what}: result {r}, want the model's verdict, no fail-safe, no flat flag")
@@ -108,16 +95,9 @@ with workdir("vigil-camflat-") as tmp:
     generate_parts(build, sim, PARTS, SEED)
     flat = cap_lens(sim)
     conf = os.path.join(tmp, "vigild.conf")
-    # Slow timeouts, so that only the camera's picture goes wrong on a busy
-    # machine (a late commit would raise a database fault, error 4).
     with open(conf, "w") as f:
-        f.write(line_config(camera_section(sim, 20000, "", "restart = never\n"), sim, root,
-                            port, db, deadline_ms=20000, window_timeout_ms=20000,
-                            plc_extra="mode = server\npeer_timeout_ms = 600000\n",
-                            tail="commit_timeout_ms = 10000\n\n"
-                                 "[review]\nlisten = 127.0.0.1\nport = 0\n\n"
-                                 "[alarm]\nwindow_parts = 10\nbaseline_parts = 10\n"
-                                 "expected_reject_rate = 0.5\n"))
+        f.write(stepped_line_config(sim, root, port, db, "window_parts = 10\n"
+                                    "baseline_parts = 10\nexpected_reject_rate = 0.5\n"))
     v = Vigild(build, conf, os.path.join(tmp, "vigild.log"))
     plc = MasterPLC(port)
     start_vigild(v, plc)
@@ -138,7 +118,7 @@ with workdir("vigil-camflat-") as tmp:
             status_with(plc, "camera ok clear and error 1 after the first flat part",
                         lambda s: not s[1] & ST_CAMERA_OK and s[2] == ERR_CAMERA)
     wait_for(f"/metrics counting {len(flat)} flat parts",
-             lambda: failsafe_metric(url) == len(flat))
+             lambda: failsafe_total(url, "image_flat") == len(flat))
     status = plc.status()
     if status[1] & ST_QUALITY_ALARM:
         fail(f"status {status}: a quality alarm raised by the flat frames' rejects")
