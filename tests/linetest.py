@@ -478,6 +478,20 @@ def log_rows(db, sql, args=()):
         con.close()
 
 
+def wait_rows(db, sql, n):
+    """The rows of sql on a station's log once there are n of them at
+    least (the log may not exist yet, or be busy: asked again)."""
+    import sqlite3
+
+    def get():
+        try:
+            rows = log_rows(db, sql)
+        except sqlite3.Error:
+            return None
+        return rows if len(rows) >= n else None
+    return wait_for(f"{n} rows of {sql!r} in {db}", get)
+
+
 def add_part_media(db, sim_dir, part_id, mod_hz, rate_hz=12000, n=8192):
     """Keeps files with part_id's latest inspection the way the database
     writer does (table media, paths relative to the log's media folder):

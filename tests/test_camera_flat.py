@@ -21,13 +21,13 @@ usage: test_camera_flat.py BUILD_DIR SOURCE_ROOT
 """
 import os
 import re
-import sqlite3
 import sys
 
 import cv2
 import numpy as np
 
-from linetest import Vigild, fail, free_port, generate_parts, require_model, wait_for, workdir
+from linetest import (Vigild, fail, free_port, generate_parts, log_rows, require_model, wait_for,
+                      wait_rows, workdir)
 from plctest import (ACCEPT, FL_FAILSAFE, FL_NO_FRAME, MARGINAL, REJECT, ST_CAMERA_OK,
                      MasterPLC, failsafe_total, quiet_pymodbus, run_part, start_vigild,
                      status_with, stepped_line_config, stop_vigild)
@@ -58,29 +58,6 @@ def cap_lens(sim):
         if not cv2.imwrite(path, img):
             fail(f"cannot write {path}")
     return flat
-
-
-def db_rows(db):
-    """(part_id, verdict, flags) of every part, once all PARTS rows are there."""
-    def get():
-        try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-            r = con.execute("SELECT part_id, verdict, flags FROM inspections "
-                            "ORDER BY part_id").fetchall()
-            con.close()
-        except sqlite3.Error:
-            return None
-        return r if len(r) >= PARTS else None
-    return wait_for(f"{PARTS} database rows", get)
-
-
-def events(db):
-    """(kind, message) of every event, in order."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute("SELECT kind, message FROM events ORDER BY id").fetchall()
-    finally:
-        con.close()
 
 
 def judged_normally(what, r):
@@ -122,7 +99,8 @@ with workdir("vigil-camflat-") as tmp:
     status = plc.status()
     if status[1] & ST_QUALITY_ALARM:
         fail(f"status {status}: a quality alarm raised by the flat frames' rejects")
-    rows = db_rows(db)
+    rows = wait_rows(db, "SELECT part_id, verdict, flags FROM inspections ORDER BY part_id",
+                     PARTS)
     text = stop_vigild(v, plc)
 
     if [r[0] for r in rows] != list(range(PARTS)):
@@ -133,7 +111,7 @@ with workdir("vigil-camflat-") as tmp:
                 flags & 0xffff != r[7]:
             fail(f"part {pid}: database {verdict}, flags {flags:#x}; the PLC got {r}")
 
-    ev = events(db)
+    ev = log_rows(db, "SELECT kind, message FROM events ORDER BY id")
     cam = [(k, m) for k, m in ev if k in ("camera-flat", "camera-ok")]
     if [k for k, _ in cam] != ["camera-flat", "camera-ok"]:
         fail(f"camera events {cam}, want one camera-flat, then camera-ok")

@@ -23,13 +23,13 @@ usage: test_sensor_flat.py BUILD_DIR SOURCE_ROOT
 """
 import os
 import re
-import sqlite3
 import struct
 import sys
 
 import numpy as np
 
-from linetest import Vigild, fail, free_port, generate_parts, require_model, wait_for, workdir
+from linetest import (Vigild, fail, free_port, generate_parts, log_rows, require_model, wait_for,
+                      wait_rows, workdir)
 from plctest import (ACCEPT, FL_FAILSAFE, FL_NO_VIBRATION, MARGINAL, REJECT, MasterPLC,
                      failsafe_total, quiet_pymodbus, run_part, start_vigild, status_with,
                      stepped_line_config, stop_vigild)
@@ -68,31 +68,6 @@ def kill_sensor(wav):
     with open(wav, "wb") as f:
         f.write(raw[:at + 8] + x.astype("<f4").tobytes() + raw[at + 8 + n:])
     return dead
-
-
-def db_rows(db):
-    """(part_id, verdict, flags, has vibration figures) of every part, once
-    all PARTS rows are there."""
-    def get():
-        try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-            r = con.execute("SELECT i.part_id, i.verdict, i.flags, v.inspection_id IS NOT NULL "
-                            "FROM inspections i LEFT JOIN vibration v ON v.inspection_id = i.id "
-                            "ORDER BY i.part_id").fetchall()
-            con.close()
-        except sqlite3.Error:
-            return None
-        return r if len(r) >= PARTS else None
-    return wait_for(f"{PARTS} database rows", get)
-
-
-def events(db):
-    """(kind, message) of every event, in order."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute("SELECT kind, message FROM events ORDER BY id").fetchall()
-    finally:
-        con.close()
 
 
 def judged_normally(what, r):
@@ -135,7 +110,9 @@ with workdir("vigil-flat-") as tmp:
     status = plc.status()
     if status[1] & ST_QUALITY_ALARM:
         fail(f"status {status}: a quality alarm raised by the dead sensor's rejects")
-    rows = db_rows(db)
+    rows = wait_rows(db, "SELECT i.part_id, i.verdict, i.flags, v.inspection_id IS NOT NULL "
+                     "FROM inspections i LEFT JOIN vibration v ON v.inspection_id = i.id "
+                     "ORDER BY i.part_id", PARTS)
     text = stop_vigild(v, plc)
 
     if [r[0] for r in rows] != list(range(PARTS)):
@@ -148,7 +125,7 @@ with workdir("vigil-flat-") as tmp:
         if bool(has_figures) == (pid in dead):
             fail(f"part {pid}: vibration figures {'logged' if has_figures else 'missing'}")
 
-    ev = events(db)
+    ev = log_rows(db, "SELECT kind, message FROM events ORDER BY id")
     sensor = [(k, m) for k, m in ev if k.startswith("sensor-")]
     if [k for k, _ in sensor] != ["sensor-flat", "sensor-ok"]:
         fail(f"sensor events {sensor}, want one sensor-flat, then sensor-ok")
