@@ -41,6 +41,8 @@ struct capture_camera {
 	int64_t latency_us;     /* live sequence: trigger to frame of the last frame
 				 * paired, -1 before the first */
 	int64_t up_since_us;    /* monotonic time the current pipeline started */
+	int64_t playing_us;     /* monotonic time its start (set_state) returned:
+				 * the watchdog's origin */
 	int64_t last_frame_us;
 	int64_t overflow_us;    /* timestamp mode: arrival of the newest frame dropped
 				 * unclaimed because the queue was full */
@@ -295,8 +297,13 @@ static gboolean wait_for_failure(capture_camera *cam, gboolean *is_error)
 		g_mutex_lock(&cam->lock);
 		stop = cam->stopping;
 		if (cam->watchdog_ms > 0 && !msg) {
-			/* A camera that vanished often posts nothing: notice the silence. */
-			int64_t last = MAX(cam->last_frame_us, cam->up_since_us);
+			/* A camera that vanished often posts nothing: notice the
+			 * silence. Counted from when the start returned, not from
+			 * up_since_us: starting aravissrc talks to the camera and
+			 * can take longer than the watchdog on a busy host, and a
+			 * camera declared silent before it could send a frame
+			 * would be restarted again and again. */
+			int64_t last = MAX(cam->last_frame_us, cam->playing_us);
 
 			silent = vigil_now_us() - last > (int64_t)cam->watchdog_ms * 1000;
 			if (silent) {
@@ -441,6 +448,7 @@ static int play_pipeline(capture_camera *cam, char **err)
 		return -EIO;
 	}
 	g_mutex_lock(&cam->lock);
+	cam->playing_us = vigil_now_us();
 	if (restarting)
 		cam->restarts++;
 	g_cond_broadcast(&cam->changed);

@@ -1,5 +1,6 @@
 /* capture/: real GStreamer pipelines into the appsink, frames per part. */
 #include <errno.h>
+#include <fcntl.h>
 #include <glib.h>
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -7,7 +8,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "capture/capture.h"
 #include "core/part.h"
@@ -597,6 +600,71 @@ static void test_live_camera_recovers(void)
 	capture_camera_free(cam);
 }
 
+static gpointer start_camera_thread(gpointer cam)
+{
+	char *err = NULL;
+	int rc = capture_camera_start(cam, &err);
+
+	g_free(err);
+	return GINT_TO_POINTER(rc);
+}
+
+/* A camera whose start takes longer than its watchdog time (aravissrc
+ * talking to a camera on a busy host): the watchdog counts from the end of
+ * the start, so the camera is not declared silent before it could send a
+ * frame. The source is a FIFO: filesrc's start blocks until the test opens
+ * it for writing, well past the watchdog time. */
+static void test_slow_start_is_not_silence(void)
+{
+	char *dir = g_dir_make_tmp("vigil-capture-XXXXXX", NULL);
+	char *fifo = g_build_filename(dir, "camera", NULL);
+	char *pipeline = g_strdup_printf("filesrc location=%s blocksize=64 ! rawvideoparse format=gray8 "
+					 "width=8 height=8 framerate=25/1 ! appsink name=sink",
+					 fifo);
+	struct capture_config cfg = {
+		.name = "slow", .pipeline = pipeline, .mode = CAPTURE_TIMESTAMP,
+		.queue_frames = 4, .restart = CAPTURE_RESTART_NEVER, .watchdog_ms = 1500,
+	};
+	uint8_t img[64];
+	struct capture_frame *f = NULL;
+	struct capture_stats st;
+	capture_camera *cam;
+	char *err = NULL;
+	GThread *starter;
+	int64_t trigger;
+	int fd;
+
+	g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+	cam = capture_camera_new(&cfg, &err);
+	g_assert_nonnull(cam);
+	starter = g_thread_new("start", start_camera_thread, cam);
+	/* Twice the watchdog time: the start is still blocked in open(). */
+	g_usleep(3000000);
+	fd = open(fifo, O_WRONLY);
+	g_assert_cmpint(fd, >=, 0);
+	g_assert_cmpint(GPOINTER_TO_INT(g_thread_join(starter)), ==, 0);
+	/* A frame well within the watchdog time of the start's end; before it,
+	 * the bus thread has looked at the silence at least once. */
+	g_usleep(300000);
+	memset(img, 42, sizeof img);
+	trigger = vigil_now_us();
+	g_assert_cmpint(write(fd, img, sizeof img), ==, (ssize_t)sizeof img);
+	g_assert_cmpint(capture_frame_for(cam, 0, trigger, 5000000, &f), ==, 0);
+	g_assert_cmpuint(f->data[0], ==, 42);
+	capture_frame_free(f);
+	capture_camera_stats(cam, &st);
+	g_assert_true(st.up);
+	g_assert_false(st.failed);
+	/* End of stream (restart = never) ends it without a blocked open. */
+	close(fd);
+	capture_camera_free(cam);
+	g_unlink(fifo);
+	g_rmdir(dir);
+	g_free(fifo);
+	g_free(dir);
+	g_free(pipeline);
+}
+
 /* A GigE Vision camera: Aravis's fake camera on loopback, through aravissrc
  * (Bayer, debayered by bayer2rgb). It is killed mid-run and started again. */
 static GPid start_fake_camera(void)
@@ -772,6 +840,7 @@ int main(int argc, char **argv)
 			test_live_missed_trigger_overlapping);
 	g_test_add_func("/capture/live-extra-frame", test_live_extra_frame);
 	g_test_add_func("/capture/live-camera-recovers", test_live_camera_recovers);
+	g_test_add_func("/capture/slow-start-is-not-silence", test_slow_start_is_not_silence);
 	g_test_add_func("/capture/gige-camera-killed-and-back", test_gige_camera_killed_and_back);
 	g_test_add_func("/capture/camera-settings", test_camera_settings);
 	return g_test_run();
