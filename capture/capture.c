@@ -103,6 +103,13 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 	GstSample *sample = gst_app_sink_pull_sample(sink);
 	struct capture_frame *f;
 	gboolean stopping;
+	/* The frame trace (docs/architecture.md, "One clock"): each frame's
+	 * number and arrival, and each one dropped unclaimed, so that a part
+	 * without a frame can be checked against what reached vigild in its
+	 * time. Only when debug messages are shown. */
+	gboolean trace = !g_log_writer_default_would_drop(G_LOG_LEVEL_DEBUG, G_LOG_DOMAIN);
+	uint64_t seq = 0;
+	int64_t t_us = 0;
 
 	if (!sample)
 		return GST_FLOW_EOS;
@@ -116,6 +123,9 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 		while (g_queue_get_length(&cam->frames) >= cam->queue_frames) {
 			struct capture_frame *old = g_queue_pop_head(&cam->frames);
 
+			if (trace)
+				g_debug("camera %s: frame %" G_GUINT64_FORMAT " dropped unclaimed "
+					"(queue full)", cam->name, old->seq);
 			cam->overflow_us = old->t_us;
 			capture_frame_free(old);
 			cam->dropped++;
@@ -140,10 +150,15 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 		cam->next_seq++;
 		cam->frames_in++;
 		cam->last_frame_us = f->t_us;
+		seq = f->seq;
+		t_us = f->t_us;
 		g_queue_push_tail(&cam->frames, f);
 		g_cond_broadcast(&cam->changed);
 	}
 	g_mutex_unlock(&cam->lock);
+	if (trace && !stopping)
+		g_debug("camera %s: frame %" G_GUINT64_FORMAT " reached vigild at %" G_GINT64_FORMAT,
+			cam->name, seq, t_us);
 	return stopping ? GST_FLOW_FLUSHING : GST_FLOW_OK;
 }
 
