@@ -42,6 +42,8 @@ struct capture_camera {
 	int64_t latency_us;     /* live sequence: trigger to frame of the last frame
 				 * paired, -1 before the first */
 	int64_t up_since_us;    /* monotonic time the current pipeline started */
+	int64_t playing_us;     /* monotonic time its start (set_state) returned:
+				 * the watchdog's origin */
 	int64_t last_frame_us;
 	int64_t overflow_us;    /* timestamp mode: arrival of the newest frame dropped
 				 * unclaimed because the queue was full */
@@ -125,6 +127,13 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 	GstSample *sample = gst_app_sink_pull_sample(sink);
 	struct capture_frame *f;
 	gboolean stopping;
+	/* The frame trace (docs/architecture.md, "One clock"): each frame's
+	 * number and arrival, and each one dropped unclaimed, so that a part
+	 * without a frame can be checked against what reached vigild in its
+	 * time. Only when debug messages are shown. */
+	gboolean trace = !g_log_writer_default_would_drop(G_LOG_LEVEL_DEBUG, G_LOG_DOMAIN);
+	uint64_t seq = 0;
+	int64_t t_us = 0;
 
 	if (!sample)
 		return GST_FLOW_EOS;
@@ -138,6 +147,9 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 		while (g_queue_get_length(&cam->frames) >= cam->queue_frames) {
 			struct capture_frame *old = g_queue_pop_head(&cam->frames);
 
+			if (trace)
+				g_debug("camera %s: frame %" G_GUINT64_FORMAT " dropped unclaimed "
+					"(queue full)", cam->name, old->seq);
 			cam->overflow_us = old->t_us;
 			capture_frame_free(old);
 			cam->dropped++;
@@ -162,10 +174,15 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 		cam->next_seq++;
 		cam->frames_in++;
 		cam->last_frame_us = f->t_us;
+		seq = f->seq;
+		t_us = f->t_us;
 		g_queue_push_tail(&cam->frames, f);
 		g_cond_broadcast(&cam->changed);
 	}
 	g_mutex_unlock(&cam->lock);
+	if (trace && !stopping)
+		g_debug("camera %s: frame %" G_GUINT64_FORMAT " reached vigild at %" G_GINT64_FORMAT,
+			cam->name, seq, t_us);
 	return stopping ? GST_FLOW_FLUSHING : GST_FLOW_OK;
 }
 
@@ -319,8 +336,13 @@ static gboolean wait_for_failure(capture_camera *cam, gboolean *is_error)
 		g_mutex_lock(&cam->lock);
 		stop = cam->stopping;
 		if (cam->watchdog_ms > 0 && !msg) {
-			/* A camera that vanished often posts nothing: notice the silence. */
-			int64_t last = MAX(cam->last_frame_us, cam->up_since_us);
+			/* A camera that vanished often posts nothing: notice the
+			 * silence. Counted from when the start returned, not from
+			 * up_since_us: starting aravissrc talks to the camera and
+			 * can take longer than the watchdog on a busy host, and a
+			 * camera declared silent before it could send a frame
+			 * would be restarted again and again. */
+			int64_t last = MAX(cam->last_frame_us, cam->playing_us);
 
 			silent = vigil_now_us() - last > (int64_t)cam->watchdog_ms * 1000;
 			if (silent) {
@@ -465,6 +487,7 @@ static int play_pipeline(capture_camera *cam, char **err)
 		return -EIO;
 	}
 	g_mutex_lock(&cam->lock);
+	cam->playing_us = vigil_now_us();
 	if (restarting)
 		cam->restarts++;
 	g_cond_broadcast(&cam->changed);

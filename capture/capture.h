@@ -71,7 +71,8 @@ struct capture_config {
 	enum capture_restart restart;
 	int restart_min_ms;        /* first retry delay, doubled per failure (0: 500) */
 	int restart_max_ms;        /* cap on the delay (0: 10000) */
-	int watchdog_ms;           /* no frame for this long while up = failure; 0 = off */
+	int watchdog_ms;           /* no frame for this long while up = failure, counted
+				    * from the end of the pipeline's start; 0 = off */
 	int slack_ms;              /* sequence mode, live source: how far a frame may
 				    * reach vigild before its trigger is seen or after
 				    * the next one (0: 20) */
