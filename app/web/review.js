@@ -614,7 +614,6 @@ function resetReviewForm(verdict) {
   f.elements.verdict.value = verdict;
   f.elements.note.value = "";
   say($("review-result"), "");
-  unanswered = null;
 }
 
 function narrow() {
@@ -693,6 +692,9 @@ async function openPart(part, inspection, how = "push") {
   const wasOpen = selected !== null;
   const sel = { part: r.part_id, inspection: r.id, reviewIds: (d.reviews || []).map((v) => v.id) };
   selected = sel;
+  // A review of this inspection that got no answer is still looked for
+  // before the next is sent, also after the part was closed and opened.
+  if (unanswered && unanswered.inspection !== r.id) unanswered = null;
   if (how === "push") {
     if (!wasOpen) {
       history.pushState({ vigilOpen: true }, "", addressWith(sel));
@@ -754,7 +756,6 @@ async function openPart(part, inspection, how = "push") {
 function closePart(how = "back") {
   openTicket++;  // a part still on its way opens nothing now
   selected = null;
-  unanswered = null;
   $("detail").hidden = true;
   for (const tr of listRows()) tr.classList.remove("selected");
   if (how === "back") {
@@ -853,6 +854,7 @@ async function submitReview(ev) {
   } finally {
     setSaving(false);
   }
+  unanswered = null;
   const said = "saved: " + answer.decision + " → " + answer.verdict +
     (answer === late ? " (vigild stored it from the try that got no answer)"
       : late ? "; vigild also stored the earlier try that got no answer (see the history)" : "");
