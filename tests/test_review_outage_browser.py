@@ -158,6 +158,7 @@ const waitText = (page, sel, re) => page.waitForFunction(([sel, src]) => {
   await page.keyboard.press("c");
   await ask("CONT");
   await waitText(page, "#review-result", "^saved: confirm → reject");
+  console.log("clicked twice: " + await result(page));
   if ((await ask("COUNT 5")) !== "1") throw new Error("reviews of part 5 after clicking twice");
 
   await page.waitForFunction(() =>

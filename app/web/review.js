@@ -57,10 +57,9 @@ function renderLink() {
   bar.hidden = link.up;
   $("status").classList.toggle("stale", !link.up);
   if (link.up) return;
-  text(bar, "vigild is not answering (since " + link.since.toLocaleTimeString() + ": " +
-    link.what + "). The figures on this page are stale and nothing can be saved; the page " +
-    "keeps trying every 2 s and this bar goes once vigild answers." +
-    (link.note ? " " + link.note : ""));
+  text(bar, "Since " + link.since.toLocaleTimeString() + ": " + link.what + ". The figures " +
+    "on this page are stale and nothing can be saved; the page keeps trying every 2 s, and " +
+    "this bar goes once vigild answers." + (link.note ? " " + link.note : ""));
 }
 
 // note: what the person tried and did not get (a part not opened), said
@@ -355,6 +354,7 @@ function listFailed(e, live) {
     updateBulk();
   } else {
     $("table-wrap").classList.add("stale");
+    if (!live) text($("list-count"), "not current: vigild did not answer");
   }
   // Asked for (Filter, show more): the error is where the person looks.
   if (!live) err.scrollIntoView({ block: "nearest" });
@@ -372,7 +372,10 @@ async function refreshList(opts = {}) {
   if (opts.live && filters.contains(document.activeElement) &&
       document.activeElement.tagName === "INPUT") return;
   if (opts.live && appliedQuery === null) return;
-  if (!opts.live) appliedQuery = filterQuery();
+  if (!opts.live) {
+    appliedQuery = filterQuery();
+    text($("list-count"), "filtering…");  // what it said is of the filters before
+  }
   const query = appliedQuery;
   let data;
   try {
@@ -668,7 +671,7 @@ function partNotOpened(part, e) {
   const err = $("list-error");
   say(err, msg, true);
   err.hidden = false;
-  if (e.kind !== "refused") setLink(false, e.message, msg);
+  if (e.kind !== "refused") setLink(false, e.message, "Part " + part + " was not opened.");
   if (selected) {
     say($("d-error"), msg + " This is still part " + selected.part + ".", true);
     $("d-error").hidden = false;
@@ -978,11 +981,15 @@ function formFromURL(form, prefix = "") {
     const key = prefix + el.name;
     if (!el.name || !q.has(key)) continue;
     const given = q.get(key);
+    const time = el.type === "datetime-local";
     // A date alone is its midnight, as the API reads it.
-    const v = el.type === "datetime-local" && /^\d{4}-\d\d-\d\d$/.test(given)
-      ? given + "T00:00" : given;
-    el.value = v;
-    if (el.tagName === "SELECT" ? el.value === v : v === "" || el.value !== "") continue;
+    const v = time && /^\d{4}-\d\d-\d\d$/.test(given) ? given + "T00:00" : given;
+    // (A value no date and time field takes is not given to one: the
+    // browser's console would say so too.)
+    const fits = !time || v === "" ||
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,3})?)?$/.test(v);
+    if (fits) el.value = v;
+    if (fits && (el.tagName === "SELECT" ? el.value === v : v === "" || el.value !== "")) continue;
     let takes;
     if (el.tagName === "SELECT") {
       const opts = Array.from(el.options);
