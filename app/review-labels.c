@@ -361,15 +361,22 @@ static gboolean mask_path_ok(const char *rel)
 
 void review__api_mask(review_server *s, SoupServerMessage *msg, int64_t part_id)
 {
-	struct db_filter f = DB_FILTER_ALL;
+	struct review_latest l = { 0 };
 	struct db_row_cb cb = { mask_cb, NULL };
 	char *rel = NULL, *err = NULL, *media = NULL, *full = NULL, *data = NULL;
 	gsize len = 0;
+	int rc;
 
 	cb.data = &rel;
-	f.part_id = part_id;
-	f.limit = 1;
-	if (db_query(s->db_path, &f, &cb, &err) < 0 || !(media = db_media_dir(s->db_path, &err))) {
+	/* The latest inspection, or the one ?inspection= names. */
+	if ((rc = review__find_latest(s, msg, part_id, &l)) < 0) {
+		if (rc == -ENOENT)
+			review__reply_error(msg, SOUP_STATUS_NOT_FOUND,
+					    "no inspection of part %" PRId64, part_id);
+		goto out;
+	}
+	if (db_neighbours(s->db_path, l.id, 0, &cb, &err) < 0 ||
+	    !(media = db_media_dir(s->db_path, &err))) {
 		g_warning("review: %s", err);
 		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
 		free(err);

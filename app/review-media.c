@@ -1,5 +1,5 @@
 /* A part's files over HTTP (review-private.h): the media rows of its
- * latest inspection, each file by its row's id (never by a path the
+ * latest inspection (or the one ?inspection= names), each file by its row's id (never by a path the
  * client names), and the vibration view: the logged window, its envelope
  * spectrum and the bearing frequencies to mark on it. */
 #include <errno.h>
@@ -49,6 +49,7 @@ struct media_row {
 
 struct media_search {
 	int64_t part_id;
+	int64_t chosen;           /* the URLs name this inspection (-1: none) */
 	JsonBuilder *list;        /* add every row to this array, or */
 	int64_t want_id;          /* find the row with this id (-1: none), or */
 	const char *want_kind;    /* the first of this kind */
@@ -60,8 +61,11 @@ static int media_cb(const struct db_media *m, void *data)
 	struct media_search *q = data;
 
 	if (q->list) {
-		char *url = g_strdup_printf("/api/parts/%" PRId64 "/media/%" PRId64, q->part_id,
-					    m->id);
+		char *url = q->chosen < 0
+			? g_strdup_printf("/api/parts/%" PRId64 "/media/%" PRId64, q->part_id,
+					  m->id)
+			: g_strdup_printf("/api/parts/%" PRId64 "/media/%" PRId64
+					  "?inspection=%" PRId64, q->part_id, m->id, q->chosen);
 
 		json_builder_begin_object(q->list);
 		review__add_int(q->list, "id", m->id);
@@ -92,9 +96,9 @@ static void media_row_clear(struct media_row *r)
 }
 
 int review__media_list(review_server *s, int64_t part_id, int64_t inspection_id,
-		       JsonBuilder *b, char **err)
+		       int64_t chosen, JsonBuilder *b, char **err)
 {
-	struct media_search q = { .part_id = part_id, .want_id = -1, .list = b };
+	struct media_search q = { .part_id = part_id, .chosen = chosen, .want_id = -1, .list = b };
 
 	return db_read_media(s->db_path, inspection_id, media_cb, &q, err);
 }
@@ -174,9 +178,9 @@ out:
 	return rc;
 }
 
-/* Finds the media row of part_id's latest inspection with id media_id (or
- * the first of kind) and reads its file; 0 with *row and *data, or an
- * error replied. */
+/* Finds the media row of part_id's latest inspection (or the one the
+ * request names, ?inspection=) with id media_id (or the first of kind) and
+ * reads its file; 0 with *row and *data, or an error replied. */
 static int media_find(review_server *s, SoupServerMessage *msg, int64_t part_id,
 		      int64_t media_id, const char *kind, struct media_row *row, GBytes **data)
 {

@@ -405,16 +405,29 @@ static int history_row(const struct db_review_row *r, void *data)
 	return 0;
 }
 
-/* Member "reviews": every review of the part, newest first. 0, or -EIO
- * with the error replied. */
-static int add_history(review_server *s, SoupServerMessage *msg, int64_t part_id,
-		       JsonBuilder *b)
+struct history {
+	JsonBuilder *b;
+	int64_t inspection;  /* only this inspection's reviews; -1: the part's */
+};
+
+static int history_of(const struct db_review_row *r, void *data)
 {
+	struct history *h = data;
+
+	return h->inspection < 0 || r->inspection_id == h->inspection ? history_row(r, h->b) : 0;
+}
+
+/* Member "reviews": every review of the part (or of the inspection the
+ * request named), newest first. 0, or -EIO with the error replied. */
+static int add_history(review_server *s, SoupServerMessage *msg, int64_t part_id,
+		       int64_t inspection, JsonBuilder *b)
+{
+	struct history h = { b, inspection };
 	char *err = NULL;
 
 	json_builder_set_member_name(b, "reviews");
 	json_builder_begin_array(b);
-	if (db_read_reviews(s->db_path, part_id, history_row, b, &err) < 0) {
+	if (db_read_reviews(s->db_path, part_id, history_of, &h, &err) < 0) {
 		g_warning("review: %s", err);
 		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
 		free(err);
@@ -428,6 +441,8 @@ static int latest_cb(const struct db_inspection *row, void *data)
 {
 	struct review_latest *l = data;
 
+	if (row->part_id != l->part_id)
+		return 0;  /* ?inspection= named another part's */
 	l->id = row->id;
 	l->verdict = row->verdict;
 	if (l->b) {
@@ -437,22 +452,65 @@ static int latest_cb(const struct db_inspection *row, void *data)
 	return 0;
 }
 
-/* The latest inspection of part_id: 0, -ENOENT, or an error replied. */
+/* ?inspection=ID in the request: *id, or -1 without it. 0, or -EINVAL
+ * with a 400 replied. */
+static int chosen_inspection(SoupServerMessage *msg, int64_t *id)
+{
+	char *why = NULL;
+	GHashTable *q = review__parse_query(g_uri_get_query(soup_server_message_get_uri(msg)),
+					    &why);
+	const char *v;
+	guint64 n;
+	int rc = 0;
+
+	*id = -1;
+	if (!q) {
+		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST, "%s", why);
+		g_free(why);
+		return -EINVAL;
+	}
+	if ((v = g_hash_table_lookup(q, "inspection"))) {
+		if (review__parse_uint(v, G_MAXINT64, &n) < 0) {
+			review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+					    "inspection is an inspection's id (\"id\" of a row of "
+					    "/api/inspections), a whole number");
+			rc = -EINVAL;
+		} else {
+			*id = (int64_t)n;
+		}
+	}
+	g_hash_table_unref(q);
+	return rc;
+}
+
 int review__find_latest(review_server *s, SoupServerMessage *msg, int64_t part_id,
 			struct review_latest *l)
 {
 	struct db_filter f = DB_FILTER_ALL;
 	struct db_row_cb cb = { latest_cb, l };
 	char *err = NULL;
+	int rc;
 
+	l->id = -1;
+	l->part_id = part_id;
+	if (chosen_inspection(msg, &l->chosen) < 0)
+		return -EINVAL;
 	f.part_id = part_id;
 	f.limit = 1;
-	l->id = -1;
-	if (db_query(s->db_path, &f, &cb, &err) < 0) {
+	/* The row itself, without its neighbours; latest_cb checks its part. */
+	rc = l->chosen >= 0 ? db_neighbours(s->db_path, l->chosen, 0, &cb, &err)
+			    : db_query(s->db_path, &f, &cb, &err);
+	if (rc < 0) {
 		g_warning("review: %s", err);
 		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
 		free(err);
 		return -EIO;
+	}
+	if (l->id < 0 && l->chosen >= 0) {
+		review__reply_error(msg, SOUP_STATUS_NOT_FOUND,
+				    "no inspection %" PRId64 " of part %" PRId64, l->chosen,
+				    part_id);
+		return -EINVAL;
 	}
 	return l->id < 0 ? -ENOENT : 0;
 }
@@ -501,14 +559,14 @@ void review__api_part(review_server *s, SoupServerMessage *msg, int64_t part_id)
 	review__add_bearing(s, b);
 	json_builder_set_member_name(b, "media");
 	json_builder_begin_array(b);
-	if (review__media_list(s, part_id, l.id, b, &err) < 0) {
+	if (review__media_list(s, part_id, l.id, l.chosen, b, &err) < 0) {
 		g_warning("review: %s", err);
 		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
 		free(err);
 		goto out;
 	}
 	json_builder_end_array(b);
-	if (add_history(s, msg, part_id, b) < 0)
+	if (add_history(s, msg, part_id, l.chosen, b) < 0)
 		goto out;
 	json_builder_end_object(b);
 	review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
@@ -613,9 +671,11 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 		verdict = l.verdict;  /* confirming keeps the line's verdict */
 	if (who.name)
 		reviewer = who.name;  /* a user's review is theirs, whatever the body says */
-	rc = db_review_labeled(s->db_path, part_id, decision, verdict, note && *note ? note : NULL,
-			       reviewer && *reviewer ? reviewer : "web",
-			       &(struct db_review_label){ label.defect_type, mask_rel }, &err);
+	/* The inspection looked up above: a newer one of the same part id
+	 * logged meanwhile is not the one reviewed. */
+	rc = db_review_at(s->db_path, part_id, l.id, decision, verdict,
+			  note && *note ? note : NULL, reviewer && *reviewer ? reviewer : "web",
+			  &(struct db_review_label){ label.defect_type, mask_rel }, &err);
 	if (rc < 0) {
 		review__label_drop_mask(s, mask_rel);
 		g_warning("review: %s", err ? err : db_strerror(rc));
@@ -634,6 +694,7 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 
 		json_builder_begin_object(b);
 		review__add_int(b, "part_id", part_id);
+		review__add_int(b, "inspection_id", l.id);
 		review__add_string(b, "decision", decision);
 		review__add_string(b, "verdict", vigil_verdict_name((enum vigil_verdict)verdict));
 		review__add_string(b, "reviewer", reviewer && *reviewer ? reviewer : "web");

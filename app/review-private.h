@@ -191,14 +191,20 @@ JsonObject *review__body_object(SoupServerMessage *msg, gsize max, const char *u
 				JsonParser **parser);
 void review__add_int(JsonBuilder *b, const char *name, int64_t v);
 
-/* The latest inspection of a part; with b set, it is also added to b as
- * member "inspection". */
+/* The latest inspection of a part, or the one the request names with
+ * ?inspection=ID (its row id: a part id the line used twice, its counter
+ * having started over, names two inspections, and a client reviews the one
+ * it shows); with b set, it is also added to b as member "inspection". */
 struct review_latest {
 	JsonBuilder *b;
 	int64_t id;
 	int verdict;
+	int64_t part_id;  /* set by review__find_latest */
+	int64_t chosen;   /* ?inspection=, or -1: the latest */
 };
-/* 0, -ENOENT (the caller replies), or -EIO with the error replied. */
+/* 0, -ENOENT (the part has none: the caller replies), or another negative
+ * code with the error replied: -EIO, or -EINVAL for an ?inspection= that
+ * is not a whole number (400) or not one of the part's (404). */
 int review__find_latest(review_server *s, SoupServerMessage *msg, int64_t part_id,
 			struct review_latest *l);
 
@@ -219,9 +225,11 @@ gboolean review__trace_route(review_server *s, SoupServerMessage *msg, const cha
 /* Member "bearing": s's defect frequencies, or null without a bearing. */
 void review__add_bearing(review_server *s, JsonBuilder *b);
 /* Adds one object per media row of inspection_id to the array open in b,
- * each with its URL under part_id. db_read_media's result and *err. */
+ * each with its URL under part_id (with ?inspection=ID when chosen is not
+ * -1: the request named that inspection). db_read_media's result and
+ * *err. */
 int review__media_list(review_server *s, int64_t part_id, int64_t inspection_id,
-		       JsonBuilder *b, char **err);
+		       int64_t chosen, JsonBuilder *b, char **err);
 void review__api_media(review_server *s, SoupServerMessage *msg, int64_t part_id,
 		       int64_t media_id);
 void review__api_vibration(review_server *s, SoupServerMessage *msg, int64_t part_id);

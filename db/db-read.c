@@ -353,7 +353,7 @@ int db_read_inspections(const char *path, const struct db_row_cb *cb, char **err
 }
 
 struct review_args {
-	int64_t part_id;
+	int64_t part_id, inspection_id;
 	const char *decision, *verdict, *note, *reviewer;
 	const char *defect_type, *mask_path;
 };
@@ -369,7 +369,8 @@ static int bind_review(sqlite3_stmt *st, void *data)
 	    (rc = sqlite3_bind_text(st, 4, a->verdict, -1, SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = db__bind_text_or_null(st, 5, a->note)) != SQLITE_OK ||
 	    (rc = db__bind_text_or_null(st, 7, a->defect_type)) != SQLITE_OK ||
-	    (rc = db__bind_text_or_null(st, 8, a->mask_path)) != SQLITE_OK)
+	    (rc = db__bind_text_or_null(st, 8, a->mask_path)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 9, a->inspection_id)) != SQLITE_OK)
 		return rc;
 	return db__bind_text_or_null(st, 6, a->reviewer);
 }
@@ -384,16 +385,24 @@ int db_review_labeled(const char *path, int64_t part_id, const char *decision, i
 		      const char *note, const char *reviewer,
 		      const struct db_review_label *label, char **err)
 {
-	struct review_args a = { part_id, decision, NULL, note, reviewer,
+	return db_review_at(path, part_id, -1, decision, verdict, note, reviewer, label, err);
+}
+
+int db_review_at(const char *path, int64_t part_id, int64_t inspection_id,
+		 const char *decision, int verdict, const char *note, const char *reviewer,
+		 const struct db_review_label *label, char **err)
+{
+	struct review_args a = { part_id, inspection_id, decision, NULL, note, reviewer,
 				 label ? label->defect_type : NULL, label ? label->mask_path : NULL };
-	/* One statement: the review goes to the latest inspection of the
-	 * part, or nowhere when there is none. */
+	/* One statement: the review goes to the inspection named, or the
+	 * latest of the part, or nowhere when there is none (an inspection
+	 * of another part is none). */
 	struct statement s = {
 		.path = path, .write = true, .doing = "review in", .bind = bind_review, .data = &a,
 		.sql = "INSERT INTO reviews (inspection_id, t_wall_us, decision, verdict, note,"
 		       " reviewer, defect_type, mask_path) SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8"
 		       " FROM inspections"
-		       " WHERE part_id = ?1 ORDER BY id DESC LIMIT 1",
+		       " WHERE part_id = ?1 AND (?9 < 0 OR id = ?9) ORDER BY id DESC LIMIT 1",
 	};
 	int rc;
 
@@ -410,7 +419,11 @@ int db_review_labeled(const char *path, int64_t part_id, const char *decision, i
 	if ((rc = run_statement(&s, err)) < 0)
 		return rc;
 	if (s.changes == 0) {
-		db__set_error(err, "%s: no inspection of part %" PRId64, path, part_id);
+		if (inspection_id >= 0)
+			db__set_error(err, "%s: no inspection %" PRId64 " of part %" PRId64, path,
+				      inspection_id, part_id);
+		else
+			db__set_error(err, "%s: no inspection of part %" PRId64, path, part_id);
 		return -ENOENT;
 	}
 	return 0;

@@ -484,6 +484,14 @@ struct db_review_label {
 int db_review_labeled(const char *path, int64_t part_id, const char *decision, int verdict,
 		      const char *note, const char *reviewer,
 		      const struct db_review_label *label, char **err);
+/* db_review_labeled of one inspection of part_id by its row id (the
+ * id of a db_query row), not the latest: a part id the line used twice
+ * (its counter started over) names two inspections, and the one reviewed
+ * is the one looked at. inspection_id < 0 is the latest. -ENOENT when
+ * inspection_id is not one of part_id's. */
+int db_review_at(const char *path, int64_t part_id, int64_t inspection_id,
+		 const char *decision, int verdict, const char *note, const char *reviewer,
+		 const struct db_review_label *label, char **err);
 
 /* The vibration condition figures logged with inspection inspection_id
  * (the id of a db_query row). 0, -ENOENT when none were logged, or a

@@ -1836,6 +1836,35 @@ static void test_review_labels(struct fixture *fx, gconstpointer data)
 	g_free(seen.mask);
 }
 
+/* A part id the line used twice (its counter started over): db_review_at
+ * reviews the inspection named, not the latest, and refuses an inspection
+ * of another part; inspection -1 is the latest, as db_review. */
+static void test_review_at(struct fixture *fx, gconstpointer data)
+{
+	db_log *db = open_ok(fx->path, 64);
+	int64_t older, newer, other;
+
+	(void)data;
+	submit_range(db, 1, 5);
+	submit_range(db, 1, 3);
+	db_close(db);
+	older = sql_int(fx->path, "SELECT min(id) FROM inspections WHERE part_id = 2");
+	newer = sql_int(fx->path, "SELECT max(id) FROM inspections WHERE part_id = 2");
+	other = sql_int(fx->path, "SELECT id FROM inspections WHERE part_id = 4");
+	g_assert_cmpint(older, <, newer);
+	g_assert_cmpint(db_review_at(fx->path, 2, older, "overrule", VIGIL_VERDICT_ACCEPT, "old",
+				     "qa", NULL, NULL), ==, 0);
+	g_assert_cmpint(db_review_at(fx->path, 2, other, "confirm", VIGIL_VERDICT_REJECT, NULL,
+				     "qa", NULL, NULL), ==, -ENOENT);
+	g_assert_cmpint(db_review_at(fx->path, 2, -1, "confirm", VIGIL_VERDICT_REJECT, "new", "qa",
+				     NULL, NULL), ==, 0);
+	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM reviews"), ==, 2);
+	g_assert_cmpint(sql_int(fx->path, "SELECT inspection_id FROM reviews WHERE note = 'old'"),
+			==, older);
+	g_assert_cmpint(sql_int(fx->path, "SELECT inspection_id FROM reviews WHERE note = 'new'"),
+			==, newer);
+}
+
 /* By age: rows (with reviews, vibration and files) older than
  * max_age_days go; rows younger stay. */
 static void test_retention_age(struct fixture *fx, gconstpointer data)
@@ -3026,6 +3055,7 @@ int main(int argc, char **argv)
 	ADD("/db/open-waits-for-lock", test_open_waits_for_lock);
 	ADD("/db/media-sweep", test_media_sweep);
 	ADD("/db/review-labels", test_review_labels);
+	ADD("/db/review-at", test_review_at);
 	ADD("/db/recent-ring", test_recent_ring);
 	ADD("/db/recent-ring-hours", test_recent_ring_hours);
 	ADD("/db/recent-ring-gives-way", test_recent_ring_gives_way);

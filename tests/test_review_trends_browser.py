@@ -8,7 +8,9 @@ driven by playwright-core (npm):
     by shift the table lists the four shifts; without the charting library
     the table still carries every figure;
   - a running line whose burst of defective parts raised the yield alarm
-    (as tests/test_alarm_line.py): the banner shows it and when it began.
+    (as tests/test_alarm_line.py): the banner shows it and when it began;
+  - the view's settings go into the address with Show, and a reload of it
+    shows the same view (QA acceptance D4).
 
 Skips (exit 77) when /usr/bin/chromium or npm is missing; fails when npm
 is there but playwright-core or uPlot was not installed (`make test`
@@ -76,6 +78,21 @@ const [logUrl, liveUrl, executablePath] = process.argv.slice(2);
   const shifts = await page.$$eval("#trends-table tbody tr", (r) => r.map((x) => x.dataset.label));
   if (shifts.join() !== "2026-11-18 night,2026-11-18 late,2026-11-18 early,2026-11-17 night")
     throw new Error("shift rows: " + shifts.join());
+  // The view is in the address (QA acceptance D4): a bookmark, a reload,
+  // shows the same.
+  const q = new URL(page.url()).searchParams;
+  if (q.get("trends_bucket") !== "shift" || q.get("trends_since") !== "2026-11-18T00:00" ||
+      q.get("trends_until") !== "2026-11-19")
+    throw new Error("the view is not in the address: " + page.url());
+  await page.reload();
+  await page.waitForFunction(() => {
+    const tr = document.querySelector("#trends-table tbody tr");
+    return tr && tr.dataset.label === "2026-11-18 night";
+  }, null, { timeout: 15000 });
+  const again = await page.$$eval("#trends-table tbody tr", (r) => r.map((x) => x.dataset.label));
+  if (again.join() !== shifts.join()) throw new Error("after a reload: " + again.join());
+  if ((await page.inputValue("#trends-form select[name=bucket]")) !== "shift")
+    throw new Error("the bucket is not restored");
 
   // Without the charting library: no canvas, the table still flags hour 10.
   const bare = await browser.newPage();

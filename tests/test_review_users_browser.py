@@ -10,7 +10,11 @@ review history under her name; a viewer's review is refused (403, naming
 the role reviewer); an admin's confirmation goes on top of the history.
 read_requires_token: the list is refused until a viewer signs in, then it
 lists, and part 3's image (fetched with the token, drawn at its size) and
-history show.
+history show; the rest the token reads loads with the sign-in, no reload
+of the page needed (QA acceptance D3): the shift and model filters' choices,
+the trends; the Plant section, which this server has none of, stays hidden
+before and after. With a users file the escape form's reporter field is
+hidden as the review form's reviewer field is (D11).
 
 Skips (exit 77) when /usr/bin/chromium or npm is missing; fails when npm
 is there but playwright-core was not installed (`make web-test-deps`).
@@ -70,6 +74,8 @@ const T = { timeout: 15000 };
   await imageShown(page);
   if (await page.isVisible("#review input[name=reviewer]"))
     throw new Error("the free-text reviewer field shows although the server names the user");
+  if (await page.isVisible("#trace-mark input[name=reporter]"))
+    throw new Error("the free-text reporter field shows although the server names the user");
   await page.check("#review input[value=overrule]");
   await page.selectOption("#review select[name=verdict]", "accept");
   await page.fill("#review input[name=note]", "fixture mark, <i>not</i> a scratch");
@@ -106,9 +112,24 @@ const T = { timeout: 15000 };
   await page.waitForFunction(() => !document.querySelector("#list-error").hidden, null, T);
   await who(page, "reading needs a token");
   if (await page.$("#inspections tbody tr")) throw new Error("listed without a token");
+  await page.waitForSelector("#trends-error:not([hidden])", T);
+  // Whether the server has a Plant view is not known without a token:
+  // the section stays hidden (its request answered first).
+  await page.waitForFunction(() => performance.getEntriesByType("resource")
+    .some((e) => /\/api\/plant$/.test(e.name) && e.responseEnd > 0), null, T);
+  if (await page.isVisible("#plant")) throw new Error("a Plant section before the sign-in");
   await signIn(page, vera);
   await who(page, "^signed in as vera \\(viewer\\)$");
   await page.waitForSelector("#inspections tbody tr[data-part='3']", T);
+  // What the token reads loads with the sign-in, without a reload.
+  await page.waitForFunction(() =>
+    document.querySelectorAll("#filters select[name=shift] option").length > 1 &&
+    Array.from(document.querySelectorAll("#filters select[name=model] option"))
+      .some((o) => o.value === "synthetic-1"), null, T);
+  await page.waitForSelector("#trends-error", { state: "hidden", ...T });
+  await page.waitForFunction(() => /centre line/.test(
+    document.querySelector("#trends-summary").textContent), null, T);
+  if (await page.isVisible("#plant")) throw new Error("a Plant section after the sign-in");
   await page.click("#inspections tbody tr[data-part='3']");
   await imageShown(page);
   await page.waitForFunction(() => document.querySelectorAll("#users-history tbody tr").length === 2, null, T);

@@ -20,6 +20,7 @@ window.vigilLabels = (() => {
     pinch: null,        // two fingers down: [distance, midpoint] last seen
     maxMaskBytes: 1 << 20,
     part: null,
+    inspection: null,   // the part's inspection open (a part id may name two)
   };
 
   // ---- the defect types ----
@@ -257,13 +258,14 @@ window.vigilLabels = (() => {
     draw();
   }
 
-  // The region of the part's latest review, into the editor (to correct
-  // it, or to keep it with a new review): white where it is set.
+  // The region of the inspection's latest review, into the editor (to
+  // correct it, or to keep it with a new review): white where it is set.
   async function loadSaved() {
     const id = st.part;
     let img;
     try {
-      img = await window.loadImage("/api/parts/" + encodeURIComponent(id) + "/mask?t=" + Date.now());
+      img = await window.loadImage("/api/parts/" + encodeURIComponent(id) + "/mask?inspection=" +
+        encodeURIComponent(st.inspection) + "&t=" + Date.now());
     } catch (e) {
       el("lb-error").textContent = "cannot load the saved region";
       return;
@@ -288,6 +290,7 @@ window.vigilLabels = (() => {
   // A part was opened (d: GET /api/parts/ID): a fresh label for it.
   async function open(id, d) {
     st.part = id;
+    st.inspection = d.inspection ? d.inspection.id : null;
     st.img = st.mask = st.tint = null;
     loadClasses();
     st.painted = false;

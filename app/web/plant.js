@@ -2,7 +2,9 @@
 // inspections of the plant's central database, filtered by site, line and
 // station, with a central review from each row. Shown only when the server
 // has [review] central (vigild --review-only at the plant office): GET
-// /api/plant says; elsewhere the section stays hidden. The filters live in
+// /api/plant says; elsewhere the section stays hidden, and so it does while
+// that is not known (reads need a token not given yet, vigild does not
+// answer): a sign-in asks again. The filters live in
 // the URL as plant_site, plant_line, plant_station and plant_verdict (a
 // view to bookmark or send, as the page's other filters are), prefixed so
 // that the log list's own filters (its station among them) never take them.
@@ -47,20 +49,11 @@
       if (el.value) q.set(URL_PREFIX + el.name, el.value);
     }
     const text = q.toString();
-    history.replaceState(null, "", location.pathname + (text ? "?" + text : "") + location.hash);
-  }
-
-  function restoreFromURL() {
-    const q = new URLSearchParams(location.search);
-    for (const el of $("plant-filters").elements)
-      if (el.name && q.has(URL_PREFIX + el.name)) el.value = q.get(URL_PREFIX + el.name);
+    history.replaceState(history.state, "",
+      location.pathname + (text ? "?" + text : "") + location.hash);
   }
 
   async function loadStations() {
-    // A station's page has no central database: ask before asking for it.
-    const here = await answer(await fetch("/api/plant", { cache: "no-store" }));
-    if (!here.central) return false;
-    section.hidden = false;
     const r = await fetch("/api/plant/stations", { cache: "no-store" });
     const body = await answer(r);
     const tbody = $("plant-stations").tBodies[0];
@@ -83,7 +76,6 @@
       });
       tbody.appendChild(tr);
     }
-    return true;
   }
 
   async function review(row, decision, verdict) {
@@ -142,15 +134,45 @@
     $("plant-count").dataset.query = query;  // which filters the list shows
   }
 
+  // The address's plant_* values the form cannot take (review.js's
+  // formFromURL): said, and no list until the filters are set.
+  let addressBad = [];
+  let known = false;  // /api/plant answered
+
+  // A station's page has no central database: ask before asking for it.
+  async function load() {
+    let here;
+    try {
+      here = await answer(await fetch("/api/plant", { cache: "no-store" }));
+    } catch (e) {
+      return;  // not known yet: hidden, asked again at the next sign-in
+    }
+    known = true;
+    section.hidden = !here.central;
+    if (!here.central) return;
+    try {
+      await loadStations();
+      if (addressBad.length)
+        showError("The address asks for what the Plant view cannot show: " +
+          addressBad.join("; ") + ". Set the filters and press Show.");
+      else
+        await loadInspections();
+    } catch (e) {
+      showError(e.message);
+    }
+  }
+
   $("plant-filters").addEventListener("submit", (ev) => {
     ev.preventDefault();
+    addressBad = [];
     syncURL();
     loadInspections().catch((e) => showError(e.message));
   });
   window.addEventListener("load", () => {
-    restoreFromURL();
-    loadStations()
-      .then((here) => here && loadInspections())
-      .catch((e) => { section.hidden = false; showError(e.message); });
+    addressBad = formFromURL($("plant-filters"), URL_PREFIX);
+    load();
   });
+  document.addEventListener("vigil-signed-in", load);
+  // vigild answering again (review.js): asked again if it never said.
+  document.addEventListener("vigil-link-up", () => known || load());
 })();

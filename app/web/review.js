@@ -4,11 +4,136 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-let selectedPart = null;
+// The open part: { part, inspection, reviewIds } or null. A part id the
+// line used twice (its counter started over) names two inspections, so the
+// page opens, reviews and marks by the inspection's own id.
+let selected = null;
+let openTicket = 0;          // the latest openPart asked for; an older answer is dropped
 const PAGE = 200;            // rows the list shows at first, and "show more" adds
-const checked = new Set();   // part ids ticked for bulk confirm; kept over refreshes
+const checked = new Set();   // inspection ids ticked for bulk confirm; kept over refreshes
 let listSignature = "";      // what the list shows now, to skip a refresh that changes nothing
 let appliedQuery = null;     // the filters as last applied (Filter, show more, page load)
+let saving = false;          // a review is on its way: Save, c and Enter wait for its answer
+// A review sent that got no answer (vigild stalled, or gone mid-request):
+// { inspection, body, reviewIds }. vigild may still store it once it runs
+// again, so the retry first looks whether it did, and never stores it twice.
+let unanswered = null;
+
+// ---- requests: every one with a timeout, and whether vigild answers ----
+
+// How long a request may take before the page gives up on it and says so:
+// a stalled vigild (stopped, swapping) answers nothing, and a page that
+// waits for ever says "saving…" for ever. localStorage
+// "vigil-fetch-timeout-ms" changes it for one browser (the browser tests
+// stall vigild for seconds, not for 15).
+const FETCH_TIMEOUT_MS = (() => {
+  let v = NaN;
+  try {
+    v = Number(localStorage.getItem("vigil-fetch-timeout-ms") || NaN);
+  } catch (e) { /* no storage here: the default */ }
+  return Number.isInteger(v) && v >= 200 ? v : 15000;
+})();
+
+// A request that got no answer: kind "timeout" (vigild took longer than
+// FETCH_TIMEOUT_MS) or "network" (not running, the network down, or the
+// connection lost mid-request); status is 0. An answer refusing it (4xx,
+// 5xx) is kind "refused" with its status.
+class RequestError extends Error {
+  constructor(message, kind, status = 0) {
+    super(message);
+    this.kind = kind;
+    this.status = status;
+  }
+}
+
+// vigild answering or not, as the page's last request found it; while it
+// is not, the bar at the foot of the window says so and that the figures
+// on the page are stale.
+const vigilLink = { up: true, since: null, what: "", note: "" };
+
+function renderLink() {
+  const bar = $("link-alert"), link = vigilLink;
+  if (!bar) return;
+  bar.hidden = link.up;
+  $("status").classList.toggle("stale", !link.up);
+  if (link.up) return;
+  text(bar, "Since " + link.since.toLocaleTimeString() + ": " + link.what + ". The figures " +
+    "on this page are stale and nothing can be saved; the page keeps trying every 2 s, and " +
+    "this bar goes once vigild answers." + (link.note ? " " + link.note : ""));
+}
+
+// note: what the person tried and did not get (a part not opened), said
+// in the bar until vigild answers again. Answering again is told to the
+// page ("vigil-link-up" on document): what failed meanwhile loads again.
+function setLink(up, what = "", note = "") {
+  const link = vigilLink;
+  if (up === link.up && !note) return;
+  if (!up && link.up) link.since = new Date();
+  link.up = up;
+  link.what = what;
+  link.note = up ? "" : note || link.note;
+  renderLink();
+  if (up) document.dispatchEvent(new CustomEvent("vigil-link-up"));
+}
+
+{
+  const plainFetch = window.fetch.bind(window);
+  window.fetch = async (input, init = {}) => {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+    try {
+      const r = await plainFetch(input, { ...init, signal: ctl.signal });
+      setLink(true);
+      return r;
+    } catch (e) {
+      const err = ctl.signal.aborted
+        ? new RequestError("no answer from vigild within " + FETCH_TIMEOUT_MS / 1000 +
+          " s (stopped or overloaded)", "timeout")
+        : new RequestError("vigild cannot be reached (not running, or the network is down)",
+          "network");
+      setLink(false, err.message);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
+// The JSON of an answer; an answer refusing the request throws its error.
+async function answerJSON(r) {
+  let body = null;
+  try {
+    body = await r.json();
+  } catch (e) {
+    if (r.ok) throw new RequestError("vigild's answer is not JSON", "refused", r.status);
+  }
+  if (!r.ok)
+    throw new RequestError((body && body.error) || r.status + " " + r.statusText, "refused",
+      r.status);
+  return body;
+}
+
+// Runs fn() unless the last run has not finished: a poll of a stalled
+// vigild must not pile up requests (the browser opens six connections to
+// it at most, and a Save would wait behind them).
+function unlessBusy(fn) {
+  let busy = false;
+  return async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      await fn();
+    } finally {
+      busy = false;
+    }
+  };
+}
+
+// A message at a control: an error (red) or not.
+function say(el, value, error = false) {
+  text(el, value);
+  el.classList.toggle("error", error);
+}
 
 // ---- charts (uPlot, when vigild serves it) ----
 
@@ -114,10 +239,7 @@ function text(el, value) {
 }
 
 async function getJSON(url) {
-  const r = await fetch(url, { cache: "no-store" });
-  const body = await r.json();
-  if (!r.ok) throw new Error(body.error || r.statusText);
-  return body;
+  return answerJSON(await fetch(url, { cache: "no-store" }));
 }
 
 // The forwarder to the plant's PostgreSQL: link, rows waiting, lag.
@@ -152,7 +274,8 @@ async function refreshStatus() {
     // A running line adds parts: the list follows with the status poll.
     if (s.line) refreshList({ live: true });
   } catch (e) {
-    text($("st-rate"), "status: " + e.message);
+    // Unreachable: the bar at the foot says so and marks the figures stale.
+    if (e.kind === "refused") text($("st-rate"), "status: " + e.message);
   }
 }
 
@@ -170,10 +293,10 @@ function listRows() {
 }
 
 function updateBulk() {
-  const shownIds = listRows().map((tr) => Number(tr.dataset.part));
+  const shownIds = listRows().map((tr) => Number(tr.dataset.inspection));
   for (const id of Array.from(checked)) if (!shownIds.includes(id)) checked.delete(id);
   const n = checked.size;
-  $("confirm-selected").disabled = n === 0;
+  $("confirm-selected").disabled = n === 0 || !!$("confirm-selected").dataset.busy;
   text($("confirm-selected"), "confirm selected (" + n + ")");
   $("select-all").checked = n > 0 && n === shownIds.length;
   $("select-all").indeterminate = n > 0 && n < shownIds.length;
@@ -181,18 +304,19 @@ function updateBulk() {
 
 function renderRow(r) {
   const tr = document.createElement("tr");
-  tr.className = r.verdict + (r.part_id === selectedPart ? " selected" : "");
+  tr.className = r.verdict + (selected && r.id === selected.inspection ? " selected" : "");
   tr.dataset.part = r.part_id;
+  tr.dataset.inspection = r.id;
   tr.dataset.verdict = r.verdict;
   const sel = document.createElement("td");
   sel.className = "sel";
   const box = document.createElement("input");
   box.type = "checkbox";
   box.setAttribute("aria-label", "select part " + r.part_id);
-  box.checked = checked.has(r.part_id);
+  box.checked = checked.has(r.id);
   box.addEventListener("click", (ev) => ev.stopPropagation());
   box.addEventListener("change", () => {
-    if (box.checked) checked.add(r.part_id); else checked.delete(r.part_id);
+    if (box.checked) checked.add(r.id); else checked.delete(r.id);
     updateBulk();
   });
   sel.append(box);
@@ -209,49 +333,81 @@ function renderRow(r) {
     text(td, v);
     tr.appendChild(td);
   }
-  tr.addEventListener("click", () => openPart(r.part_id));
+  tr.addEventListener("click", () => openPart(r.part_id, r.id));
   return tr;
+}
+
+// The list's rows no longer show the filters asked for: a refused filter
+// (a bad value) empties the list, so that no other view passes for the
+// one asked for; a request without an answer leaves the rows, marked as
+// not current.
+function listFailed(e, live) {
+  const err = $("list-error");
+  say(err, e.kind === "refused" ? e.message
+    : "The list is not current: " + e.message + ". The rows below are from before.", true);
+  err.hidden = false;
+  if (e.kind === "refused") {
+    $("inspections").tBodies[0].replaceChildren();
+    listSignature = "";
+    text($("list-count"), "no list: the filters are refused");
+    $("list-more").hidden = true;
+    updateBulk();
+  } else {
+    $("table-wrap").classList.add("stale");
+    if (!live) text($("list-count"), "not current: vigild did not answer");
+  }
+  // Asked for (Filter, show more): the error is where the person looks.
+  if (!live) err.scrollIntoView({ block: "nearest" });
 }
 
 // live: a refresh from the status poll, not asked for. It uses the filters
 // as last applied (a half-edited filter is not applied behind the user's
-// back), is skipped while the user types in the filters, and keeps the
-// first row in view where it was, so new parts arriving above do not push
-// the list down under the reader's eyes.
+// back; none while the address's filters are refused), is skipped while
+// the user types in the filters, and keeps the first row in view where it
+// was, so new parts arriving above do not push the list down under the
+// reader's eyes.
 async function refreshList(opts = {}) {
   const err = $("list-error");
   const filters = $("filters");
   if (opts.live && filters.contains(document.activeElement) &&
       document.activeElement.tagName === "INPUT") return;
-  if (!opts.live || appliedQuery === null) appliedQuery = filterQuery();
-  try {
-    const data = await getJSON("/api/inspections?" + appliedQuery);
-    err.hidden = true;
-    const rows = data.inspections.slice().reverse();
-    const sig = JSON.stringify([data.total, rows.map((r) => [r.id, r.review, r.review_verdict])]);
-    if (opts.live && sig === listSignature) return;
-    listSignature = sig;
-    const body = $("inspections").tBodies[0];
-    // The first row in view, and where it is, before the rows change.
-    let anchor = null;
-    for (const tr of body.rows) {
-      const top = tr.getBoundingClientRect().top;
-      if (top >= 0) { anchor = { part: tr.dataset.part, top }; break; }
-    }
-    body.replaceChildren(...rows.map(renderRow));
-    if (anchor && window.scrollY > 0) {
-      const same = body.querySelector('tr[data-part="' + CSS.escape(anchor.part) + '"]');
-      if (same) window.scrollBy(0, same.getBoundingClientRect().top - anchor.top);
-    }
-    const total = data.total === undefined ? rows.length : data.total;
-    text($("list-count"), rows.length < total ? "showing " + rows.length + " of " + total
-      : total + (total === 1 ? " part" : " parts"));
-    $("list-more").hidden = !data.has_more;
-    updateBulk();
-  } catch (e) {
-    err.hidden = false;
-    text(err, e.message);
+  if (opts.live && appliedQuery === null) return;
+  if (!opts.live) {
+    appliedQuery = filterQuery();
+    text($("list-count"), "filtering…");  // what it said is of the filters before
   }
+  const query = appliedQuery;
+  let data;
+  try {
+    data = await getJSON("/api/inspections?" + query);
+  } catch (e) {
+    if (query === appliedQuery) listFailed(e, opts.live);
+    return;
+  }
+  if (query !== appliedQuery) return;  // other filters were applied meanwhile
+  err.hidden = true;
+  $("table-wrap").classList.remove("stale");
+  const rows = data.inspections.slice().reverse();
+  const sig = JSON.stringify([data.total, rows.map((r) => [r.id, r.review, r.review_verdict])]);
+  if (opts.live && sig === listSignature) return;
+  listSignature = sig;
+  const body = $("inspections").tBodies[0];
+  // The first row in view, and where it is, before the rows change.
+  let anchor = null;
+  for (const tr of body.rows) {
+    const top = tr.getBoundingClientRect().top;
+    if (top >= 0) { anchor = { inspection: tr.dataset.inspection, top }; break; }
+  }
+  body.replaceChildren(...rows.map(renderRow));
+  if (anchor && window.scrollY > 0) {
+    const same = body.querySelector('tr[data-inspection="' + CSS.escape(anchor.inspection) + '"]');
+    if (same) window.scrollBy(0, same.getBoundingClientRect().top - anchor.top);
+  }
+  const total = data.total === undefined ? rows.length : data.total;
+  text($("list-count"), rows.length < total ? "showing " + rows.length + " of " + total
+    : total + (total === 1 ? " part" : " parts"));
+  $("list-more").hidden = !data.has_more;
+  updateBulk();
 }
 
 // Show the next PAGE rows too: the list's limit grows (up to the API's).
@@ -369,7 +525,7 @@ async function showMedia(media) {
 
 // Beside the part, a recent accepted part's image from the same camera,
 // without any map: what a good part looks like today.
-async function showReference(id, camera) {
+async function showReference(ticket, id, camera) {
   const box = $("d-reference");
   box.replaceChildren();
   box.hidden = true;
@@ -379,7 +535,7 @@ async function showReference(id, camera) {
   } catch (e) {
     return;  // no good part kept an image yet: nothing to compare with
   }
-  if (id !== selectedPart || ref.part_id === id) return;
+  if (ticket !== openTicket || ref.part_id === id) return;
   const fig = document.createElement("figure");
   const canvas = document.createElement("canvas");
   canvas.className = "part-image";
@@ -390,7 +546,7 @@ async function showReference(id, camera) {
   box.append(fig);
   try {
     const entry = { canvas, img: await loadImage(ref.url), heat: null, anomaly: null };
-    if (id !== selectedPart) return;
+    if (ticket !== openTicket) return;
     drawPart(entry);
     box.hidden = false;
   } catch (e) {
@@ -399,7 +555,7 @@ async function showReference(id, camera) {
   }
 }
 
-async function showVibration(id, d) {
+async function showVibration(ticket, sel, d) {
   const marks = $("d-marks");
   marks.replaceChildren();
   $("d-waveform").replaceChildren();
@@ -415,8 +571,8 @@ async function showVibration(id, d) {
     marks.append(li);
   }
   if (!d.media.some((m) => m.kind === "vibration")) return;
-  const w = await getJSON("/api/parts/" + encodeURIComponent(id) + "/vibration");
-  if (id !== selectedPart || !chartsAvailable()) return;
+  const w = await getJSON(partURL(sel, "/vibration"));
+  if (ticket !== openTicket || !chartsAvailable()) return;
   const dt = 1000 / w.rate_hz;
   // The window's source when the log names one (the vibration section).
   setChart("waveform", $("d-waveform"), w.sensor ? "vibration (" + w.sensor + ")" : "vibration",
@@ -443,6 +599,15 @@ function fillList(dl, pairs) {
   }
 }
 
+// The API's URL of a part (sel: { part, inspection }), path after it: the
+// inspection named by its own id when known, so that a part id the line
+// used twice is never the other inspection.
+function partURL(sel, path = "") {
+  const known = sel.inspection !== undefined && sel.inspection !== null;
+  return "/api/parts/" + encodeURIComponent(sel.part) + path +
+    (known ? "?inspection=" + encodeURIComponent(sel.inspection) : "");
+}
+
 // A fresh form for every part: the decision and note of the part before
 // must never carry over to this one (one Save would mislabel it). The
 // reviewer and the token stay.
@@ -451,26 +616,106 @@ function resetReviewForm(verdict) {
   f.elements.decision.value = "confirm";
   f.elements.verdict.value = verdict;
   f.elements.note.value = "";
-  text($("review-result"), "");
+  say($("review-result"), "");
 }
 
 function narrow() {
   return window.matchMedia("(max-width: 1000px)").matches;
 }
 
-async function openPart(id) {
-  selectedPart = id;
-  const d = await getJSON("/api/parts/" + encodeURIComponent(id));
-  if (id !== selectedPart) return;  // another part was opened meanwhile
+// ---- the open part in the address ----
+
+// While a part is open the address says which (open=PART&inspection=ID):
+// a link to it, and Back (a tablet's back gesture) closes the part rather
+// than leaving the page. Opening a part adds one history entry; moving to
+// another part while one is open replaces it; closing goes back over it.
+let pushedOpen = false;  // the history entry now is the one openPart pushed
+
+function addressWith(sel) {
+  const q = new URLSearchParams(location.search);
+  q.delete("open");
+  q.delete("inspection");
+  if (sel) {
+    q.set("open", sel.part);
+    q.set("inspection", sel.inspection);
+  }
+  const t = q.toString();
+  return location.pathname + (t ? "?" + t : "") + location.hash;
+}
+
+// open= and inspection= of the address: { part, inspection } or null, a
+// bad value said in bad (as formFromURL does).
+function openFromURL(bad) {
+  const q = new URLSearchParams(location.search);
+  const part = q.get("open"), inspection = q.get("inspection");
+  if (part === null && inspection === null) return null;
+  if (part === null || !/^\d{1,10}$/.test(part)) {
+    bad.push("open=" + (part === null ? " (none)" : part) + " in the address: open is the id " +
+      "of the part to open, a whole number" + (part === null ? ", given with inspection" : ""));
+    return null;
+  }
+  if (inspection !== null && !/^\d{1,18}$/.test(inspection)) {
+    bad.push("inspection=" + inspection + " in the address: inspection is the id of one " +
+      "inspection of the part (a whole number), or not given for its latest");
+    return null;
+  }
+  return { part: Number(part), inspection: inspection === null ? undefined : Number(inspection) };
+}
+
+// A part the person asked for did not open: said at the top of the list,
+// in the open part's panel (which still shows the part before) and, when
+// vigild did not answer, in the bar at the foot.
+function partNotOpened(part, e) {
+  const msg = "Part " + part + " was not opened: " + e.message +
+    (e.kind === "refused" ? "." : "; open it again once vigild answers.");
+  const err = $("list-error");
+  say(err, msg, true);
+  err.hidden = false;
+  if (e.kind !== "refused") setLink(false, e.message, "Part " + part + " was not opened.");
+  if (selected) {
+    say($("d-error"), msg + " This is still part " + selected.part + ".", true);
+    $("d-error").hidden = false;
+  }
+}
+
+// how: "push" (opened by the person: a history entry, above), or "none"
+// (from the address, Back or forward, a refresh after a save). True once
+// the part is shown.
+async function openPart(part, inspection, how = "push") {
+  const ticket = ++openTicket;
+  let d;
+  try {
+    d = await getJSON(partURL({ part, inspection }));
+  } catch (e) {
+    if (ticket === openTicket) partNotOpened(part, e);
+    return false;
+  }
+  if (ticket !== openTicket) return false;  // another part was opened meanwhile
   const r = d.inspection;
+  const wasOpen = selected !== null;
+  const sel = { part: r.part_id, inspection: r.id, reviewIds: (d.reviews || []).map((v) => v.id) };
+  selected = sel;
+  // A review of this inspection that got no answer is still looked for
+  // before the next is sent, also after the part was closed and opened.
+  if (unanswered && unanswered.inspection !== r.id) unanswered = null;
+  if (how === "push") {
+    if (!wasOpen) {
+      history.pushState({ vigilOpen: true }, "", addressWith(sel));
+      pushedOpen = true;
+    } else {
+      history.replaceState(history.state, "", addressWith(sel));
+    }
+  }
   const panel = $("detail");
   panel.hidden = false;
+  $("d-error").hidden = true;
   text($("d-part"), r.part_id);
   resetReviewForm(r.verdict);
   fillList($("d-fields"), [
     ["verdict", r.verdict + (r.failsafe ? " (fail-safe)" : "")], ["class", r.class],
     ["fused score", fmt(r.score, 3)], ["vision score", fmt(r.vision_score, 3)],
     ["vibration score", fmt(r.signal_score, 3)], ["time (UTC)", r.time],
+    ["inspection", r.id],
     ["latency", fmt(r.latency_ms, 2) + " ms"], ["model", r.model_version],
     ["review", r.review ? r.review + " → " + r.review_verdict + (r.review_note ? ": " + r.review_note : "") : "none"],
   ]);
@@ -486,7 +731,7 @@ async function openPart(id) {
     ["envelope at BSF", fmt(v.bsf_env, 1) + " × median"],
   ] : [["figures", "none logged"]]);
   for (const tr of listRows()) {
-    const on = Number(tr.dataset.part) === id;
+    const on = Number(tr.dataset.inspection) === r.id;
     tr.classList.toggle("selected", on);
     if (on) tr.scrollIntoView({ block: "nearest" });
   }
@@ -496,44 +741,88 @@ async function openPart(id) {
   panel.scrollTop = 0;
   if (!narrow() && panel.getBoundingClientRect().top < 0) panel.scrollIntoView({ block: "start" });
   // labels.js: a fresh label (type, painted region) for this part.
-  if (window.vigilLabels) window.vigilLabels.open(id, d);
+  if (window.vigilLabels) window.vigilLabels.open(r.part_id, d);
   await showMedia(d.media || []);
-  if (id !== selectedPart) return;
+  if (ticket !== openTicket) return true;
   const image = (d.media || []).find((m) => m.kind === "image");
-  await showReference(id, image ? image.camera : null);
+  await showReference(ticket, r.part_id, image ? image.camera : null);
   try {
-    await showVibration(id, d);
+    await showVibration(ticket, sel, d);
   } catch (e) {
     text($("d-marks"), "vibration: " + e.message);
   }
+  return true;
 }
 
-function closePart() {
-  selectedPart = null;
+// how: "back" (the close button, Esc: the history entry openPart pushed
+// goes with it), or "none" (Back itself closed it).
+function closePart(how = "back") {
+  openTicket++;  // a part still on its way opens nothing now
+  selected = null;
   $("detail").hidden = true;
   for (const tr of listRows()) tr.classList.remove("selected");
+  if (how === "back") {
+    if (pushedOpen) history.back();
+    else history.replaceState(history.state, "", addressWith(null));
+  }
+  pushedOpen = false;
 }
 
-// One review of one part with the form's reviewer and token: the answer
-// and the HTTP status; the token is kept for the session.
-async function postReview(part, body) {
+// Back or forward over a part's history entry.
+function onHistory() {
+  pushedOpen = !!(history.state && history.state.vigilOpen);
+  const bad = [];
+  const want = openFromURL(bad);
+  if (!want) {
+    if (selected) closePart("none");
+  } else if (!selected || selected.part !== want.part || selected.inspection !== want.inspection) {
+    openPart(want.part, want.inspection, "none");
+  }
+}
+
+// One review of one inspection with the form's reviewer and token: the
+// answer, or a RequestError; the token is kept for the session.
+async function postReview(sel, body) {
   const f = $("review");
   const token = f.elements.token.value.trim();
   sessionStorage.setItem("vigil-token", token);
   body.reviewer = f.elements.reviewer.value;
-  const r = await fetch("/api/parts/" + encodeURIComponent(part) + "/review", {
+  const r = await fetch(partURL(sel, "/review"), {
     method: "POST",
     headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
     body: JSON.stringify(body),
   });
-  return { ok: r.ok, status: r.status, answer: await r.json() };
+  return answerJSON(r);
+}
+
+// While a review is on its way, Save (and c, Enter) cannot send it again:
+// two clicks on a slow answer stored it twice.
+function setSaving(on) {
+  saving = on;
+  $("review").querySelector("button[type=submit]").disabled = on;
+  $("review").setAttribute("aria-busy", String(on));
+}
+
+const sameReview = (a, b) => a.decision === b.decision && a.note === b.note &&
+  (a.decision === "confirm" || a.verdict === b.verdict);
+
+// After a review of sel that got no answer: the review vigild stored from
+// it all the same (a review of the inspection newer than those shown when
+// it was sent, with its decision, verdict and note), or null.
+async function storedLate(sel) {
+  const u = unanswered;
+  if (!u || u.inspection !== sel.inspection) return null;
+  const d = await getJSON(partURL(sel));
+  return (d.reviews || []).map((r) => ({ id: r.id, decision: r.decision, verdict: r.verdict,
+    note: r.note || "" })).find((r) => !u.reviewIds.includes(r.id) && sameReview(r, u.body)) ||
+    null;
 }
 
 async function submitReview(ev) {
   if (ev) ev.preventDefault();
-  const f = $("review");
-  const part = selectedPart;
-  if (part === null) return;
+  const f = $("review"), out = $("review-result");
+  const sel = selected;
+  if (sel === null || saving) return;
   const decision = f.elements.decision.value;
   const body = { decision, note: f.elements.note.value };
   if (decision === "overrule") body.verdict = f.elements.verdict.value;
@@ -542,43 +831,79 @@ async function submitReview(ev) {
     try {
       Object.assign(body, window.vigilLabels.fields());
     } catch (e) {
-      text($("review-result"), "not saved: " + e.message);
+      say(out, "not saved: " + e.message, true);
       return;
     }
   }
-  text($("review-result"), "saving…");
-  const { ok, status, answer } = await postReview(part, body);
-  if (!ok) {
-    text($("review-result"), "refused (" + status + "): " + answer.error);
+  setSaving(true);
+  say(out, "saving…");
+  let answer, late = null;
+  try {
+    late = await storedLate(sel);
+    answer = late && sameReview(late, body) ? late : await postReview(sel, body);
+  } catch (e) {
+    if (e.kind === "refused") {
+      say(out, "not saved: refused (" + e.status + "): " + e.message, true);
+    } else {
+      // vigild may still store it once it runs again: the retry looks.
+      if (!unanswered || unanswered.inspection !== sel.inspection)
+        unanswered = { inspection: sel.inspection, body: { ...body }, reviewIds: sel.reviewIds };
+      say(out, "NOT saved: " + e.message + ". Your decision and note are kept: press Save " +
+        "again once vigild answers" + (e.kind === "timeout"
+        ? " (should vigild still store this one, the page finds it then and does not save it twice)"
+        : "") + ".", true);
+    }
     return;
+  } finally {
+    setSaving(false);
   }
+  unanswered = null;
+  const said = "saved: " + answer.decision + " → " + answer.verdict +
+    (answer === late ? " (vigild stored it from the try that got no answer)"
+      : late ? "; vigild also stored the earlier try that got no answer (see the history)" : "");
   // "saved" only once the panel and the list show the stored review, so
   // what the page says is what the log holds.
-  await openPart(part);
+  if (selected && selected.inspection === sel.inspection)
+    await openPart(sel.part, sel.inspection, "none");
   await refreshList();
-  text($("review-result"), "saved: " + answer.decision + " → " + answer.verdict);
+  if (selected && selected.inspection === sel.inspection) say(out, said);
 }
 
-// Confirm every ticked part: one review each, the same token; stops at
-// the first refusal (a wrong token refuses them all alike).
+// Confirm every ticked row: one review each, the same token; stops at the
+// first refusal (a wrong token refuses them all alike) or request that
+// gets no answer. The button waits for the last answer.
 async function confirmSelected() {
-  const parts = listRows().map((tr) => Number(tr.dataset.part)).filter((id) => checked.has(id));
+  const button = $("confirm-selected"), out = $("bulk-result");
+  const rows = listRows().filter((tr) => checked.has(Number(tr.dataset.inspection)))
+    .map((tr) => ({ part: Number(tr.dataset.part), inspection: Number(tr.dataset.inspection) }));
+  if (!rows.length || button.dataset.busy) return;
+  button.dataset.busy = "1";
+  button.disabled = true;
   let done = 0;
-  text($("bulk-result"), "confirming " + parts.length + "…");
-  for (const id of parts) {
-    const { ok, status, answer } = await postReview(id, { decision: "confirm", note: "" });
-    if (!ok) {
-      text($("bulk-result"), "confirmed " + done + ", refused (" + status + ") at part " + id +
-        ": " + answer.error);
-      await refreshList();
-      return;
+  say(out, "confirming " + rows.length + "…");
+  try {
+    for (const sel of rows) {
+      try {
+        await postReview(sel, { decision: "confirm", note: "" });
+      } catch (e) {
+        say(out, "confirmed " + done + ", " + (e.kind === "refused"
+          ? "refused (" + e.status + ") at part " + sel.part + ": " + e.message
+          : "then NOT saved from part " + sel.part + " on: " + e.message + "; the rows still " +
+            "ticked are not confirmed: press again once vigild answers"), true);
+        await refreshList();
+        return;
+      }
+      checked.delete(sel.inspection);
+      done++;
     }
-    checked.delete(id);
-    done++;
+    await refreshList();
+    if (selected && rows.some((r) => r.inspection === selected.inspection))
+      await openPart(selected.part, selected.inspection, "none");
+    say(out, "confirmed " + done + (done === 1 ? " part" : " parts"));
+  } finally {
+    delete button.dataset.busy;
+    updateBulk();
   }
-  await refreshList();
-  if (selectedPart !== null && parts.includes(selectedPart)) await openPart(selectedPart);
-  text($("bulk-result"), "confirmed " + done + (done === 1 ? " part" : " parts"));
 }
 
 // Move the open part by step rows in the list as shown (the first row
@@ -586,19 +911,34 @@ async function confirmSelected() {
 function stepPart(step) {
   const rows = listRows();
   if (!rows.length) return;
-  let i = rows.findIndex((tr) => Number(tr.dataset.part) === selectedPart);
+  let i = selected ? rows.findIndex((tr) => Number(tr.dataset.inspection) === selected.inspection)
+    : -1;
   i = i < 0 ? 0 : Math.max(0, Math.min(rows.length - 1, i + step));
-  openPart(Number(rows[i].dataset.part));
+  openPart(Number(rows[i].dataset.part), Number(rows[i].dataset.inspection));
+}
+
+// A field being typed in, where a key is text (or the field's own).
+const NOT_TEXT = ["checkbox", "radio", "range", "button", "submit", "reset", "color", "file"];
+function typing(t) {
+  return !!t && (t.isContentEditable || t.tagName === "TEXTAREA" ||
+    (t.tagName === "INPUT" && !NOT_TEXT.includes(t.type)));
 }
 
 function onKey(ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
   const t = ev.target;
-  const open = selectedPart !== null && !$("detail").hidden;
+  const open = selected !== null && !$("detail").hidden;
   // After o: choose the verdict with the arrow keys, Enter saves.
   if (ev.key === "Enter" && open && t === $("review").elements.verdict) {
     ev.preventDefault();
     submitReview();
+    return;
+  }
+  // Esc closes from anywhere but a text field being typed in: after o the
+  // focus is in the verdict list, a select, and Esc must still close.
+  if (ev.key === "Escape" && open && !typing(t)) {
+    ev.preventDefault();
+    closePart();
     return;
   }
   // Typing in a field is typing, not a command.
@@ -608,7 +948,9 @@ function onKey(ev) {
   case "j": case "ArrowDown": stepPart(1); break;
   case "k": case "ArrowUp": stepPart(-1); break;
   case "c":
-    if (!open) return;
+    // Not while a review is on its way: it would change the form the
+    // person may need to send again.
+    if (!open || saving) return;
     $("review").elements.decision.value = "confirm";
     submitReview();
     break;
@@ -617,14 +959,75 @@ function onKey(ev) {
     $("review").elements.decision.value = "overrule";
     $("review").elements.verdict.focus();
     break;
-  case "Escape":
-    if (!open) return;
-    closePart();
-    break;
   default:
     return;
   }
   ev.preventDefault();
+}
+
+// ---- the address's parameters ----
+
+// The address's values (prefix + a field's name) into form's fields. A
+// value a field cannot take (a select without that choice, a date and time
+// field given anything else) is never dropped silently, which would show
+// another view as if it were the one linked: each is returned as a message
+// naming the parameter and what it takes, and the field keeps its default.
+// Text fields take any text: the server judges those (a 400 naming the
+// parameter). trends.js and plant.js use it for their own forms.
+function formFromURL(form, prefix = "") {
+  const q = new URLSearchParams(location.search);
+  const bad = [];
+  for (const el of form.elements) {
+    const key = prefix + el.name;
+    if (!el.name || !q.has(key)) continue;
+    const given = q.get(key);
+    const time = el.type === "datetime-local";
+    // A date alone is its midnight, as the API reads it.
+    const v = time && /^\d{4}-\d\d-\d\d$/.test(given) ? given + "T00:00" : given;
+    // (A value no date and time field takes is not given to one: the
+    // browser's console would say so too.)
+    const fits = !time || v === "" ||
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,3})?)?$/.test(v);
+    if (fits) el.value = v;
+    if (fits && (el.tagName === "SELECT" ? el.value === v : v === "" || el.value !== "")) continue;
+    let takes;
+    if (el.tagName === "SELECT") {
+      const opts = Array.from(el.options);
+      takes = "one of " + opts.map((o) => o.value).filter((x) => x !== "").join(", ") +
+        (opts.some((o) => o.value === "") ? " (or empty, for any)" : "");
+      el.selectedIndex = Math.max(0, opts.findIndex((o) => o.defaultSelected));
+    } else {
+      takes = "a local date and time, 2026-12-06T05:15 or 2026-12-06T05:15:30, or a date, " +
+        "2026-12-06";
+      el.value = el.defaultValue;
+    }
+    bad.push(key + "=" + given + " in the address: " + key + " is " + takes);
+  }
+  return bad;
+}
+
+// Parameters of the address no part of the page reads: a mistyped one
+// must not pass for a filter that is applied.
+function unknownParameters() {
+  const known = new Set(["open", "inspection"]);
+  for (const el of $("filters").elements) if (el.name) known.add(el.name);
+  const bad = [];
+  for (const k of new Set(new URLSearchParams(location.search).keys())) {
+    if (known.has(k) || k.startsWith("trends_") || k.startsWith("plant_")) continue;
+    bad.push("unknown parameter " + k + " in the address (the list reads " +
+      Array.from(known).join(", ") + "; the Trends view trends_*, the Plant view plant_*)");
+  }
+  return bad;
+}
+
+// The address's filters refused: no list at all, rather than another
+// one that would pass for the view the link means.
+function addressRefused(bad) {
+  const err = $("list-error");
+  say(err, "The address asks for what the page cannot show: " + bad.join("; ") +
+    ". No list is shown until the filters are set right: change them and press Filter.", true);
+  err.hidden = false;
+  text($("list-count"), "no list: the address's filters are refused");
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -632,10 +1035,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); refreshList(); });
   $("review").addEventListener("submit", submitReview);
   $("list-more").addEventListener("click", showMore);
-  $("d-close").addEventListener("click", closePart);
+  $("d-close").addEventListener("click", () => closePart());
   $("select-all").addEventListener("change", () => {
     for (const tr of listRows()) {
-      const id = Number(tr.dataset.part);
+      const id = Number(tr.dataset.inspection);
       if ($("select-all").checked) checked.add(id); else checked.delete(id);
       tr.querySelector("td.sel input").checked = $("select-all").checked;
     }
@@ -643,6 +1046,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("confirm-selected").addEventListener("click", confirmSelected);
   document.addEventListener("keydown", onKey);
+  window.addEventListener("popstate", onHistory);
   // A tablet turned, a window resized: the charts follow their boxes.
   window.addEventListener("resize", () => {
     for (const u of Object.values(charts))
@@ -652,13 +1056,30 @@ document.addEventListener("DOMContentLoaded", () => {
   $("d-heat-show").addEventListener("change", redraw);
   $("d-anomaly-show").addEventListener("change", redraw);
   $("d-heat-opacity").addEventListener("input", redraw);
-  const q = new URLSearchParams(location.search);
-  for (const el of $("filters").elements)
-    if (el.name && q.has(el.name)) el.value = q.get(el.name);
+  const bad = formFromURL($("filters")).concat(unknownParameters());
+  const want = openFromURL(bad);
   $("charts-unavailable").hidden = chartsAvailable();
-  refreshStatus();
-  refreshList();
-  refreshHistory();
-  setInterval(refreshStatus, 2000);
-  setInterval(refreshHistory, 5000);
+  if (bad.length) {
+    addressRefused(bad);
+  } else {
+    refreshList();
+    if (want) openPart(want.part, want.inspection, "none");
+  }
+  const pollStatus = unlessBusy(refreshStatus), pollHistory = unlessBusy(refreshHistory);
+  pollStatus();
+  pollHistory();
+  setInterval(pollStatus, 2000);
+  setInterval(pollHistory, 5000);
+  // vigild answers again: a list left stale loads again (as a live
+  // refresh: not while the person types in the filters).
+  document.addEventListener("vigil-link-up", () => {
+    if ($("table-wrap").classList.contains("stale")) refreshList({ live: true });
+  });
+  // Signed in (users.js): what the token may now read, again.
+  document.addEventListener("vigil-signed-in", () => {
+    pollStatus();
+    pollHistory();
+    if (appliedQuery !== null) refreshList();
+    if (!bad.length && want && !selected) openPart(want.part, want.inspection, "none");
+  });
 });

@@ -43,11 +43,18 @@
     const t = token();
     if (!t) return;
     ev.preventDefault();
-    const r = await fetch($("trace-csv").href, { headers: { "Authorization": "Bearer " + t } });
-    if (!r.ok) {
-      const err = $("list-error");
+    const err = $("list-error");
+    let r;
+    try {
+      r = await fetch($("trace-csv").href, { headers: { "Authorization": "Bearer " + t } });
+    } catch (e) {
       err.hidden = false;
-      text(err, "CSV: " + r.status + " " + r.statusText);
+      say(err, "CSV not downloaded: " + e.message, true);
+      return;
+    }
+    if (!r.ok) {
+      err.hidden = false;
+      say(err, "CSV: " + r.status + " " + r.statusText, true);
       return;
     }
     const a = document.createElement("a");
@@ -64,16 +71,20 @@
     $("trace-csv").href = "/api/inspections.csv" + (q ? "?" + q : "");
   }
 
-  // The filters as the URL's query: a view to bookmark or send.
+  // The filters as the URL's query: a view to bookmark or send. The
+  // address's other parameters (the Trends and Plant views' own, the open
+  // part) are theirs: kept.
   function syncURL() {
-    const q = new URLSearchParams(filterQuery());
-    // The Plant view keeps its own filters in the URL (plant_*): keep them.
-    for (const [k, v] of new URLSearchParams(location.search))
-      if (k.startsWith("plant_")) q.set(k, v);
+    const q = new URLSearchParams(location.search);
+    for (const el of form.elements) if (el.name) q.delete(el.name);
+    for (const [k, v] of new URLSearchParams(filterQuery())) q.set(k, v);
     const text = q.toString();
-    history.replaceState(null, "", location.pathname + (text ? "?" + text : "") + location.hash);
+    history.replaceState(history.state, "",
+      location.pathname + (text ? "?" + text : "") + location.hash);
     syncLinks();
   }
+
+  let choicesLoaded = false;
 
   async function fillChoices() {
     try {
@@ -88,10 +99,14 @@
       for (const f of facets.job) addOption(form.elements.job, f.value, "job " + f.value);
       for (const f of facets.model_version) addOption(form.elements.model, f.value, f.value);
       for (const f of facets.station) addOption(form.elements.station, f.value, f.value);
+      choicesLoaded = true;
     } catch (e) {
+      // Before a sign-in (read_requires_token) the list says the same;
+      // the choices come once signed in.
+      if (e.status === 401) return;
       const err = $("list-error");
       err.hidden = false;
-      text(err, "filter choices: " + e.message);
+      say(err, "filter choices: " + e.message, true);
     }
   }
 
@@ -120,9 +135,10 @@
   // The escaped part's image with its defect map beside it, as kept, and
   // the good-only model's anomaly map (a fused or good-only package) when
   // it kept one.
-  async function escapeMedia(box, partId) {
+  async function escapeMedia(box, partId, inspectionId) {
     try {
-      const d = await getJSON("/api/parts/" + encodeURIComponent(partId));
+      // The inspection marked, not a later one of the same part id.
+      const d = await getJSON(partURL({ part: partId, inspection: inspectionId }));
       const kept = (d.media || []).filter((m) => Object.hasOwn(CAPTIONS, m.kind));
       if (!kept.length) {
         const p = document.createElement("p");
@@ -179,8 +195,7 @@
       cell(tr, fmt(r.score, 3), "num");
       cell(tr, r.review ? r.review + " → " + r.review_verdict : "", "");
       tr.addEventListener("click", async () => {
-        await openPart(r.part_id);
-        $("detail").scrollIntoView({ block: "start" });
+        if (await openPart(r.part_id, r.id)) $("detail").scrollIntoView({ block: "start" });
       });
     });
     return table;
@@ -214,7 +229,7 @@
         media.className = "trace-media";
         art.append(h, p, by, media, neighbourTable(e));
         list.append(art);
-        await escapeMedia(media, e.part_id);
+        await escapeMedia(media, e.part_id, e.inspection_id);
       }
     } catch (err) {
       list.replaceChildren();
@@ -230,32 +245,60 @@
     $("trace-escapes-toggle").setAttribute("aria-expanded", String(on));
     text($("trace-escapes-toggle"), on ? "hide" : "show");
     const hash = on ? "#escapes" : "";
-    history.replaceState(null, "", location.pathname + location.search + hash);
+    history.replaceState(history.state, "", location.pathname + location.search + hash);
     if (on) showEscapes();
   }
 
+  // An escape sent that got no answer ({ part, note }): vigild may still
+  // store it once it runs again, so the retry looks for it first.
+  let unanswered = null;
+
+  // The escape of part with note that vigild stored from a try that got
+  // no answer, or null.
+  async function storedLate(part, note) {
+    const u = unanswered;
+    if (!u || u.part !== part || u.note !== note) return null;
+    const data = await getJSON("/api/escapes?neighbours=0");
+    return data.escapes.find((e) => String(e.part_id) === part && e.note === note) || null;
+  }
+
+  // The button waits for the answer: two clicks on a slow one stored the
+  // escape twice.
   async function markEscape(ev) {
     ev.preventDefault();
     const f = $("trace-mark");
     const out = $("trace-mark-result");
-    const part = f.elements.part.value.trim();
-    text(out, "saving…");
+    const button = f.querySelector("button[type=submit]");
+    const part = f.elements.part.value.trim(), note = f.elements.note.value;
+    if (button.disabled) return;
+    button.disabled = true;
+    say(out, "saving…");
     try {
-      const r = await fetch("/api/parts/" + encodeURIComponent(part) + "/escape", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token() },
-        body: JSON.stringify({ note: f.elements.note.value, reporter: f.elements.reporter.value }),
-      });
-      const answer = await r.json();
-      if (!r.ok) {
-        text(out, "refused (" + r.status + "): " + answer.error);
-        return;
+      let answer = await storedLate(part, note);
+      const late = !!answer;
+      if (!answer) {
+        const r = await fetch("/api/parts/" + encodeURIComponent(part) + "/escape", {
+          method: "POST",
+          headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token() },
+          body: JSON.stringify({ note, reporter: f.elements.reporter.value }),
+        });
+        answer = await answerJSON(r);
       }
+      unanswered = null;
       f.elements.note.value = "";
       setEscapesShown(true);
-      text(out, "saved: escape " + answer.id + " (part " + answer.part_id + ")");
+      say(out, "saved: escape " + answer.id + " (part " + answer.part_id + ")" +
+        (late ? ", stored by vigild from the try that got no answer" : ""));
     } catch (e) {
-      text(out, "failed: " + e.message);
+      if (e.kind === "refused") {
+        say(out, "not saved: refused (" + e.status + "): " + e.message, true);
+      } else {
+        if (!unanswered) unanswered = { part, note };
+        say(out, "NOT saved: " + e.message + ". The part and note are kept: press Mark as " +
+          "escape again once vigild answers.", true);
+      }
+    } finally {
+      button.disabled = false;
     }
   }
 
@@ -275,5 +318,14 @@
     syncLinks();
     fillChoices().then(syncLinks);
     if (location.hash === "#escapes") setEscapesShown(true);
+    // Signed in (users.js): the choices and escapes the token may read;
+    // vigild answering again: the choices it did not give at the start.
+    document.addEventListener("vigil-signed-in", () => {
+      fillChoices().then(syncLinks);
+      if (!$("trace-escape-list").hidden) showEscapes();
+    });
+    document.addEventListener("vigil-link-up", () => {
+      if (!choicesLoaded) fillChoices().then(syncLinks);
+    });
   });
 })();

@@ -4,7 +4,9 @@
 // 3-sigma limits per bucket, out-of-control buckets marked). Charts need
 // uPlot; the table below them always carries every figure as text. Works
 // in --review-only (no line: no banner, the trends come from the log).
-// The banner also says when the line is learning (issue 21).
+// The banner also says when the line is learning (issue 21). The view's
+// settings are in the address (trends_bucket, trends_since, trends_until,
+// trends_baseline): Show puts them there, a link opens the same view.
 "use strict";
 
 (() => {
@@ -26,8 +28,12 @@
       if (!r.ok) return;
       s = await r.json();
     } catch (e) {
-      return;  // review.js's status line says the server is unreachable
+      // review.js's bar says the server is unreachable; the banner is as
+      // it was when it last answered, and says so.
+      banner.classList.add("stale");
+      return;
     }
+    banner.classList.remove("stale");
     const active = (s.alarms && s.alarms.active) || [];
     banner.textContent = "";
     active.forEach((a) => {
@@ -140,18 +146,59 @@
     });
   }
 
+  // The address's settings refused (formFromURL): no view is shown, rather
+  // than the default one passing for the view the link means.
+  let addressBad = [];
+
+  // The settings into the address (the page's other parameters stay).
+  function syncURL() {
+    const q = new URLSearchParams(location.search);
+    for (const el of $("trends-form").elements) {
+      if (!el.name) continue;
+      q.delete("trends_" + el.name);
+      if (el.value) q.set("trends_" + el.name, el.value);
+    }
+    const text = q.toString();
+    history.replaceState(history.state, "",
+      location.pathname + (text ? "?" + text : "") + location.hash);
+  }
+
+  // The figures shown are from before (vigild did not answer) or not.
+  function markStale(on) {
+    for (const id of ["trends-summary", "trends-charts", "trends-table-wrap"])
+      $(id).classList.toggle("stale", on);
+  }
+
+  function clearView() {
+    $("trends-summary").textContent = "";
+    $("trends-table").tBodies[0].textContent = "";
+    $("trends-charts").hidden = true;
+  }
+
   async function refreshTrends() {
     const err = $("trends-error");
-    let t;
-    try {
-      const r = await fetch("/api/trends?" + trendsQuery(), { cache: "no-store" });
-      t = await r.json();
-      if (!r.ok) throw new Error(t.error || r.status);
-    } catch (e) {
-      err.textContent = "Trends: " + e.message;
+    if (addressBad.length) {
+      err.textContent = "Trends: the address asks for what the view cannot show: " +
+        addressBad.join("; ") + ". Set the view and press Show.";
       err.hidden = false;
+      clearView();
       return;
     }
+    let t;
+    try {
+      t = await answerJSON(await fetch("/api/trends?" + trendsQuery(), { cache: "no-store" }));
+    } catch (e) {
+      // Refused (a bad setting, no token): no figures of another view.
+      // Unanswered: the figures shown are from before, and marked so.
+      err.textContent = "Trends: " + e.message +
+        (e.kind === "refused" ? "" : "; the figures below are from before");
+      err.hidden = false;
+      if (e.kind === "refused") clearView();
+      else markStale(true);
+      return;
+    }
+    markStale(false);
+    $("trends-charts").hidden = false;
     err.hidden = true;
     const flags = [];
     t.buckets.forEach((b, i) => { if (b.out_of_control) flags.push(i); });
@@ -178,16 +225,28 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    const q = new URLSearchParams(location.search);
-    const f = $("trends-form").elements;
-    // trends_bucket, trends_since, ... in the URL make a view a link.
-    ["bucket", "since", "until", "baseline"].forEach((k) => {
-      if (q.has("trends_" + k)) f[k].value = q.get("trends_" + k);
+    // trends_bucket, trends_since, ... in the URL make a view a link
+    // (review.js's formFromURL: a value the form cannot take is said).
+    addressBad = formFromURL($("trends-form"), "trends_");
+    $("trends-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      addressBad = [];
+      syncURL();
+      refreshTrends();
     });
-    $("trends-form").addEventListener("submit", (ev) => { ev.preventDefault(); refreshTrends(); });
-    refreshAlarms();
-    refreshTrends();
-    setInterval(refreshAlarms, 2000);
-    setInterval(refreshTrends, 60000);
+    const pollAlarms = unlessBusy(refreshAlarms), pollTrends = unlessBusy(refreshTrends);
+    pollAlarms();
+    pollTrends();
+    setInterval(pollAlarms, 2000);
+    setInterval(pollTrends, 60000);
+    // Signed in (users.js): with read_requires_token the trends need it;
+    // vigild answering again (review.js): the figures left stale.
+    document.addEventListener("vigil-signed-in", () => {
+      pollAlarms();
+      pollTrends();
+    });
+    document.addEventListener("vigil-link-up", () => {
+      if ($("trends-table-wrap").classList.contains("stale")) pollTrends();
+    });
   });
 })();

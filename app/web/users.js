@@ -8,6 +8,8 @@
 //  - The sign-in bar asks GET /api/whoami and says who the token is.
 //  - Each GET /api/parts/ID answer fills the history table in the detail
 //    panel: every review of the part, newest first.
+//  - A sign-in that works tells the page ("vigil-signed-in" on document):
+//    whatever needs the token to read (read_requires_token) loads again.
 // Every value is put on the page as text, never as HTML.
 "use strict";
 
@@ -93,9 +95,7 @@
     const r = await plainFetch("/api/whoami", {
       cache: "no-store", headers: t ? { Authorization: "Bearer " + t } : {},
     });
-    const body = await r.json();
-    if (!r.ok) throw new Error(body.error || r.statusText);
-    return body;
+    return answerJSON(r);  // review.js: an error says whether vigild answered
   }
 
   function showWho(w) {
@@ -105,10 +105,13 @@
     else
       setText(who, w.auth === "none" ? "read-only server: no sign-in" :
         "not signed in" + (w.read_requires_token ? ": reading needs a token" : ""));
-    // With a users file the server names the reviewer itself.
-    const f = el("review");
-    if (f && f.elements.reviewer && f.elements.reviewer.closest("label"))
-      f.elements.reviewer.closest("label").hidden = w.auth === "users";
+    // With a users file the server names the reviewer (and an escape's
+    // reporter) itself: a field it ignores is not offered.
+    for (const [form, name] of [["review", "reviewer"], ["trace-mark", "reporter"]]) {
+      const f = el(form);
+      if (f && f.elements[name] && f.elements[name].closest("label"))
+        f.elements[name].closest("label").hidden = w.auth === "users";
+    }
   }
 
   async function signIn(ev) {
@@ -120,9 +123,10 @@
       const f = el("review");
       if (f && f.elements.token) f.elements.token.value = t;
       showWho(w);
-      if (typeof window.refreshList === "function") window.refreshList();
+      document.dispatchEvent(new CustomEvent("vigil-signed-in"));
     } catch (e) {
-      setText(el("users-who"), "sign-in refused: " + e.message);
+      setText(el("users-who"), (e.kind === "refused" ? "sign-in refused: " : "not signed in: ") +
+        e.message);
     }
   }
 
@@ -133,7 +137,8 @@
     try {
       showWho(await whoami(t));
     } catch (e) {
-      setText(el("users-who"), "stored token refused: " + e.message);
+      setText(el("users-who"), (e.kind === "refused" ? "stored token refused: "
+        : "who is signed in is unknown: ") + e.message);
     }
     // A review saved from the form (its own token field) may change who
     // is signed in; the answer names the reviewer.
