@@ -152,9 +152,12 @@ def main():
                            " 'press-2' ORDER BY id").fetchall()
         con.close()
         # From a whole second a third into run 2, as a datetime-local field
-        # gives it: local time, to the second.
+        # gives it: local time, to the second, and without the seconds when
+        # they are 0 (the field drops them: HH:MM, not HH:MM:00).
         since_s = run2[parts // 3][2] // 1_000_000
-        since = datetime.datetime.fromtimestamp(since_s).strftime("%Y-%m-%dT%H:%M:%S")
+        since_dt = datetime.datetime.fromtimestamp(since_s)
+        since = since_dt.strftime("%Y-%m-%dT%H:%M" if since_dt.second == 0
+                                  else "%Y-%m-%dT%H:%M:%S")
         vigild = Vigild(build, conf, os.path.join(tmp, "review-only.log"), ["--review-only"])
         try:
             url = vigild.review_url()
