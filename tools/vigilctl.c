@@ -110,8 +110,9 @@ static int check_shift(const char *db_path, const char *label)
 	if (rc == 0) {
 		/* found by name */
 	} else if (shift_plan_find(plan, label, g_get_real_time(), &span, &err) < 0) {
-		fprintf(stderr, "vigilctl: --shift '%s': %s (or a shift's name; the log's shifts: "
-			"%s)\n", label, err, spec);
+		/* err lists the plan's shifts. */
+		fprintf(stderr, "vigilctl: --shift '%s': %s; or a shift's name alone (every "
+			"day's)\n", label, err);
 		g_free(err);
 	} else {
 		rc = 0;
