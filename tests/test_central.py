@@ -327,6 +327,19 @@ def check_errors(env, ci, pg, tmp):
                  ["show"]):
         p = run(env, ci, *args, ok=False)
         checks.check(p.returncode == 2, f"{args}: rc {p.returncode}, want 2: {p.stderr}")
+    # Read before connecting: a bad value is 2 naming it, nothing on stdout,
+    # even with a server that cannot be reached (which would be 1).
+    nowhere = "host=127.0.0.1 port=1 dbname=plant user=vigil connect_timeout=2"
+    for args, said in ((["list", "--limit", "0"], "--limit is a whole number from 1 to 10000"),
+                       (["list", "--verdict", "rejected"], "--verdict is accept, reject or"),
+                       (["export", "--part", "-1"], "--part is a part id"),
+                       (["list", "--note", "x"], "--note is for"),
+                       (["stations", "--format", "xml"], "--format is table, csv or json"),
+                       (["show", "north/L1/x"], "SITE/LINE/STATION/LOCAL_ID"),
+                       (["review", "north/L1/S1/7"], "--confirm or --overrule")):
+        p = run(env, nowhere, *args, ok=False)
+        checks.check(p.returncode == 2 and said in p.stderr and not p.stdout,
+                     f"{args} before connecting: rc {p.returncode}, {p.stderr!r}; want 2, {said!r}")
     p = subprocess.run([CTL, "--db", os.path.join(tmp, "x.db"), "list", "--site", "north"],
                        capture_output=True, text=True, timeout=30)
     checks.check(p.returncode == 2 and "--site is for --central" in p.stderr,
