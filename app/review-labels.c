@@ -298,8 +298,7 @@ int review__label_save_mask(review_server *s, SoupServerMessage *msg, int64_t pa
 	if (!in->mask || !in->painted)
 		return 0;
 	if (!(media = db_media_dir(s->db_path, &err))) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		return -EIO;
 	}
@@ -370,8 +369,7 @@ void review__api_mask(review_server *s, SoupServerMessage *msg, int64_t part_id)
 	f.part_id = part_id;
 	f.limit = 1;
 	if (db_query(s->db_path, &f, &cb, &err) < 0 || !(media = db_media_dir(s->db_path, &err))) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		goto out;
 	}

@@ -219,10 +219,7 @@ void review__api_inspections(review_server *s, SoupServerMessage *msg, const cha
 	json_builder_begin_array(b);
 	if ((rc = db_query(s->db_path, &f, &cb, &err)) < 0) {
 		/* -EINVAL: a shift label the log's plan has no occurrence for. */
-		if (rc != -EINVAL)
-			g_warning("review: %s", err);
-		review__reply_error(msg, rc == -EINVAL ? SOUP_STATUS_BAD_REQUEST
-						       : SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, rc, err);
 		free(err);
 		g_object_unref(b);
 		goto out;
@@ -232,8 +229,7 @@ void review__api_inspections(review_server *s, SoupServerMessage *msg, const cha
 	/* The rows that match beyond the limit too, so the page can say
 	 * "200 of 260" instead of passing the newest 200 off as all. */
 	if ((total = db_query_count(s->db_path, &f, &err)) < 0) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		g_object_unref(b);
 		goto out;
@@ -285,8 +281,7 @@ static int add_history(review_server *s, SoupServerMessage *msg, int64_t part_id
 	json_builder_set_member_name(b, "reviews");
 	json_builder_begin_array(b);
 	if (db_read_reviews(s->db_path, part_id, history_row, b, &err) < 0) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		return -EIO;
 	}
@@ -319,8 +314,7 @@ int review__find_latest(review_server *s, SoupServerMessage *msg, int64_t part_i
 	f.limit = 1;
 	l->id = -1;
 	if (db_query(s->db_path, &f, &cb, &err) < 0) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		return -EIO;
 	}
@@ -363,8 +357,7 @@ void review__api_part(review_server *s, SoupServerMessage *msg, int64_t part_id)
 	} else if (rc == -ENOENT) {
 		json_builder_add_null_value(b);
 	} else {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		goto out;
 	}
@@ -372,8 +365,7 @@ void review__api_part(review_server *s, SoupServerMessage *msg, int64_t part_id)
 	json_builder_set_member_name(b, "media");
 	json_builder_begin_array(b);
 	if (review__media_list(s, part_id, l.id, b, &err) < 0) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		goto out;
 	}
@@ -488,10 +480,7 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 			       &(struct db_review_label){ label.defect_type, mask_rel }, &err);
 	if (rc < 0) {
 		review__label_drop_mask(s, mask_rel);
-		g_warning("review: %s", err ? err : db_strerror(rc));
-		review__reply_error(msg, rc == -ENOENT ? SOUP_STATUS_NOT_FOUND
-					       : SOUP_STATUS_INTERNAL_SERVER_ERROR,
-			    "%s", err ? err : db_strerror(rc));
+		review__reply_db_error(msg, rc, err);
 		free(err);
 		goto out;
 	}

@@ -221,9 +221,11 @@ static int resolve_shift(const char *path, const char *label, struct query_ctx *
 	plan = shift_plan_parse(spec, NULL, &why);
 	free(spec);
 	if (!plan) {
+		/* The log's fault, not the label's: not -EINVAL, which the
+		 * review API answers with this text (and the path). */
 		db__set_error(err, "%s: the shift plan it records is not valid: %s", path, why);
 		g_free(why);
-		return -EINVAL;
+		return -EIO;
 	}
 	if (strcmp(label, "current") != 0 && strcmp(label, "previous") != 0 &&
 	    shift_times(plan, label, ctx->shift_from, ctx->shift_to)) {
@@ -410,7 +412,8 @@ int db_review_labeled(const char *path, int64_t part_id, const char *decision, i
 	if ((rc = run_statement(&s, err)) < 0)
 		return rc;
 	if (s.changes == 0) {
-		db__set_error(err, "%s: no inspection of part %" PRId64, path, part_id);
+		/* No path: the review API answers with this text. */
+		db__set_error(err, "no inspection of part %" PRId64, part_id);
 		return -ENOENT;
 	}
 	return 0;
@@ -847,7 +850,8 @@ int db_mark_escape(const char *path, int64_t part_id, const char *note, const ch
 	if ((rc = run_statement(&s, err)) < 0)
 		return rc;
 	if (s.rows == 0) {
-		db__set_error(err, "%s: no inspection of part %" PRId64, path, part_id);
+		/* No path: the review API answers with this text. */
+		db__set_error(err, "no inspection of part %" PRId64, part_id);
 		return -ENOENT;
 	}
 	if (id_out)

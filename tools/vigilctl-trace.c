@@ -171,7 +171,10 @@ static int mark(const struct opts *o)
 	rc = db_mark_escape(o->db, o->part, o->note, o->reviewer ? o->reviewer : g_get_user_name(),
 			    &id, &err);
 	if (rc < 0) {
-		fprintf(stderr, "vigilctl: %s\n", err ? err : "marking the escape failed");
+		if (rc == -ENOENT)   /* the message leaves the path to the caller */
+			fprintf(stderr, "vigilctl: %s: %s\n", o->db, err ? err : "no such part");
+		else
+			fprintf(stderr, "vigilctl: %s\n", err ? err : "marking the escape failed");
 		free(err);
 		return 1;
 	}

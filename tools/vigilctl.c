@@ -425,7 +425,12 @@ static int cmd_review(const struct opts *o)
 	rc = db_review(o->db, o->part, o->confirm ? "confirm" : "overrule", verdict, o->note,
 		       o->reviewer ? o->reviewer : g_get_user_name(), &err);
 	if (rc < 0) {
-		fprintf(stderr, "vigilctl: %s\n", err ? err : "review failed");
+		/* -ENOENT: no such part, said without the path (the review
+		 * API shows the same text). */
+		if (rc == -ENOENT)
+			fprintf(stderr, "vigilctl: %s: %s\n", o->db, err ? err : "no such part");
+		else
+			fprintf(stderr, "vigilctl: %s\n", err ? err : "review failed");
 		free(err);
 		return 1;
 	}
