@@ -479,6 +479,7 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 			       reviewer && *reviewer ? reviewer : "web",
 			       &(struct db_review_label){ label.defect_type, mask_rel }, &err);
 	if (rc < 0) {
+		/* -EINVAL: an overrule to the line's own verdict. */
 		review__label_drop_mask(s, mask_rel);
 		review__reply_db_error(msg, rc, err);
 		free(err);

@@ -382,6 +382,12 @@ int db_review(const char *path, int64_t part_id, const char *decision, int verdi
 	return db_review_labeled(path, part_id, decision, verdict, note, reviewer, NULL, err);
 }
 
+static int line_verdict_cb(const struct db_inspection *r, void *data)
+{
+	*(int *)data = r->verdict;
+	return 0;
+}
+
 int db_review_labeled(const char *path, int64_t part_id, const char *decision, int verdict,
 		      const char *note, const char *reviewer,
 		      const struct db_review_label *label, char **err)
@@ -389,15 +395,19 @@ int db_review_labeled(const char *path, int64_t part_id, const char *decision, i
 	struct review_args a = { part_id, decision, NULL, note, reviewer,
 				 label ? label->defect_type : NULL, label ? label->mask_path : NULL };
 	/* One statement: the review goes to the latest inspection of the
-	 * part, or nowhere when there is none. */
+	 * part, or nowhere when there is none - nor when it overrules the line
+	 * to the verdict the line gave: that changes nothing, yet would count
+	 * as overruled (the shift report's share); agreeing is a confirm. */
 	struct statement s = {
 		.path = path, .write = true, .doing = "review in", .bind = bind_review, .data = &a,
 		.sql = "INSERT INTO reviews (inspection_id, t_wall_us, decision, verdict, note,"
 		       " reviewer, defect_type, mask_path) SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8"
-		       " FROM inspections"
-		       " WHERE part_id = ?1 ORDER BY id DESC LIMIT 1",
+		       " FROM (SELECT id, verdict FROM inspections"
+		       " WHERE part_id = ?1 ORDER BY id DESC LIMIT 1)"
+		       " WHERE ?3 = 'confirm' OR verdict IS NOT ?4",
 	};
-	int rc;
+	struct db_filter latest = DB_FILTER_ALL;
+	int line_verdict = 0, rc;
 
 	if (!decision || (strcmp(decision, "confirm") != 0 && strcmp(decision, "overrule") != 0)) {
 		db__set_error(err, "a review is 'confirm' or 'overrule', not '%s'",
@@ -411,12 +421,22 @@ int db_review_labeled(const char *path, int64_t part_id, const char *decision, i
 	a.verdict = vigil_verdict_name((enum vigil_verdict)verdict);
 	if ((rc = run_statement(&s, err)) < 0)
 		return rc;
-	if (s.changes == 0) {
-		/* No path: the review API answers with this text. */
+	if (s.changes == 1)
+		return 0;
+	/* Nothing written: which of the two, for the message. The path is
+	 * the caller's to add (the review API must not show it). */
+	latest.part_id = part_id;
+	latest.limit = 1;
+	if ((rc = db_query(path, &latest, &(struct db_row_cb){ line_verdict_cb, &line_verdict },
+			   err)) < 0)
+		return rc;
+	if (!line_verdict) {
 		db__set_error(err, "no inspection of part %" PRId64, part_id);
 		return -ENOENT;
 	}
-	return 0;
+	db__set_error(err, "part %" PRId64 ": the line judged it %s already; an overrule names "
+		      "another verdict (to agree with the line, confirm)", part_id, a.verdict);
+	return -EINVAL;
 }
 
 struct reviews_ctx {

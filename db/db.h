@@ -438,7 +438,9 @@ int db_read_escapes(const char *path, int (*fn)(const struct db_escape *e, void 
 /* A QA review of the latest inspection of part_id: decision "confirm" (the
  * verdict stands) or "overrule" with the right verdict. Written on its own
  * connection (vigild may be writing at the same time). -ENOENT when no such
- * part was inspected. */
+ * part was inspected; -EINVAL for an overrule to the verdict the line gave
+ * (nothing to overrule: a confirm agrees). *err says which, without the
+ * path: the review API shows it. */
 int db_review(const char *path, int64_t part_id, const char *decision, int verdict,
 	      const char *note, const char *reviewer, char **err);
 

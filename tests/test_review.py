@@ -280,6 +280,14 @@ def check_review(srv, db, part):
     check(status == 413, f"review with a body over 1 MiB + 16 kB: status {status}, want 413")
     status, _, body = srv.review(4294967295, {"decision": "confirm"})
     check(status == 404, f"review of a part never inspected: status {status}, want 404")
+    # An overrule to the verdict the line gave changes nothing and would
+    # count as overruled in the shift report: 400, saying to confirm.
+    line_verdict = srv.get_json(f"/api/parts/{part}")["inspection"]["verdict"]
+    status, _, body = srv.review(part, {"decision": "overrule", "verdict": line_verdict})
+    msg = error_of(body)
+    check(status == 400 and f"judged it {line_verdict} already" in msg and "confirm" in msg,
+          f"overrule of a {line_verdict} to {line_verdict}: status {status}, {msg!r}; want 400 "
+          "saying the line's verdict and confirm")
     con = sqlite3.connect(db)
     n = con.execute("SELECT count(*) FROM reviews").fetchone()[0]
     con.close()

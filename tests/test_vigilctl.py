@@ -101,20 +101,30 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
     p = run("export", "--since", "2026-11-01", env=east8)
     check(p.returncode == 0, f"export --since 2026-11-01 (docs' example): {p.stderr}")
 
-    # Reviews: overrule part 4 (a marginal) to reject with a note holding CSV/SQL metacharacters.
+    # An overrule to the line's own verdict (part 4 is a reject) changes
+    # nothing and would count as overruled: refused (2), naming the
+    # verdict and confirm, nothing stored.
+    p = run("review", "--part", "4", "--overrule", "reject", ok=False)
+    check(p.returncode == 2 and not p.stdout and "--overrule" in p.stderr and
+          "judged it reject already" in p.stderr and "confirm" in p.stderr,
+          f"overrule of a reject to reject: rc {p.returncode}, {p.stdout!r} {p.stderr!r}")
+    # Reviews: overrule part 5 (a marginal) to reject with a note holding CSV/SQL metacharacters.
     note = "looked again, crack at edge; it's real, \"obvious\" -- '; DROP TABLE inspections; --"
-    run("review", "--part", "4", "--overrule", "reject", "--note", note, "--reviewer", "qa1")
+    run("review", "--part", "5", "--overrule", "reject", "--note", note, "--reviewer", "qa1")
     run("review", "--part", "3", "--confirm")
     js = json.loads(run("list", "--format", "json", "--reviewed", "yes").stdout)
-    check(sorted(r["part_id"] for r in js) == [3, 4], f"--reviewed yes: {[r['part_id'] for r in js]}")
-    r4 = next(r for r in js if r["part_id"] == 4)
-    check(r4["review"] == "overrule" and r4["review_verdict"] == "reject" and r4["review_note"] == note,
-          f"review of part 4 not stored as given: {r4}")
-    out = run("list", "--format", "csv", "--part", "4").stdout
+    check(sorted(r["part_id"] for r in js) == [3, 5],
+          f"--reviewed yes: {[r['part_id'] for r in js]}")
+    r5 = next((r for r in js if r["part_id"] == 5), {})
+    check(r5.get("review") == "overrule" and r5.get("review_verdict") == "reject" and
+          r5.get("review_note") == note, f"review of part 5 not stored as given: {r5}")
+    out = run("list", "--format", "csv", "--part", "5").stdout
     check(list(csv.DictReader(io.StringIO(out)))[0]["review_note"] == note, "CSV quoting of the note")
-    check(run("review", "--part", "999", "--confirm", ok=False).returncode != 0, "review of a missing part")
+    p = run("review", "--part", "999", "--confirm", ok=False)
+    check(p.returncode == 1 and "no inspection of part 999" in p.stderr and db in p.stderr,
+          f"review of a missing part: rc {p.returncode}: {p.stderr}")
 
-    # The Pareto counts the reviewed verdict: 20 rejects + 20 marginals, part 4 now a reject.
+    # The Pareto counts the reviewed verdict: 21 rejects + 19 marginals, part 5 now a reject.
     out = run("pareto", "--by", "shift").stdout
     print(out)
     check("reject causes (Pareto)" in out, "pareto prints its causes")
@@ -133,7 +143,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
     check(len(got) == len(table) and all(table.get(r["shift"], [None])[0] == r["parts"] for r in got),
           f"pareto csv rows {got} differ from the table {table}")
     check(sum(int(r["parts"]) for r in got) == 60, "pareto csv parts do not sum to 60")
-    check(sum(int(r["rejected"]) for r in got) == 20, "pareto csv: 20 rejects")
+    check(sum(int(r["rejected"]) for r in got) == 21, "pareto csv: 21 rejects")
     cls_sum = sum(int(r[k]) for r in got for k in ("rejects_surface", "rejects_vibration",
                                                      "rejects_both", "rejects_none"))
     js = json_or(run("pareto", "--format", "json").stdout, {}, "pareto --format json")

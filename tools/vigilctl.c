@@ -425,14 +425,17 @@ static int cmd_review(const struct opts *o)
 	rc = db_review(o->db, o->part, o->confirm ? "confirm" : "overrule", verdict, o->note,
 		       o->reviewer ? o->reviewer : g_get_user_name(), &err);
 	if (rc < 0) {
-		/* -ENOENT: no such part, said without the path (the review
-		 * API shows the same text). */
-		if (rc == -ENOENT)
+		/* -EINVAL: --overrule to the line's own verdict (a usage
+		 * error: nothing was written); -ENOENT: no such part. */
+		if (rc == -EINVAL)
+			fprintf(stderr, "vigilctl: --overrule %s: %s\n", o->overrule,
+				err ? err : "refused");
+		else if (rc == -ENOENT)
 			fprintf(stderr, "vigilctl: %s: %s\n", o->db, err ? err : "no such part");
 		else
 			fprintf(stderr, "vigilctl: %s\n", err ? err : "review failed");
 		free(err);
-		return 1;
+		return rc == -EINVAL ? 2 : 1;
 	}
 	printf("part %" G_GINT64_FORMAT ": %s (%s)\n", o->part, o->confirm ? "confirmed" : "overruled",
 	       vigil_verdict_name((enum vigil_verdict)verdict));
