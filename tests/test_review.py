@@ -623,6 +623,12 @@ def main():
         finally:
             vigild_rc = line.stop()
         check(vigild_rc == 0, f"vigild exited with {vigild_rc}")
+        # vigil-sim took every result, the last one included: vigild saw
+        # each acknowledged before the simulated PLC went away.
+        con = sqlite3.connect(db)
+        stops = con.execute("SELECT message FROM events WHERE kind = 'plc-stop'").fetchall()
+        con.close()
+        check(stops == [], f"a normal run's end logged plc-stop: {stops}")
 
         # The page over the finished log, without the line.
         vigild = Vigild(build, conf, os.path.join(tmp, "review-only.log"), ["--review-only"])
