@@ -340,6 +340,7 @@ def check_errors(env, ci, pg, tmp):
                        (["export", "--part", "-1"], "--part is a part id"),
                        (["list", "--note", "x"], "--note is for"),
                        (["stations", "--format", "xml"], "--format is table, csv or json"),
+                       (["stations", "--station", ""], "--station is empty"),
                        (["show", "north/L1/x"], "SITE/LINE/STATION/LOCAL_ID"),
                        (["review", "north/L1/S1/7"], "--confirm or --overrule")):
         p = run(env, nowhere, *args, ok=False)

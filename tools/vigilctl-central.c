@@ -640,6 +640,13 @@ int vigilctl__main_central(const struct opts *o, int argc, char **argv)
 	} else if (strcmp(cmd, "stations") == 0) {
 		if (vigilctl__parse_format("stations", o->format, &fmt) < 0)
 			return 2;
+		if ((o->site && !*o->site) || (o->line && !*o->line) ||
+		    (o->station && !*o->station)) {
+			/* Not "every station", which is leaving it out. */
+			fprintf(stderr, "vigilctl: --%s is empty\n", o->site && !*o->site ? "site"
+				: o->line && !*o->line ? "line" : "station");
+			return 2;
+		}
 	} else {
 		char *key[4];
 
