@@ -89,6 +89,22 @@ void review__reply_error(SoupServerMessage *msg, int status, const char *fmt, ..
 	g_free(text);
 }
 
+void review__reply_db_error(SoupServerMessage *msg, int rc, const char *err)
+{
+	if (rc == -ENOENT || rc == -EINVAL) {
+		review__reply_error(msg, rc == -ENOENT ? SOUP_STATUS_NOT_FOUND
+						       : SOUP_STATUS_BAD_REQUEST,
+				    "%s", err ? err : db_strerror(rc));
+		return;
+	}
+	/* The reason names the log's path (and SQLite's words about it):
+	 * the journal's, not the client's. */
+	g_warning("review: %s", err ? err : db_strerror(rc));
+	review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR,
+			    "the inspection log could not be read or written; vigild's log says "
+			    "why");
+}
+
 /* ---- connections: the cap and the request timeout ---- */
 
 /* One client connection, from its accept until libsoup lets go of it. */

@@ -298,8 +298,7 @@ int review__label_save_mask(review_server *s, SoupServerMessage *msg, int64_t pa
 	if (!in->mask || !in->painted)
 		return 0;
 	if (!(media = db_media_dir(s->db_path, &err))) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		return -EIO;
 	}
@@ -377,8 +376,7 @@ void review__api_mask(review_server *s, SoupServerMessage *msg, int64_t part_id)
 	}
 	if (db_neighbours(s->db_path, l.id, 0, &cb, &err) < 0 ||
 	    !(media = db_media_dir(s->db_path, &err))) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		goto out;
 	}

@@ -196,8 +196,7 @@ static int media_find(review_server *s, SoupServerMessage *msg, int64_t part_id,
 		return rc;
 	}
 	if (db_read_media(s->db_path, l.id, media_cb, &q, &err) < 0) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		return -EIO;
 	}
@@ -420,8 +419,7 @@ void review__api_reference(review_server *s, SoupServerMessage *msg, const char 
 	}
 	goto out;
 fail:
-	g_warning("review: %s", err);
-	review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+	review__reply_db_error(msg, DB_ESQLITE, err);
 	free(err);
 out:
 	g_free(c.camera_found);

@@ -263,7 +263,15 @@ void review__api_status(review_server *s, SoupServerMessage *msg)
 	review__add_number(b, "uptime_s", (double)(g_get_monotonic_time() - s->started_us) / 1e6);
 	json_builder_set_member_name(b, "writes_enabled");
 	json_builder_add_boolean_value(b, s->have_token);
-	review__add_string(b, "database", s->db_path);
+	{
+		/* The log's file name, never its path: the server's folders
+		 * are nobody's business over HTTP (the shift report names
+		 * the log the same way). */
+		char *base = g_path_get_basename(s->db_path);
+
+		review__add_string(b, "database", base);
+		g_free(base);
+	}
 	json_builder_set_member_name(b, "line");
 	json_builder_add_boolean_value(b, s->line != NULL);
 	if (s->line) {

@@ -14,7 +14,6 @@
 
 #define REVIEW_MAX_NOTE 2000
 #define REVIEW_DEFAULT_LIMIT 200
-#define REVIEW_MAX_LIMIT 10000
 
 /* ---- query strings ---- */
 
@@ -55,20 +54,6 @@ GHashTable *review__parse_query(const char *query, char **why)
 	return t;
 }
 
-static int parse_score(const char *text, double *out)
-{
-	char *end = NULL;
-	double v;
-
-	if (!*text || strlen(text) > 32)
-		return -EINVAL;
-	v = g_ascii_strtod(text, &end);
-	if (*end || !isfinite(v) || v < 0.0 || v > 1.0)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 int review__parse_uint(const char *text, guint64 max, guint64 *out)
 {
 	if (!*text || strlen(text) > 20 || !g_ascii_isdigit(text[0]))
@@ -76,78 +61,55 @@ int review__parse_uint(const char *text, guint64 max, guint64 *out)
 	return g_ascii_string_to_unsigned(text, 10, 0, max, out, NULL) ? 0 : -EINVAL;
 }
 
-static const char *const verdicts[] = { "accept", "reject", "marginal", NULL };
-static const char *const classes[] = { "none", "surface", "vibration", "surface+vibration",
-				       NULL };
-
-static gboolean one_of(const char *value, const char *const *choices)
-{
-	return g_strv_contains(choices, value);
-}
+/* The query's filter parameters, each read by the rule vigilctl's option
+ * of the same meaning is read by (db_filter_set), in the order a bad one
+ * is reported. The shift is checked against the log's plan by db_query,
+ * which names the shift in its message. */
+static const struct {
+	const char *name;
+	enum db_filter_field field;
+} filter_params[] = {
+	{ "since", DB_FILTER_SINCE }, { "until", DB_FILTER_UNTIL },
+	{ "job", DB_FILTER_JOB }, { "model", DB_FILTER_MODEL }, { "station", DB_FILTER_STATION },
+	{ "verdict", DB_FILTER_VERDICT }, { "class", DB_FILTER_CLASS },
+	{ "min_score", DB_FILTER_MIN_SCORE }, { "max_score", DB_FILTER_MAX_SCORE },
+	{ "part", DB_FILTER_PART }, { "reviewed", DB_FILTER_REVIEWED },
+	{ "limit", DB_FILTER_LIMIT },
+};
 
 /* Fills f from the query; on a bad value returns -EINVAL with *why set to a
- * message naming the parameter (g_free it). The values are only ever bound
- * as SQL parameters by db_query. */
-/* GLib's ISO 8601 reader wants a time with seconds; the page's
- * datetime-local ("2026-12-06T05:15") and a date alone are completed to
- * that, and without a zone the time is the server's local time, as the
- * plant's clock on the wall. */
-static int parse_time(const char *text, int64_t *us)
+ * message naming the parameter (g_free it). An empty value is no filter,
+ * as an empty field of the page's form. The values are only ever bound as
+ * SQL parameters by db_query. */
+int review__read_filter(GHashTable *q, struct db_filter *f, char **why)
 {
-	const char *t = strchr(text, 'T');
-	GTimeZone *local;
-	GDateTime *dt;
-	char *full;
-
-	if (strlen(text) > 40)
-		return -EINVAL;
-	if (!t)
-		full = g_strconcat(text, "T00:00:00", NULL);
-	else if (g_ascii_isdigit(t[1]) && g_ascii_isdigit(t[2]) && t[3] == ':' &&
-		 g_ascii_isdigit(t[4]) && g_ascii_isdigit(t[5]) && t[6] != ':')
-		full = g_strdup_printf("%.*s:00%s", (int)(t + 6 - text), text, t + 6);
-	else
-		full = g_strdup(text);
-	local = g_time_zone_new_local();
-	dt = g_date_time_new_from_iso8601(full, local);
-	g_time_zone_unref(local);
-	g_free(full);
-	if (!dt)
-		return -EINVAL;
-	*us = g_date_time_to_unix(dt) * G_USEC_PER_SEC + g_date_time_get_microsecond(dt);
-	g_date_time_unref(dt);
-	return 0;
-}
-
-/* A short printable name: a model version or a station. */
-static gboolean name_ok(const char *v)
-{
-	if (strlen(v) > 100)
-		return FALSE;
-	for (const char *c = v; *c; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
-			return FALSE;
-	return TRUE;
-}
-
-/* The tracing filters (since, until, shift, job, model, station). */
-static int read_trace_filter(GHashTable *q, struct db_filter *f, char **why)
-{
+	GHashTableIter it;
+	gpointer key, value;
 	const char *v;
-	guint64 n;
 
-	if ((v = g_hash_table_lookup(q, "since")) && *v && parse_time(v, &f->since_us) < 0) {
-		*why = g_strdup("since is an ISO 8601 time: 2026-12-06, 2026-12-06T05:15 (local) "
-				"or 2026-12-06T05:15:00Z");
-		return -EINVAL;
+	g_hash_table_iter_init(&it, q);
+	while (g_hash_table_iter_next(&it, &key, &value)) {
+		gboolean known = strcmp(key, "shift") == 0;
+
+		for (size_t i = 0; i < G_N_ELEMENTS(filter_params) && !known; i++)
+			known = strcmp(key, filter_params[i].name) == 0;
+		if (!known) {
+			*why = g_strdup_printf("unknown parameter '%.40s' (known: verdict, class, "
+					       "min_score, max_score, part, reviewed, limit, since, "
+					       "until, shift, job, model, station)",
+					       (const char *)key);
+			return -EINVAL;
+		}
 	}
-	if ((v = g_hash_table_lookup(q, "until")) && *v && parse_time(v, &f->until_us) < 0) {
-		*why = g_strdup("until is an ISO 8601 time: 2026-12-06, 2026-12-06T05:15 (local) "
-				"or 2026-12-06T05:15:00Z");
-		return -EINVAL;
+	f->limit = REVIEW_DEFAULT_LIMIT;
+	for (size_t i = 0; i < G_N_ELEMENTS(filter_params); i++) {
+		v = g_hash_table_lookup(q, filter_params[i].name);
+		if (v && *v && db_filter_set(f, filter_params[i].field, v) < 0) {
+			*why = g_strdup_printf("%s is %s", filter_params[i].name,
+					       db_filter_rule(filter_params[i].field));
+			return -EINVAL;
+		}
 	}
-	/* The label is checked against the log's plan by db_query, which
-	 * names the shift in its message. */
 	if ((v = g_hash_table_lookup(q, "shift")) && *v) {
 		if (strlen(v) > 60) {
 			*why = g_strdup("shift is a label such as '2026-12-06 night', 'current' or "
@@ -156,99 +118,7 @@ static int read_trace_filter(GHashTable *q, struct db_filter *f, char **why)
 		}
 		f->shift = v;
 	}
-	if ((v = g_hash_table_lookup(q, "job")) && *v) {
-		if (review__parse_uint(v, 65535, &n) < 0) {
-			*why = g_strdup("job is a job number, a whole number from 0 to 65535");
-			return -EINVAL;
-		}
-		f->job = (int64_t)n;
-	}
-	if ((v = g_hash_table_lookup(q, "model")) && *v) {
-		if (!name_ok(v)) {
-			*why = g_strdup("model is a model version of at most 100 printable bytes");
-			return -EINVAL;
-		}
-		f->model_version = v;
-	}
-	if ((v = g_hash_table_lookup(q, "station")) && *v) {
-		if (!name_ok(v)) {
-			*why = g_strdup("station is a station name of at most 100 printable bytes");
-			return -EINVAL;
-		}
-		f->station = v;
-	}
 	return 0;
-}
-
-int review__read_filter(GHashTable *q, struct db_filter *f, char **why)
-{
-	static const char *const known[] = { "verdict", "class", "min_score", "max_score",
-					      "part", "reviewed", "limit", "since", "until",
-					      "shift", "job", "model", "station", NULL };
-	GHashTableIter it;
-	gpointer key, value;
-	const char *v;
-	guint64 n;
-
-	g_hash_table_iter_init(&it, q);
-	while (g_hash_table_iter_next(&it, &key, &value))
-		if (!one_of(key, known)) {
-			*why = g_strdup_printf("unknown parameter '%.40s' (known: verdict, class, "
-					       "min_score, max_score, part, reviewed, limit, since, "
-					       "until, shift, job, model, station)",
-					       (const char *)key);
-			return -EINVAL;
-		}
-	f->limit = REVIEW_DEFAULT_LIMIT;
-	if (read_trace_filter(q, f, why) < 0)
-		return -EINVAL;
-	if ((v = g_hash_table_lookup(q, "verdict")) && *v) {
-		if (!one_of(v, verdicts))
-			goto bad_verdict;
-		f->verdict = v;
-	}
-	if ((v = g_hash_table_lookup(q, "class")) && *v) {
-		if (!one_of(v, classes)) {
-			*why = g_strdup("class is none, surface, vibration or surface+vibration");
-			return -EINVAL;
-		}
-		f->defect_class = v;
-	}
-	if ((v = g_hash_table_lookup(q, "min_score")) && *v && parse_score(v, &f->min_score) < 0) {
-		*why = g_strdup("min_score is a number from 0 to 1");
-		return -EINVAL;
-	}
-	if ((v = g_hash_table_lookup(q, "max_score")) && *v && parse_score(v, &f->max_score) < 0) {
-		*why = g_strdup("max_score is a number from 0 to 1");
-		return -EINVAL;
-	}
-	if ((v = g_hash_table_lookup(q, "part")) && *v) {
-		if (review__parse_uint(v, G_MAXUINT32, &n) < 0) {
-			*why = g_strdup("part is a part id, a whole number from 0 to 4294967295");
-			return -EINVAL;
-		}
-		f->part_id = (int64_t)n;
-	}
-	if ((v = g_hash_table_lookup(q, "reviewed")) && *v) {
-		if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
-			*why = g_strdup("reviewed is yes or no");
-			return -EINVAL;
-		}
-		f->reviewed = strcmp(v, "yes") == 0;
-	}
-	if ((v = g_hash_table_lookup(q, "limit")) && *v) {
-		if (review__parse_uint(v, REVIEW_MAX_LIMIT, &n) < 0 || n == 0) {
-			*why = g_strdup_printf("limit is a whole number from 1 to %d",
-					       REVIEW_MAX_LIMIT);
-			return -EINVAL;
-		}
-		f->limit = (int64_t)n;
-	}
-	return 0;
-
-bad_verdict:
-	*why = g_strdup("verdict is accept, reject or marginal");
-	return -EINVAL;
 }
 
 /* ---- JSON ---- */
@@ -349,10 +219,7 @@ void review__api_inspections(review_server *s, SoupServerMessage *msg, const cha
 	json_builder_begin_array(b);
 	if ((rc = db_query(s->db_path, &f, &cb, &err)) < 0) {
 		/* -EINVAL: a shift label the log's plan has no occurrence for. */
-		if (rc != -EINVAL)
-			g_warning("review: %s", err);
-		review__reply_error(msg, rc == -EINVAL ? SOUP_STATUS_BAD_REQUEST
-						       : SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, rc, err);
 		free(err);
 		g_object_unref(b);
 		goto out;
@@ -362,8 +229,7 @@ void review__api_inspections(review_server *s, SoupServerMessage *msg, const cha
 	/* The rows that match beyond the limit too, so the page can say
 	 * "200 of 260" instead of passing the newest 200 off as all. */
 	if ((total = db_query_count(s->db_path, &f, &err)) < 0) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		g_object_unref(b);
 		goto out;
@@ -428,8 +294,7 @@ static int add_history(review_server *s, SoupServerMessage *msg, int64_t part_id
 	json_builder_set_member_name(b, "reviews");
 	json_builder_begin_array(b);
 	if (db_read_reviews(s->db_path, part_id, history_of, &h, &err) < 0) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		return -EIO;
 	}
@@ -501,8 +366,7 @@ int review__find_latest(review_server *s, SoupServerMessage *msg, int64_t part_i
 	rc = l->chosen >= 0 ? db_neighbours(s->db_path, l->chosen, 0, &cb, &err)
 			    : db_query(s->db_path, &f, &cb, &err);
 	if (rc < 0) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		return -EIO;
 	}
@@ -551,8 +415,7 @@ void review__api_part(review_server *s, SoupServerMessage *msg, int64_t part_id)
 	} else if (rc == -ENOENT) {
 		json_builder_add_null_value(b);
 	} else {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		goto out;
 	}
@@ -560,8 +423,7 @@ void review__api_part(review_server *s, SoupServerMessage *msg, int64_t part_id)
 	json_builder_set_member_name(b, "media");
 	json_builder_begin_array(b);
 	if (review__media_list(s, part_id, l.id, l.chosen, b, &err) < 0) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		free(err);
 		goto out;
 	}
@@ -677,11 +539,9 @@ void review__api_review(review_server *s, SoupServerMessage *msg, int64_t part_i
 			  note && *note ? note : NULL, reviewer && *reviewer ? reviewer : "web",
 			  &(struct db_review_label){ label.defect_type, mask_rel }, &err);
 	if (rc < 0) {
+		/* -EINVAL: an overrule to the line's own verdict. */
 		review__label_drop_mask(s, mask_rel);
-		g_warning("review: %s", err ? err : db_strerror(rc));
-		review__reply_error(msg, rc == -ENOENT ? SOUP_STATUS_NOT_FOUND
-					       : SOUP_STATUS_INTERNAL_SERVER_ERROR,
-			    "%s", err ? err : db_strerror(rc));
+		review__reply_db_error(msg, rc, err);
 		free(err);
 		goto out;
 	}

@@ -330,8 +330,10 @@ static void api_review(review_server *s, SoupServerMessage *msg)
 	if (!(conn = plant_connect(s, msg)))
 		goto out;
 	rc = plant_review_insert(conn, &in, &saved, &err);
-	if (rc == -ENOENT) {
-		review__reply_error(msg, SOUP_STATUS_NOT_FOUND, "%s", err);
+	if (rc == -ENOENT || rc == -EINVAL) {
+		/* -EINVAL: an overrule to the line's own verdict. */
+		review__reply_error(msg, rc == -ENOENT ? SOUP_STATUS_NOT_FOUND
+						       : SOUP_STATUS_BAD_REQUEST, "%s", err);
 		goto out;
 	}
 	if (rc < 0) {

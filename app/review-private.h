@@ -112,6 +112,12 @@ void review__reply_json(SoupServerMessage *msg, int status, JsonNode *root);
 /* {"error": the formatted text}. */
 void review__reply_error(SoupServerMessage *msg, int status, const char *fmt, ...)
 	G_GNUC_PRINTF(3, 4);
+/* A failure of the log (db.h, rc its code, err its message or NULL) as the
+ * answer: -ENOENT 404 and -EINVAL 400 say err, which names what the request
+ * got wrong and never a path; any other is the server's own, logged with
+ * err and answered 500 without it, so that no file path (the log's, its
+ * media folder's) reaches a client. Every db failure is answered here. */
+void review__reply_db_error(SoupServerMessage *msg, int rc, const char *err);
 
 /* The listening service's "incoming" handler (data: the server): caps the
  * connections, arms the request timer and hands the connection to soup. */

@@ -28,7 +28,13 @@ void review__serve_report(review_server *s, SoupServerMessage *msg, GHashTable *
 	}
 	rc = report_shift_html(&rq, html, &err);
 	if (rc < 0) {
-		g_string_assign(html, err ? err : "cannot make the report");
+		/* -EINVAL: a shift the plan does not have, said to the client;
+		 * anything else names the log's path, which is the journal's. */
+		if (rc != -EINVAL)
+			g_warning("review: report %s: %s", rq.shift, err ? err : "failed");
+		g_string_assign(html, rc == -EINVAL && err ? err
+				: "cannot make the report: the inspection log could not be read; "
+				  "vigild's log says why");
 		g_string_append_c(html, '\n');
 		review__reply_text(msg, rc == -EINVAL ? SOUP_STATUS_BAD_REQUEST
 						      : SOUP_STATUS_INTERNAL_SERVER_ERROR,

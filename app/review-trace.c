@@ -160,10 +160,7 @@ static void api_csv(review_server *s, SoupServerMessage *msg, const char *query)
 	c.out = g_string_new(csv_header);
 	c.plan = log_plan(s);
 	if ((rc = db_query(s->db_path, &f, &cb, &err)) < 0) {
-		if (rc != -EINVAL)
-			g_warning("review: %s", err);
-		review__reply_error(msg, rc == -EINVAL ? SOUP_STATUS_BAD_REQUEST
-						       : SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, rc, err);
 		free(err);
 		goto out;
 	}
@@ -280,8 +277,7 @@ static void api_facets(review_server *s, SoupServerMessage *msg)
 		json_builder_set_member_name(b, columns[i]);
 		json_builder_begin_array(b);
 		if (db_facets(s->db_path, columns[i], facet_cb, b, &err) < 0) {
-			g_warning("review: %s", err);
-			review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+			review__reply_db_error(msg, DB_ESQLITE, err);
 			free(err);
 			g_object_unref(b);
 			return;
@@ -332,11 +328,7 @@ static void api_mark_escape(review_server *s, SoupServerMessage *msg, int64_t pa
 	reporter = reporter && *reporter ? reporter : "web";
 	rc = db_mark_escape(s->db_path, part_id, note, reporter, &id, &err);
 	if (rc < 0) {
-		if (rc != -ENOENT)
-			g_warning("review: %s", err ? err : db_strerror(rc));
-		review__reply_error(msg, rc == -ENOENT ? SOUP_STATUS_NOT_FOUND
-					       : SOUP_STATUS_INTERNAL_SERVER_ERROR,
-				    "%s", err ? err : db_strerror(rc));
+		review__reply_db_error(msg, rc, err);
 		free(err);
 		goto out;
 	}
@@ -431,8 +423,7 @@ static void api_escapes(review_server *s, SoupServerMessage *msg, const char *qu
 	json_builder_set_member_name(c.b, "escapes");
 	json_builder_begin_array(c.b);
 	if (db_read_escapes(s->db_path, escape_cb, &c, &c.err) < 0 || c.err) {
-		g_warning("review: %s", c.err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", c.err);
+		review__reply_db_error(msg, DB_ESQLITE, c.err);
 		free(c.err);
 		g_object_unref(c.b);
 		goto out;

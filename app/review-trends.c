@@ -253,8 +253,7 @@ void review__api_trends(review_server *s, SoupServerMessage *msg, const char *qu
 	counts = g_new0(struct db_bucket_counts, MAX(n, 1));
 	if (db_count_buckets(s->db_path, (const int64_t *)(void *)b.edges->data, n, counts,
 			     &err) < 0) {
-		g_warning("review: %s", err);
-		review__reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s", err);
+		review__reply_db_error(msg, DB_ESQLITE, err);
 		goto out;
 	}
 	if (!baseline || (size_t)baseline > n)

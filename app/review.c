@@ -133,6 +133,39 @@ static int64_t part_route(const char *path, enum part_route *route, int64_t *med
 		return -1;
 	return id;
 }
+/* A path under /api/parts/ that part_route (and the escape route) did not
+ * take: a part or media id that is not one is the client's mistake, said
+ * as such whatever the method, rather than "method not allowed" or "not
+ * found"; anything else there is not found. */
+static void refuse_part_path(SoupServerMessage *msg, const char *path)
+{
+	const char *p = path + strlen("/api/parts/"), *after = p;
+	const char *what = "part";
+	struct db_filter f = DB_FILTER_ALL;
+	char *id;
+
+	if (read_id(&after) >= 0 && *after == '/') {
+		/* The part id is fine: a media id? */
+		if (!g_str_has_prefix(after, "/media/")) {
+			review__reply_error(msg, SOUP_STATUS_NOT_FOUND, "not found");
+			return;
+		}
+		p = after + strlen("/media/");
+		what = "media";
+	}
+	id = g_strndup(p, strcspn(p, "/"));
+	if (db_filter_set(&f, DB_FILTER_PART, id) == 0)
+		review__reply_error(msg, SOUP_STATUS_NOT_FOUND, "not found");
+	else if (strlen(id) <= 40 && g_utf8_validate(id, -1, NULL))
+		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+				    "'%s' is not a %s id: a whole number from 0 to 4294967295", id,
+				    what);
+	else
+		review__reply_error(msg, SOUP_STATUS_BAD_REQUEST,
+				    "the %s id is not a whole number from 0 to 4294967295", what);
+	g_free(id);
+}
+
 static void handler(SoupServer *server, SoupServerMessage *msg, const char *path,
 		    GHashTable *query, gpointer data)
 {
@@ -159,8 +192,11 @@ static void handler(SoupServer *server, SoupServerMessage *msg, const char *path
 	/* The Plant view over the central database (review-plant.c). */
 	if (review__plant_route(s, msg, path, method, raw_query))
 		return;
-	if (g_str_has_prefix(path, "/api/parts/") &&
-	    (part = part_route(path, &route, &media_id)) >= 0) {
+	if (g_str_has_prefix(path, "/api/parts/")) {
+		if ((part = part_route(path, &route, &media_id)) < 0) {
+			refuse_part_path(msg, path);
+			return;
+		}
 		if (route == ROUTE_REVIEW && strcmp(method, "POST") == 0)
 			review__api_review(s, msg, part);
 		else if (route == ROUTE_PART && get)

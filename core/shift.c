@@ -236,8 +236,13 @@ int shift_plan_find(const shift_plan *p, const char *label, int64_t now_us,
 	}
 	if (sscanf(label, "%4u-%2u-%2u %32s%c", &y, &m, &d, name, &tail) != 4 ||
 	    !g_date_valid_dmy((GDateDay)d, (GDateMonth)m, (GDateYear)y)) {
-		*err = g_strdup_printf("'%s' is not a shift: give \"YYYY-MM-DD NAME\", current or previous",
-				       label);
+		/* The plan's shifts too: "lunch" may be a name the person
+		 * thought the plan had. */
+		char *names = shift_plan_to_string(p);
+
+		*err = g_strdup_printf("'%s' is not a shift: give \"YYYY-MM-DD NAME\", current or "
+				       "previous (the shifts: %s)", label, names);
+		g_free(names);
 		return -1;
 	}
 	for (size_t i = 0; i < p->n; i++) {

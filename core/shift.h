@@ -50,7 +50,8 @@ void shift_plan_at(const shift_plan *p, int64_t t_us, shift_span *out);
 void shift_plan_step(const shift_plan *p, const shift_span *span, int n, shift_span *out);
 
 /* Finds an occurrence by its label "YYYY-MM-DD NAME", or by "current" or
- * "previous" relative to now_us. Returns 0, or -1 with *err (g_free). */
+ * "previous" relative to now_us. Returns 0, or -1 with *err (g_free)
+ * naming the label and the plan's shifts. */
 int shift_plan_find(const shift_plan *p, const char *label, int64_t now_us,
 		    shift_span *out, char **err);
 

@@ -221,9 +221,11 @@ static int resolve_shift(const char *path, const char *label, struct query_ctx *
 	plan = shift_plan_parse(spec, NULL, &why);
 	free(spec);
 	if (!plan) {
+		/* The log's fault, not the label's: not -EINVAL, which the
+		 * review API answers with this text (and the path). */
 		db__set_error(err, "%s: the shift plan it records is not valid: %s", path, why);
 		g_free(why);
-		return -EINVAL;
+		return -EIO;
 	}
 	if (strcmp(label, "current") != 0 && strcmp(label, "previous") != 0 &&
 	    shift_times(plan, label, ctx->shift_from, ctx->shift_to)) {
@@ -381,6 +383,28 @@ int db_review(const char *path, int64_t part_id, const char *decision, int verdi
 	return db_review_labeled(path, part_id, decision, verdict, note, reviewer, NULL, err);
 }
 
+/* The inspection a review names: its verdict as the line gave it, for the
+ * message when a review was not written. */
+struct target_ctx {
+	const struct review_args *a;
+	int verdict;                /* 0: no such inspection */
+};
+
+static int bind_target(sqlite3_stmt *st, void *data)
+{
+	const struct review_args *a = ((struct target_ctx *)data)->a;
+	int rc = sqlite3_bind_int64(st, 1, a->part_id);
+
+	return rc != SQLITE_OK ? rc : sqlite3_bind_int64(st, 2, a->inspection_id);
+}
+
+static int target_verdict(sqlite3_stmt *st, void *data)
+{
+	((struct target_ctx *)data)->verdict =
+		verdict_code((const char *)sqlite3_column_text(st, 0));
+	return 0;
+}
+
 int db_review_labeled(const char *path, int64_t part_id, const char *decision, int verdict,
 		      const char *note, const char *reviewer,
 		      const struct db_review_label *label, char **err)
@@ -395,14 +419,24 @@ int db_review_at(const char *path, int64_t part_id, int64_t inspection_id,
 	struct review_args a = { part_id, inspection_id, decision, NULL, note, reviewer,
 				 label ? label->defect_type : NULL, label ? label->mask_path : NULL };
 	/* One statement: the review goes to the inspection named, or the
-	 * latest of the part, or nowhere when there is none (an inspection
-	 * of another part is none). */
+	 * latest of the part, or nowhere when there is none (an inspection of
+	 * another part is none) - nor when it overrules the line to the verdict
+	 * the line gave: that changes nothing, yet would count as overruled
+	 * (the shift report's share); agreeing is a confirm. */
 	struct statement s = {
 		.path = path, .write = true, .doing = "review in", .bind = bind_review, .data = &a,
 		.sql = "INSERT INTO reviews (inspection_id, t_wall_us, decision, verdict, note,"
 		       " reviewer, defect_type, mask_path) SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8"
-		       " FROM inspections"
-		       " WHERE part_id = ?1 AND (?9 < 0 OR id = ?9) ORDER BY id DESC LIMIT 1",
+		       " FROM (SELECT id, verdict FROM inspections"
+		       " WHERE part_id = ?1 AND (?9 < 0 OR id = ?9) ORDER BY id DESC LIMIT 1)"
+		       " WHERE ?3 = 'confirm' OR verdict IS NOT ?4",
+	};
+	struct target_ctx t = { &a, 0 };
+	struct statement target = {
+		.path = path, .doing = "read", .bind = bind_target, .row = target_verdict,
+		.data = &t,
+		.sql = "SELECT verdict FROM inspections WHERE part_id = ?1 AND (?2 < 0 OR id = ?2)"
+		       " ORDER BY id DESC LIMIT 1",
 	};
 	int rc;
 
@@ -418,15 +452,23 @@ int db_review_at(const char *path, int64_t part_id, int64_t inspection_id,
 	a.verdict = vigil_verdict_name((enum vigil_verdict)verdict);
 	if ((rc = run_statement(&s, err)) < 0)
 		return rc;
-	if (s.changes == 0) {
+	if (s.changes == 1)
+		return 0;
+	/* Nothing written: which of the two, for the message. The path is
+	 * the caller's to add (the review API must not show it). */
+	if ((rc = run_statement(&target, err)) < 0)
+		return rc;
+	if (!t.verdict) {
 		if (inspection_id >= 0)
-			db__set_error(err, "%s: no inspection %" PRId64 " of part %" PRId64, path,
+			db__set_error(err, "no inspection %" PRId64 " of part %" PRId64,
 				      inspection_id, part_id);
 		else
-			db__set_error(err, "%s: no inspection of part %" PRId64, path, part_id);
+			db__set_error(err, "no inspection of part %" PRId64, part_id);
 		return -ENOENT;
 	}
-	return 0;
+	db__set_error(err, "part %" PRId64 ": the line judged it %s already; an overrule names "
+		      "another verdict (to agree with the line, confirm)", part_id, a.verdict);
+	return -EINVAL;
 }
 
 struct reviews_ctx {
@@ -860,7 +902,8 @@ int db_mark_escape(const char *path, int64_t part_id, const char *note, const ch
 	if ((rc = run_statement(&s, err)) < 0)
 		return rc;
 	if (s.rows == 0) {
-		db__set_error(err, "%s: no inspection of part %" PRId64, path, part_id);
+		/* No path: the review API answers with this text. */
+		db__set_error(err, "no inspection of part %" PRId64, part_id);
 		return -ENOENT;
 	}
 	if (id_out)

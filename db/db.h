@@ -389,6 +389,27 @@ struct db_filter {
 };
 #define DB_FILTER_ALL { 0, 0, NULL, NULL, NAN, NAN, -1, -1, 0, NULL, -1, NULL, NULL }
 
+/* The filters as a person types them: vigilctl's options and the review
+ * API's query parameters are read by these one rules (db-filter.c), so
+ * that the two take the same values and refuse the same ones. The shift
+ * is not among them: its labels are the log's plan's (db_query). */
+enum db_filter_field {
+	DB_FILTER_SINCE, DB_FILTER_UNTIL, DB_FILTER_VERDICT, DB_FILTER_CLASS,
+	DB_FILTER_MIN_SCORE, DB_FILTER_MAX_SCORE, DB_FILTER_PART, DB_FILTER_REVIEWED,
+	DB_FILTER_LIMIT, DB_FILTER_JOB, DB_FILTER_MODEL, DB_FILTER_STATION,
+	DB_FILTER_FIELDS
+};
+/* The most rows a limit asks for. */
+#define DB_FILTER_MAX_LIMIT 10000
+/* Sets field of f from text: 0, or -EINVAL with f unchanged. Text is never
+ * "no filter": an empty or malformed value, a limit of 0 or a score of
+ * nan is refused. Strings (verdict, class, model, station) point into
+ * text. A time without a zone is local (TZ). */
+int db_filter_set(struct db_filter *f, enum db_filter_field field, const char *text);
+/* What a value of field must be, worded to follow "NAME is " in a refusal:
+ * "accept, reject or marginal". Static. */
+const char *db_filter_rule(enum db_filter_field field);
+
 /* Like db_read_inspections, only the rows that pass the filter (oldest
  * first; with a limit, the newest `limit` rows, still oldest first).
  * -EINVAL with *err naming the field for a verdict or class that is not
@@ -453,7 +474,9 @@ int db_read_escapes(const char *path, int (*fn)(const struct db_escape *e, void 
 /* A QA review of the latest inspection of part_id: decision "confirm" (the
  * verdict stands) or "overrule" with the right verdict. Written on its own
  * connection (vigild may be writing at the same time). -ENOENT when no such
- * part was inspected. */
+ * part was inspected; -EINVAL for an overrule to the verdict the line gave
+ * (nothing to overrule: a confirm agrees). *err says which, without the
+ * path: the review API shows it. */
 int db_review(const char *path, int64_t part_id, const char *decision, int verdict,
 	      const char *note, const char *reviewer, char **err);
 

@@ -100,14 +100,21 @@ int plant_review_check(const struct plant_review *r, char **err)
 int plant_review_insert(PGconn *conn, const struct plant_review *r, struct plant_review_saved *out,
 			char **err)
 {
-	/* Confirming keeps the line's verdict, read in the same statement. */
+	/* Confirming keeps the line's verdict, read in the same statement. An
+	 * overrule to the line's own verdict is no review at all (it would
+	 * count as overruled, here and in the station's log it is pulled
+	 * into): nothing is inserted, as for no such row. */
 	static const char sql[] =
 		"INSERT INTO reviews (site, line, station, origin, inspection_local_id, part_id,"
 		"  decision, verdict, note, reviewer, defect_type)"
 		" SELECT site, line, station, 'central', local_id, part_id, $5, coalesce($6, verdict),"
 		"  $7, $8, $9 FROM inspections"
 		" WHERE site = $1 AND line = $2 AND station = $3 AND local_id = $4::bigint"
+		"  AND ($6::text IS NULL OR verdict IS DISTINCT FROM $6)"
 		" RETURNING id, verdict, part_id";
+	static const char line_sql[] =
+		"SELECT verdict FROM inspections"
+		" WHERE site = $1 AND line = $2 AND station = $3 AND local_id = $4::bigint";
 	int confirm = r->decision && strcmp(r->decision, "confirm") == 0;
 	const char *note = r->note && *r->note ? r->note : NULL;
 	const char *type = r->defect_type && *r->defect_type ? r->defect_type : NULL;
@@ -132,10 +139,23 @@ int plant_review_insert(PGconn *conn, const struct plant_review *r, struct plant
 	if (!(res = query(conn, sql, 9, params, &code, err)))
 		return code;
 	if (PQntuples(res) == 0) {
-		db__set_error(err, "no inspection %s/%s/%s/%s in the plant database", r->site, r->line,
-			      r->station, local_id);
+		/* Which of the two, for the message. */
 		PQclear(res);
-		return -ENOENT;
+		if (!(res = query(conn, line_sql, 4, params, &code, err)))
+			return code;
+		if (PQntuples(res) == 0) {
+			db__set_error(err, "no inspection %s/%s/%s/%s in the plant database",
+				      r->site, r->line, r->station, local_id);
+			code = -ENOENT;
+		} else {
+			db__set_error(err, "%s/%s/%s/%s: the line judged it %s already; an "
+				      "overrule names another verdict (to agree with the line, "
+				      "confirm)", r->site, r->line, r->station, local_id,
+				      PQgetvalue(res, 0, 0));
+			code = -EINVAL;
+		}
+		PQclear(res);
+		return code;
 	}
 	out->id = g_ascii_strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	g_strlcpy(out->verdict, PQgetvalue(res, 0, 1), sizeof(out->verdict));

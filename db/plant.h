@@ -163,7 +163,8 @@ int plant_review_check(const struct plant_review *r, char **err);
 /* Checks r as plant_review_check and inserts it with origin 'central',
  * the row the station's forwarder pulls into its own log. 0 with *out;
  * -ENOENT (with *err) when the central database holds no such
- * inspection; else as above. */
+ * inspection; -EINVAL (with *err) for an overrule to the verdict the line
+ * gave (a confirm agrees), nothing inserted; else as above. */
 int plant_review_insert(PGconn *conn, const struct plant_review *r,
 			struct plant_review_saved *out, char **err);
 

@@ -552,10 +552,16 @@ int report_shift_html(const struct report_request *rq, GString *out, char **err)
 		rc = DB_ESQLITE;
 		goto db_fail;
 	}
-	plan = shift_plan_parse(spec, NULL, err);
+	plan = shift_plan_parse(spec, NULL, &dberr);
 	free(spec);
 	if (!plan) {
-		rc = -EINVAL;
+		/* The log's fault, not the shift's: not -EINVAL. */
+		if (err)
+			*err = g_strdup_printf("%s: the shift plan it records is not valid: %s",
+					       rq->db_path, dberr);
+		g_free(dberr);
+		dberr = NULL;
+		rc = -EIO;
 		goto out;
 	}
 	if (shift_plan_find(plan, rq->shift ? rq->shift : "", now, &span, err) < 0) {

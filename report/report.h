@@ -63,7 +63,9 @@ struct report_request {
 /* Appends the report of the shift occurrence rq->shift names (the plan is
  * the log's, db_shifts) to out as one HTML document; every text from the
  * log is escaped. 0; -EINVAL for a shift the plan does not have (*err
- * names it and the plan's shifts); or a negative db code with *err. */
+ * names it and the plan's shifts, never a path: the review server answers
+ * with it); -EIO for a log whose recorded plan is not valid; or a negative
+ * db code with *err. */
 int report_shift_html(const struct report_request *rq, GString *out, char **err);
 
 /* The Content-Security-Policy source that allows the report's one inline

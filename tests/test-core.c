@@ -640,6 +640,11 @@ static void test_shift_plan_occurrences(void)
 	g_assert_cmpint(shift_plan_find(p, "2026-02-30 early", 0, &sp, &err), ==, -1);
 	g_assert_nonnull(strstr(err, "is not a shift"));
 	g_clear_pointer(&err, g_free);
+	/* A bare word is told the plan's shifts too, as a name the plan lacks. */
+	g_assert_cmpint(shift_plan_find(p, "lunch", 0, &sp, &err), ==, -1);
+	g_assert_nonnull(strstr(err, "'lunch' is not a shift"));
+	g_assert_nonnull(strstr(err, "(the shifts: early 06:00"));
+	g_clear_pointer(&err, g_free);
 	shift_plan_free(p);
 	shift_plan_free(NULL);
 

@@ -253,10 +253,15 @@ def check_show_review(env, ci, rows, pg):
     for args, rc in ((["north/L1/S1/99", "--confirm"], 1),
                      (["north/L1/S1/7", "--overrule", "broken"], 2),
                      (["north/L1/S1/7", "--confirm", "--overrule", "accept"], 2),
-                     (["north/L1/S1/7", "--confirm", "--defect-type", "two words"], 2)):
+                     (["north/L1/S1/7", "--confirm", "--defect-type", "two words"], 2),
+                     # north/L1/S1/7 is a marginal: nothing to overrule.
+                     (["north/L1/S1/7", "--overrule", "marginal"], 2)):
         p = run(env, ci, "review", *args, ok=False)
         checks.check(p.returncode == rc and p.stderr.strip().count("\n") == 0,
                      f"review {args}: rc {p.returncode}, want {rc}: {p.stderr}")
+    p = run(env, ci, "review", "north/L1/S1/7", "--overrule", "marginal", ok=False)
+    checks.check("judged it marginal already" in p.stderr and "confirm" in p.stderr and
+                 not p.stdout, f"central overrule to the line's verdict: {p.stderr}")
     after = pg.query("plant", "SELECT count(*) FROM reviews")[0][0]
     checks.check(after == before, f"refused reviews wrote rows: {before} -> {after}")
 
@@ -327,6 +332,20 @@ def check_errors(env, ci, pg, tmp):
                  ["show"]):
         p = run(env, ci, *args, ok=False)
         checks.check(p.returncode == 2, f"{args}: rc {p.returncode}, want 2: {p.stderr}")
+    # Read before connecting: a bad value is 2 naming it, nothing on stdout,
+    # even with a server that cannot be reached (which would be 1).
+    nowhere = "host=127.0.0.1 port=1 dbname=plant user=vigil connect_timeout=2"
+    for args, said in ((["list", "--limit", "0"], "--limit is a whole number from 1 to 10000"),
+                       (["list", "--verdict", "rejected"], "--verdict is accept, reject or"),
+                       (["export", "--part", "-1"], "--part is a part id"),
+                       (["list", "--note", "x"], "--note is for"),
+                       (["stations", "--format", "xml"], "--format is table, csv or json"),
+                       (["stations", "--station", ""], "--station is empty"),
+                       (["show", "north/L1/x"], "SITE/LINE/STATION/LOCAL_ID"),
+                       (["review", "north/L1/S1/7"], "--confirm or --overrule")):
+        p = run(env, nowhere, *args, ok=False)
+        checks.check(p.returncode == 2 and said in p.stderr and not p.stdout,
+                     f"{args} before connecting: rc {p.returncode}, {p.stderr!r}; want 2, {said!r}")
     p = subprocess.run([CTL, "--db", os.path.join(tmp, "x.db"), "list", "--site", "north"],
                        capture_output=True, text=True, timeout=30)
     checks.check(p.returncode == 2 and "--site is for --central" in p.stderr,
@@ -498,17 +517,18 @@ def scenario_page(build):
             st, body = http(url + "api/plant/inspections?" + urllib.parse.urlencode(q))
             checks.check(st == 400 and body.get("error"), f"{q}: {st} {body}, want 400")
 
-        # A central review from the page: the reviewer's token needed.
+        # A central review from the page: the reviewer's token needed. The
+        # row is a reject: overruled to accept.
         want = {"site": "north", "line": "L2", "station": "S1", "local_id": 4,
-                "decision": "overrule", "verdict": "reject", "note": "from the page"}
+                "decision": "overrule", "verdict": "accept", "note": "from the page"}
         st, body = http(url + "api/plant/review", want)
         checks.check(st == 401, f"a review without the token: {st} {body}")
         st, body = http(url + "api/plant/review", want, token)
         checks.check(st == 200 and body.get("origin") == "central" and
-                     body.get("verdict") == "reject", f"a review: {st} {body}")
+                     body.get("verdict") == "accept", f"a review: {st} {body}")
         got = pg.query("plant", "SELECT origin, local_id, inspection_local_id, decision, verdict,"
                        " note FROM reviews WHERE site = 'north' AND line = 'L2'")
-        checks.check(got == [("central", None, 4, "overrule", "reject", "from the page")],
+        checks.check(got == [("central", None, 4, "overrule", "accept", "from the page")],
                      f"the page's central review: {got}")
         k = api(site="north", line="L2", station="S1", limit=100)
         st, body = http(url + "api/plant/inspections?site=north&line=L2")
@@ -517,9 +537,17 @@ def scenario_page(build):
                      ("overrule", "central"), f"the list after the review: {row} ({len(k)})")
         for bad, code in ((dict(want, local_id=99), 404), (dict(want, decision="maybe"), 400),
                           (dict(want, verdict="great"), 400), (dict(want, local_id="4"), 400),
-                          (dict(want, defect_type="two words"), 400)):
+                          (dict(want, defect_type="two words"), 400),
+                          (dict(want, verdict="reject"), 400)):
             st, body = http(url + "api/plant/review", bad, token)
             checks.check(st == code, f"review {bad}: {st} {body}, want {code}")
+        # An overrule to the line's own verdict (the row is a reject) would
+        # count as overruled: refused, saying so.
+        st, body = http(url + "api/plant/review", dict(want, verdict="reject"), token)
+        checks.check("judged it reject already" in body.get("error", "") and
+                     "confirm" in body.get("error", ""), f"overrule to reject: {st} {body}")
+        got = pg.query("plant", "SELECT count(*) FROM reviews WHERE site = 'north' AND line = 'L2'")
+        checks.check(got == [(1,)], f"refused page reviews wrote rows: {got}")
 
         # The server down: 502, one line naming it, never the password.
         pg.stop()

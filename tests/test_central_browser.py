@@ -104,7 +104,9 @@ const [url, token, executablePath, note] = process.argv.slice(2);
   await page.click("#plant-stations tbody tr:nth-child(4)");
   out.clicked = await shown("site=south&line=L1&station=S1");
 
-  // A central review: refused without a token, saved once signed in.
+  // A central review: refused without a token, saved once signed in. The
+  // row is a reject: overruled to accept (to reject would be refused, the
+  // line's own verdict).
   await page.fill("#plant-filters input[name=site]", "north");
   await page.fill("#plant-filters input[name=line]", "L2");
   await page.fill("#plant-filters input[name=station]", "S1");
@@ -113,7 +115,7 @@ const [url, token, executablePath, note] = process.argv.slice(2);
   await page.fill("#plant-note", note);
   const row = "#plant-inspections tr[data-key='north/L2/S1/4']";
   expect401 = true;
-  await page.selectOption(row + " select", "reject");
+  await page.selectOption(row + " select", "accept");
   await page.waitForSelector("#plant-error:not([hidden])", { timeout: 15000 });
   out.refused = await page.textContent("#plant-error");
   out.selectAfterRefusal = await page.$eval(row + " select", (s) => s.value);
@@ -125,10 +127,10 @@ const [url, token, executablePath, note] = process.argv.slice(2);
   // token and is refused again.
   await page.waitForFunction(() => /signed in as/.test(document.querySelector("#users-who").textContent),
                              null, { timeout: 15000 });
-  await page.selectOption(row + " select", "reject");
+  await page.selectOption(row + " select", "accept");
   await page.waitForFunction((sel) => {
     const tr = document.querySelector(sel);
-    return tr && /overrule → reject \(central\)/.test(tr.textContent);
+    return tr && /overrule → accept \(central\)/.test(tr.textContent);
   }, row, { timeout: 15000 });
   out.errorAfterSave = await page.$eval("#plant-error", (e) => e.hidden ? "" : e.textContent);
 
@@ -218,7 +220,7 @@ def main():
                  f"a refused overrule still shows as chosen: {out['selectAfterRefusal']!r}")
     checks.check(out["errorAfterSave"] == "", f"an error after the save: {out['errorAfterSave']}")
     checks.check(len(reviews) == 1 and reviews[0][:6] ==
-                 ("central", None, 4, "overrule", "reject", NOTE) and reviews[0][6],
+                 ("central", None, 4, "overrule", "accept", NOTE) and reviews[0][6],
                  f"the central reviews table: {reviews}")
     checks.check(not out["errors"], f"console errors: {out['errors']} (failed loads: "
                  f"{out['failed']})")

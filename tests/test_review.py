@@ -213,6 +213,46 @@ def check_kept_media(srv, db, part):
           f"envelope figures from the kept window {got}, logged {logged}")
 
 
+def error_of(body):
+    try:
+        return json.loads(body).get("error", "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+def check_refusals(srv, db):
+    """A part id that is not one is the client's mistake (400 naming it),
+    whatever the route and method; no answer, 4xx or 5xx, names a path of
+    the server's (the log's folder)."""
+    folder = os.path.dirname(os.path.abspath(db)).encode()
+    post = {"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"}
+    for method, target, want, said in (
+            ("POST", "/api/parts/abc/escape", 400, "'abc' is not a part id"),
+            ("POST", "/api/parts/abc/review", 400, "'abc' is not a part id"),
+            ("GET", "/api/parts/abc", 400, "'abc' is not a part id"),
+            ("GET", "/api/parts/-1/vibration", 400, "'-1' is not a part id"),
+            ("GET", "/api/parts/4294967296", 400, "'4294967296' is not a part id"),
+            ("GET", "/api/parts/1/media/x1", 400, "'x1' is not a media id"),
+            ("GET", "/api/parts/1/nothing", 404, "not found"),
+            ("POST", "/api/parts/99999/escape", 404, "no inspection of part 99999"),
+            ("POST", "/api/parts/99999/review", 404, "no inspection of part 99999"),
+            ("GET", "/api/parts/99999", 404, "no inspection of part 99999"),
+            ("GET", "/api/inspections?shift=lunch", 400, "the shifts: "),
+            ("GET", "/api/inspections?limit=0", 400, "limit is a whole number from 1 to 10000"),
+            ("GET", "/api/inspections?min_score=nan", 400, "min_score is a number from 0 to 1")):
+        body = json.dumps({"note": "x", "decision": "confirm"}).encode()
+        status, _, answer = srv.request(method, target, body if method == "POST" else None,
+                                        post if method == "POST" else None)
+        check(status == want and said in error_of(answer) and folder not in answer,
+              f"{method} {target}: {status} {answer[:200]!r}, want {want} saying {said!r}")
+    status, _, answer = srv.request("GET", "/report?shift=lunch")
+    check(status == 400 and b"the shifts: " in answer and folder not in answer,
+          f"/report?shift=lunch: {status} {answer[:200]!r}")
+    status = srv.get_json("/api/status")
+    check(status.get("database") == os.path.basename(db),
+          f"/api/status names the log {status.get('database')!r}, want its file name only")
+
+
 def check_review(srv, db, part):
     note = "scratch is a lint fibre'; DROP TABLE reviews; --"
     status, hdrs, body = srv.review(part, {"decision": "overrule", "verdict": "accept", "note": note},
@@ -240,6 +280,14 @@ def check_review(srv, db, part):
     check(status == 413, f"review with a body over 1 MiB + 16 kB: status {status}, want 413")
     status, _, body = srv.review(4294967295, {"decision": "confirm"})
     check(status == 404, f"review of a part never inspected: status {status}, want 404")
+    # An overrule to the verdict the line gave changes nothing and would
+    # count as overruled in the shift report: 400, saying to confirm.
+    line_verdict = srv.get_json(f"/api/parts/{part}")["inspection"]["verdict"]
+    status, _, body = srv.review(part, {"decision": "overrule", "verdict": line_verdict})
+    msg = error_of(body)
+    check(status == 400 and f"judged it {line_verdict} already" in msg and "confirm" in msg,
+          f"overrule of a {line_verdict} to {line_verdict}: status {status}, {msg!r}; want 400 "
+          "saying the line's verdict and confirm")
     con = sqlite3.connect(db)
     n = con.execute("SELECT count(*) FROM reviews").fetchone()[0]
     con.close()
@@ -571,9 +619,16 @@ def main():
                 check_media(srv, line, part)
                 check_review(srv, db, part)
             check_hostile(srv, db)
+            check_refusals(srv, db)
         finally:
             vigild_rc = line.stop()
         check(vigild_rc == 0, f"vigild exited with {vigild_rc}")
+        # vigil-sim took every result, the last one included: vigild saw
+        # each acknowledged before the simulated PLC went away.
+        con = sqlite3.connect(db)
+        stops = con.execute("SELECT message FROM events WHERE kind = 'plc-stop'").fetchall()
+        con.close()
+        check(stops == [], f"a normal run's end logged plc-stop: {stops}")
 
         # The page over the finished log, without the line.
         vigild = Vigild(build, conf, os.path.join(tmp, "review-only.log"), ["--review-only"])
@@ -588,6 +643,19 @@ def main():
             check(h.get("line") is False and h.get("t") == [], f"--review-only history: {h}")
             status, _, _ = srv.review(part, {"decision": "confirm"}, token="wrong-token-123")
             check(status == 401, f"--review-only review with a wrong token: {status}")
+            # A log that cannot be read: 500, its reason (which names the
+            # file) in vigild's log, not in the answer.
+            os.rename(db, db + ".away")
+            try:
+                for target in ("/api/inspections", f"/api/parts/{part}", "/api/escapes",
+                               "/api/facets", "/report?shift=current"):
+                    status, _, answer = srv.request("GET", target)
+                    check(status == 500 and os.path.dirname(db).encode() not in answer
+                          and b"vigil.db" not in answer,
+                          f"GET {target} of a log gone: {status} {answer[:200]!r}, want 500 "
+                          "without its path")
+            finally:
+                os.rename(db + ".away", db)
         finally:
             rc = vigild.stop(timeout=30)
         check(rc == 0, f"vigild --review-only exited with {rc}")

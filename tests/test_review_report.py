@@ -152,6 +152,11 @@ def check_vigilctl(db, out):
         (["report"], 2, "--shift is required"),
         (["report", "--shift", "2026-12-01 lunch"], 2, "no shift named 'lunch'"),
         (["report", "--shift", "yesterday"], 2, "'yesterday' is not a shift"),
+        # The doc: "the message lists the plan's shifts", for a bare word too.
+        (["report", "--shift", "lunch"], 2, "--shift 'lunch': 'lunch' is not a shift"),
+        (["report", "--shift", "lunch"], 2, "(the shifts: early 06:00, late 14:00"),
+        (["report", "--shift", "2026-12-01 lunch"], 2, "(the shifts: early 06:00, late 14:00"),
+        (["report", "--shift", EARLY, "--verdict", "reject"], 2, "--verdict is for list"),
     ]:
         r = run("--db", db, *args)
         check(r.returncode == rc and want in r.stderr and not r.stdout,

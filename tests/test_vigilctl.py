@@ -101,20 +101,30 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
     p = run("export", "--since", "2026-11-01", env=east8)
     check(p.returncode == 0, f"export --since 2026-11-01 (docs' example): {p.stderr}")
 
-    # Reviews: overrule part 4 (a marginal) to reject with a note holding CSV/SQL metacharacters.
+    # An overrule to the line's own verdict (part 4 is a reject) changes
+    # nothing and would count as overruled: refused (2), naming the
+    # verdict and confirm, nothing stored.
+    p = run("review", "--part", "4", "--overrule", "reject", ok=False)
+    check(p.returncode == 2 and not p.stdout and "--overrule" in p.stderr and
+          "judged it reject already" in p.stderr and "confirm" in p.stderr,
+          f"overrule of a reject to reject: rc {p.returncode}, {p.stdout!r} {p.stderr!r}")
+    # Reviews: overrule part 5 (a marginal) to reject with a note holding CSV/SQL metacharacters.
     note = "looked again, crack at edge; it's real, \"obvious\" -- '; DROP TABLE inspections; --"
-    run("review", "--part", "4", "--overrule", "reject", "--note", note, "--reviewer", "qa1")
+    run("review", "--part", "5", "--overrule", "reject", "--note", note, "--reviewer", "qa1")
     run("review", "--part", "3", "--confirm")
     js = json.loads(run("list", "--format", "json", "--reviewed", "yes").stdout)
-    check(sorted(r["part_id"] for r in js) == [3, 4], f"--reviewed yes: {[r['part_id'] for r in js]}")
-    r4 = next(r for r in js if r["part_id"] == 4)
-    check(r4["review"] == "overrule" and r4["review_verdict"] == "reject" and r4["review_note"] == note,
-          f"review of part 4 not stored as given: {r4}")
-    out = run("list", "--format", "csv", "--part", "4").stdout
+    check(sorted(r["part_id"] for r in js) == [3, 5],
+          f"--reviewed yes: {[r['part_id'] for r in js]}")
+    r5 = next((r for r in js if r["part_id"] == 5), {})
+    check(r5.get("review") == "overrule" and r5.get("review_verdict") == "reject" and
+          r5.get("review_note") == note, f"review of part 5 not stored as given: {r5}")
+    out = run("list", "--format", "csv", "--part", "5").stdout
     check(list(csv.DictReader(io.StringIO(out)))[0]["review_note"] == note, "CSV quoting of the note")
-    check(run("review", "--part", "999", "--confirm", ok=False).returncode != 0, "review of a missing part")
+    p = run("review", "--part", "999", "--confirm", ok=False)
+    check(p.returncode == 1 and "no inspection of part 999" in p.stderr and db in p.stderr,
+          f"review of a missing part: rc {p.returncode}: {p.stderr}")
 
-    # The Pareto counts the reviewed verdict: 20 rejects + 20 marginals, part 4 now a reject.
+    # The Pareto counts the reviewed verdict: 21 rejects + 19 marginals, part 5 now a reject.
     out = run("pareto", "--by", "shift").stdout
     print(out)
     check("reject causes (Pareto)" in out, "pareto prints its causes")
@@ -133,7 +143,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
     check(len(got) == len(table) and all(table.get(r["shift"], [None])[0] == r["parts"] for r in got),
           f"pareto csv rows {got} differ from the table {table}")
     check(sum(int(r["parts"]) for r in got) == 60, "pareto csv parts do not sum to 60")
-    check(sum(int(r["rejected"]) for r in got) == 20, "pareto csv: 20 rejects")
+    check(sum(int(r["rejected"]) for r in got) == 21, "pareto csv: 21 rejects")
     cls_sum = sum(int(r[k]) for r in got for k in ("rejects_surface", "rejects_vibration",
                                                      "rejects_both", "rejects_none"))
     js = json_or(run("pareto", "--format", "json").stdout, {}, "pareto --format json")
@@ -210,6 +220,92 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
     p = ctl_at(os.path.join(moved, "vigil.db"), "export")
     check(p.returncode == 0 and f"data root {moved}/vigil.db.media " in p.stderr,
           f"export of a moved log: {p.stderr}")
+
+    # Every option of every command, a bad value each: exit 2, nothing on
+    # stdout (a script must not take a header line or [] for "no parts"),
+    # and a message naming the option, the value and what it must be. The
+    # filters' rules are the review API's (db_filter_set), word for word.
+    rules = {
+        "time": "an ISO 8601 time", "verdict": "accept, reject or marginal",
+        "class": "none, surface, vibration or surface+vibration", "score": "a number from 0 to 1",
+        "part": "a whole number from 0 to 4294967295", "reviewed": "yes or no",
+        "limit": "a whole number from 1 to 10000", "job": "a whole number from 0 to 65535",
+        "model": "1 to 100 printable bytes", "station": "1 to 100 printable bytes",
+        "format": "table, csv or json", "by": "hour or shift", "shifts": "early 06:00",
+    }
+    filters = [("--since", "yesterday-ish", "time"), ("--until", "2026-13-01", "time"),
+               ("--since", "", "time"), ("--verdict", "rejected", "verdict"),
+               ("--verdict", "", "verdict"), ("--class", "Surface", "class"),
+               ("--min-score", "nan", "score"), ("--min-score", "1.5", "score"),
+               ("--max-score", "-0.1", "score"), ("--max-score", "x", "score"),
+               ("--part", "-3", "part"), ("--part", "abc", "part"),
+               ("--part", "4294967296", "part"), ("--reviewed", "maybe", "reviewed"),
+               ("--limit", "-5", "limit"), ("--limit", "0", "limit"),
+               ("--limit", "10001", "limit"), ("--limit", "5x", "limit"),
+               ("--shift", "lunch", "shifts"), ("--shift", "2026-11-18 lunch", "shifts"),
+               ("--job", "x", "job"), ("--job", "-3", "job"), ("--job", "65536", "job"),
+               ("--model", "", "model"), ("--station", "", "station")]
+    bad = [([cmd, opt, value], opt, value, rule)
+           for cmd in ("list", "pareto", "export") for opt, value, rule in filters]
+    bad += [([cmd, "--format", "xml"], "--format", "xml", "format")
+             for cmd in ("list", "pareto", "escapes")]
+    bad += [(["list", "--format", "csv", "--verdict", "rejected"], "--verdict", "rejected",
+             "verdict"),
+            (["list", "--format", "json", "--class", "Surface"], "--class", "Surface", "class"),
+            (["pareto", "--by", "week"], "--by", "week", "by"),
+            (["export", "--format", "json"], "--format", "json", "csv"),
+            (["export", "--split", "train,val"], "--split", "train,val", "plain name"),
+            (["review", "--part", "abc", "--confirm"], "--part", "abc", "part"),
+            (["review", "--part", "4", "--overrule", "maybe"], "--overrule", "maybe", "verdict"),
+            (["review", "--part", "4", "--confirm", "--reviewer", ""], "--reviewer", "", "name"),
+            (["escapes", "--neighbours", "-1"], "--neighbours", "-1", "from 0 to 100"),
+            (["escapes", "--neighbours", "101"], "--neighbours", "101", "from 0 to 100"),
+            (["escapes", "--mark", "--part", "x", "--note", "n"], "--part", "x", "part"),
+            (["report", "--shift", "lunch"], "--shift", "lunch", "shifts"),
+            (["report", "--shift", "early"], "--shift", "early", "shifts")]
+    for args, opt, value, rule in bad:
+        p = run(*args, ok=False)
+        want = rules.get(rule, rule)
+        check(p.returncode == 2 and not p.stdout and opt in p.stderr and f"'{value}'" in p.stderr
+              and want in p.stderr,
+              f"{args}: rc {p.returncode}, stdout {p.stdout[:60]!r}, stderr {p.stderr.strip()!r};"
+              f" want 2, nothing, and a message naming {opt}, '{value}' and {want!r}")
+    # An option the command does not read is refused, not ignored (report
+    # --verdict would print the whole shift as if filtered), naming the
+    # commands that read it.
+    for args, opt, where in ((["report", "--shift", "current", "--verdict", "reject"], "--verdict",
+                              "list, pareto, export"),
+                             (["escapes", "--since", "2026-11-01"], "--since", "list"),
+                             (["upgrade", "--limit", "3"], "--limit", "list"),
+                             (["review", "--part", "3", "--confirm", "--format", "csv"],
+                              "--format", "list"),
+                             (["list", "--note", "x"], "--note", "review"),
+                             (["list", "--confirm"], "--confirm", "review"),
+                             (["pareto", "--out", os.path.join(tmp, "p.txt")], "--out", "export"),
+                             (["export", "--by", "hour"], "--by", "pareto"),
+                             (["list", "--site", "north"], "--site", "--central list"),
+                             (["review", "--part", "3", "--confirm", "--defect-type", "crack"],
+                              "--defect-type", "--central review"),
+                             (["escapes", "--part", "3"], "--part", "--mark"),
+                             (["escapes", "--mark", "--part", "3", "--note", "n",
+                               "--neighbours", "2"], "--neighbours", "without --mark")):
+        p = run(*args, ok=False)
+        check(p.returncode == 2 and not p.stdout and f"{opt} is for" in p.stderr
+              and where in p.stderr,
+              f"{args}: rc {p.returncode}, stdout {p.stdout[:60]!r}, stderr {p.stderr.strip()!r}")
+    # A log that cannot be read: 1, and still nothing on stdout.
+    for args in (["list"], ["list", "--format", "csv"], ["list", "--format", "json"],
+                 ["escapes", "--format", "csv"], ["pareto"], ["export"]):
+        p = subprocess.run([ctl, "--db", os.path.join(tmp, "none.db"), *args], capture_output=True,
+                           text=True, timeout=30)
+        check(p.returncode == 1 and not p.stdout and "none.db" in p.stderr,
+              f"{args} of a missing log: rc {p.returncode}, stdout {p.stdout[:60]!r}, {p.stderr!r}")
+    # The good values next to the bad: the bounds are in.
+    for args in (["list", "--limit", "10000"], ["list", "--limit", "1"], ["list", "--part", "0"],
+                 ["list", "--min-score", "0", "--max-score", "1"], ["list", "--job", "65535"],
+                 ["list", "--part", "4294967295"], ["escapes", "--neighbours", "100"],
+                 ["escapes", "--neighbours", "0"]):
+        run(*args)
 
     # Hostile or malformed input is refused with a message, and nothing changes.
     for args in (["list", "--verdict", "reject' OR '1'='1"], ["list", "--class", "x; DROP TABLE reviews"],

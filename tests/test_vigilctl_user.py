@@ -77,6 +77,16 @@ with tempfile.TemporaryDirectory(prefix="vigil-users-") as tmp:
     check(f"{users}:4:" in p.stderr and "root" in p.stderr, f"bad line 4: {p.stderr}")
     p = run("add", "frank", "--role", "viewer", "--users", users, ok=False)
     check(f"{users}:4:" in p.stderr, f"add to a broken file: {p.stderr}")
+    # A bad value is a usage error (2) naming it, whatever the file: read
+    # before the file is.
+    for args, said in ((["add", "frank", "--role", "boss"], "--role is viewer, reviewer or admin, "
+                        "not 'boss'"),
+                       (["add", "fr ank", "--role", "viewer"], "name 'fr ank' is not"),
+                       (["remove", "carol", "--role", "viewer"], "--role is for add"),
+                       (["list", "--role", "viewer"], "--role is for add")):
+        p = run(*args, "--users", users, ok=False)
+        check(p.returncode == 2 and said in p.stderr and not p.stdout,
+              f"user {args}: rc {p.returncode}, {p.stderr!r}; want 2 saying {said!r}")
 
 if failures:
     for f in failures:

@@ -277,20 +277,57 @@ uint16_t sim_plc_trigger(sim_plc *p, uint32_t part_id)
 	return t.counter;
 }
 
-int sim_plc_wait_trigger_seen(sim_plc *p, uint16_t counter, int64_t timeout_us)
+/* The CLOCK_MONOTONIC time timeout_us from now, for pthread_cond_timedwait. */
+static struct timespec deadline(int64_t timeout_us)
 {
 	struct timespec until;
 	int64_t end_us;
-	int rc = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	end_us = (int64_t)until.tv_sec * 1000000 + until.tv_nsec / 1000 + timeout_us;
 	until.tv_sec = (time_t)(end_us / 1000000);
 	until.tv_nsec = (long)(end_us % 1000000) * 1000;
+	return until;
+}
+
+int sim_plc_wait_trigger_seen(sim_plc *p, uint16_t counter, int64_t timeout_us)
+{
+	struct timespec until = deadline(timeout_us);
+	int rc = 0;
+
 	pthread_mutex_lock(&p->lock);
 	while (p->mb->tab_registers[p->map.status_base + PLC_STAT_TRIGGER_SEEN] != counter) {
 		if (pthread_cond_timedwait(&p->served, &p->lock, &until) == ETIMEDOUT &&
 		    p->mb->tab_registers[p->map.status_base + PLC_STAT_TRIGGER_SEEN] != counter) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+/* Under p->lock: whether the last result taken is still up as far as
+ * vigild knows (it has not taken its valid flag down). */
+static int ack_unseen(const sim_plc *p)
+{
+	const uint16_t *res = p->mb->tab_registers + p->map.result_base;
+
+	return p->last_result_counter && res[PLC_RES_COUNTER] == p->last_result_counter &&
+	       res[PLC_RES_VALID] != 0;
+}
+
+int sim_plc_wait_ack_seen(sim_plc *p, int64_t timeout_us)
+{
+	struct timespec until = deadline(timeout_us);
+	int rc = 0;
+
+	/* vigild reads the ack at its next poll and then writes the block
+	 * with valid 0: each request served is a chance it did. */
+	pthread_mutex_lock(&p->lock);
+	while (ack_unseen(p)) {
+		if (pthread_cond_timedwait(&p->served, &p->lock, &until) == ETIMEDOUT &&
+		    ack_unseen(p)) {
 			rc = -ETIMEDOUT;
 			break;
 		}

@@ -36,6 +36,14 @@ uint16_t sim_plc_trigger(sim_plc *p, uint32_t part_id);
  * handshake's own pace: vigild sees every counter, none is missed. */
 int sim_plc_wait_trigger_seen(sim_plc *p, uint16_t counter, int64_t timeout_us);
 
+/* Waits until vigild has seen the acknowledge of the last result the sim
+ * took: the result block shows that counter with results_valid 0, written
+ * by vigild once it read the ack (docs/plc.md, the handshake), up to
+ * timeout_us. Returns 0 (also when no result came), or -ETIMEDOUT. A
+ * PLC that leaves before then leaves its last result unacknowledged as far
+ * as vigild can tell. */
+int sim_plc_wait_ack_seen(sim_plc *p, int64_t timeout_us);
+
 /* fn is called on the server thread, without the sim's lock held, for each
  * new result block: after a client request that changed the result counter.
  * t_us is CLOCK_MONOTONIC microseconds (vigil_now_us) when the request was

@@ -279,6 +279,12 @@ int sim_run(const struct sim_run_opts *o)
 		goto out;
 	trigger_parts(o, &s, plc);
 	drain_results(&s, o->drain_timeout_s);
+	/* A PLC stays on the line: leaving as soon as the last result came
+	 * would leave vigild no poll in which to read its acknowledge, and it
+	 * would stop saying that result was never taken (plc-stop). */
+	if (sim_plc_wait_ack_seen(plc, (int64_t)o->drain_timeout_s * 1000000) < 0)
+		fprintf(stderr, "vigil-sim: vigild did not take the last result down within %d s "
+			"of its acknowledge\n", o->drain_timeout_s);
 	sim_plc_free(plc);
 	plc = NULL;
 

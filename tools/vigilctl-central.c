@@ -113,16 +113,6 @@ static PGconn *central_connect(const char *conninfo)
 
 /* ---- filters ---- */
 
-static gboolean one_of(const char *s, const char *const *names)
-{
-	for (; *names; names++)
-		if (strcmp(s, *names) == 0)
-			return TRUE;
-	return FALSE;
-}
-
-static const char *const verdicts[] = { "accept", "reject", "marginal", NULL };
-
 /* The query's parameters, as text (NULL: no condition), in the order the
  * WHERE clause of INSPECTIONS_WHERE numbers them. */
 enum { P_SITE, P_LINE, P_STATION, P_SINCE, P_UNTIL, P_VERDICT, P_CLASS, P_PART, P_MODEL, P_JOB,
@@ -143,8 +133,6 @@ static void central_filter_clear(struct central_filter *cf)
  * a message on stderr. */
 static int central_filter_build(const struct opts *o, struct central_filter *cf)
 {
-	static const char *const classes[] = { "none", "surface", "vibration",
-					       "surface+vibration", NULL };
 	struct db_filter f;
 
 	memset(cf, 0, sizeof(*cf));
@@ -155,24 +143,11 @@ static int central_filter_build(const struct opts *o, struct central_filter *cf)
 			"and --until\n");
 		return -1;
 	}
+	/* The same rules as for a station's log (db_filter_set). */
 	if (vigilctl__build_filter(o, &f) < 0)
 		return -1;
-	if (f.verdict && !one_of(f.verdict, verdicts)) {
-		fprintf(stderr, "vigilctl: --verdict is accept, reject or marginal, not '%s'\n",
-			f.verdict);
-		return -1;
-	}
-	if (f.defect_class && !one_of(f.defect_class, classes)) {
-		fprintf(stderr, "vigilctl: --class is none, surface, vibration or surface+vibration, "
-			"not '%s'\n", f.defect_class);
-		return -1;
-	}
 	if ((o->site && !*o->site) || (o->line && !*o->line)) {
 		fprintf(stderr, "vigilctl: --%s is empty\n", o->site && !*o->site ? "site" : "line");
-		return -1;
-	}
-	if (o->limit < 0) {
-		fprintf(stderr, "vigilctl: --limit is a count, not %" G_GINT64_FORMAT "\n", o->limit);
 		return -1;
 	}
 	cf->p[P_SITE] = g_strdup(o->site);
@@ -340,25 +315,31 @@ static void print_list_table(FILE *out, const PGresult *res)
 	fprintf(out, "%d inspection(s)\n", PQntuples(res));
 }
 
-static int cmd_list(PGconn *conn, const struct opts *o, gboolean export)
+/* list's and export's options, read before connecting so that a bad value
+ * is refused (2) whatever the server does; cf cleared by the caller. */
+static int list_options(const struct opts *o, gboolean export, enum format *fmt,
+			struct central_filter *cf)
 {
-	struct central_filter cf;
-	enum format fmt = FMT_CSV;
+	memset(cf, 0, sizeof(*cf));
+	*fmt = FMT_CSV;
+	if (!export && vigilctl__parse_format("list", o->format, fmt) < 0)
+		return -EINVAL;
+	if (export && o->format && strcmp(o->format, "csv") != 0) {
+		fprintf(stderr, "vigilctl export: --central exports CSV only\n");
+		return -EINVAL;
+	}
+	return central_filter_build(o, cf) < 0 ? -EINVAL : 0;
+}
+
+static int cmd_list(PGconn *conn, const struct opts *o, gboolean export, enum format fmt,
+		    const struct central_filter *cf)
+{
 	PGresult *res;
 	FILE *out = stdout;
 	int rc = 1;
 
-	if (!export && vigilctl__parse_format("list", o->format, &fmt) < 0)
-		return 2;
-	if (export && o->format && strcmp(o->format, "csv") != 0) {
-		fprintf(stderr, "vigilctl export: --central exports CSV only\n");
-		return 2;
-	}
-	if (central_filter_build(o, &cf) < 0)
-		return 2;
-	res = central_query(conn, list_sql, P_COUNT, (const char *const *)cf.p,
+	res = central_query(conn, list_sql, P_COUNT, (const char *const *)cf->p,
 			    "cannot list the inspections");
-	central_filter_clear(&cf);
 	if (!res)
 		return 1;
 	if (export && o->out && !(out = fopen(o->out, "w"))) {
@@ -525,16 +506,13 @@ static const char *const station_names[] = {
 	"rows_today", "yield_today", NULL
 };
 
-static int cmd_stations(PGconn *conn, const struct opts *o)
+static int cmd_stations(PGconn *conn, const struct opts *o, enum format fmt)
 {
-	enum format fmt;
 	PGresult *res = NULL;
 	JsonBuilder *b = NULL;
 	char *err = NULL;
-	int rc = 2;
+	int rc;
 
-	if (vigilctl__parse_format("stations", o->format, &fmt) < 0)
-		goto out;
 	if ((rc = plant_stations_list(conn, o->site, o->line, o->station, &res, &err)) < 0) {
 		if (rc == -EINVAL)
 			fprintf(stderr, "vigilctl stations: %s\n", err ? err : "out of memory");
@@ -631,6 +609,8 @@ int vigilctl__main_central(const struct opts *o, int argc, char **argv)
 		"       vigilctl --central CONNINFO show|review SITE/LINE/STATION/LOCAL_ID [options]\n";
 	const char *cmd = argc >= 2 ? argv[1] : NULL;
 	gboolean with_id = cmd && (strcmp(cmd, "show") == 0 || strcmp(cmd, "review") == 0);
+	struct central_filter cf = { 0 };
+	enum format fmt = FMT_CSV;
 	PGconn *conn;
 	int rc;
 
@@ -650,18 +630,50 @@ int vigilctl__main_central(const struct opts *o, int argc, char **argv)
 			"stations, upgrade)\n", cmd);
 		return 2;
 	}
-	if (!(conn = central_connect(o->central)))
+	/* Every value is read before connecting: a bad one is a usage error
+	 * (2), not hidden behind a server that cannot be reached (1). */
+	if (strcmp(cmd, "list") == 0 || strcmp(cmd, "export") == 0) {
+		if (list_options(o, strcmp(cmd, "export") == 0, &fmt, &cf) < 0) {
+			central_filter_clear(&cf);
+			return 2;
+		}
+	} else if (strcmp(cmd, "stations") == 0) {
+		if (vigilctl__parse_format("stations", o->format, &fmt) < 0)
+			return 2;
+		if ((o->site && !*o->site) || (o->line && !*o->line) ||
+		    (o->station && !*o->station)) {
+			/* Not "every station", which is leaving it out. */
+			fprintf(stderr, "vigilctl: --%s is empty\n", o->site && !*o->site ? "site"
+				: o->line && !*o->line ? "line" : "station");
+			return 2;
+		}
+	} else {
+		char *key[4];
+
+		if (strcmp(cmd, "review") == 0 && o->confirm == (o->overrule != NULL)) {
+			fprintf(stderr, "vigilctl review: give SITE/LINE/STATION/LOCAL_ID and "
+				"either --confirm or --overrule accept|reject|marginal\n");
+			return 2;
+		}
+		if (!parse_key(cmd, argv[2], key))
+			return 2;
+		key_clear(key);
+	}
+	if (!(conn = central_connect(o->central))) {
+		central_filter_clear(&cf);
 		return 1;
+	}
 	if (strcmp(cmd, "list") == 0)
-		rc = cmd_list(conn, o, FALSE);
+		rc = cmd_list(conn, o, FALSE, fmt, &cf);
 	else if (strcmp(cmd, "export") == 0)
-		rc = cmd_list(conn, o, TRUE);
+		rc = cmd_list(conn, o, TRUE, fmt, &cf);
 	else if (strcmp(cmd, "stations") == 0)
-		rc = cmd_stations(conn, o);
+		rc = cmd_stations(conn, o, fmt);
 	else if (strcmp(cmd, "show") == 0)
 		rc = cmd_show(conn, argv[2]);
 	else
 		rc = cmd_review(conn, o, argv[2]);
 	PQfinish(conn);
+	central_filter_clear(&cf);
 	return rc;
 }

@@ -139,8 +139,9 @@ int vigilctl__cmd_pareto(const struct opts *o)
 		fprintf(stderr, "vigilctl: --by is hour or shift, not '%s'\n", o->by);
 		return 2;
 	}
-	if (vigilctl__build_filter(o, &f) < 0)
-		return 2;
+	if ((rc = vigilctl__build_filter(o, &f)) < 0)
+		return rc == -EINVAL ? 2 : 1;
+	rc = 1;
 	v.by_shift = o->by && strcmp(o->by, "shift") == 0;
 	/* Shifts as the plant names them: the plan vigild recorded in the log. */
 	if (v.by_shift) {

@@ -13,19 +13,27 @@
 
 #include "db/db.h"
 
+/* The command line. Every value is taken as text and read by vigilctl.c
+ * (the filters by db_filter_set, as the review API reads its parameters),
+ * so that a bad one is refused naming the option and the value, and one
+ * given to a command that does not read it is refused, not ignored. */
 struct opts {
 	char *db, *since, *until, *verdict, *cls, *format, *by, *reviewed;
 	char *overrule, *note, *reviewer, *split, *out;
 	char *shift, *job, *model, *station;   /* tracing filters */
 	char *central, *site, *line, *defect_type;   /* --central (vigilctl-central.c) */
+	char *min_score, *max_score, *limit;    /* filters, read by vigilctl__build_filter */
+	char *part_text, *neighbours_text;      /* read into part and neighbours */
+	gint64 part;                            /* -1: none given */
 	gint64 neighbours;                      /* escapes: rows either side */
-	double min_score, max_score;
-	gint64 part, limit;
 	gboolean confirm, mark;
 	gboolean accepted_as_good;              /* export: unreviewed accepted parts too */
 };
 
 enum format { FMT_TABLE, FMT_CSV, FMT_JSON };
+
+/* escapes --neighbours: at most this many rows either side. */
+#define VIGILCTL_MAX_NEIGHBOURS 100
 
 /* The wall clock us (µs since the epoch) in vigilctl's local zone; unref it. */
 GDateTime *vigilctl__local_time(int64_t us);
@@ -39,7 +47,8 @@ void vigilctl__add_number(JsonBuilder *b, const char *name, double x);
 void vigilctl__print_json(JsonBuilder *b);
 /* --format for cmd (table when not given); -EINVAL with a message on stderr. */
 int vigilctl__parse_format(const char *cmd, const char *text, enum format *fmt);
-/* The filter options into f; -1 with a message on stderr. */
+/* The filter options into f (--part is read by main); -EINVAL with a
+ * message on stderr naming the option, its value and what it must be. */
 int vigilctl__build_filter(const struct opts *o, struct db_filter *f);
 
 /* vigilctl pareto (vigilctl-pareto.c); the exit status. */

@@ -25,7 +25,12 @@ int vigilctl__cmd_report(const struct opts *o)
 	html = g_string_new(NULL);
 	rc = report_shift_html(&rq, html, &err);
 	if (rc < 0) {
-		fprintf(stderr, "vigilctl report: %s\n", err ? err : "failed");
+		/* -EINVAL: a shift the plan does not have; err lists its shifts. */
+		if (rc == -EINVAL)
+			fprintf(stderr, "vigilctl report: --shift '%s': %s\n", o->shift,
+				err ? err : "not a shift");
+		else
+			fprintf(stderr, "vigilctl report: %s\n", err ? err : "failed");
 		g_free(err);
 		g_string_free(html, TRUE);
 		return rc == -EINVAL ? 2 : 1;

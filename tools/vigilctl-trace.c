@@ -11,8 +11,6 @@
 #include "db/db.h"
 #include "tools/vigilctl-private.h"
 
-#define MAX_NEIGHBOURS 100
-
 struct escapes_ctx {
 	const struct opts *o;
 	enum format fmt;
@@ -99,6 +97,12 @@ static void print_csv_escape_fields(const struct db_escape *e, const char *repor
 	fputc(',', stdout);
 }
 
+static void print_csv_header(void)
+{
+	printf("escape_id,reported,reporter,note,position,part_id,time,station,job,"
+	       "model_version,verdict,score\n");
+}
+
 static int escape_row(const struct db_escape *e, void *data)
 {
 	struct escapes_ctx *c = data;
@@ -107,6 +111,10 @@ static int escape_row(const struct db_escape *e, void *data)
 	char *reported = vigilctl__wall_text(e->t_wall_us);
 	int rc;
 
+	/* The CSV's header with its first row, so that a log that cannot be
+	 * read leaves nothing on stdout. */
+	if (c->fmt == FMT_CSV && c->n == 0)
+		print_csv_header();
 	if (c->fmt == FMT_JSON) {
 		json_builder_begin_object(c->json);
 		json_builder_set_member_name(c->json, "id");
@@ -163,7 +171,10 @@ static int mark(const struct opts *o)
 	rc = db_mark_escape(o->db, o->part, o->note, o->reviewer ? o->reviewer : g_get_user_name(),
 			    &id, &err);
 	if (rc < 0) {
-		fprintf(stderr, "vigilctl: %s\n", err ? err : "marking the escape failed");
+		if (rc == -ENOENT)   /* the message leaves the path to the caller */
+			fprintf(stderr, "vigilctl: %s: %s\n", o->db, err ? err : "no such part");
+		else
+			fprintf(stderr, "vigilctl: %s\n", err ? err : "marking the escape failed");
 		free(err);
 		return 1;
 	}
@@ -178,16 +189,21 @@ int vigilctl__cmd_escapes(const struct opts *o)
 
 	if (vigilctl__parse_format("escapes", o->format, &c.fmt) < 0)
 		return 2;
-	if (o->neighbours < 0 || o->neighbours > MAX_NEIGHBOURS) {
-		fprintf(stderr, "vigilctl escapes: --neighbours is from 0 to %d\n", MAX_NEIGHBOURS);
+	/* Marking reads --part, --note and --reviewer, listing --format and
+	 * --neighbours (main read the numbers): the others' would be ignored. */
+	if (o->mark && (o->format || o->neighbours_text)) {
+		fprintf(stderr, "vigilctl escapes --mark: --%s is for listing the escapes "
+			"(without --mark)\n", o->format ? "format" : "neighbours");
+		return 2;
+	}
+	if (!o->mark && (o->part_text || o->note || o->reviewer)) {
+		fprintf(stderr, "vigilctl escapes: --%s is for marking one (escapes --mark)\n",
+			o->part_text ? "part" : o->note ? "note" : "reviewer");
 		return 2;
 	}
 	if (o->mark)
 		return mark(o);
-	if (c.fmt == FMT_CSV) {
-		printf("escape_id,reported,reporter,note,position,part_id,time,station,job,"
-		       "model_version,verdict,score\n");
-	} else if (c.fmt == FMT_JSON) {
+	if (c.fmt == FMT_JSON) {
 		c.json = json_builder_new();
 		json_builder_begin_array(c.json);
 	}
@@ -199,6 +215,8 @@ int vigilctl__cmd_escapes(const struct opts *o)
 			g_object_unref(c.json);
 		return 1;
 	}
+	if (c.fmt == FMT_CSV && c.n == 0)
+		print_csv_header();
 	if (c.fmt == FMT_JSON) {
 		json_builder_end_array(c.json);
 		vigilctl__print_json(c.json);

@@ -43,25 +43,25 @@ static users *load(const char *path, gboolean missing_ok, gboolean *missing)
 static int user_add(const char *file, const char *name, const char *role_name)
 {
 	gboolean missing;
-	users *u = load(file, TRUE, &missing);
+	users *u = NULL;
 	int role = users_role_from_name(role_name), fd = -1, rc = 1;
 	char *token = NULL, *line = NULL;
 	size_t len;
 
-	if (!u && !missing)
-		goto out;
+	/* The values first: a bad one is a usage error (2) whatever state
+	 * the file is in. */
 	if (!users_name_ok(name)) {
 		fprintf(stderr, "vigilctl user add: name '%s' is not 1 to 64 of A-Z a-z 0-9 . _ @ -\n",
 			name);
-		rc = 2;
-		goto out;
+		return 2;
 	}
 	if (role < 0) {
 		fprintf(stderr, "vigilctl user add: --role is viewer, reviewer or admin, not '%s'\n",
 			role_name ? role_name : "(none)");
-		rc = 2;
-		goto out;
+		return 2;
 	}
+	if (!(u = load(file, TRUE, &missing)) && !missing)
+		goto out;
 	if (u && users_find_name(u, name)) {
 		fprintf(stderr, "vigilctl user add: %s is already in %s (remove it first for a new "
 			"token)\n", name, file);
@@ -186,11 +186,14 @@ int vigilctl__main_user(int argc, char **argv)
 		goto out;
 	if (!file || argc < 2) {
 		fputs(USAGE, stderr);
+	} else if (role && strcmp(argv[1], "add") != 0) {
+		/* Refused rather than ignored, as vigilctl's other options. */
+		fprintf(stderr, "vigilctl user %s: --role is for add, not %s\n", argv[1], argv[1]);
 	} else if (strcmp(argv[1], "add") == 0 && argc == 3) {
 		rc = user_add(file, argv[2], role);
-	} else if (strcmp(argv[1], "list") == 0 && argc == 2 && !role) {
+	} else if (strcmp(argv[1], "list") == 0 && argc == 2) {
 		rc = user_list(file);
-	} else if (strcmp(argv[1], "remove") == 0 && argc == 3 && !role) {
+	} else if (strcmp(argv[1], "remove") == 0 && argc == 3) {
 		rc = user_remove(file, argv[2]);
 	} else {
 		fputs(USAGE, stderr);

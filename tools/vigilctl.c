@@ -27,6 +27,9 @@
  * LABEL ("2026-12-06 night", current, previous, or "night" for every day's), --job N, --model VERSION,
  * --station NAME, --verdict, --class, --min-score, --max-score, --part,
  * --reviewed yes|no, --limit N.
+ * Every value is read before a command writes anything, the filters by the
+ * rules the review API reads its query by (db_filter_set): a bad one, or an
+ * option the command does not read, exits 2 naming it, stdout empty.
  * Reads run on their own connection while vigild writes (WAL). */
 #include <errno.h>
 #include <glib.h>
@@ -41,46 +44,6 @@
 #include "db/db.h"
 #include "tools/tool-common.h"
 #include "tools/vigilctl-private.h"
-
-/* GLib's ISO 8601 reader wants a time with seconds; the docs' forms (a
- * date alone, a time to the minute) are completed to that and GLib judges
- * the rest, zone included. A newly allocated string. */
-static char *complete_iso8601(const char *text)
-{
-	const char *t = strchr(text, 'T');
-
-	if (!t)
-		return g_strconcat(text, "T00:00:00", NULL);
-	if (g_ascii_isdigit(t[1]) && g_ascii_isdigit(t[2]) && t[3] == ':' &&
-	    g_ascii_isdigit(t[4]) && g_ascii_isdigit(t[5]) && t[6] != ':')
-		return g_strdup_printf("%.*s:00%s", (int)(t + 6 - text), text, t + 6);
-	return g_strdup(text);
-}
-
-/* A time as the docs give it: with no zone it is local time (TZ). */
-static int parse_time(const char *what, const char *text, int64_t *us)
-{
-	GTimeZone *local;
-	GDateTime *t;
-	char *full;
-
-	if (!text)
-		return 0;
-	full = complete_iso8601(text);
-	local = g_time_zone_new_local();
-	t = g_date_time_new_from_iso8601(full, local);
-	g_time_zone_unref(local);
-	g_free(full);
-	if (!t) {
-		fprintf(stderr, "vigilctl: --%s '%s' is not an ISO 8601 time (e.g. 2026-11-29, "
-			"2026-11-29T06:00, 2026-11-29T06:00:30 or 2026-11-29T06:00+01:00)\n",
-			what, text);
-		return -EINVAL;
-	}
-	*us = g_date_time_to_unix(t) * G_USEC_PER_SEC + g_date_time_get_microsecond(t);
-	g_date_time_unref(t);
-	return 0;
-}
 
 /* --shift names an occurrence of the log's shift plan, or one of its shifts
  * on every day: checked here, so that a label the plan lacks is a usage
@@ -110,8 +73,9 @@ static int check_shift(const char *db_path, const char *label)
 	if (rc == 0) {
 		/* found by name */
 	} else if (shift_plan_find(plan, label, g_get_real_time(), &span, &err) < 0) {
-		fprintf(stderr, "vigilctl: --shift '%s': %s (or a shift's name; the log's shifts: "
-			"%s)\n", label, err, spec);
+		/* err lists the plan's shifts. */
+		fprintf(stderr, "vigilctl: --shift '%s': %s; or a shift's name alone (every "
+			"day's)\n", label, err);
 		g_free(err);
 	} else {
 		rc = 0;
@@ -121,50 +85,42 @@ static int check_shift(const char *db_path, const char *label)
 	return rc;
 }
 
+/* A refusal of a bad value: the option, the value and what it must be. */
+static int bad_value(const char *option, const char *value, const char *rule)
+{
+	fprintf(stderr, "vigilctl: --%s is %s, not '%s'\n", option, rule, value);
+	return -EINVAL;
+}
+
 int vigilctl__build_filter(const struct opts *o, struct db_filter *f)
 {
-	*f = (struct db_filter)DB_FILTER_ALL;
-	if (parse_time("since", o->since, &f->since_us) < 0 ||
-	    parse_time("until", o->until, &f->until_us) < 0)
-		return -EINVAL;
-	if (o->job) {
-		guint64 n;
+	/* The review API reads its query by the same rules (db_filter_set). */
+	const struct {
+		const char *option, *value;
+		enum db_filter_field field;
+	} given[] = {
+		{ "since", o->since, DB_FILTER_SINCE }, { "until", o->until, DB_FILTER_UNTIL },
+		{ "job", o->job, DB_FILTER_JOB }, { "model", o->model, DB_FILTER_MODEL },
+		{ "station", o->station, DB_FILTER_STATION },
+		{ "verdict", o->verdict, DB_FILTER_VERDICT }, { "class", o->cls, DB_FILTER_CLASS },
+		{ "min-score", o->min_score, DB_FILTER_MIN_SCORE },
+		{ "max-score", o->max_score, DB_FILTER_MAX_SCORE },
+		{ "reviewed", o->reviewed, DB_FILTER_REVIEWED },
+		{ "limit", o->limit, DB_FILTER_LIMIT },
+	};
 
-		if (!g_ascii_isdigit(o->job[0]) ||
-		    !g_ascii_string_to_unsigned(o->job, 10, 0, 65535, &n, NULL)) {
-			fprintf(stderr, "vigilctl: --job is a job number from 0 to 65535, not '%s'\n",
-				o->job);
-			return -EINVAL;
-		}
-		f->job = (int64_t)n;
-	}
-	if ((o->model && !*o->model) || (o->station && !*o->station)) {
-		fprintf(stderr, "vigilctl: --%s is empty\n", o->model && !*o->model ? "model"
-									   : "station");
-		return -EINVAL;
-	}
-	f->model_version = o->model;
-	f->station = o->station;
-	if (o->shift) {
-		if (check_shift(o->db, o->shift) < 0)
-			return -EINVAL;
-		f->shift = o->shift;
-	}
-	f->verdict = o->verdict;
-	f->defect_class = o->cls;
-	f->min_score = o->min_score;
-	f->max_score = o->max_score;
+	*f = (struct db_filter)DB_FILTER_ALL;
+	for (size_t i = 0; i < G_N_ELEMENTS(given); i++)
+		if (given[i].value && db_filter_set(f, given[i].field, given[i].value) < 0)
+			return bad_value(given[i].option, given[i].value,
+					 db_filter_rule(given[i].field));
 	f->part_id = o->part;
-	f->limit = o->limit;
-	if (o->reviewed) {
-		if (strcmp(o->reviewed, "yes") == 0)
-			f->reviewed = 1;
-		else if (strcmp(o->reviewed, "no") == 0)
-			f->reviewed = 0;
-		else {
-			fprintf(stderr, "vigilctl: --reviewed is yes or no, not '%s'\n", o->reviewed);
-			return -EINVAL;
-		}
+	if (o->shift) {
+		int rc = check_shift(o->db, o->shift);
+
+		if (rc < 0)
+			return rc;   /* -EIO: the log could not be read */
+		f->shift = o->shift;
 	}
 	return 0;
 }
@@ -271,6 +227,22 @@ struct list_ctx {
 	JsonGenerator *gen;
 };
 
+/* The table's or the CSV's header line, or the JSON array's opening: written
+ * with the first row, or after a query that found none, so that a log that
+ * cannot be read leaves nothing on stdout that looks like a result. */
+static void list_begin(struct list_ctx *c)
+{
+	if (c->fmt == FMT_TABLE)
+		fprintf(c->out, "%-8s %-32s %-9s %-18s %6s %6s %6s %7s %s\n", "part", "time",
+			"verdict", "class", "score", "vision", "signal", "lat_ms", "review");
+	else if (c->fmt == FMT_CSV)
+		fputs("part_id,time,verdict,class,flags,score,vision_score,signal_score,"
+		      "latency_ms,model_version,review,review_verdict,review_note,job,station\n",
+		      c->out);
+	else
+		fputs("[", c->out);
+}
+
 /* Writes one row of the JSON array, its values as strings, numbers or null
  * (the review server's /api/inspections gives the same for the same
  * columns). The array is written a row at a time, one row a line, so that
@@ -319,6 +291,8 @@ static int list_row(const struct db_inspection *r, void *data)
 	const char *cls = vigil_class_name((enum vigil_defect_class)r->defect_class);
 	const char *rv = r->review ? vigil_verdict_name((enum vigil_verdict)r->review_verdict) : NULL;
 
+	if (c->n == 0)
+		list_begin(c);
 	switch (c->fmt) {
 	case FMT_TABLE:
 		fprintf(c->out, "%-8u %-32s %-9s %-18s %6.3f %6.3f %6.3f %7.2f %s%s%s\n",
@@ -359,22 +333,20 @@ static int cmd_list(const struct opts *o)
 
 	if (vigilctl__parse_format("list", o->format, &c.fmt) < 0)
 		return 2;
-	if (vigilctl__build_filter(o, &f) < 0)
-		return 2;
-	if (c.fmt == FMT_TABLE) {
-		printf("%-8s %-32s %-9s %-18s %6s %6s %6s %7s %s\n", "part", "time", "verdict",
-		       "class", "score", "vision", "signal", "lat_ms", "review");
-	} else if (c.fmt == FMT_CSV) {
-		printf("part_id,time,verdict,class,flags,score,vision_score,signal_score,"
-		       "latency_ms,model_version,review,review_verdict,review_note,job,station\n");
-	} else {
+	if ((rc = vigilctl__build_filter(o, &f)) < 0)
+		return rc == -EINVAL ? 2 : 1;
+	if (c.fmt == FMT_JSON) {
 		c.json = json_builder_new();
 		c.gen = json_generator_new();
-		fputs("[", stdout);
 	}
 	rc = db_query(o->db, &f, &cb, &err);
+	if (rc == 0 && c.n == 0)
+		list_begin(&c);
 	if (c.fmt == FMT_JSON) {
-		fputs(c.n ? "\n]\n" : "]\n", stdout);
+		/* A read that failed part way leaves the array open: no
+		 * parser takes what came for the whole answer. */
+		if (rc == 0)
+			fputs(c.n ? "\n]\n" : "]\n", stdout);
 		g_object_unref(c.gen);
 		g_object_unref(c.json);
 	}
@@ -419,13 +391,17 @@ static int cmd_review(const struct opts *o)
 			"--overrule accept|reject|marginal\n");
 		return 2;
 	}
+	if (o->reviewer && !*o->reviewer) {
+		fprintf(stderr, "vigilctl: --reviewer is a name, not ''\n");
+		return 2;
+	}
 	if (o->overrule) {
 		for (int v = VIGIL_VERDICT_ACCEPT; v <= VIGIL_VERDICT_MARGINAL; v++)
 			if (strcmp(o->overrule, vigil_verdict_name((enum vigil_verdict)v)) == 0)
 				verdict = v;
 		if (!verdict) {
-			fprintf(stderr, "vigilctl: --overrule takes accept, reject or marginal, "
-				"not '%s'\n", o->overrule);
+			fprintf(stderr, "vigilctl: --overrule is %s, not '%s'\n",
+				db_filter_rule(DB_FILTER_VERDICT), o->overrule);
 			return 2;
 		}
 	} else {
@@ -449,9 +425,17 @@ static int cmd_review(const struct opts *o)
 	rc = db_review(o->db, o->part, o->confirm ? "confirm" : "overrule", verdict, o->note,
 		       o->reviewer ? o->reviewer : g_get_user_name(), &err);
 	if (rc < 0) {
-		fprintf(stderr, "vigilctl: %s\n", err ? err : "review failed");
+		/* -EINVAL: --overrule to the line's own verdict (a usage
+		 * error: nothing was written); -ENOENT: no such part. */
+		if (rc == -EINVAL)
+			fprintf(stderr, "vigilctl: --overrule %s: %s\n", o->overrule,
+				err ? err : "refused");
+		else if (rc == -ENOENT)
+			fprintf(stderr, "vigilctl: %s: %s\n", o->db, err ? err : "no such part");
+		else
+			fprintf(stderr, "vigilctl: %s\n", err ? err : "review failed");
 		free(err);
-		return 1;
+		return rc == -EINVAL ? 2 : 1;
 	}
 	printf("part %" G_GINT64_FORMAT ": %s (%s)\n", o->part, o->confirm ? "confirmed" : "overruled",
 	       vigil_verdict_name((enum vigil_verdict)verdict));
@@ -542,10 +526,17 @@ static int cmd_export(const struct opts *o)
 	int written = 0, written_good = 0, skipped = 0, rc = 1;
 
 	g_array_set_clear_func(parts, reviewed_clear);
-	if (vigilctl__build_filter(o, &f) < 0) {
+	if (o->format && strcmp(o->format, "csv") != 0) {
+		fprintf(stderr, "vigilctl export: --format is csv, what export always writes (a "
+			"training manifest), not '%s'\n", o->format);
 		rc = 2;
 		goto out;
 	}
+	if ((rc = vigilctl__build_filter(o, &f)) < 0) {
+		rc = rc == -EINVAL ? 2 : 1;
+		goto out;
+	}
+	rc = 1;
 	if (o->reviewed && f.reviewed != 1 && !o->accepted_as_good) {
 		fprintf(stderr, "vigilctl export: exports reviewed parts only (--reviewed yes), "
 			"and with --accepted-as-good the accepted parts nobody reviewed\n");
@@ -635,9 +626,147 @@ out:
 	return rc;
 }
 
+/* ---- which options each command reads ---- */
+
+enum {
+	OPT_SINCE, OPT_UNTIL, OPT_VERDICT, OPT_CLASS, OPT_MIN_SCORE, OPT_MAX_SCORE, OPT_PART,
+	OPT_REVIEWED, OPT_LIMIT, OPT_SHIFT, OPT_JOB, OPT_MODEL, OPT_STATION, OPT_FORMAT, OPT_BY,
+	OPT_CONFIRM, OPT_OVERRULE, OPT_NOTE, OPT_REVIEWER, OPT_SPLIT, OPT_OUT,
+	OPT_ACCEPTED_AS_GOOD, OPT_MARK, OPT_NEIGHBOURS, OPT_SITE, OPT_LINE, OPT_DEFECT_TYPE,
+	OPTS
+};
+
+static const char *const opt_names[OPTS] = {
+	"since", "until", "verdict", "class", "min-score", "max-score", "part", "reviewed",
+	"limit", "shift", "job", "model", "station", "format", "by", "confirm", "overrule",
+	"note", "reviewer", "split", "out", "accepted-as-good", "mark", "neighbours", "site",
+	"line", "defect-type",
+};
+
+#define BIT(opt) (1u << (opt))
+#define FILTERS (BIT(OPT_SINCE) | BIT(OPT_UNTIL) | BIT(OPT_VERDICT) | BIT(OPT_CLASS) | \
+		 BIT(OPT_MIN_SCORE) | BIT(OPT_MAX_SCORE) | BIT(OPT_PART) | BIT(OPT_REVIEWED) | \
+		 BIT(OPT_LIMIT) | BIT(OPT_SHIFT) | BIT(OPT_JOB) | BIT(OPT_MODEL) | \
+		 BIT(OPT_STATION))
+#define REVIEW (BIT(OPT_PART) | BIT(OPT_CONFIRM) | BIT(OPT_OVERRULE) | BIT(OPT_NOTE) | \
+		BIT(OPT_REVIEWER))
+
+/* An option a command does not read is refused, not ignored: `report
+ * --verdict reject` would otherwise print the whole shift as if filtered.
+ * The central commands' filters include --shift for vigilctl-central.c to
+ * say why the plant has none. */
+static const struct {
+	const char *name;
+	gboolean central;
+	guint32 takes;
+} commands[] = {
+	{ "list", FALSE, FILTERS | BIT(OPT_FORMAT) },
+	{ "pareto", FALSE, FILTERS | BIT(OPT_FORMAT) | BIT(OPT_BY) },
+	{ "review", FALSE, REVIEW },
+	{ "upgrade", FALSE, 0 },
+	{ "export", FALSE, FILTERS | BIT(OPT_FORMAT) | BIT(OPT_SPLIT) | BIT(OPT_OUT) |
+			   BIT(OPT_ACCEPTED_AS_GOOD) },
+	{ "report", FALSE, BIT(OPT_SHIFT) | BIT(OPT_OUT) },
+	{ "escapes", FALSE, BIT(OPT_FORMAT) | BIT(OPT_NEIGHBOURS) | BIT(OPT_MARK) | BIT(OPT_PART) |
+			    BIT(OPT_NOTE) | BIT(OPT_REVIEWER) },
+	{ "list", TRUE, FILTERS | BIT(OPT_FORMAT) | BIT(OPT_SITE) | BIT(OPT_LINE) },
+	{ "export", TRUE, FILTERS | BIT(OPT_FORMAT) | BIT(OPT_OUT) | BIT(OPT_SITE) |
+			  BIT(OPT_LINE) },
+	{ "stations", TRUE, BIT(OPT_FORMAT) | BIT(OPT_SITE) | BIT(OPT_LINE) | BIT(OPT_STATION) },
+	{ "show", TRUE, 0 },
+	{ "review", TRUE, (REVIEW & ~BIT(OPT_PART)) | BIT(OPT_DEFECT_TYPE) },
+	{ "upgrade", TRUE, 0 },
+};
+
+static guint32 given_options(const struct opts *o)
+{
+	const void *value[OPTS] = {
+		o->since, o->until, o->verdict, o->cls, o->min_score, o->max_score, o->part_text,
+		o->reviewed, o->limit, o->shift, o->job, o->model, o->station, o->format, o->by,
+		o->confirm ? o : NULL, o->overrule, o->note, o->reviewer, o->split, o->out,
+		o->accepted_as_good ? o : NULL, o->mark ? o : NULL, o->neighbours_text, o->site,
+		o->line, o->defect_type,
+	};
+	guint32 given = 0;
+
+	for (int i = 0; i < OPTS; i++)
+		if (value[i])
+			given |= BIT(i);
+	return given;
+}
+
+/* "list, pareto and --central list": the commands that take opt. */
+static char *commands_taking(int opt)
+{
+	GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+	GString *text = g_string_new(NULL);
+
+	for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)
+		if (commands[i].takes & BIT(opt))
+			g_ptr_array_add(names, g_strconcat(commands[i].central ? "--central " : "",
+							   commands[i].name, NULL));
+	for (guint i = 0; i < names->len; i++)
+		g_string_append_printf(text, "%s%s", i == 0 ? "" : i + 1 == names->len ? " and "
+								      : ", ",
+				       (char *)names->pdata[i]);
+	g_ptr_array_free(names, TRUE);
+	return g_string_free(text, FALSE);
+}
+
+/* 0 when every option given is one cmd reads; else -EINVAL, having said
+ * which commands read the first that it does not. */
+static int check_command_options(const struct opts *o, const char *cmd, gboolean central)
+{
+	guint32 given = given_options(o), takes = 0;
+	gboolean known = FALSE;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)
+		if (commands[i].central == central && strcmp(commands[i].name, cmd) == 0) {
+			takes = commands[i].takes;
+			known = TRUE;
+		}
+	if (!known)
+		return 0;   /* the unknown command is refused where it is dispatched */
+	for (int opt = 0; opt < OPTS; opt++) {
+		char *where;
+
+		if (!(given & BIT(opt)) || (takes & BIT(opt)))
+			continue;
+		where = commands_taking(opt);
+		fprintf(stderr, "vigilctl %s%s: --%s is for %s, not %s\n",
+			central ? "--central " : "", cmd, opt_names[opt], where, cmd);
+		g_free(where);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --part and --neighbours, the numbers commands other than the filters
+ * read, into o; -EINVAL after naming the option and its value. */
+static int read_numbers(struct opts *o)
+{
+	struct db_filter f = DB_FILTER_ALL;
+	guint64 n;
+
+	if (o->part_text) {
+		if (db_filter_set(&f, DB_FILTER_PART, o->part_text) < 0)
+			return bad_value("part", o->part_text, db_filter_rule(DB_FILTER_PART));
+		o->part = f.part_id;
+	}
+	if (o->neighbours_text) {
+		if (!g_ascii_isdigit(o->neighbours_text[0]) ||
+		    !g_ascii_string_to_unsigned(o->neighbours_text, 10, 0, VIGILCTL_MAX_NEIGHBOURS,
+						&n, NULL))
+			return bad_value("neighbours", o->neighbours_text, "a whole number from 0 "
+					 "to " G_STRINGIFY(VIGILCTL_MAX_NEIGHBOURS));
+		o->neighbours = (gint64)n;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	struct opts o = { .min_score = NAN, .max_score = NAN, .part = -1 };
+	struct opts o = { .part = -1 };
 	GOptionEntry entries[] = {
 		{ "db", 0, 0, G_OPTION_ARG_FILENAME, &o.db, "vigild's SQLite log", "FILE" },
 		{ "central", 0, 0, G_OPTION_ARG_STRING, &o.central,
@@ -649,11 +778,14 @@ int main(int argc, char **argv)
 		{ "verdict", 0, 0, G_OPTION_ARG_STRING, &o.verdict, "accept, reject or marginal", "V" },
 		{ "class", 0, 0, G_OPTION_ARG_STRING, &o.cls,
 		  "none, surface, vibration, surface+vibration", "C" },
-		{ "min-score", 0, 0, G_OPTION_ARG_DOUBLE, &o.min_score, "Fused score at least", "X" },
-		{ "max-score", 0, 0, G_OPTION_ARG_DOUBLE, &o.max_score, "Fused score at most", "X" },
-		{ "part", 0, 0, G_OPTION_ARG_INT64, &o.part, "This part id", "ID" },
+		{ "min-score", 0, 0, G_OPTION_ARG_STRING, &o.min_score,
+		  "Fused score at least (0 to 1)", "X" },
+		{ "max-score", 0, 0, G_OPTION_ARG_STRING, &o.max_score,
+		  "Fused score at most (0 to 1)", "X" },
+		{ "part", 0, 0, G_OPTION_ARG_STRING, &o.part_text, "This part id", "ID" },
 		{ "reviewed", 0, 0, G_OPTION_ARG_STRING, &o.reviewed, "yes or no", "R" },
-		{ "limit", 0, 0, G_OPTION_ARG_INT64, &o.limit, "The newest N only", "N" },
+		{ "limit", 0, 0, G_OPTION_ARG_STRING, &o.limit,
+		  "The newest N only (1 to " G_STRINGIFY(DB_FILTER_MAX_LIMIT) ")", "N" },
 		{ "shift", 0, 0, G_OPTION_ARG_STRING, &o.shift,
 		  "In this shift: \"2026-12-06 night\", current, previous, or night (every day's); "
 		  "report: the shift to report (not a name alone)",
@@ -663,8 +795,9 @@ int main(int argc, char **argv)
 		{ "station", 0, 0, G_OPTION_ARG_STRING, &o.station, "At this station", "NAME" },
 		{ "mark", 0, 0, G_OPTION_ARG_NONE, &o.mark,
 		  "escapes: mark --part as an escape, with --note", NULL },
-		{ "neighbours", 0, 0, G_OPTION_ARG_INT64, &o.neighbours,
-		  "escapes: the N parts before and after each (default 0)", "N" },
+		{ "neighbours", 0, 0, G_OPTION_ARG_STRING, &o.neighbours_text,
+		  "escapes: the N parts before and after each (0 to "
+		  G_STRINGIFY(VIGILCTL_MAX_NEIGHBOURS) ", default 0)", "N" },
 		{ "format", 0, 0, G_OPTION_ARG_STRING, &o.format, "list, pareto: table, csv or json", "F" },
 		{ "by", 0, 0, G_OPTION_ARG_STRING, &o.by, "pareto: hour or shift", "B" },
 		{ "confirm", 0, 0, G_OPTION_ARG_NONE, &o.confirm, "review: the verdict stands", NULL },
@@ -693,27 +826,16 @@ int main(int argc, char **argv)
 	}
 	if (tool_options_parse(ctx, entries, "vigilctl", &argc, &argv) < 0)
 		goto out;
-	/* Only a station's log holds the parts' files a manifest names. */
-	if (o.accepted_as_good && (o.central || argc != 2 || strcmp(argv[1], "export") != 0)) {
-		fprintf(stderr, "vigilctl: --accepted-as-good is for export from a station's log "
-			"(--db FILE export)\n");
+	/* Every value is read before a command runs, so that a bad one is
+	 * refused (2) with nothing on stdout. */
+	if (argc >= 2 && (check_command_options(&o, argv[1], o.central != NULL) < 0 ||
+			  read_numbers(&o) < 0))
 		goto out;
-	}
 	if (o.central) {
 		rc = vigilctl__main_central(&o, argc, argv);
 		goto out;
 	}
-	if (o.site || o.line || o.defect_type) {
-		fprintf(stderr, "vigilctl: --%s is for --central (the plant's database)\n",
-			o.site ? "site" : o.line ? "line" : "defect-type");
-		goto out;
-	}
-	if (o.db && argc == 2 && o.format && strcmp(argv[1], "list") != 0 &&
-	    strcmp(argv[1], "pareto") != 0 && strcmp(argv[1], "escapes") != 0 &&
-	    (strcmp(argv[1], "export") != 0 || strcmp(o.format, "csv") != 0)) {
-		fprintf(stderr, "vigilctl %s: --format is for list, pareto and escapes%s\n", argv[1],
-			strcmp(argv[1], "export") == 0 ? " (export writes a CSV manifest)" : "");
-	} else if (!o.db || argc != 2) {
+	if (!o.db || argc != 2) {
 		fprintf(stderr, "usage: vigilctl --db FILE list|pareto|review|upgrade|export|report|"
 			"escapes [options] (see --help)\n"
 			"       vigilctl --central CONNINFO list|show|review|export|stations|upgrade "
@@ -760,5 +882,10 @@ out:
 	g_free(o.site);
 	g_free(o.line);
 	g_free(o.defect_type);
+	g_free(o.min_score);
+	g_free(o.max_score);
+	g_free(o.limit);
+	g_free(o.part_text);
+	g_free(o.neighbours_text);
 	return rc;
 }
