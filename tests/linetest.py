@@ -107,6 +107,16 @@ def require_browser(build, chromium, node_modules):
              f"run `make web-test-deps BUILD={build}`")
 
 
+def browser_tools(build):
+    """A browser test's chromium and node_modules (VIGIL_NODE_MODULES, else
+    the build's web-test/node_modules), once require_browser found them."""
+    chromium = "/usr/bin/chromium"
+    node_modules = os.environ.get("VIGIL_NODE_MODULES",
+                                  os.path.join(build, "web-test", "node_modules"))
+    require_browser(build, chromium, node_modules)
+    return chromium, node_modules
+
+
 def run_node_driver(tmp, source, node_modules, args, timeout, **env):
     """A browser test's playwright driver: source written to
     tmp/driver.cjs and run by node with playwright-core from node_modules

@@ -29,15 +29,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import linetest  # noqa: E402
 import pgtest  # noqa: E402
 import test_central as tc  # noqa: E402  (its rows, and the office's configuration)
-from linetest import fail, require_browser, run_node_driver  # noqa: E402
+from linetest import browser_tools, fail, run_node_driver  # noqa: E402
 
 build = sys.argv[1]
-chromium = "/usr/bin/chromium"
-node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 TOKEN = "plant-office-browser-token"
 NOTE = "from the plant view <b>"
 
-require_browser(build, chromium, node_modules)
+chromium, node_modules = browser_tools(build)
 
 # Prints one JSON object of what the page showed; the test judges it. A
 # step that cannot happen (a selector never shows) fails here.

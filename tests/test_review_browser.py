@@ -17,16 +17,14 @@ import re
 import sqlite3
 import sys
 
-from linetest import Line, add_part_media, fail, require_browser, run_node_driver, workdir
+from linetest import Line, add_part_media, browser_tools, fail, run_node_driver, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 40
-chromium = "/usr/bin/chromium"
-node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 TOKEN = "browser-test-token-42"
 uplot = os.path.join(build, "web-vendor", "node_modules", "uplot", "dist", "uPlot.iife.min.js")
 
-require_browser(build, chromium, node_modules)
+chromium, node_modules = browser_tools(build)
 if not os.path.isfile(uplot):
     fail(f"the charting library is not in {uplot} although npm is here: "
          f"run `make web-deps BUILD={build}`")

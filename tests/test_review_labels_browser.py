@@ -22,16 +22,14 @@ import sys
 import cv2
 import numpy as np
 
-from linetest import Checks, Line, add_part_media, require_browser, run_node_driver, workdir
+from linetest import Checks, Line, add_part_media, browser_tools, run_node_driver, workdir
 
 build, root = sys.argv[1], sys.argv[2]
-chromium = "/usr/bin/chromium"
-node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 TOKEN = "labels-browser-token-7"
 checks = Checks()
 fail, check = checks.fail, checks.check
 
-require_browser(build, chromium, node_modules)
+chromium, node_modules = browser_tools(build)
 
 # Image coordinates are pixel indices; the driver aims at pixel centres.
 DRIVER = r"""

@@ -35,15 +35,13 @@ import sys
 import urllib.error
 import urllib.request
 
-from linetest import Vigild, fail, log_rows, require_browser, run_node_driver, workdir
+from linetest import Vigild, browser_tools, fail, log_rows, run_node_driver, workdir
 
 build = sys.argv[1]
-chromium = "/usr/bin/chromium"
-node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 TOKEN = "links-test-token-42"
 BASE_US = 1_795_000_000_000_000
 
-require_browser(build, chromium, node_modules)
+chromium, node_modules = browser_tools(build)
 
 DRIVER = r"""
 const { chromium } = require("playwright-core");

@@ -33,15 +33,13 @@ import sqlite3
 import sys
 import urllib.request
 
-from linetest import Line, add_part_media, fail, require_browser, run_node_driver, workdir
+from linetest import Line, add_part_media, browser_tools, fail, run_node_driver, workdir
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 40
-chromium = "/usr/bin/chromium"
-node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 TOKEN = "maps-browser-token-21"
 
-require_browser(build, chromium, node_modules)
+chromium, node_modules = browser_tools(build)
 
 DRIVER = r"""
 const { chromium } = require("playwright-core");

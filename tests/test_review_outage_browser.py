@@ -32,14 +32,12 @@ import subprocess
 import sys
 import threading
 
-from linetest import Vigild, fail, free_port, require_browser, workdir
+from linetest import Vigild, browser_tools, fail, free_port, workdir
 
 build = sys.argv[1]
-chromium = "/usr/bin/chromium"
-node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 TOKEN = "outage-test-token-42"
 
-require_browser(build, chromium, node_modules)
+chromium, node_modules = browser_tools(build)
 
 # The driver asks the test to stop, continue, kill or start vigild and to
 # count rows ("CMD STOP" on stdout, "OK ..." on stdin), so that every step

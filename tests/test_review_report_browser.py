@@ -24,14 +24,12 @@ import shutil
 import subprocess
 import sys
 
-from linetest import Vigild, fail, require_browser, run_node_driver, workdir
+from linetest import Vigild, browser_tools, fail, run_node_driver, workdir
 
 build = sys.argv[1]
-chromium = "/usr/bin/chromium"
-node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 make_log = os.path.join(build, "tests", "test-report")
 
-require_browser(build, chromium, node_modules)
+chromium, node_modules = browser_tools(build)
 
 DRIVER = r"""
 const { chromium } = require("playwright-core");

@@ -11,18 +11,15 @@ tests/test_review_browser.py).
 
 usage: test_review_ring_browser.py BUILD_DIR SOURCE_ROOT
 """
-import os
 import sqlite3
 import sys
 
-from linetest import Line, fail, wait_for, require_browser, run_node_driver, workdir
+from linetest import Line, browser_tools, fail, run_node_driver, wait_for, workdir
 
 build, root = sys.argv[1], sys.argv[2]
-chromium = "/usr/bin/chromium"
-node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 TOKEN = "ring-browser-token"
 
-require_browser(build, chromium, node_modules)
+chromium, node_modules = browser_tools(build)
 
 DRIVER = r"""
 const { chromium } = require("playwright-core");

@@ -24,15 +24,13 @@ import sqlite3
 import sys
 import urllib.request
 
-from linetest import Vigild, add_part_media, fail, require_browser, run_node_driver, workdir
+from linetest import Vigild, add_part_media, browser_tools, fail, run_node_driver, workdir
 from tracetest import TOKEN, two_station_log
 
 build, root = sys.argv[1], sys.argv[2]
 parts = int(sys.argv[3]) if len(sys.argv) > 3 else 30
-chromium = "/usr/bin/chromium"
-node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 
-require_browser(build, chromium, node_modules)
+chromium, node_modules = browser_tools(build)
 
 DRIVER = r"""
 const { chromium } = require("playwright-core");

@@ -25,17 +25,15 @@ import sqlite3
 import subprocess
 import sys
 
-from linetest import (Vigild, binaries, camera_section, fail, line_config, require_browser,
+from linetest import (Vigild, binaries, browser_tools, camera_section, fail, line_config,
                       require_model, run_node_driver, workdir)
 from plctest import MasterPLC, ST_READY, quiet_pymodbus, start_vigild, stop_vigild
 
 build, root = sys.argv[1], sys.argv[2]
-chromium = "/usr/bin/chromium"
-node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 uplot = os.path.join(build, "web-vendor", "node_modules", "uplot", "dist", "uPlot.iife.min.js")
 ST_QUALITY_ALARM = 1 << 14
 
-require_browser(build, chromium, node_modules)
+chromium, node_modules = browser_tools(build)
 if not os.path.isfile(uplot):
     fail(f"the charting library is not in {uplot} although npm is here: "
          f"run `make web-deps BUILD={build}`")

@@ -26,14 +26,12 @@ import sqlite3
 import subprocess
 import sys
 
-from linetest import Vigild, add_part_media, fail, require_browser, run_node_driver, workdir
+from linetest import Vigild, add_part_media, browser_tools, fail, run_node_driver, workdir
 
 build = sys.argv[1]
-chromium = "/usr/bin/chromium"
-node_modules = os.environ.get("VIGIL_NODE_MODULES", os.path.join(build, "web-test", "node_modules"))
 ctl = os.path.join(build, "tools", "vigilctl")
 
-require_browser(build, chromium, node_modules)
+chromium, node_modules = browser_tools(build)
 
 DRIVER = r"""
 const { chromium } = require("playwright-core");
