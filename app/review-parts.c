@@ -110,6 +110,16 @@ int review__read_filter(GHashTable *q, struct db_filter *f, char **why)
 			return -EINVAL;
 		}
 	}
+	switch (db_filter_empty_range(f)) {
+	case DB_FILTER_SINCE:
+		*why = g_strdup("since is not before until: no part is in that time range");
+		return -EINVAL;
+	case DB_FILTER_MIN_SCORE:
+		*why = g_strdup("min_score is above max_score: no part is in that score range");
+		return -EINVAL;
+	default:
+		break;
+	}
 	if ((v = g_hash_table_lookup(q, "shift")) && *v) {
 		if (strlen(v) > 60) {
 			*why = g_strdup("shift is a label such as '2026-12-06 night', 'current' or "

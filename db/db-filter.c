@@ -172,3 +172,13 @@ int db_filter_set(struct db_filter *f, enum db_filter_field field, const char *t
 	}
 	return -EINVAL;
 }
+
+enum db_filter_field db_filter_empty_range(const struct db_filter *f)
+{
+	/* A time of 0 is no bound (DB_FILTER_ALL). */
+	if (f->since_us && f->until_us && f->since_us >= f->until_us)
+		return DB_FILTER_SINCE;
+	if (!isnan(f->min_score) && !isnan(f->max_score) && f->min_score > f->max_score)
+		return DB_FILTER_MIN_SCORE;
+	return DB_FILTER_FIELDS;
+}

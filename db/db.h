@@ -409,6 +409,12 @@ int db_filter_set(struct db_filter *f, enum db_filter_field field, const char *t
 /* What a value of field must be, worded to follow "NAME is " in a refusal:
  * "accept, reject or marginal". Static. */
 const char *db_filter_rule(enum db_filter_field field);
+/* A pair of bounds no part can meet (a time range that ends before it
+ * starts, a score range upside down), which would answer "no parts" to a
+ * mistyped filter: DB_FILTER_SINCE (since not before until) or
+ * DB_FILTER_MIN_SCORE (min above max), DB_FILTER_FIELDS when there is
+ * none. */
+enum db_filter_field db_filter_empty_range(const struct db_filter *f);
 
 /* Like db_read_inspections, only the rows that pass the filter (oldest
  * first; with a limit, the newest `limit` rows, still oldest first).

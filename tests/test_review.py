@@ -239,7 +239,11 @@ def check_refusals(srv, db):
             ("GET", "/api/parts/99999", 404, "no inspection of part 99999"),
             ("GET", "/api/inspections?shift=lunch", 400, "the shifts: "),
             ("GET", "/api/inspections?limit=0", 400, "limit is a whole number from 1 to 10000"),
-            ("GET", "/api/inspections?min_score=nan", 400, "min_score is a number from 0 to 1")):
+            ("GET", "/api/inspections?min_score=nan", 400, "min_score is a number from 0 to 1"),
+            ("GET", "/api/inspections?since=2026-12-02&until=2026-12-01", 400,
+             "since is not before until"),
+            ("GET", "/api/inspections?min_score=0.9&max_score=0.1", 400,
+             "min_score is above max_score")):
         body = json.dumps({"note": "x", "decision": "confirm"}).encode()
         status, _, answer = srv.request(method, target, body if method == "POST" else None,
                                         post if method == "POST" else None)

@@ -262,7 +262,11 @@ with tempfile.TemporaryDirectory(prefix="vigil-ctl-") as tmp:
             (["escapes", "--neighbours", "101"], "--neighbours", "101", "from 0 to 100"),
             (["escapes", "--mark", "--part", "x", "--note", "n"], "--part", "x", "part"),
             (["report", "--shift", "lunch"], "--shift", "lunch", "shifts"),
-            (["report", "--shift", "early"], "--shift", "early", "shifts")]
+            (["report", "--shift", "early"], "--shift", "early", "shifts"),
+            (["list", "--since", "2026-12-02", "--until", "2026-12-01"], "--since", "2026-12-02",
+             "is not before --until"),
+            (["pareto", "--min-score", "0.9", "--max-score", "0.1"], "--min-score", "0.9",
+             "is above --max-score")]
     for args, opt, value, rule in bad:
         p = run(*args, ok=False)
         want = rules.get(rule, rule)

@@ -114,6 +114,18 @@ int vigilctl__build_filter(const struct opts *o, struct db_filter *f)
 		if (given[i].value && db_filter_set(f, given[i].field, given[i].value) < 0)
 			return bad_value(given[i].option, given[i].value,
 					 db_filter_rule(given[i].field));
+	switch (db_filter_empty_range(f)) {
+	case DB_FILTER_SINCE:
+		fprintf(stderr, "vigilctl: --since '%s' is not before --until '%s': no part is in "
+			"that time range\n", o->since, o->until);
+		return -EINVAL;
+	case DB_FILTER_MIN_SCORE:
+		fprintf(stderr, "vigilctl: --min-score '%s' is above --max-score '%s': no part is "
+			"in that score range\n", o->min_score, o->max_score);
+		return -EINVAL;
+	default:
+		break;
+	}
 	f->part_id = o->part;
 	if (o->shift) {
 		int rc = check_shift(o->db, o->shift);
