@@ -502,6 +502,27 @@ def wait_rows(db, sql, n):
     return wait_for(f"{n} rows of {sql!r} in {db}", get)
 
 
+def check_held_warnings(text, what, detail, things, first, count):
+    """A fault's warnings in vigild's log, held back to one per 10 s with
+    the number left out (app/line-inspect.c, warning_due): the first at
+    part `first` with the value detail's one group reads as 0, and with
+    what they held back (and what the first part without the fault says
+    was held since), they account for `count` parts. what: "image from
+    camera top"; things: "frames"."""
+    import re
+
+    warned = re.findall(rf"part (\d+): {what} is flat: {detail}.*?"
+                        rf"(?:\(and (\d+) more flat {things} in the last 10 s\))?$", text, re.M)
+    resumed = re.findall(rf"{what} is not flat again; (\d+) more flat {things} since the last "
+                         r"warning", text)
+    if not warned or int(warned[0][0]) != first or float(warned[0][1]) != 0:
+        fail(f"flat warnings {warned}: want the first at part {first}, value 0")
+    total = sum(1 + int(held or 0) for _, _, held in warned) + sum(int(n) for n in resumed)
+    if total != count:
+        fail(f"warnings {warned} and {resumed} account for {total} flat parts, want {count}")
+    return warned
+
+
 def add_part_media(db, sim_dir, part_id, mod_hz, rate_hz=12000, n=8192):
     """Keeps files with part_id's latest inspection the way the database
     writer does (table media, paths relative to the log's media folder):

@@ -20,14 +20,13 @@ Asserts:
 usage: test_camera_flat.py BUILD_DIR SOURCE_ROOT
 """
 import os
-import re
 import sys
 
 import cv2
 import numpy as np
 
-from linetest import (Vigild, fail, free_port, generate_parts, log_rows, require_model, wait_for,
-                      wait_rows, workdir)
+from linetest import (Vigild, check_held_warnings, fail, free_port, generate_parts, log_rows,
+                      require_model, wait_for, wait_rows, workdir)
 from plctest import (ACCEPT, FL_FAILSAFE, FL_NO_FRAME, MARGINAL, REJECT, ST_CAMERA_OK,
                      MasterPLC, failsafe_total, quiet_pymodbus, run_part, start_vigild,
                      status_with, stepped_line_config, stop_vigild)
@@ -123,16 +122,8 @@ with workdir("vigil-camflat-") as tmp:
     if f"image_flat {len(flat)}" not in text:
         fail(f"vigild's counts at exit do not say image_flat {len(flat)}")
 
-    warned = re.findall(r"part (\d+): image from camera top is flat: its grey levels' standard "
-                        r"deviation is (\S+), below flat_level 2;.*?"
-                        r"(?:\(and (\d+) more flat frames in the last 10 s\))?$", text, re.M)
-    resumed = re.findall(r"image from camera top is not flat again; (\d+) more flat frames "
-                         r"since the last warning", text)
-    if not warned or int(warned[0][0]) != FLAT_FROM or float(warned[0][1]) != 0:
-        fail(f"flat warnings {warned}: want the first at part {FLAT_FROM}, contrast 0")
-    total = sum(1 + int(held or 0) for _, _, held in warned) + sum(int(n) for n in resumed)
-    if total != len(flat):
-        fail(f"warnings {warned} and {resumed} account for {total} flat parts, "
-             f"want {len(flat)}")
+    warned = check_held_warnings(text, "image from camera top",
+                                 r"its grey levels' standard deviation is (\S+), below "
+                                 r"flat_level 2;", "frames", FLAT_FROM, len(flat))
     print(f"PASS: {len(flat)} flat frames rejected and flagged, {len(warned)} warning(s), "
           f"events {[k for k, _ in cam]}")

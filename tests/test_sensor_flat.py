@@ -28,8 +28,8 @@ import sys
 
 import numpy as np
 
-from linetest import (Vigild, fail, free_port, generate_parts, log_rows, require_model, wait_for,
-                      wait_rows, workdir)
+from linetest import (Vigild, check_held_warnings, fail, free_port, generate_parts, log_rows,
+                      require_model, wait_for, wait_rows, workdir)
 from plctest import (ACCEPT, FL_FAILSAFE, FL_NO_VIBRATION, MARGINAL, REJECT, MasterPLC,
                      failsafe_total, quiet_pymodbus, run_part, start_vigild, status_with,
                      stepped_line_config, stop_vigild)
@@ -143,16 +143,8 @@ with workdir("vigil-flat-") as tmp:
 
     # One warning a period at most, each naming the sensor and the range;
     # with what they held back, they account for every flat part.
-    warned = re.findall(r"part (\d+): vibration window from drive_end is flat: its range is "
-                        r"(\S+) over 2048 samples, below flat_level 0\.01;.*?"
-                        r"(?:\(and (\d+) more flat windows in the last 10 s\))?$", text, re.M)
-    resumed = re.findall(r"vibration window from drive_end is not flat again; (\d+) more flat "
-                         r"windows since the last warning", text)
-    if not warned or int(warned[0][0]) != DEAD_FROM or float(warned[0][1]) != 0:
-        fail(f"flat warnings {warned}: want the first at part {DEAD_FROM}, range 0")
-    total = sum(1 + int(held or 0) for _, _, held in warned) + sum(int(n) for n in resumed)
-    if total != len(dead):
-        fail(f"warnings {warned} and {resumed} account for {total} flat parts, "
-             f"want {len(dead)}")
+    warned = check_held_warnings(text, "vibration window from drive_end",
+                                 r"its range is (\S+) over 2048 samples, below flat_level "
+                                 r"0\.01;", "windows", DEAD_FROM, len(dead))
     print(f"PASS: {len(dead)} flat parts rejected and flagged, {len(warned)} warning(s), "
           f"events {[k for k, _ in sensor]}")
