@@ -488,6 +488,27 @@ def log_rows(db, sql, args=()):
         con.close()
 
 
+def rejects_log(build, db):
+    """A station's log made by `vigilctl upgrade` holding five rejected
+    parts, 1 to 5, a second apart from 1_795_000_000_000_000 us: what the
+    review tests that need no line log into."""
+    import sqlite3
+
+    subprocess.run([os.path.join(build, "tools", "vigilctl"), "--db", db, "upgrade"], check=True,
+                   capture_output=True, timeout=30)
+    con = sqlite3.connect(db)
+    base = 1_795_000_000_000_000
+    con.executemany("INSERT INTO inspections (part_id, trigger_counter, seq, t_wall_us,"
+                    " verdict, verdict_code, defect_class, flags, score, vision_score,"
+                    " signal_score, latency_ms, infer_ms, model_version, image_path)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(i, i, i, base + i * 1_000_000, "reject", 2, "surface", 0, 0.9, 0.9,
+                      0.1, 2.0, 1.0, "synthetic-1", None) for i in range(1, 6)])
+    con.commit()
+    con.close()
+    return db
+
+
 def wait_rows(db, sql, n):
     """The rows of sql on a station's log once there are n of them at
     least (the log may not exist yet, or be busy: asked again)."""
@@ -509,8 +530,6 @@ def check_held_warnings(text, what, detail, things, first, count):
     what they held back (and what the first part without the fault says
     was held since), they account for `count` parts. what: "image from
     camera top"; things: "frames"."""
-    import re
-
     warned = re.findall(rf"part (\d+): {what} is flat: {detail}.*?"
                         rf"(?:\(and (\d+) more flat {things} in the last 10 s\))?$", text, re.M)
     resumed = re.findall(rf"{what} is not flat again; (\d+) more flat {things} since the last "

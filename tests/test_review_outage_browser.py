@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 
-from linetest import Vigild, browser_tools, fail, free_port, workdir
+from linetest import Vigild, browser_tools, fail, free_port, rejects_log, workdir
 
 build = sys.argv[1]
 TOKEN = "outage-test-token-42"
@@ -178,24 +178,6 @@ const waitText = (page, sel, re) => page.waitForFunction(([sel, src]) => {
 """
 
 
-def make_log(tmp):
-    """Five rejected parts, 1 to 5."""
-    db = os.path.join(tmp, "vigil.db")
-    subprocess.run([os.path.join(build, "tools", "vigilctl"), "--db", db, "upgrade"], check=True,
-                   capture_output=True, timeout=30)
-    con = sqlite3.connect(db)
-    base = 1_795_000_000_000_000
-    con.executemany("INSERT INTO inspections (part_id, trigger_counter, seq, t_wall_us,"
-                    " verdict, verdict_code, defect_class, flags, score, vision_score,"
-                    " signal_score, latency_ms, infer_ms, model_version, image_path)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(i, i, i, base + i * 1_000_000, "reject", 2, "surface", 0, 0.9, 0.9,
-                      0.1, 2.0, 1.0, "synthetic-1", None) for i in range(1, 6)])
-    con.commit()
-    con.close()
-    return db
-
-
 def count(db, table, part):
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -208,7 +190,7 @@ def count(db, table, part):
 
 def main():
     with workdir("vigil-outage-browser-") as tmp:
-        db = make_log(tmp)
+        db = rejects_log(build, os.path.join(tmp, "vigil.db"))
         conf = os.path.join(tmp, "review.conf")
         with open(conf, "w") as f:
             f.write(f"[database]\npath = {db}\n\n[review]\nlisten = 127.0.0.1\n"

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from linetest import Checks, Vigild, workdir
+from linetest import Checks, Vigild, rejects_log, workdir
 
 build = sys.argv[1]
 ctl = os.path.join(build, "tools", "vigilctl")
@@ -73,20 +73,6 @@ class Server:
         check(rc == 0, f"vigild exited with {rc}")
 
 
-def make_log(db):
-    subprocess.run([ctl, "--db", db, "upgrade"], check=True, capture_output=True, timeout=30)
-    con = sqlite3.connect(db)
-    base = 1_795_000_000_000_000
-    con.executemany("INSERT INTO inspections (part_id, trigger_counter, seq, t_wall_us, verdict,"
-                    " verdict_code, defect_class, flags, score, vision_score, signal_score,"
-                    " latency_ms, infer_ms, model_version, image_path)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(i, i, i, base + i * 1_000_000, "reject", 2, "surface", 0, 0.9, 0.9, 0.1,
-                      2.0, 1.0, "synthetic-1", None) for i in range(1, 6)])
-    con.commit()
-    con.close()
-
-
 def refused_start(tmp, name, review_keys, db, *want):
     conf = os.path.join(tmp, name + ".conf")
     with open(conf, "w") as f:
@@ -101,7 +87,7 @@ def refused_start(tmp, name, review_keys, db, *want):
 
 with workdir("vigil-users-") as tmp:
     db = os.path.join(tmp, "vigil.db")
-    make_log(db)
+    rejects_log(build, db)
     users = os.path.join(tmp, "users")
     with open(users, "w") as f:
         f.write("# QA users of line 3\n\n")

@@ -26,7 +26,8 @@ import sqlite3
 import subprocess
 import sys
 
-from linetest import Vigild, add_part_media, browser_tools, fail, run_node_driver, workdir
+from linetest import (Vigild, add_part_media, browser_tools, fail, rejects_log, run_node_driver,
+                      workdir)
 
 build = sys.argv[1]
 ctl = os.path.join(build, "tools", "vigilctl")
@@ -150,18 +151,7 @@ def main():
     import numpy as np
 
     with workdir("vigil-users-browser-") as tmp:
-        db = os.path.join(tmp, "vigil.db")
-        vigilctl("--db", db, "upgrade")
-        con = sqlite3.connect(db)
-        base = 1_795_000_000_000_000
-        con.executemany("INSERT INTO inspections (part_id, trigger_counter, seq, t_wall_us,"
-                        " verdict, verdict_code, defect_class, flags, score, vision_score,"
-                        " signal_score, latency_ms, infer_ms, model_version, image_path)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        [(i, i, i, base + i * 1_000_000, "reject", 2, "surface", 0, 0.9, 0.9,
-                          0.1, 2.0, 1.0, "synthetic-1", None) for i in range(1, 6)])
-        con.commit()
-        con.close()
+        db = rejects_log(build, os.path.join(tmp, "vigil.db"))
         sim_dir = os.path.join(tmp, "sim")
         os.makedirs(os.path.join(sim_dir, "images"))
         cv2.imwrite(os.path.join(sim_dir, "images", "part-00003.png"),
