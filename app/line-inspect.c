@@ -237,18 +237,6 @@ static void held_over(struct held_warning *w, const struct vigil_part *p, const 
 	w->held = 0;
 }
 
-static void warn_flat(line *l, const struct vigil_part *p, float range)
-{
-	const struct sensor_settings *v = &l->set.vibration;
-	char held[96];
-
-	if (warning_due(&l->flat_window, "flat windows", held, sizeof held))
-		g_warning("part %u: vibration window from %s is flat: its range is %.3g over %zu "
-			  "samples, below flat_level %g; the sensor looks dead (cable, supply, "
-			  "ADC): fail-safe reject%s", p->part_id, v->name, range, v->cfg.window,
-			  v->cfg.flat_level, held);
-}
-
 /* Camera i's frame of p, when it is flat: a picture of nothing (a lens
  * cap, the light off, a blank or saturated sensor) would be judged a
  * clean part, so the part fails safe instead. */
@@ -298,7 +286,11 @@ static void check_window(line *l, struct vigil_part *p, unsigned wflags, const f
 	}
 	if (wflags & RING_FLAT) {
 		lp->flat_range = window_range(win, v->cfg.window);
-		warn_flat(l, p, lp->flat_range);
+		if (warning_due(&l->flat_window, "flat windows", held, sizeof held))
+			g_warning("part %u: %s is flat: its range is %.3g over %zu samples, below "
+				  "flat_level %g; the sensor looks dead (cable, supply, ADC): "
+				  "fail-safe reject%s", p->part_id, what, lp->flat_range,
+				  v->cfg.window, v->cfg.flat_level, held);
 		p->flags |= VIGIL_FLAG_VIB_FLAT;
 	} else {
 		held_over(&l->flat_window, p, what, "flat", "windows");
@@ -400,8 +392,7 @@ static struct ready_part *acquire_part(line *l, struct vigil_part *p, float *win
 			p->tx_temperature_c = tr.value[TRANSMITTER_TEMPERATURE];
 		}
 	}
-	if (p->flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED |
-			VIGIL_FLAG_VIB_FLAT | VIGIL_FLAG_IMAGE_FLAT)) {
+	if (p->flags & (VIGIL_FLAGS_NO_PICTURE | VIGIL_FLAGS_NO_WINDOW)) {
 		r->failsafe = TRUE;
 		return r;
 	}

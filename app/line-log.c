@@ -342,8 +342,7 @@ static void watch_window(line *l, struct device_watch *w, const struct vigil_par
 {
 	const struct line_part *lp = (const struct line_part *)p;
 	const struct sensor_settings *v = &l->set.vibration;
-	uint32_t bad = p->flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED |
-				   VIGIL_FLAG_VIB_FLAT);
+	uint32_t bad = p->flags & VIGIL_FLAGS_NO_WINDOW;
 
 	/* A part never inspected (queue full, triggered while vigild was
 	 * down) had no window: it says nothing of the sensor. */

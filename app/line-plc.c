@@ -176,10 +176,9 @@ static unsigned faults(line *l, struct plc_state *s)
 	line_camera_stats(l, &cs);
 	sensor_source_stats(l->sensor, &ss);
 	/* A camera that failed once and was restarted is healthy again. */
-	if (!cs.up || (s->last_part_flags & (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_IMAGE_FLAT)))
+	if (!cs.up || (s->last_part_flags & VIGIL_FLAGS_NO_PICTURE))
 		w |= 1u << PLC_ERR_CAMERA;
-	if (ss.failed || (s->last_part_flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED |
-						VIGIL_FLAG_VIB_FLAT)))
+	if (ss.failed || (s->last_part_flags & VIGIL_FLAGS_NO_WINDOW))
 		w |= 1u << PLC_ERR_SENSOR;
 	if (s->last_part_flags & VIGIL_FLAG_MODEL_ERROR)
 		w |= 1u << PLC_ERR_MODEL;

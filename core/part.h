@@ -47,6 +47,13 @@ enum vigil_part_flags {
 	VIGIL_FLAG_IMAGE_FLAT = 1 << 12,
 };
 
+/* The part's picture could not be judged (the camera's fault: "camera
+ * ok" clears), and its vibration window could not (the sensor's: "sensor
+ * ok" clears); either makes the part a fail-safe reject before the model. */
+#define VIGIL_FLAGS_NO_PICTURE (VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_IMAGE_FLAT)
+#define VIGIL_FLAGS_NO_WINDOW (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED | \
+			       VIGIL_FLAG_VIB_FLAT)
+
 /* Condition figures of a part's vibration window (fusion/condition.h),
  * as vibration instruments report them. */
 struct vigil_vibration {
