@@ -378,6 +378,7 @@ void line_get_health(line *l, struct line_health *h)
 		.db_queue_high_water = db.queue_high_water,
 		.db_file_moves = db.file_moves,
 		.db_file_away = db.file_away,
+		.db_clock_steps = db.clock_steps,
 		.db_media_written = db.media_written,
 		.db_media_dropped = db.media_dropped,
 		.db_ring_files = db.ring_files,

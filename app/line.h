@@ -126,6 +126,7 @@ struct line_health {
 	 * it is not at its path yet (db.h, db_check_path). */
 	uint64_t db_file_moves;
 	int db_file_away;
+	uint64_t db_clock_steps;      /* steps of the wall clock seen (db.h) */
 	uint64_t db_media_written, db_media_dropped;
 	/* The recent ring (db.h, struct db_stats). */
 	uint64_t db_ring_files, db_ring_bytes, db_ring_dropped, db_ring_removed;

@@ -657,6 +657,12 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg)
 			    "(deleted or moved) and following it has not worked yet: rows go "
 			    "on into the open file meanwhile.");
 		metric(m, "vigil_db_file_away", NULL, h.db_file_away);
+		metric_head(m, "vigil_clock_steps_total", "counter",
+			    "Times the wall clock stepped (more than 2 s against the boot clock "
+			    "at once) while vigild ran: the rows' times jump there, and "
+			    "retention and the recent ring age this run's rows by the time "
+			    "since they were written.");
+		metric(m, "vigil_clock_steps_total", NULL, (double)h.db_clock_steps);
 		{
 			struct line_alarms a;
 

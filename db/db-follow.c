@@ -236,6 +236,7 @@ static void forget_old_rows(db_log *db)
 	memset(db->tickets, 0, sizeof db->tickets);
 	g_array_set_size(db->ring_orphans, 0);
 	db->ring_orphan_max = 0;
+	db__clock_restart(db);
 }
 
 static void recovered_event(db_log *db)

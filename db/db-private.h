@@ -137,6 +137,13 @@ struct db_statements {
 	sqlite3_stmt *set_late;
 };
 
+/* A mark of the boot-time clock against the id the next row of each table
+ * retention ages will get (db-clock.c). */
+struct db_clock_mark {
+	int64_t boot_us;
+	int64_t next_id[DB_NTABLES];
+};
+
 /* A file as the kernel knows it, whatever its name now. */
 struct db_file_id {
 	dev_t dev;
@@ -198,6 +205,13 @@ struct db_log {
 	uint64_t follow_warnings_held;
 	_Atomic uint64_t file_moves;    /* db_stats.file_moves */
 	_Atomic int file_away;          /* db_stats.file_away */
+	/* The wall clock's steps (db-clock.c), writer only but clock_steps:
+	 * marks oldest first, the wall clock less the boot clock at the last
+	 * turn. */
+	GArray *clock_marks;            /* struct db_clock_mark */
+	int64_t clock_skew_us;
+	bool clock_skew_known;
+	_Atomic uint64_t clock_steps;   /* db_stats.clock_steps */
 	int64_t open_wait_since_us;     /* open_busy's episode: opening thread only */
 	bool open_wait_told;
 	int64_t next_media_warning_us;  /* media_warning's period: media thread only */
@@ -344,6 +358,17 @@ bool db__stale_media(const db_log *db, const struct db_item *it);
  * it back there (deleted) or starts a fresh one there (moved), as db.h
  * says under db_check_path; a recovery that fails is tried again. */
 void db__follow_path(db_log *db, bool now);
+
+/* db-clock.c, writer thread (db__clock_restart also at open, before it
+ * starts). Restart: a file whose rows this run did not write (at open, a
+ * fresh file at the path). Check, each turn: a step of the wall clock is
+ * told, and a mark taken once an hour. Keep_from: the lowest id of table
+ * t this run wrote less than age_us ago by the boot clock (a mark period
+ * more at most); rows from it on are not old, whatever their stamp says.
+ * INT64_MAX before the first mark. */
+void db__clock_restart(db_log *db);
+void db__clock_check(db_log *db);
+int64_t db__clock_keep_from(const db_log *db, enum db_table t, int64_t age_us);
 /* At db_close, the writer joined, before the connection closes: a last
  * try; then a deleted file that could not be written back is copied
  * where it can be (the temporary folder), and a moved one is made whole

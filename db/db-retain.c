@@ -80,10 +80,11 @@ out:
 	return n;
 }
 
-/* Deletes up to DB_RETAIN_CHUNK of the oldest inspections before cut_us with
- * everything that hangs off them (their media files first). Returns the
- * number of inspections removed, or -1. */
-static int64_t drop_rows(db_log *db, int64_t cut_us, int64_t *files, int64_t *bytes)
+/* Deletes up to DB_RETAIN_CHUNK of the oldest inspections before cut_us
+ * and below id keep_from with everything that hangs off them (their media
+ * files first). Returns the number of inspections removed, or -1. */
+static int64_t drop_rows(db_log *db, int64_t cut_us, int64_t keep_from, int64_t *files,
+			 int64_t *bytes)
 {
 	static const char *const del[] = {
 		"DELETE FROM vibration WHERE inspection_id IN (SELECT id FROM doomed)",
@@ -93,17 +94,20 @@ static int64_t drop_rows(db_log *db, int64_t cut_us, int64_t *files, int64_t *by
 	};
 	sqlite3_stmt *st = NULL;
 	int64_t n, m, ret = -1;
-	char *sql;
+	char *sql, *which = g_strdup_printf("inspection_id IN (SELECT id FROM inspections WHERE"
+					    " t_wall_us < ?1 AND id < %" PRId64 " ORDER BY id"
+					    " LIMIT %d)", keep_from, DB_RETAIN_CHUNK);
 
 	/* Media first, so that no row is gone while its file stays. */
 	do {
-		m = drop_media(db, "inspection_id IN (SELECT id FROM inspections WHERE"
-			       " t_wall_us < ?1 ORDER BY id LIMIT " G_STRINGIFY(DB_RETAIN_CHUNK) ")",
-			       cut_us, bytes, 0);
-		if (m < 0)
+		m = drop_media(db, which, cut_us, bytes, 0);
+		if (m < 0) {
+			g_free(which);
 			return -1;
+		}
 		*files += m;
 	} while (m == DB_RETAIN_CHUNK && db->retain_chunks > 0);
+	g_free(which);
 	if (db->retain_chunks <= 0)
 		return 0;
 
@@ -111,7 +115,8 @@ static int64_t drop_rows(db_log *db, int64_t cut_us, int64_t *files, int64_t *by
 	if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return -1;
 	sql = g_strdup_printf("CREATE TEMP TABLE doomed AS SELECT id FROM inspections"
-			      " WHERE t_wall_us < ?1 ORDER BY id LIMIT %d", DB_RETAIN_CHUNK);
+			      " WHERE t_wall_us < ?1 AND id < %" PRId64 " ORDER BY id LIMIT %d",
+			      keep_from, DB_RETAIN_CHUNK);
 	if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK)
 		goto out;
 	sqlite3_bind_int64(st, 1, cut_us);
@@ -136,14 +141,15 @@ out:
 }
 
 /* Deletes up to DB_RETAIN_CHUNK of the oldest rows of table (events or
- * trend) before cut_us in one transaction. Both are written in time order,
- * so the oldest are the first ids and the scan stops early. Returns the
- * number removed, or -1. */
-static int64_t drop_old(db_log *db, const char *table, int64_t cut_us)
+ * trend) before cut_us and below id keep_from in one transaction. Both are
+ * written in time order, so the oldest are the first ids and the scan
+ * stops early. Returns the number removed, or -1. */
+static int64_t drop_old(db_log *db, enum db_table t, int64_t cut_us, int64_t keep_from)
 {
+	const char *table = db_table_name(t);
 	char *sql = g_strdup_printf("DELETE FROM %s WHERE id IN (SELECT id FROM %s"
-				    " WHERE t_wall_us < ?1 ORDER BY id LIMIT "
-				    G_STRINGIFY(DB_RETAIN_CHUNK) ")", table, table);
+				    " WHERE t_wall_us < ?1 AND id < %" PRId64 " ORDER BY id LIMIT "
+				    G_STRINGIFY(DB_RETAIN_CHUNK) ")", table, table, keep_from);
 	sqlite3_stmt *st = NULL;
 	int64_t n = -1;
 
@@ -173,21 +179,29 @@ static int64_t disk_use(db_log *db)
 /* Age first: rows older than max_age_days go, with their files. Then the
  * disk budget: the recent ring's files go first, then images (oldest
  * first), then the other files, then whole rows, oldest first - but never
- * a row of the last protect_days. */
+ * a row of the last protect_days. A row's age is its stamp's, but for the
+ * rows this run wrote, which are no older than the time since they were
+ * written (db-clock.c: the wall clock may have stepped forward since). */
 bool db__retain(db_log *db)
 {
 	int64_t now = vigil_wall_us();
-	int64_t protect_cut = now - (int64_t)db->opt.protect_days * DAY_US;
-	int64_t rows = 0, files = 0, bytes = 0, events = 0, trend = 0, n;
+	int64_t protect_age = (int64_t)db->opt.protect_days * DAY_US;
+	int64_t protect_cut = now - protect_age;
+	int64_t age = MAX((int64_t)db->opt.max_age_days * DAY_US, protect_age);
+	int64_t keep[DB_NTABLES];
+	int64_t rows = 0, files = 0, bytes = 0, events = 0, trend = 0, n = 0;
 	bool over = false, failed = false, more;
 
 	db->retain_chunks = DB_RETAIN_CHUNKS_PER_RUN;
 #define BUDGET_LEFT (db->retain_chunks > 0)
 
+	for (int t = 0; t < DB_NTABLES; t++)
+		keep[t] = db__clock_keep_from(db, (enum db_table)t, age);
 	if (db->opt.max_age_days > 0) {
-		int64_t cut = MIN(now - (int64_t)db->opt.max_age_days * DAY_US, protect_cut);
+		int64_t cut = now - age;
 
-		while (BUDGET_LEFT && (n = drop_rows(db, cut, &files, &bytes)) > 0)
+		while (BUDGET_LEFT &&
+		       (n = drop_rows(db, cut, keep[DB_TABLE_INSPECTIONS], &files, &bytes)) > 0)
 			rows += n;
 		failed |= n < 0;
 		/* Files whose row went before the media thread wrote them. */
@@ -197,13 +211,15 @@ bool db__retain(db_log *db)
 		failed |= n < 0;
 		/* Events and transmitter readings age out like the rows, under
 		 * the same protection. */
-		while (!failed && BUDGET_LEFT && (n = drop_old(db, "events", cut)) > 0) {
+		while (!failed && BUDGET_LEFT &&
+		       (n = drop_old(db, DB_TABLE_EVENTS, cut, keep[DB_TABLE_EVENTS])) > 0) {
 			events += n;
 			if (n < DB_RETAIN_CHUNK)
 				break;
 		}
 		failed |= n < 0;
-		while (!failed && BUDGET_LEFT && (n = drop_old(db, "trend", cut)) > 0) {
+		while (!failed && BUDGET_LEFT &&
+		       (n = drop_old(db, DB_TABLE_TREND, cut, keep[DB_TABLE_TREND])) > 0) {
 			trend += n;
 			if (n < DB_RETAIN_CHUNK)
 				break;
@@ -226,7 +242,9 @@ bool db__retain(db_log *db)
 				files += n;
 			}
 		while (!failed && BUDGET_LEFT && (over = disk_use(db) > budget)) {
-			if ((n = drop_rows(db, protect_cut, &files, &bytes)) <= 0) {
+			if ((n = drop_rows(db, protect_cut,
+					   db__clock_keep_from(db, DB_TABLE_INSPECTIONS, protect_age),
+					   &files, &bytes)) <= 0) {
 				failed |= n < 0;
 				break;
 			}

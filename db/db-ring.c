@@ -128,14 +128,15 @@ static bool delete_rows(db_log *db, GArray *ids)
 }
 
 /* Removes the oldest ring files while the ring holds more than target
- * bytes or they are of parts before cut_us, a part's files all together
- * (*last: the inspection whose files went last): up to RING_CHUNK files, then
- * their rows in one transaction. The files go first: on a full disk that
+ * bytes or they are of parts before cut_us (but for parts from id
+ * keep_from on: this run wrote them later than that), a part's files all
+ * together (*last: the inspection whose files went last): up to RING_CHUNK
+ * files, then their rows in one transaction. The files go first: on a full disk that
  * is what frees it, and the delete may then fail; those rows become
  * orphans (ring_orphans), out of the totals, deleted once writes work.
  * Returns the files removed, or -1; *more: the chunk was not enough. */
-static int64_t trim_chunk(db_log *db, int64_t target, int64_t cut_us, int64_t *last,
-			  bool *more)
+static int64_t trim_chunk(db_log *db, int64_t target, int64_t cut_us, int64_t keep_from,
+			  int64_t *last, bool *more)
 {
 	static const char sql[] =
 		"SELECT m.id, m.path, m.bytes, coalesce(i.t_wall_us, 0), m.inspection_id"
@@ -157,7 +158,9 @@ static int64_t trim_chunk(db_log *db, int64_t target, int64_t cut_us, int64_t *l
 		int64_t size = MAX(sqlite3_column_int64(st, 2), 0);
 		char *full;
 
-		if (bytes - freed <= target && sqlite3_column_int64(st, 3) >= cut_us &&
+		if (bytes - freed <= target &&
+		    (sqlite3_column_int64(st, 3) >= cut_us ||
+		     sqlite3_column_int64(st, 4) >= keep_from) &&
 		    sqlite3_column_int64(st, 4) != *last)
 			break;
 		*last = sqlite3_column_int64(st, 4);
@@ -199,8 +202,10 @@ void db__ring_trim(db_log *db)
 	int64_t bound = db->opt.recent_images_mb * MIB;
 	int64_t bytes = atomic_load(&db->ring_bytes);
 	int64_t oldest = atomic_load(&db->ring_oldest_us);
-	int64_t cut = db->opt.recent_images_hours > 0
-		? vigil_wall_us() - (int64_t)db->opt.recent_images_hours * HOUR_US : INT64_MIN;
+	int64_t age = (int64_t)db->opt.recent_images_hours * HOUR_US;
+	int64_t cut = age > 0 ? vigil_wall_us() - age : INT64_MIN;
+	int64_t keep_from = age > 0 ? db__clock_keep_from(db, DB_TABLE_INSPECTIONS, age)
+				    : INT64_MAX;
 	bool squeeze = atomic_exchange(&db->ring_squeeze, 0) && bytes > 0;
 	/* The ring off (bound 0): what an earlier run left in it goes too. */
 	bool over = bytes > bound;
@@ -231,7 +236,7 @@ void db__ring_trim(db_log *db)
 	if (short_by)
 		target = MIN(target, MAX(bytes - short_by, 0));
 	for (int k = 0; k < RING_CHUNKS_PER_TRIM && more; k++) {
-		if ((n = trim_chunk(db, target, cut, &last, &more)) < 0) {
+		if ((n = trim_chunk(db, target, cut, keep_from, &last, &more)) < 0) {
 			g_warning("database %s: the recent ring: cannot remove its oldest rows: %s",
 				  db->path, sqlite3_errmsg(db->conn));
 			break;

@@ -610,6 +610,7 @@ gpointer db__writer_main(gpointer data)
 		/* Between batches, never in one: a file that is left is left
 		 * with every transaction committed. */
 		db__follow_path(db, check_asked);
+		db__clock_check(db);
 		db__ring_trim(db);
 		db__log_media_drops(db);
 		if (retain_asked || (db__retention_on(db) && vigil_now_us() >= db->next_retention_us)) {

@@ -322,6 +322,8 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	db->media_lock_fd = -1;
 	db->file_fd = -1;
 	db->ring_orphans = g_array_new(FALSE, FALSE, sizeof(int64_t));
+	db->clock_marks = g_array_new(FALSE, FALSE, sizeof(struct db_clock_mark));
+	atomic_init(&db->clock_steps, 0);
 	db->path = g_strdup(path);
 	db->opt = opt;
 	db->media_given = opt.media_dir != NULL;
@@ -349,6 +351,8 @@ db_log *db_open_with(const char *path, const struct db_options *opt_in, char **e
 	if (db->open_wait_told)
 		g_message("database %s: the lock is gone; opened", path);
 
+	/* The rows from here on are this run's: aged by the boot clock too. */
+	db__clock_restart(db);
 	db->next_retention_us = vigil_now_us();
 	db->next_path_check_us = vigil_now_us() + (int64_t)DB_PATH_CHECK_MS * 1000;
 	db->queue = bqueue_new(opt.queue_depth);
@@ -603,6 +607,8 @@ void db_close(db_log *db)
 		g_hash_table_destroy(db->spooled);
 	if (db->ring_orphans)
 		g_array_free(db->ring_orphans, TRUE);
+	if (db->clock_marks)
+		g_array_free(db->clock_marks, TRUE);
 	if (db->media_lock_fd >= 0)
 		close(db->media_lock_fd);
 	if (db->file_fd >= 0)
@@ -652,6 +658,7 @@ void db_get_stats(db_log *db, struct db_stats *out)
 	out->write_lag_max_ms = (double)atomic_load(&db->lag_max_us) / 1000.0;
 	out->file_moves = atomic_load(&db->file_moves);
 	out->file_away = atomic_load(&db->file_away);
+	out->clock_steps = atomic_load(&db->clock_steps);
 }
 
 const char *db_table_name(enum db_table table)

@@ -338,6 +338,9 @@ struct db_stats {
 	 * the path and recovery has not worked yet. */
 	uint64_t file_moves;
 	int file_away;
+	/* Steps of the wall clock seen (more than 2 s against the boot
+	 * clock between two turns of the writer; event clock-stepped). */
+	uint64_t clock_steps;
 };
 void db_get_stats(db_log *db, struct db_stats *out);
 

@@ -209,7 +209,8 @@ static void row_free(gpointer p)
 
 /* The next rows of table t above its high-water mark, into rows: at most
  * opt.batch, and with settled_only no inspection younger than settle_s
- * (nor any after it, so that the mark never passes a row not sent).
+ * (nor any after it, so that the mark never passes a row not sent); one
+ * stamped ahead of now is not young.
  * SQLite code. */
 /* The row st stands on (a row of table t) as the central statement's
  * parameters. */
@@ -264,7 +265,7 @@ static struct row *row_from_stmt(plant_forwarder *f, enum plant_table t, sqlite3
 static int read_rows(plant_forwarder *f, enum plant_table t, bool settled_only, GPtrArray *rows)
 {
 	const struct table_desc *d = &tables[t];
-	int64_t cutoff = vigil_wall_us() - (int64_t)f->opt.settle_s * 1000000;
+	int64_t now = vigil_wall_us(), cutoff = now - (int64_t)f->opt.settle_s * 1000000;
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(f->rd, d->local_sql, -1, &st, NULL);
 
@@ -273,7 +274,11 @@ static int read_rows(plant_forwarder *f, enum plant_table t, bool settled_only, 
 	sqlite3_bind_int64(st, 1, f->hw[t]);
 	sqlite3_bind_int(st, 2, f->opt.batch);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (t == PLANT_INSPECTIONS && settled_only && sqlite3_column_int64(st, 1) > cutoff)
+		/* A stamp ahead of now was made before the wall clock
+		 * stepped back (db-clock.c): not young, however far ahead -
+		 * waiting for it would hold every row after it for as long. */
+		if (t == PLANT_INSPECTIONS && settled_only && sqlite3_column_int64(st, 1) > cutoff &&
+		    sqlite3_column_int64(st, 1) <= now)
 			break;
 		g_ptr_array_add(rows, row_from_stmt(f, t, st));
 	}

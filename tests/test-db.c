@@ -1592,12 +1592,20 @@ static void test_recent_ring_hours(struct fixture *fx, gconstpointer data)
 	(void)data;
 	opt.recent_images_mb = 64;
 	opt.recent_images_hours = 2;
+	/* Parts 0 to 2 stamped 3 hours ago by an earlier run (this run's
+	 * own rows are no older than the time since it wrote them). */
+	opt.recent_images_hours = 0;
 	db = open_opts(fx->path, &opt);
-	for (uint32_t i = 0; i < 6; i++)
+	for (uint32_t i = 0; i < 3; i++)
 		ring_submit(db, i, i == 1 ? VIGIL_VERDICT_REJECT : VIGIL_VERDICT_ACCEPT,
-			    now - (i < 3 ? 3 * hour : hour / 2));
-	/* The old ones (parts 0 and 2; 1 is a reject) were trimmed right
-	 * after their rows, so the ring holds parts 3 to 5. */
+			    now - 3 * hour);
+	db_close(db);
+	opt.recent_images_hours = 2;
+	db = open_opts(fx->path, &opt);
+	for (uint32_t i = 3; i < 6; i++)
+		ring_submit(db, i, VIGIL_VERDICT_ACCEPT, now - hour / 2);
+	/* The old ones (parts 0 and 2; 1 is a reject) were trimmed at the
+	 * writer's first turn, so the ring holds parts 3 to 5. */
 	g_assert_cmpuint(stats(db).ring_files, ==, 3 * 4);
 	g_assert_cmpint(stats(db).ring_oldest_us, ==, now - hour / 2);
 	db_close(db);
@@ -1897,6 +1905,38 @@ static void test_retention_age(struct fixture *fx, gconstpointer data)
 	g_assert_cmpint(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'retention'"
 				" AND message LIKE 'removed 10 inspection(s) and 40 file(s)%'"), ==, 1);
 	free(dir);
+}
+
+/* The wall clock stepped forward after rows were written (db-clock.c):
+ * this run's rows, however old their stamps, are no older than the time
+ * since it wrote them, so the age bound does not take them; an earlier
+ * run's rows of the same age go. */
+static void test_retention_clock_step(struct fixture *fx, gconstpointer data)
+{
+	struct db_options opt = DB_OPTIONS_DEFAULT;
+	db_log *db;
+
+	(void)data;
+	db = open_opts(fx->path, &opt);
+	submit_aged(db, 0, 10, 400.0, 16);    /* an earlier run's */
+	db_close(db);
+
+	opt.max_age_days = 30;
+	opt.protect_days = 7;
+	db = open_opts(fx->path, &opt);
+	/* Stamped 400 days ago: the clock was that far behind when it wrote
+	 * them. The earlier run's rows went at the first retention run. */
+	submit_aged(db, 100, 10, 400.0, 16);
+	g_assert_cmpint(db_retain_now(db), ==, 0);
+	db_close(db);
+	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 10);
+	g_assert_cmpint(sql_int(fx->path, "SELECT min(part_id) FROM inspections"), ==, 100);
+
+	/* To the next run they are an earlier run's: they go. */
+	db = open_opts(fx->path, &opt);
+	g_assert_cmpint(db_retain_now(db), ==, 0);
+	db_close(db);
+	g_assert_cmpint(db_count_inspections(fx->path, NULL), ==, 0);
 }
 
 /* Events age out with the rows: those older than max_age_days go, in
@@ -3060,6 +3100,7 @@ int main(int argc, char **argv)
 	ADD("/db/recent-ring-hours", test_recent_ring_hours);
 	ADD("/db/recent-ring-gives-way", test_recent_ring_gives_way);
 	ADD("/db/retention-age", test_retention_age);
+	ADD("/db/retention-clock-step", test_retention_clock_step);
 	ADD("/db/retention-budget", test_retention_budget);
 	ADD("/db/retention-slices", test_retention_slices);
 	ADD("/db/retention-events", test_retention_events);
