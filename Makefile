@@ -15,7 +15,7 @@ DEBIAN_PACKAGES := meson ninja-build pkg-config gcc g++ \
 	python3-gi gir1.2-gst-rtsp-server-1.0 \
 	libsystemd-dev systemd libpq-dev postgresql python3-psycopg2 \
 	mosquitto mosquitto-clients libmosquitto-dev python3-paho-mqtt lintian \
-	libdnnl-dev
+	libdnnl-dev libfaketime
 
 # -Werror in CI, warnings visible but not fatal on a developer's machine.
 MESON_OPTS := $(if $(CI),-Dwerror=true,)

@@ -424,17 +424,19 @@ class Line:
     configuration (e.g. a [review] section), conf_kw go to line_config()
     (e.g. vibration_extra), sim_args to vigil-sim run's (e.g. ["--burst",
     "10"]); sim_db=False: vigil-sim does not check the log at the path for
-    a row per part (a test that moves the log away checks it itself).
+    a row per part (a test that moves the log away checks it itself); env:
+    variables vigild gets beside the test's.
     Start with start(); self.vigild is then its Vigild; stop() ends both
     and returns vigild's exit status."""
 
     def __init__(self, build, root, tmp, parts, seed, split, extra_conf="", rate=1200,
-                 sim_args=(), conf_kw=None, sim_db=True):
+                 sim_args=(), conf_kw=None, sim_db=True, env=None):
         self.build = build
         self.sim_bin = binaries(build)[0]
         self.tmp, self.parts, self.rate = tmp, parts, rate
         self.sim_args = list(sim_args)
         self.sim_db = sim_db
+        self.env = env
         self.sim_dir = os.path.join(tmp, "sim")
         self.db = os.path.join(tmp, "vigil.db")
         self.conf = os.path.join(tmp, "vigild.conf")
@@ -454,7 +456,7 @@ class Line:
              "--summary", os.path.join(t, "summary.json"),
              *(["--db", self.db] if self.sim_db else []),
              "--ready-timeout-s", "60"] + self.sim_args, stdout=subprocess.DEVNULL)
-        self.vigild = Vigild(self.build, self.conf, self.log_path)
+        self.vigild = Vigild(self.build, self.conf, self.log_path, env=self.env)
         return self
 
     def review_url(self, timeout=60):
@@ -507,6 +509,26 @@ def rejects_log(build, db):
     con.commit()
     con.close()
     return db
+
+
+def log_events(db, kind):
+    """The messages of a station log's events of one kind, in the order
+    written."""
+    return [m for (m,) in log_rows(db, "SELECT message FROM events WHERE kind = ? ORDER BY id",
+                                   (kind,))]
+
+
+def metric(url, name):
+    """One unlabelled figure of the review server's /metrics at url
+    (ending in /); fails the test when it has none."""
+    import urllib.request
+
+    text = urllib.request.urlopen(url + "metrics", timeout=30).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    fail(f"/metrics has no {name}")
+    return None
 
 
 def wait_rows(db, sql, n):

@@ -33,9 +33,9 @@ import os
 import re
 import sqlite3
 import sys
-import urllib.request
 
-from linetest import Line, fail, log_rows, plc_results, require_model, workdir
+from linetest import (Line, fail, log_events as events, log_rows, metric, plc_results,
+                      require_model, workdir)
 
 PARTS = 300
 RATE = 1200             # parts/min: 15 s of parts, the file gone after about 3 s
@@ -61,19 +61,6 @@ def parts_of(db):
             fail(f"{db}: part {part} logged twice")
         got[part] = flags
     return got
-
-
-def events(db, kind):
-    return [m for (m,) in log_rows(db, "SELECT message FROM events WHERE kind = ?", (kind,))]
-
-
-def metric(url, name):
-    text = urllib.request.urlopen(url + "metrics", timeout=30).read().decode()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    fail(f"/metrics has no {name}")
-    return None
 
 
 def intact(db):
