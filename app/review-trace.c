@@ -291,8 +291,9 @@ static void api_facets(review_server *s, SoupServerMessage *msg)
 
 /* ---- escapes ---- */
 
-/* POST /api/parts/ID/escape {"note": ..., "reporter": ...}: a reviewer's
- * token (or the shared one), as a review. */
+/* POST /api/parts/ID/escape[?inspection=ID] {"note": ..., "reporter": ...}:
+ * a reviewer's token (or the shared one), as a review; the escape goes to
+ * the inspection named (the one QA has open), else the part's latest. */
 static void api_mark_escape(review_server *s, SoupServerMessage *msg, int64_t part_id)
 {
 	JsonParser *parser = NULL;
@@ -302,6 +303,7 @@ static void api_mark_escape(review_server *s, SoupServerMessage *msg, int64_t pa
 	int64_t id = 0;
 	char *err = NULL;
 	struct review_caller who;
+	struct review_latest l = { 0 };
 	int rc;
 
 	if (review__require_role(s, msg, USERS_ROLE_REVIEWER, &who) < 0)
@@ -326,7 +328,15 @@ static void api_mark_escape(review_server *s, SoupServerMessage *msg, int64_t pa
 	if (who.name)
 		reporter = who.name;  /* a user's report is theirs, whatever the body says */
 	reporter = reporter && *reporter ? reporter : "web";
-	rc = db_mark_escape(s->db_path, part_id, note, reporter, &id, &err);
+	if ((rc = review__find_latest(s, msg, part_id, &l)) < 0) {
+		if (rc == -ENOENT)
+			review__reply_error(msg, SOUP_STATUS_NOT_FOUND,
+					    "no inspection of part %" PRId64, part_id);
+		goto out;
+	}
+	/* The inspection looked up above: one of the same part id logged
+	 * since is not the one QA marked. */
+	rc = db_mark_escape_at(s->db_path, part_id, l.id, note, reporter, &id, &err);
 	if (rc < 0) {
 		review__reply_db_error(msg, rc, err);
 		free(err);
@@ -339,6 +349,7 @@ static void api_mark_escape(review_server *s, SoupServerMessage *msg, int64_t pa
 		json_builder_begin_object(b);
 		review__add_int(b, "id", id);
 		review__add_int(b, "part_id", part_id);
+		review__add_int(b, "inspection_id", l.id);
 		json_builder_end_object(b);
 		review__reply_json(msg, SOUP_STATUS_OK, json_builder_get_root(b));
 		g_object_unref(b);

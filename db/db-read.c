@@ -861,7 +861,7 @@ int db_neighbours(const char *path, int64_t inspection_id, int n, const struct d
 }
 
 struct escape_args {
-	int64_t part_id;
+	int64_t part_id, inspection_id;
 	const char *note, *reporter;
 	int64_t id;   /* out */
 };
@@ -873,7 +873,8 @@ static int bind_escape(sqlite3_stmt *st, void *data)
 
 	if ((rc = sqlite3_bind_int64(st, 1, a->part_id)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(st, 2, g_get_real_time())) != SQLITE_OK ||
-	    (rc = db__bind_text_or_null(st, 3, a->note)) != SQLITE_OK)
+	    (rc = db__bind_text_or_null(st, 3, a->note)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 5, a->inspection_id)) != SQLITE_OK)
 		return rc;
 	return db__bind_text_or_null(st, 4, a->reporter);
 }
@@ -887,15 +888,22 @@ static int escape_id_row(sqlite3_stmt *st, void *data)
 int db_mark_escape(const char *path, int64_t part_id, const char *note, const char *reporter,
 		   int64_t *id_out, char **err)
 {
-	struct escape_args a = { part_id, note, reporter, 0 };
-	/* One statement: the escape goes to the latest inspection of the
-	 * part, or nowhere when there is none. */
+	return db_mark_escape_at(path, part_id, -1, note, reporter, id_out, err);
+}
+
+int db_mark_escape_at(const char *path, int64_t part_id, int64_t inspection_id,
+		      const char *note, const char *reporter, int64_t *id_out, char **err)
+{
+	struct escape_args a = { part_id, inspection_id, note, reporter, 0 };
+	/* One statement: the escape goes to the inspection named or the
+	 * latest of the part, or nowhere when there is none (an inspection of
+	 * another part is none). */
 	struct statement s = {
 		.path = path, .write = true, .current_schema = true, .doing = "mark an escape in",
 		.bind = bind_escape, .row = escape_id_row, .data = &a,
 		.sql = "INSERT INTO escapes (inspection_id, t_wall_us, note, reporter)"
 		       " SELECT id, ?2, ?3, ?4 FROM inspections WHERE part_id = ?1"
-		       " ORDER BY id DESC LIMIT 1 RETURNING id",
+		       " AND (?5 < 0 OR id = ?5) ORDER BY id DESC LIMIT 1 RETURNING id",
 	};
 	int rc;
 
@@ -903,7 +911,11 @@ int db_mark_escape(const char *path, int64_t part_id, const char *note, const ch
 		return rc;
 	if (s.rows == 0) {
 		/* No path: the review API answers with this text. */
-		db__set_error(err, "no inspection of part %" PRId64, part_id);
+		if (inspection_id >= 0)
+			db__set_error(err, "no inspection %" PRId64 " of part %" PRId64,
+				      inspection_id, part_id);
+		else
+			db__set_error(err, "no inspection of part %" PRId64, part_id);
 		return -ENOENT;
 	}
 	if (id_out)

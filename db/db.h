@@ -474,6 +474,12 @@ struct db_escape {
  * -ENOENT when no such part was inspected, or a negative code with *err. */
 int db_mark_escape(const char *path, int64_t part_id, const char *note, const char *reporter,
 		   int64_t *id_out, char **err);
+/* db_mark_escape of one inspection of part_id by its row id, not the
+ * latest: of a part id the line used twice, the one QA has open.
+ * inspection_id < 0 is the latest; -ENOENT when it is not one of
+ * part_id's. */
+int db_mark_escape_at(const char *path, int64_t part_id, int64_t inspection_id,
+		      const char *note, const char *reporter, int64_t *id_out, char **err);
 /* Calls fn for each escape, newest report first; strings are valid only
  * during the call; fn returns non-zero to stop. 0 or a negative code with
  * *err set. */

@@ -8,11 +8,12 @@ The API first: GET /api/parts/1 is the newer inspection of part 1,
 ?inspection=ID the one named (its image under a URL that names it too, its
 own reviews only), 404 for another part's inspection, 400 for one that is
 not a number; POST /api/parts/2/review?inspection=ID reviews the older
-inspection of part 2.
+inspection of part 2, POST /api/parts/3/escape?inspection=ID marks the
+older inspection of part 3 as an escape (404 with another part's).
 
 On the page (D2): the list shows both inspections of part 1; a click on the
-older row opens it (its time, its image) and its review is stored on it,
-not on the newer one. D9: opening a part puts open= and inspection= in the
+older row opens it (its time, its image) and its review, and an escape
+marked while it is open, are stored on it, not on the newer one. D9: opening a part puts open= and inspection= in the
 address as a history entry, Back closes the part and stays on the page,
 forward opens it again, the address opens it. D12: after o (the focus in
 the verdict list) and Enter, Esc closes the part; Esc in the note does not.
@@ -95,6 +96,13 @@ const params = (page) => new URL(page.url()).searchParams;
   if ((await review(a.older)) !== "overrule → accept" || (await review(a.newer)) !== "")
     throw new Error("review column: older " + await review(a.older) + ", newer " +
       await review(a.newer));
+  // An escape marked while the older inspection is open goes to it too.
+  await page.waitForFunction(() =>
+    document.querySelector("#trace-mark input[name=part]").value === "1", null, T);
+  await page.fill("#trace-mark input[name=note]", "escape of the older one");
+  await page.click("#trace-mark button[type=submit]");
+  await waitText(page, "#trace-mark-result", "^saved: escape \\d+ \\(part 1, inspection " +
+    a.older + "\\)");
 
   // ---- D9: Back closes the part, forward opens it again ----
   await page.goBack();
@@ -271,6 +279,13 @@ def check_api(url, ids):
         status, d = call(url + f"api/parts/2?inspection={iid}")
         if [r["note"] for r in d["reviews"]] != want:
             fail(f"reviews of inspection {iid}: {d['reviews']}")
+    status, d = call(url + f"api/parts/3/escape?inspection={ids[3][0]}",
+                     {"note": "api, older escape"})
+    if status != 200 or d["inspection_id"] != ids[3][0]:
+        fail(f"POST /api/parts/3/escape?inspection={ids[3][0]}: {status} {d}")
+    status, d = call(url + f"api/parts/3/escape?inspection={ids[2][0]}", {"note": "x"})
+    if status != 404 or d["error"] != f"no inspection {ids[2][0]} of part 3":
+        fail(f"an escape of part 3 with part 2's inspection: {status} {d}")
 
 
 def main():
@@ -297,6 +312,10 @@ def main():
                 (ids[1][0], "overrule", "marginal", None)]
         if got != want:
             fail(f"reviews stored: {got}, want {want}")
+        got = log_rows(db, "SELECT inspection_id, note FROM escapes ORDER BY id")
+        want = [(ids[3][0], "api, older escape"), (ids[1][0], "escape of the older one")]
+        if got != want:
+            fail(f"escapes stored: {got}, want {want}")
         vigild.stop(timeout=30)
     print("PASS: the inspection clicked is the one opened and reviewed (API ?inspection=); "
           "Back closes the part; Esc after o; the address's bad values said")

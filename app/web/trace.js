@@ -2,8 +2,8 @@
 // and station filters (their choices from /api/shifts and /api/facets), the
 // filter state in the page's URL so that a filtered view is a link, the
 // CSV of the view, and the escape report (/api/escapes, POST
-// /api/parts/ID/escape). Uses review.js's filterQuery, openPart, text, getJSON and
-// loadImage; its requests carry the token through users.js's fetch. Every
+// /api/parts/ID/escape). Uses review.js's filterQuery, openPart, selected,
+// partURL, text, getJSON and loadImage; its requests carry the token through users.js's fetch. Every
 // value from the log is put on the page as text.
 "use strict";
 
@@ -277,7 +277,11 @@
       let answer = await storedLate(part, note);
       const late = !!answer;
       if (!answer) {
-        const r = await fetch("/api/parts/" + encodeURIComponent(part) + "/escape", {
+        // The part open is marked by its inspection's own id: a part id
+        // the line used twice names a later inspection too, which is not
+        // the one looked at. A part typed in is marked on its latest.
+        const open = selected && String(selected.part) === part ? selected : { part };
+        const r = await fetch(partURL(open, "/escape"), {
           method: "POST",
           headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token() },
           body: JSON.stringify({ note, reporter: f.elements.reporter.value }),
@@ -287,7 +291,8 @@
       unanswered = null;
       f.elements.note.value = "";
       setEscapesShown(true);
-      say(out, "saved: escape " + answer.id + " (part " + answer.part_id + ")" +
+      say(out, "saved: escape " + answer.id + " (part " + answer.part_id +
+        (answer.inspection_id ? ", inspection " + answer.inspection_id : "") + ")" +
         (late ? ", stored by vigild from the try that got no answer" : ""));
     } catch (e) {
       if (e.kind === "refused") {
