@@ -63,9 +63,13 @@ static void reply_pg_error(SoupServerMessage *msg, PGconn *conn, const char *m, 
 	const char *host = PQhost(conn), *db = PQdb(conn);
 	char *line;
 
+	/* A socket's folder is a path of the server's: not in an answer. */
+	if (host && host[0] == '/')
+		host = "a local socket";
+
 	if (!m || !*m)
 		m = PQerrorMessage(conn);
-	line = g_strstrip(g_strdelimit(g_strdup(m), "\n\t", ' '));
+	line = plant_pg_text(m);
 	review__reply_error(msg, SOUP_STATUS_BAD_GATEWAY,
 			    "the plant database (host %s, database %s): %s: %s",
 			    host && *host ? host : "(default)", db && *db ? db : "(default)", what,

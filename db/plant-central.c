@@ -26,7 +26,7 @@ static void set_pg_error(char **err, PGconn *conn, const PGresult *res)
 
 	if (!m || !*m)
 		m = PQerrorMessage(conn);
-	line = g_strstrip(g_strdelimit(g_strdup(m), "\n\t", ' '));
+	line = plant_pg_text(m);
 	db__set_error(err, "%s", line);
 	g_free(line);
 }

@@ -160,23 +160,37 @@ int plant_schema_version(void)
 	return PLANT_SCHEMA_VERSION;
 }
 
+char *plant_pg_text(const char *msg)
+{
+	GString *out = g_string_new(NULL);
+
+	for (const char *p = msg ? msg : ""; *p; p++) {
+		const char *end;
+
+		/* A quoted absolute path: libpq names the socket it tried. */
+		if (p[0] == '"' && p[1] == '/' && (end = strchr(p + 1, '"'))) {
+			g_string_append(out, "\"(a local path)\"");
+			p = end;
+		} else {
+			g_string_append_c(out, *p == '\n' || *p == '\t' ? ' ' : *p);
+		}
+	}
+	return g_strstrip(g_string_free(out, FALSE));
+}
+
 const char *plant__pg_message(PGconn *conn, const PGresult *res)
 {
 	static _Thread_local char buf[512];
 	const char *msg = res ? PQresultErrorMessage(res) : NULL;
-	size_t n;
+	char *text;
 
 	if (!msg || !*msg)
 		msg = conn ? PQerrorMessage(conn) : "out of memory";
 	/* libpq ends its messages with a newline, and a connection failure
 	 * may list one line per address tried: keep them, on one line. */
-	g_strlcpy(buf, msg, sizeof(buf));
-	for (char *p = buf; *p; p++)
-		if (*p == '\n' || *p == '\t')
-			*p = ' ';
-	n = strlen(buf);
-	while (n > 0 && buf[n - 1] == ' ')
-		buf[--n] = '\0';
+	text = plant_pg_text(msg);
+	g_strlcpy(buf, text, sizeof(buf));
+	g_free(text);
 	return buf;
 }
 
