@@ -13,10 +13,12 @@ void review__serve_report(review_server *s, SoupServerMessage *msg, GHashTable *
 {
 	const char *shift = query ? g_hash_table_lookup(query, "shift") : NULL;
 	const char *images = query ? g_hash_table_lookup(query, "images") : NULL;
+	char label[REPORT_LABEL_MAX] = "";
 	struct report_request rq = { .db_path = s->db_path, .shift = shift ? shift : "current",
-				     .images = REPORT_IMAGES_LINK };
+				     .images = REPORT_IMAGES_LINK, .label_out = label };
 	GString *html = g_string_new(NULL);
-	char *err = NULL, *csp;
+	char *err = NULL, *csp, *name;
+	GHashTable *params;
 	int rc;
 
 	if (images && strcmp(images, "embed") == 0) {
@@ -50,6 +52,16 @@ void review__serve_report(review_server *s, SoupServerMessage *msg, GHashTable *
 	soup_message_headers_replace(soup_server_message_get_response_headers(msg),
 				     "Content-Security-Policy", csp);
 	g_free(csp);
+	/* Saved, it is named after the occurrence it reports, whatever it
+	 * was asked as ("current"): shift-report-2026-12-07-early.html. The
+	 * label is a date and a plan's name, letters, digits, '-' and '_'. */
+	name = g_strdelimit(g_strdup_printf("shift-report-%s.html", label), " ", '-');
+	params = g_hash_table_new(g_str_hash, g_str_equal);
+	g_hash_table_insert(params, "filename", name);
+	soup_message_headers_set_content_disposition(
+		soup_server_message_get_response_headers(msg), "inline", params);
+	g_hash_table_unref(params);
+	g_free(name);
 out:
 	g_free(err);
 	g_string_free(html, TRUE);

@@ -572,6 +572,8 @@ int report_shift_html(const struct report_request *rq, GString *out, char **err)
 	g.ntop = rq->top_defects > 0 ? rq->top_defects : TOP_DEFECTS_DEFAULT;
 	g.top = g_array_new(FALSE, FALSE, sizeof(struct top_defect));
 	g.models = g_ptr_array_new_with_free_func(model_seen_free);
+	if (rq->label_out)
+		g_strlcpy(rq->label_out, span.label, REPORT_LABEL_MAX);
 	ev.start_us = span.start_us;
 	ev.in_shift = g_array_new(FALSE, FALSE, sizeof(struct event_copy));
 	f.since_us = span.start_us;

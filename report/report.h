@@ -58,7 +58,11 @@ struct report_request {
 	int64_t now_us;           /* for current / previous and "generated"; 0: now */
 	enum report_images images;
 	int top_defects;          /* how many highest-scoring rejects; 0: 12 */
+	/* If not NULL, REPORT_LABEL_MAX bytes that get the occurrence
+	 * reported, "YYYY-MM-DD NAME" (what "current" was), on success. */
+	char *label_out;
 };
+#define REPORT_LABEL_MAX 48
 
 /* Appends the report of the shift occurrence rq->shift names (the plan is
  * the log's, db_shifts) to out as one HTML document; every text from the

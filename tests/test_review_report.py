@@ -191,6 +191,10 @@ def check_served(tmp, db, file_text):
         csp = headers.get("Content-Security-Policy", "")
         check(re.fullmatch(r"default-src 'self'; img-src 'self' data:; style-src 'sha256-[A-Za-z0-9+/=]+'; "
                            r"frame-ancestors 'none'", csp) is not None, f"CSP {csp!r}")
+        check(headers.get("Content-Disposition") in
+              ("inline; filename=shift-report-2026-12-01-early.html",
+               'inline; filename="shift-report-2026-12-01-early.html"'),
+              f"GET /report: Content-Disposition {headers.get('Content-Disposition')!r}")
         rep = Report(text)
         check(not rep.errors, f"the served report is not well formed: {rep.errors[:5]}")
         check(normalized(text) == normalized(file_text),
@@ -205,9 +209,14 @@ def check_served(tmp, db, file_text):
             status, _, body = get(port, target)
             check(status == 400 and want in body, f"GET {target}: {status} {body!r}")
         # Without a shift: the current one (no parts, but a report).
-        status, _, body = get(port, "/report")
+        status, headers, body = get(port, "/report")
         check(status == 200 and "Shift report: " in body and "No parts inspected." in body,
               f"GET /report: {status}")
+        # Saved, it is named after the shift it is, not "current".
+        label = re.search(r"<h1>Shift report: (\d{4}-\d\d-\d\d) (\w+)</h1>", body)
+        check(label is not None and headers.get("Content-Disposition", "").replace('"', "")
+              == f"inline; filename=shift-report-{label[1]}-{label[2]}.html",
+              f"GET /report: Content-Disposition {headers.get('Content-Disposition')!r}")
         status, _, page = get(port, "/")
         check(status == 200 and 'id="shift-report"' in page and 'action="/report"' in page,
               "the review page has no shift report link")

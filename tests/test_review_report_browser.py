@@ -126,6 +126,15 @@ async function downloadWithToken() {
       (text.match(/src="data:image\/png;base64,/g) || []).length !== 5)
     throw new Error("the saved report " + name + ": " + text.slice(0, 200));
   console.log("SAVED " + name);
+  // The current shift's file is named after the shift, not "current".
+  await page.selectOption("#sr-which", "current");
+  const [current] = await Promise.all([page.waitForEvent("download"),
+                                       page.click("#shift-report button[type=submit]")]);
+  const shown = /<h1>Shift report: (\d{4}-\d\d-\d\d) (\w+)<\/h1>/.exec(
+    fs.readFileSync(await current.path(), "utf8"));
+  if (!shown || current.suggestedFilename() !== "shift-report-" + shown[1] + "-" + shown[2] + ".html")
+    throw new Error("the current shift's report saved as " + current.suggestedFilename());
+  console.log("SAVED " + current.suggestedFilename());
   await browser.close();
 }
 """

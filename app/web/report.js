@@ -38,7 +38,11 @@
     }
     const a = document.createElement("a");
     a.href = URL.createObjectURL(await r.blob());
-    a.download = "shift-report-" + label.replace(/[^0-9A-Za-z_-]+/g, "-") + ".html";
+    // The server names the file after the shift reported, which "current"
+    // and "previous" do not say.
+    const named = /filename="?([0-9A-Za-z_.-]+)"?/.exec(r.headers.get("Content-Disposition") || "");
+    a.download = named ? named[1]
+      : "shift-report-" + label.replace(/[^0-9A-Za-z_-]+/g, "-") + ".html";
     document.body.appendChild(a);
     a.click();
     a.remove();
