@@ -131,6 +131,19 @@ const [url, token, executablePath, note] = process.argv.slice(2);
     return tr && /overrule → accept \(central\)/.test(tr.textContent);
   }, row, { timeout: 15000 });
   out.errorAfterSave = await page.$eval("#plant-error", (e) => e.hidden ? "" : e.textContent);
+  // Confirm clicked twice in a row on another row: stored once (the
+  // second click meets the button disabled while the first is on its way).
+  const other = await page.$eval("#plant-inspections tbody tr:not([data-key='north/L2/S1/4'])",
+                                 (tr) => tr.dataset.key);
+  await page.$eval(`#plant-inspections tr[data-key='${other}'] button`, (b) => {
+    b.click();
+    b.click();
+  });
+  await page.waitForFunction((sel) => {
+    const tr = document.querySelector(sel);
+    return tr && /confirm → \w+ \(central\)/.test(tr.textContent);
+  }, `#plant-inspections tr[data-key='${other}']`, { timeout: 15000 });
+  out.confirmedTwice = Number(other.split("/")[3]);
 
   // A tablet, portrait: the page still fits its width.
   await page.setViewportSize({ width: 820, height: 1180 });
@@ -186,7 +199,10 @@ def main():
             out = json.loads(line[0][len("RESULT "):])
             reviews = pg.query("plant", "SELECT origin, local_id, inspection_local_id, decision,"
                                " verdict, note, reviewer FROM reviews WHERE site = 'north'"
-                               " AND line = 'L2' AND station = 'S1'")
+                               " AND line = 'L2' AND station = 'S1' AND decision = 'overrule'")
+            confirms = pg.query("plant", "SELECT inspection_local_id FROM reviews WHERE"
+                                " site = 'north' AND line = 'L2' AND station = 'S1'"
+                                " AND decision = 'confirm'")
         finally:
             checks.check(vigild.stop() == 0, "vigild --review-only did not stop cleanly")
 
@@ -220,6 +236,8 @@ def main():
     checks.check(len(reviews) == 1 and reviews[0][:6] ==
                  ("central", None, 4, "overrule", "accept", NOTE) and reviews[0][6],
                  f"the central reviews table: {reviews}")
+    checks.check(confirms == [(out["confirmedTwice"],)],
+                 f"confirm clicked twice on {out['confirmedTwice']}: central reviews {confirms}")
     checks.check(not out["errors"], f"console errors: {out['errors']} (failed loads: "
                  f"{out['failed']})")
     checks.check(out["overflowWide"] <= 0, f"horizontal scroll at 1440x900: "

@@ -78,15 +78,23 @@
     }
   }
 
-  async function review(row, decision, verdict) {
-    const r = await fetch("/api/plant/review", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ site: row.site, line: row.line, station: row.station,
-                             local_id: row.local_id, decision, verdict,
-                             note: $("plant-note").value || null }),
-    });
-    await answer(r);
+  // The row's controls wait for the answer: a double click, or a choice
+  // made again on a slow link, stored the review twice.
+  async function review(row, decision, verdict, controls) {
+    if (controls.some((c) => c.disabled)) return;
+    for (const c of controls) c.disabled = true;
+    try {
+      const r = await fetch("/api/plant/review", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ site: row.site, line: row.line, station: row.station,
+                               local_id: row.local_id, decision, verdict,
+                               note: $("plant-note").value || null }),
+      });
+      await answer(r);
+    } finally {
+      for (const c of controls) c.disabled = false;
+    }
     await loadInspections();
   }
 
@@ -110,9 +118,10 @@
       const confirm = document.createElement("button");
       confirm.type = "button";
       confirm.textContent = "confirm";
-      confirm.addEventListener("click", () => review(row, "confirm", null)
+      confirm.addEventListener("click", () => review(row, "confirm", null, controls)
         .catch((e) => showError(e.message)));
       const overrule = document.createElement("select");
+      const controls = [confirm, overrule];
       overrule.setAttribute("aria-label", "overrule to");
       for (const v of ["", "accept", "reject", "marginal"]) {
         const o = document.createElement("option");
@@ -123,7 +132,7 @@
       // A refused overrule goes back to "overrule…": the select must not
       // show a verdict that was not saved.
       overrule.addEventListener("change", () => overrule.value &&
-        review(row, "overrule", overrule.value).catch((e) => {
+        review(row, "overrule", overrule.value, controls).catch((e) => {
           overrule.value = "";
           showError(e.message);
         }));
