@@ -869,6 +869,20 @@ async function submitReview(ev) {
   if (selected && selected.inspection === sel.inspection) say(out, said);
 }
 
+// The inspection whose bulk confirm got no answer ({ inspection }), or
+// null: vigild may still store it once it runs again.
+let bulkUnanswered = null;
+
+// Whether sel is the inspection whose confirm got no answer and its latest
+// review is now a confirm: vigild stored that try (or it was confirmed
+// before), and sending it again would store a second.
+async function confirmedLate(sel) {
+  if (!bulkUnanswered || bulkUnanswered.inspection !== sel.inspection) return false;
+  const reviews = (await getJSON(partURL(sel))).reviews || [];
+  const latest = reviews.reduce((a, r) => (!a || r.id > a.id ? r : a), null);
+  return !!latest && latest.decision === "confirm";
+}
+
 // Confirm every ticked row: one review each, the same token; stops at the
 // first refusal (a wrong token refuses them all alike) or request that
 // gets no answer. The button waits for the last answer.
@@ -879,13 +893,15 @@ async function confirmSelected() {
   if (!rows.length || button.dataset.busy) return;
   button.dataset.busy = "1";
   button.disabled = true;
-  let done = 0;
+  let done = 0, late = 0;
   say(out, "confirming " + rows.length + "…");
   try {
     for (const sel of rows) {
       try {
-        await postReview(sel, { decision: "confirm", note: "" });
+        if (await confirmedLate(sel)) late++;
+        else await postReview(sel, { decision: "confirm", note: "" });
       } catch (e) {
+        if (e.kind !== "refused") bulkUnanswered = { inspection: sel.inspection };
         say(out, "confirmed " + done + ", " + (e.kind === "refused"
           ? "refused (" + e.status + ") at part " + sel.part + ": " + e.message
           : "then NOT saved from part " + sel.part + " on: " + e.message + "; the rows still " +
@@ -893,13 +909,15 @@ async function confirmSelected() {
         await refreshList();
         return;
       }
+      if (bulkUnanswered && bulkUnanswered.inspection === sel.inspection) bulkUnanswered = null;
       checked.delete(sel.inspection);
       done++;
     }
     await refreshList();
     if (selected && rows.some((r) => r.inspection === selected.inspection))
       await openPart(selected.part, selected.inspection, "none");
-    say(out, "confirmed " + done + (done === 1 ? " part" : " parts"));
+    say(out, "confirmed " + done + (done === 1 ? " part" : " parts") + (late
+      ? " (" + late + " stored by vigild from the try that got no answer)" : ""));
   } finally {
     delete button.dataset.busy;
     updateBulk();
