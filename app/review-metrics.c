@@ -239,8 +239,7 @@ static void add_alarms(JsonBuilder *b, line *l)
 	json_builder_begin_array(b);
 	for (int i = 0; i < n; i++) {
 		int k = order[i];
-		GDateTime *t = g_date_time_new_from_unix_utc(a.since_us[k] / 1000000);
-		char *iso = g_date_time_format_iso8601(t);
+		char *iso = review__local_time(a.since_us[k], FALSE);
 
 		json_builder_begin_object(b);
 		review__add_string(b, "kind", alarm_kind_name((enum alarm_kind)k));
@@ -249,7 +248,6 @@ static void add_alarms(JsonBuilder *b, line *l)
 		review__add_string(b, "message", a.message[k]);
 		json_builder_end_object(b);
 		g_free(iso);
-		g_date_time_unref(t);
 	}
 	json_builder_end_array(b);
 	json_builder_end_object(b);

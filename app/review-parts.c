@@ -157,10 +157,23 @@ void review__add_int(JsonBuilder *b, const char *name, int64_t v)
 	json_builder_add_int_value(b, v);
 }
 
+char *review__local_time(int64_t t, gboolean fraction)
+{
+	GDateTime *s = g_date_time_new_from_unix_local(t / G_USEC_PER_SEC);
+	GDateTime *u = s ? g_date_time_add(s, t % G_USEC_PER_SEC) : NULL;
+	char *text = u ? g_date_time_format(u, fraction ? "%Y-%m-%dT%H:%M:%S.%f%:z"
+						  : "%Y-%m-%dT%H:%M:%S%:z") : NULL;
+
+	if (u)
+		g_date_time_unref(u);
+	if (s)
+		g_date_time_unref(s);
+	return text;
+}
+
 void review__add_row(JsonBuilder *b, const struct db_inspection *r)
 {
-	GDateTime *t = g_date_time_new_from_unix_utc(r->t_wall_us / G_USEC_PER_SEC);
-	char *iso = t ? g_date_time_format_iso8601(t) : NULL;
+	char *iso = review__local_time(r->t_wall_us, FALSE);
 
 	json_builder_begin_object(b);
 	review__add_int(b, "id", r->id);
@@ -196,8 +209,6 @@ void review__add_row(JsonBuilder *b, const struct db_inspection *r)
 	json_builder_add_boolean_value(b, r->review_mask != NULL);
 	json_builder_end_object(b);
 	g_free(iso);
-	if (t)
-		g_date_time_unref(t);
 }
 
 static int add_row_cb(const struct db_inspection *row, void *data)
@@ -261,8 +272,7 @@ out:
 static int history_row(const struct db_review_row *r, void *data)
 {
 	JsonBuilder *b = data;
-	GDateTime *t = g_date_time_new_from_unix_utc(r->t_wall_us / G_USEC_PER_SEC);
-	char *iso = t ? g_date_time_format_iso8601(t) : NULL;
+	char *iso = review__local_time(r->t_wall_us, FALSE);
 
 	json_builder_begin_object(b);
 	review__add_int(b, "id", r->id);
@@ -276,8 +286,6 @@ static int history_row(const struct db_review_row *r, void *data)
 	review__add_string(b, "reviewer", r->reviewer);
 	json_builder_end_object(b);
 	g_free(iso);
-	if (t)
-		g_date_time_unref(t);
 	return 0;
 }
 

@@ -51,20 +51,6 @@ static void csv_number(GString *out, double v)
 		g_string_append(out, g_ascii_formatd(buf, sizeof buf, "%.6g", v));
 }
 
-/* Local time with its offset, as the page shows it. g_free. */
-static char *local_iso(int64_t us)
-{
-	GDateTime *s = g_date_time_new_from_unix_local(us / G_USEC_PER_SEC);
-	GDateTime *t = s ? g_date_time_add(s, us % G_USEC_PER_SEC) : NULL;
-	char *text = t ? g_date_time_format(t, "%Y-%m-%dT%H:%M:%S.%f%:z") : NULL;
-
-	if (t)
-		g_date_time_unref(t);
-	if (s)
-		g_date_time_unref(s);
-	return text;
-}
-
 static const char csv_header[] =
 	"id,part_id,time,shift,station,job,model_version,verdict,class,score,vision_score,"
 	"signal_score,failsafe,latency_ms,review,review_verdict,review_note\r\n";
@@ -78,7 +64,7 @@ static int csv_row(const struct db_inspection *r, void *data)
 {
 	struct csv_ctx *c = data;
 	GString *o = c->out;
-	char *t = local_iso(r->t_wall_us);
+	char *t = review__local_time(r->t_wall_us, TRUE);
 
 	g_string_append_printf(o, "%" PRId64 ",%" PRIu32 ",", r->id, r->part_id);
 	csv_field(o, t);
@@ -181,7 +167,8 @@ out:
 
 static void add_span(JsonBuilder *b, const shift_span *sp)
 {
-	char *start = local_iso(sp->start_us), *end = local_iso(sp->end_us);
+	char *start = review__local_time(sp->start_us, TRUE);
+	char *end = review__local_time(sp->end_us, TRUE);
 
 	json_builder_begin_object(b);
 	review__add_string(b, "label", sp->label);
@@ -382,7 +369,7 @@ static int escape_cb(const struct db_escape *e, void *data)
 
 	if (c->count++ == TRACE_MAX_ESCAPES)
 		return 1;
-	t = local_iso(e->t_wall_us);
+	t = review__local_time(e->t_wall_us, TRUE);
 	json_builder_begin_object(b);
 	review__add_int(b, "id", e->id);
 	review__add_int(b, "inspection_id", e->inspection_id);

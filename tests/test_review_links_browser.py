@@ -4,7 +4,9 @@ Debian chromium driven by playwright-core (npm), against vigild
 --review-only over a log whose part ids 1 to 3 were used twice (the line's
 counter started over): QA acceptance D2, D6, D9 and D12.
 
-The API first: GET /api/parts/1 is the newer inspection of part 1,
+The API first: every time it shows is the station's local time (vigild
+in Asia/Kolkata), the list's as the CSV's; GET /api/parts/1 is the newer
+inspection of part 1,
 ?inspection=ID the one named (its image under a URL that names it too, its
 own reviews only), 404 for another part's inspection, 400 for one that is
 not a number; POST /api/parts/2/review?inspection=ID reviews the older
@@ -41,6 +43,7 @@ from linetest import Vigild, browser_tools, fail, log_rows, run_node_driver, wor
 build = sys.argv[1]
 TOKEN = "links-test-token-42"
 BASE_US = 1_795_000_000_000_000
+ZONE = "Asia/Kolkata"   # the station's zone: +05:30, never the test machine's
 
 chromium, node_modules = browser_tools(build)
 
@@ -73,7 +76,7 @@ const params = (page) => new URL(page.url()).searchParams;
   const historyBefore = await page.evaluate(() => history.length);
   await page.click(`#inspections tbody tr[data-inspection="${a.older}"]`);
   await page.waitForSelector("#detail:not([hidden])", T);
-  await waitText(page, "#d-fields", "time \\(UTC\\)" + a.olderTime.replace(/[.+]/g, "\\$&"));
+  await waitText(page, "#d-fields", "time" + a.olderTime.replace(/[.+]/g, "\\$&"));
   // The older inspection's own image (the newer one kept none).
   await page.waitForFunction(() => {
     const c = document.querySelector("#d-media canvas.part-image");
@@ -247,6 +250,24 @@ def call(url, body=None):
         return status, data
 
 
+def check_times(url):
+    """Every time the API shows is the station's local time (vigild runs
+    with TZ=Asia/Kolkata, +05:30), the list's as the CSV's."""
+    import csv
+    import datetime
+    import io
+    import zoneinfo
+
+    zone = zoneinfo.ZoneInfo(ZONE)
+    rows = call(url + "api/inspections?part=1")[1]["inspections"]
+    table = list(csv.DictReader(io.StringIO(call(url + "api/inspections.csv?part=1")[1].decode(),
+                                            newline="")))
+    for r, c in zip(rows, table):
+        want = datetime.datetime.fromtimestamp(r["t_wall_us"] // 1_000_000, zone).isoformat()
+        if r["time"] != want or c["time"][:19] + c["time"][-6:] != want:
+            fail(f"times of inspection {r['id']}: list {r['time']}, CSV {c['time']}, want {want}")
+
+
 def check_api(url, ids):
     older, newer = ids[1]
     status, d = call(url + "api/parts/1")
@@ -295,8 +316,10 @@ def main():
         with open(conf, "w") as f:
             f.write(f"[database]\npath = {db}\n\n[review]\nlisten = 127.0.0.1\nport = 0\n"
                     f"token = {TOKEN}\n")
-        vigild = Vigild(build, conf, os.path.join(tmp, "vigild.log"), ["--review-only"])
+        vigild = Vigild(build, conf, os.path.join(tmp, "vigild.log"), ["--review-only"],
+                        env={"TZ": ZONE})
         url = vigild.review_url()
+        check_times(url)
         check_api(url, ids)
         (older_time,) = [r["time"] for r in call(url + "api/inspections?part=1")[1]["inspections"]
                          if r["id"] == ids[1][0]]

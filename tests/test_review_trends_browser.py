@@ -106,7 +106,7 @@ const [logUrl, liveUrl, executablePath] = process.argv.slice(2);
   await live.goto(liveUrl);
   await live.waitForSelector("#alarm-banner:not([hidden]) p[data-kind=yield]", { timeout: 15000 });
   const banner = await live.textContent("#alarm-banner");
-  if (!/Quality alarm: yield since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\. yield out of control/.test(banner))
+  if (!/Quality alarm: yield since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\. yield out of control/.test(banner))
     throw new Error("banner: " + banner);
   if (process.env.VIGIL_SCREENSHOT)
     await live.screenshot({ path: process.env.VIGIL_SCREENSHOT + "-alarm.png" });

@@ -714,7 +714,7 @@ async function openPart(part, inspection, how = "push") {
   fillList($("d-fields"), [
     ["verdict", r.verdict + (r.failsafe ? " (fail-safe)" : "")], ["class", r.class],
     ["fused score", fmt(r.score, 3)], ["vision score", fmt(r.vision_score, 3)],
-    ["vibration score", fmt(r.signal_score, 3)], ["time (UTC)", r.time],
+    ["vibration score", fmt(r.signal_score, 3)], ["time", r.time],
     ["inspection", r.id],
     ["latency", fmt(r.latency_ms, 2) + " ms"], ["model", r.model_version],
     ["review", r.review ? r.review + " → " + r.review_verdict + (r.review_note ? ": " + r.review_note : "") : "none"],

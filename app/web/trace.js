@@ -172,7 +172,7 @@
     const table = document.createElement("table");
     table.className = "trace-neighbours";
     const head = table.createTHead().insertRow();
-    for (const h of ["", "part", "time (UTC)", "station", "job", "model", "verdict", "score",
+    for (const h of ["", "part", "time", "station", "job", "model", "verdict", "score",
       "review"]) {
       const th = document.createElement("th");
       text(th, h);

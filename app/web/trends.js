@@ -14,10 +14,6 @@
   const pct = (v, d = 1) => (v === null || v === undefined ? "–" : (100 * v).toFixed(d) + " %");
   const trendCharts = {};
 
-  function utc(us) {
-    return new Date(us / 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
-  }
-
   // ---- the alarm banner ----
 
   async function refreshAlarms() {
@@ -41,7 +37,7 @@
       const b = document.createElement("b");
       b.textContent = "Quality alarm: " + a.kind.replace("_", " ");
       p.appendChild(b);
-      p.appendChild(document.createTextNode(" since " + utc(a.since_us) + ". " + a.message));
+      p.appendChild(document.createTextNode(" since " + a.since + ". " + a.message));
       p.dataset.kind = a.kind;
       banner.appendChild(p);
     });
