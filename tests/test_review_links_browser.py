@@ -11,7 +11,8 @@ inspection of part 1,
 own reviews only), 404 for another part's inspection, 400 for one that is
 not a number; POST /api/parts/2/review?inspection=ID reviews the older
 inspection of part 2, POST /api/parts/3/escape?inspection=ID marks the
-older inspection of part 3 as an escape (404 with another part's).
+older inspection of part 3 as an escape (404 with another part's), and
+vigilctl review and escapes --mark take --inspection alike.
 
 On the page (D2): the list shows both inspections of part 1; a click on the
 older row opens it (its time, its image) and its review, and an escape
@@ -268,6 +269,31 @@ def check_times(url):
             fail(f"times of inspection {r['id']}: list {r['time']}, CSV {c['time']}, want {want}")
 
 
+def check_vigilctl(db, ids):
+    """vigilctl review and escapes --mark take --inspection as the API
+    takes ?inspection=: the older inspection of parts 3 and 2; another
+    part's is refused (1), a bad value too (2), nothing written."""
+    ctl = os.path.join(build, "tools", "vigilctl")
+
+    def run(*args):
+        return subprocess.run([ctl, "--db", db, *args], capture_output=True, text=True,
+                              timeout=60)
+    r = run("review", "--part", "3", "--inspection", str(ids[3][0]), "--confirm",
+            "--note", "cli, older")
+    if r.returncode != 0:
+        fail(f"vigilctl review --inspection: {r.returncode} {r.stderr}")
+    r = run("escapes", "--mark", "--part", "2", "--inspection", str(ids[2][0]),
+            "--note", "cli, older escape")
+    if r.returncode != 0:
+        fail(f"vigilctl escapes --mark --inspection: {r.returncode} {r.stderr}")
+    r = run("review", "--part", "3", "--inspection", str(ids[2][0]), "--confirm")
+    if r.returncode != 1 or f"no inspection {ids[2][0]} of part 3" not in r.stderr:
+        fail(f"vigilctl review with part 2's inspection: {r.returncode} {r.stderr}")
+    r = run("escapes", "--mark", "--part", "3", "--inspection", "abc", "--note", "x")
+    if r.returncode != 2 or "--inspection" not in r.stderr or r.stdout:
+        fail(f"vigilctl escapes --inspection abc: {r.returncode} {r.stderr}")
+
+
 def check_api(url, ids):
     older, newer = ids[1]
     status, d = call(url + "api/parts/1")
@@ -329,14 +355,17 @@ def main():
         print(r.stdout[-2000:], r.stderr[-3000:])
         if r.returncode != 0:
             fail("the browser run failed")
+        check_vigilctl(db, ids)
         got = log_rows(db, "SELECT inspection_id, decision, verdict, note FROM reviews ORDER BY id")
         want = [(ids[2][0], "confirm", "reject", "api, older"),
                 (ids[1][0], "overrule", "accept", "the older one"),
-                (ids[1][0], "overrule", "marginal", None)]
+                (ids[1][0], "overrule", "marginal", None),
+                (ids[3][0], "confirm", "reject", "cli, older")]
         if got != want:
             fail(f"reviews stored: {got}, want {want}")
         got = log_rows(db, "SELECT inspection_id, note FROM escapes ORDER BY id")
-        want = [(ids[3][0], "api, older escape"), (ids[1][0], "escape of the older one")]
+        want = [(ids[3][0], "api, older escape"), (ids[1][0], "escape of the older one"),
+                (ids[2][0], "cli, older escape")]
         if got != want:
             fail(f"escapes stored: {got}, want {want}")
         vigild.stop(timeout=30)

@@ -24,7 +24,11 @@ struct opts {
 	char *central, *site, *line, *defect_type;   /* --central (vigilctl-central.c) */
 	char *min_score, *max_score, *limit;    /* filters, read by vigilctl__build_filter */
 	char *part_text, *neighbours_text;      /* read into part and neighbours */
+	char *inspection_text;                  /* read into inspection */
 	gint64 part;                            /* -1: none given */
+	/* review, escapes --mark: this inspection of --part (a part id the
+	 * line used twice names two), -1: the part's latest. */
+	gint64 inspection;
 	gint64 neighbours;                      /* escapes: rows either side */
 	gboolean confirm, mark;
 	gboolean accepted_as_good;              /* export: unreviewed accepted parts too */

@@ -168,8 +168,8 @@ static int mark(const struct opts *o)
 			"how the part was found defective)\n");
 		return 2;
 	}
-	rc = db_mark_escape(o->db, o->part, o->note, o->reviewer ? o->reviewer : g_get_user_name(),
-			    &id, &err);
+	rc = db_mark_escape_at(o->db, o->part, o->inspection, o->note,
+			       o->reviewer ? o->reviewer : g_get_user_name(), &id, &err);
 	if (rc < 0) {
 		if (rc == -ENOENT)   /* the message leaves the path to the caller */
 			fprintf(stderr, "vigilctl: %s: %s\n", o->db, err ? err : "no such part");
@@ -189,16 +189,18 @@ int vigilctl__cmd_escapes(const struct opts *o)
 
 	if (vigilctl__parse_format("escapes", o->format, &c.fmt) < 0)
 		return 2;
-	/* Marking reads --part, --note and --reviewer, listing --format and
-	 * --neighbours (main read the numbers): the others' would be ignored. */
+	/* Marking reads --part, --inspection, --note and --reviewer, listing
+	 * --format and --neighbours (main read the numbers): the others'
+	 * would be ignored. */
 	if (o->mark && (o->format || o->neighbours_text)) {
 		fprintf(stderr, "vigilctl escapes --mark: --%s is for listing the escapes "
 			"(without --mark)\n", o->format ? "format" : "neighbours");
 		return 2;
 	}
-	if (!o->mark && (o->part_text || o->note || o->reviewer)) {
+	if (!o->mark && (o->part_text || o->note || o->reviewer || o->inspection_text)) {
 		fprintf(stderr, "vigilctl escapes: --%s is for marking one (escapes --mark)\n",
-			o->part_text ? "part" : o->note ? "note" : "reviewer");
+			o->part_text ? "part" : o->note ? "note" : o->reviewer ? "reviewer"
+			: "inspection");
 		return 2;
 	}
 	if (o->mark)

@@ -2,7 +2,8 @@
  *
  *   vigilctl --db FILE list    [filters] [--format table|csv|json]
  *   vigilctl --db FILE pareto  [filters] [--by hour|shift] [--format table|csv|json]
- *   vigilctl --db FILE review  --part ID (--confirm | --overrule VERDICT)
+ *   vigilctl --db FILE review  --part ID [--inspection ID]
+ *                              (--confirm | --overrule VERDICT)
  *                              [--note TEXT] [--reviewer NAME]
  *   vigilctl --db FILE upgrade  creates the file or brings its schema up to
  *                               this version (what vigild does at start)
@@ -18,7 +19,8 @@
  *   vigilctl --central CONNINFO list|show|review|export|stations|upgrade
  *                               the same over the plant's PostgreSQL, with
  *                               --site/--line/--station (vigilctl-central.c)
- *   vigilctl --db FILE escapes [--mark --part ID --note TEXT [--reviewer NAME]]
+ *   vigilctl --db FILE escapes [--mark --part ID [--inspection ID] --note TEXT
+ *                              [--reviewer NAME]]
  *                              [--neighbours N] [--format table|csv|json]
  *                               parts found defective after the line passed them
  *
@@ -387,9 +389,17 @@ static int cmd_upgrade(const struct opts *o)
 	return 0;
 }
 
+struct line_verdict_ctx {
+	int64_t part_id;
+	int verdict;
+};
+
 static int line_verdict(const struct db_inspection *r, void *data)
 {
-	*(int *)data = r->verdict;
+	struct line_verdict_ctx *c = data;
+
+	if (r->part_id == c->part_id)   /* --inspection may name another part's */
+		c->verdict = r->verdict;
 	return 0;
 }
 
@@ -417,25 +427,34 @@ static int cmd_review(const struct opts *o)
 			return 2;
 		}
 	} else {
-		/* Confirming keeps the line's verdict: look it up. */
+		/* Confirming keeps the line's verdict: look it up (the row
+		 * itself for --inspection, without its neighbours). */
 		struct db_filter f = DB_FILTER_ALL;
-		struct db_row_cb cb = { line_verdict, &verdict };
+		struct line_verdict_ctx c = { o->part, 0 };
+		struct db_row_cb cb = { line_verdict, &c };
 
 		f.part_id = o->part;
 		f.limit = 1;
-		if (db_query(o->db, &f, &cb, &err) < 0) {
+		if ((o->inspection >= 0 ? db_neighbours(o->db, o->inspection, 0, &cb, &err)
+					: db_query(o->db, &f, &cb, &err)) < 0) {
 			fprintf(stderr, "vigilctl: %s\n", err);
 			free(err);
 			return 1;
 		}
-		if (!verdict) {
-			fprintf(stderr, "vigilctl: %s: no inspection of part %" G_GINT64_FORMAT "\n",
-				o->db, o->part);
+		if (!(verdict = c.verdict)) {
+			if (o->inspection >= 0)
+				fprintf(stderr, "vigilctl: %s: no inspection %" G_GINT64_FORMAT
+					" of part %" G_GINT64_FORMAT "\n", o->db, o->inspection,
+					o->part);
+			else
+				fprintf(stderr, "vigilctl: %s: no inspection of part %"
+					G_GINT64_FORMAT "\n", o->db, o->part);
 			return 1;
 		}
 	}
-	rc = db_review(o->db, o->part, o->confirm ? "confirm" : "overrule", verdict, o->note,
-		       o->reviewer ? o->reviewer : g_get_user_name(), &err);
+	rc = db_review_at(o->db, o->part, o->inspection, o->confirm ? "confirm" : "overrule",
+			  verdict, o->note, o->reviewer ? o->reviewer : g_get_user_name(), NULL,
+			  &err);
 	if (rc < 0) {
 		/* -EINVAL: --overrule to the line's own verdict (a usage
 		 * error: nothing was written); -ENOENT: no such part. */
@@ -645,14 +664,14 @@ enum {
 	OPT_REVIEWED, OPT_LIMIT, OPT_SHIFT, OPT_JOB, OPT_MODEL, OPT_STATION, OPT_FORMAT, OPT_BY,
 	OPT_CONFIRM, OPT_OVERRULE, OPT_NOTE, OPT_REVIEWER, OPT_SPLIT, OPT_OUT,
 	OPT_ACCEPTED_AS_GOOD, OPT_MARK, OPT_NEIGHBOURS, OPT_SITE, OPT_LINE, OPT_DEFECT_TYPE,
-	OPTS
+	OPT_INSPECTION, OPTS
 };
 
 static const char *const opt_names[OPTS] = {
 	"since", "until", "verdict", "class", "min-score", "max-score", "part", "reviewed",
 	"limit", "shift", "job", "model", "station", "format", "by", "confirm", "overrule",
 	"note", "reviewer", "split", "out", "accepted-as-good", "mark", "neighbours", "site",
-	"line", "defect-type",
+	"line", "defect-type", "inspection",
 };
 
 #define BIT(opt) (1u << (opt))
@@ -674,13 +693,13 @@ static const struct {
 } commands[] = {
 	{ "list", FALSE, FILTERS | BIT(OPT_FORMAT) },
 	{ "pareto", FALSE, FILTERS | BIT(OPT_FORMAT) | BIT(OPT_BY) },
-	{ "review", FALSE, REVIEW },
+	{ "review", FALSE, REVIEW | BIT(OPT_INSPECTION) },
 	{ "upgrade", FALSE, 0 },
 	{ "export", FALSE, FILTERS | BIT(OPT_FORMAT) | BIT(OPT_SPLIT) | BIT(OPT_OUT) |
 			   BIT(OPT_ACCEPTED_AS_GOOD) },
 	{ "report", FALSE, BIT(OPT_SHIFT) | BIT(OPT_OUT) },
 	{ "escapes", FALSE, BIT(OPT_FORMAT) | BIT(OPT_NEIGHBOURS) | BIT(OPT_MARK) | BIT(OPT_PART) |
-			    BIT(OPT_NOTE) | BIT(OPT_REVIEWER) },
+			    BIT(OPT_NOTE) | BIT(OPT_REVIEWER) | BIT(OPT_INSPECTION) },
 	{ "list", TRUE, FILTERS | BIT(OPT_FORMAT) | BIT(OPT_SITE) | BIT(OPT_LINE) },
 	{ "export", TRUE, FILTERS | BIT(OPT_FORMAT) | BIT(OPT_OUT) | BIT(OPT_SITE) |
 			  BIT(OPT_LINE) },
@@ -697,7 +716,7 @@ static guint32 given_options(const struct opts *o)
 		o->reviewed, o->limit, o->shift, o->job, o->model, o->station, o->format, o->by,
 		o->confirm ? o : NULL, o->overrule, o->note, o->reviewer, o->split, o->out,
 		o->accepted_as_good ? o : NULL, o->mark ? o : NULL, o->neighbours_text, o->site,
-		o->line, o->defect_type,
+		o->line, o->defect_type, o->inspection_text,
 	};
 	guint32 given = 0;
 
@@ -773,12 +792,19 @@ static int read_numbers(struct opts *o)
 					 "to " G_STRINGIFY(VIGILCTL_MAX_NEIGHBOURS));
 		o->neighbours = (gint64)n;
 	}
+	if (o->inspection_text) {
+		if (!g_ascii_isdigit(o->inspection_text[0]) ||
+		    !g_ascii_string_to_unsigned(o->inspection_text, 10, 1, G_MAXINT64, &n, NULL))
+			return bad_value("inspection", o->inspection_text, "an inspection's id (the "
+					 "id column of list --format csv or json), a whole number");
+		o->inspection = (gint64)n;
+	}
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .part = -1 };
+	struct opts o = { .part = -1, .inspection = -1 };
 	GOptionEntry entries[] = {
 		{ "db", 0, 0, G_OPTION_ARG_FILENAME, &o.db, "vigild's SQLite log", "FILE" },
 		{ "central", 0, 0, G_OPTION_ARG_STRING, &o.central,
@@ -795,6 +821,9 @@ int main(int argc, char **argv)
 		{ "max-score", 0, 0, G_OPTION_ARG_STRING, &o.max_score,
 		  "Fused score at most (0 to 1)", "X" },
 		{ "part", 0, 0, G_OPTION_ARG_STRING, &o.part_text, "This part id", "ID" },
+		{ "inspection", 0, 0, G_OPTION_ARG_STRING, &o.inspection_text,
+		  "review, escapes --mark: this inspection of --part, not its latest (a part id "
+		  "the line used twice)", "ID" },
 		{ "reviewed", 0, 0, G_OPTION_ARG_STRING, &o.reviewed, "yes or no", "R" },
 		{ "limit", 0, 0, G_OPTION_ARG_STRING, &o.limit,
 		  "The newest N only (1 to " G_STRINGIFY(DB_FILTER_MAX_LIMIT) ")", "N" },
@@ -898,6 +927,7 @@ out:
 	g_free(o.max_score);
 	g_free(o.limit);
 	g_free(o.part_text);
+	g_free(o.inspection_text);
 	g_free(o.neighbours_text);
 	return rc;
 }
