@@ -91,10 +91,11 @@ static char *local_time(int64_t wall_us)
 	return s;
 }
 
-/* "3 d 4 h 5 min 6 s", leaving out the leading zero units. */
+/* "3 d 4 h 5 min 6 s", leaving out the leading zero units; to the nearest
+ * second (the two clocks are read microseconds apart). */
 static char *span_text(int64_t us)
 {
-	int64_t s = us / G_USEC_PER_SEC;
+	int64_t s = (us + G_USEC_PER_SEC / 2) / G_USEC_PER_SEC;
 	int64_t d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60;
 
 	s %= 60;

@@ -176,6 +176,23 @@ static int64_t disk_use(db_log *db)
 	return (pages - free_pages) * page_size + media;
 }
 
+/* The lowest id of table t that retention may not take: a row this run
+ * wrote less than age_us ago (db-clock.c), or the table's newest row,
+ * whatever its age. SQLite gives a new row the highest id plus one, so
+ * with the newest row gone the next would take an id already used: the
+ * plant forwarder's high-water mark would pass it by, and a link to the
+ * old row (?inspection=, an escape) would name it. */
+static int64_t keep_from(db_log *db, enum db_table t, int64_t age_us)
+{
+	char *sql = g_strdup_printf("SELECT coalesce(max(id), 0) FROM %s", db_table_name(t));
+	int64_t newest = 0;
+
+	if (db__query_int(db->conn, sql, &newest) != SQLITE_OK)
+		newest = 0;   /* unknown: nothing goes this time */
+	g_free(sql);
+	return MIN(db__clock_keep_from(db, t, age_us), newest);
+}
+
 /* Age first: rows older than max_age_days go, with their files. Then the
  * disk budget: the recent ring's files go first, then images (oldest
  * first), then the other files, then whole rows, oldest first - but never
@@ -196,7 +213,7 @@ bool db__retain(db_log *db)
 #define BUDGET_LEFT (db->retain_chunks > 0)
 
 	for (int t = 0; t < DB_NTABLES; t++)
-		keep[t] = db__clock_keep_from(db, (enum db_table)t, age);
+		keep[t] = keep_from(db, (enum db_table)t, age);
 	if (db->opt.max_age_days > 0) {
 		int64_t cut = now - age;
 
@@ -243,7 +260,7 @@ bool db__retain(db_log *db)
 			}
 		while (!failed && BUDGET_LEFT && (over = disk_use(db) > budget)) {
 			if ((n = drop_rows(db, protect_cut,
-					   db__clock_keep_from(db, DB_TABLE_INSPECTIONS, protect_age),
+					   keep_from(db, DB_TABLE_INSPECTIONS, protect_age),
 					   &files, &bytes)) <= 0) {
 				failed |= n < 0;
 				break;
