@@ -179,13 +179,13 @@ GHashTable *review__parse_query(const char *query, char **why);
  * to 200. On a bad value or an unknown parameter -EINVAL with *why (g_free)
  * naming it. f's strings point into q. */
 int review__read_filter(GHashTable *q, struct db_filter *f, char **why);
-/* One inspection as a JSON object, as GET /api/inspections lists it. */
 /* t (µs since 1970) as the station's local time with its offset, the one
  * zone every time the page and the API show is in (the date filters and
  * shifts read local time too): "2026-12-07T07:15:02+01:00", with
  * fraction its microseconds too (.123456). NULL for a time GLib cannot
  * represent; g_free. */
 char *review__local_time(int64_t t, gboolean fraction);
+/* One inspection as a JSON object, as GET /api/inspections lists it. */
 void review__add_row(JsonBuilder *b, const struct db_inspection *r);
 
 /* Object members; a number that is not finite and a NULL string are

@@ -22,12 +22,10 @@
 #include "db/db-private.h"
 
 /* One mark an hour: a row is kept up to an hour longer than its age. */
-#define CLOCK_MARK_PERIOD_US (INT64_C(3600) * G_USEC_PER_SEC)
+#define CLOCK_MARK_PERIOD_US HOUR_US
 /* NTP slews at most 0.5 ms a second; a change of the wall clock against
  * the boot clock above this between two turns of the writer is a step. */
 #define CLOCK_STEP_US (2 * G_USEC_PER_SEC)
-#define DAY_US (INT64_C(86400) * G_USEC_PER_SEC)
-#define HOUR_US (INT64_C(3600) * G_USEC_PER_SEC)
 
 static int64_t boot_us(void)
 {

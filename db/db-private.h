@@ -137,6 +137,9 @@ struct db_statements {
 	sqlite3_stmt *set_late;
 };
 
+#define HOUR_US (INT64_C(3600) * G_USEC_PER_SEC)
+#define DAY_US (24 * HOUR_US)
+
 /* A mark of the boot-time clock against the id the next row of each table
  * retention ages will get (db-clock.c). */
 struct db_clock_mark {

@@ -18,7 +18,6 @@
 /* Transactions per run: a backlog (retention just switched on over a year
  * of rows) is worked off in slices, with rows written in between. */
 #define DB_RETAIN_CHUNKS_PER_RUN 20
-#define DAY_US (INT64_C(86400) * G_USEC_PER_SEC)
 
 /* Deletes the files of the media rows `where` selects (oldest first, at
  * most DB_RETAIN_CHUNK, and no more than it takes to free `need` bytes
@@ -245,6 +244,8 @@ bool db__retain(db_log *db)
 	}
 	if (db->opt.disk_budget_mb > 0) {
 		int64_t budget = db->opt.disk_budget_mb * 1024 * 1024;
+		/* Looked up once: retention never takes the newest row. */
+		int64_t protect_from = keep_from(db, DB_TABLE_INSPECTIONS, protect_age);
 		static const char *const order[] = { "recent = 1 AND ?1 ORDER BY id",
 						     "kind = 'image' ORDER BY id",
 						     "?1 ORDER BY id" };
@@ -259,9 +260,7 @@ bool db__retain(db_log *db)
 				files += n;
 			}
 		while (!failed && BUDGET_LEFT && (over = disk_use(db) > budget)) {
-			if ((n = drop_rows(db, protect_cut,
-					   keep_from(db, DB_TABLE_INSPECTIONS, protect_age),
-					   &files, &bytes)) <= 0) {
+			if ((n = drop_rows(db, protect_cut, protect_from, &files, &bytes)) <= 0) {
 				failed |= n < 0;
 				break;
 			}

@@ -17,7 +17,6 @@
 #include "db/db-private.h"
 
 #define MIB (INT64_C(1024) * 1024)
-#define HOUR_US (INT64_C(3600) * G_USEC_PER_SEC)
 /* Ring files removed per transaction, and transactions per trim: a ring
  * made much smaller than it was (a config change) shrinks over a few
  * batches, rows written in between. */
@@ -131,8 +130,8 @@ static bool delete_rows(db_log *db, GArray *ids)
  * bytes or they are of parts before cut_us (but for parts from id
  * keep_from on: this run wrote them later than that), a part's files all
  * together (*last: the inspection whose files went last): up to RING_CHUNK
- * files, then their rows in one transaction. The files go first: on a full disk that
- * is what frees it, and the delete may then fail; those rows become
+ * files, then their rows in one transaction. The files go first: on a full
+ * disk that is what frees it, and the delete may then fail; those rows become
  * orphans (ring_orphans), out of the totals, deleted once writes work.
  * Returns the files removed, or -1; *more: the chunk was not enough. */
 static int64_t trim_chunk(db_log *db, int64_t target, int64_t cut_us, int64_t keep_from,
@@ -204,8 +203,7 @@ void db__ring_trim(db_log *db)
 	int64_t oldest = atomic_load(&db->ring_oldest_us);
 	int64_t age = (int64_t)db->opt.recent_images_hours * HOUR_US;
 	int64_t cut = age > 0 ? vigil_wall_us() - age : INT64_MIN;
-	int64_t keep_from = age > 0 ? db__clock_keep_from(db, DB_TABLE_INSPECTIONS, age)
-				    : INT64_MAX;
+	int64_t keep_from;
 	bool squeeze = atomic_exchange(&db->ring_squeeze, 0) && bytes > 0;
 	/* The ring off (bound 0): what an earlier run left in it goes too. */
 	bool over = bytes > bound;
@@ -235,6 +233,7 @@ void db__ring_trim(db_log *db)
 		target = MIN(target, bytes / 2);
 	if (short_by)
 		target = MIN(target, MAX(bytes - short_by, 0));
+	keep_from = age > 0 ? db__clock_keep_from(db, DB_TABLE_INSPECTIONS, age) : INT64_MAX;
 	for (int k = 0; k < RING_CHUNKS_PER_TRIM && more; k++) {
 		if ((n = trim_chunk(db, target, cut, keep_from, &last, &more)) < 0) {
 			g_warning("database %s: the recent ring: cannot remove its oldest rows: %s",

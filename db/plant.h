@@ -182,7 +182,6 @@ enum plant_station_column {
 int plant_stations_list(PGconn *conn, const char *site, const char *line, const char *station,
 			PGresult **rows, char **err);
 
-/* A static description of a code returned by this module. */
 /* A message of libpq's or the server's as vigild shows it, in events and
  * API answers: on one line (newlines and tabs as spaces, trimmed), and a
  * quoted absolute path in it (the Unix socket libpq tried: connection to
@@ -190,6 +189,7 @@ int plant_stations_list(PGconn *conn, const char *site, const char *line, const 
  * path)", since no answer names a path of the server's. g_free it. */
 char *plant_pg_text(const char *msg);
 
+/* A static description of a code returned by this module. */
 const char *plant_strerror(int code);
 
 #endif

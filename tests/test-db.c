@@ -1689,7 +1689,7 @@ static void test_recent_ring_gives_way(struct fixture *fx, gconstpointer data)
 	g_free(ring_dir);
 }
 
-#define DAY_US (INT64_C(86400) * 1000000)
+/* DAY_US: db/db-private.h's. */
 
 /* Rows of ages in days, each a reject with its files. */
 static void submit_aged(db_log *db, uint32_t first, int n, double age_days, int img)

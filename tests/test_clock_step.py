@@ -30,12 +30,13 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
 import sys
 import time
 import urllib.request
 
 import pgtest
-from linetest import Line, fail, log_events as events, log_rows, metric, rejects_log, workdir
+from linetest import Line, fail, log_events as events, log_rows, metric, workdir
 
 PARTS = 500
 RATE = 1200        # parts/min: 25 s of parts, the step after about 3 s
@@ -90,9 +91,9 @@ def main(build, root):
                     env=env)
         # An earlier run's part, 200 days before the real now; vigil-sim
         # numbers its parts from 1, so this one is part 1,000,001.
-        rejects_log(build, line.db)
+        subprocess.run([os.path.join(build, "tools", "vigilctl"), "--db", line.db, "upgrade"],
+                       check=True, capture_output=True, timeout=30)
         con = sqlite3.connect(line.db)
-        con.execute("DELETE FROM inspections")
         con.execute("INSERT INTO inspections (part_id, trigger_counter, seq, t_wall_us, verdict,"
                     " verdict_code, defect_class, flags, score, vision_score, signal_score,"
                     " latency_ms, infer_ms, model_version) VALUES (1000001, 0, 0, ?, 'reject',"

@@ -3,8 +3,9 @@
 // filter state in the page's URL so that a filtered view is a link, the
 // CSV of the view, and the escape report (/api/escapes, POST
 // /api/parts/ID/escape). Uses review.js's filterQuery, openPart, selected,
-// partURL, text, getJSON and loadImage; its requests carry the token through users.js's fetch. Every
-// value from the log is put on the page as text.
+// partURL, text, getJSON and loadImage; its requests carry the token
+// through users.js's fetch. Every value from the log is put on the page as
+// text.
 "use strict";
 
 (() => {
