@@ -96,6 +96,12 @@ struct ready_part {
 	 * them (l->device_prep, or a frame this could not prepare). */
 	float *img;
 	struct fusion_image_spec img_spec;
+	/* With img, for a package with [dark] (has_dark): every camera's
+	 * frame scored under dark_spec, which judge_batch uses when the
+	 * running model's is the same. */
+	float dark[LINE_MAX_CAMERAS];
+	struct fusion_dark_spec dark_spec;
+	int has_dark;
 	double prep_ms;            /* condition figures, features and images */
 	gboolean failsafe;         /* no model run: a frame or the window is missing */
 };
@@ -305,6 +311,8 @@ static void prepare_images(line *l, struct ready_part *r)
 
 	g_mutex_lock(&l->stats_lock);
 	r->img_spec = l->pub_image;
+	r->has_dark = l->pub_has_dark;
+	r->dark_spec = l->pub_dark;
 	g_mutex_unlock(&l->stats_lock);
 	npix = (size_t)r->img_spec.width * (size_t)r->img_spec.height;
 	r->img = g_new(float, (size_t)l->set.ncameras * npix);
@@ -312,11 +320,22 @@ static void prepare_images(line *l, struct ready_part *r)
 		struct capture_frame *f = r->frames[i];
 
 		if (fusion_image_input(&r->img_spec, f->data, f->width, f->height, f->stride,
-				       r->img + (size_t)i * npix) < 0) {
+				       r->img + (size_t)i * npix) < 0 ||
+		    (r->has_dark && fusion_dark_score(&r->dark_spec, f->data, f->width, f->height,
+						      f->stride, &r->dark[i]) < 0)) {
 			g_clear_pointer(&r->img, g_free);
 			return;
 		}
 	}
+}
+
+static gboolean same_dark(const struct ready_part *r, const struct infer_info *info)
+{
+	const struct fusion_dark_spec *a = &r->dark_spec, *b = info->dark_spec;
+
+	return r->has_dark == info->dark &&
+	       (!info->dark || (a->side == b->side && a->median == b->median &&
+				a->box == b->box && a->edge == b->edge));
 }
 
 /* Waits for the part's frames and vibration window and computes what the
@@ -440,6 +459,7 @@ static void set_failsafe(struct vigil_part *p)
 struct batch_inputs {
 	float *img, *feat;
 	struct infer_frame *frames;    /* l->device_prep: the raw inputs */
+	float *dark;                   /* on the CPU: each image's [dark] score */
 	const float **windows;
 	struct infer_output *out;
 	int cap;                   /* images frames, windows and out hold */
@@ -478,6 +498,7 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 	if (images > bi->cap) {
 		bi->out = g_renew(struct infer_output, bi->out, images);
 		bi->frames = g_renew(struct infer_frame, bi->frames, images);
+		bi->dark = g_renew(float, bi->dark, images);
 		bi->windows = g_renew(const float *, bi->windows, images);
 		bi->cap = images;
 	}
@@ -500,13 +521,24 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 			} else {
 				memcpy(bi->feat + (size_t)k * dim, r->feat, dim * sizeof(float));
 				bad = 0;
-				if (r->img && same_spec(&r->img_spec, info->image))
+				/* What the acquire thread prepared, unless a swap
+				 * since brought other settings (infer_model_run_raw
+				 * scores the frames itself). */
+				if (r->img && same_spec(&r->img_spec, info->image) &&
+				    same_dark(r, info)) {
 					memcpy(bi->img + (size_t)k * npix, r->img + (size_t)i * npix,
 					       npix * sizeof(float));
-				else
+					bi->dark[k] = r->has_dark ? r->dark[i] : NAN;
+				} else {
 					bad = fusion_image_input(info->image, f->data, f->width,
 								 f->height, f->stride,
-								 bi->img + (size_t)k * npix) < 0;
+								 bi->img + (size_t)k * npix) < 0 ||
+					      infer_model_dark(l->model,
+							       &(struct infer_frame){
+								       f->data, f->width,
+								       f->height, f->stride },
+							       &bi->dark[k]) < 0;
+				}
 			}
 			if (bad) {
 				g_warning("part %u: model failed on camera %s: bad image",
@@ -528,6 +560,9 @@ static void judge_batch(line *l, struct ready_part **ready, int n, struct batch_
 		g_warning("model failed on a batch of %d parts (%d images): %s", parts, images,
 			  err ? err : "no reason");
 		g_free(err);
+	} else if (!l->device_prep) {
+		for (k = 0; k < images; k++)
+			infer_model_join_dark(l->model, bi->dark[k], &bi->out[k]);
 	}
 	run_ms = (double)(vigil_now_us() - t0) / 1000.0;
 	if (parts > 0) {
@@ -680,6 +715,7 @@ gpointer line_inspect_thread(gpointer data)
 	g_free(bi.feat);
 	g_free(bi.out);
 	g_free(bi.frames);
+	g_free(bi.dark);
 	g_free(bi.windows);
 	g_free(batch);
 	return NULL;

@@ -284,6 +284,24 @@ static const char *const vision_score_note[INFER_VISION_SCORE_COUNT] = {
 			       "anomaly score",
 };
 
+/* vision_score_note, and whether the package joins the frame's
+ * dark-residual score ([dark]), for the model-loaded event. */
+static const char *score_note(const infer_model *m)
+{
+	static const char *const dark[INFER_VISION_SCORE_COUNT] = {
+		[INFER_VISION_DEFECT] = "; it joins the frame's dark-residual score ([dark])",
+		[INFER_VISION_ANOMALY] = "; its vision score is an anomaly score (trained on good "
+					 "parts alone) joined with the frame's dark-residual score "
+					 "([dark])",
+		[INFER_VISION_FUSED] = "; its vision score is the higher of a defect score and an "
+				       "anomaly score, joined with the frame's dark-residual "
+				       "score ([dark])",
+	};
+	const struct infer_info *in = infer_model_info(m);
+
+	return (in->dark ? dark : vision_score_note)[in->vision_score];
+}
+
 int line_jobs_load_start(line *l, const config *cfg, char **err)
 {
 	int job = line_jobs_start_job(l), error = 0;
@@ -329,7 +347,7 @@ int line_jobs_load_start(line *l, const config *cfg, char **err)
 			l->run_version, job ? l->set.jobs[job].package : l->set.model.package, job,
 			infer_model_backend(l->model),
 			infer_precision_names[l->set.model.precision],
-			vision_score_note[infer_model_info(l->model)->vision_score]);
+			score_note(l->model));
 	return 0;
 }
 
@@ -344,6 +362,9 @@ void line_jobs_publish(line *l)
 	l->pub_version = l->run_version;
 	l->pub_backend = infer_model_backend(l->model);
 	l->pub_image = *info->image;
+	l->pub_has_dark = info->dark;
+	if (info->dark)
+		l->pub_dark = *info->dark_spec;
 	g_mutex_unlock(&l->stats_lock);
 }
 
@@ -419,7 +440,7 @@ static int change_job(line_jobs *j, int job)
 			return 0;
 		}
 		version = g_intern_string(infer_model_info(m)->version);
-		note = vision_score_note[infer_model_info(m)->vision_score];
+		note = score_note(m);
 	}
 
 	g_mutex_lock(&j->lock);

@@ -146,6 +146,10 @@ struct line {
 	 * stats_lock. */
 	const char *pub_version, *pub_backend;
 	struct fusion_image_spec pub_image;
+	/* The running package's [dark] settings (pub_has_dark 0: none), so
+	 * that the acquire thread scores the frames off the model's thread. */
+	struct fusion_dark_spec pub_dark;
+	int pub_has_dark;
 	line_jobs *jobs_loader;   /* loads a selected job's package (line-jobs.c) */
 	int start_refused, start_error; /* start-up job whose package was refused */
 	/* What state_file keeps across restarts: the PLC's job selection and

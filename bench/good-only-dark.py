@@ -9,8 +9,10 @@ side at 320 px (INTER_AREA), less its 21 x 21 median (the tile's own
 texture and shading, which a thin or small defect does not move), the
 darkest 3 x 3 mean of that residual within 4 px of the edge, over the
 median absolute residual (how rough this tile's surface is). Each score is
-then put in robust z units of the split's good parts (median, 1.4826 MAD:
-what a good-only line has to calibrate with), and the two are fused by
+then put in units of the split's good parts (tools/dark_residual.py
+units(): their median, and their 90th percentile less the median, where
+the operating point lies; what a good-only line has to calibrate with),
+and the two are fused by
 their maximum. No defect label is used but to report the AUROCs.
 
 usage: good-only-dark.py MANIFEST DATA_ROOT SCORES.csv [SCORES.csv ...]
@@ -23,22 +25,10 @@ import csv
 import os
 import sys
 
-import cv2
 import numpy as np
 
-SIDE, MEDIAN, BOX, EDGE = 320, 21, 3, 4
-
-
-def dark_score(path):
-    g = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    if g is None:
-        sys.exit(f"good-only-dark: cannot read {path}")
-    h, w = g.shape
-    s = SIDE / max(h, w)
-    g = cv2.resize(g, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
-    r = (g.astype(np.float32) - cv2.medianBlur(g, MEDIAN).astype(np.float32))
-    r = r[EDGE:-EDGE, EDGE:-EDGE]
-    return float(cv2.blur(-r, (BOX, BOX)).max() / (np.median(np.abs(r)) + 1e-3))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import dark_residual  # noqa: E402  (the score as the C runtime computes it)
 
 
 def auroc(pos, neg):
@@ -47,8 +37,8 @@ def auroc(pos, neg):
 
 
 def robust_z(x, good):
-    m = np.median(x[good])
-    return (x - m) / (1.4826 * np.median(np.abs(x[good] - m)) + 1e-9)
+    m, unit = dark_residual.units(x[good])
+    return (x - m) / (unit + 1e-9)
 
 
 def main(manifest, root, score_files):
@@ -60,7 +50,7 @@ def main(manifest, root, score_files):
         cls = np.array([r["image_class"] for r in rows])
         p = np.clip(np.array([float(r["vision_score"]) for r in rows]), 1e-7, 1 - 1e-7)
         learned = np.log(p / (1 - p))
-        dark = np.log([dark_score(os.path.join(root, images[r["part_id"]])) for r in rows])
+        dark = dark_residual.dark_scores([os.path.join(root, images[r["part_id"]]) for r in rows])
         good = cls == "free"
         fused = np.maximum(robust_z(learned, good), robust_z(dark, good))
         for name, x in (("learned", learned), ("dark residual", dark), ("max of z", fused)):

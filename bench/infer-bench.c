@@ -213,6 +213,51 @@ static void take_parts(const struct raw_parts *p, guint first, int n, int raw, s
 	}
 }
 
+/* A package with [dark]: what its dark-residual score costs a frame on
+ * the CPU, beside the modules (the raw path's figures include it, the
+ * prepared path's do not; vigild computes it in the acquire thread).
+ * real's frames, or a noise frame of w x h. 0 or -1 with *err. */
+static int time_dark(infer_model *m, const struct raw_parts *real, int w, int h, int reps,
+		     char **err)
+{
+	double *lat = g_new(double, reps);
+	uint8_t *noise = NULL;
+	struct infer_frame f;
+	float dark;
+
+	if (!real) {
+		GRand *r = g_rand_new_with_seed(5);
+
+		noise = g_new(uint8_t, (gsize)w * (gsize)h);
+		for (int i = 0; i < w * h; i++)
+			noise[i] = (uint8_t)g_rand_int_range(r, 60, 200);
+		g_rand_free(r);
+		f = (struct infer_frame){ noise, w, h, w };
+	}
+	for (int i = 0; i < reps + 3; i++) {
+		gint64 t0;
+
+		if (real)
+			f = real->frames[(guint)i % real->n];
+		t0 = g_get_monotonic_time();
+		if (infer_model_dark(m, &f, &dark) < 0) {
+			*err = g_strdup_printf("a %dx%d frame cannot be scored for [dark]", f.width,
+					       f.height);
+			g_free(lat);
+			g_free(noise);
+			return -1;
+		}
+		if (i >= 3)
+			lat[i - 3] = (double)(g_get_monotonic_time() - t0) / 1000.0;
+	}
+	printf("# dark: the [dark] score p50_ms=%.3f p99_ms=%.3f a frame (%s)\n",
+	       percentile(lat, reps, 0.5), percentile(lat, reps, 0.99),
+	       real ? "the parts' frames" : "a noise frame");
+	g_free(lat);
+	g_free(noise);
+	return 0;
+}
+
 /* "1,2,8" into sizes; their count, or -1. */
 static int parse_sizes(const char *list, int *sizes)
 {
@@ -258,6 +303,17 @@ static int write_scores(infer_model *m, const struct raw_parts *p, int batch, in
 
 		take_parts(p, i, b, raw, npix, in->signal_dim, pimg, psig, img, sig, frames, windows);
 		rc = run_parts(m, raw, b, img, sig, frames, windows, out, err);
+		/* Prepared inputs: the [dark] score from the part's frame, as
+		 * vigild joins it (infer_model_run_raw does it itself). */
+		for (int k = 0; k < b && rc == 0 && !raw; k++) {
+			float dark;
+
+			if ((rc = infer_model_dark(m, &p->frames[i + (guint)k], &dark)) < 0)
+				*err = g_strdup_printf("part %u: its frame cannot be scored for [dark]",
+						       i + (guint)k);
+			else
+				infer_model_join_dark(m, dark, &out[k]);
+		}
 		for (int k = 0; k < b && rc == 0; k++)
 			g_string_append_printf(csv, "%u,%.7g,%.7g,%.7g,%s\n", i + k, out[k].score,
 					       out[k].vision_score, out[k].signal_score,
@@ -432,6 +488,10 @@ int main(int argc, char **argv)
 			best_batch = batch;
 		}
 		g_free(lat);
+	}
+	if (infer_model_info(m)->dark && time_dark(m, real, RAW_W, RAW_H, parts, &err) < 0) {
+		fprintf(stderr, "infer-bench: %s\n", err);
+		goto done;
 	}
 	printf("backend=%s precision=%s package=%s%s%s best_batch=%d parts_per_s=%.1f\n", pos[1],
 	       prec_name, in->name, raw ? " raw=1" : "", real ? " parts=real" : "", best_batch,

@@ -7,6 +7,7 @@
 #include "cvwrap/cvwrap.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
@@ -57,6 +58,57 @@ extern "C" int cvw_blur_gray(uint8_t *img, int w, int h, int stride, double sigm
 	try {
 		cv::Mat m(h, w, CV_8UC1, img, (size_t)stride);
 		cv::GaussianBlur(m, m, cv::Size(0, 0), sigma);
+	} catch (const std::exception &) {
+		return -EIO;
+	}
+	return 0;
+}
+
+extern "C" int cvw_dark_spot(const uint8_t *src, int w, int h, int stride, int side,
+			     int median, int box, int edge, double *score)
+{
+	if (!src || !score || w <= 0 || h <= 0 || stride < w || side < 8 || median < 3 ||
+	    !(median & 1) || box < 1 || edge < 0)
+		return -EINVAL;
+	// Rounded half to even, as tools/dark_residual.py's round() does, so
+	// that training and run time scale each image to the same size.
+	double s = (double)side / (double)std::max(w, h);
+	int dw = std::max(8, (int)std::nearbyint((double)w * s));
+	int dh = std::max(8, (int)std::nearbyint((double)h * s));
+	if (dw - 2 * edge < box || dh - 2 * edge < box)
+		return -EINVAL;
+	try {
+		cv::Mat in(h, w, CV_8UC1, const_cast<uint8_t *>(src), (size_t)stride);
+		cv::Mat g, med, r, dark;
+		cv::resize(in, g, cv::Size(dw, dh), 0, 0, cv::INTER_AREA);
+		cv::medianBlur(g, med, median);
+		g.convertTo(r, CV_32F);
+		med.convertTo(med, CV_32F);
+		r -= med;
+		// A copy, not a view: the box mean must not reach past the cut.
+		r = r(cv::Rect(edge, edge, dw - 2 * edge, dh - 2 * edge)).clone();
+		cv::blur(-r, dark, cv::Size(box, box));
+		double lo, hi;
+		cv::minMaxLoc(dark, &lo, &hi);
+		// The median of |r|: r holds whole numbers -255..255, so a count
+		// of each is exact; an even count takes the mean of the middle two.
+		std::vector<size_t> count(256, 0);
+		for (int y = 0; y < r.rows; y++) {
+			const float *row = r.ptr<float>(y);
+			for (int x = 0; x < r.cols; x++)
+				count[(size_t)std::fabs(row[x])]++;
+		}
+		size_t n = (size_t)r.rows * (size_t)r.cols, seen = 0;
+		int lo_mid = -1, hi_mid = -1;
+		for (int v = 0; v < 256 && hi_mid < 0; v++) {
+			seen += count[(size_t)v];
+			if (lo_mid < 0 && seen >= (n + 1) / 2)
+				lo_mid = v;
+			if (seen >= n / 2 + 1)
+				hi_mid = v;
+		}
+		double mad = n % 2 ? (double)lo_mid : ((double)lo_mid + (double)hi_mid) / 2;
+		*score = (double)(float)hi / (mad + 1e-3);
 	} catch (const std::exception &) {
 		return -EIO;
 	}

@@ -39,6 +39,18 @@ int cvw_imdecode_gray(const void *buf, size_t len, uint8_t **img, int *w, int *h
 /* Gaussian blur in place (sigma in pixels). */
 int cvw_blur_gray(uint8_t *img, int w, int h, int stride, double sigma);
 
+/* The darkest small spot of an image against its own texture (docs/model.md,
+ * "A dark-residual score"): the image scaled so that its long side is
+ * side pixels (area averaging, also when enlarging), less its median
+ * filter of median x median (odd, >= 3), edge pixels cut from each side;
+ * *score is the highest box x box mean of that residual's negative over
+ * the median absolute residual (plus 1e-3). A thin or small dark defect
+ * does not move the median, so it stands out; the tile's own grain and
+ * shading do not. -EINVAL on bad arguments or an image too small for
+ * them, -EIO when OpenCV fails. */
+int cvw_dark_spot(const uint8_t *src, int w, int h, int stride, int side, int median, int box,
+		  int edge, double *score);
+
 /* Bayer RGGB..BGGR to gray is left to GStreamer's bayer2rgb. */
 
 /* OpenCV's worker threads, n >= 1: process-wide (its resizes too), not

@@ -119,4 +119,22 @@ int fusion_image_prepare_resize(const uint8_t *gray, int w, int h, int stride,
 				int out_w, int out_h, float mean, float std,
 				enum fusion_resize mode, float *out);
 
+/* A package's dark-residual score (its manifest's [dark]: docs/model.md):
+ * the darkest small spot of the frame against the frame's own texture,
+ * which finds thin cracks and small holes that a model fed 160 x 112
+ * pixels cannot see. It is computed on the full frame, not the model's
+ * input, and on the CPU in every path. */
+struct fusion_dark_spec {
+	int side;                  /* the frame's long side is scaled to this */
+	int median;                /* the median filter's width (odd) */
+	int box;                   /* the spot's width */
+	int edge;                  /* pixels left out at each side */
+};
+
+/* The natural log of cvw_dark_spot's score of gray under spec into *out
+ * (the log, since the score is a ratio with a long tail). 0 or -EINVAL /
+ * -EIO. Any thread. */
+int fusion_dark_score(const struct fusion_dark_spec *spec, const uint8_t *gray, int w, int h,
+		      int stride, float *out);
+
 #endif

@@ -285,3 +285,20 @@ float *fusion_map_to_frame(const struct fusion_image_spec *spec, int w, int h,
 	}
 	return out;
 }
+
+int fusion_dark_score(const struct fusion_dark_spec *spec, const uint8_t *gray, int w, int h,
+		      int stride, float *out)
+{
+	double score;
+	int rc;
+
+	if (!spec || !out)
+		return -EINVAL;
+	rc = cvw_dark_spot(gray, w, h, stride, spec->side, spec->median, spec->box, spec->edge,
+			   &score);
+	if (rc < 0)
+		return rc;
+	/* A frame with no pixel below its median scores 0: a floor, not -inf. */
+	*out = (float)log(fmax(score, 1e-6));
+	return 0;
+}

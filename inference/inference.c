@@ -27,6 +27,7 @@ struct infer_model {
 	void *module[MOD_COUNT];
 	struct infer_info info;
 	struct fusion_image_spec image;  /* info.image points here */
+	struct fusion_dark_spec dark;    /* info.dark_spec points here */
 	int decision_in;
 	char *heatmap_output;      /* [vision] heatmap_output, NULL when absent */
 	char *anomaly_map_output;  /* [vision] anomaly_map_output, NULL when absent */
@@ -217,6 +218,57 @@ static int read_metrics(struct infer_metrics *mt, const config *man, char **err)
 	return 0;
 }
 
+/* [dark]: the dark-residual score's settings and where it joins the
+ * model's (infer_info.dark). 0 or -1 with *err naming the key. */
+static int read_dark(infer_model *m, const config *man, char **err)
+{
+	static const char *const keys[] = {
+		"side", "median", "box", "edge", "good_median", "good_scale", "vision_median",
+		"vision_scale", "fused_median", "fused_scale", NULL,
+	};
+	struct infer_info *in = &m->info;
+	double v[6];
+
+	if (!config_has_group(man, "dark"))
+		return 0;
+	if (config_check_keys(man, "dark", keys, err) < 0 ||
+	    config_get_int(man, "dark", "side", 320, 16, 8192, &m->dark.side, err) < 0 ||
+	    config_get_int(man, "dark", "median", 21, 3, 255, &m->dark.median, err) < 0 ||
+	    config_get_int(man, "dark", "box", 3, 1, 64, &m->dark.box, err) < 0 ||
+	    config_get_int(man, "dark", "edge", 4, 0, 1024, &m->dark.edge, err) < 0)
+		return -1;
+	if (!(m->dark.median & 1)) {
+		*err = config_error(man, "dark", "median", "%d is not odd", m->dark.median);
+		return -1;
+	}
+	if (m->dark.side - 2 * m->dark.edge < m->dark.box) {
+		*err = config_error(man, "dark", "edge",
+				    "%d leaves no room for a box of %d in a side of %d",
+				    m->dark.edge, m->dark.box, m->dark.side);
+		return -1;
+	}
+	/* A good_scale of 0 measures the score without joining it; then the
+	 * other figures are not needed. */
+	for (int i = 0; i < 6; i++)
+		if (config_get_double(man, "dark", keys[4 + i], 0, i % 2 ? 0 : -1e6, 1e6, &v[i],
+				      err) < 0)
+			return -1;
+	if (v[1] > 0 && !(v[3] > 0 && v[5] > 0)) {
+		*err = config_error(man, "dark", v[3] > 0 ? "fused_scale" : "vision_scale",
+				    "must be above 0 when good_scale is");
+		return -1;
+	}
+	in->dark = 1;
+	in->dark_spec = &m->dark;
+	in->dark_median = (float)v[0];
+	in->dark_scale = (float)v[1];
+	in->dark_vision_median = (float)v[2];
+	in->dark_vision_scale = (float)v[3];
+	in->dark_fused_median = (float)v[4];
+	in->dark_fused_scale = (float)v[5];
+	return 0;
+}
+
 static int read_info(infer_model *m, const config *man, char **err)
 {
 	struct infer_info *in = &m->info;
@@ -318,6 +370,8 @@ static int read_info(infer_model *m, const config *man, char **err)
 	} else {
 		in->anomaly_map = 1;
 	}
+	if (read_dark(m, man, err) < 0)
+		return INFER_EMANIFEST;
 	return read_metrics(&in->metrics, man, err);
 }
 
@@ -729,6 +783,8 @@ static void reserve_batch(infer_model *m, int n)
 	m->batch_cap = n;
 }
 
+static void settle(const struct infer_info *in, struct infer_output *out);
+
 /* One part's result from its logits. */
 static int judge(const infer_model *m, float vision_logit, float signal_logit, float fused,
 		 const float *heatmap, const float *anomaly_map, struct infer_output *out,
@@ -743,12 +799,20 @@ static int judge(const infer_model *m, float vision_logit, float signal_logit, f
 		*err = g_strdup("model gave a non-finite score");
 		return INFER_EMODULE;
 	}
-	out->verdict = infer_verdict(in, out->score);
-	out->flags = 0;
 	out->heatmap = heatmap;
 	out->anomaly_map = anomaly_map;
 	out->heatmap_w = in->heatmap_width;
 	out->heatmap_h = in->heatmap_height;
+	out->dark = NAN;
+	settle(in, out);
+	return 0;
+}
+
+/* The verdict, flags and class of out's scores. */
+static void settle(const struct infer_info *in, struct infer_output *out)
+{
+	out->verdict = infer_verdict(in, out->score);
+	out->flags = 0;
 	if (out->vision_score >= in->vision_threshold)
 		out->flags |= VIGIL_FLAG_VISION_DEFECT;
 	if (out->signal_score >= in->signal_threshold)
@@ -767,7 +831,32 @@ static int judge(const infer_model *m, float vision_logit, float signal_logit, f
 			out->defect_class = out->vision_score >= out->signal_score
 				? VIGIL_CLASS_SURFACE : VIGIL_CLASS_VIBRATION;
 	}
-	return 0;
+}
+
+int infer_model_dark(const infer_model *m, const struct infer_frame *f, float *dark)
+{
+	*dark = NAN;
+	if (!m->info.dark)
+		return 0;
+	return fusion_dark_score(&m->dark, f->data, f->width, f->height, f->stride, dark) < 0
+		       ? -EINVAL : 0;
+}
+
+void infer_model_join_dark(const infer_model *m, float dark, struct infer_output *out)
+{
+	const struct infer_info *in = &m->info;
+	float z;
+
+	out->dark = dark;
+	if (!in->dark || !(in->dark_scale > 0) || !isfinite(dark))
+		return;
+	/* max of the logits = sigmoid of the max: the probabilities compare
+	 * as the logits do. */
+	z = (dark - in->dark_median) / in->dark_scale;
+	out->vision_score = fmaxf(out->vision_score,
+				  sigmoid(in->dark_vision_median + z * in->dark_vision_scale));
+	out->score = fmaxf(out->score, sigmoid(in->dark_fused_median + z * in->dark_fused_scale));
+	settle(in, out);
 }
 
 /* images and sigfeats in host memory, or (on_device) in GPU memory. */
@@ -881,17 +970,14 @@ static int run_raw_device(infer_model *m, int n, const struct infer_frame *frame
 }
 #endif
 
-int infer_model_run_raw(infer_model *m, int n, const struct infer_frame *frames,
-			const float *const *windows, struct infer_output *out, char **err)
+/* The raw path's modules, on the device or on the CPU. */
+static int run_raw_modules(infer_model *m, int n, const struct infer_frame *frames,
+			   const float *const *windows, struct infer_output *out, char **err)
 {
 	const struct infer_info *in = &m->info;
 	size_t npix = (size_t)in->input_width * (size_t)in->input_height;
 	size_t dim = (size_t)in->signal_dim;
 
-	if (n < 1 || !frames || !windows || !out) {
-		*err = g_strdup_printf("a batch of %d parts cannot run", n);
-		return -EINVAL;
-	}
 #ifdef VIGIL_HAVE_CUDA
 	if (m->backend->run_device)
 		return run_raw_device(m, n, frames, windows, out, err);
@@ -929,6 +1015,35 @@ int infer_model_run_raw(infer_model *m, int n, const struct infer_frame *frames,
 		}
 	}
 	return run_batch(m, n, m->raw_images, m->raw_features, 0, out, err);
+}
+
+int infer_model_run_raw(infer_model *m, int n, const struct infer_frame *frames,
+			const float *const *windows, struct infer_output *out, char **err)
+{
+	float *dark = NULL;
+	int rc;
+
+	if (n < 1 || !frames || !windows || !out) {
+		*err = g_strdup_printf("a batch of %d parts cannot run", n);
+		return -EINVAL;
+	}
+	/* The dark score on the CPU, before the run, so that a frame it
+	 * cannot score fails the batch with out untouched. */
+	if (m->info.dark) {
+		dark = g_new(float, n);
+		for (int i = 0; i < n; i++)
+			if (infer_model_dark(m, &frames[i], &dark[i]) < 0) {
+				*err = g_strdup_printf("image %d (%dx%d) cannot be scored for [dark]",
+						       i, frames[i].width, frames[i].height);
+				g_free(dark);
+				return -EINVAL;
+			}
+	}
+	rc = run_raw_modules(m, n, frames, windows, out, err);
+	for (int i = 0; rc == 0 && dark && i < n; i++)
+		infer_model_join_dark(m, dark[i], &out[i]);
+	g_free(dark);
+	return rc;
 }
 
 int infer_model_run(infer_model *m, const float *image, const float *sigfeat,

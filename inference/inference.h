@@ -19,6 +19,7 @@
 #include "core/part.h"
 
 struct fusion_image_spec;     /* fusion/fusion.h */
+struct fusion_dark_spec;
 
 #define INFER_ENOBASE 40000
 #define INFER_EMANIFEST (-(INFER_ENOBASE + 1))  /* manifest missing or invalid */
@@ -143,6 +144,22 @@ struct infer_info {
 	 * it and its map (infer_vision_score_names). */
 	enum infer_vision_score vision_score;
 	struct infer_metrics metrics;
+	/* [dark], when dark is set: the package's dark-residual score
+	 * (fusion_dark_score; docs/model.md), computed on the frame on the
+	 * CPU in every path. It joins the model's scores in units of the
+	 * calibration's good parts, where each score's upper tail lies:
+	 * z = (score - dark_median) / dark_scale (the scale: their 90th
+	 * percentile less their median), and the vision and the fused logit
+	 * each become the higher of their own and their good parts' median +
+	 * z x scale (dark_vision_*, dark_fused_*). The maximum then flags a
+	 * part where either score stands as far into the good parts' tail.
+	 * dark_scale 0: the score is measured, not joined (what
+	 * tools/recalibrate.py --dark reads to choose the rest). */
+	int dark;
+	const struct fusion_dark_spec *dark_spec;  /* owned by the model */
+	float dark_median, dark_scale;
+	float dark_vision_median, dark_vision_scale;
+	float dark_fused_median, dark_fused_scale;
 };
 
 /* Whether info's held-out figures pass gate: 0, or INFER_EGATE with *err
@@ -171,6 +188,10 @@ struct infer_output {
 	 * model's, heatmap_w x heatmap_h in [0, 1]; heatmap is then the
 	 * supervised model's. NULL otherwise. Owned as heatmap is. */
 	const float *anomaly_map;
+	/* The frame's dark-residual score (infer_info.dark), joined into the
+	 * scores above; NAN when the package has none or it was not computed
+	 * (infer_model_run_batch: see infer_model_join_dark). */
+	float dark;
 };
 
 /* A backend: the engine that runs a package's modules (opencv,
@@ -265,6 +286,19 @@ struct infer_frame {
  * cannot be prepared or a non-finite window fails the batch (-EINVAL). */
 int infer_model_run_raw(infer_model *m, int n, const struct infer_frame *frames,
 			const float *const *windows, struct infer_output *out, char **err);
+
+/* A package with [dark] scores each frame as well as running its
+ * modules. infer_model_run_raw does both; a caller of
+ * infer_model_run_batch that has the frames computes the score with
+ * infer_model_dark (any thread: it reads only the package's settings,
+ * so the line computes it where it prepares the image) and joins it into
+ * the frame's result with infer_model_join_dark, which sets dark, raises
+ * the vision and fused scores, and judges the verdict, flags and class
+ * again. *dark is NAN, and the join changes nothing, for a package
+ * without [dark]. infer_model_dark: 0, or -EINVAL when the frame cannot
+ * be scored (too small, bad stride). */
+int infer_model_dark(const infer_model *m, const struct infer_frame *f, float *dark);
+void infer_model_join_dark(const infer_model *m, float dark, struct infer_output *out);
 
 /* Whether infer_model_run_raw computes the inputs on the device, so a
  * caller need not compute features for it. */

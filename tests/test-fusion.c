@@ -705,6 +705,55 @@ static void test_prep_math_features(void)
 	}
 }
 
+/* A tile of grain (seeded noise on a shading) of w x h pixels. */
+static uint8_t *grain_tile(int w, int h)
+{
+	uint8_t *g = g_malloc((gsize)w * (gsize)h);
+	GRand *r = g_rand_new_with_seed(21);
+
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++)
+			g[(size_t)y * (size_t)w + (size_t)x] =
+				(uint8_t)(110 + 30 * x / w + g_rand_int_range(r, -12, 13));
+	g_rand_free(r);
+	return g;
+}
+
+/* The dark-residual score: a crack a pixel wide, which the model's
+ * 160 x 112 input averages away, raises it well above the same tile's
+ * without; the tile's shading does not (the median follows it); a frame
+ * too small for the settings is refused. */
+static void test_dark_score(void)
+{
+	const struct fusion_dark_spec spec = { 320, 21, 3, 4 };
+	int w = 640, h = 448;
+	uint8_t *g = grain_tile(w, h);
+	float plain, cracked, shaded;
+
+	g_assert_cmpint(fusion_dark_score(&spec, g, w, h, w, &plain), ==, 0);
+	for (int x = 200; x < 320; x++)
+		for (int t = 0; t < 2; t++)
+			g[(size_t)(200 + x / 6 + t) * (size_t)w + (size_t)x] = 40;
+	g_assert_cmpint(fusion_dark_score(&spec, g, w, h, w, &cracked), ==, 0);
+	g_assert_cmpfloat(cracked, >, plain + 0.5f);
+	g_free(g);
+
+	g = grain_tile(w, h);
+	for (int y = 0; y < h; y++)  /* a second, vertical shading */
+		for (int x = 0; x < w; x++)
+			g[(size_t)y * (size_t)w + (size_t)x] =
+				(uint8_t)(g[(size_t)y * (size_t)w + (size_t)x] - 40 * y / h);
+	g_assert_cmpint(fusion_dark_score(&spec, g, w, h, w, &shaded), ==, 0);
+	g_assert_cmpfloat(fabsf(shaded - plain), <, 0.3f);
+
+	g_assert_cmpint(fusion_dark_score(&(struct fusion_dark_spec){ 8, 21, 3, 4 }, g, w, h, w,
+					  &plain), ==, -EINVAL);
+	g_assert_cmpint(fusion_dark_score(&(struct fusion_dark_spec){ 320, 20, 3, 4 }, g, w, h, w,
+					  &plain), ==, -EINVAL);
+	g_assert_cmpint(fusion_dark_score(&spec, g, w, h, w - 1, &plain), ==, -EINVAL);
+	g_free(g);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -722,6 +771,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/fusion/image/letterbox-invalid", test_image_letterbox_invalid);
 	g_test_add_func("/fusion/image/map-to-frame", test_map_to_frame);
 	g_test_add_func("/fusion/prep-math/image", test_prep_math_image);
+	g_test_add_func("/fusion/image/dark-score", test_dark_score);
 	g_test_add_func("/fusion/prep-math/features", test_prep_math_features);
 	return g_test_run();
 }

@@ -333,13 +333,25 @@ void manifest_raw_clear(struct manifest_raw *raw)
 int manifest_row_prepare(const char *root, const struct manifest_row *r, const struct manifest_inputs *in,
 		     float *img_in, float *sig, char **err)
 {
+	float dark;
+
+	return manifest_row_prepare_dark(root, r, in, img_in, sig, &dark, err);
+}
+
+int manifest_row_prepare_dark(const char *root, const struct manifest_row *r,
+			      const struct manifest_inputs *in, float *img_in, float *sig,
+			      float *dark, char **err)
+{
 	struct manifest_raw raw;
 	int rc = manifest_row_load(root, r, in->wavs, in->window, &raw, err);
 
 	if (rc < 0)
 		return rc;
+	*dark = NAN;
 	rc = fusion_image_prepare_resize(raw.image, raw.width, raw.height, raw.width, in->width,
 					 in->height, in->mean, in->std, in->resize, img_in);
+	if (rc == 0 && in->dark)
+		rc = fusion_dark_score(in->dark, raw.image, raw.width, raw.height, raw.width, dark);
 	if (rc < 0) {
 		char *ipath = g_build_filename(root, r->image, NULL);
 
@@ -370,7 +382,8 @@ int manifest_inputs_for_package(const struct infer_info *info, struct manifest_i
 	*in = (struct manifest_inputs){ .width = info->input_width, .height = info->input_height,
 				    .mean = info->mean, .std = info->std, .resize = info->image->resize,
 				    .sigfeat = sf, .window = (size_t)info->window,
-				    .wavs = manifest_wav_cache_new(info->rate_hz) };
+				    .wavs = manifest_wav_cache_new(info->rate_hz),
+				    .dark = info->dark ? info->dark_spec : NULL };
 	return 0;
 }
 

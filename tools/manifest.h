@@ -58,6 +58,8 @@ struct manifest_inputs {
 	fusion_sigfeat *sigfeat;   /* takes window samples */
 	size_t window;
 	manifest_wav_cache *wavs;
+	/* The package's [dark] (manifest_inputs_for_package), NULL without. */
+	const struct fusion_dark_spec *dark;
 };
 
 /* Adds the options every manifest tool takes to ctx's main group:
@@ -100,5 +102,11 @@ void manifest_raw_clear(struct manifest_raw *raw);
  * naming the column and file on failure. */
 int manifest_row_prepare(const char *root, const struct manifest_row *r, const struct manifest_inputs *in,
 		     float *img_in, float *sig, char **err);
+/* The same, and *dark the image's [dark] score (fusion_dark_score; NAN
+ * when in->dark is NULL), which infer_model_join_dark joins into the
+ * model's result as vigild does. */
+int manifest_row_prepare_dark(const char *root, const struct manifest_row *r,
+			      const struct manifest_inputs *in, float *img_in, float *sig,
+			      float *dark, char **err);
 
 #endif

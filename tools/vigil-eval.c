@@ -499,7 +499,7 @@ int main(int argc, char **argv)
 	}
 	if (scores_path)
 		csv = g_string_new("part_id,image_class,vib_class,defect,score,vision_score,"
-				   "signal_score,verdict\n");
+				   "signal_score,verdict,dark\n");
 
 	fprintf(stderr, "vigil-eval: %u parts of %s%s%s, model %s (%s)\n", rows->len, manifest,
 		split ? ", split " : "", split ? split : "", in->name, in->version);
@@ -507,12 +507,14 @@ int main(int argc, char **argv)
 		const struct manifest_row *r = &g_array_index(rows, struct manifest_row, i);
 		struct judged *j = &parts[i];
 		struct infer_output o;
+		float dark;
 
-		if (manifest_row_prepare(root, r, &inputs, img_in, sig, &err) < 0 ||
+		if (manifest_row_prepare_dark(root, r, &inputs, img_in, sig, &dark, &err) < 0 ||
 		    infer_model_run(model, img_in, sig, &o, &err) < 0) {
 			fprintf(stderr, "vigil-eval: %s:%d: %s\n", manifest, r->line, err);
 			goto done;
 		}
+		infer_model_join_dark(model, dark, &o);
 		if (maps || amaps) {
 			if (!o.heatmap || o.heatmap_w != in->heatmap_width ||
 			    o.heatmap_h != in->heatmap_height || (amaps && !o.anomaly_map)) {
@@ -533,11 +535,15 @@ int main(int argc, char **argv)
 		j->defect = r->defect == 1;
 		j->surface = strcmp(r->image_class, "free") != 0;
 		j->bearing = strcmp(r->vib_class, "normal") != 0;
-		if (csv)
-			g_string_append_printf(csv, "%s,%s,%s,%d,%.7g,%.7g,%.7g,%s\n",
+		if (csv) {
+			g_string_append_printf(csv, "%s,%s,%s,%d,%.7g,%.7g,%.7g,%s,",
 					       r->part_id ? r->part_id : "", r->image_class,
 					       r->vib_class, r->defect, o.score, o.vision_score,
 					       o.signal_score, vigil_verdict_name(o.verdict));
+			if (isfinite(o.dark))  /* empty for a package without [dark] */
+				g_string_append_printf(csv, "%.7g", o.dark);
+			g_string_append_c(csv, '\n');
+		}
 		if ((i + 1) % 200 == 0 || i + 1 == rows->len)
 			fprintf(stderr, "vigil-eval: %u/%u parts\n", i + 1, rows->len);
 	}
