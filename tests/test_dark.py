@@ -16,7 +16,9 @@ and fused scores by their maximum in units of good parts.
   vigil-eval gives for the same parts, and the join moved some of them;
   its model-loaded event says the package joins [dark].
 - A [dark] with an even median, an unknown key or a scale missing is
-  refused, naming the file, line and key.
+  refused, naming the file, line and key; tools/ensemble.py (and so
+  tools/fuse.py) refuses to join a package with [dark], which the joined
+  package would drop.
 
 usage: test_dark.py BUILD_DIR SOURCE_ROOT
 """
@@ -192,6 +194,13 @@ with tempfile.TemporaryDirectory(prefix="vigil-dark-") as tmp:
         fail("the dark score raised no line part's score; the line check checks nothing")
     print(f"dark: vigild logged vigil-eval's joined scores and verdicts on {LINE} parts "
           f"({moved} raised by the dark score)")
+
+    # A package with [dark] is not joined into another (which would drop it).
+    msg = run(["/usr/bin/python3", os.path.join(root, "tools", "ensemble.py"), "--member", base,
+               "--member", pkg, "--out", os.path.join(tmp, "joined"), "--features-tool",
+               features, "--val-manifest", held_csv, "--frr-target", "0.05"], want_rc=1)
+    if "has [dark]" not in msg or os.path.exists(os.path.join(tmp, "joined")):
+        fail(f"tools/ensemble.py joined a package with [dark]: {msg}")
 
     # A bad [dark] is refused, naming the file, line and key.
     text = open(os.path.join(pkg, "manifest.ini")).read()

@@ -143,6 +143,11 @@ SHARED_KEYS = [("vision", k) for k in ("input_width", "input_height", "resize", 
 
 def check_members(members):
     first = members[0]
+    for m in members:
+        # The joined package is written anew and would drop it silently.
+        if m.man.has_section("dark"):
+            fail(f"{m.path}: has [dark], which a joined package would not keep: join the "
+                 "package it was made from, then run tools/recalibrate.py --dark on the result")
     for m in members[1:]:
         for group, key in SHARED_KEYS:
             a = first.man.get(group, key, fallback=None)
