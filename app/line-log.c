@@ -178,7 +178,7 @@ struct device_watch {
 	unsigned cam_flat;          /* cameras whose last frame was flat, 1u << i */
 	gboolean tx_away;
 	gboolean db_fault, db_slow; /* db_slow: a fault this thread logged */
-	uint64_t failsafe_seen[LINE_FAILSAFE_CAUSES]; /* as of the last failsafe event */
+	uint64_t failsafe_seen[VIGIL_FAILSAFE_CAUSES]; /* as of the last failsafe event */
 	int64_t next_failsafe_event_us;
 };
 
@@ -315,13 +315,13 @@ static void watch_failsafe(line *l, struct device_watch *w, gboolean final)
 	GString *msg;
 
 	line_get_stats(l, &st);
-	for (int c = 0; c < LINE_FAILSAFE_CAUSES; c++)
+	for (int c = 0; c < VIGIL_FAILSAFE_CAUSES; c++)
 		n += st.failsafe_by[c] - w->failsafe_seen[c];
 	if (!n || (!final && now < w->next_failsafe_event_us))
 		return;
 	msg = g_string_new(NULL);
 	g_string_printf(msg, "%" G_GUINT64_FORMAT " fail-safe reject(s), by cause:", n);
-	for (int c = 0; c < LINE_FAILSAFE_CAUSES; c++)
+	for (int c = 0; c < VIGIL_FAILSAFE_CAUSES; c++)
 		if (st.failsafe_by[c] > w->failsafe_seen[c])
 			g_string_append_printf(msg, " %s %" G_GUINT64_FORMAT,
 					       line_failsafe_cause_names[c],

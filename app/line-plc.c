@@ -303,17 +303,7 @@ static void take_triggers(line *l, struct plc_state *s, const struct plc_trigger
 /* Counts a fail-safe reject under its cause, read from its flags. */
 static void count_failsafe(line *l, uint32_t flags)
 {
-	enum line_failsafe_cause c = flags & VIGIL_FLAG_NOT_INSPECTED ? LINE_FAILSAFE_NOT_INSPECTED
-				   : flags & VIGIL_FLAG_DEADLINE     ? LINE_FAILSAFE_DEADLINE
-				   : flags & VIGIL_FLAG_QUEUE_FULL   ? LINE_FAILSAFE_QUEUE_FULL
-				   : flags & VIGIL_FLAG_NOT_SENT     ? LINE_FAILSAFE_OVERRUN
-				   : flags & VIGIL_FLAG_NO_FRAME     ? LINE_FAILSAFE_NO_FRAME
-				   : flags & VIGIL_FLAG_IMAGE_FLAT   ? LINE_FAILSAFE_IMAGE_FLAT
-				   : flags & VIGIL_FLAG_VIB_FLAT     ? LINE_FAILSAFE_SENSOR_FLAT
-				   : flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED)
-					   ? LINE_FAILSAFE_NO_VIBRATION
-				   : flags & VIGIL_FLAG_MODEL_ERROR  ? LINE_FAILSAFE_MODEL_ERROR
-								     : LINE_FAILSAFE_FAULT;
+	enum vigil_failsafe_cause c = vigil_failsafe_cause_of(flags);
 
 	g_mutex_lock(&l->stats_lock);
 	l->st.failsafe++;

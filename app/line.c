@@ -199,7 +199,7 @@ const double line_latency_bounds_ms[LINE_LATENCY_BUCKETS] = {
 	1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000,
 };
 
-const char *const line_failsafe_cause_names[LINE_FAILSAFE_CAUSES] = {
+const char *const line_failsafe_cause_names[VIGIL_FAILSAFE_CAUSES] = {
 	"deadline", "no_frame", "no_vibration", "model_error", "queue_full", "overrun", "fault",
 	"not_inspected", "sensor_flat", "image_flat",
 };

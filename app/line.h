@@ -61,31 +61,14 @@ extern const double line_stage_bounds_ms[LINE_STAGE_BUCKETS];
 #define LINE_BATCH_BUCKETS 8
 extern const double line_batch_bounds[LINE_BATCH_BUCKETS];
 
-/* Why a part got a fail-safe reject: no verdict by the deadline, no
- * frame, no (or a clipped) vibration window, a failed model run, the
- * inspection queue full, its result lost to a full result buffer (never
- * presented), a fault in force under the fault policy, never inspected,
- * a flat vibration window (a dead sensor) or a flat frame. */
-enum line_failsafe_cause {
-	LINE_FAILSAFE_DEADLINE,
-	LINE_FAILSAFE_NO_FRAME,
-	LINE_FAILSAFE_NO_VIBRATION,
-	LINE_FAILSAFE_MODEL_ERROR,
-	LINE_FAILSAFE_QUEUE_FULL,
-	LINE_FAILSAFE_OVERRUN,
-	LINE_FAILSAFE_FAULT,
-	LINE_FAILSAFE_NOT_INSPECTED,  /* triggered while vigild was down */
-	LINE_FAILSAFE_SENSOR_FLAT,    /* the window was flat: a dead sensor */
-	LINE_FAILSAFE_IMAGE_FLAT,     /* a frame was flat: a lens cap, the light off */
-	LINE_FAILSAFE_CAUSES
-};
-/* "deadline", "no_frame", ... as /metrics labels them. */
-extern const char *const line_failsafe_cause_names[LINE_FAILSAFE_CAUSES];
+/* Why a part got a fail-safe reject (enum vigil_failsafe_cause,
+ * core/part.h): "deadline", "no_frame", ... as /metrics labels them. */
+extern const char *const line_failsafe_cause_names[VIGIL_FAILSAFE_CAUSES];
 
 struct line_stats {
 	uint64_t triggers, missed_triggers, inspected, results_written;
 	/* failsafe: every fail-safe reject, the sum of failsafe_by */
-	uint64_t failsafe, failsafe_by[LINE_FAILSAFE_CAUSES];
+	uint64_t failsafe, failsafe_by[VIGIL_FAILSAFE_CAUSES];
 	uint64_t rows_logged, rows_failed;
 	uint64_t accepted, rejected, marginal;
 	/* Trigger to PLC result of every logged part: parts per bucket (not

@@ -513,7 +513,7 @@ void review__serve_metrics(review_server *s, SoupServerMessage *msg)
 		metric(m, "vigil_parts_total", "{verdict=\"marginal\"}", (double)st.marginal);
 		metric_head(m, "vigil_failsafe_total", "counter",
 			    "Fail-safe rejects by cause (overrun: never presented to the PLC).");
-		for (int c = 0; c < LINE_FAILSAFE_CAUSES; c++) {
+		for (int c = 0; c < VIGIL_FAILSAFE_CAUSES; c++) {
 			char *label = g_strdup_printf("{cause=\"%s\"}",
 						      line_failsafe_cause_names[c]);
 

@@ -151,7 +151,7 @@ int main(int argc, char **argv)
 	       st.marginal, st.failsafe, st.rows_logged, st.missed_triggers);
 	if (st.failsafe) {
 		printf("vigild: fail-safe rejects by cause:");
-		for (int c = 0; c < LINE_FAILSAFE_CAUSES; c++)
+		for (int c = 0; c < VIGIL_FAILSAFE_CAUSES; c++)
 			if (st.failsafe_by[c])
 				printf(" %s %" G_GUINT64_FORMAT, line_failsafe_cause_names[c],
 				       st.failsafe_by[c]);

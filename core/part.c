@@ -48,3 +48,18 @@ static int64_t clock_us(clockid_t id)
 
 int64_t vigil_now_us(void) { return clock_us(CLOCK_MONOTONIC); }
 int64_t vigil_wall_us(void) { return clock_us(CLOCK_REALTIME); }
+
+enum vigil_failsafe_cause vigil_failsafe_cause_of(uint32_t flags)
+{
+	return flags & VIGIL_FLAG_NOT_INSPECTED ? VIGIL_FAILSAFE_NOT_INSPECTED
+	       : flags & VIGIL_FLAG_DEADLINE     ? VIGIL_FAILSAFE_DEADLINE
+	       : flags & VIGIL_FLAG_QUEUE_FULL   ? VIGIL_FAILSAFE_QUEUE_FULL
+	       : flags & VIGIL_FLAG_NOT_SENT     ? VIGIL_FAILSAFE_OVERRUN
+	       : flags & VIGIL_FLAG_NO_FRAME     ? VIGIL_FAILSAFE_NO_FRAME
+	       : flags & VIGIL_FLAG_IMAGE_FLAT   ? VIGIL_FAILSAFE_IMAGE_FLAT
+	       : flags & VIGIL_FLAG_VIB_FLAT     ? VIGIL_FAILSAFE_SENSOR_FLAT
+	       : flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED)
+		       ? VIGIL_FAILSAFE_NO_VIBRATION
+	       : flags & VIGIL_FLAG_MODEL_ERROR  ? VIGIL_FAILSAFE_MODEL_ERROR
+						 : VIGIL_FAILSAFE_FAULT;
+}

@@ -54,6 +54,30 @@ enum vigil_part_flags {
 #define VIGIL_FLAGS_NO_WINDOW (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED | \
 			       VIGIL_FLAG_VIB_FLAT)
 
+/* Why a fail-safe reject was forced, read from its flags by
+ * vigil_failsafe_cause_of: one classification for /metrics, the failsafe
+ * events and the shift report, so that they count a part alike. In the
+ * order /metrics lists them. */
+enum vigil_failsafe_cause {
+	VIGIL_FAILSAFE_DEADLINE,
+	VIGIL_FAILSAFE_NO_FRAME,
+	VIGIL_FAILSAFE_NO_VIBRATION,
+	VIGIL_FAILSAFE_MODEL_ERROR,
+	VIGIL_FAILSAFE_QUEUE_FULL,
+	VIGIL_FAILSAFE_OVERRUN,        /* the result never reached the PLC */
+	VIGIL_FAILSAFE_FAULT,          /* none of the others */
+	VIGIL_FAILSAFE_NOT_INSPECTED,  /* triggered while vigild was down */
+	VIGIL_FAILSAFE_SENSOR_FLAT,    /* the window was flat: a dead sensor */
+	VIGIL_FAILSAFE_IMAGE_FLAT,     /* a frame was flat: a lens cap, the light off */
+	VIGIL_FAILSAFE_CAUSES
+};
+
+/* The cause of a fail-safe reject with these flags (VIGIL_FLAG_*): where
+ * several are set, the first of not inspected, deadline, queue full, not
+ * sent, no frame, image flat, sensor flat, no or clipped window, model
+ * error; VIGIL_FAILSAFE_FAULT when none is. */
+enum vigil_failsafe_cause vigil_failsafe_cause_of(uint32_t flags);
+
 /* Condition figures of a part's vibration window (fusion/condition.h),
  * as vibration instruments report them. */
 struct vigil_vibration {

@@ -54,15 +54,26 @@ const char *report_style_source(void)
 
 /* ---- gathering ---- */
 
-enum failsafe_cause { FS_DEADLINE, FS_QUEUE_FULL, FS_NO_FRAME, FS_MODEL_ERROR, FS_NOT_SENT,
-		      FS_NOT_INSPECTED, FS_SENSOR_FLAT, FS_IMAGE_FLAT, FS_NO_VIBRATION, FS_OTHER,
-		      FS_CAUSES };
-static const char *const failsafe_name[FS_CAUSES] = {
-	"deadline", "queue full", "no frame", "model error", "result not sent",
-	"not inspected (triggered while vigild was down)",
-	"vibration sensor flat (dead: cable, supply, ADC)",
-	"image flat (lens cap, light off, blank sensor)",
-	"no vibration window (late, with a gap, or clipped)", "other fault",
+/* The fail-safe causes as the report names them (core/part.h's
+ * classification, the one /metrics counts by), and the order it lists
+ * them in. */
+static const char *const failsafe_name[VIGIL_FAILSAFE_CAUSES] = {
+	[VIGIL_FAILSAFE_DEADLINE] = "deadline",
+	[VIGIL_FAILSAFE_QUEUE_FULL] = "queue full",
+	[VIGIL_FAILSAFE_NO_FRAME] = "no frame",
+	[VIGIL_FAILSAFE_MODEL_ERROR] = "model error",
+	[VIGIL_FAILSAFE_OVERRUN] = "result not sent",
+	[VIGIL_FAILSAFE_NOT_INSPECTED] = "not inspected (triggered while vigild was down)",
+	[VIGIL_FAILSAFE_SENSOR_FLAT] = "vibration sensor flat (dead: cable, supply, ADC)",
+	[VIGIL_FAILSAFE_IMAGE_FLAT] = "image flat (lens cap, light off, blank sensor)",
+	[VIGIL_FAILSAFE_NO_VIBRATION] = "no vibration window (late, with a gap, or clipped)",
+	[VIGIL_FAILSAFE_FAULT] = "other fault",
+};
+static const enum vigil_failsafe_cause failsafe_order[VIGIL_FAILSAFE_CAUSES] = {
+	VIGIL_FAILSAFE_DEADLINE, VIGIL_FAILSAFE_QUEUE_FULL, VIGIL_FAILSAFE_NO_FRAME,
+	VIGIL_FAILSAFE_MODEL_ERROR, VIGIL_FAILSAFE_OVERRUN, VIGIL_FAILSAFE_NOT_INSPECTED,
+	VIGIL_FAILSAFE_SENSOR_FLAT, VIGIL_FAILSAFE_IMAGE_FLAT, VIGIL_FAILSAFE_NO_VIBRATION,
+	VIGIL_FAILSAFE_FAULT,
 };
 
 struct top_defect {
@@ -82,7 +93,7 @@ struct model_seen {
 struct gather {
 	report_pareto *pareto;
 	uint64_t parts, accepted, rejected, marginal, reviewed, overruled;
-	uint64_t failsafe[FS_CAUSES];
+	uint64_t failsafe[VIGIL_FAILSAFE_CAUSES];
 	GArray *top;             /* struct top_defect, best first, at most ntop */
 	int ntop;
 	GPtrArray *models;       /* struct model_seen, first seen first */
@@ -93,29 +104,6 @@ static void top_defect_clear(struct top_defect *d)
 	g_free(d->model_version);
 	g_free(d->review);
 	g_free(d->note);
-}
-
-static enum failsafe_cause failsafe_of(uint32_t flags)
-{
-	if (flags & VIGIL_FLAG_NOT_INSPECTED)
-		return FS_NOT_INSPECTED;
-	if (flags & VIGIL_FLAG_DEADLINE)
-		return FS_DEADLINE;
-	if (flags & VIGIL_FLAG_QUEUE_FULL)
-		return FS_QUEUE_FULL;
-	if (flags & VIGIL_FLAG_NO_FRAME)
-		return FS_NO_FRAME;
-	if (flags & VIGIL_FLAG_IMAGE_FLAT)
-		return FS_IMAGE_FLAT;
-	if (flags & VIGIL_FLAG_VIB_FLAT)
-		return FS_SENSOR_FLAT;
-	if (flags & (VIGIL_FLAG_NO_VIBRATION | VIGIL_FLAG_VIB_CLIPPED))
-		return FS_NO_VIBRATION;
-	if (flags & VIGIL_FLAG_MODEL_ERROR)
-		return FS_MODEL_ERROR;
-	if (flags & VIGIL_FLAG_NOT_SENT)
-		return FS_NOT_SENT;
-	return FS_OTHER;
 }
 
 static void keep_top(struct gather *g, const struct db_inspection *r)
@@ -163,7 +151,7 @@ static int gather_row(const struct db_inspection *r, void *data)
 			g->overruled++;
 	}
 	if (r->flags & (VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_NOT_SENT))
-		g->failsafe[failsafe_of(r->flags)]++;
+		g->failsafe[vigil_failsafe_cause_of(r->flags)]++;
 	if (r->verdict == VIGIL_VERDICT_REJECT)
 		keep_top(g, r);
 	for (guint i = 0; i < g->models->len && !m; i++) {
@@ -321,16 +309,17 @@ static void write_counts(GString *out, const struct gather *g)
 		  g->parts);
 	count_row(out, "reviewed", g->reviewed, g->parts);
 	count_row(out, "overruled", g->overruled, g->reviewed);
-	for (int i = 0; i < FS_CAUSES; i++)
+	for (int i = 0; i < VIGIL_FAILSAFE_CAUSES; i++)
 		fs += g->failsafe[i];
 	count_row(out, "fail-safe rejects", fs, g->parts);
-	for (int i = 0; i < FS_CAUSES; i++) {
+	for (int i = 0; i < VIGIL_FAILSAFE_CAUSES; i++) {
+		enum vigil_failsafe_cause c = failsafe_order[i];
 		char *what;
 
-		if (!g->failsafe[i])
+		if (!g->failsafe[c])
 			continue;
-		what = g_strdup_printf("fail-safe: %s", failsafe_name[i]);
-		count_row(out, what, g->failsafe[i], fs);
+		what = g_strdup_printf("fail-safe: %s", failsafe_name[c]);
+		count_row(out, what, g->failsafe[c], fs);
 		g_free(what);
 	}
 	g_string_append(out, "</table></section>\n");
@@ -440,7 +429,7 @@ static void write_top(GString *out, const struct report_request *rq, const struc
 			g_string_append_printf(out, " · score %.3f", d->score);
 		if (d->flags & (VIGIL_FLAG_FAILSAFE | VIGIL_FLAG_NOT_SENT)) {
 			g_string_append(out, " · fail-safe: ");
-			put_text(out, failsafe_name[failsafe_of(d->flags)]);
+			put_text(out, failsafe_name[vigil_failsafe_cause_of(d->flags)]);
 		}
 		if (d->model_version) {
 			g_string_append(out, " · model ");

@@ -706,12 +706,38 @@ static void test_defect_type_is_one_plain_word(void)
 	g_assert_false(vigil_defect_type_ok(longest));
 }
 
+/* The one fail-safe classification: where a part carries several
+ * causes, /metrics and the shift report name the same one. */
+static void test_failsafe_cause(void)
+{
+	static const struct {
+		uint32_t flags;
+		enum vigil_failsafe_cause want;
+	} cases[] = {
+		{ 0, VIGIL_FAILSAFE_FAULT },
+		{ VIGIL_FLAG_FAILSAFE, VIGIL_FAILSAFE_FAULT },
+		{ VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_NOT_SENT, VIGIL_FAILSAFE_OVERRUN },
+		{ VIGIL_FLAG_NO_FRAME | VIGIL_FLAG_VIB_FLAT, VIGIL_FAILSAFE_NO_FRAME },
+		{ VIGIL_FLAG_IMAGE_FLAT | VIGIL_FLAG_MODEL_ERROR, VIGIL_FAILSAFE_IMAGE_FLAT },
+		{ VIGIL_FLAG_VIB_CLIPPED, VIGIL_FAILSAFE_NO_VIBRATION },
+		{ VIGIL_FLAG_VIB_FLAT | VIGIL_FLAG_NO_VIBRATION, VIGIL_FAILSAFE_SENSOR_FLAT },
+		{ VIGIL_FLAG_MODEL_ERROR, VIGIL_FAILSAFE_MODEL_ERROR },
+		{ VIGIL_FLAG_QUEUE_FULL | VIGIL_FLAG_NOT_SENT, VIGIL_FAILSAFE_QUEUE_FULL },
+		{ VIGIL_FLAG_DEADLINE | VIGIL_FLAG_QUEUE_FULL, VIGIL_FAILSAFE_DEADLINE },
+		{ VIGIL_FLAG_NOT_INSPECTED | VIGIL_FLAG_DEADLINE, VIGIL_FAILSAFE_NOT_INSPECTED },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++)
+		g_assert_cmpint(vigil_failsafe_cause_of(cases[i].flags), ==, cases[i].want);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/core/config/errors-name-file-line-key", test_config_errors_name_file_line_key);
 	g_test_add_func("/core/config/refuses-a-key-given-twice",
 			test_config_refuses_a_key_given_twice);
+	g_test_add_func("/core/part/failsafe-cause", test_failsafe_cause);
 	g_test_add_func("/core/bqueue/order-and-bound", test_bqueue_order_and_bound);
 	g_test_add_func("/core/ring/windows-by-time", test_ring_windows_by_time);
 	g_test_add_func("/core/ring/clipping-and-origin", test_ring_clipping_and_origin);
