@@ -53,10 +53,8 @@ const [url, token, executablePath, wantCharts] = process.argv.slice(2);
 
   // The camera image with the defect heatmap over it: the heatmap's hot
   // centre turns the gray image red there, and goes with the toggle.
-  await page.waitForFunction(() => {
-    const c = document.querySelector("#d-media canvas.part-image");
-    return c && c.width > 0;
-  }, null, { timeout: 15000 });
+  // data-drawn: the canvas exists (300 wide, blank) before its images load.
+  await page.waitForSelector("#d-media canvas.part-image[data-drawn]", { timeout: 15000 });
   const centre = () => page.$eval("#d-media canvas.part-image", (c) => Array.from(
     c.getContext("2d").getImageData(c.width >> 1, c.height >> 1, 1, 1).data.slice(0, 3)));
   const on = await centre();

@@ -64,7 +64,7 @@ function must(cond, msg) { if (!cond) throw new Error(msg); }
       !document.querySelector("#detail").hidden, part, { timeout: T });
     await page.waitForFunction((p) => {
       const c = document.querySelector("#d-media canvas.part-image");
-      return c && c.width > 0 && c.dataset.media === String(p);
+      return c && c.dataset.drawn && c.dataset.media === String(p);
     }, a.image_media[part], { timeout: T });
   }
   // [r, g, b] of the part's canvas at a fraction of its size.

@@ -473,6 +473,9 @@ function drawPart(p) {
   const opacity = Number($("d-heat-opacity").value) / 100;
   if (anomaly && $("d-anomaly-show").checked) drawMap(ctx, anomaly, MAP_COLOURS.anomaly, opacity);
   if (heat && $("d-heat-show").checked) drawMap(ctx, heat, MAP_COLOURS.defect, opacity);
+  // Drawn, maps included: until now the canvas is a blank 300 x 150
+  // (its images load first), which a reader must not take for the part.
+  canvas.dataset.drawn = "1";
 }
 
 // The map of camera's image among maps: its own, else the part's (vigild
