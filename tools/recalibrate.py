@@ -124,11 +124,15 @@ def recalibrate(a, argv, pkg):
     _, (surf, vib, defect, _), images, signals = ensemble.held_out(a, pkg.man)
     logits, _, _ = ensemble.run_all(ensemble.opencv_nets(pkg.files), images, signals,
                                     bool(pkg.heatmap))
-    dark = None
-    if a.dark or pkg.man.has_section("dark"):
-        logits, dark = join_dark(a, logits, defect)
     # An anomaly package (train.py --good-only) keeps to its good parts.
     a.good_only = pkg.man.get("vision", "score", fallback="defect") == "anomaly"
+    dark = None
+    if a.dark or pkg.man.has_section("dark"):
+        if not a.good_only:
+            log("note: a package with a supervised score has a good tail of its own; in "
+                "docs/model.md's leave-one-out runs joining the dark score into such a "
+                "package let more defects through, not fewer: compare before shipping it")
+        logits, dark = join_dark(a, logits, defect)
     a.reject, a.marginal = train.calibrate(logits[:, 2], defect, a.frr_target,
                                            a.marginal_rule, a.marginal_budget, a.good_only)
     metrics = train.figures(logits, surf, vib, defect, a.reject, a.marginal)
