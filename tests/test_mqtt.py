@@ -45,7 +45,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 
 from linetest import Checks, Line, Vigild, fail, free_port, require_model, wait_for, workdir

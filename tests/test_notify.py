@@ -32,7 +32,7 @@ import threading
 import time
 
 from linetest import (Vigild, binaries, fail, free_port, generate_parts, line_config,
-                      require_model, sequence_camera, wait_for, workdir)
+                      require_model, sequence_camera, workdir)
 
 build, root = sys.argv[1], sys.argv[2]
 
